@@ -1,0 +1,244 @@
+//! The proto3 JSON mapping for every message in this crate, driven by the embedded descriptor
+//! set: camelCase (or original) field names, durations as `"5s"`, enums by name, well-known
+//! wrappers and `Struct`, and unknown fields rejected. Decoding reports the path of the field
+//! that failed (`http[0].route[0].destination.hots`), which validation messages reuse.
+
+use std::sync::LazyLock;
+
+use prost_reflect::{DescriptorPool, DeserializeOptions, DynamicMessage, MessageDescriptor, SerializeOptions};
+use serde::de::IntoDeserializer;
+
+use crate::FILE_DESCRIPTOR_SET;
+
+/// Why a JSON value could not become the requested message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JsonError {
+    /// The message name is not in the descriptor set (a programming error, not user input).
+    #[error("unknown proto message {0}")]
+    UnknownMessage(String),
+    /// The value does not match the message's JSON form. `path` is empty for the top level.
+    #[error("{}{message}", if path.is_empty() { String::new() } else { format!("{path}: ") })]
+    Mismatch { path: String, message: String },
+    /// The bytes are not an encoding of the message.
+    #[error("cannot decode {message_name}: {reason}")]
+    Decode { message_name: String, reason: String },
+}
+
+static POOL: LazyLock<DescriptorPool> = LazyLock::new(|| {
+    // The descriptor set is produced by this crate's build script from its own protos; if it
+    // does not decode the build itself is broken, so there is nothing sensible to fall back to.
+    DescriptorPool::decode(FILE_DESCRIPTOR_SET)
+        .unwrap_or_else(|error| panic!("embedded descriptor set is corrupt: {error}"))
+});
+
+/// The descriptor pool holding every message of the Istio API.
+pub fn pool() -> &'static DescriptorPool {
+    &POOL
+}
+
+/// The descriptor of a message by full name (`istio.networking.v1alpha3.VirtualService`).
+pub fn message_descriptor(full_name: &str) -> Result<MessageDescriptor, JsonError> {
+    POOL.get_message_by_name(full_name).ok_or_else(|| JsonError::UnknownMessage(full_name.to_string()))
+}
+
+/// Decodes a JSON value into a dynamic message of type `full_name`, rejecting unknown fields.
+/// Durations may use Go's syntax (`30ms`, `3m`, `1h30m`) as Istio 1.4 accepted, besides `"5s"`.
+pub fn decode_dynamic(full_name: &str, value: &serde_json::Value) -> Result<DynamicMessage, JsonError> {
+    let descriptor = message_descriptor(full_name)?;
+    let mut value = value.clone();
+    normalize_durations(&descriptor, &mut value);
+    let options = DeserializeOptions::new().deny_unknown_fields(true);
+    let mut track = serde_path_to_error::Track::new();
+    let deserializer = serde_path_to_error::Deserializer::new(value.into_deserializer(), &mut track);
+    DynamicMessage::deserialize_with_options(descriptor, deserializer, &options)
+        .map_err(|error| JsonError::Mismatch { path: json_path(&track.path().to_string()), message: error.to_string() })
+}
+
+/// Decodes a JSON value into the generated message `T` whose proto name is `full_name`.
+pub fn decode<T: prost::Message + Default>(full_name: &str, value: &serde_json::Value) -> Result<T, JsonError> {
+    let dynamic = decode_dynamic(full_name, value)?;
+    dynamic
+        .transcode_to::<T>()
+        .map_err(|error| JsonError::Decode { message_name: full_name.to_string(), reason: error.to_string() })
+}
+
+/// Encodes the binary form of message `full_name` as proto3 JSON (camelCase, defaults omitted).
+pub fn encode_bytes(full_name: &str, bytes: &[u8]) -> Result<serde_json::Value, JsonError> {
+    let descriptor = message_descriptor(full_name)?;
+    let dynamic = DynamicMessage::decode(descriptor, bytes)
+        .map_err(|error| JsonError::Decode { message_name: full_name.to_string(), reason: error.to_string() })?;
+    Ok(dynamic_to_json(&dynamic))
+}
+
+/// Encodes a generated message as proto3 JSON.
+pub fn encode<T: prost::Message>(full_name: &str, message: &T) -> Result<serde_json::Value, JsonError> {
+    encode_bytes(full_name, &message.encode_to_vec())
+}
+
+/// Proto3 JSON of a dynamic message.
+pub fn dynamic_to_json(message: &DynamicMessage) -> serde_json::Value {
+    let options = SerializeOptions::new().skip_default_fields(true);
+    message.serialize_with_options(serde_json::value::Serializer, &options).unwrap_or(serde_json::Value::Null)
+}
+
+/// The message name inside a `type.googleapis.com/<name>` type URL.
+pub fn type_url_message(type_url: &str) -> &str {
+    type_url.rsplit('/').next().unwrap_or(type_url)
+}
+
+const DURATION: &str = "google.protobuf.Duration";
+
+/// Rewrites every Go-style duration string found at a `Duration` field into proto3 form.
+/// Values that do not parse are left alone for the decoder to reject with its own message.
+fn normalize_durations(descriptor: &MessageDescriptor, value: &mut serde_json::Value) {
+    use prost_reflect::Kind;
+    let serde_json::Value::Object(map) = value else { return };
+    for (key, item) in map.iter_mut() {
+        let field = descriptor.get_field_by_json_name(key).or_else(|| descriptor.get_field_by_name(key));
+        let Some(field) = field else { continue };
+        let Kind::Message(message) = field.kind() else { continue };
+        if field.is_map() {
+            let Some(value_field) = message.map_entry_value_field().kind().as_message().cloned() else { continue };
+            if let serde_json::Value::Object(entries) = item {
+                for entry in entries.values_mut() {
+                    normalize_one(&value_field, entry);
+                }
+            }
+        } else if field.is_list() {
+            if let serde_json::Value::Array(items) = item {
+                for entry in items {
+                    normalize_one(&message, entry);
+                }
+            }
+        } else {
+            normalize_one(&message, item);
+        }
+    }
+}
+
+fn normalize_one(message: &MessageDescriptor, value: &mut serde_json::Value) {
+    if message.full_name() == DURATION {
+        if let serde_json::Value::String(text) = value {
+            if let Some(proto) = go_duration_to_proto(text) {
+                *text = proto;
+            }
+        }
+    } else if !message.full_name().starts_with("google.protobuf.") {
+        normalize_durations(message, value);
+    }
+}
+
+/// Converts Go's `time.ParseDuration` syntax (`1h2m3.5s`, `300ms`, `-1.5h`) into the proto3 JSON
+/// form (`3723.500s`). Returns `None` for text that is not a Go duration.
+pub fn go_duration_to_proto(text: &str) -> Option<String> {
+    let (negative, mut rest) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
+    if rest == "0" {
+        return Some("0s".to_string());
+    }
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total_nanos: i128 = 0;
+    while !rest.is_empty() {
+        let number_length = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        if number_length == 0 {
+            return None;
+        }
+        let number = &rest[..number_length];
+        rest = &rest[number_length..];
+        let unit_length = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit = &rest[..unit_length];
+        rest = &rest[unit_length..];
+        let scale: i128 = match unit {
+            "ns" => 1,
+            "us" | "\u{b5}s" | "\u{3bc}s" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            _ => return None,
+        };
+        let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+        if whole.is_empty() && fraction.is_empty() {
+            return None;
+        }
+        let whole: i128 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
+        total_nanos = total_nanos.checked_add(whole.checked_mul(scale)?)?;
+        if !fraction.is_empty() {
+            let digits = fraction.len().min(18) as u32;
+            let fraction_value: i128 = fraction[..digits as usize].parse().ok()?;
+            total_nanos = total_nanos.checked_add(fraction_value * scale / 10_i128.pow(digits))?;
+        }
+    }
+    let seconds = total_nanos / 1_000_000_000;
+    let nanos = total_nanos % 1_000_000_000;
+    let sign = if negative { "-" } else { "" };
+    Some(if nanos == 0 { format!("{sign}{seconds}s") } else { format!("{sign}{seconds}.{nanos:09}s") })
+}
+
+/// serde_path_to_error prints the top level as `.`; drop it, keep everything else.
+fn json_path(path: &str) -> String {
+    if path == "." {
+        String::new()
+    } else {
+        path.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations_become_proto_durations() {
+        for (go, proto) in [
+            ("5s", "5s"),
+            ("0.5s", "0.500000000s"),
+            ("30ms", "0.030000000s"),
+            ("3m", "180s"),
+            ("1h30m", "5400s"),
+            ("24h", "86400s"),
+            ("1.5h", "5400s"),
+            ("100us", "0.000100000s"),
+            ("0", "0s"),
+            ("-2s", "-2s"),
+        ] {
+            assert_eq!(go_duration_to_proto(go).as_deref(), Some(proto), "{go}");
+        }
+        for bad in ["", "5", "s", "5x", "1..5s", "abc"] {
+            assert_eq!(go_duration_to_proto(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn decoding_accepts_go_durations_in_nested_and_repeated_fields() {
+        let value = serde_json::json!({
+            "host": "reviews",
+            "trafficPolicy": {"connectionPool": {"tcp": {"connectTimeout": "30ms"}}, "outlierDetection": {"baseEjectionTime": "3m"}},
+            "subsets": [{"name": "v1", "trafficPolicy": {"connectionPool": {"http": {"idleTimeout": "1h"}}}}]
+        });
+        let message = decode_dynamic("istio.networking.v1alpha3.DestinationRule", &value).expect("decodes");
+        let json = dynamic_to_json(&message);
+        assert_eq!(json["trafficPolicy"]["connectionPool"]["tcp"]["connectTimeout"], "0.030s");
+        assert_eq!(json["trafficPolicy"]["outlierDetection"]["baseEjectionTime"], "180s");
+        assert_eq!(json["subsets"][0]["trafficPolicy"]["connectionPool"]["http"]["idleTimeout"], "3600s");
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_values_report_their_path() {
+        let value = serde_json::json!({"hosts": ["r"], "http": [{"route": [{"destination": {"hots": "r"}}]}]});
+        let error = decode_dynamic("istio.networking.v1alpha3.VirtualService", &value).expect_err("unknown field");
+        let JsonError::Mismatch { path, message } = error else { panic!("wrong error") };
+        assert_eq!(path, "http[0].route[0].destination");
+        assert!(message.contains("hots"), "{message}");
+        let error = decode_dynamic(
+            "istio.networking.v1alpha3.VirtualService",
+            &serde_json::json!({"http": [{"timeout": "soon"}]}),
+        )
+        .expect_err("bad duration");
+        assert!(matches!(error, JsonError::Mismatch { ref path, .. } if path == "http[0].timeout"), "{error:?}");
+    }
+}

@@ -1,0 +1,8 @@
+//! Configuration as the mesh handles it: Kubernetes-shaped objects, YAML reading with file and
+//! line, Istio 1.4 validation, Mixer's expression parser, and the object store with its
+//! directory and Kubernetes backends.
+
+pub mod expr;
+pub mod object;
+pub mod validation;
+pub mod yaml;
