@@ -149,4 +149,57 @@ mod tests {
         assert!(outcome.problems[0].source.ends_with("bad.yml"));
         assert!(validate_paths(&["/no/such/path".to_string()], "default").is_err());
     }
+
+    fn samples() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/bookinfo")
+    }
+
+    #[test]
+    fn istio_1_4_bookinfo_samples_are_accepted_unchanged() {
+        let outcome = validate_paths(&[samples().display().to_string()], "default").expect("runs");
+        assert!(outcome.files >= 50, "samples present: {}", outcome.files);
+        let lines: Vec<String> = outcome.problems.iter().map(ToString::to_string).collect();
+        assert!(lines.is_empty(), "{lines:#?}");
+    }
+
+    #[test]
+    fn broken_variants_of_samples_are_rejected_with_field_messages() {
+        let read = |relative: &str| std::fs::read_to_string(samples().join(relative)).expect("sample");
+        let cases = [
+            (
+                "networking/virtual-service-reviews-50-v3.yaml",
+                "weight: 50",
+                "weight: 40",
+                "total destination weight 90 != 100",
+            ),
+            (
+                "networking/virtual-service-ratings-test-delay.yaml",
+                "fixedDelay: 7s",
+                "fixedDelay: 7",
+                "spec.http[0].fault.delay.fixedDelay",
+            ),
+            ("networking/destination-rule-all.yaml", "name: v1", "name: V_1", "subset name is invalid"),
+            ("networking/bookinfo-gateway.yaml", "protocol: HTTP", "protocol: HTTPX", "invalid protocol"),
+            (
+                "platform/kube/rbac/productpage-policy.yaml",
+                "kind: ServiceRole\n",
+                "kind: ServiceRoles\n",
+                "unknown kind ServiceRoles",
+            ),
+            (
+                "policy/mixer-rule-deny-label.yaml",
+                "compiledAdapter: denier",
+                "compiledAdapter: denyer",
+                "unknown adapter \"denyer\"",
+            ),
+        ];
+        for (file, from, to, expected) in cases {
+            let original = read(file);
+            assert!(original.contains(from), "{file} contains {from:?}");
+            let mut outcome = Outcome::default();
+            validate_text(file, &original.replacen(from, to, 1), "default", &mut outcome);
+            let lines: Vec<String> = outcome.problems.iter().map(ToString::to_string).collect();
+            assert!(lines.iter().any(|line| line.starts_with(file) && line.contains(expected)), "{file}: {lines:#?}");
+        }
+    }
 }

@@ -4,5 +4,6 @@
 
 pub mod expr;
 pub mod object;
+pub mod store;
 pub mod validation;
 pub mod yaml;

@@ -1,0 +1,399 @@
+//! The directory backend of the store. It reads every `.yaml`, `.yml` and `.json` file under a
+//! root, in any layout and with any number of documents per file, and writes one file per object
+//! under `objects/<namespace|_cluster>/<kind>[.<group>]/<name>.yaml`. Writes are atomic: a temp
+//! file, then a rename.
+//!
+//! Changes made by other processes are noticed through inotify (notify) and a rescan every
+//! 500 ms, so a watcher hears about them within a second. A file that stops parsing keeps its
+//! last good objects and is reported as a `SourceError` until it is fixed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+
+use super::{content_version, Event, Store, StoreError};
+use crate::object::{Object, ObjectKey, TypeKey};
+use crate::yaml::parse_objects;
+
+const RESCAN_INTERVAL: Duration = Duration::from_millis(500);
+const CANONICAL_DIR: &str = "objects";
+
+/// A store kept in a directory of YAML files.
+#[derive(Clone)]
+pub struct DirectoryStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    root: PathBuf,
+    state: Mutex<State>,
+    subscribers: Mutex<Vec<mpsc::UnboundedSender<Event>>>,
+    watcher_started: Mutex<bool>,
+}
+
+/// What identifies a version of a file on disk without reading it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Fingerprint {
+    modified: Option<SystemTime>,
+    length: u64,
+    inode: u64,
+}
+
+#[derive(Debug, Default)]
+struct FileState {
+    fingerprint: Option<Fingerprint>,
+    objects: Vec<Object>,
+    error: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    files: BTreeMap<PathBuf, FileState>,
+    objects: BTreeMap<ObjectKey, (Object, PathBuf)>,
+}
+
+fn io_error(path: &Path, source: std::io::Error) -> StoreError {
+    StoreError::Io { path: path.display().to_string(), source }
+}
+
+fn fingerprint(metadata: &std::fs::Metadata) -> Fingerprint {
+    use std::os::unix::fs::MetadataExt;
+    Fingerprint { modified: metadata.modified().ok(), length: metadata.len(), inode: metadata.ino() }
+}
+
+fn is_config_file(path: &Path) -> bool {
+    let hidden = path.file_name().and_then(|name| name.to_str()).is_some_and(|name| name.starts_with('.'));
+    !hidden && path.extension().is_some_and(|ext| ext == "yaml" || ext == "yml" || ext == "json")
+}
+
+fn config_files(dir: &Path, out: &mut Vec<(PathBuf, Fingerprint)>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(metadata) = std::fs::metadata(&path) else { continue };
+        if metadata.is_dir() {
+            let hidden = path.file_name().and_then(|name| name.to_str()).is_some_and(|name| name.starts_with('.'));
+            if !hidden {
+                config_files(&path, out);
+            }
+        } else if is_config_file(&path) {
+            out.push((path, fingerprint(&metadata)));
+        }
+    }
+}
+
+impl DirectoryStore {
+    /// Opens (creating if needed) a store rooted at `root` and reads what is there.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        let root = root.into();
+        std::fs::create_dir_all(&root).map_err(|error| io_error(&root, error))?;
+        let store = DirectoryStore {
+            inner: Arc::new(Inner {
+                root,
+                state: Mutex::new(State::default()),
+                subscribers: Mutex::new(Vec::new()),
+                watcher_started: Mutex::new(false),
+            }),
+        };
+        store.inner.refresh();
+        Ok(store)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+
+    /// The file an object is written to.
+    pub fn canonical_path(&self, key: &ObjectKey) -> PathBuf {
+        let namespace = if key.namespace.is_empty() { "_cluster" } else { key.namespace.as_str() };
+        let kind = if key.group.is_empty() {
+            key.kind.to_lowercase()
+        } else {
+            format!("{}.{}", key.kind.to_lowercase(), key.group)
+        };
+        self.inner.root.join(CANONICAL_DIR).join(namespace).join(kind).join(format!("{}.yaml", key.name))
+    }
+
+    /// Sources that currently fail to parse, with their error.
+    pub fn source_errors(&self) -> Vec<(PathBuf, String)> {
+        let state = self.inner.lock_state();
+        state.files.iter().filter_map(|(path, file)| file.error.clone().map(|error| (path.clone(), error))).collect()
+    }
+
+    /// Rescans now and delivers any changes to watchers (the background task does this too).
+    pub async fn refresh(&self) {
+        let inner = self.inner.clone();
+        let _ = tokio::task::spawn_blocking(move || inner.refresh()).await;
+    }
+
+    fn start_watcher(&self) {
+        let mut started = self.inner.watcher_started.lock().unwrap_or_else(|poison| poison.into_inner());
+        if *started {
+            return;
+        }
+        *started = true;
+        let weak = Arc::downgrade(&self.inner);
+        let root = self.inner.root.clone();
+        tokio::spawn(watch_loop(weak, root));
+    }
+}
+
+/// Rescans on file-system notifications (debounced) and on a timer, until the store is dropped.
+async fn watch_loop(inner: Weak<Inner>, root: PathBuf) {
+    use notify::Watcher as _;
+    let (notify_tx, mut notify_rx) = mpsc::unbounded_channel();
+    let watcher = notify::recommended_watcher(move |_event| {
+        let _ = notify_tx.send(());
+    })
+    .and_then(|mut watcher| watcher.watch(&root, notify::RecursiveMode::Recursive).map(|()| watcher));
+    if let Err(error) = &watcher {
+        tracing::warn!(root = %root.display(), %error, "file notifications unavailable; relying on periodic rescans");
+    }
+    let mut ticker = tokio::time::interval(RESCAN_INTERVAL);
+    loop {
+        tokio::select! {
+            Some(()) = notify_rx.recv() => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                while notify_rx.try_recv().is_ok() {}
+            }
+            _ = ticker.tick() => {}
+        }
+        let Some(inner) = inner.upgrade() else { return };
+        if inner.subscriber_count() == 0 {
+            continue;
+        }
+        let _ = tokio::task::spawn_blocking(move || inner.refresh()).await;
+    }
+}
+
+impl Inner {
+    fn lock_state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    fn subscriber_count(&self) -> usize {
+        let mut subscribers = self.subscribers.lock().unwrap_or_else(|poison| poison.into_inner());
+        subscribers.retain(|sender| !sender.is_closed());
+        subscribers.len()
+    }
+
+    /// Re-reads changed files, rebuilds the object view and sends the differences to watchers.
+    fn refresh(&self) {
+        let mut found = Vec::new();
+        config_files(&self.root, &mut found);
+        let mut events = Vec::new();
+        // Lock order (subscribers, then state) matches `watch`, so a new watcher sees either the
+        // state before this refresh plus its events, or the state after it, never both.
+        let mut subscribers = self.subscribers.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut state = self.lock_state();
+        let present: std::collections::HashSet<PathBuf> = found.iter().map(|(path, _)| path.clone()).collect();
+        state.files.retain(|path, _| present.contains(path));
+        for (path, print) in found {
+            let file = state.files.entry(path.clone()).or_default();
+            if file.fingerprint.as_ref() == Some(&print) {
+                continue;
+            }
+            file.fingerprint = Some(print);
+            let text = match std::fs::read_to_string(&path) {
+                Ok(text) => text,
+                Err(error) => {
+                    // Vanished between listing and reading, or unreadable: try again next scan.
+                    file.fingerprint = None;
+                    tracing::debug!(path = %path.display(), %error, "cannot read config file");
+                    continue;
+                }
+            };
+            let (objects, errors) = parse_objects(&path.display().to_string(), &text);
+            match errors.first() {
+                Some(error) => {
+                    let message = error.message.clone();
+                    if file.error.as_deref() != Some(message.as_str()) {
+                        events.push(Event::SourceError {
+                            source: error.source_name.clone(),
+                            line: error.line,
+                            message: message.clone(),
+                        });
+                    }
+                    file.error = Some(message);
+                }
+                None => {
+                    file.error = None;
+                    file.objects = objects.into_iter().map(|source| source.object).collect();
+                }
+            }
+        }
+        let canonical_root = self.root.join(CANONICAL_DIR);
+        let mut ordered: Vec<&PathBuf> = state.files.keys().collect();
+        ordered.sort_by_key(|path| (path.starts_with(&canonical_root), (*path).clone()));
+        let mut objects = BTreeMap::new();
+        for path in ordered {
+            for object in &state.files[path].objects {
+                let mut object = object.clone();
+                object.metadata.resource_version = Some(content_version(&object));
+                objects.insert(object.key(), (object, path.clone()));
+            }
+        }
+        for (key, (old, _)) in &state.objects {
+            match objects.get(key) {
+                None => events.push(Event::Deleted(old.clone())),
+                Some((new, _)) if new.resource_version() != old.resource_version() => {
+                    events.push(Event::Modified(new.clone()))
+                }
+                Some(_) => {}
+            }
+        }
+        for (key, (new, _)) in &objects {
+            if !state.objects.contains_key(key) {
+                events.push(Event::Added(new.clone()));
+            }
+        }
+        state.objects = objects;
+        drop(state);
+        if !events.is_empty() {
+            subscribers.retain(|sender| events.iter().all(|event| sender.send(event.clone()).is_ok()));
+        }
+    }
+
+    fn files_holding(&self, key: &ObjectKey) -> Vec<PathBuf> {
+        let state = self.lock_state();
+        state
+            .files
+            .iter()
+            .filter(|(_, file)| file.objects.iter().any(|object| &object.key() == key))
+            .map(|(path, _)| path.clone())
+            .collect()
+    }
+
+    /// Removes `key` from a file: deletes a file that held only it, rewrites one that held more.
+    fn remove_from_file(&self, path: &Path, key: &ObjectKey) -> Result<(), StoreError> {
+        let remaining: Vec<Object> = {
+            let state = self.lock_state();
+            state
+                .files
+                .get(path)
+                .map(|file| file.objects.iter().filter(|object| &object.key() != key).cloned().collect())
+                .unwrap_or_default()
+        };
+        if remaining.is_empty() {
+            return match std::fs::remove_file(path) {
+                Ok(()) => Ok(()),
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(error) => Err(io_error(path, error)),
+            };
+        }
+        let mut text = String::new();
+        for object in &remaining {
+            text.push_str("---\n");
+            text.push_str(&serde_yaml::to_string(object).map_err(|error| StoreError::Encode(error.to_string()))?);
+        }
+        write_atomically(path, &text)
+    }
+}
+
+fn write_atomically(path: &Path, text: &str) -> Result<(), StoreError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|error| io_error(dir, error))?;
+    let file_name = path.file_name().and_then(|name| name.to_str()).unwrap_or("object");
+    let temp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
+    std::fs::write(&temp, text).map_err(|error| io_error(&temp, error))?;
+    std::fs::rename(&temp, path).map_err(|error| io_error(path, error))
+}
+
+fn apply_blocking(store: &DirectoryStore, mut object: Object) -> Result<Object, StoreError> {
+    if object.name().is_empty() {
+        return Err(StoreError::MissingName(format!("{} {}", object.kind, object.namespace())));
+    }
+    object.metadata.resource_version = None;
+    let key = object.key();
+    let target = store.canonical_path(&key);
+    for path in store.inner.files_holding(&key) {
+        if path != target {
+            store.inner.remove_from_file(&path, &key)?;
+        }
+    }
+    let text = serde_yaml::to_string(&object).map_err(|error| StoreError::Encode(error.to_string()))?;
+    write_atomically(&target, &text)?;
+    store.inner.refresh();
+    let state = store.inner.lock_state();
+    Ok(state.objects.get(&key).map(|(stored, _)| stored.clone()).unwrap_or(object))
+}
+
+fn delete_blocking(store: &DirectoryStore, key: &ObjectKey) -> Result<bool, StoreError> {
+    store.inner.refresh();
+    let holders = store.inner.files_holding(key);
+    for path in &holders {
+        store.inner.remove_from_file(path, key)?;
+    }
+    store.inner.refresh();
+    Ok(!holders.is_empty())
+}
+
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(value) => value,
+        Err(error) => std::panic::resume_unwind(error.into_panic()),
+    }
+}
+
+#[async_trait]
+impl Store for DirectoryStore {
+    async fn list(&self, kind: &TypeKey) -> Result<Vec<Object>, StoreError> {
+        self.refresh().await;
+        let state = self.inner.lock_state();
+        Ok(state
+            .objects
+            .values()
+            .filter(|(object, _)| &object.type_key() == kind)
+            .map(|(object, _)| object.clone())
+            .collect())
+    }
+
+    async fn get(&self, key: &ObjectKey) -> Result<Option<Object>, StoreError> {
+        self.refresh().await;
+        let state = self.inner.lock_state();
+        Ok(state.objects.get(key).map(|(object, _)| object.clone()))
+    }
+
+    async fn apply(&self, object: Object) -> Result<Object, StoreError> {
+        let store = self.clone();
+        blocking(move || apply_blocking(&store, object)).await
+    }
+
+    async fn delete(&self, key: &ObjectKey) -> Result<bool, StoreError> {
+        let store = self.clone();
+        let key = key.clone();
+        blocking(move || delete_blocking(&store, &key)).await
+    }
+
+    fn watch(&self) -> mpsc::UnboundedReceiver<Event> {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        {
+            // Hold the subscriber list while taking the snapshot so no change slips between them.
+            let mut subscribers = self.inner.subscribers.lock().unwrap_or_else(|poison| poison.into_inner());
+            let state = self.inner.lock_state();
+            for (object, _) in state.objects.values() {
+                let _ = sender.send(Event::Added(object.clone()));
+            }
+            for (path, file) in &state.files {
+                if let Some(error) = &file.error {
+                    let _ = sender.send(Event::SourceError {
+                        source: path.display().to_string(),
+                        line: 0,
+                        message: error.clone(),
+                    });
+                }
+            }
+            let _ = sender.send(Event::Synced);
+            subscribers.push(sender);
+        }
+        self.start_watcher();
+        receiver
+    }
+}
+
+#[cfg(test)]
+mod tests;
