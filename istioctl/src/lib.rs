@@ -1,6 +1,7 @@
 //! istioctl: the command line of istio-rs. Each subcommand lives in its own module; `main.rs`
 //! only parses flags and runs the chosen command.
 
+pub mod mcp;
 pub mod validate;
 
 use clap::{Parser, Subcommand};
@@ -17,11 +18,24 @@ pub struct Cli {
 pub enum Command {
     /// Validate Istio config files offline, with the same rules Galley's webhook applies.
     Validate(validate::ValidateArgs),
+    /// Experimental commands.
+    #[command(name = "x", alias = "experimental", subcommand)]
+    Experimental(Experimental),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Experimental {
+    /// Connect to an MCP server (Galley) as a sink and print what it serves, as JSON.
+    Mcp(mcp::McpArgs),
 }
 
 /// Runs a parsed command and returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Validate(args) => validate::run(&args),
+        Command::Experimental(Experimental::Mcp(args)) => {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(mcp::run(args))
+        }
     }
 }

@@ -1,0 +1,157 @@
+//! Galley: takes Istio config in from a source (a directory of YAML, or Kubernetes), rejects
+//! what is invalid with a reason a person can act on, and serves the rest to Pilot and Mixer
+//! over MCP. It also runs the validating admission webhook and a monitoring endpoint.
+//!
+//! `start` runs everything in-process on the given addresses (port 0 works) and returns the
+//! bound addresses with a handle that stops it; `main.rs` only parses flags and waits.
+
+pub mod mcp;
+pub mod metrics;
+pub mod snapshot;
+pub mod source;
+pub mod synthetic;
+pub mod webhook;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use istio_api::pb::istio::mcp::v1alpha1::resource_source_server::ResourceSourceServer;
+use istio_config::store::directory::DirectoryStore;
+use istio_config::store::Store;
+
+use tokio::sync::watch;
+
+pub use source::SnapshotSettings;
+
+/// TLS and address of the validation webhook.
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    pub address: SocketAddr,
+    pub cert_chain: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Everything Galley needs to run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The directory the config source reads.
+    pub config_path: PathBuf,
+    pub mcp_address: SocketAddr,
+    pub monitoring_address: SocketAddr,
+    /// `None` disables the webhook.
+    pub webhook: Option<WebhookConfig>,
+    pub snapshot: SnapshotSettings,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GalleyError {
+    #[error("config source {path}: {reason}")]
+    Source { path: String, reason: String },
+    #[error("webhook TLS: {0}")]
+    Tls(#[from] istio_runtime::tls::TlsError),
+    #[error("cannot listen on {address}: {source}")]
+    Bind { address: SocketAddr, source: std::io::Error },
+}
+
+/// A running Galley.
+pub struct Running {
+    pub mcp_address: SocketAddr,
+    pub webhook_address: Option<SocketAddr>,
+    pub monitoring_address: SocketAddr,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Running {
+    /// Stops every server; in-flight streams end.
+    pub fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+    }
+
+    /// Resolves once `shutdown` has been called.
+    pub async fn stopped(&self) {
+        let mut receiver = self.shutdown.subscribe();
+        let _ = receiver.wait_for(|stopped| *stopped).await;
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+async fn bind(address: SocketAddr) -> Result<tokio::net::TcpListener, GalleyError> {
+    tokio::net::TcpListener::bind(address).await.map_err(|source| GalleyError::Bind { address, source })
+}
+
+/// Starts Galley: the source, the MCP server, the webhook and the monitoring server.
+pub async fn start(config: Config) -> Result<Running, GalleyError> {
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let registry = istio_runtime::monitoring::registry();
+    let metrics = metrics::Metrics::register(&registry);
+
+    let store = DirectoryStore::open(&config.config_path).map_err(|error| GalleyError::Source {
+        path: config.config_path.display().to_string(),
+        reason: error.to_string(),
+    })?;
+    let (publish, snapshots) = watch::channel(Arc::new(snapshot::Snapshot::default()));
+    tokio::spawn(source::run(store.watch(), publish, config.snapshot.clone(), metrics.clone()));
+    // The store must outlive its watchers; keep it until shutdown.
+    let mut store_guard = shutdown_rx.clone();
+    tokio::spawn(async move {
+        let _store = store;
+        let _ = store_guard.wait_for(|stopped| *stopped).await;
+    });
+
+    let mcp_listener = bind(config.mcp_address).await?;
+    let mcp_address =
+        mcp_listener.local_addr().map_err(|source| GalleyError::Bind { address: config.mcp_address, source })?;
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter.set_serving::<ResourceSourceServer<mcp::McpServer>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(istio_api::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|error| GalleyError::Source { path: "reflection".to_string(), reason: error.to_string() })?;
+    let mcp_service = ResourceSourceServer::new(mcp::McpServer::new(snapshots, metrics.clone()));
+    let mut mcp_shutdown = shutdown_rx.clone();
+    tokio::spawn(async move {
+        let result = tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(mcp_service)
+            .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(mcp_listener), async move {
+                let _ = mcp_shutdown.wait_for(|stopped| *stopped).await;
+            })
+            .await;
+        if let Err(error) = result {
+            tracing::error!(%error, "MCP server stopped");
+        }
+    });
+
+    let webhook_address = match &config.webhook {
+        Some(webhook) => {
+            let tls = istio_runtime::tls::server_config(&webhook.cert_chain, &webhook.key, &[b"h2", b"http/1.1"])?;
+            let address =
+                webhook::serve_tls(webhook.address, tls, webhook::router(metrics.clone()), shutdown_rx.clone())
+                    .await
+                    .map_err(|source| GalleyError::Bind { address: webhook.address, source })?;
+            Some(address)
+        }
+        None => None,
+    };
+
+    let mut monitoring_shutdown = shutdown_rx.clone();
+    let monitoring_address = istio_runtime::monitoring::serve(
+        config.monitoring_address,
+        istio_runtime::monitoring::router(registry, "galley"),
+        async move {
+            let _ = monitoring_shutdown.wait_for(|stopped| *stopped).await;
+        },
+    )
+    .await
+    .map_err(|source| GalleyError::Bind { address: config.monitoring_address, source })?;
+
+    tracing::info!(%mcp_address, ?webhook_address, %monitoring_address, config_path = %config.config_path.display(), "galley started");
+    Ok(Running { mcp_address, webhook_address, monitoring_address, shutdown })
+}

@@ -1,0 +1,130 @@
+//! `galley server`: parse flags (named as in Istio 1.4), start Galley, wait for a signal.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use galley::{Config, SnapshotSettings, WebhookConfig};
+
+#[derive(Debug, Parser)]
+#[command(name = "galley", version, about = "Galley: config validation and distribution (MCP) for istio-rs")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the Galley server.
+    Server(ServerArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ServerArgs {
+    /// Directory of Istio config YAML to serve (the file-system config source).
+    #[arg(long = "configPath")]
+    config_path: Option<PathBuf>,
+    /// Mesh config file (the `mesh` key of the `istio` ConfigMap, as YAML).
+    #[arg(long = "meshConfigFile")]
+    mesh_config_file: Option<PathBuf>,
+    /// MCP server address, `tcp://HOST:PORT` or `HOST:PORT`.
+    #[arg(long = "server-address", default_value = "tcp://0.0.0.0:9901")]
+    server_address: String,
+    /// Serve the validation webhook.
+    #[arg(long = "enable-validation", default_value_t = true, action = clap::ArgAction::Set)]
+    enable_validation: bool,
+    /// Port of the validation webhook (HTTPS).
+    #[arg(long = "validation-port", default_value_t = istio_runtime::ports::WEBHOOK)]
+    validation_port: u16,
+    /// Address the webhook and monitoring servers bind.
+    #[arg(long = "bind-address", default_value = "0.0.0.0")]
+    bind_address: IpAddr,
+    /// Certificate chain the webhook presents (PEM).
+    #[arg(long = "tlsCertFile", default_value = "/etc/certs/cert-chain.pem")]
+    tls_cert_file: PathBuf,
+    /// Private key of the webhook certificate (PEM).
+    #[arg(long = "tlsKeyFile", default_value = "/etc/certs/key.pem")]
+    tls_key_file: PathBuf,
+    /// Port of the monitoring server (`/metrics`, `/version`).
+    #[arg(long = "monitoringPort", default_value_t = istio_runtime::ports::MONITORING)]
+    monitoring_port: u16,
+    /// DNS suffix of services (synthetic ServiceEntry hosts).
+    #[arg(long = "domain", default_value = "cluster.local")]
+    domain: String,
+    /// Log as JSON lines.
+    #[arg(long = "log_as_json")]
+    log_as_json: bool,
+}
+
+fn parse_address(text: &str) -> anyhow::Result<SocketAddr> {
+    let trimmed = text.strip_prefix("tcp://").unwrap_or(text);
+    trimmed.parse().with_context(|| format!("--server-address {text:?} is not HOST:PORT"))
+}
+
+fn read_mesh_config(path: &PathBuf) -> anyhow::Result<serde_json::Value> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading mesh config {}", path.display()))?;
+    let value: serde_json::Value =
+        serde_yaml::from_str(&text).with_context(|| format!("{}: invalid YAML", path.display()))?;
+    let value = if value.is_null() { serde_json::json!({}) } else { value };
+    let violations = istio_config::validation::mesh_config_violations(&value);
+    if !violations.is_empty() {
+        let lines: Vec<String> = violations.iter().map(|v| format!("{}: {v}", path.display())).collect();
+        bail!("invalid mesh config:\n{}", lines.join("\n"));
+    }
+    Ok(value)
+}
+
+async fn server(args: ServerArgs) -> anyhow::Result<()> {
+    let Some(config_path) = args.config_path else {
+        bail!("galley needs a config source: --configPath DIR");
+    };
+    let mesh_config = match &args.mesh_config_file {
+        Some(path) => read_mesh_config(path)?,
+        None => serde_json::json!({}),
+    };
+    let trust_domain = mesh_config
+        .get("trustDomain")
+        .and_then(serde_json::Value::as_str)
+        .filter(|t| !t.is_empty())
+        .unwrap_or("cluster.local")
+        .to_string();
+    let webhook = args.enable_validation.then(|| WebhookConfig {
+        address: SocketAddr::new(args.bind_address, args.validation_port),
+        cert_chain: args.tls_cert_file.clone(),
+        key: args.tls_key_file.clone(),
+    });
+    let config = Config {
+        config_path,
+        mcp_address: parse_address(&args.server_address)?,
+        monitoring_address: SocketAddr::new(args.bind_address, args.monitoring_port),
+        webhook,
+        snapshot: SnapshotSettings {
+            domain_suffix: args.domain,
+            trust_domain,
+            mesh_config,
+            ..SnapshotSettings::default()
+        },
+    };
+    let running = galley::start(config).await?;
+    println!(
+        "galley: MCP on {}, webhook on {}, monitoring on {}",
+        running.mcp_address,
+        running.webhook_address.map_or_else(|| "(disabled)".to_string(), |a| a.to_string()),
+        running.monitoring_address
+    );
+    istio_runtime::shutdown_signal().await;
+    running.shutdown();
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    let Command::Server(args) = cli.command;
+    istio_runtime::init_logging(args.log_as_json);
+    if let Err(error) = server(args).await {
+        eprintln!("Error: {error:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,219 @@
+//! Galley's MCP server: `istio.mcp.v1alpha1.ResourceSource/EstablishResourceStream`. A sink
+//! (Pilot, Mixer, `istioctl x mcp`) asks for collections; for each one Galley sends the current
+//! resources, waits for the ACK or NACK (matched by nonce) before sending more, and pushes again
+//! whenever the collection's version changes. A sink that asks for incremental updates gets only
+//! what changed since the versions it last accepted (or announced in `initial_resource_versions`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use istio_api::pb::istio::mcp::v1alpha1::resource_source_server::ResourceSource;
+use istio_api::pb::istio::mcp::v1alpha1::{RequestResources, Resources};
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::metrics::{labels, Metrics};
+use crate::snapshot::{Collection, Snapshot};
+
+/// The MCP service, serving the latest published snapshot.
+#[derive(Clone)]
+pub struct McpServer {
+    snapshots: watch::Receiver<Arc<Snapshot>>,
+    metrics: Metrics,
+}
+
+impl McpServer {
+    pub fn new(snapshots: watch::Receiver<Arc<Snapshot>>, metrics: Metrics) -> Self {
+        McpServer { snapshots, metrics }
+    }
+}
+
+/// What one sink has asked for and been sent, per collection.
+#[derive(Default)]
+struct Watch {
+    incremental: bool,
+    /// Nonce of the response awaiting an ACK or NACK.
+    pending: Option<Pending>,
+    /// The collection version the sink last accepted.
+    acked_version: Option<String>,
+    /// Resource versions the sink holds (for incremental pushes).
+    sink_resources: Option<BTreeMap<String, String>>,
+}
+
+struct Pending {
+    nonce: String,
+    version: String,
+    resources: BTreeMap<String, String>,
+}
+
+fn resource_versions(collection: &Collection) -> BTreeMap<String, String> {
+    collection
+        .resources
+        .iter()
+        .map(|(name, resource)| {
+            (name.clone(), resource.metadata.as_ref().map(|m| m.version.clone()).unwrap_or_default())
+        })
+        .collect()
+}
+
+/// The response that brings a sink from what it holds to `collection`.
+fn response(name: &str, collection: &Collection, watch: &Watch, nonce: String) -> Resources {
+    match (&watch.sink_resources, watch.incremental) {
+        (Some(held), true) => {
+            let changed = collection
+                .resources
+                .iter()
+                .filter(|(key, resource)| held.get(*key) != resource.metadata.as_ref().map(|m| &m.version))
+                .map(|(_, resource)| resource.clone())
+                .collect();
+            let removed = held.keys().filter(|key| !collection.resources.contains_key(*key)).cloned().collect();
+            Resources {
+                system_version_info: collection.version.clone(),
+                collection: name.to_string(),
+                resources: changed,
+                removed_resources: removed,
+                nonce,
+                incremental: true,
+            }
+        }
+        _ => Resources {
+            system_version_info: collection.version.clone(),
+            collection: name.to_string(),
+            resources: collection.resources.values().cloned().collect(),
+            removed_resources: Vec::new(),
+            nonce,
+            incremental: false,
+        },
+    }
+}
+
+struct Connection {
+    watches: HashMap<String, Watch>,
+    next_nonce: u64,
+    sink: String,
+    metrics: Metrics,
+}
+
+impl Connection {
+    /// Sends what each idle watch is missing.
+    async fn push(&mut self, snapshot: &Snapshot, out: &mpsc::Sender<Result<Resources, Status>>) -> bool {
+        let empty = Arc::new(Collection::new(BTreeMap::new()));
+        for (name, watch) in &mut self.watches {
+            if watch.pending.is_some() {
+                continue;
+            }
+            let collection = snapshot.collection(name).unwrap_or(&empty);
+            if watch.acked_version.as_deref() == Some(collection.version.as_str()) {
+                continue;
+            }
+            self.next_nonce += 1;
+            let nonce = format!("{}-{}", snapshot.generation, self.next_nonce);
+            let message = response(name, collection, watch, nonce.clone());
+            tracing::debug!(sink = %self.sink, collection = %name, resources = message.resources.len(), incremental = message.incremental, "MCP push");
+            watch.pending =
+                Some(Pending { nonce, version: collection.version.clone(), resources: resource_versions(collection) });
+            if out.send(Ok(message)).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Records a request; returns an error for requests that break the protocol.
+    fn request(&mut self, request: RequestResources) -> Result<(), Status> {
+        if request.collection.is_empty() {
+            return Err(Status::invalid_argument("RequestResources.collection must be set"));
+        }
+        if let Some(node) = &request.sink_node {
+            if !node.id.is_empty() {
+                self.sink = node.id.clone();
+            }
+        }
+        let collection = request.collection.clone();
+        let watch = self.watches.entry(collection.clone()).or_default();
+        if request.response_nonce.is_empty() {
+            // A new (or restarted) subscription.
+            watch.incremental = request.incremental;
+            watch.pending = None;
+            watch.acked_version = None;
+            watch.sink_resources = if request.incremental && !request.initial_resource_versions.is_empty() {
+                Some(request.initial_resource_versions.clone().into_iter().collect())
+            } else {
+                None
+            };
+            return Ok(());
+        }
+        let Some(pending) = watch.pending.take_if(|pending| pending.nonce == request.response_nonce) else {
+            tracing::debug!(sink = %self.sink, %collection, nonce = %request.response_nonce, "stale MCP nonce ignored");
+            return Ok(());
+        };
+        let label = labels(&[("collection", collection.as_str())]);
+        match &request.error_detail {
+            Some(error) => {
+                tracing::warn!(sink = %self.sink, %collection, code = error.code, message = %error.message, "MCP sink rejected resources (NACK)");
+                self.metrics.mcp_nacks.get_or_create(&label).inc();
+                // Do not resend the same version until it changes.
+                watch.acked_version = Some(pending.version);
+            }
+            None => {
+                self.metrics.mcp_acks.get_or_create(&label).inc();
+                watch.acked_version = Some(pending.version);
+                watch.sink_resources = Some(pending.resources);
+            }
+        }
+        Ok(())
+    }
+}
+
+type ResourceStream = Pin<Box<dyn Stream<Item = Result<Resources, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl ResourceSource for McpServer {
+    type EstablishResourceStreamStream = ResourceStream;
+
+    async fn establish_resource_stream(
+        &self,
+        request: Request<Streaming<RequestResources>>,
+    ) -> Result<Response<ResourceStream>, Status> {
+        let peer = request.remote_addr().map(|address| address.to_string()).unwrap_or_default();
+        let mut incoming = request.into_inner();
+        let (out, receiver) = mpsc::channel(16);
+        let mut snapshots = self.snapshots.clone();
+        let metrics = self.metrics.clone();
+        metrics.mcp_clients.inc();
+        tokio::spawn(async move {
+            let mut connection =
+                Connection { watches: HashMap::new(), next_nonce: 0, sink: peer, metrics: metrics.clone() };
+            loop {
+                tokio::select! {
+                    message = incoming.message() => match message {
+                        Ok(Some(request)) => {
+                            if let Err(status) = connection.request(request) {
+                                let _ = out.send(Err(status)).await;
+                                break;
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(status) => {
+                            tracing::debug!(sink = %connection.sink, %status, "MCP stream ended");
+                            break;
+                        }
+                    },
+                    changed = snapshots.changed() => if changed.is_err() { break },
+                }
+                let snapshot = snapshots.borrow_and_update().clone();
+                if snapshot.generation == 0 {
+                    continue; // nothing published yet: the source has not synced
+                }
+                if !connection.push(&snapshot, &out).await {
+                    break;
+                }
+            }
+            metrics.mcp_clients.dec();
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+}

@@ -1,0 +1,147 @@
+//! Galley's validating admission webhook over HTTPS: `/admitpilot` and `/admitmixer` take an
+//! AdmissionReview (`admission.k8s.io/v1` or `v1beta1`) and answer whether the object is valid,
+//! with the validation messages when it is not; `/ready` reports readiness. Each webhook admits
+//! only the kinds Istio 1.4 routed to it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use istio_api::kinds::{self, Webhook};
+use istio_config::object::Object;
+use istio_config::validation::object_violations;
+use serde_json::{json, Value};
+
+use crate::metrics::{labels, Metrics};
+
+/// The webhook's routes.
+pub fn router(metrics: Metrics) -> Router {
+    Router::new()
+        .route("/admitpilot", post(admit_pilot))
+        .route("/admitmixer", post(admit_mixer))
+        .route("/ready", get(|| async { "ready\n" }))
+        .with_state(metrics)
+}
+
+async fn admit_pilot(State(metrics): State<Metrics>, Json(review): Json<Value>) -> impl IntoResponse {
+    admit(Webhook::Pilot, &metrics, &review)
+}
+
+async fn admit_mixer(State(metrics): State<Metrics>, Json(review): Json<Value>) -> impl IntoResponse {
+    admit(Webhook::Mixer, &metrics, &review)
+}
+
+fn admit(webhook: Webhook, metrics: &Metrics, review: &Value) -> (StatusCode, Json<Value>) {
+    let api_version = review.get("apiVersion").and_then(Value::as_str).unwrap_or("admission.k8s.io/v1beta1");
+    if !matches!(api_version, "admission.k8s.io/v1" | "admission.k8s.io/v1beta1") {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": format!("unsupported AdmissionReview apiVersion {api_version:?}")})),
+        );
+    }
+    let Some(request) = review.get("request") else {
+        return (StatusCode::BAD_REQUEST, Json(json!({"error": "AdmissionReview has no request"})));
+    };
+    let uid = request.get("uid").cloned().unwrap_or(Value::String(String::new()));
+    let decision = decide(webhook, metrics, request);
+    let mut response = json!({"uid": uid, "allowed": decision.is_ok()});
+    if let Err(message) = decision {
+        response["status"] = json!({"status": "Failure", "message": message, "reason": "BadRequest", "code": 400});
+    }
+    (StatusCode::OK, Json(json!({"apiVersion": api_version, "kind": "AdmissionReview", "response": response})))
+}
+
+/// `Ok` to admit, `Err(message)` to deny.
+fn decide(webhook: Webhook, metrics: &Metrics, request: &Value) -> Result<(), String> {
+    let operation = request.get("operation").and_then(Value::as_str).unwrap_or("CREATE");
+    if !matches!(operation, "CREATE" | "UPDATE") {
+        return Ok(());
+    }
+    let Some(raw) = request.get("object").filter(|object| !object.is_null()) else {
+        return Err("the admission request carries no object".to_string());
+    };
+    let mut object: Object =
+        serde_json::from_value(raw.clone()).map_err(|error| format!("cannot decode the object: {error}"))?;
+    if object.namespace().is_empty() {
+        if let Some(namespace) = request.get("namespace").and_then(Value::as_str).filter(|ns| !ns.is_empty()) {
+            object.metadata.namespace = Some(namespace.to_string());
+        }
+    }
+    let Some(kind) = kinds::lookup(&object.api_version, &object.kind).filter(|kind| kind.webhook == webhook) else {
+        let message = format!("unrecognized type {} for the {} webhook", object.type_key(), webhook.path());
+        metrics
+            .validation_failed
+            .get_or_create(&labels(&[
+                ("group", object.group()),
+                ("version", object.version()),
+                ("resource", &object.kind),
+                ("reason", "unknown_kind"),
+            ]))
+            .inc();
+        return Err(message);
+    };
+    let violations = object_violations(&object);
+    let resource = [("group", kind.group), ("version", kind.version), ("resource", kind.plural)];
+    if violations.is_empty() {
+        metrics.validation_passed.get_or_create(&labels(&resource)).inc();
+        return Ok(());
+    }
+    let mut failed = resource.to_vec();
+    failed.push(("reason", "invalid"));
+    metrics.validation_failed.get_or_create(&labels(&failed)).inc();
+    let reasons: Vec<String> = violations.iter().map(ToString::to_string).collect();
+    Err(format!("configuration is invalid: {}: {}", object.display_name(), reasons.join("; ")))
+}
+
+/// Serves `router` over TLS on `address` until `shutdown` resolves; returns the bound address.
+pub async fn serve_tls(
+    address: SocketAddr,
+    tls: Arc<rustls_config::ServerConfig>,
+    router: Router,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(address).await?;
+    let bound = listener.local_addr()?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                _ = shutdown.changed() => return,
+            };
+            let (stream, peer) = match accepted {
+                Ok(connection) => connection,
+                Err(error) => {
+                    tracing::warn!(%error, "webhook accept failed");
+                    continue;
+                }
+            };
+            let acceptor = acceptor.clone();
+            let service = hyper_util::service::TowerToHyperService::new(router.clone());
+            tokio::spawn(async move {
+                let stream = match acceptor.accept(stream).await {
+                    Ok(stream) => stream,
+                    Err(error) => {
+                        tracing::debug!(%peer, %error, "webhook TLS handshake failed");
+                        return;
+                    }
+                };
+                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                if let Err(error) = builder.serve_connection(TokioIo::new(stream), service).await {
+                    tracing::debug!(%peer, %error, "webhook connection ended with an error");
+                }
+            });
+        }
+    });
+    Ok(bound)
+}
+
+/// rustls as re-exported by tokio-rustls, so the server config type matches the acceptor's.
+mod rustls_config {
+    pub use tokio_rustls::rustls::ServerConfig;
+}

@@ -1,0 +1,307 @@
+//! Galley end to end, in-process on loopback: the MCP stream (initial snapshot, update after a
+//! file edit, last good version kept after an invalid edit, incremental updates, NACKs), the
+//! validation webhook over HTTPS with AdmissionReview v1 and v1beta1, and the metrics endpoint.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use galley::{Config, Running, SnapshotSettings, WebhookConfig};
+use http_body_util::{BodyExt, Full};
+use istio_api::pb::istio::mcp::v1alpha1::resource_source_client::ResourceSourceClient;
+use istio_api::pb::istio::mcp::v1alpha1::{RequestResources, Resources};
+use istio_api::pb::istio::networking::v1alpha3::VirtualService;
+use prost::Message;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use tonic::Streaming;
+
+const VIRTUAL_SERVICES: &str = "istio/networking/v1alpha3/virtualservices";
+
+fn virtual_service(name: &str, v1_weight: i32, v2_weight: i32) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1alpha3\nkind: VirtualService\nmetadata:\n  name: {name}\n  namespace: default\nspec:\n  hosts: [{name}]\n  http:\n  - route:\n    - destination: {{host: {name}, subset: v1}}\n      weight: {v1_weight}\n    - destination: {{host: {name}, subset: v2}}\n      weight: {v2_weight}\n"
+    )
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    config_dir: std::path::PathBuf,
+    ca_pem: String,
+    galley: Running,
+}
+
+async fn start() -> Fixture {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config_dir = dir.path().join("config");
+    std::fs::create_dir_all(&config_dir).expect("mkdir");
+    std::fs::write(config_dir.join("reviews.yaml"), virtual_service("reviews", 50, 50)).expect("write");
+    std::fs::write(config_dir.join("ratings.yaml"), virtual_service("ratings", 100, 0)).expect("write");
+    std::fs::write(
+        config_dir.join("services.yaml"),
+        "apiVersion: v1\nkind: Service\nmetadata: {name: reviews, namespace: default}\nspec:\n  clusterIP: 10.96.0.12\n  ports: [{name: http, port: 9080}]\n",
+    )
+    .expect("write");
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("certificate");
+    let cert_path = dir.path().join("cert-chain.pem");
+    let key_path = dir.path().join("key.pem");
+    std::fs::write(&cert_path, certified.cert.pem()).expect("write");
+    std::fs::write(&key_path, certified.signing_key.serialize_pem()).expect("write");
+    let loopback: SocketAddr = "127.0.0.1:0".parse().expect("address");
+    let galley = galley::start(Config {
+        config_path: config_dir.clone(),
+        mcp_address: loopback,
+        monitoring_address: loopback,
+        webhook: Some(WebhookConfig { address: loopback, cert_chain: cert_path, key: key_path }),
+        snapshot: SnapshotSettings::default(),
+    })
+    .await
+    .expect("galley starts");
+    Fixture { _dir: dir, config_dir, ca_pem: certified.cert.pem(), galley }
+}
+
+/// An MCP sink for one collection.
+struct Sink {
+    requests: mpsc::UnboundedSender<RequestResources>,
+    responses: Streaming<Resources>,
+}
+
+impl Sink {
+    async fn connect(address: SocketAddr, collection: &str, incremental: bool) -> Sink {
+        let mut client = ResourceSourceClient::connect(format!("http://{address}")).await.expect("connect");
+        let (requests, receiver) = mpsc::unbounded_channel();
+        requests
+            .send(RequestResources { collection: collection.to_string(), incremental, ..Default::default() })
+            .expect("send");
+        let responses = client
+            .establish_resource_stream(tokio_stream::wrappers::UnboundedReceiverStream::new(receiver))
+            .await
+            .expect("stream")
+            .into_inner();
+        Sink { requests, responses }
+    }
+
+    async fn next(&mut self) -> Resources {
+        tokio::time::timeout(Duration::from_secs(5), self.responses.message())
+            .await
+            .expect("a response in time")
+            .expect("stream healthy")
+            .expect("stream open")
+    }
+
+    async fn expect_silence(&mut self, wait: Duration) {
+        if let Ok(message) = tokio::time::timeout(wait, self.responses.message()).await {
+            panic!("expected no push, got {message:?}");
+        }
+    }
+
+    fn ack(&self, response: &Resources) {
+        self.requests
+            .send(RequestResources {
+                collection: response.collection.clone(),
+                response_nonce: response.nonce.clone(),
+                ..Default::default()
+            })
+            .expect("ack");
+    }
+
+    fn nack(&self, response: &Resources) {
+        self.requests
+            .send(RequestResources {
+                collection: response.collection.clone(),
+                response_nonce: response.nonce.clone(),
+                error_detail: Some(istio_api::pb::google::rpc::Status {
+                    code: 3,
+                    message: "rejected by test".into(),
+                    details: vec![],
+                }),
+                ..Default::default()
+            })
+            .expect("nack");
+    }
+}
+
+fn weights(response: &Resources, name: &str) -> Vec<i32> {
+    let resource = response
+        .resources
+        .iter()
+        .find(|resource| resource.metadata.as_ref().is_some_and(|m| m.name == name))
+        .unwrap_or_else(|| panic!("{name} in {response:?}"));
+    let body = resource.body.as_ref().expect("body");
+    assert_eq!(body.type_url, "type.googleapis.com/istio.networking.v1alpha3.VirtualService");
+    let vs = VirtualService::decode(body.value.as_slice()).expect("decode");
+    vs.http[0].route.iter().map(|route| route.weight).collect()
+}
+
+fn names(response: &Resources) -> Vec<String> {
+    response.resources.iter().filter_map(|r| r.metadata.as_ref().map(|m| m.name.clone())).collect()
+}
+
+async fn metrics(address: SocketAddr) -> String {
+    let stream = tokio::net::TcpStream::connect(address).await.expect("connect");
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.expect("handshake");
+    tokio::spawn(connection);
+    let request = http::Request::get("/metrics")
+        .header("host", "localhost")
+        .body(Full::new(bytes::Bytes::new()))
+        .expect("request");
+    let response = sender.send_request(request).await.expect("response");
+    String::from_utf8(response.into_body().collect().await.expect("body").to_bytes().to_vec()).expect("utf8")
+}
+
+async fn wait_for_metric(address: SocketAddr, fragment: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = metrics(address).await;
+        if text.lines().any(|line| line.contains(fragment)) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "metric {fragment:?} never appeared:\n{text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn mcp_serves_snapshot_then_updates_and_keeps_last_good_version() {
+    let fixture = start().await;
+    let mut sink = Sink::connect(fixture.galley.mcp_address, VIRTUAL_SERVICES, false).await;
+    let initial = sink.next().await;
+    assert!(!initial.incremental);
+    assert_eq!(names(&initial), vec!["default/ratings", "default/reviews"]);
+    assert_eq!(weights(&initial, "default/reviews"), vec![50, 50]);
+    sink.ack(&initial);
+
+    // An edit on disk reaches the sink.
+    let edited_at = Instant::now();
+    std::fs::write(fixture.config_dir.join("reviews.yaml"), virtual_service("reviews", 80, 20)).expect("write");
+    let update = sink.next().await;
+    eprintln!("edit reached the MCP sink after {:?}", edited_at.elapsed());
+    assert_eq!(weights(&update, "default/reviews"), vec![80, 20]);
+    assert_ne!(update.system_version_info, initial.system_version_info);
+    sink.ack(&update);
+
+    // An invalid edit is not served: no push, and it is counted.
+    std::fs::write(fixture.config_dir.join("reviews.yaml"), virtual_service("reviews", 70, 20)).expect("write");
+    wait_for_metric(
+        fixture.galley.monitoring_address,
+        "galley_source_invalid_objects_total{collection=\"istio/networking/v1alpha3/virtualservices\"} 1",
+    )
+    .await;
+    sink.expect_silence(Duration::from_millis(300)).await;
+
+    // The next valid change elsewhere in the collection still carries the last good reviews.
+    std::fs::write(fixture.config_dir.join("ratings.yaml"), virtual_service("ratings", 0, 100)).expect("write");
+    let later = sink.next().await;
+    assert_eq!(weights(&later, "default/ratings"), vec![0, 100]);
+    assert_eq!(weights(&later, "default/reviews"), vec![80, 20], "last good version kept");
+
+    // Broken YAML is reported and loses nothing.
+    std::fs::write(fixture.config_dir.join("ratings.yaml"), "kind: [\n").expect("write");
+    wait_for_metric(fixture.galley.monitoring_address, "galley_source_errors_total 1").await;
+    sink.ack(&later);
+    sink.expect_silence(Duration::from_millis(300)).await;
+}
+
+#[tokio::test]
+async fn incremental_sinks_get_only_changes_and_nacks_are_counted() {
+    let fixture = start().await;
+    let mut sink = Sink::connect(fixture.galley.mcp_address, VIRTUAL_SERVICES, true).await;
+    let initial = sink.next().await;
+    assert_eq!(names(&initial).len(), 2);
+    sink.ack(&initial);
+
+    std::fs::write(fixture.config_dir.join("reviews.yaml"), virtual_service("reviews", 10, 90)).expect("write");
+    let update = sink.next().await;
+    assert!(update.incremental);
+    assert_eq!(names(&update), vec!["default/reviews"]);
+    sink.ack(&update);
+
+    std::fs::remove_file(fixture.config_dir.join("ratings.yaml")).expect("remove");
+    let removal = sink.next().await;
+    assert!(removal.incremental && removal.resources.is_empty());
+    assert_eq!(removal.removed_resources, vec!["default/ratings"]);
+    sink.nack(&removal);
+    wait_for_metric(
+        fixture.galley.monitoring_address,
+        "istio_mcp_request_nacks_total{collection=\"istio/networking/v1alpha3/virtualservices\"} 1",
+    )
+    .await;
+
+    // Synthetic service entries and the mesh config are served too.
+    let mut synthetic =
+        Sink::connect(fixture.galley.mcp_address, istio_api::kinds::SYNTHETIC_SERVICE_ENTRIES, false).await;
+    assert_eq!(names(&synthetic.next().await), vec!["default/reviews"]);
+    let mut mesh = Sink::connect(fixture.galley.mcp_address, istio_api::kinds::MESH_CONFIG, false).await;
+    assert_eq!(mesh.next().await.resources.len(), 1);
+}
+
+async fn post_review(fixture: &Fixture, path: &str, review: &Value) -> Value {
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = rustls::pki_types::CertificateDer::from_pem_slice(fixture.ca_pem.as_bytes()).expect("ca");
+    roots.add(ca).expect("root");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let address = fixture.galley.webhook_address.expect("webhook");
+    let tcp = tokio::net::TcpStream::connect(address).await.expect("connect");
+    let server_name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let tls = connector.connect(server_name, tcp).await.expect("TLS handshake with the webhook");
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls)).await.expect("handshake");
+    tokio::spawn(connection);
+    let body = serde_json::to_vec(review).expect("json");
+    let request = http::Request::post(path)
+        .header("host", "istio-galley.istio-system.svc")
+        .header("content-type", "application/json")
+        .body(Full::new(bytes::Bytes::from(body)))
+        .expect("request");
+    let response = sender.send_request(request).await.expect("response");
+    assert_eq!(response.status(), 200);
+    serde_json::from_slice(&response.into_body().collect().await.expect("body").to_bytes()).expect("json response")
+}
+
+fn review(api_version: &str, object: Value) -> Value {
+    json!({"apiVersion": api_version, "kind": "AdmissionReview",
+           "request": {"uid": "7f0b2891-916f-4ed6-b7cd-27bff1815a8c", "operation": "CREATE", "namespace": "default", "object": object}})
+}
+
+use rustls::pki_types::pem::PemObject;
+
+#[tokio::test]
+async fn webhook_admits_valid_and_denies_invalid_config() {
+    let fixture = start().await;
+    let invalid = json!({"apiVersion": "networking.istio.io/v1alpha3", "kind": "VirtualService", "metadata": {"name": "reviews"},
+        "spec": {"hosts": ["reviews"], "http": [{"route": [{"destination": {"host": "reviews", "subset": "v1"}, "weight": 70},
+                                                            {"destination": {"host": "reviews", "subset": "v2"}, "weight": 20}]}]}});
+    for version in ["admission.k8s.io/v1", "admission.k8s.io/v1beta1"] {
+        let answer = post_review(&fixture, "/admitpilot", &review(version, invalid.clone())).await;
+        assert_eq!(answer["apiVersion"], version);
+        assert_eq!(answer["response"]["uid"], "7f0b2891-916f-4ed6-b7cd-27bff1815a8c");
+        assert_eq!(answer["response"]["allowed"], false, "{answer}");
+        let message = answer["response"]["status"]["message"].as_str().expect("message");
+        assert!(
+            message.contains("VirtualService default/reviews")
+                && message.contains("spec.http[0].route: total destination weight 90 != 100"),
+            "{message}"
+        );
+    }
+    let mut valid = invalid.clone();
+    valid["spec"]["http"][0]["route"][0]["weight"] = json!(80);
+    let answer = post_review(&fixture, "/admitpilot", &review("admission.k8s.io/v1", valid.clone())).await;
+    assert_eq!(answer["response"]["allowed"], true, "{answer}");
+    // A pilot kind sent to the mixer webhook is not recognized there.
+    let answer = post_review(&fixture, "/admitmixer", &review("admission.k8s.io/v1", valid)).await;
+    assert_eq!(answer["response"]["allowed"], false);
+    let rule = json!({"apiVersion": "config.istio.io/v1alpha2", "kind": "rule", "metadata": {"name": "deny"},
+        "spec": {"match": "destination.labels[\"app\"] ==", "actions": [{"handler": "h", "instances": ["i"]}]}});
+    let answer = post_review(&fixture, "/admitmixer", &review("admission.k8s.io/v1beta1", rule)).await;
+    assert_eq!(answer["response"]["allowed"], false);
+    assert!(answer["response"]["status"]["message"].as_str().unwrap_or_default().contains("spec.match"), "{answer}");
+    wait_for_metric(fixture.galley.monitoring_address, "galley_validation_passed_total").await;
+    wait_for_metric(fixture.galley.monitoring_address, "galley_validation_failed_total").await;
+}

@@ -1,0 +1,60 @@
+//! The monitoring server every control-plane component runs on 15014: `/metrics` in the
+//! Prometheus text format from a prometheus-client registry, and `/version`.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use prometheus_client::registry::Registry;
+
+/// A shared metrics registry; components register their metrics at start-up.
+pub type SharedRegistry = Arc<Mutex<Registry>>;
+
+/// A new registry.
+pub fn registry() -> SharedRegistry {
+    Arc::new(Mutex::new(Registry::default()))
+}
+
+/// Renders a registry in the Prometheus text exposition format.
+pub fn render(registry: &SharedRegistry) -> String {
+    let mut text = String::new();
+    let registry = registry.lock().unwrap_or_else(|poison| poison.into_inner());
+    if let Err(error) = prometheus_client::encoding::text::encode(&mut text, &registry) {
+        tracing::warn!(%error, "cannot encode metrics");
+    }
+    text
+}
+
+/// Routes `/metrics` and `/version`; components may merge more routes in.
+pub fn router(registry: SharedRegistry, component: &'static str) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let registry = registry.clone();
+                async move {
+                    ([(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], render(&registry)).into_response()
+                }
+            }),
+        )
+        .route("/version", get(move || async move { format!("{component} {}\n", crate::VERSION) }))
+}
+
+/// Binds `address` and serves `router` until `shutdown` resolves. Returns the bound address.
+pub async fn serve(
+    address: SocketAddr,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(address).await?;
+    let bound = listener.local_addr()?;
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, router).with_graceful_shutdown(shutdown).await {
+            tracing::warn!(%error, "monitoring server stopped");
+        }
+    });
+    Ok(bound)
+}
