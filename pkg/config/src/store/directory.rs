@@ -20,6 +20,9 @@ use crate::object::{Object, ObjectKey, TypeKey};
 use crate::yaml::parse_objects;
 
 const RESCAN_INTERVAL: Duration = Duration::from_millis(500);
+/// A changed file is read only once it has been still this long (or looked the same on two
+/// scans), so a writer caught between truncating and writing is not taken as "empty".
+const SETTLE_TIME: Duration = Duration::from_millis(100);
 const CANONICAL_DIR: &str = "objects";
 
 /// A store kept in a directory of YAML files.
@@ -46,6 +49,8 @@ struct Fingerprint {
 #[derive(Debug, Default)]
 struct FileState {
     fingerprint: Option<Fingerprint>,
+    /// A newer fingerprint seen on the last scan but not yet read because it had not settled.
+    unsettled: Option<Fingerprint>,
     objects: Vec<Object>,
     error: Option<String>,
 }
@@ -99,7 +104,7 @@ impl DirectoryStore {
                 watcher_started: Mutex::new(false),
             }),
         };
-        store.inner.refresh();
+        store.inner.refresh(true);
         Ok(store)
     }
 
@@ -125,9 +130,17 @@ impl DirectoryStore {
     }
 
     /// Rescans now and delivers any changes to watchers (the background task does this too).
+    /// Files still being written are left for a later scan.
     pub async fn refresh(&self) {
         let inner = self.inner.clone();
-        let _ = tokio::task::spawn_blocking(move || inner.refresh()).await;
+        let _ = tokio::task::spawn_blocking(move || inner.refresh(false)).await;
+    }
+
+    /// Rescans, reading every changed file at once: list and get must see another process's
+    /// (atomic) write as soon as it is there.
+    async fn refresh_now(&self) {
+        let inner = self.inner.clone();
+        let _ = tokio::task::spawn_blocking(move || inner.refresh(true)).await;
     }
 
     fn start_watcher(&self) {
@@ -154,19 +167,28 @@ async fn watch_loop(inner: Weak<Inner>, root: PathBuf) {
         tracing::warn!(root = %root.display(), %error, "file notifications unavailable; relying on periodic rescans");
     }
     let mut ticker = tokio::time::interval(RESCAN_INTERVAL);
+    let mut unsettled = false;
     loop {
+        let settle = async {
+            if unsettled {
+                tokio::time::sleep(SETTLE_TIME).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
         tokio::select! {
             Some(()) = notify_rx.recv() => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
                 while notify_rx.try_recv().is_ok() {}
             }
             _ = ticker.tick() => {}
+            () = settle => {}
         }
         let Some(inner) = inner.upgrade() else { return };
         if inner.subscriber_count() == 0 {
             continue;
         }
-        let _ = tokio::task::spawn_blocking(move || inner.refresh()).await;
+        unsettled = tokio::task::spawn_blocking(move || inner.refresh(false)).await.unwrap_or(false);
     }
 }
 
@@ -182,7 +204,10 @@ impl Inner {
     }
 
     /// Re-reads changed files, rebuilds the object view and sends the differences to watchers.
-    fn refresh(&self) {
+    /// Without `force`, a file changed in the last moments is left for a later scan; returns
+    /// whether any file was left so.
+    fn refresh(&self, force: bool) -> bool {
+        let mut unsettled = false;
         let mut found = Vec::new();
         config_files(&self.root, &mut found);
         let mut events = Vec::new();
@@ -195,8 +220,18 @@ impl Inner {
         for (path, print) in found {
             let file = state.files.entry(path.clone()).or_default();
             if file.fingerprint.as_ref() == Some(&print) {
+                file.unsettled = None;
                 continue;
             }
+            let age =
+                print.modified.and_then(|modified| SystemTime::now().duration_since(modified).ok()).unwrap_or_default();
+            let seen_twice = file.unsettled.as_ref() == Some(&print);
+            if !force && age < SETTLE_TIME && !seen_twice {
+                file.unsettled = Some(print);
+                unsettled = true;
+                continue;
+            }
+            file.unsettled = None;
             file.fingerprint = Some(print);
             let text = match std::fs::read_to_string(&path) {
                 Ok(text) => text,
@@ -256,6 +291,7 @@ impl Inner {
         if !events.is_empty() {
             subscribers.retain(|sender| events.iter().all(|event| sender.send(event.clone()).is_ok()));
         }
+        unsettled
     }
 
     fn files_holding(&self, key: &ObjectKey) -> Vec<PathBuf> {
@@ -317,18 +353,18 @@ fn apply_blocking(store: &DirectoryStore, mut object: Object) -> Result<Object, 
     }
     let text = serde_yaml::to_string(&object).map_err(|error| StoreError::Encode(error.to_string()))?;
     write_atomically(&target, &text)?;
-    store.inner.refresh();
+    store.inner.refresh(true);
     let state = store.inner.lock_state();
     Ok(state.objects.get(&key).map(|(stored, _)| stored.clone()).unwrap_or(object))
 }
 
 fn delete_blocking(store: &DirectoryStore, key: &ObjectKey) -> Result<bool, StoreError> {
-    store.inner.refresh();
+    store.inner.refresh(true);
     let holders = store.inner.files_holding(key);
     for path in &holders {
         store.inner.remove_from_file(path, key)?;
     }
-    store.inner.refresh();
+    store.inner.refresh(true);
     Ok(!holders.is_empty())
 }
 
@@ -342,7 +378,7 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) 
 #[async_trait]
 impl Store for DirectoryStore {
     async fn list(&self, kind: &TypeKey) -> Result<Vec<Object>, StoreError> {
-        self.refresh().await;
+        self.refresh_now().await;
         let state = self.inner.lock_state();
         Ok(state
             .objects
@@ -353,7 +389,7 @@ impl Store for DirectoryStore {
     }
 
     async fn get(&self, key: &ObjectKey) -> Result<Option<Object>, StoreError> {
-        self.refresh().await;
+        self.refresh_now().await;
         let state = self.inner.lock_state();
         Ok(state.objects.get(key).map(|(object, _)| object.clone()))
     }
