@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use istio_api::pb::istio::mcp::v1alpha1::resource_source_server::ResourceSourceServer;
 use istio_config::store::directory::DirectoryStore;
+use istio_config::store::kubernetes::{galley_kinds, KubernetesStore};
 use istio_config::store::Store;
 
 use tokio::sync::watch;
@@ -32,11 +33,29 @@ pub struct WebhookConfig {
     pub key: PathBuf,
 }
 
+/// Where Galley reads config from.
+#[derive(Clone)]
+pub enum Source {
+    /// A directory of YAML files (`--configPath`).
+    Directory(PathBuf),
+    /// A Kubernetes API server: the Istio CRDs plus Services, Endpoints, Pods and Nodes.
+    Kubernetes(kube::Client),
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Directory(path) => write!(f, "directory {}", path.display()),
+            Source::Kubernetes(_) => write!(f, "Kubernetes API"),
+        }
+    }
+}
+
 /// Everything Galley needs to run.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// The directory the config source reads.
-    pub config_path: PathBuf,
+    /// Where config comes from.
+    pub source: Source,
     pub mcp_address: SocketAddr,
     pub monitoring_address: SocketAddr,
     /// `None` disables the webhook.
@@ -91,10 +110,16 @@ pub async fn start(config: Config) -> Result<Running, GalleyError> {
     let registry = istio_runtime::monitoring::registry();
     let metrics = metrics::Metrics::register(&registry);
 
-    let store = DirectoryStore::open(&config.config_path).map_err(|error| GalleyError::Source {
-        path: config.config_path.display().to_string(),
-        reason: error.to_string(),
-    })?;
+    let store: Box<dyn Store> = match &config.source {
+        Source::Directory(path) => Box::new(
+            DirectoryStore::open(path)
+                .map_err(|error| GalleyError::Source { path: path.display().to_string(), reason: error.to_string() })?,
+        ),
+        Source::Kubernetes(client) => Box::new(
+            KubernetesStore::new(client.clone(), galley_kinds())
+                .map_err(|error| GalleyError::Source { path: "kubernetes".to_string(), reason: error.to_string() })?,
+        ),
+    };
     let (publish, snapshots) = watch::channel(Arc::new(snapshot::Snapshot::default()));
     tokio::spawn(source::run(store.watch(), publish, config.snapshot.clone(), metrics.clone()));
     // The store must outlive its watchers; keep it until shutdown.
@@ -152,6 +177,6 @@ pub async fn start(config: Config) -> Result<Running, GalleyError> {
     .await
     .map_err(|source| GalleyError::Bind { address: config.monitoring_address, source })?;
 
-    tracing::info!(%mcp_address, ?webhook_address, %monitoring_address, config_path = %config.config_path.display(), "galley started");
+    tracing::info!(%mcp_address, ?webhook_address, %monitoring_address, source = ?config.source, "galley started");
     Ok(Running { mcp_address, webhook_address, monitoring_address, shutdown })
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use galley::{Config, SnapshotSettings, WebhookConfig};
+use galley::{Config, SnapshotSettings, Source, WebhookConfig};
 
 #[derive(Debug, Parser)]
 #[command(name = "galley", version, about = "Galley: config validation and distribution (MCP) for istio-rs")]
@@ -25,6 +25,10 @@ struct ServerArgs {
     /// Directory of Istio config YAML to serve (the file-system config source).
     #[arg(long = "configPath")]
     config_path: Option<PathBuf>,
+    /// Kubeconfig of the cluster to read config from (without --configPath). Inside a pod,
+    /// the in-cluster service account is used when this is not given.
+    #[arg(long = "kubeconfig")]
+    kubeconfig: Option<PathBuf>,
     /// Mesh config file (the `mesh` key of the `istio` ConfigMap, as YAML).
     #[arg(long = "meshConfigFile")]
     mesh_config_file: Option<PathBuf>,
@@ -75,9 +79,29 @@ fn read_mesh_config(path: &PathBuf) -> anyhow::Result<serde_json::Value> {
     Ok(value)
 }
 
+/// The Kubernetes client for an explicit kubeconfig, or the in-cluster account. Never a
+/// kubeconfig found lying around on the machine.
+async fn kubernetes_client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<kube::Client> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+                .await
+                .with_context(|| format!("kubeconfig {}", path.display()))?
+        }
+        None if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() => {
+            kube::Config::incluster().context("in-cluster Kubernetes config")?
+        }
+        None => bail!("galley needs a config source: --configPath DIR, --kubeconfig FILE, or to run inside a cluster"),
+    };
+    kube::Client::try_from(config).context("building the Kubernetes client")
+}
+
 async fn server(args: ServerArgs) -> anyhow::Result<()> {
-    let Some(config_path) = args.config_path else {
-        bail!("galley needs a config source: --configPath DIR");
+    let source = match &args.config_path {
+        Some(path) => Source::Directory(path.clone()),
+        None => Source::Kubernetes(kubernetes_client(args.kubeconfig.as_ref()).await?),
     };
     let mesh_config = match &args.mesh_config_file {
         Some(path) => read_mesh_config(path)?,
@@ -95,7 +119,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         key: args.tls_key_file.clone(),
     });
     let config = Config {
-        config_path,
+        source,
         mcp_address: parse_address(&args.server_address)?,
         monitoring_address: SocketAddr::new(args.bind_address, args.monitoring_port),
         webhook,

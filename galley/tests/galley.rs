@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use galley::{Config, Running, SnapshotSettings, WebhookConfig};
+use galley::{Config, Running, SnapshotSettings, Source, WebhookConfig};
 use http_body_util::{BodyExt, Full};
 use istio_api::pb::istio::mcp::v1alpha1::resource_source_client::ResourceSourceClient;
 use istio_api::pb::istio::mcp::v1alpha1::{RequestResources, Resources};
@@ -49,7 +49,7 @@ async fn start() -> Fixture {
     std::fs::write(&key_path, certified.signing_key.serialize_pem()).expect("write");
     let loopback: SocketAddr = "127.0.0.1:0".parse().expect("address");
     let galley = galley::start(Config {
-        config_path: config_dir.clone(),
+        source: Source::Directory(config_dir.clone()),
         mcp_address: loopback,
         monitoring_address: loopback,
         webhook: Some(WebhookConfig { address: loopback, cert_chain: cert_path, key: key_path }),
@@ -304,4 +304,66 @@ async fn webhook_admits_valid_and_denies_invalid_config() {
     assert!(answer["response"]["status"]["message"].as_str().unwrap_or_default().contains("spec.match"), "{answer}");
     wait_for_metric(fixture.galley.monitoring_address, "galley_validation_passed_total").await;
     wait_for_metric(fixture.galley.monitoring_address, "galley_validation_failed_total").await;
+}
+
+/// A scripted API server: answers every list with the canned items for that path (empty when
+/// none) and keeps watch requests open, as a quiet cluster would.
+async fn scripted_api_server(
+    mut handle: tower_test::mock::Handle<http::Request<kube::client::Body>, http::Response<kube::client::Body>>,
+    lists: Vec<(&'static str, Value)>,
+) {
+    let mut open_watches = Vec::new();
+    while let Some((request, send)) = handle.next_request().await {
+        let path = request.uri().path().to_string();
+        if request.uri().query().unwrap_or_default().contains("watch=true") {
+            open_watches.push(send);
+            continue;
+        }
+        let items = lists
+            .iter()
+            .find(|(list_path, _)| *list_path == path)
+            .map(|(_, items)| items.clone())
+            .unwrap_or_else(|| json!([]));
+        let body = json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": "100"}, "items": items});
+        send.send_response(
+            http::Response::builder()
+                .status(200)
+                .body(kube::client::Body::from(serde_json::to_vec(&body).expect("json")))
+                .expect("response"),
+        );
+    }
+}
+
+#[tokio::test]
+async fn kubernetes_source_feeds_mcp() {
+    let (service, handle) =
+        tower_test::mock::pair::<http::Request<kube::client::Body>, http::Response<kube::client::Body>>();
+    let client = kube::Client::new(service, "default");
+    let mut vs: Value = serde_yaml::from_str(&virtual_service("reviews", 50, 50)).expect("yaml");
+    vs["metadata"]["resourceVersion"] = json!("42");
+    let service_object = json!({"metadata": {"name": "reviews", "namespace": "default", "resourceVersion": "43"},
+        "spec": {"clusterIP": "10.96.0.12", "ports": [{"name": "http", "port": 9080}]}});
+    tokio::spawn(scripted_api_server(
+        handle,
+        vec![
+            ("/apis/networking.istio.io/v1alpha3/virtualservices", json!([vs])),
+            ("/api/v1/services", json!([service_object])),
+        ],
+    ));
+    let loopback: SocketAddr = "127.0.0.1:0".parse().expect("address");
+    let galley = galley::start(Config {
+        source: Source::Kubernetes(client),
+        mcp_address: loopback,
+        monitoring_address: loopback,
+        webhook: None,
+        snapshot: SnapshotSettings::default(),
+    })
+    .await
+    .expect("galley starts");
+    let mut sink = Sink::connect(galley.mcp_address, VIRTUAL_SERVICES, false).await;
+    let served = sink.next().await;
+    assert_eq!(names(&served), vec!["default/reviews"]);
+    assert_eq!(weights(&served, "default/reviews"), vec![50, 50]);
+    let mut synthetic = Sink::connect(galley.mcp_address, istio_api::kinds::SYNTHETIC_SERVICE_ENTRIES, false).await;
+    assert_eq!(names(&synthetic.next().await), vec!["default/reviews"]);
 }

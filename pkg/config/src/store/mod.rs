@@ -6,6 +6,7 @@
 //! consumer never needs a separate list call to build its view.
 
 pub mod directory;
+pub mod kubernetes;
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
