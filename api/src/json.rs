@@ -241,4 +241,118 @@ mod tests {
         .expect_err("bad duration");
         assert!(matches!(error, JsonError::Mismatch { ref path, .. } if path == "http[0].timeout"), "{error:?}");
     }
+
+    /// A JSON value for `message` with every field set: scalars non-default, enums at their
+    /// second value, one list and map entry, the first member of each oneof, nested messages
+    /// down to a depth limit.
+    fn filled(message: &MessageDescriptor, depth: usize) -> serde_json::Value {
+        use prost_reflect::Kind;
+        let mut object = serde_json::Map::new();
+        let mut oneofs_done = std::collections::HashSet::new();
+        for field in message.fields() {
+            if let Some(oneof) = field.containing_oneof() {
+                if !oneofs_done.insert(oneof.name().to_string()) {
+                    continue;
+                }
+            }
+            let single = |kind: &Kind| -> Option<serde_json::Value> {
+                Some(match kind {
+                    Kind::Double | Kind::Float => serde_json::json!(1.5),
+                    Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => serde_json::json!(-7),
+                    Kind::Uint32 | Kind::Fixed32 => serde_json::json!(7),
+                    Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => serde_json::json!("-9"),
+                    Kind::Uint64 | Kind::Fixed64 => serde_json::json!("9"),
+                    Kind::Bool => serde_json::json!(true),
+                    Kind::String => serde_json::json!("text"),
+                    Kind::Bytes => serde_json::json!("AQI="),
+                    Kind::Enum(enumeration) => {
+                        let value = enumeration.values().nth(1).or_else(|| enumeration.values().next())?;
+                        serde_json::json!(value.name())
+                    }
+                    Kind::Message(inner) => match inner.full_name() {
+                        DURATION => serde_json::json!("1.500s"),
+                        "google.protobuf.Timestamp" => serde_json::json!("2020-01-02T03:04:05Z"),
+                        "google.protobuf.Struct" => serde_json::json!({"key": ["value", 1.0, true, null]}),
+                        "google.protobuf.Value" => serde_json::json!({"nested": "value"}),
+                        "google.protobuf.Any"
+                        | "google.protobuf.Empty"
+                        | "google.protobuf.ListValue"
+                        | "google.protobuf.FieldMask" => return None,
+                        name if name.starts_with("google.protobuf.") && name.ends_with("Value") => {
+                            let wrapped = inner.get_field_by_name("value")?;
+                            return single_wrapper(&wrapped.kind());
+                        }
+                        _ if depth == 0 => return None,
+                        _ => filled(inner, depth - 1),
+                    },
+                })
+            };
+            let value = if field.is_map() {
+                let Kind::Message(entry) = field.kind() else { continue };
+                let key = match entry.map_entry_key_field().kind() {
+                    Kind::String => "key".to_string(),
+                    Kind::Bool => "true".to_string(),
+                    _ => "3".to_string(),
+                };
+                let Some(item) = single(&entry.map_entry_value_field().kind()) else { continue };
+                serde_json::json!({ key: item })
+            } else if field.is_list() {
+                let Some(item) = single(&field.kind()) else { continue };
+                serde_json::json!([item])
+            } else {
+                let Some(item) = single(&field.kind()) else { continue };
+                item
+            };
+            object.insert(field.json_name().to_string(), value);
+        }
+        serde_json::Value::Object(object)
+    }
+
+    fn single_wrapper(kind: &prost_reflect::Kind) -> Option<serde_json::Value> {
+        use prost_reflect::Kind;
+        Some(match kind {
+            Kind::Double | Kind::Float => serde_json::json!(2.5),
+            Kind::Int32 => serde_json::json!(-3),
+            Kind::Uint32 => serde_json::json!(3),
+            Kind::Int64 => serde_json::json!("-4"),
+            Kind::Uint64 => serde_json::json!("4"),
+            Kind::Bool => serde_json::json!(true),
+            Kind::String => serde_json::json!("wrapped"),
+            Kind::Bytes => serde_json::json!("AQI="),
+            _ => return None,
+        })
+    }
+
+    #[test]
+    fn every_kind_round_trips_through_json_and_binary_with_every_field_set() {
+        let mut checked = 0;
+        for kind in crate::kinds::all() {
+            let descriptor = message_descriptor(kind.proto).expect("descriptor");
+            let value = filled(&descriptor, 4);
+            // Through YAML text, as objects arrive from files.
+            let yaml = serde_yaml::to_string(&value).expect("yaml");
+            let value: serde_json::Value = serde_yaml::from_str(&yaml).expect("yaml parses");
+            let message =
+                decode_dynamic(kind.proto, &value).unwrap_or_else(|error| panic!("{}: {error}\n{value:#}", kind.kind));
+            let json = dynamic_to_json(&message);
+            let again =
+                decode_dynamic(kind.proto, &json).unwrap_or_else(|error| panic!("{}: re-decoding: {error}", kind.kind));
+            assert_eq!(message, again, "{}: JSON round trip changed the message", kind.kind);
+            let bytes = prost::Message::encode_to_vec(&message);
+            assert_eq!(encode_bytes(kind.proto, &bytes).expect("binary"), json, "{}: binary round trip", kind.kind);
+            if descriptor.fields().len() > 0 {
+                assert!(!bytes.is_empty(), "{}: a filled message encodes to something", kind.kind);
+            }
+            checked += 1;
+        }
+        assert_eq!(checked, crate::kinds::all().len());
+    }
+
+    #[test]
+    fn snake_case_field_names_are_accepted_too() {
+        let value = serde_json::json!({"host": "r", "traffic_policy": {"connection_pool": {"http": {"http1_max_pending_requests": 1}}}});
+        let json =
+            dynamic_to_json(&decode_dynamic("istio.networking.v1alpha3.DestinationRule", &value).expect("decodes"));
+        assert_eq!(json["trafficPolicy"]["connectionPool"]["http"]["http1MaxPendingRequests"], 1);
+    }
 }

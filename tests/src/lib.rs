@@ -1,0 +1,126 @@
+//! Fixtures for end-to-end tests: finding the workspace's binaries, running them as child
+//! processes that are killed when the test ends (pass or fail), and reading their output with
+//! deadlines instead of sleeps.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// The path of a workspace binary (`galley`, `istioctl`, …) built next to the test executable.
+/// `cargo test --workspace` builds every binary before running tests.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_else(|error| panic!("cannot locate the test executable: {error}"));
+    let profile_dir =
+        exe.parent().and_then(|deps| deps.parent()).unwrap_or_else(|| panic!("unexpected test path {}", exe.display()));
+    let path = profile_dir.join(name);
+    assert!(path.exists(), "{} is not built; run the tests with `cargo test --workspace`", path.display());
+    path
+}
+
+/// A child process that is killed when dropped, with its stdout lines and stderr collected.
+pub struct Process {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    name: String,
+}
+
+impl Process {
+    /// Starts `binary` with `args`, capturing its output.
+    pub fn start(binary_name: &str, args: &[&str]) -> Process {
+        let mut child = Command::new(binary(binary_name))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|error| panic!("cannot start {binary_name}: {error}"));
+        let (sender, lines) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap_or_else(|| panic!("{binary_name}: no stdout"));
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if sender.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let mut stderr_pipe = child.stderr.take().unwrap_or_else(|| panic!("{binary_name}: no stderr"));
+        let collected = stderr.clone();
+        std::thread::spawn(move || {
+            let mut buffer = [0_u8; 4096];
+            while let Ok(read) = stderr_pipe.read(&mut buffer) {
+                if read == 0 {
+                    return;
+                }
+                let text = String::from_utf8_lossy(&buffer[..read]).to_string();
+                collected.lock().unwrap_or_else(|poison| poison.into_inner()).push_str(&text);
+            }
+        });
+        Process { child, lines, stderr, name: binary_name.to_string() }
+    }
+
+    /// The next stdout line, or `None` if none arrives within `timeout`.
+    pub fn next_line(&self, timeout: Duration) -> Option<String> {
+        self.lines.recv_timeout(timeout).ok()
+    }
+
+    /// Reads stdout until a complete JSON value has been printed (pretty-printed values span
+    /// several lines), or `None` at the deadline.
+    pub fn next_json(&self, timeout: Duration) -> Option<serde_json::Value> {
+        let deadline = Instant::now() + timeout;
+        let mut text = String::new();
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            text.push_str(&self.next_line(left)?);
+            text.push('\n');
+            if let Ok(value) = serde_json::from_str(&text) {
+                return Some(value);
+            }
+        }
+    }
+
+    /// Everything written to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap_or_else(|poison| poison.into_inner()).clone()
+    }
+
+    /// Waits until stderr contains `fragment`; panics with the output at the deadline.
+    pub fn wait_for_stderr(&self, fragment: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.stderr().contains(fragment) {
+            assert!(Instant::now() < deadline, "{} never logged {fragment:?}; stderr:\n{}", self.name, self.stderr());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs a binary to completion; returns its exit code, stdout and stderr.
+pub fn run(binary_name: &str, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+    let mut child = Command::new(binary(binary_name))
+        .args(args)
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|error| panic!("cannot start {binary_name}: {error}"));
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        use std::io::Write;
+        pipe.write_all(text.as_bytes()).unwrap_or_else(|error| panic!("writing stdin: {error}"));
+    }
+    let output = child.wait_with_output().unwrap_or_else(|error| panic!("waiting for {binary_name}: {error}"));
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).to_string(),
+        String::from_utf8_lossy(&output.stderr).to_string(),
+    )
+}
