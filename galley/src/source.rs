@@ -54,7 +54,8 @@ impl Accepted {
     /// Applies one event; returns whether the accepted view changed.
     fn apply(&mut self, event: Event, metrics: &Metrics) -> bool {
         match event {
-            Event::Added(object) | Event::Modified(object) => {
+            Event::Added(mut object) | Event::Modified(mut object) => {
+                object.default_namespace("default");
                 let key = object.key();
                 if let Some(kind) = object.istio_kind() {
                     let violations = object_violations(&object);
@@ -70,7 +71,10 @@ impl Accepted {
                 self.objects.insert(key, object);
                 true
             }
-            Event::Deleted(object) => self.objects.remove(&object.key()).is_some(),
+            Event::Deleted(mut object) => {
+                object.default_namespace("default");
+                self.objects.remove(&object.key()).is_some()
+            }
             Event::SourceError { source, line, message } => {
                 tracing::warn!(%source, line, %message, "config source cannot be read; its objects keep their last good version");
                 metrics.source_errors.inc();

@@ -130,6 +130,14 @@ impl Object {
         self.key().to_string()
     }
 
+    /// Puts a namespaced Istio object that names no namespace into `namespace`, as kubectl
+    /// does with the current namespace. Core and cluster-scoped objects are left alone.
+    pub fn default_namespace(&mut self, namespace: &str) {
+        if self.namespace().is_empty() && self.istio_kind().is_some_and(|kind| kind.namespaced) {
+            self.metadata.namespace = Some(namespace.to_string());
+        }
+    }
+
     /// The Istio kind this object is, if it is one at a version Istio 1.4 serves.
     pub fn istio_kind(&self) -> Option<&'static istio_api::kinds::Kind> {
         istio_api::kinds::lookup(&self.api_version, &self.kind)

@@ -1,0 +1,193 @@
+//! Pilot's debug HTTP server on :8080, with 1.4's endpoints: `/ready`, `/debug/syncz` (what
+//! `istioctl proxy-status` reads), `/debug/adsz`, `/debug/configz`, `/debug/registryz`,
+//! `/debug/endpointz`, `/debug/push_status` and `/debug/config_dump?proxyID=`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+use crate::model::PushContext;
+use crate::node::Proxy;
+use crate::xds::ads::{generate, Connections};
+use crate::xds::{CLUSTER_TYPE, LISTENER_TYPE, ROUTE_TYPE};
+
+#[derive(Clone)]
+pub struct DebugState {
+    pub pushes: watch::Receiver<Arc<PushContext>>,
+    pub connections: Arc<Connections>,
+}
+
+pub fn router(state: DebugState) -> Router {
+    Router::new()
+        .route("/ready", get(ready))
+        .route("/debug/syncz", get(syncz))
+        .route("/debug/adsz", get(adsz))
+        .route("/debug/configz", get(configz))
+        .route("/debug/registryz", get(registryz))
+        .route("/debug/endpointz", get(endpointz))
+        .route("/debug/push_status", get(push_status))
+        .route("/debug/config_dump", get(config_dump))
+        .with_state(state)
+}
+
+async fn ready(State(state): State<DebugState>) -> Response {
+    if state.pushes.borrow().version.is_empty() {
+        (StatusCode::SERVICE_UNAVAILABLE, "config not synced yet\n").into_response()
+    } else {
+        "ready\n".into_response()
+    }
+}
+
+async fn syncz(State(state): State<DebugState>) -> Json<Value> {
+    let entries: Vec<Value> = state
+        .connections
+        .snapshot()
+        .into_iter()
+        .filter(|status| !status.proxy.is_empty())
+        .map(|status| {
+            let field = |kind: &str, acked: bool| {
+                status.types.get(kind).map(|t| if acked { t.acked_nonce.clone() } else { t.sent_nonce.clone() }).unwrap_or_default()
+            };
+            json!({
+                "proxy": status.proxy.split('~').nth(2).unwrap_or(&status.proxy),
+                "proxy_id": status.proxy,
+                "istio_version": status.istio_version,
+                "cluster_sent": field("cds", false), "cluster_acked": field("cds", true),
+                "listener_sent": field("lds", false), "listener_acked": field("lds", true),
+                "route_sent": field("rds", false), "route_acked": field("rds", true),
+                "endpoint_sent": field("eds", false), "endpoint_acked": field("eds", true),
+                "nacks": status.types.iter().filter_map(|(kind, t)| t.nack.as_ref().map(|n| (kind.clone(), n.clone()))).collect::<HashMap<_, _>>(),
+            })
+        })
+        .collect();
+    Json(Value::Array(entries))
+}
+
+async fn adsz(State(state): State<DebugState>) -> Json<Value> {
+    Json(json!({"totalClients": state.connections.snapshot().len(), "clients": state.connections.snapshot()}))
+}
+
+async fn configz(State(state): State<DebugState>) -> Json<Value> {
+    let push = state.pushes.borrow().clone();
+    let encode = |proto: &str, name: &str, namespace: &str, kind: &str, spec: Value| json!({"kind": kind, "name": name, "namespace": namespace, "proto": proto, "spec": spec});
+    let mut items = Vec::new();
+    for vs in &push.virtual_services {
+        items.push(encode(
+            "VirtualService",
+            &vs.name,
+            &vs.namespace,
+            "VirtualService",
+            istio_api::json::encode("istio.networking.v1alpha3.VirtualService", &vs.spec).unwrap_or_default(),
+        ));
+    }
+    for dr in &push.destination_rules {
+        items.push(encode(
+            "DestinationRule",
+            &dr.name,
+            &dr.namespace,
+            "DestinationRule",
+            istio_api::json::encode("istio.networking.v1alpha3.DestinationRule", &dr.spec).unwrap_or_default(),
+        ));
+    }
+    for gw in &push.gateways {
+        items.push(encode(
+            "Gateway",
+            &gw.name,
+            &gw.namespace,
+            "Gateway",
+            istio_api::json::encode("istio.networking.v1alpha3.Gateway", &gw.spec).unwrap_or_default(),
+        ));
+    }
+    Json(Value::Array(items))
+}
+
+async fn registryz(State(state): State<DebugState>) -> Json<Value> {
+    let push = state.pushes.borrow().clone();
+    let services: Vec<Value> = push
+        .services
+        .values()
+        .map(|service| {
+            json!({
+                "hostname": service.hostname,
+                "namespace": service.namespace,
+                "address": service.address,
+                "ports": service.ports.iter().map(|p| json!({"name": p.name, "port": p.number, "protocol": format!("{:?}", p.protocol)})).collect::<Vec<_>>(),
+                "resolution": format!("{:?}", service.resolution),
+                "meshExternal": service.mesh_external,
+            })
+        })
+        .collect();
+    Json(Value::Array(services))
+}
+
+async fn endpointz(State(state): State<DebugState>) -> Json<Value> {
+    let push = state.pushes.borrow().clone();
+    let endpoints: Vec<Value> = push
+        .services
+        .values()
+        .flat_map(|service| {
+            service.endpoints.iter().map(move |endpoint| {
+                json!({"service": service.hostname, "address": endpoint.address, "ports": endpoint.ports, "labels": endpoint.labels, "locality": endpoint.locality})
+            })
+        })
+        .collect();
+    Json(Value::Array(endpoints))
+}
+
+async fn push_status(State(state): State<DebugState>) -> Json<Value> {
+    let push = state.pushes.borrow().clone();
+    Json(json!({
+        "version": push.version,
+        "services": push.services.len(),
+        "virtualServices": push.virtual_services.len(),
+        "destinationRules": push.destination_rules.len(),
+        "gateways": push.gateways.len(),
+        "connectedProxies": state.connections.snapshot().len(),
+    }))
+}
+
+/// What Pilot would send a connected proxy, in Envoy's config_dump shape.
+async fn config_dump(State(state): State<DebugState>, Query(query): Query<HashMap<String, String>>) -> Response {
+    let Some(wanted) = query.get("proxyID") else {
+        return (StatusCode::BAD_REQUEST, "proxyID is required (pod.namespace or the full node id)\n").into_response();
+    };
+    let Some(status) = state
+        .connections
+        .snapshot()
+        .into_iter()
+        .find(|status| status.proxy == *wanted || status.proxy.split('~').nth(2) == Some(wanted.as_str()))
+    else {
+        return (StatusCode::NOT_FOUND, format!("proxy {wanted} is not connected\n")).into_response();
+    };
+    let node = envoy_types::pb::envoy::config::core::v3::Node { id: status.proxy.clone(), ..Default::default() };
+    let Ok(proxy) = Proxy::from_node(&node) else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "cannot parse the proxy id\n").into_response();
+    };
+    let push = state.pushes.borrow().clone();
+    let names = |items: Vec<(String, envoy_types::pb::google::protobuf::Any)>| {
+        items.into_iter().map(|(name, any)| json!({"name": name, "type": any.type_url})).collect::<Vec<_>>()
+    };
+    let clusters = names(generate(&push, &proxy, CLUSTER_TYPE, &[]));
+    let listeners = names(generate(&push, &proxy, LISTENER_TYPE, &[]));
+    let route_names: Vec<String> = crate::xds::listener::listeners(&push, &proxy)
+        .iter()
+        .filter_map(|l| {
+            l.name.strip_prefix("0.0.0.0_").map(|port| {
+                if proxy.kind == crate::node::ProxyKind::Router {
+                    format!("http.{port}")
+                } else {
+                    port.to_string()
+                }
+            })
+        })
+        .collect();
+    let routes = names(generate(&push, &proxy, ROUTE_TYPE, &route_names));
+    Json(json!({"proxy": status.proxy, "version": push.version, "clusters": clusters, "listeners": listeners, "routes": routes})).into_response()
+}

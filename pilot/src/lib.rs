@@ -1,0 +1,137 @@
+//! Pilot (pilot-discovery): turns services and Istio traffic rules into Envoy xDS v3 for
+//! sidecars and gateways, served over ADS, with 1.4's debug endpoints and metrics.
+//!
+//! `start` runs it in-process on the given addresses (port 0 works) and returns the bound
+//! addresses and a handle that stops it; `main.rs` only parses flags.
+
+pub mod debug;
+pub mod metrics;
+pub mod model;
+pub mod node;
+pub mod source;
+pub mod xds;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
+use istio_config::store::directory::DirectoryStore;
+use istio_config::store::Store;
+use tokio::sync::watch;
+
+pub use source::SourceSettings;
+
+/// The port sidecars capture outbound traffic on.
+pub const PROXY_OUTBOUND_PORT: u32 = istio_runtime::ports::PROXY_OUTBOUND_CAPTURE as u32;
+/// The port sidecars capture inbound traffic on.
+pub const PROXY_INBOUND_PORT: u32 = istio_runtime::ports::PROXY_INBOUND_CAPTURE as u32;
+
+/// Where Pilot reads Istio config from.
+#[derive(Debug, Clone)]
+pub enum ConfigSource {
+    /// A directory of YAML (`--configDir`).
+    Directory(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub source: ConfigSource,
+    pub grpc_address: SocketAddr,
+    pub http_address: SocketAddr,
+    pub monitoring_address: SocketAddr,
+    pub settings: SourceSettings,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PilotError {
+    #[error("config source {0}: {1}")]
+    Source(String, String),
+    #[error("cannot listen on {address}: {source}")]
+    Bind { address: SocketAddr, source: std::io::Error },
+}
+
+pub struct Running {
+    pub grpc_address: SocketAddr,
+    pub http_address: SocketAddr,
+    pub monitoring_address: SocketAddr,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Running {
+    pub fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+pub async fn start(config: Config) -> Result<Running, PilotError> {
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let registry = istio_runtime::monitoring::registry();
+    let metrics = metrics::Metrics::register(&registry);
+    let (publish, pushes) = watch::channel(Arc::new(model::PushContext::default()));
+
+    let store: Box<dyn Store> = match &config.source {
+        ConfigSource::Directory(path) => Box::new(
+            DirectoryStore::open(path)
+                .map_err(|error| PilotError::Source(path.display().to_string(), error.to_string()))?,
+        ),
+    };
+    tokio::spawn(source::run(store.watch(), publish, config.settings.clone(), metrics.clone()));
+    let mut keep = shutdown_rx.clone();
+    tokio::spawn(async move {
+        let _store = store;
+        let _ = keep.wait_for(|stopped| *stopped).await;
+    });
+
+    let connections = Arc::new(xds::ads::Connections::default());
+    let listener = tokio::net::TcpListener::bind(config.grpc_address)
+        .await
+        .map_err(|source| PilotError::Bind { address: config.grpc_address, source })?;
+    let grpc_address =
+        listener.local_addr().map_err(|source| PilotError::Bind { address: config.grpc_address, source })?;
+    let ads = AggregatedDiscoveryServiceServer::new(xds::ads::AdsServer::new(
+        pushes.clone(),
+        connections.clone(),
+        metrics.clone(),
+    ))
+    .max_decoding_message_size(64 * 1024 * 1024)
+    .max_encoding_message_size(64 * 1024 * 1024);
+    let mut grpc_shutdown = shutdown_rx.clone();
+    tokio::spawn(async move {
+        let result = tonic::transport::Server::builder()
+            .add_service(ads)
+            .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async move {
+                let _ = grpc_shutdown.wait_for(|stopped| *stopped).await;
+            })
+            .await;
+        if let Err(error) = result {
+            tracing::error!(%error, "xDS server stopped");
+        }
+    });
+
+    let debug_router = debug::router(debug::DebugState { pushes: pushes.clone(), connections });
+    let mut debug_shutdown = shutdown_rx.clone();
+    let http_address = istio_runtime::monitoring::serve(config.http_address, debug_router, async move {
+        let _ = debug_shutdown.wait_for(|stopped| *stopped).await;
+    })
+    .await
+    .map_err(|source| PilotError::Bind { address: config.http_address, source })?;
+    let mut monitoring_shutdown = shutdown_rx.clone();
+    let monitoring_address = istio_runtime::monitoring::serve(
+        config.monitoring_address,
+        istio_runtime::monitoring::router(registry, "pilot-discovery"),
+        async move {
+            let _ = monitoring_shutdown.wait_for(|stopped| *stopped).await;
+        },
+    )
+    .await
+    .map_err(|source| PilotError::Bind { address: config.monitoring_address, source })?;
+    tracing::info!(%grpc_address, %http_address, %monitoring_address, "pilot started");
+    Ok(Running { grpc_address, http_address, monitoring_address, shutdown })
+}

@@ -1,0 +1,115 @@
+//! `pilot discovery`: parse flags (named as in Istio 1.4), start Pilot, wait for a signal.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use pilot::model::MeshSettings;
+use pilot::{Config, ConfigSource, SourceSettings};
+
+#[derive(Debug, Parser)]
+#[command(name = "pilot", version, about = "Pilot: service discovery and traffic config (Envoy xDS v3) for istio-rs")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the discovery service.
+    Discovery(DiscoveryArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct DiscoveryArgs {
+    /// Directory of Istio config (ServiceEntries, VirtualServices, …) to serve.
+    #[arg(long = "configDir")]
+    config_dir: Option<PathBuf>,
+    /// Mesh config file (YAML).
+    #[arg(long = "meshConfig")]
+    mesh_config: Option<PathBuf>,
+    /// DNS suffix of services.
+    #[arg(long = "domain", default_value = "cluster.local")]
+    domain: String,
+    /// xDS gRPC address.
+    #[arg(long = "grpcAddr", default_value = ":15010")]
+    grpc_addr: String,
+    /// Debug HTTP address.
+    #[arg(long = "httpAddr", default_value = ":8080")]
+    http_addr: String,
+    /// Monitoring (/metrics, /version) address.
+    #[arg(long = "monitoringAddr", default_value = ":15014")]
+    monitoring_addr: String,
+    /// Log as JSON lines.
+    #[arg(long = "log_as_json")]
+    log_as_json: bool,
+}
+
+/// Accepts Go-style `:15010` (all interfaces) as well as `HOST:PORT`.
+fn parse_address(flag: &str, text: &str) -> anyhow::Result<SocketAddr> {
+    let full = if text.starts_with(':') { format!("0.0.0.0{text}") } else { text.to_string() };
+    full.parse().with_context(|| format!("--{flag} {text:?} is not [HOST]:PORT"))
+}
+
+fn mesh_settings(path: Option<&PathBuf>, domain: &str) -> anyhow::Result<MeshSettings> {
+    let mut mesh = MeshSettings { domain_suffix: domain.to_string(), ..MeshSettings::default() };
+    let Some(path) = path else { return Ok(mesh) };
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading mesh config {}", path.display()))?;
+    let value: serde_json::Value =
+        serde_yaml::from_str(&text).with_context(|| format!("{}: invalid YAML", path.display()))?;
+    let value = if value.is_null() { serde_json::json!({}) } else { value };
+    let violations = istio_config::validation::mesh_config_violations(&value);
+    if !violations.is_empty() {
+        let lines: Vec<String> = violations.iter().map(|v| format!("{}: {v}", path.display())).collect();
+        bail!("invalid mesh config:\n{}", lines.join("\n"));
+    }
+    let config: istio_api::pb::istio::mesh::v1alpha1::MeshConfig =
+        istio_api::json::decode(istio_api::kinds::MESH_CONFIG_PROTO, &value)?;
+    if let Some(timeout) = config.connect_timeout {
+        mesh.connect_timeout = timeout;
+    }
+    if config.proxy_listen_port > 0 {
+        mesh.proxy_listen_port = u32::try_from(config.proxy_listen_port).unwrap_or(mesh.proxy_listen_port);
+    }
+    if let Some(policy) = config.outbound_traffic_policy {
+        mesh.allow_any = policy.mode
+            != istio_api::pb::istio::mesh::v1alpha1::mesh_config::outbound_traffic_policy::Mode::RegistryOnly as i32;
+    }
+    Ok(mesh)
+}
+
+async fn discovery(args: DiscoveryArgs) -> anyhow::Result<()> {
+    let Some(config_dir) = args.config_dir else {
+        bail!("pilot needs a config source: --configDir DIR");
+    };
+    let config = Config {
+        source: ConfigSource::Directory(config_dir),
+        grpc_address: parse_address("grpcAddr", &args.grpc_addr)?,
+        http_address: parse_address("httpAddr", &args.http_addr)?,
+        monitoring_address: parse_address("monitoringAddr", &args.monitoring_addr)?,
+        settings: SourceSettings {
+            mesh: mesh_settings(args.mesh_config.as_ref(), &args.domain)?,
+            ..SourceSettings::default()
+        },
+    };
+    let running = pilot::start(config).await?;
+    println!(
+        "pilot: xDS on {}, debug on {}, monitoring on {}",
+        running.grpc_address, running.http_address, running.monitoring_address
+    );
+    istio_runtime::shutdown_signal().await;
+    running.shutdown();
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    let Command::Discovery(args) = cli.command;
+    istio_runtime::init_logging(args.log_as_json);
+    if let Err(error) = discovery(args).await {
+        eprintln!("Error: {error:#}");
+        std::process::exit(1);
+    }
+}

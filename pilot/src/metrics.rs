@@ -1,0 +1,50 @@
+//! Pilot's Prometheus metrics, named as in Istio 1.4 (`pilot_xds`, `pilot_xds_pushes`,
+//! `pilot_total_xds_rejects`, `pilot_xds_push_time`).
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+
+use istio_runtime::monitoring::SharedRegistry;
+
+type Labels = Vec<(String, String)>;
+
+#[derive(Clone)]
+pub struct Metrics {
+    pub xds_clients: Gauge,
+    pub pushes: Family<Labels, Counter>,
+    pub rejects: Family<Labels, Counter>,
+    pub push_time: Histogram,
+    pub push_contexts: Counter,
+    pub invalid_config: Counter,
+}
+
+impl Metrics {
+    pub fn register(registry: &SharedRegistry) -> Self {
+        let metrics = Metrics {
+            xds_clients: Gauge::default(),
+            pushes: Family::default(),
+            rejects: Family::default(),
+            push_time: Histogram::new(exponential_buckets(0.0001, 4.0, 10)),
+            push_contexts: Counter::default(),
+            invalid_config: Counter::default(),
+        };
+        let mut registry = registry.lock().unwrap_or_else(|poison| poison.into_inner());
+        registry.register("pilot_xds", "Connected xDS clients", metrics.xds_clients.clone());
+        registry.register("pilot_xds_pushes", "xDS responses sent, by type", metrics.pushes.clone());
+        registry.register(
+            "pilot_total_xds_rejects",
+            "xDS responses proxies rejected (NACK), by type",
+            metrics.rejects.clone(),
+        );
+        registry.register("pilot_xds_push_time", "Seconds to generate one xDS response", metrics.push_time.clone());
+        registry.register("pilot_push_contexts", "Config snapshots built after changes", metrics.push_contexts.clone());
+        registry.register(
+            "pilot_invalid_config",
+            "Config objects rejected by validation and not used",
+            metrics.invalid_config.clone(),
+        );
+        metrics
+    }
+}

@@ -1,0 +1,310 @@
+//! Pilot's model of the mesh: services with their ports and endpoints (from ServiceEntries —
+//! the ones users write and the synthetic ones Galley builds from Kubernetes), and the Istio
+//! traffic config that applies to them. A `PushContext` is an immutable snapshot of both; the
+//! xDS generators read it and never see it change underneath them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use istio_api::pb::istio::networking::v1alpha3 as net;
+
+/// Istio's port protocols, from a port's `protocol` or name prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    Http,
+    Http2,
+    Grpc,
+    GrpcWeb,
+    Https,
+    Tcp,
+    Tls,
+    Mongo,
+    Redis,
+    Mysql,
+    Udp,
+    /// Not declared: outbound traffic is sniffed, which 1.4 did by default.
+    Unsupported,
+}
+
+impl Protocol {
+    pub fn parse(text: &str) -> Protocol {
+        match text.to_ascii_uppercase().as_str() {
+            "HTTP" => Protocol::Http,
+            "HTTP2" => Protocol::Http2,
+            "GRPC" => Protocol::Grpc,
+            "GRPC-WEB" => Protocol::GrpcWeb,
+            "HTTPS" => Protocol::Https,
+            "TCP" => Protocol::Tcp,
+            "TLS" => Protocol::Tls,
+            "MONGO" => Protocol::Mongo,
+            "REDIS" => Protocol::Redis,
+            "MYSQL" => Protocol::Mysql,
+            "UDP" => Protocol::Udp,
+            _ => Protocol::Unsupported,
+        }
+    }
+
+    /// Routed as HTTP (with HCM and RDS). Undeclared ports are sniffed and routed as HTTP.
+    pub fn is_http(self) -> bool {
+        matches!(self, Protocol::Http | Protocol::Http2 | Protocol::Grpc | Protocol::GrpcWeb | Protocol::Unsupported)
+    }
+
+    /// Upstream connections speak HTTP/2.
+    pub fn is_http2(self) -> bool {
+        matches!(self, Protocol::Http2 | Protocol::Grpc)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServicePort {
+    pub name: String,
+    pub number: u32,
+    pub protocol: Protocol,
+}
+
+/// How a service's endpoints are found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    /// Endpoints are listed (EDS).
+    Static,
+    /// Endpoints are DNS names resolved by the proxy (STRICT_DNS).
+    Dns,
+    /// Connect to the original destination (ORIGINAL_DST).
+    Passthrough,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub address: String,
+    /// Port number by service port name; missing names use the service port number.
+    pub ports: HashMap<String, u32>,
+    pub labels: HashMap<String, String>,
+    pub locality: String,
+    pub weight: u32,
+}
+
+impl Endpoint {
+    pub fn port_for(&self, port: &ServicePort) -> u32 {
+        self.ports.get(&port.name).copied().unwrap_or(port.number)
+    }
+}
+
+/// A service as the proxies see it: one host name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Service {
+    pub hostname: String,
+    pub namespace: String,
+    /// The virtual IP (ClusterIP or ServiceEntry address), if any.
+    pub address: Option<String>,
+    pub ports: Vec<ServicePort>,
+    pub resolution: Resolution,
+    pub mesh_external: bool,
+    pub endpoints: Vec<Endpoint>,
+    pub service_accounts: Vec<String>,
+}
+
+impl Service {
+    pub fn port(&self, number: u32) -> Option<&ServicePort> {
+        self.ports.iter().find(|port| port.number == number)
+    }
+
+    /// Builds one service per host of a ServiceEntry.
+    pub fn from_service_entry(entry: &net::ServiceEntry, namespace: &str) -> Vec<Service> {
+        use net::service_entry::{Location, Resolution as SeResolution};
+        let ports: Vec<ServicePort> = entry
+            .ports
+            .iter()
+            .map(|port| ServicePort {
+                name: port.name.clone(),
+                number: port.number,
+                protocol: Protocol::parse(&port.protocol),
+            })
+            .collect();
+        let resolution = match SeResolution::try_from(entry.resolution).unwrap_or(SeResolution::None) {
+            SeResolution::Static => Resolution::Static,
+            SeResolution::Dns => Resolution::Dns,
+            SeResolution::None => Resolution::Passthrough,
+        };
+        let endpoints: Vec<Endpoint> = entry
+            .endpoints
+            .iter()
+            .map(|endpoint| Endpoint {
+                address: endpoint.address.clone(),
+                ports: endpoint.ports.clone(),
+                labels: endpoint.labels.clone(),
+                locality: endpoint.locality.clone(),
+                weight: endpoint.weight,
+            })
+            .collect();
+        let address = entry.addresses.iter().find(|address| !address.contains('/')).cloned();
+        entry
+            .hosts
+            .iter()
+            .map(|host| Service {
+                hostname: host.clone(),
+                namespace: namespace.to_string(),
+                address: address.clone(),
+                ports: ports.clone(),
+                resolution,
+                mesh_external: entry.location == Location::MeshExternal as i32,
+                endpoints: if resolution == Resolution::Dns && endpoints.is_empty() {
+                    vec![Endpoint {
+                        address: host.clone(),
+                        ports: HashMap::new(),
+                        labels: HashMap::new(),
+                        locality: String::new(),
+                        weight: 0,
+                    }]
+                } else {
+                    endpoints.clone()
+                },
+                service_accounts: entry.subject_alt_names.clone(),
+            })
+            .collect()
+    }
+}
+
+/// An Istio config object with its identity.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Named<T> {
+    pub name: String,
+    pub namespace: String,
+    pub spec: T,
+}
+
+impl<T> Named<T> {
+    /// `namespace/name`.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+/// Mesh-wide settings Pilot uses when generating config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MeshSettings {
+    pub domain_suffix: String,
+    pub connect_timeout: prost_types::Duration,
+    /// `outboundTrafficPolicy.mode`: ALLOW_ANY (true) or REGISTRY_ONLY.
+    pub allow_any: bool,
+    /// `proxyListenPort`: where sidecars capture outbound traffic (`virtualOutbound`).
+    pub proxy_listen_port: u32,
+}
+
+impl Default for MeshSettings {
+    fn default() -> Self {
+        MeshSettings {
+            domain_suffix: "cluster.local".to_string(),
+            connect_timeout: prost_types::Duration { seconds: 10, nanos: 0 },
+            allow_any: true,
+            proxy_listen_port: crate::PROXY_OUTBOUND_PORT,
+        }
+    }
+}
+
+/// Everything the generators read, at one moment.
+#[derive(Debug, Default)]
+pub struct PushContext {
+    /// Changes with every push; sent as the xDS `version_info`.
+    pub version: String,
+    pub mesh: MeshSettings,
+    /// Services by host name.
+    pub services: BTreeMap<String, Arc<Service>>,
+    pub virtual_services: Vec<Named<net::VirtualService>>,
+    pub destination_rules: Vec<Named<net::DestinationRule>>,
+    pub gateways: Vec<Named<net::Gateway>>,
+    pub sidecars: Vec<Named<net::Sidecar>>,
+}
+
+impl PushContext {
+    /// The DestinationRule for a host: an exact host match first, then the most specific
+    /// wildcard (`*.example.com` before `*`).
+    pub fn destination_rule(&self, hostname: &str) -> Option<&Named<net::DestinationRule>> {
+        if let Some(rule) =
+            self.destination_rules.iter().find(|rule| self.qualify(&rule.spec.host, &rule.namespace) == hostname)
+        {
+            return Some(rule);
+        }
+        self.destination_rules
+            .iter()
+            .filter(|rule| rule.spec.host.starts_with('*') && hostname.ends_with(&rule.spec.host[1..]))
+            .max_by_key(|rule| rule.spec.host.len())
+    }
+
+    /// Resolves a short host name written in `namespace` to its FQDN (`reviews` →
+    /// `reviews.default.svc.cluster.local`), as Istio 1.4 did for config hosts.
+    pub fn qualify(&self, host: &str, namespace: &str) -> String {
+        if host.contains('.') || host.starts_with('*') || namespace.is_empty() {
+            host.to_string()
+        } else {
+            format!("{host}.{namespace}.svc.{}", self.mesh.domain_suffix)
+        }
+    }
+
+    pub fn service(&self, hostname: &str) -> Option<&Arc<Service>> {
+        self.services.get(hostname)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_entries_become_services() {
+        let entry = net::ServiceEntry {
+            hosts: vec!["reviews.default.svc.cluster.local".into(), "reviews.alt".into()],
+            addresses: vec!["10.96.0.12".into()],
+            ports: vec![net::Port { number: 9080, protocol: "HTTP".into(), name: "http".into() }],
+            location: net::service_entry::Location::MeshInternal as i32,
+            resolution: net::service_entry::Resolution::Static as i32,
+            endpoints: vec![net::service_entry::Endpoint {
+                address: "10.1.0.7".into(),
+                ports: HashMap::from([("http".to_string(), 19080)]),
+                labels: HashMap::from([("version".to_string(), "v1".to_string())]),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let services = Service::from_service_entry(&entry, "default");
+        assert_eq!(services.len(), 2);
+        let service = &services[0];
+        assert_eq!(service.address.as_deref(), Some("10.96.0.12"));
+        assert_eq!(service.resolution, Resolution::Static);
+        assert!(!service.mesh_external);
+        assert_eq!(service.endpoints[0].port_for(&service.ports[0]), 19080);
+        let dns = net::ServiceEntry {
+            hosts: vec!["www.google.com".into()],
+            resolution: net::service_entry::Resolution::Dns as i32,
+            ..Default::default()
+        };
+        assert_eq!(Service::from_service_entry(&dns, "default")[0].endpoints[0].address, "www.google.com");
+    }
+
+    #[test]
+    fn destination_rules_match_exact_then_most_specific_wildcard() {
+        let rule = |host: &str, namespace: &str| Named {
+            name: host.replace('*', "star"),
+            namespace: namespace.to_string(),
+            spec: net::DestinationRule { host: host.to_string(), ..Default::default() },
+        };
+        let context = PushContext {
+            destination_rules: vec![
+                rule("*", "istio-system"),
+                rule("*.local", "istio-system"),
+                rule("reviews", "default"),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(
+            context.destination_rule("reviews.default.svc.cluster.local").map(|r| r.spec.host.as_str()),
+            Some("reviews")
+        );
+        assert_eq!(
+            context.destination_rule("ratings.default.svc.cluster.local").map(|r| r.spec.host.as_str()),
+            Some("*.local")
+        );
+        assert_eq!(context.destination_rule("www.google.com").map(|r| r.spec.host.as_str()), Some("*"));
+        assert_eq!(Protocol::parse("grpc-web"), Protocol::GrpcWeb);
+        assert!(Protocol::Unsupported.is_http());
+    }
+}

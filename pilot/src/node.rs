@@ -1,0 +1,144 @@
+//! Who is asking: the proxy behind an xDS stream, from its node id
+//! (`sidecar~10.1.0.7~reviews-v1-abc.default~default.svc.cluster.local`) and the metadata
+//! pilot-agent puts in the node (`ISTIO_META_*`): labels, namespace and instance IPs, which is
+//! how a gateway is selected by the labels it announces.
+
+use std::collections::HashMap;
+
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::google::protobuf::{value::Kind, Struct, Value};
+
+/// The kind of proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyKind {
+    Sidecar,
+    Router,
+}
+
+/// A connected proxy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Proxy {
+    pub kind: ProxyKind,
+    /// The node id as sent.
+    pub id: String,
+    /// `pod.namespace`, the third part of the node id.
+    pub workload: String,
+    pub namespace: String,
+    pub ips: Vec<String>,
+    pub labels: HashMap<String, String>,
+    pub dns_domain: String,
+    pub istio_version: String,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum NodeError {
+    #[error("node id {0:?} is not of the form TYPE~IP~POD.NAMESPACE~DOMAIN")]
+    BadId(String),
+    #[error("node id {0:?}: proxy type must be sidecar or router")]
+    BadType(String),
+}
+
+fn string_value(value: &Value) -> Option<String> {
+    match &value.kind {
+        Some(Kind::StringValue(text)) => Some(text.clone()),
+        Some(Kind::NumberValue(number)) => Some(number.to_string()),
+        Some(Kind::BoolValue(flag)) => Some(flag.to_string()),
+        _ => None,
+    }
+}
+
+fn metadata_string(metadata: Option<&Struct>, key: &str) -> Option<String> {
+    metadata?.fields.get(key).and_then(string_value).filter(|text| !text.is_empty())
+}
+
+impl Proxy {
+    /// Parses an Envoy node into a proxy identity.
+    pub fn from_node(node: &Node) -> Result<Proxy, NodeError> {
+        let parts: Vec<&str> = node.id.split('~').collect();
+        let [kind, ip, workload, domain] = parts.as_slice() else {
+            return Err(NodeError::BadId(node.id.clone()));
+        };
+        let kind = match *kind {
+            "sidecar" => ProxyKind::Sidecar,
+            "router" | "ingress" => ProxyKind::Router,
+            _ => return Err(NodeError::BadType(node.id.clone())),
+        };
+        let metadata = node.metadata.as_ref();
+        let namespace = metadata_string(metadata, "NAMESPACE")
+            .or_else(|| metadata_string(metadata, "CONFIG_NAMESPACE"))
+            .or_else(|| workload.split_once('.').map(|(_, namespace)| namespace.to_string()))
+            .unwrap_or_else(|| "default".to_string());
+        let mut ips: Vec<String> = metadata_string(metadata, "INSTANCE_IPS")
+            .map(|list| list.split(',').map(|ip| ip.trim().to_string()).filter(|ip| !ip.is_empty()).collect())
+            .unwrap_or_default();
+        if ips.is_empty() && !ip.is_empty() {
+            ips.push((*ip).to_string());
+        }
+        let labels = match metadata.and_then(|m| m.fields.get("LABELS")).and_then(|value| value.kind.as_ref()) {
+            Some(Kind::StructValue(labels)) => {
+                labels.fields.iter().filter_map(|(key, value)| string_value(value).map(|v| (key.clone(), v))).collect()
+            }
+            // ISTIO_META_LABELS may also arrive as a JSON string.
+            Some(Kind::StringValue(text)) => serde_json::from_str::<HashMap<String, String>>(text).unwrap_or_default(),
+            _ => HashMap::new(),
+        };
+        Ok(Proxy {
+            kind,
+            id: node.id.clone(),
+            workload: (*workload).to_string(),
+            namespace,
+            ips,
+            labels,
+            dns_domain: (*domain).to_string(),
+            istio_version: metadata_string(metadata, "ISTIO_VERSION").unwrap_or_default(),
+        })
+    }
+
+    /// Whether every label in `selector` is on this proxy.
+    pub fn matches(&self, selector: &HashMap<String, String>) -> bool {
+        selector.iter().all(|(key, value)| self.labels.get(key) == Some(value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn string(text: &str) -> Value {
+        Value { kind: Some(Kind::StringValue(text.to_string())) }
+    }
+
+    #[test]
+    fn parses_sidecars_and_gateways_with_metadata() {
+        let labels = Struct { fields: [("istio".to_string(), string("ingressgateway"))].into_iter().collect() };
+        let metadata = Struct {
+            fields: [
+                ("NAMESPACE".to_string(), string("istio-system")),
+                ("INSTANCE_IPS".to_string(), string("10.1.0.9,fe80::1")),
+                ("LABELS".to_string(), Value { kind: Some(Kind::StructValue(labels)) }),
+            ]
+            .into_iter()
+            .collect(),
+        };
+        let node = Node {
+            id: "router~10.1.0.9~istio-ingressgateway-1.istio-system~istio-system.svc.cluster.local".into(),
+            metadata: Some(metadata),
+            ..Default::default()
+        };
+        let proxy = Proxy::from_node(&node).expect("parse");
+        assert_eq!(proxy.kind, ProxyKind::Router);
+        assert_eq!(proxy.namespace, "istio-system");
+        assert_eq!(proxy.ips, vec!["10.1.0.9", "fe80::1"]);
+        assert!(proxy.matches(&HashMap::from([("istio".to_string(), "ingressgateway".to_string())])));
+        assert!(!proxy.matches(&HashMap::from([("istio".to_string(), "egressgateway".to_string())])));
+
+        let sidecar = Proxy::from_node(&Node {
+            id: "sidecar~10.1.0.7~reviews-v1.default~default.svc.cluster.local".into(),
+            ..Default::default()
+        })
+        .expect("parse");
+        assert_eq!((sidecar.namespace.as_str(), sidecar.ips[0].as_str()), ("default", "10.1.0.7"));
+        assert!(Proxy::from_node(&Node { id: "nonsense".into(), ..Default::default() }).is_err());
+        assert!(Proxy::from_node(&Node { id: "mixer~1~a.b~c".into(), ..Default::default() }).is_err());
+    }
+}

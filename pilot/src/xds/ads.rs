@@ -1,0 +1,450 @@
+//! The ADS server: `envoy.service.discovery.v3.AggregatedDiscoveryService`, both
+//! state-of-the-world (`StreamAggregatedResources`) and incremental (`DeltaAggregatedResources`).
+//! Per stream and type it tracks the subscribed names, the nonce and version sent, and what the
+//! proxy ACKed or NACKed (a NACK is logged with the proxy and Envoy's error, counted, and kept for
+//! the debug endpoints; Pilot keeps serving). Every new push context is sent to every stream.
+
+use std::collections::{BTreeMap, HashMap};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryService;
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse, Resource,
+};
+use envoy_types::pb::google::protobuf::Any;
+use futures::Stream;
+use prost::Message;
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::{any, cluster, endpoint, listener, route, CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE};
+use crate::metrics::Metrics;
+use crate::model::PushContext;
+use crate::node::Proxy;
+
+/// What a proxy was sent and acknowledged for one type.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TypeStatus {
+    pub sent_version: String,
+    pub sent_nonce: String,
+    pub acked_version: String,
+    pub acked_nonce: String,
+    pub resources: usize,
+    /// The last NACK's error, until a later response is accepted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nack: Option<String>,
+}
+
+/// One connected proxy, as the debug endpoints show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectionStatus {
+    pub connection_id: String,
+    pub proxy: String,
+    pub istio_version: String,
+    pub delta: bool,
+    pub types: BTreeMap<String, TypeStatus>,
+}
+
+/// Every connected proxy.
+#[derive(Default)]
+pub struct Connections {
+    next_id: AtomicU64,
+    statuses: Mutex<BTreeMap<String, ConnectionStatus>>,
+}
+
+impl Connections {
+    pub fn snapshot(&self) -> Vec<ConnectionStatus> {
+        self.statuses.lock().unwrap_or_else(|poison| poison.into_inner()).values().cloned().collect()
+    }
+
+    fn update(&self, id: &str, change: impl FnOnce(&mut ConnectionStatus)) {
+        if let Some(status) = self.statuses.lock().unwrap_or_else(|poison| poison.into_inner()).get_mut(id) {
+            change(status);
+        }
+    }
+}
+
+/// Short type names for logs and metrics.
+pub fn short_type(type_url: &str) -> &'static str {
+    match type_url {
+        CLUSTER_TYPE => "cds",
+        ENDPOINT_TYPE => "eds",
+        LISTENER_TYPE => "lds",
+        ROUTE_TYPE => "rds",
+        _ => "unknown",
+    }
+}
+
+/// Generates the resources of `type_url` for a proxy; `names` narrows EDS and RDS.
+pub fn generate(push: &PushContext, proxy: &Proxy, type_url: &str, names: &[String]) -> Vec<(String, Any)> {
+    match type_url {
+        CLUSTER_TYPE => cluster::clusters(push, proxy).into_iter().map(|c| (c.name.clone(), any(c))).collect(),
+        LISTENER_TYPE => listener::listeners(push, proxy).into_iter().map(|l| (l.name.clone(), any(l))).collect(),
+        ROUTE_TYPE => {
+            route::route_configurations(push, proxy, names).into_iter().map(|r| (r.name.clone(), any(r))).collect()
+        }
+        ENDPOINT_TYPE => names
+            .iter()
+            .map(|name| {
+                let assignment = endpoint::load_assignment(push, name).unwrap_or_else(|| {
+                    envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment {
+                        cluster_name: name.clone(),
+                        ..Default::default()
+                    }
+                });
+                (name.clone(), any(assignment))
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The ADS service.
+#[derive(Clone)]
+pub struct AdsServer {
+    pushes: watch::Receiver<Arc<PushContext>>,
+    connections: Arc<Connections>,
+    metrics: Metrics,
+}
+
+impl AdsServer {
+    pub fn new(pushes: watch::Receiver<Arc<PushContext>>, connections: Arc<Connections>, metrics: Metrics) -> Self {
+        AdsServer { pushes, connections, metrics }
+    }
+
+    fn register(&self, delta: bool) -> String {
+        let id = format!("{}", self.connections.next_id.fetch_add(1, Ordering::Relaxed) + 1);
+        self.connections.statuses.lock().unwrap_or_else(|poison| poison.into_inner()).insert(
+            id.clone(),
+            ConnectionStatus {
+                connection_id: id.clone(),
+                proxy: String::new(),
+                istio_version: String::new(),
+                delta,
+                types: BTreeMap::new(),
+            },
+        );
+        self.metrics.xds_clients.inc();
+        id
+    }
+
+    fn unregister(&self, id: &str) {
+        self.connections.statuses.lock().unwrap_or_else(|poison| poison.into_inner()).remove(id);
+        self.metrics.xds_clients.dec();
+    }
+}
+
+/// Per-type state of a state-of-the-world stream.
+#[derive(Default)]
+struct Watch {
+    names: Vec<String>,
+    nonce: Option<String>,
+}
+
+struct SotwStream {
+    id: String,
+    proxy: Option<Proxy>,
+    watches: HashMap<String, Watch>,
+    next_nonce: u64,
+    server: AdsServer,
+}
+
+impl SotwStream {
+    async fn send(
+        &mut self,
+        type_url: &str,
+        push: &PushContext,
+        out: &mpsc::Sender<Result<DiscoveryResponse, Status>>,
+    ) -> bool {
+        let Some(proxy) = &self.proxy else { return true };
+        let Some(watch) = self.watches.get_mut(type_url) else { return true };
+        let started = Instant::now();
+        let resources: Vec<Any> =
+            generate(push, proxy, type_url, &watch.names).into_iter().map(|(_, resource)| resource).collect();
+        self.next_nonce += 1;
+        let nonce = format!("{}-{}", push.version, self.next_nonce);
+        watch.nonce = Some(nonce.clone());
+        let count = resources.len();
+        let response = DiscoveryResponse {
+            version_info: push.version.clone(),
+            resources,
+            type_url: type_url.to_string(),
+            nonce: nonce.clone(),
+            ..Default::default()
+        };
+        let kind = short_type(type_url);
+        self.server.metrics.pushes.get_or_create(&vec![("type".to_string(), kind.to_string())]).inc();
+        self.server.metrics.push_time.observe(started.elapsed().as_secs_f64());
+        self.server.connections.update(&self.id, |status| {
+            let entry = status.types.entry(kind.to_string()).or_default();
+            entry.sent_version = push.version.clone();
+            entry.sent_nonce = nonce;
+            entry.resources = count;
+        });
+        out.send(Ok(response)).await.is_ok()
+    }
+
+    /// Handles a request; returns whether a response for its type must be sent now.
+    fn request(&mut self, request: &DiscoveryRequest) -> Result<bool, Status> {
+        if self.proxy.is_none() {
+            let node = request
+                .node
+                .as_ref()
+                .ok_or_else(|| Status::invalid_argument("the first DiscoveryRequest must carry the node"))?;
+            let proxy = Proxy::from_node(node).map_err(|error| Status::invalid_argument(error.to_string()))?;
+            tracing::info!(proxy = %proxy.id, connection = %self.id, "ADS stream connected");
+            let (id, version) = (proxy.id.clone(), proxy.istio_version.clone());
+            self.server.connections.update(&self.id, |status| {
+                status.proxy = id;
+                status.istio_version = version;
+            });
+            self.proxy = Some(proxy);
+        }
+        let type_url = request.type_url.clone();
+        let kind = short_type(&type_url);
+        let watch = self.watches.entry(type_url.clone()).or_default();
+        let names_changed = watch.names != request.resource_names;
+        if request.response_nonce.is_empty() {
+            watch.names = request.resource_names.clone();
+            return Ok(true);
+        }
+        if watch.nonce.as_deref() != Some(request.response_nonce.as_str()) {
+            return Ok(false); // stale: an answer to a response that has been superseded
+        }
+        let proxy_id = self.proxy.as_ref().map(|p| p.id.clone()).unwrap_or_default();
+        if let Some(error) = &request.error_detail {
+            tracing::warn!(proxy = %proxy_id, r#type = kind, nonce = %request.response_nonce, error = %error.message, "proxy rejected config (NACK)");
+            self.server.metrics.rejects.get_or_create(&vec![("type".to_string(), kind.to_string())]).inc();
+            let message = error.message.clone();
+            self.server
+                .connections
+                .update(&self.id, |status| status.types.entry(kind.to_string()).or_default().nack = Some(message));
+        } else {
+            let (version, nonce) = (request.version_info.clone(), request.response_nonce.clone());
+            self.server.connections.update(&self.id, |status| {
+                let entry = status.types.entry(kind.to_string()).or_default();
+                entry.acked_version = version;
+                entry.acked_nonce = nonce;
+                entry.nack = None;
+            });
+        }
+        if names_changed {
+            watch.names = request.resource_names.clone();
+            return Ok(true);
+        }
+        Ok(false)
+    }
+}
+
+/// Per-type state of a delta stream: subscribed names (empty with `wildcard`) and the version
+/// of each resource the client holds.
+#[derive(Default)]
+struct DeltaWatch {
+    wildcard: bool,
+    names: Vec<String>,
+    held: HashMap<String, String>,
+}
+
+fn resource_version(resource: &Any) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in resource.encode_to_vec() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}
+
+type SotwStreamBox = Pin<Box<dyn Stream<Item = Result<DiscoveryResponse, Status>> + Send>>;
+type DeltaStreamBox = Pin<Box<dyn Stream<Item = Result<DeltaDiscoveryResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl AggregatedDiscoveryService for AdsServer {
+    type StreamAggregatedResourcesStream = SotwStreamBox;
+    type DeltaAggregatedResourcesStream = DeltaStreamBox;
+
+    async fn stream_aggregated_resources(
+        &self,
+        request: Request<Streaming<DiscoveryRequest>>,
+    ) -> Result<Response<SotwStreamBox>, Status> {
+        let mut incoming = request.into_inner();
+        let (out, receiver) = mpsc::channel(16);
+        let server = self.clone();
+        let mut pushes = self.pushes.clone();
+        tokio::spawn(async move {
+            let id = server.register(false);
+            let mut stream = SotwStream {
+                id: id.clone(),
+                proxy: None,
+                watches: HashMap::new(),
+                next_nonce: 0,
+                server: server.clone(),
+            };
+            loop {
+                tokio::select! {
+                    message = incoming.message() => {
+                        let request = match message {
+                            Ok(Some(request)) => request,
+                            Ok(None) => break,
+                            Err(status) => {
+                                tracing::debug!(connection = %id, %status, "ADS stream ended");
+                                break;
+                            }
+                        };
+                        match stream.request(&request) {
+                            Ok(true) => {
+                                let push = pushes.borrow().clone();
+                                if !stream.send(&request.type_url, &push, &out).await {
+                                    break;
+                                }
+                            }
+                            Ok(false) => {}
+                            Err(status) => {
+                                let _ = out.send(Err(status)).await;
+                                break;
+                            }
+                        }
+                    }
+                    changed = pushes.changed() => {
+                        if changed.is_err() {
+                            break;
+                        }
+                        let push = pushes.borrow_and_update().clone();
+                        // Clusters first, then endpoints, listeners and routes, as Envoy expects.
+                        let mut delivered = true;
+                        for type_url in [CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE] {
+                            if stream.watches.contains_key(type_url) {
+                                delivered &= stream.send(type_url, &push, &out).await;
+                            }
+                        }
+                        if !delivered {
+                            break;
+                        }
+                    }
+                }
+            }
+            server.unregister(&id);
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+
+    async fn delta_aggregated_resources(
+        &self,
+        request: Request<Streaming<DeltaDiscoveryRequest>>,
+    ) -> Result<Response<DeltaStreamBox>, Status> {
+        let mut incoming = request.into_inner();
+        let (out, receiver) = mpsc::channel(16);
+        let server = self.clone();
+        let mut pushes = self.pushes.clone();
+        tokio::spawn(async move {
+            let id = server.register(true);
+            let mut proxy: Option<Proxy> = None;
+            let mut watches: HashMap<String, DeltaWatch> = HashMap::new();
+            let mut nonce = 0_u64;
+            loop {
+                let mut to_send: Vec<String> = Vec::new();
+                tokio::select! {
+                    message = incoming.message() => {
+                        let request = match message {
+                            Ok(Some(request)) => request,
+                            Ok(None) | Err(_) => break,
+                        };
+                        if proxy.is_none() {
+                            match request.node.as_ref().map(Proxy::from_node) {
+                                Some(Ok(parsed)) => {
+                                    let (proxy_id, version) = (parsed.id.clone(), parsed.istio_version.clone());
+                                    server.connections.update(&id, |status| { status.proxy = proxy_id; status.istio_version = version; });
+                                    proxy = Some(parsed);
+                                }
+                                Some(Err(error)) => { let _ = out.send(Err(Status::invalid_argument(error.to_string()))).await; break; }
+                                None => { let _ = out.send(Err(Status::invalid_argument("the first DeltaDiscoveryRequest must carry the node"))).await; break; }
+                            }
+                        }
+                        let kind = short_type(&request.type_url);
+                        if let Some(error) = &request.error_detail {
+                            tracing::warn!(connection = %id, r#type = kind, error = %error.message, "proxy rejected delta config (NACK)");
+                            server.metrics.rejects.get_or_create(&vec![("type".to_string(), kind.to_string())]).inc();
+                            continue;
+                        }
+                        let first = !watches.contains_key(&request.type_url);
+                        let watch = watches.entry(request.type_url.clone()).or_default();
+                        if first {
+                            watch.wildcard = request.resource_names_subscribe.is_empty() || request.resource_names_subscribe.iter().any(|n| n == "*");
+                            watch.held = request.initial_resource_versions.clone();
+                        }
+                        let subscribed = !request.resource_names_subscribe.is_empty();
+                        for name in &request.resource_names_subscribe {
+                            if name != "*" && !watch.names.contains(name) {
+                                watch.names.push(name.clone());
+                            }
+                        }
+                        for name in &request.resource_names_unsubscribe {
+                            watch.names.retain(|n| n != name);
+                            watch.held.remove(name);
+                        }
+                        if first || subscribed {
+                            to_send.push(request.type_url.clone());
+                        }
+                    }
+                    changed = pushes.changed() => {
+                        if changed.is_err() { break; }
+                        let _ = pushes.borrow_and_update();
+                        to_send.extend([CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE].into_iter().filter(|t| watches.contains_key(*t)).map(str::to_string));
+                    }
+                }
+                let Some(current) = proxy.as_ref() else { continue };
+                let push = pushes.borrow().clone();
+                for type_url in to_send {
+                    let Some(watch) = watches.get_mut(&type_url) else { continue };
+                    let names = if watch.wildcard { Vec::new() } else { watch.names.clone() };
+                    let generated = generate(&push, current, &type_url, &names);
+                    let mut resources = Vec::new();
+                    let mut present = std::collections::HashSet::new();
+                    for (name, resource) in generated {
+                        present.insert(name.clone());
+                        let version = resource_version(&resource);
+                        if watch.held.get(&name) != Some(&version) {
+                            watch.held.insert(name.clone(), version.clone());
+                            resources.push(Resource { name, version, resource: Some(resource), ..Default::default() });
+                        }
+                    }
+                    let removed: Vec<String> =
+                        watch.held.keys().filter(|name| !present.contains(*name)).cloned().collect();
+                    for name in &removed {
+                        watch.held.remove(name);
+                    }
+                    if resources.is_empty() && removed.is_empty() {
+                        continue;
+                    }
+                    nonce += 1;
+                    let kind = short_type(&type_url);
+                    server.metrics.pushes.get_or_create(&vec![("type".to_string(), kind.to_string())]).inc();
+                    let count = resources.len();
+                    server.connections.update(&id, |status| {
+                        let entry = status.types.entry(kind.to_string()).or_default();
+                        entry.sent_version = push.version.clone();
+                        entry.sent_nonce = nonce.to_string();
+                        entry.resources = count;
+                    });
+                    let response = DeltaDiscoveryResponse {
+                        system_version_info: push.version.clone(),
+                        resources,
+                        type_url: type_url.clone(),
+                        removed_resources: removed,
+                        nonce: nonce.to_string(),
+                        ..Default::default()
+                    };
+                    if out.send(Ok(response)).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            server.unregister(&id);
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+}

@@ -1,0 +1,379 @@
+//! CDS: one cluster per service port (`outbound|PORT||HOST`) and per DestinationRule subset
+//! (`outbound|PORT|SUBSET|HOST`), with the rule's traffic policy applied (load balancer,
+//! connection pool as circuit breakers, outlier detection, TLS); inbound clusters for the
+//! sidecar's own service ports; and the special clusters (`BlackHoleCluster`,
+//! `PassthroughCluster`, `InboundPassthroughClusterIpv4`).
+
+use std::collections::HashMap;
+
+use envoy_types::pb::envoy::config::cluster::v3::{
+    circuit_breakers, cluster, CircuitBreakers, Cluster, OutlierDetection,
+};
+use envoy_types::pb::envoy::config::core::v3::{
+    data_source, transport_socket, BindConfig, DataSource, Http1ProtocolOptions, Http2ProtocolOptions,
+    HttpProtocolOptions as CommonHttpOptions, TransportSocket,
+};
+use envoy_types::pb::envoy::config::endpoint::v3::{
+    lb_endpoint, ClusterLoadAssignment, Endpoint as EnvoyEndpoint, LbEndpoint, LocalityLbEndpoints,
+};
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+    common_tls_context, CertificateValidationContext, CommonTlsContext, TlsCertificate, UpstreamTlsContext,
+};
+use envoy_types::pb::envoy::extensions::upstreams::http::v3::{http_protocol_options, HttpProtocolOptions};
+use envoy_types::pb::google::protobuf::{Any, UInt32Value};
+use istio_api::pb::istio::networking::v1alpha3 as net;
+
+use super::{
+    ads_source, any, cluster_name, duration, socket_address, Direction, BLACKHOLE_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER,
+    PASSTHROUGH_CLUSTER,
+};
+use crate::model::{PushContext, Resolution, Service, ServicePort};
+use crate::node::{Proxy, ProxyKind};
+
+const HTTP_OPTIONS_EXTENSION: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+
+/// Every cluster for `proxy`.
+pub fn clusters(push: &PushContext, proxy: &Proxy) -> Vec<Cluster> {
+    let mut clusters = Vec::new();
+    for service in push.services.values() {
+        for port in &service.ports {
+            let rule = push.destination_rule(&service.hostname);
+            let top_policy = rule.and_then(|rule| rule.spec.traffic_policy.as_ref());
+            clusters.push(outbound_cluster(push, service, port, "", top_policy));
+            for subset in rule.map(|rule| rule.spec.subsets.as_slice()).unwrap_or_default() {
+                let policy = merge_policy(top_policy, subset.traffic_policy.as_ref());
+                clusters.push(outbound_cluster(push, service, port, &subset.name, policy.as_ref()));
+            }
+        }
+    }
+    if proxy.kind == ProxyKind::Sidecar {
+        clusters.extend(inbound_clusters(push, proxy));
+        clusters.push(inbound_passthrough(push));
+    }
+    clusters.push(Cluster {
+        name: BLACKHOLE_CLUSTER.to_string(),
+        connect_timeout: Some(duration(&push.mesh.connect_timeout)),
+        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(cluster::DiscoveryType::Static as i32)),
+        ..Default::default()
+    });
+    clusters.push(Cluster {
+        name: PASSTHROUGH_CLUSTER.to_string(),
+        connect_timeout: Some(duration(&push.mesh.connect_timeout)),
+        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(cluster::DiscoveryType::OriginalDst as i32)),
+        lb_policy: cluster::LbPolicy::ClusterProvided as i32,
+        ..Default::default()
+    });
+    clusters
+}
+
+/// A subset's policy on top of the rule's: a field the subset sets wins.
+fn merge_policy(top: Option<&net::TrafficPolicy>, subset: Option<&net::TrafficPolicy>) -> Option<net::TrafficPolicy> {
+    match (top, subset) {
+        (None, None) => None,
+        (Some(top), None) => Some(top.clone()),
+        (None, Some(subset)) => Some(subset.clone()),
+        (Some(top), Some(subset)) => Some(net::TrafficPolicy {
+            load_balancer: subset.load_balancer.clone().or_else(|| top.load_balancer.clone()),
+            connection_pool: subset.connection_pool.or(top.connection_pool),
+            outlier_detection: subset.outlier_detection.or(top.outlier_detection),
+            tls: subset.tls.clone().or_else(|| top.tls.clone()),
+            port_level_settings: if subset.port_level_settings.is_empty() {
+                top.port_level_settings.clone()
+            } else {
+                subset.port_level_settings.clone()
+            },
+        }),
+    }
+}
+
+/// The policy fields that apply to one port (port-level settings override the rest).
+struct PortPolicy<'a> {
+    load_balancer: Option<&'a net::LoadBalancerSettings>,
+    connection_pool: Option<&'a net::ConnectionPoolSettings>,
+    outlier_detection: Option<&'a net::OutlierDetection>,
+    tls: Option<&'a net::TlsSettings>,
+}
+
+fn port_policy(policy: Option<&net::TrafficPolicy>, port: u32) -> PortPolicy<'_> {
+    let Some(policy) = policy else {
+        return PortPolicy { load_balancer: None, connection_pool: None, outlier_detection: None, tls: None };
+    };
+    let level =
+        policy.port_level_settings.iter().find(|setting| setting.port.as_ref().is_some_and(|p| p.number == port));
+    PortPolicy {
+        load_balancer: level.and_then(|l| l.load_balancer.as_ref()).or(policy.load_balancer.as_ref()),
+        connection_pool: level.and_then(|l| l.connection_pool.as_ref()).or(policy.connection_pool.as_ref()),
+        outlier_detection: level.and_then(|l| l.outlier_detection.as_ref()).or(policy.outlier_detection.as_ref()),
+        tls: level.and_then(|l| l.tls.as_ref()).or(policy.tls.as_ref()),
+    }
+}
+
+fn outbound_cluster(
+    push: &PushContext,
+    service: &Service,
+    port: &ServicePort,
+    subset: &str,
+    policy: Option<&net::TrafficPolicy>,
+) -> Cluster {
+    let name = cluster_name(Direction::Outbound, port.number, subset, &service.hostname);
+    let mut cluster = Cluster {
+        name: name.clone(),
+        connect_timeout: Some(duration(&push.mesh.connect_timeout)),
+        ..Default::default()
+    };
+    match service.resolution {
+        Resolution::Static => {
+            cluster.cluster_discovery_type =
+                Some(cluster::ClusterDiscoveryType::Type(cluster::DiscoveryType::Eds as i32));
+            cluster.eds_cluster_config =
+                Some(cluster::EdsClusterConfig { eds_config: Some(ads_source()), service_name: String::new() });
+        }
+        Resolution::Dns => {
+            cluster.cluster_discovery_type =
+                Some(cluster::ClusterDiscoveryType::Type(cluster::DiscoveryType::StrictDns as i32));
+            cluster.load_assignment = Some(ClusterLoadAssignment {
+                cluster_name: name.clone(),
+                endpoints: vec![LocalityLbEndpoints {
+                    lb_endpoints: service
+                        .endpoints
+                        .iter()
+                        .map(|endpoint| LbEndpoint {
+                            host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(EnvoyEndpoint {
+                                address: Some(socket_address(&endpoint.address, endpoint.port_for(port))),
+                                ..Default::default()
+                            })),
+                            ..Default::default()
+                        })
+                        .collect(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            });
+        }
+        Resolution::Passthrough => {
+            cluster.cluster_discovery_type =
+                Some(cluster::ClusterDiscoveryType::Type(cluster::DiscoveryType::OriginalDst as i32));
+            cluster.lb_policy = cluster::LbPolicy::ClusterProvided as i32;
+        }
+    }
+    let policy = port_policy(policy, port.number);
+    let mut common = CommonHttpOptions::default();
+    if let Some(settings) = policy.load_balancer {
+        apply_load_balancer(&mut cluster, settings);
+    }
+    if let Some(pool) = policy.connection_pool {
+        apply_connection_pool(&mut cluster, &mut common, pool);
+    }
+    if let Some(outlier) = policy.outlier_detection {
+        cluster.outlier_detection = Some(outlier_detection(outlier));
+    }
+    if let Some(tls) = policy.tls {
+        cluster.transport_socket = upstream_tls(tls, service, port, subset);
+    }
+    if port.protocol.is_http2() || common != CommonHttpOptions::default() {
+        cluster.typed_extension_protocol_options = http_options(port.protocol.is_http2(), common);
+    }
+    cluster
+}
+
+fn http_options(http2: bool, common: CommonHttpOptions) -> HashMap<String, Any> {
+    use http_protocol_options::explicit_http_config::ProtocolConfig;
+    let protocol = if http2 {
+        ProtocolConfig::Http2ProtocolOptions(Http2ProtocolOptions::default())
+    } else {
+        ProtocolConfig::HttpProtocolOptions(Http1ProtocolOptions::default())
+    };
+    let options = HttpProtocolOptions {
+        common_http_protocol_options: (common != CommonHttpOptions::default()).then_some(common),
+        upstream_protocol_options: Some(http_protocol_options::UpstreamProtocolOptions::ExplicitHttpConfig(
+            http_protocol_options::ExplicitHttpConfig { protocol_config: Some(protocol) },
+        )),
+        ..Default::default()
+    };
+    HashMap::from([(HTTP_OPTIONS_EXTENSION.to_string(), any(options))])
+}
+
+fn apply_load_balancer(cluster: &mut Cluster, settings: &net::LoadBalancerSettings) {
+    use net::load_balancer_settings::{LbPolicy, SimpleLb};
+    match &settings.lb_policy {
+        Some(LbPolicy::Simple(simple)) => match SimpleLb::try_from(*simple).unwrap_or(SimpleLb::RoundRobin) {
+            SimpleLb::RoundRobin => cluster.lb_policy = cluster::LbPolicy::RoundRobin as i32,
+            SimpleLb::LeastConn => cluster.lb_policy = cluster::LbPolicy::LeastRequest as i32,
+            SimpleLb::Random => cluster.lb_policy = cluster::LbPolicy::Random as i32,
+            SimpleLb::Passthrough => {
+                cluster.lb_policy = cluster::LbPolicy::ClusterProvided as i32;
+                cluster.cluster_discovery_type =
+                    Some(cluster::ClusterDiscoveryType::Type(cluster::DiscoveryType::OriginalDst as i32));
+                cluster.eds_cluster_config = None;
+                cluster.load_assignment = None;
+            }
+        },
+        Some(LbPolicy::ConsistentHash(hash)) => {
+            cluster.lb_policy = cluster::LbPolicy::RingHash as i32;
+            let minimum = if hash.minimum_ring_size == 0 { 1024 } else { hash.minimum_ring_size };
+            cluster.lb_config = Some(cluster::LbConfig::RingHashLbConfig(cluster::RingHashLbConfig {
+                minimum_ring_size: Some(envoy_types::pb::google::protobuf::UInt64Value { value: minimum }),
+                ..Default::default()
+            }));
+        }
+        None => {}
+    }
+}
+
+fn apply_connection_pool(cluster: &mut Cluster, common: &mut CommonHttpOptions, pool: &net::ConnectionPoolSettings) {
+    let mut thresholds = circuit_breakers::Thresholds::default();
+    let positive = |value: i32| u32::try_from(value).ok().filter(|v| *v > 0).map(|value| UInt32Value { value });
+    if let Some(tcp) = &pool.tcp {
+        thresholds.max_connections = positive(tcp.max_connections);
+        if let Some(timeout) = &tcp.connect_timeout {
+            cluster.connect_timeout = Some(duration(timeout));
+        }
+    }
+    if let Some(http) = &pool.http {
+        thresholds.max_pending_requests = positive(http.http1_max_pending_requests);
+        thresholds.max_requests = positive(http.http2_max_requests);
+        thresholds.max_retries = positive(http.max_retries);
+        common.max_requests_per_connection = positive(http.max_requests_per_connection);
+        common.idle_timeout = http.idle_timeout.as_ref().map(duration);
+    }
+    if thresholds != circuit_breakers::Thresholds::default() {
+        cluster.circuit_breakers = Some(CircuitBreakers { thresholds: vec![thresholds], ..Default::default() });
+    }
+}
+
+fn outlier_detection(outlier: &net::OutlierDetection) -> OutlierDetection {
+    let mut detection = OutlierDetection::default();
+    if outlier.consecutive_errors > 0 {
+        let errors = Some(UInt32Value { value: u32::try_from(outlier.consecutive_errors).unwrap_or(u32::MAX) });
+        detection.consecutive_5xx = errors;
+        detection.consecutive_gateway_failure = errors;
+        detection.enforcing_consecutive_gateway_failure = Some(UInt32Value { value: 100 });
+    }
+    detection.interval = outlier.interval.as_ref().map(duration);
+    detection.base_ejection_time = outlier.base_ejection_time.as_ref().map(duration);
+    if outlier.max_ejection_percent > 0 {
+        detection.max_ejection_percent =
+            Some(UInt32Value { value: u32::try_from(outlier.max_ejection_percent).unwrap_or(100) });
+    }
+    detection
+}
+
+fn file(path: &str) -> Option<DataSource> {
+    (!path.is_empty()).then(|| DataSource {
+        specifier: Some(data_source::Specifier::Filename(path.to_string())),
+        ..Default::default()
+    })
+}
+
+/// Upstream TLS for a DestinationRule's `tls`. ISTIO_MUTUAL uses the workload certificates
+/// mounted at `/etc/certs`, as 1.4's default (non-SDS) install did.
+fn upstream_tls(
+    tls: &net::TlsSettings,
+    service: &Service,
+    port: &ServicePort,
+    subset: &str,
+) -> Option<TransportSocket> {
+    use net::tls_settings::TlSmode;
+    let mode = TlSmode::try_from(tls.mode).unwrap_or(TlSmode::Disable);
+    let (certificate, key, ca, sni, alpn) = match mode {
+        TlSmode::Disable => return None,
+        TlSmode::Simple => (String::new(), String::new(), tls.ca_certificates.clone(), tls.sni.clone(), Vec::new()),
+        TlSmode::Mutual => (
+            tls.client_certificate.clone(),
+            tls.private_key.clone(),
+            tls.ca_certificates.clone(),
+            tls.sni.clone(),
+            Vec::new(),
+        ),
+        TlSmode::IstioMutual => (
+            "/etc/certs/cert-chain.pem".to_string(),
+            "/etc/certs/key.pem".to_string(),
+            "/etc/certs/root-cert.pem".to_string(),
+            format!("outbound_.{}_.{subset}_.{}", port.number, service.hostname),
+            vec!["istio".to_string()],
+        ),
+    };
+    let mut common = CommonTlsContext { alpn_protocols: alpn, ..Default::default() };
+    if let (Some(chain), Some(key)) = (file(&certificate), file(&key)) {
+        common.tls_certificates =
+            vec![TlsCertificate { certificate_chain: Some(chain), private_key: Some(key), ..Default::default() }];
+    }
+    if let Some(ca) = file(&ca) {
+        common.validation_context_type =
+            Some(common_tls_context::ValidationContextType::ValidationContext(CertificateValidationContext {
+                trusted_ca: Some(ca),
+                ..Default::default()
+            }));
+    }
+    let context = UpstreamTlsContext { common_tls_context: Some(common), sni, ..Default::default() };
+    Some(TransportSocket {
+        name: "envoy.transport_sockets.tls".to_string(),
+        config_type: Some(transport_socket::ConfigType::TypedConfig(any(context))),
+    })
+}
+
+/// Inbound clusters: one per port of each service the sidecar's IP is an endpoint of, sending
+/// to the application on 127.0.0.1.
+fn inbound_clusters(push: &PushContext, proxy: &Proxy) -> Vec<Cluster> {
+    let mut clusters = Vec::new();
+    for service in push.services.values() {
+        for endpoint in service.endpoints.iter().filter(|endpoint| proxy.ips.contains(&endpoint.address)) {
+            for port in &service.ports {
+                let name = cluster_name(Direction::Inbound, port.number, &port.name, &service.hostname);
+                if clusters.iter().any(|cluster: &Cluster| cluster.name == name) {
+                    continue;
+                }
+                let target = endpoint.port_for(port);
+                let mut cluster = Cluster {
+                    name: name.clone(),
+                    connect_timeout: Some(duration(&push.mesh.connect_timeout)),
+                    cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
+                        cluster::DiscoveryType::Static as i32,
+                    )),
+                    load_assignment: Some(ClusterLoadAssignment {
+                        cluster_name: name,
+                        endpoints: vec![LocalityLbEndpoints {
+                            lb_endpoints: vec![LbEndpoint {
+                                host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(EnvoyEndpoint {
+                                    address: Some(socket_address("127.0.0.1", target)),
+                                    ..Default::default()
+                                })),
+                                ..Default::default()
+                            }],
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                };
+                if port.protocol.is_http2() {
+                    cluster.typed_extension_protocol_options = http_options(true, CommonHttpOptions::default());
+                }
+                clusters.push(cluster);
+            }
+        }
+    }
+    clusters
+}
+
+fn inbound_passthrough(push: &PushContext) -> Cluster {
+    Cluster {
+        name: INBOUND_PASSTHROUGH_CLUSTER.to_string(),
+        connect_timeout: Some(duration(&push.mesh.connect_timeout)),
+        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(cluster::DiscoveryType::OriginalDst as i32)),
+        lb_policy: cluster::LbPolicy::ClusterProvided as i32,
+        upstream_bind_config: Some(BindConfig {
+            source_address: Some(socket_address_inner("127.0.0.6")),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn socket_address_inner(ip: &str) -> envoy_types::pb::envoy::config::core::v3::SocketAddress {
+    envoy_types::pb::envoy::config::core::v3::SocketAddress {
+        address: ip.to_string(),
+        port_specifier: Some(envoy_types::pb::envoy::config::core::v3::socket_address::PortSpecifier::PortValue(0)),
+        ..Default::default()
+    }
+}

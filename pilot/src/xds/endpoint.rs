@@ -1,0 +1,64 @@
+//! EDS: the endpoints of an `outbound|PORT|SUBSET|HOST` cluster, filtered by the subset's labels
+//! from the DestinationRule and grouped by locality.
+
+use std::collections::BTreeMap;
+
+use envoy_types::pb::envoy::config::core::v3::Locality;
+use envoy_types::pb::envoy::config::endpoint::v3::{
+    lb_endpoint, ClusterLoadAssignment, Endpoint as EnvoyEndpoint, LbEndpoint, LocalityLbEndpoints,
+};
+use envoy_types::pb::google::protobuf::UInt32Value;
+
+use super::{parse_cluster_name, socket_address, Direction};
+use crate::model::{PushContext, Resolution};
+
+/// The load assignment for one cluster name; `None` when it is not an EDS cluster Pilot knows.
+pub fn load_assignment(push: &PushContext, cluster: &str) -> Option<ClusterLoadAssignment> {
+    let (direction, port_number, subset, host) = parse_cluster_name(cluster)?;
+    if direction != Direction::Outbound {
+        return None;
+    }
+    let service = push.service(host)?;
+    if service.resolution != Resolution::Static {
+        return None;
+    }
+    let port = service.port(port_number)?;
+    let labels = if subset.is_empty() {
+        None
+    } else {
+        let rule = push.destination_rule(host)?;
+        Some(rule.spec.subsets.iter().find(|candidate| candidate.name == subset)?.labels.clone())
+    };
+    let mut by_locality: BTreeMap<&str, Vec<LbEndpoint>> = BTreeMap::new();
+    for endpoint in &service.endpoints {
+        if let Some(labels) = &labels {
+            if !labels.iter().all(|(key, value)| endpoint.labels.get(key) == Some(value)) {
+                continue;
+            }
+        }
+        by_locality.entry(endpoint.locality.as_str()).or_default().push(LbEndpoint {
+            host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(EnvoyEndpoint {
+                address: Some(socket_address(&endpoint.address, endpoint.port_for(port))),
+                ..Default::default()
+            })),
+            load_balancing_weight: Some(UInt32Value { value: endpoint.weight.max(1) }),
+            ..Default::default()
+        });
+    }
+    let endpoints = by_locality
+        .into_iter()
+        .map(|(locality, lb_endpoints)| {
+            let mut parts = locality.splitn(3, '/');
+            LocalityLbEndpoints {
+                locality: Some(Locality {
+                    region: parts.next().unwrap_or_default().to_string(),
+                    zone: parts.next().unwrap_or_default().to_string(),
+                    sub_zone: parts.next().unwrap_or_default().to_string(),
+                }),
+                lb_endpoints,
+                ..Default::default()
+            }
+        })
+        .collect();
+    Some(ClusterLoadAssignment { cluster_name: cluster.to_string(), endpoints, ..Default::default() })
+}

@@ -1,0 +1,359 @@
+//! LDS. Gateways (`router` proxies whose labels a Gateway selects) get a listener per server
+//! port: HTTP servers share the route configuration `http.PORT`; TCP servers proxy to the
+//! destinations of the bound VirtualServices' TCP routes. Sidecars get `virtualOutbound`
+//! (:15001, original-destination hand-off to the per-port outbound listeners, which do not bind),
+//! outbound listeners per service port (`0.0.0.0_PORT` for HTTP with RDS `PORT`,
+//! `ADDRESS_PORT` for TCP), and `virtualInbound` (:15006) with a chain per inbound port.
+//!
+//! The HTTP filter chain is Istio's order: plugin filters (authn, authz, Mixer: later issues fill
+//! `HttpPlugins`), then CORS, fault and the router.
+
+use std::collections::BTreeMap;
+
+use envoy_types::pb::envoy::config::listener::v3::{
+    filter, listener_filter, Filter, FilterChain, FilterChainMatch, Listener, ListenerFilter,
+};
+use envoy_types::pb::envoy::config::route::v3::{
+    route, route_action, Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost,
+};
+use envoy_types::pb::envoy::extensions::filters::http::cors::v3::Cors;
+use envoy_types::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
+use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
+use envoy_types::pb::envoy::extensions::filters::listener::original_dst::v3::OriginalDst;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    http_connection_manager, http_filter, HttpConnectionManager, HttpFilter, Rds,
+};
+use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{tcp_proxy, TcpProxy};
+use envoy_types::pb::google::protobuf::{BoolValue, UInt32Value};
+use istio_api::pb::istio::networking::v1alpha3 as net;
+
+use super::route::{virtual_services_for, CORS_FILTER, FAULT_FILTER};
+use super::{
+    ads_source, any, cluster_name, socket_address, Direction, BLACKHOLE_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER,
+    PASSTHROUGH_CLUSTER, VIRTUAL_INBOUND, VIRTUAL_OUTBOUND,
+};
+use crate::model::{Named, Protocol, PushContext};
+use crate::node::{Proxy, ProxyKind};
+
+/// Filters inserted before CORS, fault and router; empty until authn/authz/Mixer exist.
+pub type HttpPlugins = Vec<HttpFilter>;
+
+/// Every listener for `proxy`.
+pub fn listeners(push: &PushContext, proxy: &Proxy) -> Vec<Listener> {
+    match proxy.kind {
+        ProxyKind::Router => gateway_listeners(push, proxy),
+        ProxyKind::Sidecar => sidecar_listeners(push, proxy),
+    }
+}
+
+/// Gateways that select this proxy by label.
+pub fn gateways_for<'a>(push: &'a PushContext, proxy: &Proxy) -> impl Iterator<Item = &'a Named<net::Gateway>> {
+    let proxy = proxy.clone();
+    push.gateways.iter().filter(move |gateway| proxy.matches(&gateway.spec.selector))
+}
+
+/// Whether a gateway server host (possibly `*` or `*.example.com`) admits a VirtualService host.
+pub fn host_matches(server_host: &str, vs_host: &str) -> bool {
+    istio_config::validation::host_matches(server_host, vs_host)
+}
+
+fn http_filters(plugins: HttpPlugins) -> Vec<HttpFilter> {
+    let mut filters = plugins;
+    filters.push(HttpFilter {
+        name: CORS_FILTER.to_string(),
+        config_type: Some(http_filter::ConfigType::TypedConfig(any(Cors::default()))),
+        ..Default::default()
+    });
+    filters.push(HttpFilter {
+        name: FAULT_FILTER.to_string(),
+        config_type: Some(http_filter::ConfigType::TypedConfig(any(HttpFault::default()))),
+        ..Default::default()
+    });
+    filters.push(HttpFilter {
+        name: "envoy.filters.http.router".to_string(),
+        config_type: Some(http_filter::ConfigType::TypedConfig(any(Router::default()))),
+        ..Default::default()
+    });
+    filters
+}
+
+fn connection_manager(stat_prefix: &str, routes: http_connection_manager::RouteSpecifier) -> Filter {
+    let manager = HttpConnectionManager {
+        stat_prefix: stat_prefix.to_string(),
+        codec_type: http_connection_manager::CodecType::Auto as i32,
+        route_specifier: Some(routes),
+        http_filters: http_filters(Vec::new()),
+        use_remote_address: Some(BoolValue { value: false }),
+        generate_request_id: Some(BoolValue { value: true }),
+        ..Default::default()
+    };
+    Filter {
+        name: "envoy.filters.network.http_connection_manager".to_string(),
+        config_type: Some(filter::ConfigType::TypedConfig(any(manager))),
+    }
+}
+
+fn rds(route_name: &str) -> http_connection_manager::RouteSpecifier {
+    http_connection_manager::RouteSpecifier::Rds(Rds {
+        config_source: Some(ads_source()),
+        route_config_name: route_name.to_string(),
+    })
+}
+
+fn tcp_proxy_filter(stat_prefix: &str, clusters: &[(String, u32)]) -> Filter {
+    let specifier = match clusters {
+        [(cluster, _)] => tcp_proxy::ClusterSpecifier::Cluster(cluster.clone()),
+        _ => tcp_proxy::ClusterSpecifier::WeightedClusters(tcp_proxy::WeightedCluster {
+            clusters: clusters
+                .iter()
+                .map(|(name, weight)| tcp_proxy::weighted_cluster::ClusterWeight {
+                    name: name.clone(),
+                    weight: *weight,
+                    ..Default::default()
+                })
+                .collect(),
+        }),
+    };
+    let proxy =
+        TcpProxy { stat_prefix: stat_prefix.to_string(), cluster_specifier: Some(specifier), ..Default::default() };
+    Filter {
+        name: "envoy.filters.network.tcp_proxy".to_string(),
+        config_type: Some(filter::ConfigType::TypedConfig(any(proxy))),
+    }
+}
+
+fn listener(name: String, ip: &str, port: u32, chains: Vec<FilterChain>, bind: bool) -> Listener {
+    Listener {
+        name,
+        address: Some(socket_address(ip, port)),
+        filter_chains: chains,
+        bind_to_port: (!bind).then_some(BoolValue { value: false }),
+        ..Default::default()
+    }
+}
+
+/// Clusters (with weights) of the TCP routes a VirtualService set sends a port to.
+fn tcp_destinations<'a>(
+    push: &PushContext,
+    services: impl Iterator<Item = &'a Named<net::VirtualService>>,
+    port: u32,
+    host_filter: impl Fn(&str) -> bool,
+) -> Option<Vec<(String, u32)>> {
+    for vs in services {
+        if !vs.spec.hosts.iter().any(|host| host_filter(host)) {
+            continue;
+        }
+        for tcp in &vs.spec.tcp {
+            let applies = tcp.r#match.is_empty() || tcp.r#match.iter().any(|m| m.port == 0 || m.port == port);
+            if !applies {
+                continue;
+            }
+            let clusters = tcp
+                .route
+                .iter()
+                .map(|route| {
+                    let destination = route.destination.clone().unwrap_or_default();
+                    let host = push.qualify(&destination.host, &vs.namespace);
+                    let target = destination
+                        .port
+                        .map(|p| p.number)
+                        .filter(|n| *n != 0)
+                        .or_else(|| push.service(&host).and_then(|s| s.ports.first()).map(|p| p.number))
+                        .unwrap_or(port);
+                    (
+                        cluster_name(Direction::Outbound, target, &destination.subset, &host),
+                        u32::try_from(route.weight).ok().filter(|w| *w > 0).unwrap_or(100),
+                    )
+                })
+                .collect::<Vec<_>>();
+            if !clusters.is_empty() {
+                return Some(clusters);
+            }
+        }
+    }
+    None
+}
+
+/// The servers on one gateway port, with the protocol the first of them declared.
+type PortServers = (Protocol, Vec<(Named<net::Gateway>, net::Server)>);
+
+fn gateway_listeners(push: &PushContext, proxy: &Proxy) -> Vec<Listener> {
+    // Servers by port: the first protocol seen on a port decides the listener's kind.
+    let mut ports: BTreeMap<u32, PortServers> = BTreeMap::new();
+    for gateway in gateways_for(push, proxy) {
+        for server in &gateway.spec.servers {
+            let Some(port) = &server.port else { continue };
+            let entry = ports.entry(port.number).or_insert_with(|| (Protocol::parse(&port.protocol), Vec::new()));
+            entry.1.push((gateway.clone(), server.clone()));
+        }
+    }
+    let mut listeners = Vec::new();
+    for (port, (protocol, servers)) in ports {
+        let name = format!("0.0.0.0_{port}");
+        let chain = if protocol.is_http() {
+            FilterChain {
+                filters: vec![connection_manager(&format!("outbound_0.0.0.0_{port}"), rds(&format!("http.{port}")))],
+                ..Default::default()
+            }
+        } else if matches!(protocol, Protocol::Tcp | Protocol::Mongo | Protocol::Redis | Protocol::Mysql) {
+            let mut found = None;
+            for (gateway, server) in &servers {
+                let full = gateway.key();
+                let hosts: Vec<String> = server
+                    .hosts
+                    .iter()
+                    .map(|h| h.split_once('/').map_or(h.as_str(), |(_, host)| host).to_string())
+                    .collect();
+                found = tcp_destinations(push, virtual_services_for(push, Some(&full)), port, |vs_host| {
+                    hosts.iter().any(|h| host_matches(h, vs_host))
+                });
+                if found.is_some() {
+                    break;
+                }
+            }
+            let clusters = found.unwrap_or_else(|| vec![(BLACKHOLE_CLUSTER.to_string(), 100)]);
+            FilterChain {
+                filters: vec![tcp_proxy_filter(&format!("outbound_0.0.0.0_{port}"), &clusters)],
+                ..Default::default()
+            }
+        } else {
+            // HTTPS/TLS servers come with gateway TLS support; until then the port is not served.
+            tracing::debug!(port, ?protocol, "gateway server protocol not supported yet; skipped");
+            continue;
+        };
+        listeners.push(listener(name, "0.0.0.0", port, vec![chain], true));
+    }
+    listeners
+}
+
+fn sidecar_listeners(push: &PushContext, proxy: &Proxy) -> Vec<Listener> {
+    let mut listeners = Vec::new();
+    let passthrough = if push.mesh.allow_any { PASSTHROUGH_CLUSTER } else { BLACKHOLE_CLUSTER };
+    let mut outbound = listener(
+        VIRTUAL_OUTBOUND.to_string(),
+        "0.0.0.0",
+        push.mesh.proxy_listen_port,
+        vec![FilterChain {
+            name: VIRTUAL_OUTBOUND.to_string(),
+            filters: vec![tcp_proxy_filter(passthrough, &[(passthrough.to_string(), 100)])],
+            ..Default::default()
+        }],
+        true,
+    );
+    outbound.use_original_dst = Some(BoolValue { value: true });
+    listeners.push(outbound);
+
+    let mut http_ports = BTreeMap::new();
+    let mut tcp_listeners = BTreeMap::new();
+    for service in push.services.values() {
+        for port in &service.ports {
+            if port.protocol.is_http() {
+                http_ports.entry(port.number).or_insert(());
+            } else if matches!(
+                port.protocol,
+                Protocol::Tcp | Protocol::Mongo | Protocol::Redis | Protocol::Mysql | Protocol::Https | Protocol::Tls
+            ) {
+                let ip = service.address.clone().unwrap_or_else(|| "0.0.0.0".to_string());
+                let name = format!("{ip}_{}", port.number);
+                if tcp_listeners.contains_key(&name) {
+                    continue;
+                }
+                let clusters = tcp_destinations(push, virtual_services_for(push, None), port.number, |host| {
+                    push.qualify(host, &service.namespace) == service.hostname
+                })
+                .unwrap_or_else(|| vec![(cluster_name(Direction::Outbound, port.number, "", &service.hostname), 100)]);
+                let chain = FilterChain {
+                    filters: vec![tcp_proxy_filter(
+                        &cluster_name(Direction::Outbound, port.number, "", &service.hostname),
+                        &clusters,
+                    )],
+                    ..Default::default()
+                };
+                tcp_listeners.insert(name.clone(), listener(name, &ip, port.number, vec![chain], false));
+            }
+        }
+    }
+    for port in http_ports.into_keys() {
+        let name = format!("0.0.0.0_{port}");
+        tcp_listeners.remove(&name);
+        let chain = FilterChain {
+            filters: vec![connection_manager(&format!("outbound_0.0.0.0_{port}"), rds(&port.to_string()))],
+            ..Default::default()
+        };
+        listeners.push(listener(name, "0.0.0.0", port, vec![chain], false));
+    }
+    listeners.extend(tcp_listeners.into_values());
+    listeners.push(virtual_inbound(push, proxy));
+    listeners
+}
+
+fn virtual_inbound(push: &PushContext, proxy: &Proxy) -> Listener {
+    let mut chains = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for service in push.services.values() {
+        for endpoint in service.endpoints.iter().filter(|endpoint| proxy.ips.contains(&endpoint.address)) {
+            for port in &service.ports {
+                let target = endpoint.port_for(port);
+                if !seen.insert(target) {
+                    continue;
+                }
+                let cluster = cluster_name(Direction::Inbound, port.number, &port.name, &service.hostname);
+                let filter = if port.protocol.is_http() {
+                    let route = RouteConfiguration {
+                        name: cluster.clone(),
+                        virtual_hosts: vec![VirtualHost {
+                            name: format!("inbound|http|{}", port.number),
+                            domains: vec!["*".to_string()],
+                            routes: vec![Route {
+                                name: "default".to_string(),
+                                r#match: Some(RouteMatch {
+                                    path_specifier: Some(
+                                        envoy_types::pb::envoy::config::route::v3::route_match::PathSpecifier::Prefix(
+                                            "/".to_string(),
+                                        ),
+                                    ),
+                                    ..Default::default()
+                                }),
+                                action: Some(route::Action::Route(RouteAction {
+                                    cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(cluster.clone())),
+                                    timeout: Some(super::seconds(0)),
+                                    ..Default::default()
+                                })),
+                                ..Default::default()
+                            }],
+                            ..Default::default()
+                        }],
+                        validate_clusters: Some(BoolValue { value: false }),
+                        ..Default::default()
+                    };
+                    connection_manager(
+                        &format!("inbound_0.0.0.0_{target}"),
+                        http_connection_manager::RouteSpecifier::RouteConfig(route),
+                    )
+                } else {
+                    tcp_proxy_filter(&cluster, &[(cluster.clone(), 100)])
+                };
+                chains.push(FilterChain {
+                    filter_chain_match: Some(FilterChainMatch {
+                        destination_port: Some(UInt32Value { value: target }),
+                        ..Default::default()
+                    }),
+                    filters: vec![filter],
+                    ..Default::default()
+                });
+            }
+        }
+    }
+    let mut inbound = listener(VIRTUAL_INBOUND.to_string(), "0.0.0.0", crate::PROXY_INBOUND_PORT, chains, true);
+    inbound.default_filter_chain = Some(FilterChain {
+        name: "virtualInbound-passthrough".to_string(),
+        filters: vec![tcp_proxy_filter(INBOUND_PASSTHROUGH_CLUSTER, &[(INBOUND_PASSTHROUGH_CLUSTER.to_string(), 100)])],
+        ..Default::default()
+    });
+    inbound.listener_filters = vec![ListenerFilter {
+        name: "envoy.filters.listener.original_dst".to_string(),
+        config_type: Some(listener_filter::ConfigType::TypedConfig(any(OriginalDst::default()))),
+        ..Default::default()
+    }];
+    inbound
+}

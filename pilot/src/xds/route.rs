@@ -1,0 +1,586 @@
+//! RDS: route configurations. Sidecars get one per outbound HTTP port (named by the port,
+//! e.g. `9080`) with a virtual host per service (domains: FQDN, short names, ClusterIP, each
+//! with and without the port) and a last `allow_any` or `block_all` host. Gateways get
+//! `http.PORT` with the hosts of the VirtualServices bound to the gateway. VirtualService HTTP
+//! routes become Envoy routes: matches, weighted clusters, redirects, rewrites, timeouts,
+//! retries (Istio's default policy when none is set), faults, mirroring, CORS and headers.
+
+use std::collections::HashMap;
+
+use envoy_types::pb::envoy::config::core::v3::{
+    header_value_option, HeaderValue, HeaderValueOption, RuntimeFractionalPercent,
+};
+use envoy_types::pb::envoy::config::route::v3::{
+    header_matcher, query_parameter_matcher, redirect_action, retry_policy, route, route_action, route_match,
+    weighted_cluster, HeaderMatcher, QueryParameterMatcher, RedirectAction, RetryPolicy, Route, RouteAction,
+    RouteConfiguration, RouteMatch, VirtualHost, WeightedCluster,
+};
+use envoy_types::pb::envoy::extensions::filters::common::fault::v3::{fault_delay, FaultDelay};
+use envoy_types::pb::envoy::extensions::filters::http::fault::v3::{fault_abort, FaultAbort, HttpFault};
+use envoy_types::pb::envoy::extensions::retry::host::previous_hosts::v3::PreviousHostsPredicate;
+use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher, RegexMatcher, StringMatcher};
+use envoy_types::pb::envoy::r#type::v3::{fractional_percent, FractionalPercent};
+use envoy_types::pb::google::protobuf::{Any, BoolValue, UInt32Value};
+use istio_api::pb::istio::networking::v1alpha3 as net;
+
+use super::{any, cluster_name, duration, seconds, Direction, BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER};
+use crate::model::{Named, PushContext, Service};
+use crate::node::{Proxy, ProxyKind};
+
+pub const FAULT_FILTER: &str = "envoy.filters.http.fault";
+pub const CORS_FILTER: &str = "envoy.filters.http.cors";
+
+/// Route configurations for the requested names (all known ones when `names` is empty).
+pub fn route_configurations(push: &PushContext, proxy: &Proxy, names: &[String]) -> Vec<RouteConfiguration> {
+    names.iter().filter_map(|name| route_configuration(push, proxy, name)).collect()
+}
+
+fn route_configuration(push: &PushContext, proxy: &Proxy, name: &str) -> Option<RouteConfiguration> {
+    let virtual_hosts = match proxy.kind {
+        ProxyKind::Router => gateway_virtual_hosts(push, proxy, name.strip_prefix("http.")?.parse().ok()?),
+        ProxyKind::Sidecar => sidecar_virtual_hosts(push, proxy, name.parse().ok()?),
+    };
+    Some(RouteConfiguration {
+        name: name.to_string(),
+        virtual_hosts,
+        validate_clusters: Some(BoolValue { value: false }),
+        ..Default::default()
+    })
+}
+
+/// VirtualServices that apply to a gateway (`ns/name`) or, for `None`, to the mesh.
+pub fn virtual_services_for<'a>(
+    push: &'a PushContext,
+    gateway: Option<&str>,
+) -> impl Iterator<Item = &'a Named<net::VirtualService>> {
+    let gateway = gateway.map(str::to_string);
+    push.virtual_services.iter().filter(move |vs| {
+        let gateways: Vec<String> =
+            if vs.spec.gateways.is_empty() { vec!["mesh".to_string()] } else { vs.spec.gateways.clone() };
+        gateways.iter().any(|bound| match &gateway {
+            None => bound == "mesh",
+            Some(full) => bound != "mesh" && qualify_gateway(bound, &vs.namespace) == *full,
+        })
+    })
+}
+
+/// `name` in namespace `ns` → `ns/name`; `ns/name` stays; 1.4's `name.ns.svc.domain` → `ns/name`.
+pub fn qualify_gateway(gateway: &str, namespace: &str) -> String {
+    if gateway.contains('/') {
+        return gateway.to_string();
+    }
+    match gateway.split('.').collect::<Vec<_>>().as_slice() {
+        [name] => format!("{namespace}/{name}"),
+        [name, ns, ..] => format!("{ns}/{name}"),
+        _ => gateway.to_string(),
+    }
+}
+
+fn short_names(service: &Service, proxy_namespace: &str, domain_suffix: &str) -> Vec<String> {
+    let mut names = vec![service.hostname.clone()];
+    let suffix = format!(".{}.svc.{domain_suffix}", service.namespace);
+    if let Some(short) = service.hostname.strip_suffix(&suffix) {
+        names.push(format!("{short}.{}", service.namespace));
+        names.push(format!("{short}.{}.svc", service.namespace));
+        if service.namespace == proxy_namespace {
+            names.push(short.to_string());
+        }
+    }
+    names
+}
+
+fn sidecar_virtual_hosts(push: &PushContext, proxy: &Proxy, port: u32) -> Vec<VirtualHost> {
+    let mut hosts = Vec::new();
+    let mesh_services: Vec<&Named<net::VirtualService>> = virtual_services_for(push, None).collect();
+    for service in push.services.values() {
+        let Some(service_port) = service.port(port).filter(|p| p.protocol.is_http()) else { continue };
+        let mut domains = Vec::new();
+        for name in short_names(service, &proxy.namespace, &push.mesh.domain_suffix) {
+            domains.push(format!("{name}:{port}"));
+            domains.push(name);
+        }
+        if let Some(address) = &service.address {
+            domains.push(format!("{address}:{port}"));
+            domains.push(address.clone());
+        }
+        let virtual_service = mesh_services
+            .iter()
+            .find(|vs| vs.spec.hosts.iter().any(|host| push.qualify(host, &vs.namespace) == service.hostname));
+        let routes = match virtual_service {
+            Some(vs) => http_routes(push, vs, Some(port), None, proxy),
+            None => vec![default_route(&cluster_name(Direction::Outbound, service_port.number, "", &service.hostname))],
+        };
+        hosts.push(VirtualHost { name: format!("{}:{port}", service.hostname), domains, routes, ..Default::default() });
+    }
+    let (name, cluster) =
+        if push.mesh.allow_any { ("allow_any", PASSTHROUGH_CLUSTER) } else { ("block_all", BLACKHOLE_CLUSTER) };
+    let fallback = if push.mesh.allow_any {
+        default_route(cluster)
+    } else {
+        Route {
+            r#match: Some(prefix_match("/")),
+            action: Some(route::Action::DirectResponse(
+                envoy_types::pb::envoy::config::route::v3::DirectResponseAction { status: 502, ..Default::default() },
+            )),
+            ..Default::default()
+        }
+    };
+    hosts.push(VirtualHost {
+        name: name.to_string(),
+        domains: vec!["*".to_string()],
+        routes: vec![fallback],
+        ..Default::default()
+    });
+    hosts
+}
+
+fn gateway_virtual_hosts(push: &PushContext, proxy: &Proxy, port: u32) -> Vec<VirtualHost> {
+    let mut hosts: Vec<VirtualHost> = Vec::new();
+    for gateway in crate::xds::listener::gateways_for(push, proxy) {
+        let full = gateway.key();
+        let server_hosts: Vec<String> = gateway
+            .spec
+            .servers
+            .iter()
+            .filter(|server| server.port.as_ref().is_some_and(|p| p.number == port))
+            .flat_map(|server| {
+                server.hosts.iter().map(|host| host.split_once('/').map_or(host.as_str(), |(_, h)| h).to_string())
+            })
+            .collect();
+        for vs in virtual_services_for(push, Some(&full)) {
+            for host in &vs.spec.hosts {
+                if !server_hosts.iter().any(|server_host| crate::xds::listener::host_matches(server_host, host)) {
+                    continue;
+                }
+                if hosts.iter().any(|existing| existing.name == format!("{host}:{port}")) {
+                    continue;
+                }
+                let routes = http_routes(push, vs, Some(port), Some(&full), proxy);
+                let domains =
+                    if host == "*" { vec!["*".to_string()] } else { vec![host.clone(), format!("{host}:{port}")] };
+                hosts.push(VirtualHost { name: format!("{host}:{port}"), domains, routes, ..Default::default() });
+            }
+        }
+    }
+    if hosts.is_empty() {
+        hosts.push(VirtualHost {
+            name: "blackhole:".to_string() + &port.to_string(),
+            domains: vec!["*".to_string()],
+            routes: vec![Route {
+                r#match: Some(prefix_match("/")),
+                action: Some(route::Action::DirectResponse(
+                    envoy_types::pb::envoy::config::route::v3::DirectResponseAction {
+                        status: 404,
+                        ..Default::default()
+                    },
+                )),
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+    }
+    hosts
+}
+
+fn prefix_match(prefix: &str) -> RouteMatch {
+    RouteMatch { path_specifier: Some(route_match::PathSpecifier::Prefix(prefix.to_string())), ..Default::default() }
+}
+
+/// Istio 1.4's default retry policy: 2 attempts on connect failures, refused streams,
+/// unavailable/cancelled/resource-exhausted gRPC, and 503.
+pub fn default_retry_policy() -> RetryPolicy {
+    RetryPolicy {
+        retry_on: "connect-failure,refused-stream,unavailable,cancelled,resource-exhausted,retriable-status-codes"
+            .to_string(),
+        num_retries: Some(UInt32Value { value: 2 }),
+        retriable_status_codes: vec![503],
+        retry_host_predicate: vec![retry_policy::RetryHostPredicate {
+            name: "envoy.retry_host_predicates.previous_hosts".to_string(),
+            config_type: Some(retry_policy::retry_host_predicate::ConfigType::TypedConfig(any(
+                PreviousHostsPredicate {},
+            ))),
+        }],
+        host_selection_retry_max_attempts: 5,
+        ..Default::default()
+    }
+}
+
+fn default_route(cluster: &str) -> Route {
+    Route {
+        name: "default".to_string(),
+        r#match: Some(prefix_match("/")),
+        action: Some(route::Action::Route(RouteAction {
+            cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(cluster.to_string())),
+            timeout: Some(seconds(0)),
+            retry_policy: Some(default_retry_policy()),
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+}
+
+fn string_matcher(matcher: &net::StringMatch) -> Option<StringMatcher> {
+    use net::string_match::MatchType;
+    let pattern = match matcher.match_type.as_ref()? {
+        MatchType::Exact(value) => string_matcher::MatchPattern::Exact(value.clone()),
+        MatchType::Prefix(value) => string_matcher::MatchPattern::Prefix(value.clone()),
+        MatchType::Regex(value) => {
+            string_matcher::MatchPattern::SafeRegex(RegexMatcher { regex: value.clone(), ..Default::default() })
+        }
+    };
+    Some(StringMatcher { match_pattern: Some(pattern), ..Default::default() })
+}
+
+fn header(name: &str, matcher: &net::StringMatch) -> Option<HeaderMatcher> {
+    Some(HeaderMatcher {
+        name: name.to_string(),
+        header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::StringMatch(string_matcher(matcher)?)),
+        ..Default::default()
+    })
+}
+
+/// Whether an HTTPMatchRequest can apply on this port, gateway and source.
+fn match_applies(
+    matcher: &net::HttpMatchRequest,
+    port: Option<u32>,
+    gateway: Option<&str>,
+    vs_namespace: &str,
+    proxy: &Proxy,
+) -> bool {
+    if matcher.port != 0 && port.is_some_and(|port| port != matcher.port) {
+        return false;
+    }
+    if !matcher.gateways.is_empty() {
+        let wanted = gateway.map_or("mesh".to_string(), str::to_string);
+        if !matcher.gateways.iter().any(|g| {
+            if g == "mesh" {
+                wanted == "mesh"
+            } else {
+                qualify_gateway(g, vs_namespace) == wanted
+            }
+        }) {
+            return false;
+        }
+    }
+    proxy.matches(&matcher.source_labels)
+}
+
+fn route_match(matcher: Option<&net::HttpMatchRequest>) -> RouteMatch {
+    use net::string_match::MatchType;
+    let Some(matcher) = matcher else { return prefix_match("/") };
+    let mut result = RouteMatch {
+        case_sensitive: matcher.ignore_uri_case.then_some(BoolValue { value: false }),
+        ..Default::default()
+    };
+    result.path_specifier = Some(match matcher.uri.as_ref().and_then(|uri| uri.match_type.as_ref()) {
+        Some(MatchType::Exact(path)) => route_match::PathSpecifier::Path(path.clone()),
+        Some(MatchType::Prefix(prefix)) => route_match::PathSpecifier::Prefix(prefix.clone()),
+        Some(MatchType::Regex(regex)) => {
+            route_match::PathSpecifier::SafeRegex(RegexMatcher { regex: regex.clone(), ..Default::default() })
+        }
+        None => route_match::PathSpecifier::Prefix("/".to_string()),
+    });
+    let mut headers: Vec<(&String, &net::StringMatch)> = matcher.headers.iter().collect();
+    headers.sort_by_key(|(name, _)| *name);
+    result.headers = headers.into_iter().filter_map(|(name, value)| header(name, value)).collect();
+    for (pseudo, value) in
+        [(":method", &matcher.method), (":authority", &matcher.authority), (":scheme", &matcher.scheme)]
+    {
+        if let Some(matcher) = value.as_ref().and_then(|value| header(pseudo, value)) {
+            result.headers.push(matcher);
+        }
+    }
+    let mut params: Vec<(&String, &net::StringMatch)> = matcher.query_params.iter().collect();
+    params.sort_by_key(|(name, _)| *name);
+    result.query_parameters = params
+        .into_iter()
+        .filter_map(|(name, value)| {
+            Some(QueryParameterMatcher {
+                name: name.clone(),
+                query_parameter_match_specifier: Some(
+                    query_parameter_matcher::QueryParameterMatchSpecifier::StringMatch(string_matcher(value)?),
+                ),
+            })
+        })
+        .collect();
+    result
+}
+
+fn destination_cluster(
+    push: &PushContext,
+    destination: &net::Destination,
+    vs_namespace: &str,
+    default_port: Option<u32>,
+) -> String {
+    let host = push.qualify(&destination.host, vs_namespace);
+    let port = destination
+        .port
+        .as_ref()
+        .map(|port| port.number)
+        .filter(|number| *number != 0)
+        .or_else(|| {
+            push.service(&host).filter(|service| service.ports.len() == 1).map(|service| service.ports[0].number)
+        })
+        .or(default_port)
+        .unwrap_or(80);
+    cluster_name(Direction::Outbound, port, &destination.subset, &host)
+}
+
+fn header_options(set: &HashMap<String, String>, add: &HashMap<String, String>) -> Vec<HeaderValueOption> {
+    let option =
+        |(name, value): (&String, &String), append: header_value_option::HeaderAppendAction| HeaderValueOption {
+            header: Some(HeaderValue { key: name.clone(), value: value.clone(), ..Default::default() }),
+            append_action: append as i32,
+            ..Default::default()
+        };
+    let mut options: Vec<HeaderValueOption> =
+        set.iter().map(|pair| option(pair, header_value_option::HeaderAppendAction::OverwriteIfExistsOrAdd)).collect();
+    options.extend(add.iter().map(|pair| option(pair, header_value_option::HeaderAppendAction::AppendIfExistsOrAdd)));
+    options.sort_by(|a, b| a.header.as_ref().map(|h| &h.key).cmp(&b.header.as_ref().map(|h| &h.key)));
+    options
+}
+
+fn fractional(percentage: Option<&net::Percent>, percent: i32) -> FractionalPercent {
+    match percentage {
+        Some(percentage) => {
+            // Millionths keep Istio's precision (down to 0.0001 %).
+            let numerator = (percentage.value * 10_000.0).round().clamp(0.0, 1_000_000.0) as u32;
+            FractionalPercent { numerator, denominator: fractional_percent::DenominatorType::Million as i32 }
+        }
+        None => FractionalPercent {
+            numerator: u32::try_from(percent).unwrap_or(0),
+            denominator: fractional_percent::DenominatorType::Hundred as i32,
+        },
+    }
+}
+
+fn fault(fault: &net::HttpFaultInjection) -> HttpFault {
+    use net::http_fault_injection::abort::ErrorType;
+    use net::http_fault_injection::delay::HttpDelayType;
+    let mut config = HttpFault::default();
+    if let Some(delay) = &fault.delay {
+        if let Some(HttpDelayType::FixedDelay(fixed)) = &delay.http_delay_type {
+            config.delay = Some(FaultDelay {
+                fault_delay_secifier: Some(fault_delay::FaultDelaySecifier::FixedDelay(duration(fixed))),
+                percentage: Some(fractional(delay.percentage.as_ref(), delay.percent)),
+            });
+        }
+    }
+    if let Some(abort) = &fault.abort {
+        if let Some(ErrorType::HttpStatus(status)) = &abort.error_type {
+            config.abort = Some(FaultAbort {
+                error_type: Some(fault_abort::ErrorType::HttpStatus(u32::try_from(*status).unwrap_or(500))),
+                percentage: Some(fractional(abort.percentage.as_ref(), abort.percent)),
+                ..Default::default()
+            });
+        }
+    }
+    config
+}
+
+fn cors(policy: &net::CorsPolicy) -> envoy_types::pb::envoy::extensions::filters::http::cors::v3::CorsPolicy {
+    envoy_types::pb::envoy::extensions::filters::http::cors::v3::CorsPolicy {
+        allow_origin_string_match: policy
+            .allow_origin
+            .iter()
+            .map(|origin| StringMatcher {
+                match_pattern: Some(string_matcher::MatchPattern::Exact(origin.clone())),
+                ..Default::default()
+            })
+            .collect(),
+        allow_methods: policy.allow_methods.join(","),
+        allow_headers: policy.allow_headers.join(","),
+        expose_headers: policy.expose_headers.join(","),
+        max_age: policy.max_age.as_ref().map(|age| age.seconds.to_string()).unwrap_or_default(),
+        allow_credentials: policy.allow_credentials.map(|value| BoolValue { value }),
+        ..Default::default()
+    }
+}
+
+/// Envoy routes for a VirtualService's HTTP routes that apply here.
+pub fn http_routes(
+    push: &PushContext,
+    vs: &Named<net::VirtualService>,
+    port: Option<u32>,
+    gateway: Option<&str>,
+    proxy: &Proxy,
+) -> Vec<Route> {
+    let mut routes = Vec::new();
+    for (index, http) in vs.spec.http.iter().enumerate() {
+        let matches: Vec<Option<&net::HttpMatchRequest>> = if http.r#match.is_empty() {
+            vec![None]
+        } else {
+            let applicable: Vec<_> = http
+                .r#match
+                .iter()
+                .filter(|m| match_applies(m, port, gateway, &vs.namespace, proxy))
+                .map(Some)
+                .collect();
+            if applicable.is_empty() {
+                continue;
+            }
+            applicable
+        };
+        let route_name =
+            if http.name.is_empty() { format!("{}.{}.{index}", vs.name, vs.namespace) } else { http.name.clone() };
+        for matcher in matches {
+            routes.push(http_route(push, vs, http, matcher, &route_name, port));
+        }
+        // A route without matches catches everything; later routes can never apply.
+        if http.r#match.is_empty() {
+            break;
+        }
+    }
+    routes
+}
+
+fn http_route(
+    push: &PushContext,
+    vs: &Named<net::VirtualService>,
+    http: &net::HttpRoute,
+    matcher: Option<&net::HttpMatchRequest>,
+    name: &str,
+    port: Option<u32>,
+) -> Route {
+    let mut route = Route { name: name.to_string(), r#match: Some(route_match(matcher)), ..Default::default() };
+    let mut per_filter: HashMap<String, Any> = HashMap::new();
+    if let Some(redirect) = &http.redirect {
+        route.action = Some(route::Action::Redirect(RedirectAction {
+            host_redirect: redirect.authority.clone(),
+            path_rewrite_specifier: (!redirect.uri.is_empty())
+                .then(|| redirect_action::PathRewriteSpecifier::PathRedirect(redirect.uri.clone())),
+            response_code: match redirect.redirect_code {
+                302 => redirect_action::RedirectResponseCode::Found as i32,
+                303 => redirect_action::RedirectResponseCode::SeeOther as i32,
+                307 => redirect_action::RedirectResponseCode::TemporaryRedirect as i32,
+                308 => redirect_action::RedirectResponseCode::PermanentRedirect as i32,
+                _ => redirect_action::RedirectResponseCode::MovedPermanently as i32,
+            },
+            ..Default::default()
+        }));
+    } else {
+        let mut action = RouteAction {
+            timeout: Some(http.timeout.as_ref().map_or_else(|| seconds(0), duration)),
+            ..Default::default()
+        };
+        action.cluster_specifier = Some(if http.route.len() == 1 {
+            route_action::ClusterSpecifier::Cluster(destination_cluster(
+                push,
+                http.route[0].destination.as_ref().unwrap_or(&net::Destination::default()),
+                &vs.namespace,
+                port,
+            ))
+        } else {
+            route_action::ClusterSpecifier::WeightedClusters(WeightedCluster {
+                clusters: http
+                    .route
+                    .iter()
+                    .filter(|weighted| weighted.weight > 0)
+                    .map(|weighted| weighted_cluster::ClusterWeight {
+                        name: destination_cluster(
+                            push,
+                            weighted.destination.as_ref().unwrap_or(&net::Destination::default()),
+                            &vs.namespace,
+                            port,
+                        ),
+                        weight: Some(UInt32Value { value: u32::try_from(weighted.weight).unwrap_or(0) }),
+                        request_headers_to_add: weighted
+                            .headers
+                            .as_ref()
+                            .and_then(|h| h.request.as_ref())
+                            .map(|ops| header_options(&ops.set, &ops.add))
+                            .unwrap_or_default(),
+                        request_headers_to_remove: weighted
+                            .headers
+                            .as_ref()
+                            .and_then(|h| h.request.as_ref())
+                            .map(|ops| ops.remove.clone())
+                            .unwrap_or_default(),
+                        response_headers_to_add: weighted
+                            .headers
+                            .as_ref()
+                            .and_then(|h| h.response.as_ref())
+                            .map(|ops| header_options(&ops.set, &ops.add))
+                            .unwrap_or_default(),
+                        response_headers_to_remove: weighted
+                            .headers
+                            .as_ref()
+                            .and_then(|h| h.response.as_ref())
+                            .map(|ops| ops.remove.clone())
+                            .unwrap_or_default(),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            })
+        });
+        action.retry_policy = Some(match &http.retries {
+            None => default_retry_policy(),
+            Some(retries) if retries.attempts == 0 => RetryPolicy::default(),
+            Some(retries) => RetryPolicy {
+                retry_on: if retries.retry_on.is_empty() {
+                    "gateway-error,connect-failure,refused-stream".to_string()
+                } else {
+                    retries.retry_on.clone()
+                },
+                num_retries: Some(UInt32Value { value: u32::try_from(retries.attempts).unwrap_or(0) }),
+                per_try_timeout: retries.per_try_timeout.as_ref().map(duration),
+                retry_host_predicate: default_retry_policy().retry_host_predicate,
+                host_selection_retry_max_attempts: 5,
+                ..Default::default()
+            },
+        });
+        if let Some(rewrite) = &http.rewrite {
+            action.prefix_rewrite = rewrite.uri.clone();
+            if !rewrite.authority.is_empty() {
+                action.host_rewrite_specifier =
+                    Some(route_action::HostRewriteSpecifier::HostRewriteLiteral(rewrite.authority.clone()));
+            }
+        }
+        if let Some(mirror) = &http.mirror {
+            action.request_mirror_policies = vec![route_action::RequestMirrorPolicy {
+                cluster: destination_cluster(push, mirror, &vs.namespace, port),
+                runtime_fraction: Some(RuntimeFractionalPercent {
+                    default_value: Some(FractionalPercent {
+                        numerator: http.mirror_percent.unwrap_or(100),
+                        denominator: fractional_percent::DenominatorType::Hundred as i32,
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }];
+        }
+        route.action = Some(route::Action::Route(action));
+    }
+    if let Some(injected) = &http.fault {
+        per_filter.insert(FAULT_FILTER.to_string(), any(fault(injected)));
+    }
+    if let Some(policy) = &http.cors_policy {
+        per_filter.insert(CORS_FILTER.to_string(), any(cors(policy)));
+    }
+    let mut request_add = http
+        .headers
+        .as_ref()
+        .and_then(|h| h.request.as_ref())
+        .map(|ops| header_options(&ops.set, &ops.add))
+        .unwrap_or_default();
+    request_add.extend(header_options(&HashMap::new(), &http.append_request_headers));
+    request_add.extend(header_options(&HashMap::new(), &http.append_headers));
+    route.request_headers_to_add = request_add;
+    route.request_headers_to_remove =
+        http.headers.as_ref().and_then(|h| h.request.as_ref()).map(|ops| ops.remove.clone()).unwrap_or_default();
+    route.request_headers_to_remove.extend(http.remove_request_headers.iter().cloned());
+    let mut response_add = http
+        .headers
+        .as_ref()
+        .and_then(|h| h.response.as_ref())
+        .map(|ops| header_options(&ops.set, &ops.add))
+        .unwrap_or_default();
+    response_add.extend(header_options(&HashMap::new(), &http.append_response_headers));
+    route.response_headers_to_add = response_add;
+    route.response_headers_to_remove =
+        http.headers.as_ref().and_then(|h| h.response.as_ref()).map(|ops| ops.remove.clone()).unwrap_or_default();
+    route.response_headers_to_remove.extend(http.remove_response_headers.iter().cloned());
+    route.typed_per_filter_config = per_filter;
+    route
+}
