@@ -66,19 +66,6 @@ fn parse_address(text: &str) -> anyhow::Result<SocketAddr> {
     trimmed.parse().with_context(|| format!("--server-address {text:?} is not HOST:PORT"))
 }
 
-fn read_mesh_config(path: &PathBuf) -> anyhow::Result<serde_json::Value> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading mesh config {}", path.display()))?;
-    let value: serde_json::Value =
-        serde_yaml::from_str(&text).with_context(|| format!("{}: invalid YAML", path.display()))?;
-    let value = if value.is_null() { serde_json::json!({}) } else { value };
-    let violations = istio_config::validation::mesh_config_violations(&value);
-    if !violations.is_empty() {
-        let lines: Vec<String> = violations.iter().map(|v| format!("{}: {v}", path.display())).collect();
-        bail!("invalid mesh config:\n{}", lines.join("\n"));
-    }
-    Ok(value)
-}
-
 /// The Kubernetes client for an explicit kubeconfig, or the in-cluster account. Never a
 /// kubeconfig found lying around on the machine.
 async fn kubernetes_client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<kube::Client> {
@@ -104,7 +91,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         None => Source::Kubernetes(kubernetes_client(args.kubeconfig.as_ref()).await?),
     };
     let mesh_config = match &args.mesh_config_file {
-        Some(path) => read_mesh_config(path)?,
+        Some(path) => istio_config::mesh::load(path)?,
         None => serde_json::json!({}),
     };
     let trust_domain = mesh_config

@@ -55,15 +55,7 @@ fn parse_address(flag: &str, text: &str) -> anyhow::Result<SocketAddr> {
 fn mesh_settings(path: Option<&PathBuf>, domain: &str) -> anyhow::Result<MeshSettings> {
     let mut mesh = MeshSettings { domain_suffix: domain.to_string(), ..MeshSettings::default() };
     let Some(path) = path else { return Ok(mesh) };
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading mesh config {}", path.display()))?;
-    let value: serde_json::Value =
-        serde_yaml::from_str(&text).with_context(|| format!("{}: invalid YAML", path.display()))?;
-    let value = if value.is_null() { serde_json::json!({}) } else { value };
-    let violations = istio_config::validation::mesh_config_violations(&value);
-    if !violations.is_empty() {
-        let lines: Vec<String> = violations.iter().map(|v| format!("{}: {v}", path.display())).collect();
-        bail!("invalid mesh config:\n{}", lines.join("\n"));
-    }
+    let value = istio_config::mesh::load(path)?;
     let config: istio_api::pb::istio::mesh::v1alpha1::MeshConfig =
         istio_api::json::decode(istio_api::kinds::MESH_CONFIG_PROTO, &value)?;
     if let Some(timeout) = config.connect_timeout {
