@@ -2,6 +2,7 @@
 //! only parses flags and runs the chosen command.
 
 pub mod mcp;
+pub mod proxy_status;
 pub mod validate;
 
 use clap::{Parser, Subcommand};
@@ -18,6 +19,9 @@ pub struct Cli {
 pub enum Command {
     /// Validate Istio config files offline, with the same rules Galley's webhook applies.
     Validate(validate::ValidateArgs),
+    /// Sync state of every proxy connected to Pilot.
+    #[command(name = "proxy-status", alias = "ps")]
+    ProxyStatus(proxy_status::ProxyStatusArgs),
     /// Experimental commands.
     #[command(name = "x", alias = "experimental", subcommand)]
     Experimental(Experimental),
@@ -33,6 +37,7 @@ pub enum Experimental {
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Validate(args) => validate::run(&args),
+        Command::ProxyStatus(args) => proxy_status::run(&args),
         Command::Experimental(Experimental::Mcp(args)) => {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             runtime.block_on(mcp::run(args))

@@ -5,6 +5,7 @@
 //! addresses and a handle that stops it; `main.rs` only parses flags.
 
 pub mod debug;
+pub mod mcp;
 pub mod metrics;
 pub mod model;
 pub mod node;
@@ -32,6 +33,8 @@ pub const PROXY_INBOUND_PORT: u32 = istio_runtime::ports::PROXY_INBOUND_CAPTURE 
 pub enum ConfigSource {
     /// A directory of YAML (`--configDir`).
     Directory(PathBuf),
+    /// Galley's MCP server (`configSources` in the mesh config), `HOST:PORT`.
+    Mcp(String),
 }
 
 #[derive(Debug, Clone)]
@@ -76,18 +79,32 @@ pub async fn start(config: Config) -> Result<Running, PilotError> {
     let metrics = metrics::Metrics::register(&registry);
     let (publish, pushes) = watch::channel(Arc::new(model::PushContext::default()));
 
-    let store: Box<dyn Store> = match &config.source {
-        ConfigSource::Directory(path) => Box::new(
-            DirectoryStore::open(path)
-                .map_err(|error| PilotError::Source(path.display().to_string(), error.to_string()))?,
-        ),
-    };
-    tokio::spawn(source::run(store.watch(), publish, config.settings.clone(), metrics.clone()));
-    let mut keep = shutdown_rx.clone();
-    tokio::spawn(async move {
-        let _store = store;
-        let _ = keep.wait_for(|stopped| *stopped).await;
-    });
+    match &config.source {
+        ConfigSource::Directory(path) => {
+            let store: Box<dyn Store> = Box::new(
+                DirectoryStore::open(path)
+                    .map_err(|error| PilotError::Source(path.display().to_string(), error.to_string()))?,
+            );
+            tokio::spawn(source::run(store.watch(), publish, config.settings.clone(), metrics.clone()));
+            let mut keep = shutdown_rx.clone();
+            tokio::spawn(async move {
+                let _store = store;
+                let _ = keep.wait_for(|stopped| *stopped).await;
+            });
+        }
+        ConfigSource::Mcp(address) => {
+            let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
+            // Galley validated everything it serves; synthetic entries are not user config.
+            let settings = SourceSettings { validate: false, ..config.settings.clone() };
+            tokio::spawn(source::run(receiver, publish, settings, metrics.clone()));
+            let sink = tokio::spawn(mcp::run(address.clone(), events));
+            let mut stop = shutdown_rx.clone();
+            tokio::spawn(async move {
+                let _ = stop.wait_for(|stopped| *stopped).await;
+                sink.abort();
+            });
+        }
+    }
 
     let connections = Arc::new(xds::ads::Connections::default());
     let listener = tokio::net::TcpListener::bind(config.grpc_address)

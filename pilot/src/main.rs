@@ -71,12 +71,29 @@ fn mesh_settings(path: Option<&PathBuf>, domain: &str) -> anyhow::Result<MeshSet
     Ok(mesh)
 }
 
+/// The first MCP address in the mesh config's `configSources`.
+fn mcp_source(path: Option<&PathBuf>) -> anyhow::Result<Option<String>> {
+    let Some(path) = path else { return Ok(None) };
+    let value = istio_config::mesh::load(path)?;
+    let config: istio_api::pb::istio::mesh::v1alpha1::MeshConfig =
+        istio_api::json::decode(istio_api::kinds::MESH_CONFIG_PROTO, &value)?;
+    Ok(config
+        .config_sources
+        .iter()
+        .map(|source| source.address.trim_start_matches("mcp://").to_string())
+        .find(|address| !address.starts_with("fs://") && !address.is_empty()))
+}
+
 async fn discovery(args: DiscoveryArgs) -> anyhow::Result<()> {
-    let Some(config_dir) = args.config_dir else {
-        bail!("pilot needs a config source: --configDir DIR");
+    let source = match (&args.config_dir, mcp_source(args.mesh_config.as_ref())?) {
+        (Some(dir), _) => ConfigSource::Directory(dir.clone()),
+        (None, Some(address)) => ConfigSource::Mcp(address),
+        (None, None) => bail!(
+            "pilot needs a config source: --configDir DIR, or configSources (Galley's MCP address) in --meshConfig"
+        ),
     };
     let config = Config {
-        source: ConfigSource::Directory(config_dir),
+        source,
         grpc_address: parse_address("grpcAddr", &args.grpc_addr)?,
         http_address: parse_address("httpAddr", &args.http_addr)?,
         monitoring_address: parse_address("monitoringAddr", &args.monitoring_addr)?,

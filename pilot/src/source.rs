@@ -19,6 +19,8 @@ use crate::model::{MeshSettings, Named, PushContext, Service};
 #[derive(Debug, Clone)]
 pub struct SourceSettings {
     pub mesh: MeshSettings,
+    /// Validate objects before using them (off for MCP, whose server validated them).
+    pub validate: bool,
     pub debounce_after: Duration,
     pub debounce_max: Duration,
 }
@@ -27,6 +29,7 @@ impl Default for SourceSettings {
     fn default() -> Self {
         SourceSettings {
             mesh: MeshSettings::default(),
+            validate: true,
             debounce_after: Duration::from_millis(100),
             debounce_max: Duration::from_secs(10),
         }
@@ -85,7 +88,7 @@ pub async fn run(
                 if object.istio_kind().is_none() {
                     return false;
                 }
-                let violations = object_violations(&object);
+                let violations = if settings.validate { object_violations(&object) } else { Vec::new() };
                 if !violations.is_empty() {
                     let reasons: Vec<String> = violations.iter().map(ToString::to_string).collect();
                     tracing::warn!(object = %object.display_name(), reasons = %reasons.join("; "), "invalid config ignored; keeping the last good version");

