@@ -171,8 +171,8 @@ async fn config_dump(State(state): State<DebugState>, Query(query): Query<HashMa
         return (StatusCode::INTERNAL_SERVER_ERROR, "cannot parse the proxy id\n").into_response();
     };
     let push = state.pushes.borrow().clone();
-    let names = |items: Vec<(String, envoy_types::pb::google::protobuf::Any)>| {
-        items.into_iter().map(|(name, any)| json!({"name": name, "type": any.type_url})).collect::<Vec<_>>()
+    let names = |items: Vec<crate::model::GeneratedResource>| {
+        items.into_iter().map(|r| json!({"name": r.name, "type": r.resource.type_url})).collect::<Vec<_>>()
     };
     let clusters = names(generate(&push, &proxy, CLUSTER_TYPE, &[]));
     let listeners = names(generate(&push, &proxy, LISTENER_TYPE, &[]));

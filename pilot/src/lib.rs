@@ -44,6 +44,8 @@ pub struct Config {
     pub http_address: SocketAddr,
     pub monitoring_address: SocketAddr,
     pub settings: SourceSettings,
+    /// Responses built and queued at once across all proxies (`PILOT_PUSH_THROTTLE`).
+    pub push_throttle: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +118,7 @@ pub async fn start(config: Config) -> Result<Running, PilotError> {
         pushes.clone(),
         connections.clone(),
         metrics.clone(),
+        config.push_throttle,
     ))
     .max_decoding_message_size(64 * 1024 * 1024)
     .max_encoding_message_size(64 * 1024 * 1024);

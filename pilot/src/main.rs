@@ -41,6 +41,9 @@ struct DiscoveryArgs {
     /// Monitoring (/metrics, /version) address.
     #[arg(long = "monitoringAddr", default_value = ":15014")]
     monitoring_addr: String,
+    /// Responses built and queued at once across all proxies.
+    #[arg(long = "pushThrottle", env = "PILOT_PUSH_THROTTLE", default_value_t = pilot::xds::ads::DEFAULT_PUSH_THROTTLE)]
+    push_throttle: usize,
     /// Log as JSON lines.
     #[arg(long = "log_as_json")]
     log_as_json: bool,
@@ -101,6 +104,7 @@ async fn discovery(args: DiscoveryArgs) -> anyhow::Result<()> {
             mesh: mesh_settings(args.mesh_config.as_ref(), &args.domain)?,
             ..SourceSettings::default()
         },
+        push_throttle: args.push_throttle,
     };
     let running = pilot::start(config).await?;
     println!(

@@ -201,9 +201,61 @@ impl Default for MeshSettings {
     }
 }
 
+/// Encoded xDS resources shared by every proxy that would get the same ones, for the lifetime
+/// of one push context (so it never needs invalidating).
+#[derive(Default)]
+pub struct GeneratedCache {
+    entries: std::sync::Mutex<HashMap<String, Arc<Vec<GeneratedResource>>>>,
+}
+
+/// One generated resource: its name, its encoding, and a hash of that encoding (computed once,
+/// so a stream can tell cheaply whether a proxy already has this exact resource).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GeneratedResource {
+    pub name: String,
+    pub resource: envoy_types::pb::google::protobuf::Any,
+    pub hash: u64,
+}
+
+impl GeneratedResource {
+    pub fn new(name: String, resource: envoy_types::pb::google::protobuf::Any) -> Self {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in resource.type_url.bytes().chain(resource.value.iter().copied()) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        GeneratedResource { name, resource, hash }
+    }
+}
+
+impl std::fmt::Debug for GeneratedCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let entries = self.entries.lock().map(|entries| entries.len()).unwrap_or(0);
+        write!(f, "GeneratedCache({entries} entries)")
+    }
+}
+
+impl GeneratedCache {
+    /// The resources under `key`, generating them with `make` the first time.
+    pub fn get_or_generate(
+        &self,
+        key: String,
+        make: impl FnOnce() -> Vec<GeneratedResource>,
+    ) -> Arc<Vec<GeneratedResource>> {
+        if let Some(found) = self.entries.lock().unwrap_or_else(|poison| poison.into_inner()).get(&key) {
+            return found.clone();
+        }
+        // Generate outside the lock; two proxies racing may both generate, and either result is right.
+        let generated = Arc::new(make());
+        self.entries.lock().unwrap_or_else(|poison| poison.into_inner()).entry(key).or_insert(generated).clone()
+    }
+}
+
 /// Everything the generators read, at one moment.
 #[derive(Debug, Default)]
 pub struct PushContext {
+    /// Resources already generated from this context.
+    pub cache: GeneratedCache,
     /// Changes with every push; sent as the xDS `version_info`.
     pub version: String,
     pub mesh: MeshSettings,
@@ -242,6 +294,14 @@ impl PushContext {
 
     pub fn service(&self, hostname: &str) -> Option<&Arc<Service>> {
         self.services.get(hostname)
+    }
+
+    /// Whether any VirtualService matches on `sourceLabels` (then routes depend on the proxy's
+    /// labels, not only on its namespace).
+    pub fn routes_depend_on_labels(&self) -> bool {
+        self.virtual_services
+            .iter()
+            .any(|vs| vs.spec.http.iter().any(|http| http.r#match.iter().any(|m| !m.source_labels.is_empty())))
     }
 }
 

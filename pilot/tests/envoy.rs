@@ -139,6 +139,7 @@ async fn start_pilot(config_dir: &Path, proxy_listen_port: u32) -> pilot::Runnin
             mesh: MeshSettings { proxy_listen_port, ..MeshSettings::default() },
             ..SourceSettings::default()
         },
+        push_throttle: pilot::xds::ads::DEFAULT_PUSH_THROTTLE,
     })
     .await
     .expect("pilot starts")

@@ -16,7 +16,6 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 };
 use envoy_types::pb::google::protobuf::Any;
 use futures::Stream;
-use prost::Message;
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
@@ -24,7 +23,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::{any, cluster, endpoint, listener, route, CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE};
 use crate::metrics::Metrics;
-use crate::model::PushContext;
+use crate::model::{GeneratedResource, PushContext};
 use crate::node::Proxy;
 
 /// What a proxy was sent and acknowledged for one type.
@@ -80,24 +79,88 @@ pub fn short_type(type_url: &str) -> &'static str {
     }
 }
 
-/// Generates the resources of `type_url` for a proxy; `names` narrows EDS and RDS.
-pub fn generate(push: &PushContext, proxy: &Proxy, type_url: &str, names: &[String]) -> Vec<(String, Any)> {
+/// Sorted `key=value` labels, for cache keys of label-dependent resources.
+fn label_key(proxy: &Proxy) -> String {
+    let mut labels: Vec<String> = proxy.labels.iter().map(|(key, value)| format!("{key}={value}")).collect();
+    labels.sort();
+    labels.join(",")
+}
+
+fn resources<T: prost::Message + prost::Name>(items: Vec<T>, name: impl Fn(&T) -> String) -> Vec<GeneratedResource> {
+    items.into_iter().map(|item| GeneratedResource::new(name(&item), any(item))).collect()
+}
+
+/// Generates the resources of `type_url` for a proxy; `names` narrows EDS and RDS. What does not
+/// depend on the proxy itself comes from the push context's cache, so a push to many proxies
+/// generates each shared resource once.
+pub fn generate(push: &PushContext, proxy: &Proxy, type_url: &str, names: &[String]) -> Vec<GeneratedResource> {
+    use crate::node::ProxyKind;
+    let kind = match proxy.kind {
+        ProxyKind::Sidecar => "sidecar",
+        ProxyKind::Router => "router",
+    };
     match type_url {
-        CLUSTER_TYPE => cluster::clusters(push, proxy).into_iter().map(|c| (c.name.clone(), any(c))).collect(),
-        LISTENER_TYPE => listener::listeners(push, proxy).into_iter().map(|l| (l.name.clone(), any(l))).collect(),
+        CLUSTER_TYPE => {
+            let shared = push
+                .cache
+                .get_or_generate("cds".to_string(), || resources(cluster::shared_clusters(push), |c| c.name.clone()));
+            let mut generated: Vec<GeneratedResource> = shared.as_ref().clone();
+            generated.extend(resources(cluster::proxy_clusters(push, proxy), |c| c.name.clone()));
+            generated
+        }
+        LISTENER_TYPE => match proxy.kind {
+            ProxyKind::Router => push
+                .cache
+                .get_or_generate(format!("lds|router|{}", label_key(proxy)), || {
+                    resources(listener::listeners(push, proxy), |l| l.name.clone())
+                })
+                .as_ref()
+                .clone(),
+            ProxyKind::Sidecar => {
+                let shared = push.cache.get_or_generate("lds|sidecar".to_string(), || {
+                    resources(listener::sidecar_outbound_listeners(push), |l| l.name.clone())
+                });
+                let mut generated: Vec<GeneratedResource> = shared.as_ref().clone();
+                generated.extend(resources(vec![listener::virtual_inbound(push, proxy)], |l| l.name.clone()));
+                generated
+            }
+        },
         ROUTE_TYPE => {
-            route::route_configurations(push, proxy, names).into_iter().map(|r| (r.name.clone(), any(r))).collect()
+            let labels = if proxy.kind == ProxyKind::Router || push.routes_depend_on_labels() {
+                label_key(proxy)
+            } else {
+                String::new()
+            };
+            names
+                .iter()
+                .flat_map(|name| {
+                    let key = format!("rds|{kind}|{}|{labels}|{name}", proxy.namespace);
+                    push.cache
+                        .get_or_generate(key, || {
+                            resources(route::route_configurations(push, proxy, std::slice::from_ref(name)), |r| {
+                                r.name.clone()
+                            })
+                        })
+                        .as_ref()
+                        .clone()
+                })
+                .collect()
         }
         ENDPOINT_TYPE => names
             .iter()
-            .map(|name| {
-                let assignment = endpoint::load_assignment(push, name).unwrap_or_else(|| {
-                    envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment {
-                        cluster_name: name.clone(),
-                        ..Default::default()
-                    }
-                });
-                (name.clone(), any(assignment))
+            .flat_map(|name| {
+                push.cache
+                    .get_or_generate(format!("eds|{name}"), || {
+                        let assignment = endpoint::load_assignment(push, name).unwrap_or_else(|| {
+                            envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment {
+                                cluster_name: name.clone(),
+                                ..Default::default()
+                            }
+                        });
+                        resources(vec![assignment], |a| a.cluster_name.clone())
+                    })
+                    .as_ref()
+                    .clone()
             })
             .collect(),
         _ => Vec::new(),
@@ -110,11 +173,25 @@ pub struct AdsServer {
     pushes: watch::Receiver<Arc<PushContext>>,
     connections: Arc<Connections>,
     metrics: Metrics,
+    throttle: Arc<tokio::sync::Semaphore>,
 }
 
+/// How many responses may be built and queued at once (Istio's `PILOT_PUSH_THROTTLE`).
+pub const DEFAULT_PUSH_THROTTLE: usize = 100;
+
 impl AdsServer {
-    pub fn new(pushes: watch::Receiver<Arc<PushContext>>, connections: Arc<Connections>, metrics: Metrics) -> Self {
-        AdsServer { pushes, connections, metrics }
+    pub fn new(
+        pushes: watch::Receiver<Arc<PushContext>>,
+        connections: Arc<Connections>,
+        metrics: Metrics,
+        push_throttle: usize,
+    ) -> Self {
+        AdsServer {
+            pushes,
+            connections,
+            metrics,
+            throttle: Arc::new(tokio::sync::Semaphore::new(push_throttle.max(1))),
+        }
     }
 
     fn register(&self, delta: bool) -> String {
@@ -144,6 +221,17 @@ impl AdsServer {
 struct Watch {
     names: Vec<String>,
     nonce: Option<String>,
+    /// Hash of every resource last sent, by name: what the proxy has (or is about to have).
+    sent: HashMap<String, u64>,
+}
+
+/// Why a response is being sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reason {
+    /// The proxy asked (new subscription or changed names): send everything it asked for.
+    Request,
+    /// A new push context: send only what changed (nothing, if nothing did).
+    Push,
 }
 
 struct SotwStream {
@@ -155,17 +243,45 @@ struct SotwStream {
 }
 
 impl SotwStream {
+    /// Sends `type_url` if the proxy needs it; returns `Ok(true)` when a response went out and
+    /// `Err` when the stream is gone.
     async fn send(
         &mut self,
         type_url: &str,
         push: &PushContext,
-        out: &mpsc::Sender<Result<DiscoveryResponse, Status>>,
-    ) -> bool {
-        let Some(proxy) = &self.proxy else { return true };
-        let Some(watch) = self.watches.get_mut(type_url) else { return true };
+        reason: Reason,
+        out: &mpsc::Sender<Outgoing>,
+    ) -> Result<bool, ()> {
+        let Some(proxy) = &self.proxy else { return Ok(false) };
+        let Some(watch) = self.watches.get_mut(type_url) else { return Ok(false) };
+        // Bound how many responses are being built and queued at once, like PILOT_PUSH_THROTTLE.
+        let permit = self.server.throttle.clone().acquire_owned().await.map_err(|_| ())?;
         let started = Instant::now();
-        let resources: Vec<Any> =
-            generate(push, proxy, type_url, &watch.names).into_iter().map(|(_, resource)| resource).collect();
+        let generated = generate(push, proxy, type_url, &watch.names);
+        let wildcard = matches!(type_url, CLUSTER_TYPE | LISTENER_TYPE);
+        let selected: Vec<&GeneratedResource> = match reason {
+            Reason::Request => generated.iter().collect(),
+            Reason::Push if wildcard => {
+                let unchanged = generated.len() == watch.sent.len()
+                    && generated.iter().all(|r| watch.sent.get(&r.name) == Some(&r.hash));
+                if unchanged {
+                    return Ok(false);
+                }
+                generated.iter().collect()
+            }
+            // EDS and RDS responses may carry only the resources that changed.
+            Reason::Push => generated.iter().filter(|r| watch.sent.get(&r.name) != Some(&r.hash)).collect(),
+        };
+        if selected.is_empty() && reason == Reason::Push {
+            return Ok(false);
+        }
+        if wildcard {
+            watch.sent.clear();
+        }
+        for resource in &selected {
+            watch.sent.insert(resource.name.clone(), resource.hash);
+        }
+        let resources: Vec<Any> = selected.iter().map(|r| r.resource.clone()).collect();
         self.next_nonce += 1;
         let nonce = format!("{}-{}", push.version, self.next_nonce);
         watch.nonce = Some(nonce.clone());
@@ -186,7 +302,17 @@ impl SotwStream {
             entry.sent_nonce = nonce;
             entry.resources = count;
         });
-        out.send(Ok(response)).await.is_ok()
+        out.send((Some(permit), Ok(response))).await.map(|()| true).map_err(|_| ())
+    }
+
+    /// Pushes a new context: every watched type in Envoy's order. A CDS update makes Envoy
+    /// re-warm clusters, so it is followed by every watched endpoint; likewise LDS and routes.
+    async fn push(&mut self, push: &PushContext, out: &mpsc::Sender<Outgoing>) -> Result<(), ()> {
+        let clusters_sent = self.send(CLUSTER_TYPE, push, Reason::Push, out).await?;
+        self.send(ENDPOINT_TYPE, push, if clusters_sent { Reason::Request } else { Reason::Push }, out).await?;
+        let listeners_sent = self.send(LISTENER_TYPE, push, Reason::Push, out).await?;
+        self.send(ROUTE_TYPE, push, if listeners_sent { Reason::Request } else { Reason::Push }, out).await?;
+        Ok(())
     }
 
     /// Handles a request; returns whether a response for its type must be sent now.
@@ -211,6 +337,7 @@ impl SotwStream {
         let names_changed = watch.names != request.resource_names;
         if request.response_nonce.is_empty() {
             watch.names = request.resource_names.clone();
+            watch.sent.clear();
             return Ok(true);
         }
         if watch.nonce.as_deref() != Some(request.response_nonce.as_str()) {
@@ -250,16 +377,11 @@ struct DeltaWatch {
     held: HashMap<String, String>,
 }
 
-fn resource_version(resource: &Any) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in resource.encode_to_vec() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{hash:016x}")
-}
-
 type SotwStreamBox = Pin<Box<dyn Stream<Item = Result<DiscoveryResponse, Status>> + Send>>;
+
+/// A response on its way to a proxy, holding its push-throttle permit until the transport takes
+/// it, so the throttle bounds responses in flight and not only responses being built.
+type Outgoing = (Option<tokio::sync::OwnedSemaphorePermit>, Result<DiscoveryResponse, Status>);
 type DeltaStreamBox = Pin<Box<dyn Stream<Item = Result<DeltaDiscoveryResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -272,7 +394,8 @@ impl AggregatedDiscoveryService for AdsServer {
         request: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<SotwStreamBox>, Status> {
         let mut incoming = request.into_inner();
-        let (out, receiver) = mpsc::channel(16);
+        // A one-slot queue: a push waits for the transport to take the previous response.
+        let (out, receiver) = mpsc::channel::<Outgoing>(1);
         let server = self.clone();
         let mut pushes = self.pushes.clone();
         tokio::spawn(async move {
@@ -298,13 +421,13 @@ impl AggregatedDiscoveryService for AdsServer {
                         match stream.request(&request) {
                             Ok(true) => {
                                 let push = pushes.borrow().clone();
-                                if !stream.send(&request.type_url, &push, &out).await {
+                                if stream.send(&request.type_url, &push, Reason::Request, &out).await.is_err() {
                                     break;
                                 }
                             }
                             Ok(false) => {}
                             Err(status) => {
-                                let _ = out.send(Err(status)).await;
+                                let _ = out.send((None, Err(status))).await;
                                 break;
                             }
                         }
@@ -314,14 +437,7 @@ impl AggregatedDiscoveryService for AdsServer {
                             break;
                         }
                         let push = pushes.borrow_and_update().clone();
-                        // Clusters first, then endpoints, listeners and routes, as Envoy expects.
-                        let mut delivered = true;
-                        for type_url in [CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE] {
-                            if stream.watches.contains_key(type_url) {
-                                delivered &= stream.send(type_url, &push, &out).await;
-                            }
-                        }
-                        if !delivered {
+                        if stream.push(&push, &out).await.is_err() {
                             break;
                         }
                     }
@@ -329,7 +445,11 @@ impl AggregatedDiscoveryService for AdsServer {
             }
             server.unregister(&id);
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+        let responses = futures::StreamExt::map(ReceiverStream::new(receiver), |(permit, response)| {
+            drop(permit);
+            response
+        });
+        Ok(Response::new(Box::pin(responses)))
     }
 
     async fn delta_aggregated_resources(
@@ -404,12 +524,17 @@ impl AggregatedDiscoveryService for AdsServer {
                     let generated = generate(&push, current, &type_url, &names);
                     let mut resources = Vec::new();
                     let mut present = std::collections::HashSet::new();
-                    for (name, resource) in generated {
-                        present.insert(name.clone());
-                        let version = resource_version(&resource);
-                        if watch.held.get(&name) != Some(&version) {
-                            watch.held.insert(name.clone(), version.clone());
-                            resources.push(Resource { name, version, resource: Some(resource), ..Default::default() });
+                    for generated in generated {
+                        present.insert(generated.name.clone());
+                        let version = format!("{:016x}", generated.hash);
+                        if watch.held.get(&generated.name) != Some(&version) {
+                            watch.held.insert(generated.name.clone(), version.clone());
+                            resources.push(Resource {
+                                name: generated.name,
+                                version,
+                                resource: Some(generated.resource),
+                                ..Default::default()
+                            });
                         }
                     }
                     let removed: Vec<String> =

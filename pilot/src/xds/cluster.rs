@@ -34,6 +34,24 @@ const HTTP_OPTIONS_EXTENSION: &str = "envoy.extensions.upstreams.http.v3.HttpPro
 
 /// Every cluster for `proxy`.
 pub fn clusters(push: &PushContext, proxy: &Proxy) -> Vec<Cluster> {
+    let mut clusters = shared_clusters(push);
+    clusters.extend(proxy_clusters(push, proxy));
+    clusters
+}
+
+/// The clusters that depend on the proxy itself: inbound ones for sidecars.
+pub fn proxy_clusters(push: &PushContext, proxy: &Proxy) -> Vec<Cluster> {
+    if proxy.kind == ProxyKind::Sidecar {
+        let mut clusters = inbound_clusters(push, proxy);
+        clusters.push(inbound_passthrough(push));
+        clusters
+    } else {
+        Vec::new()
+    }
+}
+
+/// The clusters every proxy gets: outbound services and subsets, and the special clusters.
+pub fn shared_clusters(push: &PushContext) -> Vec<Cluster> {
     let mut clusters = Vec::new();
     for service in push.services.values() {
         for port in &service.ports {
@@ -45,10 +63,6 @@ pub fn clusters(push: &PushContext, proxy: &Proxy) -> Vec<Cluster> {
                 clusters.push(outbound_cluster(push, service, port, &subset.name, policy.as_ref()));
             }
         }
-    }
-    if proxy.kind == ProxyKind::Sidecar {
-        clusters.extend(inbound_clusters(push, proxy));
-        clusters.push(inbound_passthrough(push));
     }
     clusters.push(Cluster {
         name: BLACKHOLE_CLUSTER.to_string(),

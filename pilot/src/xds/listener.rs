@@ -227,6 +227,14 @@ fn gateway_listeners(push: &PushContext, proxy: &Proxy) -> Vec<Listener> {
 }
 
 fn sidecar_listeners(push: &PushContext, proxy: &Proxy) -> Vec<Listener> {
+    let mut listeners = sidecar_outbound_listeners(push);
+    listeners.push(virtual_inbound(push, proxy));
+    listeners
+}
+
+/// The listeners of a sidecar that only depend on the mesh: `virtualOutbound` and the per-port
+/// outbound listeners.
+pub fn sidecar_outbound_listeners(push: &PushContext) -> Vec<Listener> {
     let mut listeners = Vec::new();
     let passthrough = if push.mesh.allow_any { PASSTHROUGH_CLUSTER } else { BLACKHOLE_CLUSTER };
     let mut outbound = listener(
@@ -283,11 +291,11 @@ fn sidecar_listeners(push: &PushContext, proxy: &Proxy) -> Vec<Listener> {
         listeners.push(listener(name, "0.0.0.0", port, vec![chain], false));
     }
     listeners.extend(tcp_listeners.into_values());
-    listeners.push(virtual_inbound(push, proxy));
     listeners
 }
 
-fn virtual_inbound(push: &PushContext, proxy: &Proxy) -> Listener {
+/// `virtualInbound`: a chain per port this sidecar's workload serves.
+pub fn virtual_inbound(push: &PushContext, proxy: &Proxy) -> Listener {
     let mut chains = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
     for service in push.services.values() {
