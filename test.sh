@@ -22,5 +22,7 @@ install_prerequisites() {
 }
 
 install_prerequisites
+# End-to-end tests run the workspace's executables, which `cargo test` alone does not build.
+cargo build --workspace --bins
 # Tests that need a peer are #[ignore]d for a plain `cargo test`; here the peers exist.
 cargo test --workspace --all-targets --no-fail-fast "$@" -- --include-ignored
