@@ -19,12 +19,7 @@ pub struct Collection {
 
 /// A stable 64-bit FNV-1a hash, as hex: versions must agree across processes and restarts.
 pub fn content_hash(bytes: impl IntoIterator<Item = u8>) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in bytes {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{hash:016x}")
+    istio_config::hash::fnv1a64_hex(bytes)
 }
 
 impl Collection {

@@ -219,11 +219,7 @@ pub struct GeneratedResource {
 
 impl GeneratedResource {
     pub fn new(name: String, resource: envoy_types::pb::google::protobuf::Any) -> Self {
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        for byte in resource.type_url.bytes().chain(resource.value.iter().copied()) {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
+        let hash = istio_config::hash::fnv1a64(resource.type_url.bytes().chain(resource.value.iter().copied()));
         GeneratedResource { name, resource, hash }
     }
 }

@@ -3,6 +3,7 @@
 //! directory and Kubernetes backends.
 
 pub mod expr;
+pub mod hash;
 pub mod mesh;
 pub mod object;
 pub mod store;

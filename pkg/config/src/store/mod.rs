@@ -68,11 +68,5 @@ pub fn content_version(object: &Object) -> String {
     let mut without_version = object.clone();
     without_version.metadata.resource_version = None;
     let text = serde_json::to_string(&without_version).unwrap_or_default();
-    // FNV-1a: stable across processes and Rust versions, unlike DefaultHasher.
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in text.as_bytes() {
-        hash ^= u64::from(*byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{hash:016x}")
+    crate::hash::fnv1a64_hex(text.bytes())
 }
