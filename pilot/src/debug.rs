@@ -32,6 +32,8 @@ pub fn router(state: DebugState) -> Router {
         .route("/debug/configz", get(configz))
         .route("/debug/registryz", get(registryz))
         .route("/debug/endpointz", get(endpointz))
+        .route("/debug/edsz", get(edsz))
+        .route("/debug/cdsz", get(cdsz))
         .route("/debug/push_status", get(push_status))
         .route("/debug/config_dump", get(config_dump))
         .with_state(state)
@@ -139,6 +141,62 @@ async fn endpointz(State(state): State<DebugState>) -> Json<Value> {
         })
         .collect();
     Json(Value::Array(endpoints))
+}
+
+/// Every EDS cluster Pilot knows, with its endpoints as Pilot would send them.
+async fn edsz(State(state): State<DebugState>) -> Json<Value> {
+    let push = state.pushes.borrow().clone();
+    let mut clusters = Vec::new();
+    for service in push.services.values().filter(|service| service.resolution == crate::model::Resolution::Static) {
+        for port in &service.ports {
+            let mut subsets = vec![String::new()];
+            if let Some(rule) = push.destination_rule(&service.hostname) {
+                subsets.extend(rule.spec.subsets.iter().map(|subset| subset.name.clone()));
+            }
+            for subset in subsets {
+                let name =
+                    crate::xds::cluster_name(crate::xds::Direction::Outbound, port.number, &subset, &service.hostname);
+                let endpoints: Vec<String> = crate::xds::endpoint::load_assignment(&push, &name)
+                    .map(|assignment| {
+                        assignment
+                            .endpoints
+                            .iter()
+                            .flat_map(|locality| locality.lb_endpoints.iter())
+                            .filter_map(|lb| match &lb.host_identifier {
+                                Some(envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier::Endpoint(endpoint)) => {
+                                    endpoint.address.as_ref().and_then(|address| match &address.address {
+                                        Some(envoy_types::pb::envoy::config::core::v3::address::Address::SocketAddress(socket)) => Some(format!(
+                                            "{}:{}",
+                                            socket.address,
+                                            match socket.port_specifier {
+                                                Some(envoy_types::pb::envoy::config::core::v3::socket_address::PortSpecifier::PortValue(port)) => port,
+                                                _ => 0,
+                                            }
+                                        )),
+                                        _ => None,
+                                    })
+                                }
+                                _ => None,
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                clusters.push(json!({"cluster": name, "endpoints": endpoints}));
+            }
+        }
+    }
+    Json(Value::Array(clusters))
+}
+
+/// The clusters sent to each connected proxy: names and counts per type.
+async fn cdsz(State(state): State<DebugState>) -> Json<Value> {
+    let connections: Vec<Value> = state
+        .connections
+        .snapshot()
+        .into_iter()
+        .map(|status| json!({"proxy": status.proxy, "clusters": status.types.get("cds").map_or(0, |t| t.resources), "sent_version": status.types.get("cds").map(|t| t.sent_version.clone())}))
+        .collect();
+    Json(Value::Array(connections))
 }
 
 async fn push_status(State(state): State<DebugState>) -> Json<Value> {

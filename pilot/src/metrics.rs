@@ -16,6 +16,7 @@ pub struct Metrics {
     pub pushes: Family<Labels, Counter>,
     pub rejects: Family<Labels, Counter>,
     pub push_time: Histogram,
+    pub convergence: Histogram,
     pub push_contexts: Counter,
     pub invalid_config: Counter,
 }
@@ -27,6 +28,7 @@ impl Metrics {
             pushes: Family::default(),
             rejects: Family::default(),
             push_time: Histogram::new(exponential_buckets(0.0001, 4.0, 10)),
+            convergence: Histogram::new([0.1, 0.5, 1.0, 3.0, 5.0, 10.0, 20.0, 30.0]),
             push_contexts: Counter::default(),
             invalid_config: Counter::default(),
         };
@@ -39,6 +41,11 @@ impl Metrics {
             metrics.rejects.clone(),
         );
         registry.register("pilot_xds_push_time", "Seconds to generate one xDS response", metrics.push_time.clone());
+        registry.register(
+            "pilot_proxy_convergence_time",
+            "Seconds from a config change being built into a push context until a proxy ACKs it",
+            metrics.convergence.clone(),
+        );
         registry.register("pilot_push_contexts", "Config snapshots built after changes", metrics.push_contexts.clone());
         registry.register(
             "pilot_invalid_config",

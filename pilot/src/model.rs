@@ -254,6 +254,8 @@ pub struct PushContext {
     pub cache: GeneratedCache,
     /// Changes with every push; sent as the xDS `version_info`.
     pub version: String,
+    /// When this context was built (the start of `pilot_proxy_convergence_time`).
+    pub created: Option<std::time::Instant>,
     pub mesh: MeshSettings,
     /// Services by host name.
     pub services: BTreeMap<String, Arc<Service>>,

@@ -50,7 +50,8 @@ fn named<T: prost::Message + Default>(object: &Object) -> Option<Named<T>> {
 
 /// Builds a push context from accepted objects.
 pub fn build(objects: &BTreeMap<ObjectKey, Object>, mesh: &MeshSettings, version: String) -> PushContext {
-    let mut push = PushContext { version, mesh: mesh.clone(), ..Default::default() };
+    let mut push =
+        PushContext { version, mesh: mesh.clone(), created: Some(std::time::Instant::now()), ..Default::default() };
     for object in objects.values() {
         match (object.group(), object.kind.as_str()) {
             ("networking.istio.io", "ServiceEntry") => {

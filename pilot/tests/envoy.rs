@@ -214,6 +214,20 @@ async fn stock_envoy_gateway_accepts_everything_and_routes_like_istio() {
 
     let stats = tokio::task::block_in_place(|| envoy.stats());
     assert_eq!(Envoy::rejections(&stats), Vec::<String>::new(), "Envoy rejected config");
+    let edsz = reqwest_like_get(pilot.http_address, "/debug/edsz").await;
+    assert!(
+        edsz.contains("outbound|9080|v2|reviews.default.svc.cluster.local")
+            && edsz.contains(&format!("127.0.0.1:{v2}")),
+        "{edsz}"
+    );
+    let cdsz = reqwest_like_get(pilot.http_address, "/debug/cdsz").await;
+    assert!(cdsz.contains("istio-ingressgateway-1.istio-system"), "{cdsz}");
+    let metrics = reqwest_like_get(pilot.monitoring_address, "/metrics").await;
+    let converged = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("pilot_proxy_convergence_time_count "))
+        .and_then(|n| n.trim().parse::<u64>().ok());
+    assert!(converged.is_some_and(|count| count > 0), "{metrics}");
     let syncz = reqwest_like_get(pilot.http_address, "/debug/syncz").await;
     assert!(syncz.contains("istio-ingressgateway-1.istio-system") && syncz.contains("\"nacks\":{}"), "{syncz}");
 }

@@ -221,6 +221,8 @@ impl AdsServer {
 struct Watch {
     names: Vec<String>,
     nonce: Option<String>,
+    /// When the push context of the last response was built.
+    pushed_from: Option<Instant>,
     /// Hash of every resource last sent, by name: what the proxy has (or is about to have).
     sent: HashMap<String, u64>,
 }
@@ -285,6 +287,7 @@ impl SotwStream {
         self.next_nonce += 1;
         let nonce = format!("{}-{}", push.version, self.next_nonce);
         watch.nonce = Some(nonce.clone());
+        watch.pushed_from = push.created;
         let count = resources.len();
         let response = DiscoveryResponse {
             version_info: push.version.clone(),
@@ -352,6 +355,9 @@ impl SotwStream {
                 .connections
                 .update(&self.id, |status| status.types.entry(kind.to_string()).or_default().nack = Some(message));
         } else {
+            if let Some(created) = watch.pushed_from.take() {
+                self.server.metrics.convergence.observe(created.elapsed().as_secs_f64());
+            }
             let (version, nonce) = (request.version_info.clone(), request.response_nonce.clone());
             self.server.connections.update(&self.id, |status| {
                 let entry = status.types.entry(kind.to_string()).or_default();
