@@ -17,11 +17,6 @@ pub struct Collection {
     pub resources: BTreeMap<String, Resource>,
 }
 
-/// A stable 64-bit FNV-1a hash, as hex: versions must agree across processes and restarts.
-pub fn content_hash(bytes: impl IntoIterator<Item = u8>) -> String {
-    istio_config::hash::fnv1a64_hex(bytes)
-}
-
 impl Collection {
     /// Builds a collection from resources, deriving the version from names and versions.
     pub fn new(resources: BTreeMap<String, Resource>) -> Self {
@@ -32,7 +27,7 @@ impl Collection {
                 name.bytes().chain([0]).chain(version.bytes()).chain([0]).collect::<Vec<u8>>()
             })
             .collect();
-        Collection { version: content_hash(bytes), resources }
+        Collection { version: istio_config::hash::fnv1a64_hex(bytes), resources }
     }
 }
 

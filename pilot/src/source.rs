@@ -7,11 +7,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use istio_config::accepted::{next_batch, AcceptedObjects, Applied};
 use istio_config::object::{Object, ObjectKey};
 use istio_config::store::Event;
-use istio_config::validation::object_violations;
 use tokio::sync::{mpsc, watch};
-use tokio::time::Instant;
 
 use crate::metrics::Metrics;
 use crate::model::{MeshSettings, Named, PushContext, Service};
@@ -79,54 +78,23 @@ pub async fn run(
     settings: SourceSettings,
     metrics: Metrics,
 ) {
-    let mut objects: BTreeMap<ObjectKey, Object> = BTreeMap::new();
-    let mut synced = false;
+    let mut accepted = AcceptedObjects::new(settings.validate, |_| false);
     let mut generation = 0_u64;
-    let apply = |event: Event, objects: &mut BTreeMap<ObjectKey, Object>, synced: &mut bool| -> bool {
-        match event {
-            Event::Added(mut object) | Event::Modified(mut object) => {
-                object.default_namespace("default");
-                if object.istio_kind().is_none() {
-                    return false;
-                }
-                let violations = if settings.validate { object_violations(&object) } else { Vec::new() };
-                if !violations.is_empty() {
-                    let reasons: Vec<String> = violations.iter().map(ToString::to_string).collect();
-                    tracing::warn!(object = %object.display_name(), reasons = %reasons.join("; "), "invalid config ignored; keeping the last good version");
-                    metrics.invalid_config.inc();
-                    return false;
-                }
-                objects.insert(object.key(), object);
-                true
-            }
-            Event::Deleted(mut object) => {
-                object.default_namespace("default");
-                objects.remove(&object.key()).is_some()
-            }
-            Event::SourceError { source, message, .. } => {
-                tracing::warn!(%source, %message, "config source cannot be read; keeping what it held");
-                false
-            }
-            Event::Synced => {
-                let first = !*synced;
-                *synced = true;
-                first
-            }
+    let apply = |accepted: &mut AcceptedObjects, event: Event| match accepted.apply(event) {
+        Applied::Changed => true,
+        Applied::Invalid { .. } => {
+            metrics.invalid_config.inc();
+            false
         }
+        Applied::Unchanged | Applied::SourceUnreadable => false,
     };
-    while let Some(event) = events.recv().await {
-        let mut changed = apply(event, &mut objects, &mut synced);
-        let first_change = Instant::now();
-        loop {
-            let deadline = (Instant::now() + settings.debounce_after).min(first_change + settings.debounce_max);
-            match tokio::time::timeout_at(deadline, events.recv()).await {
-                Ok(Some(event)) => changed |= apply(event, &mut objects, &mut synced),
-                Ok(None) | Err(_) => break,
-            }
-        }
-        if changed && synced {
+    while let Some(changed) =
+        next_batch(&mut events, settings.debounce_after, settings.debounce_max, |event| apply(&mut accepted, event))
+            .await
+    {
+        if changed && accepted.synced() {
             generation += 1;
-            let push = build(&objects, &settings.mesh, generation.to_string());
+            let push = build(accepted.objects(), &settings.mesh, generation.to_string());
             tracing::info!(version = %push.version, services = push.services.len(), virtual_services = push.virtual_services.len(), "new push context");
             metrics.push_contexts.inc();
             publish.send_replace(Arc::new(push));

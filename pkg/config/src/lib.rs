@@ -2,6 +2,7 @@
 //! line, Istio 1.4 validation, Mixer's expression parser, and the object store with its
 //! directory and Kubernetes backends.
 
+pub mod accepted;
 pub mod expr;
 pub mod hash;
 pub mod mesh;
