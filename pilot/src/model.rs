@@ -213,14 +213,15 @@ pub struct GeneratedCache {
 #[derive(Debug, Clone, PartialEq)]
 pub struct GeneratedResource {
     pub name: String,
-    pub resource: envoy_types::pb::google::protobuf::Any,
+    /// Shared: every proxy that gets this resource holds the same encoding.
+    pub resource: Arc<envoy_types::pb::google::protobuf::Any>,
     pub hash: u64,
 }
 
 impl GeneratedResource {
     pub fn new(name: String, resource: envoy_types::pb::google::protobuf::Any) -> Self {
         let hash = istio_config::hash::fnv1a64(resource.type_url.bytes().chain(resource.value.iter().copied()));
-        GeneratedResource { name, resource, hash }
+        GeneratedResource { name, resource: Arc::new(resource), hash }
     }
 }
 
@@ -252,6 +253,9 @@ impl GeneratedCache {
 pub struct PushContext {
     /// Resources already generated from this context.
     pub cache: GeneratedCache,
+    /// Whether any VirtualService matches on `sourceLabels` (then routes depend on the proxy's
+    /// labels, not only on its namespace). Set when the context is built.
+    pub routes_depend_on_labels: bool,
     /// Changes with every push; sent as the xDS `version_info`.
     pub version: String,
     /// When this context was built (the start of `pilot_proxy_convergence_time`).
@@ -292,14 +296,6 @@ impl PushContext {
 
     pub fn service(&self, hostname: &str) -> Option<&Arc<Service>> {
         self.services.get(hostname)
-    }
-
-    /// Whether any VirtualService matches on `sourceLabels` (then routes depend on the proxy's
-    /// labels, not only on its namespace).
-    pub fn routes_depend_on_labels(&self) -> bool {
-        self.virtual_services
-            .iter()
-            .any(|vs| vs.spec.http.iter().any(|http| http.r#match.iter().any(|m| !m.source_labels.is_empty())))
     }
 }
 

@@ -68,6 +68,10 @@ pub fn build(objects: &BTreeMap<ObjectKey, Object>, mesh: &MeshSettings, version
             _ => {}
         }
     }
+    push.routes_depend_on_labels = push
+        .virtual_services
+        .iter()
+        .any(|vs| vs.spec.http.iter().any(|http| http.r#match.iter().any(|m| !m.source_labels.is_empty())));
     push
 }
 

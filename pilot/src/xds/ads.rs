@@ -126,7 +126,7 @@ pub fn generate(push: &PushContext, proxy: &Proxy, type_url: &str, names: &[Stri
             }
         },
         ROUTE_TYPE => {
-            let labels = if proxy.kind == ProxyKind::Router || push.routes_depend_on_labels() {
+            let labels = if proxy.kind == ProxyKind::Router || push.routes_depend_on_labels {
                 label_key(proxy)
             } else {
                 String::new()
@@ -283,7 +283,7 @@ impl SotwStream {
         for resource in &selected {
             watch.sent.insert(resource.name.clone(), resource.hash);
         }
-        let resources: Vec<Any> = selected.iter().map(|r| r.resource.clone()).collect();
+        let resources: Vec<Any> = selected.iter().map(|r| Any::clone(&r.resource)).collect();
         self.next_nonce += 1;
         let nonce = format!("{}-{}", push.version, self.next_nonce);
         watch.nonce = Some(nonce.clone());
@@ -538,7 +538,7 @@ impl AggregatedDiscoveryService for AdsServer {
                             resources.push(Resource {
                                 name: generated.name,
                                 version,
-                                resource: Some(generated.resource),
+                                resource: Some(Any::clone(&generated.resource)),
                                 ..Default::default()
                             });
                         }
