@@ -126,3 +126,34 @@ pub fn run(binary_name: &str, args: &[&str], stdin: Option<&str>) -> (i32, Strin
         String::from_utf8_lossy(&output.stderr).to_string(),
     )
 }
+
+/// Starts `galley server` on loopback over `config_dir` (webhook off, ports picked by the OS) and
+/// returns it with its MCP address, read from the banner it prints.
+pub fn start_galley(config_dir: &std::path::Path) -> (Process, String) {
+    let config = config_dir.display().to_string();
+    let galley = Process::start(
+        "galley",
+        &[
+            "server",
+            "--configPath",
+            &config,
+            "--server-address",
+            "127.0.0.1:0",
+            "--bind-address",
+            "127.0.0.1",
+            "--monitoringPort",
+            "0",
+            "--enable-validation=false",
+        ],
+    );
+    let banner = galley
+        .next_line(Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("galley did not start:\n{}", galley.stderr()));
+    let address = banner
+        .split("MCP on ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .unwrap_or_else(|| panic!("unexpected banner {banner:?}"))
+        .to_string();
+    (galley, address)
+}

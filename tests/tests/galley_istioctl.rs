@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use e2e::{run, Process};
+use e2e::{run, start_galley, Process};
 
 const VIRTUAL_SERVICES: &str = "istio/networking/v1alpha3/virtualservices";
 
@@ -19,36 +19,6 @@ fn weights(response: &serde_json::Value) -> Vec<u64> {
         .as_array()
         .map(|routes| routes.iter().map(|r| r["weight"].as_u64().unwrap_or(0)).collect())
         .unwrap_or_default()
-}
-
-/// Starts galley on loopback and returns it with its MCP address.
-fn start_galley(config_dir: &std::path::Path) -> (Process, String) {
-    let config = config_dir.display().to_string();
-    let galley = Process::start(
-        "galley",
-        &[
-            "server",
-            "--configPath",
-            &config,
-            "--server-address",
-            "127.0.0.1:0",
-            "--bind-address",
-            "127.0.0.1",
-            "--monitoringPort",
-            "0",
-            "--enable-validation=false",
-        ],
-    );
-    let banner = galley
-        .next_line(Duration::from_secs(10))
-        .unwrap_or_else(|| panic!("galley did not start:\n{}", galley.stderr()));
-    let address = banner
-        .split("MCP on ")
-        .nth(1)
-        .and_then(|rest| rest.split(',').next())
-        .unwrap_or_else(|| panic!("unexpected banner {banner:?}"))
-        .to_string();
-    (galley, address)
 }
 
 #[test]

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use e2e::envoy::{free_port, Envoy};
-use e2e::{run, Process};
+use e2e::{run, start_galley, Process};
 
 fn sample(name: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/bookinfo/networking").join(name)
@@ -79,25 +79,7 @@ fn galley_feeds_pilot_over_mcp_and_envoys_sync() {
     );
     std::fs::write(config.join("services.yaml"), services).expect("write");
 
-    let galley = Process::start(
-        "galley",
-        &[
-            "server",
-            "--configPath",
-            &config.display().to_string(),
-            "--server-address",
-            "127.0.0.1:0",
-            "--bind-address",
-            "127.0.0.1",
-            "--monitoringPort",
-            "0",
-            "--enable-validation=false",
-        ],
-    );
-    let banner = galley
-        .next_line(Duration::from_secs(10))
-        .unwrap_or_else(|| panic!("galley did not start: {}", galley.stderr()));
-    let mcp = banner.split("MCP on ").nth(1).and_then(|rest| rest.split(',').next()).expect("MCP address").to_string();
+    let (_galley, mcp) = start_galley(&config);
 
     let mesh = dir.path().join("mesh.yaml");
     std::fs::write(&mesh, format!("configSources:\n- address: {mcp}\nproxyListenPort: {}\n", free_port()))
