@@ -78,19 +78,18 @@ pub struct Running {
     pub mcp_address: SocketAddr,
     pub webhook_address: Option<SocketAddr>,
     pub monitoring_address: SocketAddr,
-    shutdown: watch::Sender<bool>,
+    shutdown: istio_runtime::Shutdown,
 }
 
 impl Running {
     /// Stops every server; in-flight streams end.
     pub fn shutdown(&self) {
-        let _ = self.shutdown.send(true);
+        self.shutdown.trigger();
     }
 
     /// Resolves once `shutdown` has been called.
     pub async fn stopped(&self) {
-        let mut receiver = self.shutdown.subscribe();
-        let _ = receiver.wait_for(|stopped| *stopped).await;
+        self.shutdown.wait().await;
     }
 }
 
@@ -106,7 +105,7 @@ async fn bind(address: SocketAddr) -> Result<tokio::net::TcpListener, GalleyErro
 
 /// Starts Galley: the source, the MCP server, the webhook and the monitoring server.
 pub async fn start(config: Config) -> Result<Running, GalleyError> {
-    let (shutdown, shutdown_rx) = watch::channel(false);
+    let shutdown = istio_runtime::Shutdown::default();
     let registry = istio_runtime::monitoring::registry();
     let metrics = metrics::Metrics::register(&registry);
 
@@ -123,10 +122,10 @@ pub async fn start(config: Config) -> Result<Running, GalleyError> {
     let (publish, snapshots) = watch::channel(Arc::new(snapshot::Snapshot::default()));
     tokio::spawn(source::run(store.watch(), publish, config.snapshot.clone(), metrics.clone()));
     // The store must outlive its watchers; keep it until shutdown.
-    let mut store_guard = shutdown_rx.clone();
+    let store_guard = shutdown.wait();
     tokio::spawn(async move {
         let _store = store;
-        let _ = store_guard.wait_for(|stopped| *stopped).await;
+        store_guard.await;
     });
 
     let mcp_listener = bind(config.mcp_address).await?;
@@ -139,14 +138,14 @@ pub async fn start(config: Config) -> Result<Running, GalleyError> {
         .build_v1()
         .map_err(|error| GalleyError::Source { path: "reflection".to_string(), reason: error.to_string() })?;
     let mcp_service = ResourceSourceServer::new(mcp::McpServer::new(snapshots, metrics.clone()));
-    let mut mcp_shutdown = shutdown_rx.clone();
+    let mcp_shutdown = shutdown.wait();
     tokio::spawn(async move {
         let result = tonic::transport::Server::builder()
             .add_service(health_service)
             .add_service(reflection)
             .add_service(mcp_service)
             .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(mcp_listener), async move {
-                let _ = mcp_shutdown.wait_for(|stopped| *stopped).await;
+                mcp_shutdown.await;
             })
             .await;
         if let Err(error) = result {
@@ -157,21 +156,20 @@ pub async fn start(config: Config) -> Result<Running, GalleyError> {
     let webhook_address = match &config.webhook {
         Some(webhook) => {
             let tls = istio_runtime::tls::server_config(&webhook.cert_chain, &webhook.key, &[b"h2", b"http/1.1"])?;
-            let address =
-                webhook::serve_tls(webhook.address, tls, webhook::router(metrics.clone()), shutdown_rx.clone())
-                    .await
-                    .map_err(|source| GalleyError::Bind { address: webhook.address, source })?;
+            let address = webhook::serve_tls(webhook.address, tls, webhook::router(metrics.clone()), shutdown.wait())
+                .await
+                .map_err(|source| GalleyError::Bind { address: webhook.address, source })?;
             Some(address)
         }
         None => None,
     };
 
-    let mut monitoring_shutdown = shutdown_rx.clone();
+    let monitoring_shutdown = shutdown.wait();
     let monitoring_address = istio_runtime::monitoring::serve(
         config.monitoring_address,
         istio_runtime::monitoring::router(registry, "galley"),
         async move {
-            let _ = monitoring_shutdown.wait_for(|stopped| *stopped).await;
+            monitoring_shutdown.await;
         },
     )
     .await

@@ -103,16 +103,17 @@ pub async fn serve_tls(
     address: SocketAddr,
     tls: Arc<rustls_config::ServerConfig>,
     router: Router,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(address).await?;
     let bound = listener.local_addr()?;
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     tokio::spawn(async move {
+        tokio::pin!(shutdown);
         loop {
             let accepted = tokio::select! {
                 accepted = listener.accept() => accepted,
-                _ = shutdown.changed() => return,
+                () = &mut shutdown => return,
             };
             let (stream, peer) = match accepted {
                 Ok(connection) => connection,

@@ -60,12 +60,12 @@ pub struct Running {
     pub grpc_address: SocketAddr,
     pub http_address: SocketAddr,
     pub monitoring_address: SocketAddr,
-    shutdown: watch::Sender<bool>,
+    shutdown: istio_runtime::Shutdown,
 }
 
 impl Running {
     pub fn shutdown(&self) {
-        let _ = self.shutdown.send(true);
+        self.shutdown.trigger();
     }
 }
 
@@ -76,7 +76,7 @@ impl Drop for Running {
 }
 
 pub async fn start(config: Config) -> Result<Running, PilotError> {
-    let (shutdown, shutdown_rx) = watch::channel(false);
+    let shutdown = istio_runtime::Shutdown::default();
     let registry = istio_runtime::monitoring::registry();
     let metrics = metrics::Metrics::register(&registry);
     let (publish, pushes) = watch::channel(Arc::new(model::PushContext::default()));
@@ -88,10 +88,10 @@ pub async fn start(config: Config) -> Result<Running, PilotError> {
                     .map_err(|error| PilotError::Source(path.display().to_string(), error.to_string()))?,
             );
             tokio::spawn(source::run(store.watch(), publish, config.settings.clone(), metrics.clone()));
-            let mut keep = shutdown_rx.clone();
+            let keep = shutdown.wait();
             tokio::spawn(async move {
                 let _store = store;
-                let _ = keep.wait_for(|stopped| *stopped).await;
+                keep.await;
             });
         }
         ConfigSource::Mcp(address) => {
@@ -100,9 +100,9 @@ pub async fn start(config: Config) -> Result<Running, PilotError> {
             let settings = SourceSettings { validate: false, ..config.settings.clone() };
             tokio::spawn(source::run(receiver, publish, settings, metrics.clone()));
             let sink = tokio::spawn(mcp::run(address.clone(), events));
-            let mut stop = shutdown_rx.clone();
+            let stop = shutdown.wait();
             tokio::spawn(async move {
-                let _ = stop.wait_for(|stopped| *stopped).await;
+                stop.await;
                 sink.abort();
             });
         }
@@ -122,12 +122,12 @@ pub async fn start(config: Config) -> Result<Running, PilotError> {
     ))
     .max_decoding_message_size(64 * 1024 * 1024)
     .max_encoding_message_size(64 * 1024 * 1024);
-    let mut grpc_shutdown = shutdown_rx.clone();
+    let grpc_shutdown = shutdown.wait();
     tokio::spawn(async move {
         let result = tonic::transport::Server::builder()
             .add_service(ads)
             .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async move {
-                let _ = grpc_shutdown.wait_for(|stopped| *stopped).await;
+                grpc_shutdown.await;
             })
             .await;
         if let Err(error) = result {
@@ -136,18 +136,18 @@ pub async fn start(config: Config) -> Result<Running, PilotError> {
     });
 
     let debug_router = debug::router(debug::DebugState { pushes: pushes.clone(), connections });
-    let mut debug_shutdown = shutdown_rx.clone();
+    let debug_shutdown = shutdown.wait();
     let http_address = istio_runtime::monitoring::serve(config.http_address, debug_router, async move {
-        let _ = debug_shutdown.wait_for(|stopped| *stopped).await;
+        debug_shutdown.await;
     })
     .await
     .map_err(|source| PilotError::Bind { address: config.http_address, source })?;
-    let mut monitoring_shutdown = shutdown_rx.clone();
+    let monitoring_shutdown = shutdown.wait();
     let monitoring_address = istio_runtime::monitoring::serve(
         config.monitoring_address,
         istio_runtime::monitoring::router(registry, "pilot-discovery"),
         async move {
-            let _ = monitoring_shutdown.wait_for(|stopped| *stopped).await;
+            monitoring_shutdown.await;
         },
     )
     .await

@@ -41,3 +41,29 @@ pub async fn shutdown_signal() {
 
 /// The version string components report at `/version` and in `--version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Stops a component's servers and tasks: `trigger` once, and every `wait` resolves.
+#[derive(Debug)]
+pub struct Shutdown {
+    sender: tokio::sync::watch::Sender<bool>,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Shutdown { sender: tokio::sync::watch::channel(false).0 }
+    }
+}
+
+impl Shutdown {
+    pub fn trigger(&self) {
+        self.sender.send_replace(true);
+    }
+
+    /// Resolves once `trigger` has been called (at once if it already was).
+    pub fn wait(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut receiver = self.sender.subscribe();
+        async move {
+            let _ = receiver.wait_for(|stopped| *stopped).await;
+        }
+    }
+}
