@@ -4,6 +4,7 @@
 pub mod mcp;
 pub mod proxy_status;
 pub mod validate;
+pub mod xds;
 
 use clap::{Parser, Subcommand};
 
@@ -31,6 +32,8 @@ pub enum Command {
 pub enum Experimental {
     /// Connect to an MCP server (Galley) as a sink and print what it serves, as JSON.
     Mcp(mcp::McpArgs),
+    /// Connect to Pilot as a proxy and print the xDS resources it sends, as Envoy v3 JSON.
+    Xds(xds::XdsArgs),
 }
 
 /// Runs a parsed command and returns the process exit code.
@@ -41,6 +44,10 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Experimental(Experimental::Mcp(args)) => {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             runtime.block_on(mcp::run(args))
+        }
+        Command::Experimental(Experimental::Xds(args)) => {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(xds::run(args))
         }
     }
 }

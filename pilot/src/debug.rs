@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use crate::model::PushContext;
 use crate::node::Proxy;
 use crate::xds::ads::{generate, Connections};
-use crate::xds::{CLUSTER_TYPE, LISTENER_TYPE, ROUTE_TYPE};
+use crate::xds::{CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE};
 
 #[derive(Clone)]
 pub struct DebugState {
@@ -216,36 +216,53 @@ async fn config_dump(State(state): State<DebugState>, Query(query): Query<HashMa
     let Some(wanted) = query.get("proxyID") else {
         return (StatusCode::BAD_REQUEST, "proxyID is required (pod.namespace or the full node id)\n").into_response();
     };
-    let Some(status) = state
+    // A connected proxy is found by `pod.namespace` or its id; any other full node id is
+    // rendered as if that proxy connected, so a person can ask "what would X get?".
+    let node_id = state
         .connections
         .snapshot()
         .into_iter()
-        .find(|status| status.proxy == *wanted || status.proxy.split('~').nth(2) == Some(wanted.as_str()))
-    else {
-        return (StatusCode::NOT_FOUND, format!("proxy {wanted} is not connected\n")).into_response();
-    };
-    let node = envoy_types::pb::envoy::config::core::v3::Node { id: status.proxy.clone(), ..Default::default() };
-    let Ok(proxy) = Proxy::from_node(&node) else {
-        return (StatusCode::INTERNAL_SERVER_ERROR, "cannot parse the proxy id\n").into_response();
+        .map(|status| status.proxy)
+        .find(|proxy| proxy == wanted || proxy.split('~').nth(2) == Some(wanted.as_str()))
+        .unwrap_or_else(|| wanted.clone());
+    let node = envoy_types::pb::envoy::config::core::v3::Node { id: node_id.clone(), ..Default::default() };
+    let proxy = match Proxy::from_node(&node) {
+        Ok(proxy) => proxy,
+        Err(error) => {
+            return (StatusCode::NOT_FOUND, format!("{wanted} is neither a connected proxy nor a node id: {error}\n"))
+                .into_response()
+        }
     };
     let push = state.pushes.borrow().clone();
-    let names = |items: Vec<crate::model::GeneratedResource>| {
-        items.into_iter().map(|r| json!({"name": r.name, "type": r.resource.type_url})).collect::<Vec<_>>()
-    };
-    let clusters = names(generate(&push, &proxy, CLUSTER_TYPE, &[]));
-    let listeners = names(generate(&push, &proxy, LISTENER_TYPE, &[]));
-    let route_names: Vec<String> = crate::xds::listener::listeners(&push, &proxy)
-        .iter()
-        .filter_map(|l| {
-            l.name.strip_prefix("0.0.0.0_").map(|port| {
-                if proxy.kind == crate::node::ProxyKind::Router {
-                    format!("http.{port}")
-                } else {
-                    port.to_string()
-                }
+    let dump = |items: &[crate::model::GeneratedResource], field: &str| -> Vec<Value> {
+        items
+            .iter()
+            .map(|r| {
+                let body = istio_xds_json::any_to_json(r.resource.as_ref())
+                    .unwrap_or_else(|error| json!({"name": r.name, "undecodable": error.to_string()}));
+                json!({"versionInfo": push.version, field: body})
             })
-        })
-        .collect();
-    let routes = names(generate(&push, &proxy, ROUTE_TYPE, &route_names));
-    Json(json!({"proxy": status.proxy, "version": push.version, "clusters": clusters, "listeners": listeners, "routes": routes})).into_response()
+            .collect()
+    };
+    let clusters = generate(&push, &proxy, CLUSTER_TYPE, &[]);
+    let listeners = generate(&push, &proxy, LISTENER_TYPE, &[]);
+    let listener_anys: Vec<_> = listeners.iter().map(|r| (*r.resource).clone()).collect();
+    let cluster_anys: Vec<_> = clusters.iter().map(|r| (*r.resource).clone()).collect();
+    let route_names: Vec<String> = istio_xds_json::references::rds_route_names(&listener_anys).into_iter().collect();
+    let endpoint_names: Vec<String> =
+        istio_xds_json::references::eds_cluster_names(&cluster_anys).into_iter().collect();
+    let routes = generate(&push, &proxy, ROUTE_TYPE, &route_names);
+    let endpoints = generate(&push, &proxy, ENDPOINT_TYPE, &endpoint_names);
+    // The shape of Envoy's /config_dump, so the same tools read both.
+    Json(json!({"configs": [
+        {"@type": "type.googleapis.com/envoy.admin.v3.ClustersConfigDump", "versionInfo": push.version,
+         "dynamicActiveClusters": dump(&clusters, "cluster")},
+        {"@type": "type.googleapis.com/envoy.admin.v3.ListenersConfigDump", "versionInfo": push.version,
+         "dynamicListeners": listeners.iter().zip(dump(&listeners, "listener")).map(|(r, active)| json!({"name": r.name, "activeState": active})).collect::<Vec<_>>()},
+        {"@type": "type.googleapis.com/envoy.admin.v3.RoutesConfigDump",
+         "dynamicRouteConfigs": dump(&routes, "routeConfig")},
+        {"@type": "type.googleapis.com/envoy.admin.v3.EndpointsConfigDump",
+         "dynamicEndpointConfigs": dump(&endpoints, "endpointConfig")},
+    ], "proxy": node_id}))
+    .into_response()
 }

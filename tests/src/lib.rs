@@ -157,3 +157,47 @@ pub fn start_galley(config_dir: &std::path::Path) -> (Process, String) {
         .to_string();
     (galley, address)
 }
+
+/// A running `pilot discovery` and the addresses it announced.
+pub struct Pilot {
+    pub process: Process,
+    /// xDS (gRPC) address, `127.0.0.1:PORT`.
+    pub xds: String,
+    /// Debug HTTP address, `127.0.0.1:PORT`.
+    pub debug: String,
+}
+
+/// Starts `pilot discovery` on loopback with OS-picked ports plus `config_args` (e.g.
+/// `--configDir DIR` or `--meshConfig FILE`), and reads its addresses from the banner.
+pub fn start_pilot(config_args: &[&str]) -> Pilot {
+    let mut args =
+        vec!["discovery", "--grpcAddr", "127.0.0.1:0", "--httpAddr", "127.0.0.1:0", "--monitoringAddr", "127.0.0.1:0"];
+    args.extend_from_slice(config_args);
+    let process = Process::start("pilot", &args);
+    let banner = process
+        .next_line(Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("pilot did not start:\n{}", process.stderr()));
+    let field = |label: &str| {
+        banner
+            .split(label)
+            .nth(1)
+            .and_then(|rest| rest.split(',').next())
+            .map(|address| address.trim().to_string())
+            .unwrap_or_else(|| panic!("unexpected banner {banner:?}"))
+    };
+    Pilot { xds: field("xDS on "), debug: field("debug on "), process }
+}
+
+/// A plain HTTP/1.1 GET to `address` (HOST:PORT); returns the status (0 when the connection
+/// fails) and the body. Enough for debug endpoints, which answer with `content-length`.
+pub fn http_get(address: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(address) else { return (0, String::new()) };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = write!(stream, "GET {path} HTTP/1.1\r\nhost: {address}\r\nconnection: close\r\n\r\n");
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let text = String::from_utf8_lossy(&response);
+    let status = text.split_whitespace().nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
+    (status, text.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default())
+}

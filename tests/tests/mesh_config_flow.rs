@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use e2e::envoy::{free_port, Envoy};
-use e2e::{run, start_galley, Process};
+use e2e::{run, start_galley, start_pilot};
 
 fn sample(name: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/bookinfo/networking").join(name)
@@ -84,22 +84,8 @@ fn galley_feeds_pilot_over_mcp_and_envoys_sync() {
     let mesh = dir.path().join("mesh.yaml");
     std::fs::write(&mesh, format!("configSources:\n- address: {mcp}\nproxyListenPort: {}\n", free_port()))
         .expect("write");
-    let (xds_port, debug_port) = (free_port(), free_port());
-    let pilot = Process::start(
-        "pilot",
-        &[
-            "discovery",
-            "--meshConfig",
-            &mesh.display().to_string(),
-            "--grpcAddr",
-            &format!("127.0.0.1:{xds_port}"),
-            "--httpAddr",
-            &format!("127.0.0.1:{debug_port}"),
-            "--monitoringAddr",
-            "127.0.0.1:0",
-        ],
-    );
-    pilot.next_line(Duration::from_secs(10)).unwrap_or_else(|| panic!("pilot did not start: {}", pilot.stderr()));
+    let pilot = start_pilot(&["--meshConfig", &mesh.display().to_string()]);
+    let xds_port: u16 = pilot.xds.rsplit(':').next().and_then(|port| port.parse().ok()).expect("xDS port");
 
     let ingress = Envoy::start(
         "router~127.0.0.1~istio-ingressgateway-1.istio-system~istio-system.svc.cluster.local",
@@ -119,7 +105,7 @@ fn galley_feeds_pilot_over_mcp_and_envoys_sync() {
     // Through the gateway, /productpage reaches productpage as the sample's VirtualService says.
     let deadline = Instant::now() + Duration::from_secs(10);
     while http_get(gateway_port, "/productpage") != (200, "productpage v1".to_string()) {
-        assert!(Instant::now() < deadline, "gateway never routed /productpage; pilot log:\n{}", pilot.stderr());
+        assert!(Instant::now() < deadline, "gateway never routed /productpage; pilot log:\n{}", pilot.process.stderr());
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(http_get(gateway_port, "/nothing-here").0, 404, "paths the sample does not route get 404");
@@ -149,7 +135,7 @@ fn galley_feeds_pilot_over_mcp_and_envoys_sync() {
     for envoy in [&ingress, &sidecar] {
         assert_eq!(Envoy::rejections(&envoy.stats()), Vec::<String>::new(), "Envoy rejected config");
     }
-    let (code, table, stderr) = run("istioctl", &["proxy-status", "--pilot", &format!("127.0.0.1:{debug_port}")], None);
+    let (code, table, stderr) = run("istioctl", &["proxy-status", "--pilot", &pilot.debug], None);
     assert_eq!(code, 0, "{stderr}");
     let lines: Vec<&str> = table.lines().collect();
     assert!(lines[0].starts_with("NAME") && lines[0].contains("PILOT"), "{table}");

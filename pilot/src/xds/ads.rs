@@ -405,6 +405,11 @@ impl AggregatedDiscoveryService for AdsServer {
         let server = self.clone();
         let mut pushes = self.pushes.clone();
         tokio::spawn(async move {
+            // Like 1.4's Pilot, answer nothing until the first config sync: an empty answer
+            // would make the proxy drop its listeners. Requests queue in the stream meanwhile.
+            if pushes.wait_for(|push| !push.version.is_empty()).await.is_err() {
+                return;
+            }
             let id = server.register(false);
             let mut stream = SotwStream {
                 id: id.clone(),
@@ -467,6 +472,11 @@ impl AggregatedDiscoveryService for AdsServer {
         let server = self.clone();
         let mut pushes = self.pushes.clone();
         tokio::spawn(async move {
+            // Like 1.4's Pilot, answer nothing until the first config sync: an empty answer
+            // would make the proxy drop its listeners. Requests queue in the stream meanwhile.
+            if pushes.wait_for(|push| !push.version.is_empty()).await.is_err() {
+                return;
+            }
             let id = server.register(true);
             let mut proxy: Option<Proxy> = None;
             let mut watches: HashMap<String, DeltaWatch> = HashMap::new();

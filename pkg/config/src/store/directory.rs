@@ -23,6 +23,8 @@ const RESCAN_INTERVAL: Duration = Duration::from_millis(500);
 /// A changed file is read only once it has been still this long (or looked the same on two
 /// scans), so a writer caught between truncating and writing is not taken as "empty".
 const SETTLE_TIME: Duration = Duration::from_millis(100);
+/// How long a file that held objects must stay empty before its objects are dropped.
+const EMPTIED_SETTLE_TIME: Duration = Duration::from_secs(2);
 const CANONICAL_DIR: &str = "objects";
 
 /// A store kept in a directory of YAML files.
@@ -226,6 +228,16 @@ impl Inner {
             let age =
                 print.modified.and_then(|modified| SystemTime::now().duration_since(modified).ok()).unwrap_or_default();
             let seen_twice = file.unsettled.as_ref() == Some(&print);
+            // A writer that truncates and then writes (`echo >`, most editors' "save") leaves a
+            // moment where the file is empty; on a busy machine that moment can outlast two
+            // scans. Emptying a file that held objects therefore counts only once it has stayed
+            // empty for a while; deleting the file is the prompt way to remove its objects.
+            let emptied = print.length == 0 && !file.objects.is_empty();
+            if !force && emptied && age < EMPTIED_SETTLE_TIME {
+                file.unsettled = Some(print);
+                unsettled = true;
+                continue;
+            }
             if !force && age < SETTLE_TIME && !seen_twice {
                 file.unsettled = Some(print);
                 unsettled = true;

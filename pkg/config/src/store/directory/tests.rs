@@ -97,3 +97,30 @@ async fn watch_sees_other_writers_and_keeps_last_good_version() {
     std::fs::remove_file(&file).expect("remove");
     assert!(matches!(next_event(&mut events).await, Event::Deleted(object) if object.name() == "reviews"));
 }
+
+#[tokio::test]
+async fn a_file_caught_empty_mid_write_keeps_its_objects() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("reviews.yaml");
+    std::fs::write(&file, serde_yaml::to_string(&service("reviews", 9080)).expect("yaml")).expect("write");
+    let store = DirectoryStore::open(dir.path()).expect("open");
+    let mut events = store.watch();
+    assert!(matches!(next_event(&mut events).await, Event::Added(_)));
+    assert_eq!(next_event(&mut events).await, Event::Synced);
+
+    // A writer truncates the file and stalls well past the normal settle time before writing.
+    std::fs::File::create(&file).expect("truncate");
+    let stalled = tokio::time::timeout(Duration::from_millis(600), events.recv()).await;
+    assert!(stalled.is_err(), "a briefly empty file must not delete its objects: {stalled:?}");
+    std::fs::write(&file, serde_yaml::to_string(&service("reviews", 9091)).expect("yaml")).expect("write");
+    let Event::Modified(object) = next_event(&mut events).await else { panic!("expected a modification") };
+    assert_eq!(object.spec()["ports"][0]["port"], 9091);
+
+    // A file that stays empty does give up its objects, after the longer settle time.
+    std::fs::File::create(&file).expect("truncate");
+    let deleted = tokio::time::timeout(EMPTIED_SETTLE_TIME + Duration::from_secs(2), events.recv())
+        .await
+        .expect("deleted once the file stayed empty")
+        .expect("channel open");
+    assert!(matches!(deleted, Event::Deleted(object) if object.name() == "reviews"));
+}

@@ -1,0 +1,131 @@
+//! The proto3 JSON mapping for Envoy's v3 API: turn `Any`-wrapped xDS resources (and any other
+//! message `envoy-types` knows) into JSON for debug endpoints and `istioctl x xds`, and read
+//! Envoy-shaped YAML/JSON (a static bootstrap, a `--config-file`) back into typed messages.
+
+pub mod references;
+
+use std::sync::OnceLock;
+
+use prost_reflect::{DescriptorPool, DeserializeOptions, DynamicMessage, SerializeOptions};
+
+static DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/envoy_descriptors.bin"));
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("unknown message type {0}")]
+    UnknownType(String),
+    #[error("decoding {type_name}: {source}")]
+    Decode { type_name: String, source: prost::DecodeError },
+    #[error("{type_name}: {message}")]
+    Json { type_name: String, message: String },
+}
+
+/// Every Envoy, xDS, udpa and well-known message, as prost-reflect descriptors.
+pub fn pool() -> &'static DescriptorPool {
+    static POOL: OnceLock<DescriptorPool> = OnceLock::new();
+    POOL.get_or_init(|| DescriptorPool::decode(DESCRIPTORS).expect("envoy-types ships a valid descriptor set"))
+}
+
+fn type_name(type_url: &str) -> &str {
+    type_url.rsplit('/').next().unwrap_or(type_url)
+}
+
+fn serialize_options() -> SerializeOptions {
+    SerializeOptions::new().skip_default_fields(true)
+}
+
+/// Decode `bytes` as the message named by `type_url` (or a bare full name) and render it as JSON.
+/// Nested `Any` fields are expanded too, with their `@type`.
+pub fn to_json(type_url: &str, bytes: &[u8]) -> Result<serde_json::Value, Error> {
+    let name = type_name(type_url);
+    let descriptor = pool().get_message_by_name(name).ok_or_else(|| Error::UnknownType(name.to_string()))?;
+    let message = DynamicMessage::decode(descriptor, bytes)
+        .map_err(|source| Error::Decode { type_name: name.to_string(), source })?;
+    message
+        .serialize_with_options(serde_json::value::Serializer, &serialize_options())
+        .map_err(|e| Error::Json { type_name: name.to_string(), message: e.to_string() })
+}
+
+/// Render an `Any` as JSON, with `@type` first as Envoy's config dumps show it.
+pub fn any_to_json(any: &envoy_types::pb::google::protobuf::Any) -> Result<serde_json::Value, Error> {
+    let body = to_json(&any.type_url, &any.value)?;
+    let mut object = serde_json::Map::new();
+    object.insert("@type".into(), serde_json::Value::String(any.type_url.clone()));
+    if let serde_json::Value::Object(fields) = body {
+        object.extend(fields);
+    }
+    Ok(serde_json::Value::Object(object))
+}
+
+/// Render a typed message as JSON.
+pub fn message_to_json<M: prost::Name>(message: &M) -> Result<serde_json::Value, Error> {
+    to_json(&M::full_name(), &message.encode_to_vec())
+}
+
+/// Read a typed message from JSON (or YAML already parsed into a JSON value). Unknown fields
+/// are rejected, and the error names the field path.
+pub fn message_from_json<M: prost::Name + Default>(value: &serde_json::Value) -> Result<M, Error> {
+    let name = M::full_name();
+    let descriptor = pool().get_message_by_name(&name).ok_or_else(|| Error::UnknownType(name.clone()))?;
+    let text = value.to_string();
+    let mut deserializer = serde_json::Deserializer::from_str(&text);
+    let dynamic = DynamicMessage::deserialize_with_options(descriptor, &mut deserializer, &DeserializeOptions::new())
+        .map_err(|e| Error::Json { type_name: name.clone(), message: e.to_string() })?;
+    dynamic.transcode_to::<M>().map_err(|source| Error::Decode { type_name: name, source })
+}
+
+/// Read a typed message from YAML text in Envoy's v3 shape.
+pub fn message_from_yaml<M: prost::Name + Default>(text: &str) -> Result<M, Error> {
+    let value: serde_json::Value = serde_yaml::from_str(text)
+        .map_err(|e| Error::Json { type_name: M::full_name(), message: format!("YAML: {e}") })?;
+    message_from_json(&value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+    use envoy_types::pb::envoy::config::core::v3::{address, socket_address, Address, SocketAddress};
+    use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+    use envoy_types::pb::google::protobuf::Duration;
+    use prost::Message;
+
+    #[test]
+    fn cluster_round_trips_through_json() {
+        let cluster = Cluster {
+            name: "outbound|9080||reviews.default.svc.cluster.local".into(),
+            connect_timeout: Some(Duration { seconds: 1, nanos: 0 }),
+            load_assignment: Some(ClusterLoadAssignment { cluster_name: "c".into(), ..Default::default() }),
+            ..Default::default()
+        };
+        let json = message_to_json(&cluster).unwrap();
+        assert_eq!(json["name"], "outbound|9080||reviews.default.svc.cluster.local");
+        assert_eq!(json["connectTimeout"], "1s");
+        let back: Cluster = message_from_json(&json).unwrap();
+        assert_eq!(back, cluster);
+    }
+
+    #[test]
+    fn any_is_rendered_with_its_type() {
+        let address = Address {
+            address: Some(address::Address::SocketAddress(SocketAddress {
+                address: "127.0.0.1".into(),
+                port_specifier: Some(socket_address::PortSpecifier::PortValue(15001)),
+                ..Default::default()
+            })),
+        };
+        let any = envoy_types::pb::google::protobuf::Any {
+            type_url: "type.googleapis.com/envoy.config.core.v3.Address".into(),
+            value: address.encode_to_vec(),
+        };
+        let json = any_to_json(&any).unwrap();
+        assert_eq!(json["@type"], "type.googleapis.com/envoy.config.core.v3.Address");
+        assert_eq!(json["socketAddress"]["portValue"], 15001);
+    }
+
+    #[test]
+    fn yaml_with_a_misspelt_field_is_rejected_by_name() {
+        let err = message_from_yaml::<Cluster>("name: a\nconect_timeout: 1s\n").unwrap_err().to_string();
+        assert!(err.contains("conect_timeout"), "{err}");
+    }
+}

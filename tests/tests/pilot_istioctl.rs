@@ -1,0 +1,92 @@
+//! Pilot from the outside, with no Envoy: `pilot discovery --configDir` over Bookinfo-shaped
+//! services and the 1.4 `reviews-test-v2` sample; `istioctl x xds` connects as a sidecar and
+//! prints what Pilot sends as Envoy v3 JSON, and `/debug/config_dump` shows the same resources.
+
+use std::path::Path;
+
+use e2e::{http_get, run, start_pilot};
+use serde_json::Value;
+
+const SERVICES: &str = "apiVersion: networking.istio.io/v1alpha3
+kind: ServiceEntry
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews.default.svc.cluster.local]
+  addresses: [10.96.0.12]
+  ports: [{number: 9080, name: http, protocol: HTTP}]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  endpoints:
+  - {address: 10.1.0.21, labels: {app: reviews, version: v1}}
+  - {address: 10.1.0.22, labels: {app: reviews, version: v2}}
+";
+
+const SIDECAR: &str = "sidecar~10.1.0.11~productpage-v1-1.default~default.svc.cluster.local";
+
+fn sample(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/bookinfo/networking").join(name)
+}
+
+fn xds(address: &str, kind: &str) -> Value {
+    let (code, stdout, stderr) =
+        run("istioctl", &["x", "xds", "--address", address, "--node", SIDECAR, "--type", kind], None);
+    assert_eq!(code, 0, "istioctl x xds --type {kind} failed: {stderr}");
+    let printed: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{stdout}"));
+    printed[0].clone()
+}
+
+#[test]
+fn istioctl_x_xds_prints_what_pilot_sends_as_envoy_json() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("services.yaml"), SERVICES).expect("write");
+    for name in ["destination-rule-reviews.yaml", "virtual-service-reviews-test-v2.yaml"] {
+        std::fs::copy(sample(name), dir.path().join(name)).expect("copy sample");
+    }
+    let pilot = start_pilot(&["--configDir", &dir.path().display().to_string()]);
+
+    let routes = xds(&pilot.xds, "rds");
+    assert_eq!(routes["typeUrl"], "type.googleapis.com/envoy.config.route.v3.RouteConfiguration");
+    let route_9080 = routes["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .find(|r| r["name"] == "9080")
+        .unwrap_or_else(|| panic!("no route 9080 in {routes:#}"));
+    assert_eq!(route_9080["@type"], "type.googleapis.com/envoy.config.route.v3.RouteConfiguration");
+    let reviews = route_9080["virtualHosts"]
+        .as_array()
+        .expect("virtual hosts")
+        .iter()
+        .find(|vh| vh["name"] == "reviews.default.svc.cluster.local:9080")
+        .unwrap_or_else(|| panic!("no reviews virtual host in {route_9080:#}"));
+    let domains: Vec<&str> = reviews["domains"].as_array().expect("domains").iter().filter_map(Value::as_str).collect();
+    assert!(domains.contains(&"reviews") && domains.contains(&"10.96.0.12"), "{domains:?}");
+    let first = &reviews["routes"][0];
+    assert_eq!(first["match"]["headers"][0]["name"], "end-user", "{first:#}");
+    assert_eq!(first["route"]["cluster"], "outbound|9080|v2|reviews.default.svc.cluster.local", "{first:#}");
+
+    let endpoints = xds(&pilot.xds, "eds");
+    let v2 = endpoints["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .find(|r| r["clusterName"] == "outbound|9080|v2|reviews.default.svc.cluster.local")
+        .unwrap_or_else(|| panic!("no v2 subset endpoints in {endpoints:#}"));
+    let address = &v2["endpoints"][0]["lbEndpoints"][0]["endpoint"]["address"]["socketAddress"];
+    assert_eq!((address["address"].as_str(), address["portValue"].as_u64()), (Some("10.1.0.22"), Some(9080)));
+
+    let clusters = xds(&pilot.xds, "cds");
+    let names: Vec<&str> =
+        clusters["resources"].as_array().expect("resources").iter().filter_map(|c| c["name"].as_str()).collect();
+    for expected in ["BlackHoleCluster", "PassthroughCluster", "outbound|9080|v1|reviews.default.svc.cluster.local"] {
+        assert!(names.contains(&expected), "{expected} missing from {names:?}");
+    }
+
+    // The debug endpoint renders the same resources in Envoy's /config_dump shape.
+    let (status, body) = http_get(&pilot.debug, &format!("/debug/config_dump?proxyID={SIDECAR}"));
+    assert_eq!(status, 200, "{body}");
+    let dump: Value = serde_json::from_str(&body).expect("config_dump JSON");
+    assert_eq!(dump["configs"][2]["@type"], "type.googleapis.com/envoy.admin.v3.RoutesConfigDump");
+    assert!(body.contains("outbound|9080|v2|reviews.default.svc.cluster.local"), "{body}");
+    assert!(dump["configs"][0]["dynamicActiveClusters"].as_array().is_some_and(|c| c.len() >= 4), "{body}");
+}
