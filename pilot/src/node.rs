@@ -28,6 +28,9 @@ pub struct Proxy {
     pub labels: HashMap<String, String>,
     pub dns_domain: String,
     pub istio_version: String,
+    /// A gateway in `sni-dnat` router mode (`ISTIO_META_ROUTER_MODE`), which also gets the
+    /// SNI-named clusters AUTO_PASSTHROUGH servers route to.
+    pub sni_dnat: bool,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -91,6 +94,7 @@ impl Proxy {
             labels,
             dns_domain: (*domain).to_string(),
             istio_version: metadata_string(metadata, "ISTIO_VERSION").unwrap_or_default(),
+            sni_dnat: metadata_string(metadata, "ROUTER_MODE").as_deref() == Some("sni-dnat"),
         })
     }
 

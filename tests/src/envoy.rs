@@ -48,13 +48,19 @@ impl Envoy {
     /// Starts Envoy as node `node_id` (with `LABELS` and `NAMESPACE` metadata, given as YAML
     /// flow text like `{istio: ingressgateway}`) talking ADS to Pilot on `127.0.0.1:xds_port`.
     pub fn start(node_id: &str, labels: &str, namespace: &str, xds_port: u16) -> Envoy {
+        Envoy::start_with_metadata(node_id, &format!("NAMESPACE: {namespace}, LABELS: {labels}"), xds_port)
+    }
+
+    /// Starts Envoy with node metadata given as YAML flow entries, e.g.
+    /// `NAMESPACE: istio-system, LABELS: {istio: ingressgateway}, ROUTER_MODE: sni-dnat`.
+    pub fn start_with_metadata(node_id: &str, metadata: &str, xds_port: u16) -> Envoy {
         let dir = tempfile::tempdir().unwrap_or_else(|error| panic!("tempdir: {error}"));
         let admin_port = free_port();
         let bootstrap = format!(
             r#"node:
   id: {node_id}
   cluster: test
-  metadata: {{NAMESPACE: {namespace}, LABELS: {labels}, ISTIO_VERSION: 1.4.6}}
+  metadata: {{{metadata}, ISTIO_VERSION: 1.4.6}}
 admin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {admin_port}}}}}}}
 dynamic_resources:
   lds_config: {{ads: {{}}, resource_api_version: V3}}

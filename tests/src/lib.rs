@@ -2,6 +2,7 @@
 //! processes that are killed when the test ends (pass or fail), and reading their output with
 //! deadlines instead of sleeps.
 
+pub mod certs;
 pub mod envoy;
 
 use std::io::{BufRead, BufReader, Read};

@@ -10,8 +10,8 @@ use envoy_types::pb::envoy::config::cluster::v3::{
     circuit_breakers, cluster, CircuitBreakers, Cluster, OutlierDetection,
 };
 use envoy_types::pb::envoy::config::core::v3::{
-    data_source, transport_socket, BindConfig, DataSource, Http1ProtocolOptions, Http2ProtocolOptions,
-    HttpProtocolOptions as CommonHttpOptions, TransportSocket,
+    transport_socket, BindConfig, Http1ProtocolOptions, Http2ProtocolOptions, HttpProtocolOptions as CommonHttpOptions,
+    TransportSocket,
 };
 use envoy_types::pb::envoy::config::endpoint::v3::{
     lb_endpoint, ClusterLoadAssignment, Endpoint as EnvoyEndpoint, LbEndpoint, LocalityLbEndpoints,
@@ -24,8 +24,8 @@ use envoy_types::pb::google::protobuf::{Any, UInt32Value};
 use istio_api::pb::istio::networking::v1alpha3 as net;
 
 use super::{
-    ads_source, any, cluster_name, duration, socket_address, Direction, BLACKHOLE_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER,
-    PASSTHROUGH_CLUSTER,
+    ads_source, any, cluster_name, duration, file_source, parse_cluster_name, socket_address, Direction,
+    BLACKHOLE_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER, ISTIO_CERT_CHAIN, ISTIO_KEY, ISTIO_ROOT_CERT, PASSTHROUGH_CLUSTER,
 };
 use crate::model::{PushContext, Resolution, Service, ServicePort};
 use crate::node::{Proxy, ProxyKind};
@@ -45,9 +45,32 @@ pub fn proxy_clusters(push: &PushContext, proxy: &Proxy) -> Vec<Cluster> {
         let mut clusters = inbound_clusters(push, proxy);
         clusters.push(inbound_passthrough(push));
         clusters
+    } else if proxy.sni_dnat {
+        sni_dnat_clusters(shared_clusters(push))
     } else {
         Vec::new()
     }
+}
+
+/// For a gateway in `sni-dnat` router mode (AUTO_PASSTHROUGH): each outbound cluster again,
+/// named `outbound_.PORT_.SUBSET_.HOST` as the SNI of mesh mTLS names it, with the same
+/// endpoints and no TLS of its own (the stream stays the client's).
+pub fn sni_dnat_clusters(outbound: Vec<Cluster>) -> Vec<Cluster> {
+    outbound
+        .into_iter()
+        .filter_map(|mut cluster| {
+            let (Direction::Outbound, port, subset, host) = parse_cluster_name(&cluster.name)? else { return None };
+            let original = cluster.name.clone();
+            cluster.name = format!("outbound_.{port}_.{subset}_.{host}");
+            cluster.transport_socket = None;
+            if let Some(eds) = cluster.eds_cluster_config.as_mut() {
+                if eds.service_name.is_empty() {
+                    eds.service_name = original;
+                }
+            }
+            Some(cluster)
+        })
+        .collect()
 }
 
 /// The clusters every proxy gets: outbound services and subsets, and the special clusters.
@@ -272,13 +295,6 @@ fn outlier_detection(outlier: &net::OutlierDetection) -> OutlierDetection {
     detection
 }
 
-fn file(path: &str) -> Option<DataSource> {
-    (!path.is_empty()).then(|| DataSource {
-        specifier: Some(data_source::Specifier::Filename(path.to_string())),
-        ..Default::default()
-    })
-}
-
 /// Upstream TLS for a DestinationRule's `tls`. ISTIO_MUTUAL uses the workload certificates
 /// mounted at `/etc/certs`, as 1.4's default (non-SDS) install did.
 fn upstream_tls(
@@ -300,19 +316,19 @@ fn upstream_tls(
             Vec::new(),
         ),
         TlSmode::IstioMutual => (
-            "/etc/certs/cert-chain.pem".to_string(),
-            "/etc/certs/key.pem".to_string(),
-            "/etc/certs/root-cert.pem".to_string(),
+            ISTIO_CERT_CHAIN.to_string(),
+            ISTIO_KEY.to_string(),
+            ISTIO_ROOT_CERT.to_string(),
             format!("outbound_.{}_.{subset}_.{}", port.number, service.hostname),
             vec!["istio".to_string()],
         ),
     };
     let mut common = CommonTlsContext { alpn_protocols: alpn, ..Default::default() };
-    if let (Some(chain), Some(key)) = (file(&certificate), file(&key)) {
+    if let (Some(chain), Some(key)) = (file_source(&certificate), file_source(&key)) {
         common.tls_certificates =
             vec![TlsCertificate { certificate_chain: Some(chain), private_key: Some(key), ..Default::default() }];
     }
-    if let Some(ca) = file(&ca) {
+    if let Some(ca) = file_source(&ca) {
         common.validation_context_type =
             Some(common_tls_context::ValidationContextType::ValidationContext(CertificateValidationContext {
                 trusted_ca: Some(ca),

@@ -20,6 +20,7 @@ use envoy_types::pb::envoy::extensions::filters::http::cors::v3::Cors;
 use envoy_types::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::listener::original_dst::v3::OriginalDst;
+use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     http_connection_manager, http_filter, HttpConnectionManager, HttpFilter, Rds,
 };
@@ -41,20 +42,9 @@ pub type HttpPlugins = Vec<HttpFilter>;
 /// Every listener for `proxy`.
 pub fn listeners(push: &PushContext, proxy: &Proxy) -> Vec<Listener> {
     match proxy.kind {
-        ProxyKind::Router => gateway_listeners(push, proxy),
+        ProxyKind::Router => super::gateway::gateway_listeners(push, proxy),
         ProxyKind::Sidecar => sidecar_listeners(push, proxy),
     }
-}
-
-/// Gateways that select this proxy by label.
-pub fn gateways_for<'a>(push: &'a PushContext, proxy: &Proxy) -> impl Iterator<Item = &'a Named<net::Gateway>> {
-    let proxy = proxy.clone();
-    push.gateways.iter().filter(move |gateway| proxy.matches(&gateway.spec.selector))
-}
-
-/// Whether a gateway server host (possibly `*` or `*.example.com`) admits a VirtualService host.
-pub fn host_matches(server_host: &str, vs_host: &str) -> bool {
-    istio_config::validation::host_matches(server_host, vs_host)
 }
 
 fn http_filters(plugins: HttpPlugins) -> Vec<HttpFilter> {
@@ -77,7 +67,7 @@ fn http_filters(plugins: HttpPlugins) -> Vec<HttpFilter> {
     filters
 }
 
-fn connection_manager(stat_prefix: &str, routes: http_connection_manager::RouteSpecifier) -> Filter {
+pub(super) fn connection_manager(stat_prefix: &str, routes: http_connection_manager::RouteSpecifier) -> Filter {
     let manager = HttpConnectionManager {
         stat_prefix: stat_prefix.to_string(),
         codec_type: http_connection_manager::CodecType::Auto as i32,
@@ -93,14 +83,14 @@ fn connection_manager(stat_prefix: &str, routes: http_connection_manager::RouteS
     }
 }
 
-fn rds(route_name: &str) -> http_connection_manager::RouteSpecifier {
+pub(super) fn rds(route_name: &str) -> http_connection_manager::RouteSpecifier {
     http_connection_manager::RouteSpecifier::Rds(Rds {
         config_source: Some(ads_source()),
         route_config_name: route_name.to_string(),
     })
 }
 
-fn tcp_proxy_filter(stat_prefix: &str, clusters: &[(String, u32)]) -> Filter {
+pub(super) fn tcp_proxy_filter(stat_prefix: &str, clusters: &[(String, u32)]) -> Filter {
     let specifier = match clusters {
         [(cluster, _)] => tcp_proxy::ClusterSpecifier::Cluster(cluster.clone()),
         _ => tcp_proxy::ClusterSpecifier::WeightedClusters(tcp_proxy::WeightedCluster {
@@ -122,7 +112,7 @@ fn tcp_proxy_filter(stat_prefix: &str, clusters: &[(String, u32)]) -> Filter {
     }
 }
 
-fn listener(name: String, ip: &str, port: u32, chains: Vec<FilterChain>, bind: bool) -> Listener {
+pub(super) fn listener(name: String, ip: &str, port: u32, chains: Vec<FilterChain>, bind: bool) -> Listener {
     Listener {
         name,
         address: Some(socket_address(ip, port)),
@@ -132,8 +122,58 @@ fn listener(name: String, ip: &str, port: u32, chains: Vec<FilterChain>, bind: b
     }
 }
 
+/// Weighted clusters of one TCP or TLS route's destinations, resolved from `vs_namespace`.
+fn route_clusters(
+    push: &PushContext,
+    routes: &[net::RouteDestination],
+    vs_namespace: &str,
+    port: u32,
+) -> Vec<(String, u32)> {
+    routes
+        .iter()
+        .map(|route| {
+            let destination = route.destination.clone().unwrap_or_default();
+            let host = push.qualify(&destination.host, vs_namespace);
+            let target = destination
+                .port
+                .map(|p| p.number)
+                .filter(|n| *n != 0)
+                .or_else(|| push.service(&host).and_then(|s| s.ports.first()).map(|p| p.number))
+                .unwrap_or(port);
+            (
+                cluster_name(Direction::Outbound, target, &destination.subset, &host),
+                u32::try_from(route.weight).ok().filter(|w| *w > 0).unwrap_or(100),
+            )
+        })
+        .collect()
+}
+
+/// The `tls` routes of a VirtualService that apply on `port`: per route match, the SNI hosts
+/// (those `sni_allowed` lets through) and the weighted clusters they go to.
+pub(super) fn tls_routes(
+    push: &PushContext,
+    vs: &Named<net::VirtualService>,
+    port: u32,
+    sni_allowed: impl Fn(&str) -> bool,
+) -> TlsChains {
+    let mut routes = Vec::new();
+    for tls in &vs.spec.tls {
+        let clusters = route_clusters(push, &tls.route, &vs.namespace, port);
+        if clusters.is_empty() {
+            continue;
+        }
+        for matcher in tls.r#match.iter().filter(|m| m.port == 0 || m.port == port) {
+            let sni: Vec<String> = matcher.sni_hosts.iter().filter(|host| sni_allowed(host)).cloned().collect();
+            if !sni.is_empty() {
+                routes.push((sni, clusters.clone()));
+            }
+        }
+    }
+    routes
+}
+
 /// Clusters (with weights) of the TCP routes a VirtualService set sends a port to.
-fn tcp_destinations<'a>(
+pub(super) fn tcp_destinations<'a>(
     push: &PushContext,
     services: impl Iterator<Item = &'a Named<net::VirtualService>>,
     port: u32,
@@ -148,82 +188,13 @@ fn tcp_destinations<'a>(
             if !applies {
                 continue;
             }
-            let clusters = tcp
-                .route
-                .iter()
-                .map(|route| {
-                    let destination = route.destination.clone().unwrap_or_default();
-                    let host = push.qualify(&destination.host, &vs.namespace);
-                    let target = destination
-                        .port
-                        .map(|p| p.number)
-                        .filter(|n| *n != 0)
-                        .or_else(|| push.service(&host).and_then(|s| s.ports.first()).map(|p| p.number))
-                        .unwrap_or(port);
-                    (
-                        cluster_name(Direction::Outbound, target, &destination.subset, &host),
-                        u32::try_from(route.weight).ok().filter(|w| *w > 0).unwrap_or(100),
-                    )
-                })
-                .collect::<Vec<_>>();
+            let clusters = route_clusters(push, &tcp.route, &vs.namespace, port);
             if !clusters.is_empty() {
                 return Some(clusters);
             }
         }
     }
     None
-}
-
-/// The servers on one gateway port, with the protocol the first of them declared.
-type PortServers = (Protocol, Vec<(Named<net::Gateway>, net::Server)>);
-
-fn gateway_listeners(push: &PushContext, proxy: &Proxy) -> Vec<Listener> {
-    // Servers by port: the first protocol seen on a port decides the listener's kind.
-    let mut ports: BTreeMap<u32, PortServers> = BTreeMap::new();
-    for gateway in gateways_for(push, proxy) {
-        for server in &gateway.spec.servers {
-            let Some(port) = &server.port else { continue };
-            let entry = ports.entry(port.number).or_insert_with(|| (Protocol::parse(&port.protocol), Vec::new()));
-            entry.1.push((gateway.clone(), server.clone()));
-        }
-    }
-    let mut listeners = Vec::new();
-    for (port, (protocol, servers)) in ports {
-        let name = format!("0.0.0.0_{port}");
-        let chain = if protocol.is_http() {
-            FilterChain {
-                filters: vec![connection_manager(&format!("outbound_0.0.0.0_{port}"), rds(&format!("http.{port}")))],
-                ..Default::default()
-            }
-        } else if matches!(protocol, Protocol::Tcp | Protocol::Mongo | Protocol::Redis | Protocol::Mysql) {
-            let mut found = None;
-            for (gateway, server) in &servers {
-                let full = gateway.key();
-                let hosts: Vec<String> = server
-                    .hosts
-                    .iter()
-                    .map(|h| h.split_once('/').map_or(h.as_str(), |(_, host)| host).to_string())
-                    .collect();
-                found = tcp_destinations(push, virtual_services_for(push, Some(&full)), port, |vs_host| {
-                    hosts.iter().any(|h| host_matches(h, vs_host))
-                });
-                if found.is_some() {
-                    break;
-                }
-            }
-            let clusters = found.unwrap_or_else(|| vec![(BLACKHOLE_CLUSTER.to_string(), 100)]);
-            FilterChain {
-                filters: vec![tcp_proxy_filter(&format!("outbound_0.0.0.0_{port}"), &clusters)],
-                ..Default::default()
-            }
-        } else {
-            // HTTPS/TLS servers come with gateway TLS support; until then the port is not served.
-            tracing::debug!(port, ?protocol, "gateway server protocol not supported yet; skipped");
-            continue;
-        };
-        listeners.push(listener(name, "0.0.0.0", port, vec![chain], true));
-    }
-    listeners
 }
 
 fn sidecar_listeners(push: &PushContext, proxy: &Proxy) -> Vec<Listener> {
@@ -253,14 +224,30 @@ pub fn sidecar_outbound_listeners(push: &PushContext) -> Vec<Listener> {
 
     let mut http_ports = BTreeMap::new();
     let mut tcp_listeners = BTreeMap::new();
+    // TLS listeners by name: address, port and (SNI hosts, clusters) per chain, in order.
+    let mut tls_chains: BTreeMap<String, (String, u32, TlsChains)> = BTreeMap::new();
     for service in push.services.values() {
         for port in &service.ports {
             if port.protocol.is_http() {
                 http_ports.entry(port.number).or_insert(());
-            } else if matches!(
-                port.protocol,
-                Protocol::Tcp | Protocol::Mongo | Protocol::Redis | Protocol::Mysql | Protocol::Https | Protocol::Tls
-            ) {
+            } else if matches!(port.protocol, Protocol::Https | Protocol::Tls) {
+                let ip = service.address.clone().unwrap_or_else(|| "0.0.0.0".to_string());
+                let chains =
+                    tls_chains.entry(format!("{ip}_{}", port.number)).or_insert_with(|| (ip, port.number, Vec::new()));
+                let service_cluster = cluster_name(Direction::Outbound, port.number, "", &service.hostname);
+                for vs in virtual_services_for(push, None) {
+                    if !vs.spec.hosts.iter().any(|host| push.qualify(host, &vs.namespace) == service.hostname) {
+                        continue;
+                    }
+                    for (sni, clusters) in tls_routes(push, vs, port.number, |_| true) {
+                        chains.2.push((sni, clusters));
+                    }
+                }
+                // Without a VIP of its own the port is shared, so the service is told apart by
+                // SNI (its hostname); with one, the whole address:port is the service's.
+                let sni = if chains.0 == "0.0.0.0" { vec![service.hostname.clone()] } else { Vec::new() };
+                chains.2.push((sni, vec![(service_cluster, 100)]));
+            } else if matches!(port.protocol, Protocol::Tcp | Protocol::Mongo | Protocol::Redis | Protocol::Mysql) {
                 let ip = service.address.clone().unwrap_or_else(|| "0.0.0.0".to_string());
                 let name = format!("{ip}_{}", port.number);
                 if tcp_listeners.contains_key(&name) {
@@ -281,6 +268,12 @@ pub fn sidecar_outbound_listeners(push: &PushContext) -> Vec<Listener> {
             }
         }
     }
+    for (name, (ip, port, routes)) in tls_chains {
+        if tcp_listeners.contains_key(&name) {
+            continue;
+        }
+        tcp_listeners.insert(name.clone(), tls_listener(name, &ip, port, routes, passthrough));
+    }
     for port in http_ports.into_keys() {
         let name = format!("0.0.0.0_{port}");
         tcp_listeners.remove(&name);
@@ -292,6 +285,44 @@ pub fn sidecar_outbound_listeners(push: &PushContext) -> Vec<Listener> {
     }
     listeners.extend(tcp_listeners.into_values());
     listeners
+}
+
+/// SNI hosts and the weighted clusters they go to, one entry per filter chain.
+type TlsChains = Vec<(Vec<String>, Vec<(String, u32)>)>;
+
+/// An outbound listener for TLS traffic, told apart by SNI (TLS inspector). Chains are kept in
+/// order and a chain matching what an earlier one matches is dropped. A listener on 0.0.0.0
+/// also gets a last chain for SNI names it does not know: passthrough or blackhole, per
+/// `outboundTrafficPolicy`.
+fn tls_listener(name: String, ip: &str, port: u32, routes: TlsChains, fallback: &str) -> Listener {
+    let mut chains: Vec<FilterChain> = Vec::new();
+    let mut seen: Vec<Vec<String>> = Vec::new();
+    for (mut sni, clusters) in routes {
+        sni.sort();
+        sni.dedup();
+        if seen.contains(&sni) {
+            continue;
+        }
+        seen.push(sni.clone());
+        chains.push(FilterChain {
+            filter_chain_match: (!sni.is_empty()).then(|| FilterChainMatch { server_names: sni, ..Default::default() }),
+            filters: vec![tcp_proxy_filter(&format!("outbound_{ip}_{port}"), &clusters)],
+            ..Default::default()
+        });
+    }
+    if ip == "0.0.0.0" && !seen.iter().any(Vec::is_empty) {
+        chains.push(FilterChain {
+            filters: vec![tcp_proxy_filter(fallback, &[(fallback.to_string(), 100)])],
+            ..Default::default()
+        });
+    }
+    let mut tls = listener(name, ip, port, chains, false);
+    tls.listener_filters = vec![ListenerFilter {
+        name: "envoy.filters.listener.tls_inspector".to_string(),
+        config_type: Some(listener_filter::ConfigType::TypedConfig(any(TlsInspector::default()))),
+        ..Default::default()
+    }];
+    tls
 }
 
 /// `virtualInbound`: a chain per port this sidecar's workload serves.

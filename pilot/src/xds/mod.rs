@@ -5,6 +5,7 @@
 pub mod ads;
 pub mod cluster;
 pub mod endpoint;
+pub mod gateway;
 pub mod listener;
 pub mod route;
 
@@ -84,6 +85,20 @@ pub fn seconds(seconds: i64) -> Duration {
 pub fn any<T: prost::Message + prost::Name>(message: T) -> Any {
     envoy_types::util::pack_any(message)
 }
+
+/// A file path as an Envoy data source; `None` for an empty path.
+pub fn file_source(path: &str) -> Option<envoy_types::pb::envoy::config::core::v3::DataSource> {
+    use envoy_types::pb::envoy::config::core::v3::{data_source, DataSource};
+    (!path.is_empty()).then(|| DataSource {
+        specifier: Some(data_source::Specifier::Filename(path.to_string())),
+        ..Default::default()
+    })
+}
+
+/// The workload certificate files of 1.4's default (non-SDS) install, used for ISTIO_MUTUAL.
+pub const ISTIO_CERT_CHAIN: &str = "/etc/certs/cert-chain.pem";
+pub const ISTIO_KEY: &str = "/etc/certs/key.pem";
+pub const ISTIO_ROOT_CERT: &str = "/etc/certs/root-cert.pem";
 
 #[cfg(test)]
 mod tests {

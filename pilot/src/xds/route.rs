@@ -12,8 +12,8 @@ use envoy_types::pb::envoy::config::core::v3::{
 };
 use envoy_types::pb::envoy::config::route::v3::{
     header_matcher, query_parameter_matcher, redirect_action, retry_policy, route, route_action, route_match,
-    weighted_cluster, HeaderMatcher, QueryParameterMatcher, RedirectAction, RetryPolicy, Route, RouteAction,
-    RouteConfiguration, RouteMatch, VirtualHost, WeightedCluster,
+    virtual_host, weighted_cluster, HeaderMatcher, QueryParameterMatcher, RedirectAction, RetryPolicy, Route,
+    RouteAction, RouteConfiguration, RouteMatch, VirtualHost, WeightedCluster,
 };
 use envoy_types::pb::envoy::extensions::filters::common::fault::v3::{fault_delay, FaultDelay};
 use envoy_types::pb::envoy::extensions::filters::http::fault::v3::{fault_abort, FaultAbort, HttpFault};
@@ -23,7 +23,7 @@ use envoy_types::pb::envoy::r#type::v3::{fractional_percent, FractionalPercent};
 use envoy_types::pb::google::protobuf::{Any, BoolValue, UInt32Value};
 use istio_api::pb::istio::networking::v1alpha3 as net;
 
-use super::{any, cluster_name, duration, seconds, Direction, BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER};
+use super::{any, cluster_name, duration, gateway, seconds, Direction, BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER};
 use crate::model::{Named, PushContext, Service};
 use crate::node::{Proxy, ProxyKind};
 
@@ -37,7 +37,7 @@ pub fn route_configurations(push: &PushContext, proxy: &Proxy, names: &[String])
 
 fn route_configuration(push: &PushContext, proxy: &Proxy, name: &str) -> Option<RouteConfiguration> {
     let virtual_hosts = match proxy.kind {
-        ProxyKind::Router => gateway_virtual_hosts(push, proxy, name.strip_prefix("http.")?.parse().ok()?),
+        ProxyKind::Router => gateway_virtual_hosts(push, proxy, name)?,
         ProxyKind::Sidecar => sidecar_virtual_hosts(push, proxy, name.parse().ok()?),
     };
     Some(RouteConfiguration {
@@ -134,31 +134,42 @@ fn sidecar_virtual_hosts(push: &PushContext, proxy: &Proxy, port: u32) -> Vec<Vi
     hosts
 }
 
-fn gateway_virtual_hosts(push: &PushContext, proxy: &Proxy, port: u32) -> Vec<VirtualHost> {
+/// Virtual hosts of a gateway route configuration (`http.PORT` or `https.PORT.NAME.GW.NS`): the
+/// hosts of the VirtualServices bound to the servers it stands for. `None` when the name is
+/// neither form.
+fn gateway_virtual_hosts(push: &PushContext, proxy: &Proxy, route_name: &str) -> Option<Vec<VirtualHost>> {
+    let port: u32 = route_name.split('.').nth(1)?.parse().ok()?;
+    if !(route_name.starts_with("http.") || route_name.starts_with("https.")) {
+        return None;
+    }
     let mut hosts: Vec<VirtualHost> = Vec::new();
-    for gateway in crate::xds::listener::gateways_for(push, proxy) {
+    for (gateway, server) in gateway::servers_for_route(push, proxy, route_name) {
         let full = gateway.key();
-        let server_hosts: Vec<String> = gateway
-            .spec
-            .servers
-            .iter()
-            .filter(|server| server.port.as_ref().is_some_and(|p| p.number == port))
-            .flat_map(|server| {
-                server.hosts.iter().map(|host| host.split_once('/').map_or(host.as_str(), |(_, h)| h).to_string())
-            })
-            .collect();
+        let redirect = server.tls.as_ref().is_some_and(|tls| tls.https_redirect);
         for vs in virtual_services_for(push, Some(&full)) {
             for host in &vs.spec.hosts {
-                if !server_hosts.iter().any(|server_host| crate::xds::listener::host_matches(server_host, host)) {
-                    continue;
-                }
-                if hosts.iter().any(|existing| existing.name == format!("{host}:{port}")) {
+                let admitted = server.hosts.iter().any(|server_host| {
+                    gateway::server_host_admits(&gateway.namespace, server_host, &vs.namespace, host)
+                });
+                if !admitted || hosts.iter().any(|existing| existing.name == format!("{host}:{port}")) {
                     continue;
                 }
                 let routes = http_routes(push, vs, Some(port), Some(&full), proxy);
                 let domains =
                     if host == "*" { vec!["*".to_string()] } else { vec![host.clone(), format!("{host}:{port}")] };
-                hosts.push(VirtualHost { name: format!("{host}:{port}"), domains, routes, ..Default::default() });
+                // `httpsRedirect`: clients on this clear-text server are sent to HTTPS (301).
+                let require_tls = if redirect {
+                    virtual_host::TlsRequirementType::All
+                } else {
+                    virtual_host::TlsRequirementType::None
+                };
+                hosts.push(VirtualHost {
+                    name: format!("{host}:{port}"),
+                    domains,
+                    routes,
+                    require_tls: require_tls as i32,
+                    ..Default::default()
+                });
             }
         }
     }
@@ -179,7 +190,7 @@ fn gateway_virtual_hosts(push: &PushContext, proxy: &Proxy, port: u32) -> Vec<Vi
             ..Default::default()
         });
     }
-    hosts
+    Some(hosts)
 }
 
 fn prefix_match(prefix: &str) -> RouteMatch {

@@ -1,0 +1,415 @@
+//! Gateway listeners, as Istio 1.4 builds them for `router` proxies. Every server port of the
+//! Gateways that select the proxy becomes a listener `0.0.0.0_PORT` whose filter chains depend on
+//! each server's protocol and TLS mode:
+//!
+//! - plain HTTP: one chain, HCM with RDS `http.PORT` (`httpsRedirect` turns into `require_tls`
+//!   on that route's virtual hosts);
+//! - HTTPS with SIMPLE, MUTUAL or ISTIO_MUTUAL: TLS is terminated with the server's certificate
+//!   files, one chain per server matched by SNI, HCM with RDS `https.PORT.PORTNAME.GATEWAY.NS`;
+//! - HTTPS/TLS with PASSTHROUGH: chains matched by the SNI hosts of the bound VirtualServices'
+//!   `tls` routes, proxying the still-encrypted stream;
+//! - AUTO_PASSTHROUGH: `sni_cluster` picks the `outbound_.PORT_.SUBSET_.HOST` cluster named by
+//!   the SNI (the clusters a `sni-dnat` router gets);
+//! - TLS with SIMPLE/MUTUAL: terminated, then the `tcp` routes;
+//! - TCP: the `tcp` routes.
+//!
+//! Server hosts may be `ns/host`: only VirtualServices in that namespace (`.` is the gateway's
+//! own) bind through it.
+
+use envoy_types::pb::envoy::config::core::v3::{transport_socket, DataSource, TransportSocket};
+use envoy_types::pb::envoy::config::listener::v3::{
+    filter, listener_filter, Filter, FilterChain, FilterChainMatch, Listener, ListenerFilter,
+};
+use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
+use envoy_types::pb::envoy::extensions::filters::network::sni_cluster::v3::SniCluster;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+    common_tls_context, subject_alt_name_matcher, tls_parameters, CertificateValidationContext, CommonTlsContext,
+    DownstreamTlsContext, SubjectAltNameMatcher, TlsCertificate, TlsParameters,
+};
+use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher, StringMatcher};
+use envoy_types::pb::google::protobuf::BoolValue;
+use istio_api::pb::istio::networking::v1alpha3 as net;
+use net::server::tls_options::{TlSmode, TlsProtocol};
+
+use super::listener::{connection_manager, listener, rds, tcp_destinations, tcp_proxy_filter, tls_routes};
+use super::route::virtual_services_for;
+use super::{any, file_source, BLACKHOLE_CLUSTER, ISTIO_CERT_CHAIN, ISTIO_KEY, ISTIO_ROOT_CERT};
+use crate::model::{Named, Protocol, PushContext};
+use crate::node::Proxy;
+
+/// How a gateway server's traffic is handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerMode {
+    /// HTTP in the clear, routed by `http.PORT`.
+    PlainHttp,
+    /// HTTPS terminated here, routed by `https.PORT.NAME.GATEWAY.NS`.
+    TerminatedHttps,
+    /// TLS terminated here, then the VirtualServices' `tcp` routes.
+    TerminatedTcp,
+    /// TLS passed through by SNI to the VirtualServices' `tls` routes.
+    Passthrough,
+    /// TLS passed through by SNI to the cluster the SNI names.
+    AutoPassthrough,
+    /// Plain TCP to the `tcp` routes.
+    Tcp,
+}
+
+/// The mode of a server, from its port protocol and TLS settings.
+pub fn server_mode(server: &net::Server) -> ServerMode {
+    let protocol = Protocol::parse(server.port.as_ref().map_or("", |p| p.protocol.as_str()));
+    let tls_mode = server.tls.as_ref().map(|tls| TlSmode::try_from(tls.mode).unwrap_or(TlSmode::Passthrough));
+    let terminates = matches!(tls_mode, Some(TlSmode::Simple | TlSmode::Mutual | TlSmode::IstioMutual));
+    match protocol {
+        Protocol::Https if terminates => ServerMode::TerminatedHttps,
+        Protocol::Https | Protocol::Tls if tls_mode == Some(TlSmode::AutoPassthrough) => ServerMode::AutoPassthrough,
+        Protocol::Https => ServerMode::Passthrough,
+        Protocol::Tls if terminates => ServerMode::TerminatedTcp,
+        Protocol::Tls => ServerMode::Passthrough,
+        protocol if protocol.is_http() => ServerMode::PlainHttp,
+        _ => ServerMode::Tcp,
+    }
+}
+
+/// RDS name of a terminated HTTPS server: `https.PORT.PORTNAME.GATEWAY.NAMESPACE`.
+pub fn https_route_name(gateway: &Named<net::Gateway>, server: &net::Server) -> String {
+    let port = server.port.clone().unwrap_or_default();
+    format!("https.{}.{}.{}.{}", port.number, port.name, gateway.name, gateway.namespace)
+}
+
+/// Gateways that select this proxy by label.
+pub fn gateways_for<'a>(push: &'a PushContext, proxy: &Proxy) -> impl Iterator<Item = &'a Named<net::Gateway>> {
+    let proxy = proxy.clone();
+    push.gateways.iter().filter(move |gateway| proxy.matches(&gateway.spec.selector))
+}
+
+/// The servers (with their gateway) that a route configuration name stands for: every plain
+/// HTTP server on the port for `http.PORT`, the one named server for `https.…`.
+pub fn servers_for_route<'a>(
+    push: &'a PushContext,
+    proxy: &Proxy,
+    route_name: &str,
+) -> Vec<(&'a Named<net::Gateway>, &'a net::Server)> {
+    let plain_port: Option<u32> = route_name.strip_prefix("http.").and_then(|port| port.parse().ok());
+    let mut servers = Vec::new();
+    for gateway in gateways_for(push, proxy) {
+        for server in &gateway.spec.servers {
+            let Some(port) = &server.port else { continue };
+            let wanted = match (plain_port, server_mode(server)) {
+                (Some(number), ServerMode::PlainHttp) => port.number == number,
+                (None, ServerMode::TerminatedHttps) => https_route_name(gateway, server) == route_name,
+                _ => false,
+            };
+            if wanted {
+                servers.push((gateway, server));
+            }
+        }
+    }
+    servers
+}
+
+/// Whether a server host (`host`, `ns/host`, `./host`, `*/host`; the host may be `*` or a
+/// `*.suffix` wildcard) lets a VirtualService host from `vs_namespace` bind through it.
+pub fn server_host_admits(gateway_namespace: &str, server_host: &str, vs_namespace: &str, vs_host: &str) -> bool {
+    let (namespace, host) = server_host.split_once('/').unwrap_or(("*", server_host));
+    let namespace_ok = match namespace {
+        "*" => true,
+        "." => vs_namespace == gateway_namespace,
+        namespace => vs_namespace == namespace,
+    };
+    namespace_ok && istio_config::validation::host_matches(host, vs_host)
+}
+
+/// A server's hosts without their namespace part.
+fn bare_hosts(server: &net::Server) -> Vec<String> {
+    server.hosts.iter().map(|h| h.split_once('/').map_or(h.as_str(), |(_, host)| host).to_string()).collect()
+}
+
+/// SNI names a chain for `server` matches: its hosts, none for `*` (match anything).
+fn server_names(server: &net::Server) -> Vec<String> {
+    let hosts = bare_hosts(server);
+    if hosts.iter().any(|host| host == "*") {
+        Vec::new()
+    } else {
+        hosts
+    }
+}
+
+fn tls_version(version: i32) -> i32 {
+    match TlsProtocol::try_from(version).unwrap_or(TlsProtocol::TlsAuto) {
+        TlsProtocol::TlsAuto => tls_parameters::TlsProtocol::TlsAuto as i32,
+        TlsProtocol::Tlsv10 => tls_parameters::TlsProtocol::TlSv10 as i32,
+        TlsProtocol::Tlsv11 => tls_parameters::TlsProtocol::TlSv11 as i32,
+        TlsProtocol::Tlsv12 => tls_parameters::TlsProtocol::TlSv12 as i32,
+        TlsProtocol::Tlsv13 => tls_parameters::TlsProtocol::TlSv13 as i32,
+    }
+}
+
+fn san_matcher(name: &str) -> SubjectAltNameMatcher {
+    let san_type = if name.contains("://") {
+        subject_alt_name_matcher::SanType::Uri
+    } else {
+        subject_alt_name_matcher::SanType::Dns
+    };
+    SubjectAltNameMatcher {
+        san_type: san_type as i32,
+        matcher: Some(StringMatcher {
+            match_pattern: Some(string_matcher::MatchPattern::Exact(name.to_string())),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The downstream TLS context of a terminating server; `alpn` is what it offers clients.
+pub fn downstream_tls(tls: &net::server::TlsOptions, alpn: &[&str]) -> TransportSocket {
+    let mode = TlSmode::try_from(tls.mode).unwrap_or(TlSmode::Simple);
+    let (certificate, key, ca) = if mode == TlSmode::IstioMutual {
+        (ISTIO_CERT_CHAIN.to_string(), ISTIO_KEY.to_string(), ISTIO_ROOT_CERT.to_string())
+    } else {
+        (tls.server_certificate.clone(), tls.private_key.clone(), tls.ca_certificates.clone())
+    };
+    let mut common = CommonTlsContext {
+        alpn_protocols: alpn.iter().map(|p| (*p).to_string()).collect(),
+        tls_params: Some(TlsParameters {
+            tls_minimum_protocol_version: tls_version(tls.min_protocol_version),
+            tls_maximum_protocol_version: tls_version(tls.max_protocol_version),
+            cipher_suites: tls.cipher_suites.clone(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    if let (Some(chain), Some(key)) = (file_source(&certificate), file_source(&key)) {
+        common.tls_certificates =
+            vec![TlsCertificate { certificate_chain: Some(chain), private_key: Some(key), ..Default::default() }];
+    }
+    let mutual = matches!(mode, TlSmode::Mutual | TlSmode::IstioMutual);
+    if mutual {
+        let trusted_ca: Option<DataSource> = file_source(&ca);
+        common.validation_context_type =
+            Some(common_tls_context::ValidationContextType::ValidationContext(CertificateValidationContext {
+                trusted_ca,
+                match_typed_subject_alt_names: tls.subject_alt_names.iter().map(|name| san_matcher(name)).collect(),
+                verify_certificate_spki: tls.verify_certificate_spki.clone(),
+                verify_certificate_hash: tls.verify_certificate_hash.clone(),
+                ..Default::default()
+            }));
+    }
+    let context = DownstreamTlsContext {
+        common_tls_context: Some(common),
+        require_client_certificate: Some(BoolValue { value: mutual }),
+        ..Default::default()
+    };
+    TransportSocket {
+        name: "envoy.transport_sockets.tls".to_string(),
+        config_type: Some(transport_socket::ConfigType::TypedConfig(any(context))),
+    }
+}
+
+/// Filter chains for the `tls` routes of the VirtualServices bound through a passthrough
+/// server: one per route match, matched by the SNI hosts the server admits.
+fn passthrough_chains(
+    push: &PushContext,
+    gateway: &Named<net::Gateway>,
+    server: &net::Server,
+    port: u32,
+) -> Vec<FilterChain> {
+    let full = gateway.key();
+    let mut chains = Vec::new();
+    for vs in virtual_services_for(push, Some(&full)) {
+        let admitted = |host: &str| {
+            server
+                .hosts
+                .iter()
+                .any(|server_host| server_host_admits(&gateway.namespace, server_host, &vs.namespace, host))
+        };
+        if !vs.spec.hosts.iter().any(|host| admitted(host)) {
+            continue;
+        }
+        for (sni, clusters) in tls_routes(push, vs, port, admitted) {
+            chains.push(FilterChain {
+                filter_chain_match: Some(FilterChainMatch { server_names: sni, ..Default::default() }),
+                filters: vec![tcp_proxy_filter(&format!("outbound_0.0.0.0_{port}"), &clusters)],
+                ..Default::default()
+            });
+        }
+    }
+    chains
+}
+
+/// Every listener of a gateway proxy.
+pub fn gateway_listeners(push: &PushContext, proxy: &Proxy) -> Vec<Listener> {
+    let mut ports: std::collections::BTreeMap<u32, Vec<(&Named<net::Gateway>, &net::Server)>> = Default::default();
+    for gateway in gateways_for(push, proxy) {
+        for server in &gateway.spec.servers {
+            if let Some(port) = &server.port {
+                ports.entry(port.number).or_default().push((gateway, server));
+            }
+        }
+    }
+    let mut listeners = Vec::new();
+    for (port, servers) in ports {
+        let stat_prefix = format!("outbound_0.0.0.0_{port}");
+        let mut chains: Vec<FilterChain> = Vec::new();
+        let mut plain_http = false;
+        for (gateway, server) in &servers {
+            match server_mode(server) {
+                ServerMode::PlainHttp => plain_http = true,
+                ServerMode::TerminatedHttps => {
+                    let Some(tls) = &server.tls else { continue };
+                    chains.push(FilterChain {
+                        filter_chain_match: Some(FilterChainMatch {
+                            server_names: server_names(server),
+                            ..Default::default()
+                        }),
+                        transport_socket: Some(downstream_tls(tls, &["h2", "http/1.1"])),
+                        filters: vec![connection_manager(&stat_prefix, rds(&https_route_name(gateway, server)))],
+                        ..Default::default()
+                    });
+                }
+                ServerMode::TerminatedTcp => {
+                    let Some(tls) = &server.tls else { continue };
+                    let clusters = server_tcp_destinations(push, gateway, server, port);
+                    chains.push(FilterChain {
+                        filter_chain_match: Some(FilterChainMatch {
+                            server_names: server_names(server),
+                            ..Default::default()
+                        }),
+                        transport_socket: Some(downstream_tls(tls, &[])),
+                        filters: vec![tcp_proxy_filter(&stat_prefix, &clusters)],
+                        ..Default::default()
+                    });
+                }
+                ServerMode::Passthrough => chains.extend(passthrough_chains(push, gateway, server, port)),
+                ServerMode::AutoPassthrough => chains.push(FilterChain {
+                    filter_chain_match: Some(FilterChainMatch {
+                        server_names: server_names(server),
+                        ..Default::default()
+                    }),
+                    filters: vec![
+                        Filter {
+                            name: "envoy.filters.network.sni_cluster".to_string(),
+                            config_type: Some(filter::ConfigType::TypedConfig(any(SniCluster::default()))),
+                        },
+                        tcp_proxy_filter(&stat_prefix, &[(BLACKHOLE_CLUSTER.to_string(), 100)]),
+                    ],
+                    ..Default::default()
+                }),
+                ServerMode::Tcp => {
+                    let clusters = server_tcp_destinations(push, gateway, server, port);
+                    chains.push(FilterChain {
+                        filters: vec![tcp_proxy_filter(&stat_prefix, &clusters)],
+                        ..Default::default()
+                    });
+                }
+            }
+        }
+        let tls_chains = !chains.is_empty();
+        if plain_http {
+            // With TLS chains on the same port, the clear-text chain takes what is not TLS.
+            let transport_protocol = if tls_chains { "raw_buffer".to_string() } else { String::new() };
+            chains.push(FilterChain {
+                filter_chain_match: tls_chains.then(|| FilterChainMatch { transport_protocol, ..Default::default() }),
+                filters: vec![connection_manager(&stat_prefix, rds(&format!("http.{port}")))],
+                ..Default::default()
+            });
+        }
+        // Envoy rejects a listener whose chains match the same thing; the first server wins, as
+        // in Istio, and the rest are dropped with a log line.
+        let mut unique: Vec<FilterChain> = Vec::new();
+        for chain in chains {
+            if unique.iter().any(|kept| kept.filter_chain_match == chain.filter_chain_match) {
+                tracing::warn!(port, ?chain.filter_chain_match, "gateway servers overlap on this port; later one ignored");
+                continue;
+            }
+            unique.push(chain);
+        }
+        if unique.is_empty() {
+            tracing::debug!(port, "no routable gateway server on this port; no listener");
+            continue;
+        }
+        let inspect_tls = unique.iter().any(|chain| {
+            chain.transport_socket.is_some()
+                || chain
+                    .filter_chain_match
+                    .as_ref()
+                    .is_some_and(|m| !m.server_names.is_empty() || !m.transport_protocol.is_empty())
+        });
+        let mut gateway_listener = listener(format!("0.0.0.0_{port}"), "0.0.0.0", port, unique, true);
+        if inspect_tls {
+            gateway_listener.listener_filters = vec![ListenerFilter {
+                name: "envoy.filters.listener.tls_inspector".to_string(),
+                config_type: Some(listener_filter::ConfigType::TypedConfig(any(TlsInspector::default()))),
+                ..Default::default()
+            }];
+        }
+        listeners.push(gateway_listener);
+    }
+    listeners
+}
+
+/// Destinations of the `tcp` routes bound through a TCP (or terminated TLS) server; the
+/// BlackHoleCluster when none applies.
+fn server_tcp_destinations(
+    push: &PushContext,
+    gateway: &Named<net::Gateway>,
+    server: &net::Server,
+    port: u32,
+) -> Vec<(String, u32)> {
+    let full = gateway.key();
+    let bound = virtual_services_for(push, Some(&full)).filter(|vs| {
+        vs.spec.hosts.iter().any(|host| {
+            server
+                .hosts
+                .iter()
+                .any(|server_host| server_host_admits(&gateway.namespace, server_host, &vs.namespace, host))
+        })
+    });
+    tcp_destinations(push, bound, port, |_| true).unwrap_or_else(|| vec![(BLACKHOLE_CLUSTER.to_string(), 100)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(protocol: &str, mode: Option<TlSmode>) -> net::Server {
+        net::Server {
+            port: Some(net::Port { number: 443, name: "https".into(), protocol: protocol.into() }),
+            hosts: vec!["*".into()],
+            tls: mode.map(|mode| net::server::TlsOptions { mode: mode as i32, ..Default::default() }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn server_modes_follow_protocol_and_tls_mode() {
+        assert_eq!(server_mode(&server("HTTP", None)), ServerMode::PlainHttp);
+        assert_eq!(server_mode(&server("HTTP", Some(TlSmode::Passthrough))), ServerMode::PlainHttp);
+        assert_eq!(server_mode(&server("HTTPS", Some(TlSmode::Simple))), ServerMode::TerminatedHttps);
+        assert_eq!(server_mode(&server("HTTPS", Some(TlSmode::Mutual))), ServerMode::TerminatedHttps);
+        assert_eq!(server_mode(&server("HTTPS", Some(TlSmode::Passthrough))), ServerMode::Passthrough);
+        assert_eq!(server_mode(&server("TLS", Some(TlSmode::AutoPassthrough))), ServerMode::AutoPassthrough);
+        assert_eq!(server_mode(&server("TLS", Some(TlSmode::Simple))), ServerMode::TerminatedTcp);
+        assert_eq!(server_mode(&server("TCP", None)), ServerMode::Tcp);
+    }
+
+    #[test]
+    fn namespaced_server_hosts_admit_only_their_namespace() {
+        assert!(server_host_admits("istio-system", "*", "default", "bookinfo.com"));
+        assert!(server_host_admits("istio-system", "*/bookinfo.com", "default", "bookinfo.com"));
+        assert!(server_host_admits("istio-system", "default/*.example.com", "default", "a.example.com"));
+        assert!(!server_host_admits("istio-system", "prod/*.example.com", "default", "a.example.com"));
+        assert!(server_host_admits("istio-system", "./uk.example.com", "istio-system", "uk.example.com"));
+        assert!(!server_host_admits("istio-system", "./uk.example.com", "default", "uk.example.com"));
+        assert!(!server_host_admits("istio-system", "bookinfo.com", "default", "other.com"));
+    }
+
+    #[test]
+    fn https_routes_are_named_like_istio() {
+        let gateway =
+            Named { name: "mygateway".into(), namespace: "istio-system".into(), spec: net::Gateway::default() };
+        assert_eq!(
+            https_route_name(&gateway, &server("HTTPS", Some(TlSmode::Simple))),
+            "https.443.https.mygateway.istio-system"
+        );
+    }
+}
