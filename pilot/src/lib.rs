@@ -9,6 +9,7 @@ pub mod mcp;
 pub mod metrics;
 pub mod model;
 pub mod node;
+pub mod scope;
 pub mod source;
 pub mod xds;
 

@@ -101,6 +101,8 @@ pub struct Service {
     pub mesh_external: bool,
     pub endpoints: Vec<Endpoint>,
     pub service_accounts: Vec<String>,
+    /// `exportTo`: empty or `*` for every namespace, `.` for its own.
+    pub export_to: Vec<String>,
 }
 
 impl Service {
@@ -159,6 +161,7 @@ impl Service {
                     endpoints.clone()
                 },
                 service_accounts: entry.subject_alt_names.clone(),
+                export_to: entry.export_to.clone(),
             })
             .collect()
     }
@@ -267,6 +270,9 @@ pub struct PushContext {
     pub destination_rules: Vec<Named<net::DestinationRule>>,
     pub gateways: Vec<Named<net::Gateway>>,
     pub sidecars: Vec<Named<net::Sidecar>>,
+    /// Whether any service, VirtualService or DestinationRule is exported to fewer than all
+    /// namespaces (then what a proxy sees depends on its namespace).
+    pub has_private_exports: bool,
 }
 
 impl PushContext {

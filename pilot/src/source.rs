@@ -68,6 +68,10 @@ pub fn build(objects: &BTreeMap<ObjectKey, Object>, mesh: &MeshSettings, version
             _ => {}
         }
     }
+    let private = |export_to: &[String]| !export_to.is_empty() && !export_to.iter().any(|t| t == "*");
+    push.has_private_exports = push.services.values().any(|s| private(&s.export_to))
+        || push.virtual_services.iter().any(|vs| private(&vs.spec.export_to))
+        || push.destination_rules.iter().any(|dr| private(&dr.spec.export_to));
     push.routes_depend_on_labels = push
         .virtual_services
         .iter()

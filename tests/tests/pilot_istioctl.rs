@@ -90,3 +90,64 @@ fn istioctl_x_xds_prints_what_pilot_sends_as_envoy_json() {
     assert!(body.contains("outbound|9080|v2|reviews.default.svc.cluster.local"), "{body}");
     assert!(dump["configs"][0]["dynamicActiveClusters"].as_array().is_some_and(|c| c.len() >= 4), "{body}");
 }
+
+fn cluster_names(address: &str, node: &str) -> Vec<String> {
+    let (code, stdout, stderr) =
+        run("istioctl", &["x", "xds", "--address", address, "--node", node, "--type", "cds"], None);
+    assert_eq!(code, 0, "istioctl x xds failed: {stderr}");
+    let printed: Value = serde_json::from_str(&stdout).expect("JSON");
+    printed[0]["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .filter_map(|c| c["name"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn sidecar_resources_and_export_to_scope_what_each_proxy_gets() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("services.yaml"), SERVICES).expect("write");
+    std::fs::write(
+        dir.path().join("scoping.yaml"),
+        "apiVersion: networking.istio.io/v1alpha3
+kind: ServiceEntry
+metadata: {name: httpbin, namespace: other}
+spec:
+  hosts: [httpbin.other.svc.cluster.local]
+  ports: [{number: 8000, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 10.1.0.40}]
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: ServiceEntry
+metadata: {name: internal-db, namespace: default}
+spec:
+  hosts: [db.default.svc.cluster.local]
+  exportTo: [.]
+  ports: [{number: 5432, name: tcp, protocol: TCP}]
+  resolution: STATIC
+  endpoints: [{address: 10.1.0.50}]
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: Sidecar
+metadata: {name: default, namespace: default}
+spec:
+  egress: [{hosts: [./*]}]
+",
+    )
+    .expect("write");
+    let pilot = start_pilot(&["--configDir", &dir.path().display().to_string()]);
+
+    // A sidecar in `default`: its Sidecar lets it see only its own namespace.
+    let in_default = cluster_names(&pilot.xds, SIDECAR);
+    assert!(in_default.iter().any(|c| c == "outbound|9080||reviews.default.svc.cluster.local"), "{in_default:?}");
+    assert!(in_default.iter().any(|c| c == "outbound|5432||db.default.svc.cluster.local"), "{in_default:?}");
+    assert!(!in_default.iter().any(|c| c.contains("httpbin.other")), "Sidecar egress must hide other namespaces");
+
+    // A sidecar in `other` has no Sidecar: it sees everything exported to it, not `db`.
+    let in_other = cluster_names(&pilot.xds, "sidecar~10.1.0.40~httpbin-1.other~other.svc.cluster.local");
+    assert!(in_other.iter().any(|c| c == "outbound|8000||httpbin.other.svc.cluster.local"), "{in_other:?}");
+    assert!(in_other.iter().any(|c| c == "outbound|9080||reviews.default.svc.cluster.local"), "{in_other:?}");
+    assert!(!in_other.iter().any(|c| c.contains("db.default")), "exportTo: [.] must hide db from other namespaces");
+}

@@ -99,11 +99,12 @@ pub fn generate(push: &PushContext, proxy: &Proxy, type_url: &str, names: &[Stri
         ProxyKind::Sidecar => "sidecar",
         ProxyKind::Router => "router",
     };
+    let scope = crate::scope::ProxyScope::of(push, proxy);
     match type_url {
         CLUSTER_TYPE => {
-            let shared = push
-                .cache
-                .get_or_generate("cds".to_string(), || resources(cluster::shared_clusters(push), |c| c.name.clone()));
+            let shared = push.cache.get_or_generate(format!("cds|{}", scope.key), || {
+                resources(cluster::shared_clusters(push, &scope), |c| c.name.clone())
+            });
             let mut generated: Vec<GeneratedResource> = shared.as_ref().clone();
             generated.extend(resources(cluster::proxy_clusters(push, proxy), |c| c.name.clone()));
             generated
@@ -117,8 +118,8 @@ pub fn generate(push: &PushContext, proxy: &Proxy, type_url: &str, names: &[Stri
                 .as_ref()
                 .clone(),
             ProxyKind::Sidecar => {
-                let shared = push.cache.get_or_generate("lds|sidecar".to_string(), || {
-                    resources(listener::sidecar_outbound_listeners(push), |l| l.name.clone())
+                let shared = push.cache.get_or_generate(format!("lds|sidecar|{}", scope.key), || {
+                    resources(listener::sidecar_outbound_listeners(push, &scope), |l| l.name.clone())
                 });
                 let mut generated: Vec<GeneratedResource> = shared.as_ref().clone();
                 generated.extend(resources(vec![listener::virtual_inbound(push, proxy)], |l| l.name.clone()));
@@ -134,7 +135,7 @@ pub fn generate(push: &PushContext, proxy: &Proxy, type_url: &str, names: &[Stri
             names
                 .iter()
                 .flat_map(|name| {
-                    let key = format!("rds|{kind}|{}|{labels}|{name}", proxy.namespace);
+                    let key = format!("rds|{kind}|{}|{}|{labels}|{name}", proxy.namespace, scope.key);
                     push.cache
                         .get_or_generate(key, || {
                             resources(route::route_configurations(push, proxy, std::slice::from_ref(name)), |r| {

@@ -29,12 +29,13 @@ use super::{
 };
 use crate::model::{PushContext, Resolution, Service, ServicePort};
 use crate::node::{Proxy, ProxyKind};
+use crate::scope::ProxyScope;
 
 const HTTP_OPTIONS_EXTENSION: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 
 /// Every cluster for `proxy`.
 pub fn clusters(push: &PushContext, proxy: &Proxy) -> Vec<Cluster> {
-    let mut clusters = shared_clusters(push);
+    let mut clusters = shared_clusters(push, &ProxyScope::of(push, proxy));
     clusters.extend(proxy_clusters(push, proxy));
     clusters
 }
@@ -46,7 +47,7 @@ pub fn proxy_clusters(push: &PushContext, proxy: &Proxy) -> Vec<Cluster> {
         clusters.push(inbound_passthrough(push));
         clusters
     } else if proxy.sni_dnat {
-        sni_dnat_clusters(shared_clusters(push))
+        sni_dnat_clusters(shared_clusters(push, &ProxyScope::of(push, proxy)))
     } else {
         Vec::new()
     }
@@ -74,11 +75,11 @@ pub fn sni_dnat_clusters(outbound: Vec<Cluster>) -> Vec<Cluster> {
 }
 
 /// The clusters every proxy gets: outbound services and subsets, and the special clusters.
-pub fn shared_clusters(push: &PushContext) -> Vec<Cluster> {
+pub fn shared_clusters(push: &PushContext, scope: &ProxyScope) -> Vec<Cluster> {
     let mut clusters = Vec::new();
     for service in push.services.values() {
-        for port in &service.ports {
-            let rule = push.destination_rule(&service.hostname);
+        for port in service.ports.iter().filter(|port| scope.sees_service_port(service, port.number)) {
+            let rule = push.destination_rule(&service.hostname).filter(|rule| scope.sees_destination_rule(rule));
             let top_policy = rule.and_then(|rule| rule.spec.traffic_policy.as_ref());
             clusters.push(outbound_cluster(push, service, port, "", top_policy));
             for subset in rule.map(|rule| rule.spec.subsets.as_slice()).unwrap_or_default() {

@@ -35,6 +35,7 @@ use super::{
 };
 use crate::model::{Named, Protocol, PushContext};
 use crate::node::{Proxy, ProxyKind};
+use crate::scope::ProxyScope;
 
 /// Filters inserted before CORS, fault and router; empty until authn/authz/Mixer exist.
 pub type HttpPlugins = Vec<HttpFilter>;
@@ -198,16 +199,18 @@ pub(super) fn tcp_destinations<'a>(
 }
 
 fn sidecar_listeners(push: &PushContext, proxy: &Proxy) -> Vec<Listener> {
-    let mut listeners = sidecar_outbound_listeners(push);
+    let mut listeners = sidecar_outbound_listeners(push, &ProxyScope::of(push, proxy));
     listeners.push(virtual_inbound(push, proxy));
     listeners
 }
 
 /// The listeners of a sidecar that only depend on the mesh: `virtualOutbound` and the per-port
 /// outbound listeners.
-pub fn sidecar_outbound_listeners(push: &PushContext) -> Vec<Listener> {
+pub fn sidecar_outbound_listeners(push: &PushContext, scope: &ProxyScope) -> Vec<Listener> {
     let mut listeners = Vec::new();
-    let passthrough = if push.mesh.allow_any { PASSTHROUGH_CLUSTER } else { BLACKHOLE_CLUSTER };
+    let passthrough = if scope.allow_any(push) { PASSTHROUGH_CLUSTER } else { BLACKHOLE_CLUSTER };
+    let mesh_services: Vec<&Named<net::VirtualService>> =
+        virtual_services_for(push, None).filter(|vs| scope.sees_virtual_service(vs)).collect();
     let mut outbound = listener(
         VIRTUAL_OUTBOUND.to_string(),
         "0.0.0.0",
@@ -226,8 +229,8 @@ pub fn sidecar_outbound_listeners(push: &PushContext) -> Vec<Listener> {
     let mut tcp_listeners = BTreeMap::new();
     // TLS listeners by name: address, port and (SNI hosts, clusters) per chain, in order.
     let mut tls_chains: BTreeMap<String, (String, u32, TlsChains)> = BTreeMap::new();
-    for service in push.services.values() {
-        for port in &service.ports {
+    for service in push.services.values().filter(|service| scope.sees_service(service)) {
+        for port in service.ports.iter().filter(|port| scope.sees_service_port(service, port.number)) {
             if port.protocol.is_http() {
                 http_ports.entry(port.number).or_insert(());
             } else if matches!(port.protocol, Protocol::Https | Protocol::Tls) {
@@ -235,7 +238,7 @@ pub fn sidecar_outbound_listeners(push: &PushContext) -> Vec<Listener> {
                 let chains =
                     tls_chains.entry(format!("{ip}_{}", port.number)).or_insert_with(|| (ip, port.number, Vec::new()));
                 let service_cluster = cluster_name(Direction::Outbound, port.number, "", &service.hostname);
-                for vs in virtual_services_for(push, None) {
+                for vs in mesh_services.iter().copied() {
                     if !vs.spec.hosts.iter().any(|host| push.qualify(host, &vs.namespace) == service.hostname) {
                         continue;
                     }
@@ -253,7 +256,7 @@ pub fn sidecar_outbound_listeners(push: &PushContext) -> Vec<Listener> {
                 if tcp_listeners.contains_key(&name) {
                     continue;
                 }
-                let clusters = tcp_destinations(push, virtual_services_for(push, None), port.number, |host| {
+                let clusters = tcp_destinations(push, mesh_services.iter().copied(), port.number, |host| {
                     push.qualify(host, &service.namespace) == service.hostname
                 })
                 .unwrap_or_else(|| vec![(cluster_name(Direction::Outbound, port.number, "", &service.hostname), 100)]);

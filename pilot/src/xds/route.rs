@@ -26,6 +26,7 @@ use istio_api::pb::istio::networking::v1alpha3 as net;
 use super::{any, cluster_name, duration, gateway, seconds, Direction, BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER};
 use crate::model::{Named, PushContext, Service};
 use crate::node::{Proxy, ProxyKind};
+use crate::scope::ProxyScope;
 
 pub const FAULT_FILTER: &str = "envoy.filters.http.fault";
 pub const CORS_FILTER: &str = "envoy.filters.http.cors";
@@ -91,8 +92,10 @@ fn short_names(service: &Service, proxy_namespace: &str, domain_suffix: &str) ->
 
 fn sidecar_virtual_hosts(push: &PushContext, proxy: &Proxy, port: u32) -> Vec<VirtualHost> {
     let mut hosts = Vec::new();
-    let mesh_services: Vec<&Named<net::VirtualService>> = virtual_services_for(push, None).collect();
-    for service in push.services.values() {
+    let scope = ProxyScope::of(push, proxy);
+    let mesh_services: Vec<&Named<net::VirtualService>> =
+        virtual_services_for(push, None).filter(|vs| scope.sees_virtual_service(vs)).collect();
+    for service in push.services.values().filter(|service| scope.sees_service_port(service, port)) {
         let Some(service_port) = service.port(port).filter(|p| p.protocol.is_http()) else { continue };
         let mut domains = Vec::new();
         for name in short_names(service, &proxy.namespace, &push.mesh.domain_suffix) {
@@ -112,9 +115,9 @@ fn sidecar_virtual_hosts(push: &PushContext, proxy: &Proxy, port: u32) -> Vec<Vi
         };
         hosts.push(VirtualHost { name: format!("{}:{port}", service.hostname), domains, routes, ..Default::default() });
     }
-    let (name, cluster) =
-        if push.mesh.allow_any { ("allow_any", PASSTHROUGH_CLUSTER) } else { ("block_all", BLACKHOLE_CLUSTER) };
-    let fallback = if push.mesh.allow_any {
+    let allow_any = scope.allow_any(push);
+    let (name, cluster) = if allow_any { ("allow_any", PASSTHROUGH_CLUSTER) } else { ("block_all", BLACKHOLE_CLUSTER) };
+    let fallback = if allow_any {
         default_route(cluster)
     } else {
         Route {
