@@ -3,7 +3,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use galley::{Config, SnapshotSettings, Source, WebhookConfig};
 
@@ -66,29 +66,14 @@ fn parse_address(text: &str) -> anyhow::Result<SocketAddr> {
     trimmed.parse().with_context(|| format!("--server-address {text:?} is not HOST:PORT"))
 }
 
-/// The Kubernetes client for an explicit kubeconfig, or the in-cluster account. Never a
-/// kubeconfig found lying around on the machine.
-async fn kubernetes_client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<kube::Client> {
-    let config = match kubeconfig {
-        Some(path) => {
-            let file = kube::config::Kubeconfig::read_from(path)
-                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
-                .await
-                .with_context(|| format!("kubeconfig {}", path.display()))?
-        }
-        None if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() => {
-            kube::Config::incluster().context("in-cluster Kubernetes config")?
-        }
-        None => bail!("galley needs a config source: --configPath DIR, --kubeconfig FILE, or to run inside a cluster"),
-    };
-    kube::Client::try_from(config).context("building the Kubernetes client")
-}
-
 async fn server(args: ServerArgs) -> anyhow::Result<()> {
     let source = match &args.config_path {
         Some(path) => Source::Directory(path.clone()),
-        None => Source::Kubernetes(kubernetes_client(args.kubeconfig.as_ref()).await?),
+        None => {
+            Source::Kubernetes(istio_config::store::kubernetes::client(args.kubeconfig.as_deref()).await.with_context(
+                || "galley needs a config source: --configPath DIR, --kubeconfig FILE, or to run inside a cluster",
+            )?)
+        }
     };
     let mesh_config = match &args.mesh_config_file {
         Some(path) => istio_config::mesh::load(path)?,

@@ -1,190 +1,21 @@
-//! Synthetic ServiceEntries: what Galley 1.4 built from Kubernetes Services, Endpoints, Pods and
-//! Nodes and served under `istio/networking/v1alpha3/synthetic/serviceentries`, so Pilot can
-//! discover services over MCP alone. One entry per Service: the FQDN host, the ClusterIP, ports
-//! with the protocol taken from the port-name prefix, ready endpoints with their pod's labels and
-//! node locality, and the pods' service accounts as SPIFFE subject alternative names.
+//! Galley's synthetic ServiceEntries: the entries `istio_config::synthetic` builds from
+//! Kubernetes Services, Endpoints, Pods and Nodes, served under
+//! `istio/networking/v1alpha3/synthetic/serviceentries` with 1.4's version annotations, so Pilot
+//! can discover services over MCP alone.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeMap;
 
 use istio_api::pb::istio::mcp::v1alpha1::Resource;
-use istio_api::pb::istio::networking::v1alpha3::{service_entry, Port, ServiceEntry};
-use istio_config::object::{Object, ObjectKey};
+use istio_config::object::Object;
+use istio_config::synthetic::{service_entry, CoreObjects};
 use prost::Message;
-use serde_json::Value;
+
+pub use istio_config::synthetic::is_core_input;
 
 use crate::snapshot::{metadata, resource_name, Collection};
 
 pub const SERVICE_VERSION_ANNOTATION: &str = "networking.istio.io/serviceVersion";
 pub const ENDPOINTS_VERSION_ANNOTATION: &str = "networking.istio.io/endpointsVersion";
-const EXPORT_TO_ANNOTATION: &str = "networking.istio.io/exportTo";
-const SERVICE_ACCOUNTS_ANNOTATION: &str = "alpha.istio.io/kubernetes-serviceaccounts";
-const REGION_LABEL: &str = "failure-domain.beta.kubernetes.io/region";
-const ZONE_LABEL: &str = "failure-domain.beta.kubernetes.io/zone";
-
-/// Istio's protocol for a Kubernetes port, from its name (`http`, `http-web`, `grpc-x`, …).
-/// Unnamed or unknown names give an empty protocol, which Pilot sniffs.
-pub fn protocol_from_port_name(name: &str, kubernetes_protocol: &str) -> &'static str {
-    if kubernetes_protocol.eq_ignore_ascii_case("UDP") {
-        return "UDP";
-    }
-    let prefix = name.split('-').next().unwrap_or_default().to_ascii_lowercase();
-    match prefix.as_str() {
-        "http" => "HTTP",
-        "http2" => "HTTP2",
-        "https" => "HTTPS",
-        "grpc" => "GRPC",
-        "tcp" => "TCP",
-        "tls" => "TLS",
-        "mongo" => "Mongo",
-        "mysql" => "MySQL",
-        "redis" => "Redis",
-        "udp" => "UDP",
-        _ => "",
-    }
-}
-
-/// The core objects synthetic entries are made from.
-#[derive(Debug, Default)]
-pub struct CoreObjects<'a> {
-    pub services: Vec<&'a Object>,
-    pub endpoints: HashMap<(String, String), &'a Object>,
-    pub pods_by_ip: HashMap<String, &'a Object>,
-    pub nodes: HashMap<String, &'a Object>,
-}
-
-impl<'a> CoreObjects<'a> {
-    pub fn collect(objects: impl IntoIterator<Item = &'a Object>) -> Self {
-        let mut core = CoreObjects::default();
-        for object in objects {
-            if !object.group().is_empty() {
-                continue;
-            }
-            match object.kind.as_str() {
-                "Service" => core.services.push(object),
-                "Endpoints" => {
-                    core.endpoints.insert((object.namespace().to_string(), object.name().to_string()), object);
-                }
-                "Pod" => {
-                    if let Some(ip) =
-                        object.body.get("status").and_then(|status| status.get("podIP")).and_then(Value::as_str)
-                    {
-                        core.pods_by_ip.insert(ip.to_string(), object);
-                    }
-                }
-                "Node" => {
-                    core.nodes.insert(object.name().to_string(), object);
-                }
-                _ => {}
-            }
-        }
-        core
-    }
-}
-
-fn str_at<'v>(value: &'v Value, path: &[&str]) -> Option<&'v str> {
-    path.iter().try_fold(value, |value, key| value.get(key)).and_then(Value::as_str)
-}
-
-fn labels_of(object: &Object) -> HashMap<String, String> {
-    object.metadata.labels.clone().unwrap_or_default().into_iter().collect()
-}
-
-fn annotation<'o>(object: &'o Object, name: &str) -> Option<&'o str> {
-    object.metadata.annotations.as_ref()?.get(name).map(String::as_str)
-}
-
-fn locality(core: &CoreObjects<'_>, node_name: Option<&str>) -> String {
-    let Some(node) = node_name.and_then(|name| core.nodes.get(name)) else { return String::new() };
-    let labels = labels_of(node);
-    match (labels.get(REGION_LABEL), labels.get(ZONE_LABEL)) {
-        (Some(region), Some(zone)) => format!("{region}/{zone}"),
-        (Some(region), None) => region.clone(),
-        _ => String::new(),
-    }
-}
-
-/// The ServiceEntry for one Service (and its Endpoints, if any).
-pub fn service_entry(
-    core: &CoreObjects<'_>,
-    service: &Object,
-    domain_suffix: &str,
-    trust_domain: &str,
-) -> ServiceEntry {
-    let spec = service.spec();
-    let namespace = service.namespace();
-    let host = format!("{}.{namespace}.svc.{domain_suffix}", service.name());
-    let cluster_ip = str_at(spec, &["clusterIP"]).unwrap_or_default();
-    let addresses =
-        if cluster_ip.is_empty() || cluster_ip == "None" { Vec::new() } else { vec![cluster_ip.to_string()] };
-    let service_ports: Vec<&Value> =
-        spec.get("ports").and_then(Value::as_array).map(|ports| ports.iter().collect()).unwrap_or_default();
-    let ports: Vec<Port> = service_ports
-        .iter()
-        .map(|port| {
-            let name = str_at(port, &["name"]).unwrap_or_default();
-            Port {
-                number: port.get("port").and_then(Value::as_u64).and_then(|n| u32::try_from(n).ok()).unwrap_or(0),
-                protocol: protocol_from_port_name(name, str_at(port, &["protocol"]).unwrap_or("TCP")).to_string(),
-                name: name.to_string(),
-            }
-        })
-        .collect();
-    let port_names: BTreeSet<&str> = ports.iter().map(|port| port.name.as_str()).collect();
-
-    let mut endpoints = Vec::new();
-    let mut accounts: BTreeSet<String> = annotation(service, SERVICE_ACCOUNTS_ANNOTATION)
-        .map(|list| {
-            list.split(',')
-                .map(str::trim)
-                .filter(|sa| !sa.is_empty())
-                .map(|sa| format!("spiffe://{trust_domain}/ns/{namespace}/sa/{sa}"))
-                .collect()
-        })
-        .unwrap_or_default();
-    if let Some(endpoints_object) = core.endpoints.get(&(namespace.to_string(), service.name().to_string())) {
-        let subsets = endpoints_object.body.get("subsets").and_then(Value::as_array).cloned().unwrap_or_default();
-        for subset in &subsets {
-            let mut subset_ports = HashMap::new();
-            for port in subset.get("ports").and_then(Value::as_array).into_iter().flatten() {
-                let name = str_at(port, &["name"]).unwrap_or_default();
-                let number = port.get("port").and_then(Value::as_u64).and_then(|n| u32::try_from(n).ok()).unwrap_or(0);
-                if port_names.contains(name) {
-                    subset_ports.insert(name.to_string(), number);
-                }
-            }
-            for address in subset.get("addresses").and_then(Value::as_array).into_iter().flatten() {
-                let Some(ip) = str_at(address, &["ip"]) else { continue };
-                let pod = core.pods_by_ip.get(ip);
-                if let Some(pod) = pod {
-                    let account = str_at(pod.spec(), &["serviceAccountName"]).unwrap_or("default");
-                    accounts.insert(format!("spiffe://{trust_domain}/ns/{}/sa/{account}", pod.namespace()));
-                }
-                let node_name =
-                    str_at(address, &["nodeName"]).or_else(|| pod.and_then(|pod| str_at(pod.spec(), &["nodeName"])));
-                endpoints.push(service_entry::Endpoint {
-                    address: ip.to_string(),
-                    ports: subset_ports.clone(),
-                    labels: pod.map(|pod| labels_of(pod)).unwrap_or_default(),
-                    locality: locality(core, node_name),
-                    ..Default::default()
-                });
-            }
-        }
-    }
-    endpoints.sort_by(|a, b| a.address.cmp(&b.address));
-    ServiceEntry {
-        hosts: vec![host],
-        addresses,
-        ports,
-        location: service_entry::Location::MeshInternal as i32,
-        resolution: service_entry::Resolution::Static as i32,
-        endpoints,
-        export_to: annotation(service, EXPORT_TO_ANNOTATION)
-            .map(|value| value.split(',').map(|s| s.trim().to_string()).collect())
-            .unwrap_or_default(),
-        subject_alt_names: accounts.into_iter().collect(),
-    }
-}
 
 /// The synthetic ServiceEntry collection for the given objects.
 pub fn collection<'a>(
@@ -213,35 +44,24 @@ pub fn collection<'a>(
     Collection::new(resources)
 }
 
-/// Whether an object feeds synthetic service entries.
-pub fn is_core_input(key: &ObjectKey) -> bool {
-    key.group.is_empty() && matches!(key.kind.as_str(), "Service" | "Endpoints" | "Pod" | "Node")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn object(value: Value) -> Object {
-        serde_json::from_value(value).expect("object")
-    }
+    use istio_api::pb::istio::networking::v1alpha3::ServiceEntry;
 
     #[test]
-    fn builds_an_entry_from_service_endpoints_pods_and_nodes() {
-        let objects = vec![
-            object(serde_json::json!({"apiVersion": "v1", "kind": "Service",
-                "metadata": {"name": "reviews", "namespace": "default", "resourceVersion": "11", "labels": {"app": "reviews"}},
-                "spec": {"clusterIP": "10.96.0.12", "ports": [{"name": "http", "port": 9080, "protocol": "TCP"}, {"name": "metrics", "port": 9090}]}})),
-            object(serde_json::json!({"apiVersion": "v1", "kind": "Endpoints",
+    fn entries_carry_service_and_endpoints_versions() {
+        let objects: Vec<Object> = [
+            serde_json::json!({"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "reviews", "namespace": "default", "resourceVersion": "11"},
+                "spec": {"clusterIP": "10.96.0.12", "ports": [{"name": "http", "port": 9080}]}}),
+            serde_json::json!({"apiVersion": "v1", "kind": "Endpoints",
                 "metadata": {"name": "reviews", "namespace": "default", "resourceVersion": "12"},
-                "subsets": [{"addresses": [{"ip": "10.1.0.7", "nodeName": "node-a"}, {"ip": "10.1.0.5"}],
-                             "ports": [{"name": "http", "port": 9080}, {"name": "metrics", "port": 9090}]}]})),
-            object(serde_json::json!({"apiVersion": "v1", "kind": "Pod",
-                "metadata": {"name": "reviews-v1-x", "namespace": "default", "labels": {"app": "reviews", "version": "v1"}},
-                "spec": {"serviceAccountName": "bookinfo-reviews", "nodeName": "node-a"}, "status": {"podIP": "10.1.0.7"}})),
-            object(serde_json::json!({"apiVersion": "v1", "kind": "Node",
-                "metadata": {"name": "node-a", "labels": {REGION_LABEL: "us-east", ZONE_LABEL: "us-east-1a"}}})),
-        ];
+                "subsets": [{"addresses": [{"ip": "10.1.0.7"}], "ports": [{"name": "http", "port": 9080}]}]}),
+        ]
+        .into_iter()
+        .map(|value| serde_json::from_value(value).expect("object"))
+        .collect();
         let collection = collection(&objects, "cluster.local", "cluster.local");
         let resource = &collection.resources["default/reviews"];
         let meta = resource.metadata.as_ref().expect("metadata");
@@ -249,29 +69,6 @@ mod tests {
         assert_eq!(meta.annotations[ENDPOINTS_VERSION_ANNOTATION], "12");
         let entry = ServiceEntry::decode(resource.body.as_ref().expect("body").value.as_slice()).expect("decode");
         assert_eq!(entry.hosts, vec!["reviews.default.svc.cluster.local"]);
-        assert_eq!(entry.addresses, vec!["10.96.0.12"]);
-        assert_eq!((entry.ports[0].protocol.as_str(), entry.ports[1].protocol.as_str()), ("HTTP", ""));
-        assert_eq!(entry.endpoints.len(), 2);
-        let pod_endpoint = &entry.endpoints[1];
-        assert_eq!(pod_endpoint.address, "10.1.0.7");
-        assert_eq!(pod_endpoint.labels["version"], "v1");
-        assert_eq!(pod_endpoint.locality, "us-east/us-east-1a");
-        assert_eq!(pod_endpoint.ports["http"], 9080);
-        assert_eq!(entry.subject_alt_names, vec!["spiffe://cluster.local/ns/default/sa/bookinfo-reviews"]);
-    }
-
-    #[test]
-    fn headless_services_have_no_address_and_protocols_follow_port_names() {
-        let service = object(
-            serde_json::json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "db", "namespace": "x"},
-            "spec": {"clusterIP": "None", "ports": [{"name": "mongo", "port": 27017}]}}),
-        );
-        let core = CoreObjects::collect([&service]);
-        let entry = service_entry(&core, &service, "cluster.local", "cluster.local");
-        assert!(entry.addresses.is_empty());
-        assert_eq!(entry.ports[0].protocol, "Mongo");
-        assert_eq!(protocol_from_port_name("grpc-web-ui", "TCP"), "GRPC");
-        assert_eq!(protocol_from_port_name("http2-api", "TCP"), "HTTP2");
-        assert_eq!(protocol_from_port_name("dns", "UDP"), "UDP");
+        assert_eq!(entry.endpoints[0].address, "10.1.0.7");
     }
 }

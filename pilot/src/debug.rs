@@ -123,6 +123,7 @@ async fn registryz(State(state): State<DebugState>) -> Json<Value> {
                 "ports": service.ports.iter().map(|p| json!({"name": p.name, "port": p.number, "protocol": format!("{:?}", p.protocol)})).collect::<Vec<_>>(),
                 "resolution": format!("{:?}", service.resolution),
                 "meshExternal": service.mesh_external,
+                "serviceAccounts": service.service_accounts,
             })
         })
         .collect();

@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
 use istio_config::store::directory::DirectoryStore;
+use istio_config::store::kubernetes::{pilot_kinds, KubernetesStore};
 use istio_config::store::Store;
 use tokio::sync::watch;
 
@@ -30,12 +31,25 @@ pub const PROXY_OUTBOUND_PORT: u32 = istio_runtime::ports::PROXY_OUTBOUND_CAPTUR
 pub const PROXY_INBOUND_PORT: u32 = istio_runtime::ports::PROXY_INBOUND_CAPTURE as u32;
 
 /// Where Pilot reads Istio config from.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum ConfigSource {
     /// A directory of YAML (`--configDir`).
     Directory(PathBuf),
     /// Galley's MCP server (`configSources` in the mesh config), `HOST:PORT`.
     Mcp(String),
+    /// A Kubernetes API server: Istio CRDs plus the Kubernetes service registry (Services,
+    /// Endpoints, Pods, Nodes), read directly — the `minimal` profile, without Galley.
+    Kubernetes(kube::Client),
+}
+
+impl std::fmt::Debug for ConfigSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigSource::Directory(path) => write!(f, "Directory({})", path.display()),
+            ConfigSource::Mcp(address) => write!(f, "Mcp({address})"),
+            ConfigSource::Kubernetes(_) => write!(f, "Kubernetes"),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -82,24 +96,29 @@ pub async fn start(config: Config) -> Result<Running, PilotError> {
     let metrics = metrics::Metrics::register(&registry);
     let (publish, pushes) = watch::channel(Arc::new(model::PushContext::default()));
 
+    // A store source (directory or Kubernetes) feeds the source loop and lives until shutdown.
+    let run_store = |store: Box<dyn Store>| {
+        tokio::spawn(source::run(store.watch(), publish.clone(), config.settings.clone(), metrics.clone()));
+        let keep = shutdown.wait();
+        tokio::spawn(async move {
+            let _store = store;
+            keep.await;
+        });
+    };
     match &config.source {
-        ConfigSource::Directory(path) => {
-            let store: Box<dyn Store> = Box::new(
-                DirectoryStore::open(path)
-                    .map_err(|error| PilotError::Source(path.display().to_string(), error.to_string()))?,
-            );
-            tokio::spawn(source::run(store.watch(), publish, config.settings.clone(), metrics.clone()));
-            let keep = shutdown.wait();
-            tokio::spawn(async move {
-                let _store = store;
-                keep.await;
-            });
-        }
+        ConfigSource::Directory(path) => run_store(Box::new(
+            DirectoryStore::open(path)
+                .map_err(|error| PilotError::Source(path.display().to_string(), error.to_string()))?,
+        )),
+        ConfigSource::Kubernetes(client) => run_store(Box::new(
+            KubernetesStore::new(client.clone(), pilot_kinds())
+                .map_err(|error| PilotError::Source("kubernetes".to_string(), error.to_string()))?,
+        )),
         ConfigSource::Mcp(address) => {
             let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
             // Galley validated everything it serves; synthetic entries are not user config.
             let settings = SourceSettings { validate: false, ..config.settings.clone() };
-            tokio::spawn(source::run(receiver, publish, settings, metrics.clone()));
+            tokio::spawn(source::run(receiver, publish.clone(), settings, metrics.clone()));
             let sink = tokio::spawn(mcp::run(address.clone(), events));
             let stop = shutdown.wait();
             tokio::spawn(async move {
@@ -108,6 +127,7 @@ pub async fn start(config: Config) -> Result<Running, PilotError> {
             });
         }
     }
+    drop(publish);
 
     let connections = Arc::new(xds::ads::Connections::default());
     let listener = tokio::net::TcpListener::bind(config.grpc_address)

@@ -26,6 +26,14 @@ struct DiscoveryArgs {
     /// Directory of Istio config (ServiceEntries, VirtualServices, …) to serve.
     #[arg(long = "configDir")]
     config_dir: Option<PathBuf>,
+    /// Service registries, comma-separated: `Kubernetes` (Services, Endpoints, Pods and Nodes,
+    /// with the Istio CRDs, read from the API server when no other config source is given) and
+    /// `MCP` (Galley's synthetic ServiceEntries, with `configSources`). ServiceEntries are always on.
+    #[arg(long = "registries", value_delimiter = ',', default_value = "Kubernetes")]
+    registries: Vec<String>,
+    /// Kubeconfig for the Kubernetes registry; inside a cluster the pod's service account is used.
+    #[arg(long = "kubeconfig")]
+    kubeconfig: Option<PathBuf>,
     /// Mesh config file (YAML).
     #[arg(long = "meshConfig")]
     mesh_config: Option<PathBuf>,
@@ -64,6 +72,9 @@ fn mesh_settings(path: Option<&PathBuf>, domain: &str) -> anyhow::Result<MeshSet
     if let Some(timeout) = config.connect_timeout {
         mesh.connect_timeout = timeout;
     }
+    if !config.trust_domain.is_empty() {
+        mesh.trust_domain = config.trust_domain.clone();
+    }
     if config.proxy_listen_port > 0 {
         mesh.proxy_listen_port = u32::try_from(config.proxy_listen_port).unwrap_or(mesh.proxy_listen_port);
     }
@@ -88,11 +99,24 @@ fn mcp_source(path: Option<&PathBuf>) -> anyhow::Result<Option<String>> {
 }
 
 async fn discovery(args: DiscoveryArgs) -> anyhow::Result<()> {
+    for registry in &args.registries {
+        if !matches!(registry.as_str(), "Kubernetes" | "MCP" | "ServiceEntry") {
+            bail!("--registries: {registry:?} is not a supported registry (Kubernetes, MCP)");
+        }
+    }
+    let kubernetes = args.registries.iter().any(|r| r == "Kubernetes");
     let source = match (&args.config_dir, mcp_source(args.mesh_config.as_ref())?) {
         (Some(dir), _) => ConfigSource::Directory(dir.clone()),
         (None, Some(address)) => ConfigSource::Mcp(address),
+        (None, None) if kubernetes => ConfigSource::Kubernetes(
+            istio_config::store::kubernetes::client(args.kubeconfig.as_deref()).await.context(
+                "the Kubernetes registry needs a cluster (--kubeconfig FILE, or run inside one); \
+                 without one, give --configDir DIR or configSources (Galley's MCP address) in --meshConfig",
+            )?,
+        ),
         (None, None) => bail!(
-            "pilot needs a config source: --configDir DIR, or configSources (Galley's MCP address) in --meshConfig"
+            "pilot needs a config source: --configDir DIR, configSources (Galley's MCP address) in --meshConfig, \
+             or --registries Kubernetes with a cluster"
         ),
     };
     let config = Config {

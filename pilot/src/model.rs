@@ -191,6 +191,8 @@ pub struct MeshSettings {
     pub allow_any: bool,
     /// `proxyListenPort`: where sidecars capture outbound traffic (`virtualOutbound`).
     pub proxy_listen_port: u32,
+    /// `trustDomain`: the SPIFFE trust domain of workload identities.
+    pub trust_domain: String,
 }
 
 impl Default for MeshSettings {
@@ -200,6 +202,7 @@ impl Default for MeshSettings {
             connect_timeout: prost_types::Duration { seconds: 10, nanos: 0 },
             allow_any: true,
             proxy_listen_port: crate::PROXY_OUTBOUND_PORT,
+            trust_domain: "cluster.local".to_string(),
         }
     }
 }
@@ -273,6 +276,16 @@ pub struct PushContext {
     /// Whether any service, VirtualService or DestinationRule is exported to fewer than all
     /// namespaces (then what a proxy sees depends on its namespace).
     pub has_private_exports: bool,
+    /// Pods known to the Kubernetes registry, by IP: a proxy that announces no labels gets its
+    /// pod's.
+    pub pods: BTreeMap<String, Arc<PodInfo>>,
+}
+
+/// What the registry knows about a pod.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodInfo {
+    pub namespace: String,
+    pub labels: HashMap<String, String>,
 }
 
 impl PushContext {

@@ -98,6 +98,16 @@ impl Proxy {
         })
     }
 
+    /// This proxy with the labels (and namespace) of its pod in the Kubernetes registry, when it
+    /// announced no labels itself and the registry knows a pod at one of its IPs.
+    pub fn with_registry_pod(&self, push: &crate::model::PushContext) -> Option<Proxy> {
+        if !self.labels.is_empty() || push.pods.is_empty() {
+            return None;
+        }
+        let pod = self.ips.iter().find_map(|ip| push.pods.get(ip))?;
+        Some(Proxy { labels: pod.labels.clone(), namespace: pod.namespace.clone(), ..self.clone() })
+    }
+
     /// Whether every label in `selector` is on this proxy.
     pub fn matches(&self, selector: &HashMap<String, String>) -> bool {
         selector.iter().all(|(key, value)| self.labels.get(key) == Some(value))
@@ -144,5 +154,25 @@ mod tests {
         assert_eq!((sidecar.namespace.as_str(), sidecar.ips[0].as_str()), ("default", "10.1.0.7"));
         assert!(Proxy::from_node(&Node { id: "nonsense".into(), ..Default::default() }).is_err());
         assert!(Proxy::from_node(&Node { id: "mixer~1~a.b~c".into(), ..Default::default() }).is_err());
+    }
+
+    #[test]
+    fn a_proxy_without_labels_gets_its_pods_from_the_registry() {
+        let mut push = crate::model::PushContext::default();
+        push.pods.insert(
+            "10.1.0.7".into(),
+            std::sync::Arc::new(crate::model::PodInfo {
+                namespace: "default".into(),
+                labels: HashMap::from([("app".to_string(), "reviews".to_string())]),
+            }),
+        );
+        let bare = Proxy::from_node(&Node {
+            id: "sidecar~10.1.0.7~reviews-v1.default~default.svc.cluster.local".into(),
+            ..Default::default()
+        })
+        .expect("parse");
+        assert_eq!(bare.with_registry_pod(&push).expect("enriched").labels["app"], "reviews");
+        let elsewhere = Proxy { ips: vec!["10.9.9.9".into()], ..bare.clone() };
+        assert!(elsewhere.with_registry_pod(&push).is_none(), "unknown IP: nothing to add");
     }
 }

@@ -13,7 +13,7 @@ use istio_config::store::Event;
 use tokio::sync::{mpsc, watch};
 
 use crate::metrics::Metrics;
-use crate::model::{MeshSettings, Named, PushContext, Service};
+use crate::model::{MeshSettings, Named, PodInfo, PushContext, Service};
 
 #[derive(Debug, Clone)]
 pub struct SourceSettings {
@@ -51,6 +51,19 @@ fn named<T: prost::Message + Default>(object: &Object) -> Option<Named<T>> {
 pub fn build(objects: &BTreeMap<ObjectKey, Object>, mesh: &MeshSettings, version: String) -> PushContext {
     let mut push =
         PushContext { version, mesh: mesh.clone(), created: Some(std::time::Instant::now()), ..Default::default() };
+    // The Kubernetes registry: Services (with their Endpoints, Pods and Nodes) as ServiceEntries,
+    // exactly as Galley serves them.
+    let core = istio_config::synthetic::CoreObjects::collect(objects.values());
+    for service in &core.services {
+        let entry = istio_config::synthetic::service_entry(&core, service, &mesh.domain_suffix, &mesh.trust_domain);
+        for service in Service::from_service_entry(&entry, service.namespace()) {
+            push.services.insert(service.hostname.clone(), Arc::new(service));
+        }
+    }
+    for (ip, pod) in &core.pods_by_ip {
+        let labels = pod.metadata.labels.clone().unwrap_or_default().into_iter().collect();
+        push.pods.insert(ip.clone(), Arc::new(PodInfo { namespace: pod.namespace().to_string(), labels }));
+    }
     for object in objects.values() {
         match (object.group(), object.kind.as_str()) {
             ("networking.istio.io", "ServiceEntry") => {
@@ -86,7 +99,7 @@ pub async fn run(
     settings: SourceSettings,
     metrics: Metrics,
 ) {
-    let mut accepted = AcceptedObjects::new(settings.validate, |_| false);
+    let mut accepted = AcceptedObjects::new(settings.validate, istio_config::synthetic::is_core_input);
     let mut generation = 0_u64;
     let apply = |accepted: &mut AcceptedObjects, event: Event| match accepted.apply(event) {
         Applied::Changed => true,

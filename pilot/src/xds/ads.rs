@@ -95,6 +95,14 @@ fn resources<T: prost::Message + prost::Name>(items: Vec<T>, name: impl Fn(&T) -
 /// generates each shared resource once.
 pub fn generate(push: &PushContext, proxy: &Proxy, type_url: &str, names: &[String]) -> Vec<GeneratedResource> {
     use crate::node::ProxyKind;
+    let with_pod;
+    let proxy = match proxy.with_registry_pod(push) {
+        Some(enriched) => {
+            with_pod = enriched;
+            &with_pod
+        }
+        None => proxy,
+    };
     let kind = match proxy.kind {
         ProxyKind::Sidecar => "sidecar",
         ProxyKind::Router => "router",

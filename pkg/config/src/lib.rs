@@ -1,6 +1,6 @@
 //! Configuration as the mesh handles it: Kubernetes-shaped objects, YAML reading with file and
 //! line, Istio 1.4 validation, Mixer's expression parser, and the object store with its
-//! directory and Kubernetes backends.
+//! directory and Kubernetes backends; Kubernetes services as ServiceEntries.
 
 pub mod accepted;
 pub mod expr;
@@ -8,5 +8,6 @@ pub mod hash;
 pub mod mesh;
 pub mod object;
 pub mod store;
+pub mod synthetic;
 pub mod validation;
 pub mod yaml;

@@ -60,6 +60,55 @@ pub fn galley_kinds() -> Vec<TypeKey> {
     kinds
 }
 
+/// The kinds Pilot reads when it takes config straight from Kubernetes (the `minimal` profile,
+/// no Galley): the networking, authentication and RBAC CRDs, and the inputs of its Kubernetes
+/// service registry.
+pub fn pilot_kinds() -> Vec<TypeKey> {
+    let mut kinds: Vec<TypeKey> = istio_api::kinds::all()
+        .iter()
+        .filter(|kind| {
+            !kind.legacy
+                && matches!(
+                    kind.group,
+                    "networking.istio.io" | "authentication.istio.io" | "rbac.istio.io" | "security.istio.io"
+                )
+        })
+        .map(|kind| TypeKey::new(kind.group, kind.kind))
+        .collect();
+    kinds.extend(["Service", "Endpoints", "Pod", "Node"].map(|kind| TypeKey::new("", kind)));
+    kinds
+}
+
+/// Why no Kubernetes client could be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("reading kubeconfig {path}: {message}")]
+    Kubeconfig { path: String, message: String },
+    #[error("no --kubeconfig given and not running inside a cluster (KUBERNETES_SERVICE_HOST unset)")]
+    NoCluster,
+    #[error("Kubernetes client: {0}")]
+    Client(String),
+}
+
+/// The Kubernetes client for an explicit kubeconfig, or the in-cluster account. Never a
+/// kubeconfig found lying around on the machine.
+pub async fn client(kubeconfig: Option<&std::path::Path>) -> Result<kube::Client, ClientError> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let failed = |message: String| ClientError::Kubeconfig { path: path.display().to_string(), message };
+            let file = kube::config::Kubeconfig::read_from(path).map_err(|e| failed(e.to_string()))?;
+            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|e| failed(e.to_string()))?
+        }
+        None if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() => {
+            kube::Config::incluster().map_err(|e| ClientError::Client(e.to_string()))?
+        }
+        None => return Err(ClientError::NoCluster),
+    };
+    kube::Client::try_from(config).map_err(|e| ClientError::Client(e.to_string()))
+}
+
 /// A store backed by a Kubernetes API server.
 #[derive(Clone)]
 pub struct KubernetesStore {

@@ -1,0 +1,138 @@
+//! Pilot's Kubernetes registry against a scripted API server (kube-rs's mock-service pattern):
+//! Pilot lists and watches the Istio CRDs and Services, Endpoints, Pods and Nodes, and serves
+//! what a cluster holds — port-name protocols, ClusterIPs, headless services, service accounts,
+//! pod labels and node locality — with no Galley in between (the `minimal` profile).
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use http::{Request, Response};
+use kube::client::Body;
+use pilot::{Config, ConfigSource, SourceSettings};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tower_test::mock;
+
+fn list(plural: &str) -> Vec<Value> {
+    match plural {
+        "services" => vec![
+            json!({"metadata": {"name": "reviews", "namespace": "default", "resourceVersion": "3"},
+                   "spec": {"clusterIP": "10.96.0.12", "ports": [{"name": "http", "port": 9080, "protocol": "TCP"}]}}),
+            json!({"metadata": {"name": "mongodb", "namespace": "default", "resourceVersion": "4"},
+                   "spec": {"clusterIP": "None", "ports": [{"name": "mongo", "port": 27017, "protocol": "TCP"}]}}),
+        ],
+        "endpoints" => vec![json!({"metadata": {"name": "reviews", "namespace": "default", "resourceVersion": "5"},
+            "subsets": [{"addresses": [{"ip": "10.1.0.7", "nodeName": "node-a"}], "ports": [{"name": "http", "port": 9080}]}]})],
+        "pods" => vec![json!({"metadata": {"name": "reviews-v1-7f9", "namespace": "default", "resourceVersion": "6",
+                                            "labels": {"app": "reviews", "version": "v1"}},
+            "spec": {"serviceAccountName": "bookinfo-reviews", "nodeName": "node-a"}, "status": {"podIP": "10.1.0.7"}})],
+        "nodes" => vec![json!({"metadata": {"name": "node-a", "resourceVersion": "2",
+            "labels": {"failure-domain.beta.kubernetes.io/region": "us-east", "failure-domain.beta.kubernetes.io/zone": "us-east-1a"}}})],
+        "destinationrules" => {
+            vec![json!({"metadata": {"name": "reviews", "namespace": "default", "resourceVersion": "8"},
+            "spec": {"host": "reviews", "subsets": [{"name": "v1", "labels": {"version": "v1"}}]}})]
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Answers every list with the objects above (none for most kinds) and keeps watches open.
+fn fake_api_server() -> kube::Client {
+    let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
+    tokio::spawn(async move {
+        let mut open_watches = Vec::new();
+        while let Some((request, send)) = handle.next_request().await {
+            if request.uri().query().unwrap_or_default().contains("watch=true") {
+                open_watches.push(send);
+                continue;
+            }
+            let plural = request.uri().path().rsplit('/').next().unwrap_or_default().to_string();
+            let body = json!({"kind": "List", "apiVersion": "v1", "metadata": {"resourceVersion": "10"}, "items": list(&plural)});
+            let response = Response::builder()
+                .status(200)
+                .header("content-type", "application/json")
+                .body(Body::from(serde_json::to_vec(&body).expect("json")))
+                .expect("response");
+            send.send_response(response);
+        }
+    });
+    kube::Client::new(service, "default")
+}
+
+async fn http_get(address: SocketAddr, path: &str) -> String {
+    let mut stream = tokio::net::TcpStream::connect(address).await.expect("connect");
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nhost: pilot\r\nconnection: close\r\n\r\n").as_bytes())
+        .await
+        .expect("send");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.expect("read");
+    let text = String::from_utf8_lossy(&response).to_string();
+    text.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pilot_serves_a_kubernetes_cluster_without_galley() {
+    let loopback: SocketAddr = "127.0.0.1:0".parse().expect("address");
+    let pilot = pilot::start(Config {
+        source: ConfigSource::Kubernetes(fake_api_server()),
+        grpc_address: loopback,
+        http_address: loopback,
+        monitoring_address: loopback,
+        settings: SourceSettings::default(),
+        push_throttle: pilot::xds::ads::DEFAULT_PUSH_THROTTLE,
+    })
+    .await
+    .expect("pilot starts");
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let registry: Value = loop {
+        let body = http_get(pilot.http_address, "/debug/registryz").await;
+        let parsed: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        if parsed.as_array().is_some_and(|services| services.len() == 2) {
+            break parsed;
+        }
+        assert!(Instant::now() < deadline, "registry never filled: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let service = |host: &str| {
+        registry
+            .as_array()
+            .expect("array")
+            .iter()
+            .find(|s| s["hostname"] == host)
+            .cloned()
+            .unwrap_or_else(|| panic!("{host} missing: {registry}"))
+    };
+    let reviews = service("reviews.default.svc.cluster.local");
+    assert_eq!(reviews["address"], "10.96.0.12");
+    assert_eq!(reviews["ports"][0]["protocol"], "Http", "port named http is HTTP");
+    assert_eq!(reviews["serviceAccounts"][0], "spiffe://cluster.local/ns/default/sa/bookinfo-reviews");
+    let mongodb = service("mongodb.default.svc.cluster.local");
+    assert_eq!(mongodb["address"], Value::Null, "headless: no VIP");
+    assert_eq!(mongodb["ports"][0]["protocol"], "Mongo");
+
+    let endpoints = http_get(pilot.http_address, "/debug/edsz").await;
+    assert!(
+        endpoints.contains("outbound|9080|v1|reviews.default.svc.cluster.local") && endpoints.contains("10.1.0.7"),
+        "{endpoints}"
+    );
+
+    // The pod's own sidecar, which announces no labels, is known by its IP: it gets the inbound
+    // cluster of the service it serves.
+    let dump = http_get(
+        pilot.http_address,
+        "/debug/config_dump?proxyID=sidecar~10.1.0.7~reviews-v1-7f9.default~default.svc.cluster.local",
+    )
+    .await;
+    assert!(dump.contains("inbound|9080|http|reviews.default.svc.cluster.local"), "{dump}");
+    // Endpoints carry their node's locality.
+    let dump: Value = serde_json::from_str(&dump).expect("config_dump JSON");
+    let assignments = dump["configs"][3]["dynamicEndpointConfigs"].as_array().expect("endpoint configs");
+    let reviews_v1 = assignments
+        .iter()
+        .find(|c| c["endpointConfig"]["clusterName"] == "outbound|9080|v1|reviews.default.svc.cluster.local")
+        .unwrap_or_else(|| panic!("no v1 endpoints: {assignments:?}"));
+    let locality = &reviews_v1["endpointConfig"]["endpoints"][0]["locality"];
+    assert_eq!((locality["region"].as_str(), locality["zone"].as_str()), (Some("us-east"), Some("us-east-1a")));
+}
