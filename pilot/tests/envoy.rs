@@ -272,6 +272,24 @@ spec:
   subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]
 ---
 apiVersion: networking.istio.io/v1alpha3
+kind: ServiceEntry
+metadata: {name: sticky, namespace: default}
+spec:
+  hosts: [sticky.default.svc.cluster.local]
+  ports: [{number: 9080, name: http, protocol: HTTP}]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.3}]
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: DestinationRule
+metadata: {name: sticky, namespace: default}
+spec:
+  host: sticky.default.svc.cluster.local
+  trafficPolicy:
+    loadBalancer: {consistentHash: {httpCookie: {name: user, ttl: 10s}}}
+---
+apiVersion: networking.istio.io/v1alpha3
 kind: VirtualService
 metadata: {name: store, namespace: default}
 spec:
@@ -329,6 +347,8 @@ async fn stock_envoy_sidecar_accepts_every_resource() {
     ] {
         assert!(dump.contains(expected), "{expected} missing from the listeners:\n{dump}");
     }
+    let routes = tokio::task::block_in_place(|| envoy.admin("/config_dump?resource=dynamic_route_configs"));
+    assert!(routes.contains("\"hash_policy\"") && routes.contains("\"user\""), "cookie hash policy:\n{routes}");
 }
 
 /// A TLS backend (the passthrough target): terminates TLS itself and answers `nginx tls`.

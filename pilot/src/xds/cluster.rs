@@ -104,6 +104,19 @@ pub fn shared_clusters(push: &PushContext, scope: &ProxyScope) -> Vec<Cluster> {
     clusters
 }
 
+/// The consistent-hash settings of the DestinationRule (subset and port level included) behind
+/// an outbound cluster name, if it asks for consistent hashing.
+pub fn consistent_hash(push: &PushContext, cluster: &str) -> Option<net::load_balancer_settings::ConsistentHashLb> {
+    let (Direction::Outbound, port, subset, host) = parse_cluster_name(cluster)? else { return None };
+    let rule = push.destination_rule(host)?;
+    let subset_policy = rule.spec.subsets.iter().find(|s| s.name == subset).and_then(|s| s.traffic_policy.as_ref());
+    let merged = merge_policy(rule.spec.traffic_policy.as_ref(), subset_policy);
+    match &port_policy(merged.as_ref(), port).load_balancer?.lb_policy {
+        Some(net::load_balancer_settings::LbPolicy::ConsistentHash(hash)) => Some(hash.clone()),
+        _ => None,
+    }
+}
+
 /// A subset's policy on top of the rule's: a field the subset sets wins.
 fn merge_policy(top: Option<&net::TrafficPolicy>, subset: Option<&net::TrafficPolicy>) -> Option<net::TrafficPolicy> {
     match (top, subset) {

@@ -111,14 +111,17 @@ fn sidecar_virtual_hosts(push: &PushContext, proxy: &Proxy, port: u32) -> Vec<Vi
             .find(|vs| vs.spec.hosts.iter().any(|host| push.qualify(host, &vs.namespace) == service.hostname));
         let routes = match virtual_service {
             Some(vs) => http_routes(push, vs, Some(port), None, proxy),
-            None => vec![default_route(&cluster_name(Direction::Outbound, service_port.number, "", &service.hostname))],
+            None => vec![default_route(
+                push,
+                &cluster_name(Direction::Outbound, service_port.number, "", &service.hostname),
+            )],
         };
         hosts.push(VirtualHost { name: format!("{}:{port}", service.hostname), domains, routes, ..Default::default() });
     }
     let allow_any = scope.allow_any(push);
     let (name, cluster) = if allow_any { ("allow_any", PASSTHROUGH_CLUSTER) } else { ("block_all", BLACKHOLE_CLUSTER) };
     let fallback = if allow_any {
-        default_route(cluster)
+        default_route(push, cluster)
     } else {
         Route {
             r#match: Some(prefix_match("/")),
@@ -219,7 +222,7 @@ pub fn default_retry_policy() -> RetryPolicy {
     }
 }
 
-fn default_route(cluster: &str) -> Route {
+fn default_route(push: &PushContext, cluster: &str) -> Route {
     Route {
         name: "default".to_string(),
         r#match: Some(prefix_match("/")),
@@ -227,10 +230,35 @@ fn default_route(cluster: &str) -> Route {
             cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(cluster.to_string())),
             timeout: Some(seconds(0)),
             retry_policy: Some(default_retry_policy()),
+            hash_policy: hash_policy(push, cluster),
             ..Default::default()
         })),
         ..Default::default()
     }
+}
+
+/// The route hash policy that feeds a ring-hash cluster: the header, cookie or source IP its
+/// DestinationRule's `consistentHash` names.
+fn hash_policy(push: &PushContext, cluster: &str) -> Vec<route_action::HashPolicy> {
+    use net::load_balancer_settings::consistent_hash_lb::HashKey;
+    use route_action::hash_policy::{ConnectionProperties, Cookie, Header, PolicySpecifier};
+    let Some(hash) = crate::xds::cluster::consistent_hash(push, cluster) else { return Vec::new() };
+    let specifier = match hash.hash_key {
+        Some(HashKey::HttpHeaderName(header_name)) => {
+            PolicySpecifier::Header(Header { header_name, ..Default::default() })
+        }
+        Some(HashKey::HttpCookie(cookie)) => PolicySpecifier::Cookie(Cookie {
+            name: cookie.name,
+            path: cookie.path,
+            ttl: cookie.ttl.as_ref().map(duration),
+            ..Default::default()
+        }),
+        Some(HashKey::UseSourceIp(true)) => {
+            PolicySpecifier::ConnectionProperties(ConnectionProperties { source_ip: true })
+        }
+        Some(HashKey::UseSourceIp(false)) | None => return Vec::new(),
+    };
+    vec![route_action::HashPolicy { policy_specifier: Some(specifier), ..Default::default() }]
 }
 
 fn string_matcher(matcher: &net::StringMatch) -> Option<StringMatcher> {
@@ -528,6 +556,15 @@ fn http_route(
                 ..Default::default()
             })
         });
+        // Consistent hashing follows the (first) destination's DestinationRule.
+        let first_cluster = match &action.cluster_specifier {
+            Some(route_action::ClusterSpecifier::Cluster(cluster)) => cluster.clone(),
+            Some(route_action::ClusterSpecifier::WeightedClusters(weighted)) => {
+                weighted.clusters.first().map(|c| c.name.clone()).unwrap_or_default()
+            }
+            _ => String::new(),
+        };
+        action.hash_policy = hash_policy(push, &first_cluster);
         action.retry_policy = Some(match &http.retries {
             None => default_retry_policy(),
             Some(retries) if retries.attempts == 0 => RetryPolicy::default(),
