@@ -273,6 +273,7 @@ pub struct PushContext {
     pub destination_rules: Vec<Named<net::DestinationRule>>,
     pub gateways: Vec<Named<net::Gateway>>,
     pub sidecars: Vec<Named<net::Sidecar>>,
+    pub envoy_filters: Vec<Named<net::EnvoyFilter>>,
     /// Whether any service, VirtualService or DestinationRule is exported to fewer than all
     /// namespaces (then what a proxy sees depends on its namespace).
     pub has_private_exports: bool,

@@ -78,6 +78,7 @@ pub fn build(objects: &BTreeMap<ObjectKey, Object>, mesh: &MeshSettings, version
             ("networking.istio.io", "DestinationRule") => push.destination_rules.extend(named(object)),
             ("networking.istio.io", "Gateway") => push.gateways.extend(named(object)),
             ("networking.istio.io", "Sidecar") => push.sidecars.extend(named(object)),
+            ("networking.istio.io", "EnvoyFilter") => push.envoy_filters.extend(named(object)),
             _ => {}
         }
     }

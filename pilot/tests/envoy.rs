@@ -127,6 +127,23 @@ spec:
     )
 }
 
+const LUA_ENVOY_FILTER: &str = r#"apiVersion: networking.istio.io/v1alpha3
+kind: EnvoyFilter
+metadata: {name: gateway-lua, namespace: istio-system}
+spec:
+  workloadSelector: {labels: {istio: ingressgateway}}
+  filters:
+  - listenerMatch: {listenerType: GATEWAY, listenerProtocol: HTTP}
+    insertPosition: {index: FIRST}
+    filterName: envoy.lua
+    filterType: HTTP
+    filterConfig:
+      inlineCode: |
+        function envoy_on_response(handle)
+          handle:headers():add("x-lua-filter", "istio-rs")
+        end
+"#;
+
 const ALL_V1: &str = "    - destination: {host: reviews, subset: v1}\n";
 const HALF_V3: &str = "    - destination: {host: reviews, subset: v1}\n      weight: 50\n    - destination: {host: reviews, subset: v3}\n      weight: 50\n";
 
@@ -211,6 +228,24 @@ async fn stock_envoy_gateway_accepts_everything_and_routes_like_istio() {
     let counts = count_versions(gateway_port, 200).await;
     let v3_share = counts.get("reviews v3").copied().unwrap_or(0);
     assert!((70..=130).contains(&v3_share), "expected about 100 of 200 on v3, got {counts:?}");
+
+    // An EnvoyFilter in 1.4's insert-filter form, unchanged: a Lua filter on the gateway.
+    std::fs::write(dir.path().join("envoy-filter.yaml"), LUA_ENVOY_FILTER).expect("write");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", gateway_port)).await.expect("connect");
+        stream
+            .write_all(b"GET /productpage HTTP/1.1\r\nhost: bookinfo.test\r\nconnection: close\r\n\r\n")
+            .await
+            .expect("send");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.expect("read");
+        if response.to_ascii_lowercase().contains("x-lua-filter: istio-rs") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the Lua EnvoyFilter never applied:\n{response}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     let stats = tokio::task::block_in_place(|| envoy.stats());
     assert_eq!(Envoy::rejections(&stats), Vec::<String>::new(), "Envoy rejected config");

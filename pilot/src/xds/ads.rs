@@ -21,7 +21,9 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{any, cluster, endpoint, listener, route, CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE};
+use super::{
+    any, cluster, endpoint, envoy_filter, listener, route, CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE,
+};
 use crate::metrics::Metrics;
 use crate::model::{GeneratedResource, PushContext};
 use crate::node::Proxy;
@@ -117,23 +119,32 @@ pub fn generate(push: &PushContext, proxy: &Proxy, type_url: &str, names: &[Stri
             generated.extend(resources(cluster::proxy_clusters(push, proxy), |c| c.name.clone()));
             generated
         }
-        LISTENER_TYPE => match proxy.kind {
-            ProxyKind::Router => push
-                .cache
-                .get_or_generate(format!("lds|router|{}", label_key(proxy)), || {
-                    resources(listener::listeners(push, proxy), |l| l.name.clone())
-                })
-                .as_ref()
-                .clone(),
-            ProxyKind::Sidecar => {
-                let shared = push.cache.get_or_generate(format!("lds|sidecar|{}", scope.key), || {
-                    resources(listener::sidecar_outbound_listeners(push, &scope), |l| l.name.clone())
-                });
-                let mut generated: Vec<GeneratedResource> = shared.as_ref().clone();
-                generated.extend(resources(vec![listener::virtual_inbound(push, proxy)], |l| l.name.clone()));
-                generated
+        LISTENER_TYPE => {
+            // EnvoyFilters patch listeners; proxies with the same set share the patched ones.
+            let filters = envoy_filter::applicable(push, proxy);
+            let filter_key = envoy_filter::key(&filters);
+            let patched = |mut listeners: Vec<envoy_types::pb::envoy::config::listener::v3::Listener>| {
+                envoy_filter::apply(push, proxy, &filters, &mut listeners);
+                resources(listeners, |l| l.name.clone())
+            };
+            match proxy.kind {
+                ProxyKind::Router => push
+                    .cache
+                    .get_or_generate(format!("lds|router|{}|{filter_key}", label_key(proxy)), || {
+                        patched(listener::listeners(push, proxy))
+                    })
+                    .as_ref()
+                    .clone(),
+                ProxyKind::Sidecar => {
+                    let shared = push.cache.get_or_generate(format!("lds|sidecar|{}|{filter_key}", scope.key), || {
+                        patched(listener::sidecar_outbound_listeners(push, &scope))
+                    });
+                    let mut generated: Vec<GeneratedResource> = shared.as_ref().clone();
+                    generated.extend(patched(vec![listener::virtual_inbound(push, proxy)]));
+                    generated
+                }
             }
-        },
+        }
         ROUTE_TYPE => {
             let labels = if proxy.kind == ProxyKind::Router || push.routes_depend_on_labels {
                 label_key(proxy)

@@ -5,6 +5,7 @@
 pub mod ads;
 pub mod cluster;
 pub mod endpoint;
+pub mod envoy_filter;
 pub mod gateway;
 pub mod listener;
 pub mod route;

@@ -74,6 +74,27 @@ pub fn message_from_json<M: prost::Name + Default>(value: &serde_json::Value) ->
     dynamic.transcode_to::<M>().map_err(|source| Error::Decode { type_name: name, source })
 }
 
+/// Read an `Any` from JSON that names its type in `@type` (as Envoy's typed configs do); the other
+/// fields are the message's, checked against its descriptor.
+pub fn any_from_json(value: &serde_json::Value) -> Result<envoy_types::pb::google::protobuf::Any, Error> {
+    let type_url = value
+        .get("@type")
+        .and_then(serde_json::Value::as_str)
+        .ok_or_else(|| Error::Json { type_name: "google.protobuf.Any".into(), message: "missing @type".into() })?
+        .to_string();
+    let name = type_name(&type_url).to_string();
+    let descriptor = pool().get_message_by_name(&name).ok_or_else(|| Error::UnknownType(name.clone()))?;
+    let mut fields = value.clone();
+    if let Some(map) = fields.as_object_mut() {
+        map.remove("@type");
+    }
+    let text = fields.to_string();
+    let mut deserializer = serde_json::Deserializer::from_str(&text);
+    let dynamic = DynamicMessage::deserialize_with_options(descriptor, &mut deserializer, &DeserializeOptions::new())
+        .map_err(|e| Error::Json { type_name: name, message: e.to_string() })?;
+    Ok(envoy_types::pb::google::protobuf::Any { type_url, value: prost::Message::encode_to_vec(&dynamic) })
+}
+
 /// Read a typed message from YAML text in Envoy's v3 shape.
 pub fn message_from_yaml<M: prost::Name + Default>(text: &str) -> Result<M, Error> {
     let value: serde_json::Value = serde_yaml::from_str(text)
@@ -121,6 +142,18 @@ mod tests {
         let json = any_to_json(&any).unwrap();
         assert_eq!(json["@type"], "type.googleapis.com/envoy.config.core.v3.Address");
         assert_eq!(json["socketAddress"]["portValue"], 15001);
+    }
+
+    #[test]
+    fn any_is_read_back_from_json_with_its_type() {
+        let json = serde_json::json!({
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
+            "defaultSourceCode": {"inlineString": "function envoy_on_request(h) end"}
+        });
+        let any = any_from_json(&json).unwrap();
+        assert_eq!(any.type_url, "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua");
+        assert_eq!(any_to_json(&any).unwrap(), json);
+        assert!(any_from_json(&serde_json::json!({"inlineCode": "x"})).is_err(), "no @type");
     }
 
     #[test]
