@@ -278,7 +278,14 @@ async fn reqwest_like_get(address: SocketAddr, path: &str) -> String {
     String::from_utf8_lossy(&response).to_string()
 }
 
-const TLS_SERVICES: &str = r#"apiVersion: networking.istio.io/v1alpha3
+const TLS_SERVICES: &str = r#"apiVersion: v1
+kind: Service
+metadata: {name: legacy, namespace: default}
+spec:
+  clusterIP: 10.96.0.77
+  ports: [{port: 7070}]
+---
+apiVersion: networking.istio.io/v1alpha3
 kind: ServiceEntry
 metadata: {name: external-apis, namespace: default}
 spec:
@@ -370,7 +377,7 @@ async fn stock_envoy_sidecar_accepts_every_resource() {
         "virtualOutbound, 0.0.0.0_9080, 0.0.0.0_443, 10.96.0.99_8443 and virtualInbound active:\n{stats}"
     );
     let listeners = tokio::task::block_in_place(|| envoy.admin("/listeners"));
-    for name in ["0.0.0.0_443", "10.96.0.99_8443"] {
+    for name in ["0.0.0.0_443", "10.96.0.99_8443", "0.0.0.0_7070"] {
         assert!(listeners.contains(name), "{name} missing:\n{listeners}");
     }
     let dump = tokio::task::block_in_place(|| envoy.admin("/config_dump?resource=dynamic_listeners"));
@@ -379,6 +386,10 @@ async fn stock_envoy_sidecar_accepts_every_resource() {
         "\"api.example.com\"",
         "outbound|443||www.example.org",
         "outbound|8443|v2|store.default.svc.cluster.local",
+        // An unnamed Kubernetes port is sniffed: HTTP inspector, HTTP and TCP chains.
+        "envoy.filters.listener.http_inspector",
+        "\"h2c\"",
+        "outbound|7070||legacy.default.svc.cluster.local",
     ] {
         assert!(dump.contains(expected), "{expected} missing from the listeners:\n{dump}");
     }

@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 
+use envoy_types::pb::envoy::config::core::v3::CidrRange;
 use envoy_types::pb::envoy::config::listener::v3::{
     filter, listener_filter, Filter, FilterChain, FilterChainMatch, Listener, ListenerFilter,
 };
@@ -19,6 +20,7 @@ use envoy_types::pb::envoy::config::route::v3::{
 use envoy_types::pb::envoy::extensions::filters::http::cors::v3::Cors;
 use envoy_types::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
+use envoy_types::pb::envoy::extensions::filters::listener::http_inspector::v3::HttpInspector;
 use envoy_types::pb::envoy::extensions::filters::listener::original_dst::v3::OriginalDst;
 use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
@@ -225,14 +227,29 @@ pub fn sidecar_outbound_listeners(push: &PushContext, scope: &ProxyScope) -> Vec
     outbound.use_original_dst = Some(BoolValue { value: true });
     listeners.push(outbound);
 
-    let mut http_ports = BTreeMap::new();
+    // HTTP ports, with the (VIP, cluster) of services whose protocol there is undeclared.
+    let mut http_ports: BTreeMap<u32, Vec<(String, String)>> = BTreeMap::new();
+    let mut sniffed_ports = std::collections::BTreeSet::new();
+    for service in push.services.values() {
+        for port in service.ports.iter().filter(|p| p.protocol == Protocol::Unsupported) {
+            sniffed_ports.insert(port.number);
+        }
+    }
     let mut tcp_listeners = BTreeMap::new();
     // TLS listeners by name: address, port and (SNI hosts, clusters) per chain, in order.
     let mut tls_chains: BTreeMap<String, (String, u32, TlsChains)> = BTreeMap::new();
     for service in push.services.values().filter(|service| scope.sees_service(service)) {
         for port in service.ports.iter().filter(|port| scope.sees_service_port(service, port.number)) {
             if port.protocol.is_http() {
-                http_ports.entry(port.number).or_insert(());
+                // Undeclared protocols are sniffed: remember which services (VIP, cluster) may
+                // get plain TCP on this port.
+                let sniffed: &mut Vec<(String, String)> = http_ports.entry(port.number).or_default();
+                if port.protocol == Protocol::Unsupported {
+                    if let Some(vip) = &service.address {
+                        sniffed
+                            .push((vip.clone(), cluster_name(Direction::Outbound, port.number, "", &service.hostname)));
+                    }
+                }
             } else if matches!(port.protocol, Protocol::Https | Protocol::Tls) {
                 let ip = service.address.clone().unwrap_or_else(|| "0.0.0.0".to_string());
                 let chains =
@@ -277,17 +294,63 @@ pub fn sidecar_outbound_listeners(push: &PushContext, scope: &ProxyScope) -> Vec
         }
         tcp_listeners.insert(name.clone(), tls_listener(name, &ip, port, routes, passthrough));
     }
-    for port in http_ports.into_keys() {
+    for (port, tcp_fallbacks) in http_ports {
         let name = format!("0.0.0.0_{port}");
         tcp_listeners.remove(&name);
-        let chain = FilterChain {
+        let http_chain = |prefix: Option<&str>, sniff: bool| FilterChain {
+            filter_chain_match: (sniff || prefix.is_some()).then(|| FilterChainMatch {
+                prefix_ranges: prefix.map(cidr).into_iter().collect(),
+                application_protocols: if sniff {
+                    SNIFFED_HTTP.iter().map(|p| (*p).to_string()).collect()
+                } else {
+                    Vec::new()
+                },
+                ..Default::default()
+            }),
             filters: vec![connection_manager(&format!("outbound_0.0.0.0_{port}"), rds(&port.to_string()))],
             ..Default::default()
         };
-        listeners.push(listener(name, "0.0.0.0", port, vec![chain], false));
+        if !sniffed_ports.contains(&port) {
+            listeners.push(listener(name, "0.0.0.0", port, vec![http_chain(None, false)], false));
+            continue;
+        }
+        // Protocol sniffing (1.4's default for outbound): the HTTP inspector tells HTTP/1.x and
+        // h2c apart from anything else. HTTP goes to the port's routes; other traffic to a
+        // service's VIP is proxied to that service, and the rest passes through (or not, per
+        // outboundTrafficPolicy).
+        let mut chains = Vec::new();
+        for (vip, cluster) in &tcp_fallbacks {
+            chains.push(http_chain(Some(vip), true));
+            chains.push(FilterChain {
+                filter_chain_match: Some(FilterChainMatch { prefix_ranges: vec![cidr(vip)], ..Default::default() }),
+                filters: vec![tcp_proxy_filter(cluster, &[(cluster.clone(), 100)])],
+                ..Default::default()
+            });
+        }
+        chains.push(http_chain(None, true));
+        chains.push(FilterChain {
+            filters: vec![tcp_proxy_filter(passthrough, &[(passthrough.to_string(), 100)])],
+            ..Default::default()
+        });
+        let mut sniffing = listener(name, "0.0.0.0", port, chains, false);
+        sniffing.listener_filters = vec![ListenerFilter {
+            name: "envoy.filters.listener.http_inspector".to_string(),
+            config_type: Some(listener_filter::ConfigType::TypedConfig(any(HttpInspector::default()))),
+            ..Default::default()
+        }];
+        listeners.push(sniffing);
     }
     listeners.extend(tcp_listeners.into_values());
     listeners
+}
+
+/// What the HTTP inspector reports for HTTP traffic.
+const SNIFFED_HTTP: [&str; 3] = ["http/1.0", "http/1.1", "h2c"];
+
+/// A single address as a CIDR range.
+fn cidr(ip: &str) -> CidrRange {
+    let prefix_len = if ip.contains(':') { 128 } else { 32 };
+    CidrRange { address_prefix: ip.to_string(), prefix_len: Some(UInt32Value { value: prefix_len }) }
 }
 
 /// SNI hosts and the weighted clusters they go to, one entry per filter chain.
