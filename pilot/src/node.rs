@@ -31,6 +31,8 @@ pub struct Proxy {
     /// A gateway in `sni-dnat` router mode (`ISTIO_META_ROUTER_MODE`), which also gets the
     /// SNI-named clusters AUTO_PASSTHROUGH servers route to.
     pub sni_dnat: bool,
+    /// Certificates come over SDS from the node agent (`ISTIO_META_SDS=true`), not from files.
+    pub sds: bool,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -95,6 +97,7 @@ impl Proxy {
             dns_domain: (*domain).to_string(),
             istio_version: metadata_string(metadata, "ISTIO_VERSION").unwrap_or_default(),
             sni_dnat: metadata_string(metadata, "ROUTER_MODE").as_deref() == Some("sni-dnat"),
+            sds: metadata_string(metadata, "SDS").as_deref() == Some("true"),
         })
     }
 

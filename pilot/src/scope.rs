@@ -42,6 +42,8 @@ pub struct ProxyScope {
     egress: Option<Vec<Egress>>,
     /// The applied Sidecar's `outboundTrafficPolicy` (ALLOW_ANY?), overriding the mesh's.
     allow_any_override: Option<bool>,
+    /// The proxy fetches its certificates over SDS (`ISTIO_META_SDS`), not from `/etc/certs`.
+    pub sds: bool,
 }
 
 /// Whether an `exportTo` list lets `namespace` see an object from `owner_namespace`.
@@ -105,17 +107,20 @@ impl ProxyScope {
             .and_then(|s| s.spec.outbound_traffic_policy.as_ref())
             .map(|policy| policy.mode == net::outbound_traffic_policy::Mode::AllowAny as i32);
         // The key only needs the namespace when something is namespace-private.
-        let key = match sidecar {
+        let mut key = match sidecar {
             Some(sidecar) => format!("sidecar:{}/{}|ns:{namespace}", sidecar.namespace, sidecar.name),
             None if push.has_private_exports => format!("ns:{namespace}"),
             None => String::new(),
         };
-        ProxyScope { key, namespace, egress, allow_any_override }
+        if proxy.sds {
+            key.push_str("|sds");
+        }
+        ProxyScope { key, namespace, egress, allow_any_override, sds: proxy.sds }
     }
 
     /// A scope that sees everything (for tools and tests).
     pub fn everything() -> ProxyScope {
-        ProxyScope { key: String::new(), namespace: String::new(), egress: None, allow_any_override: None }
+        ProxyScope { key: String::new(), namespace: String::new(), egress: None, allow_any_override: None, sds: false }
     }
 
     /// Whether outbound traffic to unknown destinations is let through.
@@ -200,6 +205,7 @@ mod tests {
             dns_domain: String::new(),
             istio_version: String::new(),
             sni_dnat: false,
+            sds: false,
         }
     }
 

