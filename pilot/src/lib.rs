@@ -61,6 +61,16 @@ pub struct Config {
     pub settings: SourceSettings,
     /// Responses built and queued at once across all proxies (`PILOT_PUSH_THROTTLE`).
     pub push_throttle: usize,
+    /// `--secureGrpcAddr`: the same ADS over mutual TLS, with Pilot's certificates.
+    pub secure_grpc: Option<SecureGrpc>,
+}
+
+/// Where and with which certificates to serve xDS over mutual TLS (1.4's 15011).
+#[derive(Debug, Clone)]
+pub struct SecureGrpc {
+    pub address: SocketAddr,
+    /// Holds `cert-chain.pem`, `key.pem` and `root-cert.pem` (Citadel's layout, `/etc/certs`).
+    pub cert_dir: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,10 +79,14 @@ pub enum PilotError {
     Source(String, String),
     #[error("cannot listen on {address}: {source}")]
     Bind { address: SocketAddr, source: std::io::Error },
+    #[error("--secureGrpcAddr: {path}: {source}")]
+    Certificate { path: String, source: std::io::Error },
 }
 
 pub struct Running {
     pub grpc_address: SocketAddr,
+    /// The mutual-TLS xDS address, when `--secureGrpcAddr` is set.
+    pub secure_grpc_address: Option<SocketAddr>,
     pub http_address: SocketAddr,
     pub monitoring_address: SocketAddr,
     shutdown: istio_runtime::Shutdown,
@@ -135,14 +149,9 @@ pub async fn start(config: Config) -> Result<Running, PilotError> {
         .map_err(|source| PilotError::Bind { address: config.grpc_address, source })?;
     let grpc_address =
         listener.local_addr().map_err(|source| PilotError::Bind { address: config.grpc_address, source })?;
-    let ads = AggregatedDiscoveryServiceServer::new(xds::ads::AdsServer::new(
-        pushes.clone(),
-        connections.clone(),
-        metrics.clone(),
-        config.push_throttle,
-    ))
-    .max_decoding_message_size(64 * 1024 * 1024)
-    .max_encoding_message_size(64 * 1024 * 1024);
+    let ads_server =
+        xds::ads::AdsServer::new(pushes.clone(), connections.clone(), metrics.clone(), config.push_throttle);
+    let ads = ads_service(ads_server.clone());
     let grpc_shutdown = shutdown.wait();
     tokio::spawn(async move {
         let result = tonic::transport::Server::builder()
@@ -155,6 +164,11 @@ pub async fn start(config: Config) -> Result<Running, PilotError> {
             tracing::error!(%error, "xDS server stopped");
         }
     });
+
+    let secure_grpc_address = match &config.secure_grpc {
+        Some(secure) => Some(serve_secure_grpc(secure, ads_server.clone(), shutdown.wait()).await?),
+        None => None,
+    };
 
     let debug_router = debug::router(debug::DebugState { pushes: pushes.clone(), connections });
     let debug_shutdown = shutdown.wait();
@@ -174,5 +188,44 @@ pub async fn start(config: Config) -> Result<Running, PilotError> {
     .await
     .map_err(|source| PilotError::Bind { address: config.monitoring_address, source })?;
     tracing::info!(%grpc_address, %http_address, %monitoring_address, "pilot started");
-    Ok(Running { grpc_address, http_address, monitoring_address, shutdown })
+    Ok(Running { grpc_address, secure_grpc_address, http_address, monitoring_address, shutdown })
+}
+
+fn ads_service(server: xds::ads::AdsServer) -> AggregatedDiscoveryServiceServer<xds::ads::AdsServer> {
+    AggregatedDiscoveryServiceServer::new(server)
+        .max_decoding_message_size(64 * 1024 * 1024)
+        .max_encoding_message_size(64 * 1024 * 1024)
+}
+
+/// Serves ADS over mutual TLS: Pilot presents `cert-chain.pem`/`key.pem` and accepts only
+/// proxies whose certificate chains to `root-cert.pem`.
+async fn serve_secure_grpc(
+    secure: &SecureGrpc,
+    server: xds::ads::AdsServer,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<SocketAddr, PilotError> {
+    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+    let read = |name: &str| {
+        let path = secure.cert_dir.join(name);
+        std::fs::read(&path).map_err(|source| PilotError::Certificate { path: path.display().to_string(), source })
+    };
+    let identity = Identity::from_pem(read("cert-chain.pem")?, read("key.pem")?);
+    let root = Certificate::from_pem(read("root-cert.pem")?);
+    let tls = ServerTlsConfig::new().identity(identity).client_ca_root(root);
+    let listener = tokio::net::TcpListener::bind(secure.address)
+        .await
+        .map_err(|source| PilotError::Bind { address: secure.address, source })?;
+    let address = listener.local_addr().map_err(|source| PilotError::Bind { address: secure.address, source })?;
+    let mut builder = tonic::transport::Server::builder().tls_config(tls).map_err(|error| PilotError::Certificate {
+        path: secure.cert_dir.display().to_string(),
+        source: std::io::Error::other(error.to_string()),
+    })?;
+    let router = builder.add_service(ads_service(server));
+    tokio::spawn(async move {
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        if let Err(error) = router.serve_with_incoming_shutdown(incoming, shutdown).await {
+            tracing::error!(%error, "secure xDS server stopped");
+        }
+    });
+    Ok(address)
 }

@@ -43,6 +43,12 @@ struct DiscoveryArgs {
     /// xDS gRPC address.
     #[arg(long = "grpcAddr", default_value = ":15010")]
     grpc_addr: String,
+    /// xDS over mutual TLS (1.4's `:15011`); off when empty. Uses the certificates in `--certDir`.
+    #[arg(long = "secureGrpcAddr", default_value = "")]
+    secure_grpc_addr: String,
+    /// Pilot's own certificates for `--secureGrpcAddr`: cert-chain.pem, key.pem, root-cert.pem.
+    #[arg(long = "certDir", default_value = "/etc/certs")]
+    cert_dir: PathBuf,
     /// Debug HTTP address.
     #[arg(long = "httpAddr", default_value = ":8080")]
     http_addr: String,
@@ -129,10 +135,19 @@ async fn discovery(args: DiscoveryArgs) -> anyhow::Result<()> {
             ..SourceSettings::default()
         },
         push_throttle: args.push_throttle,
+        secure_grpc: if args.secure_grpc_addr.is_empty() {
+            None
+        } else {
+            Some(pilot::SecureGrpc {
+                address: parse_address("secureGrpcAddr", &args.secure_grpc_addr)?,
+                cert_dir: args.cert_dir.clone(),
+            })
+        },
     };
     let running = pilot::start(config).await?;
+    let secure = running.secure_grpc_address.map(|address| format!(", secure xDS on {address}")).unwrap_or_default();
     println!(
-        "pilot: xDS on {}, debug on {}, monitoring on {}",
+        "pilot: xDS on {}, debug on {}, monitoring on {}{secure}",
         running.grpc_address, running.http_address, running.monitoring_address
     );
     istio_runtime::shutdown_signal().await;

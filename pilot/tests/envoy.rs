@@ -159,6 +159,7 @@ async fn start_pilot(config_dir: &Path, proxy_listen_port: u32) -> pilot::Runnin
             ..SourceSettings::default()
         },
         push_throttle: pilot::xds::ads::DEFAULT_PUSH_THROTTLE,
+        secure_grpc: None,
     })
     .await
     .expect("pilot starts")

@@ -81,6 +81,7 @@ async fn pilot_serves_a_kubernetes_cluster_without_galley() {
         monitoring_address: loopback,
         settings: SourceSettings::default(),
         push_throttle: pilot::xds::ads::DEFAULT_PUSH_THROTTLE,
+        secure_grpc: None,
     })
     .await
     .expect("pilot starts");
