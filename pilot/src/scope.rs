@@ -92,7 +92,8 @@ impl ProxyScope {
     pub fn of(push: &PushContext, proxy: &Proxy) -> ProxyScope {
         let sidecar = applied_sidecar(push, proxy);
         let namespace = proxy.namespace.clone();
-        let egress = sidecar.map(|sidecar| {
+        // A Sidecar without egress listeners leaves the outbound view alone.
+        let egress = sidecar.filter(|sidecar| !sidecar.spec.egress.is_empty()).map(|sidecar| {
             sidecar
                 .spec
                 .egress

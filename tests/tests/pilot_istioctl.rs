@@ -91,17 +91,17 @@ fn istioctl_x_xds_prints_what_pilot_sends_as_envoy_json() {
     assert!(dump["configs"][0]["dynamicActiveClusters"].as_array().is_some_and(|c| c.len() >= 4), "{body}");
 }
 
-fn cluster_names(address: &str, node: &str) -> Vec<String> {
-    let (code, stdout, stderr) =
-        run("istioctl", &["x", "xds", "--address", address, "--node", node, "--type", "cds"], None);
+fn clusters(address: &str, node: &str, extra: &[&str]) -> Vec<Value> {
+    let mut args = vec!["x", "xds", "--address", address, "--node", node, "--type", "cds"];
+    args.extend_from_slice(extra);
+    let (code, stdout, stderr) = run("istioctl", &args, None);
     assert_eq!(code, 0, "istioctl x xds failed: {stderr}");
     let printed: Value = serde_json::from_str(&stdout).expect("JSON");
-    printed[0]["resources"]
-        .as_array()
-        .expect("resources")
-        .iter()
-        .filter_map(|c| c["name"].as_str().map(str::to_string))
-        .collect()
+    printed[0]["resources"].as_array().expect("resources").clone()
+}
+
+fn cluster_names(address: &str, node: &str) -> Vec<String> {
+    clusters(address, node, &[]).iter().filter_map(|c| c["name"].as_str().map(str::to_string)).collect()
 }
 
 #[test]
@@ -134,6 +134,14 @@ kind: Sidecar
 metadata: {name: default, namespace: default}
 spec:
   egress: [{hosts: [./*]}]
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: Sidecar
+metadata: {name: httpbin-ingress, namespace: other}
+spec:
+  workloadSelector: {labels: {app: httpbin}}
+  ingress: [{port: {number: 8000, protocol: HTTP, name: http}, defaultEndpoint: '127.0.0.1:8888'}]
+  egress: [{hosts: ['*/*']}]
 ",
     )
     .expect("write");
@@ -150,4 +158,17 @@ spec:
     assert!(in_other.iter().any(|c| c == "outbound|8000||httpbin.other.svc.cluster.local"), "{in_other:?}");
     assert!(in_other.iter().any(|c| c == "outbound|9080||reviews.default.svc.cluster.local"), "{in_other:?}");
     assert!(!in_other.iter().any(|c| c.contains("db.default")), "exportTo: [.] must hide db from other namespaces");
+
+    // httpbin's own Sidecar sends its inbound port 8000 to where the app listens, 8888.
+    let httpbin = clusters(
+        &pilot.xds,
+        "sidecar~10.1.0.40~httpbin-1.other~other.svc.cluster.local",
+        &["--meta", r#"LABELS={"app":"httpbin"}"#],
+    );
+    let inbound = httpbin
+        .iter()
+        .find(|c| c["name"] == "inbound|8000|http|httpbin.other.svc.cluster.local")
+        .unwrap_or_else(|| panic!("no inbound cluster: {httpbin:?}"));
+    let address = &inbound["loadAssignment"]["endpoints"][0]["lbEndpoints"][0]["endpoint"]["address"]["socketAddress"];
+    assert_eq!((address["address"].as_str(), address["portValue"].as_u64()), (Some("127.0.0.1"), Some(8888)));
 }

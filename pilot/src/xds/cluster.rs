@@ -364,45 +364,40 @@ fn upstream_tls(
 /// Inbound clusters: one per port of each service the sidecar's IP is an endpoint of, sending
 /// to the application on 127.0.0.1.
 fn inbound_clusters(push: &PushContext, proxy: &Proxy) -> Vec<Cluster> {
-    let mut clusters = Vec::new();
-    for service in push.services.values() {
-        for endpoint in service.endpoints.iter().filter(|endpoint| proxy.ips.contains(&endpoint.address)) {
-            for port in &service.ports {
-                let name = cluster_name(Direction::Inbound, port.number, &port.name, &service.hostname);
-                if clusters.iter().any(|cluster: &Cluster| cluster.name == name) {
-                    continue;
-                }
-                let target = endpoint.port_for(port);
-                let mut cluster = Cluster {
-                    name: name.clone(),
-                    connect_timeout: Some(duration(&push.mesh.connect_timeout)),
-                    cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
-                        cluster::DiscoveryType::Static as i32,
-                    )),
-                    load_assignment: Some(ClusterLoadAssignment {
-                        cluster_name: name,
-                        endpoints: vec![LocalityLbEndpoints {
-                            lb_endpoints: vec![LbEndpoint {
-                                host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(EnvoyEndpoint {
-                                    address: Some(socket_address("127.0.0.1", target)),
-                                    ..Default::default()
-                                })),
+    let mut seen = std::collections::HashSet::new();
+    super::inbound::inbound_targets(push, proxy)
+        .into_iter()
+        // One workload serving a port on several target ports still gets one cluster per name.
+        .filter(|target| seen.insert(target.cluster.clone()))
+        .map(|target| {
+            let mut cluster = Cluster {
+                name: target.cluster.clone(),
+                connect_timeout: Some(duration(&push.mesh.connect_timeout)),
+                cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
+                    cluster::DiscoveryType::Static as i32,
+                )),
+                load_assignment: Some(ClusterLoadAssignment {
+                    cluster_name: target.cluster,
+                    endpoints: vec![LocalityLbEndpoints {
+                        lb_endpoints: vec![LbEndpoint {
+                            host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(EnvoyEndpoint {
+                                address: Some(target.endpoint),
                                 ..Default::default()
-                            }],
+                            })),
                             ..Default::default()
                         }],
                         ..Default::default()
-                    }),
+                    }],
                     ..Default::default()
-                };
-                if port.protocol.is_http2() {
-                    cluster.typed_extension_protocol_options = http_options(true, CommonHttpOptions::default());
-                }
-                clusters.push(cluster);
+                }),
+                ..Default::default()
+            };
+            if target.protocol.is_http2() {
+                cluster.typed_extension_protocol_options = http_options(true, CommonHttpOptions::default());
             }
-        }
-    }
-    clusters
+            cluster
+        })
+        .collect()
 }
 
 fn inbound_passthrough(push: &PushContext) -> Cluster {

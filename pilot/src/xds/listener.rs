@@ -394,60 +394,53 @@ fn tls_listener(name: String, ip: &str, port: u32, routes: TlsChains, fallback: 
 /// `virtualInbound`: a chain per port this sidecar's workload serves.
 pub fn virtual_inbound(push: &PushContext, proxy: &Proxy) -> Listener {
     let mut chains = Vec::new();
-    let mut seen = std::collections::BTreeSet::new();
-    for service in push.services.values() {
-        for endpoint in service.endpoints.iter().filter(|endpoint| proxy.ips.contains(&endpoint.address)) {
-            for port in &service.ports {
-                let target = endpoint.port_for(port);
-                if !seen.insert(target) {
-                    continue;
-                }
-                let cluster = cluster_name(Direction::Inbound, port.number, &port.name, &service.hostname);
-                let filter = if port.protocol.is_http() {
-                    let route = RouteConfiguration {
-                        name: cluster.clone(),
-                        virtual_hosts: vec![VirtualHost {
-                            name: format!("inbound|http|{}", port.number),
-                            domains: vec!["*".to_string()],
-                            routes: vec![Route {
-                                name: "default".to_string(),
-                                r#match: Some(RouteMatch {
-                                    path_specifier: Some(
-                                        envoy_types::pb::envoy::config::route::v3::route_match::PathSpecifier::Prefix(
-                                            "/".to_string(),
-                                        ),
-                                    ),
-                                    ..Default::default()
-                                }),
-                                action: Some(route::Action::Route(RouteAction {
-                                    cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(cluster.clone())),
-                                    timeout: Some(super::seconds(0)),
-                                    ..Default::default()
-                                })),
-                                ..Default::default()
-                            }],
+    for inbound_target in super::inbound::inbound_targets(push, proxy) {
+        let target = inbound_target.listen_port;
+        let cluster = inbound_target.cluster.clone();
+        let service_port = super::parse_cluster_name(&cluster).map_or(target, |(_, port, _, _)| port);
+        let filter = if inbound_target.protocol.is_http() {
+            let route = RouteConfiguration {
+                name: cluster.clone(),
+                virtual_hosts: vec![VirtualHost {
+                    name: format!("inbound|http|{service_port}"),
+                    domains: vec!["*".to_string()],
+                    routes: vec![Route {
+                        name: "default".to_string(),
+                        r#match: Some(RouteMatch {
+                            path_specifier: Some(
+                                envoy_types::pb::envoy::config::route::v3::route_match::PathSpecifier::Prefix(
+                                    "/".to_string(),
+                                ),
+                            ),
                             ..Default::default()
-                        }],
-                        validate_clusters: Some(BoolValue { value: false }),
+                        }),
+                        action: Some(route::Action::Route(RouteAction {
+                            cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(cluster.clone())),
+                            timeout: Some(super::seconds(0)),
+                            ..Default::default()
+                        })),
                         ..Default::default()
-                    };
-                    connection_manager(
-                        &format!("inbound_0.0.0.0_{target}"),
-                        http_connection_manager::RouteSpecifier::RouteConfig(route),
-                    )
-                } else {
-                    tcp_proxy_filter(&cluster, &[(cluster.clone(), 100)])
-                };
-                chains.push(FilterChain {
-                    filter_chain_match: Some(FilterChainMatch {
-                        destination_port: Some(UInt32Value { value: target }),
-                        ..Default::default()
-                    }),
-                    filters: vec![filter],
+                    }],
                     ..Default::default()
-                });
-            }
-        }
+                }],
+                validate_clusters: Some(BoolValue { value: false }),
+                ..Default::default()
+            };
+            connection_manager(
+                &format!("inbound_0.0.0.0_{target}"),
+                http_connection_manager::RouteSpecifier::RouteConfig(route),
+            )
+        } else {
+            tcp_proxy_filter(&cluster, &[(cluster.clone(), 100)])
+        };
+        chains.push(FilterChain {
+            filter_chain_match: Some(FilterChainMatch {
+                destination_port: Some(UInt32Value { value: target }),
+                ..Default::default()
+            }),
+            filters: vec![filter],
+            ..Default::default()
+        });
     }
     let mut inbound = listener(VIRTUAL_INBOUND.to_string(), "0.0.0.0", crate::PROXY_INBOUND_PORT, chains, true);
     inbound.default_filter_chain = Some(FilterChain {

@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod endpoint;
 pub mod envoy_filter;
 pub mod gateway;
+pub mod inbound;
 pub mod listener;
 pub mod route;
 
