@@ -54,6 +54,18 @@ spec:
   - {address: 10.1.0.21, labels: {app: reviews, version: v1}}
   - {address: 10.1.0.22, labels: {app: reviews, version: v2}}
   - {address: 10.1.0.23, labels: {app: reviews, version: v3}}
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: ServiceEntry
+metadata: {name: ratings, namespace: default}
+spec:
+  hosts: [ratings.default.svc.cluster.local]
+  addresses: [10.96.0.13]
+  ports: [{number: 9080, name: http, protocol: HTTP}]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  endpoints:
+  - {address: 10.1.0.31, labels: {app: ratings, version: v1}}
 ";
 
 #[test]
@@ -129,6 +141,26 @@ fn galley_feeds_pilot_over_mcp_and_envoys_sync() {
             break;
         }
         assert!(Instant::now() < deadline, "reviews-test-v2 never reached the sidecar:\n{dump}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // Traffic shifting (reviews-50-v3) and fault abort (ratings-test-abort), both unchanged.
+    std::fs::copy(sample("virtual-service-reviews-50-v3.yaml"), config.join("virtual-service-all-v1.yaml"))
+        .expect("apply 50-v3");
+    std::fs::copy(sample("virtual-service-ratings-test-abort.yaml"), config.join("ratings-abort.yaml"))
+        .expect("apply ratings abort");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let dump = route_dump();
+        let shifted = dump.contains("\"weighted_clusters\"")
+            && dump.contains("outbound|9080|v1|reviews.default.svc.cluster.local")
+            && dump.contains("outbound|9080|v3|reviews.default.svc.cluster.local");
+        let abort = dump.contains("outbound|9080|v1|ratings.default.svc.cluster.local")
+            && dump.contains("\"http_status\": 500");
+        if shifted && abort {
+            break;
+        }
+        assert!(Instant::now() < deadline, "50-v3 and ratings abort never reached the sidecar:\n{dump}");
         std::thread::sleep(Duration::from_millis(50));
     }
 
