@@ -22,7 +22,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{
-    any, cluster, endpoint, envoy_filter, listener, route, CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE,
+    any, cluster, endpoint, envoy_filter, intern, listener, route, CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE,
 };
 use crate::metrics::Metrics;
 use crate::model::{GeneratedResource, PushContext};
@@ -239,12 +239,14 @@ impl AdsServer {
 /// Per-type state of a state-of-the-world stream.
 #[derive(Default)]
 struct Watch {
-    names: Vec<String>,
+    /// Subscribed names, shared with every stream that subscribed to the same ones.
+    names: intern::Names,
     nonce: Option<String>,
     /// When the push context of the last response was built.
     pushed_from: Option<Instant>,
-    /// Hash of every resource last sent, by name: what the proxy has (or is about to have).
-    sent: HashMap<String, u64>,
+    /// Hash of every resource last sent, by name key: what the proxy has (or is about to
+    /// have). Shared with every stream in the same state.
+    sent: intern::Sent,
 }
 
 /// Why a response is being sent.
@@ -285,24 +287,25 @@ impl SotwStream {
             Reason::Request => generated.iter().collect(),
             Reason::Push if wildcard => {
                 let unchanged = generated.len() == watch.sent.len()
-                    && generated.iter().all(|r| watch.sent.get(&r.name) == Some(&r.hash));
+                    && generated.iter().all(|r| watch.sent.get(&intern::name_key(&r.name)) == Some(&r.hash));
                 if unchanged {
                     return Ok(false);
                 }
                 generated.iter().collect()
             }
             // EDS and RDS responses may carry only the resources that changed.
-            Reason::Push => generated.iter().filter(|r| watch.sent.get(&r.name) != Some(&r.hash)).collect(),
+            Reason::Push => {
+                generated.iter().filter(|r| watch.sent.get(&intern::name_key(&r.name)) != Some(&r.hash)).collect()
+            }
         };
         if selected.is_empty() && reason == Reason::Push {
             return Ok(false);
         }
-        if wildcard {
-            watch.sent.clear();
-        }
+        let mut sent = if wildcard { HashMap::with_capacity(selected.len()) } else { watch.sent.as_ref().clone() };
         for resource in &selected {
-            watch.sent.insert(resource.name.clone(), resource.hash);
+            sent.insert(intern::name_key(&resource.name), resource.hash);
         }
+        watch.sent = intern::sent(sent);
         let resources: Vec<Any> = selected.iter().map(|r| Any::clone(&r.resource)).collect();
         self.next_nonce += 1;
         let nonce = format!("{}-{}", push.version, self.next_nonce);
@@ -357,10 +360,10 @@ impl SotwStream {
         let type_url = request.type_url.clone();
         let kind = short_type(&type_url);
         let watch = self.watches.entry(type_url.clone()).or_default();
-        let names_changed = watch.names != request.resource_names;
+        let names_changed = *watch.names != request.resource_names;
         if request.response_nonce.is_empty() {
-            watch.names = request.resource_names.clone();
-            watch.sent.clear();
+            watch.names = intern::names(request.resource_names.clone());
+            watch.sent = intern::sent(HashMap::new());
             return Ok(true);
         }
         if watch.nonce.as_deref() != Some(request.response_nonce.as_str()) {
@@ -387,7 +390,7 @@ impl SotwStream {
             });
         }
         if names_changed {
-            watch.names = request.resource_names.clone();
+            watch.names = intern::names(request.resource_names.clone());
             return Ok(true);
         }
         Ok(false)

@@ -8,6 +8,7 @@ pub mod endpoint;
 pub mod envoy_filter;
 pub mod gateway;
 pub mod inbound;
+pub mod intern;
 pub mod listener;
 pub mod route;
 
