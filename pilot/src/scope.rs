@@ -100,7 +100,15 @@ impl ProxyScope {
                 .iter()
                 .map(|egress| Egress {
                     port: egress.port.as_ref().map(|p| p.number).filter(|n| *n != 0),
-                    hosts: egress.hosts.iter().filter_map(|h| parse_host(h, &sidecar.namespace)).collect(),
+                    // In the root namespace's default Sidecar, `.` is the workload's own namespace.
+                    hosts: egress
+                        .hosts
+                        .iter()
+                        .filter_map(|h| {
+                            let own = if sidecar.namespace == ROOT_NAMESPACE { &namespace } else { &sidecar.namespace };
+                            parse_host(h, own)
+                        })
+                        .collect(),
                 })
                 .collect()
         });
@@ -237,6 +245,10 @@ mod tests {
         assert_eq!(applied_sidecar(&push, &proxy("prod", "ratings")).map(|s| s.name.as_str()), Some("ratings"));
         assert_eq!(applied_sidecar(&push, &proxy("prod", "reviews")).map(|s| s.name.as_str()), Some("all"));
         assert_eq!(applied_sidecar(&push, &proxy("dev", "reviews")).map(|s| s.name.as_str()), Some("default"));
+        // In the root namespace's default, `./*` is the workload's own namespace.
+        let dev = ProxyScope::of(&push, &proxy("dev", "reviews"));
+        assert!(dev.sees_service(&service("ratings.dev.svc.cluster.local", "dev", &[])));
+        assert!(!dev.sees_service(&service("ratings.prod.svc.cluster.local", "prod", &[])));
     }
 
     #[test]

@@ -298,6 +298,16 @@ spec:
 ---
 apiVersion: networking.istio.io/v1alpha3
 kind: ServiceEntry
+metadata: {name: plain-443, namespace: default}
+spec:
+  hosts: [legacy-http.example.com]
+  ports: [{number: 443, name: http, protocol: HTTP}]
+  location: MESH_EXTERNAL
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.4}]
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: ServiceEntry
 metadata: {name: secure-store, namespace: default}
 spec:
   hosts: [store.default.svc.cluster.local]

@@ -22,7 +22,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{
-    any, cluster, endpoint, envoy_filter, intern, listener, route, CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE,
+    any, cluster, endpoint, envoy_filter, intern, listener, route, CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE,
+    ROUTE_TYPE,
 };
 use crate::metrics::Metrics;
 use crate::model::{GeneratedResource, PushContext};
@@ -130,7 +131,7 @@ pub fn generate(push: &PushContext, proxy: &Proxy, type_url: &str, names: &[Stri
             match proxy.kind {
                 ProxyKind::Router => push
                     .cache
-                    .get_or_generate(format!("lds|router|{}|{filter_key}", label_key(proxy)), || {
+                    .get_or_generate(format!("lds|router|{}|{}|{filter_key}", label_key(proxy), scope.key), || {
                         patched(listener::listeners(push, proxy))
                     })
                     .as_ref()

@@ -110,12 +110,13 @@ fn is_hcm(filter: &Filter) -> bool {
 /// Where to insert among `names` (the last one terminal): the index for the position.
 fn insert_index(names: &[&str], position: Option<&net::envoy_filter::InsertPosition>) -> usize {
     let before_terminal = names.len().saturating_sub(1);
-    let Some(position) = position else { return before_terminal };
+    // No position means FIRST, as in 1.4.
+    let Some(position) = position else { return 0 };
     let relative = names.iter().position(|name| *name == position.relative_to);
     match Index::try_from(position.index).unwrap_or(Index::First) {
         Index::First => 0,
         Index::Last => before_terminal,
-        Index::Before => relative.unwrap_or(0),
+        Index::Before => relative.unwrap_or(before_terminal),
         Index::After => relative.map_or(before_terminal, |i| (i + 1).min(before_terminal)),
     }
 }
@@ -256,7 +257,8 @@ mod tests {
         assert_eq!(at(Index::Before, "envoy.filters.http.fault"), 1);
         assert_eq!(at(Index::After, "envoy.filters.http.fault"), 2);
         assert_eq!(at(Index::After, "envoy.filters.http.router"), 2);
-        assert_eq!(insert_index(&names, None), 2);
+        assert_eq!(insert_index(&names, None), 0);
+        assert_eq!(at(Index::Before, "no.such.filter"), 2);
     }
 
     #[test]

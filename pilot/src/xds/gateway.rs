@@ -31,7 +31,9 @@ use envoy_types::pb::google::protobuf::BoolValue;
 use istio_api::pb::istio::networking::v1alpha3 as net;
 use net::server::tls_options::{TlSmode, TlsProtocol};
 
-use super::listener::{connection_manager, listener, rds, tcp_destinations, tcp_proxy_filter, tls_routes};
+use super::listener::{
+    connection_manager, listener, rds, tcp_destinations, tcp_proxy_filter, tls_routes, unique_chains,
+};
 use super::route::virtual_services_for;
 use super::{any, file_source, istio_mutual_tls, BLACKHOLE_CLUSTER};
 use crate::model::{Named, Protocol, PushContext};
@@ -160,6 +162,15 @@ pub(super) fn san_matcher(name: &str) -> SubjectAltNameMatcher {
     }
 }
 
+/// A terminating server that names its certificate only by `credentialName`.
+fn lacks_certificate(server: &net::Server) -> bool {
+    server.tls.as_ref().is_some_and(|tls| {
+        TlSmode::try_from(tls.mode).ok() != Some(TlSmode::IstioMutual)
+            && tls.server_certificate.is_empty()
+            && !tls.credential_name.is_empty()
+    })
+}
+
 /// The downstream TLS context of a terminating server; `alpn` is what it offers clients. For
 /// ISTIO_MUTUAL the gateway's own workload certificate is used (files, or SDS when `sds`).
 pub fn downstream_tls(tls: &net::server::TlsOptions, alpn: &[&str], sds: bool) -> TransportSocket {
@@ -251,6 +262,13 @@ pub fn gateway_listeners(push: &PushContext, proxy: &Proxy) -> Vec<Listener> {
         for (gateway, server) in &servers {
             match server_mode(server) {
                 ServerMode::PlainHttp => plain_http = true,
+                ServerMode::TerminatedHttps | ServerMode::TerminatedTcp if lacks_certificate(server) => {
+                    tracing::warn!(
+                        gateway = %gateway.key(),
+                        port,
+                        "server uses credentialName (certificates over SDS from the gateway agent), which is not served; skipped"
+                    );
+                }
                 ServerMode::TerminatedHttps => {
                     let Some(tls) = &server.tls else { continue };
                     chains.push(FilterChain {
@@ -310,16 +328,7 @@ pub fn gateway_listeners(push: &PushContext, proxy: &Proxy) -> Vec<Listener> {
                 ..Default::default()
             });
         }
-        // Envoy rejects a listener whose chains match the same thing; the first server wins, as
-        // in Istio, and the rest are dropped with a log line.
-        let mut unique: Vec<FilterChain> = Vec::new();
-        for chain in chains {
-            if unique.iter().any(|kept| kept.filter_chain_match == chain.filter_chain_match) {
-                tracing::warn!(port, ?chain.filter_chain_match, "gateway servers overlap on this port; later one ignored");
-                continue;
-            }
-            unique.push(chain);
-        }
+        let unique = unique_chains(chains, &format!("gateway port {port}"));
         if unique.is_empty() {
             tracing::debug!(port, "no routable gateway server on this port; no listener");
             continue;
@@ -408,5 +417,32 @@ mod tests {
             https_route_name(&gateway, &server("HTTPS", Some(TlSmode::Simple))),
             "https.443.https.mygateway.istio-system"
         );
+    }
+
+    #[test]
+    fn overlapping_chains_keep_only_what_is_still_unclaimed() {
+        let chain = |names: &[&str]| FilterChain {
+            filter_chain_match: Some(FilterChainMatch {
+                server_names: names.iter().map(|n| n.to_string()).collect(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let kept = crate::xds::listener::unique_chains(
+            vec![
+                chain(&["a.com", "b.com"]),
+                chain(&["b.com"]),
+                chain(&["c.com", "b.com", "c.com"]),
+                chain(&["*"]),
+                FilterChain::default(),
+            ],
+            "test",
+        );
+        let names: Vec<Vec<String>> = kept
+            .iter()
+            .map(|c| c.filter_chain_match.as_ref().map(|m| m.server_names.clone()).unwrap_or_default())
+            .collect();
+        assert_eq!(names, vec![vec!["a.com".to_string(), "b.com".to_string()], vec!["c.com".to_string()], vec![]]);
+        assert!(kept[2].filter_chain_match.is_none(), "`*` matches anything: no match at all");
     }
 }

@@ -296,7 +296,31 @@ pub fn sidecar_outbound_listeners(push: &PushContext, scope: &ProxyScope) -> Vec
     }
     for (port, tcp_fallbacks) in http_ports {
         let name = format!("0.0.0.0_{port}");
-        tcp_listeners.remove(&name);
+        // TLS services without a VIP on this port keep their SNI chains inside the HTTP listener.
+        let sni_chains: Vec<FilterChain> = tcp_listeners
+            .remove(&name)
+            .map(|displaced| {
+                displaced
+                    .filter_chains
+                    .into_iter()
+                    .filter(|chain| chain.filter_chain_match.as_ref().is_some_and(|m| !m.server_names.is_empty()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let with_sni = |mut http: Listener, mut inspectors: Vec<ListenerFilter>| {
+            if !sni_chains.is_empty() {
+                let mut chains = sni_chains.clone();
+                chains.append(&mut http.filter_chains);
+                http.filter_chains = chains;
+                inspectors.push(ListenerFilter {
+                    name: "envoy.filters.listener.tls_inspector".to_string(),
+                    config_type: Some(listener_filter::ConfigType::TypedConfig(any(TlsInspector::default()))),
+                    ..Default::default()
+                });
+            }
+            http.listener_filters = inspectors;
+            http
+        };
         let http_chain = |prefix: Option<&str>, sniff: bool| FilterChain {
             filter_chain_match: (sniff || prefix.is_some()).then(|| FilterChainMatch {
                 prefix_ranges: prefix.map(cidr).into_iter().collect(),
@@ -311,7 +335,7 @@ pub fn sidecar_outbound_listeners(push: &PushContext, scope: &ProxyScope) -> Vec
             ..Default::default()
         };
         if !sniffed_ports.contains(&port) {
-            listeners.push(listener(name, "0.0.0.0", port, vec![http_chain(None, false)], false));
+            listeners.push(with_sni(listener(name, "0.0.0.0", port, vec![http_chain(None, false)], false), Vec::new()));
             continue;
         }
         // Protocol sniffing (1.4's default for outbound): the HTTP inspector tells HTTP/1.x and
@@ -332,13 +356,12 @@ pub fn sidecar_outbound_listeners(push: &PushContext, scope: &ProxyScope) -> Vec
             filters: vec![tcp_proxy_filter(passthrough, &[(passthrough.to_string(), 100)])],
             ..Default::default()
         });
-        let mut sniffing = listener(name, "0.0.0.0", port, chains, false);
-        sniffing.listener_filters = vec![ListenerFilter {
+        let http_inspector = ListenerFilter {
             name: "envoy.filters.listener.http_inspector".to_string(),
             config_type: Some(listener_filter::ConfigType::TypedConfig(any(HttpInspector::default()))),
             ..Default::default()
-        }];
-        listeners.push(sniffing);
+        };
+        listeners.push(with_sni(listener(name, "0.0.0.0", port, chains, false), vec![http_inspector]));
     }
     listeners.extend(tcp_listeners.into_values());
     listeners
@@ -353,6 +376,45 @@ fn cidr(ip: &str) -> CidrRange {
     CidrRange { address_prefix: ip.to_string(), prefix_len: Some(UInt32Value { value: prefix_len }) }
 }
 
+/// Filter chains Envoy will accept together: SNI names are sorted and de-duplicated (a bare `*`
+/// means any name), and a chain only keeps the names no earlier chain with the same other match
+/// fields claimed; a chain left with nothing of its own is dropped (the first one wins, as in
+/// Istio). Envoy rejects a whole listener whose chains overlap.
+pub(super) fn unique_chains(chains: Vec<FilterChain>, context: &str) -> Vec<FilterChain> {
+    let mut claimed: std::collections::HashSet<(String, String)> = std::collections::HashSet::new();
+    let mut kept = Vec::new();
+    for mut chain in chains {
+        let mut matcher = chain.filter_chain_match.take().unwrap_or_default();
+        let mut names = std::mem::take(&mut matcher.server_names);
+        if names.iter().any(|name| name == "*") {
+            names.clear();
+        }
+        names.sort();
+        names.dedup();
+        // Everything but the names identifies the match "slot" the names are claimed in.
+        let slot = format!("{matcher:?}");
+        let fresh: Vec<String> = if names.is_empty() {
+            if !claimed.insert((slot, String::new())) {
+                tracing::warn!(context, ?matcher, "overlapping filter chain ignored");
+                continue;
+            }
+            Vec::new()
+        } else {
+            let fresh: Vec<String> =
+                names.into_iter().filter(|name| claimed.insert((slot.clone(), name.clone()))).collect();
+            if fresh.is_empty() {
+                tracing::warn!(context, ?matcher, "filter chain whose SNI names are all taken ignored");
+                continue;
+            }
+            fresh
+        };
+        matcher.server_names = fresh;
+        chain.filter_chain_match = (matcher != FilterChainMatch::default()).then_some(matcher);
+        kept.push(chain);
+    }
+    kept
+}
+
 /// SNI hosts and the weighted clusters they go to, one entry per filter chain.
 type TlsChains = Vec<(Vec<String>, Vec<(String, u32)>)>;
 
@@ -361,22 +423,17 @@ type TlsChains = Vec<(Vec<String>, Vec<(String, u32)>)>;
 /// also gets a last chain for SNI names it does not know: passthrough or blackhole, per
 /// `outboundTrafficPolicy`.
 fn tls_listener(name: String, ip: &str, port: u32, routes: TlsChains, fallback: &str) -> Listener {
-    let mut chains: Vec<FilterChain> = Vec::new();
-    let mut seen: Vec<Vec<String>> = Vec::new();
-    for (mut sni, clusters) in routes {
-        sni.sort();
-        sni.dedup();
-        if seen.contains(&sni) {
-            continue;
-        }
-        seen.push(sni.clone());
-        chains.push(FilterChain {
-            filter_chain_match: (!sni.is_empty()).then(|| FilterChainMatch { server_names: sni, ..Default::default() }),
+    let chains: Vec<FilterChain> = routes
+        .into_iter()
+        .map(|(sni, clusters)| FilterChain {
+            filter_chain_match: Some(FilterChainMatch { server_names: sni, ..Default::default() }),
             filters: vec![tcp_proxy_filter(&format!("outbound_{ip}_{port}"), &clusters)],
             ..Default::default()
-        });
-    }
-    if ip == "0.0.0.0" && !seen.iter().any(Vec::is_empty) {
+        })
+        .collect();
+    let mut chains = unique_chains(chains, &name);
+    let matches_any = |chain: &FilterChain| chain.filter_chain_match.as_ref().is_none_or(|m| m.server_names.is_empty());
+    if ip == "0.0.0.0" && !chains.iter().any(matches_any) {
         chains.push(FilterChain {
             filters: vec![tcp_proxy_filter(fallback, &[(fallback.to_string(), 100)])],
             ..Default::default()

@@ -233,7 +233,12 @@ impl Inner {
             // scans. Emptying a file that held objects therefore counts only once it has stayed
             // empty for a while; deleting the file is the prompt way to remove its objects.
             let emptied = print.length == 0 && !file.objects.is_empty();
-            if !force && emptied && age < EMPTIED_SETTLE_TIME {
+            // A modification time in the future (clock skew) counts as long ago here.
+            let emptied_age = print
+                .modified
+                .and_then(|modified| SystemTime::now().duration_since(modified).ok())
+                .unwrap_or(EMPTIED_SETTLE_TIME);
+            if !force && emptied && emptied_age < EMPTIED_SETTLE_TIME {
                 file.unsettled = Some(print);
                 unsettled = true;
                 continue;
