@@ -233,7 +233,7 @@ fn passthrough_chains(
         if !vs.spec.hosts.iter().any(|host| admitted(host)) {
             continue;
         }
-        for (sni, clusters) in tls_routes(push, vs, port, admitted) {
+        for (sni, clusters) in tls_routes(push, vs, port, Some(&full), admitted) {
             chains.push(FilterChain {
                 filter_chain_match: Some(FilterChainMatch { server_names: sni, ..Default::default() }),
                 filters: vec![tcp_proxy_filter(&format!("outbound_0.0.0.0_{port}"), &clusters)],
@@ -370,7 +370,8 @@ fn server_tcp_destinations(
                 .any(|server_host| server_host_admits(&gateway.namespace, server_host, &vs.namespace, host))
         })
     });
-    tcp_destinations(push, bound, port, |_| true).unwrap_or_else(|| vec![(BLACKHOLE_CLUSTER.to_string(), 100)])
+    tcp_destinations(push, bound, port, Some(&full), |_| true)
+        .unwrap_or_else(|| vec![(BLACKHOLE_CLUSTER.to_string(), 100)])
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{tcp_pr
 use envoy_types::pb::google::protobuf::{BoolValue, UInt32Value};
 use istio_api::pb::istio::networking::v1alpha3 as net;
 
-use super::route::{virtual_services_for, CORS_FILTER, FAULT_FILTER};
+use super::route::{qualify_gateway, virtual_services_for, CORS_FILTER, FAULT_FILTER};
 use super::{
     ads_source, any, cluster_name, socket_address, Direction, BLACKHOLE_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER,
     PASSTHROUGH_CLUSTER, VIRTUAL_INBOUND, VIRTUAL_OUTBOUND,
@@ -125,6 +125,25 @@ pub(super) fn listener(name: String, ip: &str, port: u32, chains: Vec<FilterChai
     }
 }
 
+/// Whether a TCP or TLS route match applies on `port` for a gateway (`ns/name`) or, for `None`,
+/// the mesh: its `port` (0 for any) and its `gateways` (none: the VirtualService's own).
+fn l4_match_applies(
+    match_port: u32,
+    gateways: &[String],
+    port: u32,
+    gateway: Option<&str>,
+    vs_namespace: &str,
+) -> bool {
+    if match_port != 0 && match_port != port {
+        return false;
+    }
+    if gateways.is_empty() {
+        return true;
+    }
+    let wanted = gateway.unwrap_or("mesh");
+    gateways.iter().any(|g| if g == "mesh" { wanted == "mesh" } else { qualify_gateway(g, vs_namespace) == wanted })
+}
+
 /// Weighted clusters of one TCP or TLS route's destinations, resolved from `vs_namespace`.
 fn route_clusters(
     push: &PushContext,
@@ -157,6 +176,7 @@ pub(super) fn tls_routes(
     push: &PushContext,
     vs: &Named<net::VirtualService>,
     port: u32,
+    gateway: Option<&str>,
     sni_allowed: impl Fn(&str) -> bool,
 ) -> TlsChains {
     let mut routes = Vec::new();
@@ -165,7 +185,9 @@ pub(super) fn tls_routes(
         if clusters.is_empty() {
             continue;
         }
-        for matcher in tls.r#match.iter().filter(|m| m.port == 0 || m.port == port) {
+        for matcher in
+            tls.r#match.iter().filter(|m| l4_match_applies(m.port, &m.gateways, port, gateway, &vs.namespace))
+        {
             let sni: Vec<String> = matcher.sni_hosts.iter().filter(|host| sni_allowed(host)).cloned().collect();
             if !sni.is_empty() {
                 routes.push((sni, clusters.clone()));
@@ -180,6 +202,7 @@ pub(super) fn tcp_destinations<'a>(
     push: &PushContext,
     services: impl Iterator<Item = &'a Named<net::VirtualService>>,
     port: u32,
+    gateway: Option<&str>,
     host_filter: impl Fn(&str) -> bool,
 ) -> Option<Vec<(String, u32)>> {
     for vs in services {
@@ -187,7 +210,8 @@ pub(super) fn tcp_destinations<'a>(
             continue;
         }
         for tcp in &vs.spec.tcp {
-            let applies = tcp.r#match.is_empty() || tcp.r#match.iter().any(|m| m.port == 0 || m.port == port);
+            let applies = tcp.r#match.is_empty()
+                || tcp.r#match.iter().any(|m| l4_match_applies(m.port, &m.gateways, port, gateway, &vs.namespace));
             if !applies {
                 continue;
             }
@@ -259,7 +283,7 @@ pub fn sidecar_outbound_listeners(push: &PushContext, scope: &ProxyScope) -> Vec
                     if !vs.spec.hosts.iter().any(|host| push.qualify(host, &vs.namespace) == service.hostname) {
                         continue;
                     }
-                    for (sni, clusters) in tls_routes(push, vs, port.number, |_| true) {
+                    for (sni, clusters) in tls_routes(push, vs, port.number, None, |_| true) {
                         chains.2.push((sni, clusters));
                     }
                 }
@@ -273,7 +297,7 @@ pub fn sidecar_outbound_listeners(push: &PushContext, scope: &ProxyScope) -> Vec
                 if tcp_listeners.contains_key(&name) {
                     continue;
                 }
-                let clusters = tcp_destinations(push, mesh_services.iter().copied(), port.number, |host| {
+                let clusters = tcp_destinations(push, mesh_services.iter().copied(), port.number, None, |host| {
                     push.qualify(host, &service.namespace) == service.hostname
                 })
                 .unwrap_or_else(|| vec![(cluster_name(Direction::Outbound, port.number, "", &service.hostname), 100)]);
@@ -511,4 +535,20 @@ pub fn virtual_inbound(push: &PushContext, proxy: &Proxy) -> Listener {
         ..Default::default()
     }];
     inbound
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn l4_matches_honour_port_and_gateways() {
+        let gateways = |list: &[&str]| list.iter().map(|g| g.to_string()).collect::<Vec<_>>();
+        assert!(l4_match_applies(0, &[], 31400, None, "default"));
+        assert!(!l4_match_applies(9000, &[], 31400, None, "default"));
+        assert!(l4_match_applies(31400, &gateways(&["mesh"]), 31400, None, "default"));
+        assert!(!l4_match_applies(31400, &gateways(&["mesh"]), 31400, Some("default/tcp-gateway"), "default"));
+        assert!(l4_match_applies(0, &gateways(&["tcp-gateway"]), 31400, Some("default/tcp-gateway"), "default"));
+        assert!(!l4_match_applies(0, &gateways(&["tcp-gateway"]), 31400, None, "default"));
+    }
 }
