@@ -277,6 +277,9 @@ pub struct PushContext {
     /// Whether any service, VirtualService or DestinationRule is exported to fewer than all
     /// namespaces (then what a proxy sees depends on its namespace).
     pub has_private_exports: bool,
+    /// Whether DestinationRules for one host live in several namespaces (then which one a proxy
+    /// uses depends on its namespace).
+    pub destination_rules_vary: bool,
     /// Pods known to the Kubernetes registry, by IP: a proxy that announces no labels gets its
     /// pod's.
     pub pods: BTreeMap<String, Arc<PodInfo>>,
@@ -302,6 +305,46 @@ impl PushContext {
             .iter()
             .filter(|rule| rule.spec.host.starts_with('*') && hostname.ends_with(&rule.spec.host[1..]))
             .max_by_key(|rule| rule.spec.host.len())
+    }
+
+    /// The DestinationRule a proxy in `proxy_namespace` uses for a host, in 1.4's order: a rule in
+    /// the proxy's own namespace, else one the service's namespace exports to it, else one the
+    /// root namespace exports, else any other exported one. Within each, an exact host beats the
+    /// most specific wildcard.
+    pub fn destination_rule_for(&self, hostname: &str, proxy_namespace: &str) -> Option<&Named<net::DestinationRule>> {
+        let specificity = |rule: &Named<net::DestinationRule>| -> Option<usize> {
+            let host = self.qualify(&rule.spec.host, &rule.namespace);
+            if host == hostname {
+                Some(usize::MAX)
+            } else if host.starts_with('*') && hostname.ends_with(&host[1..]) {
+                Some(host.len())
+            } else {
+                None
+            }
+        };
+        let exported = |rule: &Named<net::DestinationRule>| {
+            crate::scope::exported_to(&rule.spec.export_to, &rule.namespace, proxy_namespace)
+        };
+        let service_namespace = self.service(hostname).map(|s| s.namespace.as_str());
+        // Lower is preferred; `None` means the proxy may not use the rule.
+        let tier = |rule: &Named<net::DestinationRule>| -> Option<u8> {
+            if !proxy_namespace.is_empty() && rule.namespace == proxy_namespace {
+                Some(0)
+            } else if !exported(rule) {
+                None
+            } else if Some(rule.namespace.as_str()) == service_namespace {
+                Some(1)
+            } else if rule.namespace == crate::scope::ROOT_NAMESPACE {
+                Some(2)
+            } else {
+                Some(3)
+            }
+        };
+        self.destination_rules
+            .iter()
+            .filter_map(|rule| Some((tier(rule)?, std::cmp::Reverse(specificity(rule)?), rule)))
+            .min_by_key(|(tier, specificity, _)| (*tier, *specificity))
+            .map(|(_, _, rule)| rule)
     }
 
     /// Resolves a short host name written in `namespace` to its FQDN (`reviews` →
@@ -380,5 +423,45 @@ mod tests {
         assert_eq!(context.destination_rule("www.google.com").map(|r| r.spec.host.as_str()), Some("*"));
         assert_eq!(Protocol::parse("grpc-web"), Protocol::GrpcWeb);
         assert!(Protocol::Unsupported.is_http());
+    }
+
+    #[test]
+    fn a_proxy_uses_its_own_namespace_rule_then_the_services_then_the_roots() {
+        let rule = |name: &str, namespace: &str, host: &str, export_to: &[&str]| Named {
+            name: name.to_string(),
+            namespace: namespace.to_string(),
+            spec: net::DestinationRule {
+                host: host.to_string(),
+                export_to: export_to.iter().map(|e| e.to_string()).collect(),
+                ..Default::default()
+            },
+        };
+        let mut context = PushContext {
+            destination_rules: vec![
+                rule("mesh-default", "istio-system", "*.local", &[]),
+                rule("owner", "default", "reviews.default.svc.cluster.local", &[]),
+                rule("private", "default", "ratings.default.svc.cluster.local", &["."]),
+                rule("client-side", "prod", "reviews.default.svc.cluster.local", &["."]),
+            ],
+            ..Default::default()
+        };
+        context.services.insert(
+            "reviews.default.svc.cluster.local".into(),
+            Arc::new(
+                Service::from_service_entry(
+                    &net::ServiceEntry {
+                        hosts: vec!["reviews.default.svc.cluster.local".into()],
+                        ..Default::default()
+                    },
+                    "default",
+                )
+                .remove(0),
+            ),
+        );
+        let chosen = |host: &str, ns: &str| context.destination_rule_for(host, ns).map(|r| r.name.clone());
+        assert_eq!(chosen("reviews.default.svc.cluster.local", "prod").as_deref(), Some("client-side"));
+        assert_eq!(chosen("reviews.default.svc.cluster.local", "dev").as_deref(), Some("owner"));
+        assert_eq!(chosen("ratings.default.svc.cluster.local", "default").as_deref(), Some("private"));
+        assert_eq!(chosen("ratings.default.svc.cluster.local", "dev").as_deref(), Some("mesh-default"));
     }
 }

@@ -118,7 +118,7 @@ impl ProxyScope {
         // The key only needs the namespace when something is namespace-private.
         let mut key = match sidecar {
             Some(sidecar) => format!("sidecar:{}/{}|ns:{namespace}", sidecar.namespace, sidecar.name),
-            None if push.has_private_exports => format!("ns:{namespace}"),
+            None if push.has_private_exports || push.destination_rules_vary => format!("ns:{namespace}"),
             None => String::new(),
         };
         if proxy.sds {
@@ -130,6 +130,11 @@ impl ProxyScope {
     /// A scope that sees everything (for tools and tests).
     pub fn everything() -> ProxyScope {
         ProxyScope { key: String::new(), namespace: String::new(), egress: None, allow_any_override: None, sds: false }
+    }
+
+    /// The proxy's namespace (empty for a scope that sees everything).
+    pub fn namespace(&self) -> &str {
+        &self.namespace
     }
 
     /// Whether outbound traffic to unknown destinations is let through.
@@ -174,11 +179,6 @@ impl ProxyScope {
         let hosts: Vec<&str> = vs.spec.hosts.iter().map(String::as_str).collect();
         exported_to(&vs.spec.export_to, &vs.namespace, &self.namespace)
             && self.egress_admits(&vs.namespace, &hosts, None)
-    }
-
-    /// Whether a DestinationRule applies to this proxy.
-    pub fn sees_destination_rule(&self, rule: &Named<net::DestinationRule>) -> bool {
-        self.everything_visible() || exported_to(&rule.spec.export_to, &rule.namespace, &self.namespace)
     }
 }
 

@@ -86,6 +86,11 @@ pub fn build(objects: &BTreeMap<ObjectKey, Object>, mesh: &MeshSettings, version
     push.has_private_exports = push.services.values().any(|s| private(&s.export_to))
         || push.virtual_services.iter().any(|vs| private(&vs.spec.export_to))
         || push.destination_rules.iter().any(|dr| private(&dr.spec.export_to));
+    let mut rule_namespaces: std::collections::HashMap<String, std::collections::HashSet<&str>> = Default::default();
+    for rule in &push.destination_rules {
+        rule_namespaces.entry(push.qualify(&rule.spec.host, &rule.namespace)).or_default().insert(&rule.namespace);
+    }
+    push.destination_rules_vary = rule_namespaces.values().any(|namespaces| namespaces.len() > 1);
     push.routes_depend_on_labels = push
         .virtual_services
         .iter()

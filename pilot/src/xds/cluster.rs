@@ -79,7 +79,7 @@ pub fn shared_clusters(push: &PushContext, scope: &ProxyScope) -> Vec<Cluster> {
     let mut clusters = Vec::new();
     for service in push.services.values() {
         for port in service.ports.iter().filter(|port| scope.sees_service_port(service, port.number)) {
-            let rule = push.destination_rule(&service.hostname).filter(|rule| scope.sees_destination_rule(rule));
+            let rule = push.destination_rule_for(&service.hostname, scope.namespace());
             let top_policy = rule.and_then(|rule| rule.spec.traffic_policy.as_ref());
             clusters.push(outbound_cluster(push, service, port, "", top_policy, scope.sds));
             for subset in rule.map(|rule| rule.spec.subsets.as_slice()).unwrap_or_default() {
