@@ -230,6 +230,29 @@ async fn stock_envoy_gateway_accepts_everything_and_routes_like_istio() {
     let v3_share = counts.get("reviews v3").copied().unwrap_or(0);
     assert!((70..=130).contains(&v3_share), "expected about 100 of 200 on v3, got {counts:?}");
 
+    // A second VirtualService for the same host on the gateway adds its routes (in name order,
+    // so `a-extra` comes before bookinfo's catch-all).
+    std::fs::write(
+        dir.path().join("extra.yaml"),
+        "apiVersion: networking.istio.io/v1alpha3
+kind: VirtualService
+metadata: {name: a-extra, namespace: default}
+spec:
+  hosts: ['*']
+  gateways: [bookinfo-gateway]
+  http:
+  - match: [{uri: {prefix: /extra}}]
+    route: [{destination: {host: productpage, port: {number: 9080}}}]
+",
+    )
+    .expect("write");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while get(gateway_port, "/extra", &[]).await != (200, "productpage v1".to_string()) {
+        assert!(Instant::now() < deadline, "the second VirtualService's route never merged");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(get(gateway_port, "/productpage", &[]).await, (200, "productpage v1".to_string()));
+
     // An EnvoyFilter in 1.4's insert-filter form, unchanged: a Lua filter on the gateway.
     std::fs::write(dir.path().join("envoy-filter.yaml"), LUA_ENVOY_FILTER).expect("write");
     let deadline = Instant::now() + Duration::from_secs(5);

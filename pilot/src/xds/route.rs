@@ -149,6 +149,9 @@ fn gateway_virtual_hosts(push: &PushContext, proxy: &Proxy, route_name: &str) ->
         return None;
     }
     let mut hosts: Vec<VirtualHost> = Vec::new();
+    // (VirtualService, host) pairs already in: a VirtualService bound through several servers
+    // on this route contributes its routes once.
+    let mut merged: std::collections::HashSet<(String, String)> = std::collections::HashSet::new();
     for (gateway, server) in gateway::servers_for_route(push, proxy, route_name) {
         let full = gateway.key();
         let redirect = server.tls.as_ref().is_some_and(|tls| tls.https_redirect);
@@ -157,10 +160,16 @@ fn gateway_virtual_hosts(push: &PushContext, proxy: &Proxy, route_name: &str) ->
                 let admitted = server.hosts.iter().any(|server_host| {
                     gateway::server_host_admits(&gateway.namespace, server_host, &vs.namespace, host)
                 });
-                if !admitted || hosts.iter().any(|existing| existing.name == format!("{host}:{port}")) {
+                if !admitted || !merged.insert((vs.key(), host.clone())) {
                     continue;
                 }
                 let routes = http_routes(push, vs, Some(port), Some(&full), proxy);
+                // Several VirtualServices for one host on a gateway: their routes are
+                // concatenated in order, as 1.4 did.
+                if let Some(existing) = hosts.iter_mut().find(|existing| existing.name == format!("{host}:{port}")) {
+                    existing.routes.extend(routes);
+                    continue;
+                }
                 let domains =
                     if host == "*" { vec!["*".to_string()] } else { vec![host.clone(), format!("{host}:{port}")] };
                 // `httpsRedirect`: clients on this clear-text server are sent to HTTPS (301).
