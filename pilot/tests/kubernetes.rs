@@ -10,7 +10,6 @@ use http::{Request, Response};
 use kube::client::Body;
 use pilot::{Config, ConfigSource, SourceSettings};
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower_test::mock;
 
 fn list(plural: &str) -> Vec<Value> {
@@ -59,16 +58,9 @@ fn fake_api_server() -> kube::Client {
     kube::Client::new(service, "default")
 }
 
-async fn http_get(address: SocketAddr, path: &str) -> String {
-    let mut stream = tokio::net::TcpStream::connect(address).await.expect("connect");
-    stream
-        .write_all(format!("GET {path} HTTP/1.1\r\nhost: pilot\r\nconnection: close\r\n\r\n").as_bytes())
-        .await
-        .expect("send");
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).await.expect("read");
-    let text = String::from_utf8_lossy(&response).to_string();
-    text.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default()
+/// GET from Pilot's debug server; the body.
+fn debug_get(address: SocketAddr, path: &str) -> String {
+    tokio::task::block_in_place(|| e2e::http_get(&address.to_string(), path).1)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -88,7 +80,7 @@ async fn pilot_serves_a_kubernetes_cluster_without_galley() {
 
     let deadline = Instant::now() + Duration::from_secs(10);
     let registry: Value = loop {
-        let body = http_get(pilot.http_address, "/debug/registryz").await;
+        let body = debug_get(pilot.http_address, "/debug/registryz");
         let parsed: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
         if parsed.as_array().is_some_and(|services| services.len() == 2) {
             break parsed;
@@ -113,7 +105,7 @@ async fn pilot_serves_a_kubernetes_cluster_without_galley() {
     assert_eq!(mongodb["address"], Value::Null, "headless: no VIP");
     assert_eq!(mongodb["ports"][0]["protocol"], "Mongo");
 
-    let endpoints = http_get(pilot.http_address, "/debug/edsz").await;
+    let endpoints = debug_get(pilot.http_address, "/debug/edsz");
     assert!(
         endpoints.contains("outbound|9080|v1|reviews.default.svc.cluster.local") && endpoints.contains("10.1.0.7"),
         "{endpoints}"
@@ -121,11 +113,10 @@ async fn pilot_serves_a_kubernetes_cluster_without_galley() {
 
     // The pod's own sidecar, which announces no labels, is known by its IP: it gets the inbound
     // cluster of the service it serves.
-    let dump = http_get(
+    let dump = debug_get(
         pilot.http_address,
         "/debug/config_dump?proxyID=sidecar~10.1.0.7~reviews-v1-7f9.default~default.svc.cluster.local",
-    )
-    .await;
+    );
     assert!(dump.contains("inbound|9080|http|reviews.default.svc.cluster.local"), "{dump}");
     // Endpoints carry their node's locality.
     let dump: Value = serde_json::from_str(&dump).expect("config_dump JSON");

@@ -188,6 +188,13 @@ pub fn generate(push: &PushContext, proxy: &Proxy, type_url: &str, names: &[Stri
     }
 }
 
+/// Waits for Pilot's first config sync; `false` when Pilot is shutting down. Like 1.4's Pilot,
+/// a stream answers nothing before it: an empty answer would make the proxy drop its listeners.
+/// Requests queue in the stream meanwhile.
+async fn first_sync(pushes: &mut watch::Receiver<Arc<PushContext>>) -> bool {
+    pushes.wait_for(|push| !push.version.is_empty()).await.is_ok()
+}
+
 /// The ADS service.
 #[derive(Clone)]
 pub struct AdsServer {
@@ -429,9 +436,7 @@ impl AggregatedDiscoveryService for AdsServer {
         let server = self.clone();
         let mut pushes = self.pushes.clone();
         tokio::spawn(async move {
-            // Like 1.4's Pilot, answer nothing until the first config sync: an empty answer
-            // would make the proxy drop its listeners. Requests queue in the stream meanwhile.
-            if pushes.wait_for(|push| !push.version.is_empty()).await.is_err() {
+            if !first_sync(&mut pushes).await {
                 return;
             }
             let id = server.register(false);
@@ -496,9 +501,7 @@ impl AggregatedDiscoveryService for AdsServer {
         let server = self.clone();
         let mut pushes = self.pushes.clone();
         tokio::spawn(async move {
-            // Like 1.4's Pilot, answer nothing until the first config sync: an empty answer
-            // would make the proxy drop its listeners. Requests queue in the stream meanwhile.
-            if pushes.wait_for(|push| !push.version.is_empty()).await.is_err() {
+            if !first_sync(&mut pushes).await {
                 return;
             }
             let id = server.register(true);

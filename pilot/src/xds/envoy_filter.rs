@@ -69,11 +69,11 @@ pub fn key(filters: &[&Named<net::EnvoyFilter>]) -> String {
 
 /// The typed config of one inserted filter.
 fn typed_config(entry: &net::envoy_filter::Filter) -> Result<Any, String> {
-    let mut config = entry
-        .filter_config
-        .as_ref()
-        .map(|config| serde_json::to_value(struct_json(config)).unwrap_or_default())
-        .unwrap_or_else(|| serde_json::json!({}));
+    let mut config = match &entry.filter_config {
+        Some(config) => istio_api::json::encode("google.protobuf.Struct", config)
+            .map_err(|error| format!("filter {:?}: filterConfig: {error}", entry.filter_name))?,
+        None => serde_json::json!({}),
+    };
     if config.get("@type").is_none() {
         let Some(type_name) = known_type(&entry.filter_name) else {
             return Err(format!(
@@ -86,21 +86,6 @@ fn typed_config(entry: &net::envoy_filter::Filter) -> Result<Any, String> {
         }
     }
     istio_xds_json::any_from_json(&config).map_err(|error| format!("filter {:?}: {error}", entry.filter_name))
-}
-
-fn struct_json(config: &prost_types::Struct) -> serde_json::Value {
-    fn value(v: &prost_types::Value) -> serde_json::Value {
-        use prost_types::value::Kind;
-        match &v.kind {
-            Some(Kind::NullValue(_)) | None => serde_json::Value::Null,
-            Some(Kind::NumberValue(n)) => serde_json::Number::from_f64(*n).map_or(serde_json::Value::Null, Into::into),
-            Some(Kind::StringValue(s)) => s.clone().into(),
-            Some(Kind::BoolValue(b)) => (*b).into(),
-            Some(Kind::StructValue(s)) => struct_json(s),
-            Some(Kind::ListValue(list)) => list.values.iter().map(value).collect(),
-        }
-    }
-    config.fields.iter().map(|(k, v)| (k.clone(), value(v))).collect::<serde_json::Map<_, _>>().into()
 }
 
 fn is_hcm(filter: &Filter) -> bool {

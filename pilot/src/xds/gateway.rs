@@ -17,10 +17,7 @@
 //! own) bind through it.
 
 use envoy_types::pb::envoy::config::core::v3::{transport_socket, TransportSocket};
-use envoy_types::pb::envoy::config::listener::v3::{
-    filter, listener_filter, Filter, FilterChain, FilterChainMatch, Listener, ListenerFilter,
-};
-use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
+use envoy_types::pb::envoy::config::listener::v3::{filter, Filter, FilterChain, FilterChainMatch, Listener};
 use envoy_types::pb::envoy::extensions::filters::network::sni_cluster::v3::SniCluster;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
     common_tls_context, subject_alt_name_matcher, tls_parameters, CertificateValidationContext, CommonTlsContext,
@@ -32,7 +29,7 @@ use istio_api::pb::istio::networking::v1alpha3 as net;
 use net::server::tls_options::{TlSmode, TlsProtocol};
 
 use super::listener::{
-    connection_manager, listener, rds, tcp_destinations, tcp_proxy_filter, tls_routes, unique_chains,
+    connection_manager, listener, rds, tcp_destinations, tcp_proxy_filter, tls_inspector, tls_routes, unique_chains,
 };
 use super::route::virtual_services_for;
 use super::{any, file_source, istio_mutual_tls, BLACKHOLE_CLUSTER};
@@ -342,11 +339,7 @@ pub fn gateway_listeners(push: &PushContext, proxy: &Proxy) -> Vec<Listener> {
         });
         let mut gateway_listener = listener(format!("0.0.0.0_{port}"), "0.0.0.0", port, unique, true);
         if inspect_tls {
-            gateway_listener.listener_filters = vec![ListenerFilter {
-                name: "envoy.filters.listener.tls_inspector".to_string(),
-                config_type: Some(listener_filter::ConfigType::TypedConfig(any(TlsInspector::default()))),
-                ..Default::default()
-            }];
+            gateway_listener.listener_filters = vec![tls_inspector()];
         }
         listeners.push(gateway_listener);
     }

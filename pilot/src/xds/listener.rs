@@ -336,11 +336,7 @@ pub fn sidecar_outbound_listeners(push: &PushContext, scope: &ProxyScope) -> Vec
                 let mut chains = sni_chains.clone();
                 chains.append(&mut http.filter_chains);
                 http.filter_chains = chains;
-                inspectors.push(ListenerFilter {
-                    name: "envoy.filters.listener.tls_inspector".to_string(),
-                    config_type: Some(listener_filter::ConfigType::TypedConfig(any(TlsInspector::default()))),
-                    ..Default::default()
-                });
+                inspectors.push(tls_inspector());
             }
             http.listener_filters = inspectors;
             http
@@ -380,15 +376,25 @@ pub fn sidecar_outbound_listeners(push: &PushContext, scope: &ProxyScope) -> Vec
             filters: vec![tcp_proxy_filter(passthrough, &[(passthrough.to_string(), 100)])],
             ..Default::default()
         });
-        let http_inspector = ListenerFilter {
-            name: "envoy.filters.listener.http_inspector".to_string(),
-            config_type: Some(listener_filter::ConfigType::TypedConfig(any(HttpInspector::default()))),
-            ..Default::default()
-        };
+        let http_inspector = listener_filter_of("envoy.filters.listener.http_inspector", any(HttpInspector::default()));
         listeners.push(with_sni(listener(name, "0.0.0.0", port, chains, false), vec![http_inspector]));
     }
     listeners.extend(tcp_listeners.into_values());
     listeners
+}
+
+/// A listener filter with its typed config.
+fn listener_filter_of(name: &str, config: envoy_types::pb::google::protobuf::Any) -> ListenerFilter {
+    ListenerFilter {
+        name: name.to_string(),
+        config_type: Some(listener_filter::ConfigType::TypedConfig(config)),
+        ..Default::default()
+    }
+}
+
+/// The TLS inspector, which reads SNI (and ALPN) for filter-chain matching.
+pub(super) fn tls_inspector() -> ListenerFilter {
+    listener_filter_of("envoy.filters.listener.tls_inspector", any(TlsInspector::default()))
 }
 
 /// What the HTTP inspector reports for HTTP traffic.
@@ -464,11 +470,7 @@ fn tls_listener(name: String, ip: &str, port: u32, routes: TlsChains, fallback: 
         });
     }
     let mut tls = listener(name, ip, port, chains, false);
-    tls.listener_filters = vec![ListenerFilter {
-        name: "envoy.filters.listener.tls_inspector".to_string(),
-        config_type: Some(listener_filter::ConfigType::TypedConfig(any(TlsInspector::default()))),
-        ..Default::default()
-    }];
+    tls.listener_filters = vec![tls_inspector()];
     tls
 }
 
@@ -529,11 +531,8 @@ pub fn virtual_inbound(push: &PushContext, proxy: &Proxy) -> Listener {
         filters: vec![tcp_proxy_filter(INBOUND_PASSTHROUGH_CLUSTER, &[(INBOUND_PASSTHROUGH_CLUSTER.to_string(), 100)])],
         ..Default::default()
     });
-    inbound.listener_filters = vec![ListenerFilter {
-        name: "envoy.filters.listener.original_dst".to_string(),
-        config_type: Some(listener_filter::ConfigType::TypedConfig(any(OriginalDst::default()))),
-        ..Default::default()
-    }];
+    inbound.listener_filters =
+        vec![listener_filter_of("envoy.filters.listener.original_dst", any(OriginalDst::default()))];
     inbound
 }
 

@@ -62,15 +62,18 @@ pub fn message_to_json<M: prost::Name>(message: &M) -> Result<serde_json::Value,
     to_json(&M::full_name(), &message.encode_to_vec())
 }
 
+/// Reads the message named `name` from JSON; unknown fields are errors naming their path.
+fn dynamic_from_json(name: &str, value: &serde_json::Value) -> Result<DynamicMessage, Error> {
+    let descriptor = pool().get_message_by_name(name).ok_or_else(|| Error::UnknownType(name.to_string()))?;
+    DynamicMessage::deserialize_with_options(descriptor, value, &DeserializeOptions::new())
+        .map_err(|e| Error::Json { type_name: name.to_string(), message: e.to_string() })
+}
+
 /// Read a typed message from JSON (or YAML already parsed into a JSON value). Unknown fields
 /// are rejected, and the error names the field path.
 pub fn message_from_json<M: prost::Name + Default>(value: &serde_json::Value) -> Result<M, Error> {
     let name = M::full_name();
-    let descriptor = pool().get_message_by_name(&name).ok_or_else(|| Error::UnknownType(name.clone()))?;
-    let text = value.to_string();
-    let mut deserializer = serde_json::Deserializer::from_str(&text);
-    let dynamic = DynamicMessage::deserialize_with_options(descriptor, &mut deserializer, &DeserializeOptions::new())
-        .map_err(|e| Error::Json { type_name: name.clone(), message: e.to_string() })?;
+    let dynamic = dynamic_from_json(&name, value)?;
     dynamic.transcode_to::<M>().map_err(|source| Error::Decode { type_name: name, source })
 }
 
@@ -82,16 +85,11 @@ pub fn any_from_json(value: &serde_json::Value) -> Result<envoy_types::pb::googl
         .and_then(serde_json::Value::as_str)
         .ok_or_else(|| Error::Json { type_name: "google.protobuf.Any".into(), message: "missing @type".into() })?
         .to_string();
-    let name = type_name(&type_url).to_string();
-    let descriptor = pool().get_message_by_name(&name).ok_or_else(|| Error::UnknownType(name.clone()))?;
     let mut fields = value.clone();
     if let Some(map) = fields.as_object_mut() {
         map.remove("@type");
     }
-    let text = fields.to_string();
-    let mut deserializer = serde_json::Deserializer::from_str(&text);
-    let dynamic = DynamicMessage::deserialize_with_options(descriptor, &mut deserializer, &DeserializeOptions::new())
-        .map_err(|e| Error::Json { type_name: name, message: e.to_string() })?;
+    let dynamic = dynamic_from_json(type_name(&type_url), &fields)?;
     Ok(envoy_types::pb::google::protobuf::Any { type_url, value: prost::Message::encode_to_vec(&dynamic) })
 }
 
