@@ -1,5 +1,10 @@
-//! The istio-rs proxy. This crate starts with what `istio-init` did in Istio 1.4: installing the
-//! iptables rules that send a pod's TCP traffic through the sidecar (`iptables`), and removing
-//! them (`clean_iptables`).
+//! The istio-rs proxy: what Istio 1.4's pilot-agent and istio-init did. `agent` runs a sidecar
+//! or gateway (`proxy sidecar|router`): node identity, bootstrap, the status port and the data
+//! plane's lifecycle. `iptables` installs and removes the traffic-capture rules. `request`
+//! queries the local admin API.
 
+pub mod agent;
+pub mod http_client;
 pub mod iptables;
+pub mod request;
+pub mod status;

@@ -1,6 +1,8 @@
 //! `proxy` entry point: parse flags and run the chosen command.
 
 use clap::{Parser, Subcommand};
+use proxy::agent::args::AgentArgs;
+use proxy::agent::node::Role;
 
 #[derive(Debug, Parser)]
 #[command(name = "proxy", version, about = "The istio-rs sidecar and gateway proxy")]
@@ -11,6 +13,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run as a workload's sidecar (what the injector's istio-proxy container runs).
+    Sidecar(Box<AgentArgs>),
+    /// Run as a gateway (ingress or egress).
+    Router(Box<AgentArgs>),
+    /// Send a request to the local admin API and print the answer, e.g. `proxy request GET config_dump`.
+    Request(proxy::request::RequestArgs),
     /// Install the traffic-capture rules (what 1.4's istio-init container runs).
     Iptables(Box<proxy::iptables::IptablesArgs>),
     /// Remove the rules `iptables` installed.
@@ -21,6 +29,13 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Sidecar(args) => run_agent(Role::Sidecar, *args),
+        Command::Router(args) => run_agent(Role::Router, *args),
+        Command::Request(args) => {
+            runtime().and_then(|runtime| runtime.block_on(proxy::request::run(&args))).map(|body| {
+                print!("{body}");
+            })
+        }
         Command::Iptables(args) => proxy::iptables::install(&args),
         Command::CleanIptables(args) => proxy::iptables::clean(&args),
     };
@@ -28,4 +43,16 @@ fn main() {
         eprintln!("Error: {error:#}");
         std::process::exit(1);
     }
+}
+
+fn run_agent(role: Role, args: AgentArgs) -> anyhow::Result<()> {
+    if std::env::var_os("RUST_LOG").is_none() {
+        std::env::set_var("RUST_LOG", proxy::agent::log_filter(&args.log_output_level));
+    }
+    istio_runtime::init_logging(false);
+    runtime()?.block_on(proxy::agent::run(role, args))
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }

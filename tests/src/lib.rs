@@ -38,9 +38,15 @@ impl Process {
 
     /// Starts any program (found on `PATH` when not a path) the same way.
     pub fn start_program(program: &std::path::Path, args: &[&str]) -> Process {
+        Process::start_with_env(program, args, &[])
+    }
+
+    /// Starts a program with extra environment variables.
+    pub fn start_with_env(program: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Process {
         let binary_name = program.display().to_string();
         let mut child = Command::new(program)
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -88,6 +94,30 @@ impl Process {
             if let Ok(value) = serde_json::from_str(&text) {
                 return Some(value);
             }
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM, as Kubernetes does to stop a container.
+    pub fn terminate(&self) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::SIGTERM);
+    }
+
+    /// The exit status once the process has exited, or `None` if it is still running at the deadline.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 

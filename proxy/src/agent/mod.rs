@@ -1,0 +1,129 @@
+//! `proxy sidecar` and `proxy router`: pilot-agent's job. Works out the node's identity, serves
+//! the status port, and runs the data plane — a stock Envoy on a generated bootstrap when
+//! `--binaryPath` is given — until SIGTERM or `/quitquitquit`, then drains it.
+
+pub mod args;
+pub mod bootstrap;
+pub mod envoy;
+pub mod node;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{anyhow, Context};
+use istio_runtime::Shutdown;
+
+use crate::http_client::Admin;
+use crate::status::{self, StatusConfig};
+use args::AgentArgs;
+use node::{NodeIdentity, Role};
+
+/// The bootstrap file name 1.4 used (`envoy-rev<epoch>.json`).
+pub const BOOTSTRAP_FILE: &str = "envoy-rev0.json";
+
+/// Runs the agent until it is told to stop.
+pub async fn run(role: Role, args: AgentArgs) -> anyhow::Result<()> {
+    args.validate().map_err(|error| anyhow!(error))?;
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let node = NodeIdentity::build(role, &args, &env).map_err(|error| anyhow!(error))?;
+    tracing::info!(node = %node.id, cluster = %node.cluster, "proxy {} starting", role.as_str());
+    let admin = Admin { port: args.proxy_admin_port };
+
+    let shutdown = Arc::new(Shutdown::default());
+    let signal_shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        istio_runtime::shutdown_signal().await;
+        tracing::info!("received a stop signal; draining");
+        signal_shutdown.trigger();
+    });
+
+    let status_task = if args.status_port > 0 {
+        let probers = status::parse_app_probers(&std::env::var(status::APP_PROBERS_ENV).unwrap_or_default())
+            .map_err(|error| anyhow!(error))?;
+        let config = StatusConfig {
+            role,
+            admin,
+            application_ports: args.application_ports().map_err(|error| anyhow!(error))?,
+            app_probers: probers,
+        };
+        let quit = shutdown.clone();
+        let address = SocketAddr::from((Ipv4Addr::UNSPECIFIED, args.status_port));
+        let (bound, task) = status::serve(address, config, move || quit.trigger(), shutdown.wait()).await?;
+        tracing::info!("status server on {bound}");
+        Some(task)
+    } else {
+        None
+    };
+
+    let result = match &args.binary_path {
+        Some(binary) => {
+            let bootstrap = write_bootstrap(&node, &args)?;
+            let options = envoy::EnvoyOptions {
+                binary: binary.clone(),
+                bootstrap,
+                admin,
+                log_level: args.proxy_log_level.clone(),
+                component_log_level: args.proxy_component_log_level.clone(),
+                concurrency: args.concurrency,
+                drain_duration: args.drain_duration,
+                parent_shutdown_duration: args.parent_shutdown_duration,
+            };
+            envoy::supervise(options, shutdown.wait()).await
+        }
+        None => Err(anyhow!(
+            "no data plane to run: pass --binaryPath with an Envoy binary (the built-in data plane is not part of \
+             this build yet)"
+        )),
+    };
+    shutdown.trigger();
+    if let Some(task) = status_task {
+        let _ = task.await;
+    }
+    result
+}
+
+/// Writes the Envoy bootstrap into `--configPath` (or uses `--customConfigFile`) and returns its path.
+fn write_bootstrap(node: &NodeIdentity, args: &AgentArgs) -> anyhow::Result<PathBuf> {
+    if let Some(custom) = &args.custom_config_file {
+        return Ok(custom.clone());
+    }
+    let bootstrap = bootstrap::bootstrap(node, args).map_err(|error| anyhow!(error))?;
+    std::fs::create_dir_all(&args.config_path)
+        .with_context(|| format!("creating --configPath {}", args.config_path.display()))?;
+    let path = args.config_path.join(BOOTSTRAP_FILE);
+    let text = serde_json::to_string_pretty(&bootstrap)?;
+    std::fs::write(&path, text).with_context(|| format!("writing the bootstrap {}", path.display()))?;
+    tracing::info!("wrote the Envoy bootstrap {}", path.display());
+    Ok(path)
+}
+
+/// Turns 1.4's `--log_output_level` (`default:info,ads:debug`) into a tracing filter: the
+/// `default` scope sets the level; Go scope names have no counterpart here and are ignored.
+pub fn log_filter(log_output_level: &str) -> String {
+    let level = log_output_level
+        .split(',')
+        .filter_map(|pair| pair.split_once(':'))
+        .find(|(scope, _)| scope.trim() == "default")
+        .map(|(_, level)| level.trim())
+        .unwrap_or("info");
+    match level {
+        "warning" => "warn",
+        "none" => "off",
+        "fatal" => "error",
+        other => other,
+    }
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_levels_map_from_istio_scopes() {
+        assert_eq!(log_filter("default:info"), "info");
+        assert_eq!(log_filter("ads:debug,default:warning"), "warn");
+        assert_eq!(log_filter(""), "info");
+    }
+}

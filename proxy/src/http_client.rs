@@ -1,0 +1,137 @@
+//! A minimal HTTP/1.1 client for the agent's own calls: the local admin API (readiness,
+//! `proxy request`, draining) and the application's health endpoints (rewritten probes).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+/// A response's status and whole body.
+#[derive(Debug)]
+pub struct Response {
+    pub status: StatusCode,
+    pub body: Bytes,
+}
+
+impl Response {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Sends one request to `host:port` and reads the whole answer, all within `timeout`.
+pub async fn send(
+    method: Method,
+    authority: &str,
+    path_and_query: &str,
+    headers: &[(String, String)],
+    timeout: Duration,
+) -> Result<Response, String> {
+    let exchange = async {
+        let stream =
+            TcpStream::connect(authority).await.map_err(|error| format!("connecting to {authority}: {error}"))?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|error| format!("HTTP handshake with {authority}: {error}"))?;
+        tokio::spawn(connection);
+        let mut request = Request::builder().method(method).uri(path_and_query).header(http::header::HOST, authority);
+        for (name, value) in headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        let request = request
+            .body(Empty::<Bytes>::new())
+            .map_err(|error| format!("building the request for {path_and_query}: {error}"))?;
+        let response =
+            sender.send_request(request).await.map_err(|error| format!("{authority}{path_and_query}: {error}"))?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|error| format!("reading {authority}{path_and_query}: {error}"))?
+            .to_bytes();
+        Ok(Response { status, body })
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| format!("{authority}{path_and_query}: no answer within {timeout:?}"))?
+}
+
+/// The local admin API on `127.0.0.1:port`.
+#[derive(Debug, Clone, Copy)]
+pub struct Admin {
+    pub port: u16,
+}
+
+impl Admin {
+    const TIMEOUT: Duration = Duration::from_secs(5);
+
+    pub async fn get(&self, path: &str) -> Result<Response, String> {
+        self.call(Method::GET, path).await
+    }
+
+    pub async fn post(&self, path: &str) -> Result<Response, String> {
+        self.call(Method::POST, path).await
+    }
+
+    pub async fn call(&self, method: Method, path: &str) -> Result<Response, String> {
+        let path = if path.starts_with('/') { path.to_string() } else { format!("/{path}") };
+        send(method, &format!("127.0.0.1:{}", self.port), &path, &[], Self::TIMEOUT).await
+    }
+
+    /// Counter and gauge values from `/stats` whose names match `filter` (a regex).
+    pub async fn stats(&self, filter: &str) -> Result<Vec<(String, u64)>, String> {
+        let response = self.get(&format!("/stats?filter={}", encode_query(filter))).await?;
+        if !response.status.is_success() {
+            return Err(format!("/stats answered {}", response.status));
+        }
+        Ok(parse_stats(&response.text()))
+    }
+}
+
+/// Parses `name: value` lines of Envoy's text `/stats`, skipping histograms.
+pub fn parse_stats(text: &str) -> Vec<(String, u64)> {
+    text.lines()
+        .filter_map(|line| line.split_once(": "))
+        .filter_map(|(name, value)| value.trim().parse().ok().map(|value| (name.to_string(), value)))
+        .collect()
+}
+
+/// Percent-encodes a query value (regex filters contain `^`, `|`, `\`, …).
+fn encode_query(value: &str) -> String {
+    value
+        .bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (byte as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_lines() {
+        let stats = parse_stats(
+            "cluster_manager.cds.update_success: 3\nlistener_manager.lds.update_rejected: 0\n\
+             http.admin.downstream_rq_time: P0(nan,0) P25(nan,0)\n",
+        );
+        assert_eq!(
+            stats,
+            [
+                ("cluster_manager.cds.update_success".to_string(), 3),
+                ("listener_manager.lds.update_rejected".to_string(), 0)
+            ]
+        );
+    }
+
+    #[test]
+    fn query_encoding() {
+        assert_eq!(encode_query(r"^a\.b|c$"), "%5Ea%5C.b%7Cc%24");
+    }
+}
