@@ -17,6 +17,8 @@ enum Command {
     Sidecar(Box<AgentArgs>),
     /// Run as a gateway (ingress or egress).
     Router(Box<AgentArgs>),
+    /// Run the built-in data plane on a static Envoy v3 bootstrap (YAML or JSON), without the agent.
+    Run(proxy::run::RunArgs),
     /// Send a request to the local admin API and print the answer, e.g. `proxy request GET config_dump`.
     Request(proxy::request::RequestArgs),
     /// Install the traffic-capture rules (what 1.4's istio-init container runs).
@@ -31,6 +33,10 @@ fn main() {
     let result = match cli.command {
         Command::Sidecar(args) => run_agent(Role::Sidecar, *args),
         Command::Router(args) => run_agent(Role::Router, *args),
+        Command::Run(args) => {
+            istio_runtime::init_logging(false);
+            runtime().and_then(|runtime| runtime.block_on(proxy::run::run(&args)))
+        }
         Command::Request(args) => {
             runtime().and_then(|runtime| runtime.block_on(proxy::request::run(&args))).map(|body| {
                 print!("{body}");

@@ -1,6 +1,7 @@
-//! `proxy sidecar` and `proxy router`: pilot-agent's job. Works out the node's identity, serves
-//! the status port, and runs the data plane — a stock Envoy on a generated bootstrap when
-//! `--binaryPath` is given — until SIGTERM or `/quitquitquit`, then drains it.
+//! `proxy sidecar` and `proxy router`: pilot-agent's job. Works out the node's identity, builds
+//! the Envoy bootstrap, serves the status port, and runs the data plane on that bootstrap — the
+//! built-in one, or a stock Envoy when `--binaryPath` is given — until SIGTERM or
+//! `/quitquitquit`, then drains it.
 
 pub mod args;
 pub mod bootstrap;
@@ -71,16 +72,31 @@ pub async fn run(role: Role, args: AgentArgs) -> anyhow::Result<()> {
             };
             envoy::supervise(options, shutdown.wait()).await
         }
-        None => Err(anyhow!(
-            "no data plane to run: pass --binaryPath with an Envoy binary (the built-in data plane is not part of \
-             this build yet)"
-        )),
+        None => run_builtin(&node, &args, shutdown.clone()).await,
     };
     shutdown.trigger();
     if let Some(task) = status_task {
         let _ = task.await;
     }
     result
+}
+
+/// Runs the built-in data plane on the same bootstrap Envoy would get, until told to stop,
+/// then drains it for up to `--drainDuration`.
+async fn run_builtin(node: &NodeIdentity, args: &AgentArgs, shutdown: Arc<Shutdown>) -> anyhow::Result<()> {
+    let bootstrap = bootstrap::bootstrap(node, args).map_err(|error| anyhow!(error))?;
+    let bootstrap =
+        istio_xds_json::message_from_json(&bootstrap).map_err(|error| anyhow!("the generated bootstrap: {error}"))?;
+    let data_plane = crate::dataplane::DataPlane::start(bootstrap).await?;
+    tracing::info!("data plane admin API on {}", data_plane.admin_address);
+    let quit = data_plane.shared.clone();
+    tokio::select! {
+        () = shutdown.wait() => {}
+        () = quit.quit.notified() => shutdown.trigger(),
+    }
+    tracing::info!("draining for up to {:?}", args.drain_duration);
+    data_plane.drain_and_stop(args.drain_duration).await;
+    Ok(())
 }
 
 /// Writes the Envoy bootstrap into `--configPath` (or uses `--customConfigFile`) and returns its path.

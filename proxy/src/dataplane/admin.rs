@@ -1,0 +1,188 @@
+//! The admin API (127.0.0.1:15000 in a pod) with Envoy's paths and shapes where tools read
+//! them: `/ready`, `/server_info`, `/stats` (text, `?filter=`, `?usedonly`),
+//! `/stats/prometheus`, `/config_dump` (`?resource=`, `?include_eds`), `/clusters`,
+//! `/listeners` (`?format=json`), `/drain_listeners` and `/quitquitquit`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde_json::json;
+
+use super::{ServerState, Shared};
+
+type Params = Query<HashMap<String, String>>;
+
+pub async fn serve(
+    shared: Arc<Shared>,
+    address: SocketAddr,
+) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|error| anyhow::anyhow!("binding the admin API on {address}: {error}"))?;
+    let bound = listener.local_addr()?;
+    let router = Router::new()
+        .route("/ready", get(ready))
+        .route("/server_info", get(server_info))
+        .route("/stats", get(stats))
+        .route("/stats/prometheus", get(prometheus))
+        .route("/config_dump", get(config_dump))
+        .route("/clusters", get(clusters))
+        .route("/listeners", get(listeners))
+        .route("/drain_listeners", post(drain_listeners))
+        .route("/quitquitquit", post(quit))
+        .with_state(shared);
+    let task = tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, router).await {
+            tracing::error!("admin API: {error}");
+        }
+    });
+    Ok((bound, task))
+}
+
+fn json_response(value: serde_json::Value) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], serde_json::to_string_pretty(&value).unwrap_or_default())
+        .into_response()
+}
+
+async fn ready(State(shared): State<Arc<Shared>>) -> Response {
+    let state = shared.state();
+    let status = if state == ServerState::Live { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, format!("{}\n", state.as_str())).into_response()
+}
+
+async fn server_info(State(shared): State<Arc<Shared>>) -> Response {
+    let node = shared.bootstrap.node.as_ref().map(istio_xds_json::message_to_json).and_then(Result::ok);
+    json_response(json!({
+        "version": format!("istio-rs/{}", istio_runtime::VERSION),
+        "state": shared.state().as_str(),
+        "uptime_current_epoch": format!("{}s", shared.started.elapsed().as_secs()),
+        "uptime_all_epochs": format!("{}s", shared.started.elapsed().as_secs()),
+        "node": node,
+    }))
+}
+
+async fn stats(State(shared): State<Arc<Shared>>, Query(params): Params) -> Response {
+    if params.get("format").map(String::as_str) == Some("prometheus") {
+        return prometheus(State(shared)).await;
+    }
+    let filter = match params.get("filter").filter(|filter| !filter.is_empty()) {
+        Some(pattern) => match regex::Regex::new(pattern) {
+            Ok(regex) => Some(regex),
+            Err(error) => return (StatusCode::BAD_REQUEST, format!("Invalid regex: {error}\n")).into_response(),
+        },
+        None => None,
+    };
+    let text = shared.stats.render_text(filter.as_ref(), params.contains_key("usedonly"));
+    if params.get("format").map(String::as_str) == Some("json") {
+        let stats: Vec<serde_json::Value> = text
+            .lines()
+            .filter_map(|line| line.split_once(": "))
+            .map(|(name, value)| json!({"name": name, "value": value.parse::<i64>().unwrap_or_default()}))
+            .collect();
+        return json_response(json!({"stats": stats}));
+    }
+    ([(header::CONTENT_TYPE, "text/plain")], text).into_response()
+}
+
+async fn prometheus(State(shared): State<Arc<Shared>>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], shared.stats.render_prometheus()).into_response()
+}
+
+async fn config_dump(State(shared): State<Arc<Shared>>, Query(params): Params) -> Response {
+    let bootstrap = istio_xds_json::message_to_json(&shared.bootstrap).unwrap_or_default();
+    let dump = shared.dump.lock().unwrap_or_else(|poison| poison.into_inner()).render(
+        bootstrap,
+        params.get("resource").map(String::as_str),
+        params.contains_key("include_eds"),
+    );
+    json_response(dump)
+}
+
+async fn clusters(State(shared): State<Arc<Shared>>, Query(params): Params) -> Response {
+    let now = std::time::Instant::now();
+    let mut clusters: Vec<_> = shared.clusters.all().values().cloned().collect();
+    clusters.sort_by(|a, b| a.config.name.cmp(&b.config.name));
+    if params.get("format").map(String::as_str) == Some("json") {
+        let statuses: Vec<serde_json::Value> = clusters
+            .iter()
+            .map(|cluster| {
+                let hosts: Vec<serde_json::Value> = cluster
+                    .hosts()
+                    .hosts
+                    .iter()
+                    .map(|host| {
+                        json!({
+                            "address": {"socket_address": {"address": host.address.ip().to_string(), "port_value": host.address.port()}},
+                            "weight": host.weight,
+                            "health_status": {
+                                "eds_health_status": if host.eds_healthy { "HEALTHY" } else { "UNHEALTHY" },
+                                "failed_outlier_check": host.ejected(now),
+                            },
+                        })
+                    })
+                    .collect();
+                json!({"name": cluster.config.name, "host_statuses": hosts})
+            })
+            .collect();
+        return json_response(json!({"cluster_statuses": statuses}));
+    }
+    let mut text = String::new();
+    for cluster in clusters {
+        let name = &cluster.config.name;
+        let limits = cluster.config.limits;
+        text.push_str(&format!(
+            "{name}::default_priority::max_connections::{}\n{name}::default_priority::max_pending_requests::{}\n\
+             {name}::default_priority::max_requests::{}\n{name}::default_priority::max_retries::{}\n",
+            limits.max_connections, limits.max_pending_requests, limits.max_requests, limits.max_retries
+        ));
+        for host in cluster.hosts().hosts.iter() {
+            let address = host.address;
+            let health = match (host.eds_healthy, host.ejected(now)) {
+                (true, false) => "healthy".to_string(),
+                (false, _) => "/failed_eds_health".to_string(),
+                (true, true) => "/failed_outlier_check".to_string(),
+            };
+            text.push_str(&format!(
+                "{name}::{address}::rq_active::{}\n{name}::{address}::health_flags::{health}\n{name}::{address}::weight::{}\n",
+                host.active_requests.load(std::sync::atomic::Ordering::Relaxed),
+                host.weight
+            ));
+        }
+    }
+    ([(header::CONTENT_TYPE, "text/plain")], text).into_response()
+}
+
+async fn listeners(State(shared): State<Arc<Shared>>, Query(params): Params) -> Response {
+    let table = shared.listeners.table.load_full();
+    let mut listeners: Vec<_> = table.by_name.values().cloned().collect();
+    listeners.sort_by(|a, b| a.name.cmp(&b.name));
+    if params.get("format").map(String::as_str) == Some("json") {
+        let statuses: Vec<serde_json::Value> = listeners
+            .iter()
+            .map(|listener| {
+                json!({"name": listener.name, "local_address": {"socket_address": {
+                    "address": listener.address.ip().to_string(), "port_value": listener.address.port()}}})
+            })
+            .collect();
+        return json_response(json!({"listener_statuses": statuses}));
+    }
+    let text: String = listeners.iter().map(|listener| format!("{}::{}\n", listener.name, listener.address)).collect();
+    ([(header::CONTENT_TYPE, "text/plain")], text).into_response()
+}
+
+async fn drain_listeners(State(shared): State<Arc<Shared>>) -> Response {
+    shared.start_draining();
+    (StatusCode::OK, "OK\n").into_response()
+}
+
+async fn quit(State(shared): State<Arc<Shared>>) -> Response {
+    shared.quit.notify_waiters();
+    shared.quit.notify_one();
+    (StatusCode::OK, "OK\n").into_response()
+}

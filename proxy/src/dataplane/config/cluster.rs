@@ -1,0 +1,436 @@
+//! Clusters (CDS, or static in a config file) and their endpoints (EDS or `load_assignment`)
+//! compiled into what the upstream side needs: how endpoints are found, the load-balancing
+//! policy, circuit-breaker thresholds, outlier detection, the HTTP protocol to speak upstream,
+//! connection limits and timeouts, and upstream TLS.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use envoy_types::pb::envoy::config::cluster::v3::{cluster, Cluster};
+use envoy_types::pb::envoy::config::core::v3::{
+    address, data_source, socket_address, Address, DataSource, HealthStatus,
+};
+use envoy_types::pb::envoy::config::endpoint::v3::{lb_endpoint, ClusterLoadAssignment};
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+    common_tls_context::ValidationContextType, UpstreamTlsContext,
+};
+use envoy_types::pb::envoy::extensions::upstreams::http::v3::{http_protocol_options, HttpProtocolOptions};
+use prost::Message;
+
+use super::matcher::StringMatcher;
+use super::{duration, ConfigError};
+
+const HTTP_OPTIONS_EXTENSION: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+const TLS_TRANSPORT: &str = "envoy.transport_sockets.tls";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterConfig {
+    pub name: String,
+    pub discovery: Discovery,
+    pub lb_policy: LbPolicy,
+    pub connect_timeout: Duration,
+    pub limits: Limits,
+    pub outlier: Option<OutlierConfig>,
+    /// Speak HTTP/2 to the endpoints (gRPC, h2c).
+    pub http2: bool,
+    pub max_requests_per_connection: Option<u32>,
+    pub idle_timeout: Option<Duration>,
+    pub tls: Option<UpstreamTls>,
+    /// The source address of upstream connections (`upstream_bind_config`).
+    pub bind_address: Option<IpAddr>,
+    /// Endpoints given in the cluster itself (STATIC, STRICT_DNS).
+    pub load_assignment: Vec<EndpointConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Discovery {
+    /// Endpoints arrive over EDS under this name.
+    Eds(String),
+    Static,
+    /// Re-resolve the load assignment's host names every `refresh`.
+    StrictDns {
+        refresh: Duration,
+    },
+    /// Connect to where the downstream connection was originally going.
+    OriginalDst,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LbPolicy {
+    RoundRobin,
+    LeastRequest,
+    Random,
+    RingHash,
+    ClusterProvided,
+}
+
+/// Circuit-breaker thresholds (Envoy's defaults: 1024 connections, pending and requests, 3 retries).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_connections: u32,
+    pub max_pending_requests: u32,
+    pub max_requests: u32,
+    pub max_retries: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_connections: 1024, max_pending_requests: 1024, max_requests: 1024, max_retries: 3 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutlierConfig {
+    pub consecutive_5xx: Option<u32>,
+    pub consecutive_gateway_failure: Option<u32>,
+    pub enforcing_consecutive_5xx: u32,
+    pub enforcing_consecutive_gateway_failure: u32,
+    pub interval: Duration,
+    pub base_ejection_time: Duration,
+    pub max_ejection_percent: u32,
+}
+
+/// One endpoint: where it is, its weight and whether EDS marked it healthy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EndpointConfig {
+    pub host: String,
+    pub port: u16,
+    pub weight: u32,
+    pub healthy: bool,
+    pub priority: u32,
+}
+
+impl EndpointConfig {
+    /// The socket address when the host is an IP.
+    pub fn socket_address(&self) -> Option<SocketAddr> {
+        self.host.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, self.port))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamTls {
+    pub sni: Option<String>,
+    pub alpn: Vec<String>,
+    pub certificate_chain: Option<PathBuf>,
+    pub private_key: Option<PathBuf>,
+    pub trusted_ca: Option<PathBuf>,
+    /// Subject alternative names the server certificate must carry (any of them).
+    pub subject_alt_names: Vec<String>,
+    /// Certificates come from SDS secrets with these names (certificate, validation).
+    pub sds: Option<(String, String)>,
+}
+
+impl ClusterConfig {
+    pub fn compile(cluster: &Cluster) -> Result<ClusterConfig, ConfigError> {
+        let at = format!("cluster {}", cluster.name);
+        let discovery_type = match &cluster.cluster_discovery_type {
+            Some(cluster::ClusterDiscoveryType::Type(kind)) => cluster::DiscoveryType::try_from(*kind)
+                .map_err(|_| ConfigError::new(&at, format!("unknown discovery type {kind}")))?,
+            Some(cluster::ClusterDiscoveryType::ClusterType(custom)) => {
+                return Err(ConfigError::new(&at, format!("custom cluster type {} is not supported", custom.name)))
+            }
+            None => cluster::DiscoveryType::Static,
+        };
+        let discovery = match discovery_type {
+            cluster::DiscoveryType::Eds => Discovery::Eds(
+                cluster
+                    .eds_cluster_config
+                    .as_ref()
+                    .map(|eds| eds.service_name.clone())
+                    .filter(|name| !name.is_empty())
+                    .unwrap_or_else(|| cluster.name.clone()),
+            ),
+            cluster::DiscoveryType::Static => Discovery::Static,
+            #[allow(deprecated)]
+            cluster::DiscoveryType::StrictDns | cluster::DiscoveryType::LogicalDns => Discovery::StrictDns {
+                refresh: cluster.dns_refresh_rate.as_ref().map(duration).unwrap_or(Duration::from_secs(5)),
+            },
+            cluster::DiscoveryType::OriginalDst => Discovery::OriginalDst,
+        };
+        let lb_policy = match cluster::LbPolicy::try_from(cluster.lb_policy).unwrap_or(cluster::LbPolicy::RoundRobin) {
+            cluster::LbPolicy::RoundRobin => LbPolicy::RoundRobin,
+            cluster::LbPolicy::LeastRequest => LbPolicy::LeastRequest,
+            cluster::LbPolicy::Random => LbPolicy::Random,
+            cluster::LbPolicy::RingHash | cluster::LbPolicy::Maglev => LbPolicy::RingHash,
+            cluster::LbPolicy::ClusterProvided => LbPolicy::ClusterProvided,
+            other => return Err(ConfigError::new(&at, format!("lb_policy {} is not supported", other.as_str_name()))),
+        };
+        let mut limits = Limits::default();
+        if let Some(thresholds) = cluster.circuit_breakers.as_ref().and_then(|breakers| breakers.thresholds.first()) {
+            let value = |field: &Option<envoy_types::pb::google::protobuf::UInt32Value>, default: u32| {
+                field.as_ref().map_or(default, |value| value.value)
+            };
+            limits = Limits {
+                max_connections: value(&thresholds.max_connections, limits.max_connections),
+                max_pending_requests: value(&thresholds.max_pending_requests, limits.max_pending_requests),
+                max_requests: value(&thresholds.max_requests, limits.max_requests),
+                max_retries: value(&thresholds.max_retries, limits.max_retries),
+            };
+        }
+        let outlier = cluster.outlier_detection.as_ref().map(|detection| {
+            let value = |field: &Option<envoy_types::pb::google::protobuf::UInt32Value>| {
+                field.as_ref().map(|value| value.value)
+            };
+            OutlierConfig {
+                // Envoy's default is 5 consecutive 5xx, enforced 100%.
+                consecutive_5xx: value(&detection.consecutive_5xx).or(Some(5)).filter(|count| *count > 0),
+                consecutive_gateway_failure: value(&detection.consecutive_gateway_failure).filter(|count| *count > 0),
+                enforcing_consecutive_5xx: value(&detection.enforcing_consecutive_5xx).unwrap_or(100),
+                enforcing_consecutive_gateway_failure: value(&detection.enforcing_consecutive_gateway_failure)
+                    .unwrap_or(0),
+                interval: detection.interval.as_ref().map(duration).unwrap_or(Duration::from_secs(10)),
+                base_ejection_time: detection
+                    .base_ejection_time
+                    .as_ref()
+                    .map(duration)
+                    .unwrap_or(Duration::from_secs(30)),
+                max_ejection_percent: value(&detection.max_ejection_percent).unwrap_or(10).min(100),
+            }
+        });
+        let mut http2 = false;
+        let mut max_requests_per_connection = None;
+        let mut idle_timeout = None;
+        if let Some(options) = cluster.typed_extension_protocol_options.get(HTTP_OPTIONS_EXTENSION) {
+            let options = HttpProtocolOptions::decode(options.value.as_slice()).map_err(|error| {
+                ConfigError::new(&format!("{at}: typed_extension_protocol_options"), error.to_string())
+            })?;
+            if let Some(http_protocol_options::UpstreamProtocolOptions::ExplicitHttpConfig(explicit)) =
+                &options.upstream_protocol_options
+            {
+                http2 = matches!(
+                    explicit.protocol_config,
+                    Some(http_protocol_options::explicit_http_config::ProtocolConfig::Http2ProtocolOptions(_))
+                );
+            }
+            if let Some(common) = &options.common_http_protocol_options {
+                max_requests_per_connection =
+                    common.max_requests_per_connection.as_ref().map(|value| value.value).filter(|v| *v > 0);
+                idle_timeout = common.idle_timeout.as_ref().map(duration).filter(|timeout| !timeout.is_zero());
+            }
+        }
+        #[allow(deprecated)]
+        if cluster.http2_protocol_options.is_some() {
+            http2 = true;
+        }
+        let tls = match &cluster.transport_socket {
+            Some(socket) if socket.name == TLS_TRANSPORT || socket.name.ends_with(".tls") => {
+                let Some(envoy_types::pb::envoy::config::core::v3::transport_socket::ConfigType::TypedConfig(config)) =
+                    &socket.config_type
+                else {
+                    return Err(ConfigError::new(&at, "transport_socket: the TLS socket needs a typed_config"));
+                };
+                let context = UpstreamTlsContext::decode(config.value.as_slice())
+                    .map_err(|error| ConfigError::new(&format!("{at}: transport_socket"), error.to_string()))?;
+                Some(upstream_tls(&context, &at)?)
+            }
+            Some(socket) if socket.name == "envoy.transport_sockets.raw_buffer" => None,
+            Some(socket) => {
+                return Err(ConfigError::new(&at, format!("transport_socket {} is not supported", socket.name)))
+            }
+            None => None,
+        };
+        let bind_address = match cluster.upstream_bind_config.as_ref().and_then(|bind| bind.source_address.as_ref()) {
+            Some(source) => Some(source.address.parse::<IpAddr>().map_err(|_| {
+                ConfigError::new(&at, format!("upstream_bind_config: {:?} is not an IP", source.address))
+            })?),
+            None => None,
+        };
+        let load_assignment = match &cluster.load_assignment {
+            Some(assignment) => endpoints(assignment, &at)?,
+            None => Vec::new(),
+        };
+        if matches!(discovery, Discovery::Static) {
+            if let Some(bad) = load_assignment.iter().find(|endpoint| endpoint.socket_address().is_none()) {
+                return Err(ConfigError::new(&at, format!("a STATIC cluster needs IP addresses, not {:?}", bad.host)));
+            }
+        }
+        Ok(ClusterConfig {
+            name: cluster.name.clone(),
+            discovery,
+            lb_policy,
+            connect_timeout: cluster.connect_timeout.as_ref().map(duration).unwrap_or(Duration::from_secs(5)),
+            limits,
+            outlier,
+            http2,
+            max_requests_per_connection,
+            idle_timeout,
+            tls,
+            bind_address,
+            load_assignment,
+        })
+    }
+}
+
+/// The endpoints of a load assignment (EDS or inline), with their priority.
+pub fn endpoints(assignment: &ClusterLoadAssignment, at: &str) -> Result<Vec<EndpointConfig>, ConfigError> {
+    let mut found = Vec::new();
+    for (locality_index, locality) in assignment.endpoints.iter().enumerate() {
+        for (index, lb_endpoint) in locality.lb_endpoints.iter().enumerate() {
+            let field = format!("{at}: endpoints[{locality_index}].lb_endpoints[{index}]");
+            let Some(lb_endpoint::HostIdentifier::Endpoint(endpoint)) = &lb_endpoint.host_identifier else {
+                return Err(ConfigError::new(&field, "named endpoints are not supported"));
+            };
+            let (host, port) = socket_of(endpoint.address.as_ref())
+                .ok_or_else(|| ConfigError::new(&field, "needs a socket address"))?;
+            let status = HealthStatus::try_from(lb_endpoint.health_status).unwrap_or(HealthStatus::Unknown);
+            found.push(EndpointConfig {
+                host,
+                port,
+                weight: lb_endpoint.load_balancing_weight.as_ref().map_or(1, |weight| weight.value.max(1)),
+                healthy: matches!(status, HealthStatus::Unknown | HealthStatus::Healthy | HealthStatus::Degraded),
+                priority: locality.priority,
+            });
+        }
+    }
+    Ok(found)
+}
+
+/// `host` and port of a socket address (`None` for pipes and named ports).
+pub fn socket_of(address: Option<&Address>) -> Option<(String, u16)> {
+    match address?.address.as_ref()? {
+        address::Address::SocketAddress(socket) => match socket.port_specifier {
+            Some(socket_address::PortSpecifier::PortValue(port)) => {
+                Some((socket.address.clone(), u16::try_from(port).ok()?))
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn file_of(source: Option<&DataSource>) -> Option<PathBuf> {
+    match source?.specifier.as_ref()? {
+        data_source::Specifier::Filename(path) => Some(PathBuf::from(path)),
+        _ => None,
+    }
+}
+
+fn upstream_tls(context: &UpstreamTlsContext, at: &str) -> Result<UpstreamTls, ConfigError> {
+    let common = context.common_tls_context.clone().unwrap_or_default();
+    let certificate = common.tls_certificates.first();
+    let mut tls = UpstreamTls {
+        sni: Some(context.sni.clone()).filter(|sni| !sni.is_empty()),
+        alpn: common.alpn_protocols.clone(),
+        certificate_chain: certificate.and_then(|cert| file_of(cert.certificate_chain.as_ref())),
+        private_key: certificate.and_then(|cert| file_of(cert.private_key.as_ref())),
+        trusted_ca: None,
+        subject_alt_names: Vec::new(),
+        sds: None,
+    };
+    let validation = match &common.validation_context_type {
+        Some(ValidationContextType::ValidationContext(validation)) => Some(validation.clone()),
+        Some(ValidationContextType::CombinedValidationContext(combined)) => {
+            if let Some(sds) = &combined.validation_context_sds_secret_config {
+                let certificate = common
+                    .tls_certificate_sds_secret_configs
+                    .first()
+                    .map(|secret| secret.name.clone())
+                    .unwrap_or_default();
+                tls.sds = Some((certificate, sds.name.clone()));
+            }
+            combined.default_validation_context.clone()
+        }
+        Some(ValidationContextType::ValidationContextSdsSecretConfig(sds)) => {
+            let certificate =
+                common.tls_certificate_sds_secret_configs.first().map(|secret| secret.name.clone()).unwrap_or_default();
+            tls.sds = Some((certificate, sds.name.clone()));
+            None
+        }
+        _ => None,
+    };
+    if let Some(validation) = validation {
+        tls.trusted_ca = file_of(validation.trusted_ca.as_ref());
+        for (index, san) in validation.match_typed_subject_alt_names.iter().enumerate() {
+            if let Some(matcher) = &san.matcher {
+                let compiled =
+                    StringMatcher::compile(matcher, &format!("{at}: match_typed_subject_alt_names[{index}]"))?;
+                if let StringMatcher::Exact(name, _) = compiled {
+                    tls.subject_alt_names.push(name);
+                }
+            }
+        }
+        #[allow(deprecated)]
+        for matcher in &validation.match_subject_alt_names {
+            if let Some(envoy_types::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern::Exact(name)) =
+                &matcher.match_pattern
+            {
+                tls.subject_alt_names.push(name.clone());
+            }
+        }
+    }
+    Ok(tls)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use envoy_types::pb::envoy::config::cluster::v3::{circuit_breakers, CircuitBreakers};
+    use envoy_types::pb::envoy::config::core::v3::SocketAddress;
+    use envoy_types::pb::envoy::config::endpoint::v3::{Endpoint, LbEndpoint, LocalityLbEndpoints};
+    use envoy_types::pb::google::protobuf::UInt32Value;
+
+    fn assignment(hosts: &[(&str, u32)]) -> ClusterLoadAssignment {
+        ClusterLoadAssignment {
+            cluster_name: "c".into(),
+            endpoints: vec![LocalityLbEndpoints {
+                lb_endpoints: hosts
+                    .iter()
+                    .map(|(host, port)| LbEndpoint {
+                        host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
+                            address: Some(Address {
+                                address: Some(address::Address::SocketAddress(SocketAddress {
+                                    address: host.to_string(),
+                                    port_specifier: Some(socket_address::PortSpecifier::PortValue(*port)),
+                                    ..Default::default()
+                                })),
+                            }),
+                            ..Default::default()
+                        })),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn eds_cluster_with_istio_connection_pool() {
+        let cluster = Cluster {
+            name: "outbound|8000||httpbin.default.svc.cluster.local".into(),
+            cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(cluster::DiscoveryType::Eds as i32)),
+            circuit_breakers: Some(CircuitBreakers {
+                thresholds: vec![circuit_breakers::Thresholds {
+                    max_connections: Some(UInt32Value { value: 1 }),
+                    max_pending_requests: Some(UInt32Value { value: 1 }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let compiled = ClusterConfig::compile(&cluster).expect("compile");
+        assert_eq!(compiled.discovery, Discovery::Eds("outbound|8000||httpbin.default.svc.cluster.local".into()));
+        assert_eq!(
+            compiled.limits,
+            Limits { max_connections: 1, max_pending_requests: 1, max_requests: 1024, max_retries: 3 }
+        );
+        assert_eq!(compiled.connect_timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn static_clusters_need_ips() {
+        let cluster = Cluster {
+            name: "inbound|9080||".into(),
+            load_assignment: Some(assignment(&[("localhost", 9080)])),
+            ..Default::default()
+        };
+        let error = ClusterConfig::compile(&cluster).expect_err("a name in a STATIC cluster");
+        assert!(error.to_string().contains("cluster inbound|9080||"), "{error}");
+        let cluster = Cluster { load_assignment: Some(assignment(&[("127.0.0.1", 9080)])), ..cluster };
+        let compiled = ClusterConfig::compile(&cluster).expect("compile");
+        assert_eq!(compiled.load_assignment[0].socket_address(), Some("127.0.0.1:9080".parse().expect("addr")));
+    }
+}

@@ -1,0 +1,563 @@
+//! Listeners (LDS, or static in a config file) compiled for serving: the address and whether
+//! it binds, the listener filters (original destination, TLS inspector, HTTP inspector), the
+//! filter chains with their match criteria, and each chain's terminal network filter — an HTTP
+//! connection manager or a TCP proxy.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use envoy_types::pb::envoy::config::accesslog::v3::{access_log, AccessLog};
+use envoy_types::pb::envoy::config::listener::v3::{filter, listener_filter, FilterChain, Listener};
+use envoy_types::pb::envoy::extensions::access_loggers::file::v3::{file_access_log, FileAccessLog};
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    http_connection_manager, http_filter, HttpConnectionManager,
+};
+use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{tcp_proxy, TcpProxy};
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::DownstreamTlsContext;
+use ipnet::IpNet;
+use prost::Message;
+
+use super::cluster::socket_of;
+use super::route::{ClusterChoice, RouteTable, CORS_FILTER, FAULT_FILTER};
+use super::{duration, ConfigError};
+
+pub const HCM_FILTER: &str = "envoy.filters.network.http_connection_manager";
+pub const TCP_PROXY_FILTER: &str = "envoy.filters.network.tcp_proxy";
+
+#[derive(Debug)]
+pub struct ListenerConfig {
+    pub name: String,
+    pub address: SocketAddr,
+    pub bind_to_port: bool,
+    /// Hand connections to the listener owning their original destination (`SO_ORIGINAL_DST`).
+    pub use_original_dst: bool,
+    /// Read the original destination for chain matching (the `original_dst` listener filter).
+    pub original_dst_filter: bool,
+    pub tls_inspector: bool,
+    pub http_inspector: bool,
+    pub chains: Vec<Arc<FilterChainConfig>>,
+    pub default_chain: Option<Arc<FilterChainConfig>>,
+}
+
+#[derive(Debug)]
+pub struct FilterChainConfig {
+    pub name: String,
+    pub matcher: ChainMatch,
+    pub tls: Option<DownstreamTls>,
+    pub filter: NetworkFilter,
+}
+
+/// A chain's `filter_chain_match`.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct ChainMatch {
+    pub destination_port: Option<u16>,
+    pub prefix_ranges: Vec<IpNet>,
+    pub server_names: Vec<String>,
+    pub transport_protocol: Option<String>,
+    pub application_protocols: Vec<String>,
+    pub source_prefix_ranges: Vec<IpNet>,
+}
+
+#[derive(Debug)]
+pub enum NetworkFilter {
+    Http(Arc<HttpManagerConfig>),
+    Tcp(TcpProxyConfig),
+}
+
+#[derive(Debug)]
+pub struct HttpManagerConfig {
+    pub stat_prefix: String,
+    pub routes: RouteSource,
+    pub fault_filter: bool,
+    pub cors_filter: bool,
+    pub codec: Codec,
+    pub generate_request_id: bool,
+    pub use_remote_address: bool,
+    pub stream_idle_timeout: Option<Duration>,
+    pub access_logs: Vec<AccessLogConfig>,
+    pub websocket: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    Auto,
+    Http1,
+    Http2,
+}
+
+#[derive(Debug)]
+pub enum RouteSource {
+    Rds(String),
+    Inline(Arc<RouteTable>),
+}
+
+#[derive(Debug)]
+pub struct TcpProxyConfig {
+    pub stat_prefix: String,
+    pub clusters: ClusterChoice,
+    pub idle_timeout: Option<Duration>,
+    pub access_logs: Vec<AccessLogConfig>,
+}
+
+/// A file access log: where, and Envoy's text format (`None`: Envoy's default format).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccessLogConfig {
+    pub path: String,
+    pub format: Option<String>,
+}
+
+/// Downstream TLS (a gateway terminating TLS).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DownstreamTls {
+    pub certificate_chain: Option<std::path::PathBuf>,
+    pub private_key: Option<std::path::PathBuf>,
+    pub trusted_ca: Option<std::path::PathBuf>,
+    pub require_client_certificate: bool,
+    pub alpn: Vec<String>,
+    pub subject_alt_names: Vec<String>,
+}
+
+impl ListenerConfig {
+    pub fn compile(listener: &Listener) -> Result<ListenerConfig, ConfigError> {
+        let at = format!("listener {}", listener.name);
+        let (host, port) =
+            socket_of(listener.address.as_ref()).ok_or_else(|| ConfigError::new(&at, "needs a socket address"))?;
+        let ip: IpAddr = host.parse().map_err(|_| ConfigError::new(&at, format!("address {host:?} is not an IP")))?;
+        let mut config = ListenerConfig {
+            name: listener.name.clone(),
+            address: SocketAddr::new(ip, port),
+            bind_to_port: listener.bind_to_port.as_ref().is_none_or(|value| value.value),
+            use_original_dst: listener.use_original_dst.as_ref().is_some_and(|value| value.value),
+            original_dst_filter: false,
+            tls_inspector: false,
+            http_inspector: false,
+            chains: Vec::new(),
+            default_chain: None,
+        };
+        for listener_filter in &listener.listener_filters {
+            match listener_filter.name.as_str() {
+                "envoy.filters.listener.original_dst" | "envoy.listener.original_dst" => {
+                    config.original_dst_filter = true
+                }
+                "envoy.filters.listener.tls_inspector" | "envoy.listener.tls_inspector" => config.tls_inspector = true,
+                "envoy.filters.listener.http_inspector" | "envoy.listener.http_inspector" => {
+                    config.http_inspector = true
+                }
+                other => {
+                    let _: Option<&listener_filter::ConfigType> = listener_filter.config_type.as_ref();
+                    return Err(ConfigError::new(&at, format!("listener filter {other} is not supported")));
+                }
+            }
+        }
+        for (index, chain) in listener.filter_chains.iter().enumerate() {
+            config.chains.push(Arc::new(compile_chain(chain, &format!("{at}: filter_chains[{index}]"))?));
+        }
+        if let Some(chain) = &listener.default_filter_chain {
+            config.default_chain = Some(Arc::new(compile_chain(chain, &format!("{at}: default_filter_chain"))?));
+        }
+        if config.chains.is_empty() && config.default_chain.is_none() {
+            return Err(ConfigError::new(&at, "a listener needs at least one filter chain"));
+        }
+        Ok(config)
+    }
+
+    /// The RDS route names this listener's connection managers use.
+    pub fn route_names(&self) -> Vec<String> {
+        self.chains
+            .iter()
+            .chain(self.default_chain.iter())
+            .filter_map(|chain| match &chain.filter {
+                NetworkFilter::Http(manager) => match &manager.routes {
+                    RouteSource::Rds(name) => Some(name.clone()),
+                    RouteSource::Inline(_) => None,
+                },
+                NetworkFilter::Tcp(_) => None,
+            })
+            .collect()
+    }
+}
+
+fn compile_chain(chain: &FilterChain, at: &str) -> Result<FilterChainConfig, ConfigError> {
+    let matcher = match &chain.filter_chain_match {
+        Some(found) => {
+            let ranges = |ranges: &[envoy_types::pb::envoy::config::core::v3::CidrRange]| {
+                ranges
+                    .iter()
+                    .map(|range| {
+                        let length = range
+                            .prefix_len
+                            .as_ref()
+                            .map_or(if range.address_prefix.contains(':') { 128 } else { 32 }, |len| len.value);
+                        format!("{}/{length}", range.address_prefix).parse::<IpNet>().map(|net| net.trunc()).map_err(
+                            |_| ConfigError::new(at, format!("{:?} is not a CIDR range", range.address_prefix)),
+                        )
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            };
+            ChainMatch {
+                destination_port: found.destination_port.as_ref().map(|port| port.value as u16),
+                prefix_ranges: ranges(&found.prefix_ranges)?,
+                server_names: found.server_names.iter().map(|name| name.to_lowercase()).collect(),
+                transport_protocol: Some(found.transport_protocol.clone()).filter(|protocol| !protocol.is_empty()),
+                application_protocols: found.application_protocols.clone(),
+                source_prefix_ranges: ranges(&found.source_prefix_ranges)?,
+            }
+        }
+        None => ChainMatch::default(),
+    };
+    let tls = match &chain.transport_socket {
+        Some(socket) if socket.name.ends_with("tls") => {
+            let Some(envoy_types::pb::envoy::config::core::v3::transport_socket::ConfigType::TypedConfig(config)) =
+                &socket.config_type
+            else {
+                return Err(ConfigError::new(at, "transport_socket: the TLS socket needs a typed_config"));
+            };
+            let context = DownstreamTlsContext::decode(config.value.as_slice())
+                .map_err(|error| ConfigError::new(&format!("{at}: transport_socket"), error.to_string()))?;
+            Some(downstream_tls(&context, at)?)
+        }
+        Some(socket) if socket.name.ends_with("raw_buffer") => None,
+        Some(socket) => return Err(ConfigError::new(at, format!("transport_socket {} is not supported", socket.name))),
+        None => None,
+    };
+    let Some(terminal) = chain.filters.last() else {
+        return Err(ConfigError::new(at, "a filter chain needs a terminal filter"));
+    };
+    if let Some(other) = chain.filters[..chain.filters.len() - 1].first() {
+        return Err(ConfigError::new(at, format!("network filter {} is not supported", other.name)));
+    }
+    let Some(filter::ConfigType::TypedConfig(typed)) = &terminal.config_type else {
+        return Err(ConfigError::new(at, format!("filter {} needs a typed_config", terminal.name)));
+    };
+    let filter = match terminal.name.as_str() {
+        HCM_FILTER | "envoy.http_connection_manager" => {
+            let manager = HttpConnectionManager::decode(typed.value.as_slice())
+                .map_err(|error| ConfigError::new(&format!("{at}: {HCM_FILTER}"), error.to_string()))?;
+            NetworkFilter::Http(Arc::new(compile_manager(&manager, &format!("{at}: {HCM_FILTER}"))?))
+        }
+        TCP_PROXY_FILTER | "envoy.tcp_proxy" => {
+            let proxy = TcpProxy::decode(typed.value.as_slice())
+                .map_err(|error| ConfigError::new(&format!("{at}: {TCP_PROXY_FILTER}"), error.to_string()))?;
+            let clusters = match &proxy.cluster_specifier {
+                Some(tcp_proxy::ClusterSpecifier::Cluster(name)) => ClusterChoice::Single(name.clone()),
+                Some(tcp_proxy::ClusterSpecifier::WeightedClusters(weighted)) => {
+                    let pairs: Vec<(String, u32)> =
+                        weighted.clusters.iter().map(|c| (c.name.clone(), c.weight)).collect();
+                    let total = pairs.iter().map(|(_, weight)| weight).sum::<u32>();
+                    if total == 0 {
+                        return Err(ConfigError::new(at, "tcp_proxy weighted_clusters: the weights add up to zero"));
+                    }
+                    ClusterChoice::Weighted(pairs, total)
+                }
+                _ => return Err(ConfigError::new(at, "tcp_proxy needs a cluster")),
+            };
+            NetworkFilter::Tcp(TcpProxyConfig {
+                stat_prefix: proxy.stat_prefix.clone(),
+                clusters,
+                idle_timeout: match &proxy.idle_timeout {
+                    None => Some(Duration::from_secs(3600)),
+                    Some(timeout) => Some(duration(timeout)).filter(|timeout| !timeout.is_zero()),
+                },
+                access_logs: access_logs(&proxy.access_log, at)?,
+            })
+        }
+        other => return Err(ConfigError::new(at, format!("network filter {other} is not supported"))),
+    };
+    Ok(FilterChainConfig { name: chain.name.clone(), matcher, tls, filter })
+}
+
+fn compile_manager(manager: &HttpConnectionManager, at: &str) -> Result<HttpManagerConfig, ConfigError> {
+    let routes = match &manager.route_specifier {
+        Some(http_connection_manager::RouteSpecifier::Rds(rds)) => RouteSource::Rds(rds.route_config_name.clone()),
+        Some(http_connection_manager::RouteSpecifier::RouteConfig(config)) => {
+            RouteSource::Inline(Arc::new(RouteTable::compile(config)?))
+        }
+        _ => return Err(ConfigError::new(at, "needs rds or route_config")),
+    };
+    let (mut fault_filter, mut cors_filter, mut router) = (false, false, false);
+    for http_filter in &manager.http_filters {
+        match http_filter.name.as_str() {
+            FAULT_FILTER | "envoy.fault" => fault_filter = true,
+            CORS_FILTER | "envoy.cors" => cors_filter = true,
+            "envoy.filters.http.router" | "envoy.router" => router = true,
+            other if http_filter.is_optional => {
+                tracing::debug!("{at}: skipping optional HTTP filter {other}");
+            }
+            other => {
+                let _: Option<&http_filter::ConfigType> = http_filter.config_type.as_ref();
+                return Err(ConfigError::new(at, format!("HTTP filter {other} is not supported")));
+            }
+        }
+    }
+    if !router {
+        return Err(ConfigError::new(at, "the HTTP filters must end with envoy.filters.http.router"));
+    }
+    let codec = match http_connection_manager::CodecType::try_from(manager.codec_type)
+        .unwrap_or(http_connection_manager::CodecType::Auto)
+    {
+        http_connection_manager::CodecType::Http1 => Codec::Http1,
+        http_connection_manager::CodecType::Http2 => Codec::Http2,
+        http_connection_manager::CodecType::Auto => Codec::Auto,
+        http_connection_manager::CodecType::Http3 => return Err(ConfigError::new(at, "HTTP/3 is not supported")),
+    };
+    Ok(HttpManagerConfig {
+        stat_prefix: manager.stat_prefix.clone(),
+        routes,
+        fault_filter,
+        cors_filter,
+        codec,
+        generate_request_id: manager.generate_request_id.as_ref().is_none_or(|value| value.value),
+        use_remote_address: manager.use_remote_address.as_ref().is_some_and(|value| value.value),
+        stream_idle_timeout: match &manager.stream_idle_timeout {
+            None => Some(Duration::from_secs(300)),
+            Some(timeout) => Some(duration(timeout)).filter(|timeout| !timeout.is_zero()),
+        },
+        access_logs: access_logs(&manager.access_log, at)?,
+        websocket: manager.upgrade_configs.iter().any(|upgrade| upgrade.upgrade_type.eq_ignore_ascii_case("websocket")),
+    })
+}
+
+fn access_logs(logs: &[AccessLog], at: &str) -> Result<Vec<AccessLogConfig>, ConfigError> {
+    logs.iter()
+        .map(|log| {
+            let Some(access_log::ConfigType::TypedConfig(typed)) = &log.config_type else {
+                return Err(ConfigError::new(at, format!("access log {} needs a typed_config", log.name)));
+            };
+            if !typed.type_url.ends_with("envoy.extensions.access_loggers.file.v3.FileAccessLog") {
+                return Err(ConfigError::new(at, format!("access log type {} is not supported", typed.type_url)));
+            }
+            let file = FileAccessLog::decode(typed.value.as_slice())
+                .map_err(|error| ConfigError::new(at, error.to_string()))?;
+            #[allow(deprecated)]
+            let format = match &file.access_log_format {
+                Some(file_access_log::AccessLogFormat::Format(text)) => Some(text.clone()),
+                Some(file_access_log::AccessLogFormat::LogFormat(format)) => match &format.format {
+                    Some(envoy_types::pb::envoy::config::core::v3::substitution_format_string::Format::TextFormat(
+                        text,
+                    )) => Some(text.clone()),
+                    Some(
+                        envoy_types::pb::envoy::config::core::v3::substitution_format_string::Format::TextFormatSource(
+                            source,
+                        ),
+                    ) => match &source.specifier {
+                        Some(envoy_types::pb::envoy::config::core::v3::data_source::Specifier::InlineString(text)) => {
+                            Some(text.clone())
+                        }
+                        _ => None,
+                    },
+                    _ => return Err(ConfigError::new(at, "only text access log formats are supported")),
+                },
+                _ => None,
+            };
+            Ok(AccessLogConfig { path: file.path.clone(), format })
+        })
+        .collect()
+}
+
+fn downstream_tls(context: &DownstreamTlsContext, at: &str) -> Result<DownstreamTls, ConfigError> {
+    use envoy_types::pb::envoy::config::core::v3::data_source::Specifier;
+    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::common_tls_context::ValidationContextType;
+    let common = context.common_tls_context.clone().unwrap_or_default();
+    let file = |source: Option<&envoy_types::pb::envoy::config::core::v3::DataSource>| match source
+        .and_then(|s| s.specifier.as_ref())
+    {
+        Some(Specifier::Filename(path)) => Some(std::path::PathBuf::from(path)),
+        _ => None,
+    };
+    let certificate = common.tls_certificates.first();
+    if certificate.is_none() {
+        return Err(ConfigError::new(
+            at,
+            "downstream TLS needs tls_certificates (SDS certificates are not supported yet)",
+        ));
+    }
+    let validation = match &common.validation_context_type {
+        Some(ValidationContextType::ValidationContext(validation)) => Some(validation.clone()),
+        Some(ValidationContextType::CombinedValidationContext(combined)) => combined.default_validation_context.clone(),
+        _ => None,
+    };
+    let mut subject_alt_names = Vec::new();
+    if let Some(validation) = &validation {
+        for san in &validation.match_typed_subject_alt_names {
+            if let Some(envoy_types::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern::Exact(name)) =
+                san.matcher.as_ref().and_then(|matcher| matcher.match_pattern.as_ref())
+            {
+                subject_alt_names.push(name.clone());
+            }
+        }
+    }
+    Ok(DownstreamTls {
+        certificate_chain: certificate.and_then(|cert| file(cert.certificate_chain.as_ref())),
+        private_key: certificate.and_then(|cert| file(cert.private_key.as_ref())),
+        trusted_ca: validation.as_ref().and_then(|validation| file(validation.trusted_ca.as_ref())),
+        require_client_certificate: context.require_client_certificate.as_ref().is_some_and(|value| value.value),
+        alpn: common.alpn_protocols.clone(),
+        subject_alt_names,
+    })
+}
+
+/// What is known about a connection when its filter chain is chosen.
+#[derive(Debug, Default, Clone)]
+pub struct ConnectionFacts {
+    pub destination: Option<SocketAddr>,
+    pub source: Option<SocketAddr>,
+    pub server_name: Option<String>,
+    /// `tls` or `raw_buffer`.
+    pub transport_protocol: &'static str,
+    /// From the TLS ALPN or the HTTP inspector (`http/1.1`, `h2c`).
+    pub application_protocols: Vec<String>,
+}
+
+impl ListenerConfig {
+    /// Envoy's filter-chain selection: narrow by destination port, then destination IP (longest
+    /// prefix), server name (exact, then longest wildcard), transport protocol, application
+    /// protocols, then source IP; a criterion a chain leaves empty matches anything but loses to
+    /// a chain that names the value. Falls back to the default chain.
+    pub fn select_chain(&self, facts: &ConnectionFacts) -> Option<Arc<FilterChainConfig>> {
+        let mut candidates: Vec<&Arc<FilterChainConfig>> = self.chains.iter().collect();
+        let port = facts.destination.map(|address| address.port());
+        narrow(&mut candidates, |chain| match chain.matcher.destination_port {
+            None => Some(0),
+            Some(wanted) => (Some(wanted) == port).then_some(1),
+        });
+        let destination_ip = facts.destination.map(|address| address.ip());
+        narrow(&mut candidates, |chain| prefix_score(&chain.matcher.prefix_ranges, destination_ip));
+        let server_name = facts.server_name.as_deref().map(str::to_lowercase);
+        narrow(&mut candidates, |chain| {
+            if chain.matcher.server_names.is_empty() {
+                return Some(0);
+            }
+            let name = server_name.as_deref()?;
+            chain
+                .matcher
+                .server_names
+                .iter()
+                .filter_map(|pattern| {
+                    if pattern == name {
+                        Some(1000)
+                    } else {
+                        pattern
+                            .strip_prefix('*')
+                            .filter(|suffix| name.ends_with(suffix) && name.len() > suffix.len())
+                            .map(|suffix| suffix.len())
+                    }
+                })
+                .max()
+        });
+        narrow(&mut candidates, |chain| match &chain.matcher.transport_protocol {
+            None => Some(0),
+            Some(protocol) => (protocol == facts.transport_protocol).then_some(1),
+        });
+        narrow(&mut candidates, |chain| {
+            if chain.matcher.application_protocols.is_empty() {
+                Some(0)
+            } else {
+                chain.matcher.application_protocols.iter().any(|p| facts.application_protocols.contains(p)).then_some(1)
+            }
+        });
+        let source_ip = facts.source.map(|address| address.ip());
+        narrow(&mut candidates, |chain| prefix_score(&chain.matcher.source_prefix_ranges, source_ip));
+        candidates.first().map(|chain| (*chain).clone()).or_else(|| self.default_chain.clone())
+    }
+}
+
+/// Keeps the candidates with the best score; `None` means the chain does not match.
+fn narrow<'a>(candidates: &mut Vec<&'a Arc<FilterChainConfig>>, score: impl Fn(&FilterChainConfig) -> Option<usize>) {
+    let scored: Vec<(usize, &'a Arc<FilterChainConfig>)> =
+        candidates.iter().filter_map(|chain| score(chain).map(|value| (value, *chain))).collect();
+    let best = scored.iter().map(|(value, _)| *value).max();
+    *candidates = scored.into_iter().filter(|(value, _)| Some(*value) == best).map(|(_, chain)| chain).collect();
+}
+
+/// 0 for "any address", 1 + prefix length for the longest matching range, `None` if no range matches.
+fn prefix_score(ranges: &[IpNet], ip: Option<IpAddr>) -> Option<usize> {
+    if ranges.is_empty() {
+        return Some(0);
+    }
+    let ip = ip?;
+    ranges.iter().filter(|range| range.contains(&ip)).map(|range| 1 + range.prefix_len() as usize).max()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chain(name: &str, matcher: ChainMatch) -> Arc<FilterChainConfig> {
+        Arc::new(FilterChainConfig {
+            name: name.into(),
+            matcher,
+            tls: None,
+            filter: NetworkFilter::Tcp(TcpProxyConfig {
+                stat_prefix: name.into(),
+                clusters: ClusterChoice::Single(name.into()),
+                idle_timeout: None,
+                access_logs: Vec::new(),
+            }),
+        })
+    }
+
+    fn listener(chains: Vec<Arc<FilterChainConfig>>) -> ListenerConfig {
+        ListenerConfig {
+            name: "l".into(),
+            address: "0.0.0.0:15006".parse().expect("addr"),
+            bind_to_port: true,
+            use_original_dst: false,
+            original_dst_filter: true,
+            tls_inspector: false,
+            http_inspector: false,
+            chains,
+            default_chain: Some(chain("default", ChainMatch::default())),
+        }
+    }
+
+    fn facts(destination: &str, sni: Option<&str>, transport: &'static str) -> ConnectionFacts {
+        ConnectionFacts {
+            destination: Some(destination.parse().expect("addr")),
+            source: Some("10.0.0.1:5555".parse().expect("addr")),
+            server_name: sni.map(str::to_string),
+            transport_protocol: transport,
+            application_protocols: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn chains_are_chosen_like_envoy() {
+        let listener = listener(vec![
+            chain("9080", ChainMatch { destination_port: Some(9080), ..Default::default() }),
+            chain(
+                "9080-tls",
+                ChainMatch {
+                    destination_port: Some(9080),
+                    transport_protocol: Some("tls".into()),
+                    ..Default::default()
+                },
+            ),
+            chain(
+                "exact-sni",
+                ChainMatch {
+                    destination_port: Some(443),
+                    server_names: vec!["a.example.com".into()],
+                    ..Default::default()
+                },
+            ),
+            chain(
+                "wild-sni",
+                ChainMatch {
+                    destination_port: Some(443),
+                    server_names: vec!["*.example.com".into()],
+                    ..Default::default()
+                },
+            ),
+            chain("ip", ChainMatch { prefix_ranges: vec!["10.1.0.0/16".parse().expect("net")], ..Default::default() }),
+        ]);
+        let name = |facts: ConnectionFacts| listener.select_chain(&facts).map(|chain| chain.name.clone());
+        assert_eq!(name(facts("10.0.0.2:9080", None, "raw_buffer")), Some("9080".into()));
+        assert_eq!(name(facts("10.0.0.2:9080", Some("x"), "tls")), Some("9080-tls".into()));
+        assert_eq!(name(facts("10.0.0.2:443", Some("a.example.com"), "tls")), Some("exact-sni".into()));
+        assert_eq!(name(facts("10.0.0.2:443", Some("b.example.com"), "tls")), Some("wild-sni".into()));
+        assert_eq!(name(facts("10.0.0.2:443", Some("other.org"), "tls")), Some("default".into()));
+        assert_eq!(name(facts("10.1.2.3:7000", None, "raw_buffer")), Some("ip".into()));
+        assert_eq!(name(facts("10.2.2.3:7000", None, "raw_buffer")), Some("default".into()));
+    }
+}

@@ -1,0 +1,38 @@
+//! Envoy v3 resources compiled into the data plane's own model. Compiling is where bad config
+//! is caught: every error names the resource and the field, and the xDS client NACKs the whole
+//! update with it while the last good config keeps serving.
+
+pub mod cluster;
+pub mod listener;
+pub mod matcher;
+pub mod route;
+
+use std::time::Duration;
+
+/// A resource the data plane cannot apply, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub field: String,
+    pub reason: String,
+}
+
+impl ConfigError {
+    pub fn new(field: &str, reason: impl Into<String>) -> ConfigError {
+        ConfigError { field: field.to_string(), reason: reason.into() }
+    }
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "{}: {}", self.field, self.reason)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A protobuf duration as a std one (negative values become zero).
+pub fn duration(value: &envoy_types::pb::google::protobuf::Duration) -> Duration {
+    let seconds = u64::try_from(value.seconds).unwrap_or(0);
+    let nanos = u32::try_from(value.nanos).unwrap_or(0);
+    Duration::new(seconds, nanos)
+}

@@ -1,0 +1,296 @@
+//! The built-in data plane: what Envoy does for a sidecar or gateway, in Rust. It starts from
+//! an Envoy v3 bootstrap (the one the agent generates, or a static config file): the static
+//! clusters and listeners are installed at once, the admin API is served, and when the
+//! bootstrap names an ADS server the xDS client keeps the dynamic config current. Each update
+//! is compiled completely before anything changes, so a bad update is rejected whole and the
+//! last good config keeps serving.
+
+pub mod access_log;
+pub mod admin;
+pub mod body;
+pub mod config;
+pub mod config_dump;
+pub mod http;
+pub mod inspect;
+pub mod listener;
+pub mod stats;
+pub mod tcp;
+pub mod tls;
+pub mod upstream;
+pub mod xds;
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use envoy_types::pb::envoy::config::bootstrap::v3::Bootstrap;
+use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use envoy_types::pb::envoy::config::listener::v3::Listener;
+use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+
+use access_log::AccessLogWriters;
+use config::cluster::ClusterConfig;
+use config::listener::ListenerConfig;
+use config::route::RouteTable;
+use config_dump::ConfigDump;
+use listener::ListenerManager;
+use stats::Stats;
+use tls::TlsConfigs;
+use upstream::ClusterManager;
+
+/// Envoy's server states, as `/server_info` and `/ready` report them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerState {
+    PreInitializing,
+    Live,
+    Draining,
+}
+
+impl ServerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServerState::PreInitializing => "PRE_INITIALIZING",
+            ServerState::Live => "LIVE",
+            ServerState::Draining => "DRAINING",
+        }
+    }
+}
+
+/// Everything the data plane's tasks share.
+pub struct Shared {
+    pub stats: Stats,
+    pub clusters: ClusterManager,
+    pub listeners: ListenerManager,
+    pub routes: ArcSwap<HashMap<String, Arc<RouteTable>>>,
+    pub access_logs: AccessLogWriters,
+    pub tls: TlsConfigs,
+    /// Flips to true when the data plane starts draining.
+    pub draining: tokio::sync::watch::Sender<bool>,
+    pub state: Mutex<ServerState>,
+    pub dump: Mutex<ConfigDump>,
+    pub bootstrap: Bootstrap,
+    pub started: Instant,
+    /// Names of the clusters and listeners that came from the bootstrap (CDS/LDS never remove them).
+    static_clusters: HashSet<String>,
+    static_listeners: Vec<Arc<ListenerConfig>>,
+    /// Asked to stop (admin `/quitquitquit`).
+    pub quit: tokio::sync::Notify,
+}
+
+impl Shared {
+    pub fn state(&self) -> ServerState {
+        *self.state.lock().unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    pub fn set_state(&self, state: ServerState) {
+        *self.state.lock().unwrap_or_else(|poison| poison.into_inner()) = state;
+        self.stats.gauge("server.state").set(match state {
+            ServerState::Live => 0,
+            ServerState::Draining => 1,
+            ServerState::PreInitializing => 2,
+        });
+        self.stats.gauge("server.live").set(i64::from(state == ServerState::Live));
+    }
+
+    /// Compiles and installs a CDS update (`clusters` replaces every dynamic cluster).
+    pub fn apply_clusters(&self, clusters: &[Cluster], version: &str) -> Result<(), String> {
+        let compiled = self.compile_clusters(clusters)?;
+        let names: HashSet<String> = compiled.iter().map(|(config, _)| config.name.clone()).collect();
+        self.clusters.update(compiled, |name| self.static_clusters.contains(name));
+        let eds: HashSet<String> = self.clusters.eds_services().into_iter().collect();
+        self.clusters.retain_assignments(&eds);
+        self.dump.lock().unwrap_or_else(|poison| poison.into_inner()).set_clusters(clusters, version);
+        tracing::debug!("applied {} clusters (version {version})", names.len());
+        Ok(())
+    }
+
+    fn compile_clusters(&self, clusters: &[Cluster]) -> Result<Vec<upstream::CompiledCluster>, String> {
+        let mut seen = HashSet::new();
+        clusters
+            .iter()
+            .map(|cluster| {
+                if !seen.insert(cluster.name.clone()) {
+                    return Err(format!("cluster {}: duplicate name", cluster.name));
+                }
+                let config = ClusterConfig::compile(cluster).map_err(|error| error.to_string())?;
+                let tls = match &config.tls {
+                    Some(settings) => Some(
+                        self.tls
+                            .client_config(settings)
+                            .map_err(|error| format!("cluster {}: {error}", config.name))?,
+                    ),
+                    None => None,
+                };
+                Ok((config, tls))
+            })
+            .collect()
+    }
+
+    /// Installs EDS assignments.
+    pub fn apply_endpoints(&self, assignments: &[ClusterLoadAssignment], version: &str) -> Result<(), String> {
+        let mut compiled = Vec::new();
+        for assignment in assignments {
+            let at = format!("cluster load assignment {}", assignment.cluster_name);
+            compiled.push((
+                assignment.cluster_name.clone(),
+                config::cluster::endpoints(assignment, &at).map_err(|e| e.to_string())?,
+            ));
+        }
+        for (service, endpoints) in compiled {
+            self.clusters.set_assignment(&service, endpoints);
+        }
+        self.dump.lock().unwrap_or_else(|poison| poison.into_inner()).set_endpoints(assignments, version);
+        Ok(())
+    }
+
+    /// Compiles and installs an LDS update, binding new addresses.
+    pub async fn apply_listeners(self: &Arc<Self>, listeners: &[Listener], version: &str) -> Result<(), String> {
+        let mut compiled = Vec::new();
+        let mut names = HashSet::new();
+        for listener in listeners {
+            if !names.insert(listener.name.clone()) {
+                return Err(format!("listener {}: duplicate name", listener.name));
+            }
+            compiled.push(Arc::new(ListenerConfig::compile(listener).map_err(|error| error.to_string())?));
+        }
+        for chain in compiled.iter().flat_map(|listener| listener.chains.iter().chain(listener.default_chain.iter())) {
+            if let Some(settings) = &chain.tls {
+                self.tls.server_config(settings).map_err(|error| format!("filter chain {}: {error}", chain.name))?;
+            }
+        }
+        let mut all = self.static_listeners.clone();
+        all.extend(compiled);
+        self.listeners.update(self, all).await?;
+        self.dump.lock().unwrap_or_else(|poison| poison.into_inner()).set_listeners(listeners, version);
+        Ok(())
+    }
+
+    /// Compiles and installs RDS route configurations (by name; others stay).
+    pub fn apply_routes(&self, routes: &[RouteConfiguration], version: &str, replace_all: bool) -> Result<(), String> {
+        let mut compiled = Vec::new();
+        for route in routes {
+            compiled.push(Arc::new(RouteTable::compile(route).map_err(|error| error.to_string())?));
+        }
+        let mut next: HashMap<String, Arc<RouteTable>> =
+            if replace_all { HashMap::new() } else { (*self.routes.load_full()).clone() };
+        for table in compiled {
+            next.insert(table.name.clone(), table);
+        }
+        self.routes.store(Arc::new(next));
+        self.dump.lock().unwrap_or_else(|poison| poison.into_inner()).set_routes(routes, version, replace_all);
+        Ok(())
+    }
+
+    /// The RDS names the current listeners need.
+    pub fn route_names(&self) -> Vec<String> {
+        let mut names: Vec<String> =
+            self.listeners.table.load().by_name.values().flat_map(|listener| listener.route_names()).collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// Stops taking new requests: connections are asked to close after their current request.
+    pub fn start_draining(&self) {
+        self.set_state(ServerState::Draining);
+        self.draining.send_replace(true);
+    }
+}
+
+/// A running data plane.
+pub struct DataPlane {
+    pub shared: Arc<Shared>,
+    pub admin_address: SocketAddr,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl DataPlane {
+    /// Starts from a bootstrap: static resources, the admin API, and ADS if configured.
+    pub async fn start(bootstrap: Bootstrap) -> anyhow::Result<DataPlane> {
+        let static_resources = bootstrap.static_resources.clone().unwrap_or_default();
+        let stats = Stats::default();
+        let shared = Arc::new(Shared {
+            clusters: ClusterManager::new(stats.clone()),
+            listeners: ListenerManager::default(),
+            routes: ArcSwap::default(),
+            access_logs: AccessLogWriters::default(),
+            tls: TlsConfigs::default(),
+            draining: tokio::sync::watch::channel(false).0,
+            state: Mutex::new(ServerState::PreInitializing),
+            dump: Mutex::new(ConfigDump::default()),
+            static_clusters: static_resources.clusters.iter().map(|cluster| cluster.name.clone()).collect(),
+            static_listeners: static_resources
+                .listeners
+                .iter()
+                .map(|listener| ListenerConfig::compile(listener).map(Arc::new))
+                .collect::<Result<_, _>>()
+                .map_err(|error| anyhow::anyhow!("bootstrap: {error}"))?,
+            bootstrap: bootstrap.clone(),
+            started: Instant::now(),
+            quit: tokio::sync::Notify::new(),
+            stats,
+        });
+        shared.set_state(ServerState::PreInitializing);
+        let compiled = shared
+            .compile_clusters(&static_resources.clusters)
+            .map_err(|error| anyhow::anyhow!("bootstrap: {error}"))?;
+        shared.clusters.update(compiled, |_| false);
+        shared
+            .listeners
+            .update(&shared, shared.static_listeners.clone())
+            .await
+            .map_err(|error| anyhow::anyhow!("bootstrap: {error}"))?;
+        shared
+            .dump
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .set_static(&static_resources.clusters, &static_resources.listeners);
+
+        let admin_address =
+            match bootstrap.admin.as_ref().and_then(|admin| config::cluster::socket_of(admin.address.as_ref())) {
+                Some((host, port)) => SocketAddr::new(
+                    host.parse().map_err(|_| anyhow::anyhow!("bootstrap: admin address {host:?} is not an IP"))?,
+                    port,
+                ),
+                None => anyhow::bail!("bootstrap: the admin address is required"),
+            };
+        let (admin_address, admin_task) = admin::serve(shared.clone(), admin_address).await?;
+        let mut tasks = vec![admin_task];
+        match xds::AdsTarget::from_bootstrap(&bootstrap)? {
+            Some(target) => tasks.push(tokio::spawn(xds::run(shared.clone(), target))),
+            None => shared.set_state(ServerState::Live),
+        }
+        Ok(DataPlane { shared, admin_address, tasks })
+    }
+
+    /// Drains for up to `drain` (connections finish their requests; new ones are refused once
+    /// the listeners close), then stops everything.
+    pub async fn drain_and_stop(self, drain: Duration) {
+        self.shared.start_draining();
+        let deadline = Instant::now() + drain;
+        // Keep accepting briefly so clients that already resolved us see a graceful close.
+        while Instant::now() < deadline && self.active_connections() > 0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.shared.listeners.stop_accepting();
+        for task in self.tasks {
+            task.abort();
+        }
+    }
+
+    /// Open downstream connections on the data-plane listeners.
+    pub fn active_connections(&self) -> i64 {
+        self.shared
+            .stats
+            .snapshot()
+            .into_iter()
+            .filter(|(name, _, is_counter)| {
+                !is_counter && name.starts_with("listener.") && name.ends_with(".downstream_cx_active")
+            })
+            .map(|(_, value, _)| value as i64)
+            .sum()
+    }
+}

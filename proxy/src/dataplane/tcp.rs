@@ -1,0 +1,133 @@
+//! The TCP proxy filter: picks a cluster (by weight), a host (the load balancer's, or the
+//! connection's original destination), connects under the cluster's connection limit, and
+//! copies bytes both ways until both sides close or nothing moves for the idle timeout; then logs.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::access_log::{LogEntry, ResponseFlag};
+use super::config::cluster::Discovery;
+use super::config::listener::TcpProxyConfig;
+use super::config::route::ClusterChoice;
+use super::http::Downstream;
+use super::upstream::pool::{connect, BoxStream};
+use super::Shared;
+
+pub async fn proxy(shared: Arc<Shared>, config: &TcpProxyConfig, downstream: &Downstream, stream: BoxStream) {
+    let started = Instant::now();
+    let prefix = format!("tcp.{}.", config.stat_prefix);
+    shared.stats.counter(&format!("{prefix}downstream_cx_total")).inc();
+    let _active = shared.stats.gauge(&format!("{prefix}downstream_cx_active")).track();
+    let mut entry = LogEntry {
+        start: Some(SystemTime::now()),
+        downstream_local: Some(downstream.local),
+        downstream_remote: Some(downstream.remote),
+        server_name: downstream.server_name.clone(),
+        ..Default::default()
+    };
+    let cluster_name = match &config.clusters {
+        ClusterChoice::Single(name) => Some(name.clone()),
+        ClusterChoice::Weighted(pairs, total) => {
+            let mut ticket = rand::random_range(0..*total);
+            pairs.iter().find_map(|(name, weight)| {
+                if ticket < *weight {
+                    Some(name.clone())
+                } else {
+                    ticket -= weight;
+                    None
+                }
+            })
+        }
+        ClusterChoice::FromHeader(_) => None,
+    };
+    entry.upstream_cluster = cluster_name.clone();
+    let outcome = async {
+        let Some(cluster) = cluster_name.as_deref().and_then(|name| shared.clusters.get(name)) else {
+            return Err(ResponseFlag::NoClusterFound);
+        };
+        let host = match cluster.config.discovery {
+            Discovery::OriginalDst => Some(cluster.original_dst_host(downstream.local)),
+            _ => cluster.choose_host(None, &[]),
+        };
+        let Some(host) = host else {
+            return Err(ResponseFlag::NoHealthyUpstream);
+        };
+        entry.upstream_host = Some(host.address);
+        let Some(slot) = cluster.stats.upstream_cx_active.try_track(cluster.config.limits.max_connections) else {
+            cluster.stats.upstream_rq_pending_overflow.inc();
+            return Err(ResponseFlag::UpstreamOverflow);
+        };
+        let upstream = match connect(&cluster, host.address).await {
+            Ok(upstream) => upstream,
+            Err(error) => {
+                cluster.record_outcome(&host, None);
+                entry.upstream_failure = Some(format!("{error:?}"));
+                return Err(ResponseFlag::UpstreamConnectionFailure);
+            }
+        };
+        Ok((cluster, upstream, slot))
+    }
+    .await;
+    match outcome {
+        Ok((_cluster, upstream, _slot)) => {
+            let (received, sent) = copy_with_idle_timeout(stream, upstream, config.idle_timeout).await;
+            entry.bytes_received = received;
+            entry.bytes_sent = sent;
+        }
+        Err(flag) => entry.flags.push(flag),
+    }
+    entry.duration = started.elapsed();
+    shared.access_logs.write(&config.access_logs, &entry);
+}
+
+/// Copies both ways until both directions finish, or until nothing has moved for `idle`.
+/// Returns the bytes received from and sent to the downstream.
+async fn copy_with_idle_timeout(downstream: BoxStream, upstream: BoxStream, idle: Option<Duration>) -> (u64, u64) {
+    let last_activity = Arc::new(Mutex::new(Instant::now()));
+    let (mut down_read, mut down_write) = tokio::io::split(downstream);
+    let (mut up_read, mut up_write) = tokio::io::split(upstream);
+    let upload = pump(&mut down_read, &mut up_write, last_activity.clone());
+    let download = pump(&mut up_read, &mut down_write, last_activity.clone());
+    let both = async { tokio::join!(upload, download) };
+    let Some(idle) = idle else {
+        return both.await;
+    };
+    tokio::pin!(both);
+    loop {
+        let deadline = *last_activity.lock().unwrap_or_else(|poison| poison.into_inner()) + idle;
+        tokio::select! {
+            totals = &mut both => return totals,
+            () = tokio::time::sleep_until(deadline.into()) => {
+                let quiet_since = *last_activity.lock().unwrap_or_else(|poison| poison.into_inner());
+                if quiet_since.elapsed() >= idle {
+                    return (0, 0);
+                }
+            }
+        }
+    }
+}
+
+/// Copies one direction, noting activity; shuts the writer down at the end so the peer sees EOF.
+async fn pump<R, W>(reader: &mut R, writer: &mut W, last_activity: Arc<Mutex<Instant>>) -> u64
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buffer = vec![0u8; 16 * 1024];
+    let mut total = 0u64;
+    loop {
+        let read = match reader.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(read) => read,
+        };
+        if writer.write_all(&buffer[..read]).await.is_err() {
+            break;
+        }
+        total += read as u64;
+        *last_activity.lock().unwrap_or_else(|poison| poison.into_inner()) = Instant::now();
+    }
+    let _ = writer.shutdown().await;
+    total
+}

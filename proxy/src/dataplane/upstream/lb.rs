@@ -1,0 +1,183 @@
+//! Load balancing over a cluster's hosts: Envoy's policies (round robin, least request as
+//! power of two choices, random, ring hash) over the healthy hosts of the best priority, with
+//! Envoy's panic mode (all hosts) when none is healthy, and retries steering away from hosts
+//! already tried.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::{Host, UpstreamCluster};
+use crate::dataplane::config::cluster::LbPolicy;
+
+/// A consistent-hash ring: points on the ring and the host index at each.
+#[derive(Debug, Default)]
+pub struct Ring {
+    points: Vec<(u64, usize)>,
+}
+
+/// Points per host (Envoy's minimum ring size is 1024 in total; this keeps small clusters even).
+const POINTS_PER_HOST: usize = 128;
+
+pub fn hash_of(value: impl Hash) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    value.hash(&mut hasher);
+    hasher.finish()
+}
+
+impl Ring {
+    pub fn build(hosts: &[Arc<Host>]) -> Ring {
+        let mut points = Vec::with_capacity(hosts.len() * POINTS_PER_HOST);
+        for (index, host) in hosts.iter().enumerate() {
+            for replica in 0..POINTS_PER_HOST * host.weight.clamp(1, 16) as usize {
+                points.push((hash_of((host.address, replica)), index));
+            }
+        }
+        points.sort_unstable();
+        Ring { points }
+    }
+
+    /// Host indexes in ring order starting at `hash`.
+    fn walk(&self, hash: u64) -> impl Iterator<Item = usize> + '_ {
+        let start = self.points.partition_point(|(point, _)| *point < hash);
+        self.points[start..].iter().chain(self.points[..start].iter()).map(|(_, index)| *index)
+    }
+}
+
+impl UpstreamCluster {
+    /// Picks a host for a request: `hash` for ring hash, `tried` hosts avoided when another
+    /// will do.
+    pub fn choose_host(&self, hash: Option<u64>, tried: &[SocketAddr]) -> Option<Arc<Host>> {
+        let set = self.hosts();
+        let now = Instant::now();
+        if set.hosts.is_empty() {
+            return None;
+        }
+        let best_priority = set.hosts.iter().filter(|host| host.healthy(now)).map(|host| host.priority).min();
+        let mut eligible: Vec<usize> = match best_priority {
+            Some(priority) => (0..set.hosts.len())
+                .filter(|&i| set.hosts[i].priority == priority && set.hosts[i].healthy(now))
+                .collect(),
+            // Panic mode: with no healthy host, Envoy balances over all of them.
+            None => (0..set.hosts.len()).collect(),
+        };
+        if eligible.len() > 1 {
+            let untried: Vec<usize> =
+                eligible.iter().copied().filter(|&i| !tried.contains(&set.hosts[i].address)).collect();
+            if !untried.is_empty() {
+                eligible = untried;
+            }
+        }
+        let index = match (self.config.lb_policy, hash) {
+            (LbPolicy::RingHash, Some(hash)) => {
+                set.ring.walk(hash).find(|index| eligible.contains(index)).unwrap_or(eligible[0])
+            }
+            (LbPolicy::Random, _) | (LbPolicy::RingHash, None) => eligible[rand::random_range(0..eligible.len())],
+            (LbPolicy::LeastRequest, _) if eligible.len() > 1 => {
+                let first = eligible[rand::random_range(0..eligible.len())];
+                let second = eligible[rand::random_range(0..eligible.len())];
+                let load = |i: usize| set.hosts[i].active_requests.load(Ordering::Relaxed);
+                if load(second) < load(first) {
+                    second
+                } else {
+                    first
+                }
+            }
+            _ => {
+                let total_weight: u64 = eligible.iter().map(|&i| u64::from(set.hosts[i].weight.max(1))).sum();
+                let mut ticket = (self.round_robin.fetch_add(1, Ordering::Relaxed) as u64) % total_weight;
+                *eligible
+                    .iter()
+                    .find(|&&i| {
+                        let weight = u64::from(set.hosts[i].weight.max(1));
+                        if ticket < weight {
+                            true
+                        } else {
+                            ticket -= weight;
+                            false
+                        }
+                    })
+                    .unwrap_or(&eligible[0])
+            }
+        };
+        Some(set.hosts[index].clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataplane::config::cluster::{ClusterConfig, Discovery, EndpointConfig, Limits};
+    use crate::dataplane::stats::Stats;
+    use std::time::Duration;
+
+    fn cluster(policy: LbPolicy, hosts: &[&str]) -> Arc<UpstreamCluster> {
+        let config = ClusterConfig {
+            name: "c".into(),
+            discovery: Discovery::Eds("c".into()),
+            lb_policy: policy,
+            connect_timeout: Duration::from_secs(1),
+            limits: Limits::default(),
+            outlier: None,
+            http2: false,
+            max_requests_per_connection: None,
+            idle_timeout: None,
+            tls: None,
+            bind_address: None,
+            load_assignment: Vec::new(),
+        };
+        let cluster = UpstreamCluster::new(config, &Stats::default(), None);
+        let endpoints: Vec<EndpointConfig> = hosts
+            .iter()
+            .map(|host| {
+                let address: SocketAddr = host.parse().expect("addr");
+                EndpointConfig {
+                    host: address.ip().to_string(),
+                    port: address.port(),
+                    weight: 1,
+                    healthy: true,
+                    priority: 0,
+                }
+            })
+            .collect();
+        cluster.set_endpoints(&endpoints);
+        cluster
+    }
+
+    #[tokio::test]
+    async fn round_robin_visits_every_host() {
+        let cluster = cluster(LbPolicy::RoundRobin, &["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"]);
+        let mut seen: Vec<SocketAddr> =
+            (0..3).filter_map(|_| cluster.choose_host(None, &[])).map(|host| host.address).collect();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn ring_hash_is_sticky_and_retries_avoid_tried_hosts() {
+        let cluster = cluster(LbPolicy::RingHash, &["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"]);
+        let hash = hash_of("user-42");
+        let first = cluster.choose_host(Some(hash), &[]).expect("host").address;
+        for _ in 0..10 {
+            assert_eq!(cluster.choose_host(Some(hash), &[]).expect("host").address, first);
+        }
+        assert_ne!(cluster.choose_host(Some(hash), &[first]).expect("host").address, first);
+    }
+
+    #[tokio::test]
+    async fn ejected_hosts_are_skipped_until_all_are_ejected() {
+        let cluster = cluster(LbPolicy::RoundRobin, &["10.0.0.1:80", "10.0.0.2:80"]);
+        let bad = cluster.hosts().hosts[0].clone();
+        bad.outlier.lock().expect("lock").ejected_until = Some(Instant::now() + Duration::from_secs(30));
+        for _ in 0..4 {
+            assert_ne!(cluster.choose_host(None, &[]).expect("host").address, bad.address);
+        }
+        cluster.hosts().hosts[1].outlier.lock().expect("lock").ejected_until =
+            Some(Instant::now() + Duration::from_secs(30));
+        assert!(cluster.choose_host(None, &[]).is_some(), "panic mode uses ejected hosts");
+    }
+}
