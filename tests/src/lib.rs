@@ -2,8 +2,10 @@
 //! processes that are killed when the test ends (pass or fail), and reading their output with
 //! deadlines instead of sleeps.
 
+pub mod backend;
 pub mod certs;
 pub mod envoy;
+pub mod gateway;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;

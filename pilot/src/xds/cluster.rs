@@ -296,10 +296,11 @@ fn apply_connection_pool(cluster: &mut Cluster, common: &mut CommonHttpOptions, 
 fn outlier_detection(outlier: &net::OutlierDetection) -> OutlierDetection {
     let mut detection = OutlierDetection::default();
     if outlier.consecutive_errors > 0 {
+        // As in 1.4: only gateway errors (502, 503, 504) count; plain 5xx ejection is off.
         let errors = Some(UInt32Value { value: u32::try_from(outlier.consecutive_errors).unwrap_or(u32::MAX) });
-        detection.consecutive_5xx = errors;
         detection.consecutive_gateway_failure = errors;
         detection.enforcing_consecutive_gateway_failure = Some(UInt32Value { value: 100 });
+        detection.enforcing_consecutive_5xx = Some(UInt32Value { value: 0 });
     }
     detection.interval = outlier.interval.as_ref().map(duration);
     detection.base_ejection_time = outlier.base_ejection_time.as_ref().map(duration);

@@ -145,14 +145,18 @@ fn l4_match_applies(
 }
 
 /// Weighted clusters of one TCP or TLS route's destinations, resolved from `vs_namespace`.
+/// A lone destination gets all the traffic whatever its weight; among several, a weight of 0
+/// means none (the destination is left out), as in Istio.
 fn route_clusters(
     push: &PushContext,
     routes: &[net::RouteDestination],
     vs_namespace: &str,
     port: u32,
 ) -> Vec<(String, u32)> {
+    let single = routes.len() == 1;
     routes
         .iter()
+        .filter(|route| single || route.weight > 0)
         .map(|route| {
             let destination = route.destination.clone().unwrap_or_default();
             let host = push.qualify(&destination.host, vs_namespace);
@@ -164,7 +168,7 @@ fn route_clusters(
                 .unwrap_or(port);
             (
                 cluster_name(Direction::Outbound, target, &destination.subset, &host),
-                u32::try_from(route.weight).ok().filter(|w| *w > 0).unwrap_or(100),
+                if single { 100 } else { u32::try_from(route.weight).unwrap_or(0) },
             )
         })
         .collect()
@@ -539,6 +543,26 @@ pub fn virtual_inbound(push: &PushContext, proxy: &Proxy) -> Listener {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn zero_weights_leave_destinations_out_unless_alone() {
+        let push = PushContext::default();
+        let destination = |subset: &str, weight: i32| net::RouteDestination {
+            destination: Some(net::Destination {
+                host: "tcp-echo.default.svc.cluster.local".into(),
+                subset: subset.into(),
+                port: Some(net::PortSelector { number: 9000 }),
+            }),
+            weight,
+        };
+        assert_eq!(
+            route_clusters(&push, &[destination("v1", 100), destination("v2", 0)], "default", 9000),
+            vec![("outbound|9000|v1|tcp-echo.default.svc.cluster.local".to_string(), 100)]
+        );
+        assert_eq!(route_clusters(&push, &[destination("v1", 0)], "default", 9000)[0].1, 100);
+        let split = route_clusters(&push, &[destination("v1", 80), destination("v2", 20)], "default", 9000);
+        assert_eq!(split.iter().map(|(_, weight)| *weight).collect::<Vec<_>>(), [80, 20]);
+    }
 
     #[test]
     fn l4_matches_honour_port_and_gateways() {

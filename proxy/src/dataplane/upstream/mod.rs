@@ -272,19 +272,24 @@ impl UpstreamCluster {
         let trip_gateway =
             outlier.consecutive_gateway_failure.is_some_and(|limit| state.consecutive_gateway_failure >= limit)
                 && super::config::matcher::roll(f64::from(outlier.enforcing_consecutive_gateway_failure) / 100.0);
-        if (trip_5xx || trip_gateway)
-            && state.ejected_until.is_none_or(|until| until <= now)
-            && self.may_eject(outlier, now)
-        {
-            state.times_ejected += 1;
-            let ejection = outlier.base_ejection_time * state.times_ejected;
-            state.ejected_until = Some(now + ejection);
-            state.consecutive_5xx = 0;
-            state.consecutive_gateway_failure = 0;
-            self.stats.ejections_total.inc();
-            tracing::info!(cluster = %self.config.name, host = %host.address, "outlier detection ejected the host for {ejection:?}");
-            self.refresh_ejection_gauge(now);
+        if !(trip_5xx || trip_gateway) || state.ejected_until.is_some_and(|until| until > now) {
+            return;
         }
+        // Counting ejected hosts takes every host's lock, this one's included.
+        drop(state);
+        if !self.may_eject(outlier, now) {
+            return;
+        }
+        let mut state = host.outlier.lock().unwrap_or_else(|poison| poison.into_inner());
+        state.times_ejected += 1;
+        let ejection = outlier.base_ejection_time * state.times_ejected;
+        state.ejected_until = Some(now + ejection);
+        state.consecutive_5xx = 0;
+        state.consecutive_gateway_failure = 0;
+        drop(state);
+        self.stats.ejections_total.inc();
+        tracing::info!(cluster = %self.config.name, host = %host.address, "outlier detection ejected the host for {ejection:?}");
+        self.refresh_ejection_gauge(now);
     }
 
     /// `max_ejection_percent`: at least one host may always be ejected, as in Envoy.

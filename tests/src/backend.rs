@@ -1,0 +1,168 @@
+//! Test backends: small HTTP/1.1 servers on loopback that say who they are and behave as a
+//! test asks — answer a status (`/status/418`), answer late (`/delay/2000`), fail the next
+//! requests, or always fail — and remember every request they saw (method, path, Host).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A request a backend received.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub host: String,
+    pub headers: Vec<(String, String)>,
+}
+
+/// A running backend; its threads end with the test process.
+#[derive(Clone)]
+pub struct Backend {
+    pub name: String,
+    pub port: u16,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    fail_next: Arc<AtomicU32>,
+    always_fail: Arc<AtomicBool>,
+}
+
+impl Backend {
+    /// Starts a backend whose normal answer is `200` with body `name`.
+    pub fn start(name: &str) -> Backend {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|error| panic!("bind: {error}"));
+        let backend = Backend {
+            name: name.to_string(),
+            port: listener.local_addr().map(|address| address.port()).unwrap_or_default(),
+            seen: Arc::default(),
+            fail_next: Arc::default(),
+            always_fail: Arc::default(),
+        };
+        let serving = backend.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().map_while(Result::ok) {
+                let serving = serving.clone();
+                std::thread::spawn(move || serving.serve(stream));
+            }
+        });
+        backend
+    }
+
+    /// The next `count` requests get 503.
+    pub fn fail_next(&self, count: u32) {
+        self.fail_next.store(count, Ordering::SeqCst);
+    }
+
+    /// Every request gets 503 from now on.
+    pub fn always_fail(&self, fail: bool) {
+        self.always_fail.store(fail, Ordering::SeqCst);
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap_or_else(|poison| poison.into_inner()).clone()
+    }
+
+    fn serve(&self, stream: TcpStream) {
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+        let mut reader = BufReader::new(stream.try_clone().unwrap_or_else(|error| panic!("clone: {error}")));
+        let mut writer = stream;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let mut parts = line.split_whitespace();
+            let (method, path) = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("/").to_string());
+            let mut headers = Vec::new();
+            let mut length = 0usize;
+            loop {
+                let mut header = String::new();
+                if reader.read_line(&mut header).unwrap_or(0) == 0 {
+                    return;
+                }
+                let header = header.trim_end();
+                if header.is_empty() {
+                    break;
+                }
+                if let Some((name, value)) = header.split_once(':') {
+                    let (name, value) = (name.trim().to_lowercase(), value.trim().to_string());
+                    if name == "content-length" {
+                        length = value.parse().unwrap_or(0);
+                    }
+                    headers.push((name, value));
+                }
+            }
+            let mut body = vec![0u8; length];
+            if reader.read_exact(&mut body).is_err() {
+                return;
+            }
+            let host =
+                headers.iter().find(|(name, _)| name == "host").map(|(_, value)| value.clone()).unwrap_or_default();
+            self.seen.lock().unwrap_or_else(|poison| poison.into_inner()).push(Seen {
+                method,
+                path: path.clone(),
+                host,
+                headers: headers.clone(),
+            });
+            let (status, text) = self.answer(&path);
+            let response = format!(
+                "HTTP/1.1 {status} {}\r\ncontent-length: {}\r\nx-backend: {}\r\ncontent-type: text/plain\r\n\r\n{text}",
+                reason(status),
+                text.len(),
+                self.name
+            );
+            if writer.write_all(response.as_bytes()).is_err() {
+                return;
+            }
+        }
+    }
+
+    fn answer(&self, path: &str) -> (u16, String) {
+        if self.always_fail.load(Ordering::SeqCst) {
+            return (503, format!("{} failing", self.name));
+        }
+        if self.fail_next.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| left.checked_sub(1)).is_ok() {
+            return (503, format!("{} failing once", self.name));
+        }
+        if let Some(code) = path.strip_prefix("/status/").and_then(|code| code.parse().ok()) {
+            return (code, self.name.clone());
+        }
+        if let Some(millis) = path.strip_prefix("/delay/").and_then(|ms| ms.parse().ok()) {
+            std::thread::sleep(Duration::from_millis(millis));
+        }
+        (200, self.name.clone())
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        418 => "I'm a teapot",
+        503 => "Service Unavailable",
+        _ => "Status",
+    }
+}
+
+/// A TCP echo server that prefixes each line with `prefix` (the tcp-echo sample's behaviour).
+pub fn tcp_echo(prefix: &str) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|error| panic!("bind: {error}"));
+    let port = listener.local_addr().map(|address| address.port()).unwrap_or_default();
+    let prefix = prefix.to_string();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().map_while(Result::ok) {
+            let prefix = prefix.clone();
+            std::thread::spawn(move || {
+                let mut writer = match stream.try_clone() {
+                    Ok(writer) => writer,
+                    Err(_) => return,
+                };
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if writeln!(writer, "{prefix} {line}").is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}

