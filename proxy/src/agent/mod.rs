@@ -85,6 +85,10 @@ pub async fn run(role: Role, args: AgentArgs) -> anyhow::Result<()> {
 /// then drains it for up to `--drainDuration`.
 async fn run_builtin(node: &NodeIdentity, args: &AgentArgs, shutdown: Arc<Shutdown>) -> anyhow::Result<()> {
     let bootstrap = bootstrap::bootstrap(node, args).map_err(|error| anyhow!(error))?;
+    // Written for whoever debugs the pod, as with Envoy; the data plane reads it from memory.
+    if let Err(error) = write_bootstrap(node, args) {
+        tracing::warn!("could not write the bootstrap for reference: {error:#}");
+    }
     let bootstrap =
         istio_xds_json::message_from_json(&bootstrap).map_err(|error| anyhow!("the generated bootstrap: {error}"))?;
     let data_plane = crate::dataplane::DataPlane::start(bootstrap).await?;
