@@ -81,6 +81,11 @@ fn mesh_settings(path: Option<&PathBuf>, domain: &str) -> anyhow::Result<MeshSet
     if !config.trust_domain.is_empty() {
         mesh.trust_domain = config.trust_domain.clone();
     }
+    mesh.access_log_file = config.access_log_file.clone();
+    mesh.access_log_format = config.access_log_format.clone();
+    if config.access_log_encoding != 0 && !mesh.access_log_file.is_empty() {
+        tracing::warn!("accessLogEncoding JSON is not supported; proxies log text");
+    }
     if config.proxy_listen_port > 0 {
         mesh.proxy_listen_port = u32::try_from(config.proxy_listen_port).unwrap_or(mesh.proxy_listen_port);
     }

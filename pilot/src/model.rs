@@ -193,6 +193,10 @@ pub struct MeshSettings {
     pub proxy_listen_port: u32,
     /// `trustDomain`: the SPIFFE trust domain of workload identities.
     pub trust_domain: String,
+    /// `accessLogFile`: where proxies write access logs (`/dev/stdout`); empty for none.
+    pub access_log_file: String,
+    /// `accessLogFormat`: the text format; empty for Istio's.
+    pub access_log_format: String,
 }
 
 impl Default for MeshSettings {
@@ -203,6 +207,8 @@ impl Default for MeshSettings {
             allow_any: true,
             proxy_listen_port: crate::PROXY_OUTBOUND_PORT,
             trust_domain: "cluster.local".to_string(),
+            access_log_file: String::new(),
+            access_log_format: String::new(),
         }
     }
 }

@@ -16,6 +16,9 @@ pub struct RunArgs {
     /// The bootstrap file.
     #[arg(long = "config-file", short = 'c')]
     pub config_file: PathBuf,
+    /// Worker threads; 0 means one per core.
+    #[arg(long = "concurrency", default_value_t = 0)]
+    pub concurrency: usize,
     /// How long to drain on SIGTERM.
     #[arg(long = "drain-time-s", default_value_t = 5)]
     pub drain_time_seconds: u64,

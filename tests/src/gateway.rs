@@ -25,6 +25,8 @@ pub struct GatewayMesh {
     pub admin_port: u16,
     pub status_port: u16,
     pub config: std::path::PathBuf,
+    /// Where the gateway writes its access log (Istio's text format).
+    pub access_log: std::path::PathBuf,
     pub gateway: Process,
     pub pilot: Process,
     _dir: tempfile::TempDir,
@@ -69,7 +71,8 @@ spec:
         std::fs::write(config_dir.join("gateway.yaml"), gateway).unwrap_or_else(|error| panic!("write: {error}"));
         std::fs::write(config_dir.join("config.yaml"), config).unwrap_or_else(|error| panic!("write: {error}"));
         let mesh = dir.path().join("mesh.yaml");
-        std::fs::write(&mesh, format!("proxyListenPort: {}\n", free_port()))
+        let access_log = dir.path().join("access.log");
+        std::fs::write(&mesh, format!("proxyListenPort: {}\naccessLogFile: {}\n", free_port(), access_log.display()))
             .unwrap_or_else(|error| panic!("write: {error}"));
         let xds = format!("127.0.0.1:{}", free_port());
         let config_arg = config_dir.display().to_string();
@@ -133,6 +136,7 @@ spec:
             admin_port,
             status_port,
             config: config_dir,
+            access_log,
             gateway,
             pilot,
             _dir: dir,
@@ -179,6 +183,19 @@ spec:
                 self.gateway.stderr(),
                 self.pilot.stderr()
             );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until the access log has a line containing every fragment, and returns it.
+    pub fn wait_for_log_line(&self, fragments: &[&str]) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = std::fs::read_to_string(&self.access_log).unwrap_or_default();
+            if let Some(line) = log.lines().find(|line| fragments.iter().all(|fragment| line.contains(fragment))) {
+                return line.to_string();
+            }
+            assert!(Instant::now() < deadline, "{:?}: no access log line with {fragments:?}:\n{log}", self.plane);
             std::thread::sleep(Duration::from_millis(100));
         }
     }

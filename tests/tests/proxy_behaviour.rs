@@ -104,6 +104,13 @@ fn routing_by_path_and_header(plane: Plane) {
     let redirect = mesh.get("/old");
     assert_eq!(redirect.status, 301);
     assert_eq!(redirect.header("location"), Some("http://test.example.com/new"));
+    // Istio's access log format, with the route's cluster and upstream host.
+    let line = mesh.wait_for_log_line(&["\"GET /api/books HTTP/1.1\" 200 - "]);
+    assert!(
+        line.contains(&format!("\"127.0.0.1:{}\" outbound|8000|v1|reviews.default.svc.cluster.local", v1.port)),
+        "{line}"
+    );
+    mesh.wait_for_log_line(&["\"GET /nothing-routes-here HTTP/1.1\" 404 NR "]);
     // Request ids are generated and passed upstream.
     let seen = v1.seen();
     assert!(seen.iter().all(|request| request.headers.iter().any(|(name, _)| name == "x-request-id")));
@@ -175,6 +182,8 @@ fn timeouts_and_faults(plane: Plane) {
     assert!(reply.elapsed < Duration::from_millis(2500), "timed out after {:?}", reply.elapsed);
     let reply = mesh.get("/abort");
     assert_eq!((reply.status, reply.body.as_str()), (418, "fault filter abort"));
+    mesh.wait_for_log_line(&["\"GET /abort HTTP/1.1\" 418 FI "]);
+    mesh.wait_for_log_line(&["\"GET /delay/3000 HTTP/1.1\" 504 UT "]);
     let reply = mesh.get("/slow");
     assert_eq!(reply.status, 200);
     assert!(reply.elapsed >= Duration::from_millis(950), "the delay was {:?}", reply.elapsed);
@@ -202,6 +211,9 @@ fn circuit_breaking_overflows(plane: Plane) {
     let overflowed = replies.iter().filter(|reply| reply.status == 503).count();
     assert!(ok >= 1 && overflowed >= 1, "{plane:?}: {ok} ok, {overflowed} overflowed: {replies:?}");
     assert!(mesh.stat("cluster.outbound|8000|v1|httpbin.default.svc.cluster.local.upstream_rq_pending_overflow") >= 1);
+    // The overflow shows in the access log with Envoy's flag.
+    let line = mesh.wait_for_log_line(&["\"GET /delay/400 HTTP/1.1\" 503 UO "]);
+    assert!(line.contains("outbound|8000|v1|httpbin.default.svc.cluster.local"), "{line}");
 }
 
 both_planes!(outlier_detection_ejects_failing_hosts);

@@ -44,10 +44,12 @@ pub type HttpPlugins = Vec<HttpFilter>;
 
 /// Every listener for `proxy`.
 pub fn listeners(push: &PushContext, proxy: &Proxy) -> Vec<Listener> {
-    match proxy.kind {
+    let mut listeners = match proxy.kind {
         ProxyKind::Router => super::gateway::gateway_listeners(push, proxy),
         ProxyKind::Sidecar => sidecar_listeners(push, proxy),
-    }
+    };
+    super::access_log::add_access_logs(&mut listeners, &push.mesh);
+    listeners
 }
 
 fn http_filters(plugins: HttpPlugins) -> Vec<HttpFilter> {

@@ -2,6 +2,7 @@
 //! endpoints, listeners and routes for one proxy (following Istio 1.4's structure and names),
 //! and the ADS server that streams them.
 
+pub mod access_log;
 pub mod ads;
 pub mod cluster;
 pub mod endpoint;
