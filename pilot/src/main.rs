@@ -71,10 +71,20 @@ fn parse_address(flag: &str, text: &str) -> anyhow::Result<SocketAddr> {
 
 fn mesh_settings(path: Option<&PathBuf>, domain: &str) -> anyhow::Result<MeshSettings> {
     let mut mesh = MeshSettings { domain_suffix: domain.to_string(), ..MeshSettings::default() };
+    if let Ok(text) = std::env::var("PILOT_TRACE_SAMPLING") {
+        let sampling: f64 = text
+            .parse()
+            .ok()
+            .filter(|value| (0.0..=100.0).contains(value))
+            .with_context(|| format!("PILOT_TRACE_SAMPLING {text:?} is not a percentage between 0 and 100"))?;
+        mesh.trace_sampling = sampling;
+    }
     let Some(path) = path else { return Ok(mesh) };
     let value = istio_config::mesh::load(path)?;
     let config: istio_api::pb::istio::mesh::v1alpha1::MeshConfig =
         istio_api::json::decode(istio_api::kinds::MESH_CONFIG_PROTO, &value)?;
+    // 1.4's default mesh config turns tracing on; a file that leaves the field out keeps it on.
+    mesh.enable_tracing = config.enable_tracing || value.get("enableTracing").is_none();
     if let Some(timeout) = config.connect_timeout {
         mesh.connect_timeout = timeout;
     }

@@ -197,6 +197,10 @@ pub struct MeshSettings {
     pub access_log_file: String,
     /// `accessLogFormat`: the text format; empty for Istio's.
     pub access_log_format: String,
+    /// `enableTracing`: connection managers trace requests (with the bootstrap's tracer).
+    pub enable_tracing: bool,
+    /// The percentage of requests traced (`PILOT_TRACE_SAMPLING`, 1.0 by default as in 1.4).
+    pub trace_sampling: f64,
 }
 
 impl Default for MeshSettings {
@@ -209,6 +213,8 @@ impl Default for MeshSettings {
             trust_domain: "cluster.local".to_string(),
             access_log_file: String::new(),
             access_log_format: String::new(),
+            enable_tracing: true,
+            trace_sampling: 1.0,
         }
     }
 }

@@ -39,10 +39,63 @@ fn envoy_types_dir() -> Result<PathBuf, Box<dyn Error>> {
     Ok(PathBuf::from(manifest_path).parent().ok_or("envoy-types manifest has no parent")?.to_path_buf())
 }
 
+/// The files a data plane needs: the bootstrap, the xDS resources and admin dumps, and the
+/// typed configs it understands. Everything they import comes along.
+const DATA_PLANE_ROOTS: &[&str] = &[
+    "envoy/config/bootstrap/v3/bootstrap.proto",
+    "envoy/admin/v3/config_dump.proto",
+    "envoy/service/discovery/v3/discovery.proto",
+    "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto",
+    "envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.proto",
+    "envoy/extensions/filters/http/router/v3/router.proto",
+    "envoy/extensions/filters/http/fault/v3/fault.proto",
+    "envoy/extensions/filters/http/cors/v3/cors.proto",
+    "envoy/extensions/transport_sockets/tls/v3/tls.proto",
+    "envoy/extensions/transport_sockets/raw_buffer/v3/raw_buffer.proto",
+    "envoy/extensions/upstreams/http/v3/http_protocol_options.proto",
+    "envoy/extensions/access_loggers/file/v3/file.proto",
+    "envoy/extensions/filters/listener/tls_inspector/v3/tls_inspector.proto",
+    "envoy/extensions/filters/listener/http_inspector/v3/http_inspector.proto",
+    "envoy/extensions/filters/listener/original_dst/v3/original_dst.proto",
+    "envoy/config/trace/v3/zipkin.proto",
+    "google/protobuf/any.proto",
+    "google/protobuf/duration.proto",
+    "google/protobuf/struct.proto",
+    "google/protobuf/wrappers.proto",
+    "google/protobuf/timestamp.proto",
+    "google/protobuf/empty.proto",
+];
+
+/// The root files and everything they import, in dependency order as found.
+fn closure(
+    set: &prost_types::FileDescriptorSet,
+    roots: &[&str],
+) -> Result<prost_types::FileDescriptorSet, Box<dyn Error>> {
+    let by_name: std::collections::HashMap<&str, &prost_types::FileDescriptorProto> =
+        set.file.iter().map(|file| (file.name(), file)).collect();
+    let mut wanted: Vec<&str> = roots.to_vec();
+    let mut seen = std::collections::HashSet::new();
+    while let Some(name) = wanted.pop() {
+        if !seen.insert(name) {
+            continue;
+        }
+        let file = by_name.get(name).ok_or_else(|| format!("{name} is not in the envoy-types descriptor set"))?;
+        wanted.extend(file.dependency.iter().map(String::as_str));
+    }
+    Ok(prost_types::FileDescriptorSet {
+        file: set.file.iter().filter(|file| seen.contains(file.name())).cloned().collect(),
+    })
+}
+
 fn main() -> Result<(), Box<dyn Error>> {
+    use prost::Message;
     println!("cargo:rerun-if-changed=build.rs");
     let source = envoy_types_dir()?.join("src/generated/types.bin");
-    let out = PathBuf::from(std::env::var("OUT_DIR")?).join("envoy_descriptors.bin");
-    std::fs::copy(&source, &out).map_err(|e| format!("copying {}: {e}", source.display()))?;
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::copy(&source, out_dir.join("envoy_descriptors.bin"))
+        .map_err(|e| format!("copying {}: {e}", source.display()))?;
+    let full = prost_types::FileDescriptorSet::decode(std::fs::read(&source)?.as_slice())?;
+    let data_plane = closure(&full, DATA_PLANE_ROOTS)?;
+    std::fs::write(out_dir.join("envoy_descriptors_data_plane.bin"), data_plane.encode_to_vec())?;
     Ok(())
 }

@@ -23,6 +23,7 @@ cargo build -q --release -p proxy
 PROXY="$PWD/target/release/proxy"
 
 WORK="$(mktemp -d)"
+chmod 755 "$WORK"   # nginx's workers run as another user
 PIDS=()
 cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
@@ -86,7 +87,10 @@ measure() {
     local url=$1 pid=$2
     wrk -t1 -c16 -d2s "$url" >/dev/null
     local rps
-    rps=$(wrk -t2 -c16 -d10s "$url" | awk '/Requests\/sec/ {print $2}')
+    local wrk_out
+    wrk_out=$(wrk -t2 -c16 -d10s "$url")
+    if echo "$wrk_out" | grep -q "Non-2xx"; then echo "$url answered errors under wrk:" >&2; echo "$wrk_out" >&2; exit 1; fi
+    rps=$(echo "$wrk_out" | awk '/Requests\/sec/ {print $2}')
     local before after
     before=$( [ "$pid" = - ] && echo 0 || cpu_ticks "$pid")
     local out
@@ -94,6 +98,9 @@ measure() {
     after=$( [ "$pid" = - ] && echo 0 || cpu_ticks "$pid")
     local total p50 p90 p99
     total=$(echo "$out" | awk '/\[200\]/ {print $2}')
+    if [ -z "$total" ] || echo "$out" | grep -Eq '^ *\[[13-5][0-9]{2}\][[:space:]]+[0-9]+ responses'; then
+        echo "$url did not answer 200 to every request:" >&2; echo "$out" | sed -n '/Status code/,$p' >&2; exit 1
+    fi
     p50=$(echo "$out" | awk '/ 50% in/ {print $3 * 1000}')
     p90=$(echo "$out" | awk '/ 90% in/ {print $3 * 1000}')
     p99=$(echo "$out" | awk '/ 99% in/ {print $3 * 1000}')

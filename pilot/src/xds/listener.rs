@@ -49,6 +49,7 @@ pub fn listeners(push: &PushContext, proxy: &Proxy) -> Vec<Listener> {
         ProxyKind::Sidecar => sidecar_listeners(push, proxy),
     };
     super::access_log::add_access_logs(&mut listeners, &push.mesh);
+    super::tracing::add_tracing(&mut listeners, &push.mesh, proxy.kind);
     listeners
 }
 
@@ -80,6 +81,11 @@ pub(super) fn connection_manager(stat_prefix: &str, routes: http_connection_mana
         http_filters: http_filters(Vec::new()),
         use_remote_address: Some(BoolValue { value: false }),
         generate_request_id: Some(BoolValue { value: true }),
+        // As in 1.4, WebSocket upgrades are allowed on every HTTP listener.
+        upgrade_configs: vec![http_connection_manager::UpgradeConfig {
+            upgrade_type: "websocket".to_string(),
+            ..Default::default()
+        }],
         ..Default::default()
     };
     Filter {

@@ -12,6 +12,7 @@ pub mod inbound;
 pub mod intern;
 pub mod listener;
 pub mod route;
+pub mod tracing;
 
 use envoy_types::pb::envoy::config::core::v3::{
     address, config_source, socket_address, Address, AggregatedConfigSource, ApiVersion, ConfigSource, SocketAddress,

@@ -9,6 +9,17 @@ use std::sync::OnceLock;
 use prost_reflect::{DescriptorPool, DeserializeOptions, DynamicMessage, SerializeOptions};
 
 static DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/envoy_descriptors.bin"));
+/// The subset a data plane needs (the bootstrap, xDS resources, admin dumps and the typed
+/// configs it understands): a fraction of the memory of the whole set.
+static DATA_PLANE_DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/envoy_descriptors_data_plane.bin"));
+
+static DATA_PLANE_ONLY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Limits the mapping to the data plane's subset of Envoy's API. Call before the first
+/// conversion; messages outside the subset then count as unknown types.
+pub fn use_data_plane_subset() {
+    DATA_PLANE_ONLY.store(true, std::sync::atomic::Ordering::Relaxed);
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -23,7 +34,14 @@ pub enum Error {
 /// Every Envoy, xDS, udpa and well-known message, as prost-reflect descriptors.
 pub fn pool() -> &'static DescriptorPool {
     static POOL: OnceLock<DescriptorPool> = OnceLock::new();
-    POOL.get_or_init(|| DescriptorPool::decode(DESCRIPTORS).expect("envoy-types ships a valid descriptor set"))
+    POOL.get_or_init(|| {
+        let descriptors = if DATA_PLANE_ONLY.load(std::sync::atomic::Ordering::Relaxed) {
+            DATA_PLANE_DESCRIPTORS
+        } else {
+            DESCRIPTORS
+        };
+        DescriptorPool::decode(descriptors).expect("envoy-types ships a valid descriptor set")
+    })
 }
 
 fn type_name(type_url: &str) -> &str {

@@ -154,6 +154,15 @@ async fn handle(
         entry.request_headers.insert(":authority".into(), authority.clone());
     }
 
+    // Upgrades the connection manager does not allow are refused, as Envoy does.
+    let websocket_upgrade = parts
+        .headers
+        .get(http::header::UPGRADE)
+        .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    if websocket_upgrade && !manager.websocket {
+        shared.stats.counter(&format!("{prefix}downstream_rq_ws_on_non_ws_route")).inc();
+        return local::reply(StatusCode::FORBIDDEN, "");
+    }
     let table = match &manager.routes {
         RouteSource::Inline(table) => Some(table.clone()),
         RouteSource::Rds(name) => shared.routes.load().get(name).cloned(),

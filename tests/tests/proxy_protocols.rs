@@ -1,0 +1,222 @@
+//! Protocols through the gateway, side by side on both data planes: gRPC (unary and
+//! server-streaming, with status in trailers) over HTTP/2 end to end, a WebSocket upgrade
+//! bridged both ways, and TLS origination to a backend whose certificate is checked against a
+//! DestinationRule's CA and subject alternative names.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use e2e::both_planes;
+use e2e::certs::TestCa;
+use e2e::gateway::{routes, service_on, GatewayMesh, Plane};
+use futures::{SinkExt, StreamExt};
+use rustls::pki_types::pem::PemObject;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
+}
+
+/// A gRPC health server (tonic) on loopback, serving `istio.test` as SERVING.
+fn grpc_backend() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        runtime().block_on(async move {
+            let (reporter, service) = tonic_health::server::health_reporter();
+            reporter.set_service_status("istio.test", tonic_health::ServingStatus::Serving).await;
+            listener.set_nonblocking(true).expect("nonblocking");
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(
+                tokio::net::TcpListener::from_std(listener).expect("listener"),
+            );
+            let _ = tonic::transport::Server::builder().add_service(service).serve_with_incoming(incoming).await;
+        });
+    });
+    port
+}
+
+/// A WebSocket echo server (tokio-tungstenite) on loopback.
+fn websocket_backend() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        runtime().block_on(async move {
+            listener.set_nonblocking(true).expect("nonblocking");
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let Ok(mut socket) = tokio_tungstenite::accept_async(stream).await else { return };
+                    while let Some(Ok(message)) = socket.next().await {
+                        if message.is_text() && socket.send(message).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+    });
+    port
+}
+
+/// An HTTPS backend (rustls) presenting `cert`/`key`, answering every request with `tls-backend`.
+fn tls_backend(cert: &std::path::Path, key: &std::path::Path) -> u16 {
+    let chain =
+        rustls::pki_types::CertificateDer::pem_file_iter(cert).expect("cert").map(|c| c.expect("cert")).collect();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(key).expect("key");
+    let config = Arc::new(
+        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .expect("server config"),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().map_while(Result::ok) {
+            let config = config.clone();
+            std::thread::spawn(move || {
+                let Ok(connection) = rustls::ServerConnection::new(config) else { return };
+                let mut tls = rustls::StreamOwned::new(connection, stream);
+                let mut reader = BufReader::new(&mut tls);
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                drop(reader);
+                let _ = tls.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 11\r\nconnection: close\r\n\r\ntls-backend");
+                tls.conn.send_close_notify();
+                let _ = tls.flush();
+            });
+        }
+    });
+    port
+}
+
+both_planes!(grpc_unary_and_streaming);
+fn grpc_unary_and_streaming(plane: Plane) {
+    let port = grpc_backend();
+    let config = service_on("health", (9090, "grpc", "GRPC"), &[("v1", port)], "")
+        + &routes(
+            "health",
+            "  - match: [{uri: {prefix: /grpc.health.v1.Health/}}]
+    route: [{destination: {host: health.default.svc.cluster.local, port: {number: 9090}}}]
+",
+        );
+    let mesh = GatewayMesh::start(plane, &config);
+    let address = format!("http://127.0.0.1:{}", mesh.http_port);
+    runtime().block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut client = loop {
+            let attempt = async {
+                let channel = tonic::transport::Channel::from_shared(address.clone())
+                    .map_err(|e| e.to_string())?
+                    .connect()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let mut client = HealthClient::new(channel);
+                client
+                    .check(HealthCheckRequest { service: "istio.test".into() })
+                    .await
+                    .map_err(|status| status.to_string())?;
+                Ok::<_, String>(client)
+            };
+            match attempt.await {
+                Ok(client) => break client,
+                Err(error) => {
+                    assert!(Instant::now() < deadline, "{plane:?}: gRPC never worked: {error}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        };
+        let reply =
+            client.check(HealthCheckRequest { service: "istio.test".into() }).await.expect("check").into_inner();
+        assert_eq!(reply.status, ServingStatus::Serving as i32);
+        // A gRPC error travels in the trailers.
+        let missing = client.check(HealthCheckRequest { service: "nope".into() }).await.expect_err("unknown service");
+        assert_eq!(missing.code(), tonic::Code::NotFound, "{plane:?}: {missing:?}");
+        // Server streaming: the first message of Watch arrives through the proxy.
+        let mut stream =
+            client.watch(HealthCheckRequest { service: "istio.test".into() }).await.expect("watch").into_inner();
+        let first =
+            tokio::time::timeout(Duration::from_secs(5), stream.message()).await.expect("in time").expect("message");
+        assert_eq!(first.map(|reply| reply.status), Some(ServingStatus::Serving as i32));
+    });
+}
+
+both_planes!(websocket_upgrade_is_bridged);
+fn websocket_upgrade_is_bridged(plane: Plane) {
+    let port = websocket_backend();
+    let config = service_on("echo", (8080, "http", "HTTP"), &[("v1", port)], "")
+        + &routes(
+            "echo",
+            "  - match: [{uri: {prefix: /ws}}]
+    route: [{destination: {host: echo.default.svc.cluster.local, port: {number: 8080}}}]
+",
+        );
+    let mesh = GatewayMesh::start(plane, &config);
+    let url = format!("ws://127.0.0.1:{}/ws", mesh.http_port);
+    runtime().block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let (mut socket, _) = loop {
+            match tokio_tungstenite::connect_async(url.as_str()).await {
+                Ok(connected) => break connected,
+                Err(error) => {
+                    assert!(Instant::now() < deadline, "{plane:?}: the WebSocket upgrade never worked: {error}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        };
+        for text in ["hello", "istio"] {
+            socket.send(tokio_tungstenite::tungstenite::Message::text(text)).await.expect("send");
+            let echoed = tokio::time::timeout(Duration::from_secs(5), socket.next()).await.expect("in time");
+            assert_eq!(
+                echoed.and_then(Result::ok).map(|m| m.to_text().unwrap_or_default().to_string()),
+                Some(text.to_string())
+            );
+        }
+    });
+}
+
+both_planes!(tls_origination_checks_the_backend);
+fn tls_origination_checks_the_backend(plane: Plane) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = TestCa::new();
+    let root = ca.write_root(dir.path(), "root.pem");
+    let files = ca.issue_files(dir.path(), "backend", &["secure.example.com"]);
+    let port = tls_backend(&files.cert, &files.key);
+    let policy = |san: &str| {
+        format!(
+            "{{tls: {{mode: SIMPLE, caCertificates: {}, subjectAltNames: [{san}], sni: secure.example.com}}}}",
+            root.display()
+        )
+    };
+    let route = routes(
+        "secure",
+        "  - route: [{destination: {host: secure.default.svc.cluster.local, port: {number: 8443}}}]
+",
+    );
+    let mesh = GatewayMesh::start(
+        plane,
+        &(service_on("secure", (8443, "http", "HTTP"), &[("v1", port)], &policy("secure.example.com")) + &route),
+    );
+    let reply = mesh.wait_for("TLS origination", "/", &[], |reply| reply.status == 200);
+    assert_eq!(reply.body, "tls-backend");
+    // A certificate without the expected name is refused.
+    mesh.apply(
+        "config.yaml",
+        &(service_on("secure", (8443, "http", "HTTP"), &[("v1", port)], &policy("other.example.com")) + &route),
+    );
+    let reply = mesh.wait_for("the SAN check", "/", &[], |reply| reply.status == 503);
+    assert!(reply.body.contains("upstream connect error"), "{plane:?}: {reply:?}");
+}
