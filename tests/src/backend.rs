@@ -15,6 +15,7 @@ pub struct Seen {
     pub path: String,
     pub host: String,
     pub headers: Vec<(String, String)>,
+    pub body: String,
 }
 
 /// A running backend; its threads end with the test process.
@@ -25,6 +26,12 @@ pub struct Backend {
     seen: Arc<Mutex<Vec<Seen>>>,
     fail_next: Arc<AtomicU32>,
     always_fail: Arc<AtomicBool>,
+}
+
+impl Seen {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
+    }
 }
 
 impl Backend {
@@ -97,10 +104,19 @@ impl Backend {
                     headers.push((name, value));
                 }
             }
-            let mut body = vec![0u8; length];
-            if reader.read_exact(&mut body).is_err() {
-                return;
-            }
+            let chunked = headers.iter().any(|(name, value)| name == "transfer-encoding" && value.contains("chunked"));
+            let body = if chunked {
+                match read_chunked(&mut reader) {
+                    Some(body) => body,
+                    None => return,
+                }
+            } else {
+                let mut body = vec![0u8; length];
+                if reader.read_exact(&mut body).is_err() {
+                    return;
+                }
+                body
+            };
             let host =
                 headers.iter().find(|(name, _)| name == "host").map(|(_, value)| value.clone()).unwrap_or_default();
             self.seen.lock().unwrap_or_else(|poison| poison.into_inner()).push(Seen {
@@ -108,6 +124,7 @@ impl Backend {
                 path: path.clone(),
                 host,
                 headers: headers.clone(),
+                body: String::from_utf8_lossy(&body).into_owned(),
             });
             let (status, text) = self.answer(&path);
             let response = format!(
@@ -136,6 +153,26 @@ impl Backend {
             std::thread::sleep(Duration::from_millis(millis));
         }
         (200, self.name.clone())
+    }
+}
+
+/// Reads a chunked request body to its end.
+fn read_chunked(reader: &mut impl BufRead) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let mut size_line = String::new();
+        reader.read_line(&mut size_line).ok()?;
+        let size = usize::from_str_radix(size_line.trim().split(';').next()?.trim(), 16).ok()?;
+        if size == 0 {
+            let mut trailer = String::new();
+            while reader.read_line(&mut trailer).ok()? > 2 {
+                trailer.clear();
+            }
+            return Some(body);
+        }
+        let mut chunk = vec![0u8; size + 2];
+        reader.read_exact(&mut chunk).ok()?;
+        body.extend_from_slice(&chunk[..size]);
     }
 }
 

@@ -52,6 +52,11 @@ impl GatewayMesh {
     /// Starts Pilot with `config` (Istio YAML; the gateway `gw` in `default` is added) and a
     /// gateway on `plane`, and waits until the gateway is ready.
     pub fn start(plane: Plane, config: &str) -> GatewayMesh {
+        GatewayMesh::start_with(plane, config, &[], &[])
+    }
+
+    /// The same, with extra gateway (agent) arguments and Pilot environment variables.
+    pub fn start_with(plane: Plane, config: &str, agent_args: &[&str], pilot_env: &[(&str, &str)]) -> GatewayMesh {
         let dir = tempfile::tempdir().unwrap_or_else(|error| panic!("tempdir: {error}"));
         let config_dir = dir.path().join("config");
         std::fs::create_dir(&config_dir).unwrap_or_else(|error| panic!("mkdir: {error}"));
@@ -78,8 +83,8 @@ spec:
         let xds = format!("127.0.0.1:{}", free_port());
         let config_arg = config_dir.display().to_string();
         let mesh_arg = mesh.display().to_string();
-        let pilot = Process::start(
-            "pilot",
+        let pilot = Process::start_with_env(
+            &binary("pilot"),
             &[
                 "discovery",
                 "--grpcAddr",
@@ -93,6 +98,7 @@ spec:
                 "--meshConfig",
                 &mesh_arg,
             ],
+            pilot_env,
         );
         let (admin_port, status_port, stats_port) = (free_port(), free_port(), free_port());
         let proxy_dir = dir.path().join("proxy").display().to_string();
@@ -120,6 +126,7 @@ spec:
         if let Some(envoy) = &envoy {
             args.extend(["--binaryPath", envoy.as_str()]);
         }
+        args.extend_from_slice(agent_args);
         let gateway = Process::start_with_env(
             &binary("proxy"),
             &args,

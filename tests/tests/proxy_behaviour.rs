@@ -265,3 +265,72 @@ spec:
         e2e::http_get(&format!("127.0.0.1:{}", mesh.admin_port), "/config_dump?resource=dynamic_listeners").1
     );
 }
+
+both_planes!(tracing_propagates_b3_and_reports_spans);
+fn tracing_propagates_b3_and_reports_spans(plane: Plane) {
+    let (v1, zipkin) = (Backend::start("v1"), Backend::start("zipkin"));
+    let config = service("productpage", &[("v1", &v1)], "")
+        + &routes(
+            "productpage",
+            "  - route: [{destination: {host: productpage.default.svc.cluster.local, subset: v1, port: {number: 8000}}}]
+",
+        );
+    let zipkin_address = format!("127.0.0.1:{}", zipkin.port);
+    let mesh = GatewayMesh::start_with(
+        plane,
+        &config,
+        &["--zipkinAddress", &zipkin_address],
+        &[("PILOT_TRACE_SAMPLING", "100")],
+    );
+    mesh.wait_for("routing", "/productpage", &[], |reply| reply.status == 200);
+
+    // A new trace: the gateway starts it, samples it, and tells the backend.
+    mesh.get("/productpage");
+    let seen = v1.seen();
+    let upstream = seen.last().expect("a request reached the backend");
+    let trace_id = upstream.header("x-b3-traceid").expect("x-b3-traceid").to_string();
+    assert_eq!(trace_id.len(), 32, "{plane:?}: 128-bit trace ids");
+    assert!(upstream.header("x-b3-spanid").is_some());
+    assert_eq!(upstream.header("x-b3-sampled"), Some("1"));
+
+    // A trace that arrives is joined: same trace id, the caller's span is the parent.
+    let caller = [
+        ("x-b3-traceid", "463ac35c9f6413ad48485a3953bb6124"),
+        ("x-b3-spanid", "a2fb4a1d1a96d312"),
+        ("x-b3-sampled", "1"),
+    ];
+    mesh.request("GET", "/productpage", &caller);
+    let joined = v1.seen().last().cloned().expect("request");
+    assert_eq!(joined.header("x-b3-traceid"), Some("463ac35c9f6413ad48485a3953bb6124"));
+    assert_eq!(joined.header("x-b3-parentspanid"), Some("a2fb4a1d1a96d312"));
+    assert_ne!(joined.header("x-b3-spanid"), Some("a2fb4a1d1a96d312"));
+
+    // Both spans reach the collector as Zipkin v2 JSON.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let reported: String =
+            zipkin.seen().iter().filter(|request| request.path == "/api/v2/spans").map(|r| r.body.clone()).collect();
+        if reported.contains(&trace_id) && reported.contains("463ac35c9f6413ad48485a3953bb6124") {
+            let spans: Vec<serde_json::Value> = zipkin
+                .seen()
+                .iter()
+                .filter(|request| request.path == "/api/v2/spans")
+                .flat_map(|request| serde_json::from_str::<Vec<serde_json::Value>>(&request.body).unwrap_or_default())
+                .collect();
+            let span = spans.iter().find(|span| span["traceId"] == trace_id.as_str()).expect("the new trace's span");
+            assert_eq!(span["kind"], "CLIENT", "{plane:?}: {span}");
+            assert_eq!(span["localEndpoint"]["serviceName"], "istio-ingressgateway", "{plane:?}: {span}");
+            assert_eq!(span["tags"]["http.status_code"], "200", "{plane:?}: {span}");
+            let joined_span =
+                spans.iter().find(|span| span["traceId"] == "463ac35c9f6413ad48485a3953bb6124").expect("joined span");
+            assert_eq!(joined_span["parentId"], "a2fb4a1d1a96d312", "{plane:?}: {joined_span}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{plane:?}: spans never reached the collector: {reported}\n{}",
+            mesh.gateway.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -2,7 +2,7 @@
 //! `envoy_bootstrap_v2.json` template held, in today's API. ADS to the discovery address (over
 //! mutual TLS with /etc/certs under MUTUAL_TLS), the admin API on loopback, the Prometheus
 //! listener on 15090 (`--statsPort`) that exposes `/stats/prometheus`, the node agent's SDS socket when SDS is
-//! on, and the Zipkin collector when tracing is on.
+//! on, and the Zipkin collector and tracer when tracing is on.
 
 use std::net::IpAddr;
 
@@ -93,6 +93,18 @@ pub fn bootstrap(node: &NodeIdentity, args: &AgentArgs) -> Result<Value, String>
         if let Some(clusters) = bootstrap["static_resources"]["clusters"].as_array_mut() {
             clusters.push(zipkin);
         }
+        // The tracer, as 1.4's bootstrap declared it; Pilot turns tracing on per listener.
+        bootstrap["tracing"] = json!({"http": {
+            "name": "envoy.tracers.zipkin",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.config.trace.v3.ZipkinConfig",
+                "collector_cluster": ZIPKIN_CLUSTER,
+                "collector_endpoint": "/api/v2/spans",
+                "collector_endpoint_version": "HTTP_JSON",
+                "trace_id_128bit": true,
+                "shared_span_context": false
+            }
+        }});
     }
     Ok(bootstrap)
 }

@@ -195,7 +195,8 @@ async fn handle_connection(shared: Arc<Shared>, name: &str, stream: TcpStream, r
             }
         },
     };
-    let downstream = Downstream { remote, local: destination, tls, server_name: inspection.server_name };
+    let downstream =
+        Downstream { remote, local: destination, tls, server_name: inspection.server_name, inbound: listener.inbound };
     match &chain.filter {
         NetworkFilter::Http(manager) => {
             super::http::serve_connection(shared.clone(), manager.clone(), Arc::new(downstream), stream).await

@@ -16,6 +16,7 @@ pub mod listener;
 pub mod stats;
 pub mod tcp;
 pub mod tls;
+pub mod trace;
 pub mod upstream;
 pub mod xds;
 
@@ -78,6 +79,8 @@ pub struct Shared {
     static_listeners: Vec<Arc<ListenerConfig>>,
     /// Asked to stop (admin `/quitquitquit`).
     pub quit: tokio::sync::Notify,
+    /// The bootstrap's tracer, if it configures one.
+    pub tracer: Option<Arc<trace::Tracer>>,
 }
 
 impl Shared {
@@ -231,6 +234,7 @@ impl DataPlane {
             bootstrap: bootstrap.clone(),
             started: Instant::now(),
             quit: tokio::sync::Notify::new(),
+            tracer: trace::Tracer::from_bootstrap(&bootstrap),
             stats,
         });
         shared.set_state(ServerState::PreInitializing);
@@ -259,6 +263,9 @@ impl DataPlane {
             };
         let (admin_address, admin_task) = admin::serve(shared.clone(), admin_address).await?;
         let mut tasks = vec![admin_task];
+        if let Some(tracer) = shared.tracer.clone() {
+            tasks.push(tokio::spawn(tracer.flush_forever(shared.clone())));
+        }
         match xds::AdsTarget::from_bootstrap(&bootstrap)? {
             Some(target) => tasks.push(tokio::spawn(xds::run(shared.clone(), target))),
             None => shared.set_state(ServerState::Live),

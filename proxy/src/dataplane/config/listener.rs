@@ -38,6 +38,8 @@ pub struct ListenerConfig {
     pub http_inspector: bool,
     pub chains: Vec<Arc<FilterChainConfig>>,
     pub default_chain: Option<Arc<FilterChainConfig>>,
+    /// `traffic_direction: INBOUND`: requests here are served (SERVER spans), not sent.
+    pub inbound: bool,
 }
 
 #[derive(Debug)]
@@ -77,6 +79,8 @@ pub struct HttpManagerConfig {
     pub stream_idle_timeout: Option<Duration>,
     pub access_logs: Vec<AccessLogConfig>,
     pub websocket: bool,
+    /// Tracing on, with the percentage of requests sampled.
+    pub tracing: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,6 +138,8 @@ impl ListenerConfig {
             http_inspector: false,
             chains: Vec::new(),
             default_chain: None,
+            inbound: listener.traffic_direction
+                == envoy_types::pb::envoy::config::core::v3::TrafficDirection::Inbound as i32,
         };
         for listener_filter in &listener.listener_filters {
             match listener_filter.name.as_str() {
@@ -315,6 +321,10 @@ fn compile_manager(manager: &HttpConnectionManager, at: &str) -> Result<HttpMana
         },
         access_logs: access_logs(&manager.access_log, at)?,
         websocket: manager.upgrade_configs.iter().any(|upgrade| upgrade.upgrade_type.eq_ignore_ascii_case("websocket")),
+        tracing: manager
+            .tracing
+            .as_ref()
+            .map(|tracing| tracing.random_sampling.as_ref().map_or(100.0, |percent| percent.value)),
     })
 }
 
@@ -508,6 +518,7 @@ mod tests {
             http_inspector: false,
             chains,
             default_chain: Some(chain("default", ChainMatch::default())),
+            inbound: true,
         }
     }
 

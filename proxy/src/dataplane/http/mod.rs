@@ -45,6 +45,8 @@ pub struct Downstream {
     pub local: SocketAddr,
     pub tls: bool,
     pub server_name: Option<String>,
+    /// The listener serves inbound traffic (the workload's own ports).
+    pub inbound: bool,
 }
 
 /// Serves one connection until it closes, or until draining lets in-flight requests finish.
@@ -139,6 +141,19 @@ async fn handle(
             .insert("x-forwarded-proto", HeaderValue::from_static(if downstream.tls { "https" } else { "http" }));
     }
     let original_path = parts.uri.path_and_query().map_or("/".to_string(), |path| path.as_str().to_string());
+    let span = match (&shared.tracer, manager.tracing) {
+        (Some(tracer), Some(sampling)) => Some(tracer.start_span(&mut parts.headers, sampling, downstream.inbound)),
+        _ => None,
+    };
+    let span_tags = span.as_ref().map(|_| super::trace::SpanTags {
+        name: format!("{authority}{}", parts.uri.path()),
+        method: parts.method.to_string(),
+        url: format!("{}://{authority}{original_path}", if downstream.tls { "https" } else { "http" }),
+        protocol: format!("{:?}", parts.version),
+        request_id: parts.headers.get("x-request-id").and_then(|value| value.to_str().ok()).map(str::to_string),
+        user_agent: parts.headers.get("user-agent").and_then(|value| value.to_str().ok()).map(str::to_string),
+        ..Default::default()
+    });
     let mut entry = LogEntry {
         start: Some(start_time),
         protocol: format!("{:?}", parts.version),
@@ -218,8 +233,15 @@ async fn handle(
     let (parts, body) = response.into_parts();
     let logs = manager.access_logs.clone();
     let writers = shared.access_logs.clone();
+    let tracer = shared.tracer.clone();
     let finish = move |bytes_sent: u64| {
         drop(active);
+        if let (Some(tracer), Some(span), Some(mut tags)) = (tracer, span, span_tags) {
+            tags.status = entry.response_code;
+            tags.response_flags = entry.flags_text();
+            tags.upstream_cluster = entry.upstream_cluster.clone();
+            tracer.finish(&span, tags);
+        }
         if logs.is_empty() {
             return;
         }
