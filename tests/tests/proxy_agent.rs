@@ -191,6 +191,23 @@ fn agent_lifecycle(with_envoy: bool) {
     assert_eq!(code, 200);
     assert!(metrics.contains("envoy_cluster_manager_cds_update_success"), "no Envoy metrics");
 
+    // Log levels change at run time through the admin API, with Envoy's logger names.
+    if !with_envoy {
+        let (code, levels, error) =
+            run("proxy", &["request", "POST", "logging?level=debug", "--debug-port", &admin], None);
+        assert_eq!(code, 0, "{error}");
+        assert!(levels.contains("RUST_LOG: debug"), "{levels}");
+        let (code, levels, error) =
+            run("proxy", &["request", "POST", "logging?http=trace", "--debug-port", &admin], None);
+        assert_eq!(code, 0, "{error}");
+        assert!(levels.contains("proxy::dataplane::http=trace"), "{levels}");
+        let (code, _, error) =
+            run("proxy", &["request", "POST", "logging?nonsense=debug", "--debug-port", &admin], None);
+        assert_ne!(code, 0);
+        assert!(error.contains("unknown logger"), "{error}");
+        let _ = run("proxy", &["request", "POST", "logging?level=info", "--debug-port", &admin], None);
+    }
+
     // An Envoy that dies is started again and configured again.
     if with_envoy {
         envoy_restarts(&agent, &status_address);

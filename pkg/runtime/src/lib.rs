@@ -8,12 +8,48 @@ pub mod ports;
 pub mod tls;
 
 /// Starts logging to stderr; `RUST_LOG` selects levels (default `info`). `json` selects JSON lines.
+/// The levels can be changed later through [`set_log_levels`].
 pub fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let directives = std::env::var("RUST_LOG").ok().filter(|text| !text.is_empty()).unwrap_or_else(|| "info".into());
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let registry = tracing_subscriber::registry().with(filter);
     // A second initialisation (tests, embedded use) is harmless; keep the first.
-    let _ = if json { builder.json().try_init() } else { builder.try_init() };
+    let initialised = if json {
+        registry.with(tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr)).try_init()
+    } else {
+        registry.with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr)).try_init()
+    };
+    if initialised.is_ok() {
+        let _ = LOG_LEVELS.set(LogLevels { handle, current: std::sync::Mutex::new(directives) });
+    }
+}
+
+type FilterHandle = tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
+
+struct LogLevels {
+    handle: FilterHandle,
+    current: std::sync::Mutex<String>,
+}
+
+static LOG_LEVELS: std::sync::OnceLock<LogLevels> = std::sync::OnceLock::new();
+
+/// The log directives in force (`RUST_LOG` syntax), if logging was set up by [`init_logging`].
+pub fn log_levels() -> Option<String> {
+    LOG_LEVELS.get().map(|levels| levels.current.lock().unwrap_or_else(|poison| poison.into_inner()).clone())
+}
+
+/// Replaces the log directives at run time (`info`, `warn,proxy::dataplane::http=debug`, …).
+pub fn set_log_levels(directives: &str) -> Result<(), String> {
+    let levels = LOG_LEVELS.get().ok_or("logging was not set up")?;
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(directives).map_err(|error| format!("{directives:?}: {error}"))?;
+    levels.handle.reload(filter).map_err(|error| error.to_string())?;
+    *levels.current.lock().unwrap_or_else(|poison| poison.into_inner()) = directives.to_string();
+    Ok(())
 }
 
 /// Resolves when the process receives SIGINT or SIGTERM.

@@ -1,7 +1,8 @@
 //! The admin API (127.0.0.1:15000 in a pod) with Envoy's paths and shapes where tools read
 //! them: `/ready`, `/server_info`, `/stats` (text, `?filter=`, `?usedonly`),
 //! `/stats/prometheus`, `/config_dump` (`?resource=`, `?include_eds`), `/clusters`,
-//! `/listeners` (`?format=json`), `/drain_listeners` and `/quitquitquit`.
+//! `/listeners` (`?format=json`), `/logging` (runtime log levels), `/drain_listeners` and
+//! `/quitquitquit`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -35,6 +36,7 @@ pub async fn serve(
         .route("/clusters", get(clusters))
         .route("/listeners", get(listeners))
         .route("/drain_listeners", post(drain_listeners))
+        .route("/logging", get(logging).post(set_logging))
         .route("/quitquitquit", post(quit))
         .with_state(shared);
     let task = tokio::spawn(async move {
@@ -174,6 +176,62 @@ async fn listeners(State(shared): State<Arc<Shared>>, Query(params): Params) -> 
     }
     let text: String = listeners.iter().map(|listener| format!("{}::{}\n", listener.name, listener.address)).collect();
     ([(header::CONTENT_TYPE, "text/plain")], text).into_response()
+}
+
+/// Envoy's logger names and the data-plane modules they stand for.
+const LOGGERS: &[(&str, &str)] = &[
+    ("admin", "proxy::dataplane::admin"),
+    ("config", "proxy::dataplane::xds"),
+    ("connection", "proxy::dataplane::listener"),
+    ("http", "proxy::dataplane::http"),
+    ("router", "proxy::dataplane::http::router"),
+    ("upstream", "proxy::dataplane::upstream"),
+    ("pool", "proxy::dataplane::upstream::pool"),
+    ("tracing", "proxy::dataplane::trace"),
+    ("main", "proxy::agent"),
+];
+
+fn level_name(level: &str) -> Option<&'static str> {
+    Some(match level {
+        "trace" => "trace",
+        "debug" => "debug",
+        "info" => "info",
+        "warning" | "warn" => "warn",
+        "error" | "critical" => "error",
+        "off" => "off",
+        _ => return None,
+    })
+}
+
+/// `GET /logging`: the levels in force.
+async fn logging() -> Response {
+    let current = istio_runtime::log_levels().unwrap_or_default();
+    let mut text = format!("active loggers (RUST_LOG: {current}):\n");
+    for (name, module) in LOGGERS {
+        text.push_str(&format!("  {name}: {module}\n"));
+    }
+    ([(header::CONTENT_TYPE, "text/plain")], text).into_response()
+}
+
+/// `POST /logging?level=debug` sets every logger; `POST /logging?http=debug` one of them.
+async fn set_logging(Query(params): Params) -> Response {
+    let mut directives = istio_runtime::log_levels().unwrap_or_else(|| "info".into());
+    for (key, value) in &params {
+        let Some(level) = level_name(value) else {
+            return (StatusCode::BAD_REQUEST, format!("error: unknown level {value:?}\n")).into_response();
+        };
+        if key == "level" {
+            directives = level.to_string();
+        } else if let Some((_, module)) = LOGGERS.iter().find(|(name, _)| name == key) {
+            directives = format!("{directives},{module}={level}");
+        } else {
+            return (StatusCode::NOT_FOUND, format!("error: unknown logger {key:?}\n")).into_response();
+        }
+    }
+    match istio_runtime::set_log_levels(&directives) {
+        Ok(()) => logging().await,
+        Err(error) => (StatusCode::INTERNAL_SERVER_ERROR, format!("error: {error}\n")).into_response(),
+    }
 }
 
 async fn drain_listeners(State(shared): State<Arc<Shared>>) -> Response {
