@@ -23,6 +23,8 @@ fn routing_by_path_and_header(plane: Plane) {
     route: [{destination: {host: reviews.default.svc.cluster.local, subset: v1, port: {number: 8000}}}]
   - match: [{uri: {exact: /old}}]
     redirect: {uri: /new}
+  - match: [{method: {exact: POST}, uri: {prefix: /submit}}]
+    route: [{destination: {host: reviews.default.svc.cluster.local, subset: v2, port: {number: 8000}}}]
 ",
         );
     let mesh = GatewayMesh::start(plane, &config);
@@ -32,6 +34,9 @@ fn routing_by_path_and_header(plane: Plane) {
     assert!(reply.header("x-envoy-upstream-service-time").is_some(), "{reply:?}");
     assert_eq!(mesh.request("GET", "/anything", &[("end-user", "jason")]).body, "v2");
     assert_eq!(mesh.get("/nothing-routes-here").status, 404);
+    // Matches on pseudo-headers (`:method`) work like any header.
+    assert_eq!(mesh.request("POST", "/submit", &[]).body, "v2");
+    assert_eq!(mesh.get("/submit").status, 404);
     let redirect = mesh.get("/old");
     assert_eq!(redirect.status, 301);
     assert_eq!(redirect.header("location"), Some("http://test.example.com/new"));
@@ -68,7 +73,8 @@ fn weighted_routing(plane: Plane) {
 both_planes!(retries_hide_failed_attempts);
 fn retries_hide_failed_attempts(plane: Plane) {
     let v1 = Backend::start("v1");
-    let config = service("ratings", &[("v1", &v1)], "")
+    // One connection at most: each retry must get the connection the failed attempt used.
+    let config = service("ratings", &[("v1", &v1)], "{connectionPool: {tcp: {maxConnections: 1}}}")
         + &routes(
             "ratings",
             "  - route: [{destination: {host: ratings.default.svc.cluster.local, subset: v1, port: {number: 8000}}}]

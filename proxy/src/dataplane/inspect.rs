@@ -12,9 +12,15 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
 use super::upstream::pool::BoxStream;
 
-/// How long inspectors wait for the client's first bytes (Istio's protocol detection
-/// timeout); server-first protocols proceed without them.
+/// How long protocol sniffing (the HTTP inspector) waits for the client's first bytes —
+/// Istio's protocol detection timeout; server-first protocols proceed without them.
 pub const DETECTION_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// How long the TLS inspector alone waits for a ClientHello (Envoy's listener filter timeout).
+pub const TLS_HELLO_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The most the inspectors read before deciding (a large ClientHello fits).
+const INSPECT_LIMIT: usize = 64 * 1024;
 
 /// What the inspectors found.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -29,7 +35,8 @@ pub struct Inspection {
 pub async fn inspect(mut stream: BoxStream, tls_inspector: bool, http_inspector: bool) -> (Inspection, BoxStream) {
     let mut buffer = Vec::with_capacity(1024);
     let mut found = Inspection::default();
-    let deadline = tokio::time::Instant::now() + DETECTION_TIMEOUT;
+    let timeout = if http_inspector { DETECTION_TIMEOUT } else { TLS_HELLO_TIMEOUT };
+    let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let mut chunk = [0u8; 2048];
         let read = match tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await {
@@ -45,7 +52,7 @@ pub async fn inspect(mut stream: BoxStream, tls_inspector: bool, http_inspector:
                 found = inspection;
                 break;
             }
-            None if buffer.len() >= 16 * 1024 => break,
+            None if buffer.len() >= INSPECT_LIMIT => break,
             None => {}
         }
     }

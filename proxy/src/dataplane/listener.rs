@@ -47,67 +47,54 @@ impl ListenerTable {
     }
 }
 
-/// Owns the bound sockets.
+/// Owns the bound sockets: one accept loop per address, which serves whichever listener has
+/// that address in the current table (so renaming a listener keeps its socket).
 #[derive(Default)]
 pub struct ListenerManager {
     pub table: ArcSwap<ListenerTable>,
-    /// Accept loops by listener name, with the address each is bound to.
-    bound: Mutex<HashMap<String, (SocketAddr, tokio::task::JoinHandle<()>)>>,
+    bound: Mutex<HashMap<SocketAddr, tokio::task::JoinHandle<()>>>,
 }
 
 impl ListenerManager {
-    /// Installs a new set of listeners: binds new addresses, stops listeners that went away,
-    /// keeps sockets whose listener still has the same address. Fails (changing nothing) when
-    /// an address cannot be bound.
+    /// Installs a new set of listeners: binds the new addresses first — if one cannot be bound,
+    /// nothing changes and the error says which — then swaps the table and closes the
+    /// addresses no listener has any more.
     pub async fn update(&self, shared: &Arc<Shared>, listeners: Vec<Arc<ListenerConfig>>) -> Result<(), String> {
-        let mut bound =
-            self.bound.lock().unwrap_or_else(|poison| poison.into_inner()).drain().collect::<HashMap<_, _>>();
-        let mut next = HashMap::new();
-        let mut opened = Vec::new();
-        for listener in listeners.iter().filter(|listener| listener.bind_to_port) {
-            if let Some((address, task)) = bound.remove(&listener.name) {
-                if address == listener.address {
-                    next.insert(listener.name.clone(), (address, task));
-                    continue;
-                }
-                task.abort();
-            }
-            // An address may move from one listener name to another.
-            if let Some(name) =
-                bound.iter().find(|(_, (address, _))| *address == listener.address).map(|(name, _)| name.clone())
-            {
-                if let Some((_, task)) = bound.remove(&name) {
-                    task.abort();
-                    tokio::task::yield_now().await;
-                }
+        let wanted: Vec<&Arc<ListenerConfig>> = listeners.iter().filter(|listener| listener.bind_to_port).collect();
+        let already: std::collections::HashSet<SocketAddr> =
+            self.bound.lock().unwrap_or_else(|poison| poison.into_inner()).keys().copied().collect();
+        let mut opened: Vec<(SocketAddr, TcpListener)> = Vec::new();
+        for listener in &wanted {
+            if already.contains(&listener.address) || opened.iter().any(|(address, _)| *address == listener.address) {
+                continue;
             }
             match bind(listener.address) {
-                Ok(socket) => opened.push((listener.clone(), socket)),
+                Ok(socket) => opened.push((listener.address, socket)),
                 Err(error) => {
-                    // Put back what was there; the update is rejected.
-                    let mut restore = self.bound.lock().unwrap_or_else(|poison| poison.into_inner());
-                    restore.extend(bound);
-                    restore.extend(next);
-                    return Err(format!("listener {}: cannot bind {}: {error}", listener.name, listener.address));
+                    return Err(format!("listener {}: cannot bind {}: {error}", listener.name, listener.address))
                 }
             }
         }
-        for (_, (_, task)) in bound {
-            task.abort();
+        let keep: std::collections::HashSet<SocketAddr> = wanted.iter().map(|listener| listener.address).collect();
+        self.table.store(Arc::new(ListenerTable::new(listeners.clone())));
+        let mut bound = self.bound.lock().unwrap_or_else(|poison| poison.into_inner());
+        for (address, socket) in opened {
+            bound.insert(address, tokio::spawn(accept_loop(shared.clone(), address, socket)));
         }
-        self.table.store(Arc::new(ListenerTable::new(listeners)));
-        for (listener, socket) in opened {
-            let task = tokio::spawn(accept_loop(shared.clone(), listener.name.clone(), socket));
-            next.insert(listener.name.clone(), (listener.address, task));
-        }
-        shared.stats.gauge("listener_manager.total_listeners_active").set(next.len() as i64);
-        *self.bound.lock().unwrap_or_else(|poison| poison.into_inner()) = next;
+        bound.retain(|address, task| {
+            let stays = keep.contains(address);
+            if !stays {
+                task.abort();
+            }
+            stays
+        });
+        shared.stats.gauge("listener_manager.total_listeners_active").set(bound.len() as i64);
         Ok(())
     }
 
     /// Stops accepting new connections on every listener (draining).
     pub fn stop_accepting(&self) {
-        for (_, (_, task)) in self.bound.lock().unwrap_or_else(|poison| poison.into_inner()).drain() {
+        for (_, task) in self.bound.lock().unwrap_or_else(|poison| poison.into_inner()).drain() {
             task.abort();
         }
     }
@@ -120,16 +107,15 @@ fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(1024)
 }
 
-async fn accept_loop(shared: Arc<Shared>, name: String, socket: TcpListener) {
+async fn accept_loop(shared: Arc<Shared>, address: SocketAddr, socket: TcpListener) {
     loop {
         match socket.accept().await {
             Ok((stream, remote)) => {
                 let shared = shared.clone();
-                let name = name.clone();
-                tokio::spawn(async move { handle_connection(shared, &name, stream, remote).await });
+                tokio::spawn(async move { handle_connection(shared, address, stream, remote).await });
             }
             Err(error) => {
-                tracing::warn!("listener {name}: accept failed: {error}");
+                tracing::warn!("listener on {address}: accept failed: {error}");
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
         }
@@ -144,10 +130,12 @@ fn original_destination(stream: &TcpStream) -> Option<SocketAddr> {
     original.ok().and_then(|address| address.as_socket())
 }
 
-async fn handle_connection(shared: Arc<Shared>, name: &str, stream: TcpStream, remote: SocketAddr) {
+async fn handle_connection(shared: Arc<Shared>, address: SocketAddr, stream: TcpStream, remote: SocketAddr) {
     let _ = stream.set_nodelay(true);
     let table = shared.listeners.table.load_full();
-    let Some(accepting) = table.by_name.get(name).cloned() else { return };
+    let Some(accepting) = table.by_address.get(&address).filter(|listener| listener.bind_to_port).cloned() else {
+        return;
+    };
     let local = stream.local_addr().unwrap_or(accepting.address);
     let wants_destination = accepting.use_original_dst || accepting.original_dst_filter;
     let destination = if wants_destination { original_destination(&stream).unwrap_or(local) } else { local };

@@ -140,7 +140,11 @@ async fn stream_once(
                 .map_err(|error| std::io::Error::other(format!("{error:?}")))
         }
     });
+    // HTTP/2 keepalive notices a management server that vanished without closing the stream.
     let channel = tonic::transport::Endpoint::from_static("http://xds-grpc")
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .keep_alive_while_idle(true)
         .connect_with_connector(connector)
         .await
         .map_err(|error| format!("connecting: {error}"))?;

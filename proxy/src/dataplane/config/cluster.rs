@@ -271,6 +271,16 @@ pub fn endpoints(assignment: &ClusterLoadAssignment, at: &str) -> Result<Vec<End
             let Some(lb_endpoint::HostIdentifier::Endpoint(endpoint)) = &lb_endpoint.host_identifier else {
                 return Err(ConfigError::new(&field, "named endpoints are not supported"));
             };
+            let is_pipe = matches!(
+                endpoint.address.as_ref().and_then(|address| address.address.as_ref()),
+                Some(address::Address::Pipe(_))
+            );
+            if is_pipe {
+                // A Unix socket (the node agent's SDS socket): not a destination for proxied
+                // traffic here; the cluster stays, without this endpoint.
+                tracing::debug!("{field}: skipping a pipe endpoint");
+                continue;
+            }
             let (host, port) = socket_of(endpoint.address.as_ref())
                 .ok_or_else(|| ConfigError::new(&field, "needs a socket address"))?;
             let status = HealthStatus::try_from(lb_endpoint.health_status).unwrap_or(HealthStatus::Unknown);

@@ -250,10 +250,13 @@ fn compile_chain(chain: &FilterChain, at: &str) -> Result<FilterChainConfig, Con
                 Some(tcp_proxy::ClusterSpecifier::WeightedClusters(weighted)) => {
                     let pairs: Vec<(String, u32)> =
                         weighted.clusters.iter().map(|c| (c.name.clone(), c.weight)).collect();
-                    let total = pairs.iter().map(|(_, weight)| weight).sum::<u32>();
-                    if total == 0 {
-                        return Err(ConfigError::new(at, "tcp_proxy weighted_clusters: the weights add up to zero"));
-                    }
+                    let total = pairs.iter().map(|(_, weight)| u64::from(*weight)).sum::<u64>();
+                    let Some(total) = u32::try_from(total).ok().filter(|total| *total > 0) else {
+                        return Err(ConfigError::new(
+                            at,
+                            "tcp_proxy weighted_clusters: the weights must add up to between 1 and 2^32-1",
+                        ));
+                    };
                     ClusterChoice::Weighted(pairs, total)
                 }
                 _ => return Err(ConfigError::new(at, "tcp_proxy needs a cluster")),

@@ -30,9 +30,13 @@ impl std::fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// A protobuf duration as a std one (negative values become zero).
+/// The longest duration the data plane uses (ten years): longer ones mean "never" anyway, and
+/// capping them keeps deadline arithmetic from overflowing.
+const LONGEST: u64 = 10 * 365 * 24 * 3600;
+
+/// A protobuf duration as a std one (negative values become zero, huge ones ten years).
 pub fn duration(value: &envoy_types::pb::google::protobuf::Duration) -> Duration {
-    let seconds = u64::try_from(value.seconds).unwrap_or(0);
+    let seconds = u64::try_from(value.seconds).unwrap_or(0).min(LONGEST);
     let nanos = u32::try_from(value.nanos).unwrap_or(0);
     Duration::new(seconds, nanos)
 }

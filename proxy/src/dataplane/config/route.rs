@@ -491,10 +491,13 @@ impl Forward {
                     .iter()
                     .map(|cluster| (cluster.name.clone(), cluster.weight.as_ref().map_or(0, |weight| weight.value)))
                     .collect();
-                let total = pairs.iter().map(|(_, weight)| weight).sum::<u32>();
-                if total == 0 {
-                    return Err(ConfigError::new(at, "weighted_clusters: the weights add up to zero"));
-                }
+                let total = pairs.iter().map(|(_, weight)| u64::from(*weight)).sum::<u64>();
+                let Some(total) = u32::try_from(total).ok().filter(|total| *total > 0) else {
+                    return Err(ConfigError::new(
+                        at,
+                        "weighted_clusters: the weights must add up to between 1 and 2^32-1",
+                    ));
+                };
                 ClusterChoice::Weighted(pairs, total)
             }
             Some(_) => return Err(ConfigError::new(at, "this cluster specifier is not supported")),

@@ -182,11 +182,21 @@ async fn handle(
         RouteSource::Inline(table) => Some(table.clone()),
         RouteSource::Rds(name) => shared.routes.load().get(name).cloned(),
     };
+    // Header matchers may name HTTP/2 pseudo-headers, which are not in the header map.
+    let method = parts.method.to_string();
+    let scheme = if downstream.tls { "https" } else { "http" };
+    let header_value = |name: &str| -> Option<&str> {
+        match name {
+            ":method" => Some(method.as_str()),
+            ":authority" => Some(authority.as_str()),
+            ":scheme" => Some(scheme),
+            ":path" => Some(original_path.as_str()),
+            _ => parts.headers.get(name).and_then(|value| value.to_str().ok()),
+        }
+    };
     let selected = table.as_ref().and_then(|table| {
         let host = table.virtual_host(&authority)?;
-        let route = host.routes.iter().find(|route| {
-            route.matcher.matches(&original_path, |name| parts.headers.get(name).and_then(|value| value.to_str().ok()))
-        })?;
+        let route = host.routes.iter().find(|route| route.matcher.matches(&original_path, header_value))?;
         Some((table.clone(), host, route))
     });
     let bytes_received = Arc::new(AtomicU64::new(0));
@@ -375,7 +385,12 @@ async fn run_route(
     let length =
         parts.headers.get(http::header::CONTENT_LENGTH).and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
     let is_upgrade = parts.headers.contains_key(http::header::UPGRADE);
-    let body = if wants_copy && !is_upgrade && length.is_none_or(|length| length <= BUFFER_LIMIT) {
+    // Only bodies whose end is known in advance are kept: an empty one, or one with a small
+    // content-length. Streams (gRPC streaming, chunked uploads) go through as they come, and
+    // cannot be retried once sent, as in Envoy.
+    let known_small =
+        http_body::Body::is_end_stream(&request_body) || length.is_some_and(|length| length <= BUFFER_LIMIT);
+    let body = if wants_copy && !is_upgrade && known_small {
         match http_body_util::Limited::new(request_body, BUFFER_LIMIT as usize).collect().await {
             Ok(collected) => RequestBody::Buffered(collected.to_bytes()),
             Err(_) => {

@@ -133,8 +133,13 @@ pub async fn forward(out: Outbound<'_>, parts: Parts, mut body: RequestBody) -> 
                 let can_retry =
                     attempt + 1 < max_attempts && !global_timeout && matches!(body, RequestBody::Buffered(_));
                 if can_retry && retry.is_some_and(|policy| retriable_status(policy, status)) {
+                    // The failed attempt's body is dropped, which releases its connection for
+                    // the next attempt (with `maxConnections: 1` it is the only one).
+                    let (response_parts, _) = response.into_parts();
+                    let mut response = Response::from_parts(response_parts, body::empty());
+                    response.headers_mut().remove(http::header::CONTENT_LENGTH);
                     last = Some(RouterResult {
-                        response: convert(response),
+                        response,
                         upstream_upgrade: None,
                         flags: Vec::new(),
                         upstream_host: Some(host.address),
@@ -183,6 +188,23 @@ pub async fn forward(out: Outbound<'_>, parts: Parts, mut body: RequestBody) -> 
     }
 }
 
+/// Counts a request in flight on a host (least-request balancing, `/clusters`), also when the
+/// request is abandoned half way.
+struct InFlight(Arc<Host>);
+
+impl InFlight {
+    fn new(host: &Arc<Host>) -> InFlight {
+        host.active_requests.fetch_add(1, Ordering::Relaxed);
+        InFlight(host.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.active_requests.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Counts a retry in flight for the `max_retries` circuit breaker.
 struct RetryGuard(Arc<UpstreamCluster>);
 
@@ -210,7 +232,7 @@ async fn send_once(
         return Attempt::Failed(ResponseFlag::UpstreamOverflow, None);
     };
     cluster.stats.upstream_rq_total.inc();
-    host.active_requests.fetch_add(1, Ordering::Relaxed);
+    let _in_flight = InFlight::new(host);
     let exchange = async {
         let lease = match checkout(cluster, host, deadline).await {
             Ok(lease) => lease,
@@ -234,7 +256,6 @@ async fn send_once(
             .unwrap_or(Attempt::Failed(ResponseFlag::UpstreamRequestTimeout, None)),
         None => exchange.await,
     };
-    host.active_requests.fetch_sub(1, Ordering::Relaxed);
     if let Attempt::Response(response) = &outcome {
         cluster.stats.record_response(response.status().as_u16());
     }
@@ -270,7 +291,9 @@ fn retriable_failure(policy: &RetryPolicy, flag: ResponseFlag) -> bool {
                 | ResponseFlag::UpstreamConnectionTermination
                 | ResponseFlag::UpstreamRequestTimeout
         ),
-        "refused-stream" => flag == ResponseFlag::UpstreamConnectionTermination,
+        // An HTTP/2 REFUSED_STREAM is not told apart from other resets here; resets after the
+        // request was sent are not retried, so this condition retries nothing extra.
+        "refused-stream" => false,
         _ => false,
     })
 }

@@ -36,6 +36,8 @@ pub enum PoolError {
 
 #[derive(Debug, Default)]
 pub struct HostPool {
+    /// Open (or opening) connections to this host.
+    connections: std::sync::atomic::AtomicUsize,
     idle: Mutex<Vec<IdleConnection>>,
     http2: tokio::sync::Mutex<Option<http2::SendRequest<Body>>>,
 }
@@ -48,8 +50,13 @@ struct IdleConnection {
 }
 
 impl HostPool {
+    /// Whether the pool still holds a live connection.
     pub fn has_idle(&self) -> bool {
-        !self.idle.lock().unwrap_or_else(|poison| poison.into_inner()).is_empty()
+        self.idle.lock().unwrap_or_else(|poison| poison.into_inner()).iter().any(|idle| !idle.sender.is_closed())
+    }
+
+    fn connection_count(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn take_idle(&self, idle_timeout: Option<std::time::Duration>) -> Option<(http1::SendRequest<Body>, u32)> {
@@ -61,6 +68,22 @@ impl HostPool {
             }
         }
         None
+    }
+}
+
+/// Counts an open connection on its host while it lives.
+struct HostConnection(Arc<Host>);
+
+impl HostConnection {
+    fn new(host: &Arc<Host>) -> HostConnection {
+        host.pool.connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        HostConnection(host.clone())
+    }
+}
+
+impl Drop for HostConnection {
+    fn drop(&mut self) {
+        self.0.pool.connections.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -102,7 +125,15 @@ pub async fn checkout(
                 }
             }
         }
-        if let Some(slot) = cluster.stats.upstream_cx_active.try_track(limits.max_connections) {
+        // Envoy's rule against starvation: a host with no connection may always open one, even
+        // when other hosts' connections hold every slot of the cluster's limit.
+        let slot = cluster
+            .stats
+            .upstream_cx_active
+            .try_track(limits.max_connections)
+            .or_else(|| (host.pool.connection_count() == 0).then(|| cluster.stats.upstream_cx_active.track()));
+        if let Some(slot) = slot {
+            let opened = HostConnection::new(host);
             let stream = connect(cluster, host.address).await?;
             let (sender, connection) = http1::Builder::new()
                 .handshake::<_, Body>(TokioIo::new(stream))
@@ -112,6 +143,7 @@ pub async fn checkout(
             tokio::spawn(async move {
                 let _ = connection.with_upgrades().await;
                 drop(slot);
+                drop(opened);
                 watcher.connection_freed.notify_waiters();
             });
             return Ok(Lease::Http1 { sender, served: 0 });
@@ -132,11 +164,16 @@ async fn checkout_http2(cluster: &Arc<UpstreamCluster>, host: &Arc<Host>) -> Res
     if let Some(sender) = slot.as_ref().filter(|sender| !sender.is_closed()) {
         return Ok(Lease::Http2(sender.clone()));
     }
-    let Some(connection_slot) = cluster.stats.upstream_cx_active.try_track(cluster.config.limits.max_connections)
-    else {
+    let slot_taken = cluster
+        .stats
+        .upstream_cx_active
+        .try_track(cluster.config.limits.max_connections)
+        .or_else(|| (host.pool.connection_count() == 0).then(|| cluster.stats.upstream_cx_active.track()));
+    let Some(connection_slot) = slot_taken else {
         cluster.stats.upstream_rq_pending_overflow.inc();
         return Err(PoolError::Overflow);
     };
+    let opened = HostConnection::new(host);
     let stream = connect(cluster, host.address).await?;
     let (sender, connection) = http2::Builder::new(TokioExecutor::new())
         .handshake::<_, Body>(TokioIo::new(stream))
@@ -146,6 +183,7 @@ async fn checkout_http2(cluster: &Arc<UpstreamCluster>, host: &Arc<Host>) -> Res
     tokio::spawn(async move {
         let _ = connection.await;
         drop(connection_slot);
+        drop(opened);
         watcher.connection_freed.notify_waiters();
     });
     *slot = Some(sender.clone());
@@ -216,6 +254,7 @@ pub async fn connect(cluster: &UpstreamCluster, address: SocketAddr) -> Result<B
             return Err(PoolError::ConnectFailure("connect timeout".to_string()));
         }
     };
+    let _ = socket2::SockRef::from(&stream).set_keepalive(true);
     match &cluster.tls {
         None => Ok(Box::pin(stream)),
         Some(config) => {
@@ -224,11 +263,17 @@ pub async fn connect(cluster: &UpstreamCluster, address: SocketAddr) -> Result<B
             let name = rustls::pki_types::ServerName::try_from(server_name.clone())
                 .map_err(|_| PoolError::ConnectFailure(format!("{server_name:?} is not a valid TLS server name")))?;
             let connector = tokio_rustls::TlsConnector::from(config.clone());
-            match connector.connect(name, stream).await {
-                Ok(tls) => Ok(Box::pin(tls)),
-                Err(error) => {
+            // As in Envoy, the connect timeout covers the TLS handshake too.
+            match tokio::time::timeout(cluster.config.connect_timeout, connector.connect(name, stream)).await {
+                Ok(Ok(tls)) => Ok(Box::pin(tls)),
+                Ok(Err(error)) => {
                     stats.upstream_cx_connect_fail.inc();
                     Err(PoolError::ConnectFailure(format!("TLS error: {error}")))
+                }
+                Err(_) => {
+                    stats.upstream_cx_connect_fail.inc();
+                    stats.upstream_cx_connect_timeout.inc();
+                    Err(PoolError::ConnectFailure("TLS handshake timeout".to_string()))
                 }
             }
         }
