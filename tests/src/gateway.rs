@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::backend::Backend;
 use crate::envoy::{envoy_binary, free_port};
-use crate::{binary, http_get, Process};
+use crate::{binary, http_get, start_pilot_on, Process};
 
 /// Which data plane runs the gateway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,23 +83,7 @@ spec:
         let xds = format!("127.0.0.1:{}", free_port());
         let config_arg = config_dir.display().to_string();
         let mesh_arg = mesh.display().to_string();
-        let pilot = Process::start_with_env(
-            &binary("pilot"),
-            &[
-                "discovery",
-                "--grpcAddr",
-                &xds,
-                "--httpAddr",
-                "127.0.0.1:0",
-                "--monitoringAddr",
-                "127.0.0.1:0",
-                "--configDir",
-                &config_arg,
-                "--meshConfig",
-                &mesh_arg,
-            ],
-            pilot_env,
-        );
+        let pilot = start_pilot_on(&xds, &["--configDir", &config_arg, "--meshConfig", &mesh_arg], pilot_env);
         let (admin_port, status_port, stats_port) = (free_port(), free_port(), free_port());
         let proxy_dir = dir.path().join("proxy").display().to_string();
         let (admin, status, stats) = (admin_port.to_string(), status_port.to_string(), stats_port.to_string());

@@ -154,6 +154,23 @@ impl Drop for Process {
     }
 }
 
+/// Why tests that build pods (network namespaces, iptables, processes as uid 1337) cannot run
+/// here, or `None` when they can: they need root, iptables, iproute2, python3 (the pods'
+/// applications) and setpriv.
+pub fn pod_prerequisites_missing() -> Option<String> {
+    let uid = Command::new("id").arg("-u").output().ok().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    if uid.as_deref() != Some("0") {
+        return Some("not root".into());
+    }
+    for tool in ["iptables", "ip", "python3", "setpriv"] {
+        let found = Command::new("sh").args(["-c", &format!("command -v {tool}")]).output();
+        if found.map_or(true, |output| !output.status.success()) {
+            return Some(format!("{tool} is not installed"));
+        }
+    }
+    None
+}
+
 /// Runs a binary to completion; returns its exit code, stdout and stderr.
 pub fn run(binary_name: &str, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
     let mut child = Command::new(binary(binary_name))
@@ -217,6 +234,15 @@ pub struct Pilot {
 
 /// Starts `pilot discovery` on loopback with OS-picked ports plus `config_args` (e.g.
 /// `--configDir DIR` or `--meshConfig FILE`), and reads its addresses from the banner.
+/// Starts `pilot discovery` serving xDS on a given address (`HOST:PORT`), with debug and
+/// monitoring on loopback, plus `config_args` and environment variables.
+pub fn start_pilot_on(xds_address: &str, config_args: &[&str], env: &[(&str, &str)]) -> Process {
+    let mut args =
+        vec!["discovery", "--grpcAddr", xds_address, "--httpAddr", "127.0.0.1:0", "--monitoringAddr", "127.0.0.1:0"];
+    args.extend_from_slice(config_args);
+    Process::start_with_env(&binary("pilot"), &args, env)
+}
+
 pub fn start_pilot(config_args: &[&str]) -> Pilot {
     let mut args =
         vec!["discovery", "--grpcAddr", "127.0.0.1:0", "--httpAddr", "127.0.0.1:0", "--monitoringAddr", "127.0.0.1:0"];

@@ -33,25 +33,11 @@ impl Namespace {
     }
 }
 
-fn missing_prerequisite() -> Option<String> {
-    let uid = Command::new("id").arg("-u").output().ok().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
-    if uid.as_deref() != Some("0") {
-        return Some("not root".into());
-    }
-    for tool in ["iptables", "ip", "python3", "setpriv"] {
-        if Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().map_or(true, |o| !o.status.success())
-        {
-            return Some(format!("{tool} is not installed"));
-        }
-    }
-    None
-}
-
 const CLIENT: &str = "import socket,sys\ntry:\n    s=socket.create_connection(('10.255.0.1',80),timeout=2)\n    print(s.recv(100).decode())\nexcept Exception as e:\n    print('failed', e)\n";
 
 #[test]
 fn proxy_iptables_captures_outbound_traffic_in_a_network_namespace() {
-    if let Some(reason) = missing_prerequisite() {
+    if let Some(reason) = e2e::pod_prerequisites_missing() {
         eprintln!("SKIPPED proxy_iptables_captures_outbound_traffic_in_a_network_namespace: {reason}");
         return;
     }

@@ -140,22 +140,7 @@ fn agent_lifecycle(with_envoy: bool) {
     // Once Pilot answers, Envoy reconnects, gets its config, and the proxy is ready.
     let config_dir = config.display().to_string();
     let mesh_file = mesh.display().to_string();
-    let pilot = Process::start(
-        "pilot",
-        &[
-            "discovery",
-            "--grpcAddr",
-            &discovery,
-            "--httpAddr",
-            "127.0.0.1:0",
-            "--monitoringAddr",
-            "127.0.0.1:0",
-            "--configDir",
-            &config_dir,
-            "--meshConfig",
-            &mesh_file,
-        ],
-    );
+    let pilot = e2e::start_pilot_on(&discovery, &["--configDir", &config_dir, "--meshConfig", &mesh_file], &[]);
     wait_until(
         "readiness",
         Duration::from_secs(30),

@@ -63,25 +63,11 @@ impl Pod {
     }
 }
 
-fn missing_prerequisite() -> Option<String> {
-    let uid = Command::new("id").arg("-u").output().ok().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
-    if uid.as_deref() != Some("0") {
-        return Some("not root".into());
-    }
-    for tool in ["iptables", "ip", "python3", "setpriv"] {
-        if Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().map_or(true, |o| !o.status.success())
-        {
-            return Some(format!("{tool} is not installed"));
-        }
-    }
-    None
-}
-
 /// The pod's application client: fetches a URL, prints status, the answering backend and the server header.
 const FETCH: &str = "import sys,urllib.request\ntry:\n    r=urllib.request.urlopen(sys.argv[1],timeout=5)\n    print(r.status, r.headers.get('x-backend'), r.headers.get('server'))\nexcept Exception as e:\n    print('failed', e)\n";
 
 fn sidecar_captures(plane: &str) {
-    if let Some(reason) = missing_prerequisite() {
+    if let Some(reason) = e2e::pod_prerequisites_missing() {
         eprintln!("SKIPPED sidecar capture ({plane}): {reason}");
         return;
     }
@@ -127,20 +113,7 @@ spec:
     .expect("write");
     let xds = format!("{host_ip}:{}", free_port());
     let config_arg = config.display().to_string();
-    let pilot = Process::start(
-        "pilot",
-        &[
-            "discovery",
-            "--grpcAddr",
-            &xds,
-            "--httpAddr",
-            "127.0.0.1:0",
-            "--monitoringAddr",
-            "127.0.0.1:0",
-            "--configDir",
-            &config_arg,
-        ],
-    );
+    let pilot = e2e::start_pilot_on(&xds, &["--configDir", &config_arg], &[]);
 
     // istio-init, then istio-proxy as uid 1337, as the injected pod runs them.
     let proxy = binary("proxy").display().to_string();

@@ -169,16 +169,21 @@ pub fn split_host_port(address: &str) -> Result<(String, u16), String> {
     Ok((host.to_string(), port.parse().map_err(|_| invalid())?))
 }
 
+/// Parses agent flags alone (`argv[0]` is the program name), for tests.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub fn parse(argv: &[&str]) -> Result<AgentArgs, clap::Error> {
     use clap::Parser;
-
     #[derive(Parser)]
     struct Cli {
         #[command(flatten)]
         agent: AgentArgs,
     }
+    Cli::try_parse_from(argv).map(|cli| cli.agent)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
 
     /// The arguments Istio 1.4's injection template gives `istio-proxy`.
     const INJECTED: &[&str] = &[
@@ -220,7 +225,7 @@ mod tests {
 
     #[test]
     fn accepts_the_1_4_injected_arguments() {
-        let agent = Cli::try_parse_from(INJECTED).expect("parse").agent;
+        let agent = parse(INJECTED).expect("parse");
         agent.validate().expect("valid");
         assert_eq!(agent.drain_duration, Duration::from_secs(45));
         assert_eq!(agent.parent_shutdown_duration, Duration::from_secs(60));
@@ -233,7 +238,7 @@ mod tests {
 
     #[test]
     fn gateway_arguments_parse_too() {
-        let agent = Cli::try_parse_from([
+        let agent = parse(&[
             "proxy",
             "--log_output_level=default:info",
             "--serviceCluster",
@@ -243,19 +248,18 @@ mod tests {
             "--discoveryAddress",
             "istio-pilot:15011",
         ])
-        .expect("parse")
-        .agent;
+        .expect("parse");
         assert_eq!(agent.control_plane_auth_policy, ControlPlaneAuthPolicy::MutualTls);
         assert_eq!(agent.status_port, 0);
     }
 
     #[test]
     fn bad_values_are_named() {
-        let error = Cli::try_parse_from(["proxy", "--drainDuration", "45"]).err().expect("error").to_string();
+        let error = parse(&["proxy", "--drainDuration", "45"]).expect_err("error").to_string();
         assert!(error.contains("\"45\""), "{error}");
-        let agent = Cli::try_parse_from(["proxy", "--applicationPorts", "9080,http"]).expect("parse").agent;
+        let agent = parse(&["proxy", "--applicationPorts", "9080,http"]).expect("parse");
         assert_eq!(agent.validate(), Err("--applicationPorts: \"http\" is not a port number".to_string()));
-        let agent = Cli::try_parse_from(["proxy", "--discoveryAddress", "pilot"]).expect("parse").agent;
+        let agent = parse(&["proxy", "--discoveryAddress", "pilot"]).expect("parse");
         assert!(agent.validate().expect_err("no port").contains("\"pilot\""));
     }
 

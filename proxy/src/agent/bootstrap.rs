@@ -189,18 +189,12 @@ fn prometheus_listener(port: u16) -> Value {
 mod tests {
     use super::super::node::Role;
     use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        agent: AgentArgs,
-    }
+    use crate::agent::args::parse;
 
     const BOOTSTRAP_TYPE: &str = "type.googleapis.com/envoy.config.bootstrap.v3.Bootstrap";
 
     fn build(flags: &[&str], env: &[(&str, &str)]) -> Value {
-        let args = Cli::parse_from([&["proxy"], flags].concat()).agent;
+        let args = parse(&[&["proxy"], flags].concat()).expect("flags");
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let node = NodeIdentity::build(Role::Sidecar, &args, &env).expect("node");
         bootstrap(&node, &args).expect("bootstrap")

@@ -121,13 +121,7 @@ fn default_ip() -> IpAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        agent: AgentArgs,
-    }
+    use crate::agent::args::parse;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect()
@@ -135,7 +129,7 @@ mod tests {
 
     #[test]
     fn sidecar_node_from_the_injected_environment() {
-        let args = Cli::parse_from(["proxy", "--serviceCluster", "productpage.default"]).agent;
+        let args = parse(&["proxy", "--serviceCluster", "productpage.default"]).expect("flags");
         let node = NodeIdentity::build(
             Role::Sidecar,
             &args,
@@ -164,7 +158,7 @@ mod tests {
     #[test]
     fn router_with_flag_overrides() {
         let args =
-            Cli::parse_from(["proxy", "--id", "gw.istio-system", "--ip", "10.0.0.9", "--domain", "x.local"]).agent;
+            parse(&["proxy", "--id", "gw.istio-system", "--ip", "10.0.0.9", "--domain", "x.local"]).expect("flags");
         let node = NodeIdentity::build(Role::Router, &args, &env(&[("SDS_ENABLED", "true")])).expect("node");
         assert_eq!(node.id, "router~10.0.0.9~gw.istio-system~x.local");
         assert!(node.sds());
@@ -172,7 +166,7 @@ mod tests {
 
     #[test]
     fn bad_metadata_json_and_bad_ip_are_named() {
-        let args = Cli::parse_from(["proxy"]).agent;
+        let args = parse(&["proxy"]).expect("flags");
         let error = NodeIdentity::build(Role::Sidecar, &args, &env(&[("ISTIO_METAJSON_LABELS", "{app:")]))
             .expect_err("bad json");
         assert!(error.contains("ISTIO_METAJSON_LABELS"), "{error}");

@@ -89,10 +89,11 @@ fn build_client(settings: &UpstreamTls) -> Result<Arc<rustls::ClientConfig>, Str
     if let Some((certificate, validation)) = &settings.sds {
         return Err(format!("certificates from SDS ({certificate}, {validation}) are not supported yet"));
     }
-    let verifier: Arc<dyn ServerCertVerifier> = match &settings.trusted_ca {
-        Some(ca) => Arc::new(CaVerifier { roots: roots(ca)?, subject_alt_names: settings.subject_alt_names.clone() }),
-        None => Arc::new(AcceptAny),
+    let ca = match &settings.trusted_ca {
+        Some(ca) => Some((roots(ca)?, settings.subject_alt_names.clone())),
+        None => None,
     };
+    let verifier: Arc<dyn ServerCertVerifier> = Arc::new(UpstreamVerifier { ca });
     let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|error| error.to_string())?
@@ -111,57 +112,18 @@ fn build_client(settings: &UpstreamTls) -> Result<Arc<rustls::ClientConfig>, Str
     Ok(Arc::new(config))
 }
 
-/// Envoy without a validation context: the server certificate is not checked.
+/// Envoy's upstream certificate check: with a CA, the chain against it and then the listed
+/// subject alternative names; without one (no validation context), nothing.
 #[derive(Debug)]
-struct AcceptAny;
-
-/// Chain against the configured CA, then the listed subject alternative names.
-#[derive(Debug)]
-struct CaVerifier {
-    roots: RootCertStore,
-    subject_alt_names: Vec<String>,
+struct UpstreamVerifier {
+    ca: Option<(RootCertStore, Vec<String>)>,
 }
 
 fn supported_schemes() -> Vec<SignatureScheme> {
     provider().signature_verification_algorithms.supported_schemes()
 }
 
-impl ServerCertVerifier for AcceptAny {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &provider().signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &provider().signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        supported_schemes()
-    }
-}
-
-impl ServerCertVerifier for CaVerifier {
+impl ServerCertVerifier for UpstreamVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -170,24 +132,26 @@ impl ServerCertVerifier for CaVerifier {
         _ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        let Some((roots, subject_alt_names)) = &self.ca else {
+            return Ok(ServerCertVerified::assertion());
+        };
         let parsed = rustls::server::ParsedCertificate::try_from(end_entity)?;
         rustls::client::verify_server_cert_signed_by_trust_anchor(
             &parsed,
-            &self.roots,
+            roots,
             intermediates,
             now,
             provider().signature_verification_algorithms.all,
         )?;
-        if self.subject_alt_names.is_empty() {
+        if subject_alt_names.is_empty() {
             return Ok(ServerCertVerified::assertion());
         }
-        let names = subject_alt_names(end_entity);
-        if names.iter().any(|name| self.subject_alt_names.contains(name)) {
+        let names = subject_alt_names_of(end_entity);
+        if names.iter().any(|name| subject_alt_names.contains(name)) {
             Ok(ServerCertVerified::assertion())
         } else {
             Err(rustls::Error::General(format!(
-                "the server certificate's names {names:?} include none of {:?}",
-                self.subject_alt_names
+                "the server certificate's names {names:?} include none of {subject_alt_names:?}"
             )))
         }
     }
@@ -216,7 +180,7 @@ impl ServerCertVerifier for CaVerifier {
 }
 
 /// DNS names and URIs (SPIFFE ids) a certificate is issued to.
-pub fn subject_alt_names(certificate: &CertificateDer<'_>) -> Vec<String> {
+pub fn subject_alt_names_of(certificate: &CertificateDer<'_>) -> Vec<String> {
     let Ok((_, parsed)) = x509_parser::parse_x509_certificate(certificate.as_ref()) else { return Vec::new() };
     let Ok(Some(extension)) = parsed.subject_alternative_name() else { return Vec::new() };
     extension

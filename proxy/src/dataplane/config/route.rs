@@ -598,6 +598,19 @@ impl Forward {
 }
 
 impl Redirect {
+    /// The redirect `require_tls` answers with: the same URL over HTTPS, 301.
+    pub fn to_https() -> Redirect {
+        Redirect {
+            scheme: Some("https".into()),
+            host: None,
+            port: None,
+            path: None,
+            prefix_rewrite: None,
+            status: 301,
+            strip_query: false,
+        }
+    }
+
     fn compile(redirect: &envoy_route::RedirectAction) -> Redirect {
         use envoy_route::redirect_action::{PathRewriteSpecifier, RedirectResponseCode, SchemeRewriteSpecifier};
         let status = match RedirectResponseCode::try_from(redirect.response_code)

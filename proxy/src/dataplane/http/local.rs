@@ -149,15 +149,7 @@ mod tests {
 
     #[test]
     fn https_redirect_keeps_path_and_query() {
-        let redirect = Redirect {
-            scheme: Some("https".into()),
-            host: None,
-            port: None,
-            path: None,
-            prefix_rewrite: None,
-            status: 301,
-            strip_query: false,
-        };
+        let redirect = Redirect::to_https();
         let response = super::redirect(&redirect, false, "httpbin.example.com:80", "/status/200?x=1", None);
         assert_eq!(response.status(), 301);
         assert_eq!(response.headers()[LOCATION], "https://httpbin.example.com/status/200?x=1");

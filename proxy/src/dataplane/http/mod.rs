@@ -281,15 +281,7 @@ async fn run_route(
     entry: &mut LogEntry,
 ) -> (Response<Body>, Option<hyper::upgrade::OnUpgrade>) {
     if host.require_tls && !downstream.tls {
-        let redirect = super::config::route::Redirect {
-            scheme: Some("https".into()),
-            host: None,
-            port: None,
-            path: None,
-            prefix_rewrite: None,
-            status: 301,
-            strip_query: false,
-        };
+        let redirect = super::config::route::Redirect::to_https();
         return (local::redirect(&redirect, false, authority, original_path, None), None);
     }
     let forward = match &route.action {
