@@ -340,3 +340,28 @@ fn tracing_propagates_b3_and_reports_spans(plane: Plane) {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+both_planes!(delta_xds_follows_changes);
+fn delta_xds_follows_changes(plane: Plane) {
+    let (v1, v2) = (Backend::start("v1"), Backend::start("v2"));
+    let route_to = |subset: &str| {
+        service("reviews", &[("v1", &v1), ("v2", &v2)], "")
+            + &routes(
+                "reviews",
+                &format!(
+                    "  - match: [{{uri: {{prefix: /reviews}}}}]
+    route: [{{destination: {{host: reviews.default.svc.cluster.local, subset: {subset}, port: {{number: 8000}}}}}}]
+"
+                ),
+            )
+    };
+    let mesh = GatewayMesh::start_with(plane, &route_to("v1"), &["--deltaXds"], &[]);
+    let reply = mesh.wait_for("routing over delta xDS", "/reviews/1", &[], |reply| reply.status == 200);
+    assert_eq!(reply.body, "v1");
+    // A change arrives as a delta and replaces the route.
+    mesh.apply("config.yaml", &route_to("v2"));
+    mesh.wait_for("the changed route", "/reviews/1", &[], |reply| reply.body == "v2");
+    // A removed VirtualService takes its route with it.
+    mesh.apply("config.yaml", &service("reviews", &[("v1", &v1), ("v2", &v2)], ""));
+    mesh.wait_for("the removed route", "/reviews/1", &[], |reply| reply.status == 404);
+}

@@ -507,6 +507,7 @@ impl AggregatedDiscoveryService for AdsServer {
             let id = server.register(true);
             let mut proxy: Option<Proxy> = None;
             let mut watches: HashMap<String, DeltaWatch> = HashMap::new();
+            let mut must_answer: std::collections::HashSet<String> = std::collections::HashSet::new();
             let mut nonce = 0_u64;
             loop {
                 let mut to_send: Vec<String> = Vec::new();
@@ -552,6 +553,11 @@ impl AggregatedDiscoveryService for AdsServer {
                         if first || subscribed {
                             to_send.push(request.type_url.clone());
                         }
+                        if first {
+                            // The first request always gets an answer, empty or not, so the
+                            // proxy knows its initial state (no listeners is a state too).
+                            must_answer.insert(request.type_url.clone());
+                        }
                     }
                     changed = pushes.changed() => {
                         if changed.is_err() { break; }
@@ -585,9 +591,10 @@ impl AggregatedDiscoveryService for AdsServer {
                     for name in &removed {
                         watch.held.remove(name);
                     }
-                    if resources.is_empty() && removed.is_empty() {
+                    if resources.is_empty() && removed.is_empty() && !must_answer.remove(&type_url) {
                         continue;
                     }
+                    must_answer.remove(&type_url);
                     nonce += 1;
                     let kind = short_type(&type_url);
                     server.metrics.pushes.get_or_create(&vec![("type".to_string(), kind.to_string())]).inc();

@@ -73,6 +73,9 @@ pub struct AgentArgs {
     /// The port of the Prometheus listener (`/stats/prometheus`); 15090 as in 1.4, where it was fixed.
     #[arg(long = "statsPort", default_value_t = 15090)]
     pub stats_port: u16,
+    /// Use incremental (delta) xDS instead of state of the world.
+    #[arg(long = "deltaXds")]
+    pub delta_xds: bool,
     /// The status server port (readiness, app probes); 0 turns it off.
     #[arg(long = "statusPort", default_value_t = 0)]
     pub status_port: u16,

@@ -75,7 +75,7 @@ pub fn bootstrap(node: &NodeIdentity, args: &AgentArgs) -> Result<Value, String>
             "lds_config": {"ads": {}, "resource_api_version": "V3"},
             "cds_config": {"ads": {}, "resource_api_version": "V3"},
             "ads_config": {
-                "api_type": "GRPC",
+                "api_type": if args.delta_xds { "DELTA_GRPC" } else { "GRPC" },
                 "transport_api_version": "V3",
                 "set_node_on_first_message_only": true,
                 "grpc_services": [{"envoy_grpc": {"cluster_name": XDS_CLUSTER}}]
@@ -224,6 +224,13 @@ mod tests {
         assert_eq!(clusters[1]["dns_refresh_rate"], "300.000s");
         assert!(clusters[1].get("transport_socket").is_none());
         assert_eq!(bootstrap["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"], 15090);
+    }
+
+    #[test]
+    fn delta_xds_is_asked_for_with_the_flag() {
+        let bootstrap = build(&["--deltaXds", "--discoveryAddress", "10.0.0.2:15010"], &[("INSTANCE_IP", "10.0.0.1")]);
+        assert_valid(&bootstrap);
+        assert_eq!(bootstrap["dynamic_resources"]["ads_config"]["api_type"], "DELTA_GRPC");
     }
 
     #[test]

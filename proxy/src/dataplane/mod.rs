@@ -1,7 +1,8 @@
 //! The built-in data plane: what Envoy does for a sidecar or gateway, in Rust. It starts from
 //! an Envoy v3 bootstrap (the one the agent generates, or a static config file): the static
 //! clusters and listeners are installed at once, the admin API is served, and when the
-//! bootstrap names an ADS server the xDS client keeps the dynamic config current. Each update
+//! bootstrap names an ADS server the xDS client (state of the world, or delta) keeps the
+//! dynamic config current. Each update
 //! is compiled completely before anything changes, so a bad update is rejected whole and the
 //! last good config keeps serving.
 
@@ -19,6 +20,7 @@ pub mod tls;
 pub mod trace;
 pub mod upstream;
 pub mod xds;
+pub mod xds_delta;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;

@@ -43,6 +43,8 @@ pub struct AdsTarget {
     pub host: String,
     pub port: u16,
     pub node: Node,
+    /// `api_type: DELTA_GRPC`: incremental xDS.
+    pub delta: bool,
 }
 
 impl AdsTarget {
@@ -75,26 +77,29 @@ impl AdsTarget {
                 _ => None,
             })
             .ok_or_else(|| anyhow::anyhow!("bootstrap: the ADS cluster {cluster} needs an endpoint"))?;
-        Ok(Some(AdsTarget { cluster, host, port, node: bootstrap.node.clone().unwrap_or_default() }))
+        let delta =
+            ads.api_type == envoy_types::pb::envoy::config::core::v3::api_config_source::ApiType::DeltaGrpc as i32;
+        Ok(Some(AdsTarget { cluster, host, port, node: bootstrap.node.clone().unwrap_or_default(), delta }))
     }
 }
 
 /// What the client tracks per resource type.
 #[derive(Debug, Default, Clone)]
-struct Subscription {
+pub struct Subscription {
     /// The last version applied.
-    version: String,
+    pub version: String,
     /// The nonce of the last response.
-    nonce: String,
+    pub nonce: String,
     /// Requested resource names (empty: all, for CDS and LDS).
-    names: Vec<String>,
+    pub names: Vec<String>,
     /// A response was applied at least once.
-    applied: bool,
+    pub applied: bool,
 }
 
 /// Runs ADS for as long as the data plane lives.
 pub async fn run(shared: Arc<Shared>, target: AdsTarget) {
     let mut subscriptions: HashMap<&'static str, Subscription> = HashMap::new();
+    let mut delta_states: HashMap<&'static str, super::xds_delta::DeltaState> = HashMap::new();
     let live_after_timeout = shared.clone();
     tokio::spawn(async move {
         tokio::time::sleep(INITIAL_FETCH_TIMEOUT).await;
@@ -107,7 +112,12 @@ pub async fn run(shared: Arc<Shared>, target: AdsTarget) {
     });
     let mut backoff = Duration::from_millis(250);
     loop {
-        match stream_once(&shared, &target, &mut subscriptions).await {
+        let outcome = if target.delta {
+            super::xds_delta::stream_once(&shared, &target, &mut delta_states).await
+        } else {
+            stream_once(&shared, &target, &mut subscriptions).await
+        };
+        match outcome {
             Ok(()) => tracing::warn!("the ADS stream to {}:{} closed", target.host, target.port),
             Err(error) => tracing::warn!("ADS to {}:{}: {error}", target.host, target.port),
         }
@@ -118,11 +128,9 @@ pub async fn run(shared: Arc<Shared>, target: AdsTarget) {
     }
 }
 
-async fn stream_once(
-    shared: &Arc<Shared>,
-    target: &AdsTarget,
-    subscriptions: &mut HashMap<&'static str, Subscription>,
-) -> Result<(), String> {
+/// A gRPC channel to the management server through the bootstrap's xDS cluster (its connect
+/// timeout and TLS), with HTTP/2 keepalive.
+pub async fn connect_channel(shared: &Arc<Shared>, target: &AdsTarget) -> Result<tonic::transport::Channel, String> {
     let connector_shared = shared.clone();
     let (cluster_name, host, port) = (target.cluster.clone(), target.host.clone(), target.port);
     let connector = tower::service_fn(move |_: http::Uri| {
@@ -148,6 +156,15 @@ async fn stream_once(
         .connect_with_connector(connector)
         .await
         .map_err(|error| format!("connecting: {error}"))?;
+    Ok(channel)
+}
+
+async fn stream_once(
+    shared: &Arc<Shared>,
+    target: &AdsTarget,
+    subscriptions: &mut HashMap<&'static str, Subscription>,
+) -> Result<(), String> {
+    let channel = connect_channel(shared, target).await?;
     let mut client = AggregatedDiscoveryServiceClient::new(channel).max_decoding_message_size(256 * 1024 * 1024);
     let (sender, receiver) = mpsc::unbounded_channel::<DiscoveryRequest>();
     let request = |type_url: &str, subscription: &Subscription, error: Option<String>| DiscoveryRequest {
@@ -232,7 +249,7 @@ async fn stream_once(
 }
 
 /// Live once clusters, listeners, and every endpoint set and route table they need arrived.
-fn check_initialized(shared: &Shared, subscriptions: &HashMap<&'static str, Subscription>) {
+pub fn check_initialized(shared: &Shared, subscriptions: &HashMap<&'static str, Subscription>) {
     if shared.state() != ServerState::PreInitializing {
         return;
     }
@@ -246,7 +263,7 @@ fn check_initialized(shared: &Shared, subscriptions: &HashMap<&'static str, Subs
     }
 }
 
-fn stat_prefix(type_url: &str) -> &'static str {
+pub fn stat_prefix(type_url: &str) -> &'static str {
     match type_url {
         CLUSTER_TYPE => "cluster_manager.cds.",
         LISTENER_TYPE => "listener_manager.lds.",
@@ -273,16 +290,21 @@ fn decode_all<M: Message + Default>(resources: &[Any], expected: &str) -> Result
 }
 
 async fn apply(shared: &Arc<Shared>, type_url: &str, response: &DiscoveryResponse) -> Result<(), String> {
-    let version = response.version_info.as_str();
+    apply_resources(shared, type_url, &response.resources, &response.version_info).await
+}
+
+/// Decodes and applies the complete set of one type's resources.
+pub async fn apply_resources(
+    shared: &Arc<Shared>,
+    type_url: &str,
+    resources: &[Any],
+    version: &str,
+) -> Result<(), String> {
     match type_url {
-        CLUSTER_TYPE => shared.apply_clusters(&decode_all::<Cluster>(&response.resources, type_url)?, version),
-        ENDPOINT_TYPE => {
-            shared.apply_endpoints(&decode_all::<ClusterLoadAssignment>(&response.resources, type_url)?, version)
-        }
-        LISTENER_TYPE => shared.apply_listeners(&decode_all::<Listener>(&response.resources, type_url)?, version).await,
-        ROUTE_TYPE => {
-            shared.apply_routes(&decode_all::<RouteConfiguration>(&response.resources, type_url)?, version, true)
-        }
+        CLUSTER_TYPE => shared.apply_clusters(&decode_all::<Cluster>(resources, type_url)?, version),
+        ENDPOINT_TYPE => shared.apply_endpoints(&decode_all::<ClusterLoadAssignment>(resources, type_url)?, version),
+        LISTENER_TYPE => shared.apply_listeners(&decode_all::<Listener>(resources, type_url)?, version).await,
+        ROUTE_TYPE => shared.apply_routes(&decode_all::<RouteConfiguration>(resources, type_url)?, version, true),
         _ => Ok(()),
     }
 }
