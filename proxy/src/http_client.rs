@@ -30,9 +30,30 @@ pub async fn send(
     headers: &[(String, String)],
     timeout: Duration,
 ) -> Result<Response, String> {
+    send_over(false, method, authority, path_and_query, headers, timeout).await
+}
+
+/// The same over HTTPS when `tls` is set. Like the kubelet's probes, the server's certificate
+/// is not checked.
+pub async fn send_over(
+    tls: bool,
+    method: Method,
+    authority: &str,
+    path_and_query: &str,
+    headers: &[(String, String)],
+    timeout: Duration,
+) -> Result<Response, String> {
     let exchange = async {
-        let stream =
-            TcpStream::connect(authority).await.map_err(|error| format!("connecting to {authority}: {error}"))?;
+        let tcp = TcpStream::connect(authority).await.map_err(|error| format!("connecting to {authority}: {error}"))?;
+        let stream: crate::dataplane::upstream::pool::BoxStream = if tls {
+            let host = authority.rsplit_once(':').map_or(authority, |(host, _)| host).trim_matches(['[', ']']);
+            let name = rustls::pki_types::ServerName::try_from(host.to_string())
+                .map_err(|_| format!("{host:?} is not a valid TLS server name"))?;
+            let connector = tokio_rustls::TlsConnector::from(crate::dataplane::tls::unverified_client_config()?);
+            Box::pin(connector.connect(name, tcp).await.map_err(|error| format!("TLS with {authority}: {error}"))?)
+        } else {
+            Box::pin(tcp)
+        };
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|error| format!("HTTP handshake with {authority}: {error}"))?;

@@ -65,8 +65,8 @@ pub fn parse_app_probers(text: &str) -> Result<HashMap<String, AppProber>, Strin
             return Err(format!("{APP_PROBERS_ENV}: {path:?} does not start with /app-health/"));
         }
         if let Some(scheme) = &prober.http_get.scheme {
-            if !scheme.eq_ignore_ascii_case("HTTP") {
-                return Err(format!("{APP_PROBERS_ENV}: {path}: scheme {scheme} is not supported, only HTTP"));
+            if !scheme.eq_ignore_ascii_case("HTTP") && !scheme.eq_ignore_ascii_case("HTTPS") {
+                return Err(format!("{APP_PROBERS_ENV}: {path}: scheme {scheme} is not HTTP or HTTPS"));
             }
         }
         if prober.http_get.port.as_u64().filter(|port| *port <= u16::MAX as u64).is_none() {
@@ -199,7 +199,8 @@ async fn app_health(
     let headers: Vec<(String, String)> =
         action.http_headers.iter().map(|header| (header.name.clone(), header.value.clone())).collect();
     let timeout = Duration::from_secs(prober.timeout_seconds.unwrap_or(1).max(1));
-    match http_client::send(Method::GET, &format!("{host}:{port}"), &path, &headers, timeout).await {
+    let tls = action.scheme.as_deref().is_some_and(|scheme| scheme.eq_ignore_ascii_case("HTTPS"));
+    match http_client::send_over(tls, Method::GET, &format!("{host}:{port}"), &path, &headers, timeout).await {
         // Kubernetes counts 200–399 as success; pass failures through with the app's status.
         Ok(response) if response.status.is_success() || response.status.is_redirection() => {
             StatusCode::OK.into_response()
@@ -231,6 +232,9 @@ mod tests {
     fn rejects_probers_it_cannot_run() {
         let error = parse_app_probers(r#"{"/app-health/a/livez":{"httpGet":{"port":"http"}}}"#).expect_err("named");
         assert!(error.contains("/app-health/a/livez") && error.contains("port"), "{error}");
+        let error =
+            parse_app_probers(r#"{"/app-health/a/readyz":{"httpGet":{"port":1,"scheme":"TCP"}}}"#).expect_err("scheme");
+        assert!(error.contains("TCP"), "{error}");
         let error = parse_app_probers(r#"{"/x":{"httpGet":{"port":1}}}"#).expect_err("path");
         assert!(error.contains("\"/x\""), "{error}");
         let error = parse_app_probers("[").expect_err("json");

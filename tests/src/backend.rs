@@ -1,12 +1,15 @@
 //! Test backends: small HTTP/1.1 servers on loopback that say who they are and behave as a
 //! test asks — answer a status (`/status/418`), answer late (`/delay/2000`), fail the next
-//! requests, or always fail — and remember every request they saw (method, path, Host).
+//! requests, or always fail — and remember every request they saw (method, path, Host); plus a
+//! TCP echo server and an HTTPS server for TLS tests.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use rustls::pki_types::pem::PemObject;
 
 /// A request a backend received.
 #[derive(Debug, Clone)]
@@ -183,6 +186,47 @@ fn reason(status: u16) -> &'static str {
         503 => "Service Unavailable",
         _ => "Status",
     }
+}
+
+/// An HTTPS backend (rustls) presenting `cert`/`key`, answering every request with `tls-backend`.
+pub fn tls_backend(cert: &std::path::Path, key: &std::path::Path) -> u16 {
+    let chain =
+        rustls::pki_types::CertificateDer::pem_file_iter(cert).expect("cert").map(|c| c.expect("cert")).collect();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(key).expect("key");
+    let config = Arc::new(
+        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .expect("server config"),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().map_while(Result::ok) {
+            let config = config.clone();
+            std::thread::spawn(move || {
+                let Ok(connection) = rustls::ServerConnection::new(config) else { return };
+                let mut tls = rustls::StreamOwned::new(connection, stream);
+                let mut reader = BufReader::new(&mut tls);
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                drop(reader);
+                let _ = tls.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 11\r\nconnection: close\r\n\r\ntls-backend");
+                tls.conn.send_close_notify();
+                let _ = tls.flush();
+            });
+        }
+    });
+    port
 }
 
 /// A TCP echo server that prefixes each line with `prefix` (the tcp-echo sample's behaviour).

@@ -70,9 +70,13 @@ fn agent_lifecycle(with_envoy: bool) {
     std::fs::write(&mesh, format!("proxyListenPort: {}\n", free_port())).expect("mesh");
     let (xds_port, admin_port, status_port, stats_port) = (free_port(), free_port(), free_port(), free_port());
     let app_port = start_app();
+    let ca = e2e::certs::TestCa::new();
+    let files = ca.issue_files(dir.path(), "app", &["localhost"]);
+    let tls_app_port = e2e::backend::tls_backend(&files.cert, &files.key);
     let probers = format!(
         r#"{{"/app-health/app/livez":{{"httpGet":{{"path":"/healthz","port":{app_port}}}}},
-            "/app-health/app/readyz":{{"httpGet":{{"path":"/ready","port":{app_port}}}}}}}"#
+            "/app-health/app/readyz":{{"httpGet":{{"path":"/ready","port":{app_port}}}}},
+            "/app-health/secure/readyz":{{"httpGet":{{"path":"/","port":{tls_app_port},"scheme":"HTTPS"}}}}}}"#
     );
 
     // The agent starts first; Pilot is not there yet.
@@ -159,6 +163,7 @@ fn agent_lifecycle(with_envoy: bool) {
     assert_eq!(http_get(&status_address, "/app-health/app/livez").0, 200);
     assert_eq!(http_get(&status_address, "/app-health/app/readyz").0, 500);
     assert_eq!(http_get(&status_address, "/app-health/other/livez").0, 404);
+    assert_eq!(http_get(&status_address, "/app-health/secure/readyz").0, 200, "HTTPS probes work too");
 
     // `proxy request` reads the admin API, like `pilot-agent request`.
     let (code, dump, error) = run("proxy", &["request", "GET", "config_dump", "--debug-port", &admin], None);

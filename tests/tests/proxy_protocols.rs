@@ -3,16 +3,12 @@
 //! bridged both ways, and TLS origination to a backend whose certificate is checked against a
 //! DestinationRule's CA and subject alternative names.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use e2e::both_planes;
 use e2e::certs::TestCa;
 use e2e::gateway::{routes, service_on, GatewayMesh, Plane};
 use futures::{SinkExt, StreamExt};
-use rustls::pki_types::pem::PemObject;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
@@ -58,47 +54,6 @@ fn websocket_backend() -> u16 {
                 });
             }
         });
-    });
-    port
-}
-
-/// An HTTPS backend (rustls) presenting `cert`/`key`, answering every request with `tls-backend`.
-fn tls_backend(cert: &std::path::Path, key: &std::path::Path) -> u16 {
-    let chain =
-        rustls::pki_types::CertificateDer::pem_file_iter(cert).expect("cert").map(|c| c.expect("cert")).collect();
-    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(key).expect("key");
-    let config = Arc::new(
-        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .expect("server config"),
-    );
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().map_while(Result::ok) {
-            let config = config.clone();
-            std::thread::spawn(move || {
-                let Ok(connection) = rustls::ServerConnection::new(config) else { return };
-                let mut tls = rustls::StreamOwned::new(connection, stream);
-                let mut reader = BufReader::new(&mut tls);
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    if line == "\r\n" {
-                        break;
-                    }
-                }
-                drop(reader);
-                let _ = tls.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 11\r\nconnection: close\r\n\r\ntls-backend");
-                tls.conn.send_close_notify();
-                let _ = tls.flush();
-            });
-        }
     });
     port
 }
@@ -194,7 +149,7 @@ fn tls_origination_checks_the_backend(plane: Plane) {
     let ca = TestCa::new();
     let root = ca.write_root(dir.path(), "root.pem");
     let files = ca.issue_files(dir.path(), "backend", &["secure.example.com"]);
-    let port = tls_backend(&files.cert, &files.key);
+    let port = e2e::backend::tls_backend(&files.cert, &files.key);
     let policy = |san: &str| {
         format!(
             "{{tls: {{mode: SIMPLE, caCertificates: {}, subjectAltNames: [{san}], sni: secure.example.com}}}}",

@@ -83,6 +83,9 @@ pub struct Shared {
     pub quit: tokio::sync::Notify,
     /// The bootstrap's tracer, if it configures one.
     pub tracer: Option<Arc<trace::Tracer>>,
+    /// Listeners waiting for their route configurations (Envoy's warming): the previous
+    /// version, if any, keeps serving until they are complete.
+    warming: Mutex<Vec<Arc<ListenerConfig>>>,
 }
 
 impl Shared {
@@ -166,11 +169,56 @@ impl Shared {
                 self.tls.server_config(settings).map_err(|error| format!("filter chain {}: {error}", chain.name))?;
             }
         }
-        let mut all = self.static_listeners.clone();
-        all.extend(compiled);
-        self.listeners.update(self, all).await?;
+        // A listener whose routes have not arrived yet warms; the previous listener of that
+        // name (if any) keeps serving meanwhile.
+        let routes = self.routes.load_full();
+        let current = self.listeners.table.load_full();
+        let mut active = self.static_listeners.clone();
+        let mut warming = Vec::new();
+        for listener in compiled {
+            if listener.route_names().iter().all(|name| routes.contains_key(name)) {
+                active.push(listener);
+            } else {
+                if let Some(previous) = current.by_name.get(&listener.name) {
+                    active.push(previous.clone());
+                }
+                warming.push(listener);
+            }
+        }
+        self.listeners.update(self, active).await?;
+        self.stats.gauge("listener_manager.total_listeners_warming").set(warming.len() as i64);
+        *self.warming.lock().unwrap_or_else(|poison| poison.into_inner()) = warming;
         self.dump.lock().unwrap_or_else(|poison| poison.into_inner()).set_listeners(listeners, version);
         Ok(())
+    }
+
+    /// Puts warming listeners whose routes have all arrived into service.
+    pub async fn promote_warm_listeners(self: &Arc<Self>) -> Result<(), String> {
+        let routes = self.routes.load_full();
+        let warming = std::mem::take(&mut *self.warming.lock().unwrap_or_else(|poison| poison.into_inner()));
+        let (ready, still): (Vec<_>, Vec<_>) = warming
+            .into_iter()
+            .partition(|listener| listener.route_names().iter().all(|name| routes.contains_key(name)));
+        let result = if ready.is_empty() {
+            Ok(())
+        } else {
+            let current = self.listeners.table.load_full();
+            let mut active: Vec<Arc<ListenerConfig>> = current
+                .by_name
+                .values()
+                .filter(|listener| !ready.iter().any(|warm| warm.name == listener.name))
+                .cloned()
+                .collect();
+            active.extend(ready.iter().cloned());
+            self.listeners.update(self, active).await
+        };
+        let mut warming = self.warming.lock().unwrap_or_else(|poison| poison.into_inner());
+        if result.is_err() {
+            warming.extend(ready);
+        }
+        warming.extend(still);
+        self.stats.gauge("listener_manager.total_listeners_warming").set(warming.len() as i64);
+        result
     }
 
     /// Compiles and installs RDS route configurations (by name; others stay).
@@ -189,10 +237,12 @@ impl Shared {
         Ok(())
     }
 
-    /// The RDS names the current listeners need.
+    /// The RDS names the current and warming listeners need.
     pub fn route_names(&self) -> Vec<String> {
         let mut names: Vec<String> =
             self.listeners.table.load().by_name.values().flat_map(|listener| listener.route_names()).collect();
+        let warming = self.warming.lock().unwrap_or_else(|poison| poison.into_inner());
+        names.extend(warming.iter().flat_map(|listener| listener.route_names()));
         names.sort();
         names.dedup();
         names
@@ -237,6 +287,7 @@ impl DataPlane {
             started: Instant::now(),
             quit: tokio::sync::Notify::new(),
             tracer: trace::Tracer::from_bootstrap(&bootstrap),
+            warming: Mutex::new(Vec::new()),
             stats,
         });
         shared.set_state(ServerState::PreInitializing);
@@ -301,5 +352,88 @@ impl DataPlane {
             })
             .map(|(_, value, _)| value as i64)
             .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use envoy_types::pb::envoy::config::bootstrap::v3::bootstrap::StaticResources;
+    use envoy_types::pb::envoy::config::bootstrap::v3::Admin;
+    use envoy_types::pb::envoy::config::core::v3::{address, socket_address, Address, SocketAddress};
+    use envoy_types::pb::envoy::config::listener::v3::{filter, Filter, FilterChain};
+    use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
+    use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+        http_connection_manager, http_filter, HttpConnectionManager, HttpFilter, Rds,
+    };
+    use envoy_types::pb::google::protobuf::Any;
+    use prost::Name;
+
+    fn any<M: prost::Message + Name>(message: &M) -> Any {
+        Any { type_url: M::type_url(), value: message.encode_to_vec() }
+    }
+
+    fn loopback(port: u32) -> Address {
+        Address {
+            address: Some(address::Address::SocketAddress(SocketAddress {
+                address: "127.0.0.1".into(),
+                port_specifier: Some(socket_address::PortSpecifier::PortValue(port)),
+                ..Default::default()
+            })),
+        }
+    }
+
+    fn listener_with_rds(route: &str) -> Listener {
+        let manager = HttpConnectionManager {
+            stat_prefix: "test".into(),
+            route_specifier: Some(http_connection_manager::RouteSpecifier::Rds(Rds {
+                route_config_name: route.into(),
+                ..Default::default()
+            })),
+            http_filters: vec![HttpFilter {
+                name: "envoy.filters.http.router".into(),
+                config_type: Some(http_filter::ConfigType::TypedConfig(any(&Router::default()))),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        Listener {
+            name: "http".into(),
+            address: Some(loopback(0)),
+            filter_chains: vec![FilterChain {
+                filters: vec![Filter {
+                    name: "envoy.filters.network.http_connection_manager".into(),
+                    config_type: Some(filter::ConfigType::TypedConfig(any(&manager))),
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn listeners_warm_until_their_routes_arrive() {
+        let bootstrap = Bootstrap {
+            admin: Some(Admin { address: Some(loopback(0)), ..Default::default() }),
+            static_resources: Some(StaticResources::default()),
+            ..Default::default()
+        };
+        let data_plane = DataPlane::start(bootstrap).await.expect("start");
+        let shared = data_plane.shared.clone();
+        shared.apply_listeners(&[listener_with_rds("80")], "1").await.expect("listeners");
+        assert!(!shared.listeners.table.load().by_name.contains_key("http"), "not in service without its routes");
+        assert_eq!(shared.route_names(), ["80"], "its routes are still asked for");
+        assert_eq!(shared.stats.gauge("listener_manager.total_listeners_warming").value(), 1);
+
+        let routes = RouteConfiguration { name: "80".into(), ..Default::default() };
+        shared.apply_routes(&[routes], "1", true).expect("routes");
+        shared.promote_warm_listeners().await.expect("promote");
+        assert!(shared.listeners.table.load().by_name.contains_key("http"), "in service once warm");
+        assert_eq!(shared.stats.gauge("listener_manager.total_listeners_warming").value(), 0);
+
+        // A new version waiting for another route leaves the old one serving.
+        shared.apply_listeners(&[listener_with_rds("8080")], "2").await.expect("listeners");
+        let serving = shared.listeners.table.load().by_name.get("http").cloned().expect("old version serves");
+        assert_eq!(serving.route_names(), ["80"]);
     }
 }

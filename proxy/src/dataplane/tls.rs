@@ -112,6 +112,18 @@ fn build_client(settings: &UpstreamTls) -> Result<Arc<rustls::ClientConfig>, Str
     Ok(Arc::new(config))
 }
 
+/// A client config that does not check the server's certificate (probes, as the kubelet does).
+pub fn unverified_client_config() -> Result<Arc<rustls::ClientConfig>, String> {
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|error| error.to_string())?;
+    let config = builder
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(UpstreamVerifier { ca: None }))
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
 /// Envoy's upstream certificate check: with a CA, the chain against it and then the listed
 /// subject alternative names; without one (no validation context), nothing.
 #[derive(Debug)]

@@ -304,7 +304,10 @@ pub async fn apply_resources(
         CLUSTER_TYPE => shared.apply_clusters(&decode_all::<Cluster>(resources, type_url)?, version),
         ENDPOINT_TYPE => shared.apply_endpoints(&decode_all::<ClusterLoadAssignment>(resources, type_url)?, version),
         LISTENER_TYPE => shared.apply_listeners(&decode_all::<Listener>(resources, type_url)?, version).await,
-        ROUTE_TYPE => shared.apply_routes(&decode_all::<RouteConfiguration>(resources, type_url)?, version, true),
+        ROUTE_TYPE => {
+            shared.apply_routes(&decode_all::<RouteConfiguration>(resources, type_url)?, version, true)?;
+            shared.promote_warm_listeners().await
+        }
         _ => Ok(()),
     }
 }
