@@ -1,5 +1,6 @@
 //! Test backends: small HTTP/1.1 servers on loopback that say who they are and behave as a
-//! test asks — answer a status (`/status/418`), answer late (`/delay/2000`), fail the next
+//! test asks — answer a status (`/status/418`), answer late (`/delay/2000`), stall half way
+//! through the body (`/delay-stall/2000`), fail the next
 //! requests, or always fail — and remember every request they saw (method, path, Host); plus a
 //! TCP echo server and an HTTPS server for TLS tests.
 
@@ -129,6 +130,18 @@ impl Backend {
                 headers: headers.clone(),
                 body: String::from_utf8_lossy(&body).into_owned(),
             });
+            // `/delay-stall/MS`: the headers and a first part of the body at once, the rest late.
+            if let Some(millis) = path.strip_prefix("/delay-stall/").and_then(|ms| ms.parse().ok()) {
+                let head = format!("HTTP/1.1 200 OK\r\ncontent-length: 10\r\nx-backend: {}\r\n\r\nfirst", self.name);
+                if writer.write_all(head.as_bytes()).and_then(|()| writer.flush()).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(millis));
+                if writer.write_all(b"later").is_err() {
+                    return;
+                }
+                continue;
+            }
             let (status, text) = self.answer(&path);
             let response = format!(
                 "HTTP/1.1 {status} {}\r\ncontent-length: {}\r\nx-backend: {}\r\ncontent-type: text/plain\r\n\r\n{text}",

@@ -117,6 +117,10 @@ fn timeouts_and_faults(plane: Plane) {
     let reply = mesh.wait_for("the timeout route", "/delay/3000", &[], |reply| reply.status == 504);
     assert_eq!(reply.body, "upstream request timeout");
     assert!(reply.elapsed < Duration::from_millis(2500), "timed out after {:?}", reply.elapsed);
+    // The timeout covers the whole response: a body that stalls is cut off.
+    let reply = mesh.get("/delay-stall/3000");
+    assert!(reply.elapsed < Duration::from_millis(2500), "{plane:?}: the stalled body lasted {:?}", reply.elapsed);
+    assert_ne!(reply.body, "firstlater", "{plane:?}: the late part of the body must not arrive");
     let reply = mesh.get("/abort");
     assert_eq!((reply.status, reply.body.as_str()), (418, "fault filter abort"));
     mesh.wait_for_log_line(&["\"GET /abort HTTP/1.1\" 418 FI "]);

@@ -404,6 +404,7 @@ async fn run_route(
         original_destination: downstream.local,
         hash,
         started,
+        stream_idle_timeout: manager.stream_idle_timeout,
     };
     let result = router::forward(out, parts, body).await;
     entry.flags.extend(result.flags.iter().copied());

@@ -44,6 +44,8 @@ pub struct Outbound<'a> {
     pub original_destination: SocketAddr,
     pub hash: Option<u64>,
     pub started: Instant,
+    /// The connection manager's stream idle timeout, applied to the response body.
+    pub stream_idle_timeout: Option<Duration>,
 }
 
 /// The request body: kept in memory when it may be sent more than once, else streamed once.
@@ -147,8 +149,15 @@ pub async fn forward(out: Outbound<'_>, parts: Parts, mut body: RequestBody) -> 
                     });
                     continue;
                 }
+                let mut response = convert(response);
+                if upstream_upgrade.is_none() {
+                    // The route timeout runs until the response ends, as Envoy's does.
+                    let (parts, body) = response.into_parts();
+                    response =
+                        Response::from_parts(parts, body::with_timeouts(body, deadline, out.stream_idle_timeout));
+                }
                 return RouterResult {
-                    response: convert(response),
+                    response,
                     upstream_upgrade,
                     flags: Vec::new(),
                     upstream_host: Some(host.address),
@@ -387,6 +396,7 @@ pub fn mirror(shared: &Shared, forward: &Forward, parts: &Parts, body: &Bytes, a
             original_destination: host.address,
             hash,
             started: Instant::now(),
+            stream_idle_timeout: None,
         };
         let Some(request) =
             build_request(&shadow_parts, &mut RequestBody::Buffered(body.clone()), &out, cluster.config.http2)

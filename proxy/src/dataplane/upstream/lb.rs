@@ -1,7 +1,7 @@
 //! Load balancing over a cluster's hosts: Envoy's policies (round robin, least request as
 //! power of two choices, random, ring hash) over the healthy hosts of the best priority, with
-//! Envoy's panic mode (all hosts) when none is healthy, and retries steering away from hosts
-//! already tried.
+//! Envoy's panic mode (all hosts of the priority) when fewer than half are healthy, and
+//! retries steering away from hosts already tried.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -18,6 +18,9 @@ use crate::dataplane::config::cluster::LbPolicy;
 pub struct Ring {
     points: Vec<(u64, usize)>,
 }
+
+/// Envoy's default healthy panic threshold.
+const PANIC_THRESHOLD_PERCENT: usize = 50;
 
 /// Points per host (Envoy's minimum ring size is 1024 in total; this keeps small clusters even).
 const POINTS_PER_HOST: usize = 128;
@@ -56,11 +59,23 @@ impl UpstreamCluster {
         if set.hosts.is_empty() {
             return None;
         }
-        let best_priority = set.hosts.iter().filter(|host| host.healthy(now)).map(|host| host.priority).min();
+        let healthy: Vec<bool> = set.hosts.iter().map(|host| host.healthy(now)).collect();
+        let ejected = set.hosts.iter().filter(|host| host.ejected(now)).count();
+        self.stats.ejections_active.set(ejected as i64);
+        let best_priority = (0..set.hosts.len()).filter(|&i| healthy[i]).map(|i| set.hosts[i].priority).min();
         let mut eligible: Vec<usize> = match best_priority {
-            Some(priority) => (0..set.hosts.len())
-                .filter(|&i| set.hosts[i].priority == priority && set.hosts[i].healthy(now))
-                .collect(),
+            Some(priority) => {
+                let in_priority: Vec<usize> =
+                    (0..set.hosts.len()).filter(|&i| set.hosts[i].priority == priority).collect();
+                let healthy_here: Vec<usize> = in_priority.iter().copied().filter(|&i| healthy[i]).collect();
+                // Envoy's panic threshold: below 50 % healthy, balance over every host of the
+                // priority rather than overload the few healthy ones.
+                if healthy_here.len() * 100 < in_priority.len() * PANIC_THRESHOLD_PERCENT {
+                    in_priority
+                } else {
+                    healthy_here
+                }
+            }
             // Panic mode: with no healthy host, Envoy balances over all of them.
             None => (0..set.hosts.len()).collect(),
         };

@@ -259,6 +259,12 @@ impl UpstreamCluster {
         if !is_5xx {
             state.consecutive_5xx = 0;
             state.consecutive_gateway_failure = 0;
+            // Like Envoy, a host that stays healthy for an interval after its ejection ended
+            // earns back one step of its ejection multiplier.
+            if state.ejected_until.is_some_and(|until| until + outlier.interval <= now) {
+                state.times_ejected = state.times_ejected.saturating_sub(1);
+                state.ejected_until = if state.times_ejected == 0 { None } else { Some(now) };
+            }
             return;
         }
         state.consecutive_5xx += 1;

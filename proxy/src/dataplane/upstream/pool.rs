@@ -2,7 +2,8 @@
 //! keeps idle keep-alive connections and opens new ones up to `max_connections`; a request
 //! that finds none free waits as *pending* (up to `max_pending_requests`, beyond which it
 //! overflows with 503 `UO`). HTTP/2 multiplexes every request over one connection per host.
-//! Connections honour `max_requests_per_connection` and the idle timeout.
+//! Connections honour `max_requests_per_connection`, and idle ones close after the idle
+//! timeout (an hour unless the cluster says otherwise).
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -17,6 +18,9 @@ use tokio::net::{TcpSocket, TcpStream};
 use super::{Host, UpstreamCluster};
 use crate::dataplane::body::Body;
 use crate::dataplane::stats::GaugeGuard;
+
+/// Envoy's default idle timeout for upstream HTTP connections.
+const DEFAULT_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// A byte stream to an upstream host (plain TCP or TLS).
 pub trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
@@ -57,6 +61,14 @@ impl HostPool {
 
     fn connection_count(&self) -> usize {
         self.connections.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Drops idle connections older than `idle_timeout`, and dead ones.
+    fn sweep(&self, idle_timeout: std::time::Duration) {
+        self.idle
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .retain(|connection| connection.since.elapsed() < idle_timeout && !connection.sender.is_closed());
     }
 
     fn take_idle(&self, idle_timeout: Option<std::time::Duration>) -> Option<(http1::SendRequest<Body>, u32)> {
@@ -208,14 +220,24 @@ impl Lease {
                     && response.status() != http::StatusCode::SWITCHING_PROTOCOLS;
                 if reusable {
                     let (cluster, host) = (cluster.clone(), host.clone());
+                    let idle_timeout = cluster.config.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT);
                     tokio::spawn(async move {
-                        if sender.ready().await.is_ok() {
-                            host.pool.idle.lock().unwrap_or_else(|poison| poison.into_inner()).push(IdleConnection {
-                                sender,
-                                served,
-                                since: Instant::now(),
-                            });
-                            cluster.connection_freed.notify_waiters();
+                        if sender.ready().await.is_err() {
+                            return;
+                        }
+                        host.pool.idle.lock().unwrap_or_else(|poison| poison.into_inner()).push(IdleConnection {
+                            sender,
+                            served,
+                            since: Instant::now(),
+                        });
+                        cluster.connection_freed.notify_waiters();
+                        // Close it if nobody takes it within the idle timeout. Only a weak
+                        // reference waits, so a removed host or cluster is not kept alive.
+                        let host = Arc::downgrade(&host);
+                        drop(cluster);
+                        tokio::time::sleep(idle_timeout).await;
+                        if let Some(host) = host.upgrade() {
+                            host.pool.sweep(idle_timeout);
                         }
                     });
                 }
