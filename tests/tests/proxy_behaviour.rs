@@ -369,3 +369,46 @@ fn delta_xds_follows_changes(plane: Plane) {
     mesh.apply("config.yaml", &service("reviews", &[("v1", &v1), ("v2", &v2)], ""));
     mesh.wait_for("the removed route", "/reviews/1", &[], |reply| reply.status == 404);
 }
+
+both_planes!(header_edits_and_cors);
+fn header_edits_and_cors(plane: Plane) {
+    let v1 = Backend::start("v1");
+    let config = service("httpbin", &[("v1", &v1)], "")
+        + &routes(
+            "httpbin",
+            "  - route: [{destination: {host: httpbin.default.svc.cluster.local, subset: v1, port: {number: 8000}}}]
+    headers:
+      request: {set: {x-set: replaced}, add: {x-added: 'yes'}, remove: [x-remove-me]}
+      response: {add: {x-response-added: '1'}, remove: [x-backend]}
+    corsPolicy: {allowOrigin: [https://example.com], allowMethods: [GET, POST], allowHeaders: [x-custom], maxAge: 24h, allowCredentials: true}
+",
+        );
+    let mesh = GatewayMesh::start(plane, &config);
+    let reply = mesh.wait_for("routing", "/anything", &[], |reply| reply.status == 200);
+    assert_eq!(reply.header("x-response-added"), Some("1"), "{plane:?}: {reply:?}");
+    assert_eq!(reply.header("x-backend"), None, "{plane:?}: removed response header: {reply:?}");
+
+    mesh.request("GET", "/edit", &[("x-remove-me", "gone"), ("x-set", "original")]);
+    let seen = v1.seen().into_iter().rfind(|request| request.path == "/edit").expect("request");
+    assert_eq!(seen.header("x-added"), Some("yes"), "{plane:?}");
+    assert_eq!(seen.header("x-set"), Some("replaced"), "{plane:?}");
+    assert_eq!(seen.header("x-remove-me"), None, "{plane:?}");
+
+    // A preflight from an allowed origin is answered by the proxy.
+    let preflight = mesh.request(
+        "OPTIONS",
+        "/anything",
+        &[("origin", "https://example.com"), ("access-control-request-method", "POST")],
+    );
+    assert_eq!(preflight.status, 200, "{plane:?}: {preflight:?}");
+    assert_eq!(preflight.header("access-control-allow-origin"), Some("https://example.com"), "{plane:?}");
+    assert_eq!(preflight.header("access-control-allow-methods"), Some("GET,POST"), "{plane:?}");
+    assert_eq!(preflight.header("access-control-allow-credentials"), Some("true"), "{plane:?}");
+    assert_eq!(preflight.header("access-control-max-age"), Some("86400"), "{plane:?}");
+    // A simple request from an allowed origin gets the header; another origin does not.
+    let allowed = mesh.request("GET", "/anything", &[("origin", "https://example.com")]);
+    assert_eq!(allowed.header("access-control-allow-origin"), Some("https://example.com"), "{plane:?}");
+    let other = mesh.request("GET", "/anything", &[("origin", "https://other.example")]);
+    assert_eq!(other.status, 200);
+    assert_eq!(other.header("access-control-allow-origin"), None, "{plane:?}");
+}
