@@ -131,12 +131,33 @@ fn normalize_one(message: &MessageDescriptor, value: &mut serde_json::Value) {
 /// Converts Go's `time.ParseDuration` syntax (`1h2m3.5s`, `300ms`, `-1.5h`) into the proto3 JSON
 /// form (`3723.500s`). Returns `None` for text that is not a Go duration.
 pub fn go_duration_to_proto(text: &str) -> Option<String> {
+    let total_nanos = go_duration_nanos(text)?;
+    let negative = total_nanos < 0;
+    let total_nanos = total_nanos.abs();
+    let seconds = total_nanos / 1_000_000_000;
+    let nanos = total_nanos % 1_000_000_000;
+    let sign = if negative { "-" } else { "" };
+    Some(if nanos == 0 { format!("{sign}{seconds}s") } else { format!("{sign}{seconds}.{nanos:09}s") })
+}
+
+/// A Go duration flag value (`45s`, `1m0s`, `2.5s`), as Istio 1.4's binaries took them; negative
+/// durations are refused. The error names the text.
+pub fn parse_go_duration(text: &str) -> Result<std::time::Duration, String> {
+    go_duration_nanos(text)
+        .filter(|nanos| *nanos >= 0)
+        .and_then(|nanos| u64::try_from(nanos).ok())
+        .map(std::time::Duration::from_nanos)
+        .ok_or_else(|| format!("invalid duration {text:?}: expected a Go duration such as 45s, 1m0s or 300ms"))
+}
+
+/// Go's `time.ParseDuration`, in signed nanoseconds.
+fn go_duration_nanos(text: &str) -> Option<i128> {
     let (negative, mut rest) = match text.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, text.strip_prefix('+').unwrap_or(text)),
     };
     if rest == "0" {
-        return Some("0s".to_string());
+        return Some(0);
     }
     if rest.is_empty() {
         return None;
@@ -173,10 +194,7 @@ pub fn go_duration_to_proto(text: &str) -> Option<String> {
             total_nanos = total_nanos.checked_add(fraction_value * scale / 10_i128.pow(digits))?;
         }
     }
-    let seconds = total_nanos / 1_000_000_000;
-    let nanos = total_nanos % 1_000_000_000;
-    let sign = if negative { "-" } else { "" };
-    Some(if nanos == 0 { format!("{sign}{seconds}s") } else { format!("{sign}{seconds}.{nanos:09}s") })
+    Some(if negative { -total_nanos } else { total_nanos })
 }
 
 /// serde_path_to_error prints the top level as `.`; drop it, keep everything else.
@@ -191,6 +209,19 @@ fn json_path(path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn go_duration_flags() {
+        use std::time::Duration;
+        assert_eq!(parse_go_duration("45s"), Ok(Duration::from_secs(45)));
+        assert_eq!(parse_go_duration("1m0s"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_go_duration("2.5s"), Ok(Duration::from_millis(2500)));
+        assert_eq!(parse_go_duration("0"), Ok(Duration::ZERO));
+        for bad in ["", "10", "5x", "-1s", "s", "1.2.3s"] {
+            let error = parse_go_duration(bad).expect_err(bad);
+            assert!(error.contains(&format!("{bad:?}")), "{error}");
+        }
+    }
 
     #[test]
     fn go_durations_become_proto_durations() {

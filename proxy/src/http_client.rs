@@ -22,20 +22,10 @@ impl Response {
     }
 }
 
-/// Sends one request to `host:port` and reads the whole answer, all within `timeout`.
+/// Sends one request to `host:port` — over HTTPS when `tls` is set, without checking the
+/// server's certificate, as the kubelet's probes do — and reads the whole answer, all within
+/// `timeout`.
 pub async fn send(
-    method: Method,
-    authority: &str,
-    path_and_query: &str,
-    headers: &[(String, String)],
-    timeout: Duration,
-) -> Result<Response, String> {
-    send_over(false, method, authority, path_and_query, headers, timeout).await
-}
-
-/// The same over HTTPS when `tls` is set. Like the kubelet's probes, the server's certificate
-/// is not checked.
-pub async fn send_over(
     tls: bool,
     method: Method,
     authority: &str,
@@ -100,7 +90,7 @@ impl Admin {
 
     pub async fn call(&self, method: Method, path: &str) -> Result<Response, String> {
         let path = if path.starts_with('/') { path.to_string() } else { format!("/{path}") };
-        send(method, &format!("127.0.0.1:{}", self.port), &path, &[], Self::TIMEOUT).await
+        send(false, method, &format!("127.0.0.1:{}", self.port), &path, &[], Self::TIMEOUT).await
     }
 
     /// Counter and gauge values from `/stats` whose names match `filter` (a regex).

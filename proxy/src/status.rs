@@ -200,7 +200,7 @@ async fn app_health(
         action.http_headers.iter().map(|header| (header.name.clone(), header.value.clone())).collect();
     let timeout = Duration::from_secs(prober.timeout_seconds.unwrap_or(1).max(1));
     let tls = action.scheme.as_deref().is_some_and(|scheme| scheme.eq_ignore_ascii_case("HTTPS"));
-    match http_client::send_over(tls, Method::GET, &format!("{host}:{port}"), &path, &headers, timeout).await {
+    match http_client::send(tls, Method::GET, &format!("{host}:{port}"), &path, &headers, timeout).await {
         // Kubernetes counts 200–399 as success; pass failures through with the app's status.
         Ok(response) if response.status.is_success() || response.status.is_redirection() => {
             StatusCode::OK.into_response()

@@ -1,8 +1,7 @@
-//! Pieces every istio-rs component shares: logging setup, Go-style durations, the monitoring HTTP server
+//! Pieces every istio-rs component shares: logging setup, the monitoring HTTP server
 //! (`/metrics`, `/version` on 15014), TLS server configs from PEM files, Istio's well-known
 //! ports, and waiting for a shutdown signal. No component logic lives here.
 
-pub mod duration;
 pub mod monitoring;
 pub mod ports;
 pub mod tls;

@@ -10,7 +10,6 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use super::access_log::{LogEntry, ResponseFlag};
 use super::config::cluster::Discovery;
 use super::config::listener::TcpProxyConfig;
-use super::config::route::ClusterChoice;
 use super::http::Downstream;
 use super::upstream::pool::{connect, BoxStream};
 use super::Shared;
@@ -27,21 +26,7 @@ pub async fn proxy(shared: Arc<Shared>, config: &TcpProxyConfig, downstream: &Do
         server_name: downstream.server_name.clone(),
         ..Default::default()
     };
-    let cluster_name = match &config.clusters {
-        ClusterChoice::Single(name) => Some(name.clone()),
-        ClusterChoice::Weighted(pairs, total) => {
-            let mut ticket = rand::random_range(0..*total);
-            pairs.iter().find_map(|(name, weight)| {
-                if ticket < *weight {
-                    Some(name.clone())
-                } else {
-                    ticket -= weight;
-                    None
-                }
-            })
-        }
-        ClusterChoice::FromHeader(_) => None,
-    };
+    let cluster_name = config.clusters.pick(|_| None).map(str::to_string);
     entry.upstream_cluster = cluster_name.clone();
     let outcome = async {
         let Some(cluster) = cluster_name.as_deref().and_then(|name| shared.clusters.get(name)) else {

@@ -85,15 +85,15 @@ impl AdsTarget {
 
 /// What the client tracks per resource type.
 #[derive(Debug, Default, Clone)]
-pub struct Subscription {
+struct Subscription {
     /// The last version applied.
-    pub version: String,
+    version: String,
     /// The nonce of the last response.
-    pub nonce: String,
+    nonce: String,
     /// Requested resource names (empty: all, for CDS and LDS).
-    pub names: Vec<String>,
+    names: Vec<String>,
     /// A response was applied at least once.
-    pub applied: bool,
+    applied: bool,
 }
 
 /// Runs ADS for as long as the data plane lives.
@@ -243,17 +243,19 @@ async fn stream_once(
                 let _ = sender.send(request(follow_type, subscription, None));
             }
         }
-        check_initialized(shared, subscriptions);
+        check_initialized(shared, |type_url| {
+            subscriptions.get(type_url).is_some_and(|subscription| subscription.applied)
+        });
     }
     Ok(())
 }
 
 /// Live once clusters, listeners, and every endpoint set and route table they need arrived.
-pub fn check_initialized(shared: &Shared, subscriptions: &HashMap<&'static str, Subscription>) {
+/// `applied(type_url)` tells whether a response of that type has been applied.
+pub fn check_initialized(shared: &Shared, applied: impl Fn(&str) -> bool) {
     if shared.state() != ServerState::PreInitializing {
         return;
     }
-    let applied = |type_url: &str| subscriptions.get(type_url).is_some_and(|subscription| subscription.applied);
     let endpoints_ready = shared.clusters.eds_services().iter().all(|service| shared.clusters.has_assignment(service));
     let routes = shared.routes.load();
     let routes_ready = shared.route_names().iter().all(|name| routes.contains_key(name));

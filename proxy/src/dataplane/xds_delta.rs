@@ -13,7 +13,7 @@ use envoy_types::pb::google::protobuf::Any;
 use envoy_types::pb::google::rpc::Status;
 use tokio::sync::mpsc;
 
-use super::xds::{apply_resources, check_initialized, connect_channel, stat_prefix, AdsTarget, Subscription};
+use super::xds::{apply_resources, check_initialized, connect_channel, stat_prefix, AdsTarget};
 use super::xds::{CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE};
 use super::Shared;
 
@@ -117,11 +117,7 @@ pub async fn stream_once(
                 });
             }
         }
-        let applied: HashMap<&'static str, Subscription> = states
-            .iter()
-            .map(|(type_url, state)| (*type_url, Subscription { applied: state.applied, ..Default::default() }))
-            .collect();
-        check_initialized(shared, &applied);
+        check_initialized(shared, |type_url| states.get(type_url).is_some_and(|state| state.applied));
     }
     Ok(())
 }

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use envoy_types::pb::envoy::config::accesslog::v3::{access_log, AccessLog};
-use envoy_types::pb::envoy::config::listener::v3::{filter, listener_filter, FilterChain, Listener};
+use envoy_types::pb::envoy::config::listener::v3::{filter, FilterChain, Listener};
 use envoy_types::pb::envoy::extensions::access_loggers::file::v3::{file_access_log, FileAccessLog};
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
-    http_connection_manager, http_filter, HttpConnectionManager,
+    http_connection_manager, HttpConnectionManager,
 };
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{tcp_proxy, TcpProxy};
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::DownstreamTlsContext;
@@ -150,10 +150,7 @@ impl ListenerConfig {
                 "envoy.filters.listener.http_inspector" | "envoy.listener.http_inspector" => {
                     config.http_inspector = true
                 }
-                other => {
-                    let _: Option<&listener_filter::ConfigType> = listener_filter.config_type.as_ref();
-                    return Err(ConfigError::new(&at, format!("listener filter {other} is not supported")));
-                }
+                other => return Err(ConfigError::new(&at, format!("listener filter {other} is not supported"))),
             }
         }
         for (index, chain) in listener.filter_chains.iter().enumerate() {
@@ -293,10 +290,7 @@ fn compile_manager(manager: &HttpConnectionManager, at: &str) -> Result<HttpMana
             other if http_filter.is_optional => {
                 tracing::debug!("{at}: skipping optional HTTP filter {other}");
             }
-            other => {
-                let _: Option<&http_filter::ConfigType> = http_filter.config_type.as_ref();
-                return Err(ConfigError::new(at, format!("HTTP filter {other} is not supported")));
-            }
+            other => return Err(ConfigError::new(at, format!("HTTP filter {other} is not supported"))),
         }
     }
     if !router {

@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod listener;
 pub mod matcher;
 pub mod route;
+pub mod route_match;
 
 use std::time::Duration;
 

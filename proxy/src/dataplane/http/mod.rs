@@ -29,6 +29,7 @@ use super::body::{self, Body, BoxError};
 use super::config::listener::{Codec, HttpManagerConfig, RouteSource};
 use super::config::matcher::roll;
 use super::config::route::{Action, HashPolicy, HeaderEdits, PathMatch, Route, RouteTable, VirtualHost};
+use super::stats::{Counter, Gauge, Stats};
 use super::upstream::lb::hash_of;
 use super::upstream::pool::BoxStream;
 use super::Shared;
@@ -49,6 +50,35 @@ pub struct Downstream {
     pub inbound: bool,
 }
 
+/// A connection manager's stats (`http.<stat_prefix>.…`), looked up once per connection
+/// rather than by name on every request.
+struct ManagerStats {
+    cx_total: Counter,
+    cx_active: Gauge,
+    rq_total: Counter,
+    rq_active: Gauge,
+    /// `downstream_rq_1xx` … `downstream_rq_5xx`.
+    rq_by_class: [Counter; 5],
+    no_route: Counter,
+    ws_on_non_ws_route: Counter,
+}
+
+impl ManagerStats {
+    fn new(stats: &Stats, stat_prefix: &str) -> ManagerStats {
+        let counter = |suffix: &str| stats.counter(&format!("http.{stat_prefix}.{suffix}"));
+        let gauge = |suffix: &str| stats.gauge(&format!("http.{stat_prefix}.{suffix}"));
+        ManagerStats {
+            cx_total: counter("downstream_cx_total"),
+            cx_active: gauge("downstream_cx_active"),
+            rq_total: counter("downstream_rq_total"),
+            rq_active: gauge("downstream_rq_active"),
+            rq_by_class: [1, 2, 3, 4, 5].map(|class| counter(&format!("downstream_rq_{class}xx"))),
+            no_route: counter("no_route"),
+            ws_on_non_ws_route: counter("downstream_rq_ws_on_non_ws_route"),
+        }
+    }
+}
+
 /// Serves one connection until it closes, or until draining lets in-flight requests finish.
 pub async fn serve_connection(
     shared: Arc<Shared>,
@@ -56,19 +86,20 @@ pub async fn serve_connection(
     downstream: Arc<Downstream>,
     stream: BoxStream,
 ) {
-    let prefix = format!("http.{}.", manager.stat_prefix);
-    shared.stats.counter(&format!("{prefix}downstream_cx_total")).inc();
-    let _active = shared.stats.gauge(&format!("{prefix}downstream_cx_active")).track();
+    let stats = Arc::new(ManagerStats::new(&shared.stats, &manager.stat_prefix));
+    stats.cx_total.inc();
+    let _active = stats.cx_active.track();
     let codec = manager.codec;
     let service_shared = shared.clone();
     let http2_seen = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let service_http2_seen = http2_seen.clone();
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
         let (shared, manager, downstream) = (service_shared.clone(), manager.clone(), downstream.clone());
+        let stats = stats.clone();
         if request.version() == http::Version::HTTP_2 {
             service_http2_seen.store(true, Ordering::Relaxed);
         }
-        async move { Ok::<_, Infallible>(handle(shared, manager, downstream, request).await) }
+        async move { Ok::<_, Infallible>(handle(shared, manager, &stats, downstream, request).await) }
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     match codec {
@@ -98,14 +129,14 @@ pub async fn serve_connection(
 async fn handle(
     shared: Arc<Shared>,
     manager: Arc<HttpManagerConfig>,
+    stats: &ManagerStats,
     downstream: Arc<Downstream>,
     mut request: Request<Incoming>,
 ) -> Response<Body> {
     let started = Instant::now();
     let start_time = SystemTime::now();
-    let prefix = format!("http.{}.", manager.stat_prefix);
-    shared.stats.counter(&format!("{prefix}downstream_rq_total")).inc();
-    let active = shared.stats.gauge(&format!("{prefix}downstream_rq_active")).track();
+    stats.rq_total.inc();
+    let active = stats.rq_active.track();
     let downstream_upgrade =
         request.headers().contains_key(http::header::UPGRADE).then(|| hyper::upgrade::on(&mut request));
     let (mut parts, incoming) = request.into_parts();
@@ -175,7 +206,7 @@ async fn handle(
         .get(http::header::UPGRADE)
         .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"websocket"));
     if websocket_upgrade && !manager.websocket {
-        shared.stats.counter(&format!("{prefix}downstream_rq_ws_on_non_ws_route")).inc();
+        stats.ws_on_non_ws_route.inc();
         return local::reply(StatusCode::FORBIDDEN, "");
     }
     let table = match &manager.routes {
@@ -202,7 +233,7 @@ async fn handle(
     let bytes_received = Arc::new(AtomicU64::new(0));
     let (mut response, upgrades) = match selected {
         None => {
-            shared.stats.counter(&format!("{prefix}no_route")).inc();
+            stats.no_route.inc();
             entry.flags.push(ResponseFlag::NoRouteFound);
             (local::failure(ResponseFlag::NoRouteFound), None)
         }
@@ -236,7 +267,9 @@ async fn handle(
     }
     let status = response.status().as_u16();
     entry.response_code = status;
-    shared.stats.counter(&format!("{prefix}downstream_rq_{}xx", status / 100)).inc();
+    if let Some(class) = stats.rq_by_class.get(usize::from(status / 100).saturating_sub(1)) {
+        class.inc();
+    }
     if !manager.access_logs.is_empty() {
         entry.response_headers = header_snapshot(response.headers());
     }

@@ -44,7 +44,10 @@ pub struct ClusterStats {
     pub ejections_active: Gauge,
     pub ejections_total: Counter,
     pub update_success: Counter,
-    pub circuit_open_rq_pending: Gauge,
+    /// `upstream_rq_1xx` … `upstream_rq_5xx`.
+    rq_by_class: [Counter; 5],
+    /// `upstream_rq_<code>`, found once per code.
+    rq_by_code: Arc<Mutex<HashMap<u16, Counter>>>,
 }
 
 impl ClusterStats {
@@ -72,7 +75,8 @@ impl ClusterStats {
             ejections_active: gauge("outlier_detection.ejections_active"),
             ejections_total: counter("outlier_detection.ejections_total"),
             update_success: counter("update_success"),
-            circuit_open_rq_pending: gauge("circuit_breakers.default.rq_pending_open"),
+            rq_by_class: [1, 2, 3, 4, 5].map(|class| counter(&format!("upstream_rq_{class}xx"))),
+            rq_by_code: Arc::default(),
             prefix,
             stats: stats.clone(),
         }
@@ -80,8 +84,17 @@ impl ClusterStats {
 
     /// `upstream_rq_<code>` and `upstream_rq_<class>xx` for a response.
     pub fn record_response(&self, status: u16) {
-        self.stats.counter(&format!("{}upstream_rq_{status}", self.prefix)).inc();
-        self.stats.counter(&format!("{}upstream_rq_{}xx", self.prefix, status / 100)).inc();
+        let code = {
+            let mut codes = self.rq_by_code.lock().unwrap_or_else(|poison| poison.into_inner());
+            codes
+                .entry(status)
+                .or_insert_with(|| self.stats.counter(&format!("{}upstream_rq_{status}", self.prefix)))
+                .clone()
+        };
+        code.inc();
+        if let Some(class) = self.rq_by_class.get(usize::from(status / 100).saturating_sub(1)) {
+            class.inc();
+        }
     }
 }
 
