@@ -156,9 +156,14 @@ pub async fn start(config: Config) -> Result<Running, GalleyError> {
     let webhook_address = match &config.webhook {
         Some(webhook) => {
             let tls = istio_runtime::tls::server_config(&webhook.cert_chain, &webhook.key, &[b"h2", b"http/1.1"])?;
-            let address = webhook::serve_tls(webhook.address, tls, webhook::router(metrics.clone()), shutdown.wait())
-                .await
-                .map_err(|source| GalleyError::Bind { address: webhook.address, source })?;
+            let address = istio_runtime::https::serve_tls(
+                webhook.address,
+                tls,
+                webhook::router(metrics.clone()),
+                shutdown.wait(),
+            )
+            .await
+            .map_err(|source| GalleyError::Bind { address: webhook.address, source })?;
             Some(address)
         }
         None => None,

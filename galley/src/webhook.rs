@@ -3,15 +3,11 @@
 //! with the validation messages when it is not; `/ready` reports readiness. Each webhook admits
 //! only the kinds Istio 1.4 routed to it.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use istio_api::kinds::{self, Webhook};
 use istio_config::object::Object;
 use istio_config::validation::object_violations;
@@ -96,53 +92,4 @@ fn decide(webhook: Webhook, metrics: &Metrics, request: &Value) -> Result<(), St
     metrics.validation_failed.get_or_create(&labels(&failed)).inc();
     let reasons: Vec<String> = violations.iter().map(ToString::to_string).collect();
     Err(format!("configuration is invalid: {}: {}", object.display_name(), reasons.join("; ")))
-}
-
-/// Serves `router` over TLS on `address` until `shutdown` resolves; returns the bound address.
-pub async fn serve_tls(
-    address: SocketAddr,
-    tls: Arc<rustls_config::ServerConfig>,
-    router: Router,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind(address).await?;
-    let bound = listener.local_addr()?;
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    tokio::spawn(async move {
-        tokio::pin!(shutdown);
-        loop {
-            let accepted = tokio::select! {
-                accepted = listener.accept() => accepted,
-                () = &mut shutdown => return,
-            };
-            let (stream, peer) = match accepted {
-                Ok(connection) => connection,
-                Err(error) => {
-                    tracing::warn!(%error, "webhook accept failed");
-                    continue;
-                }
-            };
-            let acceptor = acceptor.clone();
-            let service = hyper_util::service::TowerToHyperService::new(router.clone());
-            tokio::spawn(async move {
-                let stream = match acceptor.accept(stream).await {
-                    Ok(stream) => stream,
-                    Err(error) => {
-                        tracing::debug!(%peer, %error, "webhook TLS handshake failed");
-                        return;
-                    }
-                };
-                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                if let Err(error) = builder.serve_connection(TokioIo::new(stream), service).await {
-                    tracing::debug!(%peer, %error, "webhook connection ended with an error");
-                }
-            });
-        }
-    });
-    Ok(bound)
-}
-
-/// rustls as re-exported by tokio-rustls, so the server config type matches the acceptor's.
-mod rustls_config {
-    pub use tokio_rustls::rustls::ServerConfig;
 }

@@ -1,6 +1,7 @@
 //! istioctl: the command line of istio-rs. Each subcommand lives in its own module; `main.rs`
 //! only parses flags and runs the chosen command.
 
+pub mod kube_inject;
 pub mod mcp;
 pub mod proxy_status;
 pub mod validate;
@@ -20,6 +21,9 @@ pub struct Cli {
 pub enum Command {
     /// Validate Istio config files offline, with the same rules Galley's webhook applies.
     Validate(validate::ValidateArgs),
+    /// Inject the sidecar into the workloads of a Kubernetes YAML file.
+    #[command(name = "kube-inject")]
+    KubeInject(kube_inject::KubeInjectArgs),
     /// Sync state of every proxy connected to Pilot.
     #[command(name = "proxy-status", alias = "ps")]
     ProxyStatus(proxy_status::ProxyStatusArgs),
@@ -40,6 +44,7 @@ pub enum Experimental {
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Validate(args) => validate::run(&args),
+        Command::KubeInject(args) => kube_inject::run(&args),
         Command::ProxyStatus(args) => proxy_status::run(&args),
         Command::Experimental(Experimental::Mcp(args)) => {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;

@@ -29,7 +29,13 @@ enum Command {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    // pilot-agent took `proxy sidecar|router`; the injected args keep that word, so
+    // `proxy proxy sidecar …` means `proxy sidecar …`.
+    let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if argv.get(1).is_some_and(|word| word == "proxy") {
+        argv.remove(1);
+    }
+    let cli = Cli::parse_from(argv);
     // The proxy only reads and shows the parts of Envoy's API a data plane uses.
     istio_xds_json::use_data_plane_subset();
     let result = match cli.command {

@@ -2,6 +2,7 @@
 //! (`/metrics`, `/version` on 15014), TLS server configs from PEM files, Istio's well-known
 //! ports, and waiting for a shutdown signal. No component logic lives here.
 
+pub mod https;
 pub mod monitoring;
 pub mod ports;
 pub mod tls;

@@ -1,0 +1,607 @@
+//! The sidecar itself: what Istio 1.4's `injection-template.yaml` renders, built in Rust from
+//! the pod's metadata and spec, the Helm values and the mesh's ProxyConfig. It yields the
+//! `istio-init` init container (the iptables capture), the `istio-proxy` container (the agent's
+//! flags, environment, ports, readiness probe and security context), the volumes, and the
+//! annotations recording the effective traffic settings. Per-pod annotations
+//! (`sidecar.istio.io/*`, `traffic.sidecar.istio.io/*`, `status.sidecar.istio.io/port`, …) are
+//! validated first; a bad one fails the injection with its name and value.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+
+use crate::config::{format_go_duration, InterceptionMode, ProxyDefaults};
+use crate::policy::string_map;
+
+pub const PROXY_CONTAINER: &str = "istio-proxy";
+pub const INIT_CONTAINER: &str = "istio-init";
+pub const ENVOY_VOLUME: &str = "istio-envoy";
+pub const CERTS_VOLUME: &str = "istio-certs";
+
+/// The workload being injected: its pod template and the object that owns it.
+#[derive(Debug, Clone)]
+pub struct Workload<'a> {
+    /// Pod (template) metadata: labels and annotations.
+    pub meta: &'a Value,
+    /// Pod spec.
+    pub spec: &'a Value,
+    /// Name of the owning workload (a Deployment's name, or the pod's own).
+    pub name: String,
+    pub namespace: String,
+    /// apiVersion and kind of the owning workload.
+    pub api_version: String,
+    pub kind: String,
+}
+
+/// What injection adds to a pod.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sidecar {
+    pub init_containers: Vec<Value>,
+    pub containers: Vec<Value>,
+    pub volumes: Vec<Value>,
+    pub image_pull_secrets: Vec<Value>,
+    /// The effective interception settings, recorded on the pod.
+    pub redirect_annotations: BTreeMap<String, String>,
+    /// Rewrite the app containers' HTTP probes to the status port.
+    pub rewrite_app_probes: bool,
+    pub status_port: u16,
+}
+
+/// Renders the sidecar for `workload`.
+pub fn render(workload: &Workload<'_>, values: &Value, proxy: &ProxyDefaults) -> Result<Sidecar, String> {
+    let annotations = string_map(workload.meta.get("annotations"));
+    validate_annotations(&annotations)?;
+    let labels = string_map(workload.meta.get("labels"));
+    let global = &values["global"];
+    let annotation = |name: &str, default: String| annotations.get(name).cloned().unwrap_or(default);
+    let value_text = |value: &Value| match value {
+        Value::String(text) => text.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    };
+
+    let interception = InterceptionMode::parse(&annotation(
+        "sidecar.istio.io/interceptionMode",
+        proxy.interception_mode.as_str().to_string(),
+    ))
+    .unwrap_or(proxy.interception_mode);
+    let status_port_text = annotation("status.sidecar.istio.io/port", value_text(&global["proxy"]["statusPort"]));
+    let status_port: u16 =
+        status_port_text.parse().map_err(|_| format!("global.proxy.statusPort: {status_port_text:?} is not a port"))?;
+    let include_ip_ranges =
+        annotation("traffic.sidecar.istio.io/includeOutboundIPRanges", value_text(&global["proxy"]["includeIPRanges"]));
+    let exclude_ip_ranges =
+        annotation("traffic.sidecar.istio.io/excludeOutboundIPRanges", value_text(&global["proxy"]["excludeIPRanges"]));
+    let include_inbound_ports = annotation("traffic.sidecar.istio.io/includeInboundPorts", "*".to_string());
+    let exclude_inbound_ports = exclude_inbound_port(
+        status_port,
+        &annotation(
+            "traffic.sidecar.istio.io/excludeInboundPorts",
+            value_text(&global["proxy"]["excludeInboundPorts"]),
+        ),
+    );
+    let exclude_outbound_ports = annotation(
+        "traffic.sidecar.istio.io/excludeOutboundPorts",
+        value_text(&global["proxy"]["excludeOutboundPorts"]),
+    );
+    let kubevirt_interfaces = annotations.get("traffic.sidecar.istio.io/kubevirtInterfaces").cloned();
+    let app_ports = application_ports(workload.spec);
+    let pull_policy = non_empty(&global["imagePullPolicy"]).unwrap_or("Always").to_string();
+    let sds = global["sds"]["enabled"].as_bool().unwrap_or(false);
+    let trust_domain = non_empty(&global["trustDomain"]).map(str::to_string);
+
+    let mut init_containers = Vec::new();
+    let cni = values["istio_cni"]["enabled"].as_bool().unwrap_or(false);
+    if interception != InterceptionMode::None && !cni {
+        let mut command = vec![
+            "istio-iptables".to_string(),
+            "-p".into(),
+            "15001".into(),
+            "-z".into(),
+            "15006".into(),
+            "-u".into(),
+            "1337".into(),
+            "-m".into(),
+            interception.as_str().into(),
+            "-i".into(),
+            include_ip_ranges.clone(),
+            "-x".into(),
+            exclude_ip_ranges.clone(),
+            "-b".into(),
+            include_inbound_ports.clone(),
+            "-d".into(),
+            exclude_inbound_ports.clone(),
+        ];
+        if !exclude_outbound_ports.is_empty() {
+            command.extend(["-o".to_string(), exclude_outbound_ports.clone()]);
+        }
+        if let Some(interfaces) = &kubevirt_interfaces {
+            command.extend(["-k".to_string(), interfaces.clone()]);
+        }
+        let mut security = json!({
+            "runAsUser": 0,
+            "runAsNonRoot": false,
+            "capabilities": {"add": ["NET_ADMIN", "NET_RAW"]},
+        });
+        if global["proxy"]["privileged"].as_bool() == Some(true) {
+            security["privileged"] = json!(true);
+        }
+        init_containers.push(json!({
+            "name": INIT_CONTAINER,
+            "image": image(global, &global["proxy_init"]["image"]),
+            "command": command,
+            "imagePullPolicy": pull_policy,
+            "resources": resources_or_empty(&global["proxy_init"]["resources"]),
+            "securityContext": security,
+        }));
+    }
+
+    let service_cluster = match labels.get("app").filter(|app| !app.is_empty()) {
+        Some(app) => format!("{app}.$(POD_NAMESPACE)"),
+        None => format!(
+            "{}.{}",
+            if workload.name.is_empty() { "istio-proxy" } else { &workload.name },
+            if workload.namespace.is_empty() { "default" } else { &workload.namespace }
+        ),
+    };
+    let cluster_domain = non_empty(&global["proxy"]["clusterDomain"]).unwrap_or("cluster.local");
+    let mut args = vec![
+        "proxy".to_string(),
+        "sidecar".into(),
+        "--domain".into(),
+        format!("$(POD_NAMESPACE).svc.{cluster_domain}"),
+        "--configPath".into(),
+        proxy.config_path.clone(),
+    ];
+    if let Some(binary) = &proxy.binary_path {
+        args.extend(["--binaryPath".to_string(), binary.clone()]);
+    }
+    args.extend([
+        "--serviceCluster".to_string(),
+        service_cluster,
+        "--drainDuration".into(),
+        format_go_duration(proxy.drain_duration),
+        "--parentShutdownDuration".into(),
+        format_go_duration(proxy.parent_shutdown_duration),
+        "--discoveryAddress".into(),
+        annotation("sidecar.istio.io/discoveryAddress", proxy.discovery_address.clone()),
+    ]);
+    if non_empty(&global["proxy"]["tracer"]) == Some("zipkin") {
+        args.extend(["--zipkinAddress".to_string(), proxy.zipkin_address.clone()]);
+    }
+    args.extend([
+        format!(
+            "--proxyLogLevel={}",
+            annotation("sidecar.istio.io/logLevel", value_text(&global["proxy"]["logLevel"]))
+        ),
+        format!(
+            "--proxyComponentLogLevel={}",
+            annotation("sidecar.istio.io/componentLogLevel", value_text(&global["proxy"]["componentLogLevel"]))
+        ),
+        "--dnsRefreshRate".into(),
+        non_empty(&global["proxy"]["dnsRefreshRate"]).unwrap_or("300s").to_string(),
+        "--connectTimeout".into(),
+        format_go_duration(proxy.connect_timeout),
+        "--proxyAdminPort".into(),
+        proxy.proxy_admin_port.to_string(),
+    ]);
+    if proxy.concurrency > 0 {
+        args.extend(["--concurrency".to_string(), proxy.concurrency.to_string()]);
+    }
+    args.extend([
+        "--controlPlaneAuthPolicy".to_string(),
+        annotation("sidecar.istio.io/controlPlaneAuthPolicy", proxy.control_plane_auth_policy.clone()),
+    ]);
+    if status_port != 0 {
+        args.extend([
+            "--statusPort".to_string(),
+            status_port.to_string(),
+            "--applicationPorts".into(),
+            annotation("readiness.status.sidecar.istio.io/applicationPorts", app_ports.clone()),
+        ]);
+    }
+    if let Some(domain) = &trust_domain {
+        args.push(format!("--trust-domain={domain}"));
+    }
+
+    let mut env = vec![
+        field_env("POD_NAME", "metadata.name"),
+        json!({"name": "ISTIO_META_POD_PORTS", "value": pod_ports_json(workload.spec)}),
+        json!({"name": "ISTIO_META_CLUSTER_ID",
+               "value": non_empty(&global["multicluster"]["clusterName"]).unwrap_or("Kubernetes")}),
+        field_env("POD_NAMESPACE", "metadata.namespace"),
+        field_env("INSTANCE_IP", "status.podIP"),
+        field_env("SERVICE_ACCOUNT", "spec.serviceAccountName"),
+        field_env("ISTIO_META_POD_NAME", "metadata.name"),
+        field_env("ISTIO_META_CONFIG_NAMESPACE", "metadata.namespace"),
+        json!({"name": "SDS_ENABLED", "value": sds.to_string()}),
+        json!({"name": "ISTIO_META_INTERCEPTION_MODE", "value": interception.as_str()}),
+        json!({"name": "ISTIO_META_INCLUDE_INBOUND_PORTS",
+               "value": annotation("traffic.sidecar.istio.io/includeInboundPorts", app_ports.clone())}),
+    ];
+    if let Some(network) = non_empty(&global["network"]) {
+        env.push(json!({"name": "ISTIO_META_NETWORK", "value": network}));
+    }
+    if !annotations.is_empty() {
+        env.push(json!({"name": "ISTIO_METAJSON_ANNOTATIONS", "value": format!("{}\n", json!(annotations))}));
+    }
+    if !labels.is_empty() {
+        env.push(json!({"name": "ISTIO_METAJSON_LABELS", "value": format!("{}\n", json!(labels))}));
+    }
+    if !workload.name.is_empty() {
+        env.push(json!({"name": "ISTIO_META_WORKLOAD_NAME", "value": workload.name}));
+        if !workload.api_version.is_empty() {
+            let namespace = if workload.namespace.is_empty() { "default" } else { &workload.namespace };
+            env.push(json!({"name": "ISTIO_META_OWNER", "value": format!(
+                "kubernetes://apis/{}/namespaces/{namespace}/{}s/{}",
+                workload.api_version, workload.kind.to_lowercase(), workload.name
+            )}));
+        }
+    }
+    if let Some(mesh_id) = non_empty(&global["meshID"]).or(trust_domain.as_deref()) {
+        env.push(json!({"name": "ISTIO_META_MESH_ID", "value": mesh_id}));
+    }
+
+    let mut security = serde_json::Map::new();
+    if global["proxy"]["privileged"].as_bool() == Some(true) {
+        security.insert("privileged".into(), json!(true));
+    }
+    if global["proxy"]["enableCoreDump"].as_bool() != Some(true) {
+        security.insert("readOnlyRootFilesystem".into(), json!(true));
+    }
+    if interception == InterceptionMode::Tproxy {
+        security.insert("capabilities".into(), json!({"add": ["NET_ADMIN"]}));
+        security.insert("runAsGroup".into(), json!(1337));
+    } else {
+        if sds {
+            security.insert("runAsGroup".into(), json!(1337));
+        }
+        security.insert("runAsUser".into(), json!(1337));
+    }
+
+    let resources =
+        match (annotations.get("sidecar.istio.io/proxyCPU"), annotations.get("sidecar.istio.io/proxyMemory")) {
+            (None, None) => resources_or_empty(&global["proxy"]["resources"]),
+            (cpu, memory) => {
+                let mut requests = serde_json::Map::new();
+                if let Some(cpu) = cpu {
+                    requests.insert("cpu".into(), json!(cpu));
+                }
+                if let Some(memory) = memory {
+                    requests.insert("memory".into(), json!(memory));
+                }
+                json!({"requests": requests})
+            }
+        };
+
+    let mut volume_mounts = vec![json!({"mountPath": "/etc/istio/proxy", "name": ENVOY_VOLUME})];
+    let mut volumes = vec![json!({"emptyDir": {"medium": "Memory"}, "name": ENVOY_VOLUME})];
+    if sds {
+        volume_mounts.push(json!({"mountPath": "/var/run/sds", "name": "sds-uds-path", "readOnly": true}));
+        volume_mounts.push(json!({"mountPath": "/var/run/secrets/tokens", "name": "istio-token"}));
+        volumes.push(json!({"name": "sds-uds-path", "hostPath": {"path": "/var/run/sds"}}));
+        volumes.push(json!({"name": "istio-token", "projected": {"sources": [{"serviceAccountToken": {
+            "path": "istio-token", "expirationSeconds": 43200,
+            "audience": non_empty(&global["sds"]["token"]["aud"]).unwrap_or("istio-ca")}}]}}));
+    } else {
+        volume_mounts.push(json!({"mountPath": "/etc/certs/", "name": CERTS_VOLUME, "readOnly": true}));
+        let account = workload.spec.get("serviceAccountName").and_then(Value::as_str).filter(|name| !name.is_empty());
+        volumes.push(json!({"name": CERTS_VOLUME, "secret": {
+            "optional": true, "secretName": format!("istio.{}", account.unwrap_or("default"))}}));
+    }
+    for (mount_name, mount) in user_json_map(&annotations, "sidecar.istio.io/userVolumeMount")? {
+        let mut mount = mount;
+        mount["name"] = json!(mount_name);
+        volume_mounts.push(mount);
+    }
+    for (volume_name, volume) in user_json_map(&annotations, "sidecar.istio.io/userVolume")? {
+        let mut volume = volume;
+        volume["name"] = json!(volume_name);
+        volumes.push(volume);
+    }
+
+    let mut container = json!({
+        "name": PROXY_CONTAINER,
+        "image": annotations.get("sidecar.istio.io/proxyImage").cloned()
+            .unwrap_or_else(|| image(global, &global["proxy"]["image"])),
+        "ports": [{"containerPort": 15090, "protocol": "TCP", "name": "http-envoy-prom"}],
+        "args": args,
+        "env": env,
+        "imagePullPolicy": pull_policy,
+        "securityContext": security,
+        "resources": resources,
+        "volumeMounts": volume_mounts,
+    });
+    if status_port != 0 {
+        let number = |name: &str, field: &str| -> Value {
+            let text = annotation(name, value_text(&global["proxy"][field]));
+            text.parse::<u32>().map_or(Value::String(text), |number| json!(number))
+        };
+        container["readinessProbe"] = json!({
+            "httpGet": {"path": "/healthz/ready", "port": status_port},
+            "initialDelaySeconds": number("readiness.status.sidecar.istio.io/initialDelaySeconds", "readinessInitialDelaySeconds"),
+            "periodSeconds": number("readiness.status.sidecar.istio.io/periodSeconds", "readinessPeriodSeconds"),
+            "failureThreshold": number("readiness.status.sidecar.istio.io/failureThreshold", "readinessFailureThreshold"),
+        });
+    }
+
+    let mut redirect_annotations = BTreeMap::new();
+    redirect_annotations.insert("sidecar.istio.io/interceptionMode".to_string(), interception.as_str().to_string());
+    redirect_annotations.insert("traffic.sidecar.istio.io/includeOutboundIPRanges".to_string(), include_ip_ranges);
+    redirect_annotations.insert("traffic.sidecar.istio.io/excludeOutboundIPRanges".to_string(), exclude_ip_ranges);
+    redirect_annotations.insert("traffic.sidecar.istio.io/includeInboundPorts".to_string(), include_inbound_ports);
+    redirect_annotations.insert("traffic.sidecar.istio.io/excludeInboundPorts".to_string(), exclude_inbound_ports);
+    if !exclude_outbound_ports.is_empty() {
+        redirect_annotations
+            .insert("traffic.sidecar.istio.io/excludeOutboundPorts".to_string(), exclude_outbound_ports);
+    }
+    if let Some(interfaces) = kubevirt_interfaces {
+        redirect_annotations.insert("traffic.sidecar.istio.io/kubevirtInterfaces".to_string(), interfaces);
+    }
+
+    let rewrite_app_probes = match annotations.get("sidecar.istio.io/rewriteAppHTTPProbers") {
+        Some(value) => value.eq_ignore_ascii_case("true"),
+        None => values["sidecarInjectorWebhook"]["rewriteAppHTTPProbe"].as_bool().unwrap_or(false),
+    } && status_port != 0;
+
+    Ok(Sidecar {
+        init_containers,
+        containers: vec![container],
+        volumes,
+        image_pull_secrets: global["imagePullSecrets"]
+            .as_array()
+            .map(|secrets| {
+                secrets
+                    .iter()
+                    .map(|secret| match secret {
+                        Value::String(name) => json!({"name": name}),
+                        other => other.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        redirect_annotations,
+        rewrite_app_probes,
+        status_port,
+    })
+}
+
+/// `hub/image:tag`, or the image as given when it already names a repository.
+fn image(global: &Value, image: &Value) -> String {
+    let image = image.as_str().unwrap_or("proxyv2");
+    if image.contains('/') {
+        image.to_string()
+    } else {
+        format!(
+            "{}/{image}:{}",
+            global["hub"].as_str().unwrap_or("docker.io/istio"),
+            global["tag"].as_str().unwrap_or("1.4.10")
+        )
+    }
+}
+
+fn non_empty(value: &Value) -> Option<&str> {
+    value.as_str().filter(|text| !text.is_empty())
+}
+
+fn resources_or_empty(resources: &Value) -> Value {
+    if resources.as_object().is_some_and(|map| !map.is_empty()) {
+        resources.clone()
+    } else {
+        json!({})
+    }
+}
+
+fn field_env(name: &str, path: &str) -> Value {
+    json!({"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}})
+}
+
+/// The application containers' ports, comma separated (1.4's `applicationPorts`).
+pub fn application_ports(spec: &Value) -> String {
+    app_containers(spec)
+        .flat_map(|container| container.get("ports").and_then(Value::as_array).cloned().unwrap_or_default())
+        .filter_map(|port| port.get("containerPort").and_then(Value::as_u64))
+        .map(|port| port.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn app_containers(spec: &Value) -> impl Iterator<Item = &Value> {
+    spec.get("containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|container| container.get("name").and_then(Value::as_str) != Some(PROXY_CONTAINER))
+}
+
+/// Every container port as JSON, the value of `ISTIO_META_POD_PORTS`.
+fn pod_ports_json(spec: &Value) -> String {
+    let ports: Vec<String> = spec
+        .get("containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .flat_map(|container| container.get("ports").and_then(Value::as_array).cloned().unwrap_or_default())
+        .map(|port| format!("    {port}"))
+        .collect();
+    if ports.is_empty() {
+        "[\n]".to_string()
+    } else {
+        format!("[\n{}\n]", ports.join(",\n"))
+    }
+}
+
+/// The excluded inbound ports with the status port added (1.4's `excludeInboundPort`).
+pub fn exclude_inbound_port(status_port: u16, excluded: &str) -> String {
+    let mut ports: Vec<&str> = excluded.split(',').map(str::trim).filter(|port| !port.is_empty()).collect();
+    if status_port == 0 {
+        return excluded.to_string();
+    }
+    let status = status_port.to_string();
+    if ports.contains(&status.as_str()) {
+        return excluded.to_string();
+    }
+    ports.push(&status);
+    ports.join(",")
+}
+
+/// A JSON map annotation (`userVolume`, `userVolumeMount`): name → object.
+fn user_json_map(annotations: &BTreeMap<String, String>, name: &str) -> Result<Vec<(String, Value)>, String> {
+    let Some(text) = annotations.get(name) else {
+        return Ok(Vec::new());
+    };
+    let map: serde_json::Map<String, Value> = serde_json::from_str(text)
+        .map_err(|error| format!("annotation {name}: not a JSON object of objects: {error}"))?;
+    map.into_iter()
+        .map(|(key, value)| {
+            if value.is_object() {
+                Ok((key, value))
+            } else {
+                Err(format!("annotation {name}: {key:?} is not an object"))
+            }
+        })
+        .collect()
+}
+
+/// Checks the annotations the template reads (1.4's `validateAnnotations`).
+fn validate_annotations(annotations: &BTreeMap<String, String>) -> Result<(), String> {
+    for (name, value) in annotations {
+        let problem = match name.as_str() {
+            "sidecar.istio.io/interceptionMode" => {
+                InterceptionMode::parse(value).is_none().then(|| "must be REDIRECT, TPROXY or NONE".to_string())
+            }
+            "sidecar.istio.io/controlPlaneAuthPolicy" => {
+                (!matches!(value.as_str(), "NONE" | "MUTUAL_TLS")).then(|| "must be NONE or MUTUAL_TLS".to_string())
+            }
+            "status.sidecar.istio.io/port" => value.parse::<u16>().is_err().then(|| "is not a port".to_string()),
+            "readiness.status.sidecar.istio.io/initialDelaySeconds"
+            | "readiness.status.sidecar.istio.io/periodSeconds"
+            | "readiness.status.sidecar.istio.io/failureThreshold" => {
+                value.parse::<u32>().is_err().then(|| "is not a non-negative integer".to_string())
+            }
+            "readiness.status.sidecar.istio.io/applicationPorts"
+            | "traffic.sidecar.istio.io/excludeInboundPorts"
+            | "traffic.sidecar.istio.io/excludeOutboundPorts" => port_list_problem(value),
+            "traffic.sidecar.istio.io/includeInboundPorts" => {
+                if value == "*" {
+                    None
+                } else {
+                    port_list_problem(value)
+                }
+            }
+            "traffic.sidecar.istio.io/includeOutboundIPRanges" | "traffic.sidecar.istio.io/excludeOutboundIPRanges" => {
+                if value == "*" {
+                    None
+                } else {
+                    value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|cidr| !cidr.is_empty())
+                        .find(|cidr| cidr.parse::<ipnet::IpNet>().is_err())
+                        .map(|cidr| format!("{cidr:?} is not a CIDR"))
+                }
+            }
+            "sidecar.istio.io/rewriteAppHTTPProbers" => {
+                value.parse::<bool>().is_err().then(|| "must be true or false".to_string())
+            }
+            _ => None,
+        };
+        if let Some(problem) = problem {
+            return Err(format!("annotation {name}={value:?}: {problem}"));
+        }
+    }
+    Ok(())
+}
+
+fn port_list_problem(value: &str) -> Option<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|port| !port.is_empty())
+        .find(|port| port.parse::<u16>().map_or(true, |port| port == 0))
+        .map(|port| format!("{port:?} is not a port"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::default_values;
+
+    fn workload<'a>(meta: &'a Value, spec: &'a Value) -> Workload<'a> {
+        Workload {
+            meta,
+            spec,
+            name: "details-v1".into(),
+            namespace: "default".into(),
+            api_version: "apps/v1".into(),
+            kind: "Deployment".into(),
+        }
+    }
+
+    fn args(sidecar: &Sidecar) -> Vec<String> {
+        serde_json::from_value(sidecar.containers[0]["args"].clone()).expect("args")
+    }
+
+    #[test]
+    fn renders_1_4_init_and_proxy_containers() {
+        let meta = json!({"labels": {"app": "details", "version": "v1"}});
+        let spec = json!({"serviceAccountName": "bookinfo-details",
+            "containers": [{"name": "details", "ports": [{"containerPort": 9080}]}]});
+        let proxy = ProxyDefaults::from_mesh(&json!({})).expect("defaults");
+        let sidecar = render(&workload(&meta, &spec), &default_values(), &proxy).expect("render");
+        let init = &sidecar.init_containers[0];
+        assert_eq!(init["name"], "istio-init");
+        assert_eq!(init["image"], "docker.io/istio/proxyv2:1.4.10");
+        let command: Vec<String> = serde_json::from_value(init["command"].clone()).expect("command");
+        assert_eq!(command.join(" "), "istio-iptables -p 15001 -z 15006 -u 1337 -m REDIRECT -i * -x  -b * -d 15020");
+        let args = args(&sidecar).join(" ");
+        assert!(args.starts_with("proxy sidecar --domain $(POD_NAMESPACE).svc.cluster.local"), "{args}");
+        assert!(args
+            .contains("--serviceCluster details.$(POD_NAMESPACE) --drainDuration 45s --parentShutdownDuration 1m0s"));
+        assert!(args.contains("--discoveryAddress istio-pilot.istio-system:15010"), "{args}");
+        assert!(args.contains("--statusPort 15020 --applicationPorts 9080 --trust-domain=cluster.local"), "{args}");
+        assert!(!args.contains("--binaryPath"), "{args}");
+        let env = &sidecar.containers[0]["env"];
+        let owner = env.as_array().expect("env").iter().find(|e| e["name"] == "ISTIO_META_OWNER").expect("owner");
+        assert_eq!(owner["value"], "kubernetes://apis/apps/v1/namespaces/default/deployments/details-v1");
+        assert_eq!(sidecar.volumes[1]["secret"]["secretName"], "istio.bookinfo-details");
+        assert_eq!(sidecar.containers[0]["securityContext"]["runAsUser"], 1337);
+        assert_eq!(sidecar.containers[0]["readinessProbe"]["httpGet"]["port"], 15020);
+    }
+
+    #[test]
+    fn annotations_override_and_are_validated() {
+        let meta = json!({"annotations": {
+            "status.sidecar.istio.io/port": "0",
+            "traffic.sidecar.istio.io/excludeOutboundPorts": "3306",
+            "traffic.sidecar.istio.io/excludeInboundPorts": "9090",
+            "sidecar.istio.io/interceptionMode": "TPROXY"}});
+        let spec = json!({"containers": [{"name": "app"}]});
+        let proxy =
+            ProxyDefaults::from_mesh(&json!({"defaultConfig": {"binaryPath": "/usr/local/bin/envoy"}})).expect("d");
+        let sidecar = render(&workload(&meta, &spec), &default_values(), &proxy).expect("render");
+        let command: Vec<String> = serde_json::from_value(sidecar.init_containers[0]["command"].clone()).expect("cmd");
+        assert_eq!(command[8], "TPROXY");
+        assert_eq!(&command[15..], ["-d", "9090", "-o", "3306"]);
+        assert!(sidecar.containers[0].get("readinessProbe").is_none());
+        assert!(args(&sidecar).join(" ").contains("--binaryPath /usr/local/bin/envoy"));
+        assert_eq!(sidecar.containers[0]["securityContext"]["capabilities"]["add"][0], "NET_ADMIN");
+
+        let bad = json!({"annotations": {"traffic.sidecar.istio.io/excludeInboundPorts": "80,http"}});
+        let error = render(&workload(&bad, &spec), &default_values(), &proxy).expect_err("invalid");
+        assert!(
+            error.contains("traffic.sidecar.istio.io/excludeInboundPorts") && error.contains("\"http\""),
+            "{error}"
+        );
+        let none = json!({"annotations": {"sidecar.istio.io/interceptionMode": "NONE"}});
+        assert!(render(&workload(&none, &spec), &default_values(), &proxy).expect("none").init_containers.is_empty());
+    }
+
+    #[test]
+    fn excluded_inbound_ports_gain_the_status_port_once() {
+        assert_eq!(exclude_inbound_port(15020, ""), "15020");
+        assert_eq!(exclude_inbound_port(15020, "80, 81"), "80,81,15020");
+        assert_eq!(exclude_inbound_port(15020, "15020"), "15020");
+        assert_eq!(exclude_inbound_port(0, "80"), "80");
+    }
+}
