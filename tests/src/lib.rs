@@ -275,3 +275,51 @@ pub fn http_get(address: &str, path: &str) -> (u16, String) {
     let status = text.split_whitespace().nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
     (status, text.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default())
 }
+
+/// One HTTP/1.1 request to `address` with extra headers and a body; returns the status, the
+/// response headers (names lower-cased) and the body. For pages that set cookies or redirect.
+pub fn http_request(
+    address: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, Vec<(String, String)>, String) {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(address) else { return (0, Vec::new(), String::new()) };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut request = format!("{method} {path} HTTP/1.1\r\nhost: {address}\r\nconnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str(&format!("content-length: {}\r\n\r\n{body}", body.len()));
+    let _ = stream.write_all(request.as_bytes());
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let text = String::from_utf8_lossy(&response);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status =
+        lines.next().and_then(|line| line.split_whitespace().nth(1)).and_then(|code| code.parse().ok()).unwrap_or(0);
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_lowercase(), value.trim().to_string()))
+        .collect();
+    (status, headers, body.to_string())
+}
+
+/// Waits until `GET path` on `address` answers 200, or panics after `timeout`.
+pub fn wait_for_http_ok(address: &str, path: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let (status, _) = http_get(address, path);
+        if status == 200 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "http://{address}{path} did not answer 200 within {timeout:?} (last {status})"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
