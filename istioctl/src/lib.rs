@@ -1,8 +1,11 @@
 //! istioctl: the command line of istio-rs. Each subcommand lives in its own module; `main.rs`
 //! only parses flags and runs the chosen command.
 
+pub mod demo;
 pub mod kube_inject;
+pub mod local;
 pub mod mcp;
+pub mod proxy_config;
 pub mod proxy_status;
 pub mod validate;
 pub mod xds;
@@ -21,9 +24,22 @@ pub struct Cli {
 pub enum Command {
     /// Validate Istio config files offline, with the same rules Galley's webhook applies.
     Validate(validate::ValidateArgs),
+    /// Install the mesh on this host (the local platform): `--set profile=demo`.
+    #[command(alias = "manifest-apply")]
+    Install(local::InstallArgs),
+    /// Remove the mesh and everything it created from this host.
+    Uninstall,
+    /// The demo profile and Bookinfo on this host, in one command.
+    Demo(demo::DemoArgs),
+    /// List or show installation profiles.
+    #[command(subcommand)]
+    Profile(local::ProfileCommand),
     /// Inject the sidecar into the workloads of a Kubernetes YAML file.
     #[command(name = "kube-inject")]
     KubeInject(kube_inject::KubeInjectArgs),
+    /// A pod's proxy configuration: clusters, listeners, routes, endpoints, bootstrap, log levels.
+    #[command(name = "proxy-config", alias = "pc")]
+    ProxyConfig(proxy_config::ProxyConfigArgs),
     /// Sync state of every proxy connected to Pilot.
     #[command(name = "proxy-status", alias = "ps")]
     ProxyStatus(proxy_status::ProxyStatusArgs),
@@ -34,6 +50,9 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum Experimental {
+    /// The local platform's kubectl verbs: apply, delete, get, label, logs, exec.
+    #[command(subcommand)]
+    Local(local::LocalCommand),
     /// Connect to an MCP server (Galley) as a sink and print what it serves, as JSON.
     Mcp(mcp::McpArgs),
     /// Connect to Pilot as a proxy and print the xDS resources it sends, as Envoy v3 JSON.
@@ -44,7 +63,13 @@ pub enum Experimental {
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Validate(args) => validate::run(&args),
+        Command::Install(args) => local::install(&args),
+        Command::Uninstall => local::uninstall(),
+        Command::Demo(args) => demo::run(&args),
+        Command::Profile(command) => local::profile(&command),
+        Command::Experimental(Experimental::Local(command)) => local::local(command),
         Command::KubeInject(args) => kube_inject::run(&args),
+        Command::ProxyConfig(args) => proxy_config::run(&args),
         Command::ProxyStatus(args) => proxy_status::run(&args),
         Command::Experimental(Experimental::Mcp(args)) => {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;

@@ -12,9 +12,10 @@ use serde_json::Value;
 
 #[derive(Debug, clap::Args)]
 pub struct ProxyStatusArgs {
-    /// Pilot's debug address (its `--httpAddr`).
-    #[arg(long = "pilot", default_value = "127.0.0.1:8080")]
-    pub pilot: String,
+    /// Pilot's debug address (its `--httpAddr`); by default the local installation's Pilot,
+    /// or 127.0.0.1:8080 without one.
+    #[arg(long = "pilot")]
+    pub pilot: Option<String>,
 }
 
 /// One type's state from syncz fields.
@@ -74,10 +75,24 @@ pub fn http_get(address: &str, path: &str) -> anyhow::Result<String> {
     Ok(body.to_string())
 }
 
+/// Pilot's debug address: the given one, the local installation's, or the default.
+pub fn pilot_debug_address(given: Option<&str>) -> String {
+    if let Some(address) = given {
+        return address.to_string();
+    }
+    let layout = istio_local::Layout::from_env();
+    if layout.install_file().exists() {
+        format!("{}:8080", istio_local::install::PILOT.address)
+    } else {
+        "127.0.0.1:8080".to_string()
+    }
+}
+
 pub fn run(args: &ProxyStatusArgs) -> anyhow::Result<i32> {
-    let body = http_get(&args.pilot, "/debug/syncz")?;
+    let pilot = pilot_debug_address(args.pilot.as_deref());
+    let body = http_get(&pilot, "/debug/syncz")?;
     let entries: Vec<Value> = serde_json::from_str(&body).context("Pilot's /debug/syncz is not a JSON list")?;
-    print!("{}", render(&entries, &args.pilot));
+    print!("{}", render(&entries, &pilot));
     Ok(0)
 }
 

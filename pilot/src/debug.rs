@@ -241,7 +241,7 @@ async fn config_dump(State(state): State<DebugState>, Query(query): Query<HashMa
             .map(|r| {
                 let body = istio_xds_json::any_to_json(r.resource.as_ref())
                     .unwrap_or_else(|error| json!({"name": r.name, "undecodable": error.to_string()}));
-                json!({"versionInfo": push.version, field: body})
+                json!({"version_info": push.version, field: body})
             })
             .collect()
     };
@@ -256,14 +256,14 @@ async fn config_dump(State(state): State<DebugState>, Query(query): Query<HashMa
     let endpoints = generate(&push, &proxy, ENDPOINT_TYPE, &endpoint_names);
     // The shape of Envoy's /config_dump, so the same tools read both.
     Json(json!({"configs": [
-        {"@type": "type.googleapis.com/envoy.admin.v3.ClustersConfigDump", "versionInfo": push.version,
-         "dynamicActiveClusters": dump(&clusters, "cluster")},
-        {"@type": "type.googleapis.com/envoy.admin.v3.ListenersConfigDump", "versionInfo": push.version,
-         "dynamicListeners": listeners.iter().zip(dump(&listeners, "listener")).map(|(r, active)| json!({"name": r.name, "activeState": active})).collect::<Vec<_>>()},
+        {"@type": "type.googleapis.com/envoy.admin.v3.ClustersConfigDump", "version_info": push.version,
+         "dynamic_active_clusters": dump(&clusters, "cluster")},
+        {"@type": "type.googleapis.com/envoy.admin.v3.ListenersConfigDump", "version_info": push.version,
+         "dynamic_listeners": listeners.iter().zip(dump(&listeners, "listener")).map(|(r, active)| json!({"name": r.name, "active_state": active})).collect::<Vec<_>>()},
         {"@type": "type.googleapis.com/envoy.admin.v3.RoutesConfigDump",
-         "dynamicRouteConfigs": dump(&routes, "routeConfig")},
+         "dynamic_route_configs": dump(&routes, "route_config")},
         {"@type": "type.googleapis.com/envoy.admin.v3.EndpointsConfigDump",
-         "dynamicEndpointConfigs": dump(&endpoints, "endpointConfig")},
+         "dynamic_endpoint_configs": dump(&endpoints, "endpoint_config")},
     ], "proxy": node_id}))
     .into_response()
 }

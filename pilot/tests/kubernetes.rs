@@ -120,11 +120,11 @@ async fn pilot_serves_a_kubernetes_cluster_without_galley() {
     assert!(dump.contains("inbound|9080|http|reviews.default.svc.cluster.local"), "{dump}");
     // Endpoints carry their node's locality.
     let dump: Value = serde_json::from_str(&dump).expect("config_dump JSON");
-    let assignments = dump["configs"][3]["dynamicEndpointConfigs"].as_array().expect("endpoint configs");
+    let assignments = dump["configs"][3]["dynamic_endpoint_configs"].as_array().expect("endpoint configs");
     let reviews_v1 = assignments
         .iter()
-        .find(|c| c["endpointConfig"]["clusterName"] == "outbound|9080|v1|reviews.default.svc.cluster.local")
+        .find(|c| c["endpoint_config"]["cluster_name"] == "outbound|9080|v1|reviews.default.svc.cluster.local")
         .unwrap_or_else(|| panic!("no v1 endpoints: {assignments:?}"));
-    let locality = &reviews_v1["endpointConfig"]["endpoints"][0]["locality"];
+    let locality = &reviews_v1["endpoint_config"]["endpoints"][0]["locality"];
     assert_eq!((locality["region"].as_str(), locality["zone"].as_str()), (Some("us-east"), Some("us-east-1a")));
 }

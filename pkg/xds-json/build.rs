@@ -58,6 +58,8 @@ const DATA_PLANE_ROOTS: &[&str] = &[
     "envoy/extensions/filters/listener/http_inspector/v3/http_inspector.proto",
     "envoy/extensions/filters/listener/original_dst/v3/original_dst.proto",
     "envoy/config/trace/v3/zipkin.proto",
+    "envoy/extensions/retry/host/previous_hosts/v3/previous_hosts.proto",
+    "envoy/extensions/filters/http/lua/v3/lua.proto",
     "google/protobuf/any.proto",
     "google/protobuf/duration.proto",
     "google/protobuf/struct.proto",

@@ -45,7 +45,7 @@ fn istioctl_x_xds_prints_what_pilot_sends_as_envoy_json() {
     let pilot = start_pilot(&["--configDir", &dir.path().display().to_string()]);
 
     let routes = xds(&pilot.xds, "rds");
-    assert_eq!(routes["typeUrl"], "type.googleapis.com/envoy.config.route.v3.RouteConfiguration");
+    assert_eq!(routes["type_url"], "type.googleapis.com/envoy.config.route.v3.RouteConfiguration");
     let route_9080 = routes["resources"]
         .as_array()
         .expect("resources")
@@ -53,7 +53,7 @@ fn istioctl_x_xds_prints_what_pilot_sends_as_envoy_json() {
         .find(|r| r["name"] == "9080")
         .unwrap_or_else(|| panic!("no route 9080 in {routes:#}"));
     assert_eq!(route_9080["@type"], "type.googleapis.com/envoy.config.route.v3.RouteConfiguration");
-    let reviews = route_9080["virtualHosts"]
+    let reviews = route_9080["virtual_hosts"]
         .as_array()
         .expect("virtual hosts")
         .iter()
@@ -70,10 +70,10 @@ fn istioctl_x_xds_prints_what_pilot_sends_as_envoy_json() {
         .as_array()
         .expect("resources")
         .iter()
-        .find(|r| r["clusterName"] == "outbound|9080|v2|reviews.default.svc.cluster.local")
+        .find(|r| r["cluster_name"] == "outbound|9080|v2|reviews.default.svc.cluster.local")
         .unwrap_or_else(|| panic!("no v2 subset endpoints in {endpoints:#}"));
-    let address = &v2["endpoints"][0]["lbEndpoints"][0]["endpoint"]["address"]["socketAddress"];
-    assert_eq!((address["address"].as_str(), address["portValue"].as_u64()), (Some("10.1.0.22"), Some(9080)));
+    let address = &v2["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"];
+    assert_eq!((address["address"].as_str(), address["port_value"].as_u64()), (Some("10.1.0.22"), Some(9080)));
 
     let clusters = xds(&pilot.xds, "cds");
     let names: Vec<&str> =
@@ -88,7 +88,7 @@ fn istioctl_x_xds_prints_what_pilot_sends_as_envoy_json() {
     let dump: Value = serde_json::from_str(&body).expect("config_dump JSON");
     assert_eq!(dump["configs"][2]["@type"], "type.googleapis.com/envoy.admin.v3.RoutesConfigDump");
     assert!(body.contains("outbound|9080|v2|reviews.default.svc.cluster.local"), "{body}");
-    assert!(dump["configs"][0]["dynamicActiveClusters"].as_array().is_some_and(|c| c.len() >= 4), "{body}");
+    assert!(dump["configs"][0]["dynamic_active_clusters"].as_array().is_some_and(|c| c.len() >= 4), "{body}");
 }
 
 fn clusters(address: &str, node: &str, extra: &[&str]) -> Vec<Value> {
@@ -169,6 +169,7 @@ spec:
         .iter()
         .find(|c| c["name"] == "inbound|8000|http|httpbin.other.svc.cluster.local")
         .unwrap_or_else(|| panic!("no inbound cluster: {httpbin:?}"));
-    let address = &inbound["loadAssignment"]["endpoints"][0]["lbEndpoints"][0]["endpoint"]["address"]["socketAddress"];
-    assert_eq!((address["address"].as_str(), address["portValue"].as_u64()), (Some("127.0.0.1"), Some(8888)));
+    let address =
+        &inbound["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"];
+    assert_eq!((address["address"].as_str(), address["port_value"].as_u64()), (Some("127.0.0.1"), Some(8888)));
 }

@@ -138,10 +138,14 @@ pub fn generate(push: &PushContext, proxy: &Proxy, type_url: &str, names: &[Stri
                     .clone(),
                 ProxyKind::Sidecar => {
                     let shared = push.cache.get_or_generate(format!("lds|sidecar|{}|{filter_key}", scope.key), || {
-                        patched(listener::sidecar_outbound_listeners(push, &scope))
+                        let mut outbound = listener::sidecar_outbound_listeners(push, &scope);
+                        listener::decorate(&mut outbound, push, ProxyKind::Sidecar);
+                        patched(outbound)
                     });
                     let mut generated: Vec<GeneratedResource> = shared.as_ref().clone();
-                    generated.extend(patched(vec![listener::virtual_inbound(push, proxy)]));
+                    let mut inbound = vec![listener::virtual_inbound(push, proxy)];
+                    listener::decorate(&mut inbound, push, ProxyKind::Sidecar);
+                    generated.extend(patched(inbound));
                     generated
                 }
             }
@@ -621,5 +625,51 @@ impl AggregatedDiscoveryService for AdsServer {
             server.unregister(&id);
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::MeshSettings;
+    use envoy_types::pb::envoy::config::listener::v3::{filter, Listener};
+    use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
+    use prost::Message;
+
+    /// Mesh-wide settings reach every listener, including the sidecar ones shared between proxies.
+    #[test]
+    fn sidecar_and_gateway_listeners_carry_the_mesh_access_log() {
+        let mesh = MeshSettings { access_log_file: "/dev/stdout".into(), ..MeshSettings::default() };
+        let (found, errors) = istio_config::yaml::parse_objects(
+            "test",
+            "apiVersion: v1\nkind: Service\nmetadata: {name: reviews, namespace: default}\nspec:\n  clusterIP: 10.96.0.12\n  ports: [{name: http, port: 9080}]\n",
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        let objects = found.into_iter().map(|found| (found.object.key(), found.object)).collect();
+        let push = crate::source::build(&objects, &mesh, "1".into());
+        for id in [
+            "sidecar~10.1.0.5~a-1.default~default.svc.cluster.local",
+            "router~10.1.0.6~gw-1.istio-system~istio-system.svc.cluster.local",
+        ] {
+            let node = envoy_types::pb::envoy::config::core::v3::Node { id: id.into(), ..Default::default() };
+            let proxy = Proxy::from_node(&node).expect("proxy");
+            let listeners = generate(&push, &proxy, LISTENER_TYPE, &[]);
+            let managers: Vec<HttpConnectionManager> = listeners
+                .iter()
+                .filter_map(|resource| Listener::decode(resource.resource.value.as_slice()).ok())
+                .flat_map(|listener| listener.filter_chains)
+                .flat_map(|chain| chain.filters)
+                .filter_map(|filter| match filter.config_type {
+                    Some(filter::ConfigType::TypedConfig(any)) if any.type_url.ends_with("HttpConnectionManager") => {
+                        HttpConnectionManager::decode(any.value.as_slice()).ok()
+                    }
+                    _ => None,
+                })
+                .collect();
+            if id.starts_with("sidecar") {
+                assert!(!managers.is_empty(), "{id}: the sidecar has HTTP listeners");
+            }
+            assert!(managers.iter().all(|manager| manager.access_log.len() == 1), "{id}: every manager logs");
+        }
     }
 }

@@ -48,9 +48,14 @@ pub fn listeners(push: &PushContext, proxy: &Proxy) -> Vec<Listener> {
         ProxyKind::Router => super::gateway::gateway_listeners(push, proxy),
         ProxyKind::Sidecar => sidecar_listeners(push, proxy),
     };
-    super::access_log::add_access_logs(&mut listeners, &push.mesh);
-    super::tracing::add_tracing(&mut listeners, &push.mesh, proxy.kind);
+    decorate(&mut listeners, push, proxy.kind);
     listeners
+}
+
+/// What the mesh config adds to every listener: access logs and tracing.
+pub fn decorate(listeners: &mut [Listener], push: &PushContext, kind: ProxyKind) {
+    super::access_log::add_access_logs(listeners, &push.mesh);
+    super::tracing::add_tracing(listeners, &push.mesh, kind);
 }
 
 fn http_filters(plugins: HttpPlugins) -> Vec<HttpFilter> {

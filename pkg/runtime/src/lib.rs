@@ -21,7 +21,9 @@ pub fn init_logging(json: bool) {
     let initialised = if json {
         registry.with(tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr)).try_init()
     } else {
-        registry.with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr)).try_init()
+        // Colours only on a terminal; logs written to files stay plain text.
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        registry.with(tracing_subscriber::fmt::layer().with_ansi(ansi).with_writer(std::io::stderr)).try_init()
     };
     if initialised.is_ok() {
         let _ = LOG_LEVELS.set(LogLevels { handle, current: std::sync::Mutex::new(directives) });

@@ -48,8 +48,10 @@ fn type_name(type_url: &str) -> &str {
     type_url.rsplit('/').next().unwrap_or(type_url)
 }
 
+/// Envoy's admin API and Pilot's debug endpoints print proto field names (`socket_address`),
+/// not proto3 JSON's camelCase, and tools that read them expect that.
 fn serialize_options() -> SerializeOptions {
-    SerializeOptions::new().skip_default_fields(true)
+    SerializeOptions::new().skip_default_fields(true).use_proto_field_name(true)
 }
 
 /// Decode `bytes` as the message named by `type_url` (or a bare full name) and render it as JSON.
@@ -137,7 +139,7 @@ mod tests {
         };
         let json = message_to_json(&cluster).unwrap();
         assert_eq!(json["name"], "outbound|9080||reviews.default.svc.cluster.local");
-        assert_eq!(json["connectTimeout"], "1s");
+        assert_eq!(json["connect_timeout"], "1s");
         let back: Cluster = message_from_json(&json).unwrap();
         assert_eq!(back, cluster);
     }
@@ -157,14 +159,14 @@ mod tests {
         };
         let json = any_to_json(&any).unwrap();
         assert_eq!(json["@type"], "type.googleapis.com/envoy.config.core.v3.Address");
-        assert_eq!(json["socketAddress"]["portValue"], 15001);
+        assert_eq!(json["socket_address"]["port_value"], 15001);
     }
 
     #[test]
     fn any_is_read_back_from_json_with_its_type() {
         let json = serde_json::json!({
             "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
-            "defaultSourceCode": {"inlineString": "function envoy_on_request(h) end"}
+            "default_source_code": {"inline_string": "function envoy_on_request(h) end"}
         });
         let any = any_from_json(&json).unwrap();
         assert_eq!(any.type_url, "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua");

@@ -1,0 +1,13 @@
+# The `pilot` image: Pilot (`pilot discovery …`).
+# Build from the repository root: docker build -f install/docker/pilot.Dockerfile -t HUB/pilot:TAG .
+FROM rust:1-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN cargo build --release -p pilot --bin pilot
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
+COPY --from=build /src/target/release/pilot /usr/local/bin/pilot
+ENTRYPOINT ["/usr/local/bin/pilot"]

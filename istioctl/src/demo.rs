@@ -1,0 +1,179 @@
+//! `istioctl demo`: the demo profile and Bookinfo on this host in one command. It installs
+//! the mesh, enables injection in `default`, deploys Bookinfo with its gateway and
+//! destination rules, waits until `/productpage` answers through the ingress gateway, prints
+//! where to look and what to try, and tears everything down on Ctrl-C (or
+//! `istioctl demo --down`).
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use istio_config::object::Object;
+use istio_local::{kubectl, objects, teardown, Layout};
+use serde_json::Value;
+
+const BOOKINFO: &str = include_str!("../../samples/bookinfo/platform/kube/bookinfo.yaml");
+const GATEWAY: &str = include_str!("../../samples/bookinfo/networking/bookinfo-gateway.yaml");
+const DESTINATION_RULES: &str = include_str!("../../samples/bookinfo/networking/destination-rule-all.yaml");
+
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Tear a running demo down instead.
+    #[arg(long)]
+    pub down: bool,
+    /// More profile settings, as for `install --set`.
+    #[arg(long = "set", short = 's')]
+    pub set: Vec<String>,
+    /// Return once the demo is up instead of waiting for Ctrl-C (tear down later with `--down`).
+    #[arg(long)]
+    pub detach: bool,
+    /// How long to wait for Bookinfo to answer.
+    #[arg(long, default_value = "5m", value_parser = istio_api::json::parse_go_duration)]
+    pub timeout: Duration,
+}
+
+pub fn run(args: &DemoArgs) -> anyhow::Result<i32> {
+    let layout = Layout::from_env();
+    if args.down {
+        return crate::local::uninstall();
+    }
+    let started = Instant::now();
+    let result = bring_up(&layout, args);
+    let gateway = match result {
+        Ok(gateway) => gateway,
+        Err(error) => {
+            eprintln!("✘ {error:#}");
+            eprintln!("tearing down what was started…");
+            let _ = teardown::uninstall(&layout, &mut |_| {});
+            return Ok(1);
+        }
+    };
+    println!();
+    println!("✔ Bookinfo is up ({} s). Open:", started.elapsed().as_secs());
+    println!("    http://{gateway}/productpage");
+    println!();
+    println!("Then try:");
+    println!("    istioctl x local apply -f samples/bookinfo/networking/virtual-service-all-v1.yaml   # no stars");
+    println!("    istioctl x local apply -f samples/bookinfo/networking/virtual-service-reviews-v3.yaml   # red stars");
+    println!("    istioctl proxy-status");
+    println!("    istioctl proxy-config cluster productpage-v1 | head");
+    println!("    istioctl x local get pods");
+    println!("    istioctl x local logs productpage-v1 -c istio-proxy");
+    println!();
+    if args.detach {
+        println!("The demo keeps running; `istioctl demo --down` removes it.");
+        return Ok(0);
+    }
+    println!("Press Ctrl-C to tear it all down (or run `istioctl demo --down`).");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        loop {
+            tokio::select! {
+                () = istio_runtime::shutdown_signal() => break,
+                () = tokio::time::sleep(Duration::from_secs(1)) => {
+                    if teardown::daemon_pid(&layout).is_none() {
+                        println!("the demo was stopped elsewhere");
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    println!("tearing down…");
+    crate::local::uninstall()
+}
+
+/// Installs and deploys; returns the ingress gateway's address.
+fn bring_up(layout: &Layout, args: &DemoArgs) -> anyhow::Result<String> {
+    let mut sets = vec!["profile=demo".to_string()];
+    sets.extend(args.set.iter().cloned());
+    crate::local::install_with(layout, &sets, &mut |line| println!("{line}"))?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        println!(
+            "{}",
+            kubectl::label_namespace(layout, "default", &[("istio-injection".into(), "enabled".into())]).await?
+        );
+        for (text, source) in [
+            (BOOKINFO, "samples/bookinfo/platform/kube/bookinfo.yaml"),
+            (GATEWAY, "samples/bookinfo/networking/bookinfo-gateway.yaml"),
+            (DESTINATION_RULES, "samples/bookinfo/networking/destination-rule-all.yaml"),
+        ] {
+            for line in kubectl::apply(layout, kubectl::parse(text, source, "default")?).await? {
+                println!("{line}");
+            }
+        }
+        println!("waiting for the pods to be ready…");
+        let deadline = Instant::now() + args.timeout;
+        let mut announced = std::collections::BTreeSet::new();
+        let gateway = loop {
+            let pods = kubectl::list(layout, &objects::pods(), None).await?;
+            for pod in &pods {
+                if pod_ready(pod) && announced.insert(pod.name().to_string()) {
+                    println!("  ✔ {}/{} ready", pod.namespace(), pod.name());
+                }
+                if let Some(message) = pod.body.get("status").and_then(|s| s.get("message")).and_then(Value::as_str) {
+                    if pod.body.get("status").and_then(|s| s.get("phase")).and_then(Value::as_str) == Some("Failed") {
+                        bail!("pod {}/{} failed: {message}", pod.namespace(), pod.name());
+                    }
+                }
+            }
+            let expected = ["details", "ratings", "reviews", "productpage", "istio-ingressgateway"];
+            let all_ready = expected.iter().all(|app| {
+                pods.iter()
+                    .any(|pod| objects::labels(pod).get("app").map(String::as_str) == Some(*app) && pod_ready(pod))
+            }) && pods.iter().filter(|pod| pod.namespace() == "default").all(pod_ready);
+            if all_ready {
+                let gateway = pods
+                    .iter()
+                    .find(|pod| objects::labels(pod).get("istio").map(String::as_str) == Some("ingressgateway"))
+                    .and_then(|pod| pod.body.get("status")?.get("podIP")?.as_str().map(str::to_string))
+                    .context("the ingress gateway has no address")?;
+                break gateway;
+            }
+            if Instant::now() > deadline {
+                bail!("the pods were not all ready within {:?} (see `istioctl x local get pods -A`)", args.timeout);
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
+        println!("waiting for /productpage through the ingress gateway at {gateway}…");
+        loop {
+            let (status, body) = http_get(&gateway, "/productpage").await;
+            if status == 200 && body.contains("Simple Bookstore App") {
+                return Ok(gateway);
+            }
+            if Instant::now() > deadline {
+                bail!("http://{gateway}/productpage did not answer 200 in time (last status {status})");
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    })
+}
+
+fn pod_ready(pod: &Object) -> bool {
+    pod.body
+        .get("status")
+        .and_then(|status| status.get("conditions"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .any(|condition| condition["type"] == "Ready" && condition["status"] == "True")
+}
+
+/// A plain GET; (0, "") when it cannot connect.
+async fn http_get(host: &str, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(Ok(mut stream)) =
+        tokio::time::timeout(Duration::from_secs(3), tokio::net::TcpStream::connect((host, 80))).await
+    else {
+        return (0, String::new());
+    };
+    let request = format!("GET {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return (0, String::new());
+    }
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(15), stream.read_to_end(&mut response)).await;
+    let text = String::from_utf8_lossy(&response);
+    let status = text.split_whitespace().nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
+    (status, text.into_owned())
+}

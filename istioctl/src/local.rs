@@ -1,0 +1,359 @@
+//! The local platform's commands: `install` / `uninstall` on this host, `profile list|dump`,
+//! and `x local apply|delete|get|label|logs|exec`, the kubectl verbs for following the Istio
+//! tasks without a cluster. `x local daemon` and `x local exec-container` are what the
+//! platform itself runs.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use istio_local::install::Plan;
+use istio_local::{controller, kubectl, prereq, teardown, Layout};
+
+#[derive(Debug, clap::Args)]
+pub struct InstallArgs {
+    /// Override a profile setting: `profile=demo`, `values.global.outboundTrafficPolicy.mode=REGISTRY_ONLY`, …
+    #[arg(long = "set", short = 's')]
+    pub set: Vec<String>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ProfileCommand {
+    /// List the built-in profiles.
+    List,
+    /// Print a profile's settings.
+    Dump {
+        #[arg(default_value = "default")]
+        profile: String,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum LocalCommand {
+    /// Create or update objects from files (Istio objects are validated by Galley first).
+    Apply(FileArgs),
+    /// Delete the objects named in files.
+    Delete(FileArgs),
+    /// List objects of a kind.
+    Get(GetArgs),
+    /// Set labels on a namespace: `label namespace default istio-injection=enabled`.
+    Label(LabelArgs),
+    /// Print a container's log.
+    Logs(LogsArgs),
+    /// Run a command inside a pod (its network namespace and /etc/hosts).
+    Exec(ExecArgs),
+    /// Run the platform daemon in the foreground (what `install` starts).
+    #[command(hide = true)]
+    Daemon,
+    /// Enter a pod and exec a container (what the daemon runs for each container).
+    #[command(hide = true, name = "exec-container")]
+    ExecContainer { spec: PathBuf },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct FileArgs {
+    /// Files or directories of YAML, or `-` for stdin.
+    #[arg(short = 'f', long = "filename", required = true)]
+    pub files: Vec<PathBuf>,
+    #[arg(short = 'n', long = "namespace", default_value = "default")]
+    pub namespace: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GetArgs {
+    /// The kind: pods, services, deployments, endpoints, namespaces, virtualservices, …
+    pub kind: String,
+    /// One object's name.
+    pub name: Option<String>,
+    #[arg(short = 'n', long = "namespace", default_value = "default")]
+    pub namespace: String,
+    #[arg(short = 'A', long = "all-namespaces")]
+    pub all_namespaces: bool,
+    /// Output format: yaml or json (default: a table).
+    #[arg(short = 'o', long = "output")]
+    pub output: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LabelArgs {
+    /// Only `namespace` (or `ns`) is supported.
+    pub kind: String,
+    pub name: String,
+    /// `key=value` pairs.
+    #[arg(required = true)]
+    pub labels: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LogsArgs {
+    /// A pod name, or a Deployment name when it has one pod.
+    pub pod: String,
+    #[arg(short = 'c', long = "container")]
+    pub container: Option<String>,
+    #[arg(short = 'n', long = "namespace", default_value = "default")]
+    pub namespace: String,
+    /// Keep printing as the log grows.
+    #[arg(short = 'f', long = "follow")]
+    pub follow: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExecArgs {
+    /// A pod name, or a Deployment name when it has one pod.
+    pub pod: String,
+    #[arg(short = 'c', long = "container")]
+    pub container: Option<String>,
+    #[arg(short = 'n', long = "namespace", default_value = "default")]
+    pub namespace: String,
+    /// The command and its arguments (after `--`).
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
+}
+
+/// Where the workspace's binaries are: next to this istioctl.
+pub fn binaries_dir() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating istioctl")?;
+    Ok(exe.parent().context("istioctl has no directory")?.to_path_buf())
+}
+
+/// Installs the mesh on this host and waits until its control plane is up.
+pub fn install(args: &InstallArgs) -> anyhow::Result<i32> {
+    let layout = Layout::from_env();
+    install_with(&layout, &args.set, &mut |line| println!("{line}"))?;
+    Ok(0)
+}
+
+pub fn install_with(layout: &Layout, sets: &[String], progress: &mut dyn FnMut(&str)) -> anyhow::Result<()> {
+    prereq::check()?;
+    if teardown::daemon_pid(layout).is_some() {
+        bail!("a mesh is already installed here ({}); run `istioctl uninstall` first", layout.root().display());
+    }
+    let plan = Plan::new(sets)?;
+    let binaries = binaries_dir()?;
+    for component in plan.components() {
+        let program = binaries.join(component.name);
+        anyhow::ensure!(program.is_file(), "{} is not built (cargo build --workspace --bins)", program.display());
+    }
+    // A previous installation that was not removed cleanly goes first.
+    if layout.root().exists() || !teardown::leftovers(layout).is_empty() {
+        teardown::uninstall(layout, &mut |_| {})?;
+    }
+    progress(&format!("installing the {} profile in {}", plan.profile, layout.root().display()));
+    istio_local::install::write_files(layout, &plan)?;
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(layout.daemon_log())?;
+    let exe = std::env::current_exe()?;
+    let mut daemon = std::process::Command::new(exe);
+    use std::os::unix::process::CommandExt;
+    daemon
+        .args(["x", "local", "daemon"])
+        .env("ISTIO_LOCAL_ROOT", layout.root())
+        .process_group(0)
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    let mut child = daemon.spawn().context("starting the local platform daemon")?;
+    let marker = controller::ready_marker(layout);
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while !marker.exists() {
+        if let Some(status) = child.try_wait()? {
+            let log = std::fs::read_to_string(layout.daemon_log()).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            let _ = teardown::uninstall(layout, &mut |_| {});
+            bail!(
+                "the local platform failed to start ({status}):\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = teardown::uninstall(layout, &mut |_| {});
+            bail!("the control plane did not come up within 90 s (see {})", layout.daemon_log().display());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for component in plan.components() {
+        progress(&format!("  ✔ {} at {}.istio-system ({})", component.name, component.service, component.address));
+    }
+    progress(&format!("  ✔ gateways applied: {}", plan.gateway_manifests().len()));
+    Ok(())
+}
+
+/// Removes everything the local platform created.
+pub fn uninstall() -> anyhow::Result<i32> {
+    let layout = Layout::from_env();
+    prereq::check()?;
+    teardown::uninstall(&layout, &mut |line| println!("{line}"))?;
+    let left = teardown::leftovers(&layout);
+    if left.is_empty() {
+        println!("✔ removed everything the mesh had on this host");
+        Ok(0)
+    } else {
+        eprintln!("still present:\n  {}", left.join("\n  "));
+        Ok(1)
+    }
+}
+
+pub fn profile(command: &ProfileCommand) -> anyhow::Result<i32> {
+    match command {
+        ProfileCommand::List => {
+            println!("Istio configuration profiles:");
+            for name in istio_local::profiles::names() {
+                println!("    {name}");
+            }
+        }
+        ProfileCommand::Dump { profile } => print!("{}", istio_local::profiles::text(profile)?),
+    }
+    Ok(0)
+}
+
+fn read_files(files: &[PathBuf], namespace: &str) -> anyhow::Result<Vec<istio_config::object::Object>> {
+    let mut objects = Vec::new();
+    for file in files {
+        if file.as_os_str() == "-" {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)?;
+            objects.extend(kubectl::parse(&text, "stdin", namespace)?);
+            continue;
+        }
+        let mut paths = Vec::new();
+        if file.is_dir() {
+            for entry in std::fs::read_dir(file).with_context(|| format!("reading {}", file.display()))? {
+                let path = entry?.path();
+                if path.extension().is_some_and(|ext| ext == "yaml" || ext == "yml" || ext == "json") {
+                    paths.push(path);
+                }
+            }
+            paths.sort();
+        } else {
+            paths.push(file.clone());
+        }
+        for path in paths {
+            let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            objects.extend(kubectl::parse(&text, &path.display().to_string(), namespace)?);
+        }
+    }
+    Ok(objects)
+}
+
+pub fn local(command: LocalCommand) -> anyhow::Result<i32> {
+    let layout = Layout::from_env();
+    match command {
+        LocalCommand::ExecContainer { spec } => {
+            let spec = istio_local::container::ContainerSpec::read(&spec)?;
+            Err(istio_local::container::exec_container(&spec))
+        }
+        LocalCommand::Daemon => {
+            prereq::check()?;
+            istio_runtime::init_logging(false);
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let launcher = std::env::current_exe()?;
+            runtime.block_on(controller::run(layout, binaries_dir()?, launcher))?;
+            Ok(0)
+        }
+        LocalCommand::Apply(args) => {
+            let objects = read_files(&args.files, &args.namespace)?;
+            for line in runtime()?.block_on(kubectl::apply(&layout, objects))? {
+                println!("{line}");
+            }
+            Ok(0)
+        }
+        LocalCommand::Delete(args) => {
+            let objects = read_files(&args.files, &args.namespace)?;
+            for line in runtime()?.block_on(kubectl::delete(&layout, objects))? {
+                println!("{line}");
+            }
+            Ok(0)
+        }
+        LocalCommand::Label(args) => {
+            if !matches!(args.kind.as_str(), "namespace" | "namespaces" | "ns") {
+                bail!("only namespaces can be labelled here");
+            }
+            let pairs = args
+                .labels
+                .iter()
+                .map(|pair| {
+                    pair.split_once('=')
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .with_context(|| format!("{pair:?} is not key=value"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            println!("{}", runtime()?.block_on(kubectl::label_namespace(&layout, &args.name, &pairs))?);
+            Ok(0)
+        }
+        LocalCommand::Get(args) => {
+            let kind = kubectl::kind_for(&args.kind)?;
+            let namespace = (!args.all_namespaces).then_some(args.namespace.as_str());
+            let mut objects = runtime()?.block_on(kubectl::list(&layout, &kind, namespace))?;
+            if let Some(name) = &args.name {
+                objects.retain(|object| object.name() == name);
+                if objects.is_empty() {
+                    bail!("{} \"{name}\" not found", args.kind);
+                }
+            }
+            match args.output.as_deref() {
+                Some("yaml") => {
+                    for object in &objects {
+                        println!("---\n{}", serde_yaml::to_string(object)?.trim_end());
+                    }
+                }
+                Some("json") => {
+                    let value = if args.name.is_some() && objects.len() == 1 {
+                        serde_json::to_value(&objects[0])?
+                    } else {
+                        serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects})
+                    };
+                    println!("{}", serde_json::to_string_pretty(&value)?);
+                }
+                Some(other) => bail!("unknown output format {other:?} (yaml, json)"),
+                None if objects.is_empty() => eprintln!("No resources found."),
+                None => print!("{}", kubectl::table(&kind, &objects, args.all_namespaces)),
+            }
+            Ok(0)
+        }
+        LocalCommand::Logs(args) => {
+            let pod = runtime()?.block_on(kubectl::find_pod(&layout, &args.pod, &args.namespace))?;
+            let container = kubectl::container_name(&pod, args.container.as_deref())?;
+            let path = layout.container_log(pod.namespace(), pod.name(), &container);
+            let mut offset = 0;
+            loop {
+                let content = std::fs::read(&path).unwrap_or_default();
+                if content.len() > offset {
+                    std::io::stdout().write_all(&content[offset..])?;
+                    std::io::stdout().flush()?;
+                    offset = content.len();
+                }
+                if !args.follow {
+                    return Ok(0);
+                }
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        }
+        LocalCommand::Exec(args) => exec(&layout, &args),
+    }
+}
+
+/// Runs a command in a pod: its network namespace, `/etc/hosts` and the container's user.
+fn exec(layout: &Layout, args: &ExecArgs) -> anyhow::Result<i32> {
+    let pod = runtime()?.block_on(kubectl::find_pod(layout, &args.pod, &args.namespace))?;
+    let container = kubectl::container_name(&pod, args.container.as_deref())?;
+    let spec_path = layout.container_specs().join(format!("{}.{}.{container}.json", pod.namespace(), pod.name()));
+    let mut spec = istio_local::container::ContainerSpec::read(&spec_path)
+        .with_context(|| format!("pod {} is not running yet", pod.name()))?;
+    let (program, rest) = args.command.split_first().context("no command given")?;
+    spec.program = prereq::find_program(program)
+        .or_else(|| Some(PathBuf::from(program)).filter(|path| path.is_absolute()))
+        .with_context(|| format!("{program}: command not found"))?;
+    spec.args = rest.to_vec();
+    let exec_spec = tempfile::NamedTempFile::new()?;
+    std::fs::write(exec_spec.path(), serde_json::to_vec(&spec)?)?;
+    let status = std::process::Command::new(std::env::current_exe()?)
+        .args(["x", "local", "exec-container"])
+        .arg(exec_spec.path())
+        .status()
+        .context("running the command in the pod")?;
+    Ok(status.code().unwrap_or(1))
+}

@@ -1,0 +1,378 @@
+//! `istioctl proxy-config cluster|listener|route|endpoint|bootstrap|log POD[.NS]`: a pod's
+//! proxy configuration from its admin API, as 1.4's summary tables (or `-o json`). On the
+//! local platform the admin API is reached inside the pod's network namespace.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use serde_json::Value;
+
+#[derive(Debug, clap::Args)]
+pub struct ProxyConfigArgs {
+    #[command(subcommand)]
+    pub what: What,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum What {
+    /// Clusters: SERVICE FQDN, PORT, SUBSET, DIRECTION, TYPE.
+    #[command(alias = "clusters", alias = "c")]
+    Cluster(Target),
+    /// Listeners: ADDRESS, PORT, TYPE.
+    #[command(alias = "listeners", alias = "l")]
+    Listener(Target),
+    /// Routes loaded over RDS: NAME, VIRTUAL HOSTS.
+    #[command(alias = "routes", alias = "r")]
+    Route(Target),
+    /// Endpoints: ENDPOINT, STATUS, OUTLIER CHECK, CLUSTER.
+    #[command(alias = "endpoints", alias = "ep")]
+    Endpoint(Target),
+    /// The bootstrap, as JSON.
+    #[command(alias = "b")]
+    Bootstrap(Target),
+    /// Show the proxy's log levels, or set them with --level.
+    #[command(alias = "o")]
+    Log(LogTarget),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Target {
+    /// `POD[.NAMESPACE]`; a Deployment's name picks its only pod.
+    pub pod: String,
+    /// Only this service FQDN (clusters).
+    #[arg(long)]
+    pub fqdn: Option<String>,
+    /// Only this port.
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Only this subset (clusters).
+    #[arg(long)]
+    pub subset: Option<String>,
+    /// Only this direction: inbound or outbound (clusters).
+    #[arg(long)]
+    pub direction: Option<String>,
+    /// Only this address (listeners, endpoints).
+    #[arg(long)]
+    pub address: Option<String>,
+    /// Only this name (routes) or cluster (endpoints).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Output format: short (table) or json.
+    #[arg(short = 'o', long = "output", default_value = "short")]
+    pub output: String,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct LogTarget {
+    pub pod: String,
+    /// A level for every logger (`debug`), or `logger:level` pairs separated by commas.
+    #[arg(long)]
+    pub level: Option<String>,
+}
+
+/// Where a pod's admin API is: inside its network namespace.
+fn admin_get(pod_arg: &str, method: &str, path: &str) -> anyhow::Result<String> {
+    let layout = istio_local::Layout::from_env();
+    let (name, namespace) = pod_arg.split_once('.').unwrap_or((pod_arg, "default"));
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let pod = runtime.block_on(istio_local::kubectl::find_pod(&layout, name, namespace))?;
+    let netns = istio_local::net::netns_name(pod.namespace(), pod.name());
+    let proxy: PathBuf = crate::local::binaries_dir()?.join("proxy");
+    let output = std::process::Command::new("ip")
+        .args(["netns", "exec", &netns])
+        .arg(&proxy)
+        .args(["request", method, path])
+        .output()
+        .context("running `proxy request` in the pod")?;
+    if !output.status.success() {
+        bail!("{}: {}", pod.name(), String::from_utf8_lossy(&output.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+fn config_dump(pod: &str) -> anyhow::Result<Value> {
+    let text = admin_get(pod, "GET", "config_dump")?;
+    serde_json::from_str(&text).context("the config dump is not JSON")
+}
+
+/// The config-dump section of a type (`BootstrapConfigDump`, `ClustersConfigDump`, …).
+fn section<'a>(dump: &'a Value, type_name: &str) -> Option<&'a Value> {
+    dump["configs"].as_array()?.iter().find(|config| config["@type"].as_str().is_some_and(|t| t.ends_with(type_name)))
+}
+
+pub fn run(args: &ProxyConfigArgs) -> anyhow::Result<i32> {
+    let output = match &args.what {
+        What::Cluster(target) => {
+            let dump = config_dump(&target.pod)?;
+            let clusters = clusters(&dump);
+            let chosen: Vec<&Value> = clusters.iter().filter(|cluster| cluster_matches(cluster, target)).collect();
+            if target.output == "json" {
+                serde_json::to_string_pretty(&chosen)?
+            } else {
+                cluster_table(&chosen)
+            }
+        }
+        What::Listener(target) => {
+            let dump = config_dump(&target.pod)?;
+            let listeners = listeners(&dump);
+            let chosen: Vec<&Value> = listeners.iter().filter(|listener| listener_matches(listener, target)).collect();
+            if target.output == "json" {
+                serde_json::to_string_pretty(&chosen)?
+            } else {
+                listener_table(&chosen)
+            }
+        }
+        What::Route(target) => {
+            let dump = config_dump(&target.pod)?;
+            let routes: Vec<Value> = section(&dump, "RoutesConfigDump")
+                .and_then(|routes| routes["dynamic_route_configs"].as_array())
+                .into_iter()
+                .flatten()
+                .map(|entry| entry["route_config"].clone())
+                .filter(|route| target.name.as_deref().is_none_or(|name| route["name"] == name))
+                .collect();
+            if target.output == "json" {
+                serde_json::to_string_pretty(&routes)?
+            } else {
+                let rows: Vec<Vec<String>> = routes
+                    .iter()
+                    .map(|route| {
+                        let hosts = route["virtual_hosts"].as_array().map_or(0, Vec::len);
+                        vec![route["name"].as_str().unwrap_or_default().to_string(), hosts.to_string()]
+                    })
+                    .collect();
+                format!(
+                    "NOTE: This output only contains routes loaded via RDS.\n{}",
+                    table(&["NAME", "VIRTUAL HOSTS"], &rows)
+                )
+            }
+        }
+        What::Endpoint(target) => {
+            let text = admin_get(&target.pod, "GET", "clusters?format=json")?;
+            let clusters: Value = serde_json::from_str(&text).context("/clusters is not JSON")?;
+            endpoint_output(&clusters, target)?
+        }
+        What::Bootstrap(target) => {
+            let dump = config_dump(&target.pod)?;
+            serde_json::to_string_pretty(
+                section(&dump, "BootstrapConfigDump").context("no bootstrap in the config dump")?,
+            )?
+        }
+        What::Log(target) => {
+            let path = match &target.level {
+                Some(level) if level.contains(':') => format!("logging?{}", level.replace(',', "&").replace(':', "=")),
+                Some(level) => format!("logging?level={level}"),
+                None => "logging".to_string(),
+            };
+            admin_get(&target.pod, "POST", &path)?
+        }
+    };
+    print!("{}", if output.ends_with('\n') { output } else { format!("{output}\n") });
+    Ok(0)
+}
+
+fn clusters(dump: &Value) -> Vec<Value> {
+    let Some(section) = section(dump, "ClustersConfigDump") else { return Vec::new() };
+    let mut clusters: Vec<Value> = ["static_clusters", "dynamic_active_clusters"]
+        .iter()
+        .flat_map(|field| section[*field].as_array().cloned().unwrap_or_default())
+        .map(|entry| entry["cluster"].clone())
+        .collect();
+    clusters.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    clusters
+}
+
+/// (fqdn, port, subset, direction) of an Istio cluster name, `-` where it is not one.
+fn cluster_parts(name: &str) -> (String, String, String, String) {
+    let parts: Vec<&str> = name.split('|').collect();
+    match parts.as_slice() {
+        [direction, port, subset, fqdn] => (
+            (*fqdn).to_string(),
+            (*port).to_string(),
+            if subset.is_empty() { "-".to_string() } else { (*subset).to_string() },
+            (*direction).to_string(),
+        ),
+        _ => (name.to_string(), "-".into(), "-".into(), "-".into()),
+    }
+}
+
+fn cluster_type(cluster: &Value) -> String {
+    cluster["type"].as_str().map(str::to_string).unwrap_or_else(|| {
+        if cluster.get("eds_cluster_config").is_some() {
+            "EDS".to_string()
+        } else {
+            "STATIC".to_string()
+        }
+    })
+}
+
+fn cluster_matches(cluster: &Value, target: &Target) -> bool {
+    let (fqdn, port, subset, direction) = cluster_parts(cluster["name"].as_str().unwrap_or_default());
+    target.fqdn.as_deref().is_none_or(|wanted| fqdn == wanted || fqdn.starts_with(&format!("{wanted}.")))
+        && target.port.is_none_or(|wanted| port == wanted.to_string())
+        && target.subset.as_deref().is_none_or(|wanted| subset == wanted)
+        && target.direction.as_deref().is_none_or(|wanted| direction == wanted)
+}
+
+fn cluster_table(clusters: &[&Value]) -> String {
+    let rows: Vec<Vec<String>> = clusters
+        .iter()
+        .map(|cluster| {
+            let (fqdn, port, subset, direction) = cluster_parts(cluster["name"].as_str().unwrap_or_default());
+            vec![fqdn, port, subset, direction, cluster_type(cluster)]
+        })
+        .collect();
+    table(&["SERVICE FQDN", "PORT", "SUBSET", "DIRECTION", "TYPE"], &rows)
+}
+
+fn listeners(dump: &Value) -> Vec<Value> {
+    let Some(section) = section(dump, "ListenersConfigDump") else { return Vec::new() };
+    let mut listeners: Vec<Value> = section["static_listeners"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|entry| entry["listener"].clone())
+        .chain(
+            section["dynamic_listeners"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|entry| entry["active_state"]["listener"].clone()),
+        )
+        .filter(|listener| !listener.is_null())
+        .collect();
+    listeners.sort_by_key(|listener| listener_address(listener).1);
+    listeners
+}
+
+fn listener_address(listener: &Value) -> (String, u64) {
+    let socket = &listener["address"]["socket_address"];
+    (socket["address"].as_str().unwrap_or_default().to_string(), socket["port_value"].as_u64().unwrap_or(0))
+}
+
+fn listener_type(listener: &Value) -> &'static str {
+    let http = listener["filter_chains"].as_array().into_iter().flatten().any(|chain| {
+        chain["filters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|filter| filter["name"].as_str().is_some_and(|name| name.ends_with("http_connection_manager")))
+    });
+    if http {
+        "HTTP"
+    } else {
+        "TCP"
+    }
+}
+
+fn listener_matches(listener: &Value, target: &Target) -> bool {
+    let (address, port) = listener_address(listener);
+    target.address.as_deref().is_none_or(|wanted| address == wanted)
+        && target.port.is_none_or(|wanted| u64::from(wanted) == port)
+}
+
+fn listener_table(listeners: &[&Value]) -> String {
+    let rows: Vec<Vec<String>> = listeners
+        .iter()
+        .map(|listener| {
+            let (address, port) = listener_address(listener);
+            vec![address, port.to_string(), listener_type(listener).to_string()]
+        })
+        .collect();
+    table(&["ADDRESS", "PORT", "TYPE"], &rows)
+}
+
+fn endpoint_output(clusters: &Value, target: &Target) -> anyhow::Result<String> {
+    let mut rows = Vec::new();
+    let mut chosen = Vec::new();
+    for cluster in clusters["cluster_statuses"].as_array().into_iter().flatten() {
+        let name = cluster["name"].as_str().unwrap_or_default();
+        if target.name.as_deref().is_some_and(|wanted| wanted != name) {
+            continue;
+        }
+        for host in cluster["host_statuses"].as_array().into_iter().flatten() {
+            let socket = &host["address"]["socket_address"];
+            let address = socket["address"].as_str().unwrap_or_default();
+            let port = socket["port_value"].as_u64().unwrap_or(0);
+            if target.address.as_deref().is_some_and(|wanted| wanted != address)
+                || target.port.is_some_and(|wanted| u64::from(wanted) != port)
+            {
+                continue;
+            }
+            let status = host["health_status"]["eds_health_status"].as_str().unwrap_or("HEALTHY");
+            let outlier =
+                if host["health_status"]["failed_outlier_check"].as_bool() == Some(true) { "FAILED" } else { "OK" };
+            rows.push(vec![format!("{address}:{port}"), status.to_string(), outlier.to_string(), name.to_string()]);
+            chosen.push(serde_json::json!({"cluster": name, "host": host}));
+        }
+    }
+    if target.output == "json" {
+        return Ok(serde_json::to_string_pretty(&chosen)?);
+    }
+    Ok(table(&["ENDPOINT", "STATUS", "OUTLIER CHECK", "CLUSTER"], &rows))
+}
+
+/// Columns padded as 1.4's tabwriter did (five spaces between columns).
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let widths: Vec<usize> = (0..header.len())
+        .map(|column| rows.iter().map(|row| row[column].len()).chain([header[column].len()]).max().unwrap_or(0))
+        .collect();
+    let line = |cells: Vec<&str>| -> String {
+        let padded: Vec<String> =
+            cells.iter().enumerate().map(|(i, cell)| format!("{cell:<width$}", width = widths[i])).collect();
+        format!("{}\n", padded.join("     ").trim_end())
+    };
+    let mut out = line(header.to_vec());
+    for row in rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn summaries_follow_1_4s_columns() {
+        let dump = json!({"configs": [
+            {"@type": "type.googleapis.com/envoy.admin.v3.ClustersConfigDump",
+             "static_clusters": [{"cluster": {"name": "BlackHoleCluster", "type": "STATIC"}}],
+             "dynamic_active_clusters": [{"cluster": {"name": "outbound|9080|v1|reviews.default.svc.cluster.local",
+                "type": "EDS"}}]},
+            {"@type": "type.googleapis.com/envoy.admin.v3.ListenersConfigDump",
+             "dynamic_listeners": [{"active_state": {"listener": {"address": {"socket_address": {"address": "0.0.0.0", "port_value": 9080}},
+                "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager"}]}]}}}]}]});
+        let clusters = clusters(&dump);
+        let table = cluster_table(&clusters.iter().collect::<Vec<_>>());
+        assert!(
+            table.starts_with("SERVICE FQDN                          PORT     SUBSET     DIRECTION     TYPE\n"),
+            "{table}"
+        );
+        assert!(
+            table.contains("reviews.default.svc.cluster.local     9080     v1         outbound      EDS"),
+            "{table}"
+        );
+        assert!(
+            table.contains("BlackHoleCluster                      -        -          -             STATIC"),
+            "{table}"
+        );
+        let target = Target {
+            pod: "p".into(),
+            fqdn: Some("reviews".into()),
+            port: None,
+            subset: None,
+            direction: None,
+            address: None,
+            name: None,
+            output: "short".into(),
+        };
+        assert_eq!(clusters.iter().filter(|c| cluster_matches(c, &target)).count(), 1);
+        let listeners = listeners(&dump);
+        assert_eq!(
+            listener_table(&listeners.iter().collect::<Vec<_>>()),
+            "ADDRESS     PORT     TYPE\n0.0.0.0     9080     HTTP\n"
+        );
+    }
+}

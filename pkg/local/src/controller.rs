@@ -1,0 +1,592 @@
+//! The local platform's daemon (`istioctl x local daemon`): the kubelet, controller manager
+//! and kube-proxy of one host. It starts and supervises the control plane, applies the
+//! gateway manifests, and then reconciles the store twice a second: ClusterIPs for new
+//! Services, pods for Deployments (injected through the injector's webhook), pods on the host
+//! for Pod objects, Pod status and Endpoints from what runs, and every pod's `/etc/hosts` and
+//! ClusterIP rules. On SIGTERM it stops every pod and component and removes the bridge.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use istio_config::object::Object;
+use istio_config::store::directory::DirectoryStore;
+use istio_config::store::Store;
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+use crate::admission::{self, Webhook};
+use crate::images::ImageMap;
+use crate::install::{Component, Plan, INJECTOR};
+use crate::layout::Layout;
+use crate::net;
+use crate::objects::{self, from_json, injection_enabled, labels, to_json};
+use crate::pod::{self, PodContext, PodHandle, PodInputs, PodState};
+use crate::services::{self, PodEndpoint, SERVICES_CHAIN};
+
+/// The file whose presence says the control plane is up and the gateways are applied.
+pub fn ready_marker(layout: &Layout) -> PathBuf {
+    layout.root().join("ready")
+}
+
+/// Runs the daemon until SIGTERM or Ctrl-C.
+pub async fn run(layout: Layout, binaries: PathBuf, launcher: PathBuf) -> anyhow::Result<()> {
+    let plan = Plan::load(&layout)?;
+    std::fs::write(layout.daemon_pid(), std::process::id().to_string())?;
+    let result = serve(&layout, &plan, binaries, launcher).await;
+    let _ = std::fs::remove_file(ready_marker(&layout));
+    let _ = std::fs::remove_file(layout.daemon_pid());
+    result
+}
+
+async fn serve(layout: &Layout, plan: &Plan, binaries: PathBuf, launcher: PathBuf) -> anyhow::Result<()> {
+    let bridge_addresses: Vec<Ipv4Addr> = plan.components().iter().map(|component| component.address).collect();
+    tokio::task::spawn_blocking(move || net::ensure_bridge(&bridge_addresses)).await??;
+    let store = Arc::new(DirectoryStore::open(layout.store()).context("opening the object store")?);
+    // `ip netns exec` and the pods read their /etc files from here; if it is new, it is ours.
+    let etc_netns = std::path::Path::new("/etc/netns");
+    if !etc_netns.exists() {
+        std::fs::create_dir_all(etc_netns)?;
+        use std::io::Write;
+        let mut record = std::fs::OpenOptions::new().create(true).append(true).open(layout.created_paths())?;
+        writeln!(record, "{}", etc_netns.display())?;
+    }
+    let (stop_control, control_stopped) = watch::channel(false);
+    let mut control = Vec::new();
+    for component in plan.components() {
+        let (program, args, env) = plan.command(component, layout, &binaries);
+        control.push(tokio::spawn(supervise_component(
+            layout.clone(),
+            component,
+            program,
+            args,
+            env,
+            control_stopped.clone(),
+        )));
+        wait_for_port(component).await?;
+        tracing::info!(component = component.name, address = %component.address, "control-plane component is up");
+    }
+    for manifest in plan.gateway_manifests() {
+        for object in crate::kubectl::parse(manifest, "gateway manifest", crate::install::SYSTEM_NAMESPACE)? {
+            if store.get(&object.key()).await?.is_none() {
+                store.apply(object).await?;
+            }
+        }
+    }
+    let injector =
+        if plan.components().contains(&INJECTOR) { Some(crate::install::webhook(layout, INJECTOR)?) } else { None };
+    let context = Arc::new(PodContext {
+        layout: layout.clone(),
+        images: ImageMap::builtin(),
+        binaries,
+        launcher,
+        created: std::sync::Mutex::new(()),
+    });
+    let mut controller = Controller {
+        store,
+        context,
+        plan: plan.clone(),
+        injector,
+        pods: HashMap::new(),
+        stopping: Vec::new(),
+        applied_hosts: HashMap::new(),
+        applied_rules: HashMap::new(),
+    };
+    std::fs::write(ready_marker(layout), "ready\n")?;
+    println!("local platform ready");
+    let shutdown = istio_runtime::shutdown_signal();
+    tokio::pin!(shutdown);
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Err(error) = controller.reconcile().await {
+                    tracing::warn!("reconcile: {error:#}");
+                }
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    tracing::info!("shutting down: stopping pods");
+    let _ = std::fs::remove_file(ready_marker(layout));
+    let pods: Vec<PodHandle> = controller.pods.drain().map(|(_, handle)| handle).collect();
+    futures_join(pods.into_iter().map(PodHandle::stop).collect()).await;
+    for task in controller.stopping.drain(..) {
+        let _ = task.await;
+    }
+    let _ = stop_control.send(true);
+    for task in control {
+        let _ = task.await;
+    }
+    tokio::task::spawn_blocking(net::delete_bridge).await??;
+    tracing::info!("local platform stopped");
+    Ok(())
+}
+
+async fn futures_join(tasks: Vec<impl std::future::Future<Output = ()> + Send + 'static>) {
+    let handles: Vec<_> = tasks.into_iter().map(tokio::spawn).collect();
+    for handle in handles {
+        let _ = handle.await;
+    }
+}
+
+async fn wait_for_port(component: Component) -> anyhow::Result<()> {
+    let address = std::net::SocketAddr::new(component.address.into(), component.ready_port);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if tokio::net::TcpStream::connect(address).await.is_ok() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            anyhow::bail!("{} did not start listening on {address} within 60 s (see its log)", component.name);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Runs a control-plane component, restarting it with backoff when it exits.
+async fn supervise_component(
+    layout: Layout,
+    component: Component,
+    program: PathBuf,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::from_secs(1);
+    let pid_file = layout.pids().join(format!("control.{}", component.name));
+    loop {
+        let log_path = layout.control_log(component.name);
+        let child = (|| {
+            if let Some(dir) = log_path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
+            tokio::process::Command::new(&program)
+                .args(&args)
+                .envs(env.iter().cloned())
+                .process_group(0)
+                .stdin(std::process::Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .spawn()
+        })();
+        let mut child = match child {
+            Ok(child) => child,
+            Err(error) => {
+                tracing::warn!(component = component.name, %error, "cannot start {}", program.display());
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    _ = stopped.changed() => return,
+                }
+                continue;
+            }
+        };
+        let pid = child.id().unwrap_or_default();
+        let _ = std::fs::write(&pid_file, pid.to_string());
+        tokio::select! {
+            status = child.wait() => {
+                tracing::warn!(component = component.name, ?status, "control-plane component exited; restarting");
+            }
+            _ = stopped.changed() => {
+                let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGTERM);
+                if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_err() {
+                    let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+                    let _ = child.wait().await;
+                }
+                let _ = std::fs::remove_file(&pid_file);
+                return;
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            _ = stopped.changed() => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+struct Controller {
+    store: Arc<DirectoryStore>,
+    context: Arc<PodContext>,
+    plan: Plan,
+    injector: Option<Webhook>,
+    pods: HashMap<(String, String), PodHandle>,
+    stopping: Vec<tokio::task::JoinHandle<()>>,
+    applied_hosts: HashMap<(String, String), String>,
+    applied_rules: HashMap<(String, String), String>,
+}
+
+fn pod_key(object: &Object) -> (String, String) {
+    (object.namespace().to_string(), object.name().to_string())
+}
+
+impl Controller {
+    async fn reconcile(&mut self) -> anyhow::Result<()> {
+        let namespaces = self.store.list(&objects::namespaces()).await?;
+        let services = self.allocate_cluster_ips().await?;
+        self.reconcile_deployments(&namespaces).await?;
+        let pods = self.assign_pod_addresses().await?;
+        self.run_pods(&pods, &services).await?;
+        let pods = self.report_pod_status(pods).await?;
+        let endpoints = self.reconcile_endpoints(&services, &pods).await?;
+        self.reconcile_networking(&services, &endpoints, &pods).await;
+        self.stopping.retain(|task| !task.is_finished());
+        Ok(())
+    }
+
+    /// Gives Services without a ClusterIP one; returns every Service.
+    async fn allocate_cluster_ips(&self) -> anyhow::Result<Vec<Object>> {
+        let mut services = self.store.list(&objects::services()).await?;
+        for index in 0..services.len() {
+            let has_ip =
+                services[index].spec().get("clusterIP").and_then(Value::as_str).is_some_and(|ip| !ip.is_empty());
+            if has_ip {
+                continue;
+            }
+            let Some(ip) = services::allocate_cluster_ip(&services) else {
+                anyhow::bail!("no free ClusterIP");
+            };
+            let mut json = to_json(&services[index]);
+            json["spec"]["clusterIP"] = json!(ip.to_string());
+            services[index] = self.store.apply(from_json(json)?).await?;
+        }
+        Ok(services)
+    }
+
+    async fn reconcile_deployments(&self, namespaces: &[Object]) -> anyhow::Result<()> {
+        let deployments = self.store.list(&objects::deployments()).await?;
+        let pods = self.store.list(&objects::pods()).await?;
+        let mut live_sets = BTreeSet::new();
+        for deployment in &deployments {
+            let template = deployment.spec().get("template").cloned().unwrap_or_else(|| json!({}));
+            let hash = template_hash(&template);
+            let set_name = format!("{}-{hash}", deployment.name());
+            live_sets.insert((deployment.namespace().to_string(), set_name.clone()));
+            let replicas = deployment.spec().get("replicas").and_then(Value::as_u64).unwrap_or(1) as usize;
+            let owned: Vec<&Object> = pods
+                .iter()
+                .filter(|pod| {
+                    pod.namespace() == deployment.namespace() && owner_set(pod).as_deref() == Some(set_name.as_str())
+                })
+                .collect();
+            for _ in owned.len()..replicas {
+                self.create_pod(deployment, &template, &hash, &set_name, namespaces).await?;
+            }
+            for extra in owned.iter().skip(replicas) {
+                self.store.delete(&extra.key()).await?;
+            }
+            // Pods of an older template go once the new ones are ready.
+            let ready =
+                owned.iter().filter(|pod| PodEndpoint::from_pod(pod).is_some_and(|endpoint| endpoint.ready)).count();
+            if ready >= replicas.min(owned.len()) && owned.len() >= replicas {
+                let prefix = format!("{}-", deployment.name());
+                for old in pods.iter().filter(|pod| {
+                    pod.namespace() == deployment.namespace()
+                        && owner_set(pod)
+                            .is_some_and(|set| set != set_name && set.strip_prefix(&prefix).is_some_and(is_hash))
+                }) {
+                    self.store.delete(&old.key()).await?;
+                }
+            }
+        }
+        // Pods whose Deployment is gone.
+        for pod in &pods {
+            if let Some(set) = owner_set(pod) {
+                if !live_sets.contains(&(pod.namespace().to_string(), set)) && is_deployment_pod(pod) {
+                    self.store.delete(&pod.key()).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn create_pod(
+        &self,
+        deployment: &Object,
+        template: &Value,
+        hash: &str,
+        set_name: &str,
+        namespaces: &[Object],
+    ) -> anyhow::Result<()> {
+        let namespace = deployment.namespace();
+        let mut pod_labels = template.pointer("/metadata/labels").cloned().unwrap_or_else(|| json!({}));
+        pod_labels["pod-template-hash"] = json!(hash);
+        let mut metadata = json!({
+            "generateName": format!("{set_name}-"),
+            "namespace": namespace,
+            "labels": pod_labels,
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": set_name, "controller": true,
+                                 "blockOwnerDeletion": true}],
+        });
+        if let Some(annotations) = template.pointer("/metadata/annotations") {
+            metadata["annotations"] = annotations.clone();
+        }
+        let mut pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": metadata,
+                             "spec": template.get("spec").cloned().unwrap_or_else(|| json!({}))});
+        if injection_enabled(namespaces, namespace) {
+            if let Some(injector) = &self.injector {
+                pod = admission::inject(injector, &pod, namespace)
+                    .await
+                    .with_context(|| format!("creating a pod for Deployment {namespace}/{}", deployment.name()))?;
+            }
+        }
+        pod["metadata"]["name"] = json!(format!("{set_name}-{}", random_suffix()));
+        let stored = self.store.apply(from_json(pod)?).await?;
+        tracing::info!(pod = %stored.name(), %namespace, "pod created");
+        Ok(())
+    }
+
+    /// Gives pods without an address one; returns every Pod.
+    async fn assign_pod_addresses(&self) -> anyhow::Result<Vec<Object>> {
+        let mut pods = self.store.list(&objects::pods()).await?;
+        let mut used: BTreeSet<String> =
+            pods.iter().filter_map(|pod| PodEndpoint::from_pod(pod).map(|endpoint| endpoint.ip)).collect();
+        for pod in &mut pods {
+            if PodEndpoint::from_pod(pod).is_some() {
+                continue;
+            }
+            let Some(ip) = (1..60_000).map(net::pod_address).map(|ip| ip.to_string()).find(|ip| !used.contains(ip))
+            else {
+                anyhow::bail!("no free pod address");
+            };
+            used.insert(ip.clone());
+            let mut json = to_json(pod);
+            json["status"] = json!({"phase": "Pending", "podIP": ip, "hostIP": net::HOST_ADDRESS.to_string()});
+            *pod = self.store.apply(from_json(json)?).await?;
+        }
+        Ok(pods)
+    }
+
+    async fn run_pods(&mut self, pods: &[Object], services: &[Object]) -> anyhow::Result<()> {
+        let present: BTreeSet<(String, String)> = pods.iter().map(pod_key).collect();
+        let gone: Vec<(String, String)> = self.pods.keys().filter(|key| !present.contains(*key)).cloned().collect();
+        for key in gone {
+            if let Some(handle) = self.pods.remove(&key) {
+                tracing::info!(pod = %key.1, namespace = %key.0, "stopping pod");
+                self.applied_hosts.remove(&key);
+                self.applied_rules.remove(&key);
+                self.stopping.push(tokio::spawn(handle.stop()));
+            }
+        }
+        let mut secrets = None;
+        let mut config_maps = None;
+        for pod in pods {
+            let key = pod_key(pod);
+            if self.pods.contains_key(&key) {
+                continue;
+            }
+            let Some(endpoint) = PodEndpoint::from_pod(pod) else { continue };
+            if secrets.is_none() {
+                secrets = Some(self.store.list(&objects::secrets()).await?);
+                config_maps = Some(self.store.list(&objects::config_maps()).await?);
+            }
+            let hosts =
+                services::hosts_file(pod.namespace(), pod.name(), &endpoint.ip, services, &self.plan.control_hosts());
+            let service_env = service_env(pod.namespace(), services);
+            tracing::info!(pod = %pod.name(), namespace = %pod.namespace(), ip = %endpoint.ip, "starting pod");
+            let handle = pod::start(
+                self.context.clone(),
+                PodInputs {
+                    pod: pod.clone(),
+                    ip: endpoint.ip.clone(),
+                    hosts: hosts.clone(),
+                    service_env,
+                    secrets: secrets.clone().unwrap_or_default(),
+                    config_maps: config_maps.clone().unwrap_or_default(),
+                },
+            );
+            self.applied_hosts.insert(key.clone(), hosts);
+            self.pods.insert(key, handle);
+        }
+        Ok(())
+    }
+
+    /// Writes Pod status from what runs; returns the pods as stored.
+    async fn report_pod_status(&self, mut pods: Vec<Object>) -> anyhow::Result<Vec<Object>> {
+        for pod in &mut pods {
+            let Some(handle) = self.pods.get(&pod_key(pod)) else { continue };
+            let status = status_json(&handle.state(), &handle.ip);
+            if pod.body.get("status") != Some(&status) {
+                pod.body.insert("status".to_string(), status);
+                *pod = self.store.apply(pod.clone()).await?;
+            }
+        }
+        Ok(pods)
+    }
+
+    async fn reconcile_endpoints(&self, services: &[Object], pods: &[Object]) -> anyhow::Result<Vec<Object>> {
+        let endpoints_kind = objects::endpoints();
+        let mut existing: BTreeMap<(String, String), Object> =
+            self.store.list(&endpoints_kind).await?.into_iter().map(|object| (pod_key(&object), object)).collect();
+        let pod_endpoints: Vec<PodEndpoint> = pods.iter().filter_map(PodEndpoint::from_pod).collect();
+        let mut result = Vec::new();
+        let mut managed = BTreeSet::new();
+        for service in services {
+            let Some(desired) = services::endpoints_for(service, &pod_endpoints) else {
+                if let Some(manual) = existing.remove(&pod_key(service)) {
+                    result.push(manual);
+                }
+                continue;
+            };
+            managed.insert(pod_key(service));
+            match existing.remove(&pod_key(service)) {
+                Some(current) if current.body.get("subsets") == desired.get("subsets") => result.push(current),
+                _ => result.push(self.store.apply(from_json(desired)?).await?),
+            }
+        }
+        // Endpoints left over belonged to deleted Services (or were written by hand).
+        for (key, object) in existing {
+            let owned_by_platform = !managed.contains(&key) && !services.iter().any(|service| pod_key(service) == key);
+            if owned_by_platform {
+                self.store.delete(&object.key()).await?;
+            } else {
+                result.push(object);
+            }
+        }
+        Ok(result)
+    }
+
+    /// Updates every running pod's `/etc/hosts` and ClusterIP rules.
+    async fn reconcile_networking(&mut self, services: &[Object], endpoints: &[Object], pods: &[Object]) {
+        let rules = services::dnat_rules(services, endpoints);
+        for pod in pods {
+            let key = pod_key(pod);
+            let Some(handle) = self.pods.get(&key) else { continue };
+            let hosts =
+                services::hosts_file(pod.namespace(), pod.name(), &handle.ip, services, &self.plan.control_hosts());
+            if self.applied_hosts.get(&key) != Some(&hosts) {
+                let path = net::etc_netns_dir(&handle.netns).join("hosts");
+                // Written in place: the file is bind-mounted into the pod's containers.
+                if path.exists() && std::fs::write(&path, &hosts).is_ok() {
+                    self.applied_hosts.insert(key.clone(), hosts);
+                }
+            }
+            if !handle.state().initialized || self.applied_rules.get(&key) == Some(&rules) {
+                continue;
+            }
+            let netns = handle.netns.clone();
+            let to_apply = rules.clone();
+            let applied = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+                net::iptables_restore_in(&netns, &to_apply)?;
+                let has_jump = std::process::Command::new("ip")
+                    .args(["netns", "exec", &netns, "iptables", "-t", "nat", "-C", "OUTPUT", "-j", SERVICES_CHAIN])
+                    .output()
+                    .is_ok_and(|output| output.status.success());
+                if !has_jump {
+                    net::run(
+                        "ip",
+                        &["netns", "exec", &netns, "iptables", "-t", "nat", "-A", "OUTPUT", "-j", SERVICES_CHAIN],
+                    )?;
+                }
+                Ok(())
+            })
+            .await;
+            match applied {
+                Ok(Ok(())) => {
+                    self.applied_rules.insert(key, rules.clone());
+                }
+                Ok(Err(error)) => tracing::warn!(pod = %key.1, "ClusterIP rules: {error:#}"),
+                Err(error) => tracing::warn!(pod = %key.1, "ClusterIP rules: {error}"),
+            }
+        }
+    }
+}
+
+/// The ReplicaSet a pod belongs to.
+fn owner_set(pod: &Object) -> Option<String> {
+    pod.metadata
+        .owner_references
+        .as_ref()?
+        .iter()
+        .find(|owner| owner.kind == "ReplicaSet" && owner.controller == Some(true))
+        .map(|owner| owner.name.clone())
+}
+
+fn is_deployment_pod(pod: &Object) -> bool {
+    labels(pod).contains_key("pod-template-hash")
+}
+
+fn is_hash(text: &str) -> bool {
+    text.len() == 10 && text.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+/// A pod template's hash (10 hex digits), naming its ReplicaSet as Kubernetes does.
+pub fn template_hash(template: &Value) -> String {
+    let text = serde_json::to_string(template).unwrap_or_default();
+    format!("{:016x}", istio_config::hash::fnv1a64(text.bytes()))[..10].to_string()
+}
+
+/// Five characters as Kubernetes appends to generated names.
+fn random_suffix() -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    (0..5).map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char).collect()
+}
+
+/// `NAME_SERVICE_HOST` and `NAME_SERVICE_PORT` for the namespace's services.
+fn service_env(namespace: &str, services: &[Object]) -> Vec<(String, String)> {
+    let mut env = Vec::new();
+    for service in services.iter().filter(|service| service.namespace() == namespace) {
+        let Some(ip) =
+            service.spec().get("clusterIP").and_then(Value::as_str).filter(|ip| ip.parse::<Ipv4Addr>().is_ok())
+        else {
+            continue;
+        };
+        let name = service.name().to_uppercase().replace('-', "_");
+        env.push((format!("{name}_SERVICE_HOST"), ip.to_string()));
+        if let Some(port) = service.spec().pointer("/ports/0/port").and_then(Value::as_u64) {
+            env.push((format!("{name}_SERVICE_PORT"), port.to_string()));
+        }
+    }
+    env
+}
+
+/// A Pod's `status` from its runtime state.
+fn status_json(state: &PodState, ip: &str) -> Value {
+    let ready = state.ready();
+    let containers: Vec<Value> = state
+        .containers
+        .iter()
+        .map(|(name, container)| {
+            let state_value = if container.running {
+                json!({"running": {}})
+            } else {
+                json!({"waiting": {"reason": if container.restarts > 0 { "CrashLoopBackOff" } else { "ContainerCreating" }}})
+            };
+            json!({"name": name, "ready": container.ready, "restartCount": container.restarts, "state": state_value})
+        })
+        .collect();
+    let mut status = json!({
+        "phase": state.phase,
+        "podIP": ip,
+        "hostIP": net::HOST_ADDRESS.to_string(),
+        "conditions": [
+            {"type": "Initialized", "status": if state.initialized { "True" } else { "False" }},
+            {"type": "Ready", "status": if ready { "True" } else { "False" }},
+        ],
+        "containerStatuses": containers,
+    });
+    if !state.message.is_empty() {
+        status["message"] = json!(state.message);
+    }
+    status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_hashes_are_stable_and_look_like_kubernetes() {
+        let template = json!({"metadata": {"labels": {"app": "a"}}});
+        assert_eq!(template_hash(&template), template_hash(&template.clone()));
+        assert!(is_hash(&template_hash(&template)));
+        assert_ne!(template_hash(&template), template_hash(&json!({})));
+        assert_eq!(random_suffix().len(), 5);
+    }
+}

@@ -1,0 +1,284 @@
+//! What an installation is: the resolved profile, the control-plane components it runs (each
+//! a host process on its own bridge address, under its 1.4 service name), their config files
+//! (mesh config, injector config and values) and certificates, and the gateway manifests
+//! applied as pods.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, KeyUsagePurpose};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::layout::Layout;
+use crate::services::HostName;
+
+/// A control-plane component run as a host process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Component {
+    /// Its binary and log name.
+    pub name: &'static str,
+    /// Its Service name in `istio-system`.
+    pub service: &'static str,
+    pub address: Ipv4Addr,
+    /// A port that accepts connections once it is up.
+    pub ready_port: u16,
+}
+
+pub const PILOT: Component =
+    Component { name: "pilot", service: "istio-pilot", address: Ipv4Addr::new(10, 44, 0, 10), ready_port: 15010 };
+pub const GALLEY: Component =
+    Component { name: "galley", service: "istio-galley", address: Ipv4Addr::new(10, 44, 0, 11), ready_port: 9901 };
+pub const INJECTOR: Component = Component {
+    name: "sidecar-injector",
+    service: "istio-sidecar-injector",
+    address: Ipv4Addr::new(10, 44, 0, 12),
+    ready_port: 9443,
+};
+/// Every address the bridge carries for the control plane.
+pub const CONTROL_ADDRESSES: [Ipv4Addr; 3] = [PILOT.address, GALLEY.address, INJECTOR.address];
+
+pub const SYSTEM_NAMESPACE: &str = "istio-system";
+
+/// The gateway manifests, by the profile component that enables each.
+pub const GATEWAYS: [(&str, &str); 2] = [
+    ("gateways.components.ingressGateway", include_str!("../../../install/gateways/ingressgateway.yaml")),
+    ("gateways.components.egressGateway", include_str!("../../../install/gateways/egressgateway.yaml")),
+];
+
+/// An installation: the profile's name and its resolved spec. Saved as `install.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Plan {
+    pub profile: String,
+    pub document: Value,
+}
+
+impl Plan {
+    pub fn new(sets: &[String]) -> anyhow::Result<Self> {
+        let (profile, document) = crate::profiles::resolve(sets)?;
+        Ok(Self { profile, document })
+    }
+
+    pub fn load(layout: &Layout) -> anyhow::Result<Self> {
+        let path = layout.install_file();
+        let text =
+            std::fs::read(&path).with_context(|| format!("reading {} (is the mesh installed?)", path.display()))?;
+        serde_json::from_slice(&text).with_context(|| format!("{}: not an installation", path.display()))
+    }
+
+    fn enabled(&self, path: &str) -> bool {
+        crate::profiles::enabled(&self.document, path)
+    }
+
+    fn values(&self) -> &Value {
+        &self.document["spec"]["values"]
+    }
+
+    /// The components to run, in start order.
+    pub fn components(&self) -> Vec<Component> {
+        let mut components = Vec::new();
+        if self.enabled("configManagement") {
+            components.push(GALLEY);
+        }
+        components.push(PILOT);
+        if self.enabled("autoInjection") {
+            components.push(INJECTOR);
+        }
+        components
+    }
+
+    /// Names pods resolve to the control plane.
+    pub fn control_hosts(&self) -> Vec<HostName> {
+        self.components()
+            .iter()
+            .map(|component| HostName {
+                service: component.service.to_string(),
+                namespace: SYSTEM_NAMESPACE.to_string(),
+                address: component.address,
+            })
+            .collect()
+    }
+
+    /// The mesh config (the `mesh` key of 1.4's `istio` ConfigMap).
+    pub fn mesh_config(&self) -> Value {
+        let global = &self.values()["global"];
+        let mut mesh = json!({
+            "accessLogFile": global["proxy"]["accessLogFile"].as_str().unwrap_or_default(),
+            "enableTracing": true,
+            "outboundTrafficPolicy": {"mode": global["outboundTrafficPolicy"]["mode"].as_str().unwrap_or("ALLOW_ANY")},
+            "defaultConfig": {
+                "discoveryAddress": format!("{}.{SYSTEM_NAMESPACE}:15010", PILOT.service),
+                "tracing": {"zipkin": {"address": "zipkin.istio-system:9411"}},
+            },
+        });
+        if let Some(binary) = global["proxy"]["binaryPath"].as_str().filter(|path| !path.is_empty()) {
+            mesh["defaultConfig"]["binaryPath"] = json!(binary);
+        }
+        if self.enabled("configManagement") {
+            mesh["configSources"] = json!([{"address": format!("{}:9901", GALLEY.address)}]);
+        }
+        mesh
+    }
+
+    /// The gateway manifests this installation applies.
+    pub fn gateway_manifests(&self) -> Vec<&'static str> {
+        GATEWAYS.iter().filter(|(path, _)| self.enabled(path)).map(|(_, text)| *text).collect()
+    }
+
+    /// The injector's Helm values.
+    fn injector_values(&self) -> Value {
+        let mut values = json!({"global": {"proxy": {}}});
+        if let Some(sds) = self.values()["global"].get("sds") {
+            values["global"]["sds"] = sds.clone();
+        }
+        values
+    }
+
+    /// How to start a component: the program and its flags, named as in 1.4.
+    pub fn command(
+        &self,
+        component: Component,
+        layout: &Layout,
+        binaries: &Path,
+    ) -> (PathBuf, Vec<String>, Vec<(String, String)>) {
+        let path = |p: PathBuf| p.display().to_string();
+        let certs = layout.certs();
+        let address = component.address;
+        let (args, env): (Vec<String>, Vec<(String, String)>) = match component.name {
+            "galley" => (
+                vec![
+                    "server".into(),
+                    "--configPath".into(),
+                    path(layout.store()),
+                    "--meshConfigFile".into(),
+                    path(layout.mesh_config()),
+                    "--server-address".into(),
+                    format!("tcp://{address}:9901"),
+                    "--bind-address".into(),
+                    address.to_string(),
+                    "--tlsCertFile".into(),
+                    path(certs.join("galley/cert-chain.pem")),
+                    "--tlsKeyFile".into(),
+                    path(certs.join("galley/key.pem")),
+                ],
+                Vec::new(),
+            ),
+            "pilot" => {
+                let mut args = vec![
+                    "discovery".to_string(),
+                    "--meshConfig".into(),
+                    path(layout.mesh_config()),
+                    "--grpcAddr".into(),
+                    format!("{address}:15010"),
+                    "--httpAddr".into(),
+                    format!("{address}:8080"),
+                    "--monitoringAddr".into(),
+                    format!("{address}:15014"),
+                ];
+                if self.enabled("configManagement") {
+                    args.extend(["--registries".into(), "MCP".into()]);
+                } else {
+                    args.extend(["--configDir".into(), path(layout.store())]);
+                }
+                let sampling = self.values()["pilot"]["traceSampling"].as_f64().unwrap_or(1.0);
+                (args, vec![("PILOT_TRACE_SAMPLING".to_string(), sampling.to_string())])
+            }
+            _ => (
+                vec![
+                    "--injectConfig".into(),
+                    path(layout.config().join("inject-config")),
+                    "--valuesFile".into(),
+                    path(layout.config().join("inject-values")),
+                    "--meshConfig".into(),
+                    path(layout.mesh_config()),
+                    "--tlsCertFile".into(),
+                    path(certs.join("sidecar-injector/cert-chain.pem")),
+                    "--tlsKeyFile".into(),
+                    path(certs.join("sidecar-injector/key.pem")),
+                    "--bind-address".into(),
+                    address.to_string(),
+                ],
+                Vec::new(),
+            ),
+        };
+        (binaries.join(component.name), args, env)
+    }
+}
+
+/// Writes the installation's files: the plan, the mesh config, the injector's config and
+/// values, and a CA with the webhooks' serving certificates.
+pub fn write_files(layout: &Layout, plan: &Plan) -> anyhow::Result<()> {
+    for dir in
+        [layout.root().to_path_buf(), layout.store(), layout.config(), layout.certs(), layout.logs(), layout.pids()]
+    {
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(layout.install_file(), serde_json::to_vec_pretty(plan)?)?;
+    std::fs::write(layout.mesh_config(), serde_yaml::to_string(&plan.mesh_config())?)?;
+    std::fs::write(
+        layout.config().join("inject-config"),
+        "policy: enabled\nalwaysInjectSelector: []\nneverInjectSelector: []\n",
+    )?;
+    std::fs::write(layout.config().join("inject-values"), serde_json::to_vec_pretty(&plan.injector_values())?)?;
+    write_certificates(layout)
+}
+
+/// The CA every webhook call trusts.
+pub fn ca_pem(layout: &Layout) -> anyhow::Result<Vec<u8>> {
+    let path = layout.certs().join("ca.pem");
+    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))
+}
+
+fn write_certificates(layout: &Layout) -> anyhow::Result<()> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    params.distinguished_name.push(rcgen::DnType::CommonName, "istio-rs local platform CA");
+    let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate()?)?;
+    std::fs::write(layout.certs().join("ca.pem"), issuer.pem())?;
+    for component in [GALLEY, INJECTOR] {
+        let names = vec![
+            format!("{}.{SYSTEM_NAMESPACE}.svc", component.service),
+            format!("{}.{SYSTEM_NAMESPACE}", component.service),
+            component.address.to_string(),
+        ];
+        let params = CertificateParams::new(names)?;
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &issuer)?;
+        let dir = layout.certs().join(component.name);
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join("cert-chain.pem"), cert.pem())?;
+        std::fs::write(dir.join("key.pem"), key.serialize_pem())?;
+    }
+    Ok(())
+}
+
+/// The webhook of a component, for admission calls.
+pub fn webhook(layout: &Layout, component: Component) -> anyhow::Result<crate::admission::Webhook> {
+    Ok(crate::admission::Webhook {
+        address: std::net::SocketAddr::new(component.address.into(), 9443),
+        server_name: format!("{}.{SYSTEM_NAMESPACE}.svc", component.service),
+        ca_pem: ca_pem(layout)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_runs_every_component_and_both_gateways() {
+        let plan = Plan::new(&["profile=demo".into()]).expect("demo");
+        assert_eq!(plan.components(), vec![GALLEY, PILOT, INJECTOR]);
+        assert_eq!(plan.gateway_manifests().len(), 2);
+        let mesh = plan.mesh_config();
+        assert_eq!(mesh["accessLogFile"], "/dev/stdout");
+        assert_eq!(mesh["configSources"][0]["address"], "10.44.0.11:9901");
+        let minimal = Plan::new(&["profile=minimal".into()]).expect("minimal");
+        assert_eq!(minimal.components(), vec![PILOT]);
+        let layout = Layout::new("/var/lib/x");
+        let (_, args, _) = minimal.command(PILOT, &layout, Path::new("/bin"));
+        assert!(args.contains(&"--configDir".to_string()));
+    }
+}

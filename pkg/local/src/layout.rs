@@ -1,0 +1,96 @@
+//! Where the local platform keeps things: one root directory (`ISTIO_LOCAL_ROOT`, by default
+//! `/var/lib/istio-rs/local`) holding the object store, the control plane's config and
+//! certificates, pod volumes, logs, process ids and the daemon's state.
+
+use std::path::{Path, PathBuf};
+
+/// The directory tree of one local installation.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    root: PathBuf,
+}
+
+impl Layout {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// `ISTIO_LOCAL_ROOT`, or `/var/lib/istio-rs/local`.
+    pub fn from_env() -> Self {
+        Self::new(
+            std::env::var_os("ISTIO_LOCAL_ROOT")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("/var/lib/istio-rs/local")),
+        )
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The object store (one YAML file per object); Galley reads it as its config source.
+    pub fn store(&self) -> PathBuf {
+        self.root.join("store")
+    }
+
+    /// Config files of the control plane (mesh config, injector config and values).
+    pub fn config(&self) -> PathBuf {
+        self.root.join("config")
+    }
+
+    pub fn mesh_config(&self) -> PathBuf {
+        self.config().join("mesh")
+    }
+
+    pub fn certs(&self) -> PathBuf {
+        self.root.join("certs")
+    }
+
+    /// Logs: `control/<component>.log` and `pods/<ns>/<pod>/<container>.log`.
+    pub fn logs(&self) -> PathBuf {
+        self.root.join("logs")
+    }
+
+    pub fn control_log(&self, component: &str) -> PathBuf {
+        self.logs().join("control").join(format!("{component}.log"))
+    }
+
+    pub fn container_log(&self, namespace: &str, pod: &str, container: &str) -> PathBuf {
+        self.logs().join("pods").join(namespace).join(pod).join(format!("{container}.log"))
+    }
+
+    /// A pod's volumes: `volumes/<ns>/<pod>/<volume>`.
+    pub fn pod_volumes(&self, namespace: &str, pod: &str) -> PathBuf {
+        self.root.join("volumes").join(namespace).join(pod)
+    }
+
+    /// Process group ids of everything the platform started, one file each, so teardown
+    /// finds them even after the daemon died.
+    pub fn pids(&self) -> PathBuf {
+        self.root.join("pids")
+    }
+
+    pub fn daemon_pid(&self) -> PathBuf {
+        self.root.join("daemon.pid")
+    }
+
+    pub fn daemon_log(&self) -> PathBuf {
+        self.logs().join("daemon.log")
+    }
+
+    /// What the installation created outside the root (directories made as mount points),
+    /// so teardown can remove exactly that.
+    pub fn created_paths(&self) -> PathBuf {
+        self.root.join("created-paths")
+    }
+
+    /// The installed profile and settings.
+    pub fn install_file(&self) -> PathBuf {
+        self.root.join("install.json")
+    }
+
+    /// Spec files of containers handed to the launcher.
+    pub fn container_specs(&self) -> PathBuf {
+        self.root.join("containers")
+    }
+}

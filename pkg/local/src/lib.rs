@@ -1,0 +1,24 @@
+//! The local platform: the whole mesh and its workloads on one Linux host, the way they run on
+//! Kubernetes. A directory store plays the API server; a daemon (the kubelet, controller
+//! manager and kube-proxy in one) runs what the objects describe: control-plane components as
+//! host processes on their own bridge addresses, and every pod as a network namespace with
+//! its own IP, `/etc/hosts`, volumes, init containers and containers as processes. Pods are
+//! injected by calling the sidecar injector's webhook and Istio objects are validated by
+//! Galley's, as the API server does. `istioctl` drives it.
+
+pub mod admission;
+pub mod container;
+pub mod controller;
+pub mod images;
+pub mod install;
+pub mod kubectl;
+pub mod layout;
+pub mod net;
+pub mod objects;
+pub mod pod;
+pub mod prereq;
+pub mod profiles;
+pub mod services;
+pub mod teardown;
+
+pub use layout::Layout;

@@ -1,0 +1,668 @@
+//! A pod's life on the host, the kubelet's part: its network namespace and `/etc` files, its
+//! volumes, its init containers one after another, then its containers as supervised
+//! processes (restarted with backoff when they exit), readiness probes, and on stop SIGTERM,
+//! a grace period, SIGKILL and removal of everything it had.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use istio_config::object::Object;
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use serde_json::Value;
+use tokio::sync::watch;
+
+use crate::container::{ContainerSpec, Mount};
+use crate::images::ImageMap;
+use crate::layout::Layout;
+use crate::net;
+
+/// What every pod shares.
+pub struct PodContext {
+    pub layout: Layout,
+    pub images: ImageMap,
+    /// Directory of the workspace's binaries.
+    pub binaries: PathBuf,
+    /// The launcher program (istioctl).
+    pub launcher: PathBuf,
+    /// Directories created outside the root as mount points, recorded for teardown.
+    pub created: Mutex<()>,
+}
+
+/// A container's state as the pod reports it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ContainerState {
+    pub running: bool,
+    pub ready: bool,
+    pub restarts: u32,
+    pub last_exit: Option<String>,
+}
+
+/// The pod's state, read by the controller.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PodState {
+    pub phase: String,
+    pub message: String,
+    /// Init containers are done; the ClusterIP rules can go in.
+    pub initialized: bool,
+    pub containers: BTreeMap<String, ContainerState>,
+}
+
+impl PodState {
+    pub fn ready(&self) -> bool {
+        self.phase == "Running" && !self.containers.is_empty() && self.containers.values().all(|c| c.running && c.ready)
+    }
+}
+
+/// A running pod.
+pub struct PodHandle {
+    pub netns: String,
+    pub ip: String,
+    pub state: Arc<Mutex<PodState>>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl PodHandle {
+    pub fn state(&self) -> PodState {
+        self.state.lock().unwrap_or_else(|poison| poison.into_inner()).clone()
+    }
+
+    /// Stops the pod and waits until everything it had is gone.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Everything a pod needs from the cluster when it starts.
+pub struct PodInputs {
+    pub pod: Object,
+    pub ip: String,
+    pub hosts: String,
+    /// `NAME_SERVICE_HOST` / `NAME_SERVICE_PORT` of the namespace's services.
+    pub service_env: Vec<(String, String)>,
+    pub secrets: Vec<Object>,
+    pub config_maps: Vec<Object>,
+}
+
+/// Starts a pod; it keeps running until `stop`.
+pub fn start(context: Arc<PodContext>, inputs: PodInputs) -> PodHandle {
+    let netns = net::netns_name(inputs.pod.namespace(), inputs.pod.name());
+    let state = Arc::new(Mutex::new(PodState { phase: "Pending".into(), ..PodState::default() }));
+    let (stop, stopped) = watch::channel(false);
+    let ip = inputs.ip.clone();
+    let task = tokio::spawn(run_pod(context, inputs, netns.clone(), state.clone(), stopped));
+    PodHandle { netns, ip, state, stop, task }
+}
+
+fn set_state(state: &Mutex<PodState>, update: impl FnOnce(&mut PodState)) {
+    update(&mut state.lock().unwrap_or_else(|poison| poison.into_inner()));
+}
+
+async fn run_pod(
+    context: Arc<PodContext>,
+    inputs: PodInputs,
+    netns: String,
+    state: Arc<Mutex<PodState>>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let namespace = inputs.pod.namespace().to_string();
+    let name = inputs.pod.name().to_string();
+    let result = async {
+        let setup_netns = netns.clone();
+        let address: std::net::Ipv4Addr = inputs.ip.parse().context("pod address")?;
+        tokio::task::spawn_blocking(move || net::create_pod_network(&setup_netns, address)).await??;
+        let etc = net::etc_netns_dir(&netns);
+        std::fs::create_dir_all(&etc).with_context(|| format!("creating {}", etc.display()))?;
+        std::fs::write(etc.join("hosts"), &inputs.hosts)?;
+        let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        std::fs::write(etc.join("resolv.conf"), resolv)?;
+        let volumes = prepare_volumes(&context, &inputs)?;
+        anyhow::Ok(volumes)
+    }
+    .await;
+    let volumes = match result {
+        Ok(volumes) => volumes,
+        Err(error) => {
+            tracing::warn!(pod = %name, %namespace, "pod setup failed: {error:#}");
+            set_state(&state, |s| {
+                s.phase = "Failed".into();
+                s.message = format!("{error:#}");
+            });
+            let _ = stopped.changed().await;
+            cleanup(&context, &netns, &namespace, &name).await;
+            return;
+        }
+    };
+    let spec = inputs.pod.spec().clone();
+    let grace =
+        Duration::from_secs(spec.get("terminationGracePeriodSeconds").and_then(Value::as_u64).unwrap_or(5).min(5));
+
+    // Init containers, in order; a failed one is retried with backoff, as the kubelet does.
+    let init_containers: Vec<Value> = spec.get("initContainers").and_then(Value::as_array).cloned().unwrap_or_default();
+    for container in &init_containers {
+        let container_name = container.get("name").and_then(Value::as_str).unwrap_or("init").to_string();
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            match container_spec(&context, &inputs, &netns, container, &volumes) {
+                Ok(spec_file) => {
+                    let mut child = match spawn(&context, &inputs, &container_name, &spec_file) {
+                        Ok(child) => child,
+                        Err(error) => {
+                            set_state(&state, |s| s.message = format!("init container {container_name}: {error:#}"));
+                            tokio::time::sleep(backoff).await;
+                            continue;
+                        }
+                    };
+                    let status = tokio::select! {
+                        status = child.wait() => status,
+                        _ = stopped.changed() => {
+                            terminate(&mut child, grace).await;
+                            cleanup(&context, &netns, &namespace, &name).await;
+                            return;
+                        }
+                    };
+                    forget_pid(&context, &inputs, &container_name);
+                    match status {
+                        Ok(status) if status.success() => break,
+                        other => {
+                            let message = format!("init container {container_name} failed: {other:?}");
+                            tracing::warn!(pod = %name, %namespace, "{message}");
+                            set_state(&state, |s| s.message = message);
+                        }
+                    }
+                }
+                Err(error) => {
+                    let message = format!("init container {container_name}: {error:#}");
+                    tracing::warn!(pod = %name, %namespace, "{message}");
+                    set_state(&state, |s| {
+                        s.phase = "Failed".into();
+                        s.message = message;
+                    });
+                    let _ = stopped.changed().await;
+                    cleanup(&context, &netns, &namespace, &name).await;
+                    return;
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                _ = stopped.changed() => {
+                    cleanup(&context, &netns, &namespace, &name).await;
+                    return;
+                }
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+        }
+    }
+    set_state(&state, |s| s.initialized = true);
+
+    // Containers, supervised.
+    let containers: Vec<Value> = spec.get("containers").and_then(Value::as_array).cloned().unwrap_or_default();
+    let mut running: Vec<Supervised> = Vec::new();
+    for container in &containers {
+        let container_name = container.get("name").and_then(Value::as_str).unwrap_or("main").to_string();
+        let spec_file = match container_spec(&context, &inputs, &netns, container, &volumes) {
+            Ok(spec_file) => spec_file,
+            Err(error) => {
+                let message = format!("container {container_name}: {error:#}");
+                tracing::warn!(pod = %name, %namespace, "{message}");
+                set_state(&state, |s| {
+                    s.phase = "Failed".into();
+                    s.message = message;
+                });
+                continue;
+            }
+        };
+        running.push(Supervised {
+            name: container_name.clone(),
+            spec_file,
+            child: None,
+            restarts: 0,
+            next_start: tokio::time::Instant::now(),
+            probe: container.get("readinessProbe").cloned(),
+            ready: false,
+            failures: 0,
+        });
+    }
+    if state.lock().unwrap_or_else(|p| p.into_inner()).phase != "Failed" {
+        set_state(&state, |s| s.phase = "Running".into());
+    }
+    let probe_client = ProbeTarget { ip: inputs.ip.clone() };
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stopped.changed() => break,
+        }
+        for supervised in &mut running {
+            // Reap and restart.
+            if let Some(child) = supervised.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    forget_pid(&context, &inputs, &supervised.name);
+                    tracing::info!(pod = %name, %namespace, container = %supervised.name, %status, "container exited");
+                    supervised.child = None;
+                    supervised.ready = false;
+                    supervised.restarts += 1;
+                    let backoff = Duration::from_secs(1 << supervised.restarts.min(5)).min(Duration::from_secs(30));
+                    supervised.next_start = tokio::time::Instant::now() + backoff;
+                    let exit = status.to_string();
+                    let container = supervised.name.clone();
+                    set_state(&state, |s| s.containers.entry(container).or_default().last_exit = Some(exit));
+                }
+            }
+            if supervised.child.is_none() && tokio::time::Instant::now() >= supervised.next_start {
+                match spawn(&context, &inputs, &supervised.name, &supervised.spec_file) {
+                    Ok(child) => supervised.child = Some(child),
+                    Err(error) => {
+                        tracing::warn!(pod = %name, container = %supervised.name, "cannot start: {error:#}");
+                        supervised.next_start = tokio::time::Instant::now() + Duration::from_secs(5);
+                    }
+                }
+            }
+            if supervised.child.is_some() {
+                supervised.ready = match &supervised.probe {
+                    None => true,
+                    Some(probe) => {
+                        let ok = probe_client.check(probe).await;
+                        if ok {
+                            supervised.failures = 0;
+                            true
+                        } else {
+                            supervised.failures += 1;
+                            supervised.ready && supervised.failures < 3
+                        }
+                    }
+                };
+            }
+            let container_state = ContainerState {
+                running: supervised.child.is_some(),
+                ready: supervised.ready,
+                restarts: supervised.restarts,
+                last_exit: None,
+            };
+            let container = supervised.name.clone();
+            set_state(&state, |s| {
+                let entry = s.containers.entry(container).or_default();
+                let last_exit = entry.last_exit.take();
+                *entry = ContainerState { last_exit, ..container_state };
+            });
+        }
+    }
+    for supervised in &mut running {
+        if let Some(child) = supervised.child.as_mut() {
+            let _ = child.id().map(|pid| killpg(Pid::from_raw(pid as i32), Signal::SIGTERM));
+        }
+    }
+    for supervised in &mut running {
+        if let Some(mut child) = supervised.child.take() {
+            terminate(&mut child, grace).await;
+            forget_pid(&context, &inputs, &supervised.name);
+        }
+    }
+    cleanup(&context, &netns, &namespace, &name).await;
+}
+
+struct Supervised {
+    name: String,
+    spec_file: PathBuf,
+    child: Option<tokio::process::Child>,
+    restarts: u32,
+    next_start: tokio::time::Instant,
+    probe: Option<Value>,
+    ready: bool,
+    failures: u32,
+}
+
+/// SIGTERM to the process group, then SIGKILL after `grace`.
+async fn terminate(child: &mut tokio::process::Child, grace: Duration) {
+    if let Some(pid) = child.id() {
+        let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGTERM);
+    }
+    if tokio::time::timeout(grace, child.wait()).await.is_err() {
+        if let Some(pid) = child.id() {
+            let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        }
+        let _ = child.wait().await;
+    }
+}
+
+async fn cleanup(context: &PodContext, netns: &str, namespace: &str, name: &str) {
+    let netns = netns.to_string();
+    if let Ok(Err(error)) = tokio::task::spawn_blocking(move || net::delete_pod_network(&netns)).await {
+        tracing::warn!(pod = %name, "removing the pod network: {error:#}");
+    }
+    let volumes = context.layout.pod_volumes(namespace, name);
+    let _ = std::fs::remove_dir_all(volumes);
+}
+
+/// Starts the launcher for one container, logging to the container's log file.
+fn spawn(
+    context: &PodContext,
+    inputs: &PodInputs,
+    container: &str,
+    spec_file: &Path,
+) -> anyhow::Result<tokio::process::Child> {
+    let log_path = context.layout.container_log(inputs.pod.namespace(), inputs.pod.name(), container);
+    if let Some(dir) = log_path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
+    let child = tokio::process::Command::new(&context.launcher)
+        .args(["x", "local", "exec-container"])
+        .arg(spec_file)
+        .process_group(0)
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting {}", context.launcher.display()))?;
+    if let Some(pid) = child.id() {
+        let pids = context.layout.pids();
+        std::fs::create_dir_all(&pids)?;
+        std::fs::write(pids.join(pid_file_name(inputs, container)), pid.to_string())?;
+    }
+    Ok(child)
+}
+
+fn pid_file_name(inputs: &PodInputs, container: &str) -> String {
+    format!("pod.{}.{}.{container}", inputs.pod.namespace(), inputs.pod.name())
+}
+
+fn forget_pid(context: &PodContext, inputs: &PodInputs, container: &str) {
+    let _ = std::fs::remove_file(context.layout.pids().join(pid_file_name(inputs, container)));
+}
+
+/// The pod's volumes, as host directories (or host paths).
+fn prepare_volumes(context: &PodContext, inputs: &PodInputs) -> anyhow::Result<BTreeMap<String, PathBuf>> {
+    let root = context.layout.pod_volumes(inputs.pod.namespace(), inputs.pod.name());
+    let mut volumes = BTreeMap::new();
+    for volume in inputs.pod.spec().get("volumes").and_then(Value::as_array).into_iter().flatten() {
+        let Some(name) = volume.get("name").and_then(Value::as_str) else { continue };
+        if let Some(path) = volume.pointer("/hostPath/path").and_then(Value::as_str) {
+            std::fs::create_dir_all(path).with_context(|| format!("volume {name}: creating {path}"))?;
+            volumes.insert(name.to_string(), PathBuf::from(path));
+            continue;
+        }
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir).with_context(|| format!("volume {name}: creating {}", dir.display()))?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))?;
+        let files = if let Some(secret) = volume.pointer("/secret/secretName").and_then(Value::as_str) {
+            object_files(&inputs.secrets, inputs.pod.namespace(), secret, true)
+        } else if let Some(map) = volume.pointer("/configMap/name").and_then(Value::as_str) {
+            object_files(&inputs.config_maps, inputs.pod.namespace(), map, false)
+        } else {
+            Vec::new()
+        };
+        for (file, content) in files {
+            std::fs::write(dir.join(&file), content).with_context(|| format!("volume {name}: writing {file}"))?;
+        }
+        volumes.insert(name.to_string(), dir);
+    }
+    Ok(volumes)
+}
+
+/// The files of a Secret (base64 `data`) or ConfigMap (`data`).
+fn object_files(objects: &[Object], namespace: &str, name: &str, base64_data: bool) -> Vec<(String, Vec<u8>)> {
+    use base64::Engine;
+    let Some(object) = objects.iter().find(|o| o.namespace() == namespace && o.name() == name) else {
+        return Vec::new();
+    };
+    let mut files = Vec::new();
+    for (key, value) in object.body.get("data").and_then(Value::as_object).into_iter().flatten() {
+        let Some(text) = value.as_str() else { continue };
+        let content = if base64_data {
+            base64::engine::general_purpose::STANDARD.decode(text).unwrap_or_default()
+        } else {
+            text.as_bytes().to_vec()
+        };
+        files.push((key.clone(), content));
+    }
+    if base64_data {
+        for (key, value) in object.body.get("stringData").and_then(Value::as_object).into_iter().flatten() {
+            if let Some(text) = value.as_str() {
+                files.push((key.clone(), text.as_bytes().to_vec()));
+            }
+        }
+    }
+    files
+}
+
+/// Writes the launcher's spec for one container and returns its path.
+fn container_spec(
+    context: &PodContext,
+    inputs: &PodInputs,
+    netns: &str,
+    container: &Value,
+    volumes: &BTreeMap<String, PathBuf>,
+) -> anyhow::Result<PathBuf> {
+    let name = container.get("name").and_then(Value::as_str).unwrap_or("main");
+    let launch = context.images.resolve(container, &context.binaries)?;
+    let pod = &inputs.pod;
+    let spec = pod.spec();
+    let mut env: Vec<(String, String)> = vec![
+        ("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()),
+        ("HOSTNAME".into(), pod.name().into()),
+        ("HOME".into(), "/root".into()),
+    ];
+    env.extend(launch.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    env.extend(inputs.service_env.iter().cloned());
+    for variable in container.get("env").and_then(Value::as_array).into_iter().flatten() {
+        let Some(key) = variable.get("name").and_then(Value::as_str) else { continue };
+        let value = if let Some(value) = variable.get("value").and_then(Value::as_str) {
+            expand(value, &env)
+        } else if let Some(path) = variable.pointer("/valueFrom/fieldRef/fieldPath").and_then(Value::as_str) {
+            field_value(pod, &inputs.ip, path)
+        } else if let Some(reference) = variable.pointer("/valueFrom/secretKeyRef") {
+            reference_value(&inputs.secrets, pod.namespace(), reference, true)
+        } else if let Some(reference) = variable.pointer("/valueFrom/configMapKeyRef") {
+            reference_value(&inputs.config_maps, pod.namespace(), reference, false)
+        } else {
+            String::new()
+        };
+        env.retain(|(existing, _)| existing != key);
+        env.push((key.to_string(), value));
+    }
+    let args: Vec<String> = launch.args.iter().map(|arg| expand(arg, &env)).collect();
+    let security = |field: &str| -> Option<u32> {
+        container
+            .pointer(&format!("/securityContext/{field}"))
+            .or_else(|| spec.pointer(&format!("/securityContext/{field}")))
+            .and_then(Value::as_u64)
+            .and_then(|id| u32::try_from(id).ok())
+    };
+    let uid = security("runAsUser");
+    let gid = security("runAsGroup").or(uid);
+    let mut mounts = Vec::new();
+    for mount in container.get("volumeMounts").and_then(Value::as_array).into_iter().flatten() {
+        let (Some(volume), Some(target)) =
+            (mount.get("name").and_then(Value::as_str), mount.get("mountPath").and_then(Value::as_str))
+        else {
+            continue;
+        };
+        let source = volumes.get(volume).with_context(|| format!("container {name}: no volume {volume:?}"))?;
+        let source = match mount.get("subPath").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+            Some(sub) => source.join(sub),
+            None => source.clone(),
+        };
+        ensure_mount_point(context, Path::new(target), source.is_dir())?;
+        mounts.push(Mount {
+            source,
+            target: PathBuf::from(target),
+            read_only: mount.get("readOnly").and_then(Value::as_bool).unwrap_or(false),
+        });
+    }
+    let etc = net::etc_netns_dir(netns);
+    let spec = ContainerSpec {
+        netns: netns.to_string(),
+        program: launch.program,
+        args,
+        env,
+        uid,
+        gid,
+        mounts,
+        hosts_file: Some(etc.join("hosts")),
+        resolv_file: Some(etc.join("resolv.conf")),
+        working_dir: container.get("workingDir").and_then(Value::as_str).map(PathBuf::from),
+    };
+    let dir = context.layout.container_specs();
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(format!("{}.{}.{name}.json", pod.namespace(), pod.name()));
+    std::fs::write(&path, serde_json::to_vec_pretty(&spec)?)?;
+    Ok(path)
+}
+
+/// Creates a mount point that does not exist yet, recording the topmost directory created so
+/// teardown removes it.
+fn ensure_mount_point(context: &PodContext, target: &Path, directory: bool) -> anyhow::Result<()> {
+    if target.exists() {
+        return Ok(());
+    }
+    let _guard = context.created.lock().unwrap_or_else(|poison| poison.into_inner());
+    let mut topmost = target.to_path_buf();
+    while let Some(parent) = topmost.parent() {
+        if parent.exists() {
+            break;
+        }
+        topmost = parent.to_path_buf();
+    }
+    if directory {
+        std::fs::create_dir_all(target)
+    } else {
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(target, b"")
+    }
+    .with_context(|| format!("creating mount point {}", target.display()))?;
+    use std::io::Write;
+    let mut record = std::fs::OpenOptions::new().create(true).append(true).open(context.layout.created_paths())?;
+    writeln!(record, "{}", topmost.display())?;
+    Ok(())
+}
+
+/// Kubernetes' `$(VAR)` expansion against the variables defined so far; `$$` escapes.
+pub fn expand(text: &str, env: &[(String, String)]) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(position) = rest.find('$') {
+        out.push_str(&rest[..position]);
+        let after = &rest[position + 1..];
+        if let Some(stripped) = after.strip_prefix('$') {
+            out.push('$');
+            rest = stripped;
+        } else if let Some(body) = after.strip_prefix('(') {
+            match body.find(')') {
+                Some(end) => {
+                    let name = &body[..end];
+                    match env.iter().rev().find(|(key, _)| key == name) {
+                        Some((_, value)) => out.push_str(value),
+                        None => {
+                            out.push_str("$(");
+                            out.push_str(name);
+                            out.push(')');
+                        }
+                    }
+                    rest = &body[end + 1..];
+                }
+                None => {
+                    out.push_str("$(");
+                    rest = body;
+                }
+            }
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The downward API.
+fn field_value(pod: &Object, ip: &str, path: &str) -> String {
+    let bracketed = |prefix: &str, map: Option<&BTreeMap<String, String>>| -> Option<String> {
+        let key = path.strip_prefix(prefix)?.strip_prefix("['")?.strip_suffix("']")?;
+        map.and_then(|map| map.get(key)).cloned()
+    };
+    match path {
+        "metadata.name" => pod.name().to_string(),
+        "metadata.namespace" => pod.namespace().to_string(),
+        "metadata.uid" => pod.metadata.uid.clone().unwrap_or_default(),
+        "status.podIP" => ip.to_string(),
+        "status.hostIP" => net::HOST_ADDRESS.to_string(),
+        "spec.nodeName" => "local".to_string(),
+        "spec.serviceAccountName" => {
+            pod.spec().get("serviceAccountName").and_then(Value::as_str).unwrap_or("default").to_string()
+        }
+        _ => bracketed("metadata.labels", pod.metadata.labels.as_ref())
+            .or_else(|| bracketed("metadata.annotations", pod.metadata.annotations.as_ref()))
+            .unwrap_or_default(),
+    }
+}
+
+fn reference_value(objects: &[Object], namespace: &str, reference: &Value, base64_data: bool) -> String {
+    let name = reference.get("name").and_then(Value::as_str).unwrap_or_default();
+    let key = reference.get("key").and_then(Value::as_str).unwrap_or_default();
+    object_files(objects, namespace, name, base64_data)
+        .into_iter()
+        .find(|(file, _)| file == key)
+        .map(|(_, content)| String::from_utf8_lossy(&content).into_owned())
+        .unwrap_or_default()
+}
+
+/// Runs a container's readiness probe against the pod.
+struct ProbeTarget {
+    ip: String,
+}
+
+impl ProbeTarget {
+    async fn check(&self, probe: &Value) -> bool {
+        let timeout = Duration::from_secs(probe.get("timeoutSeconds").and_then(Value::as_u64).unwrap_or(1).max(1));
+        if let Some(http) = probe.get("httpGet") {
+            let Some(port) = http.get("port").and_then(Value::as_u64) else { return false };
+            let path = http.get("path").and_then(Value::as_str).unwrap_or("/");
+            return tokio::time::timeout(timeout, http_probe(&self.ip, port, path)).await.unwrap_or(false);
+        }
+        if let Some(port) = probe.pointer("/tcpSocket/port").and_then(Value::as_u64) {
+            let address = format!("{}:{port}", self.ip);
+            return matches!(tokio::time::timeout(timeout, tokio::net::TcpStream::connect(address)).await, Ok(Ok(_)));
+        }
+        true
+    }
+}
+
+async fn http_probe(ip: &str, port: u64, path: &str) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut stream) = tokio::net::TcpStream::connect(format!("{ip}:{port}")).await else { return false };
+    let request =
+        format!("GET {path} HTTP/1.1\r\nhost: {ip}:{port}\r\nuser-agent: kube-probe/1.16\r\nconnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return false;
+    }
+    let mut head = [0_u8; 64];
+    let Ok(read) = stream.read(&mut head).await else { return false };
+    let text = String::from_utf8_lossy(&head[..read]);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse::<u16>().ok())
+        .is_some_and(|code| (200..400).contains(&code))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variables_expand_as_kubernetes_does() {
+        let env = vec![("POD_NAMESPACE".to_string(), "default".to_string())];
+        assert_eq!(expand("$(POD_NAMESPACE).svc.cluster.local", &env), "default.svc.cluster.local");
+        assert_eq!(expand("$(MISSING)x", &env), "$(MISSING)x");
+        assert_eq!(expand("$$(POD_NAMESPACE)", &env), "$(POD_NAMESPACE)");
+        assert_eq!(expand("cost $5", &env), "cost $5");
+    }
+}

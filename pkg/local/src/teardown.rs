@@ -1,0 +1,124 @@
+//! Uninstalling: the daemon is asked to stop (it stops every pod and component and removes
+//! the bridge), then whatever remains is swept up from what the platform recorded and what its
+//! names reveal: processes from the pid files, network namespaces and `/etc/netns` entries
+//! named `istio-rs-*`, veths named `irs*`, the bridge, the mount-point directories it
+//! created, and the root directory. `leftovers` says what is still there.
+
+use std::path::Path;
+use std::time::Duration;
+
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::Pid;
+
+use crate::layout::Layout;
+use crate::net;
+
+/// The daemon's pid, when it is running.
+pub fn daemon_pid(layout: &Layout) -> Option<i32> {
+    let pid: i32 = std::fs::read_to_string(layout.daemon_pid()).ok()?.trim().parse().ok()?;
+    alive(pid).then_some(pid)
+}
+
+fn alive(pid: i32) -> bool {
+    kill(Pid::from_raw(pid), None).is_ok()
+}
+
+/// Stops everything and removes every trace; `progress` hears about each step.
+pub fn uninstall(layout: &Layout, progress: &mut dyn FnMut(&str)) -> anyhow::Result<()> {
+    if let Some(pid) = daemon_pid(layout) {
+        progress("stopping the pods and the control plane");
+        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        while alive(pid) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if alive(pid) {
+            progress("the daemon did not stop in time; killing it");
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+    progress("removing processes, network namespaces, links and files");
+    sweep(layout)
+}
+
+fn sweep(layout: &Layout) -> anyhow::Result<()> {
+    if let Ok(entries) = std::fs::read_dir(layout.pids()) {
+        for entry in entries.flatten() {
+            if let Some(pid) =
+                std::fs::read_to_string(entry.path()).ok().and_then(|text| text.trim().parse::<i32>().ok())
+            {
+                let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
+    }
+    for netns in net::list_netns().unwrap_or_default().into_iter().filter(|name| name.starts_with(net::NETNS_PREFIX)) {
+        net::delete_pod_network(&netns)?;
+    }
+    if let Ok(entries) = std::fs::read_dir("/etc/netns") {
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(net::NETNS_PREFIX) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+    for link in our_links() {
+        let _ = net::run("ip", &["link", "del", &link]);
+    }
+    if let Ok(text) = std::fs::read_to_string(layout.created_paths()) {
+        let mut paths: Vec<&str> = text.lines().filter(|line| !line.trim().is_empty()).collect();
+        paths.sort_unstable();
+        paths.dedup();
+        for path in paths.iter().rev() {
+            let path = Path::new(path);
+            if path.is_dir() {
+                let _ = std::fs::remove_dir_all(path);
+            } else {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
+    if layout.root().exists() {
+        std::fs::remove_dir_all(layout.root())?;
+    }
+    Ok(())
+}
+
+/// The bridge and veths of the platform that exist.
+fn our_links() -> Vec<String> {
+    net::run("ip", &["-o", "link", "show"])
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| line.split(':').nth(1))
+        .map(|name| name.trim().split('@').next().unwrap_or_default().to_string())
+        .filter(|name| name == net::BRIDGE || name.starts_with(net::VETH_PREFIX))
+        .collect()
+}
+
+/// Whatever of the platform is still on the host, described; empty after a clean uninstall.
+pub fn leftovers(layout: &Layout) -> Vec<String> {
+    let mut found = Vec::new();
+    if let Some(pid) = daemon_pid(layout) {
+        found.push(format!("daemon process {pid}"));
+    }
+    for netns in net::list_netns().unwrap_or_default().into_iter().filter(|name| name.starts_with(net::NETNS_PREFIX)) {
+        found.push(format!("network namespace {netns}"));
+    }
+    for link in our_links() {
+        found.push(format!("link {link}"));
+    }
+    if layout.root().exists() {
+        found.push(format!("directory {}", layout.root().display()));
+    }
+    if let Ok(entries) = std::fs::read_dir(layout.pids()) {
+        for entry in entries.flatten() {
+            if let Some(pid) =
+                std::fs::read_to_string(entry.path()).ok().and_then(|text| text.trim().parse::<i32>().ok())
+            {
+                if alive(pid) {
+                    found.push(format!("process {pid} ({})", entry.file_name().to_string_lossy()));
+                }
+            }
+        }
+    }
+    found
+}

@@ -1,0 +1,295 @@
+//! The README's main command end to end, as root: `istioctl demo` brings the demo profile and
+//! Bookinfo up on the local platform; the page comes through the ingress gateway with the
+//! book, its details and reviews; jason can log in; every Bookinfo pod has a sidecar and the
+//! sidecars' stats count the traffic between pods; the 1.4 networking samples change the
+//! page as the Istio docs describe; proxy-status and proxy-config see the proxies; and
+//! `istioctl demo --down` leaves nothing behind.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use e2e::{http_get, http_request, pod_prerequisites_missing, run};
+use serde_json::Value;
+
+/// Tears the installation down if the test ends early.
+struct Installation {
+    root: tempfile::TempDir,
+}
+
+impl Installation {
+    fn env(&self) -> [(&'static str, PathBuf); 1] {
+        [("ISTIO_LOCAL_ROOT", self.root.path().join("local"))]
+    }
+
+    fn istioctl(&self, args: &[&str]) -> (i32, String, String) {
+        let output = std::process::Command::new(e2e::binary("istioctl"))
+            .args(args)
+            .envs(self.env())
+            .output()
+            .unwrap_or_else(|error| panic!("cannot run istioctl: {error}"));
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
+    fn pods(&self) -> Vec<Value> {
+        let (code, out, err) = self.istioctl(&["x", "local", "get", "pods", "-A", "-o", "json"]);
+        assert_eq!(code, 0, "{err}");
+        let list: Value = serde_json::from_str(&out).expect("pod list JSON");
+        list["items"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+impl Drop for Installation {
+    fn drop(&mut self) {
+        let _ = self.istioctl(&["uninstall"]);
+    }
+}
+
+fn page(gateway: &str, cookie: Option<&str>) -> String {
+    let headers: Vec<(&str, &str)> = cookie.map(|cookie| vec![("cookie", cookie)]).unwrap_or_default();
+    let (status, _, body) = http_request(gateway, "GET", "/productpage", &headers, "");
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// Waits until `check` holds for five pages in a row (config takes a moment to reach every proxy).
+fn eventually_every_page(gateway: &str, cookie: Option<&str>, what: &str, check: impl Fn(&str) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut streak = 0;
+    while streak < 5 {
+        let body = page(gateway, cookie);
+        if check(&body) {
+            streak += 1;
+        } else {
+            streak = 0;
+            assert!(Instant::now() < deadline, "{what}: the page never settled:\n{body}");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+}
+
+fn stat(address: &str, line_prefix: &str) -> u64 {
+    let (_, body) = http_get(address, "/stats/prometheus");
+    body.lines()
+        .filter(|line| line.starts_with(line_prefix))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+fn sample(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/bookinfo/networking").join(name).display().to_string()
+}
+
+#[test]
+#[ignore = "needs root, iproute2 and iptables; run by ./test.sh"]
+fn demo_runs_bookinfo_through_sidecars_and_tears_down_cleanly() {
+    if let Some(reason) = pod_prerequisites_missing() {
+        eprintln!("skipped: {reason}");
+        return;
+    }
+    let installation = Installation { root: tempfile::tempdir().expect("tempdir") };
+    let (code, out, err) = installation.istioctl(&["demo", "--detach", "--timeout", "4m"]);
+    assert_eq!(code, 0, "istioctl demo failed:\n{out}\n{err}");
+    let url = out.lines().find_map(|line| line.trim().strip_prefix("http://")).expect("the demo prints its URL");
+    let host = url.trim_end_matches("/productpage");
+    let gateway = if host.contains(':') { host.to_string() } else { format!("{host}:80") };
+    assert!(out.contains("istioctl proxy-status"), "next steps are printed:\n{out}");
+
+    // The page, through the ingress gateway.
+    let body = page(&gateway, None);
+    assert!(body.contains("<title>Simple Bookstore App</title>"));
+    assert!(body.contains("Book Details") && body.contains("<dt>Publisher:</dt>PublisherA"), "{body}");
+    assert!(body.contains("Book Reviews") && body.contains("Reviewer1") && body.contains("Reviewer2"), "{body}");
+
+    // Every Bookinfo pod has a sidecar and is ready; the gateways run without one.
+    let pods = installation.pods();
+    let bookinfo: Vec<&Value> = pods.iter().filter(|pod| pod["metadata"]["namespace"] == "default").collect();
+    assert_eq!(bookinfo.len(), 6, "details, ratings, reviews v1-v3, productpage");
+    for pod in &bookinfo {
+        let names: Vec<&str> = pod["spec"]["containers"]
+            .as_array()
+            .expect("containers")
+            .iter()
+            .filter_map(|c| c["name"].as_str())
+            .collect();
+        assert!(names.contains(&"istio-proxy"), "{}: {names:?}", pod["metadata"]["name"]);
+        assert_eq!(pod["spec"]["initContainers"][0]["name"], "istio-init");
+        assert!(pod["metadata"]["annotations"]["sidecar.istio.io/status"].is_string());
+    }
+    let ip_of = |app: &str| -> String {
+        bookinfo
+            .iter()
+            .find(|pod| pod["metadata"]["labels"]["app"] == app)
+            .and_then(|pod| pod["status"]["podIP"].as_str())
+            .unwrap_or_else(|| panic!("no {app} pod"))
+            .to_string()
+    };
+
+    // Log in as jason.
+    let (status, headers, _) = http_request(
+        &gateway,
+        "POST",
+        "/login",
+        &[("content-type", "application/x-www-form-urlencoded")],
+        "username=jason&passwd=jason",
+    );
+    assert_eq!(status, 302);
+    let cookie = headers
+        .iter()
+        .find(|(name, _)| name == "set-cookie")
+        .map(|(_, value)| value.split(';').next().unwrap_or_default().to_string())
+        .expect("session cookie");
+    assert!(page(&gateway, Some(&cookie)).contains("jason ( <a href=\"logout\">sign out</a> )"));
+
+    // The traffic passed the sidecars: productpage's counts its calls to reviews and details,
+    // and reviews' inbound side counts them arriving.
+    for _ in 0..5 {
+        page(&gateway, None);
+    }
+    let productpage_stats = format!("{}:15090", ip_of("productpage"));
+    let to_reviews = stat(
+        &productpage_stats,
+        "envoy_cluster_upstream_rq_total{envoy_cluster_name=\"outbound|9080||reviews.default.svc.cluster.local\"}",
+    );
+    let to_details = stat(
+        &productpage_stats,
+        "envoy_cluster_upstream_rq_total{envoy_cluster_name=\"outbound|9080||details.default.svc.cluster.local\"}",
+    );
+    assert!(
+        to_reviews >= 5 && to_details >= 5,
+        "productpage's sidecar saw {to_reviews} to reviews, {to_details} to details"
+    );
+    let inbound: u64 = bookinfo
+        .iter()
+        .filter(|pod| pod["metadata"]["labels"]["app"] == "reviews")
+        .map(|pod| {
+            stat(
+                &format!("{}:15090", pod["status"]["podIP"].as_str().unwrap_or_default()),
+                "envoy_cluster_upstream_rq_total{envoy_cluster_name=\"inbound|9080|http|reviews.default.svc.cluster.local\"}",
+            )
+        })
+        .sum();
+    assert!(inbound >= 5, "the reviews sidecars saw {inbound} inbound requests");
+
+    // The 1.4 samples, applied unchanged, change the page as the docs say.
+    let (code, out, err) =
+        installation.istioctl(&["x", "local", "apply", "-f", &sample("virtual-service-all-v1.yaml")]);
+    assert_eq!(code, 0, "{out}{err}");
+    eventually_every_page(&gateway, None, "all-v1", |body| {
+        !body.contains("glyphicon-star") && body.contains("Reviewer1")
+    });
+    let (code, _, err) =
+        installation.istioctl(&["x", "local", "apply", "-f", &sample("virtual-service-reviews-test-v2.yaml")]);
+    assert_eq!(code, 0, "{err}");
+    eventually_every_page(&gateway, Some(&cookie), "jason on reviews-test-v2", |body| {
+        body.matches("<font color=\"black\">").count() == 2
+    });
+    eventually_every_page(&gateway, None, "others on reviews-test-v2", |body| !body.contains("glyphicon-star"));
+    let (code, _, err) =
+        installation.istioctl(&["x", "local", "apply", "-f", &sample("virtual-service-reviews-v3.yaml")]);
+    assert_eq!(code, 0, "{err}");
+    eventually_every_page(&gateway, None, "reviews-v3", |body| body.matches("<font color=\"red\">").count() == 2);
+
+    // Invalid Istio config is refused by Galley's webhook and changes nothing.
+    let bad = installation.root.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "apiVersion: networking.istio.io/v1alpha3\nkind: VirtualService\nmetadata: {name: reviews}\nspec:\n  hosts: [reviews]\n  http:\n  - route:\n    - destination: {host: reviews, subset: v1}\n      weight: 150\n",
+    )
+    .expect("write");
+    let (code, _, err) = installation.istioctl(&["x", "local", "apply", "-f", &bad.display().to_string()]);
+    assert_ne!(code, 0);
+    assert!(err.contains("denied") && err.contains("weight"), "{err}");
+    assert_eq!(page(&gateway, None).matches("<font color=\"red\">").count(), 2);
+
+    // The proxies, as istioctl sees them.
+    let (code, status_table, err) = installation.istioctl(&["proxy-status"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        status_table.lines().any(|line| line.starts_with("productpage-v1-") && line.contains("SYNCED")),
+        "{status_table}"
+    );
+    let (code, clusters, err) = installation.istioctl(&[
+        "proxy-config",
+        "cluster",
+        "productpage-v1",
+        "--fqdn",
+        "reviews.default.svc.cluster.local",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(clusters.starts_with("SERVICE FQDN"), "{clusters}");
+    for subset in ["v1", "v2", "v3"] {
+        assert!(
+            clusters.lines().any(|line| line.contains("9080") && line.contains(subset) && line.contains("outbound")),
+            "{clusters}"
+        );
+    }
+    let (code, logs, _) = installation.istioctl(&["x", "local", "logs", "productpage-v1", "-c", "istio-proxy"]);
+    assert_eq!(code, 0);
+    assert!(logs.contains("GET /productpage"), "the demo logs access to stdout:\n{logs}");
+
+    // Tear down: nothing of the mesh is left.
+    let pid_dir = installation.root.path().join("local/pids");
+    let pids: Vec<i32> = std::fs::read_dir(&pid_dir)
+        .map(|entries| {
+            entries.flatten().filter_map(|e| std::fs::read_to_string(e.path()).ok()?.trim().parse().ok()).collect()
+        })
+        .unwrap_or_default();
+    assert!(pids.len() >= 10, "expected control plane and pod processes, found {pids:?}");
+    let (code, out, err) = installation.istioctl(&["demo", "--down"]);
+    assert_eq!(code, 0, "{out}{err}");
+    for pid in pids {
+        assert!(!Path::new(&format!("/proc/{pid}")).exists(), "process {pid} is still running");
+    }
+    let (_, netns, _) = run_program("ip", &["netns", "list"]);
+    assert!(!netns.contains("istio-rs-"), "{netns}");
+    let (_, links, _) = run_program("ip", &["-o", "link", "show"]);
+    assert!(!links.contains("istio-rs0") && !links.contains(": irs"), "{links}");
+    assert!(!installation.root.path().join("local").exists());
+    let (code, _, err) = installation.istioctl(&["x", "local", "get", "pods"]);
+    assert_ne!(code, 0, "no installation is left to list: {err}");
+}
+
+fn run_program(program: &str, args: &[&str]) -> (i32, String, String) {
+    let output = std::process::Command::new(program).args(args).output().expect("run");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn without_root_the_local_platform_says_what_is_missing() {
+    if !nix_is_root() {
+        let (code, _, err) = run("istioctl", &["install", "--set", "profile=demo"], None);
+        assert_ne!(code, 0);
+        assert!(err.contains("needs root"), "{err}");
+        return;
+    }
+    // As root, drop to nobody to see the message.
+    let istioctl = e2e::binary("istioctl");
+    let output = std::process::Command::new("setpriv")
+        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+        .arg(&istioctl)
+        .args(["install", "--set", "profile=demo"])
+        .env("ISTIO_LOCAL_ROOT", "/tmp/istio-rs-not-root")
+        .output()
+        .expect("setpriv");
+    assert!(!output.status.success());
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(err.contains("needs root"), "{err}");
+    assert!(!Path::new("/tmp/istio-rs-not-root").exists(), "nothing was created");
+}
+
+fn nix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
