@@ -36,6 +36,28 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<i32> {
     if args.down {
         return crate::local::uninstall();
     }
+    if istio_local::teardown::daemon_pid(&layout).is_some() {
+        eprintln!(
+            "✘ a mesh is already installed here ({}); `istioctl demo --down` removes it",
+            layout.root().display()
+        );
+        return Ok(1);
+    }
+    // Ctrl-C while the demo comes up tears down what was started so far.
+    let teardown_layout = layout.clone();
+    std::thread::spawn(move || {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        runtime.block_on(istio_runtime::shutdown_signal());
+        eprintln!("\ntearing down…");
+        let code = match crate::local::uninstall_at(&teardown_layout) {
+            Ok(code) => code,
+            Err(error) => {
+                eprintln!("✘ {error:#}");
+                1
+            }
+        };
+        std::process::exit(code);
+    });
     let started = Instant::now();
     let result = bring_up(&layout, args);
     let gateway = match result {
@@ -64,22 +86,12 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<i32> {
         return Ok(0);
     }
     println!("Press Ctrl-C to tear it all down (or run `istioctl demo --down`).");
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    runtime.block_on(async {
-        loop {
-            tokio::select! {
-                () = istio_runtime::shutdown_signal() => break,
-                () = tokio::time::sleep(Duration::from_secs(1)) => {
-                    if teardown::daemon_pid(&layout).is_none() {
-                        println!("the demo was stopped elsewhere");
-                        return;
-                    }
-                }
-            }
-        }
-    });
-    println!("tearing down…");
-    crate::local::uninstall()
+    // The signal thread tears down on Ctrl-C; here we only notice a teardown from elsewhere.
+    while teardown::daemon_pid(&layout).is_some() {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    println!("the demo was stopped");
+    Ok(0)
 }
 
 /// Installs and deploys; returns the ingress gateway's address.
@@ -137,8 +149,9 @@ fn bring_up(layout: &Layout, args: &DemoArgs) -> anyhow::Result<String> {
         };
         println!("waiting for /productpage through the ingress gateway at {gateway}…");
         loop {
+            // Ready means the whole page: details and reviews reached through the sidecars too.
             let (status, body) = http_get(&gateway, "/productpage").await;
-            if status == 200 && body.contains("Simple Bookstore App") {
+            if status == 200 && body.contains("Book Details") && body.contains("Book Reviews") {
                 return Ok(gateway);
             }
             if Instant::now() > deadline {

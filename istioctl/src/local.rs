@@ -184,7 +184,11 @@ pub fn install_with(layout: &Layout, sets: &[String], progress: &mut dyn FnMut(&
 
 /// Removes everything the local platform created.
 pub fn uninstall() -> anyhow::Result<i32> {
-    let layout = Layout::from_env();
+    uninstall_at(&Layout::from_env())
+}
+
+pub fn uninstall_at(layout: &Layout) -> anyhow::Result<i32> {
+    let layout = layout.clone();
     prereq::check()?;
     teardown::uninstall(&layout, &mut |line| println!("{line}"))?;
     let left = teardown::leftovers(&layout);

@@ -64,7 +64,9 @@ impl Injector {
                         continue;
                     };
                     let mut http_get = probe["httpGet"].clone();
-                    http_get["port"] = json!(resolve_port(container, &http_get["port"])?);
+                    // As in 1.4, a probe whose port cannot be resolved is left as it is.
+                    let Ok(port) = resolve_port(container, &http_get["port"]) else { continue };
+                    http_get["port"] = json!(port);
                     let path = format!("/app-health/{name}/{suffix}");
                     let mut prober = json!({"httpGet": http_get});
                     if let Some(timeout) = probe.get("timeoutSeconds") {

@@ -205,6 +205,94 @@ fn demo_runs_bookinfo_through_sidecars_and_tears_down_cleanly() {
     assert!(err.contains("denied") && err.contains("weight"), "{err}");
     assert_eq!(page(&gateway, None).matches("<font color=\"red\">").count(), 2);
 
+    // The task samples: sleep calls httpbin through both sidecars; a pod in a namespace without
+    // injection reaches a ClusterIP on its own; tcp-echo answers behind the gateway's TCP port.
+    let samples =
+        |path: &str| Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples").join(path).display().to_string();
+    for (file, namespace) in [
+        ("sleep/sleep.yaml", "default"),
+        ("httpbin/httpbin.yaml", "default"),
+        ("tcp-echo/tcp-echo-services.yaml", "default"),
+        ("tcp-echo/tcp-echo-all-v1.yaml", "default"),
+        ("sleep/sleep.yaml", "plain"),
+    ] {
+        let (code, out, err) = installation.istioctl(&["x", "local", "apply", "-n", namespace, "-f", &samples(file)]);
+        assert_eq!(code, 0, "{file}: {out}{err}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let pods = installation.pods();
+        let ready = |app: &str, namespace: &str| {
+            pods.iter()
+                .filter(|pod| pod["metadata"]["labels"]["app"] == app && pod["metadata"]["namespace"] == namespace)
+                .filter(|pod| {
+                    pod["status"]["conditions"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                })
+                .count()
+        };
+        if ready("sleep", "default") == 1
+            && ready("httpbin", "default") == 1
+            && ready("tcp-echo", "default") == 2
+            && ready("sleep", "plain") == 1
+        {
+            let plain = pods.iter().find(|pod| pod["metadata"]["namespace"] == "plain").expect("plain sleep");
+            assert_eq!(plain["spec"]["containers"].as_array().map(Vec::len), Some(1), "no injection without the label");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the samples did not become ready: {pods:#?}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // New services reach the proxies within moments; ask until they have.
+    let exec_until = |args: &[&str], done: &dyn Fn(&str) -> bool| -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (code, out, err) = installation.istioctl(args);
+            if code == 0 && done(&out) {
+                return out;
+            }
+            assert!(Instant::now() < deadline, "istioctl {args:?}: {code} {out} {err}");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    };
+    exec_until(
+        &[
+            "x",
+            "local",
+            "exec",
+            "sleep",
+            "-c",
+            "sleep",
+            "--",
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "http://httpbin:8000/headers",
+        ],
+        &|out| out == "200",
+    );
+    // A pod without a sidecar reaches the ClusterIP through the platform's rules.
+    exec_until(
+        &["x", "local", "exec", "sleep", "-n", "plain", "--", "curl", "-s", "http://httpbin.default:8000/user-agent"],
+        &|out| out.contains("\"user-agent\""),
+    );
+    let gateway_ip = gateway.split(':').next().expect("ip");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let reply = loop {
+        let reply = tcp_echo(&format!("{gateway_ip}:31400"), "hello");
+        if reply.as_deref() == Some("one hello") || Instant::now() > deadline {
+            break reply;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert_eq!(reply.as_deref(), Some("one hello"), "tcp-echo v1 behind the gateway's port 31400");
+
     // The proxies, as istioctl sees them.
     let (code, status_table, err) = installation.istioctl(&["proxy-status"]);
     assert_eq!(code, 0, "{err}");
@@ -235,7 +323,10 @@ fn demo_runs_bookinfo_through_sidecars_and_tears_down_cleanly() {
     let pid_dir = installation.root.path().join("local/pids");
     let pids: Vec<i32> = std::fs::read_dir(&pid_dir)
         .map(|entries| {
-            entries.flatten().filter_map(|e| std::fs::read_to_string(e.path()).ok()?.trim().parse().ok()).collect()
+            entries
+                .flatten()
+                .filter_map(|e| std::fs::read_to_string(e.path()).ok()?.split_whitespace().next()?.parse().ok())
+                .collect()
         })
         .unwrap_or_default();
     assert!(pids.len() >= 10, "expected control plane and pod processes, found {pids:?}");
@@ -251,6 +342,17 @@ fn demo_runs_bookinfo_through_sidecars_and_tears_down_cleanly() {
     assert!(!installation.root.path().join("local").exists());
     let (code, _, err) = installation.istioctl(&["x", "local", "get", "pods"]);
     assert_ne!(code, 0, "no installation is left to list: {err}");
+}
+
+/// Sends a line over TCP and returns the first line of the answer.
+fn tcp_echo(address: &str, line: &str) -> Option<String> {
+    use std::io::{BufRead, BufReader, Write};
+    let mut stream = std::net::TcpStream::connect(address).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    stream.write_all(format!("{line}\n").as_bytes()).ok()?;
+    let mut answer = String::new();
+    BufReader::new(stream).read_line(&mut answer).ok()?;
+    Some(answer.trim_end().to_string())
 }
 
 fn run_program(program: &str, args: &[&str]) -> (i32, String, String) {

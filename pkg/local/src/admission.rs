@@ -17,6 +17,18 @@ pub struct Webhook {
     pub ca_pem: Vec<u8>,
 }
 
+/// How long a webhook may take, as the API server's default timeout for webhooks.
+const WEBHOOK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+async fn call(webhook: &Webhook, path: &str, review: &Value) -> anyhow::Result<Value> {
+    tokio::time::timeout(
+        WEBHOOK_TIMEOUT,
+        istio_runtime::https::post_json(webhook.address, &webhook.server_name, &webhook.ca_pem, path, review),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("{} did not answer within {WEBHOOK_TIMEOUT:?}", webhook.server_name))?
+}
+
 fn review(request: Value) -> Value {
     json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request})
 }
@@ -39,15 +51,8 @@ pub async fn validate(galley: &Webhook, object: &Value) -> anyhow::Result<()> {
         "namespace": object.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default"),
         "object": object,
     });
-    let answer = istio_runtime::https::post_json(
-        galley.address,
-        &galley.server_name,
-        &galley.ca_pem,
-        found.webhook.path(),
-        &review(request),
-    )
-    .await
-    .context("calling Galley's validation webhook")?;
+    let answer =
+        call(galley, found.webhook.path(), &review(request)).await.context("calling Galley's validation webhook")?;
     if answer.pointer("/response/allowed").and_then(Value::as_bool) == Some(true) {
         return Ok(());
     }
@@ -66,15 +71,7 @@ pub async fn inject(injector: &Webhook, pod: &Value, namespace: &str) -> anyhow:
         "namespace": namespace,
         "object": pod,
     });
-    let answer = istio_runtime::https::post_json(
-        injector.address,
-        &injector.server_name,
-        &injector.ca_pem,
-        "/inject",
-        &review(request),
-    )
-    .await
-    .context("calling the sidecar injector")?;
+    let answer = call(injector, "/inject", &review(request)).await.context("calling the sidecar injector")?;
     let response = &answer["response"];
     if response["allowed"].as_bool() != Some(true) {
         bail!(

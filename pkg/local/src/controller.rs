@@ -27,7 +27,7 @@ use crate::layout::Layout;
 use crate::net;
 use crate::objects::{self, from_json, injection_enabled, labels, to_json};
 use crate::pod::{self, PodContext, PodHandle, PodInputs, PodState};
-use crate::services::{self, PodEndpoint, SERVICES_CHAIN};
+use crate::services::{self, PodEndpoint};
 
 /// The file whose presence says the control plane is up and the gateways are applied.
 pub fn ready_marker(layout: &Layout) -> PathBuf {
@@ -37,7 +37,7 @@ pub fn ready_marker(layout: &Layout) -> PathBuf {
 /// Runs the daemon until SIGTERM or Ctrl-C.
 pub async fn run(layout: Layout, binaries: PathBuf, launcher: PathBuf) -> anyhow::Result<()> {
     let plan = Plan::load(&layout)?;
-    std::fs::write(layout.daemon_pid(), std::process::id().to_string())?;
+    crate::process::record(&layout.daemon_pid(), std::process::id())?;
     let result = serve(&layout, &plan, binaries, launcher).await;
     let _ = std::fs::remove_file(ready_marker(&layout));
     let _ = std::fs::remove_file(layout.daemon_pid());
@@ -93,7 +93,7 @@ async fn serve(layout: &Layout, plan: &Plan, binaries: PathBuf, launcher: PathBu
         plan: plan.clone(),
         injector,
         pods: HashMap::new(),
-        stopping: Vec::new(),
+        stopping: HashMap::new(),
         applied_hosts: HashMap::new(),
         applied_rules: HashMap::new(),
     };
@@ -104,8 +104,13 @@ async fn serve(layout: &Layout, plan: &Plan, binaries: PathBuf, launcher: PathBu
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
         tokio::select! {
-            _ = tick.tick() => {
-                if let Err(error) = controller.reconcile().await {
+            _ = tick.tick() => {}
+            () = &mut shutdown => break,
+        }
+        // A reconcile is idempotent, so shutting down in the middle of one is safe.
+        tokio::select! {
+            result = controller.reconcile() => {
+                if let Err(error) = result {
                     tracing::warn!("reconcile: {error:#}");
                 }
             }
@@ -114,9 +119,9 @@ async fn serve(layout: &Layout, plan: &Plan, binaries: PathBuf, launcher: PathBu
     }
     tracing::info!("shutting down: stopping pods");
     let _ = std::fs::remove_file(ready_marker(layout));
-    let pods: Vec<PodHandle> = controller.pods.drain().map(|(_, handle)| handle).collect();
+    let pods: Vec<PodHandle> = controller.pods.drain().map(|(_, (_, handle))| handle).collect();
     futures_join(pods.into_iter().map(PodHandle::stop).collect()).await;
-    for task in controller.stopping.drain(..) {
+    for (_, (_, task)) in controller.stopping.drain() {
         let _ = task.await;
     }
     let _ = stop_control.send(true);
@@ -188,7 +193,7 @@ async fn supervise_component(
             }
         };
         let pid = child.id().unwrap_or_default();
-        let _ = std::fs::write(&pid_file, pid.to_string());
+        let _ = crate::process::record(&pid_file, pid);
         tokio::select! {
             status = child.wait() => {
                 tracing::warn!(component = component.name, ?status, "control-plane component exited; restarting");
@@ -216,8 +221,10 @@ struct Controller {
     context: Arc<PodContext>,
     plan: Plan,
     injector: Option<Webhook>,
-    pods: HashMap<(String, String), PodHandle>,
-    stopping: Vec<tokio::task::JoinHandle<()>>,
+    /// Running pods by (namespace, name), with the uid of the Pod object they run.
+    pods: HashMap<(String, String), (String, PodHandle)>,
+    /// Pods being stopped: their address stays taken and their name is not reused until done.
+    stopping: HashMap<(String, String), (String, tokio::task::JoinHandle<()>)>,
     applied_hosts: HashMap<(String, String), String>,
     applied_rules: HashMap<(String, String), String>,
 }
@@ -226,8 +233,27 @@ fn pod_key(object: &Object) -> (String, String) {
     (object.namespace().to_string(), object.name().to_string())
 }
 
+fn uid(object: &Object) -> String {
+    object.metadata.uid.clone().unwrap_or_default()
+}
+
+/// A new object uid.
+pub fn new_uid() -> String {
+    let bits: u128 = rand::random();
+    let hex = format!("{bits:032x}");
+    format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..])
+}
+
+/// Logs a failure about one object and carries on with the others.
+fn log_failure(what: &str, result: anyhow::Result<()>) {
+    if let Err(error) = result {
+        tracing::warn!("{what}: {error:#}");
+    }
+}
+
 impl Controller {
     async fn reconcile(&mut self) -> anyhow::Result<()> {
+        self.stopping.retain(|_, (_, task)| !task.is_finished());
         let namespaces = self.store.list(&objects::namespaces()).await?;
         let services = self.allocate_cluster_ips().await?;
         self.reconcile_deployments(&namespaces).await?;
@@ -236,7 +262,6 @@ impl Controller {
         let pods = self.report_pod_status(pods).await?;
         let endpoints = self.reconcile_endpoints(&services, &pods).await?;
         self.reconcile_networking(&services, &endpoints, &pods).await;
-        self.stopping.retain(|task| !task.is_finished());
         Ok(())
     }
 
@@ -252,9 +277,14 @@ impl Controller {
             let Some(ip) = services::allocate_cluster_ip(&services) else {
                 anyhow::bail!("no free ClusterIP");
             };
-            let mut json = to_json(&services[index]);
+            // Re-read, so a Service deleted or changed meanwhile is not written back.
+            let Some(current) = self.store.get(&services[index].key()).await? else { continue };
+            let mut json = to_json(&current);
             json["spec"]["clusterIP"] = json!(ip.to_string());
-            services[index] = self.store.apply(from_json(json)?).await?;
+            match self.store.apply(from_json(json)?).await {
+                Ok(stored) => services[index] = stored,
+                Err(error) => tracing::warn!(service = %current.name(), "assigning a ClusterIP: {error}"),
+            }
         }
         Ok(services)
     }
@@ -262,45 +292,59 @@ impl Controller {
     async fn reconcile_deployments(&self, namespaces: &[Object]) -> anyhow::Result<()> {
         let deployments = self.store.list(&objects::deployments()).await?;
         let pods = self.store.list(&objects::pods()).await?;
-        let mut live_sets = BTreeSet::new();
+        let live: BTreeSet<(String, String)> =
+            deployments.iter().map(|d| (d.namespace().to_string(), d.name().to_string())).collect();
         for deployment in &deployments {
-            let template = deployment.spec().get("template").cloned().unwrap_or_else(|| json!({}));
-            let hash = template_hash(&template);
-            let set_name = format!("{}-{hash}", deployment.name());
-            live_sets.insert((deployment.namespace().to_string(), set_name.clone()));
-            let replicas = deployment.spec().get("replicas").and_then(Value::as_u64).unwrap_or(1) as usize;
-            let owned: Vec<&Object> = pods
-                .iter()
-                .filter(|pod| {
-                    pod.namespace() == deployment.namespace() && owner_set(pod).as_deref() == Some(set_name.as_str())
-                })
-                .collect();
-            for _ in owned.len()..replicas {
-                self.create_pod(deployment, &template, &hash, &set_name, namespaces).await?;
-            }
-            for extra in owned.iter().skip(replicas) {
-                self.store.delete(&extra.key()).await?;
-            }
-            // Pods of an older template go once the new ones are ready.
-            let ready =
-                owned.iter().filter(|pod| PodEndpoint::from_pod(pod).is_some_and(|endpoint| endpoint.ready)).count();
-            if ready >= replicas.min(owned.len()) && owned.len() >= replicas {
-                let prefix = format!("{}-", deployment.name());
-                for old in pods.iter().filter(|pod| {
-                    pod.namespace() == deployment.namespace()
-                        && owner_set(pod)
-                            .is_some_and(|set| set != set_name && set.strip_prefix(&prefix).is_some_and(is_hash))
-                }) {
-                    self.store.delete(&old.key()).await?;
-                }
-            }
+            let result = self.reconcile_deployment(deployment, &pods, namespaces).await;
+            log_failure(&format!("Deployment {}/{}", deployment.namespace(), deployment.name()), result);
         }
         // Pods whose Deployment is gone.
         for pod in &pods {
-            if let Some(set) = owner_set(pod) {
-                if !live_sets.contains(&(pod.namespace().to_string(), set)) && is_deployment_pod(pod) {
-                    self.store.delete(&pod.key()).await?;
-                }
+            let Some(set) = owner_set(pod) else { continue };
+            let Some(deployment) = set.rsplit_once('-').filter(|(_, hash)| is_hash(hash)).map(|(name, _)| name) else {
+                continue;
+            };
+            if is_deployment_pod(pod) && !live.contains(&(pod.namespace().to_string(), deployment.to_string())) {
+                log_failure(
+                    &format!("deleting pod {}", pod.name()),
+                    self.store.delete(&pod.key()).await.map(drop).map_err(Into::into),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    async fn reconcile_deployment(
+        &self,
+        deployment: &Object,
+        pods: &[Object],
+        namespaces: &[Object],
+    ) -> anyhow::Result<()> {
+        let template = deployment.spec().get("template").cloned().unwrap_or_else(|| json!({}));
+        let hash = template_hash(&template);
+        let set_name = format!("{}-{hash}", deployment.name());
+        let replicas = deployment.spec().get("replicas").and_then(Value::as_u64).unwrap_or(1) as usize;
+        let in_namespace = |pod: &&Object| pod.namespace() == deployment.namespace();
+        let owned: Vec<&Object> = pods
+            .iter()
+            .filter(in_namespace)
+            .filter(|pod| owner_set(pod).as_deref() == Some(set_name.as_str()))
+            .collect();
+        for _ in owned.len()..replicas {
+            self.create_pod(deployment, &template, &hash, &set_name, namespaces).await?;
+        }
+        for extra in owned.iter().skip(replicas) {
+            self.store.delete(&extra.key()).await?;
+        }
+        // Pods of an older template go once the new ones are all ready (a rolling update).
+        let ready =
+            owned.iter().filter(|pod| PodEndpoint::from_pod(pod).is_some_and(|endpoint| endpoint.ready)).count();
+        if ready >= replicas {
+            let prefix = format!("{}-", deployment.name());
+            for old in pods.iter().filter(in_namespace).filter(|pod| {
+                owner_set(pod).is_some_and(|set| set != set_name && set.strip_prefix(&prefix).is_some_and(is_hash))
+            }) {
+                self.store.delete(&old.key()).await?;
             }
         }
         Ok(())
@@ -331,12 +375,11 @@ impl Controller {
                              "spec": template.get("spec").cloned().unwrap_or_else(|| json!({}))});
         if injection_enabled(namespaces, namespace) {
             if let Some(injector) = &self.injector {
-                pod = admission::inject(injector, &pod, namespace)
-                    .await
-                    .with_context(|| format!("creating a pod for Deployment {namespace}/{}", deployment.name()))?;
+                pod = admission::inject(injector, &pod, namespace).await.context("creating a pod")?;
             }
         }
         pod["metadata"]["name"] = json!(format!("{set_name}-{}", random_suffix()));
+        pod["metadata"]["uid"] = json!(new_uid());
         let stored = self.store.apply(from_json(pod)?).await?;
         tracing::info!(pod = %stored.name(), %namespace, "pod created");
         Ok(())
@@ -345,8 +388,13 @@ impl Controller {
     /// Gives pods without an address one; returns every Pod.
     async fn assign_pod_addresses(&self) -> anyhow::Result<Vec<Object>> {
         let mut pods = self.store.list(&objects::pods()).await?;
-        let mut used: BTreeSet<String> =
-            pods.iter().filter_map(|pod| PodEndpoint::from_pod(pod).map(|endpoint| endpoint.ip)).collect();
+        // Addresses of pods still running or stopping stay taken until their network is gone.
+        let mut used: BTreeSet<String> = pods
+            .iter()
+            .filter_map(|pod| PodEndpoint::from_pod(pod).map(|endpoint| endpoint.ip))
+            .chain(self.pods.values().map(|(_, handle)| handle.ip.clone()))
+            .chain(self.stopping.values().map(|(ip, _)| ip.clone()))
+            .collect();
         for pod in &mut pods {
             if PodEndpoint::from_pod(pod).is_some() {
                 continue;
@@ -357,31 +405,52 @@ impl Controller {
             };
             used.insert(ip.clone());
             let mut json = to_json(pod);
+            if json["metadata"].get("uid").is_none() {
+                json["metadata"]["uid"] = json!(new_uid());
+            }
             json["status"] = json!({"phase": "Pending", "podIP": ip, "hostIP": net::HOST_ADDRESS.to_string()});
-            *pod = self.store.apply(from_json(json)?).await?;
+            match self.store.apply(from_json(json)?).await {
+                Ok(stored) => *pod = stored,
+                Err(error) => tracing::warn!(pod = %pod.name(), "assigning an address: {error}"),
+            }
         }
         Ok(pods)
     }
 
+    fn stop_pod(&mut self, key: &(String, String)) {
+        if let Some((_, handle)) = self.pods.remove(key) {
+            tracing::info!(pod = %key.1, namespace = %key.0, "stopping pod");
+            self.applied_hosts.remove(key);
+            self.applied_rules.remove(key);
+            let ip = handle.ip.clone();
+            self.stopping.insert(key.clone(), (ip, tokio::spawn(handle.stop())));
+        }
+    }
+
     async fn run_pods(&mut self, pods: &[Object], services: &[Object]) -> anyhow::Result<()> {
-        let present: BTreeSet<(String, String)> = pods.iter().map(pod_key).collect();
-        let gone: Vec<(String, String)> = self.pods.keys().filter(|key| !present.contains(*key)).cloned().collect();
+        let present: HashMap<(String, String), String> = pods.iter().map(|pod| (pod_key(pod), uid(pod))).collect();
+        // Pods gone from the store, or replaced by a new object of the same name, stop.
+        let gone: Vec<(String, String)> = self
+            .pods
+            .iter()
+            .filter(|(key, (running_uid, _))| present.get(*key) != Some(running_uid))
+            .map(|(key, _)| key.clone())
+            .collect();
         for key in gone {
-            if let Some(handle) = self.pods.remove(&key) {
-                tracing::info!(pod = %key.1, namespace = %key.0, "stopping pod");
-                self.applied_hosts.remove(&key);
-                self.applied_rules.remove(&key);
-                self.stopping.push(tokio::spawn(handle.stop()));
-            }
+            self.stop_pod(&key);
         }
         let mut secrets = None;
         let mut config_maps = None;
         for pod in pods {
             let key = pod_key(pod);
-            if self.pods.contains_key(&key) {
+            if self.pods.contains_key(&key) || self.stopping.contains_key(&key) {
                 continue;
             }
             let Some(endpoint) = PodEndpoint::from_pod(pod) else { continue };
+            if let Err(reason) = objects::validate_identity(pod) {
+                tracing::warn!("not running pod: {reason}");
+                continue;
+            }
             if secrets.is_none() {
                 secrets = Some(self.store.list(&objects::secrets()).await?);
                 config_maps = Some(self.store.list(&objects::config_maps()).await?);
@@ -402,7 +471,7 @@ impl Controller {
                 },
             );
             self.applied_hosts.insert(key.clone(), hosts);
-            self.pods.insert(key, handle);
+            self.pods.insert(key, (uid(pod), handle));
         }
         Ok(())
     }
@@ -410,11 +479,20 @@ impl Controller {
     /// Writes Pod status from what runs; returns the pods as stored.
     async fn report_pod_status(&self, mut pods: Vec<Object>) -> anyhow::Result<Vec<Object>> {
         for pod in &mut pods {
-            let Some(handle) = self.pods.get(&pod_key(pod)) else { continue };
+            let Some((running_uid, handle)) = self.pods.get(&pod_key(pod)) else { continue };
             let status = status_json(&handle.state(), &handle.ip);
-            if pod.body.get("status") != Some(&status) {
-                pod.body.insert("status".to_string(), status);
-                *pod = self.store.apply(pod.clone()).await?;
+            if pod.body.get("status") == Some(&status) {
+                continue;
+            }
+            // Re-read: a pod deleted (or replaced) meanwhile must not come back.
+            let Some(mut current) = self.store.get(&pod.key()).await? else { continue };
+            if uid(&current) != *running_uid {
+                continue;
+            }
+            current.body.insert("status".to_string(), status);
+            match self.store.apply(current).await {
+                Ok(stored) => *pod = stored,
+                Err(error) => tracing::warn!(pod = %pod.name(), "writing status: {error}"),
             }
         }
         Ok(pods)
@@ -426,28 +504,28 @@ impl Controller {
             self.store.list(&endpoints_kind).await?.into_iter().map(|object| (pod_key(&object), object)).collect();
         let pod_endpoints: Vec<PodEndpoint> = pods.iter().filter_map(PodEndpoint::from_pod).collect();
         let mut result = Vec::new();
-        let mut managed = BTreeSet::new();
         for service in services {
             let Some(desired) = services::endpoints_for(service, &pod_endpoints) else {
+                // A Service without a selector keeps the Endpoints written for it by hand.
                 if let Some(manual) = existing.remove(&pod_key(service)) {
                     result.push(manual);
                 }
                 continue;
             };
-            managed.insert(pod_key(service));
             match existing.remove(&pod_key(service)) {
                 Some(current) if current.body.get("subsets") == desired.get("subsets") => result.push(current),
-                _ => result.push(self.store.apply(from_json(desired)?).await?),
+                _ => match self.store.apply(from_json(desired)?).await {
+                    Ok(stored) => result.push(stored),
+                    Err(error) => tracing::warn!(service = %service.name(), "writing Endpoints: {error}"),
+                },
             }
         }
-        // Endpoints left over belonged to deleted Services (or were written by hand).
-        for (key, object) in existing {
-            let owned_by_platform = !managed.contains(&key) && !services.iter().any(|service| pod_key(service) == key);
-            if owned_by_platform {
-                self.store.delete(&object.key()).await?;
-            } else {
-                result.push(object);
-            }
+        // Endpoints left over belong to Services that are gone.
+        for object in existing.into_values() {
+            log_failure(
+                &format!("deleting Endpoints {}", object.name()),
+                self.store.delete(&object.key()).await.map(drop).map_err(Into::into),
+            );
         }
         Ok(result)
     }
@@ -457,7 +535,7 @@ impl Controller {
         let rules = services::dnat_rules(services, endpoints);
         for pod in pods {
             let key = pod_key(pod);
-            let Some(handle) = self.pods.get(&key) else { continue };
+            let Some((_, handle)) = self.pods.get(&key) else { continue };
             let hosts =
                 services::hosts_file(pod.namespace(), pod.name(), &handle.ip, services, &self.plan.control_hosts());
             if self.applied_hosts.get(&key) != Some(&hosts) {
@@ -472,21 +550,7 @@ impl Controller {
             }
             let netns = handle.netns.clone();
             let to_apply = rules.clone();
-            let applied = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-                net::iptables_restore_in(&netns, &to_apply)?;
-                let has_jump = std::process::Command::new("ip")
-                    .args(["netns", "exec", &netns, "iptables", "-t", "nat", "-C", "OUTPUT", "-j", SERVICES_CHAIN])
-                    .output()
-                    .is_ok_and(|output| output.status.success());
-                if !has_jump {
-                    net::run(
-                        "ip",
-                        &["netns", "exec", &netns, "iptables", "-t", "nat", "-A", "OUTPUT", "-j", SERVICES_CHAIN],
-                    )?;
-                }
-                Ok(())
-            })
-            .await;
+            let applied = tokio::task::spawn_blocking(move || services::install_rules(&netns, &to_apply)).await;
             match applied {
                 Ok(Ok(())) => {
                     self.applied_rules.insert(key, rules.clone());

@@ -126,13 +126,13 @@ impl Plan {
         GATEWAYS.iter().filter(|(path, _)| self.enabled(path)).map(|(_, text)| *text).collect()
     }
 
-    /// The injector's Helm values.
+    /// The injector's Helm values: the profile's values, which the injector merges over the
+    /// chart's defaults (keys it does not read are harmless).
     fn injector_values(&self) -> Value {
-        let mut values = json!({"global": {"proxy": {}}});
-        if let Some(sds) = self.values()["global"].get("sds") {
-            values["global"]["sds"] = sds.clone();
+        match self.values() {
+            Value::Object(_) => self.values().clone(),
+            _ => json!({}),
         }
-        values
     }
 
     /// How to start a component: the program and its flags, named as in 1.4.
@@ -249,7 +249,10 @@ fn write_certificates(layout: &Layout) -> anyhow::Result<()> {
         let dir = layout.certs().join(component.name);
         std::fs::create_dir_all(&dir)?;
         std::fs::write(dir.join("cert-chain.pem"), cert.pem())?;
-        std::fs::write(dir.join("key.pem"), key.serialize_pem())?;
+        let key_path = dir.join("key.pem");
+        std::fs::write(&key_path, key.serialize_pem())?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600))?;
     }
     Ok(())
 }

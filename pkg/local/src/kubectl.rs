@@ -73,9 +73,7 @@ pub async fn apply(layout: &Layout, objects: Vec<Object>) -> anyhow::Result<Vec<
     let namespaces = store.list(&objects::namespaces()).await?;
     let mut lines = Vec::new();
     for mut object in objects {
-        if object.name().is_empty() {
-            bail!("{}: objects need a name", object.kind);
-        }
+        objects::validate_identity(&object).map_err(|reason| anyhow::anyhow!("{}: {reason}", object.kind))?;
         let mut json = objects::to_json(&object);
         if object.istio_kind().is_some() {
             if let Some(galley) = &galley {
@@ -85,10 +83,20 @@ pub async fn apply(layout: &Layout, objects: Vec<Object>) -> anyhow::Result<Vec<
             }
         }
         let existing = store.get(&object.key()).await?;
-        if object.kind == "Pod" && object.group().is_empty() && existing.is_none() {
+        if object.kind == "Pod" && object.group().is_empty() {
             if let Some(injector) = injector.as_ref().filter(|_| injection_enabled(&namespaces, object.namespace())) {
                 json = crate::admission::inject(injector, &json, object.namespace()).await?;
                 object = objects::from_json(json)?;
+            }
+        }
+        if object.kind == "Pod" && object.group().is_empty() {
+            if let Some(current) = &existing {
+                if current.spec() != object.spec() {
+                    bail!(
+                        "The Pod \"{}\" is invalid: spec: Forbidden: pod updates may not change fields other than labels and annotations (delete it and apply again)",
+                        object.name()
+                    );
+                }
             }
         }
         let verb = match &existing {

@@ -17,6 +17,7 @@ pub mod net;
 pub mod objects;
 pub mod pod;
 pub mod prereq;
+pub mod process;
 pub mod profiles;
 pub mod services;
 pub mod teardown;

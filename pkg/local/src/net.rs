@@ -10,9 +10,11 @@ use anyhow::{bail, Context};
 
 pub const BRIDGE: &str = "istio-rs0";
 pub const PREFIX_LEN: u8 = 16;
+/// The bridge's own MAC address (locally administered, derived from 10.44.0.1).
+pub const BRIDGE_MAC: &str = "02:00:0a:2c:00:01";
 /// The host's address on the bridge, the pods' default gateway.
 pub const HOST_ADDRESS: Ipv4Addr = Ipv4Addr::new(10, 44, 0, 1);
-/// Network namespaces of pods are named `istio-rs-<namespace>-<pod>`.
+/// Network namespaces of pods are named `istio-rs-<namespace>_<pod>` (`_` occurs in neither).
 pub const NETNS_PREFIX: &str = "istio-rs-";
 /// Host-side veth names start with this.
 pub const VETH_PREFIX: &str = "irs";
@@ -40,6 +42,10 @@ fn link_exists(name: &str) -> bool {
 pub fn ensure_bridge(extra: &[Ipv4Addr]) -> anyhow::Result<()> {
     if !link_exists(BRIDGE) {
         run("ip", &["link", "add", BRIDGE, "type", "bridge"])?;
+        // A bridge otherwise takes the lowest MAC of its ports, which changes as pods come and
+        // go; pods that cached the old one would lose the host (and the control plane) until
+        // their ARP entries expired. A fixed, locally administered address keeps it stable.
+        run("ip", &["link", "set", "dev", BRIDGE, "address", BRIDGE_MAC])?;
     }
     let present = run("ip", &["-4", "addr", "show", "dev", BRIDGE])?;
     for address in std::iter::once(&HOST_ADDRESS).chain(extra) {
@@ -61,7 +67,7 @@ pub fn delete_bridge() -> anyhow::Result<()> {
 
 /// The network namespace name of a pod.
 pub fn netns_name(namespace: &str, pod: &str) -> String {
-    format!("{NETNS_PREFIX}{namespace}-{pod}")
+    format!("{NETNS_PREFIX}{namespace}_{pod}")
 }
 
 /// A host-side veth name for a namespace: short (interface names stop at 15 bytes) and stable.

@@ -85,3 +85,56 @@ mod tests {
         assert!(!selects(&BTreeMap::new(), &labels));
     }
 }
+
+/// Whether `name` is a DNS-1123 label (namespaces): lowercase letters, digits and `-`, at
+/// most 63 characters, starting and ending with a letter or digit.
+pub fn is_dns_label(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+/// Whether `name` is a DNS-1123 subdomain (most object names): dot-separated labels, at most
+/// 253 characters.
+pub fn is_dns_subdomain(name: &str) -> bool {
+    name.len() <= 253 && name.split('.').all(is_dns_label)
+}
+
+/// Checks an object's namespace and name as the API server does; they become file and
+/// network-namespace names here, so nothing else may pass.
+pub fn validate_identity(object: &Object) -> Result<(), String> {
+    let namespace = object.namespace();
+    if !namespace.is_empty() && !is_dns_label(namespace) {
+        return Err(format!("namespace {namespace:?} is not a valid DNS-1123 label"));
+    }
+    if !is_dns_subdomain(object.name()) {
+        return Err(format!("{} name {:?} is not a valid DNS-1123 subdomain", object.kind, object.name()));
+    }
+    Ok(())
+}
+
+/// Whether a ConfigMap or Secret key may become a file name (`[-._a-zA-Z0-9]+`, not `.`/`..`).
+pub fn is_data_key(key: &str) -> bool {
+    !key.is_empty()
+        && key != "."
+        && key != ".."
+        && key.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+#[cfg(test)]
+mod identity_tests {
+    use super::*;
+
+    #[test]
+    fn names_that_could_escape_a_directory_are_refused() {
+        assert!(is_dns_label("istio-system") && !is_dns_label("..") && !is_dns_label("A") && !is_dns_label("-a"));
+        assert!(is_dns_subdomain("details-v1.x") && !is_dns_subdomain("a/b") && !is_dns_subdomain(""));
+        assert!(is_data_key("cert-chain.pem") && !is_data_key("../x") && !is_data_key(".."));
+        let bad: Object = from_json(serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "..", "namespace": "default"}}))
+        .expect("object");
+        assert!(validate_identity(&bad).is_err());
+    }
+}

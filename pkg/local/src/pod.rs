@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -119,7 +120,7 @@ async fn run_pod(
         let etc = net::etc_netns_dir(&netns);
         std::fs::create_dir_all(&etc).with_context(|| format!("creating {}", etc.display()))?;
         std::fs::write(etc.join("hosts"), &inputs.hosts)?;
-        let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let resolv = pod_resolv_conf();
         std::fs::write(etc.join("resolv.conf"), resolv)?;
         let volumes = prepare_volumes(&context, &inputs)?;
         anyhow::Ok(volumes)
@@ -221,18 +222,18 @@ async fn run_pod(
             name: container_name.clone(),
             spec_file,
             child: None,
+            pid: None,
             restarts: 0,
             next_start: tokio::time::Instant::now(),
-            probe: container.get("readinessProbe").cloned(),
-            ready: false,
-            failures: 0,
+            probe: container.get("readinessProbe").cloned().map(|probe| resolve_probe_port(probe, container)),
+            ready: Arc::new(AtomicBool::new(false)),
+            prober: None,
         });
     }
     if state.lock().unwrap_or_else(|p| p.into_inner()).phase != "Failed" {
         set_state(&state, |s| s.phase = "Running".into());
     }
-    let probe_client = ProbeTarget { ip: inputs.ip.clone() };
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -242,10 +243,14 @@ async fn run_pod(
             // Reap and restart.
             if let Some(child) = supervised.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
+                    // Whatever the container left behind in its process group goes too.
+                    if let Some(pid) = supervised.pid.take() {
+                        let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+                    }
                     forget_pid(&context, &inputs, &supervised.name);
                     tracing::info!(pod = %name, %namespace, container = %supervised.name, %status, "container exited");
                     supervised.child = None;
-                    supervised.ready = false;
+                    supervised.stop_probing();
                     supervised.restarts += 1;
                     let backoff = Duration::from_secs(1 << supervised.restarts.min(5)).min(Duration::from_secs(30));
                     supervised.next_start = tokio::time::Instant::now() + backoff;
@@ -256,31 +261,20 @@ async fn run_pod(
             }
             if supervised.child.is_none() && tokio::time::Instant::now() >= supervised.next_start {
                 match spawn(&context, &inputs, &supervised.name, &supervised.spec_file) {
-                    Ok(child) => supervised.child = Some(child),
+                    Ok(child) => {
+                        supervised.pid = child.id();
+                        supervised.child = Some(child);
+                        supervised.start_probing(&context, &inputs.ip);
+                    }
                     Err(error) => {
                         tracing::warn!(pod = %name, container = %supervised.name, "cannot start: {error:#}");
                         supervised.next_start = tokio::time::Instant::now() + Duration::from_secs(5);
                     }
                 }
             }
-            if supervised.child.is_some() {
-                supervised.ready = match &supervised.probe {
-                    None => true,
-                    Some(probe) => {
-                        let ok = probe_client.check(probe).await;
-                        if ok {
-                            supervised.failures = 0;
-                            true
-                        } else {
-                            supervised.failures += 1;
-                            supervised.ready && supervised.failures < 3
-                        }
-                    }
-                };
-            }
             let container_state = ContainerState {
                 running: supervised.child.is_some(),
-                ready: supervised.ready,
+                ready: supervised.child.is_some() && supervised.ready.load(Ordering::Relaxed),
                 restarts: supervised.restarts,
                 last_exit: None,
             };
@@ -293,6 +287,7 @@ async fn run_pod(
         }
     }
     for supervised in &mut running {
+        supervised.stop_probing();
         if let Some(child) = supervised.child.as_mut() {
             let _ = child.id().map(|pid| killpg(Pid::from_raw(pid as i32), Signal::SIGTERM));
         }
@@ -310,24 +305,97 @@ struct Supervised {
     name: String,
     spec_file: PathBuf,
     child: Option<tokio::process::Child>,
+    /// The process group of the running container.
+    pid: Option<u32>,
     restarts: u32,
     next_start: tokio::time::Instant,
     probe: Option<Value>,
-    ready: bool,
-    failures: u32,
+    ready: Arc<AtomicBool>,
+    prober: Option<tokio::task::JoinHandle<()>>,
 }
 
-/// SIGTERM to the process group, then SIGKILL after `grace`.
-async fn terminate(child: &mut tokio::process::Child, grace: Duration) {
-    if let Some(pid) = child.id() {
-        let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGTERM);
-    }
-    if tokio::time::timeout(grace, child.wait()).await.is_err() {
-        if let Some(pid) = child.id() {
-            let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+impl Supervised {
+    /// Starts the readiness probe on its own schedule; a container without one is ready.
+    fn start_probing(&mut self, context: &Arc<PodContext>, ip: &str) {
+        self.stop_probing();
+        match self.probe.clone() {
+            None => self.ready.store(true, Ordering::Relaxed),
+            Some(probe) => {
+                let target = ProbeTarget {
+                    ip: ip.to_string(),
+                    launcher: context.launcher.clone(),
+                    spec_file: self.spec_file.clone(),
+                };
+                self.prober = Some(tokio::spawn(probe_loop(probe, target, self.ready.clone())));
+            }
         }
-        let _ = child.wait().await;
     }
+
+    fn stop_probing(&mut self) {
+        if let Some(prober) = self.prober.take() {
+            prober.abort();
+        }
+        self.ready.store(false, Ordering::Relaxed);
+    }
+}
+
+/// Runs a readiness probe with Kubernetes' timing: `initialDelaySeconds`, then every
+/// `periodSeconds` (10), ready after `successThreshold` (1) successes in a row, not ready after
+/// `failureThreshold` (3) failures in a row.
+async fn probe_loop(probe: Value, target: ProbeTarget, ready: Arc<AtomicBool>) {
+    let seconds = |field: &str, default: u64| probe.get(field).and_then(Value::as_u64).unwrap_or(default);
+    let period = Duration::from_secs(seconds("periodSeconds", 10).max(1));
+    let success_threshold = seconds("successThreshold", 1).max(1);
+    let failure_threshold = seconds("failureThreshold", 3).max(1);
+    tokio::time::sleep(Duration::from_secs(seconds("initialDelaySeconds", 0))).await;
+    let (mut successes, mut failures) = (0, 0);
+    loop {
+        if target.check(&probe).await {
+            failures = 0;
+            successes += 1;
+            if successes >= success_threshold {
+                ready.store(true, Ordering::Relaxed);
+            }
+        } else {
+            successes = 0;
+            failures += 1;
+            if failures >= failure_threshold {
+                ready.store(false, Ordering::Relaxed);
+            }
+        }
+        tokio::time::sleep(period).await;
+    }
+}
+
+/// A probe whose `httpGet` or `tcpSocket` port names a container port, with the number instead.
+fn resolve_probe_port(mut probe: Value, container: &Value) -> Value {
+    for pointer in ["/httpGet/port", "/tcpSocket/port"] {
+        let Some(name) = probe.pointer(pointer).and_then(Value::as_str).map(str::to_string) else { continue };
+        let number = name.parse::<u64>().ok().or_else(|| {
+            container
+                .get("ports")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .find(|port| port.get("name").and_then(Value::as_str) == Some(name.as_str()))
+                .and_then(|port| port.get("containerPort").and_then(Value::as_u64))
+        });
+        if let (Some(number), Some(slot)) = (number, probe.pointer_mut(pointer)) {
+            *slot = Value::from(number);
+        }
+    }
+    probe
+}
+
+/// SIGTERM to the process group, then SIGKILL after `grace`; the group is killed in the end
+/// either way, so nothing the container started outlives it.
+async fn terminate(child: &mut tokio::process::Child, grace: Duration) {
+    let Some(pid) = child.id() else { return };
+    let group = Pid::from_raw(pid as i32);
+    let _ = killpg(group, Signal::SIGTERM);
+    let _ = tokio::time::timeout(grace, child.wait()).await;
+    let _ = killpg(group, Signal::SIGKILL);
+    let _ = child.wait().await;
 }
 
 async fn cleanup(context: &PodContext, netns: &str, namespace: &str, name: &str) {
@@ -351,6 +419,10 @@ fn spawn(
         std::fs::create_dir_all(dir)?;
     }
     let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
+    // The container may run as any user and reopen its stdout by path (`/dev/stdout`, as an
+    // access log), which checks the file's mode; the directory above is root's alone.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&log_path, std::fs::Permissions::from_mode(0o666))?;
     let child = tokio::process::Command::new(&context.launcher)
         .args(["x", "local", "exec-container"])
         .arg(spec_file)
@@ -363,7 +435,7 @@ fn spawn(
     if let Some(pid) = child.id() {
         let pids = context.layout.pids();
         std::fs::create_dir_all(&pids)?;
-        std::fs::write(pids.join(pid_file_name(inputs, container)), pid.to_string())?;
+        crate::process::record(&pids.join(pid_file_name(inputs, container)), pid)?;
     }
     Ok(child)
 }
@@ -383,23 +455,30 @@ fn prepare_volumes(context: &PodContext, inputs: &PodInputs) -> anyhow::Result<B
     for volume in inputs.pod.spec().get("volumes").and_then(Value::as_array).into_iter().flatten() {
         let Some(name) = volume.get("name").and_then(Value::as_str) else { continue };
         if let Some(path) = volume.pointer("/hostPath/path").and_then(Value::as_str) {
-            std::fs::create_dir_all(path).with_context(|| format!("volume {name}: creating {path}"))?;
+            ensure_mount_point(context, Path::new(path), true).with_context(|| format!("volume {name}"))?;
             volumes.insert(name.to_string(), PathBuf::from(path));
             continue;
         }
+        use std::os::unix::fs::PermissionsExt;
         let dir = root.join(name);
         std::fs::create_dir_all(&dir).with_context(|| format!("volume {name}: creating {}", dir.display()))?;
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))?;
-        let files = if let Some(secret) = volume.pointer("/secret/secretName").and_then(Value::as_str) {
-            object_files(&inputs.secrets, inputs.pod.namespace(), secret, true)
+        let (files, mode) = if let Some(secret) = volume.pointer("/secret/secretName").and_then(Value::as_str) {
+            (object_files(&inputs.secrets, inputs.pod.namespace(), secret, true), volume.pointer("/secret/defaultMode"))
         } else if let Some(map) = volume.pointer("/configMap/name").and_then(Value::as_str) {
-            object_files(&inputs.config_maps, inputs.pod.namespace(), map, false)
+            (
+                object_files(&inputs.config_maps, inputs.pod.namespace(), map, false),
+                volume.pointer("/configMap/defaultMode"),
+            )
         } else {
-            Vec::new()
+            // An emptyDir: writable by whatever user the containers run as.
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))?;
+            (Vec::new(), None)
         };
+        let mode = mode.and_then(Value::as_u64).and_then(|mode| u32::try_from(mode).ok()).unwrap_or(0o644);
         for (file, content) in files {
-            std::fs::write(dir.join(&file), content).with_context(|| format!("volume {name}: writing {file}"))?;
+            let path = dir.join(&file);
+            std::fs::write(&path, content).with_context(|| format!("volume {name}: writing {file}"))?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & 0o777))?;
         }
         volumes.insert(name.to_string(), dir);
     }
@@ -416,7 +495,13 @@ fn object_files(objects: &[Object], namespace: &str, name: &str, base64_data: bo
     for (key, value) in object.body.get("data").and_then(Value::as_object).into_iter().flatten() {
         let Some(text) = value.as_str() else { continue };
         let content = if base64_data {
-            base64::engine::general_purpose::STANDARD.decode(text).unwrap_or_default()
+            match base64::engine::general_purpose::STANDARD.decode(text) {
+                Ok(content) => content,
+                Err(error) => {
+                    tracing::warn!(secret = %name, %key, %error, "not base64; the key is left out");
+                    continue;
+                }
+            }
         } else {
             text.as_bytes().to_vec()
         };
@@ -429,6 +514,13 @@ fn object_files(objects: &[Object], namespace: &str, name: &str, base64_data: bo
             }
         }
     }
+    files.retain(|(key, _)| {
+        let valid = crate::objects::is_data_key(key);
+        if !valid {
+            tracing::warn!(object = %name, %key, "a key that is not a valid file name is left out");
+        }
+        valid
+    });
     files
 }
 
@@ -486,7 +578,15 @@ fn container_spec(
         };
         let source = volumes.get(volume).with_context(|| format!("container {name}: no volume {volume:?}"))?;
         let source = match mount.get("subPath").and_then(Value::as_str).filter(|s| !s.is_empty()) {
-            Some(sub) => source.join(sub),
+            Some(sub) => {
+                let relative = Path::new(sub);
+                anyhow::ensure!(
+                    relative.is_relative()
+                        && relative.components().all(|c| matches!(c, std::path::Component::Normal(_))),
+                    "container {name}: subPath {sub:?} must be a relative path without `..`"
+                );
+                source.join(relative)
+            }
             None => source.clone(),
         };
         ensure_mount_point(context, Path::new(target), source.is_dir())?;
@@ -543,6 +643,22 @@ fn ensure_mount_point(context: &PodContext, target: &Path, directory: bool) -> a
     let mut record = std::fs::OpenOptions::new().create(true).append(true).open(context.layout.created_paths())?;
     writeln!(record, "{}", topmost.display())?;
     Ok(())
+}
+
+/// The host's resolvers as a pod sees them: a loopback stub resolver (systemd-resolved's
+/// 127.0.0.53) is not reachable from a pod's network namespace, so its upstream list is used.
+fn pod_resolv_conf() -> String {
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let loopback_only = host
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("nameserver"))
+        .all(|server| server.trim().starts_with("127."));
+    if loopback_only {
+        if let Ok(upstream) = std::fs::read_to_string("/run/systemd/resolve/resolv.conf") {
+            return upstream;
+        }
+    }
+    host
 }
 
 /// Kubernetes' `$(VAR)` expansion against the variables defined so far; `$$` escapes.
@@ -618,6 +734,9 @@ fn reference_value(objects: &[Object], namespace: &str, reference: &Value, base6
 /// Runs a container's readiness probe against the pod.
 struct ProbeTarget {
     ip: String,
+    /// For `exec` probes: the launcher and the container's spec, whose program is replaced.
+    launcher: PathBuf,
+    spec_file: PathBuf,
 }
 
 impl ProbeTarget {
@@ -632,7 +751,38 @@ impl ProbeTarget {
             let address = format!("{}:{port}", self.ip);
             return matches!(tokio::time::timeout(timeout, tokio::net::TcpStream::connect(address)).await, Ok(Ok(_)));
         }
-        true
+        if let Some(command) = probe.pointer("/exec/command").and_then(Value::as_array) {
+            return self.exec_probe(command, timeout).await;
+        }
+        false
+    }
+
+    /// Runs the probe's command inside the container; ready when it exits 0.
+    async fn exec_probe(&self, command: &[Value], timeout: Duration) -> bool {
+        let words: Vec<String> = command.iter().filter_map(Value::as_str).map(str::to_string).collect();
+        let Some((program, args)) = words.split_first() else { return false };
+        let Ok(mut spec) = ContainerSpec::read(&self.spec_file) else { return false };
+        let Some(program) = crate::prereq::find_program(program).or_else(|| {
+            let path = PathBuf::from(program);
+            path.is_absolute().then_some(path)
+        }) else {
+            return false;
+        };
+        spec.program = program;
+        spec.args = args.to_vec();
+        let probe_file = self.spec_file.with_extension("probe.json");
+        if std::fs::write(&probe_file, serde_json::to_vec(&spec).unwrap_or_default()).is_err() {
+            return false;
+        }
+        let child = tokio::process::Command::new(&self.launcher)
+            .args(["x", "local", "exec-container"])
+            .arg(&probe_file)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .status();
+        matches!(tokio::time::timeout(timeout, child).await, Ok(Ok(status)) if status.success())
     }
 }
 

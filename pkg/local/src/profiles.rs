@@ -49,7 +49,15 @@ fn parse_scalar(text: &str) -> Value {
     match text {
         "true" => Value::Bool(true),
         "false" => Value::Bool(false),
-        _ => text.parse::<i64>().map(Value::from).unwrap_or_else(|_| Value::String(text.to_string())),
+        _ => text
+            .parse::<i64>()
+            .map(Value::from)
+            .or_else(|_| {
+                text.parse::<f64>()
+                    .map_err(drop)
+                    .and_then(|n| serde_json::Number::from_f64(n).map(Value::Number).ok_or(()))
+            })
+            .unwrap_or_else(|_| Value::String(text.to_string())),
     }
 }
 

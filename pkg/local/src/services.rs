@@ -16,6 +16,9 @@ use crate::objects::{labels, selects, string_map};
 
 /// The chain holding the ClusterIP rules in each pod's `nat` table.
 pub const SERVICES_CHAIN: &str = "LOCAL-SERVICES";
+/// The chain in each pod's `filter` table refusing ClusterIP ports without endpoints, as
+/// kube-proxy does (a sidecar's capture redirects first, so it only sees uncaptured traffic).
+pub const NO_ENDPOINTS_CHAIN: &str = "LOCAL-NO-ENDPOINTS";
 
 /// The first free ClusterIP in 10.96.0.10 – 10.96.255.254.
 pub fn allocate_cluster_ip(services: &[Object]) -> Option<Ipv4Addr> {
@@ -169,21 +172,18 @@ pub fn hosts_file(namespace: &str, pod_name: &str, pod_ip: &str, services: &[Obj
     text
 }
 
-/// The `iptables-restore` input that (re)writes the ClusterIP chain: each service port is
-/// spread over its ready endpoints with equal probability.
+/// The `iptables-restore` input that (re)writes the ClusterIP chains: each service port is
+/// spread over its ready endpoints with equal probability, and refused when it has none.
 pub fn dnat_rules(services: &[Object], endpoints: &[Object]) -> String {
-    let mut rules = format!("*nat\n:{SERVICES_CHAIN} - [0:0]\n");
+    let mut nat = format!("*nat\n:{SERVICES_CHAIN} - [0:0]\n");
+    let mut filter = format!("*filter\n:{NO_ENDPOINTS_CHAIN} - [0:0]\n");
     for service in services {
         let Some(cluster_ip) =
             service.spec().get("clusterIP").and_then(Value::as_str).filter(|ip| ip.parse::<Ipv4Addr>().is_ok())
         else {
             continue;
         };
-        let Some(endpoints) =
-            endpoints.iter().find(|e| e.name() == service.name() && e.namespace() == service.namespace())
-        else {
-            continue;
-        };
+        let endpoints = endpoints.iter().find(|e| e.name() == service.name() && e.namespace() == service.namespace());
         for port in service.spec().get("ports").and_then(Value::as_array).into_iter().flatten() {
             let Some(number) = port.get("port").and_then(Value::as_u64) else { continue };
             if port.get("protocol").and_then(Value::as_str).is_some_and(|protocol| protocol != "TCP") {
@@ -191,7 +191,8 @@ pub fn dnat_rules(services: &[Object], endpoints: &[Object]) -> String {
             }
             let name = port.get("name").and_then(Value::as_str).unwrap_or_default();
             let mut targets = Vec::new();
-            for subset in endpoints.body.get("subsets").and_then(Value::as_array).into_iter().flatten() {
+            let subsets = endpoints.and_then(|e| e.body.get("subsets")).and_then(Value::as_array);
+            for subset in subsets.into_iter().flatten() {
                 let target_port = subset
                     .get("ports")
                     .and_then(Value::as_array)
@@ -206,6 +207,13 @@ pub fn dnat_rules(services: &[Object], endpoints: &[Object]) -> String {
                     }
                 }
             }
+            if targets.is_empty() {
+                let _ = writeln!(
+                    filter,
+                    "-A {NO_ENDPOINTS_CHAIN} -d {cluster_ip}/32 -p tcp --dport {number} -j REJECT --reject-with icmp-port-unreachable"
+                );
+                continue;
+            }
             let count = targets.len();
             for (index, target) in targets.iter().enumerate() {
                 let remaining = count - index;
@@ -215,14 +223,30 @@ pub fn dnat_rules(services: &[Object], endpoints: &[Object]) -> String {
                     String::new()
                 };
                 let _ = writeln!(
-                    rules,
+                    nat,
                     "-A {SERVICES_CHAIN} -d {cluster_ip}/32 -p tcp --dport {number}{statistic} -j DNAT --to-destination {target}"
                 );
             }
         }
     }
-    rules.push_str("COMMIT\n");
-    rules
+    nat.push_str("COMMIT\n");
+    filter.push_str("COMMIT\n");
+    nat + &filter
+}
+
+/// Installs the rules in a pod's network namespace, with the jumps to them from `OUTPUT`.
+pub fn install_rules(netns: &str, rules: &str) -> anyhow::Result<()> {
+    crate::net::iptables_restore_in(netns, rules)?;
+    for (table, chain) in [("nat", SERVICES_CHAIN), ("filter", NO_ENDPOINTS_CHAIN)] {
+        let has_jump = std::process::Command::new("ip")
+            .args(["netns", "exec", netns, "iptables", "-t", table, "-C", "OUTPUT", "-j", chain])
+            .output()
+            .is_ok_and(|output| output.status.success());
+        if !has_jump {
+            crate::net::run("ip", &["netns", "exec", netns, "iptables", "-t", table, "-A", "OUTPUT", "-j", chain])?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -15,8 +15,7 @@ use crate::net;
 
 /// The daemon's pid, when it is running.
 pub fn daemon_pid(layout: &Layout) -> Option<i32> {
-    let pid: i32 = std::fs::read_to_string(layout.daemon_pid()).ok()?.trim().parse().ok()?;
-    alive(pid).then_some(pid)
+    crate::process::running(&layout.daemon_pid())
 }
 
 fn alive(pid: i32) -> bool {
@@ -44,9 +43,7 @@ pub fn uninstall(layout: &Layout, progress: &mut dyn FnMut(&str)) -> anyhow::Res
 fn sweep(layout: &Layout) -> anyhow::Result<()> {
     if let Ok(entries) = std::fs::read_dir(layout.pids()) {
         for entry in entries.flatten() {
-            if let Some(pid) =
-                std::fs::read_to_string(entry.path()).ok().and_then(|text| text.trim().parse::<i32>().ok())
-            {
+            if let Some(pid) = crate::process::running(&entry.path()) {
                 let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
             }
         }
@@ -77,9 +74,36 @@ fn sweep(layout: &Layout) -> anyhow::Result<()> {
             }
         }
     }
-    if layout.root().exists() {
-        std::fs::remove_dir_all(layout.root())?;
+    remove_root(layout)
+}
+
+/// Removes the root directory, but only if it is an installation's (or empty): a mistyped
+/// `ISTIO_LOCAL_ROOT` must not erase someone's files.
+fn remove_root(layout: &Layout) -> anyhow::Result<()> {
+    let root = layout.root();
+    if !root.exists() {
+        return Ok(());
     }
+    let ours = layout.install_file().exists()
+        || std::fs::read_dir(root)?.flatten().all(|entry| {
+            matches!(
+                entry.file_name().to_str(),
+                Some(
+                    "store"
+                        | "config"
+                        | "certs"
+                        | "logs"
+                        | "pids"
+                        | "volumes"
+                        | "containers"
+                        | "created-paths"
+                        | "daemon.pid"
+                        | "ready"
+                )
+            )
+        });
+    anyhow::ensure!(ours, "{} does not look like a local installation; not removing it", root.display());
+    std::fs::remove_dir_all(root)?;
     Ok(())
 }
 
@@ -111,12 +135,8 @@ pub fn leftovers(layout: &Layout) -> Vec<String> {
     }
     if let Ok(entries) = std::fs::read_dir(layout.pids()) {
         for entry in entries.flatten() {
-            if let Some(pid) =
-                std::fs::read_to_string(entry.path()).ok().and_then(|text| text.trim().parse::<i32>().ok())
-            {
-                if alive(pid) {
-                    found.push(format!("process {pid} ({})", entry.file_name().to_string_lossy()));
-                }
+            if let Some(pid) = crate::process::running(&entry.path()) {
+                found.push(format!("process {pid} ({})", entry.file_name().to_string_lossy()));
             }
         }
     }
