@@ -43,11 +43,15 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<i32> {
         );
         return Ok(1);
     }
-    // Ctrl-C while the demo comes up tears down what was started so far.
+    // Ctrl-C, at any point, tears down what was started so far; this thread then ends the
+    // process, and the main thread leaves that to it.
     let teardown_layout = layout.clone();
+    let tearing_down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let interrupted = tearing_down.clone();
     std::thread::spawn(move || {
         let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
         runtime.block_on(istio_runtime::shutdown_signal());
+        interrupted.store(true, std::sync::atomic::Ordering::SeqCst);
         eprintln!("\ntearing down…");
         let code = match crate::local::uninstall_at(&teardown_layout) {
             Ok(code) => code,
@@ -59,9 +63,13 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<i32> {
         std::process::exit(code);
     });
     let started = Instant::now();
-    let result = bring_up(&layout, args);
+    let result = bring_up(&layout, args, &tearing_down);
     let gateway = match result {
         Ok(gateway) => gateway,
+        Err(_) if tearing_down.load(std::sync::atomic::Ordering::SeqCst) => loop {
+            // The signal thread is tearing down and will end the process.
+            std::thread::sleep(Duration::from_secs(1));
+        },
         Err(error) => {
             eprintln!("✘ {error:#}");
             eprintln!("tearing down what was started…");
@@ -87,15 +95,26 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<i32> {
     }
     println!("Press Ctrl-C to tear it all down (or run `istioctl demo --down`).");
     // The signal thread tears down on Ctrl-C; here we only notice a teardown from elsewhere.
-    while teardown::daemon_pid(&layout).is_some() {
-        std::thread::sleep(Duration::from_secs(1));
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        if tearing_down.load(std::sync::atomic::Ordering::SeqCst) {
+            continue;
+        }
+        if teardown::daemon_pid(&layout).is_none() {
+            println!("the demo was stopped");
+            return Ok(0);
+        }
     }
-    println!("the demo was stopped");
-    Ok(0)
 }
 
 /// Installs and deploys; returns the ingress gateway's address.
-fn bring_up(layout: &Layout, args: &DemoArgs) -> anyhow::Result<String> {
+fn bring_up(layout: &Layout, args: &DemoArgs, interrupted: &std::sync::atomic::AtomicBool) -> anyhow::Result<String> {
+    let check_interrupted = || -> anyhow::Result<()> {
+        if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
+            bail!("interrupted");
+        }
+        Ok(())
+    };
     let mut sets = vec!["profile=demo".to_string()];
     sets.extend(args.set.iter().cloned());
     crate::local::install_with(layout, &sets, &mut |line| println!("{line}"))?;
@@ -105,6 +124,7 @@ fn bring_up(layout: &Layout, args: &DemoArgs) -> anyhow::Result<String> {
             "{}",
             kubectl::label_namespace(layout, "default", &[("istio-injection".into(), "enabled".into())]).await?
         );
+        check_interrupted()?;
         for (text, source) in [
             (BOOKINFO, "samples/bookinfo/platform/kube/bookinfo.yaml"),
             (GATEWAY, "samples/bookinfo/networking/bookinfo-gateway.yaml"),
@@ -118,6 +138,7 @@ fn bring_up(layout: &Layout, args: &DemoArgs) -> anyhow::Result<String> {
         let deadline = Instant::now() + args.timeout;
         let mut announced = std::collections::BTreeSet::new();
         let gateway = loop {
+            check_interrupted()?;
             let pods = kubectl::list(layout, &objects::pods(), None).await?;
             for pod in &pods {
                 if pod_ready(pod) && announced.insert(pod.name().to_string()) {
@@ -149,6 +170,7 @@ fn bring_up(layout: &Layout, args: &DemoArgs) -> anyhow::Result<String> {
         };
         println!("waiting for /productpage through the ingress gateway at {gateway}…");
         loop {
+            check_interrupted()?;
             // Ready means the whole page: details and reviews reached through the sidecars too.
             let (status, body) = http_get(&gateway, "/productpage").await;
             if status == 200 && body.contains("Book Details") && body.contains("Book Reviews") {

@@ -175,6 +175,10 @@ pub fn install_with(layout: &Layout, sets: &[String], progress: &mut dyn FnMut(&
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    // The daemon outlives this command; when it ends while we still run, reap it.
+    std::thread::spawn(move || {
+        let _ = child.wait();
+    });
     for component in plan.components() {
         progress(&format!("  ✔ {} at {}.istio-system ({})", component.name, component.service, component.address));
     }

@@ -323,3 +323,21 @@ pub fn wait_for_http_ok(address: &str, path: &str, timeout: Duration) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Logs in to Bookinfo's productpage at `address` as `user` (its form: `username`, `passwd`)
+/// and returns the session cookie (`session=…`) to send with later requests.
+pub fn bookinfo_login(address: &str, user: &str) -> String {
+    let (status, headers, body) = http_request(
+        address,
+        "POST",
+        "/login",
+        &[("content-type", "application/x-www-form-urlencoded")],
+        &format!("username={user}&passwd={user}"),
+    );
+    assert_eq!(status, 302, "login at {address}: {body}");
+    headers
+        .iter()
+        .find(|(name, _)| name == "set-cookie")
+        .map(|(_, value)| value.split(';').next().unwrap_or_default().to_string())
+        .unwrap_or_else(|| panic!("login at {address} set no session cookie"))
+}

@@ -94,19 +94,7 @@ fn login_sends_the_user_on_and_failures_show_the_original_errors() {
     let page = productpage(details.port, black.port, recorder.port);
     let address = format!("127.0.0.1:{}", page.port);
 
-    let (status, headers, _) = http_request(
-        &address,
-        "POST",
-        "/login",
-        &[("content-type", "application/x-www-form-urlencoded")],
-        "username=jason&passwd=jason",
-    );
-    assert_eq!(status, 302);
-    let cookie = headers
-        .iter()
-        .find(|(name, _)| name == "set-cookie")
-        .map(|(_, value)| value.split(';').next().unwrap_or_default().to_string())
-        .expect("a session cookie");
+    let cookie = e2e::bookinfo_login(&address, "jason");
     let (status, _, body) = http_request(
         &address,
         "GET",

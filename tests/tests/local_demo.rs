@@ -91,8 +91,23 @@ fn demo_runs_bookinfo_through_sidecars_and_tears_down_cleanly() {
         return;
     }
     let installation = Installation { root: tempfile::tempdir().expect("tempdir") };
-    let (code, out, err) = installation.istioctl(&["demo", "--detach", "--timeout", "4m"]);
-    assert_eq!(code, 0, "istioctl demo failed:\n{out}\n{err}");
+    // The README's command, in the foreground: it prints the URL and waits for Ctrl-C.
+    let root = installation.env()[0].1.display().to_string();
+    let demo = e2e::Process::start_with_env(
+        &e2e::binary("istioctl"),
+        &["demo", "--timeout", "4m"],
+        &[("ISTIO_LOCAL_ROOT", root.as_str())],
+    );
+    let mut out = String::new();
+    while !out.contains("Press Ctrl-C") {
+        match demo.next_line(Duration::from_secs(240)) {
+            Some(line) => {
+                out.push_str(&line);
+                out.push('\n');
+            }
+            None => panic!("istioctl demo did not come up:\n{out}\n{}", demo.stderr()),
+        }
+    }
     let url = out.lines().find_map(|line| line.trim().strip_prefix("http://")).expect("the demo prints its URL");
     let host = url.trim_end_matches("/productpage");
     let gateway = if host.contains(':') { host.to_string() } else { format!("{host}:80") };
@@ -129,19 +144,7 @@ fn demo_runs_bookinfo_through_sidecars_and_tears_down_cleanly() {
     };
 
     // Log in as jason.
-    let (status, headers, _) = http_request(
-        &gateway,
-        "POST",
-        "/login",
-        &[("content-type", "application/x-www-form-urlencoded")],
-        "username=jason&passwd=jason",
-    );
-    assert_eq!(status, 302);
-    let cookie = headers
-        .iter()
-        .find(|(name, _)| name == "set-cookie")
-        .map(|(_, value)| value.split(';').next().unwrap_or_default().to_string())
-        .expect("session cookie");
+    let cookie = e2e::bookinfo_login(&gateway, "jason");
     assert!(page(&gateway, Some(&cookie)).contains("jason ( <a href=\"logout\">sign out</a> )"));
 
     // The traffic passed the sidecars: productpage's counts its calls to reviews and details,
@@ -330,8 +333,12 @@ fn demo_runs_bookinfo_through_sidecars_and_tears_down_cleanly() {
         })
         .unwrap_or_default();
     assert!(pids.len() >= 10, "expected control plane and pod processes, found {pids:?}");
-    let (code, out, err) = installation.istioctl(&["demo", "--down"]);
-    assert_eq!(code, 0, "{out}{err}");
+    // Ctrl-C tears it all down.
+    let mut demo = demo;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(demo.pid() as i32), nix::sys::signal::Signal::SIGINT)
+        .expect("SIGINT");
+    let status = demo.wait_exit(Duration::from_secs(120)).expect("the demo exits after Ctrl-C");
+    assert!(status.success(), "{status}: {}", demo.stderr());
     for pid in pids {
         assert!(!Path::new(&format!("/proc/{pid}")).exists(), "process {pid} is still running");
     }

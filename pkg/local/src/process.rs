@@ -12,6 +12,14 @@ pub fn start_time(pid: u32) -> Option<u64> {
     after_name.split_whitespace().nth(19)?.parse().ok()
 }
 
+/// Whether a process has exited and only waits to be reaped (state `Z` in `/proc/PID/stat`).
+pub fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| stat.rfind(')').map(|end| stat[end + 1..].trim_start().starts_with('Z')))
+        .unwrap_or(false)
+}
+
 /// Writes a record of `pid` to `path`.
 pub fn record(path: &Path, pid: u32) -> std::io::Result<()> {
     let start = start_time(pid).unwrap_or(0);
@@ -24,7 +32,7 @@ pub fn running(path: &Path) -> Option<i32> {
     let mut fields = text.split_whitespace();
     let pid: u32 = fields.next()?.parse().ok()?;
     let start: u64 = fields.next()?.parse().ok()?;
-    (pid > 1 && start_time(pid) == Some(start)).then_some(pid as i32)
+    (pid > 1 && start_time(pid) == Some(start) && !is_zombie(pid as i32)).then_some(pid as i32)
 }
 
 #[cfg(test)]

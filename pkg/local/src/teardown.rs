@@ -18,8 +18,9 @@ pub fn daemon_pid(layout: &Layout) -> Option<i32> {
     crate::process::running(&layout.daemon_pid())
 }
 
+/// Whether a process runs (a zombie waiting for its parent to reap it does not).
 fn alive(pid: i32) -> bool {
-    kill(Pid::from_raw(pid), None).is_ok()
+    kill(Pid::from_raw(pid), None).is_ok() && !crate::process::is_zombie(pid)
 }
 
 /// Stops everything and removes every trace; `progress` hears about each step.

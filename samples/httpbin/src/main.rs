@@ -140,14 +140,14 @@ async fn status(Path(codes): Path<String>) -> Response {
 
 async fn delay(
     Path(seconds): Path<f64>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    connection: ConnectInfo<SocketAddr>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Json<Value> {
     tokio::time::sleep(Duration::from_secs_f64(seconds.clamp(0.0, 10.0))).await;
-    Json(request_json(&method, &uri, &headers, peer, &body, true))
+    anything(connection, method, uri, headers, body).await
 }
 
 async fn anything(
