@@ -135,6 +135,13 @@ pub fn install_with(layout: &Layout, sets: &[String], progress: &mut dyn FnMut(&
     }
     let plan = Plan::new(sets)?;
     let binaries = binaries_dir()?;
+    if let Some(envoy) = plan.envoy_binary() {
+        anyhow::ensure!(
+            envoy.is_file(),
+            "values.global.proxy.envoyBinary: {} is not a file (give the Envoy binary itself)",
+            envoy.display()
+        );
+    }
     for component in plan.components() {
         let program = binaries.join(component.name);
         anyhow::ensure!(program.is_file(), "{} is not built (cargo build --workspace --bins)", program.display());

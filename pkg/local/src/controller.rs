@@ -21,6 +21,7 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use crate::admission::{self, Webhook};
+use crate::dns;
 use crate::images::ImageMap;
 use crate::install::{Component, Plan, INJECTOR};
 use crate::layout::Layout;
@@ -72,12 +73,29 @@ async fn serve(layout: &Layout, plan: &Plan, binaries: PathBuf, launcher: PathBu
         tracing::info!(component = component.name, address = %component.address, "control-plane component is up");
     }
     for manifest in plan.gateway_manifests() {
-        for object in crate::kubectl::parse(manifest, "gateway manifest", crate::install::SYSTEM_NAMESPACE)? {
+        for object in crate::kubectl::parse(&manifest, "gateway manifest", crate::install::SYSTEM_NAMESPACE)? {
             if store.get(&object.key()).await?.is_none() {
                 store.apply(object).await?;
             }
         }
     }
+    // Cluster DNS on the host's bridge address; without it pods still have /etc/hosts.
+    let records = dns::Records::default();
+    let dns_address = std::net::SocketAddr::new(net::HOST_ADDRESS.into(), 53);
+    let cluster_dns = match tokio::net::UdpSocket::bind(dns_address).await {
+        Ok(probe) => {
+            drop(probe);
+            let mut stopped = stop_control.subscribe();
+            tokio::spawn(dns::serve(dns_address, records.clone(), async move {
+                let _ = stopped.changed().await;
+            }));
+            true
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cluster DNS cannot bind {dns_address}; pods resolve names from /etc/hosts only");
+            false
+        }
+    };
     let injector =
         if plan.components().contains(&INJECTOR) { Some(crate::install::webhook(layout, INJECTOR)?) } else { None };
     let context = Arc::new(PodContext {
@@ -86,6 +104,8 @@ async fn serve(layout: &Layout, plan: &Plan, binaries: PathBuf, launcher: PathBu
         binaries,
         launcher,
         created: std::sync::Mutex::new(()),
+        envoy_binary: plan.envoy_binary(),
+        cluster_dns,
     });
     let mut controller = Controller {
         store,
@@ -96,6 +116,7 @@ async fn serve(layout: &Layout, plan: &Plan, binaries: PathBuf, launcher: PathBu
         stopping: HashMap::new(),
         applied_hosts: HashMap::new(),
         applied_rules: HashMap::new(),
+        records,
     };
     std::fs::write(ready_marker(layout), "ready\n")?;
     println!("local platform ready");
@@ -227,6 +248,8 @@ struct Controller {
     stopping: HashMap<(String, String), (String, tokio::task::JoinHandle<()>)>,
     applied_hosts: HashMap<(String, String), String>,
     applied_rules: HashMap<(String, String), String>,
+    /// What cluster DNS answers.
+    records: dns::Records,
 }
 
 fn pod_key(object: &Object) -> (String, String) {
@@ -256,6 +279,7 @@ impl Controller {
         self.stopping.retain(|_, (_, task)| !task.is_finished());
         let namespaces = self.store.list(&objects::namespaces()).await?;
         let services = self.allocate_cluster_ips().await?;
+        self.update_dns(&services);
         self.reconcile_deployments(&namespaces).await?;
         let pods = self.assign_pod_addresses().await?;
         self.run_pods(&pods, &services).await?;
@@ -263,6 +287,17 @@ impl Controller {
         let endpoints = self.reconcile_endpoints(&services, &pods).await?;
         self.reconcile_networking(&services, &endpoints, &pods).await;
         Ok(())
+    }
+
+    /// What cluster DNS answers: every Service's ClusterIP and the control plane's addresses.
+    fn update_dns(&self, services: &[Object]) {
+        let service_records = services.iter().filter_map(|service| {
+            let ip = service.spec().get("clusterIP").and_then(Value::as_str)?.parse::<Ipv4Addr>().ok()?;
+            Some((service.name().to_string(), service.namespace().to_string(), ip))
+        });
+        let control_records =
+            self.plan.control_hosts().into_iter().map(|host| (host.service, host.namespace, host.address));
+        self.records.set(service_records.chain(control_records).collect::<Vec<_>>());
     }
 
     /// Gives Services without a ClusterIP one; returns every Service.

@@ -47,6 +47,9 @@ pub const GATEWAYS: [(&str, &str); 2] = [
     ("gateways.components.egressGateway", include_str!("../../../install/gateways/egressgateway.yaml")),
 ];
 
+/// Where the proxy image has Envoy (1.4's `binaryPath`).
+pub const ENVOY_PATH: &str = "/usr/local/bin/envoy";
+
 /// An installation: the profile's name and its resolved spec. Saved as `install.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Plan {
@@ -112,8 +115,8 @@ impl Plan {
                 "tracing": {"zipkin": {"address": "zipkin.istio-system:9411"}},
             },
         });
-        if let Some(binary) = global["proxy"]["binaryPath"].as_str().filter(|path| !path.is_empty()) {
-            mesh["defaultConfig"]["binaryPath"] = json!(binary);
+        if self.envoy_binary().is_some() {
+            mesh["defaultConfig"]["binaryPath"] = json!(ENVOY_PATH);
         }
         if self.enabled("configManagement") {
             mesh["configSources"] = json!([{"address": format!("{}:9901", GALLEY.address)}]);
@@ -121,9 +124,30 @@ impl Plan {
         mesh
     }
 
+    /// The Envoy the proxies run instead of the built-in data plane
+    /// (`values.global.proxy.envoyBinary`, a host path): it appears in the proxy containers at
+    /// `/usr/local/bin/envoy`, as in the proxyv2 image, and the agents get `--binaryPath`.
+    pub fn envoy_binary(&self) -> Option<PathBuf> {
+        self.values()["global"]["proxy"]["envoyBinary"].as_str().filter(|path| !path.is_empty()).map(PathBuf::from)
+    }
+
     /// The gateway manifests this installation applies.
-    pub fn gateway_manifests(&self) -> Vec<&'static str> {
-        GATEWAYS.iter().filter(|(path, _)| self.enabled(path)).map(|(_, text)| *text).collect()
+    pub fn gateway_manifests(&self) -> Vec<String> {
+        GATEWAYS
+            .iter()
+            .filter(|(path, _)| self.enabled(path))
+            .map(|(_, text)| {
+                if self.envoy_binary().is_some() {
+                    // The gateway charts' agents take `--binaryPath` like the sidecars'.
+                    text.replace(
+                        "        - proxy\n        - router\n",
+                        &format!("        - proxy\n        - router\n        - --binaryPath\n        - {ENVOY_PATH}\n"),
+                    )
+                } else {
+                    (*text).to_string()
+                }
+            })
+            .collect()
     }
 
     /// The injector's Helm values: the profile's values, which the injector merges over the

@@ -9,6 +9,7 @@
 pub mod admission;
 pub mod container;
 pub mod controller;
+pub mod dns;
 pub mod images;
 pub mod install;
 pub mod kubectl;

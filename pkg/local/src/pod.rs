@@ -31,6 +31,11 @@ pub struct PodContext {
     pub launcher: PathBuf,
     /// Directories created outside the root as mount points, recorded for teardown.
     pub created: Mutex<()>,
+    /// An Envoy binary to place at `/usr/local/bin/envoy` in proxy containers, as the proxyv2
+    /// image has it.
+    pub envoy_binary: Option<PathBuf>,
+    /// Cluster DNS serves on the host's bridge address.
+    pub cluster_dns: bool,
 }
 
 /// A container's state as the pod reports it.
@@ -120,7 +125,11 @@ async fn run_pod(
         let etc = net::etc_netns_dir(&netns);
         std::fs::create_dir_all(&etc).with_context(|| format!("creating {}", etc.display()))?;
         std::fs::write(etc.join("hosts"), &inputs.hosts)?;
-        let resolv = pod_resolv_conf();
+        let resolv = if context.cluster_dns {
+            crate::dns::resolv_conf(&namespace, net::HOST_ADDRESS)
+        } else {
+            pod_resolv_conf()
+        };
         std::fs::write(etc.join("resolv.conf"), resolv)?;
         let volumes = prepare_volumes(&context, &inputs)?;
         anyhow::Ok(volumes)
@@ -596,6 +605,13 @@ fn container_spec(
             read_only: mount.get("readOnly").and_then(Value::as_bool).unwrap_or(false),
         });
     }
+    if let Some(envoy) = &context.envoy_binary {
+        if launch.program.file_name().is_some_and(|name| name == "proxy") {
+            let target = Path::new(crate::install::ENVOY_PATH);
+            ensure_mount_point(context, target, false)?;
+            mounts.push(Mount { source: envoy.clone(), target: target.to_path_buf(), read_only: true });
+        }
+    }
     let etc = net::etc_netns_dir(netns);
     let spec = ContainerSpec {
         netns: netns.to_string(),
@@ -647,18 +663,24 @@ fn ensure_mount_point(context: &PodContext, target: &Path, directory: bool) -> a
 
 /// The host's resolvers as a pod sees them: a loopback stub resolver (systemd-resolved's
 /// 127.0.0.53) is not reachable from a pod's network namespace, so its upstream list is used.
+///
+/// Pods cannot reach networks beyond the host, so queries fail fast (`timeout:1 attempts:1`)
+/// and names the pod's `/etc/hosts` knows resolve without waiting on them.
 fn pod_resolv_conf() -> String {
-    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let mut host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let loopback_only = host
         .lines()
         .filter_map(|line| line.trim().strip_prefix("nameserver"))
         .all(|server| server.trim().starts_with("127."));
     if loopback_only {
         if let Ok(upstream) = std::fs::read_to_string("/run/systemd/resolve/resolv.conf") {
-            return upstream;
+            host = upstream;
         }
     }
-    host
+    let mut conf: String =
+        host.lines().filter(|line| !line.trim_start().starts_with("options")).map(|line| format!("{line}\n")).collect();
+    conf.push_str("options timeout:1 attempts:1\n");
+    conf
 }
 
 /// Kubernetes' `$(VAR)` expansion against the variables defined so far; `$$` escapes.
