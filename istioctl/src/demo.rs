@@ -36,6 +36,10 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<i32> {
     if args.down {
         return crate::local::uninstall();
     }
+    if let Some((pid, root)) = istio_local::teardown::other_daemon(&layout) {
+        eprintln!("✘ another installation runs on this host (daemon {pid}, ISTIO_LOCAL_ROOT={root}); remove it first");
+        return Ok(1);
+    }
     if istio_local::teardown::daemon_pid(&layout).is_some() {
         eprintln!(
             "✘ a mesh is already installed here ({}); `istioctl demo --down` removes it",

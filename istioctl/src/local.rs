@@ -133,6 +133,12 @@ pub fn install_with(layout: &Layout, sets: &[String], progress: &mut dyn FnMut(&
     if teardown::daemon_pid(layout).is_some() {
         bail!("a mesh is already installed here ({}); run `istioctl uninstall` first", layout.root().display());
     }
+    if let Some((pid, root)) = teardown::other_daemon(layout) {
+        bail!(
+            "another installation runs on this host (daemon {pid}, ISTIO_LOCAL_ROOT={root}); there can be one at a time: \
+             `ISTIO_LOCAL_ROOT={root} istioctl uninstall` removes it"
+        );
+    }
     let plan = Plan::new(sets)?;
     let binaries = binaries_dir()?;
     if let Some(envoy) = plan.envoy_binary() {

@@ -6,6 +6,7 @@ pub mod backend;
 pub mod certs;
 pub mod envoy;
 pub mod gateway;
+pub mod local;
 
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;

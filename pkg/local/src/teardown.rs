@@ -143,3 +143,32 @@ pub fn leftovers(layout: &Layout) -> Vec<String> {
     }
     found
 }
+
+/// Another installation's daemon running on this host, as (pid, its root): there can be only
+/// one, since the bridge and its addresses are fixed.
+pub fn other_daemon(layout: &Layout) -> Option<(i32, String)> {
+    let own = daemon_pid(layout);
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<i32>().ok()) else { continue };
+        if Some(pid) == own {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let words: Vec<&[u8]> = cmdline.split(|byte| *byte == 0).collect();
+        if !words.windows(3).any(|window| window == [b"x".as_slice(), b"local", b"daemon"]) {
+            continue;
+        }
+        let root = std::fs::read(entry.path().join("environ"))
+            .ok()
+            .and_then(|environ| {
+                environ.split(|byte| *byte == 0).find_map(|variable| {
+                    variable.strip_prefix(b"ISTIO_LOCAL_ROOT=").map(|root| String::from_utf8_lossy(root).into_owned())
+                })
+            })
+            .unwrap_or_else(|| "/var/lib/istio-rs/local".to_string());
+        if alive(pid) {
+            return Some((pid, root));
+        }
+    }
+    None
+}

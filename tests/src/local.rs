@@ -1,0 +1,209 @@
+//! A mesh on the local platform for end-to-end tests: `istioctl demo` in a temporary root
+//! (with the built-in data plane or a stock Envoy), the kubectl verbs, Bookinfo pages through
+//! the ingress gateway, and teardown when the test ends, pass or fail.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::{http_request, Process};
+
+/// Which data plane the proxies run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plane {
+    /// The proxy's built-in data plane.
+    Builtin,
+    /// A stock Envoy (`values.global.proxy.envoyBinary`).
+    Envoy,
+}
+
+/// A local installation; uninstalled on drop.
+pub struct LocalMesh {
+    root: tempfile::TempDir,
+    /// The ingress gateway, `IP:80`.
+    pub gateway: String,
+    pub plane: Plane,
+}
+
+impl LocalMesh {
+    fn local_root(root: &Path) -> PathBuf {
+        root.join("local")
+    }
+
+    /// Brings the demo up (`istioctl demo --detach`) with `plane`.
+    pub fn demo(plane: Plane) -> LocalMesh {
+        let root = tempfile::tempdir().expect("tempdir");
+        let mut args = vec!["demo".to_string(), "--detach".into(), "--timeout".into(), "4m".into()];
+        if plane == Plane::Envoy {
+            args.push("--set".into());
+            args.push(format!("values.global.proxy.envoyBinary={}", crate::envoy::native_envoy_binary().display()));
+        }
+        let mut mesh = LocalMesh { root, gateway: String::new(), plane };
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, out, err) = mesh.istioctl(&args);
+        assert_eq!(code, 0, "istioctl demo failed ({plane:?}):\n{out}\n{err}");
+        let url = out.lines().find_map(|line| line.trim().strip_prefix("http://")).expect("the demo prints its URL");
+        let host = url.trim_end_matches("/productpage");
+        mesh.gateway = if host.contains(':') { host.to_string() } else { format!("{host}:80") };
+        mesh
+    }
+
+    /// The root to give `istioctl` as `ISTIO_LOCAL_ROOT`.
+    pub fn root(&self) -> PathBuf {
+        Self::local_root(self.root.path())
+    }
+
+    /// Runs istioctl against this installation: (exit code, stdout, stderr).
+    pub fn istioctl(&self, args: &[&str]) -> (i32, String, String) {
+        let output = std::process::Command::new(crate::binary("istioctl"))
+            .args(args)
+            .env("ISTIO_LOCAL_ROOT", self.root())
+            .output()
+            .unwrap_or_else(|error| panic!("cannot run istioctl: {error}"));
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
+    /// Starts istioctl as a process (for commands that keep running).
+    pub fn istioctl_process(root: &Path, args: &[&str]) -> Process {
+        let root = root.display().to_string();
+        Process::start_with_env(&crate::binary("istioctl"), args, &[("ISTIO_LOCAL_ROOT", root.as_str())])
+    }
+
+    /// `x local apply -f FILE` in `default`; panics with istioctl's output when it fails.
+    pub fn apply(&self, file: &Path) {
+        let (code, out, err) = self.istioctl(&["x", "local", "apply", "-f", &file.display().to_string()]);
+        assert_eq!(code, 0, "applying {}: {out}{err}", file.display());
+    }
+
+    /// Applies YAML given inline (the task pages' snippets).
+    pub fn apply_yaml(&self, yaml: &str) {
+        let file = self.root.path().join(format!("inline-{}.yaml", rand_suffix()));
+        std::fs::write(&file, yaml).expect("write YAML");
+        self.apply(&file);
+    }
+
+    /// Deletes an object by kind (as `get` takes it) and name in `default`, if it exists.
+    pub fn delete(&self, kind: &str, name: &str) {
+        let (code, out, _) = self.istioctl(&["x", "local", "get", kind, name, "-o", "yaml"]);
+        if code != 0 {
+            return;
+        }
+        let file = self.root.path().join(format!("delete-{}.yaml", rand_suffix()));
+        std::fs::write(&file, out).expect("write YAML");
+        let (code, out, err) = self.istioctl(&["x", "local", "delete", "-f", &file.display().to_string()]);
+        assert_eq!(code, 0, "deleting {kind} {name}: {out}{err}");
+    }
+
+    /// Names of the objects of a kind in `default`.
+    pub fn names(&self, kind: &str) -> Vec<String> {
+        let (code, out, err) = self.istioctl(&["x", "local", "get", kind, "-o", "json"]);
+        assert_eq!(code, 0, "{err}");
+        let list: Value = serde_json::from_str(&out).expect("list JSON");
+        list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|item| item["metadata"]["name"].as_str().map(str::to_string))
+            .collect()
+    }
+
+    /// Every pod, as JSON.
+    pub fn pods(&self) -> Vec<Value> {
+        let (code, out, err) = self.istioctl(&["x", "local", "get", "pods", "-A", "-o", "json"]);
+        assert_eq!(code, 0, "{err}");
+        let list: Value = serde_json::from_str(&out).expect("pod list JSON");
+        list["items"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Waits until `count` pods labelled `app` in `namespace` are ready.
+    pub fn wait_ready(&self, app: &str, namespace: &str, count: usize) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let ready = self
+                .pods()
+                .iter()
+                .filter(|pod| pod["metadata"]["labels"]["app"] == app && pod["metadata"]["namespace"] == namespace)
+                .filter(|pod| {
+                    pod["status"]["conditions"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                })
+                .count();
+            if ready >= count {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{count} {app} pods in {namespace} were not ready in time");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
+    /// `/productpage` through the gateway (as `cookie`'s user): how long it took and the page.
+    pub fn page(&self, cookie: Option<&str>) -> (Duration, String) {
+        let headers: Vec<(&str, &str)> = cookie.map(|cookie| vec![("cookie", cookie)]).unwrap_or_default();
+        let started = Instant::now();
+        let (status, _, body) = http_request(&self.gateway, "GET", "/productpage", &headers, "");
+        assert_eq!(status, 200, "{body}");
+        (started.elapsed(), body)
+    }
+
+    /// Waits until `check` holds for `streak` pages in a row: configuration reaches every proxy
+    /// within moments, not at once.
+    pub fn settle(&self, cookie: Option<&str>, what: &str, streak: usize, check: impl Fn(Duration, &str) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut seen = 0;
+        while seen < streak {
+            let (elapsed, body) = self.page(cookie);
+            if check(elapsed, &body) {
+                seen += 1;
+            } else {
+                seen = 0;
+                assert!(
+                    Instant::now() < deadline,
+                    "{what} ({:?}): the page never settled ({elapsed:?}):\n{body}",
+                    self.plane
+                );
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
+
+    /// Logs in as `user` and returns the session cookie.
+    pub fn login(&self, user: &str) -> String {
+        crate::bookinfo_login(&self.gateway, user)
+    }
+
+    /// The ingress gateway's IP.
+    pub fn gateway_ip(&self) -> String {
+        self.gateway.split(':').next().unwrap_or_default().to_string()
+    }
+}
+
+impl Drop for LocalMesh {
+    fn drop(&mut self) {
+        let _ = self.istioctl(&["uninstall"]);
+    }
+}
+
+fn rand_suffix() -> String {
+    format!(
+        "{:x}",
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+    )
+}
+
+/// A Bookinfo or task sample file by its path under `samples/`.
+pub fn sample(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples").join(path)
+}
+
+/// Counts red and black star blocks on a page.
+pub fn stars(page: &str) -> (usize, usize) {
+    (page.matches("<font color=\"red\">").count(), page.matches("<font color=\"black\">").count())
+}
