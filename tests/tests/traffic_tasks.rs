@@ -15,12 +15,14 @@ static HOST: Mutex<()> = Mutex::new(());
 
 type Task = fn(&LocalMesh);
 
-const TASKS: [(&str, Task); 5] = [
+const TASKS: [(&str, Task); 7] = [
     ("request routing", request_routing),
     ("fault injection", fault_injection),
     ("traffic shifting", traffic_shifting),
     ("TCP traffic shifting", tcp_traffic_shifting),
     ("request timeouts", request_timeouts),
+    ("ingress gateway", ingress_gateway),
+    ("mirroring", mirroring),
 ];
 
 fn networking(file: &str) -> std::path::PathBuf {
@@ -39,7 +41,9 @@ fn reset(mesh: &LocalMesh) {
             mesh.delete("gateways", &name);
         }
     }
-    mesh.delete("destinationrules", "tcp-echo-destination");
+    for name in ["tcp-echo-destination", "httpbin"] {
+        mesh.delete("destinationrules", name);
+    }
 }
 
 fn run_tasks(plane: Plane) {
@@ -223,6 +227,216 @@ spec:
         page.contains("Sorry, product reviews are currently unavailable for this book.")
             && (Duration::from_millis(900)..Duration::from_millis(1900)).contains(&elapsed)
     });
+}
+
+/// Ingress gateways: httpbin behind a Gateway for `httpbin.example.com` with a VirtualService
+/// for `/status` and `/delay`: `/status/200` answers 200 through the gateway, `/headers` 404.
+fn ingress_gateway(mesh: &LocalMesh) {
+    mesh.apply(&sample("httpbin/httpbin.yaml"));
+    mesh.wait_ready("httpbin", "default", 1);
+    mesh.apply_yaml(
+        "apiVersion: networking.istio.io/v1alpha3
+kind: Gateway
+metadata:
+  name: httpbin-gateway
+spec:
+  selector:
+    istio: ingressgateway # use Istio default gateway implementation
+  servers:
+  - port:
+      number: 80
+      name: http
+      protocol: HTTP
+    hosts:
+    - \"httpbin.example.com\"
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: VirtualService
+metadata:
+  name: httpbin
+spec:
+  hosts:
+  - \"httpbin.example.com\"
+  gateways:
+  - httpbin-gateway
+  http:
+  - match:
+    - uri:
+        prefix: /status
+    - uri:
+        prefix: /delay
+    route:
+    - destination:
+        port:
+          number: 8000
+        host: httpbin
+",
+    );
+    let get = |path: &str| e2e::http_request(&mesh.gateway, "GET", path, &[("host", "httpbin.example.com")], "").0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while get("/status/200") != 200 {
+        assert!(std::time::Instant::now() < deadline, "/status/200 through the gateway never answered 200");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(get("/status/418"), 418);
+    assert_eq!(get("/headers"), 404, "only /status and /delay are routed");
+}
+
+/// Mirroring: httpbin v1 and v2, everything to v1, then mirrored to v2: the answers still come
+/// from v1, and v2's log shows the mirrored requests.
+fn mirroring(mesh: &LocalMesh) {
+    let deployment = |version: &str| {
+        format!(
+            "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: httpbin-{version}
+spec:
+  replicas: 1
+  selector:
+    matchLabels:
+      app: httpbin
+      version: {version}
+  template:
+    metadata:
+      labels:
+        app: httpbin
+        version: {version}
+    spec:
+      containers:
+      - image: docker.io/kennethreitz/httpbin
+        imagePullPolicy: IfNotPresent
+        name: httpbin
+        command: [\"gunicorn\", \"--access-logfile\", \"-\", \"-b\", \"0.0.0.0:80\", \"httpbin:app\"]
+        ports:
+        - containerPort: 80
+"
+        )
+    };
+    // The task's own httpbin: two versions behind the Service (not the sample's Deployment).
+    mesh.delete("deployments", "httpbin");
+    mesh.apply_yaml(&deployment("v1"));
+    mesh.apply_yaml(&deployment("v2"));
+    mesh.apply_yaml(
+        "apiVersion: v1
+kind: Service
+metadata:
+  name: httpbin
+  labels:
+    app: httpbin
+spec:
+  ports:
+  - name: http
+    port: 8000
+    targetPort: 80
+  selector:
+    app: httpbin
+",
+    );
+    mesh.apply(&sample("sleep/sleep.yaml"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while mesh.pods().iter().filter(|pod| pod["metadata"]["labels"]["app"] == "httpbin").count() != 2 {
+        assert!(std::time::Instant::now() < deadline, "the sample's httpbin pod did not go");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    mesh.wait_ready("httpbin", "default", 2);
+    mesh.wait_ready("sleep", "default", 1);
+    mesh.apply_yaml(
+        "apiVersion: networking.istio.io/v1alpha3
+kind: VirtualService
+metadata:
+  name: httpbin
+spec:
+  hosts:
+    - httpbin
+  http:
+  - route:
+    - destination:
+        host: httpbin
+        subset: v1
+      weight: 100
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: DestinationRule
+metadata:
+  name: httpbin
+spec:
+  host: httpbin
+  subsets:
+  - name: v1
+    labels:
+      version: v1
+  - name: v2
+    labels:
+      version: v2
+",
+    );
+    let curl = || {
+        let (code, out, err) = mesh.istioctl(&[
+            "x",
+            "local",
+            "exec",
+            "sleep",
+            "-c",
+            "sleep",
+            "--",
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "http://httpbin:8000/headers",
+        ]);
+        assert_eq!(code, 0, "{err}");
+        out
+    };
+    let logs = |version: &str| {
+        let (_, out, _) = mesh.istioctl(&["x", "local", "logs", &format!("httpbin-{version}"), "-c", "httpbin"]);
+        out.matches("GET /headers").count()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while curl() != "200" {
+        assert!(std::time::Instant::now() < deadline, "sleep never reached httpbin");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    mesh.apply_yaml(
+        "apiVersion: networking.istio.io/v1alpha3
+kind: VirtualService
+metadata:
+  name: httpbin
+spec:
+  hosts:
+    - httpbin
+  http:
+  - route:
+    - destination:
+        host: httpbin
+        subset: v1
+      weight: 100
+    mirror:
+      host: httpbin
+      subset: v2
+",
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let before_v2 = logs("v2");
+    loop {
+        assert_eq!(curl(), "200");
+        std::thread::sleep(Duration::from_millis(300));
+        if logs("v2") > before_v2 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "v2 never saw a mirrored request");
+    }
+    // Every request now reaches v1 and, mirrored, v2.
+    let (v1, v2) = (logs("v1"), logs("v2"));
+    for _ in 0..5 {
+        assert_eq!(curl(), "200");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(logs("v1") - v1, 5, "the answers come from v1");
+    assert!(logs("v2") - v2 >= 4, "v2 sees the mirrored requests");
 }
 
 /// Sends a line over TCP and returns the first line of the answer.
