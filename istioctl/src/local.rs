@@ -364,11 +364,22 @@ fn exec(layout: &Layout, args: &ExecArgs) -> anyhow::Result<i32> {
     let spec_path = layout.container_specs().join(format!("{}.{}.{container}.json", pod.namespace(), pod.name()));
     let mut spec = istio_local::container::ContainerSpec::read(&spec_path)
         .with_context(|| format!("pod {} is not running yet", pod.name()))?;
-    let (program, rest) = args.command.split_first().context("no command given")?;
-    spec.program = prereq::find_program(program)
-        .or_else(|| Some(PathBuf::from(program)).filter(|path| path.is_absolute()))
-        .with_context(|| format!("{program}: command not found"))?;
-    spec.args = rest.to_vec();
+    // The command resolves as in the container's image: `pilot-agent` in the proxy is `proxy`.
+    let image = pod
+        .spec()
+        .get("containers")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+        .chain(pod.spec().get("initContainers").and_then(serde_json::Value::as_array).into_iter().flatten())
+        .find(|c| c.get("name").and_then(serde_json::Value::as_str) == Some(container.as_str()))
+        .and_then(|c| c.get("image").and_then(serde_json::Value::as_str))
+        .unwrap_or_default()
+        .to_string();
+    let (program, command_args) =
+        istio_local::images::ImageMap::builtin().resolve_command(&image, &args.command, &binaries_dir()?)?;
+    spec.program = program;
+    spec.args = command_args;
     let exec_spec = tempfile::NamedTempFile::new()?;
     std::fs::write(exec_spec.path(), serde_json::to_vec(&spec)?)?;
     let status = std::process::Command::new(std::env::current_exe()?)

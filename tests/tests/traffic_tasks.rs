@@ -15,12 +15,13 @@ static HOST: Mutex<()> = Mutex::new(());
 
 type Task = fn(&LocalMesh);
 
-const TASKS: [(&str, Task); 7] = [
+const TASKS: [(&str, Task); 8] = [
     ("request routing", request_routing),
     ("fault injection", fault_injection),
     ("traffic shifting", traffic_shifting),
     ("TCP traffic shifting", tcp_traffic_shifting),
     ("request timeouts", request_timeouts),
+    ("circuit breaking", circuit_breaking),
     ("ingress gateway", ingress_gateway),
     ("mirroring", mirroring),
 ];
@@ -227,6 +228,77 @@ spec:
         page.contains("Sorry, product reviews are currently unavailable for this book.")
             && (Duration::from_millis(900)..Duration::from_millis(1900)).contains(&elapsed)
     });
+}
+
+/// Circuit breaking: httpbin with one connection, one pending request and one request per
+/// connection; `hey` with three concurrent clients in the sleep pod gets some 503s, and the
+/// sleep sidecar's `upstream_rq_pending_overflow` for httpbin is above zero.
+fn circuit_breaking(mesh: &LocalMesh) {
+    mesh.apply(&sample("httpbin/httpbin.yaml"));
+    mesh.apply(&sample("sleep/sleep.yaml"));
+    mesh.wait_ready("httpbin", "default", 1);
+    mesh.wait_ready("sleep", "default", 1);
+    mesh.apply_yaml(
+        "apiVersion: networking.istio.io/v1alpha3
+kind: DestinationRule
+metadata:
+  name: httpbin
+spec:
+  host: httpbin
+  trafficPolicy:
+    connectionPool:
+      tcp:
+        maxConnections: 1
+      http:
+        http1MaxPendingRequests: 1
+        maxRequestsPerConnection: 1
+    outlierDetection:
+      consecutiveErrors: 1
+      interval: 1s
+      baseEjectionTime: 3m
+      maxEjectionPercent: 100
+",
+    );
+    let exec = |command: &[&str]| {
+        let mut args = vec!["x", "local", "exec", "sleep", "-c", command[0], "--"];
+        args.extend(&command[1..]);
+        let (code, out, err) = mesh.istioctl(&args);
+        assert_eq!(code, 0, "{command:?}: {out}{err}");
+        out
+    };
+    // Settle: a single request gets through once the rule is everywhere.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while exec(&["sleep", "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "http://httpbin:8000/get"]) != "200" {
+        assert!(std::time::Instant::now() < deadline, "sleep never reached httpbin");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let (ok, tripped) = loop {
+        let report = exec(&["sleep", "hey", "-c", "3", "-n", "30", "http://httpbin:8000/get"]);
+        let count = |code: &str| -> usize {
+            report
+                .lines()
+                .find(|line| line.trim_start().starts_with(&format!("[{code}]")))
+                .and_then(|line| line.split_whitespace().nth(1))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0)
+        };
+        let (ok, tripped) = (count("200"), count("503"));
+        if tripped > 0 || std::time::Instant::now() > deadline {
+            break (ok, tripped);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(ok > 0 && tripped > 0, "{ok} answered and {tripped} were refused with 503");
+    let stats = exec(&["istio-proxy", "pilot-agent", "request", "GET", "stats"]);
+    let overflow: u64 = stats
+        .lines()
+        .filter(|line| {
+            line.starts_with("cluster.outbound|8000||httpbin.default.svc.cluster.local.upstream_rq_pending_overflow:")
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert!(overflow > 0, "upstream_rq_pending_overflow is {overflow}");
 }
 
 /// Ingress gateways: httpbin behind a Gateway for `httpbin.example.com` with a VirtualService

@@ -54,6 +54,28 @@ impl ImageMap {
         self.images.get(name).or_else(|| self.images.get(&format!("docker.io/{name}")))
     }
 
+    /// A command run in a container of `image` (by `exec`, a probe or the container's own
+    /// `command`): a program the image's command map names, a workspace binary, or a host program.
+    pub fn resolve_command(
+        &self,
+        image: &str,
+        command: &[String],
+        binaries: &Path,
+    ) -> anyhow::Result<(PathBuf, Vec<String>)> {
+        let (first, rest) = command.split_first().context("an empty command")?;
+        let mapped = self.lookup(image).and_then(|entry| entry.commands.get(first));
+        let (program, args) = match mapped {
+            Some(mapped) => {
+                let (program, fixed) =
+                    mapped.split_first().with_context(|| format!("image {image}: empty command map for {first}"))?;
+                (program.clone(), fixed.iter().chain(rest).cloned().collect())
+            }
+            None => (first.clone(), rest.to_vec()),
+        };
+        let path = find(&program, binaries).with_context(|| format!("{program}: command not found"))?;
+        Ok((path, args))
+    }
+
     /// Resolves a container (from a pod spec) to a program, with programs looked up in
     /// `binaries` first and then on `PATH`.
     pub fn resolve(&self, container: &Value, binaries: &Path) -> anyhow::Result<Launch> {
