@@ -93,30 +93,17 @@ impl ImageMap {
         };
         let command = strings("command");
         let container_args = strings("args");
-        let (program, mut args) = match command.split_first() {
-            Some((first, rest)) => match image.commands.get(first) {
-                Some(mapped) => {
-                    let (program, fixed) = mapped
-                        .split_first()
-                        .with_context(|| format!("image {image_ref}: empty command map for {first}"))?;
-                    (program.clone(), fixed.iter().chain(rest).cloned().collect::<Vec<_>>())
-                }
-                None => (first.clone(), rest.to_vec()),
-            },
-            None => {
-                let mut args = image.args.clone();
-                if !container_args.is_empty() {
-                    args.clear();
-                }
-                (image.binary.clone(), args)
-            }
+        // `command` replaces the image's entrypoint; `args` replace its default arguments.
+        let entrypoint = if command.is_empty() {
+            let defaults = if container_args.is_empty() { image.args.clone() } else { Vec::new() };
+            std::iter::once(image.binary.clone()).chain(defaults).collect()
+        } else {
+            command
         };
+        let (program, mut args) =
+            self.resolve_command(image_ref, &entrypoint, binaries).with_context(|| format!("container {name}"))?;
         args.extend(container_args);
-        Ok(Launch {
-            program: find(&program, binaries).with_context(|| format!("container {name}: no program {program:?}"))?,
-            args,
-            env: image.env.clone(),
-        })
+        Ok(Launch { program, args, env: image.env.clone() })
     }
 }
 

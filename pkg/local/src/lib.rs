@@ -18,6 +18,7 @@ pub mod net;
 pub mod objects;
 pub mod pod;
 pub mod prereq;
+pub mod probe;
 pub mod process;
 pub mod profiles;
 pub mod services;
