@@ -1,5 +1,5 @@
 //! The local platform's commands: `install` / `uninstall` on this host, `profile list|dump`,
-//! and `x local apply|delete|get|label|logs|exec`, the kubectl verbs for following the Istio
+//! and `x local apply|delete|create|get|label|logs|exec`, the kubectl verbs for following the Istio
 //! tasks without a cluster. `x local daemon` and `x local exec-container` are what the
 //! platform itself runs.
 
@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use istio_local::install::Plan;
-use istio_local::{controller, kubectl, prereq, teardown, Layout};
+use istio_local::{controller, create, kubectl, prereq, teardown, Layout};
 
 #[derive(Debug, clap::Args)]
 pub struct InstallArgs {
@@ -35,6 +35,8 @@ pub enum LocalCommand {
     Apply(FileArgs),
     /// Delete the objects named in files.
     Delete(FileArgs),
+    /// Create an object from files: `create secret tls|generic NAME …`.
+    Create(CreateArgs),
     /// List objects of a kind.
     Get(GetArgs),
     /// Set labels on a namespace: `label namespace default istio-injection=enabled`.
@@ -49,6 +51,42 @@ pub enum LocalCommand {
     /// Enter a pod and exec a container (what the daemon runs for each container).
     #[command(hide = true, name = "exec-container")]
     ExecContainer { spec: PathBuf },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CreateArgs {
+    #[arg(short = 'n', long = "namespace", default_value = "default", global = true)]
+    pub namespace: String,
+    #[command(subcommand)]
+    pub command: CreateCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum CreateCommand {
+    /// Create a Secret.
+    #[command(subcommand)]
+    Secret(SecretCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum SecretCommand {
+    /// A TLS Secret (`tls.crt`, `tls.key`) from a PEM certificate and key.
+    Tls {
+        name: String,
+        #[arg(long)]
+        cert: PathBuf,
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// A Secret from files, directories (`--from-file=[key=]PATH`) and literals
+    /// (`--from-literal=key=value`).
+    Generic {
+        name: String,
+        #[arg(long = "from-file")]
+        from_file: Vec<String>,
+        #[arg(long = "from-literal")]
+        from_literal: Vec<String>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -287,6 +325,16 @@ pub fn local(command: LocalCommand) -> anyhow::Result<i32> {
             for line in runtime()?.block_on(kubectl::delete(&layout, objects))? {
                 println!("{line}");
             }
+            Ok(0)
+        }
+        LocalCommand::Create(CreateArgs { namespace, command: CreateCommand::Secret(secret) }) => {
+            let object = match secret {
+                SecretCommand::Tls { name, cert, key } => create::tls_secret(&namespace, &name, &cert, &key)?,
+                SecretCommand::Generic { name, from_file, from_literal } => {
+                    create::generic_secret(&namespace, &name, &from_file, &from_literal)?
+                }
+            };
+            println!("{}", runtime()?.block_on(create::create(&layout, object))?);
             Ok(0)
         }
         LocalCommand::Label(args) => {

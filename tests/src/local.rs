@@ -89,7 +89,12 @@ impl LocalMesh {
 
     /// Deletes an object by kind (as `get` takes it) and name in `default`, if it exists.
     pub fn delete(&self, kind: &str, name: &str) {
-        let (code, out, _) = self.istioctl(&["x", "local", "get", kind, name, "-o", "yaml"]);
+        self.delete_in("default", kind, name);
+    }
+
+    /// Deletes an object by kind and name in `namespace`, if it exists.
+    pub fn delete_in(&self, namespace: &str, kind: &str, name: &str) {
+        let (code, out, _) = self.istioctl(&["x", "local", "get", kind, name, "-n", namespace, "-o", "yaml"]);
         if code != 0 {
             return;
         }
@@ -177,6 +182,27 @@ impl LocalMesh {
     /// Logs in as `user` and returns the session cookie.
     pub fn login(&self, user: &str) -> String {
         crate::bookinfo_login(&self.gateway, user)
+    }
+
+    /// `x local exec POD -c CONTAINER -- COMMAND…` in `default`: the command's stdout; panics
+    /// with its output when it fails.
+    pub fn exec(&self, pod: &str, container: &str, command: &[&str]) -> String {
+        let mut args = vec!["x", "local", "exec", pod, "-c", container, "--"];
+        args.extend(command);
+        let (code, out, err) = self.istioctl(&args);
+        assert_eq!(code, 0, "{command:?} in {pod}/{container}: {out}{err}");
+        out
+    }
+
+    /// The sum of the pod's sidecar stat `name` (Envoy's `/stats` text form) over every line
+    /// that carries it: `pilot-agent request GET stats` in its `istio-proxy` container.
+    pub fn proxy_stat(&self, pod: &str, name: &str) -> u64 {
+        let stats = self.exec(pod, "istio-proxy", &["pilot-agent", "request", "GET", "stats"]);
+        stats
+            .lines()
+            .filter_map(|line| line.strip_prefix(name)?.strip_prefix(": "))
+            .filter_map(|value| value.trim().parse::<u64>().ok())
+            .sum()
     }
 
     /// The ingress gateway's IP.

@@ -2,6 +2,7 @@
 //! samples' YAML, on the local platform — once with the built-in proxy as every sidecar and
 //! gateway, once with a stock Envoy. One demo installation serves all of a plane's tasks; the
 //! routing config is reset between tasks. Each task checks what the docs say one should see.
+//! `ISTIO_TASKS=text` runs only the tasks whose names contain `text`.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Mutex;
@@ -15,7 +16,7 @@ static HOST: Mutex<()> = Mutex::new(());
 
 type Task = fn(&LocalMesh);
 
-const TASKS: [(&str, Task); 8] = [
+const TASKS: [(&str, Task); 10] = [
     ("request routing", request_routing),
     ("fault injection", fault_injection),
     ("traffic shifting", traffic_shifting),
@@ -23,7 +24,9 @@ const TASKS: [(&str, Task); 8] = [
     ("request timeouts", request_timeouts),
     ("circuit breaking", circuit_breaking),
     ("ingress gateway", ingress_gateway),
+    ("secure gateway", secure_gateway),
     ("mirroring", mirroring),
+    ("outlier detection and retries", outlier_detection_and_retries),
 ];
 
 fn networking(file: &str) -> std::path::PathBuf {
@@ -45,6 +48,8 @@ fn reset(mesh: &LocalMesh) {
     for name in ["tcp-echo-destination", "httpbin"] {
         mesh.delete("destinationrules", name);
     }
+    mesh.delete("deployments", "ratings-v1-unavailable");
+    mesh.apply(&networking("destination-rule-all.yaml"));
 }
 
 fn run_tasks(plane: Plane) {
@@ -55,7 +60,8 @@ fn run_tasks(plane: Plane) {
     }
     let mesh = LocalMesh::demo(plane);
     let mut failures = Vec::new();
-    for (name, task) in TASKS {
+    let only = std::env::var("ISTIO_TASKS").unwrap_or_default();
+    for (name, task) in TASKS.into_iter().filter(|(name, _)| name.contains(only.as_str())) {
         reset(&mesh);
         let started = std::time::Instant::now();
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| task(&mesh)));
@@ -259,22 +265,20 @@ spec:
       maxEjectionPercent: 100
 ",
     );
-    let exec = |command: &[&str]| {
-        let mut args = vec!["x", "local", "exec", "sleep", "-c", command[0], "--"];
-        args.extend(&command[1..]);
-        let (code, out, err) = mesh.istioctl(&args);
-        assert_eq!(code, 0, "{command:?}: {out}{err}");
-        out
-    };
     // Settle: a single request gets through once the rule is everywhere.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while exec(&["sleep", "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "http://httpbin:8000/get"]) != "200" {
+    while mesh.exec(
+        "sleep",
+        "sleep",
+        &["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "http://httpbin:8000/get"],
+    ) != "200"
+    {
         assert!(std::time::Instant::now() < deadline, "sleep never reached httpbin");
         std::thread::sleep(Duration::from_millis(300));
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let (ok, tripped) = loop {
-        let report = exec(&["sleep", "hey", "-c", "3", "-n", "30", "http://httpbin:8000/get"]);
+        let report = mesh.exec("sleep", "sleep", &["hey", "-c", "3", "-n", "30", "http://httpbin:8000/get"]);
         let count = |code: &str| -> usize {
             report
                 .lines()
@@ -290,14 +294,8 @@ spec:
         std::thread::sleep(Duration::from_millis(500));
     };
     assert!(ok > 0 && tripped > 0, "{ok} answered and {tripped} were refused with 503");
-    let stats = exec(&["istio-proxy", "pilot-agent", "request", "GET", "stats"]);
-    let overflow: u64 = stats
-        .lines()
-        .filter(|line| {
-            line.starts_with("cluster.outbound|8000||httpbin.default.svc.cluster.local.upstream_rq_pending_overflow:")
-        })
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum();
+    let overflow = mesh
+        .proxy_stat("sleep", "cluster.outbound|8000||httpbin.default.svc.cluster.local.upstream_rq_pending_overflow");
     assert!(overflow > 0, "upstream_rq_pending_overflow is {overflow}");
 }
 
@@ -352,6 +350,157 @@ spec:
     }
     assert_eq!(get("/status/418"), 418);
     assert_eq!(get("/headers"), 404, "only /status and /delay are routed");
+}
+
+/// The httpbin Gateway of the secure-gateway task: HTTPS on 443 with the certificate files the
+/// `istio-ingressgateway-certs` Secret mounts; MUTUAL adds the client CA from
+/// `istio-ingressgateway-ca-certs`.
+fn secure_httpbin_gateway(mode: &str) -> String {
+    let ca = if mode == "MUTUAL" {
+        "      caCertificates: /etc/istio/ingressgateway-ca-certs/ca-chain.cert.pem\n"
+    } else {
+        ""
+    };
+    format!(
+        "apiVersion: networking.istio.io/v1alpha3
+kind: Gateway
+metadata:
+  name: httpbin-gateway
+spec:
+  selector:
+    istio: ingressgateway # use istio default ingress gateway
+  servers:
+  - port:
+      number: 443
+      name: https
+      protocol: HTTPS
+    tls:
+      mode: {mode}
+      serverCertificate: /etc/istio/ingressgateway-certs/tls.crt
+      privateKey: /etc/istio/ingressgateway-certs/tls.key
+{ca}    hosts:
+    - \"httpbin.example.com\"
+"
+    )
+}
+
+/// Secure gateways (file mount): the server certificate as the `istio-ingressgateway-certs`
+/// Secret, which appears in the running gateway; SIMPLE TLS answers `/status/418` over HTTP/2
+/// for a client that trusts the CA; MUTUAL refuses a client without a certificate and
+/// answers one with a certificate from the CA in `istio-ingressgateway-ca-certs`.
+fn secure_gateway(mesh: &LocalMesh) {
+    mesh.apply(&sample("httpbin/httpbin.yaml"));
+    mesh.wait_ready("httpbin", "default", 1);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = e2e::certs::TestCa::new();
+    let ca_chain = ca.write_root(dir.path(), "ca-chain.cert.pem");
+    let server = ca.issue_files(dir.path(), "httpbin.example.com", &["httpbin.example.com"]);
+    let client = ca.issue_files(dir.path(), "httpbin-client.example.com", &["httpbin-client.example.com"]);
+    let path = |path: &std::path::Path| path.display().to_string();
+    let create_secret = |args: &[&str]| {
+        let mut command = vec!["x", "local", "create", "-n", "istio-system", "secret"];
+        command.extend(args);
+        let (code, out, err) = mesh.istioctl(&command);
+        // The Secrets outlive a task; a second run finds them there.
+        assert!(code == 0 || err.contains("AlreadyExists"), "{args:?}: {out}{err}");
+    };
+    // Each run brings its own CA, so an earlier run's Secrets go first.
+    for name in ["istio-ingressgateway-certs", "istio-ingressgateway-ca-certs"] {
+        mesh.delete_in("istio-system", "secrets", name);
+    }
+    create_secret(&["tls", "istio-ingressgateway-certs", "--key", &path(&server.key), "--cert", &path(&server.cert)]);
+    let mounted = |dir: &str, file: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let (_, out, _) = mesh.istioctl(&[
+                "x",
+                "local",
+                "exec",
+                "-n",
+                "istio-system",
+                "istio-ingressgateway",
+                "-c",
+                "istio-proxy",
+                "--",
+                "ls",
+                dir,
+            ]);
+            if out.lines().any(|line| line == file) {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "{file} never appeared in the gateway's {dir}: {out}");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    };
+    mounted("/etc/istio/ingressgateway-certs", "tls.key");
+    mesh.apply_yaml(&secure_httpbin_gateway("SIMPLE"));
+    mesh.apply_yaml(
+        "apiVersion: networking.istio.io/v1alpha3
+kind: VirtualService
+metadata:
+  name: httpbin
+spec:
+  hosts:
+  - \"httpbin.example.com\"
+  gateways:
+  - httpbin-gateway
+  http:
+  - match:
+    - uri:
+        prefix: /status
+    - uri:
+        prefix: /delay
+    route:
+    - destination:
+        port:
+          number: 8000
+        host: httpbin
+",
+    );
+    let gateway_ip = mesh.gateway_ip();
+    let curl = |client_cert: bool| {
+        let resolve = format!("httpbin.example.com:443:{gateway_ip}");
+        let ca_chain = path(&ca_chain);
+        let (cert, key) = (path(&client.cert), path(&client.key));
+        let mut args = vec![
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} HTTP/%{http_version}",
+            "--max-time",
+            "5",
+            "--resolve",
+            &resolve,
+            "--cacert",
+            &ca_chain,
+        ];
+        if client_cert {
+            args.extend(["--cert", &cert, "--key", &key]);
+        }
+        args.push("https://httpbin.example.com/status/418");
+        let output = std::process::Command::new("curl").args(&args).output().expect("run curl");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let settle = |client_cert: bool, expected: &str, what: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let answer = curl(client_cert);
+            if answer == expected {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "{what}: curl gave {answer:?}, not {expected:?}");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    };
+    settle(false, "418 HTTP/2", "SIMPLE TLS");
+
+    create_secret(&["generic", "istio-ingressgateway-ca-certs", &format!("--from-file={}", path(&ca_chain))]);
+    mounted("/etc/istio/ingressgateway-ca-certs", "ca-chain.cert.pem");
+    mesh.apply_yaml(&secure_httpbin_gateway("MUTUAL"));
+    settle(false, "000 HTTP/0", "MUTUAL without a client certificate");
+    settle(true, "418 HTTP/2", "MUTUAL with a client certificate");
+    assert_eq!(curl(false), "000 HTTP/0", "without a client certificate the handshake still fails");
 }
 
 /// Mirroring: httpbin v1 and v2, everything to v1, then mirrored to v2: the answers still come
@@ -444,24 +593,11 @@ spec:
 ",
     );
     let curl = || {
-        let (code, out, err) = mesh.istioctl(&[
-            "x",
-            "local",
-            "exec",
+        mesh.exec(
             "sleep",
-            "-c",
             "sleep",
-            "--",
-            "curl",
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "http://httpbin:8000/headers",
-        ]);
-        assert_eq!(code, 0, "{err}");
-        out
+            &["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "http://httpbin:8000/headers"],
+        )
     };
     let logs = |version: &str| {
         let (_, out, _) = mesh.istioctl(&["x", "local", "logs", &format!("httpbin-{version}"), "-c", "httpbin"]);
@@ -509,6 +645,135 @@ spec:
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(logs("v1") - v1, 5, "the answers come from v1");
     assert!(logs("v2") - v2 >= 4, "v2 sees the mirrored requests");
+}
+
+/// Outlier detection and retries: a second ratings v1 endpoint that always answers 503
+/// (`SERVICE_VERSION=v-unavailable`). Without retries about half the calls fail; with retries
+/// (on gateway errors, never the same host twice) none do; with outlier detection and no
+/// retries, the failing endpoint is ejected after its first 503 and every call succeeds.
+fn outlier_detection_and_retries(mesh: &LocalMesh) {
+    mesh.apply(&sample("sleep/sleep.yaml"));
+    mesh.apply_yaml(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: ratings-v1-unavailable
+  labels:
+    app: ratings
+    version: v1
+spec:
+  replicas: 1
+  selector:
+    matchLabels:
+      app: ratings
+      version: v1
+      variant: unavailable
+  template:
+    metadata:
+      labels:
+        app: ratings
+        version: v1
+        variant: unavailable
+    spec:
+      serviceAccountName: bookinfo-ratings
+      containers:
+      - name: ratings
+        image: docker.io/istio/examples-bookinfo-ratings-v1:1.15.0
+        imagePullPolicy: IfNotPresent
+        env:
+        - name: SERVICE_VERSION
+          value: v-unavailable
+        ports:
+        - containerPort: 9080
+",
+    );
+    mesh.wait_ready("sleep", "default", 1);
+    mesh.wait_ready("ratings", "default", 2);
+    let ratings_vs = |retries: &str| {
+        format!(
+            "apiVersion: networking.istio.io/v1alpha3
+kind: VirtualService
+metadata:
+  name: ratings
+spec:
+  hosts:
+  - ratings
+  http:
+  - route:
+    - destination:
+        host: ratings
+        subset: v1
+    retries:
+{retries}"
+        )
+    };
+    let call = || {
+        mesh.exec(
+            "sleep",
+            "sleep",
+            &["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "http://ratings:9080/ratings/0"],
+        )
+    };
+    // Waits (up to a minute) until `streak` calls in a row answer 200.
+    let settle_ok = |what: &str, streak: usize| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let mut seen = 0;
+        while seen < streak {
+            let status = call();
+            if status == "200" {
+                seen += 1;
+            } else {
+                seen = 0;
+                assert!(std::time::Instant::now() < deadline, "{what}: calls kept failing ({status})");
+            }
+        }
+    };
+    let cluster = "cluster.outbound|9080|v1|ratings.default.svc.cluster.local";
+
+    // No retries: the failing endpoint shows.
+    let without_retries = || {
+        mesh.apply_yaml(&ratings_vs("      attempts: 0\n"));
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while call() != "503" {
+            assert!(std::time::Instant::now() < deadline, "the 503 endpoint never answered without retries");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    without_retries();
+    let failed = (0..20).filter(|_| call() == "503").count();
+    assert!((3..=17).contains(&failed), "{failed} of 20 calls failed without retries; about half should");
+
+    // Retries on gateway errors, never to the same host twice: every call succeeds.
+    let retries_before = mesh.proxy_stat("sleep", &format!("{cluster}.upstream_rq_retry"));
+    mesh.apply_yaml(&ratings_vs("      attempts: 3\n      perTryTimeout: 2s\n"));
+    settle_ok("with retries", 20);
+    let retries = mesh.proxy_stat("sleep", &format!("{cluster}.upstream_rq_retry")) - retries_before;
+    assert!(retries > 0, "every call succeeded, yet upstream_rq_retry did not move");
+
+    // No retries, outlier detection: one 503 ejects the endpoint; then every call succeeds.
+    without_retries();
+    mesh.apply_yaml(
+        "apiVersion: networking.istio.io/v1alpha3
+kind: DestinationRule
+metadata:
+  name: ratings
+spec:
+  host: ratings
+  trafficPolicy:
+    outlierDetection:
+      consecutiveErrors: 1
+      interval: 1s
+      baseEjectionTime: 3m
+      maxEjectionPercent: 100
+  subsets:
+  - name: v1
+    labels:
+      version: v1
+",
+    );
+    settle_ok("with outlier detection", 30);
+    let ejected = mesh.proxy_stat("sleep", &format!("{cluster}.outlier_detection.ejections_active"));
+    assert_eq!(ejected, 1, "the 503 endpoint is ejected");
 }
 
 /// Sends a line over TCP and returns the first line of the answer.

@@ -29,6 +29,7 @@ use crate::net;
 use crate::objects::{self, from_json, injection_enabled, labels, to_json};
 use crate::pod::{self, PodContext, PodHandle, PodInputs, PodState};
 use crate::services::{self, PodEndpoint};
+use crate::volumes;
 
 /// The file whose presence says the control plane is up and the gateways are applied.
 pub fn ready_marker(layout: &Layout) -> PathBuf {
@@ -474,21 +475,31 @@ impl Controller {
         for key in gone {
             self.stop_pod(&key);
         }
-        let mut secrets = None;
-        let mut config_maps = None;
+        if pods.is_empty() {
+            return Ok(());
+        }
+        let secrets = self.store.list(&objects::secrets()).await?;
+        let config_maps = self.store.list(&objects::config_maps()).await?;
         for pod in pods {
             let key = pod_key(pod);
-            if self.pods.contains_key(&key) || self.stopping.contains_key(&key) {
+            if self.pods.contains_key(&key) {
+                // Secret and ConfigMap volumes follow their objects while the pod runs.
+                match volumes::refresh(&self.context.layout, pod, &secrets, &config_maps) {
+                    Ok(changed) if !changed.is_empty() => {
+                        tracing::info!(pod = %pod.name(), namespace = %pod.namespace(), volumes = ?changed, "volumes updated");
+                    }
+                    Ok(_) => {}
+                    Err(error) => tracing::warn!(pod = %pod.name(), "updating volumes: {error:#}"),
+                }
+                continue;
+            }
+            if self.stopping.contains_key(&key) {
                 continue;
             }
             let Some(endpoint) = PodEndpoint::from_pod(pod) else { continue };
             if let Err(reason) = objects::validate_identity(pod) {
                 tracing::warn!("not running pod: {reason}");
                 continue;
-            }
-            if secrets.is_none() {
-                secrets = Some(self.store.list(&objects::secrets()).await?);
-                config_maps = Some(self.store.list(&objects::config_maps()).await?);
             }
             let hosts =
                 services::hosts_file(pod.namespace(), pod.name(), &endpoint.ip, services, &self.plan.control_hosts());
@@ -501,8 +512,8 @@ impl Controller {
                     ip: endpoint.ip.clone(),
                     hosts: hosts.clone(),
                     service_env,
-                    secrets: secrets.clone().unwrap_or_default(),
-                    config_maps: config_maps.clone().unwrap_or_default(),
+                    secrets: secrets.clone(),
+                    config_maps: config_maps.clone(),
                 },
             );
             self.applied_hosts.insert(key.clone(), hosts);

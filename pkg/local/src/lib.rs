@@ -9,6 +9,7 @@
 pub mod admission;
 pub mod container;
 pub mod controller;
+pub mod create;
 pub mod dns;
 pub mod images;
 pub mod install;
@@ -23,5 +24,6 @@ pub mod process;
 pub mod profiles;
 pub mod services;
 pub mod teardown;
+pub mod volumes;
 
 pub use layout::Layout;

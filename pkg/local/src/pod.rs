@@ -21,6 +21,7 @@ use crate::images::ImageMap;
 use crate::layout::Layout;
 use crate::net;
 use crate::probe::{probe_loop, resolve_probe_port, ProbeTarget};
+use crate::volumes;
 
 /// What every pod shares.
 pub struct PodContext {
@@ -132,7 +133,7 @@ async fn run_pod(
             pod_resolv_conf()
         };
         std::fs::write(etc.join("resolv.conf"), resolv)?;
-        let volumes = prepare_volumes(&context, &inputs)?;
+        let volumes = volumes::prepare(&context, &inputs.pod, &inputs.secrets, &inputs.config_maps)?;
         anyhow::Ok(volumes)
     }
     .await;
@@ -410,82 +411,6 @@ fn forget_pid(context: &PodContext, inputs: &PodInputs, container: &str) {
     let _ = std::fs::remove_file(context.layout.pids().join(pid_file_name(inputs, container)));
 }
 
-/// The pod's volumes, as host directories (or host paths).
-fn prepare_volumes(context: &PodContext, inputs: &PodInputs) -> anyhow::Result<BTreeMap<String, PathBuf>> {
-    let root = context.layout.pod_volumes(inputs.pod.namespace(), inputs.pod.name());
-    let mut volumes = BTreeMap::new();
-    for volume in inputs.pod.spec().get("volumes").and_then(Value::as_array).into_iter().flatten() {
-        let Some(name) = volume.get("name").and_then(Value::as_str) else { continue };
-        if let Some(path) = volume.pointer("/hostPath/path").and_then(Value::as_str) {
-            ensure_mount_point(context, Path::new(path), true).with_context(|| format!("volume {name}"))?;
-            volumes.insert(name.to_string(), PathBuf::from(path));
-            continue;
-        }
-        use std::os::unix::fs::PermissionsExt;
-        let dir = root.join(name);
-        std::fs::create_dir_all(&dir).with_context(|| format!("volume {name}: creating {}", dir.display()))?;
-        let (files, mode) = if let Some(secret) = volume.pointer("/secret/secretName").and_then(Value::as_str) {
-            (object_files(&inputs.secrets, inputs.pod.namespace(), secret, true), volume.pointer("/secret/defaultMode"))
-        } else if let Some(map) = volume.pointer("/configMap/name").and_then(Value::as_str) {
-            (
-                object_files(&inputs.config_maps, inputs.pod.namespace(), map, false),
-                volume.pointer("/configMap/defaultMode"),
-            )
-        } else {
-            // An emptyDir: writable by whatever user the containers run as.
-            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))?;
-            (Vec::new(), None)
-        };
-        let mode = mode.and_then(Value::as_u64).and_then(|mode| u32::try_from(mode).ok()).unwrap_or(0o644);
-        for (file, content) in files {
-            let path = dir.join(&file);
-            std::fs::write(&path, content).with_context(|| format!("volume {name}: writing {file}"))?;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & 0o777))?;
-        }
-        volumes.insert(name.to_string(), dir);
-    }
-    Ok(volumes)
-}
-
-/// The files of a Secret (base64 `data`) or ConfigMap (`data`).
-fn object_files(objects: &[Object], namespace: &str, name: &str, base64_data: bool) -> Vec<(String, Vec<u8>)> {
-    use base64::Engine;
-    let Some(object) = objects.iter().find(|o| o.namespace() == namespace && o.name() == name) else {
-        return Vec::new();
-    };
-    let mut files = Vec::new();
-    for (key, value) in object.body.get("data").and_then(Value::as_object).into_iter().flatten() {
-        let Some(text) = value.as_str() else { continue };
-        let content = if base64_data {
-            match base64::engine::general_purpose::STANDARD.decode(text) {
-                Ok(content) => content,
-                Err(error) => {
-                    tracing::warn!(secret = %name, %key, %error, "not base64; the key is left out");
-                    continue;
-                }
-            }
-        } else {
-            text.as_bytes().to_vec()
-        };
-        files.push((key.clone(), content));
-    }
-    if base64_data {
-        for (key, value) in object.body.get("stringData").and_then(Value::as_object).into_iter().flatten() {
-            if let Some(text) = value.as_str() {
-                files.push((key.clone(), text.as_bytes().to_vec()));
-            }
-        }
-    }
-    files.retain(|(key, _)| {
-        let valid = crate::objects::is_data_key(key);
-        if !valid {
-            tracing::warn!(object = %name, %key, "a key that is not a valid file name is left out");
-        }
-        valid
-    });
-    files
-}
-
 /// Writes the launcher's spec for one container and returns its path.
 fn container_spec(
     context: &PodContext,
@@ -551,7 +476,7 @@ fn container_spec(
             }
             None => source.clone(),
         };
-        ensure_mount_point(context, Path::new(target), source.is_dir())?;
+        volumes::ensure_mount_point(context, Path::new(target), source.is_dir())?;
         mounts.push(Mount {
             source,
             target: PathBuf::from(target),
@@ -561,7 +486,7 @@ fn container_spec(
     if let Some(envoy) = &context.envoy_binary {
         if launch.program.file_name().is_some_and(|name| name == "proxy") {
             let target = Path::new(crate::install::ENVOY_PATH);
-            ensure_mount_point(context, target, false)?;
+            volumes::ensure_mount_point(context, target, false)?;
             mounts.push(Mount { source: envoy.clone(), target: target.to_path_buf(), read_only: true });
         }
     }
@@ -583,35 +508,6 @@ fn container_spec(
     let path = dir.join(format!("{}.{}.{name}.json", pod.namespace(), pod.name()));
     std::fs::write(&path, serde_json::to_vec_pretty(&spec)?)?;
     Ok(path)
-}
-
-/// Creates a mount point that does not exist yet, recording the topmost directory created so
-/// teardown removes it.
-fn ensure_mount_point(context: &PodContext, target: &Path, directory: bool) -> anyhow::Result<()> {
-    if target.exists() {
-        return Ok(());
-    }
-    let _guard = context.created.lock().unwrap_or_else(|poison| poison.into_inner());
-    let mut topmost = target.to_path_buf();
-    while let Some(parent) = topmost.parent() {
-        if parent.exists() {
-            break;
-        }
-        topmost = parent.to_path_buf();
-    }
-    if directory {
-        std::fs::create_dir_all(target)
-    } else {
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        std::fs::write(target, b"")
-    }
-    .with_context(|| format!("creating mount point {}", target.display()))?;
-    use std::io::Write;
-    let mut record = std::fs::OpenOptions::new().create(true).append(true).open(context.layout.created_paths())?;
-    writeln!(record, "{}", topmost.display())?;
-    Ok(())
 }
 
 /// The host's resolvers as a pod sees them: a loopback stub resolver (systemd-resolved's
@@ -699,7 +595,7 @@ fn field_value(pod: &Object, ip: &str, path: &str) -> String {
 fn reference_value(objects: &[Object], namespace: &str, reference: &Value, base64_data: bool) -> String {
     let name = reference.get("name").and_then(Value::as_str).unwrap_or_default();
     let key = reference.get("key").and_then(Value::as_str).unwrap_or_default();
-    object_files(objects, namespace, name, base64_data)
+    volumes::object_files(objects, namespace, name, base64_data)
         .into_iter()
         .find(|(file, _)| file == key)
         .map(|(_, content)| String::from_utf8_lossy(&content).into_owned())

@@ -43,6 +43,8 @@ pub struct ClusterStats {
     pub membership_healthy: Gauge,
     pub ejections_active: Gauge,
     pub ejections_total: Counter,
+    /// Envoy's non-deprecated name for ejections that were carried out.
+    pub ejections_enforced_total: Counter,
     pub update_success: Counter,
     /// `upstream_rq_1xx` … `upstream_rq_5xx`.
     rq_by_class: [Counter; 5],
@@ -74,6 +76,7 @@ impl ClusterStats {
             membership_healthy: gauge("membership_healthy"),
             ejections_active: gauge("outlier_detection.ejections_active"),
             ejections_total: counter("outlier_detection.ejections_total"),
+            ejections_enforced_total: counter("outlier_detection.ejections_enforced_total"),
             update_success: counter("update_success"),
             rq_by_class: [1, 2, 3, 4, 5].map(|class| counter(&format!("upstream_rq_{class}xx"))),
             rq_by_code: Arc::default(),
@@ -307,6 +310,7 @@ impl UpstreamCluster {
         state.consecutive_gateway_failure = 0;
         drop(state);
         self.stats.ejections_total.inc();
+        self.stats.ejections_enforced_total.inc();
         tracing::info!(cluster = %self.config.name, host = %host.address, "outlier detection ejected the host for {ejection:?}");
         self.refresh_ejection_gauge(now);
     }

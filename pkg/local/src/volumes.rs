@@ -1,0 +1,210 @@
+//! A pod's volumes on the host, the kubelet's part: emptyDir and hostPath, and Secret and
+//! ConfigMap volumes whose files follow their object. A Secret or ConfigMap that is created,
+//! changed or deleted after the pod started is written into the running pod's volume, as the
+//! kubelet does (each file replaced atomically), so a gateway whose certificate Secret is
+//! created later sees the files without restarting.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use istio_config::object::Object;
+use serde_json::Value;
+
+use crate::layout::Layout;
+use crate::pod::PodContext;
+
+/// A volume's files: name and content.
+type Files = Vec<(String, Vec<u8>)>;
+
+/// The pod's volumes, as host directories (or host paths), by volume name.
+pub fn prepare(
+    context: &PodContext,
+    pod: &Object,
+    secrets: &[Object],
+    config_maps: &[Object],
+) -> anyhow::Result<BTreeMap<String, PathBuf>> {
+    let root = context.layout.pod_volumes(pod.namespace(), pod.name());
+    let mut volumes = BTreeMap::new();
+    for volume in pod.spec().get("volumes").and_then(Value::as_array).into_iter().flatten() {
+        let Some(name) = volume.get("name").and_then(Value::as_str) else { continue };
+        if let Some(path) = volume.pointer("/hostPath/path").and_then(Value::as_str) {
+            ensure_mount_point(context, Path::new(path), true).with_context(|| format!("volume {name}"))?;
+            volumes.insert(name.to_string(), PathBuf::from(path));
+            continue;
+        }
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir).with_context(|| format!("volume {name}: creating {}", dir.display()))?;
+        match projected_files(volume, pod.namespace(), secrets, config_maps) {
+            Some((files, mode)) => {
+                sync_files(&dir, &files, mode).with_context(|| format!("volume {name}"))?;
+            }
+            // An emptyDir: writable by whatever user the containers run as.
+            None => std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))?,
+        }
+        volumes.insert(name.to_string(), dir);
+    }
+    Ok(volumes)
+}
+
+/// Brings a running pod's Secret and ConfigMap volumes up to date with the objects as they
+/// are now; returns the names of the volumes whose files changed.
+pub fn refresh(
+    layout: &Layout,
+    pod: &Object,
+    secrets: &[Object],
+    config_maps: &[Object],
+) -> anyhow::Result<Vec<String>> {
+    let root = layout.pod_volumes(pod.namespace(), pod.name());
+    let mut changed = Vec::new();
+    for volume in pod.spec().get("volumes").and_then(Value::as_array).into_iter().flatten() {
+        let Some(name) = volume.get("name").and_then(Value::as_str) else { continue };
+        let Some((files, mode)) = projected_files(volume, pod.namespace(), secrets, config_maps) else { continue };
+        let dir = root.join(name);
+        if !dir.is_dir() {
+            // The pod has not set its volumes up yet (or is going away).
+            continue;
+        }
+        if sync_files(&dir, &files, mode).with_context(|| format!("volume {name}"))? {
+            changed.push(name.to_string());
+        }
+    }
+    Ok(changed)
+}
+
+/// A Secret or ConfigMap volume's files and file mode; `None` for other kinds of volume.
+fn projected_files(
+    volume: &Value,
+    namespace: &str,
+    secrets: &[Object],
+    config_maps: &[Object],
+) -> Option<(Files, u32)> {
+    let (files, mode) = if let Some(secret) = volume.pointer("/secret/secretName").and_then(Value::as_str) {
+        (object_files(secrets, namespace, secret, true), volume.pointer("/secret/defaultMode"))
+    } else if let Some(map) = volume.pointer("/configMap/name").and_then(Value::as_str) {
+        (object_files(config_maps, namespace, map, false), volume.pointer("/configMap/defaultMode"))
+    } else {
+        return None;
+    };
+    let mode = mode.and_then(Value::as_u64).and_then(|mode| u32::try_from(mode).ok()).unwrap_or(0o644);
+    Some((files, mode & 0o777))
+}
+
+/// Makes `dir` hold exactly `files`: changed files are replaced atomically (written beside and
+/// renamed over), files no longer in the object are removed. Returns whether anything changed.
+fn sync_files(dir: &Path, files: &[(String, Vec<u8>)], mode: u32) -> anyhow::Result<bool> {
+    let mut changed = false;
+    for (file, content) in files {
+        let path = dir.join(file);
+        let same_content = std::fs::read(&path).is_ok_and(|current| &current == content);
+        let same_mode = std::fs::metadata(&path).is_ok_and(|meta| meta.permissions().mode() & 0o777 == mode);
+        if same_content && same_mode {
+            continue;
+        }
+        let staging = dir.join(format!("..{file}.tmp"));
+        std::fs::write(&staging, content).with_context(|| format!("writing {file}"))?;
+        std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(mode))?;
+        std::fs::rename(&staging, &path).with_context(|| format!("replacing {file}"))?;
+        changed = true;
+    }
+    let wanted: std::collections::BTreeSet<&str> = files.iter().map(|(file, _)| file.as_str()).collect();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !wanted.contains(name.as_str()) && entry.file_type()?.is_file() {
+            std::fs::remove_file(entry.path()).with_context(|| format!("removing {name}"))?;
+            changed = true;
+        }
+    }
+    Ok(changed)
+}
+
+/// The files of a Secret (base64 `data`, and `stringData`) or ConfigMap (`data`).
+pub fn object_files(objects: &[Object], namespace: &str, name: &str, base64_data: bool) -> Files {
+    use base64::Engine;
+    let Some(object) = objects.iter().find(|o| o.namespace() == namespace && o.name() == name) else {
+        return Vec::new();
+    };
+    let mut files = Vec::new();
+    for (key, value) in object.body.get("data").and_then(Value::as_object).into_iter().flatten() {
+        let Some(text) = value.as_str() else { continue };
+        let content = if base64_data {
+            match base64::engine::general_purpose::STANDARD.decode(text) {
+                Ok(content) => content,
+                Err(error) => {
+                    tracing::warn!(secret = %name, %key, %error, "not base64; the key is left out");
+                    continue;
+                }
+            }
+        } else {
+            text.as_bytes().to_vec()
+        };
+        files.push((key.clone(), content));
+    }
+    if base64_data {
+        for (key, value) in object.body.get("stringData").and_then(Value::as_object).into_iter().flatten() {
+            if let Some(text) = value.as_str() {
+                files.push((key.clone(), text.as_bytes().to_vec()));
+            }
+        }
+    }
+    files.retain(|(key, _)| {
+        let valid = crate::objects::is_data_key(key);
+        if !valid {
+            tracing::warn!(object = %name, %key, "a key that is not a valid file name is left out");
+        }
+        valid
+    });
+    files
+}
+
+/// Creates a mount point that does not exist yet, recording the topmost directory created so
+/// teardown removes it.
+pub fn ensure_mount_point(context: &PodContext, target: &Path, directory: bool) -> anyhow::Result<()> {
+    if target.exists() {
+        return Ok(());
+    }
+    let _guard = context.created.lock().unwrap_or_else(|poison| poison.into_inner());
+    let mut topmost = target.to_path_buf();
+    while let Some(parent) = topmost.parent() {
+        if parent.exists() {
+            break;
+        }
+        topmost = parent.to_path_buf();
+    }
+    if directory {
+        std::fs::create_dir_all(target)
+    } else {
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(target, b"")
+    }
+    .with_context(|| format!("creating mount point {}", target.display()))?;
+    use std::io::Write;
+    let mut record = std::fs::OpenOptions::new().create(true).append(true).open(context.layout.created_paths())?;
+    writeln!(record, "{}", topmost.display())?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_follow_the_object() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = vec![("tls.crt".to_string(), b"one".to_vec()), ("tls.key".to_string(), b"key".to_vec())];
+        assert!(sync_files(dir.path(), &files, 0o600).unwrap());
+        assert!(!sync_files(dir.path(), &files, 0o600).unwrap(), "nothing changed the second time");
+        let mode = std::fs::metadata(dir.path().join("tls.key")).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let updated = vec![("tls.crt".to_string(), b"two".to_vec())];
+        assert!(sync_files(dir.path(), &updated, 0o600).unwrap());
+        assert_eq!(std::fs::read(dir.path().join("tls.crt")).unwrap(), b"two");
+        assert!(!dir.path().join("tls.key").exists(), "a key gone from the object is removed");
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names.len(), 1, "no staging files are left: {names:?}");
+    }
+}
