@@ -6,6 +6,7 @@
 
 pub mod debug;
 pub mod mcp;
+pub mod meshconfig;
 pub mod metrics;
 pub mod model;
 pub mod node;

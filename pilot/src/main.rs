@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use pilot::model::MeshSettings;
 use pilot::{Config, ConfigSource, SourceSettings};
 
 #[derive(Debug, Parser)]
@@ -69,56 +68,6 @@ fn parse_address(flag: &str, text: &str) -> anyhow::Result<SocketAddr> {
     full.parse().with_context(|| format!("--{flag} {text:?} is not [HOST]:PORT"))
 }
 
-fn mesh_settings(path: Option<&PathBuf>, domain: &str) -> anyhow::Result<MeshSettings> {
-    let mut mesh = MeshSettings { domain_suffix: domain.to_string(), ..MeshSettings::default() };
-    if let Ok(text) = std::env::var("PILOT_TRACE_SAMPLING") {
-        let sampling: f64 = text
-            .parse()
-            .ok()
-            .filter(|value| (0.0..=100.0).contains(value))
-            .with_context(|| format!("PILOT_TRACE_SAMPLING {text:?} is not a percentage between 0 and 100"))?;
-        mesh.trace_sampling = sampling;
-    }
-    let Some(path) = path else { return Ok(mesh) };
-    let value = istio_config::mesh::load(path)?;
-    let config: istio_api::pb::istio::mesh::v1alpha1::MeshConfig =
-        istio_api::json::decode(istio_api::kinds::MESH_CONFIG_PROTO, &value)?;
-    // 1.4's default mesh config turns tracing on; a file that leaves the field out keeps it on.
-    mesh.enable_tracing = config.enable_tracing || value.get("enableTracing").is_none();
-    if let Some(timeout) = config.connect_timeout {
-        mesh.connect_timeout = timeout;
-    }
-    if !config.trust_domain.is_empty() {
-        mesh.trust_domain = config.trust_domain.clone();
-    }
-    mesh.access_log_file = config.access_log_file.clone();
-    mesh.access_log_format = config.access_log_format.clone();
-    if config.access_log_encoding != 0 && !mesh.access_log_file.is_empty() {
-        tracing::warn!("accessLogEncoding JSON is not supported; proxies log text");
-    }
-    if config.proxy_listen_port > 0 {
-        mesh.proxy_listen_port = u32::try_from(config.proxy_listen_port).unwrap_or(mesh.proxy_listen_port);
-    }
-    if let Some(policy) = config.outbound_traffic_policy {
-        mesh.allow_any = policy.mode
-            != istio_api::pb::istio::mesh::v1alpha1::mesh_config::outbound_traffic_policy::Mode::RegistryOnly as i32;
-    }
-    Ok(mesh)
-}
-
-/// The first MCP address in the mesh config's `configSources`.
-fn mcp_source(path: Option<&PathBuf>) -> anyhow::Result<Option<String>> {
-    let Some(path) = path else { return Ok(None) };
-    let value = istio_config::mesh::load(path)?;
-    let config: istio_api::pb::istio::mesh::v1alpha1::MeshConfig =
-        istio_api::json::decode(istio_api::kinds::MESH_CONFIG_PROTO, &value)?;
-    Ok(config
-        .config_sources
-        .iter()
-        .map(|source| source.address.trim_start_matches("mcp://").to_string())
-        .find(|address| !address.starts_with("fs://") && !address.is_empty()))
-}
-
 async fn discovery(args: DiscoveryArgs) -> anyhow::Result<()> {
     for registry in &args.registries {
         if !matches!(registry.as_str(), "Kubernetes" | "MCP" | "ServiceEntry") {
@@ -126,7 +75,7 @@ async fn discovery(args: DiscoveryArgs) -> anyhow::Result<()> {
         }
     }
     let kubernetes = args.registries.iter().any(|r| r == "Kubernetes");
-    let source = match (&args.config_dir, mcp_source(args.mesh_config.as_ref())?) {
+    let source = match (&args.config_dir, pilot::meshconfig::mcp_source(args.mesh_config.as_deref())?) {
         (Some(dir), _) => ConfigSource::Directory(dir.clone()),
         (None, Some(address)) => ConfigSource::Mcp(address),
         (None, None) if kubernetes => ConfigSource::Kubernetes(
@@ -140,13 +89,18 @@ async fn discovery(args: DiscoveryArgs) -> anyhow::Result<()> {
              or --registries Kubernetes with a cluster"
         ),
     };
+    let mesh = pilot::meshconfig::load(args.mesh_config.as_deref(), &args.domain)?;
     let config = Config {
         source,
         grpc_address: parse_address("grpcAddr", &args.grpc_addr)?,
         http_address: parse_address("httpAddr", &args.http_addr)?,
         monitoring_address: parse_address("monitoringAddr", &args.monitoring_addr)?,
         settings: SourceSettings {
-            mesh: mesh_settings(args.mesh_config.as_ref(), &args.domain)?,
+            mesh: mesh.clone(),
+            mesh_updates: args
+                .mesh_config
+                .clone()
+                .map(|path| pilot::meshconfig::watch(path, args.domain.clone(), mesh.clone())),
             ..SourceSettings::default()
         },
         push_throttle: args.push_throttle,

@@ -22,6 +22,8 @@ pub struct SourceSettings {
     pub validate: bool,
     pub debounce_after: Duration,
     pub debounce_max: Duration,
+    /// A changed mesh config (the file watched by `meshconfig::watch`) rebuilds everything.
+    pub mesh_updates: Option<watch::Receiver<MeshSettings>>,
 }
 
 impl Default for SourceSettings {
@@ -31,6 +33,7 @@ impl Default for SourceSettings {
             validate: true,
             debounce_after: Duration::from_millis(100),
             debounce_max: Duration::from_secs(10),
+            mesh_updates: None,
         }
     }
 }
@@ -115,13 +118,33 @@ pub async fn run(
         }
         Applied::Unchanged | Applied::SourceUnreadable => false,
     };
-    while let Some(changed) =
-        next_batch(&mut events, settings.debounce_after, settings.debounce_max, |event| apply(&mut accepted, event))
-            .await
-    {
+    let mut mesh = settings.mesh.clone();
+    let mut mesh_updates = settings.mesh_updates.clone();
+    loop {
+        let mesh_changed = async {
+            let Some(updates) = mesh_updates.as_mut() else { return std::future::pending().await };
+            if updates.changed().await.is_err() {
+                // The watcher is gone: the mesh config stays as it is.
+                std::future::pending::<()>().await;
+            }
+        };
+        // A batch cut short by a mesh change loses nothing: its events are applied already,
+        // and the rebuild below reads every accepted object.
+        let changed = tokio::select! {
+            batch = next_batch(&mut events, settings.debounce_after, settings.debounce_max, |event| {
+                apply(&mut accepted, event)
+            }) => match batch {
+                Some(changed) => changed,
+                None => break,
+            },
+            () = mesh_changed => {
+                mesh = mesh_updates.as_ref().map(|updates| updates.borrow().clone()).unwrap_or(mesh);
+                true
+            }
+        };
         if changed && accepted.synced() {
             generation += 1;
-            let push = build(accepted.objects(), &settings.mesh, generation.to_string());
+            let push = build(accepted.objects(), &mesh, generation.to_string());
             tracing::info!(version = %push.version, services = push.services.len(), virtual_services = push.virtual_services.len(), "new push context");
             metrics.push_contexts.inc();
             publish.send_replace(Arc::new(push));

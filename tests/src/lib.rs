@@ -7,6 +7,7 @@ pub mod certs;
 pub mod envoy;
 pub mod gateway;
 pub mod local;
+pub mod outside;
 
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;

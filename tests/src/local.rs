@@ -187,11 +187,21 @@ impl LocalMesh {
     /// `x local exec POD -c CONTAINER -- COMMAND…` in `default`: the command's stdout; panics
     /// with its output when it fails.
     pub fn exec(&self, pod: &str, container: &str, command: &[&str]) -> String {
-        let mut args = vec!["x", "local", "exec", pod, "-c", container, "--"];
-        args.extend(command);
-        let (code, out, err) = self.istioctl(&args);
+        let (code, out, err) = self.try_exec(pod, container, command);
         assert_eq!(code, 0, "{command:?} in {pod}/{container}: {out}{err}");
         out
+    }
+
+    /// The same, for a command that may fail: (exit code, stdout, stderr).
+    pub fn try_exec(&self, pod: &str, container: &str, command: &[&str]) -> (i32, String, String) {
+        let mut args = vec!["x", "local", "exec", pod, "-c", container, "--"];
+        args.extend(command);
+        self.istioctl(&args)
+    }
+
+    /// Sets the external names cluster DNS answers itself (the installation's `config/hosts`).
+    pub fn set_external_hosts(&self, hosts: &str) {
+        std::fs::write(self.root().join("config/hosts"), hosts).expect("write config/hosts");
     }
 
     /// The sum of the pod's sidecar stat `name` (Envoy's `/stats` text form) over every line

@@ -22,9 +22,11 @@ use tokio::sync::watch;
 
 use crate::admission::{self, Webhook};
 use crate::dns;
+use crate::egress;
 use crate::images::ImageMap;
 use crate::install::{Component, Plan, INJECTOR};
 use crate::layout::Layout;
+use crate::meshconfig;
 use crate::net;
 use crate::objects::{self, from_json, injection_enabled, labels, to_json};
 use crate::pod::{self, PodContext, PodHandle, PodInputs, PodState};
@@ -49,7 +51,10 @@ pub async fn run(layout: Layout, binaries: PathBuf, launcher: PathBuf) -> anyhow
 async fn serve(layout: &Layout, plan: &Plan, binaries: PathBuf, launcher: PathBuf) -> anyhow::Result<()> {
     let bridge_addresses: Vec<Ipv4Addr> = plan.components().iter().map(|component| component.address).collect();
     tokio::task::spawn_blocking(move || net::ensure_bridge(&bridge_addresses)).await??;
+    let saved_ip_forward = layout.saved_ip_forward();
+    tokio::task::spawn_blocking(move || egress::enable(&saved_ip_forward)).await??;
     let store = Arc::new(DirectoryStore::open(layout.store()).context("opening the object store")?);
+    meshconfig::ensure_config_map(layout, &*store).await.context("the istio ConfigMap")?;
     // `ip netns exec` and the pods read their /etc files from here; if it is new, it is ours.
     let etc_netns = std::path::Path::new("/etc/netns");
     if !etc_netns.exists() {
@@ -151,6 +156,8 @@ async fn serve(layout: &Layout, plan: &Plan, binaries: PathBuf, launcher: PathBu
         let _ = task.await;
     }
     tokio::task::spawn_blocking(net::delete_bridge).await??;
+    let saved_ip_forward = layout.saved_ip_forward();
+    tokio::task::spawn_blocking(move || egress::disable(&saved_ip_forward)).await??;
     tracing::info!("local platform stopped");
     Ok(())
 }
@@ -278,6 +285,12 @@ fn log_failure(what: &str, result: anyhow::Result<()>) {
 impl Controller {
     async fn reconcile(&mut self) -> anyhow::Result<()> {
         self.stopping.retain(|_, (_, task)| !task.is_finished());
+        let config_maps = self.store.list(&objects::config_maps()).await?;
+        match meshconfig::sync_file(&self.context.layout, &config_maps) {
+            Ok(true) => tracing::info!("the istio ConfigMap changed; mesh config file updated"),
+            Ok(false) => {}
+            Err(error) => tracing::warn!("updating the mesh config file: {error:#}"),
+        }
         let namespaces = self.store.list(&objects::namespaces()).await?;
         let services = self.allocate_cluster_ips().await?;
         self.update_dns(&services);
@@ -290,8 +303,11 @@ impl Controller {
         Ok(())
     }
 
-    /// What cluster DNS answers: every Service's ClusterIP and the control plane's addresses.
+    /// What cluster DNS answers: every Service's ClusterIP and the control plane's addresses,
+    /// and the external names of the installation's hosts file.
     fn update_dns(&self, services: &[Object]) {
+        let hosts = std::fs::read_to_string(self.context.layout.dns_hosts()).unwrap_or_default();
+        self.records.set_external(dns::parse_hosts(&hosts));
         let service_records = services.iter().filter_map(|service| {
             let ip = service.spec().get("clusterIP").and_then(Value::as_str)?.parse::<Ipv4Addr>().ok()?;
             Some((service.name().to_string(), service.namespace().to_string(), ip))

@@ -1,7 +1,10 @@
 //! Cluster DNS, kube-dns's part: a UDP server on the host's bridge address that answers the
 //! names of Services (`svc.ns.svc.cluster.local` → ClusterIP) and of the control plane, says
 //! NXDOMAIN for other `cluster.local` names, and forwards everything else to the host's own
-//! resolvers. Pods get it as their nameserver with Kubernetes' search path, so resolvers that
+//! resolvers — except the names of the installation's hosts file (`config/hosts`, in
+//! `/etc/hosts` format, re-read when it changes), which it answers itself as CoreDNS's `hosts`
+//! plugin would: a way to give a machine without outside DNS the external names the egress
+//! tasks use. Pods get it as their nameserver with Kubernetes' search path, so resolvers that
 //! do not read `/etc/hosts` first (Envoy's c-ares) find the control plane at once.
 
 use std::collections::HashMap;
@@ -23,6 +26,8 @@ const TTL: u32 = 5;
 #[derive(Clone, Default)]
 pub struct Records {
     names: Arc<RwLock<HashMap<String, Ipv4Addr>>>,
+    /// Names outside the cluster answered here instead of upstream (the hosts file).
+    external: Arc<RwLock<HashMap<String, Ipv4Addr>>>,
 }
 
 impl Records {
@@ -35,9 +40,31 @@ impl Records {
         *self.names.write().unwrap_or_else(|poison| poison.into_inner()) = names;
     }
 
-    fn lookup(&self, fqdn: &str) -> Option<Ipv4Addr> {
-        self.names.read().unwrap_or_else(|poison| poison.into_inner()).get(fqdn).copied()
+    /// Replaces the external names (lower-case, without a trailing dot) → address.
+    pub fn set_external(&self, names: HashMap<String, Ipv4Addr>) {
+        *self.external.write().unwrap_or_else(|poison| poison.into_inner()) = names;
     }
+
+    fn lookup(&self, fqdn: &str) -> Option<Ipv4Addr> {
+        let cluster = self.names.read().unwrap_or_else(|poison| poison.into_inner()).get(fqdn).copied();
+        cluster.or_else(|| self.external.read().unwrap_or_else(|poison| poison.into_inner()).get(fqdn).copied())
+    }
+}
+
+/// The IPv4 entries of a hosts file: every name on a line maps to its address. Comments,
+/// blank lines and IPv6 entries are skipped; the first entry for a name wins, as in
+/// `/etc/hosts`.
+pub fn parse_hosts(text: &str) -> HashMap<String, Ipv4Addr> {
+    let mut names = HashMap::new();
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or_default();
+        let mut fields = line.split_whitespace();
+        let Some(address) = fields.next().and_then(|field| field.parse::<Ipv4Addr>().ok()) else { continue };
+        for name in fields {
+            names.entry(name.trim_end_matches('.').to_lowercase()).or_insert(address);
+        }
+    }
+    names
 }
 
 /// A pod's `/etc/resolv.conf`: this server, with Kubernetes' search path for `namespace`.
@@ -90,7 +117,7 @@ async fn answer(query: &[u8], records: &Records, upstream: &[SocketAddr]) -> Opt
     let question = request.queries().first()?.clone();
     let fqdn = question.name().to_ascii().trim_end_matches('.').to_lowercase();
     let in_cluster = fqdn == CLUSTER_DOMAIN || fqdn.ends_with(&format!(".{CLUSTER_DOMAIN}"));
-    if !in_cluster {
+    if !in_cluster && records.lookup(&fqdn).is_none() {
         if let Some(forwarded) = forward(query, upstream).await {
             return Some(forwarded);
         }
@@ -176,5 +203,21 @@ mod tests {
             resolv_conf("default", Ipv4Addr::new(10, 44, 0, 1)).lines().nth(1),
             Some("search default.svc.cluster.local svc.cluster.local cluster.local")
         );
+    }
+
+    #[tokio::test]
+    async fn hosts_file_names_are_answered_here() {
+        let records = Records::default();
+        records.set_external(parse_hosts(
+            "# outside\n10.45.0.2 httpbin.org Edition.CNN.com.  # two names\n::1 ip6-only\n10.45.0.9 httpbin.org\n",
+        ));
+        let reply = answer(&query("edition.cnn.com.", RecordType::A), &records, &[]).await.expect("answer");
+        let reply = Message::from_vec(&reply).expect("decode");
+        assert_eq!(reply.answers()[0].data(), &RData::A(A(Ipv4Addr::new(10, 45, 0, 2))));
+        let first = answer(&query("httpbin.org.", RecordType::A), &records, &[]).await.expect("answer");
+        let first = Message::from_vec(&first).expect("decode");
+        assert_eq!(first.answers()[0].data(), &RData::A(A(Ipv4Addr::new(10, 45, 0, 2))), "the first entry wins");
+        let other = answer(&query("ip6-only.", RecordType::A), &records, &[]).await.expect("answer");
+        assert_eq!(Message::from_vec(&other).expect("decode").response_code(), ResponseCode::ServFail);
     }
 }

@@ -84,6 +84,16 @@ impl Layout {
         self.root.join("created-paths")
     }
 
+    /// External names cluster DNS answers itself (`/etc/hosts` format).
+    pub fn dns_hosts(&self) -> PathBuf {
+        self.config().join("hosts")
+    }
+
+    /// The host's IP forwarding setting before the platform turned it on.
+    pub fn saved_ip_forward(&self) -> PathBuf {
+        self.root.join("ip-forward.saved")
+    }
+
     /// The installed profile and settings.
     pub fn install_file(&self) -> PathBuf {
         self.root.join("install.json")

@@ -513,8 +513,8 @@ fn container_spec(
 /// The host's resolvers as a pod sees them: a loopback stub resolver (systemd-resolved's
 /// 127.0.0.53) is not reachable from a pod's network namespace, so its upstream list is used.
 ///
-/// Pods cannot reach networks beyond the host, so queries fail fast (`timeout:1 attempts:1`)
-/// and names the pod's `/etc/hosts` knows resolve without waiting on them.
+/// Used only when cluster DNS could not start. Queries fail fast (`timeout:1 attempts:1`), so
+/// a host without outside DNS does not hold up names the pod's `/etc/hosts` knows.
 fn pod_resolv_conf() -> String {
     let mut host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let loopback_only = host

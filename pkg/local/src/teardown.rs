@@ -62,6 +62,7 @@ fn sweep(layout: &Layout) -> anyhow::Result<()> {
     for link in our_links() {
         let _ = net::run("ip", &["link", "del", &link]);
     }
+    crate::egress::disable(&layout.saved_ip_forward())?;
     if let Ok(text) = std::fs::read_to_string(layout.created_paths()) {
         let mut paths: Vec<&str> = text.lines().filter(|line| !line.trim().is_empty()).collect();
         paths.sort_unstable();
@@ -98,6 +99,7 @@ fn remove_root(layout: &Layout) -> anyhow::Result<()> {
                         | "volumes"
                         | "containers"
                         | "created-paths"
+                        | "ip-forward.saved"
                         | "daemon.pid"
                         | "ready"
                 )
@@ -130,6 +132,9 @@ pub fn leftovers(layout: &Layout) -> Vec<String> {
     }
     for link in our_links() {
         found.push(format!("link {link}"));
+    }
+    if crate::egress::chains_present() {
+        found.push(format!("iptables chain {} or {}", crate::egress::NAT_CHAIN, crate::egress::FORWARD_CHAIN));
     }
     if layout.root().exists() {
         found.push(format!("directory {}", layout.root().display()));

@@ -76,6 +76,11 @@ impl ConfigDump {
         }
     }
 
+    /// Forgets the route configurations `keep` says no.
+    pub fn retain_routes(&mut self, keep: impl Fn(&String) -> bool) {
+        self.routes.retain(|name, _| keep(name));
+    }
+
     /// The whole dump: `{"configs": [...]}` with Envoy's admin message types. With `resource`
     /// (e.g. `dynamic_route_configs`) only those entries, each typed, as Envoy does.
     pub fn render(&self, bootstrap: Value, resource: Option<&str>, include_eds: bool) -> Value {

@@ -237,6 +237,20 @@ impl Shared {
         Ok(())
     }
 
+    /// Keeps only the route tables named in `wanted` (what the listeners still ask for).
+    pub fn retain_routes(&self, wanted: &[String]) {
+        let wanted: HashSet<&String> = wanted.iter().collect();
+        let kept: HashMap<String, Arc<RouteTable>> = self
+            .routes
+            .load()
+            .iter()
+            .filter(|(name, _)| wanted.contains(name))
+            .map(|(name, table)| (name.clone(), table.clone()))
+            .collect();
+        self.routes.store(Arc::new(kept));
+        self.dump.lock().unwrap_or_else(|poison| poison.into_inner()).retain_routes(|name| wanted.contains(name));
+    }
+
     /// The RDS names the current and warming listeners need.
     pub fn route_names(&self) -> Vec<String> {
         let mut names: Vec<String> =
@@ -435,5 +449,32 @@ mod tests {
         shared.apply_listeners(&[listener_with_rds("8080")], "2").await.expect("listeners");
         let serving = shared.listeners.table.load().by_name.get("http").cloned().expect("old version serves");
         assert_eq!(serving.route_names(), ["80"]);
+    }
+
+    #[tokio::test]
+    async fn a_state_of_the_world_rds_response_with_one_route_keeps_the_others() {
+        let bootstrap = Bootstrap {
+            admin: Some(Admin { address: Some(loopback(0)), ..Default::default() }),
+            static_resources: Some(StaticResources::default()),
+            ..Default::default()
+        };
+        let data_plane = DataPlane::start(bootstrap).await.expect("start");
+        let shared = data_plane.shared.clone();
+        let route = |name: &str| RouteConfiguration { name: name.into(), ..Default::default() };
+        let response = |routes: &[RouteConfiguration], version: &str| {
+            envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse {
+                version_info: version.into(),
+                type_url: xds::ROUTE_TYPE.into(),
+                resources: routes.iter().map(any).collect(),
+                ..Default::default()
+            }
+        };
+        xds::apply_sotw(&shared, xds::ROUTE_TYPE, &response(&[route("80"), route("9080")], "1")).await.expect("apply");
+        xds::apply_sotw(&shared, xds::ROUTE_TYPE, &response(&[route("8000")], "2")).await.expect("apply");
+        let mut names: Vec<String> = shared.routes.load().keys().cloned().collect();
+        names.sort();
+        assert_eq!(names, ["80", "8000", "9080"], "only 8000 changed; 80 and 9080 stay");
+        shared.retain_routes(&["80".to_string()]);
+        assert_eq!(shared.routes.load().keys().collect::<Vec<_>>(), ["80"], "unasked-for tables go");
     }
 }

@@ -200,7 +200,7 @@ async fn stream_once(
             tracing::debug!("ignoring a response of unknown type {}", response.type_url);
             continue;
         };
-        let outcome = apply(shared, type_url, &response).await;
+        let outcome = apply_sotw(shared, type_url, &response).await;
         let subscription = subscriptions.entry(type_url).or_default();
         subscription.nonce = response.nonce.clone();
         let stat = stat_prefix(type_url);
@@ -230,15 +230,7 @@ async fn stream_once(
                 subscription.names = names;
                 if follow_type == ROUTE_TYPE {
                     // Drop route tables no listener asks for any more.
-                    let wanted: std::collections::HashSet<&String> = subscription.names.iter().collect();
-                    let kept: HashMap<String, _> = shared
-                        .routes
-                        .load()
-                        .iter()
-                        .filter(|(name, _)| wanted.contains(name))
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect();
-                    shared.routes.store(Arc::new(kept));
+                    shared.retain_routes(&subscription.names);
                 }
                 let _ = sender.send(request(follow_type, subscription, None));
             }
@@ -291,11 +283,20 @@ fn decode_all<M: Message + Default>(resources: &[Any], expected: &str) -> Result
         .collect()
 }
 
-async fn apply(shared: &Arc<Shared>, type_url: &str, response: &DiscoveryResponse) -> Result<(), String> {
+/// Applies one state-of-the-world response.
+pub async fn apply_sotw(shared: &Arc<Shared>, type_url: &str, response: &DiscoveryResponse) -> Result<(), String> {
+    if type_url == ROUTE_TYPE {
+        // Unlike CDS and LDS, a state-of-the-world RDS response may carry only the route
+        // configurations that changed (Pilot sends just those); the others stay as they are.
+        let routes = decode_all::<RouteConfiguration>(&response.resources, type_url)?;
+        shared.apply_routes(&routes, &response.version_info, false)?;
+        return shared.promote_warm_listeners().await;
+    }
     apply_resources(shared, type_url, &response.resources, &response.version_info).await
 }
 
-/// Decodes and applies the complete set of one type's resources.
+/// Decodes and applies the complete set of one type's resources (a route configuration not
+/// in the set is removed).
 pub async fn apply_resources(
     shared: &Arc<Shared>,
     type_url: &str,

@@ -1,0 +1,118 @@
+//! The mesh config file (`--meshConfig`, the `mesh` key of 1.4's `istio` ConfigMap): the
+//! settings Pilot generates with, and a watch that re-reads the file when it changes, as
+//! 1.4's Pilot did, so a new `outboundTrafficPolicy` or access-log setting reaches every proxy
+//! with a full push. A file that no longer parses is reported and the last good settings stay.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::watch;
+
+use crate::model::MeshSettings;
+
+/// How often the file is looked at; ConfigMap volumes change by whole-file replacement.
+const POLL: Duration = Duration::from_secs(1);
+
+/// The mesh settings from `path` (defaults when there is none), with `domain` as the suffix.
+pub fn load(path: Option<&Path>, domain: &str) -> anyhow::Result<MeshSettings> {
+    let mut mesh = MeshSettings { domain_suffix: domain.to_string(), ..MeshSettings::default() };
+    if let Ok(text) = std::env::var("PILOT_TRACE_SAMPLING") {
+        let sampling: f64 = text
+            .parse()
+            .ok()
+            .filter(|value| (0.0..=100.0).contains(value))
+            .with_context(|| format!("PILOT_TRACE_SAMPLING {text:?} is not a percentage between 0 and 100"))?;
+        mesh.trace_sampling = sampling;
+    }
+    let Some(path) = path else { return Ok(mesh) };
+    let value = istio_config::mesh::load(path)?;
+    let config: istio_api::pb::istio::mesh::v1alpha1::MeshConfig =
+        istio_api::json::decode(istio_api::kinds::MESH_CONFIG_PROTO, &value)?;
+    // 1.4's default mesh config turns tracing on; a file that leaves the field out keeps it on.
+    mesh.enable_tracing = config.enable_tracing || value.get("enableTracing").is_none();
+    if let Some(timeout) = config.connect_timeout {
+        mesh.connect_timeout = timeout;
+    }
+    if !config.trust_domain.is_empty() {
+        mesh.trust_domain = config.trust_domain.clone();
+    }
+    mesh.access_log_file = config.access_log_file.clone();
+    mesh.access_log_format = config.access_log_format.clone();
+    if config.access_log_encoding != 0 && !mesh.access_log_file.is_empty() {
+        tracing::warn!("accessLogEncoding JSON is not supported; proxies log text");
+    }
+    if config.proxy_listen_port > 0 {
+        mesh.proxy_listen_port = u32::try_from(config.proxy_listen_port).unwrap_or(mesh.proxy_listen_port);
+    }
+    if let Some(policy) = config.outbound_traffic_policy {
+        mesh.allow_any = policy.mode
+            != istio_api::pb::istio::mesh::v1alpha1::mesh_config::outbound_traffic_policy::Mode::RegistryOnly as i32;
+    }
+    Ok(mesh)
+}
+
+/// The first MCP address in the mesh config's `configSources`.
+pub fn mcp_source(path: Option<&Path>) -> anyhow::Result<Option<String>> {
+    let Some(path) = path else { return Ok(None) };
+    let value = istio_config::mesh::load(path)?;
+    let config: istio_api::pb::istio::mesh::v1alpha1::MeshConfig =
+        istio_api::json::decode(istio_api::kinds::MESH_CONFIG_PROTO, &value)?;
+    Ok(config
+        .config_sources
+        .iter()
+        .map(|source| source.address.trim_start_matches("mcp://").to_string())
+        .find(|address| !address.starts_with("fs://") && !address.is_empty()))
+}
+
+/// Watches `path`; every change that parses is sent, one that does not is logged and skipped.
+pub fn watch(path: PathBuf, domain: String, initial: MeshSettings) -> watch::Receiver<MeshSettings> {
+    let (updates, receiver) = watch::channel(initial);
+    let mut last_text = std::fs::read_to_string(&path).ok();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(POLL).await;
+            if updates.is_closed() {
+                return;
+            }
+            let text = std::fs::read_to_string(&path).ok();
+            if text.is_none() || text == last_text {
+                continue;
+            }
+            last_text = text;
+            match load(Some(&path), &domain) {
+                Ok(mesh) => {
+                    if *updates.borrow() != mesh {
+                        tracing::info!(file = %path.display(), "mesh config changed");
+                        updates.send_replace(mesh);
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(file = %path.display(), "mesh config not applied, the last good one stays: {error:#}")
+                }
+            }
+        }
+    });
+    receiver
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn changes_are_sent_and_bad_files_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mesh");
+        std::fs::write(&path, "outboundTrafficPolicy:\n  mode: ALLOW_ANY\n").unwrap();
+        let initial = load(Some(&path), "cluster.local").unwrap();
+        assert!(initial.allow_any);
+        let mut updates = watch(path.clone(), "cluster.local".into(), initial);
+        std::fs::write(&path, "outboundTrafficPolicy: [not, a, map\n").unwrap();
+        tokio::time::sleep(POLL * 2 + Duration::from_millis(300)).await;
+        assert!(!updates.has_changed().unwrap(), "a file that does not parse is not sent");
+        std::fs::write(&path, "outboundTrafficPolicy:\n  mode: REGISTRY_ONLY\n").unwrap();
+        tokio::time::timeout(POLL * 5, updates.changed()).await.unwrap().unwrap();
+        assert!(!updates.borrow().allow_any);
+    }
+}

@@ -1,0 +1,80 @@
+//! A host "outside the mesh" for the egress tasks: its own network namespace joined to the
+//! host by a veth pair on a small network of its own (10.45.0.0/30), running the httpbin
+//! sample on port 80. Pods reach it through the host, as they would reach the internet from
+//! a Kubernetes node. Removed (process, namespace and links) when dropped.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::Process;
+
+const NETNS: &str = "istio-test-outside";
+const HOST_LINK: &str = "outside0";
+const PEER_LINK: &str = "outside1";
+const HOST_ADDRESS: &str = "10.45.0.1";
+/// The outside server's address.
+pub const ADDRESS: &str = "10.45.0.2";
+
+pub struct OutsideHost {
+    server: Option<Process>,
+}
+
+fn ip(args: &[&str]) {
+    let output = Command::new("ip").args(args).output().expect("run ip");
+    assert!(output.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&output.stderr));
+}
+
+fn remove_network() {
+    let _ = Command::new("ip").args(["netns", "del", NETNS]).output();
+    let _ = Command::new("ip").args(["link", "del", HOST_LINK]).output();
+}
+
+impl OutsideHost {
+    /// Creates the namespace and starts httpbin in it; waits until it answers.
+    pub fn start() -> OutsideHost {
+        remove_network();
+        ip(&["netns", "add", NETNS]);
+        let mut outside = OutsideHost { server: None };
+        ip(&["link", "add", HOST_LINK, "type", "veth", "peer", "name", PEER_LINK]);
+        ip(&["link", "set", PEER_LINK, "netns", NETNS]);
+        ip(&["addr", "add", &format!("{HOST_ADDRESS}/30"), "dev", HOST_LINK]);
+        ip(&["link", "set", HOST_LINK, "up"]);
+        ip(&["-n", NETNS, "addr", "add", &format!("{ADDRESS}/30"), "dev", PEER_LINK]);
+        ip(&["-n", NETNS, "link", "set", PEER_LINK, "up"]);
+        ip(&["-n", NETNS, "link", "set", "lo", "up"]);
+        let httpbin = crate::binary("httpbin").display().to_string();
+        outside.server = Some(Process::start_program(
+            std::path::Path::new("ip"),
+            &["netns", "exec", NETNS, &httpbin, "-b", "0.0.0.0:80", "--access-logfile", "-"],
+        ));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect_timeout(
+            &format!("{ADDRESS}:80").parse().expect("address"),
+            Duration::from_secs(1),
+        )
+        .is_err()
+        {
+            assert!(Instant::now() < deadline, "the outside httpbin did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        outside
+    }
+
+    /// The request lines the outside server has logged so far (and not yet returned).
+    pub fn logged(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        if let Some(server) = &self.server {
+            while let Some(line) = server.next_line(Duration::from_millis(50)) {
+                lines.push(line);
+            }
+        }
+        lines
+    }
+}
+
+impl Drop for OutsideHost {
+    fn drop(&mut self) {
+        self.server.take();
+        remove_network();
+    }
+}
