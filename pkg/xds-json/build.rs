@@ -1,5 +1,6 @@
-//! Finds the descriptor set that `envoy-types` generated its Rust types from and copies it into
-//! `OUT_DIR`, so the JSON mapping here describes exactly the messages `envoy-types` encodes.
+//! Finds the descriptor set that `envoy-types` generated its Rust types from and writes it,
+//! without comments, into `OUT_DIR` (whole, and the data plane's subset), so the JSON mapping
+//! here describes exactly the messages `envoy-types` encodes.
 //! The crate ships the set (`src/generated/types.bin`) but does not export it, so the build asks
 //! Cargo where the `envoy-types` sources live.
 
@@ -85,8 +86,15 @@ fn closure(
         wanted.extend(file.dependency.iter().map(String::as_str));
     }
     Ok(prost_types::FileDescriptorSet {
-        file: set.file.iter().filter(|file| seen.contains(file.name())).cloned().collect(),
+        file: set.file.iter().filter(|file| seen.contains(file.name())).cloned().map(without_comments).collect(),
     })
+}
+
+/// The file without its comments and source positions (`source_code_info`), which the JSON
+/// mapping never reads and which would otherwise be most of a data plane's memory.
+fn without_comments(mut file: prost_types::FileDescriptorProto) -> prost_types::FileDescriptorProto {
+    file.source_code_info = None;
+    file
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
@@ -94,9 +102,11 @@ fn main() -> Result<(), Box<dyn Error>> {
     println!("cargo:rerun-if-changed=build.rs");
     let source = envoy_types_dir()?.join("src/generated/types.bin");
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
-    std::fs::copy(&source, out_dir.join("envoy_descriptors.bin"))
-        .map_err(|e| format!("copying {}: {e}", source.display()))?;
-    let full = prost_types::FileDescriptorSet::decode(std::fs::read(&source)?.as_slice())?;
+    let full = prost_types::FileDescriptorSet::decode(
+        std::fs::read(&source).map_err(|e| format!("reading {}: {e}", source.display()))?.as_slice(),
+    )?;
+    let all = prost_types::FileDescriptorSet { file: full.file.iter().cloned().map(without_comments).collect() };
+    std::fs::write(out_dir.join("envoy_descriptors.bin"), all.encode_to_vec())?;
     let data_plane = closure(&full, DATA_PLANE_ROOTS)?;
     std::fs::write(out_dir.join("envoy_descriptors_data_plane.bin"), data_plane.encode_to_vec())?;
     Ok(())

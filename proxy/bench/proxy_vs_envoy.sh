@@ -2,7 +2,8 @@
 # The built-in data plane against a stock Envoy, side by side: both run the same static
 # bootstrap (one HTTP listener, one route, one cluster) with one worker thread, in front of the
 # same nginx backend serving 1 kB. Measures peak throughput (wrk), latency at a fixed 1000 req/s
-# over 16 connections (hey; Istio's benchmark conditions), CPU per 1000 requests and memory.
+# over 16 connections (hey; Istio's benchmark conditions), CPU per 1000 requests, and resident
+# memory idle (after start-up) and under load (the peak while serving).
 #
 #   proxy/bench/proxy_vs_envoy.sh            # builds the release proxy, installs wrk/hey/nginx
 #
@@ -80,11 +81,13 @@ YAML
 
 wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "nothing on $1" >&2; exit 1; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+rss_mb() { awk -v field="$2:" '$1 == field {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
 
-# measure NAME URL PID: prints "rps p50 p90 p99 cpu_per_1000 rss_mb"
+# measure URL PID: prints "rps p50 p90 p99 cpu_per_1000 idle_rss_mb peak_rss_mb"
 measure() {
     local url=$1 pid=$2
+    local idle=-
+    if [ "$pid" != - ]; then sleep 1; idle=$(rss_mb "$pid" VmRSS); fi
     wrk -t1 -c16 -d2s "$url" >/dev/null
     local rps
     local wrk_out
@@ -105,12 +108,12 @@ measure() {
     p90=$(echo "$out" | awk '/ 90% in/ {print $3 * 1000}')
     p99=$(echo "$out" | awk '/ 99% in/ {print $3 * 1000}')
     local hz; hz=$(getconf CLK_TCK)
-    local cpu rss
-    if [ "$pid" = - ]; then cpu=-; rss=-; else
+    local cpu peak
+    if [ "$pid" = - ]; then cpu=-; peak=-; else
         cpu=$(awk -v t=$((after - before)) -v hz="$hz" -v n="$total" 'BEGIN {printf "%.3f", (t / hz) / (n / 1000)}')
-        rss=$(awk -v kb="$(rss_kb "$pid")" 'BEGIN {printf "%.1f", kb / 1024}')
+        peak=$(rss_mb "$pid" VmHWM)
     fi
-    echo "$rps $p50 $p90 $p99 $cpu $rss"
+    echo "$rps $p50 $p90 $p99 $cpu $idle $peak"
 }
 
 wait_port "$BACKEND"
@@ -132,17 +135,23 @@ REAL_ENVOY=$(pgrep -P "$ENVOY_PID" envoy || echo "$ENVOY_PID")
 ENVOY_RESULT=$(measure "http://127.0.0.1:$ENVOY_PORT/" "$REAL_ENVOY")
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0 || a == "-" || b == "-") print "-"; else printf "%.2f", a / b }'; }
-read -r d_rps d_p50 d_p90 d_p99 _ _ <<<"$DIRECT"
-read -r o_rps o_p50 o_p90 o_p99 o_cpu o_rss <<<"$OURS"
-read -r e_rps e_p50 e_p90 e_p99 e_cpu e_rss <<<"$ENVOY_RESULT"
+read -r d_rps d_p50 d_p90 d_p99 _ _ _ <<<"$DIRECT"
+read -r o_rps o_p50 o_p90 o_p99 o_cpu o_idle o_peak <<<"$OURS"
+read -r e_rps e_p50 e_p90 e_p99 e_cpu e_idle e_peak <<<"$ENVOY_RESULT"
 added() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a - b}'; }
+latency_row() { # percentile, ours, Envoy's, direct
+    local ours envoy
+    ours=$(added "$2" "$4"); envoy=$(added "$3" "$4")
+    echo "| added latency $1 at 1000 req/s (ms) | $ours | $envoy | $(ratio "$ours" "$envoy") |"
+}
 echo
 echo "| one worker, HTTP/1.1, 1 kB | built-in | Envoy $("$ENVOY" --version 2>/dev/null | grep -o 'version: [^/]*/[0-9.]*' | head -1 | cut -d/ -f2) | built-in / Envoy |"
 echo "|---|---|---|---|"
 echo "| peak throughput (req/s, 16 conns) | $o_rps | $e_rps | $(ratio "$o_rps" "$e_rps") |"
-echo "| added latency p50 at 1000 req/s (ms) | $(added "$o_p50" "$d_p50") | $(added "$e_p50" "$d_p50") | |"
-echo "| added latency p90 at 1000 req/s (ms) | $(added "$o_p90" "$d_p90") | $(added "$e_p90" "$d_p90") | |"
-echo "| added latency p99 at 1000 req/s (ms) | $(added "$o_p99" "$d_p99") | $(added "$e_p99" "$d_p99") | |"
+latency_row p50 "$o_p50" "$e_p50" "$d_p50"
+latency_row p90 "$o_p90" "$e_p90" "$d_p90"
+latency_row p99 "$o_p99" "$e_p99" "$d_p99"
 echo "| CPU seconds per 1000 requests | $o_cpu | $e_cpu | $(ratio "$o_cpu" "$e_cpu") |"
-echo "| resident memory after the run (MB) | $o_rss | $e_rss | $(ratio "$o_rss" "$e_rss") |"
+echo "| resident memory idle (MB) | $o_idle | $e_idle | $(ratio "$o_idle" "$e_idle") |"
+echo "| resident memory under load, peak (MB) | $o_peak | $e_peak | $(ratio "$o_peak" "$e_peak") |"
 echo "(direct to nginx: $d_rps req/s; p50 $d_p50 ms, p90 $d_p90 ms, p99 $d_p99 ms at 1000 req/s)"

@@ -4,7 +4,7 @@
 
 pub mod references;
 
-use std::sync::OnceLock;
+use std::sync::Mutex;
 
 use prost_reflect::{DescriptorPool, DeserializeOptions, DynamicMessage, SerializeOptions};
 
@@ -31,10 +31,14 @@ pub enum Error {
     Json { type_name: String, message: String },
 }
 
-/// Every Envoy, xDS, udpa and well-known message, as prost-reflect descriptors.
-pub fn pool() -> &'static DescriptorPool {
-    static POOL: OnceLock<DescriptorPool> = OnceLock::new();
-    POOL.get_or_init(|| {
+/// The decoded descriptors, built on first use and kept until `release_pool`.
+static POOL: Mutex<Option<DescriptorPool>> = Mutex::new(None);
+
+/// Every Envoy, xDS, udpa and well-known message, as prost-reflect descriptors (a cheap handle
+/// to one shared pool).
+pub fn pool() -> DescriptorPool {
+    let mut pool = POOL.lock().unwrap_or_else(|poison| poison.into_inner());
+    pool.get_or_insert_with(|| {
         let descriptors = if DATA_PLANE_ONLY.load(std::sync::atomic::Ordering::Relaxed) {
             DATA_PLANE_DESCRIPTORS
         } else {
@@ -42,6 +46,14 @@ pub fn pool() -> &'static DescriptorPool {
         };
         DescriptorPool::decode(descriptors).expect("envoy-types ships a valid descriptor set")
     })
+    .clone()
+}
+
+/// Frees the decoded descriptors (several MB) once nothing else holds them; the next
+/// conversion decodes them again. A long-running process that converts only now and then (a
+/// proxy reading its bootstrap, rendering a `/config_dump`) calls this after each burst.
+pub fn release_pool() {
+    POOL.lock().unwrap_or_else(|poison| poison.into_inner()).take();
 }
 
 fn type_name(type_url: &str) -> &str {
@@ -128,6 +140,17 @@ mod tests {
     use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
     use envoy_types::pb::google::protobuf::Duration;
     use prost::Message;
+
+    /// A released pool is decoded again on the next conversion; handles taken before the
+    /// release stay usable.
+    #[test]
+    fn conversions_work_across_a_release() {
+        let held = pool();
+        release_pool();
+        let cluster = Cluster { name: "after-release".into(), ..Default::default() };
+        assert_eq!(message_to_json(&cluster).unwrap()["name"], "after-release");
+        assert!(held.get_message_by_name("envoy.config.cluster.v3.Cluster").is_some());
+    }
 
     #[test]
     fn cluster_round_trips_through_json() {

@@ -89,8 +89,10 @@ async fn run_builtin(node: &NodeIdentity, args: &AgentArgs, shutdown: Arc<Shutdo
     if let Err(error) = write_bootstrap(node, args) {
         tracing::warn!("could not write the bootstrap for reference: {error:#}");
     }
-    let bootstrap =
-        istio_xds_json::message_from_json(&bootstrap).map_err(|error| anyhow!("the generated bootstrap: {error}"))?;
+    let bootstrap = crate::dataplane::with_descriptors(|| {
+        istio_xds_json::message_from_json(&bootstrap).map_err(|error| format!("the generated bootstrap: {error}"))
+    })
+    .map_err(|error| anyhow!(error))?;
     let data_plane = crate::dataplane::DataPlane::start(bootstrap).await?;
     tracing::info!("data plane admin API on {}", data_plane.admin_address);
     let quit = data_plane.shared.clone();

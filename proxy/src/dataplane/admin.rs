@@ -59,7 +59,15 @@ async fn ready(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 async fn server_info(State(shared): State<Arc<Shared>>) -> Response {
-    let node = shared.bootstrap.node.as_ref().map(istio_xds_json::message_to_json).and_then(Result::ok);
+    let node = shared
+        .bootstrap
+        .node
+        .clone()
+        .map(|node| move || super::with_descriptors(move || istio_xds_json::message_to_json(&node).ok()));
+    let node = match node {
+        Some(render) => tokio::task::spawn_blocking(render).await.ok().flatten(),
+        None => None,
+    };
     json_response(json!({
         "version": format!("istio-rs/{}", istio_runtime::VERSION),
         "state": shared.state().as_str(),
@@ -96,14 +104,25 @@ async fn prometheus(State(shared): State<Arc<Shared>>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], shared.stats.render_prometheus()).into_response()
 }
 
+/// Rendering reads Envoy's API descriptors, so it runs off the workers that carry traffic.
 async fn config_dump(State(shared): State<Arc<Shared>>, Query(params): Params) -> Response {
-    let bootstrap = istio_xds_json::message_to_json(&shared.bootstrap).unwrap_or_default();
-    let dump = shared.dump.lock().unwrap_or_else(|poison| poison.into_inner()).render(
-        bootstrap,
-        params.get("resource").map(String::as_str),
-        params.contains_key("include_eds"),
-    );
-    json_response(dump)
+    let render = move || {
+        super::with_descriptors(|| {
+            let bootstrap = istio_xds_json::message_to_json(&shared.bootstrap).unwrap_or_default();
+            let dump = shared.dump.lock().unwrap_or_else(|poison| poison.into_inner()).render(
+                bootstrap,
+                params.get("resource").map(String::as_str),
+                params.contains_key("include_eds"),
+            );
+            serde_json::to_string_pretty(&dump).unwrap_or_default()
+        })
+    };
+    match tokio::task::spawn_blocking(render).await {
+        Ok(text) => ([(header::CONTENT_TYPE, "application/json")], text).into_response(),
+        Err(error) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, format!("rendering the config dump: {error}\n")).into_response()
+        }
+    }
 }
 
 async fn clusters(State(shared): State<Arc<Shared>>, Query(params): Params) -> Response {

@@ -11,12 +11,22 @@ use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use serde_json::{json, Value};
 
-/// One resource: its JSON form, the version it arrived in and when.
+/// One resource as it arrived (encoded, with its message name), the version it came in and
+/// when. It is kept encoded — a fraction of the size of its JSON tree — and rendered only when
+/// `/config_dump` is read.
 #[derive(Debug, Clone)]
 struct Entry {
-    json: Value,
+    type_name: String,
+    encoded: Vec<u8>,
     version: String,
     updated: SystemTime,
+}
+
+impl Entry {
+    fn json(&self) -> Value {
+        istio_xds_json::to_json(&self.type_name, &self.encoded)
+            .unwrap_or_else(|error| json!({"error": error.to_string()}))
+    }
 }
 
 #[derive(Debug, Default)]
@@ -31,12 +41,13 @@ pub struct ConfigDump {
     lds_version: String,
 }
 
-fn json_of<M: prost::Name>(message: &M) -> Value {
-    istio_xds_json::message_to_json(message).unwrap_or_else(|error| json!({"error": error.to_string()}))
-}
-
 fn entry<M: prost::Name>(message: &M, version: &str) -> Entry {
-    Entry { json: json_of(message), version: version.to_string(), updated: SystemTime::now() }
+    Entry {
+        type_name: M::full_name(),
+        encoded: message.encode_to_vec(),
+        version: version.to_string(),
+        updated: SystemTime::now(),
+    }
 }
 
 fn timestamp(time: SystemTime) -> String {
@@ -87,35 +98,35 @@ impl ConfigDump {
         let dynamic_clusters: Vec<Value> = self
             .clusters
             .values()
-            .map(|e| json!({"version_info": e.version, "cluster": e.json, "last_updated": timestamp(e.updated)}))
+            .map(|e| json!({"version_info": e.version, "cluster": e.json(), "last_updated": timestamp(e.updated)}))
             .collect();
         let static_clusters: Vec<Value> = self
             .static_clusters
             .iter()
-            .map(|e| json!({"cluster": e.json, "last_updated": timestamp(e.updated)}))
+            .map(|e| json!({"cluster": e.json(), "last_updated": timestamp(e.updated)}))
             .collect();
         let dynamic_listeners: Vec<Value> = self
             .listeners
             .iter()
             .map(|(name, e)| {
-                json!({"name": name, "active_state": {"version_info": e.version, "listener": e.json, "last_updated": timestamp(e.updated)}})
+                json!({"name": name, "active_state": {"version_info": e.version, "listener": e.json(), "last_updated": timestamp(e.updated)}})
             })
             .collect();
         let static_listeners: Vec<Value> = self
             .static_listeners
             .iter()
-            .map(|e| json!({"listener": e.json, "last_updated": timestamp(e.updated)}))
+            .map(|e| json!({"listener": e.json(), "last_updated": timestamp(e.updated)}))
             .collect();
         let dynamic_routes: Vec<Value> = self
             .routes
             .values()
-            .map(|e| json!({"version_info": e.version, "route_config": e.json, "last_updated": timestamp(e.updated)}))
+            .map(|e| json!({"version_info": e.version, "route_config": e.json(), "last_updated": timestamp(e.updated)}))
             .collect();
         let dynamic_endpoints: Vec<Value> = self
             .endpoints
             .values()
             .map(
-                |e| json!({"version_info": e.version, "endpoint_config": e.json, "last_updated": timestamp(e.updated)}),
+                |e| json!({"version_info": e.version, "endpoint_config": e.json(), "last_updated": timestamp(e.updated)}),
             )
             .collect();
         let admin = "type.googleapis.com/envoy.admin.v3.";

@@ -43,6 +43,9 @@ pub struct HostPool {
     /// Open (or opening) connections to this host.
     connections: std::sync::atomic::AtomicUsize,
     idle: Mutex<Vec<IdleConnection>>,
+    /// Whether a task is waiting to close this host's idle connections when they time out
+    /// (one per host, however many requests it serves).
+    sweeper_running: std::sync::atomic::AtomicBool,
     http2: tokio::sync::Mutex<Option<http2::SendRequest<Body>>>,
 }
 
@@ -71,6 +74,26 @@ impl HostPool {
             .retain(|connection| connection.since.elapsed() < idle_timeout && !connection.sender.is_closed());
     }
 
+    /// When the longest-idle connection times out, if any connection is idle.
+    fn next_expiry(&self, idle_timeout: std::time::Duration) -> Option<Instant> {
+        let idle = self.idle.lock().unwrap_or_else(|poison| poison.into_inner());
+        idle.iter().map(|connection| connection.since + idle_timeout).min()
+    }
+
+    /// Returns a connection to the pool, and makes sure a sweeper will close it if nobody
+    /// takes it within `idle_timeout`.
+    fn put_idle(host: &Arc<Host>, connection: IdleConnection, idle_timeout: std::time::Duration) {
+        host.pool.idle.lock().unwrap_or_else(|poison| poison.into_inner()).push(connection);
+        if host.pool.claim_sweeper() {
+            tokio::spawn(sweep_while_idle(Arc::downgrade(host), idle_timeout));
+        }
+    }
+
+    fn claim_sweeper(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        self.sweeper_running.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    }
+
     fn take_idle(&self, idle_timeout: Option<std::time::Duration>) -> Option<(http1::SendRequest<Body>, u32)> {
         let mut idle = self.idle.lock().unwrap_or_else(|poison| poison.into_inner());
         while let Some(connection) = idle.pop() {
@@ -96,6 +119,27 @@ impl HostConnection {
 impl Drop for HostConnection {
     fn drop(&mut self) {
         self.0.pool.connections.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Closes `host`'s idle connections as they time out, for as long as any is idle. Only a weak
+/// reference waits, so a removed host (or its cluster) is not kept alive.
+async fn sweep_while_idle(host: std::sync::Weak<Host>, idle_timeout: std::time::Duration) {
+    loop {
+        let Some(next) = host.upgrade().and_then(|host| host.pool.next_expiry(idle_timeout)) else {
+            let Some(live) = host.upgrade() else { return };
+            live.pool.sweeper_running.store(false, std::sync::atomic::Ordering::Release);
+            // A connection returned between the check and the release would have found the
+            // sweeper still running: look once more, and take the job back if so.
+            if live.pool.next_expiry(idle_timeout).is_some() && live.pool.claim_sweeper() {
+                continue;
+            }
+            return;
+        };
+        tokio::time::sleep_until(next.into()).await;
+        if let Some(host) = host.upgrade() {
+            host.pool.sweep(idle_timeout);
+        }
     }
 }
 
@@ -225,20 +269,9 @@ impl Lease {
                         if sender.ready().await.is_err() {
                             return;
                         }
-                        host.pool.idle.lock().unwrap_or_else(|poison| poison.into_inner()).push(IdleConnection {
-                            sender,
-                            served,
-                            since: Instant::now(),
-                        });
+                        let connection = IdleConnection { sender, served, since: Instant::now() };
+                        HostPool::put_idle(&host, connection, idle_timeout);
                         cluster.connection_freed.notify_waiters();
-                        // Close it if nobody takes it within the idle timeout. Only a weak
-                        // reference waits, so a removed host or cluster is not kept alive.
-                        let host = Arc::downgrade(&host);
-                        drop(cluster);
-                        tokio::time::sleep(idle_timeout).await;
-                        if let Some(host) = host.upgrade() {
-                            host.pool.sweep(idle_timeout);
-                        }
                     });
                 }
                 Ok(response)
@@ -299,5 +332,111 @@ pub async fn connect(cluster: &UpstreamCluster, address: SocketAddr) -> Result<B
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::dataplane::config::cluster::{ClusterConfig, Discovery, EndpointConfig, LbPolicy, Limits};
+    use crate::dataplane::stats::Stats;
+
+    /// An HTTP/1.1 server that answers every request on a connection with a small 200.
+    async fn keep_alive_server() -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut seen = Vec::new();
+                    let mut buffer = [0u8; 4096];
+                    while let Ok(read) = stream.read(&mut buffer).await {
+                        if read == 0 {
+                            return;
+                        }
+                        seen.extend_from_slice(&buffer[..read]);
+                        while let Some(end) = seen.windows(4).position(|window| window == b"\r\n\r\n") {
+                            seen.drain(..end + 4);
+                            let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                            if stream.write_all(reply).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        address
+    }
+
+    fn cluster_for(address: SocketAddr, idle_timeout: Duration) -> Arc<UpstreamCluster> {
+        let config = ClusterConfig {
+            name: "backend".into(),
+            discovery: Discovery::Static,
+            lb_policy: LbPolicy::RoundRobin,
+            connect_timeout: Duration::from_secs(1),
+            limits: Limits::default(),
+            outlier: None,
+            http2: false,
+            max_requests_per_connection: None,
+            idle_timeout: Some(idle_timeout),
+            tls: None,
+            bind_address: None,
+            load_assignment: vec![EndpointConfig {
+                host: address.ip().to_string(),
+                port: address.port(),
+                weight: 1,
+                healthy: true,
+                priority: 0,
+            }],
+        };
+        UpstreamCluster::new(config, &Stats::default(), None)
+    }
+
+    async fn get(cluster: &Arc<UpstreamCluster>, host: &Arc<Host>) {
+        use http_body_util::BodyExt;
+        let lease = checkout(cluster, host, None).await.expect("a connection");
+        let request = http::Request::get("/").body(crate::dataplane::body::empty()).unwrap();
+        let response = lease.send(cluster, host, request).await.unwrap();
+        assert_eq!(response.status(), 200);
+        response.into_body().collect().await.unwrap();
+    }
+
+    /// However many requests a connection serves, returning it to the pool leaves no task
+    /// behind but the connection's own and one sweeper; and the sweeper closes it once idle.
+    #[tokio::test]
+    async fn reused_connections_leave_no_tasks_behind_and_close_when_idle() {
+        let cluster = cluster_for(keep_alive_server().await, Duration::from_millis(300));
+        let host = cluster.hosts().hosts[0].clone();
+        let metrics = tokio::runtime::Handle::current().metrics();
+        for _ in 0..200 {
+            get(&cluster, &host).await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // A request may overtake the previous one's connection on its way back to the pool, so
+        // two keep-alive connections can share the work; never one per request.
+        let connections = cluster.stats.upstream_cx_total.value();
+        assert!(connections <= 2, "{connections} connections for 200 sequential requests");
+        // The server's accept loop and a task per connection, our side of each connection,
+        // and the sweeper.
+        let expected = 1 + 2 * connections as usize + 1;
+        assert!(metrics.num_alive_tasks() <= expected, "{} tasks alive", metrics.num_alive_tasks());
+
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while host.pool.connection_count() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(host.pool.connection_count(), 0, "the idle connection was closed");
+        assert!(!host.pool.sweeper_running.load(std::sync::atomic::Ordering::Acquire), "the sweeper stopped");
+
+        // A later request opens a new connection and starts a new sweeper.
+        get(&cluster, &host).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(cluster.stats.upstream_cx_total.value(), connections + 1);
+        assert!(host.pool.sweeper_running.load(std::sync::atomic::Ordering::Acquire));
     }
 }
