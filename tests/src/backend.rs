@@ -203,17 +203,44 @@ fn reason(status: u16) -> &'static str {
 
 /// An HTTPS backend (rustls) presenting `cert`/`key`, answering every request with `tls-backend`.
 pub fn tls_backend(cert: &std::path::Path, key: &std::path::Path) -> u16 {
+    serve_tls(tls_server_config(cert, key, None))
+}
+
+/// The same, requiring a client certificate signed by `client_ca` (mutual TLS). Each response
+/// closes its connection, so every request makes a new handshake.
+pub fn mtls_backend(cert: &std::path::Path, key: &std::path::Path, client_ca: &std::path::Path) -> u16 {
+    serve_tls(tls_server_config(cert, key, Some(client_ca)))
+}
+
+fn tls_server_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    client_ca: Option<&std::path::Path>,
+) -> Arc<rustls::ServerConfig> {
     let chain =
         rustls::pki_types::CertificateDer::pem_file_iter(cert).expect("cert").map(|c| c.expect("cert")).collect();
     let key = rustls::pki_types::PrivateKeyDer::from_pem_file(key).expect("key");
-    let config = Arc::new(
-        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .expect("server config"),
-    );
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("versions");
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for certificate in rustls::pki_types::CertificateDer::pem_file_iter(ca).expect("client CA") {
+                roots.add(certificate.expect("client CA certificate")).expect("client CA root");
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .expect("client verifier");
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    Arc::new(builder.with_single_cert(chain, key).expect("server config"))
+}
+
+fn serve_tls(config: Arc<rustls::ServerConfig>) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
     std::thread::spawn(move || {

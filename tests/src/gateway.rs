@@ -57,6 +57,26 @@ impl GatewayMesh {
 
     /// The same, with extra gateway (agent) arguments and Pilot environment variables.
     pub fn start_with(plane: Plane, config: &str, agent_args: &[&str], pilot_env: &[(&str, &str)]) -> GatewayMesh {
+        GatewayMesh::start_full(plane, config, agent_args, &[], pilot_env)
+    }
+
+    /// The same, with extra gateway arguments and environment (`ISTIO_META_*`).
+    pub fn start_with_agent(
+        plane: Plane,
+        config: &str,
+        agent_args: &[&str],
+        agent_env: &[(&str, &str)],
+    ) -> GatewayMesh {
+        GatewayMesh::start_full(plane, config, agent_args, agent_env, &[])
+    }
+
+    fn start_full(
+        plane: Plane,
+        config: &str,
+        agent_args: &[&str],
+        agent_env: &[(&str, &str)],
+        pilot_env: &[(&str, &str)],
+    ) -> GatewayMesh {
         let dir = tempfile::tempdir().unwrap_or_else(|error| panic!("tempdir: {error}"));
         let config_dir = dir.path().join("config");
         std::fs::create_dir(&config_dir).unwrap_or_else(|error| panic!("mkdir: {error}"));
@@ -111,16 +131,14 @@ spec:
             args.extend(["--binaryPath", envoy.as_str()]);
         }
         args.extend_from_slice(agent_args);
-        let gateway = Process::start_with_env(
-            &binary("proxy"),
-            &args,
-            &[
-                ("POD_NAME", "istio-ingressgateway-1"),
-                ("POD_NAMESPACE", "istio-system"),
-                ("INSTANCE_IP", "127.0.0.1"),
-                ("ISTIO_METAJSON_LABELS", r#"{"istio":"ingressgateway"}"#),
-            ],
-        );
+        let mut env = vec![
+            ("POD_NAME", "istio-ingressgateway-1"),
+            ("POD_NAMESPACE", "istio-system"),
+            ("INSTANCE_IP", "127.0.0.1"),
+            ("ISTIO_METAJSON_LABELS", r#"{"istio":"ingressgateway"}"#),
+        ];
+        env.extend_from_slice(agent_env);
+        let gateway = Process::start_with_env(&binary("proxy"), &args, &env);
         let mesh = GatewayMesh {
             plane,
             http_port,

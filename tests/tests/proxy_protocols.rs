@@ -1,13 +1,24 @@
 //! Protocols through the gateway, side by side on both data planes: gRPC (unary and
 //! server-streaming, with status in trailers) over HTTP/2 end to end, a WebSocket upgrade
-//! bridged both ways, and TLS origination to a backend whose certificate is checked against a
-//! DestinationRule's CA and subject alternative names.
+//! bridged both ways, TLS origination to a backend whose certificate is checked against a
+//! DestinationRule's CA and subject alternative names, and Istio mutual TLS with the workload
+//! certificate and root fetched over SDS (as from 1.4's node agent) and rotated while serving.
 
 use std::time::{Duration, Instant};
 
 use e2e::both_planes;
 use e2e::certs::TestCa;
 use e2e::gateway::{routes, service_on, GatewayMesh, Plane};
+use envoy_types::pb::envoy::config::core::v3::{data_source, DataSource};
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+    secret, CertificateValidationContext, Secret, TlsCertificate,
+};
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+};
+use envoy_types::pb::envoy::service::secret::v3::secret_discovery_service_server::{
+    SecretDiscoveryService, SecretDiscoveryServiceServer,
+};
 use futures::{SinkExt, StreamExt};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -174,4 +185,183 @@ fn tls_origination_checks_the_backend(plane: Plane) {
     );
     let reply = mesh.wait_for("the SAN check", "/", &[], |reply| reply.status == 503);
     assert!(reply.body.contains("upstream connect error"), "{plane:?}: {reply:?}");
+}
+
+/// An SDS server on a Unix socket, as 1.4's node agent serves the workload certificate
+/// (`default`) and the mesh root (`ROOTCA`). Each stream gets the secrets it names, and again
+/// whenever they change.
+struct SdsServer {
+    secrets: tokio::sync::watch::Sender<(u64, std::collections::HashMap<String, Secret>)>,
+}
+
+const SECRET_TYPE: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
+
+type ResponseStream<T> = std::pin::Pin<Box<dyn futures::Stream<Item = Result<T, tonic::Status>> + Send>>;
+
+#[derive(Clone)]
+struct SdsService(tokio::sync::watch::Receiver<(u64, std::collections::HashMap<String, Secret>)>);
+
+#[tonic::async_trait]
+impl SecretDiscoveryService for SdsService {
+    type StreamSecretsStream = ResponseStream<DiscoveryResponse>;
+    type DeltaSecretsStream = ResponseStream<DeltaDiscoveryResponse>;
+
+    async fn stream_secrets(
+        &self,
+        request: tonic::Request<tonic::Streaming<DiscoveryRequest>>,
+    ) -> Result<tonic::Response<Self::StreamSecretsStream>, tonic::Status> {
+        let mut inbound = request.into_inner();
+        let mut secrets = self.0.clone();
+        let (sender, receiver) = tokio::sync::mpsc::channel(16);
+        tokio::spawn(async move {
+            let mut names: Vec<String> = Vec::new();
+            let mut nonce = 0u64;
+            loop {
+                let send = tokio::select! {
+                    request = inbound.message() => match request {
+                        Ok(Some(request)) if request.resource_names != names => {
+                            names = request.resource_names;
+                            true
+                        }
+                        Ok(Some(_)) => false,
+                        _ => return,
+                    },
+                    changed = secrets.changed() => changed.is_ok(),
+                };
+                if !send || names.is_empty() {
+                    continue;
+                }
+                let (version, current) = secrets.borrow_and_update().clone();
+                let resources = names
+                    .iter()
+                    .filter_map(|name| current.get(name))
+                    .map(|secret| envoy_types::pb::google::protobuf::Any {
+                        type_url: SECRET_TYPE.to_string(),
+                        value: prost::Message::encode_to_vec(secret),
+                    })
+                    .collect();
+                nonce += 1;
+                let response = DiscoveryResponse {
+                    version_info: version.to_string(),
+                    resources,
+                    type_url: SECRET_TYPE.to_string(),
+                    nonce: nonce.to_string(),
+                    ..Default::default()
+                };
+                if sender.send(Ok(response)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(tonic::Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(receiver))))
+    }
+
+    async fn delta_secrets(
+        &self,
+        _request: tonic::Request<tonic::Streaming<DeltaDiscoveryRequest>>,
+    ) -> Result<tonic::Response<Self::DeltaSecretsStream>, tonic::Status> {
+        Err(tonic::Status::unimplemented("delta SDS"))
+    }
+
+    async fn fetch_secrets(
+        &self,
+        _request: tonic::Request<DiscoveryRequest>,
+    ) -> Result<tonic::Response<DiscoveryResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("fetch SDS"))
+    }
+}
+
+fn inline(pem: &str) -> Option<DataSource> {
+    Some(DataSource {
+        specifier: Some(data_source::Specifier::InlineBytes(pem.as_bytes().to_vec())),
+        ..Default::default()
+    })
+}
+
+impl SdsServer {
+    fn start(socket: &std::path::Path) -> SdsServer {
+        let (secrets, receiver) = tokio::sync::watch::channel((0, std::collections::HashMap::new()));
+        let listener = std::os::unix::net::UnixListener::bind(socket).expect("bind the SDS socket");
+        std::thread::spawn(move || {
+            runtime().block_on(async move {
+                listener.set_nonblocking(true).expect("nonblocking");
+                let incoming = tokio_stream::wrappers::UnixListenerStream::new(
+                    tokio::net::UnixListener::from_std(listener).expect("listener"),
+                );
+                let _ = tonic::transport::Server::builder()
+                    .add_service(SecretDiscoveryServiceServer::new(SdsService(receiver)))
+                    .serve_with_incoming(incoming)
+                    .await;
+            });
+        });
+        SdsServer { secrets }
+    }
+
+    fn set(&self, secret: Secret) {
+        self.secrets.send_modify(|(version, secrets)| {
+            *version += 1;
+            secrets.insert(secret.name.clone(), secret);
+        });
+    }
+
+    fn set_certificate(&self, name: &str, (cert, key): (String, String)) {
+        self.set(Secret {
+            name: name.to_string(),
+            r#type: Some(secret::Type::TlsCertificate(TlsCertificate {
+                certificate_chain: inline(&cert),
+                private_key: inline(&key),
+                ..Default::default()
+            })),
+        });
+    }
+
+    fn set_root(&self, name: &str, root: &str) {
+        self.set(Secret {
+            name: name.to_string(),
+            r#type: Some(secret::Type::ValidationContext(CertificateValidationContext {
+                trusted_ca: inline(root),
+                ..Default::default()
+            })),
+        });
+    }
+}
+
+both_planes!(istio_mutual_over_sds_follows_rotation);
+fn istio_mutual_over_sds_follows_rotation(plane: Plane) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mesh_ca, other_ca) = (TestCa::new(), TestCa::new());
+    let root = mesh_ca.write_root(dir.path(), "root.pem");
+    let files = mesh_ca.issue_files(dir.path(), "backend", &["spiffe://cluster.local/ns/default/sa/secure"]);
+    // The backend accepts only clients with a certificate from the mesh CA.
+    let port = e2e::backend::mtls_backend(&files.cert, &files.key, &root);
+    let socket = dir.path().join("sds.sock");
+    let sds = SdsServer::start(&socket);
+    let workload = "spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account";
+    sds.set_certificate("default", mesh_ca.issue(&[workload]));
+    sds.set_root("ROOTCA", &mesh_ca.root_pem());
+
+    let config = service_on("secure", (8443, "http", "HTTP"), &[("v1", port)], "{tls: {mode: ISTIO_MUTUAL}}")
+        + &routes(
+            "secure",
+            "  - route: [{destination: {host: secure.default.svc.cluster.local, port: {number: 8443}}}]
+",
+        );
+    let uds = format!("unix:{}", socket.display());
+    let mesh = GatewayMesh::start_with_agent(plane, &config, &["--sdsUdsPath", &uds], &[("ISTIO_META_SDS", "true")]);
+    let reply = mesh.wait_for("mutual TLS with SDS certificates", "/", &[], |reply| reply.status == 200);
+    assert_eq!(reply.body, "tls-backend");
+    let secrets = e2e::gateway::request(mesh.admin_port, "GET", "/config_dump?resource=dynamic_active_secrets", &[]);
+    assert!(secrets.body.contains("\"default\"") && secrets.body.contains("\"ROOTCA\""), "{plane:?}: {}", secrets.body);
+    assert!(!secrets.body.contains("PRIVATE KEY"), "{plane:?}: the private key is shown: {}", secrets.body);
+
+    // A root that did not sign the backend's certificate: new connections are refused.
+    sds.set_root("ROOTCA", &other_ca.root_pem());
+    mesh.wait_for("the rotated root", "/", &[], |reply| reply.status == 503);
+    sds.set_root("ROOTCA", &mesh_ca.root_pem());
+    mesh.wait_for("the restored root", "/", &[], |reply| reply.status == 200);
+    // A workload certificate the backend does not trust.
+    sds.set_certificate("default", other_ca.issue(&[workload]));
+    mesh.wait_for("the rotated workload certificate", "/", &[], |reply| reply.status == 503);
+    sds.set_certificate("default", mesh_ca.issue(&[workload]));
+    mesh.wait_for("the restored workload certificate", "/", &[], |reply| reply.status == 200);
 }

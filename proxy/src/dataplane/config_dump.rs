@@ -9,6 +9,7 @@ use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use serde_json::{json, Value};
 
 /// One resource as it arrived (encoded, with its message name), the version it came in and
@@ -37,6 +38,8 @@ pub struct ConfigDump {
     endpoints: BTreeMap<String, Entry>,
     listeners: BTreeMap<String, Entry>,
     routes: BTreeMap<String, Entry>,
+    /// SDS secrets, private keys redacted.
+    secrets: BTreeMap<String, Entry>,
     cds_version: String,
     lds_version: String,
 }
@@ -87,6 +90,10 @@ impl ConfigDump {
         }
     }
 
+    pub fn set_secret(&mut self, secret: &Secret, version: &str) {
+        self.secrets.insert(secret.name.clone(), entry(secret, version));
+    }
+
     /// Forgets the route configurations `keep` says no.
     pub fn retain_routes(&mut self, keep: impl Fn(&String) -> bool) {
         self.routes.retain(|name, _| keep(name));
@@ -129,6 +136,13 @@ impl ConfigDump {
                 |e| json!({"version_info": e.version, "endpoint_config": e.json(), "last_updated": timestamp(e.updated)}),
             )
             .collect();
+        let dynamic_secrets: Vec<Value> = self
+            .secrets
+            .iter()
+            .map(|(name, e)| {
+                json!({"name": name, "version_info": e.version, "last_updated": timestamp(e.updated), "secret": e.json()})
+            })
+            .collect();
         let admin = "type.googleapis.com/envoy.admin.v3.";
         if let Some(resource) = resource {
             let (items, kind) = match resource {
@@ -138,6 +152,7 @@ impl ConfigDump {
                 "static_listeners" => (static_listeners, "ListenersConfigDump.StaticListener"),
                 "dynamic_route_configs" => (dynamic_routes, "RoutesConfigDump.DynamicRouteConfig"),
                 "dynamic_endpoint_configs" => (dynamic_endpoints, "EndpointsConfigDump.DynamicEndpointConfig"),
+                "dynamic_active_secrets" => (dynamic_secrets, "SecretsConfigDump.DynamicSecret"),
                 _ => (Vec::new(), ""),
             };
             let typed: Vec<Value> = items
@@ -158,7 +173,7 @@ impl ConfigDump {
             json!({"@type": format!("{admin}ListenersConfigDump"), "version_info": self.lds_version,
                    "static_listeners": static_listeners, "dynamic_listeners": dynamic_listeners}),
             json!({"@type": format!("{admin}RoutesConfigDump"), "dynamic_route_configs": dynamic_routes}),
-            json!({"@type": format!("{admin}SecretsConfigDump")}),
+            json!({"@type": format!("{admin}SecretsConfigDump"), "dynamic_active_secrets": dynamic_secrets}),
         ];
         if include_eds {
             configs.insert(

@@ -14,6 +14,7 @@ pub mod config_dump;
 pub mod http;
 pub mod inspect;
 pub mod listener;
+pub mod sds;
 pub mod stats;
 pub mod tcp;
 pub mod tls;
@@ -69,7 +70,9 @@ pub struct Shared {
     pub listeners: ListenerManager,
     pub routes: ArcSwap<HashMap<String, Arc<RouteTable>>>,
     pub access_logs: AccessLogWriters,
-    pub tls: TlsConfigs,
+    /// TLS configs and the SDS secrets they use (clusters hold a handle, to pick up new
+    /// material on their next connection).
+    pub tls: Arc<TlsConfigs>,
     /// Flips to true when the data plane starts draining.
     pub draining: tokio::sync::watch::Sender<bool>,
     pub state: Mutex<ServerState>,
@@ -86,6 +89,8 @@ pub struct Shared {
     /// Listeners waiting for their route configurations (Envoy's warming): the previous
     /// version, if any, keeps serving until they are complete.
     warming: Mutex<Vec<Arc<ListenerConfig>>>,
+    /// The xDS types applied at least once (for readiness).
+    applied_types: Mutex<HashSet<&'static str>>,
 }
 
 impl Shared {
@@ -103,16 +108,46 @@ impl Shared {
         self.stats.gauge("server.live").set(i64::from(state == ServerState::Live));
     }
 
+    /// Records that a response of `type_url` has been applied.
+    pub fn mark_applied(&self, type_url: &'static str) {
+        self.applied_types.lock().unwrap_or_else(|poison| poison.into_inner()).insert(type_url);
+    }
+
+    pub fn applied(&self, type_url: &str) -> bool {
+        self.applied_types.lock().unwrap_or_else(|poison| poison.into_inner()).contains(type_url)
+    }
+
     /// Compiles and installs a CDS update (`clusters` replaces every dynamic cluster).
-    pub fn apply_clusters(&self, clusters: &[Cluster], version: &str) -> Result<(), String> {
+    pub fn apply_clusters(self: &Arc<Self>, clusters: &[Cluster], version: &str) -> Result<(), String> {
         let compiled = self.compile_clusters(clusters)?;
         let names: HashSet<String> = compiled.iter().map(|(config, _)| config.name.clone()).collect();
         self.clusters.update(compiled, |name| self.static_clusters.contains(name));
         let eds: HashSet<String> = self.clusters.eds_services().into_iter().collect();
         self.clusters.retain_assignments(&eds);
         self.dump.lock().unwrap_or_else(|poison| poison.into_inner()).set_clusters(clusters, version);
+        self.follow_secrets();
         tracing::debug!("applied {} clusters (version {version})", names.len());
         Ok(())
+    }
+
+    /// Subscribes to the SDS secrets the clusters and listeners (serving or warming) use.
+    fn follow_secrets(self: &Arc<Self>) {
+        let mut wanted = std::collections::BTreeSet::new();
+        for cluster in self.clusters.all().values() {
+            if let Some(tls) = &cluster.config.tls {
+                wanted.extend(tls.material.secrets().cloned());
+            }
+        }
+        let table = self.listeners.table.load_full();
+        let warming = self.warming.lock().unwrap_or_else(|poison| poison.into_inner()).clone();
+        for listener in table.by_name.values().chain(warming.iter()) {
+            for chain in listener.chains.iter().chain(listener.default_chain.iter()) {
+                if let Some(tls) = &chain.tls {
+                    wanted.extend(tls.material.secrets().cloned());
+                }
+            }
+        }
+        sds::follow(self, wanted);
     }
 
     fn compile_clusters(&self, clusters: &[Cluster]) -> Result<Vec<upstream::CompiledCluster>, String> {
@@ -125,11 +160,16 @@ impl Shared {
                 }
                 let config = ClusterConfig::compile(cluster).map_err(|error| error.to_string())?;
                 let tls = match &config.tls {
-                    Some(settings) => Some(
-                        self.tls
-                            .client_config(settings)
-                            .map_err(|error| format!("cluster {}: {error}", config.name))?,
-                    ),
+                    Some(settings) => {
+                        // Material from files or inline is checked now; SDS secrets when they
+                        // arrive (until then the cluster's connections fail, as Envoy's do).
+                        if settings.material.secrets().next().is_none() {
+                            self.tls
+                                .client_config(settings)
+                                .map_err(|error| format!("cluster {}: {error}", config.name))?;
+                        }
+                        Some(self.tls.clone())
+                    }
                     None => None,
                 };
                 Ok((config, tls))
@@ -165,7 +205,7 @@ impl Shared {
             compiled.push(Arc::new(ListenerConfig::compile(listener).map_err(|error| error.to_string())?));
         }
         for chain in compiled.iter().flat_map(|listener| listener.chains.iter().chain(listener.default_chain.iter())) {
-            if let Some(settings) = &chain.tls {
+            if let Some(settings) = chain.tls.as_ref().filter(|tls| tls.material.secrets().next().is_none()) {
                 self.tls.server_config(settings).map_err(|error| format!("filter chain {}: {error}", chain.name))?;
             }
         }
@@ -189,6 +229,7 @@ impl Shared {
         self.stats.gauge("listener_manager.total_listeners_warming").set(warming.len() as i64);
         *self.warming.lock().unwrap_or_else(|poison| poison.into_inner()) = warming;
         self.dump.lock().unwrap_or_else(|poison| poison.into_inner()).set_listeners(listeners, version);
+        self.follow_secrets();
         Ok(())
     }
 
@@ -306,7 +347,7 @@ impl DataPlane {
             listeners: ListenerManager::default(),
             routes: ArcSwap::default(),
             access_logs: AccessLogWriters::default(),
-            tls: TlsConfigs::default(),
+            tls: Arc::new(TlsConfigs::default()),
             draining: tokio::sync::watch::channel(false).0,
             state: Mutex::new(ServerState::PreInitializing),
             dump: Mutex::new(ConfigDump::default()),
@@ -322,6 +363,7 @@ impl DataPlane {
             quit: tokio::sync::Notify::new(),
             tracer: trace::Tracer::from_bootstrap(&bootstrap),
             warming: Mutex::new(Vec::new()),
+            applied_types: Mutex::new(HashSet::new()),
             stats,
         });
         shared.set_state(ServerState::PreInitializing);
@@ -339,6 +381,7 @@ impl DataPlane {
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
             .set_static(&static_resources.clusters, &static_resources.listeners);
+        shared.follow_secrets();
 
         let admin_address =
             match bootstrap.admin.as_ref().and_then(|admin| config::cluster::socket_of(admin.address.as_ref())) {

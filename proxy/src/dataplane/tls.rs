@@ -2,114 +2,203 @@
 //! TLS, optionally requiring client certificates signed by its CA) and upstream contexts
 //! (origination). Upstream, like Envoy, the server certificate is checked only when a trusted
 //! CA is configured — its chain against that CA and, if names are listed, its subject
-//! alternative names (DNS or SPIFFE URI) — never the host name implicitly. Configs are built
-//! once per distinct setting and shared.
+//! alternative names (DNS or SPIFFE URI) — never the host name implicitly.
+//!
+//! Material comes from files, inline data or SDS secrets. Configs are built once per setting
+//! and rebuilt when their material changes — a file rewritten (certificate rotation by a
+//! mounted Secret) or a new secret version — so new connections use the new certificates.
 
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 
-use istio_runtime::tls::{read_certificates, read_private_key};
-
 use super::config::cluster::UpstreamTls;
 use super::config::listener::DownstreamTls;
+use super::config::tls_source::{TlsData, TlsMaterial};
+use super::sds::SecretStore;
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// Built TLS configs, by the settings they came from.
+/// What a piece of material was when a config was built from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Stamp {
+    /// A file's modification time and size (`None`: unreadable).
+    File(Option<(SystemTime, u64)>),
+    Inline,
+    /// A secret's generation (0: not received).
+    Secret(u64),
+}
+
+type Built<S, C> = Vec<(S, Vec<Stamp>, Arc<C>)>;
+
+/// Built TLS configs, by the settings and the state of the material they came from.
 #[derive(Default)]
 pub struct TlsConfigs {
-    servers: Mutex<Vec<(DownstreamTls, Arc<rustls::ServerConfig>)>>,
-    clients: Mutex<Vec<(UpstreamTls, Arc<rustls::ClientConfig>)>>,
+    /// SDS secrets as they arrived.
+    pub secrets: SecretStore,
+    servers: Mutex<Built<DownstreamTls, rustls::ServerConfig>>,
+    clients: Mutex<Built<UpstreamTls, rustls::ClientConfig>>,
+}
+
+/// A cached config for `settings` if its material has not changed; otherwise `build` makes a
+/// new one, which replaces the old.
+fn cached<S: PartialEq + Clone, C>(
+    built: &Mutex<Built<S, C>>,
+    settings: &S,
+    stamps: Vec<Stamp>,
+    build: impl FnOnce() -> Result<Arc<C>, String>,
+) -> Result<Arc<C>, String> {
+    let mut built = built.lock().unwrap_or_else(|poison| poison.into_inner());
+    if let Some((_, _, config)) =
+        built.iter().find(|(known, known_stamps, _)| known == settings && *known_stamps == stamps)
+    {
+        return Ok(config.clone());
+    }
+    let config = build()?;
+    built.retain(|(known, _, _)| known != settings);
+    built.push((settings.clone(), stamps, config.clone()));
+    Ok(config)
+}
+
+impl std::fmt::Debug for TlsConfigs {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("TlsConfigs").finish_non_exhaustive()
+    }
 }
 
 impl TlsConfigs {
     pub fn server_config(&self, settings: &DownstreamTls) -> Result<Arc<rustls::ServerConfig>, String> {
-        let mut servers = self.servers.lock().unwrap_or_else(|poison| poison.into_inner());
-        if let Some((_, config)) = servers.iter().find(|(known, _)| known == settings) {
-            return Ok(config.clone());
-        }
-        let config = build_server(settings)?;
-        servers.push((settings.clone(), config.clone()));
-        Ok(config)
+        let stamps = self.stamps(&settings.material);
+        cached(&self.servers, settings, stamps, || self.build_server(settings))
     }
 
     pub fn client_config(&self, settings: &UpstreamTls) -> Result<Arc<rustls::ClientConfig>, String> {
-        let mut clients = self.clients.lock().unwrap_or_else(|poison| poison.into_inner());
-        if let Some((_, config)) = clients.iter().find(|(known, _)| known == settings) {
-            return Ok(config.clone());
+        let stamps = self.stamps(&settings.material);
+        cached(&self.clients, settings, stamps, || self.build_client(settings))
+    }
+
+    fn stamps(&self, material: &TlsMaterial) -> Vec<Stamp> {
+        [&material.certificate_chain, &material.private_key, &material.trusted_ca]
+            .into_iter()
+            .flatten()
+            .map(|data| match data {
+                TlsData::File(path) => Stamp::File(
+                    std::fs::metadata(path).ok().and_then(|metadata| Some((metadata.modified().ok()?, metadata.len()))),
+                ),
+                TlsData::Inline(_) => Stamp::Inline,
+                TlsData::Sds(secret, _) => Stamp::Secret(self.secrets.generation(secret)),
+            })
+            .collect()
+    }
+
+    /// The bytes of one piece of material.
+    fn load(&self, data: &TlsData) -> Result<Vec<u8>, String> {
+        match data {
+            TlsData::File(path) => std::fs::read(path).map_err(|error| format!("{}: {error}", path.display())),
+            TlsData::Inline(bytes) => Ok(bytes.clone()),
+            TlsData::Sds(secret, part) => self.secrets.part(secret, *part),
         }
-        let config = build_client(settings)?;
-        clients.push((settings.clone(), config.clone()));
-        Ok(config)
     }
-}
 
-fn roots(path: &std::path::Path) -> Result<RootCertStore, String> {
-    let mut store = RootCertStore::empty();
-    for certificate in read_certificates(path).map_err(|error| error.to_string())? {
-        store.add(certificate).map_err(|error| format!("{}: {error}", path.display()))?;
+    fn certificates(&self, data: &TlsData) -> Result<Vec<CertificateDer<'static>>, String> {
+        let bytes = self.load(data)?;
+        parse_certificates(&bytes).map_err(|error| format!("{}: {error}", describe(data)))
     }
-    Ok(store)
-}
 
-fn build_server(settings: &DownstreamTls) -> Result<Arc<rustls::ServerConfig>, String> {
-    let (Some(chain), Some(key)) = (&settings.certificate_chain, &settings.private_key) else {
-        return Err("downstream TLS needs a certificate chain and a private key file".to_string());
-    };
-    let certificates = read_certificates(chain).map_err(|error| error.to_string())?;
-    let key = read_private_key(key).map_err(|error| error.to_string())?;
-    let builder = rustls::ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|error| error.to_string())?;
-    let builder = match &settings.trusted_ca {
-        Some(ca) => {
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca)?), provider());
-            let verifier =
-                if settings.require_client_certificate { verifier } else { verifier.allow_unauthenticated() };
-            builder.with_client_cert_verifier(verifier.build().map_err(|error| error.to_string())?)
+    fn private_key(&self, data: &TlsData) -> Result<PrivateKeyDer<'static>, String> {
+        let bytes = self.load(data)?;
+        PrivateKeyDer::from_pem_slice(&bytes)
+            .map_err(|error| format!("{}: no usable private key: {error}", describe(data)))
+    }
+
+    fn roots(&self, data: &TlsData) -> Result<RootCertStore, String> {
+        let mut store = RootCertStore::empty();
+        for certificate in self.certificates(data)? {
+            store.add(certificate).map_err(|error| format!("{}: {error}", describe(data)))?;
         }
-        None => builder.with_no_client_auth(),
-    };
-    let mut config = builder.with_single_cert(certificates, key).map_err(|error| error.to_string())?;
-    config.alpn_protocols = if settings.alpn.is_empty() {
-        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
-    } else {
-        settings.alpn.iter().map(|protocol| protocol.as_bytes().to_vec()).collect()
-    };
-    Ok(Arc::new(config))
+        Ok(store)
+    }
+
+    fn build_server(&self, settings: &DownstreamTls) -> Result<Arc<rustls::ServerConfig>, String> {
+        let material = &settings.material;
+        let (Some(chain), Some(key)) = (&material.certificate_chain, &material.private_key) else {
+            return Err("downstream TLS needs a certificate chain and a private key".to_string());
+        };
+        let certificates = self.certificates(chain)?;
+        let key = self.private_key(key)?;
+        let builder = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|error| error.to_string())?;
+        let builder = match &material.trusted_ca {
+            Some(ca) => {
+                let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(self.roots(ca)?), provider());
+                let verifier =
+                    if settings.require_client_certificate { verifier } else { verifier.allow_unauthenticated() };
+                builder.with_client_cert_verifier(verifier.build().map_err(|error| error.to_string())?)
+            }
+            None => builder.with_no_client_auth(),
+        };
+        let mut config = builder.with_single_cert(certificates, key).map_err(|error| error.to_string())?;
+        config.alpn_protocols = if settings.alpn.is_empty() {
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+        } else {
+            settings.alpn.iter().map(|protocol| protocol.as_bytes().to_vec()).collect()
+        };
+        Ok(Arc::new(config))
+    }
+
+    fn build_client(&self, settings: &UpstreamTls) -> Result<Arc<rustls::ClientConfig>, String> {
+        let material = &settings.material;
+        let ca = match &material.trusted_ca {
+            Some(ca) => Some((self.roots(ca)?, material.subject_alt_names.clone())),
+            None => None,
+        };
+        let verifier: Arc<dyn ServerCertVerifier> = Arc::new(UpstreamVerifier { ca });
+        let builder = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|error| error.to_string())?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier);
+        let mut config = match (&material.certificate_chain, &material.private_key) {
+            (Some(chain), Some(key)) => builder
+                .with_client_auth_cert(self.certificates(chain)?, self.private_key(key)?)
+                .map_err(|error| error.to_string())?,
+            _ => builder.with_no_client_auth(),
+        };
+        config.alpn_protocols = settings.alpn.iter().map(|protocol| protocol.as_bytes().to_vec()).collect();
+        Ok(Arc::new(config))
+    }
 }
 
-fn build_client(settings: &UpstreamTls) -> Result<Arc<rustls::ClientConfig>, String> {
-    if let Some((certificate, validation)) = &settings.sds {
-        return Err(format!("certificates from SDS ({certificate}, {validation}) are not supported yet"));
+/// Where material came from, for errors.
+fn describe(data: &TlsData) -> String {
+    match data {
+        TlsData::File(path) => path.display().to_string(),
+        TlsData::Inline(_) => "inline data".to_string(),
+        TlsData::Sds(secret, _) => format!("secret {}", secret.name),
     }
-    let ca = match &settings.trusted_ca {
-        Some(ca) => Some((roots(ca)?, settings.subject_alt_names.clone())),
-        None => None,
-    };
-    let verifier: Arc<dyn ServerCertVerifier> = Arc::new(UpstreamVerifier { ca });
-    let builder = rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|error| error.to_string())?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier);
-    let mut config = match (&settings.certificate_chain, &settings.private_key) {
-        (Some(chain), Some(key)) => builder
-            .with_client_auth_cert(
-                read_certificates(chain).map_err(|error| error.to_string())?,
-                read_private_key(key).map_err(|error| error.to_string())?,
-            )
-            .map_err(|error| error.to_string())?,
-        _ => builder.with_no_client_auth(),
-    };
-    config.alpn_protocols = settings.alpn.iter().map(|protocol| protocol.as_bytes().to_vec()).collect();
-    Ok(Arc::new(config))
+}
+
+/// Every certificate in PEM text (leaf first); at least one.
+pub fn parse_certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certificates: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(pem).collect::<Result<_, _>>().map_err(|error| error.to_string())?;
+    if certificates.is_empty() {
+        return Err("no PEM certificate found".to_string());
+    }
+    Ok(certificates)
+}
+
+/// Whether PEM text holds a usable private key.
+pub fn check_private_key(pem: &[u8]) -> Result<(), String> {
+    PrivateKeyDer::from_pem_slice(pem).map(drop).map_err(|error| format!("no usable private key: {error}"))
 }
 
 /// A client config that does not check the server's certificate (probes, as the kubelet does).
@@ -205,4 +294,60 @@ pub fn subject_alt_names_of(certificate: &CertificateDer<'_>) -> Vec<String> {
             _ => None,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataplane::config::tls_source::{SdsSecret, SdsServer, SecretPart};
+
+    fn self_signed(name: &str) -> (String, String) {
+        let certified = rcgen::generate_simple_self_signed(vec![name.to_string()]).expect("certificate");
+        (certified.cert.pem(), certified.signing_key.serialize_pem())
+    }
+
+    /// A certificate file rewritten on disk (a rotated mounted Secret) gives new connections a
+    /// new config; an unchanged one reuses the built config.
+    #[test]
+    fn configs_follow_rewritten_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (cert, key) = self_signed("gateway.example");
+        std::fs::write(dir.path().join("cert.pem"), &cert).unwrap();
+        std::fs::write(dir.path().join("key.pem"), &key).unwrap();
+        let settings = DownstreamTls {
+            material: TlsMaterial {
+                certificate_chain: Some(TlsData::File(dir.path().join("cert.pem"))),
+                private_key: Some(TlsData::File(dir.path().join("key.pem"))),
+                ..Default::default()
+            },
+            require_client_certificate: false,
+            alpn: Vec::new(),
+        };
+        let configs = TlsConfigs::default();
+        let first = configs.server_config(&settings).unwrap();
+        assert!(Arc::ptr_eq(&first, &configs.server_config(&settings).unwrap()));
+        let (cert, key) = self_signed("rotated.example.with.a.longer.name");
+        std::fs::write(dir.path().join("cert.pem"), &cert).unwrap();
+        std::fs::write(dir.path().join("key.pem"), &key).unwrap();
+        let second = configs.server_config(&settings).unwrap();
+        assert!(!Arc::ptr_eq(&first, &second));
+        std::fs::write(dir.path().join("key.pem"), "garbage").unwrap();
+        let error = configs.server_config(&settings).unwrap_err();
+        assert!(error.contains("key.pem: no usable private key"), "{error}");
+    }
+
+    #[test]
+    fn sds_material_waits_for_its_secret() {
+        let secret = SdsSecret { name: "ROOTCA".into(), server: SdsServer::Cluster("sds-grpc".into()) };
+        let settings = UpstreamTls {
+            sni: None,
+            alpn: Vec::new(),
+            material: TlsMaterial {
+                trusted_ca: Some(TlsData::Sds(secret, SecretPart::TrustedCa)),
+                ..Default::default()
+            },
+        };
+        let error = TlsConfigs::default().client_config(&settings).unwrap_err();
+        assert_eq!(error, "secret ROOTCA has not arrived from cluster sds-grpc");
+    }
 }

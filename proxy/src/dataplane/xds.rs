@@ -209,6 +209,7 @@ async fn stream_once(
             Ok(()) => {
                 subscription.version = response.version_info.clone();
                 subscription.applied = true;
+                shared.mark_applied(type_url);
                 shared.stats.counter(&format!("{stat}update_success")).inc();
                 let _ = sender.send(request(type_url, subscription, None));
             }
@@ -235,23 +236,23 @@ async fn stream_once(
                 let _ = sender.send(request(follow_type, subscription, None));
             }
         }
-        check_initialized(shared, |type_url| {
-            subscriptions.get(type_url).is_some_and(|subscription| subscription.applied)
-        });
+        check_initialized(shared);
     }
     Ok(())
 }
 
-/// Live once clusters, listeners, and every endpoint set and route table they need arrived.
-/// `applied(type_url)` tells whether a response of that type has been applied.
-pub fn check_initialized(shared: &Shared, applied: impl Fn(&str) -> bool) {
+/// Live once clusters, listeners, and every endpoint set, route table and SDS secret they
+/// need arrived.
+pub fn check_initialized(shared: &Shared) {
     if shared.state() != ServerState::PreInitializing {
         return;
     }
+    let applied = |type_url: &str| shared.applied(type_url);
+    let secrets_ready = shared.tls.secrets.missing().is_empty();
     let endpoints_ready = shared.clusters.eds_services().iter().all(|service| shared.clusters.has_assignment(service));
     let routes = shared.routes.load();
     let routes_ready = shared.route_names().iter().all(|name| routes.contains_key(name));
-    if applied(CLUSTER_TYPE) && applied(LISTENER_TYPE) && endpoints_ready && routes_ready {
+    if applied(CLUSTER_TYPE) && applied(LISTENER_TYPE) && endpoints_ready && routes_ready && secrets_ready {
         tracing::info!("initial config applied; live");
         shared.set_state(ServerState::Live);
     }

@@ -84,6 +84,7 @@ pub async fn stream_once(
             Ok(()) => {
                 state.resources = merged;
                 state.applied = true;
+                shared.mark_applied(type_url);
                 shared.stats.counter(&format!("{stat}update_success")).inc();
             }
             Err(reason) => {
@@ -117,7 +118,7 @@ pub async fn stream_once(
                 });
             }
         }
-        check_initialized(shared, |type_url| states.get(type_url).is_some_and(|state| state.applied));
+        check_initialized(shared);
     }
     Ok(())
 }

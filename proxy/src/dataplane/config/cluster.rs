@@ -4,21 +4,16 @@
 //! connection limits and timeouts, and upstream TLS.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
 use std::time::Duration;
 
 use envoy_types::pb::envoy::config::cluster::v3::{cluster, Cluster};
-use envoy_types::pb::envoy::config::core::v3::{
-    address, data_source, socket_address, Address, DataSource, HealthStatus,
-};
+use envoy_types::pb::envoy::config::core::v3::{address, socket_address, Address, HealthStatus};
 use envoy_types::pb::envoy::config::endpoint::v3::{lb_endpoint, ClusterLoadAssignment};
-use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
-    common_tls_context::ValidationContextType, UpstreamTlsContext,
-};
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::UpstreamTlsContext;
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::{http_protocol_options, HttpProtocolOptions};
 use prost::Message;
 
-use super::matcher::StringMatcher;
+use super::tls_source::{self, TlsMaterial};
 use super::{duration, ConfigError};
 
 const HTTP_OPTIONS_EXTENSION: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
@@ -108,17 +103,13 @@ impl EndpointConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct UpstreamTls {
     pub sni: Option<String>,
     pub alpn: Vec<String>,
-    pub certificate_chain: Option<PathBuf>,
-    pub private_key: Option<PathBuf>,
-    pub trusted_ca: Option<PathBuf>,
-    /// Subject alternative names the server certificate must carry (any of them).
-    pub subject_alt_names: Vec<String>,
-    /// Certificates come from SDS secrets with these names (certificate, validation).
-    pub sds: Option<(String, String)>,
+    /// The client certificate (optional), the CA that checks the server's certificate and the
+    /// subject alternative names it must carry (any of them).
+    pub material: TlsMaterial,
 }
 
 impl ClusterConfig {
@@ -309,67 +300,13 @@ pub fn socket_of(address: Option<&Address>) -> Option<(String, u16)> {
     }
 }
 
-fn file_of(source: Option<&DataSource>) -> Option<PathBuf> {
-    match source?.specifier.as_ref()? {
-        data_source::Specifier::Filename(path) => Some(PathBuf::from(path)),
-        _ => None,
-    }
-}
-
 fn upstream_tls(context: &UpstreamTlsContext, at: &str) -> Result<UpstreamTls, ConfigError> {
     let common = context.common_tls_context.clone().unwrap_or_default();
-    let certificate = common.tls_certificates.first();
-    let mut tls = UpstreamTls {
+    Ok(UpstreamTls {
         sni: Some(context.sni.clone()).filter(|sni| !sni.is_empty()),
         alpn: common.alpn_protocols.clone(),
-        certificate_chain: certificate.and_then(|cert| file_of(cert.certificate_chain.as_ref())),
-        private_key: certificate.and_then(|cert| file_of(cert.private_key.as_ref())),
-        trusted_ca: None,
-        subject_alt_names: Vec::new(),
-        sds: None,
-    };
-    let validation = match &common.validation_context_type {
-        Some(ValidationContextType::ValidationContext(validation)) => Some(validation.clone()),
-        Some(ValidationContextType::CombinedValidationContext(combined)) => {
-            if let Some(sds) = &combined.validation_context_sds_secret_config {
-                let certificate = common
-                    .tls_certificate_sds_secret_configs
-                    .first()
-                    .map(|secret| secret.name.clone())
-                    .unwrap_or_default();
-                tls.sds = Some((certificate, sds.name.clone()));
-            }
-            combined.default_validation_context.clone()
-        }
-        Some(ValidationContextType::ValidationContextSdsSecretConfig(sds)) => {
-            let certificate =
-                common.tls_certificate_sds_secret_configs.first().map(|secret| secret.name.clone()).unwrap_or_default();
-            tls.sds = Some((certificate, sds.name.clone()));
-            None
-        }
-        _ => None,
-    };
-    if let Some(validation) = validation {
-        tls.trusted_ca = file_of(validation.trusted_ca.as_ref());
-        for (index, san) in validation.match_typed_subject_alt_names.iter().enumerate() {
-            if let Some(matcher) = &san.matcher {
-                let compiled =
-                    StringMatcher::compile(matcher, &format!("{at}: match_typed_subject_alt_names[{index}]"))?;
-                if let StringMatcher::Exact(name, _) = compiled {
-                    tls.subject_alt_names.push(name);
-                }
-            }
-        }
-        #[allow(deprecated)]
-        for matcher in &validation.match_subject_alt_names {
-            if let Some(envoy_types::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern::Exact(name)) =
-                &matcher.match_pattern
-            {
-                tls.subject_alt_names.push(name.clone());
-            }
-        }
-    }
-    Ok(tls)
+        material: tls_source::material(&common, &format!("{at}: transport_socket"))?,
+    })
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ use prost::Message;
 
 use super::cluster::socket_of;
 use super::route::{ClusterChoice, RouteTable, CORS_FILTER, FAULT_FILTER};
+use super::tls_source::{self, TlsMaterial};
 use super::{duration, ConfigError};
 
 pub const HCM_FILTER: &str = "envoy.filters.network.http_connection_manager";
@@ -114,12 +115,10 @@ pub struct AccessLogConfig {
 /// Downstream TLS (a gateway terminating TLS).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DownstreamTls {
-    pub certificate_chain: Option<std::path::PathBuf>,
-    pub private_key: Option<std::path::PathBuf>,
-    pub trusted_ca: Option<std::path::PathBuf>,
+    /// The server certificate, and the CA (and names) client certificates are checked against.
+    pub material: TlsMaterial,
     pub require_client_certificate: bool,
     pub alpn: Vec<String>,
-    pub subject_alt_names: Vec<String>,
 }
 
 impl ListenerConfig {
@@ -363,44 +362,18 @@ fn access_logs(logs: &[AccessLog], at: &str) -> Result<Vec<AccessLogConfig>, Con
 }
 
 fn downstream_tls(context: &DownstreamTlsContext, at: &str) -> Result<DownstreamTls, ConfigError> {
-    use envoy_types::pb::envoy::config::core::v3::data_source::Specifier;
-    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::common_tls_context::ValidationContextType;
     let common = context.common_tls_context.clone().unwrap_or_default();
-    let file = |source: Option<&envoy_types::pb::envoy::config::core::v3::DataSource>| match source
-        .and_then(|s| s.specifier.as_ref())
-    {
-        Some(Specifier::Filename(path)) => Some(std::path::PathBuf::from(path)),
-        _ => None,
-    };
-    let certificate = common.tls_certificates.first();
-    if certificate.is_none() {
+    let material = tls_source::material(&common, &format!("{at}: transport_socket"))?;
+    if !material.has_certificate() {
         return Err(ConfigError::new(
             at,
-            "downstream TLS needs tls_certificates (SDS certificates are not supported yet)",
+            "downstream TLS needs a certificate (tls_certificates or tls_certificate_sds_secret_configs)",
         ));
     }
-    let validation = match &common.validation_context_type {
-        Some(ValidationContextType::ValidationContext(validation)) => Some(validation.clone()),
-        Some(ValidationContextType::CombinedValidationContext(combined)) => combined.default_validation_context.clone(),
-        _ => None,
-    };
-    let mut subject_alt_names = Vec::new();
-    if let Some(validation) = &validation {
-        for san in &validation.match_typed_subject_alt_names {
-            if let Some(envoy_types::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern::Exact(name)) =
-                san.matcher.as_ref().and_then(|matcher| matcher.match_pattern.as_ref())
-            {
-                subject_alt_names.push(name.clone());
-            }
-        }
-    }
     Ok(DownstreamTls {
-        certificate_chain: certificate.and_then(|cert| file(cert.certificate_chain.as_ref())),
-        private_key: certificate.and_then(|cert| file(cert.private_key.as_ref())),
-        trusted_ca: validation.as_ref().and_then(|validation| file(validation.trusted_ca.as_ref())),
+        material,
         require_client_certificate: context.require_client_certificate.as_ref().is_some_and(|value| value.value),
         alpn: common.alpn_protocols.clone(),
-        subject_alt_names,
     })
 }
 

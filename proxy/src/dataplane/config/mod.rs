@@ -7,6 +7,7 @@ pub mod listener;
 pub mod matcher;
 pub mod route;
 pub mod route_match;
+pub mod tls_source;
 
 use std::time::Duration;
 

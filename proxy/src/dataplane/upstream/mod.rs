@@ -157,7 +157,8 @@ pub struct UpstreamCluster {
     pub connection_freed: tokio::sync::Notify,
     original_dst_hosts: Mutex<HashMap<SocketAddr, Arc<Host>>>,
     dns_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
-    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// Where the cluster's TLS config (`config.tls`) is built, for each new connection.
+    pub tls: Option<Arc<crate::dataplane::tls::TlsConfigs>>,
 }
 
 /// The hosts of a cluster and the hash ring over them.
@@ -176,7 +177,11 @@ impl Drop for UpstreamCluster {
 }
 
 impl UpstreamCluster {
-    fn new(config: ClusterConfig, stats: &Stats, tls: Option<Arc<rustls::ClientConfig>>) -> Arc<UpstreamCluster> {
+    fn new(
+        config: ClusterConfig,
+        stats: &Stats,
+        tls: Option<Arc<crate::dataplane::tls::TlsConfigs>>,
+    ) -> Arc<UpstreamCluster> {
         let cluster = Arc::new(UpstreamCluster {
             stats: ClusterStats::new(stats, &config.name),
             config,
@@ -355,8 +360,8 @@ async fn resolve_forever(cluster: std::sync::Weak<UpstreamCluster>, refresh: Dur
     }
 }
 
-/// A compiled cluster and its upstream TLS config.
-pub type CompiledCluster = (ClusterConfig, Option<Arc<rustls::ClientConfig>>);
+/// A compiled cluster and, if it speaks TLS upstream, where its TLS config is built.
+pub type CompiledCluster = (ClusterConfig, Option<Arc<crate::dataplane::tls::TlsConfigs>>);
 
 /// Every cluster, swapped atomically on CDS updates.
 #[derive(Debug, Default)]
@@ -382,11 +387,7 @@ impl ClusterManager {
 
     /// Installs `configs`, keeping those current clusters `keep` names (CDS replaces the
     /// dynamic clusters and keeps the static ones). Unchanged clusters keep their state.
-    pub fn update(
-        &self,
-        configs: Vec<(ClusterConfig, Option<Arc<rustls::ClientConfig>>)>,
-        keep: impl Fn(&str) -> bool,
-    ) {
+    pub fn update(&self, configs: Vec<CompiledCluster>, keep: impl Fn(&str) -> bool) {
         let current = self.clusters.load_full();
         let assignments = self.assignments.lock().unwrap_or_else(|poison| poison.into_inner());
         let mut next: HashMap<String, Arc<UpstreamCluster>> = current

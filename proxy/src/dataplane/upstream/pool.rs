@@ -310,9 +310,12 @@ pub async fn connect(cluster: &UpstreamCluster, address: SocketAddr) -> Result<B
         }
     };
     let _ = socket2::SockRef::from(&stream).set_keepalive(true);
-    match &cluster.tls {
-        None => Ok(Box::pin(stream)),
-        Some(config) => {
+    match (&cluster.tls, &cluster.config.tls) {
+        (Some(configs), Some(settings)) => {
+            let config = configs.client_config(settings).map_err(|error| {
+                stats.upstream_cx_connect_fail.inc();
+                PoolError::ConnectFailure(format!("TLS configuration: {error}"))
+            })?;
             let server_name =
                 cluster.config.tls.as_ref().and_then(|tls| tls.sni.clone()).unwrap_or_else(|| address.ip().to_string());
             let name = rustls::pki_types::ServerName::try_from(server_name.clone())
@@ -332,6 +335,7 @@ pub async fn connect(cluster: &UpstreamCluster, address: SocketAddr) -> Result<B
                 }
             }
         }
+        _ => Ok(Box::pin(stream)),
     }
 }
 
