@@ -3,7 +3,9 @@
 //! `virtualOutbound` port (`-p`, 15001), inbound TCP to `virtualInbound` (`-z`, 15006), except the
 //! proxy's own traffic (`-u`/`-g`, 1337), loopback, and the excluded ports and ranges. REDIRECT
 //! mode uses the nat table; TPROXY mode marks inbound packets in the mangle table and routes them
-//! locally (table 133). `--dry-run` prints the commands instead of running them.
+//! locally (table 133). A pod whose address is IPv6 gets the same capture from `ip6tables`
+//! (nat table); any other pod has IPv6 input locked down to established connections and
+//! loopback, as 1.4 did. `--dry-run` prints the commands instead of running them.
 
 use std::process::Command;
 
@@ -65,8 +67,40 @@ fn command(line: &str) -> Vec<String> {
     line.split_whitespace().map(str::to_string).collect()
 }
 
-/// The commands that install the rules, in order, each as its argument vector.
-pub fn rules(args: &IptablesArgs) -> anyhow::Result<Vec<Vec<String>>> {
+/// The CIDRs of a list that are (or are not) IPv6; `*` belongs to both.
+fn cidrs(text: &str, ipv6: bool) -> Vec<String> {
+    list(text)
+        .into_iter()
+        .filter(|cidr| cidr == "*" || cidr.split('/').next().unwrap_or_default().contains(':') == ipv6)
+        .collect()
+}
+
+/// Whether the pod is an IPv6 pod, as 1.4 decided from the pod's address: `ENABLE_INBOUND_IPV6`
+/// when set, else whether the namespace has a global IPv6 address and no IPv4 one besides
+/// loopback.
+pub fn pod_is_ipv6() -> bool {
+    if let Some(value) = std::env::var_os("ENABLE_INBOUND_IPV6") {
+        return !value.is_empty() && value != "false";
+    }
+    let Ok(addresses) = nix::ifaddrs::getifaddrs() else { return false };
+    let mut ipv4 = false;
+    let mut ipv6 = false;
+    for interface in addresses {
+        let Some(address) = interface.address else { continue };
+        if let Some(v4) = address.as_sockaddr_in() {
+            ipv4 |= !v4.ip().is_loopback();
+        } else if let Some(v6) = address.as_sockaddr_in6() {
+            let ip = v6.ip();
+            // Global (or unique local) addresses; not loopback or link-local.
+            ipv6 |= !ip.is_loopback() && (ip.segments()[0] & 0xffc0) != 0xfe80;
+        }
+    }
+    ipv6 && !ipv4
+}
+
+/// The commands that install the rules, in order, each as its argument vector. `ipv6`: the
+/// pod's address is IPv6 (see `pod_is_ipv6`).
+pub fn rules(args: &IptablesArgs, ipv6: bool) -> anyhow::Result<Vec<Vec<String>>> {
     let tproxy = match args.mode.as_str() {
         "REDIRECT" => false,
         "TPROXY" => true,
@@ -159,7 +193,7 @@ pub fn rules(args: &IptablesArgs) -> anyhow::Result<Vec<Vec<String>>> {
         add(format!("iptables -t nat -A ISTIO_OUTPUT -m owner --gid-owner {gid} -j RETURN"));
     }
     add("iptables -t nat -A ISTIO_OUTPUT -d 127.0.0.1/32 -j RETURN".into());
-    for cidr in list(&args.outbound_ranges_exclude) {
+    for cidr in cidrs(&args.outbound_ranges_exclude, false) {
         add(format!("iptables -t nat -A ISTIO_OUTPUT -d {cidr} -j RETURN"));
     }
     let interfaces = list(&args.kubevirt_interfaces);
@@ -169,7 +203,7 @@ pub fn rules(args: &IptablesArgs) -> anyhow::Result<Vec<Vec<String>>> {
         }
         add("iptables -t nat -A ISTIO_OUTPUT -j ISTIO_REDIRECT".into());
     } else {
-        for cidr in list(&args.outbound_ranges) {
+        for cidr in cidrs(&args.outbound_ranges, false) {
             for interface in &interfaces {
                 add(format!("iptables -t nat -I PREROUTING 1 -i {interface} -d {cidr} -j ISTIO_REDIRECT"));
             }
@@ -177,7 +211,85 @@ pub fn rules(args: &IptablesArgs) -> anyhow::Result<Vec<Vec<String>>> {
         }
         add("iptables -t nat -A ISTIO_OUTPUT -j RETURN".into());
     }
+    if ipv6 {
+        ipv6_rules(args, &uids, &gids, inbound_target, &mut out);
+    } else {
+        // An IPv4 pod takes no IPv6 connections but its own and established ones.
+        out.push("ip6tables -F INPUT".into());
+        out.push("ip6tables -A INPUT -m state --state ESTABLISHED -j ACCEPT".into());
+        out.push("ip6tables -A INPUT -i lo -d ::1 -j ACCEPT".into());
+        out.push("ip6tables -A INPUT -j REJECT".into());
+    }
     Ok(out.iter().map(|line| command(line)).collect())
+}
+
+/// The IPv6 capture of an IPv6 pod: the nat-table rules again with `ip6tables`, IPv6 loopback
+/// (`::1`) and passthrough (`::6`) addresses, and the IPv6 ranges of `-i`/`-x`. TPROXY is not
+/// applied to IPv6, as in 1.4.
+fn ipv6_rules(args: &IptablesArgs, uids: &[String], gids: &[String], inbound_target: u16, out: &mut Vec<String>) {
+    let mut add = |line: String| out.push(line);
+    add("ip6tables -t nat -N ISTIO_REDIRECT".into());
+    add(format!("ip6tables -t nat -A ISTIO_REDIRECT -p tcp -j REDIRECT --to-port {}", args.proxy_port));
+    add("ip6tables -t nat -N ISTIO_IN_REDIRECT".into());
+    add(format!("ip6tables -t nat -A ISTIO_IN_REDIRECT -p tcp -j REDIRECT --to-port {inbound_target}"));
+    let all_inbound = args.inbound_ports == "*";
+    let inbound_ports = if all_inbound { Vec::new() } else { list(&args.inbound_ports) };
+    let capture_inbound = all_inbound || !inbound_ports.is_empty();
+    if capture_inbound {
+        add("ip6tables -t nat -N ISTIO_INBOUND".into());
+        add("ip6tables -t nat -A PREROUTING -p tcp -j ISTIO_INBOUND".into());
+        if all_inbound {
+            add("ip6tables -t nat -A ISTIO_INBOUND -p tcp --dport 22 -j RETURN".into());
+            for port in list(&args.inbound_ports_exclude) {
+                add(format!("ip6tables -t nat -A ISTIO_INBOUND -p tcp --dport {port} -j RETURN"));
+            }
+            add("ip6tables -t nat -A ISTIO_INBOUND -p tcp -j ISTIO_IN_REDIRECT".into());
+        } else {
+            for port in &inbound_ports {
+                add(format!("ip6tables -t nat -A ISTIO_INBOUND -p tcp --dport {port} -j ISTIO_IN_REDIRECT"));
+            }
+        }
+    }
+    add("ip6tables -t nat -N ISTIO_OUTPUT".into());
+    add("ip6tables -t nat -A OUTPUT -p tcp -j ISTIO_OUTPUT".into());
+    for port in list(&args.outbound_ports_exclude) {
+        add(format!("ip6tables -t nat -A ISTIO_OUTPUT -p tcp --dport {port} -j RETURN"));
+    }
+    add("ip6tables -t nat -A ISTIO_OUTPUT -o lo -s ::6/128 -j RETURN".into());
+    if capture_inbound {
+        add("ip6tables -t nat -A ISTIO_OUTPUT -o lo ! -d ::1/128 -j ISTIO_IN_REDIRECT".into());
+    }
+    for uid in uids {
+        add(format!("ip6tables -t nat -A ISTIO_OUTPUT -m owner --uid-owner {uid} -j RETURN"));
+    }
+    for gid in gids {
+        add(format!("ip6tables -t nat -A ISTIO_OUTPUT -m owner --gid-owner {gid} -j RETURN"));
+    }
+    add("ip6tables -t nat -A ISTIO_OUTPUT -d ::1/128 -j RETURN".into());
+    for cidr in cidrs(&args.outbound_ranges_exclude, true) {
+        add(format!("ip6tables -t nat -A ISTIO_OUTPUT -d {cidr} -j RETURN"));
+    }
+    let interfaces = list(&args.kubevirt_interfaces);
+    if args.outbound_ranges == "*" {
+        for interface in &interfaces {
+            add(format!("ip6tables -t nat -I PREROUTING 1 -i {interface} -j ISTIO_REDIRECT"));
+        }
+        add("ip6tables -t nat -A ISTIO_OUTPUT -j ISTIO_REDIRECT".into());
+    } else {
+        for cidr in cidrs(&args.outbound_ranges, true) {
+            for interface in &interfaces {
+                add(format!("ip6tables -t nat -I PREROUTING 1 -i {interface} -d {cidr} -j ISTIO_REDIRECT"));
+            }
+            add(format!("ip6tables -t nat -A ISTIO_OUTPUT -d {cidr} -j ISTIO_REDIRECT"));
+        }
+        add("ip6tables -t nat -A ISTIO_OUTPUT -j RETURN".into());
+    }
+}
+
+/// Whether a failure of this command is tolerated: the IPv6 lock-down of an IPv4 pod, which
+/// 1.4 also allowed to fail (a kernel without IPv6).
+fn may_fail(argv: &[String]) -> bool {
+    argv.first().is_some_and(|program| program == "ip6tables") && argv.iter().any(|arg| arg == "INPUT")
 }
 
 /// The commands that remove everything `rules` may have installed. Each may fail harmlessly
@@ -203,6 +315,13 @@ pub fn clean_rules() -> Vec<Vec<String>> {
         out.push(format!("iptables -t {table} -F {chain}"));
         out.push(format!("iptables -t {table} -X {chain}"));
     }
+    for (table, hook, chain) in [("nat", "PREROUTING", "ISTIO_INBOUND"), ("nat", "OUTPUT", "ISTIO_OUTPUT")] {
+        out.push(format!("ip6tables -t {table} -D {hook} -p tcp -j {chain}"));
+    }
+    for chain in ["ISTIO_OUTPUT", "ISTIO_INBOUND", "ISTIO_REDIRECT", "ISTIO_IN_REDIRECT"] {
+        out.push(format!("ip6tables -t nat -F {chain}"));
+        out.push(format!("ip6tables -t nat -X {chain}"));
+    }
     out.push("ip -f inet rule del fwmark 1337 lookup 133".into());
     out.push("ip -f inet route del local default dev lo table 133".into());
     out.iter().map(|line| command(line)).collect()
@@ -215,7 +334,7 @@ fn run(commands: &[Vec<String>], tolerate_failures: bool) -> anyhow::Result<()> 
             .args(rest)
             .output()
             .with_context(|| format!("cannot run {program} (is it installed and are we root?)"))?;
-        if !output.status.success() && !tolerate_failures {
+        if !output.status.success() && !tolerate_failures && !may_fail(argv) {
             bail!("`{}` failed: {}", argv.join(" "), String::from_utf8_lossy(&output.stderr).trim());
         }
     }
@@ -230,7 +349,7 @@ fn print(commands: &[Vec<String>]) {
 
 /// `proxy iptables`.
 pub fn install(args: &IptablesArgs) -> anyhow::Result<()> {
-    let commands = rules(args)?;
+    let commands = rules(args, pod_is_ipv6())?;
     if args.dry_run {
         print(&commands);
         return Ok(());

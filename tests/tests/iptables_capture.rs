@@ -1,7 +1,9 @@
 //! `proxy iptables` really captures traffic: in a network namespace of its own, the rules are
 //! installed, a connection to an address outside the namespace lands on the outbound capture
 //! port (15001), the proxy's own user (1337) is not captured, and `proxy clean-iptables` removes
-//! every chain. Needs root, iptables and iproute2; elsewhere it says so and does nothing.
+//! every chain. An IPv4 pod has IPv6 input locked down; an IPv6-only pod is captured by
+//! `ip6tables` the same way. Needs root, iptables and iproute2; elsewhere it says so and does
+//! nothing.
 
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -33,6 +35,33 @@ impl Namespace {
     }
 }
 
+impl Namespace {
+    /// A new namespace with loopback up and a veth pair `v0`/`v1` (both ends inside).
+    fn create(prefix: &str) -> Namespace {
+        let namespace = Namespace(format!("{prefix}-{}", std::process::id()));
+        let created = Command::new("ip").args(["netns", "add", &namespace.0]).output().expect("ip netns add");
+        assert!(created.status.success(), "ip netns add: {}", String::from_utf8_lossy(&created.stderr));
+        namespace.ok(&["ip", "link", "set", "lo", "up"]);
+        namespace.ok(&["ip", "link", "add", "v0", "type", "veth", "peer", "name", "v1"]);
+        namespace.ok(&["ip", "link", "set", "v0", "up"]);
+        namespace.ok(&["ip", "link", "set", "v1", "up"]);
+        namespace
+    }
+
+    /// A listener on the capture port inside the namespace, as the sidecar would have.
+    fn capture_listener(&self, family: &str, any: &str) -> Process {
+        let script = format!(
+            "import socket\ns=socket.socket(socket.{family})\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('{any}',15001))\ns.listen()\nprint('listening',flush=True)\nwhile True:\n    c,_=s.accept()\n    c.sendall(b'captured by 15001')\n    c.close()\n"
+        );
+        let listener =
+            Process::start_program(std::path::Path::new("ip"), &["netns", "exec", &self.0, "python3", "-c", &script]);
+        listener
+            .next_line(Duration::from_secs(5))
+            .unwrap_or_else(|| panic!("listener did not start: {}", listener.stderr()));
+        listener
+    }
+}
+
 const CLIENT: &str = "import socket,sys\ntry:\n    s=socket.create_connection(('10.255.0.1',80),timeout=2)\n    print(s.recv(100).decode())\nexcept Exception as e:\n    print('failed', e)\n";
 
 #[test]
@@ -41,15 +70,9 @@ fn proxy_iptables_captures_outbound_traffic_in_a_network_namespace() {
         eprintln!("SKIPPED proxy_iptables_captures_outbound_traffic_in_a_network_namespace: {reason}");
         return;
     }
-    let namespace = Namespace(format!("istio-rs-ipt-{}", std::process::id()));
-    let created = Command::new("ip").args(["netns", "add", &namespace.0]).output().expect("ip netns add");
-    assert!(created.status.success(), "ip netns add: {}", String::from_utf8_lossy(&created.stderr));
-    namespace.ok(&["ip", "link", "set", "lo", "up"]);
-    // A veth pair inside the namespace gives it a route to 10.255.0.0/24, where nobody answers.
-    namespace.ok(&["ip", "link", "add", "v0", "type", "veth", "peer", "name", "v1"]);
+    let namespace = Namespace::create("istio-rs-ipt");
+    // The veth gives the namespace a route to 10.255.0.0/24, where nobody answers.
     namespace.ok(&["ip", "addr", "add", "10.255.0.2/24", "dev", "v0"]);
-    namespace.ok(&["ip", "link", "set", "v0", "up"]);
-    namespace.ok(&["ip", "link", "set", "v1", "up"]);
 
     let proxy = binary("proxy").display().to_string();
     namespace.ok(&[
@@ -65,17 +88,10 @@ fn proxy_iptables_captures_outbound_traffic_in_a_network_namespace() {
         assert!(saved.contains(rule), "{rule} missing:\n{saved}");
     }
 
-    // Something listens on the capture port inside the namespace, as the sidecar would.
-    let listener = Process::start_program(
-        std::path::Path::new("ip"),
-        &[
-            "netns", "exec", &namespace.0, "python3", "-c",
-            "import socket\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('0.0.0.0',15001))\ns.listen()\nprint('listening',flush=True)\nwhile True:\n    c,_=s.accept()\n    c.sendall(b'captured by 15001')\n    c.close()\n",
-        ],
-    );
-    listener
-        .next_line(Duration::from_secs(5))
-        .unwrap_or_else(|| panic!("listener did not start: {}", listener.stderr()));
+    let _listener = namespace.capture_listener("AF_INET", "0.0.0.0");
+    // An IPv4 pod takes IPv6 connections only on loopback or when established.
+    let input = namespace.ok(&["ip6tables", "-S", "INPUT"]);
+    assert!(input.contains("-A INPUT -j REJECT"), "IPv6 input is not locked down:\n{input}");
 
     let app = namespace.ok(&["python3", "-c", CLIENT]);
     assert_eq!(app.trim(), "captured by 15001", "an application's outbound connection is captured");
@@ -100,4 +116,31 @@ fn proxy_iptables_captures_outbound_traffic_in_a_network_namespace() {
     namespace.ok(&[&proxy, "clean-iptables"]);
     let cleaned = namespace.ok(&["iptables-save", "-t", "nat"]);
     assert!(!cleaned.contains("ISTIO_"), "chains left after clean-iptables:\n{cleaned}");
+}
+
+const CLIENT_V6: &str = "import socket,sys\ntry:\n    s=socket.create_connection(('fd00:255::1',80),timeout=2)\n    print(s.recv(100).decode())\nexcept Exception as e:\n    print('failed', e)\n";
+
+#[test]
+fn an_ipv6_pod_is_captured_by_ip6tables() {
+    if let Some(reason) = e2e::pod_prerequisites_missing() {
+        eprintln!("SKIPPED an_ipv6_pod_is_captured_by_ip6tables: {reason}");
+        return;
+    }
+    let namespace = Namespace::create("istio-rs-ipt6");
+    // Only an IPv6 address: the pod counts as an IPv6 pod.
+    namespace.ok(&["ip", "-6", "addr", "add", "fd00:255::2/64", "dev", "v0", "nodad"]);
+    let proxy = binary("proxy").display().to_string();
+    namespace.ok(&[
+        &proxy, "iptables", "-p", "15001", "-z", "15006", "-u", "1337", "-m", "REDIRECT", "-i", "*", "-b", "*", "-d",
+        "15020",
+    ]);
+    let saved = namespace.ok(&["ip6tables-save", "-t", "nat"]);
+    assert!(saved.contains("-A ISTIO_REDIRECT -p tcp -j REDIRECT --to-ports 15001"), "{saved}");
+    let _listener = namespace.capture_listener("AF_INET6", "::");
+    let app = namespace.ok(&["python3", "-c", CLIENT_V6]);
+    assert_eq!(app.trim(), "captured by 15001", "an application's IPv6 connection is captured");
+
+    namespace.ok(&[&proxy, "clean-iptables"]);
+    let cleaned = namespace.ok(&["ip6tables-save", "-t", "nat"]);
+    assert!(!cleaned.contains("ISTIO_"), "IPv6 chains left after clean-iptables:\n{cleaned}");
 }
