@@ -302,6 +302,9 @@ fn tracing_propagates_b3_and_reports_spans(plane: Plane) {
     assert_eq!(trace_id.len(), 32, "{plane:?}: 128-bit trace ids");
     assert!(upstream.header("x-b3-spanid").is_some());
     assert_eq!(upstream.header("x-b3-sampled"), Some("1"));
+    // Pilot names the route's operation as 1.4 did; the gateway passes it on upstream.
+    let operation = "productpage.default.svc.cluster.local:8000/*";
+    assert_eq!(upstream.header("x-envoy-decorator-operation"), Some(operation), "{plane:?}");
 
     // A trace that arrives is joined: same trace id, the caller's span is the parent.
     let caller = [
@@ -329,6 +332,7 @@ fn tracing_propagates_b3_and_reports_spans(plane: Plane) {
                 .collect();
             let span = spans.iter().find(|span| span["traceId"] == trace_id.as_str()).expect("the new trace's span");
             assert_eq!(span["kind"], "CLIENT", "{plane:?}: {span}");
+            assert_eq!(span["name"], operation, "{plane:?}: {span}");
             assert_eq!(span["localEndpoint"]["serviceName"], "istio-ingressgateway", "{plane:?}: {span}");
             assert_eq!(span["tags"]["http.status_code"], "200", "{plane:?}: {span}");
             let joined_span =

@@ -519,6 +519,9 @@ pub fn virtual_inbound(push: &PushContext, proxy: &Proxy) -> Listener {
                             timeout: Some(super::seconds(0)),
                             ..Default::default()
                         })),
+                        // Server spans are named after the service, as 1.4 named them.
+                        decorator: super::parse_cluster_name(&cluster)
+                            .and_then(|(_, port, _, host)| super::route::decorator(format!("{host}:{port}/*"))),
                         ..Default::default()
                     }],
                     ..Default::default()

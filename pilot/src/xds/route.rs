@@ -12,8 +12,8 @@ use envoy_types::pb::envoy::config::core::v3::{
 };
 use envoy_types::pb::envoy::config::route::v3::{
     header_matcher, query_parameter_matcher, redirect_action, retry_policy, route, route_action, route_match,
-    virtual_host, weighted_cluster, HeaderMatcher, QueryParameterMatcher, RedirectAction, RetryPolicy, Route,
-    RouteAction, RouteConfiguration, RouteMatch, VirtualHost, WeightedCluster,
+    virtual_host, weighted_cluster, Decorator, HeaderMatcher, QueryParameterMatcher, RedirectAction, RetryPolicy,
+    Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost, WeightedCluster,
 };
 use envoy_types::pb::envoy::extensions::filters::common::fault::v3::{fault_delay, FaultDelay};
 use envoy_types::pb::envoy::extensions::filters::http::fault::v3::{fault_abort, FaultAbort, HttpFault};
@@ -111,10 +111,12 @@ fn sidecar_virtual_hosts(push: &PushContext, proxy: &Proxy, port: u32) -> Vec<Vi
             .find(|vs| vs.spec.hosts.iter().any(|host| push.qualify(host, &vs.namespace) == service.hostname));
         let routes = match virtual_service {
             Some(vs) => http_routes(push, vs, Some(port), None, proxy),
-            None => vec![default_route(
-                push,
-                &cluster_name(Direction::Outbound, service_port.number, "", &service.hostname),
-            )],
+            None => {
+                let mut route =
+                    default_route(push, &cluster_name(Direction::Outbound, service_port.number, "", &service.hostname));
+                route.decorator = decorator(format!("{}:{}/*", service.hostname, service_port.number));
+                vec![route]
+            }
         };
         hosts.push(VirtualHost { name: format!("{}:{port}", service.hostname), domains, routes, ..Default::default() });
     }
@@ -206,6 +208,35 @@ fn gateway_virtual_hosts(push: &PushContext, proxy: &Proxy, route_name: &str) ->
         });
     }
     Some(hosts)
+}
+
+/// A route decorator naming the operation for tracing (span names, and the
+/// `x-envoy-decorator-operation` header).
+pub fn decorator(operation: String) -> Option<Decorator> {
+    Some(Decorator { operation, ..Default::default() })
+}
+
+/// Istio 1.4's operation name for a VirtualService route: `host:port` and the matched path
+/// (`prefix*`, the exact path or the regex; `/*` when it matches everything) when the route
+/// goes to one cluster, else the VirtualService's name in place of the host.
+fn route_operation(route: &Route, vs_name: &str, port: u32) -> String {
+    let path = match route.r#match.as_ref().and_then(|m| m.path_specifier.as_ref()) {
+        Some(route_match::PathSpecifier::Prefix(prefix)) => format!("{prefix}*"),
+        Some(route_match::PathSpecifier::Path(path)) => path.clone(),
+        Some(route_match::PathSpecifier::SafeRegex(regex)) => regex.regex.clone(),
+        _ => "/*".to_string(),
+    };
+    let single_cluster = match &route.action {
+        Some(route::Action::Route(action)) => match &action.cluster_specifier {
+            Some(route_action::ClusterSpecifier::Cluster(cluster)) => super::parse_cluster_name(cluster),
+            _ => None,
+        },
+        _ => None,
+    };
+    match single_cluster {
+        Some((_, cluster_port, _, host)) => format!("{host}:{cluster_port}{path}"),
+        None => format!("{vs_name}:{port}{path}"),
+    }
 }
 
 fn prefix_match(prefix: &str) -> RouteMatch {
@@ -642,5 +673,38 @@ fn http_route(
         http.headers.as_ref().and_then(|h| h.response.as_ref()).map(|ops| ops.remove.clone()).unwrap_or_default();
     route.response_headers_to_remove.extend(http.remove_response_headers.iter().cloned());
     route.typed_per_filter_config = per_filter;
+    route.decorator = decorator(route_operation(&route, &vs.name, port.unwrap_or(0)));
     route
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route_to(path: route_match::PathSpecifier, cluster: route_action::ClusterSpecifier) -> Route {
+        Route {
+            r#match: Some(RouteMatch { path_specifier: Some(path), ..Default::default() }),
+            action: Some(route::Action::Route(RouteAction { cluster_specifier: Some(cluster), ..Default::default() })),
+            ..Default::default()
+        }
+    }
+
+    /// 1.4's operation names: `host:port` of the one destination and the matched path, or the
+    /// VirtualService's name when traffic is split.
+    #[test]
+    fn route_operations_name_the_destination_and_path() {
+        let single =
+            route_action::ClusterSpecifier::Cluster("outbound|9080|v2|reviews.default.svc.cluster.local".into());
+        let prefix = route_to(route_match::PathSpecifier::Prefix("/api".into()), single.clone());
+        assert_eq!(route_operation(&prefix, "reviews", 9080), "reviews.default.svc.cluster.local:9080/api*");
+        let exact = route_to(route_match::PathSpecifier::Path("/login".into()), single);
+        assert_eq!(route_operation(&exact, "reviews", 9080), "reviews.default.svc.cluster.local:9080/login");
+        let split = route_to(
+            route_match::PathSpecifier::Prefix("/".into()),
+            route_action::ClusterSpecifier::WeightedClusters(WeightedCluster::default()),
+        );
+        assert_eq!(route_operation(&split, "reviews", 9080), "reviews:9080/*");
+        let redirect = Route::default();
+        assert_eq!(route_operation(&redirect, "bookinfo", 80), "bookinfo:80/*");
+    }
 }

@@ -80,6 +80,15 @@ pub struct Route {
     pub action: Action,
     pub headers: HeaderEdits,
     pub filters: PerFilter,
+    pub decorator: Option<Decorator>,
+}
+
+/// The route's name for tracing: the span's operation, and whether it is passed on in
+/// `x-envoy-decorator-operation`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decorator {
+    pub operation: String,
+    pub propagate: bool,
 }
 
 #[derive(Debug)]
@@ -294,6 +303,12 @@ impl Route {
                 &route.response_headers_to_remove,
             ),
             filters: per_filter(&route.typed_per_filter_config, at)?,
+            decorator: route.decorator.as_ref().filter(|decorator| !decorator.operation.is_empty()).map(|decorator| {
+                Decorator {
+                    operation: decorator.operation.clone(),
+                    propagate: decorator.propagate.as_ref().is_none_or(|propagate| propagate.value),
+                }
+            }),
         })
     }
 }

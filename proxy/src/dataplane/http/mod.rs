@@ -28,7 +28,7 @@ use super::access_log::{LogEntry, ResponseFlag};
 use super::body::{self, Body, BoxError};
 use super::config::listener::{Codec, HttpManagerConfig, RouteSource};
 use super::config::matcher::roll;
-use super::config::route::{Action, HashPolicy, HeaderEdits, PathMatch, Route, RouteTable, VirtualHost};
+use super::config::route::{Action, Decorator, HashPolicy, HeaderEdits, PathMatch, Route, RouteTable, VirtualHost};
 use super::stats::{Counter, Gauge, Stats};
 use super::upstream::lb::hash_of;
 use super::upstream::pool::BoxStream;
@@ -37,6 +37,8 @@ use router::{Outbound, RequestBody};
 
 /// Request bodies up to this size are kept in memory so the request can be retried or mirrored.
 const BUFFER_LIMIT: u64 = 1024 * 1024;
+/// Carries a route decorator's operation name between proxies.
+const DECORATOR_OPERATION: &str = "x-envoy-decorator-operation";
 
 /// Facts about the downstream connection a request arrived on.
 #[derive(Debug, Clone)]
@@ -176,7 +178,7 @@ async fn handle(
         (Some(tracer), Some(sampling)) => Some(tracer.start_span(&mut parts.headers, sampling, downstream.inbound)),
         _ => None,
     };
-    let span_tags = span.as_ref().map(|_| super::trace::SpanTags {
+    let mut span_tags = span.as_ref().map(|_| super::trace::SpanTags {
         name: format!("{authority}{}", parts.uri.path()),
         method: parts.method.to_string(),
         url: format!("{}://{authority}{original_path}", if downstream.tls { "https" } else { "http" }),
@@ -230,6 +232,27 @@ async fn handle(
         let route = host.routes.iter().find(|route| route.matcher.matches(&original_path, header_value))?;
         Some((table.clone(), host, route))
     });
+    // Tracing names the span after the route's decorator, and passes the name on as Envoy
+    // does: to the upstream on the way out, back to the caller on the way in.
+    let mut decorated: Option<Decorator> = None;
+    if let Some(tags) = span_tags.as_mut() {
+        if let Some(decorator) = selected.as_ref().and_then(|(_, _, route)| route.decorator.as_ref()) {
+            tags.name = decorator.operation.clone();
+            decorated = Some(decorator.clone());
+        }
+        if downstream.inbound {
+            if let Some(value) = parts.headers.remove(DECORATOR_OPERATION) {
+                if let Some(operation) = value.to_str().ok().filter(|operation| !operation.is_empty()) {
+                    tags.name = operation.to_string();
+                    decorated = None;
+                }
+            }
+        } else if let Some(decorator) = decorated.as_ref().filter(|decorator| decorator.propagate) {
+            if let Ok(value) = HeaderValue::from_str(&decorator.operation) {
+                parts.headers.insert(DECORATOR_OPERATION, value);
+            }
+        }
+    }
     let bytes_received = Arc::new(AtomicU64::new(0));
     let (mut response, upgrades) = match selected {
         None => {
@@ -260,6 +283,19 @@ async fn handle(
     };
     if let Some((upstream, downstream)) = upgrades {
         tokio::spawn(bridge_upgrade(downstream, upstream));
+    }
+    if let Some(tags) = span_tags.as_mut() {
+        if downstream.inbound {
+            if let Some(decorator) = decorated.as_ref().filter(|decorator| decorator.propagate) {
+                if let Ok(value) = HeaderValue::from_str(&decorator.operation) {
+                    response.headers_mut().insert(DECORATOR_OPERATION, value);
+                }
+            }
+        } else if let Some(value) = response.headers_mut().remove(DECORATOR_OPERATION) {
+            if let Some(operation) = value.to_str().ok().filter(|operation| !operation.is_empty()) {
+                tags.name = operation.to_string();
+            }
+        }
     }
     response.headers_mut().insert("server", HeaderValue::from_static("envoy"));
     if *shared.draining.borrow() && version < http::Version::HTTP_2 {
