@@ -174,43 +174,7 @@ pub fn rules(args: &IptablesArgs, ipv6: bool) -> anyhow::Result<Vec<Vec<String>>
         }
     }
 
-    let mut add = |line: String| out.push(line);
-    add("iptables -t nat -N ISTIO_OUTPUT".into());
-    add("iptables -t nat -A OUTPUT -p tcp -j ISTIO_OUTPUT".into());
-    for port in list(&args.outbound_ports_exclude) {
-        add(format!("iptables -t nat -A ISTIO_OUTPUT -p tcp --dport {port} -j RETURN"));
-    }
-    // Envoy's inbound passthrough binds 127.0.0.6: its traffic to the app is not captured again.
-    add("iptables -t nat -A ISTIO_OUTPUT -o lo -s 127.0.0.6/32 -j RETURN".into());
-    if capture_inbound {
-        // An app calling itself through its service VIP comes back in through the sidecar.
-        add("iptables -t nat -A ISTIO_OUTPUT -o lo ! -d 127.0.0.1/32 -j ISTIO_IN_REDIRECT".into());
-    }
-    for uid in &uids {
-        add(format!("iptables -t nat -A ISTIO_OUTPUT -m owner --uid-owner {uid} -j RETURN"));
-    }
-    for gid in &gids {
-        add(format!("iptables -t nat -A ISTIO_OUTPUT -m owner --gid-owner {gid} -j RETURN"));
-    }
-    add("iptables -t nat -A ISTIO_OUTPUT -d 127.0.0.1/32 -j RETURN".into());
-    for cidr in cidrs(&args.outbound_ranges_exclude, false) {
-        add(format!("iptables -t nat -A ISTIO_OUTPUT -d {cidr} -j RETURN"));
-    }
-    let interfaces = list(&args.kubevirt_interfaces);
-    if args.outbound_ranges == "*" {
-        for interface in &interfaces {
-            add(format!("iptables -t nat -I PREROUTING 1 -i {interface} -j ISTIO_REDIRECT"));
-        }
-        add("iptables -t nat -A ISTIO_OUTPUT -j ISTIO_REDIRECT".into());
-    } else {
-        for cidr in cidrs(&args.outbound_ranges, false) {
-            for interface in &interfaces {
-                add(format!("iptables -t nat -I PREROUTING 1 -i {interface} -d {cidr} -j ISTIO_REDIRECT"));
-            }
-            add(format!("iptables -t nat -A ISTIO_OUTPUT -d {cidr} -j ISTIO_REDIRECT"));
-        }
-        add("iptables -t nat -A ISTIO_OUTPUT -j RETURN".into());
-    }
+    output_rules(&IPV4, args, &uids, &gids, capture_inbound, &mut out);
     if ipv6 {
         ipv6_rules(args, &uids, &gids, inbound_target, &mut out);
     } else {
@@ -250,39 +214,67 @@ fn ipv6_rules(args: &IptablesArgs, uids: &[String], gids: &[String], inbound_tar
             }
         }
     }
-    add("ip6tables -t nat -N ISTIO_OUTPUT".into());
-    add("ip6tables -t nat -A OUTPUT -p tcp -j ISTIO_OUTPUT".into());
+    output_rules(&IPV6, args, uids, gids, capture_inbound, out);
+}
+
+/// What differs between the IPv4 and IPv6 rules.
+struct Family {
+    program: &'static str,
+    loopback: &'static str,
+    /// The address Envoy's inbound passthrough binds (its traffic to the app is not captured).
+    passthrough: &'static str,
+    ipv6: bool,
+}
+
+const IPV4: Family = Family { program: "iptables", loopback: "127.0.0.1/32", passthrough: "127.0.0.6/32", ipv6: false };
+const IPV6: Family = Family { program: "ip6tables", loopback: "::1/128", passthrough: "::6/128", ipv6: true };
+
+/// The `ISTIO_OUTPUT` chain: excluded ports, the passthrough and the proxy's own traffic,
+/// loopback and excluded ranges go out as they are; the app calling itself through a VIP
+/// comes back in through the sidecar; the included ranges (or everything) go to the proxy.
+fn output_rules(
+    family: &Family,
+    args: &IptablesArgs,
+    uids: &[String],
+    gids: &[String],
+    capture_inbound: bool,
+    out: &mut Vec<String>,
+) {
+    let Family { program, loopback, passthrough, ipv6 } = family;
+    let mut add = |line: String| out.push(format!("{program} -t nat {line}"));
+    add("-N ISTIO_OUTPUT".into());
+    add("-A OUTPUT -p tcp -j ISTIO_OUTPUT".into());
     for port in list(&args.outbound_ports_exclude) {
-        add(format!("ip6tables -t nat -A ISTIO_OUTPUT -p tcp --dport {port} -j RETURN"));
+        add(format!("-A ISTIO_OUTPUT -p tcp --dport {port} -j RETURN"));
     }
-    add("ip6tables -t nat -A ISTIO_OUTPUT -o lo -s ::6/128 -j RETURN".into());
+    add(format!("-A ISTIO_OUTPUT -o lo -s {passthrough} -j RETURN"));
     if capture_inbound {
-        add("ip6tables -t nat -A ISTIO_OUTPUT -o lo ! -d ::1/128 -j ISTIO_IN_REDIRECT".into());
+        add(format!("-A ISTIO_OUTPUT -o lo ! -d {loopback} -j ISTIO_IN_REDIRECT"));
     }
     for uid in uids {
-        add(format!("ip6tables -t nat -A ISTIO_OUTPUT -m owner --uid-owner {uid} -j RETURN"));
+        add(format!("-A ISTIO_OUTPUT -m owner --uid-owner {uid} -j RETURN"));
     }
     for gid in gids {
-        add(format!("ip6tables -t nat -A ISTIO_OUTPUT -m owner --gid-owner {gid} -j RETURN"));
+        add(format!("-A ISTIO_OUTPUT -m owner --gid-owner {gid} -j RETURN"));
     }
-    add("ip6tables -t nat -A ISTIO_OUTPUT -d ::1/128 -j RETURN".into());
-    for cidr in cidrs(&args.outbound_ranges_exclude, true) {
-        add(format!("ip6tables -t nat -A ISTIO_OUTPUT -d {cidr} -j RETURN"));
+    add(format!("-A ISTIO_OUTPUT -d {loopback} -j RETURN"));
+    for cidr in cidrs(&args.outbound_ranges_exclude, *ipv6) {
+        add(format!("-A ISTIO_OUTPUT -d {cidr} -j RETURN"));
     }
     let interfaces = list(&args.kubevirt_interfaces);
     if args.outbound_ranges == "*" {
         for interface in &interfaces {
-            add(format!("ip6tables -t nat -I PREROUTING 1 -i {interface} -j ISTIO_REDIRECT"));
+            add(format!("-I PREROUTING 1 -i {interface} -j ISTIO_REDIRECT"));
         }
-        add("ip6tables -t nat -A ISTIO_OUTPUT -j ISTIO_REDIRECT".into());
+        add("-A ISTIO_OUTPUT -j ISTIO_REDIRECT".into());
     } else {
-        for cidr in cidrs(&args.outbound_ranges, true) {
+        for cidr in cidrs(&args.outbound_ranges, *ipv6) {
             for interface in &interfaces {
-                add(format!("ip6tables -t nat -I PREROUTING 1 -i {interface} -d {cidr} -j ISTIO_REDIRECT"));
+                add(format!("-I PREROUTING 1 -i {interface} -d {cidr} -j ISTIO_REDIRECT"));
             }
-            add(format!("ip6tables -t nat -A ISTIO_OUTPUT -d {cidr} -j ISTIO_REDIRECT"));
+            add(format!("-A ISTIO_OUTPUT -d {cidr} -j ISTIO_REDIRECT"));
         }
-        add("ip6tables -t nat -A ISTIO_OUTPUT -j RETURN".into());
+        add("-A ISTIO_OUTPUT -j RETURN".into());
     }
 }
 
