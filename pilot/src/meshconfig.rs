@@ -26,9 +26,7 @@ pub fn load(path: Option<&Path>, domain: &str) -> anyhow::Result<MeshSettings> {
         mesh.trace_sampling = sampling;
     }
     let Some(path) = path else { return Ok(mesh) };
-    let value = istio_config::mesh::load(path)?;
-    let config: istio_api::pb::istio::mesh::v1alpha1::MeshConfig =
-        istio_api::json::decode(istio_api::kinds::MESH_CONFIG_PROTO, &value)?;
+    let (value, config) = read(path)?;
     // 1.4's default mesh config turns tracing on; a file that leaves the field out keeps it on.
     mesh.enable_tracing = config.enable_tracing || value.get("enableTracing").is_none();
     if let Some(timeout) = config.connect_timeout {
@@ -52,12 +50,17 @@ pub fn load(path: Option<&Path>, domain: &str) -> anyhow::Result<MeshSettings> {
     Ok(mesh)
 }
 
+/// The file as JSON (to tell fields left out from defaults) and as the typed MeshConfig.
+fn read(path: &Path) -> anyhow::Result<(serde_json::Value, istio_api::pb::istio::mesh::v1alpha1::MeshConfig)> {
+    let value = istio_config::mesh::load(path)?;
+    let config = istio_api::json::decode(istio_api::kinds::MESH_CONFIG_PROTO, &value)?;
+    Ok((value, config))
+}
+
 /// The first MCP address in the mesh config's `configSources`.
 pub fn mcp_source(path: Option<&Path>) -> anyhow::Result<Option<String>> {
     let Some(path) = path else { return Ok(None) };
-    let value = istio_config::mesh::load(path)?;
-    let config: istio_api::pb::istio::mesh::v1alpha1::MeshConfig =
-        istio_api::json::decode(istio_api::kinds::MESH_CONFIG_PROTO, &value)?;
+    let (_, config) = read(path)?;
     Ok(config
         .config_sources
         .iter()

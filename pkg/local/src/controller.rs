@@ -296,7 +296,7 @@ impl Controller {
         self.update_dns(&services);
         self.reconcile_deployments(&namespaces).await?;
         let pods = self.assign_pod_addresses().await?;
-        self.run_pods(&pods, &services).await?;
+        self.run_pods(&pods, &services, &config_maps).await?;
         let pods = self.report_pod_status(pods).await?;
         let endpoints = self.reconcile_endpoints(&services, &pods).await?;
         self.reconcile_networking(&services, &endpoints, &pods).await;
@@ -479,7 +479,7 @@ impl Controller {
         }
     }
 
-    async fn run_pods(&mut self, pods: &[Object], services: &[Object]) -> anyhow::Result<()> {
+    async fn run_pods(&mut self, pods: &[Object], services: &[Object], config_maps: &[Object]) -> anyhow::Result<()> {
         let present: HashMap<(String, String), String> = pods.iter().map(|pod| (pod_key(pod), uid(pod))).collect();
         // Pods gone from the store, or replaced by a new object of the same name, stop.
         let gone: Vec<(String, String)> = self
@@ -495,12 +495,11 @@ impl Controller {
             return Ok(());
         }
         let secrets = self.store.list(&objects::secrets()).await?;
-        let config_maps = self.store.list(&objects::config_maps()).await?;
         for pod in pods {
             let key = pod_key(pod);
             if self.pods.contains_key(&key) {
                 // Secret and ConfigMap volumes follow their objects while the pod runs.
-                match volumes::refresh(&self.context.layout, pod, &secrets, &config_maps) {
+                match volumes::refresh(&self.context.layout, pod, &secrets, config_maps) {
                     Ok(changed) if !changed.is_empty() => {
                         tracing::info!(pod = %pod.name(), namespace = %pod.namespace(), volumes = ?changed, "volumes updated");
                     }
@@ -529,7 +528,7 @@ impl Controller {
                     hosts: hosts.clone(),
                     service_env,
                     secrets: secrets.clone(),
-                    config_maps: config_maps.clone(),
+                    config_maps: config_maps.to_vec(),
                 },
             );
             self.applied_hosts.insert(key.clone(), hosts);

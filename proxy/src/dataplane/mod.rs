@@ -488,14 +488,19 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn listeners_warm_until_their_routes_arrive() {
+    /// A data plane with only its admin API, on a free loopback port.
+    async fn empty_data_plane() -> DataPlane {
         let bootstrap = Bootstrap {
             admin: Some(Admin { address: Some(loopback(0)), ..Default::default() }),
             static_resources: Some(StaticResources::default()),
             ..Default::default()
         };
-        let data_plane = DataPlane::start(bootstrap).await.expect("start");
+        DataPlane::start(bootstrap).await.expect("start")
+    }
+
+    #[tokio::test]
+    async fn listeners_warm_until_their_routes_arrive() {
+        let data_plane = empty_data_plane().await;
         let shared = data_plane.shared.clone();
         shared.apply_listeners(&[listener_with_rds("80")], "1").await.expect("listeners");
         assert!(!shared.listeners.table.load().by_name.contains_key("http"), "not in service without its routes");
@@ -516,12 +521,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_state_of_the_world_rds_response_with_one_route_keeps_the_others() {
-        let bootstrap = Bootstrap {
-            admin: Some(Admin { address: Some(loopback(0)), ..Default::default() }),
-            static_resources: Some(StaticResources::default()),
-            ..Default::default()
-        };
-        let data_plane = DataPlane::start(bootstrap).await.expect("start");
+        let data_plane = empty_data_plane().await;
         let shared = data_plane.shared.clone();
         let route = |name: &str| RouteConfiguration { name: name.into(), ..Default::default() };
         let response = |routes: &[RouteConfiguration], version: &str| {
