@@ -11,6 +11,8 @@ use http_body_util::{BodyExt, Full};
 use istio_api::pb::istio::mcp::v1alpha1::resource_source_client::ResourceSourceClient;
 use istio_api::pb::istio::mcp::v1alpha1::{RequestResources, Resources};
 use istio_api::pb::istio::networking::v1alpha3::VirtualService;
+use istio_pki::ca::{CertificateAuthority, LeafRequest};
+use istio_pki::files::CertDir;
 use prost::Message;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -42,11 +44,11 @@ async fn start() -> Fixture {
         "apiVersion: v1\nkind: Service\nmetadata: {name: reviews, namespace: default}\nspec:\n  clusterIP: 10.96.0.12\n  ports: [{name: http, port: 9080}]\n",
     )
     .expect("write");
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("certificate");
-    let cert_path = dir.path().join("cert-chain.pem");
-    let key_path = dir.path().join("key.pem");
-    std::fs::write(&cert_path, certified.cert.pem()).expect("write");
-    std::fs::write(&key_path, certified.signing_key.serialize_pem()).expect("write");
+    let ca = CertificateAuthority::self_signed("galley test CA").expect("CA");
+    let issued = ca.issue(&LeafRequest::for_names(["localhost"])).expect("certificate");
+    let certs = CertDir::new(dir.path());
+    certs.write_serving(issued.cert_chain_pem.as_bytes(), issued.key_pem.as_bytes()).expect("write");
+    let (cert_path, key_path) = (certs.cert_chain(), certs.key());
     let loopback: SocketAddr = "127.0.0.1:0".parse().expect("address");
     let galley = galley::start(Config {
         source: Source::Directory(config_dir.clone()),
@@ -57,7 +59,7 @@ async fn start() -> Fixture {
     })
     .await
     .expect("galley starts");
-    Fixture { _dir: dir, config_dir, ca_pem: certified.cert.pem(), galley }
+    Fixture { _dir: dir, config_dir, ca_pem: ca.root_pem().to_string(), galley }
 }
 
 /// An MCP sink for one collection.

@@ -80,8 +80,10 @@ pub enum PilotError {
     Source(String, String),
     #[error("cannot listen on {address}: {source}")]
     Bind { address: SocketAddr, source: std::io::Error },
-    #[error("--secureGrpcAddr: {path}: {source}")]
-    Certificate { path: String, source: std::io::Error },
+    #[error("--secureGrpcAddr: {0}")]
+    Certificate(#[from] istio_pki::pem::PemFileError),
+    #[error("--secureGrpcAddr: TLS with the certificates in {dir}: {source}")]
+    SecureGrpcTls { dir: String, source: tonic::transport::Error },
 }
 
 pub struct Running {
@@ -206,21 +208,17 @@ async fn serve_secure_grpc(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<SocketAddr, PilotError> {
     use tonic::transport::{Certificate, Identity, ServerTlsConfig};
-    let read = |name: &str| {
-        let path = secure.cert_dir.join(name);
-        std::fs::read(&path).map_err(|source| PilotError::Certificate { path: path.display().to_string(), source })
-    };
-    let identity = Identity::from_pem(read("cert-chain.pem")?, read("key.pem")?);
-    let root = Certificate::from_pem(read("root-cert.pem")?);
+    let certificates = istio_pki::files::CertDir::new(&secure.cert_dir).read()?;
+    let identity = Identity::from_pem(certificates.cert_chain_pem, certificates.key_pem);
+    let root = Certificate::from_pem(certificates.root_cert_pem);
     let tls = ServerTlsConfig::new().identity(identity).client_ca_root(root);
     let listener = tokio::net::TcpListener::bind(secure.address)
         .await
         .map_err(|source| PilotError::Bind { address: secure.address, source })?;
     let address = listener.local_addr().map_err(|source| PilotError::Bind { address: secure.address, source })?;
-    let mut builder = tonic::transport::Server::builder().tls_config(tls).map_err(|error| PilotError::Certificate {
-        path: secure.cert_dir.display().to_string(),
-        source: std::io::Error::other(error.to_string()),
-    })?;
+    let mut builder = tonic::transport::Server::builder()
+        .tls_config(tls)
+        .map_err(|source| PilotError::SecureGrpcTls { dir: secure.cert_dir.display().to_string(), source })?;
     let router = builder.add_service(ads_service(server));
     tokio::spawn(async move {
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);

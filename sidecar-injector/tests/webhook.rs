@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use base64::Engine;
+use istio_pki::ca::{CertificateAuthority, LeafRequest};
+use istio_pki::files::CertDir;
 use serde_json::{json, Value};
 use sidecar_injector::{ConfigFiles, Settings};
 
@@ -16,10 +18,10 @@ struct Fixture {
 
 async fn start(config: &str) -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
-    let certified = rcgen::generate_simple_self_signed(vec!["istio-sidecar-injector.istio-system.svc".to_string()])
-        .expect("certificate");
-    std::fs::write(dir.path().join("cert-chain.pem"), certified.cert.pem()).expect("write");
-    std::fs::write(dir.path().join("key.pem"), certified.signing_key.serialize_pem()).expect("write");
+    let ca = CertificateAuthority::self_signed("injector test CA").expect("CA");
+    let issued = ca.issue(&LeafRequest::for_names(["istio-sidecar-injector.istio-system.svc"])).expect("certificate");
+    let certs = CertDir::new(dir.path());
+    certs.write_serving(issued.cert_chain_pem.as_bytes(), issued.key_pem.as_bytes()).expect("write");
     std::fs::write(dir.path().join("config"), config).expect("write");
     std::fs::write(dir.path().join("values"), r#"{"global": {"proxy": {"statusPort": 15020}}}"#).expect("write");
     let loopback: SocketAddr = "127.0.0.1:0".parse().expect("address");
@@ -30,14 +32,14 @@ async fn start(config: &str) -> Fixture {
             mesh_config: None,
         },
         webhook_address: loopback,
-        cert_chain: dir.path().join("cert-chain.pem"),
-        key: dir.path().join("key.pem"),
+        cert_chain: certs.cert_chain(),
+        key: certs.key(),
         monitoring_address: loopback,
         reload_interval: Duration::from_millis(100),
     })
     .await
     .expect("injector starts");
-    Fixture { dir, ca_pem: certified.cert.pem(), running }
+    Fixture { dir, ca_pem: ca.root_pem().to_string(), running }
 }
 
 async fn review(fixture: &Fixture, api_version: &str, pod: &Value) -> Value {

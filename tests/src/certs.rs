@@ -1,13 +1,14 @@
 //! A throwaway certificate authority for tests: a self-signed root and leaf certificates for
-//! given DNS names, written as PEM files the way a person would hand them to a Gateway.
+//! given names, written as PEM files the way a person would hand them to a Gateway. It is
+//! `istio-pki`'s CA with panics instead of errors, as suits a test.
 
 use std::path::{Path, PathBuf};
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, KeyUsagePurpose};
+use istio_pki::ca::{CertificateAuthority, LeafRequest};
 
 /// A root CA that issues leaf certificates.
 pub struct TestCa {
-    issuer: CertifiedIssuer<'static, KeyPair>,
+    ca: CertificateAuthority,
 }
 
 /// PEM files of one issued certificate.
@@ -24,17 +25,12 @@ impl Default for TestCa {
 
 impl TestCa {
     pub fn new() -> TestCa {
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        params.distinguished_name.push(rcgen::DnType::CommonName, "istio-rs test CA");
-        let key = KeyPair::generate().expect("CA key");
-        TestCa { issuer: CertifiedIssuer::self_signed(params, key).expect("CA certificate") }
+        TestCa { ca: CertificateAuthority::self_signed("istio-rs test CA").expect("test CA") }
     }
 
     /// The root certificate, PEM.
     pub fn root_pem(&self) -> String {
-        self.issuer.pem()
+        self.ca.root_pem().to_string()
     }
 
     /// Writes the root certificate to `dir/name` and returns the path.
@@ -44,14 +40,11 @@ impl TestCa {
         path
     }
 
-    /// Issues a certificate for `names` (DNS names or `spiffe://` URIs) and returns its PEM
-    /// certificate and key.
+    /// Issues a certificate for `names` (DNS names, IP addresses or `spiffe://` URIs) and
+    /// returns its PEM certificate and key.
     pub fn issue(&self, names: &[&str]) -> (String, String) {
-        let params =
-            CertificateParams::new(names.iter().map(|n| (*n).to_string()).collect::<Vec<_>>()).expect("leaf params");
-        let key = KeyPair::generate().expect("leaf key");
-        let cert = params.signed_by(&key, &self.issuer).expect("leaf certificate");
-        (cert.pem(), key.serialize_pem())
+        let issued = self.ca.issue(&LeafRequest::for_names(names.iter().copied())).expect("leaf certificate");
+        (issued.cert_chain_pem, issued.key_pem)
     }
 
     /// Issues a certificate for `names` and writes it as `dir/PREFIX.crt` and `dir/PREFIX.key`.

@@ -100,11 +100,6 @@ pub fn file_source(path: &str) -> Option<envoy_types::pb::envoy::config::core::v
     })
 }
 
-/// The workload certificate files of 1.4's default (non-SDS) install, used for ISTIO_MUTUAL.
-pub const ISTIO_CERT_CHAIN: &str = "/etc/certs/cert-chain.pem";
-pub const ISTIO_KEY: &str = "/etc/certs/key.pem";
-pub const ISTIO_ROOT_CERT: &str = "/etc/certs/root-cert.pem";
-
 /// The cluster (defined in the proxy's bootstrap) through which a proxy in SDS mode fetches its
 /// workload certificate (`default`) and root certificate (`ROOTCA`) from the node agent.
 pub const SDS_CLUSTER: &str = "sds-grpc";
@@ -154,13 +149,13 @@ pub fn istio_mutual_tls(
         ));
     } else {
         common.tls_certificates = vec![TlsCertificate {
-            certificate_chain: file_source(ISTIO_CERT_CHAIN),
-            private_key: file_source(ISTIO_KEY),
+            certificate_chain: file_source(istio_pki::files::DEFAULT_CERT_CHAIN),
+            private_key: file_source(istio_pki::files::DEFAULT_KEY),
             ..Default::default()
         }];
         common.validation_context_type =
             Some(common_tls_context::ValidationContextType::ValidationContext(CertificateValidationContext {
-                trusted_ca: file_source(ISTIO_ROOT_CERT),
+                trusted_ca: file_source(istio_pki::files::DEFAULT_ROOT_CERT),
                 ..Default::default()
             }));
     }

@@ -1,9 +1,8 @@
 //! Configuration as the mesh handles it: Kubernetes-shaped objects, YAML reading with file and
-//! line, Istio 1.4 validation, Mixer's expression parser, and the object store with its
+//! line, Istio 1.4 validation, and the object store with its
 //! directory and Kubernetes backends; Kubernetes services as ServiceEntries.
 
 pub mod accepted;
-pub mod expr;
 pub mod hash;
 pub mod mesh;
 pub mod object;

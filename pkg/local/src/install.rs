@@ -7,7 +7,8 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, KeyUsagePurpose};
+use istio_pki::ca::{self, CertificateAuthority, LeafRequest};
+use istio_pki::files::CertDir;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -255,28 +256,18 @@ pub fn ca_pem(layout: &Layout) -> anyhow::Result<Vec<u8>> {
 }
 
 fn write_certificates(layout: &Layout) -> anyhow::Result<()> {
-    let mut params = CertificateParams::new(Vec::<String>::new())?;
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    params.distinguished_name.push(rcgen::DnType::CommonName, "istio-rs local platform CA");
-    let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate()?)?;
-    std::fs::write(layout.certs().join("ca.pem"), issuer.pem())?;
+    let ca = CertificateAuthority::self_signed("istio-rs local platform CA")?;
+    std::fs::write(layout.certs().join("ca.pem"), ca.root_pem())?;
     for component in [GALLEY, INJECTOR] {
-        let names = vec![
+        let names = [
             format!("{}.{SYSTEM_NAMESPACE}.svc", component.service),
             format!("{}.{SYSTEM_NAMESPACE}", component.service),
             component.address.to_string(),
         ];
-        let params = CertificateParams::new(names)?;
-        let key = KeyPair::generate()?;
-        let cert = params.signed_by(&key, &issuer)?;
-        let dir = layout.certs().join(component.name);
-        std::fs::create_dir_all(&dir)?;
-        std::fs::write(dir.join("cert-chain.pem"), cert.pem())?;
-        let key_path = dir.join("key.pem");
-        std::fs::write(&key_path, key.serialize_pem())?;
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600))?;
+        let issued = ca.issue(&LeafRequest { ttl: ca::DEFAULT_ROOT_TTL, ..LeafRequest::for_names(names) })?;
+        let dir = CertDir::new(layout.certs().join(component.name));
+        dir.write_serving(issued.cert_chain_pem.as_bytes(), issued.key_pem.as_bytes())
+            .with_context(|| format!("writing {}", dir.dir().display()))?;
     }
     Ok(())
 }

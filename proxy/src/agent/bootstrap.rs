@@ -17,9 +17,6 @@ pub const SDS_CLUSTER: &str = "sds-grpc";
 pub const ZIPKIN_CLUSTER: &str = "zipkin";
 pub const PROMETHEUS_CLUSTER: &str = "prometheus_stats";
 
-/// The certificate files 1.4 mounted from the `istio.<sa>` secret.
-pub const CERT_DIR: &str = "/etc/certs";
-
 /// Builds the bootstrap for this node.
 pub fn bootstrap(node: &NodeIdentity, args: &AgentArgs) -> Result<Value, String> {
     let (discovery_host, discovery_port) = split_host_port(&args.discovery_address)?;
@@ -149,11 +146,11 @@ fn mutual_tls_to_pilot(args: &AgentArgs) -> Value {
             "common_tls_context": {
                 "alpn_protocols": ["h2"],
                 "tls_certificates": [{
-                    "certificate_chain": {"filename": format!("{CERT_DIR}/cert-chain.pem")},
-                    "private_key": {"filename": format!("{CERT_DIR}/key.pem")}
+                    "certificate_chain": {"filename": istio_pki::files::DEFAULT_CERT_CHAIN},
+                    "private_key": {"filename": istio_pki::files::DEFAULT_KEY}
                 }],
                 "validation_context": {
-                    "trusted_ca": {"filename": format!("{CERT_DIR}/root-cert.pem")},
+                    "trusted_ca": {"filename": istio_pki::files::DEFAULT_ROOT_CERT},
                     "match_typed_subject_alt_names": [{"san_type": "URI", "matcher": {"exact": args.pilot_san()}}]
                 }
             }

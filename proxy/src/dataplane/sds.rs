@@ -345,16 +345,18 @@ fn material_of(secret: &Secret) -> Result<StoredSecret, String> {
                 .ok_or("tls_certificate: the certificate chain is missing")?;
             let key = bytes(certificate.private_key.as_ref(), "tls_certificate.private_key")?
                 .ok_or("tls_certificate: the private key is missing")?;
-            super::tls::parse_certificates(&chain)
+            istio_pki::pem::certificates(&chain)
                 .map_err(|error| format!("tls_certificate.certificate_chain: {error}"))?;
-            super::tls::check_private_key(&key).map_err(|error| format!("tls_certificate.private_key: {error}"))?;
+            istio_pki::pem::private_key(&key)
+                .map(drop)
+                .map_err(|error| format!("tls_certificate.private_key: {error}"))?;
             stored.certificate_chain = Some(chain);
             stored.private_key = Some(key);
         }
         Some(secret::Type::ValidationContext(validation)) => {
             let ca = bytes(validation.trusted_ca.as_ref(), "validation_context.trusted_ca")?
                 .ok_or("validation_context: trusted_ca is missing")?;
-            super::tls::parse_certificates(&ca).map_err(|error| format!("validation_context.trusted_ca: {error}"))?;
+            istio_pki::pem::certificates(&ca).map_err(|error| format!("validation_context.trusted_ca: {error}"))?;
             stored.trusted_ca = Some(ca);
         }
         Some(_) => return Err("only tls_certificate and validation_context secrets are supported".to_string()),
@@ -390,12 +392,13 @@ mod tests {
 
     #[test]
     fn certificate_secrets_must_parse() {
-        let certified = rcgen::generate_simple_self_signed(vec!["a.example".to_string()]).unwrap();
+        let ca = istio_pki::ca::CertificateAuthority::self_signed("sds test CA").unwrap();
+        let issued = ca.issue(&istio_pki::ca::LeafRequest::for_names(["a.example"])).unwrap();
         let good = Secret {
             name: "default".into(),
             r#type: Some(secret::Type::TlsCertificate(TlsCertificate {
-                certificate_chain: inline(&certified.cert.pem()),
-                private_key: inline(&certified.signing_key.serialize_pem()),
+                certificate_chain: inline(&issued.cert_chain_pem),
+                private_key: inline(&issued.key_pem),
                 ..Default::default()
             })),
         };

@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
@@ -109,13 +108,12 @@ impl TlsConfigs {
 
     fn certificates(&self, data: &TlsData) -> Result<Vec<CertificateDer<'static>>, String> {
         let bytes = self.load(data)?;
-        parse_certificates(&bytes).map_err(|error| format!("{}: {error}", describe(data)))
+        istio_pki::pem::certificates(&bytes).map_err(|error| format!("{}: {error}", describe(data)))
     }
 
     fn private_key(&self, data: &TlsData) -> Result<PrivateKeyDer<'static>, String> {
         let bytes = self.load(data)?;
-        PrivateKeyDer::from_pem_slice(&bytes)
-            .map_err(|error| format!("{}: no usable private key: {error}", describe(data)))
+        istio_pki::pem::private_key(&bytes).map_err(|error| format!("{}: {error}", describe(data)))
     }
 
     fn roots(&self, data: &TlsData) -> Result<RootCertStore, String> {
@@ -186,21 +184,6 @@ fn describe(data: &TlsData) -> String {
     }
 }
 
-/// Every certificate in PEM text (leaf first); at least one.
-pub fn parse_certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certificates: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_slice_iter(pem).collect::<Result<_, _>>().map_err(|error| error.to_string())?;
-    if certificates.is_empty() {
-        return Err("no PEM certificate found".to_string());
-    }
-    Ok(certificates)
-}
-
-/// Whether PEM text holds a usable private key.
-pub fn check_private_key(pem: &[u8]) -> Result<(), String> {
-    PrivateKeyDer::from_pem_slice(pem).map(drop).map_err(|error| format!("no usable private key: {error}"))
-}
-
 /// A client config that does not check the server's certificate (probes, as the kubelet does).
 pub fn unverified_client_config() -> Result<Arc<rustls::ClientConfig>, String> {
     let builder = rustls::ClientConfig::builder_with_provider(provider())
@@ -247,7 +230,7 @@ impl ServerCertVerifier for UpstreamVerifier {
         if subject_alt_names.is_empty() {
             return Ok(ServerCertVerified::assertion());
         }
-        let names = subject_alt_names_of(end_entity);
+        let names = istio_pki::certificate::subject_alt_names(end_entity);
         if names.iter().any(|name| subject_alt_names.contains(name)) {
             Ok(ServerCertVerified::assertion())
         } else {
@@ -280,30 +263,15 @@ impl ServerCertVerifier for UpstreamVerifier {
     }
 }
 
-/// DNS names and URIs (SPIFFE ids) a certificate is issued to.
-pub fn subject_alt_names_of(certificate: &CertificateDer<'_>) -> Vec<String> {
-    let Ok((_, parsed)) = x509_parser::parse_x509_certificate(certificate.as_ref()) else { return Vec::new() };
-    let Ok(Some(extension)) = parsed.subject_alternative_name() else { return Vec::new() };
-    extension
-        .value
-        .general_names
-        .iter()
-        .filter_map(|name| match name {
-            x509_parser::extensions::GeneralName::DNSName(dns) => Some(dns.to_string()),
-            x509_parser::extensions::GeneralName::URI(uri) => Some(uri.to_string()),
-            _ => None,
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::dataplane::config::tls_source::{SdsSecret, SdsServer, SecretPart};
 
     fn self_signed(name: &str) -> (String, String) {
-        let certified = rcgen::generate_simple_self_signed(vec![name.to_string()]).expect("certificate");
-        (certified.cert.pem(), certified.signing_key.serialize_pem())
+        let ca = istio_pki::ca::CertificateAuthority::self_signed("tls test CA").expect("CA");
+        let issued = ca.issue(&istio_pki::ca::LeafRequest::for_names([name])).expect("certificate");
+        (issued.cert_chain_pem, issued.key_pem)
     }
 
     /// A certificate file rewritten on disk (a rotated mounted Secret) gives new connections a

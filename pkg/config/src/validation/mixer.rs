@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::common::*;
 use super::{typed, Report};
-use crate::expr;
+use istio_attribute::expr;
 
 pub(super) fn validate(kind: &Kind, spec: &Value, report: &mut Report) -> Result<(), JsonError> {
     match kind.kind {

@@ -1,0 +1,134 @@
+//! What a certificate says, read with x509-parser: the names it is issued to (DNS names, URIs
+//! such as SPIFFE identities, IP addresses), its validity period, and whether it is time to
+//! rotate it (the node agent renews a workload certificate once a share of its lifetime, the
+//! grace period ratio, is left).
+//!
+//! Checking a chain of trust is rustls's job, not this module's.
+
+use std::time::{Duration, SystemTime};
+
+use rustls_pki_types::CertificateDer;
+use x509_parser::extensions::GeneralName;
+
+/// A certificate x509-parser cannot read.
+#[derive(Debug, thiserror::Error)]
+#[error("unreadable certificate: {0}")]
+pub struct CertificateError(String);
+
+/// The facts of one certificate that the mesh acts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateInfo {
+    /// DNS names, URIs and IP addresses, in the certificate's order.
+    pub subject_alt_names: Vec<String>,
+    pub not_before: SystemTime,
+    pub not_after: SystemTime,
+    pub is_ca: bool,
+}
+
+fn system_time(time: x509_parser::time::ASN1Time) -> SystemTime {
+    let seconds = time.timestamp();
+    match u64::try_from(seconds) {
+        Ok(after_epoch) => SystemTime::UNIX_EPOCH + Duration::from_secs(after_epoch),
+        Err(_) => SystemTime::UNIX_EPOCH - Duration::from_secs(seconds.unsigned_abs()),
+    }
+}
+
+/// Reads the facts of a DER certificate.
+pub fn inspect(certificate: &CertificateDer<'_>) -> Result<CertificateInfo, CertificateError> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(certificate.as_ref())
+        .map_err(|error| CertificateError(error.to_string()))?;
+    let subject_alt_names = match parsed.subject_alternative_name() {
+        Ok(Some(extension)) => extension.value.general_names.iter().filter_map(general_name_text).collect(),
+        Ok(None) => Vec::new(),
+        Err(error) => return Err(CertificateError(format!("subject alternative names: {error}"))),
+    };
+    let validity = parsed.validity();
+    Ok(CertificateInfo {
+        subject_alt_names,
+        not_before: system_time(validity.not_before),
+        not_after: system_time(validity.not_after),
+        is_ca: parsed.is_ca(),
+    })
+}
+
+fn general_name_text(name: &GeneralName<'_>) -> Option<String> {
+    match name {
+        GeneralName::DNSName(dns) => Some(dns.to_string()),
+        GeneralName::URI(uri) => Some(uri.to_string()),
+        GeneralName::IPAddress(bytes) => match bytes.len() {
+            4 => <[u8; 4]>::try_from(*bytes).ok().map(|octets| std::net::Ipv4Addr::from(octets).to_string()),
+            16 => <[u8; 16]>::try_from(*bytes).ok().map(|octets| std::net::Ipv6Addr::from(octets).to_string()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The DNS names, URIs and IP addresses a certificate is issued to; none if it is unreadable.
+pub fn subject_alt_names(certificate: &CertificateDer<'_>) -> Vec<String> {
+    inspect(certificate).map(|info| info.subject_alt_names).unwrap_or_default()
+}
+
+impl CertificateInfo {
+    /// How long the certificate is valid for in all.
+    pub fn lifetime(&self) -> Duration {
+        self.not_after.duration_since(self.not_before).unwrap_or_default()
+    }
+
+    /// How long it stays valid after `now` (zero once expired).
+    pub fn remaining(&self, now: SystemTime) -> Duration {
+        self.not_after.duration_since(now).unwrap_or_default()
+    }
+
+    /// Whether `now` is outside the validity period.
+    pub fn expired(&self, now: SystemTime) -> bool {
+        now < self.not_before || now >= self.not_after
+    }
+
+    /// Whether to renew at `now`: expired, or less than `grace_ratio` of the lifetime left
+    /// (Istio's node agent renews at half the lifetime by default).
+    pub fn needs_rotation(&self, now: SystemTime, grace_ratio: f64) -> bool {
+        self.expired(now) || self.remaining(now).as_secs_f64() < self.lifetime().as_secs_f64() * grace_ratio
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ca::{CertificateAuthority, LeafRequest};
+
+    #[test]
+    fn reads_names_of_every_kind_and_the_validity() {
+        let ca = CertificateAuthority::self_signed("inspect test CA").expect("CA");
+        let request = LeafRequest {
+            ttl: Duration::from_secs(3600),
+            ..LeafRequest::for_names([
+                "spiffe://cluster.local/ns/default/sa/sleep",
+                "sleep.default.svc",
+                "10.44.0.2",
+                "fd00::2",
+            ])
+        };
+        let issued = ca.issue(&request).expect("leaf");
+        let leaf = &crate::pem::certificates(issued.cert_chain_pem.as_bytes()).expect("pem")[0];
+        let info = inspect(leaf).expect("inspect");
+        assert_eq!(
+            info.subject_alt_names,
+            ["spiffe://cluster.local/ns/default/sa/sleep", "sleep.default.svc", "10.44.0.2", "fd00::2"]
+        );
+        assert!(!info.is_ca);
+        let now = SystemTime::now();
+        assert!(!info.expired(now));
+        assert!(info.remaining(now) <= Duration::from_secs(3600));
+        assert!(info.lifetime() >= Duration::from_secs(3600));
+        assert!(!info.needs_rotation(now, 0.5));
+        assert!(info.needs_rotation(now + Duration::from_secs(3000), 0.5));
+        assert!(info.expired(now + Duration::from_secs(7200)));
+
+        let root = inspect(&crate::pem::certificates(ca.root_pem().as_bytes()).expect("pem")[0]).expect("root");
+        assert!(root.is_ca);
+        assert!(root.subject_alt_names.is_empty());
+        assert!(inspect(&CertificateDer::from(vec![1, 2, 3])).is_err());
+        assert!(subject_alt_names(&CertificateDer::from(vec![1, 2, 3])).is_empty());
+    }
+}

@@ -1,0 +1,20 @@
+//! Istio's public-key infrastructure, shared by everything that makes, hands out or checks
+//! workload certificates: Citadel and the node agent, Pilot's mutual-TLS xDS server, the
+//! proxy's TLS contexts, the local platform's installer and the tests.
+//!
+//! - [`ca`]: a certificate authority (self-signed or loaded from PEM) issuing leaf certificates.
+//! - [`identity`]: SPIFFE workload identities, `spiffe://TRUST-DOMAIN/ns/NS/sa/SA`.
+//! - [`pem`]: certificates and private keys from PEM text or files, with errors naming the file.
+//! - [`certificate`]: what a certificate says: its subject alternative names and validity.
+//! - [`files`]: the `cert-chain.pem`/`key.pem`/`root-cert.pem` layout of `/etc/certs`.
+//!
+//! TLS configuration (rustls) is not made here; `istio-runtime` and the proxy build it from
+//! what this crate reads.
+
+pub mod ca;
+pub mod certificate;
+pub mod files;
+pub mod identity;
+pub mod pem;
+
+pub use rustls_pki_types::{CertificateDer, PrivateKeyDer};
