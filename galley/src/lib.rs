@@ -5,7 +5,6 @@
 //! `start` runs everything in-process on the given addresses (port 0 works) and returns the
 //! bound addresses with a handle that stops it; `main.rs` only parses flags and waits.
 
-pub mod mcp;
 pub mod metrics;
 pub mod snapshot;
 pub mod source;
@@ -20,6 +19,7 @@ use istio_api::pb::istio::mcp::v1alpha1::resource_source_server::ResourceSourceS
 use istio_config::store::directory::DirectoryStore;
 use istio_config::store::kubernetes::{galley_kinds, KubernetesStore};
 use istio_config::store::Store;
+use istio_mcp::source::McpServer;
 
 use tokio::sync::watch;
 
@@ -119,7 +119,7 @@ pub async fn start(config: Config) -> Result<Running, GalleyError> {
                 .map_err(|error| GalleyError::Source { path: "kubernetes".to_string(), reason: error.to_string() })?,
         ),
     };
-    let (publish, snapshots) = watch::channel(Arc::new(snapshot::Snapshot::default()));
+    let (publish, snapshots) = watch::channel(Arc::new(istio_mcp::collection::Snapshot::default()));
     tokio::spawn(source::run(store.watch(), publish, config.snapshot.clone(), metrics.clone()));
     // The store must outlive its watchers; keep it until shutdown.
     let store_guard = shutdown.wait();
@@ -132,12 +132,12 @@ pub async fn start(config: Config) -> Result<Running, GalleyError> {
     let mcp_address =
         mcp_listener.local_addr().map_err(|source| GalleyError::Bind { address: config.mcp_address, source })?;
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter.set_serving::<ResourceSourceServer<mcp::McpServer>>().await;
+    health_reporter.set_serving::<ResourceSourceServer<McpServer>>().await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(istio_api::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|error| GalleyError::Source { path: "reflection".to_string(), reason: error.to_string() })?;
-    let mcp_service = ResourceSourceServer::new(mcp::McpServer::new(snapshots, metrics.clone()));
+    let mcp_service = ResourceSourceServer::new(McpServer::new(snapshots, metrics.mcp.clone()));
     let mcp_shutdown = shutdown.wait();
     tokio::spawn(async move {
         let result = tonic::transport::Server::builder()

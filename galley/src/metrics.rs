@@ -1,30 +1,44 @@
 //! Galley's Prometheus metrics, named after Istio 1.4's (`galley_validation_*`, `istio_mcp_*`).
 
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
 
+use istio_mcp::source::{CollectionLabel, SourceMetrics};
 use istio_runtime::monitoring::SharedRegistry;
 
-type Labels = Vec<(String, String)>;
+/// The resource an admission decision was about.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResourceLabels {
+    pub group: String,
+    pub version: String,
+    pub resource: String,
+}
+
+/// A refused admission: the resource and why.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectionLabels {
+    pub group: String,
+    pub version: String,
+    pub resource: String,
+    pub reason: String,
+}
 
 /// Every metric Galley reports.
 #[derive(Clone, Default)]
 pub struct Metrics {
-    pub validation_passed: Family<Labels, Counter>,
-    pub validation_failed: Family<Labels, Counter>,
-    pub invalid_source_objects: Family<Labels, Counter>,
+    pub validation_passed: Family<ResourceLabels, Counter>,
+    pub validation_failed: Family<RejectionLabels, Counter>,
+    pub invalid_source_objects: Family<CollectionLabel, Counter>,
     pub source_errors: Counter,
     pub snapshots_published: Counter,
-    pub mcp_clients: Gauge,
-    pub mcp_acks: Family<Labels, Counter>,
-    pub mcp_nacks: Family<Labels, Counter>,
+    pub mcp: SourceMetrics,
 }
 
 impl Metrics {
     pub fn register(registry: &SharedRegistry) -> Self {
-        let metrics = Metrics::default();
-        let mut registry = registry.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut registry = istio_runtime::sync::lock(registry);
+        let metrics = Metrics { mcp: SourceMetrics::register(&mut registry), ..Metrics::default() };
         registry.register(
             "galley_validation_passed",
             "Objects the validation webhook admitted",
@@ -50,13 +64,6 @@ impl Metrics {
             "MCP snapshots published",
             metrics.snapshots_published.clone(),
         );
-        registry.register("istio_mcp_clients", "Connected MCP sinks", metrics.mcp_clients.clone());
-        registry.register("istio_mcp_request_acks", "MCP responses sinks accepted", metrics.mcp_acks.clone());
-        registry.register("istio_mcp_request_nacks", "MCP responses sinks rejected", metrics.mcp_nacks.clone());
         metrics
     }
-}
-
-pub(crate) fn labels(pairs: &[(&str, &str)]) -> Labels {
-    pairs.iter().map(|(key, value)| ((*key).to_string(), (*value).to_string())).collect()
 }

@@ -12,8 +12,11 @@ use istio_config::accepted::{next_batch, AcceptedObjects, Applied};
 use istio_config::store::Event;
 use tokio::sync::{mpsc, watch};
 
-use crate::metrics::{labels, Metrics};
-use crate::snapshot::{self, Collection, Snapshot};
+use istio_mcp::collection::{Collection, Snapshot};
+use istio_mcp::source::CollectionLabel;
+
+use crate::metrics::Metrics;
+use crate::snapshot;
 use crate::synthetic;
 
 /// How snapshots are built.
@@ -47,7 +50,7 @@ fn apply(accepted: &mut AcceptedObjects, event: Event, metrics: &Metrics) -> boo
         Applied::Changed => true,
         Applied::Unchanged => false,
         Applied::Invalid { collection } => {
-            metrics.invalid_source_objects.get_or_create(&labels(&[("collection", collection)])).inc();
+            metrics.invalid_source_objects.get_or_create(&CollectionLabel { collection: collection.to_string() }).inc();
             false
         }
         Applied::SourceUnreadable => {
@@ -66,7 +69,7 @@ fn build_snapshot(accepted: &AcceptedObjects, generation: u64, settings: &Snapsh
         Arc::new(synthetic::collection(objects.values(), &settings.domain_suffix, &settings.trust_domain)),
     );
     let mut mesh = BTreeMap::new();
-    match snapshot::encode_body(kinds::MESH_CONFIG_PROTO, &settings.mesh_config) {
+    match istio_mcp::resource::encode_body(kinds::MESH_CONFIG_PROTO, &settings.mesh_config) {
         Ok(body) => {
             let metadata = istio_api::pb::istio::mcp::v1alpha1::Metadata {
                 name: "istio-system/meshconfig".to_string(),

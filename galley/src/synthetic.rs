@@ -12,7 +12,8 @@ use prost::Message;
 
 pub use istio_config::synthetic::is_core_input;
 
-use crate::snapshot::{metadata, resource_name, Collection};
+use istio_mcp::collection::Collection;
+use istio_mcp::resource::{metadata, resource_name};
 
 pub const SERVICE_VERSION_ANNOTATION: &str = "networking.istio.io/serviceVersion";
 pub const ENDPOINTS_VERSION_ANNOTATION: &str = "networking.istio.io/endpointsVersion";

@@ -13,7 +13,7 @@ use istio_config::object::Object;
 use istio_config::validation::object_violations;
 use serde_json::{json, Value};
 
-use crate::metrics::{labels, Metrics};
+use crate::metrics::{Metrics, RejectionLabels, ResourceLabels};
 
 /// The webhook's routes.
 pub fn router(metrics: Metrics) -> Router {
@@ -72,24 +72,32 @@ fn decide(webhook: Webhook, metrics: &Metrics, request: &Value) -> Result<(), St
         let message = format!("unrecognized type {} for the {} webhook", object.type_key(), webhook.path());
         metrics
             .validation_failed
-            .get_or_create(&labels(&[
-                ("group", object.group()),
-                ("version", object.version()),
-                ("resource", &object.kind),
-                ("reason", "unknown_kind"),
-            ]))
+            .get_or_create(&RejectionLabels {
+                group: object.group().to_string(),
+                version: object.version().to_string(),
+                resource: object.kind.clone(),
+                reason: "unknown_kind".to_string(),
+            })
             .inc();
         return Err(message);
     };
     let violations = object_violations(&object);
-    let resource = [("group", kind.group), ("version", kind.version), ("resource", kind.plural)];
     if violations.is_empty() {
-        metrics.validation_passed.get_or_create(&labels(&resource)).inc();
+        let resource = ResourceLabels {
+            group: kind.group.to_string(),
+            version: kind.version.to_string(),
+            resource: kind.plural.to_string(),
+        };
+        metrics.validation_passed.get_or_create(&resource).inc();
         return Ok(());
     }
-    let mut failed = resource.to_vec();
-    failed.push(("reason", "invalid"));
-    metrics.validation_failed.get_or_create(&labels(&failed)).inc();
+    let failed = RejectionLabels {
+        group: kind.group.to_string(),
+        version: kind.version.to_string(),
+        resource: kind.plural.to_string(),
+        reason: "invalid".to_string(),
+    };
+    metrics.validation_failed.get_or_create(&failed).inc();
     let reasons: Vec<String> = violations.iter().map(ToString::to_string).collect();
     Err(format!("configuration is invalid: {}: {}", object.display_name(), reasons.join("; ")))
 }

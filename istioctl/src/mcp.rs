@@ -9,10 +9,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use istio_api::kinds;
-use istio_api::pb::istio::mcp::v1alpha1::resource_source_client::ResourceSourceClient;
-use istio_api::pb::istio::mcp::v1alpha1::{RequestResources, Resources, SinkNode};
+use istio_api::pb::istio::mcp::v1alpha1::Resources;
+use istio_mcp::sink::{SinkStream, Subscription};
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
 
 #[derive(Debug, clap::Args)]
 pub struct McpArgs {
@@ -76,38 +75,21 @@ pub fn response_json(response: &Resources) -> Value {
 }
 
 pub async fn run(args: McpArgs) -> anyhow::Result<i32> {
-    let endpoint = if args.address.contains("://") { args.address.clone() } else { format!("http://{}", args.address) };
-    let channel = tonic::transport::Endpoint::from_shared(endpoint.clone())
-        .with_context(|| format!("invalid address {:?}", args.address))?
-        .connect_timeout(Duration::from_secs(args.timeout))
-        .connect()
-        .await
-        .with_context(|| format!("cannot connect to MCP server at {}", args.address))?;
-    let mut client = ResourceSourceClient::new(channel);
     let collections = if args.collections.is_empty() { all_collections() } else { args.collections.clone() };
-    let (requests, receiver) = mpsc::unbounded_channel();
-    let node = SinkNode { id: "istioctl-mcp".to_string(), annotations: Default::default() };
-    for collection in &collections {
-        requests.send(RequestResources {
-            sink_node: Some(node.clone()),
-            collection: collection.clone(),
-            incremental: args.incremental,
-            ..Default::default()
-        })?;
-    }
-    let mut responses = client
-        .establish_resource_stream(tokio_stream::wrappers::UnboundedReceiverStream::new(receiver))
-        .await
-        .with_context(|| format!("MCP stream to {}", args.address))?
-        .into_inner();
-    let mut waiting: BTreeSet<String> = collections.iter().cloned().collect();
+    let subscription = Subscription {
+        sink_id: "istioctl-mcp".to_string(),
+        collections: collections.clone(),
+        incremental: args.incremental,
+    };
+    let mut stream = SinkStream::open(&args.address, Duration::from_secs(args.timeout), &subscription).await?;
+    let mut waiting: BTreeSet<String> = collections.into_iter().collect();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(args.timeout);
     let stdout = std::io::stdout();
     loop {
         let next = if args.watch && waiting.is_empty() {
-            responses.message().await
+            stream.next().await
         } else {
-            match tokio::time::timeout_at(deadline, responses.message()).await {
+            match tokio::time::timeout_at(deadline, stream.next()).await {
                 Ok(next) => next,
                 Err(_) => bail!(
                     "no response within {}s for: {}",
@@ -123,13 +105,7 @@ pub async fn run(args: McpArgs) -> anyhow::Result<i32> {
             writeln!(out, "{text}")?;
             out.flush()?;
         }
-        requests.send(RequestResources {
-            sink_node: Some(node.clone()),
-            collection: response.collection.clone(),
-            response_nonce: response.nonce.clone(),
-            incremental: args.incremental,
-            ..Default::default()
-        })?;
+        stream.ack(&response)?;
         waiting.remove(&response.collection);
         if waiting.is_empty() && !args.watch {
             break;

@@ -2,9 +2,11 @@
 //! (`/metrics`, `/version` on 15014), TLS server configs from PEM files, Istio's well-known
 //! ports, and waiting for a shutdown signal. No component logic lives here.
 
+pub mod backoff;
 pub mod https;
 pub mod monitoring;
 pub mod ports;
+pub mod sync;
 pub mod tls;
 
 /// Starts logging to stderr; `RUST_LOG` selects levels (default `info`). `json` selects JSON lines.

@@ -1,8 +1,9 @@
-//! Galley's MCP server: `istio.mcp.v1alpha1.ResourceSource/EstablishResourceStream`. A sink
-//! (Pilot, Mixer, `istioctl x mcp`) asks for collections; for each one Galley sends the current
-//! resources, waits for the ACK or NACK (matched by nonce) before sending more, and pushes again
-//! whenever the collection's version changes. A sink that asks for incremental updates gets only
-//! what changed since the versions it last accepted (or announced in `initial_resource_versions`).
+//! The MCP source side (Galley's server): `istio.mcp.v1alpha1.ResourceSource/EstablishResourceStream`.
+//! A sink (Pilot, Mixer, `istioctl x mcp`) asks for collections; for each one the server sends the
+//! current resources, waits for the ACK or NACK (matched by nonce) before sending more, and pushes
+//! again whenever the collection's version changes. A sink that asks for incremental updates gets
+//! only what changed since the versions it last accepted (or announced in
+//! `initial_resource_versions`). It serves whatever snapshot its owner publishes.
 
 use std::collections::{BTreeMap, HashMap};
 use std::pin::Pin;
@@ -15,18 +16,47 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::metrics::{labels, Metrics};
-use crate::snapshot::{Collection, Snapshot};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+
+use crate::collection::{Collection, Snapshot};
+
+/// The label of per-collection MCP metrics.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CollectionLabel {
+    pub collection: String,
+}
+
+/// The source's metrics, named as Istio 1.4's (`istio_mcp_*`).
+#[derive(Debug, Clone, Default)]
+pub struct SourceMetrics {
+    pub clients: Gauge,
+    pub acks: Family<CollectionLabel, Counter>,
+    pub nacks: Family<CollectionLabel, Counter>,
+}
+
+impl SourceMetrics {
+    /// Registers the metrics in `registry`.
+    pub fn register(registry: &mut prometheus_client::registry::Registry) -> Self {
+        let metrics = SourceMetrics::default();
+        registry.register("istio_mcp_clients", "Connected MCP sinks", metrics.clients.clone());
+        registry.register("istio_mcp_request_acks", "MCP responses sinks accepted", metrics.acks.clone());
+        registry.register("istio_mcp_request_nacks", "MCP responses sinks rejected", metrics.nacks.clone());
+        metrics
+    }
+}
 
 /// The MCP service, serving the latest published snapshot.
 #[derive(Clone)]
 pub struct McpServer {
     snapshots: watch::Receiver<Arc<Snapshot>>,
-    metrics: Metrics,
+    metrics: SourceMetrics,
 }
 
 impl McpServer {
-    pub fn new(snapshots: watch::Receiver<Arc<Snapshot>>, metrics: Metrics) -> Self {
+    pub fn new(snapshots: watch::Receiver<Arc<Snapshot>>, metrics: SourceMetrics) -> Self {
         McpServer { snapshots, metrics }
     }
 }
@@ -47,16 +77,6 @@ struct Pending {
     nonce: String,
     version: String,
     resources: BTreeMap<String, String>,
-}
-
-fn resource_versions(collection: &Collection) -> BTreeMap<String, String> {
-    collection
-        .resources
-        .iter()
-        .map(|(name, resource)| {
-            (name.clone(), resource.metadata.as_ref().map(|m| m.version.clone()).unwrap_or_default())
-        })
-        .collect()
 }
 
 /// The response that brings a sink from what it holds to `collection`.
@@ -94,7 +114,7 @@ struct Connection {
     watches: HashMap<String, Watch>,
     next_nonce: u64,
     sink: String,
-    metrics: Metrics,
+    metrics: SourceMetrics,
 }
 
 impl Connection {
@@ -114,7 +134,7 @@ impl Connection {
             let message = response(name, collection, watch, nonce.clone());
             tracing::debug!(sink = %self.sink, collection = %name, resources = message.resources.len(), incremental = message.incremental, "MCP push");
             watch.pending =
-                Some(Pending { nonce, version: collection.version.clone(), resources: resource_versions(collection) });
+                Some(Pending { nonce, version: collection.version.clone(), resources: collection.resource_versions() });
             if out.send(Ok(message)).await.is_err() {
                 return false;
             }
@@ -150,16 +170,16 @@ impl Connection {
             tracing::debug!(sink = %self.sink, %collection, nonce = %request.response_nonce, "stale MCP nonce ignored");
             return Ok(());
         };
-        let label = labels(&[("collection", collection.as_str())]);
+        let label = CollectionLabel { collection: collection.clone() };
         match &request.error_detail {
             Some(error) => {
                 tracing::warn!(sink = %self.sink, %collection, code = error.code, message = %error.message, "MCP sink rejected resources (NACK)");
-                self.metrics.mcp_nacks.get_or_create(&label).inc();
+                self.metrics.nacks.get_or_create(&label).inc();
                 // Do not resend the same version until it changes.
                 watch.acked_version = Some(pending.version);
             }
             None => {
-                self.metrics.mcp_acks.get_or_create(&label).inc();
+                self.metrics.acks.get_or_create(&label).inc();
                 watch.acked_version = Some(pending.version);
                 watch.sink_resources = Some(pending.resources);
             }
@@ -183,7 +203,7 @@ impl ResourceSource for McpServer {
         let (out, receiver) = mpsc::channel(16);
         let mut snapshots = self.snapshots.clone();
         let metrics = self.metrics.clone();
-        metrics.mcp_clients.inc();
+        metrics.clients.inc();
         tokio::spawn(async move {
             let mut connection =
                 Connection { watches: HashMap::new(), next_nonce: 0, sink: peer, metrics: metrics.clone() };
@@ -212,7 +232,7 @@ impl ResourceSource for McpServer {
                     break;
                 }
             }
-            metrics.mcp_clients.dec();
+            metrics.clients.dec();
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
     }

@@ -1,0 +1,131 @@
+//! The source and the sink against each other over real gRPC on loopback: a sink sees objects
+//! added, changed and removed as the source publishes snapshots, NACKs a resource it cannot
+//! read (and the source counts it), and picks up again after the source restarts.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use istio_api::pb::istio::mcp::v1alpha1::resource_source_server::ResourceSourceServer;
+use istio_api::pb::istio::mcp::v1alpha1::{Resource, Resources};
+use istio_config::object::Object;
+use istio_mcp::collection::{Collection, Snapshot};
+use istio_mcp::resource::istio_resource;
+use istio_mcp::sink::{ObjectChange, ObjectCollections, Sink, Subscription};
+use istio_mcp::source::{McpServer, SourceMetrics};
+use tokio::sync::{mpsc, watch};
+
+const VIRTUAL_SERVICES: &str = "istio/networking/v1alpha3/virtualservices";
+
+fn virtual_service(name: &str, version: &str) -> Resource {
+    let mut object = Object::new("networking.istio.io/v1alpha3", "VirtualService", Some("default"), name);
+    object.metadata.resource_version = Some(version.to_string());
+    object.body.insert("spec".into(), serde_json::json!({"hosts": [name]}));
+    istio_resource(object.istio_kind().expect("kind"), &object).expect("resource")
+}
+
+fn snapshot(generation: u64, resources: Vec<Resource>) -> Arc<Snapshot> {
+    let resources: BTreeMap<String, Resource> = resources
+        .into_iter()
+        .map(|resource| (resource.metadata.as_ref().expect("metadata").name.clone(), resource))
+        .collect();
+    let collections = [(VIRTUAL_SERVICES.to_string(), Arc::new(Collection::new(resources)))].into();
+    Arc::new(Snapshot { generation, collections })
+}
+
+/// Serves `snapshots` on `address` until the returned task is aborted (the source crashing).
+async fn serve(
+    address: SocketAddr,
+    snapshots: watch::Receiver<Arc<Snapshot>>,
+    metrics: SourceMetrics,
+) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind(address).await.expect("bind");
+    let bound = listener.local_addr().expect("address");
+    let server = tokio::spawn(async move {
+        let _ = tonic::transport::Server::builder()
+            .add_service(ResourceSourceServer::new(McpServer::new(snapshots, metrics)))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+            .await;
+    });
+    (bound, server)
+}
+
+/// A sink that reports each change as `+name@version`, `~name@version` or `-name`.
+struct Recorder {
+    held: ObjectCollections,
+    changes: mpsc::UnboundedSender<String>,
+}
+
+impl Sink for Recorder {
+    fn apply(&mut self, response: &Resources) -> Result<(), String> {
+        let applied = self.held.apply(response);
+        for change in applied.changes {
+            let text = match change {
+                ObjectChange::Added(object) => format!("+{}@{}", object.name(), object.resource_version()),
+                ObjectChange::Modified(object) => format!("~{}@{}", object.name(), object.resource_version()),
+                ObjectChange::Removed(object) => format!("-{}", object.name()),
+            };
+            let _ = self.changes.send(text);
+        }
+        if applied.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(applied.errors.join("; "))
+        }
+    }
+
+    fn wants_updates(&self) -> bool {
+        !self.changes.is_closed()
+    }
+}
+
+async fn next_change(changes: &mut mpsc::UnboundedReceiver<String>) -> String {
+    tokio::time::timeout(Duration::from_secs(20), changes.recv()).await.expect("a change in time").expect("sink alive")
+}
+
+#[tokio::test]
+async fn a_sink_follows_the_source_nacks_what_it_cannot_read_and_survives_a_restart() {
+    let (publish, snapshots) = watch::channel(snapshot(1, vec![virtual_service("a", "1")]));
+    let metrics = SourceMetrics::default();
+    let (address, server) = serve("127.0.0.1:0".parse().expect("address"), snapshots, metrics.clone()).await;
+
+    let (changes_sender, mut changes) = mpsc::unbounded_channel();
+    let subscription = Subscription {
+        sink_id: "test".to_string(),
+        collections: vec![VIRTUAL_SERVICES.to_string()],
+        incremental: false,
+    };
+    let sink = Recorder { held: ObjectCollections::default(), changes: changes_sender };
+    let sink_task = tokio::spawn(istio_mcp::sink::run(address.to_string(), subscription, sink));
+
+    assert_eq!(next_change(&mut changes).await, "+a@1");
+    publish.send_replace(snapshot(2, vec![virtual_service("a", "2"), virtual_service("b", "1")]));
+    let mut seen = vec![next_change(&mut changes).await, next_change(&mut changes).await];
+    seen.sort();
+    assert_eq!(seen, ["+b@1", "~a@2"]);
+
+    // A resource without a body cannot be read: the rest is taken, the response NACKed.
+    let broken = Resource { body: None, ..virtual_service("c", "1") };
+    publish.send_replace(snapshot(3, vec![virtual_service("a", "2"), virtual_service("b", "1"), broken]));
+    let label = istio_mcp::source::CollectionLabel { collection: VIRTUAL_SERVICES.to_string() };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while metrics.nacks.get_or_create(&label).get() == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the source never saw the NACK");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(metrics.acks.get_or_create(&label).get() >= 2);
+
+    // The source goes away (its listener and, with its snapshots gone, its streams) and comes
+    // back on the same address, as a new process would, without `b`.
+    server.abort();
+    let _ = server.await;
+    drop(publish);
+    let (_publish_again, snapshots_again) = watch::channel(snapshot(1, vec![virtual_service("a", "2")]));
+    let (_, restarted) = serve(address, snapshots_again, SourceMetrics::default()).await;
+    assert_eq!(next_change(&mut changes).await, "-b");
+
+    drop(changes);
+    sink_task.abort();
+    restarted.abort();
+}
