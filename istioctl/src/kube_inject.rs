@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 
 use anyhow::Context;
-use sidecar_injector::{config, inject, ConfigFiles, Injector, InjectorConfig};
+use istio_inject::{inject, ConfigFiles};
 
 #[derive(Debug, clap::Args)]
 pub struct KubeInjectArgs {
@@ -28,25 +28,12 @@ pub struct KubeInjectArgs {
 }
 
 pub fn run(args: &KubeInjectArgs) -> anyhow::Result<i32> {
-    let injector = match &args.inject_config_file {
-        Some(path) => ConfigFiles {
-            inject_config: path.clone(),
-            values: args.values_file.clone(),
-            mesh_config: args.mesh_config_file.clone(),
-        }
-        .load()?,
-        None => {
-            let values = match &args.values_file {
-                Some(path) => config::load_values(path)?,
-                None => config::default_values(),
-            };
-            let mesh = match &args.mesh_config_file {
-                Some(path) => istio_config::mesh::load(path)?,
-                None => serde_json::json!({}),
-            };
-            Injector::new(InjectorConfig::default(), values, &mesh).map_err(anyhow::Error::msg)?
-        }
-    };
+    let injector = ConfigFiles {
+        inject_config: args.inject_config_file.clone(),
+        values: args.values_file.clone(),
+        mesh_config: args.mesh_config_file.clone(),
+    }
+    .load()?;
     let (text, origin) = if args.filename == "-" {
         let mut text = String::new();
         std::io::stdin().read_to_string(&mut text).context("reading stdin")?;

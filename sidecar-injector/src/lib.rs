@@ -1,13 +1,8 @@
 //! istio-rs's sidecar injector, Istio 1.4's `sidecar-injector`: a mutating admission webhook
 //! that adds the `istio-init` and `istio-proxy` containers to pods, configured like 1.4's
 //! (`config` and `values` of the `istio-sidecar-injector` ConfigMap, plus the mesh config).
-//! `istioctl kube-inject` uses the same library offline.
+//! The injection itself is `istio-inject`'s, which `istioctl kube-inject` uses offline too.
 
-pub mod config;
-pub mod inject;
-pub mod patch;
-pub mod policy;
-pub mod template;
 pub mod webhook;
 
 use std::net::SocketAddr;
@@ -17,49 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
-
-pub use config::{InjectorConfig, ProxyDefaults};
-pub use inject::Injector;
-
-/// Where the injector reads its configuration.
-#[derive(Debug, Clone)]
-pub struct ConfigFiles {
-    /// The ConfigMap's `config` key (policy, selectors, template).
-    pub inject_config: PathBuf,
-    /// The ConfigMap's `values` key (Helm values); optional.
-    pub values: Option<PathBuf>,
-    /// The mesh config; optional.
-    pub mesh_config: Option<PathBuf>,
-}
-
-impl ConfigFiles {
-    /// Reads and checks every file; errors name the file and the field.
-    pub fn load(&self) -> anyhow::Result<Injector> {
-        let config = InjectorConfig::load(&self.inject_config)?;
-        let values = match &self.values {
-            Some(path) => config::load_values(path)?,
-            None => config::default_values(),
-        };
-        let mesh = match &self.mesh_config {
-            Some(path) => istio_config::mesh::load(path)?,
-            None => serde_json::json!({}),
-        };
-        Injector::new(config, values, &mesh).map_err(|error| {
-            anyhow::anyhow!(
-                "{}: {error}",
-                self.mesh_config.as_ref().map_or("mesh config".into(), |p| p.display().to_string())
-            )
-        })
-    }
-
-    /// The files' contents, to notice changes.
-    fn fingerprint(&self) -> Vec<Option<Vec<u8>>> {
-        [Some(&self.inject_config), self.values.as_ref(), self.mesh_config.as_ref()]
-            .into_iter()
-            .map(|path| path.and_then(|path| std::fs::read(path).ok()))
-            .collect()
-    }
-}
+use istio_inject::{ConfigFiles, Injector};
 
 /// How to run the injector.
 #[derive(Debug, Clone)]

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use sidecar_injector::{ConfigFiles, Settings};
+use istio_inject::ConfigFiles;
+use sidecar_injector::Settings;
 
 #[derive(Debug, Parser)]
 #[command(name = "sidecar-injector", version, about = "The istio-rs sidecar injector (mutating admission webhook)")]
@@ -47,7 +48,11 @@ async fn main() {
     let cli = Cli::parse();
     istio_runtime::init_logging(cli.log_as_json);
     let settings = Settings {
-        files: ConfigFiles { inject_config: cli.inject_config, values: cli.values_file, mesh_config: cli.mesh_config },
+        files: ConfigFiles {
+            inject_config: Some(cli.inject_config),
+            values: cli.values_file,
+            mesh_config: cli.mesh_config,
+        },
         webhook_address: SocketAddr::new(cli.bind_address, cli.port),
         cert_chain: cli.tls_cert_file,
         key: cli.tls_key_file,

@@ -15,10 +15,10 @@ use base64::Engine;
 use prometheus_client::metrics::counter::Counter;
 use serde_json::{json, Value};
 
-use crate::inject::Injector;
-use crate::patch::create_patch;
-use crate::policy::Decision;
-use crate::template::Workload;
+use istio_inject::patch::create_patch;
+use istio_inject::policy::Decision;
+use istio_inject::template::Workload;
+use istio_inject::Injector;
 use istio_runtime::monitoring::SharedRegistry;
 
 /// The injector's metrics, named as in Istio 1.4.
@@ -161,7 +161,7 @@ fn owning_workload(meta: &Value) -> (String, String, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{default_values, InjectorConfig};
+    use istio_inject::config::{default_values, InjectorConfig};
 
     #[test]
     fn deployment_pods_are_attributed_to_their_deployment() {

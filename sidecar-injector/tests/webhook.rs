@@ -5,10 +5,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use base64::Engine;
+use istio_inject::ConfigFiles;
 use istio_pki::ca::{CertificateAuthority, LeafRequest};
 use istio_pki::files::CertDir;
 use serde_json::{json, Value};
-use sidecar_injector::{ConfigFiles, Settings};
+use sidecar_injector::Settings;
 
 struct Fixture {
     dir: tempfile::TempDir,
@@ -27,7 +28,7 @@ async fn start(config: &str) -> Fixture {
     let loopback: SocketAddr = "127.0.0.1:0".parse().expect("address");
     let running = sidecar_injector::start(Settings {
         files: ConfigFiles {
-            inject_config: dir.path().join("config"),
+            inject_config: Some(dir.path().join("config")),
             values: Some(dir.path().join("values")),
             mesh_config: None,
         },

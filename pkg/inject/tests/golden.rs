@@ -4,10 +4,10 @@
 
 use std::path::Path;
 
+use istio_inject::config::default_values;
+use istio_inject::inject::kube_inject_yaml;
+use istio_inject::{Injector, InjectorConfig};
 use serde_json::json;
-use sidecar_injector::config::default_values;
-use sidecar_injector::inject::kube_inject_yaml;
-use sidecar_injector::{Injector, InjectorConfig};
 
 #[test]
 fn injected_objects_match_the_golden_files() {
