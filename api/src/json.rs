@@ -119,82 +119,13 @@ fn normalize_durations(descriptor: &MessageDescriptor, value: &mut serde_json::V
 fn normalize_one(message: &MessageDescriptor, value: &mut serde_json::Value) {
     if message.full_name() == DURATION {
         if let serde_json::Value::String(text) = value {
-            if let Some(proto) = go_duration_to_proto(text) {
+            if let Some(proto) = istio_duration::to_proto_json(text) {
                 *text = proto;
             }
         }
     } else if !message.full_name().starts_with("google.protobuf.") {
         normalize_durations(message, value);
     }
-}
-
-/// Converts Go's `time.ParseDuration` syntax (`1h2m3.5s`, `300ms`, `-1.5h`) into the proto3 JSON
-/// form (`3723.500s`). Returns `None` for text that is not a Go duration.
-pub fn go_duration_to_proto(text: &str) -> Option<String> {
-    let total_nanos = go_duration_nanos(text)?;
-    let negative = total_nanos < 0;
-    let total_nanos = total_nanos.abs();
-    let seconds = total_nanos / 1_000_000_000;
-    let nanos = total_nanos % 1_000_000_000;
-    let sign = if negative { "-" } else { "" };
-    Some(if nanos == 0 { format!("{sign}{seconds}s") } else { format!("{sign}{seconds}.{nanos:09}s") })
-}
-
-/// A Go duration flag value (`45s`, `1m0s`, `2.5s`), as Istio 1.4's binaries took them; negative
-/// durations are refused. The error names the text.
-pub fn parse_go_duration(text: &str) -> Result<std::time::Duration, String> {
-    go_duration_nanos(text)
-        .filter(|nanos| *nanos >= 0)
-        .and_then(|nanos| u64::try_from(nanos).ok())
-        .map(std::time::Duration::from_nanos)
-        .ok_or_else(|| format!("invalid duration {text:?}: expected a Go duration such as 45s, 1m0s or 300ms"))
-}
-
-/// Go's `time.ParseDuration`, in signed nanoseconds.
-fn go_duration_nanos(text: &str) -> Option<i128> {
-    let (negative, mut rest) = match text.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, text.strip_prefix('+').unwrap_or(text)),
-    };
-    if rest == "0" {
-        return Some(0);
-    }
-    if rest.is_empty() {
-        return None;
-    }
-    let mut total_nanos: i128 = 0;
-    while !rest.is_empty() {
-        let number_length = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
-        if number_length == 0 {
-            return None;
-        }
-        let number = &rest[..number_length];
-        rest = &rest[number_length..];
-        let unit_length = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
-        let unit = &rest[..unit_length];
-        rest = &rest[unit_length..];
-        let scale: i128 = match unit {
-            "ns" => 1,
-            "us" | "\u{b5}s" | "\u{3bc}s" => 1_000,
-            "ms" => 1_000_000,
-            "s" => 1_000_000_000,
-            "m" => 60_000_000_000,
-            "h" => 3_600_000_000_000,
-            _ => return None,
-        };
-        let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
-        if whole.is_empty() && fraction.is_empty() {
-            return None;
-        }
-        let whole: i128 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
-        total_nanos = total_nanos.checked_add(whole.checked_mul(scale)?)?;
-        if !fraction.is_empty() {
-            let digits = fraction.len().min(18) as u32;
-            let fraction_value: i128 = fraction[..digits as usize].parse().ok()?;
-            total_nanos = total_nanos.checked_add(fraction_value * scale / 10_i128.pow(digits))?;
-        }
-    }
-    Some(if negative { -total_nanos } else { total_nanos })
 }
 
 /// serde_path_to_error prints the top level as `.`; drop it, keep everything else.
@@ -209,40 +140,6 @@ fn json_path(path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn go_duration_flags() {
-        use std::time::Duration;
-        assert_eq!(parse_go_duration("45s"), Ok(Duration::from_secs(45)));
-        assert_eq!(parse_go_duration("1m0s"), Ok(Duration::from_secs(60)));
-        assert_eq!(parse_go_duration("2.5s"), Ok(Duration::from_millis(2500)));
-        assert_eq!(parse_go_duration("0"), Ok(Duration::ZERO));
-        for bad in ["", "10", "5x", "-1s", "s", "1.2.3s"] {
-            let error = parse_go_duration(bad).expect_err(bad);
-            assert!(error.contains(&format!("{bad:?}")), "{error}");
-        }
-    }
-
-    #[test]
-    fn go_durations_become_proto_durations() {
-        for (go, proto) in [
-            ("5s", "5s"),
-            ("0.5s", "0.500000000s"),
-            ("30ms", "0.030000000s"),
-            ("3m", "180s"),
-            ("1h30m", "5400s"),
-            ("24h", "86400s"),
-            ("1.5h", "5400s"),
-            ("100us", "0.000100000s"),
-            ("0", "0s"),
-            ("-2s", "-2s"),
-        ] {
-            assert_eq!(go_duration_to_proto(go).as_deref(), Some(proto), "{go}");
-        }
-        for bad in ["", "5", "s", "5x", "1..5s", "abc"] {
-            assert_eq!(go_duration_to_proto(bad), None, "{bad}");
-        }
-    }
 
     #[test]
     fn decoding_accepts_go_durations_in_nested_and_repeated_fields() {

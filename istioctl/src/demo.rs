@@ -27,7 +27,7 @@ pub struct DemoArgs {
     #[arg(long)]
     pub detach: bool,
     /// How long to wait for Bookinfo to answer.
-    #[arg(long, default_value = "5m", value_parser = istio_api::json::parse_go_duration)]
+    #[arg(long, default_value = "5m", value_parser = istio_duration::parse)]
     pub timeout: Duration,
 }
 

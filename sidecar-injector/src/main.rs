@@ -36,7 +36,7 @@ struct Cli {
     #[arg(long = "monitoringPort", default_value_t = istio_runtime::ports::MONITORING)]
     monitoring_port: u16,
     /// How often the config files are checked for changes (Go duration).
-    #[arg(long = "reloadInterval", default_value = "1s", value_parser = istio_api::json::parse_go_duration)]
+    #[arg(long = "reloadInterval", default_value = "1s", value_parser = istio_duration::parse)]
     reload_interval: Duration,
     /// Log as JSON lines.
     #[arg(long = "log_as_json")]

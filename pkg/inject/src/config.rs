@@ -228,9 +228,7 @@ impl ProxyDefaults {
         };
         let duration = |field: &str, default: Duration| -> Result<Duration, String> {
             match proxy.get(field).and_then(Value::as_str) {
-                Some(text) => {
-                    istio_api::json::parse_go_duration(text).map_err(|error| format!("defaultConfig.{field}: {error}"))
-                }
+                Some(text) => istio_duration::parse(text).map_err(|error| format!("defaultConfig.{field}: {error}")),
                 None => Ok(default),
             }
         };
@@ -274,48 +272,6 @@ impl ProxyDefaults {
     }
 }
 
-/// Formats a duration as Go's `time.Duration.String` does (`45s`, `1m0s`, `1h0m0s`, `500ms`).
-pub fn format_go_duration(duration: Duration) -> String {
-    let nanos = duration.as_nanos();
-    if nanos == 0 {
-        return "0s".to_string();
-    }
-    if nanos < 1_000_000_000 {
-        let (unit, scale) = if nanos >= 1_000_000 {
-            ("ms", 1_000_000)
-        } else if nanos >= 1_000 {
-            ("µs", 1_000)
-        } else {
-            ("ns", 1)
-        };
-        return format!("{}{unit}", trim_fraction(nanos, scale));
-    }
-    let total_seconds = duration.as_secs();
-    let hours = total_seconds / 3600;
-    let minutes = (total_seconds % 3600) / 60;
-    let seconds_nanos = u128::from(total_seconds % 60) * 1_000_000_000 + u128::from(duration.subsec_nanos());
-    let seconds = format!("{}s", trim_fraction(seconds_nanos, 1_000_000_000));
-    if hours > 0 {
-        format!("{hours}h{minutes}m{seconds}")
-    } else if minutes > 0 {
-        format!("{minutes}m{seconds}")
-    } else {
-        seconds
-    }
-}
-
-/// `value / scale` with the fraction's trailing zeros dropped.
-fn trim_fraction(value: u128, scale: u128) -> String {
-    let whole = value / scale;
-    let fraction = value % scale;
-    if fraction == 0 {
-        return whole.to_string();
-    }
-    let width = scale.to_string().len() - 1;
-    let digits = format!("{fraction:0width$}");
-    format!("{whole}.{}", digits.trim_end_matches('0'))
-}
-
 fn read(path: &Path) -> Result<String, ConfigError> {
     std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.display().to_string(), source })
 }
@@ -323,16 +279,6 @@ fn read(path: &Path) -> Result<String, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn formats_durations_like_go() {
-        assert_eq!(format_go_duration(Duration::from_secs(45)), "45s");
-        assert_eq!(format_go_duration(Duration::from_secs(60)), "1m0s");
-        assert_eq!(format_go_duration(Duration::from_secs(3600)), "1h0m0s");
-        assert_eq!(format_go_duration(Duration::from_millis(1500)), "1.5s");
-        assert_eq!(format_go_duration(Duration::from_millis(500)), "500ms");
-        assert_eq!(format_go_duration(Duration::ZERO), "0s");
-    }
 
     #[test]
     fn values_merge_over_the_chart_defaults() {

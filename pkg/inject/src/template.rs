@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use crate::config::{format_go_duration, InterceptionMode, ProxyDefaults};
+use crate::config::{InterceptionMode, ProxyDefaults};
 use crate::policy::string_map;
 
 pub const PROXY_CONTAINER: &str = "istio-proxy";
@@ -160,9 +160,9 @@ pub fn render(workload: &Workload<'_>, values: &Value, proxy: &ProxyDefaults) ->
         "--serviceCluster".to_string(),
         service_cluster,
         "--drainDuration".into(),
-        format_go_duration(proxy.drain_duration),
+        istio_duration::format(proxy.drain_duration),
         "--parentShutdownDuration".into(),
-        format_go_duration(proxy.parent_shutdown_duration),
+        istio_duration::format(proxy.parent_shutdown_duration),
         "--discoveryAddress".into(),
         annotation("sidecar.istio.io/discoveryAddress", proxy.discovery_address.clone()),
     ]);
@@ -181,7 +181,7 @@ pub fn render(workload: &Workload<'_>, values: &Value, proxy: &ProxyDefaults) ->
         "--dnsRefreshRate".into(),
         non_empty(&global["proxy"]["dnsRefreshRate"]).unwrap_or("300s").to_string(),
         "--connectTimeout".into(),
-        format_go_duration(proxy.connect_timeout),
+        istio_duration::format(proxy.connect_timeout),
         "--proxyAdminPort".into(),
         proxy.proxy_admin_port.to_string(),
     ]);

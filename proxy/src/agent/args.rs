@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
-use istio_api::json::parse_go_duration;
+use istio_duration::parse as parse_go_duration;
 
 /// How the proxy authenticates to Pilot (`--controlPlaneAuthPolicy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
