@@ -184,15 +184,14 @@ fn clusters(dump: &Value) -> Vec<Value> {
 
 /// (fqdn, port, subset, direction) of an Istio cluster name, `-` where it is not one.
 fn cluster_parts(name: &str) -> (String, String, String, String) {
-    let parts: Vec<&str> = name.split('|').collect();
-    match parts.as_slice() {
-        [direction, port, subset, fqdn] => (
-            (*fqdn).to_string(),
-            (*port).to_string(),
-            if subset.is_empty() { "-".to_string() } else { (*subset).to_string() },
-            (*direction).to_string(),
+    match name.parse::<istio_xds::ClusterName>() {
+        Ok(cluster) => (
+            cluster.host,
+            cluster.port.to_string(),
+            if cluster.subset.is_empty() { "-".to_string() } else { cluster.subset },
+            cluster.direction.as_str().to_string(),
         ),
-        _ => (name.to_string(), "-".into(), "-".into(), "-".into()),
+        Err(_) => (name.to_string(), "-".into(), "-".into(), "-".into()),
     }
 }
 

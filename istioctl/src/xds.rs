@@ -13,12 +13,8 @@ use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 use envoy_types::pb::google::protobuf::{value, Struct, Value};
+use istio_xds::type_url;
 use tokio::sync::mpsc;
-
-const CLUSTER_TYPE: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
-const ENDPOINT_TYPE: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
-const LISTENER_TYPE: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
-const ROUTE_TYPE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
 pub enum XdsType {
@@ -31,10 +27,10 @@ pub enum XdsType {
 impl XdsType {
     fn type_url(self) -> &'static str {
         match self {
-            XdsType::Cds => CLUSTER_TYPE,
-            XdsType::Lds => LISTENER_TYPE,
-            XdsType::Rds => ROUTE_TYPE,
-            XdsType::Eds => ENDPOINT_TYPE,
+            XdsType::Cds => type_url::CLUSTER,
+            XdsType::Lds => type_url::LISTENER,
+            XdsType::Rds => type_url::ROUTE,
+            XdsType::Eds => type_url::ENDPOINT,
         }
     }
 }
@@ -123,8 +119,8 @@ pub async fn run(args: XdsArgs) -> anyhow::Result<i32> {
     let node = node(&args.node, &args.metadata);
     let (requests, receiver) = mpsc::unbounded_channel();
     // Clusters and listeners are always fetched: endpoint and route names come from them.
-    requests.send(request(&node, CLUSTER_TYPE, &BTreeSet::new(), None))?;
-    requests.send(request(&node, LISTENER_TYPE, &BTreeSet::new(), None))?;
+    requests.send(request(&node, type_url::CLUSTER, &BTreeSet::new(), None))?;
+    requests.send(request(&node, type_url::LISTENER, &BTreeSet::new(), None))?;
     let mut responses = client
         .stream_aggregated_resources(tokio_stream::wrappers::UnboundedReceiverStream::new(receiver))
         .await
@@ -134,7 +130,7 @@ pub async fn run(args: XdsArgs) -> anyhow::Result<i32> {
     let mut received: BTreeMap<&'static str, DiscoveryResponse> = BTreeMap::new();
     let mut subscribed: BTreeMap<&'static str, BTreeSet<String>> = BTreeMap::new();
     // Types whose first response is still awaited; RDS and EDS join once their names are known.
-    let mut pending: BTreeSet<&'static str> = [CLUSTER_TYPE, LISTENER_TYPE].into_iter().collect();
+    let mut pending: BTreeSet<&'static str> = [type_url::CLUSTER, type_url::LISTENER].into_iter().collect();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(args.timeout);
     while !pending.is_empty() {
         let next = match tokio::time::timeout_at(deadline, responses.message()).await {
@@ -146,18 +142,18 @@ pub async fn run(args: XdsArgs) -> anyhow::Result<i32> {
             ),
         };
         let Some(response) = next.context("ADS stream failed")? else { bail!("Pilot closed the ADS stream") };
-        let type_url = [CLUSTER_TYPE, LISTENER_TYPE, ROUTE_TYPE, ENDPOINT_TYPE]
+        let type_url = [type_url::CLUSTER, type_url::LISTENER, type_url::ROUTE, type_url::ENDPOINT]
             .into_iter()
             .find(|t| *t == response.type_url)
             .with_context(|| format!("unexpected type {}", response.type_url))?;
         let names = match type_url {
-            CLUSTER_TYPE => istio_xds_json::references::eds_cluster_names(&response.resources),
-            LISTENER_TYPE => istio_xds_json::references::rds_route_names(&response.resources),
+            type_url::CLUSTER => istio_xds::references::eds_cluster_names(&response.resources),
+            type_url::LISTENER => istio_xds::references::rds_route_names(&response.resources),
             _ => BTreeSet::new(),
         };
         let follow_up = match type_url {
-            CLUSTER_TYPE => Some(ENDPOINT_TYPE),
-            LISTENER_TYPE => Some(ROUTE_TYPE),
+            type_url::CLUSTER => Some(type_url::ENDPOINT),
+            type_url::LISTENER => Some(type_url::ROUTE),
             _ => None,
         };
         // The ACK repeats what this type subscribed to, as Envoy does.
@@ -177,7 +173,7 @@ pub async fn run(args: XdsArgs) -> anyhow::Result<i32> {
     let mut printed = Vec::new();
     for kind in wanted {
         match received.get(kind.type_url()) {
-            Some(response) => printed.push(istio_xds_json::message_to_json(response)?),
+            Some(response) => printed.push(istio_xds::json::message_to_json(response)?),
             None => printed.push(serde_json::json!({"typeUrl": kind.type_url(), "resources": []})),
         }
     }

@@ -2,7 +2,7 @@
 //!
 //! `cargo bench -p pilot --bench xds_scale -- [--services N] [--clients M]` starts the real
 //! `pilot` binary on a generated config directory, connects M ADS clients that behave like
-//! Envoy (CDS and LDS, then EDS for the cluster names and RDS for the route names, ACKing every
+//! Envoy (type_url::CLUSTER and type_url::LISTENER, then type_url::ENDPOINT for the cluster names and type_url::ROUTE for the route names, ACKing every
 //! response), and measures:
 //! - the connect storm: time until every client has ACKed all four types;
 //! - a config change (a VirtualService edit): time until all clients ACKed it (p50/p99/max);
@@ -21,13 +21,9 @@ use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
+use istio_xds::type_url;
 use prost::Message;
 use tokio::sync::{mpsc, watch};
-
-const CDS: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
-const EDS: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
-const LDS: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
-const RDS: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
 
 fn write_config(dir: &Path, services: usize, endpoint_suffix: u8, weight: u32) {
     let mut text = String::new();
@@ -54,7 +50,7 @@ fn rss_mib(pid: u32) -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-/// Names decoded from one CDS or LDS response version, shared by every simulated client: the
+/// Names decoded from one type_url::CLUSTER or type_url::LISTENER response version, shared by every simulated client: the
 /// responses are identical for these sidecars, and decoding them 2000 times would measure the
 /// benchmark's own CPU use on this machine rather than Pilot's.
 type DecodedNames = Arc<std::sync::Mutex<HashMap<(&'static str, String), Vec<String>>>>;
@@ -104,10 +100,10 @@ async fn client(
         response_nonce: nonce.to_string(),
         ..Default::default()
     };
-    let mut first = request(CDS, vec![], "", "");
+    let mut first = request(type_url::CLUSTER, vec![], "", "");
     first.node = Some(node);
     let _ = requests.send(first);
-    let _ = requests.send(request(LDS, vec![], "", ""));
+    let _ = requests.send(request(type_url::LISTENER, vec![], "", ""));
     let Ok(response) =
         ads.stream_aggregated_resources(tokio_stream::wrappers::UnboundedReceiverStream::new(receiver)).await
     else {
@@ -120,18 +116,18 @@ async fn client(
     let mut last_nonce: HashMap<&'static str, String> = HashMap::new();
     while let Ok(Some(response)) = stream.message().await {
         let kind = match response.type_url.as_str() {
-            CDS => CDS,
-            EDS => EDS,
-            LDS => LDS,
-            RDS => RDS,
+            type_url::CLUSTER => type_url::CLUSTER,
+            type_url::ENDPOINT => type_url::ENDPOINT,
+            type_url::LISTENER => type_url::LISTENER,
+            type_url::ROUTE => type_url::ROUTE,
             _ => continue,
         };
         let version: u64 = response.version_info.parse().unwrap_or(0);
         let _ = requests.send(request(
             kind,
-            if kind == EDS {
+            if kind == type_url::ENDPOINT {
                 eds_names.clone()
-            } else if kind == RDS {
+            } else if kind == type_url::ROUTE {
                 rds_names.clone()
             } else {
                 vec![]
@@ -141,8 +137,8 @@ async fn client(
         ));
         last_nonce.insert(kind, response.nonce.clone());
         acked.insert(kind, version);
-        if kind == CDS {
-            let names = decoded_names(&decoded, CDS, &response.version_info, || {
+        if kind == type_url::CLUSTER {
+            let names = decoded_names(&decoded, type_url::CLUSTER, &response.version_info, || {
                 response
                     .resources
                     .iter()
@@ -155,12 +151,12 @@ async fn client(
             });
             if names != eds_names {
                 eds_names = names;
-                let nonce = last_nonce.get(EDS).cloned().unwrap_or_default();
-                let _ = requests.send(request(EDS, eds_names.clone(), "", &nonce));
+                let nonce = last_nonce.get(type_url::ENDPOINT).cloned().unwrap_or_default();
+                let _ = requests.send(request(type_url::ENDPOINT, eds_names.clone(), "", &nonce));
             }
         }
-        if kind == LDS {
-            let names = decoded_names(&decoded, LDS, &response.version_info, || {
+        if kind == type_url::LISTENER {
+            let names = decoded_names(&decoded, type_url::LISTENER, &response.version_info, || {
                 response
                     .resources
                     .iter()
@@ -171,13 +167,16 @@ async fn client(
             });
             if names != rds_names {
                 rds_names = names;
-                let nonce = last_nonce.get(RDS).cloned().unwrap_or_default();
-                let _ = requests.send(request(RDS, rds_names.clone(), "", &nonce));
+                let nonce = last_nonce.get(type_url::ROUTE).cloned().unwrap_or_default();
+                let _ = requests.send(request(type_url::ROUTE, rds_names.clone(), "", &nonce));
             }
         }
         // Every ACK is reported once the client holds all four types: after that, pushes carry
         // only what changed, so "converged on version N" means "ACKed every version-N response".
-        if [CDS, EDS, LDS, RDS].iter().all(|kind| acked.contains_key(kind)) {
+        if [type_url::CLUSTER, type_url::ENDPOINT, type_url::LISTENER, type_url::ROUTE]
+            .iter()
+            .all(|kind| acked.contains_key(kind))
+        {
             let _ = converged.send((index, version));
         }
     }

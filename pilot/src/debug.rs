@@ -10,13 +10,13 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use istio_xds::type_url;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use crate::model::PushContext;
 use crate::node::Proxy;
 use crate::xds::ads::{generate, Connections};
-use crate::xds::{CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE};
 
 #[derive(Clone)]
 pub struct DebugState {
@@ -155,8 +155,7 @@ async fn edsz(State(state): State<DebugState>) -> Json<Value> {
                 subsets.extend(rule.spec.subsets.iter().map(|subset| subset.name.clone()));
             }
             for subset in subsets {
-                let name =
-                    crate::xds::cluster_name(crate::xds::Direction::Outbound, port.number, &subset, &service.hostname);
+                let name = istio_xds::ClusterName::outbound(port.number, &subset, &service.hostname).to_string();
                 let endpoints: Vec<String> = crate::xds::endpoint::load_assignment(&push, &name)
                     .map(|assignment| {
                         assignment
@@ -239,21 +238,20 @@ async fn config_dump(State(state): State<DebugState>, Query(query): Query<HashMa
         items
             .iter()
             .map(|r| {
-                let body = istio_xds_json::any_to_json(r.resource.as_ref())
+                let body = istio_xds::json::any_to_json(r.resource.as_ref())
                     .unwrap_or_else(|error| json!({"name": r.name, "undecodable": error.to_string()}));
                 json!({"version_info": push.version, field: body})
             })
             .collect()
     };
-    let clusters = generate(&push, &proxy, CLUSTER_TYPE, &[]);
-    let listeners = generate(&push, &proxy, LISTENER_TYPE, &[]);
+    let clusters = generate(&push, &proxy, type_url::CLUSTER, &[]);
+    let listeners = generate(&push, &proxy, type_url::LISTENER, &[]);
     let listener_anys: Vec<_> = listeners.iter().map(|r| (*r.resource).clone()).collect();
     let cluster_anys: Vec<_> = clusters.iter().map(|r| (*r.resource).clone()).collect();
-    let route_names: Vec<String> = istio_xds_json::references::rds_route_names(&listener_anys).into_iter().collect();
-    let endpoint_names: Vec<String> =
-        istio_xds_json::references::eds_cluster_names(&cluster_anys).into_iter().collect();
-    let routes = generate(&push, &proxy, ROUTE_TYPE, &route_names);
-    let endpoints = generate(&push, &proxy, ENDPOINT_TYPE, &endpoint_names);
+    let route_names: Vec<String> = istio_xds::references::rds_route_names(&listener_anys).into_iter().collect();
+    let endpoint_names: Vec<String> = istio_xds::references::eds_cluster_names(&cluster_anys).into_iter().collect();
+    let routes = generate(&push, &proxy, type_url::ROUTE, &route_names);
+    let endpoints = generate(&push, &proxy, type_url::ENDPOINT, &endpoint_names);
     // The shape of Envoy's /config_dump, so the same tools read both.
     Json(json!({"configs": [
         {"@type": "type.googleapis.com/envoy.admin.v3.ClustersConfigDump", "version_info": push.version,

@@ -34,7 +34,7 @@ async fn first_cds(address: SocketAddr, tls: ClientTlsConfig) -> Result<Discover
             id: "sidecar~10.1.0.9~productpage-1.default~default.svc.cluster.local".into(),
             ..Default::default()
         }),
-        type_url: "type.googleapis.com/envoy.config.cluster.v3.Cluster".into(),
+        type_url: istio_xds::type_url::CLUSTER.into(),
         ..Default::default()
     };
     let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();

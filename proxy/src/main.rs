@@ -37,7 +37,7 @@ fn main() {
     }
     let cli = Cli::parse_from(argv);
     // The proxy only reads and shows the parts of Envoy's API a data plane uses.
-    istio_xds_json::use_data_plane_subset();
+    istio_xds::json::use_data_plane_subset();
     let result = match cli.command {
         Command::Sidecar(args) => run_agent(Role::Sidecar, *args),
         Command::Router(args) => run_agent(Role::Router, *args),

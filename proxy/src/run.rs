@@ -29,10 +29,10 @@ pub fn read_bootstrap(path: &std::path::Path) -> anyhow::Result<Bootstrap> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let parsed = if path.extension().is_some_and(|extension| extension == "json") {
         serde_json::from_str(&text).map_err(|error| anyhow::anyhow!("{}: {error}", path.display())).and_then(|value| {
-            istio_xds_json::message_from_json(&value).map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))
+            istio_xds::json::message_from_json(&value).map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))
         })
     } else {
-        istio_xds_json::message_from_yaml(&text).map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))
+        istio_xds::json::message_from_yaml(&text).map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))
     };
     parsed
 }

@@ -20,6 +20,7 @@ use envoy_types::pb::envoy::service::secret::v3::secret_discovery_service_server
     SecretDiscoveryService, SecretDiscoveryServiceServer,
 };
 use futures::{SinkExt, StreamExt};
+use istio_xds::type_url;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
@@ -194,8 +195,6 @@ struct SdsServer {
     secrets: tokio::sync::watch::Sender<(u64, std::collections::HashMap<String, Secret>)>,
 }
 
-const SECRET_TYPE: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
-
 type ResponseStream<T> = std::pin::Pin<Box<dyn futures::Stream<Item = Result<T, tonic::Status>> + Send>>;
 
 #[derive(Clone)]
@@ -236,7 +235,7 @@ impl SecretDiscoveryService for SdsService {
                     .iter()
                     .filter_map(|name| current.get(name))
                     .map(|secret| envoy_types::pb::google::protobuf::Any {
-                        type_url: SECRET_TYPE.to_string(),
+                        type_url: type_url::SECRET.to_string(),
                         value: prost::Message::encode_to_vec(secret),
                     })
                     .collect();
@@ -244,7 +243,7 @@ impl SecretDiscoveryService for SdsService {
                 let response = DiscoveryResponse {
                     version_info: version.to_string(),
                     resources,
-                    type_url: SECRET_TYPE.to_string(),
+                    type_url: type_url::SECRET.to_string(),
                     nonce: nonce.to_string(),
                     ..Default::default()
                 };

@@ -16,15 +16,13 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 };
 use envoy_types::pb::google::protobuf::Any;
 use futures::Stream;
+use istio_xds::type_url;
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{
-    any, cluster, endpoint, envoy_filter, intern, listener, route, CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE,
-    ROUTE_TYPE,
-};
+use super::{any, cluster, endpoint, envoy_filter, intern, listener, route};
 use crate::metrics::Metrics;
 use crate::model::{GeneratedResource, PushContext};
 use crate::node::Proxy;
@@ -74,10 +72,10 @@ impl Connections {
 /// Short type names for logs and metrics.
 pub fn short_type(type_url: &str) -> &'static str {
     match type_url {
-        CLUSTER_TYPE => "cds",
-        ENDPOINT_TYPE => "eds",
-        LISTENER_TYPE => "lds",
-        ROUTE_TYPE => "rds",
+        type_url::CLUSTER => "cds",
+        type_url::ENDPOINT => "eds",
+        type_url::LISTENER => "lds",
+        type_url::ROUTE => "rds",
         _ => "unknown",
     }
 }
@@ -112,7 +110,7 @@ pub fn generate(push: &PushContext, proxy: &Proxy, type_url: &str, names: &[Stri
     };
     let scope = crate::scope::ProxyScope::of(push, proxy);
     match type_url {
-        CLUSTER_TYPE => {
+        type_url::CLUSTER => {
             let shared = push.cache.get_or_generate(format!("cds|{}", scope.key), || {
                 resources(cluster::shared_clusters(push, &scope), |c| c.name.clone())
             });
@@ -120,7 +118,7 @@ pub fn generate(push: &PushContext, proxy: &Proxy, type_url: &str, names: &[Stri
             generated.extend(resources(cluster::proxy_clusters(push, proxy), |c| c.name.clone()));
             generated
         }
-        LISTENER_TYPE => {
+        type_url::LISTENER => {
             // EnvoyFilters patch listeners; proxies with the same set share the patched ones.
             let filters = envoy_filter::applicable(push, proxy);
             let filter_key = envoy_filter::key(&filters);
@@ -150,7 +148,7 @@ pub fn generate(push: &PushContext, proxy: &Proxy, type_url: &str, names: &[Stri
                 }
             }
         }
-        ROUTE_TYPE => {
+        type_url::ROUTE => {
             let labels = if proxy.kind == ProxyKind::Router || push.routes_depend_on_labels {
                 label_key(proxy)
             } else {
@@ -171,7 +169,7 @@ pub fn generate(push: &PushContext, proxy: &Proxy, type_url: &str, names: &[Stri
                 })
                 .collect()
         }
-        ENDPOINT_TYPE => names
+        type_url::ENDPOINT => names
             .iter()
             .flat_map(|name| {
                 push.cache
@@ -294,7 +292,7 @@ impl SotwStream {
         let permit = self.server.throttle.clone().acquire_owned().await.map_err(|_| ())?;
         let started = Instant::now();
         let generated = generate(push, proxy, type_url, &watch.names);
-        let wildcard = matches!(type_url, CLUSTER_TYPE | LISTENER_TYPE);
+        let wildcard = matches!(type_url, type_url::CLUSTER | type_url::LISTENER);
         let selected: Vec<&GeneratedResource> = match reason {
             Reason::Request => generated.iter().collect(),
             Reason::Push if wildcard => {
@@ -346,10 +344,10 @@ impl SotwStream {
     /// Pushes a new context: every watched type in Envoy's order. A CDS update makes Envoy
     /// re-warm clusters, so it is followed by every watched endpoint; likewise LDS and routes.
     async fn push(&mut self, push: &PushContext, out: &mpsc::Sender<Outgoing>) -> Result<(), ()> {
-        let clusters_sent = self.send(CLUSTER_TYPE, push, Reason::Push, out).await?;
-        self.send(ENDPOINT_TYPE, push, if clusters_sent { Reason::Request } else { Reason::Push }, out).await?;
-        let listeners_sent = self.send(LISTENER_TYPE, push, Reason::Push, out).await?;
-        self.send(ROUTE_TYPE, push, if listeners_sent { Reason::Request } else { Reason::Push }, out).await?;
+        let clusters_sent = self.send(type_url::CLUSTER, push, Reason::Push, out).await?;
+        self.send(type_url::ENDPOINT, push, if clusters_sent { Reason::Request } else { Reason::Push }, out).await?;
+        let listeners_sent = self.send(type_url::LISTENER, push, Reason::Push, out).await?;
+        self.send(type_url::ROUTE, push, if listeners_sent { Reason::Request } else { Reason::Push }, out).await?;
         Ok(())
     }
 
@@ -566,7 +564,7 @@ impl AggregatedDiscoveryService for AdsServer {
                     changed = pushes.changed() => {
                         if changed.is_err() { break; }
                         let _ = pushes.borrow_and_update();
-                        to_send.extend([CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE].into_iter().filter(|t| watches.contains_key(*t)).map(str::to_string));
+                        to_send.extend([type_url::CLUSTER, type_url::ENDPOINT, type_url::LISTENER, type_url::ROUTE].into_iter().filter(|t| watches.contains_key(*t)).map(str::to_string));
                     }
                 }
                 let Some(current) = proxy.as_ref() else { continue };
@@ -653,7 +651,7 @@ mod tests {
         ] {
             let node = envoy_types::pb::envoy::config::core::v3::Node { id: id.into(), ..Default::default() };
             let proxy = Proxy::from_node(&node).expect("proxy");
-            let listeners = generate(&push, &proxy, LISTENER_TYPE, &[]);
+            let listeners = generate(&push, &proxy, type_url::LISTENER, &[]);
             let managers: Vec<HttpConnectionManager> = listeners
                 .iter()
                 .filter_map(|resource| Listener::decode(resource.resource.value.as_slice()).ok())

@@ -23,9 +23,11 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::{http_protocol_opti
 use envoy_types::pb::google::protobuf::{Any, UInt32Value};
 use istio_api::pb::istio::networking::v1alpha3 as net;
 
+use istio_xds::{ClusterName, TrafficDirection};
+
 use super::{
-    ads_source, any, cluster_name, duration, file_source, istio_mutual_tls, parse_cluster_name, socket_address,
-    Direction, BLACKHOLE_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER, PASSTHROUGH_CLUSTER,
+    ads_source, any, duration, file_source, istio_mutual_tls, socket_address, BLACKHOLE_CLUSTER,
+    INBOUND_PASSTHROUGH_CLUSTER, PASSTHROUGH_CLUSTER,
 };
 use crate::model::{PushContext, Resolution, Service, ServicePort};
 use crate::node::{Proxy, ProxyKind};
@@ -60,7 +62,11 @@ pub fn sni_dnat_clusters(outbound: Vec<Cluster>) -> Vec<Cluster> {
     outbound
         .into_iter()
         .filter_map(|mut cluster| {
-            let (Direction::Outbound, port, subset, host) = parse_cluster_name(&cluster.name)? else { return None };
+            let ClusterName { direction: TrafficDirection::Outbound, port, subset, host } =
+                cluster.name.parse().ok()?
+            else {
+                return None;
+            };
             let original = cluster.name.clone();
             cluster.name = format!("outbound_.{port}_.{subset}_.{host}");
             cluster.transport_socket = None;
@@ -107,8 +113,10 @@ pub fn shared_clusters(push: &PushContext, scope: &ProxyScope) -> Vec<Cluster> {
 /// The consistent-hash settings of the DestinationRule (subset and port level included) behind
 /// an outbound cluster name, if it asks for consistent hashing.
 pub fn consistent_hash(push: &PushContext, cluster: &str) -> Option<net::load_balancer_settings::ConsistentHashLb> {
-    let (Direction::Outbound, port, subset, host) = parse_cluster_name(cluster)? else { return None };
-    let rule = push.destination_rule(host)?;
+    let ClusterName { direction: TrafficDirection::Outbound, port, subset, host } = cluster.parse().ok()? else {
+        return None;
+    };
+    let rule = push.destination_rule(&host)?;
     let subset_policy = rule.spec.subsets.iter().find(|s| s.name == subset).and_then(|s| s.traffic_policy.as_ref());
     let merged = merge_policy(rule.spec.traffic_policy.as_ref(), subset_policy);
     match &port_policy(merged.as_ref(), port).load_balancer?.lb_policy {
@@ -167,7 +175,7 @@ fn outbound_cluster(
     policy: Option<&net::TrafficPolicy>,
     sds: bool,
 ) -> Cluster {
-    let name = cluster_name(Direction::Outbound, port.number, subset, &service.hostname);
+    let name = ClusterName::outbound(port.number, subset, &service.hostname).to_string();
     let mut cluster = Cluster {
         name: name.clone(),
         connect_timeout: Some(duration(&push.mesh.connect_timeout)),

@@ -9,16 +9,18 @@ use envoy_types::pb::envoy::config::endpoint::v3::{
 };
 use envoy_types::pb::google::protobuf::UInt32Value;
 
-use super::{parse_cluster_name, socket_address, Direction};
+use istio_xds::{ClusterName, TrafficDirection};
+
+use super::socket_address;
 use crate::model::{PushContext, Resolution};
 
 /// The load assignment for one cluster name; `None` when it is not an EDS cluster Pilot knows.
 pub fn load_assignment(push: &PushContext, cluster: &str) -> Option<ClusterLoadAssignment> {
-    let (direction, port_number, subset, host) = parse_cluster_name(cluster)?;
-    if direction != Direction::Outbound {
+    let ClusterName { direction, port: port_number, subset, host } = cluster.parse().ok()?;
+    if direction != TrafficDirection::Outbound {
         return None;
     }
-    let service = push.service(host)?;
+    let service = push.service(&host)?;
     if service.resolution != Resolution::Static {
         return None;
     }
@@ -26,7 +28,7 @@ pub fn load_assignment(push: &PushContext, cluster: &str) -> Option<ClusterLoadA
     let labels = if subset.is_empty() {
         None
     } else {
-        let rule = push.destination_rule(host)?;
+        let rule = push.destination_rule(&host)?;
         Some(rule.spec.subsets.iter().find(|candidate| candidate.name == subset)?.labels.clone())
     };
     let mut by_locality: BTreeMap<&str, Vec<LbEndpoint>> = BTreeMap::new();

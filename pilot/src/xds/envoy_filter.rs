@@ -16,6 +16,7 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 };
 use envoy_types::pb::google::protobuf::Any;
 use istio_api::pb::istio::networking::v1alpha3 as net;
+use istio_xds::type_url;
 use net::envoy_filter::deprecated_listener_match::{ListenerProtocol, ListenerType};
 use net::envoy_filter::filter::FilterType;
 use net::envoy_filter::insert_position::Index;
@@ -25,9 +26,6 @@ use super::{any, VIRTUAL_INBOUND};
 use crate::model::{Named, PushContext};
 use crate::node::{Proxy, ProxyKind};
 use crate::scope::ROOT_NAMESPACE;
-
-const HCM_TYPE: &str =
-    "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
 
 /// The v3 type of well-known filters that 1.4-era EnvoyFilters name without a type.
 fn known_type(filter_name: &str) -> Option<&'static str> {
@@ -85,11 +83,11 @@ fn typed_config(entry: &net::envoy_filter::Filter) -> Result<Any, String> {
             map.insert("@type".into(), format!("type.googleapis.com/{type_name}").into());
         }
     }
-    istio_xds_json::any_from_json(&config).map_err(|error| format!("filter {:?}: {error}", entry.filter_name))
+    istio_xds::json::any_from_json(&config).map_err(|error| format!("filter {:?}: {error}", entry.filter_name))
 }
 
 fn is_hcm(filter: &Filter) -> bool {
-    matches!(&filter.config_type, Some(filter::ConfigType::TypedConfig(config)) if config.type_url == HCM_TYPE)
+    matches!(&filter.config_type, Some(filter::ConfigType::TypedConfig(config)) if config.type_url == type_url::HTTP_CONNECTION_MANAGER)
 }
 
 /// Where to insert among `names` (the last one terminal): the index for the position.

@@ -8,7 +8,9 @@
 
 use envoy_types::pb::envoy::config::core::v3::{address, Address, Pipe};
 
-use super::{cluster_name, socket_address, Direction};
+use istio_xds::ClusterName;
+
+use super::socket_address;
 use crate::model::{Protocol, PushContext};
 use crate::node::Proxy;
 
@@ -50,7 +52,7 @@ pub fn inbound_targets(push: &PushContext, proxy: &Proxy) -> Vec<InboundTarget> 
                 }
                 targets.push(InboundTarget {
                     listen_port,
-                    cluster: cluster_name(Direction::Inbound, port.number, &port.name, &service.hostname),
+                    cluster: ClusterName::inbound(port.number, &port.name, &service.hostname).to_string(),
                     protocol: port.protocol,
                     endpoint: socket_address("127.0.0.1", listen_port),
                 });
@@ -75,7 +77,7 @@ pub fn inbound_targets(push: &PushContext, proxy: &Proxy) -> Vec<InboundTarget> 
             .unwrap_or_else(|| format!("{}.{}", sidecar.name, sidecar.namespace));
         ingress_targets.push(InboundTarget {
             listen_port: port.number,
-            cluster: cluster_name(Direction::Inbound, port.number, &port.name, &host),
+            cluster: ClusterName::inbound(port.number, &port.name, &host).to_string(),
             protocol: Protocol::parse(&port.protocol),
             endpoint,
         });

@@ -30,10 +30,12 @@ use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{tcp_pr
 use envoy_types::pb::google::protobuf::{BoolValue, UInt32Value};
 use istio_api::pb::istio::networking::v1alpha3 as net;
 
+use istio_xds::ClusterName;
+
 use super::route::{qualify_gateway, virtual_services_for, CORS_FILTER, FAULT_FILTER};
 use super::{
-    ads_source, any, cluster_name, socket_address, Direction, BLACKHOLE_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER,
-    PASSTHROUGH_CLUSTER, VIRTUAL_INBOUND, VIRTUAL_OUTBOUND,
+    ads_source, any, socket_address, BLACKHOLE_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER, PASSTHROUGH_CLUSTER,
+    VIRTUAL_INBOUND, VIRTUAL_OUTBOUND,
 };
 use crate::model::{Named, Protocol, PushContext};
 use crate::node::{Proxy, ProxyKind};
@@ -180,7 +182,7 @@ fn route_clusters(
                 .or_else(|| push.service(&host).and_then(|s| s.ports.first()).map(|p| p.number))
                 .unwrap_or(port);
             (
-                cluster_name(Direction::Outbound, target, &destination.subset, &host),
+                ClusterName::outbound(target, &destination.subset, &host).to_string(),
                 if single { 100 } else { u32::try_from(route.weight).unwrap_or(0) },
             )
         })
@@ -288,14 +290,14 @@ pub fn sidecar_outbound_listeners(push: &PushContext, scope: &ProxyScope) -> Vec
                 if port.protocol == Protocol::Unsupported {
                     if let Some(vip) = &service.address {
                         sniffed
-                            .push((vip.clone(), cluster_name(Direction::Outbound, port.number, "", &service.hostname)));
+                            .push((vip.clone(), ClusterName::outbound(port.number, "", &service.hostname).to_string()));
                     }
                 }
             } else if matches!(port.protocol, Protocol::Https | Protocol::Tls) {
                 let ip = service.address.clone().unwrap_or_else(|| "0.0.0.0".to_string());
                 let chains =
                     tls_chains.entry(format!("{ip}_{}", port.number)).or_insert_with(|| (ip, port.number, Vec::new()));
-                let service_cluster = cluster_name(Direction::Outbound, port.number, "", &service.hostname);
+                let service_cluster = ClusterName::outbound(port.number, "", &service.hostname).to_string();
                 for vs in mesh_services.iter().copied() {
                     if !vs.spec.hosts.iter().any(|host| push.qualify(host, &vs.namespace) == service.hostname) {
                         continue;
@@ -317,10 +319,10 @@ pub fn sidecar_outbound_listeners(push: &PushContext, scope: &ProxyScope) -> Vec
                 let clusters = tcp_destinations(push, mesh_services.iter().copied(), port.number, None, |host| {
                     push.qualify(host, &service.namespace) == service.hostname
                 })
-                .unwrap_or_else(|| vec![(cluster_name(Direction::Outbound, port.number, "", &service.hostname), 100)]);
+                .unwrap_or_else(|| vec![(ClusterName::outbound(port.number, "", &service.hostname).to_string(), 100)]);
                 let chain = FilterChain {
                     filters: vec![tcp_proxy_filter(
-                        &cluster_name(Direction::Outbound, port.number, "", &service.hostname),
+                        &ClusterName::outbound(port.number, "", &service.hostname).to_string(),
                         &clusters,
                     )],
                     ..Default::default()
@@ -497,7 +499,8 @@ pub fn virtual_inbound(push: &PushContext, proxy: &Proxy) -> Listener {
     for inbound_target in super::inbound::inbound_targets(push, proxy) {
         let target = inbound_target.listen_port;
         let cluster = inbound_target.cluster.clone();
-        let service_port = super::parse_cluster_name(&cluster).map_or(target, |(_, port, _, _)| port);
+        let cluster_name = cluster.parse::<ClusterName>().ok();
+        let service_port = cluster_name.as_ref().map_or(target, |name| name.port);
         let filter = if inbound_target.protocol.is_http() {
             let route = RouteConfiguration {
                 name: cluster.clone(),
@@ -520,8 +523,9 @@ pub fn virtual_inbound(push: &PushContext, proxy: &Proxy) -> Listener {
                             ..Default::default()
                         })),
                         // Server spans are named after the service, as 1.4 named them.
-                        decorator: super::parse_cluster_name(&cluster)
-                            .and_then(|(_, port, _, host)| super::route::decorator(format!("{host}:{port}/*"))),
+                        decorator: cluster_name
+                            .as_ref()
+                            .and_then(|name| super::route::decorator(format!("{}:{}/*", name.host, name.port))),
                         ..Default::default()
                     }],
                     ..Default::default()

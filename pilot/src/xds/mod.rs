@@ -19,45 +19,11 @@ use envoy_types::pb::envoy::config::core::v3::{
 };
 use envoy_types::pb::google::protobuf::{Any, Duration};
 
-pub const CLUSTER_TYPE: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
-pub const ENDPOINT_TYPE: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
-pub const LISTENER_TYPE: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
-pub const ROUTE_TYPE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
-
 pub const BLACKHOLE_CLUSTER: &str = "BlackHoleCluster";
 pub const PASSTHROUGH_CLUSTER: &str = "PassthroughCluster";
 pub const INBOUND_PASSTHROUGH_CLUSTER: &str = "InboundPassthroughClusterIpv4";
 pub const VIRTUAL_OUTBOUND: &str = "virtualOutbound";
 pub const VIRTUAL_INBOUND: &str = "virtualInbound";
-
-/// Direction of a cluster.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    Inbound,
-    Outbound,
-}
-
-/// `outbound|9080|v2|reviews.default.svc.cluster.local` (inbound clusters put the port name
-/// in the subset slot).
-pub fn cluster_name(direction: Direction, port: u32, subset: &str, host: &str) -> String {
-    let direction = match direction {
-        Direction::Inbound => "inbound",
-        Direction::Outbound => "outbound",
-    };
-    format!("{direction}|{port}|{subset}|{host}")
-}
-
-/// The parts of an Istio cluster name.
-pub fn parse_cluster_name(name: &str) -> Option<(Direction, u32, &str, &str)> {
-    let mut parts = name.splitn(4, '|');
-    let direction = match parts.next()? {
-        "inbound" => Direction::Inbound,
-        "outbound" => Direction::Outbound,
-        _ => return None,
-    };
-    let port = parts.next()?.parse().ok()?;
-    Some((direction, port, parts.next()?, parts.next()?))
-}
 
 /// The ADS config source every dynamic resource points at.
 pub fn ads_source() -> ConfigSource {
@@ -160,21 +126,4 @@ pub fn istio_mutual_tls(
             }));
     }
     common
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cluster_names_round_trip() {
-        let name = cluster_name(Direction::Outbound, 9080, "v2", "reviews.default.svc.cluster.local");
-        assert_eq!(name, "outbound|9080|v2|reviews.default.svc.cluster.local");
-        assert_eq!(
-            parse_cluster_name(&name),
-            Some((Direction::Outbound, 9080, "v2", "reviews.default.svc.cluster.local"))
-        );
-        assert_eq!(parse_cluster_name("outbound|9080||reviews"), Some((Direction::Outbound, 9080, "", "reviews")));
-        assert_eq!(parse_cluster_name("BlackHoleCluster"), None);
-    }
 }

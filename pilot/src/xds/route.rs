@@ -23,7 +23,9 @@ use envoy_types::pb::envoy::r#type::v3::{fractional_percent, FractionalPercent};
 use envoy_types::pb::google::protobuf::{Any, BoolValue, UInt32Value};
 use istio_api::pb::istio::networking::v1alpha3 as net;
 
-use super::{any, cluster_name, duration, gateway, seconds, Direction, BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER};
+use istio_xds::ClusterName;
+
+use super::{any, duration, gateway, seconds, BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER};
 use crate::model::{Named, PushContext, Service};
 use crate::node::{Proxy, ProxyKind};
 use crate::scope::ProxyScope;
@@ -113,7 +115,7 @@ fn sidecar_virtual_hosts(push: &PushContext, proxy: &Proxy, port: u32) -> Vec<Vi
             Some(vs) => http_routes(push, vs, Some(port), None, proxy),
             None => {
                 let mut route =
-                    default_route(push, &cluster_name(Direction::Outbound, service_port.number, "", &service.hostname));
+                    default_route(push, &ClusterName::outbound(service_port.number, "", &service.hostname).to_string());
                 route.decorator = decorator(format!("{}:{}/*", service.hostname, service_port.number));
                 vec![route]
             }
@@ -228,13 +230,13 @@ fn route_operation(route: &Route, vs_name: &str, port: u32) -> String {
     };
     let single_cluster = match &route.action {
         Some(route::Action::Route(action)) => match &action.cluster_specifier {
-            Some(route_action::ClusterSpecifier::Cluster(cluster)) => super::parse_cluster_name(cluster),
+            Some(route_action::ClusterSpecifier::Cluster(cluster)) => cluster.parse::<ClusterName>().ok(),
             _ => None,
         },
         _ => None,
     };
     match single_cluster {
-        Some((_, cluster_port, _, host)) => format!("{host}:{cluster_port}{path}"),
+        Some(cluster) => format!("{}:{}{path}", cluster.host, cluster.port),
         None => format!("{vs_name}:{port}{path}"),
     }
 }
@@ -405,7 +407,7 @@ fn destination_cluster(
         })
         .or(default_port)
         .unwrap_or(80);
-    cluster_name(Direction::Outbound, port, &destination.subset, &host)
+    ClusterName::outbound(port, &destination.subset, &host).to_string()
 }
 
 fn header_options(set: &HashMap<String, String>, add: &HashMap<String, String>) -> Vec<HeaderValueOption> {

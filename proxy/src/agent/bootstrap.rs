@@ -188,8 +188,6 @@ mod tests {
     use super::*;
     use crate::agent::args::parse;
 
-    const BOOTSTRAP_TYPE: &str = "type.googleapis.com/envoy.config.bootstrap.v3.Bootstrap";
-
     fn build(flags: &[&str], env: &[(&str, &str)]) -> Value {
         let args = parse(&[&["proxy"], flags].concat()).expect("flags");
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
@@ -201,9 +199,9 @@ mod tests {
     /// enum values and typed configs are checked against Envoy's own descriptors).
     fn assert_valid(bootstrap: &Value) {
         let mut with_type = serde_json::Map::new();
-        with_type.insert("@type".into(), json!(BOOTSTRAP_TYPE));
+        with_type.insert("@type".into(), json!(istio_xds::type_url::BOOTSTRAP));
         with_type.extend(bootstrap.as_object().expect("object").clone());
-        istio_xds_json::any_from_json(&Value::Object(with_type)).expect("a valid v3 Bootstrap");
+        istio_xds::json::any_from_json(&Value::Object(with_type)).expect("a valid v3 Bootstrap");
     }
 
     #[test]

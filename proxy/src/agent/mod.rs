@@ -90,7 +90,7 @@ async fn run_builtin(node: &NodeIdentity, args: &AgentArgs, shutdown: Arc<Shutdo
         tracing::warn!("could not write the bootstrap for reference: {error:#}");
     }
     let bootstrap = crate::dataplane::with_descriptors(|| {
-        istio_xds_json::message_from_json(&bootstrap).map_err(|error| format!("the generated bootstrap: {error}"))
+        istio_xds::json::message_from_json(&bootstrap).map_err(|error| format!("the generated bootstrap: {error}"))
     })
     .map_err(|error| anyhow!(error))?;
     let data_plane = crate::dataplane::DataPlane::start(bootstrap).await?;

@@ -63,7 +63,7 @@ async fn server_info(State(shared): State<Arc<Shared>>) -> Response {
         .bootstrap
         .node
         .clone()
-        .map(|node| move || super::with_descriptors(move || istio_xds_json::message_to_json(&node).ok()));
+        .map(|node| move || super::with_descriptors(move || istio_xds::json::message_to_json(&node).ok()));
     let node = match node {
         Some(render) => tokio::task::spawn_blocking(render).await.ok().flatten(),
         None => None,
@@ -108,7 +108,7 @@ async fn prometheus(State(shared): State<Arc<Shared>>) -> Response {
 async fn config_dump(State(shared): State<Arc<Shared>>, Query(params): Params) -> Response {
     let render = move || {
         super::with_descriptors(|| {
-            let bootstrap = istio_xds_json::message_to_json(&shared.bootstrap).unwrap_or_default();
+            let bootstrap = istio_xds::json::message_to_json(&shared.bootstrap).unwrap_or_default();
             let dump = shared.dump.lock().unwrap_or_else(|poison| poison.into_inner()).render(
                 bootstrap,
                 params.get("resource").map(String::as_str),

@@ -25,7 +25,7 @@ struct Entry {
 
 impl Entry {
     fn json(&self) -> Value {
-        istio_xds_json::to_json(&self.type_name, &self.encoded)
+        istio_xds::json::to_json(&self.type_name, &self.encoded)
             .unwrap_or_else(|error| json!({"error": error.to_string()}))
     }
 }

@@ -327,7 +327,7 @@ pub fn with_descriptors<T: Clone + Send>(work: impl FnOnce() -> T + Send) -> T {
         scope
             .spawn(|| {
                 let result = work();
-                istio_xds_json::release_pool();
+                istio_xds::json::release_pool();
                 result
             })
             .join()
@@ -527,13 +527,15 @@ mod tests {
         let response = |routes: &[RouteConfiguration], version: &str| {
             envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse {
                 version_info: version.into(),
-                type_url: xds::ROUTE_TYPE.into(),
+                type_url: istio_xds::type_url::ROUTE.into(),
                 resources: routes.iter().map(any).collect(),
                 ..Default::default()
             }
         };
-        xds::apply_sotw(&shared, xds::ROUTE_TYPE, &response(&[route("80"), route("9080")], "1")).await.expect("apply");
-        xds::apply_sotw(&shared, xds::ROUTE_TYPE, &response(&[route("8000")], "2")).await.expect("apply");
+        xds::apply_sotw(&shared, istio_xds::type_url::ROUTE, &response(&[route("80"), route("9080")], "1"))
+            .await
+            .expect("apply");
+        xds::apply_sotw(&shared, istio_xds::type_url::ROUTE, &response(&[route("8000")], "2")).await.expect("apply");
         let mut names: Vec<String> = shared.routes.load().keys().cloned().collect();
         names.sort();
         assert_eq!(names, ["80", "8000", "9080"], "only 8000 changed; 80 and 9080 stay");

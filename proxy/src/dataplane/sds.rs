@@ -16,14 +16,13 @@ use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, Discovery
 use envoy_types::pb::envoy::service::secret::v3::secret_discovery_service_client::SecretDiscoveryServiceClient;
 use envoy_types::pb::google::rpc::Status;
 use hyper_util::rt::TokioIo;
+use istio_xds::type_url;
 use prost::Message;
 use tokio::sync::{mpsc, watch};
 
 use super::config::tls_source::{self, SdsSecret, SdsServer, SecretPart};
 use super::upstream::pool::BoxStream;
 use super::Shared;
-
-pub const SECRET_TYPE: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
 
 /// One secret as it arrived.
 #[derive(Debug, Clone)]
@@ -238,7 +237,7 @@ async fn stream_once(shared: &Arc<Shared>, server: &SdsServer, version: &mut Str
         version_info: version.to_string(),
         node: node.clone(),
         resource_names: names.to_vec(),
-        type_url: SECRET_TYPE.to_string(),
+        type_url: type_url::SECRET.to_string(),
         response_nonce: nonce.to_string(),
         error_detail: error.map(|message| Status { code: 3, message, details: Vec::new() }),
         ..Default::default()
@@ -292,8 +291,8 @@ async fn stream_once(shared: &Arc<Shared>, server: &SdsServer, version: &mut Str
 fn apply(shared: &Shared, server: &SdsServer, wanted: &[String], response: &DiscoveryResponse) -> Result<(), String> {
     let mut checked = Vec::new();
     for (index, any) in response.resources.iter().enumerate() {
-        if any.type_url != SECRET_TYPE {
-            return Err(format!("resource {index} has type {} instead of {SECRET_TYPE}", any.type_url));
+        if any.type_url != type_url::SECRET {
+            return Err(format!("resource {index} has type {} instead of {}", any.type_url, type_url::SECRET));
         }
         let secret = Secret::decode(any.value.as_slice()).map_err(|error| format!("resource {index}: {error}"))?;
         if !wanted.contains(&secret.name) {

@@ -20,17 +20,13 @@ use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, Discovery
 use envoy_types::pb::google::protobuf::Any;
 use envoy_types::pb::google::rpc::Status;
 use hyper_util::rt::TokioIo;
+use istio_xds::type_url;
 use prost::Message;
 use tokio::sync::mpsc;
 
 use super::config::cluster::socket_of;
 use super::upstream::pool::connect;
 use super::{ServerState, Shared};
-
-pub const CLUSTER_TYPE: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
-pub const ENDPOINT_TYPE: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
-pub const LISTENER_TYPE: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
-pub const ROUTE_TYPE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
 
 /// How long the data plane waits for its first config before declaring itself live anyway
 /// (Envoy's initial fetch timeout).
@@ -177,10 +173,10 @@ async fn stream_once(
         ..Default::default()
     };
     // (Re)subscribe: clusters and listeners always; endpoints and routes when names are known.
-    for type_url in [CLUSTER_TYPE, LISTENER_TYPE, ENDPOINT_TYPE, ROUTE_TYPE] {
+    for type_url in [type_url::CLUSTER, type_url::LISTENER, type_url::ENDPOINT, type_url::ROUTE] {
         let subscription = subscriptions.entry(type_url).or_default();
         subscription.nonce.clear();
-        let wildcard = type_url == CLUSTER_TYPE || type_url == LISTENER_TYPE;
+        let wildcard = type_url == type_url::CLUSTER || type_url == type_url::LISTENER;
         if wildcard || !subscription.names.is_empty() {
             let _ = sender.send(request(type_url, subscription, None));
         }
@@ -193,7 +189,7 @@ async fn stream_once(
     shared.stats.gauge("control_plane.connected_state").set(1);
     tracing::info!("ADS connected to {}:{}", target.host, target.port);
     while let Some(response) = responses.message().await.map_err(|status| format!("stream: {status}"))? {
-        let Some(type_url) = [CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE]
+        let Some(type_url) = [type_url::CLUSTER, type_url::ENDPOINT, type_url::LISTENER, type_url::ROUTE]
             .into_iter()
             .find(|known| *known == response.type_url)
         else {
@@ -221,15 +217,15 @@ async fn stream_once(
         }
         // Follow clusters to their endpoints and listeners to their routes.
         let follow = match type_url {
-            CLUSTER_TYPE => Some((ENDPOINT_TYPE, shared.clusters.eds_services())),
-            LISTENER_TYPE => Some((ROUTE_TYPE, shared.route_names())),
+            type_url::CLUSTER => Some((type_url::ENDPOINT, shared.clusters.eds_services())),
+            type_url::LISTENER => Some((type_url::ROUTE, shared.route_names())),
             _ => None,
         };
         if let Some((follow_type, names)) = follow {
             let subscription = subscriptions.entry(follow_type).or_default();
             if subscription.names != names {
                 subscription.names = names;
-                if follow_type == ROUTE_TYPE {
+                if follow_type == type_url::ROUTE {
                     // Drop route tables no listener asks for any more.
                     shared.retain_routes(&subscription.names);
                 }
@@ -252,7 +248,7 @@ pub fn check_initialized(shared: &Shared) {
     let endpoints_ready = shared.clusters.eds_services().iter().all(|service| shared.clusters.has_assignment(service));
     let routes = shared.routes.load();
     let routes_ready = shared.route_names().iter().all(|name| routes.contains_key(name));
-    if applied(CLUSTER_TYPE) && applied(LISTENER_TYPE) && endpoints_ready && routes_ready && secrets_ready {
+    if applied(type_url::CLUSTER) && applied(type_url::LISTENER) && endpoints_ready && routes_ready && secrets_ready {
         tracing::info!("initial config applied; live");
         shared.set_state(ServerState::Live);
     }
@@ -260,9 +256,9 @@ pub fn check_initialized(shared: &Shared) {
 
 pub fn stat_prefix(type_url: &str) -> &'static str {
     match type_url {
-        CLUSTER_TYPE => "cluster_manager.cds.",
-        LISTENER_TYPE => "listener_manager.lds.",
-        ENDPOINT_TYPE => "cluster_manager.eds.",
+        type_url::CLUSTER => "cluster_manager.cds.",
+        type_url::LISTENER => "listener_manager.lds.",
+        type_url::ENDPOINT => "cluster_manager.eds.",
         _ => "http.rds.",
     }
 }
@@ -286,7 +282,7 @@ fn decode_all<M: Message + Default>(resources: &[Any], expected: &str) -> Result
 
 /// Applies one state-of-the-world response.
 pub async fn apply_sotw(shared: &Arc<Shared>, type_url: &str, response: &DiscoveryResponse) -> Result<(), String> {
-    if type_url == ROUTE_TYPE {
+    if type_url == type_url::ROUTE {
         // Unlike CDS and LDS, a state-of-the-world RDS response may carry only the route
         // configurations that changed (Pilot sends just those); the others stay as they are.
         let routes = decode_all::<RouteConfiguration>(&response.resources, type_url)?;
@@ -305,10 +301,12 @@ pub async fn apply_resources(
     version: &str,
 ) -> Result<(), String> {
     match type_url {
-        CLUSTER_TYPE => shared.apply_clusters(&decode_all::<Cluster>(resources, type_url)?, version),
-        ENDPOINT_TYPE => shared.apply_endpoints(&decode_all::<ClusterLoadAssignment>(resources, type_url)?, version),
-        LISTENER_TYPE => shared.apply_listeners(&decode_all::<Listener>(resources, type_url)?, version).await,
-        ROUTE_TYPE => {
+        type_url::CLUSTER => shared.apply_clusters(&decode_all::<Cluster>(resources, type_url)?, version),
+        type_url::ENDPOINT => {
+            shared.apply_endpoints(&decode_all::<ClusterLoadAssignment>(resources, type_url)?, version)
+        }
+        type_url::LISTENER => shared.apply_listeners(&decode_all::<Listener>(resources, type_url)?, version).await,
+        type_url::ROUTE => {
             shared.apply_routes(&decode_all::<RouteConfiguration>(resources, type_url)?, version, true)?;
             shared.promote_warm_listeners().await
         }

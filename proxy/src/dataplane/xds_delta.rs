@@ -11,10 +11,10 @@ use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service
 use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DeltaDiscoveryResponse};
 use envoy_types::pb::google::protobuf::Any;
 use envoy_types::pb::google::rpc::Status;
+use istio_xds::type_url;
 use tokio::sync::mpsc;
 
 use super::xds::{apply_resources, check_initialized, connect_channel, stat_prefix, AdsTarget};
-use super::xds::{CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE};
 use super::Shared;
 
 /// What the client holds of one type: every resource by name, with its version.
@@ -36,9 +36,9 @@ pub async fn stream_once(
     let mut client = AggregatedDiscoveryServiceClient::new(channel).max_decoding_message_size(256 * 1024 * 1024);
     let (sender, receiver) = mpsc::unbounded_channel::<DeltaDiscoveryRequest>();
     let node = Some(target.node.clone());
-    for type_url in [CLUSTER_TYPE, LISTENER_TYPE, ENDPOINT_TYPE, ROUTE_TYPE] {
+    for type_url in [type_url::CLUSTER, type_url::LISTENER, type_url::ENDPOINT, type_url::ROUTE] {
         let state = states.entry(type_url).or_default();
-        let wildcard = type_url == CLUSTER_TYPE || type_url == LISTENER_TYPE;
+        let wildcard = type_url == type_url::CLUSTER || type_url == type_url::LISTENER;
         if !wildcard && state.names.is_empty() {
             continue;
         }
@@ -62,7 +62,7 @@ pub async fn stream_once(
     shared.stats.gauge("control_plane.connected_state").set(1);
     tracing::info!("delta ADS connected to {}:{}", target.host, target.port);
     while let Some(response) = responses.message().await.map_err(|status| format!("stream: {status}"))? {
-        let Some(type_url) = [CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE]
+        let Some(type_url) = [type_url::CLUSTER, type_url::ENDPOINT, type_url::LISTENER, type_url::ROUTE]
             .into_iter()
             .find(|known| *known == response.type_url)
         else {
@@ -95,8 +95,8 @@ pub async fn stream_once(
         }
         let _ = sender.send(ack);
         let follow = match type_url {
-            CLUSTER_TYPE => Some((ENDPOINT_TYPE, shared.clusters.eds_services())),
-            LISTENER_TYPE => Some((ROUTE_TYPE, shared.route_names())),
+            type_url::CLUSTER => Some((type_url::ENDPOINT, shared.clusters.eds_services())),
+            type_url::LISTENER => Some((type_url::ROUTE, shared.route_names())),
             _ => None,
         };
         if let Some((follow_type, names)) = follow {
@@ -143,7 +143,7 @@ mod tests {
     use envoy_types::pb::envoy::service::discovery::v3::Resource;
 
     fn any(name: &str) -> Any {
-        Any { type_url: CLUSTER_TYPE.into(), value: name.as_bytes().to_vec() }
+        Any { type_url: type_url::CLUSTER.into(), value: name.as_bytes().to_vec() }
     }
 
     #[test]

@@ -11,8 +11,7 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 use envoy_types::pb::google::protobuf::Any;
 use prost::Message;
 
-const HCM_TYPE: &str =
-    "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
+use crate::type_url;
 
 /// EDS cluster names (the names Envoy asks EDS for) among CDS resources.
 pub fn eds_cluster_names(resources: &[Any]) -> BTreeSet<String> {
@@ -42,7 +41,7 @@ pub fn rds_route_names(resources: &[Any]) -> BTreeSet<String> {
                 let Some(filter::ConfigType::TypedConfig(config)) = &filter.config_type else {
                     continue;
                 };
-                if config.type_url != HCM_TYPE {
+                if config.type_url != type_url::HTTP_CONNECTION_MANAGER {
                     continue;
                 }
                 if let Ok(manager) = HttpConnectionManager::decode(config.value.as_slice()) {

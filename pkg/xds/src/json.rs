@@ -2,8 +2,6 @@
 //! message `envoy-types` knows) into JSON for debug endpoints and `istioctl x xds`, and read
 //! Envoy-shaped YAML/JSON (a static bootstrap, a `--config-file`) back into typed messages.
 
-pub mod references;
-
 use std::sync::Mutex;
 
 use prost_reflect::{DescriptorPool, DeserializeOptions, DynamicMessage, SerializeOptions};
