@@ -6,6 +6,7 @@ pub mod backend;
 pub mod certs;
 pub mod envoy;
 pub mod gateway;
+pub mod layout;
 pub mod local;
 pub mod outside;
 

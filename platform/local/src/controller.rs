@@ -29,7 +29,8 @@ use crate::layout::Layout;
 use crate::meshconfig;
 use crate::net;
 use crate::objects::{self, from_json, injection_enabled, labels, to_json};
-use crate::pod::{self, PodContext, PodHandle, PodInputs, PodState};
+use crate::pod::{self, PodHandle, PodInputs, PodState};
+use crate::pod_context::PodContext;
 use crate::services::{self, PodEndpoint};
 use crate::volumes;
 

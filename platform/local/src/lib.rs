@@ -20,6 +20,7 @@ pub mod meshconfig;
 pub mod net;
 pub mod objects;
 pub mod pod;
+pub mod pod_context;
 pub mod prereq;
 pub mod probe;
 pub mod process;

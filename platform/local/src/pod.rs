@@ -17,28 +17,10 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use crate::container::{ContainerSpec, Mount};
-use crate::images::ImageMap;
-use crate::layout::Layout;
 use crate::net;
+use crate::pod_context::PodContext;
 use crate::probe::{probe_loop, resolve_probe_port, ProbeTarget};
 use crate::volumes;
-
-/// What every pod shares.
-pub struct PodContext {
-    pub layout: Layout,
-    pub images: ImageMap,
-    /// Directory of the workspace's binaries.
-    pub binaries: PathBuf,
-    /// The launcher program (istioctl).
-    pub launcher: PathBuf,
-    /// Directories created outside the root as mount points, recorded for teardown.
-    pub created: Mutex<()>,
-    /// An Envoy binary to place at `/usr/local/bin/envoy` in proxy containers, as the proxyv2
-    /// image has it.
-    pub envoy_binary: Option<PathBuf>,
-    /// Cluster DNS serves on the host's bridge address.
-    pub cluster_dns: bool,
-}
 
 /// A container's state as the pod reports it.
 #[derive(Debug, Clone, Default, PartialEq)]

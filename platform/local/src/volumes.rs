@@ -13,7 +13,7 @@ use istio_config::object::Object;
 use serde_json::Value;
 
 use crate::layout::Layout;
-use crate::pod::PodContext;
+use crate::pod_context::PodContext;
 
 /// A volume's files: name and content.
 type Files = Vec<(String, Vec<u8>)>;

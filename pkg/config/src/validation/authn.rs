@@ -9,7 +9,7 @@ use istio_api::kinds::Kind;
 use istio_api::pb::istio::authentication::v1alpha1 as authn;
 
 use super::common::*;
-use super::{typed, Context, Report};
+use super::report::{typed, Context, Report};
 
 const DEFAULT_POLICY_NAME: &str = "default";
 

@@ -12,7 +12,7 @@ use istio_api::pb::istio::policy::v1beta1 as policy;
 use serde_json::Value;
 
 use super::common::*;
-use super::{typed, Report};
+use super::report::{typed, Report};
 use istio_attribute::expr;
 
 pub(super) fn validate(kind: &Kind, spec: &Value, report: &mut Report) -> Result<(), JsonError> {

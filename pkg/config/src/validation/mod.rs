@@ -11,6 +11,7 @@ mod common;
 mod mixer;
 mod networking;
 mod rbac;
+mod report;
 
 use std::fmt;
 
@@ -19,47 +20,8 @@ use istio_api::kinds::{self, Kind};
 use crate::object::Object;
 
 pub use common::{host_matches, is_dns1123_label};
-
-/// One problem found in an object.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Violation {
-    /// Path of the offending field from the top of the object, e.g. `spec.http[0].timeout`.
-    pub field: String,
-    pub message: String,
-}
-
-impl fmt::Display for Violation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.field.is_empty() {
-            write!(f, "{}", self.message)
-        } else {
-            write!(f, "{}: {}", self.field, self.message)
-        }
-    }
-}
-
-/// Collects violations while the rules walk an object.
-#[derive(Debug, Default)]
-pub(crate) struct Report {
-    violations: Vec<Violation>,
-}
-
-impl Report {
-    pub(crate) fn error(&mut self, field: impl Into<String>, message: impl Into<String>) {
-        self.violations.push(Violation { field: field.into(), message: message.into() });
-    }
-
-    /// Records `result` as a violation at `field` when it is an error.
-    pub(crate) fn check(&mut self, field: impl Into<String>, result: Result<(), String>) {
-        if let Err(message) = result {
-            self.error(field, message);
-        }
-    }
-
-    pub(crate) fn into_violations(self) -> Vec<Violation> {
-        self.violations
-    }
-}
+pub use report::Violation;
+use report::{Context, Report};
 
 /// The problems of one object, ready to print.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,11 +114,6 @@ pub(crate) fn validate_spec(kind: &Kind, name: &str, namespace: &str, spec: &ser
     }
 }
 
-/// What some rules need to know about the object besides its spec.
-pub(crate) struct Context<'a> {
-    pub name: &'a str,
-}
-
 fn spec_path(error: &istio_api::json::JsonError) -> String {
     match error {
         istio_api::json::JsonError::Mismatch { path, .. } if !path.is_empty() => format!("spec.{path}"),
@@ -169,14 +126,6 @@ fn error_reason(error: &istio_api::json::JsonError) -> String {
         istio_api::json::JsonError::Mismatch { message, .. } => message.clone(),
         other => other.to_string(),
     }
-}
-
-/// Decodes an already-checked spec into its generated type.
-pub(crate) fn typed<T: prost::Message + Default>(
-    kind: &Kind,
-    spec: &serde_json::Value,
-) -> Result<T, istio_api::json::JsonError> {
-    istio_api::json::decode(kind.proto, spec)
 }
 
 /// Validates a mesh config (the `mesh` key of the `istio` ConfigMap, or `--meshConfigFile`),

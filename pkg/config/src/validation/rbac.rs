@@ -9,7 +9,7 @@ use istio_api::pb::istio::rbac::v1alpha1 as rbac;
 use istio_api::pb::istio::security::v1beta1 as security;
 
 use super::common::*;
-use super::{typed, Context, Report};
+use super::report::{typed, Context, Report};
 
 pub(super) fn validate(
     kind: &Kind,

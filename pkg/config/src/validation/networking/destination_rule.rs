@@ -3,9 +3,9 @@
 
 use std::collections::HashSet;
 
-use super::super::common::*;
-use super::super::Report;
-use super::net;
+use crate::validation::common::*;
+use crate::validation::report::Report;
+use istio_api::pb::istio::networking::v1alpha3 as net;
 use super::virtual_service::subset_name;
 
 pub(super) fn destination_rule(rule: &net::DestinationRule, report: &mut Report) {

@@ -1,9 +1,9 @@
 //! EnvoyFilter rules: the deprecated filter form and the 1.4 config-patch form (applyTo, match
 //! and patch must agree).
 
-use super::super::common::*;
-use super::super::Report;
-use super::net;
+use crate::validation::common::*;
+use crate::validation::report::Report;
+use istio_api::pb::istio::networking::v1alpha3 as net;
 
 pub(super) fn envoy_filter(filter: &net::EnvoyFilter, report: &mut Report) {
     use net::envoy_filter::envoy_config_object_match::ObjectTypes;

@@ -3,9 +3,9 @@
 
 use std::collections::HashSet;
 
-use super::super::common::*;
-use super::super::Report;
-use super::net;
+use crate::validation::common::*;
+use crate::validation::report::Report;
+use istio_api::pb::istio::networking::v1alpha3 as net;
 
 pub(super) fn gateway(gw: &net::Gateway, report: &mut Report) {
     if gw.servers.is_empty() {

@@ -3,7 +3,6 @@
 
 use istio_api::json::JsonError;
 use istio_api::kinds::Kind;
-use istio_api::pb::istio::networking::v1alpha3 as net;
 
 mod destination_rule;
 mod envoy_filter;
@@ -20,7 +19,7 @@ use service_entry::service_entry;
 use sidecar::sidecar;
 use virtual_service::virtual_service;
 
-use super::{typed, Report};
+use super::report::{typed, Report};
 
 pub(super) fn validate(kind: &Kind, spec: &serde_json::Value, report: &mut Report) -> Result<(), JsonError> {
     match kind.kind {

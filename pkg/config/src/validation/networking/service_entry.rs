@@ -3,9 +3,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::super::common::*;
-use super::super::Report;
-use super::net;
+use crate::validation::common::*;
+use crate::validation::report::Report;
+use istio_api::pb::istio::networking::v1alpha3 as net;
 
 pub(super) fn service_entry(entry: &net::ServiceEntry, report: &mut Report) {
     use net::service_entry::Resolution;

@@ -3,10 +3,10 @@
 
 use std::collections::HashSet;
 
-use super::super::common::*;
-use super::super::Report;
+use crate::validation::common::*;
+use crate::validation::report::Report;
 use super::gateway::namespace_slash_host;
-use super::net;
+use istio_api::pb::istio::networking::v1alpha3 as net;
 
 pub(super) fn sidecar(sidecar: &net::Sidecar, report: &mut Report) {
     if let Some(selector) = &sidecar.workload_selector {

@@ -1,9 +1,9 @@
 //! VirtualService rules: hosts, gateways, HTTP/TLS/TCP routes, matches, destinations and weights,
 //! redirects, rewrites, retries, timeouts, faults, mirroring, CORS and header operations.
 
-use super::super::common::*;
-use super::super::Report;
-use super::net;
+use crate::validation::common::*;
+use crate::validation::report::Report;
+use istio_api::pb::istio::networking::v1alpha3 as net;
 
 pub(super) fn virtual_service(vs: &net::VirtualService, report: &mut Report) {
     if vs.hosts.is_empty() {
