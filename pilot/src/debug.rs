@@ -16,7 +16,8 @@ use tokio::sync::watch;
 
 use crate::model::PushContext;
 use crate::node::Proxy;
-use crate::xds::ads::{generate, Connections};
+use crate::xds::ads::Connections;
+use crate::xds::generate::generate;
 
 #[derive(Clone)]
 pub struct DebugState {

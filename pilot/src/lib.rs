@@ -26,11 +26,6 @@ use tokio::sync::watch;
 
 pub use source::SourceSettings;
 
-/// The port sidecars capture outbound traffic on.
-pub const PROXY_OUTBOUND_PORT: u32 = istio_runtime::ports::PROXY_OUTBOUND_CAPTURE as u32;
-/// The port sidecars capture inbound traffic on.
-pub const PROXY_INBOUND_PORT: u32 = istio_runtime::ports::PROXY_INBOUND_CAPTURE as u32;
-
 /// Where Pilot reads Istio config from.
 #[derive(Clone)]
 pub enum ConfigSource {

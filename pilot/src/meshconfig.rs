@@ -35,6 +35,9 @@ pub fn load(path: Option<&Path>, domain: &str) -> anyhow::Result<MeshSettings> {
     if !config.trust_domain.is_empty() {
         mesh.trust_domain = config.trust_domain.clone();
     }
+    if !config.root_namespace.is_empty() {
+        mesh.root_namespace = config.root_namespace.clone();
+    }
     mesh.access_log_file = config.access_log_file.clone();
     mesh.access_log_format = config.access_log_format.clone();
     if config.access_log_encoding != 0 && !mesh.access_log_file.is_empty() {
@@ -117,5 +120,16 @@ mod tests {
         std::fs::write(&path, "outboundTrafficPolicy:\n  mode: REGISTRY_ONLY\n").unwrap();
         tokio::time::timeout(POLL * 5, updates.changed()).await.unwrap().unwrap();
         assert!(!updates.borrow().allow_any);
+    }
+
+    #[test]
+    fn the_root_namespace_comes_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mesh");
+        std::fs::write(&path, "rootNamespace: istio-config\n").unwrap();
+        assert_eq!(load(Some(&path), "cluster.local").unwrap().root_namespace, "istio-config");
+        std::fs::write(&path, "trustDomain: example.org\n").unwrap();
+        assert_eq!(load(Some(&path), "cluster.local").unwrap().root_namespace, "istio-system");
+        assert_eq!(load(None, "cluster.local").unwrap().root_namespace, "istio-system");
     }
 }

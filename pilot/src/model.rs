@@ -182,6 +182,18 @@ impl<T> Named<T> {
     }
 }
 
+/// The root namespace of a mesh config that names none: its selector-less Sidecar is the
+/// mesh-wide default, and its DestinationRules and EnvoyFilters apply to every namespace.
+pub const DEFAULT_ROOT_NAMESPACE: &str = "istio-system";
+
+/// Whether an `exportTo` list lets `namespace` see an object from `owner_namespace`.
+pub fn exported_to(export_to: &[String], owner_namespace: &str, namespace: &str) -> bool {
+    export_to.is_empty()
+        || export_to
+            .iter()
+            .any(|target| target == "*" || target == namespace || (target == "." && owner_namespace == namespace))
+}
+
 /// Mesh-wide settings Pilot uses when generating config.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MeshSettings {
@@ -193,6 +205,8 @@ pub struct MeshSettings {
     pub proxy_listen_port: u32,
     /// `trustDomain`: the SPIFFE trust domain of workload identities.
     pub trust_domain: String,
+    /// `rootNamespace`: where mesh-wide Sidecars, DestinationRules and EnvoyFilters live.
+    pub root_namespace: String,
     /// `accessLogFile`: where proxies write access logs (`/dev/stdout`); empty for none.
     pub access_log_file: String,
     /// `accessLogFormat`: the text format; empty for Istio's.
@@ -209,8 +223,9 @@ impl Default for MeshSettings {
             domain_suffix: "cluster.local".to_string(),
             connect_timeout: prost_types::Duration { seconds: 10, nanos: 0 },
             allow_any: true,
-            proxy_listen_port: crate::PROXY_OUTBOUND_PORT,
+            proxy_listen_port: u32::from(istio_runtime::ports::PROXY_OUTBOUND_CAPTURE),
             trust_domain: "cluster.local".to_string(),
+            root_namespace: DEFAULT_ROOT_NAMESPACE.to_string(),
             access_log_file: String::new(),
             access_log_format: String::new(),
             enable_tracing: true,
@@ -334,9 +349,8 @@ impl PushContext {
                 None
             }
         };
-        let exported = |rule: &Named<net::DestinationRule>| {
-            crate::scope::exported_to(&rule.spec.export_to, &rule.namespace, proxy_namespace)
-        };
+        let exported =
+            |rule: &Named<net::DestinationRule>| exported_to(&rule.spec.export_to, &rule.namespace, proxy_namespace);
         let service_namespace = self.service(hostname).map(|s| s.namespace.as_str());
         // Lower is preferred; `None` means the proxy may not use the rule.
         let tier = |rule: &Named<net::DestinationRule>| -> Option<u8> {
@@ -346,7 +360,7 @@ impl PushContext {
                 None
             } else if Some(rule.namespace.as_str()) == service_namespace {
                 Some(1)
-            } else if rule.namespace == crate::scope::ROOT_NAMESPACE {
+            } else if rule.namespace == self.mesh.root_namespace {
                 Some(2)
             } else {
                 Some(3)

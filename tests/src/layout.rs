@@ -403,8 +403,14 @@ impl ModuleGraph {
                 }
             }
         }
-        let mut search =
-            Search { graph: self, index: BTreeMap::new(), low: BTreeMap::new(), stack: Vec::new(), next: 0, found: Vec::new() };
+        let mut search = Search {
+            graph: self,
+            index: BTreeMap::new(),
+            low: BTreeMap::new(),
+            stack: Vec::new(),
+            next: 0,
+            found: Vec::new(),
+        };
         for module in self.imports.keys() {
             if !search.index.contains_key(module) {
                 search.visit(module);
@@ -432,7 +438,9 @@ mod tests {
 
     #[test]
     fn blanks_comments_strings_and_chars_but_not_lifetimes() {
-        let code = code_only("let a = \"crate::x\"; // super::y\nlet b: &'a str = r#\"self::z\"#; let c = '{'; /* a /* b */ */ f()");
+        let code = code_only(
+            "let a = \"crate::x\"; // super::y\nlet b: &'a str = r#\"self::z\"#; let c = '{'; /* a /* b */ */ f()",
+        );
         assert!(!code.contains("crate::") && !code.contains("super::") && !code.contains("self::"), "{code}");
         assert!(code.contains("&'a str") && code.contains("f()") && !code.contains('{'), "{code}");
         assert_eq!(code.lines().count(), 2);
@@ -457,7 +465,10 @@ mod tests {
                 ("src/b.rs", "pub struct Thing;\nfn f() { super::a::g(); }\n"),
                 ("src/c.rs", "pub mod inner;\npub struct Shared;\nfn f() { inner::g() }\n"),
                 ("src/c/inner.rs", "use super::Shared;\npub fn g() {}\n"),
-                ("src/d.rs", "// crate::a::x\nfn f() { let _ = \"crate::c\"; }\n#[cfg(test)]\nmod tests { use crate::a::*; }\n"),
+                (
+                    "src/d.rs",
+                    "// crate::a::x\nfn f() { let _ = \"crate::c\"; }\n#[cfg(test)]\nmod tests { use crate::a::*; }\n",
+                ),
             ],
         );
         let graph = ModuleGraph::read(&dir.path().join("src/lib.rs")).expect("read");

@@ -89,7 +89,11 @@ fn dependencies_flow_one_way_and_nothing_depends_on_a_component() {
                 (from_layer, to_layer) => to_layer < from_layer,
             };
             if !allowed {
-                problems.push(format!("{from} ({:?}) depends on {to} ({:?}), against the flow", layer(from), layer(to)));
+                problems.push(format!(
+                    "{from} ({:?}) depends on {to} ({:?}), against the flow",
+                    layer(from),
+                    layer(to)
+                ));
             }
         }
     }
@@ -103,8 +107,7 @@ fn no_module_imports_another_that_imports_it_back() {
     let mut checked = 0;
     for package in metadata["packages"].as_array().expect("packages") {
         for target in package["targets"].as_array().expect("targets") {
-            let kinds: Vec<&str> =
-                target["kind"].as_array().expect("kinds").iter().filter_map(Value::as_str).collect();
+            let kinds: Vec<&str> = target["kind"].as_array().expect("kinds").iter().filter_map(Value::as_str).collect();
             if !kinds.iter().any(|kind| matches!(*kind, "lib" | "bin")) {
                 continue;
             }

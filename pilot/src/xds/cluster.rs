@@ -25,12 +25,14 @@ use istio_api::pb::istio::networking::v1alpha3 as net;
 
 use istio_xds::{ClusterName, TrafficDirection};
 
+use super::tls::{istio_mutual_tls, san_matcher};
 use super::{
-    ads_source, any, duration, file_source, istio_mutual_tls, socket_address, BLACKHOLE_CLUSTER,
-    INBOUND_PASSTHROUGH_CLUSTER, PASSTHROUGH_CLUSTER,
+    ads_source, any, duration, file_source, socket_address, BLACKHOLE_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER,
+    PASSTHROUGH_CLUSTER,
 };
 use crate::model::{PushContext, Resolution, Service, ServicePort};
 use crate::node::{Proxy, ProxyKind};
+use crate::scope::traffic_policy::{merge_policy, port_policy};
 use crate::scope::ProxyScope;
 
 const HTTP_OPTIONS_EXTENSION: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
@@ -108,63 +110,6 @@ pub fn shared_clusters(push: &PushContext, scope: &ProxyScope) -> Vec<Cluster> {
         ..Default::default()
     });
     clusters
-}
-
-/// The consistent-hash settings of the DestinationRule (subset and port level included) behind
-/// an outbound cluster name, if it asks for consistent hashing.
-pub fn consistent_hash(push: &PushContext, cluster: &str) -> Option<net::load_balancer_settings::ConsistentHashLb> {
-    let ClusterName { direction: TrafficDirection::Outbound, port, subset, host } = cluster.parse().ok()? else {
-        return None;
-    };
-    let rule = push.destination_rule(&host)?;
-    let subset_policy = rule.spec.subsets.iter().find(|s| s.name == subset).and_then(|s| s.traffic_policy.as_ref());
-    let merged = merge_policy(rule.spec.traffic_policy.as_ref(), subset_policy);
-    match &port_policy(merged.as_ref(), port).load_balancer?.lb_policy {
-        Some(net::load_balancer_settings::LbPolicy::ConsistentHash(hash)) => Some(hash.clone()),
-        _ => None,
-    }
-}
-
-/// A subset's policy on top of the rule's: a field the subset sets wins.
-fn merge_policy(top: Option<&net::TrafficPolicy>, subset: Option<&net::TrafficPolicy>) -> Option<net::TrafficPolicy> {
-    match (top, subset) {
-        (None, None) => None,
-        (Some(top), None) => Some(top.clone()),
-        (None, Some(subset)) => Some(subset.clone()),
-        (Some(top), Some(subset)) => Some(net::TrafficPolicy {
-            load_balancer: subset.load_balancer.clone().or_else(|| top.load_balancer.clone()),
-            connection_pool: subset.connection_pool.or(top.connection_pool),
-            outlier_detection: subset.outlier_detection.or(top.outlier_detection),
-            tls: subset.tls.clone().or_else(|| top.tls.clone()),
-            port_level_settings: if subset.port_level_settings.is_empty() {
-                top.port_level_settings.clone()
-            } else {
-                subset.port_level_settings.clone()
-            },
-        }),
-    }
-}
-
-/// The policy fields that apply to one port (port-level settings override the rest).
-struct PortPolicy<'a> {
-    load_balancer: Option<&'a net::LoadBalancerSettings>,
-    connection_pool: Option<&'a net::ConnectionPoolSettings>,
-    outlier_detection: Option<&'a net::OutlierDetection>,
-    tls: Option<&'a net::TlsSettings>,
-}
-
-fn port_policy(policy: Option<&net::TrafficPolicy>, port: u32) -> PortPolicy<'_> {
-    let Some(policy) = policy else {
-        return PortPolicy { load_balancer: None, connection_pool: None, outlier_detection: None, tls: None };
-    };
-    let level =
-        policy.port_level_settings.iter().find(|setting| setting.port.as_ref().is_some_and(|p| p.number == port));
-    PortPolicy {
-        load_balancer: level.and_then(|l| l.load_balancer.as_ref()).or(policy.load_balancer.as_ref()),
-        connection_pool: level.and_then(|l| l.connection_pool.as_ref()).or(policy.connection_pool.as_ref()),
-        outlier_detection: level.and_then(|l| l.outlier_detection.as_ref()).or(policy.outlier_detection.as_ref()),
-        tls: level.and_then(|l| l.tls.as_ref()).or(policy.tls.as_ref()),
-    }
 }
 
 fn outbound_cluster(
@@ -355,7 +300,7 @@ fn upstream_tls(
                         match_typed_subject_alt_names: tls
                             .subject_alt_names
                             .iter()
-                            .map(|name| super::gateway::san_matcher(name))
+                            .map(|name| san_matcher(name))
                             .collect(),
                         ..Default::default()
                     }));

@@ -25,7 +25,6 @@ use prost::Message;
 use super::{any, VIRTUAL_INBOUND};
 use crate::model::{Named, PushContext};
 use crate::node::{Proxy, ProxyKind};
-use crate::scope::ROOT_NAMESPACE;
 
 /// The v3 type of well-known filters that 1.4-era EnvoyFilters name without a type.
 fn known_type(filter_name: &str) -> Option<&'static str> {
@@ -55,7 +54,7 @@ pub fn applicable<'a>(push: &'a PushContext, proxy: &Proxy) -> Vec<&'a Named<net
         .filter(|ef| !ef.spec.filters.is_empty())
         .filter(|ef| {
             let selector = ef.spec.workload_selector.as_ref().map(|s| &s.labels).unwrap_or(&ef.spec.workload_labels);
-            (ef.namespace == proxy.namespace || ef.namespace == ROOT_NAMESPACE) && proxy.matches(selector)
+            (ef.namespace == proxy.namespace || ef.namespace == push.mesh.root_namespace) && proxy.matches(selector)
         })
         .collect()
 }

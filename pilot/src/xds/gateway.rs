@@ -20,10 +20,9 @@ use envoy_types::pb::envoy::config::core::v3::{transport_socket, TransportSocket
 use envoy_types::pb::envoy::config::listener::v3::{filter, Filter, FilterChain, FilterChainMatch, Listener};
 use envoy_types::pb::envoy::extensions::filters::network::sni_cluster::v3::SniCluster;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
-    common_tls_context, subject_alt_name_matcher, tls_parameters, CertificateValidationContext, CommonTlsContext,
-    DownstreamTlsContext, SubjectAltNameMatcher, TlsCertificate, TlsParameters,
+    common_tls_context, tls_parameters, CertificateValidationContext, CommonTlsContext, DownstreamTlsContext,
+    TlsCertificate, TlsParameters,
 };
-use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher, StringMatcher};
 use envoy_types::pb::google::protobuf::BoolValue;
 use istio_api::pb::istio::networking::v1alpha3 as net;
 use net::server::tls_options::{TlSmode, TlsProtocol};
@@ -31,92 +30,12 @@ use net::server::tls_options::{TlSmode, TlsProtocol};
 use super::listener::{
     connection_manager, listener, rds, tcp_destinations, tcp_proxy_filter, tls_inspector, tls_routes, unique_chains,
 };
-use super::route::virtual_services_for;
-use super::{any, file_source, istio_mutual_tls, BLACKHOLE_CLUSTER};
-use crate::model::{Named, Protocol, PushContext};
+use super::tls::{istio_mutual_tls, san_matcher};
+use super::{any, file_source, BLACKHOLE_CLUSTER};
+use crate::model::{Named, PushContext};
 use crate::node::Proxy;
-
-/// How a gateway server's traffic is handled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ServerMode {
-    /// HTTP in the clear, routed by `http.PORT`.
-    PlainHttp,
-    /// HTTPS terminated here, routed by `https.PORT.NAME.GATEWAY.NS`.
-    TerminatedHttps,
-    /// TLS terminated here, then the VirtualServices' `tcp` routes.
-    TerminatedTcp,
-    /// TLS passed through by SNI to the VirtualServices' `tls` routes.
-    Passthrough,
-    /// TLS passed through by SNI to the cluster the SNI names.
-    AutoPassthrough,
-    /// Plain TCP to the `tcp` routes.
-    Tcp,
-}
-
-/// The mode of a server, from its port protocol and TLS settings.
-pub fn server_mode(server: &net::Server) -> ServerMode {
-    let protocol = Protocol::parse(server.port.as_ref().map_or("", |p| p.protocol.as_str()));
-    let tls_mode = server.tls.as_ref().map(|tls| TlSmode::try_from(tls.mode).unwrap_or(TlSmode::Passthrough));
-    let terminates = matches!(tls_mode, Some(TlSmode::Simple | TlSmode::Mutual | TlSmode::IstioMutual));
-    match protocol {
-        Protocol::Https if terminates => ServerMode::TerminatedHttps,
-        Protocol::Https | Protocol::Tls if tls_mode == Some(TlSmode::AutoPassthrough) => ServerMode::AutoPassthrough,
-        Protocol::Https => ServerMode::Passthrough,
-        Protocol::Tls if terminates => ServerMode::TerminatedTcp,
-        Protocol::Tls => ServerMode::Passthrough,
-        protocol if protocol.is_http() => ServerMode::PlainHttp,
-        _ => ServerMode::Tcp,
-    }
-}
-
-/// RDS name of a terminated HTTPS server: `https.PORT.PORTNAME.GATEWAY.NAMESPACE`.
-pub fn https_route_name(gateway: &Named<net::Gateway>, server: &net::Server) -> String {
-    let port = server.port.clone().unwrap_or_default();
-    format!("https.{}.{}.{}.{}", port.number, port.name, gateway.name, gateway.namespace)
-}
-
-/// Gateways that select this proxy by label.
-pub fn gateways_for<'a>(push: &'a PushContext, proxy: &Proxy) -> impl Iterator<Item = &'a Named<net::Gateway>> {
-    let proxy = proxy.clone();
-    push.gateways.iter().filter(move |gateway| proxy.matches(&gateway.spec.selector))
-}
-
-/// The servers (with their gateway) that a route configuration name stands for: every plain
-/// HTTP server on the port for `http.PORT`, the one named server for `https.…`.
-pub fn servers_for_route<'a>(
-    push: &'a PushContext,
-    proxy: &Proxy,
-    route_name: &str,
-) -> Vec<(&'a Named<net::Gateway>, &'a net::Server)> {
-    let plain_port: Option<u32> = route_name.strip_prefix("http.").and_then(|port| port.parse().ok());
-    let mut servers = Vec::new();
-    for gateway in gateways_for(push, proxy) {
-        for server in &gateway.spec.servers {
-            let Some(port) = &server.port else { continue };
-            let wanted = match (plain_port, server_mode(server)) {
-                (Some(number), ServerMode::PlainHttp) => port.number == number,
-                (None, ServerMode::TerminatedHttps) => https_route_name(gateway, server) == route_name,
-                _ => false,
-            };
-            if wanted {
-                servers.push((gateway, server));
-            }
-        }
-    }
-    servers
-}
-
-/// Whether a server host (`host`, `ns/host`, `./host`, `*/host`; the host may be `*` or a
-/// `*.suffix` wildcard) lets a VirtualService host from `vs_namespace` bind through it.
-pub fn server_host_admits(gateway_namespace: &str, server_host: &str, vs_namespace: &str, vs_host: &str) -> bool {
-    let (namespace, host) = server_host.split_once('/').unwrap_or(("*", server_host));
-    let namespace_ok = match namespace {
-        "*" => true,
-        "." => vs_namespace == gateway_namespace,
-        namespace => vs_namespace == namespace,
-    };
-    namespace_ok && istio_config::validation::host_matches(host, vs_host)
-}
+use crate::scope::gateways::{gateways_for, https_route_name, server_host_admits, server_mode, ServerMode};
+use crate::scope::virtual_services::virtual_services_for;
 
 /// A server's hosts without their namespace part.
 fn bare_hosts(server: &net::Server) -> Vec<String> {
@@ -140,22 +59,6 @@ fn tls_version(version: i32) -> i32 {
         TlsProtocol::Tlsv11 => tls_parameters::TlsProtocol::TlSv11 as i32,
         TlsProtocol::Tlsv12 => tls_parameters::TlsProtocol::TlSv12 as i32,
         TlsProtocol::Tlsv13 => tls_parameters::TlsProtocol::TlSv13 as i32,
-    }
-}
-
-pub(super) fn san_matcher(name: &str) -> SubjectAltNameMatcher {
-    let san_type = if name.contains("://") {
-        subject_alt_name_matcher::SanType::Uri
-    } else {
-        subject_alt_name_matcher::SanType::Dns
-    };
-    SubjectAltNameMatcher {
-        san_type: san_type as i32,
-        matcher: Some(StringMatcher {
-            match_pattern: Some(string_matcher::MatchPattern::Exact(name.to_string())),
-            ..Default::default()
-        }),
-        ..Default::default()
     }
 }
 
@@ -370,48 +273,6 @@ fn server_tcp_destinations(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn server(protocol: &str, mode: Option<TlSmode>) -> net::Server {
-        net::Server {
-            port: Some(net::Port { number: 443, name: "https".into(), protocol: protocol.into() }),
-            hosts: vec!["*".into()],
-            tls: mode.map(|mode| net::server::TlsOptions { mode: mode as i32, ..Default::default() }),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn server_modes_follow_protocol_and_tls_mode() {
-        assert_eq!(server_mode(&server("HTTP", None)), ServerMode::PlainHttp);
-        assert_eq!(server_mode(&server("HTTP", Some(TlSmode::Passthrough))), ServerMode::PlainHttp);
-        assert_eq!(server_mode(&server("HTTPS", Some(TlSmode::Simple))), ServerMode::TerminatedHttps);
-        assert_eq!(server_mode(&server("HTTPS", Some(TlSmode::Mutual))), ServerMode::TerminatedHttps);
-        assert_eq!(server_mode(&server("HTTPS", Some(TlSmode::Passthrough))), ServerMode::Passthrough);
-        assert_eq!(server_mode(&server("TLS", Some(TlSmode::AutoPassthrough))), ServerMode::AutoPassthrough);
-        assert_eq!(server_mode(&server("TLS", Some(TlSmode::Simple))), ServerMode::TerminatedTcp);
-        assert_eq!(server_mode(&server("TCP", None)), ServerMode::Tcp);
-    }
-
-    #[test]
-    fn namespaced_server_hosts_admit_only_their_namespace() {
-        assert!(server_host_admits("istio-system", "*", "default", "bookinfo.com"));
-        assert!(server_host_admits("istio-system", "*/bookinfo.com", "default", "bookinfo.com"));
-        assert!(server_host_admits("istio-system", "default/*.example.com", "default", "a.example.com"));
-        assert!(!server_host_admits("istio-system", "prod/*.example.com", "default", "a.example.com"));
-        assert!(server_host_admits("istio-system", "./uk.example.com", "istio-system", "uk.example.com"));
-        assert!(!server_host_admits("istio-system", "./uk.example.com", "default", "uk.example.com"));
-        assert!(!server_host_admits("istio-system", "bookinfo.com", "default", "other.com"));
-    }
-
-    #[test]
-    fn https_routes_are_named_like_istio() {
-        let gateway =
-            Named { name: "mygateway".into(), namespace: "istio-system".into(), spec: net::Gateway::default() };
-        assert_eq!(
-            https_route_name(&gateway, &server("HTTPS", Some(TlSmode::Simple))),
-            "https.443.https.mygateway.istio-system"
-        );
-    }
 
     #[test]
     fn overlapping_chains_keep_only_what_is_still_unclaimed() {

@@ -32,27 +32,18 @@ use istio_api::pb::istio::networking::v1alpha3 as net;
 
 use istio_xds::ClusterName;
 
-use super::route::{qualify_gateway, virtual_services_for, CORS_FILTER, FAULT_FILTER};
+use super::route::{CORS_FILTER, FAULT_FILTER};
 use super::{
     ads_source, any, socket_address, BLACKHOLE_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER, PASSTHROUGH_CLUSTER,
     VIRTUAL_INBOUND, VIRTUAL_OUTBOUND,
 };
 use crate::model::{Named, Protocol, PushContext};
 use crate::node::{Proxy, ProxyKind};
+use crate::scope::virtual_services::{qualify_gateway, virtual_services_for};
 use crate::scope::ProxyScope;
 
 /// Filters inserted before CORS, fault and router; empty until authn/authz/Mixer exist.
 pub type HttpPlugins = Vec<HttpFilter>;
-
-/// Every listener for `proxy`.
-pub fn listeners(push: &PushContext, proxy: &Proxy) -> Vec<Listener> {
-    let mut listeners = match proxy.kind {
-        ProxyKind::Router => super::gateway::gateway_listeners(push, proxy),
-        ProxyKind::Sidecar => sidecar_listeners(push, proxy),
-    };
-    decorate(&mut listeners, push, proxy.kind);
-    listeners
-}
 
 /// What the mesh config adds to every listener: access logs and tracing.
 pub fn decorate(listeners: &mut [Listener], push: &PushContext, kind: ProxyKind) {
@@ -243,7 +234,7 @@ pub(super) fn tcp_destinations<'a>(
     None
 }
 
-fn sidecar_listeners(push: &PushContext, proxy: &Proxy) -> Vec<Listener> {
+pub fn sidecar_listeners(push: &PushContext, proxy: &Proxy) -> Vec<Listener> {
     let mut listeners = sidecar_outbound_listeners(push, &ProxyScope::of(push, proxy));
     listeners.push(virtual_inbound(push, proxy));
     listeners
@@ -549,7 +540,13 @@ pub fn virtual_inbound(push: &PushContext, proxy: &Proxy) -> Listener {
             ..Default::default()
         });
     }
-    let mut inbound = listener(VIRTUAL_INBOUND.to_string(), "0.0.0.0", crate::PROXY_INBOUND_PORT, chains, true);
+    let mut inbound = listener(
+        VIRTUAL_INBOUND.to_string(),
+        "0.0.0.0",
+        u32::from(istio_runtime::ports::PROXY_INBOUND_CAPTURE),
+        chains,
+        true,
+    );
     inbound.default_filter_chain = Some(FilterChain {
         name: "virtualInbound-passthrough".to_string(),
         filters: vec![tcp_proxy_filter(INBOUND_PASSTHROUGH_CLUSTER, &[(INBOUND_PASSTHROUGH_CLUSTER.to_string(), 100)])],

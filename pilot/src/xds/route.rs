@@ -25,10 +25,11 @@ use istio_api::pb::istio::networking::v1alpha3 as net;
 
 use istio_xds::ClusterName;
 
-use super::{any, duration, gateway, seconds, BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER};
+use super::{any, duration, seconds, BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER};
 use crate::model::{Named, PushContext, Service};
 use crate::node::{Proxy, ProxyKind};
-use crate::scope::ProxyScope;
+use crate::scope::virtual_services::{qualify_gateway, virtual_services_for};
+use crate::scope::{gateways, traffic_policy, ProxyScope};
 
 pub const FAULT_FILTER: &str = "envoy.filters.http.fault";
 pub const CORS_FILTER: &str = "envoy.filters.http.cors";
@@ -49,34 +50,6 @@ fn route_configuration(push: &PushContext, proxy: &Proxy, name: &str) -> Option<
         validate_clusters: Some(BoolValue { value: false }),
         ..Default::default()
     })
-}
-
-/// VirtualServices that apply to a gateway (`ns/name`) or, for `None`, to the mesh.
-pub fn virtual_services_for<'a>(
-    push: &'a PushContext,
-    gateway: Option<&str>,
-) -> impl Iterator<Item = &'a Named<net::VirtualService>> {
-    let gateway = gateway.map(str::to_string);
-    push.virtual_services.iter().filter(move |vs| {
-        let gateways: Vec<String> =
-            if vs.spec.gateways.is_empty() { vec!["mesh".to_string()] } else { vs.spec.gateways.clone() };
-        gateways.iter().any(|bound| match &gateway {
-            None => bound == "mesh",
-            Some(full) => bound != "mesh" && qualify_gateway(bound, &vs.namespace) == *full,
-        })
-    })
-}
-
-/// `name` in namespace `ns` → `ns/name`; `ns/name` stays; 1.4's `name.ns.svc.domain` → `ns/name`.
-pub fn qualify_gateway(gateway: &str, namespace: &str) -> String {
-    if gateway.contains('/') {
-        return gateway.to_string();
-    }
-    match gateway.split('.').collect::<Vec<_>>().as_slice() {
-        [name] => format!("{namespace}/{name}"),
-        [name, ns, ..] => format!("{ns}/{name}"),
-        _ => gateway.to_string(),
-    }
 }
 
 fn short_names(service: &Service, proxy_namespace: &str, domain_suffix: &str) -> Vec<String> {
@@ -156,13 +129,13 @@ fn gateway_virtual_hosts(push: &PushContext, proxy: &Proxy, route_name: &str) ->
     // (VirtualService, host) pairs already in: a VirtualService bound through several servers
     // on this route contributes its routes once.
     let mut merged: std::collections::HashSet<(String, String)> = std::collections::HashSet::new();
-    for (gateway, server) in gateway::servers_for_route(push, proxy, route_name) {
+    for (gateway, server) in gateways::servers_for_route(push, proxy, route_name) {
         let full = gateway.key();
         let redirect = server.tls.as_ref().is_some_and(|tls| tls.https_redirect);
         for vs in virtual_services_for(push, Some(&full)) {
             for host in &vs.spec.hosts {
                 let admitted = server.hosts.iter().any(|server_host| {
-                    gateway::server_host_admits(&gateway.namespace, server_host, &vs.namespace, host)
+                    gateways::server_host_admits(&gateway.namespace, server_host, &vs.namespace, host)
                 });
                 if !admitted || !merged.insert((vs.key(), host.clone())) {
                     continue;
@@ -284,7 +257,7 @@ fn default_route(push: &PushContext, cluster: &str) -> Route {
 fn hash_policy(push: &PushContext, cluster: &str) -> Vec<route_action::HashPolicy> {
     use net::load_balancer_settings::consistent_hash_lb::HashKey;
     use route_action::hash_policy::{ConnectionProperties, Cookie, Header, PolicySpecifier};
-    let Some(hash) = crate::xds::cluster::consistent_hash(push, cluster) else { return Vec::new() };
+    let Some(hash) = traffic_policy::consistent_hash(push, cluster) else { return Vec::new() };
     let specifier = match hash.hash_key {
         Some(HashKey::HttpHeaderName(header_name)) => {
             PolicySpecifier::Header(Header { header_name, ..Default::default() })

@@ -23,4 +23,3 @@ pub struct PodContext {
     /// Cluster DNS serves on the host's bridge address.
     pub cluster_dns: bool,
 }
-

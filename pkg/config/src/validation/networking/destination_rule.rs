@@ -3,10 +3,10 @@
 
 use std::collections::HashSet;
 
+use super::virtual_service::subset_name;
 use crate::validation::common::*;
 use crate::validation::report::Report;
 use istio_api::pb::istio::networking::v1alpha3 as net;
-use super::virtual_service::subset_name;
 
 pub(super) fn destination_rule(rule: &net::DestinationRule, report: &mut Report) {
     report.check("spec.host", validate_wildcard_domain(&rule.host));

@@ -3,9 +3,9 @@
 
 use std::collections::HashSet;
 
+use super::gateway::namespace_slash_host;
 use crate::validation::common::*;
 use crate::validation::report::Report;
-use super::gateway::namespace_slash_host;
 use istio_api::pb::istio::networking::v1alpha3 as net;
 
 pub(super) fn sidecar(sidecar: &net::Sidecar, report: &mut Report) {

@@ -5,19 +5,20 @@
 //! `outboundTrafficPolicy`.
 //!
 //! Which Sidecar applies: one in the proxy's namespace whose `workloadSelector` matches its labels,
-//! else the one in its namespace without a selector, else the one without a selector in the root
-//! namespace (`istio-system`).
+//! else the one in its namespace without a selector, else the one without a selector in the mesh
+//! config's root namespace (`istio-system` unless `rootNamespace` says otherwise).
 //!
 //! Proxies with the same scope key see the same outbound config, so generated resources are
 //! cached per key.
 
+pub mod gateways;
+pub mod traffic_policy;
+pub mod virtual_services;
+
 use istio_api::pb::istio::networking::v1alpha3 as net;
 
-use crate::model::{Named, PushContext, Service};
+use crate::model::{exported_to, Named, PushContext, Service};
 use crate::node::{Proxy, ProxyKind};
-
-/// The namespace whose selector-less Sidecar is the mesh-wide default.
-pub const ROOT_NAMESPACE: &str = "istio-system";
 
 /// One egress listener's host selector: a namespace (`*` any) and a host (may be a wildcard).
 #[derive(Debug, Clone, PartialEq)]
@@ -44,14 +45,6 @@ pub struct ProxyScope {
     allow_any_override: Option<bool>,
     /// The proxy fetches its certificates over SDS (`ISTIO_META_SDS`), not from `/etc/certs`.
     pub sds: bool,
-}
-
-/// Whether an `exportTo` list lets `namespace` see an object from `owner_namespace`.
-pub fn exported_to(export_to: &[String], owner_namespace: &str, namespace: &str) -> bool {
-    export_to.is_empty()
-        || export_to
-            .iter()
-            .any(|target| target == "*" || target == namespace || (target == "." && owner_namespace == namespace))
 }
 
 fn parse_host(entry: &str, sidecar_namespace: &str) -> Option<HostSelector> {
@@ -83,7 +76,9 @@ pub fn applied_sidecar<'a>(push: &'a PushContext, proxy: &Proxy) -> Option<&'a N
             push.sidecars.iter().find(|s| s.namespace == proxy.namespace && selector(s).is_none_or(|l| l.is_empty()))
         })
         .or_else(|| {
-            push.sidecars.iter().find(|s| s.namespace == ROOT_NAMESPACE && selector(s).is_none_or(|l| l.is_empty()))
+            push.sidecars
+                .iter()
+                .find(|s| s.namespace == push.mesh.root_namespace && selector(s).is_none_or(|l| l.is_empty()))
         })
 }
 
@@ -105,7 +100,11 @@ impl ProxyScope {
                         .hosts
                         .iter()
                         .filter_map(|h| {
-                            let own = if sidecar.namespace == ROOT_NAMESPACE { &namespace } else { &sidecar.namespace };
+                            let own = if sidecar.namespace == push.mesh.root_namespace {
+                                &namespace
+                            } else {
+                                &sidecar.namespace
+                            };
                             parse_host(h, own)
                         })
                         .collect(),
@@ -185,6 +184,7 @@ impl ProxyScope {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::DEFAULT_ROOT_NAMESPACE as ROOT_NAMESPACE;
     use std::collections::HashMap;
 
     fn sidecar(namespace: &str, name: &str, selector: Option<(&str, &str)>, hosts: &[&str]) -> Named<net::Sidecar> {
@@ -295,5 +295,24 @@ mod tests {
         push.mesh.allow_any = false;
         assert!(ProxyScope::of(&push, &proxy("prod", "reviews")).allow_any(&push));
         assert!(!ProxyScope::of(&push, &proxy("dev", "reviews")).allow_any(&push));
+    }
+
+    /// Mesh-wide defaults live in the mesh config's `rootNamespace`, not always `istio-system`.
+    #[test]
+    fn the_mesh_default_sidecar_comes_from_the_configured_root_namespace() {
+        let mut push = PushContext {
+            sidecars: vec![
+                sidecar("istio-config", "default", None, &["./*"]),
+                sidecar(ROOT_NAMESPACE, "ignored", None, &["*/*"]),
+            ],
+            ..Default::default()
+        };
+        push.mesh.root_namespace = "istio-config".to_string();
+        assert_eq!(applied_sidecar(&push, &proxy("dev", "reviews")).map(|s| s.name.as_str()), Some("default"));
+        let dev = ProxyScope::of(&push, &proxy("dev", "reviews"));
+        assert!(dev.sees_service(&service("ratings.dev.svc.cluster.local", "dev", &[])));
+        assert!(!dev.sees_service(&service("ratings.prod.svc.cluster.local", "prod", &[])));
+        push.mesh.root_namespace = ROOT_NAMESPACE.to_string();
+        assert_eq!(applied_sidecar(&push, &proxy("dev", "reviews")).map(|s| s.name.as_str()), Some("ignored"));
     }
 }

@@ -1,0 +1,132 @@
+//! What one proxy gets of each resource type: the dispatch from a proxy's kind and the
+//! requested names to the generators, with everything that does not depend on the proxy itself
+//! taken from the push context's cache, so a push to many proxies generates each shared
+//! resource once. The ADS server and the debug endpoints both ask here.
+
+use istio_xds::type_url;
+
+use envoy_types::pb::envoy::config::listener::v3::Listener;
+
+use super::{any, cluster, endpoint, envoy_filter, gateway, listener, route};
+use crate::model::{GeneratedResource, PushContext};
+use crate::node::{Proxy, ProxyKind};
+
+/// Every listener for `proxy`.
+pub fn listeners(push: &PushContext, proxy: &Proxy) -> Vec<Listener> {
+    let mut listeners = match proxy.kind {
+        ProxyKind::Router => gateway::gateway_listeners(push, proxy),
+        ProxyKind::Sidecar => listener::sidecar_listeners(push, proxy),
+    };
+    listener::decorate(&mut listeners, push, proxy.kind);
+    listeners
+}
+
+/// Sorted `key=value` labels, for cache keys of label-dependent resources.
+fn label_key(proxy: &Proxy) -> String {
+    let mut labels: Vec<String> = proxy.labels.iter().map(|(key, value)| format!("{key}={value}")).collect();
+    labels.sort();
+    labels.join(",")
+}
+
+fn resources<T: prost::Message + prost::Name>(items: Vec<T>, name: impl Fn(&T) -> String) -> Vec<GeneratedResource> {
+    items.into_iter().map(|item| GeneratedResource::new(name(&item), any(item))).collect()
+}
+
+/// Generates the resources of `type_url` for a proxy; `names` narrows EDS and RDS. What does not
+/// depend on the proxy itself comes from the push context's cache, so a push to many proxies
+/// generates each shared resource once.
+pub fn generate(push: &PushContext, proxy: &Proxy, type_url: &str, names: &[String]) -> Vec<GeneratedResource> {
+    use crate::node::ProxyKind;
+    let with_pod;
+    let proxy = match proxy.with_registry_pod(push) {
+        Some(enriched) => {
+            with_pod = enriched;
+            &with_pod
+        }
+        None => proxy,
+    };
+    let kind = match proxy.kind {
+        ProxyKind::Sidecar => "sidecar",
+        ProxyKind::Router => "router",
+    };
+    let scope = crate::scope::ProxyScope::of(push, proxy);
+    match type_url {
+        type_url::CLUSTER => {
+            let shared = push.cache.get_or_generate(format!("cds|{}", scope.key), || {
+                resources(cluster::shared_clusters(push, &scope), |c| c.name.clone())
+            });
+            let mut generated: Vec<GeneratedResource> = shared.as_ref().clone();
+            generated.extend(resources(cluster::proxy_clusters(push, proxy), |c| c.name.clone()));
+            generated
+        }
+        type_url::LISTENER => {
+            // EnvoyFilters patch listeners; proxies with the same set share the patched ones.
+            let filters = envoy_filter::applicable(push, proxy);
+            let filter_key = envoy_filter::key(&filters);
+            let patched = |mut listeners: Vec<envoy_types::pb::envoy::config::listener::v3::Listener>| {
+                envoy_filter::apply(push, proxy, &filters, &mut listeners);
+                resources(listeners, |l| l.name.clone())
+            };
+            match proxy.kind {
+                ProxyKind::Router => push
+                    .cache
+                    .get_or_generate(format!("lds|router|{}|{}|{filter_key}", label_key(proxy), scope.key), || {
+                        patched(listeners(push, proxy))
+                    })
+                    .as_ref()
+                    .clone(),
+                ProxyKind::Sidecar => {
+                    let shared = push.cache.get_or_generate(format!("lds|sidecar|{}|{filter_key}", scope.key), || {
+                        let mut outbound = listener::sidecar_outbound_listeners(push, &scope);
+                        listener::decorate(&mut outbound, push, ProxyKind::Sidecar);
+                        patched(outbound)
+                    });
+                    let mut generated: Vec<GeneratedResource> = shared.as_ref().clone();
+                    let mut inbound = vec![listener::virtual_inbound(push, proxy)];
+                    listener::decorate(&mut inbound, push, ProxyKind::Sidecar);
+                    generated.extend(patched(inbound));
+                    generated
+                }
+            }
+        }
+        type_url::ROUTE => {
+            let labels = if proxy.kind == ProxyKind::Router || push.routes_depend_on_labels {
+                label_key(proxy)
+            } else {
+                String::new()
+            };
+            names
+                .iter()
+                .flat_map(|name| {
+                    let key = format!("rds|{kind}|{}|{}|{labels}|{name}", proxy.namespace, scope.key);
+                    push.cache
+                        .get_or_generate(key, || {
+                            resources(route::route_configurations(push, proxy, std::slice::from_ref(name)), |r| {
+                                r.name.clone()
+                            })
+                        })
+                        .as_ref()
+                        .clone()
+                })
+                .collect()
+        }
+        type_url::ENDPOINT => names
+            .iter()
+            .flat_map(|name| {
+                push.cache
+                    .get_or_generate(format!("eds|{name}"), || {
+                        let assignment = endpoint::load_assignment(push, name).unwrap_or_else(|| {
+                            envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment {
+                                cluster_name: name.clone(),
+                                ..Default::default()
+                            }
+                        });
+                        resources(vec![assignment], |a| a.cluster_name.clone())
+                    })
+                    .as_ref()
+                    .clone()
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}

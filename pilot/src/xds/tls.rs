@@ -1,0 +1,87 @@
+//! The TLS pieces several generators share: Istio mutual TLS (the workload certificate from
+//! `/etc/certs` or over SDS from the node agent) and subject-alternative-name matchers.
+
+use envoy_types::pb::envoy::config::core::v3::{config_source, ApiVersion, ConfigSource};
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{subject_alt_name_matcher, SubjectAltNameMatcher};
+use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher, StringMatcher};
+
+use super::file_source;
+
+/// The cluster (defined in the proxy's bootstrap) through which a proxy in SDS mode fetches its
+/// workload certificate (`default`) and root certificate (`ROOTCA`) from the node agent.
+pub const SDS_CLUSTER: &str = "sds-grpc";
+
+/// An SDS reference to one of the node agent's secrets (`default` or `ROOTCA`).
+pub fn sds_secret(name: &str) -> envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::SdsSecretConfig {
+    use envoy_types::pb::envoy::config::core::v3::{api_config_source, grpc_service, ApiConfigSource, GrpcService};
+    envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::SdsSecretConfig {
+        name: name.to_string(),
+        sds_config: Some(ConfigSource {
+            resource_api_version: ApiVersion::V3 as i32,
+            config_source_specifier: Some(config_source::ConfigSourceSpecifier::ApiConfigSource(ApiConfigSource {
+                api_type: api_config_source::ApiType::Grpc as i32,
+                transport_api_version: ApiVersion::V3 as i32,
+                grpc_services: vec![GrpcService {
+                    target_specifier: Some(grpc_service::TargetSpecifier::EnvoyGrpc(grpc_service::EnvoyGrpc {
+                        cluster_name: SDS_CLUSTER.to_string(),
+                        ..Default::default()
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            })),
+            ..Default::default()
+        }),
+    }
+}
+
+/// The TLS context of Istio mutual TLS: the workload certificate and the mesh root, from the
+/// `/etc/certs` files (1.4's default) or, for a proxy in SDS mode, over SDS.
+pub fn istio_mutual_tls(
+    alpn: Vec<String>,
+    sds: bool,
+) -> envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::CommonTlsContext {
+    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+        common_tls_context, CertificateValidationContext, CommonTlsContext, TlsCertificate,
+    };
+    let mut common = CommonTlsContext { alpn_protocols: alpn, ..Default::default() };
+    if sds {
+        common.tls_certificate_sds_secret_configs = vec![sds_secret("default")];
+        common.validation_context_type = Some(common_tls_context::ValidationContextType::CombinedValidationContext(
+            common_tls_context::CombinedCertificateValidationContext {
+                default_validation_context: Some(CertificateValidationContext::default()),
+                validation_context_sds_secret_config: Some(sds_secret("ROOTCA")),
+                ..Default::default()
+            },
+        ));
+    } else {
+        common.tls_certificates = vec![TlsCertificate {
+            certificate_chain: file_source(istio_pki::files::DEFAULT_CERT_CHAIN),
+            private_key: file_source(istio_pki::files::DEFAULT_KEY),
+            ..Default::default()
+        }];
+        common.validation_context_type =
+            Some(common_tls_context::ValidationContextType::ValidationContext(CertificateValidationContext {
+                trusted_ca: file_source(istio_pki::files::DEFAULT_ROOT_CERT),
+                ..Default::default()
+            }));
+    }
+    common
+}
+
+/// A matcher for one subject alternative name: a URI (SPIFFE identity) or a DNS name.
+pub fn san_matcher(name: &str) -> SubjectAltNameMatcher {
+    let san_type = if name.contains("://") {
+        subject_alt_name_matcher::SanType::Uri
+    } else {
+        subject_alt_name_matcher::SanType::Dns
+    };
+    SubjectAltNameMatcher {
+        san_type: san_type as i32,
+        matcher: Some(StringMatcher {
+            match_pattern: Some(string_matcher::MatchPattern::Exact(name.to_string())),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
