@@ -38,9 +38,10 @@ pub fn read_bootstrap(path: &std::path::Path) -> anyhow::Result<Bootstrap> {
 }
 
 pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
-    let bootstrap =
-        crate::dataplane::with_descriptors(|| read_bootstrap(&args.config_file).map_err(|e| format!("{e:#}")))
-            .map_err(anyhow::Error::msg)?;
+    let bootstrap = crate::dataplane::config_dump::with_descriptors(|| {
+        read_bootstrap(&args.config_file).map_err(|e| format!("{e:#}"))
+    })
+    .map_err(anyhow::Error::msg)?;
     let data_plane = DataPlane::start(bootstrap).await.with_context(|| format!("{}", args.config_file.display()))?;
     // The banner tests and scripts read to find the admin port.
     println!("proxy: admin on {}", data_plane.admin_address);

@@ -89,7 +89,7 @@ async fn run_builtin(node: &NodeIdentity, args: &AgentArgs, shutdown: Arc<Shutdo
     if let Err(error) = write_bootstrap(node, args) {
         tracing::warn!("could not write the bootstrap for reference: {error:#}");
     }
-    let bootstrap = crate::dataplane::with_descriptors(|| {
+    let bootstrap = crate::dataplane::config_dump::with_descriptors(|| {
         istio_xds::json::message_from_json(&bootstrap).map_err(|error| format!("the generated bootstrap: {error}"))
     })
     .map_err(|error| anyhow!(error))?;

@@ -15,7 +15,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde_json::json;
 
-use super::{ServerState, Shared};
+use super::shared::{ServerState, Shared};
 
 type Params = Query<HashMap<String, String>>;
 
@@ -59,11 +59,10 @@ async fn ready(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 async fn server_info(State(shared): State<Arc<Shared>>) -> Response {
-    let node = shared
-        .bootstrap
-        .node
-        .clone()
-        .map(|node| move || super::with_descriptors(move || istio_xds::json::message_to_json(&node).ok()));
+    let node =
+        shared.bootstrap.node.clone().map(|node| {
+            move || super::config_dump::with_descriptors(move || istio_xds::json::message_to_json(&node).ok())
+        });
     let node = match node {
         Some(render) => tokio::task::spawn_blocking(render).await.ok().flatten(),
         None => None,
@@ -88,7 +87,7 @@ async fn stats(State(shared): State<Arc<Shared>>, Query(params): Params) -> Resp
         },
         None => None,
     };
-    let text = shared.stats.render_text(filter.as_ref(), params.contains_key("usedonly"));
+    let text = shared.traffic.stats.render_text(filter.as_ref(), params.contains_key("usedonly"));
     if params.get("format").map(String::as_str) == Some("json") {
         let stats: Vec<serde_json::Value> = text
             .lines()
@@ -101,15 +100,15 @@ async fn stats(State(shared): State<Arc<Shared>>, Query(params): Params) -> Resp
 }
 
 async fn prometheus(State(shared): State<Arc<Shared>>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], shared.stats.render_prometheus()).into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], shared.traffic.stats.render_prometheus()).into_response()
 }
 
 /// Rendering reads Envoy's API descriptors, so it runs off the workers that carry traffic.
 async fn config_dump(State(shared): State<Arc<Shared>>, Query(params): Params) -> Response {
     let render = move || {
-        super::with_descriptors(|| {
+        super::config_dump::with_descriptors(|| {
             let bootstrap = istio_xds::json::message_to_json(&shared.bootstrap).unwrap_or_default();
-            let dump = shared.dump.lock().unwrap_or_else(|poison| poison.into_inner()).render(
+            let dump = istio_runtime::sync::lock(&shared.dump).render(
                 bootstrap,
                 params.get("resource").map(String::as_str),
                 params.contains_key("include_eds"),
@@ -127,7 +126,7 @@ async fn config_dump(State(shared): State<Arc<Shared>>, Query(params): Params) -
 
 async fn clusters(State(shared): State<Arc<Shared>>, Query(params): Params) -> Response {
     let now = std::time::Instant::now();
-    let mut clusters: Vec<_> = shared.clusters.all().values().cloned().collect();
+    let mut clusters: Vec<_> = shared.traffic.clusters.all().values().cloned().collect();
     clusters.sort_by(|a, b| a.config.name.cmp(&b.config.name));
     if params.get("format").map(String::as_str) == Some("json") {
         let statuses: Vec<serde_json::Value> = clusters
@@ -180,7 +179,7 @@ async fn clusters(State(shared): State<Arc<Shared>>, Query(params): Params) -> R
 }
 
 async fn listeners(State(shared): State<Arc<Shared>>, Query(params): Params) -> Response {
-    let table = shared.listeners.table.load_full();
+    let table = shared.traffic.listeners.load_full();
     let mut listeners: Vec<_> = table.by_name.values().cloned().collect();
     listeners.sort_by(|a, b| a.name.cmp(&b.name));
     if params.get("format").map(String::as_str) == Some("json") {

@@ -184,3 +184,23 @@ impl ConfigDump {
         json!({"configs": configs})
     }
 }
+
+/// Runs `work` — which reads or renders Envoy's API through its descriptors (several MB) — on a
+/// thread of its own, then frees the descriptors. The thread's allocations come from a heap
+/// of their own, which the allocator hands back to the system once they are freed, so a proxy
+/// that idles holds only its compiled config. `work`'s result is copied out to the caller's
+/// heap.
+pub fn with_descriptors<T: Clone + Send>(work: impl FnOnce() -> T + Send) -> T {
+    let result = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let result = work();
+                istio_xds::json::release_pool();
+                result
+            })
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    });
+    // The copy lives on this thread's heap; dropping the original empties the worker's.
+    result.clone()
+}

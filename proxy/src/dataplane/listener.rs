@@ -6,52 +6,21 @@
 //! table; sockets of listeners whose address stays are kept.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use arc_swap::ArcSwap;
 use tokio::net::{TcpListener, TcpStream};
 
 use super::config::listener::{ConnectionFacts, ListenerConfig, NetworkFilter};
-use super::http::Downstream;
+use super::context::TrafficContext;
+use super::http::downstream::Downstream;
+use super::listener_table::ListenerTable;
 use super::upstream::pool::BoxStream;
-use super::Shared;
-
-/// Listeners by name, and by address for the original-destination hand-off.
-#[derive(Debug, Default)]
-pub struct ListenerTable {
-    pub by_name: HashMap<String, Arc<ListenerConfig>>,
-    by_address: HashMap<SocketAddr, Arc<ListenerConfig>>,
-}
-
-impl ListenerTable {
-    pub fn new(listeners: Vec<Arc<ListenerConfig>>) -> ListenerTable {
-        let mut table = ListenerTable::default();
-        for listener in listeners {
-            table.by_address.insert(listener.address, listener.clone());
-            table.by_name.insert(listener.name.clone(), listener);
-        }
-        table
-    }
-
-    /// The listener for a captured connection's original destination: exact address first,
-    /// then the wildcard address on that port.
-    fn for_destination(&self, destination: SocketAddr) -> Option<&Arc<ListenerConfig>> {
-        let wildcard = match destination.ip() {
-            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-        };
-        self.by_address
-            .get(&destination)
-            .or_else(|| self.by_address.get(&SocketAddr::new(wildcard, destination.port())))
-    }
-}
 
 /// Owns the bound sockets: one accept loop per address, which serves whichever listener has
-/// that address in the current table (so renaming a listener keeps its socket).
+/// that address in the context's current table (so renaming a listener keeps its socket).
 #[derive(Default)]
 pub struct ListenerManager {
-    pub table: ArcSwap<ListenerTable>,
     bound: Mutex<HashMap<SocketAddr, tokio::task::JoinHandle<()>>>,
 }
 
@@ -59,10 +28,14 @@ impl ListenerManager {
     /// Installs a new set of listeners: binds the new addresses first — if one cannot be bound,
     /// nothing changes and the error says which — then swaps the table and closes the
     /// addresses no listener has any more.
-    pub async fn update(&self, shared: &Arc<Shared>, listeners: Vec<Arc<ListenerConfig>>) -> Result<(), String> {
+    pub async fn update(
+        &self,
+        context: &Arc<TrafficContext>,
+        listeners: Vec<Arc<ListenerConfig>>,
+    ) -> Result<(), String> {
         let wanted: Vec<&Arc<ListenerConfig>> = listeners.iter().filter(|listener| listener.bind_to_port).collect();
         let already: std::collections::HashSet<SocketAddr> =
-            self.bound.lock().unwrap_or_else(|poison| poison.into_inner()).keys().copied().collect();
+            istio_runtime::sync::lock(&self.bound).keys().copied().collect();
         let mut opened: Vec<(SocketAddr, TcpListener)> = Vec::new();
         for listener in &wanted {
             if already.contains(&listener.address) || opened.iter().any(|(address, _)| *address == listener.address) {
@@ -76,10 +49,10 @@ impl ListenerManager {
             }
         }
         let keep: std::collections::HashSet<SocketAddr> = wanted.iter().map(|listener| listener.address).collect();
-        self.table.store(Arc::new(ListenerTable::new(listeners.clone())));
-        let mut bound = self.bound.lock().unwrap_or_else(|poison| poison.into_inner());
+        context.listeners.store(Arc::new(ListenerTable::new(listeners, &context.stats)));
+        let mut bound = istio_runtime::sync::lock(&self.bound);
         for (address, socket) in opened {
-            bound.insert(address, tokio::spawn(accept_loop(shared.clone(), address, socket)));
+            bound.insert(address, tokio::spawn(accept_loop(context.clone(), address, socket)));
         }
         bound.retain(|address, task| {
             let stays = keep.contains(address);
@@ -88,13 +61,13 @@ impl ListenerManager {
             }
             stays
         });
-        shared.stats.gauge("listener_manager.total_listeners_active").set(bound.len() as i64);
+        context.stats.gauge("listener_manager.total_listeners_active").set(bound.len() as i64);
         Ok(())
     }
 
     /// Stops accepting new connections on every listener (draining).
     pub fn stop_accepting(&self) {
-        for (_, task) in self.bound.lock().unwrap_or_else(|poison| poison.into_inner()).drain() {
+        for (_, task) in istio_runtime::sync::lock(&self.bound).drain() {
             task.abort();
         }
     }
@@ -107,12 +80,12 @@ fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(1024)
 }
 
-async fn accept_loop(shared: Arc<Shared>, address: SocketAddr, socket: TcpListener) {
+async fn accept_loop(context: Arc<TrafficContext>, address: SocketAddr, socket: TcpListener) {
     loop {
         match socket.accept().await {
             Ok((stream, remote)) => {
-                let shared = shared.clone();
-                tokio::spawn(async move { handle_connection(shared, address, stream, remote).await });
+                let context = context.clone();
+                tokio::spawn(async move { handle_connection(context, address, stream, remote).await });
             }
             Err(error) => {
                 tracing::warn!("listener on {address}: accept failed: {error}");
@@ -130,9 +103,9 @@ fn original_destination(stream: &TcpStream) -> Option<SocketAddr> {
     original.ok().and_then(|address| address.as_socket())
 }
 
-async fn handle_connection(shared: Arc<Shared>, address: SocketAddr, stream: TcpStream, remote: SocketAddr) {
+async fn handle_connection(context: Arc<TrafficContext>, address: SocketAddr, stream: TcpStream, remote: SocketAddr) {
     let _ = stream.set_nodelay(true);
-    let table = shared.listeners.table.load_full();
+    let table = context.listeners.load_full();
     let Some(accepting) = table.by_address.get(&address).filter(|listener| listener.bind_to_port).cloned() else {
         return;
     };
@@ -145,9 +118,9 @@ async fn handle_connection(shared: Arc<Shared>, address: SocketAddr, stream: Tcp
     } else {
         accepting
     };
-    let stat = format!("listener.{}_{}.", listener.address.ip(), listener.address.port());
-    shared.stats.counter(&format!("{stat}downstream_cx_total")).inc();
-    let _active = shared.stats.gauge(&format!("{stat}downstream_cx_active")).track();
+    let stats = table.listener_stats(listener.address);
+    stats.downstream_cx_total.inc();
+    let _active = stats.downstream_cx_active.track();
 
     let stream: BoxStream = Box::pin(stream);
     let (inspection, stream) = if listener.tls_inspector || listener.http_inspector {
@@ -163,16 +136,16 @@ async fn handle_connection(shared: Arc<Shared>, address: SocketAddr, stream: Tcp
         application_protocols: inspection.application_protocols.clone(),
     };
     let Some(chain) = listener.select_chain(&facts) else {
-        shared.stats.counter(&format!("{stat}no_filter_chain_match")).inc();
+        stats.no_filter_chain_match.inc();
         return;
     };
     let (stream, tls) = match &chain.tls {
         None => (stream, false),
-        Some(settings) => match shared.tls.server_config(settings) {
+        Some(settings) => match context.tls.server_config(settings) {
             Ok(config) => match tokio_rustls::TlsAcceptor::from(config).accept(stream).await {
                 Ok(tls) => (Box::pin(tls) as BoxStream, true),
                 Err(error) => {
-                    shared.stats.counter(&format!("{stat}ssl.connection_error")).inc();
+                    stats.ssl_connection_error.inc();
                     tracing::debug!("listener {}: TLS handshake failed: {error}", listener.name);
                     return;
                 }
@@ -187,8 +160,15 @@ async fn handle_connection(shared: Arc<Shared>, address: SocketAddr, stream: Tcp
         Downstream { remote, local: destination, tls, server_name: inspection.server_name, inbound: listener.inbound };
     match &chain.filter {
         NetworkFilter::Http(manager) => {
-            super::http::serve_connection(shared.clone(), manager.clone(), Arc::new(downstream), stream).await
+            let stats = table.http_stats(manager);
+            drop(table);
+            super::http::connection::serve_connection(context, manager.clone(), stats, Arc::new(downstream), stream)
+                .await
         }
-        NetworkFilter::Tcp(proxy) => super::tcp::proxy(shared.clone(), proxy, &downstream, stream).await,
+        NetworkFilter::Tcp(proxy) => {
+            let stats = table.tcp_stats(proxy);
+            drop(table);
+            super::tcp::proxy(&context, proxy, &stats, &downstream, stream).await
+        }
     }
 }

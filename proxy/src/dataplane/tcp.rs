@@ -10,15 +10,21 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use super::access_log::{LogEntry, ResponseFlag};
 use super::config::cluster::Discovery;
 use super::config::listener::TcpProxyConfig;
-use super::http::Downstream;
+use super::connection_stats::TcpProxyStats;
+use super::context::TrafficContext;
+use super::http::downstream::Downstream;
 use super::upstream::pool::{connect, BoxStream};
-use super::Shared;
 
-pub async fn proxy(shared: Arc<Shared>, config: &TcpProxyConfig, downstream: &Downstream, stream: BoxStream) {
+pub async fn proxy(
+    context: &TrafficContext,
+    config: &TcpProxyConfig,
+    stats: &TcpProxyStats,
+    downstream: &Downstream,
+    stream: BoxStream,
+) {
     let started = Instant::now();
-    let prefix = format!("tcp.{}.", config.stat_prefix);
-    shared.stats.counter(&format!("{prefix}downstream_cx_total")).inc();
-    let _active = shared.stats.gauge(&format!("{prefix}downstream_cx_active")).track();
+    stats.downstream_cx_total.inc();
+    let _active = stats.downstream_cx_active.track();
     let mut entry = LogEntry {
         start: Some(SystemTime::now()),
         downstream_local: Some(downstream.local),
@@ -29,7 +35,7 @@ pub async fn proxy(shared: Arc<Shared>, config: &TcpProxyConfig, downstream: &Do
     let cluster_name = config.clusters.pick(|_| None).map(str::to_string);
     entry.upstream_cluster = cluster_name.clone();
     let outcome = async {
-        let Some(cluster) = cluster_name.as_deref().and_then(|name| shared.clusters.get(name)) else {
+        let Some(cluster) = cluster_name.as_deref().and_then(|name| context.clusters.get(name)) else {
             return Err(ResponseFlag::NoClusterFound);
         };
         let host = match cluster.config.discovery {
@@ -64,7 +70,7 @@ pub async fn proxy(shared: Arc<Shared>, config: &TcpProxyConfig, downstream: &Do
         Err(flag) => entry.flags.push(flag),
     }
     entry.duration = started.elapsed();
-    shared.access_logs.write(&config.access_logs, &entry);
+    context.access_logs.write(&config.access_logs, &entry);
 }
 
 /// Copies both ways until both directions finish, or until nothing has moved for `idle`.

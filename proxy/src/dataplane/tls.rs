@@ -19,7 +19,7 @@ use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 use super::config::cluster::UpstreamTls;
 use super::config::listener::DownstreamTls;
 use super::config::tls_source::{TlsData, TlsMaterial};
-use super::sds::SecretStore;
+use super::secrets::SecretStore;
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())

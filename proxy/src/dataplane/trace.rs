@@ -15,8 +15,9 @@ use prost::Message;
 use serde_json::{json, Value};
 
 use super::body;
+use super::stats::Stats;
 use super::upstream::pool::checkout;
-use super::Shared;
+use super::upstream::ClusterManager;
 
 const ZIPKIN_TRACER: &str = "envoy.tracers.zipkin";
 
@@ -177,7 +178,9 @@ impl Tracer {
     }
 
     /// Sends buffered spans to the collector every second while the data plane runs.
-    pub async fn flush_forever(self: Arc<Self>, shared: Arc<Shared>) {
+    pub async fn flush_forever(self: Arc<Self>, clusters: Arc<ClusterManager>, stats: Stats) {
+        let (sent, dropped) =
+            (stats.counter("tracing.zipkin.reports_sent"), stats.counter("tracing.zipkin.reports_dropped"));
         let mut interval = tokio::time::interval(FLUSH_INTERVAL);
         loop {
             interval.tick().await;
@@ -185,17 +188,17 @@ impl Tracer {
             if spans.is_empty() {
                 continue;
             }
-            if let Err(error) = self.send(&shared, spans).await {
-                shared.stats.counter("tracing.zipkin.reports_dropped").inc();
+            if let Err(error) = self.send(&clusters, spans).await {
+                dropped.inc();
                 tracing::debug!("sending spans to {}: {error}", self.collector_cluster);
             } else {
-                shared.stats.counter("tracing.zipkin.reports_sent").inc();
+                sent.inc();
             }
         }
     }
 
-    async fn send(&self, shared: &Shared, spans: Vec<Value>) -> Result<(), String> {
-        let cluster = shared.clusters.get(&self.collector_cluster).ok_or("no collector cluster")?;
+    async fn send(&self, clusters: &ClusterManager, spans: Vec<Value>) -> Result<(), String> {
+        let cluster = clusters.get(&self.collector_cluster).ok_or("no collector cluster")?;
         let host = cluster.choose_host(None, &[]).ok_or("the collector cluster has no host")?;
         let body = serde_json::to_vec(&Value::Array(spans)).map_err(|error| error.to_string())?;
         let mut request = http::Request::new(body::full(body));

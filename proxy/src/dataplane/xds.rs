@@ -5,79 +5,21 @@
 //! backoff, announcing the versions it has; traffic keeps flowing on the config it holds.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use envoy_types::pb::envoy::config::bootstrap::v3::Bootstrap;
-use envoy_types::pb::envoy::config::cluster::v3::Cluster;
-use envoy_types::pb::envoy::config::core::v3::{grpc_service, Node};
-use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
-use envoy_types::pb::envoy::config::listener::v3::Listener;
-use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
-use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
-use envoy_types::pb::google::protobuf::Any;
+use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use envoy_types::pb::google::rpc::Status;
-use hyper_util::rt::TokioIo;
 use istio_xds::type_url;
-use prost::Message;
 use tokio::sync::mpsc;
 
-use super::config::cluster::socket_of;
-use super::upstream::pool::connect;
-use super::{ServerState, Shared};
+use super::ads::{apply_sotw, connect_channel, short, stat_prefix, AdsTarget};
+use super::shared::{ServerState, Shared};
 
 /// How long the data plane waits for its first config before declaring itself live anyway
 /// (Envoy's initial fetch timeout).
 const INITIAL_FETCH_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// Where ADS is: the bootstrap cluster that reaches it and that cluster's address.
-#[derive(Debug, Clone)]
-pub struct AdsTarget {
-    pub cluster: String,
-    pub host: String,
-    pub port: u16,
-    pub node: Node,
-    /// `api_type: DELTA_GRPC`: incremental xDS.
-    pub delta: bool,
-}
-
-impl AdsTarget {
-    pub fn from_bootstrap(bootstrap: &Bootstrap) -> anyhow::Result<Option<AdsTarget>> {
-        let Some(ads) = bootstrap.dynamic_resources.as_ref().and_then(|dynamic| dynamic.ads_config.as_ref()) else {
-            return Ok(None);
-        };
-        let cluster = ads
-            .grpc_services
-            .iter()
-            .find_map(|service| match &service.target_specifier {
-                Some(grpc_service::TargetSpecifier::EnvoyGrpc(envoy)) => Some(envoy.cluster_name.clone()),
-                _ => None,
-            })
-            .ok_or_else(|| anyhow::anyhow!("bootstrap: ads_config needs an envoy_grpc cluster"))?;
-        let static_cluster = bootstrap
-            .static_resources
-            .as_ref()
-            .and_then(|resources| resources.clusters.iter().find(|candidate| candidate.name == cluster))
-            .ok_or_else(|| anyhow::anyhow!("bootstrap: the ADS cluster {cluster} is not a static cluster"))?;
-        let (host, port) = static_cluster
-            .load_assignment
-            .as_ref()
-            .and_then(|assignment| assignment.endpoints.first())
-            .and_then(|locality| locality.lb_endpoints.first())
-            .and_then(|endpoint| match &endpoint.host_identifier {
-                Some(envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier::Endpoint(endpoint)) => {
-                    socket_of(endpoint.address.as_ref())
-                }
-                _ => None,
-            })
-            .ok_or_else(|| anyhow::anyhow!("bootstrap: the ADS cluster {cluster} needs an endpoint"))?;
-        let delta =
-            ads.api_type == envoy_types::pb::envoy::config::core::v3::api_config_source::ApiType::DeltaGrpc as i32;
-        Ok(Some(AdsTarget { cluster, host, port, node: bootstrap.node.clone().unwrap_or_default(), delta }))
-    }
-}
 
 /// What the client tracks per resource type.
 #[derive(Debug, Default, Clone)]
@@ -106,7 +48,7 @@ pub async fn run(shared: Arc<Shared>, target: AdsTarget) {
             live_after_timeout.set_state(ServerState::Live);
         }
     });
-    let mut backoff = Duration::from_millis(250);
+    let mut backoff = istio_runtime::backoff::Backoff::reconnect();
     loop {
         let outcome = if target.delta {
             super::xds_delta::stream_once(&shared, &target, &mut delta_states).await
@@ -117,42 +59,9 @@ pub async fn run(shared: Arc<Shared>, target: AdsTarget) {
             Ok(()) => tracing::warn!("the ADS stream to {}:{} closed", target.host, target.port),
             Err(error) => tracing::warn!("ADS to {}:{}: {error}", target.host, target.port),
         }
-        shared.stats.gauge("control_plane.connected_state").set(0);
-        let jitter = Duration::from_millis(rand::random_range(0..=backoff.as_millis() as u64 / 2));
-        tokio::time::sleep(backoff + jitter).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
+        shared.traffic.stats.gauge("control_plane.connected_state").set(0);
+        tokio::time::sleep(backoff.next_delay()).await;
     }
-}
-
-/// A gRPC channel to the management server through the bootstrap's xDS cluster (its connect
-/// timeout and TLS), with HTTP/2 keepalive.
-pub async fn connect_channel(shared: &Arc<Shared>, target: &AdsTarget) -> Result<tonic::transport::Channel, String> {
-    let connector_shared = shared.clone();
-    let (cluster_name, host, port) = (target.cluster.clone(), target.host.clone(), target.port);
-    let connector = tower::service_fn(move |_: http::Uri| {
-        let (shared, cluster_name, host) = (connector_shared.clone(), cluster_name.clone(), host.clone());
-        async move {
-            let address: SocketAddr = tokio::net::lookup_host((host.as_str(), port))
-                .await?
-                .find(SocketAddr::is_ipv4)
-                .ok_or_else(|| std::io::Error::other(format!("{host} has no IPv4 address")))?;
-            let cluster =
-                shared.clusters.get(&cluster_name).ok_or_else(|| std::io::Error::other("the ADS cluster is gone"))?;
-            connect(&cluster, address)
-                .await
-                .map(TokioIo::new)
-                .map_err(|error| std::io::Error::other(format!("{error:?}")))
-        }
-    });
-    // HTTP/2 keepalive notices a management server that vanished without closing the stream.
-    let channel = tonic::transport::Endpoint::from_static("http://xds-grpc")
-        .http2_keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_timeout(Duration::from_secs(10))
-        .keep_alive_while_idle(true)
-        .connect_with_connector(connector)
-        .await
-        .map_err(|error| format!("connecting: {error}"))?;
-    Ok(channel)
 }
 
 async fn stream_once(
@@ -186,7 +95,7 @@ async fn stream_once(
         .await
         .map_err(|status| format!("opening the stream: {status}"))?
         .into_inner();
-    shared.stats.gauge("control_plane.connected_state").set(1);
+    shared.traffic.stats.gauge("control_plane.connected_state").set(1);
     tracing::info!("ADS connected to {}:{}", target.host, target.port);
     while let Some(response) = responses.message().await.map_err(|status| format!("stream: {status}"))? {
         let Some(type_url) = [type_url::CLUSTER, type_url::ENDPOINT, type_url::LISTENER, type_url::ROUTE]
@@ -200,24 +109,24 @@ async fn stream_once(
         let subscription = subscriptions.entry(type_url).or_default();
         subscription.nonce = response.nonce.clone();
         let stat = stat_prefix(type_url);
-        shared.stats.counter(&format!("{stat}update_attempt")).inc();
+        shared.traffic.stats.counter(&format!("{stat}update_attempt")).inc();
         match outcome {
             Ok(()) => {
                 subscription.version = response.version_info.clone();
                 subscription.applied = true;
                 shared.mark_applied(type_url);
-                shared.stats.counter(&format!("{stat}update_success")).inc();
+                shared.traffic.stats.counter(&format!("{stat}update_success")).inc();
                 let _ = sender.send(request(type_url, subscription, None));
             }
             Err(reason) => {
                 tracing::warn!("rejected {} version {}: {reason}", short(type_url), response.version_info);
-                shared.stats.counter(&format!("{stat}update_rejected")).inc();
+                shared.traffic.stats.counter(&format!("{stat}update_rejected")).inc();
                 let _ = sender.send(request(type_url, subscription, Some(reason)));
             }
         }
         // Follow clusters to their endpoints and listeners to their routes.
         let follow = match type_url {
-            type_url::CLUSTER => Some((type_url::ENDPOINT, shared.clusters.eds_services())),
+            type_url::CLUSTER => Some((type_url::ENDPOINT, shared.traffic.clusters.eds_services())),
             type_url::LISTENER => Some((type_url::ROUTE, shared.route_names())),
             _ => None,
         };
@@ -232,84 +141,7 @@ async fn stream_once(
                 let _ = sender.send(request(follow_type, subscription, None));
             }
         }
-        check_initialized(shared);
+        shared.check_initialized();
     }
     Ok(())
-}
-
-/// Live once clusters, listeners, and every endpoint set, route table and SDS secret they
-/// need arrived.
-pub fn check_initialized(shared: &Shared) {
-    if shared.state() != ServerState::PreInitializing {
-        return;
-    }
-    let applied = |type_url: &str| shared.applied(type_url);
-    let secrets_ready = shared.tls.secrets.missing().is_empty();
-    let endpoints_ready = shared.clusters.eds_services().iter().all(|service| shared.clusters.has_assignment(service));
-    let routes = shared.routes.load();
-    let routes_ready = shared.route_names().iter().all(|name| routes.contains_key(name));
-    if applied(type_url::CLUSTER) && applied(type_url::LISTENER) && endpoints_ready && routes_ready && secrets_ready {
-        tracing::info!("initial config applied; live");
-        shared.set_state(ServerState::Live);
-    }
-}
-
-pub fn stat_prefix(type_url: &str) -> &'static str {
-    match type_url {
-        type_url::CLUSTER => "cluster_manager.cds.",
-        type_url::LISTENER => "listener_manager.lds.",
-        type_url::ENDPOINT => "cluster_manager.eds.",
-        _ => "http.rds.",
-    }
-}
-
-fn short(type_url: &str) -> &str {
-    type_url.rsplit('.').next().unwrap_or(type_url)
-}
-
-fn decode_all<M: Message + Default>(resources: &[Any], expected: &str) -> Result<Vec<M>, String> {
-    resources
-        .iter()
-        .enumerate()
-        .map(|(index, any)| {
-            if any.type_url != expected {
-                return Err(format!("resource {index} has type {} instead of {expected}", any.type_url));
-            }
-            M::decode(any.value.as_slice()).map_err(|error| format!("resource {index}: {error}"))
-        })
-        .collect()
-}
-
-/// Applies one state-of-the-world response.
-pub async fn apply_sotw(shared: &Arc<Shared>, type_url: &str, response: &DiscoveryResponse) -> Result<(), String> {
-    if type_url == type_url::ROUTE {
-        // Unlike CDS and LDS, a state-of-the-world RDS response may carry only the route
-        // configurations that changed (Pilot sends just those); the others stay as they are.
-        let routes = decode_all::<RouteConfiguration>(&response.resources, type_url)?;
-        shared.apply_routes(&routes, &response.version_info, false)?;
-        return shared.promote_warm_listeners().await;
-    }
-    apply_resources(shared, type_url, &response.resources, &response.version_info).await
-}
-
-/// Decodes and applies the complete set of one type's resources (a route configuration not
-/// in the set is removed).
-pub async fn apply_resources(
-    shared: &Arc<Shared>,
-    type_url: &str,
-    resources: &[Any],
-    version: &str,
-) -> Result<(), String> {
-    match type_url {
-        type_url::CLUSTER => shared.apply_clusters(&decode_all::<Cluster>(resources, type_url)?, version),
-        type_url::ENDPOINT => {
-            shared.apply_endpoints(&decode_all::<ClusterLoadAssignment>(resources, type_url)?, version)
-        }
-        type_url::LISTENER => shared.apply_listeners(&decode_all::<Listener>(resources, type_url)?, version).await,
-        type_url::ROUTE => {
-            shared.apply_routes(&decode_all::<RouteConfiguration>(resources, type_url)?, version, true)?;
-            shared.promote_warm_listeners().await
-        }
-        _ => Ok(()),
-    }
 }

@@ -14,8 +14,8 @@ use envoy_types::pb::google::rpc::Status;
 use istio_xds::type_url;
 use tokio::sync::mpsc;
 
-use super::xds::{apply_resources, check_initialized, connect_channel, stat_prefix, AdsTarget};
-use super::Shared;
+use super::ads::{apply_resources, connect_channel, stat_prefix, AdsTarget};
+use super::shared::Shared;
 
 /// What the client holds of one type: every resource by name, with its version.
 #[derive(Debug, Default, Clone)]
@@ -59,7 +59,7 @@ pub async fn stream_once(
         .await
         .map_err(|status| format!("opening the delta stream: {status}"))?
         .into_inner();
-    shared.stats.gauge("control_plane.connected_state").set(1);
+    shared.traffic.stats.gauge("control_plane.connected_state").set(1);
     tracing::info!("delta ADS connected to {}:{}", target.host, target.port);
     while let Some(response) = responses.message().await.map_err(|status| format!("stream: {status}"))? {
         let Some(type_url) = [type_url::CLUSTER, type_url::ENDPOINT, type_url::LISTENER, type_url::ROUTE]
@@ -71,7 +71,7 @@ pub async fn stream_once(
         let state = states.entry(type_url).or_default();
         let merged = merge(state, &response);
         let stat = stat_prefix(type_url);
-        shared.stats.counter(&format!("{stat}update_attempt")).inc();
+        shared.traffic.stats.counter(&format!("{stat}update_attempt")).inc();
         let resources: Vec<Any> = merged.values().map(|(_, any)| any.clone()).collect();
         let outcome = apply_resources(shared, type_url, &resources, &response.system_version_info).await;
         let mut ack = DeltaDiscoveryRequest {
@@ -85,17 +85,17 @@ pub async fn stream_once(
                 state.resources = merged;
                 state.applied = true;
                 shared.mark_applied(type_url);
-                shared.stats.counter(&format!("{stat}update_success")).inc();
+                shared.traffic.stats.counter(&format!("{stat}update_success")).inc();
             }
             Err(reason) => {
                 tracing::warn!("rejected a delta update of {type_url}: {reason}");
-                shared.stats.counter(&format!("{stat}update_rejected")).inc();
+                shared.traffic.stats.counter(&format!("{stat}update_rejected")).inc();
                 ack.error_detail = Some(Status { code: 3, message: reason, details: Vec::new() });
             }
         }
         let _ = sender.send(ack);
         let follow = match type_url {
-            type_url::CLUSTER => Some((type_url::ENDPOINT, shared.clusters.eds_services())),
+            type_url::CLUSTER => Some((type_url::ENDPOINT, shared.traffic.clusters.eds_services())),
             type_url::LISTENER => Some((type_url::ROUTE, shared.route_names())),
             _ => None,
         };
@@ -118,7 +118,7 @@ pub async fn stream_once(
                 });
             }
         }
-        check_initialized(shared);
+        shared.check_initialized();
     }
     Ok(())
 }

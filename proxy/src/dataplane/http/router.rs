@@ -19,9 +19,10 @@ use super::super::body::{self, Body};
 use super::super::config::cluster::Discovery;
 use super::super::config::matcher::roll;
 use super::super::config::route::{Forward, RetryPolicy};
+use super::super::upstream::cluster::UpstreamCluster;
+use super::super::upstream::host::Host;
 use super::super::upstream::pool::{checkout, PoolError};
-use super::super::upstream::{Host, UpstreamCluster};
-use super::super::Shared;
+use super::super::upstream::ClusterManager;
 
 /// Headers that belong to one hop and are not forwarded.
 const HOP_BY_HOP: &[&str] = &[
@@ -37,7 +38,6 @@ const HOP_BY_HOP: &[&str] = &[
 
 /// What the router knows about the request besides its parts.
 pub struct Outbound<'a> {
-    pub shared: &'a Shared,
     pub cluster: Arc<UpstreamCluster>,
     pub forward: &'a Forward,
     pub authority: String,
@@ -369,12 +369,19 @@ fn convert(response: Response<hyper::body::Incoming>) -> Response<Body> {
 }
 
 /// Sends a copy of the request to each mirror cluster the route names, without waiting.
-pub fn mirror(shared: &Shared, forward: &Forward, parts: &Parts, body: &Bytes, authority: &str, hash: Option<u64>) {
+pub fn mirror(
+    clusters: &ClusterManager,
+    forward: &Forward,
+    parts: &Parts,
+    body: &Bytes,
+    authority: &str,
+    hash: Option<u64>,
+) {
     for mirror in &forward.mirrors {
         if !roll(mirror.fraction) {
             continue;
         }
-        let Some(cluster) = shared.clusters.get(&mirror.cluster) else { continue };
+        let Some(cluster) = clusters.get(&mirror.cluster) else { continue };
         let Some(host) = cluster.choose_host(hash, &[]) else { continue };
         let (name, port) = super::local::split_authority(authority);
         let shadow = match port {
@@ -389,7 +396,6 @@ pub fn mirror(shared: &Shared, forward: &Forward, parts: &Parts, body: &Bytes, a
             shadow_parts.headers.insert(HOST, value);
         }
         let out = Outbound {
-            shared,
             cluster: cluster.clone(),
             forward,
             authority: shadow,

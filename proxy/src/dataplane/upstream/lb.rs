@@ -3,52 +3,17 @@
 //! Envoy's panic mode (all hosts of the priority) when fewer than half are healthy, and
 //! retries steering away from hosts already tried.
 
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{Host, UpstreamCluster};
+use super::cluster::UpstreamCluster;
+use super::host::Host;
 use crate::dataplane::config::cluster::LbPolicy;
-
-/// A consistent-hash ring: points on the ring and the host index at each.
-#[derive(Debug, Default)]
-pub struct Ring {
-    points: Vec<(u64, usize)>,
-}
 
 /// Envoy's default healthy panic threshold.
 const PANIC_THRESHOLD_PERCENT: usize = 50;
-
-/// Points per host (Envoy's minimum ring size is 1024 in total; this keeps small clusters even).
-const POINTS_PER_HOST: usize = 128;
-
-pub fn hash_of(value: impl Hash) -> u64 {
-    let mut hasher = DefaultHasher::new();
-    value.hash(&mut hasher);
-    hasher.finish()
-}
-
-impl Ring {
-    pub fn build(hosts: &[Arc<Host>]) -> Ring {
-        let mut points = Vec::with_capacity(hosts.len() * POINTS_PER_HOST);
-        for (index, host) in hosts.iter().enumerate() {
-            for replica in 0..POINTS_PER_HOST * host.weight.clamp(1, 16) as usize {
-                points.push((hash_of((host.address, replica)), index));
-            }
-        }
-        points.sort_unstable();
-        Ring { points }
-    }
-
-    /// Host indexes in ring order starting at `hash`.
-    fn walk(&self, hash: u64) -> impl Iterator<Item = usize> + '_ {
-        let start = self.points.partition_point(|(point, _)| *point < hash);
-        self.points[start..].iter().chain(self.points[..start].iter()).map(|(_, index)| *index)
-    }
-}
 
 impl UpstreamCluster {
     /// Picks a host for a request: `hash` for ring hash, `tried` hosts avoided when another
@@ -127,6 +92,7 @@ mod tests {
     use super::*;
     use crate::dataplane::config::cluster::{ClusterConfig, Discovery, EndpointConfig, Limits};
     use crate::dataplane::stats::Stats;
+    use crate::dataplane::upstream::ring::hash_of;
     use std::time::Duration;
 
     fn cluster(policy: LbPolicy, hosts: &[&str]) -> Arc<UpstreamCluster> {

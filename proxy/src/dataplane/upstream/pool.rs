@@ -6,103 +6,29 @@
 //! timeout (an hour unless the cluster says otherwise).
 
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpSocket, TcpStream};
 
-use super::{Host, UpstreamCluster};
+use super::cluster::UpstreamCluster;
+use super::host::Host;
+use super::host_pool::IdleConnection;
+pub use super::host_pool::{BoxStream, PoolError, Stream};
 use crate::dataplane::body::Body;
 use crate::dataplane::stats::GaugeGuard;
 
 /// Envoy's default idle timeout for upstream HTTP connections.
 const DEFAULT_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
 
-/// A byte stream to an upstream host (plain TCP or TLS).
-pub trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
-impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
-pub type BoxStream = Pin<Box<dyn Stream>>;
-
-/// Why no connection could be had.
-#[derive(Debug)]
-pub enum PoolError {
-    /// A circuit breaker is open (`UO`).
-    Overflow,
-    /// The connection failed (`UF`), with the reason.
-    ConnectFailure(String),
-    /// The request's deadline passed while waiting (`UT`).
-    Timeout,
-}
-
-#[derive(Debug, Default)]
-pub struct HostPool {
-    /// Open (or opening) connections to this host.
-    connections: std::sync::atomic::AtomicUsize,
-    idle: Mutex<Vec<IdleConnection>>,
-    /// Whether a task is waiting to close this host's idle connections when they time out
-    /// (one per host, however many requests it serves).
-    sweeper_running: std::sync::atomic::AtomicBool,
-    http2: tokio::sync::Mutex<Option<http2::SendRequest<Body>>>,
-}
-
-#[derive(Debug)]
-struct IdleConnection {
-    sender: http1::SendRequest<Body>,
-    served: u32,
-    since: Instant,
-}
-
-impl HostPool {
-    /// Whether the pool still holds a live connection.
-    pub fn has_idle(&self) -> bool {
-        self.idle.lock().unwrap_or_else(|poison| poison.into_inner()).iter().any(|idle| !idle.sender.is_closed())
-    }
-
-    fn connection_count(&self) -> usize {
-        self.connections.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// Drops idle connections older than `idle_timeout`, and dead ones.
-    fn sweep(&self, idle_timeout: std::time::Duration) {
-        self.idle
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-            .retain(|connection| connection.since.elapsed() < idle_timeout && !connection.sender.is_closed());
-    }
-
-    /// When the longest-idle connection times out, if any connection is idle.
-    fn next_expiry(&self, idle_timeout: std::time::Duration) -> Option<Instant> {
-        let idle = self.idle.lock().unwrap_or_else(|poison| poison.into_inner());
-        idle.iter().map(|connection| connection.since + idle_timeout).min()
-    }
-
-    /// Returns a connection to the pool, and makes sure a sweeper will close it if nobody
-    /// takes it within `idle_timeout`.
-    fn put_idle(host: &Arc<Host>, connection: IdleConnection, idle_timeout: std::time::Duration) {
-        host.pool.idle.lock().unwrap_or_else(|poison| poison.into_inner()).push(connection);
-        if host.pool.claim_sweeper() {
-            tokio::spawn(sweep_while_idle(Arc::downgrade(host), idle_timeout));
-        }
-    }
-
-    fn claim_sweeper(&self) -> bool {
-        use std::sync::atomic::Ordering;
-        self.sweeper_running.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_ok()
-    }
-
-    fn take_idle(&self, idle_timeout: Option<std::time::Duration>) -> Option<(http1::SendRequest<Body>, u32)> {
-        let mut idle = self.idle.lock().unwrap_or_else(|poison| poison.into_inner());
-        while let Some(connection) = idle.pop() {
-            let expired = idle_timeout.is_some_and(|timeout| connection.since.elapsed() >= timeout);
-            if !expired && connection.sender.is_ready() && !connection.sender.is_closed() {
-                return Some((connection.sender, connection.served));
-            }
-        }
-        None
+/// Returns a connection to the pool, and makes sure a sweeper will close it if nobody
+/// takes it within `idle_timeout`.
+fn put_idle(host: &Arc<Host>, connection: IdleConnection, idle_timeout: std::time::Duration) {
+    host.pool.idle.lock().unwrap_or_else(|poison| poison.into_inner()).push(connection);
+    if host.pool.claim_sweeper() {
+        tokio::spawn(sweep_while_idle(Arc::downgrade(host), idle_timeout));
     }
 }
 
@@ -270,7 +196,7 @@ impl Lease {
                             return;
                         }
                         let connection = IdleConnection { sender, served, since: Instant::now() };
-                        HostPool::put_idle(&host, connection, idle_timeout);
+                        put_idle(&host, connection, idle_timeout);
                         cluster.connection_freed.notify_waiters();
                     });
                 }

@@ -1,0 +1,164 @@
+//! What the state-of-the-world and delta xDS clients share: where the management server is
+//! (the bootstrap's ADS cluster), a gRPC channel to it through that cluster, and applying a
+//! complete set of one type's resources to the data plane.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use envoy_types::pb::envoy::config::bootstrap::v3::Bootstrap;
+use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::core::v3::{grpc_service, Node};
+use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use envoy_types::pb::envoy::config::listener::v3::Listener;
+use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+use envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse;
+use envoy_types::pb::google::protobuf::Any;
+use hyper_util::rt::TokioIo;
+use istio_xds::type_url;
+use prost::Message;
+
+use super::config::cluster::socket_of;
+use super::shared::Shared;
+use super::upstream::pool::connect;
+
+/// Where ADS is: the bootstrap cluster that reaches it and that cluster's address.
+#[derive(Debug, Clone)]
+pub struct AdsTarget {
+    pub cluster: String,
+    pub host: String,
+    pub port: u16,
+    pub node: Node,
+    /// `api_type: DELTA_GRPC`: incremental xDS.
+    pub delta: bool,
+}
+
+impl AdsTarget {
+    pub fn from_bootstrap(bootstrap: &Bootstrap) -> anyhow::Result<Option<AdsTarget>> {
+        let Some(ads) = bootstrap.dynamic_resources.as_ref().and_then(|dynamic| dynamic.ads_config.as_ref()) else {
+            return Ok(None);
+        };
+        let cluster = ads
+            .grpc_services
+            .iter()
+            .find_map(|service| match &service.target_specifier {
+                Some(grpc_service::TargetSpecifier::EnvoyGrpc(envoy)) => Some(envoy.cluster_name.clone()),
+                _ => None,
+            })
+            .ok_or_else(|| anyhow::anyhow!("bootstrap: ads_config needs an envoy_grpc cluster"))?;
+        let static_cluster = bootstrap
+            .static_resources
+            .as_ref()
+            .and_then(|resources| resources.clusters.iter().find(|candidate| candidate.name == cluster))
+            .ok_or_else(|| anyhow::anyhow!("bootstrap: the ADS cluster {cluster} is not a static cluster"))?;
+        let (host, port) = static_cluster
+            .load_assignment
+            .as_ref()
+            .and_then(|assignment| assignment.endpoints.first())
+            .and_then(|locality| locality.lb_endpoints.first())
+            .and_then(|endpoint| match &endpoint.host_identifier {
+                Some(envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier::Endpoint(endpoint)) => {
+                    socket_of(endpoint.address.as_ref())
+                }
+                _ => None,
+            })
+            .ok_or_else(|| anyhow::anyhow!("bootstrap: the ADS cluster {cluster} needs an endpoint"))?;
+        let delta =
+            ads.api_type == envoy_types::pb::envoy::config::core::v3::api_config_source::ApiType::DeltaGrpc as i32;
+        Ok(Some(AdsTarget { cluster, host, port, node: bootstrap.node.clone().unwrap_or_default(), delta }))
+    }
+}
+
+/// A gRPC channel to the management server through the bootstrap's xDS cluster (its connect
+/// timeout and TLS), with HTTP/2 keepalive.
+pub async fn connect_channel(shared: &Arc<Shared>, target: &AdsTarget) -> Result<tonic::transport::Channel, String> {
+    let connector_shared = shared.clone();
+    let (cluster_name, host, port) = (target.cluster.clone(), target.host.clone(), target.port);
+    let connector = tower::service_fn(move |_: http::Uri| {
+        let (shared, cluster_name, host) = (connector_shared.clone(), cluster_name.clone(), host.clone());
+        async move {
+            let address: SocketAddr = tokio::net::lookup_host((host.as_str(), port))
+                .await?
+                .find(SocketAddr::is_ipv4)
+                .ok_or_else(|| std::io::Error::other(format!("{host} has no IPv4 address")))?;
+            let cluster = shared
+                .traffic
+                .clusters
+                .get(&cluster_name)
+                .ok_or_else(|| std::io::Error::other("the ADS cluster is gone"))?;
+            connect(&cluster, address)
+                .await
+                .map(TokioIo::new)
+                .map_err(|error| std::io::Error::other(format!("{error:?}")))
+        }
+    });
+    // HTTP/2 keepalive notices a management server that vanished without closing the stream.
+    let channel = tonic::transport::Endpoint::from_static("http://xds-grpc")
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .keep_alive_while_idle(true)
+        .connect_with_connector(connector)
+        .await
+        .map_err(|error| format!("connecting: {error}"))?;
+    Ok(channel)
+}
+
+pub fn stat_prefix(type_url: &str) -> &'static str {
+    match type_url {
+        type_url::CLUSTER => "cluster_manager.cds.",
+        type_url::LISTENER => "listener_manager.lds.",
+        type_url::ENDPOINT => "cluster_manager.eds.",
+        _ => "http.rds.",
+    }
+}
+
+pub fn short(type_url: &str) -> &str {
+    type_url.rsplit('.').next().unwrap_or(type_url)
+}
+
+fn decode_all<M: Message + Default>(resources: &[Any], expected: &str) -> Result<Vec<M>, String> {
+    resources
+        .iter()
+        .enumerate()
+        .map(|(index, any)| {
+            if any.type_url != expected {
+                return Err(format!("resource {index} has type {} instead of {expected}", any.type_url));
+            }
+            M::decode(any.value.as_slice()).map_err(|error| format!("resource {index}: {error}"))
+        })
+        .collect()
+}
+
+/// Applies one state-of-the-world response.
+pub async fn apply_sotw(shared: &Arc<Shared>, type_url: &str, response: &DiscoveryResponse) -> Result<(), String> {
+    if type_url == type_url::ROUTE {
+        // Unlike CDS and LDS, a state-of-the-world RDS response may carry only the route
+        // configurations that changed (Pilot sends just those); the others stay as they are.
+        let routes = decode_all::<RouteConfiguration>(&response.resources, type_url)?;
+        shared.apply_routes(&routes, &response.version_info, false)?;
+        return shared.promote_warm_listeners().await;
+    }
+    apply_resources(shared, type_url, &response.resources, &response.version_info).await
+}
+
+/// Decodes and applies the complete set of one type's resources (a route configuration not
+/// in the set is removed).
+pub async fn apply_resources(
+    shared: &Arc<Shared>,
+    type_url: &str,
+    resources: &[Any],
+    version: &str,
+) -> Result<(), String> {
+    match type_url {
+        type_url::CLUSTER => shared.apply_clusters(&decode_all::<Cluster>(resources, type_url)?, version),
+        type_url::ENDPOINT => {
+            shared.apply_endpoints(&decode_all::<ClusterLoadAssignment>(resources, type_url)?, version)
+        }
+        type_url::LISTENER => shared.apply_listeners(&decode_all::<Listener>(resources, type_url)?, version).await,
+        type_url::ROUTE => {
+            shared.apply_routes(&decode_all::<RouteConfiguration>(resources, type_url)?, version, true)?;
+            shared.promote_warm_listeners().await
+        }
+        _ => Ok(()),
+    }
+}

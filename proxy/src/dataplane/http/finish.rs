@@ -1,0 +1,105 @@
+//! The end of a request: the `server` header, `connection: close` on HTTP/1 while draining, the
+//! status counted by class, and — when the response body has been sent or the client went away
+//! — the access log written and the span finished.
+
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::HeaderValue;
+use http::Response;
+use http_body::Frame;
+
+use super::super::body::{self, Body, BoxError};
+use super::super::config::listener::HttpManagerConfig;
+use super::super::connection_stats::HttpManagerStats;
+use super::super::context::TrafficContext;
+use super::exchange::{header_snapshot, Exchange};
+
+/// Completes the response and arranges for the exchange to be logged when its body ends.
+pub fn complete(
+    context: &TrafficContext,
+    manager: &HttpManagerConfig,
+    stats: &HttpManagerStats,
+    mut exchange: Exchange,
+    mut response: Response<Body>,
+) -> Response<Body> {
+    response.headers_mut().insert("server", HeaderValue::from_static("envoy"));
+    if context.draining() && exchange.version < http::Version::HTTP_2 {
+        response.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    let status = response.status().as_u16();
+    exchange.entry.response_code = status;
+    stats.record_status(status);
+    if !manager.access_logs.is_empty() {
+        exchange.entry.response_headers = header_snapshot(response.headers());
+    }
+    let (parts, body) = response.into_parts();
+    let logs = manager.access_logs.clone();
+    let writers = context.access_logs.clone();
+    let finish = move |bytes_sent: u64| {
+        let Exchange { mut entry, span, active, bytes_received, started, .. } = exchange;
+        drop(active);
+        if let Some(span) = span {
+            span.finish(&entry);
+        }
+        if logs.is_empty() {
+            return;
+        }
+        entry.bytes_sent = bytes_sent;
+        entry.bytes_received = bytes_received.load(Ordering::Relaxed);
+        entry.duration = started.elapsed();
+        writers.write(&logs, &entry);
+    };
+    Response::from_parts(parts, body::boxed(Finished { inner: body, sent: 0, finish: Some(Box::new(finish)) }))
+}
+
+/// A response body that counts bytes sent and runs `finish` once, at its end or when dropped
+/// (the client went away).
+struct Finished {
+    inner: Body,
+    sent: u64,
+    finish: Option<Box<dyn FnOnce(u64) + Send + Sync>>,
+}
+
+impl Finished {
+    fn done(&mut self) {
+        if let Some(finish) = self.finish.take() {
+            finish(self.sent);
+        }
+    }
+}
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        self.done();
+    }
+}
+
+impl http_body::Body for Finished {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.sent += data.len() as u64;
+                }
+            }
+            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => self.done(),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}

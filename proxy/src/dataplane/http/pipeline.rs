@@ -1,0 +1,73 @@
+//! One request through the connection manager's layers, in Envoy's order: the forwarding
+//! headers, the span, the WebSocket check, route selection, the route's own pipeline, the
+//! upgrade bridge, and the finish that logs when the response ends. Each step is its own module.
+
+use std::sync::Arc;
+
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use super::super::access_log::ResponseFlag;
+use super::super::body::Body;
+use super::super::config::listener::HttpManagerConfig;
+use super::super::connection_stats::HttpManagerStats;
+use super::super::context::TrafficContext;
+use super::downstream::Downstream;
+use super::exchange::Exchange;
+use super::span::RequestSpan;
+use super::{finish, forwarding, local, request_body, route, routing, upgrade};
+
+/// Runs one request through the pipeline.
+pub async fn handle(
+    context: &TrafficContext,
+    manager: &HttpManagerConfig,
+    stats: &HttpManagerStats,
+    downstream: Arc<Downstream>,
+    mut request: Request<Incoming>,
+) -> Response<Body> {
+    stats.rq_total.inc();
+    let active = stats.rq_active.track();
+    let downstream_upgrade = upgrade::requested(&mut request);
+    let (mut parts, incoming) = request.into_parts();
+    let mut exchange = Exchange::begin(downstream, &parts);
+    exchange.active = Some(active);
+    forwarding::add_request_headers(&mut parts.headers, manager, &exchange.downstream);
+    let target = (exchange.authority.as_str(), exchange.original_path.as_str());
+    let span = RequestSpan::start(context.tracer.as_ref(), manager.tracing, &mut parts, &exchange.downstream, target);
+    exchange.span = span;
+    if !manager.access_logs.is_empty() {
+        exchange.record_request_headers(&parts);
+    }
+    // Upgrades the connection manager does not allow are refused, as Envoy does.
+    if upgrade::refused(manager, &parts.headers) {
+        stats.ws_on_non_ws_route.inc();
+        return local::reply(StatusCode::FORBIDDEN, "");
+    }
+    let table = routing::route_table(context, manager);
+    let selected = table.as_deref().and_then(|table| routing::select(table, &exchange, &parts));
+    let inbound = exchange.downstream.inbound;
+    if let Some(span) = exchange.span.as_mut() {
+        span.name_after_route(selected.as_ref().map(|selected| selected.route), &mut parts.headers, inbound);
+    }
+    let (mut response, upgrades) = match selected {
+        None => {
+            stats.no_route.inc();
+            exchange.entry.flags.push(ResponseFlag::NoRouteFound);
+            (local::failure(ResponseFlag::NoRouteFound), None)
+        }
+        Some(selected) => {
+            exchange.entry.route_name = Some(selected.route.name.clone()).filter(|name| !name.is_empty());
+            let body = request_body::counted(incoming, exchange.bytes_received.clone());
+            let (response, upstream_upgrade) =
+                route::run(context, manager, stats, &mut exchange, &selected, parts, body).await;
+            (response, upstream_upgrade.zip(downstream_upgrade))
+        }
+    };
+    if let Some((upstream, downstream)) = upgrades {
+        tokio::spawn(upgrade::bridge(downstream, upstream));
+    }
+    if let Some(span) = exchange.span.as_mut() {
+        span.on_response(response.headers_mut(), inbound);
+    }
+    finish::complete(context, manager, stats, exchange, response)
+}

@@ -1,0 +1,81 @@
+//! What a route changes about a request and its response: header edits at the route, virtual
+//! host and route table levels (the most specific level first, so the route table's win), the
+//! path prefix rewrite (keeping the original in `x-envoy-original-path`), and the host rewrite.
+
+use http::header::{HeaderValue, HOST};
+use http::request::Parts;
+use http::{HeaderMap, Response};
+
+use super::super::body::Body;
+use super::super::config::route::{Forward, HeaderAdd, HeaderEdits, PathMatch};
+use super::exchange::Exchange;
+use super::router::header_name;
+use super::routing::Selected;
+
+/// The three levels of header edits, the most specific first.
+fn levels<'a>(selected: &'a Selected<'_>) -> [&'a HeaderEdits; 3] {
+    [&selected.route.headers, &selected.host.headers, &selected.table.headers]
+}
+
+/// Removes and adds request headers as the route's levels say.
+pub fn request_headers(headers: &mut HeaderMap, selected: &Selected<'_>) {
+    for edits in levels(selected) {
+        for name in &edits.request_remove {
+            headers.remove(name.as_str());
+        }
+        apply_adds(headers, &edits.request_add);
+    }
+}
+
+/// Removes and adds response headers as the route's levels say.
+pub fn response_headers(response: &mut Response<Body>, selected: &Selected<'_>) {
+    for edits in levels(selected) {
+        for name in &edits.response_remove {
+            response.headers_mut().remove(name.as_str());
+        }
+        apply_adds(response.headers_mut(), &edits.response_add);
+    }
+}
+
+fn apply_adds(headers: &mut HeaderMap, adds: &[HeaderAdd]) {
+    for add in adds {
+        let (Some(name), Ok(value)) = (header_name(&add.name), HeaderValue::from_str(&add.value)) else {
+            continue;
+        };
+        if add.append {
+            headers.append(name, value);
+        } else {
+            headers.insert(name, value);
+        }
+    }
+}
+
+/// Rewrites the request's path (prefix rewrite) and authority (host rewrite) for the upstream;
+/// returns the authority it goes out with. The URI keeps only path and query.
+pub fn uri_and_host(parts: &mut Parts, forward: &Forward, path_match: &PathMatch, exchange: &Exchange) -> String {
+    let original_path = exchange.original_path.as_str();
+    if let Some(rewrite) = &forward.prefix_rewrite {
+        let matched = match path_match {
+            PathMatch::Prefix(prefix) | PathMatch::SeparatedPrefix(prefix) => Some(prefix.as_str()),
+            PathMatch::Exact(path) => Some(path.as_str()),
+            PathMatch::Regex(_) => None,
+        };
+        if let Some(matched) = matched {
+            let rest = original_path.get(matched.len()..).unwrap_or("");
+            let rewritten = format!("{rewrite}{rest}");
+            if let Ok(uri) = rewritten.parse() {
+                parts.uri = uri;
+                if let Ok(value) = HeaderValue::from_str(original_path) {
+                    parts.headers.insert("x-envoy-original-path", value);
+                }
+            }
+        }
+    } else if let Some(path) = parts.uri.path_and_query().cloned() {
+        parts.uri = http::Uri::from(path);
+    }
+    let upstream_authority = forward.host_rewrite.clone().unwrap_or_else(|| exchange.authority.clone());
+    if let Ok(value) = HeaderValue::from_str(&upstream_authority) {
+        parts.headers.insert(HOST, value);
+    }
+    upstream_authority
+}

@@ -1,0 +1,30 @@
+//! Protocol upgrades (WebSocket): refused with 403 when the connection manager does not allow
+//! them, as Envoy does; once the upstream accepts one (101), bytes flow both ways between the
+//! two upgraded connections until either side closes.
+
+use http::header::UPGRADE;
+use http::{HeaderMap, Request};
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+
+use super::super::config::listener::HttpManagerConfig;
+
+/// The downstream side of an upgrade the request asks for, to bridge if the upstream agrees.
+pub fn requested(request: &mut Request<Incoming>) -> Option<OnUpgrade> {
+    request.headers().contains_key(UPGRADE).then(|| hyper::upgrade::on(request))
+}
+
+/// Whether the request asks for a WebSocket upgrade the manager does not allow.
+pub fn refused(manager: &HttpManagerConfig, headers: &HeaderMap) -> bool {
+    let websocket = headers.get(UPGRADE).is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    websocket && !manager.websocket
+}
+
+/// Bridges an accepted upgrade: bytes flow both ways until either side closes.
+pub async fn bridge(downstream: OnUpgrade, upstream: OnUpgrade) {
+    let (Ok(upstream), Ok(downstream)) = (upstream.await, downstream.await) else { return };
+    let mut upstream = TokioIo::new(upstream);
+    let mut downstream = TokioIo::new(downstream);
+    let _ = tokio::io::copy_bidirectional(&mut downstream, &mut upstream).await;
+}
