@@ -9,6 +9,31 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+/// Why a request got no answer; each names the address and what failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("connecting to {authority}: {source}")]
+    Connect { authority: String, source: std::io::Error },
+    #[error("{host:?} is not a valid TLS server name")]
+    ServerName { host: String },
+    #[error("TLS configuration: {0}")]
+    TlsConfig(#[from] rustls::Error),
+    #[error("TLS with {authority}: {source}")]
+    Tls { authority: String, source: std::io::Error },
+    #[error("HTTP handshake with {authority}: {source}")]
+    Handshake { authority: String, source: hyper::Error },
+    #[error("building the request for {path}: {source}")]
+    Request { path: String, source: http::Error },
+    #[error("{target}: {source}")]
+    Send { target: String, source: hyper::Error },
+    #[error("reading {target}: {source}")]
+    Read { target: String, source: hyper::Error },
+    #[error("{target}: no answer within {timeout:?}")]
+    Timeout { target: String, timeout: Duration },
+    #[error("{path} answered {status}")]
+    Status { path: String, status: StatusCode },
+}
+
 /// A response's status and whole body.
 #[derive(Debug)]
 pub struct Response {
@@ -32,21 +57,29 @@ pub async fn send(
     path_and_query: &str,
     headers: &[(String, String)],
     timeout: Duration,
-) -> Result<Response, String> {
+) -> Result<Response, ClientError> {
+    let target = || format!("{authority}{path_and_query}");
     let exchange = async {
-        let tcp = TcpStream::connect(authority).await.map_err(|error| format!("connecting to {authority}: {error}"))?;
+        let tcp = TcpStream::connect(authority)
+            .await
+            .map_err(|source| ClientError::Connect { authority: authority.to_string(), source })?;
         let stream: crate::dataplane::upstream::pool::BoxStream = if tls {
             let host = authority.rsplit_once(':').map_or(authority, |(host, _)| host).trim_matches(['[', ']']);
             let name = rustls::pki_types::ServerName::try_from(host.to_string())
-                .map_err(|_| format!("{host:?} is not a valid TLS server name"))?;
+                .map_err(|_| ClientError::ServerName { host: host.to_string() })?;
             let connector = tokio_rustls::TlsConnector::from(crate::dataplane::tls::unverified_client_config()?);
-            Box::pin(connector.connect(name, tcp).await.map_err(|error| format!("TLS with {authority}: {error}"))?)
+            Box::pin(
+                connector
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|source| ClientError::Tls { authority: authority.to_string(), source })?,
+            )
         } else {
             Box::pin(tcp)
         };
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
-            .map_err(|error| format!("HTTP handshake with {authority}: {error}"))?;
+            .map_err(|source| ClientError::Handshake { authority: authority.to_string(), source })?;
         tokio::spawn(connection);
         let mut request = Request::builder().method(method).uri(path_and_query).header(http::header::HOST, authority);
         for (name, value) in headers {
@@ -54,21 +87,19 @@ pub async fn send(
         }
         let request = request
             .body(Empty::<Bytes>::new())
-            .map_err(|error| format!("building the request for {path_and_query}: {error}"))?;
+            .map_err(|source| ClientError::Request { path: path_and_query.to_string(), source })?;
         let response =
-            sender.send_request(request).await.map_err(|error| format!("{authority}{path_and_query}: {error}"))?;
+            sender.send_request(request).await.map_err(|source| ClientError::Send { target: target(), source })?;
         let status = response.status();
         let body = response
             .into_body()
             .collect()
             .await
-            .map_err(|error| format!("reading {authority}{path_and_query}: {error}"))?
+            .map_err(|source| ClientError::Read { target: target(), source })?
             .to_bytes();
         Ok(Response { status, body })
     };
-    tokio::time::timeout(timeout, exchange)
-        .await
-        .map_err(|_| format!("{authority}{path_and_query}: no answer within {timeout:?}"))?
+    tokio::time::timeout(timeout, exchange).await.map_err(|_| ClientError::Timeout { target: target(), timeout })?
 }
 
 /// The local admin API on `127.0.0.1:port`.
@@ -80,24 +111,24 @@ pub struct Admin {
 impl Admin {
     const TIMEOUT: Duration = Duration::from_secs(5);
 
-    pub async fn get(&self, path: &str) -> Result<Response, String> {
+    pub async fn get(&self, path: &str) -> Result<Response, ClientError> {
         self.call(Method::GET, path).await
     }
 
-    pub async fn post(&self, path: &str) -> Result<Response, String> {
+    pub async fn post(&self, path: &str) -> Result<Response, ClientError> {
         self.call(Method::POST, path).await
     }
 
-    pub async fn call(&self, method: Method, path: &str) -> Result<Response, String> {
+    pub async fn call(&self, method: Method, path: &str) -> Result<Response, ClientError> {
         let path = if path.starts_with('/') { path.to_string() } else { format!("/{path}") };
         send(false, method, &format!("127.0.0.1:{}", self.port), &path, &[], Self::TIMEOUT).await
     }
 
     /// Counter and gauge values from `/stats` whose names match `filter` (a regex).
-    pub async fn stats(&self, filter: &str) -> Result<Vec<(String, u64)>, String> {
+    pub async fn stats(&self, filter: &str) -> Result<Vec<(String, u64)>, ClientError> {
         let response = self.get(&format!("/stats?filter={}", encode_query(filter))).await?;
         if !response.status.is_success() {
-            return Err(format!("/stats answered {}", response.status));
+            return Err(ClientError::Status { path: "/stats".to_string(), status: response.status });
         }
         Ok(parse_stats(&response.text()))
     }

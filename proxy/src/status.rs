@@ -18,7 +18,7 @@ use serde::Deserialize;
 use tokio::net::TcpListener;
 
 use crate::agent::node::Role;
-use crate::http_client::{self, Admin};
+use crate::http_client::{self, Admin, ClientError};
 
 /// The environment variable carrying the rewritten application probes.
 pub const APP_PROBERS_ENV: &str = "ISTIO_KUBE_APP_PROBERS";
@@ -54,28 +54,56 @@ pub struct HttpHeader {
 }
 
 /// Parses `ISTIO_KUBE_APP_PROBERS`; an empty value means no probes.
-pub fn parse_app_probers(text: &str) -> Result<HashMap<String, AppProber>, String> {
+/// A prober map (`ISTIO_KUBE_APP_PROBERS`) the agent cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum ProberError {
+    #[error("{APP_PROBERS_ENV} is not a valid prober map: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("{APP_PROBERS_ENV}: {0:?} does not start with /app-health/")]
+    Path(String),
+    #[error("{APP_PROBERS_ENV}: {path}: scheme {scheme} is not HTTP or HTTPS")]
+    Scheme { path: String, scheme: String },
+    #[error("{APP_PROBERS_ENV}: {0}: port must be a number (named ports are resolved by the injector)")]
+    Port(String),
+}
+
+pub fn parse_app_probers(text: &str) -> Result<HashMap<String, AppProber>, ProberError> {
     if text.trim().is_empty() {
         return Ok(HashMap::new());
     }
-    let probers: HashMap<String, AppProber> =
-        serde_json::from_str(text).map_err(|error| format!("{APP_PROBERS_ENV} is not a valid prober map: {error}"))?;
+    let probers: HashMap<String, AppProber> = serde_json::from_str(text)?;
     for (path, prober) in &probers {
         if !path.starts_with("/app-health/") {
-            return Err(format!("{APP_PROBERS_ENV}: {path:?} does not start with /app-health/"));
+            return Err(ProberError::Path(path.clone()));
         }
         if let Some(scheme) = &prober.http_get.scheme {
             if !scheme.eq_ignore_ascii_case("HTTP") && !scheme.eq_ignore_ascii_case("HTTPS") {
-                return Err(format!("{APP_PROBERS_ENV}: {path}: scheme {scheme} is not HTTP or HTTPS"));
+                return Err(ProberError::Scheme { path: path.clone(), scheme: scheme.clone() });
             }
         }
         if prober.http_get.port.as_u64().filter(|port| *port <= u16::MAX as u64).is_none() {
-            return Err(format!(
-                "{APP_PROBERS_ENV}: {path}: port must be a number (named ports are resolved by the injector)"
-            ));
+            return Err(ProberError::Port(path.clone()));
         }
     }
     Ok(probers)
+}
+
+/// Why the proxy is not ready, as `/healthz/ready` says it.
+#[derive(Debug, thiserror::Error)]
+pub enum NotReady {
+    #[error("the data plane's admin API is not answering: {0}")]
+    AdminUnreachable(#[source] ClientError),
+    #[error(
+        "config not received from Pilot (is Pilot running?): cds updates: {cds_ok} successful, {cds_rejected} \
+         rejected; lds updates: {lds_ok} successful, {lds_rejected} rejected"
+    )]
+    NoConfig { cds_ok: u64, cds_rejected: u64, lds_ok: u64, lds_rejected: u64 },
+    #[error(transparent)]
+    Admin(#[from] ClientError),
+    #[error("server is not live, current state is: {0}")]
+    NotLive(String),
+    #[error("inbound listener not configured yet for application ports {0:?}")]
+    NoInbound(Vec<u16>),
 }
 
 /// What the readiness check needs to know.
@@ -126,28 +154,25 @@ async fn ready(State(state): State<Arc<StatusState>>) -> Response {
         Ok(()) => StatusCode::OK.into_response(),
         Err(reason) => {
             tracing::debug!("not ready: {reason}");
-            (StatusCode::SERVICE_UNAVAILABLE, reason).into_response()
+            (StatusCode::SERVICE_UNAVAILABLE, reason.to_string()).into_response()
         }
     }
 }
 
 /// 1.4's readiness rules, asked of the admin API (ours or Envoy's, they answer alike).
-pub async fn check_readiness(config: &StatusConfig) -> Result<(), String> {
+pub async fn check_readiness(config: &StatusConfig) -> Result<(), NotReady> {
     let admin = config.admin;
     let stats = admin
         .stats(r"^(cluster_manager\.cds|listener_manager\.lds)\.update_(success|rejected)$")
         .await
-        .map_err(|error| format!("the data plane's admin API is not answering: {error}"))?;
+        .map_err(NotReady::AdminUnreachable)?;
     let value = |name: &str| stats.iter().find(|(stat, _)| stat == name).map_or(0, |(_, value)| *value);
     let (cds_ok, cds_rejected) =
         (value("cluster_manager.cds.update_success"), value("cluster_manager.cds.update_rejected"));
     let (lds_ok, lds_rejected) =
         (value("listener_manager.lds.update_success"), value("listener_manager.lds.update_rejected"));
     if cds_ok + cds_rejected == 0 || lds_ok + lds_rejected == 0 {
-        return Err(format!(
-            "config not received from Pilot (is Pilot running?): cds updates: {cds_ok} successful, {cds_rejected} \
-             rejected; lds updates: {lds_ok} successful, {lds_rejected} rejected"
-        ));
+        return Err(NotReady::NoConfig { cds_ok, cds_rejected, lds_ok, lds_rejected });
     }
     let server_info = admin.get("/server_info").await?;
     let state = serde_json::from_slice::<serde_json::Value>(&server_info.body)
@@ -155,7 +180,7 @@ pub async fn check_readiness(config: &StatusConfig) -> Result<(), String> {
         .and_then(|info| info.get("state").and_then(|state| state.as_str()).map(str::to_string))
         .unwrap_or_else(|| "UNKNOWN".to_string());
     if state != "LIVE" {
-        return Err(format!("server is not live, current state is: {state}"));
+        return Err(NotReady::NotLive(state));
     }
     if config.role == Role::Sidecar && !config.application_ports.is_empty() {
         // Inbound traffic for every port goes through `virtualInbound` (one chain per service
@@ -166,10 +191,7 @@ pub async fn check_readiness(config: &StatusConfig) -> Result<(), String> {
             .as_array()
             .is_some_and(|all| all.iter().any(|listener| listener["name"] == "virtualInbound"));
         if !has_inbound {
-            return Err(format!(
-                "inbound listener not configured yet for application ports {:?}",
-                config.application_ports
-            ));
+            return Err(NotReady::NoInbound(config.application_ports.clone()));
         }
     }
     Ok(())
@@ -230,14 +252,16 @@ mod tests {
 
     #[test]
     fn rejects_probers_it_cannot_run() {
-        let error = parse_app_probers(r#"{"/app-health/a/livez":{"httpGet":{"port":"http"}}}"#).expect_err("named");
-        assert!(error.contains("/app-health/a/livez") && error.contains("port"), "{error}");
         let error =
-            parse_app_probers(r#"{"/app-health/a/readyz":{"httpGet":{"port":1,"scheme":"TCP"}}}"#).expect_err("scheme");
+            parse_app_probers(r#"{"/app-health/a/livez":{"httpGet":{"port":"http"}}}"#).expect_err("named").to_string();
+        assert!(error.contains("/app-health/a/livez") && error.contains("port"), "{error}");
+        let error = parse_app_probers(r#"{"/app-health/a/readyz":{"httpGet":{"port":1,"scheme":"TCP"}}}"#)
+            .expect_err("scheme")
+            .to_string();
         assert!(error.contains("TCP"), "{error}");
-        let error = parse_app_probers(r#"{"/x":{"httpGet":{"port":1}}}"#).expect_err("path");
+        let error = parse_app_probers(r#"{"/x":{"httpGet":{"port":1}}}"#).expect_err("path").to_string();
         assert!(error.contains("\"/x\""), "{error}");
-        let error = parse_app_probers("[").expect_err("json");
+        let error = parse_app_probers("[").expect_err("json").to_string();
         assert!(error.contains(APP_PROBERS_ENV), "{error}");
     }
 }

@@ -114,14 +114,34 @@ pub struct AgentArgs {
     pub disable_internal_telemetry: bool,
 }
 
+/// Flags the agent cannot honour; each names the flag.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ArgsError {
+    #[error("--applicationPorts: {0:?} is not a port number")]
+    ApplicationPort(String),
+    #[error("--serviceregistry {0}: only Kubernetes is supported")]
+    Registry(String),
+    #[error("--customConfigFile is an Envoy bootstrap and needs --binaryPath")]
+    CustomConfigWithoutEnvoy,
+    #[error("--statsdUdpAddress: statsd export is not supported; scrape :15090/stats/prometheus")]
+    Statsd,
+    #[error(transparent)]
+    Address(#[from] AddressError),
+}
+
+/// Text that is not `host:port`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not host:port")]
+pub struct AddressError(pub String);
+
 impl AgentArgs {
     /// The application ports as numbers; a word that is not a port is an error naming it.
-    pub fn application_ports(&self) -> Result<Vec<u16>, String> {
+    pub fn application_ports(&self) -> Result<Vec<u16>, ArgsError> {
         self.application_ports
             .split(',')
             .map(str::trim)
             .filter(|text| !text.is_empty())
-            .map(|text| text.parse().map_err(|_| format!("--applicationPorts: {text:?} is not a port number")))
+            .map(|text| text.parse().map_err(|_| ArgsError::ApplicationPort(text.to_string())))
             .collect()
     }
 
@@ -144,26 +164,25 @@ impl AgentArgs {
     }
 
     /// Rejects combinations the agent cannot honour, before anything starts.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ArgsError> {
         self.application_ports()?;
         if self.service_registry != "Kubernetes" {
-            return Err(format!("--serviceregistry {}: only Kubernetes is supported", self.service_registry));
+            return Err(ArgsError::Registry(self.service_registry.clone()));
         }
         if self.custom_config_file.is_some() && self.binary_path.is_none() {
-            return Err("--customConfigFile is an Envoy bootstrap and needs --binaryPath".to_string());
+            return Err(ArgsError::CustomConfigWithoutEnvoy);
         }
         if !self.statsd_udp_address.is_empty() {
-            return Err(
-                "--statsdUdpAddress: statsd export is not supported; scrape :15090/stats/prometheus".to_string()
-            );
+            return Err(ArgsError::Statsd);
         }
-        split_host_port(&self.discovery_address).map(|_| ())
+        split_host_port(&self.discovery_address)?;
+        Ok(())
     }
 }
 
 /// Splits `host:port` (or `[v6]:port`), with an error naming the text.
-pub fn split_host_port(address: &str) -> Result<(String, u16), String> {
-    let invalid = || format!("{address:?} is not host:port");
+pub fn split_host_port(address: &str) -> Result<(String, u16), AddressError> {
+    let invalid = || AddressError(address.to_string());
     let (host, port) = address.rsplit_once(':').ok_or_else(invalid)?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     if host.is_empty() {
@@ -233,7 +252,7 @@ mod tests {
         assert_eq!(agent.drain_duration, Duration::from_secs(45));
         assert_eq!(agent.parent_shutdown_duration, Duration::from_secs(60));
         assert_eq!(agent.connect_timeout, Duration::from_secs(10));
-        assert_eq!(agent.application_ports(), Ok(vec![9080]));
+        assert_eq!(agent.application_ports().map_err(|error| error.to_string()), Ok(vec![9080]));
         assert_eq!(agent.control_plane_auth_policy, ControlPlaneAuthPolicy::None);
         assert_eq!(agent.binary_path, Some(PathBuf::from("/usr/local/bin/envoy")));
         assert_eq!(agent.pilot_san(), "spiffe://cluster.local/ns/istio-system/sa/istio-pilot-service-account");
@@ -261,9 +280,12 @@ mod tests {
         let error = parse(&["proxy", "--drainDuration", "45"]).expect_err("error").to_string();
         assert!(error.contains("\"45\""), "{error}");
         let agent = parse(&["proxy", "--applicationPorts", "9080,http"]).expect("parse");
-        assert_eq!(agent.validate(), Err("--applicationPorts: \"http\" is not a port number".to_string()));
+        assert_eq!(
+            agent.validate().map_err(|error| error.to_string()),
+            Err("--applicationPorts: \"http\" is not a port number".to_string())
+        );
         let agent = parse(&["proxy", "--discoveryAddress", "pilot"]).expect("parse");
-        assert!(agent.validate().expect_err("no port").contains("\"pilot\""));
+        assert!(agent.validate().expect_err("no port").to_string().contains("\"pilot\""));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 use serde_json::{json, Value};
 
-use super::args::{split_host_port, AgentArgs, ControlPlaneAuthPolicy};
+use super::args::{split_host_port, AddressError, AgentArgs, ControlPlaneAuthPolicy};
 use super::node::NodeIdentity;
 
 /// Cluster names the bootstrap defines (Pilot's config refers to `sds-grpc` and `zipkin`).
@@ -18,8 +18,18 @@ pub const ZIPKIN_CLUSTER: &str = "zipkin";
 pub const PROMETHEUS_CLUSTER: &str = "prometheus_stats";
 
 /// Builds the bootstrap for this node.
-pub fn bootstrap(node: &NodeIdentity, args: &AgentArgs) -> Result<Value, String> {
-    let (discovery_host, discovery_port) = split_host_port(&args.discovery_address)?;
+/// Flags a bootstrap cannot be built from.
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    #[error(transparent)]
+    Discovery(AddressError),
+    #[error("--zipkinAddress: {0}")]
+    Zipkin(AddressError),
+}
+
+pub fn bootstrap(node: &NodeIdentity, args: &AgentArgs) -> Result<Value, BootstrapError> {
+    let (discovery_host, discovery_port) =
+        split_host_port(&args.discovery_address).map_err(BootstrapError::Discovery)?;
     let mut xds = upstream_cluster(XDS_CLUSTER, &discovery_host, discovery_port, args);
     xds["typed_extension_protocol_options"] = http2_options();
     // 1.4 lifted the circuit breakers on the xDS connection and kept it alive through NATs.
@@ -84,8 +94,7 @@ pub fn bootstrap(node: &NodeIdentity, args: &AgentArgs) -> Result<Value, String>
         },
     });
     if !args.zipkin_address.is_empty() {
-        let (host, port) =
-            split_host_port(&args.zipkin_address).map_err(|error| format!("--zipkinAddress: {error}"))?;
+        let (host, port) = split_host_port(&args.zipkin_address).map_err(BootstrapError::Zipkin)?;
         let zipkin = upstream_cluster(ZIPKIN_CLUSTER, &host, port, args);
         if let Some(clusters) = bootstrap["static_resources"]["clusters"].as_array_mut() {
             clusters.push(zipkin);

@@ -43,9 +43,18 @@ pub struct NodeIdentity {
 const META_PREFIX: &str = "ISTIO_META_";
 const META_JSON_PREFIX: &str = "ISTIO_METAJSON_";
 
+/// An environment the node identity cannot be built from.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("the proxy's IP {0:?} (--ip or INSTANCE_IP) is not an IP address")]
+    Ip(String),
+    #[error("environment variable {name} is not valid JSON: {source}")]
+    MetadataJson { name: String, source: serde_json::Error },
+}
+
 impl NodeIdentity {
     /// Builds the identity from flags and an environment (`std::env::vars()` in the binary).
-    pub fn build(role: Role, args: &AgentArgs, env: &[(String, String)]) -> Result<NodeIdentity, String> {
+    pub fn build(role: Role, args: &AgentArgs, env: &[(String, String)]) -> Result<NodeIdentity, NodeError> {
         let lookup = |name: &str| env.iter().find(|(key, _)| key == name).map(|(_, value)| value.clone());
         let non_empty = |value: Option<String>| value.filter(|text| !text.is_empty());
         let namespace = non_empty(lookup("POD_NAMESPACE")).unwrap_or_else(|| "default".to_string());
@@ -57,8 +66,7 @@ impl NodeIdentity {
         } else {
             default_ip().to_string()
         };
-        ip.parse::<IpAddr>()
-            .map_err(|_| format!("the proxy's IP {ip:?} (--ip or INSTANCE_IP) is not an IP address"))?;
+        ip.parse::<IpAddr>().map_err(|_| NodeError::Ip(ip.clone()))?;
         let workload = if args.id.is_empty() { format!("{pod_name}.{namespace}") } else { args.id.clone() };
         let domain =
             if args.domain.is_empty() { format!("{namespace}.svc.cluster.local") } else { args.domain.clone() };
@@ -67,7 +75,7 @@ impl NodeIdentity {
         for (name, value) in env {
             if let Some(key) = name.strip_prefix(META_JSON_PREFIX) {
                 let parsed: Value = serde_json::from_str(value)
-                    .map_err(|error| format!("environment variable {name} is not valid JSON: {error}"))?;
+                    .map_err(|source| NodeError::MetadataJson { name: name.clone(), source })?;
                 metadata.insert(key.to_string(), parsed);
             } else if let Some(key) = name.strip_prefix(META_PREFIX) {
                 metadata.insert(key.to_string(), Value::String(value.clone()));
@@ -168,9 +176,11 @@ mod tests {
     fn bad_metadata_json_and_bad_ip_are_named() {
         let args = parse(&["proxy"]).expect("flags");
         let error = NodeIdentity::build(Role::Sidecar, &args, &env(&[("ISTIO_METAJSON_LABELS", "{app:")]))
-            .expect_err("bad json");
+            .expect_err("bad json")
+            .to_string();
         assert!(error.contains("ISTIO_METAJSON_LABELS"), "{error}");
-        let error = NodeIdentity::build(Role::Sidecar, &args, &env(&[("INSTANCE_IP", "ten")])).expect_err("bad ip");
+        let error =
+            NodeIdentity::build(Role::Sidecar, &args, &env(&[("INSTANCE_IP", "ten")])).expect_err("bad ip").to_string();
         assert!(error.contains("\"ten\""), "{error}");
     }
 }

@@ -19,14 +19,22 @@ use super::shared::{ServerState, Shared};
 
 type Params = Query<HashMap<String, String>>;
 
+/// The admin API's address could not be bound.
+#[derive(Debug, thiserror::Error)]
+#[error("binding the admin API on {address}: {source}")]
+pub struct AdminBindError {
+    pub address: SocketAddr,
+    pub source: std::io::Error,
+}
+
+/// Serves the admin API on `address`; returns the bound address and the server's task.
 pub async fn serve(
     shared: Arc<Shared>,
     address: SocketAddr,
-) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let listener = tokio::net::TcpListener::bind(address)
-        .await
-        .map_err(|error| anyhow::anyhow!("binding the admin API on {address}: {error}"))?;
-    let bound = listener.local_addr()?;
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), AdminBindError> {
+    let bind_error = |source| AdminBindError { address, source };
+    let listener = tokio::net::TcpListener::bind(address).await.map_err(bind_error)?;
+    let bound = listener.local_addr().map_err(bind_error)?;
     let router = Router::new()
         .route("/ready", get(ready))
         .route("/server_info", get(server_info))

@@ -2,6 +2,7 @@
 //! (the bootstrap's ADS cluster), a gRPC channel to it through that cluster, and applying a
 //! complete set of one type's resources to the data plane.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,8 +20,44 @@ use istio_xds::type_url;
 use prost::Message;
 
 use super::config::cluster::socket_of;
-use super::shared::Shared;
+use super::shared::{Shared, UpdateError};
+use super::stats::{Counter, Stats};
 use super::upstream::pool::connect;
+
+/// A bootstrap whose ADS settings cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BootstrapError {
+    #[error("bootstrap: ads_config needs an envoy_grpc cluster")]
+    NoAdsCluster,
+    #[error("bootstrap: the ADS cluster {0} is not a static cluster")]
+    NotStatic(String),
+    #[error("bootstrap: the ADS cluster {0} needs an endpoint")]
+    NoEndpoint(String),
+}
+
+/// A response that cannot be applied; it is NACKed with this.
+#[derive(Debug, thiserror::Error)]
+pub enum ResponseError {
+    #[error("resource {index} has type {actual} instead of {expected}")]
+    WrongType { index: usize, actual: String, expected: String },
+    #[error("resource {index}: {source}")]
+    Decode { index: usize, source: prost::DecodeError },
+    #[error(transparent)]
+    Update(#[from] UpdateError),
+}
+
+/// A stream to a management server that could not be opened or broke.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error("connecting: {0}")]
+    Connect(#[source] tonic::transport::Error),
+    #[error("opening the stream: {0}")]
+    Open(#[source] tonic::Status),
+    #[error("opening the delta stream: {0}")]
+    OpenDelta(#[source] tonic::Status),
+    #[error("stream: {0}")]
+    Broken(#[source] tonic::Status),
+}
 
 /// Where ADS is: the bootstrap cluster that reaches it and that cluster's address.
 #[derive(Debug, Clone)]
@@ -34,7 +71,7 @@ pub struct AdsTarget {
 }
 
 impl AdsTarget {
-    pub fn from_bootstrap(bootstrap: &Bootstrap) -> anyhow::Result<Option<AdsTarget>> {
+    pub fn from_bootstrap(bootstrap: &Bootstrap) -> Result<Option<AdsTarget>, BootstrapError> {
         let Some(ads) = bootstrap.dynamic_resources.as_ref().and_then(|dynamic| dynamic.ads_config.as_ref()) else {
             return Ok(None);
         };
@@ -45,12 +82,12 @@ impl AdsTarget {
                 Some(grpc_service::TargetSpecifier::EnvoyGrpc(envoy)) => Some(envoy.cluster_name.clone()),
                 _ => None,
             })
-            .ok_or_else(|| anyhow::anyhow!("bootstrap: ads_config needs an envoy_grpc cluster"))?;
+            .ok_or(BootstrapError::NoAdsCluster)?;
         let static_cluster = bootstrap
             .static_resources
             .as_ref()
             .and_then(|resources| resources.clusters.iter().find(|candidate| candidate.name == cluster))
-            .ok_or_else(|| anyhow::anyhow!("bootstrap: the ADS cluster {cluster} is not a static cluster"))?;
+            .ok_or_else(|| BootstrapError::NotStatic(cluster.clone()))?;
         let (host, port) = static_cluster
             .load_assignment
             .as_ref()
@@ -62,7 +99,7 @@ impl AdsTarget {
                 }
                 _ => None,
             })
-            .ok_or_else(|| anyhow::anyhow!("bootstrap: the ADS cluster {cluster} needs an endpoint"))?;
+            .ok_or_else(|| BootstrapError::NoEndpoint(cluster.clone()))?;
         let delta =
             ads.api_type == envoy_types::pb::envoy::config::core::v3::api_config_source::ApiType::DeltaGrpc as i32;
         Ok(Some(AdsTarget { cluster, host, port, node: bootstrap.node.clone().unwrap_or_default(), delta }))
@@ -71,7 +108,10 @@ impl AdsTarget {
 
 /// A gRPC channel to the management server through the bootstrap's xDS cluster (its connect
 /// timeout and TLS), with HTTP/2 keepalive.
-pub async fn connect_channel(shared: &Arc<Shared>, target: &AdsTarget) -> Result<tonic::transport::Channel, String> {
+pub async fn connect_channel(
+    shared: &Arc<Shared>,
+    target: &AdsTarget,
+) -> Result<tonic::transport::Channel, StreamError> {
     let connector_shared = shared.clone();
     let (cluster_name, host, port) = (target.cluster.clone(), target.host.clone(), target.port);
     let connector = tower::service_fn(move |_: http::Uri| {
@@ -99,11 +139,11 @@ pub async fn connect_channel(shared: &Arc<Shared>, target: &AdsTarget) -> Result
         .keep_alive_while_idle(true)
         .connect_with_connector(connector)
         .await
-        .map_err(|error| format!("connecting: {error}"))?;
+        .map_err(StreamError::Connect)?;
     Ok(channel)
 }
 
-pub fn stat_prefix(type_url: &str) -> &'static str {
+fn stat_prefix(type_url: &str) -> &'static str {
     match type_url {
         type_url::CLUSTER => "cluster_manager.cds.",
         type_url::LISTENER => "listener_manager.lds.",
@@ -112,31 +152,66 @@ pub fn stat_prefix(type_url: &str) -> &'static str {
     }
 }
 
+/// Envoy's update stats of one resource type (`cluster_manager.cds.update_attempt`, …).
+pub struct UpdateStats {
+    pub attempt: Counter,
+    pub success: Counter,
+    pub rejected: Counter,
+}
+
+impl UpdateStats {
+    pub fn new(stats: &Stats, type_url: &str) -> UpdateStats {
+        let prefix = stat_prefix(type_url);
+        UpdateStats {
+            attempt: stats.counter(&format!("{prefix}update_attempt")),
+            success: stats.counter(&format!("{prefix}update_success")),
+            rejected: stats.counter(&format!("{prefix}update_rejected")),
+        }
+    }
+}
+
+/// The update stats of each resource type a stream follows.
+pub fn update_stats(stats: &Stats) -> HashMap<&'static str, UpdateStats> {
+    [type_url::CLUSTER, type_url::ENDPOINT, type_url::LISTENER, type_url::ROUTE]
+        .into_iter()
+        .map(|type_url| (type_url, UpdateStats::new(stats, type_url)))
+        .collect()
+}
+
 pub fn short(type_url: &str) -> &str {
     type_url.rsplit('.').next().unwrap_or(type_url)
 }
 
-fn decode_all<M: Message + Default>(resources: &[Any], expected: &str) -> Result<Vec<M>, String> {
+/// Every resource of a response as `M`, which `expected` names.
+pub fn decode_all<M: Message + Default>(resources: &[Any], expected: &str) -> Result<Vec<M>, ResponseError> {
     resources
         .iter()
         .enumerate()
         .map(|(index, any)| {
             if any.type_url != expected {
-                return Err(format!("resource {index} has type {} instead of {expected}", any.type_url));
+                return Err(ResponseError::WrongType {
+                    index,
+                    actual: any.type_url.clone(),
+                    expected: expected.to_string(),
+                });
             }
-            M::decode(any.value.as_slice()).map_err(|error| format!("resource {index}: {error}"))
+            M::decode(any.value.as_slice()).map_err(|source| ResponseError::Decode { index, source })
         })
         .collect()
 }
 
 /// Applies one state-of-the-world response.
-pub async fn apply_sotw(shared: &Arc<Shared>, type_url: &str, response: &DiscoveryResponse) -> Result<(), String> {
+pub async fn apply_sotw(
+    shared: &Arc<Shared>,
+    type_url: &str,
+    response: &DiscoveryResponse,
+) -> Result<(), ResponseError> {
     if type_url == type_url::ROUTE {
         // Unlike CDS and LDS, a state-of-the-world RDS response may carry only the route
         // configurations that changed (Pilot sends just those); the others stay as they are.
         let routes = decode_all::<RouteConfiguration>(&response.resources, type_url)?;
         shared.apply_routes(&routes, &response.version_info, false)?;
-        return shared.promote_warm_listeners().await;
+        return Ok(shared.promote_warm_listeners().await?);
     }
     apply_resources(shared, type_url, &response.resources, &response.version_info).await
 }
@@ -148,16 +223,18 @@ pub async fn apply_resources(
     type_url: &str,
     resources: &[Any],
     version: &str,
-) -> Result<(), String> {
+) -> Result<(), ResponseError> {
     match type_url {
-        type_url::CLUSTER => shared.apply_clusters(&decode_all::<Cluster>(resources, type_url)?, version),
+        type_url::CLUSTER => Ok(shared.apply_clusters(&decode_all::<Cluster>(resources, type_url)?, version)?),
         type_url::ENDPOINT => {
-            shared.apply_endpoints(&decode_all::<ClusterLoadAssignment>(resources, type_url)?, version)
+            Ok(shared.apply_endpoints(&decode_all::<ClusterLoadAssignment>(resources, type_url)?, version)?)
         }
-        type_url::LISTENER => shared.apply_listeners(&decode_all::<Listener>(resources, type_url)?, version).await,
+        type_url::LISTENER => {
+            Ok(shared.apply_listeners(&decode_all::<Listener>(resources, type_url)?, version).await?)
+        }
         type_url::ROUTE => {
             shared.apply_routes(&decode_all::<RouteConfiguration>(resources, type_url)?, version, true)?;
-            shared.promote_warm_listeners().await
+            Ok(shared.promote_warm_listeners().await?)
         }
         _ => Ok(()),
     }

@@ -17,6 +17,15 @@ use super::http::downstream::Downstream;
 use super::listener_table::ListenerTable;
 use super::upstream::pool::BoxStream;
 
+/// A listener address that could not be bound.
+#[derive(Debug, thiserror::Error)]
+#[error("listener {listener}: cannot bind {address}: {source}")]
+pub struct BindError {
+    pub listener: String,
+    pub address: SocketAddr,
+    pub source: std::io::Error,
+}
+
 /// Owns the bound sockets: one accept loop per address, which serves whichever listener has
 /// that address in the context's current table (so renaming a listener keeps its socket).
 #[derive(Default)]
@@ -32,7 +41,7 @@ impl ListenerManager {
         &self,
         context: &Arc<TrafficContext>,
         listeners: Vec<Arc<ListenerConfig>>,
-    ) -> Result<(), String> {
+    ) -> Result<(), BindError> {
         let wanted: Vec<&Arc<ListenerConfig>> = listeners.iter().filter(|listener| listener.bind_to_port).collect();
         let already: std::collections::HashSet<SocketAddr> =
             istio_runtime::sync::lock(&self.bound).keys().copied().collect();
@@ -43,8 +52,8 @@ impl ListenerManager {
             }
             match bind(listener.address) {
                 Ok(socket) => opened.push((listener.address, socket)),
-                Err(error) => {
-                    return Err(format!("listener {}: cannot bind {}: {error}", listener.name, listener.address))
+                Err(source) => {
+                    return Err(BindError { listener: listener.name.clone(), address: listener.address, source })
                 }
             }
         }

@@ -43,6 +43,25 @@ use listener::ListenerManager;
 use shared::{ServerState, Shared};
 use stats::Stats;
 
+/// Why a data plane could not start from its bootstrap.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("bootstrap: {0}")]
+    Config(#[from] config::ConfigError),
+    #[error("bootstrap: {0}")]
+    Update(#[from] shared::UpdateError),
+    #[error("bootstrap: {0}")]
+    Bind(#[from] listener::BindError),
+    #[error("bootstrap: admin address {0:?} is not an IP")]
+    AdminAddress(String),
+    #[error("bootstrap: the admin address is required")]
+    NoAdminAddress,
+    #[error(transparent)]
+    Admin(#[from] admin::AdminBindError),
+    #[error(transparent)]
+    Ads(#[from] ads::BootstrapError),
+}
+
 /// A running data plane.
 pub struct DataPlane {
     pub shared: Arc<Shared>,
@@ -52,7 +71,7 @@ pub struct DataPlane {
 
 impl DataPlane {
     /// Starts from a bootstrap: static resources, the admin API, and ADS if configured.
-    pub async fn start(bootstrap: Bootstrap) -> anyhow::Result<DataPlane> {
+    pub async fn start(bootstrap: Bootstrap) -> Result<DataPlane, StartError> {
         let static_resources = bootstrap.static_resources.clone().unwrap_or_default();
         let traffic = Arc::new(TrafficContext::new(Stats::default(), trace::Tracer::from_bootstrap(&bootstrap)));
         let shared = Arc::new(Shared {
@@ -65,8 +84,7 @@ impl DataPlane {
                 .listeners
                 .iter()
                 .map(|listener| ListenerConfig::compile(listener).map(Arc::new))
-                .collect::<Result<_, _>>()
-                .map_err(|error| anyhow::anyhow!("bootstrap: {error}"))?,
+                .collect::<Result<_, _>>()?,
             bootstrap: bootstrap.clone(),
             started: Instant::now(),
             quit: tokio::sync::Notify::new(),
@@ -74,25 +92,18 @@ impl DataPlane {
             applied_types: Mutex::new(HashSet::new()),
         });
         shared.set_state(ServerState::PreInitializing);
-        let compiled = shared
-            .compile_clusters(&static_resources.clusters)
-            .map_err(|error| anyhow::anyhow!("bootstrap: {error}"))?;
+        let compiled = shared.compile_clusters(&static_resources.clusters)?;
         shared.traffic.clusters.update(compiled, |_| false);
-        shared
-            .listeners
-            .update(&shared.traffic, shared.static_listeners.clone())
-            .await
-            .map_err(|error| anyhow::anyhow!("bootstrap: {error}"))?;
+        shared.listeners.update(&shared.traffic, shared.static_listeners.clone()).await?;
         istio_runtime::sync::lock(&shared.dump).set_static(&static_resources.clusters, &static_resources.listeners);
         shared.follow_secrets();
 
         let admin_address =
             match bootstrap.admin.as_ref().and_then(|admin| config::cluster::socket_of(admin.address.as_ref())) {
-                Some((host, port)) => SocketAddr::new(
-                    host.parse().map_err(|_| anyhow::anyhow!("bootstrap: admin address {host:?} is not an IP"))?,
-                    port,
-                ),
-                None => anyhow::bail!("bootstrap: the admin address is required"),
+                Some((host, port)) => {
+                    SocketAddr::new(host.parse().map_err(|_| StartError::AdminAddress(host.clone()))?, port)
+                }
+                None => return Err(StartError::NoAdminAddress),
             };
         let (admin_address, admin_task) = admin::serve(shared.clone(), admin_address).await?;
         let mut tasks = vec![admin_task, tokio::spawn(sds::supervise(Arc::downgrade(&shared)))];

@@ -18,13 +18,30 @@ use envoy_types::pb::google::rpc::Status;
 use hyper_util::rt::TokioIo;
 use istio_runtime::backoff::Backoff;
 use istio_xds::type_url;
-use prost::Message;
 use tokio::sync::mpsc;
 
+use super::ads::{decode_all, ResponseError, StreamError};
 use super::config::tls_source::{SdsSecret, SdsServer};
-use super::secrets::{material_of, redacted};
+use super::secrets::{material_of, redacted, MaterialError};
 use super::shared::{ServerState, Shared};
 use super::upstream::pool::BoxStream;
+
+/// Why an SDS stream could not run, or a response was rejected.
+#[derive(Debug, thiserror::Error)]
+pub enum SdsError {
+    #[error("the SDS cluster {0} is not a static cluster of the bootstrap")]
+    NotStatic(String),
+    #[error("the SDS cluster {0} has no endpoint")]
+    NoEndpoint(String),
+    #[error("the SDS cluster {0} needs a pipe or socket address")]
+    BadAddress(String),
+    #[error(transparent)]
+    Stream(#[from] StreamError),
+    #[error(transparent)]
+    Response(#[from] ResponseError),
+    #[error("secret {name}: {source}")]
+    Secret { name: String, source: MaterialError },
+}
 
 /// The streams of a supervisor, stopped when it stops.
 #[derive(Default)]
@@ -85,7 +102,7 @@ enum Endpoint {
     Tcp(String),
 }
 
-fn endpoint_of(shared: &Shared, server: &SdsServer) -> Result<Endpoint, String> {
+fn endpoint_of(shared: &Shared, server: &SdsServer) -> Result<Endpoint, SdsError> {
     match server {
         SdsServer::Target(target) => Ok(match target.strip_prefix("unix:") {
             Some(path) => Endpoint::Unix(path.trim_start_matches("//").to_string()),
@@ -97,7 +114,7 @@ fn endpoint_of(shared: &Shared, server: &SdsServer) -> Result<Endpoint, String> 
                 .static_resources
                 .as_ref()
                 .and_then(|resources| resources.clusters.iter().find(|cluster| &cluster.name == name))
-                .ok_or_else(|| format!("the SDS cluster {name} is not a static cluster of the bootstrap"))?;
+                .ok_or_else(|| SdsError::NotStatic(name.clone()))?;
             let address = cluster
                 .load_assignment
                 .as_ref()
@@ -108,20 +125,20 @@ fn endpoint_of(shared: &Shared, server: &SdsServer) -> Result<Endpoint, String> 
                     _ => None,
                 })
                 .and_then(|address| address.address.as_ref())
-                .ok_or_else(|| format!("the SDS cluster {name} has no endpoint"))?;
+                .ok_or_else(|| SdsError::NoEndpoint(name.clone()))?;
             match address {
                 address::Address::Pipe(pipe) => Ok(Endpoint::Unix(pipe.path.clone())),
                 _ => super::config::cluster::socket_of(Some(&envoy_types::pb::envoy::config::core::v3::Address {
                     address: Some(address.clone()),
                 }))
                 .map(|(host, port)| Endpoint::Tcp(format!("{host}:{port}")))
-                .ok_or_else(|| format!("the SDS cluster {name} needs a pipe or socket address")),
+                .ok_or_else(|| SdsError::BadAddress(name.clone())),
             }
         }
     }
 }
 
-async fn channel(endpoint: Endpoint) -> Result<tonic::transport::Channel, String> {
+async fn channel(endpoint: Endpoint) -> Result<tonic::transport::Channel, StreamError> {
     let connector = tower::service_fn(move |_: http::Uri| {
         let endpoint = endpoint.clone();
         async move {
@@ -136,10 +153,10 @@ async fn channel(endpoint: Endpoint) -> Result<tonic::transport::Channel, String
         .connect_timeout(Duration::from_secs(5))
         .connect_with_connector(connector)
         .await
-        .map_err(|error| format!("connecting: {error}"))
+        .map_err(StreamError::Connect)
 }
 
-async fn stream_once(shared: &Arc<Shared>, server: &SdsServer, version: &mut String) -> Result<(), String> {
+async fn stream_once(shared: &Arc<Shared>, server: &SdsServer, version: &mut String) -> Result<(), SdsError> {
     let endpoint = endpoint_of(shared, server)?;
     let mut client = SecretDiscoveryServiceClient::new(channel(endpoint).await?);
     let mut wanted = shared.traffic.tls.secrets.wanted();
@@ -162,14 +179,14 @@ async fn stream_once(shared: &Arc<Shared>, server: &SdsServer, version: &mut Str
     let mut responses = client
         .stream_secrets(tokio_stream::wrappers::UnboundedReceiverStream::new(receiver))
         .await
-        .map_err(|status| format!("opening the stream: {status}"))?
+        .map_err(StreamError::Open)?
         .into_inner();
     tracing::info!("SDS connected to {server}");
     let mut nonce = String::new();
     loop {
         tokio::select! {
             response = responses.message() => {
-                let Some(response) = response.map_err(|status| format!("stream: {status}"))? else { return Ok(()) };
+                let Some(response) = response.map_err(StreamError::Broken)? else { return Ok(()) };
                 nonce = response.nonce.clone();
                 match apply(shared, server, &names, &response) {
                     Ok(()) => {
@@ -181,7 +198,7 @@ async fn stream_once(shared: &Arc<Shared>, server: &SdsServer, version: &mut Str
                     }
                     Err(reason) => {
                         tracing::warn!("rejected secrets version {} from {server}: {reason}", response.version_info);
-                        let _ = sender.send(request(&names, version, &nonce, Some(reason)));
+                        let _ = sender.send(request(&names, version, &nonce, Some(reason.to_string())));
                     }
                 }
             }
@@ -203,29 +220,25 @@ async fn stream_once(shared: &Arc<Shared>, server: &SdsServer, version: &mut Str
 }
 
 /// Checks every secret of a response, then stores those the config uses (all or nothing).
-fn apply(shared: &Shared, server: &SdsServer, wanted: &[String], response: &DiscoveryResponse) -> Result<(), String> {
+fn apply(shared: &Shared, server: &SdsServer, wanted: &[String], response: &DiscoveryResponse) -> Result<(), SdsError> {
     let mut checked = Vec::new();
-    for (index, any) in response.resources.iter().enumerate() {
-        if any.type_url != type_url::SECRET {
-            return Err(format!("resource {index} has type {} instead of {}", any.type_url, type_url::SECRET));
-        }
-        let secret = Secret::decode(any.value.as_slice()).map_err(|error| format!("resource {index}: {error}"))?;
+    for secret in decode_all::<Secret>(&response.resources, type_url::SECRET)? {
         if !wanted.contains(&secret.name) {
             continue;
         }
         shared.traffic.stats.counter(&format!("sds.{}.update_attempt", secret.name)).inc();
         match material_of(&secret) {
             Ok(stored) => checked.push((secret, stored)),
-            Err(reason) => {
+            Err(source) => {
                 shared.traffic.stats.counter(&format!("sds.{}.update_rejected", secret.name)).inc();
-                return Err(format!("secret {}: {reason}", secret.name));
+                return Err(SdsError::Secret { name: secret.name, source });
             }
         }
     }
     for (secret, mut stored) in checked {
         stored.version = response.version_info.clone();
         shared.traffic.stats.counter(&format!("sds.{}.update_success", secret.name)).inc();
-        shared.dump.lock().unwrap_or_else(|poison| poison.into_inner()).set_secret(&redacted(&secret), &stored.version);
+        istio_runtime::sync::lock(&shared.dump).set_secret(&redacted(&secret), &stored.version);
         shared.traffic.tls.secrets.store(SdsSecret { name: secret.name, server: server.clone() }, stored);
     }
     Ok(())

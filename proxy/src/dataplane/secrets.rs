@@ -12,6 +12,33 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{secret, Sec
 use tokio::sync::watch;
 
 use super::config::tls_source::{self, SdsSecret, SdsServer, SecretPart};
+use super::config::ConfigError;
+
+/// A part of a secret that is not there.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecretError {
+    #[error("secret {name} has not arrived from {server}")]
+    NotArrived { name: String, server: SdsServer },
+    #[error("secret {name} has no {part}")]
+    MissingPart { name: String, part: &'static str },
+}
+
+/// Why a secret's material cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum MaterialError {
+    #[error(transparent)]
+    Source(#[from] ConfigError),
+    #[error("{field}: {}: {source}", path.display())]
+    Read { field: &'static str, path: std::path::PathBuf, source: std::io::Error },
+    #[error("{0}")]
+    Missing(&'static str),
+    #[error("{field}: {source}")]
+    Pem { field: &'static str, source: istio_pki::pem::PemError },
+    #[error("only tls_certificate and validation_context secrets are supported")]
+    Unsupported,
+    #[error("the secret is empty")]
+    Empty,
+}
 
 /// One secret as it arrived.
 #[derive(Debug, Clone)]
@@ -54,22 +81,22 @@ impl SecretStore {
     }
 
     /// One part of a secret's current version.
-    pub fn part(&self, secret: &SdsSecret, part: SecretPart) -> Result<Vec<u8>, String> {
-        let secrets = self.secrets.lock().unwrap_or_else(|poison| poison.into_inner());
+    pub fn part(&self, secret: &SdsSecret, part: SecretPart) -> Result<Vec<u8>, SecretError> {
+        let secrets = istio_runtime::sync::lock(&self.secrets);
         let stored = secrets
             .get(secret)
-            .ok_or_else(|| format!("secret {} has not arrived from {}", secret.name, secret.server))?;
+            .ok_or_else(|| SecretError::NotArrived { name: secret.name.clone(), server: secret.server.clone() })?;
         let (bytes, what) = match part {
             SecretPart::CertificateChain => (&stored.certificate_chain, "certificate chain"),
             SecretPart::PrivateKey => (&stored.private_key, "private key"),
             SecretPart::TrustedCa => (&stored.trusted_ca, "trusted CA"),
         };
-        bytes.clone().ok_or_else(|| format!("secret {} has no {what}", secret.name))
+        bytes.clone().ok_or_else(|| SecretError::MissingPart { name: secret.name.clone(), part: what })
     }
 
     /// Wanted secrets that have not arrived yet.
     pub fn missing(&self) -> Vec<String> {
-        let secrets = self.secrets.lock().unwrap_or_else(|poison| poison.into_inner());
+        let secrets = istio_runtime::sync::lock(&self.secrets);
         self.wanted
             .borrow()
             .iter()
@@ -83,7 +110,7 @@ impl SecretStore {
 
     /// Every secret received, for `/config_dump`.
     pub fn all(&self) -> Vec<(SdsSecret, StoredSecret)> {
-        let secrets = self.secrets.lock().unwrap_or_else(|poison| poison.into_inner());
+        let secrets = istio_runtime::sync::lock(&self.secrets);
         let mut all: Vec<_> = secrets.iter().map(|(secret, stored)| (secret.clone(), stored.clone())).collect();
         all.sort_by(|a, b| a.0.cmp(&b.0));
         all
@@ -91,7 +118,7 @@ impl SecretStore {
 
     pub(crate) fn store(&self, secret: SdsSecret, mut stored: StoredSecret) {
         stored.generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
-        self.secrets.lock().unwrap_or_else(|poison| poison.into_inner()).insert(secret, stored);
+        istio_runtime::sync::lock(&self.secrets).insert(secret, stored);
     }
 
     /// Asks for exactly `wanted`: secrets nothing uses any more are forgotten, and the SDS
@@ -116,19 +143,16 @@ impl SecretStore {
 }
 
 /// The PEM material of a certificate or validation-context secret, checked.
-pub fn material_of(secret: &Secret) -> Result<StoredSecret, String> {
-    let bytes =
-        |source: Option<&envoy_types::pb::envoy::config::core::v3::DataSource>, field: &str| match tls_source::data(
-            source, field,
-        )
-        .map_err(|error| error.to_string())?
-        {
+pub fn material_of(secret: &Secret) -> Result<StoredSecret, MaterialError> {
+    let bytes = |source: Option<&envoy_types::pb::envoy::config::core::v3::DataSource>, field: &'static str| {
+        match tls_source::data(source, field)? {
             Some(tls_source::TlsData::Inline(bytes)) => Ok(Some(bytes)),
             Some(tls_source::TlsData::File(path)) => {
-                std::fs::read(&path).map(Some).map_err(|error| format!("{field}: {}: {error}", path.display()))
+                std::fs::read(&path).map(Some).map_err(|source| MaterialError::Read { field, path, source })
             }
             _ => Ok(None),
-        };
+        }
+    };
     let mut stored = StoredSecret {
         generation: 0,
         version: String::new(),
@@ -140,25 +164,25 @@ pub fn material_of(secret: &Secret) -> Result<StoredSecret, String> {
     match &secret.r#type {
         Some(secret::Type::TlsCertificate(certificate)) => {
             let chain = bytes(certificate.certificate_chain.as_ref(), "tls_certificate.certificate_chain")?
-                .ok_or("tls_certificate: the certificate chain is missing")?;
+                .ok_or(MaterialError::Missing("tls_certificate: the certificate chain is missing"))?;
             let key = bytes(certificate.private_key.as_ref(), "tls_certificate.private_key")?
-                .ok_or("tls_certificate: the private key is missing")?;
+                .ok_or(MaterialError::Missing("tls_certificate: the private key is missing"))?;
             istio_pki::pem::certificates(&chain)
-                .map_err(|error| format!("tls_certificate.certificate_chain: {error}"))?;
+                .map_err(|source| MaterialError::Pem { field: "tls_certificate.certificate_chain", source })?;
             istio_pki::pem::private_key(&key)
-                .map(drop)
-                .map_err(|error| format!("tls_certificate.private_key: {error}"))?;
+                .map_err(|source| MaterialError::Pem { field: "tls_certificate.private_key", source })?;
             stored.certificate_chain = Some(chain);
             stored.private_key = Some(key);
         }
         Some(secret::Type::ValidationContext(validation)) => {
             let ca = bytes(validation.trusted_ca.as_ref(), "validation_context.trusted_ca")?
-                .ok_or("validation_context: trusted_ca is missing")?;
-            istio_pki::pem::certificates(&ca).map_err(|error| format!("validation_context.trusted_ca: {error}"))?;
+                .ok_or(MaterialError::Missing("validation_context: trusted_ca is missing"))?;
+            istio_pki::pem::certificates(&ca)
+                .map_err(|source| MaterialError::Pem { field: "validation_context.trusted_ca", source })?;
             stored.trusted_ca = Some(ca);
         }
-        Some(_) => return Err("only tls_certificate and validation_context secrets are supported".to_string()),
-        None => return Err("the secret is empty".to_string()),
+        Some(_) => return Err(MaterialError::Unsupported),
+        None => return Err(MaterialError::Empty),
     }
     Ok(stored)
 }
@@ -210,7 +234,7 @@ mod tests {
         if let Some(secret::Type::TlsCertificate(certificate)) = &mut bad.r#type {
             certificate.private_key = inline("not a key");
         }
-        let error = material_of(&bad).unwrap_err();
+        let error = material_of(&bad).unwrap_err().to_string();
         assert!(error.starts_with("tls_certificate.private_key: no usable private key"), "{error}");
 
         let empty_ca = Secret {
@@ -220,7 +244,7 @@ mod tests {
                 ..Default::default()
             })),
         };
-        let error = material_of(&empty_ca).unwrap_err();
+        let error = material_of(&empty_ca).unwrap_err().to_string();
         assert_eq!(error, "validation_context.trusted_ca: no PEM certificate found");
     }
 
@@ -231,7 +255,7 @@ mod tests {
         store.want(&BTreeSet::from([SdsSecret { name: "default".into(), server: server.clone() }]));
         assert_eq!(store.missing(), vec!["default".to_string()]);
         let secret = SdsSecret { name: "default".into(), server };
-        let error = store.part(&secret, SecretPart::CertificateChain).unwrap_err();
+        let error = store.part(&secret, SecretPart::CertificateChain).unwrap_err().to_string();
         assert_eq!(error, "secret default has not arrived from cluster sds-grpc");
         store.store(
             secret.clone(),
@@ -246,6 +270,9 @@ mod tests {
         );
         assert!(store.missing().is_empty());
         assert_eq!(store.generation(&secret), 1);
-        assert_eq!(store.part(&secret, SecretPart::PrivateKey).unwrap_err(), "secret default has no private key");
+        assert_eq!(
+            store.part(&secret, SecretPart::PrivateKey).unwrap_err().to_string(),
+            "secret default has no private key"
+        );
     }
 }

@@ -19,10 +19,27 @@ use super::config;
 use super::config::cluster::ClusterConfig;
 use super::config::listener::ListenerConfig;
 use super::config::route::RouteTable;
+use super::config::ConfigError;
 use super::config_dump::ConfigDump;
 use super::context::TrafficContext;
-use super::listener::ListenerManager;
+use super::listener::{BindError, ListenerManager};
+use super::tls::TlsError;
 use super::upstream;
+
+/// Why an xDS update (or the bootstrap's static resources) cannot be applied; nothing of it is.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError {
+    #[error("{kind} {name}: duplicate name")]
+    DuplicateName { kind: &'static str, name: String },
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cluster {cluster}: {source}")]
+    ClusterTls { cluster: String, source: TlsError },
+    #[error("filter chain {chain}: {source}")]
+    ChainTls { chain: String, source: TlsError },
+    #[error(transparent)]
+    Bind(#[from] BindError),
+}
 
 /// Envoy's server states, as `/server_info` and `/ready` report them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,7 +106,7 @@ impl Shared {
     }
 
     /// Compiles and installs a CDS update (`clusters` replaces every dynamic cluster).
-    pub fn apply_clusters(self: &Arc<Self>, clusters: &[Cluster], version: &str) -> Result<(), String> {
+    pub fn apply_clusters(self: &Arc<Self>, clusters: &[Cluster], version: &str) -> Result<(), UpdateError> {
         let compiled = self.compile_clusters(clusters)?;
         let names: HashSet<String> = compiled.iter().map(|(config, _)| config.name.clone()).collect();
         self.traffic.clusters.update(compiled, |name| self.static_clusters.contains(name));
@@ -121,15 +138,15 @@ impl Shared {
         self.traffic.tls.secrets.want(&wanted);
     }
 
-    pub(crate) fn compile_clusters(&self, clusters: &[Cluster]) -> Result<Vec<upstream::CompiledCluster>, String> {
+    pub(crate) fn compile_clusters(&self, clusters: &[Cluster]) -> Result<Vec<upstream::CompiledCluster>, UpdateError> {
         let mut seen = HashSet::new();
         clusters
             .iter()
             .map(|cluster| {
                 if !seen.insert(cluster.name.clone()) {
-                    return Err(format!("cluster {}: duplicate name", cluster.name));
+                    return Err(UpdateError::DuplicateName { kind: "cluster", name: cluster.name.clone() });
                 }
-                let config = ClusterConfig::compile(cluster).map_err(|error| error.to_string())?;
+                let config = ClusterConfig::compile(cluster)?;
                 let tls = match &config.tls {
                     Some(settings) => {
                         // Material from files or inline is checked now; SDS secrets when they
@@ -138,7 +155,7 @@ impl Shared {
                             self.traffic
                                 .tls
                                 .client_config(settings)
-                                .map_err(|error| format!("cluster {}: {error}", config.name))?;
+                                .map_err(|source| UpdateError::ClusterTls { cluster: config.name.clone(), source })?;
                         }
                         Some(self.traffic.tls.clone())
                     }
@@ -150,14 +167,11 @@ impl Shared {
     }
 
     /// Installs EDS assignments.
-    pub fn apply_endpoints(&self, assignments: &[ClusterLoadAssignment], version: &str) -> Result<(), String> {
+    pub fn apply_endpoints(&self, assignments: &[ClusterLoadAssignment], version: &str) -> Result<(), UpdateError> {
         let mut compiled = Vec::new();
         for assignment in assignments {
             let at = format!("cluster load assignment {}", assignment.cluster_name);
-            compiled.push((
-                assignment.cluster_name.clone(),
-                config::cluster::endpoints(assignment, &at).map_err(|e| e.to_string())?,
-            ));
+            compiled.push((assignment.cluster_name.clone(), config::cluster::endpoints(assignment, &at)?));
         }
         for (service, endpoints) in compiled {
             self.traffic.clusters.set_assignment(&service, endpoints);
@@ -167,21 +181,21 @@ impl Shared {
     }
 
     /// Compiles and installs an LDS update, binding new addresses.
-    pub async fn apply_listeners(self: &Arc<Self>, listeners: &[Listener], version: &str) -> Result<(), String> {
+    pub async fn apply_listeners(self: &Arc<Self>, listeners: &[Listener], version: &str) -> Result<(), UpdateError> {
         let mut compiled = Vec::new();
         let mut names = HashSet::new();
         for listener in listeners {
             if !names.insert(listener.name.clone()) {
-                return Err(format!("listener {}: duplicate name", listener.name));
+                return Err(UpdateError::DuplicateName { kind: "listener", name: listener.name.clone() });
             }
-            compiled.push(Arc::new(ListenerConfig::compile(listener).map_err(|error| error.to_string())?));
+            compiled.push(Arc::new(ListenerConfig::compile(listener)?));
         }
         for chain in compiled.iter().flat_map(|listener| listener.chains.iter().chain(listener.default_chain.iter())) {
             if let Some(settings) = chain.tls.as_ref().filter(|tls| tls.material.secrets().next().is_none()) {
                 self.traffic
                     .tls
                     .server_config(settings)
-                    .map_err(|error| format!("filter chain {}: {error}", chain.name))?;
+                    .map_err(|source| UpdateError::ChainTls { chain: chain.name.clone(), source })?;
             }
         }
         // A listener whose routes have not arrived yet warms; the previous listener of that
@@ -209,7 +223,7 @@ impl Shared {
     }
 
     /// Puts warming listeners whose routes have all arrived into service.
-    pub async fn promote_warm_listeners(self: &Arc<Self>) -> Result<(), String> {
+    pub async fn promote_warm_listeners(self: &Arc<Self>) -> Result<(), UpdateError> {
         let routes = self.traffic.routes.load_full();
         let warming = std::mem::take(&mut *istio_runtime::sync::lock(&self.warming));
         let (ready, still): (Vec<_>, Vec<_>) = warming
@@ -226,7 +240,7 @@ impl Shared {
                 .cloned()
                 .collect();
             active.extend(ready.iter().cloned());
-            self.listeners.update(&self.traffic, active).await
+            self.listeners.update(&self.traffic, active).await.map_err(UpdateError::from)
         };
         let mut warming = istio_runtime::sync::lock(&self.warming);
         if result.is_err() {
@@ -238,10 +252,15 @@ impl Shared {
     }
 
     /// Compiles and installs RDS route configurations (by name; others stay).
-    pub fn apply_routes(&self, routes: &[RouteConfiguration], version: &str, replace_all: bool) -> Result<(), String> {
+    pub fn apply_routes(
+        &self,
+        routes: &[RouteConfiguration],
+        version: &str,
+        replace_all: bool,
+    ) -> Result<(), UpdateError> {
         let mut compiled = Vec::new();
         for route in routes {
-            compiled.push(Arc::new(RouteTable::compile(route).map_err(|error| error.to_string())?));
+            compiled.push(Arc::new(RouteTable::compile(route)?));
         }
         let mut next: HashMap<String, Arc<RouteTable>> =
             if replace_all { HashMap::new() } else { (*self.traffic.routes.load_full()).clone() };

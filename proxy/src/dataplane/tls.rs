@@ -19,7 +19,7 @@ use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 use super::config::cluster::UpstreamTls;
 use super::config::listener::DownstreamTls;
 use super::config::tls_source::{TlsData, TlsMaterial};
-use super::secrets::SecretStore;
+use super::secrets::{SecretError, SecretStore};
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -37,6 +37,26 @@ enum Stamp {
 
 type Built<S, C> = Vec<(S, Vec<Stamp>, Arc<C>)>;
 
+/// Why a TLS config could not be built from its material.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{}: {source}", path.display())]
+    Read { path: std::path::PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    /// The material is not the PEM it should be (`material` says where it came from).
+    #[error("{material}: {source}")]
+    Pem { material: String, source: istio_pki::pem::PemError },
+    #[error("{material}: {source}")]
+    TrustedCa { material: String, source: rustls::Error },
+    #[error("downstream TLS needs a certificate chain and a private key")]
+    NoServerCertificate,
+    #[error(transparent)]
+    Rustls(#[from] rustls::Error),
+    #[error(transparent)]
+    ClientVerifier(#[from] rustls::server::VerifierBuilderError),
+}
+
 /// Built TLS configs, by the settings and the state of the material they came from.
 #[derive(Default)]
 pub struct TlsConfigs {
@@ -52,9 +72,9 @@ fn cached<S: PartialEq + Clone, C>(
     built: &Mutex<Built<S, C>>,
     settings: &S,
     stamps: Vec<Stamp>,
-    build: impl FnOnce() -> Result<Arc<C>, String>,
-) -> Result<Arc<C>, String> {
-    let mut built = built.lock().unwrap_or_else(|poison| poison.into_inner());
+    build: impl FnOnce() -> Result<Arc<C>, TlsError>,
+) -> Result<Arc<C>, TlsError> {
+    let mut built = istio_runtime::sync::lock(built);
     if let Some((_, _, config)) =
         built.iter().find(|(known, known_stamps, _)| known == settings && *known_stamps == stamps)
     {
@@ -73,12 +93,12 @@ impl std::fmt::Debug for TlsConfigs {
 }
 
 impl TlsConfigs {
-    pub fn server_config(&self, settings: &DownstreamTls) -> Result<Arc<rustls::ServerConfig>, String> {
+    pub fn server_config(&self, settings: &DownstreamTls) -> Result<Arc<rustls::ServerConfig>, TlsError> {
         let stamps = self.stamps(&settings.material);
         cached(&self.servers, settings, stamps, || self.build_server(settings))
     }
 
-    pub fn client_config(&self, settings: &UpstreamTls) -> Result<Arc<rustls::ClientConfig>, String> {
+    pub fn client_config(&self, settings: &UpstreamTls) -> Result<Arc<rustls::ClientConfig>, TlsError> {
         let stamps = self.stamps(&settings.material);
         cached(&self.clients, settings, stamps, || self.build_client(settings))
     }
@@ -98,52 +118,50 @@ impl TlsConfigs {
     }
 
     /// The bytes of one piece of material.
-    fn load(&self, data: &TlsData) -> Result<Vec<u8>, String> {
+    fn load(&self, data: &TlsData) -> Result<Vec<u8>, TlsError> {
         match data {
-            TlsData::File(path) => std::fs::read(path).map_err(|error| format!("{}: {error}", path.display())),
+            TlsData::File(path) => std::fs::read(path).map_err(|source| TlsError::Read { path: path.clone(), source }),
             TlsData::Inline(bytes) => Ok(bytes.clone()),
-            TlsData::Sds(secret, part) => self.secrets.part(secret, *part),
+            TlsData::Sds(secret, part) => Ok(self.secrets.part(secret, *part)?),
         }
     }
 
-    fn certificates(&self, data: &TlsData) -> Result<Vec<CertificateDer<'static>>, String> {
+    fn certificates(&self, data: &TlsData) -> Result<Vec<CertificateDer<'static>>, TlsError> {
         let bytes = self.load(data)?;
-        istio_pki::pem::certificates(&bytes).map_err(|error| format!("{}: {error}", describe(data)))
+        istio_pki::pem::certificates(&bytes).map_err(|source| TlsError::Pem { material: describe(data), source })
     }
 
-    fn private_key(&self, data: &TlsData) -> Result<PrivateKeyDer<'static>, String> {
+    fn private_key(&self, data: &TlsData) -> Result<PrivateKeyDer<'static>, TlsError> {
         let bytes = self.load(data)?;
-        istio_pki::pem::private_key(&bytes).map_err(|error| format!("{}: {error}", describe(data)))
+        istio_pki::pem::private_key(&bytes).map_err(|source| TlsError::Pem { material: describe(data), source })
     }
 
-    fn roots(&self, data: &TlsData) -> Result<RootCertStore, String> {
+    fn roots(&self, data: &TlsData) -> Result<RootCertStore, TlsError> {
         let mut store = RootCertStore::empty();
         for certificate in self.certificates(data)? {
-            store.add(certificate).map_err(|error| format!("{}: {error}", describe(data)))?;
+            store.add(certificate).map_err(|source| TlsError::TrustedCa { material: describe(data), source })?;
         }
         Ok(store)
     }
 
-    fn build_server(&self, settings: &DownstreamTls) -> Result<Arc<rustls::ServerConfig>, String> {
+    fn build_server(&self, settings: &DownstreamTls) -> Result<Arc<rustls::ServerConfig>, TlsError> {
         let material = &settings.material;
         let (Some(chain), Some(key)) = (&material.certificate_chain, &material.private_key) else {
-            return Err("downstream TLS needs a certificate chain and a private key".to_string());
+            return Err(TlsError::NoServerCertificate);
         };
         let certificates = self.certificates(chain)?;
         let key = self.private_key(key)?;
-        let builder = rustls::ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .map_err(|error| error.to_string())?;
+        let builder = rustls::ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
         let builder = match &material.trusted_ca {
             Some(ca) => {
                 let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(self.roots(ca)?), provider());
                 let verifier =
                     if settings.require_client_certificate { verifier } else { verifier.allow_unauthenticated() };
-                builder.with_client_cert_verifier(verifier.build().map_err(|error| error.to_string())?)
+                builder.with_client_cert_verifier(verifier.build()?)
             }
             None => builder.with_no_client_auth(),
         };
-        let mut config = builder.with_single_cert(certificates, key).map_err(|error| error.to_string())?;
+        let mut config = builder.with_single_cert(certificates, key)?;
         config.alpn_protocols = if settings.alpn.is_empty() {
             vec![b"h2".to_vec(), b"http/1.1".to_vec()]
         } else {
@@ -152,7 +170,7 @@ impl TlsConfigs {
         Ok(Arc::new(config))
     }
 
-    fn build_client(&self, settings: &UpstreamTls) -> Result<Arc<rustls::ClientConfig>, String> {
+    fn build_client(&self, settings: &UpstreamTls) -> Result<Arc<rustls::ClientConfig>, TlsError> {
         let material = &settings.material;
         let ca = match &material.trusted_ca {
             Some(ca) => Some((self.roots(ca)?, material.subject_alt_names.clone())),
@@ -160,14 +178,13 @@ impl TlsConfigs {
         };
         let verifier: Arc<dyn ServerCertVerifier> = Arc::new(UpstreamVerifier { ca });
         let builder = rustls::ClientConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .map_err(|error| error.to_string())?
+            .with_safe_default_protocol_versions()?
             .dangerous()
             .with_custom_certificate_verifier(verifier);
         let mut config = match (&material.certificate_chain, &material.private_key) {
-            (Some(chain), Some(key)) => builder
-                .with_client_auth_cert(self.certificates(chain)?, self.private_key(key)?)
-                .map_err(|error| error.to_string())?,
+            (Some(chain), Some(key)) => {
+                builder.with_client_auth_cert(self.certificates(chain)?, self.private_key(key)?)?
+            }
             _ => builder.with_no_client_auth(),
         };
         config.alpn_protocols = settings.alpn.iter().map(|protocol| protocol.as_bytes().to_vec()).collect();
@@ -185,10 +202,8 @@ fn describe(data: &TlsData) -> String {
 }
 
 /// A client config that does not check the server's certificate (probes, as the kubelet does).
-pub fn unverified_client_config() -> Result<Arc<rustls::ClientConfig>, String> {
-    let builder = rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|error| error.to_string())?;
+pub fn unverified_client_config() -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
+    let builder = rustls::ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
     let config = builder
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(UpstreamVerifier { ca: None }))
@@ -300,7 +315,7 @@ mod tests {
         let second = configs.server_config(&settings).unwrap();
         assert!(!Arc::ptr_eq(&first, &second));
         std::fs::write(dir.path().join("key.pem"), "garbage").unwrap();
-        let error = configs.server_config(&settings).unwrap_err();
+        let error = configs.server_config(&settings).unwrap_err().to_string();
         assert!(error.contains("key.pem: no usable private key"), "{error}");
     }
 
@@ -315,7 +330,7 @@ mod tests {
                 ..Default::default()
             },
         };
-        let error = TlsConfigs::default().client_config(&settings).unwrap_err();
+        let error = TlsConfigs::default().client_config(&settings).unwrap_err().to_string();
         assert_eq!(error, "secret ROOTCA has not arrived from cluster sds-grpc");
     }
 }

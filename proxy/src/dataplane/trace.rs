@@ -24,6 +24,27 @@ const ZIPKIN_TRACER: &str = "envoy.tracers.zipkin";
 /// How often buffered spans are sent.
 const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Why a batch of spans did not reach the collector.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("no collector cluster")]
+    NoCluster,
+    #[error("the collector cluster has no host")]
+    NoHost,
+    #[error("bad collector endpoint {0:?}")]
+    Endpoint(String),
+    #[error("encoding spans: {0}")]
+    Encode(#[from] serde_json::Error),
+    #[error(transparent)]
+    Connection(#[from] super::upstream::pool::PoolError),
+    #[error("timed out")]
+    Timeout,
+    #[error(transparent)]
+    Send(#[from] hyper::Error),
+    #[error("the collector answered {0}")]
+    Status(http::StatusCode),
+}
+
 /// The tracer the bootstrap configures.
 #[derive(Debug)]
 pub struct Tracer {
@@ -197,29 +218,29 @@ impl Tracer {
         }
     }
 
-    async fn send(&self, clusters: &ClusterManager, spans: Vec<Value>) -> Result<(), String> {
-        let cluster = clusters.get(&self.collector_cluster).ok_or("no collector cluster")?;
-        let host = cluster.choose_host(None, &[]).ok_or("the collector cluster has no host")?;
-        let body = serde_json::to_vec(&Value::Array(spans)).map_err(|error| error.to_string())?;
+    async fn send(&self, clusters: &ClusterManager, spans: Vec<Value>) -> Result<(), ExportError> {
+        let cluster = clusters.get(&self.collector_cluster).ok_or(ExportError::NoCluster)?;
+        let host = cluster.choose_host(None, &[]).ok_or(ExportError::NoHost)?;
+        let body = serde_json::to_vec(&Value::Array(spans))?;
         let mut request = http::Request::new(body::full(body));
         *request.method_mut() = http::Method::POST;
-        *request.uri_mut() = self.collector_endpoint.parse().map_err(|_| "bad collector endpoint")?;
+        *request.uri_mut() =
+            self.collector_endpoint.parse().map_err(|_| ExportError::Endpoint(self.collector_endpoint.clone()))?;
         request.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let Ok(host_header) = HeaderValue::from_str(&host.address.to_string()) {
             request.headers_mut().insert(http::header::HOST, host_header);
         }
         let deadline = Instant::now() + Duration::from_secs(5);
-        let lease = checkout(&cluster, &host, Some(deadline)).await.map_err(|error| format!("{error:?}"))?;
+        let lease = checkout(&cluster, &host, Some(deadline)).await?;
         let response = tokio::time::timeout(Duration::from_secs(5), lease.send(&cluster, &host, request))
             .await
-            .map_err(|_| "timed out".to_string())?
-            .map_err(|error| error.to_string())?;
+            .map_err(|_| ExportError::Timeout)??;
         let status = response.status();
         let _ = http_body_util::BodyExt::collect(response.into_body()).await;
         if status.is_success() {
             Ok(())
         } else {
-            Err(format!("the collector answered {status}"))
+            Err(ExportError::Status(status))
         }
     }
 }

@@ -14,7 +14,7 @@ use envoy_types::pb::google::rpc::Status;
 use istio_xds::type_url;
 use tokio::sync::mpsc;
 
-use super::ads::{apply_sotw, connect_channel, short, stat_prefix, AdsTarget};
+use super::ads::{apply_sotw, connect_channel, short, update_stats, AdsTarget, StreamError};
 use super::shared::{ServerState, Shared};
 
 /// How long the data plane waits for its first config before declaring itself live anyway
@@ -68,8 +68,9 @@ async fn stream_once(
     shared: &Arc<Shared>,
     target: &AdsTarget,
     subscriptions: &mut HashMap<&'static str, Subscription>,
-) -> Result<(), String> {
+) -> Result<(), StreamError> {
     let channel = connect_channel(shared, target).await?;
+    let update_stats = update_stats(&shared.traffic.stats);
     let mut client = AggregatedDiscoveryServiceClient::new(channel).max_decoding_message_size(256 * 1024 * 1024);
     let (sender, receiver) = mpsc::unbounded_channel::<DiscoveryRequest>();
     let request = |type_url: &str, subscription: &Subscription, error: Option<String>| DiscoveryRequest {
@@ -93,11 +94,11 @@ async fn stream_once(
     let mut responses = client
         .stream_aggregated_resources(tokio_stream::wrappers::UnboundedReceiverStream::new(receiver))
         .await
-        .map_err(|status| format!("opening the stream: {status}"))?
+        .map_err(StreamError::Open)?
         .into_inner();
     shared.traffic.stats.gauge("control_plane.connected_state").set(1);
     tracing::info!("ADS connected to {}:{}", target.host, target.port);
-    while let Some(response) = responses.message().await.map_err(|status| format!("stream: {status}"))? {
+    while let Some(response) = responses.message().await.map_err(StreamError::Broken)? {
         let Some(type_url) = [type_url::CLUSTER, type_url::ENDPOINT, type_url::LISTENER, type_url::ROUTE]
             .into_iter()
             .find(|known| *known == response.type_url)
@@ -108,20 +109,20 @@ async fn stream_once(
         let outcome = apply_sotw(shared, type_url, &response).await;
         let subscription = subscriptions.entry(type_url).or_default();
         subscription.nonce = response.nonce.clone();
-        let stat = stat_prefix(type_url);
-        shared.traffic.stats.counter(&format!("{stat}update_attempt")).inc();
+        let stats = &update_stats[type_url];
+        stats.attempt.inc();
         match outcome {
             Ok(()) => {
                 subscription.version = response.version_info.clone();
                 subscription.applied = true;
                 shared.mark_applied(type_url);
-                shared.traffic.stats.counter(&format!("{stat}update_success")).inc();
+                stats.success.inc();
                 let _ = sender.send(request(type_url, subscription, None));
             }
             Err(reason) => {
                 tracing::warn!("rejected {} version {}: {reason}", short(type_url), response.version_info);
-                shared.traffic.stats.counter(&format!("{stat}update_rejected")).inc();
-                let _ = sender.send(request(type_url, subscription, Some(reason)));
+                stats.rejected.inc();
+                let _ = sender.send(request(type_url, subscription, Some(reason.to_string())));
             }
         }
         // Follow clusters to their endpoints and listeners to their routes.

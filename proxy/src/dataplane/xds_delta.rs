@@ -14,7 +14,7 @@ use envoy_types::pb::google::rpc::Status;
 use istio_xds::type_url;
 use tokio::sync::mpsc;
 
-use super::ads::{apply_resources, connect_channel, stat_prefix, AdsTarget};
+use super::ads::{apply_resources, connect_channel, update_stats, AdsTarget, StreamError};
 use super::shared::Shared;
 
 /// What the client holds of one type: every resource by name, with its version.
@@ -31,8 +31,9 @@ pub async fn stream_once(
     shared: &Arc<Shared>,
     target: &AdsTarget,
     states: &mut HashMap<&'static str, DeltaState>,
-) -> Result<(), String> {
+) -> Result<(), StreamError> {
     let channel = connect_channel(shared, target).await?;
+    let update_stats = update_stats(&shared.traffic.stats);
     let mut client = AggregatedDiscoveryServiceClient::new(channel).max_decoding_message_size(256 * 1024 * 1024);
     let (sender, receiver) = mpsc::unbounded_channel::<DeltaDiscoveryRequest>();
     let node = Some(target.node.clone());
@@ -57,11 +58,11 @@ pub async fn stream_once(
     let mut responses = client
         .delta_aggregated_resources(tokio_stream::wrappers::UnboundedReceiverStream::new(receiver))
         .await
-        .map_err(|status| format!("opening the delta stream: {status}"))?
+        .map_err(StreamError::OpenDelta)?
         .into_inner();
     shared.traffic.stats.gauge("control_plane.connected_state").set(1);
     tracing::info!("delta ADS connected to {}:{}", target.host, target.port);
-    while let Some(response) = responses.message().await.map_err(|status| format!("stream: {status}"))? {
+    while let Some(response) = responses.message().await.map_err(StreamError::Broken)? {
         let Some(type_url) = [type_url::CLUSTER, type_url::ENDPOINT, type_url::LISTENER, type_url::ROUTE]
             .into_iter()
             .find(|known| *known == response.type_url)
@@ -70,8 +71,8 @@ pub async fn stream_once(
         };
         let state = states.entry(type_url).or_default();
         let merged = merge(state, &response);
-        let stat = stat_prefix(type_url);
-        shared.traffic.stats.counter(&format!("{stat}update_attempt")).inc();
+        let stats = &update_stats[type_url];
+        stats.attempt.inc();
         let resources: Vec<Any> = merged.values().map(|(_, any)| any.clone()).collect();
         let outcome = apply_resources(shared, type_url, &resources, &response.system_version_info).await;
         let mut ack = DeltaDiscoveryRequest {
@@ -85,12 +86,12 @@ pub async fn stream_once(
                 state.resources = merged;
                 state.applied = true;
                 shared.mark_applied(type_url);
-                shared.traffic.stats.counter(&format!("{stat}update_success")).inc();
+                stats.success.inc();
             }
             Err(reason) => {
                 tracing::warn!("rejected a delta update of {type_url}: {reason}");
-                shared.traffic.stats.counter(&format!("{stat}update_rejected")).inc();
-                ack.error_detail = Some(Status { code: 3, message: reason, details: Vec::new() });
+                stats.rejected.inc();
+                ack.error_detail = Some(Status { code: 3, message: reason.to_string(), details: Vec::new() });
             }
         }
         let _ = sender.send(ack);

@@ -18,13 +18,16 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
 pub type BoxStream = Pin<Box<dyn Stream>>;
 
 /// Why no connection could be had.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum PoolError {
     /// A circuit breaker is open (`UO`).
+    #[error("overflow")]
     Overflow,
     /// The connection failed (`UF`), with the reason.
+    #[error("connection failure: {0}")]
     ConnectFailure(String),
     /// The request's deadline passed while waiting (`UT`).
+    #[error("timed out waiting for a connection")]
     Timeout,
 }
 
