@@ -46,30 +46,43 @@ fn admit(webhook: Webhook, metrics: &Metrics, review: &Value) -> (StatusCode, Js
     let uid = request.get("uid").cloned().unwrap_or(Value::String(String::new()));
     let decision = decide(webhook, metrics, request);
     let mut response = json!({"uid": uid, "allowed": decision.is_ok()});
-    if let Err(message) = decision {
+    if let Err(denied) = decision {
+        let message = denied.to_string();
         response["status"] = json!({"status": "Failure", "message": message, "reason": "BadRequest", "code": 400});
     }
     (StatusCode::OK, Json(json!({"apiVersion": api_version, "kind": "AdmissionReview", "response": response})))
 }
 
-/// `Ok` to admit, `Err(message)` to deny.
-fn decide(webhook: Webhook, metrics: &Metrics, request: &Value) -> Result<(), String> {
+/// Why an admission request is denied.
+#[derive(Debug, thiserror::Error)]
+enum Denied {
+    #[error("the admission request carries no object")]
+    NoObject,
+    #[error("cannot decode the object: {0}")]
+    Decode(#[from] serde_json::Error),
+    #[error("unrecognized type {type_key} for the {path} webhook")]
+    UnknownType { type_key: String, path: &'static str },
+    #[error("configuration is invalid: {object}: {}", reasons.join("; "))]
+    Invalid { object: String, reasons: Vec<String> },
+}
+
+/// `Ok` to admit, `Err` with the reason to deny.
+fn decide(webhook: Webhook, metrics: &Metrics, request: &Value) -> Result<(), Denied> {
     let operation = request.get("operation").and_then(Value::as_str).unwrap_or("CREATE");
     if !matches!(operation, "CREATE" | "UPDATE") {
         return Ok(());
     }
     let Some(raw) = request.get("object").filter(|object| !object.is_null()) else {
-        return Err("the admission request carries no object".to_string());
+        return Err(Denied::NoObject);
     };
-    let mut object: Object =
-        serde_json::from_value(raw.clone()).map_err(|error| format!("cannot decode the object: {error}"))?;
+    let mut object: Object = serde_json::from_value(raw.clone())?;
     if object.namespace().is_empty() {
         if let Some(namespace) = request.get("namespace").and_then(Value::as_str).filter(|ns| !ns.is_empty()) {
             object.metadata.namespace = Some(namespace.to_string());
         }
     }
     let Some(kind) = kinds::lookup(&object.api_version, &object.kind).filter(|kind| kind.webhook == webhook) else {
-        let message = format!("unrecognized type {} for the {} webhook", object.type_key(), webhook.path());
+        let denied = Denied::UnknownType { type_key: object.type_key().to_string(), path: webhook.path() };
         metrics
             .validation_failed
             .get_or_create(&RejectionLabels {
@@ -79,7 +92,7 @@ fn decide(webhook: Webhook, metrics: &Metrics, request: &Value) -> Result<(), St
                 reason: "unknown_kind".to_string(),
             })
             .inc();
-        return Err(message);
+        return Err(denied);
     };
     let violations = object_violations(&object);
     if violations.is_empty() {
@@ -99,5 +112,5 @@ fn decide(webhook: Webhook, metrics: &Metrics, request: &Value) -> Result<(), St
     };
     metrics.validation_failed.get_or_create(&failed).inc();
     let reasons: Vec<String> = violations.iter().map(ToString::to_string).collect();
-    Err(format!("configuration is invalid: {}: {}", object.display_name(), reasons.join("; ")))
+    Err(Denied::Invalid { object: object.display_name(), reasons })
 }

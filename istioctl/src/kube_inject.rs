@@ -44,7 +44,7 @@ pub fn run(args: &KubeInjectArgs) -> anyhow::Result<i32> {
             args.filename.clone(),
         )
     };
-    let injected = inject::kube_inject_yaml(&injector, &text, &origin).map_err(anyhow::Error::msg)?;
+    let injected = inject::kube_inject_yaml(&injector, &text, &origin)?;
     match &args.output {
         Some(path) => std::fs::write(path, injected).with_context(|| format!("writing {}", path.display()))?,
         None => std::io::stdout().write_all(injected.as_bytes())?,

@@ -55,8 +55,13 @@ pub struct XdsArgs {
     pub timeout: u64,
 }
 
-fn parse_meta(text: &str) -> Result<(String, String), String> {
-    let (key, value) = text.split_once('=').ok_or_else(|| format!("{text:?} is not KEY=VALUE"))?;
+/// A `--meta` value that is not `KEY=VALUE`.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} is not KEY=VALUE")]
+struct NotKeyValue(String);
+
+fn parse_meta(text: &str) -> Result<(String, String), NotKeyValue> {
+    let (key, value) = text.split_once('=').ok_or_else(|| NotKeyValue(text.to_string()))?;
     Ok((key.to_string(), value.to_string()))
 }
 

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use istio_api::kinds;
 use istio_api::pb::istio::mcp::v1alpha1::Resources;
 use istio_config::store::Event;
-use istio_mcp::sink::{ObjectChange, ObjectCollections, Sink, Subscription};
+use istio_mcp::sink::{ObjectChange, ObjectCollections, Rejected, Sink, Subscription};
 use tokio::sync::mpsc;
 
 /// The collections Pilot consumes.
@@ -32,9 +32,9 @@ struct StoreEventSink {
 }
 
 impl Sink for StoreEventSink {
-    fn apply(&mut self, response: &Resources) -> Result<(), String> {
-        let applied = self.held.apply(response);
-        for change in applied.changes {
+    fn apply(&mut self, response: &Resources) -> Result<(), Rejected> {
+        let mut applied = self.held.apply(response);
+        for change in std::mem::take(&mut applied.changes) {
             let event = match change {
                 ObjectChange::Added(object) => Event::Added(object),
                 ObjectChange::Modified(object) => Event::Modified(object),
@@ -45,11 +45,7 @@ impl Sink for StoreEventSink {
         if self.waiting.remove(&response.collection) && self.waiting.is_empty() {
             let _ = self.events.send(Event::Synced);
         }
-        if applied.errors.is_empty() {
-            Ok(())
-        } else {
-            Err(applied.errors.join("; "))
-        }
+        applied.outcome()
     }
 
     fn wants_updates(&self) -> bool {

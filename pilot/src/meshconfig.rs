@@ -6,23 +6,33 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::Context;
 use tokio::sync::watch;
 
 use crate::model::MeshSettings;
+
+/// Why the mesh settings could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum MeshSettingsError {
+    #[error("PILOT_TRACE_SAMPLING {0:?} is not a percentage between 0 and 100")]
+    TraceSampling(String),
+    #[error(transparent)]
+    File(#[from] istio_config::mesh::MeshFileError),
+    #[error("{}: {source}", path.display())]
+    Decode { path: PathBuf, source: istio_api::json::JsonError },
+}
 
 /// How often the file is looked at; ConfigMap volumes change by whole-file replacement.
 const POLL: Duration = Duration::from_secs(1);
 
 /// The mesh settings from `path` (defaults when there is none), with `domain` as the suffix.
-pub fn load(path: Option<&Path>, domain: &str) -> anyhow::Result<MeshSettings> {
+pub fn load(path: Option<&Path>, domain: &str) -> Result<MeshSettings, MeshSettingsError> {
     let mut mesh = MeshSettings { domain_suffix: domain.to_string(), ..MeshSettings::default() };
     if let Ok(text) = std::env::var("PILOT_TRACE_SAMPLING") {
         let sampling: f64 = text
             .parse()
             .ok()
             .filter(|value| (0.0..=100.0).contains(value))
-            .with_context(|| format!("PILOT_TRACE_SAMPLING {text:?} is not a percentage between 0 and 100"))?;
+            .ok_or_else(|| MeshSettingsError::TraceSampling(text.clone()))?;
         mesh.trace_sampling = sampling;
     }
     let Some(path) = path else { return Ok(mesh) };
@@ -54,14 +64,17 @@ pub fn load(path: Option<&Path>, domain: &str) -> anyhow::Result<MeshSettings> {
 }
 
 /// The file as JSON (to tell fields left out from defaults) and as the typed MeshConfig.
-fn read(path: &Path) -> anyhow::Result<(serde_json::Value, istio_api::pb::istio::mesh::v1alpha1::MeshConfig)> {
+fn read(
+    path: &Path,
+) -> Result<(serde_json::Value, istio_api::pb::istio::mesh::v1alpha1::MeshConfig), MeshSettingsError> {
     let value = istio_config::mesh::load(path)?;
-    let config = istio_api::json::decode(istio_api::kinds::MESH_CONFIG_PROTO, &value)?;
+    let config = istio_api::json::decode(istio_api::kinds::MESH_CONFIG_PROTO, &value)
+        .map_err(|source| MeshSettingsError::Decode { path: path.to_path_buf(), source })?;
     Ok((value, config))
 }
 
 /// The first MCP address in the mesh config's `configSources`.
-pub fn mcp_source(path: Option<&Path>) -> anyhow::Result<Option<String>> {
+pub fn mcp_source(path: Option<&Path>) -> Result<Option<String>, MeshSettingsError> {
     let Some(path) = path else { return Ok(None) };
     let (_, config) = read(path)?;
     Ok(config

@@ -10,7 +10,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use arc_swap::ArcSwap;
 use istio_inject::{ConfigFiles, Injector};
 
@@ -39,26 +38,40 @@ impl Running {
     }
 }
 
+/// Why the injector could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] istio_inject::LoadError),
+    #[error("loading the webhook's TLS certificate: {0}")]
+    Tls(#[from] istio_runtime::tls::TlsError),
+    #[error("binding the {server} on {address}: {source}")]
+    Bind { server: &'static str, address: SocketAddr, source: std::io::Error },
+}
+
 /// Loads the configuration (failing at once if it is invalid) and starts serving.
-pub async fn start(settings: Settings) -> anyhow::Result<Running> {
+pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let injector = Arc::new(ArcSwap::from_pointee(settings.files.load()?));
     let registry = istio_runtime::monitoring::registry();
     let metrics = webhook::Metrics::register(&registry);
     let shutdown = istio_runtime::Shutdown::default();
-    let tls = istio_runtime::tls::server_config(&settings.cert_chain, &settings.key, &[b"h2", b"http/1.1"])
-        .context("loading the webhook's TLS certificate")?;
+    let tls = istio_runtime::tls::server_config(&settings.cert_chain, &settings.key, &[b"h2", b"http/1.1"])?;
     let state = webhook::WebhookState { injector: injector.clone(), metrics };
     let webhook_address =
         istio_runtime::https::serve_tls(settings.webhook_address, tls, webhook::router(state), shutdown.wait())
             .await
-            .with_context(|| format!("binding the webhook on {}", settings.webhook_address))?;
+            .map_err(|source| StartError::Bind { server: "webhook", address: settings.webhook_address, source })?;
     let monitoring_address = istio_runtime::monitoring::serve(
         settings.monitoring_address,
         istio_runtime::monitoring::router(registry, "sidecar-injector"),
         shutdown.wait(),
     )
     .await
-    .with_context(|| format!("binding the monitoring server on {}", settings.monitoring_address))?;
+    .map_err(|source| StartError::Bind {
+        server: "monitoring server",
+        address: settings.monitoring_address,
+        source,
+    })?;
     tokio::spawn(reload(settings.files.clone(), settings.reload_interval, injector, shutdown.wait()));
     Ok(Running { webhook_address, monitoring_address, shutdown })
 }

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 use istio_inject::patch::create_patch;
 use istio_inject::policy::Decision;
-use istio_inject::template::Workload;
+use istio_inject::template::{RenderError, Workload};
 use istio_inject::Injector;
 use istio_runtime::monitoring::SharedRegistry;
 
@@ -84,8 +84,9 @@ async fn inject(State(state): State<WebhookState>, Json(review): Json<Value>) ->
             state.metrics.skips.inc();
             json!({"uid": uid, "allowed": true})
         }
-        Err(message) => {
+        Err(error) => {
             state.metrics.failures.inc();
+            let message = error.to_string();
             tracing::warn!(%message, "injection failed");
             json!({"uid": uid, "allowed": false, "status": {"status": "Failure", "message": message, "code": 400}})
         }
@@ -93,12 +94,23 @@ async fn inject(State(state): State<WebhookState>, Json(review): Json<Value>) ->
     (StatusCode::OK, Json(json!({"apiVersion": api_version, "kind": "AdmissionReview", "response": response})))
 }
 
+/// Why an admission request is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    #[error("the admission request carries no pod")]
+    NoPod,
+    #[error("the injector only takes Pods, not {0}")]
+    NotAPod(String),
+    #[error("injecting pod {pod} in {namespace}: {source}")]
+    Inject { pod: String, namespace: String, source: RenderError },
+}
+
 /// The patch for the pod in `request`, or `None` when it is not to be injected.
-pub fn review_pod(injector: &Injector, request: &Value) -> Result<Option<Vec<Value>>, String> {
-    let pod = request.get("object").filter(|pod| pod.is_object()).ok_or("the admission request carries no pod")?;
+pub fn review_pod(injector: &Injector, request: &Value) -> Result<Option<Vec<Value>>, ReviewError> {
+    let pod = request.get("object").filter(|pod| pod.is_object()).ok_or(ReviewError::NoPod)?;
     if let Some(kind) = pod.get("kind").and_then(Value::as_str) {
         if kind != "Pod" {
-            return Err(format!("the injector only takes Pods, not {kind}"));
+            return Err(ReviewError::NotAPod(kind.to_string()));
         }
     }
     let meta = pod.get("metadata").cloned().unwrap_or_else(|| json!({}));
@@ -123,8 +135,11 @@ pub fn review_pod(injector: &Injector, request: &Value) -> Result<Option<Vec<Val
     }
     let (api_version, kind, name) = owning_workload(&meta);
     let workload = Workload { meta: &meta, spec: &spec, name, namespace: namespace.clone(), api_version, kind };
-    let injection =
-        injector.injection(&workload).map_err(|error| format!("injecting pod {pod_name} in {namespace}: {error}"))?;
+    let injection = injector.injection(&workload).map_err(|source| ReviewError::Inject {
+        pod: pod_name.clone(),
+        namespace: namespace.clone(),
+        source,
+    })?;
     tracing::info!(pod = %pod_name, %namespace, workload = %workload.name, "injecting a sidecar");
     Ok(Some(create_patch(pod, &injection)))
 }
@@ -184,6 +199,6 @@ mod tests {
         assert!(review_pod(&injector, &system).expect("ok").is_none());
         let bad = json!({"namespace": "default", "object": {"metadata": {"annotations":
             {"status.sidecar.istio.io/port": "99999"}}, "spec": {}}});
-        assert!(review_pod(&injector, &bad).expect_err("refused").contains("status.sidecar.istio.io/port"));
+        assert!(review_pod(&injector, &bad).expect_err("refused").to_string().contains("status.sidecar.istio.io/port"));
     }
 }

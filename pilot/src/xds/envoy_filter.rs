@@ -64,25 +64,34 @@ pub fn key(filters: &[&Named<net::EnvoyFilter>]) -> String {
     filters.iter().map(|ef| ef.key()).collect::<Vec<_>>().join(",")
 }
 
+/// Why an EnvoyFilter's filter cannot be inserted (it is skipped, as 1.4 skipped bad patches).
+#[derive(Debug, thiserror::Error)]
+pub enum FilterError {
+    #[error("filter {filter:?}: filterConfig: {source}")]
+    Struct { filter: String, source: istio_api::json::JsonError },
+    #[error("filter {0:?}: filterConfig has no @type and the filter's v3 type is not known")]
+    UnknownType(String),
+    #[error("filter {filter:?}: {source}")]
+    Config { filter: String, source: istio_xds::json::Error },
+}
+
 /// The typed config of one inserted filter.
-fn typed_config(entry: &net::envoy_filter::Filter) -> Result<Any, String> {
+fn typed_config(entry: &net::envoy_filter::Filter) -> Result<Any, FilterError> {
+    let filter = || entry.filter_name.clone();
     let mut config = match &entry.filter_config {
         Some(config) => istio_api::json::encode("google.protobuf.Struct", config)
-            .map_err(|error| format!("filter {:?}: filterConfig: {error}", entry.filter_name))?,
+            .map_err(|source| FilterError::Struct { filter: filter(), source })?,
         None => serde_json::json!({}),
     };
     if config.get("@type").is_none() {
         let Some(type_name) = known_type(&entry.filter_name) else {
-            return Err(format!(
-                "filter {:?}: filterConfig has no @type and the filter's v3 type is not known",
-                entry.filter_name
-            ));
+            return Err(FilterError::UnknownType(filter()));
         };
         if let Some(map) = config.as_object_mut() {
             map.insert("@type".into(), format!("type.googleapis.com/{type_name}").into());
         }
     }
-    istio_xds::json::any_from_json(&config).map_err(|error| format!("filter {:?}: {error}", entry.filter_name))
+    istio_xds::json::any_from_json(&config).map_err(|source| FilterError::Config { filter: filter(), source })
 }
 
 fn is_hcm(filter: &Filter) -> bool {
@@ -261,9 +270,12 @@ mod tests {
         // `inlineCode` is the v2 field; v3's Lua still reads it (deprecated) or rejects it by name.
         match typed_config(&entry) {
             Ok(config) => assert_eq!(config.type_url, "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua"),
-            Err(error) => assert!(error.contains("inlineCode") || error.contains("inline_code"), "{error}"),
+            Err(error) => {
+                let error = error.to_string();
+                assert!(error.contains("inlineCode") || error.contains("inline_code"), "{error}")
+            }
         }
         let unknown = net::envoy_filter::Filter { filter_name: "com.example.custom".into(), ..entry };
-        assert!(typed_config(&unknown).unwrap_err().contains("no @type"));
+        assert!(typed_config(&unknown).unwrap_err().to_string().contains("no @type"));
     }
 }

@@ -87,40 +87,56 @@ pub fn parse_objects(source_name: &str, text: &str) -> (Vec<SourceObject>, Vec<P
                 line,
                 object,
             })),
-            Err(message) => errors.push(error_at(line, message)),
+            Err(error) => errors.push(error_at(line, error.to_string())),
         }
     }
     (objects, errors)
 }
 
+/// Why a document is not an object.
+#[derive(Debug, thiserror::Error)]
+enum DocumentError {
+    #[error("a document must be a mapping with apiVersion, kind and metadata")]
+    NotAMapping,
+    #[error("{0} must be a non-empty string")]
+    EmptyField(&'static str),
+    #[error("missing {0}")]
+    MissingField(&'static str),
+    #[error("items of a List must be a sequence")]
+    ItemsNotASequence,
+    #[error("items[{index}]: {source}")]
+    Item { index: usize, source: Box<DocumentError> },
+    #[error("invalid object: {0}")]
+    Object(#[from] serde_json::Error),
+}
+
 /// Turns one document's value into objects, expanding `kind: List`.
-fn value_to_objects(value: Value) -> Result<Vec<Object>, String> {
+fn value_to_objects(value: Value) -> Result<Vec<Object>, DocumentError> {
     let Value::Object(map) = &value else {
-        return Err("a document must be a mapping with apiVersion, kind and metadata".to_string());
+        return Err(DocumentError::NotAMapping);
     };
     for required in ["apiVersion", "kind"] {
         match map.get(required) {
             Some(Value::String(text)) if !text.is_empty() => {}
-            Some(_) => return Err(format!("{required} must be a non-empty string")),
-            None => return Err(format!("missing {required}")),
+            Some(_) => return Err(DocumentError::EmptyField(required)),
+            None => return Err(DocumentError::MissingField(required)),
         }
     }
     if map.get("kind").and_then(Value::as_str) == Some("List") {
         let items = match map.get("items") {
             Some(Value::Array(items)) => items.clone(),
             None | Some(Value::Null) => Vec::new(),
-            Some(_) => return Err("items of a List must be a sequence".to_string()),
+            Some(_) => return Err(DocumentError::ItemsNotASequence),
         };
         let mut objects = Vec::new();
         for (index, item) in items.into_iter().enumerate() {
-            let mut found = value_to_objects(item).map_err(|message| format!("items[{index}]: {message}"))?;
+            let mut found =
+                value_to_objects(item).map_err(|source| DocumentError::Item { index, source: Box::new(source) })?;
             objects.append(&mut found);
         }
         return Ok(objects);
     }
-    serde_json::from_value::<Object>(value)
-        .map(|object| vec![object])
-        .map_err(|error| format!("invalid object: {error}"))
+    Ok(vec![serde_json::from_value::<Object>(value)?])
 }
 
 #[cfg(test)]

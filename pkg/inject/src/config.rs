@@ -219,31 +219,46 @@ pub struct ProxyDefaults {
     pub interception_mode: InterceptionMode,
 }
 
+/// A mesh config `defaultConfig` the injector cannot use; each names the field.
+#[derive(Debug, thiserror::Error)]
+pub enum MeshDefaultsError {
+    #[error("defaultConfig.{field}: {source}")]
+    Duration { field: &'static str, source: istio_duration::DurationError },
+    #[error("defaultConfig.{field}: {value} is not a non-negative integer")]
+    Number { field: &'static str, value: Value },
+    #[error("defaultConfig.{0}: out of range")]
+    OutOfRange(&'static str),
+    #[error("defaultConfig.interceptionMode: unknown mode {0:?}")]
+    InterceptionMode(String),
+}
+
 impl ProxyDefaults {
     /// Reads `defaultConfig` out of a mesh config (as JSON).
-    pub fn from_mesh(mesh: &Value) -> Result<Self, String> {
+    pub fn from_mesh(mesh: &Value) -> Result<Self, MeshDefaultsError> {
         let proxy = mesh.get("defaultConfig").cloned().unwrap_or_else(|| json!({}));
         let text = |field: &str, default: &str| -> String {
             proxy.get(field).and_then(Value::as_str).filter(|value| !value.is_empty()).unwrap_or(default).to_string()
         };
-        let duration = |field: &str, default: Duration| -> Result<Duration, String> {
+        let duration = |field: &'static str, default: Duration| -> Result<Duration, MeshDefaultsError> {
             match proxy.get(field).and_then(Value::as_str) {
-                Some(text) => istio_duration::parse(text).map_err(|error| format!("defaultConfig.{field}: {error}")),
+                Some(text) => {
+                    istio_duration::parse(text).map_err(|source| MeshDefaultsError::Duration { field, source })
+                }
                 None => Ok(default),
             }
         };
-        let number = |field: &str, default: u64| -> Result<u64, String> {
+        let number = |field: &'static str, default: u64| -> Result<u64, MeshDefaultsError> {
             match proxy.get(field) {
                 None => Ok(default),
                 Some(value) => value
                     .as_u64()
                     .or_else(|| value.as_str().and_then(|text| text.parse().ok()))
-                    .ok_or_else(|| format!("defaultConfig.{field}: {value} is not a non-negative integer")),
+                    .ok_or_else(|| MeshDefaultsError::Number { field, value: value.clone() }),
             }
         };
         let mode_text = text("interceptionMode", "REDIRECT");
         let interception_mode = InterceptionMode::parse(&mode_text)
-            .ok_or_else(|| format!("defaultConfig.interceptionMode: unknown mode {mode_text:?}"))?;
+            .ok_or_else(|| MeshDefaultsError::InterceptionMode(mode_text.clone()))?;
         let zipkin_address = proxy
             .pointer("/tracing/zipkin/address")
             .and_then(Value::as_str)
@@ -260,12 +275,12 @@ impl ProxyDefaults {
             drain_duration: duration("drainDuration", Duration::from_secs(45))?,
             parent_shutdown_duration: duration("parentShutdownDuration", Duration::from_secs(60))?,
             discovery_address: text("discoveryAddress", "istio-pilot.istio-system:15010"),
-            proxy_admin_port: u16::try_from(number("proxyAdminPort", 15000)?)
-                .map_err(|_| "defaultConfig.proxyAdminPort: out of range".to_string())?,
+            proxy_admin_port: u16::try_from(number("proxyAdminPort", u64::from(istio_runtime::ports::PROXY_ADMIN))?)
+                .map_err(|_| MeshDefaultsError::OutOfRange("proxyAdminPort"))?,
             control_plane_auth_policy: text("controlPlaneAuthPolicy", "NONE"),
             connect_timeout: duration("connectTimeout", Duration::from_secs(10))?,
             concurrency: u32::try_from(number("concurrency", 2)?)
-                .map_err(|_| "defaultConfig.concurrency: out of range".to_string())?,
+                .map_err(|_| MeshDefaultsError::OutOfRange("concurrency"))?,
             zipkin_address,
             interception_mode,
         })
@@ -318,8 +333,9 @@ mod tests {
         assert_eq!(defaults.concurrency, 1);
         assert_eq!(defaults.zipkin_address, "z:9411");
         assert_eq!(defaults.interception_mode, InterceptionMode::Tproxy);
-        let error =
-            ProxyDefaults::from_mesh(&json!({"defaultConfig": {"interceptionMode": "MAGIC"}})).expect_err("bad");
+        let error = ProxyDefaults::from_mesh(&json!({"defaultConfig": {"interceptionMode": "MAGIC"}}))
+            .expect_err("bad")
+            .to_string();
         assert!(error.contains("defaultConfig.interceptionMode"), "{error}");
     }
 }

@@ -8,12 +8,32 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use crate::config::{InjectorConfig, ProxyDefaults};
+use crate::config::{InjectorConfig, MeshDefaultsError, ProxyDefaults};
 use crate::policy::{injection_required, string_map, Decision, STATUS_ANNOTATION};
-use crate::template::{render, Sidecar, Workload, PROXY_CONTAINER};
+use crate::template::{render, RenderError, Sidecar, Workload, PROXY_CONTAINER};
 
 /// Name of the env var that carries rewritten probes to the proxy's status server.
 pub const APP_PROBERS_ENV: &str = "ISTIO_KUBE_APP_PROBERS";
+
+/// Why an object could not be injected; each names the object.
+#[derive(Debug, thiserror::Error)]
+pub enum InjectError {
+    #[error("{kind} {name}: no pod template at {pointer}")]
+    NoPodTemplate { kind: String, name: String, pointer: &'static str },
+    #[error("{kind} {name}: {source}")]
+    Render { kind: String, name: String, source: Box<RenderError> },
+}
+
+/// Why a YAML stream could not be injected; each names the input.
+#[derive(Debug, thiserror::Error)]
+pub enum KubeInjectError {
+    #[error("{origin}: document {document}: invalid YAML: {source}")]
+    Yaml { origin: String, document: usize, source: serde_yaml::Error },
+    #[error("{origin}: {source}")]
+    Inject { origin: String, source: InjectError },
+    #[error("{origin}: {source}")]
+    Write { origin: String, source: serde_yaml::Error },
+}
 
 /// Everything injection reads: the ConfigMap's config and values, and the mesh config.
 #[derive(Debug, Clone)]
@@ -34,7 +54,7 @@ pub struct Injection {
 }
 
 impl Injector {
-    pub fn new(config: InjectorConfig, values: Value, mesh: &Value) -> Result<Self, String> {
+    pub fn new(config: InjectorConfig, values: Value, mesh: &Value) -> Result<Self, MeshDefaultsError> {
         Ok(Self { config, values, proxy: ProxyDefaults::from_mesh(mesh)? })
     }
 
@@ -44,7 +64,7 @@ impl Injector {
     }
 
     /// Computes the injection for a workload that `decide` accepted.
-    pub fn injection(&self, workload: &Workload<'_>) -> Result<Injection, String> {
+    pub fn injection(&self, workload: &Workload<'_>) -> Result<Injection, RenderError> {
         let mut sidecar = render(workload, &self.values, &self.proxy)?;
         let mut annotations = sidecar.redirect_annotations.clone();
         annotations.extend(self.config.injected_annotations.clone());
@@ -65,7 +85,7 @@ impl Injector {
                     };
                     let mut http_get = probe["httpGet"].clone();
                     // As in 1.4, a probe whose port cannot be resolved is left as it is.
-                    let Ok(port) = resolve_port(container, &http_get["port"]) else { continue };
+                    let Some(port) = resolve_port(container, &http_get["port"]) else { continue };
                     http_get["port"] = json!(port);
                     let path = format!("/app-health/{name}/{suffix}");
                     let mut prober = json!({"httpGet": http_get});
@@ -122,7 +142,7 @@ impl Injector {
     /// Injects a whole Kubernetes object in place (kube-inject). Objects without a pod
     /// template, and pods that should not be injected, are left as they are. Returns whether
     /// anything was injected.
-    pub fn inject_object(&self, object: &mut Value) -> Result<bool, String> {
+    pub fn inject_object(&self, object: &mut Value) -> Result<bool, InjectError> {
         let kind = object.get("kind").and_then(Value::as_str).unwrap_or_default().to_string();
         if kind == "List" {
             let mut any = false;
@@ -147,7 +167,7 @@ impl Injector {
         let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
         let namespace = object.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default().to_string();
         let Some(template) = object.pointer_mut(template_pointer) else {
-            return Err(format!("{kind} {name}: no pod template at {template_pointer}"));
+            return Err(InjectError::NoPodTemplate { kind, name, pointer: template_pointer });
         };
         let meta = template.get("metadata").cloned().unwrap_or_else(|| json!({}));
         let spec = template.get("spec").cloned().unwrap_or_else(|| json!({}));
@@ -156,8 +176,11 @@ impl Injector {
             return Ok(false);
         }
         let workload = Workload { meta: &meta, spec: &spec, name, namespace, api_version, kind };
-        let injection =
-            self.injection(&workload).map_err(|error| format!("{} {}: {error}", workload.kind, workload.name))?;
+        let injection = self.injection(&workload).map_err(|source| InjectError::Render {
+            kind: workload.kind.clone(),
+            name: workload.name.clone(),
+            source: Box::new(source),
+        })?;
         apply(template, &injection);
         Ok(true)
     }
@@ -195,13 +218,14 @@ pub fn apply(pod: &mut Value, injection: &Injection) {
     pod["metadata"]["annotations"] = json!(annotations);
 }
 
-/// A probe's port as a number, resolving a named port against the container's ports.
-fn resolve_port(container: &Value, port: &Value) -> Result<u64, String> {
+/// A probe's port as a number, resolving a named port against the container's ports; `None`
+/// when it is neither a number nor the name of one of the container's ports.
+fn resolve_port(container: &Value, port: &Value) -> Option<u64> {
     match port {
-        Value::Number(number) => number.as_u64().ok_or_else(|| format!("probe port {number} is not a port")),
+        Value::Number(number) => number.as_u64(),
         Value::String(name) => {
             if let Ok(number) = name.parse() {
-                return Ok(number);
+                return Some(number);
             }
             container
                 .get("ports")
@@ -210,25 +234,32 @@ fn resolve_port(container: &Value, port: &Value) -> Result<u64, String> {
                 .flatten()
                 .find(|candidate| candidate.get("name").and_then(Value::as_str) == Some(name))
                 .and_then(|candidate| candidate.get("containerPort").and_then(Value::as_u64))
-                .ok_or_else(|| format!("probe port {name:?} names no port of the container"))
         }
-        other => Err(format!("probe port {other} is neither a number nor a name")),
+        _ => None,
     }
 }
 
 /// `istioctl kube-inject` on a YAML stream: every document is injected where it has a pod
 /// template and written back; `origin` names the input in errors.
-pub fn kube_inject_yaml(injector: &Injector, text: &str, origin: &str) -> Result<String, String> {
+pub fn kube_inject_yaml(injector: &Injector, text: &str, origin: &str) -> Result<String, KubeInjectError> {
     use serde::Deserialize;
     let mut documents = Vec::new();
     for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let mut object = Value::deserialize(document)
-            .map_err(|error| format!("{origin}: document {}: invalid YAML: {error}", index + 1))?;
+        let mut object = Value::deserialize(document).map_err(|source| KubeInjectError::Yaml {
+            origin: origin.to_string(),
+            document: index + 1,
+            source,
+        })?;
         if object.is_null() {
             continue;
         }
-        injector.inject_object(&mut object).map_err(|error| format!("{origin}: {error}"))?;
-        documents.push(serde_yaml::to_string(&object).map_err(|error| format!("{origin}: {error}"))?);
+        injector
+            .inject_object(&mut object)
+            .map_err(|source| KubeInjectError::Inject { origin: origin.to_string(), source })?;
+        documents.push(
+            serde_yaml::to_string(&object)
+                .map_err(|source| KubeInjectError::Write { origin: origin.to_string(), source })?,
+        );
     }
     Ok(documents.join("---\n"))
 }

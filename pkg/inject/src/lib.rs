@@ -34,8 +34,8 @@ pub enum LoadError {
     Config(#[from] config::ConfigError),
     #[error(transparent)]
     Mesh(#[from] istio_config::mesh::MeshFileError),
-    #[error("{origin}: {reason}")]
-    Injector { origin: String, reason: String },
+    #[error("{origin}: {source}")]
+    MeshDefaults { origin: String, source: config::MeshDefaultsError },
 }
 
 impl ConfigFiles {
@@ -53,9 +53,9 @@ impl ConfigFiles {
             Some(path) => istio_config::mesh::load(path)?,
             None => serde_json::json!({}),
         };
-        Injector::new(config, values, &mesh).map_err(|reason| LoadError::Injector {
+        Injector::new(config, values, &mesh).map_err(|source| LoadError::MeshDefaults {
             origin: self.mesh_config.as_ref().map_or("mesh config".into(), |path| path.display().to_string()),
-            reason,
+            source,
         })
     }
 

@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
+use istio_runtime::ports;
+
 use crate::config::{InterceptionMode, ProxyDefaults};
 use crate::policy::string_map;
 
@@ -47,96 +49,157 @@ pub struct Sidecar {
     pub status_port: u16,
 }
 
-/// Renders the sidecar for `workload`.
-pub fn render(workload: &Workload<'_>, values: &Value, proxy: &ProxyDefaults) -> Result<Sidecar, String> {
-    let annotations = string_map(workload.meta.get("annotations"));
-    validate_annotations(&annotations)?;
-    let labels = string_map(workload.meta.get("labels"));
-    let global = &values["global"];
-    let annotation = |name: &str, default: String| annotations.get(name).cloned().unwrap_or(default);
-    let value_text = |value: &Value| match value {
+/// Why a pod cannot be given a sidecar; each names the annotation or value at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("annotation {name}={value:?}: {problem}")]
+    Annotation { name: String, value: String, problem: String },
+    #[error("global.proxy.statusPort: {0:?} is not a port")]
+    StatusPort(String),
+    #[error("annotation {name}: not a JSON object of objects: {source}")]
+    UserJson { name: &'static str, source: serde_json::Error },
+    #[error("annotation {name}: {key:?} is not an object")]
+    UserJsonEntry { name: &'static str, key: String },
+}
+
+/// The uid and gid the proxy runs as, which the capture rules exempt.
+pub const PROXY_UID: u32 = 1337;
+
+/// The settings that shape a pod's sidecar: its annotations over the Helm values, resolved once.
+struct Settings<'a> {
+    annotations: BTreeMap<String, String>,
+    labels: BTreeMap<String, String>,
+    values: &'a Value,
+    global: &'a Value,
+    interception: InterceptionMode,
+    status_port: u16,
+    include_ip_ranges: String,
+    exclude_ip_ranges: String,
+    include_inbound_ports: String,
+    exclude_inbound_ports: String,
+    exclude_outbound_ports: String,
+    kubevirt_interfaces: Option<String>,
+    app_ports: String,
+    pull_policy: String,
+    sds: bool,
+    trust_domain: Option<String>,
+}
+
+/// A Helm value as the text a flag takes.
+fn value_text(value: &Value) -> String {
+    match value {
         Value::String(text) => text.clone(),
         Value::Null => String::new(),
         other => other.to_string(),
-    };
+    }
+}
 
-    let interception = InterceptionMode::parse(&annotation(
-        "sidecar.istio.io/interceptionMode",
-        proxy.interception_mode.as_str().to_string(),
-    ))
-    .unwrap_or(proxy.interception_mode);
-    let status_port_text = annotation("status.sidecar.istio.io/port", value_text(&global["proxy"]["statusPort"]));
-    let status_port: u16 =
-        status_port_text.parse().map_err(|_| format!("global.proxy.statusPort: {status_port_text:?} is not a port"))?;
-    let include_ip_ranges =
-        annotation("traffic.sidecar.istio.io/includeOutboundIPRanges", value_text(&global["proxy"]["includeIPRanges"]));
-    let exclude_ip_ranges =
-        annotation("traffic.sidecar.istio.io/excludeOutboundIPRanges", value_text(&global["proxy"]["excludeIPRanges"]));
-    let include_inbound_ports = annotation("traffic.sidecar.istio.io/includeInboundPorts", "*".to_string());
-    let exclude_inbound_ports = exclude_inbound_port(
-        status_port,
-        &annotation(
-            "traffic.sidecar.istio.io/excludeInboundPorts",
-            value_text(&global["proxy"]["excludeInboundPorts"]),
-        ),
-    );
-    let exclude_outbound_ports = annotation(
-        "traffic.sidecar.istio.io/excludeOutboundPorts",
-        value_text(&global["proxy"]["excludeOutboundPorts"]),
-    );
-    let kubevirt_interfaces = annotations.get("traffic.sidecar.istio.io/kubevirtInterfaces").cloned();
-    let app_ports = application_ports(workload.spec);
-    let pull_policy = non_empty(&global["imagePullPolicy"]).unwrap_or("Always").to_string();
-    let sds = global["sds"]["enabled"].as_bool().unwrap_or(false);
-    let trust_domain = non_empty(&global["trustDomain"]).map(str::to_string);
-
-    let mut init_containers = Vec::new();
-    let cni = values["istio_cni"]["enabled"].as_bool().unwrap_or(false);
-    if interception != InterceptionMode::None && !cni {
-        let mut command = vec![
-            "istio-iptables".to_string(),
-            "-p".into(),
-            "15001".into(),
-            "-z".into(),
-            "15006".into(),
-            "-u".into(),
-            "1337".into(),
-            "-m".into(),
-            interception.as_str().into(),
-            "-i".into(),
-            include_ip_ranges.clone(),
-            "-x".into(),
-            exclude_ip_ranges.clone(),
-            "-b".into(),
-            include_inbound_ports.clone(),
-            "-d".into(),
-            exclude_inbound_ports.clone(),
-        ];
-        if !exclude_outbound_ports.is_empty() {
-            command.extend(["-o".to_string(), exclude_outbound_ports.clone()]);
-        }
-        if let Some(interfaces) = &kubevirt_interfaces {
-            command.extend(["-k".to_string(), interfaces.clone()]);
-        }
-        let mut security = json!({
-            "runAsUser": 0,
-            "runAsNonRoot": false,
-            "capabilities": {"add": ["NET_ADMIN", "NET_RAW"]},
-        });
-        if global["proxy"]["privileged"].as_bool() == Some(true) {
-            security["privileged"] = json!(true);
-        }
-        init_containers.push(json!({
-            "name": INIT_CONTAINER,
-            "image": image(global, &global["proxy_init"]["image"]),
-            "command": command,
-            "imagePullPolicy": pull_policy,
-            "resources": resources_or_empty(&global["proxy_init"]["resources"]),
-            "securityContext": security,
-        }));
+impl<'a> Settings<'a> {
+    fn resolve(workload: &Workload<'_>, values: &'a Value, proxy: &ProxyDefaults) -> Result<Settings<'a>, RenderError> {
+        let annotations = string_map(workload.meta.get("annotations"));
+        validate_annotations(&annotations)?;
+        let global = &values["global"];
+        let annotation = |name: &str, default: String| annotations.get(name).cloned().unwrap_or(default);
+        let interception = InterceptionMode::parse(&annotation(
+            "sidecar.istio.io/interceptionMode",
+            proxy.interception_mode.as_str().to_string(),
+        ))
+        .unwrap_or(proxy.interception_mode);
+        let status_port_text = annotation("status.sidecar.istio.io/port", value_text(&global["proxy"]["statusPort"]));
+        let status_port = status_port_text.parse().map_err(|_| RenderError::StatusPort(status_port_text.clone()))?;
+        let proxy_value = |field: &str| value_text(&global["proxy"][field]);
+        Ok(Settings {
+            interception,
+            status_port,
+            include_ip_ranges: annotation(
+                "traffic.sidecar.istio.io/includeOutboundIPRanges",
+                proxy_value("includeIPRanges"),
+            ),
+            exclude_ip_ranges: annotation(
+                "traffic.sidecar.istio.io/excludeOutboundIPRanges",
+                proxy_value("excludeIPRanges"),
+            ),
+            include_inbound_ports: annotation("traffic.sidecar.istio.io/includeInboundPorts", "*".to_string()),
+            exclude_inbound_ports: exclude_inbound_port(
+                status_port,
+                &annotation("traffic.sidecar.istio.io/excludeInboundPorts", proxy_value("excludeInboundPorts")),
+            ),
+            exclude_outbound_ports: annotation(
+                "traffic.sidecar.istio.io/excludeOutboundPorts",
+                proxy_value("excludeOutboundPorts"),
+            ),
+            kubevirt_interfaces: annotations.get("traffic.sidecar.istio.io/kubevirtInterfaces").cloned(),
+            app_ports: application_ports(workload.spec),
+            pull_policy: non_empty(&global["imagePullPolicy"]).unwrap_or("Always").to_string(),
+            sds: global["sds"]["enabled"].as_bool().unwrap_or(false),
+            trust_domain: non_empty(&global["trustDomain"]).map(str::to_string),
+            labels: string_map(workload.meta.get("labels")),
+            annotations,
+            values,
+            global,
+        })
     }
 
-    let service_cluster = match labels.get("app").filter(|app| !app.is_empty()) {
+    /// The pod's annotation `name`, else `default`.
+    fn annotation(&self, name: &str, default: String) -> String {
+        self.annotations.get(name).cloned().unwrap_or(default)
+    }
+}
+
+/// `istio-init`: the iptables capture, unless interception is off or the CNI plugin does it.
+fn init_container(settings: &Settings<'_>) -> Option<Value> {
+    let cni = settings.values["istio_cni"]["enabled"].as_bool().unwrap_or(false);
+    if settings.interception == InterceptionMode::None || cni {
+        return None;
+    }
+    let global = settings.global;
+    let mut command = vec![
+        "istio-iptables".to_string(),
+        "-p".into(),
+        ports::PROXY_OUTBOUND_CAPTURE.to_string(),
+        "-z".into(),
+        ports::PROXY_INBOUND_CAPTURE.to_string(),
+        "-u".into(),
+        PROXY_UID.to_string(),
+        "-m".into(),
+        settings.interception.as_str().into(),
+        "-i".into(),
+        settings.include_ip_ranges.clone(),
+        "-x".into(),
+        settings.exclude_ip_ranges.clone(),
+        "-b".into(),
+        settings.include_inbound_ports.clone(),
+        "-d".into(),
+        settings.exclude_inbound_ports.clone(),
+    ];
+    if !settings.exclude_outbound_ports.is_empty() {
+        command.extend(["-o".to_string(), settings.exclude_outbound_ports.clone()]);
+    }
+    if let Some(interfaces) = &settings.kubevirt_interfaces {
+        command.extend(["-k".to_string(), interfaces.clone()]);
+    }
+    let mut security = json!({
+        "runAsUser": 0,
+        "runAsNonRoot": false,
+        "capabilities": {"add": ["NET_ADMIN", "NET_RAW"]},
+    });
+    if global["proxy"]["privileged"].as_bool() == Some(true) {
+        security["privileged"] = json!(true);
+    }
+    Some(json!({
+        "name": INIT_CONTAINER,
+        "image": image(global, &global["proxy_init"]["image"]),
+        "command": command,
+        "imagePullPolicy": settings.pull_policy,
+        "resources": resources_or_empty(&global["proxy_init"]["resources"]),
+        "securityContext": security,
+    }))
+}
+
+/// The agent's command line, as 1.4's template wrote it.
+fn proxy_args(workload: &Workload<'_>, settings: &Settings<'_>, proxy: &ProxyDefaults) -> Vec<String> {
+    let global = settings.global;
+    let service_cluster = match settings.labels.get("app").filter(|app| !app.is_empty()) {
         Some(app) => format!("{app}.$(POD_NAMESPACE)"),
         None => format!(
             "{}.{}",
@@ -164,7 +227,7 @@ pub fn render(workload: &Workload<'_>, values: &Value, proxy: &ProxyDefaults) ->
         "--parentShutdownDuration".into(),
         istio_duration::format(proxy.parent_shutdown_duration),
         "--discoveryAddress".into(),
-        annotation("sidecar.istio.io/discoveryAddress", proxy.discovery_address.clone()),
+        settings.annotation("sidecar.istio.io/discoveryAddress", proxy.discovery_address.clone()),
     ]);
     if non_empty(&global["proxy"]["tracer"]) == Some("zipkin") {
         args.extend(["--zipkinAddress".to_string(), proxy.zipkin_address.clone()]);
@@ -172,11 +235,12 @@ pub fn render(workload: &Workload<'_>, values: &Value, proxy: &ProxyDefaults) ->
     args.extend([
         format!(
             "--proxyLogLevel={}",
-            annotation("sidecar.istio.io/logLevel", value_text(&global["proxy"]["logLevel"]))
+            settings.annotation("sidecar.istio.io/logLevel", value_text(&global["proxy"]["logLevel"]))
         ),
         format!(
             "--proxyComponentLogLevel={}",
-            annotation("sidecar.istio.io/componentLogLevel", value_text(&global["proxy"]["componentLogLevel"]))
+            settings
+                .annotation("sidecar.istio.io/componentLogLevel", value_text(&global["proxy"]["componentLogLevel"]))
         ),
         "--dnsRefreshRate".into(),
         non_empty(&global["proxy"]["dnsRefreshRate"]).unwrap_or("300s").to_string(),
@@ -190,20 +254,25 @@ pub fn render(workload: &Workload<'_>, values: &Value, proxy: &ProxyDefaults) ->
     }
     args.extend([
         "--controlPlaneAuthPolicy".to_string(),
-        annotation("sidecar.istio.io/controlPlaneAuthPolicy", proxy.control_plane_auth_policy.clone()),
+        settings.annotation("sidecar.istio.io/controlPlaneAuthPolicy", proxy.control_plane_auth_policy.clone()),
     ]);
-    if status_port != 0 {
+    if settings.status_port != 0 {
         args.extend([
             "--statusPort".to_string(),
-            status_port.to_string(),
+            settings.status_port.to_string(),
             "--applicationPorts".into(),
-            annotation("readiness.status.sidecar.istio.io/applicationPorts", app_ports.clone()),
+            settings.annotation("readiness.status.sidecar.istio.io/applicationPorts", settings.app_ports.clone()),
         ]);
     }
-    if let Some(domain) = &trust_domain {
+    if let Some(domain) = &settings.trust_domain {
         args.push(format!("--trust-domain={domain}"));
     }
+    args
+}
 
+/// The agent's environment: the pod's identity and the node metadata it sends Pilot.
+fn proxy_env(workload: &Workload<'_>, settings: &Settings<'_>) -> Vec<Value> {
+    let global = settings.global;
     let mut env = vec![
         field_env("POD_NAME", "metadata.name"),
         json!({"name": "ISTIO_META_POD_PORTS", "value": pod_ports_json(workload.spec)}),
@@ -214,19 +283,19 @@ pub fn render(workload: &Workload<'_>, values: &Value, proxy: &ProxyDefaults) ->
         field_env("SERVICE_ACCOUNT", "spec.serviceAccountName"),
         field_env("ISTIO_META_POD_NAME", "metadata.name"),
         field_env("ISTIO_META_CONFIG_NAMESPACE", "metadata.namespace"),
-        json!({"name": "SDS_ENABLED", "value": sds.to_string()}),
-        json!({"name": "ISTIO_META_INTERCEPTION_MODE", "value": interception.as_str()}),
+        json!({"name": "SDS_ENABLED", "value": settings.sds.to_string()}),
+        json!({"name": "ISTIO_META_INTERCEPTION_MODE", "value": settings.interception.as_str()}),
         json!({"name": "ISTIO_META_INCLUDE_INBOUND_PORTS",
-               "value": annotation("traffic.sidecar.istio.io/includeInboundPorts", app_ports.clone())}),
+               "value": settings.annotation("traffic.sidecar.istio.io/includeInboundPorts", settings.app_ports.clone())}),
     ];
     if let Some(network) = non_empty(&global["network"]) {
         env.push(json!({"name": "ISTIO_META_NETWORK", "value": network}));
     }
-    if !annotations.is_empty() {
-        env.push(json!({"name": "ISTIO_METAJSON_ANNOTATIONS", "value": format!("{}\n", json!(annotations))}));
+    if !settings.annotations.is_empty() {
+        env.push(json!({"name": "ISTIO_METAJSON_ANNOTATIONS", "value": format!("{}\n", json!(settings.annotations))}));
     }
-    if !labels.is_empty() {
-        env.push(json!({"name": "ISTIO_METAJSON_LABELS", "value": format!("{}\n", json!(labels))}));
+    if !settings.labels.is_empty() {
+        env.push(json!({"name": "ISTIO_METAJSON_LABELS", "value": format!("{}\n", json!(settings.labels))}));
     }
     if !workload.name.is_empty() {
         env.push(json!({"name": "ISTIO_META_WORKLOAD_NAME", "value": workload.name}));
@@ -238,10 +307,15 @@ pub fn render(workload: &Workload<'_>, values: &Value, proxy: &ProxyDefaults) ->
             )}));
         }
     }
-    if let Some(mesh_id) = non_empty(&global["meshID"]).or(trust_domain.as_deref()) {
+    if let Some(mesh_id) = non_empty(&global["meshID"]).or(settings.trust_domain.as_deref()) {
         env.push(json!({"name": "ISTIO_META_MESH_ID", "value": mesh_id}));
     }
+    env
+}
 
+/// The proxy's security context: uid 1337 (or TPROXY's capabilities), a read-only root.
+fn proxy_security(settings: &Settings<'_>) -> Value {
+    let global = settings.global;
     let mut security = serde_json::Map::new();
     if global["proxy"]["privileged"].as_bool() == Some(true) {
         security.insert("privileged".into(), json!(true));
@@ -249,124 +323,150 @@ pub fn render(workload: &Workload<'_>, values: &Value, proxy: &ProxyDefaults) ->
     if global["proxy"]["enableCoreDump"].as_bool() != Some(true) {
         security.insert("readOnlyRootFilesystem".into(), json!(true));
     }
-    if interception == InterceptionMode::Tproxy {
+    if settings.interception == InterceptionMode::Tproxy {
         security.insert("capabilities".into(), json!({"add": ["NET_ADMIN"]}));
-        security.insert("runAsGroup".into(), json!(1337));
+        security.insert("runAsGroup".into(), json!(PROXY_UID));
     } else {
-        if sds {
-            security.insert("runAsGroup".into(), json!(1337));
+        if settings.sds {
+            security.insert("runAsGroup".into(), json!(PROXY_UID));
         }
-        security.insert("runAsUser".into(), json!(1337));
+        security.insert("runAsUser".into(), json!(PROXY_UID));
     }
+    Value::Object(security)
+}
 
-    let resources =
-        match (annotations.get("sidecar.istio.io/proxyCPU"), annotations.get("sidecar.istio.io/proxyMemory")) {
-            (None, None) => resources_or_empty(&global["proxy"]["resources"]),
-            (cpu, memory) => {
-                let mut requests = serde_json::Map::new();
-                if let Some(cpu) = cpu {
-                    requests.insert("cpu".into(), json!(cpu));
-                }
-                if let Some(memory) = memory {
-                    requests.insert("memory".into(), json!(memory));
-                }
-                json!({"requests": requests})
+/// The proxy's resources: the annotations' CPU and memory requests, else the values'.
+fn proxy_resources(settings: &Settings<'_>) -> Value {
+    let annotations = &settings.annotations;
+    match (annotations.get("sidecar.istio.io/proxyCPU"), annotations.get("sidecar.istio.io/proxyMemory")) {
+        (None, None) => resources_or_empty(&settings.global["proxy"]["resources"]),
+        (cpu, memory) => {
+            let mut requests = serde_json::Map::new();
+            if let Some(cpu) = cpu {
+                requests.insert("cpu".into(), json!(cpu));
             }
-        };
+            if let Some(memory) = memory {
+                requests.insert("memory".into(), json!(memory));
+            }
+            json!({"requests": requests})
+        }
+    }
+}
 
+/// The proxy's volume mounts and the pod volumes behind them: its working directory, the
+/// workload certificates (the `istio.SA` Secret, or SDS's socket and token), and the user's.
+fn proxy_volumes(workload: &Workload<'_>, settings: &Settings<'_>) -> Result<(Vec<Value>, Vec<Value>), RenderError> {
     let mut volume_mounts = vec![json!({"mountPath": "/etc/istio/proxy", "name": ENVOY_VOLUME})];
     let mut volumes = vec![json!({"emptyDir": {"medium": "Memory"}, "name": ENVOY_VOLUME})];
-    if sds {
+    if settings.sds {
         volume_mounts.push(json!({"mountPath": "/var/run/sds", "name": "sds-uds-path", "readOnly": true}));
         volume_mounts.push(json!({"mountPath": "/var/run/secrets/tokens", "name": "istio-token"}));
         volumes.push(json!({"name": "sds-uds-path", "hostPath": {"path": "/var/run/sds"}}));
         volumes.push(json!({"name": "istio-token", "projected": {"sources": [{"serviceAccountToken": {
             "path": "istio-token", "expirationSeconds": 43200,
-            "audience": non_empty(&global["sds"]["token"]["aud"]).unwrap_or("istio-ca")}}]}}));
+            "audience": non_empty(&settings.global["sds"]["token"]["aud"]).unwrap_or("istio-ca")}}]}}));
     } else {
         volume_mounts.push(json!({"mountPath": "/etc/certs/", "name": CERTS_VOLUME, "readOnly": true}));
         let account = workload.spec.get("serviceAccountName").and_then(Value::as_str).filter(|name| !name.is_empty());
         volumes.push(json!({"name": CERTS_VOLUME, "secret": {
             "optional": true, "secretName": format!("istio.{}", account.unwrap_or("default"))}}));
     }
-    for (mount_name, mount) in user_json_map(&annotations, "sidecar.istio.io/userVolumeMount")? {
-        let mut mount = mount;
+    for (mount_name, mut mount) in user_json_map(&settings.annotations, "sidecar.istio.io/userVolumeMount")? {
         mount["name"] = json!(mount_name);
         volume_mounts.push(mount);
     }
-    for (volume_name, volume) in user_json_map(&annotations, "sidecar.istio.io/userVolume")? {
-        let mut volume = volume;
+    for (volume_name, mut volume) in user_json_map(&settings.annotations, "sidecar.istio.io/userVolume")? {
         volume["name"] = json!(volume_name);
         volumes.push(volume);
     }
+    Ok((volume_mounts, volumes))
+}
 
-    let mut container = json!({
-        "name": PROXY_CONTAINER,
-        "image": annotations.get("sidecar.istio.io/proxyImage").cloned()
-            .unwrap_or_else(|| image(global, &global["proxy"]["image"])),
-        "ports": [{"containerPort": 15090, "protocol": "TCP", "name": "http-envoy-prom"}],
-        "args": args,
-        "env": env,
-        "imagePullPolicy": pull_policy,
-        "securityContext": security,
-        "resources": resources,
-        "volumeMounts": volume_mounts,
-    });
-    if status_port != 0 {
-        let number = |name: &str, field: &str| -> Value {
-            let text = annotation(name, value_text(&global["proxy"][field]));
-            text.parse::<u32>().map_or(Value::String(text), |number| json!(number))
-        };
-        container["readinessProbe"] = json!({
-            "httpGet": {"path": "/healthz/ready", "port": status_port},
-            "initialDelaySeconds": number("readiness.status.sidecar.istio.io/initialDelaySeconds", "readinessInitialDelaySeconds"),
-            "periodSeconds": number("readiness.status.sidecar.istio.io/periodSeconds", "readinessPeriodSeconds"),
-            "failureThreshold": number("readiness.status.sidecar.istio.io/failureThreshold", "readinessFailureThreshold"),
-        });
-    }
-
-    let mut redirect_annotations = BTreeMap::new();
-    redirect_annotations.insert("sidecar.istio.io/interceptionMode".to_string(), interception.as_str().to_string());
-    redirect_annotations.insert("traffic.sidecar.istio.io/includeOutboundIPRanges".to_string(), include_ip_ranges);
-    redirect_annotations.insert("traffic.sidecar.istio.io/excludeOutboundIPRanges".to_string(), exclude_ip_ranges);
-    redirect_annotations.insert("traffic.sidecar.istio.io/includeInboundPorts".to_string(), include_inbound_ports);
-    redirect_annotations.insert("traffic.sidecar.istio.io/excludeInboundPorts".to_string(), exclude_inbound_ports);
-    if !exclude_outbound_ports.is_empty() {
-        redirect_annotations
-            .insert("traffic.sidecar.istio.io/excludeOutboundPorts".to_string(), exclude_outbound_ports);
-    }
-    if let Some(interfaces) = kubevirt_interfaces {
-        redirect_annotations.insert("traffic.sidecar.istio.io/kubevirtInterfaces".to_string(), interfaces);
-    }
-
-    let rewrite_app_probes = match annotations.get("sidecar.istio.io/rewriteAppHTTPProbers") {
-        Some(value) => value.eq_ignore_ascii_case("true"),
-        None => values["sidecarInjectorWebhook"]["rewriteAppHTTPProbe"].as_bool().unwrap_or(false),
-    } && status_port != 0;
-
-    Ok(Sidecar {
-        init_containers,
-        containers: vec![container],
-        volumes,
-        image_pull_secrets: global["imagePullSecrets"]
-            .as_array()
-            .map(|secrets| {
-                secrets
-                    .iter()
-                    .map(|secret| match secret {
-                        Value::String(name) => json!({"name": name}),
-                        other => other.clone(),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default(),
-        redirect_annotations,
-        rewrite_app_probes,
-        status_port,
+/// The proxy's readiness probe on the status port, with the annotations' timing.
+fn readiness_probe(settings: &Settings<'_>) -> Value {
+    let number = |name: &str, field: &str| -> Value {
+        let text = settings.annotation(name, value_text(&settings.global["proxy"][field]));
+        text.parse::<u32>().map_or(Value::String(text), |number| json!(number))
+    };
+    json!({
+        "httpGet": {"path": "/healthz/ready", "port": settings.status_port},
+        "initialDelaySeconds": number("readiness.status.sidecar.istio.io/initialDelaySeconds", "readinessInitialDelaySeconds"),
+        "periodSeconds": number("readiness.status.sidecar.istio.io/periodSeconds", "readinessPeriodSeconds"),
+        "failureThreshold": number("readiness.status.sidecar.istio.io/failureThreshold", "readinessFailureThreshold"),
     })
 }
 
-/// `hub/image:tag`, or the image as given when it already names a repository.
+/// The annotations recording the effective interception settings on the pod.
+fn redirect_annotations(settings: &Settings<'_>) -> BTreeMap<String, String> {
+    let mut annotations = BTreeMap::new();
+    let mut set = |name: &str, value: &str| {
+        annotations.insert(name.to_string(), value.to_string());
+    };
+    set("sidecar.istio.io/interceptionMode", settings.interception.as_str());
+    set("traffic.sidecar.istio.io/includeOutboundIPRanges", &settings.include_ip_ranges);
+    set("traffic.sidecar.istio.io/excludeOutboundIPRanges", &settings.exclude_ip_ranges);
+    set("traffic.sidecar.istio.io/includeInboundPorts", &settings.include_inbound_ports);
+    set("traffic.sidecar.istio.io/excludeInboundPorts", &settings.exclude_inbound_ports);
+    if !settings.exclude_outbound_ports.is_empty() {
+        set("traffic.sidecar.istio.io/excludeOutboundPorts", &settings.exclude_outbound_ports);
+    }
+    if let Some(interfaces) = &settings.kubevirt_interfaces {
+        set("traffic.sidecar.istio.io/kubevirtInterfaces", interfaces);
+    }
+    annotations
+}
+
+/// `global.imagePullSecrets`, as pod pull-secret references.
+fn image_pull_secrets(global: &Value) -> Vec<Value> {
+    global["imagePullSecrets"]
+        .as_array()
+        .map(|secrets| {
+            secrets
+                .iter()
+                .map(|secret| match secret {
+                    Value::String(name) => json!({"name": name}),
+                    other => other.clone(),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Renders the sidecar for `workload`.
+pub fn render(workload: &Workload<'_>, values: &Value, proxy: &ProxyDefaults) -> Result<Sidecar, RenderError> {
+    let settings = Settings::resolve(workload, values, proxy)?;
+    let global = settings.global;
+    let (volume_mounts, volumes) = proxy_volumes(workload, &settings)?;
+    let mut container = json!({
+        "name": PROXY_CONTAINER,
+        "image": settings.annotations.get("sidecar.istio.io/proxyImage").cloned()
+            .unwrap_or_else(|| image(global, &global["proxy"]["image"])),
+        "ports": [{"containerPort": ports::PROXY_PROMETHEUS, "protocol": "TCP", "name": "http-envoy-prom"}],
+        "args": proxy_args(workload, &settings, proxy),
+        "env": proxy_env(workload, &settings),
+        "imagePullPolicy": settings.pull_policy,
+        "securityContext": proxy_security(&settings),
+        "resources": proxy_resources(&settings),
+        "volumeMounts": volume_mounts,
+    });
+    if settings.status_port != 0 {
+        container["readinessProbe"] = readiness_probe(&settings);
+    }
+    let rewrite_app_probes = match settings.annotations.get("sidecar.istio.io/rewriteAppHTTPProbers") {
+        Some(value) => value.eq_ignore_ascii_case("true"),
+        None => values["sidecarInjectorWebhook"]["rewriteAppHTTPProbe"].as_bool().unwrap_or(false),
+    } && settings.status_port != 0;
+    Ok(Sidecar {
+        init_containers: init_container(&settings).into_iter().collect(),
+        containers: vec![container],
+        volumes,
+        image_pull_secrets: image_pull_secrets(global),
+        redirect_annotations: redirect_annotations(&settings),
+        rewrite_app_probes,
+        status_port: settings.status_port,
+    })
+}
+
 fn image(global: &Value, image: &Value) -> String {
     let image = image.as_str().unwrap_or("proxyv2");
     if image.contains('/') {
@@ -446,25 +546,30 @@ pub fn exclude_inbound_port(status_port: u16, excluded: &str) -> String {
 }
 
 /// A JSON map annotation (`userVolume`, `userVolumeMount`): name → object.
-fn user_json_map(annotations: &BTreeMap<String, String>, name: &str) -> Result<Vec<(String, Value)>, String> {
+fn user_json_map(
+    annotations: &BTreeMap<String, String>,
+    name: &'static str,
+) -> Result<Vec<(String, Value)>, RenderError> {
     let Some(text) = annotations.get(name) else {
         return Ok(Vec::new());
     };
-    let map: serde_json::Map<String, Value> = serde_json::from_str(text)
-        .map_err(|error| format!("annotation {name}: not a JSON object of objects: {error}"))?;
+    let map: serde_json::Map<String, Value> =
+        serde_json::from_str(text).map_err(|source| RenderError::UserJson { name, source })?;
     map.into_iter()
-        .map(|(key, value)| {
-            if value.is_object() {
-                Ok((key, value))
-            } else {
-                Err(format!("annotation {name}: {key:?} is not an object"))
-            }
-        })
+        .map(
+            |(key, value)| {
+                if value.is_object() {
+                    Ok((key, value))
+                } else {
+                    Err(RenderError::UserJsonEntry { name, key })
+                }
+            },
+        )
         .collect()
 }
 
 /// Checks the annotations the template reads (1.4's `validateAnnotations`).
-fn validate_annotations(annotations: &BTreeMap<String, String>) -> Result<(), String> {
+fn validate_annotations(annotations: &BTreeMap<String, String>) -> Result<(), RenderError> {
     for (name, value) in annotations {
         let problem = match name.as_str() {
             "sidecar.istio.io/interceptionMode" => {
@@ -507,7 +612,7 @@ fn validate_annotations(annotations: &BTreeMap<String, String>) -> Result<(), St
             _ => None,
         };
         if let Some(problem) = problem {
-            return Err(format!("annotation {name}={value:?}: {problem}"));
+            return Err(RenderError::Annotation { name: name.clone(), value: value.clone(), problem });
         }
     }
     Ok(())
@@ -588,7 +693,7 @@ mod tests {
         assert_eq!(sidecar.containers[0]["securityContext"]["capabilities"]["add"][0], "NET_ADMIN");
 
         let bad = json!({"annotations": {"traffic.sidecar.istio.io/excludeInboundPorts": "80,http"}});
-        let error = render(&workload(&bad, &spec), &default_values(), &proxy).expect_err("invalid");
+        let error = render(&workload(&bad, &spec), &default_values(), &proxy).expect_err("invalid").to_string();
         assert!(
             error.contains("traffic.sidecar.istio.io/excludeInboundPorts") && error.contains("\"http\""),
             "{error}"

@@ -19,7 +19,7 @@ use istio_config::object::Object;
 use istio_runtime::backoff::Backoff;
 use tokio::sync::mpsc;
 
-use crate::resource::resource_object;
+use crate::resource::{resource_object, ResourceError};
 
 /// What a sink asks a source for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,11 +139,16 @@ impl SinkStream {
     }
 }
 
+/// Why a sink rejects (NACKs) a response: the resources it could not read.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+pub struct Rejected(pub Vec<ResourceError>);
+
 /// A consumer of MCP responses for [`run`].
 pub trait Sink: Send {
-    /// Takes in one response; an error NACKs it with the message (whatever of it was usable
+    /// Takes in one response; an error NACKs it with its message (whatever of it was usable
     /// may still have been taken in).
-    fn apply(&mut self, response: &Resources) -> Result<(), String>;
+    fn apply(&mut self, response: &Resources) -> Result<(), Rejected>;
 
     /// Whether updates are still wanted; [`run`] returns once they are not.
     fn wants_updates(&self) -> bool {
@@ -186,7 +191,8 @@ pub async fn run(address: String, subscription: Subscription, mut sink: impl Sin
             };
             let answered = match sink.apply(&response) {
                 Ok(()) => stream.ack(&response),
-                Err(message) => {
+                Err(rejected) => {
+                    let message = rejected.to_string();
                     tracing::warn!(collection = %response.collection, %message, "rejecting MCP resources (NACK)");
                     stream.nack(&response, message)
                 }
@@ -217,7 +223,18 @@ pub struct ObjectCollections {
 #[derive(Debug, Default)]
 pub struct AppliedResponse {
     pub changes: Vec<ObjectChange>,
-    pub errors: Vec<String>,
+    pub errors: Vec<ResourceError>,
+}
+
+impl AppliedResponse {
+    /// Accepted when every resource could be read, else rejected with the ones that could not.
+    pub fn outcome(self) -> Result<(), Rejected> {
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(Rejected(self.errors))
+        }
+    }
 }
 
 impl ObjectCollections {
@@ -232,7 +249,7 @@ impl ObjectCollections {
                 Ok(object) => {
                     fresh.insert(name, object);
                 }
-                Err(error) => applied.errors.push(error.to_string()),
+                Err(error) => applied.errors.push(error),
             }
         }
         let held = self.held.entry(response.collection.clone()).or_default();

@@ -12,7 +12,7 @@ use istio_api::pb::istio::mcp::v1alpha1::{Resource, Resources};
 use istio_config::object::Object;
 use istio_mcp::collection::{Collection, Snapshot};
 use istio_mcp::resource::istio_resource;
-use istio_mcp::sink::{ObjectChange, ObjectCollections, Sink, Subscription};
+use istio_mcp::sink::{ObjectChange, ObjectCollections, Rejected, Sink, Subscription};
 use istio_mcp::source::{McpServer, SourceMetrics};
 use tokio::sync::{mpsc, watch};
 
@@ -58,9 +58,9 @@ struct Recorder {
 }
 
 impl Sink for Recorder {
-    fn apply(&mut self, response: &Resources) -> Result<(), String> {
-        let applied = self.held.apply(response);
-        for change in applied.changes {
+    fn apply(&mut self, response: &Resources) -> Result<(), Rejected> {
+        let mut applied = self.held.apply(response);
+        for change in std::mem::take(&mut applied.changes) {
             let text = match change {
                 ObjectChange::Added(object) => format!("+{}@{}", object.name(), object.resource_version()),
                 ObjectChange::Modified(object) => format!("~{}@{}", object.name(), object.resource_version()),
@@ -68,11 +68,7 @@ impl Sink for Recorder {
             };
             let _ = self.changes.send(text);
         }
-        if applied.errors.is_empty() {
-            Ok(())
-        } else {
-            Err(applied.errors.join("; "))
-        }
+        applied.outcome()
     }
 
     fn wants_updates(&self) -> bool {

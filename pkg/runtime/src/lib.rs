@@ -43,16 +43,27 @@ static LOG_LEVELS: std::sync::OnceLock<LogLevels> = std::sync::OnceLock::new();
 
 /// The log directives in force (`RUST_LOG` syntax), if logging was set up by [`init_logging`].
 pub fn log_levels() -> Option<String> {
-    LOG_LEVELS.get().map(|levels| levels.current.lock().unwrap_or_else(|poison| poison.into_inner()).clone())
+    LOG_LEVELS.get().map(|levels| sync::lock(&levels.current).clone())
+}
+
+/// Why log levels could not be changed.
+#[derive(Debug, thiserror::Error)]
+pub enum LogLevelError {
+    #[error("logging was not set up")]
+    NotSetUp,
+    #[error("{directives:?}: {source}")]
+    Directives { directives: String, source: tracing_subscriber::filter::ParseError },
+    #[error(transparent)]
+    Reload(#[from] tracing_subscriber::reload::Error),
 }
 
 /// Replaces the log directives at run time (`info`, `warn,proxy::dataplane::http=debug`, …).
-pub fn set_log_levels(directives: &str) -> Result<(), String> {
-    let levels = LOG_LEVELS.get().ok_or("logging was not set up")?;
-    let filter =
-        tracing_subscriber::EnvFilter::try_new(directives).map_err(|error| format!("{directives:?}: {error}"))?;
-    levels.handle.reload(filter).map_err(|error| error.to_string())?;
-    *levels.current.lock().unwrap_or_else(|poison| poison.into_inner()) = directives.to_string();
+pub fn set_log_levels(directives: &str) -> Result<(), LogLevelError> {
+    let levels = LOG_LEVELS.get().ok_or(LogLevelError::NotSetUp)?;
+    let filter = tracing_subscriber::EnvFilter::try_new(directives)
+        .map_err(|source| LogLevelError::Directives { directives: directives.to_string(), source })?;
+    levels.handle.reload(filter)?;
+    *sync::lock(&levels.current) = directives.to_string();
     Ok(())
 }
 

@@ -27,6 +27,7 @@ async fn call(webhook: &Webhook, path: &str, review: &Value) -> anyhow::Result<V
     )
     .await
     .map_err(|_| anyhow::anyhow!("{} did not answer within {WEBHOOK_TIMEOUT:?}", webhook.server_name))?
+    .map_err(anyhow::Error::from)
 }
 
 fn review(request: Value) -> Value {

@@ -104,15 +104,24 @@ pub fn is_dns_subdomain(name: &str) -> bool {
 
 /// Checks an object's namespace and name as the API server does; they become file and
 /// network-namespace names here, so nothing else may pass.
-pub fn validate_identity(object: &Object) -> Result<(), String> {
+pub fn validate_identity(object: &Object) -> Result<(), IdentityError> {
     let namespace = object.namespace();
     if !namespace.is_empty() && !is_dns_label(namespace) {
-        return Err(format!("namespace {namespace:?} is not a valid DNS-1123 label"));
+        return Err(IdentityError::Namespace(namespace.to_string()));
     }
     if !is_dns_subdomain(object.name()) {
-        return Err(format!("{} name {:?} is not a valid DNS-1123 subdomain", object.kind, object.name()));
+        return Err(IdentityError::Name { kind: object.kind.clone(), name: object.name().to_string() });
     }
     Ok(())
+}
+
+/// An object name or namespace the platform refuses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdentityError {
+    #[error("namespace {0:?} is not a valid DNS-1123 label")]
+    Namespace(String),
+    #[error("{kind} name {name:?} is not a valid DNS-1123 subdomain")]
+    Name { kind: String, name: String },
 }
 
 /// Whether a ConfigMap or Secret key may become a file name (`[-._a-zA-Z0-9]+`, not `.`/`..`).

@@ -10,6 +10,7 @@ use istio_api::pb::istio::authentication::v1alpha1 as authn;
 
 use super::common::*;
 use super::report::{typed, Context, Report};
+use crate::validation::invalid::Invalid;
 
 const DEFAULT_POLICY_NAME: &str = "default";
 
@@ -125,25 +126,25 @@ fn validate_jwt(field: &str, jwt: &authn::Jwt, report: &mut Report) {
     }
 }
 
-fn path_match(matcher: &authn::StringMatch) -> Result<(), String> {
+fn path_match(matcher: &authn::StringMatch) -> Result<(), Invalid> {
     use authn::string_match::MatchType;
     match &matcher.match_type {
-        None => Err("string match must set exact, prefix, suffix or regex".to_string()),
+        None => Err(Invalid::StringMatchUnset),
         Some(MatchType::Regex(pattern)) => validate_regex(pattern),
         Some(MatchType::Exact(value) | MatchType::Prefix(value) | MatchType::Suffix(value)) if value.is_empty() => {
-            Err("string match value must not be empty".to_string())
+            Err(Invalid::StringMatchEmpty)
         }
         Some(_) => Ok(()),
     }
 }
 
 /// A JWKS URI must be an absolute http or https URL with a host; the port, when given, a number.
-fn jwks_uri(uri: &str) -> Result<(), String> {
+fn jwks_uri(uri: &str) -> Result<(), Invalid> {
     let Some((scheme, rest)) = uri.split_once("://") else {
-        return Err(format!("jwksUri {uri:?} is not an absolute URL"));
+        return Err(Invalid::JwksNotAbsolute(uri.to_string()));
     };
     if scheme != "http" && scheme != "https" {
-        return Err(format!("URI scheme {scheme:?} is not supported"));
+        return Err(Invalid::UriScheme(scheme.to_string()));
     }
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     let host_port = authority.rsplit('@').next().unwrap_or_default();
@@ -152,11 +153,11 @@ fn jwks_uri(uri: &str) -> Result<(), String> {
         _ => (host_port, None),
     };
     if host.is_empty() {
-        return Err(format!("jwksUri {uri:?} has no host"));
+        return Err(Invalid::JwksNoHost(uri.to_string()));
     }
     if let Some(port) = port {
         if port.parse::<u16>().is_err() {
-            return Err(format!("jwksUri {uri:?} has an invalid port {port:?}"));
+            return Err(Invalid::JwksPort { uri: uri.to_string(), port: port.to_string() });
         }
     }
     Ok(())

@@ -2,6 +2,7 @@
 //! matching, label keys and values, ports and port names, protocols, percentages, durations,
 //! IPs and subnets, HTTP header names and methods, and `exportTo`.
 
+use super::invalid::Invalid;
 use std::net::IpAddr;
 use std::sync::LazyLock;
 
@@ -36,48 +37,48 @@ fn is_wildcard_label(value: &str) -> bool {
     value.len() <= 63 && (is_dns1123_label(value) || WILDCARD_LABEL.is_match(value))
 }
 
-fn dns_preconditions(name: &str) -> Result<(), String> {
+fn dns_preconditions(name: &str) -> Result<(), Invalid> {
     if name.len() > 255 {
-        return Err(format!("domain name {name:?} too long (max 255)"));
+        return Err(Invalid::DomainTooLong(name.to_string()));
     }
     if name.is_empty() {
-        return Err("empty domain name not allowed".to_string());
+        return Err(Invalid::EmptyDomain);
     }
     Ok(())
 }
 
-fn dns_labels(whole: &str, domain: &str) -> Result<(), String> {
+fn dns_labels(whole: &str, domain: &str) -> Result<(), Invalid> {
     let parts: Vec<&str> = domain.split('.').collect();
     let top_level = parts.last().copied().unwrap_or_default();
     if !top_level.is_empty() && top_level.chars().all(|c| c.is_ascii_digit()) {
-        return Err(format!("domain name {whole:?} invalid (top level domain {top_level:?} cannot be all-numeric)"));
+        return Err(Invalid::NumericTopLevelDomain { domain: whole.to_string(), top_level: top_level.to_string() });
     }
     for (index, label) in parts.iter().enumerate() {
         if index == parts.len() - 1 && label.is_empty() && index > 0 {
             return Ok(()); // a trailing dot is allowed
         }
         if !is_dns1123_label(label) {
-            return Err(format!("domain name {whole:?} invalid (label {label:?} invalid)"));
+            return Err(Invalid::DomainLabel { domain: whole.to_string(), label: label.to_string() });
         }
     }
     Ok(())
 }
 
 /// A fully qualified (non-wildcard) DNS name.
-pub(crate) fn validate_fqdn(name: &str) -> Result<(), String> {
+pub(crate) fn validate_fqdn(name: &str) -> Result<(), Invalid> {
     dns_preconditions(name)?;
     dns_labels(name, name)
 }
 
 /// A DNS name that may have a wildcard in its first label (`*`, `*.example.com`, `*foo.com`).
-pub(crate) fn validate_wildcard_domain(name: &str) -> Result<(), String> {
+pub(crate) fn validate_wildcard_domain(name: &str) -> Result<(), Invalid> {
     dns_preconditions(name)?;
     let (first, rest) = match name.split_once('.') {
         Some((first, rest)) => (first, Some(rest)),
         None => (name, None),
     };
     if !is_wildcard_label(first) {
-        return Err(format!("domain name {name:?} invalid (label {first:?} invalid)"));
+        return Err(Invalid::DomainLabel { domain: name.to_string(), label: first.to_string() });
     }
     match rest {
         Some(rest) => dns_labels(name, rest),
@@ -112,41 +113,41 @@ pub(crate) fn host_subset_of(inner: &str, outer: &str) -> bool {
 }
 
 /// Kubernetes label keys and values (`[prefix/]name`).
-pub(crate) fn validate_labels<'a>(labels: impl IntoIterator<Item = (&'a String, &'a String)>) -> Result<(), String> {
+pub(crate) fn validate_labels<'a>(labels: impl IntoIterator<Item = (&'a String, &'a String)>) -> Result<(), Invalid> {
     for (key, value) in labels {
         validate_label_key(key)?;
         if value.len() > 63 || !LABEL_VALUE.is_match(value) {
-            return Err(format!("invalid tag value: {value:?}"));
+            return Err(Invalid::LabelValue(value.clone()));
         }
     }
     Ok(())
 }
 
-fn validate_label_key(key: &str) -> Result<(), String> {
+fn validate_label_key(key: &str) -> Result<(), Invalid> {
     let (prefix, name) = match key.split_once('/') {
         Some((prefix, name)) => (Some(prefix), name),
         None => (None, key),
     };
     let prefix_ok = prefix.is_none_or(|prefix| prefix.len() <= 253 && validate_fqdn(prefix).is_ok());
     if !prefix_ok || name.is_empty() || name.len() > 63 || !LABEL_NAME.is_match(name) {
-        return Err(format!("invalid tag key: {key:?}"));
+        return Err(Invalid::LabelKey(key.to_string()));
     }
     Ok(())
 }
 
-pub(crate) fn validate_port(port: i64) -> Result<(), String> {
+pub(crate) fn validate_port(port: i64) -> Result<(), Invalid> {
     if (1..=65535).contains(&port) {
         Ok(())
     } else {
-        Err(format!("port number {port} must be in the range 1..65535"))
+        Err(Invalid::Port(port))
     }
 }
 
-pub(crate) fn validate_port_name(name: &str) -> Result<(), String> {
+pub(crate) fn validate_port_name(name: &str) -> Result<(), Invalid> {
     if is_dns1123_label(name) {
         Ok(())
     } else {
-        Err(format!("invalid port name: {name}"))
+        Err(Invalid::PortName(name.to_string()))
     }
 }
 
@@ -165,38 +166,38 @@ pub(crate) fn protocol_is_http(protocol: &str) -> bool {
     ["HTTP", "HTTP2", "GRPC", "GRPC-WEB"].iter().any(|p| p.eq_ignore_ascii_case(protocol))
 }
 
-pub(crate) fn validate_protocol(protocol: &str) -> Result<(), String> {
+pub(crate) fn validate_protocol(protocol: &str) -> Result<(), Invalid> {
     if protocol_is_known(protocol) {
         Ok(())
     } else {
-        Err(format!("unrecognized protocol {protocol:?}"))
+        Err(Invalid::Protocol(protocol.to_string()))
     }
 }
 
-pub(crate) fn validate_percent(value: i64) -> Result<(), String> {
+pub(crate) fn validate_percent(value: i64) -> Result<(), Invalid> {
     if (0..=100).contains(&value) {
         Ok(())
     } else {
-        Err(format!("percentage {value} is not in range 0..100"))
+        Err(Invalid::Percent(value))
     }
 }
 
-pub(crate) fn validate_percentage(value: f64) -> Result<(), String> {
+pub(crate) fn validate_percentage(value: f64) -> Result<(), Invalid> {
     if !(0.0..=100.0).contains(&value) || (value > 0.0 && value < 0.0001) {
-        Err(format!("percentage {value} is neither 0.0, nor in range [0.0001, 100.0]"))
+        Err(Invalid::Percentage(value))
     } else {
         Ok(())
     }
 }
 
 /// A duration of at least 1ms with millisecond precision.
-pub(crate) fn validate_duration(duration: &prost_types::Duration) -> Result<(), String> {
+pub(crate) fn validate_duration(duration: &prost_types::Duration) -> Result<(), Invalid> {
     let nanos = i128::from(duration.seconds) * 1_000_000_000 + i128::from(duration.nanos);
     if nanos < 1_000_000 {
-        return Err("duration must be greater than 1ms".to_string());
+        return Err(Invalid::DurationTooShort);
     }
     if nanos % 1_000_000 != 0 {
-        return Err("only durations to ms precision are supported".to_string());
+        return Err(Invalid::DurationPrecision);
     }
     Ok(())
 }
@@ -206,15 +207,14 @@ pub(crate) fn validate_duration_range(
     duration: &prost_types::Duration,
     min_ms: i64,
     max_ms: i64,
-) -> Result<(), String> {
+) -> Result<(), Invalid> {
     let millis = duration.seconds.saturating_mul(1000).saturating_add(i64::from(duration.nanos / 1_000_000));
     if millis < min_ms || millis > max_ms {
-        return Err(format!(
-            "time {} should be >={} and <={}",
-            format_duration(duration),
-            format_ms(min_ms),
-            format_ms(max_ms)
-        ));
+        return Err(Invalid::DurationRange {
+            duration: format_duration(duration),
+            min: format_ms(min_ms),
+            max: format_ms(max_ms),
+        });
     }
     Ok(())
 }
@@ -228,17 +228,17 @@ fn format_ms(ms: i64) -> String {
 }
 
 /// `host:port`, where host is a DNS name or an IP (`[v6]` in brackets).
-pub(crate) fn validate_host_port(address: &str) -> Result<(), String> {
+pub(crate) fn validate_host_port(address: &str) -> Result<(), Invalid> {
     let Some((host, port)) = address.rsplit_once(':') else {
-        return Err(format!("{address:?} must be of the form host:port"));
+        return Err(Invalid::NotHostPort(address.to_string()));
     };
-    let port = port.parse::<i64>().map_err(|_| format!("{address:?} has an invalid port"))?;
+    let port = port.parse::<i64>().map_err(|_| Invalid::AddressPort(address.to_string()))?;
     validate_port(port)?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     if validate_ip(host).is_ok() || validate_fqdn(host).is_ok() {
         Ok(())
     } else {
-        Err(format!("{address:?} has an invalid host {host:?}"))
+        Err(Invalid::AddressHost { address: address.to_string(), host: host.to_string() })
     }
 }
 
@@ -251,64 +251,64 @@ pub(crate) fn format_duration(duration: &prost_types::Duration) -> String {
     }
 }
 
-pub(crate) fn validate_ip(address: &str) -> Result<(), String> {
-    address.parse::<IpAddr>().map(|_| ()).map_err(|_| format!("{address:?} is not a valid IP"))
+pub(crate) fn validate_ip(address: &str) -> Result<(), Invalid> {
+    address.parse::<IpAddr>().map(|_| ()).map_err(|_| Invalid::Ip(address.to_string()))
 }
 
 /// An IP or a CIDR block.
-pub(crate) fn validate_ip_subnet(subnet: &str) -> Result<(), String> {
+pub(crate) fn validate_ip_subnet(subnet: &str) -> Result<(), Invalid> {
     if subnet.contains('/') {
-        subnet.parse::<ipnet::IpNet>().map(|_| ()).map_err(|_| format!("{subnet:?} is not a valid CIDR block"))
+        subnet.parse::<ipnet::IpNet>().map(|_| ()).map_err(|_| Invalid::Cidr(subnet.to_string()))
     } else {
         validate_ip(subnet)
     }
 }
 
 /// A Unix domain socket path: absolute, or `@abstract`.
-pub(crate) fn validate_unix_address(path: &str) -> Result<(), String> {
+pub(crate) fn validate_unix_address(path: &str) -> Result<(), Invalid> {
     if path.is_empty() {
-        return Err("unix address must not be empty".to_string());
+        return Err(Invalid::EmptyUnixAddress);
     }
     if path.contains('\0') {
-        return Err(format!("unix address {path:?} must not contain NUL"));
+        return Err(Invalid::UnixAddressNul(path.to_string()));
     }
     if !path.starts_with('/') && !path.starts_with('@') {
-        return Err(format!("unix address {path:?} must be an absolute path"));
+        return Err(Invalid::UnixAddressRelative(path.to_string()));
     }
     Ok(())
 }
 
-pub(crate) fn validate_header_name(name: &str) -> Result<(), String> {
+pub(crate) fn validate_header_name(name: &str) -> Result<(), Invalid> {
     if name.is_empty() {
-        return Err("header name cannot be empty".to_string());
+        return Err(Invalid::EmptyHeaderName);
     }
     if HEADER_NAME.is_match(name) {
         Ok(())
     } else {
-        Err(format!("header name {name:?} is not a valid header name"))
+        Err(Invalid::HeaderName(name.to_string()))
     }
 }
 
-pub(crate) fn validate_http_method(method: &str) -> Result<(), String> {
+pub(crate) fn validate_http_method(method: &str) -> Result<(), Invalid> {
     const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"];
     if METHODS.contains(&method) {
         Ok(())
     } else {
-        Err(format!("{method:?} is not a supported HTTP method"))
+        Err(Invalid::HttpMethod(method.to_string()))
     }
 }
 
 /// Istio 1.4 allows at most one `exportTo` entry, `.` or `*`.
-pub(crate) fn validate_export_to(export_to: &[String]) -> Result<(), String> {
+pub(crate) fn validate_export_to(export_to: &[String]) -> Result<(), Invalid> {
     match export_to {
         [] => Ok(()),
         [only] if only == "." || only == "*" => Ok(()),
-        [only] => Err(format!("only . or * is allowed in the exportTo in the current release, found {only:?}")),
-        _ => Err("exportTo should have only one entry (. or *) in the current release".to_string()),
+        [only] => Err(Invalid::ExportTo(only.clone())),
+        _ => Err(Invalid::ExportToMany),
     }
 }
 
 /// A regular expression Envoy will accept (RE2 syntax, which the `regex` crate shares).
-pub(crate) fn validate_regex(pattern: &str) -> Result<(), String> {
-    Regex::new(pattern).map(|_| ()).map_err(|error| format!("invalid regex {pattern:?}: {error}"))
+pub(crate) fn validate_regex(pattern: &str) -> Result<(), Invalid> {
+    Regex::new(pattern).map(|_| ()).map_err(|source| Invalid::Regex { pattern: pattern.to_string(), source })
 }

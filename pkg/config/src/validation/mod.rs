@@ -8,6 +8,7 @@
 
 mod authn;
 mod common;
+mod invalid;
 mod mixer;
 mod networking;
 mod rbac;

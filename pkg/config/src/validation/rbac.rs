@@ -10,6 +10,7 @@ use istio_api::pb::istio::security::v1beta1 as security;
 
 use super::common::*;
 use super::report::{typed, Context, Report};
+use crate::validation::invalid::Invalid;
 
 pub(super) fn validate(
     kind: &Kind,
@@ -227,7 +228,7 @@ fn authorization_policy(policy: &security::AuthorizationPolicy, report: &mut Rep
 }
 
 /// The condition keys AuthorizationPolicy understood in 1.4, and what their values must be.
-fn condition_value(key: &str, value: &str) -> Result<(), String> {
+fn condition_value(key: &str, value: &str) -> Result<(), Invalid> {
     let bracketed = |prefix: &str| {
         key.strip_prefix(prefix)
             .and_then(|rest| rest.strip_prefix('['))
@@ -237,7 +238,7 @@ fn condition_value(key: &str, value: &str) -> Result<(), String> {
     match key {
         "source.ip" | "destination.ip" => validate_ip_subnet(value),
         "destination.port" => {
-            value.parse::<i64>().map_err(|_| format!("port {value:?} is not a number")).and_then(validate_port)
+            value.parse::<i64>().map_err(|_| Invalid::PortNotANumber(value.to_string())).and_then(validate_port)
         }
         "source.namespace"
         | "source.principal"
@@ -247,6 +248,6 @@ fn condition_value(key: &str, value: &str) -> Result<(), String> {
         | "connection.sni" => Ok(()),
         _ if bracketed("request.headers") || bracketed("request.auth.claims") => Ok(()),
         _ if key.starts_with("experimental.envoy.filters.") => Ok(()),
-        _ => Err(format!("unknown attribute ({key})")),
+        _ => Err(Invalid::UnknownAttribute(key.to_string())),
     }
 }

@@ -36,9 +36,9 @@ impl Report {
     }
 
     /// Records `result` as a violation at `field` when it is an error.
-    pub(crate) fn check(&mut self, field: impl Into<String>, result: Result<(), String>) {
+    pub(crate) fn check(&mut self, field: impl Into<String>, result: Result<(), impl fmt::Display>) {
         if let Err(message) = result {
-            self.error(field, message);
+            self.error(field, message.to_string());
         }
     }
 

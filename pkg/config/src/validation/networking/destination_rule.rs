@@ -5,6 +5,7 @@ use std::collections::HashSet;
 
 use super::virtual_service::subset_name;
 use crate::validation::common::*;
+use crate::validation::invalid::Invalid;
 use crate::validation::report::Report;
 use istio_api::pb::istio::networking::v1alpha3 as net;
 
@@ -138,9 +139,9 @@ pub(super) fn load_balancer(field: &str, settings: Option<&net::LoadBalancerSett
     }
 }
 
-pub(crate) fn locality_lb_setting(setting: &net::LocalityLoadBalancerSetting) -> Result<(), String> {
+pub(crate) fn locality_lb_setting(setting: &net::LocalityLoadBalancerSetting) -> Result<(), Invalid> {
     if !setting.distribute.is_empty() && !setting.failover.is_empty() {
-        return Err("can not simultaneously specify 'distribute' and 'failover'".to_string());
+        return Err(Invalid::DistributeAndFailover);
     }
     let mut sources = Vec::new();
     for distribute in &setting.distribute {
@@ -148,38 +149,38 @@ pub(crate) fn locality_lb_setting(setting: &net::LocalityLoadBalancerSetting) ->
         let mut total: u64 = 0;
         for weight in distribute.to.values() {
             if *weight == 0 {
-                return Err("locality weight must be in range [1, 100]".to_string());
+                return Err(Invalid::LocalityWeight);
             }
             total += u64::from(*weight);
         }
         if total != 100 {
-            return Err(format!("total locality weight {total} != 100"));
+            return Err(Invalid::LocalityWeightTotal(total));
         }
         localities(distribute.to.keys().map(String::as_str))?;
     }
     localities(sources.into_iter())?;
     for failover in &setting.failover {
         if failover.from == failover.to {
-            return Err("locality lb failover settings must specify different regions".to_string());
+            return Err(Invalid::FailoverSameRegion);
         }
         if failover.to.contains('*') {
-            return Err("locality lb failover region should not contain '*' wildcard".to_string());
+            return Err(Invalid::FailoverWildcard);
         }
     }
     Ok(())
 }
 
-pub(super) fn localities<'a>(localities: impl Iterator<Item = &'a str>) -> Result<(), String> {
+pub(super) fn localities<'a>(localities: impl Iterator<Item = &'a str>) -> Result<(), Invalid> {
     let mut seen = HashSet::new();
     for locality in localities {
         if locality.is_empty() {
-            return Err("empty locality is not allowed".to_string());
+            return Err(Invalid::EmptyLocality);
         }
         if locality.contains('*') && (!locality.ends_with('*') || locality.matches('*').count() > 1) {
-            return Err(format!("locality {locality} wildcard '*' number can not exceed 1 and must be in the end"));
+            return Err(Invalid::LocalityWildcard(locality.to_string()));
         }
         if !seen.insert(locality) {
-            return Err(format!("locality {locality} overlap with previous specified ones"));
+            return Err(Invalid::LocalityOverlap(locality.to_string()));
         }
     }
     Ok(())

@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 
 use crate::validation::common::*;
+use crate::validation::invalid::Invalid;
 use crate::validation::report::Report;
 use istio_api::pb::istio::networking::v1alpha3 as net;
 
@@ -122,21 +123,21 @@ pub(super) fn gateway_server(field: &str, server: &net::Server, report: &mut Rep
 }
 
 /// `ns/host` (sidecars and gateways) or a bare host (gateways only, deprecated form).
-pub(super) fn namespace_slash_host(host: &str, is_gateway: bool) -> Result<(), String> {
+pub(super) fn namespace_slash_host(host: &str, is_gateway: bool) -> Result<(), Invalid> {
     let Some((namespace, name)) = host.split_once('/') else {
         return if is_gateway {
             validate_wildcard_domain(host)
         } else {
-            Err(format!("host {host:?} must be of form namespace/dnsName"))
+            Err(Invalid::NotNamespaceSlashHost(host.to_string()))
         };
     };
     if namespace.is_empty() || name.is_empty() {
-        return Err("config namespace and dnsName in host entry cannot be empty".to_string());
+        return Err(Invalid::EmptyNamespaceOrHost);
     }
     let special: &[&str] = if is_gateway { &["*", "."] } else { &["*", ".", "~"] };
     if !special.contains(&namespace) && !is_dns1123_label(namespace) {
         let place = if is_gateway { "gateway" } else { "sidecar" };
-        return Err(format!("invalid namespace value {namespace:?} in {place}"));
+        return Err(Invalid::HostNamespace { namespace: namespace.to_string(), place });
     }
     validate_wildcard_domain(name)
 }

@@ -2,6 +2,7 @@
 //! redirects, rewrites, retries, timeouts, faults, mirroring, CORS and header operations.
 
 use crate::validation::common::*;
+use crate::validation::invalid::Invalid;
 use crate::validation::report::Report;
 use istio_api::pb::istio::networking::v1alpha3 as net;
 
@@ -16,7 +17,7 @@ pub(super) fn virtual_service(vs: &net::VirtualService, report: &mut Report) {
         let field = format!("spec.hosts[{index}]");
         if let Err(message) = validate_wildcard_domain(host) {
             if validate_ip(host).is_err() {
-                report.error(field, message);
+                report.error(field, message.to_string());
                 all_hosts_valid = false;
             }
         } else if applies_to_mesh && host == "*" {
@@ -303,11 +304,11 @@ pub(super) fn destination(field: &str, dest: &net::Destination, report: &mut Rep
     }
 }
 
-pub(super) fn subset_name(name: &str) -> Result<(), String> {
+pub(super) fn subset_name(name: &str) -> Result<(), Invalid> {
     if name.is_empty() {
-        Err("subset name cannot be empty".to_string())
+        Err(Invalid::EmptySubsetName)
     } else if !is_dns1123_label(name) {
-        Err(format!("subset name is invalid: {name}"))
+        Err(Invalid::SubsetName(name.to_string()))
     } else {
         Ok(())
     }
@@ -342,7 +343,7 @@ pub(super) fn tls_route(field: &str, route: &net::TlsRoute, hosts: &[String], re
             let field = format!("{field}.sniHosts");
             if let Err(message) = validate_wildcard_domain(sni) {
                 if validate_ip(sni).is_err() {
-                    report.error(field, message);
+                    report.error(field, message.to_string());
                     continue;
                 }
             }
