@@ -1,6 +1,7 @@
 //! Pilot's Prometheus metrics, named as in Istio 1.4 (`pilot_xds`, `pilot_xds_pushes`,
 //! `pilot_total_xds_rejects`, `pilot_xds_push_time`).
 
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -8,13 +9,17 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 
 use istio_runtime::monitoring::SharedRegistry;
 
-type Labels = Vec<(String, String)>;
+/// The xDS type of a push or reject (`cds`, `eds`, `lds`, `rds`).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TypeLabel {
+    pub r#type: &'static str,
+}
 
 #[derive(Clone)]
 pub struct Metrics {
     pub xds_clients: Gauge,
-    pub pushes: Family<Labels, Counter>,
-    pub rejects: Family<Labels, Counter>,
+    pub pushes: Family<TypeLabel, Counter>,
+    pub rejects: Family<TypeLabel, Counter>,
     pub push_time: Histogram,
     pub convergence: Histogram,
     pub push_contexts: Counter,
@@ -32,7 +37,7 @@ impl Metrics {
             push_contexts: Counter::default(),
             invalid_config: Counter::default(),
         };
-        let mut registry = registry.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut registry = istio_runtime::sync::lock(registry);
         registry.register("pilot_xds", "Connected xDS clients", metrics.xds_clients.clone());
         registry.register("pilot_xds_pushes", "xDS responses sent, by type", metrics.pushes.clone());
         registry.register(

@@ -24,7 +24,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::generate::generate;
 use super::intern;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, TypeLabel};
 use crate::model::{GeneratedResource, PushContext};
 use crate::node::Proxy;
 
@@ -221,7 +221,7 @@ impl SotwStream {
             ..Default::default()
         };
         let kind = short_type(type_url);
-        self.server.metrics.pushes.get_or_create(&vec![("type".to_string(), kind.to_string())]).inc();
+        self.server.metrics.pushes.get_or_create(&TypeLabel { r#type: kind }).inc();
         self.server.metrics.push_time.observe(started.elapsed().as_secs_f64());
         self.server.connections.update(&self.id, |status| {
             let entry = status.types.entry(kind.to_string()).or_default();
@@ -273,7 +273,7 @@ impl SotwStream {
         let proxy_id = self.proxy.as_ref().map(|p| p.id.clone()).unwrap_or_default();
         if let Some(error) = &request.error_detail {
             tracing::warn!(proxy = %proxy_id, r#type = kind, nonce = %request.response_nonce, error = %error.message, "proxy rejected config (NACK)");
-            self.server.metrics.rejects.get_or_create(&vec![("type".to_string(), kind.to_string())]).inc();
+            self.server.metrics.rejects.get_or_create(&TypeLabel { r#type: kind }).inc();
             let message = error.message.clone();
             self.server
                 .connections
@@ -397,124 +397,180 @@ impl AggregatedDiscoveryService for AdsServer {
             if !first_sync(&mut pushes).await {
                 return;
             }
-            let id = server.register(true);
-            let mut proxy: Option<Proxy> = None;
-            let mut watches: HashMap<String, DeltaWatch> = HashMap::new();
-            let mut must_answer: std::collections::HashSet<String> = std::collections::HashSet::new();
-            let mut nonce = 0_u64;
+            let mut stream = DeltaStream::new(server.clone());
             loop {
-                let mut to_send: Vec<String> = Vec::new();
-                tokio::select! {
+                let to_send = tokio::select! {
                     message = incoming.message() => {
-                        let request = match message {
-                            Ok(Some(request)) => request,
-                            Ok(None) | Err(_) => break,
-                        };
-                        if proxy.is_none() {
-                            match request.node.as_ref().map(Proxy::from_node) {
-                                Some(Ok(parsed)) => {
-                                    let (proxy_id, version) = (parsed.id.clone(), parsed.istio_version.clone());
-                                    server.connections.update(&id, |status| { status.proxy = proxy_id; status.istio_version = version; });
-                                    proxy = Some(parsed);
-                                }
-                                Some(Err(error)) => { let _ = out.send(Err(Status::invalid_argument(error.to_string()))).await; break; }
-                                None => { let _ = out.send(Err(Status::invalid_argument("the first DeltaDiscoveryRequest must carry the node"))).await; break; }
+                        let Ok(Some(request)) = message else { break };
+                        match stream.request(&request) {
+                            Ok(to_send) => to_send,
+                            Err(status) => {
+                                let _ = out.send(Err(status)).await;
+                                break;
                             }
-                        }
-                        let kind = short_type(&request.type_url);
-                        if let Some(error) = &request.error_detail {
-                            tracing::warn!(connection = %id, r#type = kind, error = %error.message, "proxy rejected delta config (NACK)");
-                            server.metrics.rejects.get_or_create(&vec![("type".to_string(), kind.to_string())]).inc();
-                            continue;
-                        }
-                        let first = !watches.contains_key(&request.type_url);
-                        let watch = watches.entry(request.type_url.clone()).or_default();
-                        if first {
-                            watch.wildcard = request.resource_names_subscribe.is_empty() || request.resource_names_subscribe.iter().any(|n| n == "*");
-                            watch.held = request.initial_resource_versions.clone();
-                        }
-                        let subscribed = !request.resource_names_subscribe.is_empty();
-                        for name in &request.resource_names_subscribe {
-                            if name != "*" && !watch.names.contains(name) {
-                                watch.names.push(name.clone());
-                            }
-                        }
-                        for name in &request.resource_names_unsubscribe {
-                            watch.names.retain(|n| n != name);
-                            watch.held.remove(name);
-                        }
-                        if first || subscribed {
-                            to_send.push(request.type_url.clone());
-                        }
-                        if first {
-                            // The first request always gets an answer, empty or not, so the
-                            // proxy knows its initial state (no listeners is a state too).
-                            must_answer.insert(request.type_url.clone());
                         }
                     }
                     changed = pushes.changed() => {
-                        if changed.is_err() { break; }
-                        let _ = pushes.borrow_and_update();
-                        to_send.extend([type_url::CLUSTER, type_url::ENDPOINT, type_url::LISTENER, type_url::ROUTE].into_iter().filter(|t| watches.contains_key(*t)).map(str::to_string));
-                    }
-                }
-                let Some(current) = proxy.as_ref() else { continue };
-                let push = pushes.borrow().clone();
-                for type_url in to_send {
-                    let Some(watch) = watches.get_mut(&type_url) else { continue };
-                    let names = if watch.wildcard { Vec::new() } else { watch.names.clone() };
-                    let generated = generate(&push, current, &type_url, &names);
-                    let mut resources = Vec::new();
-                    let mut present = std::collections::HashSet::new();
-                    for generated in generated {
-                        present.insert(generated.name.clone());
-                        let version = format!("{:016x}", generated.hash);
-                        if watch.held.get(&generated.name) != Some(&version) {
-                            watch.held.insert(generated.name.clone(), version.clone());
-                            resources.push(Resource {
-                                name: generated.name,
-                                version,
-                                resource: Some(Any::clone(&generated.resource)),
-                                ..Default::default()
-                            });
+                        if changed.is_err() {
+                            break;
                         }
+                        let _ = pushes.borrow_and_update();
+                        stream.watched_types()
                     }
-                    let removed: Vec<String> =
-                        watch.held.keys().filter(|name| !present.contains(*name)).cloned().collect();
-                    for name in &removed {
-                        watch.held.remove(name);
-                    }
-                    if resources.is_empty() && removed.is_empty() && !must_answer.remove(&type_url) {
-                        continue;
-                    }
-                    must_answer.remove(&type_url);
-                    nonce += 1;
-                    let kind = short_type(&type_url);
-                    server.metrics.pushes.get_or_create(&vec![("type".to_string(), kind.to_string())]).inc();
-                    let count = resources.len();
-                    server.connections.update(&id, |status| {
-                        let entry = status.types.entry(kind.to_string()).or_default();
-                        entry.sent_version = push.version.clone();
-                        entry.sent_nonce = nonce.to_string();
-                        entry.resources = count;
-                    });
-                    let response = DeltaDiscoveryResponse {
-                        system_version_info: push.version.clone(),
-                        resources,
-                        type_url: type_url.clone(),
-                        removed_resources: removed,
-                        nonce: nonce.to_string(),
-                        ..Default::default()
-                    };
+                };
+                let push = pushes.borrow().clone();
+                let responses: Vec<DeltaDiscoveryResponse> =
+                    to_send.iter().filter_map(|type_url| stream.response(&push, type_url)).collect();
+                for response in responses {
                     if out.send(Ok(response)).await.is_err() {
                         break;
                     }
                 }
             }
-            server.unregister(&id);
+            server.unregister(&stream.id);
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
     }
+}
+
+/// One delta ADS stream: the proxy once its first request names it, what it subscribed to per
+/// type, and the version of every resource it holds, so each push sends only what changed.
+struct DeltaStream {
+    id: String,
+    server: AdsServer,
+    proxy: Option<Proxy>,
+    watches: HashMap<String, DeltaWatch>,
+    /// Types whose first request has not been answered yet.
+    must_answer: std::collections::HashSet<String>,
+    nonce: u64,
+}
+
+impl DeltaStream {
+    fn new(server: AdsServer) -> DeltaStream {
+        DeltaStream {
+            id: server.register(true),
+            server,
+            proxy: None,
+            watches: HashMap::new(),
+            must_answer: std::collections::HashSet::new(),
+            nonce: 0,
+        }
+    }
+
+    /// Takes in a request; returns the types to answer now.
+    fn request(&mut self, request: &DeltaDiscoveryRequest) -> Result<Vec<String>, Status> {
+        if self.proxy.is_none() {
+            self.identify(request)?;
+        }
+        let kind = short_type(&request.type_url);
+        if let Some(error) = &request.error_detail {
+            tracing::warn!(connection = %self.id, r#type = kind, error = %error.message, "proxy rejected delta config (NACK)");
+            self.server.metrics.rejects.get_or_create(&TypeLabel { r#type: kind }).inc();
+            return Ok(Vec::new());
+        }
+        let first = !self.watches.contains_key(&request.type_url);
+        let watch = self.watches.entry(request.type_url.clone()).or_default();
+        if first {
+            watch.wildcard = request.resource_names_subscribe.is_empty()
+                || request.resource_names_subscribe.iter().any(|name| name == "*");
+            watch.held = request.initial_resource_versions.clone();
+            // The first request always gets an answer, empty or not, so the proxy knows its
+            // initial state (no listeners is a state too).
+            self.must_answer.insert(request.type_url.clone());
+        }
+        for name in &request.resource_names_subscribe {
+            if name != "*" && !watch.names.contains(name) {
+                watch.names.push(name.clone());
+            }
+        }
+        for name in &request.resource_names_unsubscribe {
+            watch.names.retain(|known| known != name);
+            watch.held.remove(name);
+        }
+        let subscribed = !request.resource_names_subscribe.is_empty();
+        Ok(if first || subscribed { vec![request.type_url.clone()] } else { Vec::new() })
+    }
+
+    /// Reads the proxy from the stream's first request, which must name it.
+    fn identify(&mut self, request: &DeltaDiscoveryRequest) -> Result<(), Status> {
+        let node = request
+            .node
+            .as_ref()
+            .ok_or_else(|| Status::invalid_argument("the first DeltaDiscoveryRequest must carry the node"))?;
+        let proxy = Proxy::from_node(node).map_err(|error| Status::invalid_argument(error.to_string()))?;
+        let (proxy_id, version) = (proxy.id.clone(), proxy.istio_version.clone());
+        self.server.connections.update(&self.id, |status| {
+            status.proxy = proxy_id;
+            status.istio_version = version;
+        });
+        self.proxy = Some(proxy);
+        Ok(())
+    }
+
+    /// The types the proxy watches, for a push to every one of them.
+    fn watched_types(&self) -> Vec<String> {
+        [type_url::CLUSTER, type_url::ENDPOINT, type_url::LISTENER, type_url::ROUTE]
+            .into_iter()
+            .filter(|type_url| self.watches.contains_key(*type_url))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The response that brings the proxy's `type_url` resources up to `push`, if anything
+    /// changed (or the type's first request is still unanswered).
+    fn response(&mut self, push: &PushContext, type_url: &str) -> Option<DeltaDiscoveryResponse> {
+        let proxy = self.proxy.as_ref()?;
+        let watch = self.watches.get_mut(type_url)?;
+        let names = if watch.wildcard { Vec::new() } else { watch.names.clone() };
+        let (resources, removed) = delta(watch, generate(push, proxy, type_url, &names));
+        let first_answer = self.must_answer.remove(type_url);
+        if resources.is_empty() && removed.is_empty() && !first_answer {
+            return None;
+        }
+        self.nonce += 1;
+        let kind = short_type(type_url);
+        self.server.metrics.pushes.get_or_create(&TypeLabel { r#type: kind }).inc();
+        let (count, nonce) = (resources.len(), self.nonce.to_string());
+        self.server.connections.update(&self.id, |status| {
+            let entry = status.types.entry(kind.to_string()).or_default();
+            entry.sent_version = push.version.clone();
+            entry.sent_nonce = nonce.clone();
+            entry.resources = count;
+        });
+        Some(DeltaDiscoveryResponse {
+            system_version_info: push.version.clone(),
+            resources,
+            type_url: type_url.to_string(),
+            removed_resources: removed,
+            nonce,
+            ..Default::default()
+        })
+    }
+}
+
+/// What changed between the resources a watch holds and `generated`: the new or changed ones
+/// and the names of the removed ones; the watch then holds `generated`.
+fn delta(watch: &mut DeltaWatch, generated: Vec<GeneratedResource>) -> (Vec<Resource>, Vec<String>) {
+    let mut resources = Vec::new();
+    let mut present = std::collections::HashSet::new();
+    for generated in generated {
+        present.insert(generated.name.clone());
+        let version = format!("{:016x}", generated.hash);
+        if watch.held.get(&generated.name) != Some(&version) {
+            watch.held.insert(generated.name.clone(), version.clone());
+            resources.push(Resource {
+                name: generated.name,
+                version,
+                resource: Some(Any::clone(&generated.resource)),
+                ..Default::default()
+            });
+        }
+    }
+    let removed: Vec<String> = watch.held.keys().filter(|name| !present.contains(*name)).cloned().collect();
+    for name in &removed {
+        watch.held.remove(name);
+    }
+    (resources, removed)
 }
 
 #[cfg(test)]

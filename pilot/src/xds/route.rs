@@ -500,156 +500,185 @@ fn http_route(
     port: Option<u32>,
 ) -> Route {
     let mut route = Route { name: name.to_string(), r#match: Some(route_match(matcher)), ..Default::default() };
-    let mut per_filter: HashMap<String, Any> = HashMap::new();
-    if let Some(redirect) = &http.redirect {
-        route.action = Some(route::Action::Redirect(RedirectAction {
-            host_redirect: redirect.authority.clone(),
-            path_rewrite_specifier: (!redirect.uri.is_empty())
-                .then(|| redirect_action::PathRewriteSpecifier::PathRedirect(redirect.uri.clone())),
-            response_code: match redirect.redirect_code {
-                302 => redirect_action::RedirectResponseCode::Found as i32,
-                303 => redirect_action::RedirectResponseCode::SeeOther as i32,
-                307 => redirect_action::RedirectResponseCode::TemporaryRedirect as i32,
-                308 => redirect_action::RedirectResponseCode::PermanentRedirect as i32,
-                _ => redirect_action::RedirectResponseCode::MovedPermanently as i32,
-            },
-            ..Default::default()
-        }));
-    } else {
-        let mut action = RouteAction {
-            timeout: Some(http.timeout.as_ref().map_or_else(|| seconds(0), duration)),
-            ..Default::default()
-        };
-        action.cluster_specifier = Some(if http.route.len() == 1 {
-            route_action::ClusterSpecifier::Cluster(destination_cluster(
-                push,
-                http.route[0].destination.as_ref().unwrap_or(&net::Destination::default()),
-                &vs.namespace,
-                port,
-            ))
-        } else {
-            route_action::ClusterSpecifier::WeightedClusters(WeightedCluster {
-                clusters: http
-                    .route
-                    .iter()
-                    .filter(|weighted| weighted.weight > 0)
-                    .map(|weighted| weighted_cluster::ClusterWeight {
-                        name: destination_cluster(
-                            push,
-                            weighted.destination.as_ref().unwrap_or(&net::Destination::default()),
-                            &vs.namespace,
-                            port,
-                        ),
-                        weight: Some(UInt32Value { value: u32::try_from(weighted.weight).unwrap_or(0) }),
-                        request_headers_to_add: weighted
-                            .headers
-                            .as_ref()
-                            .and_then(|h| h.request.as_ref())
-                            .map(|ops| header_options(&ops.set, &ops.add))
-                            .unwrap_or_default(),
-                        request_headers_to_remove: weighted
-                            .headers
-                            .as_ref()
-                            .and_then(|h| h.request.as_ref())
-                            .map(|ops| ops.remove.clone())
-                            .unwrap_or_default(),
-                        response_headers_to_add: weighted
-                            .headers
-                            .as_ref()
-                            .and_then(|h| h.response.as_ref())
-                            .map(|ops| header_options(&ops.set, &ops.add))
-                            .unwrap_or_default(),
-                        response_headers_to_remove: weighted
-                            .headers
-                            .as_ref()
-                            .and_then(|h| h.response.as_ref())
-                            .map(|ops| ops.remove.clone())
-                            .unwrap_or_default(),
-                        ..Default::default()
-                    })
-                    .collect(),
-                ..Default::default()
-            })
-        });
-        // Consistent hashing follows the (first) destination's DestinationRule.
-        let first_cluster = match &action.cluster_specifier {
-            Some(route_action::ClusterSpecifier::Cluster(cluster)) => cluster.clone(),
-            Some(route_action::ClusterSpecifier::WeightedClusters(weighted)) => {
-                weighted.clusters.first().map(|c| c.name.clone()).unwrap_or_default()
-            }
-            _ => String::new(),
-        };
-        action.hash_policy = hash_policy(push, &first_cluster);
-        action.retry_policy = Some(match &http.retries {
-            None => default_retry_policy(),
-            Some(retries) if retries.attempts == 0 => RetryPolicy::default(),
-            Some(retries) => RetryPolicy {
-                retry_on: if retries.retry_on.is_empty() {
-                    "gateway-error,connect-failure,refused-stream".to_string()
-                } else {
-                    retries.retry_on.clone()
-                },
-                num_retries: Some(UInt32Value { value: u32::try_from(retries.attempts).unwrap_or(0) }),
-                per_try_timeout: retries.per_try_timeout.as_ref().map(duration),
-                retry_host_predicate: default_retry_policy().retry_host_predicate,
-                host_selection_retry_max_attempts: 5,
-                ..Default::default()
-            },
-        });
-        if let Some(rewrite) = &http.rewrite {
-            action.prefix_rewrite = rewrite.uri.clone();
-            if !rewrite.authority.is_empty() {
-                action.host_rewrite_specifier =
-                    Some(route_action::HostRewriteSpecifier::HostRewriteLiteral(rewrite.authority.clone()));
-            }
+    route.action = Some(match &http.redirect {
+        Some(redirect) => route::Action::Redirect(redirect_action(redirect)),
+        None => route::Action::Route(route_action(push, vs, http, port)),
+    });
+    route.typed_per_filter_config = per_filter_config(http);
+    set_header_operations(&mut route, http);
+    route.decorator = decorator(route_operation(&route, &vs.name, port.unwrap_or(0)));
+    route
+}
+
+/// An HTTPRedirect as Envoy's redirect action.
+fn redirect_action(redirect: &net::HttpRedirect) -> RedirectAction {
+    RedirectAction {
+        host_redirect: redirect.authority.clone(),
+        path_rewrite_specifier: (!redirect.uri.is_empty())
+            .then(|| redirect_action::PathRewriteSpecifier::PathRedirect(redirect.uri.clone())),
+        response_code: match redirect.redirect_code {
+            302 => redirect_action::RedirectResponseCode::Found as i32,
+            303 => redirect_action::RedirectResponseCode::SeeOther as i32,
+            307 => redirect_action::RedirectResponseCode::TemporaryRedirect as i32,
+            308 => redirect_action::RedirectResponseCode::PermanentRedirect as i32,
+            _ => redirect_action::RedirectResponseCode::MovedPermanently as i32,
+        },
+        ..Default::default()
+    }
+}
+
+/// Forwarding to the route's destinations: the cluster (or weighted clusters), the timeout,
+/// consistent hashing, retries, rewrites and the mirror.
+fn route_action(
+    push: &PushContext,
+    vs: &Named<net::VirtualService>,
+    http: &net::HttpRoute,
+    port: Option<u32>,
+) -> RouteAction {
+    let mut action = RouteAction {
+        timeout: Some(http.timeout.as_ref().map_or_else(|| seconds(0), duration)),
+        cluster_specifier: Some(cluster_specifier(push, vs, &http.route, port)),
+        ..Default::default()
+    };
+    // Consistent hashing follows the (first) destination's DestinationRule.
+    let first_cluster = match &action.cluster_specifier {
+        Some(route_action::ClusterSpecifier::Cluster(cluster)) => cluster.clone(),
+        Some(route_action::ClusterSpecifier::WeightedClusters(weighted)) => {
+            weighted.clusters.first().map(|c| c.name.clone()).unwrap_or_default()
         }
-        if let Some(mirror) = &http.mirror {
-            action.request_mirror_policies = vec![route_action::RequestMirrorPolicy {
-                cluster: destination_cluster(push, mirror, &vs.namespace, port),
-                runtime_fraction: Some(RuntimeFractionalPercent {
-                    default_value: Some(FractionalPercent {
-                        numerator: http.mirror_percent.unwrap_or(100),
-                        denominator: fractional_percent::DenominatorType::Hundred as i32,
-                    }),
-                    ..Default::default()
+        _ => String::new(),
+    };
+    action.hash_policy = hash_policy(push, &first_cluster);
+    action.retry_policy = Some(retry_policy(http.retries.as_ref()));
+    if let Some(rewrite) = &http.rewrite {
+        action.prefix_rewrite = rewrite.uri.clone();
+        if !rewrite.authority.is_empty() {
+            action.host_rewrite_specifier =
+                Some(route_action::HostRewriteSpecifier::HostRewriteLiteral(rewrite.authority.clone()));
+        }
+    }
+    if let Some(mirror) = &http.mirror {
+        action.request_mirror_policies = vec![route_action::RequestMirrorPolicy {
+            cluster: destination_cluster(push, mirror, &vs.namespace, port),
+            runtime_fraction: Some(RuntimeFractionalPercent {
+                default_value: Some(FractionalPercent {
+                    numerator: http.mirror_percent.unwrap_or(100),
+                    denominator: fractional_percent::DenominatorType::Hundred as i32,
                 }),
                 ..Default::default()
-            }];
-        }
-        route.action = Some(route::Action::Route(action));
+            }),
+            ..Default::default()
+        }];
     }
+    action
+}
+
+/// One destination's cluster, or the weighted clusters of several (weight 0 left out), each
+/// with its own header operations.
+fn cluster_specifier(
+    push: &PushContext,
+    vs: &Named<net::VirtualService>,
+    destinations: &[net::HttpRouteDestination],
+    port: Option<u32>,
+) -> route_action::ClusterSpecifier {
+    let cluster_of = |weighted: &net::HttpRouteDestination| {
+        destination_cluster(
+            push,
+            weighted.destination.as_ref().unwrap_or(&net::Destination::default()),
+            &vs.namespace,
+            port,
+        )
+    };
+    if let [only] = destinations {
+        return route_action::ClusterSpecifier::Cluster(cluster_of(only));
+    }
+    let clusters = destinations
+        .iter()
+        .filter(|weighted| weighted.weight > 0)
+        .map(|weighted| {
+            let operations = HeaderOperations::of(weighted.headers.as_ref());
+            weighted_cluster::ClusterWeight {
+                name: cluster_of(weighted),
+                weight: Some(UInt32Value { value: u32::try_from(weighted.weight).unwrap_or(0) }),
+                request_headers_to_add: operations.request_add,
+                request_headers_to_remove: operations.request_remove,
+                response_headers_to_add: operations.response_add,
+                response_headers_to_remove: operations.response_remove,
+                ..Default::default()
+            }
+        })
+        .collect();
+    route_action::ClusterSpecifier::WeightedClusters(WeightedCluster { clusters, ..Default::default() })
+}
+
+/// A route's retry policy: Istio's default when the route says nothing, none for 0 attempts.
+fn retry_policy(retries: Option<&net::HttpRetry>) -> RetryPolicy {
+    match retries {
+        None => default_retry_policy(),
+        Some(retries) if retries.attempts == 0 => RetryPolicy::default(),
+        Some(retries) => RetryPolicy {
+            retry_on: if retries.retry_on.is_empty() {
+                "gateway-error,connect-failure,refused-stream".to_string()
+            } else {
+                retries.retry_on.clone()
+            },
+            num_retries: Some(UInt32Value { value: u32::try_from(retries.attempts).unwrap_or(0) }),
+            per_try_timeout: retries.per_try_timeout.as_ref().map(duration),
+            retry_host_predicate: default_retry_policy().retry_host_predicate,
+            host_selection_retry_max_attempts: 5,
+            ..Default::default()
+        },
+    }
+}
+
+/// The fault and CORS filters' per-route config.
+fn per_filter_config(http: &net::HttpRoute) -> HashMap<String, Any> {
+    let mut per_filter = HashMap::new();
     if let Some(injected) = &http.fault {
         per_filter.insert(FAULT_FILTER.to_string(), any(fault(injected)));
     }
     if let Some(policy) = &http.cors_policy {
         per_filter.insert(CORS_FILTER.to_string(), any(cors(policy)));
     }
-    let mut request_add = http
-        .headers
-        .as_ref()
-        .and_then(|h| h.request.as_ref())
-        .map(|ops| header_options(&ops.set, &ops.add))
-        .unwrap_or_default();
-    request_add.extend(header_options(&HashMap::new(), &http.append_request_headers));
-    request_add.extend(header_options(&HashMap::new(), &http.append_headers));
-    route.request_headers_to_add = request_add;
-    route.request_headers_to_remove =
-        http.headers.as_ref().and_then(|h| h.request.as_ref()).map(|ops| ops.remove.clone()).unwrap_or_default();
+    per_filter
+}
+
+/// Header operations (`headers.request`/`headers.response`) in Envoy's terms.
+#[derive(Default)]
+struct HeaderOperations {
+    request_add: Vec<HeaderValueOption>,
+    request_remove: Vec<String>,
+    response_add: Vec<HeaderValueOption>,
+    response_remove: Vec<String>,
+}
+
+impl HeaderOperations {
+    fn of(headers: Option<&net::Headers>) -> HeaderOperations {
+        let request = headers.and_then(|headers| headers.request.as_ref());
+        let response = headers.and_then(|headers| headers.response.as_ref());
+        HeaderOperations {
+            request_add: request.map(|ops| header_options(&ops.set, &ops.add)).unwrap_or_default(),
+            request_remove: request.map(|ops| ops.remove.clone()).unwrap_or_default(),
+            response_add: response.map(|ops| header_options(&ops.set, &ops.add)).unwrap_or_default(),
+            response_remove: response.map(|ops| ops.remove.clone()).unwrap_or_default(),
+        }
+    }
+}
+
+/// The route's header operations, with the deprecated `appendHeaders`/`removeResponseHeaders`
+/// forms after the `headers` ones.
+fn set_header_operations(route: &mut Route, http: &net::HttpRoute) {
+    let operations = HeaderOperations::of(http.headers.as_ref());
+    let appended = |headers: &HashMap<String, String>| header_options(&HashMap::new(), headers);
+    route.request_headers_to_add = operations.request_add;
+    route.request_headers_to_add.extend(appended(&http.append_request_headers));
+    route.request_headers_to_add.extend(appended(&http.append_headers));
+    route.request_headers_to_remove = operations.request_remove;
     route.request_headers_to_remove.extend(http.remove_request_headers.iter().cloned());
-    let mut response_add = http
-        .headers
-        .as_ref()
-        .and_then(|h| h.response.as_ref())
-        .map(|ops| header_options(&ops.set, &ops.add))
-        .unwrap_or_default();
-    response_add.extend(header_options(&HashMap::new(), &http.append_response_headers));
-    route.response_headers_to_add = response_add;
-    route.response_headers_to_remove =
-        http.headers.as_ref().and_then(|h| h.response.as_ref()).map(|ops| ops.remove.clone()).unwrap_or_default();
+    route.response_headers_to_add = operations.response_add;
+    route.response_headers_to_add.extend(appended(&http.append_response_headers));
+    route.response_headers_to_remove = operations.response_remove;
     route.response_headers_to_remove.extend(http.remove_response_headers.iter().cloned());
-    route.typed_per_filter_config = per_filter;
-    route.decorator = decorator(route_operation(&route, &vs.name, port.unwrap_or(0)));
-    route
 }
 
 #[cfg(test)]
