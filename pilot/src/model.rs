@@ -272,12 +272,12 @@ impl GeneratedCache {
         key: String,
         make: impl FnOnce() -> Vec<GeneratedResource>,
     ) -> Arc<Vec<GeneratedResource>> {
-        if let Some(found) = self.entries.lock().unwrap_or_else(|poison| poison.into_inner()).get(&key) {
+        if let Some(found) = istio_runtime::sync::lock(&self.entries).get(&key) {
             return found.clone();
         }
         // Generate outside the lock; two proxies racing may both generate, and either result is right.
         let generated = Arc::new(make());
-        self.entries.lock().unwrap_or_else(|poison| poison.into_inner()).entry(key).or_insert(generated).clone()
+        istio_runtime::sync::lock(&self.entries).entry(key).or_insert(generated).clone()
     }
 }
 

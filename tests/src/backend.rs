@@ -75,7 +75,7 @@ impl Backend {
     }
 
     pub fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap_or_else(|poison| poison.into_inner()).clone()
+        istio_runtime::sync::lock(&self.seen).clone()
     }
 
     fn serve(&self, stream: TcpStream) {
@@ -123,7 +123,7 @@ impl Backend {
             };
             let host =
                 headers.iter().find(|(name, _)| name == "host").map(|(_, value)| value.clone()).unwrap_or_default();
-            self.seen.lock().unwrap_or_else(|poison| poison.into_inner()).push(Seen {
+            istio_runtime::sync::lock(&self.seen).push(Seen {
                 method,
                 path: path.clone(),
                 host,

@@ -79,7 +79,7 @@ impl Process {
                     return;
                 }
                 let text = String::from_utf8_lossy(&buffer[..read]).to_string();
-                collected.lock().unwrap_or_else(|poison| poison.into_inner()).push_str(&text);
+                istio_runtime::sync::lock(&collected).push_str(&text);
             }
         });
         Process { child, lines, stderr, name: binary_name.to_string() }
@@ -131,7 +131,7 @@ impl Process {
 
     /// Everything written to stderr so far.
     pub fn stderr(&self) -> String {
-        self.stderr.lock().unwrap_or_else(|poison| poison.into_inner()).clone()
+        istio_runtime::sync::lock(&self.stderr).clone()
     }
 
     /// Waits until stderr contains `fragment`; panics with the output at the deadline.

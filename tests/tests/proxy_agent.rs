@@ -62,7 +62,7 @@ fn sidecar_agent_runs_the_builtin_data_plane_with_pilot() {
 }
 
 fn agent_lifecycle(with_envoy: bool) {
-    let _ports = SIDECAR_PORTS.lock().unwrap_or_else(|poison| poison.into_inner());
+    let _ports = istio_runtime::sync::lock(&SIDECAR_PORTS);
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("config");
     std::fs::create_dir(&config).expect("mkdir");

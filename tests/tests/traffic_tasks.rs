@@ -107,7 +107,7 @@ fn set_outbound_traffic_policy(mesh: &LocalMesh, mode: &str) {
 }
 
 fn run_tasks(plane: Plane) {
-    let _host = HOST.lock().unwrap_or_else(|poison| poison.into_inner());
+    let _host = istio_runtime::sync::lock(&HOST);
     if let Some(reason) = pod_prerequisites_missing() {
         eprintln!("skipped: {reason}");
         return;

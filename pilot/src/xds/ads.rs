@@ -60,11 +60,11 @@ pub struct Connections {
 
 impl Connections {
     pub fn snapshot(&self) -> Vec<ConnectionStatus> {
-        self.statuses.lock().unwrap_or_else(|poison| poison.into_inner()).values().cloned().collect()
+        istio_runtime::sync::lock(&self.statuses).values().cloned().collect()
     }
 
     fn update(&self, id: &str, change: impl FnOnce(&mut ConnectionStatus)) {
-        if let Some(status) = self.statuses.lock().unwrap_or_else(|poison| poison.into_inner()).get_mut(id) {
+        if let Some(status) = istio_runtime::sync::lock(&self.statuses).get_mut(id) {
             change(status);
         }
     }
@@ -117,7 +117,7 @@ impl AdsServer {
 
     fn register(&self, delta: bool) -> String {
         let id = format!("{}", self.connections.next_id.fetch_add(1, Ordering::Relaxed) + 1);
-        self.connections.statuses.lock().unwrap_or_else(|poison| poison.into_inner()).insert(
+        istio_runtime::sync::lock(&self.connections.statuses).insert(
             id.clone(),
             ConnectionStatus {
                 connection_id: id.clone(),
@@ -132,7 +132,7 @@ impl AdsServer {
     }
 
     fn unregister(&self, id: &str) {
-        self.connections.statuses.lock().unwrap_or_else(|poison| poison.into_inner()).remove(id);
+        istio_runtime::sync::lock(&self.connections.statuses).remove(id);
         self.metrics.xds_clients.dec();
     }
 }

@@ -20,7 +20,7 @@ impl<T: PartialEq> Pool<T> {
 
     /// The shared copy of `value` (whose content hash is `key`), adding it when new.
     pub fn intern(&self, key: u64, value: T) -> Arc<T> {
-        let mut entries = self.entries.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut entries = istio_runtime::sync::lock(&self.entries);
         if let Some(existing) = entries.get(&key).and_then(Weak::upgrade) {
             if *existing == value {
                 return existing;

@@ -35,7 +35,7 @@ static POOL: Mutex<Option<DescriptorPool>> = Mutex::new(None);
 /// Every Envoy, xDS, udpa and well-known message, as prost-reflect descriptors (a cheap handle
 /// to one shared pool).
 pub fn pool() -> DescriptorPool {
-    let mut pool = POOL.lock().unwrap_or_else(|poison| poison.into_inner());
+    let mut pool = istio_runtime::sync::lock(&POOL);
     pool.get_or_insert_with(|| {
         let descriptors = if DATA_PLANE_ONLY.load(std::sync::atomic::Ordering::Relaxed) {
             DATA_PLANE_DESCRIPTORS
@@ -51,7 +51,7 @@ pub fn pool() -> DescriptorPool {
 /// conversion decodes them again. A long-running process that converts only now and then (a
 /// proxy reading its bootstrap, rendering a `/config_dump`) calls this after each burst.
 pub fn release_pool() {
-    POOL.lock().unwrap_or_else(|poison| poison.into_inner()).take();
+    istio_runtime::sync::lock(&POOL).take();
 }
 
 fn type_name(type_url: &str) -> &str {

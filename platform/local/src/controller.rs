@@ -5,6 +5,7 @@
 //! for Pod objects, Pod status and Endpoints from what runs, and every pod's `/etc/hosts` and
 //! ClusterIP rules. On SIGTERM it stops every pod and component and removes the bridge.
 
+use istio_runtime::backoff::Backoff;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -193,7 +194,7 @@ async fn supervise_component(
     env: Vec<(String, String)>,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let mut backoff = Duration::from_secs(1);
+    let mut backoff = Backoff::restart();
     let pid_file = layout.pids().join(format!("control.{}", component.name));
     loop {
         let log_path = layout.control_log(component.name);
@@ -216,7 +217,7 @@ async fn supervise_component(
             Err(error) => {
                 tracing::warn!(component = component.name, %error, "cannot start {}", program.display());
                 tokio::select! {
-                    () = tokio::time::sleep(backoff) => {}
+                    () = tokio::time::sleep(backoff.next_delay()) => {}
                     _ = stopped.changed() => return,
                 }
                 continue;
@@ -239,10 +240,9 @@ async fn supervise_component(
             }
         }
         tokio::select! {
-            () = tokio::time::sleep(backoff) => {}
+            () = tokio::time::sleep(backoff.next_delay()) => {}
             _ = stopped.changed() => return,
         }
-        backoff = (backoff * 2).min(Duration::from_secs(30));
     }
 }
 

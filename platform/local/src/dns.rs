@@ -37,17 +37,17 @@ impl Records {
             .into_iter()
             .map(|(name, namespace, address)| (format!("{name}.{namespace}.svc.{CLUSTER_DOMAIN}"), address))
             .collect();
-        *self.names.write().unwrap_or_else(|poison| poison.into_inner()) = names;
+        *istio_runtime::sync::write(&self.names) = names;
     }
 
     /// Replaces the external names (lower-case, without a trailing dot) → address.
     pub fn set_external(&self, names: HashMap<String, Ipv4Addr>) {
-        *self.external.write().unwrap_or_else(|poison| poison.into_inner()) = names;
+        *istio_runtime::sync::write(&self.external) = names;
     }
 
     fn lookup(&self, fqdn: &str) -> Option<Ipv4Addr> {
-        let cluster = self.names.read().unwrap_or_else(|poison| poison.into_inner()).get(fqdn).copied();
-        cluster.or_else(|| self.external.read().unwrap_or_else(|poison| poison.into_inner()).get(fqdn).copied())
+        let cluster = istio_runtime::sync::read(&self.names).get(fqdn).copied();
+        cluster.or_else(|| istio_runtime::sync::read(&self.external).get(fqdn).copied())
     }
 }
 

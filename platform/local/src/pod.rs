@@ -21,6 +21,7 @@ use crate::net;
 use crate::pod_context::PodContext;
 use crate::probe::{probe_loop, resolve_probe_port, ProbeTarget};
 use crate::volumes;
+use istio_runtime::backoff::Backoff;
 
 /// A container's state as the pod reports it.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -58,7 +59,7 @@ pub struct PodHandle {
 
 impl PodHandle {
     pub fn state(&self) -> PodState {
-        self.state.lock().unwrap_or_else(|poison| poison.into_inner()).clone()
+        istio_runtime::sync::lock(&self.state).clone()
     }
 
     /// Stops the pod and waits until everything it had is gone.
@@ -90,7 +91,7 @@ pub fn start(context: Arc<PodContext>, inputs: PodInputs) -> PodHandle {
 }
 
 fn set_state(state: &Mutex<PodState>, update: impl FnOnce(&mut PodState)) {
-    update(&mut state.lock().unwrap_or_else(|poison| poison.into_inner()));
+    update(&mut istio_runtime::sync::lock(state));
 }
 
 async fn run_pod(
@@ -100,200 +101,215 @@ async fn run_pod(
     state: Arc<Mutex<PodState>>,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let namespace = inputs.pod.namespace().to_string();
-    let name = inputs.pod.name().to_string();
-    let result = async {
-        let setup_netns = netns.clone();
-        let address: std::net::Ipv4Addr = inputs.ip.parse().context("pod address")?;
+    let pod = PodRun {
+        namespace: inputs.pod.namespace().to_string(),
+        name: inputs.pod.name().to_string(),
+        context,
+        inputs,
+        netns,
+        state,
+    };
+    match pod.set_up().await {
+        Ok(volumes) => pod.run(&volumes, &mut stopped).await,
+        Err(error) => {
+            tracing::warn!(pod = %pod.name, namespace = %pod.namespace, "pod setup failed: {error:#}");
+            pod.fail(format!("{error:#}"));
+            let _ = stopped.changed().await;
+        }
+    }
+    pod.clean_up().await;
+}
+
+/// How a pod's init containers ended.
+enum InitOutcome {
+    /// Every one succeeded: the containers may start.
+    Done,
+    /// The pod was stopped meanwhile.
+    Stopped,
+    /// One cannot run at all; the pod has failed.
+    Failed,
+}
+
+/// One pod's run: what it was started with and where it reports its state.
+struct PodRun {
+    context: Arc<PodContext>,
+    inputs: PodInputs,
+    netns: String,
+    state: Arc<Mutex<PodState>>,
+    namespace: String,
+    name: String,
+}
+
+impl PodRun {
+    /// The network namespace, `/etc/hosts` and `resolv.conf`, and the volumes.
+    async fn set_up(&self) -> anyhow::Result<BTreeMap<String, PathBuf>> {
+        let setup_netns = self.netns.clone();
+        let address: std::net::Ipv4Addr = self.inputs.ip.parse().context("pod address")?;
         tokio::task::spawn_blocking(move || net::create_pod_network(&setup_netns, address)).await??;
-        let etc = net::etc_netns_dir(&netns);
+        let etc = net::etc_netns_dir(&self.netns);
         std::fs::create_dir_all(&etc).with_context(|| format!("creating {}", etc.display()))?;
-        std::fs::write(etc.join("hosts"), &inputs.hosts)?;
-        let resolv = if context.cluster_dns {
-            crate::dns::resolv_conf(&namespace, net::HOST_ADDRESS)
+        std::fs::write(etc.join("hosts"), &self.inputs.hosts)?;
+        let resolv = if self.context.cluster_dns {
+            crate::dns::resolv_conf(&self.namespace, net::HOST_ADDRESS)
         } else {
             pod_resolv_conf()
         };
         std::fs::write(etc.join("resolv.conf"), resolv)?;
-        let volumes = volumes::prepare(&context, &inputs.pod, &inputs.secrets, &inputs.config_maps)?;
-        anyhow::Ok(volumes)
+        volumes::prepare(&self.context, &self.inputs.pod, &self.inputs.secrets, &self.inputs.config_maps)
     }
-    .await;
-    let volumes = match result {
-        Ok(volumes) => volumes,
-        Err(error) => {
-            tracing::warn!(pod = %name, %namespace, "pod setup failed: {error:#}");
-            set_state(&state, |s| {
-                s.phase = "Failed".into();
-                s.message = format!("{error:#}");
-            });
-            let _ = stopped.changed().await;
-            cleanup(&context, &netns, &namespace, &name).await;
-            return;
-        }
-    };
-    let spec = inputs.pod.spec().clone();
-    let grace =
-        Duration::from_secs(spec.get("terminationGracePeriodSeconds").and_then(Value::as_u64).unwrap_or(5).min(5));
 
-    // Init containers, in order; a failed one is retried with backoff, as the kubelet does.
-    let init_containers: Vec<Value> = spec.get("initContainers").and_then(Value::as_array).cloned().unwrap_or_default();
-    for container in &init_containers {
-        let container_name = container.get("name").and_then(Value::as_str).unwrap_or("init").to_string();
-        let mut backoff = Duration::from_secs(1);
-        loop {
-            match container_spec(&context, &inputs, &netns, container, &volumes) {
-                Ok(spec_file) => {
-                    let mut child = match spawn(&context, &inputs, &container_name, &spec_file) {
-                        Ok(child) => child,
-                        Err(error) => {
-                            set_state(&state, |s| s.message = format!("init container {container_name}: {error:#}"));
-                            tokio::time::sleep(backoff).await;
-                            continue;
-                        }
-                    };
-                    let status = tokio::select! {
-                        status = child.wait() => status,
-                        _ = stopped.changed() => {
-                            terminate(&mut child, grace).await;
-                            cleanup(&context, &netns, &namespace, &name).await;
-                            return;
-                        }
-                    };
-                    forget_pid(&context, &inputs, &container_name);
-                    match status {
-                        Ok(status) if status.success() => break,
-                        other => {
-                            let message = format!("init container {container_name} failed: {other:?}");
-                            tracing::warn!(pod = %name, %namespace, "{message}");
-                            set_state(&state, |s| s.message = message);
-                        }
-                    }
-                }
+    /// Init containers, then the containers until the pod is stopped.
+    async fn run(&self, volumes: &BTreeMap<String, PathBuf>, stopped: &mut watch::Receiver<bool>) {
+        let spec = self.inputs.pod.spec().clone();
+        let grace =
+            Duration::from_secs(spec.get("terminationGracePeriodSeconds").and_then(Value::as_u64).unwrap_or(5).min(5));
+        let init_containers: Vec<Value> =
+            spec.get("initContainers").and_then(Value::as_array).cloned().unwrap_or_default();
+        match self.run_init_containers(&init_containers, volumes, grace, stopped).await {
+            InitOutcome::Done => set_state(&self.state, |s| s.initialized = true),
+            InitOutcome::Stopped => return,
+            InitOutcome::Failed => {
+                let _ = stopped.changed().await;
+                return;
+            }
+        }
+        let containers: Vec<Value> = spec.get("containers").and_then(Value::as_array).cloned().unwrap_or_default();
+        let mut running = self.prepare_containers(&containers, volumes);
+        if istio_runtime::sync::lock(&self.state).phase != "Failed" {
+            set_state(&self.state, |s| s.phase = "Running".into());
+        }
+        self.supervise(&mut running, stopped).await;
+        self.stop_containers(&mut running, grace).await;
+    }
+
+    /// Runs the init containers in order; a failed one is retried with backoff, as the kubelet
+    /// does.
+    async fn run_init_containers(
+        &self,
+        init_containers: &[Value],
+        volumes: &BTreeMap<String, PathBuf>,
+        grace: Duration,
+        stopped: &mut watch::Receiver<bool>,
+    ) -> InitOutcome {
+        for container in init_containers {
+            let container_name = container.get("name").and_then(Value::as_str).unwrap_or("init").to_string();
+            let spec_file = match container_spec(&self.context, &self.inputs, &self.netns, container, volumes) {
+                Ok(spec_file) => spec_file,
                 Err(error) => {
                     let message = format!("init container {container_name}: {error:#}");
-                    tracing::warn!(pod = %name, %namespace, "{message}");
-                    set_state(&state, |s| {
-                        s.phase = "Failed".into();
-                        s.message = message;
-                    });
-                    let _ = stopped.changed().await;
-                    cleanup(&context, &netns, &namespace, &name).await;
-                    return;
+                    tracing::warn!(pod = %self.name, namespace = %self.namespace, "{message}");
+                    self.fail(message);
+                    return InitOutcome::Failed;
                 }
-            }
-            tokio::select! {
-                () = tokio::time::sleep(backoff) => {}
-                _ = stopped.changed() => {
-                    cleanup(&context, &netns, &namespace, &name).await;
-                    return;
-                }
-            }
-            backoff = (backoff * 2).min(Duration::from_secs(30));
-        }
-    }
-    set_state(&state, |s| s.initialized = true);
-
-    // Containers, supervised.
-    let containers: Vec<Value> = spec.get("containers").and_then(Value::as_array).cloned().unwrap_or_default();
-    let mut running: Vec<Supervised> = Vec::new();
-    for container in &containers {
-        let container_name = container.get("name").and_then(Value::as_str).unwrap_or("main").to_string();
-        let spec_file = match container_spec(&context, &inputs, &netns, container, &volumes) {
-            Ok(spec_file) => spec_file,
-            Err(error) => {
-                let message = format!("container {container_name}: {error:#}");
-                tracing::warn!(pod = %name, %namespace, "{message}");
-                set_state(&state, |s| {
-                    s.phase = "Failed".into();
-                    s.message = message;
-                });
-                continue;
-            }
-        };
-        running.push(Supervised {
-            name: container_name.clone(),
-            spec_file,
-            child: None,
-            pid: None,
-            restarts: 0,
-            next_start: tokio::time::Instant::now(),
-            probe: container.get("readinessProbe").cloned().map(|probe| resolve_probe_port(probe, container)),
-            ready: Arc::new(AtomicBool::new(false)),
-            prober: None,
-        });
-    }
-    if state.lock().unwrap_or_else(|p| p.into_inner()).phase != "Failed" {
-        set_state(&state, |s| s.phase = "Running".into());
-    }
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stopped.changed() => break,
-        }
-        for supervised in &mut running {
-            // Reap and restart.
-            if let Some(child) = supervised.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    // Whatever the container left behind in its process group goes too.
-                    if let Some(pid) = supervised.pid.take() {
-                        let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
-                    }
-                    forget_pid(&context, &inputs, &supervised.name);
-                    tracing::info!(pod = %name, %namespace, container = %supervised.name, %status, "container exited");
-                    supervised.child = None;
-                    supervised.stop_probing();
-                    supervised.restarts += 1;
-                    let backoff = Duration::from_secs(1 << supervised.restarts.min(5)).min(Duration::from_secs(30));
-                    supervised.next_start = tokio::time::Instant::now() + backoff;
-                    let exit = status.to_string();
-                    let container = supervised.name.clone();
-                    set_state(&state, |s| s.containers.entry(container).or_default().last_exit = Some(exit));
-                }
-            }
-            if supervised.child.is_none() && tokio::time::Instant::now() >= supervised.next_start {
-                match spawn(&context, &inputs, &supervised.name, &supervised.spec_file) {
-                    Ok(child) => {
-                        supervised.pid = child.id();
-                        supervised.child = Some(child);
-                        supervised.start_probing(&context, &inputs.ip);
+            };
+            let mut backoff = Backoff::restart();
+            loop {
+                match spawn(&self.context, &self.inputs, &container_name, &spec_file) {
+                    Ok(mut child) => {
+                        let status = tokio::select! {
+                            status = child.wait() => status,
+                            _ = stopped.changed() => {
+                                terminate(&mut child, grace).await;
+                                return InitOutcome::Stopped;
+                            }
+                        };
+                        forget_pid(&self.context, &self.inputs, &container_name);
+                        if matches!(&status, Ok(status) if status.success()) {
+                            break;
+                        }
+                        let message = format!("init container {container_name} failed: {status:?}");
+                        tracing::warn!(pod = %self.name, namespace = %self.namespace, "{message}");
+                        set_state(&self.state, |s| s.message = message);
                     }
                     Err(error) => {
-                        tracing::warn!(pod = %name, container = %supervised.name, "cannot start: {error:#}");
-                        supervised.next_start = tokio::time::Instant::now() + Duration::from_secs(5);
+                        set_state(&self.state, |s| s.message = format!("init container {container_name}: {error:#}"));
                     }
                 }
+                tokio::select! {
+                    () = tokio::time::sleep(backoff.next_delay()) => {}
+                    _ = stopped.changed() => return InitOutcome::Stopped,
+                }
             }
-            let container_state = ContainerState {
-                running: supervised.child.is_some(),
-                ready: supervised.child.is_some() && supervised.ready.load(Ordering::Relaxed),
-                restarts: supervised.restarts,
-                last_exit: None,
-            };
-            let container = supervised.name.clone();
-            set_state(&state, |s| {
-                let entry = s.containers.entry(container).or_default();
-                let last_exit = entry.last_exit.take();
-                *entry = ContainerState { last_exit, ..container_state };
-            });
+        }
+        InitOutcome::Done
+    }
+
+    /// The containers to supervise; one whose spec cannot be written fails the pod.
+    fn prepare_containers(&self, containers: &[Value], volumes: &BTreeMap<String, PathBuf>) -> Vec<Supervised> {
+        let mut running = Vec::new();
+        for container in containers {
+            let container_name = container.get("name").and_then(Value::as_str).unwrap_or("main").to_string();
+            match container_spec(&self.context, &self.inputs, &self.netns, container, volumes) {
+                Ok(spec_file) => running.push(Supervised::new(container_name, spec_file, container)),
+                Err(error) => {
+                    let message = format!("container {container_name}: {error:#}");
+                    tracing::warn!(pod = %self.name, namespace = %self.namespace, "{message}");
+                    self.fail(message);
+                }
+            }
+        }
+        running
+    }
+
+    /// Keeps the containers running until the pod is stopped: exited ones are reaped and
+    /// restarted with backoff, and every container's state is reported.
+    async fn supervise(&self, running: &mut [Supervised], stopped: &mut watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stopped.changed() => return,
+            }
+            for supervised in running.iter_mut() {
+                if let Some(exit) = supervised.reap(&self.context, &self.inputs) {
+                    tracing::info!(pod = %self.name, namespace = %self.namespace, container = %supervised.name, status = %exit, "container exited");
+                    let container = supervised.name.clone();
+                    set_state(&self.state, |s| s.containers.entry(container).or_default().last_exit = Some(exit));
+                }
+                if let Err(error) = supervised.start_if_due(&self.context, &self.inputs) {
+                    tracing::warn!(pod = %self.name, container = %supervised.name, "cannot start: {error:#}");
+                }
+                let container_state = supervised.state();
+                let container = supervised.name.clone();
+                set_state(&self.state, |s| {
+                    let entry = s.containers.entry(container).or_default();
+                    let last_exit = entry.last_exit.take();
+                    *entry = ContainerState { last_exit, ..container_state };
+                });
+            }
         }
     }
-    for supervised in &mut running {
-        supervised.stop_probing();
-        if let Some(child) = supervised.child.as_mut() {
-            let _ = child.id().map(|pid| killpg(Pid::from_raw(pid as i32), Signal::SIGTERM));
+
+    /// SIGTERM to every container at once, then each is waited for (SIGKILL after `grace`).
+    async fn stop_containers(&self, running: &mut [Supervised], grace: Duration) {
+        for supervised in running.iter_mut() {
+            supervised.stop_probing();
+            if let Some(child) = supervised.child.as_mut() {
+                let _ = child.id().map(|pid| killpg(Pid::from_raw(pid as i32), Signal::SIGTERM));
+            }
+        }
+        for supervised in running.iter_mut() {
+            if let Some(mut child) = supervised.child.take() {
+                terminate(&mut child, grace).await;
+                forget_pid(&self.context, &self.inputs, &supervised.name);
+            }
         }
     }
-    for supervised in &mut running {
-        if let Some(mut child) = supervised.child.take() {
-            terminate(&mut child, grace).await;
-            forget_pid(&context, &inputs, &supervised.name);
-        }
+
+    /// Marks the pod failed with `message`.
+    fn fail(&self, message: String) {
+        set_state(&self.state, |s| {
+            s.phase = "Failed".into();
+            s.message = message;
+        });
     }
-    cleanup(&context, &netns, &namespace, &name).await;
+
+    async fn clean_up(&self) {
+        cleanup(&self.context, &self.netns, &self.namespace, &self.name).await;
+    }
 }
 
+/// A container the pod keeps running.
 struct Supervised {
     name: String,
     spec_file: PathBuf,
@@ -301,6 +317,7 @@ struct Supervised {
     /// The process group of the running container.
     pid: Option<u32>,
     restarts: u32,
+    backoff: Backoff,
     next_start: tokio::time::Instant,
     probe: Option<Value>,
     ready: Arc<AtomicBool>,
@@ -308,6 +325,65 @@ struct Supervised {
 }
 
 impl Supervised {
+    fn new(name: String, spec_file: PathBuf, container: &Value) -> Supervised {
+        Supervised {
+            name,
+            spec_file,
+            child: None,
+            pid: None,
+            restarts: 0,
+            backoff: Backoff::restart(),
+            next_start: tokio::time::Instant::now(),
+            probe: container.get("readinessProbe").cloned().map(|probe| resolve_probe_port(probe, container)),
+            ready: Arc::new(AtomicBool::new(false)),
+            prober: None,
+        }
+    }
+
+    /// If the container exited: kills what it left in its process group, schedules its
+    /// restart and returns how it exited.
+    fn reap(&mut self, context: &PodContext, inputs: &PodInputs) -> Option<String> {
+        let status = self.child.as_mut()?.try_wait().ok()??;
+        if let Some(pid) = self.pid.take() {
+            let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        }
+        forget_pid(context, inputs, &self.name);
+        self.child = None;
+        self.stop_probing();
+        self.restarts += 1;
+        self.next_start = tokio::time::Instant::now() + self.backoff.next_delay();
+        Some(status.to_string())
+    }
+
+    /// Starts the container when it is not running and its restart delay has passed.
+    fn start_if_due(&mut self, context: &Arc<PodContext>, inputs: &PodInputs) -> anyhow::Result<()> {
+        if self.child.is_some() || tokio::time::Instant::now() < self.next_start {
+            return Ok(());
+        }
+        match spawn(context, inputs, &self.name, &self.spec_file) {
+            Ok(child) => {
+                self.pid = child.id();
+                self.child = Some(child);
+                self.start_probing(context, &inputs.ip);
+                Ok(())
+            }
+            Err(error) => {
+                self.next_start = tokio::time::Instant::now() + Duration::from_secs(5);
+                Err(error)
+            }
+        }
+    }
+
+    /// What the pod reports of the container (its last exit is kept separately).
+    fn state(&self) -> ContainerState {
+        ContainerState {
+            running: self.child.is_some(),
+            ready: self.child.is_some() && self.ready.load(Ordering::Relaxed),
+            restarts: self.restarts,
+            last_exit: None,
+        }
+    }
+
     /// Starts the readiness probe on its own schedule; a container without one is ready.
     fn start_probing(&mut self, context: &Arc<PodContext>, ip: &str) {
         self.stop_probing();

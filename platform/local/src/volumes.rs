@@ -165,7 +165,7 @@ pub fn ensure_mount_point(context: &PodContext, target: &Path, directory: bool) 
     if target.exists() {
         return Ok(());
     }
-    let _guard = context.created.lock().unwrap_or_else(|poison| poison.into_inner());
+    let _guard = istio_runtime::sync::lock(&context.created);
     let mut topmost = target.to_path_buf();
     while let Some(parent) = topmost.parent() {
         if parent.exists() {

@@ -3,6 +3,7 @@
 //! shutdown drains its listeners (new requests are told to close their connections), waits for
 //! open connections to finish up to `--drainDuration`, then stops it.
 
+use istio_runtime::backoff::Backoff;
 use std::path::PathBuf;
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
@@ -64,6 +65,8 @@ impl EnvoyOptions {
 pub async fn supervise(options: EnvoyOptions, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
     tokio::pin!(shutdown);
     let mut quick_deaths = 0u32;
+    // 200 ms doubling to 12.8 s between quick deaths.
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_millis(12_800), false);
     loop {
         let mut child = options.spawn()?;
         tracing::info!(pid = child.id(), "started {}", options.binary.display());
@@ -77,15 +80,16 @@ pub async fn supervise(options: EnvoyOptions, shutdown: impl std::future::Future
         };
         if started.elapsed() >= HEALTHY_RUN {
             quick_deaths = 0;
+            backoff.reset();
         }
         quick_deaths += 1;
         if quick_deaths > MAX_RESTARTS {
             bail!("envoy exited ({status}) {MAX_RESTARTS} times in a row; giving up");
         }
-        let backoff = Duration::from_millis(200u64 << (quick_deaths - 1).min(6));
-        tracing::warn!("envoy exited ({status}); restarting in {backoff:?}");
+        let delay = backoff.next_delay();
+        tracing::warn!("envoy exited ({status}); restarting in {delay:?}");
         tokio::select! {
-            () = tokio::time::sleep(backoff) => {}
+            () = tokio::time::sleep(delay) => {}
             () = &mut shutdown => return Ok(()),
         }
     }

@@ -188,7 +188,7 @@ impl AccessLogWriters {
                 continue;
             }
             let file = {
-                let mut files = self.files.lock().unwrap_or_else(|poison| poison.into_inner());
+                let mut files = istio_runtime::sync::lock(&self.files);
                 match files.get(&log.path) {
                     Some(file) => file.clone(),
                     None => match std::fs::OpenOptions::new().create(true).append(true).open(&log.path) {
@@ -204,7 +204,7 @@ impl AccessLogWriters {
                     },
                 }
             };
-            let _ = file.lock().unwrap_or_else(|poison| poison.into_inner()).write_all(line.as_bytes());
+            let _ = istio_runtime::sync::lock(&file).write_all(line.as_bytes());
         }
     }
 }

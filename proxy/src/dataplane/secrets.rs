@@ -73,11 +73,7 @@ impl Default for SecretStore {
 impl SecretStore {
     /// The generation of `secret`'s current version (0: none yet).
     pub fn generation(&self, secret: &SdsSecret) -> u64 {
-        self.secrets
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-            .get(secret)
-            .map_or(0, |stored| stored.generation)
+        istio_runtime::sync::lock(&self.secrets).get(secret).map_or(0, |stored| stored.generation)
     }
 
     /// One part of a secret's current version.

@@ -96,7 +96,7 @@ impl Stats {
         if let Some(Stat::Counter(counter)) = self.read().get(name) {
             return counter.clone();
         }
-        let mut stats = self.stats.write().unwrap_or_else(|poison| poison.into_inner());
+        let mut stats = istio_runtime::sync::write(&self.stats);
         match stats.entry(name.to_string()).or_insert_with(|| Stat::Counter(Counter::default())) {
             Stat::Counter(counter) => counter.clone(),
             Stat::Gauge(_) => Counter::default(),
@@ -108,7 +108,7 @@ impl Stats {
         if let Some(Stat::Gauge(gauge)) = self.read().get(name) {
             return gauge.clone();
         }
-        let mut stats = self.stats.write().unwrap_or_else(|poison| poison.into_inner());
+        let mut stats = istio_runtime::sync::write(&self.stats);
         match stats.entry(name.to_string()).or_insert_with(|| Stat::Gauge(Gauge::default())) {
             Stat::Gauge(gauge) => gauge.clone(),
             Stat::Counter(_) => Gauge::default(),
@@ -116,7 +116,7 @@ impl Stats {
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Stat>> {
-        self.stats.read().unwrap_or_else(|poison| poison.into_inner())
+        istio_runtime::sync::read(&self.stats)
     }
 
     /// Current values by name, in name order.

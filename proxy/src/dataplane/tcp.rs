@@ -87,11 +87,11 @@ async fn copy_with_idle_timeout(downstream: BoxStream, upstream: BoxStream, idle
     };
     tokio::pin!(both);
     loop {
-        let deadline = *last_activity.lock().unwrap_or_else(|poison| poison.into_inner()) + idle;
+        let deadline = *istio_runtime::sync::lock(&last_activity) + idle;
         tokio::select! {
             totals = &mut both => return totals,
             () = tokio::time::sleep_until(deadline.into()) => {
-                let quiet_since = *last_activity.lock().unwrap_or_else(|poison| poison.into_inner());
+                let quiet_since = *istio_runtime::sync::lock(&last_activity);
                 if quiet_since.elapsed() >= idle {
                     return (0, 0);
                 }
@@ -117,7 +117,7 @@ where
             break;
         }
         total += read as u64;
-        *last_activity.lock().unwrap_or_else(|poison| poison.into_inner()) = Instant::now();
+        *istio_runtime::sync::lock(&last_activity) = Instant::now();
     }
     let _ = writer.shutdown().await;
     total

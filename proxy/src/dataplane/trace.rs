@@ -195,7 +195,7 @@ impl Tracer {
         if let Some(parent) = &span.parent_id {
             value["parentId"] = json!(parent);
         }
-        self.spans.lock().unwrap_or_else(|poison| poison.into_inner()).push(value);
+        istio_runtime::sync::lock(&self.spans).push(value);
     }
 
     /// Sends buffered spans to the collector every second while the data plane runs.
@@ -205,7 +205,7 @@ impl Tracer {
         let mut interval = tokio::time::interval(FLUSH_INTERVAL);
         loop {
             interval.tick().await;
-            let spans = std::mem::take(&mut *self.spans.lock().unwrap_or_else(|poison| poison.into_inner()));
+            let spans = std::mem::take(&mut *istio_runtime::sync::lock(&self.spans));
             if spans.is_empty() {
                 continue;
             }

@@ -83,7 +83,7 @@ async fn get_ratings(State(state): State<Ratings>, Path(id): Path<String>) -> (S
         _ if state.unhealthy() => return unavailable(),
         _ => {}
     }
-    let ratings = state.ratings.lock().unwrap_or_else(|poison| poison.into_inner()).get(&id).cloned();
+    let ratings = istio_runtime::sync::lock(&state.ratings).get(&id).cloned();
     (StatusCode::OK, Json(json!({"id": id, "ratings": ratings.unwrap_or_else(default_ratings)})))
 }
 
@@ -110,6 +110,6 @@ async fn set_ratings(
             }
         };
     }
-    state.ratings.lock().unwrap_or_else(|poison| poison.into_inner()).insert(id, ratings.clone());
+    istio_runtime::sync::lock(&state.ratings).insert(id, ratings.clone());
     (StatusCode::OK, Json(json!({"id": id, "ratings": ratings})))
 }

@@ -146,7 +146,7 @@ impl DirectoryStore {
     }
 
     fn start_watcher(&self) {
-        let mut started = self.inner.watcher_started.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut started = istio_runtime::sync::lock(&self.inner.watcher_started);
         if *started {
             return;
         }
@@ -196,11 +196,11 @@ async fn watch_loop(inner: Weak<Inner>, root: PathBuf) {
 
 impl Inner {
     fn lock_state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|poison| poison.into_inner())
+        istio_runtime::sync::lock(&self.state)
     }
 
     fn subscriber_count(&self) -> usize {
-        let mut subscribers = self.subscribers.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut subscribers = istio_runtime::sync::lock(&self.subscribers);
         subscribers.retain(|sender| !sender.is_closed());
         subscribers.len()
     }
@@ -215,7 +215,7 @@ impl Inner {
         let mut events = Vec::new();
         // Lock order (subscribers, then state) matches `watch`, so a new watcher sees either the
         // state before this refresh plus its events, or the state after it, never both.
-        let mut subscribers = self.subscribers.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut subscribers = istio_runtime::sync::lock(&self.subscribers);
         let mut state = self.lock_state();
         let present: std::collections::HashSet<PathBuf> = found.iter().map(|(path, _)| path.clone()).collect();
         state.files.retain(|path, _| present.contains(path));
@@ -426,7 +426,7 @@ impl Store for DirectoryStore {
         let (sender, receiver) = mpsc::unbounded_channel();
         {
             // Hold the subscriber list while taking the snapshot so no change slips between them.
-            let mut subscribers = self.inner.subscribers.lock().unwrap_or_else(|poison| poison.into_inner());
+            let mut subscribers = istio_runtime::sync::lock(&self.inner.subscribers);
             let state = self.inner.lock_state();
             for (object, _) in state.objects.values() {
                 let _ = sender.send(Event::Added(object.clone()));

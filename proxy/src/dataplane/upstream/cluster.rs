@@ -42,7 +42,7 @@ pub struct HostSet {
 
 impl Drop for UpstreamCluster {
     fn drop(&mut self) {
-        if let Some(task) = self.dns_task.lock().unwrap_or_else(|poison| poison.into_inner()).take() {
+        if let Some(task) = istio_runtime::sync::lock(&self.dns_task).take() {
             task.abort();
         }
     }
@@ -71,7 +71,7 @@ impl UpstreamCluster {
                 let refresh = *refresh;
                 let weak = Arc::downgrade(&cluster);
                 let task = tokio::spawn(async move { resolve_forever(weak, refresh).await });
-                *cluster.dns_task.lock().unwrap_or_else(|poison| poison.into_inner()) = Some(task);
+                *istio_runtime::sync::lock(&cluster.dns_task) = Some(task);
             }
             Discovery::Eds(_) | Discovery::OriginalDst => {}
         }
@@ -119,7 +119,7 @@ impl UpstreamCluster {
 
     /// For ORIGINAL_DST clusters: the host for a connection's original destination.
     pub fn original_dst_host(&self, destination: SocketAddr) -> Arc<Host> {
-        let mut hosts = self.original_dst_hosts.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut hosts = istio_runtime::sync::lock(&self.original_dst_hosts);
         // Forget hosts nobody is using any more, so the map does not grow without bound.
         if hosts.len() > 1024 {
             hosts.retain(|_, host| Arc::strong_count(host) > 1 || host.pool.has_idle());
@@ -146,7 +146,7 @@ impl UpstreamCluster {
     pub fn record_outcome(&self, host: &Host, status: Option<u16>) {
         let Some(outlier) = &self.config.outlier else { return };
         let now = Instant::now();
-        let mut state = host.outlier.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut state = istio_runtime::sync::lock(&host.outlier);
         let is_5xx = status.is_none_or(|status| status >= 500);
         let is_gateway = status.is_none_or(|status| matches!(status, 502..=504));
         if !is_5xx {
@@ -181,7 +181,7 @@ impl UpstreamCluster {
         if !self.may_eject(outlier, now) {
             return;
         }
-        let mut state = host.outlier.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut state = istio_runtime::sync::lock(&host.outlier);
         state.times_ejected += 1;
         let ejection = outlier.base_ejection_time * state.times_ejected;
         state.ejected_until = Some(now + ejection);

@@ -44,7 +44,7 @@ impl Host {
     }
 
     pub fn ejected(&self, now: Instant) -> bool {
-        self.outlier.lock().unwrap_or_else(|poison| poison.into_inner()).ejected_until.is_some_and(|until| until > now)
+        istio_runtime::sync::lock(&self.outlier).ejected_until.is_some_and(|until| until > now)
     }
 
     pub fn healthy(&self, now: Instant) -> bool {

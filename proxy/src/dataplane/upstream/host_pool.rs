@@ -52,7 +52,7 @@ pub(super) struct IdleConnection {
 impl HostPool {
     /// Whether the pool still holds a live connection.
     pub fn has_idle(&self) -> bool {
-        self.idle.lock().unwrap_or_else(|poison| poison.into_inner()).iter().any(|idle| !idle.sender.is_closed())
+        istio_runtime::sync::lock(&self.idle).iter().any(|idle| !idle.sender.is_closed())
     }
 
     pub(super) fn connection_count(&self) -> usize {
@@ -61,15 +61,13 @@ impl HostPool {
 
     /// Drops idle connections older than `idle_timeout`, and dead ones.
     pub(super) fn sweep(&self, idle_timeout: std::time::Duration) {
-        self.idle
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
+        istio_runtime::sync::lock(&self.idle)
             .retain(|connection| connection.since.elapsed() < idle_timeout && !connection.sender.is_closed());
     }
 
     /// When the longest-idle connection times out, if any connection is idle.
     pub(super) fn next_expiry(&self, idle_timeout: std::time::Duration) -> Option<Instant> {
-        let idle = self.idle.lock().unwrap_or_else(|poison| poison.into_inner());
+        let idle = istio_runtime::sync::lock(&self.idle);
         idle.iter().map(|connection| connection.since + idle_timeout).min()
     }
 
@@ -82,7 +80,7 @@ impl HostPool {
         &self,
         idle_timeout: Option<std::time::Duration>,
     ) -> Option<(http1::SendRequest<Body>, u32)> {
-        let mut idle = self.idle.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut idle = istio_runtime::sync::lock(&self.idle);
         while let Some(connection) = idle.pop() {
             let expired = idle_timeout.is_some_and(|timeout| connection.since.elapsed() >= timeout);
             if !expired && connection.sender.is_ready() && !connection.sender.is_closed() {

@@ -51,7 +51,7 @@ impl ClusterManager {
     /// dynamic clusters and keeps the static ones). Unchanged clusters keep their state.
     pub fn update(&self, configs: Vec<CompiledCluster>, keep: impl Fn(&str) -> bool) {
         let current = self.clusters.load_full();
-        let assignments = self.assignments.lock().unwrap_or_else(|poison| poison.into_inner());
+        let assignments = istio_runtime::sync::lock(&self.assignments);
         let mut next: HashMap<String, Arc<UpstreamCluster>> = current
             .iter()
             .filter(|(name, _)| keep(name))
@@ -91,12 +91,12 @@ impl ClusterManager {
                 cluster.set_endpoints(&endpoints);
             }
         }
-        self.assignments.lock().unwrap_or_else(|poison| poison.into_inner()).insert(service.to_string(), endpoints);
+        istio_runtime::sync::lock(&self.assignments).insert(service.to_string(), endpoints);
     }
 
     /// Forgets assignments no EDS cluster refers to any more.
     pub fn retain_assignments(&self, names: &std::collections::HashSet<String>) {
-        self.assignments.lock().unwrap_or_else(|poison| poison.into_inner()).retain(|name, _| names.contains(name));
+        istio_runtime::sync::lock(&self.assignments).retain(|name, _| names.contains(name));
     }
 
     /// The EDS service names clusters are waiting on.
@@ -117,6 +117,6 @@ impl ClusterManager {
 
     /// Whether an EDS assignment has arrived for `service`.
     pub fn has_assignment(&self, service: &str) -> bool {
-        self.assignments.lock().unwrap_or_else(|poison| poison.into_inner()).contains_key(service)
+        istio_runtime::sync::lock(&self.assignments).contains_key(service)
     }
 }

@@ -26,7 +26,7 @@ const DEFAULT_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs
 /// Returns a connection to the pool, and makes sure a sweeper will close it if nobody
 /// takes it within `idle_timeout`.
 fn put_idle(host: &Arc<Host>, connection: IdleConnection, idle_timeout: std::time::Duration) {
-    host.pool.idle.lock().unwrap_or_else(|poison| poison.into_inner()).push(connection);
+    istio_runtime::sync::lock(&host.pool.idle).push(connection);
     if host.pool.claim_sweeper() {
         tokio::spawn(sweep_while_idle(Arc::downgrade(host), idle_timeout));
     }

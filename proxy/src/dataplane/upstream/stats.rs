@@ -74,7 +74,7 @@ impl ClusterStats {
     /// `upstream_rq_<code>` and `upstream_rq_<class>xx` for a response.
     pub fn record_response(&self, status: u16) {
         let code = {
-            let mut codes = self.rq_by_code.lock().unwrap_or_else(|poison| poison.into_inner());
+            let mut codes = istio_runtime::sync::lock(&self.rq_by_code);
             codes
                 .entry(status)
                 .or_insert_with(|| self.stats.counter(&format!("{}upstream_rq_{status}", self.prefix)))
