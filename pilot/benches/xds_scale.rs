@@ -61,11 +61,11 @@ fn decoded_names(
     version: &str,
     decode: impl FnOnce() -> Vec<String>,
 ) -> Vec<String> {
-    if let Some(found) = istio_runtime::sync::lock(&cache).get(&(kind, version.to_string())) {
+    if let Some(found) = istio_runtime::sync::lock(cache).get(&(kind, version.to_string())) {
         return found.clone();
     }
     let names = decode();
-    istio_runtime::sync::lock(&cache).insert((kind, version.to_string()), names.clone());
+    istio_runtime::sync::lock(cache).insert((kind, version.to_string()), names.clone());
     names
 }
 

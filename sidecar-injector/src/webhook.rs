@@ -33,7 +33,7 @@ pub struct Metrics {
 impl Metrics {
     pub fn register(registry: &SharedRegistry) -> Self {
         let metrics = Self::default();
-        let mut registry = istio_runtime::sync::lock(&registry);
+        let mut registry = istio_runtime::sync::lock(registry);
         registry.register("sidecar_injection_requests", "Injection requests received", metrics.requests.clone());
         registry.register("sidecar_injection_success", "Pods injected", metrics.successes.clone());
         registry.register("sidecar_injection_skip", "Pods left without a sidecar", metrics.skips.clone());

@@ -21,7 +21,7 @@ pub fn registry() -> SharedRegistry {
 /// Renders a registry in the Prometheus text exposition format.
 pub fn render(registry: &SharedRegistry) -> String {
     let mut text = String::new();
-    let registry = crate::sync::lock(&registry);
+    let registry = crate::sync::lock(registry);
     if let Err(error) = prometheus_client::encoding::text::encode(&mut text, &registry) {
         tracing::warn!(%error, "cannot encode metrics");
     }
