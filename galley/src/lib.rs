@@ -5,11 +5,11 @@
 //! `start` runs everything in-process on the given addresses (port 0 works) and returns the
 //! bound addresses with a handle that stops it; `main.rs` only parses flags and waits.
 
-pub mod metrics;
-pub mod snapshot;
-pub mod source;
-pub mod synthetic;
-pub mod webhook;
+pub(crate) mod metrics;
+pub(crate) mod snapshot;
+pub(crate) mod source;
+pub(crate) mod synthetic;
+pub(crate) mod webhook;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -9,7 +9,7 @@ use istio_runtime::monitoring::SharedRegistry;
 
 /// The resource an admission decision was about.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ResourceLabels {
+pub(crate) struct ResourceLabels {
     pub group: String,
     pub version: String,
     pub resource: String,
@@ -17,7 +17,7 @@ pub struct ResourceLabels {
 
 /// A refused admission: the resource and why.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RejectionLabels {
+pub(crate) struct RejectionLabels {
     pub group: String,
     pub version: String,
     pub resource: String,
@@ -26,7 +26,7 @@ pub struct RejectionLabels {
 
 /// Every metric Galley reports.
 #[derive(Clone, Default)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     pub validation_passed: Family<ResourceLabels, Counter>,
     pub validation_failed: Family<RejectionLabels, Counter>,
     pub invalid_source_objects: Family<CollectionLabel, Counter>,
@@ -36,7 +36,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn register(registry: &SharedRegistry) -> Self {
+    pub(crate) fn register(registry: &SharedRegistry) -> Self {
         let mut registry = istio_runtime::sync::lock(registry);
         let metrics = Metrics { mcp: SourceMetrics::register(&mut registry), ..Metrics::default() };
         registry.register(

@@ -11,7 +11,9 @@ use istio_mcp::collection::Collection;
 use istio_mcp::resource::{istio_resource, resource_name};
 
 /// Builds the collections of every Istio kind (empty ones included) from accepted objects.
-pub fn istio_collections<'a>(objects: impl IntoIterator<Item = &'a Object>) -> BTreeMap<String, Arc<Collection>> {
+pub(crate) fn istio_collections<'a>(
+    objects: impl IntoIterator<Item = &'a Object>,
+) -> BTreeMap<String, Arc<Collection>> {
     let mut by_collection: BTreeMap<&'static str, BTreeMap<String, Resource>> =
         kinds::all().iter().map(|kind| (kind.collection, BTreeMap::new())).collect();
     for object in objects {

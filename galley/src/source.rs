@@ -89,7 +89,7 @@ fn build_snapshot(accepted: &AcceptedObjects, generation: u64, settings: &Snapsh
 
 /// Consumes `events` until the channel closes, publishing snapshots on `publish`. Nothing is
 /// published before the source has delivered its initial state.
-pub async fn run(
+pub(crate) async fn run(
     mut events: mpsc::UnboundedReceiver<Event>,
     publish: watch::Sender<Arc<Snapshot>>,
     settings: SnapshotSettings,

@@ -10,16 +10,16 @@ use istio_config::object::Object;
 use istio_config::synthetic::{service_entry, CoreObjects};
 use prost::Message;
 
-pub use istio_config::synthetic::is_core_input;
+pub(crate) use istio_config::synthetic::is_core_input;
 
 use istio_mcp::collection::Collection;
 use istio_mcp::resource::{metadata, resource_name};
 
-pub const SERVICE_VERSION_ANNOTATION: &str = "networking.istio.io/serviceVersion";
-pub const ENDPOINTS_VERSION_ANNOTATION: &str = "networking.istio.io/endpointsVersion";
+pub(crate) const SERVICE_VERSION_ANNOTATION: &str = "networking.istio.io/serviceVersion";
+pub(crate) const ENDPOINTS_VERSION_ANNOTATION: &str = "networking.istio.io/endpointsVersion";
 
 /// The synthetic ServiceEntry collection for the given objects.
-pub fn collection<'a>(
+pub(crate) fn collection<'a>(
     objects: impl IntoIterator<Item = &'a Object>,
     domain_suffix: &str,
     trust_domain: &str,

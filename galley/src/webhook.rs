@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use crate::metrics::{Metrics, RejectionLabels, ResourceLabels};
 
 /// The webhook's routes.
-pub fn router(metrics: Metrics) -> Router {
+pub(crate) fn router(metrics: Metrics) -> Router {
     Router::new()
         .route("/admitpilot", post(admit_pilot))
         .route("/admitmixer", post(admit_mixer))

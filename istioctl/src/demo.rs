@@ -31,7 +31,7 @@ pub struct DemoArgs {
     pub timeout: Duration,
 }
 
-pub fn run(args: &DemoArgs) -> anyhow::Result<i32> {
+pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<i32> {
     let layout = Layout::from_env();
     if args.down {
         return crate::local::uninstall();

@@ -27,7 +27,7 @@ pub struct KubeInjectArgs {
     values_file: Option<PathBuf>,
 }
 
-pub fn run(args: &KubeInjectArgs) -> anyhow::Result<i32> {
+pub(crate) fn run(args: &KubeInjectArgs) -> anyhow::Result<i32> {
     let injector = ConfigFiles {
         inject_config: args.inject_config_file.clone(),
         values: args.values_file.clone(),

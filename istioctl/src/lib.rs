@@ -1,14 +1,14 @@
 //! istioctl: the command line of istio-rs. Each subcommand lives in its own module; `main.rs`
 //! only parses flags and runs the chosen command.
 
-pub mod demo;
-pub mod kube_inject;
-pub mod local;
-pub mod mcp;
-pub mod proxy_config;
-pub mod proxy_status;
-pub mod validate;
-pub mod xds;
+pub(crate) mod demo;
+pub(crate) mod kube_inject;
+pub(crate) mod local;
+pub(crate) mod mcp;
+pub(crate) mod proxy_config;
+pub(crate) mod proxy_status;
+pub(crate) mod validate;
+pub(crate) mod xds;
 
 use clap::{Parser, Subcommand};
 

@@ -154,19 +154,19 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// Where the workspace's binaries are: next to this istioctl.
-pub fn binaries_dir() -> anyhow::Result<PathBuf> {
+pub(crate) fn binaries_dir() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("locating istioctl")?;
     Ok(exe.parent().context("istioctl has no directory")?.to_path_buf())
 }
 
 /// Installs the mesh on this host and waits until its control plane is up.
-pub fn install(args: &InstallArgs) -> anyhow::Result<i32> {
+pub(crate) fn install(args: &InstallArgs) -> anyhow::Result<i32> {
     let layout = Layout::from_env();
     install_with(&layout, &args.set, &mut |line| println!("{line}"))?;
     Ok(0)
 }
 
-pub fn install_with(layout: &Layout, sets: &[String], progress: &mut dyn FnMut(&str)) -> anyhow::Result<()> {
+pub(crate) fn install_with(layout: &Layout, sets: &[String], progress: &mut dyn FnMut(&str)) -> anyhow::Result<()> {
     prereq::check()?;
     if teardown::daemon_pid(layout).is_some() {
         bail!("a mesh is already installed here ({}); run `istioctl uninstall` first", layout.root().display());
@@ -238,11 +238,11 @@ pub fn install_with(layout: &Layout, sets: &[String], progress: &mut dyn FnMut(&
 }
 
 /// Removes everything the local platform created.
-pub fn uninstall() -> anyhow::Result<i32> {
+pub(crate) fn uninstall() -> anyhow::Result<i32> {
     uninstall_at(&Layout::from_env())
 }
 
-pub fn uninstall_at(layout: &Layout) -> anyhow::Result<i32> {
+pub(crate) fn uninstall_at(layout: &Layout) -> anyhow::Result<i32> {
     let layout = layout.clone();
     prereq::check()?;
     teardown::uninstall(&layout, &mut |line| println!("{line}"))?;
@@ -256,7 +256,7 @@ pub fn uninstall_at(layout: &Layout) -> anyhow::Result<i32> {
     }
 }
 
-pub fn profile(command: &ProfileCommand) -> anyhow::Result<i32> {
+pub(crate) fn profile(command: &ProfileCommand) -> anyhow::Result<i32> {
     match command {
         ProfileCommand::List => {
             println!("Istio configuration profiles:");
@@ -298,7 +298,7 @@ fn read_files(files: &[PathBuf], namespace: &str) -> anyhow::Result<Vec<istio_co
     Ok(objects)
 }
 
-pub fn local(command: LocalCommand) -> anyhow::Result<i32> {
+pub(crate) fn local(command: LocalCommand) -> anyhow::Result<i32> {
     let layout = Layout::from_env();
     match command {
         LocalCommand::ExecContainer { spec } => {

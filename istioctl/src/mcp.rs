@@ -33,7 +33,7 @@ pub struct McpArgs {
 }
 
 /// Every collection Galley serves.
-pub fn all_collections() -> Vec<String> {
+pub(crate) fn all_collections() -> Vec<String> {
     let mut collections: Vec<String> = kinds::all().iter().map(|kind| kind.collection.to_string()).collect();
     collections.push(kinds::SYNTHETIC_SERVICE_ENTRIES.to_string());
     collections.push(kinds::MESH_CONFIG.to_string());
@@ -41,7 +41,7 @@ pub fn all_collections() -> Vec<String> {
 }
 
 /// A response as printable JSON, with bodies decoded.
-pub fn response_json(response: &Resources) -> Value {
+pub(crate) fn response_json(response: &Resources) -> Value {
     let resources: Vec<Value> = response
         .resources
         .iter()
@@ -74,7 +74,7 @@ pub fn response_json(response: &Resources) -> Value {
     printed
 }
 
-pub async fn run(args: McpArgs) -> anyhow::Result<i32> {
+pub(crate) async fn run(args: McpArgs) -> anyhow::Result<i32> {
     let collections = if args.collections.is_empty() { all_collections() } else { args.collections.clone() };
     let subscription = Subscription {
         sink_id: "istioctl-mcp".to_string(),

@@ -100,7 +100,7 @@ fn section<'a>(dump: &'a Value, type_name: &str) -> Option<&'a Value> {
     dump["configs"].as_array()?.iter().find(|config| config["@type"].as_str().is_some_and(|t| t.ends_with(type_name)))
 }
 
-pub fn run(args: &ProxyConfigArgs) -> anyhow::Result<i32> {
+pub(crate) fn run(args: &ProxyConfigArgs) -> anyhow::Result<i32> {
     let output = match &args.what {
         What::Cluster(target) => {
             let dump = config_dump(&target.pod)?;

@@ -34,7 +34,7 @@ fn state(entry: &Value, sent: &str, acked: &str, kind: &str) -> &'static str {
 }
 
 /// Renders syncz entries as the proxy-status table.
-pub fn render(entries: &[Value], pilot: &str) -> String {
+pub(crate) fn render(entries: &[Value], pilot: &str) -> String {
     let mut rows = vec![["NAME", "CDS", "LDS", "EDS", "RDS", "PILOT", "VERSION"].map(str::to_string).to_vec()];
     let mut sorted: Vec<&Value> = entries.iter().collect();
     sorted.sort_by_key(|entry| entry["proxy"].as_str().unwrap_or_default().to_string());
@@ -61,7 +61,7 @@ pub fn render(entries: &[Value], pilot: &str) -> String {
 }
 
 /// A plain HTTP GET against Pilot's debug server.
-pub fn http_get(address: &str, path: &str) -> anyhow::Result<String> {
+pub(crate) fn http_get(address: &str, path: &str) -> anyhow::Result<String> {
     let address = address.trim_start_matches("http://");
     let mut stream = TcpStream::connect(address).with_context(|| format!("cannot reach Pilot at {address}"))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
@@ -76,7 +76,7 @@ pub fn http_get(address: &str, path: &str) -> anyhow::Result<String> {
 }
 
 /// Pilot's debug address: the given one, the local installation's, or the default.
-pub fn pilot_debug_address(given: Option<&str>) -> String {
+pub(crate) fn pilot_debug_address(given: Option<&str>) -> String {
     if let Some(address) = given {
         return address.to_string();
     }
@@ -88,7 +88,7 @@ pub fn pilot_debug_address(given: Option<&str>) -> String {
     }
 }
 
-pub fn run(args: &ProxyStatusArgs) -> anyhow::Result<i32> {
+pub(crate) fn run(args: &ProxyStatusArgs) -> anyhow::Result<i32> {
     let pilot = pilot_debug_address(args.pilot.as_deref());
     let body = http_get(&pilot, "/debug/syncz")?;
     let entries: Vec<Value> = serde_json::from_str(&body).context("Pilot's /debug/syncz is not a JSON list")?;

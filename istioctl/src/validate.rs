@@ -22,7 +22,7 @@ pub struct ValidateArgs {
 
 /// One problem, ready to print.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
+pub(crate) struct Problem {
     pub source: String,
     pub line: usize,
     /// `Kind ns/name: field.path: reason`, or just the reason for unreadable documents.
@@ -37,13 +37,13 @@ impl std::fmt::Display for Problem {
 
 /// What a validation run found.
 #[derive(Debug, Default)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     pub files: usize,
     pub objects: usize,
     pub problems: Vec<Problem>,
 }
 
-pub fn run(args: &ValidateArgs) -> anyhow::Result<i32> {
+pub(crate) fn run(args: &ValidateArgs) -> anyhow::Result<i32> {
     let outcome = validate_paths(&args.files, &args.namespace)?;
     for problem in &outcome.problems {
         println!("{problem}");
@@ -58,7 +58,7 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<i32> {
 }
 
 /// Validates every object found under `paths`.
-pub fn validate_paths(paths: &[String], default_namespace: &str) -> anyhow::Result<Outcome> {
+pub(crate) fn validate_paths(paths: &[String], default_namespace: &str) -> anyhow::Result<Outcome> {
     let mut outcome = Outcome::default();
     for path in paths {
         if path == "-" {
@@ -78,7 +78,7 @@ pub fn validate_paths(paths: &[String], default_namespace: &str) -> anyhow::Resu
 }
 
 /// Validates the objects in one file's text, adding to `outcome`.
-pub fn validate_text(source: &str, text: &str, default_namespace: &str, outcome: &mut Outcome) {
+pub(crate) fn validate_text(source: &str, text: &str, default_namespace: &str, outcome: &mut Outcome) {
     outcome.files += 1;
     let (objects, errors) = parse_objects(source, text);
     outcome.problems.extend(errors.into_iter().map(|error| Problem {

@@ -82,7 +82,7 @@ fn json_to_value(json: serde_json::Value) -> Value {
 }
 
 /// The node this command presents to Pilot.
-pub fn node(id: &str, metadata: &[(String, String)]) -> Node {
+pub(crate) fn node(id: &str, metadata: &[(String, String)]) -> Node {
     let fields = metadata
         .iter()
         .map(|(key, text)| {
@@ -107,7 +107,7 @@ fn request(node: &Node, type_url: &str, names: &BTreeSet<String>, ack: Option<&D
     }
 }
 
-pub async fn run(args: XdsArgs) -> anyhow::Result<i32> {
+pub(crate) async fn run(args: XdsArgs) -> anyhow::Result<i32> {
     let wanted: BTreeSet<XdsType> = if args.types.is_empty() {
         [XdsType::Cds, XdsType::Lds, XdsType::Rds, XdsType::Eds].into_iter().collect()
     } else {

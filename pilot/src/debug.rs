@@ -20,12 +20,12 @@ use crate::xds::ads::Connections;
 use crate::xds::generate::generate;
 
 #[derive(Clone)]
-pub struct DebugState {
+pub(crate) struct DebugState {
     pub pushes: watch::Receiver<Arc<PushContext>>,
     pub connections: Arc<Connections>,
 }
 
-pub fn router(state: DebugState) -> Router {
+pub(crate) fn router(state: DebugState) -> Router {
     Router::new()
         .route("/ready", get(ready))
         .route("/debug/syncz", get(syncz))

@@ -4,14 +4,14 @@
 //! `start` runs it in-process on the given addresses (port 0 works) and returns the bound
 //! addresses and a handle that stops it; `main.rs` only parses flags.
 
-pub mod debug;
-pub mod mcp;
+pub(crate) mod debug;
+pub(crate) mod mcp;
 pub mod meshconfig;
-pub mod metrics;
+pub(crate) mod metrics;
 pub mod model;
-pub mod node;
-pub mod scope;
-pub mod source;
+pub(crate) mod node;
+pub(crate) mod scope;
+pub(crate) mod source;
 pub mod xds;
 
 use std::net::SocketAddr;

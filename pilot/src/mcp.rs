@@ -12,7 +12,7 @@ use istio_mcp::sink::{ObjectChange, ObjectCollections, Rejected, Sink, Subscript
 use tokio::sync::mpsc;
 
 /// The collections Pilot consumes.
-pub fn collections() -> Vec<&'static str> {
+pub(crate) fn collections() -> Vec<&'static str> {
     let mut collections: Vec<&'static str> =
         ["VirtualService", "DestinationRule", "Gateway", "ServiceEntry", "Sidecar", "EnvoyFilter"]
             .iter()
@@ -54,7 +54,7 @@ impl Sink for StoreEventSink {
 }
 
 /// Runs the sink until `events` is closed.
-pub async fn run(address: String, events: mpsc::UnboundedSender<Event>) {
+pub(crate) async fn run(address: String, events: mpsc::UnboundedSender<Event>) {
     let wanted: Vec<String> = collections().into_iter().map(str::to_string).collect();
     let sink = StoreEventSink { events, held: ObjectCollections::default(), waiting: wanted.iter().cloned().collect() };
     let subscription = Subscription { sink_id: "pilot".to_string(), collections: wanted, incremental: false };

@@ -10,14 +10,14 @@ use envoy_types::pb::google::protobuf::{value::Kind, Struct, Value};
 
 /// The kind of proxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProxyKind {
+pub(crate) enum ProxyKind {
     Sidecar,
     Router,
 }
 
 /// A connected proxy.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Proxy {
+pub(crate) struct Proxy {
     pub kind: ProxyKind,
     /// The node id as sent.
     pub id: String,
@@ -36,7 +36,7 @@ pub struct Proxy {
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum NodeError {
+pub(crate) enum NodeError {
     #[error("node id {0:?} is not of the form TYPE~IP~POD.NAMESPACE~DOMAIN")]
     BadId(String),
     #[error("node id {0:?}: proxy type must be sidecar or router")]
@@ -58,7 +58,7 @@ fn metadata_string(metadata: Option<&Struct>, key: &str) -> Option<String> {
 
 impl Proxy {
     /// Parses an Envoy node into a proxy identity.
-    pub fn from_node(node: &Node) -> Result<Proxy, NodeError> {
+    pub(crate) fn from_node(node: &Node) -> Result<Proxy, NodeError> {
         let parts: Vec<&str> = node.id.split('~').collect();
         let [kind, ip, workload, domain] = parts.as_slice() else {
             return Err(NodeError::BadId(node.id.clone()));
@@ -103,7 +103,7 @@ impl Proxy {
 
     /// This proxy with the labels (and namespace) of its pod in the Kubernetes registry, when it
     /// announced no labels itself and the registry knows a pod at one of its IPs.
-    pub fn with_registry_pod(&self, push: &crate::model::PushContext) -> Option<Proxy> {
+    pub(crate) fn with_registry_pod(&self, push: &crate::model::PushContext) -> Option<Proxy> {
         if !self.labels.is_empty() || push.pods.is_empty() {
             return None;
         }
@@ -112,7 +112,7 @@ impl Proxy {
     }
 
     /// Whether every label in `selector` is on this proxy.
-    pub fn matches(&self, selector: &HashMap<String, String>) -> bool {
+    pub(crate) fn matches(&self, selector: &HashMap<String, String>) -> bool {
         selector.iter().all(|(key, value)| self.labels.get(key) == Some(value))
     }
 }

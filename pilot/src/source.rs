@@ -51,7 +51,7 @@ fn named<T: prost::Message + Default>(object: &Object) -> Option<Named<T>> {
 }
 
 /// Builds a push context from accepted objects.
-pub fn build(objects: &BTreeMap<ObjectKey, Object>, mesh: &MeshSettings, version: String) -> PushContext {
+pub(crate) fn build(objects: &BTreeMap<ObjectKey, Object>, mesh: &MeshSettings, version: String) -> PushContext {
     let mut push =
         PushContext { version, mesh: mesh.clone(), created: Some(std::time::Instant::now()), ..Default::default() };
     // The Kubernetes registry: Services (with their Endpoints, Pods and Nodes) as ServiceEntries,
@@ -102,7 +102,7 @@ pub fn build(objects: &BTreeMap<ObjectKey, Object>, mesh: &MeshSettings, version
 }
 
 /// Consumes store events, publishing a new push context after each settled batch of changes.
-pub async fn run(
+pub(crate) async fn run(
     mut events: mpsc::UnboundedReceiver<Event>,
     publish: watch::Sender<Arc<PushContext>>,
     settings: SourceSettings,

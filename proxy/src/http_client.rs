@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 
 /// Why a request got no answer; each names the address and what failed.
 #[derive(Debug, thiserror::Error)]
-pub enum ClientError {
+pub(crate) enum ClientError {
     #[error("connecting to {authority}: {source}")]
     Connect { authority: String, source: std::io::Error },
     #[error("{host:?} is not a valid TLS server name")]
@@ -36,13 +36,13 @@ pub enum ClientError {
 
 /// A response's status and whole body.
 #[derive(Debug)]
-pub struct Response {
+pub(crate) struct Response {
     pub status: StatusCode,
     pub body: Bytes,
 }
 
 impl Response {
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 }
@@ -50,7 +50,7 @@ impl Response {
 /// Sends one request to `host:port` — over HTTPS when `tls` is set, without checking the
 /// server's certificate, as the kubelet's probes do — and reads the whole answer, all within
 /// `timeout`.
-pub async fn send(
+pub(crate) async fn send(
     tls: bool,
     method: Method,
     authority: &str,
@@ -104,28 +104,28 @@ pub async fn send(
 
 /// The local admin API on `127.0.0.1:port`.
 #[derive(Debug, Clone, Copy)]
-pub struct Admin {
+pub(crate) struct Admin {
     pub port: u16,
 }
 
 impl Admin {
     const TIMEOUT: Duration = Duration::from_secs(5);
 
-    pub async fn get(&self, path: &str) -> Result<Response, ClientError> {
+    pub(crate) async fn get(&self, path: &str) -> Result<Response, ClientError> {
         self.call(Method::GET, path).await
     }
 
-    pub async fn post(&self, path: &str) -> Result<Response, ClientError> {
+    pub(crate) async fn post(&self, path: &str) -> Result<Response, ClientError> {
         self.call(Method::POST, path).await
     }
 
-    pub async fn call(&self, method: Method, path: &str) -> Result<Response, ClientError> {
+    pub(crate) async fn call(&self, method: Method, path: &str) -> Result<Response, ClientError> {
         let path = if path.starts_with('/') { path.to_string() } else { format!("/{path}") };
         send(false, method, &format!("127.0.0.1:{}", self.port), &path, &[], Self::TIMEOUT).await
     }
 
     /// Counter and gauge values from `/stats` whose names match `filter` (a regex).
-    pub async fn stats(&self, filter: &str) -> Result<Vec<(String, u64)>, ClientError> {
+    pub(crate) async fn stats(&self, filter: &str) -> Result<Vec<(String, u64)>, ClientError> {
         let response = self.get(&format!("/stats?filter={}", encode_query(filter))).await?;
         if !response.status.is_success() {
             return Err(ClientError::Status { path: "/stats".to_string(), status: response.status });
@@ -135,7 +135,7 @@ impl Admin {
 }
 
 /// Parses `name: value` lines of Envoy's text `/stats`, skipping histograms.
-pub fn parse_stats(text: &str) -> Vec<(String, u64)> {
+pub(crate) fn parse_stats(text: &str) -> Vec<(String, u64)> {
     text.lines()
         .filter_map(|line| line.split_once(": "))
         .filter_map(|(name, value)| value.trim().parse().ok().map(|value| (name.to_string(), value)))

@@ -5,9 +5,9 @@
 //! local admin API.
 
 pub mod agent;
-pub mod dataplane;
-pub mod http_client;
+pub(crate) mod dataplane;
+pub(crate) mod http_client;
 pub mod iptables;
 pub mod request;
 pub mod run;
-pub mod status;
+pub(crate) mod status;

@@ -21,12 +21,12 @@ use crate::agent::node::Role;
 use crate::http_client::{self, Admin, ClientError};
 
 /// The environment variable carrying the rewritten application probes.
-pub const APP_PROBERS_ENV: &str = "ISTIO_KUBE_APP_PROBERS";
+pub(crate) const APP_PROBERS_ENV: &str = "ISTIO_KUBE_APP_PROBERS";
 
 /// One rewritten probe: `{"httpGet": {...}, "timeoutSeconds": 1}` keyed by its status-port path.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct AppProber {
+pub(crate) struct AppProber {
     pub http_get: HttpGetAction,
     #[serde(default)]
     pub timeout_seconds: Option<u64>,
@@ -35,7 +35,7 @@ pub struct AppProber {
 /// Kubernetes' `HTTPGetAction`, the parts a prober uses.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct HttpGetAction {
+pub(crate) struct HttpGetAction {
     #[serde(default)]
     pub path: String,
     pub port: serde_json::Value,
@@ -48,7 +48,7 @@ pub struct HttpGetAction {
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
-pub struct HttpHeader {
+pub(crate) struct HttpHeader {
     pub name: String,
     pub value: String,
 }
@@ -56,7 +56,7 @@ pub struct HttpHeader {
 /// Parses `ISTIO_KUBE_APP_PROBERS`; an empty value means no probes.
 /// A prober map (`ISTIO_KUBE_APP_PROBERS`) the agent cannot run.
 #[derive(Debug, thiserror::Error)]
-pub enum ProberError {
+pub(crate) enum ProberError {
     #[error("{APP_PROBERS_ENV} is not a valid prober map: {0}")]
     Json(#[from] serde_json::Error),
     #[error("{APP_PROBERS_ENV}: {0:?} does not start with /app-health/")]
@@ -67,7 +67,7 @@ pub enum ProberError {
     Port(String),
 }
 
-pub fn parse_app_probers(text: &str) -> Result<HashMap<String, AppProber>, ProberError> {
+pub(crate) fn parse_app_probers(text: &str) -> Result<HashMap<String, AppProber>, ProberError> {
     if text.trim().is_empty() {
         return Ok(HashMap::new());
     }
@@ -90,7 +90,7 @@ pub fn parse_app_probers(text: &str) -> Result<HashMap<String, AppProber>, Probe
 
 /// Why the proxy is not ready, as `/healthz/ready` says it.
 #[derive(Debug, thiserror::Error)]
-pub enum NotReady {
+pub(crate) enum NotReady {
     #[error("the data plane's admin API is not answering: {0}")]
     AdminUnreachable(#[source] ClientError),
     #[error(
@@ -108,7 +108,7 @@ pub enum NotReady {
 
 /// What the readiness check needs to know.
 #[derive(Debug, Clone)]
-pub struct StatusConfig {
+pub(crate) struct StatusConfig {
     pub role: Role,
     pub admin: Admin,
     pub application_ports: Vec<u16>,
@@ -122,7 +122,7 @@ struct StatusState {
 
 /// Binds the status server and serves it until `stop` resolves. `quit` is called on
 /// `POST /quitquitquit`.
-pub async fn serve(
+pub(crate) async fn serve(
     address: SocketAddr,
     config: StatusConfig,
     quit: impl Fn() + Send + Sync + 'static,
@@ -160,7 +160,7 @@ async fn ready(State(state): State<Arc<StatusState>>) -> Response {
 }
 
 /// 1.4's readiness rules, asked of the admin API (ours or Envoy's, they answer alike).
-pub async fn check_readiness(config: &StatusConfig) -> Result<(), NotReady> {
+pub(crate) async fn check_readiness(config: &StatusConfig) -> Result<(), NotReady> {
     let admin = config.admin;
     let stats = admin
         .stats(r"^(cluster_manager\.cds|listener_manager\.lds)\.update_(success|rejected)$")

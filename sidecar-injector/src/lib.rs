@@ -3,7 +3,7 @@
 //! (`config` and `values` of the `istio-sidecar-injector` ConfigMap, plus the mesh config).
 //! The injection itself is `istio-inject`'s, which `istioctl kube-inject` uses offline too.
 
-pub mod webhook;
+pub(crate) mod webhook;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -23,7 +23,7 @@ use istio_runtime::monitoring::SharedRegistry;
 
 /// The injector's metrics, named as in Istio 1.4.
 #[derive(Clone, Default)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     pub requests: Counter,
     pub successes: Counter,
     pub skips: Counter,
@@ -31,7 +31,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn register(registry: &SharedRegistry) -> Self {
+    pub(crate) fn register(registry: &SharedRegistry) -> Self {
         let metrics = Self::default();
         let mut registry = istio_runtime::sync::lock(registry);
         registry.register("sidecar_injection_requests", "Injection requests received", metrics.requests.clone());
@@ -44,12 +44,12 @@ impl Metrics {
 
 /// What the handlers share: the current injector (swapped on config reload) and the metrics.
 #[derive(Clone)]
-pub struct WebhookState {
+pub(crate) struct WebhookState {
     pub injector: Arc<ArcSwap<Injector>>,
     pub metrics: Metrics,
 }
 
-pub fn router(state: WebhookState) -> Router {
+pub(crate) fn router(state: WebhookState) -> Router {
     Router::new()
         .route("/inject", post(inject))
         .route("/ready", get(|| async { "ready\n" }))
@@ -96,7 +96,7 @@ async fn inject(State(state): State<WebhookState>, Json(review): Json<Value>) ->
 
 /// Why an admission request is refused.
 #[derive(Debug, thiserror::Error)]
-pub enum ReviewError {
+pub(crate) enum ReviewError {
     #[error("the admission request carries no pod")]
     NoPod,
     #[error("the injector only takes Pods, not {0}")]
@@ -106,7 +106,7 @@ pub enum ReviewError {
 }
 
 /// The patch for the pod in `request`, or `None` when it is not to be injected.
-pub fn review_pod(injector: &Injector, request: &Value) -> Result<Option<Vec<Value>>, ReviewError> {
+pub(crate) fn review_pod(injector: &Injector, request: &Value) -> Result<Option<Vec<Value>>, ReviewError> {
     let pod = request.get("object").filter(|pod| pod.is_object()).ok_or(ReviewError::NoPod)?;
     if let Some(kind) = pod.get("kind").and_then(Value::as_str) {
         if kind != "Pod" {

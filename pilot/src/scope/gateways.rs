@@ -12,7 +12,7 @@ use crate::node::Proxy;
 
 /// How a gateway server's traffic is handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ServerMode {
+pub(crate) enum ServerMode {
     /// HTTP in the clear, routed by `http.PORT`.
     PlainHttp,
     /// HTTPS terminated here, routed by `https.PORT.NAME.GATEWAY.NS`.
@@ -28,7 +28,7 @@ pub enum ServerMode {
 }
 
 /// The mode of a server, from its port protocol and TLS settings.
-pub fn server_mode(server: &net::Server) -> ServerMode {
+pub(crate) fn server_mode(server: &net::Server) -> ServerMode {
     let protocol = Protocol::parse(server.port.as_ref().map_or("", |p| p.protocol.as_str()));
     let tls_mode = server.tls.as_ref().map(|tls| TlSmode::try_from(tls.mode).unwrap_or(TlSmode::Passthrough));
     let terminates = matches!(tls_mode, Some(TlSmode::Simple | TlSmode::Mutual | TlSmode::IstioMutual));
@@ -44,20 +44,20 @@ pub fn server_mode(server: &net::Server) -> ServerMode {
 }
 
 /// RDS name of a terminated HTTPS server: `https.PORT.PORTNAME.GATEWAY.NAMESPACE`.
-pub fn https_route_name(gateway: &Named<net::Gateway>, server: &net::Server) -> String {
+pub(crate) fn https_route_name(gateway: &Named<net::Gateway>, server: &net::Server) -> String {
     let port = server.port.clone().unwrap_or_default();
     format!("https.{}.{}.{}.{}", port.number, port.name, gateway.name, gateway.namespace)
 }
 
 /// Gateways that select this proxy by label.
-pub fn gateways_for<'a>(push: &'a PushContext, proxy: &Proxy) -> impl Iterator<Item = &'a Named<net::Gateway>> {
+pub(crate) fn gateways_for<'a>(push: &'a PushContext, proxy: &Proxy) -> impl Iterator<Item = &'a Named<net::Gateway>> {
     let proxy = proxy.clone();
     push.gateways.iter().filter(move |gateway| proxy.matches(&gateway.spec.selector))
 }
 
 /// The servers (with their gateway) that a route configuration name stands for: every plain
 /// HTTP server on the port for `http.PORT`, the one named server for `https.…`.
-pub fn servers_for_route<'a>(
+pub(crate) fn servers_for_route<'a>(
     push: &'a PushContext,
     proxy: &Proxy,
     route_name: &str,
@@ -82,7 +82,12 @@ pub fn servers_for_route<'a>(
 
 /// Whether a server host (`host`, `ns/host`, `./host`, `*/host`; the host may be `*` or a
 /// `*.suffix` wildcard) lets a VirtualService host from `vs_namespace` bind through it.
-pub fn server_host_admits(gateway_namespace: &str, server_host: &str, vs_namespace: &str, vs_host: &str) -> bool {
+pub(crate) fn server_host_admits(
+    gateway_namespace: &str,
+    server_host: &str,
+    vs_namespace: &str,
+    vs_host: &str,
+) -> bool {
     let (namespace, host) = server_host.split_once('/').unwrap_or(("*", server_host));
     let namespace_ok = match namespace {
         "*" => true,

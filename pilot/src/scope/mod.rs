@@ -11,9 +11,9 @@
 //! Proxies with the same scope key see the same outbound config, so generated resources are
 //! cached per key.
 
-pub mod gateways;
-pub mod traffic_policy;
-pub mod virtual_services;
+pub(crate) mod gateways;
+pub(crate) mod traffic_policy;
+pub(crate) mod virtual_services;
 
 use istio_api::pb::istio::networking::v1alpha3 as net;
 
@@ -35,7 +35,7 @@ struct Egress {
 
 /// The view of one proxy.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ProxyScope {
+pub(crate) struct ProxyScope {
     /// Equal keys, equal outbound config.
     pub key: String,
     namespace: String,
@@ -59,7 +59,7 @@ fn parse_host(entry: &str, sidecar_namespace: &str) -> Option<HostSelector> {
 }
 
 /// The Sidecar resource that applies to a proxy, if any.
-pub fn applied_sidecar<'a>(push: &'a PushContext, proxy: &Proxy) -> Option<&'a Named<net::Sidecar>> {
+pub(crate) fn applied_sidecar<'a>(push: &'a PushContext, proxy: &Proxy) -> Option<&'a Named<net::Sidecar>> {
     if proxy.kind != ProxyKind::Sidecar {
         return None;
     }
@@ -84,7 +84,7 @@ pub fn applied_sidecar<'a>(push: &'a PushContext, proxy: &Proxy) -> Option<&'a N
 
 impl ProxyScope {
     /// The scope of a proxy in a push.
-    pub fn of(push: &PushContext, proxy: &Proxy) -> ProxyScope {
+    pub(crate) fn of(push: &PushContext, proxy: &Proxy) -> ProxyScope {
         let sidecar = applied_sidecar(push, proxy);
         let namespace = proxy.namespace.clone();
         // A Sidecar without egress listeners leaves the outbound view alone.
@@ -126,18 +126,13 @@ impl ProxyScope {
         ProxyScope { key, namespace, egress, allow_any_override, sds: proxy.sds }
     }
 
-    /// A scope that sees everything (for tools and tests).
-    pub fn everything() -> ProxyScope {
-        ProxyScope { key: String::new(), namespace: String::new(), egress: None, allow_any_override: None, sds: false }
-    }
-
     /// The proxy's namespace (empty for a scope that sees everything).
-    pub fn namespace(&self) -> &str {
+    pub(crate) fn namespace(&self) -> &str {
         &self.namespace
     }
 
     /// Whether outbound traffic to unknown destinations is let through.
-    pub fn allow_any(&self, push: &PushContext) -> bool {
+    pub(crate) fn allow_any(&self, push: &PushContext) -> bool {
         self.allow_any_override.unwrap_or(push.mesh.allow_any)
     }
 
@@ -157,21 +152,21 @@ impl ProxyScope {
     }
 
     /// Whether the proxy sees a service at all.
-    pub fn sees_service(&self, service: &Service) -> bool {
+    pub(crate) fn sees_service(&self, service: &Service) -> bool {
         self.everything_visible()
             || (exported_to(&service.export_to, &service.namespace, &self.namespace)
                 && self.egress_admits(&service.namespace, &[&service.hostname], None))
     }
 
     /// Whether the proxy sees a service's port.
-    pub fn sees_service_port(&self, service: &Service, port: u32) -> bool {
+    pub(crate) fn sees_service_port(&self, service: &Service, port: u32) -> bool {
         self.everything_visible()
             || (exported_to(&service.export_to, &service.namespace, &self.namespace)
                 && self.egress_admits(&service.namespace, &[&service.hostname], Some(port)))
     }
 
     /// Whether a mesh VirtualService applies to this proxy.
-    pub fn sees_virtual_service(&self, vs: &Named<net::VirtualService>) -> bool {
+    pub(crate) fn sees_virtual_service(&self, vs: &Named<net::VirtualService>) -> bool {
         if self.everything_visible() {
             return true;
         }

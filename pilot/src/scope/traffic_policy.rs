@@ -9,7 +9,10 @@ use crate::model::PushContext;
 
 /// The consistent-hash settings of the DestinationRule (subset and port level included) behind
 /// an outbound cluster name, if it asks for consistent hashing.
-pub fn consistent_hash(push: &PushContext, cluster: &str) -> Option<net::load_balancer_settings::ConsistentHashLb> {
+pub(crate) fn consistent_hash(
+    push: &PushContext,
+    cluster: &str,
+) -> Option<net::load_balancer_settings::ConsistentHashLb> {
     let ClusterName { direction: TrafficDirection::Outbound, port, subset, host } = cluster.parse().ok()? else {
         return None;
     };
@@ -23,7 +26,7 @@ pub fn consistent_hash(push: &PushContext, cluster: &str) -> Option<net::load_ba
 }
 
 /// A subset's policy on top of the rule's: a field the subset sets wins.
-pub fn merge_policy(
+pub(crate) fn merge_policy(
     top: Option<&net::TrafficPolicy>,
     subset: Option<&net::TrafficPolicy>,
 ) -> Option<net::TrafficPolicy> {
@@ -46,14 +49,14 @@ pub fn merge_policy(
 }
 
 /// The policy fields that apply to one port (port-level settings override the rest).
-pub struct PortPolicy<'a> {
+pub(crate) struct PortPolicy<'a> {
     pub load_balancer: Option<&'a net::LoadBalancerSettings>,
     pub connection_pool: Option<&'a net::ConnectionPoolSettings>,
     pub outlier_detection: Option<&'a net::OutlierDetection>,
     pub tls: Option<&'a net::TlsSettings>,
 }
 
-pub fn port_policy(policy: Option<&net::TrafficPolicy>, port: u32) -> PortPolicy<'_> {
+pub(crate) fn port_policy(policy: Option<&net::TrafficPolicy>, port: u32) -> PortPolicy<'_> {
     let Some(policy) = policy else {
         return PortPolicy { load_balancer: None, connection_pool: None, outlier_detection: None, tls: None };
     };

@@ -7,7 +7,7 @@ use istio_api::pb::istio::networking::v1alpha3 as net;
 use crate::model::{Named, PushContext};
 
 /// VirtualServices that apply to a gateway (`ns/name`) or, for `None`, to the mesh.
-pub fn virtual_services_for<'a>(
+pub(crate) fn virtual_services_for<'a>(
     push: &'a PushContext,
     gateway: Option<&str>,
 ) -> impl Iterator<Item = &'a Named<net::VirtualService>> {
@@ -23,7 +23,7 @@ pub fn virtual_services_for<'a>(
 }
 
 /// `name` in namespace `ns` → `ns/name`; `ns/name` stays; 1.4's `name.ns.svc.domain` → `ns/name`.
-pub fn qualify_gateway(gateway: &str, namespace: &str) -> String {
+pub(crate) fn qualify_gateway(gateway: &str, namespace: &str) -> String {
     if gateway.contains('/') {
         return gateway.to_string();
     }

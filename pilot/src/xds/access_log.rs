@@ -16,7 +16,8 @@ use super::any;
 use crate::model::MeshSettings;
 
 /// Istio 1.4's text format (`EnvoyTextLogFormat13`).
-pub const ISTIO_TEXT_FORMAT: &str = "[%START_TIME%] \"%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%\" \
+pub(crate) const ISTIO_TEXT_FORMAT: &str =
+    "[%START_TIME%] \"%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%\" \
 %RESPONSE_CODE% %RESPONSE_FLAGS% \"%DYNAMIC_METADATA(istio.mixer:status)%\" \"%UPSTREAM_TRANSPORT_FAILURE_REASON%\" \
 %BYTES_RECEIVED% %BYTES_SENT% %DURATION% %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% \"%REQ(X-FORWARDED-FOR)%\" \
 \"%REQ(USER-AGENT)%\" \"%REQ(X-REQUEST-ID)%\" \"%REQ(:AUTHORITY)%\" \"%UPSTREAM_HOST%\" %UPSTREAM_CLUSTER% \
@@ -25,7 +26,7 @@ pub const ISTIO_TEXT_FORMAT: &str = "[%START_TIME%] \"%REQ(:METHOD)% %REQ(X-ENVO
 const FILE_LOGGER: &str = "envoy.access_loggers.file";
 
 /// The access log the mesh config asks for, if any.
-pub fn mesh_access_log(mesh: &MeshSettings) -> Option<AccessLog> {
+pub(crate) fn mesh_access_log(mesh: &MeshSettings) -> Option<AccessLog> {
     if mesh.access_log_file.is_empty() {
         return None;
     }
@@ -49,7 +50,7 @@ pub fn mesh_access_log(mesh: &MeshSettings) -> Option<AccessLog> {
 }
 
 /// Adds the mesh's access log to every connection manager and TCP proxy of `listeners`.
-pub fn add_access_logs(listeners: &mut [Listener], mesh: &MeshSettings) {
+pub(crate) fn add_access_logs(listeners: &mut [Listener], mesh: &MeshSettings) {
     let Some(log) = mesh_access_log(mesh) else { return };
     for listener in listeners {
         for chain in listener.filter_chains.iter_mut().chain(listener.default_filter_chain.iter_mut()) {

@@ -37,15 +37,8 @@ use crate::scope::ProxyScope;
 
 const HTTP_OPTIONS_EXTENSION: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 
-/// Every cluster for `proxy`.
-pub fn clusters(push: &PushContext, proxy: &Proxy) -> Vec<Cluster> {
-    let mut clusters = shared_clusters(push, &ProxyScope::of(push, proxy));
-    clusters.extend(proxy_clusters(push, proxy));
-    clusters
-}
-
 /// The clusters that depend on the proxy itself: inbound ones for sidecars.
-pub fn proxy_clusters(push: &PushContext, proxy: &Proxy) -> Vec<Cluster> {
+pub(crate) fn proxy_clusters(push: &PushContext, proxy: &Proxy) -> Vec<Cluster> {
     if proxy.kind == ProxyKind::Sidecar {
         let mut clusters = inbound_clusters(push, proxy);
         clusters.push(inbound_passthrough(push));
@@ -60,7 +53,7 @@ pub fn proxy_clusters(push: &PushContext, proxy: &Proxy) -> Vec<Cluster> {
 /// For a gateway in `sni-dnat` router mode (AUTO_PASSTHROUGH): each outbound cluster again,
 /// named `outbound_.PORT_.SUBSET_.HOST` as the SNI of mesh mTLS names it, with the same
 /// endpoints and no TLS of its own (the stream stays the client's).
-pub fn sni_dnat_clusters(outbound: Vec<Cluster>) -> Vec<Cluster> {
+pub(crate) fn sni_dnat_clusters(outbound: Vec<Cluster>) -> Vec<Cluster> {
     outbound
         .into_iter()
         .filter_map(|mut cluster| {
@@ -83,7 +76,7 @@ pub fn sni_dnat_clusters(outbound: Vec<Cluster>) -> Vec<Cluster> {
 }
 
 /// The clusters every proxy gets: outbound services and subsets, and the special clusters.
-pub fn shared_clusters(push: &PushContext, scope: &ProxyScope) -> Vec<Cluster> {
+pub(crate) fn shared_clusters(push: &PushContext, scope: &ProxyScope) -> Vec<Cluster> {
     let mut clusters = Vec::new();
     for service in push.services.values() {
         for port in service.ports.iter().filter(|port| scope.sees_service_port(service, port.number)) {

@@ -15,7 +15,7 @@ use super::socket_address;
 use crate::model::{PushContext, Resolution};
 
 /// The load assignment for one cluster name; `None` when it is not an EDS cluster Pilot knows.
-pub fn load_assignment(push: &PushContext, cluster: &str) -> Option<ClusterLoadAssignment> {
+pub(crate) fn load_assignment(push: &PushContext, cluster: &str) -> Option<ClusterLoadAssignment> {
     let ClusterName { direction, port: port_number, subset, host } = cluster.parse().ok()?;
     if direction != TrafficDirection::Outbound {
         return None;

@@ -48,7 +48,7 @@ fn known_type(filter_name: &str) -> Option<&'static str> {
 }
 
 /// EnvoyFilters (insert-filter form) that apply to a proxy, in name order.
-pub fn applicable<'a>(push: &'a PushContext, proxy: &Proxy) -> Vec<&'a Named<net::EnvoyFilter>> {
+pub(crate) fn applicable<'a>(push: &'a PushContext, proxy: &Proxy) -> Vec<&'a Named<net::EnvoyFilter>> {
     push.envoy_filters
         .iter()
         .filter(|ef| !ef.spec.filters.is_empty())
@@ -60,13 +60,13 @@ pub fn applicable<'a>(push: &'a PushContext, proxy: &Proxy) -> Vec<&'a Named<net
 }
 
 /// A key naming the EnvoyFilters that apply (for caching: equal keys, equal patches).
-pub fn key(filters: &[&Named<net::EnvoyFilter>]) -> String {
+pub(crate) fn key(filters: &[&Named<net::EnvoyFilter>]) -> String {
     filters.iter().map(|ef| ef.key()).collect::<Vec<_>>().join(",")
 }
 
 /// Why an EnvoyFilter's filter cannot be inserted (it is skipped, as 1.4 skipped bad patches).
 #[derive(Debug, thiserror::Error)]
-pub enum FilterError {
+pub(crate) enum FilterError {
     #[error("filter {filter:?}: filterConfig: {source}")]
     Struct { filter: String, source: istio_api::json::JsonError },
     #[error("filter {0:?}: filterConfig has no @type and the filter's v3 type is not known")]
@@ -201,7 +201,12 @@ fn insert_network_filter(chain: &mut FilterChain, entry: &net::envoy_filter::Fil
 }
 
 /// Applies the EnvoyFilters that select `proxy` to its listeners.
-pub fn apply(push: &PushContext, proxy: &Proxy, filters: &[&Named<net::EnvoyFilter>], listeners: &mut [Listener]) {
+pub(crate) fn apply(
+    push: &PushContext,
+    proxy: &Proxy,
+    filters: &[&Named<net::EnvoyFilter>],
+    listeners: &mut [Listener],
+) {
     for envoy_filter in filters {
         for entry in &envoy_filter.spec.filters {
             let config = match typed_config(entry) {

@@ -73,7 +73,7 @@ fn lacks_certificate(server: &net::Server) -> bool {
 
 /// The downstream TLS context of a terminating server; `alpn` is what it offers clients. For
 /// ISTIO_MUTUAL the gateway's own workload certificate is used (files, or SDS when `sds`).
-pub fn downstream_tls(tls: &net::server::TlsOptions, alpn: &[&str], sds: bool) -> TransportSocket {
+pub(crate) fn downstream_tls(tls: &net::server::TlsOptions, alpn: &[&str], sds: bool) -> TransportSocket {
     let mode = TlSmode::try_from(tls.mode).unwrap_or(TlSmode::Simple);
     let alpn: Vec<String> = alpn.iter().map(|p| (*p).to_string()).collect();
     let mut common = if mode == TlSmode::IstioMutual {
@@ -145,7 +145,7 @@ fn passthrough_chains(
 }
 
 /// Every listener of a gateway proxy.
-pub fn gateway_listeners(push: &PushContext, proxy: &Proxy) -> Vec<Listener> {
+pub(crate) fn gateway_listeners(push: &PushContext, proxy: &Proxy) -> Vec<Listener> {
     let mut ports: std::collections::BTreeMap<u32, Vec<(&Named<net::Gateway>, &net::Server)>> = Default::default();
     for gateway in gateways_for(push, proxy) {
         for server in &gateway.spec.servers {

@@ -12,7 +12,7 @@ use crate::model::{GeneratedResource, PushContext};
 use crate::node::{Proxy, ProxyKind};
 
 /// Every listener for `proxy`.
-pub fn listeners(push: &PushContext, proxy: &Proxy) -> Vec<Listener> {
+pub(crate) fn listeners(push: &PushContext, proxy: &Proxy) -> Vec<Listener> {
     let mut listeners = match proxy.kind {
         ProxyKind::Router => gateway::gateway_listeners(push, proxy),
         ProxyKind::Sidecar => listener::sidecar_listeners(push, proxy),
@@ -35,7 +35,7 @@ fn resources<T: prost::Message + prost::Name>(items: Vec<T>, name: impl Fn(&T) -
 /// Generates the resources of `type_url` for a proxy; `names` narrows EDS and RDS. What does not
 /// depend on the proxy itself comes from the push context's cache, so a push to many proxies
 /// generates each shared resource once.
-pub fn generate(push: &PushContext, proxy: &Proxy, type_url: &str, names: &[String]) -> Vec<GeneratedResource> {
+pub(crate) fn generate(push: &PushContext, proxy: &Proxy, type_url: &str, names: &[String]) -> Vec<GeneratedResource> {
     use crate::node::ProxyKind;
     let with_pod;
     let proxy = match proxy.with_registry_pod(push) {

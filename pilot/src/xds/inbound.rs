@@ -16,7 +16,7 @@ use crate::node::Proxy;
 
 /// One inbound port of a sidecar.
 #[derive(Debug, Clone, PartialEq)]
-pub struct InboundTarget {
+pub(crate) struct InboundTarget {
     /// The port traffic arrives on (matched as the original destination port).
     pub listen_port: u32,
     /// `inbound|PORT|PORTNAME|HOST`.
@@ -27,7 +27,7 @@ pub struct InboundTarget {
 }
 
 /// `defaultEndpoint` as an address; `None` when it is not one of the accepted forms.
-pub fn default_endpoint(text: &str) -> Option<Address> {
+pub(crate) fn default_endpoint(text: &str) -> Option<Address> {
     if let Some(path) = text.strip_prefix("unix://") {
         return Some(Address {
             address: Some(address::Address::Pipe(Pipe { path: path.to_string(), ..Default::default() })),
@@ -39,7 +39,7 @@ pub fn default_endpoint(text: &str) -> Option<Address> {
 }
 
 /// The inbound targets of a sidecar, one per listen port (the first service wins a port).
-pub fn inbound_targets(push: &PushContext, proxy: &Proxy) -> Vec<InboundTarget> {
+pub(crate) fn inbound_targets(push: &PushContext, proxy: &Proxy) -> Vec<InboundTarget> {
     let mut targets: Vec<InboundTarget> = Vec::new();
     let mut served: Vec<(u32, u32, &str, &str)> = Vec::new(); // (service port, target port, port name, host)
     for service in push.services.values() {

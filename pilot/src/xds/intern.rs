@@ -9,7 +9,7 @@ use std::sync::{Arc, LazyLock, Mutex, Weak};
 use istio_config::hash::fnv1a64;
 
 /// Interned values of one kind, found by a content hash and confirmed by equality.
-pub struct Pool<T> {
+pub(crate) struct Pool<T> {
     entries: Mutex<HashMap<u64, Weak<T>>>,
 }
 
@@ -19,7 +19,7 @@ impl<T: PartialEq> Pool<T> {
     }
 
     /// The shared copy of `value` (whose content hash is `key`), adding it when new.
-    pub fn intern(&self, key: u64, value: T) -> Arc<T> {
+    pub(crate) fn intern(&self, key: u64, value: T) -> Arc<T> {
         let mut entries = istio_runtime::sync::lock(&self.entries);
         if let Some(existing) = entries.get(&key).and_then(Weak::upgrade) {
             if *existing == value {
@@ -37,26 +37,26 @@ impl<T: PartialEq> Pool<T> {
 }
 
 /// The hash of a resource name, as the sent-state maps key them.
-pub fn name_key(name: &str) -> u64 {
+pub(crate) fn name_key(name: &str) -> u64 {
     fnv1a64(name.bytes())
 }
 
 /// Resource names a stream subscribed to.
-pub type Names = Arc<Vec<String>>;
+pub(crate) type Names = Arc<Vec<String>>;
 /// Content hash of every resource last sent to a stream, by name key.
-pub type Sent = Arc<HashMap<u64, u64>>;
+pub(crate) type Sent = Arc<HashMap<u64, u64>>;
 
 static NAME_LISTS: LazyLock<Pool<Vec<String>>> = LazyLock::new(Pool::new);
 static SENT_STATES: LazyLock<Pool<HashMap<u64, u64>>> = LazyLock::new(Pool::new);
 
 /// The shared copy of a subscription's names.
-pub fn names(names: Vec<String>) -> Names {
+pub(crate) fn names(names: Vec<String>) -> Names {
     let key = fnv1a64(names.iter().flat_map(|name| name.bytes().chain([0])));
     NAME_LISTS.intern(key, names)
 }
 
 /// The shared copy of a sent state.
-pub fn sent(state: HashMap<u64, u64>) -> Sent {
+pub(crate) fn sent(state: HashMap<u64, u64>) -> Sent {
     // Order-independent: a map iterates in no fixed order.
     let key = state.iter().fold(0_u64, |acc, (name, hash)| {
         acc.wrapping_add(fnv1a64(name.to_le_bytes().into_iter().chain(hash.to_le_bytes())))

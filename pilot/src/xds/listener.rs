@@ -43,10 +43,10 @@ use crate::scope::virtual_services::{qualify_gateway, virtual_services_for};
 use crate::scope::ProxyScope;
 
 /// Filters inserted before CORS, fault and router; empty until authn/authz/Mixer exist.
-pub type HttpPlugins = Vec<HttpFilter>;
+pub(crate) type HttpPlugins = Vec<HttpFilter>;
 
 /// What the mesh config adds to every listener: access logs and tracing.
-pub fn decorate(listeners: &mut [Listener], push: &PushContext, kind: ProxyKind) {
+pub(crate) fn decorate(listeners: &mut [Listener], push: &PushContext, kind: ProxyKind) {
     super::access_log::add_access_logs(listeners, &push.mesh);
     super::tracing::add_tracing(listeners, &push.mesh, kind);
 }
@@ -234,7 +234,7 @@ pub(super) fn tcp_destinations<'a>(
     None
 }
 
-pub fn sidecar_listeners(push: &PushContext, proxy: &Proxy) -> Vec<Listener> {
+pub(crate) fn sidecar_listeners(push: &PushContext, proxy: &Proxy) -> Vec<Listener> {
     let mut listeners = sidecar_outbound_listeners(push, &ProxyScope::of(push, proxy));
     listeners.push(virtual_inbound(push, proxy));
     listeners
@@ -242,7 +242,7 @@ pub fn sidecar_listeners(push: &PushContext, proxy: &Proxy) -> Vec<Listener> {
 
 /// The listeners of a sidecar that only depend on the mesh: `virtualOutbound` and the per-port
 /// outbound listeners.
-pub fn sidecar_outbound_listeners(push: &PushContext, scope: &ProxyScope) -> Vec<Listener> {
+pub(crate) fn sidecar_outbound_listeners(push: &PushContext, scope: &ProxyScope) -> Vec<Listener> {
     let mut listeners = Vec::new();
     let passthrough = if scope.allow_any(push) { PASSTHROUGH_CLUSTER } else { BLACKHOLE_CLUSTER };
     let mesh_services: Vec<&Named<net::VirtualService>> =
@@ -485,7 +485,7 @@ fn tls_listener(name: String, ip: &str, port: u32, routes: TlsChains, fallback: 
 }
 
 /// `virtualInbound`: a chain per port this sidecar's workload serves.
-pub fn virtual_inbound(push: &PushContext, proxy: &Proxy) -> Listener {
+pub(crate) fn virtual_inbound(push: &PushContext, proxy: &Proxy) -> Listener {
     let mut chains = Vec::new();
     for inbound_target in super::inbound::inbound_targets(push, proxy) {
         let target = inbound_target.listen_port;

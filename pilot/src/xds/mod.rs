@@ -2,19 +2,19 @@
 //! endpoints, listeners and routes for one proxy (following Istio 1.4's structure and names),
 //! and the ADS server that streams them.
 
-pub mod access_log;
+pub(crate) mod access_log;
 pub mod ads;
-pub mod cluster;
-pub mod endpoint;
-pub mod envoy_filter;
-pub mod gateway;
-pub mod generate;
-pub mod inbound;
-pub mod intern;
-pub mod listener;
-pub mod route;
-pub mod tls;
-pub mod tracing;
+pub(crate) mod cluster;
+pub(crate) mod endpoint;
+pub(crate) mod envoy_filter;
+pub(crate) mod gateway;
+pub(crate) mod generate;
+pub(crate) mod inbound;
+pub(crate) mod intern;
+pub(crate) mod listener;
+pub(crate) mod route;
+pub(crate) mod tls;
+pub(crate) mod tracing;
 
 use envoy_types::pb::envoy::config::core::v3::{
     address, config_source, socket_address, Address, AggregatedConfigSource, ApiVersion, ConfigSource, SocketAddress,

@@ -31,11 +31,11 @@ use crate::node::{Proxy, ProxyKind};
 use crate::scope::virtual_services::{qualify_gateway, virtual_services_for};
 use crate::scope::{gateways, traffic_policy, ProxyScope};
 
-pub const FAULT_FILTER: &str = "envoy.filters.http.fault";
-pub const CORS_FILTER: &str = "envoy.filters.http.cors";
+pub(crate) const FAULT_FILTER: &str = "envoy.filters.http.fault";
+pub(crate) const CORS_FILTER: &str = "envoy.filters.http.cors";
 
 /// Route configurations for the requested names (all known ones when `names` is empty).
-pub fn route_configurations(push: &PushContext, proxy: &Proxy, names: &[String]) -> Vec<RouteConfiguration> {
+pub(crate) fn route_configurations(push: &PushContext, proxy: &Proxy, names: &[String]) -> Vec<RouteConfiguration> {
     names.iter().filter_map(|name| route_configuration(push, proxy, name)).collect()
 }
 
@@ -187,7 +187,7 @@ fn gateway_virtual_hosts(push: &PushContext, proxy: &Proxy, route_name: &str) ->
 
 /// A route decorator naming the operation for tracing (span names, and the
 /// `x-envoy-decorator-operation` header).
-pub fn decorator(operation: String) -> Option<Decorator> {
+pub(crate) fn decorator(operation: String) -> Option<Decorator> {
     Some(Decorator { operation, ..Default::default() })
 }
 
@@ -220,7 +220,7 @@ fn prefix_match(prefix: &str) -> RouteMatch {
 
 /// Istio 1.4's default retry policy: 2 attempts on connect failures, refused streams,
 /// unavailable/cancelled/resource-exhausted gRPC, and 503.
-pub fn default_retry_policy() -> RetryPolicy {
+pub(crate) fn default_retry_policy() -> RetryPolicy {
     RetryPolicy {
         retry_on: "connect-failure,refused-stream,unavailable,cancelled,resource-exhausted,retriable-status-codes"
             .to_string(),
@@ -455,7 +455,7 @@ fn cors(policy: &net::CorsPolicy) -> envoy_types::pb::envoy::extensions::filters
 }
 
 /// Envoy routes for a VirtualService's HTTP routes that apply here.
-pub fn http_routes(
+pub(crate) fn http_routes(
     push: &PushContext,
     vs: &Named<net::VirtualService>,
     port: Option<u32>,

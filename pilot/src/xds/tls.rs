@@ -9,10 +9,12 @@ use super::file_source;
 
 /// The cluster (defined in the proxy's bootstrap) through which a proxy in SDS mode fetches its
 /// workload certificate (`default`) and root certificate (`ROOTCA`) from the node agent.
-pub const SDS_CLUSTER: &str = "sds-grpc";
+pub(crate) const SDS_CLUSTER: &str = "sds-grpc";
 
 /// An SDS reference to one of the node agent's secrets (`default` or `ROOTCA`).
-pub fn sds_secret(name: &str) -> envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::SdsSecretConfig {
+pub(crate) fn sds_secret(
+    name: &str,
+) -> envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::SdsSecretConfig {
     use envoy_types::pb::envoy::config::core::v3::{api_config_source, grpc_service, ApiConfigSource, GrpcService};
     envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::SdsSecretConfig {
         name: name.to_string(),
@@ -37,7 +39,7 @@ pub fn sds_secret(name: &str) -> envoy_types::pb::envoy::extensions::transport_s
 
 /// The TLS context of Istio mutual TLS: the workload certificate and the mesh root, from the
 /// `/etc/certs` files (1.4's default) or, for a proxy in SDS mode, over SDS.
-pub fn istio_mutual_tls(
+pub(crate) fn istio_mutual_tls(
     alpn: Vec<String>,
     sds: bool,
 ) -> envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::CommonTlsContext {
@@ -70,7 +72,7 @@ pub fn istio_mutual_tls(
 }
 
 /// A matcher for one subject alternative name: a URI (SPIFFE identity) or a DNS name.
-pub fn san_matcher(name: &str) -> SubjectAltNameMatcher {
+pub(crate) fn san_matcher(name: &str) -> SubjectAltNameMatcher {
     let san_type = if name.contains("://") {
         subject_alt_name_matcher::SanType::Uri
     } else {

@@ -17,7 +17,7 @@ use crate::model::MeshSettings;
 use crate::node::ProxyKind;
 
 /// Sets `traffic_direction` on each listener and, with tracing on, sampling on each connection manager.
-pub fn add_tracing(listeners: &mut [Listener], mesh: &MeshSettings, kind: ProxyKind) {
+pub(crate) fn add_tracing(listeners: &mut [Listener], mesh: &MeshSettings, kind: ProxyKind) {
     for listener in listeners {
         let inbound = kind == ProxyKind::Sidecar && listener.name == VIRTUAL_INBOUND;
         listener.traffic_direction =

@@ -39,7 +39,7 @@ fn request_uid() -> String {
 }
 
 /// Asks Galley whether an Istio object may be stored; `Err` carries Galley's reasons.
-pub async fn validate(galley: &Webhook, object: &Value) -> anyhow::Result<()> {
+pub(crate) async fn validate(galley: &Webhook, object: &Value) -> anyhow::Result<()> {
     let api_version = object.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
     let kind = object.get("kind").and_then(Value::as_str).unwrap_or_default();
     let Some(found) = istio_api::kinds::lookup(api_version, kind) else {
@@ -63,7 +63,7 @@ pub async fn validate(galley: &Webhook, object: &Value) -> anyhow::Result<()> {
 }
 
 /// Sends a new pod to the injector and returns it as the injector patched it.
-pub async fn inject(injector: &Webhook, pod: &Value, namespace: &str) -> anyhow::Result<Value> {
+pub(crate) async fn inject(injector: &Webhook, pod: &Value, namespace: &str) -> anyhow::Result<Value> {
     let request = json!({
         "uid": request_uid(),
         "kind": {"group": "", "version": "v1", "kind": "Pod"},

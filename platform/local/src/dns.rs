@@ -18,13 +18,13 @@ use hickory_proto::rr::{RData, Record, RecordType};
 use tokio::net::UdpSocket;
 
 /// The cluster's domain.
-pub const CLUSTER_DOMAIN: &str = "cluster.local";
+pub(crate) const CLUSTER_DOMAIN: &str = "cluster.local";
 /// How long answers may be cached: short, as names follow Services.
 const TTL: u32 = 5;
 
 /// Names and their addresses, kept current by the controller.
 #[derive(Clone, Default)]
-pub struct Records {
+pub(crate) struct Records {
     names: Arc<RwLock<HashMap<String, Ipv4Addr>>>,
     /// Names outside the cluster answered here instead of upstream (the hosts file).
     external: Arc<RwLock<HashMap<String, Ipv4Addr>>>,
@@ -32,7 +32,7 @@ pub struct Records {
 
 impl Records {
     /// Replaces every record: `name.namespace` (without the domain) → address.
-    pub fn set(&self, services: impl IntoIterator<Item = (String, String, Ipv4Addr)>) {
+    pub(crate) fn set(&self, services: impl IntoIterator<Item = (String, String, Ipv4Addr)>) {
         let names = services
             .into_iter()
             .map(|(name, namespace, address)| (format!("{name}.{namespace}.svc.{CLUSTER_DOMAIN}"), address))
@@ -41,7 +41,7 @@ impl Records {
     }
 
     /// Replaces the external names (lower-case, without a trailing dot) → address.
-    pub fn set_external(&self, names: HashMap<String, Ipv4Addr>) {
+    pub(crate) fn set_external(&self, names: HashMap<String, Ipv4Addr>) {
         *istio_runtime::sync::write(&self.external) = names;
     }
 
@@ -54,7 +54,7 @@ impl Records {
 /// The IPv4 entries of a hosts file: every name on a line maps to its address. Comments,
 /// blank lines and IPv6 entries are skipped; the first entry for a name wins, as in
 /// `/etc/hosts`.
-pub fn parse_hosts(text: &str) -> HashMap<String, Ipv4Addr> {
+pub(crate) fn parse_hosts(text: &str) -> HashMap<String, Ipv4Addr> {
     let mut names = HashMap::new();
     for line in text.lines() {
         let line = line.split('#').next().unwrap_or_default();
@@ -68,7 +68,7 @@ pub fn parse_hosts(text: &str) -> HashMap<String, Ipv4Addr> {
 }
 
 /// A pod's `/etc/resolv.conf`: this server, with Kubernetes' search path for `namespace`.
-pub fn resolv_conf(namespace: &str, server: Ipv4Addr) -> String {
+pub(crate) fn resolv_conf(namespace: &str, server: Ipv4Addr) -> String {
     format!(
         "nameserver {server}\nsearch {namespace}.svc.{CLUSTER_DOMAIN} svc.{CLUSTER_DOMAIN} {CLUSTER_DOMAIN}\noptions ndots:5\n"
     )
@@ -85,7 +85,7 @@ fn upstream_servers() -> Vec<SocketAddr> {
 }
 
 /// Serves on `address` until `shutdown` resolves.
-pub async fn serve(
+pub(crate) async fn serve(
     address: SocketAddr,
     records: Records,
     shutdown: impl std::future::Future<Output = ()>,

@@ -11,9 +11,9 @@ use anyhow::Context;
 use crate::net::{self, BRIDGE, PREFIX_LEN};
 
 /// The masquerade rules, jumped to from `nat POSTROUTING`.
-pub const NAT_CHAIN: &str = "ISTIO-RS-POSTROUTING";
+pub(crate) const NAT_CHAIN: &str = "ISTIO-RS-POSTROUTING";
 /// The accept rules, jumped to from `filter FORWARD`.
-pub const FORWARD_CHAIN: &str = "ISTIO-RS-FORWARD";
+pub(crate) const FORWARD_CHAIN: &str = "ISTIO-RS-FORWARD";
 const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
 
 /// The pod network, `10.44.0.0/16`.
@@ -24,7 +24,7 @@ fn pod_network() -> String {
 
 /// Turns egress on; `saved_state` records forwarding's previous setting (kept from the first
 /// call, so a restarted daemon does not record its own setting as the host's).
-pub fn enable(saved_state: &Path) -> anyhow::Result<()> {
+pub(crate) fn enable(saved_state: &Path) -> anyhow::Result<()> {
     let previous = std::fs::read_to_string(IP_FORWARD).with_context(|| format!("reading {IP_FORWARD}"))?;
     if !saved_state.exists() {
         std::fs::write(saved_state, previous.trim()).with_context(|| format!("writing {}", saved_state.display()))?;
@@ -58,7 +58,7 @@ pub fn enable(saved_state: &Path) -> anyhow::Result<()> {
 }
 
 /// Removes the chains and the jumps to them, and restores forwarding's saved setting.
-pub fn disable(saved_state: &Path) -> anyhow::Result<()> {
+pub(crate) fn disable(saved_state: &Path) -> anyhow::Result<()> {
     remove_chain("nat", NAT_CHAIN, "POSTROUTING");
     remove_chain("filter", FORWARD_CHAIN, "FORWARD");
     if let Ok(previous) = std::fs::read_to_string(saved_state) {
@@ -72,7 +72,7 @@ pub fn disable(saved_state: &Path) -> anyhow::Result<()> {
 }
 
 /// Whether either chain is still on the host.
-pub fn chains_present() -> bool {
+pub(crate) fn chains_present() -> bool {
     [("nat", NAT_CHAIN), ("filter", FORWARD_CHAIN)]
         .iter()
         .any(|(table, chain)| net::run("iptables", &["-t", table, "-S", chain]).is_ok())

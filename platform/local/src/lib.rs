@@ -6,27 +6,27 @@
 //! injected by calling the sidecar injector's webhook and Istio objects are validated by
 //! Galley's, as the API server does. `istioctl` drives it.
 
-pub mod admission;
+pub(crate) mod admission;
 pub mod container;
 pub mod controller;
 pub mod create;
-pub mod dns;
-pub mod egress;
+pub(crate) mod dns;
+pub(crate) mod egress;
 pub mod images;
 pub mod install;
 pub mod kubectl;
-pub mod layout;
-pub mod meshconfig;
+pub(crate) mod layout;
+pub(crate) mod meshconfig;
 pub mod net;
 pub mod objects;
-pub mod pod;
-pub mod pod_context;
+pub(crate) mod pod;
+pub(crate) mod pod_context;
 pub mod prereq;
-pub mod probe;
-pub mod process;
+pub(crate) mod probe;
+pub(crate) mod process;
 pub mod profiles;
-pub mod services;
+pub(crate) mod services;
 pub mod teardown;
-pub mod volumes;
+pub(crate) mod volumes;
 
 pub use layout::Layout;

@@ -14,10 +14,10 @@ use crate::layout::Layout;
 use crate::objects;
 
 /// The ConfigMap's name, as in 1.4.
-pub const CONFIG_MAP: &str = "istio";
+pub(crate) const CONFIG_MAP: &str = "istio";
 
 /// Creates the `istio` ConfigMap from the mesh config file unless it exists.
-pub async fn ensure_config_map(layout: &Layout, store: &dyn Store) -> anyhow::Result<()> {
+pub(crate) async fn ensure_config_map(layout: &Layout, store: &dyn Store) -> anyhow::Result<()> {
     let key = objects::key("", "ConfigMap", SYSTEM_NAMESPACE, CONFIG_MAP);
     if store.get(&key).await?.is_some() {
         return Ok(());
@@ -37,7 +37,7 @@ pub async fn ensure_config_map(layout: &Layout, store: &dyn Store) -> anyhow::Re
 /// Writes the ConfigMap's `mesh` to the mesh config file when they differ; returns whether it
 /// did. The file is replaced whole, so a reader never sees half of it; whether the new config
 /// is valid is for its readers to judge (each keeps its last good one).
-pub fn sync_file(layout: &Layout, config_maps: &[Object]) -> anyhow::Result<bool> {
+pub(crate) fn sync_file(layout: &Layout, config_maps: &[Object]) -> anyhow::Result<bool> {
     let Some(mesh) = config_maps
         .iter()
         .find(|map| map.namespace() == SYSTEM_NAMESPACE && map.name() == CONFIG_MAP)

@@ -25,7 +25,7 @@ use istio_runtime::backoff::Backoff;
 
 /// A container's state as the pod reports it.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct ContainerState {
+pub(crate) struct ContainerState {
     pub running: bool,
     pub ready: bool,
     pub restarts: u32,
@@ -34,7 +34,7 @@ pub struct ContainerState {
 
 /// The pod's state, read by the controller.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct PodState {
+pub(crate) struct PodState {
     pub phase: String,
     pub message: String,
     /// Init containers are done; the ClusterIP rules can go in.
@@ -43,13 +43,13 @@ pub struct PodState {
 }
 
 impl PodState {
-    pub fn ready(&self) -> bool {
+    pub(crate) fn ready(&self) -> bool {
         self.phase == "Running" && !self.containers.is_empty() && self.containers.values().all(|c| c.running && c.ready)
     }
 }
 
 /// A running pod.
-pub struct PodHandle {
+pub(crate) struct PodHandle {
     pub netns: String,
     pub ip: String,
     pub state: Arc<Mutex<PodState>>,
@@ -58,19 +58,19 @@ pub struct PodHandle {
 }
 
 impl PodHandle {
-    pub fn state(&self) -> PodState {
+    pub(crate) fn state(&self) -> PodState {
         istio_runtime::sync::lock(&self.state).clone()
     }
 
     /// Stops the pod and waits until everything it had is gone.
-    pub async fn stop(self) {
+    pub(crate) async fn stop(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
     }
 }
 
 /// Everything a pod needs from the cluster when it starts.
-pub struct PodInputs {
+pub(crate) struct PodInputs {
     pub pod: Object,
     pub ip: String,
     pub hosts: String,
@@ -81,7 +81,7 @@ pub struct PodInputs {
 }
 
 /// Starts a pod; it keeps running until `stop`.
-pub fn start(context: Arc<PodContext>, inputs: PodInputs) -> PodHandle {
+pub(crate) fn start(context: Arc<PodContext>, inputs: PodInputs) -> PodHandle {
     let netns = net::netns_name(inputs.pod.namespace(), inputs.pod.name());
     let state = Arc::new(Mutex::new(PodState { phase: "Pending".into(), ..PodState::default() }));
     let (stop, stopped) = watch::channel(false);
@@ -591,7 +591,7 @@ fn pod_resolv_conf() -> String {
 }
 
 /// Kubernetes' `$(VAR)` expansion against the variables defined so far; `$$` escapes.
-pub fn expand(text: &str, env: &[(String, String)]) -> String {
+pub(crate) fn expand(text: &str, env: &[(String, String)]) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(position) = rest.find('$') {

@@ -8,7 +8,7 @@ use crate::images::ImageMap;
 use crate::layout::Layout;
 
 /// What every pod shares.
-pub struct PodContext {
+pub(crate) struct PodContext {
     pub layout: Layout,
     pub images: ImageMap,
     /// Directory of the workspace's binaries.

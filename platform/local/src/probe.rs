@@ -13,7 +13,7 @@ use crate::container::ContainerSpec;
 /// Runs a readiness probe with Kubernetes' timing: `initialDelaySeconds`, then every
 /// `periodSeconds` (10), ready after `successThreshold` (1) successes in a row, not ready after
 /// `failureThreshold` (3) failures in a row.
-pub async fn probe_loop(probe: Value, target: ProbeTarget, ready: Arc<AtomicBool>) {
+pub(crate) async fn probe_loop(probe: Value, target: ProbeTarget, ready: Arc<AtomicBool>) {
     let seconds = |field: &str, default: u64| probe.get(field).and_then(Value::as_u64).unwrap_or(default);
     let period = Duration::from_secs(seconds("periodSeconds", 10).max(1));
     let success_threshold = seconds("successThreshold", 1).max(1);
@@ -39,7 +39,7 @@ pub async fn probe_loop(probe: Value, target: ProbeTarget, ready: Arc<AtomicBool
 }
 
 /// A probe whose `httpGet` or `tcpSocket` port names a container port, with the number instead.
-pub fn resolve_probe_port(mut probe: Value, container: &Value) -> Value {
+pub(crate) fn resolve_probe_port(mut probe: Value, container: &Value) -> Value {
     for pointer in ["/httpGet/port", "/tcpSocket/port"] {
         let Some(name) = probe.pointer(pointer).and_then(Value::as_str).map(str::to_string) else { continue };
         let number = name.parse::<u64>().ok().or_else(|| {
@@ -59,7 +59,7 @@ pub fn resolve_probe_port(mut probe: Value, container: &Value) -> Value {
 }
 
 /// Runs a container's readiness probe against the pod.
-pub struct ProbeTarget {
+pub(crate) struct ProbeTarget {
     pub ip: String,
     /// For `exec` probes: the launcher and the container's spec, whose program is replaced.
     pub launcher: PathBuf,

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 /// The process's start time in clock ticks since boot (`/proc/PID/stat` field 22).
-pub fn start_time(pid: u32) -> Option<u64> {
+pub(crate) fn start_time(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may hold spaces and parentheses; the fields after it are plain.
     let after_name = &stat[stat.rfind(')')? + 1..];
@@ -13,7 +13,7 @@ pub fn start_time(pid: u32) -> Option<u64> {
 }
 
 /// Whether a process has exited and only waits to be reaped (state `Z` in `/proc/PID/stat`).
-pub fn is_zombie(pid: i32) -> bool {
+pub(crate) fn is_zombie(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|stat| stat.rfind(')').map(|end| stat[end + 1..].trim_start().starts_with('Z')))
@@ -21,13 +21,13 @@ pub fn is_zombie(pid: i32) -> bool {
 }
 
 /// Writes a record of `pid` to `path`.
-pub fn record(path: &Path, pid: u32) -> std::io::Result<()> {
+pub(crate) fn record(path: &Path, pid: u32) -> std::io::Result<()> {
     let start = start_time(pid).unwrap_or(0);
     std::fs::write(path, format!("{pid} {start}\n"))
 }
 
 /// The pid in a record, if that very process is still running.
-pub fn running(path: &Path) -> Option<i32> {
+pub(crate) fn running(path: &Path) -> Option<i32> {
     let text = std::fs::read_to_string(path).ok()?;
     let mut fields = text.split_whitespace();
     let pid: u32 = fields.next()?.parse().ok()?;

@@ -15,13 +15,13 @@ use serde_json::{json, Value};
 use crate::objects::{labels, selects, string_map};
 
 /// The chain holding the ClusterIP rules in each pod's `nat` table.
-pub const SERVICES_CHAIN: &str = "LOCAL-SERVICES";
+pub(crate) const SERVICES_CHAIN: &str = "LOCAL-SERVICES";
 /// The chain in each pod's `filter` table refusing ClusterIP ports without endpoints, as
 /// kube-proxy does (a sidecar's capture redirects first, so it only sees uncaptured traffic).
-pub const NO_ENDPOINTS_CHAIN: &str = "LOCAL-NO-ENDPOINTS";
+pub(crate) const NO_ENDPOINTS_CHAIN: &str = "LOCAL-NO-ENDPOINTS";
 
 /// The first free ClusterIP in 10.96.0.10 – 10.96.255.254.
-pub fn allocate_cluster_ip(services: &[Object]) -> Option<Ipv4Addr> {
+pub(crate) fn allocate_cluster_ip(services: &[Object]) -> Option<Ipv4Addr> {
     let used: BTreeSet<Ipv4Addr> = services
         .iter()
         .filter_map(|service| service.spec().get("clusterIP").and_then(Value::as_str))
@@ -34,7 +34,7 @@ pub fn allocate_cluster_ip(services: &[Object]) -> Option<Ipv4Addr> {
 
 /// A pod that can serve: its address, labels, readiness and container ports.
 #[derive(Debug, Clone)]
-pub struct PodEndpoint {
+pub(crate) struct PodEndpoint {
     pub namespace: String,
     pub name: String,
     pub ip: String,
@@ -46,7 +46,7 @@ pub struct PodEndpoint {
 
 impl PodEndpoint {
     /// From a stored Pod; `None` until it has an address.
-    pub fn from_pod(pod: &Object) -> Option<Self> {
+    pub(crate) fn from_pod(pod: &Object) -> Option<Self> {
         let status = pod.body.get("status")?;
         let ip = status.get("podIP").and_then(Value::as_str).filter(|ip| !ip.is_empty())?.to_string();
         let ready = status
@@ -77,7 +77,7 @@ impl PodEndpoint {
 
 /// The Endpoints object for a Service with a selector, or `None` for one without (its
 /// Endpoints are managed by hand, as on Kubernetes).
-pub fn endpoints_for(service: &Object, pods: &[PodEndpoint]) -> Option<Value> {
+pub(crate) fn endpoints_for(service: &Object, pods: &[PodEndpoint]) -> Option<Value> {
     let selector = string_map(service.spec().get("selector"));
     if selector.is_empty() {
         return None;
@@ -146,7 +146,13 @@ pub struct HostName {
 }
 
 /// The `/etc/hosts` of a pod in `namespace`.
-pub fn hosts_file(namespace: &str, pod_name: &str, pod_ip: &str, services: &[Object], control: &[HostName]) -> String {
+pub(crate) fn hosts_file(
+    namespace: &str,
+    pod_name: &str,
+    pod_ip: &str,
+    services: &[Object],
+    control: &[HostName],
+) -> String {
     let mut text = String::from(
         "# Written by the istio-rs local platform.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n",
     );
@@ -174,7 +180,7 @@ pub fn hosts_file(namespace: &str, pod_name: &str, pod_ip: &str, services: &[Obj
 
 /// The `iptables-restore` input that (re)writes the ClusterIP chains: each service port is
 /// spread over its ready endpoints with equal probability, and refused when it has none.
-pub fn dnat_rules(services: &[Object], endpoints: &[Object]) -> String {
+pub(crate) fn dnat_rules(services: &[Object], endpoints: &[Object]) -> String {
     let mut nat = format!("*nat\n:{SERVICES_CHAIN} - [0:0]\n");
     let mut filter = format!("*filter\n:{NO_ENDPOINTS_CHAIN} - [0:0]\n");
     for service in services {
@@ -235,7 +241,7 @@ pub fn dnat_rules(services: &[Object], endpoints: &[Object]) -> String {
 }
 
 /// Installs the rules in a pod's network namespace, with the jumps to them from `OUTPUT`.
-pub fn install_rules(netns: &str, rules: &str) -> anyhow::Result<()> {
+pub(crate) fn install_rules(netns: &str, rules: &str) -> anyhow::Result<()> {
     crate::net::iptables_restore_in(netns, rules)?;
     for (table, chain) in [("nat", SERVICES_CHAIN), ("filter", NO_ENDPOINTS_CHAIN)] {
         let has_jump = std::process::Command::new("ip")

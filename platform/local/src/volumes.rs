@@ -19,7 +19,7 @@ use crate::pod_context::PodContext;
 type Files = Vec<(String, Vec<u8>)>;
 
 /// The pod's volumes, as host directories (or host paths), by volume name.
-pub fn prepare(
+pub(crate) fn prepare(
     context: &PodContext,
     pod: &Object,
     secrets: &[Object],
@@ -50,7 +50,7 @@ pub fn prepare(
 
 /// Brings a running pod's Secret and ConfigMap volumes up to date with the objects as they
 /// are now; returns the names of the volumes whose files changed.
-pub fn refresh(
+pub(crate) fn refresh(
     layout: &Layout,
     pod: &Object,
     secrets: &[Object],
@@ -121,7 +121,7 @@ fn sync_files(dir: &Path, files: &[(String, Vec<u8>)], mode: u32) -> anyhow::Res
 }
 
 /// The files of a Secret (base64 `data`, and `stringData`) or ConfigMap (`data`).
-pub fn object_files(objects: &[Object], namespace: &str, name: &str, base64_data: bool) -> Files {
+pub(crate) fn object_files(objects: &[Object], namespace: &str, name: &str, base64_data: bool) -> Files {
     use base64::Engine;
     let Some(object) = objects.iter().find(|o| o.namespace() == namespace && o.name() == name) else {
         return Vec::new();
@@ -161,7 +161,7 @@ pub fn object_files(objects: &[Object], namespace: &str, name: &str, base64_data
 
 /// Creates a mount point that does not exist yet, recording the topmost directory created so
 /// teardown removes it.
-pub fn ensure_mount_point(context: &PodContext, target: &Path, directory: bool) -> anyhow::Result<()> {
+pub(crate) fn ensure_mount_point(context: &PodContext, target: &Path, directory: bool) -> anyhow::Result<()> {
     if target.exists() {
         return Ok(());
     }

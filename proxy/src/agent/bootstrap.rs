@@ -12,22 +12,22 @@ use super::args::{split_host_port, AddressError, AgentArgs, ControlPlaneAuthPoli
 use super::node::NodeIdentity;
 
 /// Cluster names the bootstrap defines (Pilot's config refers to `sds-grpc` and `zipkin`).
-pub const XDS_CLUSTER: &str = "xds-grpc";
-pub const SDS_CLUSTER: &str = "sds-grpc";
-pub const ZIPKIN_CLUSTER: &str = "zipkin";
-pub const PROMETHEUS_CLUSTER: &str = "prometheus_stats";
+pub(crate) const XDS_CLUSTER: &str = "xds-grpc";
+pub(crate) const SDS_CLUSTER: &str = "sds-grpc";
+pub(crate) const ZIPKIN_CLUSTER: &str = "zipkin";
+pub(crate) const PROMETHEUS_CLUSTER: &str = "prometheus_stats";
 
 /// Builds the bootstrap for this node.
 /// Flags a bootstrap cannot be built from.
 #[derive(Debug, thiserror::Error)]
-pub enum BootstrapError {
+pub(crate) enum BootstrapError {
     #[error(transparent)]
     Discovery(AddressError),
     #[error("--zipkinAddress: {0}")]
     Zipkin(AddressError),
 }
 
-pub fn bootstrap(node: &NodeIdentity, args: &AgentArgs) -> Result<Value, BootstrapError> {
+pub(crate) fn bootstrap(node: &NodeIdentity, args: &AgentArgs) -> Result<Value, BootstrapError> {
     let (discovery_host, discovery_port) =
         split_host_port(&args.discovery_address).map_err(BootstrapError::Discovery)?;
     let mut xds = upstream_cluster(XDS_CLUSTER, &discovery_host, discovery_port, args);

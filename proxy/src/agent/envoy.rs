@@ -17,7 +17,7 @@ use crate::http_client::Admin;
 
 /// How an Envoy is started and stopped.
 #[derive(Debug, Clone)]
-pub struct EnvoyOptions {
+pub(crate) struct EnvoyOptions {
     pub binary: PathBuf,
     pub bootstrap: PathBuf,
     pub admin: Admin,
@@ -62,7 +62,10 @@ impl EnvoyOptions {
 
 /// Runs Envoy until `shutdown` resolves, then drains and stops it. Fails when Envoy cannot be
 /// started or keeps dying.
-pub async fn supervise(options: EnvoyOptions, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+pub(crate) async fn supervise(
+    options: EnvoyOptions,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
     tokio::pin!(shutdown);
     let mut quick_deaths = 0u32;
     // 200 ms doubling to 12.8 s between quick deaths.

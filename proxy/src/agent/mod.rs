@@ -4,8 +4,8 @@
 //! `/quitquitquit`, then drains it.
 
 pub mod args;
-pub mod bootstrap;
-pub mod envoy;
+pub(crate) mod bootstrap;
+pub(crate) mod envoy;
 pub mod node;
 
 use std::net::{Ipv4Addr, SocketAddr};

@@ -11,13 +11,14 @@ use std::time::{Duration, SystemTime};
 use super::config::listener::AccessLogConfig;
 
 /// Envoy's default text format, used when a log names none.
-pub const DEFAULT_FORMAT: &str = "[%START_TIME%] \"%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%\" \
+pub(crate) const DEFAULT_FORMAT: &str =
+    "[%START_TIME%] \"%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%\" \
 %RESPONSE_CODE% %RESPONSE_FLAGS% %BYTES_RECEIVED% %BYTES_SENT% %DURATION% %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% \
 \"%REQ(X-FORWARDED-FOR)%\" \"%REQ(USER-AGENT)%\" \"%REQ(X-REQUEST-ID)%\" \"%REQ(:AUTHORITY)%\" \"%UPSTREAM_HOST%\"\n";
 
 /// Envoy's response flags, in the order Envoy prints them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ResponseFlag {
+pub(crate) enum ResponseFlag {
     /// No healthy upstream host.
     NoHealthyUpstream,
     /// Upstream connection failure.
@@ -37,7 +38,6 @@ pub enum ResponseFlag {
     /// The upstream connection was terminated.
     UpstreamConnectionTermination,
     /// The response was generated locally (reset).
-    LocalReset,
     /// The downstream connection terminated.
     DownstreamConnectionTermination,
     /// The route's cluster does not exist.
@@ -45,7 +45,7 @@ pub enum ResponseFlag {
 }
 
 impl ResponseFlag {
-    pub fn code(self) -> &'static str {
+    pub(crate) fn code(self) -> &'static str {
         match self {
             ResponseFlag::NoHealthyUpstream => "UH",
             ResponseFlag::UpstreamConnectionFailure => "UF",
@@ -56,7 +56,6 @@ impl ResponseFlag {
             ResponseFlag::FaultInjected => "FI",
             ResponseFlag::UpstreamRequestTimeout => "UT",
             ResponseFlag::UpstreamConnectionTermination => "UC",
-            ResponseFlag::LocalReset => "LR",
             ResponseFlag::DownstreamConnectionTermination => "DC",
             ResponseFlag::NoClusterFound => "NC",
         }
@@ -65,7 +64,7 @@ impl ResponseFlag {
 
 /// Everything a log line can show about one request or TCP session.
 #[derive(Debug, Clone, Default)]
-pub struct LogEntry {
+pub(crate) struct LogEntry {
     pub start: Option<SystemTime>,
     pub request_headers: HashMap<String, String>,
     pub response_headers: HashMap<String, String>,
@@ -87,7 +86,7 @@ pub struct LogEntry {
 
 impl LogEntry {
     /// `%RESPONSE_FLAGS%`: comma-separated codes, `-` when none.
-    pub fn flags_text(&self) -> String {
+    pub(crate) fn flags_text(&self) -> String {
         if self.flags.is_empty() {
             "-".to_string()
         } else {
@@ -96,7 +95,7 @@ impl LogEntry {
     }
 
     /// Renders `format` for this entry.
-    pub fn render(&self, format: &str) -> String {
+    pub(crate) fn render(&self, format: &str) -> String {
         let mut line = String::with_capacity(format.len() + 128);
         let mut rest = format;
         while let Some(start) = rest.find('%') {
@@ -167,13 +166,13 @@ fn header_operator(headers: &HashMap<String, String>, inner: &str) -> Option<Str
 
 /// Open log files, shared by every listener that writes to the same path.
 #[derive(Debug, Default, Clone)]
-pub struct AccessLogWriters {
+pub(crate) struct AccessLogWriters {
     files: Arc<Mutex<HashMap<String, Arc<Mutex<std::fs::File>>>>>,
 }
 
 impl AccessLogWriters {
     /// Writes `entry` to every configured log.
-    pub fn write(&self, logs: &[AccessLogConfig], entry: &LogEntry) {
+    pub(crate) fn write(&self, logs: &[AccessLogConfig], entry: &LogEntry) {
         for log in logs {
             let mut line = entry.render(log.format.as_deref().unwrap_or(DEFAULT_FORMAT));
             if !line.ends_with('\n') {

@@ -22,13 +22,13 @@ type Params = Query<HashMap<String, String>>;
 /// The admin API's address could not be bound.
 #[derive(Debug, thiserror::Error)]
 #[error("binding the admin API on {address}: {source}")]
-pub struct AdminBindError {
+pub(crate) struct AdminBindError {
     pub address: SocketAddr,
     pub source: std::io::Error,
 }
 
 /// Serves the admin API on `address`; returns the bound address and the server's task.
-pub async fn serve(
+pub(crate) async fn serve(
     shared: Arc<Shared>,
     address: SocketAddr,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), AdminBindError> {

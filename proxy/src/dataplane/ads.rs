@@ -26,7 +26,7 @@ use super::upstream::pool::connect;
 
 /// A bootstrap whose ADS settings cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BootstrapError {
+pub(crate) enum BootstrapError {
     #[error("bootstrap: ads_config needs an envoy_grpc cluster")]
     NoAdsCluster,
     #[error("bootstrap: the ADS cluster {0} is not a static cluster")]
@@ -37,7 +37,7 @@ pub enum BootstrapError {
 
 /// A response that cannot be applied; it is NACKed with this.
 #[derive(Debug, thiserror::Error)]
-pub enum ResponseError {
+pub(crate) enum ResponseError {
     #[error("resource {index} has type {actual} instead of {expected}")]
     WrongType { index: usize, actual: String, expected: String },
     #[error("resource {index}: {source}")]
@@ -48,7 +48,7 @@ pub enum ResponseError {
 
 /// A stream to a management server that could not be opened or broke.
 #[derive(Debug, thiserror::Error)]
-pub enum StreamError {
+pub(crate) enum StreamError {
     #[error("connecting: {0}")]
     Connect(#[source] tonic::transport::Error),
     #[error("opening the stream: {0}")]
@@ -61,7 +61,7 @@ pub enum StreamError {
 
 /// Where ADS is: the bootstrap cluster that reaches it and that cluster's address.
 #[derive(Debug, Clone)]
-pub struct AdsTarget {
+pub(crate) struct AdsTarget {
     pub cluster: String,
     pub host: String,
     pub port: u16,
@@ -71,7 +71,7 @@ pub struct AdsTarget {
 }
 
 impl AdsTarget {
-    pub fn from_bootstrap(bootstrap: &Bootstrap) -> Result<Option<AdsTarget>, BootstrapError> {
+    pub(crate) fn from_bootstrap(bootstrap: &Bootstrap) -> Result<Option<AdsTarget>, BootstrapError> {
         let Some(ads) = bootstrap.dynamic_resources.as_ref().and_then(|dynamic| dynamic.ads_config.as_ref()) else {
             return Ok(None);
         };
@@ -108,7 +108,7 @@ impl AdsTarget {
 
 /// A gRPC channel to the management server through the bootstrap's xDS cluster (its connect
 /// timeout and TLS), with HTTP/2 keepalive.
-pub async fn connect_channel(
+pub(crate) async fn connect_channel(
     shared: &Arc<Shared>,
     target: &AdsTarget,
 ) -> Result<tonic::transport::Channel, StreamError> {
@@ -153,14 +153,14 @@ fn stat_prefix(type_url: &str) -> &'static str {
 }
 
 /// Envoy's update stats of one resource type (`cluster_manager.cds.update_attempt`, …).
-pub struct UpdateStats {
+pub(crate) struct UpdateStats {
     pub attempt: Counter,
     pub success: Counter,
     pub rejected: Counter,
 }
 
 impl UpdateStats {
-    pub fn new(stats: &Stats, type_url: &str) -> UpdateStats {
+    pub(crate) fn new(stats: &Stats, type_url: &str) -> UpdateStats {
         let prefix = stat_prefix(type_url);
         UpdateStats {
             attempt: stats.counter(&format!("{prefix}update_attempt")),
@@ -171,19 +171,19 @@ impl UpdateStats {
 }
 
 /// The update stats of each resource type a stream follows.
-pub fn update_stats(stats: &Stats) -> HashMap<&'static str, UpdateStats> {
+pub(crate) fn update_stats(stats: &Stats) -> HashMap<&'static str, UpdateStats> {
     [type_url::CLUSTER, type_url::ENDPOINT, type_url::LISTENER, type_url::ROUTE]
         .into_iter()
         .map(|type_url| (type_url, UpdateStats::new(stats, type_url)))
         .collect()
 }
 
-pub fn short(type_url: &str) -> &str {
+pub(crate) fn short(type_url: &str) -> &str {
     type_url.rsplit('.').next().unwrap_or(type_url)
 }
 
 /// Every resource of a response as `M`, which `expected` names.
-pub fn decode_all<M: Message + Default>(resources: &[Any], expected: &str) -> Result<Vec<M>, ResponseError> {
+pub(crate) fn decode_all<M: Message + Default>(resources: &[Any], expected: &str) -> Result<Vec<M>, ResponseError> {
     resources
         .iter()
         .enumerate()
@@ -201,7 +201,7 @@ pub fn decode_all<M: Message + Default>(resources: &[Any], expected: &str) -> Re
 }
 
 /// Applies one state-of-the-world response.
-pub async fn apply_sotw(
+pub(crate) async fn apply_sotw(
     shared: &Arc<Shared>,
     type_url: &str,
     response: &DiscoveryResponse,
@@ -218,7 +218,7 @@ pub async fn apply_sotw(
 
 /// Decodes and applies the complete set of one type's resources (a route configuration not
 /// in the set is removed).
-pub async fn apply_resources(
+pub(crate) async fn apply_resources(
     shared: &Arc<Shared>,
     type_url: &str,
     resources: &[Any],

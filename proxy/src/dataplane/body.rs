@@ -7,7 +7,7 @@ use http_body_util::{combinators::BoxBody, BodyExt, Empty, Full};
 /// Any error a body stream can end with. A concrete type (not a bare boxed trait object)
 /// keeps hyper's server and client bounds satisfiable inside async code.
 #[derive(Debug)]
-pub struct BodyError(pub Box<dyn std::error::Error + Send + Sync>);
+pub(crate) struct BodyError(pub Box<dyn std::error::Error + Send + Sync>);
 
 impl std::fmt::Display for BodyError {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -21,19 +21,19 @@ impl std::error::Error for BodyError {
     }
 }
 
-pub type BoxError = BodyError;
-pub type Body = BoxBody<Bytes, BodyError>;
+pub(crate) type BoxError = BodyError;
+pub(crate) type Body = BoxBody<Bytes, BodyError>;
 
-pub fn empty() -> Body {
+pub(crate) fn empty() -> Body {
     Empty::<Bytes>::new().map_err(|never| match never {}).boxed()
 }
 
-pub fn full(bytes: impl Into<Bytes>) -> Body {
+pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into()).map_err(|never| match never {}).boxed()
 }
 
 /// Any hyper-compatible body, boxed.
-pub fn boxed<B>(body: B) -> Body
+pub(crate) fn boxed<B>(body: B) -> Body
 where
     B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -43,7 +43,11 @@ where
 
 /// A body that fails once `deadline` passes before it ends (the route timeout covers the whole
 /// response, as in Envoy) or once no frame has come for `idle` (the stream idle timeout).
-pub fn with_timeouts(body: Body, deadline: Option<std::time::Instant>, idle: Option<std::time::Duration>) -> Body {
+pub(crate) fn with_timeouts(
+    body: Body,
+    deadline: Option<std::time::Instant>,
+    idle: Option<std::time::Duration>,
+) -> Body {
     if deadline.is_none() && idle.is_none() {
         return body;
     }

@@ -31,7 +31,7 @@ impl Entry {
 }
 
 #[derive(Debug, Default)]
-pub struct ConfigDump {
+pub(crate) struct ConfigDump {
     static_clusters: Vec<Entry>,
     static_listeners: Vec<Entry>,
     clusters: BTreeMap<String, Entry>,
@@ -58,30 +58,30 @@ fn timestamp(time: SystemTime) -> String {
 }
 
 impl ConfigDump {
-    pub fn set_static(&mut self, clusters: &[Cluster], listeners: &[Listener]) {
+    pub(crate) fn set_static(&mut self, clusters: &[Cluster], listeners: &[Listener]) {
         self.static_clusters = clusters.iter().map(|cluster| entry(cluster, "")).collect();
         self.static_listeners = listeners.iter().map(|listener| entry(listener, "")).collect();
     }
 
-    pub fn set_clusters(&mut self, clusters: &[Cluster], version: &str) {
+    pub(crate) fn set_clusters(&mut self, clusters: &[Cluster], version: &str) {
         self.cds_version = version.to_string();
         self.clusters = clusters.iter().map(|cluster| (cluster.name.clone(), entry(cluster, version))).collect();
         let names: std::collections::HashSet<&String> = self.clusters.keys().collect();
         self.endpoints.retain(|name, _| names.contains(name));
     }
 
-    pub fn set_endpoints(&mut self, assignments: &[ClusterLoadAssignment], version: &str) {
+    pub(crate) fn set_endpoints(&mut self, assignments: &[ClusterLoadAssignment], version: &str) {
         for assignment in assignments {
             self.endpoints.insert(assignment.cluster_name.clone(), entry(assignment, version));
         }
     }
 
-    pub fn set_listeners(&mut self, listeners: &[Listener], version: &str) {
+    pub(crate) fn set_listeners(&mut self, listeners: &[Listener], version: &str) {
         self.lds_version = version.to_string();
         self.listeners = listeners.iter().map(|listener| (listener.name.clone(), entry(listener, version))).collect();
     }
 
-    pub fn set_routes(&mut self, routes: &[RouteConfiguration], version: &str, replace_all: bool) {
+    pub(crate) fn set_routes(&mut self, routes: &[RouteConfiguration], version: &str, replace_all: bool) {
         if replace_all {
             self.routes.clear();
         }
@@ -90,18 +90,18 @@ impl ConfigDump {
         }
     }
 
-    pub fn set_secret(&mut self, secret: &Secret, version: &str) {
+    pub(crate) fn set_secret(&mut self, secret: &Secret, version: &str) {
         self.secrets.insert(secret.name.clone(), entry(secret, version));
     }
 
     /// Forgets the route configurations `keep` says no.
-    pub fn retain_routes(&mut self, keep: impl Fn(&String) -> bool) {
+    pub(crate) fn retain_routes(&mut self, keep: impl Fn(&String) -> bool) {
         self.routes.retain(|name, _| keep(name));
     }
 
     /// The whole dump: `{"configs": [...]}` with Envoy's admin message types. With `resource`
     /// (e.g. `dynamic_route_configs`) only those entries, each typed, as Envoy does.
-    pub fn render(&self, bootstrap: Value, resource: Option<&str>, include_eds: bool) -> Value {
+    pub(crate) fn render(&self, bootstrap: Value, resource: Option<&str>, include_eds: bool) -> Value {
         let dynamic_clusters: Vec<Value> = self
             .clusters
             .values()
@@ -190,7 +190,7 @@ impl ConfigDump {
 /// of their own, which the allocator hands back to the system once they are freed, so a proxy
 /// that idles holds only its compiled config. `work`'s result is copied out to the caller's
 /// heap.
-pub fn with_descriptors<T: Clone + Send>(work: impl FnOnce() -> T + Send) -> T {
+pub(crate) fn with_descriptors<T: Clone + Send>(work: impl FnOnce() -> T + Send) -> T {
     let result = std::thread::scope(|scope| {
         scope
             .spawn(|| {

@@ -10,7 +10,7 @@ use super::stats::{Counter, Gauge, Stats};
 
 /// `listener.<ip>_<port>.…`
 #[derive(Debug)]
-pub struct ListenerStats {
+pub(crate) struct ListenerStats {
     pub downstream_cx_total: Counter,
     pub downstream_cx_active: Gauge,
     pub no_filter_chain_match: Counter,
@@ -18,7 +18,7 @@ pub struct ListenerStats {
 }
 
 impl ListenerStats {
-    pub fn new(stats: &Stats, address: SocketAddr) -> ListenerStats {
+    pub(crate) fn new(stats: &Stats, address: SocketAddr) -> ListenerStats {
         let prefix = format!("listener.{}_{}.", address.ip(), address.port());
         ListenerStats {
             downstream_cx_total: stats.counter(&format!("{prefix}downstream_cx_total")),
@@ -31,7 +31,7 @@ impl ListenerStats {
 
 /// `http.<stat_prefix>.…` of one HTTP connection manager.
 #[derive(Debug)]
-pub struct HttpManagerStats {
+pub(crate) struct HttpManagerStats {
     pub cx_total: Counter,
     pub cx_active: Gauge,
     pub rq_total: Counter,
@@ -46,13 +46,13 @@ pub struct HttpManagerStats {
 
 /// `http.<stat_prefix>.fault.…`
 #[derive(Debug)]
-pub struct FaultStats {
+pub(crate) struct FaultStats {
     pub delays_injected: Counter,
     pub aborts_injected: Counter,
 }
 
 impl HttpManagerStats {
-    pub fn new(stats: &Stats, stat_prefix: &str, fault_filter: bool) -> HttpManagerStats {
+    pub(crate) fn new(stats: &Stats, stat_prefix: &str, fault_filter: bool) -> HttpManagerStats {
         let counter = |suffix: &str| stats.counter(&format!("http.{stat_prefix}.{suffix}"));
         let gauge = |suffix: &str| stats.gauge(&format!("http.{stat_prefix}.{suffix}"));
         HttpManagerStats {
@@ -71,7 +71,7 @@ impl HttpManagerStats {
     }
 
     /// Counts a response in its status class.
-    pub fn record_status(&self, status: u16) {
+    pub(crate) fn record_status(&self, status: u16) {
         if let Some(class) = self.rq_by_class.get(usize::from(status / 100).saturating_sub(1)) {
             class.inc();
         }
@@ -80,13 +80,13 @@ impl HttpManagerStats {
 
 /// `tcp.<stat_prefix>.…` of one TCP proxy.
 #[derive(Debug)]
-pub struct TcpProxyStats {
+pub(crate) struct TcpProxyStats {
     pub downstream_cx_total: Counter,
     pub downstream_cx_active: Gauge,
 }
 
 impl TcpProxyStats {
-    pub fn new(stats: &Stats, stat_prefix: &str) -> TcpProxyStats {
+    pub(crate) fn new(stats: &Stats, stat_prefix: &str) -> TcpProxyStats {
         TcpProxyStats {
             downstream_cx_total: stats.counter(&format!("tcp.{stat_prefix}.downstream_cx_total")),
             downstream_cx_active: stats.gauge(&format!("tcp.{stat_prefix}.downstream_cx_active")),

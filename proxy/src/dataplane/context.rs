@@ -18,7 +18,7 @@ use super::upstream::ClusterManager;
 
 /// The data plane's state as traffic sees it; read on every connection and request, replaced
 /// piecewise (whole tables swapped) by config updates.
-pub struct TrafficContext {
+pub(crate) struct TrafficContext {
     pub stats: Stats,
     pub clusters: Arc<ClusterManager>,
     /// Route tables by RDS name.
@@ -37,7 +37,7 @@ pub struct TrafficContext {
 
 impl TrafficContext {
     /// A context with nothing installed yet.
-    pub fn new(stats: Stats, tracer: Option<Arc<Tracer>>) -> TrafficContext {
+    pub(crate) fn new(stats: Stats, tracer: Option<Arc<Tracer>>) -> TrafficContext {
         TrafficContext {
             clusters: Arc::new(ClusterManager::new(stats.clone())),
             routes: ArcSwap::default(),
@@ -51,7 +51,7 @@ impl TrafficContext {
     }
 
     /// Whether the data plane is draining (connections close after their current request).
-    pub fn draining(&self) -> bool {
+    pub(crate) fn draining(&self) -> bool {
         *self.draining.borrow()
     }
 }

@@ -14,17 +14,17 @@ use super::upstream::pool::BoxStream;
 
 /// How long protocol sniffing (the HTTP inspector) waits for the client's first bytes —
 /// Istio's protocol detection timeout; server-first protocols proceed without them.
-pub const DETECTION_TIMEOUT: Duration = Duration::from_millis(100);
+pub(crate) const DETECTION_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// How long the TLS inspector alone waits for a ClientHello (Envoy's listener filter timeout).
-pub const TLS_HELLO_TIMEOUT: Duration = Duration::from_secs(15);
+pub(crate) const TLS_HELLO_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The most the inspectors read before deciding (a large ClientHello fits).
 const INSPECT_LIMIT: usize = 64 * 1024;
 
 /// What the inspectors found.
 #[derive(Debug, Default, Clone, PartialEq)]
-pub struct Inspection {
+pub(crate) struct Inspection {
     pub tls: bool,
     pub server_name: Option<String>,
     pub application_protocols: Vec<String>,
@@ -32,7 +32,11 @@ pub struct Inspection {
 
 /// Reads enough of the connection for the enabled inspectors and returns the findings and
 /// the stream with those bytes put back.
-pub async fn inspect(mut stream: BoxStream, tls_inspector: bool, http_inspector: bool) -> (Inspection, BoxStream) {
+pub(crate) async fn inspect(
+    mut stream: BoxStream,
+    tls_inspector: bool,
+    http_inspector: bool,
+) -> (Inspection, BoxStream) {
     let mut buffer = Vec::with_capacity(1024);
     let mut found = Inspection::default();
     let timeout = if http_inspector { DETECTION_TIMEOUT } else { TLS_HELLO_TIMEOUT };
@@ -115,7 +119,7 @@ fn classify(bytes: &[u8], tls_inspector: bool, http_inspector: bool) -> Option<I
 }
 
 /// A stream that first yields bytes already read from it.
-pub struct Prefixed {
+pub(crate) struct Prefixed {
     prefix: Vec<u8>,
     position: usize,
     inner: BoxStream,

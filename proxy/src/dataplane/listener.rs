@@ -20,7 +20,7 @@ use super::upstream::pool::BoxStream;
 /// A listener address that could not be bound.
 #[derive(Debug, thiserror::Error)]
 #[error("listener {listener}: cannot bind {address}: {source}")]
-pub struct BindError {
+pub(crate) struct BindError {
     pub listener: String,
     pub address: SocketAddr,
     pub source: std::io::Error,
@@ -29,7 +29,7 @@ pub struct BindError {
 /// Owns the bound sockets: one accept loop per address, which serves whichever listener has
 /// that address in the context's current table (so renaming a listener keeps its socket).
 #[derive(Default)]
-pub struct ListenerManager {
+pub(crate) struct ListenerManager {
     bound: Mutex<HashMap<SocketAddr, tokio::task::JoinHandle<()>>>,
 }
 
@@ -37,7 +37,7 @@ impl ListenerManager {
     /// Installs a new set of listeners: binds the new addresses first — if one cannot be bound,
     /// nothing changes and the error says which — then swaps the table and closes the
     /// addresses no listener has any more.
-    pub async fn update(
+    pub(crate) async fn update(
         &self,
         context: &Arc<TrafficContext>,
         listeners: Vec<Arc<ListenerConfig>>,
@@ -75,7 +75,7 @@ impl ListenerManager {
     }
 
     /// Stops accepting new connections on every listener (draining).
-    pub fn stop_accepting(&self) {
+    pub(crate) fn stop_accepting(&self) {
         for (_, task) in istio_runtime::sync::lock(&self.bound).drain() {
             task.abort();
         }

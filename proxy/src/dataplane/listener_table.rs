@@ -12,7 +12,7 @@ use super::stats::Stats;
 
 /// Listeners by name, and by address for the original-destination hand-off.
 #[derive(Debug, Default)]
-pub struct ListenerTable {
+pub(crate) struct ListenerTable {
     pub by_name: HashMap<String, Arc<ListenerConfig>>,
     pub by_address: HashMap<SocketAddr, Arc<ListenerConfig>>,
     /// Stats handles, resolved when the table is built.
@@ -23,7 +23,7 @@ pub struct ListenerTable {
 }
 
 impl ListenerTable {
-    pub fn new(listeners: Vec<Arc<ListenerConfig>>, stats: &Stats) -> ListenerTable {
+    pub(crate) fn new(listeners: Vec<Arc<ListenerConfig>>, stats: &Stats) -> ListenerTable {
         let mut table = ListenerTable { stats: stats.clone(), ..ListenerTable::default() };
         for listener in listeners {
             table.listener_stats.insert(listener.address, Arc::new(ListenerStats::new(stats, listener.address)));
@@ -49,12 +49,12 @@ impl ListenerTable {
     }
 
     /// The stats of the listener at `address`.
-    pub fn listener_stats(&self, address: SocketAddr) -> Arc<ListenerStats> {
+    pub(crate) fn listener_stats(&self, address: SocketAddr) -> Arc<ListenerStats> {
         self.listener_stats.get(&address).cloned().unwrap_or_else(|| Arc::new(ListenerStats::new(&self.stats, address)))
     }
 
     /// The stats of an HTTP connection manager of this table's listeners.
-    pub fn http_stats(&self, manager: &HttpManagerConfig) -> Arc<HttpManagerStats> {
+    pub(crate) fn http_stats(&self, manager: &HttpManagerConfig) -> Arc<HttpManagerStats> {
         self.http_stats
             .get(&manager.stat_prefix)
             .cloned()
@@ -62,7 +62,7 @@ impl ListenerTable {
     }
 
     /// The stats of a TCP proxy of this table's listeners.
-    pub fn tcp_stats(&self, proxy: &TcpProxyConfig) -> Arc<TcpProxyStats> {
+    pub(crate) fn tcp_stats(&self, proxy: &TcpProxyConfig) -> Arc<TcpProxyStats> {
         self.tcp_stats
             .get(&proxy.stat_prefix)
             .cloned()
@@ -71,7 +71,7 @@ impl ListenerTable {
 
     /// The listener for a captured connection's original destination: exact address first,
     /// then the wildcard address on that port.
-    pub fn for_destination(&self, destination: SocketAddr) -> Option<&Arc<ListenerConfig>> {
+    pub(crate) fn for_destination(&self, destination: SocketAddr) -> Option<&Arc<ListenerConfig>> {
         let wildcard = match destination.ip() {
             IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),

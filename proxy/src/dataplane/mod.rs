@@ -6,28 +6,28 @@
 //! is compiled completely before anything changes, so a bad update is rejected whole and the
 //! last good config keeps serving.
 
-pub mod access_log;
-pub mod admin;
-pub mod ads;
-pub mod body;
-pub mod config;
-pub mod config_dump;
-pub mod connection_stats;
-pub mod context;
-pub mod http;
-pub mod inspect;
-pub mod listener;
-pub mod listener_table;
-pub mod sds;
-pub mod secrets;
-pub mod shared;
-pub mod stats;
-pub mod tcp;
-pub mod tls;
-pub mod trace;
-pub mod upstream;
-pub mod xds;
-pub mod xds_delta;
+pub(crate) mod access_log;
+pub(crate) mod admin;
+pub(crate) mod ads;
+pub(crate) mod body;
+pub(crate) mod config;
+pub(crate) mod config_dump;
+pub(crate) mod connection_stats;
+pub(crate) mod context;
+pub(crate) mod http;
+pub(crate) mod inspect;
+pub(crate) mod listener;
+pub(crate) mod listener_table;
+pub(crate) mod sds;
+pub(crate) mod secrets;
+pub(crate) mod shared;
+pub(crate) mod stats;
+pub(crate) mod tcp;
+pub(crate) mod tls;
+pub(crate) mod trace;
+pub(crate) mod upstream;
+pub(crate) mod xds;
+pub(crate) mod xds_delta;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -45,7 +45,7 @@ use stats::Stats;
 
 /// Why a data plane could not start from its bootstrap.
 #[derive(Debug, thiserror::Error)]
-pub enum StartError {
+pub(crate) enum StartError {
     #[error("bootstrap: {0}")]
     Config(#[from] config::ConfigError),
     #[error("bootstrap: {0}")]
@@ -63,7 +63,7 @@ pub enum StartError {
 }
 
 /// A running data plane.
-pub struct DataPlane {
+pub(crate) struct DataPlane {
     pub shared: Arc<Shared>,
     pub admin_address: SocketAddr,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -71,7 +71,7 @@ pub struct DataPlane {
 
 impl DataPlane {
     /// Starts from a bootstrap: static resources, the admin API, and ADS if configured.
-    pub async fn start(bootstrap: Bootstrap) -> Result<DataPlane, StartError> {
+    pub(crate) async fn start(bootstrap: Bootstrap) -> Result<DataPlane, StartError> {
         let static_resources = bootstrap.static_resources.clone().unwrap_or_default();
         let traffic = Arc::new(TrafficContext::new(Stats::default(), trace::Tracer::from_bootstrap(&bootstrap)));
         let shared = Arc::new(Shared {
@@ -120,7 +120,7 @@ impl DataPlane {
 
     /// Drains for up to `drain` (connections finish their requests; new ones are refused once
     /// the listeners close), then stops everything.
-    pub async fn drain_and_stop(self, drain: Duration) {
+    pub(crate) async fn drain_and_stop(self, drain: Duration) {
         self.shared.start_draining();
         let deadline = Instant::now() + drain;
         // Keep accepting briefly so clients that already resolved us see a graceful close.
@@ -134,7 +134,7 @@ impl DataPlane {
     }
 
     /// Open downstream connections on the data-plane listeners.
-    pub fn active_connections(&self) -> i64 {
+    pub(crate) fn active_connections(&self) -> i64 {
         self.shared
             .traffic
             .stats

@@ -28,7 +28,7 @@ use super::upstream::pool::BoxStream;
 
 /// Why an SDS stream could not run, or a response was rejected.
 #[derive(Debug, thiserror::Error)]
-pub enum SdsError {
+pub(crate) enum SdsError {
     #[error("the SDS cluster {0} is not a static cluster of the bootstrap")]
     NotStatic(String),
     #[error("the SDS cluster {0} has no endpoint")]
@@ -57,7 +57,7 @@ impl Drop for Streams {
 
 /// Keeps one stream per server the config wants secrets from (started for new servers, stopped
 /// for servers no longer used) for as long as the data plane lives.
-pub async fn supervise(shared: Weak<Shared>) {
+pub(crate) async fn supervise(shared: Weak<Shared>) {
     let Some(live) = shared.upgrade() else { return };
     let mut wanted = live.traffic.tls.secrets.wanted();
     drop(live);

@@ -6,7 +6,6 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::SystemTime;
 
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{secret, Secret};
 use tokio::sync::watch;
@@ -16,7 +15,7 @@ use super::config::ConfigError;
 
 /// A part of a secret that is not there.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SecretError {
+pub(crate) enum SecretError {
     #[error("secret {name} has not arrived from {server}")]
     NotArrived { name: String, server: SdsServer },
     #[error("secret {name} has no {part}")]
@@ -25,7 +24,7 @@ pub enum SecretError {
 
 /// Why a secret's material cannot be used.
 #[derive(Debug, thiserror::Error)]
-pub enum MaterialError {
+pub(crate) enum MaterialError {
     #[error(transparent)]
     Source(#[from] ConfigError),
     #[error("{field}: {}: {source}", path.display())]
@@ -42,18 +41,17 @@ pub enum MaterialError {
 
 /// One secret as it arrived.
 #[derive(Debug, Clone)]
-pub struct StoredSecret {
+pub(crate) struct StoredSecret {
     /// Increases with every update of any secret (0 means never received).
     pub generation: u64,
     pub version: String,
     pub certificate_chain: Option<Vec<u8>>,
     pub private_key: Option<Vec<u8>>,
     pub trusted_ca: Option<Vec<u8>>,
-    pub updated: SystemTime,
 }
 
 /// The secrets the config uses, and what has arrived of them.
-pub struct SecretStore {
+pub(crate) struct SecretStore {
     secrets: Mutex<HashMap<SdsSecret, StoredSecret>>,
     /// Wanted secret names by server; each server's stream follows its entry.
     wanted: watch::Sender<BTreeMap<SdsServer, BTreeSet<String>>>,
@@ -72,12 +70,12 @@ impl Default for SecretStore {
 
 impl SecretStore {
     /// The generation of `secret`'s current version (0: none yet).
-    pub fn generation(&self, secret: &SdsSecret) -> u64 {
+    pub(crate) fn generation(&self, secret: &SdsSecret) -> u64 {
         istio_runtime::sync::lock(&self.secrets).get(secret).map_or(0, |stored| stored.generation)
     }
 
     /// One part of a secret's current version.
-    pub fn part(&self, secret: &SdsSecret, part: SecretPart) -> Result<Vec<u8>, SecretError> {
+    pub(crate) fn part(&self, secret: &SdsSecret, part: SecretPart) -> Result<Vec<u8>, SecretError> {
         let secrets = istio_runtime::sync::lock(&self.secrets);
         let stored = secrets
             .get(secret)
@@ -91,7 +89,7 @@ impl SecretStore {
     }
 
     /// Wanted secrets that have not arrived yet.
-    pub fn missing(&self) -> Vec<String> {
+    pub(crate) fn missing(&self) -> Vec<String> {
         let secrets = istio_runtime::sync::lock(&self.secrets);
         self.wanted
             .borrow()
@@ -104,14 +102,6 @@ impl SecretStore {
             .collect()
     }
 
-    /// Every secret received, for `/config_dump`.
-    pub fn all(&self) -> Vec<(SdsSecret, StoredSecret)> {
-        let secrets = istio_runtime::sync::lock(&self.secrets);
-        let mut all: Vec<_> = secrets.iter().map(|(secret, stored)| (secret.clone(), stored.clone())).collect();
-        all.sort_by(|a, b| a.0.cmp(&b.0));
-        all
-    }
-
     pub(crate) fn store(&self, secret: SdsSecret, mut stored: StoredSecret) {
         stored.generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         istio_runtime::sync::lock(&self.secrets).insert(secret, stored);
@@ -119,7 +109,7 @@ impl SecretStore {
 
     /// Asks for exactly `wanted`: secrets nothing uses any more are forgotten, and the SDS
     /// streams (one per server) follow the new set.
-    pub fn want(&self, wanted: &BTreeSet<SdsSecret>) {
+    pub(crate) fn want(&self, wanted: &BTreeSet<SdsSecret>) {
         let mut by_server: BTreeMap<SdsServer, BTreeSet<String>> = BTreeMap::new();
         for secret in wanted {
             by_server.entry(secret.server.clone()).or_default().insert(secret.name.clone());
@@ -133,13 +123,13 @@ impl SecretStore {
     }
 
     /// The wanted secret names by server, as they change.
-    pub fn wanted(&self) -> watch::Receiver<BTreeMap<SdsServer, BTreeSet<String>>> {
+    pub(crate) fn wanted(&self) -> watch::Receiver<BTreeMap<SdsServer, BTreeSet<String>>> {
         self.wanted.subscribe()
     }
 }
 
 /// The PEM material of a certificate or validation-context secret, checked.
-pub fn material_of(secret: &Secret) -> Result<StoredSecret, MaterialError> {
+pub(crate) fn material_of(secret: &Secret) -> Result<StoredSecret, MaterialError> {
     let bytes = |source: Option<&envoy_types::pb::envoy::config::core::v3::DataSource>, field: &'static str| {
         match tls_source::data(source, field)? {
             Some(tls_source::TlsData::Inline(bytes)) => Ok(Some(bytes)),
@@ -155,7 +145,6 @@ pub fn material_of(secret: &Secret) -> Result<StoredSecret, MaterialError> {
         certificate_chain: None,
         private_key: None,
         trusted_ca: None,
-        updated: SystemTime::now(),
     };
     match &secret.r#type {
         Some(secret::Type::TlsCertificate(certificate)) => {
@@ -184,7 +173,7 @@ pub fn material_of(secret: &Secret) -> Result<StoredSecret, MaterialError> {
 }
 
 /// The secret as `/config_dump` shows it: private keys are never printed.
-pub fn redacted(secret: &Secret) -> Secret {
+pub(crate) fn redacted(secret: &Secret) -> Secret {
     use envoy_types::pb::envoy::config::core::v3::{data_source, DataSource};
     let mut shown = secret.clone();
     if let Some(secret::Type::TlsCertificate(certificate)) = &mut shown.r#type {
@@ -261,7 +250,6 @@ mod tests {
                 certificate_chain: Some(b"PEM".to_vec()),
                 private_key: None,
                 trusted_ca: None,
-                updated: SystemTime::now(),
             },
         );
         assert!(store.missing().is_empty());

@@ -28,7 +28,7 @@ use super::upstream;
 
 /// Why an xDS update (or the bootstrap's static resources) cannot be applied; nothing of it is.
 #[derive(Debug, thiserror::Error)]
-pub enum UpdateError {
+pub(crate) enum UpdateError {
     #[error("{kind} {name}: duplicate name")]
     DuplicateName { kind: &'static str, name: String },
     #[error(transparent)]
@@ -43,14 +43,14 @@ pub enum UpdateError {
 
 /// Envoy's server states, as `/server_info` and `/ready` report them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ServerState {
+pub(crate) enum ServerState {
     PreInitializing,
     Live,
     Draining,
 }
 
 impl ServerState {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ServerState::PreInitializing => "PRE_INITIALIZING",
             ServerState::Live => "LIVE",
@@ -60,7 +60,7 @@ impl ServerState {
 }
 
 /// Everything the data plane's tasks share.
-pub struct Shared {
+pub(crate) struct Shared {
     /// What traffic reads; updates are installed into it.
     pub traffic: Arc<TrafficContext>,
     /// The bound sockets of the listeners in `traffic.listeners`.
@@ -82,11 +82,11 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn state(&self) -> ServerState {
+    pub(crate) fn state(&self) -> ServerState {
         *istio_runtime::sync::lock(&self.state)
     }
 
-    pub fn set_state(&self, state: ServerState) {
+    pub(crate) fn set_state(&self, state: ServerState) {
         *istio_runtime::sync::lock(&self.state) = state;
         self.traffic.stats.gauge("server.state").set(match state {
             ServerState::Live => 0,
@@ -97,16 +97,16 @@ impl Shared {
     }
 
     /// Records that a response of `type_url` has been applied.
-    pub fn mark_applied(&self, type_url: &'static str) {
+    pub(crate) fn mark_applied(&self, type_url: &'static str) {
         istio_runtime::sync::lock(&self.applied_types).insert(type_url);
     }
 
-    pub fn applied(&self, type_url: &str) -> bool {
+    pub(crate) fn applied(&self, type_url: &str) -> bool {
         istio_runtime::sync::lock(&self.applied_types).contains(type_url)
     }
 
     /// Compiles and installs a CDS update (`clusters` replaces every dynamic cluster).
-    pub fn apply_clusters(self: &Arc<Self>, clusters: &[Cluster], version: &str) -> Result<(), UpdateError> {
+    pub(crate) fn apply_clusters(self: &Arc<Self>, clusters: &[Cluster], version: &str) -> Result<(), UpdateError> {
         let compiled = self.compile_clusters(clusters)?;
         let names: HashSet<String> = compiled.iter().map(|(config, _)| config.name.clone()).collect();
         self.traffic.clusters.update(compiled, |name| self.static_clusters.contains(name));
@@ -167,7 +167,11 @@ impl Shared {
     }
 
     /// Installs EDS assignments.
-    pub fn apply_endpoints(&self, assignments: &[ClusterLoadAssignment], version: &str) -> Result<(), UpdateError> {
+    pub(crate) fn apply_endpoints(
+        &self,
+        assignments: &[ClusterLoadAssignment],
+        version: &str,
+    ) -> Result<(), UpdateError> {
         let mut compiled = Vec::new();
         for assignment in assignments {
             let at = format!("cluster load assignment {}", assignment.cluster_name);
@@ -181,7 +185,11 @@ impl Shared {
     }
 
     /// Compiles and installs an LDS update, binding new addresses.
-    pub async fn apply_listeners(self: &Arc<Self>, listeners: &[Listener], version: &str) -> Result<(), UpdateError> {
+    pub(crate) async fn apply_listeners(
+        self: &Arc<Self>,
+        listeners: &[Listener],
+        version: &str,
+    ) -> Result<(), UpdateError> {
         let mut compiled = Vec::new();
         let mut names = HashSet::new();
         for listener in listeners {
@@ -223,7 +231,7 @@ impl Shared {
     }
 
     /// Puts warming listeners whose routes have all arrived into service.
-    pub async fn promote_warm_listeners(self: &Arc<Self>) -> Result<(), UpdateError> {
+    pub(crate) async fn promote_warm_listeners(self: &Arc<Self>) -> Result<(), UpdateError> {
         let routes = self.traffic.routes.load_full();
         let warming = std::mem::take(&mut *istio_runtime::sync::lock(&self.warming));
         let (ready, still): (Vec<_>, Vec<_>) = warming
@@ -252,7 +260,7 @@ impl Shared {
     }
 
     /// Compiles and installs RDS route configurations (by name; others stay).
-    pub fn apply_routes(
+    pub(crate) fn apply_routes(
         &self,
         routes: &[RouteConfiguration],
         version: &str,
@@ -273,7 +281,7 @@ impl Shared {
     }
 
     /// Keeps only the route tables named in `wanted` (what the listeners still ask for).
-    pub fn retain_routes(&self, wanted: &[String]) {
+    pub(crate) fn retain_routes(&self, wanted: &[String]) {
         let wanted: HashSet<&String> = wanted.iter().collect();
         let kept: HashMap<String, Arc<RouteTable>> = self
             .traffic
@@ -288,7 +296,7 @@ impl Shared {
     }
 
     /// The RDS names the current and warming listeners need.
-    pub fn route_names(&self) -> Vec<String> {
+    pub(crate) fn route_names(&self) -> Vec<String> {
         let mut names: Vec<String> =
             self.traffic.listeners.load().by_name.values().flat_map(|listener| listener.route_names()).collect();
         let warming = istio_runtime::sync::lock(&self.warming);
@@ -299,14 +307,14 @@ impl Shared {
     }
 
     /// Stops taking new requests: connections are asked to close after their current request.
-    pub fn start_draining(&self) {
+    pub(crate) fn start_draining(&self) {
         self.set_state(ServerState::Draining);
         self.traffic.draining.send_replace(true);
     }
 
     /// Live once clusters, listeners, and every endpoint set, route table and SDS secret they
     /// need arrived.
-    pub fn check_initialized(&self) {
+    pub(crate) fn check_initialized(&self) {
         if self.state() != ServerState::PreInitializing {
             return;
         }

@@ -11,46 +11,46 @@ use std::sync::{Arc, RwLock};
 
 /// A monotonically increasing count.
 #[derive(Debug, Clone, Default)]
-pub struct Counter(Arc<AtomicU64>);
+pub(crate) struct Counter(Arc<AtomicU64>);
 
 impl Counter {
-    pub fn inc(&self) {
+    pub(crate) fn inc(&self) {
         self.add(1);
     }
 
-    pub fn add(&self, amount: u64) {
+    pub(crate) fn add(&self, amount: u64) {
         self.0.fetch_add(amount, Ordering::Relaxed);
     }
 
-    pub fn value(&self) -> u64 {
+    pub(crate) fn value(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
 }
 
 /// A value that goes up and down (active connections, requests in flight).
 #[derive(Debug, Clone, Default)]
-pub struct Gauge(Arc<AtomicI64>);
+pub(crate) struct Gauge(Arc<AtomicI64>);
 
 impl Gauge {
-    pub fn inc(&self) {
+    pub(crate) fn inc(&self) {
         self.0.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn dec(&self) {
+    pub(crate) fn dec(&self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
 
-    pub fn set(&self, value: i64) {
+    pub(crate) fn set(&self, value: i64) {
         self.0.store(value, Ordering::Relaxed);
     }
 
-    pub fn value(&self) -> i64 {
+    pub(crate) fn value(&self) -> i64 {
         self.0.load(Ordering::Relaxed)
     }
 
     /// Raises the gauge if it is below `limit` (a circuit breaker taking a slot); the guard
     /// gives the slot back.
-    pub fn try_track(&self, limit: u32) -> Option<GaugeGuard> {
+    pub(crate) fn try_track(&self, limit: u32) -> Option<GaugeGuard> {
         let limit = i64::from(limit);
         self.0
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |value| (value < limit).then_some(value + 1))
@@ -59,7 +59,7 @@ impl Gauge {
     }
 
     /// Raises the gauge now and lowers it when the returned guard is dropped.
-    pub fn track(&self) -> GaugeGuard {
+    pub(crate) fn track(&self) -> GaugeGuard {
         self.inc();
         GaugeGuard(self.clone())
     }
@@ -67,7 +67,7 @@ impl Gauge {
 
 /// Lowers its gauge when dropped.
 #[derive(Debug)]
-pub struct GaugeGuard(Gauge);
+pub(crate) struct GaugeGuard(Gauge);
 
 impl Drop for GaugeGuard {
     fn drop(&mut self) {
@@ -86,13 +86,13 @@ type Sample = (Vec<(&'static str, String)>, i128);
 
 /// Every stat of the process, by full name.
 #[derive(Debug, Clone, Default)]
-pub struct Stats {
+pub(crate) struct Stats {
     stats: Arc<RwLock<BTreeMap<String, Stat>>>,
 }
 
 impl Stats {
     /// The counter called `name`, created at zero on first use.
-    pub fn counter(&self, name: &str) -> Counter {
+    pub(crate) fn counter(&self, name: &str) -> Counter {
         if let Some(Stat::Counter(counter)) = self.read().get(name) {
             return counter.clone();
         }
@@ -104,7 +104,7 @@ impl Stats {
     }
 
     /// The gauge called `name`, created at zero on first use.
-    pub fn gauge(&self, name: &str) -> Gauge {
+    pub(crate) fn gauge(&self, name: &str) -> Gauge {
         if let Some(Stat::Gauge(gauge)) = self.read().get(name) {
             return gauge.clone();
         }
@@ -120,7 +120,7 @@ impl Stats {
     }
 
     /// Current values by name, in name order.
-    pub fn snapshot(&self) -> Vec<(String, i128, bool)> {
+    pub(crate) fn snapshot(&self) -> Vec<(String, i128, bool)> {
         self.read()
             .iter()
             .map(|(name, stat)| match stat {
@@ -131,7 +131,7 @@ impl Stats {
     }
 
     /// `/stats`: `name: value` lines, optionally only names matching `filter`.
-    pub fn render_text(&self, filter: Option<&regex::Regex>, used_only: bool) -> String {
+    pub(crate) fn render_text(&self, filter: Option<&regex::Regex>, used_only: bool) -> String {
         let mut text = String::new();
         for (name, value, is_counter) in self.snapshot() {
             if filter.is_some_and(|filter| !filter.is_match(&name)) || (used_only && is_counter && value == 0) {
@@ -143,7 +143,7 @@ impl Stats {
     }
 
     /// `/stats/prometheus`: Envoy's exposition, with its default tag extraction.
-    pub fn render_prometheus(&self) -> String {
+    pub(crate) fn render_prometheus(&self) -> String {
         let mut families: BTreeMap<String, (bool, Vec<Sample>)> = BTreeMap::new();
         for (name, value, is_counter) in self.snapshot() {
             let (metric, tags) = extract_tags(&name);

@@ -15,7 +15,7 @@ use super::context::TrafficContext;
 use super::http::downstream::Downstream;
 use super::upstream::pool::{connect, BoxStream};
 
-pub async fn proxy(
+pub(crate) async fn proxy(
     context: &TrafficContext,
     config: &TcpProxyConfig,
     stats: &TcpProxyStats,

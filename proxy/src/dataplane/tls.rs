@@ -39,7 +39,7 @@ type Built<S, C> = Vec<(S, Vec<Stamp>, Arc<C>)>;
 
 /// Why a TLS config could not be built from its material.
 #[derive(Debug, thiserror::Error)]
-pub enum TlsError {
+pub(crate) enum TlsError {
     #[error("{}: {source}", path.display())]
     Read { path: std::path::PathBuf, source: std::io::Error },
     #[error(transparent)]
@@ -59,7 +59,7 @@ pub enum TlsError {
 
 /// Built TLS configs, by the settings and the state of the material they came from.
 #[derive(Default)]
-pub struct TlsConfigs {
+pub(crate) struct TlsConfigs {
     /// SDS secrets as they arrived.
     pub secrets: SecretStore,
     servers: Mutex<Built<DownstreamTls, rustls::ServerConfig>>,
@@ -93,12 +93,12 @@ impl std::fmt::Debug for TlsConfigs {
 }
 
 impl TlsConfigs {
-    pub fn server_config(&self, settings: &DownstreamTls) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    pub(crate) fn server_config(&self, settings: &DownstreamTls) -> Result<Arc<rustls::ServerConfig>, TlsError> {
         let stamps = self.stamps(&settings.material);
         cached(&self.servers, settings, stamps, || self.build_server(settings))
     }
 
-    pub fn client_config(&self, settings: &UpstreamTls) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    pub(crate) fn client_config(&self, settings: &UpstreamTls) -> Result<Arc<rustls::ClientConfig>, TlsError> {
         let stamps = self.stamps(&settings.material);
         cached(&self.clients, settings, stamps, || self.build_client(settings))
     }
@@ -202,7 +202,7 @@ fn describe(data: &TlsData) -> String {
 }
 
 /// A client config that does not check the server's certificate (probes, as the kubelet does).
-pub fn unverified_client_config() -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
+pub(crate) fn unverified_client_config() -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
     let builder = rustls::ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
     let config = builder
         .dangerous()

@@ -26,7 +26,7 @@ const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Why a batch of spans did not reach the collector.
 #[derive(Debug, thiserror::Error)]
-pub enum ExportError {
+pub(crate) enum ExportError {
     #[error("no collector cluster")]
     NoCluster,
     #[error("the collector cluster has no host")]
@@ -47,7 +47,7 @@ pub enum ExportError {
 
 /// The tracer the bootstrap configures.
 #[derive(Debug)]
-pub struct Tracer {
+pub(crate) struct Tracer {
     collector_cluster: String,
     collector_endpoint: String,
     trace_id_128bit: bool,
@@ -59,7 +59,7 @@ pub struct Tracer {
 
 /// A request's place in a trace.
 #[derive(Debug, Clone)]
-pub struct Span {
+pub(crate) struct Span {
     pub trace_id: String,
     pub span_id: String,
     pub parent_id: Option<String>,
@@ -71,7 +71,7 @@ pub struct Span {
 
 /// What a finished span records.
 #[derive(Debug, Default)]
-pub struct SpanTags {
+pub(crate) struct SpanTags {
     pub name: String,
     pub method: String,
     pub url: String,
@@ -93,7 +93,7 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 impl Tracer {
     /// The Zipkin tracer of a bootstrap, if it has one (`tracing.http`).
-    pub fn from_bootstrap(bootstrap: &Bootstrap) -> Option<Arc<Tracer>> {
+    pub(crate) fn from_bootstrap(bootstrap: &Bootstrap) -> Option<Arc<Tracer>> {
         #[allow(deprecated)]
         let http = bootstrap.tracing.as_ref()?.http.as_ref()?;
         if http.name != ZIPKIN_TRACER {
@@ -121,7 +121,7 @@ impl Tracer {
 
     /// Starts the span of a request and writes the B3 headers the upstream request carries.
     /// `sampling` is the connection manager's percentage.
-    pub fn start_span(&self, headers: &mut HeaderMap, sampling: f64, server: bool) -> Span {
+    pub(crate) fn start_span(&self, headers: &mut HeaderMap, sampling: f64, server: bool) -> Span {
         let incoming_trace = header(headers, "x-b3-traceid").map(str::to_string);
         let incoming_span = header(headers, "x-b3-spanid").map(str::to_string);
         let decided = header(headers, "x-b3-sampled").map(|value| value == "1" || value.eq_ignore_ascii_case("true"));
@@ -154,7 +154,7 @@ impl Tracer {
     }
 
     /// Records a finished span (if it was sampled) for the next flush.
-    pub fn finish(&self, span: &Span, tags: SpanTags) {
+    pub(crate) fn finish(&self, span: &Span, tags: SpanTags) {
         if !span.sampled {
             return;
         }
@@ -199,7 +199,7 @@ impl Tracer {
     }
 
     /// Sends buffered spans to the collector every second while the data plane runs.
-    pub async fn flush_forever(self: Arc<Self>, clusters: Arc<ClusterManager>, stats: Stats) {
+    pub(crate) async fn flush_forever(self: Arc<Self>, clusters: Arc<ClusterManager>, stats: Stats) {
         let (sent, dropped) =
             (stats.counter("tracing.zipkin.reports_sent"), stats.counter("tracing.zipkin.reports_dropped"));
         let mut interval = tokio::time::interval(FLUSH_INTERVAL);

@@ -35,7 +35,7 @@ struct Subscription {
 }
 
 /// Runs ADS for as long as the data plane lives.
-pub async fn run(shared: Arc<Shared>, target: AdsTarget) {
+pub(crate) async fn run(shared: Arc<Shared>, target: AdsTarget) {
     let mut subscriptions: HashMap<&'static str, Subscription> = HashMap::new();
     let mut delta_states: HashMap<&'static str, super::xds_delta::DeltaState> = HashMap::new();
     let live_after_timeout = shared.clone();

@@ -19,7 +19,7 @@ use super::shared::Shared;
 
 /// What the client holds of one type: every resource by name, with its version.
 #[derive(Debug, Default, Clone)]
-pub struct DeltaState {
+pub(crate) struct DeltaState {
     resources: BTreeMap<String, (String, Any)>,
     /// Names subscribed to (endpoints and routes); clusters and listeners are wildcard.
     names: Vec<String>,
@@ -27,7 +27,7 @@ pub struct DeltaState {
 }
 
 /// One delta ADS stream, until it ends.
-pub async fn stream_once(
+pub(crate) async fn stream_once(
     shared: &Arc<Shared>,
     target: &AdsTarget,
     states: &mut HashMap<&'static str, DeltaState>,

@@ -10,7 +10,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 /// Headers passed on to the next service, as productpage and reviews do.
-pub const FORWARDED_HEADERS: [&str; 13] = [
+pub(crate) const FORWARDED_HEADERS: [&str; 13] = [
     "x-request-id",
     "x-b3-traceid",
     "x-b3-spanid",
@@ -27,7 +27,7 @@ pub const FORWARDED_HEADERS: [&str; 13] = [
 ];
 
 /// The forwarded subset of `incoming`.
-pub fn forwarded(incoming: &HeaderMap) -> HeaderMap {
+pub(crate) fn forwarded(incoming: &HeaderMap) -> HeaderMap {
     let mut headers = HeaderMap::new();
     for name in FORWARDED_HEADERS {
         if let Some(value) = incoming.get(name) {
@@ -39,20 +39,20 @@ pub fn forwarded(incoming: &HeaderMap) -> HeaderMap {
 
 /// What a call returned.
 #[derive(Debug)]
-pub struct Reply {
+pub(crate) struct Reply {
     pub status: u16,
     pub body: bytes::Bytes,
 }
 
 impl Reply {
-    pub fn json(&self) -> Option<serde_json::Value> {
+    pub(crate) fn json(&self) -> Option<serde_json::Value> {
         serde_json::from_slice(&self.body).ok()
     }
 }
 
 /// An HTTP client shared by a service's handlers.
 #[derive(Clone)]
-pub struct HttpClient {
+pub(crate) struct HttpClient {
     client: Client<hyper_util::client::legacy::connect::HttpConnector, Empty<bytes::Bytes>>,
 }
 
@@ -65,7 +65,7 @@ impl Default for HttpClient {
 impl HttpClient {
     /// GETs `http://{address}{path}` with `headers`; an error when it cannot connect, the
     /// response does not come within `timeout`, or the body is cut short.
-    pub async fn get(
+    pub(crate) async fn get(
         &self,
         address: &str,
         path: &str,

@@ -4,9 +4,9 @@
 //! Each is a subcommand of the `bookinfo` binary, configured by the same environment
 //! variables as the original images.
 
-pub mod client;
+pub(crate) mod client;
 pub mod details;
-pub mod page;
+pub(crate) mod page;
 pub mod productpage;
 pub mod ratings;
 pub mod reviews;

@@ -8,19 +8,19 @@ use std::fmt::Write;
 use serde_json::Value;
 
 /// The product Bookinfo shows.
-pub const PRODUCT_TITLE: &str = "The Comedy of Errors";
+pub(crate) const PRODUCT_TITLE: &str = "The Comedy of Errors";
 const PRODUCT_SUMMARY: &str = "<a href=\"https://en.wikipedia.org/wiki/The_Comedy_of_Errors\">Wikipedia Summary</a>: The Comedy of Errors is one of <b>William Shakespeare's</b> early plays. It is his shortest and one of his most farcical comedies, with a major part of the humour coming from slapstick and mistaken identity, in addition to puns and word play.";
 
-pub const DETAILS_ERROR: &str = "Sorry, product details are currently unavailable for this book.";
-pub const REVIEWS_ERROR: &str = "Sorry, product reviews are currently unavailable for this book.";
+pub(crate) const DETAILS_ERROR: &str = "Sorry, product details are currently unavailable for this book.";
+pub(crate) const REVIEWS_ERROR: &str = "Sorry, product reviews are currently unavailable for this book.";
 
 /// The product list of `/api/v1/products`.
-pub fn products() -> Value {
+pub(crate) fn products() -> Value {
     serde_json::json!([{"id": 0, "title": PRODUCT_TITLE, "descriptionHtml": PRODUCT_SUMMARY}])
 }
 
 /// Escapes text for HTML.
-pub fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len());
     for character in text.chars() {
         match character {
@@ -54,7 +54,7 @@ fn head(title: &str) -> String {
 const FOOT: &str = "  </body>\n</html>\n";
 
 /// The index page (`/`): what Bookinfo is made of, and links to the product page.
-pub fn index(services: &[(&str, String)]) -> String {
+pub(crate) fn index(services: &[(&str, String)]) -> String {
     let mut page = head("Simple Bookstore App");
     page.push_str(
         r#"<div class="container">
@@ -87,7 +87,7 @@ pub fn index(services: &[(&str, String)]) -> String {
 }
 
 /// What productpage learned from details and reviews.
-pub struct ProductView<'a> {
+pub(crate) struct ProductView<'a> {
     pub user: Option<&'a str>,
     /// `Ok(details)` or `Err(message)`.
     pub details: Result<&'a Value, &'a str>,
@@ -96,7 +96,7 @@ pub struct ProductView<'a> {
 }
 
 /// The product page.
-pub fn product_page(view: &ProductView<'_>) -> String {
+pub(crate) fn product_page(view: &ProductView<'_>) -> String {
     let mut page = head("Simple Bookstore App");
     page.push_str(
         r##"<nav class="navbar navbar-inverse navbar-static-top">
@@ -225,7 +225,7 @@ fn render_review(page: &mut String, review: &Value) {
 
 /// The stylesheet served at the page's bootstrap path: enough layout for the page, and the
 /// two star glyphs as text characters.
-pub const STYLESHEET: &str = r#"body { font-family: "Helvetica Neue", Helvetica, Arial, sans-serif; margin: 0; color: #333; }
+pub(crate) const STYLESHEET: &str = r#"body { font-family: "Helvetica Neue", Helvetica, Arial, sans-serif; margin: 0; color: #333; }
 .navbar { background: #222; color: #9d9d9d; padding: 10px 20px; overflow: hidden; }
 .navbar-brand { color: #9d9d9d; text-decoration: none; font-size: 18px; }
 .navbar-right { float: right; margin: 0; }

@@ -8,7 +8,7 @@ use super::*;
 /// ServiceEntry opens it again; a 3 s VirtualService timeout makes `/delay/5` a 504 after
 /// about 3 s; and traffic for `edition.cnn.com` routed through the egress gateway shows in the
 /// gateway's access log.
-pub fn egress(mesh: &LocalMesh) {
+pub(crate) fn egress(mesh: &LocalMesh) {
     let outside = e2e::outside::OutsideHost::start();
     mesh.set_external_hosts(&format!("{} httpbin.org edition.cnn.com\n", e2e::outside::ADDRESS));
     mesh.apply(&sample("sleep/sleep.yaml"));

@@ -28,7 +28,7 @@ spec:
 
 /// Ingress gateways: httpbin behind a Gateway for `httpbin.example.com` with a VirtualService
 /// for `/status` and `/delay`: `/status/200` answers 200 through the gateway, `/headers` 404.
-pub fn ingress_gateway(mesh: &LocalMesh) {
+pub(crate) fn ingress_gateway(mesh: &LocalMesh) {
     mesh.apply(&sample("httpbin/httpbin.yaml"));
     mesh.wait_ready("httpbin", "default", 1);
     mesh.apply_yaml(
@@ -58,7 +58,7 @@ spec:
 /// The httpbin Gateway of the secure-gateway task: HTTPS on 443 with the certificate files the
 /// `istio-ingressgateway-certs` Secret mounts; MUTUAL adds the client CA from
 /// `istio-ingressgateway-ca-certs`.
-pub fn secure_httpbin_gateway(mode: &str) -> String {
+pub(crate) fn secure_httpbin_gateway(mode: &str) -> String {
     let ca = if mode == "MUTUAL" {
         "      caCertificates: /etc/istio/ingressgateway-ca-certs/ca-chain.cert.pem\n"
     } else {
@@ -91,7 +91,7 @@ spec:
 /// Secret, which appears in the running gateway; SIMPLE TLS answers `/status/418` over HTTP/2
 /// for a client that trusts the CA; MUTUAL refuses a client without a certificate and
 /// answers one with a certificate from the CA in `istio-ingressgateway-ca-certs`.
-pub fn secure_gateway(mesh: &LocalMesh) {
+pub(crate) fn secure_gateway(mesh: &LocalMesh) {
     mesh.apply(&sample("httpbin/httpbin.yaml"));
     mesh.wait_ready("httpbin", "default", 1);
     let dir = tempfile::tempdir().expect("tempdir");

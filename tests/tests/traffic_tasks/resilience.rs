@@ -5,7 +5,7 @@ use super::*;
 /// Circuit breaking: httpbin with one connection, one pending request and one request per
 /// connection; `hey` with three concurrent clients in the sleep pod gets some 503s, and the
 /// sleep sidecar's `upstream_rq_pending_overflow` for httpbin is above zero.
-pub fn circuit_breaking(mesh: &LocalMesh) {
+pub(crate) fn circuit_breaking(mesh: &LocalMesh) {
     mesh.apply(&sample("httpbin/httpbin.yaml"));
     mesh.apply(&sample("sleep/sleep.yaml"));
     mesh.wait_ready("httpbin", "default", 1);
@@ -61,7 +61,7 @@ spec:
 
 /// Mirroring: httpbin v1 and v2, everything to v1, then mirrored to v2: the answers still come
 /// from v1, and v2's log shows the mirrored requests.
-pub fn mirroring(mesh: &LocalMesh) {
+pub(crate) fn mirroring(mesh: &LocalMesh) {
     let deployment = |version: &str| {
         format!(
             "apiVersion: apps/v1
@@ -201,7 +201,7 @@ spec:
 /// (`SERVICE_VERSION=v-unavailable`). Without retries about half the calls fail; with retries
 /// (on gateway errors, never the same host twice) none do; with outlier detection and no
 /// retries, the failing endpoint is ejected after its first 503 and every call succeeds.
-pub fn outlier_detection_and_retries(mesh: &LocalMesh) {
+pub(crate) fn outlier_detection_and_retries(mesh: &LocalMesh) {
     mesh.apply(&sample("sleep/sleep.yaml"));
     mesh.apply_yaml(
         "apiVersion: apps/v1

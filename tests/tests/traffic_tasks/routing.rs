@@ -5,7 +5,7 @@ use super::*;
 
 /// Request routing: all-v1 gives every user a page without stars; reviews-test-v2 sends jason
 /// to v2 (black stars) and everyone else still to v1.
-pub fn request_routing(mesh: &LocalMesh) {
+pub(crate) fn request_routing(mesh: &LocalMesh) {
     mesh.apply(&networking("virtual-service-all-v1.yaml"));
     mesh.settle(None, "all-v1", 10, |_, page| stars(page) == (0, 0) && page.contains("Reviewer1"));
     mesh.apply(&networking("virtual-service-reviews-test-v2.yaml"));
@@ -17,7 +17,7 @@ pub fn request_routing(mesh: &LocalMesh) {
 /// Fault injection: a 7 s delay on ratings for jason makes productpage give up on reviews
 /// after its two 3 s tries (about 6 s); an abort makes reviews show that ratings is
 /// unavailable; other users are not affected.
-pub fn fault_injection(mesh: &LocalMesh) {
+pub(crate) fn fault_injection(mesh: &LocalMesh) {
     mesh.apply(&networking("virtual-service-all-v1.yaml"));
     mesh.apply(&networking("virtual-service-reviews-test-v2.yaml"));
     mesh.apply(&networking("virtual-service-ratings-test-delay.yaml"));
@@ -38,7 +38,7 @@ pub fn fault_injection(mesh: &LocalMesh) {
 
 /// Traffic shifting: 50/50 between v1 and v3 gives about half red pages (between 30 and 70
 /// of 100), then v3 alone gives red stars every time.
-pub fn traffic_shifting(mesh: &LocalMesh) {
+pub(crate) fn traffic_shifting(mesh: &LocalMesh) {
     mesh.apply(&networking("virtual-service-all-v1.yaml"));
     mesh.settle(None, "all-v1", 5, |_, page| stars(page) == (0, 0));
     mesh.apply(&networking("virtual-service-reviews-50-v3.yaml"));
@@ -51,7 +51,7 @@ pub fn traffic_shifting(mesh: &LocalMesh) {
 
 /// TCP traffic shifting: tcp-echo behind the gateway's port 31400, all to v1 (`one …`), then
 /// 20 % to v2 (`two …`, between 8 and 35 of 100 connections).
-pub fn tcp_traffic_shifting(mesh: &LocalMesh) {
+pub(crate) fn tcp_traffic_shifting(mesh: &LocalMesh) {
     mesh.apply(&sample("tcp-echo/tcp-echo-services.yaml"));
     mesh.wait_ready("tcp-echo", "default", 2);
     mesh.apply(&sample("tcp-echo/tcp-echo-all-v1.yaml"));
@@ -84,7 +84,7 @@ pub fn tcp_traffic_shifting(mesh: &LocalMesh) {
 /// Request timeouts: reviews to v2 with ratings delayed 2 s makes the page slow but complete
 /// (black stars); a 0.5 s timeout on reviews makes it come back in about a second without
 /// reviews (two 0.5 s tries).
-pub fn request_timeouts(mesh: &LocalMesh) {
+pub(crate) fn request_timeouts(mesh: &LocalMesh) {
     mesh.apply(&networking("virtual-service-all-v1.yaml"));
     mesh.apply_yaml(
         "apiVersion: networking.istio.io/v1alpha3
@@ -146,7 +146,7 @@ spec:
 }
 
 /// Sends a line over TCP and returns the first line of the answer.
-pub fn tcp_echo(address: &str, line: &str) -> Option<String> {
+pub(crate) fn tcp_echo(address: &str, line: &str) -> Option<String> {
     use std::io::{BufRead, BufReader, Write};
     let mut stream = std::net::TcpStream::connect(address).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;

@@ -4,7 +4,7 @@
 
 /// One invalid value, and why.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum Invalid {
+pub(super) enum Invalid {
     #[error("domain name {0:?} too long (max 255)")]
     DomainTooLong(String),
     #[error("empty domain name not allowed")]

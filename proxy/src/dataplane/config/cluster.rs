@@ -20,7 +20,7 @@ const HTTP_OPTIONS_EXTENSION: &str = "envoy.extensions.upstreams.http.v3.HttpPro
 const TLS_TRANSPORT: &str = "envoy.transport_sockets.tls";
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct ClusterConfig {
+pub(crate) struct ClusterConfig {
     pub name: String,
     pub discovery: Discovery,
     pub lb_policy: LbPolicy,
@@ -39,7 +39,7 @@ pub struct ClusterConfig {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum Discovery {
+pub(crate) enum Discovery {
     /// Endpoints arrive over EDS under this name.
     Eds(String),
     Static,
@@ -52,7 +52,7 @@ pub enum Discovery {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LbPolicy {
+pub(crate) enum LbPolicy {
     RoundRobin,
     LeastRequest,
     Random,
@@ -62,7 +62,7 @@ pub enum LbPolicy {
 
 /// Circuit-breaker thresholds (Envoy's defaults: 1024 connections, pending and requests, 3 retries).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
+pub(crate) struct Limits {
     pub max_connections: u32,
     pub max_pending_requests: u32,
     pub max_requests: u32,
@@ -76,7 +76,7 @@ impl Default for Limits {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct OutlierConfig {
+pub(crate) struct OutlierConfig {
     pub consecutive_5xx: Option<u32>,
     pub consecutive_gateway_failure: Option<u32>,
     pub enforcing_consecutive_5xx: u32,
@@ -88,7 +88,7 @@ pub struct OutlierConfig {
 
 /// One endpoint: where it is, its weight and whether EDS marked it healthy.
 #[derive(Debug, Clone, PartialEq)]
-pub struct EndpointConfig {
+pub(crate) struct EndpointConfig {
     pub host: String,
     pub port: u16,
     pub weight: u32,
@@ -98,13 +98,13 @@ pub struct EndpointConfig {
 
 impl EndpointConfig {
     /// The socket address when the host is an IP.
-    pub fn socket_address(&self) -> Option<SocketAddr> {
+    pub(crate) fn socket_address(&self) -> Option<SocketAddr> {
         self.host.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, self.port))
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct UpstreamTls {
+pub(crate) struct UpstreamTls {
     pub sni: Option<String>,
     pub alpn: Vec<String>,
     /// The client certificate (optional), the CA that checks the server's certificate and the
@@ -113,7 +113,7 @@ pub struct UpstreamTls {
 }
 
 impl ClusterConfig {
-    pub fn compile(cluster: &Cluster) -> Result<ClusterConfig, ConfigError> {
+    pub(crate) fn compile(cluster: &Cluster) -> Result<ClusterConfig, ConfigError> {
         let at = format!("cluster {}", cluster.name);
         let discovery_type = match &cluster.cluster_discovery_type {
             Some(cluster::ClusterDiscoveryType::Type(kind)) => cluster::DiscoveryType::try_from(*kind)
@@ -254,7 +254,7 @@ impl ClusterConfig {
 }
 
 /// The endpoints of a load assignment (EDS or inline), with their priority.
-pub fn endpoints(assignment: &ClusterLoadAssignment, at: &str) -> Result<Vec<EndpointConfig>, ConfigError> {
+pub(crate) fn endpoints(assignment: &ClusterLoadAssignment, at: &str) -> Result<Vec<EndpointConfig>, ConfigError> {
     let mut found = Vec::new();
     for (locality_index, locality) in assignment.endpoints.iter().enumerate() {
         for (index, lb_endpoint) in locality.lb_endpoints.iter().enumerate() {
@@ -288,7 +288,7 @@ pub fn endpoints(assignment: &ClusterLoadAssignment, at: &str) -> Result<Vec<End
 }
 
 /// `host` and port of a socket address (`None` for pipes and named ports).
-pub fn socket_of(address: Option<&Address>) -> Option<(String, u16)> {
+pub(crate) fn socket_of(address: Option<&Address>) -> Option<(String, u16)> {
     match address?.address.as_ref()? {
         address::Address::SocketAddress(socket) => match socket.port_specifier {
             Some(socket_address::PortSpecifier::PortValue(port)) => {

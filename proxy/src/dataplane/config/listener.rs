@@ -23,11 +23,11 @@ use super::route::{ClusterChoice, RouteTable, CORS_FILTER, FAULT_FILTER};
 use super::tls_source::{self, TlsMaterial};
 use super::{duration, ConfigError};
 
-pub const HCM_FILTER: &str = "envoy.filters.network.http_connection_manager";
-pub const TCP_PROXY_FILTER: &str = "envoy.filters.network.tcp_proxy";
+pub(crate) const HCM_FILTER: &str = "envoy.filters.network.http_connection_manager";
+pub(crate) const TCP_PROXY_FILTER: &str = "envoy.filters.network.tcp_proxy";
 
 #[derive(Debug)]
-pub struct ListenerConfig {
+pub(crate) struct ListenerConfig {
     pub name: String,
     pub address: SocketAddr,
     pub bind_to_port: bool,
@@ -44,7 +44,7 @@ pub struct ListenerConfig {
 }
 
 #[derive(Debug)]
-pub struct FilterChainConfig {
+pub(crate) struct FilterChainConfig {
     pub name: String,
     pub matcher: ChainMatch,
     pub tls: Option<DownstreamTls>,
@@ -53,7 +53,7 @@ pub struct FilterChainConfig {
 
 /// A chain's `filter_chain_match`.
 #[derive(Debug, Default, Clone, PartialEq)]
-pub struct ChainMatch {
+pub(crate) struct ChainMatch {
     pub destination_port: Option<u16>,
     pub prefix_ranges: Vec<IpNet>,
     pub server_names: Vec<String>,
@@ -63,13 +63,13 @@ pub struct ChainMatch {
 }
 
 #[derive(Debug)]
-pub enum NetworkFilter {
+pub(crate) enum NetworkFilter {
     Http(Arc<HttpManagerConfig>),
     Tcp(TcpProxyConfig),
 }
 
 #[derive(Debug)]
-pub struct HttpManagerConfig {
+pub(crate) struct HttpManagerConfig {
     pub stat_prefix: String,
     pub routes: RouteSource,
     pub fault_filter: bool,
@@ -85,20 +85,20 @@ pub struct HttpManagerConfig {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Codec {
+pub(crate) enum Codec {
     Auto,
     Http1,
     Http2,
 }
 
 #[derive(Debug)]
-pub enum RouteSource {
+pub(crate) enum RouteSource {
     Rds(String),
     Inline(Arc<RouteTable>),
 }
 
 #[derive(Debug)]
-pub struct TcpProxyConfig {
+pub(crate) struct TcpProxyConfig {
     pub stat_prefix: String,
     pub clusters: ClusterChoice,
     pub idle_timeout: Option<Duration>,
@@ -107,14 +107,14 @@ pub struct TcpProxyConfig {
 
 /// A file access log: where, and Envoy's text format (`None`: Envoy's default format).
 #[derive(Debug, Clone, PartialEq)]
-pub struct AccessLogConfig {
+pub(crate) struct AccessLogConfig {
     pub path: String,
     pub format: Option<String>,
 }
 
 /// Downstream TLS (a gateway terminating TLS).
 #[derive(Debug, Clone, PartialEq)]
-pub struct DownstreamTls {
+pub(crate) struct DownstreamTls {
     /// The server certificate, and the CA (and names) client certificates are checked against.
     pub material: TlsMaterial,
     pub require_client_certificate: bool,
@@ -122,7 +122,7 @@ pub struct DownstreamTls {
 }
 
 impl ListenerConfig {
-    pub fn compile(listener: &Listener) -> Result<ListenerConfig, ConfigError> {
+    pub(crate) fn compile(listener: &Listener) -> Result<ListenerConfig, ConfigError> {
         let at = format!("listener {}", listener.name);
         let (host, port) =
             socket_of(listener.address.as_ref()).ok_or_else(|| ConfigError::new(&at, "needs a socket address"))?;
@@ -165,7 +165,7 @@ impl ListenerConfig {
     }
 
     /// The RDS route names this listener's connection managers use.
-    pub fn route_names(&self) -> Vec<String> {
+    pub(crate) fn route_names(&self) -> Vec<String> {
         self.chains
             .iter()
             .chain(self.default_chain.iter())
@@ -379,7 +379,7 @@ fn downstream_tls(context: &DownstreamTlsContext, at: &str) -> Result<Downstream
 
 /// What is known about a connection when its filter chain is chosen.
 #[derive(Debug, Default, Clone)]
-pub struct ConnectionFacts {
+pub(crate) struct ConnectionFacts {
     pub destination: Option<SocketAddr>,
     pub source: Option<SocketAddr>,
     pub server_name: Option<String>,
@@ -394,7 +394,7 @@ impl ListenerConfig {
     /// prefix), server name (exact, then longest wildcard), transport protocol, application
     /// protocols, then source IP; a criterion a chain leaves empty matches anything but loses to
     /// a chain that names the value. Falls back to the default chain.
-    pub fn select_chain(&self, facts: &ConnectionFacts) -> Option<Arc<FilterChainConfig>> {
+    pub(crate) fn select_chain(&self, facts: &ConnectionFacts) -> Option<Arc<FilterChainConfig>> {
         let mut candidates: Vec<&Arc<FilterChainConfig>> = self.chains.iter().collect();
         let port = facts.destination.map(|address| address.port());
         narrow(&mut candidates, |chain| match chain.matcher.destination_port {

@@ -10,7 +10,7 @@ use super::ConfigError;
 
 /// A compiled `envoy.type.matcher.v3.StringMatcher`.
 #[derive(Debug, Clone)]
-pub enum StringMatcher {
+pub(crate) enum StringMatcher {
     Exact(String, bool),
     Prefix(String, bool),
     Suffix(String, bool),
@@ -19,7 +19,7 @@ pub enum StringMatcher {
 }
 
 impl StringMatcher {
-    pub fn compile(matcher: &EnvoyStringMatcher, field: &str) -> Result<StringMatcher, ConfigError> {
+    pub(crate) fn compile(matcher: &EnvoyStringMatcher, field: &str) -> Result<StringMatcher, ConfigError> {
         let ignore_case = matcher.ignore_case;
         let fold = |text: &String| if ignore_case { text.to_lowercase() } else { text.clone() };
         Ok(match &matcher.match_pattern {
@@ -35,7 +35,7 @@ impl StringMatcher {
         })
     }
 
-    pub fn matches(&self, value: &str) -> bool {
+    pub(crate) fn matches(&self, value: &str) -> bool {
         let folded = |ignore_case: bool| if ignore_case { value.to_lowercase() } else { value.to_string() };
         match self {
             StringMatcher::Exact(expected, ignore_case) => folded(*ignore_case) == *expected,
@@ -48,13 +48,13 @@ impl StringMatcher {
 }
 
 /// Envoy's `safe_regex` must match the whole value.
-pub fn full_regex(pattern: &str, field: &str) -> Result<Regex, ConfigError> {
+pub(crate) fn full_regex(pattern: &str, field: &str) -> Result<Regex, ConfigError> {
     Regex::new(&format!("^(?:{pattern})$"))
         .map_err(|error| ConfigError::new(field, format!("invalid regex {pattern:?}: {error}")))
 }
 
 /// A `FractionalPercent` as a probability in [0, 1]; absent means always.
-pub fn fraction(percent: Option<&FractionalPercent>) -> f64 {
+pub(crate) fn fraction(percent: Option<&FractionalPercent>) -> f64 {
     let Some(percent) = percent else { return 1.0 };
     let denominator = match DenominatorType::try_from(percent.denominator).unwrap_or(DenominatorType::Hundred) {
         DenominatorType::Hundred => 100.0,
@@ -65,7 +65,7 @@ pub fn fraction(percent: Option<&FractionalPercent>) -> f64 {
 }
 
 /// Whether an event with probability `probability` happens this time.
-pub fn roll(probability: f64) -> bool {
+pub(crate) fn roll(probability: f64) -> bool {
     probability >= 1.0 || (probability > 0.0 && rand::random::<f64>() < probability)
 }
 

@@ -20,15 +20,15 @@ use envoy_types::pb::google::protobuf::Any;
 use prost::Message;
 
 use super::matcher::{fraction, StringMatcher};
-pub use super::route_match::{PathMatch, RouteMatcher};
+pub(crate) use super::route_match::{PathMatch, RouteMatcher};
 use super::{duration, ConfigError};
 
-pub const FAULT_FILTER: &str = "envoy.filters.http.fault";
-pub const CORS_FILTER: &str = "envoy.filters.http.cors";
+pub(crate) const FAULT_FILTER: &str = "envoy.filters.http.fault";
+pub(crate) const CORS_FILTER: &str = "envoy.filters.http.cors";
 
 /// A compiled route configuration.
 #[derive(Debug)]
-pub struct RouteTable {
+pub(crate) struct RouteTable {
     pub name: String,
     pub virtual_hosts: Vec<VirtualHost>,
     exact: HashMap<String, usize>,
@@ -42,7 +42,7 @@ pub struct RouteTable {
 
 /// Request and response header edits at one level (route table, virtual host, route).
 #[derive(Debug, Default, Clone)]
-pub struct HeaderEdits {
+pub(crate) struct HeaderEdits {
     pub request_add: Vec<HeaderAdd>,
     pub request_remove: Vec<String>,
     pub response_add: Vec<HeaderAdd>,
@@ -50,7 +50,7 @@ pub struct HeaderEdits {
 }
 
 #[derive(Debug, Clone)]
-pub struct HeaderAdd {
+pub(crate) struct HeaderAdd {
     pub name: String,
     pub value: String,
     /// Append to an existing value instead of replacing it.
@@ -58,8 +58,7 @@ pub struct HeaderAdd {
 }
 
 #[derive(Debug)]
-pub struct VirtualHost {
-    pub name: String,
+pub(crate) struct VirtualHost {
     pub routes: Vec<Route>,
     pub require_tls: bool,
     pub headers: HeaderEdits,
@@ -68,13 +67,13 @@ pub struct VirtualHost {
 
 /// Per-filter config (`typed_per_filter_config`) this data plane acts on.
 #[derive(Debug, Default, Clone)]
-pub struct PerFilter {
+pub(crate) struct PerFilter {
     pub fault: Option<Fault>,
     pub cors: Option<Cors>,
 }
 
 #[derive(Debug)]
-pub struct Route {
+pub(crate) struct Route {
     pub name: String,
     pub matcher: RouteMatcher,
     pub action: Action,
@@ -86,20 +85,20 @@ pub struct Route {
 /// The route's name for tracing: the span's operation, and whether it is passed on in
 /// `x-envoy-decorator-operation`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decorator {
+pub(crate) struct Decorator {
     pub operation: String,
     pub propagate: bool,
 }
 
 #[derive(Debug)]
-pub enum Action {
+pub(crate) enum Action {
     Forward(Box<Forward>),
     Redirect(Redirect),
     Direct { status: u16, body: Option<String> },
 }
 
 #[derive(Debug)]
-pub struct Forward {
+pub(crate) struct Forward {
     pub clusters: ClusterChoice,
     /// `None`: no timeout (Envoy's `0s`); Envoy's default is 15 s.
     pub timeout: Option<Duration>,
@@ -112,7 +111,7 @@ pub struct Forward {
 }
 
 #[derive(Debug, Clone)]
-pub enum ClusterChoice {
+pub(crate) enum ClusterChoice {
     Single(String),
     /// (cluster, weight) pairs and the total weight.
     Weighted(Vec<(String, u32)>, u32),
@@ -121,32 +120,34 @@ pub enum ClusterChoice {
 }
 
 #[derive(Debug, Clone)]
-pub struct RetryPolicy {
+pub(crate) struct RetryPolicy {
     pub retry_on: Vec<String>,
     pub num_retries: u32,
     pub per_try_timeout: Option<Duration>,
     pub retriable_status_codes: Vec<u16>,
     /// `envoy.retry_host_predicates.previous_hosts`: retry on a host not tried yet.
     pub avoid_previous_hosts: bool,
-    pub host_selection_max_attempts: u32,
 }
 
 #[derive(Debug, Clone)]
-pub struct Mirror {
+pub(crate) struct Mirror {
     pub cluster: String,
     pub fraction: f64,
 }
 
 #[derive(Debug, Clone)]
-pub enum HashPolicy {
+pub(crate) enum HashPolicy {
     Header(String),
-    Cookie { name: String, ttl: Option<Duration>, path: String },
+    /// The cookie's value (generating a missing cookie, Envoy's `ttl`, is not done).
+    Cookie {
+        name: String,
+    },
     SourceIp,
     QueryParameter(String),
 }
 
 #[derive(Debug, Clone)]
-pub struct Redirect {
+pub(crate) struct Redirect {
     pub scheme: Option<String>,
     pub host: Option<String>,
     pub port: Option<u32>,
@@ -157,13 +158,13 @@ pub struct Redirect {
 }
 
 #[derive(Debug, Clone)]
-pub struct Fault {
+pub(crate) struct Fault {
     pub delay: Option<(Duration, f64)>,
     pub abort: Option<(u16, f64)>,
 }
 
 #[derive(Debug, Clone)]
-pub struct Cors {
+pub(crate) struct Cors {
     pub allow_origins: Vec<StringMatcher>,
     pub allow_methods: String,
     pub allow_headers: String,
@@ -173,7 +174,7 @@ pub struct Cors {
 }
 
 impl RouteTable {
-    pub fn compile(config: &envoy_route::RouteConfiguration) -> Result<RouteTable, ConfigError> {
+    pub(crate) fn compile(config: &envoy_route::RouteConfiguration) -> Result<RouteTable, ConfigError> {
         let field = |path: String| format!("route {}: {path}", config.name);
         let mut table = RouteTable {
             name: config.name.clone(),
@@ -221,7 +222,7 @@ impl RouteTable {
     }
 
     /// The virtual host serving `authority` (the Host header, port included if sent).
-    pub fn virtual_host(&self, authority: &str) -> Option<&VirtualHost> {
+    pub(crate) fn virtual_host(&self, authority: &str) -> Option<&VirtualHost> {
         let host = authority.to_lowercase();
         let index = self
             .exact
@@ -253,7 +254,6 @@ impl VirtualHost {
             .map(|(index, route)| Route::compile(route, &format!("{at}.routes[{index}]")))
             .collect::<Result<_, _>>()?;
         Ok(VirtualHost {
-            name: host.name.clone(),
             routes,
             require_tls: host.require_tls != TlsRequirementType::None as i32,
             headers: header_edits(
@@ -360,7 +360,6 @@ impl Forward {
                 .retry_host_predicate
                 .iter()
                 .any(|predicate| predicate.name.ends_with("previous_hosts")),
-            host_selection_max_attempts: u32::try_from(policy.host_selection_retry_max_attempts.max(1)).unwrap_or(1),
         });
         let mirrors = action
             .request_mirror_policies
@@ -384,11 +383,9 @@ impl Forward {
                 Some(route_action::hash_policy::PolicySpecifier::Header(header)) => {
                     Some(HashPolicy::Header(header.header_name.to_lowercase()))
                 }
-                Some(route_action::hash_policy::PolicySpecifier::Cookie(cookie)) => Some(HashPolicy::Cookie {
-                    name: cookie.name.clone(),
-                    ttl: cookie.ttl.as_ref().map(duration),
-                    path: cookie.path.clone(),
-                }),
+                Some(route_action::hash_policy::PolicySpecifier::Cookie(cookie)) => {
+                    Some(HashPolicy::Cookie { name: cookie.name.clone() })
+                }
                 Some(route_action::hash_policy::PolicySpecifier::ConnectionProperties(properties))
                     if properties.source_ip =>
                 {
@@ -413,7 +410,7 @@ impl Forward {
     }
 
     /// Picks the cluster for one request (a weighted pick when weights are given).
-    pub fn pick_cluster<'a>(&'a self, header: impl Fn(&str) -> Option<&'a str>) -> Option<&'a str> {
+    pub(crate) fn pick_cluster<'a>(&'a self, header: impl Fn(&str) -> Option<&'a str>) -> Option<&'a str> {
         self.clusters.pick(header)
     }
 }
@@ -421,7 +418,7 @@ impl Forward {
 impl ClusterChoice {
     /// The cluster for one request or connection: the named one, a weighted random pick, or
     /// the one a request header names.
-    pub fn pick<'a>(&'a self, header: impl Fn(&str) -> Option<&'a str>) -> Option<&'a str> {
+    pub(crate) fn pick<'a>(&'a self, header: impl Fn(&str) -> Option<&'a str>) -> Option<&'a str> {
         match self {
             ClusterChoice::Single(name) => Some(name),
             ClusterChoice::FromHeader(header_name) => header(header_name),
@@ -442,7 +439,7 @@ impl ClusterChoice {
 
 impl Redirect {
     /// The redirect `require_tls` answers with: the same URL over HTTPS, 301.
-    pub fn to_https() -> Redirect {
+    pub(crate) fn to_https() -> Redirect {
         Redirect {
             scheme: Some("https".into()),
             host: None,

@@ -14,7 +14,7 @@ use super::matcher::{full_regex, StringMatcher};
 use super::ConfigError;
 
 #[derive(Debug)]
-pub struct RouteMatcher {
+pub(crate) struct RouteMatcher {
     pub path: PathMatch,
     pub case_sensitive: bool,
     pub headers: Vec<HeaderMatch>,
@@ -22,7 +22,7 @@ pub struct RouteMatcher {
 }
 
 #[derive(Debug)]
-pub enum PathMatch {
+pub(crate) enum PathMatch {
     Prefix(String),
     Exact(String),
     Regex(Regex),
@@ -31,21 +31,21 @@ pub enum PathMatch {
 }
 
 #[derive(Debug)]
-pub struct HeaderMatch {
+pub(crate) struct HeaderMatch {
     pub name: String,
     pub rule: HeaderRule,
     pub invert: bool,
 }
 
 #[derive(Debug)]
-pub enum HeaderRule {
+pub(crate) enum HeaderRule {
     Present(bool),
     Value(StringMatcher),
     Range(i64, i64),
 }
 
 #[derive(Debug)]
-pub struct QueryMatch {
+pub(crate) struct QueryMatch {
     pub name: String,
     /// `None`: the parameter only has to be present.
     pub value: Option<StringMatcher>,
@@ -116,7 +116,7 @@ impl RouteMatcher {
     }
 
     /// Whether a request with this path (query included), header lookup and query matches.
-    pub fn matches<'a>(&self, path_and_query: &str, header: impl Fn(&str) -> Option<&'a str>) -> bool {
+    pub(crate) fn matches<'a>(&self, path_and_query: &str, header: impl Fn(&str) -> Option<&'a str>) -> bool {
         let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
         let path_ok = match &self.path {
             PathMatch::Regex(regex) => regex.is_match(path),

@@ -16,7 +16,7 @@ use super::ConfigError;
 
 /// The gRPC server an SDS secret is fetched from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum SdsServer {
+pub(crate) enum SdsServer {
     /// `envoy_grpc`: a cluster of the bootstrap (Istio's `sds-grpc`, a Unix socket).
     Cluster(String),
     /// `google_grpc`: a target URI (`unix:/var/run/sds/uds_path` or `host:port`).
@@ -34,14 +34,14 @@ impl std::fmt::Display for SdsServer {
 
 /// One SDS secret: its name and the server that has it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SdsSecret {
+pub(crate) struct SdsSecret {
     pub name: String,
     pub server: SdsServer,
 }
 
 /// Which part of a secret a TLS context uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SecretPart {
+pub(crate) enum SecretPart {
     CertificateChain,
     PrivateKey,
     TrustedCa,
@@ -49,7 +49,7 @@ pub enum SecretPart {
 
 /// One piece of TLS material (a PEM certificate chain, private key or CA bundle).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum TlsData {
+pub(crate) enum TlsData {
     File(PathBuf),
     Inline(Vec<u8>),
     Sds(SdsSecret, SecretPart),
@@ -57,7 +57,7 @@ pub enum TlsData {
 
 impl TlsData {
     /// The SDS secret this comes from, if it does.
-    pub fn secret(&self) -> Option<&SdsSecret> {
+    pub(crate) fn secret(&self) -> Option<&SdsSecret> {
         match self {
             TlsData::Sds(secret, _) => Some(secret),
             _ => None,
@@ -68,7 +68,7 @@ impl TlsData {
 /// What a common TLS context names: its certificate, its CA, and the subject alternative
 /// names a peer's certificate must carry (exact matches).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct TlsMaterial {
+pub(crate) struct TlsMaterial {
     pub certificate_chain: Option<TlsData>,
     pub private_key: Option<TlsData>,
     pub trusted_ca: Option<TlsData>,
@@ -77,18 +77,18 @@ pub struct TlsMaterial {
 
 impl TlsMaterial {
     /// Every SDS secret the material needs.
-    pub fn secrets(&self) -> impl Iterator<Item = &SdsSecret> {
+    pub(crate) fn secrets(&self) -> impl Iterator<Item = &SdsSecret> {
         [&self.certificate_chain, &self.private_key, &self.trusted_ca].into_iter().flatten().filter_map(TlsData::secret)
     }
 
-    pub fn has_certificate(&self) -> bool {
+    pub(crate) fn has_certificate(&self) -> bool {
         self.certificate_chain.is_some() && self.private_key.is_some()
     }
 }
 
 /// A data source as TLS material: a file, inline bytes or an inline string (environment
 /// variables are not read).
-pub fn data(source: Option<&DataSource>, at: &str) -> Result<Option<TlsData>, ConfigError> {
+pub(crate) fn data(source: Option<&DataSource>, at: &str) -> Result<Option<TlsData>, ConfigError> {
     match source.and_then(|source| source.specifier.as_ref()) {
         None => Ok(None),
         Some(data_source::Specifier::Filename(path)) => Ok(Some(TlsData::File(PathBuf::from(path)))),
@@ -101,7 +101,7 @@ pub fn data(source: Option<&DataSource>, at: &str) -> Result<Option<TlsData>, Co
 }
 
 /// The server of an SDS secret config: a gRPC API config source (Envoy or Google gRPC).
-pub fn sds_secret(config: &SdsSecretConfig, at: &str) -> Result<SdsSecret, ConfigError> {
+pub(crate) fn sds_secret(config: &SdsSecretConfig, at: &str) -> Result<SdsSecret, ConfigError> {
     let at = format!("{at}: sds secret {}", config.name);
     if config.name.is_empty() {
         return Err(ConfigError::new(&at, "the secret needs a name"));
@@ -133,7 +133,7 @@ pub fn sds_secret(config: &SdsSecretConfig, at: &str) -> Result<SdsSecret, Confi
 
 /// The certificate, CA and subject alternative names of a common TLS context, from files,
 /// inline data or SDS. `at` names the context in errors.
-pub fn material(common: &CommonTlsContext, at: &str) -> Result<TlsMaterial, ConfigError> {
+pub(crate) fn material(common: &CommonTlsContext, at: &str) -> Result<TlsMaterial, ConfigError> {
     let mut material = TlsMaterial::default();
     if let Some(certificate) = common.tls_certificates.first() {
         material.certificate_chain = data(certificate.certificate_chain.as_ref(), &format!("{at}: certificate_chain"))?;
@@ -167,7 +167,10 @@ pub fn material(common: &CommonTlsContext, at: &str) -> Result<TlsMaterial, Conf
 }
 
 /// The exact subject alternative names a validation context asks for (typed or legacy form).
-pub fn subject_alt_names(validation: &CertificateValidationContext, at: &str) -> Result<Vec<String>, ConfigError> {
+pub(crate) fn subject_alt_names(
+    validation: &CertificateValidationContext,
+    at: &str,
+) -> Result<Vec<String>, ConfigError> {
     let mut names = Vec::new();
     for (index, san) in validation.match_typed_subject_alt_names.iter().enumerate() {
         if let Some(matcher) = &san.matcher {

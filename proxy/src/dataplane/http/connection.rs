@@ -18,7 +18,7 @@ use super::downstream::Downstream;
 use super::pipeline;
 
 /// Serves one connection until it closes, or until draining lets in-flight requests finish.
-pub async fn serve_connection(
+pub(crate) async fn serve_connection(
     context: Arc<TrafficContext>,
     manager: Arc<HttpManagerConfig>,
     stats: Arc<HttpManagerStats>,

@@ -12,14 +12,14 @@ use super::local;
 use super::routing::Selected;
 
 /// The CORS policy of a request on its route, and the origin it came from.
-pub struct CorsRequest<'a> {
+pub(crate) struct CorsRequest<'a> {
     policy: &'a Cors,
     origin: String,
 }
 
 impl<'a> CorsRequest<'a> {
     /// The policy that applies, when the manager filters CORS and the request names an origin.
-    pub fn of(manager: &HttpManagerConfig, selected: &Selected<'a>, parts: &Parts) -> Option<CorsRequest<'a>> {
+    pub(crate) fn of(manager: &HttpManagerConfig, selected: &Selected<'a>, parts: &Parts) -> Option<CorsRequest<'a>> {
         if !manager.cors_filter {
             return None;
         }
@@ -29,13 +29,13 @@ impl<'a> CorsRequest<'a> {
     }
 
     /// The answer to a preflight request from an allowed origin.
-    pub fn preflight(&self, parts: &Parts) -> Option<Response<Body>> {
+    pub(crate) fn preflight(&self, parts: &Parts) -> Option<Response<Body>> {
         (local::is_preflight(&parts.method, &parts.headers) && self.policy.allows(&self.origin))
             .then(|| self.policy.preflight(&self.origin))
     }
 
     /// Adds the CORS headers to the response for an allowed origin.
-    pub fn decorate(&self, response: &mut Response<Body>) {
+    pub(crate) fn decorate(&self, response: &mut Response<Body>) {
         if self.policy.allows(&self.origin) {
             self.policy.decorate(&self.origin, response);
         }

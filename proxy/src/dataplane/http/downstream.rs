@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 /// Facts about the downstream connection a request arrived on.
 #[derive(Debug, Clone)]
-pub struct Downstream {
+pub(crate) struct Downstream {
     pub remote: SocketAddr,
     /// Where the client was going: the original destination when captured, else the listener.
     pub local: SocketAddr,
@@ -16,7 +16,7 @@ pub struct Downstream {
 
 impl Downstream {
     /// `https` on a TLS connection, else `http`.
-    pub fn scheme(&self) -> &'static str {
+    pub(crate) fn scheme(&self) -> &'static str {
         if self.tls {
             "https"
         } else {

@@ -17,7 +17,7 @@ use super::downstream::Downstream;
 use super::span::RequestSpan;
 
 /// A request in flight.
-pub struct Exchange {
+pub(crate) struct Exchange {
     pub downstream: Arc<Downstream>,
     pub started: Instant,
     pub version: Version,
@@ -37,7 +37,7 @@ pub struct Exchange {
 
 impl Exchange {
     /// Starts the record of a request whose head is `parts`.
-    pub fn begin(downstream: Arc<Downstream>, parts: &Parts) -> Exchange {
+    pub(crate) fn begin(downstream: Arc<Downstream>, parts: &Parts) -> Exchange {
         let authority = parts
             .uri
             .authority()
@@ -68,7 +68,7 @@ impl Exchange {
 
     /// Puts the request's headers (with `:method`, `:path` and `:authority`) in the access-log
     /// entry, for the log formats that print them.
-    pub fn record_request_headers(&mut self, parts: &Parts) {
+    pub(crate) fn record_request_headers(&mut self, parts: &Parts) {
         self.entry.request_headers = header_snapshot(&parts.headers);
         self.entry.request_headers.insert(":method".into(), parts.method.to_string());
         self.entry.request_headers.insert(":path".into(), self.original_path.clone());
@@ -77,7 +77,7 @@ impl Exchange {
 
     /// The value of a header a route matcher names, HTTP/2 pseudo-headers included (they are
     /// not in the header map).
-    pub fn header_value<'a>(&'a self, parts: &'a Parts, name: &str) -> Option<&'a str> {
+    pub(crate) fn header_value<'a>(&'a self, parts: &'a Parts, name: &str) -> Option<&'a str> {
         match name {
             ":method" => Some(parts.method.as_str()),
             ":authority" => Some(self.authority.as_str()),
@@ -89,7 +89,7 @@ impl Exchange {
 }
 
 /// Headers as text, for the access log.
-pub fn header_snapshot(headers: &HeaderMap) -> HashMap<String, String> {
+pub(crate) fn header_snapshot(headers: &HeaderMap) -> HashMap<String, String> {
     headers
         .iter()
         .filter_map(|(name, value)| value.to_str().ok().map(|value| (name.as_str().to_string(), value.to_string())))

@@ -14,7 +14,7 @@ use super::routing::Selected;
 
 /// Applies the fault for the request's route: waits out a delay that rolls in, and returns the
 /// abort response if one rolls in.
-pub async fn inject(
+pub(crate) async fn inject(
     manager: &HttpManagerConfig,
     stats: &HttpManagerStats,
     selected: &Selected<'_>,

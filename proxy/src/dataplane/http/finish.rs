@@ -18,7 +18,7 @@ use super::super::context::TrafficContext;
 use super::exchange::{header_snapshot, Exchange};
 
 /// Completes the response and arranges for the exchange to be logged when its body ends.
-pub fn complete(
+pub(crate) fn complete(
     context: &TrafficContext,
     manager: &HttpManagerConfig,
     stats: &HttpManagerStats,

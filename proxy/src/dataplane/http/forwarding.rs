@@ -9,7 +9,7 @@ use super::super::config::listener::HttpManagerConfig;
 use super::downstream::Downstream;
 
 /// Adds the forwarding headers to a request's `headers`.
-pub fn add_request_headers(headers: &mut HeaderMap, manager: &HttpManagerConfig, downstream: &Downstream) {
+pub(crate) fn add_request_headers(headers: &mut HeaderMap, manager: &HttpManagerConfig, downstream: &Downstream) {
     if manager.generate_request_id && !headers.contains_key("x-request-id") {
         if let Ok(id) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
             headers.insert("x-request-id", id);

@@ -8,7 +8,7 @@ use super::super::upstream::ring::hash_of;
 use super::downstream::Downstream;
 
 /// The request's hash under `policies`, if any applies.
-pub fn request_hash(
+pub(crate) fn request_hash(
     policies: &[HashPolicy],
     headers: &HeaderMap,
     uri: &http::Uri,
@@ -16,7 +16,7 @@ pub fn request_hash(
 ) -> Option<u64> {
     policies.iter().find_map(|policy| match policy {
         HashPolicy::Header(name) => headers.get(name.as_str()).map(|value| hash_of(value.as_bytes())),
-        HashPolicy::Cookie { name, .. } => headers
+        HashPolicy::Cookie { name } => headers
             .get_all(http::header::COOKIE)
             .iter()
             .filter_map(|value| value.to_str().ok())
@@ -55,7 +55,7 @@ mod tests {
         let client = downstream("10.0.0.1:40000");
         let header = HashPolicy::Header("x-user".into());
         let absent = HashPolicy::Header("x-absent".into());
-        let cookie = HashPolicy::Cookie { name: "session".into(), ttl: None, path: String::new() };
+        let cookie = HashPolicy::Cookie { name: "session".into() };
         let query = HashPolicy::QueryParameter("user".into());
 
         assert_eq!(

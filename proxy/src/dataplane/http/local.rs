@@ -10,7 +10,7 @@ use super::super::body::{self, Body};
 use super::super::config::route::{Cors, Redirect};
 
 /// A locally generated response and the flag that explains it.
-pub fn reply(status: StatusCode, text: &str) -> Response<Body> {
+pub(crate) fn reply(status: StatusCode, text: &str) -> Response<Body> {
     let mut response = Response::new(if text.is_empty() { body::empty() } else { body::full(text.to_string()) });
     *response.status_mut() = status;
     if !text.is_empty() {
@@ -20,7 +20,7 @@ pub fn reply(status: StatusCode, text: &str) -> Response<Body> {
 }
 
 /// Envoy's reply for a request that failed for `flag`.
-pub fn failure(flag: ResponseFlag) -> Response<Body> {
+pub(crate) fn failure(flag: ResponseFlag) -> Response<Body> {
     match flag {
         ResponseFlag::NoRouteFound => reply(StatusCode::NOT_FOUND, ""),
         ResponseFlag::NoHealthyUpstream => reply(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream"),
@@ -38,16 +38,14 @@ pub fn failure(flag: ResponseFlag) -> Response<Body> {
         ),
         ResponseFlag::UpstreamRequestTimeout => reply(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout"),
         ResponseFlag::NoClusterFound => reply(StatusCode::SERVICE_UNAVAILABLE, ""),
-        ResponseFlag::LocalReset | ResponseFlag::DownstreamConnectionTermination => {
-            reply(StatusCode::SERVICE_UNAVAILABLE, "")
-        }
+        ResponseFlag::DownstreamConnectionTermination => reply(StatusCode::SERVICE_UNAVAILABLE, ""),
         ResponseFlag::FaultInjected => reply(StatusCode::SERVICE_UNAVAILABLE, "fault filter abort"),
         ResponseFlag::DelayInjected => reply(StatusCode::OK, ""),
     }
 }
 
 /// The `Location` of a redirect for a request to `authority` + `path_and_query`.
-pub fn redirect(
+pub(crate) fn redirect(
     redirect: &Redirect,
     tls: bool,
     authority: &str,
@@ -85,7 +83,7 @@ pub fn redirect(
 }
 
 /// `host` and optional port of an authority (IPv6 literals keep their brackets).
-pub fn split_authority(authority: &str) -> (&str, Option<&str>) {
+pub(crate) fn split_authority(authority: &str) -> (&str, Option<&str>) {
     if authority.ends_with(']') {
         return (authority, None);
     }
@@ -96,12 +94,12 @@ pub fn split_authority(authority: &str) -> (&str, Option<&str>) {
 }
 
 impl Cors {
-    pub fn allows(&self, origin: &str) -> bool {
+    pub(crate) fn allows(&self, origin: &str) -> bool {
         self.allow_origins.iter().any(|matcher| matcher.matches(origin))
     }
 
     /// The answer to a preflight request from an allowed origin.
-    pub fn preflight(&self, origin: &str) -> Response<Body> {
+    pub(crate) fn preflight(&self, origin: &str) -> Response<Body> {
         let mut response = reply(StatusCode::OK, "");
         let headers = response.headers_mut();
         let mut set = |name: &'static str, value: &str| {
@@ -122,7 +120,7 @@ impl Cors {
     }
 
     /// Adds the CORS headers to a normal response for an allowed origin.
-    pub fn decorate(&self, origin: &str, response: &mut Response<Body>) {
+    pub(crate) fn decorate(&self, origin: &str, response: &mut Response<Body>) {
         let headers = response.headers_mut();
         if let Ok(value) = HeaderValue::from_str(origin) {
             headers.insert("access-control-allow-origin", value);
@@ -139,7 +137,7 @@ impl Cors {
 }
 
 /// Whether this is a CORS preflight request.
-pub fn is_preflight(method: &Method, headers: &http::HeaderMap) -> bool {
+pub(crate) fn is_preflight(method: &Method, headers: &http::HeaderMap) -> bool {
     method == Method::OPTIONS && headers.contains_key("origin") && headers.contains_key("access-control-request-method")
 }
 

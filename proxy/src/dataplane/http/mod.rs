@@ -12,20 +12,20 @@
 //! 6. `finish` — status stats, `connection: close` while draining, the access log and the span
 //!    when the response body ends.
 
-pub mod connection;
-pub mod cors;
-pub mod downstream;
-pub mod exchange;
-pub mod fault;
-pub mod finish;
-pub mod forwarding;
-pub mod hash;
-pub mod local;
-pub mod pipeline;
-pub mod request_body;
-pub mod rewrite;
-pub mod route;
-pub mod router;
-pub mod routing;
-pub mod span;
-pub mod upgrade;
+pub(crate) mod connection;
+pub(crate) mod cors;
+pub(crate) mod downstream;
+pub(crate) mod exchange;
+pub(crate) mod fault;
+pub(crate) mod finish;
+pub(crate) mod forwarding;
+pub(crate) mod hash;
+pub(crate) mod local;
+pub(crate) mod pipeline;
+pub(crate) mod request_body;
+pub(crate) mod rewrite;
+pub(crate) mod route;
+pub(crate) mod router;
+pub(crate) mod routing;
+pub(crate) mod span;
+pub(crate) mod upgrade;

@@ -18,7 +18,7 @@ use super::span::RequestSpan;
 use super::{finish, forwarding, local, request_body, route, routing, upgrade};
 
 /// Runs one request through the pipeline.
-pub async fn handle(
+pub(crate) async fn handle(
     context: &TrafficContext,
     manager: &HttpManagerConfig,
     stats: &HttpManagerStats,

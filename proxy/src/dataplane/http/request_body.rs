@@ -19,10 +19,10 @@ use super::super::config::route::Forward;
 use super::router::RequestBody;
 
 /// Request bodies up to this size are kept in memory so the request can be retried or mirrored.
-pub const BUFFER_LIMIT: u64 = 1024 * 1024;
+pub(crate) const BUFFER_LIMIT: u64 = 1024 * 1024;
 
 /// A request body that adds the bytes read from the client to `total`.
-pub fn counted(incoming: Incoming, total: Arc<AtomicU64>) -> Body {
+pub(crate) fn counted(incoming: Incoming, total: Arc<AtomicU64>) -> Body {
     body::boxed(Counted { inner: incoming, total })
 }
 
@@ -55,7 +55,7 @@ impl http_body::Body for Counted {
 }
 
 /// Whether the body should be read into memory first.
-pub fn should_buffer(forward: &Forward, parts: &Parts, body: &Body) -> bool {
+pub(crate) fn should_buffer(forward: &Forward, parts: &Parts, body: &Body) -> bool {
     let wants_copy = forward.retry.is_some() || !forward.mirrors.is_empty();
     let length =
         parts.headers.get(http::header::CONTENT_LENGTH).and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
@@ -65,7 +65,7 @@ pub fn should_buffer(forward: &Forward, parts: &Parts, body: &Body) -> bool {
 }
 
 /// The body as the router will send it; `Err` when a body to be kept cannot be read whole.
-pub async fn prepare(forward: &Forward, parts: &Parts, body: Body) -> Result<RequestBody, ()> {
+pub(crate) async fn prepare(forward: &Forward, parts: &Parts, body: Body) -> Result<RequestBody, ()> {
     if !should_buffer(forward, parts, &body) {
         return Ok(RequestBody::Streamed(Some(body)));
     }

@@ -18,7 +18,7 @@ fn levels<'a>(selected: &'a Selected<'_>) -> [&'a HeaderEdits; 3] {
 }
 
 /// Removes and adds request headers as the route's levels say.
-pub fn request_headers(headers: &mut HeaderMap, selected: &Selected<'_>) {
+pub(crate) fn request_headers(headers: &mut HeaderMap, selected: &Selected<'_>) {
     for edits in levels(selected) {
         for name in &edits.request_remove {
             headers.remove(name.as_str());
@@ -28,7 +28,7 @@ pub fn request_headers(headers: &mut HeaderMap, selected: &Selected<'_>) {
 }
 
 /// Removes and adds response headers as the route's levels say.
-pub fn response_headers(response: &mut Response<Body>, selected: &Selected<'_>) {
+pub(crate) fn response_headers(response: &mut Response<Body>, selected: &Selected<'_>) {
     for edits in levels(selected) {
         for name in &edits.response_remove {
             response.headers_mut().remove(name.as_str());
@@ -52,7 +52,12 @@ fn apply_adds(headers: &mut HeaderMap, adds: &[HeaderAdd]) {
 
 /// Rewrites the request's path (prefix rewrite) and authority (host rewrite) for the upstream;
 /// returns the authority it goes out with. The URI keeps only path and query.
-pub fn uri_and_host(parts: &mut Parts, forward: &Forward, path_match: &PathMatch, exchange: &Exchange) -> String {
+pub(crate) fn uri_and_host(
+    parts: &mut Parts,
+    forward: &Forward,
+    path_match: &PathMatch,
+    exchange: &Exchange,
+) -> String {
     let original_path = exchange.original_path.as_str();
     if let Some(rewrite) = &forward.prefix_rewrite {
         let matched = match path_match {

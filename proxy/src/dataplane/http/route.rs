@@ -22,7 +22,7 @@ use super::routing::Selected;
 use super::{fault, hash, local, request_body, rewrite};
 
 /// Runs the request through its route.
-pub async fn run(
+pub(crate) async fn run(
     context: &TrafficContext,
     manager: &HttpManagerConfig,
     stats: &HttpManagerStats,
@@ -104,7 +104,8 @@ async fn forward_upstream(
         original_destination: exchange.downstream.local,
         hash,
         started: exchange.started,
-        stream_idle_timeout: manager.stream_idle_timeout,
+        // A route's idle timeout overrides the connection manager's, as in Envoy.
+        stream_idle_timeout: forward.idle_timeout.or(manager.stream_idle_timeout),
     };
     let result = router::forward(out, parts, body).await;
     entry.flags.extend(result.flags.iter().copied());

@@ -37,7 +37,7 @@ const HOP_BY_HOP: &[&str] = &[
 ];
 
 /// What the router knows about the request besides its parts.
-pub struct Outbound<'a> {
+pub(crate) struct Outbound<'a> {
     pub cluster: Arc<UpstreamCluster>,
     pub forward: &'a Forward,
     pub authority: String,
@@ -49,13 +49,13 @@ pub struct Outbound<'a> {
 }
 
 /// The request body: kept in memory when it may be sent more than once, else streamed once.
-pub enum RequestBody {
+pub(crate) enum RequestBody {
     Buffered(Bytes),
     Streamed(Option<Body>),
 }
 
 /// What happened upstream.
-pub struct RouterResult {
+pub(crate) struct RouterResult {
     pub response: Response<Body>,
     /// The upstream side of a protocol upgrade (WebSocket) when the answer was 101.
     pub upstream_upgrade: Option<hyper::upgrade::OnUpgrade>,
@@ -81,7 +81,7 @@ enum Attempt {
 }
 
 /// Forwards the request, retrying as the route says.
-pub async fn forward(out: Outbound<'_>, parts: Parts, mut body: RequestBody) -> RouterResult {
+pub(crate) async fn forward(out: Outbound<'_>, parts: Parts, mut body: RequestBody) -> RouterResult {
     let retry = out.forward.retry.as_ref();
     let deadline = out.forward.timeout.map(|timeout| out.started + timeout);
     let max_attempts = 1 + retry.map_or(0, |policy| policy.num_retries);
@@ -369,7 +369,7 @@ fn convert(response: Response<hyper::body::Incoming>) -> Response<Body> {
 }
 
 /// Sends a copy of the request to each mirror cluster the route names, without waiting.
-pub fn mirror(
+pub(crate) fn mirror(
     clusters: &ClusterManager,
     forward: &Forward,
     parts: &Parts,
@@ -421,6 +421,6 @@ pub fn mirror(
 }
 
 /// A header name known to be valid.
-pub fn header_name(name: &str) -> Option<HeaderName> {
+pub(crate) fn header_name(name: &str) -> Option<HeaderName> {
     HeaderName::from_bytes(name.as_bytes()).ok()
 }

@@ -12,14 +12,14 @@ use super::super::context::TrafficContext;
 use super::exchange::Exchange;
 
 /// The route a request takes, with the levels its header edits and filters come from.
-pub struct Selected<'a> {
+pub(crate) struct Selected<'a> {
     pub table: &'a RouteTable,
     pub host: &'a VirtualHost,
     pub route: &'a Route,
 }
 
 /// The route table the manager uses, if it has arrived.
-pub fn route_table(context: &TrafficContext, manager: &HttpManagerConfig) -> Option<Arc<RouteTable>> {
+pub(crate) fn route_table(context: &TrafficContext, manager: &HttpManagerConfig) -> Option<Arc<RouteTable>> {
     match &manager.routes {
         RouteSource::Inline(table) => Some(table.clone()),
         RouteSource::Rds(name) => context.routes.load().get(name).cloned(),
@@ -27,7 +27,7 @@ pub fn route_table(context: &TrafficContext, manager: &HttpManagerConfig) -> Opt
 }
 
 /// The route of `table` the request takes, if any.
-pub fn select<'a>(table: &'a RouteTable, exchange: &Exchange, parts: &Parts) -> Option<Selected<'a>> {
+pub(crate) fn select<'a>(table: &'a RouteTable, exchange: &Exchange, parts: &Parts) -> Option<Selected<'a>> {
     let host = table.virtual_host(&exchange.authority)?;
     let route = host
         .routes

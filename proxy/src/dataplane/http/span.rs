@@ -16,10 +16,10 @@ use super::super::trace::{Span, SpanTags, Tracer};
 use super::downstream::Downstream;
 
 /// Carries a route decorator's operation name between proxies.
-pub const DECORATOR_OPERATION: &str = "x-envoy-decorator-operation";
+pub(crate) const DECORATOR_OPERATION: &str = "x-envoy-decorator-operation";
 
 /// A request's span while the request is in flight.
-pub struct RequestSpan {
+pub(crate) struct RequestSpan {
     tracer: Arc<Tracer>,
     span: Span,
     tags: SpanTags,
@@ -34,7 +34,7 @@ fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
 impl RequestSpan {
     /// Starts a span when the manager traces (`sampling`) and the bootstrap has a tracer.
     /// `authority` and `original_path` are the request's as the client sent them.
-    pub fn start(
+    pub(crate) fn start(
         tracer: Option<&Arc<Tracer>>,
         sampling: Option<f64>,
         parts: &mut Parts,
@@ -57,7 +57,7 @@ impl RequestSpan {
 
     /// Names the span after the route's decorator, then either takes the name the caller sent
     /// (inbound) or sends ours on (outbound).
-    pub fn name_after_route(&mut self, route: Option<&Route>, headers: &mut HeaderMap, inbound: bool) {
+    pub(crate) fn name_after_route(&mut self, route: Option<&Route>, headers: &mut HeaderMap, inbound: bool) {
         if let Some(decorator) = route.and_then(|route| route.decorator.as_ref()) {
             self.tags.name = decorator.operation.clone();
             self.decorated = Some(decorator.clone());
@@ -78,7 +78,7 @@ impl RequestSpan {
 
     /// On the response: tells the caller our name (inbound) or takes the name the upstream
     /// sent back (outbound).
-    pub fn on_response(&mut self, headers: &mut HeaderMap, inbound: bool) {
+    pub(crate) fn on_response(&mut self, headers: &mut HeaderMap, inbound: bool) {
         if inbound {
             if let Some(decorator) = self.decorated.as_ref().filter(|decorator| decorator.propagate) {
                 if let Ok(value) = HeaderValue::from_str(&decorator.operation) {
@@ -93,15 +93,10 @@ impl RequestSpan {
     }
 
     /// Finishes the span with what the access-log entry recorded.
-    pub fn finish(mut self, entry: &LogEntry) {
+    pub(crate) fn finish(mut self, entry: &LogEntry) {
         self.tags.status = entry.response_code;
         self.tags.response_flags = entry.flags_text();
         self.tags.upstream_cluster = entry.upstream_cluster.clone();
         self.tracer.finish(&self.span, self.tags);
-    }
-
-    /// The name the span will be reported under.
-    pub fn name(&self) -> &str {
-        &self.tags.name
     }
 }

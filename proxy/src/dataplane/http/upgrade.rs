@@ -11,18 +11,18 @@ use hyper_util::rt::TokioIo;
 use super::super::config::listener::HttpManagerConfig;
 
 /// The downstream side of an upgrade the request asks for, to bridge if the upstream agrees.
-pub fn requested(request: &mut Request<Incoming>) -> Option<OnUpgrade> {
+pub(crate) fn requested(request: &mut Request<Incoming>) -> Option<OnUpgrade> {
     request.headers().contains_key(UPGRADE).then(|| hyper::upgrade::on(request))
 }
 
 /// Whether the request asks for a WebSocket upgrade the manager does not allow.
-pub fn refused(manager: &HttpManagerConfig, headers: &HeaderMap) -> bool {
+pub(crate) fn refused(manager: &HttpManagerConfig, headers: &HeaderMap) -> bool {
     let websocket = headers.get(UPGRADE).is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"websocket"));
     websocket && !manager.websocket
 }
 
 /// Bridges an accepted upgrade: bytes flow both ways until either side closes.
-pub async fn bridge(downstream: OnUpgrade, upstream: OnUpgrade) {
+pub(crate) async fn bridge(downstream: OnUpgrade, upstream: OnUpgrade) {
     let (Ok(upstream), Ok(downstream)) = (upstream.await, downstream.await) else { return };
     let mut upstream = TokioIo::new(upstream);
     let mut downstream = TokioIo::new(downstream);

@@ -18,7 +18,7 @@ use crate::dataplane::stats::Stats;
 
 /// A cluster at run time.
 #[derive(Debug)]
-pub struct UpstreamCluster {
+pub(crate) struct UpstreamCluster {
     pub config: ClusterConfig,
     pub stats: ClusterStats,
     pub(super) hosts: ArcSwap<HostSet>,
@@ -35,7 +35,7 @@ pub struct UpstreamCluster {
 
 /// The hosts of a cluster and the hash ring over them.
 #[derive(Debug, Default)]
-pub struct HostSet {
+pub(crate) struct HostSet {
     pub hosts: Vec<Arc<Host>>,
     pub ring: Ring,
 }
@@ -78,12 +78,12 @@ impl UpstreamCluster {
         cluster
     }
 
-    pub fn hosts(&self) -> arc_swap::Guard<Arc<HostSet>> {
+    pub(crate) fn hosts(&self) -> arc_swap::Guard<Arc<HostSet>> {
         self.hosts.load()
     }
 
     /// Replaces the host list, keeping the state of hosts that stay.
-    pub fn set_endpoints(&self, endpoints: &[EndpointConfig]) {
+    pub(crate) fn set_endpoints(&self, endpoints: &[EndpointConfig]) {
         let resolved: Vec<(EndpointConfig, SocketAddr)> = endpoints
             .iter()
             .filter_map(|endpoint| endpoint.socket_address().map(|address| (endpoint.clone(), address)))
@@ -118,7 +118,7 @@ impl UpstreamCluster {
     }
 
     /// For ORIGINAL_DST clusters: the host for a connection's original destination.
-    pub fn original_dst_host(&self, destination: SocketAddr) -> Arc<Host> {
+    pub(crate) fn original_dst_host(&self, destination: SocketAddr) -> Arc<Host> {
         let mut hosts = istio_runtime::sync::lock(&self.original_dst_hosts);
         // Forget hosts nobody is using any more, so the map does not grow without bound.
         if hosts.len() > 1024 {
@@ -143,7 +143,7 @@ impl UpstreamCluster {
 
     /// Outlier detection: records a response (or a connection failure, as a gateway error)
     /// from `host`, ejecting it when it crosses a consecutive-error threshold.
-    pub fn record_outcome(&self, host: &Host, status: Option<u16>) {
+    pub(crate) fn record_outcome(&self, host: &Host, status: Option<u16>) {
         let Some(outlier) = &self.config.outlier else { return };
         let now = Instant::now();
         let mut state = istio_runtime::sync::lock(&host.outlier);
@@ -202,7 +202,7 @@ impl UpstreamCluster {
         ejected == 0 || (ejected + 1) * 100 <= total * outlier.max_ejection_percent as usize
     }
 
-    pub fn refresh_ejection_gauge(&self, now: Instant) {
+    pub(crate) fn refresh_ejection_gauge(&self, now: Instant) {
         let hosts = self.hosts.load();
         let ejected = hosts.hosts.iter().filter(|host| host.ejected(now)).count();
         self.stats.ejections_active.set(ejected as i64);

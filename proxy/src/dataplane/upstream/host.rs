@@ -11,7 +11,7 @@ use crate::dataplane::config::cluster::EndpointConfig;
 
 /// One upstream host and what the data plane tracks about it.
 #[derive(Debug)]
-pub struct Host {
+pub(crate) struct Host {
     pub address: SocketAddr,
     pub weight: u32,
     pub priority: u32,
@@ -23,7 +23,7 @@ pub struct Host {
 }
 
 #[derive(Debug, Default)]
-pub struct OutlierState {
+pub(crate) struct OutlierState {
     pub consecutive_5xx: u32,
     pub consecutive_gateway_failure: u32,
     pub ejected_until: Option<Instant>,
@@ -43,11 +43,11 @@ impl Host {
         })
     }
 
-    pub fn ejected(&self, now: Instant) -> bool {
+    pub(crate) fn ejected(&self, now: Instant) -> bool {
         istio_runtime::sync::lock(&self.outlier).ejected_until.is_some_and(|until| until > now)
     }
 
-    pub fn healthy(&self, now: Instant) -> bool {
+    pub(crate) fn healthy(&self, now: Instant) -> bool {
         self.eds_healthy && !self.ejected(now)
     }
 }

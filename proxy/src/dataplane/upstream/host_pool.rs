@@ -13,13 +13,13 @@ use crate::dataplane::body::Body;
 
 /// A byte stream to an upstream host (plain TCP or TLS).
 /// A byte stream to an upstream host (plain TCP or TLS).
-pub trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
+pub(crate) trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
-pub type BoxStream = Pin<Box<dyn Stream>>;
+pub(crate) type BoxStream = Pin<Box<dyn Stream>>;
 
 /// Why no connection could be had.
 #[derive(Debug, thiserror::Error)]
-pub enum PoolError {
+pub(crate) enum PoolError {
     /// A circuit breaker is open (`UO`).
     #[error("overflow")]
     Overflow,
@@ -32,7 +32,7 @@ pub enum PoolError {
 }
 
 #[derive(Debug, Default)]
-pub struct HostPool {
+pub(crate) struct HostPool {
     /// Open (or opening) connections to this host.
     pub(super) connections: std::sync::atomic::AtomicUsize,
     pub(super) idle: Mutex<Vec<IdleConnection>>,
@@ -51,7 +51,7 @@ pub(super) struct IdleConnection {
 
 impl HostPool {
     /// Whether the pool still holds a live connection.
-    pub fn has_idle(&self) -> bool {
+    pub(crate) fn has_idle(&self) -> bool {
         istio_runtime::sync::lock(&self.idle).iter().any(|idle| !idle.sender.is_closed())
     }
 

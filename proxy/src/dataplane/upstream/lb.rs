@@ -18,7 +18,7 @@ const PANIC_THRESHOLD_PERCENT: usize = 50;
 impl UpstreamCluster {
     /// Picks a host for a request: `hash` for ring hash, `tried` hosts avoided when another
     /// will do.
-    pub fn choose_host(&self, hash: Option<u64>, tried: &[SocketAddr]) -> Option<Arc<Host>> {
+    pub(crate) fn choose_host(&self, hash: Option<u64>, tried: &[SocketAddr]) -> Option<Arc<Host>> {
         let set = self.hosts();
         let now = Instant::now();
         if set.hosts.is_empty() {

@@ -4,13 +4,13 @@
 //! circuit breakers. Cluster and host objects survive config updates that do not change them,
 //! so pools, counters and ejections carry over.
 
-pub mod cluster;
-pub mod host;
-pub mod host_pool;
-pub mod lb;
-pub mod pool;
-pub mod ring;
-pub mod stats;
+pub(crate) mod cluster;
+pub(crate) mod host;
+pub(crate) mod host_pool;
+pub(crate) mod lb;
+pub(crate) mod pool;
+pub(crate) mod ring;
+pub(crate) mod stats;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -23,11 +23,11 @@ use cluster::{HostSet, UpstreamCluster};
 use ring::Ring;
 
 /// A compiled cluster and, if it speaks TLS upstream, where its TLS config is built.
-pub type CompiledCluster = (ClusterConfig, Option<Arc<crate::dataplane::tls::TlsConfigs>>);
+pub(crate) type CompiledCluster = (ClusterConfig, Option<Arc<crate::dataplane::tls::TlsConfigs>>);
 
 /// Every cluster, swapped atomically on CDS updates.
 #[derive(Debug, Default)]
-pub struct ClusterManager {
+pub(crate) struct ClusterManager {
     clusters: ArcSwap<HashMap<String, Arc<UpstreamCluster>>>,
     /// EDS assignments by service name, kept even before their cluster arrives.
     assignments: Mutex<HashMap<String, Vec<EndpointConfig>>>,
@@ -35,21 +35,21 @@ pub struct ClusterManager {
 }
 
 impl ClusterManager {
-    pub fn new(stats: Stats) -> ClusterManager {
+    pub(crate) fn new(stats: Stats) -> ClusterManager {
         ClusterManager { clusters: ArcSwap::default(), assignments: Mutex::default(), stats }
     }
 
-    pub fn get(&self, name: &str) -> Option<Arc<UpstreamCluster>> {
+    pub(crate) fn get(&self, name: &str) -> Option<Arc<UpstreamCluster>> {
         self.clusters.load().get(name).cloned()
     }
 
-    pub fn all(&self) -> Arc<HashMap<String, Arc<UpstreamCluster>>> {
+    pub(crate) fn all(&self) -> Arc<HashMap<String, Arc<UpstreamCluster>>> {
         self.clusters.load_full()
     }
 
     /// Installs `configs`, keeping those current clusters `keep` names (CDS replaces the
     /// dynamic clusters and keeps the static ones). Unchanged clusters keep their state.
-    pub fn update(&self, configs: Vec<CompiledCluster>, keep: impl Fn(&str) -> bool) {
+    pub(crate) fn update(&self, configs: Vec<CompiledCluster>, keep: impl Fn(&str) -> bool) {
         let current = self.clusters.load_full();
         let assignments = istio_runtime::sync::lock(&self.assignments);
         let mut next: HashMap<String, Arc<UpstreamCluster>> = current
@@ -85,7 +85,7 @@ impl ClusterManager {
     }
 
     /// Applies an EDS assignment for `service`.
-    pub fn set_assignment(&self, service: &str, endpoints: Vec<EndpointConfig>) {
+    pub(crate) fn set_assignment(&self, service: &str, endpoints: Vec<EndpointConfig>) {
         for cluster in self.clusters.load().values() {
             if matches!(&cluster.config.discovery, Discovery::Eds(name) if name == service) {
                 cluster.set_endpoints(&endpoints);
@@ -95,12 +95,12 @@ impl ClusterManager {
     }
 
     /// Forgets assignments no EDS cluster refers to any more.
-    pub fn retain_assignments(&self, names: &std::collections::HashSet<String>) {
+    pub(crate) fn retain_assignments(&self, names: &std::collections::HashSet<String>) {
         istio_runtime::sync::lock(&self.assignments).retain(|name, _| names.contains(name));
     }
 
     /// The EDS service names clusters are waiting on.
-    pub fn eds_services(&self) -> Vec<String> {
+    pub(crate) fn eds_services(&self) -> Vec<String> {
         let mut names: Vec<String> = self
             .clusters
             .load()
@@ -116,7 +116,7 @@ impl ClusterManager {
     }
 
     /// Whether an EDS assignment has arrived for `service`.
-    pub fn has_assignment(&self, service: &str) -> bool {
+    pub(crate) fn has_assignment(&self, service: &str) -> bool {
         istio_runtime::sync::lock(&self.assignments).contains_key(service)
     }
 }

@@ -16,7 +16,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use super::cluster::UpstreamCluster;
 use super::host::Host;
 use super::host_pool::IdleConnection;
-pub use super::host_pool::{BoxStream, PoolError, Stream};
+pub(crate) use super::host_pool::{BoxStream, PoolError};
 use crate::dataplane::body::Body;
 use crate::dataplane::stats::GaugeGuard;
 
@@ -70,13 +70,13 @@ async fn sweep_while_idle(host: std::sync::Weak<Host>, idle_timeout: std::time::
 }
 
 /// A connection ready for one request.
-pub enum Lease {
+pub(crate) enum Lease {
     Http1 { sender: http1::SendRequest<Body>, served: u32 },
     Http2(http2::SendRequest<Body>),
 }
 
 /// Gets a connection to `host`, waiting as a pending request if the pool is full, until `deadline`.
-pub async fn checkout(
+pub(crate) async fn checkout(
     cluster: &Arc<UpstreamCluster>,
     host: &Arc<Host>,
     deadline: Option<Instant>,
@@ -175,7 +175,7 @@ async fn checkout_http2(cluster: &Arc<UpstreamCluster>, host: &Arc<Host>) -> Res
 impl Lease {
     /// Sends the request; an HTTP/1.1 connection goes back to the pool once the response has
     /// been read, unless it served `max_requests_per_connection`.
-    pub async fn send(
+    pub(crate) async fn send(
         self,
         cluster: &Arc<UpstreamCluster>,
         host: &Arc<Host>,
@@ -208,7 +208,7 @@ impl Lease {
 
 /// Opens a connection for `cluster` to `address`: the cluster's source address, connect
 /// timeout and upstream TLS apply. Counts `upstream_cx_total` and connect failures.
-pub async fn connect(cluster: &UpstreamCluster, address: SocketAddr) -> Result<BoxStream, PoolError> {
+pub(crate) async fn connect(cluster: &UpstreamCluster, address: SocketAddr) -> Result<BoxStream, PoolError> {
     let stats = &cluster.stats;
     stats.upstream_cx_total.inc();
     let attempt = async {

@@ -9,21 +9,21 @@ use super::host::Host;
 
 /// A consistent-hash ring: points on the ring and the host index at each.
 #[derive(Debug, Default)]
-pub struct Ring {
+pub(crate) struct Ring {
     points: Vec<(u64, usize)>,
 }
 
 /// Points per host (Envoy's minimum ring size is 1024 in total; this keeps small clusters even).
 const POINTS_PER_HOST: usize = 128;
 
-pub fn hash_of(value: impl Hash) -> u64 {
+pub(crate) fn hash_of(value: impl Hash) -> u64 {
     let mut hasher = DefaultHasher::new();
     value.hash(&mut hasher);
     hasher.finish()
 }
 
 impl Ring {
-    pub fn build(hosts: &[Arc<Host>]) -> Ring {
+    pub(crate) fn build(hosts: &[Arc<Host>]) -> Ring {
         let mut points = Vec::with_capacity(hosts.len() * POINTS_PER_HOST);
         for (index, host) in hosts.iter().enumerate() {
             for replica in 0..POINTS_PER_HOST * host.weight.clamp(1, 16) as usize {

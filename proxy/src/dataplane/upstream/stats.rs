@@ -8,7 +8,7 @@ use crate::dataplane::stats::{Counter, Gauge, Stats};
 
 /// Envoy's per-cluster stats this data plane keeps.
 #[derive(Debug, Clone)]
-pub struct ClusterStats {
+pub(crate) struct ClusterStats {
     prefix: String,
     stats: Stats,
     pub upstream_cx_total: Counter,
@@ -72,7 +72,7 @@ impl ClusterStats {
     }
 
     /// `upstream_rq_<code>` and `upstream_rq_<class>xx` for a response.
-    pub fn record_response(&self, status: u16) {
+    pub(crate) fn record_response(&self, status: u16) {
         let code = {
             let mut codes = istio_runtime::sync::lock(&self.rq_by_code);
             codes
