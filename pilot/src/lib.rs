@@ -12,6 +12,8 @@ pub mod model;
 pub(crate) mod node;
 pub(crate) mod scope;
 pub(crate) mod source;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod xds;
 
 use std::net::SocketAddr;

@@ -368,3 +368,231 @@ fn socket_address_inner(ip: &str) -> envoy_types::pb::envoy::config::core::v3::S
         ..Default::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{destination_rule, push, reviews, service_entry, sidecar};
+    use envoy_types::pb::google::protobuf::Duration;
+    use serde_json::json;
+
+    fn named<'a>(clusters: &'a [Cluster], name: &str) -> &'a Cluster {
+        clusters.iter().find(|cluster| cluster.name == name).unwrap_or_else(|| panic!("no cluster {name}"))
+    }
+
+    fn discovery(cluster: &Cluster) -> Option<cluster::DiscoveryType> {
+        match cluster.cluster_discovery_type {
+            Some(cluster::ClusterDiscoveryType::Type(value)) => cluster::DiscoveryType::try_from(value).ok(),
+            _ => None,
+        }
+    }
+
+    fn tls_context(cluster: &Cluster) -> UpstreamTlsContext {
+        let Some(TransportSocket { config_type: Some(transport_socket::ConfigType::TypedConfig(any)), .. }) =
+            &cluster.transport_socket
+        else {
+            panic!("{} has no TLS", cluster.name)
+        };
+        prost::Message::decode(any.value.as_slice()).expect("UpstreamTlsContext")
+    }
+
+    const REVIEWS: &str = "reviews.default.svc.cluster.local";
+
+    /// A DestinationRule's subsets each get a cluster; its traffic policy becomes the load
+    /// balancer, circuit breakers and outlier detection, a subset's own policy winning.
+    #[test]
+    fn subsets_and_their_traffic_policy_become_clusters() {
+        let rule = destination_rule(
+            "default",
+            "reviews",
+            json!({
+                "host": "reviews",
+                "trafficPolicy": {
+                    "loadBalancer": {"simple": "LEAST_CONN"},
+                    "connectionPool": {
+                        "tcp": {"maxConnections": 10, "connectTimeout": "2s"},
+                        "http": {"http1MaxPendingRequests": 5, "maxRequestsPerConnection": 1, "maxRetries": 3}
+                    },
+                    "outlierDetection": {"consecutiveErrors": 3, "interval": "10s", "baseEjectionTime": "30s",
+                                         "maxEjectionPercent": 50}
+                },
+                "subsets": [
+                    {"name": "v1", "labels": {"version": "v1"}},
+                    {"name": "v2", "labels": {"version": "v2"}, "trafficPolicy": {"loadBalancer": {"simple": "RANDOM"}}}
+                ]
+            }),
+        );
+        let push = push(reviews(), vec![rule]);
+        let clusters = shared_clusters(&push, &ProxyScope::of(&push, &sidecar("default", "10.1.0.9", &[])));
+        let names: Vec<&str> = clusters.iter().map(|cluster| cluster.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "outbound|9080||reviews.default.svc.cluster.local",
+                "outbound|9080|v1|reviews.default.svc.cluster.local",
+                "outbound|9080|v2|reviews.default.svc.cluster.local",
+                "BlackHoleCluster",
+                "PassthroughCluster"
+            ]
+        );
+        let whole = named(&clusters, &format!("outbound|9080||{REVIEWS}"));
+        assert_eq!(discovery(whole), Some(cluster::DiscoveryType::Eds));
+        assert_eq!(whole.lb_policy, cluster::LbPolicy::LeastRequest as i32);
+        assert_eq!(whole.connect_timeout, Some(Duration { seconds: 2, nanos: 0 }));
+        let thresholds = &whole.circuit_breakers.as_ref().expect("circuit breakers").thresholds[0];
+        assert_eq!(thresholds.max_connections, Some(UInt32Value { value: 10 }));
+        assert_eq!(thresholds.max_pending_requests, Some(UInt32Value { value: 5 }));
+        assert_eq!(thresholds.max_retries, Some(UInt32Value { value: 3 }));
+        assert_eq!(thresholds.max_requests, None, "0 means unset");
+        let outlier = whole.outlier_detection.as_ref().expect("outlier detection");
+        assert_eq!(outlier.consecutive_gateway_failure, Some(UInt32Value { value: 3 }));
+        assert_eq!(outlier.enforcing_consecutive_5xx, Some(UInt32Value { value: 0 }), "only gateway errors count");
+        assert_eq!(outlier.base_ejection_time, Some(Duration { seconds: 30, nanos: 0 }));
+        assert_eq!(outlier.max_ejection_percent, Some(UInt32Value { value: 50 }));
+        assert!(whole.typed_extension_protocol_options.contains_key(HTTP_OPTIONS_EXTENSION), "per-connection limit");
+
+        assert_eq!(named(&clusters, &format!("outbound|9080|v1|{REVIEWS}")).lb_policy, whole.lb_policy);
+        let v2 = named(&clusters, &format!("outbound|9080|v2|{REVIEWS}"));
+        assert_eq!(v2.lb_policy, cluster::LbPolicy::Random as i32, "the subset's load balancer wins");
+        assert_eq!(v2.outlier_detection, whole.outlier_detection, "the rest comes from the rule");
+    }
+
+    #[test]
+    fn port_level_settings_override_the_rule_for_their_port() {
+        let rule = destination_rule(
+            "default",
+            "reviews",
+            json!({"host": "reviews", "trafficPolicy": {
+                "loadBalancer": {"simple": "ROUND_ROBIN"},
+                "portLevelSettings": [{"port": {"number": 9080}, "loadBalancer": {"consistentHash": {"httpHeaderName": "x-user"}}}]
+            }}),
+        );
+        let push = push(reviews(), vec![rule]);
+        let clusters = shared_clusters(&push, &ProxyScope::of(&push, &sidecar("default", "10.1.0.9", &[])));
+        let whole = named(&clusters, &format!("outbound|9080||{REVIEWS}"));
+        assert_eq!(whole.lb_policy, cluster::LbPolicy::RingHash as i32);
+        let Some(cluster::LbConfig::RingHashLbConfig(ring)) = &whole.lb_config else { panic!("no ring config") };
+        assert_eq!(ring.minimum_ring_size.as_ref().map(|size| size.value), Some(1024));
+    }
+
+    /// ISTIO_MUTUAL uses the workload certificate — files in 1.4's default install, SDS for a
+    /// proxy in SDS mode — and the SNI Istio's gateways route by; SIMPLE checks the CA and names.
+    #[test]
+    fn tls_modes_give_the_right_contexts() {
+        let rule = |mode: serde_json::Value| {
+            destination_rule("default", "reviews", json!({"host": "reviews", "trafficPolicy": {"tls": mode}}))
+        };
+        let proxy = sidecar("default", "10.1.0.9", &[]);
+        let mutual = push(reviews(), vec![rule(json!({"mode": "ISTIO_MUTUAL"}))]);
+        let files = shared_clusters(&mutual, &ProxyScope::of(&mutual, &proxy));
+        let context = tls_context(named(&files, &format!("outbound|9080||{REVIEWS}")));
+        assert_eq!(context.sni, format!("outbound_.9080_._.{REVIEWS}"));
+        let common = context.common_tls_context.expect("common context");
+        assert_eq!(common.alpn_protocols, ["istio"]);
+        assert_eq!(common.tls_certificates[0].certificate_chain, file_source(istio_pki::files::DEFAULT_CERT_CHAIN));
+
+        let mut sds_proxy = proxy.clone();
+        sds_proxy.sds = true;
+        let over_sds = shared_clusters(&mutual, &ProxyScope::of(&mutual, &sds_proxy));
+        let common = tls_context(named(&over_sds, &format!("outbound|9080||{REVIEWS}"))).common_tls_context.unwrap();
+        assert!(common.tls_certificates.is_empty());
+        assert_eq!(common.tls_certificate_sds_secret_configs[0].name, "default");
+
+        let simple = push(
+            reviews(),
+            vec![rule(json!({"mode": "SIMPLE", "caCertificates": "/etc/ca.pem", "sni": "reviews.example",
+                             "subjectAltNames": ["spiffe://cluster.local/ns/default/sa/reviews"]}))],
+        );
+        let clusters = shared_clusters(&simple, &ProxyScope::of(&simple, &proxy));
+        let context = tls_context(named(&clusters, &format!("outbound|9080||{REVIEWS}")));
+        assert_eq!(context.sni, "reviews.example");
+        let Some(common_tls_context::ValidationContextType::ValidationContext(validation)) =
+            context.common_tls_context.and_then(|common| common.validation_context_type)
+        else {
+            panic!("no validation context")
+        };
+        assert_eq!(validation.trusted_ca, file_source("/etc/ca.pem"));
+        assert_eq!(validation.match_typed_subject_alt_names.len(), 1);
+
+        let disabled = push(reviews(), vec![rule(json!({"mode": "DISABLE"}))]);
+        let clusters = shared_clusters(&disabled, &ProxyScope::of(&disabled, &proxy));
+        assert!(named(&clusters, &format!("outbound|9080||{REVIEWS}")).transport_socket.is_none());
+    }
+
+    /// DNS services resolve in the proxy; services without resolution pass through.
+    #[test]
+    fn resolution_picks_the_discovery_type() {
+        let mut services = service_entry(
+            "default",
+            json!({"hosts": ["httpbin.org"], "ports": [{"number": 80, "name": "http", "protocol": "HTTP"}],
+                   "location": "MESH_EXTERNAL", "resolution": "DNS"}),
+        );
+        services.extend(service_entry(
+            "default",
+            json!({"hosts": ["*.wikipedia.org"], "ports": [{"number": 443, "name": "tls", "protocol": "TLS"}],
+                   "location": "MESH_EXTERNAL", "resolution": "NONE"}),
+        ));
+        services.extend(service_entry(
+            "default",
+            json!({"hosts": ["grpc.default.svc.cluster.local"], "ports": [{"number": 7070, "name": "grpc", "protocol": "GRPC"}],
+                   "resolution": "STATIC", "endpoints": [{"address": "10.1.0.40"}]}),
+        ));
+        let push = push(services, Vec::new());
+        let clusters = shared_clusters(&push, &ProxyScope::of(&push, &sidecar("default", "10.1.0.9", &[])));
+        let dns = named(&clusters, "outbound|80||httpbin.org");
+        assert_eq!(discovery(dns), Some(cluster::DiscoveryType::StrictDns));
+        let endpoint = &dns.load_assignment.as_ref().expect("assignment").endpoints[0].lb_endpoints[0];
+        let Some(lb_endpoint::HostIdentifier::Endpoint(endpoint)) = &endpoint.host_identifier else { panic!() };
+        assert_eq!(endpoint.address, Some(socket_address("httpbin.org", 80)));
+        let passthrough = named(&clusters, "outbound|443||*.wikipedia.org");
+        assert_eq!(discovery(passthrough), Some(cluster::DiscoveryType::OriginalDst));
+        assert_eq!(passthrough.lb_policy, cluster::LbPolicy::ClusterProvided as i32);
+        let grpc = named(&clusters, "outbound|7070||grpc.default.svc.cluster.local");
+        assert!(grpc.typed_extension_protocol_options.contains_key(HTTP_OPTIONS_EXTENSION), "gRPC is HTTP/2");
+    }
+
+    /// A sidecar gets an inbound cluster per port of the services it is an endpoint of, sending
+    /// to the application on 127.0.0.1, and the inbound passthrough cluster.
+    #[test]
+    fn sidecars_get_inbound_clusters_for_their_own_service() {
+        let push = push(reviews(), Vec::new());
+        let proxy = sidecar("default", "10.1.0.22", &[("app", "reviews"), ("version", "v2")]);
+        let clusters = proxy_clusters(&push, &proxy);
+        let names: Vec<&str> = clusters.iter().map(|cluster| cluster.name.as_str()).collect();
+        assert_eq!(names, [format!("inbound|9080|http|{REVIEWS}").as_str(), INBOUND_PASSTHROUGH_CLUSTER]);
+        let inbound = &clusters[0];
+        assert_eq!(discovery(inbound), Some(cluster::DiscoveryType::Static));
+        let endpoint = &inbound.load_assignment.as_ref().expect("assignment").endpoints[0].lb_endpoints[0];
+        let Some(lb_endpoint::HostIdentifier::Endpoint(endpoint)) = &endpoint.host_identifier else { panic!() };
+        assert_eq!(endpoint.address, Some(socket_address("127.0.0.1", 9080)));
+        let bind = clusters[1].upstream_bind_config.as_ref().expect("bind config");
+        assert_eq!(bind.source_address.as_ref().map(|address| address.address.as_str()), Some("127.0.0.6"));
+        assert!(proxy_clusters(&push, &sidecar("default", "10.9.9.9", &[]))
+            .iter()
+            .all(|c| !c.name.starts_with("inbound|")));
+    }
+
+    /// An `sni-dnat` gateway also gets every outbound cluster under its SNI name, without TLS of
+    /// its own and still fed by the original cluster's endpoints.
+    #[test]
+    fn sni_dnat_gateways_get_sni_named_clusters() {
+        let rule = destination_rule(
+            "default",
+            "reviews",
+            json!({"host": "reviews", "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}},
+                   "subsets": [{"name": "v1", "labels": {"version": "v1"}}]}),
+        );
+        let push = push(reviews(), vec![rule]);
+        let mut gateway = sidecar("istio-system", "10.1.0.50", &[("istio", "ingressgateway")]);
+        gateway.kind = ProxyKind::Router;
+        gateway.sni_dnat = true;
+        let clusters = proxy_clusters(&push, &gateway);
+        let names: Vec<&str> = clusters.iter().map(|cluster| cluster.name.as_str()).collect();
+        assert_eq!(names, [format!("outbound_.9080_._.{REVIEWS}"), format!("outbound_.9080_.v1_.{REVIEWS}")]);
+        assert!(clusters.iter().all(|cluster| cluster.transport_socket.is_none()));
+        let eds = clusters[1].eds_cluster_config.as_ref().expect("EDS");
+        assert_eq!(eds.service_name, format!("outbound|9080|v1|{REVIEWS}"));
+        gateway.sni_dnat = false;
+        assert!(proxy_clusters(&push, &gateway).is_empty());
+    }
+}

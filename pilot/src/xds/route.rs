@@ -711,4 +711,160 @@ mod tests {
         let redirect = Route::default();
         assert_eq!(route_operation(&redirect, "bookinfo", 80), "bookinfo:80/*");
     }
+
+    use crate::testing::{push, reviews, virtual_service};
+    use envoy_types::pb::google::protobuf::Duration;
+    use serde_json::json;
+
+    const REVIEWS: &str = "reviews.default.svc.cluster.local";
+
+    /// The single route `http_route` builds for the VirtualService's first HTTP route.
+    fn first_route(spec: serde_json::Value) -> Route {
+        let push = push(reviews(), Vec::new());
+        let vs = virtual_service("default", "reviews", spec);
+        http_route(&push, &vs, &vs.spec.http[0], vs.spec.http[0].r#match.first(), "reviews", Some(9080))
+    }
+
+    fn action(route: &Route) -> &RouteAction {
+        match &route.action {
+            Some(route::Action::Route(action)) => action,
+            other => panic!("not a route action: {other:?}"),
+        }
+    }
+
+    fn header_keys(options: &[HeaderValueOption]) -> Vec<(&str, i32)> {
+        options
+            .iter()
+            .map(|option| (option.header.as_ref().map_or("", |header| header.key.as_str()), option.append_action))
+            .collect()
+    }
+
+    #[test]
+    fn one_destination_is_a_cluster_and_several_are_weighted_without_the_zero_ones() {
+        let single = first_route(json!({"hosts": ["reviews"], "http": [{"route": [
+            {"destination": {"host": "reviews", "subset": "v2"}}]}]}));
+        assert_eq!(
+            action(&single).cluster_specifier,
+            Some(route_action::ClusterSpecifier::Cluster(format!("outbound|9080|v2|{REVIEWS}")))
+        );
+        assert_eq!(action(&single).timeout, Some(seconds(0)), "no timeout unless the route sets one");
+
+        let split = first_route(json!({"hosts": ["reviews"], "http": [{"timeout": "0.5s", "route": [
+            {"destination": {"host": "reviews", "subset": "v1"}, "weight": 80,
+             "headers": {"request": {"set": {"x-canary": "no"}}, "response": {"remove": ["x-debug"]}}},
+            {"destination": {"host": "reviews", "subset": "v2"}, "weight": 20},
+            {"destination": {"host": "reviews", "subset": "v3"}, "weight": 0}]}]}));
+        assert_eq!(action(&split).timeout, Some(Duration { seconds: 0, nanos: 500_000_000 }));
+        let Some(route_action::ClusterSpecifier::WeightedClusters(weighted)) = &action(&split).cluster_specifier else {
+            panic!("not weighted")
+        };
+        let weights: Vec<(&str, u32)> = weighted
+            .clusters
+            .iter()
+            .map(|cluster| (cluster.name.as_str(), cluster.weight.as_ref().map_or(0, |weight| weight.value)))
+            .collect();
+        let (v1, v2) = (format!("outbound|9080|v1|{REVIEWS}"), format!("outbound|9080|v2|{REVIEWS}"));
+        assert_eq!(weights, [(v1.as_str(), 80), (v2.as_str(), 20)]);
+        let overwrite = header_value_option::HeaderAppendAction::OverwriteIfExistsOrAdd as i32;
+        assert_eq!(header_keys(&weighted.clusters[0].request_headers_to_add), [("x-canary", overwrite)]);
+        assert_eq!(weighted.clusters[0].response_headers_to_remove, ["x-debug"]);
+        assert!(weighted.clusters[1].request_headers_to_add.is_empty());
+    }
+
+    /// No `retries` is Istio's default policy, 0 attempts none at all, and a policy as written
+    /// keeps the previous-hosts predicate.
+    #[test]
+    fn retry_policies_follow_istio_defaults() {
+        let route_with = |retries: serde_json::Value| {
+            let mut http = json!({"route": [{"destination": {"host": "reviews"}}]});
+            if !retries.is_null() {
+                http["retries"] = retries;
+            }
+            first_route(json!({"hosts": ["reviews"], "http": [http]}))
+        };
+        assert_eq!(action(&route_with(serde_json::Value::Null)).retry_policy, Some(default_retry_policy()));
+        assert_eq!(action(&route_with(json!({"attempts": 0}))).retry_policy, Some(RetryPolicy::default()));
+        let custom = route_with(json!({"attempts": 3, "perTryTimeout": "2s", "retryOn": "5xx"}));
+        let policy = action(&custom).retry_policy.clone().expect("policy");
+        assert_eq!(policy.retry_on, "5xx");
+        assert_eq!(policy.num_retries, Some(UInt32Value { value: 3 }));
+        assert_eq!(policy.per_try_timeout, Some(seconds(2)));
+        assert_eq!(policy.retry_host_predicate, default_retry_policy().retry_host_predicate);
+        let unset_on = route_with(json!({"attempts": 1}));
+        assert_eq!(
+            action(&unset_on).retry_policy.as_ref().map(|p| p.retry_on.as_str()),
+            Some("gateway-error,connect-failure,refused-stream")
+        );
+    }
+
+    #[test]
+    fn redirects_keep_their_code_and_target() {
+        let redirect = |code: u32| {
+            first_route(
+                json!({"hosts": ["reviews"], "http": [{"redirect": {"uri": "/v1/reviews", "authority": "new.example",
+                                                                            "redirectCode": code}}]}),
+            )
+        };
+        let Some(route::Action::Redirect(moved)) = redirect(0).action else { panic!("not a redirect") };
+        assert_eq!(moved.host_redirect, "new.example");
+        assert_eq!(
+            moved.path_rewrite_specifier,
+            Some(redirect_action::PathRewriteSpecifier::PathRedirect("/v1/reviews".into()))
+        );
+        assert_eq!(moved.response_code, redirect_action::RedirectResponseCode::MovedPermanently as i32);
+        for (code, expected) in [
+            (302, redirect_action::RedirectResponseCode::Found),
+            (303, redirect_action::RedirectResponseCode::SeeOther),
+            (307, redirect_action::RedirectResponseCode::TemporaryRedirect),
+            (308, redirect_action::RedirectResponseCode::PermanentRedirect),
+        ] {
+            let Some(route::Action::Redirect(action)) = redirect(code).action else { panic!("not a redirect") };
+            assert_eq!(action.response_code, expected as i32, "{code}");
+        }
+    }
+
+    #[test]
+    fn rewrites_mirrors_faults_cors_and_header_operations_are_carried() {
+        let route = first_route(json!({"hosts": ["reviews"], "http": [{
+            "match": [{"uri": {"prefix": "/old"}}],
+            "rewrite": {"uri": "/new", "authority": "reviews.internal"},
+            "mirror": {"host": "reviews", "subset": "v3"},
+            "mirrorPercent": 25,
+            "fault": {"abort": {"httpStatus": 503, "percentage": {"value": 10}}},
+            "corsPolicy": {"allowOrigin": ["https://example.com"], "allowMethods": ["GET"]},
+            "headers": {"request": {"add": {"x-added": "1"}, "remove": ["x-secret"]},
+                        "response": {"set": {"x-served-by": "reviews"}}},
+            "appendHeaders": {"x-legacy": "yes"},
+            "removeResponseHeaders": ["x-old"],
+            "route": [{"destination": {"host": "reviews"}}]}]}));
+        let forward = action(&route);
+        assert_eq!(forward.prefix_rewrite, "/new");
+        assert_eq!(
+            forward.host_rewrite_specifier,
+            Some(route_action::HostRewriteSpecifier::HostRewriteLiteral("reviews.internal".into()))
+        );
+        let mirror = &forward.request_mirror_policies[0];
+        assert_eq!(mirror.cluster, format!("outbound|9080|v3|{REVIEWS}"));
+        let fraction = mirror.runtime_fraction.as_ref().and_then(|fraction| fraction.default_value.as_ref());
+        assert_eq!(fraction.map(|fraction| fraction.numerator), Some(25));
+        assert!(route.typed_per_filter_config.contains_key(FAULT_FILTER));
+        assert!(route.typed_per_filter_config.contains_key(CORS_FILTER));
+        let (append, overwrite) = (
+            header_value_option::HeaderAppendAction::AppendIfExistsOrAdd as i32,
+            header_value_option::HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
+        );
+        assert_eq!(header_keys(&route.request_headers_to_add), [("x-added", append), ("x-legacy", append)]);
+        assert_eq!(route.request_headers_to_remove, ["x-secret"]);
+        assert_eq!(header_keys(&route.response_headers_to_add), [("x-served-by", overwrite)]);
+        assert_eq!(route.response_headers_to_remove, ["x-old"]);
+        let Some(RouteMatch { path_specifier: Some(route_match::PathSpecifier::Prefix(prefix)), .. }) = &route.r#match
+        else {
+            panic!("no prefix match")
+        };
+        assert_eq!(prefix, "/old");
+        assert_eq!(
+            route.decorator.as_ref().map(|decorator| decorator.operation.as_str()),
+            Some(format!("{REVIEWS}:9080/old*").as_str())
+        );
+    }
 }
