@@ -32,3 +32,32 @@ pub(crate) fn add_request_headers(headers: &mut HeaderMap, manager: &HttpManager
         headers.insert("x-forwarded-proto", HeaderValue::from_static(downstream.scheme()));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataplane::http::testing::{downstream, manager, parts, route_table};
+
+    #[test]
+    fn forwarding_headers_are_added_as_envoy_adds_them() {
+        let mut manager = manager(route_table(serde_json::json!({"name": "t"})));
+        let mut request = parts("GET", "/", &[("x-forwarded-for", "192.0.2.1")]);
+        add_request_headers(&mut request.headers, &manager, &downstream());
+        let id = request.headers["x-request-id"].clone();
+        assert_eq!(id.len(), 36, "a UUID");
+        assert_eq!(request.headers["x-forwarded-for"], "192.0.2.1", "not this proxy's to extend");
+        assert_eq!(request.headers["x-forwarded-proto"], "http");
+
+        manager.use_remote_address = true;
+        add_request_headers(&mut request.headers, &manager, &downstream());
+        assert_eq!(request.headers["x-request-id"], id, "an existing id stays");
+        assert_eq!(request.headers["x-forwarded-for"], "192.0.2.1,10.0.0.1");
+        assert_eq!(request.headers["x-envoy-external-address"], "10.0.0.1");
+
+        manager.generate_request_id = false;
+        let mut bare = parts("GET", "/", &[("x-forwarded-proto", "https")]);
+        add_request_headers(&mut bare.headers, &manager, &downstream());
+        assert!(!bare.headers.contains_key("x-request-id"));
+        assert_eq!(bare.headers["x-forwarded-proto"], "https", "the client's scheme stays");
+    }
+}

@@ -28,4 +28,6 @@ pub(crate) mod route;
 pub(crate) mod router;
 pub(crate) mod routing;
 pub(crate) mod span;
+#[cfg(test)]
+pub(crate) mod testing;
 pub(crate) mod upgrade;

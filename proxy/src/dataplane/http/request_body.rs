@@ -74,3 +74,44 @@ pub(crate) async fn prepare(forward: &Forward, parts: &Parts, body: Body) -> Res
         Err(_) => Err(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataplane::config::route::{Action, RouteTable};
+    use crate::dataplane::http::testing::{parts, route_table};
+    use serde_json::json;
+
+    fn table(retries: bool) -> std::sync::Arc<RouteTable> {
+        let mut route = json!({"cluster": "c"});
+        if retries {
+            route["retry_policy"] = json!({"retry_on": "5xx", "num_retries": 2});
+        }
+        route_table(json!({"name": "80", "virtual_hosts": [{"name": "h", "domains": ["*"], "routes": [
+            {"match": {"prefix": "/"}, "route": route}]}]}))
+    }
+
+    fn forward(table: &RouteTable) -> &Forward {
+        match &table.virtual_hosts[0].routes[0].action {
+            Action::Forward(forward) => forward,
+            _ => panic!("not forwarded"),
+        }
+    }
+
+    /// Bodies are kept only when they may be sent again and are known to be small.
+    #[test]
+    fn small_bodies_of_retried_routes_are_kept() {
+        let empty = body::empty();
+        let small = parts("POST", "/", &[("content-length", "10")]);
+        let large = parts("POST", "/", &[("content-length", &(BUFFER_LIMIT + 1).to_string())]);
+        let chunked = parts("POST", "/", &[("transfer-encoding", "chunked")]);
+        let upgrade = parts("GET", "/", &[("upgrade", "websocket")]);
+        let streamed = body::full(b"0123456789".to_vec());
+        let (retried, once) = (table(true), table(false));
+        assert!(should_buffer(forward(&retried), &small, &streamed));
+        assert!(should_buffer(forward(&retried), &chunked, &empty), "an empty body is known small");
+        assert!(!should_buffer(forward(&once), &small, &streamed), "sent once: streamed");
+        assert!(!should_buffer(forward(&retried), &large, &streamed));
+        assert!(!should_buffer(forward(&retried), &upgrade, &empty));
+    }
+}

@@ -84,3 +84,61 @@ pub(crate) fn uri_and_host(
     }
     upstream_authority
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataplane::config::route::Action;
+    use crate::dataplane::http::routing::select;
+    use crate::dataplane::http::testing::{downstream, parts, route_table};
+    use serde_json::json;
+
+    #[test]
+    fn prefix_and_host_rewrites_keep_the_original_path() {
+        let table = route_table(json!({"name": "80", "virtual_hosts": [{"name": "h", "domains": ["*"], "routes": [
+            {"match": {"prefix": "/v1/reviews"}, "route": {"cluster": "c", "prefix_rewrite": "/reviews",
+                                                           "host_rewrite_literal": "reviews.internal"}},
+            {"match": {"prefix": "/"}, "route": {"cluster": "c"}}]}]}));
+        let mut request = parts("GET", "http://bookinfo.com/v1/reviews/0?x=1", &[]);
+        let exchange = Exchange::begin(downstream(), &request);
+        let selected = select(&table, &exchange, &request).expect("route");
+        let Action::Forward(forward) = &selected.route.action else { panic!("not forwarded") };
+        let authority = uri_and_host(&mut request, forward, &selected.route.matcher.path, &exchange);
+        assert_eq!(authority, "reviews.internal");
+        assert_eq!(request.uri, "/reviews/0?x=1");
+        assert_eq!(request.headers["x-envoy-original-path"], "/v1/reviews/0?x=1");
+        assert_eq!(request.headers[HOST], "reviews.internal");
+
+        let mut plain = parts("GET", "http://bookinfo.com/productpage", &[]);
+        let exchange = Exchange::begin(downstream(), &plain);
+        let selected = select(&table, &exchange, &plain).expect("route");
+        let Action::Forward(forward) = &selected.route.action else { panic!("not forwarded") };
+        assert_eq!(uri_and_host(&mut plain, forward, &selected.route.matcher.path, &exchange), "bookinfo.com");
+        assert_eq!(plain.uri, "/productpage", "only path and query go upstream");
+        assert!(!plain.headers.contains_key("x-envoy-original-path"));
+    }
+
+    /// Edits apply route, then virtual host, then table: the route table has the last word.
+    #[test]
+    fn header_edits_apply_the_most_specific_level_first() {
+        let add = |value: &str| json!([{"header": {"key": "x-level", "value": value}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}]);
+        let table = route_table(json!({"name": "80",
+            "request_headers_to_add": add("table"), "response_headers_to_add": add("table"),
+            "virtual_hosts": [{"name": "h", "domains": ["*"],
+                "request_headers_to_add": add("host"), "request_headers_to_remove": ["x-secret"],
+                "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "c"},
+                            "request_headers_to_add": add("route"), "response_headers_to_remove": ["x-internal"]}]}]}));
+        let mut request = parts("GET", "/", &[("host", "a"), ("x-secret", "1")]);
+        let exchange = Exchange::begin(downstream(), &request);
+        let selected = select(&table, &exchange, &request).expect("route");
+        request_headers(&mut request.headers, &selected);
+        assert_eq!(request.headers["x-level"], "table");
+        assert!(!request.headers.contains_key("x-secret"));
+
+        let mut response = http::Response::new(crate::dataplane::body::empty());
+        response.headers_mut().insert("x-internal", HeaderValue::from_static("1"));
+        response_headers(&mut response, &selected);
+        assert_eq!(response.headers()["x-level"], "table");
+        assert!(!response.headers().contains_key("x-internal"));
+    }
+}

@@ -35,3 +35,45 @@ pub(crate) fn select<'a>(table: &'a RouteTable, exchange: &Exchange, parts: &Par
         .find(|route| route.matcher.matches(&exchange.original_path, |name| exchange.header_value(parts, name)))?;
     Some(Selected { table, host, route })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataplane::http::testing::{downstream, parts, route_table};
+    use serde_json::json;
+
+    fn selected_route(table: &RouteTable, method: &str, uri: &str, headers: &[(&str, &str)]) -> Option<String> {
+        let parts = parts(method, uri, headers);
+        let exchange = Exchange::begin(downstream(), &parts);
+        select(table, &exchange, &parts).map(|selected| selected.route.name.clone())
+    }
+
+    /// The virtual host by authority (exact before wildcard), then the first route whose path
+    /// and headers — HTTP/2 pseudo-headers included — match.
+    #[test]
+    fn routes_are_chosen_by_authority_path_and_headers() {
+        let table = route_table(json!({"name": "9080", "virtual_hosts": [
+            {"name": "reviews", "domains": ["reviews:9080", "reviews"], "routes": [
+                {"name": "jason", "match": {"prefix": "/", "headers": [{"name": "end-user", "exact_match": "jason"}]},
+                 "route": {"cluster": "v2"}},
+                {"name": "deletes", "match": {"prefix": "/", "headers": [{"name": ":method", "exact_match": "DELETE"}]},
+                 "route": {"cluster": "v1"}},
+                {"name": "api", "match": {"path": "/api"}, "route": {"cluster": "v1"}},
+                {"name": "rest", "match": {"prefix": "/"}, "route": {"cluster": "v1"}}]},
+            {"name": "any", "domains": ["*"], "routes": [{"name": "fallback", "match": {"prefix": "/"}, "route": {"cluster": "x"}}]}
+        ]}));
+        let route = |method: &str, uri: &str, headers: &[(&str, &str)]| selected_route(&table, method, uri, headers);
+        assert_eq!(
+            route("GET", "/reviews/0", &[("host", "reviews:9080"), ("end-user", "jason")]).as_deref(),
+            Some("jason")
+        );
+        assert_eq!(route("DELETE", "/reviews/0", &[("host", "reviews")]).as_deref(), Some("deletes"));
+        assert_eq!(route("GET", "/api?x=1", &[("host", "reviews")]).as_deref(), Some("api"));
+        assert_eq!(route("GET", "/api/more", &[("host", "reviews")]).as_deref(), Some("rest"));
+        assert_eq!(route("GET", "/", &[("host", "ratings")]).as_deref(), Some("fallback"));
+
+        let only_reviews = route_table(json!({"name": "9080", "virtual_hosts": [
+            {"name": "reviews", "domains": ["reviews"], "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "v1"}}]}]}));
+        assert_eq!(selected_route(&only_reviews, "GET", "/", &[("host", "ratings")]), None, "no virtual host");
+    }
+}

@@ -28,3 +28,20 @@ pub(crate) async fn bridge(downstream: OnUpgrade, upstream: OnUpgrade) {
     let mut downstream = TokioIo::new(downstream);
     let _ = tokio::io::copy_bidirectional(&mut downstream, &mut upstream).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataplane::http::testing::{manager, parts, route_table};
+
+    #[test]
+    fn websocket_upgrades_need_the_manager_to_allow_them() {
+        let mut manager = manager(route_table(serde_json::json!({"name": "t"})));
+        let upgrade = parts("GET", "/", &[("upgrade", "WebSocket"), ("connection", "upgrade")]);
+        assert!(refused(&manager, &upgrade.headers));
+        assert!(!refused(&manager, &parts("GET", "/", &[]).headers));
+        assert!(!refused(&manager, &parts("GET", "/", &[("upgrade", "h2c")]).headers), "only WebSocket is checked");
+        manager.websocket = true;
+        assert!(!refused(&manager, &upgrade.headers));
+    }
+}

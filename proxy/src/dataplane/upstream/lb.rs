@@ -95,7 +95,15 @@ mod tests {
     use crate::dataplane::upstream::ring::hash_of;
     use std::time::Duration;
 
-    fn cluster(policy: LbPolicy, hosts: &[&str]) -> Arc<UpstreamCluster> {
+    /// One endpoint of a test cluster: address, weight, EDS health and priority.
+    struct Endpoint(&'static str, u32, bool, u32);
+
+    fn cluster(policy: LbPolicy, hosts: &[&'static str]) -> Arc<UpstreamCluster> {
+        let endpoints: Vec<Endpoint> = hosts.iter().map(|&host| Endpoint(host, 1, true, 0)).collect();
+        cluster_of(policy, &endpoints)
+    }
+
+    fn cluster_of(policy: LbPolicy, endpoints: &[Endpoint]) -> Arc<UpstreamCluster> {
         let config = ClusterConfig {
             name: "c".into(),
             discovery: Discovery::Eds("c".into()),
@@ -111,21 +119,29 @@ mod tests {
             load_assignment: Vec::new(),
         };
         let cluster = UpstreamCluster::new(config, &Stats::default(), None);
-        let endpoints: Vec<EndpointConfig> = hosts
+        let endpoints: Vec<EndpointConfig> = endpoints
             .iter()
-            .map(|host| {
+            .map(|&Endpoint(host, weight, healthy, priority)| {
                 let address: SocketAddr = host.parse().expect("addr");
-                EndpointConfig {
-                    host: address.ip().to_string(),
-                    port: address.port(),
-                    weight: 1,
-                    healthy: true,
-                    priority: 0,
-                }
+                EndpointConfig { host: address.ip().to_string(), port: address.port(), weight, healthy, priority }
             })
             .collect();
         cluster.set_endpoints(&endpoints);
         cluster
+    }
+
+    /// How often each address was chosen over `picks` choices.
+    fn tally(cluster: &UpstreamCluster, picks: usize) -> std::collections::BTreeMap<SocketAddr, usize> {
+        let mut counts = std::collections::BTreeMap::new();
+        for _ in 0..picks {
+            let host = cluster.choose_host(None, &[]).expect("host");
+            *counts.entry(host.address).or_insert(0) += 1;
+        }
+        counts
+    }
+
+    fn addr(text: &str) -> SocketAddr {
+        text.parse().expect("addr")
     }
 
     #[tokio::test]
@@ -160,5 +176,65 @@ mod tests {
         cluster.hosts().hosts[1].outlier.lock().expect("lock").ejected_until =
             Some(Instant::now() + Duration::from_secs(30));
         assert!(cluster.choose_host(None, &[]).is_some(), "panic mode uses ejected hosts");
+    }
+
+    #[tokio::test]
+    async fn round_robin_follows_endpoint_weights() {
+        let cluster = cluster_of(
+            LbPolicy::RoundRobin,
+            &[Endpoint("10.0.0.1:80", 3, true, 0), Endpoint("10.0.0.2:80", 1, true, 0)],
+        );
+        let counts = tally(&cluster, 40);
+        assert_eq!(counts[&addr("10.0.0.1:80")], 30);
+        assert_eq!(counts[&addr("10.0.0.2:80")], 10);
+    }
+
+    #[tokio::test]
+    async fn traffic_fails_over_to_the_next_priority() {
+        let local = [Endpoint("10.0.0.1:80", 1, true, 0), Endpoint("10.0.1.1:80", 1, true, 1)];
+        let counts = tally(&cluster_of(LbPolicy::RoundRobin, &local), 10);
+        assert_eq!(counts.get(&addr("10.0.0.1:80")), Some(&10), "the best priority takes everything");
+        let failed = [Endpoint("10.0.0.1:80", 1, false, 0), Endpoint("10.0.1.1:80", 1, true, 1)];
+        let counts = tally(&cluster_of(LbPolicy::RoundRobin, &failed), 10);
+        assert_eq!(counts.get(&addr("10.0.1.1:80")), Some(&10), "an unhealthy priority is skipped");
+    }
+
+    #[tokio::test]
+    async fn below_half_healthy_a_priority_panics_and_uses_every_host() {
+        let mostly_down = [
+            Endpoint("10.0.0.1:80", 1, true, 0),
+            Endpoint("10.0.0.2:80", 1, false, 0),
+            Endpoint("10.0.0.3:80", 1, false, 0),
+        ];
+        let counts = tally(&cluster_of(LbPolicy::RoundRobin, &mostly_down), 30);
+        assert_eq!(counts.len(), 3, "panic mode spreads over unhealthy hosts too: {counts:?}");
+        let half_up = [Endpoint("10.0.0.1:80", 1, true, 0), Endpoint("10.0.0.2:80", 1, false, 0)];
+        let counts = tally(&cluster_of(LbPolicy::RoundRobin, &half_up), 10);
+        assert_eq!(counts.get(&addr("10.0.0.1:80")), Some(&10), "at 50 % only healthy hosts serve");
+    }
+
+    #[tokio::test]
+    async fn least_request_prefers_the_idler_host() {
+        let cluster = cluster(LbPolicy::LeastRequest, &["10.0.0.1:80", "10.0.0.2:80"]);
+        cluster.hosts().hosts[0].active_requests.store(100, Ordering::Relaxed);
+        let counts = tally(&cluster, 400);
+        // Two random choices pick the busy host only when both land on it: a quarter of the time.
+        let idle = counts[&addr("10.0.0.2:80")];
+        assert!(idle > 240, "the idle host took {idle} of 400");
+    }
+
+    #[tokio::test]
+    async fn random_reaches_every_host_and_retries_avoid_tried_ones() {
+        let cluster = cluster(LbPolicy::Random, &["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"]);
+        assert_eq!(tally(&cluster, 200).len(), 3);
+        let tried = [addr("10.0.0.1:80"), addr("10.0.0.2:80")];
+        for _ in 0..20 {
+            assert_eq!(cluster.choose_host(None, &tried).expect("host").address, addr("10.0.0.3:80"));
+        }
+    }
+
+    #[tokio::test]
+    async fn an_empty_cluster_has_no_host() {
+        assert!(cluster(LbPolicy::RoundRobin, &[]).choose_host(None, &[]).is_none());
     }
 }
