@@ -116,11 +116,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() {
-    let cli = Cli::parse();
-    let Command::Server(args) = cli.command;
+    let Command::Server(args) = Cli::parse().command;
     istio_runtime::init_logging(args.log_as_json);
-    if let Err(error) = server(args).await {
-        eprintln!("Error: {error:#}");
-        std::process::exit(1);
-    }
+    istio_runtime::exit_on_error(server(args).await);
 }

@@ -126,11 +126,7 @@ async fn discovery(args: DiscoveryArgs) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() {
-    let cli = Cli::parse();
-    let Command::Discovery(args) = cli.command;
+    let Command::Discovery(args) = Cli::parse().command;
     istio_runtime::init_logging(args.log_as_json);
-    if let Err(error) = discovery(args).await {
-        eprintln!("Error: {error:#}");
-        std::process::exit(1);
-    }
+    istio_runtime::exit_on_error(discovery(args).await);
 }

@@ -53,10 +53,7 @@ fn main() {
         Command::Iptables(args) => proxy::iptables::install(&args),
         Command::CleanIptables(args) => proxy::iptables::clean(&args),
     };
-    if let Err(error) = result {
-        eprintln!("Error: {error:#}");
-        std::process::exit(1);
-    }
+    istio_runtime::exit_on_error(result);
 }
 
 fn run_agent(role: Role, args: AgentArgs) -> anyhow::Result<()> {

@@ -59,18 +59,14 @@ async fn main() {
         monitoring_address: SocketAddr::new(cli.bind_address, cli.monitoring_port),
         reload_interval: cli.reload_interval,
     };
-    match sidecar_injector::start(settings).await {
-        Ok(running) => {
-            println!(
-                "sidecar-injector: webhook on {}, monitoring on {}",
-                running.webhook_address, running.monitoring_address
-            );
-            istio_runtime::shutdown_signal().await;
-            running.shutdown();
-        }
-        Err(error) => {
-            eprintln!("Error: {error:#}");
-            std::process::exit(1);
-        }
+    let started = sidecar_injector::start(settings).await;
+    if let Ok(running) = &started {
+        println!(
+            "sidecar-injector: webhook on {}, monitoring on {}",
+            running.webhook_address, running.monitoring_address
+        );
+        istio_runtime::shutdown_signal().await;
+        running.shutdown();
     }
+    istio_runtime::exit_on_error(started.map(drop));
 }

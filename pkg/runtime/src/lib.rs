@@ -91,6 +91,15 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// Ends a command-line program on failure: prints `Error: ` and the error with its causes to
+/// stderr and exits with status 1. Success returns.
+pub fn exit_on_error<E: std::fmt::Display>(result: Result<(), E>) {
+    if let Err(error) = result {
+        eprintln!("Error: {error:#}");
+        std::process::exit(1);
+    }
+}
+
 /// The version string components report at `/version` and in `--version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 

@@ -47,8 +47,7 @@ async fn main() {
             ("ratings", bookinfo::ratings::router(bookinfo::ratings::Variant::from_service_version(&version)))
         }
     };
-    if let Err(error) = bookinfo::serve(address, router, name).await {
-        eprintln!("Error: {name}: {error:#}");
-        std::process::exit(1);
-    }
+    istio_runtime::exit_on_error(
+        bookinfo::serve(address, router, name).await.map_err(|error| format!("{name}: {error:#}")),
+    );
 }

@@ -278,10 +278,7 @@ async fn main() {
     let served = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(istio_runtime::shutdown_signal())
         .await;
-    if let Err(error) = served {
-        eprintln!("Error: {error}");
-        std::process::exit(1);
-    }
+    istio_runtime::exit_on_error(served);
 }
 
 #[cfg(test)]

@@ -44,10 +44,7 @@ async fn main() {
             }
             Ok(())
         } => {
-            if let Err(error) = result {
-                eprintln!("Error: {error}");
-                std::process::exit(1);
-            }
+            istio_runtime::exit_on_error(result);
         }
     }
 }
