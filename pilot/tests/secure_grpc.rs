@@ -4,21 +4,20 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use e2e::fixtures::ServiceEntry;
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 use pilot::{Config, ConfigSource, SecureGrpc, SourceSettings};
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
-const SERVICE: &str = "apiVersion: networking.istio.io/v1alpha3
-kind: ServiceEntry
-metadata: {name: reviews, namespace: default}
-spec:
-  hosts: [reviews.default.svc.cluster.local]
-  ports: [{number: 9080, name: http, protocol: HTTP}]
-  resolution: STATIC
-  endpoints: [{address: 10.1.0.7}]
-";
+fn service() -> String {
+    ServiceEntry::new("reviews", "default")
+        .host("reviews.default.svc.cluster.local")
+        .port(9080, "http", "HTTP")
+        .endpoint("10.1.0.7")
+        .to_string()
+}
 
 async fn first_cds(address: SocketAddr, tls: ClientTlsConfig) -> Result<DiscoveryResponse, String> {
     let channel = Endpoint::from_shared(format!("https://{address}"))
@@ -54,7 +53,7 @@ async fn first_cds(address: SocketAddr, tls: ClientTlsConfig) -> Result<Discover
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secure_xds_requires_a_mesh_certificate() {
     let config = tempfile::tempdir().expect("tempdir");
-    std::fs::write(config.path().join("service.yaml"), SERVICE).expect("write");
+    std::fs::write(config.path().join("service.yaml"), service()).expect("write");
     let certs = tempfile::tempdir().expect("tempdir");
     let ca = e2e::certs::TestCa::new();
     ca.write_root(certs.path(), "root-cert.pem");

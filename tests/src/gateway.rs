@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::backend::Backend;
 use crate::envoy::{envoy_binary, free_port};
+use crate::fixtures::ServiceEntry;
 use crate::{binary, http_get, start_pilot_on, Process};
 
 /// Which data plane runs the gateway.
@@ -231,28 +232,20 @@ pub fn service(name: &str, endpoints: &[(&str, &Backend)], traffic_policy: &str)
 /// The same for any port: `(number, name, protocol)` and (subset, endpoint port) pairs on 127.0.0.1.
 pub fn service_on(name: &str, port: (u16, &str, &str), endpoints: &[(&str, u16)], traffic_policy: &str) -> String {
     let (number, port_name, protocol) = port;
-    let endpoint_list: Vec<String> = endpoints
-        .iter()
-        .map(|(version, endpoint_port)| {
-            format!("{{address: 127.0.0.1, ports: {{{port_name}: {endpoint_port}}}, labels: {{version: {version}}}}}")
-        })
-        .collect();
+    let mut entry = ServiceEntry::new(name, "default")
+        .host(&format!("{name}.default.svc.cluster.local"))
+        .port(number, port_name, protocol)
+        .mesh_internal();
+    for (version, endpoint_port) in endpoints {
+        entry = entry.endpoint_with("127.0.0.1", &[("version", version)], &[(port_name, *endpoint_port)]);
+    }
     let mut versions: Vec<&str> = endpoints.iter().map(|(version, _)| *version).collect();
     versions.dedup();
     let subsets: Vec<String> =
         versions.iter().map(|version| format!("{{name: {version}, labels: {{version: {version}}}}}")).collect();
     let policy = if traffic_policy.is_empty() { String::new() } else { format!("  trafficPolicy: {traffic_policy}\n") };
     format!(
-        "apiVersion: networking.istio.io/v1alpha3
-kind: ServiceEntry
-metadata: {{name: {name}, namespace: default}}
-spec:
-  hosts: [{name}.default.svc.cluster.local]
-  ports: [{{number: {number}, name: {port_name}, protocol: {protocol}}}]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  endpoints: [{}]
----
+        "{entry}---
 apiVersion: networking.istio.io/v1alpha3
 kind: DestinationRule
 metadata: {{name: {name}, namespace: default}}
@@ -261,7 +254,6 @@ spec:
 {policy}  subsets: [{}]
 ---
 ",
-        endpoint_list.join(", "),
         subsets.join(", ")
     )
 }

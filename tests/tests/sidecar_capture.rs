@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use e2e::backend::Backend;
 use e2e::envoy::{free_port, native_envoy_binary};
+use e2e::fixtures::ServiceEntry;
 use e2e::{binary, http_get, Process};
 
 /// The pod's network namespace and the host end of its veth pair, removed however the test ends.
@@ -82,35 +83,19 @@ fn sidecar_captures(plane: &str) {
     let reviews = Backend::start_on("reviews-v1", &host_ip);
     let config = work.path().join("config");
     std::fs::create_dir(&config).expect("mkdir");
-    std::fs::write(
-        config.join("services.yaml"),
-        format!(
-            "apiVersion: networking.istio.io/v1alpha3
-kind: ServiceEntry
-metadata: {{name: reviews, namespace: default}}
-spec:
-  hosts: [reviews.default.svc.cluster.local]
-  addresses: [10.96.{subnet}.50]
-  ports: [{{number: 9080, name: http, protocol: HTTP}}]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  endpoints: [{{address: {host_ip}, ports: {{http: {}}}, labels: {{app: reviews, version: v1}}}}]
----
-apiVersion: networking.istio.io/v1alpha3
-kind: ServiceEntry
-metadata: {{name: productpage, namespace: default}}
-spec:
-  hosts: [productpage.default.svc.cluster.local]
-  addresses: [10.96.{subnet}.51]
-  ports: [{{number: 9080, name: http, protocol: HTTP}}]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  endpoints: [{{address: {pod_ip}, labels: {{app: productpage, version: v1}}}}]
-",
-            reviews.port
-        ),
-    )
-    .expect("write");
+    let reviews_entry = ServiceEntry::new("reviews", "default")
+        .host("reviews.default.svc.cluster.local")
+        .address(&format!("10.96.{subnet}.50"))
+        .port(9080, "http", "HTTP")
+        .mesh_internal()
+        .endpoint_with(&host_ip, &[("app", "reviews"), ("version", "v1")], &[("http", reviews.port)]);
+    let productpage_entry = ServiceEntry::new("productpage", "default")
+        .host("productpage.default.svc.cluster.local")
+        .address(&format!("10.96.{subnet}.51"))
+        .port(9080, "http", "HTTP")
+        .mesh_internal()
+        .endpoint_with(&pod_ip, &[("app", "productpage"), ("version", "v1")], &[]);
+    std::fs::write(config.join("services.yaml"), format!("{reviews_entry}---\n{productpage_entry}")).expect("write");
     let xds = format!("{host_ip}:{}", free_port());
     let config_arg = config.display().to_string();
     let pilot = e2e::start_pilot_on(&xds, &["--configDir", &config_arg], &[]);

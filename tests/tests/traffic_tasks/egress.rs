@@ -1,6 +1,8 @@
 //! The egress tasks: ALLOW_ANY, REGISTRY_ONLY, ServiceEntries, an external timeout and the
 //! egress gateway.
 
+use e2e::fixtures::ServiceEntry;
+
 use super::*;
 
 /// Egress: a server outside the mesh (its own network namespace, named `httpbin.org` and
@@ -31,20 +33,12 @@ pub(crate) fn egress(mesh: &LocalMesh) {
     settle("http://httpbin.org/headers", "502", "REGISTRY_ONLY");
 
     mesh.apply_yaml(
-        "apiVersion: networking.istio.io/v1alpha3
-kind: ServiceEntry
-metadata:
-  name: httpbin-ext
-spec:
-  hosts:
-  - httpbin.org
-  ports:
-  - number: 80
-    name: http
-    protocol: HTTP
-  resolution: DNS
-  location: MESH_EXTERNAL
-",
+        &ServiceEntry::without_namespace("httpbin-ext")
+            .host("httpbin.org")
+            .port(80, "http", "HTTP")
+            .resolution("DNS")
+            .mesh_external()
+            .to_string(),
     );
     settle("http://httpbin.org/headers", "200", "the httpbin.org ServiceEntry");
 
@@ -75,23 +69,13 @@ spec:
         assert!(std::time::Instant::now() < deadline, "the 3 s timeout: {status} after {elapsed:?}");
     }
 
-    mesh.apply_yaml(
-        "apiVersion: networking.istio.io/v1alpha3
-kind: ServiceEntry
-metadata:
-  name: cnn
-spec:
-  hosts:
-  - edition.cnn.com
-  ports:
-  - number: 80
-    name: http-port
-    protocol: HTTP
-  - number: 443
-    name: https
-    protocol: HTTPS
-  resolution: DNS
----
+    let cnn = ServiceEntry::without_namespace("cnn")
+        .host("edition.cnn.com")
+        .port(80, "http-port", "HTTP")
+        .port(443, "https", "HTTPS")
+        .resolution("DNS");
+    mesh.apply_yaml(&format!(
+        "{cnn}---
 apiVersion: networking.istio.io/v1alpha3
 kind: Gateway
 metadata:
@@ -148,8 +132,8 @@ spec:
         port:
           number: 80
       weight: 100
-",
-    );
+"
+    ));
     let gateway_log = || {
         let (_, out, _) =
             mesh.istioctl(&["x", "local", "logs", "-n", "istio-system", "istio-egressgateway", "-c", "istio-proxy"]);
