@@ -1,7 +1,6 @@
 //! The TLS pieces several generators share: Istio mutual TLS (the workload certificate from
 //! `/etc/certs` or over SDS from the node agent) and subject-alternative-name matchers.
 
-use envoy_types::pb::envoy::config::core::v3::{config_source, ApiVersion, ConfigSource};
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{subject_alt_name_matcher, SubjectAltNameMatcher};
 use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher, StringMatcher};
 
@@ -15,26 +14,7 @@ pub(crate) const SDS_CLUSTER: &str = "sds-grpc";
 pub(crate) fn sds_secret(
     name: &str,
 ) -> envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::SdsSecretConfig {
-    use envoy_types::pb::envoy::config::core::v3::{api_config_source, grpc_service, ApiConfigSource, GrpcService};
-    envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::SdsSecretConfig {
-        name: name.to_string(),
-        sds_config: Some(ConfigSource {
-            resource_api_version: ApiVersion::V3 as i32,
-            config_source_specifier: Some(config_source::ConfigSourceSpecifier::ApiConfigSource(ApiConfigSource {
-                api_type: api_config_source::ApiType::Grpc as i32,
-                transport_api_version: ApiVersion::V3 as i32,
-                grpc_services: vec![GrpcService {
-                    target_specifier: Some(grpc_service::TargetSpecifier::EnvoyGrpc(grpc_service::EnvoyGrpc {
-                        cluster_name: SDS_CLUSTER.to_string(),
-                        ..Default::default()
-                    })),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            })),
-            ..Default::default()
-        }),
-    }
+    istio_xds::sds::secret_from_cluster(name, SDS_CLUSTER)
 }
 
 /// The TLS context of Istio mutual TLS: the workload certificate and the mesh root, from the

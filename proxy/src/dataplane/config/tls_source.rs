@@ -194,27 +194,11 @@ pub(crate) fn subject_alt_names(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use envoy_types::pb::envoy::config::core::v3::{ApiConfigSource, ConfigSource};
+    use envoy_types::pb::envoy::config::core::v3::ConfigSource;
     use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::common_tls_context::CombinedCertificateValidationContext;
 
     fn sds(name: &str, cluster: &str) -> SdsSecretConfig {
-        SdsSecretConfig {
-            name: name.into(),
-            sds_config: Some(ConfigSource {
-                config_source_specifier: Some(config_source::ConfigSourceSpecifier::ApiConfigSource(ApiConfigSource {
-                    api_type: api_config_source::ApiType::Grpc as i32,
-                    grpc_services: vec![GrpcService {
-                        target_specifier: Some(grpc_service::TargetSpecifier::EnvoyGrpc(grpc_service::EnvoyGrpc {
-                            cluster_name: cluster.into(),
-                            ..Default::default()
-                        })),
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                })),
-                ..Default::default()
-            }),
-        }
+        istio_xds::sds::secret_from_cluster(name, cluster)
     }
 
     /// Istio's SDS mode: the workload certificate `default` and the root `ROOTCA`, both from
