@@ -69,8 +69,8 @@ pub enum GalleyError {
     Source { path: String, reason: String },
     #[error("webhook TLS: {0}")]
     Tls(#[from] istio_runtime::tls::TlsError),
-    #[error("cannot listen on {address}: {source}")]
-    Bind { address: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Bind(#[from] istio_runtime::listen::BindError),
 }
 
 /// A running Galley.
@@ -99,10 +99,6 @@ impl Drop for Running {
     }
 }
 
-async fn bind(address: SocketAddr) -> Result<tokio::net::TcpListener, GalleyError> {
-    tokio::net::TcpListener::bind(address).await.map_err(|source| GalleyError::Bind { address, source })
-}
-
 /// Starts Galley: the source, the MCP server, the webhook and the monitoring server.
 pub async fn start(config: Config) -> Result<Running, GalleyError> {
     let shutdown = istio_runtime::Shutdown::default();
@@ -128,9 +124,7 @@ pub async fn start(config: Config) -> Result<Running, GalleyError> {
         store_guard.await;
     });
 
-    let mcp_listener = bind(config.mcp_address).await?;
-    let mcp_address =
-        mcp_listener.local_addr().map_err(|source| GalleyError::Bind { address: config.mcp_address, source })?;
+    let (mcp_listener, mcp_address) = istio_runtime::listen::bind(config.mcp_address).await?;
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<ResourceSourceServer<McpServer>>().await;
     let reflection = tonic_reflection::server::Builder::configure()
@@ -162,8 +156,7 @@ pub async fn start(config: Config) -> Result<Running, GalleyError> {
                 webhook::router(metrics.clone()),
                 shutdown.wait(),
             )
-            .await
-            .map_err(|source| GalleyError::Bind { address: webhook.address, source })?;
+            .await?;
             Some(address)
         }
         None => None,
@@ -177,8 +170,7 @@ pub async fn start(config: Config) -> Result<Running, GalleyError> {
             monitoring_shutdown.await;
         },
     )
-    .await
-    .map_err(|source| GalleyError::Bind { address: config.monitoring_address, source })?;
+    .await?;
 
     tracing::info!(%mcp_address, ?webhook_address, %monitoring_address, source = ?config.source, "galley started");
     Ok(Running { mcp_address, webhook_address, monitoring_address, shutdown })

@@ -75,8 +75,8 @@ pub struct SecureGrpc {
 pub enum PilotError {
     #[error("config source {0}: {1}")]
     Source(String, String),
-    #[error("cannot listen on {address}: {source}")]
-    Bind { address: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Bind(#[from] istio_runtime::listen::BindError),
     #[error("--secureGrpcAddr: {0}")]
     Certificate(#[from] istio_pki::pem::PemFileError),
     #[error("--secureGrpcAddr: TLS with the certificates in {dir}: {source}")]
@@ -144,11 +144,7 @@ pub async fn start(config: Config) -> Result<Running, PilotError> {
     drop(publish);
 
     let connections = Arc::new(xds::ads::Connections::default());
-    let listener = tokio::net::TcpListener::bind(config.grpc_address)
-        .await
-        .map_err(|source| PilotError::Bind { address: config.grpc_address, source })?;
-    let grpc_address =
-        listener.local_addr().map_err(|source| PilotError::Bind { address: config.grpc_address, source })?;
+    let (listener, grpc_address) = istio_runtime::listen::bind(config.grpc_address).await?;
     let ads_server =
         xds::ads::AdsServer::new(pushes.clone(), connections.clone(), metrics.clone(), config.push_throttle);
     let ads = ads_service(ads_server.clone());
@@ -175,8 +171,7 @@ pub async fn start(config: Config) -> Result<Running, PilotError> {
     let http_address = istio_runtime::monitoring::serve(config.http_address, debug_router, async move {
         debug_shutdown.await;
     })
-    .await
-    .map_err(|source| PilotError::Bind { address: config.http_address, source })?;
+    .await?;
     let monitoring_shutdown = shutdown.wait();
     let monitoring_address = istio_runtime::monitoring::serve(
         config.monitoring_address,
@@ -185,8 +180,7 @@ pub async fn start(config: Config) -> Result<Running, PilotError> {
             monitoring_shutdown.await;
         },
     )
-    .await
-    .map_err(|source| PilotError::Bind { address: config.monitoring_address, source })?;
+    .await?;
     tracing::info!(%grpc_address, %http_address, %monitoring_address, "pilot started");
     Ok(Running { grpc_address, secure_grpc_address, http_address, monitoring_address, shutdown })
 }
@@ -209,10 +203,7 @@ async fn serve_secure_grpc(
     let identity = Identity::from_pem(certificates.cert_chain_pem, certificates.key_pem);
     let root = Certificate::from_pem(certificates.root_cert_pem);
     let tls = ServerTlsConfig::new().identity(identity).client_ca_root(root);
-    let listener = tokio::net::TcpListener::bind(secure.address)
-        .await
-        .map_err(|source| PilotError::Bind { address: secure.address, source })?;
-    let address = listener.local_addr().map_err(|source| PilotError::Bind { address: secure.address, source })?;
+    let (listener, address) = istio_runtime::listen::bind(secure.address).await?;
     let mut builder = tonic::transport::Server::builder()
         .tls_config(tls)
         .map_err(|source| PilotError::SecureGrpcTls { dir: secure.cert_dir.display().to_string(), source })?;

@@ -15,7 +15,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use serde::Deserialize;
-use tokio::net::TcpListener;
 
 use crate::agent::node::Role;
 use crate::http_client::{self, Admin, ClientError};
@@ -128,10 +127,8 @@ pub(crate) async fn serve(
     quit: impl Fn() + Send + Sync + 'static,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let listener = TcpListener::bind(address)
-        .await
-        .map_err(|error| anyhow::anyhow!("binding the status server on {address}: {error}"))?;
-    let bound = listener.local_addr()?;
+    let (listener, bound) =
+        istio_runtime::listen::bind(address).await.map_err(|error| anyhow::anyhow!("status server: {error}"))?;
     let state = Arc::new(StatusState { config, quit: Box::new(quit) });
     let router = Router::new()
         .route("/healthz/ready", get(ready))

@@ -45,8 +45,8 @@ pub enum StartError {
     Config(#[from] istio_inject::LoadError),
     #[error("loading the webhook's TLS certificate: {0}")]
     Tls(#[from] istio_runtime::tls::TlsError),
-    #[error("binding the {server} on {address}: {source}")]
-    Bind { server: &'static str, address: SocketAddr, source: std::io::Error },
+    #[error("{server}: {source}")]
+    Bind { server: &'static str, source: istio_runtime::listen::BindError },
 }
 
 /// Loads the configuration (failing at once if it is invalid) and starts serving.
@@ -60,18 +60,14 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let webhook_address =
         istio_runtime::https::serve_tls(settings.webhook_address, tls, webhook::router(state), shutdown.wait())
             .await
-            .map_err(|source| StartError::Bind { server: "webhook", address: settings.webhook_address, source })?;
+            .map_err(|source| StartError::Bind { server: "webhook", source })?;
     let monitoring_address = istio_runtime::monitoring::serve(
         settings.monitoring_address,
         istio_runtime::monitoring::router(registry, "sidecar-injector"),
         shutdown.wait(),
     )
     .await
-    .map_err(|source| StartError::Bind {
-        server: "monitoring server",
-        address: settings.monitoring_address,
-        source,
-    })?;
+    .map_err(|source| StartError::Bind { server: "monitoring server", source })?;
     tokio::spawn(reload(settings.files.clone(), settings.reload_interval, injector, shutdown.wait()));
     Ok(Running { webhook_address, monitoring_address, shutdown })
 }

@@ -13,9 +13,8 @@ pub async fn serve_tls(
     tls: Arc<tokio_rustls::rustls::ServerConfig>,
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind(address).await?;
-    let bound = listener.local_addr()?;
+) -> Result<SocketAddr, crate::listen::BindError> {
+    let (listener, bound) = crate::listen::bind(address).await?;
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     tokio::spawn(async move {
         tokio::pin!(shutdown);

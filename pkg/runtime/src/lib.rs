@@ -4,6 +4,7 @@
 
 pub mod backoff;
 pub mod https;
+pub mod listen;
 pub mod monitoring;
 pub mod ports;
 pub mod sync;

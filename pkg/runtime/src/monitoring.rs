@@ -48,9 +48,8 @@ pub async fn serve(
     address: SocketAddr,
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind(address).await?;
-    let bound = listener.local_addr()?;
+) -> Result<SocketAddr, crate::listen::BindError> {
+    let (listener, bound) = crate::listen::bind(address).await?;
     tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, router).with_graceful_shutdown(shutdown).await {
             tracing::warn!(%error, "monitoring server stopped");

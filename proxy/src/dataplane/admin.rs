@@ -19,22 +19,12 @@ use super::shared::{ServerState, Shared};
 
 type Params = Query<HashMap<String, String>>;
 
-/// The admin API's address could not be bound.
-#[derive(Debug, thiserror::Error)]
-#[error("binding the admin API on {address}: {source}")]
-pub(crate) struct AdminBindError {
-    pub address: SocketAddr,
-    pub source: std::io::Error,
-}
-
 /// Serves the admin API on `address`; returns the bound address and the server's task.
 pub(crate) async fn serve(
     shared: Arc<Shared>,
     address: SocketAddr,
-) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), AdminBindError> {
-    let bind_error = |source| AdminBindError { address, source };
-    let listener = tokio::net::TcpListener::bind(address).await.map_err(bind_error)?;
-    let bound = listener.local_addr().map_err(bind_error)?;
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), istio_runtime::listen::BindError> {
+    let (listener, bound) = istio_runtime::listen::bind(address).await?;
     let router = Router::new()
         .route("/ready", get(ready))
         .route("/server_info", get(server_info))

@@ -56,8 +56,8 @@ pub(crate) enum StartError {
     AdminAddress(String),
     #[error("bootstrap: the admin address is required")]
     NoAdminAddress,
-    #[error(transparent)]
-    Admin(#[from] admin::AdminBindError),
+    #[error("admin API: {0}")]
+    Admin(#[from] istio_runtime::listen::BindError),
     #[error(transparent)]
     Ads(#[from] ads::BootstrapError),
 }
