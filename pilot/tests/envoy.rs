@@ -65,20 +65,13 @@ async fn get(port: u16, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
 }
 
 fn services(v1: u16, v2: u16, v3: u16, productpage: u16) -> String {
-    let reviews = ServiceEntry::new("reviews", "default")
-        .host("reviews.default.svc.cluster.local")
+    let reviews = ServiceEntry::bookinfo("reviews")
         .address("10.96.0.12")
-        .port(9080, "http", "HTTP")
-        .mesh_internal()
-        .endpoint_with("127.0.0.1", &[("app", "reviews"), ("version", "v1")], &[("http", v1)])
-        .endpoint_with("127.0.0.1", &[("app", "reviews"), ("version", "v2")], &[("http", v2)])
-        .endpoint_with("127.0.0.1", &[("app", "reviews"), ("version", "v3")], &[("http", v3)]);
-    let productpage = ServiceEntry::new("productpage", "default")
-        .host("productpage.default.svc.cluster.local")
-        .address("10.96.0.10")
-        .port(9080, "http", "HTTP")
-        .mesh_internal()
-        .endpoint_with("127.0.0.1", &[("app", "productpage"), ("version", "v1")], &[("http", productpage)]);
+        .version_at("127.0.0.1", "v1", Some(v1))
+        .version_at("127.0.0.1", "v2", Some(v2))
+        .version_at("127.0.0.1", "v3", Some(v3));
+    let productpage =
+        ServiceEntry::bookinfo("productpage").address("10.96.0.10").version_at("127.0.0.1", "v1", Some(productpage));
     format!("{reviews}---\n{productpage}")
 }
 
@@ -309,11 +302,7 @@ fn tls_services() -> String {
         .mesh_internal()
         .endpoint_with("127.0.0.1", &[("version", "v1")], &[])
         .endpoint_with("127.0.0.2", &[("version", "v2")], &[]);
-    let sticky = ServiceEntry::new("sticky", "default")
-        .host("sticky.default.svc.cluster.local")
-        .port(9080, "http", "HTTP")
-        .mesh_internal()
-        .endpoint("127.0.0.3");
+    let sticky = ServiceEntry::bookinfo("sticky").endpoint("127.0.0.3");
     format!(
         r#"apiVersion: v1
 kind: Service

@@ -61,6 +61,24 @@ impl ServiceEntry {
         }
     }
 
+    /// A Bookinfo service in `default` as the Kubernetes registry shows it: host
+    /// `NAME.default.svc.cluster.local`, port 9080 `http`, inside the mesh. Its endpoints come
+    /// from `version_at`.
+    pub fn bookinfo(name: &str) -> Self {
+        ServiceEntry::new(name, "default")
+            .host(&format!("{name}.default.svc.cluster.local"))
+            .port(9080, "http", "HTTP")
+            .mesh_internal()
+    }
+
+    /// Adds an endpoint labelled `app: NAME, version: VERSION`, serving `http` on `http_port`
+    /// (or on 9080 when `None`).
+    pub fn version_at(self, address: &str, version: &str, http_port: Option<u16>) -> Self {
+        let app = self.name.clone();
+        let ports: Vec<(&str, u16)> = http_port.map(|port| ("http", port)).into_iter().collect();
+        self.endpoint_with(address, &[("app", app.as_str()), ("version", version)], &ports)
+    }
+
     /// Adds a host to `hosts`.
     pub fn host(mut self, host: &str) -> Self {
         self.hosts.push(host.to_string());
@@ -214,6 +232,22 @@ spec:
 ";
         assert_eq!(written, by_hand);
         assert_eq!(parse(&written), parse(by_hand));
+    }
+
+    #[test]
+    fn bookinfo_services_are_the_long_form_in_short() {
+        let short = ServiceEntry::bookinfo("reviews")
+            .address("10.96.0.12")
+            .version_at("127.0.0.1", "v1", Some(9081))
+            .version_at("10.1.0.22", "v2", None);
+        let long = ServiceEntry::new("reviews", "default")
+            .host("reviews.default.svc.cluster.local")
+            .address("10.96.0.12")
+            .port(9080, "http", "HTTP")
+            .mesh_internal()
+            .endpoint_with("127.0.0.1", &[("app", "reviews"), ("version", "v1")], &[("http", 9081)])
+            .endpoint_with("10.1.0.22", &[("app", "reviews"), ("version", "v2")], &[]);
+        assert_eq!(short.to_string(), long.to_string());
     }
 
     #[test]

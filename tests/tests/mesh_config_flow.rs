@@ -44,25 +44,13 @@ fn http_get(port: u16, path: &str) -> (u16, String) {
 
 /// The reviews and ratings ServiceEntries, and productpage served on 127.0.0.1:`product_port`.
 fn services(product_port: u16) -> String {
-    let reviews = ServiceEntry::new("reviews", "default")
-        .host("reviews.default.svc.cluster.local")
+    let reviews = ServiceEntry::bookinfo("reviews")
         .address("10.96.0.12")
-        .port(9080, "http", "HTTP")
-        .mesh_internal()
-        .endpoint_with("10.1.0.21", &[("app", "reviews"), ("version", "v1")], &[])
-        .endpoint_with("10.1.0.22", &[("app", "reviews"), ("version", "v2")], &[])
-        .endpoint_with("10.1.0.23", &[("app", "reviews"), ("version", "v3")], &[]);
-    let ratings = ServiceEntry::new("ratings", "default")
-        .host("ratings.default.svc.cluster.local")
-        .address("10.96.0.13")
-        .port(9080, "http", "HTTP")
-        .mesh_internal()
-        .endpoint_with("10.1.0.31", &[("app", "ratings"), ("version", "v1")], &[]);
-    let productpage = ServiceEntry::new("productpage", "default")
-        .host("productpage.default.svc.cluster.local")
-        .port(9080, "http", "HTTP")
-        .mesh_internal()
-        .endpoint_with("127.0.0.1", &[("app", "productpage"), ("version", "v1")], &[("http", product_port)]);
+        .version_at("10.1.0.21", "v1", None)
+        .version_at("10.1.0.22", "v2", None)
+        .version_at("10.1.0.23", "v3", None);
+    let ratings = ServiceEntry::bookinfo("ratings").address("10.96.0.13").version_at("10.1.0.31", "v1", None);
+    let productpage = ServiceEntry::bookinfo("productpage").version_at("127.0.0.1", "v1", Some(product_port));
     format!("{reviews}---\n{ratings}---\n{productpage}")
 }
 

@@ -9,13 +9,10 @@ use e2e::{http_get, run, start_pilot};
 use serde_json::Value;
 
 fn services() -> String {
-    ServiceEntry::new("reviews", "default")
-        .host("reviews.default.svc.cluster.local")
+    ServiceEntry::bookinfo("reviews")
         .address("10.96.0.12")
-        .port(9080, "http", "HTTP")
-        .mesh_internal()
-        .endpoint_with("10.1.0.21", &[("app", "reviews"), ("version", "v1")], &[])
-        .endpoint_with("10.1.0.22", &[("app", "reviews"), ("version", "v2")], &[])
+        .version_at("10.1.0.21", "v1", None)
+        .version_at("10.1.0.22", "v2", None)
         .to_string()
 }
 

@@ -83,18 +83,13 @@ fn sidecar_captures(plane: &str) {
     let reviews = Backend::start_on("reviews-v1", &host_ip);
     let config = work.path().join("config");
     std::fs::create_dir(&config).expect("mkdir");
-    let reviews_entry = ServiceEntry::new("reviews", "default")
-        .host("reviews.default.svc.cluster.local")
-        .address(&format!("10.96.{subnet}.50"))
-        .port(9080, "http", "HTTP")
-        .mesh_internal()
-        .endpoint_with(&host_ip, &[("app", "reviews"), ("version", "v1")], &[("http", reviews.port)]);
-    let productpage_entry = ServiceEntry::new("productpage", "default")
-        .host("productpage.default.svc.cluster.local")
-        .address(&format!("10.96.{subnet}.51"))
-        .port(9080, "http", "HTTP")
-        .mesh_internal()
-        .endpoint_with(&pod_ip, &[("app", "productpage"), ("version", "v1")], &[]);
+    let reviews_entry = ServiceEntry::bookinfo("reviews").address(&format!("10.96.{subnet}.50")).version_at(
+        &host_ip,
+        "v1",
+        Some(reviews.port),
+    );
+    let productpage_entry =
+        ServiceEntry::bookinfo("productpage").address(&format!("10.96.{subnet}.51")).version_at(&pod_ip, "v1", None);
     std::fs::write(config.join("services.yaml"), format!("{reviews_entry}---\n{productpage_entry}")).expect("write");
     let xds = format!("{host_ip}:{}", free_port());
     let config_arg = config.display().to_string();
