@@ -8,7 +8,7 @@
 //! The HTTP filter chain is Istio's order: plugin filters (authn, authz, Mixer: later issues fill
 //! `HttpPlugins`), then CORS, fault and the router.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use envoy_types::pb::envoy::config::core::v3::CidrRange;
 use envoy_types::pb::envoy::config::listener::v3::{
@@ -37,7 +37,7 @@ use super::{
     ads_source, any, socket_address, BLACKHOLE_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER, PASSTHROUGH_CLUSTER,
     VIRTUAL_INBOUND, VIRTUAL_OUTBOUND,
 };
-use crate::model::{Named, Protocol, PushContext};
+use crate::model::{Named, Protocol, PushContext, Service, ServicePort};
 use crate::node::{Proxy, ProxyKind};
 use crate::scope::virtual_services::{qualify_gateway, virtual_services_for};
 use crate::scope::ProxyScope;
@@ -243,10 +243,36 @@ pub(crate) fn sidecar_listeners(push: &PushContext, proxy: &Proxy) -> Vec<Listen
 /// The listeners of a sidecar that only depend on the mesh: `virtualOutbound` and the per-port
 /// outbound listeners.
 pub(crate) fn sidecar_outbound_listeners(push: &PushContext, scope: &ProxyScope) -> Vec<Listener> {
-    let mut listeners = Vec::new();
     let passthrough = if scope.allow_any(push) { PASSTHROUGH_CLUSTER } else { BLACKHOLE_CLUSTER };
     let mesh_services: Vec<&Named<net::VirtualService>> =
         virtual_services_for(push, None).filter(|vs| scope.sees_virtual_service(vs)).collect();
+    let OutboundPorts { http_ports, tls_chains, mut tcp_listeners } =
+        OutboundPorts::collect(push, scope, &mesh_services);
+    for (name, (ip, port, routes)) in tls_chains {
+        if !tcp_listeners.contains_key(&name) {
+            tcp_listeners.insert(name.clone(), tls_listener(name, &ip, port, routes, passthrough));
+        }
+    }
+    let sniffed = sniffed_ports(push);
+    let mut listeners = vec![virtual_outbound(push, passthrough)];
+    for (port, tcp_fallbacks) in http_ports {
+        // TLS services without a VIP on this port keep their SNI chains inside the HTTP listener.
+        let sni_chains = sni_chains_of(tcp_listeners.remove(&format!("0.0.0.0_{port}")));
+        let http = if sniffed.contains(&port) {
+            sniffing_http_listener(port, &tcp_fallbacks, passthrough)
+        } else {
+            listener(format!("0.0.0.0_{port}"), "0.0.0.0", port, vec![http_chain(port, None, false)], false)
+        };
+        listeners.push(with_sni_chains(http, sni_chains));
+    }
+    listeners.extend(tcp_listeners.into_values());
+    listeners
+}
+
+/// `virtualOutbound`: where iptables sends every outbound connection. It hands each to the
+/// listener for its original destination; what none takes passes through (or is black-holed,
+/// per outboundTrafficPolicy).
+fn virtual_outbound(push: &PushContext, passthrough: &str) -> Listener {
     let mut outbound = listener(
         VIRTUAL_OUTBOUND.to_string(),
         "0.0.0.0",
@@ -259,138 +285,171 @@ pub(crate) fn sidecar_outbound_listeners(push: &PushContext, scope: &ProxyScope)
         true,
     );
     outbound.use_original_dst = Some(BoolValue { value: true });
-    listeners.push(outbound);
+    outbound
+}
 
-    // HTTP ports, with the (VIP, cluster) of services whose protocol there is undeclared.
-    let mut http_ports: BTreeMap<u32, Vec<(String, String)>> = BTreeMap::new();
-    let mut sniffed_ports = std::collections::BTreeSet::new();
-    for service in push.services.values() {
-        for port in service.ports.iter().filter(|p| p.protocol == Protocol::Unsupported) {
-            sniffed_ports.insert(port.number);
+/// Ports where some service leaves its protocol undeclared: their listeners sniff it.
+fn sniffed_ports(push: &PushContext) -> BTreeSet<u32> {
+    push.services
+        .values()
+        .flat_map(|service| service.ports.iter())
+        .filter(|port| port.protocol == Protocol::Unsupported)
+        .map(|port| port.number)
+        .collect()
+}
+
+/// What a sidecar's visible services ask of its outbound listeners, port by port.
+#[derive(Default)]
+struct OutboundPorts {
+    /// HTTP ports, with the (VIP, cluster) of services whose protocol there is undeclared.
+    http_ports: BTreeMap<u32, Vec<(String, String)>>,
+    /// TLS listeners by name: address, port and (SNI hosts, clusters) per chain, in order.
+    tls_chains: BTreeMap<String, (String, u32, TlsChains)>,
+    /// TCP listeners by name (`ADDRESS_PORT`), one per service address and port.
+    tcp_listeners: BTreeMap<String, Listener>,
+}
+
+impl OutboundPorts {
+    fn collect(push: &PushContext, scope: &ProxyScope, mesh_services: &[&Named<net::VirtualService>]) -> Self {
+        let mut ports = OutboundPorts::default();
+        for service in push.services.values().filter(|service| scope.sees_service(service)) {
+            for port in service.ports.iter().filter(|port| scope.sees_service_port(service, port.number)) {
+                if port.protocol.is_http() {
+                    ports.add_http(service, port);
+                } else if matches!(port.protocol, Protocol::Https | Protocol::Tls) {
+                    ports.add_tls(push, mesh_services, service, port.number);
+                } else if matches!(port.protocol, Protocol::Tcp | Protocol::Mongo | Protocol::Redis | Protocol::Mysql) {
+                    ports.add_tcp(push, mesh_services, service, port.number);
+                }
+            }
         }
+        ports
     }
-    let mut tcp_listeners = BTreeMap::new();
-    // TLS listeners by name: address, port and (SNI hosts, clusters) per chain, in order.
-    let mut tls_chains: BTreeMap<String, (String, u32, TlsChains)> = BTreeMap::new();
-    for service in push.services.values().filter(|service| scope.sees_service(service)) {
-        for port in service.ports.iter().filter(|port| scope.sees_service_port(service, port.number)) {
-            if port.protocol.is_http() {
-                // Undeclared protocols are sniffed: remember which services (VIP, cluster) may
-                // get plain TCP on this port.
-                let sniffed: &mut Vec<(String, String)> = http_ports.entry(port.number).or_default();
-                if port.protocol == Protocol::Unsupported {
-                    if let Some(vip) = &service.address {
-                        sniffed
-                            .push((vip.clone(), ClusterName::outbound(port.number, "", &service.hostname).to_string()));
-                    }
-                }
-            } else if matches!(port.protocol, Protocol::Https | Protocol::Tls) {
-                let ip = service.address.clone().unwrap_or_else(|| "0.0.0.0".to_string());
-                let chains =
-                    tls_chains.entry(format!("{ip}_{}", port.number)).or_insert_with(|| (ip, port.number, Vec::new()));
-                let service_cluster = ClusterName::outbound(port.number, "", &service.hostname).to_string();
-                for vs in mesh_services.iter().copied() {
-                    if !vs.spec.hosts.iter().any(|host| push.qualify(host, &vs.namespace) == service.hostname) {
-                        continue;
-                    }
-                    for (sni, clusters) in tls_routes(push, vs, port.number, None, |_| true) {
-                        chains.2.push((sni, clusters));
-                    }
-                }
-                // Without a VIP of its own the port is shared, so the service is told apart by
-                // SNI (its hostname); with one, the whole address:port is the service's.
-                let sni = if chains.0 == "0.0.0.0" { vec![service.hostname.clone()] } else { Vec::new() };
-                chains.2.push((sni, vec![(service_cluster, 100)]));
-            } else if matches!(port.protocol, Protocol::Tcp | Protocol::Mongo | Protocol::Redis | Protocol::Mysql) {
-                let ip = service.address.clone().unwrap_or_else(|| "0.0.0.0".to_string());
-                let name = format!("{ip}_{}", port.number);
-                if tcp_listeners.contains_key(&name) {
-                    continue;
-                }
-                let clusters = tcp_destinations(push, mesh_services.iter().copied(), port.number, None, |host| {
-                    push.qualify(host, &service.namespace) == service.hostname
-                })
-                .unwrap_or_else(|| vec![(ClusterName::outbound(port.number, "", &service.hostname).to_string(), 100)]);
-                let chain = FilterChain {
-                    filters: vec![tcp_proxy_filter(
-                        &ClusterName::outbound(port.number, "", &service.hostname).to_string(),
-                        &clusters,
-                    )],
-                    ..Default::default()
-                };
-                tcp_listeners.insert(name.clone(), listener(name, &ip, port.number, vec![chain], false));
+
+    /// An HTTP port. Undeclared protocols are sniffed: remember which services (VIP, cluster)
+    /// may get plain TCP on it.
+    fn add_http(&mut self, service: &Service, port: &ServicePort) {
+        let sniffed = self.http_ports.entry(port.number).or_default();
+        if port.protocol == Protocol::Unsupported {
+            if let Some(vip) = &service.address {
+                sniffed.push((vip.clone(), ClusterName::outbound(port.number, "", &service.hostname).to_string()));
             }
         }
     }
-    for (name, (ip, port, routes)) in tls_chains {
-        if tcp_listeners.contains_key(&name) {
-            continue;
-        }
-        tcp_listeners.insert(name.clone(), tls_listener(name, &ip, port, routes, passthrough));
-    }
-    for (port, tcp_fallbacks) in http_ports {
-        let name = format!("0.0.0.0_{port}");
-        // TLS services without a VIP on this port keep their SNI chains inside the HTTP listener.
-        let sni_chains: Vec<FilterChain> = tcp_listeners
-            .remove(&name)
-            .map(|displaced| {
-                displaced
-                    .filter_chains
-                    .into_iter()
-                    .filter(|chain| chain.filter_chain_match.as_ref().is_some_and(|m| !m.server_names.is_empty()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let with_sni = |mut http: Listener, mut inspectors: Vec<ListenerFilter>| {
-            if !sni_chains.is_empty() {
-                let mut chains = sni_chains.clone();
-                chains.append(&mut http.filter_chains);
-                http.filter_chains = chains;
-                inspectors.push(tls_inspector());
+
+    /// A TLS port: the TLS routes of the VirtualServices for the service, then the service
+    /// itself.
+    fn add_tls(
+        &mut self,
+        push: &PushContext,
+        mesh_services: &[&Named<net::VirtualService>],
+        service: &Service,
+        port: u32,
+    ) {
+        let ip = service.address.clone().unwrap_or_else(|| "0.0.0.0".to_string());
+        let chains = self.tls_chains.entry(format!("{ip}_{port}")).or_insert_with(|| (ip, port, Vec::new()));
+        let service_cluster = ClusterName::outbound(port, "", &service.hostname).to_string();
+        for vs in mesh_services.iter().copied() {
+            if !vs.spec.hosts.iter().any(|host| push.qualify(host, &vs.namespace) == service.hostname) {
+                continue;
             }
-            http.listener_filters = inspectors;
-            http
-        };
-        let http_chain = |prefix: Option<&str>, sniff: bool| FilterChain {
-            filter_chain_match: (sniff || prefix.is_some()).then(|| FilterChainMatch {
-                prefix_ranges: prefix.map(cidr).into_iter().collect(),
-                application_protocols: if sniff {
-                    SNIFFED_HTTP.iter().map(|p| (*p).to_string()).collect()
-                } else {
-                    Vec::new()
-                },
-                ..Default::default()
-            }),
-            filters: vec![connection_manager(&format!("outbound_0.0.0.0_{port}"), rds(&port.to_string()))],
+            for (sni, clusters) in tls_routes(push, vs, port, None, |_| true) {
+                chains.2.push((sni, clusters));
+            }
+        }
+        // Without a VIP of its own the port is shared, so the service is told apart by SNI (its
+        // hostname); with one, the whole address:port is the service's.
+        let sni = if chains.0 == "0.0.0.0" { vec![service.hostname.clone()] } else { Vec::new() };
+        chains.2.push((sni, vec![(service_cluster, 100)]));
+    }
+
+    /// A TCP port: the first service on an address and port takes it, split as its
+    /// VirtualServices' TCP routes say.
+    fn add_tcp(
+        &mut self,
+        push: &PushContext,
+        mesh_services: &[&Named<net::VirtualService>],
+        service: &Service,
+        port: u32,
+    ) {
+        let ip = service.address.clone().unwrap_or_else(|| "0.0.0.0".to_string());
+        let name = format!("{ip}_{port}");
+        if self.tcp_listeners.contains_key(&name) {
+            return;
+        }
+        let service_cluster = ClusterName::outbound(port, "", &service.hostname).to_string();
+        let clusters = tcp_destinations(push, mesh_services.iter().copied(), port, None, |host| {
+            push.qualify(host, &service.namespace) == service.hostname
+        })
+        .unwrap_or_else(|| vec![(service_cluster.clone(), 100)]);
+        let chain = FilterChain { filters: vec![tcp_proxy_filter(&service_cluster, &clusters)], ..Default::default() };
+        self.tcp_listeners.insert(name.clone(), listener(name, &ip, port, vec![chain], false));
+    }
+}
+
+/// The SNI chains of a TLS listener an HTTP listener displaces from its address and port.
+fn sni_chains_of(displaced: Option<Listener>) -> Vec<FilterChain> {
+    displaced
+        .map(|listener| {
+            listener
+                .filter_chains
+                .into_iter()
+                .filter(|chain| chain.filter_chain_match.as_ref().is_some_and(|m| !m.server_names.is_empty()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Puts SNI chains ahead of an HTTP listener's own, with the TLS inspector to read the SNI.
+fn with_sni_chains(mut http: Listener, mut sni_chains: Vec<FilterChain>) -> Listener {
+    if !sni_chains.is_empty() {
+        sni_chains.append(&mut http.filter_chains);
+        http.filter_chains = sni_chains;
+        http.listener_filters.push(tls_inspector());
+    }
+    http
+}
+
+/// The HTTP chain of an outbound port: the port's routes, for traffic to `prefix` when given,
+/// and only for what the HTTP inspector recognised when `sniff` is set.
+fn http_chain(port: u32, prefix: Option<&str>, sniff: bool) -> FilterChain {
+    FilterChain {
+        filter_chain_match: (sniff || prefix.is_some()).then(|| FilterChainMatch {
+            prefix_ranges: prefix.map(cidr).into_iter().collect(),
+            application_protocols: if sniff {
+                SNIFFED_HTTP.iter().map(|p| (*p).to_string()).collect()
+            } else {
+                Vec::new()
+            },
             ..Default::default()
-        };
-        if !sniffed_ports.contains(&port) {
-            listeners.push(with_sni(listener(name, "0.0.0.0", port, vec![http_chain(None, false)], false), Vec::new()));
-            continue;
-        }
-        // Protocol sniffing (1.4's default for outbound): the HTTP inspector tells HTTP/1.x and
-        // h2c apart from anything else. HTTP goes to the port's routes; other traffic to a
-        // service's VIP is proxied to that service, and the rest passes through (or not, per
-        // outboundTrafficPolicy).
-        let mut chains = Vec::new();
-        for (vip, cluster) in &tcp_fallbacks {
-            chains.push(http_chain(Some(vip), true));
-            chains.push(FilterChain {
-                filter_chain_match: Some(FilterChainMatch { prefix_ranges: vec![cidr(vip)], ..Default::default() }),
-                filters: vec![tcp_proxy_filter(cluster, &[(cluster.clone(), 100)])],
-                ..Default::default()
-            });
-        }
-        chains.push(http_chain(None, true));
+        }),
+        filters: vec![connection_manager(&format!("outbound_0.0.0.0_{port}"), rds(&port.to_string()))],
+        ..Default::default()
+    }
+}
+
+/// Protocol sniffing (1.4's default for outbound): the HTTP inspector tells HTTP/1.x and h2c
+/// apart from anything else. HTTP goes to the port's routes; other traffic to a service's VIP
+/// is proxied to that service, and the rest passes through (or not, per outboundTrafficPolicy).
+fn sniffing_http_listener(port: u32, tcp_fallbacks: &[(String, String)], passthrough: &str) -> Listener {
+    let mut chains = Vec::new();
+    for (vip, cluster) in tcp_fallbacks {
+        chains.push(http_chain(port, Some(vip), true));
         chains.push(FilterChain {
-            filters: vec![tcp_proxy_filter(passthrough, &[(passthrough.to_string(), 100)])],
+            filter_chain_match: Some(FilterChainMatch { prefix_ranges: vec![cidr(vip)], ..Default::default() }),
+            filters: vec![tcp_proxy_filter(cluster, &[(cluster.clone(), 100)])],
             ..Default::default()
         });
-        let http_inspector = listener_filter_of("envoy.filters.listener.http_inspector", any(HttpInspector::default()));
-        listeners.push(with_sni(listener(name, "0.0.0.0", port, chains, false), vec![http_inspector]));
     }
-    listeners.extend(tcp_listeners.into_values());
-    listeners
+    chains.push(http_chain(port, None, true));
+    chains.push(FilterChain {
+        filters: vec![tcp_proxy_filter(passthrough, &[(passthrough.to_string(), 100)])],
+        ..Default::default()
+    });
+    let mut http = listener(format!("0.0.0.0_{port}"), "0.0.0.0", port, chains, false);
+    http.listener_filters =
+        vec![listener_filter_of("envoy.filters.listener.http_inspector", any(HttpInspector::default()))];
+    http
 }
 
 /// A listener filter with its typed config.
