@@ -8,7 +8,7 @@
 use std::time::{Duration, SystemTime};
 
 use rustls_pki_types::CertificateDer;
-use x509_parser::extensions::GeneralName;
+use x509_parser::extensions::{GeneralName, ParsedExtension};
 
 /// A certificate x509-parser cannot read.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +23,9 @@ pub struct CertificateInfo {
     pub not_before: SystemTime,
     pub not_after: SystemTime,
     pub is_ca: bool,
+    /// The subject public key info, DER.
+    pub public_key_der: Vec<u8>,
+    pub has_subject_key_id: bool,
 }
 
 fn system_time(time: x509_parser::time::ASN1Time) -> SystemTime {
@@ -48,7 +51,24 @@ pub fn inspect(certificate: &CertificateDer<'_>) -> Result<CertificateInfo, Cert
         not_before: system_time(validity.not_before),
         not_after: system_time(validity.not_after),
         is_ca: parsed.is_ca(),
+        public_key_der: parsed.public_key().raw.to_vec(),
+        has_subject_key_id: parsed
+            .extensions()
+            .iter()
+            .any(|extension| matches!(extension.parsed_extension(), ParsedExtension::SubjectKeyIdentifier(_))),
     })
+}
+
+/// Whether `issuer`'s key signed `certificate` (the signature checks out; names and validity
+/// are not looked at).
+pub fn signed_by(certificate: &CertificateDer<'_>, issuer: &CertificateDer<'_>) -> bool {
+    let (Ok((_, certificate)), Ok((_, issuer))) = (
+        x509_parser::parse_x509_certificate(certificate.as_ref()),
+        x509_parser::parse_x509_certificate(issuer.as_ref()),
+    ) else {
+        return false;
+    };
+    certificate.verify_signature(Some(issuer.public_key())).is_ok()
 }
 
 fn general_name_text(name: &GeneralName<'_>) -> Option<String> {

@@ -3,7 +3,9 @@
 //! proxy's TLS contexts, the local platform's installer and the tests.
 //!
 //! - [`ca`]: a certificate authority (self-signed or loaded from PEM) issuing leaf certificates.
+//! - [`csr`]: certificate signing requests, made for an identity and read with their signature checked.
 //! - [`identity`]: SPIFFE workload identities, `spiffe://TRUST-DOMAIN/ns/NS/sa/SA`.
+//! - [`keys`]: private keys a CA signs with (PKCS#8, and PKCS#1 RSA as `openssl genrsa` writes).
 //! - [`pem`]: certificates and private keys from PEM text or files, with errors naming the file.
 //! - [`certificate`]: what a certificate says: its subject alternative names and validity.
 //! - [`files`]: the `cert-chain.pem`/`key.pem`/`root-cert.pem` layout of `/etc/certs`.
@@ -13,8 +15,10 @@
 
 pub mod ca;
 pub mod certificate;
+pub mod csr;
 pub mod files;
 pub mod identity;
+pub mod keys;
 pub mod pem;
 
 pub use rustls_pki_types::{CertificateDer, PrivateKeyDer};
