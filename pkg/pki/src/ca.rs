@@ -5,12 +5,10 @@
 //!
 //! Serving the CA API and deciding who may have which identity are Citadel's business.
 
-use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
-    SanType,
 };
 use rustls_pki_types::CertificateDer;
 
@@ -18,6 +16,7 @@ use crate::certificate::{inspect, signed_by, CertificateError};
 use crate::csr::SigningRequest;
 use crate::keys::{self, KeyError};
 use crate::pem::PemError;
+use crate::san::{san, InvalidName};
 
 /// How long a self-signed root is valid for: Citadel's default, ten years.
 pub const DEFAULT_ROOT_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
@@ -43,8 +42,8 @@ pub enum CaError {
     KeyMismatch,
     #[error("the CA certificate does not chain to the root certificate through the certificate chain")]
     Untrusted,
-    #[error("{name:?} cannot be a subject alternative name: {source}")]
-    Name { name: String, source: rcgen::Error },
+    #[error(transparent)]
+    Name(#[from] InvalidName),
     #[error("a certificate for {names:?}: {source}")]
     Issue { names: Vec<String>, source: rcgen::Error },
 }
@@ -112,15 +111,6 @@ fn validity(params: &mut CertificateParams, ttl: Duration) {
     let now = SystemTime::now();
     params.not_before = time::OffsetDateTime::from(now);
     params.not_after = time::OffsetDateTime::from(now + ttl);
-}
-
-/// The subject alternative name `name` stands for.
-pub(crate) fn san(name: &str) -> Result<SanType, CaError> {
-    if let Ok(ip) = name.parse::<IpAddr>() {
-        return Ok(SanType::IpAddress(ip));
-    }
-    let text = name.try_into().map_err(|source| CaError::Name { name: name.to_string(), source })?;
-    Ok(if name.contains("://") { SanType::URI(text) } else { SanType::DnsName(text) })
 }
 
 /// Leaf parameters: the names as subject alternative names, for client and server use.

@@ -2,9 +2,9 @@
 //! identity with a fresh key, and reading one (its signature checked, its names listed) before
 //! a CA decides whether to sign it.
 
-use rcgen::{CertificateParams, CertificateSigningRequestParams, KeyPair, SanType};
+use rcgen::{CertificateParams, CertificateSigningRequestParams, KeyPair};
 
-use crate::ca::{san, CaError};
+use crate::san::{san, text, InvalidName};
 
 /// Why a CSR cannot be read.
 #[derive(Debug, thiserror::Error)]
@@ -17,6 +17,10 @@ pub enum CsrError {
     Signature,
     #[error("the CSR names no identity (no subject alternative name)")]
     NoNames,
+    #[error(transparent)]
+    Name(#[from] InvalidName),
+    #[error("making a CSR: {0}")]
+    Generate(#[source] rcgen::Error),
 }
 
 /// A parsed CSR whose signature verifies: the requester holds the private key of the public
@@ -37,7 +41,7 @@ impl SigningRequest {
             rcgen::Error::InvalidCertificationRequestSignature => CsrError::Signature,
             other => CsrError::Parse(other),
         })?;
-        let names: Vec<String> = request.params.subject_alt_names.iter().filter_map(san_text).collect();
+        let names: Vec<String> = request.params.subject_alt_names.iter().filter_map(text).collect();
         if names.is_empty() {
             return Err(CsrError::NoNames);
         }
@@ -51,24 +55,12 @@ impl SigningRequest {
     }
 }
 
-fn san_text(name: &SanType) -> Option<String> {
-    match name {
-        SanType::URI(uri) => Some(uri.as_str().to_string()),
-        SanType::DnsName(dns) => Some(dns.as_str().to_string()),
-        SanType::IpAddress(ip) => Some(ip.to_string()),
-        _ => None,
-    }
-}
-
 /// A new key (ECDSA P-256) and a PEM CSR for `names`, signed with it: (CSR, key).
-pub fn generate(names: &[String]) -> Result<(String, String), CaError> {
+pub fn generate(names: &[String]) -> Result<(String, String), CsrError> {
     let mut params = CertificateParams::default();
     params.subject_alt_names = names.iter().map(|name| san(name)).collect::<Result<_, _>>()?;
-    let key = KeyPair::generate().map_err(CaError::Key)?;
-    let request = params
-        .serialize_request(&key)
-        .and_then(|request| request.pem())
-        .map_err(|source| CaError::Issue { names: names.to_vec(), source })?;
+    let key = KeyPair::generate().map_err(CsrError::Generate)?;
+    let request = params.serialize_request(&key).and_then(|request| request.pem()).map_err(CsrError::Generate)?;
     Ok((request, key.serialize_pem()))
 }
 

@@ -39,6 +39,12 @@ pub fn signing_key(pem: &str) -> Result<KeyPair, KeyError> {
     KeyPair::try_from(&PrivateKeyDer::Pkcs8(pkcs8)).map_err(KeyError::Rejected)
 }
 
+/// The public key (SubjectPublicKeyInfo, DER) of the private key in PEM text, to compare
+/// with a certificate's.
+pub fn public_key_der(pem: &str) -> Result<Vec<u8>, KeyError> {
+    Ok(rcgen::PublicKeyData::subject_public_key_info(&signing_key(pem)?))
+}
+
 /// A PKCS#1 RSAPrivateKey wrapped in a PKCS#8 PrivateKeyInfo (algorithm `rsaEncryption`).
 fn rsa_as_pkcs8(pkcs1_der: &[u8]) -> Result<PrivatePkcs8KeyDer<'static>, KeyError> {
     pkcs1::RsaPrivateKeyRef::from_der(pkcs1_der).map_err(KeyError::MalformedPkcs1)?;

@@ -6,6 +6,7 @@
 //! - [`csr`]: certificate signing requests, made for an identity and read with their signature checked.
 //! - [`identity`]: SPIFFE workload identities, `spiffe://TRUST-DOMAIN/ns/NS/sa/SA`.
 //! - [`keys`]: private keys a CA signs with (PKCS#8, and PKCS#1 RSA as `openssl genrsa` writes).
+//! - [`san`]: subject alternative names from text (IP, URI or DNS).
 //! - [`pem`]: certificates and private keys from PEM text or files, with errors naming the file.
 //! - [`certificate`]: what a certificate says: its subject alternative names and validity.
 //! - [`files`]: the `cert-chain.pem`/`key.pem`/`root-cert.pem` layout of `/etc/certs`.
@@ -20,5 +21,6 @@ pub mod files;
 pub mod identity;
 pub mod keys;
 pub mod pem;
+pub mod san;
 
 pub use rustls_pki_types::{CertificateDer, PrivateKeyDer};

@@ -1,0 +1,145 @@
+//! Citadel (Istio 1.4's `istio_ca`): the mesh's certificate authority. It establishes a CA
+//! (a self-signed root kept in `istio-ca-secret`, or a plugged-in one from files) and keeps an
+//! `istio.<service-account>` Secret with a workload certificate, key and root for every
+//! service account of the namespaces it manages, renewing each before it expires. Pods mount
+//! those Secrets at `/etc/certs`.
+//!
+//! `start` runs it in-process; `main.rs` only parses flags.
+
+pub mod ca_setup;
+pub mod controller;
+pub mod dns_names;
+pub mod metrics;
+pub mod targeting;
+pub mod workload_secret;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use axum::http::StatusCode;
+use axum::routing::get;
+use istio_config::object::TypeKey;
+use istio_config::store::directory::DirectoryStore;
+use istio_config::store::kubernetes::KubernetesStore;
+use istio_config::store::{Store, StoreError};
+use istio_pki::ca::CertificateAuthority;
+use tokio::sync::watch;
+
+pub use ca_setup::CaSource;
+pub use controller::ControllerSettings;
+
+/// Where Citadel reads service accounts and namespaces and writes Secrets.
+#[derive(Clone)]
+pub enum StoreSource {
+    /// A directory store (the local platform's).
+    Directory(PathBuf),
+    /// The Kubernetes API.
+    Kubernetes(kube::Client),
+}
+
+impl std::fmt::Debug for StoreSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreSource::Directory(path) => write!(f, "Directory({})", path.display()),
+            StoreSource::Kubernetes(_) => write!(f, "Kubernetes"),
+        }
+    }
+}
+
+/// Everything Citadel needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub store: StoreSource,
+    pub ca: CaSource,
+    pub controller: ControllerSettings,
+    pub monitoring_address: SocketAddr,
+}
+
+/// Why Citadel could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum CitadelError {
+    #[error("the store: {0}")]
+    Store(#[from] StoreError),
+    #[error("the CA: {0}")]
+    Ca(#[from] ca_setup::CaSetupError),
+    #[error(transparent)]
+    Bind(#[from] istio_runtime::listen::BindError),
+}
+
+/// A running Citadel.
+pub struct Running {
+    pub monitoring_address: SocketAddr,
+    ca: Arc<ArcSwap<CertificateAuthority>>,
+    ready: watch::Receiver<bool>,
+    shutdown: istio_runtime::Shutdown,
+}
+
+impl Running {
+    /// The CA Citadel signs with now.
+    pub fn ca(&self) -> Arc<CertificateAuthority> {
+        self.ca.load_full()
+    }
+
+    /// Resolves once every Secret of the first pass over the store has been written.
+    pub async fn ready(&self) {
+        let mut ready = self.ready.clone();
+        let _ = ready.wait_for(|ready| *ready).await;
+    }
+
+    /// Stops the controller and the servers.
+    pub fn shutdown(&self) {
+        self.shutdown.trigger();
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// The kinds Citadel reads from Kubernetes.
+fn watched_kinds() -> Vec<TypeKey> {
+    ["ServiceAccount", "Namespace", "Secret"].map(|kind| TypeKey::new("", kind)).to_vec()
+}
+
+/// Starts Citadel: establishes the CA, then runs the secret controller and the monitoring
+/// server (`/metrics`, `/version`, `/ready`).
+pub async fn start(config: Config) -> Result<Running, CitadelError> {
+    let store: Arc<dyn Store> = match &config.store {
+        StoreSource::Directory(path) => Arc::new(DirectoryStore::open(path)?),
+        StoreSource::Kubernetes(client) => Arc::new(KubernetesStore::new(client.clone(), watched_kinds())?),
+    };
+    let registry = istio_runtime::monitoring::registry();
+    let metrics = metrics::Metrics::register(&registry);
+    let namespace = config.controller.targeting.storage_namespace.clone();
+    let ca = ca_setup::establish(&config.ca, store.as_ref(), &namespace, &config.controller.trust_domain).await?;
+    metrics.set_root_expiry(ca.root_pem());
+    let ca = Arc::new(ArcSwap::from_pointee(ca));
+
+    let shutdown = istio_runtime::Shutdown::default();
+    let (ready_sender, ready) = watch::channel(false);
+    let controller = controller::Controller::new(store, ca.clone(), config.controller.clone(), metrics, ready_sender);
+    tokio::spawn(controller.run(shutdown.wait()));
+
+    let readiness = ready.clone();
+    let router = istio_runtime::monitoring::router(registry, "citadel").route(
+        "/ready",
+        get(move || {
+            let ready = *readiness.borrow();
+            async move {
+                if ready {
+                    (StatusCode::OK, "ready\n")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "the first pass over the service accounts is not done\n")
+                }
+            }
+        }),
+    );
+    let monitoring_address =
+        istio_runtime::monitoring::serve(config.monitoring_address, router, shutdown.wait()).await?;
+    tracing::info!(%monitoring_address, store = ?config.store, "citadel started");
+    Ok(Running { monitoring_address, ca, ready, shutdown })
+}

@@ -1,0 +1,168 @@
+//! The `citadel` binary: a plugged-in CA from files laid out as Istio's `samples/certs` (an
+//! RSA root and an intermediate with a PKCS#1 key, made with openssl), its monitoring
+//! endpoints, and the errors it stops with.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use istio_config::object::ObjectKey;
+use istio_config::store::directory::DirectoryStore;
+use istio_config::store::Store;
+
+/// The plugged-in CA files of pkg/pki's tests.
+fn plugged(file: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../pkg/pki/testdata/plugged").join(file)
+}
+
+struct Citadel(Child);
+
+impl Drop for Citadel {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn citadel(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_citadel"));
+    command.args(args).args(["--monitoring-port", "0", "--bind-address", "127.0.0.1"]);
+    command
+}
+
+/// Starts Citadel and returns it with its monitoring address.
+fn start(args: &[&str]) -> (Citadel, String) {
+    let mut child = citadel(args).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("start citadel");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).expect("banner");
+    let address = line.trim().strip_prefix("citadel: monitoring on ").unwrap_or_else(|| panic!("banner {line:?}"));
+    (Citadel(child), address.to_string())
+}
+
+fn get(address: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).expect("connect");
+    write!(stream, "GET {path} HTTP/1.1\r\nhost: citadel\r\nconnection: close\r\n\r\n").expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let status = response.split_whitespace().nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
+    (status, response.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default())
+}
+
+#[tokio::test]
+async fn a_plugged_in_ca_signs_workload_secrets_that_chain_to_its_root() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = DirectoryStore::open(dir.path()).expect("store");
+    let account: istio_config::object::Object = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": "default"}
+    }))
+    .expect("object");
+    store.apply(account).await.expect("apply");
+    let store_dir = dir.path().display().to_string();
+    let (signing_cert, signing_key, chain, root) =
+        (plugged("ca-cert.pem"), plugged("ca-key.pem"), plugged("cert-chain.pem"), plugged("root-cert.pem"));
+    let (_citadel, monitoring) = start(&[
+        "--self-signed-ca=false",
+        "--configPath",
+        &store_dir,
+        "--signing-cert",
+        signing_cert.to_str().expect("path"),
+        "--signing-key",
+        signing_key.to_str().expect("path"),
+        "--cert-chain",
+        chain.to_str().expect("path"),
+        "--root-cert",
+        root.to_str().expect("path"),
+    ]);
+
+    let key = ObjectKey {
+        group: String::new(),
+        kind: "Secret".into(),
+        namespace: "default".into(),
+        name: "istio.default".into(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let secret = loop {
+        store.refresh().await;
+        if let Some(secret) = store.get(&key).await.expect("get") {
+            break secret;
+        }
+        assert!(Instant::now() < deadline, "no Secret istio.default");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let decode = |name: &str| {
+        base64::engine::general_purpose::STANDARD
+            .decode(secret.body["data"][name].as_str().expect(name))
+            .expect("base64")
+    };
+    assert_eq!(
+        decode("root-cert.pem"),
+        std::fs::read(&root).expect("root"),
+        "the workload root is the plugged-in root"
+    );
+    let chain = istio_pki::pem::certificates(&decode("cert-chain.pem")).expect("chain");
+    let intermediate = istio_pki::pem::read_certificates(&signing_cert).expect("intermediate");
+    assert_eq!(chain.len(), 2, "leaf and the plugged-in chain");
+    assert_eq!(chain[1], intermediate[0]);
+    assert!(istio_pki::certificate::signed_by(&chain[0], &intermediate[0]));
+    assert_eq!(
+        istio_pki::certificate::inspect(&chain[0]).expect("leaf").subject_alt_names,
+        ["spiffe://cluster.local/ns/default/sa/default"]
+    );
+
+    assert_eq!(get(&monitoring, "/ready").0, 200);
+    let (status, version) = get(&monitoring, "/version");
+    assert_eq!(status, 200);
+    assert!(version.starts_with("citadel "), "{version}");
+    let (_, metrics) = get(&monitoring, "/metrics");
+    assert!(metrics.contains("citadel_server_root_cert_expiry_timestamp 4"), "a root valid until the 2100s: {metrics}");
+}
+
+#[test]
+fn bad_flags_and_files_stop_citadel_with_a_clear_message() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store_dir = dir.path().join("store").display().to_string();
+    let run = |args: &[&str]| {
+        let output = citadel(args).output().expect("run citadel");
+        assert!(!output.status.success(), "{args:?} should fail");
+        String::from_utf8_lossy(&output.stderr).to_string()
+    };
+    let stderr = run(&["--configPath", &store_dir]);
+    assert!(
+        stderr.contains("No signing cert has been specified. Either specify a cert file via '-signing-cert' option or use '-self-signed-ca'"),
+        "{stderr}"
+    );
+    let stderr = run(&["--self-signed-ca", "--configPath", &store_dir, "--workload-cert-grace-period-ratio", "1.5"]);
+    assert!(stderr.contains("Workload cert grace period ratio 1.5 is invalid. It should be within [0, 1]"), "{stderr}");
+
+    let broken_key = dir.path().join("ca-key.pem");
+    std::fs::write(&broken_key, "-----BEGIN RSA PRIVATE KEY-----\nMAMCAQA=\n-----END RSA PRIVATE KEY-----\n")
+        .expect("write");
+    let stderr = run(&[
+        "--configPath",
+        &store_dir,
+        "--signing-cert",
+        plugged("ca-cert.pem").to_str().expect("path"),
+        "--signing-key",
+        broken_key.to_str().expect("path"),
+        "--root-cert",
+        plugged("root-cert.pem").to_str().expect("path"),
+    ]);
+    assert!(stderr.contains("plugged-in CA"), "{stderr}");
+    assert!(stderr.contains("malformed RSA (PKCS#1) private key"), "{stderr}");
+
+    let stderr = run(&[
+        "--configPath",
+        &store_dir,
+        "--signing-cert",
+        plugged("ca-cert.pem").to_str().expect("path"),
+        "--signing-key",
+        plugged("ca-key.pem").to_str().expect("path"),
+        "--root-cert",
+        plugged("ca-key.pem").to_str().expect("path"),
+    ]);
+    assert!(stderr.contains("no PEM certificate found"), "{stderr}");
+}
