@@ -1,7 +1,8 @@
 //! The README's main command end to end, as root: `istioctl demo` brings the demo profile and
 //! Bookinfo up on the local platform; the page comes through the ingress gateway with the
 //! book, its details and reviews; jason can log in; every Bookinfo pod has a sidecar and the
-//! sidecars' stats count the traffic between pods; the 1.4 networking samples change the
+//! sidecars' stats count the traffic between pods; Citadel's certificates are mounted in the
+//! sidecars; the 1.4 networking samples change the
 //! page as the Istio docs describe; proxy-status and proxy-config see the proxies; and
 //! `istioctl demo --down` leaves nothing behind.
 
@@ -142,6 +143,35 @@ fn demo_runs_bookinfo_through_sidecars_and_tears_down_cleanly() {
             .unwrap_or_else(|| panic!("no {app} pod"))
             .to_string()
     };
+
+    // Citadel keeps a certificate for each account, and the sidecar has it at /etc/certs.
+    let productpage_pod = bookinfo
+        .iter()
+        .find(|pod| pod["metadata"]["labels"]["app"] == "productpage")
+        .and_then(|pod| pod["metadata"]["name"].as_str())
+        .expect("productpage pod")
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let names = loop {
+        let (code, chain, err) = installation.istioctl(&[
+            "x",
+            "local",
+            "exec",
+            &productpage_pod,
+            "-c",
+            "istio-proxy",
+            "--",
+            "cat",
+            "/etc/certs/cert-chain.pem",
+        ]);
+        let leaf = istio_pki::pem::certificates(chain.as_bytes()).ok().map(|chain| chain[0].clone());
+        if let (0, Some(leaf)) = (code, leaf) {
+            break istio_pki::certificate::inspect(&leaf).expect("workload certificate").subject_alt_names;
+        }
+        assert!(Instant::now() < deadline, "no workload certificate in productpage's sidecar: {code} {chain} {err}");
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert_eq!(names, ["spiffe://cluster.local/ns/default/sa/bookinfo-productpage"]);
 
     // Log in as jason.
     let cookie = e2e::bookinfo_login(&gateway, "jason");

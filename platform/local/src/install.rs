@@ -37,8 +37,14 @@ pub const INJECTOR: Component = Component {
     address: Ipv4Addr::new(10, 44, 0, 12),
     ready_port: 9443,
 };
+pub const CITADEL: Component = Component {
+    name: "citadel",
+    service: "istio-citadel",
+    address: Ipv4Addr::new(10, 44, 0, 13),
+    ready_port: istio_runtime::ports::MONITORING,
+};
 /// Every address the bridge carries for the control plane.
-pub const CONTROL_ADDRESSES: [Ipv4Addr; 3] = [PILOT.address, GALLEY.address, INJECTOR.address];
+pub const CONTROL_ADDRESSES: [Ipv4Addr; 4] = [PILOT.address, GALLEY.address, INJECTOR.address, CITADEL.address];
 
 pub const SYSTEM_NAMESPACE: &str = "istio-system";
 
@@ -82,6 +88,10 @@ impl Plan {
     /// The components to run, in start order.
     pub fn components(&self) -> Vec<Component> {
         let mut components = Vec::new();
+        // Citadel first, as 1.4 installed it: the others' certificates come from it.
+        if self.enabled("security") {
+            components.push(CITADEL);
+        }
         if self.enabled("configManagement") {
             components.push(GALLEY);
         }
@@ -209,6 +219,22 @@ impl Plan {
                 let sampling = self.values()["pilot"]["traceSampling"].as_f64().unwrap_or(1.0);
                 (args, vec![("PILOT_TRACE_SAMPLING".to_string(), sampling.to_string())])
             }
+            "citadel" => (
+                vec![
+                    "--self-signed-ca".into(),
+                    "--configPath".into(),
+                    path(layout.store()),
+                    "--citadel-storage-namespace".into(),
+                    SYSTEM_NAMESPACE.into(),
+                    "--workload-cert-ttl".into(),
+                    self.values()["security"]["workloadCertTtl"].as_str().unwrap_or("2160h").to_string(),
+                    "--custom-dns-names".into(),
+                    format!("istio-pilot-service-account.{SYSTEM_NAMESPACE}:istio-pilot.{SYSTEM_NAMESPACE}"),
+                    "--bind-address".into(),
+                    address.to_string(),
+                ],
+                Vec::new(),
+            ),
             _ => (
                 vec![
                     "--injectConfig".into(),
@@ -288,7 +314,7 @@ mod tests {
     #[test]
     fn the_demo_runs_every_component_and_both_gateways() {
         let plan = Plan::new(&["profile=demo".into()]).expect("demo");
-        assert_eq!(plan.components(), vec![GALLEY, PILOT, INJECTOR]);
+        assert_eq!(plan.components(), vec![CITADEL, GALLEY, PILOT, INJECTOR]);
         assert_eq!(plan.gateway_manifests().len(), 2);
         let mesh = plan.mesh_config();
         assert_eq!(mesh["accessLogFile"], "/dev/stdout");
@@ -298,5 +324,8 @@ mod tests {
         let layout = Layout::new("/var/lib/x");
         let (_, args, _) = minimal.command(PILOT, &layout, Path::new("/bin"));
         assert!(args.contains(&"--configDir".to_string()));
+        let (program, args, _) = plan.command(CITADEL, &layout, Path::new("/bin"));
+        assert_eq!(program, Path::new("/bin/citadel"));
+        assert!(args.windows(2).any(|pair| pair == ["--configPath", "/var/lib/x/store"]), "{args:?}");
     }
 }
