@@ -2,14 +2,18 @@
 //! (a self-signed root kept in `istio-ca-secret`, or a plugged-in one from files) and keeps an
 //! `istio.<service-account>` Secret with a workload certificate, key and root for every
 //! service account of the namespaces it manages, renewing each before it expires. Pods mount
-//! those Secrets at `/etc/certs`.
+//! those Secrets at `/etc/certs`. It also serves the CA API (gRPC over TLS on 8060), where node
+//! agents trade a CSR and a service-account token for a certificate.
 //!
 //! `start` runs it in-process; `main.rs` only parses flags.
 
+pub mod authenticate;
+pub mod ca_server;
 pub mod ca_setup;
 pub mod controller;
 pub mod dns_names;
 pub mod metrics;
+mod server_tls;
 pub mod targeting;
 pub mod workload_secret;
 
@@ -49,12 +53,16 @@ impl std::fmt::Debug for StoreSource {
 }
 
 /// Everything Citadel needs to start.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Config {
     pub store: StoreSource,
     pub ca: CaSource,
     pub controller: ControllerSettings,
     pub monitoring_address: SocketAddr,
+    /// The CA API; `None` serves none (`--grpc-port 0`).
+    pub ca_server: Option<ca_server::CaServerSettings>,
+    /// Serve the CA API only, without the secret controller (`--server-only`).
+    pub server_only: bool,
 }
 
 /// Why Citadel could not start.
@@ -66,11 +74,15 @@ pub enum CitadelError {
     Ca(#[from] ca_setup::CaSetupError),
     #[error(transparent)]
     Bind(#[from] istio_runtime::listen::BindError),
+    #[error(transparent)]
+    CaServer(#[from] ca_server::CaServerError),
 }
 
 /// A running Citadel.
 pub struct Running {
     pub monitoring_address: SocketAddr,
+    /// Where the CA API listens, if it runs.
+    pub grpc_address: Option<SocketAddr>,
     ca: Arc<ArcSwap<CertificateAuthority>>,
     ready: watch::Receiver<bool>,
     shutdown: istio_runtime::Shutdown,
@@ -82,7 +94,8 @@ impl Running {
         self.ca.load_full()
     }
 
-    /// Resolves once every Secret of the first pass over the store has been written.
+    /// Resolves once every Secret of the first pass over the store has been written (at once
+    /// when the secret controller does not run).
     pub async fn ready(&self) {
         let mut ready = self.ready.clone();
         let _ = ready.wait_for(|ready| *ready).await;
@@ -120,9 +133,18 @@ pub async fn start(config: Config) -> Result<Running, CitadelError> {
     let ca = Arc::new(ArcSwap::from_pointee(ca));
 
     let shutdown = istio_runtime::Shutdown::default();
+    let grpc_address = match config.ca_server {
+        Some(settings) => Some(ca_server::serve(ca.clone(), settings, metrics.clone(), shutdown.wait()).await?),
+        None => None,
+    };
     let (ready_sender, ready) = watch::channel(false);
-    let controller = controller::Controller::new(store, ca.clone(), config.controller.clone(), metrics, ready_sender);
-    tokio::spawn(controller.run(shutdown.wait()));
+    if config.server_only {
+        ready_sender.send_replace(true);
+    } else {
+        let controller =
+            controller::Controller::new(store, ca.clone(), config.controller.clone(), metrics, ready_sender);
+        tokio::spawn(controller.run(shutdown.wait()));
+    }
 
     let readiness = ready.clone();
     let router = istio_runtime::monitoring::router(registry, "citadel").route(
@@ -140,6 +162,6 @@ pub async fn start(config: Config) -> Result<Running, CitadelError> {
     );
     let monitoring_address =
         istio_runtime::monitoring::serve(config.monitoring_address, router, shutdown.wait()).await?;
-    tracing::info!(%monitoring_address, store = ?config.store, "citadel started");
-    Ok(Running { monitoring_address, ca, ready, shutdown })
+    tracing::info!(%monitoring_address, ?grpc_address, store = ?config.store, "citadel started");
+    Ok(Running { monitoring_address, grpc_address, ca, ready, shutdown })
 }

@@ -5,11 +5,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use citadel::authenticate::Authenticator;
+use citadel::ca_server::CaServerSettings;
 use citadel::dns_names::DnsNames;
 use citadel::targeting::Targeting;
 use citadel::workload_secret::Rotation;
 use citadel::{CaSource, Config, ControllerSettings, StoreSource};
 use clap::{ArgAction, Parser};
+use istio_pki::token::{TokenVerifier, CITADEL_AUDIENCE, LOCAL_ISSUER};
 
 fn go_duration(text: &str) -> Result<Duration, String> {
     istio_duration::parse(text).map_err(|error| error.to_string())
@@ -75,6 +78,22 @@ struct Cli {
     /// More DNS names: ACCOUNT.NAMESPACE:DOMAIN, comma-separated.
     #[arg(long = "custom-dns-names", default_value = "")]
     custom_dns_names: String,
+    /// Port of the CA API (gRPC over TLS); 0 serves none.
+    #[arg(long = "grpc-port", default_value_t = istio_runtime::ports::CITADEL_GRPC)]
+    grpc_port: u16,
+    /// Names the CA API's own certificate carries, comma-separated (with istio-citadel.NS.svc.cluster.local).
+    #[arg(long = "grpc-host-identities", default_value = "istio-ca,istio-citadel")]
+    grpc_host_identities: String,
+    /// Accept Kubernetes service-account tokens (TokenReview, audience istio-ca) on the CA API.
+    #[arg(long = "sds-enabled", num_args = 0..=1, default_value_t = false, default_missing_value = "true", action = ArgAction::Set)]
+    sds_enabled: bool,
+    /// Serve the CA API only; write no workload Secrets.
+    #[arg(long = "server-only", num_args = 0..=1, default_value_t = false, default_missing_value = "true", action = ArgAction::Set)]
+    server_only: bool,
+    /// Accept service-account tokens signed by this public key (PEM), as the local platform
+    /// signs pods' tokens, on the CA API.
+    #[arg(long = "service-account-key-file")]
+    service_account_key_file: Option<PathBuf>,
     /// Port of the monitoring server (/metrics, /version, /ready).
     #[arg(long = "monitoring-port", default_value_t = istio_runtime::ports::MONITORING)]
     monitoring_port: u16,
@@ -105,6 +124,47 @@ fn ca_source(cli: &Cli) -> anyhow::Result<CaSource> {
         "No root cert has been specified. Either specify a root cert file via '-root-cert' option or use '-self-signed-ca'",
     )?;
     Ok(CaSource::Plugged { signing_cert, signing_key, cert_chain: cli.cert_chain.clone(), root_cert })
+}
+
+/// The CA API's settings: its names, lifetimes and the ways callers may authenticate
+/// (a client certificate always; tokens as the flags say).
+fn ca_server_settings(cli: &Cli, store: &StoreSource, trust_domain: &str) -> anyhow::Result<Option<CaServerSettings>> {
+    if cli.grpc_port == 0 {
+        return Ok(None);
+    }
+    let mut hostnames: Vec<String> = cli
+        .grpc_host_identities
+        .split(',')
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .map(str::to_string)
+        .collect();
+    hostnames.push(format!("istio-citadel.{}.svc.cluster.local", cli.storage_namespace));
+    let mut authenticators = vec![Authenticator::ClientCertificate];
+    if let Some(path) = &cli.service_account_key_file {
+        let pem = std::fs::read_to_string(path)
+            .with_context(|| format!("reading --service-account-key-file {}", path.display()))?;
+        let verifier = TokenVerifier::new(&pem, LOCAL_ISSUER, CITADEL_AUDIENCE)
+            .with_context(|| format!("--service-account-key-file {}", path.display()))?;
+        authenticators.push(Authenticator::LocalToken { verifier, trust_domain: trust_domain.to_string() });
+    }
+    if cli.sds_enabled {
+        match store {
+            StoreSource::Kubernetes(client) => authenticators
+                .push(Authenticator::TokenReview { client: client.clone(), trust_domain: trust_domain.to_string() }),
+            StoreSource::Directory(_) => tracing::warn!(
+                "--sds-enabled: there is no API server to review tokens with a directory store; \
+                 use --service-account-key-file"
+            ),
+        }
+    }
+    Ok(Some(CaServerSettings {
+        address: SocketAddr::new(cli.bind_address, cli.grpc_port),
+        hostnames,
+        default_ttl: cli.workload_cert_ttl,
+        max_ttl: cli.max_workload_cert_ttl,
+        authenticators,
+    }))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -147,6 +207,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         _ => None,
     };
     let self_signed = matches!(ca, CaSource::SelfSigned { .. });
+    let ca_server = ca_server_settings(&cli, &store, &trust_domain)?;
     let config = Config {
         store,
         ca,
@@ -173,9 +234,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             extra_roots,
         },
         monitoring_address: SocketAddr::new(cli.bind_address, cli.monitoring_port),
+        ca_server,
+        server_only: cli.server_only,
     };
     let running = citadel::start(config).await?;
     println!("citadel: monitoring on {}", running.monitoring_address);
+    if let Some(address) = running.grpc_address {
+        println!("citadel: CA API on {address}");
+    }
     istio_runtime::shutdown_signal().await;
     running.shutdown();
     Ok(())

@@ -28,9 +28,21 @@ pub struct SecretLabels {
     pub secret: String,
 }
 
+/// The CA server's metrics.
+#[derive(Debug, Clone, Default)]
+pub struct ServerMetrics {
+    pub csr: Counter,
+    pub authentication_failures: Counter,
+    pub csr_parsing_errors: Counter,
+    pub id_extraction_errors: Counter,
+    pub sign_errors: Family<ErrorLabels, Counter>,
+    pub issued: Counter,
+}
+
 /// Every metric Citadel keeps.
 #[derive(Debug, Clone, Default)]
 pub struct Metrics {
+    pub server: ServerMetrics,
     pub created_for_account: Counter,
     pub deleted_with_account: Counter,
     pub recreated_after_deletion: Counter,
@@ -62,6 +74,37 @@ impl Metrics {
             "citadel_secret_controller_csr_sign_err_count",
             "The number of errors occurred when signing the CSR.",
             metrics.controller_sign_errors.clone(),
+        );
+        let server = &metrics.server;
+        registry.register(
+            "citadel_server_csr_count",
+            "The number of CSRs received by Citadel server.",
+            server.csr.clone(),
+        );
+        registry.register(
+            "citadel_server_authentication_failure_count",
+            "The number of authentication failures.",
+            server.authentication_failures.clone(),
+        );
+        registry.register(
+            "citadel_server_csr_parsing_err_count",
+            "The number of errors occurred when parsing the CSR.",
+            server.csr_parsing_errors.clone(),
+        );
+        registry.register(
+            "citadel_server_id_extraction_err_count",
+            "The number of errors occurred when extracting the ID from CSR.",
+            server.id_extraction_errors.clone(),
+        );
+        registry.register(
+            "citadel_server_csr_sign_err_count",
+            "The number of errors occurred when signing the CSR.",
+            server.sign_errors.clone(),
+        );
+        registry.register(
+            "citadel_server_success_cert_issuance_count",
+            "The number of certificates issuances that have succeeded.",
+            server.issued.clone(),
         );
         registry.register(
             "citadel_server_root_cert_expiry_timestamp",

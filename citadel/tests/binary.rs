@@ -32,14 +32,25 @@ fn citadel(args: &[&str]) -> Command {
     command
 }
 
-/// Starts Citadel and returns it with its monitoring address.
-fn start(args: &[&str]) -> (Citadel, String) {
-    let mut child = citadel(args).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("start citadel");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("banner");
-    let address = line.trim().strip_prefix("citadel: monitoring on ").unwrap_or_else(|| panic!("banner {line:?}"));
-    (Citadel(child), address.to_string())
+/// Starts Citadel with its CA API on a free port; returns it with its monitoring and CA API
+/// addresses.
+fn start(args: &[&str]) -> (Citadel, String, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("address").port();
+    let mut child = citadel(args)
+        .args(["--grpc-port", &port.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start citadel");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut banner = |prefix: &str| {
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("banner");
+        line.trim().strip_prefix(prefix).unwrap_or_else(|| panic!("banner {line:?}")).to_string()
+    };
+    let monitoring = banner("citadel: monitoring on ");
+    let grpc = banner("citadel: CA API on ");
+    (Citadel(child), monitoring, grpc)
 }
 
 fn get(address: &str, path: &str) -> (u16, String) {
@@ -64,7 +75,7 @@ async fn a_plugged_in_ca_signs_workload_secrets_that_chain_to_its_root() {
     let store_dir = dir.path().display().to_string();
     let (signing_cert, signing_key, chain, root) =
         (plugged("ca-cert.pem"), plugged("ca-key.pem"), plugged("cert-chain.pem"), plugged("root-cert.pem"));
-    let (_citadel, monitoring) = start(&[
+    let (_citadel, monitoring, grpc) = start(&[
         "--self-signed-ca=false",
         "--configPath",
         &store_dir,
@@ -119,6 +130,18 @@ async fn a_plugged_in_ca_signs_workload_secrets_that_chain_to_its_root() {
     assert!(version.starts_with("citadel "), "{version}");
     let (_, metrics) = get(&monitoring, "/metrics");
     assert!(metrics.contains("citadel_server_root_cert_expiry_timestamp 4"), "a root valid until the 2100s: {metrics}");
+
+    // The CA API's own certificate comes from the plugged-in CA, with the chain to its root.
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(std::fs::read(&root).expect("root")))
+        .domain_name("istio-citadel.istio-system.svc.cluster.local");
+    tonic::transport::Channel::from_shared(format!("https://{grpc}"))
+        .expect("uri")
+        .tls_config(tls)
+        .expect("tls")
+        .connect()
+        .await
+        .expect("the CA API's certificate chains to the plugged-in root");
 }
 
 #[test]

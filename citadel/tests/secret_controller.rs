@@ -3,6 +3,8 @@
 //! follow namespace labels, come back when deleted or tampered with, go with their account,
 //! renew before expiry, and survive a restart on the same root.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use citadel::dns_names::DnsNames;
@@ -36,6 +38,8 @@ fn config(store: &std::path::Path, ttl: Duration) -> Config {
         ca: CaSource::SelfSigned { root_ttl: Duration::from_secs(3600), read_only: false, extra_roots: None },
         controller: settings(ttl),
         monitoring_address: "127.0.0.1:0".parse().expect("address"),
+        ca_server: None,
+        server_only: false,
     }
 }
 
@@ -144,7 +148,7 @@ async fn secrets_follow_accounts_namespaces_and_tampering() {
     writer.delete(&account("foo", "httpbin").key()).await.expect("delete");
     wait_for(&writer, &secret_key("foo", "httpbin"), "deleted", |s| s.is_none()).await;
 
-    let metrics = reqwest_metrics(running.monitoring_address).await;
+    let metrics = common::metrics(running.monitoring_address).await;
     assert!(metrics.contains("citadel_secret_controller_svc_acc_deleted_cert_count_total 1"), "{metrics}");
     assert!(metrics.contains("citadel_secret_controller_secret_deleted_cert_count_total 1"), "{metrics}");
     assert!(metrics.contains("citadel_server_root_cert_expiry_timestamp "), "{metrics}");
@@ -189,14 +193,4 @@ async fn a_restarted_citadel_keeps_the_root_and_leaves_fresh_secrets_be() {
     tokio::time::timeout(Duration::from_secs(15), restarted.ready()).await.expect("ready");
     let after = writer.get(&secret_key("foo", "sleep")).await.expect("get").expect("secret");
     assert_eq!(after.body["data"], written.body["data"], "a fresh Secret is not rewritten");
-}
-
-/// `GET /metrics` on the monitoring server.
-async fn reqwest_metrics(address: std::net::SocketAddr) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(address).await.expect("connect");
-    stream.write_all(b"GET /metrics HTTP/1.1\r\nhost: citadel\r\nconnection: close\r\n\r\n").await.expect("write");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.expect("read");
-    response
 }

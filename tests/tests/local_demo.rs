@@ -35,6 +35,11 @@ impl Installation {
         )
     }
 
+    /// A file in a pod's container: `x local exec POD -c CONTAINER -- cat PATH`.
+    fn cat(&self, pod: &str, container: &str, path: &str) -> (i32, String, String) {
+        self.istioctl(&["x", "local", "exec", pod, "-c", container, "--", "cat", path])
+    }
+
     fn pods(&self) -> Vec<Value> {
         let (code, out, err) = self.istioctl(&["x", "local", "get", "pods", "-A", "-o", "json"]);
         assert_eq!(code, 0, "{err}");
@@ -153,17 +158,7 @@ fn demo_runs_bookinfo_through_sidecars_and_tears_down_cleanly() {
         .to_string();
     let deadline = Instant::now() + Duration::from_secs(30);
     let names = loop {
-        let (code, chain, err) = installation.istioctl(&[
-            "x",
-            "local",
-            "exec",
-            &productpage_pod,
-            "-c",
-            "istio-proxy",
-            "--",
-            "cat",
-            "/etc/certs/cert-chain.pem",
-        ]);
+        let (code, chain, err) = installation.cat(&productpage_pod, "istio-proxy", "/etc/certs/cert-chain.pem");
         let leaf = istio_pki::pem::certificates(chain.as_bytes()).ok().map(|chain| chain[0].clone());
         if let (0, Some(leaf)) = (code, leaf) {
             break istio_pki::certificate::inspect(&leaf).expect("workload certificate").subject_alt_names;
@@ -172,6 +167,8 @@ fn demo_runs_bookinfo_through_sidecars_and_tears_down_cleanly() {
         std::thread::sleep(Duration::from_millis(300));
     };
     assert_eq!(names, ["spiffe://cluster.local/ns/default/sa/bookinfo-productpage"]);
+    let (_, root_pem, _) = installation.cat(&productpage_pod, "istio-proxy", "/etc/certs/root-cert.pem");
+    citadel_signs_for_a_pods_token(&installation, &root_pem);
 
     // Log in as jason.
     let cookie = e2e::bookinfo_login(&gateway, "jason");
@@ -382,6 +379,104 @@ fn demo_runs_bookinfo_through_sidecars_and_tears_down_cleanly() {
 }
 
 /// Sends a line over TCP and returns the first line of the answer.
+/// A pod with a projected service-account token (audience `istio-ca`, as 1.4's SDS pods have)
+/// gets a token the platform signed; Citadel's CA API, run by the platform on its bridge
+/// address, signs a CSR for the pod's identity with it, and refuses one for another account.
+fn citadel_signs_for_a_pods_token(installation: &Installation, root_pem: &str) {
+    const POD: &str = "apiVersion: v1
+kind: Pod
+metadata:
+  name: token-check
+  annotations:
+    sidecar.istio.io/inject: \"false\"
+spec:
+  serviceAccountName: bookinfo-productpage
+  containers:
+  - name: sleep
+    image: governmentpaas/curl-ssl
+    command: [\"/bin/sleep\", \"3650d\"]
+    volumeMounts:
+    - name: istio-token
+      mountPath: /var/run/secrets/tokens
+  volumes:
+  - name: istio-token
+    projected:
+      sources:
+      - serviceAccountToken:
+          path: istio-token
+          audience: istio-ca
+          expirationSeconds: 43200
+";
+    let file = installation.root.path().join("token-check.yaml");
+    std::fs::write(&file, POD).expect("write pod");
+    let (code, _, err) = installation.istioctl(&["x", "local", "apply", "-f", &file.display().to_string()]);
+    assert_eq!(code, 0, "{err}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let token = loop {
+        let (code, token, err) = installation.istioctl(&[
+            "x",
+            "local",
+            "exec",
+            "token-check",
+            "-c",
+            "sleep",
+            "--",
+            "cat",
+            "/var/run/secrets/tokens/istio-token",
+        ]);
+        if code == 0 && token.split('.').count() == 3 {
+            break token.trim().to_string();
+        }
+        assert!(Instant::now() < deadline, "no projected token in the pod: {code} {token} {err}");
+        std::thread::sleep(Duration::from_millis(300));
+    };
+
+    use istio_api::pb::istio::v1::auth::istio_certificate_service_client::IstioCertificateServiceClient;
+    use istio_api::pb::istio::v1::auth::IstioCertificateRequest;
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let tls = tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(root_pem))
+            .domain_name("istio-citadel.istio-system.svc.cluster.local");
+        // Citadel's bridge address on the local platform.
+        let channel = tonic::transport::Channel::from_static("https://10.44.0.13:8060")
+            .tls_config(tls)
+            .expect("tls")
+            .connect()
+            .await
+            .expect("Citadel's CA API answers over TLS with a certificate from the mesh's root");
+        let mut client = IstioCertificateServiceClient::new(channel);
+        let ask = |identity: &str| {
+            let (csr, _) = istio_pki::csr::generate(&[identity.to_string()]).expect("csr");
+            let mut request = tonic::Request::new(IstioCertificateRequest {
+                csr,
+                subject_id: String::new(),
+                validity_duration: 3600,
+            });
+            request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("metadata"));
+            request
+        };
+        let answer = client
+            .create_certificate(ask("spiffe://cluster.local/ns/default/sa/bookinfo-productpage"))
+            .await
+            .expect("signed for the pod's own identity")
+            .into_inner();
+        assert_eq!(answer.cert_chain.last().map(String::as_str), Some(root_pem));
+        let leaf = &istio_pki::pem::certificates(answer.cert_chain[0].as_bytes()).expect("leaf")[0];
+        assert_eq!(
+            istio_pki::certificate::inspect(leaf).expect("leaf").subject_alt_names,
+            ["spiffe://cluster.local/ns/default/sa/bookinfo-productpage"]
+        );
+        let refused = client
+            .create_certificate(ask("spiffe://cluster.local/ns/default/sa/bookinfo-ratings"))
+            .await
+            .expect_err("another account's identity");
+        assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    });
+    let (code, _, err) = installation.istioctl(&["x", "local", "delete", "-f", &file.display().to_string()]);
+    assert_eq!(code, 0, "{err}");
+}
+
 fn tcp_echo(address: &str, line: &str) -> Option<String> {
     use std::io::{BufRead, BufReader, Write};
     let mut stream = std::net::TcpStream::connect(address).ok()?;

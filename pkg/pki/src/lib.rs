@@ -9,6 +9,7 @@
 //! - [`san`]: subject alternative names from text (IP, URI or DNS).
 //! - [`pem`]: certificates and private keys from PEM text or files, with errors naming the file.
 //! - [`certificate`]: what a certificate says: its subject alternative names and validity.
+//! - [`token`]: service-account tokens, how a workload proves its identity to Citadel.
 //! - [`files`]: the `cert-chain.pem`/`key.pem`/`root-cert.pem` layout of `/etc/certs`.
 //!
 //! TLS configuration (rustls) is not made here; `istio-runtime` and the proxy build it from
@@ -22,5 +23,6 @@ pub mod identity;
 pub mod keys;
 pub mod pem;
 pub mod san;
+pub mod token;
 
 pub use rustls_pki_types::{CertificateDer, PrivateKeyDer};

@@ -230,6 +230,8 @@ impl Plan {
                     self.values()["security"]["workloadCertTtl"].as_str().unwrap_or("2160h").to_string(),
                     "--custom-dns-names".into(),
                     format!("istio-pilot-service-account.{SYSTEM_NAMESPACE}:istio-pilot.{SYSTEM_NAMESPACE}"),
+                    "--service-account-key-file".into(),
+                    path(layout.service_account_public_key()),
                     "--bind-address".into(),
                     address.to_string(),
                 ],
@@ -258,7 +260,8 @@ impl Plan {
 }
 
 /// Writes the installation's files: the plan, the mesh config, the injector's config and
-/// values, and a CA with the webhooks' serving certificates.
+/// values, a CA with the webhooks' serving certificates, and the key pods' service-account
+/// tokens are signed with.
 pub fn write_files(layout: &Layout, plan: &Plan) -> anyhow::Result<()> {
     for dir in
         [layout.root().to_path_buf(), layout.store(), layout.config(), layout.certs(), layout.logs(), layout.pids()]
@@ -272,7 +275,8 @@ pub fn write_files(layout: &Layout, plan: &Plan) -> anyhow::Result<()> {
         "policy: enabled\nalwaysInjectSelector: []\nneverInjectSelector: []\n",
     )?;
     std::fs::write(layout.config().join("inject-values"), serde_json::to_vec_pretty(&plan.injector_values())?)?;
-    write_certificates(layout)
+    write_certificates(layout)?;
+    crate::tokens::write_signing_key(layout)
 }
 
 /// The CA every webhook call trusts.
@@ -327,5 +331,9 @@ mod tests {
         let (program, args, _) = plan.command(CITADEL, &layout, Path::new("/bin"));
         assert_eq!(program, Path::new("/bin/citadel"));
         assert!(args.windows(2).any(|pair| pair == ["--configPath", "/var/lib/x/store"]), "{args:?}");
+        assert!(
+            args.windows(2).any(|pair| pair == ["--service-account-key-file", "/var/lib/x/certs/service-account.pub"]),
+            "{args:?}"
+        );
     }
 }

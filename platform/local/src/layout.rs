@@ -46,6 +46,16 @@ impl Layout {
         self.root.join("certs")
     }
 
+    /// The key pods' service-account tokens are signed with (the API server's part).
+    pub fn service_account_key(&self) -> PathBuf {
+        self.certs().join("service-account.key")
+    }
+
+    /// Its public half, which Citadel checks tokens with.
+    pub fn service_account_public_key(&self) -> PathBuf {
+        self.certs().join("service-account.pub")
+    }
+
     /// Logs: `control/<component>.log` and `pods/<ns>/<pod>/<container>.log`.
     pub fn logs(&self) -> PathBuf {
         self.root.join("logs")

@@ -27,6 +27,7 @@ pub(crate) mod process;
 pub mod profiles;
 pub(crate) mod services;
 pub mod teardown;
+pub(crate) mod tokens;
 pub(crate) mod volumes;
 
 pub use layout::Layout;

@@ -2,7 +2,8 @@
 //! ConfigMap volumes whose files follow their object. A Secret or ConfigMap that is created,
 //! changed or deleted after the pod started is written into the running pod's volume, as the
 //! kubelet does (each file replaced atomically), so a gateway whose certificate Secret is
-//! created later sees the files without restarting.
+//! created later sees the files without restarting. Projected volumes combine Secrets,
+//! ConfigMaps and service-account tokens ([`crate::tokens`]), renewed as they age.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -14,6 +15,7 @@ use serde_json::Value;
 
 use crate::layout::Layout;
 use crate::pod_context::PodContext;
+use crate::tokens::PodTokens;
 
 /// A volume's files: name and content.
 type Files = Vec<(String, Vec<u8>)>;
@@ -36,7 +38,9 @@ pub(crate) fn prepare(
         }
         let dir = root.join(name);
         std::fs::create_dir_all(&dir).with_context(|| format!("volume {name}: creating {}", dir.display()))?;
-        match projected_files(volume, pod.namespace(), secrets, config_maps) {
+        match projected_files(&context.layout, volume, pod, secrets, config_maps, &dir)
+            .with_context(|| format!("volume {name}"))?
+        {
             Some((files, mode)) => {
                 sync_files(&dir, &files, mode).with_context(|| format!("volume {name}"))?;
             }
@@ -60,12 +64,14 @@ pub(crate) fn refresh(
     let mut changed = Vec::new();
     for volume in pod.spec().get("volumes").and_then(Value::as_array).into_iter().flatten() {
         let Some(name) = volume.get("name").and_then(Value::as_str) else { continue };
-        let Some((files, mode)) = projected_files(volume, pod.namespace(), secrets, config_maps) else { continue };
         let dir = root.join(name);
         if !dir.is_dir() {
             // The pod has not set its volumes up yet (or is going away).
             continue;
         }
+        let files = projected_files(layout, volume, pod, secrets, config_maps, &dir)
+            .with_context(|| format!("volume {name}"))?;
+        let Some((files, mode)) = files else { continue };
         if sync_files(&dir, &files, mode).with_context(|| format!("volume {name}"))? {
             changed.push(name.to_string());
         }
@@ -73,22 +79,45 @@ pub(crate) fn refresh(
     Ok(changed)
 }
 
-/// A Secret or ConfigMap volume's files and file mode; `None` for other kinds of volume.
+/// A Secret, ConfigMap or projected volume's files and file mode; `None` for other kinds of
+/// volume. `dir` is where the volume's files are now (a token there is kept while it is fresh).
 fn projected_files(
+    layout: &Layout,
     volume: &Value,
-    namespace: &str,
+    pod: &Object,
     secrets: &[Object],
     config_maps: &[Object],
-) -> Option<(Files, u32)> {
+    dir: &Path,
+) -> anyhow::Result<Option<(Files, u32)>> {
+    let namespace = pod.namespace();
     let (files, mode) = if let Some(secret) = volume.pointer("/secret/secretName").and_then(Value::as_str) {
         (object_files(secrets, namespace, secret, true), volume.pointer("/secret/defaultMode"))
     } else if let Some(map) = volume.pointer("/configMap/name").and_then(Value::as_str) {
         (object_files(config_maps, namespace, map, false), volume.pointer("/configMap/defaultMode"))
+    } else if let Some(sources) = volume.pointer("/projected/sources").and_then(Value::as_array) {
+        let mut files = Vec::new();
+        let mut tokens = None;
+        for source in sources {
+            if let Some(secret) = source.pointer("/secret/name").and_then(Value::as_str) {
+                files.extend(object_files(secrets, namespace, secret, true));
+            } else if let Some(map) = source.pointer("/configMap/name").and_then(Value::as_str) {
+                files.extend(object_files(config_maps, namespace, map, false));
+            } else if let Some(token) = source.get("serviceAccountToken") {
+                let path = token.get("path").and_then(Value::as_str).unwrap_or("token");
+                if !crate::objects::is_data_key(path) {
+                    anyhow::bail!("serviceAccountToken.path {path:?} is not a file name");
+                }
+                let existing = std::fs::read(dir.join(path)).ok();
+                let tokens = tokens.get_or_insert_with(|| PodTokens::load(layout));
+                files.push((path.to_string(), tokens.token(pod, token, existing.as_deref())?));
+            }
+        }
+        (files, volume.pointer("/projected/defaultMode"))
     } else {
-        return None;
+        return Ok(None);
     };
     let mode = mode.and_then(Value::as_u64).and_then(|mode| u32::try_from(mode).ok()).unwrap_or(0o644);
-    Some((files, mode & 0o777))
+    Ok(Some((files, mode & 0o777)))
 }
 
 /// Makes `dir` hold exactly `files`: changed files are replaced atomically (written beside and
@@ -191,6 +220,43 @@ pub(crate) fn ensure_mount_point(context: &PodContext, target: &Path, directory:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn projected_tokens_name_the_pods_account_and_are_kept_while_fresh() {
+        let root = tempfile::tempdir().unwrap();
+        let layout = Layout::new(root.path());
+        std::fs::create_dir_all(layout.certs()).unwrap();
+        crate::tokens::write_signing_key(&layout).unwrap();
+        let pod: Object = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "sleep-1", "namespace": "foo"},
+            "spec": {"serviceAccountName": "sleep", "containers": []},
+        }))
+        .unwrap();
+        let volume = serde_json::json!({"name": "istio-token", "projected": {"sources": [{"serviceAccountToken": {
+            "path": "istio-token", "expirationSeconds": 43200, "audience": "istio-ca"}}]}});
+        let dir = root.path().join("volume");
+        std::fs::create_dir_all(&dir).unwrap();
+        let (files, mode) = projected_files(&layout, &volume, &pod, &[], &[], &dir).unwrap().expect("projected");
+        assert_eq!(mode, 0o644);
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0].0, "istio-token");
+        let token = String::from_utf8(files[0].1.clone()).unwrap();
+        let public = std::fs::read_to_string(layout.service_account_public_key()).unwrap();
+        let verifier = istio_pki::token::TokenVerifier::new(
+            &public,
+            istio_pki::token::LOCAL_ISSUER,
+            istio_pki::token::CITADEL_AUDIENCE,
+        )
+        .unwrap();
+        let account = verifier.verify(&token).expect("a token Citadel accepts");
+        assert_eq!((account.namespace.as_str(), account.name.as_str()), ("foo", "sleep"));
+
+        assert!(sync_files(&dir, &files, mode).unwrap());
+        let (again, _) = projected_files(&layout, &volume, &pod, &[], &[], &dir).unwrap().expect("projected");
+        assert_eq!(again, files, "a fresh token is kept, so the volume does not change on every pass");
+        assert!(!sync_files(&dir, &again, mode).unwrap());
+    }
 
     #[test]
     fn files_follow_the_object() {
