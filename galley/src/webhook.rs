@@ -76,12 +76,15 @@ fn decide(webhook: Webhook, metrics: &Metrics, request: &Value) -> Result<(), De
         return Err(Denied::NoObject);
     };
     let mut object: Object = serde_json::from_value(raw.clone())?;
-    if object.namespace().is_empty() {
+    let found = kinds::lookup(&object.api_version, &object.kind);
+    // The request's namespace belongs to namespaced kinds only; a cluster-scoped object
+    // (MeshPolicy, ClusterRbacConfig) stays without one, as the API server keeps it.
+    if object.namespace().is_empty() && found.is_some_and(|kind| kind.namespaced) {
         if let Some(namespace) = request.get("namespace").and_then(Value::as_str).filter(|ns| !ns.is_empty()) {
             object.metadata.namespace = Some(namespace.to_string());
         }
     }
-    let Some(kind) = kinds::lookup(&object.api_version, &object.kind).filter(|kind| kind.webhook == webhook) else {
+    let Some(kind) = found.filter(|kind| kind.webhook == webhook) else {
         let denied = Denied::UnknownType { type_key: object.type_key().to_string(), path: webhook.path() };
         metrics
             .validation_failed

@@ -296,6 +296,11 @@ async fn webhook_admits_valid_and_denies_invalid_config() {
     valid["spec"]["http"][0]["route"][0]["weight"] = json!(80);
     let answer = post_review(&fixture, "/admitpilot", &review("admission.k8s.io/v1", valid.clone())).await;
     assert_eq!(answer["response"]["allowed"], true, "{answer}");
+    // A cluster-scoped kind keeps no namespace, whatever namespace the request names.
+    let mesh_policy = json!({"apiVersion": "authentication.istio.io/v1alpha1", "kind": "MeshPolicy",
+        "metadata": {"name": "default"}, "spec": {"peers": [{"mtls": {}}]}});
+    let answer = post_review(&fixture, "/admitpilot", &review("admission.k8s.io/v1", mesh_policy)).await;
+    assert_eq!(answer["response"]["allowed"], true, "the docs' MeshPolicy: {answer}");
     // A pilot kind sent to the mixer webhook is not recognized there.
     let answer = post_review(&fixture, "/admitmixer", &review("admission.k8s.io/v1", valid)).await;
     assert_eq!(answer["response"]["allowed"], false);

@@ -1,6 +1,7 @@
 //! Pilot's debug HTTP server on :8080, with 1.4's endpoints: `/ready`, `/debug/syncz` (what
 //! `istioctl proxy-status` reads), `/debug/adsz`, `/debug/configz`, `/debug/registryz`,
-//! `/debug/endpointz`, `/debug/push_status` and `/debug/config_dump?proxyID=`.
+//! `/debug/endpointz`, `/debug/push_status`, `/debug/config_dump?proxyID=` and
+//! `/debug/authenticationz?proxyID=` (what `istioctl authn tls-check` reads).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -37,6 +38,7 @@ pub(crate) fn router(state: DebugState) -> Router {
         .route("/debug/cdsz", get(cdsz))
         .route("/debug/push_status", get(push_status))
         .route("/debug/config_dump", get(config_dump))
+        .route("/debug/authenticationz", get(authenticationz))
         .with_state(state)
 }
 
@@ -210,6 +212,28 @@ async fn push_status(State(state): State<DebugState>) -> Json<Value> {
         "gateways": push.gateways.len(),
         "connectedProxies": state.connections.snapshot().len(),
     }))
+}
+
+/// The mutual-TLS settings of every mesh service port as a connected proxy sees them
+/// (`proxyID` is `pod.namespace` or the node id), as 1.4's `/debug/authenticationz`.
+async fn authenticationz(State(state): State<DebugState>, Query(query): Query<HashMap<String, String>>) -> Response {
+    let Some(wanted) = query.get("proxyID") else {
+        return (StatusCode::BAD_REQUEST, "You must provide a proxyID in the query string").into_response();
+    };
+    let connected = state
+        .connections
+        .snapshot()
+        .into_iter()
+        .map(|status| status.proxy)
+        .filter(|proxy| proxy == wanted || proxy.split('~').nth(2) == Some(wanted.as_str()))
+        .max();
+    let node = connected.map(|id| envoy_types::pb::envoy::config::core::v3::Node { id, ..Default::default() });
+    let Some(proxy) = node.and_then(|node| Proxy::from_node(&node).ok()) else {
+        // An empty array, so istioctl can tell "not connected" from an error, as 1.4 did.
+        return (StatusCode::NOT_FOUND, "\n[\n]").into_response();
+    };
+    let push = state.pushes.borrow().clone();
+    Json(crate::tls_check::authenticationz(&push, &proxy.namespace)).into_response()
 }
 
 /// What Pilot would send a connected proxy, in Envoy's config_dump shape.

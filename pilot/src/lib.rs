@@ -14,6 +14,7 @@ pub(crate) mod scope;
 pub(crate) mod source;
 #[cfg(test)]
 pub(crate) mod testing;
+pub(crate) mod tls_check;
 pub mod xds;
 
 use std::net::SocketAddr;

@@ -1,4 +1,4 @@
-//! Pilot as an MCP sink of Galley: subscribes to the networking collections (and the synthetic
+//! Pilot as an MCP sink of Galley: subscribes to the networking and authentication collections (and the synthetic
 //! ServiceEntries Galley builds from Kubernetes) and turns what arrives into store events for the
 //! same pipeline the directory source feeds. The sink itself (ACKs, NACKs, reconnecting with
 //! backoff while the last config keeps serving) is `istio-mcp`'s.
@@ -13,12 +13,20 @@ use tokio::sync::mpsc;
 
 /// The collections Pilot consumes.
 pub(crate) fn collections() -> Vec<&'static str> {
-    let mut collections: Vec<&'static str> =
-        ["VirtualService", "DestinationRule", "Gateway", "ServiceEntry", "Sidecar", "EnvoyFilter"]
-            .iter()
-            .filter_map(|kind| kinds::by_name(kind))
-            .map(|kind| kind.collection)
-            .collect();
+    let mut collections: Vec<&'static str> = [
+        "VirtualService",
+        "DestinationRule",
+        "Gateway",
+        "ServiceEntry",
+        "Sidecar",
+        "EnvoyFilter",
+        "Policy",
+        "MeshPolicy",
+    ]
+    .iter()
+    .filter_map(|kind| kinds::by_name(kind))
+    .map(|kind| kind.collection)
+    .collect();
     collections.push(kinds::SYNTHETIC_SERVICE_ENTRIES);
     collections
 }

@@ -215,6 +215,9 @@ pub struct MeshSettings {
     pub enable_tracing: bool,
     /// The percentage of requests traced (`PILOT_TRACE_SAMPLING`, 1.0 by default as in 1.4).
     pub trace_sampling: f64,
+    /// `enableAutoMtls`: clients pick Istio mutual TLS by themselves for destinations with
+    /// sidecars where no DestinationRule sets TLS.
+    pub auto_mtls: bool,
 }
 
 impl Default for MeshSettings {
@@ -230,6 +233,7 @@ impl Default for MeshSettings {
             access_log_format: String::new(),
             enable_tracing: true,
             trace_sampling: 1.0,
+            auto_mtls: false,
         }
     }
 }
@@ -301,6 +305,10 @@ pub struct PushContext {
     pub gateways: Vec<Named<net::Gateway>>,
     pub sidecars: Vec<Named<net::Sidecar>>,
     pub envoy_filters: Vec<Named<net::EnvoyFilter>>,
+    /// Authentication `Policy` objects, oldest first.
+    pub authn_policies: Vec<Named<istio_api::pb::istio::authentication::v1alpha1::Policy>>,
+    /// The `MeshPolicy` named `default`, the only one that applies.
+    pub mesh_policy: Option<Named<istio_api::pb::istio::authentication::v1alpha1::Policy>>,
     /// Whether any service, VirtualService or DestinationRule is exported to fewer than all
     /// namespaces (then what a proxy sees depends on its namespace).
     pub has_private_exports: bool,

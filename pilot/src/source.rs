@@ -50,6 +50,11 @@ fn named<T: prost::Message + Default>(object: &Object) -> Option<Named<T>> {
     }
 }
 
+/// An object's `metadata.creationTimestamp` (RFC 3339, so it sorts as text); empty when unset.
+fn creation_time(object: &Object) -> String {
+    object.metadata.creation_timestamp.as_ref().map(|time| time.0.to_string()).unwrap_or_default()
+}
+
 /// Builds a push context from accepted objects.
 pub(crate) fn build(objects: &BTreeMap<ObjectKey, Object>, mesh: &MeshSettings, version: String) -> PushContext {
     let mut push =
@@ -67,6 +72,7 @@ pub(crate) fn build(objects: &BTreeMap<ObjectKey, Object>, mesh: &MeshSettings, 
         let labels = pod.metadata.labels.clone().unwrap_or_default().into_iter().collect();
         push.pods.insert(ip.clone(), Arc::new(PodInfo { namespace: pod.namespace().to_string(), labels }));
     }
+    let mut authn_policies = Vec::new();
     for object in objects.values() {
         match (object.group(), object.kind.as_str()) {
             ("networking.istio.io", "ServiceEntry") => {
@@ -82,9 +88,18 @@ pub(crate) fn build(objects: &BTreeMap<ObjectKey, Object>, mesh: &MeshSettings, 
             ("networking.istio.io", "Gateway") => push.gateways.extend(named(object)),
             ("networking.istio.io", "Sidecar") => push.sidecars.extend(named(object)),
             ("networking.istio.io", "EnvoyFilter") => push.envoy_filters.extend(named(object)),
+            ("authentication.istio.io", "Policy") => {
+                authn_policies.extend(named(object).map(|policy| (creation_time(object), policy)));
+            }
+            ("authentication.istio.io", "MeshPolicy") if object.name() == crate::scope::authn::DEFAULT_POLICY_NAME => {
+                push.mesh_policy = named(object);
+            }
             _ => {}
         }
     }
+    // Oldest first, as 1.4 ordered them; objects without a creation time keep the store's order.
+    authn_policies.sort_by(|(a, _), (b, _)| a.cmp(b));
+    push.authn_policies = authn_policies.into_iter().map(|(_, policy)| policy).collect();
     let private = |export_to: &[String]| !export_to.is_empty() && !export_to.iter().any(|t| t == "*");
     push.has_private_exports = push.services.values().any(|s| private(&s.export_to))
         || push.virtual_services.iter().any(|vs| private(&vs.spec.export_to))

@@ -36,6 +36,18 @@ pub(crate) fn virtual_service(namespace: &str, name: &str, json: Value) -> Named
     }
 }
 
+pub(crate) fn authn_policy(
+    namespace: &str,
+    name: &str,
+    json: Value,
+) -> Named<istio_api::pb::istio::authentication::v1alpha1::Policy> {
+    Named {
+        name: name.to_string(),
+        namespace: namespace.to_string(),
+        spec: spec("istio.authentication.v1alpha1.Policy", json),
+    }
+}
+
 /// A push context holding `services` and `rules`.
 pub(crate) fn push(services: Vec<Service>, rules: Vec<Named<net::DestinationRule>>) -> PushContext {
     PushContext {

@@ -11,6 +11,7 @@
 //! Proxies with the same scope key see the same outbound config, so generated resources are
 //! cached per key.
 
+pub(crate) mod authn;
 pub(crate) mod gateways;
 pub(crate) mod traffic_policy;
 pub(crate) mod virtual_services;

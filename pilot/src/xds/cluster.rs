@@ -270,10 +270,17 @@ fn upstream_tls(
     let mode = TlSmode::try_from(tls.mode).unwrap_or(TlSmode::Disable);
     let (common, sni) = match mode {
         TlSmode::Disable => return None,
-        TlSmode::IstioMutual => (
-            istio_mutual_tls(vec!["istio".to_string()], sds),
-            format!("outbound_.{}_.{subset}_.{}", port.number, service.hostname),
-        ),
+        TlSmode::IstioMutual => {
+            // The mesh's ALPN (and h2 for HTTP/2 ports); the server must be one of the service's
+            // accounts, unless the rule names others.
+            let mut alpn = vec!["istio".to_string()];
+            if port.protocol.is_http2() {
+                alpn.push("h2".to_string());
+            }
+            let peers =
+                if tls.subject_alt_names.is_empty() { &service.service_accounts } else { &tls.subject_alt_names };
+            (istio_mutual_tls(alpn, sds, peers), format!("outbound_.{}_.{subset}_.{}", port.number, service.hostname))
+        }
         TlSmode::Simple | TlSmode::Mutual => {
             let mut common = CommonTlsContext::default();
             if mode == TlSmode::Mutual {

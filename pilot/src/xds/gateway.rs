@@ -77,7 +77,7 @@ pub(crate) fn downstream_tls(tls: &net::server::TlsOptions, alpn: &[&str], sds: 
     let mode = TlSmode::try_from(tls.mode).unwrap_or(TlSmode::Simple);
     let alpn: Vec<String> = alpn.iter().map(|p| (*p).to_string()).collect();
     let mut common = if mode == TlSmode::IstioMutual {
-        istio_mutual_tls(alpn, sds)
+        istio_mutual_tls(alpn, sds, &[])
     } else {
         let mut common = CommonTlsContext { alpn_protocols: alpn, ..Default::default() };
         if let (Some(chain), Some(key)) = (file_source(&tls.server_certificate), file_source(&tls.private_key)) {

@@ -7,7 +7,7 @@ use istio_xds::type_url;
 
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 
-use super::{any, cluster, endpoint, envoy_filter, gateway, listener, route};
+use super::{any, cluster, endpoint, envoy_filter, gateway, inbound_listener, listener, route};
 use crate::model::{GeneratedResource, PushContext};
 use crate::node::{Proxy, ProxyKind};
 
@@ -15,7 +15,11 @@ use crate::node::{Proxy, ProxyKind};
 pub(crate) fn listeners(push: &PushContext, proxy: &Proxy) -> Vec<Listener> {
     let mut listeners = match proxy.kind {
         ProxyKind::Router => gateway::gateway_listeners(push, proxy),
-        ProxyKind::Sidecar => listener::sidecar_listeners(push, proxy),
+        ProxyKind::Sidecar => {
+            let mut listeners = listener::sidecar_outbound_listeners(push, &crate::scope::ProxyScope::of(push, proxy));
+            listeners.push(inbound_listener::virtual_inbound(push, proxy));
+            listeners
+        }
     };
     listener::decorate(&mut listeners, push, proxy.kind);
     listeners
@@ -82,7 +86,7 @@ pub(crate) fn generate(push: &PushContext, proxy: &Proxy, type_url: &str, names:
                         patched(outbound)
                     });
                     let mut generated: Vec<GeneratedResource> = shared.as_ref().clone();
-                    let mut inbound = vec![listener::virtual_inbound(push, proxy)];
+                    let mut inbound = vec![inbound_listener::virtual_inbound(push, proxy)];
                     listener::decorate(&mut inbound, push, ProxyKind::Sidecar);
                     generated.extend(patched(inbound));
                     generated

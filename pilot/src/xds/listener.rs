@@ -3,7 +3,7 @@
 //! destinations of the bound VirtualServices' TCP routes. Sidecars get `virtualOutbound`
 //! (:15001, original-destination hand-off to the per-port outbound listeners, which do not bind),
 //! outbound listeners per service port (`0.0.0.0_PORT` for HTTP with RDS `PORT`,
-//! `ADDRESS_PORT` for TCP), and `virtualInbound` (:15006) with a chain per inbound port.
+//! `ADDRESS_PORT` for TCP); `virtualInbound` is `inbound_listener`'s.
 //!
 //! The HTTP filter chain is Istio's order: plugin filters (authn, authz, Mixer: later issues fill
 //! `HttpPlugins`), then CORS, fault and the router.
@@ -14,14 +14,10 @@ use envoy_types::pb::envoy::config::core::v3::CidrRange;
 use envoy_types::pb::envoy::config::listener::v3::{
     filter, listener_filter, Filter, FilterChain, FilterChainMatch, Listener, ListenerFilter,
 };
-use envoy_types::pb::envoy::config::route::v3::{
-    route, route_action, Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost,
-};
 use envoy_types::pb::envoy::extensions::filters::http::cors::v3::Cors;
 use envoy_types::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::listener::http_inspector::v3::HttpInspector;
-use envoy_types::pb::envoy::extensions::filters::listener::original_dst::v3::OriginalDst;
 use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     http_connection_manager, http_filter, HttpConnectionManager, HttpFilter, Rds,
@@ -33,12 +29,9 @@ use istio_api::pb::istio::networking::v1alpha3 as net;
 use istio_xds::ClusterName;
 
 use super::route::{CORS_FILTER, FAULT_FILTER};
-use super::{
-    ads_source, any, socket_address, BLACKHOLE_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER, PASSTHROUGH_CLUSTER,
-    VIRTUAL_INBOUND, VIRTUAL_OUTBOUND,
-};
+use super::{ads_source, any, socket_address, BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER, VIRTUAL_OUTBOUND};
 use crate::model::{Named, Protocol, PushContext, Service, ServicePort};
-use crate::node::{Proxy, ProxyKind};
+use crate::node::ProxyKind;
 use crate::scope::virtual_services::{qualify_gateway, virtual_services_for};
 use crate::scope::ProxyScope;
 
@@ -232,12 +225,6 @@ pub(super) fn tcp_destinations<'a>(
         }
     }
     None
-}
-
-pub(crate) fn sidecar_listeners(push: &PushContext, proxy: &Proxy) -> Vec<Listener> {
-    let mut listeners = sidecar_outbound_listeners(push, &ProxyScope::of(push, proxy));
-    listeners.push(virtual_inbound(push, proxy));
-    listeners
 }
 
 /// The listeners of a sidecar that only depend on the mesh: `virtualOutbound` and the per-port
@@ -453,7 +440,7 @@ fn sniffing_http_listener(port: u32, tcp_fallbacks: &[(String, String)], passthr
 }
 
 /// A listener filter with its typed config.
-fn listener_filter_of(name: &str, config: envoy_types::pb::google::protobuf::Any) -> ListenerFilter {
+pub(super) fn listener_filter_of(name: &str, config: envoy_types::pb::google::protobuf::Any) -> ListenerFilter {
     ListenerFilter {
         name: name.to_string(),
         config_type: Some(listener_filter::ConfigType::TypedConfig(config)),
@@ -541,79 +528,6 @@ fn tls_listener(name: String, ip: &str, port: u32, routes: TlsChains, fallback: 
     let mut tls = listener(name, ip, port, chains, false);
     tls.listener_filters = vec![tls_inspector()];
     tls
-}
-
-/// `virtualInbound`: a chain per port this sidecar's workload serves.
-pub(crate) fn virtual_inbound(push: &PushContext, proxy: &Proxy) -> Listener {
-    let mut chains = Vec::new();
-    for inbound_target in super::inbound::inbound_targets(push, proxy) {
-        let target = inbound_target.listen_port;
-        let cluster = inbound_target.cluster.clone();
-        let cluster_name = cluster.parse::<ClusterName>().ok();
-        let service_port = cluster_name.as_ref().map_or(target, |name| name.port);
-        let filter = if inbound_target.protocol.is_http() {
-            let route = RouteConfiguration {
-                name: cluster.clone(),
-                virtual_hosts: vec![VirtualHost {
-                    name: format!("inbound|http|{service_port}"),
-                    domains: vec!["*".to_string()],
-                    routes: vec![Route {
-                        name: "default".to_string(),
-                        r#match: Some(RouteMatch {
-                            path_specifier: Some(
-                                envoy_types::pb::envoy::config::route::v3::route_match::PathSpecifier::Prefix(
-                                    "/".to_string(),
-                                ),
-                            ),
-                            ..Default::default()
-                        }),
-                        action: Some(route::Action::Route(RouteAction {
-                            cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(cluster.clone())),
-                            timeout: Some(super::seconds(0)),
-                            ..Default::default()
-                        })),
-                        // Server spans are named after the service, as 1.4 named them.
-                        decorator: cluster_name
-                            .as_ref()
-                            .and_then(|name| super::route::decorator(format!("{}:{}/*", name.host, name.port))),
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                }],
-                validate_clusters: Some(BoolValue { value: false }),
-                ..Default::default()
-            };
-            connection_manager(
-                &format!("inbound_0.0.0.0_{target}"),
-                http_connection_manager::RouteSpecifier::RouteConfig(route),
-            )
-        } else {
-            tcp_proxy_filter(&cluster, &[(cluster.clone(), 100)])
-        };
-        chains.push(FilterChain {
-            filter_chain_match: Some(FilterChainMatch {
-                destination_port: Some(UInt32Value { value: target }),
-                ..Default::default()
-            }),
-            filters: vec![filter],
-            ..Default::default()
-        });
-    }
-    let mut inbound = listener(
-        VIRTUAL_INBOUND.to_string(),
-        "0.0.0.0",
-        u32::from(istio_runtime::ports::PROXY_INBOUND_CAPTURE),
-        chains,
-        true,
-    );
-    inbound.default_filter_chain = Some(FilterChain {
-        name: "virtualInbound-passthrough".to_string(),
-        filters: vec![tcp_proxy_filter(INBOUND_PASSTHROUGH_CLUSTER, &[(INBOUND_PASSTHROUGH_CLUSTER.to_string(), 100)])],
-        ..Default::default()
-    });
-    inbound.listener_filters =
-        vec![listener_filter_of("envoy.filters.listener.original_dst", any(OriginalDst::default()))];
-    inbound
 }
 
 #[cfg(test)]

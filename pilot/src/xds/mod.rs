@@ -10,6 +10,7 @@ pub(crate) mod envoy_filter;
 pub(crate) mod gateway;
 pub(crate) mod generate;
 pub(crate) mod inbound;
+pub(crate) mod inbound_listener;
 pub(crate) mod intern;
 pub(crate) mod listener;
 pub(crate) mod route;

@@ -18,10 +18,12 @@ pub(crate) fn sds_secret(
 }
 
 /// The TLS context of Istio mutual TLS: the workload certificate and the mesh root, from the
-/// `/etc/certs` files (1.4's default) or, for a proxy in SDS mode, over SDS.
+/// `/etc/certs` files (1.4's default) or, for a proxy in SDS mode, over SDS. The peer's
+/// certificate must carry one of `peer_names` (any, when empty).
 pub(crate) fn istio_mutual_tls(
     alpn: Vec<String>,
     sds: bool,
+    peer_names: &[String],
 ) -> envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::CommonTlsContext {
     use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
         common_tls_context, CertificateValidationContext, CommonTlsContext, TlsCertificate,
@@ -31,7 +33,10 @@ pub(crate) fn istio_mutual_tls(
         common.tls_certificate_sds_secret_configs = vec![sds_secret("default")];
         common.validation_context_type = Some(common_tls_context::ValidationContextType::CombinedValidationContext(
             common_tls_context::CombinedCertificateValidationContext {
-                default_validation_context: Some(CertificateValidationContext::default()),
+                default_validation_context: Some(CertificateValidationContext {
+                    match_typed_subject_alt_names: peer_names.iter().map(|name| san_matcher(name)).collect(),
+                    ..Default::default()
+                }),
                 validation_context_sds_secret_config: Some(sds_secret("ROOTCA")),
                 ..Default::default()
             },
@@ -45,6 +50,7 @@ pub(crate) fn istio_mutual_tls(
         common.validation_context_type =
             Some(common_tls_context::ValidationContextType::ValidationContext(CertificateValidationContext {
                 trusted_ca: file_source(istio_pki::files::DEFAULT_ROOT_CERT),
+                match_typed_subject_alt_names: peer_names.iter().map(|name| san_matcher(name)).collect(),
                 ..Default::default()
             }));
     }

@@ -49,7 +49,12 @@ pub(crate) async fn validate(galley: &Webhook, object: &Value) -> anyhow::Result
         "uid": request_uid(),
         "kind": {"group": found.group, "version": found.version, "kind": kind},
         "operation": "CREATE",
-        "namespace": object.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default"),
+        // Cluster-scoped kinds (MeshPolicy, ClusterRbacConfig) are sent without a namespace.
+        "namespace": if found.namespaced {
+            object.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default")
+        } else {
+            ""
+        },
         "object": object,
     });
     let answer =

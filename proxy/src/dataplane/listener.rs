@@ -112,6 +112,29 @@ fn original_destination(stream: &TcpStream) -> Option<SocketAddr> {
     original.ok().and_then(|address| address.as_socket())
 }
 
+/// Completes a TLS handshake with the config that suits the client's ALPN offer. A client
+/// that does not speak TLS (`is_tls`, when the listener inspected; else looked at here) is
+/// closed without an answer, as Envoy closes it, rather than sent a TLS alert it cannot read.
+async fn accept_tls(
+    configs: &super::tls::ServerConfigs,
+    stream: BoxStream,
+    is_tls: Option<bool>,
+) -> std::io::Result<BoxStream> {
+    let (is_tls, stream) = match is_tls {
+        Some(is_tls) => (is_tls, stream),
+        None => {
+            let (inspection, stream) = super::inspect::inspect(stream, true, false).await;
+            (inspection.tls, stream)
+        }
+    };
+    if !is_tls {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "the client does not speak TLS"));
+    }
+    let start = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream).await?;
+    let config = configs.for_client(start.client_hello().alpn());
+    Ok(Box::pin(start.into_stream(config).await?))
+}
+
 async fn handle_connection(context: Arc<TrafficContext>, address: SocketAddr, stream: TcpStream, remote: SocketAddr) {
     let _ = stream.set_nodelay(true);
     let table = context.listeners.load_full();
@@ -151,8 +174,8 @@ async fn handle_connection(context: Arc<TrafficContext>, address: SocketAddr, st
     let (stream, tls) = match &chain.tls {
         None => (stream, false),
         Some(settings) => match context.tls.server_config(settings) {
-            Ok(config) => match tokio_rustls::TlsAcceptor::from(config).accept(stream).await {
-                Ok(tls) => (Box::pin(tls) as BoxStream, true),
+            Ok(configs) => match accept_tls(&configs, stream, listener.tls_inspector.then_some(inspection.tls)).await {
+                Ok(tls) => (tls, true),
                 Err(error) => {
                     stats.ssl_connection_error.inc();
                     tracing::debug!("listener {}: TLS handshake failed: {error}", listener.name);
@@ -171,8 +194,16 @@ async fn handle_connection(context: Arc<TrafficContext>, address: SocketAddr, st
         NetworkFilter::Http(manager) => {
             let stats = table.http_stats(manager);
             drop(table);
-            super::http::connection::serve_connection(context, manager.clone(), stats, Arc::new(downstream), stream)
-                .await
+            let retired = chain.retired.subscribe();
+            super::http::connection::serve_connection(
+                context,
+                manager.clone(),
+                stats,
+                Arc::new(downstream),
+                stream,
+                retired,
+            )
+            .await
         }
         NetworkFilter::Tcp(proxy) => {
             let stats = table.tcp_stats(proxy);

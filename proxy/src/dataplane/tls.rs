@@ -62,8 +62,39 @@ pub(crate) enum TlsError {
 pub(crate) struct TlsConfigs {
     /// SDS secrets as they arrived.
     pub secrets: SecretStore,
-    servers: Mutex<Built<DownstreamTls, rustls::ServerConfig>>,
+    servers: Mutex<Built<DownstreamTls, ServerConfigs>>,
     clients: Mutex<Built<UpstreamTls, rustls::ClientConfig>>,
+}
+
+/// A downstream config, and the same without ALPN for a client that offers none of its
+/// protocols: Envoy (BoringSSL) then completes the handshake without ALPN, where rustls would
+/// refuse it. Istio's mesh clients offer only `istio` to servers that offer `h2` and
+/// `http/1.1`, so every mutual-TLS connection into a sidecar takes this path.
+#[derive(Debug)]
+pub(crate) struct ServerConfigs {
+    offered: Arc<rustls::ServerConfig>,
+    without_alpn: Arc<rustls::ServerConfig>,
+}
+
+impl ServerConfigs {
+    fn new(config: rustls::ServerConfig) -> ServerConfigs {
+        let mut without_alpn = config.clone();
+        without_alpn.alpn_protocols.clear();
+        ServerConfigs { offered: Arc::new(config), without_alpn: Arc::new(without_alpn) }
+    }
+
+    /// The config for a client that offers `client_alpn` (none: `None`).
+    pub(crate) fn for_client<'a>(
+        &self,
+        client_alpn: Option<impl Iterator<Item = &'a [u8]>>,
+    ) -> Arc<rustls::ServerConfig> {
+        let Some(mut offered) = client_alpn else { return self.offered.clone() };
+        if offered.any(|protocol| self.offered.alpn_protocols.iter().any(|ours| ours.as_slice() == protocol)) {
+            self.offered.clone()
+        } else {
+            self.without_alpn.clone()
+        }
+    }
 }
 
 /// A cached config for `settings` if its material has not changed; otherwise `build` makes a
@@ -93,7 +124,7 @@ impl std::fmt::Debug for TlsConfigs {
 }
 
 impl TlsConfigs {
-    pub(crate) fn server_config(&self, settings: &DownstreamTls) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    pub(crate) fn server_config(&self, settings: &DownstreamTls) -> Result<Arc<ServerConfigs>, TlsError> {
         let stamps = self.stamps(&settings.material);
         cached(&self.servers, settings, stamps, || self.build_server(settings))
     }
@@ -144,7 +175,7 @@ impl TlsConfigs {
         Ok(store)
     }
 
-    fn build_server(&self, settings: &DownstreamTls) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    fn build_server(&self, settings: &DownstreamTls) -> Result<Arc<ServerConfigs>, TlsError> {
         let material = &settings.material;
         let (Some(chain), Some(key)) = (&material.certificate_chain, &material.private_key) else {
             return Err(TlsError::NoServerCertificate);
@@ -167,7 +198,7 @@ impl TlsConfigs {
         } else {
             settings.alpn.iter().map(|protocol| protocol.as_bytes().to_vec()).collect()
         };
-        Ok(Arc::new(config))
+        Ok(Arc::new(ServerConfigs::new(config)))
     }
 
     fn build_client(&self, settings: &UpstreamTls) -> Result<Arc<rustls::ClientConfig>, TlsError> {
@@ -317,6 +348,29 @@ mod tests {
         std::fs::write(dir.path().join("key.pem"), "garbage").unwrap();
         let error = configs.server_config(&settings).unwrap_err().to_string();
         assert!(error.contains("key.pem: no usable private key"), "{error}");
+    }
+
+    #[test]
+    fn a_client_offering_none_of_the_servers_protocols_gets_no_alpn() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = self_signed("server.example");
+        std::fs::write(dir.path().join("cert.pem"), &cert).unwrap();
+        std::fs::write(dir.path().join("key.pem"), &key).unwrap();
+        let settings = DownstreamTls {
+            material: TlsMaterial {
+                certificate_chain: Some(TlsData::File(dir.path().join("cert.pem"))),
+                private_key: Some(TlsData::File(dir.path().join("key.pem"))),
+                ..Default::default()
+            },
+            require_client_certificate: false,
+            alpn: vec!["h2".into(), "http/1.1".into()],
+        };
+        let configs = TlsConfigs::default().server_config(&settings).unwrap();
+        let offer =
+            |protocols: &[&'static [u8]]| configs.for_client(Some(protocols.iter().copied())).alpn_protocols.len();
+        assert_eq!(offer(&[b"h2"]), 2, "a protocol in common: ALPN as configured");
+        assert_eq!(offer(&[b"istio"]), 0, "Istio's mesh ALPN alone: the handshake goes on without ALPN");
+        assert_eq!(configs.for_client(None::<std::iter::Empty<&[u8]>>).alpn_protocols.len(), 2, "no offer");
     }
 
     #[test]

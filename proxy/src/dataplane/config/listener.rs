@@ -49,6 +49,27 @@ pub(crate) struct FilterChainConfig {
     pub matcher: ChainMatch,
     pub tls: Option<DownstreamTls>,
     pub filter: NetworkFilter,
+    /// A hash of the chain as configured: an update that leaves it the same keeps its
+    /// connections, one that changes or removes it drains them (Envoy's in-place update).
+    pub fingerprint: u64,
+    /// Flips to true when an update drops or changes this chain.
+    pub retired: tokio::sync::watch::Sender<bool>,
+}
+
+impl FilterChainConfig {
+    /// Tells the chain's connections to finish (HTTP connections close once their in-flight
+    /// requests are answered), as Envoy drains the connections of a changed filter chain.
+    pub(crate) fn retire(&self) {
+        self.retired.send_replace(true);
+    }
+}
+
+/// A stable hash of a filter chain's configuration.
+fn fingerprint(chain: &FilterChain) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    prost::Message::encode_to_vec(chain).hash(&mut hasher);
+    hasher.finish()
 }
 
 /// A chain's `filter_chain_match`.
@@ -269,7 +290,14 @@ fn compile_chain(chain: &FilterChain, at: &str) -> Result<FilterChainConfig, Con
         }
         other => return Err(ConfigError::new(at, format!("network filter {other} is not supported"))),
     };
-    Ok(FilterChainConfig { name: chain.name.clone(), matcher, tls, filter })
+    Ok(FilterChainConfig {
+        name: chain.name.clone(),
+        matcher,
+        tls,
+        filter,
+        fingerprint: fingerprint(chain),
+        retired: tokio::sync::watch::channel(false).0,
+    })
 }
 
 fn compile_manager(manager: &HttpConnectionManager, at: &str) -> Result<HttpManagerConfig, ConfigError> {
@@ -474,6 +502,8 @@ mod tests {
                 idle_timeout: None,
                 access_logs: Vec::new(),
             }),
+            fingerprint: 0,
+            retired: tokio::sync::watch::channel(false).0,
         })
     }
 

@@ -24,6 +24,7 @@ pub(crate) async fn serve_connection(
     stats: Arc<HttpManagerStats>,
     downstream: Arc<Downstream>,
     stream: BoxStream,
+    mut retired: tokio::sync::watch::Receiver<bool>,
 ) {
     stats.cx_total.inc();
     let _active = stats.cx_active.track();
@@ -50,7 +51,9 @@ pub(crate) async fn serve_connection(
     tokio::pin!(connection);
     // Draining, as Envoy does it: HTTP/1.1 responses carry `connection: close` (see `finish`),
     // so idle keep-alive connections close after their next request; HTTP/2 gets a GOAWAY and
-    // finishes its open streams.
+    // finishes its open streams. A connection whose filter chain an update changed or removed
+    // finishes its in-flight requests and closes (an idle one at once), so the next request
+    // opens a connection that the new chain (say, one that now requires mutual TLS) accepts.
     tokio::select! {
         _ = connection.as_mut() => return,
         _ = draining.wait_for(|draining| *draining) => {
@@ -58,6 +61,7 @@ pub(crate) async fn serve_connection(
                 connection.as_mut().graceful_shutdown();
             }
         }
+        Ok(_) = retired.wait_for(|retired| *retired) => connection.as_mut().graceful_shutdown(),
     }
     let _ = connection.await;
 }

@@ -1,0 +1,228 @@
+//! `virtualInbound` (:15006), where iptables sends every inbound connection: a filter chain
+//! per port the workload serves, shaped by the authentication policy of the service behind the
+//! port, as Istio 1.4's authn plugin shaped them:
+//! - no mutual TLS: one plaintext chain;
+//! - STRICT: one chain that terminates Istio mutual TLS and requires the peer's certificate
+//!   (signed by the mesh root), so plaintext is refused;
+//! - PERMISSIVE: that chain matched on the `istio` ALPN the mesh's clients offer, and a
+//!   plaintext chain for everything else, told apart by the TLS inspector.
+//!
+//! The terminating context offers `h2` and `http/1.1` (never `istio`, which would disturb
+//! HTTP/2 negotiation) and uses the workload certificate, from `/etc/certs` or over SDS.
+//! Connections to no known port pass through.
+
+use envoy_types::pb::envoy::config::core::v3::{transport_socket, TransportSocket};
+use envoy_types::pb::envoy::config::listener::v3::Filter;
+use envoy_types::pb::envoy::config::listener::v3::{FilterChain, FilterChainMatch, Listener};
+use envoy_types::pb::envoy::config::route::v3::{
+    route, route_action, Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost,
+};
+use envoy_types::pb::envoy::extensions::filters::listener::original_dst::v3::OriginalDst;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::DownstreamTlsContext;
+use envoy_types::pb::google::protobuf::{BoolValue, UInt32Value};
+
+use istio_xds::ClusterName;
+
+use super::inbound::{inbound_targets, InboundTarget};
+use super::listener::{connection_manager, listener, listener_filter_of, tcp_proxy_filter, tls_inspector};
+use super::tls::istio_mutual_tls;
+use super::{any, INBOUND_PASSTHROUGH_CLUSTER, VIRTUAL_INBOUND};
+use crate::model::PushContext;
+use crate::node::Proxy;
+use crate::scope::authn::{inbound_mode, MtlsMode};
+
+/// The ALPN mesh clients offer, which PERMISSIVE chains match on.
+pub(crate) const ALPN_IN_MESH: &str = "istio";
+/// What the terminating side offers.
+const ALPN_HTTP: [&str; 2] = ["h2", "http/1.1"];
+
+/// `virtualInbound` for a sidecar.
+pub(crate) fn virtual_inbound(push: &PushContext, proxy: &Proxy) -> Listener {
+    let mut chains = Vec::new();
+    for target in inbound_targets(push, proxy) {
+        let filter = target_filter(&target);
+        let port_match = FilterChainMatch {
+            destination_port: Some(UInt32Value { value: target.listen_port }),
+            ..Default::default()
+        };
+        let plaintext = FilterChain {
+            filter_chain_match: Some(port_match.clone()),
+            filters: vec![filter.clone()],
+            ..Default::default()
+        };
+        let secure = |application_protocols: Vec<String>| FilterChain {
+            filter_chain_match: Some(FilterChainMatch { application_protocols, ..port_match.clone() }),
+            filters: vec![filter.clone()],
+            transport_socket: Some(inbound_mutual_tls(proxy.sds)),
+            ..Default::default()
+        };
+        match target_mode(push, &target) {
+            MtlsMode::Disable => chains.push(plaintext),
+            MtlsMode::Strict => chains.push(secure(Vec::new())),
+            MtlsMode::Permissive => {
+                chains.push(secure(vec![ALPN_IN_MESH.to_string()]));
+                chains.push(plaintext);
+            }
+        }
+    }
+    let inspects_tls = chains
+        .iter()
+        .any(|chain| chain.filter_chain_match.as_ref().is_some_and(|m| !m.application_protocols.is_empty()));
+    let mut inbound = listener(
+        VIRTUAL_INBOUND.to_string(),
+        "0.0.0.0",
+        u32::from(istio_runtime::ports::PROXY_INBOUND_CAPTURE),
+        chains,
+        true,
+    );
+    inbound.default_filter_chain = Some(FilterChain {
+        name: "virtualInbound-passthrough".to_string(),
+        filters: vec![tcp_proxy_filter(INBOUND_PASSTHROUGH_CLUSTER, &[(INBOUND_PASSTHROUGH_CLUSTER.to_string(), 100)])],
+        ..Default::default()
+    });
+    inbound.listener_filters =
+        vec![listener_filter_of("envoy.filters.listener.original_dst", any(OriginalDst::default()))];
+    if inspects_tls {
+        inbound.listener_filters.push(tls_inspector());
+    }
+    inbound
+}
+
+/// The mutual-TLS mode of the service port behind an inbound target; a target no service
+/// owns (a Sidecar ingress port of its own) follows the namespace and mesh policies through
+/// no service at all: plaintext.
+fn target_mode(push: &PushContext, target: &InboundTarget) -> MtlsMode {
+    let Ok(name) = target.cluster.parse::<ClusterName>() else { return MtlsMode::Disable };
+    let Some(service) = push.service(&name.host) else { return MtlsMode::Disable };
+    match service.port(name.port) {
+        Some(port) => inbound_mode(push, service, port),
+        None => MtlsMode::Disable,
+    }
+}
+
+/// Istio mutual TLS on the server side: the workload certificate, the peer's required.
+fn inbound_mutual_tls(sds: bool) -> TransportSocket {
+    let alpn = ALPN_HTTP.iter().map(|protocol| (*protocol).to_string()).collect();
+    let context = DownstreamTlsContext {
+        common_tls_context: Some(istio_mutual_tls(alpn, sds, &[])),
+        require_client_certificate: Some(BoolValue { value: true }),
+        ..Default::default()
+    };
+    TransportSocket {
+        name: "envoy.transport_sockets.tls".to_string(),
+        config_type: Some(transport_socket::ConfigType::TypedConfig(any(context))),
+    }
+}
+
+/// The network filter that carries a target's traffic to the application: an HTTP connection
+/// manager with one route to the inbound cluster, or a TCP proxy.
+fn target_filter(target: &InboundTarget) -> Filter {
+    let cluster = target.cluster.clone();
+    let cluster_name = cluster.parse::<ClusterName>().ok();
+    let service_port = cluster_name.as_ref().map_or(target.listen_port, |name| name.port);
+    if !target.protocol.is_http() {
+        return tcp_proxy_filter(&cluster, &[(cluster.clone(), 100)]);
+    }
+    let route = RouteConfiguration {
+        name: cluster.clone(),
+        virtual_hosts: vec![VirtualHost {
+            name: format!("inbound|http|{service_port}"),
+            domains: vec!["*".to_string()],
+            routes: vec![Route {
+                name: "default".to_string(),
+                r#match: Some(RouteMatch {
+                    path_specifier: Some(
+                        envoy_types::pb::envoy::config::route::v3::route_match::PathSpecifier::Prefix("/".to_string()),
+                    ),
+                    ..Default::default()
+                }),
+                action: Some(route::Action::Route(RouteAction {
+                    cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(cluster.clone())),
+                    timeout: Some(super::seconds(0)),
+                    ..Default::default()
+                })),
+                // Server spans are named after the service, as 1.4 named them.
+                decorator: cluster_name
+                    .as_ref()
+                    .and_then(|name| super::route::decorator(format!("{}:{}/*", name.host, name.port))),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        validate_clusters: Some(BoolValue { value: false }),
+        ..Default::default()
+    };
+    connection_manager(
+        &format!("inbound_0.0.0.0_{}", target.listen_port),
+        http_connection_manager::RouteSpecifier::RouteConfig(route),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{authn_policy, push, reviews, sidecar};
+    use envoy_types::pb::envoy::config::core::v3::transport_socket::ConfigType;
+    use serde_json::json;
+
+    fn chains_for_reviews(push: &PushContext) -> Vec<(Vec<String>, bool)> {
+        let listener = virtual_inbound(push, &sidecar("default", "10.1.0.21", &[("app", "reviews")]));
+        listener
+            .filter_chains
+            .iter()
+            .map(|chain| {
+                let matcher = chain.filter_chain_match.clone().expect("match");
+                assert_eq!(matcher.destination_port, Some(UInt32Value { value: 9080 }));
+                (matcher.application_protocols, chain.transport_socket.is_some())
+            })
+            .collect()
+    }
+
+    fn inspects_tls(push: &PushContext) -> bool {
+        let listener = virtual_inbound(push, &sidecar("default", "10.1.0.21", &[("app", "reviews")]));
+        listener.listener_filters.iter().any(|filter| filter.name == "envoy.filters.listener.tls_inspector")
+    }
+
+    #[test]
+    fn policies_shape_the_inbound_chains() {
+        let mut context = push(reviews(), vec![]);
+        assert_eq!(chains_for_reviews(&context), [(vec![], false)], "no policy: plaintext");
+        assert!(!inspects_tls(&context));
+
+        context.mesh_policy = Some(authn_policy("", "default", json!({"peers": [{"mtls": {}}]})));
+        assert_eq!(chains_for_reviews(&context), [(vec![], true)], "STRICT: mutual TLS only");
+        assert!(!inspects_tls(&context));
+
+        context.authn_policies.push(authn_policy(
+            "default",
+            "default",
+            json!({"peers": [{"mtls": {"mode": "PERMISSIVE"}}]}),
+        ));
+        assert_eq!(
+            chains_for_reviews(&context),
+            [(vec!["istio".to_string()], true), (vec![], false)],
+            "PERMISSIVE: mutual TLS for the mesh's ALPN, plaintext for the rest"
+        );
+        assert!(inspects_tls(&context), "the TLS inspector tells the two apart");
+    }
+
+    #[test]
+    fn the_terminating_context_requires_the_peer_certificate() {
+        let mut context = push(reviews(), vec![]);
+        context.mesh_policy = Some(authn_policy("", "default", json!({"peers": [{"mtls": {}}]})));
+        for sds in [false, true] {
+            let mut proxy = sidecar("default", "10.1.0.21", &[("app", "reviews")]);
+            proxy.sds = sds;
+            let listener = virtual_inbound(&context, &proxy);
+            let socket = listener.filter_chains[0].transport_socket.clone().expect("TLS");
+            let Some(ConfigType::TypedConfig(any)) = socket.config_type else { panic!("typed config") };
+            let tls: DownstreamTlsContext = prost::Message::decode(any.value.as_slice()).expect("context");
+            assert_eq!(tls.require_client_certificate, Some(BoolValue { value: true }));
+            let common = tls.common_tls_context.expect("common");
+            assert_eq!(common.alpn_protocols, ["h2", "http/1.1"], "never istio on the server side");
+            assert_eq!(common.tls_certificate_sds_secret_configs.len(), usize::from(sds), "sds {sds}");
+            assert_eq!(common.tls_certificates.len(), usize::from(!sds), "files {sds}");
+        }
+    }
+}
