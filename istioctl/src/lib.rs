@@ -1,12 +1,14 @@
 //! istioctl: the command line of istio-rs. Each subcommand lives in its own module; `main.rs`
 //! only parses flags and runs the chosen command.
 
+pub(crate) mod authn;
 pub(crate) mod demo;
 pub(crate) mod kube_inject;
 pub(crate) mod local;
 pub(crate) mod mcp;
 pub(crate) mod proxy_config;
 pub(crate) mod proxy_status;
+pub(crate) mod table;
 pub(crate) mod validate;
 pub(crate) mod xds;
 
@@ -40,6 +42,9 @@ pub enum Command {
     /// A pod's proxy configuration: clusters, listeners, routes, endpoints, bootstrap, log levels.
     #[command(name = "proxy-config", alias = "pc")]
     ProxyConfig(proxy_config::ProxyConfigArgs),
+    /// Interact with Istio authentication policies.
+    #[command(subcommand)]
+    Authn(authn::AuthnCommand),
     /// Sync state of every proxy connected to Pilot.
     #[command(name = "proxy-status", alias = "ps")]
     ProxyStatus(proxy_status::ProxyStatusArgs),
@@ -71,6 +76,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::KubeInject(args) => kube_inject::run(&args),
         Command::ProxyConfig(args) => proxy_config::run(&args),
         Command::ProxyStatus(args) => proxy_status::run(&args),
+        Command::Authn(command) => authn::run(&command),
         Command::Experimental(Experimental::Mcp(args)) => {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             runtime.block_on(mcp::run(args))

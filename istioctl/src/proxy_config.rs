@@ -143,7 +143,7 @@ pub(crate) fn run(args: &ProxyConfigArgs) -> anyhow::Result<i32> {
                     .collect();
                 format!(
                     "NOTE: This output only contains routes loaded via RDS.\n{}",
-                    table(&["NAME", "VIRTUAL HOSTS"], &rows)
+                    crate::table::render(&["NAME", "VIRTUAL HOSTS"], &rows)
                 )
             }
         }
@@ -221,7 +221,7 @@ fn cluster_table(clusters: &[&Value]) -> String {
             vec![fqdn, port, subset, direction, cluster_type(cluster)]
         })
         .collect();
-    table(&["SERVICE FQDN", "PORT", "SUBSET", "DIRECTION", "TYPE"], &rows)
+    crate::table::render(&["SERVICE FQDN", "PORT", "SUBSET", "DIRECTION", "TYPE"], &rows)
 }
 
 fn listeners(dump: &Value) -> Vec<Value> {
@@ -278,7 +278,7 @@ fn listener_table(listeners: &[&Value]) -> String {
             vec![address, port.to_string(), listener_type(listener).to_string()]
         })
         .collect();
-    table(&["ADDRESS", "PORT", "TYPE"], &rows)
+    crate::table::render(&["ADDRESS", "PORT", "TYPE"], &rows)
 }
 
 fn endpoint_output(clusters: &Value, target: &Target) -> anyhow::Result<String> {
@@ -308,24 +308,7 @@ fn endpoint_output(clusters: &Value, target: &Target) -> anyhow::Result<String> 
     if target.output == "json" {
         return Ok(serde_json::to_string_pretty(&chosen)?);
     }
-    Ok(table(&["ENDPOINT", "STATUS", "OUTLIER CHECK", "CLUSTER"], &rows))
-}
-
-/// Columns padded as 1.4's tabwriter did (five spaces between columns).
-fn table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let widths: Vec<usize> = (0..header.len())
-        .map(|column| rows.iter().map(|row| row[column].len()).chain([header[column].len()]).max().unwrap_or(0))
-        .collect();
-    let line = |cells: Vec<&str>| -> String {
-        let padded: Vec<String> =
-            cells.iter().enumerate().map(|(i, cell)| format!("{cell:<width$}", width = widths[i])).collect();
-        format!("{}\n", padded.join("     ").trim_end())
-    };
-    let mut out = line(header.to_vec());
-    for row in rows {
-        out.push_str(&line(row.iter().map(String::as_str).collect()));
-    }
-    out
+    Ok(crate::table::render(&["ENDPOINT", "STATUS", "OUTLIER CHECK", "CLUSTER"], &rows))
 }
 
 #[cfg(test)]

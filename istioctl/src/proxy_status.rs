@@ -35,29 +35,23 @@ fn state(entry: &Value, sent: &str, acked: &str, kind: &str) -> &'static str {
 
 /// Renders syncz entries as the proxy-status table.
 pub(crate) fn render(entries: &[Value], pilot: &str) -> String {
-    let mut rows = vec![["NAME", "CDS", "LDS", "EDS", "RDS", "PILOT", "VERSION"].map(str::to_string).to_vec()];
     let mut sorted: Vec<&Value> = entries.iter().collect();
     sorted.sort_by_key(|entry| entry["proxy"].as_str().unwrap_or_default().to_string());
-    for entry in sorted {
-        rows.push(vec![
-            entry["proxy"].as_str().unwrap_or_default().to_string(),
-            state(entry, "cluster_sent", "cluster_acked", "cds").to_string(),
-            state(entry, "listener_sent", "listener_acked", "lds").to_string(),
-            state(entry, "endpoint_sent", "endpoint_acked", "eds").to_string(),
-            state(entry, "route_sent", "route_acked", "rds").to_string(),
-            pilot.to_string(),
-            entry["istio_version"].as_str().filter(|v| !v.is_empty()).unwrap_or("unknown").to_string(),
-        ]);
-    }
-    let widths: Vec<usize> = (0..7).map(|column| rows.iter().map(|row| row[column].len()).max().unwrap_or(0)).collect();
-    let mut out = String::new();
-    for row in rows {
-        let cells: Vec<String> =
-            row.iter().enumerate().map(|(column, cell)| format!("{cell:<width$}", width = widths[column])).collect();
-        out.push_str(cells.join("     ").trim_end());
-        out.push('\n');
-    }
-    out
+    let rows: Vec<Vec<String>> = sorted
+        .into_iter()
+        .map(|entry| {
+            vec![
+                entry["proxy"].as_str().unwrap_or_default().to_string(),
+                state(entry, "cluster_sent", "cluster_acked", "cds").to_string(),
+                state(entry, "listener_sent", "listener_acked", "lds").to_string(),
+                state(entry, "endpoint_sent", "endpoint_acked", "eds").to_string(),
+                state(entry, "route_sent", "route_acked", "rds").to_string(),
+                pilot.to_string(),
+                entry["istio_version"].as_str().filter(|v| !v.is_empty()).unwrap_or("unknown").to_string(),
+            ]
+        })
+        .collect();
+    crate::table::render(&["NAME", "CDS", "LDS", "EDS", "RDS", "PILOT", "VERSION"], &rows)
 }
 
 /// A plain HTTP GET against Pilot's debug server.

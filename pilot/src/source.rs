@@ -104,16 +104,30 @@ pub(crate) fn build(objects: &BTreeMap<ObjectKey, Object>, mesh: &MeshSettings, 
     push.has_private_exports = push.services.values().any(|s| private(&s.export_to))
         || push.virtual_services.iter().any(|vs| private(&vs.spec.export_to))
         || push.destination_rules.iter().any(|dr| private(&dr.spec.export_to));
-    let mut rule_namespaces: std::collections::HashMap<String, std::collections::HashSet<&str>> = Default::default();
-    for rule in &push.destination_rules {
-        rule_namespaces.entry(push.qualify(&rule.spec.host, &rule.namespace)).or_default().insert(&rule.namespace);
-    }
-    push.destination_rules_vary = rule_namespaces.values().any(|namespaces| namespaces.len() > 1);
+    push.destination_rules_vary = destination_rules_vary(&push);
     push.routes_depend_on_labels = push
         .virtual_services
         .iter()
         .any(|vs| vs.spec.http.iter().any(|http| http.r#match.iter().any(|m| !m.source_labels.is_empty())));
     push
+}
+
+/// Whether the DestinationRule a proxy uses for some host depends on the proxy's namespace:
+/// two rules in different namespaces cover a common host (the same host, or a wildcard such as
+/// `*.local` over `httpbin.foo.svc.cluster.local`). Then generated clusters are not shared
+/// across namespaces.
+fn destination_rules_vary(push: &PushContext) -> bool {
+    let hosts: Vec<(String, &str)> = push
+        .destination_rules
+        .iter()
+        .map(|rule| (push.qualify(&rule.spec.host, &rule.namespace), rule.namespace.as_str()))
+        .collect();
+    let covers = |wildcard: &str, host: &str| wildcard.strip_prefix('*').is_some_and(|suffix| host.ends_with(suffix));
+    hosts.iter().enumerate().any(|(index, (host, namespace))| {
+        hosts[index + 1..].iter().any(|(other, other_namespace)| {
+            namespace != other_namespace && (host == other || covers(host, other) || covers(other, host))
+        })
+    })
 }
 
 /// Consumes store events, publishing a new push context after each settled batch of changes.
@@ -164,5 +178,26 @@ pub(crate) async fn run(
             metrics.push_contexts.inc();
             publish.send_replace(Arc::new(push));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_vary_by_namespace_when_they_cover_a_common_host_from_two_namespaces() {
+        let rule = |namespace: &str, host: &str| {
+            crate::testing::destination_rule(namespace, host, serde_json::json!({"host": host}))
+        };
+        let mut push = crate::testing::push(vec![], vec![rule("default", "reviews"), rule("default", "ratings")]);
+        push.mesh.domain_suffix = "cluster.local".to_string();
+        assert!(!destination_rules_vary(&push), "one namespace");
+        push.destination_rules.push(rule("foo", "httpbin"));
+        assert!(!destination_rules_vary(&push), "different hosts");
+        push.destination_rules.push(rule("istio-system", "*.local"));
+        assert!(destination_rules_vary(&push), "*.local covers httpbin.foo.svc.cluster.local");
+        push.destination_rules = vec![rule("default", "reviews"), rule("bar", "reviews.default.svc.cluster.local")];
+        assert!(destination_rules_vary(&push), "the same host from two namespaces");
     }
 }

@@ -177,9 +177,21 @@ spec:
       mode: ISTIO_MUTUAL
 ";
 
-/// Back to no policy and no rules.
+/// The MeshPolicy the installation starts with (1.4's security chart without
+/// `values.global.mtls.enabled`).
+const MESH_PERMISSIVE: &str = "apiVersion: authentication.istio.io/v1alpha1
+kind: MeshPolicy
+metadata:
+  name: default
+spec:
+  peers:
+  - mtls:
+      mode: PERMISSIVE
+";
+
+/// Back to the installation's PERMISSIVE MeshPolicy and no other policy or rule.
 fn reset(mesh: &LocalMesh) {
-    mesh.delete_in("default", "meshpolicies", "default");
+    mesh.apply_yaml(MESH_PERMISSIVE);
     mesh.delete_in("istio-system", "destinationrules", "default");
     for namespace in NAMESPACES {
         for name in ["default", "httpbin", "overwrite-example", "httpbin-legacy"] {
@@ -193,7 +205,11 @@ fn reset(mesh: &LocalMesh) {
 /// the `*.local` rule makes them use mutual TLS; plaintext clients are refused (000); calls
 /// into `legacy` then need a rule that disables TLS for it.
 fn mesh_wide_policy(mesh: &LocalMesh) {
-    settle(mesh, "no policy", &[]);
+    // The installation's policy: the MeshPolicy `default`, PERMISSIVE, and no other.
+    let (code, policies, err) = mesh.istioctl(&["x", "local", "get", "meshpolicies", "-o", "yaml"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(policies.contains("name: default") && policies.contains("PERMISSIVE"), "{policies}");
+    settle(mesh, "the installation's PERMISSIVE MeshPolicy", &[]);
     mesh.apply_yaml(MESH_STRICT);
     let mesh_to_mesh = [("foo", "foo", "503"), ("foo", "bar", "503"), ("bar", "foo", "503"), ("bar", "bar", "503")];
     let legacy_to_mesh = [("legacy", "foo", "000"), ("legacy", "bar", "000")];
@@ -298,7 +314,8 @@ spec:
 }
 
 /// "Mutual TLS deep dive": the sidecar holds Citadel's files, the certificate names the
-/// workload's SPIFFE identity, and a client without certificates gets nowhere under STRICT.
+/// workload's SPIFFE identity, a client without certificates gets nowhere under STRICT, and
+/// `istioctl authn tls-check` says OK, then CONFLICT for a rule that turns TLS off.
 fn deep_dive(mesh: &LocalMesh) {
     let exec = |command: &[&str]| {
         let mut args = vec!["x", "local", "exec", "httpbin", "-n", "foo", "-c", "istio-proxy", "--"];
@@ -340,6 +357,63 @@ fn deep_dive(mesh: &LocalMesh) {
         "5",
     ]);
     assert!([52, 56].contains(&code), "a plaintext client gets no answer from a STRICT server: curl exit {code}");
+
+    // `authn tls-check` from sleep.foo's proxy: OK, then CONFLICT once a rule turns TLS off.
+    let sleep = mesh
+        .pods()
+        .into_iter()
+        .find(|pod| pod["metadata"]["namespace"] == "foo" && pod["metadata"]["labels"]["app"] == "sleep")
+        .and_then(|pod| pod["metadata"]["name"].as_str().map(str::to_string))
+        .expect("sleep in foo");
+    let tls_check = || {
+        let (code, out, err) =
+            mesh.istioctl(&["authn", "tls-check", &format!("{sleep}.foo"), "httpbin.foo.svc.cluster.local"]);
+        assert_eq!(code, 0, "{err}");
+        out
+    };
+    let table = tls_check();
+    assert!(table.starts_with("HOST:PORT "), "{table}");
+    let row: Vec<&str> = table.lines().nth(1).unwrap_or_default().split_whitespace().collect();
+    assert_eq!(
+        row,
+        ["httpbin.foo.svc.cluster.local:8000", "OK", "STRICT", "ISTIO_MUTUAL", "/default", "istio-system/default"]
+    );
+    mesh.apply_yaml(
+        "apiVersion: networking.istio.io/v1alpha3
+kind: DestinationRule
+metadata:
+  name: httpbin
+  namespace: foo
+spec:
+  host: httpbin.foo.svc.cluster.local
+  trafficPolicy:
+    tls:
+      mode: DISABLE
+",
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let table = tls_check();
+        let row: Vec<&str> = table.lines().nth(1).unwrap_or_default().split_whitespace().collect();
+        if row == ["httpbin.foo.svc.cluster.local:8000", "CONFLICT", "STRICT", "DISABLE", "/default", "foo/httpbin"] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "tls-check never showed the conflict:\n{table}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    settle(
+        mesh,
+        "a rule that turns TLS off against STRICT",
+        &[
+            ("legacy", "foo", "000"),
+            ("legacy", "bar", "000"),
+            ("foo", "legacy", "503"),
+            ("bar", "legacy", "503"),
+            ("foo", "foo", "503"),
+            // The rule lives in foo: foo's proxies use it first, and foo exports it to bar's.
+            ("bar", "foo", "503"),
+        ],
+    );
 }
 
 fn run_tasks(plane: Plane) {

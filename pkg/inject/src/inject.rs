@@ -12,6 +12,10 @@ use crate::config::{InjectorConfig, MeshDefaultsError, ProxyDefaults};
 use crate::policy::{injection_required, string_map, Decision, STATUS_ANNOTATION};
 use crate::template::{render, RenderError, Sidecar, Workload, PROXY_CONTAINER};
 
+/// The pod label that says how the pod's endpoints take TLS, and its value for a sidecar.
+pub const TLS_MODE_LABEL: &str = "security.istio.io/tlsMode";
+pub const ISTIO_MUTUAL_TLS_MODE: &str = "istio";
+
 /// Name of the env var that carries rewritten probes to the proxy's status server.
 pub const APP_PROBERS_ENV: &str = "ISTIO_KUBE_APP_PROBERS";
 
@@ -49,6 +53,9 @@ pub struct Injection {
     pub sidecar: Sidecar,
     /// Annotations to set (status, traffic settings, injected annotations).
     pub annotations: BTreeMap<String, String>,
+    /// Labels to set: `security.istio.io/tlsMode: istio`, which tells Pilot (automatic mutual
+    /// TLS) that the pod's proxy accepts Istio mutual TLS.
+    pub labels: BTreeMap<String, String>,
     /// Rewritten probes: (container index, probe field, new probe).
     pub probe_rewrites: Vec<(usize, &'static str, Value)>,
 }
@@ -104,7 +111,8 @@ impl Injector {
                 }
             }
         }
-        Ok(Injection { sidecar, annotations, probe_rewrites })
+        let labels = BTreeMap::from([(TLS_MODE_LABEL.to_string(), ISTIO_MUTUAL_TLS_MODE.to_string())]);
+        Ok(Injection { sidecar, annotations, labels, probe_rewrites })
     }
 
     /// The `sidecar.istio.io/status` annotation: the template's version and what was added.
@@ -216,6 +224,12 @@ pub fn apply(pod: &mut Value, injection: &Injection) {
     let mut annotations = string_map(pod["metadata"].get("annotations"));
     annotations.extend(injection.annotations.clone());
     pod["metadata"]["annotations"] = json!(annotations);
+    // A label the pod already has is kept, as 1.4's kube-inject kept it.
+    let mut labels = string_map(pod["metadata"].get("labels"));
+    for (key, value) in &injection.labels {
+        labels.entry(key.clone()).or_insert_with(|| value.clone());
+    }
+    pod["metadata"]["labels"] = json!(labels);
 }
 
 /// A probe's port as a number, resolving a named port against the container's ports; `None`

@@ -1,7 +1,7 @@
 //! The injection as an RFC 6902 JSONPatch against the pod the API server sent, in the shape
 //! Istio 1.4's webhook produced: containers, volumes and pull secrets appended (`/-`), the
 //! first item of an absent list added as a one-element list, rewritten probes replaced, and
-//! annotations added one by one.
+//! annotations and labels (`security.istio.io/tlsMode`) added one by one.
 
 use serde_json::{json, Value};
 
@@ -18,19 +18,33 @@ pub fn create_patch(pod: &Value, injection: &Injection) -> Vec<Value> {
     for (index, field, probe) in &injection.probe_rewrites {
         patch.push(json!({"op": "replace", "path": format!("/spec/containers/{index}/{field}"), "value": probe}));
     }
-    let existing = pod.pointer("/metadata/annotations").and_then(Value::as_object);
-    match existing {
-        None => patch.push(json!({"op": "add", "path": "/metadata/annotations", "value": injection.annotations})),
+    set_map_entries(&mut patch, pod, "annotations", &injection.annotations);
+    set_map_entries(&mut patch, pod, "labels", &injection.labels);
+    patch
+}
+
+/// Sets `entries` in the pod's `metadata.FIELD` map: the whole map when there is none, else
+/// each entry added (or replaced).
+fn set_map_entries(
+    patch: &mut Vec<Value>,
+    pod: &Value,
+    field: &str,
+    entries: &std::collections::BTreeMap<String, String>,
+) {
+    if entries.is_empty() {
+        return;
+    }
+    match pod.pointer(&format!("/metadata/{field}")).and_then(Value::as_object) {
+        None => patch.push(json!({"op": "add", "path": format!("/metadata/{field}"), "value": entries})),
         Some(existing) => {
-            for (key, value) in &injection.annotations {
+            for (key, value) in entries {
                 let op = if existing.contains_key(key) { "replace" } else { "add" };
                 patch.push(
-                    json!({"op": op, "path": format!("/metadata/annotations/{}", escape_pointer(key)), "value": value}),
+                    json!({"op": op, "path": format!("/metadata/{field}/{}", escape_pointer(key)), "value": value}),
                 );
             }
         }
     }
-    patch
 }
 
 fn append_items(patch: &mut Vec<Value>, spec: &Value, field: &str, items: &[Value]) {
@@ -86,6 +100,7 @@ mod tests {
             let mut patched = pod.clone();
             json_patch::patch(&mut patched, &patch).expect("applies");
             assert_eq!(patched, expected);
+            assert_eq!(patched["metadata"]["labels"]["security.istio.io/tlsMode"], "istio", "1.4's label");
         }
     }
 

@@ -80,8 +80,8 @@ async fn serve(layout: &Layout, plan: &Plan, binaries: PathBuf, launcher: PathBu
         wait_for_port(component).await?;
         tracing::info!(component = component.name, address = %component.address, "control-plane component is up");
     }
-    for manifest in plan.gateway_manifests() {
-        for object in crate::kubectl::parse(&manifest, "gateway manifest", crate::install::SYSTEM_NAMESPACE)? {
+    for manifest in plan.gateway_manifests().into_iter().chain(plan.security_manifests()) {
+        for object in crate::kubectl::parse(&manifest, "installation manifest", crate::install::SYSTEM_NAMESPACE)? {
             if store.get(&object.key()).await?.is_none() {
                 store.apply(object).await?;
             }

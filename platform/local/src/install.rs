@@ -129,6 +129,9 @@ impl Plan {
         if self.envoy_binary().is_some() {
             mesh["defaultConfig"]["binaryPath"] = json!(ENVOY_PATH);
         }
+        if global["mtls"]["auto"].as_bool() == Some(true) {
+            mesh["enableAutoMtls"] = json!(true);
+        }
         if self.enabled("configManagement") {
             mesh["configSources"] = json!([{"address": format!("{}:9901", GALLEY.address)}]);
         }
@@ -159,6 +162,31 @@ impl Plan {
                 }
             })
             .collect()
+    }
+
+    /// `values.global.mtls.enabled`: mutual TLS required mesh-wide.
+    fn mtls_enabled(&self) -> bool {
+        self.values()["global"]["mtls"]["enabled"].as_bool().unwrap_or(false)
+    }
+
+    /// The mesh-wide authentication objects 1.4's security chart installed with Citadel: the
+    /// MeshPolicy `default`, PERMISSIVE; or with `values.global.mtls.enabled=true`, STRICT with
+    /// the `default` rule making every client in the mesh use mutual TLS (and the `api-server`
+    /// rule keeping the Kubernetes API plaintext).
+    pub fn security_manifests(&self) -> Vec<String> {
+        if !self.enabled("security") {
+            return Vec::new();
+        }
+        if !self.mtls_enabled() {
+            return vec![
+                "apiVersion: authentication.istio.io/v1alpha1\nkind: MeshPolicy\nmetadata:\n  name: default\n  labels:\n    app: security\nspec:\n  peers:\n  - mtls:\n      mode: PERMISSIVE\n".to_string(),
+            ];
+        }
+        vec![
+            "apiVersion: authentication.istio.io/v1alpha1\nkind: MeshPolicy\nmetadata:\n  name: default\n  labels:\n    app: security\nspec:\n  peers:\n  - mtls: {}\n".to_string(),
+            format!("apiVersion: networking.istio.io/v1alpha3\nkind: DestinationRule\nmetadata:\n  name: default\n  namespace: {SYSTEM_NAMESPACE}\n  labels:\n    app: security\nspec:\n  host: \"*.local\"\n  trafficPolicy:\n    tls:\n      mode: ISTIO_MUTUAL\n"),
+            format!("apiVersion: networking.istio.io/v1alpha3\nkind: DestinationRule\nmetadata:\n  name: api-server\n  namespace: {SYSTEM_NAMESPACE}\n  labels:\n    app: security\nspec:\n  host: kubernetes.default.svc.cluster.local\n  trafficPolicy:\n    tls:\n      mode: DISABLE\n"),
+        ]
     }
 
     /// The injector's Helm values: the profile's values, which the injector merges over the
@@ -335,5 +363,28 @@ mod tests {
             args.windows(2).any(|pair| pair == ["--service-account-key-file", "/var/lib/x/certs/service-account.pub"]),
             "{args:?}"
         );
+    }
+
+    #[test]
+    fn security_installs_a_permissive_mesh_policy_or_strict_mutual_tls() {
+        let kinds = |plan: &Plan| -> Vec<String> {
+            plan.security_manifests()
+                .iter()
+                .flat_map(|manifest| crate::kubectl::parse(manifest, "test", SYSTEM_NAMESPACE).expect("manifest"))
+                .map(|object| format!("{}/{}/{}", object.kind, object.namespace(), object.name()))
+                .collect()
+        };
+        let demo = Plan::new(&["profile=demo".into()]).expect("demo");
+        assert_eq!(kinds(&demo), ["MeshPolicy//default"]);
+        assert!(demo.security_manifests()[0].contains("PERMISSIVE"));
+        let strict = Plan::new(&["profile=demo".into(), "values.global.mtls.enabled=true".into()]).expect("strict");
+        assert_eq!(
+            kinds(&strict),
+            ["MeshPolicy//default", "DestinationRule/istio-system/default", "DestinationRule/istio-system/api-server"]
+        );
+        assert!(!strict.security_manifests()[0].contains("PERMISSIVE"));
+        assert!(kinds(&Plan::new(&["profile=minimal".into()]).expect("minimal")).is_empty());
+        let auto = Plan::new(&["profile=demo".into(), "values.global.mtls.auto=true".into()]).expect("auto");
+        assert_eq!(auto.mesh_config()["enableAutoMtls"], true);
     }
 }
