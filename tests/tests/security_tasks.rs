@@ -4,6 +4,8 @@
 //! and in `legacy` (not), and every step checks the task's reachability matrix
 //! (`curl http://httpbin.TO:8000/ip` from each `sleep`): `200`, `503` when a sidecar client's
 //! TLS does not suit the server, `000` when a plaintext client is refused by a STRICT server.
+//! The tasks covered: authentication policy (mesh-wide, namespace, service, precedence), the
+//! mutual TLS deep dive, automatic mutual TLS, and mutual TLS migration.
 //! `ISTIO_TASKS=a,b` runs only the tasks whose names contain `a` or `b`.
 
 use std::collections::BTreeMap;
@@ -21,10 +23,12 @@ const NAMESPACES: [&str; 3] = ["foo", "bar", "legacy"];
 
 type Task = fn(&LocalMesh);
 
-const TASKS: [(&str, Task); 3] = [
+const TASKS: [(&str, Task); 5] = [
     ("authentication policy: mesh-wide", mesh_wide_policy),
     ("authentication policy: namespace, service and precedence", namespace_and_service_policies),
     ("mutual TLS deep dive", deep_dive),
+    ("automatic mutual TLS", automatic_mutual_tls),
+    ("mutual TLS migration", migration),
 ];
 
 /// The docs' three namespaces with `httpbin` and `sleep`.
@@ -189,12 +193,40 @@ spec:
       mode: PERMISSIVE
 ";
 
-/// Back to the installation's PERMISSIVE MeshPolicy and no other policy or rule.
+/// Turns the mesh config's `enableAutoMtls` on or off through the `istio` ConfigMap, as
+/// `kubectl edit configmap istio -n istio-system` does.
+fn set_auto_mtls(mesh: &LocalMesh, enabled: bool) {
+    let (code, config_map, err) =
+        mesh.istioctl(&["x", "local", "get", "configmap", "istio", "-n", "istio-system", "-o", "json"]);
+    assert_eq!(code, 0, "the istio ConfigMap: {err}");
+    let mut config_map: serde_json::Value = serde_json::from_str(&config_map).expect("ConfigMap JSON");
+    let current = config_map["data"]["mesh"].as_str().unwrap_or_default().to_string();
+    let kept: Vec<&str> = current.lines().filter(|line| !line.starts_with("enableAutoMtls:")).collect();
+    let mut updated = kept.join("\n") + "\n";
+    if enabled {
+        updated.push_str("enableAutoMtls: true\n");
+    }
+    if updated != current {
+        config_map["data"]["mesh"] = serde_json::Value::String(updated);
+        mesh.apply_yaml(&config_map.to_string());
+    }
+}
+
+/// Back to the installation's PERMISSIVE MeshPolicy, no other policy or rule, and no
+/// automatic mutual TLS.
 fn reset(mesh: &LocalMesh) {
+    set_auto_mtls(mesh, false);
     mesh.apply_yaml(MESH_PERMISSIVE);
     mesh.delete_in("istio-system", "destinationrules", "default");
     for namespace in NAMESPACES {
-        for name in ["default", "httpbin", "overwrite-example", "httpbin-legacy"] {
+        for name in [
+            "default",
+            "httpbin",
+            "overwrite-example",
+            "httpbin-legacy",
+            "example-httpbin-istio-client-mtls",
+            "example-httpbin-strict",
+        ] {
             mesh.delete_in(namespace, "policies", name);
             mesh.delete_in(namespace, "destinationrules", name);
         }
@@ -414,6 +446,57 @@ spec:
             ("bar", "foo", "503"),
         ],
     );
+}
+
+/// "Automatic mutual TLS": with `enableAutoMtls`, sidecar clients use mutual TLS towards
+/// endpoints whose pods have sidecars (`security.istio.io/tlsMode: istio`) and plaintext towards
+/// the others, without any DestinationRule, so a STRICT MeshPolicy breaks nothing between them.
+fn automatic_mutual_tls(mesh: &LocalMesh) {
+    set_auto_mtls(mesh, true);
+    mesh.apply_yaml(MESH_STRICT);
+    settle(mesh, "STRICT with automatic mutual TLS", &[("legacy", "foo", "000"), ("legacy", "bar", "000")]);
+    // Without it, the same policy leaves sidecar clients talking plaintext to STRICT servers.
+    set_auto_mtls(mesh, false);
+    let mesh_to_mesh = [("foo", "foo", "503"), ("foo", "bar", "503"), ("bar", "foo", "503"), ("bar", "bar", "503")];
+    settle(
+        mesh,
+        "STRICT without automatic mutual TLS",
+        &[&mesh_to_mesh[..], &[("legacy", "foo", "000"), ("legacy", "bar", "000")][..]].concat(),
+    );
+}
+
+/// "Mutual TLS Migration": clients switch to mutual TLS first (the server is PERMISSIVE, so
+/// plaintext clients keep working), then the server locks down to STRICT.
+fn migration(mesh: &LocalMesh) {
+    mesh.apply_yaml(
+        "apiVersion: networking.istio.io/v1alpha3
+kind: DestinationRule
+metadata:
+  name: example-httpbin-istio-client-mtls
+  namespace: foo
+spec:
+  host: httpbin.foo.svc.cluster.local
+  trafficPolicy:
+    tls:
+      mode: ISTIO_MUTUAL
+",
+    );
+    settle(mesh, "clients use mutual TLS, the server is PERMISSIVE", &[]);
+    mesh.apply_yaml(
+        "apiVersion: authentication.istio.io/v1alpha1
+kind: Policy
+metadata:
+  name: example-httpbin-strict
+  namespace: foo
+spec:
+  targets:
+  - name: httpbin
+  peers:
+  - mtls:
+      mode: STRICT
+",
+    );
+    settle(mesh, "httpbin.foo locked down to STRICT", &[("legacy", "foo", "000")]);
 }
 
 fn run_tasks(plane: Plane) {

@@ -165,8 +165,12 @@ fn outbound_cluster(
     if let Some(outlier) = policy.outlier_detection {
         cluster.outlier_detection = Some(outlier_detection(outlier));
     }
-    if let Some(tls) = policy.tls {
-        cluster.transport_socket = upstream_tls(tls, service, port, subset, sds);
+    match policy.tls {
+        Some(tls) => cluster.transport_socket = upstream_tls(tls, service, port, subset, sds),
+        None if auto_mtls_applies(push, service, port) => {
+            cluster.transport_socket_matches = auto_mtls_matches(service, port, subset, sds);
+        }
+        None => {}
     }
     if port.protocol.is_http2() || common != CommonHttpOptions::default() {
         cluster.typed_extension_protocol_options = http_options(port.protocol.is_http2(), common);
@@ -255,6 +259,53 @@ fn outlier_detection(outlier: &net::OutlierDetection) -> OutlierDetection {
             Some(UInt32Value { value: u32::try_from(outlier.max_ejection_percent).unwrap_or(100) });
     }
     detection
+}
+
+/// Automatic mutual TLS (`enableAutoMtls`), as 1.4 chose it: for a mesh service whose port
+/// accepts mutual TLS (a PERMISSIVE or STRICT policy) when no DestinationRule says how to
+/// talk to it.
+fn auto_mtls_applies(push: &PushContext, service: &Service, port: &ServicePort) -> bool {
+    push.mesh.auto_mtls
+        && !service.mesh_external
+        && crate::scope::authn::inbound_mode(push, service, port) != crate::scope::authn::MtlsMode::Disable
+}
+
+/// The endpoint label (`security.istio.io/tlsMode`, in EDS metadata under
+/// `envoy.transport_socket_match`) that says an endpoint has a sidecar taking mutual TLS.
+pub(crate) const TLS_MODE_MATCH_KEY: &str = "tlsMode";
+
+/// 1.4's transport socket matches for automatic mutual TLS: Istio mutual TLS for endpoints
+/// labelled `tlsMode: istio`, plaintext for the rest.
+fn auto_mtls_matches(
+    service: &Service,
+    port: &ServicePort,
+    subset: &str,
+    sds: bool,
+) -> Vec<cluster::TransportSocketMatch> {
+    use envoy_types::pb::google::protobuf::{value::Kind, Struct, Value};
+    let istio_mutual = net::TlsSettings { mode: net::tls_settings::TlSmode::IstioMutual as i32, ..Default::default() };
+    let labels = Struct {
+        fields: [(TLS_MODE_MATCH_KEY.to_string(), Value { kind: Some(Kind::StringValue("istio".to_string())) })]
+            .into_iter()
+            .collect(),
+    };
+    vec![
+        cluster::TransportSocketMatch {
+            name: "tlsMode-istio".to_string(),
+            r#match: Some(labels),
+            transport_socket: upstream_tls(&istio_mutual, service, port, subset, sds),
+        },
+        cluster::TransportSocketMatch {
+            name: "tlsMode-disabled".to_string(),
+            r#match: Some(Struct::default()),
+            transport_socket: Some(TransportSocket {
+                name: "envoy.transport_sockets.raw_buffer".to_string(),
+                config_type: Some(transport_socket::ConfigType::TypedConfig(any(
+                    envoy_types::pb::envoy::extensions::transport_sockets::raw_buffer::v3::RawBuffer::default(),
+                ))),
+            }),
+        },
+    ]
 }
 
 /// Upstream TLS for a DestinationRule's `tls`. ISTIO_MUTUAL uses the workload certificate:
@@ -484,6 +535,40 @@ mod tests {
 
     /// ISTIO_MUTUAL uses the workload certificate — files in 1.4's default install, SDS for a
     /// proxy in SDS mode — and the SNI Istio's gateways route by; SIMPLE checks the CA and names.
+    /// Automatic mutual TLS: only with `enableAutoMtls`, for a port whose policy takes mutual
+    /// TLS, and only where no DestinationRule sets TLS.
+    #[test]
+    fn auto_mtls_matches_sidecar_endpoints_where_no_rule_sets_tls() {
+        let matches = |push: &PushContext| {
+            let proxy = sidecar("default", "10.1.0.9", &[]);
+            let clusters = shared_clusters(push, &ProxyScope::of(push, &proxy));
+            let reviews = named(&clusters, &format!("outbound|9080||{REVIEWS}"));
+            (
+                reviews.transport_socket_matches.iter().map(|m| m.name.clone()).collect::<Vec<_>>(),
+                reviews.transport_socket.is_some(),
+            )
+        };
+        let mut context = push(reviews(), vec![]);
+        context.mesh_policy = Some(crate::testing::authn_policy(
+            "",
+            "default",
+            serde_json::json!({"peers": [{"mtls": {"mode": "PERMISSIVE"}}]}),
+        ));
+        assert_eq!(matches(&context), (vec![], false), "auto mTLS off");
+        context.mesh.auto_mtls = true;
+        assert_eq!(matches(&context), (vec!["tlsMode-istio".to_string(), "tlsMode-disabled".to_string()], false));
+        context.mesh_policy = None;
+        assert_eq!(matches(&context), (vec![], false), "the server takes no mutual TLS");
+        context.mesh_policy =
+            Some(crate::testing::authn_policy("", "default", serde_json::json!({"peers": [{"mtls": {}}]})));
+        context.destination_rules = vec![destination_rule(
+            "default",
+            "reviews",
+            serde_json::json!({"host": "reviews", "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}}),
+        )];
+        assert_eq!(matches(&context), (vec![], true), "the rule's TLS wins");
+    }
+
     #[test]
     fn tls_modes_give_the_right_contexts() {
         let rule = |mode: serde_json::Value| {

@@ -1,9 +1,10 @@
 //! EDS: the endpoints of an `outbound|PORT|SUBSET|HOST` cluster, filtered by the subset's labels
-//! from the DestinationRule and grouped by locality.
+//! from the DestinationRule and grouped by locality. An endpoint whose pod has a sidecar
+//! (`security.istio.io/tlsMode: istio`) says so in its metadata, for automatic mutual TLS.
 
 use std::collections::BTreeMap;
 
-use envoy_types::pb::envoy::config::core::v3::Locality;
+use envoy_types::pb::envoy::config::core::v3::{Locality, Metadata};
 use envoy_types::pb::envoy::config::endpoint::v3::{
     lb_endpoint, ClusterLoadAssignment, Endpoint as EnvoyEndpoint, LbEndpoint, LocalityLbEndpoints,
 };
@@ -13,6 +14,25 @@ use istio_xds::{ClusterName, TrafficDirection};
 
 use super::socket_address;
 use crate::model::{PushContext, Resolution};
+
+/// The pod label that says an endpoint's sidecar takes Istio mutual TLS.
+const TLS_MODE_LABEL: &str = "security.istio.io/tlsMode";
+
+/// An endpoint's `tlsMode`, where automatic mutual TLS's transport socket matches look.
+fn tls_mode_metadata(mode: &str) -> Metadata {
+    use envoy_types::pb::google::protobuf::{value::Kind, Struct, Value};
+    let fields =
+        [(super::cluster::TLS_MODE_MATCH_KEY.to_string(), Value { kind: Some(Kind::StringValue(mode.to_string())) })];
+    Metadata {
+        filter_metadata: [(
+            "envoy.transport_socket_match".to_string(),
+            Struct { fields: fields.into_iter().collect() },
+        )]
+        .into_iter()
+        .collect(),
+        ..Default::default()
+    }
+}
 
 /// The load assignment for one cluster name; `None` when it is not an EDS cluster Pilot knows.
 pub(crate) fn load_assignment(push: &PushContext, cluster: &str) -> Option<ClusterLoadAssignment> {
@@ -44,6 +64,7 @@ pub(crate) fn load_assignment(push: &PushContext, cluster: &str) -> Option<Clust
                 ..Default::default()
             })),
             load_balancing_weight: Some(UInt32Value { value: endpoint.weight.max(1) }),
+            metadata: endpoint.labels.get(TLS_MODE_LABEL).map(|mode| tls_mode_metadata(mode)),
             ..Default::default()
         });
     }

@@ -22,7 +22,7 @@ use prost::Message;
 use super::config::cluster::socket_of;
 use super::shared::{Shared, UpdateError};
 use super::stats::{Counter, Stats};
-use super::upstream::pool::connect;
+use super::upstream::pool::connect_to;
 
 /// A bootstrap whose ADS settings cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -126,7 +126,7 @@ pub(crate) async fn connect_channel(
                 .clusters
                 .get(&cluster_name)
                 .ok_or_else(|| std::io::Error::other("the ADS cluster is gone"))?;
-            connect(&cluster, address)
+            connect_to(&cluster, address, cluster.config.tls.as_ref())
                 .await
                 .map(TokioIo::new)
                 .map_err(|error| std::io::Error::other(format!("{error:?}")))

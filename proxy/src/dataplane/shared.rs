@@ -122,7 +122,8 @@ impl Shared {
     pub(crate) fn follow_secrets(self: &Arc<Self>) {
         let mut wanted = std::collections::BTreeSet::new();
         for cluster in self.traffic.clusters.all().values() {
-            if let Some(tls) = &cluster.config.tls {
+            let matches = cluster.config.tls_matches.iter().filter_map(|m| m.tls.as_ref());
+            for tls in cluster.config.tls.iter().chain(matches) {
                 wanted.extend(tls.material.secrets().cloned());
             }
         }
@@ -147,20 +148,20 @@ impl Shared {
                     return Err(UpdateError::DuplicateName { kind: "cluster", name: cluster.name.clone() });
                 }
                 let config = ClusterConfig::compile(cluster)?;
-                let tls = match &config.tls {
-                    Some(settings) => {
-                        // Material from files or inline is checked now; SDS secrets when they
-                        // arrive (until then the cluster's connections fail, as Envoy's do).
-                        if settings.material.secrets().next().is_none() {
-                            self.traffic
-                                .tls
-                                .client_config(settings)
-                                .map_err(|source| UpdateError::ClusterTls { cluster: config.name.clone(), source })?;
-                        }
-                        Some(self.traffic.tls.clone())
+                // Every TLS the cluster may use: its own, and its transport socket matches'.
+                let settings: Vec<&config::cluster::UpstreamTls> =
+                    config.tls.iter().chain(config.tls_matches.iter().filter_map(|m| m.tls.as_ref())).collect();
+                for settings in &settings {
+                    // Material from files or inline is checked now; SDS secrets when they
+                    // arrive (until then the cluster's connections fail, as Envoy's do).
+                    if settings.material.secrets().next().is_none() {
+                        self.traffic
+                            .tls
+                            .client_config(settings)
+                            .map_err(|source| UpdateError::ClusterTls { cluster: config.name.clone(), source })?;
                     }
-                    None => None,
-                };
+                }
+                let tls = (!settings.is_empty()).then(|| self.traffic.tls.clone());
                 Ok((config, tls))
             })
             .collect()

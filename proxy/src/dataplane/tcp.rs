@@ -50,7 +50,7 @@ pub(crate) async fn proxy(
             cluster.stats.upstream_rq_pending_overflow.inc();
             return Err(ResponseFlag::UpstreamOverflow);
         };
-        let upstream = match connect(&cluster, host.address).await {
+        let upstream = match connect(&cluster, &host).await {
             Ok(upstream) => upstream,
             Err(error) => {
                 cluster.record_outcome(&host, None);

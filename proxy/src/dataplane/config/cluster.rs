@@ -3,6 +3,7 @@
 //! policy, circuit-breaker thresholds, outlier detection, the HTTP protocol to speak upstream,
 //! connection limits and timeouts, and upstream TLS.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -32,11 +33,26 @@ pub(crate) struct ClusterConfig {
     pub max_requests_per_connection: Option<u32>,
     pub idle_timeout: Option<Duration>,
     pub tls: Option<UpstreamTls>,
+    /// `transport_socket_matches`: the first whose labels an endpoint's
+    /// `envoy.transport_socket_match` metadata has decides that endpoint's TLS (Istio's
+    /// automatic mutual TLS); endpoints none matches use `tls`.
+    pub tls_matches: Vec<TlsMatch>,
     /// The source address of upstream connections (`upstream_bind_config`).
     pub bind_address: Option<IpAddr>,
     /// Endpoints given in the cluster itself (STATIC, STRICT_DNS).
     pub load_assignment: Vec<EndpointConfig>,
 }
+
+/// One `transport_socket_matches` entry: the labels an endpoint must carry, and its TLS
+/// (`None`: plaintext).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct TlsMatch {
+    pub labels: BTreeMap<String, String>,
+    pub tls: Option<UpstreamTls>,
+}
+
+/// The metadata filter whose fields endpoints match transport sockets with.
+pub(crate) const SOCKET_MATCH_METADATA: &str = "envoy.transport_socket_match";
 
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Discovery {
@@ -94,6 +110,8 @@ pub(crate) struct EndpointConfig {
     pub weight: u32,
     pub healthy: bool,
     pub priority: u32,
+    /// The `envoy.transport_socket_match` metadata (Istio's `tlsMode`).
+    pub socket_match: BTreeMap<String, String>,
 }
 
 impl EndpointConfig {
@@ -204,23 +222,15 @@ impl ClusterConfig {
         if cluster.http2_protocol_options.is_some() {
             http2 = true;
         }
-        let tls = match &cluster.transport_socket {
-            Some(socket) if socket.name == TLS_TRANSPORT || socket.name.ends_with(".tls") => {
-                let Some(envoy_types::pb::envoy::config::core::v3::transport_socket::ConfigType::TypedConfig(config)) =
-                    &socket.config_type
-                else {
-                    return Err(ConfigError::new(&at, "transport_socket: the TLS socket needs a typed_config"));
-                };
-                let context = UpstreamTlsContext::decode(config.value.as_slice())
-                    .map_err(|error| ConfigError::new(&format!("{at}: transport_socket"), error.to_string()))?;
-                Some(upstream_tls(&context, &at)?)
-            }
-            Some(socket) if socket.name == "envoy.transport_sockets.raw_buffer" => None,
-            Some(socket) => {
-                return Err(ConfigError::new(&at, format!("transport_socket {} is not supported", socket.name)))
-            }
-            None => None,
-        };
+        let tls = transport_tls(cluster.transport_socket.as_ref(), &format!("{at}: transport_socket"))?;
+        let mut tls_matches = Vec::new();
+        for (index, entry) in cluster.transport_socket_matches.iter().enumerate() {
+            let field = format!("{at}: transport_socket_matches[{index}]");
+            tls_matches.push(TlsMatch {
+                labels: string_fields(entry.r#match.as_ref()),
+                tls: transport_tls(entry.transport_socket.as_ref(), &field)?,
+            });
+        }
         let bind_address = match cluster.upstream_bind_config.as_ref().and_then(|bind| bind.source_address.as_ref()) {
             Some(source) => Some(source.address.parse::<IpAddr>().map_err(|_| {
                 ConfigError::new(&at, format!("upstream_bind_config: {:?} is not an IP", source.address))
@@ -247,10 +257,46 @@ impl ClusterConfig {
             max_requests_per_connection,
             idle_timeout,
             tls,
+            tls_matches,
             bind_address,
             load_assignment,
         })
     }
+}
+
+/// A transport socket's upstream TLS (`None`: plaintext, or no socket).
+fn transport_tls(
+    socket: Option<&envoy_types::pb::envoy::config::core::v3::TransportSocket>,
+    at: &str,
+) -> Result<Option<UpstreamTls>, ConfigError> {
+    match socket {
+        Some(socket) if socket.name == TLS_TRANSPORT || socket.name.ends_with(".tls") => {
+            let Some(envoy_types::pb::envoy::config::core::v3::transport_socket::ConfigType::TypedConfig(config)) =
+                &socket.config_type
+            else {
+                return Err(ConfigError::new(at, "the TLS socket needs a typed_config"));
+            };
+            let context = UpstreamTlsContext::decode(config.value.as_slice())
+                .map_err(|error| ConfigError::new(at, error.to_string()))?;
+            Ok(Some(upstream_tls(&context, at)?))
+        }
+        Some(socket) if socket.name == "envoy.transport_sockets.raw_buffer" => Ok(None),
+        Some(socket) => Err(ConfigError::new(at, format!("transport_socket {} is not supported", socket.name))),
+        None => Ok(None),
+    }
+}
+
+/// The string fields of a protobuf Struct (transport socket match labels, endpoint metadata).
+fn string_fields(fields: Option<&envoy_types::pb::google::protobuf::Struct>) -> BTreeMap<String, String> {
+    use envoy_types::pb::google::protobuf::value::Kind;
+    fields
+        .into_iter()
+        .flat_map(|fields| fields.fields.iter())
+        .filter_map(|(key, value)| match &value.kind {
+            Some(Kind::StringValue(text)) => Some((key.clone(), text.clone())),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The endpoints of a load assignment (EDS or inline), with their priority.
@@ -281,6 +327,12 @@ pub(crate) fn endpoints(assignment: &ClusterLoadAssignment, at: &str) -> Result<
                 weight: lb_endpoint.load_balancing_weight.as_ref().map_or(1, |weight| weight.value.max(1)),
                 healthy: matches!(status, HealthStatus::Unknown | HealthStatus::Healthy | HealthStatus::Degraded),
                 priority: locality.priority,
+                socket_match: string_fields(
+                    lb_endpoint
+                        .metadata
+                        .as_ref()
+                        .and_then(|metadata| metadata.filter_metadata.get(SOCKET_MATCH_METADATA)),
+                ),
             });
         }
     }
@@ -316,6 +368,60 @@ mod tests {
     use envoy_types::pb::envoy::config::core::v3::SocketAddress;
     use envoy_types::pb::envoy::config::endpoint::v3::{Endpoint, LbEndpoint, LocalityLbEndpoints};
     use envoy_types::pb::google::protobuf::UInt32Value;
+
+    /// Istio's automatic mutual TLS: `tlsMode: istio` endpoints take the TLS socket, the
+    /// others the plaintext one.
+    #[test]
+    fn transport_socket_matches_follow_the_endpoints_metadata() {
+        use envoy_types::pb::envoy::config::cluster::v3::cluster::TransportSocketMatch;
+        use envoy_types::pb::envoy::config::core::v3::{transport_socket, Metadata, TransportSocket};
+        use envoy_types::pb::google::protobuf::{value::Kind, Struct, Value};
+        let labels = |mode: Option<&str>| Struct {
+            fields: mode
+                .map(|mode| ("tlsMode".to_string(), Value { kind: Some(Kind::StringValue(mode.to_string())) }))
+                .into_iter()
+                .collect(),
+        };
+        let tls_socket = TransportSocket {
+            name: TLS_TRANSPORT.to_string(),
+            config_type: Some(transport_socket::ConfigType::TypedConfig(envoy_types::util::pack_any(
+                UpstreamTlsContext {
+                    sni: "outbound_.8000_._.httpbin.foo.svc.cluster.local".into(),
+                    ..Default::default()
+                },
+            ))),
+        };
+        let raw = TransportSocket { name: "envoy.transport_sockets.raw_buffer".into(), ..Default::default() };
+        let mut load_assignment = assignment(&[("10.1.0.1", 80), ("10.1.0.2", 80)]);
+        load_assignment.endpoints[0].lb_endpoints[0].metadata = Some(Metadata {
+            filter_metadata: [(SOCKET_MATCH_METADATA.to_string(), labels(Some("istio")))].into_iter().collect(),
+            ..Default::default()
+        });
+        let cluster = Cluster {
+            name: "outbound|8000||httpbin.foo.svc.cluster.local".into(),
+            transport_socket_matches: vec![
+                TransportSocketMatch {
+                    name: "tlsMode-istio".into(),
+                    r#match: Some(labels(Some("istio"))),
+                    transport_socket: Some(tls_socket),
+                },
+                TransportSocketMatch {
+                    name: "tlsMode-disabled".into(),
+                    r#match: Some(labels(None)),
+                    transport_socket: Some(raw),
+                },
+            ],
+            load_assignment: Some(load_assignment),
+            ..Default::default()
+        };
+        let compiled = ClusterConfig::compile(&cluster).expect("compiles");
+        assert_eq!(compiled.tls_matches.len(), 2);
+        assert_eq!(compiled.tls_matches[0].labels.get("tlsMode").map(String::as_str), Some("istio"));
+        assert!(compiled.tls_matches[0].tls.as_ref().is_some_and(|tls| tls.sni.is_some()));
+        assert!(compiled.tls_matches[1].labels.is_empty() && compiled.tls_matches[1].tls.is_none());
+        assert_eq!(compiled.load_assignment[0].socket_match.get("tlsMode").map(String::as_str), Some("istio"));
+        assert!(compiled.load_assignment[1].socket_match.is_empty());
+    }
 
     fn assignment(hosts: &[(&str, u32)]) -> ClusterLoadAssignment {
         ClusterLoadAssignment {

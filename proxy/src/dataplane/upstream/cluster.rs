@@ -104,6 +104,7 @@ impl UpstreamCluster {
                             && host.weight == endpoint.weight
                             && host.eds_healthy == endpoint.healthy
                             && host.priority == endpoint.priority
+                            && host.socket_match == endpoint.socket_match
                     })
                     .cloned()
                     .unwrap_or_else(|| Host::new(endpoint, *address))
@@ -115,6 +116,19 @@ impl UpstreamCluster {
         let ring = Ring::build(&hosts);
         self.hosts.store(Arc::new(HostSet { hosts, ring }));
         self.connection_freed.notify_waiters();
+    }
+
+    /// The TLS a connection to `host` uses: the first transport socket match whose labels the
+    /// host's metadata carries, else the cluster's own (`None`: plaintext).
+    pub(crate) fn tls_for(&self, host: &Host) -> Option<&crate::dataplane::config::cluster::UpstreamTls> {
+        let matched =
+            self.config.tls_matches.iter().find(|candidate| {
+                candidate.labels.iter().all(|(key, value)| host.socket_match.get(key) == Some(value))
+            });
+        match matched {
+            Some(matched) => matched.tls.as_ref(),
+            None => self.config.tls.as_ref(),
+        }
     }
 
     /// For ORIGINAL_DST clusters: the host for a connection's original destination.
@@ -134,6 +148,7 @@ impl UpstreamCluster {
                         weight: 1,
                         healthy: true,
                         priority: 0,
+                        socket_match: Default::default(),
                     },
                     destination,
                 )

@@ -17,6 +17,8 @@ pub(crate) struct Host {
     pub priority: u32,
     /// Health as EDS reported it.
     pub eds_healthy: bool,
+    /// Its `envoy.transport_socket_match` metadata: which of the cluster's sockets it takes.
+    pub socket_match: std::collections::BTreeMap<String, String>,
     pub outlier: Mutex<OutlierState>,
     pub active_requests: AtomicUsize,
     pub pool: HostPool,
@@ -37,6 +39,7 @@ impl Host {
             weight: endpoint.weight,
             priority: endpoint.priority,
             eds_healthy: endpoint.healthy,
+            socket_match: endpoint.socket_match.clone(),
             outlier: Mutex::new(OutlierState::default()),
             active_requests: AtomicUsize::new(0),
             pool: HostPool::default(),

@@ -115,6 +115,7 @@ mod tests {
             max_requests_per_connection: None,
             idle_timeout: None,
             tls: None,
+            tls_matches: Vec::new(),
             bind_address: None,
             load_assignment: Vec::new(),
         };
@@ -123,7 +124,14 @@ mod tests {
             .iter()
             .map(|&Endpoint(host, weight, healthy, priority)| {
                 let address: SocketAddr = host.parse().expect("addr");
-                EndpointConfig { host: address.ip().to_string(), port: address.port(), weight, healthy, priority }
+                EndpointConfig {
+                    host: address.ip().to_string(),
+                    port: address.port(),
+                    weight,
+                    healthy,
+                    priority,
+                    socket_match: Default::default(),
+                }
             })
             .collect();
         cluster.set_endpoints(&endpoints);

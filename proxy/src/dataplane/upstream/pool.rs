@@ -18,6 +18,7 @@ use super::host::Host;
 use super::host_pool::IdleConnection;
 pub(crate) use super::host_pool::{BoxStream, PoolError};
 use crate::dataplane::body::Body;
+use crate::dataplane::config::cluster::UpstreamTls;
 use crate::dataplane::stats::GaugeGuard;
 
 /// Envoy's default idle timeout for upstream HTTP connections.
@@ -116,7 +117,7 @@ pub(crate) async fn checkout(
             .or_else(|| (host.pool.connection_count() == 0).then(|| cluster.stats.upstream_cx_active.track()));
         if let Some(slot) = slot {
             let opened = HostConnection::new(host);
-            let stream = connect(cluster, host.address).await?;
+            let stream = connect(cluster, host).await?;
             let (sender, connection) = http1::Builder::new()
                 .handshake::<_, Body>(TokioIo::new(stream))
                 .await
@@ -156,7 +157,7 @@ async fn checkout_http2(cluster: &Arc<UpstreamCluster>, host: &Arc<Host>) -> Res
         return Err(PoolError::Overflow);
     };
     let opened = HostConnection::new(host);
-    let stream = connect(cluster, host.address).await?;
+    let stream = connect(cluster, host).await?;
     let (sender, connection) = http2::Builder::new(TokioExecutor::new())
         .handshake::<_, Body>(TokioIo::new(stream))
         .await
@@ -206,9 +207,20 @@ impl Lease {
     }
 }
 
-/// Opens a connection for `cluster` to `address`: the cluster's source address, connect
-/// timeout and upstream TLS apply. Counts `upstream_cx_total` and connect failures.
-pub(crate) async fn connect(cluster: &UpstreamCluster, address: SocketAddr) -> Result<BoxStream, PoolError> {
+/// Opens a connection for `cluster` to `host`: the cluster's source address, connect timeout
+/// and upstream TLS (the host's transport socket match, else the cluster's) apply. Counts
+/// `upstream_cx_total` and connect failures.
+pub(crate) async fn connect(cluster: &UpstreamCluster, host: &Host) -> Result<BoxStream, PoolError> {
+    let tls = cluster.tls_for(host);
+    connect_to(cluster, host.address, tls).await
+}
+
+/// Opens a connection for `cluster` to `address` with `tls` (none: plaintext).
+pub(crate) async fn connect_to(
+    cluster: &UpstreamCluster,
+    address: SocketAddr,
+    tls: Option<&UpstreamTls>,
+) -> Result<BoxStream, PoolError> {
     let stats = &cluster.stats;
     stats.upstream_cx_total.inc();
     let attempt = async {
@@ -236,14 +248,13 @@ pub(crate) async fn connect(cluster: &UpstreamCluster, address: SocketAddr) -> R
         }
     };
     let _ = socket2::SockRef::from(&stream).set_keepalive(true);
-    match (&cluster.tls, &cluster.config.tls) {
+    match (&cluster.tls, tls) {
         (Some(configs), Some(settings)) => {
             let config = configs.client_config(settings).map_err(|error| {
                 stats.upstream_cx_connect_fail.inc();
                 PoolError::ConnectFailure(format!("TLS configuration: {error}"))
             })?;
-            let server_name =
-                cluster.config.tls.as_ref().and_then(|tls| tls.sni.clone()).unwrap_or_else(|| address.ip().to_string());
+            let server_name = settings.sni.clone().unwrap_or_else(|| address.ip().to_string());
             let name = rustls::pki_types::ServerName::try_from(server_name.clone())
                 .map_err(|_| PoolError::ConnectFailure(format!("{server_name:?} is not a valid TLS server name")))?;
             let connector = tokio_rustls::TlsConnector::from(config.clone());
@@ -315,6 +326,7 @@ mod tests {
             max_requests_per_connection: None,
             idle_timeout: Some(idle_timeout),
             tls: None,
+            tls_matches: Vec::new(),
             bind_address: None,
             load_assignment: vec![EndpointConfig {
                 host: address.ip().to_string(),
@@ -322,6 +334,7 @@ mod tests {
                 weight: 1,
                 healthy: true,
                 priority: 0,
+                socket_match: Default::default(),
             }],
         };
         UpstreamCluster::new(config, &Stats::default(), None)
