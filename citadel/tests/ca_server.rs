@@ -7,16 +7,11 @@ mod common;
 
 use std::time::Duration;
 
-use citadel::authenticate::Authenticator;
-use citadel::ca_server::CaServerSettings;
-use citadel::dns_names::DnsNames;
-use citadel::targeting::Targeting;
-use citadel::workload_secret::Rotation;
-use citadel::{CaSource, Config, ControllerSettings, StoreSource};
+use citadel::CaSource;
 use istio_api::pb::istio::v1::auth as pb;
 use istio_pki::certificate::inspect;
 use istio_pki::pem::certificates;
-use istio_pki::token::{ServiceAccount, TokenIssuer, TokenRequest, TokenVerifier, CITADEL_AUDIENCE, LOCAL_ISSUER};
+use istio_pki::token::{ServiceAccount, TokenIssuer, TokenRequest, CITADEL_AUDIENCE, LOCAL_ISSUER};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use tonic::Code;
 
@@ -29,46 +24,10 @@ struct Fixture {
     token_key: (String, String),
 }
 
-fn ca_server(token_key: &(String, String)) -> CaServerSettings {
-    let verifier = TokenVerifier::new(&token_key.1, LOCAL_ISSUER, CITADEL_AUDIENCE).expect("verifier");
-    CaServerSettings {
-        address: "127.0.0.1:0".parse().expect("address"),
-        hostnames: vec![
-            "istio-ca".to_string(),
-            "istio-citadel".to_string(),
-            "istio-citadel.istio-system.svc.cluster.local".to_string(),
-        ],
-        default_ttl: Duration::from_secs(3600),
-        max_ttl: MAX_TTL,
-        authenticators: vec![
-            Authenticator::ClientCertificate,
-            Authenticator::LocalToken { verifier, trust_domain: "cluster.local".to_string() },
-        ],
-    }
-}
-
 async fn start(ca: CaSource) -> Fixture {
     let store = tempfile::tempdir().expect("tempdir");
     let token_key = istio_pki::token::generate_signing_key().expect("key");
-    let config = Config {
-        store: StoreSource::Directory(store.path().to_path_buf()),
-        ca,
-        controller: ControllerSettings {
-            targeting: Targeting {
-                storage_namespace: "istio-system".into(),
-                enabled_by_default: true,
-                listened: vec![],
-            },
-            dns_names: DnsNames::none(),
-            trust_domain: "cluster.local".into(),
-            rotation: Rotation { ttl: Duration::from_secs(3600), grace_ratio: 0.5, min_grace: Duration::ZERO },
-            self_signed: true,
-            extra_roots: None,
-        },
-        monitoring_address: "127.0.0.1:0".parse().expect("address"),
-        ca_server: Some(ca_server(&token_key)),
-        server_only: true,
-    };
+    let config = common::ca_api_only(store.path(), ca, &token_key.1, MAX_TTL);
     let citadel = citadel::start(config).await.expect("citadel starts");
     Fixture { _store: store, citadel, token_key }
 }

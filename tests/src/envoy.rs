@@ -41,12 +41,26 @@ pub fn native_envoy_binary() -> PathBuf {
     found.unwrap_or_else(|| panic!("no Envoy binary behind the launcher {}", launcher.display()))
 }
 
-/// A port nobody is listening on right now.
+/// The ports `free_port` hands out: below the kernel's ephemeral range (32768–60999), so the
+/// local ports of the many connections tests open in parallel never take one between the
+/// moment it is chosen and the moment a proxy binds it.
+const TEST_PORTS: std::ops::Range<u32> = 20000..32000;
+
+/// A port nobody is listening on right now, never the same twice in one test process.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .unwrap_or_else(|error| panic!("no free port: {error}"))
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let span = TEST_PORTS.end - TEST_PORTS.start;
+    // Processes start at different places, so two test binaries seldom meet.
+    let origin = (std::process::id() * 997) % span;
+    for _ in 0..span {
+        let offset = (origin + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+        let port = u16::try_from(TEST_PORTS.start + offset).expect("ports fit in u16");
+        if std::net::TcpListener::bind(("0.0.0.0", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {TEST_PORTS:?}")
 }
 
 /// A running Envoy.

@@ -234,6 +234,47 @@ fn rand_suffix() -> String {
     )
 }
 
+/// A task of a task suite: its name and what it does on a mesh.
+pub type Task = fn(&LocalMesh);
+
+/// One installation on the host at a time, across the suites of one test binary.
+static HOST: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Runs a suite of docs tasks on one demo installation with `plane`: `setup` once, then each
+/// task after `reset`, a failing task not stopping the others; fails listing every failed task.
+/// `ISTIO_TASKS=a,b` runs only the tasks whose names contain `a` or `b`.
+pub fn run_tasks(plane: Plane, tasks: &[(&str, Task)], setup: Task, reset: Task) {
+    let _host = istio_runtime::sync::lock(&HOST);
+    if let Some(reason) = crate::pod_prerequisites_missing() {
+        eprintln!("skipped: {reason}");
+        return;
+    }
+    let mesh = LocalMesh::demo(plane);
+    setup(&mesh);
+    let mut failures = Vec::new();
+    let only = std::env::var("ISTIO_TASKS").unwrap_or_default();
+    let selected = |name: &str| only.is_empty() || only.split(',').any(|part| name.contains(part));
+    for (name, task) in tasks.iter().filter(|(name, _)| selected(name)) {
+        reset(&mesh);
+        let started = Instant::now();
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| task(&mesh)));
+        eprintln!(
+            "{plane:?}: {name}: {} in {:.1?}",
+            if outcome.is_ok() { "passed" } else { "FAILED" },
+            started.elapsed()
+        );
+        if let Err(panic) = outcome {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|text| text.to_string()))
+                .unwrap_or_default();
+            failures.push(format!("{name}: {message}"));
+        }
+    }
+    assert!(failures.is_empty(), "{plane:?}: {} task(s) failed:\n{}", failures.len(), failures.join("\n\n"));
+}
+
 /// A Bookinfo or task sample file by its path under `samples/`.
 pub fn sample(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples").join(path)

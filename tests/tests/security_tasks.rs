@@ -9,19 +9,11 @@
 //! `ISTIO_TASKS=a,b` runs only the tasks whose names contain `a` or `b`.
 
 use std::collections::BTreeMap;
-use std::panic::AssertUnwindSafe;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use e2e::local::{sample, LocalMesh, Plane};
-use e2e::pod_prerequisites_missing;
-
-/// One installation on the host at a time.
-static HOST: Mutex<()> = Mutex::new(());
+use e2e::local::{sample, LocalMesh, Plane, Task};
 
 const NAMESPACES: [&str; 3] = ["foo", "bar", "legacy"];
-
-type Task = fn(&LocalMesh);
 
 const TASKS: [(&str, Task); 5] = [
     ("authentication policy: mesh-wide", mesh_wide_policy),
@@ -500,35 +492,7 @@ spec:
 }
 
 fn run_tasks(plane: Plane) {
-    let _host = istio_runtime::sync::lock(&HOST);
-    if let Some(reason) = pod_prerequisites_missing() {
-        eprintln!("skipped: {reason}");
-        return;
-    }
-    let mesh = LocalMesh::demo(plane);
-    set_up_namespaces(&mesh);
-    let mut failures = Vec::new();
-    let only = std::env::var("ISTIO_TASKS").unwrap_or_default();
-    let selected = |name: &str| only.is_empty() || only.split(',').any(|part| name.contains(part));
-    for (name, task) in TASKS.into_iter().filter(|(name, _)| selected(name)) {
-        reset(&mesh);
-        let started = Instant::now();
-        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| task(&mesh)));
-        eprintln!(
-            "{plane:?}: {name}: {} in {:.1?}",
-            if outcome.is_ok() { "passed" } else { "FAILED" },
-            started.elapsed()
-        );
-        if let Err(panic) = outcome {
-            let message = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|text| text.to_string()))
-                .unwrap_or_default();
-            failures.push(format!("{name}: {message}"));
-        }
-    }
-    assert!(failures.is_empty(), "{plane:?}: {} task(s) failed:\n{}", failures.len(), failures.join("\n\n"));
+    e2e::local::run_tasks(plane, &TASKS, set_up_namespaces, reset);
 }
 
 #[test]

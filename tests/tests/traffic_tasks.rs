@@ -4,12 +4,9 @@
 //! routing config is reset between tasks. Each task checks what the docs say one should see.
 //! `ISTIO_TASKS=a,b` runs only the tasks whose names contain `a` or `b`.
 
-use std::panic::AssertUnwindSafe;
-use std::sync::Mutex;
 use std::time::Duration;
 
-use e2e::local::{sample, stars, LocalMesh, Plane};
-use e2e::pod_prerequisites_missing;
+use e2e::local::{sample, stars, LocalMesh, Plane, Task};
 
 #[path = "traffic_tasks/egress.rs"]
 mod egress;
@@ -23,11 +20,6 @@ use egress::egress;
 use gateways::{ingress_gateway, secure_gateway};
 use resilience::{circuit_breaking, mirroring, outlier_detection_and_retries};
 use routing::{fault_injection, request_routing, request_timeouts, tcp_traffic_shifting, traffic_shifting};
-
-/// One installation on the host at a time.
-static HOST: Mutex<()> = Mutex::new(());
-
-type Task = fn(&LocalMesh);
 
 const TASKS: [(&str, Task); 11] = [
     ("request routing", request_routing),
@@ -107,34 +99,7 @@ fn set_outbound_traffic_policy(mesh: &LocalMesh, mode: &str) {
 }
 
 fn run_tasks(plane: Plane) {
-    let _host = istio_runtime::sync::lock(&HOST);
-    if let Some(reason) = pod_prerequisites_missing() {
-        eprintln!("skipped: {reason}");
-        return;
-    }
-    let mesh = LocalMesh::demo(plane);
-    let mut failures = Vec::new();
-    let only = std::env::var("ISTIO_TASKS").unwrap_or_default();
-    let selected = |name: &str| only.is_empty() || only.split(',').any(|part| name.contains(part));
-    for (name, task) in TASKS.into_iter().filter(|(name, _)| selected(name)) {
-        reset(&mesh);
-        let started = std::time::Instant::now();
-        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| task(&mesh)));
-        eprintln!(
-            "{plane:?}: {name}: {} in {:.1?}",
-            if outcome.is_ok() { "passed" } else { "FAILED" },
-            started.elapsed()
-        );
-        if let Err(panic) = outcome {
-            let message = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|text| text.to_string()))
-                .unwrap_or_default();
-            failures.push(format!("{name}: {message}"));
-        }
-    }
-    assert!(failures.is_empty(), "{plane:?}: {} task(s) failed:\n{}", failures.len(), failures.join("\n\n"));
+    e2e::local::run_tasks(plane, &TASKS, |_| {}, reset);
 }
 
 #[test]
