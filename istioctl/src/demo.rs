@@ -14,6 +14,8 @@ use serde_json::Value;
 const BOOKINFO: &str = include_str!("../../samples/bookinfo/platform/kube/bookinfo.yaml");
 const GATEWAY: &str = include_str!("../../samples/bookinfo/networking/bookinfo-gateway.yaml");
 const DESTINATION_RULES: &str = include_str!("../../samples/bookinfo/networking/destination-rule-all.yaml");
+/// The same rules with ISTIO_MUTUAL, which the docs apply when mutual TLS is enabled.
+const DESTINATION_RULES_MTLS: &str = include_str!("../../samples/bookinfo/networking/destination-rule-all-mtls.yaml");
 
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
@@ -121,6 +123,14 @@ fn bring_up(layout: &Layout, args: &DemoArgs, interrupted: &std::sync::atomic::A
     };
     let mut sets = vec!["profile=demo".to_string()];
     sets.extend(args.set.iter().cloned());
+    // With mutual TLS required everywhere, Bookinfo's rules must ask for it too (the docs'
+    // destination-rule-all-mtls.yaml), or they would override the mesh-wide ISTIO_MUTUAL rule.
+    let mtls = istio_local::install::Plan::new(&sets)?.mtls_enabled();
+    let (destination_rules, rules_source) = if mtls {
+        (DESTINATION_RULES_MTLS, "samples/bookinfo/networking/destination-rule-all-mtls.yaml")
+    } else {
+        (DESTINATION_RULES, "samples/bookinfo/networking/destination-rule-all.yaml")
+    };
     crate::local::install_with(layout, &sets, &mut |line| println!("{line}"))?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
@@ -132,7 +142,7 @@ fn bring_up(layout: &Layout, args: &DemoArgs, interrupted: &std::sync::atomic::A
         for (text, source) in [
             (BOOKINFO, "samples/bookinfo/platform/kube/bookinfo.yaml"),
             (GATEWAY, "samples/bookinfo/networking/bookinfo-gateway.yaml"),
-            (DESTINATION_RULES, "samples/bookinfo/networking/destination-rule-all.yaml"),
+            (destination_rules, rules_source),
         ] {
             for line in kubectl::apply(layout, kubectl::parse(text, source, "default")?).await? {
                 println!("{line}");

@@ -33,8 +33,17 @@ impl LocalMesh {
 
     /// Brings the demo up (`istioctl demo --detach`) with `plane`.
     pub fn demo(plane: Plane) -> LocalMesh {
+        Self::demo_with(plane, &[])
+    }
+
+    /// The demo with more `--set` values (`values.global.mtls.enabled=true`, …).
+    pub fn demo_with(plane: Plane, sets: &[&str]) -> LocalMesh {
         let root = tempfile::tempdir().expect("tempdir");
         let mut args = vec!["demo".to_string(), "--detach".into(), "--timeout".into(), "4m".into()];
+        for set in sets {
+            args.push("--set".into());
+            args.push((*set).to_string());
+        }
         if plane == Plane::Envoy {
             args.push("--set".into());
             args.push(format!("values.global.proxy.envoyBinary={}", crate::envoy::native_envoy_binary().display()));
@@ -240,11 +249,16 @@ pub type Task = fn(&LocalMesh);
 /// One installation on the host at a time, across the suites of one test binary.
 static HOST: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// Holds the host for one installation at a time (tests of one binary run in parallel).
+pub fn host_lock() -> std::sync::MutexGuard<'static, ()> {
+    istio_runtime::sync::lock(&HOST)
+}
+
 /// Runs a suite of docs tasks on one demo installation with `plane`: `setup` once, then each
 /// task after `reset`, a failing task not stopping the others; fails listing every failed task.
 /// `ISTIO_TASKS=a,b` runs only the tasks whose names contain `a` or `b`.
 pub fn run_tasks(plane: Plane, tasks: &[(&str, Task)], setup: Task, reset: Task) {
-    let _host = istio_runtime::sync::lock(&HOST);
+    let _host = host_lock();
     if let Some(reason) = crate::pod_prerequisites_missing() {
         eprintln!("skipped: {reason}");
         return;

@@ -495,6 +495,44 @@ fn run_tasks(plane: Plane) {
     e2e::local::run_tasks(plane, &TASKS, set_up_namespaces, reset);
 }
 
+/// `values.global.mtls.enabled=true`: the installation requires mutual TLS everywhere (STRICT
+/// MeshPolicy, the `*.local` ISTIO_MUTUAL rule), and Bookinfo still serves its page through the
+/// ingress gateway, every hop over mutual TLS; a plaintext client is refused by productpage.
+fn strict_installation_serves_bookinfo(plane: Plane) {
+    let mesh = LocalMesh::demo_with(plane, &["values.global.mtls.enabled=true"]);
+    let (_, page) = mesh.page(None);
+    assert!(page.contains("Book Details") && page.contains("Reviewer1"), "{page}");
+    let (code, policies, err) = mesh.istioctl(&["x", "local", "get", "meshpolicies", "-o", "yaml"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(policies.contains("name: default") && !policies.contains("PERMISSIVE"), "{policies}");
+    let productpage = mesh
+        .pods()
+        .into_iter()
+        .find(|pod| pod["metadata"]["labels"]["app"] == "productpage")
+        .and_then(|pod| pod["status"]["podIP"].as_str().map(str::to_string))
+        .expect("productpage's IP");
+    let (status, _, _) = e2e::http_request(&format!("{productpage}:9080"), "GET", "/productpage", &[], "");
+    assert_ne!(status, 200, "plaintext from outside the mesh must not reach productpage under STRICT");
+}
+
+#[test]
+#[ignore = "needs root, iproute2 and iptables; run by ./test.sh"]
+fn strict_installation_with_the_builtin_proxy() {
+    let _host = e2e::local::host_lock();
+    if e2e::pod_prerequisites_missing().is_none() {
+        strict_installation_serves_bookinfo(Plane::Builtin);
+    }
+}
+
+#[test]
+#[ignore = "needs root, iproute2 and iptables; run by ./test.sh"]
+fn strict_installation_with_envoy() {
+    let _host = e2e::local::host_lock();
+    if e2e::pod_prerequisites_missing().is_none() {
+        strict_installation_serves_bookinfo(Plane::Envoy);
+    }
+}
+
 #[test]
 #[ignore = "needs root, iproute2 and iptables; run by ./test.sh"]
 fn security_tasks_with_the_builtin_proxy() {

@@ -165,7 +165,7 @@ impl Plan {
     }
 
     /// `values.global.mtls.enabled`: mutual TLS required mesh-wide.
-    fn mtls_enabled(&self) -> bool {
+    pub fn mtls_enabled(&self) -> bool {
         self.values()["global"]["mtls"]["enabled"].as_bool().unwrap_or(false)
     }
 
