@@ -100,19 +100,30 @@ impl Authenticator {
     }
 }
 
+/// Why no authenticator recognised a caller: each one's name, position and error.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", describe(.0))]
+pub struct AuthFailures(pub Vec<(&'static str, AuthError)>);
+
+fn describe(failures: &[(&'static str, AuthError)]) -> String {
+    if failures.is_empty() {
+        return "no authenticator is configured".to_string();
+    }
+    let lines: Vec<String> =
+        failures.iter().enumerate().map(|(index, (name, error))| format!("{name} at index {index}: {error}")).collect();
+    lines.join("; ")
+}
+
 /// Tries each authenticator in turn; when none succeeds, the error lists why each failed.
-pub async fn authenticate(authenticators: &[Authenticator], credentials: &Credentials) -> Result<Caller, String> {
+pub async fn authenticate(authenticators: &[Authenticator], credentials: &Credentials) -> Result<Caller, AuthFailures> {
     let mut failures = Vec::new();
-    for (index, authenticator) in authenticators.iter().enumerate() {
+    for authenticator in authenticators {
         match authenticator.authenticate(credentials).await {
             Ok(caller) => return Ok(caller),
-            Err(error) => failures.push(format!("{} at index {index}: {error}", authenticator.name())),
+            Err(error) => failures.push((authenticator.name(), error)),
         }
     }
-    if failures.is_empty() {
-        failures.push("no authenticator is configured".to_string());
-    }
-    Err(failures.join("; "))
+    Err(AuthFailures(failures))
 }
 
 fn from_certificate(credentials: &Credentials) -> Result<Caller, AuthError> {
@@ -202,7 +213,7 @@ mod tests {
         assert_eq!(caller.identities, ["spiffe://cluster.local/ns/foo/sa/sleep"]);
         assert_eq!(caller.source, AuthSource::IdToken);
 
-        let error = authenticate(&authenticators, &Credentials::default()).await.expect_err("nothing");
+        let error = authenticate(&authenticators, &Credentials::default()).await.expect_err("nothing").to_string();
         assert!(error.contains("ClientCertAuthenticator at index 0: no client certificate"), "{error}");
         assert!(error.contains("LocalJWTAuthenticator at index 1: no bearer token"), "{error}");
 
@@ -211,7 +222,7 @@ mod tests {
             authorization: Some(format!("Bearer {}", token(&other.0, "foo", "sleep"))),
             ..Credentials::default()
         };
-        let error = authenticate(&authenticators, &forged).await.expect_err("forged");
+        let error = authenticate(&authenticators, &forged).await.expect_err("forged").to_string();
         assert!(error.contains("signature does not verify"), "{error}");
     }
 

@@ -94,10 +94,10 @@ impl CaService {
         self.metrics.server.csr.inc();
         let caller = match authenticate(&self.settings.authenticators, credentials).await {
             Ok(caller) => caller,
-            Err(why) => {
+            Err(failures) => {
                 self.metrics.server.authentication_failures.inc();
-                tracing::warn!(%why, "request authentication failure");
-                return Err(Refusal::Unauthenticated(why));
+                tracing::warn!(%failures, "request authentication failure");
+                return Err(Refusal::Unauthenticated(failures.to_string()));
             }
         };
         let request = SigningRequest::from_pem(csr_pem).map_err(|error| {

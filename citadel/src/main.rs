@@ -14,10 +14,6 @@ use citadel::{CaSource, Config, ControllerSettings, StoreSource};
 use clap::{ArgAction, Parser};
 use istio_pki::token::{TokenVerifier, CITADEL_AUDIENCE, LOCAL_ISSUER};
 
-fn go_duration(text: &str) -> Result<Duration, String> {
-    istio_duration::parse(text).map_err(|error| error.to_string())
-}
-
 #[derive(Debug, Parser)]
 #[command(name = "citadel", version, about = "Istio Certificate Authority (CA).")]
 struct Cli {
@@ -55,19 +51,19 @@ struct Cli {
     #[arg(long = "listened-namespaces", env = "NAMESPACE", default_value = "")]
     listened_namespaces: String,
     /// Lifetime of workload certificates.
-    #[arg(long = "workload-cert-ttl", default_value = "2160h", value_parser = go_duration)]
+    #[arg(long = "workload-cert-ttl", default_value = "2160h", value_parser = istio_duration::parse)]
     workload_cert_ttl: Duration,
     /// Longest lifetime a workload certificate may have.
-    #[arg(long = "max-workload-cert-ttl", default_value = "2160h", value_parser = go_duration)]
+    #[arg(long = "max-workload-cert-ttl", default_value = "2160h", value_parser = istio_duration::parse)]
     max_workload_cert_ttl: Duration,
     /// Share of a workload certificate's lifetime left when it is renewed, in [0, 1].
     #[arg(long = "workload-cert-grace-period-ratio", default_value_t = 0.5)]
     grace_period_ratio: f32,
     /// Renew workload certificates at least this long before they expire.
-    #[arg(long = "workload-cert-min-grace-period", env = "CITADEL_WORKLOAD_CERT_MIN_GRACE_PERIOD", default_value = "10m", value_parser = go_duration)]
+    #[arg(long = "workload-cert-min-grace-period", env = "CITADEL_WORKLOAD_CERT_MIN_GRACE_PERIOD", default_value = "10m", value_parser = istio_duration::parse)]
     min_grace_period: Duration,
     /// Lifetime of a new self-signed root.
-    #[arg(long = "self-signed-ca-cert-ttl", env = "CITADEL_SELF_SIGNED_CA_CERT_TTL", default_value = "87600h", value_parser = go_duration)]
+    #[arg(long = "self-signed-ca-cert-ttl", env = "CITADEL_SELF_SIGNED_CA_CERT_TTL", default_value = "87600h", value_parser = istio_duration::parse)]
     self_signed_ca_cert_ttl: Duration,
     /// Manage namespaces that carry no ca.istio.io labels.
     #[arg(long = "enable-namespaces-by-default", env = "CITADEL_ENABLE_NAMESPACES_BY_DEFAULT", default_value_t = true, action = ArgAction::Set)]

@@ -320,12 +320,10 @@ mod tests {
         (issued.cert_chain_pem, issued.key_pem)
     }
 
-    /// A certificate file rewritten on disk (a rotated mounted Secret) gives new connections a
-    /// new config; an unchanged one reuses the built config.
-    #[test]
-    fn configs_follow_rewritten_files() {
+    /// A self-signed certificate and key for `name` in files, and server settings using them.
+    fn server_files(name: &str, alpn: Vec<String>) -> (tempfile::TempDir, DownstreamTls) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (cert, key) = self_signed("gateway.example");
+        let (cert, key) = self_signed(name);
         std::fs::write(dir.path().join("cert.pem"), &cert).unwrap();
         std::fs::write(dir.path().join("key.pem"), &key).unwrap();
         let settings = DownstreamTls {
@@ -335,8 +333,16 @@ mod tests {
                 ..Default::default()
             },
             require_client_certificate: false,
-            alpn: Vec::new(),
+            alpn,
         };
+        (dir, settings)
+    }
+
+    /// A certificate file rewritten on disk (a rotated mounted Secret) gives new connections a
+    /// new config; an unchanged one reuses the built config.
+    #[test]
+    fn configs_follow_rewritten_files() {
+        let (dir, settings) = server_files("gateway.example", Vec::new());
         let configs = TlsConfigs::default();
         let first = configs.server_config(&settings).unwrap();
         assert!(Arc::ptr_eq(&first, &configs.server_config(&settings).unwrap()));
@@ -352,19 +358,7 @@ mod tests {
 
     #[test]
     fn a_client_offering_none_of_the_servers_protocols_gets_no_alpn() {
-        let dir = tempfile::tempdir().unwrap();
-        let (cert, key) = self_signed("server.example");
-        std::fs::write(dir.path().join("cert.pem"), &cert).unwrap();
-        std::fs::write(dir.path().join("key.pem"), &key).unwrap();
-        let settings = DownstreamTls {
-            material: TlsMaterial {
-                certificate_chain: Some(TlsData::File(dir.path().join("cert.pem"))),
-                private_key: Some(TlsData::File(dir.path().join("key.pem"))),
-                ..Default::default()
-            },
-            require_client_certificate: false,
-            alpn: vec!["h2".into(), "http/1.1".into()],
-        };
+        let (_dir, settings) = server_files("server.example", vec!["h2".into(), "http/1.1".into()]);
         let configs = TlsConfigs::default().server_config(&settings).unwrap();
         let offer =
             |protocols: &[&'static [u8]]| configs.for_client(Some(protocols.iter().copied())).alpn_protocols.len();
