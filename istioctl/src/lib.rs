@@ -8,6 +8,7 @@ pub(crate) mod local;
 pub(crate) mod mcp;
 pub(crate) mod proxy_config;
 pub(crate) mod proxy_status;
+pub(crate) mod secrets;
 pub(crate) mod table;
 pub(crate) mod validate;
 pub(crate) mod xds;

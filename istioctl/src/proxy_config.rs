@@ -1,4 +1,4 @@
-//! `istioctl proxy-config cluster|listener|route|endpoint|bootstrap|log POD[.NS]`: a pod's
+//! `istioctl proxy-config cluster|listener|route|endpoint|bootstrap|secret|log POD[.NS]`: a pod's
 //! proxy configuration from its admin API, as 1.4's summary tables (or `-o json`). On the
 //! local platform the admin API is reached inside the pod's network namespace.
 
@@ -30,6 +30,9 @@ pub enum What {
     /// The bootstrap, as JSON.
     #[command(alias = "b")]
     Bootstrap(Target),
+    /// Certificates: SDS secrets (ACTIVE or WARMING) and the files TLS contexts load.
+    #[command(alias = "secrets", alias = "s")]
+    Secret(Target),
     /// Show the proxy's log levels, or set them with --level.
     #[command(alias = "o")]
     Log(LogTarget),
@@ -157,6 +160,16 @@ pub(crate) fn run(args: &ProxyConfigArgs) -> anyhow::Result<i32> {
             serde_json::to_string_pretty(
                 section(&dump, "BootstrapConfigDump").context("no bootstrap in the config dump")?,
             )?
+        }
+        What::Secret(target) => {
+            let dump = config_dump(&target.pod)?;
+            if target.output == "json" {
+                serde_json::to_string_pretty(section(&dump, "SecretsConfigDump").unwrap_or(&Value::Null))?
+            } else {
+                let text = admin_get(&target.pod, "GET", "certs")?;
+                let certs: Value = serde_json::from_str(&text).context("/certs is not JSON")?;
+                crate::secrets::table(&dump, &certs)
+            }
         }
         What::Log(target) => {
             let path = match &target.level {

@@ -354,6 +354,22 @@ fn deep_dive(mesh: &LocalMesh) {
     let (code, text, err) = exec(&["openssl", "x509", "-in", "/etc/certs/cert-chain.pem", "-text", "-noout"]);
     assert_eq!(code, 0, "{err}");
     assert!(text.contains("URI:spiffe://cluster.local/ns/foo/sa/httpbin"), "{text}");
+    let serial = text
+        .lines()
+        .skip_while(|line| !line.contains("Serial Number:"))
+        .find_map(|line| {
+            let hex: String = line.trim().trim_start_matches("Serial Number:").trim().replace(':', "");
+            (!hex.is_empty() && hex.chars().all(|c| c.is_ascii_hexdigit())).then_some(hex)
+        })
+        .expect("openssl shows the serial number");
+
+    // `proxy-config secret` shows the same certificate from the proxy's side (after the
+    // first STRICT step below, once the proxy's contexts load the files).
+    let proxy_secret_rows = || {
+        let (code, table, err) = mesh.istioctl(&["proxy-config", "secret", "httpbin.foo"]);
+        assert_eq!(code, 0, "{err}");
+        table
+    };
 
     mesh.apply_yaml(MESH_STRICT);
     mesh.apply_yaml(MESH_ISTIO_MUTUAL);
@@ -381,6 +397,23 @@ fn deep_dive(mesh: &LocalMesh) {
         "5",
     ]);
     assert!([52, 56].contains(&code), "a plaintext client gets no answer from a STRICT server: curl exit {code}");
+
+    let serial = istio_pki::certificate::serial_decimal(&serial).expect("a hex serial");
+    let table = proxy_secret_rows();
+    assert!(table.starts_with("RESOURCE NAME "), "{table}");
+    let chain_row: Vec<&str> = table
+        .lines()
+        .find(|line| line.starts_with("/etc/certs/cert-chain.pem "))
+        .unwrap_or_else(|| panic!("no row for /etc/certs/cert-chain.pem:\n{table}"))
+        .split_whitespace()
+        .collect();
+    assert_eq!(chain_row[1..5], ["Cert", "Chain", "FILE", "true"], "{table}");
+    assert_eq!(chain_row[5], serial, "{table}");
+    assert_eq!(chain_row.last(), Some(&"spiffe://cluster.local/ns/foo/sa/httpbin"), "{table}");
+    assert!(
+        table.lines().any(|line| line.starts_with("/etc/certs/root-cert.pem ") && line.contains(" CA ")),
+        "{table}"
+    );
 
     // `authn tls-check` from sleep.foo's proxy: OK, then CONFLICT once a rule turns TLS off.
     let sleep = mesh

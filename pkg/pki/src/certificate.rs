@@ -26,6 +26,8 @@ pub struct CertificateInfo {
     /// The subject public key info, DER.
     pub public_key_der: Vec<u8>,
     pub has_subject_key_id: bool,
+    /// The serial number in lowercase hex without separators, as Envoy's `/certs` shows it.
+    pub serial_hex: String,
 }
 
 fn system_time(time: x509_parser::time::ASN1Time) -> SystemTime {
@@ -56,7 +58,14 @@ pub fn inspect(certificate: &CertificateDer<'_>) -> Result<CertificateInfo, Cert
             .extensions()
             .iter()
             .any(|extension| matches!(extension.parsed_extension(), ParsedExtension::SubjectKeyIdentifier(_))),
+        serial_hex: parsed.serial.to_str_radix(16),
     })
+}
+
+/// A hex serial number (Envoy's form) in decimal (Istio 1.4's form); `None` if it is not hex.
+pub fn serial_decimal(hex: &str) -> Option<String> {
+    let digits: String = hex.chars().filter(|c| *c != ':').collect();
+    x509_parser::num_bigint::BigUint::parse_bytes(digits.as_bytes(), 16).map(|serial| serial.to_str_radix(10))
 }
 
 /// Whether `issuer`'s key signed `certificate` (the signature checks out; names and validity
@@ -118,6 +127,18 @@ mod tests {
     use crate::ca::{CertificateAuthority, LeafRequest};
 
     #[test]
+    fn serials_convert_from_envoys_hex_to_istios_decimal() {
+        assert_eq!(serial_decimal("ff").as_deref(), Some("255"));
+        assert_eq!(serial_decimal("01:00").as_deref(), Some("256"));
+        // Wider than any machine integer, as 20-byte serials are.
+        assert_eq!(
+            serial_decimal("ffffffffffffffffffffffffffffffffffffffff").as_deref(),
+            Some("1461501637330902918203684832716283019655932542975")
+        );
+        assert_eq!(serial_decimal("not hex"), None);
+    }
+
+    #[test]
     fn reads_names_of_every_kind_and_the_validity() {
         let ca = CertificateAuthority::self_signed("inspect test CA").expect("CA");
         let request = LeafRequest {
@@ -144,6 +165,7 @@ mod tests {
         assert!(!info.needs_rotation(now, 0.5));
         assert!(info.needs_rotation(now + Duration::from_secs(3000), 0.5));
         assert!(info.expired(now + Duration::from_secs(7200)));
+        assert!(!info.serial_hex.is_empty() && info.serial_hex.chars().all(|c| c.is_ascii_hexdigit()));
 
         let root = inspect(&crate::pem::certificates(ca.root_pem().as_bytes()).expect("pem")[0]).expect("root");
         assert!(root.is_ca);

@@ -1,7 +1,7 @@
 //! The admin API (127.0.0.1:15000 in a pod) with Envoy's paths and shapes where tools read
 //! them: `/ready`, `/server_info`, `/stats` (text, `?filter=`, `?usedonly`),
 //! `/stats/prometheus`, `/config_dump` (`?resource=`, `?include_eds`), `/clusters`,
-//! `/listeners` (`?format=json`), `/logging` (runtime log levels), `/drain_listeners` and
+//! `/listeners` (`?format=json`), `/certs`, `/logging` (runtime log levels), `/drain_listeners` and
 //! `/quitquitquit`.
 
 use std::collections::HashMap;
@@ -32,6 +32,7 @@ pub(crate) async fn serve(
         .route("/stats/prometheus", get(prometheus))
         .route("/config_dump", get(config_dump))
         .route("/clusters", get(clusters))
+        .route("/certs", get(certs))
         .route("/listeners", get(listeners))
         .route("/drain_listeners", post(drain_listeners))
         .route("/logging", get(logging).post(set_logging))
@@ -54,6 +55,16 @@ async fn ready(State(shared): State<Arc<Shared>>) -> Response {
     let state = shared.state();
     let status = if state == ServerState::Live { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, format!("{}\n", state.as_str())).into_response()
+}
+
+async fn certs(State(shared): State<Arc<Shared>>) -> Response {
+    let materials = shared.tls_materials();
+    let tls = shared.traffic.tls.clone();
+    let render = move || super::certs::report(&materials, &tls, std::time::SystemTime::now());
+    match tokio::task::spawn_blocking(render).await {
+        Ok(report) => json_response(report),
+        Err(error) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{error}\n")).into_response(),
+    }
 }
 
 async fn server_info(State(shared): State<Arc<Shared>>) -> Response {

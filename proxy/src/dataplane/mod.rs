@@ -10,6 +10,7 @@ pub(crate) mod access_log;
 pub(crate) mod admin;
 pub(crate) mod ads;
 pub(crate) mod body;
+pub(crate) mod certs;
 pub(crate) mod config;
 pub(crate) mod config_dump;
 pub(crate) mod connection_stats;

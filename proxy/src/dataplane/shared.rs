@@ -118,13 +118,18 @@ impl Shared {
         Ok(())
     }
 
-    /// Subscribes to the SDS secrets the clusters and listeners (serving or warming) use.
-    pub(crate) fn follow_secrets(self: &Arc<Self>) {
-        let mut wanted = std::collections::BTreeSet::new();
+    /// The TLS material of every cluster and listener (serving or warming), each once.
+    pub(crate) fn tls_materials(&self) -> Vec<config::tls_source::TlsMaterial> {
+        let mut materials = Vec::new();
+        let mut add = |material: &config::tls_source::TlsMaterial| {
+            if !materials.contains(material) {
+                materials.push(material.clone());
+            }
+        };
         for cluster in self.traffic.clusters.all().values() {
             let matches = cluster.config.tls_matches.iter().filter_map(|m| m.tls.as_ref());
             for tls in cluster.config.tls.iter().chain(matches) {
-                wanted.extend(tls.material.secrets().cloned());
+                add(&tls.material);
             }
         }
         let table = self.traffic.listeners.load_full();
@@ -132,10 +137,17 @@ impl Shared {
         for listener in table.by_name.values().chain(warming.iter()) {
             for chain in listener.chains.iter().chain(listener.default_chain.iter()) {
                 if let Some(tls) = &chain.tls {
-                    wanted.extend(tls.material.secrets().cloned());
+                    add(&tls.material);
                 }
             }
         }
+        materials
+    }
+
+    /// Subscribes to the SDS secrets the clusters and listeners (serving or warming) use.
+    pub(crate) fn follow_secrets(self: &Arc<Self>) {
+        let wanted: std::collections::BTreeSet<_> =
+            self.tls_materials().iter().flat_map(|material| material.secrets().cloned()).collect();
         self.traffic.tls.secrets.want(&wanted);
     }
 

@@ -149,7 +149,7 @@ impl TlsConfigs {
     }
 
     /// The bytes of one piece of material.
-    fn load(&self, data: &TlsData) -> Result<Vec<u8>, TlsError> {
+    pub(crate) fn load(&self, data: &TlsData) -> Result<Vec<u8>, TlsError> {
         match data {
             TlsData::File(path) => std::fs::read(path).map_err(|source| TlsError::Read { path: path.clone(), source }),
             TlsData::Inline(bytes) => Ok(bytes.clone()),
