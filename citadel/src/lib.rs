@@ -70,8 +70,6 @@ pub struct Config {
 pub enum CitadelError {
     #[error("the store: {0}")]
     Store(#[from] StoreError),
-    #[error("the CA: {0}")]
-    Ca(#[from] ca_setup::CaSetupError),
     #[error(transparent)]
     Bind(#[from] istio_runtime::listen::BindError),
     #[error(transparent)]
@@ -118,8 +116,8 @@ fn watched_kinds() -> Vec<TypeKey> {
     ["ServiceAccount", "Namespace", "Secret"].map(|kind| TypeKey::new("", kind)).to_vec()
 }
 
-/// Starts Citadel: establishes the CA, then runs the secret controller and the monitoring
-/// server (`/metrics`, `/version`, `/ready`).
+/// Starts Citadel: the monitoring server (`/metrics`, `/version`, `/ready`), then the CA
+/// (returning once it is established), the CA API and the secret controller.
 pub async fn start(config: Config) -> Result<Running, CitadelError> {
     let store: Arc<dyn Store> = match &config.store {
         StoreSource::Directory(path) => Arc::new(DirectoryStore::open(path)?),
@@ -128,16 +126,40 @@ pub async fn start(config: Config) -> Result<Running, CitadelError> {
     let registry = istio_runtime::monitoring::registry();
     let metrics = metrics::Metrics::register(&registry);
     let namespace = config.controller.targeting.storage_namespace.clone();
-    let ca = ca_setup::establish(&config.ca, store.as_ref(), &namespace, &config.controller.trust_domain).await?;
+    let shutdown = istio_runtime::Shutdown::default();
+
+    // Monitoring first, so a Citadel still without a CA says why on /ready.
+    let (ca_problem_sender, ca_problem) = watch::channel(Some("establishing the CA".to_string()));
+    let (ready_sender, ready) = watch::channel(false);
+    let readiness = (ready.clone(), ca_problem);
+    let router = istio_runtime::monitoring::router(registry, "citadel").route(
+        "/ready",
+        get(move || {
+            let problem = readiness.1.borrow().clone();
+            let ready = *readiness.0.borrow();
+            async move {
+                match problem {
+                    Some(problem) => (StatusCode::SERVICE_UNAVAILABLE, format!("no CA: {problem}\n")),
+                    None if ready => (StatusCode::OK, "ready\n".to_string()),
+                    None => (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "the first pass over the service accounts is not done\n".to_string(),
+                    ),
+                }
+            }
+        }),
+    );
+    let monitoring_address =
+        istio_runtime::monitoring::serve(config.monitoring_address, router, shutdown.wait()).await?;
+
+    let ca = establish_until_done(&config, store.as_ref(), &namespace, &ca_problem_sender).await;
     metrics.set_root_expiry(ca.root_pem());
     let ca = Arc::new(ArcSwap::from_pointee(ca));
 
-    let shutdown = istio_runtime::Shutdown::default();
     let grpc_address = match config.ca_server {
         Some(settings) => Some(ca_server::serve(ca.clone(), settings, metrics.clone(), shutdown.wait()).await?),
         None => None,
     };
-    let (ready_sender, ready) = watch::channel(false);
     if config.server_only {
         ready_sender.send_replace(true);
     } else {
@@ -145,23 +167,37 @@ pub async fn start(config: Config) -> Result<Running, CitadelError> {
             controller::Controller::new(store, ca.clone(), config.controller.clone(), metrics, ready_sender);
         tokio::spawn(controller.run(shutdown.wait()));
     }
-
-    let readiness = ready.clone();
-    let router = istio_runtime::monitoring::router(registry, "citadel").route(
-        "/ready",
-        get(move || {
-            let ready = *readiness.borrow();
-            async move {
-                if ready {
-                    (StatusCode::OK, "ready\n")
-                } else {
-                    (StatusCode::SERVICE_UNAVAILABLE, "the first pass over the service accounts is not done\n")
-                }
-            }
-        }),
-    );
-    let monitoring_address =
-        istio_runtime::monitoring::serve(config.monitoring_address, router, shutdown.wait()).await?;
     tracing::info!(%monitoring_address, ?grpc_address, store = ?config.store, "citadel started");
     Ok(Running { monitoring_address, grpc_address, ca, ready, shutdown })
+}
+
+/// How long Citadel waits before trying again to establish its CA.
+const CA_RETRY: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Establishes the CA, trying again while it cannot: plug-in files not mounted yet or not
+/// valid (a broken `cacerts` Secret), or a store that does not answer. Until then Citadel
+/// issues nothing and changes no Secret, so what it issued before stays as it was, and
+/// `/ready` names the problem.
+async fn establish_until_done(
+    config: &Config,
+    store: &dyn Store,
+    namespace: &str,
+    problem: &watch::Sender<Option<String>>,
+) -> CertificateAuthority {
+    loop {
+        match ca_setup::establish(&config.ca, store, namespace, &config.controller.trust_domain).await {
+            Ok(ca) => {
+                problem.send_replace(None);
+                return ca;
+            }
+            Err(error) => {
+                let reason = error.to_string();
+                if problem.borrow().as_deref() != Some(reason.as_str()) {
+                    tracing::error!("cannot establish the CA (trying again every {}s): {reason}", CA_RETRY.as_secs());
+                }
+                problem.send_replace(Some(reason));
+                tokio::time::sleep(CA_RETRY).await;
+            }
+        }
+    }
 }

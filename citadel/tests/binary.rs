@@ -144,8 +144,27 @@ async fn a_plugged_in_ca_signs_workload_secrets_that_chain_to_its_root() {
         .expect("the CA API's certificate chains to the plugged-in root");
 }
 
+/// Runs Citadel until it logs that it cannot establish its CA; returns that line. Citadel does
+/// not stop: it tries again, so a Secret mounted late or fixed later is picked up.
+fn ca_refused(args: &[&str]) -> String {
+    let mut child = Citadel(citadel(args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("start citadel"));
+    let stderr = child.0.stderr.take().expect("stderr");
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("cannot establish the CA") {
+                let _ = sender.send(line);
+                return;
+            }
+        }
+    });
+    let line = receiver.recv_timeout(Duration::from_secs(20)).expect("Citadel logs why it has no CA");
+    assert!(child.0.try_wait().expect("status").is_none(), "Citadel keeps running and tries again");
+    line
+}
+
 #[test]
-fn bad_flags_and_files_stop_citadel_with_a_clear_message() {
+fn bad_flags_stop_citadel_and_bad_files_keep_it_waiting_with_a_clear_message() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store_dir = dir.path().join("store").display().to_string();
     let run = |args: &[&str]| {
@@ -164,7 +183,7 @@ fn bad_flags_and_files_stop_citadel_with_a_clear_message() {
     let broken_key = dir.path().join("ca-key.pem");
     std::fs::write(&broken_key, "-----BEGIN RSA PRIVATE KEY-----\nMAMCAQA=\n-----END RSA PRIVATE KEY-----\n")
         .expect("write");
-    let stderr = run(&[
+    let line = ca_refused(&[
         "--configPath",
         &store_dir,
         "--signing-cert",
@@ -174,10 +193,10 @@ fn bad_flags_and_files_stop_citadel_with_a_clear_message() {
         "--root-cert",
         plugged("root-cert.pem").to_str().expect("path"),
     ]);
-    assert!(stderr.contains("plugged-in CA"), "{stderr}");
-    assert!(stderr.contains("malformed RSA (PKCS#1) private key"), "{stderr}");
+    assert!(line.contains("plugged-in CA"), "{line}");
+    assert!(line.contains("malformed RSA (PKCS#1) private key"), "{line}");
 
-    let stderr = run(&[
+    let line = ca_refused(&[
         "--configPath",
         &store_dir,
         "--signing-cert",
@@ -187,5 +206,21 @@ fn bad_flags_and_files_stop_citadel_with_a_clear_message() {
         "--root-cert",
         plugged("ca-key.pem").to_str().expect("path"),
     ]);
-    assert!(stderr.contains("no PEM certificate found"), "{stderr}");
+    assert!(line.contains("no PEM certificate found"), "{line}");
+
+    // Files not mounted yet: Citadel names the missing one and writes no Secret meanwhile.
+    let missing = dir.path().join("cacerts/ca-cert.pem");
+    let line = ca_refused(&[
+        "--configPath",
+        &store_dir,
+        "--signing-cert",
+        missing.to_str().expect("path"),
+        "--signing-key",
+        plugged("ca-key.pem").to_str().expect("path"),
+        "--root-cert",
+        plugged("root-cert.pem").to_str().expect("path"),
+    ]);
+    assert!(line.contains(&missing.display().to_string()), "{line}");
+    let secrets = std::fs::read_dir(&store_dir).map(|entries| entries.count()).unwrap_or(0);
+    assert_eq!(secrets, 0, "nothing is written to the store without a CA");
 }

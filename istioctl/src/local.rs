@@ -190,9 +190,14 @@ pub(crate) fn install_with(layout: &Layout, sets: &[String], progress: &mut dyn 
         let program = binaries.join(component.name);
         anyhow::ensure!(program.is_file(), "{} is not built (cargo build --workspace --bins)", program.display());
     }
-    // A previous installation that was not removed cleanly goes first.
+    // Objects created before any installation (a `cacerts` Secret for a plug-in CA) are kept;
+    // a previous installation that was not removed cleanly goes first.
+    let staged = istio_local::install::stage_store(layout)?;
     if layout.root().exists() || !teardown::leftovers(layout).is_empty() {
         teardown::uninstall(layout, &mut |_| {})?;
+    }
+    if let Some(staged) = staged {
+        staged.restore(layout)?;
     }
     progress(&format!("installing the {} profile in {}", plan.profile, layout.root().display()));
     istio_local::install::write_files(layout, &plan)?;

@@ -38,7 +38,15 @@ impl LocalMesh {
 
     /// The demo with more `--set` values (`values.global.mtls.enabled=true`, …).
     pub fn demo_with(plane: Plane, sets: &[&str]) -> LocalMesh {
+        Self::demo_after(plane, sets, |_| {})
+    }
+
+    /// The demo with `sets`, after `prepare` has run against the empty root (objects made
+    /// before the installation, as the docs create a `cacerts` Secret before installing).
+    pub fn demo_after(plane: Plane, sets: &[&str], prepare: impl FnOnce(&LocalMesh)) -> LocalMesh {
         let root = tempfile::tempdir().expect("tempdir");
+        let mut mesh = LocalMesh { root, gateway: String::new(), plane };
+        prepare(&mesh);
         let mut args = vec!["demo".to_string(), "--detach".into(), "--timeout".into(), "4m".into()];
         for set in sets {
             args.push("--set".into());
@@ -48,7 +56,6 @@ impl LocalMesh {
             args.push("--set".into());
             args.push(format!("values.global.proxy.envoyBinary={}", crate::envoy::native_envoy_binary().display()));
         }
-        let mut mesh = LocalMesh { root, gateway: String::new(), plane };
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let (code, out, err) = mesh.istioctl(&args);
         assert_eq!(code, 0, "istioctl demo failed ({plane:?}):\n{out}\n{err}");

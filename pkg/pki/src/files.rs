@@ -37,6 +37,37 @@ pub struct KeyCertBundle {
     pub root_cert_pem: Vec<u8>,
 }
 
+/// Why a bundle cannot be served: a part does not parse, or the key is not the certificate's.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    #[error("{CERT_CHAIN}: {0}")]
+    CertChain(#[source] crate::pem::PemError),
+    #[error("{CERT_CHAIN}: {0}")]
+    Leaf(#[source] crate::certificate::CertificateError),
+    #[error("{KEY}: {0}")]
+    Key(#[source] crate::keys::KeyError),
+    #[error("{ROOT_CERT}: {0}")]
+    Root(#[source] crate::pem::PemError),
+    #[error("{KEY} is not the key of the certificate in {CERT_CHAIN}")]
+    KeyMismatch,
+}
+
+impl KeyCertBundle {
+    /// Checks the bundle can be served: every part parses and the key belongs to the leaf
+    /// certificate (files rewritten one by one can be caught between two versions).
+    pub fn check(&self) -> Result<(), BundleError> {
+        let chain = crate::pem::certificates(&self.cert_chain_pem).map_err(BundleError::CertChain)?;
+        let leaf = crate::certificate::inspect(&chain[0]).map_err(BundleError::Leaf)?;
+        let key = String::from_utf8_lossy(&self.key_pem);
+        let key_public = crate::keys::public_key_der(&key).map_err(BundleError::Key)?;
+        crate::pem::certificates(&self.root_cert_pem).map_err(BundleError::Root)?;
+        if key_public != leaf.public_key_der {
+            return Err(BundleError::KeyMismatch);
+        }
+        Ok(())
+    }
+}
+
 impl Default for CertDir {
     fn default() -> Self {
         CertDir::new(DEFAULT_DIR)
@@ -130,5 +161,23 @@ mod tests {
         std::fs::remove_file(certs.root_cert()).expect("remove");
         let error = certs.read().expect_err("no root");
         assert_eq!(error.path(), certs.root_cert());
+    }
+
+    #[test]
+    fn a_bundle_is_served_only_when_its_key_is_the_certificates() {
+        use crate::ca::{CertificateAuthority, LeafRequest};
+        let ca = CertificateAuthority::self_signed("bundle check CA").expect("CA");
+        let issue = || ca.issue(&LeafRequest::for_names(["spiffe://cluster.local/ns/foo/sa/sleep"])).expect("leaf");
+        let (first, second) = (issue(), issue());
+        let bundle = |chain: &str, key: &str| KeyCertBundle {
+            cert_chain_pem: chain.as_bytes().to_vec(),
+            key_pem: key.as_bytes().to_vec(),
+            root_cert_pem: ca.root_pem().as_bytes().to_vec(),
+        };
+        bundle(&first.cert_chain_pem, &first.key_pem).check().expect("a matching bundle");
+        let error = bundle(&second.cert_chain_pem, &first.key_pem).check().expect_err("the old key");
+        assert!(matches!(error, BundleError::KeyMismatch), "{error}");
+        let error = bundle("not PEM", &first.key_pem).check().expect_err("no chain");
+        assert!(error.to_string().starts_with("cert-chain.pem: "), "{error}");
     }
 }

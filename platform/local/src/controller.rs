@@ -65,6 +65,18 @@ async fn serve(layout: &Layout, plan: &Plan, binaries: PathBuf, launcher: PathBu
         let mut record = std::fs::OpenOptions::new().create(true).append(true).open(layout.created_paths())?;
         writeln!(record, "{}", etc_netns.display())?;
     }
+    if !plan.self_signed_ca() {
+        // Citadel's `cacerts` volume holds the Secret before Citadel starts, as the kubelet
+        // mounts it before starting the container.
+        let secrets = store.list(&objects::secrets()).await?;
+        let dir = layout.control_volume(crate::install::CITADEL.name, crate::install::CITADEL_CA_SECRET);
+        volumes::sync_secret_volume(
+            &dir,
+            &secrets,
+            crate::install::SYSTEM_NAMESPACE,
+            crate::install::CITADEL_CA_SECRET,
+        )?;
+    }
     let (stop_control, control_stopped) = watch::channel(false);
     let mut control = Vec::new();
     for component in plan.components() {
@@ -292,6 +304,9 @@ impl Controller {
             Ok(false) => {}
             Err(error) => tracing::warn!("updating the mesh config file: {error:#}"),
         }
+        if !self.plan.self_signed_ca() {
+            self.sync_citadel_ca_volume().await?;
+        }
         let namespaces = self.store.list(&objects::namespaces()).await?;
         let services = self.allocate_cluster_ips().await?;
         self.update_dns(&services);
@@ -301,6 +316,23 @@ impl Controller {
         let pods = self.report_pod_status(pods).await?;
         let endpoints = self.reconcile_endpoints(&services, &pods).await?;
         self.reconcile_networking(&services, &endpoints, &pods).await;
+        Ok(())
+    }
+
+    /// Writes the `cacerts` Secret into Citadel's volume, as the kubelet keeps a mounted
+    /// Secret up to date. Citadel reads the files when it starts (waiting for them if they are
+    /// missing or broken), as 1.4's did.
+    async fn sync_citadel_ca_volume(&self) -> anyhow::Result<()> {
+        let secrets = self.store.list(&objects::secrets()).await?;
+        let dir = self.context.layout.control_volume(crate::install::CITADEL.name, crate::install::CITADEL_CA_SECRET);
+        if volumes::sync_secret_volume(
+            &dir,
+            &secrets,
+            crate::install::SYSTEM_NAMESPACE,
+            crate::install::CITADEL_CA_SECRET,
+        )? {
+            tracing::info!("Secret istio-system/cacerts changed; Citadel's volume updated");
+        }
         Ok(())
     }
 

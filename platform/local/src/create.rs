@@ -10,7 +10,7 @@ use istio_config::object::Object;
 use istio_config::store::Store;
 use serde_json::{json, Map, Value};
 
-use crate::kubectl::open_store;
+use crate::kubectl::open_store_for_writes;
 use crate::layout::Layout;
 use crate::objects;
 
@@ -91,7 +91,7 @@ pub fn generic_secret(
 /// Stores a new object; as kubectl's `create`, one that exists already is an error.
 pub async fn create(layout: &Layout, object: Object) -> anyhow::Result<String> {
     objects::validate_identity(&object).map_err(|reason| anyhow::anyhow!("{}: {reason}", object.kind))?;
-    let store = open_store(layout)?;
+    let store = open_store_for_writes(layout)?;
     let line = format!("{}/{} created", object.kind.to_lowercase(), object.name());
     if store.get(&object.key()).await?.is_some() {
         bail!(

@@ -48,6 +48,10 @@ pub const CONTROL_ADDRESSES: [Ipv4Addr; 4] = [PILOT.address, GALLEY.address, INJ
 
 pub const SYSTEM_NAMESPACE: &str = "istio-system";
 
+/// The Secret a plug-in CA comes from (`values.security.selfSigned=false`), mounted into
+/// Citadel as a volume of the same name.
+pub const CITADEL_CA_SECRET: &str = "cacerts";
+
 /// The gateway manifests, by the profile component that enables each.
 pub const GATEWAYS: [(&str, &str); 2] = [
     ("gateways.components.ingressGateway", include_str!("../../../install/gateways/ingressgateway.yaml")),
@@ -198,6 +202,30 @@ impl Plan {
         }
     }
 
+    /// Whether Citadel makes its own root (`values.security.selfSigned`, 1.4's default) or
+    /// signs with a plug-in CA from the Secret `istio-system/cacerts`.
+    pub fn self_signed_ca(&self) -> bool {
+        self.values()["security"]["selfSigned"].as_bool().unwrap_or(true)
+    }
+
+    /// Citadel's CA flags, as 1.4's Deployment set them: `--self-signed-ca`, or the four files
+    /// of the `cacerts` Secret volume ([`CITADEL_CA_SECRET`], kept by the daemon).
+    fn citadel_ca_flags(&self, layout: &Layout) -> Vec<String> {
+        if self.self_signed_ca() {
+            return vec!["--self-signed-ca".into()];
+        }
+        let dir = layout.control_volume(CITADEL.name, CITADEL_CA_SECRET);
+        [
+            ("--signing-cert", "ca-cert.pem"),
+            ("--signing-key", "ca-key.pem"),
+            ("--root-cert", "root-cert.pem"),
+            ("--cert-chain", "cert-chain.pem"),
+        ]
+        .into_iter()
+        .flat_map(|(flag, file)| [flag.to_string(), dir.join(file).display().to_string()])
+        .collect()
+    }
+
     /// How to start a component: the program and its flags, named as in 1.4.
     pub fn command(
         &self,
@@ -248,21 +276,24 @@ impl Plan {
                 (args, vec![("PILOT_TRACE_SAMPLING".to_string(), sampling.to_string())])
             }
             "citadel" => (
-                vec![
-                    "--self-signed-ca".into(),
-                    "--configPath".into(),
-                    path(layout.store()),
-                    "--citadel-storage-namespace".into(),
-                    SYSTEM_NAMESPACE.into(),
-                    "--workload-cert-ttl".into(),
-                    self.values()["security"]["workloadCertTtl"].as_str().unwrap_or("2160h").to_string(),
-                    "--custom-dns-names".into(),
-                    format!("istio-pilot-service-account.{SYSTEM_NAMESPACE}:istio-pilot.{SYSTEM_NAMESPACE}"),
-                    "--service-account-key-file".into(),
-                    path(layout.service_account_public_key()),
-                    "--bind-address".into(),
-                    address.to_string(),
-                ],
+                [
+                    self.citadel_ca_flags(layout),
+                    vec![
+                        "--configPath".into(),
+                        path(layout.store()),
+                        "--citadel-storage-namespace".into(),
+                        SYSTEM_NAMESPACE.into(),
+                        "--workload-cert-ttl".into(),
+                        self.values()["security"]["workloadCertTtl"].as_str().unwrap_or("2160h").to_string(),
+                        "--custom-dns-names".into(),
+                        format!("istio-pilot-service-account.{SYSTEM_NAMESPACE}:istio-pilot.{SYSTEM_NAMESPACE}"),
+                        "--service-account-key-file".into(),
+                        path(layout.service_account_public_key()),
+                        "--bind-address".into(),
+                        address.to_string(),
+                    ],
+                ]
+                .concat(),
                 Vec::new(),
             ),
             _ => (
@@ -305,6 +336,34 @@ pub fn write_files(layout: &Layout, plan: &Plan) -> anyhow::Result<()> {
     std::fs::write(layout.config().join("inject-values"), serde_json::to_vec_pretty(&plan.injector_values())?)?;
     write_certificates(layout)?;
     crate::tokens::write_signing_key(layout)
+}
+
+/// A store of objects created before the installation, moved aside while a new one is set up.
+#[derive(Debug)]
+pub struct StagedStore {
+    dir: PathBuf,
+}
+
+/// Moves aside the store of a root that holds objects but no installation (the cluster before
+/// Istio), for [`StagedStore::restore`] to put back once the root is set up.
+pub fn stage_store(layout: &Layout) -> anyhow::Result<Option<StagedStore>> {
+    if layout.install_file().exists() || !layout.store().is_dir() {
+        return Ok(None);
+    }
+    let name = layout.root().file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+    let dir = layout.root().with_file_name(format!(".{name}.store-{}", std::process::id()));
+    std::fs::rename(layout.store(), &dir)
+        .with_context(|| format!("moving {} aside to {}", layout.store().display(), dir.display()))?;
+    Ok(Some(StagedStore { dir }))
+}
+
+impl StagedStore {
+    /// Puts the objects back as the new installation's store.
+    pub fn restore(self, layout: &Layout) -> anyhow::Result<()> {
+        std::fs::create_dir_all(layout.root()).with_context(|| format!("creating {}", layout.root().display()))?;
+        std::fs::rename(&self.dir, layout.store())
+            .with_context(|| format!("restoring {} as {}", self.dir.display(), layout.store().display()))
+    }
 }
 
 /// The CA every webhook call trusts.

@@ -18,13 +18,29 @@ use crate::objects::{self, injection_enabled, labels};
 const CLUSTER_SCOPED: [&str; 6] =
     ["Namespace", "Node", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "PersistentVolume"];
 
+/// The object store: the installation's, or before there is one, the objects created for it
+/// (the cluster before Istio: a `cacerts` Secret made ahead of `istioctl install`).
 pub fn open_store(layout: &Layout) -> anyhow::Result<DirectoryStore> {
     anyhow::ensure!(
-        layout.install_file().exists(),
+        layout.install_file().exists() || layout.store().is_dir(),
         "no local installation at {} (run `istioctl install` or `istioctl demo` first)",
         layout.root().display()
     );
     DirectoryStore::open(layout.store()).context("opening the object store")
+}
+
+/// The store to write to; before an installation it is made, and the next `istioctl install`
+/// keeps what it holds.
+pub fn open_store_for_writes(layout: &Layout) -> anyhow::Result<DirectoryStore> {
+    if !layout.install_file().exists() {
+        std::fs::create_dir_all(layout.store()).with_context(|| format!("creating {}", layout.store().display()))?;
+    }
+    open_store(layout)
+}
+
+/// The installation, if there is one yet.
+fn installed_plan(layout: &Layout) -> anyhow::Result<Option<Plan>> {
+    layout.install_file().exists().then(|| Plan::load(layout)).transpose()
 }
 
 pub fn is_namespaced(object: &Object) -> bool {
@@ -65,11 +81,11 @@ pub fn parse(text: &str, source: &str, namespace: &str) -> anyhow::Result<Vec<Ob
 
 /// Applies objects as the API server would; returns kubectl's lines (`… created`).
 pub async fn apply(layout: &Layout, objects: Vec<Object>) -> anyhow::Result<Vec<String>> {
-    let store = open_store(layout)?;
-    let plan = Plan::load(layout)?;
-    let galley = plan.components().contains(&GALLEY).then(|| crate::install::webhook(layout, GALLEY)).transpose()?;
-    let injector =
-        plan.components().contains(&INJECTOR).then(|| crate::install::webhook(layout, INJECTOR)).transpose()?;
+    let store = open_store_for_writes(layout)?;
+    // Before an installation there are no webhooks to call, as on a cluster without Istio.
+    let components = installed_plan(layout)?.map(|plan| plan.components()).unwrap_or_default();
+    let galley = components.contains(&GALLEY).then(|| crate::install::webhook(layout, GALLEY)).transpose()?;
+    let injector = components.contains(&INJECTOR).then(|| crate::install::webhook(layout, INJECTOR)).transpose()?;
     let namespaces = store.list(&objects::namespaces()).await?;
     let mut lines = Vec::new();
     for mut object in objects {

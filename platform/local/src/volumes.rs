@@ -149,6 +149,15 @@ fn sync_files(dir: &Path, files: &[(String, Vec<u8>)], mode: u32) -> anyhow::Res
     Ok(changed)
 }
 
+/// Keeps `dir` holding the files of Secret `namespace/name` (none while there is no such
+/// Secret, as an optional Secret volume); true if a file changed. A control-plane component's
+/// volume, as Citadel's `cacerts`.
+pub(crate) fn sync_secret_volume(dir: &Path, secrets: &[Object], namespace: &str, name: &str) -> anyhow::Result<bool> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let files = object_files(secrets, namespace, name, true);
+    sync_files(dir, &files, 0o644).with_context(|| format!("Secret {namespace}/{name} into {}", dir.display()))
+}
+
 /// The files of a Secret (base64 `data`, and `stringData`) or ConfigMap (`data`).
 pub(crate) fn object_files(objects: &[Object], namespace: &str, name: &str, base64_data: bool) -> Files {
     use base64::Engine;

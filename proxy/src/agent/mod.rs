@@ -59,6 +59,9 @@ pub async fn run(role: Role, args: AgentArgs) -> anyhow::Result<()> {
 
     let result = match &args.binary_path {
         Some(binary) => {
+            let (node, args) = certificates_over_sds(node.clone(), &args, shutdown.clone())
+                .await?
+                .unwrap_or_else(|| (node.clone(), args.clone()));
             let bootstrap = write_bootstrap(&node, &args)?;
             let options = envoy::EnvoyOptions {
                 binary: binary.clone(),
@@ -79,6 +82,37 @@ pub async fn run(role: Role, args: AgentArgs) -> anyhow::Result<()> {
         let _ = task.await;
     }
     result
+}
+
+/// Where a pod's workload certificates are mounted (the `istio.<sa>` Secret).
+const CERT_DIR: &str = istio_pki::files::DEFAULT_DIR;
+/// The agent's own SDS socket, in its config directory.
+const AGENT_SDS_SOCKET: &str = "SDS";
+/// How often the agent looks at the mounted certificates.
+const CERT_POLL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// For a stock Envoy with mounted certificates (and no node agent): serves them over SDS from a
+/// socket in `--configPath`, following their rotation, and returns the node (marked `SDS`, so
+/// Pilot names the secrets `default` and `ROOTCA` instead of the files) and the arguments
+/// pointing the bootstrap's `sds-grpc` cluster at that socket. Envoy thus gets every new
+/// certificate without a restart, where 1.4's agent restarted it. `None` when the node already
+/// uses SDS or there is no certificate directory.
+async fn certificates_over_sds(
+    mut node: NodeIdentity,
+    args: &AgentArgs,
+    shutdown: Arc<Shutdown>,
+) -> anyhow::Result<Option<(NodeIdentity, AgentArgs)>> {
+    if node.sds() || !std::path::Path::new(CERT_DIR).is_dir() {
+        return Ok(None);
+    }
+    let socket = args.config_path.join(AGENT_SDS_SOCKET);
+    let secrets = istio_sds::files::follow(PathBuf::from(CERT_DIR), CERT_POLL);
+    istio_sds::server::serve_unix(&socket, istio_sds::SharedSecrets(secrets), shutdown.wait()).await?;
+    tracing::info!("serving {CERT_DIR} to Envoy over SDS on {}", socket.display());
+    node.metadata.insert("SDS".to_string(), serde_json::Value::String("true".to_string()));
+    let mut args = args.clone();
+    args.sds_uds_path = format!("unix:{}", socket.display());
+    Ok(Some((node, args)))
 }
 
 /// Runs the built-in data plane on the same bootstrap Envoy would get, until told to stop,

@@ -1,0 +1,188 @@
+//! Security choices made at installation, on the local platform, once per data plane: the 1.4
+//! task "Plugging in External CA Key and Certificate" with `values.global.mtls.enabled=true`.
+//! As the docs do, the `cacerts` Secret (an RSA root and an intermediate with a PKCS#1 key,
+//! laid out as Istio's `samples/certs`) is created before `istioctl install --set
+//! values.security.selfSigned=false`. Bookinfo then serves its page through the gateway with
+//! every hop over mutual TLS, productpage refuses plaintext, and a workload's certificates
+//! chain to the plug-in root (`openssl verify`). A broken `cacerts` Secret does not harm what
+//! runs: a restarted Citadel waits and says why, issued secrets stay, and fixing the Secret
+//! brings it back.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use e2e::local::{LocalMesh, Plane};
+
+/// The plug-in CA files, made with openssl for pkg/pki's tests.
+fn plugged(file: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../pkg/pki/testdata/plugged").join(file)
+}
+
+const CA_FILES: [&str; 4] = ["ca-cert.pem", "ca-key.pem", "root-cert.pem", "cert-chain.pem"];
+
+/// Citadel's monitoring address on the local platform.
+const CITADEL_MONITORING: &str = "10.44.0.13:15014";
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
+}
+
+/// A file from the sidecar of the pod with label `app`.
+fn sidecar_file(mesh: &LocalMesh, app: &str, path: &str) -> String {
+    let pod = mesh
+        .pods()
+        .into_iter()
+        .find(|pod| pod["metadata"]["labels"]["app"] == app)
+        .and_then(|pod| pod["metadata"]["name"].as_str().map(str::to_string))
+        .unwrap_or_else(|| panic!("no {app} pod"));
+    let (code, text, err) = mesh.istioctl(&["x", "local", "exec", &pod, "-c", "istio-proxy", "--", "cat", path]);
+    assert_eq!(code, 0, "{err}");
+    text
+}
+
+/// The PEM blocks of a file, each with its END line.
+fn pem_blocks(text: &str) -> Vec<String> {
+    text.split_inclusive("-----END CERTIFICATE-----")
+        .filter(|block| block.contains("BEGIN CERTIFICATE"))
+        .map(|block| format!("{}\n", block.trim()))
+        .collect()
+}
+
+/// `cacerts` as a Secret manifest, with `key_pem` as its signing key.
+fn cacerts_manifest(key_pem: &str) -> String {
+    let encode = |text: &str| base64::engine::general_purpose::STANDARD.encode(text);
+    let mut data = String::new();
+    for file in CA_FILES {
+        let content = if file == "ca-key.pem" { key_pem.to_string() } else { read(&plugged(file)) };
+        data.push_str(&format!("  {file}: {}\n", encode(&content)));
+    }
+    format!("apiVersion: v1\nkind: Secret\nmetadata:\n  name: cacerts\n  namespace: istio-system\ntype: Opaque\ndata:\n{data}")
+}
+
+fn citadel_ready() -> (u16, String) {
+    let (status, _, body) = e2e::http_request(CITADEL_MONITORING, "GET", "/ready", &[], "");
+    (status, body)
+}
+
+fn until(what: &str, within: Duration, mut check: impl FnMut() -> Result<(), String>) {
+    let deadline = Instant::now() + within;
+    loop {
+        match check() {
+            Ok(()) => return,
+            Err(last) if Instant::now() > deadline => panic!("{what} within {within:?}; last: {last}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(300)),
+        }
+    }
+}
+
+fn plugged_in_ca_with_strict_mutual_tls(plane: Plane) {
+    let mesh = LocalMesh::demo_after(
+        plane,
+        &["values.global.mtls.enabled=true", "values.security.selfSigned=false"],
+        |mesh| {
+            let mut args = vec!["x".to_string(), "local".into(), "create".into(), "secret".into(), "generic".into()];
+            args.extend(["cacerts".into(), "-n".into(), "istio-system".into()]);
+            for file in CA_FILES {
+                args.push(format!("--from-file={}", plugged(file).display()));
+            }
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let (code, out, err) = mesh.istioctl(&args);
+            assert_eq!(code, 0, "creating cacerts before the installation: {out}{err}");
+        },
+    );
+
+    // Mutual TLS everywhere, and Bookinfo works.
+    let (_, page) = mesh.page(None);
+    assert!(page.contains("Book Details") && page.contains("Reviewer1"), "{page}");
+    let (code, policies, err) = mesh.istioctl(&["x", "local", "get", "meshpolicies", "-o", "yaml"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(policies.contains("name: default") && !policies.contains("PERMISSIVE"), "{policies}");
+    let productpage = mesh
+        .pods()
+        .into_iter()
+        .find(|pod| pod["metadata"]["labels"]["app"] == "productpage")
+        .and_then(|pod| pod["status"]["podIP"].as_str().map(str::to_string))
+        .expect("productpage's IP");
+    let (status, _, _) = e2e::http_request(&format!("{productpage}:9080"), "GET", "/productpage", &[], "");
+    assert_ne!(status, 200, "plaintext from outside the mesh must not reach productpage under STRICT");
+
+    // The workload's root is the plug-in root; its chain is leaf + the plug-in intermediate,
+    // and openssl verifies the leaf against them.
+    let root = sidecar_file(&mesh, "ratings", "/etc/certs/root-cert.pem");
+    assert_eq!(root.trim(), read(&plugged("root-cert.pem")).trim(), "the workload root is the plug-in root");
+    let chain = pem_blocks(&sidecar_file(&mesh, "ratings", "/etc/certs/cert-chain.pem"));
+    assert_eq!(chain.len(), 2, "leaf and intermediate: {chain:?}");
+    assert_eq!(chain[1].trim(), read(&plugged("ca-cert.pem")).trim(), "the chain ends with the plug-in CA");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let leaf = dir.path().join("proxy-cert.pem");
+    std::fs::write(&leaf, &chain[0]).expect("write");
+    let output = std::process::Command::new("openssl")
+        .args(["verify", "-CAfile"])
+        .arg(plugged("root-cert.pem"))
+        .arg("-untrusted")
+        .arg(plugged("ca-cert.pem"))
+        .arg(&leaf)
+        .output()
+        .expect("run openssl");
+    let verdict = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && verdict.contains(": OK"),
+        "{verdict}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    // A broken cacerts: the running Citadel keeps its CA; a restarted one waits and says why,
+    // and rewrites no secret meanwhile.
+    let (code, secret_before, err) =
+        mesh.istioctl(&["x", "local", "get", "secret", "istio.bookinfo-ratings", "-n", "default", "-o", "json"]);
+    assert_eq!(code, 0, "{err}");
+    mesh.apply_yaml(&cacerts_manifest("-----BEGIN RSA PRIVATE KEY-----\nMAMCAQA=\n-----END RSA PRIVATE KEY-----\n"));
+    let pid_file = mesh.root().join("pids/control.citadel");
+    let pid = read(&pid_file).split_whitespace().next().expect("a pid").to_string();
+    let killed = std::process::Command::new("kill").arg(&pid).status().expect("kill");
+    assert!(killed.success(), "stopping Citadel ({pid})");
+    until("the restarted Citadel names the broken key", Duration::from_secs(30), || {
+        let (status, body) = citadel_ready();
+        if status == 503 && body.contains("plugged-in CA") && body.contains("private key") {
+            Ok(())
+        } else {
+            Err(format!("{status} {body}"))
+        }
+    });
+    let (code, secret_after, err) =
+        mesh.istioctl(&["x", "local", "get", "secret", "istio.bookinfo-ratings", "-n", "default", "-o", "json"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(secret_before, secret_after, "issued secrets stay as they were");
+    let (_, page) = mesh.page(None);
+    assert!(page.contains("Book Details"), "the mesh keeps serving: {page}");
+
+    // Fixing the Secret brings Citadel back without another restart.
+    mesh.apply_yaml(&cacerts_manifest(&read(&plugged("ca-key.pem"))));
+    until("Citadel is ready with the fixed Secret", Duration::from_secs(30), || {
+        let (status, body) = citadel_ready();
+        if status == 200 {
+            Ok(())
+        } else {
+            Err(format!("{status} {body}"))
+        }
+    });
+}
+
+#[test]
+#[ignore = "needs root, iproute2 and iptables; run by ./test.sh"]
+fn plugged_in_ca_with_the_builtin_proxy() {
+    let _host = e2e::local::host_lock();
+    if e2e::pod_prerequisites_missing().is_none() {
+        plugged_in_ca_with_strict_mutual_tls(Plane::Builtin);
+    }
+}
+
+#[test]
+#[ignore = "needs root, iproute2 and iptables; run by ./test.sh"]
+fn plugged_in_ca_with_envoy() {
+    let _host = e2e::local::host_lock();
+    if e2e::pod_prerequisites_missing().is_none() {
+        plugged_in_ca_with_strict_mutual_tls(Plane::Envoy);
+    }
+}
