@@ -75,9 +75,9 @@ impl Layout {
     }
 
     /// A control-plane component's Secret volume, as its Deployment mounts it in 1.4:
-    /// `volumes/istio-system/<component>/<volume>` (Citadel's `cacerts`).
+    /// `volumes/control/<component>/<volume>` (Citadel's `cacerts`).
     pub fn control_volume(&self, component: &str, volume: &str) -> PathBuf {
-        self.root.join("volumes").join(crate::install::SYSTEM_NAMESPACE).join(component).join(volume)
+        self.root.join("volumes").join("control").join(component).join(volume)
     }
 
     /// Process group ids of everything the platform started, one file each, so teardown
