@@ -31,10 +31,17 @@ pub struct Rotation {
 
 impl Rotation {
     /// Istio 1.4's grace period: the whole percentage of the lifetime the ratio names, at
-    /// least the minimum.
+    /// least the minimum — unless the minimum is the whole lifetime or more (a short
+    /// `--workload-cert-ttl` under the 10-minute default), where 1.4 renewed a certificate as
+    /// soon as it was issued, again and again; then the ratio alone decides.
     pub fn grace(&self, lifetime: Duration) -> Duration {
         let percent = (self.grace_ratio * 100.0) as u32;
-        (lifetime * percent / 100).max(self.min_grace)
+        let by_ratio = lifetime * percent / 100;
+        if self.min_grace >= lifetime {
+            by_ratio
+        } else {
+            by_ratio.max(self.min_grace)
+        }
     }
 }
 
@@ -237,6 +244,9 @@ mod tests {
         let truncated = Rotation { grace_ratio: 0.259, ..half };
         assert_eq!(truncated.grace(Duration::from_secs(100)), Duration::from_secs(25));
         assert_eq!(Rotation { grace_ratio: 1.0, ..half }.grace(day), day);
+        // A minimum longer than a short lifetime would renew without end: the ratio decides.
+        let short = Rotation { ttl: Duration::from_secs(10), grace_ratio: 0.5, min_grace: Duration::from_secs(600) };
+        assert_eq!(short.grace(Duration::from_secs(10)), Duration::from_secs(5));
     }
 
     #[test]

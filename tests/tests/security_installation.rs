@@ -7,6 +7,10 @@
 //! chain to the plug-in root (`openssl verify`). A broken `cacerts` Secret does not harm what
 //! runs: a restarted Citadel waits and says why, issued secrets stay, and fixing the Secret
 //! brings it back.
+//!
+//! Rotation under load: with a workload certificate TTL of a few seconds, `hey` sends a steady
+//! rate of requests through the gateway to productpage and on to reviews and ratings, every
+//! hop over mutual TLS, while Citadel renews every certificate several times; no request fails.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -167,6 +171,90 @@ fn plugged_in_ca_with_strict_mutual_tls(plane: Plane) {
             Err(format!("{status} {body}"))
         }
     });
+}
+
+/// The lines of a `hey` report that are not 200s: other status codes and errors.
+fn failures_in(report: &str) -> Vec<String> {
+    let mut failures = Vec::new();
+    let mut in_errors = false;
+    for line in report.lines().map(str::trim) {
+        if line.starts_with("Error distribution") {
+            in_errors = true;
+        } else if in_errors && !line.is_empty() {
+            failures.push(line.to_string());
+        } else if line.starts_with('[') && !line.starts_with("[200]") && line.contains("responses") {
+            failures.push(line.to_string());
+        }
+    }
+    failures
+}
+
+/// The number of 200 responses in a `hey` report.
+fn successes_in(report: &str) -> u64 {
+    report
+        .lines()
+        .map(str::trim)
+        .find_map(|line| line.strip_prefix("[200]"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|count| count.parse().ok())
+        .unwrap_or(0)
+}
+
+fn rotation_under_load(plane: Plane) {
+    let mesh = LocalMesh::demo_with(plane, &["values.global.mtls.enabled=true", "values.security.workloadCertTtl=10s"]);
+    let certificate = || {
+        let (code, secret, err) =
+            mesh.istioctl(&["x", "local", "get", "secret", "istio.bookinfo-ratings", "-n", "default", "-o", "json"]);
+        assert_eq!(code, 0, "{err}");
+        let secret: serde_json::Value = serde_json::from_str(&secret).expect("secret JSON");
+        secret["data"]["cert-chain.pem"].as_str().unwrap_or_default().to_string()
+    };
+    let first = certificate();
+    let load = |path: &str| {
+        let url = format!("http://{}{path}", mesh.gateway);
+        std::process::Command::new("hey")
+            .args(["-z", "25s", "-q", "10", "-c", "2", "-t", "10", &url])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("run hey")
+    };
+    // reviews and ratings answer through productpage with their own status codes.
+    let loads = [load("/api/v1/products/0/reviews"), load("/api/v1/products/0/ratings")];
+    let mut certificates = std::collections::BTreeSet::from([first]);
+    let deadline = Instant::now() + Duration::from_secs(25);
+    while Instant::now() < deadline {
+        certificates.insert(certificate());
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    for load in loads {
+        let output = load.wait_with_output().expect("hey's report");
+        let report = String::from_utf8_lossy(&output.stdout);
+        assert!(successes_in(&report) >= 300, "a steady load ran:\n{report}");
+        assert_eq!(failures_in(&report), Vec::<String>::new(), "no request fails while certificates rotate:\n{report}");
+    }
+    assert!(
+        certificates.len() >= 4,
+        "ratings' certificate was renewed at least 3 times: {} versions",
+        certificates.len()
+    );
+}
+
+#[test]
+#[ignore = "needs root, iproute2 and iptables; run by ./test.sh"]
+fn rotation_under_load_with_the_builtin_proxy() {
+    let _host = e2e::local::host_lock();
+    if e2e::pod_prerequisites_missing().is_none() {
+        rotation_under_load(Plane::Builtin);
+    }
+}
+
+#[test]
+#[ignore = "needs root, iproute2 and iptables; run by ./test.sh"]
+fn rotation_under_load_with_envoy() {
+    let _host = e2e::local::host_lock();
+    if e2e::pod_prerequisites_missing().is_none() {
+        rotation_under_load(Plane::Envoy);
+    }
 }
 
 #[test]

@@ -98,7 +98,9 @@ impl ServerConfigs {
 }
 
 /// A cached config for `settings` if its material has not changed; otherwise `build` makes a
-/// new one, which replaces the old.
+/// new one, which replaces the old. If the changed material does not build (a rotated
+/// certificate whose key file is not rewritten yet), the last good config keeps serving and the
+/// next call tries again.
 fn cached<S: PartialEq + Clone, C>(
     built: &Mutex<Built<S, C>>,
     settings: &S,
@@ -111,7 +113,16 @@ fn cached<S: PartialEq + Clone, C>(
     {
         return Ok(config.clone());
     }
-    let config = build()?;
+    let config = match build() {
+        Ok(config) => config,
+        Err(error) => {
+            let Some((_, _, last_good)) = built.iter().find(|(known, _, _)| known == settings) else {
+                return Err(error);
+            };
+            tracing::debug!("TLS material changed but does not build yet ({error}); the last good config serves");
+            return Ok(last_good.clone());
+        }
+    };
     built.retain(|(known, _, _)| known != settings);
     built.push((settings.clone(), stamps, config.clone()));
     Ok(config)
@@ -339,7 +350,8 @@ mod tests {
     }
 
     /// A certificate file rewritten on disk (a rotated mounted Secret) gives new connections a
-    /// new config; an unchanged one reuses the built config.
+    /// new config; an unchanged one reuses the built config, and one that does not build yet
+    /// leaves the last good config serving.
     #[test]
     fn configs_follow_rewritten_files() {
         let (dir, settings) = server_files("gateway.example", Vec::new());
@@ -351,8 +363,14 @@ mod tests {
         std::fs::write(dir.path().join("key.pem"), &key).unwrap();
         let second = configs.server_config(&settings).unwrap();
         assert!(!Arc::ptr_eq(&first, &second));
+        // A certificate whose key is not rewritten yet: the last good config keeps serving.
+        let (cert, _) = self_signed("rotated.again.example");
+        std::fs::write(dir.path().join("cert.pem"), &cert).unwrap();
+        assert!(Arc::ptr_eq(&second, &configs.server_config(&settings).unwrap()), "a half-rotated pair");
         std::fs::write(dir.path().join("key.pem"), "garbage").unwrap();
-        let error = configs.server_config(&settings).unwrap_err().to_string();
+        assert!(Arc::ptr_eq(&second, &configs.server_config(&settings).unwrap()), "a broken key");
+        // Without a last good config, the error says what is wrong.
+        let error = TlsConfigs::default().server_config(&settings).unwrap_err().to_string();
         assert!(error.contains("key.pem: no usable private key"), "{error}");
     }
 
