@@ -66,6 +66,9 @@ pub enum CreateCommand {
     /// Create a Secret.
     #[command(subcommand)]
     Secret(SecretCommand),
+    /// Create a Namespace (`kubectl create ns NAME`).
+    #[command(alias = "ns")]
+    Namespace { name: String },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -330,6 +333,10 @@ pub(crate) fn local(command: LocalCommand) -> anyhow::Result<i32> {
             for line in runtime()?.block_on(kubectl::delete(&layout, objects))? {
                 println!("{line}");
             }
+            Ok(0)
+        }
+        LocalCommand::Create(CreateArgs { command: CreateCommand::Namespace { name }, .. }) => {
+            println!("{}", runtime()?.block_on(create::create(&layout, create::namespace(&name)?))?);
             Ok(0)
         }
         LocalCommand::Create(CreateArgs { namespace, command: CreateCommand::Secret(secret) }) => {

@@ -158,6 +158,19 @@ impl Drop for Process {
     }
 }
 
+/// Polls `check` until it says done (`Ok`), or fails with `what` and the last answer after
+/// `within`.
+pub fn until(what: &str, within: Duration, mut check: impl FnMut() -> Result<(), String>) {
+    let deadline = Instant::now() + within;
+    loop {
+        match check() {
+            Ok(()) => return,
+            Err(last) => assert!(Instant::now() < deadline, "{what} (within {within:?}): {last}"),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// Why tests that build pods (network namespaces, iptables, processes as uid 1337) cannot run
 /// here, or `None` when they can: they need root, iptables, iproute2, python3 (the pods'
 /// applications) and setpriv.

@@ -122,7 +122,12 @@ impl LocalMesh {
 
     /// Names of the objects of a kind in `default`.
     pub fn names(&self, kind: &str) -> Vec<String> {
-        let (code, out, err) = self.istioctl(&["x", "local", "get", kind, "-o", "json"]);
+        self.names_in(kind, "default")
+    }
+
+    /// Names of the objects of a kind in `namespace`.
+    pub fn names_in(&self, kind: &str, namespace: &str) -> Vec<String> {
+        let (code, out, err) = self.istioctl(&["x", "local", "get", kind, "-n", namespace, "-o", "json"]);
         assert_eq!(code, 0, "{err}");
         let list: Value = serde_json::from_str(&out).expect("list JSON");
         list["items"]

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use e2e::local::{sample, stars, LocalMesh, Plane, Task};
+use e2e::until;
 
 #[path = "traffic_tasks/egress.rs"]
 mod egress;
@@ -34,19 +35,6 @@ const TASKS: [(&str, Task); 11] = [
     ("outlier detection and retries", outlier_detection_and_retries),
     ("egress", egress),
 ];
-
-/// Polls `check` until it says done (`Ok`), or fails with `what` and the last answer after
-/// `within`.
-fn until(what: &str, within: Duration, mut check: impl FnMut() -> Result<(), String>) {
-    let deadline = std::time::Instant::now() + within;
-    loop {
-        match check() {
-            Ok(()) => return,
-            Err(last) => assert!(std::time::Instant::now() < deadline, "{what}: {last}"),
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
 
 /// `Ok` when `actual` is `expected`, else the difference, for `until`.
 fn expect<T: PartialEq + std::fmt::Debug>(actual: T, expected: T) -> Result<(), String> {

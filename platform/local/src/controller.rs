@@ -197,6 +197,9 @@ async fn wait_for_port(component: Component) -> anyhow::Result<()> {
     }
 }
 
+const DEFAULT_NAMESPACE: &str = "default";
+const DEFAULT_SERVICE_ACCOUNT: &str = "default";
+
 /// Runs a control-plane component, restarting it with backoff when it exits.
 async fn supervise_component(
     layout: Layout,
@@ -308,6 +311,7 @@ impl Controller {
             self.sync_citadel_ca_volume().await?;
         }
         let namespaces = self.store.list(&objects::namespaces()).await?;
+        self.ensure_default_service_accounts(&namespaces).await?;
         let services = self.allocate_cluster_ips().await?;
         self.update_dns(&services);
         self.reconcile_deployments(&namespaces).await?;
@@ -316,6 +320,24 @@ impl Controller {
         let pods = self.report_pod_status(pods).await?;
         let endpoints = self.reconcile_endpoints(&services, &pods).await?;
         self.reconcile_networking(&services, &endpoints, &pods).await;
+        Ok(())
+    }
+
+    /// Every namespace has a `default` ServiceAccount, as Kubernetes' service-account
+    /// controller makes one (Citadel then issues its `istio.default`).
+    async fn ensure_default_service_accounts(&self, namespaces: &[Object]) -> anyhow::Result<()> {
+        let names = namespaces.iter().map(Object::name).chain([DEFAULT_NAMESPACE, crate::install::SYSTEM_NAMESPACE]);
+        for namespace in names.collect::<std::collections::BTreeSet<_>>() {
+            let key = objects::key("", "ServiceAccount", namespace, DEFAULT_SERVICE_ACCOUNT);
+            if self.store.get(&key).await?.is_none() {
+                let account = objects::from_json(serde_json::json!({
+                    "apiVersion": "v1",
+                    "kind": "ServiceAccount",
+                    "metadata": {"name": DEFAULT_SERVICE_ACCOUNT, "namespace": namespace},
+                }))?;
+                self.store.apply(account).await?;
+            }
+        }
         Ok(())
     }
 

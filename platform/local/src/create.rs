@@ -88,6 +88,11 @@ pub fn generic_secret(
     secret(namespace, name, "Opaque", data)
 }
 
+/// A Namespace named `name`.
+pub fn namespace(name: &str) -> anyhow::Result<Object> {
+    objects::from_json(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}))
+}
+
 /// Stores a new object; as kubectl's `create`, one that exists already is an error.
 pub async fn create(layout: &Layout, object: Object) -> anyhow::Result<String> {
     objects::validate_identity(&object).map_err(|reason| anyhow::anyhow!("{}: {reason}", object.kind))?;

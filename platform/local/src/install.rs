@@ -283,6 +283,11 @@ impl Plan {
                         path(layout.store()),
                         "--citadel-storage-namespace".into(),
                         SYSTEM_NAMESPACE.into(),
+                        // Citadel's own namespace (gateways, the control plane) is always served.
+                        "--listened-namespaces".into(),
+                        SYSTEM_NAMESPACE.into(),
+                        "--enable-namespaces-by-default".into(),
+                        self.values()["security"]["enableNamespacesByDefault"].as_bool().unwrap_or(true).to_string(),
                         "--workload-cert-ttl".into(),
                         self.values()["security"]["workloadCertTtl"].as_str().unwrap_or("2160h").to_string(),
                         "--custom-dns-names".into(),
