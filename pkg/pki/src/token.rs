@@ -246,6 +246,13 @@ fn unverified_claims(token: &str) -> Result<Claims, TokenError> {
     serde_json::from_slice(&bytes).map_err(|error| TokenError::Malformed(format!("the payload: {error}")))
 }
 
+/// The service account a token names, read without checking its signature: the node agent
+/// asks for a certificate for it, and Citadel checks the token when it answers (Istio 1.4's
+/// `constructCSRHostName`).
+pub fn claimed_account(token: &str) -> Result<ServiceAccount, TokenError> {
+    ServiceAccount::from_user_name(&unverified_claims(token)?.sub)
+}
+
 /// Whether `token` has the audience and expiry a projected token has (Istio 1.4's check
 /// before a TokenReview: legacy secret-based tokens have neither).
 pub fn is_trustworthy(token: &str) -> Result<bool, TokenError> {
@@ -279,6 +286,15 @@ mod tests {
 
     fn request(account: &ServiceAccount, lifetime: Duration) -> TokenRequest<'_> {
         TokenRequest { account, pod: Some("sleep-1"), audience: CITADEL_AUDIENCE, lifetime }
+    }
+
+    #[test]
+    fn the_claimed_account_is_read_without_a_key() {
+        let (private, _) = key_pair();
+        let issuer = TokenIssuer::new(&private, LOCAL_ISSUER).expect("issuer");
+        let token = issuer.issue(&request(&account(), Duration::from_secs(600))).expect("token");
+        assert_eq!(claimed_account(&token).expect("claims"), account());
+        assert!(claimed_account("not.a.token").is_err());
     }
 
     #[test]
