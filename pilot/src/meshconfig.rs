@@ -49,6 +49,7 @@ pub fn load(path: Option<&Path>, domain: &str) -> Result<MeshSettings, MeshSetti
         mesh.root_namespace = config.root_namespace.clone();
     }
     mesh.auto_mtls = config.enable_auto_mtls.unwrap_or(false);
+    mesh.sds_uds_path = config.sds_uds_path.clone();
     mesh.access_log_file = config.access_log_file.clone();
     mesh.access_log_format = config.access_log_format.clone();
     if config.access_log_encoding != 0 && !mesh.access_log_file.is_empty() {

@@ -218,6 +218,9 @@ pub struct MeshSettings {
     /// `enableAutoMtls`: clients pick Istio mutual TLS by themselves for destinations with
     /// sidecars where no DestinationRule sets TLS.
     pub auto_mtls: bool,
+    /// `sdsUdsPath`: the node agent's socket (`unix:/var/run/sds/uds_path`) that proxies in
+    /// SDS mode fetch their certificates from; empty when there is no node agent.
+    pub sds_uds_path: String,
 }
 
 impl Default for MeshSettings {
@@ -234,6 +237,7 @@ impl Default for MeshSettings {
             enable_tracing: true,
             trace_sampling: 1.0,
             auto_mtls: false,
+            sds_uds_path: String::new(),
         }
     }
 }

@@ -31,8 +31,11 @@ pub(crate) struct Proxy {
     /// A gateway in `sni-dnat` router mode (`ISTIO_META_ROUTER_MODE`), which also gets the
     /// SNI-named clusters AUTO_PASSTHROUGH servers route to.
     pub sni_dnat: bool,
-    /// Certificates come over SDS from the node agent (`ISTIO_META_SDS=true`), not from files.
+    /// Certificates come over SDS (`ISTIO_META_SDS=true`), not from files.
     pub sds: bool,
+    /// The token the proxy proves itself to the node agent with (`ISTIO_META_SDS_TOKEN_PATH`;
+    /// empty: 1.4's `/var/run/secrets/tokens/istio-token`).
+    pub sds_token_path: String,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -98,6 +101,7 @@ impl Proxy {
             istio_version: metadata_string(metadata, "ISTIO_VERSION").unwrap_or_default(),
             sni_dnat: metadata_string(metadata, "ROUTER_MODE").as_deref() == Some("sni-dnat"),
             sds: metadata_string(metadata, "SDS").as_deref() == Some("true"),
+            sds_token_path: metadata_string(metadata, "SDS_TOKEN_PATH").unwrap_or_default(),
         })
     }
 

@@ -71,6 +71,7 @@ pub(crate) fn sidecar(namespace: &str, ip: &str, labels: &[(&str, &str)]) -> Pro
         istio_version: String::new(),
         sni_dnat: false,
         sds: false,
+        sds_token_path: String::new(),
     }
 }
 

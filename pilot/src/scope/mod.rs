@@ -44,8 +44,8 @@ pub(crate) struct ProxyScope {
     egress: Option<Vec<Egress>>,
     /// The applied Sidecar's `outboundTrafficPolicy` (ALLOW_ANY?), overriding the mesh's.
     allow_any_override: Option<bool>,
-    /// The proxy fetches its certificates over SDS (`ISTIO_META_SDS`), not from `/etc/certs`.
-    pub sds: bool,
+    /// Where the proxy's certificates come from (`/etc/certs`, or SDS).
+    pub certs: crate::xds::tls::CertSource,
 }
 
 fn parse_host(entry: &str, sidecar_namespace: &str) -> Option<HostSelector> {
@@ -121,10 +121,9 @@ impl ProxyScope {
             None if push.has_private_exports || push.destination_rules_vary => format!("ns:{namespace}"),
             None => String::new(),
         };
-        if proxy.sds {
-            key.push_str("|sds");
-        }
-        ProxyScope { key, namespace, egress, allow_any_override, sds: proxy.sds }
+        let certs = crate::xds::tls::CertSource::for_proxy(proxy, &push.mesh);
+        key.push_str(&certs.key());
+        ProxyScope { key, namespace, egress, allow_any_override, certs }
     }
 
     /// The proxy's namespace (empty for a scope that sees everything).
@@ -211,6 +210,7 @@ mod tests {
             istio_version: String::new(),
             sni_dnat: false,
             sds: false,
+            sds_token_path: String::new(),
         }
     }
 

@@ -25,7 +25,7 @@ use istio_api::pb::istio::networking::v1alpha3 as net;
 
 use istio_xds::{ClusterName, TrafficDirection};
 
-use super::tls::{istio_mutual_tls, san_matcher};
+use super::tls::{istio_mutual_tls, san_matcher, CertSource};
 use super::{
     ads_source, any, duration, file_source, socket_address, BLACKHOLE_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER,
     PASSTHROUGH_CLUSTER,
@@ -82,10 +82,10 @@ pub(crate) fn shared_clusters(push: &PushContext, scope: &ProxyScope) -> Vec<Clu
         for port in service.ports.iter().filter(|port| scope.sees_service_port(service, port.number)) {
             let rule = push.destination_rule_for(&service.hostname, scope.namespace());
             let top_policy = rule.and_then(|rule| rule.spec.traffic_policy.as_ref());
-            clusters.push(outbound_cluster(push, service, port, "", top_policy, scope.sds));
+            clusters.push(outbound_cluster(push, service, port, "", top_policy, &scope.certs));
             for subset in rule.map(|rule| rule.spec.subsets.as_slice()).unwrap_or_default() {
                 let policy = merge_policy(top_policy, subset.traffic_policy.as_ref());
-                clusters.push(outbound_cluster(push, service, port, &subset.name, policy.as_ref(), scope.sds));
+                clusters.push(outbound_cluster(push, service, port, &subset.name, policy.as_ref(), &scope.certs));
             }
         }
     }
@@ -111,7 +111,7 @@ fn outbound_cluster(
     port: &ServicePort,
     subset: &str,
     policy: Option<&net::TrafficPolicy>,
-    sds: bool,
+    certs: &CertSource,
 ) -> Cluster {
     let name = ClusterName::outbound(port.number, subset, &service.hostname).to_string();
     let mut cluster = Cluster {
@@ -166,9 +166,9 @@ fn outbound_cluster(
         cluster.outlier_detection = Some(outlier_detection(outlier));
     }
     match policy.tls {
-        Some(tls) => cluster.transport_socket = upstream_tls(tls, service, port, subset, sds),
+        Some(tls) => cluster.transport_socket = upstream_tls(tls, service, port, subset, certs),
         None if auto_mtls_applies(push, service, port) => {
-            cluster.transport_socket_matches = auto_mtls_matches(service, port, subset, sds);
+            cluster.transport_socket_matches = auto_mtls_matches(service, port, subset, certs);
         }
         None => {}
     }
@@ -280,7 +280,7 @@ fn auto_mtls_matches(
     service: &Service,
     port: &ServicePort,
     subset: &str,
-    sds: bool,
+    certs: &CertSource,
 ) -> Vec<cluster::TransportSocketMatch> {
     use envoy_types::pb::google::protobuf::{value::Kind, Struct, Value};
     let istio_mutual = net::TlsSettings { mode: net::tls_settings::TlSmode::IstioMutual as i32, ..Default::default() };
@@ -293,7 +293,7 @@ fn auto_mtls_matches(
         cluster::TransportSocketMatch {
             name: "tlsMode-istio".to_string(),
             r#match: Some(labels),
-            transport_socket: upstream_tls(&istio_mutual, service, port, subset, sds),
+            transport_socket: upstream_tls(&istio_mutual, service, port, subset, certs),
         },
         cluster::TransportSocketMatch {
             name: "tlsMode-disabled".to_string(),
@@ -315,7 +315,7 @@ fn upstream_tls(
     service: &Service,
     port: &ServicePort,
     subset: &str,
-    sds: bool,
+    certs: &CertSource,
 ) -> Option<TransportSocket> {
     use net::tls_settings::TlSmode;
     let mode = TlSmode::try_from(tls.mode).unwrap_or(TlSmode::Disable);
@@ -330,7 +330,7 @@ fn upstream_tls(
             }
             let peers =
                 if tls.subject_alt_names.is_empty() { &service.service_accounts } else { &tls.subject_alt_names };
-            (istio_mutual_tls(alpn, sds, peers), format!("outbound_.{}_.{subset}_.{}", port.number, service.hostname))
+            (istio_mutual_tls(alpn, certs, peers), format!("outbound_.{}_.{subset}_.{}", port.number, service.hostname))
         }
         TlSmode::Simple | TlSmode::Mutual => {
             let mut common = CommonTlsContext::default();
@@ -589,6 +589,38 @@ mod tests {
         let common = tls_context(named(&over_sds, &format!("outbound|9080||{REVIEWS}"))).common_tls_context.unwrap();
         assert!(common.tls_certificates.is_empty());
         assert_eq!(common.tls_certificate_sds_secret_configs[0].name, "default");
+        let source = |common: &envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::CommonTlsContext| {
+            use envoy_types::pb::envoy::config::core::v3::{config_source, grpc_service};
+            let config = common.tls_certificate_sds_secret_configs[0].sds_config.clone().expect("sds config");
+            let Some(config_source::ConfigSourceSpecifier::ApiConfigSource(api)) = config.config_source_specifier
+            else {
+                panic!("not an API config source")
+            };
+            api.grpc_services[0].target_specifier.clone().map(|target| match target {
+                grpc_service::TargetSpecifier::EnvoyGrpc(envoy) => format!("envoy_grpc {}", envoy.cluster_name),
+                grpc_service::TargetSpecifier::GoogleGrpc(google) => format!(
+                    "google_grpc {} {} {}",
+                    google.target_uri, google.stat_prefix, google.credentials_factory_name
+                ),
+            })
+        };
+        assert_eq!(source(&common).as_deref(), Some("envoy_grpc sds-grpc"), "the agent's socket");
+
+        // With a node agent (`sdsUdsPath`), 1.4's Google gRPC with the token as call credentials.
+        let mut with_node_agent = push(reviews(), vec![rule(json!({"mode": "ISTIO_MUTUAL"}))]);
+        with_node_agent.mesh.sds_uds_path = "unix:/var/run/sds/uds_path".to_string();
+        let scope = ProxyScope::of(&with_node_agent, &sds_proxy);
+        assert!(
+            scope.key.ends_with("|sds:unix:/var/run/sds/uds_path:/var/run/secrets/tokens/istio-token"),
+            "{}",
+            scope.key
+        );
+        let clusters = shared_clusters(&with_node_agent, &scope);
+        let common = tls_context(named(&clusters, &format!("outbound|9080||{REVIEWS}"))).common_tls_context.unwrap();
+        assert_eq!(
+            source(&common).as_deref(),
+            Some("google_grpc unix:/var/run/sds/uds_path sdsstat envoy.grpc_credentials.file_based_metadata")
+        );
 
         let simple = push(
             reviews(),

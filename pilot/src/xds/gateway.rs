@@ -30,7 +30,7 @@ use net::server::tls_options::{TlSmode, TlsProtocol};
 use super::listener::{
     connection_manager, listener, rds, tcp_destinations, tcp_proxy_filter, tls_inspector, tls_routes, unique_chains,
 };
-use super::tls::{istio_mutual_tls, san_matcher};
+use super::tls::{istio_mutual_tls, san_matcher, CertSource};
 use super::{any, file_source, BLACKHOLE_CLUSTER};
 use crate::model::{Named, PushContext};
 use crate::node::Proxy;
@@ -73,11 +73,11 @@ fn lacks_certificate(server: &net::Server) -> bool {
 
 /// The downstream TLS context of a terminating server; `alpn` is what it offers clients. For
 /// ISTIO_MUTUAL the gateway's own workload certificate is used (files, or SDS when `sds`).
-pub(crate) fn downstream_tls(tls: &net::server::TlsOptions, alpn: &[&str], sds: bool) -> TransportSocket {
+pub(crate) fn downstream_tls(tls: &net::server::TlsOptions, alpn: &[&str], certs: &CertSource) -> TransportSocket {
     let mode = TlSmode::try_from(tls.mode).unwrap_or(TlSmode::Simple);
     let alpn: Vec<String> = alpn.iter().map(|p| (*p).to_string()).collect();
     let mut common = if mode == TlSmode::IstioMutual {
-        istio_mutual_tls(alpn, sds, &[])
+        istio_mutual_tls(alpn, certs, &[])
     } else {
         let mut common = CommonTlsContext { alpn_protocols: alpn, ..Default::default() };
         if let (Some(chain), Some(key)) = (file_source(&tls.server_certificate), file_source(&tls.private_key)) {
@@ -146,6 +146,7 @@ fn passthrough_chains(
 
 /// Every listener of a gateway proxy.
 pub(crate) fn gateway_listeners(push: &PushContext, proxy: &Proxy) -> Vec<Listener> {
+    let certs = CertSource::for_proxy(proxy, &push.mesh);
     let mut ports: std::collections::BTreeMap<u32, Vec<(&Named<net::Gateway>, &net::Server)>> = Default::default();
     for gateway in gateways_for(push, proxy) {
         for server in &gateway.spec.servers {
@@ -176,7 +177,7 @@ pub(crate) fn gateway_listeners(push: &PushContext, proxy: &Proxy) -> Vec<Listen
                             server_names: server_names(server),
                             ..Default::default()
                         }),
-                        transport_socket: Some(downstream_tls(tls, &["h2", "http/1.1"], proxy.sds)),
+                        transport_socket: Some(downstream_tls(tls, &["h2", "http/1.1"], &certs)),
                         filters: vec![connection_manager(&stat_prefix, rds(&https_route_name(gateway, server)))],
                         ..Default::default()
                     });
@@ -189,7 +190,7 @@ pub(crate) fn gateway_listeners(push: &PushContext, proxy: &Proxy) -> Vec<Listen
                             server_names: server_names(server),
                             ..Default::default()
                         }),
-                        transport_socket: Some(downstream_tls(tls, &[], proxy.sds)),
+                        transport_socket: Some(downstream_tls(tls, &[], &certs)),
                         filters: vec![tcp_proxy_filter(&stat_prefix, &clusters)],
                         ..Default::default()
                     });

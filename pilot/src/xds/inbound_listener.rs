@@ -26,7 +26,7 @@ use istio_xds::ClusterName;
 
 use super::inbound::{inbound_targets, InboundTarget};
 use super::listener::{connection_manager, listener, listener_filter_of, tcp_proxy_filter, tls_inspector};
-use super::tls::istio_mutual_tls;
+use super::tls::{istio_mutual_tls, CertSource};
 use super::{any, INBOUND_PASSTHROUGH_CLUSTER, VIRTUAL_INBOUND};
 use crate::model::PushContext;
 use crate::node::Proxy;
@@ -39,6 +39,7 @@ const ALPN_HTTP: [&str; 2] = ["h2", "http/1.1"];
 
 /// `virtualInbound` for a sidecar.
 pub(crate) fn virtual_inbound(push: &PushContext, proxy: &Proxy) -> Listener {
+    let certs = CertSource::for_proxy(proxy, &push.mesh);
     let mut chains = Vec::new();
     for target in inbound_targets(push, proxy) {
         let filter = target_filter(&target);
@@ -54,7 +55,7 @@ pub(crate) fn virtual_inbound(push: &PushContext, proxy: &Proxy) -> Listener {
         let secure = |application_protocols: Vec<String>| FilterChain {
             filter_chain_match: Some(FilterChainMatch { application_protocols, ..port_match.clone() }),
             filters: vec![filter.clone()],
-            transport_socket: Some(inbound_mutual_tls(proxy.sds)),
+            transport_socket: Some(inbound_mutual_tls(&certs)),
             ..Default::default()
         };
         match target_mode(push, &target) {
@@ -102,10 +103,10 @@ fn target_mode(push: &PushContext, target: &InboundTarget) -> MtlsMode {
 }
 
 /// Istio mutual TLS on the server side: the workload certificate, the peer's required.
-fn inbound_mutual_tls(sds: bool) -> TransportSocket {
+fn inbound_mutual_tls(certs: &CertSource) -> TransportSocket {
     let alpn = ALPN_HTTP.iter().map(|protocol| (*protocol).to_string()).collect();
     let context = DownstreamTlsContext {
-        common_tls_context: Some(istio_mutual_tls(alpn, sds, &[])),
+        common_tls_context: Some(istio_mutual_tls(alpn, certs, &[])),
         require_client_certificate: Some(BoolValue { value: true }),
         ..Default::default()
     };

@@ -3,8 +3,78 @@
 //! agent's Unix socket).
 
 use envoy_types::pb::envoy::config::core::v3::{
-    api_config_source, config_source, grpc_service, ApiConfigSource, ApiVersion, ConfigSource, GrpcService,
+    api_config_source, config_source, data_source, grpc_service, ApiConfigSource, ApiVersion, ConfigSource, DataSource,
+    GrpcService,
 };
+use envoy_types::pb::envoy::config::grpc_credential::v3::FileBasedMetadataConfig;
+use envoy_types::pb::google::protobuf::Any;
+use prost::Message;
+
+/// Envoy's call-credentials plugin that sends a file's content as gRPC metadata.
+pub const FILE_BASED_METADATA: &str = "envoy.grpc_credentials.file_based_metadata";
+/// Its config's type URL.
+pub const FILE_BASED_METADATA_TYPE: &str =
+    "type.googleapis.com/envoy.config.grpc_credential.v3.FileBasedMetadataConfig";
+/// The metadata key Istio's node agent reads the caller's token from.
+pub const TOKEN_HEADER: &str = "istio_sds_credentials_header-bin";
+/// Where a pod's projected token for the node agent is (Istio 1.4's trustworthy JWT).
+pub const TOKEN_PATH: &str = "/var/run/secrets/tokens/istio-token";
+/// The stat prefix of the node agent's gRPC client.
+pub const STAT_PREFIX: &str = "sdsstat";
+
+/// The SDS secret `name` from the node agent at `target` (`unix:/var/run/sds/uds_path`), as
+/// Istio 1.4 wrote it: Google gRPC with local channel credentials, and call credentials that
+/// send the token file `token_path` as `istio_sds_credentials_header-bin`.
+pub fn secret_from_node_agent(name: &str, target: &str, token_path: &str) -> SdsSecretConfig {
+    let credentials = FileBasedMetadataConfig {
+        secret_data: Some(DataSource {
+            specifier: Some(data_source::Specifier::Filename(token_path.to_string())),
+            ..Default::default()
+        }),
+        header_key: TOKEN_HEADER.to_string(),
+        ..Default::default()
+    };
+    let plugin = grpc_service::google_grpc::CallCredentials {
+        credential_specifier: Some(grpc_service::google_grpc::call_credentials::CredentialSpecifier::FromPlugin(
+            grpc_service::google_grpc::call_credentials::MetadataCredentialsFromPlugin {
+                name: FILE_BASED_METADATA.to_string(),
+                config_type: Some(
+                    grpc_service::google_grpc::call_credentials::metadata_credentials_from_plugin::ConfigType::TypedConfig(
+                        Any { type_url: FILE_BASED_METADATA_TYPE.to_string(), value: credentials.encode_to_vec() },
+                    ),
+                ),
+            },
+        )),
+    };
+    let google_grpc = grpc_service::GoogleGrpc {
+        target_uri: target.to_string(),
+        stat_prefix: STAT_PREFIX.to_string(),
+        channel_credentials: Some(grpc_service::google_grpc::ChannelCredentials {
+            credential_specifier: Some(
+                grpc_service::google_grpc::channel_credentials::CredentialSpecifier::LocalCredentials(
+                    grpc_service::google_grpc::GoogleLocalCredentials::default(),
+                ),
+            ),
+        }),
+        call_credentials: vec![plugin],
+        credentials_factory_name: FILE_BASED_METADATA.to_string(),
+        ..Default::default()
+    };
+    let source = ConfigSource {
+        resource_api_version: ApiVersion::V3 as i32,
+        config_source_specifier: Some(config_source::ConfigSourceSpecifier::ApiConfigSource(ApiConfigSource {
+            api_type: api_config_source::ApiType::Grpc as i32,
+            transport_api_version: ApiVersion::V3 as i32,
+            grpc_services: vec![GrpcService {
+                target_specifier: Some(grpc_service::TargetSpecifier::GoogleGrpc(google_grpc)),
+                ..Default::default()
+            }],
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    SdsSecretConfig { name: name.to_string(), sds_config: Some(source) }
+}
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::SdsSecretConfig;
 
 /// The SDS secret `name`, fetched (xDS v3 over gRPC) from the servers of the cluster `cluster`.

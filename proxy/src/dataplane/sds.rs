@@ -21,7 +21,7 @@ use istio_xds::type_url;
 use tokio::sync::mpsc;
 
 use super::ads::{decode_all, ResponseError, StreamError};
-use super::config::tls_source::{SdsSecret, SdsServer};
+use super::config::tls_source::{FileCredentials, SdsSecret, SdsServer};
 use super::secrets::{material_of, redacted, MaterialError};
 use super::shared::{ServerState, Shared};
 use super::upstream::pool::BoxStream;
@@ -41,6 +41,8 @@ pub(crate) enum SdsError {
     Response(#[from] ResponseError),
     #[error("secret {name}: {source}")]
     Secret { name: String, source: MaterialError },
+    #[error("call credentials {}: {reason}", path.display())]
+    Credentials { path: std::path::PathBuf, reason: String },
 }
 
 /// The streams of a supervisor, stopped when it stops.
@@ -104,9 +106,9 @@ enum Endpoint {
 
 fn endpoint_of(shared: &Shared, server: &SdsServer) -> Result<Endpoint, SdsError> {
     match server {
-        SdsServer::Target(target) => Ok(match target.strip_prefix("unix:") {
+        SdsServer::Target { uri, .. } => Ok(match uri.strip_prefix("unix:") {
             Some(path) => Endpoint::Unix(path.trim_start_matches("//").to_string()),
-            None => Endpoint::Tcp(target.clone()),
+            None => Endpoint::Tcp(uri.clone()),
         }),
         SdsServer::Cluster(name) => {
             let cluster = shared
@@ -156,6 +158,30 @@ async fn channel(endpoint: Endpoint) -> Result<tonic::transport::Channel, Stream
         .map_err(StreamError::Connect)
 }
 
+/// Sends the credentials file's content (re-read for every stream, as the kubelet renews a
+/// projected token) as the configured header.
+fn add_call_credentials(
+    metadata: &mut tonic::metadata::MetadataMap,
+    credentials: &FileCredentials,
+) -> Result<(), SdsError> {
+    let content = std::fs::read(&credentials.path)
+        .map_err(|source| SdsError::Credentials { path: credentials.path.clone(), reason: source.to_string() })?;
+    let bad = |reason: &str| SdsError::Credentials { path: credentials.path.clone(), reason: reason.to_string() };
+    if credentials.header.ends_with("-bin") {
+        let key = tonic::metadata::BinaryMetadataKey::from_bytes(credentials.header.as_bytes())
+            .map_err(|_| bad("not a metadata key"))?;
+        let mut value = credentials.prefix.as_bytes().to_vec();
+        value.extend_from_slice(&content);
+        metadata.insert_bin(key, tonic::metadata::MetadataValue::from_bytes(&value));
+    } else {
+        let key = tonic::metadata::AsciiMetadataKey::from_bytes(credentials.header.as_bytes())
+            .map_err(|_| bad("not a metadata key"))?;
+        let text = format!("{}{}", credentials.prefix, String::from_utf8_lossy(&content).trim());
+        metadata.insert(key, text.parse().map_err(|_| bad("not a metadata value"))?);
+    }
+    Ok(())
+}
+
 async fn stream_once(shared: &Arc<Shared>, server: &SdsServer, version: &mut String) -> Result<(), SdsError> {
     let endpoint = endpoint_of(shared, server)?;
     let mut client = SecretDiscoveryServiceClient::new(channel(endpoint).await?);
@@ -176,11 +202,11 @@ async fn stream_once(shared: &Arc<Shared>, server: &SdsServer, version: &mut Str
     };
     let (sender, receiver) = mpsc::unbounded_channel::<DiscoveryRequest>();
     let _ = sender.send(request(&names, version, "", None));
-    let mut responses = client
-        .stream_secrets(tokio_stream::wrappers::UnboundedReceiverStream::new(receiver))
-        .await
-        .map_err(StreamError::Open)?
-        .into_inner();
+    let mut stream_request = tonic::Request::new(tokio_stream::wrappers::UnboundedReceiverStream::new(receiver));
+    if let SdsServer::Target { credentials: Some(credentials), .. } = server {
+        add_call_credentials(stream_request.metadata_mut(), credentials)?;
+    }
+    let mut responses = client.stream_secrets(stream_request).await.map_err(StreamError::Open)?.into_inner();
     tracing::info!("SDS connected to {server}");
     let mut nonce = String::new();
     loop {
@@ -242,4 +268,34 @@ fn apply(shared: &Shared, server: &SdsServer, wanted: &[String], response: &Disc
         shared.traffic.tls.secrets.store(SdsSecret { name: secret.name, server: server.clone() }, stored);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn call_credentials_send_the_files_content_binary_or_as_text() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let token = dir.path().join("istio-token");
+        std::fs::write(&token, "header.payload.signature\n").expect("write");
+        let mut metadata = tonic::metadata::MetadataMap::new();
+        let binary = FileCredentials {
+            path: token.clone(),
+            header: "istio_sds_credentials_header-bin".into(),
+            prefix: String::new(),
+        };
+        add_call_credentials(&mut metadata, &binary).expect("binary");
+        let value = metadata.get_bin("istio_sds_credentials_header-bin").expect("header").to_bytes().expect("bytes");
+        assert_eq!(value.as_ref(), b"header.payload.signature\n");
+        let bearer = FileCredentials { path: token.clone(), header: "authorization".into(), prefix: "Bearer ".into() };
+        add_call_credentials(&mut metadata, &bearer).expect("text");
+        assert_eq!(
+            metadata.get("authorization").and_then(|value| value.to_str().ok()),
+            Some("Bearer header.payload.signature")
+        );
+        let missing = FileCredentials { path: dir.path().join("absent"), ..bearer };
+        let error = add_call_credentials(&mut metadata, &missing).expect_err("no file").to_string();
+        assert!(error.starts_with("call credentials ") && error.contains("absent"), "{error}");
+    }
 }

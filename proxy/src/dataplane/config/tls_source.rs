@@ -19,15 +19,49 @@ use super::ConfigError;
 pub(crate) enum SdsServer {
     /// `envoy_grpc`: a cluster of the bootstrap (Istio's `sds-grpc`, a Unix socket).
     Cluster(String),
-    /// `google_grpc`: a target URI (`unix:/var/run/sds/uds_path` or `host:port`).
-    Target(String),
+    /// `google_grpc`: a target URI (`unix:/var/run/sds/uds_path` or `host:port`), and the
+    /// file whose content each stream sends as metadata (Envoy's file-based call credentials:
+    /// Istio's node agent reads the caller's token from it).
+    Target { uri: String, credentials: Option<Box<FileCredentials>> },
+}
+
+/// Envoy's `envoy.grpc_credentials.file_based_metadata`: a file sent as a metadata header.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct FileCredentials {
+    pub path: PathBuf,
+    /// The header (`authorization` when the config names none); a `-bin` key is sent binary.
+    pub header: String,
+    pub prefix: String,
+}
+
+/// The file-based call credentials of a Google gRPC service, if it has them.
+fn file_credentials(google: &grpc_service::GoogleGrpc, at: &str) -> Result<Option<Box<FileCredentials>>, ConfigError> {
+    use envoy_types::pb::envoy::config::grpc_credential::v3::FileBasedMetadataConfig;
+    use grpc_service::google_grpc::call_credentials::{metadata_credentials_from_plugin, CredentialSpecifier};
+    for credentials in &google.call_credentials {
+        let Some(CredentialSpecifier::FromPlugin(plugin)) = &credentials.credential_specifier else { continue };
+        if plugin.name != istio_xds::sds::FILE_BASED_METADATA {
+            continue;
+        }
+        let Some(metadata_credentials_from_plugin::ConfigType::TypedConfig(any)) = &plugin.config_type else {
+            return Err(ConfigError::new(at, "file_based_metadata: needs a typed_config"));
+        };
+        let config = <FileBasedMetadataConfig as prost::Message>::decode(any.value.as_slice())
+            .map_err(|error| ConfigError::new(at, format!("file_based_metadata: {error}")))?;
+        let Some(data_source::Specifier::Filename(path)) = config.secret_data.and_then(|data| data.specifier) else {
+            return Err(ConfigError::new(at, "file_based_metadata: only a secret_data filename is supported"));
+        };
+        let header = if config.header_key.is_empty() { "authorization".to_string() } else { config.header_key };
+        return Ok(Some(Box::new(FileCredentials { path: PathBuf::from(path), header, prefix: config.header_prefix })));
+    }
+    Ok(None)
 }
 
 impl std::fmt::Display for SdsServer {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             SdsServer::Cluster(name) => write!(formatter, "cluster {name}"),
-            SdsServer::Target(target) => write!(formatter, "{target}"),
+            SdsServer::Target { uri, .. } => write!(formatter, "{uri}"),
         }
     }
 }
@@ -124,7 +158,7 @@ pub(crate) fn sds_secret(config: &SdsSecretConfig, at: &str) -> Result<SdsSecret
             SdsServer::Cluster(envoy.cluster_name.clone())
         }
         Some(grpc_service::TargetSpecifier::GoogleGrpc(google)) if !google.target_uri.is_empty() => {
-            SdsServer::Target(google.target_uri.clone())
+            SdsServer::Target { uri: google.target_uri.clone(), credentials: file_credentials(google, &at)? }
         }
         _ => return Err(ConfigError::new(&at, "sds_config: the gRPC service needs a cluster or a target URI")),
     };
@@ -199,6 +233,30 @@ mod tests {
 
     fn sds(name: &str, cluster: &str) -> SdsSecretConfig {
         istio_xds::sds::secret_from_cluster(name, cluster)
+    }
+
+    /// Istio 1.4's node-agent form: Google gRPC to the socket, the token file sent as
+    /// `istio_sds_credentials_header-bin`.
+    #[test]
+    fn node_agent_secrets_carry_the_token_file_as_call_credentials() {
+        let config = istio_xds::sds::secret_from_node_agent(
+            "default",
+            "unix:/var/run/sds/uds_path",
+            "/var/run/secrets/tokens/istio-token",
+        );
+        let secret = sds_secret(&config, "listener l").expect("secret");
+        assert_eq!(
+            secret.server,
+            SdsServer::Target {
+                uri: "unix:/var/run/sds/uds_path".into(),
+                credentials: Some(Box::new(FileCredentials {
+                    path: PathBuf::from("/var/run/secrets/tokens/istio-token"),
+                    header: "istio_sds_credentials_header-bin".into(),
+                    prefix: String::new(),
+                })),
+            }
+        );
+        assert_eq!(secret.server.to_string(), "unix:/var/run/sds/uds_path");
     }
 
     /// Istio's SDS mode: the workload certificate `default` and the root `ROOTCA`, both from
