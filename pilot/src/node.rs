@@ -33,6 +33,9 @@ pub(crate) struct Proxy {
     pub sni_dnat: bool,
     /// Certificates come over SDS (`ISTIO_META_SDS=true`), not from files.
     pub sds: bool,
+    /// Its own agent serves its mounted certificates over SDS (`AGENT_SDS=true`): they come
+    /// from the bootstrap's `sds-grpc` cluster, never from a node agent.
+    pub agent_sds: bool,
     /// The token the proxy proves itself to the node agent with (`ISTIO_META_SDS_TOKEN_PATH`;
     /// empty: 1.4's `/var/run/secrets/tokens/istio-token`).
     pub sds_token_path: String,
@@ -102,6 +105,7 @@ impl Proxy {
             sni_dnat: metadata_string(metadata, "ROUTER_MODE").as_deref() == Some("sni-dnat"),
             sds: metadata_string(metadata, "SDS").as_deref() == Some("true"),
             sds_token_path: metadata_string(metadata, "SDS_TOKEN_PATH").unwrap_or_default(),
+            agent_sds: metadata_string(metadata, "AGENT_SDS").as_deref() == Some("true"),
         })
     }
 

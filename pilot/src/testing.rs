@@ -72,6 +72,7 @@ pub(crate) fn sidecar(namespace: &str, ip: &str, labels: &[(&str, &str)]) -> Pro
         sni_dnat: false,
         sds: false,
         sds_token_path: String::new(),
+        agent_sds: false,
     }
 }
 

@@ -13,6 +13,11 @@
 //! `ca.istio.io/override=true` beforehand, a new namespace gets no secret until it is labelled
 //! so too.
 //!
+//! Provisioning identity through SDS (`values.global.sds.enabled=true`, the `sds` profile's
+//! setting, with mutual TLS required): the node agent signs every sidecar's certificate with
+//! the pod's token, Bookinfo works over mutual TLS, `/etc/certs` holds nothing, and `istioctl
+//! proxy-config secret` shows the `default` and `ROOTCA` secrets the proxy got over SDS.
+//!
 //! Rotation under load: with a workload certificate TTL of a few seconds, `hey` sends a steady
 //! rate of requests through the gateway to productpage and on to reviews and ratings, every
 //! hop over mutual TLS, while Citadel renews every certificate several times; no request fails.
@@ -269,6 +274,54 @@ fn rotation_under_load(plane: Plane) {
         "ratings' certificate was renewed at least 3 times: {} versions",
         certificates.len()
     );
+}
+
+fn identity_through_sds(plane: Plane) {
+    let mesh = LocalMesh::demo_with(plane, &["values.global.sds.enabled=true", "values.global.mtls.enabled=true"]);
+    let (_, page) = mesh.page(None);
+    assert!(page.contains("Book Details") && page.contains("Reviewer1"), "{page}");
+    let pod = mesh
+        .pods()
+        .into_iter()
+        .find(|pod| pod["metadata"]["labels"]["app"] == "productpage")
+        .and_then(|pod| pod["metadata"]["name"].as_str().map(str::to_string))
+        .expect("productpage");
+    let (_, files, _) =
+        mesh.istioctl(&["x", "local", "exec", &pod, "-c", "istio-proxy", "--", "ls", "-A", "/etc/certs"]);
+    assert!(!files.contains(".pem"), "no certificate files with SDS: {files}");
+    let (code, table, err) = mesh.istioctl(&["proxy-config", "secret", &pod]);
+    assert_eq!(code, 0, "{err}");
+    let row = |name: &str| -> Vec<String> {
+        table
+            .lines()
+            .find(|line| line.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} secret:\n{table}"))
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    };
+    let default = row("default");
+    assert_eq!(default[1..5], ["Cert", "Chain", "ACTIVE", "true"], "{table}");
+    assert_eq!(default.last().map(String::as_str), Some("spiffe://cluster.local/ns/default/sa/bookinfo-productpage"));
+    assert_eq!(row("ROOTCA")[1..4], ["CA", "ACTIVE", "true"], "{table}");
+}
+
+#[test]
+#[ignore = "needs root, iproute2 and iptables; run by ./test.sh"]
+fn identity_through_sds_with_the_builtin_proxy() {
+    let _host = e2e::local::host_lock();
+    if e2e::pod_prerequisites_missing().is_none() {
+        identity_through_sds(Plane::Builtin);
+    }
+}
+
+#[test]
+#[ignore = "needs root, iproute2 and iptables; run by ./test.sh"]
+fn identity_through_sds_with_envoy() {
+    let _host = e2e::local::host_lock();
+    if e2e::pod_prerequisites_missing().is_none() {
+        identity_through_sds(Plane::Envoy);
+    }
 }
 
 #[test]

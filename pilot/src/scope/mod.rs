@@ -211,6 +211,7 @@ mod tests {
             sni_dnat: false,
             sds: false,
             sds_token_path: String::new(),
+            agent_sds: false,
         }
     }
 

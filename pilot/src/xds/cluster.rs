@@ -621,6 +621,12 @@ mod tests {
             source(&common).as_deref(),
             Some("google_grpc unix:/var/run/sds/uds_path sdsstat envoy.grpc_credentials.file_based_metadata")
         );
+        // A proxy whose own agent serves its mounted files keeps to `sds-grpc`.
+        let mut agent_served = sds_proxy.clone();
+        agent_served.agent_sds = true;
+        let clusters = shared_clusters(&with_node_agent, &ProxyScope::of(&with_node_agent, &agent_served));
+        let common = tls_context(named(&clusters, &format!("outbound|9080||{REVIEWS}"))).common_tls_context.unwrap();
+        assert_eq!(source(&common).as_deref(), Some("envoy_grpc sds-grpc"));
 
         let simple = push(
             reviews(),

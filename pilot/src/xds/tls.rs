@@ -24,11 +24,12 @@ pub(crate) enum CertSource {
 
 impl CertSource {
     /// The source for `proxy`: SDS when its metadata says so (`SDS=true`), from the node agent
-    /// when the mesh names one (`sdsUdsPath`), else from its agent.
+    /// when the mesh names one (`sdsUdsPath`) and the proxy's own agent does not serve them
+    /// (`AGENT_SDS=true`), else from its agent.
     pub(crate) fn for_proxy(proxy: &crate::node::Proxy, mesh: &crate::model::MeshSettings) -> CertSource {
         if !proxy.sds {
             CertSource::Files
-        } else if mesh.sds_uds_path.is_empty() {
+        } else if proxy.agent_sds || mesh.sds_uds_path.is_empty() {
             CertSource::AgentSds
         } else {
             let token_path = if proxy.sds_token_path.is_empty() {

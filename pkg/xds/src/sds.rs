@@ -22,9 +22,19 @@ pub const TOKEN_PATH: &str = "/var/run/secrets/tokens/istio-token";
 /// The stat prefix of the node agent's gRPC client.
 pub const STAT_PREFIX: &str = "sdsstat";
 
+/// gRPC's default `:authority` for a `unix:` target is the percent-encoded path, which HTTP/2
+/// servers that check authorities (the node agent's) refuse; `localhost` is what later gRPC
+/// releases send.
+fn local_authority() -> grpc_service::google_grpc::ChannelArgs {
+    use grpc_service::google_grpc::channel_args::{value::ValueSpecifier, Value};
+    let value = Value { value_specifier: Some(ValueSpecifier::StringValue("localhost".to_string())) };
+    grpc_service::google_grpc::ChannelArgs { args: [("grpc.default_authority".to_string(), value)].into() }
+}
+
 /// The SDS secret `name` from the node agent at `target` (`unix:/var/run/sds/uds_path`), as
 /// Istio 1.4 wrote it: Google gRPC with local channel credentials, and call credentials that
-/// send the token file `token_path` as `istio_sds_credentials_header-bin`.
+/// send the token file `token_path` as `istio_sds_credentials_header-bin` — plus the channel
+/// argument `grpc.default_authority: localhost` (see [`local_authority`]).
 pub fn secret_from_node_agent(name: &str, target: &str, token_path: &str) -> SdsSecretConfig {
     let credentials = FileBasedMetadataConfig {
         secret_data: Some(DataSource {
@@ -58,6 +68,7 @@ pub fn secret_from_node_agent(name: &str, target: &str, token_path: &str) -> Sds
         }),
         call_credentials: vec![plugin],
         credentials_factory_name: FILE_BASED_METADATA.to_string(),
+        channel_args: Some(local_authority()),
         ..Default::default()
     };
     let source = ConfigSource {

@@ -92,6 +92,9 @@ async fn serve(layout: &Layout, plan: &Plan, binaries: PathBuf, launcher: PathBu
         wait_for_port(component).await?;
         tracing::info!(component = component.name, address = %component.address, "control-plane component is up");
     }
+    if let Some((program, args)) = plan.node_agent_command(layout, &binaries) {
+        control.push(start_node_agent(layout, plan, program, args, control_stopped.clone()).await?);
+    }
     for manifest in plan.gateway_manifests().into_iter().chain(plan.security_manifests()) {
         for object in crate::kubectl::parse(&manifest, "installation manifest", crate::install::SYSTEM_NAMESPACE)? {
             if store.get(&object.key()).await?.is_none() {
@@ -174,6 +177,43 @@ async fn serve(layout: &Layout, plan: &Plan, binaries: PathBuf, launcher: PathBu
     tokio::task::spawn_blocking(move || egress::disable(&saved_ip_forward)).await??;
     tracing::info!("local platform stopped");
     Ok(())
+}
+
+/// The node agent as a supervised host process (one per node, as 1.4's DaemonSet), once its
+/// socket exists. The socket's directory is recorded for teardown if the platform made it.
+async fn start_node_agent(
+    layout: &Layout,
+    plan: &Plan,
+    program: PathBuf,
+    args: Vec<String>,
+    stopped: watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let socket = plan.node_agent_socket().context("the node agent's socket")?;
+    if let Some(dir) = socket.parent().filter(|dir| !dir.exists()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        use std::io::Write;
+        let mut record = std::fs::OpenOptions::new().create(true).append(true).open(layout.created_paths())?;
+        writeln!(record, "{}", dir.display())?;
+    }
+    let _ = std::fs::remove_file(&socket);
+    let agent = Component {
+        name: crate::install::NODE_AGENT,
+        service: "istio-nodeagent",
+        address: Ipv4Addr::UNSPECIFIED,
+        ready_port: 0,
+    };
+    let task = tokio::spawn(supervise_component(layout.clone(), agent, program, args, Vec::new(), stopped));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !socket.exists() {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the node agent did not open {} within 60 s (see its log)",
+            socket.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tracing::info!(socket = %socket.display(), "the node agent is up");
+    Ok(task)
 }
 
 async fn futures_join(tasks: Vec<impl std::future::Future<Output = ()> + Send + 'static>) {

@@ -48,6 +48,11 @@ pub const CONTROL_ADDRESSES: [Ipv4Addr; 4] = [PILOT.address, GALLEY.address, INJ
 
 pub const SYSTEM_NAMESPACE: &str = "istio-system";
 
+/// The node agent's binary and log name.
+pub const NODE_AGENT: &str = "node-agent";
+/// Where 1.4's node agent listens on each node.
+pub const NODE_AGENT_SOCKET: &str = "/var/run/sds/uds_path";
+
 /// The Secret a plug-in CA comes from (`values.security.selfSigned=false`), mounted into
 /// Citadel as a volume of the same name.
 pub const CITADEL_CA_SECRET: &str = "cacerts";
@@ -139,7 +144,39 @@ impl Plan {
         if self.enabled("configManagement") {
             mesh["configSources"] = json!([{"address": format!("{}:9901", GALLEY.address)}]);
         }
+        if let Some(socket) = self.node_agent_socket() {
+            mesh["sdsUdsPath"] = json!(format!("unix:{}", socket.display()));
+        }
         mesh
+    }
+
+    /// With `values.global.sds.enabled` (the `sds` profile), the node agent's socket on this
+    /// host (`values.global.sds.udsPath`, 1.4's `unix:/var/run/sds/uds_path`); `None` without.
+    pub fn node_agent_socket(&self) -> Option<PathBuf> {
+        let sds = &self.values()["global"]["sds"];
+        if sds["enabled"].as_bool() != Some(true) || !self.enabled("security") {
+            return None;
+        }
+        let path = sds["udsPath"].as_str().filter(|path| !path.is_empty()).unwrap_or(NODE_AGENT_SOCKET);
+        Some(PathBuf::from(path.strip_prefix("unix:").unwrap_or(path)))
+    }
+
+    /// How to start the node agent: 1.4's DaemonSet's settings, against Citadel's address.
+    pub fn node_agent_command(&self, layout: &Layout, binaries: &Path) -> Option<(PathBuf, Vec<String>)> {
+        let socket = self.node_agent_socket()?;
+        let args = vec![
+            "--workloadUDSPath".to_string(),
+            socket.display().to_string(),
+            "--caEndpoint".into(),
+            format!("{}:8060", CITADEL.address),
+            "--caTlsServerName".into(),
+            CITADEL.service.into(),
+            "--configPath".into(),
+            layout.store().display().to_string(),
+            "--citadelNamespace".into(),
+            SYSTEM_NAMESPACE.into(),
+        ];
+        Some((binaries.join(NODE_AGENT), args))
     }
 
     /// The Envoy the proxies run instead of the built-in data plane

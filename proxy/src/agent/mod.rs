@@ -92,8 +92,9 @@ const AGENT_SDS_SOCKET: &str = "SDS";
 const CERT_POLL: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// For a stock Envoy with mounted certificates (and no node agent): serves them over SDS from a
-/// socket in `--configPath`, following their rotation, and returns the node (marked `SDS`, so
-/// Pilot names the secrets `default` and `ROOTCA` instead of the files) and the arguments
+/// socket in `--configPath`, following their rotation, and returns the node (marked `SDS` and
+/// `AGENT_SDS`, so Pilot names the secrets `default` and `ROOTCA` from `sds-grpc` instead of
+/// the files) and the arguments
 /// pointing the bootstrap's `sds-grpc` cluster at that socket. Envoy thus gets every new
 /// certificate without a restart, where 1.4's agent restarted it. `None` when the node already
 /// uses SDS or there is no certificate directory.
@@ -110,6 +111,9 @@ async fn certificates_over_sds(
     istio_sds::server::serve_unix(&socket, istio_sds::SharedSecrets(secrets), shutdown.wait()).await?;
     tracing::info!("serving {CERT_DIR} to Envoy over SDS on {}", socket.display());
     node.metadata.insert("SDS".to_string(), serde_json::Value::String("true".to_string()));
+    // The agent serves them, not a node agent: Pilot keeps to `sds-grpc` even when the mesh
+    // names a node agent's socket (a gateway without the node agent's mount).
+    node.metadata.insert("AGENT_SDS".to_string(), serde_json::Value::String("true".to_string()));
     let mut args = args.clone();
     args.sds_uds_path = format!("unix:{}", socket.display());
     Ok(Some((node, args)))
