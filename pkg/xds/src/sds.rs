@@ -71,19 +71,7 @@ pub fn secret_from_node_agent(name: &str, target: &str, token_path: &str) -> Sds
         channel_args: Some(local_authority()),
         ..Default::default()
     };
-    let source = ConfigSource {
-        resource_api_version: ApiVersion::V3 as i32,
-        config_source_specifier: Some(config_source::ConfigSourceSpecifier::ApiConfigSource(ApiConfigSource {
-            api_type: api_config_source::ApiType::Grpc as i32,
-            transport_api_version: ApiVersion::V3 as i32,
-            grpc_services: vec![GrpcService {
-                target_specifier: Some(grpc_service::TargetSpecifier::GoogleGrpc(google_grpc)),
-                ..Default::default()
-            }],
-            ..Default::default()
-        })),
-        ..Default::default()
-    };
+    let source = grpc_source(grpc_service::TargetSpecifier::GoogleGrpc(google_grpc));
     SdsSecretConfig { name: name.to_string(), sds_config: Some(source) }
 }
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::SdsSecretConfig;
@@ -96,15 +84,17 @@ pub fn secret_from_cluster(name: &str, cluster: &str) -> SdsSecretConfig {
 /// A config source that fetches v3 resources over gRPC from the Envoy cluster `cluster`.
 pub fn grpc_cluster_source(cluster: &str) -> ConfigSource {
     let envoy_grpc = grpc_service::EnvoyGrpc { cluster_name: cluster.to_string(), ..Default::default() };
+    grpc_source(grpc_service::TargetSpecifier::EnvoyGrpc(envoy_grpc))
+}
+
+/// A config source that fetches v3 resources over gRPC from `target`.
+fn grpc_source(target: grpc_service::TargetSpecifier) -> ConfigSource {
     ConfigSource {
         resource_api_version: ApiVersion::V3 as i32,
         config_source_specifier: Some(config_source::ConfigSourceSpecifier::ApiConfigSource(ApiConfigSource {
             api_type: api_config_source::ApiType::Grpc as i32,
             transport_api_version: ApiVersion::V3 as i32,
-            grpc_services: vec![GrpcService {
-                target_specifier: Some(grpc_service::TargetSpecifier::EnvoyGrpc(envoy_grpc)),
-                ..Default::default()
-            }],
+            grpc_services: vec![GrpcService { target_specifier: Some(target), ..Default::default() }],
             ..Default::default()
         })),
         ..Default::default()
