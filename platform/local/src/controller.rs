@@ -5,7 +5,6 @@
 //! for Pod objects, Pod status and Endpoints from what runs, and every pod's `/etc/hosts` and
 //! ClusterIP rules. On SIGTERM it stops every pod and component and removes the bridge.
 
-use istio_runtime::backoff::Backoff;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -16,8 +15,6 @@ use anyhow::Context;
 use istio_config::object::Object;
 use istio_config::store::directory::DirectoryStore;
 use istio_config::store::Store;
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
@@ -25,7 +22,7 @@ use crate::admission::{self, Webhook};
 use crate::dns;
 use crate::egress;
 use crate::images::ImageMap;
-use crate::install::{Component, Plan, INJECTOR};
+use crate::install::{Plan, INJECTOR};
 use crate::layout::Layout;
 use crate::meshconfig;
 use crate::net;
@@ -33,6 +30,7 @@ use crate::objects::{self, from_json, injection_enabled, labels, to_json};
 use crate::pod::{self, PodHandle, PodInputs, PodState};
 use crate::pod_context::PodContext;
 use crate::services::{self, PodEndpoint};
+use crate::supervise::{start_node_agent, supervise_component, wait_for_port};
 use crate::volumes;
 
 /// The file whose presence says the control plane is up and the gateways are applied.
@@ -179,43 +177,6 @@ async fn serve(layout: &Layout, plan: &Plan, binaries: PathBuf, launcher: PathBu
     Ok(())
 }
 
-/// The node agent as a supervised host process (one per node, as 1.4's DaemonSet), once its
-/// socket exists. The socket's directory is recorded for teardown if the platform made it.
-async fn start_node_agent(
-    layout: &Layout,
-    plan: &Plan,
-    program: PathBuf,
-    args: Vec<String>,
-    stopped: watch::Receiver<bool>,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let socket = plan.node_agent_socket().context("the node agent's socket")?;
-    if let Some(dir) = socket.parent().filter(|dir| !dir.exists()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        use std::io::Write;
-        let mut record = std::fs::OpenOptions::new().create(true).append(true).open(layout.created_paths())?;
-        writeln!(record, "{}", dir.display())?;
-    }
-    let _ = std::fs::remove_file(&socket);
-    let agent = Component {
-        name: crate::install::NODE_AGENT,
-        service: "istio-nodeagent",
-        address: Ipv4Addr::UNSPECIFIED,
-        ready_port: 0,
-    };
-    let task = tokio::spawn(supervise_component(layout.clone(), agent, program, args, Vec::new(), stopped));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while !socket.exists() {
-        anyhow::ensure!(
-            tokio::time::Instant::now() < deadline,
-            "the node agent did not open {} within 60 s (see its log)",
-            socket.display()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    tracing::info!(socket = %socket.display(), "the node agent is up");
-    Ok(task)
-}
-
 async fn futures_join(tasks: Vec<impl std::future::Future<Output = ()> + Send + 'static>) {
     let handles: Vec<_> = tasks.into_iter().map(tokio::spawn).collect();
     for handle in handles {
@@ -223,83 +184,8 @@ async fn futures_join(tasks: Vec<impl std::future::Future<Output = ()> + Send + 
     }
 }
 
-async fn wait_for_port(component: Component) -> anyhow::Result<()> {
-    let address = std::net::SocketAddr::new(component.address.into(), component.ready_port);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        if tokio::net::TcpStream::connect(address).await.is_ok() {
-            return Ok(());
-        }
-        if tokio::time::Instant::now() > deadline {
-            anyhow::bail!("{} did not start listening on {address} within 60 s (see its log)", component.name);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 const DEFAULT_NAMESPACE: &str = "default";
 const DEFAULT_SERVICE_ACCOUNT: &str = "default";
-
-/// Runs a control-plane component, restarting it with backoff when it exits.
-async fn supervise_component(
-    layout: Layout,
-    component: Component,
-    program: PathBuf,
-    args: Vec<String>,
-    env: Vec<(String, String)>,
-    mut stopped: watch::Receiver<bool>,
-) {
-    let mut backoff = Backoff::restart();
-    let pid_file = layout.pids().join(format!("control.{}", component.name));
-    loop {
-        let log_path = layout.control_log(component.name);
-        let child = (|| {
-            if let Some(dir) = log_path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
-            tokio::process::Command::new(&program)
-                .args(&args)
-                .envs(env.iter().cloned())
-                .process_group(0)
-                .stdin(std::process::Stdio::null())
-                .stdout(log.try_clone()?)
-                .stderr(log)
-                .spawn()
-        })();
-        let mut child = match child {
-            Ok(child) => child,
-            Err(error) => {
-                tracing::warn!(component = component.name, %error, "cannot start {}", program.display());
-                tokio::select! {
-                    () = tokio::time::sleep(backoff.next_delay()) => {}
-                    _ = stopped.changed() => return,
-                }
-                continue;
-            }
-        };
-        let pid = child.id().unwrap_or_default();
-        let _ = crate::process::record(&pid_file, pid);
-        tokio::select! {
-            status = child.wait() => {
-                tracing::warn!(component = component.name, ?status, "control-plane component exited; restarting");
-            }
-            _ = stopped.changed() => {
-                let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGTERM);
-                if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_err() {
-                    let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
-                    let _ = child.wait().await;
-                }
-                let _ = std::fs::remove_file(&pid_file);
-                return;
-            }
-        }
-        tokio::select! {
-            () = tokio::time::sleep(backoff.next_delay()) => {}
-            _ = stopped.changed() => return,
-        }
-    }
-}
 
 struct Controller {
     store: Arc<DirectoryStore>,

@@ -26,6 +26,7 @@ pub(crate) mod probe;
 pub(crate) mod process;
 pub mod profiles;
 pub(crate) mod services;
+pub(crate) mod supervise;
 pub mod teardown;
 pub(crate) mod tokens;
 pub(crate) mod volumes;
