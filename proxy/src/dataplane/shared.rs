@@ -144,13 +144,11 @@ impl Shared {
         materials
     }
 
-    /// Subscribes to the SDS secrets the config uses and forgets TLS configs it no longer does.
+    /// Subscribes to the SDS secrets the clusters and listeners (serving or warming) use.
     pub(crate) fn follow_secrets(self: &Arc<Self>) {
-        let materials = self.tls_materials();
         let wanted: std::collections::BTreeSet<_> =
-            materials.iter().flat_map(|material| material.secrets().cloned()).collect();
+            self.tls_materials().iter().flat_map(|material| material.secrets().cloned()).collect();
         self.traffic.tls.secrets.want(&wanted);
-        self.traffic.tls.retain_materials(&materials);
     }
 
     pub(crate) fn compile_clusters(&self, clusters: &[Cluster]) -> Result<Vec<upstream::CompiledCluster>, UpdateError> {

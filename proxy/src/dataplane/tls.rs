@@ -135,12 +135,6 @@ impl std::fmt::Debug for TlsConfigs {
 }
 
 impl TlsConfigs {
-    /// Forgets the configs built for material no listener or cluster uses any more.
-    pub(crate) fn retain_materials(&self, in_use: &[TlsMaterial]) {
-        istio_runtime::sync::lock(&self.servers).retain(|(settings, _, _)| in_use.contains(&settings.material));
-        istio_runtime::sync::lock(&self.clients).retain(|(settings, _, _)| in_use.contains(&settings.material));
-    }
-
     pub(crate) fn server_config(&self, settings: &DownstreamTls) -> Result<Arc<ServerConfigs>, TlsError> {
         let stamps = self.stamps(&settings.material);
         cached(&self.servers, settings, stamps, || self.build_server(settings))
@@ -378,17 +372,6 @@ mod tests {
         // Without a last good config, the error says what is wrong.
         let error = TlsConfigs::default().server_config(&settings).unwrap_err().to_string();
         assert!(error.contains("key.pem: no usable private key"), "{error}");
-    }
-
-    #[test]
-    fn configs_for_material_no_longer_used_are_forgotten() {
-        let (_dir, settings) = server_files("gateway.example", Vec::new());
-        let configs = TlsConfigs::default();
-        let first = configs.server_config(&settings).unwrap();
-        configs.retain_materials(std::slice::from_ref(&settings.material));
-        assert!(Arc::ptr_eq(&first, &configs.server_config(&settings).unwrap()), "still in use: kept");
-        configs.retain_materials(&[]);
-        assert!(!Arc::ptr_eq(&first, &configs.server_config(&settings).unwrap()), "unused: built anew");
     }
 
     #[test]
