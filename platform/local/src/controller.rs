@@ -66,14 +66,7 @@ async fn serve(layout: &Layout, plan: &Plan, binaries: PathBuf, launcher: PathBu
     if !plan.self_signed_ca() {
         // Citadel's `cacerts` volume holds the Secret before Citadel starts, as the kubelet
         // mounts it before starting the container.
-        let secrets = store.list(&objects::secrets()).await?;
-        let dir = layout.control_volume(crate::install::CITADEL.name, crate::install::CITADEL_CA_SECRET);
-        volumes::sync_secret_volume(
-            &dir,
-            &secrets,
-            crate::install::SYSTEM_NAMESPACE,
-            crate::install::CITADEL_CA_SECRET,
-        )?;
+        sync_citadel_ca_volume(layout, &store).await?;
     }
     let (stop_control, control_stopped) = watch::channel(false);
     let mut control = Vec::new();
@@ -177,6 +170,19 @@ async fn serve(layout: &Layout, plan: &Plan, binaries: PathBuf, launcher: PathBu
     Ok(())
 }
 
+/// Writes the `cacerts` Secret into Citadel's volume, as the kubelet keeps a mounted Secret up
+/// to date. Citadel reads the files when it starts (waiting for them if they are missing or
+/// broken), as 1.4's did.
+async fn sync_citadel_ca_volume(layout: &Layout, store: &DirectoryStore) -> anyhow::Result<()> {
+    use crate::install::{CITADEL, CITADEL_CA_SECRET, SYSTEM_NAMESPACE};
+    let secrets = store.list(&objects::secrets()).await?;
+    let dir = layout.control_volume(CITADEL.name, CITADEL_CA_SECRET);
+    if volumes::sync_secret_volume(&dir, &secrets, SYSTEM_NAMESPACE, CITADEL_CA_SECRET)? {
+        tracing::info!("Secret {SYSTEM_NAMESPACE}/{CITADEL_CA_SECRET} changed; Citadel's volume updated");
+    }
+    Ok(())
+}
+
 async fn futures_join(tasks: Vec<impl std::future::Future<Output = ()> + Send + 'static>) {
     let handles: Vec<_> = tasks.into_iter().map(tokio::spawn).collect();
     for handle in handles {
@@ -234,7 +240,7 @@ impl Controller {
             Err(error) => tracing::warn!("updating the mesh config file: {error:#}"),
         }
         if !self.plan.self_signed_ca() {
-            self.sync_citadel_ca_volume().await?;
+            sync_citadel_ca_volume(&self.context.layout, &self.store).await?;
         }
         let namespaces = self.store.list(&objects::namespaces()).await?;
         self.ensure_default_service_accounts(&namespaces).await?;
@@ -263,23 +269,6 @@ impl Controller {
                 }))?;
                 self.store.apply(account).await?;
             }
-        }
-        Ok(())
-    }
-
-    /// Writes the `cacerts` Secret into Citadel's volume, as the kubelet keeps a mounted
-    /// Secret up to date. Citadel reads the files when it starts (waiting for them if they are
-    /// missing or broken), as 1.4's did.
-    async fn sync_citadel_ca_volume(&self) -> anyhow::Result<()> {
-        let secrets = self.store.list(&objects::secrets()).await?;
-        let dir = self.context.layout.control_volume(crate::install::CITADEL.name, crate::install::CITADEL_CA_SECRET);
-        if volumes::sync_secret_volume(
-            &dir,
-            &secrets,
-            crate::install::SYSTEM_NAMESPACE,
-            crate::install::CITADEL_CA_SECRET,
-        )? {
-            tracing::info!("Secret istio-system/cacerts changed; Citadel's volume updated");
         }
         Ok(())
     }

@@ -120,10 +120,11 @@ impl Shared {
 
     /// The TLS material of every cluster and listener (serving or warming), each once.
     pub(crate) fn tls_materials(&self) -> Vec<config::tls_source::TlsMaterial> {
-        let mut materials = Vec::new();
+        // A set: a mesh has a material per destination's names, and this runs at every update.
+        let mut materials = HashSet::new();
         let mut add = |material: &config::tls_source::TlsMaterial| {
             if !materials.contains(material) {
-                materials.push(material.clone());
+                materials.insert(material.clone());
             }
         };
         for cluster in self.traffic.clusters.all().values() {
@@ -141,7 +142,7 @@ impl Shared {
                 }
             }
         }
-        materials
+        materials.into_iter().collect()
     }
 
     /// Subscribes to the SDS secrets the clusters and listeners (serving or warming) use.
