@@ -241,7 +241,7 @@ pub(crate) fn install_with(layout: &Layout, sets: &[String], progress: &mut dyn 
     for component in plan.components() {
         progress(&format!("  ✔ {} at {}.istio-system ({})", component.name, component.service, component.address));
     }
-    progress(&format!("  ✔ gateways applied: {}", plan.gateway_manifests().len()));
+    progress(&format!("  ✔ gateways applied: {}", plan.gateway_manifests()?.len()));
     Ok(())
 }
 

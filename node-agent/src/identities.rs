@@ -134,6 +134,7 @@ fn renewal_time(secrets: &WorkloadSecrets, lifetimes: &Lifetimes) -> SystemTime 
 
 #[tonic::async_trait]
 impl SecretProvider for Identities {
+    type Set = WorkloadSecrets;
     async fn secrets_for(&self, metadata: &MetadataMap) -> Result<SecretsWatch, Status> {
         let token = caller_token(metadata)?;
         let known = istio_runtime::sync::lock(&self.by_token).get(&token).cloned();

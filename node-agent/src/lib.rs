@@ -7,8 +7,12 @@
 //!
 //! The root that Citadel's TLS certificate is checked against comes from the ConfigMap
 //! `istio-security` (`caTLSRootCert`) that Citadel publishes in its namespace.
+//!
+//! In a gateway's pod ([`gateway`], 1.4's `ingress-sds` container) it serves the Secrets of the
+//! gateway's namespace instead, by name, for Gateway servers' `credentialName`.
 
 pub mod ca_client;
+pub mod gateway;
 pub mod identities;
 
 use std::path::PathBuf;
@@ -66,6 +70,39 @@ pub async fn citadel_root(store: &dyn Store, namespace: &str) -> String {
         }
         tokio::time::sleep(ROOT_POLL).await;
     }
+}
+
+/// The ingress-gateway mode's settings.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// The gateway's SDS socket (`--gatewayUdsPath`).
+    pub socket: PathBuf,
+    /// Whose Secrets are served (`INGRESS_GATEWAY_NAMESPACE`).
+    pub namespace: String,
+}
+
+/// Runs the enabled modes until a shutdown signal, or until one of them fails.
+pub async fn run_modes(
+    workload: Option<Config>,
+    gateway: Option<GatewayConfig>,
+    store: &dyn Store,
+) -> anyhow::Result<()> {
+    let workloads = async {
+        match workload {
+            Some(config) => run(config, store, istio_runtime::shutdown_signal()).await,
+            None => Ok(()),
+        }
+    };
+    let gateways = async {
+        match &gateway {
+            Some(config) => {
+                gateway::run(&config.socket, &config.namespace, store, istio_runtime::shutdown_signal()).await
+            }
+            None => Ok(()),
+        }
+    };
+    tokio::try_join!(workloads, gateways)?;
+    Ok(())
 }
 
 /// Serves workloads on the socket until `shutdown` resolves.

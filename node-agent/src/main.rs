@@ -34,8 +34,21 @@ struct Cli {
     /// Citadel's namespace (where it publishes its root).
     #[arg(long = "citadelNamespace", env = "NAMESPACE", default_value = "istio-system")]
     citadel_namespace: String,
-    /// A directory store (the local platform's) instead of the Kubernetes API.
-    #[arg(long = "configPath")]
+    /// Serve workloads their own certificates on `--workloadUDSPath`.
+    #[arg(long = "enableWorkloadSDS", env = "ENABLE_WORKLOAD_SDS", default_value_t = true, action = clap::ArgAction::Set)]
+    enable_workload_sds: bool,
+    /// Serve the gateway the Secrets of its namespace (`credentialName`) on `--gatewayUdsPath`.
+    #[arg(long = "enableIngressGatewaySDS", env = "ENABLE_INGRESS_GATEWAY_SDS", default_value_t = false, action = clap::ArgAction::Set)]
+    enable_ingress_gateway_sds: bool,
+    /// The Unix socket the gateway's proxy fetches its named certificates from.
+    #[arg(long = "gatewayUdsPath", default_value = "/var/run/ingress_gateway/sds")]
+    gateway_uds_path: PathBuf,
+    /// The namespace whose Secrets the gateway is served (the gateway's own).
+    #[arg(long = "ingressGatewayNamespace", env = "INGRESS_GATEWAY_NAMESPACE", default_value = "istio-system")]
+    ingress_gateway_namespace: String,
+    /// A directory store (the local platform's, which gives its containers `ISTIO_LOCAL_STORE`)
+    /// instead of the Kubernetes API.
+    #[arg(long = "configPath", env = "ISTIO_LOCAL_STORE")]
     config_path: Option<PathBuf>,
     #[arg(long = "kube-config")]
     kube_config: Option<PathBuf>,
@@ -58,6 +71,15 @@ fn server_name(cli: &Cli) -> String {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     anyhow::ensure!(
+        cli.enable_workload_sds || cli.enable_ingress_gateway_sds,
+        "nothing to serve: enable --enableWorkloadSDS (ENABLE_WORKLOAD_SDS) or --enableIngressGatewaySDS (ENABLE_INGRESS_GATEWAY_SDS)"
+    );
+    anyhow::ensure!(
+        !(cli.enable_workload_sds && cli.enable_ingress_gateway_sds && cli.workload_uds_path == cli.gateway_uds_path),
+        "--gatewayUdsPath and --workloadUDSPath cannot be the same: {}",
+        cli.gateway_uds_path.display()
+    );
+    anyhow::ensure!(
         cli.ca_provider == "Citadel",
         "--caProvider {}: only Citadel is supported (Istio 1.4 also had Google CA and Vault)",
         cli.ca_provider
@@ -71,7 +93,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let client = istio_config::store::kubernetes::client(cli.kube_config.as_deref()).await.context(
                 "node-agent needs a store: --configPath DIR, --kube-config FILE, or to run inside a cluster",
             )?;
-            let kinds = vec![istio_config::object::TypeKey::new("", "ConfigMap")];
+            let mut kinds = vec![istio_config::object::TypeKey::new("", "ConfigMap")];
+            if cli.enable_ingress_gateway_sds {
+                kinds.push(istio_config::object::TypeKey::new("", "Secret"));
+            }
             Box::new(istio_config::store::kubernetes::KubernetesStore::new(client, kinds)?)
         }
     };
@@ -86,7 +111,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             grace: cli.secret_refresh_grace_duration,
         },
     };
-    node_agent::run(config, store.as_ref(), istio_runtime::shutdown_signal()).await
+    let gateway = cli.enable_ingress_gateway_sds.then(|| node_agent::GatewayConfig {
+        socket: cli.gateway_uds_path.clone(),
+        namespace: cli.ingress_gateway_namespace.clone(),
+    });
+    let workload = cli.enable_workload_sds.then_some(config);
+    node_agent::run_modes(workload, gateway, store.as_ref()).await
 }
 
 #[tokio::main]

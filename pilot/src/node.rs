@@ -36,6 +36,10 @@ pub(crate) struct Proxy {
     /// Its own agent serves its mounted certificates over SDS (`AGENT_SDS=true`): they come
     /// from the bootstrap's `sds-grpc` cluster, never from a node agent.
     pub agent_sds: bool,
+    /// A gateway whose own agent serves its namespace's Secrets over SDS (1.4's
+    /// `ISTIO_META_USER_SDS=true`, with the `ingress-sds` container): Gateway servers'
+    /// `credentialName` certificates come from it.
+    pub user_sds: bool,
     /// The token the proxy proves itself to the node agent with (`ISTIO_META_SDS_TOKEN_PATH`;
     /// empty: 1.4's `/var/run/secrets/tokens/istio-token`).
     pub sds_token_path: String,
@@ -60,6 +64,12 @@ fn string_value(value: &Value) -> Option<String> {
 
 fn metadata_string(metadata: Option<&Struct>, key: &str) -> Option<String> {
     metadata?.fields.get(key).and_then(string_value).filter(|text| !text.is_empty())
+}
+
+/// A boolean as Go's `strconv.ParseBool` reads it (how 1.4 read `USER_SDS`); anything else is
+/// false.
+fn parse_go_bool(text: &str) -> bool {
+    matches!(text, "1" | "t" | "T" | "true" | "TRUE" | "True")
 }
 
 impl Proxy {
@@ -106,6 +116,7 @@ impl Proxy {
             sds: metadata_string(metadata, "SDS").as_deref() == Some("true"),
             sds_token_path: metadata_string(metadata, "SDS_TOKEN_PATH").unwrap_or_default(),
             agent_sds: metadata_string(metadata, "AGENT_SDS").as_deref() == Some("true"),
+            user_sds: metadata_string(metadata, "USER_SDS").as_deref().is_some_and(parse_go_bool),
         })
     }
 
@@ -141,6 +152,7 @@ mod tests {
                 ("NAMESPACE".to_string(), string("istio-system")),
                 ("INSTANCE_IPS".to_string(), string("10.1.0.9,fe80::1")),
                 ("LABELS".to_string(), Value { kind: Some(Kind::StructValue(labels)) }),
+                ("USER_SDS".to_string(), string("True")),
             ]
             .into_iter()
             .collect(),
@@ -154,6 +166,8 @@ mod tests {
         assert_eq!(proxy.kind, ProxyKind::Router);
         assert_eq!(proxy.namespace, "istio-system");
         assert_eq!(proxy.ips, vec!["10.1.0.9", "fe80::1"]);
+        assert!(proxy.user_sds, "USER_SDS is read as Go's ParseBool reads it");
+        assert!(!parse_go_bool("yes") && parse_go_bool("1") && parse_go_bool("t"));
         assert!(proxy.matches(&HashMap::from([("istio".to_string(), "ingressgateway".to_string())])));
         assert!(!proxy.matches(&HashMap::from([("istio".to_string(), "egressgateway".to_string())])));
 
@@ -163,6 +177,7 @@ mod tests {
         })
         .expect("parse");
         assert_eq!((sidecar.namespace.as_str(), sidecar.ips[0].as_str()), ("default", "10.1.0.7"));
+        assert!(!sidecar.user_sds);
         assert!(Proxy::from_node(&Node { id: "nonsense".into(), ..Default::default() }).is_err());
         assert!(Proxy::from_node(&Node { id: "mixer~1~a.b~c".into(), ..Default::default() }).is_err());
     }

@@ -73,6 +73,7 @@ pub(crate) fn sidecar(namespace: &str, ip: &str, labels: &[(&str, &str)]) -> Pro
         sds: false,
         sds_token_path: String::new(),
         agent_sds: false,
+        user_sds: false,
     }
 }
 

@@ -240,6 +240,24 @@ impl LocalMesh {
     pub fn gateway_ip(&self) -> String {
         self.gateway.split(':').next().unwrap_or_default().to_string()
     }
+
+    /// `curl https://HOST/PATH` to the ingress gateway's port 443 as the secure-gateway tasks
+    /// do it (`--resolve HOST:443:GATEWAY --cacert CA`, with a client certificate and key when
+    /// given): the status code and HTTP version, `000 HTTP/0` when the handshake fails.
+    pub fn https_through_gateway(&self, host: &str, path: &str, ca: &Path, client: Option<(&Path, &Path)>) -> String {
+        let resolve = format!("{host}:443:{}", self.gateway_ip());
+        let url = format!("https://{host}{path}");
+        let mut command = std::process::Command::new("curl");
+        command
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code} HTTP/%{http_version}", "--max-time", "5"])
+            .args(["--resolve", &resolve, "--cacert"])
+            .arg(ca);
+        if let Some((cert, key)) = client {
+            command.arg("--cert").arg(cert).arg("--key").arg(key);
+        }
+        let output = command.arg(url).output().expect("run curl");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
 }
 
 impl Drop for LocalMesh {

@@ -17,6 +17,12 @@
 //! setting, with mutual TLS required): the node agent signs every sidecar's certificate with
 //! the pod's token, Bookinfo works over mutual TLS, `/etc/certs` holds nothing, and `istioctl
 //! proxy-config secret` shows the `default` and `ROOTCA` secrets the proxy got over SDS.
+//! The same installation enables the ingress gateway's SDS agent
+//! (`values.gateways.istio-ingressgateway.sds.enabled=true`) for the task "Secure Gateways
+//! (SDS)": a Gateway whose server names `credentialName: httpbin-credential` serves the Secret's
+//! certificate; deleting the Secret and creating it again from a new CA changes the certificate
+//! the running gateway presents (no restart); a compound Secret with `cacert` makes MUTUAL
+//! refuse clients without a certificate.
 //!
 //! Rotation under load: with a workload certificate TTL of a few seconds, `hey` sends a steady
 //! rate of requests through the gateway to productpage and on to reviews and ratings, every
@@ -26,7 +32,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use e2e::local::{LocalMesh, Plane};
+use e2e::local::{sample, LocalMesh, Plane};
 use e2e::until;
 
 /// The plug-in CA files, made with openssl for pkg/pki's tests.
@@ -276,8 +282,182 @@ fn rotation_under_load(plane: Plane) {
     );
 }
 
+/// The SDS task's Gateway: HTTPS on 443 for `httpbin.example.com`, its certificate named by
+/// `credentialName`.
+fn credential_gateway(mode: &str) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1alpha3
+kind: Gateway
+metadata:
+  name: mygateway
+spec:
+  selector:
+    istio: ingressgateway # use istio default ingress gateway
+  servers:
+  - port:
+      number: 443
+      name: https
+      protocol: HTTPS
+    tls:
+      mode: {mode}
+      credentialName: \"httpbin-credential\" # must be the same as secret
+    hosts:
+    - \"httpbin.example.com\"
+"
+    )
+}
+
+const MYGATEWAY_VIRTUAL_SERVICE: &str = "apiVersion: networking.istio.io/v1alpha3
+kind: VirtualService
+metadata:
+  name: httpbin
+spec:
+  hosts:
+  - \"httpbin.example.com\"
+  gateways:
+  - mygateway
+  http:
+  - match:
+    - uri:
+        prefix: /status
+    - uri:
+        prefix: /delay
+    route:
+    - destination:
+        port:
+          number: 8000
+        host: httpbin
+";
+
+/// The row of secret `name` in `istioctl proxy-config secret` of the ingress gateway.
+fn gateway_secret_row(mesh: &LocalMesh, name: &str) -> Result<Vec<String>, String> {
+    let gateway = mesh
+        .pods()
+        .into_iter()
+        .find(|pod| pod["metadata"]["labels"]["istio"] == "ingressgateway")
+        .and_then(|pod| pod["metadata"]["name"].as_str().map(str::to_string))
+        .expect("the ingress gateway pod");
+    let (code, table, err) = mesh.istioctl(&["proxy-config", "secret", &format!("{gateway}.istio-system")]);
+    if code != 0 {
+        return Err(err);
+    }
+    table
+        .lines()
+        .find(|line| line.starts_with(&format!("{name} ")))
+        .map(|line| line.split_whitespace().map(str::to_string).collect())
+        .ok_or(table)
+}
+
+fn gateway_restarts(mesh: &LocalMesh) -> u64 {
+    let pod = mesh.pods().into_iter().find(|pod| pod["metadata"]["labels"]["istio"] == "ingressgateway");
+    let statuses = pod.as_ref().and_then(|pod| pod["status"]["containerStatuses"].as_array().cloned());
+    statuses.unwrap_or_default().iter().filter_map(|status| status["restartCount"].as_u64()).sum()
+}
+
+/// "Secure Gateways (SDS)": SIMPLE from `httpbin-credential`, the Secret replaced by one from a
+/// new CA, then MUTUAL with the client CA in the same Secret (`cacert`).
+fn secure_gateway_over_sds(mesh: &LocalMesh) {
+    mesh.apply(&sample("httpbin/httpbin.yaml"));
+    mesh.wait_ready("httpbin", "default", 1);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let create_credential = |ca: &e2e::certs::TestCa, prefix: &str, with_ca: bool| -> PathBuf {
+        let root = ca.write_root(dir.path(), &format!("{prefix}-example.com.crt"));
+        let server = ca.issue_files(dir.path(), &format!("{prefix}-httpbin"), &["httpbin.example.com"]);
+        let mut args = vec![
+            "x".to_string(),
+            "local".into(),
+            "create".into(),
+            "-n".into(),
+            "istio-system".into(),
+            "secret".into(),
+            "generic".into(),
+            "httpbin-credential".into(),
+            format!("--from-file=key={}", server.key.display()),
+            format!("--from-file=cert={}", server.cert.display()),
+        ];
+        if with_ca {
+            args.push(format!("--from-file=cacert={}", root.display()));
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, out, err) = mesh.istioctl(&args);
+        assert_eq!(code, 0, "{out}{err}");
+        root
+    };
+    let settle = |what: &str, ca: &Path, client: Option<(&Path, &Path)>, expected: &str| {
+        until(what, Duration::from_secs(60), || {
+            let got = mesh.https_through_gateway("httpbin.example.com", "/status/418", ca, client);
+            if got == expected {
+                Ok(())
+            } else {
+                Err(got)
+            }
+        });
+    };
+
+    let first_ca = e2e::certs::TestCa::new();
+    let first_root = create_credential(&first_ca, "first", false);
+    mesh.apply_yaml(&credential_gateway("SIMPLE"));
+    mesh.apply_yaml(MYGATEWAY_VIRTUAL_SERVICE);
+    settle("SIMPLE with the credential's certificate", &first_root, None, "418 HTTP/2");
+    let first = gateway_secret_row(mesh, "httpbin-credential").expect("the credential in the gateway");
+    assert_eq!(first[1..5], ["Cert", "Chain", "ACTIVE", "true"], "{first:?}");
+    let restarts = gateway_restarts(mesh);
+
+    // Rotation: delete the Secret and create it from a new CA.
+    mesh.delete_in("istio-system", "secrets", "httpbin-credential");
+    let second_ca = e2e::certs::TestCa::new();
+    let second_root = create_credential(&second_ca, "second", false);
+    settle("the new certificate, trusted by the new CA", &second_root, None, "418 HTTP/2");
+    assert_eq!(
+        mesh.https_through_gateway("httpbin.example.com", "/status/418", &first_root, None),
+        "000 HTTP/0",
+        "the old CA no longer verifies the gateway"
+    );
+    let second = gateway_secret_row(mesh, "httpbin-credential").expect("the rotated credential");
+    assert_ne!(first[5], second[5], "a new serial number: {first:?} {second:?}");
+    assert_eq!(gateway_restarts(mesh), restarts, "the gateway took the new certificate without a restart");
+
+    // Mutual TLS: the client CA comes with the Secret (`cacert`), as `httpbin-credential-cacert`.
+    mesh.delete_in("istio-system", "secrets", "httpbin-credential");
+    let third_ca = e2e::certs::TestCa::new();
+    let third_root = create_credential(&third_ca, "third", true);
+    let client = third_ca.issue_files(dir.path(), "httpbin-client", &["httpbin-client.example.com"]);
+    mesh.apply_yaml(&credential_gateway("MUTUAL"));
+    let client_pair = Some((client.cert.as_path(), client.key.as_path()));
+    settle("MUTUAL with a client certificate", &third_root, client_pair, "418 HTTP/2");
+    settle("MUTUAL without a client certificate", &third_root, None, "000 HTTP/0");
+    let ca_row = gateway_secret_row(mesh, "httpbin-credential-cacert").expect("the client CA in the gateway");
+    assert_eq!(ca_row[1..4], ["CA", "ACTIVE", "true"], "{ca_row:?}");
+
+    // A broken update is refused with the Secret's name and the gateway keeps serving.
+    mesh.apply_yaml(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: httpbin-credential\n  namespace: istio-system\ntype: Opaque\nstringData:\n  cert: not a certificate\n  key: not a key\n",
+    );
+    until("the gateway agent refuses the broken Secret", Duration::from_secs(30), || {
+        let (_, log, err) =
+            mesh.istioctl(&["x", "local", "logs", "istio-ingressgateway", "-n", "istio-system", "-c", "ingress-sds"]);
+        if log.contains("Secret httpbin-credential: data cert") {
+            Ok(())
+        } else {
+            Err(format!("{log}{err}"))
+        }
+    });
+    assert_eq!(
+        mesh.https_through_gateway("httpbin.example.com", "/status/418", &third_root, client_pair),
+        "418 HTTP/2",
+        "the last good certificate is still served"
+    );
+}
+
 fn identity_through_sds(plane: Plane) {
-    let mesh = LocalMesh::demo_with(plane, &["values.global.sds.enabled=true", "values.global.mtls.enabled=true"]);
+    let mesh = LocalMesh::demo_with(
+        plane,
+        &[
+            "values.global.sds.enabled=true",
+            "values.global.mtls.enabled=true",
+            "values.gateways.istio-ingressgateway.sds.enabled=true",
+        ],
+    );
     let (_, page) = mesh.page(None);
     assert!(page.contains("Book Details") && page.contains("Reviewer1"), "{page}");
     let pod = mesh
@@ -304,6 +484,7 @@ fn identity_through_sds(plane: Plane) {
     assert_eq!(default[1..5], ["Cert", "Chain", "ACTIVE", "true"], "{table}");
     assert_eq!(default.last().map(String::as_str), Some("spiffe://cluster.local/ns/default/sa/bookinfo-productpage"));
     assert_eq!(row("ROOTCA")[1..4], ["CA", "ACTIVE", "true"], "{table}");
+    secure_gateway_over_sds(&mesh);
 }
 
 #[test]

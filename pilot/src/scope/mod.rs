@@ -212,6 +212,7 @@ mod tests {
             sds: false,
             sds_token_path: String::new(),
             agent_sds: false,
+            user_sds: false,
         }
     }
 

@@ -5,7 +5,10 @@
 //! - plain HTTP: one chain, HCM with RDS `http.PORT` (`httpsRedirect` turns into `require_tls`
 //!   on that route's virtual hosts);
 //! - HTTPS with SIMPLE, MUTUAL or ISTIO_MUTUAL: TLS is terminated with the server's certificate
-//!   files, one chain per server matched by SNI, HCM with RDS `https.PORT.PORTNAME.GATEWAY.NS`;
+//!   files, one chain per server matched by SNI, HCM with RDS `https.PORT.PORTNAME.GATEWAY.NS`.
+//!   A gateway whose agent serves its namespace's Secrets (`USER_SDS=true`) takes a server's
+//!   `credentialName` over SDS instead: the secret of that name from
+//!   `unix:/var/run/ingress_gateway/sds`, and for MUTUAL the client CA `<credentialName>-cacert`;
 //! - HTTPS/TLS with PASSTHROUGH: chains matched by the SNI hosts of the bound VirtualServices'
 //!   `tls` routes, proxying the still-encrypted stream;
 //! - AUTO_PASSTHROUGH: `sni_cluster` picks the `outbound_.PORT_.SUBSET_.HOST` cluster named by
@@ -25,6 +28,7 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
 };
 use envoy_types::pb::google::protobuf::BoolValue;
 use istio_api::pb::istio::networking::v1alpha3 as net;
+use istio_xds::sds::{secret_from_gateway_agent, GATEWAY_CA_SUFFIX, GATEWAY_SDS_TARGET};
 use net::server::tls_options::{TlSmode, TlsProtocol};
 
 use super::listener::{
@@ -62,22 +66,75 @@ fn tls_version(version: i32) -> i32 {
     }
 }
 
-/// A terminating server that names its certificate only by `credentialName`.
-fn lacks_certificate(server: &net::Server) -> bool {
+/// Whether a server's certificate comes over SDS from the gateway's agent: it names a
+/// `credentialName` and the gateway has that agent (`user_sds`).
+fn credential_over_sds(tls: &net::server::TlsOptions, user_sds: bool) -> bool {
+    user_sds && !tls.credential_name.is_empty() && TlSmode::try_from(tls.mode).ok() != Some(TlSmode::IstioMutual)
+}
+
+/// A terminating server that names its certificate only by `credentialName`, on a gateway
+/// without an agent to serve it.
+fn lacks_certificate(server: &net::Server, user_sds: bool) -> bool {
     server.tls.as_ref().is_some_and(|tls| {
         TlSmode::try_from(tls.mode).ok() != Some(TlSmode::IstioMutual)
             && tls.server_certificate.is_empty()
             && !tls.credential_name.is_empty()
+            && !user_sds
     })
 }
 
+/// The peer checks a terminating server's options ask for.
+fn peer_checks(
+    tls: &net::server::TlsOptions,
+    trusted_ca: Option<envoy_types::pb::envoy::config::core::v3::DataSource>,
+) -> CertificateValidationContext {
+    CertificateValidationContext {
+        trusted_ca,
+        match_typed_subject_alt_names: tls.subject_alt_names.iter().map(|name| san_matcher(name)).collect(),
+        verify_certificate_spki: tls.verify_certificate_spki.clone(),
+        verify_certificate_hash: tls.verify_certificate_hash.clone(),
+        ..Default::default()
+    }
+}
+
+/// The certificate and peer checks of a server whose `credentialName` comes over SDS.
+fn credential_tls(tls: &net::server::TlsOptions, mode: TlSmode, alpn: Vec<String>) -> CommonTlsContext {
+    let mut common = CommonTlsContext {
+        alpn_protocols: alpn,
+        tls_certificate_sds_secret_configs: vec![secret_from_gateway_agent(&tls.credential_name, GATEWAY_SDS_TARGET)],
+        ..Default::default()
+    };
+    if mode == TlSmode::Mutual {
+        let ca_name = format!("{}{GATEWAY_CA_SUFFIX}", tls.credential_name);
+        common.validation_context_type = Some(common_tls_context::ValidationContextType::CombinedValidationContext(
+            common_tls_context::CombinedCertificateValidationContext {
+                default_validation_context: Some(peer_checks(tls, None)),
+                validation_context_sds_secret_config: Some(secret_from_gateway_agent(&ca_name, GATEWAY_SDS_TARGET)),
+                ..Default::default()
+            },
+        ));
+    } else if !tls.subject_alt_names.is_empty() {
+        common.validation_context_type =
+            Some(common_tls_context::ValidationContextType::ValidationContext(peer_checks(tls, None)));
+    }
+    common
+}
+
 /// The downstream TLS context of a terminating server; `alpn` is what it offers clients. For
-/// ISTIO_MUTUAL the gateway's own workload certificate is used (files, or SDS when `sds`).
-pub(crate) fn downstream_tls(tls: &net::server::TlsOptions, alpn: &[&str], certs: &CertSource) -> TransportSocket {
+/// ISTIO_MUTUAL the gateway's own workload certificate is used (files, or SDS when `sds`); a
+/// `credentialName` on a gateway with its own SDS agent (`user_sds`) comes from that agent.
+pub(crate) fn downstream_tls(
+    tls: &net::server::TlsOptions,
+    alpn: &[&str],
+    certs: &CertSource,
+    user_sds: bool,
+) -> TransportSocket {
     let mode = TlSmode::try_from(tls.mode).unwrap_or(TlSmode::Simple);
     let alpn: Vec<String> = alpn.iter().map(|p| (*p).to_string()).collect();
     let mut common = if mode == TlSmode::IstioMutual {
         istio_mutual_tls(alpn, certs, &[])
+    } else if credential_over_sds(tls, user_sds) {
+        credential_tls(tls, mode, alpn)
     } else {
         let mut common = CommonTlsContext { alpn_protocols: alpn, ..Default::default() };
         if let (Some(chain), Some(key)) = (file_source(&tls.server_certificate), file_source(&tls.private_key)) {
@@ -85,14 +142,9 @@ pub(crate) fn downstream_tls(tls: &net::server::TlsOptions, alpn: &[&str], certs
                 vec![TlsCertificate { certificate_chain: Some(chain), private_key: Some(key), ..Default::default() }];
         }
         if mode == TlSmode::Mutual {
-            common.validation_context_type =
-                Some(common_tls_context::ValidationContextType::ValidationContext(CertificateValidationContext {
-                    trusted_ca: file_source(&tls.ca_certificates),
-                    match_typed_subject_alt_names: tls.subject_alt_names.iter().map(|name| san_matcher(name)).collect(),
-                    verify_certificate_spki: tls.verify_certificate_spki.clone(),
-                    verify_certificate_hash: tls.verify_certificate_hash.clone(),
-                    ..Default::default()
-                }));
+            common.validation_context_type = Some(common_tls_context::ValidationContextType::ValidationContext(
+                peer_checks(tls, file_source(&tls.ca_certificates)),
+            ));
         }
         common
     };
@@ -163,11 +215,14 @@ pub(crate) fn gateway_listeners(push: &PushContext, proxy: &Proxy) -> Vec<Listen
         for (gateway, server) in &servers {
             match server_mode(server) {
                 ServerMode::PlainHttp => plain_http = true,
-                ServerMode::TerminatedHttps | ServerMode::TerminatedTcp if lacks_certificate(server) => {
+                ServerMode::TerminatedHttps | ServerMode::TerminatedTcp
+                    if lacks_certificate(server, proxy.user_sds) =>
+                {
                     tracing::warn!(
                         gateway = %gateway.key(),
                         port,
-                        "server uses credentialName (certificates over SDS from the gateway agent), which is not served; skipped"
+                        proxy = %proxy.id,
+                        "server names its certificate only by credentialName, and this gateway has no SDS agent for it (USER_SDS); skipped"
                     );
                 }
                 ServerMode::TerminatedHttps => {
@@ -177,7 +232,7 @@ pub(crate) fn gateway_listeners(push: &PushContext, proxy: &Proxy) -> Vec<Listen
                             server_names: server_names(server),
                             ..Default::default()
                         }),
-                        transport_socket: Some(downstream_tls(tls, &["h2", "http/1.1"], &certs)),
+                        transport_socket: Some(downstream_tls(tls, &["h2", "http/1.1"], &certs, proxy.user_sds)),
                         filters: vec![connection_manager(&stat_prefix, rds(&https_route_name(gateway, server)))],
                         ..Default::default()
                     });
@@ -190,7 +245,7 @@ pub(crate) fn gateway_listeners(push: &PushContext, proxy: &Proxy) -> Vec<Listen
                             server_names: server_names(server),
                             ..Default::default()
                         }),
-                        transport_socket: Some(downstream_tls(tls, &[], &certs)),
+                        transport_socket: Some(downstream_tls(tls, &[], &certs, proxy.user_sds)),
                         filters: vec![tcp_proxy_filter(&stat_prefix, &clusters)],
                         ..Default::default()
                     });
@@ -273,6 +328,13 @@ fn server_tcp_destinations(
 
 #[cfg(test)]
 mod tests {
+    use envoy_types::pb::envoy::config::core::v3::{api_config_source, config_source, grpc_service};
+    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::SdsSecretConfig;
+    use prost::Message;
+    use serde_json::json;
+
+    use crate::node::ProxyKind;
+
     use super::*;
 
     #[test]
@@ -300,5 +362,104 @@ mod tests {
             .collect();
         assert_eq!(names, vec![vec!["a.com".to_string(), "b.com".to_string()], vec!["c.com".to_string()], vec![]]);
         assert!(kept[2].filter_chain_match.is_none(), "`*` matches anything: no match at all");
+    }
+
+    fn gateway_with(mode: &str, extra: serde_json::Value) -> Named<net::Gateway> {
+        let mut tls = json!({"mode": mode, "credentialName": "httpbin-credential"});
+        if let (Some(tls), Some(extra)) = (tls.as_object_mut(), extra.as_object()) {
+            tls.extend(extra.clone());
+        }
+        let spec = json!({
+            "selector": {"istio": "ingressgateway"},
+            "servers": [{
+                "port": {"number": 443, "name": "https", "protocol": "HTTPS"},
+                "tls": tls,
+                "hosts": ["httpbin.example.com"]
+            }]
+        });
+        Named {
+            name: "mygateway".into(),
+            namespace: "istio-system".into(),
+            spec: istio_api::json::decode("istio.networking.v1alpha3.Gateway", &spec).expect("gateway"),
+        }
+    }
+
+    fn ingress(user_sds: bool) -> Proxy {
+        let mut proxy = crate::testing::sidecar("istio-system", "10.1.0.90", &[("istio", "ingressgateway")]);
+        proxy.kind = ProxyKind::Router;
+        proxy.user_sds = user_sds;
+        proxy
+    }
+
+    fn downstream(listeners: &[Listener]) -> DownstreamTlsContext {
+        let listener = listeners.iter().find(|l| l.name == "0.0.0.0_443").expect("listener on 443");
+        let socket = listener.filter_chains[0].transport_socket.as_ref().expect("TLS");
+        let Some(transport_socket::ConfigType::TypedConfig(any)) = &socket.config_type else { panic!("typed") };
+        DownstreamTlsContext::decode(any.value.as_slice()).expect("a DownstreamTlsContext")
+    }
+
+    /// The secret's name and the target of its Google gRPC source.
+    fn sds_target(config: &SdsSecretConfig) -> (String, String) {
+        let Some(config_source::ConfigSourceSpecifier::ApiConfigSource(api)) =
+            config.sds_config.as_ref().and_then(|source| source.config_source_specifier.clone())
+        else {
+            panic!("an API config source")
+        };
+        assert_eq!(api.api_type, api_config_source::ApiType::Grpc as i32);
+        let Some(grpc_service::TargetSpecifier::GoogleGrpc(google)) = api.grpc_services[0].target_specifier.clone()
+        else {
+            panic!("Google gRPC")
+        };
+        assert!(google.call_credentials.is_empty(), "the gateway's own socket needs no token");
+        (config.name.clone(), google.target_uri)
+    }
+
+    #[test]
+    fn credential_name_comes_from_the_gateway_agent_when_the_gateway_has_one() {
+        let mut push = crate::testing::push(Vec::new(), Vec::new());
+        push.gateways = vec![gateway_with("SIMPLE", json!({}))];
+        let context = downstream(&gateway_listeners(&push, &ingress(true)));
+        let common = context.common_tls_context.expect("common");
+        assert!(common.tls_certificates.is_empty());
+        assert_eq!(
+            sds_target(&common.tls_certificate_sds_secret_configs[0]),
+            ("httpbin-credential".to_string(), "unix:/var/run/ingress_gateway/sds".to_string())
+        );
+        assert_eq!(common.validation_context_type, None);
+        assert_eq!(context.require_client_certificate, Some(BoolValue { value: false }));
+
+        // Without the agent the server cannot be served; no listener is made for it.
+        assert!(gateway_listeners(&push, &ingress(false)).is_empty());
+    }
+
+    #[test]
+    fn mutual_adds_the_client_ca_secret_and_keeps_the_san_checks() {
+        let mut push = crate::testing::push(Vec::new(), Vec::new());
+        push.gateways = vec![gateway_with("MUTUAL", json!({"subjectAltNames": ["client.example.com"]}))];
+        let context = downstream(&gateway_listeners(&push, &ingress(true)));
+        assert_eq!(context.require_client_certificate, Some(BoolValue { value: true }));
+        let common = context.common_tls_context.expect("common");
+        let Some(common_tls_context::ValidationContextType::CombinedValidationContext(combined)) =
+            common.validation_context_type
+        else {
+            panic!("a combined validation context")
+        };
+        let ca = combined.validation_context_sds_secret_config.expect("CA over SDS");
+        assert_eq!(sds_target(&ca).0, "httpbin-credential-cacert");
+        let defaults = combined.default_validation_context.expect("default context");
+        assert_eq!(defaults.match_typed_subject_alt_names.len(), 1);
+        assert_eq!(defaults.trusted_ca, None);
+    }
+
+    #[test]
+    fn a_simple_server_with_sans_checks_them_without_a_ca_secret() {
+        let mut push = crate::testing::push(Vec::new(), Vec::new());
+        push.gateways = vec![gateway_with("SIMPLE", json!({"subjectAltNames": ["client.example.com"]}))];
+        let common = downstream(&gateway_listeners(&push, &ingress(true))).common_tls_context.expect("common");
+        assert!(matches!(
+            common.validation_context_type,
+            Some(common_tls_context::ValidationContextType::ValidationContext(ref context))
+                if context.match_typed_subject_alt_names.len() == 1
+        ));
     }
 }

@@ -74,9 +74,10 @@ pub(crate) fn generate(push: &PushContext, proxy: &Proxy, type_url: &str, names:
             match proxy.kind {
                 ProxyKind::Router => push
                     .cache
-                    .get_or_generate(format!("lds|router|{}|{}|{filter_key}", label_key(proxy), scope.key), || {
-                        patched(listeners(push, proxy))
-                    })
+                    .get_or_generate(
+                        format!("lds|router|{}|{}|{}|{filter_key}", label_key(proxy), scope.key, proxy.user_sds),
+                        || patched(listeners(push, proxy)),
+                    )
                     .as_ref()
                     .clone(),
                 ProxyKind::Sidecar => {

@@ -7,14 +7,17 @@
 //! - [`files`]: a source that follows a `/etc/certs`-style directory, so a stock Envoy gets a
 //!   rotated certificate over SDS instead of by a restart.
 //!
-//! A caller's secrets come from a [`SecretProvider`]: one for every caller (files), or one per
-//! caller identity (the node agent, which signs a certificate for each).
+//! A caller's secrets come from a [`SecretProvider`]: one for every caller (files), one per
+//! caller identity (the node agent, which signs a certificate for each), or the gateways'
+//! named certificates ([`gateway`]: `credentialName` Secrets, as 1.4's ingress-gateway agent).
 
 pub mod files;
+pub mod gateway;
 pub mod server;
 
 use std::sync::Arc;
 
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use istio_pki::files::KeyCertBundle;
 use tokio::sync::watch;
 
@@ -31,23 +34,46 @@ pub struct WorkloadSecrets {
     pub version: u64,
 }
 
+/// Secrets served together, by name.
+pub trait SecretSet: Send + Sync + 'static {
+    /// The secret `name`, if this set has it.
+    fn secret(&self, name: &str) -> Option<Secret>;
+    /// The set's version; grows with every change.
+    fn version(&self) -> u64;
+}
+
+impl SecretSet for WorkloadSecrets {
+    fn secret(&self, name: &str) -> Option<Secret> {
+        server::workload_secret(name, self)
+    }
+
+    fn version(&self) -> u64 {
+        self.version
+    }
+}
+
 /// The current secrets (`None` until there are any), following every change.
-pub type SecretsWatch = watch::Receiver<Option<Arc<WorkloadSecrets>>>;
+pub type Watch<S> = watch::Receiver<Option<Arc<S>>>;
+
+/// A workload's secrets, following every change.
+pub type SecretsWatch = Watch<WorkloadSecrets>;
 
 /// Where a caller's secrets come from.
 #[tonic::async_trait]
 pub trait SecretProvider: Send + Sync + 'static {
+    type Set: SecretSet;
     /// The secrets for the caller whose request carries `metadata`, or why it gets none.
-    async fn secrets_for(&self, metadata: &tonic::metadata::MetadataMap) -> Result<SecretsWatch, tonic::Status>;
+    async fn secrets_for(&self, metadata: &tonic::metadata::MetadataMap) -> Result<Watch<Self::Set>, tonic::Status>;
 }
 
 /// The same secrets for every caller.
 #[derive(Debug, Clone)]
-pub struct SharedSecrets(pub SecretsWatch);
+pub struct SharedSecrets<S>(pub Watch<S>);
 
 #[tonic::async_trait]
-impl SecretProvider for SharedSecrets {
-    async fn secrets_for(&self, _metadata: &tonic::metadata::MetadataMap) -> Result<SecretsWatch, tonic::Status> {
+impl<S: SecretSet> SecretProvider for SharedSecrets<S> {
+    type Set = S;
+    async fn secrets_for(&self, _metadata: &tonic::metadata::MetadataMap) -> Result<Watch<S>, tonic::Status> {
         Ok(self.0.clone())
     }
 }

@@ -1,7 +1,7 @@
 //! The SDS gRPC server on a Unix socket. Each `StreamSecrets` stream names the secrets it wants
-//! (`default`, `ROOTCA`); the server answers once the caller's certificates exist and again at
-//! every new version, and ignores acknowledgements of what it sent. Names it does not serve are
-//! left unanswered, as a missing secret is in Envoy. `FetchSecrets` answers once with what there
+//! (`default`, `ROOTCA`, a gateway's credential); the server answers once any of them exists and
+//! again whenever what they hold changes, and ignores acknowledgements of what it sent. Names it
+//! does not serve (yet) are left unanswered, as a missing secret is in Envoy. `FetchSecrets` answers once with what there
 //! is; delta streams are not offered (Envoy asks for state-of-the-world SDS).
 
 use std::path::{Path, PathBuf};
@@ -26,7 +26,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::{SecretProvider, WorkloadSecrets, ROOT_SECRET, WORKLOAD_SECRET};
+use crate::{SecretProvider, SecretSet, WorkloadSecrets, ROOT_SECRET, WORKLOAD_SECRET};
 
 /// Why the server cannot listen.
 #[derive(Debug, thiserror::Error)]
@@ -76,8 +76,8 @@ pub async fn serve_unix<P: SecretProvider>(
     }))
 }
 
-/// The secret `name` from `secrets`, if it is one this server has.
-pub fn secret(name: &str, secrets: &WorkloadSecrets) -> Option<Secret> {
+/// The workload secret `name` (`default` or `ROOTCA`) from `secrets`.
+pub fn workload_secret(name: &str, secrets: &WorkloadSecrets) -> Option<Secret> {
     let inline = |bytes: &[u8]| DataSource {
         specifier: Some(data_source::Specifier::InlineBytes(bytes.to_vec())),
         ..Default::default()
@@ -97,20 +97,24 @@ pub fn secret(name: &str, secrets: &WorkloadSecrets) -> Option<Secret> {
     Some(Secret { name: name.to_string(), r#type: Some(kind) })
 }
 
-/// A response with the secrets of `names` this server has; `None` if it has none of them.
-fn response(names: &[String], secrets: &WorkloadSecrets, nonce: u64) -> Option<DiscoveryResponse> {
-    let resources: Vec<Any> = names
+/// The secrets of `names` that `secrets` has, encoded.
+fn resources(names: &[String], secrets: &impl SecretSet) -> Vec<Any> {
+    names
         .iter()
-        .filter_map(|name| secret(name, secrets))
+        .filter_map(|name| secrets.secret(name))
         .map(|secret| Any { type_url: type_url::SECRET.to_string(), value: secret.encode_to_vec() })
-        .collect();
-    (!resources.is_empty()).then(|| DiscoveryResponse {
-        version_info: secrets.version.to_string(),
+        .collect()
+}
+
+/// A response carrying `resources`, at the set's version.
+fn response(resources: Vec<Any>, secrets: &impl SecretSet, nonce: u64) -> DiscoveryResponse {
+    DiscoveryResponse {
+        version_info: secrets.version().to_string(),
         resources,
         type_url: type_url::SECRET.to_string(),
         nonce: nonce.to_string(),
         ..Default::default()
-    })
+    }
 }
 
 type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
@@ -136,8 +140,8 @@ impl<P: SecretProvider> SecretDiscoveryService for SdsService<P> {
         let (sender, receiver) = mpsc::channel(4);
         tokio::spawn(async move {
             let mut names: Vec<String> = Vec::new();
-            // The version last sent for `names`.
-            let mut sent: Option<u64> = None;
+            // What was last sent for `names`; a change elsewhere in the set is not re-sent.
+            let mut sent: Option<Vec<Any>> = None;
             let mut nonce = 0;
             loop {
                 tokio::select! {
@@ -157,14 +161,16 @@ impl<P: SecretProvider> SecretDiscoveryService for SdsService<P> {
                     () = sender.closed() => return,
                 }
                 let current = secrets.borrow_and_update().clone();
-                let Some(current) = current.filter(|current| sent != Some(current.version)) else { continue };
-                nonce += 1;
-                if let Some(response) = response(&names, &current, nonce) {
-                    if sender.send(Ok(response)).await.is_err() {
-                        return;
-                    }
-                    sent = Some(current.version);
+                let Some(current) = current else { continue };
+                let found = resources(&names, current.as_ref());
+                if found.is_empty() || sent.as_ref() == Some(&found) {
+                    continue;
                 }
+                nonce += 1;
+                if sender.send(Ok(response(found.clone(), current.as_ref(), nonce))).await.is_err() {
+                    return;
+                }
+                sent = Some(found);
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
@@ -173,10 +179,13 @@ impl<P: SecretProvider> SecretDiscoveryService for SdsService<P> {
     async fn fetch_secrets(&self, request: Request<DiscoveryRequest>) -> Result<Response<DiscoveryResponse>, Status> {
         let secrets = self.provider.secrets_for(request.metadata()).await?;
         let current = secrets.borrow().clone();
-        let current = current.ok_or_else(|| Status::unavailable("no workload certificate yet"))?;
-        response(&request.get_ref().resource_names, &current, 1)
-            .map(Response::new)
-            .ok_or_else(|| Status::not_found(format!("no secret among {:?}", request.get_ref().resource_names)))
+        let current = current.ok_or_else(|| Status::unavailable("no secrets yet"))?;
+        let names = &request.get_ref().resource_names;
+        let found = resources(names, current.as_ref());
+        if found.is_empty() {
+            return Err(Status::not_found(format!("no secret among {names:?}")));
+        }
+        Ok(Response::new(response(found, current.as_ref(), 1)))
     }
 }
 

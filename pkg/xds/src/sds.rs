@@ -21,6 +21,10 @@ pub const TOKEN_HEADER: &str = "istio_sds_credentials_header-bin";
 pub const TOKEN_PATH: &str = "/var/run/secrets/tokens/istio-token";
 /// The stat prefix of the node agent's gRPC client.
 pub const STAT_PREFIX: &str = "sdsstat";
+/// Where a gateway's own agent (1.4's `ingress-sds` container) serves its namespace's Secrets.
+pub const GATEWAY_SDS_TARGET: &str = "unix:/var/run/ingress_gateway/sds";
+/// The suffix of the secret holding a gateway credential's client CA (`<credentialName>-cacert`).
+pub const GATEWAY_CA_SUFFIX: &str = "-cacert";
 
 /// gRPC's default `:authority` for a `unix:` target is the percent-encoded path, which HTTP/2
 /// servers that check authorities (the node agent's) refuse; `localhost` is what later gRPC
@@ -75,6 +79,20 @@ pub fn secret_from_node_agent(name: &str, target: &str, token_path: &str) -> Sds
     SdsSecretConfig { name: name.to_string(), sds_config: Some(source) }
 }
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::SdsSecretConfig;
+
+/// The SDS secret `name` (a Gateway server's `credentialName`) from the gateway's own agent at
+/// `target`, as 1.4 wrote it: Google gRPC without credentials (the socket is the pod's own),
+/// plus the channel argument of [`local_authority`].
+pub fn secret_from_gateway_agent(name: &str, target: &str) -> SdsSecretConfig {
+    let google_grpc = grpc_service::GoogleGrpc {
+        target_uri: target.to_string(),
+        stat_prefix: STAT_PREFIX.to_string(),
+        channel_args: Some(local_authority()),
+        ..Default::default()
+    };
+    let source = grpc_source(grpc_service::TargetSpecifier::GoogleGrpc(google_grpc));
+    SdsSecretConfig { name: name.to_string(), sds_config: Some(source) }
+}
 
 /// The SDS secret `name`, fetched (xDS v3 over gRPC) from the servers of the cluster `cluster`.
 pub fn secret_from_cluster(name: &str, cluster: &str) -> SdsSecretConfig {

@@ -186,22 +186,15 @@ impl Plan {
         self.values()["global"]["proxy"]["envoyBinary"].as_str().filter(|path| !path.is_empty()).map(PathBuf::from)
     }
 
-    /// The gateway manifests this installation applies.
-    pub fn gateway_manifests(&self) -> Vec<String> {
+    /// The gateway manifests this installation applies, rendered with its values (see
+    /// [`crate::gateways`]).
+    pub fn gateway_manifests(&self) -> anyhow::Result<Vec<String>> {
+        let envoy = self.envoy_binary().map(|_| ENVOY_PATH);
+        let values = crate::gateways::GatewayValues { envoy_path: envoy, gateways: Some(&self.values()["gateways"]) };
         GATEWAYS
             .iter()
             .filter(|(path, _)| self.enabled(path))
-            .map(|(_, text)| {
-                if self.envoy_binary().is_some() {
-                    // The gateway charts' agents take `--binaryPath` like the sidecars'.
-                    text.replace(
-                        "        - proxy\n        - router\n",
-                        &format!("        - proxy\n        - router\n        - --binaryPath\n        - {ENVOY_PATH}\n"),
-                    )
-                } else {
-                    (*text).to_string()
-                }
-            })
+            .map(|(path, text)| crate::gateways::render(text, path, &values))
             .collect()
     }
 
@@ -448,7 +441,7 @@ mod tests {
     fn the_demo_runs_every_component_and_both_gateways() {
         let plan = Plan::new(&["profile=demo".into()]).expect("demo");
         assert_eq!(plan.components(), vec![CITADEL, GALLEY, PILOT, INJECTOR]);
-        assert_eq!(plan.gateway_manifests().len(), 2);
+        assert_eq!(plan.gateway_manifests().expect("gateways").len(), 2);
         let mesh = plan.mesh_config();
         assert_eq!(mesh["accessLogFile"], "/dev/stdout");
         assert_eq!(mesh["configSources"][0]["address"], "10.44.0.11:9901");

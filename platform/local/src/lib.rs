@@ -4,7 +4,8 @@
 //! host processes on their own bridge addresses, and every pod as a network namespace with
 //! its own IP, `/etc/hosts`, volumes, init containers and containers as processes. Pods are
 //! injected by calling the sidecar injector's webhook and Istio objects are validated by
-//! Galley's, as the API server does. `istioctl` drives it.
+//! Galley's, as the API server does. `istioctl` drives it. Containers find the store, where
+//! Kubernetes would give them the API server's address, in `ISTIO_LOCAL_STORE`.
 
 pub(crate) mod admission;
 pub mod container;
@@ -12,6 +13,7 @@ pub mod controller;
 pub mod create;
 pub(crate) mod dns;
 pub(crate) mod egress;
+pub(crate) mod gateways;
 pub mod images;
 pub mod install;
 pub mod kubectl;

@@ -469,6 +469,10 @@ fn forget_pid(context: &PodContext, inputs: &PodInputs, container: &str) {
     let _ = std::fs::remove_file(context.layout.pids().join(pid_file_name(inputs, container)));
 }
 
+/// The variable that tells a container where the store is (as Kubernetes tells it where the
+/// API server is).
+pub(crate) const STORE_ENV: &str = "ISTIO_LOCAL_STORE";
+
 /// Writes the launcher's spec for one container and returns its path.
 fn container_spec(
     context: &PodContext,
@@ -485,6 +489,8 @@ fn container_spec(
         ("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()),
         ("HOSTNAME".into(), pod.name().into()),
         ("HOME".into(), "/root".into()),
+        // The API server of this platform, for programs that read objects (a gateway's SDS agent).
+        (STORE_ENV.into(), context.layout.store().display().to_string()),
     ];
     env.extend(launch.env.iter().map(|(k, v)| (k.clone(), v.clone())));
     env.extend(inputs.service_env.iter().cloned());

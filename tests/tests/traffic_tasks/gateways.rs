@@ -137,30 +137,9 @@ pub(crate) fn secure_gateway(mesh: &LocalMesh) {
     mounted("/etc/istio/ingressgateway-certs", "tls.key");
     mesh.apply_yaml(&secure_httpbin_gateway("SIMPLE"));
     mesh.apply_yaml(HTTPBIN_VIRTUAL_SERVICE);
-    let gateway_ip = mesh.gateway_ip();
     let curl = |client_cert: bool| {
-        let resolve = format!("httpbin.example.com:443:{gateway_ip}");
-        let ca_chain = path(&ca_chain);
-        let (cert, key) = (path(&client.cert), path(&client.key));
-        let mut args = vec![
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code} HTTP/%{http_version}",
-            "--max-time",
-            "5",
-            "--resolve",
-            &resolve,
-            "--cacert",
-            &ca_chain,
-        ];
-        if client_cert {
-            args.extend(["--cert", &cert, "--key", &key]);
-        }
-        args.push("https://httpbin.example.com/status/418");
-        let output = std::process::Command::new("curl").args(&args).output().expect("run curl");
-        String::from_utf8_lossy(&output.stdout).into_owned()
+        let client = client_cert.then_some((client.cert.as_path(), client.key.as_path()));
+        mesh.https_through_gateway("httpbin.example.com", "/status/418", &ca_chain, client)
     };
     let settle = |client_cert: bool, expected: &str, what: &str| {
         until(what, Duration::from_secs(60), || expect(curl(client_cert).as_str(), expected));
