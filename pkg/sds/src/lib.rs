@@ -17,7 +17,10 @@ pub mod server;
 
 use std::sync::Arc;
 
-use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
+use envoy_types::pb::envoy::config::core::v3::{data_source, DataSource};
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+    secret, CertificateValidationContext, Secret, TlsCertificate,
+};
 use istio_pki::files::KeyCertBundle;
 use tokio::sync::watch;
 
@@ -43,8 +46,25 @@ pub trait SecretSet: Send + Sync + 'static {
 }
 
 impl SecretSet for WorkloadSecrets {
+    /// `default` (the chain and key) or `ROOTCA` (the root).
     fn secret(&self, name: &str) -> Option<Secret> {
-        server::workload_secret(name, self)
+        let inline = |bytes: &[u8]| DataSource {
+            specifier: Some(data_source::Specifier::InlineBytes(bytes.to_vec())),
+            ..Default::default()
+        };
+        let kind = match name {
+            WORKLOAD_SECRET => secret::Type::TlsCertificate(TlsCertificate {
+                certificate_chain: Some(inline(&self.bundle.cert_chain_pem)),
+                private_key: Some(inline(&self.bundle.key_pem)),
+                ..Default::default()
+            }),
+            ROOT_SECRET => secret::Type::ValidationContext(CertificateValidationContext {
+                trusted_ca: Some(inline(&self.bundle.root_cert_pem)),
+                ..Default::default()
+            }),
+            _ => return None,
+        };
+        Some(Secret { name: name.to_string(), r#type: Some(kind) })
     }
 
     fn version(&self) -> u64 {

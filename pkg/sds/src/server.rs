@@ -8,10 +8,6 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 
-use envoy_types::pb::envoy::config::core::v3::{data_source, DataSource};
-use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
-    secret, CertificateValidationContext, Secret, TlsCertificate,
-};
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
 };
@@ -26,7 +22,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::{SecretProvider, SecretSet, WorkloadSecrets, ROOT_SECRET, WORKLOAD_SECRET};
+use crate::{SecretProvider, SecretSet};
 
 /// Why the server cannot listen.
 #[derive(Debug, thiserror::Error)]
@@ -74,27 +70,6 @@ pub async fn serve_unix<P: SecretProvider>(
             tracing::error!("SDS server on {shown}: {error}");
         }
     }))
-}
-
-/// The workload secret `name` (`default` or `ROOTCA`) from `secrets`.
-pub fn workload_secret(name: &str, secrets: &WorkloadSecrets) -> Option<Secret> {
-    let inline = |bytes: &[u8]| DataSource {
-        specifier: Some(data_source::Specifier::InlineBytes(bytes.to_vec())),
-        ..Default::default()
-    };
-    let kind = match name {
-        WORKLOAD_SECRET => secret::Type::TlsCertificate(TlsCertificate {
-            certificate_chain: Some(inline(&secrets.bundle.cert_chain_pem)),
-            private_key: Some(inline(&secrets.bundle.key_pem)),
-            ..Default::default()
-        }),
-        ROOT_SECRET => secret::Type::ValidationContext(CertificateValidationContext {
-            trusted_ca: Some(inline(&secrets.bundle.root_cert_pem)),
-            ..Default::default()
-        }),
-        _ => return None,
-    };
-    Some(Secret { name: name.to_string(), r#type: Some(kind) })
 }
 
 /// The secrets of `names` that `secrets` has, encoded.
@@ -193,6 +168,7 @@ impl<P: SecretProvider> SecretDiscoveryService for SdsService<P> {
 mod tests {
     use std::time::Duration;
 
+    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{secret, Secret};
     use envoy_types::pb::envoy::service::secret::v3::secret_discovery_service_client::SecretDiscoveryServiceClient;
     use hyper_util::rt::TokioIo;
     use istio_pki::ca::{CertificateAuthority, LeafRequest};
@@ -200,7 +176,7 @@ mod tests {
     use tokio::sync::watch;
 
     use super::*;
-    use crate::SharedSecrets;
+    use crate::{SharedSecrets, WorkloadSecrets};
 
     fn secrets(ca: &CertificateAuthority, version: u64) -> Option<Arc<WorkloadSecrets>> {
         let issued = ca.issue(&LeafRequest::for_names(["spiffe://cluster.local/ns/foo/sa/sleep"])).expect("leaf");
