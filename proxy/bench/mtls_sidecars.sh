@@ -8,6 +8,8 @@
 # per proxy.
 #
 #   proxy/bench/mtls_sidecars.sh             # builds the release proxy, installs hey/nginx
+#   PERF_DIR=/tmp/p proxy/bench/mtls_sidecars.sh   # also records a CPU profile of our two
+#                                                  # proxies while measured (perf; skews CPU)
 #
 # Needs: cargo, the Envoy that ./test.sh installs, openssl, and (installed if missing, as root)
 # Debian's hey, wrk and nginx.
@@ -148,7 +150,14 @@ pair() {
     hey -z 2s -c 16 -q 63 "$url" >/dev/null   # warm up: connections and handshakes
     local client_before server_before result total p50 p90 p99
     client_before=$(cpu_ticks "$client"); server_before=$(cpu_ticks "$server")
+    local profiler=""
+    if [ -n "${PERF_DIR:-}" ] && [ "$1" = ours ]; then
+        mkdir -p "$PERF_DIR"
+        perf record -F 999 -g -o "$PERF_DIR/ours.data" -p "$client,$server" >/dev/null 2>&1 &
+        profiler=$!
+    fi
     result=$(hey_at_1000 "$url")   # exits the script when a request fails
+    if [ -n "$profiler" ]; then kill -INT "$profiler"; wait "$profiler" || true; fi
     read -r total p50 p90 p99 <<<"$result"
     local hz client_ticks server_ticks
     hz=$(getconf CLK_TCK)

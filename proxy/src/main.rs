@@ -43,10 +43,10 @@ fn main() {
         Command::Router(args) => run_agent(Role::Router, *args),
         Command::Run(args) => {
             istio_runtime::init_logging(false);
-            runtime(args.concurrency).and_then(|runtime| runtime.block_on(proxy::run::run(&args)))
+            runtime().and_then(|runtime| runtime.block_on(proxy::run::run(&args)))
         }
         Command::Request(args) => {
-            runtime(1).and_then(|runtime| runtime.block_on(proxy::request::run(&args))).map(|body| {
+            runtime().and_then(|runtime| runtime.block_on(proxy::request::run(&args))).map(|body| {
                 print!("{body}");
             })
         }
@@ -61,15 +61,11 @@ fn run_agent(role: Role, args: AgentArgs) -> anyhow::Result<()> {
         std::env::set_var("RUST_LOG", proxy::agent::log_filter(&args.log_output_level));
     }
     istio_runtime::init_logging(false);
-    // `--concurrency` sizes the built-in data plane's worker pool, as it sizes Envoy's.
-    runtime(args.concurrency)?.block_on(proxy::agent::run(role, args))
+    runtime()?.block_on(proxy::agent::run(role, args))
 }
 
-/// A runtime with `workers` threads (0: one per core).
-fn runtime(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if workers > 0 {
-        builder.worker_threads(workers);
-    }
-    Ok(builder.enable_all().build()?)
+/// The runtime of everything but traffic (the agent, xDS, SDS, the admin API): one thread.
+/// `--concurrency` sizes the built-in data plane's workers instead, as it sizes Envoy's.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?)
 }

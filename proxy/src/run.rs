@@ -42,7 +42,9 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
         read_bootstrap(&args.config_file).map_err(|e| format!("{e:#}"))
     })
     .map_err(anyhow::Error::msg)?;
-    let data_plane = DataPlane::start(bootstrap).await.with_context(|| format!("{}", args.config_file.display()))?;
+    let data_plane = DataPlane::start(bootstrap, args.concurrency)
+        .await
+        .with_context(|| format!("{}", args.config_file.display()))?;
     // The banner tests and scripts read to find the admin port.
     println!("proxy: admin on {}", data_plane.admin_address);
     let quit = data_plane.shared.clone();

@@ -131,7 +131,7 @@ async fn run_builtin(node: &NodeIdentity, args: &AgentArgs, shutdown: Arc<Shutdo
         istio_xds::json::message_from_json(&bootstrap).map_err(|error| format!("the generated bootstrap: {error}"))
     })
     .map_err(|error| anyhow!(error))?;
-    let data_plane = crate::dataplane::DataPlane::start(bootstrap).await?;
+    let data_plane = crate::dataplane::DataPlane::start(bootstrap, args.concurrency).await?;
     tracing::info!("data plane admin API on {}", data_plane.admin_address);
     let quit = data_plane.shared.clone();
     tokio::select! {

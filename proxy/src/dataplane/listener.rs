@@ -3,7 +3,8 @@
 //! hands captured connections to the listener owning that address (`use_original_dst`), runs
 //! the listener filters, picks the filter chain, terminates TLS if the chain says so, and
 //! starts the chain's HTTP connection manager or TCP proxy. Config updates swap the listener
-//! table; sockets of listeners whose address stays are kept.
+//! table; sockets of listeners whose address stays are kept. Each socket is served by an
+//! accept loop on every worker (`workers`), and a connection stays on the worker that took it.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -26,14 +27,19 @@ pub(crate) struct BindError {
     pub source: std::io::Error,
 }
 
-/// Owns the bound sockets: one accept loop per address, which serves whichever listener has
-/// that address in the context's current table (so renaming a listener keeps its socket).
-#[derive(Default)]
+/// Owns the bound sockets: per address, an accept loop on each worker, which serves whichever
+/// listener has that address in the context's current table (so renaming a listener keeps its
+/// socket).
 pub(crate) struct ListenerManager {
-    bound: Mutex<HashMap<SocketAddr, tokio::task::JoinHandle<()>>>,
+    workers: super::workers::Workers,
+    bound: Mutex<HashMap<SocketAddr, Vec<tokio::task::JoinHandle<()>>>>,
 }
 
 impl ListenerManager {
+    pub(crate) fn new(workers: super::workers::Workers) -> ListenerManager {
+        ListenerManager { workers, bound: Mutex::default() }
+    }
+
     /// Installs a new set of listeners: binds the new addresses first — if one cannot be bound,
     /// nothing changes and the error says which — then swaps the table and closes the
     /// addresses no listener has any more.
@@ -45,7 +51,7 @@ impl ListenerManager {
         let wanted: Vec<&Arc<ListenerConfig>> = listeners.iter().filter(|listener| listener.bind_to_port).collect();
         let already: std::collections::HashSet<SocketAddr> =
             istio_runtime::sync::lock(&self.bound).keys().copied().collect();
-        let mut opened: Vec<(SocketAddr, TcpListener)> = Vec::new();
+        let mut opened: Vec<(SocketAddr, std::net::TcpListener)> = Vec::new();
         for listener in &wanted {
             if already.contains(&listener.address) || opened.iter().any(|(address, _)| *address == listener.address) {
                 continue;
@@ -61,12 +67,24 @@ impl ListenerManager {
         context.listeners.store(Arc::new(ListenerTable::new(listeners, &context.stats)));
         let mut bound = istio_runtime::sync::lock(&self.bound);
         for (address, socket) in opened {
-            bound.insert(address, tokio::spawn(accept_loop(context.clone(), address, socket)));
+            let loops = self
+                .workers
+                .handles()
+                .iter()
+                .filter_map(|worker| match socket.try_clone() {
+                    Ok(socket) => Some(worker.spawn(accept_loop(context.clone(), address, socket))),
+                    Err(error) => {
+                        tracing::warn!("listener on {address}: a worker cannot share the socket: {error}");
+                        None
+                    }
+                })
+                .collect();
+            bound.insert(address, loops);
         }
-        bound.retain(|address, task| {
+        bound.retain(|address, tasks| {
             let stays = keep.contains(address);
             if !stays {
-                task.abort();
+                tasks.iter().for_each(tokio::task::JoinHandle::abort);
             }
             stays
         });
@@ -76,20 +94,31 @@ impl ListenerManager {
 
     /// Stops accepting new connections on every listener (draining).
     pub(crate) fn stop_accepting(&self) {
-        for (_, task) in istio_runtime::sync::lock(&self.bound).drain() {
-            task.abort();
+        for (_, tasks) in istio_runtime::sync::lock(&self.bound).drain() {
+            tasks.iter().for_each(tokio::task::JoinHandle::abort);
         }
     }
 }
 
-fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
+/// A listening socket, not yet tied to any runtime (each worker registers its own copy).
+fn bind(address: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     let socket = if address.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
     socket.set_reuseaddr(true)?;
     socket.bind(address)?;
-    socket.listen(1024)
+    let std_socket: std::net::TcpListener = socket.listen(1024)?.into_std()?;
+    std_socket.set_nonblocking(true)?;
+    Ok(std_socket)
 }
 
-async fn accept_loop(context: Arc<TrafficContext>, address: SocketAddr, socket: TcpListener) {
+/// Accepts on `socket` for as long as the task lives, on the worker it was spawned on.
+async fn accept_loop(context: Arc<TrafficContext>, address: SocketAddr, socket: std::net::TcpListener) {
+    let socket = match TcpListener::from_std(socket) {
+        Ok(socket) => socket,
+        Err(error) => {
+            tracing::warn!("listener on {address}: {error}");
+            return;
+        }
+    };
     loop {
         match socket.accept().await {
             Ok((stream, remote)) => {

@@ -27,6 +27,7 @@ pub(crate) mod tcp;
 pub(crate) mod tls;
 pub(crate) mod trace;
 pub(crate) mod upstream;
+pub(crate) mod workers;
 pub(crate) mod xds;
 pub(crate) mod xds_delta;
 
@@ -61,6 +62,8 @@ pub(crate) enum StartError {
     Admin(#[from] istio_runtime::listen::BindError),
     #[error(transparent)]
     Ads(#[from] ads::BootstrapError),
+    #[error("starting the workers: {0}")]
+    Workers(std::io::Error),
 }
 
 /// A running data plane.
@@ -71,13 +74,15 @@ pub(crate) struct DataPlane {
 }
 
 impl DataPlane {
-    /// Starts from a bootstrap: static resources, the admin API, and ADS if configured.
-    pub(crate) async fn start(bootstrap: Bootstrap) -> Result<DataPlane, StartError> {
+    /// Starts from a bootstrap: static resources, the admin API, and ADS if configured, with
+    /// `concurrency` workers serving traffic (0: one per core).
+    pub(crate) async fn start(bootstrap: Bootstrap, concurrency: usize) -> Result<DataPlane, StartError> {
+        let workers = workers::Workers::start(concurrency).map_err(StartError::Workers)?;
         let static_resources = bootstrap.static_resources.clone().unwrap_or_default();
         let traffic = Arc::new(TrafficContext::new(Stats::default(), trace::Tracer::from_bootstrap(&bootstrap)));
         let shared = Arc::new(Shared {
             traffic,
-            listeners: ListenerManager::default(),
+            listeners: ListenerManager::new(workers),
             state: Mutex::new(ServerState::PreInitializing),
             dump: Mutex::new(ConfigDump::default()),
             static_clusters: static_resources.clusters.iter().map(|cluster| cluster.name.clone()).collect(),
@@ -214,7 +219,7 @@ mod tests {
             static_resources: Some(StaticResources::default()),
             ..Default::default()
         };
-        DataPlane::start(bootstrap).await.expect("start")
+        DataPlane::start(bootstrap, 2).await.expect("start")
     }
 
     #[tokio::test]

@@ -47,6 +47,15 @@ pub(super) struct IdleConnection {
     pub(super) sender: http1::SendRequest<Body>,
     pub(super) served: u32,
     pub(super) since: Instant,
+    /// The worker whose runtime drives the connection.
+    pub(super) worker: Option<usize>,
+}
+
+/// An idle connection taken for a request.
+pub(super) struct TakenConnection {
+    pub(super) sender: http1::SendRequest<Body>,
+    pub(super) served: u32,
+    pub(super) worker: Option<usize>,
 }
 
 impl HostPool {
@@ -76,17 +85,22 @@ impl HostPool {
         self.sweeper_running.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_ok()
     }
 
+    /// Takes a live idle connection: one driven by `worker` when `worker_only`, else any
+    /// (the most recently returned first). Expired and dead ones met on the way are dropped.
     pub(super) fn take_idle(
         &self,
         idle_timeout: Option<std::time::Duration>,
-    ) -> Option<(http1::SendRequest<Body>, u32)> {
+        worker: Option<usize>,
+        worker_only: bool,
+    ) -> Option<TakenConnection> {
         let mut idle = istio_runtime::sync::lock(&self.idle);
-        while let Some(connection) = idle.pop() {
+        let usable = |connection: &IdleConnection| {
             let expired = idle_timeout.is_some_and(|timeout| connection.since.elapsed() >= timeout);
-            if !expired && connection.sender.is_ready() && !connection.sender.is_closed() {
-                return Some((connection.sender, connection.served));
-            }
-        }
-        None
+            !expired && connection.sender.is_ready() && !connection.sender.is_closed()
+        };
+        idle.retain(usable);
+        let position = idle.iter().rposition(|connection| !worker_only || connection.worker == worker)?;
+        let connection = idle.remove(position);
+        Some(TakenConnection { sender: connection.sender, served: connection.served, worker: connection.worker })
     }
 }

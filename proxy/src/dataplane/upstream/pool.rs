@@ -15,11 +15,12 @@ use tokio::net::{TcpSocket, TcpStream};
 
 use super::cluster::UpstreamCluster;
 use super::host::Host;
-use super::host_pool::IdleConnection;
 pub(crate) use super::host_pool::{BoxStream, PoolError};
+use super::host_pool::{IdleConnection, TakenConnection};
 use crate::dataplane::body::Body;
 use crate::dataplane::config::cluster::UpstreamTls;
 use crate::dataplane::stats::GaugeGuard;
+use crate::dataplane::workers::current_worker;
 
 /// Envoy's default idle timeout for upstream HTTP connections.
 const DEFAULT_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
@@ -72,11 +73,24 @@ async fn sweep_while_idle(host: std::sync::Weak<Host>, idle_timeout: std::time::
 
 /// A connection ready for one request.
 pub(crate) enum Lease {
-    Http1 { sender: http1::SendRequest<Body>, served: u32 },
+    /// An HTTP/1.1 connection, the requests it served, and the worker that drives it.
+    Http1 {
+        sender: http1::SendRequest<Body>,
+        served: u32,
+        worker: Option<usize>,
+    },
     Http2(http2::SendRequest<Body>),
 }
 
+impl From<TakenConnection> for Lease {
+    fn from(taken: TakenConnection) -> Lease {
+        Lease::Http1 { sender: taken.sender, served: taken.served, worker: taken.worker }
+    }
+}
+
 /// Gets a connection to `host`, waiting as a pending request if the pool is full, until `deadline`.
+/// As with Envoy's per-worker pools, a worker reuses the idle connections it drives and opens
+/// its own while the cluster's limits allow; only at the limit does it borrow another worker's.
 pub(crate) async fn checkout(
     cluster: &Arc<UpstreamCluster>,
     host: &Arc<Host>,
@@ -91,8 +105,9 @@ pub(crate) async fn checkout(
         let freed = cluster.connection_freed.notified();
         tokio::pin!(freed);
         freed.as_mut().enable();
-        if let Some((sender, served)) = host.pool.take_idle(cluster.config.idle_timeout) {
-            return Ok(Lease::Http1 { sender, served });
+        let worker = current_worker();
+        if let Some(taken) = host.pool.take_idle(cluster.config.idle_timeout, worker, true) {
+            return Ok(taken.into());
         }
         // From here the request waits for a connection: it is pending (Envoy counts requests
         // waiting for a new connection as pending too).
@@ -129,7 +144,10 @@ pub(crate) async fn checkout(
                 drop(opened);
                 watcher.connection_freed.notify_waiters();
             });
-            return Ok(Lease::Http1 { sender, served: 0 });
+            return Ok(Lease::Http1 { sender, served: 0, worker });
+        }
+        if let Some(taken) = host.pool.take_idle(cluster.config.idle_timeout, worker, false) {
+            return Ok(taken.into());
         }
         match deadline {
             Some(deadline) => {
@@ -184,7 +202,7 @@ impl Lease {
     ) -> Result<http::Response<hyper::body::Incoming>, hyper::Error> {
         match self {
             Lease::Http2(mut sender) => sender.send_request(request).await,
-            Lease::Http1 { mut sender, served } => {
+            Lease::Http1 { mut sender, served, worker } => {
                 let response = sender.send_request(request).await?;
                 let served = served + 1;
                 let reusable = cluster.config.max_requests_per_connection.is_none_or(|limit| served < limit)
@@ -196,7 +214,7 @@ impl Lease {
                         if sender.ready().await.is_err() {
                             return;
                         }
-                        let connection = IdleConnection { sender, served, since: Instant::now() };
+                        let connection = IdleConnection { sender, served, since: Instant::now(), worker };
                         put_idle(&host, connection, idle_timeout);
                         cluster.connection_freed.notify_waiters();
                     });
