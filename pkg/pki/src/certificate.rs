@@ -93,6 +93,33 @@ fn general_name_text(name: &GeneralName<'_>) -> Option<String> {
     }
 }
 
+/// The names a peer's certificate gives it, as Envoy's RBAC reads them: URI SANs, DNS SANs and
+/// the subject (RFC 2253 order reversed as x509-parser prints it, e.g. `O=cluster.local`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerNames {
+    pub uris: Vec<String>,
+    pub dns: Vec<String>,
+    pub subject: String,
+}
+
+/// The [`PeerNames`] of a DER certificate; empty if it is unreadable.
+pub fn peer_names(certificate: &CertificateDer<'_>) -> PeerNames {
+    let Ok((_, parsed)) = x509_parser::parse_x509_certificate(certificate.as_ref()) else {
+        return PeerNames::default();
+    };
+    let mut names = PeerNames { subject: parsed.subject().to_string(), ..PeerNames::default() };
+    if let Ok(Some(extension)) = parsed.subject_alternative_name() {
+        for name in &extension.value.general_names {
+            match name {
+                GeneralName::URI(uri) => names.uris.push(uri.to_string()),
+                GeneralName::DNSName(dns) => names.dns.push(dns.to_string()),
+                _ => {}
+            }
+        }
+    }
+    names
+}
+
 /// The DNS names, URIs and IP addresses a certificate is issued to; none if it is unreadable.
 pub fn subject_alt_names(certificate: &CertificateDer<'_>) -> Vec<String> {
     inspect(certificate).map(|info| info.subject_alt_names).unwrap_or_default()
@@ -125,6 +152,20 @@ impl CertificateInfo {
 mod tests {
     use super::*;
     use crate::ca::{CertificateAuthority, LeafRequest};
+
+    #[test]
+    fn peer_names_separate_uris_dns_names_and_the_subject() {
+        let ca = CertificateAuthority::self_signed("peer names CA").expect("CA");
+        let mut request = LeafRequest::for_names(["spiffe://cluster.local/ns/default/sa/sleep", "sleep.default.svc"]);
+        request.common_name = Some("sleep".into());
+        let issued = ca.issue(&request).expect("leaf");
+        let leaf = &crate::pem::certificates(issued.cert_chain_pem.as_bytes()).expect("pem")[0];
+        let names = peer_names(leaf);
+        assert_eq!(names.uris, ["spiffe://cluster.local/ns/default/sa/sleep"]);
+        assert_eq!(names.dns, ["sleep.default.svc"]);
+        assert_eq!(names.subject, "CN=sleep");
+        assert_eq!(peer_names(&CertificateDer::from(vec![1, 2, 3])), PeerNames::default(), "unreadable: no names");
+    }
 
     #[test]
     fn serials_convert_from_envoys_hex_to_istios_decimal() {

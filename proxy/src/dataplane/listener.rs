@@ -14,7 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::config::listener::{ConnectionFacts, ListenerConfig, NetworkFilter};
 use super::context::TrafficContext;
-use super::http::downstream::Downstream;
+use super::http::downstream::{Downstream, PeerIdentity};
 use super::listener_table::ListenerTable;
 use super::upstream::pool::BoxStream;
 
@@ -141,14 +141,15 @@ fn original_destination(stream: &TcpStream) -> Option<SocketAddr> {
     original.ok().and_then(|address| address.as_socket())
 }
 
-/// Completes a TLS handshake with the config that suits the client's ALPN offer. A client
+/// Completes a TLS handshake with the config that suits the client's ALPN offer, and says who
+/// the client's certificate names. A client
 /// that does not speak TLS (`is_tls`, when the listener inspected; else looked at here) is
 /// closed without an answer, as Envoy closes it, rather than sent a TLS alert it cannot read.
 async fn accept_tls(
     configs: &super::tls::ServerConfigs,
     stream: BoxStream,
     is_tls: Option<bool>,
-) -> std::io::Result<BoxStream> {
+) -> std::io::Result<(BoxStream, PeerIdentity)> {
     let (is_tls, stream) = match is_tls {
         Some(is_tls) => (is_tls, stream),
         None => {
@@ -161,7 +162,9 @@ async fn accept_tls(
     }
     let start = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream).await?;
     let config = configs.for_client(start.client_hello().alpn());
-    Ok(Box::pin(start.into_stream(config).await?))
+    let stream = start.into_stream(config).await?;
+    let peer = PeerIdentity::from_certificates(stream.get_ref().1.peer_certificates());
+    Ok((Box::pin(stream), peer))
 }
 
 async fn handle_connection(context: Arc<TrafficContext>, address: SocketAddr, stream: TcpStream, remote: SocketAddr) {
@@ -200,11 +203,11 @@ async fn handle_connection(context: Arc<TrafficContext>, address: SocketAddr, st
         stats.no_filter_chain_match.inc();
         return;
     };
-    let (stream, tls) = match &chain.tls {
-        None => (stream, false),
+    let (stream, peer) = match &chain.tls {
+        None => (stream, None),
         Some(settings) => match context.tls.server_config(settings) {
             Ok(configs) => match accept_tls(&configs, stream, listener.tls_inspector.then_some(inspection.tls)).await {
-                Ok(tls) => (tls, true),
+                Ok((tls, peer)) => (tls, Some(Arc::new(peer))),
                 Err(error) => {
                     stats.ssl_connection_error.inc();
                     tracing::debug!("listener {}: TLS handshake failed: {error}", listener.name);
@@ -217,8 +220,36 @@ async fn handle_connection(context: Arc<TrafficContext>, address: SocketAddr, st
             }
         },
     };
-    let downstream =
-        Downstream { remote, local: destination, tls, server_name: inspection.server_name, inbound: listener.inbound };
+    let downstream = Downstream {
+        remote,
+        local: destination,
+        tls: peer.is_some(),
+        peer,
+        server_name: inspection.server_name,
+        inbound: listener.inbound,
+    };
+    // The chain's RBAC network filters: a denied connection is closed before its terminal
+    // filter sees it.
+    for (rules, stat_prefix) in &chain.rbac {
+        let subject = super::rbac::engine::Subject {
+            source: downstream.remote,
+            destination: downstream.local,
+            peer: downstream.peer.as_deref(),
+            server_name: downstream.server_name.as_deref(),
+            header: None,
+            path: None,
+            metadata: None,
+        };
+        let decision = rules.decide(&subject, &context.stats, || stat_prefix.clone());
+        if !decision.allowed {
+            tracing::debug!(
+                "listener {}: connection from {remote} closed: rbac_access_denied_matched_policy[{}]",
+                listener.name,
+                decision.policy.as_deref().unwrap_or("none")
+            );
+            return;
+        }
+    }
     match &chain.filter {
         NetworkFilter::Http(manager) => {
             let stats = table.http_stats(manager);

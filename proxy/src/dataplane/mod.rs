@@ -19,6 +19,7 @@ pub(crate) mod http;
 pub(crate) mod inspect;
 pub(crate) mod listener;
 pub(crate) mod listener_table;
+pub(crate) mod rbac;
 pub(crate) mod sds;
 pub(crate) mod secrets;
 pub(crate) mod shared;

@@ -11,7 +11,7 @@ use envoy_types::pb::envoy::config::accesslog::v3::{access_log, AccessLog};
 use envoy_types::pb::envoy::config::listener::v3::{filter, FilterChain, Listener};
 use envoy_types::pb::envoy::extensions::access_loggers::file::v3::{file_access_log, FileAccessLog};
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
-    http_connection_manager, HttpConnectionManager,
+    http_connection_manager, http_filter, HttpConnectionManager,
 };
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{tcp_proxy, TcpProxy};
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::DownstreamTlsContext;
@@ -49,6 +49,9 @@ pub(crate) struct FilterChainConfig {
     pub matcher: ChainMatch,
     pub tls: Option<DownstreamTls>,
     pub filter: NetworkFilter,
+    /// RBAC network filters before the terminal one, with their stat prefixes
+    /// (`<stat_prefix>.rbac.`).
+    pub rbac: Vec<(Arc<crate::dataplane::rbac::Rules>, String)>,
     /// A hash of the chain as configured: an update that leaves it the same keeps its
     /// connections, one that changes or removes it drains them (Envoy's in-place update).
     pub fingerprint: u64,
@@ -103,6 +106,8 @@ pub(crate) struct HttpManagerConfig {
     pub websocket: bool,
     /// Tracing on, with the percentage of requests sampled.
     pub tracing: Option<f64>,
+    /// The RBAC HTTP filters, in the manager's order (a request must pass every one).
+    pub rbac: Vec<Arc<crate::dataplane::rbac::Rules>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -247,8 +252,24 @@ fn compile_chain(chain: &FilterChain, at: &str) -> Result<FilterChainConfig, Con
     let Some(terminal) = chain.filters.last() else {
         return Err(ConfigError::new(at, "a filter chain needs a terminal filter"));
     };
-    if let Some(other) = chain.filters[..chain.filters.len() - 1].first() {
-        return Err(ConfigError::new(at, format!("network filter {} is not supported", other.name)));
+    let mut rbac = Vec::new();
+    for (index, leading) in chain.filters[..chain.filters.len() - 1].iter().enumerate() {
+        let field = format!("{at}: filters[{index}] {}", leading.name);
+        match leading.name.as_str() {
+            crate::dataplane::rbac::NETWORK_FILTER | "envoy.filters.network.rbac.v3" => {
+                let Some(filter::ConfigType::TypedConfig(typed)) = &leading.config_type else {
+                    return Err(ConfigError::new(&field, "needs a typed_config"));
+                };
+                let config = envoy_types::pb::envoy::extensions::filters::network::rbac::v3::Rbac::decode(
+                    typed.value.as_slice(),
+                )
+                .map_err(|error| ConfigError::new(&field, error.to_string()))?;
+                let (rules, stat_prefix) = crate::dataplane::rbac::Rules::network(&config, &field)?;
+                let joined = if stat_prefix.ends_with('.') { stat_prefix } else { format!("{stat_prefix}.") };
+                rbac.push((Arc::new(rules), format!("{joined}rbac.")));
+            }
+            other => return Err(ConfigError::new(at, format!("network filter {other} is not supported"))),
+        }
     }
     let Some(filter::ConfigType::TypedConfig(typed)) = &terminal.config_type else {
         return Err(ConfigError::new(at, format!("filter {} needs a typed_config", terminal.name)));
@@ -295,6 +316,7 @@ fn compile_chain(chain: &FilterChain, at: &str) -> Result<FilterChainConfig, Con
         matcher,
         tls,
         filter,
+        rbac,
         fingerprint: fingerprint(chain),
         retired: tokio::sync::watch::channel(false).0,
     })
@@ -309,9 +331,20 @@ fn compile_manager(manager: &HttpConnectionManager, at: &str) -> Result<HttpMana
         _ => return Err(ConfigError::new(at, "needs rds or route_config")),
     };
     let (mut fault_filter, mut cors_filter, mut router) = (false, false, false);
+    let mut rbac = Vec::new();
     for http_filter in &manager.http_filters {
         match http_filter.name.as_str() {
             FAULT_FILTER | "envoy.fault" => fault_filter = true,
+            crate::dataplane::rbac::HTTP_FILTER | "envoy.rbac" => {
+                let field = format!("{at}: {}", http_filter.name);
+                let Some(http_filter::ConfigType::TypedConfig(typed)) = &http_filter.config_type else {
+                    return Err(ConfigError::new(&field, "needs a typed_config"));
+                };
+                let config =
+                    envoy_types::pb::envoy::extensions::filters::http::rbac::v3::Rbac::decode(typed.value.as_slice())
+                        .map_err(|error| ConfigError::new(&field, error.to_string()))?;
+                rbac.push(Arc::new(crate::dataplane::rbac::Rules::http(&config, &field)?));
+            }
             CORS_FILTER | "envoy.cors" => cors_filter = true,
             "envoy.filters.http.router" | "envoy.router" => router = true,
             other if http_filter.is_optional => {
@@ -349,6 +382,7 @@ fn compile_manager(manager: &HttpConnectionManager, at: &str) -> Result<HttpMana
             .tracing
             .as_ref()
             .map(|tracing| tracing.random_sampling.as_ref().map_or(100.0, |percent| percent.value)),
+        rbac,
     })
 }
 
@@ -502,6 +536,7 @@ mod tests {
                 idle_timeout: None,
                 access_logs: Vec::new(),
             }),
+            rbac: Vec::new(),
             fingerprint: 0,
             retired: tokio::sync::watch::channel(false).0,
         })

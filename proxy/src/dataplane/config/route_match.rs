@@ -67,35 +67,7 @@ impl RouteMatcher {
             .headers
             .iter()
             .enumerate()
-            .map(|(index, header)| {
-                let field = format!("{at}.headers[{index}]");
-                // The deprecated specifiers are still what older control planes send.
-                #[allow(deprecated)]
-                let rule = match &header.header_match_specifier {
-                    Some(HeaderMatchSpecifier::ExactMatch(value)) => {
-                        HeaderRule::Value(StringMatcher::Exact(value.clone(), false))
-                    }
-                    Some(HeaderMatchSpecifier::PrefixMatch(value)) => {
-                        HeaderRule::Value(StringMatcher::Prefix(value.clone(), false))
-                    }
-                    Some(HeaderMatchSpecifier::SuffixMatch(value)) => {
-                        HeaderRule::Value(StringMatcher::Suffix(value.clone(), false))
-                    }
-                    Some(HeaderMatchSpecifier::ContainsMatch(value)) => {
-                        HeaderRule::Value(StringMatcher::Contains(value.clone(), false))
-                    }
-                    Some(HeaderMatchSpecifier::SafeRegexMatch(regex)) => {
-                        HeaderRule::Value(StringMatcher::Regex(full_regex(&regex.regex, &field)?))
-                    }
-                    Some(HeaderMatchSpecifier::StringMatch(matcher)) => {
-                        HeaderRule::Value(StringMatcher::compile(matcher, &field)?)
-                    }
-                    Some(HeaderMatchSpecifier::PresentMatch(present)) => HeaderRule::Present(*present),
-                    Some(HeaderMatchSpecifier::RangeMatch(range)) => HeaderRule::Range(range.start, range.end),
-                    None => HeaderRule::Present(true),
-                };
-                Ok(HeaderMatch { name: header.name.to_lowercase(), rule, invert: header.invert_match })
-            })
+            .map(|(index, header)| HeaderMatch::compile(header, &format!("{at}.headers[{index}]")))
             .collect::<Result<_, ConfigError>>()?;
         let query_parameters = matcher
             .query_parameters
@@ -141,22 +113,56 @@ impl RouteMatcher {
         if !path_ok {
             return false;
         }
-        let headers_ok = self.headers.iter().all(|rule| {
-            let value = header(&rule.name);
-            let matched = match &rule.rule {
-                HeaderRule::Present(present) => value.is_some() == *present,
-                HeaderRule::Value(matcher) => value.is_some_and(|value| matcher.matches(value)),
-                HeaderRule::Range(start, end) => value
-                    .and_then(|value| value.parse::<i64>().ok())
-                    .is_some_and(|number| number >= *start && number < *end),
-            };
-            matched != rule.invert
-        });
+        let headers_ok = self.headers.iter().all(|rule| rule.matches(header(&rule.name)));
         headers_ok
             && self.query_parameters.iter().all(|rule| {
                 query_value(query, &rule.name)
                     .is_some_and(|value| rule.value.as_ref().is_none_or(|matcher| matcher.matches(&value)))
             })
+    }
+}
+
+impl HeaderMatch {
+    /// A `HeaderMatcher` (routes' and RBAC's); the name is lower-cased, as header names are.
+    pub(crate) fn compile(header: &envoy_route::HeaderMatcher, field: &str) -> Result<HeaderMatch, ConfigError> {
+        // The deprecated specifiers are still what older control planes send.
+        #[allow(deprecated)]
+        let rule = match &header.header_match_specifier {
+            Some(HeaderMatchSpecifier::ExactMatch(value)) => {
+                HeaderRule::Value(StringMatcher::Exact(value.clone(), false))
+            }
+            Some(HeaderMatchSpecifier::PrefixMatch(value)) => {
+                HeaderRule::Value(StringMatcher::Prefix(value.clone(), false))
+            }
+            Some(HeaderMatchSpecifier::SuffixMatch(value)) => {
+                HeaderRule::Value(StringMatcher::Suffix(value.clone(), false))
+            }
+            Some(HeaderMatchSpecifier::ContainsMatch(value)) => {
+                HeaderRule::Value(StringMatcher::Contains(value.clone(), false))
+            }
+            Some(HeaderMatchSpecifier::SafeRegexMatch(regex)) => {
+                HeaderRule::Value(StringMatcher::Regex(full_regex(&regex.regex, field)?))
+            }
+            Some(HeaderMatchSpecifier::StringMatch(matcher)) => {
+                HeaderRule::Value(StringMatcher::compile(matcher, field)?)
+            }
+            Some(HeaderMatchSpecifier::PresentMatch(present)) => HeaderRule::Present(*present),
+            Some(HeaderMatchSpecifier::RangeMatch(range)) => HeaderRule::Range(range.start, range.end),
+            None => HeaderRule::Present(true),
+        };
+        Ok(HeaderMatch { name: header.name.to_lowercase(), rule, invert: header.invert_match })
+    }
+
+    /// Whether the header's value (`None`: absent) satisfies the matcher.
+    pub(crate) fn matches(&self, value: Option<&str>) -> bool {
+        let matched = match &self.rule {
+            HeaderRule::Present(present) => value.is_some() == *present,
+            HeaderRule::Value(matcher) => value.is_some_and(|value| matcher.matches(value)),
+            HeaderRule::Range(start, end) => value
+                .and_then(|value| value.parse::<i64>().ok())
+                .is_some_and(|number| number >= *start && number < *end),
+        };
+        matched != self.invert
     }
 }
 

@@ -105,6 +105,7 @@ mod tests {
             remote: "10.0.0.1:40000".parse().expect("address"),
             local: "10.0.0.2:9080".parse().expect("address"),
             tls,
+            peer: None,
             server_name: None,
             inbound: false,
         })

@@ -41,6 +41,7 @@ mod tests {
             remote: remote.parse().expect("address"),
             local: "10.0.0.2:9080".parse().expect("address"),
             tls: false,
+            peer: None,
             server_name: None,
             inbound: false,
         }

@@ -12,6 +12,7 @@
 //! 6. `finish` — status stats, `connection: close` while draining, the access log and the span
 //!    when the response body ends.
 
+pub(crate) mod authorize;
 pub(crate) mod connection;
 pub(crate) mod cors;
 pub(crate) mod downstream;

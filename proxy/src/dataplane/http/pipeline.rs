@@ -15,7 +15,7 @@ use super::super::context::TrafficContext;
 use super::downstream::Downstream;
 use super::exchange::Exchange;
 use super::span::RequestSpan;
-use super::{finish, forwarding, local, request_body, route, routing, upgrade};
+use super::{authorize, finish, forwarding, local, request_body, route, routing, upgrade};
 
 /// Runs one request through the pipeline.
 pub(crate) async fn handle(
@@ -43,13 +43,20 @@ pub(crate) async fn handle(
         stats.ws_on_non_ws_route.inc();
         return local::reply(StatusCode::FORBIDDEN, "");
     }
+    // RBAC runs before the router, as in Envoy's filter chain: a denied request gets no route.
+    let denied = !manager
+        .rbac
+        .iter()
+        .all(|rules| authorize::allowed(context, &manager.stat_prefix, rules, &exchange, &parts, None));
     let table = routing::route_table(context, manager);
-    let selected = table.as_deref().and_then(|table| routing::select(table, &exchange, &parts));
+    let selected =
+        if denied { None } else { table.as_deref().and_then(|table| routing::select(table, &exchange, &parts)) };
     let inbound = exchange.downstream.inbound;
     if let Some(span) = exchange.span.as_mut() {
         span.name_after_route(selected.as_ref().map(|selected| selected.route), &mut parts.headers, inbound);
     }
     let (mut response, upgrades) = match selected {
+        None if denied => (local::reply(http::StatusCode::FORBIDDEN, super::super::rbac::DENIED_BODY), None),
         None => {
             stats.no_route.inc();
             exchange.entry.flags.push(ResponseFlag::NoRouteFound);

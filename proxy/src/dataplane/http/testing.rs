@@ -29,6 +29,7 @@ pub(crate) fn manager(table: Arc<RouteTable>) -> HttpManagerConfig {
         access_logs: Vec::new(),
         websocket: false,
         tracing: None,
+        rbac: Vec::new(),
     }
 }
 
@@ -38,6 +39,7 @@ pub(crate) fn downstream() -> Arc<Downstream> {
         remote: "10.0.0.1:40000".parse().expect("address"),
         local: "10.0.0.2:9080".parse().expect("address"),
         tls: false,
+        peer: None,
         server_name: None,
         inbound: false,
     })
