@@ -319,6 +319,34 @@ pub fn run_tasks(plane: Plane, tasks: &[(&str, Task)], setup: Task, reset: Task)
     assert!(failures.is_empty(), "{plane:?}: {} task(s) failed:\n{}", failures.len(), failures.join("\n\n"));
 }
 
+/// The secure-gateway tasks' VirtualService: `/status` and `/delay` of `httpbin.example.com`
+/// through the Gateway `gateway` to httpbin on 8000.
+pub fn httpbin_virtual_service(gateway: &str) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1alpha3
+kind: VirtualService
+metadata:
+  name: httpbin
+spec:
+  hosts:
+  - \"httpbin.example.com\"
+  gateways:
+  - {gateway}
+  http:
+  - match:
+    - uri:
+        prefix: /status
+    - uri:
+        prefix: /delay
+    route:
+    - destination:
+        port:
+          number: 8000
+        host: httpbin
+"
+    )
+}
+
 /// A Bookinfo or task sample file by its path under `samples/`.
 pub fn sample(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples").join(path)

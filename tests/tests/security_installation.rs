@@ -329,28 +329,6 @@ spec:
     )
 }
 
-const MYGATEWAY_VIRTUAL_SERVICE: &str = "apiVersion: networking.istio.io/v1alpha3
-kind: VirtualService
-metadata:
-  name: httpbin
-spec:
-  hosts:
-  - \"httpbin.example.com\"
-  gateways:
-  - mygateway
-  http:
-  - match:
-    - uri:
-        prefix: /status
-    - uri:
-        prefix: /delay
-    route:
-    - destination:
-        port:
-          number: 8000
-        host: httpbin
-";
-
 /// The row of secret `name` in `istioctl proxy-config secret` of the ingress gateway.
 fn gateway_secret_row(mesh: &LocalMesh, name: &str) -> Result<Vec<String>, String> {
     let gateway = mesh
@@ -419,7 +397,7 @@ fn secure_gateway_over_sds(mesh: &LocalMesh) {
     let first_ca = e2e::certs::TestCa::new();
     let first_root = create_credential(&first_ca, "first", false);
     mesh.apply_yaml(&credential_gateway("SIMPLE"));
-    mesh.apply_yaml(MYGATEWAY_VIRTUAL_SERVICE);
+    mesh.apply_yaml(&e2e::local::httpbin_virtual_service("mygateway"));
     settle("SIMPLE with the credential's certificate", &first_root, None, "418 HTTP/2");
     let first = gateway_secret_row(mesh, "httpbin-credential").expect("the credential in the gateway");
     assert_eq!(first[1..5], ["Cert", "Chain", "ACTIVE", "true"], "{first:?}");

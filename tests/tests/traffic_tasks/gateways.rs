@@ -2,30 +2,6 @@
 
 use super::*;
 
-/// The tasks' VirtualService: `/status` and `/delay` of `httpbin.example.com` through
-/// `httpbin-gateway` to httpbin.
-const HTTPBIN_VIRTUAL_SERVICE: &str = "apiVersion: networking.istio.io/v1alpha3
-kind: VirtualService
-metadata:
-  name: httpbin
-spec:
-  hosts:
-  - \"httpbin.example.com\"
-  gateways:
-  - httpbin-gateway
-  http:
-  - match:
-    - uri:
-        prefix: /status
-    - uri:
-        prefix: /delay
-    route:
-    - destination:
-        port:
-          number: 8000
-        host: httpbin
-";
-
 /// Ingress gateways: httpbin behind a Gateway for `httpbin.example.com` with a VirtualService
 /// for `/status` and `/delay`: `/status/200` answers 200 through the gateway, `/headers` 404.
 pub(crate) fn ingress_gateway(mesh: &LocalMesh) {
@@ -48,7 +24,7 @@ spec:
     - \"httpbin.example.com\"
 ",
     );
-    mesh.apply_yaml(HTTPBIN_VIRTUAL_SERVICE);
+    mesh.apply_yaml(&e2e::local::httpbin_virtual_service("httpbin-gateway"));
     let get = |path: &str| e2e::http_request(&mesh.gateway, "GET", path, &[("host", "httpbin.example.com")], "").0;
     until("/status/200 through the gateway", Duration::from_secs(60), || expect(get("/status/200"), 200));
     assert_eq!(get("/status/418"), 418);
@@ -136,7 +112,7 @@ pub(crate) fn secure_gateway(mesh: &LocalMesh) {
     };
     mounted("/etc/istio/ingressgateway-certs", "tls.key");
     mesh.apply_yaml(&secure_httpbin_gateway("SIMPLE"));
-    mesh.apply_yaml(HTTPBIN_VIRTUAL_SERVICE);
+    mesh.apply_yaml(&e2e::local::httpbin_virtual_service("httpbin-gateway"));
     let curl = |client_cert: bool| {
         let client = client_cert.then_some((client.cert.as_path(), client.key.as_path()));
         mesh.https_through_gateway("httpbin.example.com", "/status/418", &ca_chain, client)

@@ -43,19 +43,27 @@ pub(crate) struct RbacStats {
     shadow_denied: Counter,
 }
 
+/// The enforced and shadow engines of a filter's config.
+fn engines(
+    rules: Option<&envoy_types::pb::envoy::config::rbac::v3::Rbac>,
+    shadow_rules: Option<&envoy_types::pb::envoy::config::rbac::v3::Rbac>,
+    at: &str,
+) -> Result<(Option<Engine>, Option<Engine>), ConfigError> {
+    let enforced = rules.map(|rules| Engine::compile(rules, &format!("{at}.rules"))).transpose()?;
+    let shadow = shadow_rules.map(|rules| Engine::compile(rules, &format!("{at}.shadow_rules"))).transpose()?;
+    Ok((enforced, shadow))
+}
+
 impl Rules {
     /// The HTTP filter's config.
     pub(crate) fn http(config: &HttpRbacConfig, at: &str) -> Result<Rules, ConfigError> {
         if config.matcher.is_some() || config.shadow_matcher.is_some() {
             return Err(ConfigError::new(at, "RBAC matchers (the unified matcher API) are not supported"));
         }
+        let (enforced, shadow) = engines(config.rules.as_ref(), config.shadow_rules.as_ref(), at)?;
         Ok(Rules {
-            enforced: config.rules.as_ref().map(|rules| Engine::compile(rules, &format!("{at}.rules"))).transpose()?,
-            shadow: config
-                .shadow_rules
-                .as_ref()
-                .map(|rules| Engine::compile(rules, &format!("{at}.shadow_rules")))
-                .transpose()?,
+            enforced,
+            shadow,
             rules_prefix: config.rules_stat_prefix.clone(),
             shadow_prefix: config.shadow_rules_stat_prefix.clone(),
             counters: std::sync::OnceLock::new(),
@@ -73,13 +81,10 @@ impl Rules {
         if config.stat_prefix.is_empty() {
             return Err(ConfigError::new(at, "the RBAC network filter needs a stat_prefix"));
         }
+        let (enforced, shadow) = engines(config.rules.as_ref(), config.shadow_rules.as_ref(), at)?;
         let rules = Rules {
-            enforced: config.rules.as_ref().map(|rules| Engine::compile(rules, &format!("{at}.rules"))).transpose()?,
-            shadow: config
-                .shadow_rules
-                .as_ref()
-                .map(|rules| Engine::compile(rules, &format!("{at}.shadow_rules")))
-                .transpose()?,
+            enforced,
+            shadow,
             rules_prefix: String::new(),
             shadow_prefix: config.shadow_rules_stat_prefix.clone(),
             counters: std::sync::OnceLock::new(),
