@@ -22,6 +22,7 @@ pub(crate) fn collections() -> Vec<&'static str> {
         "EnvoyFilter",
         "Policy",
         "MeshPolicy",
+        "AuthorizationPolicy",
     ]
     .iter()
     .filter_map(|kind| kinds::by_name(kind))

@@ -311,6 +311,8 @@ pub struct PushContext {
     pub envoy_filters: Vec<Named<net::EnvoyFilter>>,
     /// Authentication `Policy` objects, oldest first.
     pub authn_policies: Vec<Named<istio_api::pb::istio::authentication::v1alpha1::Policy>>,
+    /// `security.istio.io/v1beta1` AuthorizationPolicies.
+    pub authorization_policies: Vec<Named<istio_api::pb::istio::security::v1beta1::AuthorizationPolicy>>,
     /// The `MeshPolicy` named `default`, the only one that applies.
     pub mesh_policy: Option<Named<istio_api::pb::istio::authentication::v1alpha1::Policy>>,
     /// Whether any service, VirtualService or DestinationRule is exported to fewer than all

@@ -88,6 +88,7 @@ pub(crate) fn build(objects: &BTreeMap<ObjectKey, Object>, mesh: &MeshSettings, 
             ("networking.istio.io", "Gateway") => push.gateways.extend(named(object)),
             ("networking.istio.io", "Sidecar") => push.sidecars.extend(named(object)),
             ("networking.istio.io", "EnvoyFilter") => push.envoy_filters.extend(named(object)),
+            ("security.istio.io", "AuthorizationPolicy") => push.authorization_policies.extend(named(object)),
             ("authentication.istio.io", "Policy") => {
                 authn_policies.extend(named(object).map(|policy| (creation_time(object), policy)));
             }

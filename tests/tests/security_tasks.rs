@@ -6,7 +6,8 @@
 //! TLS does not suit the server, `000` when a plaintext client is refused by a STRICT server.
 //! The tasks covered: authentication policy (mesh-wide, namespace, service, precedence), the
 //! mutual TLS deep dive, automatic mutual TLS, mutual TLS migration, and Citadel's service-account
-//! secret generation for a namespace that opts out.
+//! secret generation for a namespace that opts out, and authorization with v1beta1
+//! AuthorizationPolicies (deny all, then principals and namespaces let back in).
 //! `ISTIO_TASKS=a,b` runs only the tasks whose names contain `a` or `b`.
 
 use std::collections::BTreeMap;
@@ -16,13 +17,14 @@ use e2e::local::{sample, LocalMesh, Plane, Task};
 
 const NAMESPACES: [&str; 3] = ["foo", "bar", "legacy"];
 
-const TASKS: [(&str, Task); 6] = [
+const TASKS: [(&str, Task); 7] = [
     ("authentication policy: mesh-wide", mesh_wide_policy),
     ("authentication policy: namespace, service and precedence", namespace_and_service_policies),
     ("mutual TLS deep dive", deep_dive),
     ("automatic mutual TLS", automatic_mutual_tls),
     ("mutual TLS migration", migration),
     ("Citadel service-account secret generation", secret_generation),
+    ("authorization policies (v1beta1)", authorization_policies),
 ];
 
 /// The docs' three namespaces with `httpbin` and `sleep`.
@@ -223,6 +225,9 @@ fn reset(mesh: &LocalMesh) {
         ] {
             mesh.delete_in(namespace, "policies", name);
             mesh.delete_in(namespace, "destinationrules", name);
+        }
+        for name in ["deny-all", "httpbin-viewer"] {
+            mesh.delete_in(namespace, "authorizationpolicies", name);
         }
     }
 }
@@ -569,6 +574,67 @@ fn secret_generation(mesh: &LocalMesh) {
         !secrets.contains(&"istio.sample-service-account".to_string()),
         "no secret in a namespace labelled ca.istio.io/override=false: {secrets:?}"
     );
+}
+
+/// AuthorizationPolicy (v1beta1) on `httpbin.foo`, reached over mutual TLS from the sidecars
+/// so it knows who calls: `spec` without rules denies everyone (403, `RBAC: access denied`);
+/// a rule for the `sleep` account of `foo` and one for namespace `bar` (GET only) let exactly
+/// those callers back in, while the plaintext client in `legacy` stays out.
+fn authorization_policies(mesh: &LocalMesh) {
+    mesh.apply_yaml(
+        "apiVersion: networking.istio.io/v1alpha3
+kind: DestinationRule
+metadata:
+  name: httpbin
+  namespace: foo
+spec:
+  host: httpbin.foo.svc.cluster.local
+  trafficPolicy:
+    tls:
+      mode: ISTIO_MUTUAL
+",
+    );
+    mesh.apply_yaml(
+        "apiVersion: security.istio.io/v1beta1
+kind: AuthorizationPolicy
+metadata:
+  name: deny-all
+  namespace: foo
+spec:
+  selector:
+    matchLabels:
+      app: httpbin
+",
+    );
+    let denied = [("foo", "foo", "403"), ("bar", "foo", "403"), ("legacy", "foo", "403")];
+    settle(mesh, "deny-all", &denied);
+    mesh.apply_yaml(
+        "apiVersion: security.istio.io/v1beta1
+kind: AuthorizationPolicy
+metadata:
+  name: httpbin-viewer
+  namespace: foo
+spec:
+  selector:
+    matchLabels:
+      app: httpbin
+  rules:
+  - from:
+    - source:
+        principals: [\"cluster.local/ns/foo/sa/sleep\"]
+    to:
+    - operation:
+        methods: [\"GET\"]
+  - from:
+    - source:
+        namespaces: [\"bar\"]
+    to:
+    - operation:
+        methods: [\"GET\"]
+        paths: [\"/ip\", \"/headers\"]
+",
+    );
+    settle(mesh, "httpbin-viewer", &[("legacy", "foo", "403")]);
 }
 
 fn run_tasks(plane: Plane) {

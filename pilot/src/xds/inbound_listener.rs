@@ -9,7 +9,9 @@
 //!
 //! The terminating context offers `h2` and `http/1.1` (never `istio`, which would disturb
 //! HTTP/2 negotiation) and uses the workload certificate, from `/etc/certs` or over SDS.
-//! Connections to no known port pass through.
+//! Connections to no known port pass through. AuthorizationPolicies that apply to the workload
+//! put RBAC in front of each port: the HTTP filter first in an HTTP port's manager, the
+//! network filter before a TCP port's proxy ([`super::authz`]).
 
 use envoy_types::pb::envoy::config::core::v3::{transport_socket, TransportSocket};
 use envoy_types::pb::envoy::config::listener::v3::Filter;
@@ -25,7 +27,7 @@ use envoy_types::pb::google::protobuf::{BoolValue, UInt32Value};
 use istio_xds::ClusterName;
 
 use super::inbound::{inbound_targets, InboundTarget};
-use super::listener::{connection_manager, listener, listener_filter_of, tcp_proxy_filter, tls_inspector};
+use super::listener::{connection_manager_with, listener, listener_filter_of, tcp_proxy_filter, tls_inspector};
 use super::tls::{istio_mutual_tls, CertSource};
 use super::{any, INBOUND_PASSTHROUGH_CLUSTER, VIRTUAL_INBOUND};
 use crate::model::PushContext;
@@ -40,21 +42,23 @@ const ALPN_HTTP: [&str; 2] = ["h2", "http/1.1"];
 /// `virtualInbound` for a sidecar.
 pub(crate) fn virtual_inbound(push: &PushContext, proxy: &Proxy) -> Listener {
     let certs = CertSource::for_proxy(proxy, &push.mesh);
+    let http_rbac = super::authz::http_filter(push, proxy);
+    let network_rbac = super::authz::network_filter(push, proxy);
     let mut chains = Vec::new();
     for target in inbound_targets(push, proxy) {
-        let filter = target_filter(&target);
+        let filters = target_filters(&target, http_rbac.as_ref(), network_rbac.as_ref());
         let port_match = FilterChainMatch {
             destination_port: Some(UInt32Value { value: target.listen_port }),
             ..Default::default()
         };
         let plaintext = FilterChain {
             filter_chain_match: Some(port_match.clone()),
-            filters: vec![filter.clone()],
+            filters: filters.clone(),
             ..Default::default()
         };
         let secure = |application_protocols: Vec<String>| FilterChain {
             filter_chain_match: Some(FilterChainMatch { application_protocols, ..port_match.clone() }),
-            filters: vec![filter.clone()],
+            filters: filters.clone(),
             transport_socket: Some(inbound_mutual_tls(&certs)),
             ..Default::default()
         };
@@ -116,14 +120,20 @@ fn inbound_mutual_tls(certs: &CertSource) -> TransportSocket {
     }
 }
 
-/// The network filter that carries a target's traffic to the application: an HTTP connection
-/// manager with one route to the inbound cluster, or a TCP proxy.
-fn target_filter(target: &InboundTarget) -> Filter {
+/// The network filters that carry a target's traffic to the application: an HTTP connection
+/// manager with one route to the inbound cluster, or a TCP proxy; with authorization, the
+/// manager starts with the RBAC HTTP filter, or the RBAC network filter goes before the proxy.
+fn target_filters(
+    target: &InboundTarget,
+    http_rbac: Option<&envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpFilter>,
+    network_rbac: Option<&Filter>,
+) -> Vec<Filter> {
     let cluster = target.cluster.clone();
     let cluster_name = cluster.parse::<ClusterName>().ok();
     let service_port = cluster_name.as_ref().map_or(target.listen_port, |name| name.port);
     if !target.protocol.is_http() {
-        return tcp_proxy_filter(&cluster, &[(cluster.clone(), 100)]);
+        let proxy = tcp_proxy_filter(&cluster, &[(cluster.clone(), 100)]);
+        return network_rbac.cloned().into_iter().chain([proxy]).collect();
     }
     let route = RouteConfiguration {
         name: cluster.clone(),
@@ -154,10 +164,11 @@ fn target_filter(target: &InboundTarget) -> Filter {
         validate_clusters: Some(BoolValue { value: false }),
         ..Default::default()
     };
-    connection_manager(
+    vec![connection_manager_with(
         &format!("inbound_0.0.0.0_{}", target.listen_port),
         http_connection_manager::RouteSpecifier::RouteConfig(route),
-    )
+        http_rbac.cloned().into_iter().collect(),
+    )]
 }
 
 #[cfg(test)]

@@ -65,11 +65,21 @@ fn http_filters(plugins: HttpPlugins) -> Vec<HttpFilter> {
 }
 
 pub(super) fn connection_manager(stat_prefix: &str, routes: http_connection_manager::RouteSpecifier) -> Filter {
+    connection_manager_with(stat_prefix, routes, Vec::new())
+}
+
+/// A connection manager whose HTTP filters start with `plugins` (authorization), before CORS,
+/// fault and the router.
+pub(super) fn connection_manager_with(
+    stat_prefix: &str,
+    routes: http_connection_manager::RouteSpecifier,
+    plugins: HttpPlugins,
+) -> Filter {
     let manager = HttpConnectionManager {
         stat_prefix: stat_prefix.to_string(),
         codec_type: http_connection_manager::CodecType::Auto as i32,
         route_specifier: Some(routes),
-        http_filters: http_filters(Vec::new()),
+        http_filters: http_filters(plugins),
         use_remote_address: Some(BoolValue { value: false }),
         generate_request_id: Some(BoolValue { value: true }),
         // As in 1.4, WebSocket upgrades are allowed on every HTTP listener.

@@ -4,6 +4,7 @@
 
 pub(crate) mod access_log;
 pub mod ads;
+pub(crate) mod authz;
 pub(crate) mod cluster;
 pub(crate) mod endpoint;
 pub(crate) mod envoy_filter;
