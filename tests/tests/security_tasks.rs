@@ -7,7 +7,8 @@
 //! The tasks covered: authentication policy (mesh-wide, namespace, service, precedence), the
 //! mutual TLS deep dive, automatic mutual TLS, mutual TLS migration, and Citadel's service-account
 //! secret generation for a namespace that opts out, and authorization with v1beta1
-//! AuthorizationPolicies (deny all, then principals and namespaces let back in).
+//! AuthorizationPolicies (deny all, then principals and namespaces let back in; TCP with
+//! tcp-echo).
 //! `ISTIO_TASKS=a,b` runs only the tasks whose names contain `a` or `b`.
 
 use std::collections::BTreeMap;
@@ -17,7 +18,7 @@ use e2e::local::{sample, LocalMesh, Plane, Task};
 
 const NAMESPACES: [&str; 3] = ["foo", "bar", "legacy"];
 
-const TASKS: [(&str, Task); 7] = [
+const TASKS: [(&str, Task); 8] = [
     ("authentication policy: mesh-wide", mesh_wide_policy),
     ("authentication policy: namespace, service and precedence", namespace_and_service_policies),
     ("mutual TLS deep dive", deep_dive),
@@ -25,6 +26,7 @@ const TASKS: [(&str, Task); 7] = [
     ("mutual TLS migration", migration),
     ("Citadel service-account secret generation", secret_generation),
     ("authorization policies (v1beta1)", authorization_policies),
+    ("authorization for TCP traffic (v1beta1)", tcp_authorization),
 ];
 
 /// The docs' three namespaces with `httpbin` and `sleep`.
@@ -222,11 +224,12 @@ fn reset(mesh: &LocalMesh) {
             "httpbin-legacy",
             "example-httpbin-istio-client-mtls",
             "example-httpbin-strict",
+            "tcp-echo",
         ] {
             mesh.delete_in(namespace, "policies", name);
             mesh.delete_in(namespace, "destinationrules", name);
         }
-        for name in ["deny-all", "httpbin-viewer"] {
+        for name in ["deny-all", "httpbin-viewer", "tcp-echo-viewer"] {
             mesh.delete_in(namespace, "authorizationpolicies", name);
         }
     }
@@ -635,6 +638,94 @@ spec:
 ",
     );
     settle(mesh, "httpbin-viewer", &[("legacy", "foo", "403")]);
+}
+
+/// What `sleep.FROM` gets back from `tcp-echo.foo:PORT` for the line `hello` (`closed` when the
+/// connection is closed or refused unanswered).
+fn echo(mesh: &LocalMesh, from: &str, port: u16) -> String {
+    let script = format!("exec 3<>/dev/tcp/tcp-echo.foo/{port} && echo hello >&3 && timeout 3 head -n 1 <&3");
+    let (_, out, _) =
+        mesh.istioctl(&["x", "local", "exec", "sleep", "-n", from, "-c", "sleep", "--", "bash", "-c", &script]);
+    let line = out.trim();
+    if line.is_empty() {
+        "closed".to_string()
+    } else {
+        line.to_string()
+    }
+}
+
+/// Waits until `sleep.foo` and `sleep.bar` get these answers.
+fn settle_echo(mesh: &LocalMesh, step: &str, wanted: [(&str, u16, &str); 2]) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let seen: Vec<String> = wanted.iter().map(|(from, port, _)| echo(mesh, from, *port)).collect();
+        if wanted.iter().zip(&seen).all(|((_, _, expected), got)| got.contains(expected)) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{step} ({:?}): wanted {wanted:?}, got {seen:?}", mesh.plane);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// "Authorization for TCP traffic" with tcp-echo in `foo` (1.4's task used MongoDB): over
+/// mutual TLS, a policy for `foo`'s `sleep` account on port 9000 lets exactly that through
+/// (`bar` is closed unanswered), one for another port lets nobody through, and the first rule
+/// with an HTTP-only field (methods) is dropped on the TCP port, as 1.4 dropped it, so nothing
+/// gets through either.
+fn tcp_authorization(mesh: &LocalMesh) {
+    let (code, out, err) = mesh.istioctl(&[
+        "x",
+        "local",
+        "apply",
+        "-n",
+        "foo",
+        "-f",
+        &sample("tcp-echo/tcp-echo-services.yaml").display().to_string(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    mesh.wait_ready("tcp-echo", "foo", 2);
+    mesh.apply_yaml(
+        "apiVersion: networking.istio.io/v1alpha3
+kind: DestinationRule
+metadata:
+  name: tcp-echo
+  namespace: foo
+spec:
+  host: tcp-echo.foo.svc.cluster.local
+  trafficPolicy:
+    tls:
+      mode: ISTIO_MUTUAL
+",
+    );
+    settle_echo(mesh, "no policy", [("foo", 9000, "hello"), ("bar", 9000, "hello")]);
+    let policy = |operation: &str| {
+        format!(
+            "apiVersion: security.istio.io/v1beta1
+kind: AuthorizationPolicy
+metadata:
+  name: tcp-echo-viewer
+  namespace: foo
+spec:
+  selector:
+    matchLabels:
+      app: tcp-echo
+  rules:
+  - from:
+    - source:
+        principals: [\"cluster.local/ns/foo/sa/sleep\"]
+    to:
+    - operation:
+{operation}"
+        )
+    };
+    mesh.apply_yaml(&policy("        ports: [\"9000\"]\n"));
+    settle_echo(mesh, "sleep.foo only", [("foo", 9000, "hello"), ("bar", 9000, "closed")]);
+    mesh.apply_yaml(&policy("        ports: [\"9001\"]\n"));
+    settle_echo(mesh, "another port", [("foo", 9000, "closed"), ("bar", 9000, "closed")]);
+    mesh.apply_yaml(&policy("        ports: [\"9000\"]\n"));
+    settle_echo(mesh, "sleep.foo again", [("foo", 9000, "hello"), ("bar", 9000, "closed")]);
+    mesh.apply_yaml(&policy("        ports: [\"9000\"]\n        methods: [\"GET\"]\n"));
+    settle_echo(mesh, "an HTTP-only field on a TCP port", [("foo", 9000, "closed"), ("bar", 9000, "closed")]);
 }
 
 fn run_tasks(plane: Plane) {
