@@ -45,6 +45,7 @@ pub fn load(path: Option<&Path>, domain: &str) -> Result<MeshSettings, MeshSetti
     if !config.trust_domain.is_empty() {
         mesh.trust_domain = config.trust_domain.clone();
     }
+    mesh.trust_domain_aliases = config.trust_domain_aliases.clone();
     if !config.root_namespace.is_empty() {
         mesh.root_namespace = config.root_namespace.clone();
     }

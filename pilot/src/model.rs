@@ -205,6 +205,8 @@ pub struct MeshSettings {
     pub proxy_listen_port: u32,
     /// `trustDomain`: the SPIFFE trust domain of workload identities.
     pub trust_domain: String,
+    /// `trustDomainAliases`: trust domains that authorization policies treat as this one.
+    pub trust_domain_aliases: Vec<String>,
     /// `rootNamespace`: where mesh-wide Sidecars, DestinationRules and EnvoyFilters live.
     pub root_namespace: String,
     /// `accessLogFile`: where proxies write access logs (`/dev/stdout`); empty for none.
@@ -231,6 +233,7 @@ impl Default for MeshSettings {
             allow_any: true,
             proxy_listen_port: u32::from(istio_runtime::ports::PROXY_OUTBOUND_CAPTURE),
             trust_domain: "cluster.local".to_string(),
+            trust_domain_aliases: Vec::new(),
             root_namespace: DEFAULT_ROOT_NAMESPACE.to_string(),
             access_log_file: String::new(),
             access_log_format: String::new(),

@@ -16,6 +16,8 @@
 //!   (`stat_prefix: tcp.`), where operations and sources that need HTTP (hosts, methods,
 //!   paths, request headers, request principals) are dropped, and a rule left with no
 //!   operation or no source is dropped with them, as 1.4 did;
+//! - principals are expanded over the mesh's trust domain and its `trustDomainAliases`
+//!   ([`super::trust_domain`]);
 //! - request principals and `request.auth.*` conditions (end-user identity) match nobody until
 //!   origin authentication provides them, so a rule that asks for them never allows more than
 //!   it says.
@@ -60,7 +62,7 @@ pub(crate) fn http_filter(push: &PushContext, proxy: &Proxy) -> Option<HttpFilte
     if policies.is_empty() {
         return None;
     }
-    let config = HttpRbac { rules: Some(rules(&policies, false)), ..Default::default() };
+    let config = HttpRbac { rules: Some(rules(&policies, false, &trust_domains(push))), ..Default::default() };
     Some(HttpFilter {
         name: HTTP_RBAC.to_string(),
         config_type: Some(http_filter::ConfigType::TypedConfig(any(config))),
@@ -74,18 +76,26 @@ pub(crate) fn network_filter(push: &PushContext, proxy: &Proxy) -> Option<Filter
     if policies.is_empty() {
         return None;
     }
-    let config =
-        NetworkRbac { rules: Some(rules(&policies, true)), stat_prefix: "tcp.".to_string(), ..Default::default() };
+    let config = NetworkRbac {
+        rules: Some(rules(&policies, true, &trust_domains(push))),
+        stat_prefix: "tcp.".to_string(),
+        ..Default::default()
+    };
     Some(Filter { name: NETWORK_RBAC.to_string(), config_type: Some(filter::ConfigType::TypedConfig(any(config))) })
 }
 
+/// The mesh's trust domain, then its aliases.
+fn trust_domains(push: &PushContext) -> Vec<String> {
+    std::iter::once(push.mesh.trust_domain.clone()).chain(push.mesh.trust_domain_aliases.iter().cloned()).collect()
+}
+
 /// The ALLOW engine of `policies`' rules.
-fn rules(policies: &[&Named<security::AuthorizationPolicy>], tcp: bool) -> rbac::Rbac {
+fn rules(policies: &[&Named<security::AuthorizationPolicy>], tcp: bool, trust_domains: &[String]) -> rbac::Rbac {
     let mut engine = rbac::Rbac { action: rbac::rbac::Action::Allow as i32, ..Default::default() };
     for policy in policies {
         for (index, rule) in policy.spec.rules.iter().enumerate() {
             let name = format!("ns[{}]-policy[{}]-rule[{index}]", policy.namespace, policy.name);
-            match rule_policy(rule, tcp) {
+            match rule_policy(rule, tcp, trust_domains) {
                 Some(compiled) => {
                     engine.policies.insert(name, compiled);
                 }
@@ -105,7 +115,7 @@ fn split_conditions(rule: &security::Rule) -> (Vec<&security::Condition>, Vec<&s
     })
 }
 
-fn rule_policy(rule: &security::Rule, tcp: bool) -> Option<rbac::Policy> {
+fn rule_policy(rule: &security::Rule, tcp: bool, trust_domains: &[String]) -> Option<rbac::Policy> {
     let (source_conditions, destination_conditions) = split_conditions(rule);
     let operations: Vec<Option<&security::Operation>> = if rule.to.is_empty() {
         vec![None]
@@ -129,7 +139,7 @@ fn rule_policy(rule: &security::Rule, tcp: bool) -> Option<rbac::Policy> {
                 .is_none_or(|source| source.request_principals.is_empty() && source.not_request_principals.is_empty())
         })
         .filter(|_| !tcp || source_conditions.iter().all(|condition| !condition.key.starts_with("request.")))
-        .map(|source| principal(source, &source_conditions, tcp))
+        .map(|source| principal(source, &source_conditions, tcp, trust_domains))
         .collect();
     (!permissions.is_empty() && !principals.is_empty()).then_some(rbac::Policy {
         permissions,
@@ -302,7 +312,13 @@ fn ip_principal(value: &str) -> Option<rbac::Principal> {
 }
 
 /// One source (or none: anyone) with the source conditions, all of which must hold.
-fn principal(source: Option<&security::Source>, conditions: &[&security::Condition], tcp: bool) -> rbac::Principal {
+fn principal(
+    source: Option<&security::Source>,
+    conditions: &[&security::Condition],
+    tcp: bool,
+    trust_domains: &[String],
+) -> rbac::Principal {
+    let expand = |principals: &[String]| super::trust_domain::expand(principals, trust_domains);
     let mut parts = Vec::new();
     let mut list = |values: &[String], negate: bool, make: &dyn Fn(&str) -> Option<rbac::Principal>| {
         let alternatives: Vec<rbac::Principal> = values.iter().filter_map(|value| make(value)).collect();
@@ -315,8 +331,8 @@ fn principal(source: Option<&security::Source>, conditions: &[&security::Conditi
     // matches nobody.
     let end_user: &dyn Fn(&str) -> Option<rbac::Principal> = &|_| Some(nobody());
     if let Some(source) = source {
-        list(&source.principals, false, &spiffe_principal);
-        list(&source.not_principals, true, &spiffe_principal);
+        list(&expand(&source.principals), false, &spiffe_principal);
+        list(&expand(&source.not_principals), true, &spiffe_principal);
         list(&source.request_principals, false, end_user);
         list(&source.not_request_principals, true, end_user);
         list(&source.namespaces, false, &namespace_principal);
@@ -339,8 +355,13 @@ fn principal(source: Option<&security::Source>, conditions: &[&security::Conditi
             _ if header_name.is_some() && !tcp => &header_make,
             _ => end_user,
         };
-        list(&condition.values, false, make);
-        list(&condition.not_values, true, make);
+        let (values, not_values) = if key == "source.principal" {
+            (expand(&condition.values), expand(&condition.not_values))
+        } else {
+            (condition.values.clone(), condition.not_values.clone())
+        };
+        list(&values, false, make);
+        list(&not_values, true, make);
     }
     match parts.len() {
         0 => any_principal(),
@@ -488,5 +509,33 @@ mod tests {
             end_user["principals"][0]["and_ids"]["ids"][0]["or_ids"]["ids"][0],
             json!({"not_id": {"any": true}})
         );
+    }
+
+    #[test]
+    fn principals_cover_the_trust_domain_aliases() {
+        let mut push = context(vec![policy(
+            "default",
+            "migrated",
+            json!({"rules": [{
+                "from": [{"source": {"principals": ["cluster.local/ns/foo/sa/sleep"]}}],
+                "when": [{"key": "source.principal", "values": ["old-td/ns/foo/sa/sleep"]}]
+            }]}),
+        )]);
+        push.mesh.trust_domain = "new-td".into();
+        push.mesh.trust_domain_aliases = vec!["old-td".into()];
+        let rules = http_rules(&push, &productpage()).expect("a filter");
+        let ids =
+            json_of(&rules.policies["ns[default]-policy[migrated]-rule[0]"])["principals"][0]["and_ids"]["ids"].clone();
+        let names = |part: &serde_json::Value| -> Vec<String> {
+            part["or_ids"]["ids"]
+                .as_array()
+                .expect("alternatives")
+                .iter()
+                .map(|id| id["authenticated"]["principal_name"]["exact"].as_str().unwrap_or_default().to_string())
+                .collect()
+        };
+        let both = ["spiffe://new-td/ns/foo/sa/sleep", "spiffe://old-td/ns/foo/sa/sleep"];
+        assert_eq!(names(&ids[0]), both, "cluster.local stands for every trust domain of the mesh");
+        assert_eq!(names(&ids[1]), both, "so does an alias, in a condition too");
     }
 }

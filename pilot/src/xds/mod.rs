@@ -17,6 +17,7 @@ pub(crate) mod listener;
 pub(crate) mod route;
 pub(crate) mod tls;
 pub(crate) mod tracing;
+pub(crate) mod trust_domain;
 
 use envoy_types::pb::envoy::config::core::v3::{
     address, config_source, socket_address, Address, AggregatedConfigSource, ApiVersion, ConfigSource, SocketAddress,
