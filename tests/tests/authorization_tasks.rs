@@ -8,14 +8,17 @@
 //! `RBAC: access denied`; `productpage-viewer` gives the page with both fetch errors;
 //! `details-viewer` and `reviews-viewer` (productpage's account) bring details and reviews
 //! back, with "Ratings service is currently unavailable"; `ratings-viewer` (reviews' account)
-//! brings the stars.
+//! brings the stars. A policy on the ingress gateway lets only the page's paths through it.
 //! `ISTIO_TASKS=a,b` runs only the tasks whose names contain `a` or `b`.
 
 use std::time::{Duration, Instant};
 
 use e2e::local::{sample, LocalMesh, Plane, Task};
 
-const TASKS: [(&str, Task); 1] = [("authorization for HTTP traffic (v1beta1)", http_traffic)];
+const TASKS: [(&str, Task); 2] = [
+    ("authorization for HTTP traffic (v1beta1)", http_traffic),
+    ("authorization on the ingress gateway (v1beta1)", ingress_gateway),
+];
 
 const POLICIES: [&str; 5] = ["deny-all", "productpage-viewer", "details-viewer", "reviews-viewer", "ratings-viewer"];
 
@@ -30,6 +33,7 @@ fn reset(mesh: &LocalMesh) {
     for name in POLICIES {
         mesh.delete_in("default", "authorizationpolicies", name);
     }
+    mesh.delete_in("istio-system", "authorizationpolicies", "ingress-paths");
 }
 
 /// Waits until one `/productpage` through the gateway satisfies `check` (status, body), twice
@@ -103,6 +107,35 @@ spec:
         let (red, black) = e2e::local::stars(page);
         status == 200 && red + black > 0 && !page.contains("Ratings service is currently unavailable")
     });
+}
+
+/// A policy selecting the ingress gateway (in its namespace, `istio-system`): only Bookinfo's
+/// page and its static files may be asked for through it; the API gets 403.
+fn ingress_gateway(mesh: &LocalMesh) {
+    let get = |path: &str| e2e::http_request(&mesh.gateway, "GET", path, &[], "").0;
+    assert_eq!(get("/api/v1/products"), 200, "the API answers before the policy");
+    mesh.apply_yaml(
+        "apiVersion: security.istio.io/v1beta1
+kind: AuthorizationPolicy
+metadata:
+  name: ingress-paths
+  namespace: istio-system
+spec:
+  selector:
+    matchLabels:
+      app: istio-ingressgateway
+  rules:
+  - to:
+    - operation:
+        paths: [\"/productpage\", \"/static/*\"]
+",
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while get("/api/v1/products") != 403 {
+        assert!(Instant::now() < deadline, "the gateway never refused /api/v1/products ({:?})", mesh.plane);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(get("/productpage"), 200);
 }
 
 fn run_tasks(plane: Plane) {

@@ -18,6 +18,9 @@
 //!
 //! Server hosts may be `ns/host`: only VirtualServices in that namespace (`.` is the gateway's
 //! own) bind through it.
+//!
+//! AuthorizationPolicies that select the gateway put RBAC on every chain, as 1.4 did: the HTTP
+//! filter first in each connection manager, the network filter before each TCP proxy.
 
 use envoy_types::pb::envoy::config::core::v3::{transport_socket, TransportSocket};
 use envoy_types::pb::envoy::config::listener::v3::{filter, Filter, FilterChain, FilterChainMatch, Listener};
@@ -32,7 +35,8 @@ use istio_xds::sds::{secret_from_gateway_agent, GATEWAY_CA_SUFFIX, GATEWAY_SDS_T
 use net::server::tls_options::{TlSmode, TlsProtocol};
 
 use super::listener::{
-    connection_manager, listener, rds, tcp_destinations, tcp_proxy_filter, tls_inspector, tls_routes, unique_chains,
+    connection_manager_with, listener, rds, tcp_destinations, tcp_proxy_filter, tls_inspector, tls_routes,
+    unique_chains,
 };
 use super::tls::{istio_mutual_tls, san_matcher, CertSource};
 use super::{any, file_source, BLACKHOLE_CLUSTER};
@@ -168,6 +172,7 @@ pub(crate) fn downstream_tls(
 /// Filter chains for the `tls` routes of the VirtualServices bound through a passthrough
 /// server: one per route match, matched by the SNI hosts the server admits.
 fn passthrough_chains(
+    rbac: &GatewayRbac,
     push: &PushContext,
     gateway: &Named<net::Gateway>,
     server: &net::Server,
@@ -188,7 +193,7 @@ fn passthrough_chains(
         for (sni, clusters) in tls_routes(push, vs, port, Some(&full), admitted) {
             chains.push(FilterChain {
                 filter_chain_match: Some(FilterChainMatch { server_names: sni, ..Default::default() }),
-                filters: vec![tcp_proxy_filter(&format!("outbound_0.0.0.0_{port}"), &clusters)],
+                filters: rbac.tcp(tcp_proxy_filter(&format!("outbound_0.0.0.0_{port}"), &clusters)),
                 ..Default::default()
             });
         }
@@ -196,9 +201,35 @@ fn passthrough_chains(
     chains
 }
 
+/// The RBAC filters of the AuthorizationPolicies that select a gateway, if any.
+struct GatewayRbac {
+    http: Option<envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpFilter>,
+    network: Option<Filter>,
+}
+
+impl GatewayRbac {
+    /// A connection manager, with the RBAC HTTP filter first.
+    fn http(
+        &self,
+        stat_prefix: &str,
+        routes: envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::RouteSpecifier,
+    ) -> Filter {
+        connection_manager_with(stat_prefix, routes, self.http.clone().into_iter().collect())
+    }
+
+    /// A TCP proxy, with the RBAC network filter before it.
+    fn tcp(&self, proxy: Filter) -> Vec<Filter> {
+        self.network.clone().into_iter().chain([proxy]).collect()
+    }
+}
+
 /// Every listener of a gateway proxy.
 pub(crate) fn gateway_listeners(push: &PushContext, proxy: &Proxy) -> Vec<Listener> {
     let certs = CertSource::for_proxy(proxy, &push.mesh);
+    let rbac = GatewayRbac {
+        http: super::authz::http_filter(push, proxy),
+        network: super::authz::network_filter(push, proxy),
+    };
     let mut ports: std::collections::BTreeMap<u32, Vec<(&Named<net::Gateway>, &net::Server)>> = Default::default();
     for gateway in gateways_for(push, proxy) {
         for server in &gateway.spec.servers {
@@ -233,7 +264,7 @@ pub(crate) fn gateway_listeners(push: &PushContext, proxy: &Proxy) -> Vec<Listen
                             ..Default::default()
                         }),
                         transport_socket: Some(downstream_tls(tls, &["h2", "http/1.1"], &certs, proxy.user_sds)),
-                        filters: vec![connection_manager(&stat_prefix, rds(&https_route_name(gateway, server)))],
+                        filters: vec![rbac.http(&stat_prefix, rds(&https_route_name(gateway, server)))],
                         ..Default::default()
                     });
                 }
@@ -246,29 +277,28 @@ pub(crate) fn gateway_listeners(push: &PushContext, proxy: &Proxy) -> Vec<Listen
                             ..Default::default()
                         }),
                         transport_socket: Some(downstream_tls(tls, &[], &certs, proxy.user_sds)),
-                        filters: vec![tcp_proxy_filter(&stat_prefix, &clusters)],
+                        filters: rbac.tcp(tcp_proxy_filter(&stat_prefix, &clusters)),
                         ..Default::default()
                     });
                 }
-                ServerMode::Passthrough => chains.extend(passthrough_chains(push, gateway, server, port)),
+                ServerMode::Passthrough => chains.extend(passthrough_chains(&rbac, push, gateway, server, port)),
                 ServerMode::AutoPassthrough => chains.push(FilterChain {
                     filter_chain_match: Some(FilterChainMatch {
                         server_names: server_names(server),
                         ..Default::default()
                     }),
-                    filters: vec![
-                        Filter {
-                            name: "envoy.filters.network.sni_cluster".to_string(),
-                            config_type: Some(filter::ConfigType::TypedConfig(any(SniCluster::default()))),
-                        },
-                        tcp_proxy_filter(&stat_prefix, &[(BLACKHOLE_CLUSTER.to_string(), 100)]),
-                    ],
+                    filters: std::iter::once(Filter {
+                        name: "envoy.filters.network.sni_cluster".to_string(),
+                        config_type: Some(filter::ConfigType::TypedConfig(any(SniCluster::default()))),
+                    })
+                    .chain(rbac.tcp(tcp_proxy_filter(&stat_prefix, &[(BLACKHOLE_CLUSTER.to_string(), 100)])))
+                    .collect(),
                     ..Default::default()
                 }),
                 ServerMode::Tcp => {
                     let clusters = server_tcp_destinations(push, gateway, server, port);
                     chains.push(FilterChain {
-                        filters: vec![tcp_proxy_filter(&stat_prefix, &clusters)],
+                        filters: rbac.tcp(tcp_proxy_filter(&stat_prefix, &clusters)),
                         ..Default::default()
                     });
                 }
@@ -280,7 +310,7 @@ pub(crate) fn gateway_listeners(push: &PushContext, proxy: &Proxy) -> Vec<Listen
             let transport_protocol = if tls_chains { "raw_buffer".to_string() } else { String::new() };
             chains.push(FilterChain {
                 filter_chain_match: tls_chains.then(|| FilterChainMatch { transport_protocol, ..Default::default() }),
-                filters: vec![connection_manager(&stat_prefix, rds(&format!("http.{port}")))],
+                filters: vec![rbac.http(&stat_prefix, rds(&format!("http.{port}")))],
                 ..Default::default()
             });
         }
@@ -461,5 +491,69 @@ mod tests {
             Some(common_tls_context::ValidationContextType::ValidationContext(ref context))
                 if context.match_typed_subject_alt_names.len() == 1
         ));
+    }
+
+    #[test]
+    fn policies_that_select_the_gateway_guard_every_chain() {
+        let gateway = |servers: serde_json::Value| Named {
+            name: "g".into(),
+            namespace: "istio-system".into(),
+            spec: istio_api::json::decode(
+                "istio.networking.v1alpha3.Gateway",
+                &json!({"selector": {"istio": "ingressgateway"}, "servers": servers}),
+            )
+            .expect("gateway"),
+        };
+        let mut push = crate::testing::push(Vec::new(), Vec::new());
+        push.gateways = vec![gateway(json!([
+            {"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": ["*"]},
+            {"port": {"number": 31400, "name": "tcp", "protocol": "TCP"}, "hosts": ["*"]}
+        ]))];
+        let names = |push: &PushContext| -> Vec<(String, Vec<String>)> {
+            gateway_listeners(push, &ingress(false))
+                .iter()
+                .map(|listener| {
+                    let filters = &listener.filter_chains[0].filters;
+                    let mut names: Vec<String> = filters.iter().map(|filter| filter.name.clone()).collect();
+                    if let Some(filter::ConfigType::TypedConfig(any)) = &filters.last().and_then(|f| f.config_type.clone()) {
+                        if let Ok(manager) = envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager::decode(any.value.as_slice()) {
+                            names.extend(manager.http_filters.iter().map(|filter| filter.name.clone()).take(1));
+                        }
+                    }
+                    (listener.name.clone(), names)
+                })
+                .collect()
+        };
+        let unguarded = names(&push);
+        assert!(
+            unguarded.iter().all(|(_, filters)| !filters.iter().any(|name| name.contains("rbac"))),
+            "{unguarded:?}"
+        );
+        push.authorization_policies = vec![Named {
+            name: "ingress".into(),
+            namespace: "istio-system".into(),
+            spec: istio_api::json::decode(
+                "istio.security.v1beta1.AuthorizationPolicy",
+                &json!({"selector": {"matchLabels": {"istio": "ingressgateway"}}}),
+            )
+            .expect("policy"),
+        }];
+        let guarded = names(&push);
+        assert_eq!(
+            guarded,
+            [
+                (
+                    "0.0.0.0_80".to_string(),
+                    vec![
+                        "envoy.filters.network.http_connection_manager".to_string(),
+                        "envoy.filters.http.rbac".to_string()
+                    ]
+                ),
+                (
+                    "0.0.0.0_31400".to_string(),
+                    vec!["envoy.filters.network.rbac".to_string(), "envoy.filters.network.tcp_proxy".to_string()]
+                ),
+            ]
+        );
     }
 }

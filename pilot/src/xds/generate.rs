@@ -75,7 +75,14 @@ pub(crate) fn generate(push: &PushContext, proxy: &Proxy, type_url: &str, names:
                 ProxyKind::Router => push
                     .cache
                     .get_or_generate(
-                        format!("lds|router|{}|{}|{}|{filter_key}", label_key(proxy), scope.key, proxy.user_sds),
+                        // Labels and namespace pick the Gateways and AuthorizationPolicies.
+                        format!(
+                            "lds|router|{}|{}|{}|{}|{filter_key}",
+                            proxy.namespace,
+                            label_key(proxy),
+                            scope.key,
+                            proxy.user_sds
+                        ),
                         || patched(listeners(push, proxy)),
                     )
                     .as_ref()
