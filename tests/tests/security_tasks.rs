@@ -49,6 +49,23 @@ fn set_up_namespaces(mesh: &LocalMesh) {
     }
 }
 
+/// The tasks' DestinationRule `name` for `httpbin.foo` with TLS `mode`.
+fn httpbin_foo_rule(name: &str, mode: &str) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1alpha3
+kind: DestinationRule
+metadata:
+  name: {name}
+  namespace: foo
+spec:
+  host: httpbin.foo.svc.cluster.local
+  trafficPolicy:
+    tls:
+      mode: {mode}
+"
+    )
+}
+
 /// The status code `sleep.FROM` gets from `httpbin.TO:8000/ip` (`000` when the connection fails).
 fn call(mesh: &LocalMesh, from: &str, to: &str) -> String {
     let url = format!("http://httpbin.{to}:8000/ip");
@@ -447,19 +464,7 @@ fn deep_dive(mesh: &LocalMesh) {
         row,
         ["httpbin.foo.svc.cluster.local:8000", "OK", "STRICT", "ISTIO_MUTUAL", "/default", "istio-system/default"]
     );
-    mesh.apply_yaml(
-        "apiVersion: networking.istio.io/v1alpha3
-kind: DestinationRule
-metadata:
-  name: httpbin
-  namespace: foo
-spec:
-  host: httpbin.foo.svc.cluster.local
-  trafficPolicy:
-    tls:
-      mode: DISABLE
-",
-    );
+    mesh.apply_yaml(&httpbin_foo_rule("httpbin", "DISABLE"));
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let table = tls_check();
@@ -505,19 +510,7 @@ fn automatic_mutual_tls(mesh: &LocalMesh) {
 /// "Mutual TLS Migration": clients switch to mutual TLS first (the server is PERMISSIVE, so
 /// plaintext clients keep working), then the server locks down to STRICT.
 fn migration(mesh: &LocalMesh) {
-    mesh.apply_yaml(
-        "apiVersion: networking.istio.io/v1alpha3
-kind: DestinationRule
-metadata:
-  name: example-httpbin-istio-client-mtls
-  namespace: foo
-spec:
-  host: httpbin.foo.svc.cluster.local
-  trafficPolicy:
-    tls:
-      mode: ISTIO_MUTUAL
-",
-    );
+    mesh.apply_yaml(&httpbin_foo_rule("example-httpbin-istio-client-mtls", "ISTIO_MUTUAL"));
     settle(mesh, "clients use mutual TLS, the server is PERMISSIVE", &[]);
     mesh.apply_yaml(
         "apiVersion: authentication.istio.io/v1alpha1
@@ -584,19 +577,7 @@ fn secret_generation(mesh: &LocalMesh) {
 /// a rule for the `sleep` account of `foo` and one for namespace `bar` (GET only) let exactly
 /// those callers back in, while the plaintext client in `legacy` stays out.
 fn authorization_policies(mesh: &LocalMesh) {
-    mesh.apply_yaml(
-        "apiVersion: networking.istio.io/v1alpha3
-kind: DestinationRule
-metadata:
-  name: httpbin
-  namespace: foo
-spec:
-  host: httpbin.foo.svc.cluster.local
-  trafficPolicy:
-    tls:
-      mode: ISTIO_MUTUAL
-",
-    );
+    mesh.apply_yaml(&httpbin_foo_rule("httpbin", "ISTIO_MUTUAL"));
     mesh.apply_yaml(
         "apiVersion: security.istio.io/v1beta1
 kind: AuthorizationPolicy

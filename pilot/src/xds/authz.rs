@@ -56,32 +56,51 @@ pub(crate) fn applicable<'a>(push: &'a PushContext, proxy: &Proxy) -> Vec<&'a Na
         .collect()
 }
 
-/// The RBAC HTTP filter for `proxy`'s inbound HTTP ports, if any policy applies.
-pub(crate) fn http_filter(push: &PushContext, proxy: &Proxy) -> Option<HttpFilter> {
-    let policies = applicable(push, proxy);
-    if policies.is_empty() {
-        return None;
-    }
-    let config = HttpRbac { rules: Some(rules(&policies, false, &trust_domains(push))), ..Default::default() };
-    Some(HttpFilter {
-        name: HTTP_RBAC.to_string(),
-        config_type: Some(http_filter::ConfigType::TypedConfig(any(config))),
-        ..Default::default()
-    })
+/// The RBAC filters for a proxy's ports: none when no policy applies.
+#[derive(Debug, Default)]
+pub(crate) struct RbacFilters {
+    /// For HTTP connection managers.
+    pub http: Option<HttpFilter>,
+    /// For TCP proxies (`stat_prefix: tcp.`).
+    pub network: Option<Filter>,
 }
 
-/// The RBAC network filter for `proxy`'s inbound TCP ports, if any policy applies.
-pub(crate) fn network_filter(push: &PushContext, proxy: &Proxy) -> Option<Filter> {
-    let policies = applicable(push, proxy);
-    if policies.is_empty() {
-        return None;
+impl RbacFilters {
+    /// The filters of the policies that apply to `proxy`, built once for all its ports.
+    pub(crate) fn for_proxy(push: &PushContext, proxy: &Proxy) -> RbacFilters {
+        let policies = applicable(push, proxy);
+        if policies.is_empty() {
+            return RbacFilters::default();
+        }
+        let trust_domains = trust_domains(push);
+        let http = HttpRbac { rules: Some(rules(&policies, false, &trust_domains)), ..Default::default() };
+        let network = NetworkRbac {
+            rules: Some(rules(&policies, true, &trust_domains)),
+            stat_prefix: "tcp.".to_string(),
+            ..Default::default()
+        };
+        RbacFilters {
+            http: Some(HttpFilter {
+                name: HTTP_RBAC.to_string(),
+                config_type: Some(http_filter::ConfigType::TypedConfig(any(http))),
+                ..Default::default()
+            }),
+            network: Some(Filter {
+                name: NETWORK_RBAC.to_string(),
+                config_type: Some(filter::ConfigType::TypedConfig(any(network))),
+            }),
+        }
     }
-    let config = NetworkRbac {
-        rules: Some(rules(&policies, true, &trust_domains(push))),
-        stat_prefix: "tcp.".to_string(),
-        ..Default::default()
-    };
-    Some(Filter { name: NETWORK_RBAC.to_string(), config_type: Some(filter::ConfigType::TypedConfig(any(config))) })
+
+    /// The HTTP filters a connection manager starts with.
+    pub(crate) fn http_plugins(&self) -> Vec<HttpFilter> {
+        self.http.iter().cloned().collect()
+    }
+
+    /// `tcp_proxy` with the network filter before it.
+    pub(crate) fn before(&self, tcp_proxy: Filter) -> Vec<Filter> {
+        self.network.iter().cloned().chain([tcp_proxy]).collect()
+    }
 }
 
 /// The mesh's trust domain, then its aliases.
@@ -398,13 +417,13 @@ mod tests {
     }
 
     fn http_rules(push: &PushContext, proxy: &Proxy) -> Option<rbac::Rbac> {
-        let filter = http_filter(push, proxy)?;
+        let filter = RbacFilters::for_proxy(push, proxy).http?;
         let Some(http_filter::ConfigType::TypedConfig(any)) = filter.config_type else { panic!("typed") };
         HttpRbac::decode(any.value.as_slice()).expect("RBAC").rules
     }
 
     fn tcp_rules(push: &PushContext, proxy: &Proxy) -> Option<rbac::Rbac> {
-        let filter = network_filter(push, proxy)?;
+        let filter = RbacFilters::for_proxy(push, proxy).network?;
         let Some(filter::ConfigType::TypedConfig(any)) = filter.config_type else { panic!("typed") };
         let config = NetworkRbac::decode(any.value.as_slice()).expect("RBAC");
         assert_eq!(config.stat_prefix, "tcp.");

@@ -34,6 +34,7 @@ use istio_api::pb::istio::networking::v1alpha3 as net;
 use istio_xds::sds::{secret_from_gateway_agent, GATEWAY_CA_SUFFIX, GATEWAY_SDS_TARGET};
 use net::server::tls_options::{TlSmode, TlsProtocol};
 
+use super::authz::RbacFilters;
 use super::listener::{
     connection_manager_with, listener, rds, tcp_destinations, tcp_proxy_filter, tls_inspector, tls_routes,
     unique_chains,
@@ -172,7 +173,7 @@ pub(crate) fn downstream_tls(
 /// Filter chains for the `tls` routes of the VirtualServices bound through a passthrough
 /// server: one per route match, matched by the SNI hosts the server admits.
 fn passthrough_chains(
-    rbac: &GatewayRbac,
+    rbac: &RbacFilters,
     push: &PushContext,
     gateway: &Named<net::Gateway>,
     server: &net::Server,
@@ -193,7 +194,7 @@ fn passthrough_chains(
         for (sni, clusters) in tls_routes(push, vs, port, Some(&full), admitted) {
             chains.push(FilterChain {
                 filter_chain_match: Some(FilterChainMatch { server_names: sni, ..Default::default() }),
-                filters: rbac.tcp(tcp_proxy_filter(&format!("outbound_0.0.0.0_{port}"), &clusters)),
+                filters: rbac.before(tcp_proxy_filter(&format!("outbound_0.0.0.0_{port}"), &clusters)),
                 ..Default::default()
             });
         }
@@ -201,35 +202,10 @@ fn passthrough_chains(
     chains
 }
 
-/// The RBAC filters of the AuthorizationPolicies that select a gateway, if any.
-struct GatewayRbac {
-    http: Option<envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpFilter>,
-    network: Option<Filter>,
-}
-
-impl GatewayRbac {
-    /// A connection manager, with the RBAC HTTP filter first.
-    fn http(
-        &self,
-        stat_prefix: &str,
-        routes: envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::RouteSpecifier,
-    ) -> Filter {
-        connection_manager_with(stat_prefix, routes, self.http.clone().into_iter().collect())
-    }
-
-    /// A TCP proxy, with the RBAC network filter before it.
-    fn tcp(&self, proxy: Filter) -> Vec<Filter> {
-        self.network.clone().into_iter().chain([proxy]).collect()
-    }
-}
-
 /// Every listener of a gateway proxy.
 pub(crate) fn gateway_listeners(push: &PushContext, proxy: &Proxy) -> Vec<Listener> {
     let certs = CertSource::for_proxy(proxy, &push.mesh);
-    let rbac = GatewayRbac {
-        http: super::authz::http_filter(push, proxy),
-        network: super::authz::network_filter(push, proxy),
-    };
+    let rbac = RbacFilters::for_proxy(push, proxy);
     let mut ports: std::collections::BTreeMap<u32, Vec<(&Named<net::Gateway>, &net::Server)>> = Default::default();
     for gateway in gateways_for(push, proxy) {
         for server in &gateway.spec.servers {
@@ -264,7 +240,11 @@ pub(crate) fn gateway_listeners(push: &PushContext, proxy: &Proxy) -> Vec<Listen
                             ..Default::default()
                         }),
                         transport_socket: Some(downstream_tls(tls, &["h2", "http/1.1"], &certs, proxy.user_sds)),
-                        filters: vec![rbac.http(&stat_prefix, rds(&https_route_name(gateway, server)))],
+                        filters: vec![connection_manager_with(
+                            &stat_prefix,
+                            rds(&https_route_name(gateway, server)),
+                            rbac.http_plugins(),
+                        )],
                         ..Default::default()
                     });
                 }
@@ -277,7 +257,7 @@ pub(crate) fn gateway_listeners(push: &PushContext, proxy: &Proxy) -> Vec<Listen
                             ..Default::default()
                         }),
                         transport_socket: Some(downstream_tls(tls, &[], &certs, proxy.user_sds)),
-                        filters: rbac.tcp(tcp_proxy_filter(&stat_prefix, &clusters)),
+                        filters: rbac.before(tcp_proxy_filter(&stat_prefix, &clusters)),
                         ..Default::default()
                     });
                 }
@@ -291,14 +271,14 @@ pub(crate) fn gateway_listeners(push: &PushContext, proxy: &Proxy) -> Vec<Listen
                         name: "envoy.filters.network.sni_cluster".to_string(),
                         config_type: Some(filter::ConfigType::TypedConfig(any(SniCluster::default()))),
                     })
-                    .chain(rbac.tcp(tcp_proxy_filter(&stat_prefix, &[(BLACKHOLE_CLUSTER.to_string(), 100)])))
+                    .chain(rbac.before(tcp_proxy_filter(&stat_prefix, &[(BLACKHOLE_CLUSTER.to_string(), 100)])))
                     .collect(),
                     ..Default::default()
                 }),
                 ServerMode::Tcp => {
                     let clusters = server_tcp_destinations(push, gateway, server, port);
                     chains.push(FilterChain {
-                        filters: rbac.tcp(tcp_proxy_filter(&stat_prefix, &clusters)),
+                        filters: rbac.before(tcp_proxy_filter(&stat_prefix, &clusters)),
                         ..Default::default()
                     });
                 }
@@ -310,7 +290,7 @@ pub(crate) fn gateway_listeners(push: &PushContext, proxy: &Proxy) -> Vec<Listen
             let transport_protocol = if tls_chains { "raw_buffer".to_string() } else { String::new() };
             chains.push(FilterChain {
                 filter_chain_match: tls_chains.then(|| FilterChainMatch { transport_protocol, ..Default::default() }),
-                filters: vec![rbac.http(&stat_prefix, rds(&format!("http.{port}")))],
+                filters: vec![connection_manager_with(&stat_prefix, rds(&format!("http.{port}")), rbac.http_plugins())],
                 ..Default::default()
             });
         }

@@ -42,11 +42,10 @@ const ALPN_HTTP: [&str; 2] = ["h2", "http/1.1"];
 /// `virtualInbound` for a sidecar.
 pub(crate) fn virtual_inbound(push: &PushContext, proxy: &Proxy) -> Listener {
     let certs = CertSource::for_proxy(proxy, &push.mesh);
-    let http_rbac = super::authz::http_filter(push, proxy);
-    let network_rbac = super::authz::network_filter(push, proxy);
+    let rbac = super::authz::RbacFilters::for_proxy(push, proxy);
     let mut chains = Vec::new();
     for target in inbound_targets(push, proxy) {
-        let filters = target_filters(&target, http_rbac.as_ref(), network_rbac.as_ref());
+        let filters = target_filters(&target, &rbac);
         let port_match = FilterChainMatch {
             destination_port: Some(UInt32Value { value: target.listen_port }),
             ..Default::default()
@@ -123,17 +122,12 @@ fn inbound_mutual_tls(certs: &CertSource) -> TransportSocket {
 /// The network filters that carry a target's traffic to the application: an HTTP connection
 /// manager with one route to the inbound cluster, or a TCP proxy; with authorization, the
 /// manager starts with the RBAC HTTP filter, or the RBAC network filter goes before the proxy.
-fn target_filters(
-    target: &InboundTarget,
-    http_rbac: Option<&envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpFilter>,
-    network_rbac: Option<&Filter>,
-) -> Vec<Filter> {
+fn target_filters(target: &InboundTarget, rbac: &super::authz::RbacFilters) -> Vec<Filter> {
     let cluster = target.cluster.clone();
     let cluster_name = cluster.parse::<ClusterName>().ok();
     let service_port = cluster_name.as_ref().map_or(target.listen_port, |name| name.port);
     if !target.protocol.is_http() {
-        let proxy = tcp_proxy_filter(&cluster, &[(cluster.clone(), 100)]);
-        return network_rbac.cloned().into_iter().chain([proxy]).collect();
+        return rbac.before(tcp_proxy_filter(&cluster, &[(cluster.clone(), 100)]));
     }
     let route = RouteConfiguration {
         name: cluster.clone(),
@@ -167,7 +161,7 @@ fn target_filters(
     vec![connection_manager_with(
         &format!("inbound_0.0.0.0_{}", target.listen_port),
         http_connection_manager::RouteSpecifier::RouteConfig(route),
-        http_rbac.cloned().into_iter().collect(),
+        rbac.http_plugins(),
     )]
 }
 

@@ -34,7 +34,6 @@ pub(crate) fn allowed(
     rules: &Rules,
     exchange: &Exchange,
     parts: &Parts,
-    metadata: Option<&serde_json::Map<String, serde_json::Value>>,
 ) -> bool {
     let lookup = |name: &str| header_value(parts, exchange, name);
     let path = exchange.original_path.split('?').next().unwrap_or_default();
@@ -46,7 +45,8 @@ pub(crate) fn allowed(
         server_name: downstream.server_name.as_deref(),
         header: Some(&lookup),
         path: Some(path),
-        metadata,
+        // Filled by origin authentication once it exists.
+        metadata: None,
     };
     let decision = rules.decide(&subject, &context.stats, || format!("http.{stat_prefix}.rbac."));
     if !decision.allowed {

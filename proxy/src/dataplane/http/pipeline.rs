@@ -44,10 +44,8 @@ pub(crate) async fn handle(
         return local::reply(StatusCode::FORBIDDEN, "");
     }
     // RBAC runs before the router, as in Envoy's filter chain: a denied request gets no route.
-    let denied = !manager
-        .rbac
-        .iter()
-        .all(|rules| authorize::allowed(context, &manager.stat_prefix, rules, &exchange, &parts, None));
+    let denied =
+        !manager.rbac.iter().all(|rules| authorize::allowed(context, &manager.stat_prefix, rules, &exchange, &parts));
     let table = routing::route_table(context, manager);
     let selected =
         if denied { None } else { table.as_deref().and_then(|table| routing::select(table, &exchange, &parts)) };
