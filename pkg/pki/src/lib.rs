@@ -10,6 +10,7 @@
 //! - [`pem`]: certificates and private keys from PEM text or files, with errors naming the file.
 //! - [`certificate`]: what a certificate says: its subject alternative names and validity.
 //! - [`token`]: service-account tokens, how a workload proves its identity to Citadel.
+//! - [`jwk`]: public keys as JSON Web Keys, and JWTs signed with their private halves.
 //! - [`files`]: the `cert-chain.pem`/`key.pem`/`root-cert.pem` layout of `/etc/certs`.
 //!
 //! TLS configuration (rustls) is not made here; `istio-runtime` and the proxy build it from
@@ -20,6 +21,7 @@ pub mod certificate;
 pub mod csr;
 pub mod files;
 pub mod identity;
+pub mod jwk;
 pub mod keys;
 pub mod pem;
 pub mod san;

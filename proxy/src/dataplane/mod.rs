@@ -17,6 +17,7 @@ pub(crate) mod connection_stats;
 pub(crate) mod context;
 pub(crate) mod http;
 pub(crate) mod inspect;
+pub(crate) mod jwt;
 pub(crate) mod listener;
 pub(crate) mod listener_table;
 pub(crate) mod rbac;

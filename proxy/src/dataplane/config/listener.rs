@@ -108,6 +108,8 @@ pub(crate) struct HttpManagerConfig {
     pub tracing: Option<f64>,
     /// The RBAC HTTP filters, in the manager's order (a request must pass every one).
     pub rbac: Vec<Arc<crate::dataplane::rbac::Rules>>,
+    /// The `jwt_authn` filters, in order; they run before RBAC, as Pilot places them.
+    pub jwt_authn: Vec<Arc<crate::dataplane::jwt::JwtAuthn>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -332,6 +334,7 @@ fn compile_manager(manager: &HttpConnectionManager, at: &str) -> Result<HttpMana
     };
     let (mut fault_filter, mut cors_filter, mut router) = (false, false, false);
     let mut rbac = Vec::new();
+    let mut jwt_authn = Vec::new();
     for http_filter in &manager.http_filters {
         match http_filter.name.as_str() {
             FAULT_FILTER | "envoy.fault" => fault_filter = true,
@@ -344,6 +347,21 @@ fn compile_manager(manager: &HttpConnectionManager, at: &str) -> Result<HttpMana
                     envoy_types::pb::envoy::extensions::filters::http::rbac::v3::Rbac::decode(typed.value.as_slice())
                         .map_err(|error| ConfigError::new(&field, error.to_string()))?;
                 rbac.push(Arc::new(crate::dataplane::rbac::Rules::http(&config, &field)?));
+            }
+            crate::dataplane::jwt::FILTER | "envoy.filters.http.jwt_authn.v3" => {
+                let field = format!("{at}: {}", http_filter.name);
+                let Some(http_filter::ConfigType::TypedConfig(typed)) = &http_filter.config_type else {
+                    return Err(ConfigError::new(&field, "needs a typed_config"));
+                };
+                let config =
+                    envoy_types::pb::envoy::extensions::filters::http::jwt_authn::v3::JwtAuthentication::decode(
+                        typed.value.as_slice(),
+                    )
+                    .map_err(|error| ConfigError::new(&field, error.to_string()))?;
+                if !rbac.is_empty() {
+                    return Err(ConfigError::new(&field, "jwt_authn must come before the RBAC filters"));
+                }
+                jwt_authn.push(Arc::new(crate::dataplane::jwt::JwtAuthn::compile(&config, &field)?));
             }
             CORS_FILTER | "envoy.cors" => cors_filter = true,
             "envoy.filters.http.router" | "envoy.router" => router = true,
@@ -383,6 +401,7 @@ fn compile_manager(manager: &HttpConnectionManager, at: &str) -> Result<HttpMana
             .as_ref()
             .map(|tracing| tracing.random_sampling.as_ref().map_or(100.0, |percent| percent.value)),
         rbac,
+        jwt_authn,
     })
 }
 

@@ -52,7 +52,7 @@ pub(crate) struct QueryMatch {
 }
 
 impl RouteMatcher {
-    pub(super) fn compile(matcher: &envoy_route::RouteMatch, at: &str) -> Result<RouteMatcher, ConfigError> {
+    pub(crate) fn compile(matcher: &envoy_route::RouteMatch, at: &str) -> Result<RouteMatcher, ConfigError> {
         let case_sensitive = matcher.case_sensitive.as_ref().is_none_or(|value| value.value);
         let fold = |text: &String| if case_sensitive { text.clone() } else { text.to_lowercase() };
         let path = match &matcher.path_specifier {

@@ -2,7 +2,7 @@
 //! manager's RBAC rules before a route is chosen, as Envoy's filter chain runs RBAC before the
 //! router. Headers are looked up as Envoy's matchers see them: pseudo-headers (`:path` with
 //! its query, `:method`, `:authority`, `:scheme`) and the values of a repeated header joined
-//! with `,`.
+//! with `,`. Dynamic metadata is what the `jwt_authn` filters left.
 
 use http::request::Parts;
 
@@ -34,6 +34,7 @@ pub(crate) fn allowed(
     rules: &Rules,
     exchange: &Exchange,
     parts: &Parts,
+    metadata: Option<&serde_json::Map<String, serde_json::Value>>,
 ) -> bool {
     let lookup = |name: &str| header_value(parts, exchange, name);
     let path = exchange.original_path.split('?').next().unwrap_or_default();
@@ -45,8 +46,7 @@ pub(crate) fn allowed(
         server_name: downstream.server_name.as_deref(),
         header: Some(&lookup),
         path: Some(path),
-        // Filled by origin authentication once it exists.
-        metadata: None,
+        metadata,
     };
     let decision = rules.decide(&subject, &context.stats, || format!("http.{stat_prefix}.rbac."));
     if !decision.allowed {

@@ -5,13 +5,16 @@
 //! 1. `forwarding` — request id, `x-forwarded-for`, `x-forwarded-proto`;
 //! 2. `span` — B3 tracing, the span named after the route's decorator;
 //! 3. `upgrade` — WebSocket upgrades refused unless allowed, and bridged once accepted;
-//! 4. `routing` — the virtual host and route for the request;
-//! 5. `route` — what a route does: `require_tls`, direct responses and redirects (`local`),
+//! 4. `authenticate` and `authorize` — the `jwt_authn` filters (401) and then the RBAC
+//!    filters (403), before any route is chosen;
+//! 5. `routing` — the virtual host and route for the request;
+//! 6. `route` — what a route does: `require_tls`, direct responses and redirects (`local`),
 //!    `cors`, `fault` injection, header edits and rewrites (`rewrite`), the cluster, the body kept
 //!    for retries and mirrors (`request_body`), the ring hash (`hash`), then `router`;
-//! 6. `finish` — status stats, `connection: close` while draining, the access log and the span
+//! 7. `finish` — status stats, `connection: close` while draining, the access log and the span
 //!    when the response body ends.
 
+pub(crate) mod authenticate;
 pub(crate) mod authorize;
 pub(crate) mod connection;
 pub(crate) mod cors;

@@ -15,7 +15,7 @@ use super::super::context::TrafficContext;
 use super::downstream::Downstream;
 use super::exchange::Exchange;
 use super::span::RequestSpan;
-use super::{authorize, finish, forwarding, local, request_body, route, routing, upgrade};
+use super::{authenticate, authorize, finish, forwarding, local, request_body, route, routing, upgrade};
 
 /// Runs one request through the pipeline.
 pub(crate) async fn handle(
@@ -43,9 +43,19 @@ pub(crate) async fn handle(
         stats.ws_on_non_ws_route.inc();
         return local::reply(StatusCode::FORBIDDEN, "");
     }
-    // RBAC runs before the router, as in Envoy's filter chain: a denied request gets no route.
-    let denied =
-        !manager.rbac.iter().all(|rules| authorize::allowed(context, &manager.stat_prefix, rules, &exchange, &parts));
+    // JWT authentication, then RBAC, run before the router, as in Envoy's filter chain: a
+    // refused request gets no route.
+    let metadata = match authenticate::run(context, &manager.stat_prefix, &manager.jwt_authn, &exchange, &mut parts) {
+        Ok(metadata) => metadata,
+        Err(error) => {
+            let refusal = authenticate::refusal(error, &exchange);
+            return finish::complete(context, manager, stats, exchange, refusal);
+        }
+    };
+    let denied = !manager
+        .rbac
+        .iter()
+        .all(|rules| authorize::allowed(context, &manager.stat_prefix, rules, &exchange, &parts, metadata.as_ref()));
     let table = routing::route_table(context, manager);
     let selected =
         if denied { None } else { table.as_deref().and_then(|table| routing::select(table, &exchange, &parts)) };

@@ -30,6 +30,7 @@ pub(crate) fn manager(table: Arc<RouteTable>) -> HttpManagerConfig {
         websocket: false,
         tracing: None,
         rbac: Vec::new(),
+        jwt_authn: Vec::new(),
     }
 }
 
