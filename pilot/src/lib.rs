@@ -5,6 +5,7 @@
 //! addresses and a handle that stops it; `main.rs` only parses flags.
 
 pub(crate) mod debug;
+pub mod jwks;
 pub(crate) mod mcp;
 pub mod meshconfig;
 pub(crate) mod metrics;

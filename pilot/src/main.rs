@@ -60,6 +60,13 @@ struct DiscoveryArgs {
     /// Log as JSON lines.
     #[arg(long = "log_as_json")]
     log_as_json: bool,
+    /// CA certificates (PEM) to trust for HTTPS `jwksUri`s, besides the system's roots.
+    #[arg(long = "jwksCaFile", env = "PILOT_JWKS_CA_FILE")]
+    jwks_ca_file: Option<PathBuf>,
+    /// How often Pilot fetches the JWKS of authentication policies again (Go duration).
+    #[arg(long = "jwksRefreshInterval", env = "PILOT_JWKS_REFRESH_INTERVAL", default_value = "20m",
+          value_parser = |text: &str| istio_duration::parse(text).map_err(|error| error.to_string()))]
+    jwks_refresh_interval: std::time::Duration,
 }
 
 /// Accepts Go-style `:15010` (all interfaces) as well as `HOST:PORT`.
@@ -90,6 +97,9 @@ async fn discovery(args: DiscoveryArgs) -> anyhow::Result<()> {
         ),
     };
     let mesh = pilot::meshconfig::load(args.mesh_config.as_deref(), &args.domain)?;
+    if let Some(path) = &args.jwks_ca_file {
+        std::fs::read(path).with_context(|| format!("--jwksCaFile {}", path.display()))?;
+    }
     let config = Config {
         source,
         grpc_address: parse_address("grpcAddr", &args.grpc_addr)?,
@@ -101,6 +111,8 @@ async fn discovery(args: DiscoveryArgs) -> anyhow::Result<()> {
                 .mesh_config
                 .clone()
                 .map(|path| pilot::meshconfig::watch(path, args.domain.clone(), mesh.clone())),
+            jwks_ca_file: args.jwks_ca_file.clone(),
+            jwks_refresh_interval: args.jwks_refresh_interval,
             ..SourceSettings::default()
         },
         push_throttle: args.push_throttle,

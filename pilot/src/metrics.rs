@@ -24,6 +24,8 @@ pub struct Metrics {
     pub convergence: Histogram,
     pub push_contexts: Counter,
     pub invalid_config: Counter,
+    pub jwks_fetch_success: Counter,
+    pub jwks_fetch_fail: Counter,
 }
 
 impl Metrics {
@@ -36,6 +38,8 @@ impl Metrics {
             convergence: Histogram::new([0.1, 0.5, 1.0, 3.0, 5.0, 10.0, 20.0, 30.0]),
             push_contexts: Counter::default(),
             invalid_config: Counter::default(),
+            jwks_fetch_success: Counter::default(),
+            jwks_fetch_fail: Counter::default(),
         };
         let mut registry = istio_runtime::sync::lock(registry);
         registry.register("pilot_xds", "Connected xDS clients", metrics.xds_clients.clone());
@@ -56,6 +60,16 @@ impl Metrics {
             "pilot_invalid_config",
             "Config objects rejected by validation and not used",
             metrics.invalid_config.clone(),
+        );
+        registry.register(
+            "pilot_jwks_resolver_network_fetch_success",
+            "Total number of successfully network fetch by pilot jwks resolver",
+            metrics.jwks_fetch_success.clone(),
+        );
+        registry.register(
+            "pilot_jwks_resolver_network_fetch_fail",
+            "Total number of failed network fetch by pilot jwks resolver",
+            metrics.jwks_fetch_fail.clone(),
         );
         metrics
     }

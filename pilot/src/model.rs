@@ -316,6 +316,8 @@ pub struct PushContext {
     pub authn_policies: Vec<Named<istio_api::pb::istio::authentication::v1alpha1::Policy>>,
     /// `security.istio.io/v1beta1` AuthorizationPolicies.
     pub authorization_policies: Vec<Named<istio_api::pb::istio::security::v1beta1::AuthorizationPolicy>>,
+    /// The keys of the policies' `jwksUri`s (and discovered issuers), fetched by Pilot.
+    pub jwks: crate::jwks::JwksKeys,
     /// The `MeshPolicy` named `default`, the only one that applies.
     pub mesh_policy: Option<Named<istio_api::pb::istio::authentication::v1alpha1::Policy>>,
     /// Whether any service, VirtualService or DestinationRule is exported to fewer than all
@@ -337,6 +339,19 @@ pub struct PodInfo {
 }
 
 impl PushContext {
+    /// Every Jwt of every authentication policy (origins and peers), the MeshPolicy's too.
+    pub fn jwts(&self) -> impl Iterator<Item = &istio_api::pb::istio::authentication::v1alpha1::Jwt> {
+        use istio_api::pb::istio::authentication::v1alpha1::peer_authentication_method::Params;
+        self.authn_policies.iter().chain(self.mesh_policy.iter()).flat_map(|policy| {
+            let origins = policy.spec.origins.iter().filter_map(|origin| origin.jwt.as_ref());
+            let peers = policy.spec.peers.iter().filter_map(|peer| match &peer.params {
+                Some(Params::Jwt(jwt)) => Some(jwt),
+                _ => None,
+            });
+            origins.chain(peers)
+        })
+    }
+
     /// The DestinationRule for a host: an exact host match first, then the most specific
     /// wildcard (`*.example.com` before `*`).
     pub fn destination_rule(&self, hostname: &str) -> Option<&Named<net::DestinationRule>> {

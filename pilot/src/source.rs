@@ -24,6 +24,10 @@ pub struct SourceSettings {
     pub debounce_max: Duration,
     /// A changed mesh config (the file watched by `meshconfig::watch`) rebuilds everything.
     pub mesh_updates: Option<watch::Receiver<MeshSettings>>,
+    /// CA certificates HTTPS JWKS servers are trusted with, besides the system's.
+    pub jwks_ca_file: Option<std::path::PathBuf>,
+    /// How often fetched JWKS are fetched again.
+    pub jwks_refresh_interval: Duration,
 }
 
 impl Default for SourceSettings {
@@ -34,6 +38,8 @@ impl Default for SourceSettings {
             debounce_after: Duration::from_millis(100),
             debounce_max: Duration::from_secs(10),
             mesh_updates: None,
+            jwks_ca_file: None,
+            jwks_refresh_interval: crate::jwks::DEFAULT_REFRESH_INTERVAL,
         }
     }
 }
@@ -150,6 +156,17 @@ pub(crate) async fn run(
     };
     let mut mesh = settings.mesh.clone();
     let mut mesh_updates = settings.mesh_updates.clone();
+    let jwks = Arc::new(match crate::jwks::JwksResolver::new(settings.jwks_ca_file.as_deref(), metrics.clone()) {
+        Ok(resolver) => resolver,
+        Err(error) => {
+            tracing::error!("JWKS CA bundle not usable ({error}); trusting the system roots only");
+            crate::jwks::JwksResolver::new(None, metrics.clone()).expect("a resolver with the system roots")
+        }
+    });
+    // Refreshes run beside the loop (a slow identity provider must not hold up config), and
+    // keys that changed at their source reach the proxies in a new push context.
+    let jwks_changed = Arc::new(tokio::sync::Notify::new());
+    let _refresher = crate::jwks::Refresher::spawn(jwks.clone(), settings.jwks_refresh_interval, jwks_changed.clone());
     loop {
         let mesh_changed = async {
             let Some(updates) = mesh_updates.as_mut() else { return std::future::pending().await };
@@ -171,10 +188,12 @@ pub(crate) async fn run(
                 mesh = mesh_updates.as_ref().map(|updates| updates.borrow().clone()).unwrap_or(mesh);
                 true
             }
+            () = jwks_changed.notified() => true,
         };
         if changed && accepted.synced() {
             generation += 1;
-            let push = build(accepted.objects(), &mesh, generation.to_string());
+            let mut push = build(accepted.objects(), &mesh, generation.to_string());
+            push.jwks = jwks.resolve(push.jwts()).await;
             tracing::info!(version = %push.version, services = push.services.len(), virtual_services = push.virtual_services.len(), "new push context");
             metrics.push_contexts.inc();
             publish.send_replace(Arc::new(push));

@@ -44,13 +44,23 @@ impl LocalMesh {
     /// The demo with `sets`, after `prepare` has run against the empty root (objects made
     /// before the installation, as the docs create a `cacerts` Secret before installing).
     pub fn demo_after(plane: Plane, sets: &[&str], prepare: impl FnOnce(&LocalMesh)) -> LocalMesh {
+        let sets: Vec<String> = sets.iter().map(|set| (*set).to_string()).collect();
+        Self::demo_prepared(plane, |mesh| {
+            prepare(mesh);
+            sets
+        })
+    }
+
+    /// The demo with the `--set` values `prepare` returns after it has run against the empty
+    /// root (it can write files there, under [`LocalMesh::scratch`], that the values name).
+    pub fn demo_prepared(plane: Plane, prepare: impl FnOnce(&LocalMesh) -> Vec<String>) -> LocalMesh {
         let root = tempfile::tempdir().expect("tempdir");
         let mut mesh = LocalMesh { root, gateway: String::new(), plane };
-        prepare(&mesh);
+        let sets = prepare(&mesh);
         let mut args = vec!["demo".to_string(), "--detach".into(), "--timeout".into(), "4m".into()];
         for set in sets {
             args.push("--set".into());
-            args.push((*set).to_string());
+            args.push(set);
         }
         if plane == Plane::Envoy {
             args.push("--set".into());
@@ -63,6 +73,13 @@ impl LocalMesh {
         let host = url.trim_end_matches("/productpage");
         mesh.gateway = if host.contains(':') { host.to_string() } else { format!("{host}:80") };
         mesh
+    }
+
+    /// A directory of the test's own beside the installation, removed with it.
+    pub fn scratch(&self) -> PathBuf {
+        let path = self.root.path().join("scratch");
+        std::fs::create_dir_all(&path).expect("scratch directory");
+        path
     }
 
     /// The root to give `istioctl` as `ISTIO_LOCAL_ROOT`.
@@ -288,12 +305,24 @@ pub fn host_lock() -> std::sync::MutexGuard<'static, ()> {
 /// task after `reset`, a failing task not stopping the others; fails listing every failed task.
 /// `ISTIO_TASKS=a,b` runs only the tasks whose names contain `a` or `b`.
 pub fn run_tasks(plane: Plane, tasks: &[(&str, Task)], setup: Task, reset: Task) {
+    run_tasks_prepared(plane, |_| Vec::new(), tasks, setup, reset);
+}
+
+/// [`run_tasks`] on a demo installed with the values `prepare` returns
+/// ([`LocalMesh::demo_prepared`]).
+pub fn run_tasks_prepared(
+    plane: Plane,
+    prepare: fn(&LocalMesh) -> Vec<String>,
+    tasks: &[(&str, Task)],
+    setup: Task,
+    reset: Task,
+) {
     let _host = host_lock();
     if let Some(reason) = crate::pod_prerequisites_missing() {
         eprintln!("skipped: {reason}");
         return;
     }
-    let mesh = LocalMesh::demo(plane);
+    let mesh = LocalMesh::demo_prepared(plane, prepare);
     setup(&mesh);
     let mut failures = Vec::new();
     let only = std::env::var("ISTIO_TASKS").unwrap_or_default();

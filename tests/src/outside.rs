@@ -1,7 +1,9 @@
 //! A host "outside the mesh" for the egress tasks: its own network namespace joined to the
 //! host by a veth pair on a small network of its own (10.45.0.0/30), running the httpbin
 //! sample on port 80. Pods reach it through the host, as they would reach the internet from
-//! a Kubernetes node. Removed (process, namespace and links) when dropped.
+//! a Kubernetes node. It can also serve a directory over HTTPS on 443 (`openssl s_server
+//! -WWW`), as an identity provider serves its JWKS. Removed (processes, namespace and links)
+//! when dropped.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -17,6 +19,7 @@ pub const ADDRESS: &str = "10.45.0.2";
 
 pub struct OutsideHost {
     server: Option<Process>,
+    https: Option<Process>,
 }
 
 fn ip(args: &[&str]) {
@@ -34,7 +37,7 @@ impl OutsideHost {
     pub fn start() -> OutsideHost {
         remove_network();
         ip(&["netns", "add", NETNS]);
-        let mut outside = OutsideHost { server: None };
+        let mut outside = OutsideHost { server: None, https: None };
         ip(&["link", "add", HOST_LINK, "type", "veth", "peer", "name", PEER_LINK]);
         ip(&["link", "set", PEER_LINK, "netns", NETNS]);
         ip(&["addr", "add", &format!("{HOST_ADDRESS}/30"), "dev", HOST_LINK]);
@@ -60,6 +63,30 @@ impl OutsideHost {
         outside
     }
 
+    /// Serves the files of `dir` over HTTPS on `ADDRESS:443` with this certificate and key
+    /// (`https://ADDRESS/NAME` is `dir/NAME`); waits until it accepts connections.
+    pub fn serve_https(&mut self, dir: &std::path::Path, cert: &std::path::Path, key: &std::path::Path) {
+        let script = format!(
+            "cd '{}' && exec openssl s_server -quiet -accept 443 -cert '{}' -key '{}' -WWW",
+            dir.display(),
+            cert.display(),
+            key.display()
+        );
+        self.https =
+            Some(Process::start_program(std::path::Path::new("ip"), &["netns", "exec", NETNS, "sh", "-c", &script]));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let address = format!("{ADDRESS}:443").parse().expect("address");
+        while std::net::TcpStream::connect_timeout(&address, Duration::from_secs(1)).is_err() {
+            assert!(Instant::now() < deadline, "the outside HTTPS server did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Stops the HTTPS server (the identity provider becomes unreachable).
+    pub fn stop_https(&mut self) {
+        self.https.take();
+    }
+
     /// The request lines the outside server has logged so far (and not yet returned).
     pub fn logged(&self) -> Vec<String> {
         let mut lines = Vec::new();
@@ -74,6 +101,7 @@ impl OutsideHost {
 
 impl Drop for OutsideHost {
     fn drop(&mut self) {
+        self.https.take();
         self.server.take();
         remove_network();
     }

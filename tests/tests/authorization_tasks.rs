@@ -9,15 +9,24 @@
 //! `details-viewer` and `reviews-viewer` (productpage's account) bring details and reviews
 //! back, with "Ratings service is currently unavailable"; `ratings-viewer` (reviews' account)
 //! brings the stars. A policy on the ingress gateway lets only the page's paths through it.
+//!
+//! End-user authentication (origin JWT, per-path trigger rules, with mutual TLS, an identity
+//! provider gone away) and JWT claims in authorization run on `httpbin.foo` ([`end_user`]).
 //! `ISTIO_TASKS=a,b` runs only the tasks whose names contain `a` or `b`.
 
 use std::time::{Duration, Instant};
 
 use e2e::local::{sample, LocalMesh, Plane, Task};
 
-const TASKS: [(&str, Task); 2] = [
+#[path = "authorization_tasks/end_user.rs"]
+mod end_user;
+
+const TASKS: [(&str, Task); 5] = [
     ("authorization for HTTP traffic (v1beta1)", http_traffic),
     ("authorization on the ingress gateway (v1beta1)", ingress_gateway),
+    ("end-user authentication", end_user::end_user_authentication),
+    ("end-user authentication with mutual TLS", end_user::end_user_with_mutual_tls),
+    ("authorization with JWT claims (groups and lists)", end_user::jwt_claims),
 ];
 
 const POLICIES: [&str; 5] = ["deny-all", "productpage-viewer", "details-viewer", "reviews-viewer", "ratings-viewer"];
@@ -29,11 +38,17 @@ fn mutual_tls(mesh: &LocalMesh) {
     until_page(mesh, "Bookinfo over mutual TLS", |status, page| status == 200 && page.contains("Book Details"));
 }
 
+fn set_up(mesh: &LocalMesh) {
+    mutual_tls(mesh);
+    end_user::set_up(mesh);
+}
+
 fn reset(mesh: &LocalMesh) {
     for name in POLICIES {
         mesh.delete_in("default", "authorizationpolicies", name);
     }
     mesh.delete_in("istio-system", "authorizationpolicies", "ingress-paths");
+    end_user::reset(mesh);
 }
 
 /// Waits until one `/productpage` through the gateway satisfies `check` (status, body), twice
@@ -139,7 +154,7 @@ spec:
 }
 
 fn run_tasks(plane: Plane) {
-    e2e::local::run_tasks(plane, &TASKS, mutual_tls, reset);
+    e2e::local::run_tasks_prepared(plane, end_user::install_values, &TASKS, set_up, reset);
 }
 
 #[test]

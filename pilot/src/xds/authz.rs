@@ -18,9 +18,8 @@
 //!   operation or no source is dropped with them, as 1.4 did;
 //! - principals are expanded over the mesh's trust domain and its `trustDomainAliases`
 //!   ([`super::trust_domain`]);
-//! - request principals and `request.auth.*` conditions (end-user identity) match nobody until
-//!   origin authentication provides them, so a rule that asks for them never allows more than
-//!   it says.
+//! - request principals and `request.auth.*` conditions (end-user identity) match the payload
+//!   origin authentication verified ([`super::authz_end_user`]).
 
 use envoy_types::pb::envoy::config::core::v3::CidrRange;
 use envoy_types::pb::envoy::config::listener::v3::{filter, Filter};
@@ -72,10 +71,11 @@ impl RbacFilters {
         if policies.is_empty() {
             return RbacFilters::default();
         }
-        let trust_domains = trust_domains(push);
-        let http = HttpRbac { rules: Some(rules(&policies, false, &trust_domains)), ..Default::default() };
+        let identities =
+            Identities { trust_domains: trust_domains(push), issuers: super::authz_end_user::issuers(push) };
+        let http = HttpRbac { rules: Some(rules(&policies, false, &identities)), ..Default::default() };
         let network = NetworkRbac {
-            rules: Some(rules(&policies, true, &trust_domains)),
+            rules: Some(rules(&policies, true, &identities)),
             stat_prefix: "tcp.".to_string(),
             ..Default::default()
         };
@@ -103,18 +103,25 @@ impl RbacFilters {
     }
 }
 
+/// Who principals can name: the mesh's trust domains (peers) and the issuers its
+/// authentication policies accept (end users).
+struct Identities {
+    trust_domains: Vec<String>,
+    issuers: Vec<String>,
+}
+
 /// The mesh's trust domain, then its aliases.
 fn trust_domains(push: &PushContext) -> Vec<String> {
     std::iter::once(push.mesh.trust_domain.clone()).chain(push.mesh.trust_domain_aliases.iter().cloned()).collect()
 }
 
 /// The ALLOW engine of `policies`' rules.
-fn rules(policies: &[&Named<security::AuthorizationPolicy>], tcp: bool, trust_domains: &[String]) -> rbac::Rbac {
+fn rules(policies: &[&Named<security::AuthorizationPolicy>], tcp: bool, identities: &Identities) -> rbac::Rbac {
     let mut engine = rbac::Rbac { action: rbac::rbac::Action::Allow as i32, ..Default::default() };
     for policy in policies {
         for (index, rule) in policy.spec.rules.iter().enumerate() {
             let name = format!("ns[{}]-policy[{}]-rule[{index}]", policy.namespace, policy.name);
-            match rule_policy(rule, tcp, trust_domains) {
+            match rule_policy(rule, tcp, identities) {
                 Some(compiled) => {
                     engine.policies.insert(name, compiled);
                 }
@@ -134,7 +141,7 @@ fn split_conditions(rule: &security::Rule) -> (Vec<&security::Condition>, Vec<&s
     })
 }
 
-fn rule_policy(rule: &security::Rule, tcp: bool, trust_domains: &[String]) -> Option<rbac::Policy> {
+fn rule_policy(rule: &security::Rule, tcp: bool, identities: &Identities) -> Option<rbac::Policy> {
     let (source_conditions, destination_conditions) = split_conditions(rule);
     let operations: Vec<Option<&security::Operation>> = if rule.to.is_empty() {
         vec![None]
@@ -158,7 +165,7 @@ fn rule_policy(rule: &security::Rule, tcp: bool, trust_domains: &[String]) -> Op
                 .is_none_or(|source| source.request_principals.is_empty() && source.not_request_principals.is_empty())
         })
         .filter(|_| !tcp || source_conditions.iter().all(|condition| !condition.key.starts_with("request.")))
-        .map(|source| principal(source, &source_conditions, tcp, trust_domains))
+        .map(|source| principal(source, &source_conditions, tcp, identities))
         .collect();
     (!permissions.is_empty() && !principals.is_empty()).then_some(rbac::Policy {
         permissions,
@@ -315,7 +322,7 @@ fn namespace_principal(value: &str) -> Option<rbac::Principal> {
 
 /// `value` with regex metacharacters escaped (namespaces are DNS labels, so only `*` and `.`
 /// can appear in practice).
-fn regex_syntax_escape(value: &str) -> String {
+pub(crate) fn regex_syntax_escape(value: &str) -> String {
     let mut escaped = String::with_capacity(value.len());
     for character in value.chars() {
         if "\\.+*?()|[]{}^$".contains(character) {
@@ -335,9 +342,10 @@ fn principal(
     source: Option<&security::Source>,
     conditions: &[&security::Condition],
     tcp: bool,
-    trust_domains: &[String],
+    identities: &Identities,
 ) -> rbac::Principal {
-    let expand = |principals: &[String]| super::trust_domain::expand(principals, trust_domains);
+    let expand = |principals: &[String]| super::trust_domain::expand(principals, &identities.trust_domains);
+    let issuers = &identities.issuers;
     let mut parts = Vec::new();
     let mut list = |values: &[String], negate: bool, make: &dyn Fn(&str) -> Option<rbac::Principal>| {
         let alternatives: Vec<rbac::Principal> = values.iter().filter_map(|value| make(value)).collect();
@@ -346,9 +354,9 @@ fn principal(
             parts.push(if negate { not_principal(either) } else { either });
         }
     };
-    // End-user identity comes with origin authentication; until a request carries it, it
-    // matches nobody.
-    let end_user: &dyn Fn(&str) -> Option<rbac::Principal> = &|_| Some(nobody());
+    // End-user identity: what origin authentication verified ([`super::authz_end_user`]).
+    let end_user: &dyn Fn(&str) -> Option<rbac::Principal> =
+        &|value| Some(super::authz_end_user::request_principal(value, issuers));
     if let Some(source) = source {
         list(&expand(&source.principals), false, &spiffe_principal);
         list(&expand(&source.not_principals), true, &spiffe_principal);
@@ -367,12 +375,17 @@ fn principal(
                 identifier: Some(rbac::principal::Identifier::Header(header(name, value))),
             })
         };
+        let end_user_condition = |value: &str| super::authz_end_user::condition(key, value, issuers);
         let make: &dyn Fn(&str) -> Option<rbac::Principal> = match key {
             "source.ip" => &ip_principal,
             "source.namespace" => &namespace_principal,
             "source.principal" => &spiffe_principal,
             _ if header_name.is_some() && !tcp => &header_make,
-            _ => end_user,
+            _ if key.starts_with("request.auth.") && !tcp => &end_user_condition,
+            other => {
+                tracing::warn!("AuthorizationPolicy condition {other} is not supported; it matches nobody");
+                &|_| Some(nobody())
+            }
         };
         let (values, not_values) = if key == "source.principal" {
             (expand(&condition.values), expand(&condition.not_values))

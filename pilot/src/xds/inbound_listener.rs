@@ -11,7 +11,8 @@
 //! HTTP/2 negotiation) and uses the workload certificate, from `/etc/certs` or over SDS.
 //! Connections to no known port pass through. AuthorizationPolicies that apply to the workload
 //! put RBAC in front of each port: the HTTP filter first in an HTTP port's manager, the
-//! network filter before a TCP port's proxy ([`super::authz`]).
+//! network filter before a TCP port's proxy ([`super::authz`]). A policy with origins (end-user
+//! JWT) puts `jwt_authn` first in an HTTP port's manager ([`super::authn_jwt`]).
 
 use envoy_types::pb::envoy::config::core::v3::{transport_socket, TransportSocket};
 use envoy_types::pb::envoy::config::listener::v3::Filter;
@@ -20,7 +21,9 @@ use envoy_types::pb::envoy::config::route::v3::{
     route, route_action, Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost,
 };
 use envoy_types::pb::envoy::extensions::filters::listener::original_dst::v3::OriginalDst;
-use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    http_connection_manager, HttpFilter,
+};
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::DownstreamTlsContext;
 use envoy_types::pb::google::protobuf::{BoolValue, UInt32Value};
 
@@ -45,7 +48,8 @@ pub(crate) fn virtual_inbound(push: &PushContext, proxy: &Proxy) -> Listener {
     let rbac = super::authz::RbacFilters::for_proxy(push, proxy);
     let mut chains = Vec::new();
     for target in inbound_targets(push, proxy) {
-        let filters = target_filters(&target, &rbac);
+        let jwt = target_jwt_filter(push, &target);
+        let filters = target_filters(&target, jwt, &rbac);
         let port_match = FilterChainMatch {
             destination_port: Some(UInt32Value { value: target.listen_port }),
             ..Default::default()
@@ -105,6 +109,15 @@ fn target_mode(push: &PushContext, target: &InboundTarget) -> MtlsMode {
     }
 }
 
+/// The `jwt_authn` filter of the authentication policy of the service port behind a target.
+fn target_jwt_filter(push: &PushContext, target: &InboundTarget) -> Option<HttpFilter> {
+    let name = target.cluster.parse::<ClusterName>().ok()?;
+    let service = push.service(&name.host)?;
+    let port = service.port(name.port)?;
+    let (policy, policy_name) = crate::scope::authn::policy_for(push, service, port)?;
+    super::authn_jwt::jwt_filter(push, policy, &policy_name)
+}
+
 /// Istio mutual TLS on the server side: the workload certificate, the peer's required.
 fn inbound_mutual_tls(certs: &CertSource) -> TransportSocket {
     let alpn = ALPN_HTTP.iter().map(|protocol| (*protocol).to_string()).collect();
@@ -122,7 +135,8 @@ fn inbound_mutual_tls(certs: &CertSource) -> TransportSocket {
 /// The network filters that carry a target's traffic to the application: an HTTP connection
 /// manager with one route to the inbound cluster, or a TCP proxy; with authorization, the
 /// manager starts with the RBAC HTTP filter, or the RBAC network filter goes before the proxy.
-fn target_filters(target: &InboundTarget, rbac: &super::authz::RbacFilters) -> Vec<Filter> {
+/// Origin authentication (`jwt`) comes first in the manager, so RBAC sees the token's claims.
+fn target_filters(target: &InboundTarget, jwt: Option<HttpFilter>, rbac: &super::authz::RbacFilters) -> Vec<Filter> {
     let cluster = target.cluster.clone();
     let cluster_name = cluster.parse::<ClusterName>().ok();
     let service_port = cluster_name.as_ref().map_or(target.listen_port, |name| name.port);
@@ -161,7 +175,7 @@ fn target_filters(target: &InboundTarget, rbac: &super::authz::RbacFilters) -> V
     vec![connection_manager_with(
         &format!("inbound_0.0.0.0_{}", target.listen_port),
         http_connection_manager::RouteSpecifier::RouteConfig(route),
-        rbac.http_plugins(),
+        jwt.into_iter().chain(rbac.http_plugins()).collect(),
     )]
 }
 

@@ -4,7 +4,9 @@
 
 pub(crate) mod access_log;
 pub mod ads;
+pub(crate) mod authn_jwt;
 pub(crate) mod authz;
+pub(crate) mod authz_end_user;
 pub(crate) mod cluster;
 pub(crate) mod endpoint;
 pub(crate) mod envoy_filter;

@@ -303,7 +303,15 @@ impl Plan {
                     args.extend(["--configDir".into(), path(layout.store())]);
                 }
                 let sampling = self.values()["pilot"]["traceSampling"].as_f64().unwrap_or(1.0);
-                (args, vec![("PILOT_TRACE_SAMPLING".to_string(), sampling.to_string())])
+                let mut env = vec![("PILOT_TRACE_SAMPLING".to_string(), sampling.to_string())];
+                // 1.4's `pilot.env`: extra environment for the discovery container.
+                if let Some(extra) = self.values()["pilot"]["env"].as_object() {
+                    for (name, value) in extra {
+                        let value = value.as_str().map_or_else(|| value.to_string(), str::to_string);
+                        env.push((name.clone(), value));
+                    }
+                }
+                (args, env)
             }
             "citadel" => (
                 [
