@@ -23,6 +23,10 @@ pub(crate) fn collections() -> Vec<&'static str> {
         "Policy",
         "MeshPolicy",
         "AuthorizationPolicy",
+        "ServiceRole",
+        "ServiceRoleBinding",
+        "ClusterRbacConfig",
+        "RbacConfig",
     ]
     .iter()
     .filter_map(|kind| kinds::by_name(kind))

@@ -316,6 +316,11 @@ pub struct PushContext {
     pub authn_policies: Vec<Named<istio_api::pb::istio::authentication::v1alpha1::Policy>>,
     /// `security.istio.io/v1beta1` AuthorizationPolicies.
     pub authorization_policies: Vec<Named<istio_api::pb::istio::security::v1beta1::AuthorizationPolicy>>,
+    /// v1alpha1 authorization: roles, bindings (oldest first) and the ClusterRbacConfig
+    /// `default` (or the deprecated RbacConfig `default` when there is none).
+    pub service_roles: Vec<Named<istio_api::pb::istio::rbac::v1alpha1::ServiceRole>>,
+    pub service_role_bindings: Vec<Named<istio_api::pb::istio::rbac::v1alpha1::ServiceRoleBinding>>,
+    pub rbac_config: Option<Named<istio_api::pb::istio::rbac::v1alpha1::RbacConfig>>,
     /// The keys of the policies' `jwksUri`s (and discovered issuers), fetched by Pilot.
     pub jwks: crate::jwks::JwksKeys,
     /// The `MeshPolicy` named `default`, the only one that applies.

@@ -79,6 +79,8 @@ pub(crate) fn build(objects: &BTreeMap<ObjectKey, Object>, mesh: &MeshSettings, 
         push.pods.insert(ip.clone(), Arc::new(PodInfo { namespace: pod.namespace().to_string(), labels }));
     }
     let mut authn_policies = Vec::new();
+    let mut bindings = Vec::new();
+    let mut legacy_rbac_config = None;
     for object in objects.values() {
         match (object.group(), object.kind.as_str()) {
             ("networking.istio.io", "ServiceEntry") => {
@@ -95,6 +97,17 @@ pub(crate) fn build(objects: &BTreeMap<ObjectKey, Object>, mesh: &MeshSettings, 
             ("networking.istio.io", "Sidecar") => push.sidecars.extend(named(object)),
             ("networking.istio.io", "EnvoyFilter") => push.envoy_filters.extend(named(object)),
             ("security.istio.io", "AuthorizationPolicy") => push.authorization_policies.extend(named(object)),
+            ("rbac.istio.io", "ServiceRole") => push.service_roles.extend(named(object)),
+            ("rbac.istio.io", "ServiceRoleBinding") => {
+                bindings.extend(named(object).map(|binding| (creation_time(object), binding)));
+            }
+            // The singleton `default`; the deprecated RbacConfig counts only without it.
+            ("rbac.istio.io", "ClusterRbacConfig") if object.name() == crate::scope::authn::DEFAULT_POLICY_NAME => {
+                push.rbac_config = named(object);
+            }
+            ("rbac.istio.io", "RbacConfig") if object.name() == crate::scope::authn::DEFAULT_POLICY_NAME => {
+                legacy_rbac_config = named(object);
+            }
             ("authentication.istio.io", "Policy") => {
                 authn_policies.extend(named(object).map(|policy| (creation_time(object), policy)));
             }
@@ -107,6 +120,9 @@ pub(crate) fn build(objects: &BTreeMap<ObjectKey, Object>, mesh: &MeshSettings, 
     // Oldest first, as 1.4 ordered them; objects without a creation time keep the store's order.
     authn_policies.sort_by(|(a, _), (b, _)| a.cmp(b));
     push.authn_policies = authn_policies.into_iter().map(|(_, policy)| policy).collect();
+    bindings.sort_by(|(a, _), (b, _)| a.cmp(b));
+    push.service_role_bindings = bindings.into_iter().map(|(_, binding)| binding).collect();
+    push.rbac_config = push.rbac_config.take().or(legacy_rbac_config);
     let private = |export_to: &[String]| !export_to.is_empty() && !export_to.iter().any(|t| t == "*");
     push.has_private_exports = push.services.values().any(|s| private(&s.export_to))
         || push.virtual_services.iter().any(|vs| private(&vs.spec.export_to))

@@ -21,8 +21,10 @@ use e2e::local::{sample, LocalMesh, Plane, Task};
 #[path = "authorization_tasks/end_user.rs"]
 mod end_user;
 
-const TASKS: [(&str, Task); 5] = [
+const TASKS: [(&str, Task); 7] = [
     ("authorization for HTTP traffic (v1beta1)", http_traffic),
+    ("authorization for HTTP traffic (v1alpha1)", http_traffic_v1alpha1),
+    ("authorization permissive mode (v1alpha1)", permissive_v1alpha1),
     ("authorization on the ingress gateway (v1beta1)", ingress_gateway),
     ("end-user authentication", end_user::end_user_authentication),
     ("end-user authentication with mutual TLS", end_user::end_user_with_mutual_tls),
@@ -48,6 +50,12 @@ fn reset(mesh: &LocalMesh) {
         mesh.delete_in("default", "authorizationpolicies", name);
     }
     mesh.delete_in("istio-system", "authorizationpolicies", "ingress-paths");
+    mesh.delete("clusterrbacconfigs", "default");
+    for kind in ["serviceroles", "servicerolebindings"] {
+        for name in mesh.names(kind) {
+            mesh.delete(kind, &name);
+        }
+    }
     end_user::reset(mesh);
 }
 
@@ -121,6 +129,71 @@ spec:
     until_page(mesh, "ratings-viewer", |status, page| {
         let (red, black) = e2e::local::stars(page);
         status == 200 && red + black > 0 && !page.contains("Ratings service is currently unavailable")
+    });
+}
+
+/// The same task with the v1alpha1 samples (`samples/bookinfo/platform/kube/rbac/`):
+/// ClusterRbacConfig ON for `default` denies everything; the namespace-wide `service-viewer`
+/// lets the page back whole; then service by service as with v1beta1.
+fn http_traffic_v1alpha1(mesh: &LocalMesh) {
+    let rbac = |file: &str| sample(&format!("bookinfo/platform/kube/rbac/{file}"));
+    mesh.apply(&rbac("rbac-config-ON.yaml"));
+    until_page(mesh, "rbac-config-ON", |status, page| status == 403 && page.contains("RBAC: access denied"));
+    mesh.apply(&rbac("namespace-policy.yaml"));
+    until_page(mesh, "namespace-policy", |status, page| {
+        let (red, black) = e2e::local::stars(page);
+        status == 200 && !page.contains("Error fetching") && red + black > 0
+    });
+    mesh.delete("servicerolebindings", "bind-service-viewer");
+    mesh.delete("serviceroles", "service-viewer");
+    until_page(mesh, "namespace-policy removed", |status, _| status == 403);
+    mesh.apply(&rbac("productpage-policy.yaml"));
+    until_page(mesh, "productpage-policy", |status, page| {
+        status == 200
+            && page.contains("Error fetching product details!")
+            && page.contains("Error fetching product reviews!")
+    });
+    mesh.apply(&rbac("details-reviews-policy.yaml"));
+    until_page(mesh, "details-reviews-policy", |status, page| {
+        status == 200
+            && !page.contains("Error fetching product details!")
+            && !page.contains("Error fetching product reviews!")
+            && page.contains("Ratings service is currently unavailable")
+    });
+    mesh.apply(&rbac("ratings-policy.yaml"));
+    until_page(mesh, "ratings-policy", |status, page| {
+        let (red, black) = e2e::local::stars(page);
+        status == 200 && red + black > 0 && !page.contains("Ratings service is currently unavailable")
+    });
+}
+
+/// Permissive mode: with the global `enforcement_mode: PERMISSIVE` nothing is enforced (the
+/// page is whole with no role bound) and the sidecars count what would be denied; a
+/// `mode: PERMISSIVE` binding is only counted, so details and reviews stay refused.
+fn permissive_v1alpha1(mesh: &LocalMesh) {
+    let rbac = |file: &str| sample(&format!("bookinfo/platform/kube/rbac/{file}"));
+    mesh.apply(&rbac("rbac-config-on-permissive.yaml"));
+    let productpage = mesh.pods().iter().find_map(|pod| {
+        let name = pod["metadata"]["name"].as_str()?;
+        (name.starts_with("productpage-") && pod["metadata"]["namespace"] == "default").then(|| name.to_string())
+    });
+    let productpage = productpage.expect("a productpage pod");
+    until_page(mesh, "global permissive mode enforces nothing", |status, page| {
+        status == 200 && !page.contains("Error fetching")
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while mesh.proxy_stat(&productpage, "http.inbound_0.0.0.0_9080.rbac.shadow_denied") == 0 {
+        assert!(Instant::now() < deadline, "no shadow denial counted on {productpage} ({:?})", mesh.plane);
+        e2e::http_request(&mesh.gateway, "GET", "/productpage", &[], "");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    mesh.apply(&rbac("rbac-config-ON.yaml"));
+    mesh.apply(&rbac("productpage-policy.yaml"));
+    mesh.apply(&rbac("details-reviews-policy-permissive.yaml"));
+    until_page(mesh, "a permissive binding for details and reviews", |status, page| {
+        status == 200
+            && page.contains("Error fetching product details!")
+            && page.contains("Error fetching product reviews!")
     });
 }
 

@@ -71,8 +71,7 @@ impl RbacFilters {
         if policies.is_empty() {
             return RbacFilters::default();
         }
-        let identities =
-            Identities { trust_domains: trust_domains(push), issuers: super::authz_end_user::issuers(push) };
+        let identities = Identities::of(push);
         let http = HttpRbac { rules: Some(rules(&policies, false, &identities)), ..Default::default() };
         let network = NetworkRbac {
             rules: Some(rules(&policies, true, &identities)),
@@ -92,6 +91,11 @@ impl RbacFilters {
         }
     }
 
+    /// Whether no policy applies (then v1alpha1 authorization may).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.http.is_none() && self.network.is_none()
+    }
+
     /// The HTTP filters a connection manager starts with.
     pub(crate) fn http_plugins(&self) -> Vec<HttpFilter> {
         self.http.iter().cloned().collect()
@@ -105,9 +109,15 @@ impl RbacFilters {
 
 /// Who principals can name: the mesh's trust domains (peers) and the issuers its
 /// authentication policies accept (end users).
-struct Identities {
+pub(crate) struct Identities {
     trust_domains: Vec<String>,
     issuers: Vec<String>,
+}
+
+impl Identities {
+    pub(crate) fn of(push: &PushContext) -> Identities {
+        Identities { trust_domains: trust_domains(push), issuers: super::authz_end_user::issuers(push) }
+    }
 }
 
 /// The mesh's trust domain, then its aliases.
@@ -238,7 +248,10 @@ fn not_permission(rule: rbac::Permission) -> rbac::Permission {
 }
 
 /// One operation (or none: anything) with the destination conditions, all of which must hold.
-fn permission(operation: Option<&security::Operation>, conditions: &[&security::Condition]) -> rbac::Permission {
+pub(crate) fn permission(
+    operation: Option<&security::Operation>,
+    conditions: &[&security::Condition],
+) -> rbac::Permission {
     let mut parts = Vec::new();
     let mut list = |values: &[String], negate: bool, make: &dyn Fn(&str) -> Option<rbac::Permission>| {
         let alternatives: Vec<rbac::Permission> = values.iter().filter_map(|value| make(value)).collect();
@@ -282,7 +295,7 @@ fn permission(operation: Option<&security::Operation>, conditions: &[&security::
     }
 }
 
-fn any_principal() -> rbac::Principal {
+pub(crate) fn any_principal() -> rbac::Principal {
     rbac::Principal { identifier: Some(rbac::principal::Identifier::Any(true)) }
 }
 
@@ -338,7 +351,7 @@ fn ip_principal(value: &str) -> Option<rbac::Principal> {
 }
 
 /// One source (or none: anyone) with the source conditions, all of which must hold.
-fn principal(
+pub(crate) fn principal(
     source: Option<&security::Source>,
     conditions: &[&security::Condition],
     tcp: bool,

@@ -49,7 +49,9 @@ pub(crate) fn virtual_inbound(push: &PushContext, proxy: &Proxy) -> Listener {
     let mut chains = Vec::new();
     for target in inbound_targets(push, proxy) {
         let jwt = target_jwt_filter(push, &target);
-        let filters = target_filters(&target, jwt, &rbac);
+        // v1alpha1 authorization applies per service, and only where no v1beta1 policy does.
+        let v1alpha1 = rbac.is_empty().then(|| target_v1alpha1_filters(push, proxy, &target)).flatten();
+        let filters = target_filters(&target, jwt, v1alpha1.as_ref().unwrap_or(&rbac));
         let port_match = FilterChainMatch {
             destination_port: Some(UInt32Value { value: target.listen_port }),
             ..Default::default()
@@ -116,6 +118,17 @@ fn target_jwt_filter(push: &PushContext, target: &InboundTarget) -> Option<HttpF
     let port = service.port(name.port)?;
     let (policy, policy_name) = crate::scope::authn::policy_for(push, service, port)?;
     super::authn_jwt::jwt_filter(push, policy, &policy_name)
+}
+
+/// The v1alpha1 RBAC filters of the service behind a target.
+fn target_v1alpha1_filters(
+    push: &PushContext,
+    proxy: &Proxy,
+    target: &InboundTarget,
+) -> Option<super::authz::RbacFilters> {
+    let name = target.cluster.parse::<ClusterName>().ok()?;
+    let service = push.service(&name.host)?;
+    Some(super::authz_v1alpha1::filters_for_service(push, service, &proxy.labels))
 }
 
 /// Istio mutual TLS on the server side: the workload certificate, the peer's required.

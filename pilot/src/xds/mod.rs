@@ -7,6 +7,7 @@ pub mod ads;
 pub(crate) mod authn_jwt;
 pub(crate) mod authz;
 pub(crate) mod authz_end_user;
+pub(crate) mod authz_v1alpha1;
 pub(crate) mod cluster;
 pub(crate) mod endpoint;
 pub(crate) mod envoy_filter;
