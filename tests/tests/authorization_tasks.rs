@@ -10,6 +10,9 @@
 //! back, with "Ratings service is currently unavailable"; `ratings-viewer` (reviews' account)
 //! brings the stars. A policy on the ingress gateway lets only the page's paths through it.
 //!
+//! The mesh runs as trust domain `new-td`: trust-domain migration shows a policy naming
+//! `old-td` refused until the mesh config's `trustDomainAliases` names it.
+//!
 //! End-user authentication (origin JWT, per-path trigger rules, with mutual TLS, an identity
 //! provider gone away) and JWT claims in authorization run on `httpbin.foo` ([`end_user`]).
 //! `ISTIO_TASKS=a,b` runs only the tasks whose names contain `a` or `b`.
@@ -21,10 +24,11 @@ use e2e::local::{sample, LocalMesh, Plane, Task};
 #[path = "authorization_tasks/end_user.rs"]
 mod end_user;
 
-const TASKS: [(&str, Task); 7] = [
+const TASKS: [(&str, Task); 8] = [
     ("authorization for HTTP traffic (v1beta1)", http_traffic),
     ("authorization for HTTP traffic (v1alpha1)", http_traffic_v1alpha1),
     ("authorization permissive mode (v1alpha1)", permissive_v1alpha1),
+    ("trust domain migration", trust_domain_migration),
     ("authorization on the ingress gateway (v1beta1)", ingress_gateway),
     ("end-user authentication", end_user::end_user_authentication),
     ("end-user authentication with mutual TLS", end_user::end_user_with_mutual_tls),
@@ -40,6 +44,15 @@ fn mutual_tls(mesh: &LocalMesh) {
     until_page(mesh, "Bookinfo over mutual TLS", |status, page| status == 200 && page.contains("Book Details"));
 }
 
+/// The installation: the mesh's trust domain is `new-td` (the migration task's; the other
+/// tasks' `cluster.local/…` principals stand for it, as in 1.4), and Pilot trusts the
+/// end-user tasks' identity provider.
+fn install_values(mesh: &LocalMesh) -> Vec<String> {
+    let mut values = end_user::install_values(mesh);
+    values.push("values.global.trustDomain=new-td".to_string());
+    values
+}
+
 fn set_up(mesh: &LocalMesh) {
     mutual_tls(mesh);
     end_user::set_up(mesh);
@@ -51,6 +64,8 @@ fn reset(mesh: &LocalMesh) {
     }
     mesh.delete_in("istio-system", "authorizationpolicies", "ingress-paths");
     mesh.delete("clusterrbacconfigs", "default");
+    mesh.delete("authorizationpolicies", "details-old-td");
+    set_trust_domain_aliases(mesh, &[]);
     for kind in ["serviceroles", "servicerolebindings"] {
         for name in mesh.names(kind) {
             mesh.delete(kind, &name);
@@ -197,6 +212,81 @@ fn permissive_v1alpha1(mesh: &LocalMesh) {
     });
 }
 
+/// Sets the mesh config's `trustDomainAliases` through the `istio` ConfigMap, as editing it
+/// with kubectl does.
+fn set_trust_domain_aliases(mesh: &LocalMesh, aliases: &[&str]) {
+    let (code, config_map, err) =
+        mesh.istioctl(&["x", "local", "get", "configmap", "istio", "-n", "istio-system", "-o", "json"]);
+    assert_eq!(code, 0, "the istio ConfigMap: {err}");
+    let mut config_map: serde_json::Value = serde_json::from_str(&config_map).expect("ConfigMap JSON");
+    let current = config_map["data"]["mesh"].as_str().unwrap_or_default().to_string();
+    let mut mesh_config: serde_json::Value = serde_yaml::from_str(&current).expect("mesh config YAML");
+    if aliases.is_empty() {
+        if let Some(fields) = mesh_config.as_object_mut() {
+            fields.remove("trustDomainAliases");
+        }
+    } else {
+        mesh_config["trustDomainAliases"] = serde_json::json!(aliases);
+    }
+    let updated = serde_yaml::to_string(&mesh_config).expect("mesh config YAML");
+    if serde_yaml::from_str::<serde_json::Value>(&updated).ok() != serde_yaml::from_str(&current).ok() {
+        config_map["data"]["mesh"] = serde_json::Value::String(updated);
+        mesh.apply_yaml(&config_map.to_string());
+    }
+}
+
+/// Trust-domain migration, as the 1.4 task shows it: the mesh runs as `new-td` (installed with
+/// `values.global.trustDomain=new-td`) and a policy still names `old-td`'s identity of
+/// productpage, so details refuses it; with `trustDomainAliases: [old-td]` in the mesh
+/// config the old name stands for the new identity and details answers again.
+fn trust_domain_migration(mesh: &LocalMesh) {
+    let (code, text, err) = mesh.istioctl(&[
+        "x",
+        "local",
+        "exec",
+        "productpage",
+        "-c",
+        "istio-proxy",
+        "--",
+        "openssl",
+        "x509",
+        "-in",
+        "/etc/certs/cert-chain.pem",
+        "-text",
+        "-noout",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(text.contains("URI:spiffe://new-td/ns/default/sa/bookinfo-productpage"), "productpage's identity:\n{text}");
+    mesh.apply_yaml(
+        "apiVersion: security.istio.io/v1beta1
+kind: AuthorizationPolicy
+metadata:
+  name: details-old-td
+  namespace: default
+spec:
+  selector:
+    matchLabels:
+      app: details
+  rules:
+  - from:
+    - source:
+        principals:
+        - old-td/ns/default/sa/bookinfo-productpage
+    to:
+    - operation:
+        methods:
+        - GET
+",
+    );
+    until_page(mesh, "a policy naming the old trust domain", |status, page| {
+        status == 200 && page.contains("Error fetching product details!")
+    });
+    set_trust_domain_aliases(mesh, &["old-td"]);
+    until_page(mesh, "trustDomainAliases: [old-td]", |status, page| {
+        status == 200 && !page.contains("Error fetching product details!")
+    });
+}
+
 /// A policy selecting the ingress gateway (in its namespace, `istio-system`): only Bookinfo's
 /// page and its static files may be asked for through it; the API gets 403.
 fn ingress_gateway(mesh: &LocalMesh) {
@@ -227,7 +317,7 @@ spec:
 }
 
 fn run_tasks(plane: Plane) {
-    e2e::local::run_tasks_prepared(plane, end_user::install_values, &TASKS, set_up, reset);
+    e2e::local::run_tasks_prepared(plane, install_values, &TASKS, set_up, reset);
 }
 
 #[test]

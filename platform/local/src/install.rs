@@ -141,6 +141,7 @@ impl Plan {
         if global["mtls"]["auto"].as_bool() == Some(true) {
             mesh["enableAutoMtls"] = json!(true);
         }
+        mesh["trustDomain"] = json!(self.trust_domain());
         if self.enabled("configManagement") {
             mesh["configSources"] = json!([{"address": format!("{}:9901", GALLEY.address)}]);
         }
@@ -148,6 +149,18 @@ impl Plan {
             mesh["sdsUdsPath"] = json!(format!("unix:{}", socket.display()));
         }
         mesh
+    }
+
+    /// `values.global.trustDomain` (1.4's default `cluster.local`): the mesh config's
+    /// `trustDomain` and Citadel's `--trust-domain`, so workload identities are
+    /// `spiffe://TRUST-DOMAIN/ns/NS/sa/SA`.
+    pub fn trust_domain(&self) -> String {
+        let domain = self.values()["global"]["trustDomain"].as_str().unwrap_or_default();
+        if domain.is_empty() {
+            "cluster.local".to_string()
+        } else {
+            domain.to_string()
+        }
     }
 
     /// With `values.global.sds.enabled` (the `sds` profile), the node agent's socket on this
@@ -175,6 +188,8 @@ impl Plan {
             layout.store().display().to_string(),
             "--citadelNamespace".into(),
             SYSTEM_NAMESPACE.into(),
+            "--trustDomain".into(),
+            self.trust_domain(),
         ];
         Some((binaries.join(NODE_AGENT), args))
     }
@@ -334,6 +349,8 @@ impl Plan {
                         path(layout.service_account_public_key()),
                         "--bind-address".into(),
                         address.to_string(),
+                        "--trust-domain".into(),
+                        self.trust_domain(),
                     ],
                 ]
                 .concat(),
@@ -488,5 +505,8 @@ mod tests {
         assert!(kinds(&Plan::new(&["profile=minimal".into()]).expect("minimal")).is_empty());
         let auto = Plan::new(&["profile=demo".into(), "values.global.mtls.auto=true".into()]).expect("auto");
         assert_eq!(auto.mesh_config()["enableAutoMtls"], true);
+        assert_eq!(auto.mesh_config()["trustDomain"], "cluster.local");
+        let other = Plan::new(&["profile=demo".into(), "values.global.trustDomain=new-td".into()]).expect("td");
+        assert_eq!(other.mesh_config()["trustDomain"], "new-td");
     }
 }
