@@ -2,6 +2,7 @@
 //! only parses flags and runs the chosen command.
 
 pub(crate) mod authn;
+pub(crate) mod authz;
 pub(crate) mod demo;
 pub(crate) mod kube_inject;
 pub(crate) mod local;
@@ -63,6 +64,9 @@ pub enum Experimental {
     Mcp(mcp::McpArgs),
     /// Connect to Pilot as a proxy and print the xDS resources it sends, as Envoy v3 JSON.
     Xds(xds::XdsArgs),
+    /// Inspect authorization: what guards a pod's listeners (`check`).
+    #[command(subcommand)]
+    Authz(authz::AuthzCommand),
 }
 
 /// Runs a parsed command and returns the process exit code.
@@ -78,6 +82,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::ProxyConfig(args) => proxy_config::run(&args),
         Command::ProxyStatus(args) => proxy_status::run(&args),
         Command::Authn(command) => authn::run(&command),
+        Command::Experimental(Experimental::Authz(command)) => authz::run(&command),
         Command::Experimental(Experimental::Mcp(args)) => {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             runtime.block_on(mcp::run(args))

@@ -93,13 +93,13 @@ fn admin_get(pod_arg: &str, method: &str, path: &str) -> anyhow::Result<String> 
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
-fn config_dump(pod: &str) -> anyhow::Result<Value> {
+pub(crate) fn config_dump(pod: &str) -> anyhow::Result<Value> {
     let text = admin_get(pod, "GET", "config_dump")?;
     serde_json::from_str(&text).context("the config dump is not JSON")
 }
 
 /// The config-dump section of a type (`BootstrapConfigDump`, `ClustersConfigDump`, …).
-fn section<'a>(dump: &'a Value, type_name: &str) -> Option<&'a Value> {
+pub(crate) fn section<'a>(dump: &'a Value, type_name: &str) -> Option<&'a Value> {
     dump["configs"].as_array()?.iter().find(|config| config["@type"].as_str().is_some_and(|t| t.ends_with(type_name)))
 }
 

@@ -145,6 +145,13 @@ spec:
         let (red, black) = e2e::local::stars(page);
         status == 200 && red + black > 0 && !page.contains("Ratings service is currently unavailable")
     });
+
+    // `istioctl x authz check` shows what guards productpage's inbound port.
+    let (code, report, err) = mesh.istioctl(&["x", "authz", "check", "productpage-v1"]);
+    assert_eq!(code, 0, "{err}");
+    let port = report.lines().find(|line| line.starts_with("virtualInbound:9080")).unwrap_or_default();
+    assert!(port.contains("yes (PERMISSIVE)"), "{report}");
+    assert!(port.ends_with("yes (1: ns[default]-policy[productpage-viewer]-rule[0])"), "{report}");
 }
 
 /// The same task with the v1alpha1 samples (`samples/bookinfo/platform/kube/rbac/`):

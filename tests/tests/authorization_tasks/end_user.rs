@@ -209,6 +209,9 @@ pub(crate) fn end_user_authentication(mesh: &LocalMesh) {
     assert_eq!(status(mesh, "/headers", Some(&foreign)), 401, "another issuer's token");
     let forged = provider().stranger.sign(&json!({"iss": ISSUER, "sub": ISSUER})).expect("sign");
     assert_eq!(status(mesh, "/headers", Some(&forged)), 401, "the task's claims with another key");
+    let (code, report, err) = mesh.istioctl(&["x", "authz", "check", "httpbin.foo"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(report.contains(&format!("yes (1: {ISSUER})")), "istioctl x authz check:\n{report}");
 
     // Per-path requirements: /user-agent excluded, then only /ip included.
     let excluded = "      trigger_rules:\n      - excluded_paths:\n        - exact: /user-agent\n";
