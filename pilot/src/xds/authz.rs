@@ -194,11 +194,14 @@ fn needs_http_operation(operation: &security::Operation) -> bool {
 }
 
 /// An Istio value with `*` wildcards as a string matcher: `*` alone is any non-empty value.
+/// `prefix` (`spiffe://` for principals) goes before the value, except for a suffix match:
+/// `*/ns/foo/sa/bar` matches the end of the name, as 1.4's HTTP filter matched it (its TCP
+/// filter wrote `spiffe:///ns/foo/sa/bar`, which matched nothing).
 fn string_matcher(value: &str, prefix: &str) -> StringMatcher {
     let pattern = if value == "*" {
         MatchPattern::SafeRegex(RegexMatcher { regex: ".+".to_string(), ..Default::default() })
     } else if let Some(rest) = value.strip_prefix('*') {
-        MatchPattern::Suffix(format!("{prefix}{rest}"))
+        MatchPattern::Suffix(rest.to_string())
     } else if let Some(rest) = value.strip_suffix('*') {
         MatchPattern::Prefix(format!("{prefix}{rest}"))
     } else {
