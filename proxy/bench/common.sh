@@ -48,11 +48,11 @@ http {
 NGINX
 nginx -c "$WORK/nginx/nginx.conf" & PIDS+=($!)
 
-# hey_at_1000 URL: hey at 1000 req/s over 16 connections for 10 s; prints "total p50 p90 p99"
-# (ms), failing unless every answer is a 200.
+# hey_at_1000 URL [HEY ARGS…]: hey at 1000 req/s over 16 connections for 10 s; prints "total
+# p50 p90 p99" (ms), failing unless every answer is a 200.
 hey_at_1000() {
     local out total
-    out=$(hey -z 10s -c 16 -q 63 "$1")
+    out=$(hey -z 10s -c 16 -q 63 "${@:2}" "$1")
     total=$(echo "$out" | awk '/\[200\]/ {print $2}')
     if [ -z "$total" ] || echo "$out" | grep -Eq '^ *\[[13-5][0-9]{2}\][[:space:]]+[0-9]+ responses'; then
         echo "$1 did not answer 200 to every request:" >&2; echo "$out" | sed -n '/Status code/,$p' >&2; exit 1

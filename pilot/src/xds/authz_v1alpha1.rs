@@ -18,6 +18,8 @@
 //! - bindings with `mode: PERMISSIVE`, or every binding under `enforcementMode: PERMISSIVE`,
 //!   go to the shadow rules (counted, not enforced); under the global permissive mode there
 //!   are no enforced rules at all;
+//! - a gateway follows the service its addresses belong to (1.4's gateway service instance),
+//!   so `ON` covers the ingress gateway too, as it did in 1.4;
 //! - on TCP ports, permissions that need HTTP (hosts, paths, methods, `request.headers`
 //!   constraints) and principals that need it (groups, `request.auth.*` properties) are
 //!   dropped, and a role left without either with them.
@@ -287,6 +289,23 @@ fn rule_sets(
     (enforced, shadow)
 }
 
+/// The service a gateway's v1alpha1 authorization follows: the first (by host name) with an
+/// endpoint at one of its addresses, as 1.4 took the gateway's service instance.
+pub(crate) fn gateway_service<'a>(push: &'a PushContext, proxy: &crate::node::Proxy) -> Option<&'a Service> {
+    push.services
+        .values()
+        .find(|service| service.endpoints.iter().any(|endpoint| proxy.ips.contains(&endpoint.address)))
+        .map(|service| service.as_ref())
+}
+
+/// The RBAC filters v1alpha1 gives a gateway: its service's, when no v1beta1 policy selects it.
+pub(crate) fn filters_for_gateway(push: &PushContext, proxy: &crate::node::Proxy) -> RbacFilters {
+    match gateway_service(push, proxy) {
+        Some(service) if push.rbac_config.is_some() => filters_for_service(push, service, &proxy.labels),
+        _ => RbacFilters::default(),
+    }
+}
+
 /// The RBAC filters v1alpha1 gives a service's ports on a workload with `labels`; empty when
 /// authorization is off for it.
 pub(crate) fn filters_for_service(
@@ -475,6 +494,32 @@ mod tests {
         assert!(config["shadow_rules"]["policies"]["viewer"].is_object(), "{config}");
         let nothing_bound = http(&push(json!({"mode": "ON", "enforcementMode": "PERMISSIVE"}), vec![], vec![]));
         assert!(nothing_bound.expect("filter").get("shadow_rules").is_some(), "a shadow deny-all");
+    }
+
+    #[test]
+    fn a_gateway_follows_the_service_of_its_address() {
+        let gateway_service = crate::testing::service_entry(
+            "istio-system",
+            json!({"hosts": ["istio-ingressgateway.istio-system.svc.cluster.local"],
+                   "ports": [{"number": 80, "name": "http2", "protocol": "HTTP2"}],
+                   "location": "MESH_INTERNAL", "resolution": "STATIC",
+                   "endpoints": [{"address": "10.44.1.2", "labels": {"istio": "ingressgateway"}}]}),
+        );
+        let mut gateway = crate::testing::sidecar("istio-system", "10.44.1.2", &[("istio", "ingressgateway")]);
+        gateway.kind = crate::node::ProxyKind::Router;
+        let mut on = push(json!({"mode": "ON"}), vec![], vec![]);
+        on.services.extend(gateway_service.into_iter().map(|s| (s.hostname.clone(), std::sync::Arc::new(s))));
+        assert!(filters_for_gateway(&on, &gateway).http.is_some(), "ON covers the gateway's namespace too");
+        on.rbac_config = Some(named(
+            "istio.rbac.v1alpha1.RbacConfig",
+            "",
+            "default",
+            json!({"mode": "ON_WITH_INCLUSION", "inclusion": {"namespaces": ["default"]}}),
+        ));
+        assert!(filters_for_gateway(&on, &gateway).is_empty(), "not an included namespace");
+        on.rbac_config = Some(named("istio.rbac.v1alpha1.RbacConfig", "", "default", json!({"mode": "ON"})));
+        let stranger = crate::testing::sidecar("istio-system", "10.44.9.9", &[]);
+        assert!(filters_for_gateway(&on, &stranger).is_empty(), "no service at its address");
     }
 
     #[test]

@@ -205,7 +205,10 @@ fn passthrough_chains(
 /// Every listener of a gateway proxy.
 pub(crate) fn gateway_listeners(push: &PushContext, proxy: &Proxy) -> Vec<Listener> {
     let certs = CertSource::for_proxy(proxy, &push.mesh);
-    let rbac = RbacFilters::for_proxy(push, proxy);
+    let mut rbac = RbacFilters::for_proxy(push, proxy);
+    if rbac.is_empty() {
+        rbac = super::authz_v1alpha1::filters_for_gateway(push, proxy);
+    }
     let mut ports: std::collections::BTreeMap<u32, Vec<(&Named<net::Gateway>, &net::Server)>> = Default::default();
     for gateway in gateways_for(push, proxy) {
         for server in &gateway.spec.servers {

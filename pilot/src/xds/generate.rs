@@ -75,13 +75,18 @@ pub(crate) fn generate(push: &PushContext, proxy: &Proxy, type_url: &str, names:
                 ProxyKind::Router => push
                     .cache
                     .get_or_generate(
-                        // Labels and namespace pick the Gateways and AuthorizationPolicies.
+                        // Labels and namespace pick the Gateways and AuthorizationPolicies;
+                        // v1alpha1 authorization follows the gateway's service.
                         format!(
-                            "lds|router|{}|{}|{}|{}|{filter_key}",
+                            "lds|router|{}|{}|{}|{}|{}|{filter_key}",
                             proxy.namespace,
                             label_key(proxy),
                             scope.key,
-                            proxy.user_sds
+                            proxy.user_sds,
+                            push.rbac_config
+                                .as_ref()
+                                .and_then(|_| super::authz_v1alpha1::gateway_service(push, proxy))
+                                .map_or("", |service| service.hostname.as_str()),
                         ),
                         || patched(listeners(push, proxy)),
                     )

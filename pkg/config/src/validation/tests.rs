@@ -366,6 +366,15 @@ fn rbac_and_authorization_rules() {
     assert_valid(&authz("{}\n"));
     assert_valid(&authz("selector: {matchLabels: {app: reviews}}\nrules:\n- from:\n  - source: {principals: [\"cluster.local/ns/default/sa/bookinfo-productpage\"]}\n  to:\n  - operation: {methods: [GET], ports: [\"9080\"]}\n  when:\n  - key: request.headers[version]\n    values: [v1]\n"));
     assert_invalid(&authz("rules:\n- from: [{source: {}}]\n"), &["from[0].source", "`from.source` must not be empty"]);
+    // Unknown fields (a typo would otherwise widen or narrow a policy silently).
+    assert_invalid(
+        &authz("rules:\n- from: [{source: {principal: [a]}}]\n"),
+        &["spec.rules[0].from[0].source", "unrecognized field name 'principal'"],
+    );
+    assert_invalid(
+        &rbac("ServiceRoleBinding", "b", "subjects: [{usr: a}]\nroleRef: {kind: ServiceRole, name: r}\n"),
+        &["spec.subjects[0]", "unrecognized field name 'usr'"],
+    );
     assert_invalid(&authz("rules:\n- to: [{operation: {ports: [\"99999\"]}}]\n"), &["invalid port \"99999\""]);
     assert_invalid(
         &authz("rules:\n- when: [{key: source.ip, values: [not-an-ip]}]\n"),

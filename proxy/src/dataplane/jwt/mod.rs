@@ -34,10 +34,16 @@ enum Location {
     Param(String),
 }
 
+/// How many verified tokens a provider remembers (Envoy's default `jwt_cache_size`).
+const VERIFIED_CACHE_SIZE: usize = 100;
+
 #[derive(Debug)]
 struct Provider {
     checks: Checks,
     keys: KeySet,
+    /// Payloads of tokens whose signature verified, by token; a token seen again has only
+    /// its claims checked (as Envoy's JWT cache does). Emptied when full.
+    verified: std::sync::Mutex<HashMap<String, std::sync::Arc<Value>>>,
     locations: Vec<Location>,
     forward: bool,
     payload_in_metadata: String,
@@ -208,10 +214,28 @@ impl JwtAuthn {
         audiences: Option<&[String]>,
         outcome: &mut Outcome,
     ) -> Result<(), JwtError> {
-        let parsed = token::parse(raw)?;
-        token::verify(&parsed, &provider.checks, audiences, &provider.keys)?;
+        let cached = provider.verified.lock().ok().and_then(|verified| verified.get(raw).cloned());
+        let payload = match cached {
+            Some(payload) => {
+                let Value::Object(claims) = payload.as_ref() else { return Err(JwtError::PayloadBadJson) };
+                token::check_claims(claims, &provider.checks, audiences)?;
+                payload
+            }
+            None => {
+                let parsed = token::parse(raw)?;
+                token::verify(&parsed, &provider.checks, audiences, &provider.keys)?;
+                let payload = std::sync::Arc::new(Value::Object(parsed.payload));
+                if let Ok(mut verified) = provider.verified.lock() {
+                    if verified.len() >= VERIFIED_CACHE_SIZE {
+                        verified.clear();
+                    }
+                    verified.insert(raw.to_string(), payload.clone());
+                }
+                payload
+            }
+        };
         if !provider.payload_in_metadata.is_empty() {
-            outcome.payloads.insert(provider.payload_in_metadata.clone(), Value::Object(parsed.payload.clone()));
+            outcome.payloads.insert(provider.payload_in_metadata.clone(), payload.as_ref().clone());
         }
         if let (false, Location::Header { name, .. }) = (provider.forward, location) {
             outcome.strip_headers.push(name.clone());
@@ -294,6 +318,7 @@ fn compile_provider(provider: &JwtProvider, at: &str) -> Result<Provider, Config
             require_expiration: provider.require_expiration,
         },
         keys,
+        verified: std::sync::Mutex::new(HashMap::new()),
         locations,
         forward: provider.forward,
         payload_in_metadata: provider.payload_in_metadata.clone(),
@@ -428,6 +453,26 @@ mod tests {
         assert_eq!(outcome.payloads["two"]["iss"], "two", "verified payloads are kept even when optional");
         let audience = config(json!({"providerAndAudiences": {"providerName": "two", "audiences": ["svc"]}}));
         assert_eq!(audience.authenticate(&request("/", Some(&from_second))).result, Some(JwtError::AudienceNotAllowed));
+    }
+
+    #[test]
+    fn a_token_verified_before_still_has_its_claims_checked() {
+        let issuer = JwtIssuer::ec("a").expect("ec");
+        let filter = filter(json!({
+            "providers": {"p": provider(&issuer, "i")},
+            "rules": [
+                {"match": {"prefix": "/strict"}, "requires": {"providerAndAudiences": {"providerName": "p", "audiences": ["svc"]}}},
+                {"match": {"prefix": "/"}, "requires": {"providerName": "p"}},
+            ],
+        }));
+        let token = issuer.sign(&json!({"iss": "i", "aud": "other"})).expect("sign");
+        assert_eq!(filter.authenticate(&request("/open", Some(&token))).result, None, "verified and remembered");
+        assert_eq!(filter.authenticate(&request("/open", Some(&token))).result, None, "from the cache");
+        assert_eq!(
+            filter.authenticate(&request("/strict", Some(&token))).result,
+            Some(JwtError::AudienceNotAllowed),
+            "the cache keeps the signature's verdict, not the claims'"
+        );
     }
 
     #[test]

@@ -231,23 +231,35 @@ pub(crate) fn verify(
     audiences: Option<&[String]>,
     keys: &KeySet,
 ) -> Result<(), JwtError> {
-    if !checks.issuer.is_empty() && token.issuer() != checks.issuer {
+    check_claims(&token.payload, checks, audiences)?;
+    keys.verify(token)
+}
+
+/// The checks of a payload, without the signature: what is checked again when a token whose
+/// signature was verified before comes back (its time window may have passed since).
+pub(crate) fn check_claims(
+    payload: &Map<String, Value>,
+    checks: &Checks,
+    audiences: Option<&[String]>,
+) -> Result<(), JwtError> {
+    let issuer = payload.get("iss").and_then(Value::as_str).unwrap_or_default();
+    if !checks.issuer.is_empty() && issuer != checks.issuer {
         return Err(JwtError::UnknownIssuer);
     }
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|since| since.as_secs()).unwrap_or_default();
-    match number(token.payload.get("exp")) {
+    match number(payload.get("exp")) {
         Some(expiry) if now > expiry.saturating_add(checks.clock_skew) => return Err(JwtError::Expired),
         None if checks.require_expiration => return Err(JwtError::Expired),
         _ => {}
     }
-    if let Some(not_before) = number(token.payload.get("nbf")) {
+    if let Some(not_before) = number(payload.get("nbf")) {
         if now.saturating_add(checks.clock_skew) < not_before {
             return Err(JwtError::NotYetValid);
         }
     }
     let allowed = audiences.unwrap_or(&checks.audiences);
     if !allowed.is_empty() {
-        let presented: Vec<&str> = match token.payload.get("aud") {
+        let presented: Vec<&str> = match payload.get("aud") {
             Some(Value::String(audience)) => vec![audience.as_str()],
             Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).collect(),
             _ => Vec::new(),
@@ -259,7 +271,7 @@ pub(crate) fn verify(
             return Err(JwtError::AudienceNotAllowed);
         }
     }
-    keys.verify(token)
+    Ok(())
 }
 
 #[cfg(test)]
