@@ -2,12 +2,12 @@
 //! Policy names are fetched by Pilot and inlined into the proxies' `jwt_authn` config, so
 //! proxies never reach out to an identity provider themselves.
 //!
-//! - A key set is fetched when a push context first needs it (5 s timeout, no retry, so a
-//!   push is not held up), then cached; a Jwt with neither `jwks` nor `jwksUri` has its URI
+//! - A key set is fetched when a push context first needs it (5 s timeout, no retry; the
+//!   push waits for it, as 1.4's did), then cached; a Jwt with neither `jwks` nor `jwksUri` has its URI
 //!   found by OpenID discovery (`ISSUER/.well-known/openid-configuration`).
 //! - Every refresh interval (1.4: 20 minutes) cached sets are fetched again (3 retries, 1 s
-//!   apart); a set that changed triggers a new push context. A set not used, or not refreshed
-//!   successfully, for a week is dropped.
+//!   apart); a set that changed triggers a new push context. A set the current policies no
+//!   longer name, or not refreshed successfully, for a week is dropped.
 //! - A failed fetch keeps the last keys, is logged and counted
 //!   (`pilot_jwks_resolver_network_fetch_fail_total`); a URI that has never answered is tried
 //!   again at the next refresh, not at every push.
@@ -88,6 +88,8 @@ pub struct JwksResolver {
     entries: Mutex<HashMap<JwksSource, Entry>>,
     /// Source keys whose first fetch failed, with when it was tried.
     failed: Mutex<HashMap<JwksSource, Instant>>,
+    /// The sources the last push context needed: in use until the next one says otherwise.
+    in_use: Mutex<std::collections::HashSet<JwksSource>>,
     metrics: Metrics,
 }
 
@@ -110,6 +112,8 @@ impl Refresher {
         changed: Arc<tokio::sync::Notify>,
     ) -> Refresher {
         let task = tokio::spawn(async move {
+            // An interval of zero would spin: a second at least.
+            let interval = interval.max(Duration::from_secs(1));
             loop {
                 tokio::time::sleep(interval).await;
                 if resolver.refresh().await {
@@ -166,6 +170,7 @@ impl JwksResolver {
             client: Client::builder(TokioExecutor::new()).build(connector),
             entries: Mutex::new(HashMap::new()),
             failed: Mutex::new(HashMap::new()),
+            in_use: Mutex::new(std::collections::HashSet::new()),
             metrics,
         })
     }
@@ -175,6 +180,9 @@ impl JwksResolver {
     pub(crate) async fn resolve<'a>(&self, jwts: impl Iterator<Item = &'a authn::Jwt>) -> JwksKeys {
         let mut keys = JwksKeys::new();
         let wanted: Vec<JwksSource> = jwts.filter_map(source).collect();
+        *istio_runtime::sync::lock(&self.in_use) = wanted.iter().cloned().collect();
+        // Sources no policy names any more are not retried.
+        istio_runtime::sync::lock(&self.failed).retain(|key, _| wanted.contains(key));
         for key in wanted {
             if keys.contains_key(&key) {
                 continue;
@@ -210,8 +218,14 @@ impl JwksResolver {
     /// changed (then the proxies need a push).
     pub(crate) async fn refresh(&self) -> bool {
         let now = Instant::now();
+        let in_use = istio_runtime::sync::lock(&self.in_use).clone();
         let entries: Vec<(JwksSource, Entry)> = {
             let mut entries = istio_runtime::sync::lock(&self.entries);
+            for (key, entry) in entries.iter_mut() {
+                if in_use.contains(key) {
+                    entry.last_used = now;
+                }
+            }
             entries.retain(|key, entry| {
                 let keep = now.duration_since(entry.last_used) < EVICTION
                     && now.duration_since(entry.last_refreshed) < EVICTION;
@@ -231,8 +245,10 @@ impl JwksResolver {
                         tracing::info!("Updated cached JWT public key from {:?}", key.to_string());
                         changed = true;
                     }
-                    let refreshed = Entry { keys: fetched, last_used: entry.last_used, last_refreshed: Instant::now() };
-                    istio_runtime::sync::lock(&self.entries).insert(key, refreshed);
+                    if let Some(current) = istio_runtime::sync::lock(&self.entries).get_mut(&key) {
+                        current.keys = fetched;
+                        current.last_refreshed = Instant::now();
+                    }
                 }
                 Err(error) => tracing::error!("Failed to refresh JWT public key from {:?}: {error}", key.to_string()),
             }

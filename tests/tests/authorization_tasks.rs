@@ -24,7 +24,7 @@ use e2e::local::{sample, LocalMesh, Plane, Task};
 #[path = "authorization_tasks/end_user.rs"]
 mod end_user;
 
-const TASKS: [(&str, Task); 8] = [
+const TASKS: [(&str, Task); 9] = [
     ("authorization for HTTP traffic (v1beta1)", http_traffic),
     ("authorization for HTTP traffic (v1alpha1)", http_traffic_v1alpha1),
     ("authorization permissive mode (v1alpha1)", permissive_v1alpha1),
@@ -32,6 +32,7 @@ const TASKS: [(&str, Task); 8] = [
     ("authorization on the ingress gateway (v1beta1)", ingress_gateway),
     ("end-user authentication", end_user::end_user_authentication),
     ("end-user authentication with mutual TLS", end_user::end_user_with_mutual_tls),
+    ("end-user authentication at the ingress gateway", end_user::ingress_gateway_jwt),
     ("authorization with JWT claims (groups and lists)", end_user::jwt_claims),
 ];
 

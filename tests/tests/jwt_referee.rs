@@ -70,6 +70,8 @@ static_resources:
               - match: {{path: /health}}
               - match: {{prefix: /optional}}
                 requires: {{allow_missing: {{}}}}
+              - match: {{prefix: /any-or-none}}
+                requires: {{requires_any: {{requirements: [{{provider_name: origins-0}}, {{allow_missing: {{}}}}]}}}}
               - match: {{prefix: /any}}
                 requires: {{requires_any: {{requirements: [{{provider_name: origins-0}}, {{provider_name: origins-1}}]}}}}
               - match: {{prefix: /}}
@@ -109,7 +111,7 @@ static_resources:
 }
 
 fn stat(admin: u16, name: &str) -> u64 {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", admin)) else { return 0 };
+    let mut stream = TcpStream::connect(("127.0.0.1", admin)).expect("the admin port answers");
     let _ = write!(stream, "GET /stats HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n");
     let mut text = String::new();
     let _ = stream.read_to_string(&mut text);
@@ -182,6 +184,13 @@ fn jwt_authn_and_rbac_on_its_payload_answer_like_envoy() {
         ("/any", vec![("x-jwt-assertion", audience_ok.clone())], "200"),
         ("/any", vec![("x-jwt-assertion", audience_bad.clone())], "403 Audiences in Jwt are not allowed"),
         ("/any", vec![], "401 Jwt is missing"),
+        ("/any", vec![("authorization", bearer(&forged))], "401"),
+        ("/any", vec![("authorization", bearer(&valid)), ("x-jwt-assertion", audience_bad.clone())], "200"),
+        ("/any-or-none", vec![], "200"),
+        ("/any-or-none", vec![("authorization", bearer(&foreign))], "401 Jwt issuer is not configured"),
+        ("/any-or-none", vec![("authorization", bearer(&expired))], "401 Jwt is expired"),
+        ("/headers", vec![("authorization", bearer(&valid))], "200"),
+        ("/headers?access_token=not.a.token", vec![("authorization", bearer(&valid))], "401"),
         ("/admin", vec![("authorization", bearer(&group1))], "200"),
         ("/admin", vec![("authorization", bearer(&group3))], "403 RBAC: access denied"),
         ("/admin", vec![("authorization", bearer(&valid))], "403 RBAC: access denied"),
@@ -227,4 +236,5 @@ fn jwt_authn_and_rbac_on_its_payload_answer_like_envoy() {
     }
     assert_eq!(per_plane[0].0, per_plane[1].0, "the same answers, bodies and challenges on both planes");
     assert_eq!(per_plane[0].1, per_plane[1].1, "the same jwt_authn stats on both planes (allowed, denied)");
+    assert!(per_plane[0].1 .0 > 0 && per_plane[0].1 .1 > 0, "requests were counted: {:?}", per_plane[0].1);
 }

@@ -12,7 +12,10 @@
 //!   is written as requirement rules, first match wins: for each set S of origins, largest
 //!   first, the paths every origin of S selects require a token from any origin of S; a last
 //!   rule verifies whatever tokens come (`allow_missing_or_failed`) so authorization can see
-//!   their claims. Paths are matched without their query, as 1.4 did;
+//!   their claims. Paths are matched without their query, as 1.4 did (a regex that a `:path`
+//!   header matcher would hold, and that could match a `?`, makes the rules fall back to
+//!   stricter ones: per origin its own paths, such exclusions dropped; an unusable regex is
+//!   dropped from exclusions and matches everything as an inclusion);
 //! - `originIsOptional` turns each requirement into "a valid token, or none, or a bad one";
 //! - peer Jwt methods count only when the policy has no mutual-TLS peer method: then one of
 //!   them is required too (unless `peerIsOptional`).
@@ -39,8 +42,8 @@ pub(crate) const JWT_AUTHN: &str = "envoy.filters.http.jwt_authn";
 /// The header 1.4 read exchanged tokens from, and their prefix.
 const EXCHANGED_TOKEN_HEADER: &str = "ingress-authorization";
 const EXCHANGED_TOKEN_PREFIX: &str = "Istio ";
-/// More rules than this (many origins with many trigger rules) fall back to one rule that
-/// requires a token from any origin everywhere: stricter than 1.4, never looser.
+/// More rules than this (many origins with many trigger rules) fall back to
+/// [`stricter_rules`].
 const MAX_RULES: usize = 256;
 
 /// A path condition of a trigger rule.
@@ -60,13 +63,21 @@ fn selected_paths(jwt: &authn::Jwt) -> Vec<Term> {
     }
     let mut alternatives = Vec::new();
     for rule in &jwt.trigger_rules {
+        // A regex that cannot be compiled is dropped from the exclusions and matches every
+        // path as an inclusion: a token is then asked for more often, never less.
         let excluded: Vec<PathCondition> = rule
             .excluded_paths
             .iter()
             .filter_map(|path| path.match_type.clone())
+            .filter(|matcher| usable(matcher, &jwt.issuer))
             .map(|matcher| PathCondition { matcher, negated: true })
             .collect();
-        let included: Vec<MatchType> = rule.included_paths.iter().filter_map(|path| path.match_type.clone()).collect();
+        let included: Vec<MatchType> = rule
+            .included_paths
+            .iter()
+            .filter_map(|path| path.match_type.clone())
+            .map(|matcher| if usable(&matcher, &jwt.issuer) { matcher } else { MatchType::Prefix("/".to_string()) })
+            .collect();
         if included.is_empty() {
             alternatives.push(excluded);
         } else {
@@ -78,6 +89,49 @@ fn selected_paths(jwt: &authn::Jwt) -> Vec<Term> {
         }
     }
     alternatives
+}
+
+/// Whether a path matcher can be used: a regex must parse (RE2's syntax, which the `regex`
+/// crate's parser shares for what trigger rules use).
+fn usable(matcher: &MatchType, issuer: &str) -> bool {
+    let MatchType::Regex(regex) = matcher else { return true };
+    let parsed = regex_syntax::Parser::new().parse(regex);
+    if let Err(error) = &parsed {
+        tracing::warn!("trigger rule of the Jwt for {issuer}: regex {regex:?} is not usable ({error}); it is ignored");
+    }
+    parsed.is_ok()
+}
+
+/// Whether a regex can only match text without `?`: then, matched against `:path` (which
+/// holds the query after the first `?`), it cannot reach into the query.
+fn stays_in_path(regex: &str) -> bool {
+    use regex_syntax::hir::{Class, Hir, HirKind};
+    fn walk(hir: &Hir) -> bool {
+        match hir.kind() {
+            HirKind::Empty | HirKind::Look(_) => true,
+            HirKind::Literal(literal) => !literal.0.contains(&b'?'),
+            HirKind::Class(Class::Unicode(class)) => {
+                !class.ranges().iter().any(|range| range.start() <= '?' && '?' <= range.end())
+            }
+            HirKind::Class(Class::Bytes(class)) => {
+                !class.ranges().iter().any(|range| range.start() <= b'?' && b'?' <= range.end())
+            }
+            HirKind::Repetition(repetition) => walk(&repetition.sub),
+            HirKind::Capture(capture) => walk(&capture.sub),
+            HirKind::Concat(parts) | HirKind::Alternation(parts) => parts.iter().all(walk),
+        }
+    }
+    regex_syntax::Parser::new().parse(regex).is_ok_and(|hir| walk(&hir))
+}
+
+/// Whether a term can be written as one route match without a regex header matcher that
+/// could match into the query.
+fn expressible(term: &[PathCondition]) -> bool {
+    let first_positive = term.iter().position(|condition| !condition.negated);
+    term.iter().enumerate().all(|(index, condition)| match &condition.matcher {
+        MatchType::Regex(regex) if Some(index) != first_positive => stays_in_path(regex),
+        _ => true,
+    })
 }
 
 /// `value` with regex metacharacters escaped.
@@ -224,6 +278,9 @@ fn origin_rules(jwts: &[&authn::Jwt], first: usize, optional: bool) -> Option<Ve
         }
         let providers: Vec<usize> = subset.iter().map(|index| first + index).collect();
         for term in terms {
+            if !expressible(&term) {
+                return None;
+            }
             rules.push((route_match(&term), any_of(&providers, optional)));
             if rules.len() > MAX_RULES {
                 return None;
@@ -231,6 +288,38 @@ fn origin_rules(jwts: &[&authn::Jwt], first: usize, optional: bool) -> Option<Ve
         }
     }
     Some(rules)
+}
+
+/// The fallback when the exact rules cannot be written (too many combinations, or a regex that
+/// could reach into the query where a header matcher would hold it): per origin, in order, the
+/// paths it selects require its own token (a path several origins select takes the first's,
+/// where 1.4 took any of them), exclusions that cannot be matched safely are dropped (their
+/// paths need the token too). Stricter than 1.4, never looser.
+fn stricter_rules(origins: &[&authn::Jwt], optional: bool) -> Vec<(RouteMatch, JwtRequirement)> {
+    let mut rules = Vec::new();
+    for (index, jwt) in origins.iter().enumerate() {
+        for term in selected_paths(jwt) {
+            let first_positive = term.iter().position(|condition| !condition.negated);
+            let safe: Term = term
+                .iter()
+                .enumerate()
+                .filter(|(position, condition)| match &condition.matcher {
+                    MatchType::Regex(regex) if Some(*position) != first_positive => stays_in_path(regex),
+                    _ => true,
+                })
+                .map(|(_, condition)| condition.clone())
+                .collect();
+            rules.push((route_match(&safe), any_of(&[index], optional)));
+        }
+        if rules.len() > MAX_RULES {
+            // Too many still: every origin's token on every path.
+            let all: Vec<JwtRequirement> =
+                (0..origins.len()).map(|index| requirement(RequiresType::ProviderName(provider_name(index)))).collect();
+            let every = requirement(RequiresType::RequiresAll(JwtRequirementAndList { requirements: all }));
+            return vec![(route_match(&[]), every)];
+        }
+    }
+    rules
 }
 
 /// The `jwt_authn` filter for a policy; `None` when it names no Jwt.
@@ -252,13 +341,12 @@ pub(crate) fn jwt_filter(push: &PushContext, policy: &authn::Policy, policy_name
     for (index, jwt) in origins.iter().chain(peers.iter()).enumerate() {
         config.providers.insert(provider_name(index), provider(push, jwt));
     }
-    let all_origins: Vec<usize> = (0..origins.len()).collect();
     let rules = origin_rules(&origins, 0, policy.origin_is_optional).unwrap_or_else(|| {
         tracing::warn!(
-            "authentication policy {policy_name}: too many origin and trigger-rule combinations; \
-             a token from any origin is required on every path"
+            "authentication policy {policy_name}: its origins' trigger rules cannot all be written as \
+             requirement rules; each path asks for the token of the first origin that selects it"
         );
-        vec![(route_match(&[]), any_of(&all_origins, policy.origin_is_optional))]
+        stricter_rules(&origins, policy.origin_is_optional)
     });
     let has_mtls_peer = policy.peers.iter().any(|peer| matches!(peer.params, Some(Params::Mtls(_))));
     let peer_requirement = (!peers.is_empty() && !has_mtls_peer).then(|| {
@@ -284,6 +372,8 @@ pub(crate) fn jwt_filter(push: &PushContext, policy: &authn::Policy, policy_name
         requirement_type: Some(RequirementType::Requires(rest)),
     });
     config.rules = requirement_rules;
+    // CORS preflights carry no token; 1.4's authentication filter let them through.
+    config.bypass_cors_preflight = true;
     Some(HttpFilter {
         name: JWT_AUTHN.to_string(),
         config_type: Some(http_filter::ConfigType::TypedConfig(any(config))),
@@ -364,6 +454,28 @@ mod tests {
         assert_eq!(rules[1]["requires"]["provider_name"], "origins-0");
         assert_eq!(rules[2]["match"]["prefix"], "/ip");
         assert_eq!(rules[2]["requires"]["provider_name"], "origins-1");
+    }
+
+    #[test]
+    fn regexes_that_could_reach_into_the_query_make_the_rules_stricter() {
+        let rules = |excluded: &str| {
+            let spec = policy(json!({"origins": [{"jwt": {"issuer": "a", "jwks": "{}",
+                "triggerRules": [{"excludedPaths": [{"regex": excluded}]}]}}]}));
+            config(&jwt_filter(&push(), &spec, "p").expect("filter"))["rules"].clone()
+        };
+        // `/health[0-9]*` cannot match a `?`: kept as an inverted `:path` matcher.
+        let safe = rules("/health[0-9]*");
+        assert_eq!(safe[0]["match"]["headers"][0]["invert_match"], true, "{safe}");
+        assert_eq!(safe[0]["match"]["headers"][0]["string_match"]["safe_regex"]["regex"], "(/health[0-9]*)(\\?.*)?");
+        // `.*/health` could match `/secret?x=/health`: the exclusion is dropped, so every
+        // path needs the token (stricter than 1.4, never looser).
+        let unsafe_exclusion = rules(".*/health");
+        assert_eq!(unsafe_exclusion[0]["match"], json!({"prefix": "/"}), "{unsafe_exclusion}");
+        assert_eq!(unsafe_exclusion[0]["requires"]["provider_name"], "origins-0");
+        // A regex that does not compile is dropped too.
+        let broken = rules("(unclosed");
+        assert_eq!(broken[0]["match"], json!({"prefix": "/"}), "{broken}");
+        assert!(stays_in_path("/a/[a-z]+") && !stays_in_path("/a.b") && !stays_in_path("/a[^/]"));
     }
 
     #[test]

@@ -71,7 +71,7 @@ impl RbacFilters {
         if policies.is_empty() {
             return RbacFilters::default();
         }
-        let identities = Identities::of(push);
+        let identities = Identities::of(push, crate::scope::authn::binds_origin(push, proxy));
         let http = HttpRbac { rules: Some(rules(&policies, false, &identities)), ..Default::default() };
         let network = NetworkRbac {
             rules: Some(rules(&policies, true, &identities)),
@@ -112,11 +112,15 @@ impl RbacFilters {
 pub(crate) struct Identities {
     trust_domains: Vec<String>,
     issuers: Vec<String>,
+    /// Whether the request principal is the token's (`principalBinding: USE_ORIGIN`) rather
+    /// than the peer's (`USE_PEER`, 1.4's default).
+    origin_bound: bool,
 }
 
 impl Identities {
-    pub(crate) fn of(push: &PushContext) -> Identities {
-        Identities { trust_domains: trust_domains(push), issuers: super::authz_end_user::issuers(push) }
+    /// For a workload whose authentication policy binds the principal to the origin or not.
+    pub(crate) fn of(push: &PushContext, origin_bound: bool) -> Identities {
+        Identities { trust_domains: trust_domains(push), issuers: super::authz_end_user::issuers(push), origin_bound }
     }
 }
 
@@ -370,9 +374,15 @@ pub(crate) fn principal(
             parts.push(if negate { not_principal(either) } else { either });
         }
     };
-    // End-user identity: what origin authentication verified ([`super::authz_end_user`]).
-    let end_user: &dyn Fn(&str) -> Option<rbac::Principal> =
-        &|value| Some(super::authz_end_user::request_principal(value, issuers));
+    // The request principal, as 1.4 bound it: the token's `iss/sub` under USE_ORIGIN (what
+    // origin authentication verified, [`super::authz_end_user`]), else the peer's identity.
+    let end_user: &dyn Fn(&str) -> Option<rbac::Principal> = &|value| {
+        if identities.origin_bound {
+            Some(super::authz_end_user::request_principal(value, issuers))
+        } else {
+            spiffe_principal(value)
+        }
+    };
     if let Some(source) = source {
         list(&expand(&source.principals), false, &spiffe_principal);
         list(&expand(&source.not_principals), true, &spiffe_principal);
@@ -391,7 +401,13 @@ pub(crate) fn principal(
                 identifier: Some(rbac::principal::Identifier::Header(header(name, value))),
             })
         };
-        let end_user_condition = |value: &str| super::authz_end_user::condition(key, value, issuers);
+        let end_user_condition = |value: &str| {
+            if key == "request.auth.principal" {
+                end_user(value)
+            } else {
+                super::authz_end_user::condition(key, value, issuers)
+            }
+        };
         let make: &dyn Fn(&str) -> Option<rbac::Principal> = match key {
             "source.ip" => &ip_principal,
             "source.namespace" => &namespace_principal,
@@ -533,7 +549,7 @@ mod tests {
             json!({"rules": [
                 {"to": [{"operation": {"methods": ["GET"]}}]},
                 {"to": [{"operation": {"ports": ["9000"]}}],
-                 "from": [{"source": {"principals": ["cluster.local/ns/default/sa/sleep", "*"]}}]},
+                 "from": [{"source": {"principals": ["cluster.local/ns/default/sa/sleep", "*", "*/ns/foo/sa/bar"]}}]},
                 {"from": [{"source": {"requestPrincipals": ["*"]}}]},
                 {"when": [{"key": "request.auth.claims[groups]", "values": ["group1"]}]}
             ]}),
@@ -546,16 +562,18 @@ mod tests {
             kept["principals"][0]["and_ids"]["ids"][0]["or_ids"]["ids"],
             json!([
                 {"authenticated": {"principal_name": {"exact": "spiffe://cluster.local/ns/default/sa/sleep"}}},
-                {"authenticated": {"principal_name": {"safe_regex": {"regex": ".+"}}}}
+                {"authenticated": {"principal_name": {"safe_regex": {"regex": ".+"}}}},
+                {"authenticated": {"principal_name": {"suffix": "/ns/foo/sa/bar"}}}
             ])
         );
-        // On HTTP ports the same policy keeps every rule; end-user identity matches nobody yet.
+        // On HTTP ports the same policy keeps every rule. Without USE_ORIGIN the request
+        // principal is the peer's, as in 1.4.
         let http = http_rules(&push, &productpage()).expect("a filter");
         assert_eq!(http.policies.len(), 4);
         let end_user = json_of(&http.policies["ns[default]-policy[tcp]-rule[2]"]);
         assert_eq!(
             end_user["principals"][0]["and_ids"]["ids"][0]["or_ids"]["ids"][0],
-            json!({"not_id": {"any": true}})
+            json!({"authenticated": {"principal_name": {"safe_regex": {"regex": ".+"}}}})
         );
     }
 

@@ -14,7 +14,8 @@
 //!   `source.principal` property as the peer's SPIFFE name over the mesh's trust domains, `*`
 //!   or `allUsers` anyone; `names`, `namespaces`, `ips`, `group`/`groups` as the `groups`
 //!   claim, each with its `not` form; the other properties as conditions). A binding with
-//!   inline `actions` and no role reference is a policy of its own, named after the binding;
+//!   inline `actions` and no role reference is a policy of its own, `binding[NAME]` (1.4.6
+//!   validated such bindings but ignored them);
 //! - bindings with `mode: PERMISSIVE`, or every binding under `enforcementMode: PERMISSIVE`,
 //!   go to the shadow rules (counted, not enforced); under the global permissive mode there
 //!   are no enforced rules at all;
@@ -251,7 +252,13 @@ fn rule_sets(
     tcp: bool,
     global_permissive: bool,
 ) -> (rbac::Rbac, rbac::Rbac) {
-    let identities = Identities::of(push);
+    let origin_bound = facts.service.ports.iter().any(|port| {
+        crate::scope::authn::policy_for(push, facts.service, port).is_some_and(|(policy, _)| {
+            policy.principal_binding
+                == istio_api::pb::istio::authentication::v1alpha1::PrincipalBinding::UseOrigin as i32
+        })
+    });
+    let identities = Identities::of(push, origin_bound);
     let allow = || rbac::Rbac { action: rbac::rbac::Action::Allow as i32, ..Default::default() };
     let (mut enforced, mut shadow) = (allow(), allow());
     let namespace = &facts.service.namespace;
@@ -283,7 +290,8 @@ fn rule_sets(
         let subjects: Vec<&v1alpha1::Subject> = binding.spec.subjects.iter().collect();
         if let Some(policy) = role_policy(&binding.spec.actions, &subjects, facts, tcp, &identities) {
             let target = if is_permissive(&binding.spec) { &mut shadow } else { &mut enforced };
-            target.policies.insert(binding.name.clone(), policy);
+            // Named apart from roles, so a binding cannot replace a role's policy.
+            target.policies.insert(format!("binding[{}]", binding.name), policy);
         }
     }
     (enforced, shadow)
@@ -539,6 +547,6 @@ mod tests {
         assert!(policies.get("viewer").is_none(), "a GET-only role is dropped on TCP: {config}");
         assert_eq!(policies["ports"]["principals"].as_array().map(Vec::len), Some(1), "the group subject is dropped");
         let http = http(&push).expect("filter");
-        assert!(http["rules"]["policies"]["inline"].is_object(), "{http}");
+        assert!(http["rules"]["policies"]["binding[inline]"].is_object(), "{http}");
     }
 }

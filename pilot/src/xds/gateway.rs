@@ -217,6 +217,19 @@ pub(crate) fn gateway_listeners(push: &PushContext, proxy: &Proxy) -> Vec<Listen
             }
         }
     }
+    // Origin authentication of the Policy that targets the gateway's service (1.4's authn plugin
+    // gave routers the same filters as sidecars), first in each connection manager.
+    let gateway_service = super::authz_v1alpha1::gateway_service(push, proxy);
+    let http_plugins = |port: u32| -> Vec<
+        envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpFilter,
+    > {
+        let jwt = gateway_service.and_then(|service| {
+            let service_port = service.ports.iter().find(|p| p.number == port).or_else(|| service.ports.first())?;
+            let (policy, name) = crate::scope::authn::policy_for(push, service, service_port)?;
+            super::authn_jwt::jwt_filter(push, policy, &name)
+        });
+        jwt.into_iter().chain(rbac.http_plugins()).collect()
+    };
     let mut listeners = Vec::new();
     for (port, servers) in ports {
         let stat_prefix = format!("outbound_0.0.0.0_{port}");
@@ -246,7 +259,7 @@ pub(crate) fn gateway_listeners(push: &PushContext, proxy: &Proxy) -> Vec<Listen
                         filters: vec![connection_manager_with(
                             &stat_prefix,
                             rds(&https_route_name(gateway, server)),
-                            rbac.http_plugins(),
+                            http_plugins(port),
                         )],
                         ..Default::default()
                     });
@@ -293,7 +306,7 @@ pub(crate) fn gateway_listeners(push: &PushContext, proxy: &Proxy) -> Vec<Listen
             let transport_protocol = if tls_chains { "raw_buffer".to_string() } else { String::new() };
             chains.push(FilterChain {
                 filter_chain_match: tls_chains.then(|| FilterChainMatch { transport_protocol, ..Default::default() }),
-                filters: vec![connection_manager_with(&stat_prefix, rds(&format!("http.{port}")), rbac.http_plugins())],
+                filters: vec![connection_manager_with(&stat_prefix, rds(&format!("http.{port}")), http_plugins(port))],
                 ..Default::default()
             });
         }

@@ -76,16 +76,15 @@ pub(crate) fn generate(push: &PushContext, proxy: &Proxy, type_url: &str, names:
                     .cache
                     .get_or_generate(
                         // Labels and namespace pick the Gateways and AuthorizationPolicies;
-                        // v1alpha1 authorization follows the gateway's service.
+                        // v1alpha1 authorization and origin authentication follow the
+                        // gateway's service.
                         format!(
                             "lds|router|{}|{}|{}|{}|{}|{filter_key}",
                             proxy.namespace,
                             label_key(proxy),
                             scope.key,
                             proxy.user_sds,
-                            push.rbac_config
-                                .as_ref()
-                                .and_then(|_| super::authz_v1alpha1::gateway_service(push, proxy))
+                            super::authz_v1alpha1::gateway_service(push, proxy)
                                 .map_or("", |service| service.hostname.as_str()),
                         ),
                         || patched(listeners(push, proxy)),

@@ -146,25 +146,48 @@ impl JwtAuthn {
     ) -> Result<(), JwtError> {
         match requirement {
             Requirement::Provider { name, audiences } => {
+                // Every token at the provider's locations must verify, as in Envoy: a good
+                // token does not carry a bad one past the filter to the application.
                 let provider = &self.providers[name];
-                let (raw, location) = extract(&provider.locations, request).ok_or(JwtError::Missing)?;
-                self.accept(provider, &raw, &location, audiences.as_deref(), outcome)
+                let tokens = extract(&provider.locations, request);
+                if tokens.is_empty() {
+                    return Err(JwtError::Missing);
+                }
+                tokens
+                    .iter()
+                    .try_for_each(|(raw, location)| self.accept(provider, raw, location, audiences.as_deref(), outcome))
             }
             Requirement::Any(alternatives) => {
-                let mut failure = None;
+                // The client hears the first reason that is neither "no token" nor "unknown
+                // issuer" (then unknown issuer, then no token), as in Envoy. `allow_missing`
+                // among the alternatives only turns "no token" into success.
+                let missing_like = |error: JwtError| matches!(error, JwtError::Missing | JwtError::UnknownIssuer);
+                let mut failure: Option<JwtError> = None;
+                let mut allow_missing = false;
                 for alternative in alternatives {
+                    if matches!(alternative, Requirement::AllowMissing) {
+                        allow_missing = true;
+                        continue;
+                    }
                     match self.check(alternative, request, outcome) {
                         Ok(()) => return Ok(()),
-                        // The first reason other than a missing token is what the client hears.
                         Err(JwtError::Missing) => failure = failure.or(Some(JwtError::Missing)),
-                        Err(error) => {
+                        Err(JwtError::UnknownIssuer) => {
                             if failure.is_none_or(|failure| failure == JwtError::Missing) {
+                                failure = Some(JwtError::UnknownIssuer);
+                            }
+                        }
+                        Err(error) => {
+                            if failure.is_none_or(missing_like) {
                                 failure = Some(error);
                             }
                         }
                     }
                 }
-                Err(failure.unwrap_or(JwtError::Missing))
+                match failure.unwrap_or(JwtError::Missing) {
+                    JwtError::Missing if allow_missing => Ok(()),
+                    failure => Err(failure),
+                }
             }
             Requirement::All(all) => all.iter().try_for_each(|one| self.check(one, request, outcome)),
             Requirement::AllowMissingOrFailed => {
@@ -182,8 +205,8 @@ impl JwtAuthn {
         let mut failure = None;
         let mut names: Vec<&String> = self.providers.keys().collect();
         names.sort();
-        for name in names {
-            let Some((raw, location)) = extract(&self.providers[name].locations, request) else { continue };
+        let tokens = names.into_iter().flat_map(|name| extract(&self.providers[name].locations, request));
+        for (raw, location) in tokens {
             if seen.contains(&raw) {
                 continue;
             }
@@ -244,25 +267,30 @@ impl JwtAuthn {
     }
 }
 
-/// The first token found at the provider's locations, and where.
-fn extract(locations: &[Location], request: &dyn TokenSource) -> Option<(String, Location)> {
-    locations.iter().find_map(|location| {
-        let token = match location {
-            Location::Header { name, prefix } => {
-                let value = request.header(name)?;
-                let token = if prefix.is_empty() {
-                    value
-                } else {
-                    // Envoy finds the prefix case-insensitively and takes what follows it.
-                    let at = value.to_ascii_lowercase().find(&prefix.to_ascii_lowercase())?;
-                    &value[at + prefix.len()..]
-                };
-                token.trim().to_string()
-            }
-            Location::Param(name) => request.query_param(name)?,
-        };
-        (!token.is_empty()).then(|| (token, location.clone()))
-    })
+/// Every token found at the provider's locations, and where.
+fn extract(locations: &[Location], request: &dyn TokenSource) -> Vec<(String, Location)> {
+    locations
+        .iter()
+        .filter_map(|location| {
+            let token = match location {
+                Location::Header { name, prefix } => {
+                    let value = request.header(name)?;
+                    if prefix.is_empty() {
+                        value.trim().to_string()
+                    } else {
+                        // As Envoy: after the prefix, the characters a JWT is made of.
+                        let after = &value[value.find(prefix.as_str())? + prefix.len()..];
+                        after
+                            .chars()
+                            .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '='))
+                            .collect()
+                    }
+                }
+                Location::Param(name) => request.query_param(name)?,
+            };
+            (!token.is_empty()).then(|| (token, location.clone()))
+        })
+        .collect()
 }
 
 fn compile_provider(provider: &JwtProvider, at: &str) -> Result<Provider, ConfigError> {
@@ -439,7 +467,20 @@ mod tests {
         let any = config(json!({"requiresAny": {"requirements": [{"providerName": "one"}, {"providerName": "two"}]}}));
         assert_eq!(any.authenticate(&request("/", Some(&from_second))).result, None);
         assert_eq!(any.authenticate(&request("/", None)).result, Some(JwtError::Missing));
-        assert_eq!(any.authenticate(&request("/", Some(&forged))).result, Some(JwtError::UnknownIssuer));
+        assert_eq!(
+            any.authenticate(&request("/", Some(&forged))).result,
+            Some(JwtError::NoMatchingKey),
+            "the unknown issuer of one alternative counts as no token; the other's reason is heard"
+        );
+        let any_or_none =
+            config(json!({"requiresAny": {"requirements": [{"providerName": "one"}, {"allowMissing": {}}]}}));
+        assert_eq!(any_or_none.authenticate(&request("/", None)).result, None);
+        assert_eq!(
+            any_or_none.authenticate(&request("/", Some(&from_second))).result,
+            Some(JwtError::UnknownIssuer),
+            "allow_missing does not accept another issuer's token"
+        );
+        assert_eq!(any_or_none.authenticate(&request("/", Some("a.b"))).result, Some(JwtError::BadFormat));
         let missing_ok = config(json!({"allowMissing": {}}));
         assert_eq!(missing_ok.authenticate(&request("/", None)).result, None);
         assert_eq!(

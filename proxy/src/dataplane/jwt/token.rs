@@ -23,6 +23,8 @@ pub(crate) enum JwtError {
     HeaderUnsupportedAlg,
     PayloadBadBase64,
     PayloadBadJson,
+    ExpNotInteger,
+    NbfNotInteger,
     SignatureBadBase64,
     VerificationFails,
     UnknownIssuer,
@@ -45,6 +47,8 @@ impl JwtError {
             JwtError::HeaderUnsupportedAlg => "Jwt header [alg] is not supported",
             JwtError::PayloadBadBase64 => "Jwt payload is an invalid Base64url encoded",
             JwtError::PayloadBadJson => "Jwt payload is an invalid JSON",
+            JwtError::ExpNotInteger => "Jwt payload [exp] field is not an integer",
+            JwtError::NbfNotInteger => "Jwt payload [nbf] field is not an integer",
             JwtError::SignatureBadBase64 => "Jwt signature is an invalid Base64url encoded",
             JwtError::VerificationFails => "Jwt verification fails",
             JwtError::UnknownIssuer => "Jwt issuer is not configured",
@@ -72,9 +76,17 @@ impl ParsedToken<'_> {
 }
 
 fn base64url(section: &str) -> Option<Vec<u8>> {
-    // Envoy accepts padded and unpadded base64url alike.
-    let trimmed = section.trim_end_matches('=');
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(trimmed).ok()
+    // Envoy's decoder is lenient: padded or not, and stray bits in the last character are
+    // ignored (what decodes to garbage then fails as JSON, as it does in Envoy).
+    use base64::engine::{general_purpose::GeneralPurpose, DecodePaddingMode, GeneralPurposeConfig};
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::URL_SAFE,
+        GeneralPurposeConfig::new()
+            .with_encode_padding(false)
+            .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+            .with_decode_allow_trailing_bits(true),
+    );
+    LENIENT.decode(section).ok()
 }
 
 /// Splits and decodes a token, checking its form as Envoy's parser does.
@@ -93,6 +105,12 @@ pub(crate) fn parse(raw: &str) -> Result<ParsedToken<'_>, JwtError> {
     let payload = base64url(payload).ok_or(JwtError::PayloadBadBase64)?;
     let payload: Value = serde_json::from_slice(&payload).map_err(|_| JwtError::PayloadBadJson)?;
     let Value::Object(payload) = payload else { return Err(JwtError::PayloadBadJson) };
+    // A time claim that is not a number would otherwise make the token never expire.
+    for (claim, error) in [("exp", JwtError::ExpNotInteger), ("nbf", JwtError::NbfNotInteger)] {
+        if payload.get(claim).is_some_and(|value| !value.is_number()) {
+            return Err(error);
+        }
+    }
     base64url(signature).ok_or(JwtError::SignatureBadBase64)?;
     Ok(ParsedToken { raw, algorithm, key_id, payload })
 }
@@ -350,6 +368,10 @@ pub(crate) mod tests {
             (format!("{}.{payload}.", encode(r#"{"alg":"none"}"#)), JwtError::BadFormat),
             (format!("{}.{payload}.c2ln", encode(r#"{"alg":"none"}"#)), JwtError::HeaderUnsupportedAlg),
             (format!("{}.{}.c2ln", encode(r#"{"alg":"RS256"}"#), encode("[1]")), JwtError::PayloadBadJson),
+            (
+                format!("{}.{}.c2ln", encode(r#"{"alg":"RS256"}"#), encode(r#"{"exp":"never"}"#)),
+                JwtError::ExpNotInteger,
+            ),
         ];
         for (token, expected) in cases {
             assert_eq!(parse(&token).err(), Some(expected), "{token}");
