@@ -203,3 +203,28 @@ static_resources:
         })
     }
 }
+
+/// The data planes a referee test compares: the built-in proxy and a stock Envoy.
+pub const PLANES: [&str; 2] = ["built-in", "envoy"];
+
+/// Starts `plane` ("built-in" or "envoy") on the static bootstrap `file`, one worker.
+pub fn start_static(plane: &str, file: &str) -> crate::Process {
+    if plane == "envoy" {
+        crate::Process::start_program(
+            &envoy_binary(),
+            &["-c", file, "--disable-hot-restart", "--log-level", "warn", "--concurrency", "1"],
+        )
+    } else {
+        crate::Process::start("proxy", &["run", "--config-file", file, "--concurrency", "1"])
+    }
+}
+
+/// The counter `name` from the admin API on `admin` (0 when the proxy has not created it);
+/// panics when the admin API does not answer.
+pub fn admin_stat(admin: u16, name: &str) -> u64 {
+    let mut stream = TcpStream::connect(("127.0.0.1", admin)).expect("the admin port answers");
+    let _ = write!(stream, "GET /stats HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n");
+    let mut text = String::new();
+    let _ = stream.read_to_string(&mut text);
+    Envoy::stat(&text, name)
+}

@@ -522,7 +522,7 @@ fn pilot_authorization_answers_like_envoy_and_like_istio_1_4() {
         listeners.push_str(&listener(&format!("case{index}b"), ports[index].1, &filters, &certs));
     }
     let mut results: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    for plane in ["built-in", "envoy"] {
+    for plane in e2e::envoy::PLANES {
         let admin = free_port();
         let bootstrap = format!(
             "admin: {{address: {admin_address}}}\nstatic_resources:\n  listeners:\n{listeners}  clusters:\n  - name: app\n    type: STATIC\n    connect_timeout: 1s\n    load_assignment:\n      cluster_name: app\n      endpoints: [{{lb_endpoints: [{{endpoint: {{address: {app_address}}}}}]}}]\n",
@@ -532,14 +532,7 @@ fn pilot_authorization_answers_like_envoy_and_like_istio_1_4() {
         let file = dir.path().join(format!("{plane}.yaml"));
         std::fs::write(&file, bootstrap).expect("write bootstrap");
         let file = file.display().to_string();
-        let proxy = if plane == "envoy" {
-            Process::start_program(
-                &e2e::envoy::envoy_binary(),
-                &["-c", &file, "--disable-hot-restart", "--log-level", "warn", "--concurrency", "1"],
-            )
-        } else {
-            Process::start("proxy", &["run", "--config-file", &file, "--concurrency", "1"])
-        };
+        let proxy = e2e::envoy::start_static(plane, &file);
         let deadline = Instant::now() + Duration::from_secs(30);
         while ports.iter().any(|(a, b)| {
             std::net::TcpStream::connect(("127.0.0.1", *a)).is_err()

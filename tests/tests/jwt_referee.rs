@@ -11,13 +11,11 @@
 //!   only a `scope` claim `read` (string or list);
 //! - the `jwt_authn.allowed|denied` stats.
 
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use e2e::backend::Backend;
 use e2e::envoy::free_port;
-use e2e::Process;
 use istio_pki::jwk::JwtIssuer;
 use serde_json::json;
 
@@ -110,17 +108,6 @@ static_resources:
     )
 }
 
-fn stat(admin: u16, name: &str) -> u64 {
-    let mut stream = TcpStream::connect(("127.0.0.1", admin)).expect("the admin port answers");
-    let _ = write!(stream, "GET /stats HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n");
-    let mut text = String::new();
-    let _ = stream.read_to_string(&mut text);
-    text.lines()
-        .find_map(|line| line.strip_prefix(&format!("{name}: ")))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 /// A request (path and headers) and the start of the answer it must get.
 type Case = (&'static str, Vec<(&'static str, String)>, &'static str);
 
@@ -200,19 +187,12 @@ fn jwt_authn_and_rbac_on_its_payload_answer_like_envoy() {
     ];
     let mut per_plane = Vec::new();
     let dir = tempfile::tempdir().expect("tempdir");
-    for plane in ["built-in", "envoy"] {
+    for plane in e2e::envoy::PLANES {
         let (admin, port) = (free_port(), free_port());
         let file = dir.path().join(format!("{plane}.yaml"));
         std::fs::write(&file, bootstrap(admin, port, app.port, &rsa, &ec)).expect("write bootstrap");
         let file = file.display().to_string();
-        let proxy = if plane == "envoy" {
-            Process::start_program(
-                &e2e::envoy::envoy_binary(),
-                &["-c", &file, "--disable-hot-restart", "--log-level", "warn", "--concurrency", "1"],
-            )
-        } else {
-            Process::start("proxy", &["run", "--config-file", &file, "--concurrency", "1"])
-        };
+        let proxy = e2e::envoy::start_static(plane, &file);
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(("127.0.0.1", port)).is_err() || TcpStream::connect(("127.0.0.1", admin)).is_err() {
             assert!(Instant::now() < deadline, "{plane} does not listen:\n{}", proxy.stderr());
@@ -231,7 +211,10 @@ fn jwt_authn_and_rbac_on_its_payload_answer_like_envoy() {
                 .map(|(_, value)| value.replace(&port.to_string(), "PORT"));
             seen.push(format!("GET {path}: {answer} {challenge:?}"));
         }
-        let stats = (stat(admin, "http.plain.jwt_authn.allowed"), stat(admin, "http.plain.jwt_authn.denied"));
+        let stats = (
+            e2e::envoy::admin_stat(admin, "http.plain.jwt_authn.allowed"),
+            e2e::envoy::admin_stat(admin, "http.plain.jwt_authn.denied"),
+        );
         per_plane.push((seen, stats));
     }
     assert_eq!(per_plane[0].0, per_plane[1].0, "the same answers, bodies and challenges on both planes");

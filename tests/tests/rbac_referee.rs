@@ -10,7 +10,7 @@
 //!   client, one only 10.0.0.0/8, so its connections are closed unanswered;
 //! - shadow rules that are only counted, and the `allowed`/`denied`/`shadow_*` stats.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -215,17 +215,6 @@ fn echo_line(port: u16) -> String {
     }
 }
 
-fn stat(admin: u16, name: &str) -> u64 {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", admin)) else { return 0 };
-    let _ = write!(stream, "GET /stats HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n");
-    let mut text = String::new();
-    let _ = stream.read_to_string(&mut text);
-    text.lines()
-        .find_map(|line| line.strip_prefix(&format!("{name}: ")))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 fn wait_for_port(port: u16, proxy: &Process) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -282,19 +271,12 @@ fn rbac_filters_answer_like_envoy() {
         "TCP from outside 10/8: closed".into(),
     ];
     let mut results = Vec::new();
-    for plane in ["built-in", "envoy"] {
+    for plane in e2e::envoy::PLANES {
         let ports = Ports::new();
         let file = dir.path().join(format!("{plane}.yaml"));
         std::fs::write(&file, bootstrap(&ports, app.port, echo, dir.path())).expect("write bootstrap");
         let file = file.display().to_string();
-        let proxy = if plane == "envoy" {
-            Process::start_program(
-                &e2e::envoy::envoy_binary(),
-                &["-c", &file, "--disable-hot-restart", "--log-level", "warn", "--concurrency", "1"],
-            )
-        } else {
-            Process::start("proxy", &["run", "--config-file", &file, "--concurrency", "1"])
-        };
+        let proxy = e2e::envoy::start_static(plane, &file);
         for port in [ports.plain, ports.mtls, ports.tcp_open, ports.tcp_closed, ports.admin] {
             wait_for_port(port, &proxy);
         }
@@ -310,7 +292,7 @@ fn rbac_filters_answer_like_envoy() {
             "tcp_closed.rbac.denied",
         ]
         .iter()
-        .map(|name| (name.to_string(), stat(ports.admin, name)))
+        .map(|name| (name.to_string(), e2e::envoy::admin_stat(ports.admin, name)))
         .collect();
         results.push((plane, stats));
     }

@@ -78,6 +78,11 @@ impl RbacFilters {
             stat_prefix: "tcp.".to_string(),
             ..Default::default()
         };
+        RbacFilters::new(http, network)
+    }
+
+    /// The two filters of these configs.
+    pub(crate) fn new(http: HttpRbac, network: NetworkRbac) -> RbacFilters {
         RbacFilters {
             http: Some(HttpFilter {
                 name: HTTP_RBAC.to_string(),

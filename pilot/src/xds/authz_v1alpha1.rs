@@ -25,16 +25,13 @@
 //!   constraints) and principals that need it (groups, `request.auth.*` properties) are
 //!   dropped, and a role left without either with them.
 
-use envoy_types::pb::envoy::config::listener::v3::{filter, Filter};
 use envoy_types::pb::envoy::config::rbac::v3 as rbac;
 use envoy_types::pb::envoy::extensions::filters::http::rbac::v3::Rbac as HttpRbac;
-use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{http_filter, HttpFilter};
 use envoy_types::pb::envoy::extensions::filters::network::rbac::v3::Rbac as NetworkRbac;
 use istio_api::pb::istio::rbac::v1alpha1;
 use istio_api::pb::istio::security::v1beta1 as security;
 
-use super::any;
-use super::authz::{Identities, RbacFilters, HTTP_RBAC, NETWORK_RBAC};
+use super::authz::{Identities, RbacFilters};
 use crate::model::{PushContext, Service};
 
 /// Constraint keys that only decide whether a rule fits the service.
@@ -341,21 +338,13 @@ pub(crate) fn filters_for_service(
     let http = HttpRbac { rules, shadow_rules, ..Default::default() };
     let (rules, shadow_rules) = split(true);
     let network = NetworkRbac { rules, shadow_rules, stat_prefix: "tcp.".to_string(), ..Default::default() };
-    RbacFilters {
-        http: Some(HttpFilter {
-            name: HTTP_RBAC.to_string(),
-            config_type: Some(http_filter::ConfigType::TypedConfig(any(http))),
-            ..Default::default()
-        }),
-        network: Some(Filter {
-            name: NETWORK_RBAC.to_string(),
-            config_type: Some(filter::ConfigType::TypedConfig(any(network))),
-        }),
-    }
+    RbacFilters::new(http, network)
 }
 
 #[cfg(test)]
 mod tests {
+    use envoy_types::pb::envoy::config::listener::v3::filter;
+    use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_filter;
     use prost::Message;
     use serde_json::{json, Value};
 
