@@ -58,6 +58,31 @@ impl std::fmt::Display for JwksSource {
     }
 }
 
+/// Why a key set could not be had, or the resolver not made.
+#[derive(Debug, thiserror::Error)]
+pub enum JwksError {
+    #[error("{path}: {source}")]
+    CaFile { path: String, source: rustls::pki_types::pem::Error },
+    #[error("{0}: no certificate")]
+    NoCaCertificate(String),
+    #[error("{path}: {source}")]
+    CaCertificate { path: String, source: rustls::Error },
+    #[error("TLS: {0}")]
+    Tls(#[source] rustls::Error),
+    #[error("{uri}: {reason}")]
+    Request { uri: String, reason: String },
+    #[error("{0}: no answer in {FETCH_TIMEOUT:?}")]
+    Timeout(String),
+    #[error("unsuccessful response from {uri:?}: status {status}")]
+    Status { uri: String, status: u16 },
+    #[error("{0}: the body is not UTF-8")]
+    NotUtf8(String),
+    #[error("{url}: not JSON: {source}")]
+    NotJson { url: String, source: serde_json::Error },
+    #[error("invalid jwks_uri {0} in openID discovery configuration")]
+    NoJwksUri(String),
+}
+
 /// Fetched key sets by source.
 pub type JwksKeys = BTreeMap<JwksSource, String>;
 
@@ -132,7 +157,7 @@ impl Drop for Refresher {
 }
 
 /// The TLS client config: the system's roots and those of `ca_file`.
-fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
+fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, JwksError> {
     use rustls::pki_types::{pem::PemObject, CertificateDer};
     let mut roots = rustls::RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
@@ -140,27 +165,23 @@ fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
         let _ = roots.add(cert);
     }
     if let Some(path) = ca_file {
+        let shown = path.display().to_string();
         let certs = CertificateDer::pem_file_iter(path)
             .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-            .map_err(|error| format!("{}: {error}", path.display()))?;
+            .map_err(|source| JwksError::CaFile { path: shown.clone(), source })?;
         if certs.is_empty() {
-            return Err(format!("{}: no certificate", path.display()));
+            return Err(JwksError::NoCaCertificate(shown));
         }
         for cert in certs {
-            roots.add(cert).map_err(|error| format!("{}: {error}", path.display()))?;
+            roots.add(cert).map_err(|source| JwksError::CaCertificate { path: shown.clone(), source })?;
         }
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|error| error.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
+    istio_runtime::https::client_config(roots).map_err(JwksError::Tls)
 }
 
 impl JwksResolver {
     /// A resolver trusting the system roots and `ca_file`'s.
-    pub(crate) fn new(ca_file: Option<&Path>, metrics: Metrics) -> Result<JwksResolver, String> {
+    pub(crate) fn new(ca_file: Option<&Path>, metrics: Metrics) -> Result<JwksResolver, JwksError> {
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls_config(ca_file)?)
             .https_or_http()
@@ -266,7 +287,7 @@ impl JwksResolver {
     }
 
     /// Fetches a key set: from its URI, or from the URI its issuer's discovery names.
-    async fn fetch(&self, source: &JwksSource, retries: u32) -> Result<String, String> {
+    async fn fetch(&self, source: &JwksSource, retries: u32) -> Result<String, JwksError> {
         let uri = match source {
             JwksSource::Uri(uri) => uri.clone(),
             JwksSource::Issuer(issuer) => self.discover(issuer, retries).await?,
@@ -275,19 +296,19 @@ impl JwksResolver {
     }
 
     /// The `jwks_uri` an issuer's OpenID configuration names.
-    async fn discover(&self, issuer: &str, retries: u32) -> Result<String, String> {
+    async fn discover(&self, issuer: &str, retries: u32) -> Result<String, JwksError> {
         let url = format!("{}{OPENID_DISCOVERY}", issuer.trim_end_matches('/'));
         let body = self.get(&url, retries).await?;
         let document: serde_json::Value =
-            serde_json::from_str(&body).map_err(|error| format!("{url}: not JSON: {error}"))?;
+            serde_json::from_str(&body).map_err(|source| JwksError::NotJson { url: url.clone(), source })?;
         document["jwks_uri"]
             .as_str()
             .map(str::to_string)
-            .ok_or_else(|| format!("invalid jwks_uri {} in openID discovery configuration", document["jwks_uri"]))
+            .ok_or_else(|| JwksError::NoJwksUri(document["jwks_uri"].to_string()))
     }
 
     /// GETs `uri`, retrying `retries` times; the body of a 200.
-    async fn get(&self, uri: &str, retries: u32) -> Result<String, String> {
+    async fn get(&self, uri: &str, retries: u32) -> Result<String, JwksError> {
         let mut attempt = 0;
         loop {
             let result = self.get_once(uri).await;
@@ -304,22 +325,23 @@ impl JwksResolver {
         }
     }
 
-    async fn get_once(&self, uri: &str) -> Result<String, String> {
-        let request = http::Request::get(uri).body(Empty::new()).map_err(|error| format!("{uri}: {error}"))?;
+    async fn get_once(&self, uri: &str) -> Result<String, JwksError> {
+        let failed = |reason: String| JwksError::Request { uri: uri.to_string(), reason };
+        let request = http::Request::get(uri).body(Empty::new()).map_err(|error| failed(error.to_string()))?;
         let response = tokio::time::timeout(FETCH_TIMEOUT, self.client.request(request))
             .await
-            .map_err(|_| format!("{uri}: no answer in {FETCH_TIMEOUT:?}"))?
-            .map_err(|error| format!("{uri}: {error:#}"))?;
+            .map_err(|_| JwksError::Timeout(uri.to_string()))?
+            .map_err(|error| failed(format!("{error:#}")))?;
         let status = response.status();
         let body = tokio::time::timeout(FETCH_TIMEOUT, response.into_body().collect())
             .await
-            .map_err(|_| format!("{uri}: body not read in {FETCH_TIMEOUT:?}"))?
-            .map_err(|error| format!("{uri}: {error}"))?
+            .map_err(|_| JwksError::Timeout(uri.to_string()))?
+            .map_err(|error| failed(error.to_string()))?
             .to_bytes();
         if status != http::StatusCode::OK {
-            return Err(format!("unsuccessful response from {uri:?}: status {}", status.as_u16()));
+            return Err(JwksError::Status { uri: uri.to_string(), status: status.as_u16() });
         }
-        String::from_utf8(body.to_vec()).map_err(|_| format!("{uri}: the body is not UTF-8"))
+        String::from_utf8(body.to_vec()).map_err(|_| JwksError::NotUtf8(uri.to_string()))
     }
 }
 
@@ -428,7 +450,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let empty = dir.path().join("ca.pem");
         std::fs::write(&empty, "no certificates here").expect("write");
-        let error = tls_config(Some(&empty)).expect_err("refused");
+        let error = tls_config(Some(&empty)).expect_err("refused").to_string();
         assert!(error.contains("ca.pem"), "{error}");
     }
 }

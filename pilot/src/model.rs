@@ -344,6 +344,13 @@ pub struct PodInfo {
 }
 
 impl PushContext {
+    /// The services with an endpoint at one of `ips` (a workload's own services), by host name.
+    pub fn services_at<'p, 'i>(&'p self, ips: &'i [String]) -> impl Iterator<Item = &'p Arc<Service>> + use<'p, 'i> {
+        self.services
+            .values()
+            .filter(|service| service.endpoints.iter().any(|endpoint| ips.contains(&endpoint.address)))
+    }
+
     /// Every Jwt of every authentication policy (origins and peers), the MeshPolicy's too.
     pub fn jwts(&self) -> impl Iterator<Item = &istio_api::pb::istio::authentication::v1alpha1::Jwt> {
         use istio_api::pb::istio::authentication::v1alpha1::peer_authentication_method::Params;

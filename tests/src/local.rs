@@ -242,6 +242,15 @@ impl LocalMesh {
         std::fs::write(self.root().join("config/hosts"), hosts).expect("write config/hosts");
     }
 
+    /// The status code the `sleep` pod of `namespace` gets for `url` with curl (5 s at most;
+    /// `000` when the connection fails), with `extra` curl arguments.
+    pub fn sleep_status(&self, namespace: &str, url: &str, extra: &[&str]) -> String {
+        let mut args = vec!["x", "local", "exec", "sleep", "-n", namespace, "-c", "sleep", "--", "curl", url];
+        args.extend(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5"]);
+        args.extend(extra);
+        self.istioctl(&args).1.trim().to_string()
+    }
+
     /// The sum of the pod's sidecar stat `name` (Envoy's `/stats` text form) over every line
     /// that carries it: `pilot-agent request GET stats` in its `istio-proxy` container.
     pub fn proxy_stat(&self, pod: &str, name: &str) -> u64 {

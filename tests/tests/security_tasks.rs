@@ -68,28 +68,7 @@ spec:
 
 /// The status code `sleep.FROM` gets from `httpbin.TO:8000/ip` (`000` when the connection fails).
 fn call(mesh: &LocalMesh, from: &str, to: &str) -> String {
-    let url = format!("http://httpbin.{to}:8000/ip");
-    let (_, out, _) = mesh.istioctl(&[
-        "x",
-        "local",
-        "exec",
-        "sleep",
-        "-n",
-        from,
-        "-c",
-        "sleep",
-        "--",
-        "curl",
-        &url,
-        "-s",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        "--max-time",
-        "5",
-    ]);
-    out.trim().to_string()
+    mesh.sleep_status(from, &format!("http://httpbin.{to}:8000/ip"), &[])
 }
 
 /// The whole matrix, `from→to: code`.

@@ -103,15 +103,12 @@ fn port_matches(selector: &authn::PortSelector, port: &ServicePort) -> bool {
 /// Whether an authentication policy of a service the proxy serves binds the request principal
 /// to the origin (`principalBinding: USE_ORIGIN`); otherwise it is the peer's, 1.4's default.
 pub(crate) fn binds_origin(push: &PushContext, proxy: &crate::node::Proxy) -> bool {
-    push.services
-        .values()
-        .filter(|service| service.endpoints.iter().any(|endpoint| proxy.ips.contains(&endpoint.address)))
-        .any(|service| {
-            service.ports.iter().any(|port| {
-                policy_for(push, service, port)
-                    .is_some_and(|(policy, _)| policy.principal_binding == authn::PrincipalBinding::UseOrigin as i32)
-            })
+    push.services_at(&proxy.ips).any(|service| {
+        service.ports.iter().any(|port| {
+            policy_for(push, service, port)
+                .is_some_and(|(policy, _)| policy.principal_binding == authn::PrincipalBinding::UseOrigin as i32)
         })
+    })
 }
 
 /// The mutual-TLS mode inbound traffic to a service's port must use.

@@ -297,10 +297,7 @@ fn rule_sets(
 /// The service a gateway's v1alpha1 authorization follows: the first (by host name) with an
 /// endpoint at one of its addresses, as 1.4 took the gateway's service instance.
 pub(crate) fn gateway_service<'a>(push: &'a PushContext, proxy: &crate::node::Proxy) -> Option<&'a Service> {
-    push.services
-        .values()
-        .find(|service| service.endpoints.iter().any(|endpoint| proxy.ips.contains(&endpoint.address)))
-        .map(|service| service.as_ref())
+    push.services_at(&proxy.ips).next().map(|service| service.as_ref())
 }
 
 /// The RBAC filters v1alpha1 gives a gateway: its service's, when no v1beta1 policy selects it.

@@ -33,9 +33,9 @@ use super::inbound::{inbound_targets, InboundTarget};
 use super::listener::{connection_manager_with, listener, listener_filter_of, tcp_proxy_filter, tls_inspector};
 use super::tls::{istio_mutual_tls, CertSource};
 use super::{any, INBOUND_PASSTHROUGH_CLUSTER, VIRTUAL_INBOUND};
-use crate::model::PushContext;
+use crate::model::{PushContext, Service, ServicePort};
 use crate::node::Proxy;
-use crate::scope::authn::{inbound_mode, MtlsMode};
+use crate::scope::authn::MtlsMode;
 
 /// The ALPN mesh clients offer, which PERMISSIVE chains match on.
 pub(crate) const ALPN_IN_MESH: &str = "istio";
@@ -48,9 +48,14 @@ pub(crate) fn virtual_inbound(push: &PushContext, proxy: &Proxy) -> Listener {
     let rbac = super::authz::RbacFilters::for_proxy(push, proxy);
     let mut chains = Vec::new();
     for target in inbound_targets(push, proxy) {
-        let jwt = target_jwt_filter(push, &target);
+        let (service, port) = target_service(push, &target);
+        // The authentication policy of the service port: mutual TLS and origin authentication.
+        let policy = service.zip(port).and_then(|(service, port)| crate::scope::authn::policy_for(push, service, port));
+        let jwt = policy.as_ref().and_then(|(policy, name)| super::authn_jwt::jwt_filter(push, policy, name));
         // v1alpha1 authorization applies per service, and only where no v1beta1 policy does.
-        let v1alpha1 = rbac.is_empty().then(|| target_v1alpha1_filters(push, proxy, &target)).flatten();
+        let v1alpha1 = service
+            .filter(|_| rbac.is_empty())
+            .map(|service| super::authz_v1alpha1::filters_for_service(push, service, &proxy.labels));
         let filters = target_filters(&target, jwt, v1alpha1.as_ref().unwrap_or(&rbac));
         let port_match = FilterChainMatch {
             destination_port: Some(UInt32Value { value: target.listen_port }),
@@ -67,7 +72,9 @@ pub(crate) fn virtual_inbound(push: &PushContext, proxy: &Proxy) -> Listener {
             transport_socket: Some(inbound_mutual_tls(&certs)),
             ..Default::default()
         };
-        match target_mode(push, &target) {
+        // A target no service owns (a Sidecar ingress port of its own) follows no policy:
+        // plaintext.
+        match crate::scope::authn::mtls_mode(policy.map(|(policy, _)| policy)) {
             MtlsMode::Disable => chains.push(plaintext),
             MtlsMode::Strict => chains.push(secure(Vec::new())),
             MtlsMode::Permissive => {
@@ -99,36 +106,11 @@ pub(crate) fn virtual_inbound(push: &PushContext, proxy: &Proxy) -> Listener {
     inbound
 }
 
-/// The mutual-TLS mode of the service port behind an inbound target; a target no service
-/// owns (a Sidecar ingress port of its own) follows the namespace and mesh policies through
-/// no service at all: plaintext.
-fn target_mode(push: &PushContext, target: &InboundTarget) -> MtlsMode {
-    let Ok(name) = target.cluster.parse::<ClusterName>() else { return MtlsMode::Disable };
-    let Some(service) = push.service(&name.host) else { return MtlsMode::Disable };
-    match service.port(name.port) {
-        Some(port) => inbound_mode(push, service, port),
-        None => MtlsMode::Disable,
-    }
-}
-
-/// The `jwt_authn` filter of the authentication policy of the service port behind a target.
-fn target_jwt_filter(push: &PushContext, target: &InboundTarget) -> Option<HttpFilter> {
-    let name = target.cluster.parse::<ClusterName>().ok()?;
-    let service = push.service(&name.host)?;
-    let port = service.port(name.port)?;
-    let (policy, policy_name) = crate::scope::authn::policy_for(push, service, port)?;
-    super::authn_jwt::jwt_filter(push, policy, &policy_name)
-}
-
-/// The v1alpha1 RBAC filters of the service behind a target.
-fn target_v1alpha1_filters(
-    push: &PushContext,
-    proxy: &Proxy,
-    target: &InboundTarget,
-) -> Option<super::authz::RbacFilters> {
-    let name = target.cluster.parse::<ClusterName>().ok()?;
-    let service = push.service(&name.host)?;
-    Some(super::authz_v1alpha1::filters_for_service(push, service, &proxy.labels))
+/// The service (and its port) behind an inbound target, when the registry knows them.
+fn target_service<'a>(push: &'a PushContext, target: &InboundTarget) -> (Option<&'a Service>, Option<&'a ServicePort>) {
+    let Ok(name) = target.cluster.parse::<ClusterName>() else { return (None, None) };
+    let service = push.service(&name.host).map(|service| service.as_ref());
+    (service, service.and_then(|service| service.port(name.port)))
 }
 
 /// Istio mutual TLS on the server side: the workload certificate, the peer's required.

@@ -77,6 +77,16 @@ pub enum PostError {
     NotJson { path: String, server_name: String, source: serde_json::Error },
 }
 
+/// A TLS client config (ring, the safe protocol versions, no client certificate) trusting
+/// `roots`.
+pub fn client_config(roots: rustls::RootCertStore) -> Result<rustls::ClientConfig, rustls::Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
 /// POSTs a JSON document over HTTPS to `address`, verifying the server's certificate against
 /// `ca_pem` under `server_name`, and returns the JSON answer. This is how an API server calls
 /// an admission webhook; the local platform and the tests use it.
@@ -94,12 +104,7 @@ pub async fn post_json(
     for certificate in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem) {
         roots.add(certificate.map_err(PostError::CaBundle)?).map_err(PostError::CaCertificate)?;
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(PostError::TlsVersions)?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let config = client_config(roots).map_err(PostError::TlsVersions)?;
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tcp = tokio::net::TcpStream::connect(address).await.map_err(|source| PostError::Connect { address, source })?;
     let name = rustls::pki_types::ServerName::try_from(server_name.to_string())

@@ -264,29 +264,9 @@ spec:
     until(mesh, "origins and mutual TLS", "/headers", Some(&valid), 200);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let (_, out, _) = mesh.istioctl(&[
-            "x",
-            "local",
-            "exec",
-            "sleep",
-            "-n",
-            "legacy",
-            "-c",
-            "sleep",
-            "--",
-            "curl",
-            "http://httpbin.foo:8000/ip",
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "--max-time",
-            "5",
-            "-H",
-            &format!("Authorization: Bearer {valid}"),
-        ]);
-        if out.trim() == "000" {
+        let bearer = format!("Authorization: Bearer {valid}");
+        let out = mesh.sleep_status("legacy", "http://httpbin.foo:8000/ip", &["-H", &bearer]);
+        if out == "000" {
             break;
         }
         assert!(Instant::now() < deadline, "a plaintext client with a token got {out} ({:?})", mesh.plane);
