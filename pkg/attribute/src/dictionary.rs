@@ -58,16 +58,37 @@ pub fn lookup(index: i32, message_words: &[String]) -> Result<&str, UnknownIndex
 
 /// The sending side's dictionary for one message: global indices where they exist, and the
 /// words that are not global, each added once.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct MessageDictionary {
     words: Vec<String>,
     positions: HashMap<String, i32>,
+    /// Global words at or past this index are sent as message words (`global_word_count`).
+    global_limit: usize,
+}
+
+impl Default for MessageDictionary {
+    fn default() -> MessageDictionary {
+        MessageDictionary::with_global_word_count(WORDS.len())
+    }
 }
 
 impl MessageDictionary {
+    /// A dictionary that only uses the first `count` global words, as a peer that knows only
+    /// that many expects (`global_word_count`).
+    pub fn with_global_word_count(count: usize) -> MessageDictionary {
+        MessageDictionary { words: Vec::new(), positions: HashMap::new(), global_limit: count.min(WORDS.len()) }
+    }
+
+    /// How many global words this dictionary uses.
+    pub fn global_word_count(&self) -> usize {
+        self.global_limit
+    }
+
     /// The index that names `word`, adding it to the message's words if it is not global.
     pub fn index(&mut self, word: &str) -> i32 {
-        if let Some(index) = global_index(word) {
+        if let Some(index) =
+            global_index(word).filter(|index| usize::try_from(*index).is_ok_and(|i| i < self.global_limit))
+        {
             return index;
         }
         if let Some(index) = self.positions.get(word) {
@@ -82,6 +103,17 @@ impl MessageDictionary {
     /// The message's own words, to send beside the indices.
     pub fn into_words(self) -> Vec<String> {
         self.words
+    }
+
+    /// The message's own words so far.
+    pub fn words(&self) -> &[String] {
+        &self.words
+    }
+
+    /// Forgets the message words (for the next batch), keeping the global limit.
+    pub fn clear(&mut self) {
+        self.words.clear();
+        self.positions.clear();
     }
 }
 
@@ -131,5 +163,14 @@ mod tests {
         assert_eq!(lookup(-3, &words), Err(UnknownIndex { index: -3, global: 222, message: 2 }));
         assert!(lookup(222, &words).is_err());
         assert!(lookup(i32::MIN, &words).is_err());
+    }
+
+    #[test]
+    fn a_smaller_global_word_count_sends_later_words_in_the_message() {
+        let mut dictionary = MessageDictionary::with_global_word_count(2);
+        assert_eq!(dictionary.index("source.ip"), 0);
+        assert_eq!(dictionary.index("source.port"), 1);
+        assert_eq!(dictionary.index("source.name"), -1);
+        assert_eq!(dictionary.words(), ["source.name"]);
     }
 }

@@ -2,8 +2,12 @@
 //! `match` clauses, instance params and header operations, e.g.
 //! `match(request.headers["cookie"], "session=*") == false && destination.labels["app"] == "ratings"`.
 //!
-//! It turns text into an [`Expr`] tree and checks that every function is one Mixer knows. Type
-//! checking against attribute manifests and evaluation belong to Mixer, which reuses this tree.
+//! It turns text into an [`Expr`] tree and checks that every function is one Mixer knows. The
+//! grammar is the subset of Go's that Mixer 1.4 accepted, with Go's precedence: `|` (the default
+//! operator) binds like `+`, tighter than `==`. Operators Go has but CEXL gives no meaning (`*`,
+//! `/`, `!`, unary `-`, …) still parse, so that [`crate::check`] can name them as 1.4 did
+//! (`unknown function: QUO`). Type checking and evaluation live in [`crate::check`] and
+//! [`crate::eval`].
 
 use std::fmt;
 
@@ -16,6 +20,8 @@ pub enum Expr {
     Int(i64),
     Float(f64),
     Bool(bool),
+    /// An integer literal Go reads but that is not base-10 (`0x10`): an error once checked.
+    BadInt(String),
     /// `target[key]`, e.g. `request.headers["user-agent"]`.
     Index(Box<Expr>, Box<Expr>),
     Unary(UnaryOp, Box<Expr>),
@@ -32,6 +38,11 @@ pub enum Expr {
 pub enum UnaryOp {
     Not,
     Negate,
+    Plus,
+    /// `^x`
+    Complement,
+    /// `&x`
+    Address,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +59,14 @@ pub enum BinaryOp {
     GreaterEq,
     Add,
     Sub,
+    Mul,
+    Quo,
+    Rem,
+    ShiftLeft,
+    ShiftRight,
+    BitAnd,
+    BitAndNot,
+    BitXor,
 }
 
 /// The functions Mixer 1.4 provides (free-standing and receiver forms).
@@ -77,9 +96,10 @@ pub const KNOWN_FUNCTIONS: &[&str] = &[
     "split",
 ];
 
-/// A parse failure with the byte offset where it happened.
+/// A parse failure with the byte offset where it happened; shown as 1.4 showed it, with a
+/// one-based `line:column`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("failed to parse expression {source_text:?} at position {position}: {reason}")]
+#[error("unable to parse expression '{source_text}': 1:{column}: {reason}", column = position + 1)]
 pub struct ParseError {
     pub source_text: String,
     pub position: usize,
@@ -91,6 +111,7 @@ enum Token {
     Ident(String),
     Str(String),
     Int(i64),
+    BadInt(String),
     Float(f64),
     Punct(&'static str),
     End,
@@ -101,8 +122,10 @@ struct Lexer<'a> {
     position: usize,
 }
 
-const PUNCTUATION: &[&str] =
-    &["||", "&&", "==", "!=", "<=", ">=", "|", "<", ">", "!", "+", "-", "(", ")", "[", "]", ".", ","];
+const PUNCTUATION: &[&str] = &[
+    "||", "&&", "==", "!=", "<=", ">=", "<<", ">>", "&^", "|", "<", ">", "!", "+", "-", "*", "/", "%", "&", "^", "(",
+    ")", "[", "]", ".", ",",
+];
 
 impl<'a> Lexer<'a> {
     fn tokens(text: &'a str) -> Result<Vec<(usize, Token)>, (usize, String)> {
@@ -147,6 +170,9 @@ impl<'a> Lexer<'a> {
             if let Ok(value) = literal.parse::<i64>() {
                 return Ok(Token::Int(value));
             }
+            if is_go_int_literal(literal) {
+                return Ok(Token::BadInt(literal.to_string()));
+            }
             return literal
                 .parse::<f64>()
                 .map(Token::Float)
@@ -162,7 +188,7 @@ impl<'a> Lexer<'a> {
             return Ok(Token::Str(rest[1..=end].to_string()));
         }
         if first == '\'' {
-            return Err((self.position, "single-quoted literals are not supported; use double quotes".to_string()));
+            return self.char_literal();
         }
         for punct in PUNCTUATION {
             if rest.starts_with(punct) {
@@ -170,7 +196,26 @@ impl<'a> Lexer<'a> {
                 return Ok(Token::Punct(punct));
             }
         }
-        Err((self.position, format!("unexpected character {first:?}")))
+        if first == '=' {
+            return Err((self.position, "expected '==', found '='".to_string()));
+        }
+        Err((self.position, format!("illegal character U+{:04X} '{first}'", u32::from(first))))
+    }
+
+    /// Go's rune literal (`'a'`), which Mixer reads as a one-character string.
+    fn char_literal(&mut self) -> Result<Token, (usize, String)> {
+        let start = self.position;
+        let rest = &self.rest()[1..];
+        let Some(end) = rest.find('\'') else { return Err((start, "rune literal not terminated".to_string())) };
+        let body = &rest[..end];
+        let mut chars = body.chars();
+        match (chars.next(), chars.next()) {
+            (Some(c), None) => {
+                self.position += end + 2;
+                Ok(Token::Str(c.to_string()))
+            }
+            _ => Err((start, "illegal rune literal".to_string())),
+        }
     }
 
     fn quoted_string(&mut self) -> Result<Token, (usize, String)> {
@@ -251,7 +296,16 @@ impl Parser {
                 ("<", BinaryOp::Less),
                 (">", BinaryOp::Greater),
             ],
-            &[("|", BinaryOp::Default), ("+", BinaryOp::Add), ("-", BinaryOp::Sub)],
+            &[("|", BinaryOp::Default), ("+", BinaryOp::Add), ("-", BinaryOp::Sub), ("^", BinaryOp::BitXor)],
+            &[
+                ("*", BinaryOp::Mul),
+                ("/", BinaryOp::Quo),
+                ("%", BinaryOp::Rem),
+                ("<<", BinaryOp::ShiftLeft),
+                (">>", BinaryOp::ShiftRight),
+                ("&^", BinaryOp::BitAndNot),
+                ("&", BinaryOp::BitAnd),
+            ],
         ];
         if level == LEVELS.len() {
             return self.unary();
@@ -273,8 +327,12 @@ impl Parser {
         if self.eat("!") {
             return Ok(Expr::Unary(UnaryOp::Not, Box::new(self.unary()?)));
         }
-        if self.eat("-") {
-            return Ok(Expr::Unary(UnaryOp::Negate, Box::new(self.unary()?)));
+        for (punct, op) in
+            [("-", UnaryOp::Negate), ("+", UnaryOp::Plus), ("^", UnaryOp::Complement), ("&", UnaryOp::Address)]
+        {
+            if self.eat(punct) {
+                return Ok(Expr::Unary(op, Box::new(self.unary()?)));
+            }
         }
         self.postfix()
     }
@@ -327,17 +385,19 @@ impl Parser {
     fn primary(&mut self) -> Parsed {
         let offset = self.offset();
         match self.advance() {
-            Token::Ident(name) if name == "true" => Ok(Expr::Bool(true)),
-            Token::Ident(name) if name == "false" => Ok(Expr::Bool(false)),
+            Token::Ident(name) if name.eq_ignore_ascii_case("true") => Ok(Expr::Bool(true)),
+            Token::Ident(name) if name.eq_ignore_ascii_case("false") => Ok(Expr::Bool(false)),
             Token::Ident(name) => Ok(Expr::Attribute(name)),
             Token::Str(value) => Ok(Expr::Str(value)),
             Token::Int(value) => Ok(Expr::Int(value)),
+            Token::BadInt(text) => Ok(Expr::BadInt(text)),
             Token::Float(value) => Ok(Expr::Float(value)),
             Token::Punct("(") => {
                 let inner = self.binary_level(0)?;
                 self.expect(")")?;
                 Ok(inner)
             }
+            Token::End => Err((offset, "expected operand, found 'EOF'".to_string())),
             other => Err((offset, format!("unexpected {}", describe(&other)))),
         }
     }
@@ -348,35 +408,195 @@ fn describe(token: &Token) -> String {
         Token::Ident(name) => format!("name {name:?}"),
         Token::Str(value) => format!("string {value:?}"),
         Token::Int(value) => format!("number {value}"),
+        Token::BadInt(text) => format!("number {text}"),
         Token::Float(value) => format!("number {value}"),
         Token::Punct(punct) => format!("{punct:?}"),
         Token::End => "end of expression".to_string(),
     }
 }
 
-/// Parses an expression and checks that it only calls known functions.
-pub fn parse(text: &str) -> Result<Expr, ParseError> {
+/// Parses an expression's syntax without judging its operators or functions.
+pub fn parse_syntax(text: &str) -> Result<Expr, ParseError> {
     let fail = |(position, reason): (usize, String)| ParseError { source_text: text.to_string(), position, reason };
     let tokens = Lexer::tokens(text).map_err(fail)?;
     let mut parser = Parser { tokens, next: 0 };
     if *parser.peek() == Token::End {
-        return Err(fail((0, "empty expression".to_string())));
+        return Err(fail((0, "expected operand, found 'EOF'".to_string())));
     }
     let expr = parser.binary_level(0).map_err(fail)?;
     if *parser.peek() != Token::End {
         return Err(fail((parser.offset(), format!("unexpected {} after the expression", describe(parser.peek())))));
     }
+    Ok(expr)
+}
+
+/// Parses an expression and checks that it only uses operators and functions Mixer knows.
+pub fn parse(text: &str) -> Result<Expr, ParseError> {
+    let expr = parse_syntax(text)?;
     let mut unknown = None;
     expr.visit(&mut |node| {
-        if let Expr::Call { function, .. } = node {
-            if unknown.is_none() && !KNOWN_FUNCTIONS.contains(&function.as_str()) {
-                unknown = Some(function.clone());
-            }
+        if unknown.is_some() {
+            return;
         }
+        let name = match node {
+            Expr::Call { function, .. } if !KNOWN_FUNCTIONS.contains(&function.as_str()) => Some(function.clone()),
+            Expr::Unary(op, _) if op.function().is_none_or(|name| name != "ADD") => Some(op.name().to_string()),
+            Expr::Binary(op, ..) if op.function().is_none() => Some(op.name().to_string()),
+            _ => None,
+        };
+        unknown = name;
     });
     match unknown {
-        Some(function) => Err(fail((0, format!("unknown function: {function}")))),
+        Some(function) => Err(ParseError {
+            source_text: text.to_string(),
+            position: 0,
+            reason: format!("unknown function: {function}"),
+        }),
         None => Ok(expr),
+    }
+}
+
+impl UnaryOp {
+    /// The name 1.4 gave the operator (it has no CEXL function, except unary `+`).
+    pub fn name(self) -> &'static str {
+        match self {
+            UnaryOp::Not => "NOT",
+            UnaryOp::Negate => "SUB",
+            UnaryOp::Plus => "ADD",
+            UnaryOp::Complement => "XOR",
+            UnaryOp::Address => "AND",
+        }
+    }
+
+    /// The CEXL function the operator calls with one argument, if any.
+    pub fn function(self) -> Option<&'static str> {
+        (self == UnaryOp::Plus).then_some("ADD")
+    }
+}
+
+impl BinaryOp {
+    /// The name 1.4 gave the operator in expressions and error messages (`EQ`, `OR`, `QUO`, …);
+    /// shifts and `&^` had none.
+    pub fn name(self) -> &'static str {
+        match self {
+            BinaryOp::Default => "OR",
+            BinaryOp::Or => "LOR",
+            BinaryOp::And => "LAND",
+            BinaryOp::Eq => "EQ",
+            BinaryOp::NotEq => "NEQ",
+            BinaryOp::Less => "LT",
+            BinaryOp::LessEq => "LEQ",
+            BinaryOp::Greater => "GT",
+            BinaryOp::GreaterEq => "GEQ",
+            BinaryOp::Add => "ADD",
+            BinaryOp::Sub => "SUB",
+            BinaryOp::Mul => "MUL",
+            BinaryOp::Quo => "QUO",
+            BinaryOp::Rem => "REM",
+            BinaryOp::BitAnd => "AND",
+            BinaryOp::BitXor => "XOR",
+            BinaryOp::ShiftLeft | BinaryOp::ShiftRight | BinaryOp::BitAndNot => "",
+        }
+    }
+
+    /// The name when CEXL gives the operator a meaning.
+    pub fn function(self) -> Option<&'static str> {
+        match self {
+            BinaryOp::Sub
+            | BinaryOp::Mul
+            | BinaryOp::Quo
+            | BinaryOp::Rem
+            | BinaryOp::BitAnd
+            | BinaryOp::BitXor
+            | BinaryOp::ShiftLeft
+            | BinaryOp::ShiftRight
+            | BinaryOp::BitAndNot => None,
+            other => Some(other.name()),
+        }
+    }
+}
+
+/// Go's integer literal forms (hex, octal, binary, with `_`), which 1.4 then parsed as base 10.
+fn is_go_int_literal(text: &str) -> bool {
+    let lower = text.to_ascii_lowercase();
+    let digits = lower.strip_prefix("0x").or_else(|| lower.strip_prefix("0b")).or_else(|| lower.strip_prefix("0o"));
+    match digits {
+        Some(rest) => !rest.is_empty() && rest.chars().all(|c| c.is_ascii_hexdigit() || c == '_'),
+        None => text.chars().all(|c| c.is_ascii_digit() || c == '_'),
+    }
+}
+
+/// Go's `strconv.Quote` for the printable form of a string constant.
+fn go_quote(value: &str, out: &mut fmt::Formatter<'_>) -> fmt::Result {
+    out.write_str("\"")?;
+    for c in value.chars() {
+        match c {
+            '"' => out.write_str("\\\"")?,
+            '\\' => out.write_str("\\\\")?,
+            '\n' => out.write_str("\\n")?,
+            '\t' => out.write_str("\\t")?,
+            '\r' => out.write_str("\\r")?,
+            c if c.is_control() => write!(out, "\\x{:02x}", u32::from(c))?,
+            c => write!(out, "{c}")?,
+        }
+    }
+    out.write_str("\"")
+}
+
+/// Go's `%v` of a float constant as its source would have spelled it (`1.0`, `3.14`).
+fn go_float(value: f64) -> String {
+    let text = value.to_string();
+    if text.contains(['.', 'e', 'E']) || !value.is_finite() {
+        text
+    } else {
+        format!("{text}.0")
+    }
+}
+
+/// The printable form 1.4's messages use: constants as written, attributes as `$name`, operators
+/// as their function names (`EQ($a, 2)`), methods as `receiver:name(args)`.
+impl fmt::Display for Expr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fn list(f: &mut fmt::Formatter<'_>, args: &[&Expr]) -> fmt::Result {
+            for (position, arg) in args.iter().enumerate() {
+                if position > 0 {
+                    f.write_str(", ")?;
+                }
+                write!(f, "{arg}")?;
+            }
+            Ok(())
+        }
+        match self {
+            Expr::Attribute(name) => write!(f, "${name}"),
+            Expr::Str(value) => go_quote(value, f),
+            Expr::Int(value) => write!(f, "{value}"),
+            Expr::BadInt(text) => f.write_str(text),
+            Expr::Float(value) => f.write_str(&go_float(*value)),
+            Expr::Bool(value) => write!(f, "{value}"),
+            Expr::Index(target, key) => {
+                f.write_str("INDEX(")?;
+                list(f, &[target, key])?;
+                f.write_str(")")
+            }
+            Expr::Unary(op, operand) => {
+                write!(f, "{}(", op.name())?;
+                list(f, &[operand])?;
+                f.write_str(")")
+            }
+            Expr::Binary(op, left, right) => {
+                write!(f, "{}(", op.name())?;
+                list(f, &[left, right])?;
+                f.write_str(")")
+            }
+            Expr::Call { function, receiver, args } => {
+                if let Some(receiver) = receiver {
+                    write!(f, "{receiver}:")?;
+                }
+                write!(f, "{function}(")?;
+                list(f, &args.iter().collect::<Vec<_>>())?;
+                f.write_str(")")
+            }
+        }
     }
 }
 
@@ -402,7 +622,7 @@ impl Expr {
                     arg.visit(visit);
                 }
             }
-            Expr::Attribute(_) | Expr::Str(_) | Expr::Int(_) | Expr::Float(_) | Expr::Bool(_) => {}
+            Expr::Attribute(_) | Expr::Str(_) | Expr::Int(_) | Expr::BadInt(_) | Expr::Float(_) | Expr::Bool(_) => {}
         }
     }
 
@@ -434,6 +654,14 @@ impl fmt::Display for BinaryOp {
             BinaryOp::GreaterEq => ">=",
             BinaryOp::Add => "+",
             BinaryOp::Sub => "-",
+            BinaryOp::Mul => "*",
+            BinaryOp::Quo => "/",
+            BinaryOp::Rem => "%",
+            BinaryOp::ShiftLeft => "<<",
+            BinaryOp::ShiftRight => ">>",
+            BinaryOp::BitAnd => "&",
+            BinaryOp::BitAndNot => "&^",
+            BinaryOp::BitXor => "^",
         };
         f.write_str(text)
     }
@@ -456,7 +684,7 @@ mod tests {
 
     #[test]
     fn precedence_follows_go() {
-        let expr = parse(r#"a | b == "x" && !c"#).expect("parse");
+        let expr = parse_syntax(r#"a | b == "x" && !c"#).expect("parse");
         let expected = Expr::Binary(
             BinaryOp::And,
             Box::new(Expr::Binary(
@@ -493,14 +721,17 @@ mod tests {
     #[test]
     fn rejects_bad_expressions_with_a_position() {
         for (text, fragment) in [
-            ("", "empty expression"),
-            ("a ==", "unexpected end of expression"),
+            ("", "expected operand"),
+            ("a ==", "expected operand, found 'EOF'"),
             ("a b", "after the expression"),
             (r#"request.headers["x""#, "expected \"]\""),
             (r#""open"#, "unterminated string"),
             ("nosuchfn(a)", "unknown function: nosuchfn"),
-            ("a = b", "unexpected character"),
-            ("'c'", "single-quoted"),
+            ("a = b", "expected '==', found '='"),
+            ("@23", "illegal character U+0040 '@'"),
+            ("a / b", "unknown function: QUO"),
+            ("!a", "unknown function: NOT"),
+            ("'cd'", "illegal rune literal"),
         ] {
             let error = parse(text).expect_err(text);
             assert!(error.reason.contains(fragment), "{text:?}: {error}");

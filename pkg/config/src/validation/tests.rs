@@ -397,7 +397,7 @@ fn mixer_rules() {
     assert_valid(&config("handler", "compiledAdapter: memquota\nparams:\n  quotas:\n  - name: requestcountquota.instance.istio-system\n    maxAmount: 500\n    validDuration: 1s\n"));
     assert_invalid(
         &config("rule", "match: destination.labels[\"app\" == 1\nactions:\n- {handler: h, instances: [i]}\n"),
-        &["spec.match", "failed to parse expression"],
+        &["spec.match", "unable to parse expression"],
     );
     assert_invalid(
         &config("rule", "actions:\n- {handler: \"\", instances: [i]}\n"),
@@ -410,7 +410,7 @@ fn mixer_rules() {
     assert_invalid(&config("instance", "params: {}\n"), &["either compiledTemplate or template"]);
     assert_invalid(
         &config("instance", "compiledTemplate: metric\nparams:\n  value: \"1 +\"\n"),
-        &["spec.params.value", "failed to parse"],
+        &["spec.params.value", "unable to parse expression"],
     );
     assert_invalid(
         &config("instance", "compiledTemplate: metric\nparams:\n  valeu: \"1\"\n"),
@@ -435,7 +435,7 @@ fn mixer_rules() {
     );
     assert_invalid(&config("handler", "adapter: keyval\n"), &["connection.address"]);
     assert_invalid(&config("denier", "status: {code: 42}\n"), &["spec.status.code", "not a gRPC status code"]);
-    assert_invalid(&config("metric", "value: \"(\"\n"), &["spec.value", "failed to parse"]);
+    assert_invalid(&config("metric", "value: \"(\"\n"), &["spec.value", "unable to parse expression"]);
     assert_invalid(&config("attributemanifest", "attributes:\n  source.name: {}\n"), &["valueType must be set"]);
     assert_valid(&config("QuotaSpec", "rules:\n- quotas:\n  - {charge: 1, quota: requestcountquota}\n"));
     assert_invalid(
