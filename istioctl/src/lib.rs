@@ -7,6 +7,7 @@ pub(crate) mod demo;
 pub(crate) mod kube_inject;
 pub(crate) mod local;
 pub(crate) mod mcp;
+pub(crate) mod mixer;
 pub(crate) mod proxy_config;
 pub(crate) mod proxy_status;
 pub(crate) mod secrets;
@@ -67,6 +68,9 @@ pub enum Experimental {
     /// Inspect authorization: what guards a pod's listeners (`check`).
     #[command(subcommand)]
     Authz(authz::AuthzCommand),
+    /// Talk to Mixer as 1.4's mixc did (`check`, `report`), or evaluate an expression (`eval`).
+    #[command(subcommand)]
+    Mixer(mixer::MixerCommand),
 }
 
 /// Runs a parsed command and returns the process exit code.
@@ -83,6 +87,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::ProxyStatus(args) => proxy_status::run(&args),
         Command::Authn(command) => authn::run(&command),
         Command::Experimental(Experimental::Authz(command)) => authz::run(&command),
+        Command::Experimental(Experimental::Mixer(command)) => mixer::run(&command),
         Command::Experimental(Experimental::Mcp(args)) => {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             runtime.block_on(mcp::run(args))

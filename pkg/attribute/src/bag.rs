@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use crate::value::{OwnedValue, Value};
 
 /// Something that holds attributes by name.
-pub trait Bag {
+pub trait Bag: Send + Sync {
     /// The attribute's value, if the bag has it.
     fn get(&self, name: &str) -> Option<Value<'_>>;
 }
@@ -23,7 +23,7 @@ pub enum Lookup {
 }
 
 /// Told of every lookup an evaluation makes.
-pub trait Tracker {
+pub trait Tracker: Send {
     /// `name` was looked up.
     fn attribute(&mut self, name: &str, lookup: Lookup);
     /// Key `key` of the map attribute `map` was looked up.

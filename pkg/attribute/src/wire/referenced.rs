@@ -56,9 +56,10 @@ impl Recorder {
         mixer::ReferencedAttributes { words: dictionary.into_words(), attribute_matches }
     }
 
-    /// `name` or `map[key]`, present or absent (`-name`), sorted.
+    /// `name` or `map[key]`, present or absent (`-name`), sorted as text.
     pub fn list(&self) -> Vec<String> {
-        self.matches
+        let mut list: Vec<String> = self
+            .matches
             .iter()
             .map(|((name, key), present)| {
                 let entry = key.as_ref().map_or_else(|| name.clone(), |key| format!("{name}[{key}]"));
@@ -68,7 +69,9 @@ impl Recorder {
                     format!("-{entry}")
                 }
             })
-            .collect()
+            .collect();
+        list.sort();
+        list
     }
 }
 

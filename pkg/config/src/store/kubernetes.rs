@@ -28,6 +28,7 @@ const CORE_KINDS: &[(&str, &str, &str, &str, bool)] = &[
     ("", "v1", "Secret", "secrets", true),
     ("", "v1", "ConfigMap", "configmaps", true),
     ("apps", "v1", "Deployment", "deployments", true),
+    ("apps", "v1", "ReplicaSet", "replicasets", true),
 ];
 
 /// How to address a kind on the API server, and whether it is namespaced.
