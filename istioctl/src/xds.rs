@@ -53,6 +53,10 @@ pub struct XdsArgs {
     /// Give up if the responses do not arrive within this many seconds.
     #[arg(long, default_value_t = 10)]
     pub timeout: u64,
+    /// Announce an extension (a filter the proxy has) in the node, as `CATEGORY/NAME` or just
+    /// `NAME` (repeatable), e.g. `--extension mixer` as the built-in data plane announces it.
+    #[arg(long = "extension")]
+    pub extensions: Vec<String>,
 }
 
 /// A `--meta` value that is not `KEY=VALUE`.
@@ -121,7 +125,15 @@ pub(crate) async fn run(args: XdsArgs) -> anyhow::Result<i32> {
         .await
         .with_context(|| format!("cannot connect to Pilot at {}", args.address))?;
     let mut client = AggregatedDiscoveryServiceClient::new(channel);
-    let node = node(&args.node, &args.metadata);
+    let mut node = node(&args.node, &args.metadata);
+    for extension in &args.extensions {
+        let (category, name) = extension.rsplit_once('/').unwrap_or(("envoy.filters.http", extension.as_str()));
+        node.extensions.push(envoy_types::pb::envoy::config::core::v3::Extension {
+            name: name.to_string(),
+            category: category.to_string(),
+            ..Default::default()
+        });
+    }
     let (requests, receiver) = mpsc::unbounded_channel();
     // Clusters and listeners are always fetched: endpoint and route names come from them.
     requests.send(request(&node, type_url::CLUSTER, &BTreeSet::new(), None))?;

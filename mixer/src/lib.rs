@@ -5,11 +5,13 @@
 //!
 //! This crate is 1.4's `mixs server`: config from a directory, Galley over MCP or Kubernetes is
 //! compiled into a routing table ([`table`]) that requests are dispatched against
-//! ([`dispatch`]), served over gRPC ([`api`]) with metrics on the monitoring port.
+//! ([`dispatch`]), served over gRPC ([`api`], and Envoy's external authorization for stock
+//! Envoys, [`ext_authz`]) with metrics on the monitoring port.
 
 pub mod adapter;
 pub mod api;
 pub mod dispatch;
+pub mod ext_authz;
 pub mod metrics;
 pub mod source;
 pub mod status;
@@ -118,9 +120,16 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let mut stop = shutdown.subscribe();
     let mixer_server = istio_api::pb::istio::mixer::v1::mixer_server::MixerServer::new(service)
         .max_decoding_message_size(config.max_message_size);
+    let ext_authz =
+        envoy_types::pb::envoy::service::auth::v3::authorization_server::AuthorizationServer::new(api::MixerService {
+            table: table.clone(),
+            metrics: metrics.clone(),
+        })
+        .max_decoding_message_size(config.max_message_size);
     let router = tonic::transport::Server::builder()
         .max_concurrent_streams(config.max_concurrent_streams)
-        .add_service(mixer_server);
+        .add_service(mixer_server)
+        .add_service(ext_authz);
     tokio::spawn(async move {
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
         if let Err(error) = router

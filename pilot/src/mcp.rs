@@ -27,6 +27,8 @@ pub(crate) fn collections() -> Vec<&'static str> {
         "ServiceRoleBinding",
         "ClusterRbacConfig",
         "RbacConfig",
+        "QuotaSpec",
+        "QuotaSpecBinding",
     ]
     .iter()
     .filter_map(|kind| kinds::by_name(kind))

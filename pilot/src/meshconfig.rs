@@ -51,6 +51,16 @@ pub fn load(path: Option<&Path>, domain: &str) -> Result<MeshSettings, MeshSetti
     }
     mesh.auto_mtls = config.enable_auto_mtls.unwrap_or(false);
     mesh.sds_uds_path = config.sds_uds_path.clone();
+    mesh.mixer = crate::model::MixerSettings {
+        check_server: config.mixer_check_server.clone(),
+        report_server: config.mixer_report_server.clone(),
+        disable_policy_checks: config.disable_policy_checks,
+        policy_check_fail_open: config.policy_check_fail_open,
+        disable_http_reports: config.disable_mixer_http_reports,
+        client_side_policy_check: config.enable_client_side_policy_check,
+        report_batch_max_entries: config.report_batch_max_entries,
+        report_batch_max_time: config.report_batch_max_time,
+    };
     mesh.access_log_file = config.access_log_file.clone();
     mesh.access_log_format = config.access_log_format.clone();
     if config.access_log_encoding != 0 && !mesh.access_log_file.is_empty() {

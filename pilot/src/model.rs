@@ -223,6 +223,28 @@ pub struct MeshSettings {
     /// `sdsUdsPath`: the node agent's socket (`unix:/var/run/sds/uds_path`) that proxies in
     /// SDS mode fetch their certificates from; empty when there is no node agent.
     pub sds_uds_path: String,
+    /// Mixer: where proxies send checks and reports (`HOST:PORT`), and how.
+    pub mixer: MixerSettings,
+}
+
+/// The mesh config's Mixer settings.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MixerSettings {
+    /// `mixerCheckServer` (`istio-policy.istio-system.svc.cluster.local:9091`); empty: none.
+    pub check_server: String,
+    /// `mixerReportServer`; empty: none.
+    pub report_server: String,
+    /// `disablePolicyChecks`.
+    pub disable_policy_checks: bool,
+    /// `policyCheckFailOpen`: let requests through when Mixer cannot be asked.
+    pub policy_check_fail_open: bool,
+    /// `disableMixerHttpReports`.
+    pub disable_http_reports: bool,
+    /// `enableClientSidePolicyCheck`: client sidecars check too.
+    pub client_side_policy_check: bool,
+    /// `reportBatchMaxEntries` / `reportBatchMaxTime` (0: the proxy's defaults).
+    pub report_batch_max_entries: u32,
+    pub report_batch_max_time: Option<prost_types::Duration>,
 }
 
 impl Default for MeshSettings {
@@ -241,6 +263,7 @@ impl Default for MeshSettings {
             trace_sampling: 1.0,
             auto_mtls: false,
             sds_uds_path: String::new(),
+            mixer: MixerSettings::default(),
         }
     }
 }
@@ -321,6 +344,9 @@ pub struct PushContext {
     pub service_roles: Vec<Named<istio_api::pb::istio::rbac::v1alpha1::ServiceRole>>,
     pub service_role_bindings: Vec<Named<istio_api::pb::istio::rbac::v1alpha1::ServiceRoleBinding>>,
     pub rbac_config: Option<Named<istio_api::pb::istio::rbac::v1alpha1::RbacConfig>>,
+    /// Mixer client config: `QuotaSpec`s and the bindings that charge a service's requests to them.
+    pub quota_specs: Vec<Named<istio_api::pb::istio::mixer::v1::config::client::QuotaSpec>>,
+    pub quota_spec_bindings: Vec<Named<istio_api::pb::istio::mixer::v1::config::client::QuotaSpecBinding>>,
     /// The keys of the policies' `jwksUri`s (and discovered issuers), fetched by Pilot.
     pub jwks: crate::jwks::JwksKeys,
     /// The `MeshPolicy` named `default`, the only one that applies.

@@ -43,7 +43,25 @@ pub(crate) struct Proxy {
     /// The token the proxy proves itself to the node agent with (`ISTIO_META_SDS_TOKEN_PATH`;
     /// empty: 1.4's `/var/run/secrets/tokens/istio-token`).
     pub sds_token_path: String,
+    /// The proxy announced Istio 1.4's `mixer` filter among its node's extensions (the
+    /// built-in data plane does; a stock Envoy does not, and gets `ext_authz` instead).
+    pub mixer_filter: bool,
+    /// 1.4's per-proxy policy-check overrides (`ISTIO_META_POLICY_CHECK`: `enable`, `disable`,
+    /// `allow-on-error`; retries and retry waits).
+    pub policy_check: PolicyCheckOverrides,
 }
+
+/// A proxy's own say on Mixer policy checks (1.4's `POLICY_CHECK*` node metadata).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct PolicyCheckOverrides {
+    pub mode: String,
+    pub retries: String,
+    pub base_retry_wait: String,
+    pub max_retry_wait: String,
+}
+
+/// The name of Istio 1.4's Mixer filter, HTTP and network, as a proxy announces it.
+pub(crate) const MIXER_FILTER: &str = "mixer";
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub(crate) enum NodeError {
@@ -117,6 +135,13 @@ impl Proxy {
             sds_token_path: metadata_string(metadata, "SDS_TOKEN_PATH").unwrap_or_default(),
             agent_sds: metadata_string(metadata, "AGENT_SDS").as_deref() == Some("true"),
             user_sds: metadata_string(metadata, "USER_SDS").as_deref().is_some_and(parse_go_bool),
+            mixer_filter: node.extensions.iter().any(|extension| extension.name == MIXER_FILTER),
+            policy_check: PolicyCheckOverrides {
+                mode: metadata_string(metadata, "POLICY_CHECK").unwrap_or_default(),
+                retries: metadata_string(metadata, "POLICY_CHECK_RETRIES").unwrap_or_default(),
+                base_retry_wait: metadata_string(metadata, "POLICY_CHECK_BASE_RETRY_WAIT_TIME").unwrap_or_default(),
+                max_retry_wait: metadata_string(metadata, "POLICY_CHECK_MAX_RETRY_WAIT_TIME").unwrap_or_default(),
+            },
         })
     }
 

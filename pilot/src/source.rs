@@ -97,6 +97,8 @@ pub(crate) fn build(objects: &BTreeMap<ObjectKey, Object>, mesh: &MeshSettings, 
             ("networking.istio.io", "Sidecar") => push.sidecars.extend(named(object)),
             ("networking.istio.io", "EnvoyFilter") => push.envoy_filters.extend(named(object)),
             ("security.istio.io", "AuthorizationPolicy") => push.authorization_policies.extend(named(object)),
+            ("config.istio.io", "QuotaSpec") => push.quota_specs.extend(named(object)),
+            ("config.istio.io", "QuotaSpecBinding") => push.quota_spec_bindings.extend(named(object)),
             ("rbac.istio.io", "ServiceRole") => push.service_roles.extend(named(object)),
             ("rbac.istio.io", "ServiceRoleBinding") => {
                 bindings.extend(named(object).map(|binding| (creation_time(object), binding)));

@@ -74,6 +74,8 @@ pub(crate) fn sidecar(namespace: &str, ip: &str, labels: &[(&str, &str)]) -> Pro
         sds_token_path: String::new(),
         agent_sds: false,
         user_sds: false,
+        mixer_filter: false,
+        policy_check: Default::default(),
     }
 }
 

@@ -213,6 +213,8 @@ mod tests {
             sds_token_path: String::new(),
             agent_sds: false,
             user_sds: false,
+            mixer_filter: false,
+            policy_check: Default::default(),
         }
     }
 

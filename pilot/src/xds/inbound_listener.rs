@@ -56,7 +56,17 @@ pub(crate) fn virtual_inbound(push: &PushContext, proxy: &Proxy) -> Listener {
         let v1alpha1 = service
             .filter(|_| rbac.is_empty())
             .map(|service| super::authz_v1alpha1::filters_for_service(push, service, &proxy.labels));
-        let filters = target_filters(&target, jwt, v1alpha1.as_ref().unwrap_or(&rbac));
+        let mixer = Mixer {
+            http: target
+                .protocol
+                .is_http()
+                .then(|| super::mixer::inbound_http(push, proxy, service, target.listen_port))
+                .flatten(),
+            tcp: (!target.protocol.is_http())
+                .then(|| super::mixer::inbound_tcp(push, proxy, service, target.listen_port))
+                .flatten(),
+        };
+        let filters = target_filters(&target, jwt, v1alpha1.as_ref().unwrap_or(&rbac), mixer);
         let port_match = FilterChainMatch {
             destination_port: Some(UInt32Value { value: target.listen_port }),
             ..Default::default()
@@ -127,17 +137,37 @@ fn inbound_mutual_tls(certs: &CertSource) -> TransportSocket {
     }
 }
 
+/// Mixer's filters for a target, when the proxy checks with Mixer ([`super::mixer`]).
+struct Mixer {
+    http: Option<super::mixer::InboundHttpPolicy>,
+    tcp: Option<Filter>,
+}
+
 /// The network filters that carry a target's traffic to the application: an HTTP connection
 /// manager with one route to the inbound cluster, or a TCP proxy; with authorization, the
 /// manager starts with the RBAC HTTP filter, or the RBAC network filter goes before the proxy.
-/// Origin authentication (`jwt`) comes first in the manager, so RBAC sees the token's claims.
-fn target_filters(target: &InboundTarget, jwt: Option<HttpFilter>, rbac: &super::authz::RbacFilters) -> Vec<Filter> {
+/// Origin authentication (`jwt`) comes first in the manager, so RBAC sees the token's claims;
+/// Mixer's check comes after RBAC, as 1.4 ordered its plugins.
+fn target_filters(
+    target: &InboundTarget,
+    jwt: Option<HttpFilter>,
+    rbac: &super::authz::RbacFilters,
+    mixer: Mixer,
+) -> Vec<Filter> {
     let cluster = target.cluster.clone();
     let cluster_name = cluster.parse::<ClusterName>().ok();
     let service_port = cluster_name.as_ref().map_or(target.listen_port, |name| name.port);
     if !target.protocol.is_http() {
-        return rbac.before(tcp_proxy_filter(&cluster, &[(cluster.clone(), 100)]));
+        let mut filters = rbac.before(tcp_proxy_filter(&cluster, &[(cluster.clone(), 100)]));
+        if let Some(check) = mixer.tcp {
+            filters.insert(filters.len() - 1, check);
+        }
+        return filters;
     }
+    let (mixer_filter, mixer_route) = match mixer.http {
+        Some(policy) => (Some(policy.filter), Some(policy.route_config)),
+        None => (None, None),
+    };
     let route = RouteConfiguration {
         name: cluster.clone(),
         virtual_hosts: vec![VirtualHost {
@@ -160,6 +190,7 @@ fn target_filters(target: &InboundTarget, jwt: Option<HttpFilter>, rbac: &super:
                 decorator: cluster_name
                     .as_ref()
                     .and_then(|name| super::route::decorator(format!("{}:{}/*", name.host, name.port))),
+                typed_per_filter_config: mixer_route.into_iter().collect(),
                 ..Default::default()
             }],
             ..Default::default()
@@ -170,7 +201,7 @@ fn target_filters(target: &InboundTarget, jwt: Option<HttpFilter>, rbac: &super:
     vec![connection_manager_with(
         &format!("inbound_0.0.0.0_{}", target.listen_port),
         http_connection_manager::RouteSpecifier::RouteConfig(route),
-        jwt.into_iter().chain(rbac.http_plugins()).collect(),
+        jwt.into_iter().chain(rbac.http_plugins()).chain(mixer_filter).collect(),
     )]
 }
 

@@ -17,6 +17,7 @@ pub(crate) mod inbound;
 pub(crate) mod inbound_listener;
 pub(crate) mod intern;
 pub(crate) mod listener;
+pub(crate) mod mixer;
 pub(crate) mod route;
 pub(crate) mod tls;
 pub(crate) mod tracing;

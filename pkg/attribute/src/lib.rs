@@ -12,8 +12,10 @@ pub mod check;
 pub mod dictionary;
 pub mod eval;
 pub mod expr;
+pub mod ext_authz;
 mod externs;
 mod program;
+pub mod quota_spec;
 pub mod value;
 pub mod wire;
 

@@ -1,6 +1,7 @@
 //! The proto3 JSON mapping for Envoy's v3 API: turn `Any`-wrapped xDS resources (and any other
 //! message `envoy-types` knows) into JSON for debug endpoints and `istioctl x xds`, and read
 //! Envoy-shaped YAML/JSON (a static bootstrap, a `--config-file`) back into typed messages.
+//! Istio 1.4's Mixer client config (the `mixer` filters' typed configs) is described too.
 
 use std::sync::Mutex;
 
@@ -42,9 +43,37 @@ pub fn pool() -> DescriptorPool {
         } else {
             DESCRIPTORS
         };
-        DescriptorPool::decode(descriptors).expect("envoy-types ships a valid descriptor set")
+        let mut pool = DescriptorPool::decode(descriptors).expect("envoy-types ships a valid descriptor set");
+        add_mixer_client_config(&mut pool);
+        pool
     })
     .clone()
+}
+
+/// Adds `istio.mixer.v1` attributes and `istio.mixer.v1.config.client` (the typed configs of
+/// 1.4's `mixer` filters) from the Istio API's descriptors; the well-known types they import
+/// are already in the pool.
+fn add_mixer_client_config(pool: &mut DescriptorPool) {
+    use prost::Message;
+    let Ok(set) = prost_types::FileDescriptorSet::decode(istio_api::FILE_DESCRIPTOR_SET) else { return };
+    let mut files: Vec<prost_types::FileDescriptorProto> = set
+        .file
+        .into_iter()
+        .filter(|file| {
+            file.name().starts_with("mixer/v1/attributes") || file.name().starts_with("mixer/v1/config/client/")
+        })
+        .collect();
+    // Imports first.
+    files.sort_by_key(|file| match file.name() {
+        "mixer/v1/attributes.proto" => 0,
+        "mixer/v1/config/client/service.proto" => 1,
+        "mixer/v1/config/client/quota.proto" | "mixer/v1/config/client/api_spec.proto" => 2,
+        _ => 3,
+    });
+    if let Err(error) = pool.add_file_descriptor_protos(files) {
+        // The pool still works without them.
+        tracing::warn!(%error, "Istio Mixer client config types are not available for JSON");
+    }
 }
 
 /// Frees the decoded descriptors (several MB) once nothing else holds them; the next

@@ -42,6 +42,8 @@ pub(crate) enum ResponseFlag {
     DownstreamConnectionTermination,
     /// The route's cluster does not exist.
     NoClusterFound,
+    /// An external authorization service (Mixer) refused the request.
+    UnauthorizedExternalService,
 }
 
 impl ResponseFlag {
@@ -58,6 +60,7 @@ impl ResponseFlag {
             ResponseFlag::UpstreamConnectionTermination => "UC",
             ResponseFlag::DownstreamConnectionTermination => "DC",
             ResponseFlag::NoClusterFound => "NC",
+            ResponseFlag::UnauthorizedExternalService => "UAEX",
         }
     }
 }

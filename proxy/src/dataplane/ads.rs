@@ -102,7 +102,25 @@ impl AdsTarget {
             .ok_or_else(|| BootstrapError::NoEndpoint(cluster.clone()))?;
         let delta =
             ads.api_type == envoy_types::pb::envoy::config::core::v3::api_config_source::ApiType::DeltaGrpc as i32;
-        Ok(Some(AdsTarget { cluster, host, port, node: bootstrap.node.clone().unwrap_or_default(), delta }))
+        let mut node = bootstrap.node.clone().unwrap_or_default();
+        announce_extensions(&mut node);
+        Ok(Some(AdsTarget { cluster, host, port, node, delta }))
+    }
+}
+
+/// Adds the filters this data plane has and a stock Envoy lacks to the node's extensions, so
+/// Pilot configures Istio 1.4's `mixer` filter for it (and `ext_authz` for an Envoy).
+fn announce_extensions(node: &mut Node) {
+    use envoy_types::pb::envoy::config::core::v3::Extension;
+    for category in ["envoy.filters.http", "envoy.filters.network"] {
+        let name = crate::dataplane::mixer::config::FILTER;
+        if !node.extensions.iter().any(|extension| extension.name == name && extension.category == category) {
+            node.extensions.push(Extension {
+                name: name.to_string(),
+                category: category.to_string(),
+                ..Default::default()
+            });
+        }
     }
 }
 

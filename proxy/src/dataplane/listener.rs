@@ -250,6 +250,17 @@ async fn handle_connection(context: Arc<TrafficContext>, address: SocketAddr, st
             return;
         }
     }
+    // Istio 1.4's mixer network filter: Mixer checks the connection before it is proxied.
+    if let Some(mixer) = chain.mixer.as_ref().filter(|mixer| !mixer.disable_check) {
+        let mut attributes = super::mixer::attributes::connection(&downstream);
+        attributes.set("context.protocol", istio_attribute::Value::String("tcp".into()));
+        attributes.merge(&mixer.attributes);
+        let decision = mixer.client.check(&context.clusters, &attributes, &[]).await;
+        if !decision.status.is_ok() {
+            tracing::debug!("listener {}: connection from {remote} closed: {}", listener.name, decision.status.body());
+            return;
+        }
+    }
     match &chain.filter {
         NetworkFilter::Http(manager) => {
             let stats = table.http_stats(manager);

@@ -20,6 +20,7 @@ pub(crate) mod inspect;
 pub(crate) mod jwt;
 pub(crate) mod listener;
 pub(crate) mod listener_table;
+pub(crate) mod mixer;
 pub(crate) mod rbac;
 pub(crate) mod sds;
 pub(crate) mod secrets;

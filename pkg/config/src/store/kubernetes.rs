@@ -62,17 +62,17 @@ pub fn galley_kinds() -> Vec<TypeKey> {
 }
 
 /// The kinds Pilot reads when it takes config straight from Kubernetes (the `minimal` profile,
-/// no Galley): the networking, authentication and RBAC CRDs, and the inputs of its Kubernetes
-/// service registry.
+/// no Galley): the networking, authentication and RBAC CRDs, the Mixer client's quota specs,
+/// and the inputs of its Kubernetes service registry.
 pub fn pilot_kinds() -> Vec<TypeKey> {
     let mut kinds: Vec<TypeKey> = istio_api::kinds::all()
         .iter()
         .filter(|kind| {
             !kind.legacy
-                && matches!(
+                && (matches!(
                     kind.group,
                     "networking.istio.io" | "authentication.istio.io" | "rbac.istio.io" | "security.istio.io"
-                )
+                ) || matches!(kind.kind, "QuotaSpec" | "QuotaSpecBinding"))
         })
         .map(|kind| TypeKey::new(kind.group, kind.kind))
         .collect();

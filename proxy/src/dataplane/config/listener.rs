@@ -52,6 +52,8 @@ pub(crate) struct FilterChainConfig {
     /// RBAC network filters before the terminal one, with their stat prefixes
     /// (`<stat_prefix>.rbac.`).
     pub rbac: Vec<(Arc<crate::dataplane::rbac::Rules>, String)>,
+    /// Istio 1.4's `mixer` network filter: a connection is checked with Mixer when it opens.
+    pub mixer: Option<Arc<crate::dataplane::mixer::filter::TcpMixer>>,
     /// A hash of the chain as configured: an update that leaves it the same keeps its
     /// connections, one that changes or removes it drains them (Envoy's in-place update).
     pub fingerprint: u64,
@@ -110,6 +112,8 @@ pub(crate) struct HttpManagerConfig {
     pub rbac: Vec<Arc<crate::dataplane::rbac::Rules>>,
     /// The `jwt_authn` filters, in order; they run before RBAC, as Pilot places them.
     pub jwt_authn: Vec<Arc<crate::dataplane::jwt::JwtAuthn>>,
+    /// Istio 1.4's `mixer` HTTP filter: requests are checked with Mixer once routed.
+    pub mixer: Option<Arc<crate::dataplane::mixer::filter::HttpMixer>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -255,9 +259,18 @@ fn compile_chain(chain: &FilterChain, at: &str) -> Result<FilterChainConfig, Con
         return Err(ConfigError::new(at, "a filter chain needs a terminal filter"));
     };
     let mut rbac = Vec::new();
+    let mut mixer = None;
     for (index, leading) in chain.filters[..chain.filters.len() - 1].iter().enumerate() {
         let field = format!("{at}: filters[{index}] {}", leading.name);
         match leading.name.as_str() {
+            crate::dataplane::mixer::config::FILTER => {
+                let config: istio_api::pb::istio::mixer::v1::config::client::TcpClientConfig = typed_istio(
+                    leading.config_type.as_ref(),
+                    crate::dataplane::mixer::config::TCP_CONFIG_TYPE,
+                    &field,
+                )?;
+                mixer = Some(Arc::new(crate::dataplane::mixer::filter::TcpMixer::from_proto(&config)));
+            }
             crate::dataplane::rbac::NETWORK_FILTER | "envoy.filters.network.rbac.v3" => {
                 let Some(filter::ConfigType::TypedConfig(typed)) = &leading.config_type else {
                     return Err(ConfigError::new(&field, "needs a typed_config"));
@@ -319,6 +332,7 @@ fn compile_chain(chain: &FilterChain, at: &str) -> Result<FilterChainConfig, Con
         tls,
         filter,
         rbac,
+        mixer,
         fingerprint: fingerprint(chain),
         retired: tokio::sync::watch::channel(false).0,
     })
@@ -335,8 +349,21 @@ fn compile_manager(manager: &HttpConnectionManager, at: &str) -> Result<HttpMana
     let (mut fault_filter, mut cors_filter, mut router) = (false, false, false);
     let mut rbac = Vec::new();
     let mut jwt_authn = Vec::new();
+    let mut mixer = None;
     for http_filter in &manager.http_filters {
         match http_filter.name.as_str() {
+            crate::dataplane::mixer::config::FILTER => {
+                let field = format!("{at}: {}", http_filter.name);
+                let typed = match &http_filter.config_type {
+                    Some(http_filter::ConfigType::TypedConfig(typed)) => {
+                        Some(filter::ConfigType::TypedConfig(typed.clone()))
+                    }
+                    _ => None,
+                };
+                let config: istio_api::pb::istio::mixer::v1::config::client::HttpClientConfig =
+                    typed_istio(typed.as_ref(), crate::dataplane::mixer::config::HTTP_CONFIG_TYPE, &field)?;
+                mixer = Some(Arc::new(crate::dataplane::mixer::filter::HttpMixer::from_proto(&config)));
+            }
             FAULT_FILTER | "envoy.fault" => fault_filter = true,
             crate::dataplane::rbac::HTTP_FILTER | "envoy.rbac" => {
                 let field = format!("{at}: {}", http_filter.name);
@@ -402,7 +429,23 @@ fn compile_manager(manager: &HttpConnectionManager, at: &str) -> Result<HttpMana
             .map(|tracing| tracing.random_sampling.as_ref().map_or(100.0, |percent| percent.value)),
         rbac,
         jwt_authn,
+        mixer,
     })
+}
+
+/// An Istio message in a filter's `typed_config`, of the expected type.
+fn typed_istio<T: prost::Message + Default>(
+    config: Option<&filter::ConfigType>,
+    type_name: &str,
+    field: &str,
+) -> Result<T, ConfigError> {
+    let Some(filter::ConfigType::TypedConfig(typed)) = config else {
+        return Err(ConfigError::new(field, "needs a typed_config"));
+    };
+    if typed.type_url.rsplit('/').next() != Some(type_name) {
+        return Err(ConfigError::new(field, format!("typed_config must be a {type_name}, not {}", typed.type_url)));
+    }
+    T::decode(typed.value.as_slice()).map_err(|error| ConfigError::new(field, error.to_string()))
 }
 
 fn access_logs(logs: &[AccessLog], at: &str) -> Result<Vec<AccessLogConfig>, ConfigError> {
@@ -556,6 +599,7 @@ mod tests {
                 access_logs: Vec::new(),
             }),
             rbac: Vec::new(),
+            mixer: None,
             fingerprint: 0,
             retired: tokio::sync::watch::channel(false).0,
         })

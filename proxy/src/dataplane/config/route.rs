@@ -70,6 +70,8 @@ pub(crate) struct VirtualHost {
 pub(crate) struct PerFilter {
     pub fault: Option<Fault>,
     pub cors: Option<Cors>,
+    /// The `mixer` filter's `ServiceConfig` for the route (its service and quotas).
+    pub mixer: Option<std::sync::Arc<crate::dataplane::mixer::config::ServiceSettings>>,
 }
 
 #[derive(Debug)]
@@ -555,6 +557,16 @@ fn per_filter(configs: &HashMap<String, Any>, at: &str) -> Result<PerFilter, Con
                     max_age: policy.max_age.clone(),
                     allow_credentials: policy.allow_credentials.as_ref().is_some_and(|value| value.value),
                 });
+            }
+            crate::dataplane::mixer::config::FILTER => {
+                if config.type_url.rsplit('/').next() != Some(crate::dataplane::mixer::config::SERVICE_CONFIG_TYPE) {
+                    return Err(ConfigError::new(&field, format!("must be a ServiceConfig, not {}", config.type_url)));
+                }
+                let service =
+                    istio_api::pb::istio::mixer::v1::config::client::ServiceConfig::decode(config.value.as_slice())
+                        .map_err(|error| ConfigError::new(&field, error.to_string()))?;
+                filters.mixer =
+                    Some(std::sync::Arc::new(crate::dataplane::mixer::config::ServiceSettings::from_proto(&service)));
             }
             // Per-route config for filters that do not run here (Lua, RBAC overrides, …) has
             // no effect on this data plane; Envoy ignores config for absent filters too.

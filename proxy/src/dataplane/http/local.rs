@@ -41,6 +41,7 @@ pub(crate) fn failure(flag: ResponseFlag) -> Response<Body> {
         ResponseFlag::DownstreamConnectionTermination => reply(StatusCode::SERVICE_UNAVAILABLE, ""),
         ResponseFlag::FaultInjected => reply(StatusCode::SERVICE_UNAVAILABLE, "fault filter abort"),
         ResponseFlag::DelayInjected => reply(StatusCode::OK, ""),
+        ResponseFlag::UnauthorizedExternalService => reply(StatusCode::FORBIDDEN, ""),
     }
 }
 

@@ -7,7 +7,8 @@
 //! 3. `upgrade` — WebSocket upgrades refused unless allowed, and bridged once accepted;
 //! 4. `authenticate` and `authorize` — the `jwt_authn` filters (401) and then the RBAC
 //!    filters (403), before any route is chosen;
-//! 5. `routing` — the virtual host and route for the request;
+//! 5. `routing` — the virtual host and route for the request, then `policy_check`, Istio 1.4's
+//!    `mixer` filter (Mixer's check and quotas);
 //! 6. `route` — what a route does: `require_tls`, direct responses and redirects (`local`),
 //!    `cors`, `fault` injection, header edits and rewrites (`rewrite`), the cluster, the body kept
 //!    for retries and mirrors (`request_body`), the ring hash (`hash`), then `router`;
@@ -26,6 +27,7 @@ pub(crate) mod forwarding;
 pub(crate) mod hash;
 pub(crate) mod local;
 pub(crate) mod pipeline;
+pub(crate) mod policy_check;
 pub(crate) mod request_body;
 pub(crate) mod rewrite;
 pub(crate) mod route;

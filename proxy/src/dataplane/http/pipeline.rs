@@ -15,7 +15,7 @@ use super::super::context::TrafficContext;
 use super::downstream::Downstream;
 use super::exchange::Exchange;
 use super::span::RequestSpan;
-use super::{authenticate, authorize, finish, forwarding, local, request_body, route, routing, upgrade};
+use super::{authenticate, authorize, finish, forwarding, local, policy_check, request_body, route, routing, upgrade};
 
 /// Runs one request through the pipeline.
 pub(crate) async fn handle(
@@ -72,9 +72,21 @@ pub(crate) async fn handle(
         }
         Some(selected) => {
             exchange.entry.route_name = Some(selected.route.name.clone()).filter(|name| !name.is_empty());
+            // Istio 1.4's mixer filter: Mixer's check, once the route (and its service) is known.
+            let mut response_operations = Vec::new();
+            if let Some(mixer) = &manager.mixer {
+                match policy_check::run(context, mixer, &selected, &exchange, &mut parts).await {
+                    Ok(operations) => response_operations = operations,
+                    Err(refusal) => {
+                        exchange.entry.flags.push(ResponseFlag::UnauthorizedExternalService);
+                        return finish::complete(context, manager, stats, exchange, refusal);
+                    }
+                }
+            }
             let body = request_body::counted(incoming, exchange.bytes_received.clone());
-            let (response, upstream_upgrade) =
+            let (mut response, upstream_upgrade) =
                 route::run(context, manager, stats, &mut exchange, &selected, parts, body).await;
+            policy_check::apply(&response_operations, response.headers_mut());
             (response, upstream_upgrade.zip(downstream_upgrade))
         }
     };

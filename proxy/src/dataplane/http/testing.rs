@@ -31,6 +31,7 @@ pub(crate) fn manager(table: Arc<RouteTable>) -> HttpManagerConfig {
         tracing: None,
         rbac: Vec::new(),
         jwt_authn: Vec::new(),
+        mixer: None,
     }
 }
 

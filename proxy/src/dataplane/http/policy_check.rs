@@ -1,0 +1,121 @@
+//! Istio 1.4's `mixer` HTTP filter in the pipeline: once a request is routed, its attributes
+//! (the connection, the request, Pilot's `mixer_attributes` and the route's service, what the
+//! calling sidecar forwarded in `x-istio-attributes`) are checked with Mixer, with the quotas
+//! the service's `QuotaSpec`s charge. A refusal is answered here with 1.4's status and body
+//! (`PERMISSION_DENIED:…` as 403, `RESOURCE_EXHAUSTED:Quota is exhausted for: …` as 429); an
+//! allowed request gets the rules' header operations.
+
+use http::header::{HeaderName, HeaderValue};
+use http::request::Parts;
+use http::{HeaderMap, Response, StatusCode};
+use istio_api::pb::istio::mixer::v1 as mixer;
+use istio_attribute::quota_spec::requirements;
+
+use super::super::body::Body;
+use super::super::context::TrafficContext;
+use super::super::mixer::attributes::{self, FORWARD_HEADER};
+use super::super::mixer::filter::HttpMixer;
+use super::exchange::Exchange;
+use super::local;
+use super::routing::Selected;
+
+const REPLACE: i32 = 0;
+const REMOVE: i32 = 1;
+
+/// Applies header operations (REPLACE, REMOVE, APPEND) to `headers`.
+pub(crate) fn apply(operations: &[mixer::HeaderOperation], headers: &mut HeaderMap) {
+    for operation in operations {
+        let Ok(name) = HeaderName::from_bytes(operation.name.to_lowercase().as_bytes()) else { continue };
+        match operation.operation {
+            REMOVE => {
+                headers.remove(&name);
+            }
+            kind => {
+                let Ok(value) = HeaderValue::from_str(&operation.value) else { continue };
+                if kind == REPLACE {
+                    headers.insert(name, value);
+                } else {
+                    headers.append(name, value);
+                }
+            }
+        }
+    }
+}
+
+/// Checks a routed request. `Ok` carries the response header operations to apply later; `Err`
+/// the reply for a refused request.
+pub(crate) async fn run(
+    context: &TrafficContext,
+    mixer: &HttpMixer,
+    selected: &Selected<'_>,
+    exchange: &Exchange,
+    parts: &mut Parts,
+) -> Result<Vec<mixer::HeaderOperation>, Response<Body>> {
+    let service = selected
+        .route
+        .filters
+        .mixer
+        .as_deref()
+        .or(selected.host.filters.mixer.as_deref())
+        .unwrap_or(&mixer.default_service);
+    let forwarded = if mixer.ignore_forwarded { Default::default() } else { attributes::forwarded(&parts.headers) };
+    parts.headers.remove(FORWARD_HEADER);
+    let mut forward = mixer.forward.clone();
+    forward.merge(&service.forward);
+    if let Some(value) = attributes::forward_header(&forward) {
+        parts.headers.insert(FORWARD_HEADER, value);
+    }
+    if service.disable_check {
+        return Ok(Vec::new());
+    }
+    let mut bag = attributes::connection(&exchange.downstream);
+    attributes::request(&mut bag, parts, &exchange.authority, exchange.downstream.scheme());
+    bag.merge(&mixer.attributes);
+    bag.merge(&service.attributes);
+    bag.merge(&forwarded);
+    let charged = requirements(&service.quota_specs, &bag);
+    let decision = mixer.client.check(&context.clusters, &bag, &charged).await;
+    let directive = decision.directive.unwrap_or_default();
+    if directive.direct_response_code != 0 {
+        let status = StatusCode::from_u16(u16::try_from(directive.direct_response_code).unwrap_or(500))
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut reply = local::reply(status, &directive.direct_response_body);
+        apply(&directive.response_header_operations, reply.headers_mut());
+        return Err(reply);
+    }
+    if !decision.status.is_ok() {
+        let status = StatusCode::from_u16(decision.status.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return Err(local::reply(status, &decision.status.body()));
+    }
+    apply(&directive.request_header_operations, &mut parts.headers);
+    Ok(directive.response_header_operations)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_operations_replace_append_and_remove() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-a", HeaderValue::from_static("1"));
+        headers.insert("x-gone", HeaderValue::from_static("1"));
+        let op = |name: &str, value: &str, operation: i32| mixer::HeaderOperation {
+            name: name.into(),
+            value: value.into(),
+            operation,
+        };
+        apply(
+            &[
+                op("X-A", "2", REPLACE),
+                op("set-cookie", "a=1", 2),
+                op("set-cookie", "b=2", 2),
+                op("x-gone", "", REMOVE),
+            ],
+            &mut headers,
+        );
+        assert_eq!(headers["x-a"], "2");
+        assert_eq!(headers.get_all("set-cookie").iter().count(), 2);
+        assert!(!headers.contains_key("x-gone"));
+    }
+}

@@ -1,0 +1,168 @@
+//! A request's attributes as 1.4's proxy described it to Mixer: the connection (`source.ip`,
+//! `destination.port`, `connection.mtls`, the peer's principal), the request (`request.headers`,
+//! `request.path`, `request.method`, …), then what Pilot configured (`mixer_attributes`, the
+//! route's service), then what the calling sidecar forwarded in `x-istio-attributes`.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use base64::Engine;
+use http::HeaderMap;
+use istio_api::pb::istio::mixer::v1 as mixer;
+use istio_attribute::value::ip_to_16_bytes;
+use istio_attribute::wire::compressed::{from_attributes, to_attributes};
+use istio_attribute::{MapBag, Timestamp, Value};
+use prost::Message;
+
+use super::super::http::downstream::Downstream;
+
+/// The header sidecars pass attributes to the next one in.
+pub(crate) const FORWARD_HEADER: &str = "x-istio-attributes";
+
+/// The attributes a sidecar takes from the one that called it; all others are ignored.
+const FORWARDED: [&str; 6] = [
+    "source.uid",
+    "source.namespace",
+    "destination.service.name",
+    "destination.service.uid",
+    "destination.service.host",
+    "destination.service.namespace",
+];
+
+fn text(value: &str) -> Value<'static> {
+    Value::String(Cow::Owned(value.to_string()))
+}
+
+/// A SPIFFE URI as 1.4's principals wrote it (`cluster.local/ns/default/sa/x`).
+fn principal(uri: &str) -> String {
+    uri.strip_prefix("spiffe://").unwrap_or(uri).to_string()
+}
+
+/// What the connection says: addresses, mutual TLS and the peer's identity.
+pub(crate) fn connection(downstream: &Downstream) -> MapBag {
+    let mut bag = MapBag::new();
+    let address = |socket: SocketAddr| Value::Bytes(Cow::Owned(ip_to_16_bytes(socket.ip()).to_vec()));
+    bag.set("source.ip", address(downstream.remote));
+    bag.set("source.port", Value::Int64(i64::from(downstream.remote.port())));
+    bag.set("destination.ip", address(downstream.local));
+    bag.set("destination.port", Value::Int64(i64::from(downstream.local.port())));
+    let peer = downstream.peer.as_ref().and_then(|peer| peer.0.uris.first().cloned());
+    bag.set("connection.mtls", Value::Bool(peer.is_some()));
+    if let Some(uri) = peer {
+        bag.set("source.principal", text(&principal(&uri)));
+        bag.set("source.user", text(&principal(&uri)));
+    }
+    if let Some(name) = &downstream.server_name {
+        bag.set("connection.requested_server_name", text(name));
+    }
+    bag.set("context.time", Value::Timestamp(Timestamp::now()));
+    bag
+}
+
+/// What the request says.
+pub(crate) fn request(bag: &mut MapBag, parts: &http::request::Parts, authority: &str, scheme: &str) {
+    let header = |name: &str| parts.headers.get(name).and_then(|value| value.to_str().ok()).map(str::to_string);
+    let path = parts.uri.path_and_query().map_or("/", |path| path.as_str());
+    let (url_path, query) = path.split_once('?').unwrap_or((path, ""));
+    let mut headers: HashMap<String, String> = parts
+        .headers
+        .iter()
+        .filter(|(name, _)| name.as_str() != FORWARD_HEADER)
+        .filter_map(|(name, value)| value.to_str().ok().map(|value| (name.as_str().to_string(), value.to_string())))
+        .collect();
+    headers.insert(":authority".to_string(), authority.to_string());
+    headers.insert(":path".to_string(), path.to_string());
+    headers.insert(":method".to_string(), parts.method.as_str().to_string());
+    let grpc = header("content-type").is_some_and(|content_type| content_type.starts_with("application/grpc"));
+    bag.set("context.protocol", text(if grpc { "grpc" } else { "http" }));
+    bag.set("request.headers", Value::StringMap(Cow::Owned(headers)));
+    bag.set("request.host", text(authority));
+    bag.set("request.path", text(path));
+    bag.set("request.url_path", text(url_path));
+    let params: HashMap<String, String> = query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (key.to_string(), value.to_string())
+        })
+        .collect();
+    bag.set("request.query_params", Value::StringMap(Cow::Owned(params)));
+    bag.set("request.method", text(parts.method.as_str()));
+    bag.set("request.scheme", text(&header("x-forwarded-proto").unwrap_or_else(|| scheme.to_string())));
+    bag.set("request.time", Value::Timestamp(Timestamp::now()));
+    for (name, attribute) in
+        [("user-agent", "request.useragent"), ("referer", "request.referer"), ("x-request-id", "request.id")]
+    {
+        if let Some(value) = header(name) {
+            bag.set(attribute, text(&value));
+        }
+    }
+}
+
+/// The attributes forwarded in `x-istio-attributes` that a sidecar takes (non-empty strings
+/// of 1.4's six names); an unreadable header is ignored.
+pub(crate) fn forwarded(headers: &HeaderMap) -> MapBag {
+    let mut bag = MapBag::new();
+    let Some(value) = headers.get(FORWARD_HEADER).and_then(|value| value.to_str().ok()) else { return bag };
+    let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(value) else { return bag };
+    let Ok(attributes) = mixer::Attributes::decode(bytes.as_slice()) else { return bag };
+    let decoded = from_attributes(&attributes);
+    for name in FORWARDED {
+        if let Some(value) = decoded.get_value(name).filter(|value| value.as_str().is_some_and(|text| !text.is_empty()))
+        {
+            bag.set(name, value.clone());
+        }
+    }
+    bag
+}
+
+/// The `x-istio-attributes` value for `attributes`.
+pub(crate) fn forward_header(attributes: &MapBag) -> Option<http::HeaderValue> {
+    if attributes.is_empty() {
+        return None;
+    }
+    let encoded = base64::engine::general_purpose::STANDARD.encode(to_attributes(attributes).encode_to_vec());
+    http::HeaderValue::from_str(&encoded).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_six_names_are_taken_from_a_forwarding_sidecar() {
+        let sent = MapBag::new()
+            .with("source.uid", text("kubernetes://productpage-v1-abc.default"))
+            .with("source.namespace", text("default"))
+            .with("destination.service.host", text(""))
+            .with("source.labels", text("not taken"));
+        let mut headers = HeaderMap::new();
+        headers.insert(FORWARD_HEADER, forward_header(&sent).expect("encodes"));
+        let taken = forwarded(&headers);
+        assert_eq!(taken.len(), 2);
+        assert_eq!(taken.get_value("source.uid"), Some(&text("kubernetes://productpage-v1-abc.default")));
+        headers.insert(FORWARD_HEADER, http::HeaderValue::from_static("!!!"));
+        assert!(forwarded(&headers).is_empty());
+    }
+
+    #[test]
+    fn a_request_is_described_as_1_4_did() {
+        let request = http::Request::get("/productpage?u=normal")
+            .header("user-agent", "curl/8")
+            .header(FORWARD_HEADER, "xx")
+            .header("content-type", "application/grpc")
+            .body(())
+            .expect("request");
+        let (parts, ()) = request.into_parts();
+        let mut bag = MapBag::new();
+        super::request(&mut bag, &parts, "productpage:9080", "http");
+        assert_eq!(bag.get_value("request.url_path"), Some(&text("/productpage")));
+        assert_eq!(bag.get_value("context.protocol"), Some(&text("grpc")));
+        assert_eq!(bag.get_value("request.useragent"), Some(&text("curl/8")));
+        assert!(
+            matches!(bag.get_value("request.headers"), Some(Value::StringMap(h)) if h[":authority"] == "productpage:9080" && !h.contains_key(FORWARD_HEADER))
+        );
+    }
+}
