@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status as GrpcStatus};
 
 use crate::dispatch::{CheckOutcome, Dispatcher, QuotaRequest, RouteDirective};
 use crate::metrics::Metrics;
-use crate::SharedTable;
+use crate::table::SharedTable;
 
 /// The Mixer service over the current table.
 #[derive(Clone)]
@@ -114,18 +114,18 @@ impl mixer::mixer_server::Mixer for MixerService {
         request: Request<mixer::ReportRequest>,
     ) -> Result<Response<mixer::ReportResponse>, GrpcStatus> {
         let request = request.into_inner();
-        let elements = decode_report(&request).map_err(|error| GrpcStatus::internal(error.to_string()))?;
+        let mut elements = decode_report(&request).map_err(|error| GrpcStatus::internal(error.to_string()))?;
         let table = self.table.load_full();
         let dispatcher = Dispatcher { table: &table, metrics: &self.metrics };
         let mut errors = Vec::new();
-        for element in elements {
+        while let Some(element) = elements.next_element() {
             self.metrics.reports.inc();
             match element {
                 Element::Decoded { bag, problems } => {
                     for problem in problems {
                         tracing::warn!(%problem, "report attribute left out");
                     }
-                    if let Err(error) = dispatcher.report(&bag).await {
+                    if let Err(error) = dispatcher.report(bag).await {
                         errors.push(error.to_string());
                     }
                 }

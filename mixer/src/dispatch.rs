@@ -7,18 +7,20 @@
 //! request, and asks the quota handlers for each quota the caller wants. The attributes looked
 //! at along the way are recorded so the caller can cache the answer.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use istio_attribute::bag::Layered;
 use istio_attribute::wire::referenced::Recorder;
-use istio_attribute::{Bag, Lookup, MapBag, NoTracking, Tracker, Value};
+use istio_attribute::{Bag, Lookup, MapBag, NoTracking, Tracker};
 
-use crate::adapter::{CheckResult, QuotaArgs, QuotaResult};
+use crate::adapter::api::{CheckResult, QuotaArgs, QuotaResult};
 use crate::metrics::Metrics;
 use crate::status::{self, Status};
 use crate::table::{Routes, Table};
 use crate::template::{Variety, KUBERNETES_OUTPUT_PREFIX};
+
+/// `HeaderOperationTemplate.Operation.REMOVE`.
+const REMOVE_OPERATION: i32 = 1;
 
 /// What a check with nothing to say answers: allowed for a minute or 10000 uses.
 pub const DEFAULT_VALID_DURATION: Duration = Duration::from_secs(60);
@@ -106,18 +108,21 @@ impl Tracker for RequestOnly<'_> {
 }
 
 /// The namespace whose rules apply: the destination's for a server-side proxy (`inbound`, the
-/// default), the source's for a client-side one.
-pub fn identity_namespace(bag: &dyn Bag) -> String {
-    let kind = match bag.get("context.reporter.kind") {
-        Some(Value::String(kind)) => kind.to_string(),
-        _ => "inbound".to_string(),
+/// default), the source's for a client-side one. The lookups are tracked: the answer depends
+/// on them.
+pub fn identity_namespace(bag: &dyn Bag, tracker: &mut dyn Tracker) -> String {
+    let mut read = |name: &str| {
+        let value = bag.get(name);
+        tracker.attribute(name, if value.is_some() { Lookup::Found } else { Lookup::Absent });
+        value.and_then(|value| value.as_str().map(str::to_string))
     };
+    let kind = read("context.reporter.kind").unwrap_or_else(|| "inbound".to_string());
     let attribute = match kind.as_str() {
         "inbound" => "destination.namespace",
         "outbound" => "source.namespace",
         _ => return String::new(),
     };
-    bag.get(attribute).and_then(|value| value.as_str().map(str::to_string)).unwrap_or_default()
+    read(attribute).unwrap_or_default()
 }
 
 fn errors_text(errors: &[String]) -> String {
@@ -202,13 +207,16 @@ impl Dispatcher<'_> {
         deduplication_id: &str,
     ) -> Result<CheckOutcome, DispatchError> {
         let mut recorder = Recorder::default();
-        let namespace = identity_namespace(request);
+        let namespace = identity_namespace(request, &mut recorder);
         let routes = self.table.routes(&namespace);
         let generated = self.preprocess(routes, request, &mut recorder).await?;
         let after_preprocess = recorder.clone();
         // Generated attributes fill in what the request lacks; they never override it.
         let bag = Layered { top: request, bottom: &generated };
-        let namespace = identity_namespace(&bag);
+        let namespace = {
+            let mut tracker = RequestOnly { recorder: &mut recorder, generated: &generated, request };
+            identity_namespace(&bag, &mut tracker)
+        };
         let routes = self.table.routes(&namespace);
 
         let mut combined: Option<CheckResult> = None;
@@ -350,10 +358,10 @@ impl Dispatcher<'_> {
 
     /// A report of one attribute set: the generators, then every report handler that matches.
     pub async fn report(&self, request: &dyn Bag) -> Result<(), DispatchError> {
-        let routes = self.table.routes(&identity_namespace(request));
+        let routes = self.table.routes(&identity_namespace(request, &mut NoTracking));
         let generated = self.preprocess(routes, request, &mut NoTracking).await?;
         let bag = Layered { top: request, bottom: &generated };
-        let routes = self.table.routes(&identity_namespace(&bag));
+        let routes = self.table.routes(&identity_namespace(&bag, &mut NoTracking));
         let mut errors = Vec::new();
         for destination in routes.for_variety(Variety::Report) {
             let mut instances = Vec::new();
@@ -407,12 +415,14 @@ fn directives(routes: &Routes, bag: &dyn Bag, tracker: &mut dyn Tracker) -> Rout
         for (operations, out) in [(&group.request, &mut directive.request), (&group.response, &mut directive.response)]
         {
             for operation in operations {
-                if operation.values.is_empty() {
+                // REMOVE has no value; REPLACE and APPEND without values do nothing.
+                if operation.operation == REMOVE_OPERATION {
                     out.push(HeaderOp {
                         name: operation.name.clone(),
                         value: String::new(),
                         operation: operation.operation,
                     });
+                    continue;
                 }
                 for value in &operation.values {
                     match value.evaluate_string(bag, tracker) {
@@ -430,6 +440,3 @@ fn directives(routes: &Routes, bag: &dyn Bag, tracker: &mut dyn Tracker) -> Rout
     }
     directive
 }
-
-/// The table a request is served with, held while it is.
-pub type SharedTable = Arc<arc_swap::ArcSwap<Table>>;

@@ -11,54 +11,26 @@
 pub mod adapter;
 pub mod api;
 pub mod dispatch;
+pub mod env;
 pub mod ext_authz;
 pub mod metrics;
+pub mod pods;
 pub mod source;
 pub mod status;
 pub mod table;
 pub mod template;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use istio_config::accepted::{next_batch, AcceptedObjects, Applied};
-use istio_config::store::{Event, Store};
-use tokio::sync::watch;
+use istio_config::store::Event;
 
-use crate::adapter::kubernetesenv::PodCache;
+pub use crate::env::Environment;
 use crate::metrics::Metrics;
 use crate::source::ConfigStore;
-use crate::table::Table;
-
-/// The table requests are served with; swapped whole when config changes.
-pub type SharedTable = Arc<arc_swap::ArcSwap<Table>>;
-
-/// What adapters may need from the platform: where pods are.
-#[derive(Clone, Default)]
-pub struct Environment {
-    pod_store: Option<Arc<dyn Store>>,
-    pods: Arc<OnceLock<(Arc<PodCache>, watch::Receiver<bool>)>>,
-}
-
-impl std::fmt::Debug for Environment {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Environment").field("pods", &self.pod_store.is_some()).finish()
-    }
-}
-
-impl Environment {
-    /// Pods are read from `store` (the Kubernetes API, or the local platform's store).
-    pub fn with_pods(store: Arc<dyn Store>) -> Environment {
-        Environment { pod_store: Some(store), pods: Arc::default() }
-    }
-
-    /// The shared pod cache, started on first use; `None` without a source of pods.
-    pub fn pods(&self) -> Option<(Arc<PodCache>, watch::Receiver<bool>)> {
-        let store = self.pod_store.clone()?;
-        Some(self.pods.get_or_init(|| PodCache::follow(store)).clone())
-    }
-}
+use crate::table::{SharedTable, Table};
 
 /// How Mixer runs.
 #[derive(Clone)]

@@ -18,9 +18,13 @@ use istio_attribute::{Compiled, ValueType};
 use istio_config::object::{Object, ObjectKey};
 use serde_json::Value as Json;
 
-use crate::adapter::{Adapter, BuildContext, Handler};
+use crate::adapter::api::{BuildContext, Handler};
+use crate::adapter::Adapter;
+use crate::env::Environment;
 use crate::template::{InstanceBuilder, Template, Variety};
-use crate::Environment;
+
+/// The table requests are served with; swapped whole when config changes.
+pub type SharedTable = Arc<arc_swap::ArcSwap<Table>>;
 
 /// A built handler and the name requests see it by (`quotahandler.istio-system`).
 #[derive(Debug)]
@@ -604,9 +608,8 @@ pub async fn compile(
             merged.extend(own);
             *routes.for_variety_mut(variety) = merged;
         }
-        if routes.directives.is_empty() {
-            routes.directives = mesh_wide.directives.clone();
-        }
+        let own = std::mem::take(&mut routes.directives);
+        routes.directives = mesh_wide.directives.iter().cloned().chain(own).collect();
     }
     namespaces.retain(|_, routes| !routes.is_empty() || !routes.directives.is_empty());
 

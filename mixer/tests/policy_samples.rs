@@ -89,7 +89,8 @@ async fn deny_label_refuses_reviews_v3_only() {
     assert_eq!(denied.status.code, PERMISSION_DENIED);
     assert_eq!(denied.status.body(), "PERMISSION_DENIED:denyreviewsv3handler.default:Not allowed");
     assert_eq!((denied.valid_duration, denied.valid_use_count), (Duration::from_secs(5), 1000));
-    // The answer depends on exactly these: what kubernetesenv's instance read, then the rule.
+    // The answer depends on exactly these: whose rules apply (the reporter's kind and the
+    // destination's namespace), what kubernetesenv's instance read, then the rule.
     assert_eq!(
         denied.referenced.list(),
         [
@@ -97,7 +98,9 @@ async fn deny_label_refuses_reviews_v3_only() {
             "-destination.port",
             "-destination.uid",
             "-source.uid",
+            "context.reporter.kind",
             "destination.labels[app]",
+            "destination.namespace",
             "source.ip",
             "source.labels[app]",
             "source.labels[version]"
@@ -249,7 +252,15 @@ async fn kubernetesenv_supplies_the_labels_of_known_pods() {
     // Generated attributes are not the caller's: only what it sent is referenced.
     assert_eq!(
         denied.referenced.list(),
-        ["-context.protocol", "-source.ip", "destination.port", "destination.uid", "source.uid"]
+        [
+            "-context.protocol",
+            "-context.reporter.kind",
+            "-destination.namespace",
+            "-source.ip",
+            "destination.port",
+            "destination.uid",
+            "source.uid"
+        ]
     );
     let metrics = Metrics::default();
     let generated = Dispatcher { table: &table, metrics: &metrics }

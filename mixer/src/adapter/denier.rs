@@ -6,10 +6,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use istio_api::pb::adapter::denier::config::Params;
 
-use super::{
-    decode_params, duration, has_field, Adapter, AdapterError, BuildContext, BuildError, CheckResult, Handler,
-    QuotaArgs, QuotaResult,
+use super::api::{
+    decode_params, duration, has_field, AdapterError, BuildContext, BuildError, CheckResult, Handler, QuotaArgs,
+    QuotaResult,
 };
+
+/// The proto the handler\'s params decode into.
+const PARAMS: &str = "adapter.denier.config.Params";
 use crate::status::{Status, FAILED_PRECONDITION};
 use crate::template::Instance;
 
@@ -19,7 +22,7 @@ pub struct Denier {
 }
 
 pub(super) fn build(context: &BuildContext<'_>) -> Result<Denier, BuildError> {
-    let params: Params = decode_params(Adapter::Denier, context.params)?;
+    let params: Params = decode_params(PARAMS, context.params)?;
     let status = match (&params.status, has_field(context.params, "status", "status")) {
         (Some(status), true) => Status::from_proto(status),
         _ => Status::new(FAILED_PRECONDITION, ""),

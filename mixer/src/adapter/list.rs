@@ -15,9 +15,10 @@ use istio_api::pb::adapter::list::config::params::ListEntryType;
 use istio_api::pb::adapter::list::config::Params;
 use istio_attribute::{value::ip_from_bytes, Value};
 
-use super::{
-    decode_params, duration, has_field, Adapter, AdapterError, BuildContext, BuildError, CheckResult, Handler,
-};
+use super::api::{decode_params, duration, has_field, AdapterError, BuildContext, BuildError, CheckResult, Handler};
+
+/// The proto the handler\'s params decode into.
+const PARAMS: &str = "adapter.list.config.Params";
 use crate::status::{Status, INVALID_ARGUMENT, PERMISSION_DENIED};
 use crate::template::Instance;
 
@@ -74,7 +75,7 @@ impl Drop for ListChecker {
 }
 
 fn settings(context: &BuildContext<'_>) -> Result<Settings, BuildError> {
-    let params: Params = decode_params(Adapter::ListChecker, context.params)?;
+    let params: Params = decode_params(PARAMS, context.params)?;
     let given = |json: &str, proto: &str| has_field(context.params, json, proto);
     let kind = match ListEntryType::try_from(params.entry_type).unwrap_or(ListEntryType::Strings) {
         ListEntryType::Strings => Kind::Strings,
@@ -378,7 +379,7 @@ mod tests {
     use crate::template::Template;
 
     async fn checker(params: serde_json::Value) -> Result<Arc<ListChecker>, BuildError> {
-        let environment = crate::Environment::default();
+        let environment = crate::env::Environment::default();
         let context =
             BuildContext { handler: "whitelist.default", params: &params, instances: &[], environment: &environment };
         build(&context).await

@@ -12,10 +12,12 @@ use async_trait::async_trait;
 use istio_api::pb::adapter::memquota::config::Params;
 use istio_attribute::{value::ip_from_bytes, OwnedValue, Value};
 
-use super::{
-    decode_params, duration, has_field, Adapter, AdapterError, BuildContext, BuildError, Handler, QuotaArgs,
-    QuotaResult,
+use super::api::{
+    decode_params, duration, has_field, AdapterError, BuildContext, BuildError, Handler, QuotaArgs, QuotaResult,
 };
+
+/// The proto the handler\'s params decode into.
+const PARAMS: &str = "adapter.memquota.config.Params";
 use crate::template::Instance;
 
 const TICK: Duration = Duration::from_millis(100);
@@ -119,7 +121,7 @@ pub struct MemQuota {
 }
 
 pub(super) fn build(context: &BuildContext<'_>) -> Result<Arc<MemQuota>, BuildError> {
-    let params: Params = decode_params(Adapter::MemQuota, context.params)?;
+    let params: Params = decode_params(PARAMS, context.params)?;
     let dedup_window = if has_field(context.params, "minDeduplicationDuration", "min_deduplication_duration") {
         duration(params.min_deduplication_duration.as_ref())
     } else {
@@ -223,9 +225,18 @@ impl MemQuota {
         let limit = Self::limit_for(quota, &dimensions).clone();
         let key = counter_key(&instance.name, &dimensions);
         let mut counters = self.counters.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if counters.rotated_at.is_none_or(|at| now.duration_since(at) >= self.dedup_window) {
-            counters.older = std::mem::take(&mut counters.recent);
-            counters.rotated_at = Some(now);
+        // Two generations of ids: one window old at most, and the one before.
+        match counters.rotated_at.map(|at| now.duration_since(at)) {
+            Some(elapsed) if elapsed < self.dedup_window => {}
+            Some(elapsed) if elapsed < self.dedup_window * 2 => {
+                counters.older = std::mem::take(&mut counters.recent);
+                counters.rotated_at = Some(now);
+            }
+            _ => {
+                counters.older.clear();
+                counters.recent.clear();
+                counters.rotated_at = Some(now);
+            }
         }
         if !args.deduplication_id.is_empty() {
             let previous =
@@ -251,7 +262,7 @@ impl MemQuota {
                 *used += granted;
                 (granted, Duration::ZERO)
             } else {
-                let freed = (-args.amount).min(*used);
+                let freed = args.amount.checked_neg().unwrap_or(i64::MAX).min(*used);
                 *used -= freed;
                 if *used == 0 {
                     counters.plain.remove(&key);
@@ -264,7 +275,7 @@ impl MemQuota {
                 let granted = window.allocate(tick, args.amount, args.best_effort);
                 (granted, if granted > 0 { limit.valid_duration } else { Duration::ZERO })
             } else {
-                let freed = window.release(tick, -args.amount);
+                let freed = window.release(tick, args.amount.checked_neg().unwrap_or(i64::MAX));
                 if window.used == 0 {
                     counters.windows.remove(&key);
                 }
@@ -306,7 +317,7 @@ mod tests {
     }
 
     fn memquota(params: &serde_json::Value, instances: &[Arc<InstanceBuilder>]) -> Result<Arc<MemQuota>, BuildError> {
-        let environment = crate::Environment::default();
+        let environment = crate::env::Environment::default();
         build(&BuildContext { handler: "quotahandler.istio-system", params, instances, environment: &environment })
     }
 

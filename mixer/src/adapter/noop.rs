@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{AdapterError, CheckResult, Handler, QuotaArgs, QuotaResult};
+use super::api::{AdapterError, CheckResult, Handler, QuotaArgs, QuotaResult};
 use crate::status::Status;
 use crate::template::Instance;
 

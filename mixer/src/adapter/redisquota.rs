@@ -12,10 +12,11 @@ use istio_api::pb::adapter::redisquota::config::params::QuotaAlgorithm;
 use istio_api::pb::adapter::redisquota::config::Params;
 use redis::aio::ConnectionManager;
 
+use super::api::{decode_params, duration, AdapterError, BuildContext, BuildError, Handler, QuotaArgs, QuotaResult};
 use super::memquota::{counter_key, dimension_matches};
-use super::{
-    decode_params, duration, Adapter, AdapterError, BuildContext, BuildError, Handler, QuotaArgs, QuotaResult,
-};
+
+/// The proto the handler\'s params decode into.
+const PARAMS: &str = "adapter.redisquota.config.Params";
 use crate::status::{Status, INTERNAL, RESOURCE_EXHAUSTED, UNAVAILABLE};
 use crate::template::Instance;
 
@@ -197,7 +198,7 @@ fn validate(params: &Params, context: &BuildContext<'_>) -> Vec<(String, String)
 }
 
 pub(super) async fn build(context: &BuildContext<'_>) -> Result<RedisQuota, BuildError> {
-    let mut params: Params = decode_params(Adapter::RedisQuota, context.params)?;
+    let mut params: Params = decode_params(PARAMS, context.params)?;
     if context.params.get("redisServerUrl").is_none() && context.params.get("redis_server_url").is_none() {
         params.redis_server_url = "localhost:6379".to_string();
     }
@@ -329,7 +330,7 @@ mod tests {
 
     #[tokio::test]
     async fn bad_params_are_refused_with_the_field() {
-        let environment = crate::Environment::default();
+        let environment = crate::env::Environment::default();
         for (params, expected) in [
             (json!({}), "quotas: quota should not be empty"),
             (json!({"quotas": [{"name": "", "maxAmount": 1, "validDuration": "1s"}]}), "name: quotas.name should not be empty"),

@@ -165,28 +165,61 @@ fn service_attributes(service: &Service) -> Vec<(String, AttributeValue)> {
     attributes
 }
 
+/// A binding's service as a host name, as 1.4's `ResolveHostname` built it: `service` as
+/// written, else `name.namespace` with the binding's namespace by default and `.DOMAIN` (or
+/// `.svc.` and the mesh's domain).
+fn bound_host(target: &mcc::IstioService, binding_namespace: &str, mesh_domain: &str) -> String {
+    if !target.service.is_empty() {
+        return target.service.clone();
+    }
+    let namespace = if target.namespace.is_empty() { binding_namespace } else { &target.namespace };
+    let mut host = format!("{}.{namespace}", target.name);
+    if !target.domain.is_empty() {
+        host = format!("{host}.{}", target.domain);
+    } else if !mesh_domain.is_empty() {
+        host = format!("{host}.svc.{mesh_domain}");
+    }
+    host
+}
+
+/// 1.4's wildcard services: `*`, or `*.NAMESPACE.*` (the host contains `.NAMESPACE.`).
+fn wildcard_matches(host: &str, pattern: &str) -> bool {
+    if !pattern.contains('*') {
+        return false;
+    }
+    if pattern == "*" {
+        return true;
+    }
+    match pattern.strip_prefix('*').and_then(|rest| rest.strip_suffix('*')) {
+        Some(middle) => host.contains(middle),
+        None => {
+            tracing::warn!("Wildcard pattern '{pattern}' is not allowed. Only '*' or '*.<ns>.*' is allowed.");
+            false
+        }
+    }
+}
+
 /// The `QuotaSpec`s bound to a service (1.4's `QuotaSpecByDestination`), in name order.
 fn quota_specs(push: &PushContext, service: &Service) -> Vec<mcc::QuotaSpec> {
     let mut specs = Vec::new();
     for binding in &push.quota_spec_bindings {
         let bound = binding.spec.services.iter().any(|target| {
-            if !target.service.is_empty() {
-                return target.service == "*" || target.service == service.hostname;
-            }
-            let namespace = if target.namespace.is_empty() { &binding.namespace } else { &target.namespace };
-            let domain =
-                if target.domain.is_empty() { push.mesh.domain_suffix.as_str() } else { target.domain.as_str() };
-            format!("{}.{namespace}.svc.{domain}", target.name) == service.hostname
+            wildcard_matches(&service.hostname, &target.service)
+                || bound_host(target, &binding.namespace, &push.mesh.domain_suffix) == service.hostname
         });
         if !bound {
             continue;
         }
         for reference in &binding.spec.quota_specs {
             let namespace = if reference.namespace.is_empty() { &binding.namespace } else { &reference.namespace };
-            if let Some(spec) =
-                push.quota_specs.iter().find(|spec| spec.name == reference.name && &spec.namespace == namespace)
-            {
-                specs.push((format!("{}/{}", spec.namespace, spec.name), spec.spec.clone()));
+            match push.quota_specs.iter().find(|spec| spec.name == reference.name && &spec.namespace == namespace) {
+                Some(spec) => specs.push((format!("{}/{}", spec.namespace, spec.name), spec.spec.clone())),
+                None => tracing::warn!(
+                    "QuotaSpecBinding {}/{}: QuotaSpec {namespace}/{} does not exist",
+                    binding.namespace,
+                    binding.name,
+                    reference.name
+                ),
             }
         }
     }
@@ -370,6 +403,33 @@ mod tests {
             namespace: "istio-system".into(),
             spec: istio_api::json::decode("istio.mixer.v1.config.client.QuotaSpecBinding", &yaml).expect("binding"),
         }
+    }
+
+    #[test]
+    fn bindings_name_services_as_1_4_did() {
+        let service = |name: &str, namespace: &str, domain: &str, fqdn: &str| mcc::IstioService {
+            name: name.into(),
+            namespace: namespace.into(),
+            domain: domain.into(),
+            service: fqdn.into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            bound_host(&service("productpage", "default", "", ""), "istio-system", "cluster.local"),
+            "productpage.default.svc.cluster.local"
+        );
+        assert_eq!(
+            bound_host(&service("productpage", "", "", ""), "default", "cluster.local"),
+            "productpage.default.svc.cluster.local"
+        );
+        assert_eq!(
+            bound_host(&service("productpage", "default", "svc.cluster.local", ""), "x", "cluster.local"),
+            "productpage.default.svc.cluster.local"
+        );
+        assert!(wildcard_matches("reviews.default.svc.cluster.local", "*"));
+        assert!(wildcard_matches("reviews.default.svc.cluster.local", "*.default.*"));
+        assert!(!wildcard_matches("reviews.bookinfo.svc.cluster.local", "*.default.*"));
+        assert!(!wildcard_matches("reviews.default.svc.cluster.local", "reviews*"));
     }
 
     #[test]

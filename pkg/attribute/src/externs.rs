@@ -256,7 +256,7 @@ fn parse_uri(text: &str) -> Result<Uri<'_>, String> {
         if *byte == b'%' {
             let escape = bytes.get(offset + 1..offset + 3);
             if !escape.is_some_and(|pair| pair.iter().all(u8::is_ascii_hexdigit)) {
-                let shown = &text[offset..(offset + 3).min(text.len())];
+                let shown = String::from_utf8_lossy(&bytes[offset..(offset + 3).min(bytes.len())]).into_owned();
                 return Err(fail(&format!("invalid URL escape {shown:?}")));
             }
         }
@@ -333,6 +333,10 @@ mod tests {
         assert_eq!(uris_equal("http://istio.io:80", "http://istio.io"), Ok(false));
         assert_eq!(uris_equal("foo.bar.com", "https://foo.bar.baz"), Ok(false));
         assert!(parse_uri("www.istio.io").is_ok());
+        assert!(
+            parse_uri("%aé").is_err_and(|error| error.contains("invalid URL escape")),
+            "no panic on a split character"
+        );
         assert!(parse_uri("urn:foo").is_ok());
         assert_eq!(
             parse_uri(":/").err().as_deref(),

@@ -18,8 +18,10 @@ use crate::services::HostName;
 /// A control-plane component run as a host process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Component {
-    /// Its binary and log name.
+    /// Its log name.
     pub name: &'static str,
+    /// Its binary.
+    pub binary: &'static str,
     /// Its Service name in `istio-system`.
     pub service: &'static str,
     pub address: Ipv4Addr,
@@ -27,24 +29,55 @@ pub struct Component {
     pub ready_port: u16,
 }
 
-pub const PILOT: Component =
-    Component { name: "pilot", service: "istio-pilot", address: Ipv4Addr::new(10, 44, 0, 10), ready_port: 15010 };
-pub const GALLEY: Component =
-    Component { name: "galley", service: "istio-galley", address: Ipv4Addr::new(10, 44, 0, 11), ready_port: 9901 };
+pub const PILOT: Component = Component {
+    name: "pilot",
+    binary: "pilot",
+    service: "istio-pilot",
+    address: Ipv4Addr::new(10, 44, 0, 10),
+    ready_port: 15010,
+};
+pub const GALLEY: Component = Component {
+    name: "galley",
+    binary: "galley",
+    service: "istio-galley",
+    address: Ipv4Addr::new(10, 44, 0, 11),
+    ready_port: 9901,
+};
 pub const INJECTOR: Component = Component {
     name: "sidecar-injector",
+    binary: "sidecar-injector",
     service: "istio-sidecar-injector",
     address: Ipv4Addr::new(10, 44, 0, 12),
     ready_port: 9443,
 };
 pub const CITADEL: Component = Component {
     name: "citadel",
+    binary: "citadel",
     service: "istio-citadel",
     address: Ipv4Addr::new(10, 44, 0, 13),
     ready_port: istio_runtime::ports::MONITORING,
 };
+/// Mixer as 1.4 deployed it twice: `istio-policy` answers checks, `istio-telemetry` reports.
+pub const POLICY: Component = Component {
+    name: "istio-policy",
+    binary: "mixs",
+    service: "istio-policy",
+    address: Ipv4Addr::new(10, 44, 0, 14),
+    ready_port: istio_runtime::ports::MIXER,
+};
+pub const TELEMETRY: Component = Component {
+    name: "istio-telemetry",
+    binary: "mixs",
+    service: "istio-telemetry",
+    address: Ipv4Addr::new(10, 44, 0, 15),
+    ready_port: istio_runtime::ports::MIXER,
+};
 /// Every address the bridge carries for the control plane.
-pub const CONTROL_ADDRESSES: [Ipv4Addr; 4] = [PILOT.address, GALLEY.address, INJECTOR.address, CITADEL.address];
+pub const CONTROL_ADDRESSES: [Ipv4Addr; 6] =
+    [PILOT.address, GALLEY.address, INJECTOR.address, CITADEL.address, POLICY.address, TELEMETRY.address];
+
+/// Mixer's default config (attribute manifests, kubernetesenv), applied with Mixer.
+pub const MIXER_CONFIG: &str = include_str!("../../../install/mixer/config.yaml");
 
 pub const SYSTEM_NAMESPACE: &str = "istio-system";
 
@@ -108,7 +141,38 @@ impl Plan {
         if self.enabled("autoInjection") {
             components.push(INJECTOR);
         }
+        if self.enabled("policy") {
+            components.push(POLICY);
+        }
+        if self.enabled("telemetry") {
+            components.push(TELEMETRY);
+        }
         components
+    }
+
+    /// Mixer's objects: its default config, and a Service with Endpoints for each Mixer the
+    /// installation runs (host processes, so Pilot gives sidecars their address as it would a
+    /// pod's); with mutual TLS everywhere, a rule keeping the calls to Mixer plaintext (Mixer
+    /// has no sidecar here to terminate them).
+    pub fn mixer_manifests(&self) -> Vec<String> {
+        let mixers: Vec<Component> =
+            self.components().into_iter().filter(|component| component.binary == POLICY.binary).collect();
+        if mixers.is_empty() {
+            return Vec::new();
+        }
+        let mut manifests = vec![MIXER_CONFIG.to_string()];
+        for mixer in mixers {
+            let (service, address) = (mixer.service, mixer.address);
+            manifests.push(format!(
+                "apiVersion: v1\nkind: Service\nmetadata:\n  name: {service}\n  namespace: {SYSTEM_NAMESPACE}\n  labels: {{app: mixer, istio: mixer}}\nspec:\n  ports:\n  - {{name: grpc-mixer, port: 9091, protocol: TCP}}\n  - {{name: http-monitoring, port: 15014, protocol: TCP}}\n---\napiVersion: v1\nkind: Endpoints\nmetadata:\n  name: {service}\n  namespace: {SYSTEM_NAMESPACE}\nsubsets:\n- addresses: [{{ip: {address}}}]\n  ports:\n  - {{name: grpc-mixer, port: 9091, protocol: TCP}}\n  - {{name: http-monitoring, port: 15014, protocol: TCP}}\n"
+            ));
+            if self.mtls_enabled() {
+                manifests.push(format!(
+                    "apiVersion: networking.istio.io/v1alpha3\nkind: DestinationRule\nmetadata:\n  name: {service}\n  namespace: {SYSTEM_NAMESPACE}\nspec:\n  host: {service}.{SYSTEM_NAMESPACE}.svc.cluster.local\n  trafficPolicy:\n    tls:\n      mode: DISABLE\n"
+                ));
+            }
+        }
+        manifests
     }
 
     /// Names pods resolve to the control plane.
@@ -148,6 +212,16 @@ impl Plan {
         if let Some(socket) = self.node_agent_socket() {
             mesh["sdsUdsPath"] = json!(format!("unix:{}", socket.display()));
         }
+        // Mixer, as 1.4's chart wrote it: checks and reports, and whether policy is on.
+        if self.enabled("policy") {
+            mesh["mixerCheckServer"] = json!(format!("{}.{SYSTEM_NAMESPACE}.svc.cluster.local:9091", POLICY.service));
+        }
+        if self.enabled("telemetry") {
+            mesh["mixerReportServer"] =
+                json!(format!("{}.{SYSTEM_NAMESPACE}.svc.cluster.local:9091", TELEMETRY.service));
+        }
+        mesh["disablePolicyChecks"] = json!(global["disablePolicyChecks"].as_bool().unwrap_or(true));
+        mesh["policyCheckFailOpen"] = json!(global["policyCheckFailOpen"].as_bool().unwrap_or(false));
         mesh
     }
 
@@ -356,6 +430,35 @@ impl Plan {
                 .concat(),
                 Vec::new(),
             ),
+            "istio-policy" | "istio-telemetry" => {
+                let store_url = if self.enabled("configManagement") {
+                    format!("mcp://{}:9901", GALLEY.address)
+                } else {
+                    format!("fs://{}", layout.store().display())
+                };
+                (
+                    vec![
+                        "server".into(),
+                        "--configStoreURL".into(),
+                        store_url,
+                        "--configDefaultNamespace".into(),
+                        SYSTEM_NAMESPACE.into(),
+                        "--address".into(),
+                        address.to_string(),
+                        "--port".into(),
+                        istio_runtime::ports::MIXER.to_string(),
+                        "--monitoringPort".into(),
+                        istio_runtime::ports::MONITORING.to_string(),
+                        // kubernetesenv reads the platform's pods.
+                        "--podStore".into(),
+                        path(layout.store()),
+                        // 1.4's chart: only the handler/instance/rule kinds.
+                        "--useAdapterCRDs=false".into(),
+                        "--useTemplateCRDs=false".into(),
+                    ],
+                    Vec::new(),
+                )
+            }
             _ => (
                 vec![
                     "--injectConfig".into(),
@@ -374,7 +477,7 @@ impl Plan {
                 Vec::new(),
             ),
         };
-        (binaries.join(component.name), args, env)
+        (binaries.join(component.binary), args, env)
     }
 }
 
@@ -465,12 +568,26 @@ mod tests {
     #[test]
     fn the_demo_runs_every_component_and_both_gateways() {
         let plan = Plan::new(&["profile=demo".into()]).expect("demo");
-        assert_eq!(plan.components(), vec![CITADEL, GALLEY, PILOT, INJECTOR]);
+        assert_eq!(plan.components(), vec![CITADEL, GALLEY, PILOT, INJECTOR, POLICY, TELEMETRY]);
         assert_eq!(plan.gateway_manifests().expect("gateways").len(), 2);
         let mesh = plan.mesh_config();
         assert_eq!(mesh["accessLogFile"], "/dev/stdout");
         assert_eq!(mesh["configSources"][0]["address"], "10.44.0.11:9901");
+        assert_eq!(mesh["mixerCheckServer"], "istio-policy.istio-system.svc.cluster.local:9091");
+        assert_eq!(mesh["mixerReportServer"], "istio-telemetry.istio-system.svc.cluster.local:9091");
+        assert_eq!(
+            (mesh["disablePolicyChecks"].as_bool(), mesh["policyCheckFailOpen"].as_bool()),
+            (Some(false), Some(false))
+        );
+        let (program, args, _) = plan.command(POLICY, &Layout::new("/var/lib/x"), Path::new("/bin"));
+        assert_eq!(program, Path::new("/bin/mixs"));
+        assert!(args.windows(2).any(|pair| pair == ["--configStoreURL", "mcp://10.44.0.11:9901"]), "{args:?}");
+        let mixer = plan.mixer_manifests();
+        assert_eq!(mixer.len(), 3, "the default config and a Service for each Mixer");
+        assert!(mixer[1].contains("ip: 10.44.0.14"));
         let minimal = Plan::new(&["profile=minimal".into()]).expect("minimal");
+        assert!(minimal.mixer_manifests().is_empty());
+        assert_eq!(minimal.mesh_config()["disablePolicyChecks"], true);
         assert_eq!(minimal.components(), vec![PILOT]);
         let layout = Layout::new("/var/lib/x");
         let (_, args, _) = minimal.command(PILOT, &layout, Path::new("/bin"));

@@ -34,6 +34,7 @@ pub(crate) async fn start_node_agent(
     let _ = std::fs::remove_file(&socket);
     let agent = Component {
         name: crate::install::NODE_AGENT,
+        binary: crate::install::NODE_AGENT,
         service: "istio-nodeagent",
         address: Ipv4Addr::UNSPECIFIED,
         ready_port: 0,

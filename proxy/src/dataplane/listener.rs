@@ -255,7 +255,8 @@ async fn handle_connection(context: Arc<TrafficContext>, address: SocketAddr, st
         let mut attributes = super::mixer::attributes::connection(&downstream);
         attributes.set("context.protocol", istio_attribute::Value::String("tcp".into()));
         attributes.merge(&mixer.attributes);
-        let decision = mixer.client.check(&context.clusters, &attributes, &[]).await;
+        let client = super::mixer::client::MixerClient::shared(&mixer.transport, mixer.scope);
+        let decision = client.check(&context.clusters, &attributes, &[]).await;
         if !decision.status.is_ok() {
             tracing::debug!("listener {}: connection from {remote} closed: {}", listener.name, decision.status.body());
             return;

@@ -20,9 +20,9 @@ pub enum BatchError {
 
 /// One element of a batch, decoded.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Element {
+pub enum Element<'a> {
     /// The element's attributes, with problems that only left attributes out.
-    Decoded { bag: MapBag, problems: Vec<DecodeError> },
+    Decoded { bag: &'a MapBag, problems: Vec<DecodeError> },
     /// An element that could not be read (not dispatched): 1.4's message.
     Invalid(String),
 }
@@ -36,37 +36,43 @@ pub fn check_global_word_count(count: u32) -> Result<(), BatchError> {
     Ok(())
 }
 
-/// Decodes every element of a report request.
-pub fn decode_report(request: &mixer::ReportRequest) -> Result<Vec<Element>, BatchError> {
+/// Reads a report request's elements one at a time, so a batch costs one bag however long it
+/// is (delta elements update the same bag in place).
+#[derive(Debug)]
+pub struct ReportDecoder<'r> {
+    request: &'r mixer::ReportRequest,
+    next: usize,
+    independent: bool,
+    bag: MapBag,
+}
+
+/// Starts reading a report request.
+pub fn decode_report(request: &mixer::ReportRequest) -> Result<ReportDecoder<'_>, BatchError> {
     check_global_word_count(request.global_word_count)?;
-    let words_of = |element: &mixer::CompressedAttributes| -> Vec<String> {
-        if element.words.is_empty() {
-            request.default_words.clone()
-        } else {
-            element.words.clone()
-        }
-    };
     let independent = request.repeated_attributes_semantics == Semantics::IndependentEncoding as i32;
-    let mut elements = Vec::with_capacity(request.attributes.len());
-    let mut accumulated = MapBag::new();
-    for (position, element) in request.attributes.iter().enumerate() {
-        let words = words_of(element);
-        if independent || position == 0 {
-            let (bag, problems) = decode_lenient(element, &words);
-            if !independent {
-                accumulated = bag.clone();
-            }
-            elements.push(Element::Decoded { bag, problems });
-            continue;
+    Ok(ReportDecoder { request, next: 0, independent, bag: MapBag::new() })
+}
+
+impl ReportDecoder<'_> {
+    /// The next element, or `None` after the last.
+    pub fn next_element(&mut self) -> Option<Element<'_>> {
+        let element = self.request.attributes.get(self.next)?;
+        let first = self.next == 0;
+        self.next += 1;
+        let words = if element.words.is_empty() { &self.request.default_words } else { &element.words };
+        if self.independent || first {
+            let (bag, problems) = decode_lenient(element, words);
+            self.bag = bag;
+            return Some(Element::Decoded { bag: &self.bag, problems });
         }
         // A later delta element: applied over the batch so far, strictly.
-        match decode_into(&mut accumulated, element, &words) {
-            Ok(()) => elements.push(Element::Decoded { bag: accumulated.clone(), problems: Vec::new() }),
-            Err(errors) => elements
-                .push(Element::Invalid(format!("request could not be processed due to invalid attributes: {errors}"))),
+        match decode_into(&mut self.bag, element, words) {
+            Ok(()) => Some(Element::Decoded { bag: &self.bag, problems: Vec::new() }),
+            Err(errors) => {
+                Some(Element::Invalid(format!("request could not be processed due to invalid attributes: {errors}")))
+            }
         }
     }
-    Ok(elements)
 }
 
 /// Builds report requests from attribute sets.
@@ -150,14 +156,26 @@ mod tests {
         bag
     }
 
-    fn bags(elements: Vec<Element>) -> Vec<MapBag> {
-        elements
-            .into_iter()
-            .map(|element| match element {
-                Element::Decoded { bag, problems } if problems.is_empty() => bag,
+    fn bags(mut decoder: ReportDecoder<'_>) -> Vec<MapBag> {
+        let mut bags = Vec::new();
+        while let Some(element) = decoder.next_element() {
+            match element {
+                Element::Decoded { bag, problems } if problems.is_empty() => bags.push(bag.clone()),
                 other => panic!("not decoded cleanly: {other:?}"),
-            })
-            .collect()
+            }
+        }
+        bags
+    }
+
+    fn all(mut decoder: ReportDecoder<'_>) -> Vec<Result<MapBag, String>> {
+        let mut elements = Vec::new();
+        while let Some(element) = decoder.next_element() {
+            elements.push(match element {
+                Element::Decoded { bag, .. } => Ok(bag.clone()),
+                Element::Invalid(message) => Err(message),
+            });
+        }
+        elements
     }
 
     #[test]
@@ -210,10 +228,12 @@ mod tests {
             int64s: [(-1, 2)].into(),
             ..Default::default()
         });
-        let elements = decode_report(&request).expect("decodes");
-        assert!(matches!(&elements[1], Element::Invalid(message)
-            if message == "request could not be processed due to invalid attributes: 1 error occurred:\n\t* attribute index 4646464 is not defined in the available dictionaries\n\n"));
-        assert!(matches!(&elements[2], Element::Decoded { bag, .. } if bag.get_value("A1") == Some(&Value::Int64(2))));
+        let elements = all(decode_report(&request).expect("decodes"));
+        assert_eq!(
+            elements[1],
+            Err("request could not be processed due to invalid attributes: 1 error occurred:\n\t* attribute index 4646464 is not defined in the available dictionaries\n\n".to_string())
+        );
+        assert_eq!(elements[2].as_ref().map(|bag| bag.get_value("A1").cloned()), Ok(Some(Value::Int64(2))));
     }
 
     #[test]
@@ -227,8 +247,8 @@ mod tests {
             }],
             ..Default::default()
         };
-        let elements = decode_report(&request).expect("decodes");
-        let Element::Decoded { bag, problems } = &elements[0] else { panic!("decoded") };
+        let mut decoder = decode_report(&request).expect("decodes");
+        let Some(Element::Decoded { bag, problems }) = decoder.next_element() else { panic!("decoded") };
         assert_eq!(problems.len(), 2);
         assert_eq!(bag.get_value("N1"), Some(&Value::Bool(true)));
     }
@@ -237,7 +257,7 @@ mod tests {
     fn a_caller_with_more_global_words_is_refused() {
         let request = mixer::ReportRequest { global_word_count: 9999, ..Default::default() };
         assert_eq!(
-            decode_report(&request).expect_err("refused").to_string(),
+            decode_report(&request).map(|_| ()).expect_err("refused").to_string(),
             "inconsistent global dictionary versions used: mixer knows 222 words, caller knows 9999"
         );
     }

@@ -25,7 +25,13 @@ pub enum DecodeError {
     Duplicate { name: String, value_type: &'static str },
     #[error("attribute {name}: duration or timestamp out of range")]
     OutOfRange { name: String },
+    #[error("the attributes decode to more than {MAX_DECODED_BYTES} bytes")]
+    TooLarge,
 }
+
+/// The most text a message's attributes may decode to. Words are shared on the wire and
+/// copied when decoded, so a small message could otherwise decode to gigabytes.
+pub const MAX_DECODED_BYTES: usize = 16 * 1024 * 1024;
 
 /// Every problem in a message, shown as 1.4 listed them.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -109,36 +115,59 @@ pub fn decode_lenient(message: &mixer::CompressedAttributes, words: &[String]) -
 type Entry = (Result<String, DecodeError>, Result<OwnedValue, DecodeError>);
 
 /// Every (name, value) in 1.4's order of kinds: strings, int64s, doubles, bools, timestamps,
-/// durations, bytes, string maps.
-fn entries<'m>(message: &'m mixer::CompressedAttributes, words: &'m [String]) -> impl Iterator<Item = Entry> + 'm {
-    let word = move |index: i32| -> Result<String, DecodeError> {
-        lookup(index, words).map(str::to_string).map_err(|_| DecodeError::UnknownIndex(index))
+/// durations, bytes, string maps. Words past [`MAX_DECODED_BYTES`] of text decode as errors.
+fn entries(message: &mixer::CompressedAttributes, words: &[String]) -> Vec<Entry> {
+    let mut budget = MAX_DECODED_BYTES;
+    let mut word = |index: i32| -> Result<String, DecodeError> {
+        let word = lookup(index, words).map_err(|_| DecodeError::UnknownIndex(index))?;
+        budget = budget.checked_sub(word.len()).ok_or(DecodeError::TooLarge)?;
+        Ok(word.to_string())
     };
-    let strings = message
-        .strings
-        .iter()
-        .map(move |(name, value)| (word(*name), word(*value).map(|text| Value::String(Cow::Owned(text)))));
-    let int64s = message.int64s.iter().map(move |(name, value)| (word(*name), Ok(Value::Int64(*value))));
-    let doubles = message.doubles.iter().map(move |(name, value)| (word(*name), Ok(Value::Double(*value))));
-    let bools = message.bools.iter().map(move |(name, value)| (word(*name), Ok(Value::Bool(*value))));
-    let timestamps = message.timestamps.iter().map(move |(name, value)| {
-        (word(*name), Ok(Value::Timestamp(Timestamp::from_parts(value.seconds, value.nanos))))
-    });
-    let durations = message.durations.iter().map(move |(name, value)| {
+    let mut entries: Vec<Entry> = Vec::new();
+    for (name, value) in &message.strings {
+        entries.push((word(*name), word(*value).map(|text| Value::String(Cow::Owned(text)))));
+    }
+    for (name, value) in &message.int64s {
+        entries.push((word(*name), Ok(Value::Int64(*value))));
+    }
+    for (name, value) in &message.doubles {
+        entries.push((word(*name), Ok(Value::Double(*value))));
+    }
+    for (name, value) in &message.bools {
+        entries.push((word(*name), Ok(Value::Bool(*value))));
+    }
+    for (name, value) in &message.timestamps {
+        entries.push((word(*name), Ok(Value::Timestamp(Timestamp::from_parts(value.seconds, value.nanos)))));
+    }
+    for (name, value) in &message.durations {
+        let name = word(*name);
         let nanos = i128::from(value.seconds) * 1_000_000_000 + i128::from(value.nanos);
         let value = i64::try_from(nanos)
             .map(Value::Duration)
-            .map_err(|_| DecodeError::OutOfRange { name: word(*name).unwrap_or_default() });
-        (word(*name), value)
-    });
-    let bytes =
-        message.bytes.iter().map(move |(name, value)| (word(*name), Ok(Value::Bytes(Cow::Owned(value.clone())))));
-    let maps = message.string_maps.iter().map(move |(name, map)| {
-        let decoded: Result<StringMap, DecodeError> =
-            map.entries.iter().map(|(key, value)| Ok((word(*key)?, word(*value)?))).collect();
-        (word(*name), decoded.map(|map| Value::StringMap(Cow::Owned(map))))
-    });
-    strings.chain(int64s).chain(doubles).chain(bools).chain(timestamps).chain(durations).chain(bytes).chain(maps)
+            .map_err(|_| DecodeError::OutOfRange { name: name.clone().unwrap_or_default() });
+        entries.push((name, value));
+    }
+    for (name, value) in &message.bytes {
+        entries.push((word(*name), Ok(Value::Bytes(Cow::Owned(value.clone())))));
+    }
+    for (name, map) in &message.string_maps {
+        let name = word(*name);
+        let mut decoded = StringMap::new();
+        let mut failure = None;
+        for (key, value) in &map.entries {
+            match (word(*key), word(*value)) {
+                (Ok(key), Ok(value)) => {
+                    decoded.insert(key, value);
+                }
+                (Err(error), _) | (_, Err(error)) => {
+                    failure = Some(error);
+                    break;
+                }
+            }
+        }
+        entries.push((name, failure.map_or_else(|| Ok(Value::StringMap(Cow::Owned(decoded))), Err)));
+    }
+    entries
 }
 
 /// The Go type 1.4 named in duplicate errors.

@@ -70,13 +70,27 @@ pub(crate) async fn handle(
             exchange.entry.flags.push(ResponseFlag::NoRouteFound);
             (local::failure(ResponseFlag::NoRouteFound), None)
         }
-        Some(selected) => {
+        Some(mut selected) => {
             exchange.entry.route_name = Some(selected.route.name.clone()).filter(|name| !name.is_empty());
             // Istio 1.4's mixer filter: Mixer's check, once the route (and its service) is known.
             let mut response_operations = Vec::new();
             if let Some(mixer) = &manager.mixer {
-                match policy_check::run(context, mixer, &selected, &exchange, &mut parts).await {
-                    Ok(operations) => response_operations = operations,
+                match policy_check::run(context, mixer, &selected, &mut exchange, &mut parts).await {
+                    Ok(allowed) => {
+                        response_operations = allowed.response_operations;
+                        // Headers Mixer changed may lead elsewhere: route again.
+                        if allowed.headers_changed {
+                            match routing::select(selected.table, &exchange, &parts) {
+                                Some(again) => selected = again,
+                                None => {
+                                    stats.no_route.inc();
+                                    exchange.entry.flags.push(ResponseFlag::NoRouteFound);
+                                    let reply = local::failure(ResponseFlag::NoRouteFound);
+                                    return finish::complete(context, manager, stats, exchange, reply);
+                                }
+                            }
+                        }
+                    }
                     Err(refusal) => {
                         exchange.entry.flags.push(ResponseFlag::UnauthorizedExternalService);
                         return finish::complete(context, manager, stats, exchange, refusal);

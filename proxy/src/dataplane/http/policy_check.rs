@@ -14,6 +14,7 @@ use istio_attribute::quota_spec::requirements;
 use super::super::body::Body;
 use super::super::context::TrafficContext;
 use super::super::mixer::attributes::{self, FORWARD_HEADER};
+use super::super::mixer::client::MixerClient;
 use super::super::mixer::filter::HttpMixer;
 use super::exchange::Exchange;
 use super::local;
@@ -22,10 +23,14 @@ use super::routing::Selected;
 const REPLACE: i32 = 0;
 const REMOVE: i32 = 1;
 
-/// Applies header operations (REPLACE, REMOVE, APPEND) to `headers`.
+/// Applies header operations (REPLACE, REMOVE, APPEND) to `headers`; pseudo-headers are the
+/// caller's (see [`apply_to_request`]).
 pub(crate) fn apply(operations: &[mixer::HeaderOperation], headers: &mut HeaderMap) {
     for operation in operations {
-        let Ok(name) = HeaderName::from_bytes(operation.name.to_lowercase().as_bytes()) else { continue };
+        let Ok(name) = HeaderName::from_bytes(operation.name.to_lowercase().as_bytes()) else {
+            tracing::debug!(header = %operation.name, "header operation on a name that is not a header skipped");
+            continue;
+        };
         match operation.operation {
             REMOVE => {
                 headers.remove(&name);
@@ -42,15 +47,50 @@ pub(crate) fn apply(operations: &[mixer::HeaderOperation], headers: &mut HeaderM
     }
 }
 
-/// Checks a routed request. `Ok` carries the response header operations to apply later; `Err`
-/// the reply for a refused request.
+/// Applies request header operations, `:path` and `:authority` included (they change where the
+/// request goes, so the caller routes it again).
+fn apply_to_request(operations: &[mixer::HeaderOperation], exchange: &mut Exchange, parts: &mut Parts) {
+    let (pseudo, regular): (Vec<_>, Vec<_>) = operations.iter().cloned().partition(|op| op.name.starts_with(':'));
+    apply(&regular, &mut parts.headers);
+    for operation in pseudo.iter().filter(|op| op.operation != REMOVE) {
+        match operation.name.as_str() {
+            ":path" => {
+                if let Ok(path) = operation.value.parse::<http::uri::PathAndQuery>() {
+                    let mut uri = parts.uri.clone().into_parts();
+                    uri.path_and_query = Some(path);
+                    if let Ok(uri) = http::Uri::from_parts(uri) {
+                        parts.uri = uri;
+                        exchange.original_path = operation.value.clone();
+                    }
+                }
+            }
+            ":authority" => {
+                if let Ok(value) = HeaderValue::from_str(&operation.value) {
+                    parts.headers.insert(http::header::HOST, value);
+                    exchange.authority = operation.value.clone();
+                }
+            }
+            other => tracing::debug!(header = other, "header operation on a pseudo-header skipped"),
+        }
+    }
+}
+
+/// What an allowed request leaves for later: the response header operations, and whether the
+/// request's headers changed (then it is routed again, as 1.4 cleared the route cache).
+pub(crate) struct Allowed {
+    pub response_operations: Vec<mixer::HeaderOperation>,
+    pub headers_changed: bool,
+}
+
+/// Checks a routed request. `Ok` carries what an allowed request leaves for later; `Err` the
+/// reply for a refused request.
 pub(crate) async fn run(
     context: &TrafficContext,
     mixer: &HttpMixer,
     selected: &Selected<'_>,
-    exchange: &Exchange,
+    exchange: &mut Exchange,
     parts: &mut Parts,
-) -> Result<Vec<mixer::HeaderOperation>, Response<Body>> {
+) -> Result<Allowed, Response<Body>> {
     let service = selected
         .route
         .filters
@@ -66,7 +106,7 @@ pub(crate) async fn run(
         parts.headers.insert(FORWARD_HEADER, value);
     }
     if service.disable_check {
-        return Ok(Vec::new());
+        return Ok(Allowed { response_operations: Vec::new(), headers_changed: false });
     }
     let mut bag = attributes::connection(&exchange.downstream);
     attributes::request(&mut bag, parts, &exchange.authority, exchange.downstream.scheme());
@@ -74,7 +114,8 @@ pub(crate) async fn run(
     bag.merge(&service.attributes);
     bag.merge(&forwarded);
     let charged = requirements(&service.quota_specs, &bag);
-    let decision = mixer.client.check(&context.clusters, &bag, &charged).await;
+    let client = MixerClient::shared(&mixer.transport, mixer.scope);
+    let decision = client.check(&context.clusters, &bag, &charged).await;
     let directive = decision.directive.unwrap_or_default();
     if directive.direct_response_code != 0 {
         let status = StatusCode::from_u16(u16::try_from(directive.direct_response_code).unwrap_or(500))
@@ -87,8 +128,9 @@ pub(crate) async fn run(
         let status = StatusCode::from_u16(decision.status.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         return Err(local::reply(status, &decision.status.body()));
     }
-    apply(&directive.request_header_operations, &mut parts.headers);
-    Ok(directive.response_header_operations)
+    let headers_changed = !directive.request_header_operations.is_empty();
+    apply_to_request(&directive.request_header_operations, exchange, parts);
+    Ok(Allowed { response_operations: directive.response_header_operations, headers_changed })
 }
 
 #[cfg(test)]

@@ -42,16 +42,23 @@ pub(crate) struct MixerClient {
     counter: AtomicU64,
 }
 
-fn registry() -> &'static Mutex<HashMap<Transport, Arc<MixerClient>>> {
-    static CLIENTS: OnceLock<Mutex<HashMap<Transport, Arc<MixerClient>>>> = OnceLock::new();
+type Registry = std::sync::RwLock<HashMap<(Transport, u64), Arc<MixerClient>>>;
+
+fn registry() -> &'static Registry {
+    static CLIENTS: OnceLock<Registry> = OnceLock::new();
     CLIENTS.get_or_init(Default::default)
 }
 
 impl MixerClient {
-    /// The client for `transport`; its caches outlive config updates that keep it.
-    pub(crate) fn shared(transport: Transport) -> Arc<MixerClient> {
-        let mut clients = registry().lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        clients.entry(transport.clone()).or_insert_with(|| Arc::new(MixerClient::new(transport))).clone()
+    /// The client for `transport` and the filter config `scope`; its caches outlive config
+    /// updates that keep both.
+    pub(crate) fn shared(transport: &Transport, scope: u64) -> Arc<MixerClient> {
+        let key = (transport.clone(), scope);
+        if let Some(client) = registry().read().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&key) {
+            return client.clone();
+        }
+        let mut clients = registry().write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        clients.entry(key).or_insert_with(|| Arc::new(MixerClient::new(transport.clone()))).clone()
     }
 
     pub(crate) fn new(transport: Transport) -> MixerClient {

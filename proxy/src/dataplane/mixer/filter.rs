@@ -1,20 +1,29 @@
 //! The `mixer` filters as Pilot configures them (1.4's `HttpClientConfig` on the connection
-//! manager, `TcpClientConfig` on a filter chain), each bound to the shared client of its
-//! check cluster.
-
-use std::sync::Arc;
+//! manager, `TcpClientConfig` on a filter chain), as plain settings: the client they use is
+//! found by [`super::client::MixerClient::for_filter`] when traffic comes, so config parsing
+//! does not reach the upstream machinery.
 
 use istio_api::pb::istio::mixer::v1::config::client as mcc;
 use istio_attribute::wire::compressed::from_attributes;
 use istio_attribute::MapBag;
 
-use super::client::MixerClient;
 use super::config::{ServiceSettings, Transport};
+
+/// Which filter a client serves: each filter config has its own caches (as each 1.4 filter
+/// had), kept across updates that leave it unchanged.
+fn scope(config: &impl prost::Message) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    config.encode_to_vec().hash(&mut hasher);
+    hasher.finish()
+}
 
 /// The HTTP filter.
 #[derive(Debug)]
 pub(crate) struct HttpMixer {
-    pub client: Arc<MixerClient>,
+    pub transport: Transport,
+    /// The filter config's identity, for its client's caches.
+    pub scope: u64,
     pub attributes: MapBag,
     pub forward: MapBag,
     /// Gateways do not trust `x-istio-attributes` from outside.
@@ -31,7 +40,8 @@ impl HttpMixer {
             .map(ServiceSettings::from_proto)
             .unwrap_or_default();
         HttpMixer {
-            client: MixerClient::shared(Transport::from_proto(config.transport.as_ref())),
+            transport: Transport::from_proto(config.transport.as_ref()),
+            scope: scope(config),
             attributes: config.mixer_attributes.as_ref().map(from_attributes).unwrap_or_default(),
             forward: config.forward_attributes.as_ref().map(from_attributes).unwrap_or_default(),
             ignore_forwarded: config.ignore_forwarded_attributes,
@@ -43,7 +53,8 @@ impl HttpMixer {
 /// The network filter.
 #[derive(Debug)]
 pub(crate) struct TcpMixer {
-    pub client: Arc<MixerClient>,
+    pub transport: Transport,
+    pub scope: u64,
     pub attributes: MapBag,
     pub disable_check: bool,
 }
@@ -51,7 +62,8 @@ pub(crate) struct TcpMixer {
 impl TcpMixer {
     pub(crate) fn from_proto(config: &mcc::TcpClientConfig) -> TcpMixer {
         TcpMixer {
-            client: MixerClient::shared(Transport::from_proto(config.transport.as_ref())),
+            transport: Transport::from_proto(config.transport.as_ref()),
+            scope: scope(config),
             attributes: config.mixer_attributes.as_ref().map(from_attributes).unwrap_or_default(),
             disable_check: config.disable_check_calls,
         }
