@@ -152,8 +152,9 @@ impl Plan {
 
     /// Mixer's objects: its default config, and a Service with Endpoints for each Mixer the
     /// installation runs (host processes, so Pilot gives sidecars their address as it would a
-    /// pod's); with mutual TLS everywhere, a rule keeping the calls to Mixer plaintext (Mixer
-    /// has no sidecar here to terminate them).
+    /// pod's), and a rule keeping the calls to Mixer plaintext, which a mesh-wide mutual-TLS
+    /// rule (`*.local`, installed or applied later) would otherwise cover: 1.4's Mixer had a
+    /// sidecar to terminate them, this one has none.
     pub fn mixer_manifests(&self) -> Vec<String> {
         let mixers: Vec<Component> =
             self.components().into_iter().filter(|component| component.binary == POLICY.binary).collect();
@@ -166,11 +167,9 @@ impl Plan {
             manifests.push(format!(
                 "apiVersion: v1\nkind: Service\nmetadata:\n  name: {service}\n  namespace: {SYSTEM_NAMESPACE}\n  labels: {{app: mixer, istio: mixer}}\nspec:\n  ports:\n  - {{name: grpc-mixer, port: 9091, protocol: TCP}}\n  - {{name: http-monitoring, port: 15014, protocol: TCP}}\n---\napiVersion: v1\nkind: Endpoints\nmetadata:\n  name: {service}\n  namespace: {SYSTEM_NAMESPACE}\nsubsets:\n- addresses: [{{ip: {address}}}]\n  ports:\n  - {{name: grpc-mixer, port: 9091, protocol: TCP}}\n  - {{name: http-monitoring, port: 15014, protocol: TCP}}\n"
             ));
-            if self.mtls_enabled() {
-                manifests.push(format!(
-                    "apiVersion: networking.istio.io/v1alpha3\nkind: DestinationRule\nmetadata:\n  name: {service}\n  namespace: {SYSTEM_NAMESPACE}\nspec:\n  host: {service}.{SYSTEM_NAMESPACE}.svc.cluster.local\n  trafficPolicy:\n    tls:\n      mode: DISABLE\n"
-                ));
-            }
+            manifests.push(format!(
+                "apiVersion: networking.istio.io/v1alpha3\nkind: DestinationRule\nmetadata:\n  name: {service}\n  namespace: {SYSTEM_NAMESPACE}\nspec:\n  host: {service}.{SYSTEM_NAMESPACE}.svc.cluster.local\n  trafficPolicy:\n    tls:\n      mode: DISABLE\n"
+            ));
         }
         manifests
     }
@@ -583,7 +582,7 @@ mod tests {
         assert_eq!(program, Path::new("/bin/mixs"));
         assert!(args.windows(2).any(|pair| pair == ["--configStoreURL", "mcp://10.44.0.11:9901"]), "{args:?}");
         let mixer = plan.mixer_manifests();
-        assert_eq!(mixer.len(), 3, "the default config and a Service for each Mixer");
+        assert_eq!(mixer.len(), 5, "the default config, and a Service and a plaintext rule for each Mixer");
         assert!(mixer[1].contains("ip: 10.44.0.14"));
         let minimal = Plan::new(&["profile=minimal".into()]).expect("minimal");
         assert!(minimal.mixer_manifests().is_empty());
