@@ -54,8 +54,23 @@ fn socket(peer: Option<&attribute_context::Peer>) -> Option<(IpAddr, u32)> {
 pub fn attributes(context: &AttributeContext, service: &ServiceConfig) -> MapBag {
     let mut bag = MapBag::new();
     bag.set("context.reporter.kind", text("inbound"));
+    // A gateway's (or client's) check: the peer is the caller, but the destination is the
+    // route's service, not this proxy; the source's address comes from its identity, as 1.4's
+    // outbound checks sent only `origin.ip`.
+    let outbound = service
+        .mixer_attributes
+        .as_ref()
+        .and_then(|attributes| attributes.attributes.get("context.reporter.kind"))
+        .and_then(|kind| kind.value.as_ref())
+        .is_some_and(|kind| {
+            matches!(kind, istio_api::pb::istio::mixer::v1::attributes::attribute_value::Value::StringValue(kind) if kind == "outbound")
+        });
+    if let Some((ip, _)) = socket(context.source.as_ref()) {
+        bag.set("origin.ip", Value::Bytes(Cow::Owned(ip_to_16_bytes(ip).to_vec())));
+    }
     for (peer, side) in [(context.source.as_ref(), "source"), (context.destination.as_ref(), "destination")] {
-        if let Some((ip, port)) = socket(peer) {
+        let addressed = !outbound || (side == "source" && context.request.is_none());
+        if let Some((ip, port)) = socket(peer).filter(|_| addressed) {
             bag.set(format!("{side}.ip"), Value::Bytes(Cow::Owned(ip_to_16_bytes(ip).to_vec())));
             bag.set(format!("{side}.port"), Value::Int64(i64::from(port)));
         }
@@ -303,6 +318,35 @@ mod tests {
         );
         assert!(matches!(bag.get_value("request.query_params"), Some(Value::StringMap(q)) if q["u"] == "normal"));
         assert_eq!(bag.get_value("request.size"), None);
+    }
+
+    #[test]
+    fn a_gateways_check_names_the_route_not_the_gateway_as_destination() {
+        let http =
+            attribute_context::HttpRequest { method: "GET".into(), path: "/productpage".into(), ..Default::default() };
+        let context = AttributeContext {
+            source: Some(peer("10.44.0.1", 41000, "")),
+            destination: Some(peer("10.44.0.30", 8080, "")),
+            request: Some(attribute_context::Request { http: Some(http), ..Default::default() }),
+            ..Default::default()
+        };
+        let text = |value: &str| AttributeValue { value: Some(attribute_value::Value::StringValue(value.into())) };
+        let configured = ServiceConfig {
+            mixer_attributes: Some(Attributes {
+                attributes: [
+                    ("context.reporter.kind".to_string(), text("outbound")),
+                    ("source.uid".to_string(), text("kubernetes://istio-ingressgateway-1.istio-system")),
+                ]
+                .into(),
+            }),
+            ..Default::default()
+        };
+        let bag = attributes(&context, &configured);
+        assert_eq!(bag.get_value("source.ip"), None, "the gateway's own address comes from its uid");
+        assert_eq!(bag.get_value("destination.ip"), None);
+        assert_eq!(bag.get_value("destination.port"), None);
+        assert!(bag.get_value("origin.ip").is_some());
+        assert_eq!(bag.get_value("context.reporter.kind").and_then(|v| v.as_str()), Some("outbound"));
     }
 
     #[test]

@@ -103,7 +103,15 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .add_service(mixer_server)
         .add_service(ext_authz);
     tokio::spawn(async move {
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        // Checks are small request/response exchanges: without TCP_NODELAY an answer can wait
+        // for the caller's delayed ACK.
+        let incoming =
+            tokio_stream::StreamExt::map(tokio_stream::wrappers::TcpListenerStream::new(listener), |stream| {
+                if let Ok(stream) = &stream {
+                    let _ = stream.set_nodelay(true);
+                }
+                stream
+            });
         if let Err(error) = router
             .serve_with_incoming_shutdown(incoming, async move {
                 let _ = stop.recv().await;

@@ -7,16 +7,21 @@ use istio_xds::type_url;
 
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 
-use super::{any, cluster, endpoint, envoy_filter, gateway, inbound_listener, listener, route};
+use super::{any, cluster, endpoint, envoy_filter, gateway, inbound_listener, listener, mixer_outbound, route};
 use crate::model::{GeneratedResource, PushContext};
 use crate::node::{Proxy, ProxyKind};
 
 /// Every listener for `proxy`.
 pub(crate) fn listeners(push: &PushContext, proxy: &Proxy) -> Vec<Listener> {
     let mut listeners = match proxy.kind {
-        ProxyKind::Router => gateway::gateway_listeners(push, proxy),
+        ProxyKind::Router => {
+            let mut listeners = gateway::gateway_listeners(push, proxy);
+            mixer_outbound::decorate_listeners(&mut listeners, push, proxy);
+            listeners
+        }
         ProxyKind::Sidecar => {
             let mut listeners = listener::sidecar_outbound_listeners(push, &crate::scope::ProxyScope::of(push, proxy));
+            mixer_outbound::decorate_listeners(&mut listeners, push, proxy);
             listeners.push(inbound_listener::virtual_inbound(push, proxy));
             listeners
         }
@@ -79,21 +84,26 @@ pub(crate) fn generate(push: &PushContext, proxy: &Proxy, type_url: &str, names:
                         // v1alpha1 authorization and origin authentication follow the
                         // gateway's service.
                         format!(
-                            "lds|router|{}|{}|{}|{}|{}|{filter_key}",
+                            "lds|router|{}|{}|{}|{}|{}|{}|{filter_key}",
                             proxy.namespace,
                             label_key(proxy),
                             scope.key,
                             proxy.user_sds,
                             super::authz_v1alpha1::gateway_service(push, proxy)
                                 .map_or("", |service| service.hostname.as_str()),
+                            mixer_outbound::cache_key(push, proxy),
                         ),
                         || patched(listeners(push, proxy)),
                     )
                     .as_ref()
                     .clone(),
                 ProxyKind::Sidecar => {
-                    let shared = push.cache.get_or_generate(format!("lds|sidecar|{}|{filter_key}", scope.key), || {
+                    // The mixer plugin's outbound filter names the proxy: with it, nothing is shared.
+                    let mixer_key = mixer_outbound::cache_key(push, proxy);
+                    let key = format!("lds|sidecar|{}|{filter_key}|{mixer_key}", scope.key);
+                    let shared = push.cache.get_or_generate(key, || {
                         let mut outbound = listener::sidecar_outbound_listeners(push, &scope);
+                        mixer_outbound::decorate_listeners(&mut outbound, push, proxy);
                         listener::decorate(&mut outbound, push, ProxyKind::Sidecar);
                         patched(outbound)
                     });
@@ -114,12 +124,20 @@ pub(crate) fn generate(push: &PushContext, proxy: &Proxy, type_url: &str, names:
             names
                 .iter()
                 .flat_map(|name| {
-                    let key = format!("rds|{kind}|{}|{}|{labels}|{name}", proxy.namespace, scope.key);
+                    let key = format!(
+                        "rds|{kind}|{}|{}|{labels}|{name}|{}",
+                        proxy.namespace,
+                        scope.key,
+                        mixer_outbound::cache_key(push, proxy)
+                    );
                     push.cache
                         .get_or_generate(key, || {
-                            resources(route::route_configurations(push, proxy, std::slice::from_ref(name)), |r| {
-                                r.name.clone()
-                            })
+                            let mut configurations =
+                                route::route_configurations(push, proxy, std::slice::from_ref(name));
+                            for configuration in &mut configurations {
+                                mixer_outbound::decorate_routes(push, proxy, configuration);
+                            }
+                            resources(configurations, |r| r.name.clone())
                         })
                         .as_ref()
                         .clone()

@@ -30,7 +30,7 @@ use crate::node::{Proxy, MIXER_FILTER};
 
 /// Envoy's filter names.
 pub(crate) const EXT_AUTHZ_HTTP: &str = "envoy.filters.http.ext_authz";
-const EXT_AUTHZ_NETWORK: &str = "envoy.filters.network.ext_authz";
+pub(super) const EXT_AUTHZ_NETWORK: &str = "envoy.filters.network.ext_authz";
 /// How long a proxy waits for Mixer (1.4's client used 5 s).
 const CHECK_TIMEOUT_SECONDS: i64 = 5;
 
@@ -38,12 +38,12 @@ const CHECK_TIMEOUT_SECONDS: i64 = 5;
 const DEFAULT_BASE_RETRY_WAIT_MS: i32 = 80;
 const DEFAULT_MAX_RETRY_WAIT_MS: i32 = 1000;
 
-fn string(value: &str) -> AttributeValue {
+pub(super) fn string(value: &str) -> AttributeValue {
     AttributeValue { value: Some(attribute_value::Value::StringValue(value.to_string())) }
 }
 
 /// `outbound|PORT||HOST` for a `HOST:PORT` server address; `None` when there is none.
-fn upstream_cluster(address: &str) -> Option<String> {
+pub(super) fn upstream_cluster(address: &str) -> Option<String> {
     let (host, port) = address.rsplit_once(':')?;
     let port: u32 = port.parse().ok()?;
     (!host.is_empty()).then(|| ClusterName::outbound(port, "", host).to_string())
@@ -59,7 +59,7 @@ fn checks_disabled(push: &PushContext, proxy: &Proxy) -> bool {
     }
 }
 
-fn fail_open(push: &PushContext, proxy: &Proxy) -> bool {
+pub(super) fn fail_open(push: &PushContext, proxy: &Proxy) -> bool {
     match proxy.policy_check.mode.as_str() {
         "enable" => false,
         "allow-on-error" | "disable" => true,
@@ -89,7 +89,7 @@ fn go_duration(text: &str, default_ms: i32) -> prost_types::Duration {
     )
 }
 
-fn network_fail_policy(push: &PushContext, proxy: &Proxy) -> mcc::NetworkFailPolicy {
+pub(super) fn network_fail_policy(push: &PushContext, proxy: &Proxy) -> mcc::NetworkFailPolicy {
     let policy = if fail_open(push, proxy) {
         mcc::network_fail_policy::FailPolicy::FailOpen
     } else {
@@ -103,7 +103,7 @@ fn network_fail_policy(push: &PushContext, proxy: &Proxy) -> mcc::NetworkFailPol
     }
 }
 
-fn transport(push: &PushContext, proxy: &Proxy) -> mcc::TransportConfig {
+pub(super) fn transport(push: &PushContext, proxy: &Proxy) -> mcc::TransportConfig {
     let mixer = &push.mesh.mixer;
     mcc::TransportConfig {
         check_cluster: upstream_cluster(&mixer.check_server).unwrap_or_default(),
@@ -116,7 +116,7 @@ fn transport(push: &PushContext, proxy: &Proxy) -> mcc::TransportConfig {
 }
 
 /// The proxy's uid as 1.4 wrote it: `kubernetes://POD.NAMESPACE`.
-fn uid(proxy: &Proxy) -> String {
+pub(super) fn uid(proxy: &Proxy) -> String {
     format!("kubernetes://{}", proxy.workload)
 }
 
@@ -149,7 +149,7 @@ fn inbound_attributes(proxy: &Proxy, listen_port: u32) -> Attributes {
 }
 
 /// 1.4's `destination.service.*` attributes of a service.
-fn service_attributes(service: &Service) -> Vec<(String, AttributeValue)> {
+pub(super) fn service_attributes(service: &Service) -> Vec<(String, AttributeValue)> {
     let mut attributes = vec![("destination.service.host".to_string(), string(&service.hostname))];
     let name = service.hostname.split('.').next().unwrap_or_default();
     if !name.is_empty() {
@@ -228,7 +228,7 @@ fn quota_specs(push: &PushContext, service: &Service) -> Vec<mcc::QuotaSpec> {
     specs.into_iter().map(|(_, spec)| spec).collect()
 }
 
-fn typed(type_name: &str, message: &impl Message) -> Any {
+pub(super) fn typed(type_name: &str, message: &impl Message) -> Any {
     Any { type_url: format!("type.googleapis.com/{type_name}"), value: message.encode_to_vec() }
 }
 
@@ -255,7 +255,7 @@ fn service_config(
 
 /// A gRPC service on a cluster. The authority is `mixer`, as 1.4's client sent it: Envoy's
 /// default, the cluster name, has `|` in it, which HTTP/2 servers may refuse.
-fn grpc_to(cluster: &str) -> GrpcService {
+pub(super) fn grpc_to(cluster: &str) -> GrpcService {
     GrpcService {
         target_specifier: Some(grpc_service::TargetSpecifier::EnvoyGrpc(grpc_service::EnvoyGrpc {
             cluster_name: cluster.to_string(),
@@ -297,44 +297,87 @@ pub(crate) fn inbound_http(
         };
         let route = service_config(push, proxy, service, None);
         return Some(InboundHttpPolicy {
-            filter: HttpFilter {
-                name: MIXER_FILTER.to_string(),
-                config_type: Some(http_filter::ConfigType::TypedConfig(typed(
-                    "istio.mixer.v1.config.client.HttpClientConfig",
-                    &config,
-                ))),
-                ..Default::default()
-            },
-            route_config: (MIXER_FILTER.to_string(), typed("istio.mixer.v1.config.client.ServiceConfig", &route)),
+            filter: mixer_http_filter(&config),
+            route_config: (MIXER_FILTER.to_string(), service_config_any(&route)),
         });
     }
+    let route = service_config(push, proxy, service, Some(&listener_attributes));
+    Some(InboundHttpPolicy {
+        filter: ext_authz_http_filter(push, proxy, &cluster),
+        route_config: (EXT_AUTHZ_HTTP.to_string(), ext_authz_route(&route)),
+    })
+}
+
+/// The `mixer` HTTP filter with its config.
+pub(super) fn mixer_http_filter(config: &mcc::HttpClientConfig) -> HttpFilter {
+    HttpFilter {
+        name: MIXER_FILTER.to_string(),
+        config_type: Some(http_filter::ConfigType::TypedConfig(typed(
+            "istio.mixer.v1.config.client.HttpClientConfig",
+            config,
+        ))),
+        ..Default::default()
+    }
+}
+
+/// A route's (or virtual host's) `mixer` filter config.
+pub(super) fn service_config_any(config: &mcc::ServiceConfig) -> Any {
+    typed("istio.mixer.v1.config.client.ServiceConfig", config)
+}
+
+/// Envoy's HTTP `ext_authz` filter asking Mixer's check cluster.
+pub(super) fn ext_authz_http_filter(push: &PushContext, proxy: &Proxy, cluster: &str) -> HttpFilter {
     let ext_authz = http_ext_authz::ExtAuthz {
-        services: Some(http_ext_authz::ext_authz::Services::GrpcService(grpc_to(&cluster))),
+        services: Some(http_ext_authz::ext_authz::Services::GrpcService(grpc_to(cluster))),
         transport_api_version: ApiVersion::V3 as i32,
         failure_mode_allow: fail_open(push, proxy),
         // Mixer unreachable and failing closed: 1.4's proxies answered 503 UNAVAILABLE.
         status_on_error: Some(HttpStatus { code: StatusCode::ServiceUnavailable as i32 }),
         ..Default::default()
     };
-    let route = service_config(push, proxy, service, Some(&listener_attributes));
+    HttpFilter {
+        name: EXT_AUTHZ_HTTP.to_string(),
+        config_type: Some(http_filter::ConfigType::TypedConfig(any(ext_authz))),
+        ..Default::default()
+    }
+}
+
+/// A route's (or virtual host's) `ext_authz` config: the `ServiceConfig` as context extension.
+pub(super) fn ext_authz_route(config: &mcc::ServiceConfig) -> Any {
     let per_route = http_ext_authz::ExtAuthzPerRoute {
         r#override: Some(http_ext_authz::ext_authz_per_route::Override::CheckSettings(http_ext_authz::CheckSettings {
             context_extensions: [(
                 istio_attribute::ext_authz::SERVICE_CONFIG_EXTENSION.to_string(),
-                istio_attribute::ext_authz::encode_service_config(&route),
+                istio_attribute::ext_authz::encode_service_config(config),
             )]
             .into(),
             ..Default::default()
         })),
     };
-    Some(InboundHttpPolicy {
-        filter: HttpFilter {
-            name: EXT_AUTHZ_HTTP.to_string(),
-            config_type: Some(http_filter::ConfigType::TypedConfig(any(ext_authz))),
-            ..Default::default()
-        },
-        route_config: (EXT_AUTHZ_HTTP.to_string(), any(per_route)),
-    })
+    any(per_route)
+}
+
+/// The `mixer` network filter with its config.
+pub(super) fn mixer_tcp_filter(config: &mcc::TcpClientConfig) -> Filter {
+    Filter {
+        name: MIXER_FILTER.to_string(),
+        config_type: Some(filter::ConfigType::TypedConfig(typed(
+            "istio.mixer.v1.config.client.TcpClientConfig",
+            config,
+        ))),
+    }
+}
+
+/// Envoy's network `ext_authz` filter asking Mixer's check cluster.
+pub(super) fn ext_authz_tcp_filter(push: &PushContext, proxy: &Proxy, cluster: &str, stat_prefix: &str) -> Filter {
+    let ext_authz = network_ext_authz::ExtAuthz {
+        stat_prefix: stat_prefix.to_string(),
+        grpc_service: Some(grpc_to(cluster)),
+        failure_mode_allow: fail_open(push, proxy),
+        transport_api_version: ApiVersion::V3 as i32,
+        ..Default::default()
+    };
+    Filter { name: EXT_AUTHZ_NETWORK.to_string(), config_type: Some(filter::ConfigType::TypedConfig(any(ext_authz))) }
 }
 
 /// Mixer's network filter for an inbound TCP port, to go before the TCP proxy.
@@ -357,25 +400,9 @@ pub(crate) fn inbound_tcp(
             disable_report_calls: true,
             ..Default::default()
         };
-        return Some(Filter {
-            name: MIXER_FILTER.to_string(),
-            config_type: Some(filter::ConfigType::TypedConfig(typed(
-                "istio.mixer.v1.config.client.TcpClientConfig",
-                &config,
-            ))),
-        });
+        return Some(mixer_tcp_filter(&config));
     }
-    let ext_authz = network_ext_authz::ExtAuthz {
-        stat_prefix: format!("inbound_{listen_port}"),
-        grpc_service: Some(grpc_to(&cluster)),
-        failure_mode_allow: fail_open(push, proxy),
-        transport_api_version: ApiVersion::V3 as i32,
-        ..Default::default()
-    };
-    Some(Filter {
-        name: EXT_AUTHZ_NETWORK.to_string(),
-        config_type: Some(filter::ConfigType::TypedConfig(any(ext_authz))),
-    })
+    Some(ext_authz_tcp_filter(push, proxy, &cluster, &format!("inbound_{listen_port}")))
 }
 
 #[cfg(test)]

@@ -23,6 +23,8 @@ pub struct Mount {
 /// Everything the launcher needs, written as JSON by the pod runtime.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ContainerSpec {
+    /// The pod's network namespace; empty keeps the host's (a host-network process, such as a
+    /// control-plane component that resolves names as a pod does).
     pub netns: String,
     pub program: PathBuf,
     pub args: Vec<String>,
@@ -52,9 +54,12 @@ pub fn exec_container(spec: &ContainerSpec) -> anyhow::Error {
 }
 
 fn prepare(spec: &ContainerSpec) -> anyhow::Result<std::process::Command> {
-    let netns_path = Path::new("/var/run/netns").join(&spec.netns);
-    let netns = std::fs::File::open(&netns_path).with_context(|| format!("opening {}", netns_path.display()))?;
-    setns(&netns, CloneFlags::CLONE_NEWNET).with_context(|| format!("entering network namespace {}", spec.netns))?;
+    if !spec.netns.is_empty() {
+        let netns_path = Path::new("/var/run/netns").join(&spec.netns);
+        let netns = std::fs::File::open(&netns_path).with_context(|| format!("opening {}", netns_path.display()))?;
+        setns(&netns, CloneFlags::CLONE_NEWNET)
+            .with_context(|| format!("entering network namespace {}", spec.netns))?;
+    }
     unshare(CloneFlags::CLONE_NEWNS).context("creating a mount namespace")?;
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_SLAVE, None::<&str>)
         .context("making mounts private")?;

@@ -30,7 +30,7 @@ use crate::objects::{self, from_json, injection_enabled, labels, to_json};
 use crate::pod::{self, PodHandle, PodInputs, PodState};
 use crate::pod_context::PodContext;
 use crate::services::{self, PodEndpoint};
-use crate::supervise::{start_node_agent, supervise_component, wait_for_port};
+use crate::supervise::{start_node_agent, supervise_component, wait_for_port, with_cluster_resolver};
 use crate::volumes;
 
 /// The file whose presence says the control plane is up and the gateways are applied.
@@ -71,7 +71,10 @@ async fn serve(layout: &Layout, plan: &Plan, binaries: PathBuf, launcher: PathBu
     let (stop_control, control_stopped) = watch::channel(false);
     let mut control = Vec::new();
     for component in plan.components() {
-        let (program, args, env) = plan.command(component, layout, &binaries);
+        let (mut program, mut args, env) = plan.command(component, layout, &binaries);
+        if component.cluster_dns {
+            (program, args) = with_cluster_resolver(layout, component, &launcher, program, args, &env)?;
+        }
         control.push(tokio::spawn(supervise_component(
             layout.clone(),
             component,
@@ -131,6 +134,7 @@ async fn serve(layout: &Layout, plan: &Plan, binaries: PathBuf, launcher: PathBu
         stopping: HashMap::new(),
         applied_hosts: HashMap::new(),
         applied_rules: HashMap::new(),
+        applied_host_rules: None,
         records,
     };
     std::fs::write(ready_marker(layout), "ready\n")?;
@@ -205,6 +209,8 @@ struct Controller {
     stopping: HashMap<(String, String), (String, tokio::task::JoinHandle<()>)>,
     applied_hosts: HashMap<(String, String), String>,
     applied_rules: HashMap<(String, String), String>,
+    /// The ClusterIP rules last installed for the host's own processes.
+    applied_host_rules: Option<String>,
     /// What cluster DNS answers.
     records: dns::Records,
 }
@@ -562,8 +568,18 @@ impl Controller {
         Ok(result)
     }
 
-    /// Updates every running pod's `/etc/hosts` and ClusterIP rules.
+    /// Updates the host's and every running pod's ClusterIP rules, and the pods' `/etc/hosts`.
     async fn reconcile_networking(&mut self, services: &[Object], endpoints: &[Object], pods: &[Object]) {
+        let host_rules =
+            services::dnat_rules_in((egress::SERVICES_CHAIN, egress::NO_ENDPOINTS_CHAIN), services, endpoints);
+        if self.applied_host_rules.as_ref() != Some(&host_rules) {
+            let to_apply = host_rules.clone();
+            match tokio::task::spawn_blocking(move || egress::install_service_rules(&to_apply)).await {
+                Ok(Ok(())) => self.applied_host_rules = Some(host_rules),
+                Ok(Err(error)) => tracing::warn!("the host's ClusterIP rules: {error:#}"),
+                Err(error) => tracing::warn!("the host's ClusterIP rules: {error}"),
+            }
+        }
         let rules = services::dnat_rules(services, endpoints);
         for pod in pods {
             let key = pod_key(pod);

@@ -1,8 +1,10 @@
-//! Pods' traffic to networks beyond the host, as a Kubernetes node gives it: IP forwarding on,
-//! and, in chains of the platform's own, pods' packets that leave by another interface
-//! masqueraded as the host, and forwarding to and from the bridge accepted (also on hosts
-//! whose `FORWARD` policy is DROP). `disable` takes the chains away and puts forwarding back
-//! the way it was found.
+//! The host's part of the pod network, as a Kubernetes node has it: pods' traffic to networks
+//! beyond the host (IP forwarding on, and, in chains of the platform's own, pods' packets that
+//! leave by another interface masqueraded as the host, and forwarding to and from the bridge
+//! accepted, also on hosts whose `FORWARD` policy is DROP), and the host's own connections to
+//! ClusterIPs (the DNAT rules kube-proxy installs on a node, for host processes such as Mixer,
+//! whose adapters reach Services like `redis-release-master`). `disable` takes the chains away
+//! and puts forwarding back the way it was found.
 
 use std::path::Path;
 
@@ -15,6 +17,10 @@ pub(crate) const NAT_CHAIN: &str = "ISTIO-RS-POSTROUTING";
 /// The accept rules, jumped to from `filter FORWARD`.
 pub(crate) const FORWARD_CHAIN: &str = "ISTIO-RS-FORWARD";
 const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
+/// The host's ClusterIP rules, jumped to from `nat OUTPUT`.
+pub(crate) const SERVICES_CHAIN: &str = "ISTIO-RS-SERVICES";
+/// The host's refusals of ClusterIP ports without endpoints, jumped to from `filter OUTPUT`.
+pub(crate) const NO_ENDPOINTS_CHAIN: &str = "ISTIO-RS-NO-ENDPOINTS";
 
 /// The pod network, `10.44.0.0/16`.
 fn pod_network() -> String {
@@ -61,6 +67,8 @@ pub(crate) fn enable(saved_state: &Path) -> anyhow::Result<()> {
 pub(crate) fn disable(saved_state: &Path) -> anyhow::Result<()> {
     remove_chain("nat", NAT_CHAIN, "POSTROUTING");
     remove_chain("filter", FORWARD_CHAIN, "FORWARD");
+    remove_chain("nat", SERVICES_CHAIN, "OUTPUT");
+    remove_chain("filter", NO_ENDPOINTS_CHAIN, "OUTPUT");
     if let Ok(previous) = std::fs::read_to_string(saved_state) {
         let previous = previous.trim();
         if previous == "0" || previous == "1" {
@@ -72,8 +80,32 @@ pub(crate) fn disable(saved_state: &Path) -> anyhow::Result<()> {
 }
 
 /// Whether either chain is still on the host.
+/// Replaces the host's ClusterIP rules (`iptables-restore` text for [`SERVICES_CHAIN`] and
+/// [`NO_ENDPOINTS_CHAIN`]), with the jumps to them from `OUTPUT`.
+pub(crate) fn install_service_rules(rules: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut child = std::process::Command::new("iptables-restore")
+        .arg("--noflush")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("running iptables-restore")?;
+    child.stdin.take().context("stdin")?.write_all(rules.as_bytes())?;
+    let output = child.wait_with_output()?;
+    if !output.status.success() {
+        anyhow::bail!("iptables-restore on the host failed: {}", String::from_utf8_lossy(&output.stderr).trim());
+    }
+    for (table, chain) in [("nat", SERVICES_CHAIN), ("filter", NO_ENDPOINTS_CHAIN)] {
+        if net::run("iptables", &["-t", table, "-C", "OUTPUT", "-j", chain]).is_err() {
+            net::run("iptables", &["-t", table, "-A", "OUTPUT", "-j", chain])?;
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn chains_present() -> bool {
-    [("nat", NAT_CHAIN), ("filter", FORWARD_CHAIN)]
+    [("nat", NAT_CHAIN), ("filter", FORWARD_CHAIN), ("nat", SERVICES_CHAIN), ("filter", NO_ENDPOINTS_CHAIN)]
         .iter()
         .any(|(table, chain)| net::run("iptables", &["-t", table, "-S", chain]).is_ok())
 }

@@ -27,6 +27,9 @@ pub struct Component {
     pub address: Ipv4Addr,
     /// A port that accepts connections once it is up.
     pub ready_port: u16,
+    /// Whether it resolves names as a pod in `istio-system` would (cluster DNS and its search
+    /// path): Mixer's adapters name Services such as `redis-release-master`.
+    pub cluster_dns: bool,
 }
 
 pub const PILOT: Component = Component {
@@ -35,6 +38,7 @@ pub const PILOT: Component = Component {
     service: "istio-pilot",
     address: Ipv4Addr::new(10, 44, 0, 10),
     ready_port: 15010,
+    cluster_dns: false,
 };
 pub const GALLEY: Component = Component {
     name: "galley",
@@ -42,6 +46,7 @@ pub const GALLEY: Component = Component {
     service: "istio-galley",
     address: Ipv4Addr::new(10, 44, 0, 11),
     ready_port: 9901,
+    cluster_dns: false,
 };
 pub const INJECTOR: Component = Component {
     name: "sidecar-injector",
@@ -49,6 +54,7 @@ pub const INJECTOR: Component = Component {
     service: "istio-sidecar-injector",
     address: Ipv4Addr::new(10, 44, 0, 12),
     ready_port: 9443,
+    cluster_dns: false,
 };
 pub const CITADEL: Component = Component {
     name: "citadel",
@@ -56,6 +62,7 @@ pub const CITADEL: Component = Component {
     service: "istio-citadel",
     address: Ipv4Addr::new(10, 44, 0, 13),
     ready_port: istio_runtime::ports::MONITORING,
+    cluster_dns: false,
 };
 /// Mixer as 1.4 deployed it twice: `istio-policy` answers checks, `istio-telemetry` reports.
 pub const POLICY: Component = Component {
@@ -64,6 +71,7 @@ pub const POLICY: Component = Component {
     service: "istio-policy",
     address: Ipv4Addr::new(10, 44, 0, 14),
     ready_port: istio_runtime::ports::MIXER,
+    cluster_dns: true,
 };
 pub const TELEMETRY: Component = Component {
     name: "istio-telemetry",
@@ -71,6 +79,7 @@ pub const TELEMETRY: Component = Component {
     service: "istio-telemetry",
     address: Ipv4Addr::new(10, 44, 0, 15),
     ready_port: istio_runtime::ports::MIXER,
+    cluster_dns: true,
 };
 /// Every address the bridge carries for the control plane.
 pub const CONTROL_ADDRESSES: [Ipv4Addr; 6] =

@@ -14,6 +14,8 @@ pub const PREFIX_LEN: u8 = 16;
 pub const BRIDGE_MAC: &str = "02:00:0a:2c:00:01";
 /// The host's address on the bridge, the pods' default gateway.
 pub const HOST_ADDRESS: Ipv4Addr = Ipv4Addr::new(10, 44, 0, 1);
+/// Where ClusterIPs are allocated (`services::allocate_cluster_ip`).
+pub const SERVICE_NETWORK: &str = "10.96.0.0/16";
 /// Network namespaces of pods are named `istio-rs-<namespace>_<pod>` (`_` occurs in neither).
 pub const NETNS_PREFIX: &str = "istio-rs-";
 /// Host-side veth names start with this.
@@ -54,6 +56,9 @@ pub fn ensure_bridge(extra: &[Ipv4Addr]) -> anyhow::Result<()> {
         }
     }
     run("ip", &["link", "set", BRIDGE, "up"])?;
+    // The host's own connections to ClusterIPs leave by the bridge (its ClusterIP rules send
+    // them on to pods), also on a host without a default route.
+    run("ip", &["route", "replace", SERVICE_NETWORK, "dev", BRIDGE, "src", &HOST_ADDRESS.to_string()])?;
     Ok(())
 }
 

@@ -181,8 +181,14 @@ pub(crate) fn hosts_file(
 /// The `iptables-restore` input that (re)writes the ClusterIP chains: each service port is
 /// spread over its ready endpoints with equal probability, and refused when it has none.
 pub(crate) fn dnat_rules(services: &[Object], endpoints: &[Object]) -> String {
-    let mut nat = format!("*nat\n:{SERVICES_CHAIN} - [0:0]\n");
-    let mut filter = format!("*filter\n:{NO_ENDPOINTS_CHAIN} - [0:0]\n");
+    dnat_rules_in((SERVICES_CHAIN, NO_ENDPOINTS_CHAIN), services, endpoints)
+}
+
+/// The same rules in the chains `(nat, filter)`: a pod's own, or the host's.
+pub(crate) fn dnat_rules_in(chains: (&str, &str), services: &[Object], endpoints: &[Object]) -> String {
+    let (nat_chain, filter_chain) = chains;
+    let mut nat = format!("*nat\n:{nat_chain} - [0:0]\n");
+    let mut filter = format!("*filter\n:{filter_chain} - [0:0]\n");
     for service in services {
         let Some(cluster_ip) =
             service.spec().get("clusterIP").and_then(Value::as_str).filter(|ip| ip.parse::<Ipv4Addr>().is_ok())
@@ -216,7 +222,7 @@ pub(crate) fn dnat_rules(services: &[Object], endpoints: &[Object]) -> String {
             if targets.is_empty() {
                 let _ = writeln!(
                     filter,
-                    "-A {NO_ENDPOINTS_CHAIN} -d {cluster_ip}/32 -p tcp --dport {number} -j REJECT --reject-with icmp-port-unreachable"
+                    "-A {filter_chain} -d {cluster_ip}/32 -p tcp --dport {number} -j REJECT --reject-with icmp-port-unreachable"
                 );
                 continue;
             }
@@ -230,7 +236,7 @@ pub(crate) fn dnat_rules(services: &[Object], endpoints: &[Object]) -> String {
                 };
                 let _ = writeln!(
                     nat,
-                    "-A {SERVICES_CHAIN} -d {cluster_ip}/32 -p tcp --dport {number}{statistic} -j DNAT --to-destination {target}"
+                    "-A {nat_chain} -d {cluster_ip}/32 -p tcp --dport {number}{statistic} -j DNAT --to-destination {target}"
                 );
             }
         }

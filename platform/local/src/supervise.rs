@@ -38,6 +38,7 @@ pub(crate) async fn start_node_agent(
         service: "istio-nodeagent",
         address: Ipv4Addr::UNSPECIFIED,
         ready_port: 0,
+        cluster_dns: false,
     };
     let task = tokio::spawn(supervise_component(layout.clone(), agent, program, args, Vec::new(), stopped));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -51,6 +52,39 @@ pub(crate) async fn start_node_agent(
     }
     tracing::info!(socket = %socket.display(), "the node agent is up");
     Ok(task)
+}
+
+/// For a component with `cluster_dns`: the container launcher's command that runs it in the
+/// host's network but a private mount namespace whose `/etc/resolv.conf` names cluster DNS with
+/// `istio-system`'s search path, as in a pod of that namespace.
+pub(crate) fn with_cluster_resolver(
+    layout: &Layout,
+    component: Component,
+    launcher: &std::path::Path,
+    program: PathBuf,
+    args: Vec<String>,
+    env: &[(String, String)],
+) -> anyhow::Result<(PathBuf, Vec<String>)> {
+    let resolv = layout.config().join("control-plane-resolv.conf");
+    let text = crate::dns::resolv_conf(crate::install::SYSTEM_NAMESPACE, crate::net::HOST_ADDRESS);
+    std::fs::write(&resolv, text).with_context(|| format!("writing {}", resolv.display()))?;
+    let spec = crate::container::ContainerSpec {
+        netns: String::new(),
+        program,
+        args,
+        env: std::env::vars().chain(env.iter().cloned()).collect(),
+        uid: None,
+        gid: None,
+        mounts: Vec::new(),
+        hosts_file: None,
+        resolv_file: Some(resolv),
+        working_dir: None,
+    };
+    let spec_file = layout.config().join(format!("control-plane-{}.json", component.name));
+    std::fs::write(&spec_file, serde_json::to_vec_pretty(&spec)?)
+        .with_context(|| format!("writing {}", spec_file.display()))?;
+    let args = vec!["x".into(), "local".into(), "exec-container".into(), spec_file.display().to_string()];
+    Ok((launcher.to_path_buf(), args))
 }
 
 pub(crate) async fn wait_for_port(component: Component) -> anyhow::Result<()> {
@@ -78,6 +112,7 @@ pub(crate) async fn supervise_component(
 ) {
     let mut backoff = Backoff::restart();
     let pid_file = layout.pids().join(format!("control.{}", component.name));
+
     loop {
         let log_path = layout.control_log(component.name);
         let child = (|| {
@@ -85,14 +120,15 @@ pub(crate) async fn supervise_component(
                 std::fs::create_dir_all(dir)?;
             }
             let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
-            tokio::process::Command::new(&program)
+            let mut command = tokio::process::Command::new(&program);
+            command
                 .args(&args)
                 .envs(env.iter().cloned())
                 .process_group(0)
                 .stdin(std::process::Stdio::null())
                 .stdout(log.try_clone()?)
-                .stderr(log)
-                .spawn()
+                .stderr(log);
+            command.spawn()
         })();
         let mut child = match child {
             Ok(child) => child,

@@ -134,7 +134,13 @@ pub fn leftovers(layout: &Layout) -> Vec<String> {
         found.push(format!("link {link}"));
     }
     if crate::egress::chains_present() {
-        found.push(format!("iptables chain {} or {}", crate::egress::NAT_CHAIN, crate::egress::FORWARD_CHAIN));
+        found.push(format!(
+            "iptables chain {}, {}, {} or {}",
+            crate::egress::NAT_CHAIN,
+            crate::egress::FORWARD_CHAIN,
+            crate::egress::SERVICES_CHAIN,
+            crate::egress::NO_ENDPOINTS_CHAIN
+        ));
     }
     if layout.root().exists() {
         found.push(format!("directory {}", layout.root().display()));

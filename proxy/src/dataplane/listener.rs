@@ -252,7 +252,8 @@ async fn handle_connection(context: Arc<TrafficContext>, address: SocketAddr, st
     }
     // Istio 1.4's mixer network filter: Mixer checks the connection before it is proxied.
     if let Some(mixer) = chain.mixer.as_ref().filter(|mixer| !mixer.disable_check) {
-        let mut attributes = super::mixer::attributes::connection(&downstream);
+        let checked = super::mixer::attributes::Checked::of(&mixer.attributes, false);
+        let mut attributes = super::mixer::attributes::connection(&downstream, checked);
         attributes.set("context.protocol", istio_attribute::Value::String("tcp".into()));
         attributes.merge(&mixer.attributes);
         let client = super::mixer::client::MixerClient::shared(&mixer.transport, mixer.scope);

@@ -108,7 +108,7 @@ pub(crate) async fn run(
     if service.disable_check {
         return Ok(Allowed { response_operations: Vec::new(), headers_changed: false });
     }
-    let mut bag = attributes::connection(&exchange.downstream);
+    let mut bag = attributes::connection(&exchange.downstream, attributes::Checked::of(&mixer.attributes, true));
     attributes::request(&mut bag, parts, &exchange.authority, exchange.downstream.scheme());
     bag.merge(&mixer.attributes);
     bag.merge(&service.attributes);

@@ -39,14 +39,38 @@ fn principal(uri: &str) -> String {
     uri.strip_prefix("spiffe://").unwrap_or(uri).to_string()
 }
 
-/// What the connection says: addresses, mutual TLS and the peer's identity.
-pub(crate) fn connection(downstream: &Downstream) -> MapBag {
+/// Which side checks what: a server sidecar its inbound requests and connections, a gateway (or
+/// a client sidecar) its outbound ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Checked {
+    pub outbound: bool,
+    pub http: bool,
+}
+
+impl Checked {
+    /// From the filter's `mixer_attributes` (`context.reporter.kind`).
+    pub(crate) fn of(configured: &MapBag, http: bool) -> Checked {
+        let outbound = configured.get_value("context.reporter.kind").and_then(|kind| kind.as_str()) == Some("outbound");
+        Checked { outbound, http }
+    }
+}
+
+/// What the connection says: addresses, mutual TLS and the peer's identity. The caller's
+/// address is always `origin.ip`; an outbound check has no destination address yet (the
+/// route's service is the destination), and an outbound request's source address comes from
+/// its identity, as 1.4's client filter left it to Mixer.
+pub(crate) fn connection(downstream: &Downstream, checked: Checked) -> MapBag {
     let mut bag = MapBag::new();
     let address = |socket: SocketAddr| Value::Bytes(Cow::Owned(ip_to_16_bytes(socket.ip()).to_vec()));
-    bag.set("source.ip", address(downstream.remote));
-    bag.set("source.port", Value::Int64(i64::from(downstream.remote.port())));
-    bag.set("destination.ip", address(downstream.local));
-    bag.set("destination.port", Value::Int64(i64::from(downstream.local.port())));
+    bag.set("origin.ip", address(downstream.remote));
+    if !(checked.outbound && checked.http) {
+        bag.set("source.ip", address(downstream.remote));
+        bag.set("source.port", Value::Int64(i64::from(downstream.remote.port())));
+    }
+    if !checked.outbound {
+        bag.set("destination.ip", address(downstream.local));
+        bag.set("destination.port", Value::Int64(i64::from(downstream.local.port())));
+    }
     let peer = downstream.peer.as_ref().and_then(|peer| peer.0.uris.first().cloned());
     bag.set("connection.mtls", Value::Bool(peer.is_some()));
     if let Some(uri) = peer {
