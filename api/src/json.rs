@@ -47,6 +47,7 @@ pub fn decode_dynamic(full_name: &str, value: &serde_json::Value) -> Result<Dyna
     let descriptor = message_descriptor(full_name)?;
     let mut value = value.clone();
     normalize_durations(&descriptor, &mut value);
+    whole_floats_to_integers(&mut value);
     let options = DeserializeOptions::new().deny_unknown_fields(true);
     let mut track = serde_path_to_error::Track::new();
     let deserializer = serde_path_to_error::Deserializer::new(value.into_deserializer(), &mut track);
@@ -84,6 +85,24 @@ pub fn dynamic_to_json(message: &DynamicMessage) -> serde_json::Value {
 /// The message name inside a `type.googleapis.com/<name>` type URL.
 pub fn type_url_message(type_url: &str) -> &str {
     type_url.rsplit('/').next().unwrap_or(type_url)
+}
+
+/// Turns whole-number floats (`1.0`) into integers. Objects that travelled as a
+/// `google.protobuf.Struct` (Galley's MCP resources) carry every number as a double, and an
+/// integer or enum field must still take them; a double field takes an integer as well.
+fn whole_floats_to_integers(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Number(number) if !number.is_i64() && !number.is_u64() => {
+            if let Some(float) = number.as_f64() {
+                if float.fract() == 0.0 && float.abs() < 9.0e15 {
+                    *value = serde_json::Value::from(float as i64);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(whole_floats_to_integers),
+        serde_json::Value::Object(map) => map.values_mut().for_each(whole_floats_to_integers),
+        _ => {}
+    }
 }
 
 const DURATION: &str = "google.protobuf.Duration";
@@ -153,6 +172,18 @@ mod tests {
         assert_eq!(json["trafficPolicy"]["connectionPool"]["tcp"]["connectTimeout"], "0.030s");
         assert_eq!(json["trafficPolicy"]["outlierDetection"]["baseEjectionTime"], "180s");
         assert_eq!(json["subsets"][0]["trafficPolicy"]["connectionPool"]["http"]["idleTimeout"], "3600s");
+    }
+
+    #[test]
+    fn whole_floats_from_structs_fill_integer_and_enum_fields() {
+        // As Galley's MCP resources carry them: every number a double.
+        let value = serde_json::json!({"severity_levels": {"warning": 1.0}, "maxRotatedFiles": 3.0});
+        let params: crate::pb::adapter::stdio::config::Params =
+            decode("adapter.stdio.config.Params", &value).expect("decodes");
+        assert_eq!(params.severity_levels["warning"], 1);
+        assert_eq!(params.max_rotated_files, 3);
+        let fraction = serde_json::json!({"maxRotatedFiles": 2.5});
+        assert!(decode_dynamic("adapter.stdio.config.Params", &fraction).is_err());
     }
 
     #[test]

@@ -124,7 +124,12 @@ async fn a_plugged_in_ca_signs_workload_secrets_that_chain_to_its_root() {
         ["spiffe://cluster.local/ns/default/sa/default"]
     );
 
-    assert_eq!(get(&monitoring, "/ready").0, 200);
+    // Ready once the first pass over the accounts is done, just after its last Secret is written.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while get(&monitoring, "/ready").0 != 200 {
+        assert!(Instant::now() < deadline, "/ready never answered 200");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let (status, version) = get(&monitoring, "/version");
     assert_eq!(status, 200);
     assert!(version.starts_with("citadel "), "{version}");

@@ -86,6 +86,18 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<i32> {
     println!();
     println!("✔ Bookinfo is up ({} s). Open:", started.elapsed().as_secs());
     println!("    http://{gateway}/productpage");
+    println!(
+        "    http://{}:{}/metrics   # the mesh's metrics (istio_requests_total, …), from istio-telemetry",
+        istio_local::install::TELEMETRY.address,
+        istio_local::install::MIXER_PROMETHEUS_PORT
+    );
+    if istio_local::prereq::find_program(istio_local::install::PROMETHEUS.binary).is_some() {
+        println!(
+            "    http://{}:{}/graph   # Prometheus: try istio_requests_total",
+            istio_local::install::PROMETHEUS.address,
+            istio_local::install::PROMETHEUS_PORT
+        );
+    }
     println!();
     println!("Then try:");
     println!("    istioctl x local apply -f samples/bookinfo/networking/virtual-service-all-v1.yaml   # no stars");

@@ -5,9 +5,11 @@
 //!
 //! This crate is 1.4's `mixs server`: config from a directory, Galley over MCP or Kubernetes is
 //! compiled into a routing table ([`table`]) that requests are dispatched against
-//! ([`dispatch`]), served over gRPC ([`api`], and Envoy's external authorization for stock
-//! Envoys, [`ext_authz`]) with metrics on the monitoring port.
+//! ([`dispatch`]), served over gRPC ([`api`]; for stock Envoys, Envoy's external authorization,
+//! [`ext_authz`], and its access log service for reports, [`access_log`]) with metrics on the
+//! monitoring port.
 
+pub mod access_log;
 pub mod adapter;
 pub mod api;
 pub mod dispatch;
@@ -98,10 +100,16 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             metrics: metrics.clone(),
         })
         .max_decoding_message_size(config.max_message_size);
+    let access_logs =
+        envoy_types::pb::envoy::service::accesslog::v3::access_log_service_server::AccessLogServiceServer::new(
+            api::MixerService { table: table.clone(), metrics: metrics.clone() },
+        )
+        .max_decoding_message_size(config.max_message_size);
     let router = tonic::transport::Server::builder()
         .max_concurrent_streams(config.max_concurrent_streams)
         .add_service(mixer_server)
-        .add_service(ext_authz);
+        .add_service(ext_authz)
+        .add_service(access_logs);
     tokio::spawn(async move {
         // Checks are small request/response exchanges: without TCP_NODELAY an answer can wait
         // for the caller's delayed ACK.

@@ -40,6 +40,10 @@ struct ServerArgs {
     /// HTTP port for /metrics.
     #[arg(long = "monitoringPort", default_value_t = istio_runtime::ports::MONITORING)]
     monitoring_port: u16,
+    /// HTTP port the `prometheus` adapter serves its metrics on (1.4 fixed it at 42422); 0 picks
+    /// a free one.
+    #[arg(long = "prometheusAdapterPort", default_value_t = 42422)]
+    prometheus_adapter_port: u16,
     /// Address to bind (1.4 also took a unix socket here; a TCP host is expected).
     #[arg(long = "address", default_value = "0.0.0.0")]
     address: String,
@@ -113,7 +117,8 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             Environment::with_pods(Arc::new(KubernetesStore::new(client.clone(), kinds)?))
         }
         (None, None) => Environment::default(),
-    };
+    }
+    .serving_prometheus_on(SocketAddr::new(address, args.prometheus_adapter_port));
     let config = Config {
         store,
         api_address: SocketAddr::new(address, args.port),

@@ -3,9 +3,9 @@
 //! every expression is evaluated against the request's attributes and the result is an
 //! [`Instance`].
 //!
-//! The templates of the policy path are here: `checknothing`, `listentry`, `quota`,
-//! `authorization`, `apikey` (checks and quotas), `reportnothing`, and the attribute generator
-//! `kubernetes`. Field names in errors are 1.4's Go names (`Value`, `Dimensions[source]`,
+//! The templates are 1.4's: `checknothing`, `listentry`, `quota`, `authorization`, `apikey`
+//! (checks and quotas), `metric`, `logentry`, `tracespan` and `reportnothing` (reports), and the
+//! attribute generator `kubernetes`. Field names in errors are 1.4's Go names (`Value`, `Dimensions[source]`,
 //! `Subject.User`).
 
 use std::collections::BTreeMap;
@@ -24,6 +24,9 @@ pub enum Template {
     Quota,
     Authorization,
     ApiKey,
+    Metric,
+    LogEntry,
+    TraceSpan,
     ReportNothing,
     Kubernetes,
 }
@@ -38,12 +41,15 @@ pub enum Variety {
 }
 
 impl Template {
-    pub const ALL: [Template; 7] = [
+    pub const ALL: [Template; 10] = [
         Template::CheckNothing,
         Template::ListEntry,
         Template::Quota,
         Template::Authorization,
         Template::ApiKey,
+        Template::Metric,
+        Template::LogEntry,
+        Template::TraceSpan,
         Template::ReportNothing,
         Template::Kubernetes,
     ];
@@ -60,6 +66,9 @@ impl Template {
             Template::Quota => "quota",
             Template::Authorization => "authorization",
             Template::ApiKey => "apikey",
+            Template::Metric => "metric",
+            Template::LogEntry => "logentry",
+            Template::TraceSpan => "tracespan",
             Template::ReportNothing => "reportnothing",
             Template::Kubernetes => "kubernetes",
         }
@@ -68,7 +77,7 @@ impl Template {
     pub fn variety(self) -> Variety {
         match self {
             Template::Quota => Variety::Quota,
-            Template::ReportNothing => Variety::Report,
+            Template::Metric | Template::LogEntry | Template::TraceSpan | Template::ReportNothing => Variety::Report,
             Template::Kubernetes => Variety::AttributeGenerator,
             _ => Variety::Check,
         }
@@ -82,6 +91,9 @@ impl Template {
             Template::Quota => "quota.InstanceParam",
             Template::Authorization => "authorization.InstanceParam",
             Template::ApiKey => "apikey.InstanceParam",
+            Template::Metric => "metric.InstanceParam",
+            Template::LogEntry => "logentry.InstanceParam",
+            Template::TraceSpan => "tracespan.InstanceParam",
             Template::ReportNothing => "reportnothing.InstanceParam",
             Template::Kubernetes => "adapter.template.kubernetes.InstanceParam",
         }
@@ -195,6 +207,16 @@ fn map_entries(
     }
 }
 
+/// The `monitored_resource_*` fields the report templates share.
+fn monitored_resource(
+    resource_type: &str,
+    dimensions: &std::collections::HashMap<String, String>,
+    out: &mut Vec<(FieldSpec, String)>,
+) {
+    scalar("monitored_resource_type", "MonitoredResourceType", ValueType::String, resource_type, out);
+    map_entries("monitored_resource_dimensions", "MonitoredResourceDimensions", dimensions, out);
+}
+
 /// An instance's field expressions and (for `kubernetes`) its attribute bindings.
 type Expressions = (Vec<(FieldSpec, String)>, Vec<(String, String)>);
 
@@ -242,6 +264,56 @@ fn field_expressions(template: Template, params: &Json) -> Result<Expressions, I
             scalar("api_operation", "ApiOperation", ValueType::String, &decoded.api_operation, &mut fields);
             scalar("api_key", "ApiKey", ValueType::String, &decoded.api_key, &mut fields);
             scalar("timestamp", "Timestamp", ValueType::Timestamp, &decoded.timestamp, &mut fields);
+        }
+        Template::Metric => {
+            let decoded: pb::metric::InstanceParam = istio_api::json::decode(proto, &params).map_err(decode_error)?;
+            fields.push((
+                FieldSpec { key: "value".into(), go_path: "Value".into(), expected: None, map_entry: false },
+                decoded.value,
+            ));
+            map_entries("dimensions", "Dimensions", &decoded.dimensions, &mut fields);
+            monitored_resource(&decoded.monitored_resource_type, &decoded.monitored_resource_dimensions, &mut fields);
+        }
+        Template::LogEntry => {
+            let decoded: pb::logentry::InstanceParam = istio_api::json::decode(proto, &params).map_err(decode_error)?;
+            map_entries("variables", "Variables", &decoded.variables, &mut fields);
+            scalar("timestamp", "Timestamp", ValueType::Timestamp, &decoded.timestamp, &mut fields);
+            scalar("severity", "Severity", ValueType::String, &decoded.severity, &mut fields);
+            monitored_resource(&decoded.monitored_resource_type, &decoded.monitored_resource_dimensions, &mut fields);
+        }
+        Template::TraceSpan => {
+            let decoded: pb::tracespan::InstanceParam =
+                istio_api::json::decode(proto, &params).map_err(decode_error)?;
+            let strings = [
+                ("trace_id", "TraceId", &decoded.trace_id),
+                ("span_id", "SpanId", &decoded.span_id),
+                ("parent_span_id", "ParentSpanId", &decoded.parent_span_id),
+                ("span_name", "SpanName", &decoded.span_name),
+                ("source_name", "SourceName", &decoded.source_name),
+                ("destination_name", "DestinationName", &decoded.destination_name),
+                ("api_protocol", "ApiProtocol", &decoded.api_protocol),
+            ];
+            for (key, go_path, text) in strings {
+                scalar(key, go_path, ValueType::String, text, &mut fields);
+            }
+            scalar("start_time", "StartTime", ValueType::Timestamp, &decoded.start_time, &mut fields);
+            scalar("end_time", "EndTime", ValueType::Timestamp, &decoded.end_time, &mut fields);
+            map_entries("span_tags", "SpanTags", &decoded.span_tags, &mut fields);
+            scalar("http_status_code", "HttpStatusCode", ValueType::Int64, &decoded.http_status_code, &mut fields);
+            scalar("client_span", "ClientSpan", ValueType::Bool, &decoded.client_span, &mut fields);
+            let rewrite = &decoded.rewrite_client_span_id;
+            scalar("rewrite_client_span_id", "RewriteClientSpanId", ValueType::Bool, rewrite, &mut fields);
+            scalar("source_ip", "SourceIp", ValueType::IpAddress, &decoded.source_ip, &mut fields);
+            scalar("destination_ip", "DestinationIp", ValueType::IpAddress, &decoded.destination_ip, &mut fields);
+            let sizes = [
+                ("request_size", "RequestSize", &decoded.request_size),
+                ("request_total_size", "RequestTotalSize", &decoded.request_total_size),
+                ("response_size", "ResponseSize", &decoded.response_size),
+                ("response_total_size", "ResponseTotalSize", &decoded.response_total_size),
+            ];
+            for (key, go_path, text) in sizes {
+                scalar(key, go_path, ValueType::Int64, text, &mut fields);
+            }
         }
         Template::Kubernetes => {
             let decoded: pb::adapter::template::kubernetes::InstanceParam =

@@ -95,6 +95,7 @@ async fn deny_label_refuses_reviews_v3_only() {
         denied.referenced.list(),
         [
             "-context.protocol",
+            "-destination.ip",
             "-destination.port",
             "-destination.uid",
             "-source.uid",
@@ -255,6 +256,7 @@ async fn kubernetesenv_supplies_the_labels_of_known_pods() {
         [
             "-context.protocol",
             "-context.reporter.kind",
+            "-destination.ip",
             "-destination.namespace",
             "-source.ip",
             "destination.port",

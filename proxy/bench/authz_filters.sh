@@ -37,22 +37,8 @@ YAML
     done
 }
 
-bootstrap() { # admin port, listen port
+filters() {
     cat <<YAML
-admin: {address: {socket_address: {address: 127.0.0.1, port_value: $1}}}
-static_resources:
-  listeners:
-  - name: bench
-    address: {socket_address: {address: 127.0.0.1, port_value: $2}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: bench
-          route_config:
-            virtual_hosts: [{name: all, domains: ["*"], routes: [{match: {prefix: /}, route: {cluster: backend}}]}]
-          http_filters:
           - name: envoy.filters.http.jwt_authn
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication
@@ -69,17 +55,10 @@ static_resources:
               rules:
                 policies:
 $(policies)
-          - name: envoy.filters.http.router
-            typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}
-  clusters:
-  - name: backend
-    type: STATIC
-    connect_timeout: 1s
-    load_assignment:
-      cluster_name: backend
-      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: $BACKEND}}}}]}]
 YAML
 }
+
+bootstrap() { bench_bootstrap "$1" "$2" "$(filters)"; } # admin port, listen port
 
 # measure URL PID: prints "p50 p90 p99 cpu_per_1000" with the token on every request.
 measure() {

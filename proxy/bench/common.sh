@@ -59,3 +59,38 @@ hey_at_1000() {
     fi
     echo "$total $(echo "$out" | awk '/ 50% in/ {print $3 * 1000}') $(echo "$out" | awk '/ 90% in/ {print $3 * 1000}') $(echo "$out" | awk '/ 99% in/ {print $3 * 1000}')"
 }
+
+# bench_bootstrap ADMIN_PORT LISTEN_PORT [HTTP_FILTERS [ROUTE_EXTRA [CLUSTERS]]]: a static
+# bootstrap (for both planes) with one HTTP listener routing everything to the nginx backend.
+# HTTP_FILTERS are YAML list items (indented 10) put before the router; ROUTE_EXTRA is put in
+# the route's flow mapping before `route:` (e.g. `typed_per_filter_config: {…}, `); CLUSTERS
+# are YAML list items (indented 2) after the backend's.
+bench_bootstrap() {
+    cat <<YAML
+admin: {address: {socket_address: {address: 127.0.0.1, port_value: $1}}}
+static_resources:
+  listeners:
+  - name: bench
+    address: {socket_address: {address: 127.0.0.1, port_value: $2}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: bench
+          route_config:
+            virtual_hosts: [{name: all, domains: ["*"], routes: [{match: {prefix: /}, ${4:-}route: {cluster: backend}}]}]
+          http_filters:
+${3:-}
+          - name: envoy.filters.http.router
+            typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}
+  clusters:
+  - name: backend
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: backend
+      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: $BACKEND}}}}]}]
+${5:-}
+YAML
+}

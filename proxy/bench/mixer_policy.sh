@@ -132,33 +132,7 @@ YAML
 )
         route_config="typed_per_filter_config: {envoy.filters.http.ext_authz: {\"@type\": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute, check_settings: {context_extensions: {istio.mixer.service_config: \"$SERVICE_CONFIG\"}}}}, "
     fi
-    cat <<YAML
-admin: {address: {socket_address: {address: 127.0.0.1, port_value: $1}}}
-static_resources:
-  listeners:
-  - name: bench
-    address: {socket_address: {address: 127.0.0.1, port_value: $2}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: bench
-          route_config:
-            virtual_hosts: [{name: all, domains: ["*"], routes: [{match: {prefix: /}, ${route_config}route: {cluster: backend}}]}]
-          http_filters:
-$filter
-          - name: envoy.filters.http.router
-            typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}
-  clusters:
-  - name: backend
-    type: STATIC
-    connect_timeout: 1s
-    load_assignment:
-      cluster_name: backend
-      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: $BACKEND}}}}]}]
-$(mixer_cluster)
-YAML
+    bench_bootstrap "$1" "$2" "$filter" "$route_config" "$(mixer_cluster)"
 }
 
 # measure URL PID: prints "p50 p90 p99 proxy_cpu_per_1000 mixer_cpu_per_1000".

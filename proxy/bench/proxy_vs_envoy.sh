@@ -14,33 +14,7 @@ cd "$(dirname "$0")/../.."
 
 source proxy/bench/common.sh
 
-bootstrap() { # admin port, listen port
-    cat <<YAML
-admin: {address: {socket_address: {address: 127.0.0.1, port_value: $1}}}
-static_resources:
-  listeners:
-  - name: bench
-    address: {socket_address: {address: 127.0.0.1, port_value: $2}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: bench
-          route_config:
-            virtual_hosts: [{name: all, domains: ["*"], routes: [{match: {prefix: /}, route: {cluster: backend}}]}]
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}
-  clusters:
-  - name: backend
-    type: STATIC
-    connect_timeout: 1s
-    load_assignment:
-      cluster_name: backend
-      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: $BACKEND}}}}]}]
-YAML
-}
+bootstrap() { bench_bootstrap "$1" "$2"; } # admin port, listen port
 
 
 # measure URL PID: prints "rps p50 p90 p99 cpu_per_1000 idle_rss_mb peak_rss_mb"

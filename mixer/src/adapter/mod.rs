@@ -2,8 +2,9 @@
 //! its handler's params (over the adapter's defaults) and the instances it will receive, and
 //! checks its config then, so a bad handler is refused when config arrives, not per request.
 //!
-//! The policy adapters are here: `denier`, `listchecker`, `memquota`, `redisquota`, `noop`, and
-//! the attribute generator `kubernetesenv`.
+//! The adapters are 1.4's in-process ones for policy (`denier`, `listchecker`, `memquota`,
+//! `redisquota`), telemetry (`prometheus`, `stdio`), `noop`, and the attribute generator
+//! `kubernetesenv`.
 
 pub mod api;
 pub mod denier;
@@ -11,7 +12,9 @@ pub mod kubernetesenv;
 pub mod list;
 pub mod memquota;
 pub mod noop;
+pub mod prometheus;
 pub mod redisquota;
+pub mod stdio;
 
 use std::sync::Arc;
 
@@ -25,16 +28,20 @@ pub enum Adapter {
     ListChecker,
     MemQuota,
     RedisQuota,
+    Prometheus,
+    Stdio,
     Noop,
     KubernetesEnv,
 }
 
 impl Adapter {
-    pub const ALL: [Adapter; 6] = [
+    pub const ALL: [Adapter; 8] = [
         Adapter::Denier,
         Adapter::ListChecker,
         Adapter::MemQuota,
         Adapter::RedisQuota,
+        Adapter::Prometheus,
+        Adapter::Stdio,
         Adapter::Noop,
         Adapter::KubernetesEnv,
     ];
@@ -50,6 +57,8 @@ impl Adapter {
             Adapter::ListChecker => "listchecker",
             Adapter::MemQuota => "memquota",
             Adapter::RedisQuota => "redisquota",
+            Adapter::Prometheus => "prometheus",
+            Adapter::Stdio => "stdio",
             Adapter::Noop => "noop",
             Adapter::KubernetesEnv => "kubernetesenv",
         }
@@ -60,12 +69,17 @@ impl Adapter {
             Adapter::Denier => &[Template::CheckNothing, Template::ListEntry, Template::Quota],
             Adapter::ListChecker => &[Template::ListEntry],
             Adapter::MemQuota | Adapter::RedisQuota => &[Template::Quota],
+            Adapter::Prometheus => &[Template::Metric],
+            Adapter::Stdio => &[Template::LogEntry, Template::Metric],
             Adapter::Noop => &[
                 Template::Authorization,
                 Template::CheckNothing,
                 Template::ReportNothing,
                 Template::ListEntry,
+                Template::LogEntry,
+                Template::Metric,
                 Template::Quota,
+                Template::TraceSpan,
             ],
             Adapter::KubernetesEnv => &[Template::Kubernetes],
         }
@@ -78,6 +92,8 @@ impl Adapter {
             Adapter::ListChecker => "adapter.list.config.Params",
             Adapter::MemQuota => "adapter.memquota.config.Params",
             Adapter::RedisQuota => "adapter.redisquota.config.Params",
+            Adapter::Prometheus => "adapter.prometheus.config.Params",
+            Adapter::Stdio => "adapter.stdio.config.Params",
             Adapter::Noop => "google.protobuf.Struct",
             Adapter::KubernetesEnv => "adapter.kubernetesenv.config.Params",
         }
@@ -92,6 +108,8 @@ impl Adapter {
             Adapter::RedisQuota => {
                 redisquota::build(context).await.map(|handler| Arc::new(handler) as Arc<dyn Handler>)
             }
+            Adapter::Prometheus => prometheus::build(context).await.map(|handler| handler as Arc<dyn Handler>),
+            Adapter::Stdio => stdio::build(context).map(|handler| handler as Arc<dyn Handler>),
             Adapter::Noop => Ok(Arc::new(noop::Noop)),
             Adapter::KubernetesEnv => {
                 kubernetesenv::build(context).await.map(|handler| Arc::new(handler) as Arc<dyn Handler>)

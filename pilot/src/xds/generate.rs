@@ -7,7 +7,9 @@ use istio_xds::type_url;
 
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 
-use super::{any, cluster, endpoint, envoy_filter, gateway, inbound_listener, listener, mixer_outbound, route};
+use super::{
+    any, cluster, endpoint, envoy_filter, gateway, inbound_listener, listener, mixer_outbound, mixer_telemetry, route,
+};
 use crate::model::{GeneratedResource, PushContext};
 use crate::node::{Proxy, ProxyKind};
 
@@ -27,6 +29,7 @@ pub(crate) fn listeners(push: &PushContext, proxy: &Proxy) -> Vec<Listener> {
         }
     };
     listener::decorate(&mut listeners, push, proxy.kind);
+    mixer_telemetry::add_report_logs(&mut listeners, push, proxy);
     listeners
 }
 
@@ -105,11 +108,13 @@ pub(crate) fn generate(push: &PushContext, proxy: &Proxy, type_url: &str, names:
                         let mut outbound = listener::sidecar_outbound_listeners(push, &scope);
                         mixer_outbound::decorate_listeners(&mut outbound, push, proxy);
                         listener::decorate(&mut outbound, push, ProxyKind::Sidecar);
+                        mixer_telemetry::add_report_logs(&mut outbound, push, proxy);
                         patched(outbound)
                     });
                     let mut generated: Vec<GeneratedResource> = shared.as_ref().clone();
                     let mut inbound = vec![inbound_listener::virtual_inbound(push, proxy)];
                     listener::decorate(&mut inbound, push, ProxyKind::Sidecar);
+                    mixer_telemetry::add_report_logs(&mut inbound, push, proxy);
                     generated.extend(patched(inbound));
                     generated
                 }

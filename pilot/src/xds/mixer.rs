@@ -1,7 +1,9 @@
-//! Istio 1.4's mixer plugin: Mixer policy checks on a sidecar's inbound ports.
+//! Istio 1.4's mixer plugin: Mixer policy checks and reports on a sidecar's inbound ports.
 //!
 //! When the mesh names a `mixerCheckServer` and policy checks are on, every inbound port asks
-//! Mixer before letting a request (or a connection) through, as 1.4's server-side proxies did:
+//! Mixer before letting a request (or a connection) through, as 1.4's server-side proxies did;
+//! when it names a `mixerReportServer`, requests and connections are reported after they end
+//! (HTTP unless `disableMixerHttpReports`):
 //! - a proxy that announces the `mixer` filter (the built-in data plane) gets it, with 1.4's
 //!   `HttpClientConfig` / `TcpClientConfig`: the check cluster, the fail policy, and the
 //!   `mixer_attributes` (`destination.uid`, `destination.namespace`, `context.reporter.kind`,
@@ -73,6 +75,16 @@ fn check_cluster(push: &PushContext, proxy: &Proxy) -> Option<String> {
         return None;
     }
     upstream_cluster(&push.mesh.mixer.check_server)
+}
+
+/// Where reports go, when the mesh names a `mixerReportServer`.
+pub(crate) fn report_cluster(push: &PushContext) -> Option<String> {
+    upstream_cluster(&push.mesh.mixer.report_server)
+}
+
+/// Whether HTTP requests are not reported: no report server, or `disableMixerHttpReports`.
+pub(super) fn http_reports_disabled(push: &PushContext) -> bool {
+    report_cluster(push).is_none() || push.mesh.mixer.disable_http_reports
 }
 
 fn millis(ms: i32) -> prost_types::Duration {
@@ -245,7 +257,7 @@ fn service_config(
     }
     mcc::ServiceConfig {
         disable_check_calls: checks_disabled(push, proxy),
-        disable_report_calls: true,
+        disable_report_calls: http_reports_disabled(push),
         mixer_attributes: Some(attributes),
         quota_spec: service.map(|service| quota_specs(push, service)).unwrap_or_default(),
         network_fail_policy: Some(network_fail_policy(push, proxy)),
@@ -274,21 +286,29 @@ pub(crate) struct InboundHttpPolicy {
     pub route_config: (String, Any),
 }
 
-/// Mixer's part of an inbound HTTP port.
+/// Mixer's part of an inbound HTTP port: the `mixer` filter, which checks and reports, for the
+/// built-in data plane; Envoy's `ext_authz` for a stock Envoy that checks (its reports are
+/// access logs, [`super::mixer_telemetry`]).
 pub(crate) fn inbound_http(
     push: &PushContext,
     proxy: &Proxy,
     service: Option<&Service>,
     listen_port: u32,
 ) -> Option<InboundHttpPolicy> {
-    let cluster = check_cluster(push, proxy)?;
     let listener_attributes = inbound_attributes(proxy, listen_port);
     if proxy.mixer_filter {
+        if check_cluster(push, proxy).is_none() && http_reports_disabled(push) {
+            return None;
+        }
         let config = mcc::HttpClientConfig {
             transport: Some(transport(push, proxy)),
             service_configs: [(
                 "default".to_string(),
-                mcc::ServiceConfig { disable_report_calls: true, ..Default::default() },
+                mcc::ServiceConfig {
+                    disable_check_calls: checks_disabled(push, proxy),
+                    disable_report_calls: http_reports_disabled(push),
+                    ..Default::default()
+                },
             )]
             .into(),
             default_destination_service: "default".to_string(),
@@ -301,6 +321,7 @@ pub(crate) fn inbound_http(
             route_config: (MIXER_FILTER.to_string(), service_config_any(&route)),
         });
     }
+    let cluster = check_cluster(push, proxy)?;
     let route = service_config(push, proxy, service, Some(&listener_attributes));
     Some(InboundHttpPolicy {
         filter: ext_authz_http_filter(push, proxy, &cluster),
@@ -380,15 +401,20 @@ pub(super) fn ext_authz_tcp_filter(push: &PushContext, proxy: &Proxy, cluster: &
     Filter { name: EXT_AUTHZ_NETWORK.to_string(), config_type: Some(filter::ConfigType::TypedConfig(any(ext_authz))) }
 }
 
-/// Mixer's network filter for an inbound TCP port, to go before the TCP proxy.
+/// Mixer's network filter for an inbound TCP port, to go before the TCP proxy: the `mixer`
+/// filter (checks and connection reports) for the built-in data plane, `ext_authz` for a stock
+/// Envoy that checks.
 pub(crate) fn inbound_tcp(
     push: &PushContext,
     proxy: &Proxy,
     service: Option<&Service>,
     listen_port: u32,
 ) -> Option<Filter> {
-    let cluster = check_cluster(push, proxy)?;
+    let check = check_cluster(push, proxy);
     if proxy.mixer_filter {
+        if check.is_none() && report_cluster(push).is_none() {
+            return None;
+        }
         let mut attributes = inbound_attributes(proxy, listen_port);
         if let Some(service) = service {
             attributes.attributes.extend(service_attributes(service));
@@ -396,13 +422,13 @@ pub(crate) fn inbound_tcp(
         let config = mcc::TcpClientConfig {
             transport: Some(transport(push, proxy)),
             mixer_attributes: Some(attributes),
-            disable_check_calls: false,
-            disable_report_calls: true,
+            disable_check_calls: check.is_none(),
+            disable_report_calls: report_cluster(push).is_none(),
             ..Default::default()
         };
         return Some(mixer_tcp_filter(&config));
     }
-    Some(ext_authz_tcp_filter(push, proxy, &cluster, &format!("inbound_{listen_port}")))
+    Some(ext_authz_tcp_filter(push, proxy, &check?, &format!("inbound_{listen_port}")))
 }
 
 #[cfg(test)]
@@ -470,6 +496,33 @@ mod tests {
         let mut enabled = proxy.clone();
         enabled.policy_check.mode = "enable".into();
         assert!(inbound_http(&push, &enabled, None, 9080).is_some(), "POLICY_CHECK=enable overrides the mesh");
+    }
+
+    #[test]
+    fn the_builtin_plane_reports_without_checks_unless_http_reports_are_off() {
+        let mut push = push(reviews(), vec![]);
+        mesh_with_checks(&mut push, false);
+        push.mesh.mixer.disable_policy_checks = true;
+        let mut proxy = sidecar("default", "10.1.0.21", &[("app", "reviews")]);
+        proxy.mixer_filter = true;
+        let policy = inbound_http(&push, &proxy, None, 9080).expect("reports");
+        let Some(http_filter::ConfigType::TypedConfig(config)) = &policy.filter.config_type else { panic!("typed") };
+        let config: mcc::HttpClientConfig = decode(config);
+        let default = &config.service_configs["default"];
+        assert!(default.disable_check_calls && !default.disable_report_calls);
+        assert_eq!(
+            config.transport.expect("transport").report_cluster,
+            "outbound|9091||istio-telemetry.istio-system.svc.cluster.local"
+        );
+        let route: mcc::ServiceConfig = decode(&policy.route_config.1);
+        assert!(route.disable_check_calls && !route.disable_report_calls);
+        let tcp = inbound_tcp(&push, &proxy, None, 9080).expect("tcp reports");
+        let Some(filter::ConfigType::TypedConfig(config)) = &tcp.config_type else { panic!("typed") };
+        let config: mcc::TcpClientConfig = decode(config);
+        assert!(config.disable_check_calls && !config.disable_report_calls);
+        push.mesh.mixer.disable_http_reports = true;
+        assert!(inbound_http(&push, &proxy, None, 9080).is_none(), "neither checks nor HTTP reports");
+        assert!(inbound_tcp(&push, &proxy, None, 9080).is_some(), "TCP reports stay");
     }
 
     #[test]

@@ -41,8 +41,9 @@ const BLOCK_ALL_HOST: &str = "block_all";
 pub(crate) enum Outbound {
     /// No Mixer in the mesh, or a stock Envoy that does not check: nothing.
     Nothing,
-    /// The `mixer` filter; `check` says whether it asks Mixer (it always forwards attributes).
-    Mixer { check: bool },
+    /// The `mixer` filter; `check` says whether it asks Mixer, `report` whether it reports HTTP
+    /// requests (it always forwards attributes).
+    Mixer { check: bool, report: bool },
     /// Envoy's `ext_authz`, for a stock Envoy whose outbound requests are checked.
     ExtAuthz,
 }
@@ -68,7 +69,7 @@ pub(crate) fn outbound(push: &PushContext, proxy: &Proxy) -> Outbound {
     }
     let check = !outbound_checks_disabled(push, proxy) && upstream_cluster(&mixer.check_server).is_some();
     match (proxy.mixer_filter, check) {
-        (true, check) => Outbound::Mixer { check },
+        (true, check) => Outbound::Mixer { check, report: !super::mixer::http_reports_disabled(push) },
         (false, true) => Outbound::ExtAuthz,
         (false, false) => Outbound::Nothing,
     }
@@ -116,10 +117,10 @@ fn destination_attributes(push: &PushContext, cluster: &str) -> Attributes {
 fn route_config(proxy: &Proxy, mode: Outbound, destination: Option<Attributes>) -> Option<(String, Any)> {
     match mode {
         Outbound::Nothing => None,
-        Outbound::Mixer { check } => {
+        Outbound::Mixer { check, report } => {
             let config = mcc::ServiceConfig {
                 disable_check_calls: !check,
-                disable_report_calls: true,
+                disable_report_calls: !report,
                 forward_attributes: destination.clone(),
                 mixer_attributes: destination,
                 ..Default::default()
@@ -193,14 +194,14 @@ pub(crate) fn decorate_routes(push: &PushContext, proxy: &Proxy, configuration: 
 fn http_filter(push: &PushContext, proxy: &Proxy, mode: Outbound) -> Option<HttpFilter> {
     match mode {
         Outbound::Nothing => None,
-        Outbound::Mixer { check } => {
+        Outbound::Mixer { check, report } => {
             let config = mcc::HttpClientConfig {
                 transport: Some(transport(push, proxy)),
                 service_configs: [(
                     "default".to_string(),
                     mcc::ServiceConfig {
                         disable_check_calls: !check,
-                        disable_report_calls: true,
+                        disable_report_calls: !report,
                         ..Default::default()
                     },
                 )]
@@ -221,7 +222,8 @@ fn http_filter(push: &PushContext, proxy: &Proxy, mode: Outbound) -> Option<Http
     }
 }
 
-/// The network filter of an outbound TCP chain proxying to `cluster`, where checks are on.
+/// The network filter of an outbound TCP chain proxying to `cluster`, where it checks or
+/// reports.
 fn tcp_filter(
     push: &PushContext,
     proxy: &Proxy,
@@ -229,9 +231,9 @@ fn tcp_filter(
     cluster: Option<&str>,
     stat_prefix: &str,
 ) -> Option<Filter> {
-    let check_cluster = upstream_cluster(&push.mesh.mixer.check_server)?;
+    let reports = super::mixer::report_cluster(push).is_some();
     match mode {
-        Outbound::Mixer { check: true } => {
+        Outbound::Mixer { check, .. } if check || reports => {
             let mut attributes = listener_attributes(proxy);
             if let Some(cluster) = cluster {
                 attributes.attributes.extend(destination_attributes(push, cluster).attributes);
@@ -239,12 +241,16 @@ fn tcp_filter(
             let config = mcc::TcpClientConfig {
                 transport: Some(transport(push, proxy)),
                 mixer_attributes: Some(attributes),
-                disable_report_calls: true,
+                disable_check_calls: !check,
+                disable_report_calls: !reports,
                 ..Default::default()
             };
             Some(mixer_tcp_filter(&config))
         }
-        Outbound::ExtAuthz => Some(ext_authz_tcp_filter(push, proxy, &check_cluster, stat_prefix)),
+        Outbound::ExtAuthz => {
+            let check_cluster = upstream_cluster(&push.mesh.mixer.check_server)?;
+            Some(ext_authz_tcp_filter(push, proxy, &check_cluster, stat_prefix))
+        }
         _ => None,
     }
 }
@@ -350,11 +356,16 @@ mod tests {
         with_mixer(&mut push);
         assert_eq!(outbound(&push, &client), Outbound::Nothing, "a stock Envoy sidecar neither checks nor forwards");
         client.mixer_filter = true;
-        assert_eq!(outbound(&push, &client), Outbound::Mixer { check: false }, "client sidecars forward only");
+        let reports = !super::super::mixer::http_reports_disabled(&push);
+        assert_eq!(
+            outbound(&push, &client),
+            Outbound::Mixer { check: false, report: reports },
+            "client sidecars forward (and report) only"
+        );
         push.mesh.mixer.client_side_policy_check = true;
-        assert_eq!(outbound(&push, &client), Outbound::Mixer { check: true });
+        assert_eq!(outbound(&push, &client), Outbound::Mixer { check: true, report: reports });
         push.mesh.mixer.client_side_policy_check = false;
-        assert_eq!(outbound(&push, &gateway(true)), Outbound::Mixer { check: true }, "gateways check");
+        assert_eq!(outbound(&push, &gateway(true)), Outbound::Mixer { check: true, report: reports }, "gateways check");
         assert_eq!(outbound(&push, &gateway(false)), Outbound::ExtAuthz);
         push.mesh.mixer.disable_policy_checks = true;
         assert_eq!(outbound(&push, &gateway(false)), Outbound::Nothing);
@@ -432,13 +443,22 @@ mod tests {
         assert_eq!(names(&listeners[0])[..2], [EXT_AUTHZ_HTTP.to_string(), CORS_FILTER.to_string()]);
         assert_eq!(listeners[1].filter_chains[0].filters[0].name, super::super::mixer::EXT_AUTHZ_NETWORK);
 
-        // A client sidecar of the built-in plane forwards but does not check its TCP traffic.
+        // A client sidecar of the built-in plane forwards but does not check; its TCP traffic is
+        // reported, not checked.
         let mut client = sidecar("default", "10.1.0.21", &[("app", "productpage")]);
         client.mixer_filter = true;
         let mut listeners = vec![listener(http), listener(tcp)];
         decorate_listeners(&mut listeners, &push, &client);
         assert_eq!(names(&listeners[0])[0], MIXER_FILTER);
-        assert_eq!(listeners[1].filter_chains[0].filters.len(), 1);
+        let tcp_chain = &listeners[1].filter_chains[0].filters;
+        assert_eq!(tcp_chain.len(), 2);
+        let Some(filter::ConfigType::TypedConfig(tcp_config)) = &tcp_chain[0].config_type else { panic!("typed") };
+        let tcp_config = mcc::TcpClientConfig::decode(tcp_config.value.as_slice()).expect("tcp client config");
+        assert!(tcp_config.disable_check_calls && !tcp_config.disable_report_calls);
+        assert_eq!(
+            tcp_config.mixer_attributes.expect("attributes").attributes["destination.service.host"],
+            string("reviews.default.svc.cluster.local")
+        );
         let Some(filter::ConfigType::TypedConfig(config)) = &listeners[0].filter_chains[0].filters[0].config_type
         else {
             panic!("typed")

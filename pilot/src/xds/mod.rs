@@ -19,6 +19,7 @@ pub(crate) mod intern;
 pub(crate) mod listener;
 pub(crate) mod mixer;
 pub(crate) mod mixer_outbound;
+pub(crate) mod mixer_telemetry;
 pub(crate) mod route;
 pub(crate) mod tls;
 pub(crate) mod tracing;

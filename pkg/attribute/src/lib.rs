@@ -7,6 +7,7 @@
 //! them. The word list itself is part of the API (`istio-api`); this crate holds the code that
 //! uses it.
 
+pub mod access_log;
 pub mod bag;
 pub mod check;
 pub mod dictionary;

@@ -71,6 +71,18 @@ async fn serve(layout: &Layout, plan: &Plan, binaries: PathBuf, launcher: PathBu
     let (stop_control, control_stopped) = watch::channel(false);
     let mut control = Vec::new();
     for component in plan.components() {
+        if plan.program(component, &binaries).is_none() {
+            let message = format!(
+                "the {} addon needs `{}` (Debian's package of that name), which is not installed; going on without it",
+                component.name, component.binary
+            );
+            tracing::warn!("{message}");
+            println!("{message}");
+            continue;
+        }
+        if component == crate::install::PROMETHEUS {
+            crate::addons::write_config(layout, &plan.components()).context("Prometheus' config")?;
+        }
         let (mut program, mut args, env) = plan.command(component, layout, &binaries);
         if component.cluster_dns {
             (program, args) = with_cluster_resolver(layout, component, &launcher, program, args, &env)?;
@@ -257,6 +269,10 @@ impl Controller {
         let pods = self.assign_pod_addresses().await?;
         self.run_pods(&pods, &services, &config_maps).await?;
         let pods = self.report_pod_status(pods).await?;
+        log_failure(
+            "Prometheus' sidecar targets",
+            crate::addons::write_envoy_targets(&self.context.layout, &sidecars(&pods)),
+        );
         let endpoints = self.reconcile_endpoints(&services, &pods).await?;
         self.reconcile_networking(&services, &endpoints, &pods).await;
         Ok(())
@@ -611,6 +627,25 @@ impl Controller {
 }
 
 /// The ReplicaSet a pod belongs to.
+/// The running pods with a sidecar (`istio-proxy`): namespace, name and address.
+fn sidecars(pods: &[Object]) -> Vec<(String, String, String)> {
+    pods.iter()
+        .filter(|pod| {
+            pod.body["spec"]["containers"]
+                .as_array()
+                .is_some_and(|containers| containers.iter().any(|container| container["name"] == "istio-proxy"))
+        })
+        .filter_map(|pod| {
+            let ip = pod.body["status"]["podIP"].as_str().filter(|ip| !ip.is_empty())?;
+            Some((
+                pod.metadata.namespace.clone().unwrap_or_default(),
+                pod.metadata.name.clone().unwrap_or_default(),
+                ip.to_string(),
+            ))
+        })
+        .collect()
+}
+
 fn owner_set(pod: &Object) -> Option<String> {
     pod.metadata
         .owner_references

@@ -83,19 +83,7 @@ pub(crate) fn disable(saved_state: &Path) -> anyhow::Result<()> {
 /// Replaces the host's ClusterIP rules (`iptables-restore` text for [`SERVICES_CHAIN`] and
 /// [`NO_ENDPOINTS_CHAIN`]), with the jumps to them from `OUTPUT`.
 pub(crate) fn install_service_rules(rules: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut child = std::process::Command::new("iptables-restore")
-        .arg("--noflush")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .context("running iptables-restore")?;
-    child.stdin.take().context("stdin")?.write_all(rules.as_bytes())?;
-    let output = child.wait_with_output()?;
-    if !output.status.success() {
-        anyhow::bail!("iptables-restore on the host failed: {}", String::from_utf8_lossy(&output.stderr).trim());
-    }
+    net::iptables_restore(None, rules)?;
     for (table, chain) in [("nat", SERVICES_CHAIN), ("filter", NO_ENDPOINTS_CHAIN)] {
         if net::run("iptables", &["-t", table, "-C", "OUTPUT", "-j", chain]).is_err() {
             net::run("iptables", &["-t", table, "-A", "OUTPUT", "-j", chain])?;

@@ -81,12 +81,31 @@ pub const TELEMETRY: Component = Component {
     ready_port: istio_runtime::ports::MIXER,
     cluster_dns: true,
 };
+/// 1.4's `prometheus` addon: Debian's Prometheus, on its own bridge address under 1.4's
+/// Service name (config and targets: `addons.rs`).
+pub const PROMETHEUS: Component = Component {
+    name: "prometheus",
+    binary: "prometheus",
+    service: "prometheus",
+    address: Ipv4Addr::new(10, 44, 0, 16),
+    ready_port: PROMETHEUS_PORT,
+    cluster_dns: false,
+};
+pub const PROMETHEUS_PORT: u16 = 9090;
+
 /// Every address the bridge carries for the control plane.
 pub const CONTROL_ADDRESSES: [Ipv4Addr; 6] =
     [PILOT.address, GALLEY.address, INJECTOR.address, CITADEL.address, POLICY.address, TELEMETRY.address];
 
 /// Mixer's default config (attribute manifests, kubernetesenv), applied with Mixer.
 pub const MIXER_CONFIG: &str = include_str!("../../../install/mixer/config.yaml");
+/// Mixer's telemetry config (the metric instances and the prometheus handler), applied with
+/// istio-telemetry.
+pub const MIXER_TELEMETRY_CONFIG: &str = include_str!("../../../install/mixer/telemetry.yaml");
+/// The stdio access log (`values.mixer.adapters.stdio.enabled`, on in the demo profile).
+pub const MIXER_STDIO_CONFIG: &str = include_str!("../../../install/mixer/telemetry-stdio.yaml");
+/// Where istio-telemetry's prometheus adapter serves the mesh's metrics.
+pub const MIXER_PROMETHEUS_PORT: u16 = 42422;
 
 pub const SYSTEM_NAMESPACE: &str = "istio-system";
 
@@ -156,7 +175,20 @@ impl Plan {
         if self.enabled("telemetry") {
             components.push(TELEMETRY);
         }
+        // 1.4's `prometheus` addon (`values.prometheus.enabled`, on in the demo).
+        if self.values()["prometheus"]["enabled"].as_bool() == Some(true) {
+            components.push(PROMETHEUS);
+        }
         components
+    }
+
+    /// Whether a component's program can be run: the mesh's own binaries always; an addon only
+    /// when its program is installed (Debian's `prometheus`).
+    pub fn program(&self, component: Component, binaries: &Path) -> Option<PathBuf> {
+        if component == PROMETHEUS {
+            return crate::prereq::find_program(component.binary);
+        }
+        Some(binaries.join(component.binary))
     }
 
     /// Mixer's objects: its default config, and a Service with Endpoints for each Mixer the
@@ -171,10 +203,22 @@ impl Plan {
             return Vec::new();
         }
         let mut manifests = vec![MIXER_CONFIG.to_string()];
+        if mixers.iter().any(|mixer| mixer.service == TELEMETRY.service) {
+            manifests.push(MIXER_TELEMETRY_CONFIG.to_string());
+            if self.values()["mixer"]["adapters"]["stdio"]["enabled"].as_bool() == Some(true) {
+                manifests.push(MIXER_STDIO_CONFIG.to_string());
+            }
+        }
         for mixer in mixers {
             let (service, address) = (mixer.service, mixer.address);
+            // istio-telemetry's Service also has the prometheus adapter's port, as 1.4's did.
+            let prometheus = if mixer.service == TELEMETRY.service {
+                format!("\n  - {{name: prometheus, port: {MIXER_PROMETHEUS_PORT}, protocol: TCP}}")
+            } else {
+                String::new()
+            };
             manifests.push(format!(
-                "apiVersion: v1\nkind: Service\nmetadata:\n  name: {service}\n  namespace: {SYSTEM_NAMESPACE}\n  labels: {{app: mixer, istio: mixer}}\nspec:\n  ports:\n  - {{name: grpc-mixer, port: 9091, protocol: TCP}}\n  - {{name: http-monitoring, port: 15014, protocol: TCP}}\n---\napiVersion: v1\nkind: Endpoints\nmetadata:\n  name: {service}\n  namespace: {SYSTEM_NAMESPACE}\nsubsets:\n- addresses: [{{ip: {address}}}]\n  ports:\n  - {{name: grpc-mixer, port: 9091, protocol: TCP}}\n  - {{name: http-monitoring, port: 15014, protocol: TCP}}\n"
+                "apiVersion: v1\nkind: Service\nmetadata:\n  name: {service}\n  namespace: {SYSTEM_NAMESPACE}\n  labels: {{app: mixer, istio: mixer}}\nspec:\n  ports:\n  - {{name: grpc-mixer, port: 9091, protocol: TCP}}\n  - {{name: http-monitoring, port: 15014, protocol: TCP}}{prometheus}\n---\napiVersion: v1\nkind: Endpoints\nmetadata:\n  name: {service}\n  namespace: {SYSTEM_NAMESPACE}\nsubsets:\n- addresses: [{{ip: {address}}}]\n  ports:\n  - {{name: grpc-mixer, port: 9091, protocol: TCP}}\n  - {{name: http-monitoring, port: 15014, protocol: TCP}}{prometheus}\n"
             ));
             manifests.push(format!(
                 "apiVersion: networking.istio.io/v1alpha3\nkind: DestinationRule\nmetadata:\n  name: {service}\n  namespace: {SYSTEM_NAMESPACE}\nspec:\n  host: {service}.{SYSTEM_NAMESPACE}.svc.cluster.local\n  trafficPolicy:\n    tls:\n      mode: DISABLE\n"
@@ -438,6 +482,17 @@ impl Plan {
                 .concat(),
                 Vec::new(),
             ),
+            "prometheus" => {
+                // The config, the data directory, the bridge address, 1.4's retention.
+                let program = self.program(component, binaries).unwrap_or_else(|| PathBuf::from(component.binary));
+                let args = vec![
+                    format!("--config.file={}", layout.prometheus_config().display()),
+                    format!("--storage.tsdb.path={}", layout.prometheus().join("data").display()),
+                    "--storage.tsdb.retention.time=6h".to_string(),
+                    format!("--web.listen-address={address}:{PROMETHEUS_PORT}"),
+                ];
+                return (program, args, Vec::new());
+            }
             "istio-policy" | "istio-telemetry" => {
                 let store_url = if self.enabled("configManagement") {
                     format!("mcp://{}:9901", GALLEY.address)
@@ -576,7 +631,7 @@ mod tests {
     #[test]
     fn the_demo_runs_every_component_and_both_gateways() {
         let plan = Plan::new(&["profile=demo".into()]).expect("demo");
-        assert_eq!(plan.components(), vec![CITADEL, GALLEY, PILOT, INJECTOR, POLICY, TELEMETRY]);
+        assert_eq!(plan.components(), vec![CITADEL, GALLEY, PILOT, INJECTOR, POLICY, TELEMETRY, PROMETHEUS]);
         assert_eq!(plan.gateway_manifests().expect("gateways").len(), 2);
         let mesh = plan.mesh_config();
         assert_eq!(mesh["accessLogFile"], "/dev/stdout");
@@ -591,8 +646,16 @@ mod tests {
         assert_eq!(program, Path::new("/bin/mixs"));
         assert!(args.windows(2).any(|pair| pair == ["--configStoreURL", "mcp://10.44.0.11:9901"]), "{args:?}");
         let mixer = plan.mixer_manifests();
-        assert_eq!(mixer.len(), 5, "the default config, and a Service and a plaintext rule for each Mixer");
-        assert!(mixer[1].contains("ip: 10.44.0.14"));
+        assert_eq!(
+            mixer.len(),
+            7,
+            "the default config, the telemetry config and the demo's stdio log, and a Service and a plaintext rule \
+             for each Mixer"
+        );
+        assert_eq!(mixer[1], MIXER_TELEMETRY_CONFIG);
+        assert_eq!(mixer[2], MIXER_STDIO_CONFIG);
+        assert!(mixer[3].contains("ip: 10.44.0.14") && !mixer[3].contains("42422"));
+        assert!(mixer[5].contains("ip: 10.44.0.15") && mixer[5].contains("name: prometheus, port: 42422"));
         let minimal = Plan::new(&["profile=minimal".into()]).expect("minimal");
         assert!(minimal.mixer_manifests().is_empty());
         assert_eq!(minimal.mesh_config()["disablePolicyChecks"], true);

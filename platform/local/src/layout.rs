@@ -61,6 +61,15 @@ impl Layout {
         self.root.join("logs")
     }
 
+    /// The Prometheus addon's config, target files and data: `prometheus/`.
+    pub fn prometheus(&self) -> PathBuf {
+        self.root.join("prometheus")
+    }
+
+    pub fn prometheus_config(&self) -> PathBuf {
+        self.prometheus().join("prometheus.yml")
+    }
+
     pub fn control_log(&self, component: &str) -> PathBuf {
         self.logs().join("control").join(format!("{component}.log"))
     }

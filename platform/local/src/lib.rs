@@ -7,6 +7,7 @@
 //! Galley's, as the API server does. `istioctl` drives it. Containers find the store, where
 //! Kubernetes would give them the API server's address, in `ISTIO_LOCAL_STORE`.
 
+pub mod addons;
 pub(crate) mod admission;
 pub mod container;
 pub mod controller;

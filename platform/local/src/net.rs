@@ -134,9 +134,25 @@ pub fn list_netns() -> anyhow::Result<Vec<String>> {
 
 /// Runs iptables-restore inside a network namespace with `rules` on stdin (`--noflush`).
 pub fn iptables_restore_in(netns: &str, rules: &str) -> anyhow::Result<()> {
+    iptables_restore(Some(netns), rules)
+}
+
+/// Runs iptables-restore with `rules` on stdin (`--noflush`), inside `netns` or on the host.
+pub fn iptables_restore(netns: Option<&str>, rules: &str) -> anyhow::Result<()> {
     use std::io::Write;
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", netns, "iptables-restore", "--noflush"])
+    let mut command = match netns {
+        Some(netns) => {
+            let mut command = Command::new("ip");
+            command.args(["netns", "exec", netns, "iptables-restore", "--noflush"]);
+            command
+        }
+        None => {
+            let mut command = Command::new("iptables-restore");
+            command.arg("--noflush");
+            command
+        }
+    };
+    let mut child = command
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -145,7 +161,11 @@ pub fn iptables_restore_in(netns: &str, rules: &str) -> anyhow::Result<()> {
     child.stdin.take().context("stdin")?.write_all(rules.as_bytes())?;
     let output = child.wait_with_output()?;
     if !output.status.success() {
-        bail!("iptables-restore in {netns} failed: {}", String::from_utf8_lossy(&output.stderr).trim());
+        bail!(
+            "iptables-restore in {} failed: {}",
+            netns.unwrap_or("the host's network namespace"),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
     }
     Ok(())
 }

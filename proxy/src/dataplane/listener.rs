@@ -250,17 +250,40 @@ async fn handle_connection(context: Arc<TrafficContext>, address: SocketAddr, st
             return;
         }
     }
-    // Istio 1.4's mixer network filter: Mixer checks the connection before it is proxied.
-    if let Some(mixer) = chain.mixer.as_ref().filter(|mixer| !mixer.disable_check) {
-        let checked = super::mixer::attributes::Checked::of(&mixer.attributes, false);
-        let mut attributes = super::mixer::attributes::connection(&downstream, checked);
-        attributes.set("context.protocol", istio_attribute::Value::String("tcp".into()));
-        attributes.merge(&mixer.attributes);
-        let client = super::mixer::client::MixerClient::shared(&mixer.transport, mixer.scope);
-        let decision = client.check(&context.clusters, &attributes, &[]).await;
-        if !decision.status.is_ok() {
-            tracing::debug!("listener {}: connection from {remote} closed: {}", listener.name, decision.status.body());
-            return;
+    // Istio 1.4's mixer network filter: Mixer checks the connection before it is proxied, and
+    // hears of it as it opens, lasts and closes.
+    let mut connection_report = None;
+    if let Some(mixer) = chain.mixer.as_ref() {
+        let reporter = if mixer.disable_report {
+            None
+        } else {
+            super::mixer::report::Reporter::shared(&context.clusters, &mixer.transport)
+        };
+        if !mixer.disable_check || reporter.is_some() {
+            let checked = super::mixer::attributes::Checked::of(&mixer.attributes, false);
+            let mut attributes = super::mixer::attributes::connection(&downstream, checked);
+            attributes.set("context.protocol", istio_attribute::Value::String("tcp".into()));
+            attributes.merge(&mixer.attributes);
+            if !mixer.disable_check {
+                let client = super::mixer::client::MixerClient::shared(&mixer.transport, mixer.scope);
+                let decision = client.check(&context.clusters, &attributes, &[]).await;
+                if !decision.status.is_ok() {
+                    tracing::debug!(
+                        "listener {}: connection from {remote} closed: {}",
+                        listener.name,
+                        decision.status.body()
+                    );
+                    return;
+                }
+            }
+            connection_report = reporter.map(|reporter| {
+                super::mixer::report::ConnectionReport::new(
+                    reporter,
+                    attributes,
+                    mixer.report_interval,
+                    checked.outbound,
+                )
+            });
         }
     }
     match &chain.filter {
@@ -281,7 +304,7 @@ async fn handle_connection(context: Arc<TrafficContext>, address: SocketAddr, st
         NetworkFilter::Tcp(proxy) => {
             let stats = table.tcp_stats(proxy);
             drop(table);
-            super::tcp::proxy(&context, proxy, &stats, &downstream, stream).await
+            super::tcp::proxy(&context, proxy, &stats, &downstream, stream, connection_report).await
         }
     }
 }

@@ -1,7 +1,10 @@
 //! The TCP proxy filter: picks a cluster (by weight), a host (the load balancer's, or the
 //! connection's original destination), connects under the cluster's connection limit, and
 //! copies bytes both ways until both sides close or nothing moves for the idle timeout; then logs.
+//! With Istio 1.4's mixer filter on the chain, the connection is reported to Mixer as it opens,
+//! every report interval while it lasts, and when it closes.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -13,6 +16,7 @@ use super::config::listener::TcpProxyConfig;
 use super::connection_stats::TcpProxyStats;
 use super::context::TrafficContext;
 use super::http::downstream::Downstream;
+use super::mixer::report::ConnectionReport;
 use super::upstream::pool::{connect, BoxStream};
 
 pub(crate) async fn proxy(
@@ -21,6 +25,7 @@ pub(crate) async fn proxy(
     stats: &TcpProxyStats,
     downstream: &Downstream,
     stream: BoxStream,
+    mut report: Option<ConnectionReport>,
 ) {
     let started = Instant::now();
     stats.downstream_cx_total.inc();
@@ -61,53 +66,96 @@ pub(crate) async fn proxy(
         Ok((cluster, upstream, slot))
     }
     .await;
+    let counters = Counters::default();
     match outcome {
         Ok((_cluster, upstream, _slot)) => {
-            let (received, sent) = copy_with_idle_timeout(stream, upstream, config.idle_timeout).await;
-            entry.bytes_received = received;
-            entry.bytes_sent = sent;
+            if let (Some(report), Some(host)) = (report.as_mut(), entry.upstream_host) {
+                report.connected_to(host);
+                report.event("open", 0, 0, None);
+            }
+            let copy = copy_with_idle_timeout(stream, upstream, config.idle_timeout, &counters);
+            match report.as_mut() {
+                Some(report) => {
+                    let interval = report.interval;
+                    tokio::pin!(copy);
+                    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+                    loop {
+                        tokio::select! {
+                            () = &mut copy => break,
+                            _ = ticks.tick() => {
+                                let (received, sent) = counters.totals();
+                                report.event("continue", received, sent, None);
+                            }
+                        }
+                    }
+                }
+                None => copy.await,
+            }
+            (entry.bytes_received, entry.bytes_sent) = counters.totals();
         }
         Err(flag) => entry.flags.push(flag),
     }
     entry.duration = started.elapsed();
+    if let Some(report) = report.as_mut() {
+        report.event("close", entry.bytes_received, entry.bytes_sent, Some(&entry.flags_text()));
+    }
     context.access_logs.write(&config.access_logs, &entry);
 }
 
-/// Copies both ways until both directions finish, or until nothing has moved for `idle`.
-/// Returns the bytes received from and sent to the downstream.
-async fn copy_with_idle_timeout(downstream: BoxStream, upstream: BoxStream, idle: Option<Duration>) -> (u64, u64) {
+/// Bytes moved so far: received from the downstream, sent to it.
+#[derive(Default)]
+struct Counters {
+    received: Arc<AtomicU64>,
+    sent: Arc<AtomicU64>,
+}
+
+impl Counters {
+    fn totals(&self) -> (u64, u64) {
+        (self.received.load(Ordering::Relaxed), self.sent.load(Ordering::Relaxed))
+    }
+}
+
+/// Copies both ways until both directions finish, or until nothing has moved for `idle`,
+/// counting the bytes received from and sent to the downstream in `counters`.
+async fn copy_with_idle_timeout(
+    downstream: BoxStream,
+    upstream: BoxStream,
+    idle: Option<Duration>,
+    counters: &Counters,
+) {
     let last_activity = Arc::new(Mutex::new(Instant::now()));
     let (mut down_read, mut down_write) = tokio::io::split(downstream);
     let (mut up_read, mut up_write) = tokio::io::split(upstream);
-    let upload = pump(&mut down_read, &mut up_write, last_activity.clone());
-    let download = pump(&mut up_read, &mut down_write, last_activity.clone());
+    let upload = pump(&mut down_read, &mut up_write, last_activity.clone(), &counters.received);
+    let download = pump(&mut up_read, &mut down_write, last_activity.clone(), &counters.sent);
     let both = async { tokio::join!(upload, download) };
     let Some(idle) = idle else {
-        return both.await;
+        both.await;
+        return;
     };
     tokio::pin!(both);
     loop {
         let deadline = *istio_runtime::sync::lock(&last_activity) + idle;
         tokio::select! {
-            totals = &mut both => return totals,
+            _ = &mut both => return,
             () = tokio::time::sleep_until(deadline.into()) => {
                 let quiet_since = *istio_runtime::sync::lock(&last_activity);
                 if quiet_since.elapsed() >= idle {
-                    return (0, 0);
+                    return;
                 }
             }
         }
     }
 }
 
-/// Copies one direction, noting activity; shuts the writer down at the end so the peer sees EOF.
-async fn pump<R, W>(reader: &mut R, writer: &mut W, last_activity: Arc<Mutex<Instant>>) -> u64
+/// Copies one direction, noting activity and counting bytes in `total`; shuts the writer down
+/// at the end so the peer sees EOF.
+async fn pump<R, W>(reader: &mut R, writer: &mut W, last_activity: Arc<Mutex<Instant>>, total: &AtomicU64)
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     let mut buffer = vec![0u8; 16 * 1024];
-    let mut total = 0u64;
     loop {
         let read = match reader.read(&mut buffer).await {
             Ok(0) | Err(_) => break,
@@ -116,9 +164,8 @@ where
         if writer.write_all(&buffer[..read]).await.is_err() {
             break;
         }
-        total += read as u64;
+        total.fetch_add(read as u64, Ordering::Relaxed);
         *istio_runtime::sync::lock(&last_activity) = Instant::now();
     }
     let _ = writer.shutdown().await;
-    total
 }

@@ -218,7 +218,10 @@ impl Inner {
         let mut subscribers = istio_runtime::sync::lock(&self.subscribers);
         let mut state = self.lock_state();
         let present: std::collections::HashSet<PathBuf> = found.iter().map(|(path, _)| path.clone()).collect();
+        let known = state.files.len();
         state.files.retain(|path, _| present.contains(path));
+        // Whether any file was removed or read again: only then can the objects differ.
+        let mut reread = state.files.len() != known;
         for (path, print) in found {
             let file = state.files.entry(path.clone()).or_default();
             if file.fingerprint.as_ref() == Some(&print) {
@@ -250,6 +253,7 @@ impl Inner {
             }
             file.unsettled = None;
             file.fingerprint = Some(print);
+            reread = true;
             let text = match std::fs::read_to_string(&path) {
                 Ok(text) => text,
                 Err(error) => {
@@ -277,6 +281,12 @@ impl Inner {
                     file.objects = objects.into_iter().map(|source| source.object).collect();
                 }
             }
+        }
+        if !reread {
+            // Nothing changed on disk (and nothing was parsed, so there are no events): the
+            // objects are as they were; rebuilding them would clone and hash every object on
+            // every scan.
+            return unsettled;
         }
         let canonical_root = self.root.join(CANONICAL_DIR);
         let mut ordered: Vec<&PathBuf> = state.files.keys().collect();

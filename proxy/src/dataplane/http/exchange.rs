@@ -12,6 +12,7 @@ use http::request::Parts;
 use http::{HeaderMap, Version};
 
 use super::super::access_log::LogEntry;
+use super::super::mixer::report::PendingReport;
 use super::super::stats::GaugeGuard;
 use super::downstream::Downstream;
 use super::span::RequestSpan;
@@ -33,6 +34,8 @@ pub(crate) struct Exchange {
     pub span: Option<RequestSpan>,
     /// Holds the connection manager's `downstream_rq_active` up until the response ends.
     pub active: Option<GaugeGuard>,
+    /// The request's Mixer report, completed when the response ends.
+    pub report: Option<PendingReport>,
 }
 
 impl Exchange {
@@ -63,6 +66,7 @@ impl Exchange {
             bytes_received: Arc::default(),
             span: None,
             active: None,
+            report: None,
         }
     }
 

@@ -1,6 +1,6 @@
 //! The end of a request: the `server` header, `connection: close` on HTTP/1 while draining, the
 //! status counted by class, and — when the response body has been sent or the client went away
-//! — the access log written and the span finished.
+//! — the access log written, the span finished and the Mixer report sent.
 
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -15,6 +15,7 @@ use super::super::body::{self, Body, BoxError};
 use super::super::config::listener::HttpManagerConfig;
 use super::super::connection_stats::HttpManagerStats;
 use super::super::context::TrafficContext;
+use super::super::mixer::attributes;
 use super::exchange::{header_snapshot, Exchange};
 
 /// Completes the response and arranges for the exchange to be logged when its body ends.
@@ -35,22 +36,36 @@ pub(crate) fn complete(
     if !manager.access_logs.is_empty() {
         exchange.entry.response_headers = header_snapshot(response.headers());
     }
+    let response_headers = exchange.report.as_ref().map(|_| response.headers().clone());
     let (parts, body) = response.into_parts();
     let logs = manager.access_logs.clone();
     let writers = context.access_logs.clone();
     let finish = move |bytes_sent: u64| {
-        let Exchange { mut entry, span, active, bytes_received, started, .. } = exchange;
+        let Exchange { mut entry, span, active, bytes_received, started, report, .. } = exchange;
         drop(active);
         if let Some(span) = span {
             span.finish(&entry);
         }
-        if logs.is_empty() {
-            return;
-        }
         entry.bytes_sent = bytes_sent;
         entry.bytes_received = bytes_received.load(Ordering::Relaxed);
         entry.duration = started.elapsed();
-        writers.write(&logs, &entry);
+        if let (Some(mut report), Some(headers)) = (report, response_headers) {
+            let outcome = attributes::Outcome {
+                code: entry.response_code,
+                headers: &headers,
+                request_header_bytes: report.request_header_bytes,
+                request_body_bytes: entry.bytes_received,
+                response_body_bytes: entry.bytes_sent,
+                duration: entry.duration,
+                flags: entry.flags_text(),
+                upstream: entry.upstream_host,
+            };
+            attributes::response(&mut report.attributes, &outcome, report.outbound);
+            report.reporter.report(report.attributes);
+        }
+        if !logs.is_empty() {
+            writers.write(&logs, &entry);
+        }
     };
     Response::from_parts(parts, body::boxed(Finished { inner: body, sent: 0, finish: Some(Box::new(finish)) }))
 }

@@ -3,7 +3,8 @@
 //! calling sidecar forwarded in `x-istio-attributes`) are checked with Mixer, with the quotas
 //! the service's `QuotaSpec`s charge. A refusal is answered here with 1.4's status and body
 //! (`PERMISSION_DENIED:…` as 403, `RESOURCE_EXHAUSTED:Quota is exhausted for: …` as 429); an
-//! allowed request gets the rules' header operations.
+//! allowed request gets the rules' header operations. Unless the service's reports are off,
+//! the same attributes are kept for the request's report, which the finish completes.
 
 use http::header::{HeaderName, HeaderValue};
 use http::request::Parts;
@@ -16,6 +17,7 @@ use super::super::context::TrafficContext;
 use super::super::mixer::attributes::{self, FORWARD_HEADER};
 use super::super::mixer::client::MixerClient;
 use super::super::mixer::filter::HttpMixer;
+use super::super::mixer::report::{PendingReport, Reporter};
 use super::exchange::Exchange;
 use super::local;
 use super::routing::Selected;
@@ -105,14 +107,27 @@ pub(crate) async fn run(
     if let Some(value) = attributes::forward_header(&forward) {
         parts.headers.insert(FORWARD_HEADER, value);
     }
-    if service.disable_check {
+    let reporter = if service.disable_report { None } else { Reporter::shared(&context.clusters, &mixer.transport) };
+    if service.disable_check && reporter.is_none() {
         return Ok(Allowed { response_operations: Vec::new(), headers_changed: false });
     }
-    let mut bag = attributes::connection(&exchange.downstream, attributes::Checked::of(&mixer.attributes, true));
+    let checked = attributes::Checked::of(&mixer.attributes, true);
+    let mut bag = attributes::connection(&exchange.downstream, checked);
     attributes::request(&mut bag, parts, &exchange.authority, exchange.downstream.scheme());
     bag.merge(&mixer.attributes);
     bag.merge(&service.attributes);
     bag.merge(&forwarded);
+    if let Some(reporter) = reporter {
+        exchange.report = Some(PendingReport {
+            reporter,
+            attributes: bag.clone(),
+            outbound: checked.outbound,
+            request_header_bytes: attributes::header_bytes(&parts.headers),
+        });
+    }
+    if service.disable_check {
+        return Ok(Allowed { response_operations: Vec::new(), headers_changed: false });
+    }
     let charged = requirements(&service.quota_specs, &bag);
     let client = MixerClient::shared(&mixer.transport, mixer.scope);
     let decision = client.check(&context.clusters, &bag, &charged).await;

@@ -125,6 +125,56 @@ pub(crate) fn request(bag: &mut MapBag, parts: &http::request::Parts, authority:
     }
 }
 
+/// How a request ended, for its report.
+pub(crate) struct Outcome<'a> {
+    pub code: u16,
+    pub headers: &'a HeaderMap,
+    pub request_header_bytes: u64,
+    pub request_body_bytes: u64,
+    pub response_body_bytes: u64,
+    pub duration: std::time::Duration,
+    /// The response flags (`-` when none), 1.4's `context.proxy_error_code`.
+    pub flags: String,
+    /// The upstream host the request went to, if it got that far.
+    pub upstream: Option<SocketAddr>,
+}
+
+/// The bytes a header block takes on the wire (HTTP/1 form).
+pub(crate) fn header_bytes(headers: &HeaderMap) -> u64 {
+    headers.iter().map(|(name, value)| (name.as_str().len() + value.len() + 4) as u64).sum()
+}
+
+/// What the response says, added to the request's attributes for its report: code, sizes,
+/// duration, headers and flags; a client-side report also names the upstream host as its
+/// destination.
+pub(crate) fn response(bag: &mut MapBag, outcome: &Outcome<'_>, outbound: bool) {
+    let response_header_bytes = header_bytes(outcome.headers);
+    let headers: HashMap<String, String> = outcome
+        .headers
+        .iter()
+        .filter_map(|(name, value)| value.to_str().ok().map(|value| (name.as_str().to_string(), value.to_string())))
+        .collect();
+    let size = |bytes: u64| Value::Int64(i64::try_from(bytes).unwrap_or(i64::MAX));
+    bag.set("response.code", Value::Int64(i64::from(outcome.code)));
+    bag.set("response.headers", Value::StringMap(Cow::Owned(headers)));
+    bag.set("response.size", size(outcome.response_body_bytes));
+    bag.set("response.total_size", size(outcome.response_body_bytes + response_header_bytes));
+    bag.set("request.size", size(outcome.request_body_bytes));
+    bag.set("request.total_size", size(outcome.request_body_bytes + outcome.request_header_bytes));
+    bag.set("response.duration", Value::Duration(i64::try_from(outcome.duration.as_nanos()).unwrap_or(i64::MAX)));
+    bag.set("response.time", Value::Timestamp(Timestamp::now()));
+    bag.set("context.proxy_error_code", text(&outcome.flags));
+    for (header, attribute) in [("grpc-status", "response.grpc_status"), ("grpc-message", "response.grpc_message")] {
+        if let Some(value) = outcome.headers.get(header).and_then(|value| value.to_str().ok()) {
+            bag.set(attribute, text(value));
+        }
+    }
+    if let (true, Some(upstream)) = (outbound, outcome.upstream) {
+        bag.set("destination.ip", Value::Bytes(Cow::Owned(ip_to_16_bytes(upstream.ip()).to_vec())));
+        bag.set("destination.port", Value::Int64(i64::from(upstream.port())));
+    }
+}
+
 /// The attributes forwarded in `x-istio-attributes` that a sidecar takes (non-empty strings
 /// of 1.4's six names); an unreadable header is ignored.
 pub(crate) fn forwarded(headers: &HeaderMap) -> MapBag {
@@ -169,6 +219,39 @@ mod tests {
         assert_eq!(taken.get_value("source.uid"), Some(&text("kubernetes://productpage-v1-abc.default")));
         headers.insert(FORWARD_HEADER, http::HeaderValue::from_static("!!!"));
         assert!(forwarded(&headers).is_empty());
+    }
+
+    #[test]
+    fn a_response_completes_the_report_and_names_the_upstream_for_a_client() {
+        let mut headers = HeaderMap::new();
+        headers.insert("content-length", http::HeaderValue::from_static("178"));
+        headers.insert("grpc-status", http::HeaderValue::from_static("0"));
+        let outcome = Outcome {
+            code: 200,
+            headers: &headers,
+            request_header_bytes: 120,
+            request_body_bytes: 7,
+            response_body_bytes: 178,
+            duration: std::time::Duration::from_millis(12),
+            flags: "-".to_string(),
+            upstream: Some("10.44.1.5:9080".parse().expect("address")),
+        };
+        let mut server = MapBag::new();
+        response(&mut server, &outcome, false);
+        assert_eq!(server.get_value("response.code"), Some(&Value::Int64(200)));
+        assert_eq!(server.get_value("response.size"), Some(&Value::Int64(178)));
+        assert_eq!(server.get_value("request.total_size"), Some(&Value::Int64(127)));
+        assert_eq!(server.get_value("response.duration"), Some(&Value::Duration(12_000_000)));
+        assert_eq!(server.get_value("response.grpc_status"), Some(&text("0")));
+        assert_eq!(server.get_value("context.proxy_error_code"), Some(&text("-")));
+        assert!(server.get_value("destination.ip").is_none(), "a server's destination is itself, set before");
+        let mut client = MapBag::new();
+        response(&mut client, &outcome, true);
+        assert_eq!(client.get_value("destination.port"), Some(&Value::Int64(9080)));
+        assert!(client
+            .get_value("destination.ip")
+            .and_then(Value::as_ip)
+            .is_some_and(|ip| ip.to_string().ends_with("10.44.1.5")));
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Calls to Mixer over this data plane's own upstream connections: a tower service that sends
+//! Calls to Mixer (`Check` and `Report`) over this data plane's own upstream connections: a tower service that sends
 //! each gRPC request to a host of the check cluster (HTTP/2, as Pilot configures gRPC
 //! clusters), so tonic's generated client runs on the proxy's pools, load balancing and
 //! circuit breakers, with `:authority` `mixer` as 1.4's client sent it.
@@ -88,6 +88,24 @@ pub(crate) async fn check(
     match tokio::time::timeout(timeout, client.check(request)).await {
         Err(_) => Err(CallError::Timeout),
         Ok(Ok(response)) => Ok(response.into_inner()),
+        Ok(Err(status)) => Err(CallError::Status(status)),
+    }
+}
+
+/// One `Report` to the cluster, within `timeout`.
+pub(crate) async fn report(
+    clusters: &Arc<ClusterManager>,
+    cluster: &str,
+    request: mixer::ReportRequest,
+    timeout: Duration,
+) -> Result<(), CallError> {
+    let channel =
+        ClusterChannel { clusters: clusters.clone(), cluster: cluster.to_string(), deadline: Instant::now() + timeout };
+    let origin = http::Uri::from_static("http://mixer");
+    let mut client = mixer::mixer_client::MixerClient::with_origin(channel, origin);
+    match tokio::time::timeout(timeout, client.report(request)).await {
+        Err(_) => Err(CallError::Timeout),
+        Ok(Ok(_)) => Ok(()),
         Ok(Err(status)) => Err(CallError::Status(status)),
     }
 }

@@ -100,7 +100,16 @@ pub(crate) struct Transport {
     pub max_retry_wait: Duration,
     pub check_cache: bool,
     pub quota_cache: bool,
+    pub report_cluster: String,
+    /// Reports sent together (1.4: 100 unless configured).
+    pub report_batch_entries: usize,
+    /// How long a report may wait for its batch (1.4: 1 s unless configured).
+    pub report_batch_time: Duration,
 }
+
+/// 1.4's report batching defaults.
+const DEFAULT_REPORT_BATCH_ENTRIES: usize = 100;
+const DEFAULT_REPORT_BATCH_TIME: Duration = Duration::from_secs(1);
 
 fn duration(value: Option<&prost_types::Duration>, default: Duration) -> Duration {
     value.map_or(default, |d| {
@@ -122,6 +131,15 @@ impl Transport {
             max_retry_wait: duration(policy.max_retry_wait.as_ref(), Duration::from_millis(1000)),
             check_cache: !transport.disable_check_cache,
             quota_cache: !transport.disable_quota_cache,
+            report_batch_entries: if transport.disable_report_batch {
+                1
+            } else if transport.report_batch_max_entries > 0 {
+                usize::try_from(transport.report_batch_max_entries).unwrap_or(DEFAULT_REPORT_BATCH_ENTRIES)
+            } else {
+                DEFAULT_REPORT_BATCH_ENTRIES
+            },
+            report_batch_time: duration(transport.report_batch_max_time.as_ref(), DEFAULT_REPORT_BATCH_TIME),
+            report_cluster: transport.report_cluster,
         }
     }
 }
@@ -130,6 +148,7 @@ impl Transport {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ServiceSettings {
     pub disable_check: bool,
+    pub disable_report: bool,
     pub attributes: MapBag,
     pub forward: MapBag,
     pub quota_specs: Vec<mcc::QuotaSpec>,
@@ -139,6 +158,7 @@ impl ServiceSettings {
     pub(crate) fn from_proto(config: &mcc::ServiceConfig) -> ServiceSettings {
         ServiceSettings {
             disable_check: config.disable_check_calls,
+            disable_report: config.disable_report_calls,
             attributes: config.mixer_attributes.as_ref().map(from_attributes).unwrap_or_default(),
             forward: config.forward_attributes.as_ref().map(from_attributes).unwrap_or_default(),
             quota_specs: config.quota_spec.clone(),

@@ -57,6 +57,9 @@ pub(crate) struct TcpMixer {
     pub scope: u64,
     pub attributes: MapBag,
     pub disable_check: bool,
+    pub disable_report: bool,
+    /// How often a long connection reports (1.4: every 10 s).
+    pub report_interval: std::time::Duration,
 }
 
 impl TcpMixer {
@@ -66,6 +69,13 @@ impl TcpMixer {
             scope: scope(config),
             attributes: config.mixer_attributes.as_ref().map(from_attributes).unwrap_or_default(),
             disable_check: config.disable_check_calls,
+            disable_report: config.disable_report_calls,
+            report_interval: config
+                .report_interval
+                .as_ref()
+                .and_then(|interval| std::time::Duration::try_from(*interval).ok())
+                .filter(|interval| !interval.is_zero())
+                .unwrap_or(std::time::Duration::from_secs(10)),
         }
     }
 }

@@ -3,7 +3,8 @@
 //! ([`client`]), answers are cached on exactly the attributes Mixer looked at
 //! ([`check_cache`]), quotas are prefetched and granted locally ([`quota_cache`],
 //! [`prefetch`]), and the calls go to Mixer's cluster over this data plane's own upstream
-//! connections ([`channel`]). [`filter`] reads the filters' config as Pilot sends it.
+//! connections ([`channel`]). Requests and connections are reported after they end, in
+//! batches ([`report`]). [`filter`] reads the filters' config as Pilot sends it.
 
 pub(crate) mod attributes;
 pub(crate) mod channel;
@@ -14,3 +15,4 @@ pub(crate) mod filter;
 pub(crate) mod lru;
 pub(crate) mod prefetch;
 pub(crate) mod quota_cache;
+pub(crate) mod report;

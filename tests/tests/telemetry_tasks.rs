@@ -1,0 +1,364 @@
+//! The Istio 1.4 telemetry tasks on the local platform's demo, once with the built-in proxy as
+//! every sidecar and gateway (Istio 1.4's `mixer` filter reporting to `istio-telemetry`) and
+//! once with a stock Envoy (gRPC access logs streamed to `istio-telemetry`, which Mixer maps to
+//! the same attributes). The samples are applied unchanged, and both planes must show the same
+//! series and labels.
+//!
+//! - Querying metrics: after Bookinfo traffic through the ingress gateway, istio-telemetry's
+//!   prometheus adapter (`:42422/metrics`) has `istio_requests_total` for productpage and
+//!   reviews v3 as both reporters, with 1.4's labels (workloads, apps, versions, the service,
+//!   `response_code`, `connection_security_policy`, …), and the duration and size histograms.
+//! - Querying metrics from Prometheus: the demo's Prometheus (Debian's, as 1.4's `prometheus`
+//!   addon, scraping istio-telemetry as job `istio-mesh`) answers the task's three queries:
+//!   `istio_requests_total`, the reviews v3 series, and the rate of productpage's 200s.
+//! - Collecting metrics: `telemetry/metrics.yaml` adds `istio_double_request_count` with
+//!   `message="twice the fun!"`, counted twice per request, for the server and client reporters.
+//! - Collecting metrics for TCP services: tcp-echo behind the gateway's port 31400 (1.4's task
+//!   used MongoDB, which no registry here has), `telemetry/tcp-metrics.yaml` with its host
+//!   changed to tcp-echo: `istio_mongo_received_bytes` and `istio_mongo_sent_bytes` count the
+//!   bytes, and the default config's `istio_tcp_*` series show the connections opened and
+//!   closed, from the gateway (source) and from tcp-echo's sidecar (destination).
+//! - Collecting logs: `telemetry/log-entry.yaml` writes `newlog` JSON entries (destination,
+//!   latency, responseCode, responseSize, source, user) at level `warn` to istio-telemetry's
+//!   output.
+//!
+//! `ISTIO_TASKS=a,b` runs only the tasks whose names contain `a` or `b`.
+
+use std::time::{Duration, Instant};
+
+use e2e::local::{sample, LocalMesh, Plane, Task};
+
+const TASKS: [(&str, Task); 5] = [
+    ("querying metrics", querying_metrics),
+    ("querying metrics from Prometheus", querying_prometheus),
+    ("collecting metrics", collecting_metrics),
+    ("TCP metrics", tcp_metrics),
+    ("collecting logs", collecting_logs),
+];
+
+/// Reports are batched for up to a second; kubernetesenv needs the pods; a minute is plenty.
+const PATIENCE: Duration = Duration::from_secs(60);
+/// Prometheus scrapes every 15 s, as 1.4's did, and a rate needs two scrapes with data.
+const PROMETHEUS_PATIENCE: Duration = Duration::from_secs(120);
+
+/// istio-telemetry's prometheus adapter (the local platform's `TELEMETRY` address and
+/// `MIXER_PROMETHEUS_PORT`).
+fn metrics_address() -> String {
+    "10.44.0.15:42422".to_string()
+}
+
+fn set_up(mesh: &LocalMesh) {
+    mesh.apply(&sample("bookinfo/networking/destination-rule-all.yaml"));
+    mesh.apply(&sample("bookinfo/networking/virtual-service-reviews-v3.yaml"));
+}
+
+fn reset(mesh: &LocalMesh) {
+    for (kind, name) in [
+        ("instances", "doublerequestcount"),
+        ("handlers", "doublehandler"),
+        ("rules", "doubleprom"),
+        ("instances", "newlog"),
+        ("handlers", "newloghandler"),
+        ("rules", "newlogstdio"),
+    ] {
+        mesh.delete_in("istio-system", kind, name);
+    }
+    for (kind, name) in [
+        ("instances", "mongosentbytes"),
+        ("instances", "mongoreceivedbytes"),
+        ("handlers", "mongohandler"),
+        ("rules", "mongoprom"),
+    ] {
+        mesh.delete_in("default", kind, name);
+    }
+}
+
+/// Prometheus (the demo's addon, Debian's `prometheus`), as 1.4's prometheus addon.
+const PROMETHEUS: &str = "10.44.0.16:9090";
+
+/// A Prometheus instant query: the result vector.
+fn prometheus_query(query: &str) -> Vec<serde_json::Value> {
+    let output = std::process::Command::new("curl")
+        .args(["-s", "-G", "--max-time", "5", "--data-urlencode"])
+        .arg(format!("query={query}"))
+        .arg(format!("http://{PROMETHEUS}/api/v1/query"))
+        .output()
+        .expect("curl runs");
+    let answer: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_default();
+    answer["data"]["result"].as_array().cloned().unwrap_or_default()
+}
+
+/// The task's three queries, answered by the real Prometheus scraping istio-telemetry
+/// (job `istio-mesh`) every 15 s, as 1.4's did.
+fn querying_prometheus(mesh: &LocalMesh) {
+    let installed = std::process::Command::new("sh").args(["-c", "command -v prometheus"]).output();
+    assert!(
+        installed.is_ok_and(|output| output.status.success()),
+        "Debian's prometheus is not installed (test.sh installs it)"
+    );
+    let queries = [
+        "istio_requests_total",
+        "istio_requests_total{destination_service=\"reviews.default.svc.cluster.local\", destination_version=\"v3\"}",
+        "rate(istio_requests_total{destination_service=~\"productpage.*\", response_code=\"200\"}[5m])",
+    ];
+    let deadline = Instant::now() + PROMETHEUS_PATIENCE;
+    loop {
+        traffic(mesh, 3);
+        let answers: Vec<Vec<serde_json::Value>> = queries.iter().map(|query| prometheus_query(query)).collect();
+        let rate_positive = answers[2].iter().any(|series| {
+            series["value"][1].as_str().and_then(|value| value.parse::<f64>().ok()).is_some_and(|value| value > 0.0)
+        });
+        // Every job of 1.4's config has its targets up, the sidecars' included.
+        let up: std::collections::BTreeSet<String> = prometheus_query("up == 1")
+            .iter()
+            .filter_map(|series| series["metric"]["job"].as_str().map(str::to_string))
+            .collect();
+        let jobs = ["citadel", "envoy-stats", "galley", "istio-mesh", "istio-policy", "istio-telemetry", "pilot"];
+        if answers.iter().all(|answer| !answer.is_empty()) && rate_positive && jobs.iter().all(|job| up.contains(*job))
+        {
+            let v3 = &answers[1][0]["metric"];
+            assert_eq!(v3["job"], "istio-mesh", "{v3}");
+            assert_eq!(v3["destination_app"], "reviews", "{v3}");
+            assert!(v3["reporter"] == "source" || v3["reporter"] == "destination", "{v3}");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{:?}: Prometheus never answered the task's queries: {:#?}; jobs up: {up:?}",
+            mesh.plane,
+            queries.iter().zip(&answers).map(|(query, answer)| (query, answer.len())).collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_secs(3));
+    }
+}
+
+/// `count` pages through the gateway.
+fn traffic(mesh: &LocalMesh, count: usize) {
+    for _ in 0..count {
+        let (status, _, _) = e2e::http_request(&mesh.gateway, "GET", "/productpage", &[], "");
+        assert_eq!(status, 200, "{:?}: /productpage", mesh.plane);
+    }
+}
+
+/// The series of `name` whose labels contain every one of `labels`.
+fn series(text: &str, name: &str, labels: &[&str]) -> Vec<String> {
+    text.lines()
+        .filter(|line| line.starts_with(&format!("{name}{{")) && labels.iter().all(|label| line.contains(label)))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Sends traffic until the metrics endpoint shows every `wanted` (metric, labels) series.
+fn until_series(mesh: &LocalMesh, wanted: &[(&str, &[&str])]) -> String {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        traffic(mesh, 3);
+        std::thread::sleep(Duration::from_millis(1500));
+        let (status, text) = e2e::http_get(&metrics_address(), "/metrics");
+        let missing: Vec<String> = wanted
+            .iter()
+            .filter(|(name, labels)| series(&text, name, labels).is_empty())
+            .map(|(name, labels)| format!("{name}{labels:?}"))
+            .collect();
+        if status == 200 && missing.is_empty() {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{:?}: istio-telemetry's metrics never had {missing:#?}; last answer {status}:\n{text}",
+            mesh.plane
+        );
+    }
+}
+
+fn querying_metrics(mesh: &LocalMesh) {
+    let productpage_as_server: &[&str] = &[
+        "reporter=\"destination\"",
+        "destination_service=\"productpage.default.svc.cluster.local\"",
+        "destination_app=\"productpage\"",
+        "destination_version=\"v1\"",
+        "destination_workload=\"productpage-v1\"",
+        "destination_workload_namespace=\"default\"",
+        "source_workload=\"istio-ingressgateway\"",
+        "request_protocol=\"http\"",
+        "response_code=\"200\"",
+        "response_flags=\"-\"",
+    ];
+    let reviews_v3: &[&str] = &[
+        "destination_service=\"reviews.default.svc.cluster.local\"",
+        "destination_version=\"v3\"",
+        "source_app=\"productpage\"",
+    ];
+    let text = until_series(
+        mesh,
+        &[
+            ("istio_requests_total", productpage_as_server),
+            ("istio_requests_total", &["reporter=\"source\"", "source_workload=\"istio-ingressgateway\""]),
+            ("istio_requests_total", &[reviews_v3, &["reporter=\"destination\""]].concat()),
+            ("istio_requests_total", &[reviews_v3, &["reporter=\"source\""]].concat()),
+            ("istio_requests_total", &["destination_app=\"ratings\"", "source_version=\"v3\""]),
+            ("istio_request_duration_seconds_bucket", &["destination_app=\"details\"", "le=\"10\""]),
+            ("istio_response_bytes_count", &["destination_app=\"reviews\""]),
+        ],
+    );
+    // Each reporter counts each request once: the gateway's and productpage's counts agree
+    // within the batches still on their way.
+    let count = |labels: &[&str]| -> f64 {
+        series(&text, "istio_requests_total", labels)
+            .iter()
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let server = count(&["reporter=\"destination\"", "destination_app=\"productpage\""]);
+    assert!(server >= 3.0, "{:?}: productpage counted {server} times:\n{text}", mesh.plane);
+    let secured = series(&text, "istio_requests_total", &["reporter=\"destination\"", "destination_app=\"details\""]);
+    assert!(
+        secured.iter().all(|line| line.contains("connection_security_policy=\"none\"")
+            || line.contains("connection_security_policy=\"mutual_tls\"")),
+        "{secured:#?}"
+    );
+}
+
+fn collecting_metrics(mesh: &LocalMesh) {
+    mesh.apply(&sample("bookinfo/telemetry/metrics.yaml"));
+    until_series(
+        mesh,
+        &[
+            (
+                "istio_double_request_count",
+                &["message=\"twice the fun!\"", "reporter=\"server\"", "destination=\"productpage-v1\""],
+            ),
+            (
+                "istio_double_request_count",
+                &["message=\"twice the fun!\"", "reporter=\"client\"", "source=\"productpage-v1\""],
+            ),
+        ],
+    );
+}
+
+/// Sends a line to tcp-echo through the gateway's port 31400; its answer.
+fn tcp_echo(mesh: &LocalMesh, line: &str) -> Option<String> {
+    use std::io::{BufRead, BufReader, Write};
+    let mut stream = std::net::TcpStream::connect(format!("{}:31400", mesh.gateway_ip())).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    stream.write_all(format!("{line}\n").as_bytes()).ok()?;
+    let mut answer = String::new();
+    BufReader::new(stream).read_line(&mut answer).ok()?;
+    Some(answer.trim_end().to_string())
+}
+
+fn tcp_metrics(mesh: &LocalMesh) {
+    mesh.apply(&sample("tcp-echo/tcp-echo-services.yaml"));
+    mesh.wait_ready("tcp-echo", "default", 2);
+    mesh.apply(&sample("tcp-echo/tcp-echo-all-v1.yaml"));
+    let task = std::fs::read_to_string(sample("bookinfo/telemetry/tcp-metrics.yaml")).expect("tcp-metrics.yaml");
+    mesh.apply_yaml(&task.replace("mongodb.default.svc.cluster.local", "tcp-echo.default.svc.cluster.local"));
+    let wanted: &[(&str, &[&str])] = &[
+        ("istio_mongo_received_bytes", &["destination_version=\"v1\"", "source_service=\"istio-ingressgateway\""]),
+        ("istio_mongo_sent_bytes", &["destination_version=\"v1\""]),
+        (
+            "istio_tcp_connections_opened_total",
+            &["reporter=\"source\"", "source_workload=\"istio-ingressgateway\"", "destination_app=\"tcp-echo\""],
+        ),
+        (
+            "istio_tcp_connections_closed_total",
+            &["reporter=\"destination\"", "destination_workload=\"tcp-echo-v1\"", "destination_version=\"v1\""],
+        ),
+        ("istio_tcp_received_bytes_total", &["destination_service=\"tcp-echo.default.svc.cluster.local\""]),
+        ("istio_tcp_sent_bytes_total", &["destination_service_name=\"tcp-echo\"", "reporter=\"destination\""]),
+    ];
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        for _ in 0..3 {
+            let _ = tcp_echo(mesh, "hello");
+        }
+        std::thread::sleep(Duration::from_millis(1500));
+        let (status, text) = e2e::http_get(&metrics_address(), "/metrics");
+        let missing: Vec<String> = wanted
+            .iter()
+            .filter(|(name, labels)| series(&text, name, labels).is_empty())
+            .map(|(name, labels)| format!("{name}{labels:?}"))
+            .collect();
+        if status == 200 && missing.is_empty() {
+            // "hello\n" in, "one hello\n" out, per connection.
+            let received = series(&text, "istio_mongo_received_bytes", &["destination_version=\"v1\""]);
+            assert!(
+                received.iter().any(|line| line
+                    .rsplit(' ')
+                    .next()
+                    .and_then(|n| n.parse::<f64>().ok())
+                    .is_some_and(|n| n >= 6.0)),
+                "{received:#?}"
+            );
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{:?}: istio-telemetry's metrics never had {missing:#?}; last answer {status}:\n{}",
+            mesh.plane,
+            text.lines().filter(|line| line.contains("tcp") || line.contains("mongo")).collect::<Vec<_>>().join("\n")
+        );
+    }
+}
+
+/// istio-telemetry's output, wherever the platform keeps it.
+fn telemetry_log(mesh: &LocalMesh) -> String {
+    let mut pending = vec![mesh.root().join("logs")];
+    let mut text = String::new();
+    while let Some(directory) = pending.pop() {
+        for entry in std::fs::read_dir(&directory).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.to_string_lossy().contains("istio-telemetry") {
+                text.push_str(&std::fs::read_to_string(&path).unwrap_or_default());
+            }
+        }
+    }
+    text
+}
+
+fn collecting_logs(mesh: &LocalMesh) {
+    mesh.apply(&sample("bookinfo/telemetry/log-entry.yaml"));
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        traffic(mesh, 3);
+        std::thread::sleep(Duration::from_millis(1500));
+        let log = telemetry_log(mesh);
+        let entries: Vec<serde_json::Value> = log
+            .lines()
+            .filter(|line| line.contains("\"instance\":\"newlog.instance.istio-system\""))
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect();
+        let details =
+            entries.iter().find(|entry| entry["destination"] == "details" && entry["source"] == "productpage");
+        if let Some(entry) = details {
+            assert_eq!(entry["level"], "warn", "{entry}");
+            assert_eq!(entry["responseCode"], 200, "{entry}");
+            assert!(entry["responseSize"].as_i64().is_some_and(|size| size > 0), "{entry}");
+            assert!(entry["latency"].as_str().is_some_and(|latency| latency.ends_with('s')), "{entry}");
+            assert!(entry["user"].is_string(), "{entry}");
+            return;
+        }
+        let tail: Vec<&str> = log.lines().rev().take(30).collect();
+        assert!(
+            Instant::now() < deadline,
+            "{:?}: no newlog entry for productpage → details among {} entries; istio-telemetry's output ends:\n{}",
+            mesh.plane,
+            entries.len(),
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs root, iproute2 and iptables; run by ./test.sh"]
+fn telemetry_tasks_with_the_builtin_proxy() {
+    e2e::local::run_tasks(Plane::Builtin, &TASKS, set_up, reset);
+}
+
+#[test]
+#[ignore = "needs root, iproute2 and iptables; run by ./test.sh"]
+fn telemetry_tasks_with_envoy() {
+    e2e::local::run_tasks(Plane::Envoy, &TASKS, set_up, reset);
+}
