@@ -216,18 +216,7 @@ pub fn http_attributes(reporter: &Reporter, entry: &HttpAccessLogEntry) -> MapBa
     bag.set("context.protocol", text(if grpc { "grpc" } else { "http" }));
     bag.set("request.headers", Value::StringMap(Cow::Owned(headers)));
     bag.set("request.host", text(&request.authority));
-    bag.set("request.path", text(&request.path));
-    let (url_path, query) = request.path.split_once('?').unwrap_or((&request.path, ""));
-    bag.set("request.url_path", text(url_path));
-    let params: HashMap<String, String> = query
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (key.to_string(), value.to_string())
-        })
-        .collect();
-    bag.set("request.query_params", Value::StringMap(Cow::Owned(params)));
+    istio_attribute::request::set_path(&mut bag, &request.path);
     if !method.is_empty() {
         bag.set("request.method", text(&method));
     }

@@ -101,18 +101,7 @@ pub fn attributes(context: &AttributeContext, service: &ServiceConfig) -> MapBag
             bag.set("request.method", text(&http.method));
             bag.set("request.host", text(&http.host));
             bag.set("request.scheme", text(if http.scheme.is_empty() { "http" } else { &http.scheme }));
-            let (path, query) = http.path.split_once('?').unwrap_or((&http.path, ""));
-            bag.set("request.path", text(&http.path));
-            bag.set("request.url_path", text(path));
-            let params: HashMap<String, String> = query
-                .split('&')
-                .filter(|pair| !pair.is_empty())
-                .map(|pair| {
-                    let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-                    (key.to_string(), value.to_string())
-                })
-                .collect();
-            bag.set("request.query_params", Value::StringMap(Cow::Owned(params)));
+            istio_attribute::request::set_path(&mut bag, &http.path);
             if let Some(id) = header("x-request-id").or_else(|| (!http.id.is_empty()).then(|| http.id.clone())) {
                 bag.set("request.id", text(&id));
             }

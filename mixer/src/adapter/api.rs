@@ -87,6 +87,16 @@ pub trait Handler: Send + Sync + std::fmt::Debug {
     }
 }
 
+/// A batch handled instance by instance: the failures, joined, fail it; the rest was handled.
+pub(crate) fn each_handled(failures: impl IntoIterator<Item = String>) -> Result<(), AdapterError> {
+    let failures: Vec<String> = failures.into_iter().collect();
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(AdapterError(failures.join("; ")))
+    }
+}
+
 /// What an adapter is built from.
 #[derive(Debug, Clone)]
 pub struct BuildContext<'a> {

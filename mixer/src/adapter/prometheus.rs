@@ -20,7 +20,7 @@ use istio_attribute::Value;
 use prometheus::core::Collector;
 use prost::Message;
 
-use super::api::{decode_params, duration, AdapterError, BuildContext, BuildError, Handler};
+use super::api::{decode_params, duration, each_handled, AdapterError, BuildContext, BuildError, Handler};
 use crate::template::{Instance, Template};
 
 const PARAMS: &str = "adapter.prometheus.config.Params";
@@ -362,16 +362,12 @@ fn numeric(value: &Value<'_>) -> Result<f64, String> {
 #[async_trait]
 impl Handler for PrometheusHandler {
     async fn report(&self, instances: &[Instance]) -> Result<(), AdapterError> {
-        let errors: Vec<String> = instances
-            .iter()
-            .filter(|instance| instance.template == Template::Metric)
-            .filter_map(|instance| self.record(instance).err())
-            .collect();
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(AdapterError(errors.join("; ")))
-        }
+        each_handled(
+            instances
+                .iter()
+                .filter(|instance| instance.template == Template::Metric)
+                .filter_map(|instance| self.record(instance).err()),
+        )
     }
 }
 

@@ -16,7 +16,7 @@ use istio_api::pb::adapter::stdio::config::Params;
 use istio_attribute::{Timestamp, Value};
 use serde_json::{Map, Value as Json};
 
-use super::api::{decode_params, has_field, AdapterError, BuildContext, BuildError, Handler};
+use super::api::{decode_params, each_handled, has_field, AdapterError, BuildContext, BuildError, Handler};
 use crate::template::{Instance, Template};
 
 const PARAMS: &str = "adapter.stdio.config.Params";
@@ -300,12 +300,7 @@ impl Stdio {
 #[async_trait]
 impl Handler for Stdio {
     async fn report(&self, instances: &[Instance]) -> Result<(), AdapterError> {
-        let errors: Vec<String> = instances.iter().filter_map(|instance| self.entry(instance).err()).collect();
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(AdapterError(errors.join("; ")))
-        }
+        each_handled(instances.iter().filter_map(|instance| self.entry(instance).err()))
     }
 }
 

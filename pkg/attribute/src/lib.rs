@@ -17,6 +17,7 @@ pub mod ext_authz;
 mod externs;
 mod program;
 pub mod quota_spec;
+pub mod request;
 pub mod value;
 pub mod wire;
 

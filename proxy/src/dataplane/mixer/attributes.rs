@@ -88,7 +88,6 @@ pub(crate) fn connection(downstream: &Downstream, checked: Checked) -> MapBag {
 pub(crate) fn request(bag: &mut MapBag, parts: &http::request::Parts, authority: &str, scheme: &str) {
     let header = |name: &str| parts.headers.get(name).and_then(|value| value.to_str().ok()).map(str::to_string);
     let path = parts.uri.path_and_query().map_or("/", |path| path.as_str());
-    let (url_path, query) = path.split_once('?').unwrap_or((path, ""));
     let mut headers: HashMap<String, String> = parts
         .headers
         .iter()
@@ -102,17 +101,7 @@ pub(crate) fn request(bag: &mut MapBag, parts: &http::request::Parts, authority:
     bag.set("context.protocol", text(if grpc { "grpc" } else { "http" }));
     bag.set("request.headers", Value::StringMap(Cow::Owned(headers)));
     bag.set("request.host", text(authority));
-    bag.set("request.path", text(path));
-    bag.set("request.url_path", text(url_path));
-    let params: HashMap<String, String> = query
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (key.to_string(), value.to_string())
-        })
-        .collect();
-    bag.set("request.query_params", Value::StringMap(Cow::Owned(params)));
+    istio_attribute::request::set_path(bag, path);
     bag.set("request.method", text(parts.method.as_str()));
     bag.set("request.scheme", text(&header("x-forwarded-proto").unwrap_or_else(|| scheme.to_string())));
     bag.set("request.time", Value::Timestamp(Timestamp::now()));
