@@ -98,6 +98,11 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<i32> {
             istio_local::install::PROMETHEUS_PORT
         );
     }
+    println!(
+        "    http://{}:{}/api/v2/traces?serviceName=istio-ingressgateway   # traces (Zipkin's API), from the trace collector",
+        istio_local::install::TRACING.address,
+        istio_local::install::ZIPKIN_PORT
+    );
     println!();
     println!("Then try:");
     println!("    istioctl x local apply -f samples/bookinfo/networking/virtual-service-all-v1.yaml   # no stars");

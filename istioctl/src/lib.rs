@@ -3,6 +3,7 @@
 
 pub(crate) mod authn;
 pub(crate) mod authz;
+pub(crate) mod dashboard;
 pub(crate) mod demo;
 pub(crate) mod kube_inject;
 pub(crate) mod local;
@@ -51,6 +52,9 @@ pub enum Command {
     /// Sync state of every proxy connected to Pilot.
     #[command(name = "proxy-status", alias = "ps")]
     ProxyStatus(proxy_status::ProxyStatusArgs),
+    /// Access to Istio web UIs: prometheus, grafana, kiali, jaeger, zipkin, envoy POD.
+    #[command(name = "dashboard", visible_aliases = ["dash", "d"])]
+    Dashboard(dashboard::DashboardArgs),
     /// Experimental commands.
     #[command(name = "x", alias = "experimental", subcommand)]
     Experimental(Experimental),
@@ -85,6 +89,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::KubeInject(args) => kube_inject::run(&args),
         Command::ProxyConfig(args) => proxy_config::run(&args),
         Command::ProxyStatus(args) => proxy_status::run(&args),
+        Command::Dashboard(args) => dashboard::run(&args),
         Command::Authn(command) => authn::run(&command),
         Command::Experimental(Experimental::Authz(command)) => authz::run(&command),
         Command::Experimental(Experimental::Mixer(command)) => mixer::run(&command),

@@ -45,6 +45,9 @@ pub enum LocalCommand {
     Logs(LogsArgs),
     /// Run a command inside a pod (its network namespace and /etc/hosts).
     Exec(ExecArgs),
+    /// Forward local ports to a pod's ports: `port-forward POD [LOCAL:]REMOTE…`.
+    #[command(name = "port-forward")]
+    PortForward(PortForwardArgs),
     /// Run the platform daemon in the foreground (what `install` starts).
     #[command(hide = true)]
     Daemon,
@@ -137,6 +140,20 @@ pub struct LogsArgs {
     /// Keep printing as the log grows.
     #[arg(short = 'f', long = "follow")]
     pub follow: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PortForwardArgs {
+    /// A pod name, or a Deployment name when it has one pod.
+    pub pod: String,
+    /// `[LOCAL:]REMOTE`: a local port (0 or none: any free one) and the pod's port.
+    #[arg(required = true)]
+    pub ports: Vec<String>,
+    #[arg(short = 'n', long = "namespace", default_value = "default")]
+    pub namespace: String,
+    /// Local address to listen on.
+    #[arg(long, default_value = "localhost")]
+    pub address: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -417,7 +434,37 @@ pub(crate) fn local(command: LocalCommand) -> anyhow::Result<i32> {
             }
         }
         LocalCommand::Exec(args) => exec(&layout, &args),
+        LocalCommand::PortForward(args) => port_forward(&layout, &args),
     }
+}
+
+/// Forwards each `[LOCAL:]REMOTE` until interrupted, printing kubectl's lines.
+fn port_forward(layout: &Layout, args: &PortForwardArgs) -> anyhow::Result<i32> {
+    let mut pairs = Vec::new();
+    for spec in &args.ports {
+        let (local, remote) = spec.split_once(':').unwrap_or(("", spec));
+        let port = |text: &str| -> anyhow::Result<u16> {
+            if text.is_empty() {
+                return Ok(0);
+            }
+            text.parse().with_context(|| format!("{spec:?}: ports are [LOCAL:]REMOTE numbers"))
+        };
+        let remote = port(remote)?;
+        anyhow::ensure!(remote != 0, "{spec:?}: the pod's port is missing");
+        pairs.push((port(local)?, remote));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    runtime.block_on(async {
+        let mut forwards = Vec::new();
+        for (local, remote) in pairs {
+            let (forward, bound) =
+                crate::dashboard::forward_to(layout, &args.pod, &args.namespace, remote, &args.address, local).await?;
+            println!("Forwarding from {bound} -> {remote}");
+            forwards.push(forward);
+        }
+        crate::dashboard::serve_until_interrupted(forwards).await
+    })?;
+    Ok(0)
 }
 
 /// Runs a command in a pod: its network namespace, `/etc/hosts` and the container's user.

@@ -5,7 +5,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 use istio_api::pb::istio::mixer::v1 as mixer;
@@ -346,7 +346,9 @@ async fn check(args: &CheckArgs) -> anyhow::Result<i32> {
     // As mixc: every name a message word, no global words.
     let attributes = encode(&bag, 0);
     let client = client(&args.call.mixer).await?;
-    let salt = Instant::now().elapsed().subsec_nanos() as usize ^ std::process::id() as usize;
+    // Ids unique across runs: this process, this moment, then the call's number.
+    let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let salt = format!("{}-{}", std::process::id(), since_epoch.as_nanos());
     let mut failures = 0;
     let workers = args.call.concurrency.max(1);
     let mut tasks = Vec::new();
@@ -354,6 +356,7 @@ async fn check(args: &CheckArgs) -> anyhow::Result<i32> {
         let mut client = client.clone();
         let attributes = attributes.clone();
         let quotas = quotas.clone();
+        let salt = salt.clone();
         let (repeat, print) = (args.call.repeat, args.call.print_response);
         tasks.push(tokio::spawn(async move {
             let mut failed = 0;
@@ -361,7 +364,7 @@ async fn check(args: &CheckArgs) -> anyhow::Result<i32> {
                 let request = mixer::CheckRequest {
                     attributes: Some(attributes.clone()),
                     global_word_count: 0,
-                    deduplication_id: (salt + worker * repeat + n).to_string(),
+                    deduplication_id: format!("{salt}-{}", worker * repeat + n),
                     quotas: quotas.clone(),
                 };
                 match client.check(request).await {

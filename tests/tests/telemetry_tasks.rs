@@ -21,6 +21,16 @@
 //! - Collecting logs: `telemetry/log-entry.yaml` writes `newlog` JSON entries (destination,
 //!   latency, responseCode, responseSize, source, user) at level `warn` to istio-telemetry's
 //!   output.
+//! - Distributed tracing: with the demo's 100% sampling, the trace collector (the demo's
+//!   `zipkin` Service) answers Zipkin's query API with traces that run from the ingress gateway
+//!   through productpage to details and to reviews and on to ratings, each proxy reporting under
+//!   its service cluster (`productpage.default`, …) with 1.4's span names (the route's
+//!   `host:port/path` decorator).
+//!
+//! - Dashboards: `istioctl dashboard prometheus|zipkin|jaeger` print the addons' URLs, which
+//!   answer (the collector's front page lists the gateway's traces); `dashboard envoy POD` and
+//!   `x local port-forward` forward a local port into the pod, to the proxy's admin API on its
+//!   loopback and to the app's port.
 //!
 //! `ISTIO_TASKS=a,b` runs only the tasks whose names contain `a` or `b`.
 
@@ -28,12 +38,14 @@ use std::time::{Duration, Instant};
 
 use e2e::local::{sample, LocalMesh, Plane, Task};
 
-const TASKS: [(&str, Task); 5] = [
+const TASKS: [(&str, Task); 7] = [
     ("querying metrics", querying_metrics),
     ("querying metrics from Prometheus", querying_prometheus),
     ("collecting metrics", collecting_metrics),
     ("TCP metrics", tcp_metrics),
     ("collecting logs", collecting_logs),
+    ("distributed tracing", distributed_tracing),
+    ("dashboards", dashboards),
 ];
 
 /// Reports are batched for up to a second; kubernetesenv needs the pods; a minute is plenty.
@@ -349,6 +361,151 @@ fn collecting_logs(mesh: &LocalMesh) {
             tail.into_iter().rev().collect::<Vec<_>>().join("\n")
         );
     }
+}
+
+/// The trace collector's Zipkin port (the local platform's `TRACING` address and `ZIPKIN_PORT`).
+const ZIPKIN: &str = "10.44.0.17:9411";
+
+/// A span's service, kind and name, as `service KIND name`.
+fn describe(span: &serde_json::Value) -> String {
+    format!(
+        "{} {} {}",
+        span["localEndpoint"]["serviceName"].as_str().unwrap_or("?"),
+        span["kind"].as_str().unwrap_or("-"),
+        span["name"].as_str().unwrap_or("?")
+    )
+}
+
+/// The spans from `span` up to the trace's root, described.
+fn ancestry(trace: &[serde_json::Value], span: &serde_json::Value) -> Vec<String> {
+    let mut chain = vec![describe(span)];
+    let mut parent = span["parentId"].as_str();
+    while let Some(id) = parent {
+        let Some(next) = trace.iter().find(|candidate| candidate["id"].as_str() == Some(id)) else { break };
+        chain.push(describe(next));
+        parent = next["parentId"].as_str();
+        if chain.len() > trace.len() {
+            break;
+        }
+    }
+    chain
+}
+
+fn distributed_tracing(mesh: &LocalMesh) {
+    let gateway = "istio-ingressgateway CLIENT productpage.default.svc.cluster.local:9080/productpage";
+    // Every proxy on the way, innermost first: ratings' inbound side, reviews' call to it,
+    // reviews' inbound side, productpage's call to reviews, productpage's inbound side, the gateway.
+    // A server span takes its caller's operation (`x-envoy-decorator-operation`), as Envoy's do.
+    let to_ratings = [
+        "ratings.default SERVER ratings.default.svc.cluster.local:9080/*",
+        "reviews.default CLIENT ratings.default.svc.cluster.local:9080/*",
+        "reviews.default SERVER reviews.default.svc.cluster.local:9080/*",
+        "productpage.default CLIENT reviews.default.svc.cluster.local:9080/*",
+        "productpage.default SERVER productpage.default.svc.cluster.local:9080/productpage",
+        gateway,
+    ];
+    let to_details = [
+        "details.default SERVER details.default.svc.cluster.local:9080/*",
+        "productpage.default CLIENT details.default.svc.cluster.local:9080/*",
+        "productpage.default SERVER productpage.default.svc.cluster.local:9080/productpage",
+        gateway,
+    ];
+    let query = "/api/v2/traces?serviceName=istio-ingressgateway\
+        &spanName=productpage.default.svc.cluster.local:9080/productpage&limit=20";
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        traffic(mesh, 5);
+        // The proxies send their spans every second (Envoy: every five spans or five seconds).
+        std::thread::sleep(Duration::from_secs(2));
+        let (status, body) = e2e::http_get(ZIPKIN, query);
+        let traces: Vec<Vec<serde_json::Value>> = serde_json::from_str(&body).unwrap_or_default();
+        let chains = |trace: &[serde_json::Value], innermost: &str| -> Vec<Vec<String>> {
+            trace.iter().filter(|span| describe(span) == innermost).map(|span| ancestry(trace, span)).collect()
+        };
+        let complete = traces.iter().find(|trace| {
+            chains(trace, to_ratings[0]).iter().any(|chain| chain == &to_ratings)
+                && chains(trace, to_details[0]).iter().any(|chain| chain == &to_details)
+        });
+        if let Some(trace) = complete {
+            assert!(trace.iter().all(|span| span["traceId"] == trace[0]["traceId"]), "one trace id");
+            let (_, services) = e2e::http_get(ZIPKIN, "/api/v2/services");
+            let services: Vec<String> = serde_json::from_str(&services).expect("services");
+            for service in ["details.default", "istio-ingressgateway", "productpage.default", "ratings.default"] {
+                assert!(services.iter().any(|known| known == service), "{service} missing from {services:?}");
+            }
+            return;
+        }
+        let seen: Vec<Vec<String>> = traces.iter().take(2).map(|trace| trace.iter().map(describe).collect()).collect();
+        assert!(
+            Instant::now() < deadline,
+            "{:?}: the collector never had a trace through the gateway, productpage, details, reviews and \
+             ratings; last answer {status} with {} traces, the first ones' spans: {seen:#?}",
+            mesh.plane,
+            traces.len()
+        );
+    }
+}
+
+/// `istioctl dashboard NAME --browser=false`: the URL it prints.
+fn dashboard_url(mesh: &LocalMesh, name: &str) -> String {
+    let (code, out, err) = mesh.istioctl(&["dashboard", name, "--browser=false"]);
+    assert_eq!(code, 0, "dashboard {name}: {out}{err}");
+    out.trim().to_string()
+}
+
+/// Starts a forwarding istioctl command and returns it with the local address it printed.
+fn forwarding(mesh: &LocalMesh, args: &[&str]) -> (e2e::Process, String) {
+    let process = LocalMesh::istioctl_process(&mesh.root(), args);
+    let line = process.next_line(Duration::from_secs(20)).unwrap_or_else(|| panic!("{args:?}: {}", process.stderr()));
+    let address = line
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix("http://").or_else(|| word.contains(':').then_some(word)))
+        .unwrap_or_else(|| panic!("{args:?} printed {line:?}"))
+        .trim_end_matches('/')
+        .to_string();
+    (process, address)
+}
+
+fn dashboards(mesh: &LocalMesh) {
+    assert_eq!(dashboard_url(mesh, "prometheus"), "http://10.44.0.16:9090");
+    let (status, _) = e2e::http_get("10.44.0.16:9090", "/-/ready");
+    assert_eq!(status, 200, "Prometheus is ready");
+    assert_eq!(dashboard_url(mesh, "zipkin"), format!("http://{ZIPKIN}/"));
+    assert_eq!(dashboard_url(mesh, "jaeger"), format!("http://{ZIPKIN}/"));
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        traffic(mesh, 2);
+        let (status, page) = e2e::http_get(ZIPKIN, "/?serviceName=istio-ingressgateway");
+        if status == 200
+            && page.contains("istio-ingressgateway: productpage.default.svc.cluster.local:9080/productpage")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{:?}: the collector's front page never listed a trace:\n{page}",
+            mesh.plane
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+
+    // The proxy's admin API, on the pod's loopback only, through a forwarded port.
+    let (mut envoy, admin) = forwarding(mesh, &["dashboard", "envoy", "productpage-v1", "--browser=false"]);
+    let (status, info) = e2e::http_get(&admin, "/server_info");
+    assert_eq!(status, 200, "{:?}: /server_info through the forward: {info}", mesh.plane);
+    let (status, stats) = e2e::http_get(&admin, "/stats/prometheus");
+    assert!(status == 200 && stats.contains("envoy_cluster_upstream_cx_total"), "{:?}: {status}", mesh.plane);
+    envoy.terminate();
+    assert!(envoy.wait_exit(Duration::from_secs(10)).is_some(), "dashboard envoy ends on SIGTERM");
+
+    let (mut forward, address) = forwarding(mesh, &["x", "local", "port-forward", "details-v1", "0:9080"]);
+    let (status, details) = e2e::http_get(&address, "/details/0");
+    assert!(status == 200 && details.contains("\"ISBN-10\""), "{status}: {details}");
+    forward.terminate();
+    assert!(forward.wait_exit(Duration::from_secs(10)).is_some(), "port-forward ends on SIGTERM");
+
+    let (code, _, err) = mesh.istioctl(&["dashboard", "envoy", "nosuchpod", "--browser=false"]);
+    assert!(code != 0 && err.contains("pods \"nosuchpod\" not found in namespace default"), "{err}");
 }
 
 #[test]

@@ -92,6 +92,19 @@ pub const PROMETHEUS: Component = Component {
     cluster_dns: false,
 };
 pub const PROMETHEUS_PORT: u16 = 9090;
+/// 1.4's `istio-tracing` addon (`values.tracing.enabled`): the trace collector under the
+/// `zipkin` Service the proxies send spans to, with Zipkin's query API on the same port.
+pub const TRACING: Component = Component {
+    name: "istio-tracing",
+    binary: "istio-tracing",
+    service: "zipkin",
+    address: Ipv4Addr::new(10, 44, 0, 17),
+    ready_port: ZIPKIN_PORT,
+    cluster_dns: false,
+};
+pub const ZIPKIN_PORT: u16 = 9411;
+/// The collector's OTLP ports (gRPC, HTTP).
+pub const OTLP_PORTS: (u16, u16) = (4317, 4318);
 
 /// Every address the bridge carries for the control plane.
 pub const CONTROL_ADDRESSES: [Ipv4Addr; 6] =
@@ -178,6 +191,10 @@ impl Plan {
         // 1.4's `prometheus` addon (`values.prometheus.enabled`, on in the demo).
         if self.values()["prometheus"]["enabled"].as_bool() == Some(true) {
             components.push(PROMETHEUS);
+        }
+        // 1.4's `istio-tracing` addon (`values.tracing.enabled`, on in the demo).
+        if self.values()["tracing"]["enabled"].as_bool() == Some(true) {
+            components.push(TRACING);
         }
         components
     }
@@ -493,6 +510,19 @@ impl Plan {
                 ];
                 return (program, args, Vec::new());
             }
+            "istio-tracing" => (
+                vec![
+                    "--address".into(),
+                    address.to_string(),
+                    "--zipkinPort".into(),
+                    ZIPKIN_PORT.to_string(),
+                    "--otlpGrpcPort".into(),
+                    OTLP_PORTS.0.to_string(),
+                    "--otlpHttpPort".into(),
+                    OTLP_PORTS.1.to_string(),
+                ],
+                Vec::new(),
+            ),
             "istio-policy" | "istio-telemetry" => {
                 let store_url = if self.enabled("configManagement") {
                     format!("mcp://{}:9901", GALLEY.address)
@@ -631,7 +661,7 @@ mod tests {
     #[test]
     fn the_demo_runs_every_component_and_both_gateways() {
         let plan = Plan::new(&["profile=demo".into()]).expect("demo");
-        assert_eq!(plan.components(), vec![CITADEL, GALLEY, PILOT, INJECTOR, POLICY, TELEMETRY, PROMETHEUS]);
+        assert_eq!(plan.components(), vec![CITADEL, GALLEY, PILOT, INJECTOR, POLICY, TELEMETRY, PROMETHEUS, TRACING]);
         assert_eq!(plan.gateway_manifests().expect("gateways").len(), 2);
         let mesh = plan.mesh_config();
         assert_eq!(mesh["accessLogFile"], "/dev/stdout");

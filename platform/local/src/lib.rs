@@ -24,6 +24,7 @@ pub mod net;
 pub mod objects;
 pub(crate) mod pod;
 pub(crate) mod pod_context;
+pub mod port_forward;
 pub mod prereq;
 pub(crate) mod probe;
 pub(crate) mod process;
