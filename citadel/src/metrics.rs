@@ -1,11 +1,12 @@
-//! Citadel's metrics on the monitoring port, with Istio 1.4's names (counters gain the
-//! OpenMetrics `_total` suffix, as every component's here do), plus the expiry of each
-//! workload Secret's certificate.
+//! Citadel's metrics on the monitoring port, with exactly Istio 1.4's names (its OpenCensus
+//! counters had no `_total` suffix, and 1.4's Citadel dashboard queries them so), plus the
+//! expiry of each workload Secret's certificate.
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
-use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+
+use istio_runtime::metrics::ExactCounter as Counter;
 
 /// Why a certificate could not be signed, as Istio 1.4 labels it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]

@@ -189,13 +189,13 @@ async fn signs_a_csr_for_the_token_holder_and_refuses_everything_else() {
 
     let metrics = fixture.metrics().await;
     for line in [
-        "citadel_server_csr_count_total 12",
-        "citadel_server_success_cert_issuance_count_total 4",
-        "citadel_server_authentication_failure_count_total 3",
-        "citadel_server_csr_parsing_err_count_total 2",
-        "citadel_server_id_extraction_err_count_total 2",
-        "citadel_server_csr_sign_err_count_total{error=\"CSR_ERROR\"} 2",
-        "citadel_server_csr_sign_err_count_total{error=\"TTL_ERROR\"} 1",
+        "citadel_server_csr_count 12",
+        "citadel_server_success_cert_issuance_count 4",
+        "citadel_server_authentication_failure_count 3",
+        "citadel_server_csr_parsing_err_count 2",
+        "citadel_server_id_extraction_err_count 2",
+        "citadel_server_csr_sign_err_count{error=\"CSR_ERROR\"} 2",
+        "citadel_server_csr_sign_err_count{error=\"TTL_ERROR\"} 1",
     ] {
         assert!(metrics.contains(line), "{line} missing from\n{metrics}");
     }

@@ -152,14 +152,13 @@ async fn secrets_follow_accounts_namespaces_and_tampering() {
     let deadline = Instant::now() + Duration::from_secs(5);
     let metrics = loop {
         let metrics = common::metrics(running.monitoring_address).await;
-        if metrics.contains("citadel_secret_controller_svc_acc_deleted_cert_count_total 1") || Instant::now() > deadline
-        {
+        if metrics.contains("citadel_secret_controller_svc_acc_deleted_cert_count 1") || Instant::now() > deadline {
             break metrics;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert!(metrics.contains("citadel_secret_controller_svc_acc_deleted_cert_count_total 1"), "{metrics}");
-    assert!(metrics.contains("citadel_secret_controller_secret_deleted_cert_count_total 1"), "{metrics}");
+    assert!(metrics.contains("citadel_secret_controller_svc_acc_deleted_cert_count 1"), "{metrics}");
+    assert!(metrics.contains("citadel_secret_controller_secret_deleted_cert_count 1"), "{metrics}");
     assert!(metrics.contains("citadel_server_root_cert_expiry_timestamp "), "{metrics}");
     assert!(
         metrics

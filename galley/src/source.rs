@@ -106,7 +106,9 @@ pub(crate) async fn run(
             generation += 1;
             tracing::debug!(generation, "publishing MCP snapshot");
             metrics.snapshots_published.inc();
-            publish.send_replace(Arc::new(build_snapshot(&accepted, generation, &settings)));
+            let snapshot = build_snapshot(&accepted, generation, &settings);
+            metrics.record_snapshot(&snapshot);
+            publish.send_replace(Arc::new(snapshot));
         }
     }
 }

@@ -226,7 +226,7 @@ async fn incremental_sinks_get_only_changes_and_nacks_are_counted() {
     sink.nack(&removal);
     wait_for_metric(
         fixture.galley.monitoring_address,
-        "istio_mcp_request_nacks_total{collection=\"istio/networking/v1alpha3/virtualservices\"} 1",
+        "istio_mcp_request_nacks_total{collection=\"istio/networking/v1alpha3/virtualservices\",component=\"galley\"} 1",
     )
     .await;
 
@@ -309,8 +309,8 @@ async fn webhook_admits_valid_and_denies_invalid_config() {
     let answer = post_review(&fixture, "/admitmixer", &review("admission.k8s.io/v1beta1", rule)).await;
     assert_eq!(answer["response"]["allowed"], false);
     assert!(answer["response"]["status"]["message"].as_str().unwrap_or_default().contains("spec.match"), "{answer}");
-    wait_for_metric(fixture.galley.monitoring_address, "galley_validation_passed_total").await;
-    wait_for_metric(fixture.galley.monitoring_address, "galley_validation_failed_total").await;
+    wait_for_metric(fixture.galley.monitoring_address, "galley_validation_passed{").await;
+    wait_for_metric(fixture.galley.monitoring_address, "galley_validation_failed{").await;
 }
 
 /// A scripted API server: answers every list with the canned items for that path (empty when

@@ -10,7 +10,7 @@ use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use istio_local::install::{Component, Plan, PROMETHEUS, PROMETHEUS_PORT, TRACING, ZIPKIN_PORT};
+use istio_local::install::{Component, Plan, CONSOLE, CONSOLE_PORT, PROMETHEUS, PROMETHEUS_PORT, TRACING, ZIPKIN_PORT};
 use istio_local::Layout;
 
 #[derive(Debug, clap::Args)]
@@ -87,9 +87,10 @@ pub(crate) fn run(args: &DashboardArgs) -> anyhow::Result<i32> {
         Dashboard::Jaeger | Dashboard::Zipkin => {
             addon_url(&plan, TRACING, ZIPKIN_PORT, "trace collector", "values.tracing.enabled")? + "/"
         }
-        Dashboard::Grafana | Dashboard::Kiali => {
-            bail!("no mesh console in this installation: Grafana's and Kiali's roles are not served locally yet")
+        Dashboard::Grafana => {
+            addon_url(&plan, CONSOLE, CONSOLE_PORT, "mesh console", "values.grafana.enabled")? + "/dashboards"
         }
+        Dashboard::Kiali => addon_url(&plan, CONSOLE, CONSOLE_PORT, "mesh console", "values.kiali.enabled")? + "/graph",
         Dashboard::Envoy { pod, namespace } => return envoy(&layout, args, pod, namespace),
     };
     open(&url, args.browser);

@@ -103,6 +103,11 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<i32> {
         istio_local::install::TRACING.address,
         istio_local::install::ZIPKIN_PORT
     );
+    println!(
+        "    http://{}:{}/graph   # the mesh console: service graph, dashboards, traces, config",
+        istio_local::install::CONSOLE.address,
+        istio_local::install::CONSOLE_PORT
+    );
     println!();
     println!("Then try:");
     println!("    istioctl x local apply -f samples/bookinfo/networking/virtual-service-all-v1.yaml   # no stars");

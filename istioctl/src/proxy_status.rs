@@ -8,6 +8,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use istio_xds::sync_state::SyncState;
 use serde_json::Value;
 
 #[derive(Debug, clap::Args)]
@@ -16,21 +17,6 @@ pub struct ProxyStatusArgs {
     /// or 127.0.0.1:8080 without one.
     #[arg(long = "pilot")]
     pub pilot: Option<String>,
-}
-
-/// One type's state from syncz fields.
-fn state(entry: &Value, sent: &str, acked: &str, kind: &str) -> &'static str {
-    let sent = entry[sent].as_str().unwrap_or_default();
-    let acked = entry[acked].as_str().unwrap_or_default();
-    if entry["nacks"].get(kind).is_some() {
-        "NACKED"
-    } else if sent.is_empty() {
-        "NOT SENT"
-    } else if sent == acked {
-        "SYNCED"
-    } else {
-        "STALE"
-    }
 }
 
 /// Renders syncz entries as the proxy-status table.
@@ -42,10 +28,10 @@ pub(crate) fn render(entries: &[Value], pilot: &str) -> String {
         .map(|entry| {
             vec![
                 entry["proxy"].as_str().unwrap_or_default().to_string(),
-                state(entry, "cluster_sent", "cluster_acked", "cds").to_string(),
-                state(entry, "listener_sent", "listener_acked", "lds").to_string(),
-                state(entry, "endpoint_sent", "endpoint_acked", "eds").to_string(),
-                state(entry, "route_sent", "route_acked", "rds").to_string(),
+                SyncState::of(entry, "cds").to_string(),
+                SyncState::of(entry, "lds").to_string(),
+                SyncState::of(entry, "eds").to_string(),
+                SyncState::of(entry, "rds").to_string(),
                 pilot.to_string(),
                 entry["istio_version"].as_str().filter(|v| !v.is_empty()).unwrap_or("unknown").to_string(),
             ]

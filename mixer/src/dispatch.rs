@@ -165,13 +165,14 @@ impl Dispatcher<'_> {
                             continue;
                         }
                     };
+                    let started = std::time::Instant::now();
                     let outputs = match destination.handler.handler.generate(&instance).await {
                         Ok(outputs) => {
-                            self.metrics.dispatched(&destination.handler, "generate", false);
+                            self.metrics.dispatched(&destination.handler, "generate", false, started);
                             outputs
                         }
                         Err(error) => {
-                            self.metrics.dispatched(&destination.handler, "generate", true);
+                            self.metrics.dispatched(&destination.handler, "generate", true, started);
                             errors.push(error.to_string());
                             continue;
                         }
@@ -239,13 +240,14 @@ impl Dispatcher<'_> {
                                 continue;
                             }
                         };
+                        let started = std::time::Instant::now();
                         let result = match destination.handler.handler.check(&instance).await {
                             Ok(result) => {
-                                self.metrics.dispatched(&destination.handler, "check", false);
+                                self.metrics.dispatched(&destination.handler, "check", false, started);
                                 result
                             }
                             Err(error) => {
-                                self.metrics.dispatched(&destination.handler, "check", true);
+                                self.metrics.dispatched(&destination.handler, "check", true, started);
                                 errors.push(error.to_string());
                                 continue;
                             }
@@ -342,8 +344,9 @@ impl Dispatcher<'_> {
                         return Ok(unlimited);
                     }
                     let instance = builder.build(bag, tracker)?;
+                    let started = std::time::Instant::now();
                     let result = destination.handler.handler.quota(&instance, args).await;
-                    self.metrics.dispatched(&destination.handler, "quota", result.is_err());
+                    self.metrics.dispatched(&destination.handler, "quota", result.is_err(), started);
                     let mut result = result.map_err(|error| error.to_string())?;
                     if !result.status.is_ok() {
                         result.status.message = format!("{}:{}", destination.handler.name, result.status.message);
@@ -379,8 +382,9 @@ impl Dispatcher<'_> {
             if instances.is_empty() {
                 continue;
             }
+            let started = std::time::Instant::now();
             let result = destination.handler.handler.report(&instances).await;
-            self.metrics.dispatched(&destination.handler, "report", result.is_err());
+            self.metrics.dispatched(&destination.handler, "report", result.is_err(), started);
             if let Err(error) = result {
                 errors.push(error.to_string());
             }

@@ -1,5 +1,8 @@
 //! Pilot's Prometheus metrics, named as in Istio 1.4 (`pilot_xds`, `pilot_xds_pushes`,
-//! `pilot_total_xds_rejects`, `pilot_xds_push_time`).
+//! `pilot_total_xds_rejects`, `pilot_xds_{cds,eds,lds,rds}_reject`, `pilot_services`,
+//! `pilot_virt_services`, `pilot_xds_push_time`, `pilot_proxy_convergence_time`). 1.4's Go
+//! counters had no `_total` suffix; these keep their names exactly, so 1.4's Pilot dashboard
+//! queries them as they are.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -7,6 +10,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 
+use istio_runtime::metrics::ExactCounter;
 use istio_runtime::monitoring::SharedRegistry;
 
 /// The xDS type of a push or reject (`cds`, `eds`, `lds`, `rds`).
@@ -15,11 +19,22 @@ pub struct TypeLabel {
     pub r#type: &'static str,
 }
 
+/// A rejected push: the proxy and its error, as 1.4's per-type reject gauges labelled them.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectLabels {
+    pub node: String,
+    pub err: String,
+}
+
 #[derive(Clone)]
 pub struct Metrics {
     pub xds_clients: Gauge,
-    pub pushes: Family<TypeLabel, Counter>,
-    pub rejects: Family<TypeLabel, Counter>,
+    pub pushes: Family<TypeLabel, ExactCounter>,
+    pub rejects: Family<TypeLabel, ExactCounter>,
+    /// `pilot_xds_cds_reject`, `…_eds_…`, `…_lds_…`, `…_rds_…`: 1 for each proxy's last rejection.
+    pub type_rejects: [(&'static str, Family<RejectLabels, Gauge>); 4],
+    pub services: Gauge,
+    pub virtual_services: Gauge,
     pub push_time: Histogram,
     pub convergence: Histogram,
     pub push_contexts: Counter,
@@ -34,6 +49,9 @@ impl Metrics {
             xds_clients: Gauge::default(),
             pushes: Family::default(),
             rejects: Family::default(),
+            type_rejects: ["cds", "eds", "lds", "rds"].map(|kind| (kind, Family::default())),
+            services: Gauge::default(),
+            virtual_services: Gauge::default(),
             push_time: Histogram::new(exponential_buckets(0.0001, 4.0, 10)),
             convergence: Histogram::new([0.1, 0.5, 1.0, 3.0, 5.0, 10.0, 20.0, 30.0]),
             push_contexts: Counter::default(),
@@ -48,6 +66,19 @@ impl Metrics {
             "pilot_total_xds_rejects",
             "xDS responses proxies rejected (NACK), by type",
             metrics.rejects.clone(),
+        );
+        for (kind, family) in &metrics.type_rejects {
+            registry.register(
+                format!("pilot_xds_{kind}_reject"),
+                format!("Pilot rejected {} configs", kind.to_uppercase()),
+                family.clone(),
+            );
+        }
+        registry.register("pilot_services", "Total services known to pilot", metrics.services.clone());
+        registry.register(
+            "pilot_virt_services",
+            "Total virtual services known to pilot",
+            metrics.virtual_services.clone(),
         );
         registry.register("pilot_xds_push_time", "Seconds to generate one xDS response", metrics.push_time.clone());
         registry.register(
@@ -72,5 +103,13 @@ impl Metrics {
             metrics.jwks_fetch_fail.clone(),
         );
         metrics
+    }
+
+    /// A proxy rejected a push of `kind` (`cds`, …) with `error`.
+    pub fn record_reject(&self, kind: &'static str, node: &str, error: &str) {
+        self.rejects.get_or_create(&TypeLabel { r#type: kind }).inc();
+        if let Some((_, family)) = self.type_rejects.iter().find(|(known, _)| *known == kind) {
+            family.get_or_create(&RejectLabels { node: node.to_string(), err: error.to_string() }).set(1);
+        }
     }
 }

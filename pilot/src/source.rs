@@ -214,6 +214,8 @@ pub(crate) async fn run(
             push.jwks = jwks.resolve(push.jwts()).await;
             tracing::info!(version = %push.version, services = push.services.len(), virtual_services = push.virtual_services.len(), "new push context");
             metrics.push_contexts.inc();
+            metrics.services.set(push.services.len() as i64);
+            metrics.virtual_services.set(push.virtual_services.len() as i64);
             publish.send_replace(Arc::new(push));
         }
     }

@@ -3,6 +3,7 @@
 //! deadlines instead of sleeps.
 
 pub mod backend;
+pub mod browser;
 pub mod certs;
 pub mod envoy;
 pub mod fixtures;

@@ -31,6 +31,16 @@
 //!   answer (the collector's front page lists the gateway's traces); `dashboard envoy POD` and
 //!   `x local port-forward` forward a local port into the pod, to the proxy's admin API on its
 //!   loopback and to the app's port.
+//! - The mesh console, looked at in a real browser (headless Chromium): the service graph lists
+//!   the Bookinfo workloads with edges from the gateway to productpage and on to details,
+//!   reviews and ratings; the mesh and service dashboards show a non-zero request volume; a
+//!   trace from the list opens as a waterfall; the config page shows each proxy SYNCED; a
+//!   dashboard without traffic says so. Screenshots are kept in
+//!   `target/test-artifacts/mesh-console/`.
+//! - Control-plane metrics under 1.4's names: every metric 1.4.6's Grafana dashboards (Pilot,
+//!   Galley, Citadel, Mixer, Mesh) query of the control plane is on the component's monitoring
+//!   port with that name and type (Go runtime and cAdvisor series aside), and the demo's
+//!   Prometheus answers a sample of those dashboards' queries as they were written.
 //!
 //! `ISTIO_TASKS=a,b` runs only the tasks whose names contain `a` or `b`.
 
@@ -38,7 +48,7 @@ use std::time::{Duration, Instant};
 
 use e2e::local::{sample, LocalMesh, Plane, Task};
 
-const TASKS: [(&str, Task); 7] = [
+const TASKS: [(&str, Task); 9] = [
     ("querying metrics", querying_metrics),
     ("querying metrics from Prometheus", querying_prometheus),
     ("collecting metrics", collecting_metrics),
@@ -46,6 +56,8 @@ const TASKS: [(&str, Task); 7] = [
     ("collecting logs", collecting_logs),
     ("distributed tracing", distributed_tracing),
     ("dashboards", dashboards),
+    ("mesh console", mesh_console),
+    ("control plane metrics", control_plane_metrics),
 ];
 
 /// Reports are batched for up to a second; kubernetesenv needs the pods; a minute is plenty.
@@ -506,6 +518,256 @@ fn dashboards(mesh: &LocalMesh) {
 
     let (code, _, err) = mesh.istioctl(&["dashboard", "envoy", "nosuchpod", "--browser=false"]);
     assert!(code != 0 && err.contains("pods \"nosuchpod\" not found in namespace default"), "{err}");
+}
+
+/// The mesh console (the local platform's `CONSOLE` address and port).
+const CONSOLE: &str = "10.44.0.18:20001";
+
+/// The number a dashboard's single stat shows (`<div class="stat">TITLE<b>3.2 ops</b>`).
+fn stat(page: &str, title: &str) -> Option<f64> {
+    let start = page.find(&format!("<div class=\"stat\">{title}<b>"))? + title.len() + 21;
+    let number: String = page[start..].chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+    number.parse().ok()
+}
+
+fn mesh_console(mesh: &LocalMesh) {
+    assert!(e2e::browser::available(), "Debian's chromium is not installed (test.sh installs it)");
+    let shots = e2e::browser::artifacts("mesh-console");
+    let plane = format!("{:?}", mesh.plane).to_lowercase();
+    let url = |path: &str| format!("http://{CONSOLE}{path}");
+    let (code, out, err) = mesh.istioctl(&["dashboard", "kiali", "--browser=false"]);
+    assert_eq!((code, out.trim()), (0, url("/graph").as_str()), "{err}");
+    let (code, out, err) = mesh.istioctl(&["dashboard", "grafana", "--browser=false"]);
+    assert_eq!((code, out.trim()), (0, url("/dashboards").as_str()), "{err}");
+
+    // The graph, once Prometheus has two scrapes of the calls (the server's own HTML first).
+    let edges = [
+        ("istio-ingressgateway (istio-system)", "productpage-v1 (default)"),
+        ("productpage-v1 (default)", "details-v1 (default)"),
+        ("productpage-v1 (default)", "reviews-v3 (default)"),
+        ("reviews-v3 (default)", "ratings-v1 (default)"),
+    ];
+    let has_edge =
+        |page: &str, (from, to): (&str, &str)| page.contains(&format!("<td>{from}</td><td>{to}</td><td>HTTP</td>"));
+    let deadline = Instant::now() + PROMETHEUS_PATIENCE;
+    loop {
+        traffic(mesh, 3);
+        let (status, page) = e2e::http_get(CONSOLE, "/graph");
+        if status == 200 && edges.iter().all(|edge| has_edge(&page, *edge)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{:?}: the console's graph never had every Bookinfo edge:\n{page}",
+            mesh.plane
+        );
+        std::thread::sleep(Duration::from_secs(3));
+    }
+    let graph = e2e::browser::dom(&url("/graph"));
+    for workload in ["istio-ingressgateway", "productpage-v1", "details-v1", "reviews-v3", "ratings-v1"] {
+        assert!(graph.contains(&format!(">{workload}</text>")), "{workload} is not a node of the graph:\n{graph}");
+    }
+    assert!(edges.iter().all(|edge| has_edge(&graph, *edge)), "{graph}");
+    assert!(graph.matches("class=\"edge\"").count() >= 2 * edges.len(), "edges drawn and listed");
+    e2e::browser::screenshot(&url("/graph"), &shots.join(format!("{plane}-graph.png")), (1500, 900));
+
+    // Dashboards: the mesh's and productpage's request volume is not zero.
+    let deadline = Instant::now() + PROMETHEUS_PATIENCE;
+    let service = "/dashboards/service?service=productpage.default.svc.cluster.local&window=5m";
+    loop {
+        traffic(mesh, 3);
+        let mesh_page = e2e::browser::dom(&url("/dashboards?window=5m"));
+        let service_page = e2e::browser::dom(&url(service));
+        let volumes = (stat(&mesh_page, "Request volume"), stat(&service_page, "Request volume"));
+        if matches!(volumes, (Some(a), Some(b)) if a > 0.0 && b > 0.0) {
+            assert!(mesh_page.contains("<svg") && mesh_page.contains("productpage.default.svc.cluster.local"));
+            assert!(stat(&service_page, "Success rate (non-5xx responses)").is_some_and(|rate| rate > 0.0));
+            break;
+        }
+        assert!(Instant::now() < deadline, "{:?}: request volumes stayed {volumes:?}:\n{mesh_page}", mesh.plane);
+        std::thread::sleep(Duration::from_secs(3));
+    }
+    e2e::browser::screenshot(
+        &url("/dashboards?window=5m"),
+        &shots.join(format!("{plane}-mesh-dashboard.png")),
+        (1400, 1000),
+    );
+    e2e::browser::screenshot(&url(service), &shots.join(format!("{plane}-service-dashboard.png")), (1400, 1300));
+
+    // A dashboard without traffic says so, in place of empty charts.
+    let idle = e2e::browser::dom(&url("/dashboards/workload?workload=nosuch&namespace=default"));
+    assert!(idle.contains("No traffic to or from nosuch.default has been reported in this window."), "{idle}");
+    assert!(!idle.contains("<svg"), "no empty charts");
+
+    // Traces: the list links to a trace, which opens as a waterfall through Bookinfo.
+    let list = e2e::browser::dom(&url("/traces?service=istio-ingressgateway"));
+    let link = list
+        .split("href=\"/traces/")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("{:?}: no trace in the list:\n{list}", mesh.plane))
+        .to_string();
+    let trace = e2e::browser::dom(&url(&format!("/traces/{link}")));
+    assert!(trace.contains("id=\"waterfall\""), "{trace}");
+    assert!(trace.matches("class=\"span\"").count() >= 6, "{trace}");
+    for service in ["istio-ingressgateway", "productpage.default", "reviews.default", "details.default"] {
+        assert!(trace.contains(&format!("<b>{service}</b>")), "{service} missing from the waterfall:\n{trace}");
+    }
+    e2e::browser::screenshot(&url(&format!("/traces/{link}")), &shots.join(format!("{plane}-trace.png")), (1400, 700));
+
+    // Config: every proxy in sync, the config Pilot serves, Galley's admissions.
+    let config = e2e::browser::dom(&url("/config"));
+    assert!(config.contains("productpage-v1-") && config.contains(">SYNCED</td>"), "{config}");
+    assert!(config.contains("<td>VirtualService</td>") && config.contains("bookinfo.default"), "{config}");
+    e2e::browser::screenshot(&url("/config"), &shots.join(format!("{plane}-config.png")), (1400, 900));
+    println!("mesh console screenshots: {}", shots.display());
+}
+
+/// The control-plane metrics 1.4.6's Grafana dashboards query, by component address, as
+/// (name, type). Go runtime (`go_*`) and cAdvisor (`container_*`) series have no counterpart;
+/// metrics that only appear with their first event (Pilot's rejects, Galley's refusals, MCP
+/// NACKs) are covered where the event is made (`pilot/tests/rejects.rs`, `galley/tests`,
+/// `pkg/mcp/tests`).
+const DASHBOARD_METRICS: [(&str, &[(&str, &str)]); 4] = [
+    (
+        "10.44.0.10:15014",
+        &[
+            ("istio_build", "gauge"),
+            ("pilot_xds", "gauge"),
+            ("pilot_xds_pushes", "counter"),
+            ("pilot_services", "gauge"),
+            ("pilot_virt_services", "gauge"),
+            ("pilot_proxy_convergence_time", "histogram"),
+            ("process_cpu_seconds_total", "counter"),
+            ("process_resident_memory_bytes", "gauge"),
+            ("process_virtual_memory_bytes", "gauge"),
+        ],
+    ),
+    (
+        "10.44.0.11:15014",
+        &[
+            ("istio_build", "gauge"),
+            ("galley_validation_passed", "counter"),
+            ("galley_runtime_processor_snapshots_published", "counter"),
+            ("galley_istio_networking_virtualservices", "gauge"),
+            ("galley_istio_networking_destinationrules", "gauge"),
+            ("galley_istio_networking_gateways", "gauge"),
+            ("galley_istio_authentication_meshpolicies", "gauge"),
+            ("istio_mcp_clients_total", "gauge"),
+            ("istio_mcp_request_acks", "counter"),
+            ("process_cpu_seconds_total", "counter"),
+            ("process_open_fds", "gauge"),
+            ("process_resident_memory_bytes", "gauge"),
+            ("process_virtual_memory_bytes", "gauge"),
+        ],
+    ),
+    (
+        "10.44.0.13:15014",
+        &[
+            ("istio_build", "gauge"),
+            ("citadel_secret_controller_secret_deleted_cert_count", "counter"),
+            ("citadel_secret_controller_svc_acc_created_cert_count", "counter"),
+            ("citadel_secret_controller_svc_acc_deleted_cert_count", "counter"),
+            ("citadel_server_authentication_failure_count", "counter"),
+            ("citadel_server_csr_count", "counter"),
+            ("citadel_server_csr_parsing_err_count", "counter"),
+            ("citadel_server_success_cert_issuance_count", "counter"),
+            ("process_cpu_seconds_total", "counter"),
+            ("process_resident_memory_bytes", "gauge"),
+            ("process_virtual_memory_bytes", "gauge"),
+        ],
+    ),
+    (
+        "10.44.0.15:15014",
+        &[
+            ("istio_build", "gauge"),
+            ("mixer_runtime_dispatches", "counter"),
+            ("mixer_runtime_dispatch_duration_seconds", "histogram"),
+            ("mixer_config_attribute_count", "gauge"),
+            ("mixer_config_handler_config_count", "gauge"),
+            ("mixer_config_instance_config_count", "gauge"),
+            ("mixer_config_rule_config_count", "gauge"),
+            ("mixer_config_rule_config_error_count", "gauge"),
+            ("mixer_config_rule_config_match_error_count", "gauge"),
+            ("mixer_config_unsatisfied_action_handler_count", "gauge"),
+            ("process_cpu_seconds_total", "counter"),
+            ("process_open_fds", "gauge"),
+            ("process_resident_memory_bytes", "gauge"),
+        ],
+    ),
+];
+
+fn control_plane_metrics(mesh: &LocalMesh) {
+    traffic(mesh, 3);
+    for (address, metrics) in DASHBOARD_METRICS {
+        let (status, text) = e2e::http_get(address, "/metrics");
+        assert_eq!(status, 200, "{address}/metrics");
+        let missing: Vec<String> = metrics
+            .iter()
+            .filter(|(name, kind)| !text.lines().any(|line| line == format!("# TYPE {name} {kind}")))
+            .map(|(name, kind)| format!("{name} ({kind})"))
+            .collect();
+        assert!(missing.is_empty(), "{address} lacks 1.4's {missing:?}:\n{text}");
+    }
+    // Counters that 1.4 exposed without `_total` have samples under exactly that name.
+    let (_, citadel) = e2e::http_get("10.44.0.13:15014", "/metrics");
+    assert!(citadel.lines().any(|line| line.starts_with("citadel_server_csr_count ")), "{citadel}");
+    let (_, galley) = e2e::http_get("10.44.0.11:15014", "/metrics");
+    assert!(galley.contains("galley_validation_passed{group=\"networking.istio.io\",version=\"v1alpha3\",resource=\"virtualservices\"} "), "{galley}");
+    assert!(galley.contains("istio_mcp_clients_total{component=\"galley\"} "), "{galley}");
+
+    // 1.4's dashboards' queries, as written, answered by the demo's Prometheus.
+    let queries = [
+        "sum(galley_validation_passed{job=\"galley\"}) by (group, version, resource)",
+        "sum(galley_istio_networking_virtualservices) / count(up{job=\"galley\"})",
+        "istio_mcp_clients_total{component=\"galley\"}",
+        "pilot_xds{job=\"pilot\"}",
+        "pilot_services{job=\"pilot\"}",
+        "citadel_server_csr_count{job=\"citadel\"}",
+        "scalar(topk(1, max(mixer_config_rule_config_count) by (configID)))",
+        "sum(irate(mixer_runtime_dispatches_total{adapter=~\"prometheus\"}[1m])) by (adapter)",
+        "process_resident_memory_bytes{job=\"pilot\"}",
+        "sum(istio_build) by (component, tag)",
+    ];
+    let deadline = Instant::now() + PROMETHEUS_PATIENCE;
+    loop {
+        traffic(mesh, 3);
+        let unanswered: Vec<&str> = queries
+            .iter()
+            .copied()
+            .filter(|query| {
+                let result = prometheus_query(query);
+                // A scalar answers `[time, "value"]`, a vector a list of series.
+                result.is_empty() && !scalar_answers(query)
+            })
+            .collect();
+        if unanswered.is_empty() {
+            let builds = prometheus_query("sum(istio_build) by (component, tag)");
+            let components: std::collections::BTreeSet<&str> =
+                builds.iter().filter_map(|series| series["metric"]["component"].as_str()).collect();
+            for component in ["citadel", "galley", "mixer", "pilot"] {
+                assert!(components.contains(component), "istio_build has no {component}: {components:?}");
+            }
+            return;
+        }
+        assert!(Instant::now() < deadline, "{:?}: Prometheus never answered {unanswered:#?}", mesh.plane);
+        std::thread::sleep(Duration::from_secs(3));
+    }
+}
+
+/// Whether a scalar query has a value (instant scalar results are not vectors).
+fn scalar_answers(query: &str) -> bool {
+    if !query.starts_with("scalar(") {
+        return false;
+    }
+    let output = std::process::Command::new("curl")
+        .args(["-s", "-G", "--max-time", "5", "--data-urlencode"])
+        .arg(format!("query={query}"))
+        .arg(format!("http://{PROMETHEUS}/api/v1/query"))
+        .output()
+        .expect("curl runs");
+    let answer: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_default();
+    answer["data"]["result"][1].as_str().and_then(|value| value.parse::<f64>().ok()).is_some_and(f64::is_finite)
 }
 
 #[test]

@@ -273,7 +273,7 @@ impl SotwStream {
         let proxy_id = self.proxy.as_ref().map(|p| p.id.clone()).unwrap_or_default();
         if let Some(error) = &request.error_detail {
             tracing::warn!(proxy = %proxy_id, r#type = kind, nonce = %request.response_nonce, error = %error.message, "proxy rejected config (NACK)");
-            self.server.metrics.rejects.get_or_create(&TypeLabel { r#type: kind }).inc();
+            self.server.metrics.record_reject(kind, &proxy_id, &error.message);
             let message = error.message.clone();
             self.server
                 .connections
@@ -465,7 +465,8 @@ impl DeltaStream {
         let kind = short_type(&request.type_url);
         if let Some(error) = &request.error_detail {
             tracing::warn!(connection = %self.id, r#type = kind, error = %error.message, "proxy rejected delta config (NACK)");
-            self.server.metrics.rejects.get_or_create(&TypeLabel { r#type: kind }).inc();
+            let node = self.proxy.as_ref().map(|proxy| proxy.id.clone()).unwrap_or_default();
+            self.server.metrics.record_reject(kind, &node, &error.message);
             return Ok(Vec::new());
         }
         let first = !self.watches.contains_key(&request.type_url);

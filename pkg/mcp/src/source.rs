@@ -29,19 +29,46 @@ pub struct CollectionLabel {
     pub collection: String,
 }
 
-/// The source's metrics, named as Istio 1.4's (`istio_mcp_*`).
+/// The labels of per-collection MCP metrics, with the serving component as 1.4 had them.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct McpLabels {
+    pub collection: String,
+    pub component: &'static str,
+}
+
+/// The label of the connected-sinks gauge.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ComponentLabel {
+    pub component: &'static str,
+}
+
+/// The component that serves MCP in the mesh, as 1.4's metrics named it.
+const COMPONENT: &str = "galley";
+
+/// The source's metrics, named and labelled as Istio 1.4's (`istio_mcp_clients_total`, a gauge;
+/// `istio_mcp_request_acks_total` and `…_nacks_total` by collection), with `component="galley"`.
 #[derive(Debug, Clone, Default)]
 pub struct SourceMetrics {
-    pub clients: Gauge,
-    pub acks: Family<CollectionLabel, Counter>,
-    pub nacks: Family<CollectionLabel, Counter>,
+    pub clients: Family<ComponentLabel, Gauge>,
+    pub acks: Family<McpLabels, Counter>,
+    pub nacks: Family<McpLabels, Counter>,
 }
 
 impl SourceMetrics {
+    /// The per-collection label for `collection`.
+    pub fn label(collection: &str) -> McpLabels {
+        McpLabels { collection: collection.to_string(), component: COMPONENT }
+    }
+
+    fn connected(&self) -> Gauge {
+        self.clients.get_or_create(&ComponentLabel { component: COMPONENT }).clone()
+    }
+
     /// Registers the metrics in `registry`.
     pub fn register(registry: &mut prometheus_client::registry::Registry) -> Self {
         let metrics = SourceMetrics::default();
-        registry.register("istio_mcp_clients", "Connected MCP sinks", metrics.clients.clone());
+        let _ = metrics.connected();
+        registry.register("istio_mcp_clients_total", "Connected MCP sinks", metrics.clients.clone());
         registry.register("istio_mcp_request_acks", "MCP responses sinks accepted", metrics.acks.clone());
         registry.register("istio_mcp_request_nacks", "MCP responses sinks rejected", metrics.nacks.clone());
         metrics
@@ -170,7 +197,7 @@ impl Connection {
             tracing::debug!(sink = %self.sink, %collection, nonce = %request.response_nonce, "stale MCP nonce ignored");
             return Ok(());
         };
-        let label = CollectionLabel { collection: collection.clone() };
+        let label = SourceMetrics::label(&collection);
         match &request.error_detail {
             Some(error) => {
                 tracing::warn!(sink = %self.sink, %collection, code = error.code, message = %error.message, "MCP sink rejected resources (NACK)");
@@ -203,7 +230,7 @@ impl ResourceSource for McpServer {
         let (out, receiver) = mpsc::channel(16);
         let mut snapshots = self.snapshots.clone();
         let metrics = self.metrics.clone();
-        metrics.clients.inc();
+        metrics.connected().inc();
         tokio::spawn(async move {
             let mut connection =
                 Connection { watches: HashMap::new(), next_nonce: 0, sink: peer, metrics: metrics.clone() };
@@ -232,7 +259,7 @@ impl ResourceSource for McpServer {
                     break;
                 }
             }
-            metrics.clients.dec();
+            metrics.connected().dec();
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
     }

@@ -104,7 +104,7 @@ async fn a_sink_follows_the_source_nacks_what_it_cannot_read_and_survives_a_rest
     // A resource without a body cannot be read: the rest is taken, the response NACKed.
     let broken = Resource { body: None, ..virtual_service("c", "1") };
     publish.send_replace(snapshot(3, vec![virtual_service("a", "2"), virtual_service("b", "1"), broken]));
-    let label = istio_mcp::source::CollectionLabel { collection: VIRTUAL_SERVICES.to_string() };
+    let label = SourceMetrics::label(VIRTUAL_SERVICES);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while metrics.nacks.get_or_create(&label).get() == 0 {
         assert!(tokio::time::Instant::now() < deadline, "the source never saw the NACK");

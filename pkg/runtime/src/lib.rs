@@ -5,6 +5,7 @@
 pub mod backoff;
 pub mod https;
 pub mod listen;
+pub mod metrics;
 pub mod monitoring;
 pub mod ports;
 pub mod sync;

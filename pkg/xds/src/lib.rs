@@ -8,6 +8,7 @@ pub mod cluster_name;
 pub mod json;
 pub mod references;
 pub mod sds;
+pub mod sync_state;
 pub mod type_url;
 
 pub use cluster_name::{ClusterName, TrafficDirection};

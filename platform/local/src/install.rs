@@ -103,6 +103,17 @@ pub const TRACING: Component = Component {
     cluster_dns: false,
 };
 pub const ZIPKIN_PORT: u16 = 9411;
+/// 1.4's `grafana` and `kiali` addons (`values.grafana.enabled`, `values.kiali.enabled`): the
+/// mesh console, under Kiali's Service name and port.
+pub const CONSOLE: Component = Component {
+    name: "mesh-console",
+    binary: "istio-console",
+    service: "kiali",
+    address: Ipv4Addr::new(10, 44, 0, 18),
+    ready_port: CONSOLE_PORT,
+    cluster_dns: false,
+};
+pub const CONSOLE_PORT: u16 = 20001;
 /// The collector's OTLP ports (gRPC, HTTP).
 pub const OTLP_PORTS: (u16, u16) = (4317, 4318);
 
@@ -195,6 +206,10 @@ impl Plan {
         // 1.4's `istio-tracing` addon (`values.tracing.enabled`, on in the demo).
         if self.values()["tracing"]["enabled"].as_bool() == Some(true) {
             components.push(TRACING);
+        }
+        // The mesh console stands in for both 1.4's `grafana` and `kiali` addons.
+        if ["grafana", "kiali"].iter().any(|addon| self.values()[addon]["enabled"].as_bool() == Some(true)) {
+            components.push(CONSOLE);
         }
         components
     }
@@ -523,6 +538,24 @@ impl Plan {
                 ],
                 Vec::new(),
             ),
+            "mesh-console" => {
+                let mut args = vec![
+                    "--address".to_string(),
+                    address.to_string(),
+                    "--port".into(),
+                    CONSOLE_PORT.to_string(),
+                    "--pilot".into(),
+                    format!("http://{}:8080", PILOT.address),
+                ];
+                let components = self.components();
+                if components.contains(&PROMETHEUS) {
+                    args.extend(["--prometheus".into(), format!("http://{}:{PROMETHEUS_PORT}", PROMETHEUS.address)]);
+                }
+                if components.contains(&TRACING) {
+                    args.extend(["--zipkin".into(), format!("http://{}:{ZIPKIN_PORT}", TRACING.address)]);
+                }
+                (args, Vec::new())
+            }
             "istio-policy" | "istio-telemetry" => {
                 let store_url = if self.enabled("configManagement") {
                     format!("mcp://{}:9901", GALLEY.address)
@@ -661,7 +694,10 @@ mod tests {
     #[test]
     fn the_demo_runs_every_component_and_both_gateways() {
         let plan = Plan::new(&["profile=demo".into()]).expect("demo");
-        assert_eq!(plan.components(), vec![CITADEL, GALLEY, PILOT, INJECTOR, POLICY, TELEMETRY, PROMETHEUS, TRACING]);
+        assert_eq!(
+            plan.components(),
+            vec![CITADEL, GALLEY, PILOT, INJECTOR, POLICY, TELEMETRY, PROMETHEUS, TRACING, CONSOLE]
+        );
         assert_eq!(plan.gateway_manifests().expect("gateways").len(), 2);
         let mesh = plan.mesh_config();
         assert_eq!(mesh["accessLogFile"], "/dev/stdout");
