@@ -60,11 +60,12 @@ hey_at_1000() {
     echo "$total $(echo "$out" | awk '/ 50% in/ {print $3 * 1000}') $(echo "$out" | awk '/ 90% in/ {print $3 * 1000}') $(echo "$out" | awk '/ 99% in/ {print $3 * 1000}')"
 }
 
-# bench_bootstrap ADMIN_PORT LISTEN_PORT [HTTP_FILTERS [ROUTE_EXTRA [CLUSTERS]]]: a static
-# bootstrap (for both planes) with one HTTP listener routing everything to the nginx backend.
-# HTTP_FILTERS are YAML list items (indented 10) put before the router; ROUTE_EXTRA is put in
-# the route's flow mapping before `route:` (e.g. `typed_per_filter_config: {…}, `); CLUSTERS
-# are YAML list items (indented 2) after the backend's.
+# bench_bootstrap ADMIN_PORT LISTEN_PORT [HTTP_FILTERS [ROUTE_EXTRA [CLUSTERS [MANAGER_EXTRA]]]]:
+# a static bootstrap (for both planes) with one HTTP listener routing everything to the nginx
+# backend. HTTP_FILTERS are YAML list items (indented 10) put before the router; ROUTE_EXTRA is
+# put in the route's flow mapping before `route:` (e.g. `typed_per_filter_config: {…}, `);
+# CLUSTERS are YAML list items (indented 2) after the backend's; MANAGER_EXTRA are fields of the
+# connection manager (indented 10, e.g. `access_log:`).
 bench_bootstrap() {
     cat <<YAML
 admin: {address: {socket_address: {address: 127.0.0.1, port_value: $1}}}
@@ -78,6 +79,7 @@ static_resources:
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: bench
+${6:-}
           route_config:
             virtual_hosts: [{name: all, domains: ["*"], routes: [{match: {prefix: /}, ${4:-}route: {cluster: backend}}]}]
           http_filters:

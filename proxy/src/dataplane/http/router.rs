@@ -21,7 +21,7 @@ use super::super::config::matcher::roll;
 use super::super::config::route::{Forward, RetryPolicy};
 use super::super::upstream::cluster::UpstreamCluster;
 use super::super::upstream::host::Host;
-use super::super::upstream::pool::{checkout, PoolError};
+use super::super::upstream::pool::{checkout, PoolError, SendError};
 use super::super::upstream::ClusterManager;
 
 /// Headers that belong to one hop and are not forwarded.
@@ -230,6 +230,9 @@ impl Drop for RetryGuard {
     }
 }
 
+/// How many connections a request that was never written may be tried on.
+const UNSENT_ATTEMPTS: u32 = 3;
+
 async fn send_once(
     cluster: &Arc<UpstreamCluster>,
     host: &Arc<Host>,
@@ -243,21 +246,32 @@ async fn send_once(
     cluster.stats.upstream_rq_total.inc();
     let _in_flight = InFlight::new(host);
     let exchange = async {
-        let lease = match checkout(cluster, host, deadline).await {
-            Ok(lease) => lease,
-            Err(PoolError::Overflow) => return Attempt::Failed(ResponseFlag::UpstreamOverflow, None),
-            Err(PoolError::Timeout) => return Attempt::Failed(ResponseFlag::UpstreamRequestTimeout, None),
-            Err(PoolError::ConnectFailure(reason)) => {
-                return Attempt::Failed(ResponseFlag::UpstreamConnectionFailure, Some(reason))
-            }
-        };
-        match lease.send(cluster, host, request).await {
-            Ok(response) => Attempt::Response(response),
-            Err(error) => {
-                cluster.stats.upstream_cx_destroy_remote.inc();
-                Attempt::Failed(ResponseFlag::UpstreamConnectionTermination, Some(error.to_string()))
+        let mut request = request;
+        // A pooled connection the server closed just before it was reused never took the
+        // request: send it on another (at most a few times; a new connection ends it).
+        for attempt in 1..=UNSENT_ATTEMPTS {
+            let lease = match checkout(cluster, host, deadline).await {
+                Ok(lease) => lease,
+                Err(PoolError::Overflow) => return Attempt::Failed(ResponseFlag::UpstreamOverflow, None),
+                Err(PoolError::Timeout) => return Attempt::Failed(ResponseFlag::UpstreamRequestTimeout, None),
+                Err(PoolError::ConnectFailure(reason)) => {
+                    return Attempt::Failed(ResponseFlag::UpstreamConnectionFailure, Some(reason))
+                }
+            };
+            match lease.try_send(cluster, host, request).await {
+                Ok(response) => return Attempt::Response(response),
+                Err(SendError::Unsent(unsent, error)) if attempt < UNSENT_ATTEMPTS => {
+                    tracing::debug!(%error, "a pooled connection closed before taking the request; sending it on another");
+                    cluster.stats.upstream_cx_destroy_remote.inc();
+                    request = *unsent;
+                }
+                Err(SendError::Unsent(_, error) | SendError::Failed(error)) => {
+                    cluster.stats.upstream_cx_destroy_remote.inc();
+                    return Attempt::Failed(ResponseFlag::UpstreamConnectionTermination, Some(error.to_string()));
+                }
             }
         }
+        Attempt::Failed(ResponseFlag::UpstreamConnectionTermination, None)
     };
     let outcome = match deadline {
         Some(deadline) => tokio::time::timeout_at(deadline.into(), exchange)

@@ -191,6 +191,24 @@ async fn checkout_http2(cluster: &Arc<UpstreamCluster>, host: &Arc<Host>) -> Res
     Ok(Lease::Http2(sender))
 }
 
+/// Why a request got no response on its lease.
+pub(crate) enum SendError {
+    /// The connection closed before the request was written (a pooled connection the server
+    /// had just closed, as a draining listener does): the request comes back to be sent on
+    /// another connection, as Envoy's and hyper's pools do.
+    Unsent(Box<http::Request<Body>>, hyper::Error),
+    Failed(hyper::Error),
+}
+
+impl From<hyper::client::conn::TrySendError<http::Request<Body>>> for SendError {
+    fn from(mut error: hyper::client::conn::TrySendError<http::Request<Body>>) -> SendError {
+        match error.take_message() {
+            Some(request) => SendError::Unsent(Box::new(request), error.into_error()),
+            None => SendError::Failed(error.into_error()),
+        }
+    }
+}
+
 impl Lease {
     /// Sends the request; an HTTP/1.1 connection goes back to the pool once the response has
     /// been read, unless it served `max_requests_per_connection`.
@@ -200,10 +218,22 @@ impl Lease {
         host: &Arc<Host>,
         request: http::Request<Body>,
     ) -> Result<http::Response<hyper::body::Incoming>, hyper::Error> {
+        self.try_send(cluster, host, request).await.map_err(|error| match error {
+            SendError::Unsent(_, error) | SendError::Failed(error) => error,
+        })
+    }
+
+    /// As [`Lease::send`], but a request the connection never took is handed back.
+    pub(crate) async fn try_send(
+        self,
+        cluster: &Arc<UpstreamCluster>,
+        host: &Arc<Host>,
+        request: http::Request<Body>,
+    ) -> Result<http::Response<hyper::body::Incoming>, SendError> {
         match self {
-            Lease::Http2(mut sender) => sender.send_request(request).await,
+            Lease::Http2(mut sender) => Ok(sender.try_send_request(request).await?),
             Lease::Http1 { mut sender, served, worker } => {
-                let response = sender.send_request(request).await?;
+                let response = sender.try_send_request(request).await?;
                 let served = served + 1;
                 let reusable = cluster.config.max_requests_per_connection.is_none_or(|limit| served < limit)
                     && response.status() != http::StatusCode::SWITCHING_PROTOCOLS;
