@@ -8,12 +8,14 @@
 //! Requests are sent open-loop at the rate (not waiting for answers), over one HTTP/2
 //! connection, as one proxy's client would.
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use istio_api::pb::istio::mixer::v1 as mixer;
 use istio_attribute::wire::compressed::encode;
 use istio_attribute::{MapBag, Value};
+use support::{arg, labels, text, Mixs};
+
+mod support;
 
 const RULES: &str = r#"
 apiVersion: config.istio.io/v1alpha2
@@ -62,36 +64,6 @@ spec:
   actions: [{handler: quotahandler, instances: [requestcountquota]}]
 "#;
 
-/// CPU seconds a process has used (user + system), from `/proc`.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
-    let ticks = |index: usize| fields.get(index).and_then(|value| value.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
-}
-
-struct Mixs(Child);
-
-impl Drop for Mixs {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.windows(2).find(|pair| pair[0] == name).and_then(|pair| pair[1].parse().ok()).unwrap_or(default)
-}
-
-fn text(value: &str) -> Value<'static> {
-    Value::String(value.to_string().into())
-}
-
-fn labels(entries: &[(&str, &str)]) -> Value<'static> {
-    Value::StringMap(std::borrow::Cow::Owned(entries.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()))
-}
-
 /// What a productpage sidecar sends, with a client address per `n` (distinct quota counters).
 fn request(n: u64) -> mixer::CheckRequest {
     let bag = MapBag::new()
@@ -122,28 +94,8 @@ fn request(n: u64) -> mixer::CheckRequest {
 async fn main() {
     let rate = arg("--rate", 1000);
     let seconds = arg("--seconds", 10);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace");
-    std::fs::copy(root.join("install/mixer/config.yaml"), dir.path().join("config.yaml")).expect("config");
-    std::fs::write(dir.path().join("rules.yaml"), RULES).expect("rules");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("address").port();
-    let store = format!("fs://{}", dir.path().display());
-    let child = Command::new(env!("CARGO_BIN_EXE_mixs"))
-        .args(["server", "--configStoreURL", &store, "--podStore", &dir.path().display().to_string()])
-        .args(["--address", "127.0.0.1", "--port", &port.to_string(), "--monitoringPort", "0"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("mixs starts");
-    let mixs = Mixs(child);
-    let channel = loop {
-        match tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}")).expect("uri").connect().await
-        {
-            Ok(channel) => break channel,
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    };
-    let client = mixer::mixer_client::MixerClient::new(channel);
+    let mixs = Mixs::start(&["config.yaml"], &[("rules.yaml", RULES)], &[]);
+    let client = mixs.client().await;
     // Until the config is in: the whitelist refuses an app it does not list.
     let mut probe = client.clone();
     loop {
@@ -167,7 +119,7 @@ async fn main() {
     }
     let total = rate * seconds;
     let requests: Vec<mixer::CheckRequest> = (0..total).map(request).collect();
-    let cpu_before = cpu_seconds(mixs.0.id());
+    let cpu_before = mixs.cpu_seconds();
     let started = Instant::now();
     let interval = Duration::from_secs_f64(1.0 / rate as f64);
     let mut tasks = Vec::with_capacity(requests.len());
@@ -194,7 +146,7 @@ async fn main() {
         latencies.push(latency);
     }
     let elapsed = started.elapsed();
-    let cpu = cpu_seconds(mixs.0.id()) - cpu_before;
+    let cpu = mixs.cpu_seconds() - cpu_before;
     latencies.sort();
     let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
     println!("Mixer Check, full dispatch (kubernetesenv + listchecker + memquota), {rate} checks/s for {seconds} s:");

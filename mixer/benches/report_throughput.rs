@@ -7,42 +7,14 @@
 //!
 //!   cargo bench -p mixer --bench report_throughput [-- --rate 1000 --seconds 10 --batch 100]
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use istio_api::pb::istio::mixer::v1 as mixer;
 use istio_attribute::wire::batch::BatchEncoder;
 use istio_attribute::{MapBag, Timestamp, Value};
+use support::{arg, labels, text, Mixs};
 
-/// CPU seconds a process has used (user + system), from `/proc`.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
-    let ticks = |index: usize| fields.get(index).and_then(|value| value.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
-}
-
-struct Mixs(Child);
-
-impl Drop for Mixs {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.windows(2).find(|pair| pair[0] == name).and_then(|pair| pair[1].parse().ok()).unwrap_or(default)
-}
-
-fn text(value: &str) -> Value<'static> {
-    Value::String(value.to_string().into())
-}
-
-fn labels(entries: &[(&str, &str)]) -> Value<'static> {
-    Value::StringMap(std::borrow::Cow::Owned(entries.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()))
-}
+mod support;
 
 /// What the reviews sidecar reports for one request from productpage; the code varies a little,
 /// as real traffic's does, so there are a few series.
@@ -91,30 +63,8 @@ async fn main() {
     let rate = arg("--rate", 1000);
     let seconds = arg("--seconds", 10);
     let batch = arg("--batch", 100).max(1);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace");
-    for file in ["config.yaml", "telemetry.yaml"] {
-        std::fs::copy(root.join("install/mixer").join(file), dir.path().join(file)).expect("config");
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("address").port();
-    let store = format!("fs://{}", dir.path().display());
-    let child = Command::new(env!("CARGO_BIN_EXE_mixs"))
-        .args(["server", "--configStoreURL", &store, "--podStore", &dir.path().display().to_string()])
-        .args(["--address", "127.0.0.1", "--port", &port.to_string(), "--monitoringPort", "0"])
-        .args(["--prometheusAdapterPort", "0"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("mixs starts");
-    let mixs = Mixs(child);
-    let channel = loop {
-        match tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}")).expect("uri").connect().await
-        {
-            Ok(channel) => break channel,
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    };
-    let client = mixer::mixer_client::MixerClient::new(channel);
+    let mixs = Mixs::start(&["config.yaml", "telemetry.yaml"], &[], &["--prometheusAdapterPort", "0"]);
+    let client = mixs.client().await;
     let request = |first: u64, count: u64| {
         let mut encoder = BatchEncoder::delta(222);
         for n in first..first + count {
@@ -134,7 +84,7 @@ async fn main() {
     let total = rate * seconds;
     let calls = total / batch;
     let batches: Vec<mixer::ReportRequest> = (0..calls).map(|call| request(call * batch, batch)).collect();
-    let cpu_before = cpu_seconds(mixs.0.id());
+    let cpu_before = mixs.cpu_seconds();
     let started = Instant::now();
     let interval = Duration::from_secs_f64(batch as f64 / rate as f64);
     let mut tasks = Vec::with_capacity(batches.len());
@@ -158,7 +108,7 @@ async fn main() {
         latencies.push(latency);
     }
     let elapsed = started.elapsed();
-    let cpu = cpu_seconds(mixs.0.id()) - cpu_before;
+    let cpu = mixs.cpu_seconds() - cpu_before;
     latencies.sort();
     let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
     println!("Mixer Report, 1.4's telemetry config (kubernetesenv + 4 prometheus metrics), {rate} requests/s in batches of {batch} for {seconds} s:");

@@ -96,3 +96,20 @@ ${3:-}
 ${5:-}
 YAML
 }
+
+# mixer_cluster: a cluster item for bench_bootstrap's CLUSTERS reaching a local `mixs` on
+# $MIXER_PORT over HTTP/2 (the mixer filters' and ext_authz's gRPC).
+mixer_cluster() {
+    cat <<YAML
+  - name: mixer
+    type: STATIC
+    connect_timeout: 1s
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {http2_protocol_options: {}}
+    load_assignment:
+      cluster_name: mixer
+      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: $MIXER_PORT}}}}]}]
+YAML
+}

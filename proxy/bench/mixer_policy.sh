@@ -83,21 +83,6 @@ print(base64.b64encode(bytes([2 << 3, 1]) + field(5, spec)).decode())
 PY
 )
 
-mixer_cluster() {
-    cat <<YAML
-  - name: mixer
-    type: STATIC
-    connect_timeout: 1s
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {http2_protocol_options: {}}
-    load_assignment:
-      cluster_name: mixer
-      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: $MIXER_PORT}}}}]}]
-YAML
-}
-
 bootstrap() { # admin port, listen port, "mixer" or "ext_authz"
     local filter route_config
     if [ "$3" = mixer ]; then

@@ -30,21 +30,6 @@ METRICS_PORT=$(free_port)
 wait_port "$MIXER_PORT"
 wait_port "$METRICS_PORT"
 
-mixer_cluster() {
-    cat <<YAML
-  - name: mixer
-    type: STATIC
-    connect_timeout: 1s
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {http2_protocol_options: {}}
-    load_assignment:
-      cluster_name: mixer
-      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: $MIXER_PORT}}}}]}]
-YAML
-}
-
 # The built-in plane reports through 1.4's mixer filter (no checks).
 MIXER_FILTER=$(cat <<YAML
           - name: mixer
