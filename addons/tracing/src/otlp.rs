@@ -61,9 +61,18 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
-fn id(bytes: &[u8], length: usize, field: &str) -> Result<String, String> {
+/// Why one OTLP span cannot be kept.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{field} must be {length} bytes, not all zero (got {got} bytes)")]
+pub struct BadId {
+    field: &'static str,
+    length: usize,
+    got: usize,
+}
+
+fn id(bytes: &[u8], length: usize, field: &'static str) -> Result<String, BadId> {
     if bytes.len() != length || bytes.iter().all(|byte| *byte == 0) {
-        return Err(format!("{field} must be {length} bytes, not all zero (got {} bytes)", bytes.len()));
+        return Err(BadId { field, length, got: bytes.len() });
     }
     Ok(hex(bytes))
 }
@@ -105,7 +114,7 @@ fn json_object(pairs: &[KeyValue]) -> serde_json::Value {
     )
 }
 
-fn span(otlp: &OtlpSpan, service: &str, scope: Option<(&str, &str)>) -> Result<Span, String> {
+fn span(otlp: &OtlpSpan, service: &str, scope: Option<(&str, &str)>) -> Result<Span, BadId> {
     let trace_id = id(&otlp.trace_id, 16, "trace_id")?;
     let span_id = id(&otlp.span_id, 8, "span_id")?;
     let parent_id = match otlp.parent_span_id.as_slice() {
