@@ -334,7 +334,10 @@ pub struct PushContext {
     pub destination_rules: Vec<Named<net::DestinationRule>>,
     pub gateways: Vec<Named<net::Gateway>>,
     pub sidecars: Vec<Named<net::Sidecar>>,
+    /// EnvoyFilters, oldest first.
     pub envoy_filters: Vec<Named<net::EnvoyFilter>>,
+    /// The config patches of those that have them, ready to apply.
+    pub(crate) envoy_filter_patches: Vec<Arc<crate::xds::config_patch::prepared::PreparedEnvoyFilter>>,
     /// Authentication `Policy` objects, oldest first.
     pub authn_policies: Vec<Named<istio_api::pb::istio::authentication::v1alpha1::Policy>>,
     /// `security.istio.io/v1beta1` AuthorizationPolicies.

@@ -28,6 +28,9 @@ pub(crate) struct Proxy {
     pub labels: HashMap<String, String>,
     pub dns_domain: String,
     pub istio_version: String,
+    /// The node metadata's string values (`ISTIO_META_*` without the prefix), which
+    /// EnvoyFilter patches can match on.
+    pub metadata: std::collections::BTreeMap<String, String>,
     /// A gateway in `sni-dnat` router mode (`ISTIO_META_ROUTER_MODE`), which also gets the
     /// SNI-named clusters AUTO_PASSTHROUGH servers route to.
     pub sni_dnat: bool,
@@ -130,6 +133,9 @@ impl Proxy {
             labels,
             dns_domain: (*domain).to_string(),
             istio_version: metadata_string(metadata, "ISTIO_VERSION").unwrap_or_default(),
+            metadata: metadata
+                .map(|m| m.fields.iter().filter_map(|(key, value)| Some((key.clone(), string_value(value)?))).collect())
+                .unwrap_or_default(),
             sni_dnat: metadata_string(metadata, "ROUTER_MODE").as_deref() == Some("sni-dnat"),
             sds: metadata_string(metadata, "SDS").as_deref() == Some("true"),
             sds_token_path: metadata_string(metadata, "SDS_TOKEN_PATH").unwrap_or_default(),

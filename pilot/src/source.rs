@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::metrics::Metrics;
 use crate::model::{MeshSettings, Named, PodInfo, PushContext, Service};
+use crate::xds::config_patch::prepared::PreparedEnvoyFilter;
 
 #[derive(Debug, Clone)]
 pub struct SourceSettings {
@@ -80,6 +81,7 @@ pub(crate) fn build(objects: &BTreeMap<ObjectKey, Object>, mesh: &MeshSettings, 
     }
     let mut authn_policies = Vec::new();
     let mut bindings = Vec::new();
+    let mut envoy_filters = Vec::new();
     let mut legacy_rbac_config = None;
     for object in objects.values() {
         match (object.group(), object.kind.as_str()) {
@@ -95,7 +97,9 @@ pub(crate) fn build(objects: &BTreeMap<ObjectKey, Object>, mesh: &MeshSettings, 
             ("networking.istio.io", "DestinationRule") => push.destination_rules.extend(named(object)),
             ("networking.istio.io", "Gateway") => push.gateways.extend(named(object)),
             ("networking.istio.io", "Sidecar") => push.sidecars.extend(named(object)),
-            ("networking.istio.io", "EnvoyFilter") => push.envoy_filters.extend(named(object)),
+            ("networking.istio.io", "EnvoyFilter") => {
+                envoy_filters.extend(named(object).map(|filter| (creation_time(object), filter)));
+            }
             ("security.istio.io", "AuthorizationPolicy") => push.authorization_policies.extend(named(object)),
             ("config.istio.io", "QuotaSpec") => push.quota_specs.extend(named(object)),
             ("config.istio.io", "QuotaSpecBinding") => push.quota_spec_bindings.extend(named(object)),
@@ -123,6 +127,13 @@ pub(crate) fn build(objects: &BTreeMap<ObjectKey, Object>, mesh: &MeshSettings, 
     authn_policies.sort_by(|(a, _), (b, _)| a.cmp(b));
     push.authn_policies = authn_policies.into_iter().map(|(_, policy)| policy).collect();
     bindings.sort_by(|(a, _), (b, _)| a.cmp(b));
+    envoy_filters.sort_by(|(a, _), (b, _)| a.cmp(b));
+    push.envoy_filters = envoy_filters.into_iter().map(|(_, filter)| filter).collect();
+    push.envoy_filter_patches = push
+        .envoy_filters
+        .iter()
+        .filter_map(|ef| PreparedEnvoyFilter::prepare(&ef.name, &ef.namespace, &ef.spec).map(Arc::new))
+        .collect();
     push.service_role_bindings = bindings.into_iter().map(|(_, binding)| binding).collect();
     push.rbac_config = push.rbac_config.take().or(legacy_rbac_config);
     let private = |export_to: &[String]| !export_to.is_empty() && !export_to.iter().any(|t| t == "*");

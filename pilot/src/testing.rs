@@ -69,6 +69,7 @@ pub(crate) fn sidecar(namespace: &str, ip: &str, labels: &[(&str, &str)]) -> Pro
         labels: labels.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect::<HashMap<_, _>>(),
         dns_domain: format!("{namespace}.svc.cluster.local"),
         istio_version: String::new(),
+        metadata: Default::default(),
         sni_dnat: false,
         sds: false,
         sds_token_path: String::new(),

@@ -11,6 +11,8 @@ use e2e::until;
 
 #[path = "traffic_tasks/egress.rs"]
 mod egress;
+#[path = "traffic_tasks/envoy_filter.rs"]
+mod envoy_filter;
 #[path = "traffic_tasks/gateways.rs"]
 mod gateways;
 #[path = "traffic_tasks/resilience.rs"]
@@ -18,11 +20,12 @@ mod resilience;
 #[path = "traffic_tasks/routing.rs"]
 mod routing;
 use egress::egress;
+use envoy_filter::envoy_filter_patches;
 use gateways::{ingress_gateway, secure_gateway};
 use resilience::{circuit_breaking, mirroring, outlier_detection_and_retries};
 use routing::{fault_injection, request_routing, request_timeouts, tcp_traffic_shifting, traffic_shifting};
 
-const TASKS: [(&str, Task); 11] = [
+const TASKS: [(&str, Task); 12] = [
     ("request routing", request_routing),
     ("fault injection", fault_injection),
     ("traffic shifting", traffic_shifting),
@@ -34,6 +37,7 @@ const TASKS: [(&str, Task); 11] = [
     ("mirroring", mirroring),
     ("outlier detection and retries", outlier_detection_and_retries),
     ("egress", egress),
+    ("envoy filter patches", envoy_filter_patches),
 ];
 
 /// `Ok` when `actual` is `expected`, else the difference, for `until`.

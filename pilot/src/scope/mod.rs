@@ -208,6 +208,7 @@ mod tests {
             labels: HashMap::from([("app".to_string(), app.to_string())]),
             dns_domain: String::new(),
             istio_version: String::new(),
+            metadata: Default::default(),
             sni_dnat: false,
             sds: false,
             sds_token_path: String::new(),

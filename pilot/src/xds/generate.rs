@@ -7,8 +7,11 @@ use istio_xds::type_url;
 
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 
+use istio_api::pb::istio::networking::v1alpha3::envoy_filter::PatchContext;
+
 use super::{
-    any, cluster, endpoint, envoy_filter, gateway, inbound_listener, listener, mixer_outbound, mixer_telemetry, route,
+    any, cluster, config_patch, endpoint, envoy_filter, gateway, inbound_listener, listener, mixer_outbound,
+    mixer_telemetry, route,
 };
 use crate::model::{GeneratedResource, PushContext};
 use crate::node::{Proxy, ProxyKind};
@@ -62,21 +65,45 @@ pub(crate) fn generate(push: &PushContext, proxy: &Proxy, type_url: &str, names:
         ProxyKind::Router => "router",
     };
     let scope = crate::scope::ProxyScope::of(push, proxy);
+    // EnvoyFilter config patches: proxies with equal keys get equal patched objects.
+    let patches = config_patch::matching::applicable(&push.envoy_filter_patches, &push.mesh.root_namespace, proxy);
+    let patch_key = config_patch::matching::cache_key(&patches, proxy);
+    let outbound_context = match proxy.kind {
+        ProxyKind::Sidecar => PatchContext::SidecarOutbound,
+        ProxyKind::Router => PatchContext::Gateway,
+    };
     match type_url {
-        type_url::CLUSTER => {
-            let shared = push.cache.get_or_generate(format!("cds|{}", scope.key), || {
-                resources(cluster::shared_clusters(push, &scope), |c| c.name.clone())
-            });
-            let mut generated: Vec<GeneratedResource> = shared.as_ref().clone();
-            generated.extend(resources(cluster::proxy_clusters(push, proxy), |c| c.name.clone()));
-            generated
-        }
+        type_url::CLUSTER => match proxy.kind {
+            ProxyKind::Sidecar => {
+                let shared = push.cache.get_or_generate(format!("cds|{}|{patch_key}", scope.key), || {
+                    let mut clusters = cluster::shared_clusters(push, &scope);
+                    config_patch::cluster::apply(outbound_context, proxy, &patches, &mut clusters);
+                    resources(clusters, |c| c.name.clone())
+                });
+                let mut generated: Vec<GeneratedResource> = shared.as_ref().clone();
+                let mut inbound = cluster::proxy_clusters(push, proxy);
+                config_patch::cluster::apply(PatchContext::SidecarInbound, proxy, &patches, &mut inbound);
+                generated.extend(resources(inbound, |c| c.name.clone()));
+                generated
+            }
+            ProxyKind::Router => {
+                let key = format!("cds|router|{}|{}|{patch_key}", scope.key, proxy.sni_dnat);
+                let generated = push.cache.get_or_generate(key, || {
+                    let mut clusters = cluster::shared_clusters(push, &scope);
+                    clusters.extend(cluster::proxy_clusters(push, proxy));
+                    config_patch::cluster::apply(PatchContext::Gateway, proxy, &patches, &mut clusters);
+                    resources(clusters, |c| c.name.clone())
+                });
+                generated.as_ref().clone()
+            }
+        },
         type_url::LISTENER => {
             // EnvoyFilters patch listeners; proxies with the same set share the patched ones.
             let filters = envoy_filter::applicable(push, proxy);
-            let filter_key = envoy_filter::key(&filters);
-            let patched = |mut listeners: Vec<envoy_types::pb::envoy::config::listener::v3::Listener>| {
+            let filter_key = format!("{}|{patch_key}", envoy_filter::key(&filters));
+            let patched = |mut listeners: Vec<Listener>, context: PatchContext| {
                 envoy_filter::apply(push, proxy, &filters, &mut listeners);
+                config_patch::listener::apply(context, proxy, &patches, &mut listeners, false);
                 resources(listeners, |l| l.name.clone())
             };
             match proxy.kind {
@@ -96,7 +123,7 @@ pub(crate) fn generate(push: &PushContext, proxy: &Proxy, type_url: &str, names:
                                 .map_or("", |service| service.hostname.as_str()),
                             mixer_outbound::cache_key(push, proxy),
                         ),
-                        || patched(listeners(push, proxy)),
+                        || patched(listeners(push, proxy), PatchContext::Gateway),
                     )
                     .as_ref()
                     .clone(),
@@ -109,13 +136,13 @@ pub(crate) fn generate(push: &PushContext, proxy: &Proxy, type_url: &str, names:
                         mixer_outbound::decorate_listeners(&mut outbound, push, proxy);
                         listener::decorate(&mut outbound, push, ProxyKind::Sidecar);
                         mixer_telemetry::add_report_logs(&mut outbound, push, proxy);
-                        patched(outbound)
+                        patched(outbound, PatchContext::SidecarOutbound)
                     });
                     let mut generated: Vec<GeneratedResource> = shared.as_ref().clone();
                     let mut inbound = vec![inbound_listener::virtual_inbound(push, proxy)];
                     listener::decorate(&mut inbound, push, ProxyKind::Sidecar);
                     mixer_telemetry::add_report_logs(&mut inbound, push, proxy);
-                    generated.extend(patched(inbound));
+                    generated.extend(patched(inbound, PatchContext::SidecarInbound));
                     generated
                 }
             }
@@ -130,7 +157,7 @@ pub(crate) fn generate(push: &PushContext, proxy: &Proxy, type_url: &str, names:
                 .iter()
                 .flat_map(|name| {
                     let key = format!(
-                        "rds|{kind}|{}|{}|{labels}|{name}|{}",
+                        "rds|{kind}|{}|{}|{labels}|{name}|{}|{patch_key}",
                         proxy.namespace,
                         scope.key,
                         mixer_outbound::cache_key(push, proxy)
@@ -141,6 +168,7 @@ pub(crate) fn generate(push: &PushContext, proxy: &Proxy, type_url: &str, names:
                                 route::route_configurations(push, proxy, std::slice::from_ref(name));
                             for configuration in &mut configurations {
                                 mixer_outbound::decorate_routes(push, proxy, configuration);
+                                config_patch::route::apply(outbound_context, proxy, &patches, configuration);
                             }
                             resources(configurations, |r| r.name.clone())
                         })

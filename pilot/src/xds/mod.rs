@@ -9,6 +9,7 @@ pub(crate) mod authz;
 pub(crate) mod authz_end_user;
 pub(crate) mod authz_v1alpha1;
 pub(crate) mod cluster;
+pub(crate) mod config_patch;
 pub(crate) mod endpoint;
 pub(crate) mod envoy_filter;
 pub(crate) mod gateway;

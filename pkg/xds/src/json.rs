@@ -105,6 +105,16 @@ pub fn to_json(type_url: &str, bytes: &[u8]) -> Result<serde_json::Value, Error>
         .map_err(|e| Error::Json { type_name: name.to_string(), message: e.to_string() })
 }
 
+/// The message named by `type_url` decoded from `bytes` and encoded again: one encoding for
+/// one value, whatever encoding it came in (fields in order, a repeated merge folded into one).
+pub fn reencode(type_url: &str, bytes: &[u8]) -> Result<Vec<u8>, Error> {
+    let name = type_name(type_url);
+    let descriptor = pool().get_message_by_name(name).ok_or_else(|| Error::UnknownType(name.to_string()))?;
+    let message = DynamicMessage::decode(descriptor, bytes)
+        .map_err(|source| Error::Decode { type_name: name.to_string(), source })?;
+    Ok(prost::Message::encode_to_vec(&message))
+}
+
 /// Render an `Any` as JSON, with `@type` first as Envoy's config dumps show it.
 pub fn any_to_json(any: &envoy_types::pb::google::protobuf::Any) -> Result<serde_json::Value, Error> {
     let body = to_json(&any.type_url, &any.value)?;

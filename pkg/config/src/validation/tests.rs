@@ -295,6 +295,16 @@ fn envoy_filter_rules() {
     );
     assert_invalid(&filter("configPatches:\n- applyTo: NETWORK_FILTER\n  match: {listener: {filterChain: {filter: {name: x, subFilter: {name: y}}}}}\n  patch: {operation: REMOVE}\n"), &["subfilter match can be used with applyTo HTTP_FILTER only"]);
     assert_invalid(&filter("configPatches:\n- applyTo: CLUSTER\n  match: {proxy: {proxyVersion: \"(\"}}\n  patch: {operation: REMOVE}\n"), &["proxyVersion", "invalid regex"]);
+    // The value must be the xDS object applyTo names (1.4 read it as v2; v3 here, v2 upgraded).
+    assert_invalid(
+        &filter("configPatches:\n- applyTo: CLUSTER\n  patch: {operation: ADD, value: {name: c, no_such_field: 1}}\n"),
+        &["configPatches[0].patch.value", "no_such_field"],
+    );
+    assert_invalid(
+        &filter("configPatches:\n- applyTo: HTTP_FILTER\n  patch: {operation: ADD, value: {name: com.example.custom, config: {a: 1}}}\n"),
+        &["configPatches[0].patch.value", "com.example.custom"],
+    );
+    assert_valid(&filter("configPatches:\n- applyTo: HTTP_FILTER\n  patch: {operation: MERGE, value: {config: {upstream_cluster: scooby}}}\n- applyTo: CLUSTER\n  patch: {operation: MERGE, value: {dns_lookup_family: V6_ONLY}}\n"));
 }
 
 #[test]

@@ -7,7 +7,7 @@ use istio_api::pb::istio::networking::v1alpha3 as net;
 
 pub(super) fn envoy_filter(filter: &net::EnvoyFilter, report: &mut Report) {
     use net::envoy_filter::envoy_config_object_match::ObjectTypes;
-    use net::envoy_filter::{ApplyTo, Patch};
+    use net::envoy_filter::ApplyTo;
     if !filter.workload_labels.is_empty() && filter.workload_selector.is_some() {
         report.error("spec", "only one of workloadLabels or workloadSelector can be set");
     }
@@ -51,7 +51,17 @@ pub(super) fn envoy_filter(filter: &net::EnvoyFilter, report: &mut Report) {
             report.error(format!("{field}.patch.value"), "Envoy filter: missing patch value for non-remove operation");
             continue;
         }
-        let _: Option<&Patch> = Some(body);
+        let apply_to = ApplyTo::try_from(patch.apply_to).unwrap_or(ApplyTo::Invalid);
+        if let (Some(value), Some(object)) = (&body.value, istio_xds::patch_value::PatchObject::of(apply_to)) {
+            let merge = body.operation == net::envoy_filter::patch::Operation::Merge as i32;
+            let checked =
+                istio_api::json::encode("google.protobuf.Struct", value).map_err(|error| error.to_string()).and_then(
+                    |json| istio_xds::patch_value::patch_value(object, &json, merge).map_err(|error| error.to_string()),
+                );
+            if let Err(message) = checked {
+                report.error(format!("{field}.patch.value"), format!("Envoy filter: {message}"));
+            }
+        }
         let Some(matcher) = &patch.r#match else { continue };
         if let Some(proxy) = &matcher.proxy {
             if !proxy.proxy_version.is_empty() {
@@ -64,7 +74,6 @@ pub(super) fn envoy_filter(filter: &net::EnvoyFilter, report: &mut Report) {
                 }
             }
         }
-        let apply_to = ApplyTo::try_from(patch.apply_to).unwrap_or(ApplyTo::Invalid);
         let Some(object_types) = &matcher.object_types else { continue };
         match apply_to {
             ApplyTo::Listener | ApplyTo::FilterChain | ApplyTo::NetworkFilter | ApplyTo::HttpFilter => {
