@@ -49,6 +49,10 @@ pub(crate) struct Proxy {
     /// The proxy announced Istio 1.4's `mixer` filter among its node's extensions (the
     /// built-in data plane does; a stock Envoy does not, and gets `ext_authz` instead).
     pub mixer_filter: bool,
+    /// The null-VM Wasm plugins the proxy announced (category `envoy.wasm.null_vm`): the
+    /// built-in data plane has 1.4's `envoy.wasm.metadata_exchange` and `envoy.wasm.stats`; a
+    /// stock Envoy has none, and EnvoyFilter patches that need one are not sent to it.
+    pub null_vm_plugins: std::collections::BTreeSet<String>,
     /// 1.4's per-proxy policy-check overrides (`ISTIO_META_POLICY_CHECK`: `enable`, `disable`,
     /// `allow-on-error`; retries and retry waits).
     pub policy_check: PolicyCheckOverrides,
@@ -62,6 +66,9 @@ pub(crate) struct PolicyCheckOverrides {
     pub base_retry_wait: String,
     pub max_retry_wait: String,
 }
+
+/// The extension category the built-in data plane announces its null-VM Wasm plugins in.
+pub(crate) const NULL_VM_CATEGORY: &str = "envoy.wasm.null_vm";
 
 /// The name of Istio 1.4's Mixer filter, HTTP and network, as a proxy announces it.
 pub(crate) const MIXER_FILTER: &str = "mixer";
@@ -142,6 +149,12 @@ impl Proxy {
             agent_sds: metadata_string(metadata, "AGENT_SDS").as_deref() == Some("true"),
             user_sds: metadata_string(metadata, "USER_SDS").as_deref().is_some_and(parse_go_bool),
             mixer_filter: node.extensions.iter().any(|extension| extension.name == MIXER_FILTER),
+            null_vm_plugins: node
+                .extensions
+                .iter()
+                .filter(|extension| extension.category == NULL_VM_CATEGORY)
+                .map(|extension| extension.name.clone())
+                .collect(),
             policy_check: PolicyCheckOverrides {
                 mode: metadata_string(metadata, "POLICY_CHECK").unwrap_or_default(),
                 retries: metadata_string(metadata, "POLICY_CHECK_RETRIES").unwrap_or_default(),

@@ -70,6 +70,7 @@ pub(crate) fn sidecar(namespace: &str, ip: &str, labels: &[(&str, &str)]) -> Pro
         dns_domain: format!("{namespace}.svc.cluster.local"),
         istio_version: String::new(),
         metadata: Default::default(),
+        null_vm_plugins: Default::default(),
         sni_dnat: false,
         sds: false,
         sds_token_path: String::new(),

@@ -64,6 +64,7 @@ const DATA_PLANE_ROOTS: &[&str] = &[
     "envoy/config/trace/v3/zipkin.proto",
     "envoy/extensions/retry/host/previous_hosts/v3/previous_hosts.proto",
     "envoy/extensions/filters/http/lua/v3/lua.proto",
+    "envoy/extensions/filters/http/wasm/v3/wasm.proto",
     "google/protobuf/any.proto",
     "google/protobuf/duration.proto",
     "google/protobuf/struct.proto",

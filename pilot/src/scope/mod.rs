@@ -209,6 +209,7 @@ mod tests {
             dns_domain: String::new(),
             istio_version: String::new(),
             metadata: Default::default(),
+            null_vm_plugins: Default::default(),
             sni_dnat: false,
             sds: false,
             sds_token_path: String::new(),

@@ -17,6 +17,9 @@ use istio_attribute::access_log::{INBOUND_LOG, OUTBOUND_LOG, REQUEST_HEADERS, RE
 use prost::{Message, Name};
 
 use super::mixer::{grpc_to, http_reports_disabled, report_cluster};
+
+/// 1.4's in-proxy stats plugin (telemetry v2).
+const STATS_PLUGIN: &str = "envoy.wasm.stats";
 use super::{any, VIRTUAL_INBOUND};
 use crate::model::PushContext;
 use crate::node::Proxy;
@@ -68,7 +71,12 @@ pub(crate) fn add_report_logs(listeners: &mut [Listener], push: &PushContext, pr
         return;
     }
     let Some(cluster) = report_cluster(push) else { return };
-    let http_reports = !http_reports_disabled(push);
+    // `disableMixerHttpReports` comes with 1.4's in-proxy stats; a proxy that cannot run them
+    // (their EnvoyFilter is withheld from it) keeps reporting to Mixer.
+    let filters =
+        super::config_patch::matching::applicable(&push.envoy_filter_patches, &push.mesh.root_namespace, proxy);
+    let stats_withheld = super::config_patch::matching::withholds_plugin(&filters, proxy, STATS_PLUGIN);
+    let http_reports = !http_reports_disabled(push) || stats_withheld;
     for listener in listeners {
         let log_name = if listener.name == VIRTUAL_INBOUND { INBOUND_LOG } else { OUTBOUND_LOG };
         let http = http_reports.then(|| http_log(log_name, &cluster));
@@ -171,6 +179,24 @@ mod tests {
         add_report_logs(&mut listeners, &push, &envoy);
         assert!(logs(&listeners[1]).is_empty(), "disableMixerHttpReports");
         assert_eq!(logs(&listeners[2]).len(), 1, "TCP reports stay");
+
+        // With 1.4's telemetry v2 stats filter, which a stock Envoy cannot run, it keeps reporting.
+        let stats_filter =
+            "{applyTo: HTTP_FILTER, match: {context: SIDECAR_OUTBOUND}, patch: {operation: INSERT_BEFORE,
+            value: {name: envoy.filters.http.wasm, config: {config: {root_id: stats_outbound, configuration: '{}',
+              vm_config: {runtime: envoy.wasm.runtime.null, code: {inline_string: envoy.wasm.stats}}}}}}}";
+        let root = push.mesh.root_namespace.clone();
+        push.envoy_filter_patches =
+            vec![std::sync::Arc::new(crate::xds::config_patch::prepared::tests::envoy_filter(&root, &[stats_filter]))];
+        let mut listeners = fresh();
+        add_report_logs(&mut listeners, &push, &envoy);
+        assert_eq!(logs(&listeners[1]).len(), 1, "an Envoy without the stats plugin keeps HTTP reports");
+        let mut with_stats = envoy.clone();
+        with_stats.null_vm_plugins.insert(STATS_PLUGIN.to_string());
+        let mut listeners = fresh();
+        add_report_logs(&mut listeners, &push, &with_stats);
+        assert!(logs(&listeners[1]).is_empty(), "a proxy running the stats plugin does not");
+        push.envoy_filter_patches.clear();
 
         let mut builtin = envoy.clone();
         builtin.mixer_filter = true;

@@ -101,8 +101,9 @@ async fn serve(layout: &Layout, plan: &Plan, binaries: PathBuf, launcher: PathBu
     if let Some((program, args)) = plan.node_agent_command(layout, &binaries) {
         control.push(start_node_agent(layout, plan, program, args, control_stopped.clone()).await?);
     }
-    for manifest in plan.gateway_manifests()?.into_iter().chain(plan.security_manifests()).chain(plan.mixer_manifests())
-    {
+    let manifests =
+        plan.gateway_manifests()?.into_iter().chain(plan.security_manifests()).chain(plan.mixer_manifests());
+    for manifest in manifests.chain(plan.telemetry_manifests()) {
         for object in crate::kubectl::parse(&manifest, "installation manifest", crate::install::SYSTEM_NAMESPACE)? {
             if store.get(&object.key()).await?.is_none() {
                 store.apply(object).await?;

@@ -128,6 +128,9 @@ pub const MIXER_CONFIG: &str = include_str!("../../../install/mixer/config.yaml"
 pub const MIXER_TELEMETRY_CONFIG: &str = include_str!("../../../install/mixer/telemetry.yaml");
 /// The stdio access log (`values.mixer.adapters.stdio.enabled`, on in the demo profile).
 pub const MIXER_STDIO_CONFIG: &str = include_str!("../../../install/mixer/telemetry-stdio.yaml");
+/// 1.4's in-proxy telemetry (`values.telemetry.v2.enabled`): the metadata-exchange and stats
+/// EnvoyFilters.
+pub const TELEMETRY_V2_FILTERS: &str = include_str!("../../../install/telemetry/telemetry-v2.yaml");
 /// Where istio-telemetry's prometheus adapter serves the mesh's metrics.
 pub const MIXER_PROMETHEUS_PORT: u16 = 42422;
 
@@ -259,6 +262,22 @@ impl Plan {
         manifests
     }
 
+    /// With `values.telemetry.v2.enabled`, 1.4's in-proxy telemetry: its EnvoyFilters (the mesh
+    /// config then turns Mixer's HTTP reports off).
+    pub fn telemetry_manifests(&self) -> Vec<String> {
+        if self.telemetry_v2() {
+            vec![TELEMETRY_V2_FILTERS.to_string()]
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// `values.telemetry.enabled` (on unless set off) and `values.telemetry.v2.enabled`.
+    fn telemetry_v2(&self) -> bool {
+        let telemetry = &self.values()["telemetry"];
+        telemetry["enabled"].as_bool() != Some(false) && telemetry["v2"]["enabled"].as_bool() == Some(true)
+    }
+
     /// Names pods resolve to the control plane.
     pub fn control_hosts(&self) -> Vec<HostName> {
         self.components()
@@ -303,6 +322,10 @@ impl Plan {
         if self.enabled("telemetry") {
             mesh["mixerReportServer"] =
                 json!(format!("{}.{SYSTEM_NAMESPACE}.svc.cluster.local:9091", TELEMETRY.service));
+        }
+        // 1.4's installer: in-proxy telemetry replaces Mixer's HTTP reports.
+        if self.telemetry_v2() {
+            mesh["disableMixerHttpReports"] = json!(true);
         }
         mesh["disablePolicyChecks"] = json!(global["disablePolicyChecks"].as_bool().unwrap_or(true));
         mesh["policyCheckFailOpen"] = json!(global["policyCheckFailOpen"].as_bool().unwrap_or(false));
@@ -722,6 +745,10 @@ mod tests {
         assert_eq!(mixer[2], MIXER_STDIO_CONFIG);
         assert!(mixer[3].contains("ip: 10.44.0.14") && !mixer[3].contains("42422"));
         assert!(mixer[5].contains("ip: 10.44.0.15") && mixer[5].contains("name: prometheus, port: 42422"));
+        assert!(plan.telemetry_manifests().is_empty() && mesh.get("disableMixerHttpReports").is_none());
+        let v2 = Plan::new(&["profile=demo".into(), "values.telemetry.v2.enabled=true".into()]).expect("v2");
+        assert_eq!(v2.telemetry_manifests(), vec![TELEMETRY_V2_FILTERS.to_string()]);
+        assert_eq!(v2.mesh_config()["disableMixerHttpReports"], true);
         let minimal = Plan::new(&["profile=minimal".into()]).expect("minimal");
         assert!(minimal.mixer_manifests().is_empty());
         assert_eq!(minimal.mesh_config()["disablePolicyChecks"], true);

@@ -87,6 +87,8 @@ impl NodeIdentity {
         default("INSTANCE_IPS", ip.clone());
         default("NAMESPACE", namespace.clone());
         default("POD_NAME", pod_name.clone());
+        // 1.4's pilot-agent: the pod's name and the keys a proxy shares with its peers.
+        default("NAME", pod_name.clone());
         default("ISTIO_VERSION", istio_runtime::VERSION.to_string());
         if lookup("SDS_ENABLED").as_deref() == Some("true") {
             default("SDS", "true".to_string());

@@ -109,7 +109,11 @@ async fn stats(State(shared): State<Arc<Shared>>, Query(params): Params) -> Resp
 }
 
 async fn prometheus(State(shared): State<Arc<Shared>>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], shared.traffic.stats.render_prometheus()).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        shared.traffic.stats.render_prometheus() + &shared.traffic.istio_metrics.render_prometheus(),
+    )
+        .into_response()
 }
 
 /// Rendering reads Envoy's API descriptors, so it runs off the workers that carry traffic.

@@ -108,10 +108,23 @@ impl AdsTarget {
     }
 }
 
+/// The category under which the built-in null-VM Wasm plugins are announced.
+pub(crate) const NULL_VM_CATEGORY: &str = "envoy.wasm.null_vm";
+
 /// Adds the filters this data plane has and a stock Envoy lacks to the node's extensions, so
-/// Pilot configures Istio 1.4's `mixer` filter for it (and `ext_authz` for an Envoy).
+/// Pilot configures Istio 1.4's `mixer` filter for it (and `ext_authz` for an Envoy), and sends
+/// it the telemetry v2 plugins' EnvoyFilter patches (a stock Envoy has no such plugins).
 fn announce_extensions(node: &mut Node) {
     use envoy_types::pb::envoy::config::core::v3::Extension;
+    for plugin in crate::dataplane::telemetry_v2::config::PLUGINS {
+        if !node.extensions.iter().any(|extension| extension.name == plugin && extension.category == NULL_VM_CATEGORY) {
+            node.extensions.push(Extension {
+                name: plugin.to_string(),
+                category: NULL_VM_CATEGORY.to_string(),
+                ..Default::default()
+            });
+        }
+    }
     for category in ["envoy.filters.http", "envoy.filters.network"] {
         let name = crate::dataplane::mixer::config::FILTER;
         if !node.extensions.iter().any(|extension| extension.name == name && extension.category == category) {

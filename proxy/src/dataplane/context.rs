@@ -12,6 +12,8 @@ use super::access_log::AccessLogWriters;
 use super::config::route::RouteTable;
 use super::listener_table::ListenerTable;
 use super::stats::Stats;
+use super::telemetry_v2::metrics::IstioMetrics;
+use super::telemetry_v2::node_info::LocalNode;
 use super::tls::TlsConfigs;
 use super::trace::Tracer;
 use super::upstream::ClusterManager;
@@ -33,6 +35,10 @@ pub(crate) struct TrafficContext {
     pub draining: tokio::sync::watch::Sender<bool>,
     /// The bootstrap's tracer, if it configures one.
     pub tracer: Option<Arc<Tracer>>,
+    /// This proxy as the telemetry plugins present it to peers.
+    pub local_node: Arc<LocalNode>,
+    /// The series the `envoy.wasm.stats` plugin records (served on `/stats/prometheus`).
+    pub istio_metrics: IstioMetrics,
 }
 
 impl TrafficContext {
@@ -47,6 +53,8 @@ impl TrafficContext {
             draining: tokio::sync::watch::channel(false).0,
             tracer,
             stats,
+            local_node: Arc::default(),
+            istio_metrics: IstioMetrics::default(),
         }
     }
 

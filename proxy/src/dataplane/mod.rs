@@ -27,6 +27,7 @@ pub(crate) mod secrets;
 pub(crate) mod shared;
 pub(crate) mod stats;
 pub(crate) mod tcp;
+pub(crate) mod telemetry_v2;
 pub(crate) mod tls;
 pub(crate) mod trace;
 pub(crate) mod upstream;
@@ -82,7 +83,9 @@ impl DataPlane {
     pub(crate) async fn start(bootstrap: Bootstrap, concurrency: usize) -> Result<DataPlane, StartError> {
         let workers = workers::Workers::start(concurrency).map_err(StartError::Workers)?;
         let static_resources = bootstrap.static_resources.clone().unwrap_or_default();
-        let traffic = Arc::new(TrafficContext::new(Stats::default(), trace::Tracer::from_bootstrap(&bootstrap)));
+        let mut traffic = TrafficContext::new(Stats::default(), trace::Tracer::from_bootstrap(&bootstrap));
+        traffic.local_node = Arc::new(telemetry_v2::node_info::LocalNode::from_node(bootstrap.node.as_ref()));
+        let traffic = Arc::new(traffic);
         let shared = Arc::new(Shared {
             traffic,
             listeners: ListenerManager::new(workers),

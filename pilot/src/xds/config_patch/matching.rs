@@ -41,7 +41,9 @@ pub(crate) fn cache_key(filters: &[&PreparedEnvoyFilter], proxy: &Proxy) -> Stri
     let mut key = String::new();
     for filter in filters {
         key.push_str(&filter.key);
-        for patch in filter.patches.iter().filter(|patch| patch.matcher.proxy.is_some()) {
+        for patch in
+            filter.patches.iter().filter(|patch| patch.matcher.proxy.is_some() || patch.requires_plugin.is_some())
+        {
             key.push(if proxy_match(proxy, patch) { '+' } else { '-' });
         }
         key.push(',');
@@ -50,6 +52,9 @@ pub(crate) fn cache_key(filters: &[&PreparedEnvoyFilter], proxy: &Proxy) -> Stri
 }
 
 fn proxy_match(proxy: &Proxy, patch: &PreparedPatch) -> bool {
+    if patch.requires_plugin.as_ref().is_some_and(|plugin| !proxy.null_vm_plugins.contains(plugin)) {
+        return false;
+    }
     let Some(wanted) = &patch.matcher.proxy else { return true };
     if let Some(version) = &patch.proxy_version {
         if proxy.istio_version.is_empty() || !version.is_match(&proxy.istio_version) {
@@ -57,6 +62,16 @@ fn proxy_match(proxy: &Proxy, patch: &PreparedPatch) -> bool {
         }
     }
     wanted.metadata.iter().all(|(key, value)| proxy.metadata.get(key) == Some(value))
+}
+
+/// Whether some EnvoyFilter would run null-VM `plugin` in this proxy's filters but the proxy
+/// does not have it (a stock Envoy given 1.4's telemetry v2 filters).
+pub(crate) fn withholds_plugin(filters: &[&PreparedEnvoyFilter], proxy: &Proxy, plugin: &str) -> bool {
+    !proxy.null_vm_plugins.contains(plugin)
+        && filters
+            .iter()
+            .flat_map(|filter| &filter.patches)
+            .any(|patch| patch.requires_plugin.as_deref() == Some(plugin))
 }
 
 /// The patch is for this context (or any) and this proxy.

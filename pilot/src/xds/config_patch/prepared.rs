@@ -18,6 +18,9 @@ pub(crate) struct PreparedPatch {
     pub proxy_version: Option<regex::Regex>,
     /// The value; `None` for REMOVE.
     pub value: Option<PatchValue>,
+    /// The null-VM Wasm plugin the value's filter runs (1.4's telemetry v2 filters): only a
+    /// proxy that announces it gets the patch.
+    pub requires_plugin: Option<String>,
 }
 
 /// The config patches of one EnvoyFilter and who they are for.
@@ -80,7 +83,43 @@ fn prepare_patch(
         }
         _ => None,
     };
-    Ok(PreparedPatch { apply_to, operation, matcher, proxy_version, value })
+    let requires_plugin = value.as_ref().and_then(null_vm_plugin);
+    Ok(PreparedPatch { apply_to, operation, matcher, proxy_version, value, requires_plugin })
+}
+
+/// The plugin a Wasm filter runs in the null VM (`vm_config.runtime: envoy.wasm.runtime.null`,
+/// the plugin's name as the inline code).
+fn null_vm_plugin(value: &PatchValue) -> Option<String> {
+    use envoy_types::pb::envoy::config::core::v3::{async_data_source, data_source};
+    use envoy_types::pb::envoy::extensions::filters::http::wasm::v3::Wasm;
+    use prost::Message;
+    let typed = match value {
+        PatchValue::HttpFilter(filter) => match &filter.filter.config_type {
+            Some(envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_filter::ConfigType::TypedConfig(typed)) => typed,
+            _ => return None,
+        },
+        PatchValue::NetworkFilter(filter) => match &filter.filter.config_type {
+            Some(envoy_types::pb::envoy::config::listener::v3::filter::ConfigType::TypedConfig(typed)) => typed,
+            _ => return None,
+        },
+        _ => return None,
+    };
+    if !typed.type_url.ends_with(".wasm.v3.Wasm") {
+        return None;
+    }
+    // The HTTP and network Wasm configs share their encoding (one PluginConfig, field 1).
+    let envoy_types::pb::envoy::extensions::wasm::v3::plugin_config::Vm::VmConfig(vm) =
+        Wasm::decode(typed.value.as_slice()).ok()?.config?.vm?;
+    if vm.runtime != "envoy.wasm.runtime.null" {
+        return None;
+    }
+    match vm.code?.specifier? {
+        async_data_source::Specifier::Local(local) => match local.specifier? {
+            data_source::Specifier::InlineString(name) => Some(name),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 impl PreparedEnvoyFilter {
@@ -159,6 +198,20 @@ pub(crate) mod tests {
         assert_eq!(filter.patches[1].operation, Operation::InsertAfter);
         assert!(filter.patches[2].value.is_none());
         assert_eq!(filter.patches(ApplyTo::Cluster).count(), 1);
+    }
+
+    #[test]
+    fn telemetry_v2_filters_name_their_null_vm_plugin() {
+        let filter = envoy_filter(
+            "istio-system",
+            &["{applyTo: HTTP_FILTER, match: {context: ANY, listener: {filterChain: {filter: {name: envoy.http_connection_manager}}}},
+               patch: {operation: INSERT_BEFORE, value: {name: envoy.filters.http.wasm, config: {config: {
+                 configuration: envoy.wasm.metadata_exchange,
+                 vm_config: {runtime: envoy.wasm.runtime.null, code: {inline_string: envoy.wasm.metadata_exchange}}}}}}}",
+              "{applyTo: HTTP_FILTER, patch: {operation: INSERT_BEFORE, value: {name: envoy.filters.http.cors}}}"],
+        );
+        assert_eq!(filter.patches[0].requires_plugin.as_deref(), Some("envoy.wasm.metadata_exchange"));
+        assert_eq!(filter.patches[1].requires_plugin, None);
     }
 
     #[test]

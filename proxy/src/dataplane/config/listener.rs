@@ -20,6 +20,9 @@ use prost::Message;
 
 use super::cluster::socket_of;
 use super::route::{ClusterChoice, RouteTable, CORS_FILTER, FAULT_FILTER};
+
+/// Envoy's Wasm HTTP filter, which here runs 1.4's built-in null-VM plugins.
+const WASM_FILTER: &str = "envoy.filters.http.wasm";
 use super::tls_source::{self, TlsMaterial};
 use super::{duration, ConfigError};
 
@@ -114,6 +117,10 @@ pub(crate) struct HttpManagerConfig {
     pub jwt_authn: Vec<Arc<crate::dataplane::jwt::JwtAuthn>>,
     /// Istio 1.4's `mixer` HTTP filter: requests are checked with Mixer once routed.
     pub mixer: Option<Arc<crate::dataplane::mixer::filter::HttpMixer>>,
+    /// 1.4's `envoy.wasm.metadata_exchange` plugin: peers swap node metadata in headers.
+    pub peer_exchange: bool,
+    /// 1.4's `envoy.wasm.stats` plugin: every request counted with 1.4's labels.
+    pub istio_stats: Option<crate::dataplane::telemetry_v2::config::StatsConfig>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -350,6 +357,7 @@ fn compile_manager(manager: &HttpConnectionManager, at: &str) -> Result<HttpMana
     let mut rbac = Vec::new();
     let mut jwt_authn = Vec::new();
     let mut mixer = None;
+    let (mut peer_exchange, mut istio_stats) = (false, None);
     for http_filter in &manager.http_filters {
         match http_filter.name.as_str() {
             crate::dataplane::mixer::config::FILTER => {
@@ -391,6 +399,17 @@ fn compile_manager(manager: &HttpConnectionManager, at: &str) -> Result<HttpMana
                 jwt_authn.push(Arc::new(crate::dataplane::jwt::JwtAuthn::compile(&config, &field)?));
             }
             CORS_FILTER | "envoy.cors" => cors_filter = true,
+            WASM_FILTER => {
+                use crate::dataplane::telemetry_v2::config::{plugin, Plugin};
+                let field = format!("{at}: {}", http_filter.name);
+                let Some(http_filter::ConfigType::TypedConfig(typed)) = &http_filter.config_type else {
+                    return Err(ConfigError::new(&field, "needs a typed_config"));
+                };
+                match plugin(&typed.value).map_err(|error| ConfigError::new(&field, error.to_string()))? {
+                    Plugin::MetadataExchange => peer_exchange = true,
+                    Plugin::Stats(config) => istio_stats = Some(config),
+                }
+            }
             "envoy.filters.http.router" | "envoy.router" => router = true,
             other if http_filter.is_optional => {
                 tracing::debug!("{at}: skipping optional HTTP filter {other}");
@@ -430,6 +449,8 @@ fn compile_manager(manager: &HttpConnectionManager, at: &str) -> Result<HttpMana
         rbac,
         jwt_authn,
         mixer,
+        peer_exchange,
+        istio_stats,
     })
 }
 

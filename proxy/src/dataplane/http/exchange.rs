@@ -14,6 +14,7 @@ use http::{HeaderMap, Version};
 use super::super::access_log::LogEntry;
 use super::super::mixer::report::PendingReport;
 use super::super::stats::GaugeGuard;
+use super::super::telemetry_v2::peer_exchange::Peer;
 use super::downstream::Downstream;
 use super::span::RequestSpan;
 
@@ -36,6 +37,19 @@ pub(crate) struct Exchange {
     pub active: Option<GaugeGuard>,
     /// The request's Mixer report, completed when the response ends.
     pub report: Option<PendingReport>,
+    /// The peers the metadata exchange learned: the client (from the request) and the server
+    /// (from the response).
+    pub downstream_peer: Option<Peer>,
+    pub upstream_peer: Option<Peer>,
+    /// What the stats plugin needs of the request, taken before it goes upstream.
+    pub telemetry: Option<TelemetryRequest>,
+}
+
+/// The request facts the stats plugin reads when the response ends.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TelemetryRequest {
+    pub grpc: bool,
+    pub header_bytes: u64,
 }
 
 impl Exchange {
@@ -67,6 +81,9 @@ impl Exchange {
             span: None,
             active: None,
             report: None,
+            downstream_peer: None,
+            upstream_peer: None,
+            telemetry: None,
         }
     }
 

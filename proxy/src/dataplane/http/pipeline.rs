@@ -12,8 +12,11 @@ use super::super::body::Body;
 use super::super::config::listener::HttpManagerConfig;
 use super::super::connection_stats::HttpManagerStats;
 use super::super::context::TrafficContext;
+use super::super::mixer::attributes::header_bytes;
+use super::super::telemetry_v2::dimensions::is_grpc;
+use super::super::telemetry_v2::peer_exchange;
 use super::downstream::Downstream;
-use super::exchange::Exchange;
+use super::exchange::{Exchange, TelemetryRequest};
 use super::span::RequestSpan;
 use super::{authenticate, authorize, finish, forwarding, local, policy_check, request_body, route, routing, upgrade};
 
@@ -31,6 +34,11 @@ pub(crate) async fn handle(
     let (mut parts, incoming) = request.into_parts();
     let mut exchange = Exchange::begin(downstream, &parts);
     exchange.active = Some(active);
+    // 1.4's metadata exchange runs first in the chain: the peer's headers never go further.
+    if manager.peer_exchange {
+        let inbound = exchange.downstream.inbound;
+        exchange.downstream_peer = peer_exchange::on_request(&context.local_node, &mut parts.headers, inbound);
+    }
     forwarding::add_request_headers(&mut parts.headers, manager, &exchange.downstream);
     let target = (exchange.authority.as_str(), exchange.original_path.as_str());
     let span = RequestSpan::start(context.tracer.as_ref(), manager.tracing, &mut parts, &exchange.downstream, target);
@@ -56,6 +64,12 @@ pub(crate) async fn handle(
         .rbac
         .iter()
         .all(|rules| authorize::allowed(context, &manager.stat_prefix, rules, &exchange, &parts, metadata.as_ref()));
+    if manager.istio_stats.is_some() {
+        exchange.telemetry = Some(TelemetryRequest {
+            grpc: is_grpc(parts.headers.get(http::header::CONTENT_TYPE).and_then(|value| value.to_str().ok())),
+            header_bytes: header_bytes(&parts.headers),
+        });
+    }
     let table = routing::route_table(context, manager);
     let selected =
         if denied { None } else { table.as_deref().and_then(|table| routing::select(table, &exchange, &parts)) };

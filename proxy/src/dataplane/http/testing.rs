@@ -32,6 +32,8 @@ pub(crate) fn manager(table: Arc<RouteTable>) -> HttpManagerConfig {
         rbac: Vec::new(),
         jwt_authn: Vec::new(),
         mixer: None,
+        peer_exchange: false,
+        istio_stats: None,
     }
 }
 
