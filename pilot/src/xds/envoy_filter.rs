@@ -26,27 +26,6 @@ use super::{any, VIRTUAL_INBOUND};
 use crate::model::{Named, PushContext};
 use crate::node::{Proxy, ProxyKind};
 
-/// The v3 type of well-known filters that 1.4-era EnvoyFilters name without a type.
-fn known_type(filter_name: &str) -> Option<&'static str> {
-    Some(match filter_name {
-        "envoy.lua" | "envoy.filters.http.lua" => "envoy.extensions.filters.http.lua.v3.Lua",
-        "envoy.ext_authz" | "envoy.filters.http.ext_authz" => "envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
-        "envoy.filters.network.ext_authz" => "envoy.extensions.filters.network.ext_authz.v3.ExtAuthz",
-        "envoy.buffer" | "envoy.filters.http.buffer" => "envoy.extensions.filters.http.buffer.v3.Buffer",
-        "envoy.rate_limit" | "envoy.filters.http.ratelimit" => "envoy.extensions.filters.http.ratelimit.v3.RateLimit",
-        "envoy.health_check" | "envoy.filters.http.health_check" => {
-            "envoy.extensions.filters.http.health_check.v3.HealthCheck"
-        }
-        "envoy.filters.http.header_to_metadata" => "envoy.extensions.filters.http.header_to_metadata.v3.Config",
-        "envoy.filters.http.rbac" => "envoy.extensions.filters.http.rbac.v3.RBAC",
-        "envoy.filters.network.rbac" => "envoy.extensions.filters.network.rbac.v3.RBAC",
-        "envoy.mongo_proxy" | "envoy.filters.network.mongo_proxy" => {
-            "envoy.extensions.filters.network.mongo_proxy.v3.MongoProxy"
-        }
-        _ => return None,
-    })
-}
-
 /// EnvoyFilters (insert-filter form) that apply to a proxy, in name order.
 pub(crate) fn applicable<'a>(push: &'a PushContext, proxy: &Proxy) -> Vec<&'a Named<net::EnvoyFilter>> {
     push.envoy_filters
@@ -84,7 +63,7 @@ fn typed_config(entry: &net::envoy_filter::Filter) -> Result<Any, FilterError> {
         None => serde_json::json!({}),
     };
     if config.get("@type").is_none() {
-        let Some(type_name) = known_type(&entry.filter_name) else {
+        let Some(type_name) = istio_xds::patch_value::known_filter_type(&entry.filter_name) else {
             return Err(FilterError::UnknownType(filter()));
         };
         if let Some(map) = config.as_object_mut() {

@@ -65,8 +65,13 @@ pub(crate) fn generate(push: &PushContext, proxy: &Proxy, type_url: &str, names:
         ProxyKind::Router => "router",
     };
     let scope = crate::scope::ProxyScope::of(push, proxy);
-    // EnvoyFilter config patches: proxies with equal keys get equal patched objects.
-    let patches = config_patch::matching::applicable(&push.envoy_filter_patches, &push.mesh.root_namespace, proxy);
+    // EnvoyFilter config patches (none for endpoints): proxies with equal keys get equal
+    // patched objects.
+    let patches = if type_url == type_url::ENDPOINT {
+        Vec::new()
+    } else {
+        config_patch::matching::applicable(&push.envoy_filter_patches, &push.mesh.root_namespace, proxy)
+    };
     let patch_key = config_patch::matching::cache_key(&patches, proxy);
     let outbound_context = match proxy.kind {
         ProxyKind::Sidecar => PatchContext::SidecarOutbound,

@@ -113,14 +113,16 @@ fn sorted_encoding(metadata: &Struct) -> Vec<u8> {
     prost_types::Struct::decode(bytes.as_slice()).map(|sorted| sorted.encode_to_vec()).unwrap_or(bytes)
 }
 
+/// Standard base64, padded or not (1.4 decoded either).
+const PEER_BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+);
+
 /// A peer's NodeInfo from its header; bad base64 or protobuf reads as an empty peer, as in 1.4.
 pub(crate) fn decode_peer(header: &str) -> NodeInfo {
-    let engine = base64::engine::GeneralPurpose::new(
-        &base64::alphabet::STANDARD,
-        base64::engine::GeneralPurposeConfig::new()
-            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
-    );
-    engine
+    PEER_BASE64
         .decode(header.trim())
         .ok()
         .and_then(|bytes| Struct::decode(bytes.as_slice()).ok())
