@@ -64,6 +64,27 @@ fn gateway_header(mesh: &LocalMesh) -> Option<String> {
     headers.into_iter().find(|(name, _)| name.eq_ignore_ascii_case("x-envoy-filter")).map(|(_, value)| value)
 }
 
+/// `mesh.settle`, except that a page failing while the proxies take the new listeners (a
+/// connection drained mid-request answers 503) counts as not settled yet rather than failing.
+fn settle_through_reloads(mesh: &LocalMesh, what: &str, streak: usize, check: impl Fn(&str) -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut seen = 0;
+    while seen < streak {
+        let (status, _, body) = e2e::http_request(&mesh.gateway, "GET", "/productpage", &[], "");
+        if status == 200 && check(&body) {
+            seen += 1;
+        } else {
+            seen = 0;
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what} ({:?}): never settled ({status}):\n{body}",
+                mesh.plane
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
 pub(crate) fn envoy_filter_patches(mesh: &LocalMesh) {
     mesh.apply(&networking("virtual-service-reviews-v3.yaml"));
     mesh.settle(None, "reviews-v3", 5, |_, page| stars(page) == (2, 0));
@@ -72,7 +93,7 @@ pub(crate) fn envoy_filter_patches(mesh: &LocalMesh) {
     let file = mesh.scratch().join("envoy-filters.yaml");
     std::fs::write(&file, RATINGS_DENY_AND_GATEWAY_HEADER).expect("write the EnvoyFilters");
     mesh.apply(&file);
-    mesh.settle(None, "ratings denied by the inserted RBAC filter", 5, |_, page| {
+    settle_through_reloads(mesh, "ratings denied by the inserted RBAC filter", 5, |page| {
         page.matches("Ratings service is currently unavailable").count() == 2
     });
     until("the gateway's patched virtual host", Duration::from_secs(30), || {
@@ -81,6 +102,6 @@ pub(crate) fn envoy_filter_patches(mesh: &LocalMesh) {
 
     mesh.delete("envoyfilters", "ratings-deny");
     mesh.delete_in("istio-system", "envoyfilters", "gateway-header");
-    mesh.settle(None, "ratings back without the EnvoyFilter", 5, |_, page| stars(page) == (2, 0));
+    settle_through_reloads(mesh, "ratings back without the EnvoyFilter", 5, |page| stars(page) == (2, 0));
     until("the gateway without the patch", Duration::from_secs(30), || expect(gateway_header(mesh), None));
 }
