@@ -20,6 +20,7 @@ use tonic::{Code, Request, Response, Status};
 use crate::authenticate::{authenticate, Authenticator, Caller, Credentials};
 use crate::metrics::{ErrorLabels, Metrics, SignError};
 use crate::server_tls::ServerTls;
+use istio_runtime::grpc_metrics::{GrpcServerMetrics, Naming};
 
 /// How the CA server runs.
 #[derive(Debug)]
@@ -214,8 +215,13 @@ pub async fn serve(
     let (listener, address) = istio_runtime::listen::bind(settings.address).await?;
     let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
     let incoming = crate::server_tls::accept(listener, tls, shutdown.clone());
+    let grpc_metrics = metrics.grpc.clone().unwrap_or_else(|| {
+        let mut unexported = prometheus_client::registry::Registry::default();
+        GrpcServerMetrics::register(&mut unexported, Naming::GoGrpcPrometheus, &crate::metrics::CA_METHODS)
+    });
     let service = CaService { ca, settings: Arc::new(settings), metrics };
     let router = tonic::transport::Server::builder()
+        .layer(grpc_metrics)
         .add_service(pb::istio_certificate_service_server::IstioCertificateServiceServer::new(service.clone()))
         .add_service(pb::istio_ca_service_server::IstioCaServiceServer::new(service));
     tokio::spawn(async move {

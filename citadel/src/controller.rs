@@ -301,10 +301,15 @@ impl Controller {
             Ok(issued) => issued,
             Err(error) => {
                 tracing::error!(%error, "cannot issue a certificate for {namespace}/{name}");
-                self.metrics
-                    .controller_sign_errors
-                    .get_or_create(&ErrorLabels { error: SignError::CERT_GEN_ERROR })
-                    .inc();
+                // As 1.4's controller: making the key or request is the CSR step, the rest signing.
+                if matches!(error, istio_pki::ca::CaError::Key(_) | istio_pki::ca::CaError::Name(_)) {
+                    self.metrics.controller_csr_errors.inc();
+                } else {
+                    self.metrics
+                        .controller_sign_errors
+                        .get_or_create(&ErrorLabels { error: SignError::CERT_GEN_ERROR })
+                        .inc();
+                }
                 return Ok(());
             }
         };

@@ -6,7 +6,14 @@ use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 
+use istio_runtime::grpc_metrics::{GrpcServerMetrics, Method, Naming};
 use istio_runtime::metrics::ExactCounter as Counter;
+
+/// The CA server's methods, whose gRPC series exist from the start.
+pub const CA_METHODS: [Method<'static>; 2] = [
+    ("istio.v1.auth.IstioCertificateService", "CreateCertificate", "unary"),
+    ("istio.v1.auth.IstioCAService", "HandleCSR", "unary"),
+];
 
 /// Why a certificate could not be signed, as Istio 1.4 labels it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
@@ -48,6 +55,10 @@ pub struct Metrics {
     pub deleted_with_account: Counter,
     pub recreated_after_deletion: Counter,
     pub controller_sign_errors: Family<ErrorLabels, Counter>,
+    /// The controller could not make a workload's key or certificate request.
+    pub controller_csr_errors: Counter,
+    /// The CA server's calls, under go-grpc-prometheus' names (set by `register`).
+    pub grpc: Option<GrpcServerMetrics>,
     pub root_expiry: Gauge,
     pub secret_expiry: Family<SecretLabels, Gauge>,
 }
@@ -76,6 +87,13 @@ impl Metrics {
             "The number of errors occurred when signing the CSR.",
             metrics.controller_sign_errors.clone(),
         );
+        registry.register(
+            "citadel_secret_controller_csr_err_count",
+            "The number of errors occurred when creating the CSR.",
+            metrics.controller_csr_errors.clone(),
+        );
+        let grpc = GrpcServerMetrics::register(&mut registry, Naming::GoGrpcPrometheus, &CA_METHODS);
+        let metrics = Metrics { grpc: Some(grpc), ..metrics };
         let server = &metrics.server;
         registry.register(
             "citadel_server_csr_count",

@@ -1,11 +1,12 @@
 //! Galley's Prometheus metrics, named as Istio 1.4's (`galley_validation_passed` and
 //! `galley_validation_failed` without a `_total` suffix, as 1.4's Galley dashboard queries them;
-//! `istio_mcp_*`).
+//! the runtime's debounce strategy and processor counters; `istio_mcp_*`).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 
 use istio_mcp::source::{CollectionLabel, SourceMetrics};
 use istio_runtime::metrics::ExactCounter;
@@ -29,7 +30,7 @@ pub(crate) struct RejectionLabels {
 }
 
 /// Every metric Galley reports.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub(crate) struct Metrics {
     /// Where per-collection gauges are registered as collections first appear.
     registry: SharedRegistry,
@@ -40,7 +41,43 @@ pub(crate) struct Metrics {
     pub invalid_source_objects: Family<CollectionLabel, Counter>,
     pub source_errors: Counter,
     pub snapshots_published: Counter,
+    /// Objects per collection of the last snapshot (`galley_runtime_state_type_instances_total`).
+    pub state_type_instances: Family<CollectionLabel, Gauge>,
+    pub events_processed: Counter,
+    /// Events folded into each published snapshot.
+    pub snapshot_events: Histogram,
+    pub strategy_on_change: Counter,
+    pub strategy_timer_resets: Counter,
+    pub strategy_quiesce_reached: Counter,
+    pub strategy_max_time_reached: Counter,
     pub mcp: SourceMetrics,
+}
+
+/// 1.4's buckets for events per snapshot: 0, 1, 2, 4, … 256.
+fn snapshot_events_histogram() -> Histogram {
+    Histogram::new(std::iter::once(0.0).chain((0..=8).map(|power| f64::from(1u32 << power))))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            registry: SharedRegistry::default(),
+            collection_sizes: Default::default(),
+            validation_passed: Family::default(),
+            validation_failed: Family::default(),
+            invalid_source_objects: Family::default(),
+            source_errors: Counter::default(),
+            snapshots_published: Counter::default(),
+            state_type_instances: Family::default(),
+            events_processed: Counter::default(),
+            snapshot_events: snapshot_events_histogram(),
+            strategy_on_change: Counter::default(),
+            strategy_timer_resets: Counter::default(),
+            strategy_quiesce_reached: Counter::default(),
+            strategy_max_time_reached: Counter::default(),
+            mcp: SourceMetrics::default(),
+        }
+    }
 }
 
 impl Metrics {
@@ -73,6 +110,38 @@ impl Metrics {
             "MCP snapshots published",
             metrics.snapshots_published.clone(),
         );
+        let runtime: [(&str, &str, &Counter); 5] = [
+            ("galley_runtime_processor_events_processed", "The number of events processed", &metrics.events_processed),
+            ("galley_runtime_strategy_on_change", "The number of change events processed", &metrics.strategy_on_change),
+            (
+                "galley_runtime_strategy_timer_resets",
+                "The number of times the debounce timer was reset by a new event",
+                &metrics.strategy_timer_resets,
+            ),
+            (
+                "galley_runtime_strategy_timer_quiesce_reached",
+                "The number of times a snapshot was published after a quiet period",
+                &metrics.strategy_quiesce_reached,
+            ),
+            (
+                "galley_runtime_strategy_timer_max_time_reached",
+                "The number of times a snapshot was published when the maximum debounce time passed",
+                &metrics.strategy_max_time_reached,
+            ),
+        ];
+        for (name, help, counter) in runtime {
+            registry.register(name, help, counter.clone());
+        }
+        registry.register(
+            "galley_runtime_processor_snapshot_events_total",
+            "The number of events that have been processed for a snapshot",
+            metrics.snapshot_events.clone(),
+        );
+        registry.register(
+            "galley_runtime_state_type_instances_total",
+            "The number of instances of each collection in the last snapshot",
+            metrics.state_type_instances.clone(),
+        );
         metrics
     }
 
@@ -92,6 +161,9 @@ impl Metrics {
                 gauge
             });
             gauge.set(collection.resources.len() as i64);
+            self.state_type_instances
+                .get_or_create(&CollectionLabel { collection: name.clone() })
+                .set(collection.resources.len() as i64);
         }
     }
 }

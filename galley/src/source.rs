@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use istio_api::kinds;
-use istio_config::accepted::{next_batch, AcceptedObjects, Applied};
+use istio_config::accepted::{next_batch_observed, AcceptedObjects, Applied, Debounce};
 use istio_config::store::Event;
 use tokio::sync::{mpsc, watch};
 
@@ -97,15 +97,35 @@ pub(crate) async fn run(
 ) {
     let mut accepted = AcceptedObjects::new(true, synthetic::is_core_input);
     let mut generation = 0;
-    while let Some(changed) = next_batch(&mut events, settings.debounce_after, settings.debounce_max, |event| {
-        apply(&mut accepted, event, &metrics)
-    })
+    // Events taken since the last published snapshot.
+    let mut pending_events = 0u64;
+    while let Some(changed) = next_batch_observed(
+        &mut events,
+        settings.debounce_after,
+        settings.debounce_max,
+        |event| {
+            metrics.events_processed.inc();
+            pending_events += 1;
+            apply(&mut accepted, event, &metrics)
+        },
+        |debounce| {
+            match debounce {
+                Debounce::Change => &metrics.strategy_on_change,
+                Debounce::TimerReset => &metrics.strategy_timer_resets,
+                Debounce::QuiesceReached => &metrics.strategy_quiesce_reached,
+                Debounce::MaxTimeReached => &metrics.strategy_max_time_reached,
+            }
+            .inc();
+        },
+    )
     .await
     {
         if changed && accepted.synced() {
             generation += 1;
             tracing::debug!(generation, "publishing MCP snapshot");
             metrics.snapshots_published.inc();
+            metrics.snapshot_events.observe(pending_events as f64);
+            pending_events = 0;
             let snapshot = build_snapshot(&accepted, generation, &settings);
             metrics.record_snapshot(&snapshot);
             publish.send_replace(Arc::new(snapshot));

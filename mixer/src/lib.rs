@@ -75,6 +75,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let metrics = Arc::new(Metrics::default());
     let registry = istio_runtime::monitoring::registry();
     metrics.register(&mut istio_runtime::sync::lock(&registry));
+    let grpc_metrics = istio_runtime::grpc_metrics::GrpcServerMetrics::register(
+        &mut istio_runtime::sync::lock(&registry),
+        istio_runtime::grpc_metrics::Naming::OpenCensus,
+        &[],
+    );
     let table: SharedTable = Arc::new(arc_swap::ArcSwap::from_pointee(Table::default()));
     let (shutdown, _) = tokio::sync::broadcast::channel(1);
 
@@ -107,6 +112,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .max_decoding_message_size(config.max_message_size);
     let router = tonic::transport::Server::builder()
         .max_concurrent_streams(config.max_concurrent_streams)
+        .layer(grpc_metrics)
         .add_service(mixer_server)
         .add_service(ext_authz)
         .add_service(access_logs);

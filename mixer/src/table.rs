@@ -510,7 +510,7 @@ pub async fn compile(
         for (_, handler_key, builders) in &rule.actions {
             let entry = routed.entry(handler_key.clone()).or_default();
             for builder in builders {
-                entry.insert(builder.name.clone(), builder.clone());
+                entry.insert(builder.name.to_string(), builder.clone());
             }
         }
     }
@@ -523,7 +523,7 @@ pub async fn compile(
         let instance_configs: Vec<String> = instance_list
             .iter()
             .map(|builder| {
-                let declared = compiler.instances.get(&builder.name);
+                let declared = compiler.instances.get(&*builder.name);
                 format!(
                     "{}|{}|{}",
                     builder.name,

@@ -104,7 +104,7 @@ impl Template {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct FieldSpec {
     /// Key in [`Instance::fields`] (`value`, `subject.user`, `dimensions.source`).
-    key: String,
+    key: Arc<str>,
     /// The name 1.4's errors used (`Value`, `Subject.User`, `Dimensions[source]`).
     go_path: String,
     expected: Option<ValueType>,
@@ -123,7 +123,7 @@ struct Field {
 #[derive(Debug, Clone)]
 pub struct InstanceBuilder {
     /// The full name (`requestcountquota.instance.istio-system`), what adapters see.
-    pub name: String,
+    pub name: Arc<str>,
     pub template: Template,
     fields: Vec<Field>,
     /// `kubernetes` only: output attribute ← expression over `adapter_template_kubernetes.output.*`.
@@ -181,7 +181,7 @@ pub const KUBERNETES_OUTPUTS: &[(&str, ValueType)] = &[
 
 fn scalar(key: &str, go_path: &str, expected: ValueType, text: &str, out: &mut Vec<(FieldSpec, String)>) {
     out.push((
-        FieldSpec { key: key.to_string(), go_path: go_path.to_string(), expected: Some(expected), map_entry: false },
+        FieldSpec { key: key.into(), go_path: go_path.to_string(), expected: Some(expected), map_entry: false },
         text.to_string(),
     ));
 }
@@ -197,7 +197,7 @@ fn map_entries(
     for (name, text) in sorted {
         out.push((
             FieldSpec {
-                key: format!("{key}.{name}"),
+                key: format!("{key}.{name}").into(),
                 go_path: format!("{go_path}[{name}]"),
                 expected: None,
                 map_entry: true,
@@ -406,20 +406,21 @@ impl InstanceBuilder {
                 compiled_bindings.push((attribute, Arc::new(expression)));
             }
         }
-        Ok(InstanceBuilder { name: name.to_string(), template, fields, bindings: compiled_bindings })
+        Ok(InstanceBuilder { name: name.into(), template, fields, bindings: compiled_bindings })
     }
 
     /// Builds the instance for one request.
     pub fn build(&self, bag: &dyn Bag, tracker: &mut dyn Tracker) -> Result<Instance, String> {
-        let mut fields = BTreeMap::new();
+        let mut values = Vec::with_capacity(self.fields.len());
         for field in &self.fields {
             let value = field
                 .expression
                 .evaluate(bag, tracker)
                 .map_err(|error| format!("evaluation failed at [{}]'{}': '{error}'", self.name, field.spec.go_path))?;
-            fields.insert(field.spec.key.clone(), value.into_owned());
+            values.push((field.spec.key.clone(), value.into_owned()));
         }
-        Ok(Instance { name: self.name.clone(), template: self.template, fields })
+        // Collected at once, the map is built in one pass rather than by searching per insert.
+        Ok(Instance { name: self.name.clone(), template: self.template, fields: BTreeMap::from_iter(values) })
     }
 
     /// The short name quotas are asked for by (`requestcountquota` of
@@ -436,10 +437,11 @@ impl InstanceBuilder {
 /// One request's instance: what a handler gets.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Instance {
-    pub name: String,
+    /// Shared with the builder: every request's instance carries the same name.
+    pub name: Arc<str>,
     pub template: Template,
     /// Field values by key (`value`, `dimensions.source`, `subject.user`); unset fields are absent.
-    pub fields: BTreeMap<String, OwnedValue>,
+    pub fields: BTreeMap<Arc<str>, OwnedValue>,
 }
 
 impl Instance {
@@ -449,8 +451,15 @@ impl Instance {
 
     /// The entries of a map field (`dimensions`), by entry name.
     pub fn map_field(&self, key: &str) -> BTreeMap<&str, &OwnedValue> {
+        self.map_entries(key).collect()
+    }
+
+    /// The entries of a map field in name order, without collecting them.
+    pub fn map_entries<'a>(&'a self, key: &str) -> impl Iterator<Item = (&'a str, &'a OwnedValue)> + 'a {
         let prefix = format!("{key}.");
-        self.fields.iter().filter_map(|(name, value)| name.strip_prefix(&prefix).map(|entry| (entry, value))).collect()
+        self.fields
+            .range::<str, _>((std::ops::Bound::Included(prefix.as_str()), std::ops::Bound::Unbounded))
+            .map_while(move |(name, value)| name.strip_prefix(prefix.as_str()).map(|entry| (entry, value)))
     }
 }
 

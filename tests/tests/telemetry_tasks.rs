@@ -655,6 +655,14 @@ const DASHBOARD_METRICS: [(&str, &[(&str, &str)]); 4] = [
             ("galley_istio_authentication_meshpolicies", "gauge"),
             ("istio_mcp_clients_total", "gauge"),
             ("istio_mcp_request_acks", "counter"),
+            ("istio_mcp_message_sizes_bytes", "histogram"),
+            ("galley_runtime_state_type_instances_total", "gauge"),
+            ("galley_runtime_processor_events_processed", "counter"),
+            ("galley_runtime_processor_snapshot_events_total", "histogram"),
+            ("galley_runtime_strategy_on_change", "counter"),
+            ("galley_runtime_strategy_timer_resets", "counter"),
+            ("galley_runtime_strategy_timer_quiesce_reached", "counter"),
+            ("galley_runtime_strategy_timer_max_time_reached", "counter"),
             ("process_cpu_seconds_total", "counter"),
             ("process_open_fds", "gauge"),
             ("process_resident_memory_bytes", "gauge"),
@@ -672,6 +680,12 @@ const DASHBOARD_METRICS: [(&str, &[(&str, &str)]); 4] = [
             ("citadel_server_csr_count", "counter"),
             ("citadel_server_csr_parsing_err_count", "counter"),
             ("citadel_server_success_cert_issuance_count", "counter"),
+            ("citadel_secret_controller_csr_err_count", "counter"),
+            ("grpc_server_started", "counter"),
+            ("grpc_server_handled", "counter"),
+            ("grpc_server_msg_received", "counter"),
+            ("grpc_server_msg_sent", "counter"),
+            ("grpc_server_handling_seconds", "histogram"),
             ("process_cpu_seconds_total", "counter"),
             ("process_resident_memory_bytes", "gauge"),
             ("process_virtual_memory_bytes", "gauge"),
@@ -709,6 +723,18 @@ fn control_plane_metrics(mesh: &LocalMesh) {
             .collect();
         assert!(missing.is_empty(), "{address} lacks 1.4's {missing:?}:\n{text}");
     }
+    // Mixer's gRPC calls under OpenCensus' names: the built-in proxy's batched reports are
+    // unary calls (a stock Envoy's access-log streams complete only when they close).
+    if mesh.plane == Plane::Builtin {
+        let (_, mixer) = e2e::http_get("10.44.0.15:15014", "/metrics");
+        assert!(
+            mixer.contains(
+                "grpc_io_server_completed_rpcs{grpc_server_method=\"istio.mixer.v1.Mixer/Report\",grpc_server_status=\"OK\"} "
+            ),
+            "{mixer}"
+        );
+        assert!(mixer.contains("# TYPE grpc_io_server_server_latency histogram"), "{mixer}");
+    }
     // Counters that 1.4 exposed without `_total` have samples under exactly that name.
     let (_, citadel) = e2e::http_get("10.44.0.13:15014", "/metrics");
     assert!(citadel.lines().any(|line| line.starts_with("citadel_server_csr_count ")), "{citadel}");
@@ -728,6 +754,11 @@ fn control_plane_metrics(mesh: &LocalMesh) {
         "sum(irate(mixer_runtime_dispatches_total{adapter=~\"prometheus\"}[1m])) by (adapter)",
         "process_resident_memory_bytes{job=\"pilot\"}",
         "sum(istio_build) by (component, tag)",
+        "sum(galley_runtime_state_type_instances_total) by (collection)",
+        "galley_runtime_strategy_timer_quiesce_reached_total",
+        "sum(istio_mcp_message_sizes_bytes_bucket) by (le)",
+        "citadel_secret_controller_csr_err_count",
+        "sum(grpc_server_handled_total{grpc_service=\"istio.v1.auth.IstioCertificateService\"}) by (grpc_code)",
     ];
     let deadline = Instant::now() + PROMETHEUS_PATIENCE;
     loop {

@@ -143,9 +143,9 @@ mod tests {
             name: "attributes.instance.istio-system".into(),
             template: Template::Kubernetes,
             fields: BTreeMap::from([
-                ("source_uid".to_string(), Value::String("kubernetes://reviews-v3-5d8f7c9b6d-x2x.default".into())),
-                ("destination_ip".to_string(), ip_value("10.1.0.7".parse().unwrap())),
-                ("destination_port".to_string(), Value::Int64(9080)),
+                ("source_uid".into(), Value::String("kubernetes://reviews-v3-5d8f7c9b6d-x2x.default".into())),
+                ("destination_ip".into(), ip_value("10.1.0.7".parse().unwrap())),
+                ("destination_port".into(), Value::Int64(9080)),
             ]),
         };
         let outputs = env.generate(&instance).await.expect("generates");
@@ -165,7 +165,7 @@ mod tests {
         );
         // Unknown pods leave the outputs unset.
         let nobody = Instance {
-            fields: BTreeMap::from([("source_ip".to_string(), ip_value("0.0.0.0".parse().unwrap()))]),
+            fields: BTreeMap::from([("source_ip".into(), ip_value("0.0.0.0".parse().unwrap()))]),
             ..instance
         };
         assert!(env.generate(&nobody).await.expect("generates").is_empty());

@@ -389,7 +389,7 @@ mod tests {
         Instance {
             name: "appversion.instance.default".into(),
             template: Template::ListEntry,
-            fields: BTreeMap::from([("value".to_string(), value)]),
+            fields: BTreeMap::from([("value".into(), value)]),
         }
     }
 

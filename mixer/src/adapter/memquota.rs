@@ -147,7 +147,7 @@ pub(super) fn build(context: &BuildContext<'_>) -> Result<Arc<MemQuota>, BuildEr
         quotas.insert(quota.name.clone(), Quota { limit, overrides });
     }
     for instance in context.instances {
-        if !quotas.contains_key(&instance.name) {
+        if !quotas.contains_key(&*instance.name) {
             return Err(BuildError::Instantiation(format!("did not find limit defined for quota {}", instance.name)));
         }
     }
@@ -220,7 +220,7 @@ impl MemQuota {
     }
 
     fn allocate(&self, instance: &Instance, args: &QuotaArgs, now: Instant) -> QuotaResult {
-        let Some(quota) = self.quotas.get(&instance.name) else { return QuotaResult::granted(0, Duration::ZERO) };
+        let Some(quota) = self.quotas.get(&*instance.name) else { return QuotaResult::granted(0, Duration::ZERO) };
         let dimensions = instance.map_field("dimensions");
         let limit = Self::limit_for(quota, &dimensions).clone();
         let key = counter_key(&instance.name, &dimensions);
@@ -327,7 +327,7 @@ mod tests {
             template: Template::Quota,
             fields: dimensions
                 .iter()
-                .map(|(k, v)| (format!("dimensions.{k}"), Value::String(v.to_string().into())))
+                .map(|(k, v)| (format!("dimensions.{k}").into(), Value::String(v.to_string().into())))
                 .collect(),
         }
     }

@@ -6,6 +6,7 @@
 //! redefined metric starts over. With a `metricsExpirationPolicy`, series that have not been
 //! updated for the expiry duration are dropped.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -195,12 +196,40 @@ struct Metric {
     full_name: String,
     family: Family,
     label_names: Vec<String>,
+    /// Each label's position in `label_names`.
+    label_index: HashMap<String, usize, foldhash::fast::RandomState>,
 }
 
-/// When series were last updated, for the expiration policy.
+/// When series were last updated, for the expiration policy. Series are found by a hash of
+/// their instance and label values, so a request that updates a known series allocates nothing.
 #[derive(Default)]
 struct LastSeen {
-    series: Mutex<HashMap<(String, Vec<String>), Instant>>,
+    hasher: foldhash::fast::RandomState,
+    series: Mutex<HashMap<u64, Vec<SeenSeries>>>,
+}
+
+struct SeenSeries {
+    instance: Arc<str>,
+    labels: Vec<String>,
+    at: Instant,
+}
+
+impl LastSeen {
+    fn touch(&self, instance: &Arc<str>, labels: &[&str]) {
+        use std::hash::BuildHasher as _;
+        let key = self.hasher.hash_one((&**instance, labels));
+        let now = Instant::now();
+        let mut series = istio_runtime::sync::lock(&self.series);
+        let bucket = series.entry(key).or_default();
+        match bucket.iter_mut().find(|seen| *seen.instance == **instance && seen.labels.iter().eq(labels.iter())) {
+            Some(seen) => seen.at = now,
+            None => bucket.push(SeenSeries {
+                instance: instance.clone(),
+                labels: labels.iter().map(|label| (*label).to_string()).collect(),
+                at: now,
+            }),
+        }
+    }
 }
 
 pub struct PrometheusHandler {
@@ -249,7 +278,8 @@ pub(super) async fn build_with(
         let label_names: Vec<String> = info.label_names.iter().map(|label| safe_name(label)).collect();
         match exporter.family(&full_name, info, help, &label_names) {
             Ok(family) => {
-                metrics.insert(info.instance_name.clone(), Metric { full_name, family, label_names });
+                let label_index = label_names.iter().enumerate().map(|(index, name)| (name.clone(), index)).collect();
+                metrics.insert(info.instance_name.clone(), Metric { full_name, family, label_names, label_index });
             }
             Err(error) => errors.push(error),
         }
@@ -284,20 +314,23 @@ impl PrometheusHandler {
         let Some((_, last_seen)) = &self.expiry else { return };
         let now = Instant::now();
         let mut series = istio_runtime::sync::lock(&last_seen.series);
-        series.retain(|(instance, labels), seen| {
-            if now.duration_since(*seen) < after {
-                return true;
-            }
-            if let Some(metric) = self.metrics.get(instance) {
-                let values: Vec<&str> = labels.iter().map(String::as_str).collect();
-                metric.family.series.remove(&values);
-            }
-            false
+        series.retain(|_, bucket| {
+            bucket.retain(|seen| {
+                if now.duration_since(seen.at) < after {
+                    return true;
+                }
+                if let Some(metric) = self.metrics.get(&*seen.instance) {
+                    let values: Vec<&str> = seen.labels.iter().map(String::as_str).collect();
+                    metric.family.series.remove(&values);
+                }
+                false
+            });
+            !bucket.is_empty()
         });
     }
 
     fn record(&self, instance: &Instance) -> Result<(), String> {
-        let Some(metric) = self.metrics.get(&instance.name) else {
+        let Some(metric) = self.metrics.get(&*instance.name) else {
             return Err(format!("could not find metric info from adapter config for {}", instance.name));
         };
         let value = instance
@@ -306,28 +339,33 @@ impl PrometheusHandler {
             .and_then(|value| {
                 numeric(value).map_err(|error| format!("could not get value for metric {}: {error}", instance.name))
             })?;
-        let dimensions = instance.map_field("dimensions");
-        let mut labels = Vec::with_capacity(metric.label_names.len());
-        for name in &metric.label_names {
-            match dimensions.iter().find(|(dimension, _)| safe_name(dimension) == *name) {
-                Some((_, value)) => labels.push(value.to_string()),
-                None => {
-                    return Err(format!(
-                        "metric {}: inconsistent label cardinality: no dimension for label {name}",
-                        instance.name
-                    ))
-                }
+        // Each dimension goes to the label of its (safe) name; one named exactly as the label
+        // wins over one that only becomes that name once made safe.
+        let mut labels: Vec<Option<Cow<'_, str>>> = vec![None; metric.label_names.len()];
+        let mut dimensions = 0;
+        for (dimension, value) in instance.map_entries("dimensions") {
+            dimensions += 1;
+            if let Some(&index) = metric.label_index.get(dimension) {
+                labels[index] = Some(label_text(value));
+            } else if let Some(&index) = metric.label_index.get(safe_name(dimension).as_str()) {
+                labels[index].get_or_insert_with(|| label_text(value));
             }
         }
-        if dimensions.len() != metric.label_names.len() {
+        if let Some(index) = labels.iter().position(Option::is_none) {
+            return Err(format!(
+                "metric {}: inconsistent label cardinality: no dimension for label {}",
+                instance.name, metric.label_names[index]
+            ));
+        }
+        if dimensions != metric.label_names.len() {
             return Err(format!(
                 "metric {}: inconsistent label cardinality: {} dimensions for {} labels",
                 instance.name,
-                dimensions.len(),
+                dimensions,
                 metric.label_names.len()
             ));
         }
-        let values: Vec<&str> = labels.iter().map(String::as_str).collect();
+        let values: Vec<&str> = labels.iter().map(|label| label.as_deref().unwrap_or_default()).collect();
         let failed = |error: prometheus::Error| format!("metric {}: {error}", instance.name);
         match &metric.family.series {
             Series::Counter(vec) => {
@@ -340,9 +378,17 @@ impl PrometheusHandler {
             Series::Histogram(vec) => vec.get_metric_with_label_values(&values).map_err(failed)?.observe(value),
         }
         if let Some((_, last_seen)) = &self.expiry {
-            istio_runtime::sync::lock(&last_seen.series).insert((instance.name.clone(), labels), Instant::now());
+            last_seen.touch(&instance.name, &values);
         }
         Ok(())
+    }
+}
+
+/// A dimension's value as a label value: text as it is, anything else as it prints.
+fn label_text<'a>(value: &'a Value<'_>) -> Cow<'a, str> {
+    match value {
+        Value::String(text) => Cow::Borrowed(text),
+        other => Cow::Owned(other.to_string()),
     }
 }
 
@@ -382,11 +428,11 @@ mod tests {
 
     fn instance(name: &str, value: Value<'static>, dimensions: &[(&str, &str)]) -> Instance {
         let mut fields = BTreeMap::new();
-        fields.insert("value".to_string(), value);
+        fields.insert("value".into(), value);
         for (key, text) in dimensions {
-            fields.insert(format!("dimensions.{key}"), Value::String(text.to_string().into()));
+            fields.insert(format!("dimensions.{key}").into(), Value::String(text.to_string().into()));
         }
-        Instance { name: name.to_string(), template: Template::Metric, fields }
+        Instance { name: name.into(), template: Template::Metric, fields }
     }
 
     async fn handler(

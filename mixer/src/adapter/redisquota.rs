@@ -184,7 +184,7 @@ fn validate(params: &Params, context: &BuildContext<'_>) -> Vec<(String, String)
         }
     }
     for instance in context.instances {
-        if !params.quotas.iter().any(|quota| quota.name == instance.name) {
+        if !params.quotas.iter().any(|quota| *quota.name == *instance.name) {
             errors.push(("quotas".to_string(), format!("did not find limit defined for quota {}", instance.name)));
         }
     }
@@ -264,7 +264,7 @@ fn nanos(value: Duration) -> i64 {
 #[async_trait]
 impl Handler for RedisQuota {
     async fn quota(&self, instance: &Instance, args: &QuotaArgs) -> Result<QuotaResult, AdapterError> {
-        let Some(quota) = self.quotas.get(&instance.name) else { return Ok(QuotaResult::granted(0, Duration::ZERO)) };
+        let Some(quota) = self.quotas.get(&*instance.name) else { return Ok(QuotaResult::granted(0, Duration::ZERO)) };
         let dimensions = instance.map_field("dimensions");
         let mut key = counter_key(&instance.name, &dimensions);
         let mut limit = quota.max_amount;

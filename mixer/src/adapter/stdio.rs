@@ -119,7 +119,9 @@ impl Rotating {
 
 impl Sink {
     fn write(&mut self, line: &str) -> std::io::Result<()> {
-        let bytes = format!("{line}\n");
+        let mut bytes = String::with_capacity(line.len() + 1);
+        bytes.push_str(line);
+        bytes.push('\n');
         match self {
             Sink::Stdout => std::io::stdout().lock().write_all(bytes.as_bytes()),
             Sink::Stderr => std::io::stderr().lock().write_all(bytes.as_bytes()),
@@ -239,6 +241,22 @@ fn json_value(value: &Value<'_>) -> Json {
     }
 }
 
+/// Appends `text` as a JSON string.
+fn push_json_text(line: &mut Vec<u8>, text: &str) {
+    // Writing JSON into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *line, text);
+}
+
+/// Appends a value as [`json_value`] shows it, without building the JSON value for plain text.
+fn push_json_value(line: &mut Vec<u8>, value: &Value<'_>) {
+    match value {
+        Value::String(text) => push_json_text(line, text),
+        other => {
+            let _ = serde_json::to_writer(&mut *line, &json_value(other));
+        }
+    }
+}
+
 impl Stdio {
     fn level_of(&self, severity: Option<&Value<'_>>) -> Level {
         severity.and_then(Value::as_str).and_then(|name| self.severities.get(name)).copied().unwrap_or(Level::Info)
@@ -248,17 +266,22 @@ impl Stdio {
     fn line(&self, level: Level, time: Timestamp, instance: &str, fields: &BTreeMap<&str, &Value<'_>>) -> String {
         if self.json {
             // Built in order: `level`, `time` and `instance` first, as 1.4's encoder wrote them.
-            let mut line = format!(
-                "{{\"level\":\"{}\",\"time\":\"{}\",\"instance\":{}",
-                level_name(level),
-                format_time(time),
-                Json::String(instance.to_string())
-            );
+            let mut line = Vec::with_capacity(256 + fields.len() * 48);
+            line.extend_from_slice(b"{\"level\":\"");
+            line.extend_from_slice(level_name(level).as_bytes());
+            line.extend_from_slice(b"\",\"time\":\"");
+            line.extend_from_slice(format_time(time).as_bytes());
+            line.extend_from_slice(b"\",\"instance\":");
+            push_json_text(&mut line, instance);
             for (name, value) in fields {
-                line.push_str(&format!(",{}:{}", Json::String((*name).to_string()), json_value(value)));
+                line.push(b',');
+                push_json_text(&mut line, name);
+                line.push(b':');
+                push_json_value(&mut line, value);
             }
-            line.push('}');
-            line
+            line.push(b'}');
+            // Only UTF-8 text and JSON punctuation went in.
+            String::from_utf8(line).unwrap_or_default()
         } else {
             let context: Map<String, Json> =
                 fields.iter().map(|(name, value)| ((*name).to_string(), json_value(value))).collect();
@@ -323,10 +346,10 @@ mod tests {
 
     fn log_instance(severity: &str, variables: &[(&str, Value<'static>)]) -> Instance {
         let mut fields = BTreeMap::new();
-        fields.insert("severity".to_string(), Value::String(severity.to_string().into()));
-        fields.insert("timestamp".to_string(), Value::Timestamp(Timestamp::from_parts(1_537_044_396, 9_801_000)));
+        fields.insert("severity".into(), Value::String(severity.to_string().into()));
+        fields.insert("timestamp".into(), Value::Timestamp(Timestamp::from_parts(1_537_044_396, 9_801_000)));
         for (name, value) in variables {
-            fields.insert(format!("variables.{name}"), value.clone());
+            fields.insert(format!("variables.{name}").into(), value.clone());
         }
         Instance { name: "newlog.instance.istio-system".into(), template: Template::LogEntry, fields }
     }
@@ -412,8 +435,8 @@ mod tests {
         let handler = build_with(json!({"logStream": "FILE", "outputPath": path.to_str(), "outputAsJson": false}))
             .expect("builds");
         let mut fields = BTreeMap::new();
-        fields.insert("value".to_string(), Value::Int64(2));
-        fields.insert("dimensions.source".to_string(), Value::String("a".into()));
+        fields.insert("value".into(), Value::Int64(2));
+        fields.insert("dimensions.source".into(), Value::String("a".into()));
         let metric =
             Instance { name: "doublerequestcount.instance.istio-system".into(), template: Template::Metric, fields };
         handler.report(&[metric]).await.expect("written");

@@ -85,7 +85,8 @@ impl Tracker for Referenced {
 /// A bag held in a map: what tests, `istioctl x mixer eval` and attribute producers build.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct MapBag {
-    values: HashMap<String, OwnedValue>,
+    /// Seeded, but much cheaper than SipHash for the short names every lookup hashes.
+    values: HashMap<String, OwnedValue, foldhash::fast::RandomState>,
 }
 
 impl MapBag {

@@ -100,15 +100,52 @@ pub async fn next_batch(
     events: &mut mpsc::UnboundedReceiver<Event>,
     quiet: Duration,
     max: Duration,
-    mut apply: impl FnMut(Event) -> bool,
+    apply: impl FnMut(Event) -> bool,
 ) -> Option<bool> {
-    let mut changed = apply(events.recv().await?);
+    next_batch_observed(events, quiet, max, apply, |_| {}).await
+}
+
+/// What the debouncing of a batch did, as 1.4's Galley strategy counted it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Debounce {
+    /// An event arrived.
+    Change,
+    /// A later event pushed the quiet deadline back.
+    TimerReset,
+    /// The batch ended because nothing came for the quiet period.
+    QuiesceReached,
+    /// The batch ended because its maximum time passed.
+    MaxTimeReached,
+}
+
+/// [`next_batch`], telling `observe` what the debouncing did.
+pub async fn next_batch_observed(
+    events: &mut mpsc::UnboundedReceiver<Event>,
+    quiet: Duration,
+    max: Duration,
+    mut apply: impl FnMut(Event) -> bool,
+    mut observe: impl FnMut(Debounce),
+) -> Option<bool> {
+    let event = events.recv().await?;
+    observe(Debounce::Change);
+    let mut changed = apply(event);
     let first = Instant::now();
     loop {
-        let deadline = (Instant::now() + quiet).min(first + max);
+        let quiet_until = Instant::now() + quiet;
+        let deadline = quiet_until.min(first + max);
         match tokio::time::timeout_at(deadline, events.recv()).await {
-            Ok(Some(event)) => changed |= apply(event),
-            Ok(None) | Err(_) => return Some(changed),
+            Ok(Some(event)) => {
+                observe(Debounce::Change);
+                if Instant::now() + quiet <= first + max {
+                    observe(Debounce::TimerReset);
+                }
+                changed |= apply(event);
+            }
+            Ok(None) => return Some(changed),
+            Err(_) => {
+                observe(if deadline < quiet_until { Debounce::MaxTimeReached } else { Debounce::QuiesceReached });
+                return Some(changed);
+            }
         }
     }
 }

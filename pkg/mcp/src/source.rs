@@ -20,6 +20,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 
 use crate::collection::{Collection, Snapshot};
 
@@ -47,11 +48,29 @@ const COMPONENT: &str = "galley";
 
 /// The source's metrics, named and labelled as Istio 1.4's (`istio_mcp_clients_total`, a gauge;
 /// `istio_mcp_request_acks_total` and `…_nacks_total` by collection), with `component="galley"`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct SourceMetrics {
     pub clients: Family<ComponentLabel, Gauge>,
     pub acks: Family<McpLabels, Counter>,
     pub nacks: Family<McpLabels, Counter>,
+    /// Bytes of each response sent, by collection (`istio_mcp_message_sizes_bytes`).
+    pub message_sizes: Family<McpLabels, Histogram, fn() -> Histogram>,
+}
+
+/// 1.4's bounds: 80% of 256 KiB, 512 KiB, 1, 2, 4 (gRPC's default limit), 8, 12 and 16 MiB.
+fn message_size_histogram() -> Histogram {
+    Histogram::new([262144.0, 525288.0, 1.049e6, 2.097e6, 4.194e6, 8.389e6, 1.258e7, 1.678e7].map(|bytes| bytes * 0.8))
+}
+
+impl Default for SourceMetrics {
+    fn default() -> Self {
+        SourceMetrics {
+            clients: Family::default(),
+            acks: Family::default(),
+            nacks: Family::default(),
+            message_sizes: Family::new_with_constructor(message_size_histogram),
+        }
+    }
 }
 
 impl SourceMetrics {
@@ -71,6 +90,11 @@ impl SourceMetrics {
         registry.register("istio_mcp_clients_total", "Connected MCP sinks", metrics.clients.clone());
         registry.register("istio_mcp_request_acks", "MCP responses sinks accepted", metrics.acks.clone());
         registry.register("istio_mcp_request_nacks", "MCP responses sinks rejected", metrics.nacks.clone());
+        registry.register(
+            "istio_mcp_message_sizes_bytes",
+            "Size of sent and received messages.",
+            metrics.message_sizes.clone(),
+        );
         metrics
     }
 }
@@ -162,6 +186,8 @@ impl Connection {
             tracing::debug!(sink = %self.sink, collection = %name, resources = message.resources.len(), incremental = message.incremental, "MCP push");
             watch.pending =
                 Some(Pending { nonce, version: collection.version.clone(), resources: collection.resource_versions() });
+            let size = prost::Message::encoded_len(&message);
+            self.metrics.message_sizes.get_or_create(&SourceMetrics::label(name)).observe(size as f64);
             if out.send(Ok(message)).await.is_err() {
                 return false;
             }

@@ -3,6 +3,7 @@
 //! ports, and waiting for a shutdown signal. No component logic lives here.
 
 pub mod backoff;
+pub mod grpc_metrics;
 pub mod https;
 pub mod listen;
 pub mod metrics;

@@ -3,8 +3,9 @@
 //! under `objects/<namespace|_cluster>/<kind>[.<group>]/<name>.yaml`. Writes are atomic: a temp
 //! file, then a rename.
 //!
-//! Changes made by other processes are noticed through inotify (notify) and a rescan every
-//! 500 ms, so a watcher hears about them within a second. A file that stops parsing keeps its
+//! Changes made by other processes are noticed through inotify (notify), with a rescan every
+//! 5 s as a safety net (every 500 ms where notifications are unavailable), so a watcher hears
+//! about them within a second. A file that stops parsing keeps its
 //! last good objects and is reported as a `SourceError` until it is fixed.
 
 use std::collections::BTreeMap;
@@ -19,7 +20,10 @@ use super::{content_version, Event, Store, StoreError};
 use crate::object::{Object, ObjectKey, TypeKey};
 use crate::yaml::parse_objects;
 
+/// How often the tree is rescanned when file notifications are unavailable.
 const RESCAN_INTERVAL: Duration = Duration::from_millis(500);
+/// How often it is rescanned anyway when notifications work (a safety net for missed events).
+const NOTIFIED_RESCAN_INTERVAL: Duration = Duration::from_secs(5);
 /// A changed file is read only once it has been still this long (or looked the same on two
 /// scans), so a writer caught between truncating and writing is not taken as "empty".
 const SETTLE_TIME: Duration = Duration::from_millis(100);
@@ -168,7 +172,7 @@ async fn watch_loop(inner: Weak<Inner>, root: PathBuf) {
     if let Err(error) = &watcher {
         tracing::warn!(root = %root.display(), %error, "file notifications unavailable; relying on periodic rescans");
     }
-    let mut ticker = tokio::time::interval(RESCAN_INTERVAL);
+    let mut ticker = tokio::time::interval(if watcher.is_ok() { NOTIFIED_RESCAN_INTERVAL } else { RESCAN_INTERVAL });
     let mut unsettled = false;
     loop {
         let settle = async {
