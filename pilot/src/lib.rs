@@ -11,6 +11,7 @@ pub mod meshconfig;
 pub(crate) mod metrics;
 pub mod model;
 pub(crate) mod node;
+pub(crate) mod push_status;
 pub(crate) mod scope;
 pub(crate) mod source;
 #[cfg(test)]

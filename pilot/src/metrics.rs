@@ -1,6 +1,7 @@
 //! Pilot's Prometheus metrics, named as in Istio 1.4 (`pilot_xds`, `pilot_xds_pushes`,
 //! `pilot_total_xds_rejects`, `pilot_xds_{cds,eds,lds,rds}_reject`, `pilot_services`,
-//! `pilot_virt_services`, `pilot_xds_push_time`, `pilot_proxy_convergence_time`). 1.4's Go
+//! `pilot_virt_services`, `pilot_xds_push_time`, `pilot_proxy_convergence_time`, the
+//! `pilot_conflict_*` gauges, `pilot_xds_eds_instances`, `pilot_eds_no_instances`). 1.4's Go
 //! counters had no `_total` suffix; these keep their names exactly, so 1.4's Pilot dashboard
 //! queries them as they are.
 
@@ -12,6 +13,8 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 
 use istio_runtime::metrics::ExactCounter;
 use istio_runtime::monitoring::SharedRegistry;
+
+use crate::push_status::{Conflict, PushStatus};
 
 /// The xDS type of a push or reject (`cds`, `eds`, `lds`, `rds`).
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -41,6 +44,18 @@ pub struct Metrics {
     pub invalid_config: Counter,
     pub jwks_fetch_success: Counter,
     pub jwks_fetch_fail: Counter,
+    /// `pilot_conflict_*`: conflicts found in the newest push context.
+    pub(crate) conflicts: [(Conflict, Gauge); 4],
+    /// `pilot_xds_eds_instances{cluster}`: endpoints each cluster was last sent.
+    pub eds_instances: Family<ClusterLabel, Gauge>,
+    /// `pilot_eds_no_instances`: clusters sent with no endpoint.
+    pub eds_no_instances: Gauge,
+}
+
+/// The label of per-cluster metrics.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClusterLabel {
+    pub cluster: String,
 }
 
 impl Metrics {
@@ -58,6 +73,9 @@ impl Metrics {
             invalid_config: Counter::default(),
             jwks_fetch_success: Counter::default(),
             jwks_fetch_fail: Counter::default(),
+            conflicts: Conflict::ALL.map(|conflict| (conflict, Gauge::default())),
+            eds_instances: Family::default(),
+            eds_no_instances: Gauge::default(),
         };
         let mut registry = istio_runtime::sync::lock(registry);
         registry.register("pilot_xds", "Connected xDS clients", metrics.xds_clients.clone());
@@ -102,7 +120,39 @@ impl Metrics {
             "Total number of failed network fetch by pilot jwks resolver",
             metrics.jwks_fetch_fail.clone(),
         );
+        for (conflict, gauge) in &metrics.conflicts {
+            let (name, help) = conflict.metric();
+            registry.register(name, help, gauge.clone());
+        }
+        // An HTTP listener always wins a wildcard port here (see `push_status`): never counted.
+        registry.register(
+            "pilot_conflict_outbound_listener_tcp_over_current_http",
+            "Number of conflicting wildcard tcp listeners with current wildcard http listener.",
+            Gauge::<i64>::default(),
+        );
+        registry.register(
+            "pilot_xds_eds_instances",
+            "Instances for each cluster, as of last push.",
+            metrics.eds_instances.clone(),
+        );
+        registry.register(
+            "pilot_eds_no_instances",
+            "Number of clusters without instances.",
+            metrics.eds_no_instances.clone(),
+        );
         metrics
+    }
+
+    /// Brings the push-status gauges up to date with `push`'s findings.
+    pub(crate) fn record_push_status(&self, status: &PushStatus) {
+        for ((_, gauge), (_, count)) in self.conflicts.iter().zip(status.conflict_counts()) {
+            gauge.set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
+        let (counts, empty) = status.take_endpoint_counts();
+        for (cluster, count) in counts {
+            self.eds_instances.get_or_create(&ClusterLabel { cluster }).set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
+        self.eds_no_instances.set(i64::try_from(empty).unwrap_or(i64::MAX));
     }
 
     /// A proxy rejected a push of `kind` (`cds`, …) with `error`.

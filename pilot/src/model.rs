@@ -320,6 +320,8 @@ impl GeneratedCache {
 pub struct PushContext {
     /// Resources already generated from this context.
     pub cache: GeneratedCache,
+    /// Conflicts and endpoint counts found while generating from this context.
+    pub(crate) status: crate::push_status::PushStatus,
     /// Whether any VirtualService matches on `sourceLabels` (then routes depend on the proxy's
     /// labels, not only on its namespace). Set when the context is built.
     pub routes_depend_on_labels: bool,

@@ -183,6 +183,7 @@ impl SotwStream {
         let permit = self.server.throttle.clone().acquire_owned().await.map_err(|_| ())?;
         let started = Instant::now();
         let generated = generate(push, proxy, type_url, &watch.names);
+        self.server.metrics.record_push_status(&push.status);
         let wildcard = matches!(type_url, type_url::CLUSTER | type_url::LISTENER);
         let selected: Vec<&GeneratedResource> = match reason {
             Reason::Request => generated.iter().collect(),
@@ -524,6 +525,7 @@ impl DeltaStream {
         let watch = self.watches.get_mut(type_url)?;
         let names = if watch.wildcard { Vec::new() } else { watch.names.clone() };
         let (resources, removed) = delta(watch, generate(push, proxy, type_url, &names));
+        self.server.metrics.record_push_status(&push.status);
         let first_answer = self.must_answer.remove(type_url);
         if resources.is_empty() && removed.is_empty() && !first_answer {
             return None;
@@ -616,6 +618,87 @@ mod tests {
                 assert!(!managers.is_empty(), "{id}: the sidecar has HTTP listeners");
             }
             assert!(managers.iter().all(|manager| manager.access_log.len() == 1), "{id}: every manager logs");
+        }
+    }
+
+    /// 1.4's push-status findings reach the Pilot dashboard's gauges: two TCP services without
+    /// addresses on one port, an HTTP service on 443 (left out, as PILOT_BLOCK_HTTP_ON_443 did),
+    /// two services on one inbound port of a pod, and each EDS cluster's endpoint count.
+    #[test]
+    fn conflicts_and_endpoint_counts_become_1_4s_gauges() {
+        let yaml = "\
+apiVersion: networking.istio.io/v1alpha3
+kind: ServiceEntry
+metadata: {name: db-a, namespace: default}
+spec: {hosts: [db-a.example.com], ports: [{number: 3306, name: tcp, protocol: TCP}], resolution: DNS}
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: ServiceEntry
+metadata: {name: db-b, namespace: default}
+spec: {hosts: [db-b.example.com], ports: [{number: 3306, name: tcp, protocol: TCP}], resolution: DNS}
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: ServiceEntry
+metadata: {name: plain, namespace: default}
+spec: {hosts: [plain.example.com], ports: [{number: 443, name: http, protocol: HTTP}], resolution: DNS}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: reviews, namespace: default}
+spec: {clusterIP: 10.96.0.12, selector: {app: reviews}, ports: [{name: http, port: 9080}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: reviews-alias, namespace: default}
+spec: {clusterIP: 10.96.0.13, selector: {app: reviews}, ports: [{name: http, port: 9080}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: reviews-1, namespace: default, labels: {app: reviews}}
+status: {podIP: 10.1.0.5}
+---
+apiVersion: v1
+kind: Endpoints
+metadata: {name: reviews, namespace: default}
+subsets: [{addresses: [{ip: 10.1.0.5}], ports: [{name: http, port: 9080}]}]
+---
+apiVersion: v1
+kind: Endpoints
+metadata: {name: reviews-alias, namespace: default}
+subsets: [{addresses: [{ip: 10.1.0.5}], ports: [{name: http, port: 9080}]}]
+";
+        let (found, errors) = istio_config::yaml::parse_objects("test", yaml);
+        assert!(errors.is_empty(), "{errors:?}");
+        let objects = found.into_iter().map(|found| (found.object.key(), found.object)).collect();
+        let push = crate::source::build(&objects, &MeshSettings::default(), "1".into());
+        let node = envoy_types::pb::envoy::config::core::v3::Node {
+            id: "sidecar~10.1.0.5~reviews-1.default~default.svc.cluster.local".into(),
+            ..Default::default()
+        };
+        let proxy = Proxy::from_node(&node).expect("proxy");
+        let listeners = generate(&push, &proxy, type_url::LISTENER, &[]);
+        assert!(listeners.iter().all(|listener| listener.name != "0.0.0.0_443"), "HTTP on 443 is left out");
+        let clusters = [
+            "outbound|9080||reviews.default.svc.cluster.local".to_string(),
+            "outbound|9080||missing.default.svc.cluster.local".to_string(),
+        ];
+        generate(&push, &proxy, type_url::ENDPOINT, &clusters);
+
+        let registry = istio_runtime::monitoring::registry();
+        let metrics = Metrics::register(&registry);
+        metrics.record_push_status(&push.status);
+        let text = istio_runtime::monitoring::render(&registry);
+        for line in [
+            "pilot_conflict_inbound_listener 1",
+            "pilot_conflict_outbound_listener_tcp_over_current_tcp 1",
+            "pilot_conflict_outbound_listener_http_over_https 1",
+            "pilot_conflict_outbound_listener_http_over_current_tcp 0",
+            "pilot_conflict_outbound_listener_tcp_over_current_http 0",
+            "pilot_xds_eds_instances{cluster=\"outbound|9080||reviews.default.svc.cluster.local\"} 1",
+            "pilot_xds_eds_instances{cluster=\"outbound|9080||missing.default.svc.cluster.local\"} 0",
+            "pilot_eds_no_instances 1",
+        ] {
+            assert!(text.lines().any(|candidate| candidate == line), "{line} missing:\n{text}");
         }
     }
 }

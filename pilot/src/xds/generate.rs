@@ -193,6 +193,8 @@ pub(crate) fn generate(push: &PushContext, proxy: &Proxy, type_url: &str, names:
                                 ..Default::default()
                             }
                         });
+                        let count = assignment.endpoints.iter().map(|locality| locality.lb_endpoints.len()).sum();
+                        push.status.endpoints(name, count);
                         resources(vec![assignment], |a| a.cluster_name.clone())
                     })
                     .as_ref()

@@ -6,6 +6,7 @@
 //! `defaultEndpoint`, where the application listens (`127.0.0.1:PORT`, `:PORT` or
 //! `unix:///path`).
 
+use crate::push_status::Conflict;
 use envoy_types::pb::envoy::config::core::v3::{address, Address, Pipe};
 
 use istio_xds::ClusterName;
@@ -48,6 +49,18 @@ pub(crate) fn inbound_targets(push: &PushContext, proxy: &Proxy) -> Vec<InboundT
                 served.push((port.number, endpoint.port_for(port), &port.name, &service.hostname));
                 let listen_port = endpoint.port_for(port);
                 if targets.iter().any(|t| t.listen_port == listen_port) {
+                    if let Some((_, _, _, existing)) =
+                        served.iter().find(|(_, target, _, host)| *target == listen_port && *host != service.hostname)
+                    {
+                        push.status.conflict(
+                            Conflict::InboundListener,
+                            &proxy.id,
+                            &format!(
+                                "Conflicting inbound listener:{}:{listen_port}. existing: {existing}, incoming: {}",
+                                endpoint.address, service.hostname
+                            ),
+                        );
+                    }
                     continue;
                 }
                 targets.push(InboundTarget {

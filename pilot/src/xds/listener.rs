@@ -8,6 +8,7 @@
 //! The HTTP filter chain is Istio's order: plugin filters (authn, authz, Mixer: later issues fill
 //! `HttpPlugins`), then CORS, fault and the router.
 
+use crate::push_status::Conflict;
 use std::collections::{BTreeMap, BTreeSet};
 
 use envoy_types::pb::envoy::config::core::v3::CidrRange;
@@ -254,7 +255,15 @@ pub(crate) fn sidecar_outbound_listeners(push: &PushContext, scope: &ProxyScope)
     let mut listeners = vec![virtual_outbound(push, passthrough)];
     for (port, tcp_fallbacks) in http_ports {
         // TLS services without a VIP on this port keep their SNI chains inside the HTTP listener.
-        let sni_chains = sni_chains_of(tcp_listeners.remove(&format!("0.0.0.0_{port}")));
+        let displaced = tcp_listeners.remove(&format!("0.0.0.0_{port}"));
+        if displaced.as_ref().is_some_and(|listener| !only_sni_chains(listener)) {
+            push.status.conflict(
+                Conflict::OutboundHttpOverCurrentTcp,
+                &format!("0.0.0.0_{port}"),
+                &format!("Conflicting wildcard listener:0.0.0.0_{port}; an HTTP service takes the port from a TCP one"),
+            );
+        }
+        let sni_chains = sni_chains_of(displaced);
         let http = if sniffed.contains(&port) {
             sniffing_http_listener(port, &tcp_fallbacks, passthrough)
         } else {
@@ -285,6 +294,15 @@ fn virtual_outbound(push: &PushContext, passthrough: &str) -> Listener {
     outbound
 }
 
+/// The port 1.4 kept for HTTPS: an HTTP service there would take all external TLS traffic.
+const HTTPS_PORT: u32 = 443;
+
+/// Whether HTTP services on port 443 are left out (`PILOT_BLOCK_HTTP_ON_443`, on by default).
+fn block_http_on_https_port() -> bool {
+    static BLOCK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *BLOCK.get_or_init(|| std::env::var("PILOT_BLOCK_HTTP_ON_443").map_or(true, |value| value != "false"))
+}
+
 /// Ports where some service leaves its protocol undeclared: their listeners sniff it.
 fn sniffed_ports(push: &PushContext) -> BTreeSet<u32> {
     push.services
@@ -311,6 +329,17 @@ impl OutboundPorts {
         let mut ports = OutboundPorts::default();
         for service in push.services.values().filter(|service| scope.sees_service(service)) {
             for port in service.ports.iter().filter(|port| scope.sees_service_port(service, port.number)) {
+                if port.protocol == Protocol::Http && port.number == HTTPS_PORT && block_http_on_https_port() {
+                    push.status.conflict(
+                        Conflict::OutboundHttpOverHttps,
+                        &service.hostname,
+                        &format!(
+                            "listener conflict detected: service {} specifies an HTTP service on HTTPS only port {HTTPS_PORT}.",
+                            service.hostname
+                        ),
+                    );
+                    continue;
+                }
                 if port.protocol.is_http() {
                     ports.add_http(service, port);
                 } else if matches!(port.protocol, Protocol::Https | Protocol::Tls) {
@@ -372,6 +401,11 @@ impl OutboundPorts {
         let ip = service.address.clone().unwrap_or_else(|| "0.0.0.0".to_string());
         let name = format!("{ip}_{port}");
         if self.tcp_listeners.contains_key(&name) {
+            push.status.conflict(
+                Conflict::OutboundTcpOverCurrentTcp,
+                &name,
+                &format!("Conflicting tcp listener:{name}; {} left out", service.hostname),
+            );
             return;
         }
         let service_cluster = ClusterName::outbound(port, "", &service.hostname).to_string();
@@ -382,6 +416,15 @@ impl OutboundPorts {
         let chain = FilterChain { filters: vec![tcp_proxy_filter(&service_cluster, &clusters)], ..Default::default() };
         self.tcp_listeners.insert(name.clone(), listener(name, &ip, port, vec![chain], false));
     }
+}
+
+/// Whether every chain of a listener matches on SNI (TLS services, which an HTTP listener on
+/// the same port keeps rather than displaces).
+fn only_sni_chains(listener: &Listener) -> bool {
+    listener
+        .filter_chains
+        .iter()
+        .all(|chain| chain.filter_chain_match.as_ref().is_some_and(|m| !m.server_names.is_empty()))
 }
 
 /// The SNI chains of a TLS listener an HTTP listener displaces from its address and port.
