@@ -165,8 +165,12 @@ impl DirectoryStore {
 async fn watch_loop(inner: Weak<Inner>, root: PathBuf) {
     use notify::Watcher as _;
     let (notify_tx, mut notify_rx) = mpsc::unbounded_channel();
-    let watcher = notify::recommended_watcher(move |_event| {
-        let _ = notify_tx.send(());
+    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        // Reading the tree (this store's own scans included) opens files and directories: only
+        // changes count, or every scan would set off the next.
+        if !event.as_ref().is_ok_and(is_read_only) {
+            let _ = notify_tx.send(());
+        }
     })
     .and_then(|mut watcher| watcher.watch(&root, notify::RecursiveMode::Recursive).map(|()| watcher));
     if let Err(error) = &watcher {
@@ -196,6 +200,12 @@ async fn watch_loop(inner: Weak<Inner>, root: PathBuf) {
         }
         unsettled = tokio::task::spawn_blocking(move || inner.refresh(false)).await.unwrap_or(false);
     }
+}
+
+/// Whether a file-system event only says something was opened or read.
+fn is_read_only(event: &notify::Event) -> bool {
+    use notify::event::{AccessKind, AccessMode, EventKind};
+    matches!(event.kind, EventKind::Access(kind) if kind != AccessKind::Close(AccessMode::Write))
 }
 
 impl Inner {

@@ -124,3 +124,14 @@ async fn a_file_caught_empty_mid_write_keeps_its_objects() {
         .expect("channel open");
     assert!(matches!(deleted, Event::Deleted(object) if object.name() == "reviews"));
 }
+
+#[test]
+fn only_changes_wake_the_watcher_not_reads() {
+    use notify::event::{AccessKind, AccessMode, CreateKind, EventKind, ModifyKind};
+    let event = |kind| notify::Event::new(kind);
+    assert!(is_read_only(&event(EventKind::Access(AccessKind::Open(AccessMode::Any)))));
+    assert!(is_read_only(&event(EventKind::Access(AccessKind::Close(AccessMode::Read)))));
+    assert!(!is_read_only(&event(EventKind::Access(AccessKind::Close(AccessMode::Write)))));
+    assert!(!is_read_only(&event(EventKind::Modify(ModifyKind::Any))));
+    assert!(!is_read_only(&event(EventKind::Create(CreateKind::File))));
+}
