@@ -9,7 +9,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::histogram::Histogram;
 
 use istio_runtime::metrics::ExactCounter;
 use istio_runtime::monitoring::SharedRegistry;
@@ -33,12 +33,16 @@ pub struct RejectLabels {
 pub struct Metrics {
     pub xds_clients: Gauge,
     pub pushes: Family<TypeLabel, ExactCounter>,
-    pub rejects: Family<TypeLabel, ExactCounter>,
+    /// `pilot_total_xds_rejects`: every NACK, of any type.
+    pub rejects: ExactCounter,
+    /// `pilot_rds_expired_nonce`: route requests answering a response already superseded.
+    pub rds_expired_nonce: ExactCounter,
     /// `pilot_xds_cds_reject`, `…_eds_…`, `…_lds_…`, `…_rds_…`: 1 for each proxy's last rejection.
     pub type_rejects: [(&'static str, Family<RejectLabels, Gauge>); 4],
     pub services: Gauge,
     pub virtual_services: Gauge,
-    pub push_time: Histogram,
+    /// `pilot_xds_push_time{type}`: from building a response until it is handed to the stream.
+    pub push_time: Family<TypeLabel, Histogram, fn() -> Histogram>,
     pub convergence: Histogram,
     pub push_contexts: Counter,
     pub invalid_config: Counter,
@@ -63,11 +67,12 @@ impl Metrics {
         let metrics = Metrics {
             xds_clients: Gauge::default(),
             pushes: Family::default(),
-            rejects: Family::default(),
+            rejects: ExactCounter::default(),
+            rds_expired_nonce: ExactCounter::default(),
             type_rejects: ["cds", "eds", "lds", "rds"].map(|kind| (kind, Family::default())),
             services: Gauge::default(),
             virtual_services: Gauge::default(),
-            push_time: Histogram::new(exponential_buckets(0.0001, 4.0, 10)),
+            push_time: Family::new_with_constructor(push_time_histogram),
             convergence: Histogram::new([0.1, 0.5, 1.0, 3.0, 5.0, 10.0, 20.0, 30.0]),
             push_contexts: Counter::default(),
             invalid_config: Counter::default(),
@@ -98,7 +103,16 @@ impl Metrics {
             "Total virtual services known to pilot",
             metrics.virtual_services.clone(),
         );
-        registry.register("pilot_xds_push_time", "Seconds to generate one xDS response", metrics.push_time.clone());
+        registry.register(
+            "pilot_xds_push_time",
+            "Total time in seconds Pilot takes to push lds, rds, cds and eds.",
+            metrics.push_time.clone(),
+        );
+        registry.register(
+            "pilot_rds_expired_nonce",
+            "Total number of RDS messages with an expired nonce.",
+            metrics.rds_expired_nonce.clone(),
+        );
         registry.register(
             "pilot_proxy_convergence_time",
             "Seconds from a config change being built into a push context until a proxy ACKs it",
@@ -155,11 +169,62 @@ impl Metrics {
         self.eds_no_instances.set(i64::try_from(empty).unwrap_or(i64::MAX));
     }
 
-    /// A proxy rejected a push of `kind` (`cds`, …) with `error`.
-    pub fn record_reject(&self, kind: &'static str, node: &str, error: &str) {
-        self.rejects.get_or_create(&TypeLabel { r#type: kind }).inc();
+    /// A proxy rejected a push of `kind` (`cds`, …) with a status of `code`; the per-type
+    /// gauge is labelled with the code's name, as 1.4's (`InvalidArgument`).
+    pub fn record_reject(&self, kind: &'static str, node: &str, code: i32) {
+        self.rejects.inc();
         if let Some((_, family)) = self.type_rejects.iter().find(|(known, _)| *known == kind) {
-            family.get_or_create(&RejectLabels { node: node.to_string(), err: error.to_string() }).set(1);
+            let err = go_code_name(code).to_string();
+            family.get_or_create(&RejectLabels { node: node.to_string(), err }).set(1);
         }
     }
+
+    /// A response of `kind` was handed to the stream (`sent`) or could not be (`{kind}_senderr`),
+    /// `started` when it began to be built.
+    pub fn record_push(&self, kind: &'static str, sent: bool, started: std::time::Instant) {
+        let label = if sent {
+            kind
+        } else {
+            match kind {
+                "cds" => "cds_senderr",
+                "eds" => "eds_senderr",
+                "lds" => "lds_senderr",
+                "rds" => "rds_senderr",
+                _ => "unknown_senderr",
+            }
+        };
+        self.pushes.get_or_create(&TypeLabel { r#type: label }).inc();
+        if sent {
+            self.push_time.get_or_create(&TypeLabel { r#type: kind }).observe(started.elapsed().as_secs_f64());
+        }
+    }
+}
+
+/// 1.4's push time buckets.
+fn push_time_histogram() -> Histogram {
+    Histogram::new([0.01, 0.1, 1.0, 3.0, 5.0, 10.0, 20.0, 30.0])
+}
+
+/// A gRPC status code as Go's `codes.Code` prints it.
+fn go_code_name(code: i32) -> &'static str {
+    const NAMES: [&str; 17] = [
+        "OK",
+        "Canceled",
+        "Unknown",
+        "InvalidArgument",
+        "DeadlineExceeded",
+        "NotFound",
+        "AlreadyExists",
+        "PermissionDenied",
+        "ResourceExhausted",
+        "FailedPrecondition",
+        "Aborted",
+        "OutOfRange",
+        "Unimplemented",
+        "Internal",
+        "Unavailable",
+        "DataLoss",
+        "Unauthenticated",
+    ];
+    usize::try_from(code).ok().and_then(|index| NAMES.get(index)).copied().unwrap_or("Unknown")
 }

@@ -9,7 +9,8 @@
 //!   on in the mesh config, both count the same traffic: for every label set the sidecars
 //!   report, Mixer's `istio_requests_total` grows by the same number of requests (the gateway's
 //!   own client-side series aside, as its proxy is not scraped here; `connection_security_policy`
-//!   compared without case: 1.4's v2 wrote `NONE`, its Mixer config `none`).
+//!   compared without case: 1.4's v2 wrote `NONE`, its Mixer config `none`). The mesh console
+//!   draws the graph from the proxies' series, latency from their milliseconds histogram.
 //! - Stock Envoy: it has no such plugins, so Pilot does not send it the patches (Envoy rejects
 //!   nothing), its proxies have no `istio_requests_total`, and it keeps reporting to Mixer.
 
@@ -20,6 +21,8 @@ use e2e::local::{sample, LocalMesh, Plane};
 
 /// istio-telemetry's prometheus adapter.
 const MIXER_METRICS: &str = "10.44.0.15:42422";
+/// The mesh console (the local platform's `CONSOLE` address and port).
+const CONSOLE: &str = "10.44.0.18:20001";
 
 type Labels = BTreeMap<String, String>;
 
@@ -192,6 +195,23 @@ fn telemetry_v2_with_the_builtin_proxy() {
     }
     std::thread::sleep(Duration::from_secs(2));
     assert!(samples(&mixer_text(), "istio_requests_total").is_empty(), "Mixer counted HTTP requests with v2 on");
+
+    // The mesh console reads the proxies' series (Prometheus' envoy-stats job): the graph has
+    // the edge with its rate and a p99 from the milliseconds histogram.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let row = "<td>productpage-v1 (default)</td><td>reviews-v3 (default)</td><td>HTTP</td>";
+    loop {
+        traffic(&mesh, 3);
+        let (status, page) = e2e::http_get(CONSOLE, "/graph");
+        let edge = page.split(row).nth(1).and_then(|rest| rest.split("</tr>").next()).map(str::to_string);
+        if status == 200
+            && edge.as_deref().is_some_and(|cells| cells.ends_with(" ms</td>") && cells.contains(" rps</td>"))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the console never showed the v2 edge with a p99 ({edge:?}):\n{page}");
+        std::thread::sleep(Duration::from_secs(3));
+    }
 
     // Mixer's reports back on beside the plugin: both count the same requests.
     set_mixer_http_reports_disabled(&mesh, false);

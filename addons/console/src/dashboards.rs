@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::chart::{self, Line};
 use crate::page::{escape, no_data, notice, number, url_value};
+use crate::promql::duration_quantile;
 use crate::sources::{Sample, SourceError, Sources};
 
 /// How far back the charts go, and their resolution.
@@ -89,11 +90,7 @@ struct Chart {
 fn stats(subject: &Subject, window: &str) -> Vec<Stat> {
     let inbound = subject.inbound();
     let volume = format!("sum(rate(istio_requests_total{{{inbound}}}[{window}]))");
-    let quantile = |q: &str| {
-        format!(
-            "histogram_quantile({q}, sum(rate(istio_request_duration_seconds_bucket{{{inbound}}}[{window}])) by (le))"
-        )
-    };
+    let quantile = |q: &str| duration_quantile(q, &inbound, window, "");
     let mut stats = vec![
         Stat { title: "Request volume", query: volume.clone(), format: Format::Rate },
         Stat {
@@ -152,9 +149,7 @@ fn charts(subject: &Subject, window: &str) -> Vec<Chart> {
             },
             Chart {
                 title: "Incoming request duration by source (P99)",
-                query: format!(
-                    "histogram_quantile(0.99, sum(rate(istio_request_duration_seconds_bucket{{{inbound}}}[{window}])) by (le, source_workload))"
-                ),
+                query: duration_quantile("0.99", &inbound, window, "source_workload"),
                 legend: &["source_workload"],
                 unit: "s",
             },
@@ -272,9 +267,7 @@ pub async fn render(sources: &Sources, subject: &Subject, window: &str) -> Strin
             format!(
                 "sum(rate(istio_requests_total{{{inbound}, response_code!~\"5.*\"}}[{window}])) by ({by}) / sum(rate(istio_requests_total{{{inbound}}}[{window}])) by ({by})"
             ),
-            format!(
-                "histogram_quantile(0.99, sum(rate(istio_request_duration_seconds_bucket{{{inbound}}}[{window}])) by (le, {by}))"
-            ),
+            duration_quantile("0.99", &inbound, window, by),
         ];
         let (volume, success, p99) = tokio::join!(
             sources.query(&table_queries[0]),

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 
 use crate::page::{escape, number};
+use crate::promql::duration_quantile;
 use crate::sources::Sample;
 
 /// A workload in the graph.
@@ -66,9 +67,7 @@ pub fn queries(window: &str) -> Queries {
         http_source: format!(
             "sum(rate(istio_requests_total{{reporter=\"source\"}}[{window}])) by ({PAIR}, destination_service_name, response_code)"
         ),
-        p99: format!(
-            "histogram_quantile(0.99, sum(rate(istio_request_duration_seconds_bucket{{reporter=\"destination\"}}[{window}])) by (le, {PAIR}))"
-        ),
+        p99: duration_quantile("0.99", "reporter=\"destination\"", window, PAIR),
         tcp: format!(
             "sum(rate(istio_tcp_sent_bytes_total{{reporter=\"destination\"}}[{window}]) + rate(istio_tcp_received_bytes_total{{reporter=\"destination\"}}[{window}])) by ({PAIR})"
         ),

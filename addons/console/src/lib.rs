@@ -9,6 +9,7 @@ pub mod config;
 pub mod dashboards;
 pub mod graph;
 pub mod page;
+pub mod promql;
 pub mod server;
 pub mod sources;
 pub mod traces;

@@ -24,7 +24,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::generate::generate;
 use super::intern;
-use crate::metrics::{Metrics, TypeLabel};
+use crate::metrics::Metrics;
 use crate::model::{GeneratedResource, PushContext};
 use crate::node::Proxy;
 
@@ -222,15 +222,19 @@ impl SotwStream {
             ..Default::default()
         };
         let kind = short_type(type_url);
-        self.server.metrics.pushes.get_or_create(&TypeLabel { r#type: kind }).inc();
-        self.server.metrics.push_time.observe(started.elapsed().as_secs_f64());
         self.server.connections.update(&self.id, |status| {
             let entry = status.types.entry(kind.to_string()).or_default();
             entry.sent_version = push.version.clone();
             entry.sent_nonce = nonce;
             entry.resources = count;
         });
-        out.send((Some(permit), Ok(response))).await.map(|()| true).map_err(|_| ())
+        let sent = out.send((Some(permit), Ok(response))).await.is_ok();
+        self.server.metrics.record_push(kind, sent, started);
+        if sent {
+            Ok(true)
+        } else {
+            Err(())
+        }
     }
 
     /// Pushes a new context: every watched type in Envoy's order. A CDS update makes Envoy
@@ -269,12 +273,15 @@ impl SotwStream {
             return Ok(true);
         }
         if watch.nonce.as_deref() != Some(request.response_nonce.as_str()) {
+            if kind == "rds" {
+                self.server.metrics.rds_expired_nonce.inc();
+            }
             return Ok(false); // stale: an answer to a response that has been superseded
         }
         let proxy_id = self.proxy.as_ref().map(|p| p.id.clone()).unwrap_or_default();
         if let Some(error) = &request.error_detail {
             tracing::warn!(proxy = %proxy_id, r#type = kind, nonce = %request.response_nonce, error = %error.message, "proxy rejected config (NACK)");
-            self.server.metrics.record_reject(kind, &proxy_id, &error.message);
+            self.server.metrics.record_reject(kind, &proxy_id, error.code);
             let message = error.message.clone();
             self.server
                 .connections
@@ -467,7 +474,7 @@ impl DeltaStream {
         if let Some(error) = &request.error_detail {
             tracing::warn!(connection = %self.id, r#type = kind, error = %error.message, "proxy rejected delta config (NACK)");
             let node = self.proxy.as_ref().map(|proxy| proxy.id.clone()).unwrap_or_default();
-            self.server.metrics.record_reject(kind, &node, &error.message);
+            self.server.metrics.record_reject(kind, &node, error.code);
             return Ok(Vec::new());
         }
         let first = !self.watches.contains_key(&request.type_url);
@@ -521,6 +528,7 @@ impl DeltaStream {
     /// The response that brings the proxy's `type_url` resources up to `push`, if anything
     /// changed (or the type's first request is still unanswered).
     fn response(&mut self, push: &PushContext, type_url: &str) -> Option<DeltaDiscoveryResponse> {
+        let started = Instant::now();
         let proxy = self.proxy.as_ref()?;
         let watch = self.watches.get_mut(type_url)?;
         let names = if watch.wildcard { Vec::new() } else { watch.names.clone() };
@@ -532,7 +540,7 @@ impl DeltaStream {
         }
         self.nonce += 1;
         let kind = short_type(type_url);
-        self.server.metrics.pushes.get_or_create(&TypeLabel { r#type: kind }).inc();
+        self.server.metrics.record_push(kind, true, started);
         let (count, nonce) = (resources.len(), self.nonce.to_string());
         self.server.connections.update(&self.id, |status| {
             let entry = status.types.entry(kind.to_string()).or_default();
