@@ -3,9 +3,11 @@
 //! under `objects/<namespace|_cluster>/<kind>[.<group>]/<name>.yaml`. Writes are atomic: a temp
 //! file, then a rename.
 //!
-//! Changes made by other processes are noticed through inotify (notify), with a rescan every
-//! 5 s as a safety net (every 500 ms where notifications are unavailable), so a watcher hears
-//! about them within a second. A file that stops parsing keeps its
+//! Changes made by other processes are noticed through inotify (notify): after a change the
+//! tree is rescanned every 20 ms for a second (a missed notification is caught, and files
+//! written in turn are seen in turn), and every second as a safety net when nothing changes
+//! (every 500 ms where notifications are unavailable), so a watcher hears about a change within
+//! a second. A file that stops parsing keeps its
 //! last good objects and is reported as a `SourceError` until it is fixed.
 
 use std::collections::BTreeMap;
@@ -22,8 +24,13 @@ use crate::yaml::parse_objects;
 
 /// How often the tree is rescanned when file notifications are unavailable.
 const RESCAN_INTERVAL: Duration = Duration::from_millis(500);
-/// How often it is rescanned anyway when notifications work (a safety net for missed events).
-const NOTIFIED_RESCAN_INTERVAL: Duration = Duration::from_secs(5);
+/// How often it is rescanned anyway when notifications work and nothing is changing.
+const NOTIFIED_RESCAN_INTERVAL: Duration = Duration::from_secs(1);
+/// After a change, the tree is rescanned this often for a while: a notification can be missed
+/// (a file written into a directory before its watch is added), and writers that change several
+/// files (a namespace label, then the deployments it governs) expect them seen in their order.
+const ACTIVE_RESCAN_INTERVAL: Duration = Duration::from_millis(20);
+const ACTIVE_WINDOW: Duration = Duration::from_secs(1);
 /// A changed file is read only once it has been still this long (or looked the same on two
 /// scans), so a writer caught between truncating and writing is not taken as "empty".
 const SETTLE_TIME: Duration = Duration::from_millis(100);
@@ -178,6 +185,7 @@ async fn watch_loop(inner: Weak<Inner>, root: PathBuf) {
     }
     let mut ticker = tokio::time::interval(if watcher.is_ok() { NOTIFIED_RESCAN_INTERVAL } else { RESCAN_INTERVAL });
     let mut unsettled = false;
+    let mut active_until: Option<tokio::time::Instant> = None;
     loop {
         let settle = async {
             if unsettled {
@@ -186,13 +194,21 @@ async fn watch_loop(inner: Weak<Inner>, root: PathBuf) {
                 std::future::pending::<()>().await;
             }
         };
+        let follow_up = async {
+            match active_until {
+                Some(until) if tokio::time::Instant::now() < until => tokio::time::sleep(ACTIVE_RESCAN_INTERVAL).await,
+                _ => std::future::pending::<()>().await,
+            }
+        };
         tokio::select! {
             Some(()) = notify_rx.recv() => {
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 while notify_rx.try_recv().is_ok() {}
+                active_until = Some(tokio::time::Instant::now() + ACTIVE_WINDOW);
             }
             _ = ticker.tick() => {}
             () = settle => {}
+            () = follow_up => {}
         }
         let Some(inner) = inner.upgrade() else { return };
         if inner.subscriber_count() == 0 {
