@@ -174,7 +174,7 @@ impl Metrics {
     pub fn record_reject(&self, kind: &'static str, node: &str, code: i32) {
         self.rejects.inc();
         if let Some((_, family)) = self.type_rejects.iter().find(|(known, _)| *known == kind) {
-            let err = go_code_name(code).to_string();
+            let err = istio_runtime::grpc_metrics::go_code_name(code).to_string();
             family.get_or_create(&RejectLabels { node: node.to_string(), err }).set(1);
         }
     }
@@ -203,28 +203,4 @@ impl Metrics {
 /// 1.4's push time buckets.
 fn push_time_histogram() -> Histogram {
     Histogram::new([0.01, 0.1, 1.0, 3.0, 5.0, 10.0, 20.0, 30.0])
-}
-
-/// A gRPC status code as Go's `codes.Code` prints it.
-fn go_code_name(code: i32) -> &'static str {
-    const NAMES: [&str; 17] = [
-        "OK",
-        "Canceled",
-        "Unknown",
-        "InvalidArgument",
-        "DeadlineExceeded",
-        "NotFound",
-        "AlreadyExists",
-        "PermissionDenied",
-        "ResourceExhausted",
-        "FailedPrecondition",
-        "Aborted",
-        "OutOfRange",
-        "Unimplemented",
-        "Internal",
-        "Unavailable",
-        "DataLoss",
-        "Unauthenticated",
-    ];
-    usize::try_from(code).ok().and_then(|index| NAMES.get(index)).copied().unwrap_or("Unknown")
 }

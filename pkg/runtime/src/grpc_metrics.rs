@@ -53,6 +53,11 @@ const CODES: [(&str, &str); 17] = [
     ("Unauthenticated", "UNAUTHENTICATED"),
 ];
 const CANCELLED: usize = 1;
+
+/// A gRPC status code as Go's `codes.Code` prints it (`InvalidArgument`), as 1.4's metrics label it.
+pub fn go_code_name(code: i32) -> &'static str {
+    usize::try_from(code).ok().and_then(|index| CODES.get(index)).map_or(CODES[UNKNOWN].0, |(go, _)| go)
+}
 const UNKNOWN: usize = 2;
 
 /// OpenCensus' default millisecond distribution.
