@@ -61,17 +61,19 @@ fn page(gateway: &str, cookie: Option<&str>) -> String {
     body
 }
 
-/// Waits until `check` holds for five pages in a row (config takes a moment to reach every proxy).
+/// Waits until `check` holds for five pages in a row (config takes a moment to reach every proxy;
+/// a connection the config change drains may answer 503 meanwhile).
 fn eventually_every_page(gateway: &str, cookie: Option<&str>, what: &str, check: impl Fn(&str) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
+    let headers: Vec<(&str, &str)> = cookie.map(|cookie| vec![("cookie", cookie)]).unwrap_or_default();
     let mut streak = 0;
     while streak < 5 {
-        let body = page(gateway, cookie);
-        if check(&body) {
+        let (status, _, body) = http_request(gateway, "GET", "/productpage", &headers, "");
+        if status == 200 && check(&body) {
             streak += 1;
         } else {
             streak = 0;
-            assert!(Instant::now() < deadline, "{what}: the page never settled:\n{body}");
+            assert!(Instant::now() < deadline, "{what}: the page never settled ({status}):\n{body}");
             std::thread::sleep(Duration::from_millis(300));
         }
     }
