@@ -5,6 +5,12 @@
 //! grafana and kiali. A proxy's admin API listens on its pod's loopback only, so `envoy POD`
 //! forwards a local port into the pod (as `kubectl port-forward`) until interrupted.
 //! `x local port-forward` is the same forwarding as a kubectl verb.
+//!
+//! On a cluster (`--kubeconfig`, `--context`, or no mesh on this host and a kubeconfig
+//! configured) it does what 1.4's did: finds the addon's pod by label in the Istio namespace
+//! (`app=prometheus`, `app=grafana`, `app=kiali`, `app=jaeger`, `app=zipkin`), forwards a local
+//! port to it through the API server and prints `http://localhost:PORT` (Kiali's with `/kiali`),
+//! forwarding until interrupted.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::Duration;
@@ -26,6 +32,8 @@ pub struct DashboardArgs {
     /// Local address a forwarded dashboard listens on.
     #[arg(long, global = true, default_value = "localhost")]
     pub address: String,
+    #[command(flatten)]
+    pub kube: crate::kube::KubeArgs,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -79,6 +87,9 @@ fn addon_url(plan: &Plan, addon: Component, port: u16, what: &str, enable: &str)
 
 pub(crate) fn run(args: &DashboardArgs) -> anyhow::Result<i32> {
     let layout = Layout::from_env();
+    if args.kube.wants_cluster(&layout) {
+        return on_cluster(args);
+    }
     let plan = Plan::load(&layout)?;
     let url = match &args.dashboard {
         Dashboard::Prometheus => {
@@ -105,6 +116,60 @@ fn envoy(layout: &Layout, args: &DashboardArgs, pod: &str, namespace: &str) -> a
         let (forward, bound) = forward_to(layout, name, namespace, ENVOY_ADMIN_PORT, &args.address, args.port).await?;
         open(&format!("http://{bound}"), args.browser);
         serve_until_interrupted(vec![forward]).await
+    })?;
+    Ok(0)
+}
+
+/// An addon on a cluster as 1.4 found it: the pod label's app, the name in messages, the port
+/// and the URL's path.
+struct ClusterAddon {
+    app: &'static str,
+    what: &'static str,
+    port: u16,
+    path: &'static str,
+}
+
+fn cluster_addon(dashboard: &Dashboard) -> Option<ClusterAddon> {
+    let addon = |app, what, port, path| Some(ClusterAddon { app, what, port, path });
+    match dashboard {
+        Dashboard::Prometheus => addon("prometheus", "Prometheus", 9090, ""),
+        Dashboard::Grafana => addon("grafana", "Grafana", 3000, ""),
+        Dashboard::Kiali => addon("kiali", "Kiali", 20001, "/kiali"),
+        Dashboard::Jaeger => addon("jaeger", "Jaeger", 16686, ""),
+        Dashboard::Zipkin => addon("zipkin", "Zipkin", 9411, ""),
+        Dashboard::Envoy { .. } => None,
+    }
+}
+
+/// The dashboard on a cluster: a port-forward through the API server until Ctrl-C.
+fn on_cluster(args: &DashboardArgs) -> anyhow::Result<i32> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    runtime.block_on(async {
+        let client = args.kube.client().await?;
+        let (namespace, pod, port, path) = match &args.dashboard {
+            Dashboard::Envoy { pod, namespace } => {
+                let (name, namespace) = pod.split_once('.').unwrap_or((pod, namespace));
+                (namespace.to_string(), name.to_string(), ENVOY_ADMIN_PORT, "")
+            }
+            addon => {
+                let Some(addon) = cluster_addon(addon) else { bail!("no addon for {addon:?}") };
+                let namespace = args.kube.istio_namespace.clone();
+                let selector = format!("app={}", addon.app);
+                let pod = crate::kube::first_pod(&client, &namespace, &selector, addon.what).await?;
+                (namespace, pod, addon.port, addon.path)
+            }
+        };
+        let forward = crate::kube::ClusterForward::new(&client, &namespace, &pod, port).await?;
+        let local = if args.address == "localhost" { "127.0.0.1" } else { &args.address };
+        let listener = tokio::net::TcpListener::bind((local, args.port))
+            .await
+            .with_context(|| format!("cannot listen on {local}:{}", args.port))?;
+        let bound = listener.local_addr()?;
+        open(&format!("http://{}:{}{path}", args.address, bound.port()), args.browser);
+        tokio::select! {
+            served = forward.serve(listener) => served.context("failure running port forward process"),
+            () = istio_runtime::shutdown_signal() => Ok(()),
+        }
     })?;
     Ok(0)
 }

@@ -5,6 +5,7 @@ pub(crate) mod authn;
 pub(crate) mod authz;
 pub(crate) mod dashboard;
 pub(crate) mod demo;
+pub(crate) mod kube;
 pub(crate) mod kube_inject;
 pub(crate) mod local;
 pub(crate) mod mcp;

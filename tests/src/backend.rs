@@ -143,13 +143,17 @@ impl Backend {
                 continue;
             }
             let (status, text) = self.answer(&path);
+            // A client that asks to close gets the connection closed after the answer, as HTTP/1.1 says.
+            let closing =
+                headers.iter().any(|(name, value)| name == "connection" && value.eq_ignore_ascii_case("close"));
             let response = format!(
-                "HTTP/1.1 {status} {}\r\ncontent-length: {}\r\nx-backend: {}\r\ncontent-type: text/plain\r\n\r\n{text}",
+                "HTTP/1.1 {status} {}\r\ncontent-length: {}\r\nx-backend: {}\r\ncontent-type: text/plain\r\n{}\r\n{text}",
                 reason(status),
                 text.len(),
-                self.name
+                self.name,
+                if closing { "connection: close\r\n" } else { "" }
             );
-            if writer.write_all(response.as_bytes()).is_err() {
+            if writer.write_all(response.as_bytes()).is_err() || closing {
                 return;
             }
         }

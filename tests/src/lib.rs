@@ -8,6 +8,7 @@ pub mod certs;
 pub mod envoy;
 pub mod fixtures;
 pub mod gateway;
+pub mod kube_api;
 pub mod layout;
 pub mod local;
 pub mod outside;

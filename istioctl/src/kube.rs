@@ -1,0 +1,151 @@
+//! istioctl's way to a Kubernetes cluster: 1.4's `--kubeconfig`, `--context` and
+//! `--istioNamespace` flags, the choice between this host's mesh (the local platform) and a
+//! cluster, and port-forwarding into a cluster's pods through the API server (the
+//! `portforward` subresource over WebSocket, one stream per local connection, as
+//! `kubectl port-forward` does).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use istio_local::Layout;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::ListParams;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config};
+use tokio::net::{TcpListener, TcpStream};
+
+/// The flags that point istioctl at a cluster.
+#[derive(Debug, Clone, clap::Args)]
+pub struct KubeArgs {
+    /// Kubernetes configuration file: talk to that cluster instead of this host's mesh.
+    #[arg(short = 'c', long = "kubeconfig", global = true)]
+    pub kubeconfig: Option<PathBuf>,
+    /// The name of the kubeconfig context to use.
+    #[arg(long = "context", global = true)]
+    pub context: Option<String>,
+    /// Istio system namespace.
+    #[arg(short = 'i', long = "istioNamespace", global = true, default_value = "istio-system")]
+    pub istio_namespace: String,
+}
+
+impl KubeArgs {
+    /// Whether the command is for a cluster: when a kubeconfig or context is named, or when
+    /// this host has no mesh installed and a kubeconfig is configured (`KUBECONFIG` or
+    /// `~/.kube/config`, as kubectl finds it).
+    pub fn wants_cluster(&self, layout: &Layout) -> bool {
+        if self.kubeconfig.is_some() || self.context.is_some() {
+            return true;
+        }
+        if layout.install_file().exists() {
+            return false;
+        }
+        std::env::var_os("KUBECONFIG").is_some_and(|value| !value.is_empty())
+            || std::env::var_os("HOME").is_some_and(|home| PathBuf::from(home).join(".kube/config").is_file())
+    }
+
+    /// A client for the chosen kubeconfig and context.
+    pub async fn client(&self) -> anyhow::Result<Client> {
+        let options = KubeConfigOptions { context: self.context.clone(), ..KubeConfigOptions::default() };
+        let config = match &self.kubeconfig {
+            Some(path) => {
+                let file =
+                    Kubeconfig::read_from(path).with_context(|| format!("reading kubeconfig {}", path.display()))?;
+                Config::from_custom_kubeconfig(file, &options)
+                    .await
+                    .with_context(|| format!("kubeconfig {}", path.display()))?
+            }
+            None => Config::from_kubeconfig(&options).await.context("loading the kubeconfig")?,
+        };
+        Client::try_from(config).context("failed to create k8s client")
+    }
+}
+
+/// The name of the first pod in `namespace` matching `selector` (`app=prometheus`), as 1.4's
+/// `PodsForSelector(...).Items[0]`; `what` names it in errors ("Prometheus").
+pub(crate) async fn first_pod(client: &Client, namespace: &str, selector: &str, what: &str) -> anyhow::Result<String> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let list = pods
+        .list(&ListParams::default().labels(selector))
+        .await
+        .with_context(|| format!("not able to locate {what} pod"))?;
+    // Prefer a running pod; 1.4 took the first one listed.
+    let running = |pod: &&Pod| pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+    let pod = list.items.iter().find(running).or_else(|| list.items.first());
+    match pod.and_then(|pod| pod.metadata.name.clone()) {
+        Some(name) => Ok(name),
+        None => bail!("no {what} pods found"),
+    }
+}
+
+/// A port-forward from a local listener to `port` of a pod, through the API server.
+pub(crate) struct ClusterForward {
+    pods: Api<Pod>,
+    pod: String,
+    port: u16,
+}
+
+impl ClusterForward {
+    /// Checks that the pod exists before anything is printed, as the forwarder 1.4 built did.
+    pub(crate) async fn new(client: &Client, namespace: &str, pod: &str, port: u16) -> anyhow::Result<ClusterForward> {
+        let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+        pods.get(pod).await.with_context(|| format!("could not build port forwarder for {pod}.{namespace}"))?;
+        Ok(ClusterForward { pods, pod: pod.to_string(), port })
+    }
+
+    /// Accepts local connections until the listener fails, each forwarded over its own stream.
+    pub(crate) async fn serve(self, listener: TcpListener) -> anyhow::Result<()> {
+        loop {
+            let (socket, peer) = listener.accept().await.context("accepting a forwarded connection")?;
+            let (pods, pod, port) = (self.pods.clone(), self.pod.clone(), self.port);
+            tokio::spawn(async move {
+                if let Err(error) = forward_connection(socket, &pods, &pod, port).await {
+                    eprintln!("port-forward from {peer} to {pod}:{port}: {error:#}");
+                }
+            });
+        }
+    }
+}
+
+/// Copies one local connection to and from the pod's port until both sides are done.
+async fn forward_connection(mut socket: TcpStream, pods: &Api<Pod>, pod: &str, port: u16) -> anyhow::Result<()> {
+    let mut forwarder = pods.portforward(pod, &[port]).await.context("opening the port-forward stream")?;
+    let mut upstream = forwarder.take_stream(port).context("the port-forward has no stream for the port")?;
+    let pod_error = forwarder.take_error(port);
+    let copied = tokio::io::copy_bidirectional(&mut socket, &mut upstream).await;
+    drop(upstream);
+    // A pod that cannot reach the port says why on the error channel before the stream closes.
+    let pod_error = match pod_error {
+        Some(pod_error) => tokio::time::timeout(Duration::from_secs(1), pod_error).await.ok().flatten(),
+        None => None,
+    };
+    forwarder.abort();
+    if let Some(message) = pod_error {
+        bail!("{message}");
+    }
+    copied.context("copying")?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(kubeconfig: Option<&str>, context: Option<&str>) -> KubeArgs {
+        KubeArgs {
+            kubeconfig: kubeconfig.map(PathBuf::from),
+            context: context.map(String::from),
+            istio_namespace: "istio-system".into(),
+        }
+    }
+
+    #[test]
+    fn a_named_kubeconfig_or_context_means_a_cluster_even_with_a_local_mesh() {
+        let root = tempfile::tempdir().expect("temp dir");
+        let layout = Layout::new(root.path());
+        std::fs::write(layout.install_file(), "{}").expect("install file");
+        assert!(args(Some("/tmp/kubeconfig"), None).wants_cluster(&layout));
+        assert!(args(None, Some("kind-kind")).wants_cluster(&layout));
+        assert!(!args(None, None).wants_cluster(&layout), "the local mesh wins when nothing is named");
+    }
+}
