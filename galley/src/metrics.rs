@@ -13,11 +13,28 @@ use istio_runtime::metrics::ExactCounter;
 use istio_runtime::monitoring::SharedRegistry;
 
 /// The resource an admission decision was about.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+#[derive(Debug, Clone, Default, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct ResourceLabels {
     pub group: String,
     pub version: String,
     pub resource: String,
+}
+
+impl ResourceLabels {
+    pub(crate) fn with_reason(self, reason: &str) -> RejectionLabels {
+        RejectionLabels {
+            group: self.group,
+            version: self.version,
+            resource: self.resource,
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// An HTTP-level refusal by the webhook.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct HttpErrorLabels {
+    pub status: String,
 }
 
 /// A refused admission: the resource and why.
@@ -38,6 +55,7 @@ pub(crate) struct Metrics {
     collection_sizes: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Gauge>>>,
     pub validation_passed: Family<ResourceLabels, ExactCounter>,
     pub validation_failed: Family<RejectionLabels, ExactCounter>,
+    pub validation_http_error: Family<HttpErrorLabels, ExactCounter>,
     pub invalid_source_objects: Family<CollectionLabel, Counter>,
     pub source_errors: Counter,
     pub snapshots_published: Counter,
@@ -65,6 +83,7 @@ impl Default for Metrics {
             collection_sizes: Default::default(),
             validation_passed: Family::default(),
             validation_failed: Family::default(),
+            validation_http_error: Family::default(),
             invalid_source_objects: Family::default(),
             source_errors: Counter::default(),
             snapshots_published: Counter::default(),
@@ -94,6 +113,11 @@ impl Metrics {
             "galley_validation_failed",
             "Objects the validation webhook rejected",
             metrics.validation_failed.clone(),
+        );
+        registry.register(
+            "galley_validation_http_error",
+            "Requests the validation webhook refused before reading them, by HTTP status",
+            metrics.validation_http_error.clone(),
         );
         registry.register(
             "galley_source_invalid_objects",

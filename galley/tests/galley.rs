@@ -238,7 +238,8 @@ async fn incremental_sinks_get_only_changes_and_nacks_are_counted() {
     assert_eq!(mesh.next().await.resources.len(), 1);
 }
 
-async fn post_review(fixture: &Fixture, path: &str, review: &Value) -> Value {
+/// POSTs `body` with `content_type` to the webhook; returns the status and the body.
+async fn post_raw(fixture: &Fixture, path: &str, content_type: &str, body: Vec<u8>) -> (u16, bytes::Bytes) {
     let mut roots = rustls::RootCertStore::empty();
     let ca = rustls::pki_types::CertificateDer::from_pem_slice(fixture.ca_pem.as_bytes()).expect("ca");
     roots.add(ca).expect("root");
@@ -256,15 +257,21 @@ async fn post_review(fixture: &Fixture, path: &str, review: &Value) -> Value {
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls)).await.expect("handshake");
     tokio::spawn(connection);
-    let body = serde_json::to_vec(review).expect("json");
     let request = http::Request::post(path)
         .header("host", "istio-galley.istio-system.svc")
-        .header("content-type", "application/json")
+        .header("content-type", content_type)
         .body(Full::new(bytes::Bytes::from(body)))
         .expect("request");
     let response = sender.send_request(request).await.expect("response");
-    assert_eq!(response.status(), 200);
-    serde_json::from_slice(&response.into_body().collect().await.expect("body").to_bytes()).expect("json response")
+    let status = response.status().as_u16();
+    (status, response.into_body().collect().await.expect("body").to_bytes())
+}
+
+async fn post_review(fixture: &Fixture, path: &str, review: &Value) -> Value {
+    let body = serde_json::to_vec(review).expect("json");
+    let (status, answer) = post_raw(fixture, path, "application/json", body).await;
+    assert_eq!(status, 200);
+    serde_json::from_slice(&answer).expect("json response")
 }
 
 fn review(api_version: &str, object: Value) -> Value {
@@ -373,4 +380,75 @@ async fn kubernetes_source_feeds_mcp() {
     assert_eq!(weights(&served, "default/reviews"), vec![50, 50]);
     let mut synthetic = Sink::connect(galley.mcp_address, istio_api::kinds::SYNTHETIC_SERVICE_ENTRIES, false).await;
     assert_eq!(names(&synthetic.next().await), vec!["default/reviews"]);
+}
+
+/// 1.4's webhook edges: HTTP refusals by status, an undecodable review answered with a denial,
+/// operations other than CREATE/UPDATE, unknown top-level fields, and each decision counted
+/// with the request's resource and 1.4's reason.
+#[tokio::test]
+async fn webhook_counts_its_decisions_with_1_4s_reasons() {
+    let fixture = start().await;
+    let (status, _) = post_raw(&fixture, "/admitpilot", "application/json", Vec::new()).await;
+    assert_eq!(status, 400, "no body");
+    let (status, body) = post_raw(&fixture, "/admitpilot", "text/plain", b"{}".to_vec()).await;
+    assert_eq!(status, 415, "wrong content type");
+    assert!(String::from_utf8_lossy(&body).contains("want `application/json`"));
+    let (status, body) = post_raw(&fixture, "/admitmixer", "application/json", b"{not json".to_vec()).await;
+    assert_eq!(status, 200, "an undecodable review is answered");
+    let answer: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(answer["response"]["allowed"], false);
+    assert!(answer["response"]["status"]["message"].as_str().unwrap_or_default().starts_with("could not decode body"));
+
+    let resource = json!({"group": "networking.istio.io", "version": "v1alpha3", "resource": "virtualservices"});
+    let request = |operation: &str, object: Value| {
+        json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+               "request": {"uid": "u1", "operation": operation, "namespace": "default", "name": "reviews",
+                           "resource": resource.clone(), "object": object}})
+    };
+    let valid = json!({"apiVersion": "networking.istio.io/v1alpha3", "kind": "VirtualService",
+        "metadata": {"name": "reviews"},
+        "spec": {"hosts": ["reviews"], "http": [{"route": [{"destination": {"host": "reviews"}}]}]}});
+    let answer = post_review(&fixture, "/admitpilot", &request("CREATE", valid.clone())).await;
+    assert_eq!(answer["response"]["allowed"], true, "{answer}");
+    // DELETE is not validated by the Pilot webhook: allowed, counted as unsupported.
+    let answer = post_review(&fixture, "/admitpilot", &request("DELETE", Value::Null)).await;
+    assert_eq!(answer["response"]["allowed"], true, "{answer}");
+    // An unknown top-level field is refused, as 1.4's checkFields did.
+    let mut extra = valid.clone();
+    extra["specs"] = json!({});
+    let answer = post_review(&fixture, "/admitpilot", &request("CREATE", extra)).await;
+    assert_eq!(answer["response"]["allowed"], false);
+    assert_eq!(
+        answer["response"]["status"]["message"],
+        "unknown field \"specs\" on VirtualService resource default/reviews"
+    );
+    let answer = post_review(&fixture, "/admitpilot", &request("CREATE", json!("a string"))).await;
+    assert_eq!(answer["response"]["allowed"], false, "an object that does not decode");
+    // The Mixer webhook passes a named DELETE and refuses a nameless one.
+    let rule_resource = json!({"group": "config.istio.io", "version": "v1alpha2", "resource": "rules"});
+    let delete = |name: &str| {
+        json!({"apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview",
+               "request": {"uid": "u2", "operation": "DELETE", "namespace": "istio-system", "name": name,
+                           "resource": rule_resource.clone()}})
+    };
+    assert_eq!(post_review(&fixture, "/admitmixer", &delete("promhttp")).await["response"]["allowed"], true);
+    let answer = post_review(&fixture, "/admitmixer", &delete("")).await;
+    assert_eq!(answer["response"]["allowed"], false);
+    assert_eq!(answer["response"]["status"]["message"], "illformed request: name not found on delete request");
+
+    let text = metrics(fixture.galley.monitoring_address).await;
+    let vs = r#"group="networking.istio.io",version="v1alpha3",resource="virtualservices""#;
+    let rules = r#"group="config.istio.io",version="v1alpha2",resource="rules""#;
+    for expected in [
+        r#"galley_validation_http_error{status="400"} 1"#.to_string(),
+        r#"galley_validation_http_error{status="415"} 1"#.to_string(),
+        format!("galley_validation_passed{{{vs}}} 1"),
+        format!(r#"galley_validation_failed{{{vs},reason="unsupported_operation"}} 1"#),
+        format!(r#"galley_validation_failed{{{vs},reason="invalid_resource"}} 1"#),
+        format!(r#"galley_validation_failed{{{vs},reason="yaml_decode_error"}} 1"#),
+        format!("galley_validation_passed{{{rules}}} 1"),
+        format!(r#"galley_validation_failed{{{rules},reason="unknown_type"}} 1"#),
+    ] {
+        assert!(text.lines().any(|line| line == expected), "missing {expected:?} in:\n{text}");
+    }
 }

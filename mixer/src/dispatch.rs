@@ -152,7 +152,9 @@ impl Dispatcher<'_> {
     ) -> Result<MapBag, DispatchError> {
         let mut generated = MapBag::new();
         let mut errors = Vec::new();
+        let mut counted = PerRequest::default();
         for destination in routes.for_variety(Variety::AttributeGenerator) {
+            let mut reached = false;
             for group in &destination.groups {
                 if !matches(group.condition.as_deref(), request, tracker) {
                     continue;
@@ -165,14 +167,15 @@ impl Dispatcher<'_> {
                             continue;
                         }
                     };
+                    counted.instance(&mut reached);
                     let started = std::time::Instant::now();
                     let outputs = match destination.handler.handler.generate(&instance).await {
                         Ok(outputs) => {
-                            self.metrics.dispatched(&destination.handler, "generate", false, started);
+                            self.metrics.dispatched(&destination.handler, destination.template, false, started);
                             outputs
                         }
                         Err(error) => {
-                            self.metrics.dispatched(&destination.handler, "generate", true, started);
+                            self.metrics.dispatched(&destination.handler, destination.template, true, started);
                             errors.push(error.to_string());
                             continue;
                         }
@@ -193,6 +196,7 @@ impl Dispatcher<'_> {
                 }
             }
         }
+        counted.record(self.metrics);
         if errors.is_empty() {
             Ok(generated)
         } else {
@@ -226,7 +230,9 @@ impl Dispatcher<'_> {
         let mut errors = Vec::new();
         {
             let mut tracker = RequestOnly { recorder: &mut recorder, generated: &generated, request };
+            let mut counted = PerRequest::default();
             for destination in routes.for_variety(Variety::Check) {
+                let mut reached = false;
                 for group in &destination.groups {
                     if !matches(group.condition.as_deref(), &bag, &mut tracker) {
                         continue;
@@ -240,14 +246,15 @@ impl Dispatcher<'_> {
                                 continue;
                             }
                         };
+                        counted.instance(&mut reached);
                         let started = std::time::Instant::now();
                         let result = match destination.handler.handler.check(&instance).await {
                             Ok(result) => {
-                                self.metrics.dispatched(&destination.handler, "check", false, started);
+                                self.metrics.dispatched(&destination.handler, destination.template, false, started);
                                 result
                             }
                             Err(error) => {
-                                self.metrics.dispatched(&destination.handler, "check", true, started);
+                                self.metrics.dispatched(&destination.handler, destination.template, true, started);
                                 errors.push(error.to_string());
                                 continue;
                             }
@@ -272,6 +279,7 @@ impl Dispatcher<'_> {
                     }
                 }
             }
+            counted.record(self.metrics);
         }
         if !errors.is_empty() {
             return Err(DispatchError::Check(errors_text(&errors)));
@@ -346,7 +354,7 @@ impl Dispatcher<'_> {
                     let instance = builder.build(bag, tracker)?;
                     let started = std::time::Instant::now();
                     let result = destination.handler.handler.quota(&instance, args).await;
-                    self.metrics.dispatched(&destination.handler, "quota", result.is_err(), started);
+                    self.metrics.dispatched(&destination.handler, destination.template, result.is_err(), started);
                     let mut result = result.map_err(|error| error.to_string())?;
                     if !result.status.is_ok() {
                         result.status.message = format!("{}:{}", destination.handler.name, result.status.message);
@@ -366,6 +374,7 @@ impl Dispatcher<'_> {
         let bag = Layered { top: request, bottom: &generated };
         let routes = self.table.routes(&identity_namespace(&bag, &mut NoTracking));
         let mut errors = Vec::new();
+        let mut counted = PerRequest::default();
         for destination in routes.for_variety(Variety::Report) {
             let mut instances = Vec::new();
             for group in &destination.groups {
@@ -382,18 +391,43 @@ impl Dispatcher<'_> {
             if instances.is_empty() {
                 continue;
             }
+            counted.destinations += 1;
+            counted.instances += instances.len();
             let started = std::time::Instant::now();
             let result = destination.handler.handler.report(&instances).await;
-            self.metrics.dispatched(&destination.handler, "report", result.is_err(), started);
+            self.metrics.dispatched(&destination.handler, destination.template, result.is_err(), started);
             if let Err(error) = result {
                 errors.push(error.to_string());
             }
         }
+        counted.record(self.metrics);
         if errors.is_empty() {
             Ok(())
         } else {
             Err(DispatchError::Report(errors_text(&errors)))
         }
+    }
+}
+
+/// Handlers reached and instances built by one dispatch, for 1.4's per-request histograms.
+#[derive(Default)]
+struct PerRequest {
+    destinations: usize,
+    instances: usize,
+}
+
+impl PerRequest {
+    /// An instance built for a destination; `reached` marks the destination counted.
+    fn instance(&mut self, reached: &mut bool) {
+        self.instances += 1;
+        if !*reached {
+            *reached = true;
+            self.destinations += 1;
+        }
+    }
+
+    fn record(&self, metrics: &Metrics) {
+        metrics.per_request(self.destinations, self.instances);
     }
 }
 

@@ -83,7 +83,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let table: SharedTable = Arc::new(arc_swap::ArcSwap::from_pointee(Table::default()));
     let (shutdown, _) = tokio::sync::broadcast::channel(1);
 
-    let followed = source::follow(&config.store, config.legacy_kinds, config.kubernetes.clone()).await?;
+    let sink_metrics = istio_mcp::sink::SinkMetrics::register(&mut istio_runtime::sync::lock(&registry), "mixer");
+    let followed = source::follow(&config.store, config.legacy_kinds, config.kubernetes.clone(), sink_metrics).await?;
     tokio::spawn(config_loop(
         followed,
         config.store.validates(),
@@ -200,7 +201,7 @@ async fn config_loop(
             "mixer config installed"
         );
         retry_failed = compiled.has_build_failures();
-        metrics.table_installed(&compiled);
+        metrics.table_installed(&compiled, &previous);
         table.store(Arc::new(compiled));
     }
 }

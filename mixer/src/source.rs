@@ -67,7 +67,12 @@ pub struct Followed {
 }
 
 /// Starts following a store; the events of every kind Mixer reads.
-pub async fn follow(store: &ConfigStore, legacy: bool, kubernetes: Option<kube::Client>) -> anyhow::Result<Followed> {
+pub async fn follow(
+    store: &ConfigStore,
+    legacy: bool,
+    kubernetes: Option<kube::Client>,
+    sink_metrics: istio_mcp::sink::SinkMetrics,
+) -> anyhow::Result<Followed> {
     match store {
         ConfigStore::Directory(path) => {
             let store: Arc<dyn Store> = Arc::new(DirectoryStore::open(path.clone())?);
@@ -90,7 +95,7 @@ pub async fn follow(store: &ConfigStore, legacy: bool, kubernetes: Option<kube::
                 waiting: collections.iter().cloned().collect(),
             };
             let subscription = Subscription { sink_id: "mixer".to_string(), collections, incremental: false };
-            tokio::spawn(istio_mcp::sink::run(address.clone(), subscription, sink));
+            tokio::spawn(istio_mcp::sink::run(address.clone(), subscription, sink, sink_metrics));
             Ok(Followed { events: receiver, store: None })
         }
     }

@@ -144,6 +144,26 @@ pub struct Table {
 }
 
 impl Table {
+    /// Handlers `previous` built that this table no longer uses: they close with it.
+    pub fn closed_since(&self, previous: &Table) -> usize {
+        previous.handlers.keys().filter(|signature| !self.handlers.contains_key(signature)).count()
+    }
+
+    /// Destinations per variety summed over every namespace's routes and the mesh-wide ones,
+    /// as 1.4 counted them per routing table.
+    pub fn destinations_per_variety(&self) -> Vec<(Variety, usize)> {
+        [Variety::Check, Variety::Quota, Variety::Report, Variety::AttributeGenerator]
+            .into_iter()
+            .map(|variety| {
+                let count = std::iter::once(&self.mesh_wide)
+                    .chain(self.namespaces.values())
+                    .map(|routes| routes.for_variety(variety).len())
+                    .sum();
+                (variety, count)
+            })
+            .collect()
+    }
+
     /// What applies to requests whose identity namespace is `namespace`.
     pub fn routes(&self, namespace: &str) -> &Routes {
         self.namespaces.get(namespace).unwrap_or(&self.mesh_wide)

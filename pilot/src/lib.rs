@@ -136,7 +136,9 @@ pub async fn start(config: Config) -> Result<Running, PilotError> {
             // Galley validated everything it serves; synthetic entries are not user config.
             let settings = SourceSettings { validate: false, ..config.settings.clone() };
             tokio::spawn(source::run(receiver, publish.clone(), settings, metrics.clone()));
-            let sink = tokio::spawn(mcp::run(address.clone(), events));
+            let sink_metrics =
+                istio_mcp::sink::SinkMetrics::register(&mut istio_runtime::sync::lock(&registry), "pilot");
+            let sink = tokio::spawn(mcp::run(address.clone(), events, sink_metrics));
             let stop = shutdown.wait();
             tokio::spawn(async move {
                 stop.await;

@@ -69,9 +69,9 @@ impl Sink for StoreEventSink {
 }
 
 /// Runs the sink until `events` is closed.
-pub(crate) async fn run(address: String, events: mpsc::UnboundedSender<Event>) {
+pub(crate) async fn run(address: String, events: mpsc::UnboundedSender<Event>, metrics: istio_mcp::sink::SinkMetrics) {
     let wanted: Vec<String> = collections().into_iter().map(str::to_string).collect();
     let sink = StoreEventSink { events, held: ObjectCollections::default(), waiting: wanted.iter().cloned().collect() };
     let subscription = Subscription { sink_id: "pilot".to_string(), collections: wanted, incremental: false };
-    istio_mcp::sink::run(address, subscription, sink).await;
+    istio_mcp::sink::run(address, subscription, sink, metrics).await;
 }

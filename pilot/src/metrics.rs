@@ -1,7 +1,8 @@
 //! Pilot's Prometheus metrics, named as in Istio 1.4 (`pilot_xds`, `pilot_xds_pushes`,
 //! `pilot_total_xds_rejects`, `pilot_xds_{cds,eds,lds,rds}_reject`, `pilot_services`,
 //! `pilot_virt_services`, `pilot_xds_push_time`, `pilot_proxy_convergence_time`, the
-//! `pilot_conflict_*` gauges, `pilot_xds_eds_instances`, `pilot_eds_no_instances`). 1.4's Go
+//! `pilot_conflict_*` gauges, `pilot_duplicate_envoy_clusters`, `pilot_xds_eds_instances`,
+//! `pilot_eds_no_instances`, `pilot_inbound_updates`, `pilot_proxy_queue_time`). 1.4's Go
 //! counters had no `_total` suffix; these keep their names exactly, so 1.4's Pilot dashboard
 //! queries them as they are.
 
@@ -49,11 +50,22 @@ pub struct Metrics {
     pub jwks_fetch_success: Counter,
     pub jwks_fetch_fail: Counter,
     /// `pilot_conflict_*`: conflicts found in the newest push context.
-    pub(crate) conflicts: [(Conflict, Gauge); 4],
+    pub(crate) conflicts: [(Conflict, Gauge); 5],
     /// `pilot_xds_eds_instances{cluster}`: endpoints each cluster was last sent.
     pub eds_instances: Family<ClusterLabel, Gauge>,
     /// `pilot_eds_no_instances`: clusters sent with no endpoint.
     pub eds_no_instances: Gauge,
+    /// `pilot_inbound_updates{type}`: config (`config`), service (`svc`) and endpoint (`eds`)
+    /// changes taken in.
+    pub inbound_updates: Family<UpdateLabel, ExactCounter>,
+    /// `pilot_proxy_queue_time`: seconds a proxy's push waited for the push throttle.
+    pub proxy_queue_time: Histogram,
+}
+
+/// The kind of an inbound update, as 1.4 labelled it.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpdateLabel {
+    pub r#type: &'static str,
 }
 
 /// The label of per-cluster metrics.
@@ -81,6 +93,8 @@ impl Metrics {
             conflicts: Conflict::ALL.map(|conflict| (conflict, Gauge::default())),
             eds_instances: Family::default(),
             eds_no_instances: Gauge::default(),
+            inbound_updates: Family::default(),
+            proxy_queue_time: Histogram::new([0.1, 1.0, 3.0, 5.0, 10.0, 20.0, 30.0]),
         };
         let mut registry = istio_runtime::sync::lock(registry);
         registry.register("pilot_xds", "Connected xDS clients", metrics.xds_clients.clone());
@@ -153,6 +167,16 @@ impl Metrics {
             "pilot_eds_no_instances",
             "Number of clusters without instances.",
             metrics.eds_no_instances.clone(),
+        );
+        registry.register(
+            "pilot_inbound_updates",
+            "Total number of updates received by pilot.",
+            metrics.inbound_updates.clone(),
+        );
+        registry.register(
+            "pilot_proxy_queue_time",
+            "Time a proxy is in the push queue before being dequeued.",
+            metrics.proxy_queue_time.clone(),
         );
         metrics
     }

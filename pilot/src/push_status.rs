@@ -5,7 +5,8 @@
 //! `pilot_conflict_outbound_listener_tcp_over_current_http` (the TCP side losing) is the same
 //! event as `…_http_over_current_tcp` and is exported as zero. The metrics read it after
 //! each response is built (`pilot_conflict_*`, `pilot_xds_eds_instances`,
-//! `pilot_eds_no_instances`); a new push context starts empty, as 1.4's did.
+//! `pilot_eds_no_instances`); a new push context starts empty, as 1.4's did. Services that share
+//! a hostname (`pilot_duplicate_envoy_clusters`) are found when the context is built.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
@@ -21,14 +22,17 @@ pub(crate) enum Conflict {
     OutboundHttpOverCurrentTcp,
     /// An HTTP service on the HTTPS port 443.
     OutboundHttpOverHttps,
+    /// Two services (Kubernetes Services or ServiceEntries) with one hostname: one cluster name.
+    DuplicateEnvoyClusters,
 }
 
 impl Conflict {
-    pub(crate) const ALL: [Conflict; 4] = [
+    pub(crate) const ALL: [Conflict; 5] = [
         Conflict::InboundListener,
         Conflict::OutboundTcpOverCurrentTcp,
         Conflict::OutboundHttpOverCurrentTcp,
         Conflict::OutboundHttpOverHttps,
+        Conflict::DuplicateEnvoyClusters,
     ];
 
     /// 1.4's gauge name and help.
@@ -48,6 +52,10 @@ impl Conflict {
             Conflict::OutboundHttpOverHttps => (
                 "pilot_conflict_outbound_listener_http_over_https",
                 "Number of conflicting HTTP listeners with well known HTTPS ports",
+            ),
+            Conflict::DuplicateEnvoyClusters => (
+                "pilot_duplicate_envoy_clusters",
+                "Duplicate envoy clusters caused by service entries with same hostname",
             ),
         }
     }
@@ -79,7 +87,7 @@ impl PushStatus {
     }
 
     /// How many distinct keys each conflict has.
-    pub(crate) fn conflict_counts(&self) -> [(Conflict, usize); 4] {
+    pub(crate) fn conflict_counts(&self) -> [(Conflict, usize); 5] {
         let conflicts = istio_runtime::sync::lock(&self.conflicts);
         Conflict::ALL.map(|conflict| (conflict, conflicts.get(&conflict).map_or(0, BTreeSet::len)))
     }
@@ -116,6 +124,7 @@ mod tests {
         assert_eq!(counts[0], (Conflict::InboundListener, 1));
         assert_eq!(counts[1], (Conflict::OutboundTcpOverCurrentTcp, 1));
         assert_eq!(counts[3], (Conflict::OutboundHttpOverHttps, 0));
+        assert_eq!(counts[4], (Conflict::DuplicateEnvoyClusters, 0));
         status.endpoints("outbound|9080||reviews.default.svc.cluster.local", 3);
         status.endpoints("outbound|9080||gone.default.svc.cluster.local", 0);
         let (counts, empty) = status.take_endpoint_counts();

@@ -62,6 +62,34 @@ fn creation_time(object: &Object) -> String {
     object.metadata.creation_timestamp.as_ref().map(|time| time.0.to_string()).unwrap_or_default()
 }
 
+/// Adds a service; a hostname already taken is a duplicate cluster, as 1.4 counted it, and
+/// the later definition wins.
+fn insert_service(push: &mut PushContext, service: Service) {
+    if push.services.contains_key(&service.hostname) {
+        push.status.conflict(
+            crate::push_status::Conflict::DuplicateEnvoyClusters,
+            &service.hostname,
+            "duplicate cluster: two services have the hostname",
+        );
+    }
+    push.services.insert(service.hostname.clone(), Arc::new(service));
+}
+
+/// The kind of update an event is, as 1.4's `pilot_inbound_updates` labelled it; `None` for
+/// objects that only add detail to others (pods, nodes, namespaces).
+fn update_type(event: &Event) -> Option<&'static str> {
+    let object = match event {
+        Event::Added(object) | Event::Modified(object) | Event::Deleted(object) => object,
+        _ => return None,
+    };
+    match (object.group(), object.kind.as_str()) {
+        ("", "Endpoints") => Some("eds"),
+        ("", "Service") | ("networking.istio.io", "ServiceEntry") => Some("svc"),
+        ("", _) => None,
+        _ => Some("config"),
+    }
+}
+
 /// Builds a push context from accepted objects.
 pub(crate) fn build(objects: &BTreeMap<ObjectKey, Object>, mesh: &MeshSettings, version: String) -> PushContext {
     let mut push =
@@ -72,7 +100,7 @@ pub(crate) fn build(objects: &BTreeMap<ObjectKey, Object>, mesh: &MeshSettings, 
     for service in &core.services {
         let entry = istio_config::synthetic::service_entry(&core, service, &mesh.domain_suffix, &mesh.trust_domain);
         for service in Service::from_service_entry(&entry, service.namespace()) {
-            push.services.insert(service.hostname.clone(), Arc::new(service));
+            insert_service(&mut push, service);
         }
     }
     for (ip, pod) in &core.pods_by_ip {
@@ -89,7 +117,7 @@ pub(crate) fn build(objects: &BTreeMap<ObjectKey, Object>, mesh: &MeshSettings, 
                 if let Some(entry) = named::<istio_api::pb::istio::networking::v1alpha3::ServiceEntry>(object) {
                     for service in Service::from_service_entry(&entry.spec, &entry.namespace) {
                         let hostname = push.qualify(&service.hostname, &entry.namespace);
-                        push.services.insert(hostname.clone(), Arc::new(Service { hostname, ..service }));
+                        insert_service(&mut push, Service { hostname, ..service });
                     }
                 }
             }
@@ -175,13 +203,21 @@ pub(crate) async fn run(
 ) {
     let mut accepted = AcceptedObjects::new(settings.validate, istio_config::synthetic::is_core_input);
     let mut generation = 0_u64;
-    let apply = |accepted: &mut AcceptedObjects, event: Event| match accepted.apply(event) {
-        Applied::Changed => true,
-        Applied::Invalid { .. } => {
-            metrics.invalid_config.inc();
-            false
+    let apply = |accepted: &mut AcceptedObjects, event: Event| {
+        let kind = update_type(&event);
+        match accepted.apply(event) {
+            Applied::Changed => {
+                if let Some(kind) = kind {
+                    metrics.inbound_updates.get_or_create(&crate::metrics::UpdateLabel { r#type: kind }).inc();
+                }
+                true
+            }
+            Applied::Invalid { .. } => {
+                metrics.invalid_config.inc();
+                false
+            }
+            Applied::Unchanged | Applied::SourceUnreadable => false,
         }
-        Applied::Unchanged | Applied::SourceUnreadable => false,
     };
     let mut mesh = settings.mesh.clone();
     let mut mesh_updates = settings.mesh_updates.clone();
@@ -250,5 +286,42 @@ mod tests {
         assert!(destination_rules_vary(&push), "*.local covers httpbin.foo.svc.cluster.local");
         push.destination_rules = vec![rule("default", "reviews"), rule("bar", "reviews.default.svc.cluster.local")];
         assert!(destination_rules_vary(&push), "the same host from two namespaces");
+    }
+
+    fn object(yaml: &str) -> Object {
+        serde_yaml::from_str(yaml).expect("object")
+    }
+
+    #[test]
+    fn a_service_entry_for_a_kubernetes_service_host_is_a_duplicate_cluster() {
+        let mut objects = BTreeMap::new();
+        for yaml in [
+            "apiVersion: v1\nkind: Service\nmetadata: {name: reviews, namespace: default}\nspec:\n  clusterIP: 10.0.0.9\n  ports: [{name: http, port: 9080}]\n",
+            "apiVersion: networking.istio.io/v1alpha3\nkind: ServiceEntry\nmetadata: {name: twice, namespace: default}\nspec:\n  hosts: [reviews.default.svc.cluster.local, external.example.com]\n  ports: [{name: http, number: 80, protocol: HTTP}]\n  resolution: DNS\n",
+        ] {
+            let object = object(yaml);
+            objects.insert(object.key(), object);
+        }
+        let push = build(&objects, &MeshSettings::default(), "1".into());
+        let counts = push.status.conflict_counts();
+        assert_eq!(counts[4], (crate::push_status::Conflict::DuplicateEnvoyClusters, 1));
+        assert_eq!(push.services["reviews.default.svc.cluster.local"].ports[0].number, 80, "the later definition wins");
+    }
+
+    #[test]
+    fn inbound_updates_are_config_services_or_endpoints() {
+        let event = |yaml: &str| Event::Modified(object(yaml));
+        let of = |yaml: &str| update_type(&event(yaml));
+        assert_eq!(of("apiVersion: v1\nkind: Endpoints\nmetadata: {name: a}\n"), Some("eds"));
+        assert_eq!(of("apiVersion: v1\nkind: Service\nmetadata: {name: a}\n"), Some("svc"));
+        assert_eq!(
+            of("apiVersion: networking.istio.io/v1alpha3\nkind: ServiceEntry\nmetadata: {name: a}\n"),
+            Some("svc")
+        );
+        assert_eq!(
+            of("apiVersion: networking.istio.io/v1alpha3\nkind: VirtualService\nmetadata: {name: a}\n"),
+            Some("config")
+        );
+        assert_eq!(of("apiVersion: v1\nkind: Pod\nmetadata: {name: a}\n"), None);
     }
 }

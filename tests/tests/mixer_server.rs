@@ -172,10 +172,28 @@ fn mixs_serves_checks_quotas_and_reports_from_a_directory() {
     let (status, metrics) = http_get(&mixer.monitoring, "/metrics");
     assert_eq!(status, 200);
     assert!(
-        metrics.contains(r#"mixer_runtime_dispatches_total{adapter="denier",handler="denyreviewsv3handler.default",meshFunction="check",error="false"}"#),
+        metrics.contains(r#"mixer_runtime_dispatches_total{adapter="denier",handler="denyreviewsv3handler.default",meshFunction="checknothing",error="false"}"#),
         "{metrics}"
     );
-    assert!(metrics.contains("mixer_config_rule_config_count 4"), "{metrics}");
+    // The config gauges under 1.4.6's exported names and its dashboard's, the last change's
+    // handler figures, destinations per variety, and handlers and instances per request.
+    for expected in [
+        "mixer_config_rule_config_count 4",
+        "mixer_config_rule_configs_total 4",
+        "mixer_config_rule_config_errors_total 0",
+        "mixer_config_template_configs_total 0",
+        "mixer_handler_closed_handlers_total 0",
+        r#"mixer_dispatcher_destinations_per_variety_total{variety="TEMPLATE_VARIETY_CHECK"}"#,
+        "mixer_dispatcher_destinations_per_request_bucket{le=\"1.0\"}",
+        "mixer_dispatcher_instances_per_request_count",
+    ] {
+        assert!(metrics.contains(expected), "missing {expected:?}:\n{metrics}");
+    }
+    let new_handlers = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("mixer_handler_new_handlers_total "))
+        .and_then(|value| value.parse::<u64>().ok());
+    assert!(new_handlers.is_some_and(|count| count > 0), "handlers built at the first config: {metrics}");
     drop(mixer.process);
 }
 
@@ -208,6 +226,14 @@ fn a_bad_edit_is_reported_and_the_last_good_config_keeps_serving() {
     // The last good handler still denies.
     let output = check_ratings_call(&mixer.api);
     assert!(output.contains("PERMISSION_DENIED (denyreviewsv3handler.default:Not allowed)"), "{output}");
+    // The broken rule is counted as a rule error and a match error, under 1.4.6's names.
+    until("the rule error in the config gauges", Duration::from_secs(10), || {
+        let (_, metrics) = http_get(&mixer.monitoring, "/metrics");
+        let has = |line: &str| metrics.lines().any(|candidate| candidate == line);
+        (has("mixer_config_rule_config_match_error_total 1") && has("mixer_config_rule_config_errors_total 1"))
+            .then_some(())
+            .ok_or(metrics)
+    });
 }
 
 #[test]

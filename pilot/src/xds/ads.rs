@@ -180,7 +180,9 @@ impl SotwStream {
         let Some(proxy) = &self.proxy else { return Ok(false) };
         let Some(watch) = self.watches.get_mut(type_url) else { return Ok(false) };
         // Bound how many responses are being built and queued at once, like PILOT_PUSH_THROTTLE.
+        let queued = Instant::now();
         let permit = self.server.throttle.clone().acquire_owned().await.map_err(|_| ())?;
+        self.server.metrics.proxy_queue_time.observe(queued.elapsed().as_secs_f64());
         let started = Instant::now();
         let generated = generate(push, proxy, type_url, &watch.names);
         self.server.metrics.record_push_status(&push.status);

@@ -17,9 +17,91 @@ use istio_api::pb::istio::mcp::v1alpha1::resource_source_client::ResourceSourceC
 use istio_api::pb::istio::mcp::v1alpha1::{RequestResources, Resources, SinkNode};
 use istio_config::object::Object;
 use istio_runtime::backoff::Backoff;
+use istio_runtime::metrics::ExactCounter;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::mpsc;
 
 use crate::resource::{resource_object, ResourceError};
+use crate::source::{message_size_histogram, ComponentLabel, FailureLabels, McpLabels, NackLabels};
+
+/// The sink side's metrics, named and labelled as 1.4's MCP reporter with the consuming
+/// component (`pilot`, `mixer`): ACKs and NACKs sent, sizes of the responses received, failed
+/// receives and sends, and `istio_mcp_reconnections`, each stream opened.
+#[derive(Debug, Clone)]
+pub struct SinkMetrics {
+    component: &'static str,
+    pub acks: Family<McpLabels, Counter>,
+    pub nacks: Family<NackLabels, Counter>,
+    pub message_sizes: Family<McpLabels, Histogram, fn() -> Histogram>,
+    pub recv_failures: Family<FailureLabels, Counter>,
+    pub send_failures: Family<FailureLabels, Counter>,
+    pub reconnections: Family<ComponentLabel, ExactCounter>,
+}
+
+impl SinkMetrics {
+    /// Unregistered metrics for `component` (tests, tools).
+    pub fn new(component: &'static str) -> SinkMetrics {
+        SinkMetrics {
+            component,
+            acks: Family::default(),
+            nacks: Family::default(),
+            message_sizes: Family::new_with_constructor(message_size_histogram),
+            recv_failures: Family::default(),
+            send_failures: Family::default(),
+            reconnections: Family::default(),
+        }
+    }
+
+    /// Metrics for `component`, registered in `registry` under 1.4's names.
+    pub fn register(registry: &mut prometheus_client::registry::Registry, component: &'static str) -> SinkMetrics {
+        let metrics = SinkMetrics::new(component);
+        registry.register(
+            "istio_mcp_request_acks",
+            "The number of request acks sent by the sink",
+            metrics.acks.clone(),
+        );
+        registry.register(
+            "istio_mcp_request_nacks",
+            "The number of request nacks sent by the sink",
+            metrics.nacks.clone(),
+        );
+        registry.register(
+            "istio_mcp_message_sizes_bytes",
+            "Size of sent and received messages",
+            metrics.message_sizes.clone(),
+        );
+        registry.register(
+            "istio_mcp_recv_failures",
+            "The number of recv failures in the sink",
+            metrics.recv_failures.clone(),
+        );
+        registry.register(
+            "istio_mcp_send_failures",
+            "The number of send failures in the sink",
+            metrics.send_failures.clone(),
+        );
+        registry.register(
+            "istio_mcp_reconnections",
+            "The number of times the sink has reconnected",
+            metrics.reconnections.clone(),
+        );
+        metrics
+    }
+
+    fn collection(&self, collection: &str) -> McpLabels {
+        McpLabels { collection: collection.to_string(), component: self.component }
+    }
+
+    fn failure(&self, status: &tonic::Status) -> FailureLabels {
+        FailureLabels {
+            component: self.component,
+            code: istio_runtime::grpc_metrics::go_code_name(status.code() as i32),
+            error: status.message().to_string(),
+        }
+    }
+}
 
 /// What a sink asks a source for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,7 +244,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Keeps `subscription` open on `address` while `sink` wants updates: each response goes to the
 /// sink and is ACKed or NACKed; a lost source is retried with backoff while the sink keeps what
 /// it has.
-pub async fn run(address: String, subscription: Subscription, mut sink: impl Sink) {
+pub async fn run(address: String, subscription: Subscription, mut sink: impl Sink, metrics: SinkMetrics) {
     let mut backoff = Backoff::reconnect();
     while sink.wants_updates() {
         let mut stream = match SinkStream::open(&address, CONNECT_TIMEOUT, &subscription).await {
@@ -179,25 +261,44 @@ pub async fn run(address: String, subscription: Subscription, mut sink: impl Sin
             }
         };
         tracing::info!(%address, sink = %subscription.sink_id, "connected to the MCP source");
+        metrics.reconnections.get_or_create(&ComponentLabel { component: metrics.component }).inc();
         backoff.reset();
         loop {
             let response = match stream.next().await {
                 Ok(Some(response)) => response,
                 Ok(None) => break,
                 Err(error) => {
+                    if let SinkError::Stream { status, .. } = &error {
+                        metrics.recv_failures.get_or_create(&metrics.failure(status)).inc();
+                    }
                     tracing::warn!(%error, "lost the MCP source; serving the last config and reconnecting");
                     break;
                 }
             };
+            let collection = metrics.collection(&response.collection);
+            let size = prost::Message::encoded_len(&response);
+            metrics.message_sizes.get_or_create(&collection).observe(size as f64);
             let answered = match sink.apply(&response) {
-                Ok(()) => stream.ack(&response),
+                Ok(()) => {
+                    metrics.acks.get_or_create(&collection).inc();
+                    stream.ack(&response)
+                }
                 Err(rejected) => {
                     let message = rejected.to_string();
                     tracing::warn!(collection = %response.collection, %message, "rejecting MCP resources (NACK)");
+                    let code = istio_runtime::grpc_metrics::go_code_name(tonic::Code::InvalidArgument as i32);
+                    let labels =
+                        NackLabels { collection: collection.collection.clone(), component: metrics.component, code };
+                    metrics.nacks.get_or_create(&labels).inc();
                     stream.nack(&response, message)
                 }
             };
-            if answered.is_err() || !sink.wants_updates() {
+            if answered.is_err() {
+                let closed = tonic::Status::unavailable("transport is closing");
+                metrics.send_failures.get_or_create(&metrics.failure(&closed)).inc();
+                break;
+            }
+            if !sink.wants_updates() {
                 break;
             }
         }

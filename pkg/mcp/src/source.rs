@@ -37,6 +37,22 @@ pub struct McpLabels {
     pub component: &'static str,
 }
 
+/// A rejection's labels: the collection and the gRPC code name the sink gave (1.4's `code`).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NackLabels {
+    pub collection: String,
+    pub component: &'static str,
+    pub code: &'static str,
+}
+
+/// A failed send or receive on a stream: the gRPC code name and the error's text, as 1.4's.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FailureLabels {
+    pub component: &'static str,
+    pub code: &'static str,
+    pub error: String,
+}
+
 /// The label of the connected-sinks gauge.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ComponentLabel {
@@ -52,13 +68,15 @@ const COMPONENT: &str = "galley";
 pub struct SourceMetrics {
     pub clients: Family<ComponentLabel, Gauge>,
     pub acks: Family<McpLabels, Counter>,
-    pub nacks: Family<McpLabels, Counter>,
+    pub nacks: Family<NackLabels, Counter>,
     /// Bytes of each response sent, by collection (`istio_mcp_message_sizes_bytes`).
     pub message_sizes: Family<McpLabels, Histogram, fn() -> Histogram>,
+    pub send_failures: Family<FailureLabels, Counter>,
+    pub recv_failures: Family<FailureLabels, Counter>,
 }
 
 /// 1.4's bounds: 80% of 256 KiB, 512 KiB, 1, 2, 4 (gRPC's default limit), 8, 12 and 16 MiB.
-fn message_size_histogram() -> Histogram {
+pub(crate) fn message_size_histogram() -> Histogram {
     Histogram::new([262144.0, 525288.0, 1.049e6, 2.097e6, 4.194e6, 8.389e6, 1.258e7, 1.678e7].map(|bytes| bytes * 0.8))
 }
 
@@ -69,6 +87,8 @@ impl Default for SourceMetrics {
             acks: Family::default(),
             nacks: Family::default(),
             message_sizes: Family::new_with_constructor(message_size_histogram),
+            send_failures: Family::default(),
+            recv_failures: Family::default(),
         }
     }
 }
@@ -92,10 +112,28 @@ impl SourceMetrics {
         registry.register("istio_mcp_request_nacks", "MCP responses sinks rejected", metrics.nacks.clone());
         registry.register(
             "istio_mcp_message_sizes_bytes",
-            "Size of sent and received messages.",
+            "Size of sent and received messages",
             metrics.message_sizes.clone(),
         );
+        registry.register(
+            "istio_mcp_send_failures",
+            "The number of send failures in the source",
+            metrics.send_failures.clone(),
+        );
+        registry.register(
+            "istio_mcp_recv_failures",
+            "The number of recv failures in the source",
+            metrics.recv_failures.clone(),
+        );
         metrics
+    }
+
+    fn failure(status: &Status) -> FailureLabels {
+        FailureLabels {
+            component: COMPONENT,
+            code: istio_runtime::grpc_metrics::go_code_name(status.code() as i32),
+            error: status.message().to_string(),
+        }
     }
 }
 
@@ -189,6 +227,8 @@ impl Connection {
             let size = prost::Message::encoded_len(&message);
             self.metrics.message_sizes.get_or_create(&SourceMetrics::label(name)).observe(size as f64);
             if out.send(Ok(message)).await.is_err() {
+                let gone = Status::unavailable("transport is closing");
+                self.metrics.send_failures.get_or_create(&SourceMetrics::failure(&gone)).inc();
                 return false;
             }
         }
@@ -227,7 +267,11 @@ impl Connection {
         match &request.error_detail {
             Some(error) => {
                 tracing::warn!(sink = %self.sink, %collection, code = error.code, message = %error.message, "MCP sink rejected resources (NACK)");
-                self.metrics.nacks.get_or_create(&label).inc();
+                let code = istio_runtime::grpc_metrics::go_code_name(error.code);
+                self.metrics
+                    .nacks
+                    .get_or_create(&NackLabels { collection: label.collection.clone(), component: COMPONENT, code })
+                    .inc();
                 // Do not resend the same version until it changes.
                 watch.acked_version = Some(pending.version);
             }
@@ -272,6 +316,7 @@ impl ResourceSource for McpServer {
                         Ok(None) => break,
                         Err(status) => {
                             tracing::debug!(sink = %connection.sink, %status, "MCP stream ended");
+                            metrics.recv_failures.get_or_create(&SourceMetrics::failure(&status)).inc();
                             break;
                         }
                     },

@@ -12,8 +12,8 @@ use istio_api::pb::istio::mcp::v1alpha1::{Resource, Resources};
 use istio_config::object::Object;
 use istio_mcp::collection::{Collection, Snapshot};
 use istio_mcp::resource::istio_resource;
-use istio_mcp::sink::{ObjectChange, ObjectCollections, Rejected, Sink, Subscription};
-use istio_mcp::source::{McpServer, SourceMetrics};
+use istio_mcp::sink::{ObjectChange, ObjectCollections, Rejected, Sink, SinkMetrics, Subscription};
+use istio_mcp::source::{ComponentLabel, McpLabels, McpServer, NackLabels, SourceMetrics};
 use tokio::sync::{mpsc, watch};
 
 const VIRTUAL_SERVICES: &str = "istio/networking/v1alpha3/virtualservices";
@@ -93,7 +93,9 @@ async fn a_sink_follows_the_source_nacks_what_it_cannot_read_and_survives_a_rest
         incremental: false,
     };
     let sink = Recorder { held: ObjectCollections::default(), changes: changes_sender };
-    let sink_task = tokio::spawn(istio_mcp::sink::run(address.to_string(), subscription, sink));
+    let mut sink_registry = prometheus_client::registry::Registry::default();
+    let sink_metrics = SinkMetrics::register(&mut sink_registry, "pilot");
+    let sink_task = tokio::spawn(istio_mcp::sink::run(address.to_string(), subscription, sink, sink_metrics.clone()));
 
     assert_eq!(next_change(&mut changes).await, "+a@1");
     publish.send_replace(snapshot(2, vec![virtual_service("a", "2"), virtual_service("b", "1")]));
@@ -106,7 +108,8 @@ async fn a_sink_follows_the_source_nacks_what_it_cannot_read_and_survives_a_rest
     publish.send_replace(snapshot(3, vec![virtual_service("a", "2"), virtual_service("b", "1"), broken]));
     let label = SourceMetrics::label(VIRTUAL_SERVICES);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while metrics.nacks.get_or_create(&label).get() == 0 {
+    let nack = NackLabels { collection: label.collection.clone(), component: label.component, code: "InvalidArgument" };
+    while metrics.nacks.get_or_create(&nack).get() == 0 {
         assert!(tokio::time::Instant::now() < deadline, "the source never saw the NACK");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -120,6 +123,24 @@ async fn a_sink_follows_the_source_nacks_what_it_cannot_read_and_survives_a_rest
     let (_publish_again, snapshots_again) = watch::channel(snapshot(1, vec![virtual_service("a", "2")]));
     let (_, restarted) = serve(address, snapshots_again, SourceMetrics::default()).await;
     assert_eq!(next_change(&mut changes).await, "-b");
+
+    // The sink counted as 1.4's reporter did: two streams opened, its ACKs and its NACK, the
+    // sizes of what it received.
+    let reconnections = sink_metrics.reconnections.get_or_create(&ComponentLabel { component: "pilot" }).get();
+    assert_eq!(reconnections, 2);
+    let sink_label = McpLabels { collection: VIRTUAL_SERVICES.to_string(), component: "pilot" };
+    assert!(sink_metrics.acks.get_or_create(&sink_label).get() >= 3);
+    let sink_nack = NackLabels { code: "InvalidArgument", ..nack.clone() };
+    assert_eq!(sink_metrics.nacks.get_or_create(&NackLabels { component: "pilot", ..sink_nack }).get(), 1);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &sink_registry).expect("encode");
+    for expected in [
+        r#"istio_mcp_reconnections{component="pilot"} 2"#,
+        r#"istio_mcp_request_nacks_total{collection="istio/networking/v1alpha3/virtualservices",component="pilot",code="InvalidArgument"} 1"#,
+        r#"istio_mcp_message_sizes_bytes_count{collection="istio/networking/v1alpha3/virtualservices",component="pilot"}"#,
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
 
     drop(changes);
     sink_task.abort();

@@ -48,6 +48,8 @@ pub(crate) async fn validate(galley: &Webhook, object: &Value) -> anyhow::Result
     let request = json!({
         "uid": request_uid(),
         "kind": {"group": found.group, "version": found.version, "kind": kind},
+        "resource": {"group": found.group, "version": found.version, "resource": found.plural},
+        "name": object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default(),
         "operation": "CREATE",
         // Cluster-scoped kinds (MeshPolicy, ClusterRbacConfig) are sent without a namespace.
         "namespace": if found.namespaced {
@@ -64,7 +66,11 @@ pub(crate) async fn validate(galley: &Webhook, object: &Value) -> anyhow::Result
     }
     let message =
         answer.pointer("/response/status/message").and_then(Value::as_str).unwrap_or("denied without a reason");
-    bail!("admission webhook \"pilot.validation.istio.io\" denied the request: {message}")
+    let webhook = match found.webhook {
+        istio_api::kinds::Webhook::Pilot => "pilot.validation.istio.io",
+        istio_api::kinds::Webhook::Mixer => "mixer.validation.istio.io",
+    };
+    bail!("admission webhook \"{webhook}\" denied the request: {message}")
 }
 
 /// Sends a new pod to the injector and returns it as the injector patched it.
