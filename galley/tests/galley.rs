@@ -226,7 +226,7 @@ async fn incremental_sinks_get_only_changes_and_nacks_are_counted() {
     sink.nack(&removal);
     wait_for_metric(
         fixture.galley.monitoring_address,
-        "istio_mcp_request_nacks_total{collection=\"istio/networking/v1alpha3/virtualservices\",component=\"galley\"} 1",
+        "istio_mcp_request_nacks_total{collection=\"istio/networking/v1alpha3/virtualservices\",component=\"galley\",code=\"InvalidArgument\"} 1",
     )
     .await;
 

@@ -8,6 +8,7 @@ pub(crate) mod demo;
 pub(crate) mod kube;
 pub(crate) mod kube_inject;
 pub(crate) mod local;
+pub(crate) mod manifest;
 pub(crate) mod mcp;
 pub(crate) mod mixer;
 pub(crate) mod proxy_config;
@@ -41,6 +42,8 @@ pub enum Command {
     /// List or show installation profiles.
     #[command(subcommand)]
     Profile(local::ProfileCommand),
+    /// The installation as Kubernetes objects: `manifest generate --set profile=demo`.
+    Manifest(manifest::ManifestArgs),
     /// Inject the sidecar into the workloads of a Kubernetes YAML file.
     #[command(name = "kube-inject")]
     KubeInject(kube_inject::KubeInjectArgs),
@@ -86,6 +89,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Uninstall => local::uninstall(),
         Command::Demo(args) => demo::run(&args),
         Command::Profile(command) => local::profile(&command),
+        Command::Manifest(args) => manifest::run(&args),
         Command::Experimental(Experimental::Local(command)) => local::local(command),
         Command::KubeInject(args) => kube_inject::run(&args),
         Command::ProxyConfig(args) => proxy_config::run(&args),

@@ -117,12 +117,12 @@ impl Metrics {
     pub fn register(&self, registry: &mut Registry) {
         registry.register(
             "mixer_runtime_dispatch_duration_seconds",
-            "Duration in seconds for adapter dispatches handled by Mixer.",
+            "Duration in seconds for adapter dispatches handled by Mixer",
             self.dispatch_durations.clone(),
         );
         registry.register(
             "mixer_runtime_dispatches",
-            "Total number of adapter dispatches handled by Mixer.",
+            "Total number of adapter dispatches handled by Mixer",
             self.dispatches.clone(),
         );
         registry.register(
@@ -140,79 +140,79 @@ impl Metrics {
             (
                 "mixer_config_attributes_total",
                 Some("mixer_config_attribute_count"),
-                "The number of known attributes in the current config.",
+                "The number of known attributes in the current config",
                 &self.attributes,
             ),
             (
                 "mixer_config_handler_configs_total",
                 Some("mixer_config_handler_config_count"),
-                "The number of known handlers in the current config.",
+                "The number of known handlers in the current config",
                 &self.handlers,
             ),
             (
                 "mixer_config_instance_configs_total",
                 Some("mixer_config_instance_config_count"),
-                "The number of known instances in the current config.",
+                "The number of known instances in the current config",
                 &self.instances,
             ),
             (
                 "mixer_config_instance_config_errors_total",
                 None,
-                "The number of errors encountered during processing of the instance configuration.",
+                "The number of errors encountered during processing of the instance configuration",
                 &self.instance_errors,
             ),
             (
                 "mixer_config_rule_configs_total",
                 Some("mixer_config_rule_config_count"),
-                "The number of known rules in the current config.",
+                "The number of known rules in the current config",
                 &self.rules,
             ),
             (
                 "mixer_config_rule_config_errors_total",
                 None,
-                "The number of errors encountered during processing of the rule configuration.",
+                "The number of errors encountered during processing of the rule configuration",
                 &self.rule_errors,
             ),
             (
                 "mixer_config_adapter_info_configs_total",
                 None,
-                "The number of known adapters in the current config.",
+                "The number of known adapters in the current config",
                 &self.dynamic_configs,
             ),
             (
                 "mixer_config_adapter_info_config_errors_total",
                 None,
-                "The number of errors encountered during processing of the adapter info configuration.",
+                "The number of errors encountered during processing of the adapter info configuration",
                 &self.dynamic_configs,
             ),
             (
                 "mixer_config_template_configs_total",
                 None,
-                "The number of known templates in the current config.",
+                "The number of known templates in the current config",
                 &self.dynamic_configs,
             ),
             (
                 "mixer_config_template_config_errors_total",
                 None,
-                "The number of errors encountered during processing of the template configuration.",
+                "The number of errors encountered during processing of the template configuration",
                 &self.dynamic_configs,
             ),
             (
                 "mixer_config_rule_config_match_error_total",
                 Some("mixer_config_rule_config_match_error_count"),
-                "The number of rule conditions that was not parseable.",
+                "The number of rule conditions that was not parseable",
                 &self.match_errors,
             ),
             (
                 "mixer_config_unsatisfied_action_handler_total",
                 Some("mixer_config_unsatisfied_action_handler_count"),
-                "The number of actions that failed due to handlers being unavailable.",
+                "The number of actions that failed due to handlers being unavailable",
                 &self.unsatisfied_actions,
             ),
             (
                 "mixer_config_handler_validation_error_total",
                 None,
-                "The number of errors encountered because handler validation returned error.",
+                "The number of errors encountered because handler validation returned error",
                 &self.handler_validation_errors,
             ),
         ];
@@ -225,33 +225,33 @@ impl Metrics {
         // The dashboard's error count covers every config error, as it always has here.
         registry.register(
             "mixer_config_rule_config_error_count",
-            "The number of errors encountered while processing the current config.",
+            "The number of errors encountered while processing the current config",
             self.config_errors.clone(),
         );
         let handler: [(&str, &str, &Gauge); 5] = [
             (
                 "mixer_handler_new_handlers_total",
-                "The number of handlers that were newly created during config transition.",
+                "The number of handlers that were newly created during config transition",
                 &self.new_handlers,
             ),
             (
                 "mixer_handler_reused_handlers_total",
-                "The number of handlers that were re-used during config transition.",
+                "The number of handlers that were re-used during config transition",
                 &self.reused_handlers,
             ),
             (
                 "mixer_handler_closed_handlers_total",
-                "The number of handlers that were closed during config transition.",
+                "The number of handlers that were closed during config transition",
                 &self.closed_handlers,
             ),
             (
                 "mixer_handler_handler_build_failures_total",
-                "The number of handlers that failed creation during config transition.",
+                "The number of handlers that failed creation during config transition",
                 &self.build_failures,
             ),
             (
                 "mixer_handler_handler_close_failures_total",
-                "The number of errors encountered while closing handlers during config transition.",
+                "The number of errors encountered while closing handlers during config transition",
                 &self.close_failures,
             ),
         ];
@@ -260,11 +260,11 @@ impl Metrics {
         }
         registry.register(
             "mixer_dispatcher_destinations_per_variety_total",
-            "The number of Mixer dispatch destinations per template variety type.",
+            "The number of Mixer dispatch destinations per template variety type",
             self.destinations_per_variety.clone(),
         );
-        registry.register("mixer_api_check_requests", "Check requests served.", self.checks.clone());
-        registry.register("mixer_api_report_attribute_sets", "Attribute sets reported.", self.reports.clone());
+        registry.register("mixer_api_check_requests", "Check requests served", self.checks.clone());
+        registry.register("mixer_api_report_attribute_sets", "Attribute sets reported", self.reports.clone());
     }
 
     /// A dispatch of `template`'s instances to `handler` that began at `started`.

@@ -119,12 +119,12 @@ impl Metrics {
         );
         registry.register(
             "pilot_xds_push_time",
-            "Total time in seconds Pilot takes to push lds, rds, cds and eds.",
+            "Total time in seconds Pilot takes to push lds, rds, cds and eds",
             metrics.push_time.clone(),
         );
         registry.register(
             "pilot_rds_expired_nonce",
-            "Total number of RDS messages with an expired nonce.",
+            "Total number of RDS messages with an expired nonce",
             metrics.rds_expired_nonce.clone(),
         );
         registry.register(
@@ -155,27 +155,27 @@ impl Metrics {
         // An HTTP listener always wins a wildcard port here (see `push_status`): never counted.
         registry.register(
             "pilot_conflict_outbound_listener_tcp_over_current_http",
-            "Number of conflicting wildcard tcp listeners with current wildcard http listener.",
+            "Number of conflicting wildcard tcp listeners with current wildcard http listener",
             Gauge::<i64>::default(),
         );
         registry.register(
             "pilot_xds_eds_instances",
-            "Instances for each cluster, as of last push.",
+            "Instances for each cluster, as of last push",
             metrics.eds_instances.clone(),
         );
         registry.register(
             "pilot_eds_no_instances",
-            "Number of clusters without instances.",
+            "Number of clusters without instances",
             metrics.eds_no_instances.clone(),
         );
         registry.register(
             "pilot_inbound_updates",
-            "Total number of updates received by pilot.",
+            "Total number of updates received by pilot",
             metrics.inbound_updates.clone(),
         );
         registry.register(
             "pilot_proxy_queue_time",
-            "Time a proxy is in the push queue before being dequeued.",
+            "Time a proxy is in the push queue before being dequeued",
             metrics.proxy_queue_time.clone(),
         );
         metrics

@@ -144,13 +144,41 @@ fn settle(mesh: &LocalMesh, cookie: Option<&str>, what: &str, streak: usize, che
     }
 }
 
-/// Waits until the quota applies: a burst ends refused.
+/// On a stock Envoy, a filter chain that a config change replaced keeps serving the connections
+/// it had until it has drained (`--drain-time-s`, the proxies' 45 s drainDuration), and a
+/// request on such a connection (the gateway keeps one per worker) is checked against the old
+/// config, without the quota. Windows are measured once productpage's proxy has nothing left
+/// draining, so that every request is checked against the quota. The built-in proxy applies
+/// new config to the connections it has.
+fn until_drained(mesh: &LocalMesh) {
+    if mesh.plane != Plane::Envoy {
+        return;
+    }
+    let pods = mesh.names_in("pods", "default");
+    let pod = pods.iter().find(|name| name.starts_with("productpage-")).expect("a productpage pod");
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let draining = mesh.proxy_stat(pod, "listener_manager.total_filter_chains_draining")
+            + mesh.proxy_stat(pod, "listener_manager.total_listeners_draining");
+        if draining == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "productpage's proxy still drains {draining} listener(s) or filter chain(s)"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// Waits until the quota applies: a burst ends refused, and no connection predates the quota.
 fn until_limited(mesh: &LocalMesh, headers: &[(&str, &str)]) {
     let deadline = Instant::now() + PATIENCE;
     loop {
         let answers = burst(mesh, headers, 4);
         if let Some((_, body)) = answers.iter().find(|(status, _)| *status == 429) {
             assert_eq!(body, EXHAUSTED, "{:?}", mesh.plane);
+            until_drained(mesh);
             return;
         }
         assert!(Instant::now() < deadline, "the rate limit never applied ({:?}): {answers:?}", mesh.plane);
@@ -269,6 +297,7 @@ fn redis_fixed_window(mesh: &LocalMesh) {
         let answers = burst(60);
         if let Some((_, body)) = answers.iter().find(|(status, _)| *status == 429) {
             assert_eq!(body, EXHAUSTED, "{:?}", mesh.plane);
+            until_drained(mesh);
             break;
         }
         assert!(Instant::now() < deadline, "{:?}: the fixed window never applied", mesh.plane);

@@ -28,7 +28,7 @@ pub mod port_forward;
 pub mod prereq;
 pub(crate) mod probe;
 pub(crate) mod process;
-pub mod profiles;
+pub use istio_manifest::profiles;
 pub(crate) mod services;
 pub(crate) mod supervise;
 pub mod teardown;

@@ -45,7 +45,8 @@ pub fn resolve(sets: &[String]) -> anyhow::Result<(String, Value)> {
     Ok((profile, document))
 }
 
-fn parse_scalar(text: &str) -> Value {
+/// A `--set` value as YAML would read it: booleans, numbers, else a string.
+pub fn parse_scalar(text: &str) -> Value {
     match text {
         "true" => Value::Bool(true),
         "false" => Value::Bool(false),

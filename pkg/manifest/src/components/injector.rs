@@ -1,0 +1,146 @@
+//! The `Injector` component: `istio-sidecar-injector` (the mutating webhook adding the proxy
+//! to new pods), its Service (443 to the webhook's 9443), account, role, and the
+//! `istio-sidecar-injector` ConfigMap with its `config` (the injection policy) and `values` (the
+//! installation's values, with its hub and tag, for the sidecar's image and settings). This
+//! injector builds the sidecar in code, so `config` carries no template. 1.4's chart also
+//! rendered the MutatingWebhookConfiguration with an empty `caBundle` for the injector to fill
+//! in; that object is the injector's to write, so it is not part of the manifest.
+
+use k8s_openapi::api::core::v1::{ConfigMap, HTTPGetAction, Probe};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde_json::{json, Value};
+
+use super::{control_pod, default_resources, Settings, Workload};
+use crate::k8s::{self, chart_labels, labels};
+use crate::{Install, InstallError, Manifest};
+
+const COMPONENT: &str = "Injector";
+const NAME: &str = "istio-sidecar-injector";
+const ACCOUNT: &str = "istio-sidecar-injector-service-account";
+const WEBHOOK_PORT: i32 = 9443;
+
+/// An HTTPS GET probe of the webhook server.
+fn webhook_probe(path: &str) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_string()),
+            port: IntOrString::Int(WEBHOOK_PORT),
+            scheme: Some("HTTPS".to_string()),
+            ..HTTPGetAction::default()
+        }),
+        initial_delay_seconds: Some(4),
+        period_seconds: Some(4),
+        ..Probe::default()
+    }
+}
+
+/// The values the injector reads: the installation's, with its image hub and tag.
+pub(crate) fn injector_values(install: &Install) -> Value {
+    let mut values = match install.value("global") {
+        Value::Null => json!({"global": {}}),
+        _ => install.document["spec"]["values"].clone(),
+    };
+    values["global"]["hub"] = json!(install.hub());
+    values["global"]["tag"] = json!(install.tag());
+    values["global"]["istioNamespace"] = json!(install.namespace());
+    values
+}
+
+pub(crate) fn manifests(install: &Install) -> Result<Vec<Manifest>, InstallError> {
+    let namespace = install.namespace();
+    let settings = Settings { feature: "autoInjection", component: "injector", values: "sidecarInjectorWebhook" };
+    let mut injector = k8s::container("sidecar-injector-webhook", install.image("sidecar_injector"));
+    injector.args = Some(vec![
+        "--injectConfig=/etc/istio/inject/config".to_string(),
+        "--valuesFile=/etc/istio/inject/values".to_string(),
+        "--meshConfig=/etc/istio/config/mesh".to_string(),
+        "--tlsCertFile=/etc/istio/certs/cert-chain.pem".to_string(),
+        "--tlsKeyFile=/etc/istio/certs/key.pem".to_string(),
+        format!("--port={WEBHOOK_PORT}"),
+        "--monitoringPort=15014".to_string(),
+    ]);
+    injector.ports = Some(vec![k8s::port(WEBHOOK_PORT), k8s::port(15014)]);
+    injector.liveness_probe = Some(webhook_probe("/health"));
+    injector.readiness_probe = Some(webhook_probe("/ready"));
+    injector.resources = Some(settings.resources(install, default_resources())?);
+    injector.volume_mounts = Some(vec![
+        k8s::mount("config-volume", "/etc/istio/config", true),
+        k8s::mount("certs", "/etc/istio/certs", true),
+        k8s::mount("inject-config", "/etc/istio/inject", true),
+    ]);
+    let mut pod = control_pod(Some(ACCOUNT), vec![injector]);
+    pod.volumes = Some(vec![
+        k8s::config_map_volume("config-volume", "istio", &[]),
+        k8s::secret_volume("certs", &format!("istio.{ACCOUNT}"), false),
+        k8s::config_map_volume("inject-config", NAME, &[("config", "config"), ("values", "values")]),
+    ]);
+    let own = [("app", "sidecarInjectorWebhook"), ("istio", "sidecar-injector")];
+    let all = chart_labels("sidecarInjectorWebhook", &own);
+    let mut manifests = Workload {
+        component: COMPONENT,
+        settings,
+        name: NAME,
+        namespace: namespace.clone(),
+        labels: all.clone(),
+        selector: labels(&[("istio", "sidecar-injector")]),
+        pod_labels: all.clone(),
+        pod,
+        autoscaled_by_default: false,
+        main_container: "sidecar-injector-webhook",
+        budget: Some((
+            labels(&[("app", "sidecarInjectorWebhook"), ("release", "istio"), ("istio", "sidecar-injector")]),
+            labels(&[("app", "sidecarInjectorWebhook"), ("release", "istio"), ("istio", "sidecar-injector")]),
+        )),
+        hpa_labels: all.clone(),
+    }
+    .manifests(install)?;
+
+    let policy = install.str_value("global.proxy.autoInject", "enabled");
+    let config =
+        format!("policy: {policy}\nalwaysInjectSelector: []\nneverInjectSelector: []\ninjectedAnnotations: {{}}\n");
+    let values = serde_json::to_string(&injector_values(install))
+        .map_err(|error| InstallError::Render { object: format!("ConfigMap {NAME}"), message: error.to_string() })?;
+    let role = format!("istio-sidecar-injector-{namespace}");
+    let account_labels = chart_labels("sidecarInjectorWebhook", &own);
+    let objects = vec![
+        k8s::to_value(&ConfigMap {
+            metadata: k8s::meta(
+                NAME,
+                &namespace,
+                chart_labels("istio", &[("app", "istio"), ("istio", "sidecar-injector")]),
+            ),
+            data: Some([("config".to_string(), config), ("values".to_string(), values)].into()),
+            ..ConfigMap::default()
+        }),
+        k8s::to_value(&k8s::service(
+            k8s::meta(NAME, &namespace, all),
+            labels(&[("istio", "sidecar-injector")]),
+            vec![
+                k8s::service_port("https-inject", 443, Some(WEBHOOK_PORT)),
+                k8s::service_port("http-monitoring", 15014, None),
+            ],
+        )),
+        k8s::service_account(ACCOUNT, &namespace, account_labels.clone()),
+        k8s::cluster_role(
+            &role,
+            account_labels.clone(),
+            vec![
+                k8s::rule(&[""], &["configmaps"], &["get", "list", "watch"]),
+                k8s::rule(
+                    &["admissionregistration.k8s.io"],
+                    &["mutatingwebhookconfigurations"],
+                    &["get", "list", "watch", "patch"],
+                ),
+            ],
+        ),
+        k8s::cluster_role_binding(
+            &format!("istio-sidecar-injector-admin-role-binding-{namespace}"),
+            account_labels,
+            &role,
+            ACCOUNT,
+            &namespace,
+        ),
+    ];
+    manifests.extend(objects.into_iter().map(|object| Manifest { component: COMPONENT, object }));
+    Ok(manifests)
+}
