@@ -5,7 +5,7 @@
 
 use serde_json::{json, Value};
 
-use crate::Install;
+use crate::install::Install;
 
 /// The mesh config for `install`.
 pub(crate) fn mesh_config(install: &Install) -> Value {

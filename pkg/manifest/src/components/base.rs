@@ -3,8 +3,10 @@
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 
+use crate::install::{Install, InstallError};
 use crate::k8s::{self, chart_labels, labels};
-use crate::{mesh, Install, InstallError, Manifest};
+use crate::manifest::Manifest;
+use crate::mesh;
 
 const COMPONENT: &str = "Base";
 

@@ -6,9 +6,10 @@
 use k8s_openapi::api::core::v1::{HTTPGetAction, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{control_pod, default_resources, Settings, Workload};
+use crate::install::{Install, InstallError};
 use crate::k8s::{self, chart_labels, labels};
-use crate::{Install, InstallError, Manifest};
+use crate::manifest::Manifest;
+use crate::workload::{control_pod, default_resources, Settings, Workload};
 
 const COMPONENT: &str = "Galley";
 const NAME: &str = "istio-galley";

@@ -5,9 +5,10 @@
 use k8s_openapi::api::core::v1::{HTTPGetAction, Probe, ServicePort};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{control_pod, proxy_resources_default, Settings, Workload};
+use crate::install::{Install, InstallError};
 use crate::k8s::{self, chart_labels, labels};
-use crate::{Install, InstallError, Manifest};
+use crate::manifest::Manifest;
+use crate::workload::{control_pod, proxy_resources_default, Settings, Workload};
 
 /// A gateway as 1.4's chart defined it.
 pub(crate) struct Gateway {

@@ -7,9 +7,10 @@
 
 use serde_json::{json, Value};
 
-use super::{control_pod, default_resources, Settings, Workload};
+use crate::install::{Install, InstallError};
 use crate::k8s::{self, chart_labels, labels};
-use crate::{Install, InstallError, Manifest};
+use crate::manifest::Manifest;
+use crate::workload::{control_pod, default_resources, Settings, Workload};
 
 const ACCOUNT: &str = "istio-mixer-service-account";
 const CONFIG: &str = include_str!("../../../../install/mixer/config.yaml");

@@ -5,9 +5,10 @@ use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec, DaemonSetUpdateStrate
 use k8s_openapi::api::core::v1::{HostPathVolumeSource, Volume};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
-use super::{control_pod, NO_SIDECAR};
+use crate::install::{Install, InstallError};
 use crate::k8s::{self, chart_labels, labels};
-use crate::{Install, InstallError, Manifest};
+use crate::manifest::Manifest;
+use crate::workload::{control_pod, NO_SIDECAR};
 
 const COMPONENT: &str = "NodeAgent";
 const NAME: &str = "istio-nodeagent";

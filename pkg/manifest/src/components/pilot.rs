@@ -6,9 +6,10 @@
 use k8s_openapi::api::core::v1::Probe;
 use serde_json::json;
 
-use super::{control_pod, Settings, Workload};
+use crate::install::{Install, InstallError};
 use crate::k8s::{self, chart_labels, labels};
-use crate::{Install, InstallError, Manifest};
+use crate::manifest::Manifest;
+use crate::workload::{control_pod, Settings, Workload};
 
 const COMPONENT: &str = "Pilot";
 const NAME: &str = "istio-pilot";

@@ -1,62 +1,15 @@
-//! The installation's components, each in its own module as 1.4's charts were, and what they
-//! share: a component's `k8s` settings from the `IstioControlPlane` (resources, replicas,
-//! environment, scheduling) applied over the chart's defaults, the autoscaler and disruption
-//! budget 1.4 gave a Deployment, and the pod-level defaults every control-plane pod had.
-
-#[path = "base.rs"]
-mod base;
-#[path = "citadel.rs"]
-mod citadel;
-#[path = "galley.rs"]
-mod galley;
-#[path = "gateways.rs"]
-mod gateways;
-#[path = "injector.rs"]
-mod injector;
-#[path = "mixer.rs"]
-mod mixer;
-#[path = "nodeagent.rs"]
-mod nodeagent;
-#[path = "pilot.rs"]
-mod pilot;
+//! What the components share: a component's `k8s` settings from the `IstioControlPlane`
+//! (resources, replicas, environment, scheduling) applied over the chart's defaults, the
+//! autoscaler and disruption budget 1.4 gave a Deployment, and the pod-level defaults every
+//! control-plane pod had.
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{PodSpec, Toleration};
 use serde_json::{json, Value};
 
+use crate::install::{merge, Install, InstallError};
 use crate::k8s::{self, Labels};
-use crate::{Install, InstallError, Manifest};
-
-/// Every component's objects, in no particular order.
-pub(crate) fn all(install: &Install) -> Result<Vec<Manifest>, InstallError> {
-    let mut manifests = base::manifests(install)?;
-    if install.enabled("trafficManagement") {
-        manifests.extend(pilot::manifests(install)?);
-    }
-    for key in ["policy", "telemetry"] {
-        if install.enabled(key) {
-            manifests.extend(mixer::manifests(install, key)?);
-        }
-    }
-    if install.enabled("security") {
-        manifests.extend(citadel::manifests(install)?);
-        if install.node_agent() {
-            manifests.extend(nodeagent::manifests(install)?);
-        }
-    }
-    if install.enabled("configManagement") {
-        manifests.extend(galley::manifests(install)?);
-    }
-    if install.enabled("autoInjection") {
-        manifests.extend(injector::manifests(install)?);
-    }
-    for gateway in gateways::GATEWAYS {
-        if install.enabled(&format!("gateways.components.{}", gateway.settings)) {
-            manifests.extend(gateways::manifests(install, &gateway)?);
-        }
-    }
-    Ok(manifests)
-}
+use crate::manifest::Manifest;
 
 /// What every 1.4 control-plane pod had: the architecture affinity, and no sidecar.
 pub(crate) const NO_SIDECAR: (&str, &str) = ("sidecar.istio.io/inject", "false");
@@ -105,7 +58,7 @@ impl Settings<'_> {
         let mut merged = install.merged(&format!("{}.resources", self.values), default);
         let overrides = &self.k8s(install)["resources"];
         if !overrides.is_null() {
-            crate::install::merge(&mut merged, overrides);
+            merge(&mut merged, overrides);
         }
         k8s::resources(&merged, &format!("values.{}.resources", self.values))
     }
@@ -195,7 +148,7 @@ impl Settings<'_> {
         );
         let overrides = &self.k8s(install)["hpaSpec"];
         if !overrides.is_null() {
-            crate::install::merge(&mut hpa["spec"], overrides);
+            merge(&mut hpa["spec"], overrides);
             let _: k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscalerSpec =
                 k8s::typed(&hpa["spec"], &self.path("hpaSpec"))?;
         }
