@@ -87,14 +87,22 @@ const K8S_FIELDS: [&str; 16] = [
     "securityContext",
 ];
 
+/// A `spec` path that 1.4's `IstioControlPlaneSpec` does not have, and why.
+#[derive(Debug, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct UnknownSpecPath(String);
+
 /// Checks a `spec` path (`values.global.mtls.enabled`, `security.enabled`,
 /// `trafficManagement.components.pilot.k8s.resources`) against 1.4's `IstioControlPlaneSpec`.
 /// Values are free-form, as Helm values were.
-pub(crate) fn check_spec_path(path: &str) -> Result<(), String> {
+pub(crate) fn check_spec_path(path: &str) -> Result<(), UnknownSpecPath> {
     let parts: Vec<&str> = path.split('.').collect();
     let top = parts[0];
     if !SPEC_FIELDS.contains(&top) {
-        return Err(format!("unknown field {top:?} of IstioControlPlane spec (fields: {})", SPEC_FIELDS.join(", ")));
+        return Err(UnknownSpecPath(format!(
+            "unknown field {top:?} of IstioControlPlane spec (fields: {})",
+            SPEC_FIELDS.join(", ")
+        )));
     }
     let Some((_, components)) = FEATURE_COMPONENTS.iter().find(|(feature, _)| *feature == top) else {
         return Ok(());
@@ -107,23 +115,28 @@ pub(crate) fn check_spec_path(path: &str) -> Result<(), String> {
                 return Ok(());
             }
             if !components.contains(&component) {
-                return Err(format!("{top} has no component {component:?} (components: {})", components.join(", ")));
+                return Err(UnknownSpecPath(format!(
+                    "{top} has no component {component:?} (components: {})",
+                    components.join(", ")
+                )));
             }
             match parts.get(3).copied() {
                 None => Ok(()),
                 Some(field) if !COMPONENT_FIELDS.contains(&field) => {
-                    Err(format!("unknown field {field:?} of component {top}.{component}"))
+                    Err(UnknownSpecPath(format!("unknown field {field:?} of component {top}.{component}")))
                 }
                 Some("k8s") => match parts.get(4).copied() {
-                    Some(field) if !K8S_FIELDS.contains(&field) => {
-                        Err(format!("unknown Kubernetes setting {field:?} of component {top}.{component}"))
-                    }
+                    Some(field) if !K8S_FIELDS.contains(&field) => Err(UnknownSpecPath(format!(
+                        "unknown Kubernetes setting {field:?} of component {top}.{component}"
+                    ))),
                     _ => Ok(()),
                 },
                 Some(_) => Ok(()),
             }
         }
-        Some(field) => Err(format!("unknown field {field:?} of feature {top} (fields: enabled, components)")),
+        Some(field) => {
+            Err(UnknownSpecPath(format!("unknown field {field:?} of feature {top} (fields: enabled, components)")))
+        }
     }
 }
 
@@ -177,7 +190,7 @@ impl Install {
             let mut paths = Vec::new();
             leaf_paths("", &spec, &mut paths);
             for path in paths {
-                check_spec_path(&path).map_err(|message| failed(format!("spec.{path}: {message}")))?;
+                check_spec_path(&path).map_err(|unknown| failed(format!("spec.{path}: {unknown}")))?;
             }
             if let Some(name) = spec["profile"].as_str() {
                 profile = Some(name.to_string());
@@ -191,7 +204,8 @@ impl Install {
             })?;
             let path = path.strip_prefix("spec.").unwrap_or(path);
             if path != "profile" {
-                check_spec_path(path).map_err(|message| InstallError::Value { path: path.to_string(), message })?;
+                check_spec_path(path)
+                    .map_err(|unknown| InstallError::Value { path: path.to_string(), message: unknown.to_string() })?;
             }
         }
         let mut with_profile = Vec::new();
@@ -319,7 +333,7 @@ mod tests {
         ] {
             assert_eq!(check_spec_path(good), Ok(()), "{good}");
         }
-        let error = |path: &str| check_spec_path(path).expect_err(path);
+        let error = |path: &str| check_spec_path(path).expect_err(path).to_string();
         assert!(error("components.pilot.enabled").contains("unknown field \"components\""));
         assert!(error("trafficManagement.components.galley.enabled").contains("has no component \"galley\""));
         assert!(error("security.components.citadel.k8s.replicas").contains("unknown Kubernetes setting"));

@@ -103,6 +103,23 @@ pub(crate) fn cluster_role_binding(name: &str, labels: Labels, role: &str, accou
     })
 }
 
+/// A component's service account, its ClusterRole `role` with `rules`, and the binding
+/// `binding` giving the role to the account, as each 1.4 chart wrote the three.
+pub(crate) fn account_with_role(
+    account: &str,
+    namespace: &str,
+    labels: Labels,
+    role: &str,
+    binding: &str,
+    rules: Vec<PolicyRule>,
+) -> [Value; 3] {
+    [
+        service_account(account, namespace, labels.clone()),
+        cluster_role(role, labels.clone(), rules),
+        cluster_role_binding(binding, labels, role, account, namespace),
+    ]
+}
+
 /// A named service port (`targetPort` only where it differs, as the charts wrote it).
 pub(crate) fn service_port(name: &str, port: i32, target: Option<i32>) -> ServicePort {
     ServicePort {

@@ -72,28 +72,24 @@ pub(crate) fn manifests(install: &Install) -> Result<Vec<Manifest>, InstallError
     .manifests(install)?;
     let role = format!("istio-citadel-{namespace}");
     let account_labels = chart_labels("security", &[("app", "security")]);
-    let mut objects = vec![
-        k8s::to_value(&k8s::service(
-            k8s::meta(NAME, &namespace, all),
-            labels(&[("istio", "citadel")]),
-            vec![
-                k8s::service_port("grpc-citadel", 8060, Some(8060)),
-                k8s::service_port("http-monitoring", 15014, None),
-            ],
-        )),
-        k8s::service_account(ACCOUNT, &namespace, account_labels.clone()),
-        k8s::cluster_role(
-            &role,
-            account_labels.clone(),
-            vec![
-                k8s::rule(&[""], &["configmaps"], &["create", "get", "update"]),
-                k8s::rule(&[""], &["secrets"], &["create", "get", "watch", "list", "update", "delete"]),
-                k8s::rule(&[""], &["serviceaccounts", "services", "namespaces"], &["get", "watch", "list"]),
-                k8s::rule(&["authentication.k8s.io"], &["tokenreviews"], &["create"]),
-            ],
-        ),
-        k8s::cluster_role_binding(&role, account_labels, &role, ACCOUNT, &namespace),
-    ];
+    let mut objects = vec![k8s::to_value(&k8s::service(
+        k8s::meta(NAME, &namespace, all),
+        labels(&[("istio", "citadel")]),
+        vec![k8s::service_port("grpc-citadel", 8060, Some(8060)), k8s::service_port("http-monitoring", 15014, None)],
+    ))];
+    objects.extend(k8s::account_with_role(
+        ACCOUNT,
+        &namespace,
+        account_labels,
+        &role,
+        &role,
+        vec![
+            k8s::rule(&[""], &["configmaps"], &["create", "get", "update"]),
+            k8s::rule(&[""], &["secrets"], &["create", "get", "watch", "list", "update", "delete"]),
+            k8s::rule(&[""], &["serviceaccounts", "services", "namespaces"], &["get", "watch", "list"]),
+            k8s::rule(&["authentication.k8s.io"], &["tokenreviews"], &["create"]),
+        ],
+    ));
     if install.bool_value("security.createMeshPolicy", true) {
         objects.extend(mesh_authentication(install, &namespace));
     }

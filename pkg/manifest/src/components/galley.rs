@@ -74,39 +74,32 @@ pub(crate) fn manifests(install: &Install) -> Result<Vec<Manifest>, InstallError
     let istio_groups =
         ["authentication.istio.io", "config.istio.io", "networking.istio.io", "rbac.istio.io", "security.istio.io"];
     let account_labels = chart_labels("galley", &[("app", "galley")]);
-    let objects = vec![
-        k8s::to_value(&k8s::service(
-            k8s::meta(NAME, &namespace, all),
-            labels(&[("istio", "galley")]),
-            vec![
-                k8s::service_port("https-validation", 443, Some(WEBHOOK_PORT)),
-                k8s::service_port("http-monitoring", 15014, None),
-                k8s::service_port("grpc-mcp", 9901, None),
-            ],
-        )),
-        k8s::service_account(ACCOUNT, &namespace, account_labels.clone()),
-        k8s::cluster_role(
-            &role,
-            account_labels.clone(),
-            vec![
-                k8s::rule(&istio_groups, &["*"], &["get", "list", "watch"]),
-                k8s::rule(&istio_groups, &["*/status"], &["update"]),
-                k8s::rule(&["admissionregistration.k8s.io"], &["validatingwebhookconfigurations"], &["*"]),
-                k8s::rule(&["apps"], &["deployments"], &["get"]),
-                k8s::rule(&[""], &["pods", "nodes", "services", "endpoints", "namespaces"], &["get", "list", "watch"]),
-                k8s::rule(&["extensions", "networking.k8s.io"], &["ingresses"], &["get", "list", "watch"]),
-                k8s::rule(&[""], &["namespaces/finalizers"], &["update"]),
-                k8s::rule(&["apiextensions.k8s.io"], &["customresourcedefinitions"], &["get", "list", "watch"]),
-            ],
-        ),
-        k8s::cluster_role_binding(
-            &format!("istio-galley-admin-role-binding-{namespace}"),
-            account_labels,
-            &role,
-            ACCOUNT,
-            &namespace,
-        ),
-    ];
+    let mut objects = vec![k8s::to_value(&k8s::service(
+        k8s::meta(NAME, &namespace, all),
+        labels(&[("istio", "galley")]),
+        vec![
+            k8s::service_port("https-validation", 443, Some(WEBHOOK_PORT)),
+            k8s::service_port("http-monitoring", 15014, None),
+            k8s::service_port("grpc-mcp", 9901, None),
+        ],
+    ))];
+    objects.extend(k8s::account_with_role(
+        ACCOUNT,
+        &namespace,
+        account_labels,
+        &role,
+        &format!("istio-galley-admin-role-binding-{namespace}"),
+        vec![
+            k8s::rule(&istio_groups, &["*"], &["get", "list", "watch"]),
+            k8s::rule(&istio_groups, &["*/status"], &["update"]),
+            k8s::rule(&["admissionregistration.k8s.io"], &["validatingwebhookconfigurations"], &["*"]),
+            k8s::rule(&["apps"], &["deployments"], &["get"]),
+            k8s::rule(&[""], &["pods", "nodes", "services", "endpoints", "namespaces"], &["get", "list", "watch"]),
+            k8s::rule(&["extensions", "networking.k8s.io"], &["ingresses"], &["get", "list", "watch"]),
+            k8s::rule(&[""], &["namespaces/finalizers"], &["update"]),
+            k8s::rule(&["apiextensions.k8s.io"], &["customresourcedefinitions"], &["get", "list", "watch"]),
+        ],
+    ));
     manifests.extend(objects.into_iter().map(|object| Manifest { component: COMPONENT, object }));
     Ok(manifests)
 }

@@ -103,7 +103,7 @@ pub(crate) fn manifests(install: &Install) -> Result<Vec<Manifest>, InstallError
         .map_err(|error| InstallError::Render { object: format!("ConfigMap {NAME}"), message: error.to_string() })?;
     let role = format!("istio-sidecar-injector-{namespace}");
     let account_labels = chart_labels("sidecarInjectorWebhook", &own);
-    let objects = vec![
+    let mut objects = vec![
         k8s::to_value(&ConfigMap {
             metadata: k8s::meta(
                 NAME,
@@ -121,27 +121,22 @@ pub(crate) fn manifests(install: &Install) -> Result<Vec<Manifest>, InstallError
                 k8s::service_port("http-monitoring", 15014, None),
             ],
         )),
-        k8s::service_account(ACCOUNT, &namespace, account_labels.clone()),
-        k8s::cluster_role(
-            &role,
-            account_labels.clone(),
-            vec![
-                k8s::rule(&[""], &["configmaps"], &["get", "list", "watch"]),
-                k8s::rule(
-                    &["admissionregistration.k8s.io"],
-                    &["mutatingwebhookconfigurations"],
-                    &["get", "list", "watch", "patch"],
-                ),
-            ],
-        ),
-        k8s::cluster_role_binding(
-            &format!("istio-sidecar-injector-admin-role-binding-{namespace}"),
-            account_labels,
-            &role,
-            ACCOUNT,
-            &namespace,
-        ),
     ];
+    objects.extend(k8s::account_with_role(
+        ACCOUNT,
+        &namespace,
+        account_labels,
+        &role,
+        &format!("istio-sidecar-injector-admin-role-binding-{namespace}"),
+        vec![
+            k8s::rule(&[""], &["configmaps"], &["get", "list", "watch"]),
+            k8s::rule(
+                &["admissionregistration.k8s.io"],
+                &["mutatingwebhookconfigurations"],
+                &["get", "list", "watch", "patch"],
+            ),
+        ],
+    ));
     manifests.extend(objects.into_iter().map(|object| Manifest { component: COMPONENT, object }));
     Ok(manifests)
 }

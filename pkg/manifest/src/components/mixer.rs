@@ -130,30 +130,24 @@ pub(crate) fn manifests(install: &Install, key: &'static str) -> Result<Vec<Mani
 fn shared(namespace: &str) -> Result<Vec<Value>, InstallError> {
     let role = format!("istio-mixer-{namespace}");
     let account_labels = chart_labels("mixer", &[("app", "mixer")]);
-    let mut objects = vec![
-        k8s::service_account(ACCOUNT, namespace, account_labels.clone()),
-        k8s::cluster_role(
-            &role,
-            account_labels.clone(),
-            vec![
-                k8s::rule(&["config.istio.io"], &["*"], &["create", "get", "list", "watch", "patch"]),
-                k8s::rule(&["apiextensions.k8s.io"], &["customresourcedefinitions"], &["get", "list", "watch"]),
-                k8s::rule(
-                    &[""],
-                    &["configmaps", "endpoints", "pods", "services", "namespaces", "secrets", "replicationcontrollers"],
-                    &["get", "list", "watch"],
-                ),
-                k8s::rule(&["apps"], &["replicasets", "deployments"], &["get", "list", "watch"]),
-            ],
-        ),
-        k8s::cluster_role_binding(
-            &format!("istio-mixer-admin-role-binding-{namespace}"),
-            account_labels,
-            &role,
-            ACCOUNT,
-            namespace,
-        ),
-    ];
+    let mut objects = vec![];
+    objects.extend(k8s::account_with_role(
+        ACCOUNT,
+        namespace,
+        account_labels,
+        &role,
+        &format!("istio-mixer-admin-role-binding-{namespace}"),
+        vec![
+            k8s::rule(&["config.istio.io"], &["*"], &["create", "get", "list", "watch", "patch"]),
+            k8s::rule(&["apiextensions.k8s.io"], &["customresourcedefinitions"], &["get", "list", "watch"]),
+            k8s::rule(
+                &[""],
+                &["configmaps", "endpoints", "pods", "services", "namespaces", "secrets", "replicationcontrollers"],
+                &["get", "list", "watch"],
+            ),
+            k8s::rule(&["apps"], &["replicasets", "deployments"], &["get", "list", "watch"]),
+        ],
+    ));
     objects.extend(config_objects(CONFIG, "install/mixer/config.yaml", namespace)?);
     Ok(objects)
 }

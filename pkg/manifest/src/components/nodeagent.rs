@@ -58,11 +58,14 @@ pub(crate) fn manifests(install: &Install) -> Result<Vec<Manifest>, InstallError
     };
     let role = format!("istio-nodeagent-{namespace}");
     let account_labels = chart_labels("nodeagent", &[("app", "nodeagent")]);
-    let objects = vec![
-        k8s::to_value(&daemon_set),
-        k8s::service_account(ACCOUNT, &namespace, account_labels.clone()),
-        k8s::cluster_role(&role, account_labels.clone(), vec![k8s::rule(&[""], &["configmaps"], &["get"])]),
-        k8s::cluster_role_binding(&role, account_labels, &role, ACCOUNT, &namespace),
-    ];
+    let mut objects = vec![k8s::to_value(&daemon_set)];
+    objects.extend(k8s::account_with_role(
+        ACCOUNT,
+        &namespace,
+        account_labels,
+        &role,
+        &role,
+        vec![k8s::rule(&[""], &["configmaps"], &["get"])],
+    ));
     Ok(objects.into_iter().map(|object| Manifest { component: COMPONENT, object }).collect())
 }

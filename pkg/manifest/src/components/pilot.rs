@@ -100,27 +100,26 @@ pub(crate) fn manifests(install: &Install) -> Result<Vec<Manifest>, InstallError
         k8s::service(k8s::meta(NAME, &namespace, labels_all.clone()), labels(&[("istio", "pilot")]), service_ports);
     let role = format!("istio-pilot-{namespace}");
     let account_labels = chart_labels("pilot", &[("app", "pilot")]);
-    let objects = vec![
-        k8s::to_value(&service),
-        k8s::service_account(ACCOUNT, &namespace, account_labels.clone()),
-        k8s::cluster_role(
-            &role,
-            account_labels.clone(),
-            vec![
-                k8s::rule(&["config.istio.io"], &["*"], &["*"]),
-                k8s::rule(&["rbac.istio.io"], &["*"], &["get", "watch", "list"]),
-                k8s::rule(&["security.istio.io"], &["*"], &["get", "watch", "list"]),
-                k8s::rule(&["networking.istio.io"], &["*"], &["*"]),
-                k8s::rule(&["authentication.istio.io"], &["*"], &["*"]),
-                k8s::rule(&["apiextensions.k8s.io"], &["customresourcedefinitions"], &["*"]),
-                k8s::rule(&["extensions", "networking.k8s.io"], &["ingresses", "ingresses/status"], &["*"]),
-                k8s::rule(&[""], &["configmaps"], &["create", "get", "list", "watch", "update"]),
-                k8s::rule(&[""], &["endpoints", "pods", "services", "namespaces", "nodes"], &["get", "list", "watch"]),
-                k8s::rule(&[""], &["secrets"], &["create", "get", "watch", "list", "update", "delete"]),
-            ],
-        ),
-        k8s::cluster_role_binding(&role, account_labels, &role, ACCOUNT, &namespace),
-    ];
+    let mut objects = vec![k8s::to_value(&service)];
+    objects.extend(k8s::account_with_role(
+        ACCOUNT,
+        &namespace,
+        account_labels,
+        &role,
+        &role,
+        vec![
+            k8s::rule(&["config.istio.io"], &["*"], &["*"]),
+            k8s::rule(&["rbac.istio.io"], &["*"], &["get", "watch", "list"]),
+            k8s::rule(&["security.istio.io"], &["*"], &["get", "watch", "list"]),
+            k8s::rule(&["networking.istio.io"], &["*"], &["*"]),
+            k8s::rule(&["authentication.istio.io"], &["*"], &["*"]),
+            k8s::rule(&["apiextensions.k8s.io"], &["customresourcedefinitions"], &["*"]),
+            k8s::rule(&["extensions", "networking.k8s.io"], &["ingresses", "ingresses/status"], &["*"]),
+            k8s::rule(&[""], &["configmaps"], &["create", "get", "list", "watch", "update"]),
+            k8s::rule(&[""], &["endpoints", "pods", "services", "namespaces", "nodes"], &["get", "list", "watch"]),
+            k8s::rule(&[""], &["secrets"], &["create", "get", "watch", "list", "update", "delete"]),
+        ],
+    ));
     manifests.extend(objects.into_iter().map(|object| Manifest { component: COMPONENT, object }));
     Ok(manifests)
 }
