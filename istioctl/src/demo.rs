@@ -31,6 +31,10 @@ pub struct DemoArgs {
     /// How long to wait for Bookinfo to answer.
     #[arg(long, default_value = "5m", value_parser = istio_duration::parse)]
     pub timeout: Duration,
+    /// When the demo does not come up, leave what was started running to look at (its logs,
+    /// `istioctl x local get pods -A`), instead of tearing it down.
+    #[arg(long = "keep-on-failure")]
+    pub keep_on_failure: bool,
 }
 
 pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<i32> {
@@ -78,6 +82,13 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<i32> {
         },
         Err(error) => {
             eprintln!("✘ {error:#}");
+            if args.keep_on_failure {
+                eprintln!(
+                    "left running for inspection: logs under {}, `istioctl demo --down` removes it",
+                    layout.root().join("logs").display()
+                );
+                return Ok(1);
+            }
             eprintln!("tearing down what was started…");
             let _ = teardown::uninstall(&layout, &mut |_| {});
             return Ok(1);
@@ -213,11 +224,28 @@ fn bring_up(layout: &Layout, args: &DemoArgs, interrupted: &std::sync::atomic::A
                 return Ok(gateway);
             }
             if Instant::now() > deadline {
-                bail!("http://{gateway}/productpage did not answer 200 in time (last status {status})");
+                bail!(
+                    "http://{gateway}/productpage did not answer 200 with the whole page in time (last status {status}{})",
+                    page_errors(&body)
+                );
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     })
+}
+
+/// What a Bookinfo page says went wrong (`; Error fetching product details!`), if anything.
+fn page_errors(body: &str) -> String {
+    let complaints = ["Error fetching product details", "Error fetching product reviews", "currently unavailable"];
+    let mut said = String::new();
+    for line in body.lines().map(str::trim) {
+        if complaints.iter().any(|complaint| line.contains(complaint)) {
+            let text: String = line.split(['<', '>']).step_by(2).collect::<Vec<_>>().join("").trim().to_string();
+            said.push_str("; ");
+            said.push_str(if text.is_empty() { line } else { &text });
+        }
+    }
+    said
 }
 
 fn pod_ready(pod: &Object) -> bool {

@@ -3,6 +3,7 @@
 
 pub(crate) mod authn;
 pub(crate) mod authz;
+pub(crate) mod cluster_apply;
 pub(crate) mod dashboard;
 pub(crate) mod demo;
 pub(crate) mod kube;
@@ -16,6 +17,7 @@ pub(crate) mod proxy_status;
 pub(crate) mod secrets;
 pub(crate) mod table;
 pub(crate) mod validate;
+pub(crate) mod verify_install;
 pub(crate) mod xds;
 
 use clap::{Parser, Subcommand};
@@ -44,6 +46,9 @@ pub enum Command {
     Profile(local::ProfileCommand),
     /// The installation as Kubernetes objects: `manifest generate --set profile=demo`.
     Manifest(manifest::ManifestArgs),
+    /// Verify an installation on a cluster (`-f FILE` or `--set …`), or check a cluster before one.
+    #[command(name = "verify-install")]
+    VerifyInstall(verify_install::VerifyInstallArgs),
     /// Inject the sidecar into the workloads of a Kubernetes YAML file.
     #[command(name = "kube-inject")]
     KubeInject(kube_inject::KubeInjectArgs),
@@ -90,6 +95,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Demo(args) => demo::run(&args),
         Command::Profile(command) => local::profile(&command),
         Command::Manifest(args) => manifest::run(&args),
+        Command::VerifyInstall(args) => verify_install::run(&args),
         Command::Experimental(Experimental::Local(command)) => local::local(command),
         Command::KubeInject(args) => kube_inject::run(&args),
         Command::ProxyConfig(args) => proxy_config::run(&args),

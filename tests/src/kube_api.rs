@@ -5,7 +5,10 @@
 //! each opened by a frame carrying the port, then data frames prefixed with the channel number.
 //! Each forwarded stream is relayed to a loopback address standing for the pod's port; a port
 //! with nothing behind it gets the error channel's message, as a kubelet sends. Anything else is
-//! answered with a 404 `Status`. Every request line is recorded for the test to inspect.
+//! Every other resource path is served by an object store (`kube_store`): get, list, server-side
+//! apply and delete, with the little a real cluster's controllers add (CRDs established,
+//! workloads rolled out) and scripted failures. `/version` answers as a 1.29 API server does.
+//! Every request line is recorded for the test to inspect.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -14,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use futures::{SinkExt, StreamExt};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -24,6 +27,8 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
+
+use crate::kube_store::{query_value, ResourcePath, Script, Store};
 
 /// A pod the fake API server knows, and where each of its ports really is.
 #[derive(Clone, Debug)]
@@ -80,6 +85,7 @@ impl FakePod {
 pub struct FakeApiServer {
     address: SocketAddr,
     requests: Arc<Mutex<Vec<String>>>,
+    store: Arc<Mutex<Store>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -87,12 +93,18 @@ pub struct FakeApiServer {
 impl FakeApiServer {
     /// Serves `pods` on a free loopback port, on a thread of its own.
     pub fn start(pods: Vec<FakePod>) -> FakeApiServer {
+        FakeApiServer::start_with(pods, Script::default())
+    }
+
+    /// Serves `pods`, and an object store playing `script`.
+    pub fn start_with(pods: Vec<FakePod>, script: Script) -> FakeApiServer {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding the fake API server");
         listener.set_nonblocking(true).expect("non-blocking listener");
         let address = listener.local_addr().expect("local address");
         let requests = Arc::new(Mutex::new(Vec::new()));
         let (stop, stopped) = tokio::sync::oneshot::channel();
-        let state = Arc::new(State { pods, requests: requests.clone() });
+        let store = Arc::new(Mutex::new(Store::new(script)));
+        let state = Arc::new(State { pods, requests: requests.clone(), store: store.clone() });
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
             runtime.block_on(async move {
@@ -103,7 +115,7 @@ impl FakeApiServer {
                 }
             });
         });
-        FakeApiServer { address, requests, stop: Some(stop), thread: Some(thread) }
+        FakeApiServer { address, requests, store, stop: Some(stop), thread: Some(thread) }
     }
 
     /// The server's URL.
@@ -127,6 +139,11 @@ impl FakeApiServer {
     pub fn requests(&self) -> Vec<String> {
         self.requests.lock().expect("requests").clone()
     }
+
+    /// Every object in the store.
+    pub fn objects(&self) -> Vec<Value> {
+        self.store.lock().expect("store").objects()
+    }
 }
 
 impl Drop for FakeApiServer {
@@ -143,6 +160,7 @@ impl Drop for FakeApiServer {
 struct State {
     pods: Vec<FakePod>,
     requests: Arc<Mutex<Vec<String>>>,
+    store: Arc<Mutex<Store>>,
 }
 
 async fn accept_loop(listener: tokio::net::TcpListener, state: Arc<State>) {
@@ -151,7 +169,7 @@ async fn accept_loop(listener: tokio::net::TcpListener, state: Arc<State>) {
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request| {
                 let state = state.clone();
-                async move { Ok::<_, Infallible>(answer(&state, request)) }
+                async move { Ok::<_, Infallible>(answer(&state, request).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(socket), service)
@@ -177,11 +195,7 @@ fn not_found(what: &str) -> Response<Full<Bytes>> {
     )
 }
 
-fn query_value(query: &str, key: &str) -> Option<String> {
-    form_urlencoded::parse(query.as_bytes()).find(|(name, _)| name == key).map(|(_, value)| value.into_owned())
-}
-
-fn answer(state: &State, request: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn answer(state: &State, request: Request<Incoming>) -> Response<Full<Bytes>> {
     let path = request.uri().path().to_string();
     let query = request.uri().query().unwrap_or_default().to_string();
     state.requests.lock().expect("requests").push(format!("{} {path}?{query}", request.method()));
@@ -217,7 +231,31 @@ fn answer(state: &State, request: Request<Incoming>) -> Response<Full<Bytes>> {
                 .collect();
             upgrade_to_port_forward(request, pod.clone(), ports)
         }
-        _ => not_found(&path),
+        ["apis", "admissionregistration.k8s.io", "v1"] => json_response(
+            StatusCode::OK,
+            &json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "admissionregistration.k8s.io/v1",
+                    "resources": [
+                        {"name": "mutatingwebhookconfigurations", "singularName": "", "namespaced": false,
+                         "kind": "MutatingWebhookConfiguration", "verbs": ["create", "get", "list", "patch", "delete"]},
+                        {"name": "validatingwebhookconfigurations", "singularName": "", "namespaced": false,
+                         "kind": "ValidatingWebhookConfiguration", "verbs": ["create", "get", "list", "patch", "delete"]}]}),
+        ),
+        ["version"] => json_response(
+            StatusCode::OK,
+            &json!({"major": "1", "minor": "29", "gitVersion": "v1.29.0", "platform": "linux/amd64"}),
+        ),
+        _ => match ResourcePath::parse(&path) {
+            Some(resource) => {
+                let method = request.method().to_string();
+                let body = match request.into_body().collect().await {
+                    Ok(collected) => collected.to_bytes(),
+                    Err(_) => Bytes::new(),
+                };
+                let (status, value) = state.store.lock().expect("store").handle(&method, &resource, &query, &body);
+                json_response(status, &value)
+            }
+            None => not_found(&path),
+        },
     }
 }
 

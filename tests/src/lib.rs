@@ -9,6 +9,7 @@ pub mod envoy;
 pub mod fixtures;
 pub mod gateway;
 pub mod kube_api;
+pub mod kube_store;
 pub mod layout;
 pub mod local;
 pub mod outside;

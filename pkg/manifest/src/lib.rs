@@ -10,8 +10,12 @@
 //!   Kubernetes 1.25 and later serve (CRDs in `apiextensions.k8s.io/v1`, webhooks in
 //!   `admissionregistration.k8s.io/v1`, `policy/v1` PDBs, `autoscaling/v2` HPAs).
 //!
+//! - [`manifest_diff`] and [`text_diff`]: comparing two installations, as `manifest diff` and
+//!   `profile diff` do.
+//!
 //! Applying the objects to a cluster is `istioctl`'s business, not this crate's.
 
+mod compare;
 mod components;
 mod crds;
 mod install;
@@ -22,6 +26,9 @@ pub mod profiles;
 mod render;
 mod workload;
 
+pub use compare::{
+    manifest_diff, object_diff, object_key, parse_objects, text_diff, CompareError, DiffFilters, ObjectMap,
+};
 pub use crds::{crds, CrdInfo, CRDS};
 pub use install::{Install, InstallError, DEFAULT_HUB, DEFAULT_TAG};
 pub use manifest::Manifest;
