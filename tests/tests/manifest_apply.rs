@@ -129,7 +129,7 @@ fn the_demo_profile_is_applied_in_order_and_waited_for() {
     std::fs::write(&file, manifest).expect("write");
     let (code, out) = istioctl(&["verify-install", "--kubeconfig", config, "-f", file.to_str().expect("utf-8")], "");
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("Checked 8 Istio Deployments"), "{out}");
+    assert!(out.contains("Checked 9 Istio Deployments"), "{out}");
 
     // A second apply with the egress gateway off prunes it and keeps the rest.
     let (code, out) =

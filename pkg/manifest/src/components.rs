@@ -8,14 +8,22 @@ mod citadel;
 mod galley;
 #[path = "components/gateways.rs"]
 mod gateways;
+#[path = "components/grafana.rs"]
+mod grafana;
 #[path = "components/injector.rs"]
 mod injector;
+#[path = "components/kiali.rs"]
+mod kiali;
 #[path = "components/mixer.rs"]
 mod mixer;
 #[path = "components/nodeagent.rs"]
 mod nodeagent;
 #[path = "components/pilot.rs"]
 mod pilot;
+#[path = "components/prometheus.rs"]
+mod prometheus;
+#[path = "components/tracing.rs"]
+mod tracing;
 
 use crate::install::{Install, InstallError};
 use crate::manifest::Manifest;
@@ -47,6 +55,19 @@ pub(crate) fn all(install: &Install) -> Result<Vec<Manifest>, InstallError> {
         if install.enabled(&format!("gateways.components.{}", gateway.settings)) {
             manifests.extend(gateways::manifests(install, &gateway)?);
         }
+    }
+    // The addons, which 1.4's spec had no feature for: `values.ADDON.enabled`.
+    if install.addon("prometheus") {
+        manifests.extend(prometheus::manifests(install)?);
+    }
+    if install.addon("grafana") {
+        manifests.extend(grafana::manifests(install)?);
+    }
+    if install.addon("kiali") {
+        manifests.extend(kiali::manifests(install)?);
+    }
+    if install.addon("tracing") {
+        manifests.extend(tracing::manifests(install)?);
     }
     Ok(manifests)
 }

@@ -15,9 +15,11 @@
 //!
 //! Applying the objects to a cluster is `istioctl`'s business, not this crate's.
 
+mod addon;
 mod compare;
 mod components;
 mod crds;
+mod dashboards;
 mod install;
 mod k8s;
 mod manifest;

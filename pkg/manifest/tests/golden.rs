@@ -108,16 +108,48 @@ fn the_demo_profile_installs_1_4s_deployments_and_services() {
         "istio-sidecar-injector",
         "istio-telemetry",
     ];
-    assert_eq!(names("Deployment"), control_plane);
-    assert_eq!(names("Service"), control_plane);
+    // The demo's addons, with 1.4's names and the upstream images a cluster can pull.
+    let addons = [
+        ("grafana", "grafana/grafana:6.4.3"),
+        ("istio-tracing", "docker.io/jaegertracing/all-in-one:1.14"),
+        ("kiali", "quay.io/kiali/kiali:v1.9"),
+        ("prometheus", "docker.io/prom/prometheus:v2.12.0"),
+    ];
+    let mut deployments: Vec<&str> =
+        control_plane.iter().copied().chain(addons.iter().map(|(name, _)| *name)).collect();
+    deployments.sort_unstable();
+    assert_eq!(names("Deployment"), deployments);
+    let mut services: Vec<&str> = control_plane.to_vec();
+    services.extend([
+        "grafana",
+        "jaeger-agent",
+        "jaeger-collector",
+        "jaeger-query",
+        "kiali",
+        "prometheus",
+        "tracing",
+        "zipkin",
+    ]);
+    services.sort_unstable();
+    assert_eq!(names("Service"), services);
     assert_eq!(names("PodDisruptionBudget"), control_plane);
     assert!(names("HorizontalPodAutoscaler").is_empty(), "demo turns autoscaling off");
-    // Every Deployment has a replica count in demo, and names an image from the hub.
+    // Every control-plane Deployment has a replica count in demo, and names an image from the hub.
     for manifest in manifests.iter().filter(|manifest| manifest.object["kind"] == "Deployment") {
-        assert_eq!(manifest.object["spec"]["replicas"], 1, "{}", manifest.display_name());
+        let name = manifest.object["metadata"]["name"].as_str().unwrap_or_default();
         let image = manifest.object["spec"]["template"]["spec"]["containers"][0]["image"].as_str().unwrap_or_default();
-        assert!(image.starts_with("docker.io/istio/"), "{image}");
+        match addons.iter().find(|(addon, _)| *addon == name) {
+            Some((_, upstream)) => assert_eq!(image, *upstream),
+            None => {
+                assert_eq!(manifest.object["spec"]["replicas"], 1, "{}", manifest.display_name());
+                assert!(image.starts_with("docker.io/istio/"), "{image}");
+            }
+        }
     }
+    // The addons' sidecar stays off; 1.4's tracing chart named no replica count.
+    let tracing = manifests.iter().find(|m| m.object["metadata"]["name"] == "istio-tracing").expect("istio-tracing");
+    assert!(tracing.object["spec"]["replicas"].is_null());
+    assert_eq!(tracing.object["spec"]["template"]["metadata"]["annotations"]["sidecar.istio.io/inject"], "false");
     // The order: namespace and CRDs first, workloads after their accounts and config.
     let kinds: Vec<&str> =
         manifests.iter().map(|manifest| manifest.object["kind"].as_str().unwrap_or_default()).collect();
