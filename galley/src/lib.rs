@@ -1,11 +1,13 @@
 //! Galley: takes Istio config in from a source (a directory of YAML, or Kubernetes), rejects
 //! what is invalid with a reason a person can act on, and serves the rest to Pilot and Mixer
-//! over MCP. It also runs the validating admission webhook and a monitoring endpoint.
+//! over MCP. It also runs the validating admission webhook and a monitoring endpoint, and on
+//! Kubernetes keeps the webhook's ValidatingWebhookConfiguration registered (`registration`).
 //!
 //! `start` runs everything in-process on the given addresses (port 0 works) and returns the
 //! bound addresses with a handle that stops it; `main.rs` only parses flags and waits.
 
 pub(crate) mod metrics;
+pub(crate) mod registration;
 pub(crate) mod snapshot;
 pub(crate) mod source;
 pub(crate) mod synthetic;
@@ -23,6 +25,7 @@ use istio_mcp::source::McpServer;
 
 use tokio::sync::watch;
 
+pub use registration::Registration;
 pub use source::SnapshotSettings;
 
 /// TLS and address of the validation webhook.
@@ -61,6 +64,9 @@ pub struct Config {
     /// `None` disables the webhook.
     pub webhook: Option<WebhookConfig>,
     pub snapshot: SnapshotSettings,
+    /// On Kubernetes: keep the webhook's ValidatingWebhookConfiguration (or delete it when
+    /// validation is off). Ignored with a directory source.
+    pub registration: Option<Registration>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -161,6 +167,11 @@ pub async fn start(config: Config) -> Result<Running, GalleyError> {
         }
         None => None,
     };
+
+    // Registered only once the webhook answers, so the API server never calls an absent one.
+    if let (Source::Kubernetes(client), Some(registration)) = (&config.source, &config.registration) {
+        tokio::spawn(registration::run(client.clone(), registration.clone(), metrics.clone(), shutdown.wait()));
+    }
 
     let monitoring_shutdown = shutdown.wait();
     let monitoring_address = istio_runtime::monitoring::serve(

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use galley::{Config, SnapshotSettings, Source, WebhookConfig};
+use galley::{Config, Registration, SnapshotSettings, Source, WebhookConfig};
 
 #[derive(Debug, Parser)]
 #[command(name = "galley", version, about = "Galley: config validation and distribution (MCP) for istio-rs")]
@@ -56,6 +56,25 @@ struct ServerArgs {
     /// DNS suffix of services (synthetic ServiceEntry hosts).
     #[arg(long = "domain", default_value = "cluster.local")]
     domain: String,
+    /// The ValidatingWebhookConfiguration template to register (on Kubernetes); none: Galley
+    /// does not register the webhook.
+    #[arg(long = "validation-webhook-config-file")]
+    validation_webhook_config_file: Option<PathBuf>,
+    /// The CA certificate that signed the webhook's certificate: the configuration's caBundle.
+    #[arg(long = "caCertFile", default_value = "/etc/certs/root-cert.pem")]
+    ca_cert_file: PathBuf,
+    /// Galley's namespace, which owns the webhook configuration.
+    #[arg(long = "deployment-namespace", default_value = "istio-system")]
+    deployment_namespace: String,
+    /// Galley's Deployment (1.4's flag; the configuration is owned by the namespace).
+    #[arg(long = "deployment-name", default_value = "istio-galley")]
+    deployment_name: String,
+    /// The ValidatingWebhookConfiguration's name.
+    #[arg(long = "webhook-name", default_value = "istio-galley")]
+    webhook_name: String,
+    /// Keep the webhook configuration registered (and put it back when it is edited).
+    #[arg(long = "enable-reconcileWebhookConfiguration", default_value_t = true, action = clap::ArgAction::Set)]
+    reconcile_webhook_configuration: bool,
     /// Log as JSON lines.
     #[arg(long = "log_as_json")]
     log_as_json: bool,
@@ -90,7 +109,20 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         cert_chain: args.tls_cert_file.clone(),
         key: args.tls_key_file.clone(),
     });
+    let registration = args
+        .validation_webhook_config_file
+        .clone()
+        .filter(|_| args.reconcile_webhook_configuration && matches!(source, Source::Kubernetes(_)))
+        .map(|config_file| Registration {
+            config_file,
+            ca_cert_file: args.ca_cert_file.clone(),
+            namespace: args.deployment_namespace.clone(),
+            webhook_name: args.webhook_name.clone(),
+            enabled: args.enable_validation,
+        });
+    tracing::debug!(deployment = %args.deployment_name, "galley deployment");
     let config = Config {
+        registration,
         source,
         mcp_address: parse_address(&args.server_address)?,
         monitoring_address: SocketAddr::new(args.bind_address, args.monitoring_port),

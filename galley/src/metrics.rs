@@ -46,6 +46,12 @@ pub(crate) struct RejectionLabels {
     pub reason: String,
 }
 
+/// Why a webhook configuration load, update or delete failed.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ErrorLabel {
+    pub error: String,
+}
+
 /// Every metric Galley reports.
 #[derive(Clone)]
 pub(crate) struct Metrics {
@@ -56,6 +62,13 @@ pub(crate) struct Metrics {
     pub validation_passed: Family<ResourceLabels, ExactCounter>,
     pub validation_failed: Family<RejectionLabels, ExactCounter>,
     pub validation_http_error: Family<HttpErrorLabels, ExactCounter>,
+    /// The ValidatingWebhookConfiguration's (re)loads from its template and CA, and their failures.
+    pub validation_config_load: ExactCounter,
+    pub validation_config_load_error: Family<ErrorLabel, ExactCounter>,
+    /// Writes of the configuration to the cluster, and failed writes and deletes.
+    pub validation_config_updates: ExactCounter,
+    pub validation_config_update_error: Family<ErrorLabel, ExactCounter>,
+    pub validation_config_delete_error: Family<ErrorLabel, ExactCounter>,
     pub invalid_source_objects: Family<CollectionLabel, Counter>,
     pub source_errors: Counter,
     pub snapshots_published: Counter,
@@ -84,6 +97,11 @@ impl Default for Metrics {
             validation_passed: Family::default(),
             validation_failed: Family::default(),
             validation_http_error: Family::default(),
+            validation_config_load: ExactCounter::default(),
+            validation_config_load_error: Family::default(),
+            validation_config_updates: ExactCounter::default(),
+            validation_config_update_error: Family::default(),
+            validation_config_delete_error: Family::default(),
             invalid_source_objects: Family::default(),
             source_errors: Counter::default(),
             snapshots_published: Counter::default(),
@@ -118,6 +136,31 @@ impl Metrics {
             "galley_validation_http_error",
             "Requests the validation webhook refused before reading them, by HTTP status",
             metrics.validation_http_error.clone(),
+        );
+        registry.register(
+            "galley_validation_config_load",
+            "k8s webhook configuration (re)loads",
+            metrics.validation_config_load.clone(),
+        );
+        registry.register(
+            "galley_validation_config_load_error",
+            "k8s webhook configuration (re)load error",
+            metrics.validation_config_load_error.clone(),
+        );
+        registry.register(
+            "galley_validation_config_updates",
+            "k8s webhook configuration updates",
+            metrics.validation_config_updates.clone(),
+        );
+        registry.register(
+            "galley_validation_config_update_error",
+            "k8s webhook configuration update error",
+            metrics.validation_config_update_error.clone(),
+        );
+        registry.register(
+            "galley_validation_config_delete_error",
+            "k8s webhook configuration delete error",
+            metrics.validation_config_delete_error.clone(),
         );
         registry.register(
             "galley_source_invalid_objects",

@@ -55,6 +55,7 @@ async fn start() -> Fixture {
         mcp_address: loopback,
         monitoring_address: loopback,
         webhook: Some(WebhookConfig { address: loopback, cert_chain: cert_path, key: key_path }),
+        registration: None,
         snapshot: SnapshotSettings::default(),
     })
     .await
@@ -371,6 +372,7 @@ async fn kubernetes_source_feeds_mcp() {
         monitoring_address: loopback,
         webhook: None,
         snapshot: SnapshotSettings::default(),
+        registration: None,
     })
     .await
     .expect("galley starts");
