@@ -1,8 +1,10 @@
 //! istio-rs's sidecar injector, Istio 1.4's `sidecar-injector`: a mutating admission webhook
 //! that adds the `istio-init` and `istio-proxy` containers to pods, configured like 1.4's
 //! (`config` and `values` of the `istio-sidecar-injector` ConfigMap, plus the mesh config).
-//! The injection itself is `istio-inject`'s, which `istioctl kube-inject` uses offline too.
+//! The injection itself is `istio-inject`'s, which `istioctl kube-inject` uses offline too. On
+//! Kubernetes it also keeps its MutatingWebhookConfiguration's CA bundle (`ca_bundle`).
 
+pub(crate) mod ca_bundle;
 pub(crate) mod webhook;
 
 use std::net::SocketAddr;
@@ -12,6 +14,8 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use istio_inject::{ConfigFiles, Injector};
+
+pub use ca_bundle::CaBundlePatching;
 
 /// How to run the injector.
 #[derive(Debug, Clone)]
@@ -23,6 +27,10 @@ pub struct Settings {
     pub monitoring_address: SocketAddr,
     /// How often the config files are checked for changes.
     pub reload_interval: Duration,
+    /// On Kubernetes: the MutatingWebhookConfiguration whose CA bundle the injector keeps.
+    pub ca_bundle: Option<CaBundlePatching>,
+    /// The kubeconfig for that (none: in the cluster, from the pod's service account).
+    pub kubeconfig: Option<PathBuf>,
 }
 
 /// A running injector.
@@ -47,6 +55,23 @@ pub enum StartError {
     Tls(#[from] istio_runtime::tls::TlsError),
     #[error("{server}: {source}")]
     Bind { server: &'static str, source: istio_runtime::listen::BindError },
+    #[error("the Kubernetes client for the webhook configuration: {0}")]
+    Kube(String),
+}
+
+/// A client from `--kubeconfig`, or the pod's own service account.
+async fn kube_client(kubeconfig: Option<&std::path::Path>) -> Result<kube::Client, StartError> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(path)
+                .map_err(|error| StartError::Kube(format!("{}: {error}", path.display())))?;
+            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|error| StartError::Kube(format!("{}: {error}", path.display())))?
+        }
+        None => kube::Config::incluster().map_err(|error| StartError::Kube(error.to_string()))?,
+    };
+    kube::Client::try_from(config).map_err(|error| StartError::Kube(error.to_string()))
 }
 
 /// Loads the configuration (failing at once if it is invalid) and starts serving.
@@ -69,6 +94,10 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     .await
     .map_err(|source| StartError::Bind { server: "monitoring server", source })?;
     tokio::spawn(reload(settings.files.clone(), settings.reload_interval, injector, shutdown.wait()));
+    if let Some(patching) = settings.ca_bundle.clone() {
+        let client = kube_client(settings.kubeconfig.as_deref()).await?;
+        tokio::spawn(ca_bundle::run(client, patching, shutdown.wait()));
+    }
     Ok(Running { webhook_address, monitoring_address, shutdown })
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use istio_inject::ConfigFiles;
-use sidecar_injector::Settings;
+use sidecar_injector::{CaBundlePatching, Settings};
 
 #[derive(Debug, Parser)]
 #[command(name = "sidecar-injector", version, about = "The istio-rs sidecar injector (mutating admission webhook)")]
@@ -38,6 +38,16 @@ struct Cli {
     /// How often the config files are checked for changes (Go duration).
     #[arg(long = "reloadInterval", default_value = "1s", value_parser = istio_duration::parse)]
     reload_interval: Duration,
+    /// The MutatingWebhookConfiguration whose CA bundle the injector keeps (on Kubernetes:
+    /// inside a cluster, or with --kubeconfig); empty: none.
+    #[arg(long = "webhookConfigName", default_value = "istio-sidecar-injector")]
+    webhook_config_name: String,
+    /// The CA certificate that signed the webhook's certificate: the configuration's caBundle.
+    #[arg(long = "caCertFile", default_value = "/etc/istio/certs/root-cert.pem")]
+    ca_cert_file: PathBuf,
+    /// Kubeconfig of the cluster (outside it); inside, the pod's service account is used.
+    #[arg(long = "kubeconfig")]
+    kubeconfig: Option<PathBuf>,
     /// Log as JSON lines.
     #[arg(long = "log_as_json")]
     log_as_json: bool,
@@ -58,6 +68,11 @@ async fn main() {
         key: cli.tls_key_file,
         monitoring_address: SocketAddr::new(cli.bind_address, cli.monitoring_port),
         reload_interval: cli.reload_interval,
+        // Only on Kubernetes: inside a cluster, or pointed at one.
+        ca_bundle: (!cli.webhook_config_name.is_empty()
+            && (cli.kubeconfig.is_some() || std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()))
+        .then(|| CaBundlePatching { webhook_config_name: cli.webhook_config_name, ca_cert_file: cli.ca_cert_file }),
+        kubeconfig: cli.kubeconfig,
     };
     let started = sidecar_injector::start(settings).await;
     if let Ok(running) = &started {

@@ -37,6 +37,8 @@ async fn start(config: &str) -> Fixture {
         key: certs.key(),
         monitoring_address: loopback,
         reload_interval: Duration::from_millis(100),
+        ca_bundle: None,
+        kubeconfig: None,
     })
     .await
     .expect("injector starts");

@@ -84,10 +84,15 @@ fn the_installed_template_is_one_galley_can_register() {
     assert_eq!(names, ["pilot.validation.istio.io", "mixer.validation.istio.io"]);
     let galley = manifests
         .iter()
-        .find(|manifest| manifest.object["kind"] == "Deployment" && manifest.object["metadata"]["name"] == "istio-galley")
+        .find(|manifest| {
+            manifest.object["kind"] == "Deployment" && manifest.object["metadata"]["name"] == "istio-galley"
+        })
         .expect("istio-galley");
     let args = galley.object["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
-    assert!(args.contains("--validation-webhook-config-file=/etc/config/validatingwebhookconfiguration.yaml"), "{args}");
+    assert!(
+        args.contains("--validation-webhook-config-file=/etc/config/validatingwebhookconfiguration.yaml"),
+        "{args}"
+    );
 }
 
 #[test]

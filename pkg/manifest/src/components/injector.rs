@@ -2,11 +2,14 @@
 //! to new pods), its Service (443 to the webhook's 9443), account, role, and the
 //! `istio-sidecar-injector` ConfigMap with its `config` (the injection policy) and `values` (the
 //! installation's values, with its hub and tag, for the sidecar's image and settings). This
-//! injector builds the sidecar in code, so `config` carries no template. 1.4's chart also
-//! rendered the MutatingWebhookConfiguration with an empty `caBundle` for the injector to fill
-//! in; that object is the injector's to write, so it is not part of the manifest.
+//! injector builds the sidecar in code, so `config` carries no template. As 1.4's chart, it
+//! also has the MutatingWebhookConfiguration, whose `caBundle` the injector fills in.
 
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhook, MutatingWebhookConfiguration, RuleWithOperations, ServiceReference, WebhookClientConfig,
+};
 use k8s_openapi::api::core::v1::{ConfigMap, HTTPGetAction, Probe};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::{json, Value};
 
@@ -59,6 +62,8 @@ pub(crate) fn manifests(install: &Install) -> Result<Vec<Manifest>, InstallError
         "--tlsKeyFile=/etc/istio/certs/key.pem".to_string(),
         format!("--port={WEBHOOK_PORT}"),
         "--monitoringPort=15014".to_string(),
+        "--caCertFile=/etc/istio/certs/root-cert.pem".to_string(),
+        format!("--webhookConfigName={NAME}"),
     ]);
     injector.ports = Some(vec![k8s::port(WEBHOOK_PORT), k8s::port(15014)]);
     injector.liveness_probe = Some(webhook_probe("/health"));
@@ -137,6 +142,59 @@ pub(crate) fn manifests(install: &Install) -> Result<Vec<Manifest>, InstallError
             ),
         ],
     ));
+    objects.push(k8s::to_value(&mutating_webhook(
+        install,
+        &namespace,
+        chart_labels("sidecarInjectorWebhook", &[("app", "sidecarInjectorWebhook")]),
+    )));
     manifests.extend(objects.into_iter().map(|object| Manifest { component: COMPONENT, object }));
     Ok(manifests)
+}
+
+/// 1.4's MutatingWebhookConfiguration: new pods in namespaces labelled `istio-injection:
+/// enabled` (or, with `values.sidecarInjectorWebhook.enableNamespacesByDefault`, every
+/// namespace but Istio's own and those labelled `disabled`) to the injector's `/inject`. It has
+/// no `caBundle`: the injector fills that in with its CA, and an apply that does not name the
+/// field leaves it alone.
+fn mutating_webhook(install: &Install, namespace: &str, labels: k8s::Labels) -> MutatingWebhookConfiguration {
+    let selector = if install.bool_value("sidecarInjectorWebhook.enableNamespacesByDefault", false) {
+        let not_in = |key: &str, value: &str| LabelSelectorRequirement {
+            key: key.to_string(),
+            operator: "NotIn".to_string(),
+            values: Some(vec![value.to_string()]),
+        };
+        LabelSelector {
+            match_expressions: Some(vec![not_in("name", namespace), not_in("istio-injection", "disabled")]),
+            ..LabelSelector::default()
+        }
+    } else {
+        LabelSelector { match_labels: Some(k8s::labels(&[("istio-injection", "enabled")])), ..LabelSelector::default() }
+    };
+    MutatingWebhookConfiguration {
+        metadata: k8s::cluster_meta(NAME, labels),
+        webhooks: Some(vec![MutatingWebhook {
+            name: "sidecar-injector.istio.io".to_string(),
+            client_config: WebhookClientConfig {
+                service: Some(ServiceReference {
+                    name: NAME.to_string(),
+                    namespace: namespace.to_string(),
+                    path: Some("/inject".to_string()),
+                    port: None,
+                }),
+                ..WebhookClientConfig::default()
+            },
+            rules: Some(vec![RuleWithOperations {
+                operations: Some(k8s::strings(&["CREATE"])),
+                api_groups: Some(k8s::strings(&[""])),
+                api_versions: Some(k8s::strings(&["v1"])),
+                resources: Some(k8s::strings(&["pods"])),
+                scope: None,
+            }]),
+            failure_policy: Some("Fail".to_string()),
+            namespace_selector: Some(selector),
+            side_effects: "None".to_string(),
+            admission_review_versions: k8s::strings(&["v1", "v1beta1"]),
+            ..MutatingWebhook::default()
+        }]),
+    }
 }
