@@ -71,7 +71,7 @@ async fn main() {
         // Only on Kubernetes: inside a cluster, or pointed at one.
         ca_bundle: (!cli.webhook_config_name.is_empty()
             && (cli.kubeconfig.is_some() || std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()))
-        .then(|| CaBundlePatching { webhook_config_name: cli.webhook_config_name, ca_cert_file: cli.ca_cert_file }),
+        .then_some(CaBundlePatching { webhook_config_name: cli.webhook_config_name, ca_cert_file: cli.ca_cert_file }),
         kubeconfig: cli.kubeconfig,
     };
     let started = sidecar_injector::start(settings).await;
