@@ -122,7 +122,14 @@ pub async fn start(config: Config) -> Result<Running, GalleyError> {
         ),
     };
     let (publish, snapshots) = watch::channel(Arc::new(istio_mcp::collection::Snapshot::default()));
-    tokio::spawn(source::run(store.watch(), publish, config.snapshot.clone(), metrics.clone()));
+    let events = match &config.source {
+        Source::Kubernetes(_) => {
+            let counting = metrics.clone();
+            istio_config::store::tap(store.watch(), move |event| counting.count_kube_event(event))
+        }
+        Source::Directory(_) => store.watch(),
+    };
+    tokio::spawn(source::run(events, publish, config.snapshot.clone(), metrics.clone()));
     // The store must outlive its watchers; keep it until shutdown.
     let store_guard = shutdown.wait();
     tokio::spawn(async move {

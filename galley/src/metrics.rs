@@ -71,6 +71,11 @@ pub(crate) struct Metrics {
     pub validation_config_delete_error: Family<ErrorLabel, ExactCounter>,
     pub invalid_source_objects: Family<CollectionLabel, Counter>,
     pub source_errors: Counter,
+    /// The Kubernetes source: events taken, failed watches, objects converted or not.
+    pub kube_event_success: Counter,
+    pub kube_event_error: Counter,
+    pub kube_converter_success: Counter,
+    pub kube_converter_failure: Counter,
     pub snapshots_published: Counter,
     /// Objects per collection of the last snapshot (`galley_runtime_state_type_instances_total`).
     pub state_type_instances: Family<CollectionLabel, Gauge>,
@@ -104,6 +109,10 @@ impl Default for Metrics {
             validation_config_delete_error: Family::default(),
             invalid_source_objects: Family::default(),
             source_errors: Counter::default(),
+            kube_event_success: Counter::default(),
+            kube_event_error: Counter::default(),
+            kube_converter_success: Counter::default(),
+            kube_converter_failure: Counter::default(),
             snapshots_published: Counter::default(),
             state_type_instances: Family::default(),
             events_processed: Counter::default(),
@@ -172,6 +181,31 @@ impl Metrics {
             "Config source files that could not be read",
             metrics.source_errors.clone(),
         );
+        let kube: [(&str, &str, &Counter); 4] = [
+            (
+                "galley_source_kube_event_success",
+                "Events taken from the Kubernetes source",
+                &metrics.kube_event_success,
+            ),
+            (
+                "galley_source_kube_event_error",
+                "Failures of the Kubernetes source's watches",
+                &metrics.kube_event_error,
+            ),
+            (
+                "galley_source_kube_dynamic_converter_success",
+                "Kubernetes objects converted",
+                &metrics.kube_converter_success,
+            ),
+            (
+                "galley_source_kube_dynamic_converter_failure",
+                "Kubernetes objects that could not be converted",
+                &metrics.kube_converter_failure,
+            ),
+        ];
+        for (name, help, counter) in kube {
+            registry.register(name, help, counter.clone());
+        }
         registry.register(
             "galley_runtime_processor_snapshots_published",
             "MCP snapshots published",
@@ -241,6 +275,28 @@ fn collection_metric(collection: &str) -> String {
         |segment: &&str| segment.starts_with('v') && segment[1..].chars().next().is_some_and(|c| c.is_ascii_digit());
     let parts: Vec<&str> = collection.split('/').filter(|segment| !is_version(segment)).collect();
     format!("galley_{}", parts.join("_").replace(['-', '.'], "_"))
+}
+
+impl Metrics {
+    /// Counts one event of the Kubernetes source, as 1.4's `galley_source_kube_*` did.
+    pub(crate) fn count_kube_event(&self, event: &istio_config::store::Event) {
+        use istio_config::store::Event;
+        match event {
+            Event::Added(_) | Event::Modified(_) | Event::Deleted(_) => {
+                self.kube_event_success.inc();
+                self.kube_converter_success.inc();
+            }
+            Event::SourceError { message, .. }
+                if message.starts_with(istio_config::store::kubernetes::CONVERSION_FAILED) =>
+            {
+                self.kube_converter_failure.inc();
+            }
+            Event::SourceError { .. } => {
+                self.kube_event_error.inc();
+            }
+            Event::Synced => {}
+        }
+    }
 }
 
 #[cfg(test)]

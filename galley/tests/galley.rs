@@ -328,9 +328,23 @@ async fn scripted_api_server(
     lists: Vec<(&'static str, Value)>,
 ) {
     let mut open_watches = Vec::new();
+    let mut failed_a_watch = false;
     while let Some((request, send)) = handle.next_request().await {
         let path = request.uri().path().to_string();
         if request.uri().query().unwrap_or_default().contains("watch=true") {
+            // The nodes watch fails once, as a watch does when the API server restarts.
+            if path == "/api/v1/nodes" && !failed_a_watch {
+                failed_a_watch = true;
+                let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 500,
+                                    "reason": "InternalError", "message": "etcd is restarting"});
+                send.send_response(
+                    http::Response::builder()
+                        .status(500)
+                        .body(kube::client::Body::from(serde_json::to_vec(&status).expect("json")))
+                        .expect("response"),
+                );
+                continue;
+            }
             open_watches.push(send);
             continue;
         }
@@ -382,6 +396,10 @@ async fn kubernetes_source_feeds_mcp() {
     assert_eq!(weights(&served, "default/reviews"), vec![50, 50]);
     let mut synthetic = Sink::connect(galley.mcp_address, istio_api::kinds::SYNTHETIC_SERVICE_ENTRIES, false).await;
     assert_eq!(names(&synthetic.next().await), vec!["default/reviews"]);
+    // 1.4's source counters: the two objects taken and converted, the failed watch.
+    wait_for_metric(galley.monitoring_address, "galley_source_kube_event_success_total 2").await;
+    wait_for_metric(galley.monitoring_address, "galley_source_kube_dynamic_converter_success_total 2").await;
+    wait_for_metric(galley.monitoring_address, "galley_source_kube_event_error_total 1").await;
 }
 
 /// 1.4's webhook edges: HTTP refusals by status, an undecodable review answered with a denial,

@@ -114,8 +114,14 @@ pub async fn start(config: Config) -> Result<Running, PilotError> {
     let (publish, pushes) = watch::channel(Arc::new(model::PushContext::default()));
 
     // A store source (directory or Kubernetes) feeds the source loop and lives until shutdown.
-    let run_store = |store: Box<dyn Store>| {
-        tokio::spawn(source::run(store.watch(), publish.clone(), config.settings.clone(), metrics.clone()));
+    let run_store = |store: Box<dyn Store>, kubernetes: bool| {
+        let events = if kubernetes {
+            let counting = metrics.clone();
+            istio_config::store::tap(store.watch(), move |event| counting.count_k8s_event(event))
+        } else {
+            store.watch()
+        };
+        tokio::spawn(source::run(events, publish.clone(), config.settings.clone(), metrics.clone()));
         let keep = shutdown.wait();
         tokio::spawn(async move {
             let _store = store;
@@ -123,14 +129,20 @@ pub async fn start(config: Config) -> Result<Running, PilotError> {
         });
     };
     match &config.source {
-        ConfigSource::Directory(path) => run_store(Box::new(
-            DirectoryStore::open(path)
-                .map_err(|error| PilotError::Source(path.display().to_string(), error.to_string()))?,
-        )),
-        ConfigSource::Kubernetes(client) => run_store(Box::new(
-            KubernetesStore::new(client.clone(), pilot_kinds())
-                .map_err(|error| PilotError::Source("kubernetes".to_string(), error.to_string()))?,
-        )),
+        ConfigSource::Directory(path) => run_store(
+            Box::new(
+                DirectoryStore::open(path)
+                    .map_err(|error| PilotError::Source(path.display().to_string(), error.to_string()))?,
+            ),
+            false,
+        ),
+        ConfigSource::Kubernetes(client) => run_store(
+            Box::new(
+                KubernetesStore::new(client.clone(), pilot_kinds())
+                    .map_err(|error| PilotError::Source("kubernetes".to_string(), error.to_string()))?,
+            ),
+            true,
+        ),
         ConfigSource::Mcp(address) => {
             let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
             // Galley validated everything it serves; synthetic entries are not user config.

@@ -60,6 +60,61 @@ pub struct Metrics {
     pub inbound_updates: Family<UpdateLabel, ExactCounter>,
     /// `pilot_proxy_queue_time`: seconds a proxy's push waited for the push throttle.
     pub proxy_queue_time: Histogram,
+    /// `pilot_k8s_cfg_events{type,event}`: Istio config events from Kubernetes, by 1.4's type
+    /// name (`virtual-service`).
+    pub k8s_cfg_events: Family<K8sEventLabels, ExactCounter>,
+    /// `pilot_k8s_reg_events{type,event}`: registry events from Kubernetes (`Services`,
+    /// `Endpoints`, `Pod`, `Nodes`).
+    pub k8s_reg_events: Family<K8sEventLabels, ExactCounter>,
+}
+
+/// What a Kubernetes event was about and what happened (`add`, `update`, `delete`).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct K8sEventLabels {
+    pub r#type: String,
+    pub event: &'static str,
+}
+
+/// 1.4's config type name of a kind: `VirtualService` → `virtual-service`,
+/// `HTTPAPISpecBinding` → `http-api-spec-binding`.
+pub(crate) fn config_type_name(kind: &str) -> String {
+    let kind = kind.replace("HTTPAPI", "HttpApi");
+    let mut name = String::new();
+    for (index, character) in kind.chars().enumerate() {
+        if character.is_ascii_uppercase() && index > 0 {
+            name.push('-');
+        }
+        name.push(character.to_ascii_lowercase());
+    }
+    name
+}
+
+impl Metrics {
+    /// Counts one event of the Kubernetes source under 1.4's names.
+    pub fn count_k8s_event(&self, event: &istio_config::store::Event) {
+        use istio_config::store::Event;
+        let (object, what) = match event {
+            Event::Added(object) => (object, "add"),
+            Event::Modified(object) => (object, "update"),
+            Event::Deleted(object) => (object, "delete"),
+            _ => return,
+        };
+        let registry = match (object.group(), object.kind.as_str()) {
+            ("", "Service") => Some("Services"),
+            ("", "Endpoints") => Some("Endpoints"),
+            ("", "Pod") => Some("Pod"),
+            ("", "Node") => Some("Nodes"),
+            ("", _) => return,
+            _ => None,
+        };
+        match registry {
+            Some(kind) => self.k8s_reg_events.get_or_create(&K8sEventLabels { r#type: kind.to_string(), event: what }),
+            None => self
+                .k8s_cfg_events
+                .get_or_create(&K8sEventLabels { r#type: config_type_name(&object.kind), event: what }),
+        }
+        .inc();
+    }
 }
 
 /// The kind of an inbound update, as 1.4 labelled it.
@@ -95,6 +150,8 @@ impl Metrics {
             eds_no_instances: Gauge::default(),
             inbound_updates: Family::default(),
             proxy_queue_time: Histogram::new([0.1, 1.0, 3.0, 5.0, 10.0, 20.0, 30.0]),
+            k8s_cfg_events: Family::default(),
+            k8s_reg_events: Family::default(),
         };
         let mut registry = istio_runtime::sync::lock(registry);
         registry.register("pilot_xds", "Connected xDS clients", metrics.xds_clients.clone());
@@ -132,6 +189,8 @@ impl Metrics {
             "Seconds from a config change being built into a push context until a proxy ACKs it",
             metrics.convergence.clone(),
         );
+        registry.register("pilot_k8s_cfg_events", "Events from k8s config.", metrics.k8s_cfg_events.clone());
+        registry.register("pilot_k8s_reg_events", "Events from k8s registry.", metrics.k8s_reg_events.clone());
         registry.register("pilot_push_contexts", "Config snapshots built after changes", metrics.push_contexts.clone());
         registry.register(
             "pilot_invalid_config",
@@ -227,4 +286,24 @@ impl Metrics {
 /// 1.4's push time buckets.
 fn push_time_histogram() -> Histogram {
     Histogram::new([0.01, 0.1, 1.0, 3.0, 5.0, 10.0, 20.0, 30.0])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::config_type_name;
+
+    #[test]
+    fn kinds_get_1_4s_config_type_names() {
+        for (kind, name) in [
+            ("VirtualService", "virtual-service"),
+            ("DestinationRule", "destination-rule"),
+            ("Gateway", "gateway"),
+            ("ServiceRoleBinding", "service-role-binding"),
+            ("ClusterRbacConfig", "cluster-rbac-config"),
+            ("HTTPAPISpecBinding", "http-api-spec-binding"),
+            ("QuotaSpec", "quota-spec"),
+        ] {
+            assert_eq!(config_type_name(kind), name);
+        }
+    }
 }

@@ -127,4 +127,16 @@ async fn pilot_serves_a_kubernetes_cluster_without_galley() {
         .unwrap_or_else(|| panic!("no v1 endpoints: {assignments:?}"));
     let locality = &reviews_v1["endpoint_config"]["endpoints"][0]["locality"];
     assert_eq!((locality["region"].as_str(), locality["zone"].as_str()), (Some("us-east"), Some("us-east-1a")));
+
+    // The events are counted under 1.4's names: the registry's by its informer, config by type.
+    let metrics = debug_get(pilot.monitoring_address, "/metrics");
+    for line in [
+        "pilot_k8s_reg_events{type=\"Services\",event=\"add\"} 2",
+        "pilot_k8s_reg_events{type=\"Endpoints\",event=\"add\"} 1",
+        "pilot_k8s_reg_events{type=\"Pod\",event=\"add\"} 1",
+        "pilot_k8s_reg_events{type=\"Nodes\",event=\"add\"} 1",
+        "pilot_k8s_cfg_events{type=\"destination-rule\",event=\"add\"} 1",
+    ] {
+        assert!(metrics.contains(line), "no {line} in:\n{metrics}");
+    }
 }

@@ -223,6 +223,19 @@ impl Store for KubernetesStore {
     }
 }
 
+/// The message a consumer gets for an object it cannot read; it starts with
+/// [`CONVERSION_FAILED`] so that counters can tell it from a failed watch.
+fn unconvertible(resource: &ApiResource, error: &StoreError) -> Event {
+    Event::SourceError {
+        source: format!("a Kubernetes {}", resource.kind),
+        line: 0,
+        message: format!("{CONVERSION_FAILED}{error}"),
+    }
+}
+
+/// How the message of an object that could not be converted starts.
+pub const CONVERSION_FAILED: &str = "cannot convert the object: ";
+
 /// Watches one kind until the receiver goes away, turning watcher events into store events.
 async fn watch_kind(
     api: Api<DynamicObject>,
@@ -238,7 +251,15 @@ async fn watch_kind(
         let event = match event {
             Ok(event) => event,
             Err(error) => {
-                tracing::warn!(kind = %resource.kind, %error, "Kubernetes watch failed; retrying with backoff");
+                // The watcher retries with backoff; what it had stays as it was meanwhile.
+                let failed = Event::SourceError {
+                    source: format!("the Kubernetes watch of {}", resource.plural),
+                    line: 0,
+                    message: error.to_string(),
+                };
+                if sender.send(failed).is_err() {
+                    return;
+                }
                 continue;
             }
         };
@@ -246,7 +267,15 @@ async fn watch_kind(
         match event {
             watcher::Event::Init => relisted = Some(HashMap::new()),
             watcher::Event::InitApply(object) | watcher::Event::Apply(object) => {
-                let Ok(object) = to_object(object, &resource) else { continue };
+                let object = match to_object(object, &resource) {
+                    Ok(object) => object,
+                    Err(error) => {
+                        if sender.send(unconvertible(&resource, &error)).is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                };
                 let key = object.key();
                 match known.insert(key.clone(), object.clone()) {
                     None => out.push(Event::Added(object.clone())),
@@ -260,7 +289,15 @@ async fn watch_kind(
                 }
             }
             watcher::Event::Delete(object) => {
-                let Ok(object) = to_object(object, &resource) else { continue };
+                let object = match to_object(object, &resource) {
+                    Ok(object) => object,
+                    Err(error) => {
+                        if sender.send(unconvertible(&resource, &error)).is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                };
                 if known.remove(&object.key()).is_some() {
                     out.push(Event::Deleted(object));
                 }

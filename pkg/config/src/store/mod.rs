@@ -30,6 +30,23 @@ pub enum Event {
     Synced,
 }
 
+/// Passes a watch's events on unchanged, showing each to `observe` first (to count them).
+pub fn tap(
+    mut events: mpsc::UnboundedReceiver<Event>,
+    mut observe: impl FnMut(&Event) + Send + 'static,
+) -> mpsc::UnboundedReceiver<Event> {
+    let (sender, receiver) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            observe(&event);
+            if sender.send(event).is_err() {
+                return;
+            }
+        }
+    });
+    receiver
+}
+
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
