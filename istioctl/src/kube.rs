@@ -77,6 +77,50 @@ pub(crate) async fn first_pod(client: &Client, namespace: &str, selector: &str, 
     }
 }
 
+/// One HTTP request to `port` of a pod through the API server's port-forward (HTTP/1.0, so the
+/// answer ends with the connection); the body of a 200, or an error naming the status or what
+/// the pod said.
+pub(crate) async fn pod_http(
+    client: &Client,
+    namespace: &str,
+    pod: &str,
+    port: u16,
+    method: &str,
+    path: &str,
+) -> anyhow::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let mut forwarder =
+        pods.portforward(pod, &[port]).await.with_context(|| format!("could not port-forward to {pod}.{namespace}"))?;
+    let mut stream = forwarder.take_stream(port).context("the port-forward has no stream for the port")?;
+    let pod_error = forwarder.take_error(port);
+    let exchange = async {
+        stream.write_all(format!("{method} {path} HTTP/1.0\r\nhost: localhost\r\n\r\n").as_bytes()).await?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await?;
+        anyhow::Ok(response)
+    };
+    let response = match pod_error {
+        None => exchange.await?,
+        Some(pod_error) => tokio::select! {
+            biased;
+            Some(message) = pod_error => {
+                forwarder.abort();
+                bail!("{pod}.{namespace}:{port}: {message}");
+            }
+            response = exchange => response?,
+        },
+    };
+    forwarder.abort();
+    let text = String::from_utf8_lossy(&response);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.lines().next().unwrap_or_default();
+    if status.split_whitespace().nth(1) != Some("200") {
+        bail!("{method} {path} on {pod}.{namespace}:{port}: {}", if status.is_empty() { "no answer" } else { status });
+    }
+    Ok(body.to_string())
+}
+
 /// A port-forward from a local listener to `port` of a pod, through the API server.
 pub(crate) struct ClusterForward {
     pods: Api<Pod>,

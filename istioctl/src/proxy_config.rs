@@ -1,6 +1,7 @@
 //! `istioctl proxy-config cluster|listener|route|endpoint|bootstrap|secret|log POD[.NS]`: a pod's
 //! proxy configuration from its admin API, as 1.4's summary tables (or `-o json`). On the
-//! local platform the admin API is reached inside the pod's network namespace.
+//! local platform the admin API is reached inside the pod's network namespace; on a cluster
+//! (`--kubeconfig`, …) through the API server's port-forward to the pod's 15000.
 
 use std::path::PathBuf;
 
@@ -11,6 +12,8 @@ use serde_json::Value;
 pub struct ProxyConfigArgs {
     #[command(subcommand)]
     pub what: What,
+    #[command(flatten)]
+    pub kube: crate::kube::KubeArgs,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -73,7 +76,33 @@ pub struct LogTarget {
     pub level: Option<String>,
 }
 
-/// Where a pod's admin API is: inside its network namespace.
+/// Where pods' admin APIs are: on this host, or on a cluster.
+struct Admin<'a> {
+    cluster: Option<&'a crate::kube::KubeArgs>,
+}
+
+impl Admin<'_> {
+    fn get(&self, pod_arg: &str, method: &str, path: &str) -> anyhow::Result<String> {
+        match self.cluster {
+            None => admin_get(pod_arg, method, path),
+            Some(kube) => {
+                let (name, namespace) = pod_arg.split_once('.').unwrap_or((pod_arg, "default"));
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                runtime.block_on(async {
+                    let client = kube.client().await?;
+                    crate::kube::pod_http(&client, namespace, name, 15000, method, &format!("/{path}")).await
+                })
+            }
+        }
+    }
+
+    fn config_dump(&self, pod: &str) -> anyhow::Result<Value> {
+        let text = self.get(pod, "GET", "config_dump")?;
+        serde_json::from_str(&text).context("the config dump is not JSON")
+    }
+}
+
+/// Where a pod's admin API is on this host: inside its network namespace.
 fn admin_get(pod_arg: &str, method: &str, path: &str) -> anyhow::Result<String> {
     let layout = istio_local::Layout::from_env();
     let (name, namespace) = pod_arg.split_once('.').unwrap_or((pod_arg, "default"));
@@ -104,9 +133,11 @@ pub(crate) fn section<'a>(dump: &'a Value, type_name: &str) -> Option<&'a Value>
 }
 
 pub(crate) fn run(args: &ProxyConfigArgs) -> anyhow::Result<i32> {
+    let layout = istio_local::Layout::from_env();
+    let admin = Admin { cluster: args.kube.wants_cluster(&layout).then_some(&args.kube) };
     let output = match &args.what {
         What::Cluster(target) => {
-            let dump = config_dump(&target.pod)?;
+            let dump = admin.config_dump(&target.pod)?;
             let clusters = clusters(&dump);
             let chosen: Vec<&Value> = clusters.iter().filter(|cluster| cluster_matches(cluster, target)).collect();
             if target.output == "json" {
@@ -116,7 +147,7 @@ pub(crate) fn run(args: &ProxyConfigArgs) -> anyhow::Result<i32> {
             }
         }
         What::Listener(target) => {
-            let dump = config_dump(&target.pod)?;
+            let dump = admin.config_dump(&target.pod)?;
             let listeners = listeners(&dump);
             let chosen: Vec<&Value> = listeners.iter().filter(|listener| listener_matches(listener, target)).collect();
             if target.output == "json" {
@@ -126,7 +157,7 @@ pub(crate) fn run(args: &ProxyConfigArgs) -> anyhow::Result<i32> {
             }
         }
         What::Route(target) => {
-            let dump = config_dump(&target.pod)?;
+            let dump = admin.config_dump(&target.pod)?;
             let routes: Vec<Value> = section(&dump, "RoutesConfigDump")
                 .and_then(|routes| routes["dynamic_route_configs"].as_array())
                 .into_iter()
@@ -151,22 +182,22 @@ pub(crate) fn run(args: &ProxyConfigArgs) -> anyhow::Result<i32> {
             }
         }
         What::Endpoint(target) => {
-            let text = admin_get(&target.pod, "GET", "clusters?format=json")?;
+            let text = admin.get(&target.pod, "GET", "clusters?format=json")?;
             let clusters: Value = serde_json::from_str(&text).context("/clusters is not JSON")?;
             endpoint_output(&clusters, target)?
         }
         What::Bootstrap(target) => {
-            let dump = config_dump(&target.pod)?;
+            let dump = admin.config_dump(&target.pod)?;
             serde_json::to_string_pretty(
                 section(&dump, "BootstrapConfigDump").context("no bootstrap in the config dump")?,
             )?
         }
         What::Secret(target) => {
-            let dump = config_dump(&target.pod)?;
+            let dump = admin.config_dump(&target.pod)?;
             if target.output == "json" {
                 serde_json::to_string_pretty(section(&dump, "SecretsConfigDump").unwrap_or(&Value::Null))?
             } else {
-                let text = admin_get(&target.pod, "GET", "certs")?;
+                let text = admin.get(&target.pod, "GET", "certs")?;
                 let certs: Value = serde_json::from_str(&text).context("/certs is not JSON")?;
                 crate::secrets::table(&dump, &certs)
             }
@@ -177,7 +208,7 @@ pub(crate) fn run(args: &ProxyConfigArgs) -> anyhow::Result<i32> {
                 Some(level) => format!("logging?level={level}"),
                 None => "logging".to_string(),
             };
-            admin_get(&target.pod, "POST", &path)?
+            admin.get(&target.pod, "POST", &path)?
         }
     };
     print!("{}", if output.ends_with('\n') { output } else { format!("{output}\n") });

@@ -1,7 +1,9 @@
 //! `istioctl proxy-status`: the sync state of every proxy connected to Pilot, from Pilot's
 //! `/debug/syncz`, as 1.4 printed it:
 //! `NAME CDS LDS EDS RDS PILOT VERSION` with SYNCED, NOT SENT, STALE (sent but not yet
-//! acknowledged) or NACKED (the proxy rejected the latest push).
+//! acknowledged) or NACKED (the proxy rejected the latest push). On a cluster (`--kubeconfig`,
+//! …) Pilot's pod (`istio=pilot` in the Istio namespace) is reached through the API server's
+//! port-forward, and the PILOT column names it, as 1.4's did.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -17,6 +19,8 @@ pub struct ProxyStatusArgs {
     /// or 127.0.0.1:8080 without one.
     #[arg(long = "pilot")]
     pub pilot: Option<String>,
+    #[command(flatten)]
+    pub kube: crate::kube::KubeArgs,
 }
 
 /// Renders syncz entries as the proxy-status table.
@@ -69,6 +73,20 @@ pub(crate) fn pilot_debug_address(given: Option<&str>) -> String {
 }
 
 pub(crate) fn run(args: &ProxyStatusArgs) -> anyhow::Result<i32> {
+    let layout = istio_local::Layout::from_env();
+    if args.pilot.is_none() && args.kube.wants_cluster(&layout) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let (pilot, body) = runtime.block_on(async {
+            let client = args.kube.client().await?;
+            let namespace = &args.kube.istio_namespace;
+            let pilot = crate::kube::first_pod(&client, namespace, "istio=pilot", "Pilot").await?;
+            let body = crate::kube::pod_http(&client, namespace, &pilot, 8080, "GET", "/debug/syncz").await?;
+            anyhow::Ok((pilot, body))
+        })?;
+        let entries: Vec<Value> = serde_json::from_str(&body).context("Pilot's /debug/syncz is not a JSON list")?;
+        print!("{}", render(&entries, &pilot));
+        return Ok(0);
+    }
     let pilot = pilot_debug_address(args.pilot.as_deref());
     let body = http_get(&pilot, "/debug/syncz")?;
     let entries: Vec<Value> = serde_json::from_str(&body).context("Pilot's /debug/syncz is not a JSON list")?;

@@ -140,3 +140,92 @@ fn dashboards_say_what_is_missing_on_a_cluster() {
     assert_ne!(code, 0);
     assert!(stderr.contains("/nonexistent/kubeconfig"), "{stderr}");
 }
+
+/// A loopback HTTP server answering every request with `body` as JSON, until the test ends.
+fn json_server(body: &'static str) -> SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = listener.local_addr().expect("address");
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let response = format!(
+                "HTTP/1.0 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(response.as_bytes());
+        }
+    });
+    address
+}
+
+const CONFIG_DUMP: &str = r#"{"configs": [
+  {"@type": "type.googleapis.com/envoy.admin.v3.ClustersConfigDump",
+   "dynamic_active_clusters": [
+     {"cluster": {"name": "outbound|9080||reviews.default.svc.cluster.local", "type": "EDS"}},
+     {"cluster": {"name": "inbound|9080|http|productpage.default.svc.cluster.local", "type": "STATIC"}}]}]}"#;
+
+const SYNCZ: &str = r#"[{"proxy": "productpage-v1-6c886ff494-hm6rt.default", "istio_version": "1.4.6",
+  "cluster_sent": "1-1", "cluster_acked": "1-1", "listener_sent": "1-3", "listener_acked": "1-3",
+  "endpoint_sent": "1-2", "endpoint_acked": "1-2", "route_sent": "1-4", "route_acked": "1-4", "nacks": {}}]"#;
+
+#[test]
+fn proxy_status_and_proxy_config_reach_pilot_and_the_pods_through_the_api_server() {
+    let pods = vec![
+        FakePod::running("istio-system", "istio-pilot-78f6d5c8c-9tn4z", "istio=pilot,app=pilot")
+            .forwarding(8080, json_server(SYNCZ)),
+        FakePod::running("default", "productpage-v1-6c886ff494-hm6rt", "app=productpage")
+            .forwarding(15000, json_server(CONFIG_DUMP)),
+        // A sidecar whose admin port is not answering.
+        FakePod::running("default", "ratings-v1-5f9d4f5b9-xq2zs", "app=ratings"),
+    ];
+    let server = FakeApiServer::start(pods);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kubeconfig = server.write_kubeconfig(dir.path());
+    let kubeconfig = kubeconfig.to_str().expect("utf-8 path");
+
+    let (code, out, err) = run("istioctl", &["proxy-status", "--kubeconfig", kubeconfig], None);
+    assert_eq!(code, 0, "{err}");
+    let row = out.lines().nth(1).unwrap_or_default();
+    assert!(row.starts_with("productpage-v1-6c886ff494-hm6rt.default"), "{out}");
+    assert!(row.contains("SYNCED") && row.contains("istio-pilot-78f6d5c8c-9tn4z") && row.ends_with("1.4.6"), "{out}");
+    assert!(
+        server
+            .requests()
+            .iter()
+            .any(|r| r.starts_with("GET /api/v1/namespaces/istio-system/pods?")
+                && r.contains("labelSelector=istio%3Dpilot")),
+        "Pilot found by istio=pilot: {:?}",
+        server.requests()
+    );
+
+    let (code, out, err) = run(
+        "istioctl",
+        &["proxy-config", "cluster", "productpage-v1-6c886ff494-hm6rt.default", "-c", kubeconfig],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.lines().next().unwrap_or_default().starts_with("SERVICE FQDN"), "{out}");
+    assert!(
+        out.lines().any(|line| line.starts_with("reviews.default.svc.cluster.local") && line.contains("outbound")),
+        "{out}"
+    );
+    assert!(
+        server
+            .requests()
+            .iter()
+            .any(|r| r.contains("/namespaces/default/pods/productpage-v1-6c886ff494-hm6rt/portforward?")
+                && r.contains("ports=15000")),
+        "{:?}",
+        server.requests()
+    );
+
+    let (code, _, err) =
+        run("istioctl", &["proxy-config", "listener", "ratings-v1-5f9d4f5b9-xq2zs", "-c", kubeconfig], None);
+    assert_ne!(code, 0);
+    assert!(err.contains("error forwarding port 15000 to pod ratings-v1-5f9d4f5b9-xq2zs"), "{err}");
+    let (code, _, err) = run("istioctl", &["proxy-config", "route", "missing-pod", "-c", kubeconfig], None);
+    assert_ne!(code, 0);
+    assert!(err.contains("could not port-forward to missing-pod.default"), "{err}");
+}
