@@ -298,3 +298,47 @@ fn manifest_and_profile_diffs_as_1_4_printed_them() {
     assert_eq!(code, 2, "an error, not a difference: {out}");
     assert!(out.contains("\"/nonexistent/profile.yaml\": not a built-in profile or a readable file"), "{out}");
 }
+
+#[test]
+fn kube_inject_reads_the_injector_config_the_cluster_has() {
+    let server = FakeApiServer::start_with(Vec::new(), Script::default());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kubeconfig = server.write_kubeconfig(dir.path());
+    let config = kubeconfig.to_str().expect("utf-8");
+    let workload = dir.path().join("ratings.yaml");
+    std::fs::write(
+        &workload,
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: ratings-v1}\nspec:\n  selector: {matchLabels: {app: ratings}}\n  \
+         template:\n    metadata: {labels: {app: ratings, version: v1}}\n    spec:\n      containers:\n      - {name: ratings, image: \
+         docker.io/istio/examples-bookinfo-ratings-v1:1.15.0, ports: [{containerPort: 9080}]}\n",
+    )
+    .expect("write");
+    let workload = workload.to_str().expect("utf-8");
+
+    // Nothing installed yet: 1.4's message, naming the ConfigMap and the way around it.
+    let (code, out) = istioctl(&["kube-inject", "-f", workload, "--kubeconfig", config], "");
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains("could not read valid configmap \"istio-sidecar-injector\" from namespace \"istio-system\""),
+        "{out}"
+    );
+    assert!(out.contains("Use --injectConfigFile"), "{out}");
+
+    // Installed with a hub and tag of its own: the sidecar comes from the cluster's values.
+    let (code, out) = apply(
+        &kubeconfig,
+        &["--set", "profile=demo", "--set", "hub=registry.example.com/mesh", "--set", "tag=9.9.9", "--wait=false"],
+    );
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = istioctl(&["kube-inject", "-f", workload, "--kubeconfig", config], "");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("image: registry.example.com/mesh/proxyv2:9.9.9"), "{out}");
+    assert!(out.contains("name: istio-init") && out.contains("name: istio-proxy"), "{out}");
+    let requests = server.requests();
+    for path in [
+        "/api/v1/namespaces/istio-system/configmaps/istio-sidecar-injector",
+        "/api/v1/namespaces/istio-system/configmaps/istio",
+    ] {
+        assert!(requests.iter().any(|r| r.starts_with(&format!("GET {path}?"))), "{path} read: {requests:?}");
+    }
+}

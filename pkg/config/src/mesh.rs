@@ -19,7 +19,13 @@ pub enum MeshFileError {
 pub fn load(path: &Path) -> Result<serde_json::Value, MeshFileError> {
     let name = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| MeshFileError::Read { path: name.clone(), source })?;
-    let value: serde_json::Value = serde_yaml::from_str(&text)
+    parse(&text, &name)
+}
+
+/// Parses and validates mesh config text (`name` says where it came from, for errors).
+pub fn parse(text: &str, name: &str) -> Result<serde_json::Value, MeshFileError> {
+    let name = name.to_string();
+    let value: serde_json::Value = serde_yaml::from_str(text)
         .map_err(|error| MeshFileError::Yaml { path: name.clone(), reason: error.to_string() })?;
     let value = if value.is_null() { serde_json::json!({}) } else { value };
     let violations = mesh_config_violations(&value);
