@@ -4,6 +4,8 @@
 mod base;
 #[path = "components/citadel.rs"]
 mod citadel;
+#[path = "components/console.rs"]
+mod console;
 #[path = "components/galley.rs"]
 mod galley;
 #[path = "components/gateways.rs"]
@@ -68,6 +70,9 @@ pub(crate) fn all(install: &Install) -> Result<Vec<Manifest>, InstallError> {
     }
     if install.addon("tracing") {
         manifests.extend(tracing::manifests(install)?);
+    }
+    if install.addon("meshConsole") {
+        manifests.extend(console::manifests(install)?);
     }
     Ok(manifests)
 }

@@ -58,6 +58,7 @@ fn each_profile_and_overrides_generate_the_reviewed_manifests() {
                 "tag=1.4.10",
                 "values.global.mtls.enabled=true",
                 "values.pilot.autoscaleEnabled=true",
+                "values.meshConsole.enabled=true",
                 "trafficManagement.components.pilot.k8s.replicaCount=2",
                 "trafficManagement.components.pilot.k8s.resources.requests.memory=512Mi",
             ],
