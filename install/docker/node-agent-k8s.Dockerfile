@@ -10,4 +10,6 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/target/release/node-agent /usr/local/bin/node-agent
-ENTRYPOINT ["/usr/local/bin/node-agent"]
+# 1.4's path, so `kubectl exec … node_agent_k8s` habits work.
+RUN ln -s node-agent /usr/local/bin/node_agent_k8s
+ENTRYPOINT ["/usr/local/bin/node_agent_k8s"]

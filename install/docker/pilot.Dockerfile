@@ -10,4 +10,6 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/target/release/pilot /usr/local/bin/pilot
-ENTRYPOINT ["/usr/local/bin/pilot"]
+# 1.4's path, so `kubectl exec … pilot-discovery` habits work.
+RUN ln -s pilot /usr/local/bin/pilot-discovery
+ENTRYPOINT ["/usr/local/bin/pilot-discovery"]

@@ -2,7 +2,9 @@
 //! that builds a binary of this workspace and runs it: the package and binary exist, the binary
 //! is what the image copies, and the entrypoint is that binary (or a link to it). An image whose
 //! container gets only flags (Mixer's `--monitoringPort…`) needs its subcommand in the
-//! entrypoint, as 1.4's `mixs server` image had.
+//! entrypoint, as 1.4's `mixs server` image had. Each image has its program at 1.4's path
+//! (`/usr/local/bin/pilot-discovery`, `pilot-agent`, `mixs`, `istio_ca`, …), so 1.4's
+//! `kubectl exec … pilot-agent request` habits work.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -78,6 +80,18 @@ fn images() -> BTreeMap<String, bool> {
     images
 }
 
+/// Where 1.4's images had their program.
+const PATHS_1_4: [(&str, &str); 8] = [
+    ("pilot", "pilot-discovery"),
+    ("proxyv2", "pilot-agent"),
+    ("mixer", "mixs"),
+    ("citadel", "istio_ca"),
+    ("galley", "galley"),
+    ("sidecar_injector", "sidecar-injector"),
+    ("node-agent-k8s", "node_agent_k8s"),
+    ("console", "istio-console"),
+];
+
 #[test]
 fn every_istio_image_has_a_dockerfile_building_a_workspace_binary() {
     let packages = packages();
@@ -113,6 +127,9 @@ fn every_istio_image_has_a_dockerfile_building_a_workspace_binary() {
             program == binary || text.contains(&format!("ln -s {binary} /usr/local/bin/{program}")),
             "{image}: the entrypoint {program} is not {binary}"
         );
+        let path_1_4 = PATHS_1_4.iter().find(|(name, _)| *name == image).map(|(_, path)| *path);
+        let path_1_4 = path_1_4.unwrap_or_else(|| panic!("{image}: which path did 1.4's image run?"));
+        assert_eq!(program, path_1_4, "{image}: 1.4's image ran /usr/local/bin/{path_1_4}");
         // A program with subcommands run with flags alone needs its subcommand in the entrypoint.
         let main = std::fs::read_to_string(dir.join("src/main.rs")).unwrap_or_default();
         if flags_only && main.contains("Subcommand") {
