@@ -6,7 +6,9 @@
 //! server is up, rewritten whenever the template or the CA changes or someone else edits or
 //! deletes it, retried every second after a failure, and deleted instead when validation is
 //! off. Only the fields Galley sets are compared, so the API server's defaults do not cause
-//! endless rewrites.
+//! endless rewrites. When Galley shuts down it deregisters the configuration, so that a cluster
+//! without a running Galley does not refuse Istio config for want of a webhook; another
+//! replica still running sees the deletion and registers it again at once.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -226,7 +228,10 @@ fn load(
     }
 }
 
-/// Keeps the configuration in place (or deleted) until `shutdown`.
+/// How long deregistering may take at shutdown.
+const DEREGISTER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Keeps the configuration in place (or deleted) until `shutdown`, then deregisters it.
 pub(crate) async fn run(
     client: Client,
     registration: Registration,
@@ -250,7 +255,12 @@ pub(crate) async fn run(
             }
         };
         tokio::select! {
-            () = &mut shutdown => return,
+            () = &mut shutdown => {
+                if registration.enabled {
+                    deregister(&api, &registration.webhook_name).await;
+                }
+                return;
+            }
             () = retry => {}
             change = changes.next() => {
                 // Someone else's edit or delete (or the watch restarting): look again.
@@ -302,6 +312,15 @@ pub(crate) async fn run(
                 retry_at = Some(tokio::time::Instant::now() + RETRY_AFTER_FAILURE);
             }
         }
+    }
+}
+
+/// Deletes the configuration at shutdown, within [`DEREGISTER_TIMEOUT`].
+async fn deregister(api: &Api<ValidatingWebhookConfiguration>, name: &str) {
+    match tokio::time::timeout(DEREGISTER_TIMEOUT, delete(api, name)).await {
+        Ok(Ok(_)) => tracing::info!("deregistered validatingwebhookconfiguration {name}"),
+        Ok(Err(error)) => tracing::warn!(%error, "could not deregister validatingwebhookconfiguration {name}"),
+        Err(_) => tracing::warn!("deregistering validatingwebhookconfiguration {name} timed out"),
     }
 }
 

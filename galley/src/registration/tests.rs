@@ -227,3 +227,80 @@ async fn conflicts_and_refusals_come_back_as_errors_to_retry_and_report() {
     assert!(!delete(&api, "istio-galley").await.expect("nothing to delete"));
     server.await.expect("server");
 }
+
+/// Answers by path as a small API server would: the namespace, the configuration (absent until
+/// created), watches held open; records `METHOD path` of each request.
+async fn cluster(mut handle: Handle, requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let mut stored: Option<Value> = None;
+    let mut watches = Vec::new();
+    while let Some((request, send)) = handle.next_request().await {
+        let method = request.method().to_string();
+        let path = request.uri().path().to_string();
+        let query = request.uri().query().unwrap_or_default().to_string();
+        requests.lock().expect("requests").push(format!("{method} {path}"));
+        if query.contains("watch=true") {
+            watches.push(send);
+            continue;
+        }
+        let bytes = http_body_util::BodyExt::collect(request.into_body()).await.expect("body").to_bytes();
+        let response = match (method.as_str(), path.as_str()) {
+            ("GET", "/api/v1/namespaces/istio-system") => reply(
+                200,
+                &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "istio-system", "uid": "ns-uid"}}),
+            ),
+            ("GET", PATH) => reply(
+                200,
+                &json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfigurationList",
+                        "metadata": {"resourceVersion": "1"}, "items": stored.iter().cloned().collect::<Vec<_>>()}),
+            ),
+            ("GET", _) => match &stored {
+                Some(object) => reply(200, object),
+                None => reply(404, &status(404, "NotFound")),
+            },
+            ("POST", PATH) => {
+                let mut object: Value = serde_json::from_slice(&bytes).expect("json");
+                object["metadata"]["resourceVersion"] = json!("2");
+                stored = Some(object.clone());
+                reply(201, &object)
+            }
+            ("DELETE", _) => {
+                stored = None;
+                reply(200, &json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "metadata": {}}))
+            }
+            _ => reply(405, &status(405, "MethodNotAllowed")),
+        };
+        send.send_response(response);
+    }
+}
+
+#[tokio::test]
+async fn galley_registers_on_start_and_deregisters_on_shutdown() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (template, ca) = (dir.path().join("webhook.yaml"), dir.path().join("root-cert.pem"));
+    std::fs::write(&template, TEMPLATE).expect("write");
+    std::fs::write(&ca, ca_pem()).expect("write");
+    let registration = Registration {
+        config_file: template,
+        ca_cert_file: ca,
+        namespace: "istio-system".into(),
+        webhook_name: "istio-galley".into(),
+        enabled: true,
+    };
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    tokio::spawn(cluster(handle, requests.clone()));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(run(Client::new(service, "default"), registration, Metrics::default(), async move {
+        let _ = stopped.await;
+    }));
+    let created = format!("POST {PATH}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !requests.lock().expect("requests").contains(&created) {
+        assert!(tokio::time::Instant::now() < deadline, "never created: {:?}", requests.lock().expect("requests"));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(10), running).await.expect("run ends").expect("run");
+    let seen = requests.lock().expect("requests").clone();
+    assert_eq!(seen.last().map(String::as_str), Some(format!("DELETE {PATH}/istio-galley").as_str()), "{seen:?}");
+}
