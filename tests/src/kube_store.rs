@@ -163,20 +163,52 @@ impl Store {
         ))
     }
 
-    /// A custom group's resource is served once an established CRD defines it.
-    fn served(&self, path: &ResourcePath) -> bool {
-        if BUILT_IN_GROUPS.contains(&path.group.as_str()) {
-            return true;
-        }
-        self.objects.values().any(|stored| {
-            let crd = &stored.object;
+    /// The established CRD serving a custom resource path (its version served).
+    fn crd_for(&self, path: &ResourcePath) -> Option<&Value> {
+        self.objects.values().map(|stored| &stored.object).find(|crd| {
             crd["kind"] == "CustomResourceDefinition"
                 && crd["spec"]["group"] == path.group.as_str()
                 && crd["spec"]["names"]["plural"] == path.plural.as_str()
+                && crd["spec"]["versions"].as_array().is_some_and(|versions| {
+                    versions.iter().any(|v| v["name"] == path.version.as_str() && v["served"] == true)
+                })
                 && crd["status"]["conditions"].as_array().is_some_and(|conditions| {
                     conditions.iter().any(|c| c["type"] == "Established" && c["status"] == "True")
                 })
         })
+    }
+
+    /// A custom group's resource is served once an established CRD defines it.
+    fn served(&self, path: &ResourcePath) -> bool {
+        BUILT_IN_GROUPS.contains(&path.group.as_str()) || self.crd_for(path).is_some()
+    }
+
+    /// What the API server would refuse in a custom resource, by its CRD.
+    fn schema_violation(&self, path: &ResourcePath, object: &Value) -> Option<String> {
+        let crd = self.crd_for(path)?;
+        if object["kind"] != crd["spec"]["names"]["kind"] {
+            return Some(format!("kind {} is not the CRD's {}", object["kind"], crd["spec"]["names"]["kind"]));
+        }
+        let namespaced = crd["spec"]["scope"] == "Namespaced";
+        if namespaced != path.namespace.is_some() {
+            return Some(format!("the resource is {}", if namespaced { "namespaced" } else { "cluster-scoped" }));
+        }
+        let version = crd["spec"]["versions"].as_array()?.iter().find(|v| v["name"] == path.version.as_str())?;
+        let schema = &version["schema"]["openAPIV3Schema"];
+        if schema["x-kubernetes-preserve-unknown-fields"] == true {
+            return None;
+        }
+        let known = ["apiVersion", "kind", "metadata", "spec", "status"];
+        for field in object.as_object()?.keys() {
+            if !known.contains(&field.as_str()) && schema["properties"].get(field).is_none() {
+                return Some(format!(".{field}: field not declared in schema"));
+            }
+        }
+        if schema["properties"]["spec"]["type"] == "object" && !object["spec"].is_object() && !object["spec"].is_null()
+        {
+            return Some(".spec: expected an object".to_string());
+        }
+        None
     }
 
     fn key(path: &ResourcePath, name: &str) -> Key {
@@ -291,6 +323,13 @@ impl Store {
                 StatusCode::BAD_REQUEST,
                 "BadRequest",
                 format!("the object's apiVersion, namespace and name do not match the URL {path:?}"),
+            );
+        }
+        if let Some(violation) = self.schema_violation(path, &object) {
+            return status(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Invalid",
+                format!("{}.{} \"{name}\" is invalid: {violation}", path.plural, path.group),
             );
         }
         let conflict_key = format!("{}/{name}", path.plural);
@@ -422,7 +461,9 @@ mod tests {
         .expect("path");
         let crd = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
             "metadata": {"name": "meshpolicies.authentication.istio.io"},
-            "spec": {"group": "authentication.istio.io", "names": {"plural": "meshpolicies", "kind": "MeshPolicy"}}});
+            "spec": {"group": "authentication.istio.io", "scope": "Cluster", "names": {"plural": "meshpolicies", "kind": "MeshPolicy"},
+                     "versions": [{"name": "v1alpha1", "served": true, "storage": true,
+                                   "schema": {"openAPIV3Schema": {"type": "object", "properties": {"spec": {"type": "object"}}}}}]}});
         let (code, _) = store.handle("PATCH", &crd_path, "fieldManager=t", crd.to_string().as_bytes());
         assert_eq!(code, StatusCode::CREATED);
         assert_eq!(
@@ -434,5 +475,16 @@ mod tests {
         assert_eq!(read["status"]["conditions"][1]["type"], "Established");
         assert_eq!(store.handle("PATCH", &policy, "fieldManager=t", body).0, StatusCode::CREATED);
         assert_eq!(store.handle("PATCH", &policy, "", body).0, StatusCode::BAD_REQUEST, "no field manager");
+        // Checked against the CRD as the API server checks.
+        let typo = br#"{"apiVersion":"authentication.istio.io/v1alpha1","kind":"MeshPolicy","metadata":{"name":"default"},"specs":{}}"#;
+        let (code, answer) = store.handle("PATCH", &policy, "fieldManager=t", typo);
+        assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(
+            answer["message"].as_str().unwrap_or_default().contains(".specs: field not declared in schema"),
+            "{answer}"
+        );
+        let other_version =
+            ResourcePath::parse("/apis/authentication.istio.io/v1beta9/meshpolicies/default").expect("path");
+        assert_eq!(store.handle("PATCH", &other_version, "fieldManager=t", body).0, StatusCode::NOT_FOUND);
     }
 }

@@ -342,3 +342,78 @@ fn kube_inject_reads_the_injector_config_the_cluster_has() {
         assert!(requests.iter().any(|r| r.starts_with(&format!("GET {path}?"))), "{path} read: {requests:?}");
     }
 }
+
+#[test]
+fn bookinfos_istio_objects_apply_against_the_installed_crds() {
+    let server = FakeApiServer::start_with(Vec::new(), Script::default());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kubeconfig = server.write_kubeconfig(dir.path());
+    let (code, out) = apply(&kubeconfig, &["--set", "profile=minimal", "--wait=false"]);
+    assert_eq!(code, 0, "{out}");
+    // kind → (plural, namespaced), from the CRDs the installation applied.
+    let crds: std::collections::BTreeMap<String, (String, bool)> = server
+        .objects()
+        .into_iter()
+        .filter(|object| object["kind"] == "CustomResourceDefinition")
+        .map(|crd| {
+            let names = &crd["spec"]["names"];
+            (
+                names["kind"].as_str().unwrap_or_default().to_string(),
+                (names["plural"].as_str().unwrap_or_default().to_string(), crd["spec"]["scope"] == "Namespaced"),
+            )
+        })
+        .collect();
+    let address = server.url().trim_start_matches("http://").to_string();
+    let patch = |object: &serde_json::Value| {
+        let kind = object["kind"].as_str().unwrap_or_default();
+        let (plural, namespaced) = crds.get(kind).unwrap_or_else(|| panic!("no CRD for {kind}"));
+        let name = object["metadata"]["name"].as_str().unwrap_or_default();
+        let api_version = object["apiVersion"].as_str().unwrap_or_default();
+        let scope = if *namespaced {
+            format!("namespaces/{}/", object["metadata"]["namespace"].as_str().unwrap_or("default"))
+        } else {
+            String::new()
+        };
+        let path = format!("/apis/{api_version}/{scope}{plural}/{name}?fieldManager=bookinfo");
+        let mut object = object.clone();
+        if *namespaced && object["metadata"]["namespace"].is_null() {
+            object["metadata"]["namespace"] = serde_json::json!("default");
+        }
+        let (status, _, body) = e2e::http_request(
+            &address,
+            "PATCH",
+            &path,
+            &[("content-type", "application/apply-patch+yaml")],
+            &object.to_string(),
+        );
+        (status, body)
+    };
+    let samples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/bookinfo/networking");
+    let mut applied = 0;
+    let mut files: Vec<_> = std::fs::read_dir(&samples).expect("samples").flatten().map(|entry| entry.path()).collect();
+    files.sort();
+    for file in files.iter().filter(|file| file.extension().is_some_and(|ext| ext == "yaml")) {
+        let text = std::fs::read_to_string(file).expect("read");
+        for document in text.split("\n---") {
+            let object: serde_json::Value = serde_yaml::from_str(document).expect("yaml");
+            if object.is_null() {
+                continue;
+            }
+            let (status, body) = patch(&object);
+            assert!(status == 200 || status == 201, "{}: {status} {body}", file.display());
+            applied += 1;
+        }
+    }
+    assert!(applied >= 20, "only {applied} objects in {}", samples.display());
+
+    // What the API server would refuse is refused: an unserved version, an undeclared field.
+    let mut wrong_version = serde_json::json!({"apiVersion": "networking.istio.io/v1beta9", "kind": "VirtualService",
+        "metadata": {"name": "reviews", "namespace": "default"}, "spec": {"hosts": ["reviews"]}});
+    let (status, _) = patch(&wrong_version);
+    assert_eq!(status, 404);
+    wrong_version["apiVersion"] = serde_json::json!("networking.istio.io/v1alpha3");
+    wrong_version["specs"] = serde_json::json!({});
+    let (status, body) = patch(&wrong_version);
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains(".specs: field not declared in schema"), "{body}");
+}
