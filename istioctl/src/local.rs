@@ -192,6 +192,11 @@ pub(crate) fn install(args: &InstallArgs) -> anyhow::Result<i32> {
 }
 
 pub(crate) fn install_with(layout: &Layout, sets: &[String], progress: &mut dyn FnMut(&str)) -> anyhow::Result<()> {
+    install_plan(layout, Plan::new(sets)?, progress)
+}
+
+/// Installs a resolved plan on this host.
+pub(crate) fn install_plan(layout: &Layout, plan: Plan, progress: &mut dyn FnMut(&str)) -> anyhow::Result<()> {
     prereq::check()?;
     if teardown::daemon_pid(layout).is_some() {
         bail!("a mesh is already installed here ({}); run `istioctl uninstall` first", layout.root().display());
@@ -202,7 +207,6 @@ pub(crate) fn install_with(layout: &Layout, sets: &[String], progress: &mut dyn 
              `ISTIO_LOCAL_ROOT={root} istioctl uninstall` removes it"
         );
     }
-    let plan = Plan::new(sets)?;
     let binaries = binaries_dir()?;
     if let Some(envoy) = plan.envoy_binary() {
         anyhow::ensure!(

@@ -87,14 +87,19 @@ pub struct InstallSpec {
 }
 
 impl InstallSpec {
-    /// Reads the overlays and resolves the installation.
-    pub fn resolve(&self) -> anyhow::Result<Install> {
+    /// The overlay files, by name.
+    pub fn read_overlays(&self) -> anyhow::Result<Vec<(String, String)>> {
         let mut overlays = Vec::new();
         for file in &self.files {
             let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
             overlays.push((file.display().to_string(), text));
         }
-        Ok(Install::resolve(&self.sets, &overlays)?)
+        Ok(overlays)
+    }
+
+    /// Reads the overlays and resolves the installation.
+    pub fn resolve(&self) -> anyhow::Result<Install> {
+        Ok(Install::resolve(&self.sets, &self.read_overlays()?)?)
     }
 }
 
@@ -153,13 +158,10 @@ fn apply_command(args: &ApplyArgs) -> anyhow::Result<i32> {
     }
     let layout = Layout::from_env();
     if !args.kube.wants_cluster(&layout) {
-        if !args.install.files.is_empty() {
-            bail!(
-                "-f overlays are applied to a cluster (give --kubeconfig); on this host, set values with --set \
-                 (`istioctl install`)"
-            );
-        }
-        crate::local::install_with(&layout, &args.install.sets, &mut |line| println!("{line}"))?;
+        // This host: the same profile, overlays and settings, installed by the local platform.
+        let overlays = args.install.read_overlays()?;
+        let plan = istio_local::install::Plan::with_overlays(&args.install.sets, &overlays)?;
+        crate::local::install_plan(&layout, plan, &mut |line| println!("{line}"))?;
         return Ok(0);
     }
     let install = args.install.resolve()?;

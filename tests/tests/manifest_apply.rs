@@ -417,3 +417,27 @@ fn bookinfos_istio_objects_apply_against_the_installed_crds() {
     assert_eq!(status, 422, "{body}");
     assert!(body.contains(".specs: field not declared in schema"), "{body}");
 }
+
+#[test]
+fn bad_input_is_named_and_nothing_is_applied() {
+    let server = FakeApiServer::start_with(Vec::new(), Script::default());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kubeconfig = server.write_kubeconfig(dir.path());
+    let overlay = dir.path().join("overlay.yaml");
+    std::fs::write(
+        &overlay,
+        "apiVersion: install.istio.io/v1alpha2\nkind: IstioControlPlane\nspec:\n  trafficManagement:\n    components:\n      \
+         pilots: {enabled: true}\n",
+    )
+    .expect("write");
+    let (code, out) = apply(&kubeconfig, &["-f", overlay.to_str().expect("utf-8")]);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("overlay.yaml") && out.contains("pilots"), "the file and the component: {out}");
+    let (code, out) = apply(&kubeconfig, &["--set", "trafficManagement.components.pilot.k8s.replicaCounts=2"]);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("replicaCounts"), "{out}");
+    let (code, out) = apply(&kubeconfig, &["--set", "profile=nonexistent"]);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("nonexistent"), "{out}");
+    assert!(server.requests().is_empty(), "nothing sent: {:?}", server.requests());
+}

@@ -167,6 +167,13 @@ impl Plan {
         Ok(Self { profile, document })
     }
 
+    /// A plan from `IstioControlPlane` overlay files (`-f`, by name for errors) and `--set`s,
+    /// resolved as `istioctl manifest generate|apply` resolve them for a cluster.
+    pub fn with_overlays(sets: &[String], overlays: &[(String, String)]) -> anyhow::Result<Self> {
+        let install = istio_manifest::Install::resolve(sets, overlays)?;
+        Ok(Self { profile: install.profile, document: install.document })
+    }
+
     pub fn load(layout: &Layout) -> anyhow::Result<Self> {
         let path = layout.install_file();
         let text =
@@ -713,6 +720,23 @@ pub fn webhook(layout: &Layout, component: Component) -> anyhow::Result<crate::a
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overlay_files_resolve_as_manifest_apply_resolves_them() {
+        let overlay = "apiVersion: install.istio.io/v1alpha2\nkind: IstioControlPlane\nspec:\n  profile: minimal\n  \
+                       values:\n    global:\n      proxy:\n        accessLogFile: /dev/stdout\n";
+        let plan = Plan::with_overlays(&[], &[("overlay.yaml".into(), overlay.into())]).expect("overlay");
+        assert_eq!(plan.components(), vec![PILOT], "the overlay's profile");
+        assert_eq!(plan.mesh_config()["accessLogFile"], "/dev/stdout");
+        // The --set wins over the overlay, as on a cluster.
+        let set = ["values.global.proxy.accessLogFile=/tmp/access.log".to_string()];
+        let plan = Plan::with_overlays(&set, &[("overlay.yaml".into(), overlay.into())]).expect("overlay");
+        assert_eq!(plan.mesh_config()["accessLogFile"], "/tmp/access.log");
+        let bad =
+            "kind: IstioControlPlane\nspec:\n  trafficManagement:\n    components:\n      pilots: {enabled: true}\n";
+        let error = Plan::with_overlays(&[], &[("bad.yaml".into(), bad.into())]).expect_err("unknown component");
+        assert!(format!("{error:#}").contains("bad.yaml") && format!("{error:#}").contains("pilots"), "{error:#}");
+    }
 
     #[test]
     fn the_demo_runs_every_component_and_both_gateways() {
