@@ -248,12 +248,6 @@ pub(crate) async fn run(
     let mut retry_at: Option<tokio::time::Instant> = Some(tokio::time::Instant::now());
     tokio::pin!(shutdown);
     loop {
-        let retry = async {
-            match retry_at {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
             () = &mut shutdown => {
                 if registration.enabled {
@@ -261,7 +255,7 @@ pub(crate) async fn run(
                 }
                 return;
             }
-            () = retry => {}
+            () = istio_runtime::backoff::until(retry_at) => {}
             change = changes.next() => {
                 // Someone else's edit or delete (or the watch restarting): look again.
                 if let Some(Err(error)) = change {

@@ -77,15 +77,9 @@ pub(crate) async fn run(client: Client, patching: CaBundlePatching, shutdown: im
     let mut retry_at: Option<tokio::time::Instant> = None;
     tokio::pin!(shutdown);
     loop {
-        let retry = async {
-            match retry_at {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
             () = &mut shutdown => return,
-            () = retry => {}
+            () = istio_runtime::backoff::until(retry_at) => {}
             change = changes.next() => {
                 if let Some(Err(error)) = change {
                     tracing::debug!(%error, "watching the mutatingwebhookconfiguration");

@@ -52,6 +52,15 @@ impl Backoff {
     }
 }
 
+/// Sleeps until `at`, or for ever when there is none: a `select!` arm that fires only once a
+/// retry is due.
+pub async fn until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -233,6 +233,19 @@ fn unconvertible(resource: &ApiResource, error: &StoreError) -> Event {
     }
 }
 
+/// The watched object as a store object; `Ok(None)` after telling the consumer it could not be
+/// read, `Err` when the consumer has gone.
+fn readable(
+    object: DynamicObject,
+    resource: &ApiResource,
+    sender: &mpsc::UnboundedSender<Event>,
+) -> Result<Option<Object>, ()> {
+    match to_object(object, resource) {
+        Ok(object) => Ok(Some(object)),
+        Err(error) => sender.send(unconvertible(resource, &error)).map(|()| None).map_err(|_| ()),
+    }
+}
+
 /// How the message of an object that could not be converted starts.
 pub const CONVERSION_FAILED: &str = "cannot convert the object: ";
 
@@ -267,15 +280,8 @@ async fn watch_kind(
         match event {
             watcher::Event::Init => relisted = Some(HashMap::new()),
             watcher::Event::InitApply(object) | watcher::Event::Apply(object) => {
-                let object = match to_object(object, &resource) {
-                    Ok(object) => object,
-                    Err(error) => {
-                        if sender.send(unconvertible(&resource, &error)).is_err() {
-                            return;
-                        }
-                        continue;
-                    }
-                };
+                let Ok(converted) = readable(object, &resource, &sender) else { return };
+                let Some(object) = converted else { continue };
                 let key = object.key();
                 match known.insert(key.clone(), object.clone()) {
                     None => out.push(Event::Added(object.clone())),
@@ -289,15 +295,8 @@ async fn watch_kind(
                 }
             }
             watcher::Event::Delete(object) => {
-                let object = match to_object(object, &resource) {
-                    Ok(object) => object,
-                    Err(error) => {
-                        if sender.send(unconvertible(&resource, &error)).is_err() {
-                            return;
-                        }
-                        continue;
-                    }
-                };
+                let Ok(converted) = readable(object, &resource, &sender) else { return };
+                let Some(object) = converted else { continue };
                 if known.remove(&object.key()).is_some() {
                     out.push(Event::Deleted(object));
                 }
