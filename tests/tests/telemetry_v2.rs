@@ -215,9 +215,15 @@ fn telemetry_v2_with_the_builtin_proxy() {
 
     // Mixer's reports back on beside the plugin: both count the same requests.
     set_mixer_http_reports_disabled(&mesh, false);
+    // Settled once every hop reports again, the last one (ratings, reached through reviews)
+    // included: the push that turned the reports on has reached every proxy.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while samples(&mixer_text(), "istio_requests_total").is_empty() {
-        assert!(Instant::now() < deadline, "Mixer's HTTP reports never came back");
+    let ratings_reported = |labels: &Labels| {
+        labels.get("reporter").map(String::as_str) == Some("destination")
+            && labels.get("destination_workload").map(String::as_str) == Some("ratings-v1")
+    };
+    while !samples(&mixer_text(), "istio_requests_total").keys().any(ratings_reported) {
+        assert!(Instant::now() < deadline, "Mixer's HTTP reports never came back from every hop");
         traffic(&mesh, 2);
         std::thread::sleep(Duration::from_millis(500));
     }
