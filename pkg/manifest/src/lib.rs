@@ -18,14 +18,17 @@
 mod addon;
 mod compare;
 mod components;
+mod control_dashboards;
 mod crds;
 mod dashboards;
+mod grafana_model;
 mod install;
 mod k8s;
 mod manifest;
 mod mesh;
 pub mod profiles;
 mod render;
+mod traffic_dashboards;
 mod workload;
 
 pub use compare::{
