@@ -398,42 +398,43 @@ async fn prune(
     Ok(())
 }
 
-/// Whether a Deployment has rolled out, by 1.4's `verify-install` rules; the reason if not.
-pub(crate) fn deployment_progress(deployment: &Deployment) -> Result<(), String> {
+/// Why a Deployment has not rolled out yet, by 1.4's `verify-install` rules; None once it has.
+pub(crate) fn deployment_progress(deployment: &Deployment) -> Option<String> {
     let status = deployment.status.clone().unwrap_or_default();
     let wanted = deployment.spec.as_ref().and_then(|spec| spec.replicas).unwrap_or(1);
     let updated = status.updated_replicas.unwrap_or(0);
     let available = status.available_replicas.unwrap_or(0);
     let generation = deployment.metadata.generation.unwrap_or(0);
     if status.observed_generation.unwrap_or(0) < generation {
-        return Err("the deployment controller has not seen the new spec yet".to_string());
+        return Some("the deployment controller has not seen the new spec yet".to_string());
     }
     let conditions = status.conditions.unwrap_or_default();
     if conditions.iter().any(|c| c.type_ == "Progressing" && c.reason.as_deref() == Some("ProgressDeadlineExceeded")) {
-        return Err("exceeded its progress deadline".to_string());
+        return Some("exceeded its progress deadline".to_string());
     }
     if updated < wanted {
-        return Err(format!("{updated} out of {wanted} new replicas have been updated"));
+        return Some(format!("{updated} out of {wanted} new replicas have been updated"));
     }
     let total = status.replicas.unwrap_or(0);
     if total > updated {
-        return Err(format!("{} old replicas are pending termination", total - updated));
+        return Some(format!("{} old replicas are pending termination", total - updated));
     }
     if available < updated {
-        return Err(format!("{available} of {updated} updated replicas are available"));
+        return Some(format!("{available} of {updated} updated replicas are available"));
     }
-    Ok(())
+    None
 }
 
-pub(crate) fn daemon_set_progress(daemon_set: &DaemonSet) -> Result<(), String> {
+/// Why a DaemonSet is not ready yet; None once it is.
+pub(crate) fn daemon_set_progress(daemon_set: &DaemonSet) -> Option<String> {
     let status = daemon_set.status.clone().unwrap_or_default();
     if status.observed_generation.unwrap_or(0) < daemon_set.metadata.generation.unwrap_or(0) {
-        return Err("the daemon set controller has not seen the new spec yet".to_string());
+        return Some("the daemon set controller has not seen the new spec yet".to_string());
     }
     if status.number_ready < status.desired_number_scheduled {
-        return Err(format!("{} of {} pods are ready", status.number_ready, status.desired_number_scheduled));
+        return Some(format!("{} of {} pods are ready", status.number_ready, status.desired_number_scheduled));
     }
-    Ok(())
+    None
 }
 
 /// Polls the workloads until all are ready, saying which are not (once per change).
@@ -473,12 +474,12 @@ async fn wait_until_ready(
             };
             let label = format!("{} {namespace}/{name}", workload["kind"].as_str().unwrap_or_default());
             match progress {
-                Ok(()) => {
+                None => {
                     if last_said.remove(&label).is_some() {
                         say(&format!("  ✔ {label} is ready"));
                     }
                 }
-                Err(reason) => {
+                Some(reason) => {
                     not_ready.insert(label, reason);
                 }
             }
@@ -523,20 +524,20 @@ mod tests {
             available_replicas: Some(2),
             ..Default::default()
         };
-        assert_eq!(deployment_progress(&deployment(2, ready.clone())), Ok(()));
+        assert_eq!(deployment_progress(&deployment(2, ready.clone())), None);
         let unseen = DeploymentStatus { observed_generation: Some(1), ..ready.clone() };
-        assert!(deployment_progress(&deployment(2, unseen)).is_err());
+        assert!(deployment_progress(&deployment(2, unseen)).is_some());
         let rolling = DeploymentStatus { updated_replicas: Some(1), ..ready.clone() };
         assert_eq!(
             deployment_progress(&deployment(2, rolling)),
-            Err("1 out of 2 new replicas have been updated".into())
+            Some("1 out of 2 new replicas have been updated".into())
         );
         let old = DeploymentStatus { replicas: Some(3), ..ready.clone() };
-        assert_eq!(deployment_progress(&deployment(2, old)), Err("1 old replicas are pending termination".into()));
+        assert_eq!(deployment_progress(&deployment(2, old)), Some("1 old replicas are pending termination".into()));
         let unavailable = DeploymentStatus { available_replicas: Some(0), ..ready };
         assert_eq!(
             deployment_progress(&deployment(2, unavailable)),
-            Err("0 of 2 updated replicas are available".into())
+            Some("0 of 2 updated replicas are available".into())
         );
     }
 

@@ -88,12 +88,11 @@ async fn check(client: &Client, resources: &Resources, object: &Value) -> anyhow
     match object["kind"].as_str() {
         Some("Deployment") => match Api::<Deployment>::namespaced(client.clone(), namespace).get(name).await {
             Ok(deployment) => Ok(deployment_progress(&deployment)
-                .err()
                 .map(|reason| format!("waiting for deployment \"{name}\" rollout to finish: {reason}"))),
             Err(error) => missing(error),
         },
         Some("DaemonSet") => match Api::<DaemonSet>::namespaced(client.clone(), namespace).get(name).await {
-            Ok(daemon_set) => Ok(daemon_set_progress(&daemon_set).err()),
+            Ok(daemon_set) => Ok(daemon_set_progress(&daemon_set)),
             Err(error) => missing(error),
         },
         _ => match api_for(client, &resources.of(object), object).get(name).await {
