@@ -46,6 +46,8 @@ pub enum LocalCommand {
     Get(GetArgs),
     /// Set labels on a namespace: `label namespace default istio-injection=enabled`.
     Label(LabelArgs),
+    /// Set a Deployment's replicas: `scale deployment details-v1 --replicas 2`.
+    Scale(ScaleArgs),
     /// Print a container's log.
     Logs(LogsArgs),
     /// Run a command inside a pod (its network namespace and /etc/hosts).
@@ -77,6 +79,16 @@ pub enum CreateCommand {
     /// Create a Namespace (`kubectl create ns NAME`).
     #[command(alias = "ns")]
     Namespace { name: String },
+    /// Create a ConfigMap from files, directories (`--from-file=[key=]PATH`) and literals
+    /// (`--from-literal=key=value`).
+    #[command(alias = "cm")]
+    Configmap {
+        name: String,
+        #[arg(long = "from-file")]
+        from_file: Vec<String>,
+        #[arg(long = "from-literal")]
+        from_literal: Vec<String>,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -132,6 +144,18 @@ pub struct LabelArgs {
     /// `key=value` pairs.
     #[arg(required = true)]
     pub labels: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ScaleArgs {
+    /// `deployment` (or `deploy`, `deployments`), or `deployment/NAME`.
+    pub kind: String,
+    /// The Deployment's name, unless the kind argument has it.
+    pub name: Option<String>,
+    #[arg(long)]
+    pub replicas: u64,
+    #[arg(short = 'n', long = "namespace", default_value = "default")]
+    pub namespace: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -392,6 +416,14 @@ pub(crate) fn local(command: LocalCommand) -> anyhow::Result<i32> {
             println!("{}", runtime()?.block_on(create::create(&layout, create::namespace(&name)?))?);
             Ok(0)
         }
+        LocalCommand::Create(CreateArgs {
+            namespace,
+            command: CreateCommand::Configmap { name, from_file, from_literal },
+        }) => {
+            let object = create::config_map(&namespace, &name, &from_file, &from_literal)?;
+            println!("{}", runtime()?.block_on(create::create(&layout, object))?);
+            Ok(0)
+        }
         LocalCommand::Create(CreateArgs { namespace, command: CreateCommand::Secret(secret) }) => {
             let object = match secret {
                 SecretCommand::Tls { name, cert, key } => create::tls_secret(&namespace, &name, &cert, &key)?,
@@ -416,6 +448,21 @@ pub(crate) fn local(command: LocalCommand) -> anyhow::Result<i32> {
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
             println!("{}", runtime()?.block_on(kubectl::label_namespace(&layout, &args.name, &pairs))?);
+            Ok(0)
+        }
+        LocalCommand::Scale(args) => {
+            let (kind, name) = match (args.kind.split_once('/'), &args.name) {
+                (Some((kind, name)), None) => (kind, name.to_string()),
+                (None, Some(name)) => (args.kind.as_str(), name.clone()),
+                (Some(_), Some(_)) => bail!("there is a name in {:?}: give no other", args.kind),
+                (None, None) => bail!("scale needs a Deployment's name"),
+            };
+            if !matches!(kind, "deployment" | "deployments" | "deploy" | "deployment.apps" | "deployments.apps") {
+                bail!("only Deployments can be scaled here, not {kind:?}");
+            }
+            let line =
+                runtime()?.block_on(kubectl::scale_deployment(&layout, &name, &args.namespace, args.replicas))?;
+            println!("{line}");
             Ok(0)
         }
         LocalCommand::Get(args) => {

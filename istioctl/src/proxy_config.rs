@@ -63,6 +63,12 @@ pub struct Target {
     /// Only this name (routes) or cluster (endpoints).
     #[arg(long)]
     pub name: Option<String>,
+    /// Only this cluster (endpoints), as 1.4's `--cluster`.
+    #[arg(long)]
+    pub cluster: Option<String>,
+    /// Only this health status (endpoints): HEALTHY, UNHEALTHY, …
+    #[arg(long)]
+    pub status: Option<String>,
     /// Output format: short (table) or json.
     #[arg(short = 'o', long = "output", default_value = "short")]
     pub output: String,
@@ -330,7 +336,7 @@ fn endpoint_output(clusters: &Value, target: &Target) -> anyhow::Result<String> 
     let mut chosen = Vec::new();
     for cluster in clusters["cluster_statuses"].as_array().into_iter().flatten() {
         let name = cluster["name"].as_str().unwrap_or_default();
-        if target.name.as_deref().is_some_and(|wanted| wanted != name) {
+        if [&target.name, &target.cluster].into_iter().flatten().any(|wanted| wanted != name) {
             continue;
         }
         for host in cluster["host_statuses"].as_array().into_iter().flatten() {
@@ -343,6 +349,9 @@ fn endpoint_output(clusters: &Value, target: &Target) -> anyhow::Result<String> 
                 continue;
             }
             let status = host["health_status"]["eds_health_status"].as_str().unwrap_or("HEALTHY");
+            if target.status.as_deref().is_some_and(|wanted| !wanted.eq_ignore_ascii_case(status)) {
+                continue;
+            }
             let outlier =
                 if host["health_status"]["failed_outlier_check"].as_bool() == Some(true) { "FAILED" } else { "OK" };
             rows.push(vec![format!("{address}:{port}"), status.to_string(), outlier.to_string(), name.to_string()]);
@@ -392,6 +401,8 @@ mod tests {
             direction: None,
             address: None,
             name: None,
+            cluster: None,
+            status: None,
             output: "short".into(),
         };
         assert_eq!(clusters.iter().filter(|c| cluster_matches(c, &target)).count(), 1);
@@ -400,5 +411,35 @@ mod tests {
             listener_table(&listeners.iter().collect::<Vec<_>>()),
             "ADDRESS     PORT     TYPE\n0.0.0.0     9080     HTTP\n"
         );
+    }
+
+    #[test]
+    fn endpoints_filter_by_cluster_and_status_as_1_4() {
+        let host = |address: &str, status: &str| {
+            json!({"address": {"socket_address": {"address": address, "port_value": 9080}},
+                   "health_status": {"eds_health_status": status}})
+        };
+        let clusters = json!({"cluster_statuses": [
+            {"name": "outbound|9080||details.default.svc.cluster.local",
+             "host_statuses": [host("10.44.1.2", "HEALTHY"), host("10.44.1.3", "UNHEALTHY")]},
+            {"name": "outbound|9080||ratings.default.svc.cluster.local", "host_statuses": [host("10.44.1.4", "HEALTHY")]}
+        ]});
+        let target = |cluster: Option<&str>, status: Option<&str>| Target {
+            pod: "p".into(),
+            fqdn: None,
+            port: None,
+            subset: None,
+            direction: None,
+            address: None,
+            name: None,
+            cluster: cluster.map(str::to_string),
+            status: status.map(str::to_string),
+            output: "short".into(),
+        };
+        let rows = |target: Target| endpoint_output(&clusters, &target).expect("table").lines().count() - 1;
+        assert_eq!(rows(target(None, None)), 3);
+        assert_eq!(rows(target(Some("outbound|9080||details.default.svc.cluster.local"), None)), 2);
+        assert_eq!(rows(target(Some("outbound|9080||details.default.svc.cluster.local"), Some("healthy"))), 1);
+        assert_eq!(rows(target(None, Some("UNHEALTHY"))), 1);
     }
 }

@@ -49,6 +49,17 @@ impl Protocol {
         matches!(self, Protocol::Http | Protocol::Http2 | Protocol::Grpc | Protocol::GrpcWeb | Protocol::Unsupported)
     }
 
+    /// The protocol an inbound listener serves the port with. 1.4 did not sniff inbound
+    /// traffic by default (`PILOT_ENABLE_PROTOCOL_SNIFFING_FOR_INBOUND=false`), so an
+    /// undeclared port is proxied as TCP: TLS an application terminates itself passes through.
+    pub fn inbound(self) -> Protocol {
+        if self == Protocol::Unsupported {
+            Protocol::Tcp
+        } else {
+            self
+        }
+    }
+
     /// Upstream connections speak HTTP/2.
     pub fn is_http2(self) -> bool {
         matches!(self, Protocol::Http2 | Protocol::Grpc)
@@ -524,6 +535,8 @@ mod tests {
         assert_eq!(context.destination_rule("www.google.com").map(|r| r.spec.host.as_str()), Some("*"));
         assert_eq!(Protocol::parse("grpc-web"), Protocol::GrpcWeb);
         assert!(Protocol::Unsupported.is_http());
+        assert_eq!(Protocol::Unsupported.inbound(), Protocol::Tcp, "inbound sniffing is off, as in 1.4");
+        assert_eq!(Protocol::Http.inbound(), Protocol::Http);
     }
 
     #[test]

@@ -165,12 +165,17 @@ impl LocalMesh {
 
     /// Waits until `count` pods labelled `app` in `namespace` are ready.
     pub fn wait_ready(&self, app: &str, namespace: &str, count: usize) {
+        self.wait_ready_labelled("app", app, namespace, count);
+    }
+
+    /// Waits until `count` pods labelled `label=value` in `namespace` are ready.
+    pub fn wait_ready_labelled(&self, label: &str, value: &str, namespace: &str, count: usize) {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let ready = self
                 .pods()
                 .iter()
-                .filter(|pod| pod["metadata"]["labels"]["app"] == app && pod["metadata"]["namespace"] == namespace)
+                .filter(|pod| pod["metadata"]["labels"][label] == value && pod["metadata"]["namespace"] == namespace)
                 .filter(|pod| {
                     pod["status"]["conditions"]
                         .as_array()
@@ -182,7 +187,7 @@ impl LocalMesh {
             if ready >= count {
                 return;
             }
-            assert!(Instant::now() < deadline, "{count} {app} pods in {namespace} were not ready in time");
+            assert!(Instant::now() < deadline, "{count} {label}={value} pods in {namespace} were not ready in time");
             std::thread::sleep(Duration::from_millis(300));
         }
     }

@@ -1,9 +1,11 @@
 //! A host "outside the mesh" for the egress tasks: its own network namespace joined to the
-//! host by a veth pair on a small network of its own (10.45.0.0/30), running the httpbin
-//! sample on port 80. Pods reach it through the host, as they would reach the internet from
-//! a Kubernetes node. It can also serve a directory over HTTPS on 443 (`openssl s_server
-//! -WWW`), as an identity provider serves its JWKS. Removed (processes, namespace and links)
-//! when dropped.
+//! host by a veth pair on a small network of its own (10.45.0.0/29), running the httpbin
+//! sample on port 80 of its first address. Pods reach it through the host, as they would reach
+//! the internet from a Kubernetes node. It can also serve a directory over HTTPS on 443
+//! (`openssl s_server -WWW`), as an identity provider serves its JWKS, and run an nginx with a
+//! configuration the test writes on its second address (a web site with its own certificate,
+//! one that wants client certificates, a redirect from HTTP to HTTPS). Removed (processes,
+//! namespace and links) when dropped.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -16,10 +18,13 @@ const PEER_LINK: &str = "outside1";
 const HOST_ADDRESS: &str = "10.45.0.1";
 /// The outside server's address.
 pub const ADDRESS: &str = "10.45.0.2";
+/// The outside nginx's address.
+pub const NGINX_ADDRESS: &str = "10.45.0.3";
 
 pub struct OutsideHost {
     server: Option<Process>,
     https: Option<Process>,
+    nginx: Option<(Process, tempfile::TempDir)>,
 }
 
 fn ip(args: &[&str]) {
@@ -37,18 +42,20 @@ impl OutsideHost {
     pub fn start() -> OutsideHost {
         remove_network();
         ip(&["netns", "add", NETNS]);
-        let mut outside = OutsideHost { server: None, https: None };
+        let mut outside = OutsideHost { server: None, https: None, nginx: None };
         ip(&["link", "add", HOST_LINK, "type", "veth", "peer", "name", PEER_LINK]);
         ip(&["link", "set", PEER_LINK, "netns", NETNS]);
-        ip(&["addr", "add", &format!("{HOST_ADDRESS}/30"), "dev", HOST_LINK]);
+        ip(&["addr", "add", &format!("{HOST_ADDRESS}/29"), "dev", HOST_LINK]);
         ip(&["link", "set", HOST_LINK, "up"]);
-        ip(&["-n", NETNS, "addr", "add", &format!("{ADDRESS}/30"), "dev", PEER_LINK]);
+        for address in [ADDRESS, NGINX_ADDRESS] {
+            ip(&["-n", NETNS, "addr", "add", &format!("{address}/29"), "dev", PEER_LINK]);
+        }
         ip(&["-n", NETNS, "link", "set", PEER_LINK, "up"]);
         ip(&["-n", NETNS, "link", "set", "lo", "up"]);
         let httpbin = crate::binary("httpbin").display().to_string();
         outside.server = Some(Process::start_program(
             std::path::Path::new("ip"),
-            &["netns", "exec", NETNS, &httpbin, "-b", "0.0.0.0:80", "--access-logfile", "-"],
+            &["netns", "exec", NETNS, &httpbin, "-b", &format!("{ADDRESS}:80"), "--access-logfile", "-"],
         ));
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect_timeout(
@@ -67,7 +74,7 @@ impl OutsideHost {
     /// (`https://ADDRESS/NAME` is `dir/NAME`); waits until it accepts connections.
     pub fn serve_https(&mut self, dir: &std::path::Path, cert: &std::path::Path, key: &std::path::Path) {
         let script = format!(
-            "cd '{}' && exec openssl s_server -quiet -accept 443 -cert '{}' -key '{}' -WWW",
+            "cd '{}' && exec openssl s_server -quiet -accept {ADDRESS}:443 -cert '{}' -key '{}' -WWW",
             dir.display(),
             cert.display(),
             key.display()
@@ -80,6 +87,51 @@ impl OutsideHost {
             assert!(Instant::now() < deadline, "the outside HTTPS server did not start");
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Runs nginx (Debian's) on `NGINX_ADDRESS` with `servers` as its `http` block's content
+    /// (`listen` lines name the port alone; the address is added); waits until each port
+    /// accepts. `{dir}` in `servers` is a directory of its own, for files the test writes
+    /// first with `files` (name, content). Its access log is [`OutsideHost::nginx_log`].
+    pub fn serve_nginx(&mut self, servers: &str, files: &[(&str, &[u8])], ports: &[u16]) {
+        self.nginx.take();
+        let dir = tempfile::tempdir().expect("nginx directory");
+        for (name, content) in files {
+            std::fs::write(dir.path().join(name), content).expect("nginx file");
+        }
+        let root = dir.path().display().to_string();
+        let servers = servers.replace("{dir}", &root).replace("listen ", &format!("listen {NGINX_ADDRESS}:"));
+        let config = format!(
+            "daemon off;\nmaster_process off;\npid {root}/nginx.pid;\nerror_log {root}/error.log;\n\
+             events {{}}\nhttp {{\n  access_log {root}/access.log;\n  client_body_temp_path {root};\n  \
+             proxy_temp_path {root};\n  fastcgi_temp_path {root};\n  uwsgi_temp_path {root};\n  scgi_temp_path {root};\n\
+             {servers}\n}}\n"
+        );
+        let conf = dir.path().join("nginx.conf");
+        std::fs::write(&conf, config).expect("nginx.conf");
+        let conf = conf.display().to_string();
+        let process = Process::start_program(
+            std::path::Path::new("ip"),
+            &["netns", "exec", NETNS, "nginx", "-p", &root, "-c", &conf],
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for port in ports {
+            let address = format!("{NGINX_ADDRESS}:{port}").parse().expect("address");
+            while std::net::TcpStream::connect_timeout(&address, Duration::from_secs(1)).is_err() {
+                let errors = std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default();
+                assert!(Instant::now() < deadline, "the outside nginx did not listen on {port}: {errors}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        self.nginx = Some((process, dir));
+    }
+
+    /// The outside nginx's access log so far.
+    pub fn nginx_log(&self) -> String {
+        self.nginx
+            .as_ref()
+            .map(|(_, dir)| std::fs::read_to_string(dir.path().join("access.log")).unwrap_or_default())
+            .unwrap_or_default()
     }
 
     /// Stops the HTTPS server (the identity provider becomes unreachable).
@@ -101,6 +153,7 @@ impl OutsideHost {
 
 impl Drop for OutsideHost {
     fn drop(&mut self) {
+        self.nginx.take();
         self.https.take();
         self.server.take();
         remove_network();

@@ -11,21 +11,30 @@ use e2e::until;
 
 #[path = "traffic_tasks/egress.rs"]
 mod egress;
+#[path = "traffic_tasks/egress_tls.rs"]
+mod egress_tls;
 #[path = "traffic_tasks/envoy_filter.rs"]
 mod envoy_filter;
 #[path = "traffic_tasks/gateways.rs"]
 mod gateways;
+#[path = "traffic_tasks/passthrough.rs"]
+mod passthrough;
 #[path = "traffic_tasks/resilience.rs"]
 mod resilience;
 #[path = "traffic_tasks/routing.rs"]
 mod routing;
+#[path = "traffic_tasks/scaling.rs"]
+mod scaling;
 use egress::egress;
+use egress_tls::egress_tls_origination;
 use envoy_filter::envoy_filter_patches;
 use gateways::{ingress_gateway, secure_gateway};
+use passthrough::ingress_tls_passthrough;
 use resilience::{circuit_breaking, mirroring, outlier_detection_and_retries};
 use routing::{fault_injection, request_routing, request_timeouts, tcp_traffic_shifting, traffic_shifting};
+use scaling::scaling;
 
-const TASKS: [(&str, Task); 12] = [
+const TASKS: [(&str, Task); 15] = [
     ("request routing", request_routing),
     ("fault injection", fault_injection),
     ("traffic shifting", traffic_shifting),
@@ -34,10 +43,13 @@ const TASKS: [(&str, Task); 12] = [
     ("circuit breaking", circuit_breaking),
     ("ingress gateway", ingress_gateway),
     ("secure gateway", secure_gateway),
+    ("ingress TLS passthrough", ingress_tls_passthrough),
     ("mirroring", mirroring),
     ("outlier detection and retries", outlier_detection_and_retries),
     ("egress", egress),
+    ("egress TLS origination", egress_tls_origination),
     ("envoy filter patches", envoy_filter_patches),
+    ("scaling", scaling),
 ];
 
 /// `Ok` when `actual` is `expected`, else the difference, for `until`.
@@ -69,11 +81,13 @@ fn reset(mesh: &LocalMesh) {
         mesh.delete("destinationrules", name);
     }
     mesh.delete("deployments", "ratings-v1-unavailable");
+    mesh.istioctl(&["x", "local", "scale", "deployment", "details-v1", "--replicas", "1"]);
     mesh.apply(&networking("destination-rule-all.yaml"));
     for name in mesh.names("serviceentries") {
         mesh.delete("serviceentries", &name);
     }
     mesh.delete("destinationrules", "egressgateway-for-cnn");
+    mesh.delete("destinationrules", "edition-cnn-com");
     set_outbound_traffic_policy(mesh, "ALLOW_ANY");
 }
 

@@ -66,7 +66,7 @@ pub(crate) fn inbound_targets(push: &PushContext, proxy: &Proxy) -> Vec<InboundT
                 targets.push(InboundTarget {
                     listen_port,
                     cluster: ClusterName::inbound(port.number, &port.name, &service.hostname).to_string(),
-                    protocol: port.protocol,
+                    protocol: port.protocol.inbound(),
                     endpoint: socket_address("127.0.0.1", listen_port),
                 });
             }
@@ -91,7 +91,7 @@ pub(crate) fn inbound_targets(push: &PushContext, proxy: &Proxy) -> Vec<InboundT
         ingress_targets.push(InboundTarget {
             listen_port: port.number,
             cluster: ClusterName::inbound(port.number, &port.name, &host).to_string(),
-            protocol: Protocol::parse(&port.protocol),
+            protocol: Protocol::parse(&port.protocol).inbound(),
             endpoint,
         });
     }

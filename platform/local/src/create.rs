@@ -1,6 +1,7 @@
-//! `kubectl create secret tls|generic` for the local platform: builds the Secret from files
-//! (and literals) as kubectl does and stores it, refusing one that already exists. The secure
-//! gateway tasks create their certificate Secrets this way.
+//! `kubectl create secret tls|generic` and `create configmap` for the local platform: builds
+//! the Secret or ConfigMap from files (and literals) as kubectl does and stores it, refusing
+//! one that already exists. The secure gateway tasks create their certificate Secrets this
+//! way, the TLS passthrough task its nginx configuration.
 
 use std::path::{Path, PathBuf};
 
@@ -37,22 +38,23 @@ pub fn tls_secret(namespace: &str, name: &str, cert: &Path, key: &Path) -> anyho
     secret(namespace, name, "kubernetes.io/tls", data)
 }
 
-/// An `Opaque` Secret from `--from-file` sources (a file's key is its base name unless given;
-/// a directory gives one key per regular file) and `--from-literal=key=value` pairs.
-pub fn generic_secret(
-    namespace: &str,
-    name: &str,
+/// The (key, content) pairs of `--from-file` sources (a file's key is its base name unless
+/// given; a directory gives one key per regular file) and `--from-literal=key=value` pairs,
+/// for a Secret or a ConfigMap (`what`).
+fn gather_sources(
     from_files: &[String],
     from_literals: &[String],
-) -> anyhow::Result<Object> {
-    let mut data = Map::new();
-    let mut add = |key: String, content: &[u8], source: &str| {
+    what: &str,
+) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    let mut data: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut add = |key: String, content: Vec<u8>, source: &str| {
         if !objects::is_data_key(&key) {
-            bail!("{key:?} (from {source}) is not a valid Secret key");
+            bail!("{key:?} (from {source}) is not a valid {what} key");
         }
-        if data.insert(key.clone(), encode(content)).is_some() {
+        if data.iter().any(|(existing, _)| *existing == key) {
             bail!("cannot add key {key:?}: another source already gave it");
         }
+        data.push((key, content));
         Ok(())
     };
     for source in from_files {
@@ -69,23 +71,65 @@ pub fn generic_secret(
             entries.sort();
             for file in entries {
                 let content = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-                add(file_name(&file)?, &content, source)?;
+                add(file_name(&file)?, content, source)?;
             }
         } else {
             let content = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-            add(key.map_or_else(|| file_name(&path), Ok)?, &content, source)?;
+            add(key.map_or_else(|| file_name(&path), Ok)?, content, source)?;
         }
     }
     for literal in from_literals {
         let Some((key, value)) = literal.split_once('=') else {
             bail!("--from-literal={literal}: expected key=value");
         };
-        add(key.to_string(), value.as_bytes(), literal)?;
+        add(key.to_string(), value.as_bytes().to_vec(), literal)?;
     }
     if data.is_empty() {
-        bail!("a generic secret needs at least one --from-file or --from-literal");
+        bail!("a {what} needs at least one --from-file or --from-literal");
     }
+    Ok(data)
+}
+
+/// An `Opaque` Secret from `--from-file` sources and `--from-literal=key=value` pairs.
+pub fn generic_secret(
+    namespace: &str,
+    name: &str,
+    from_files: &[String],
+    from_literals: &[String],
+) -> anyhow::Result<Object> {
+    let data = gather_sources(from_files, from_literals, "Secret")?
+        .into_iter()
+        .map(|(key, content)| (key, encode(&content)))
+        .collect();
     secret(namespace, name, "Opaque", data)
+}
+
+/// A ConfigMap from `--from-file` sources and `--from-literal=key=value` pairs, as
+/// `kubectl create configmap`: text in `data`, anything that is not UTF-8 in `binaryData`.
+pub fn config_map(
+    namespace: &str,
+    name: &str,
+    from_files: &[String],
+    from_literals: &[String],
+) -> anyhow::Result<Object> {
+    let mut data = Map::new();
+    let mut binary = Map::new();
+    for (key, content) in gather_sources(from_files, from_literals, "ConfigMap")? {
+        match String::from_utf8(content) {
+            Ok(text) => data.insert(key, Value::String(text)),
+            Err(error) => binary.insert(key, encode(error.as_bytes())),
+        };
+    }
+    let mut object = json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": namespace},
+        "data": data,
+    });
+    if !binary.is_empty() {
+        object["binaryData"] = Value::Object(binary);
+    }
+    objects::from_json(object)
 }
 
 /// A Namespace named `name`.
@@ -163,5 +207,30 @@ mod tests {
         let secret = tls_secret("default", "tls", &cert, &key).unwrap();
         assert_eq!(secret.body["type"], "kubernetes.io/tls");
         assert!(secret.body["data"]["tls.key"].is_string());
+    }
+
+    #[test]
+    fn config_maps_keep_text_in_data_and_bytes_in_binary_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("nginx.conf");
+        std::fs::write(&conf, "events {}\n").unwrap();
+        let blob = dir.path().join("blob");
+        std::fs::write(&blob, [0xff, 0xfe]).unwrap();
+        let from = |path: &Path| path.display().to_string();
+        let map = config_map(
+            "default",
+            "nginx-configmap",
+            &[format!("nginx.conf={}", from(&conf)), from(&blob)],
+            &["mode=x".into()],
+        )
+        .unwrap();
+        assert_eq!(map.kind, "ConfigMap");
+        assert_eq!(map.body["data"]["nginx.conf"], "events {}\n");
+        assert_eq!(map.body["data"]["mode"], "x");
+        assert_eq!(map.body["binaryData"]["blob"], "//4=");
+        let empty = config_map("default", "empty", &[], &[]).unwrap_err();
+        assert!(empty.to_string().contains("a ConfigMap needs at least one"), "{empty}");
+        let bad = config_map("default", "bad", &[], &["a/b=c".into()]).unwrap_err();
+        assert!(bad.to_string().contains("is not a valid ConfigMap key"), "{bad}");
     }
 }

@@ -192,6 +192,26 @@ pub async fn label_namespace(layout: &Layout, namespace: &str, pairs: &[(String,
     Ok(format!("namespace/{namespace} labeled"))
 }
 
+/// Sets a Deployment's `spec.replicas`, as `kubectl scale deployment NAME --replicas N`; the
+/// controller then starts or stops pods to match.
+pub async fn scale_deployment(layout: &Layout, name: &str, namespace: &str, replicas: u64) -> anyhow::Result<String> {
+    let store = open_store(layout)?;
+    let key = objects::key("apps", "Deployment", namespace, name);
+    let mut deployment = store
+        .get(&key)
+        .await?
+        .with_context(|| format!("deployments.apps \"{name}\" not found in namespace {namespace}"))?;
+    let spec = deployment
+        .body
+        .entry("spec")
+        .or_insert_with(|| json!({}))
+        .as_object_mut()
+        .with_context(|| format!("deployment {namespace}/{name}: spec is not an object"))?;
+    spec.insert("replicas".to_string(), json!(replicas));
+    store.apply(deployment).await?;
+    Ok(format!("deployment.apps/{name} scaled"))
+}
+
 /// The kind a `get` argument names (`pods`, `po`, `svc`, `virtualservices`, `vs`, …).
 pub fn kind_for(name: &str) -> anyhow::Result<TypeKey> {
     let lower = name.to_lowercase();

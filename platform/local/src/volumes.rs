@@ -120,9 +120,16 @@ fn projected_files(
     Ok(Some((files, mode & 0o777)))
 }
 
+/// Staging files of writes in progress: `..NAME.N.tmp`, never taken for a volume's file.
+const STAGING_PREFIX: &str = "..";
+
 /// Makes `dir` hold exactly `files`: changed files are replaced atomically (written beside and
 /// renamed over), files no longer in the object are removed. Returns whether anything changed.
+/// Two writers may sync one directory at once (a starting pod sets its volumes up while the
+/// controller refreshes them): each stages under a name of its own and leaves the other's
+/// staging files alone.
 fn sync_files(dir: &Path, files: &[(String, Vec<u8>)], mode: u32) -> anyhow::Result<bool> {
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let mut changed = false;
     for (file, content) in files {
         let path = dir.join(file);
@@ -131,7 +138,8 @@ fn sync_files(dir: &Path, files: &[(String, Vec<u8>)], mode: u32) -> anyhow::Res
         if same_content && same_mode {
             continue;
         }
-        let staging = dir.join(format!("..{file}.tmp"));
+        let write = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let staging = dir.join(format!("{STAGING_PREFIX}{file}.{write}.tmp"));
         std::fs::write(&staging, content).with_context(|| format!("writing {file}"))?;
         std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(mode))?;
         std::fs::rename(&staging, &path).with_context(|| format!("replacing {file}"))?;
@@ -141,9 +149,14 @@ fn sync_files(dir: &Path, files: &[(String, Vec<u8>)], mode: u32) -> anyhow::Res
     for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if !wanted.contains(name.as_str()) && entry.file_type()?.is_file() {
-            std::fs::remove_file(entry.path()).with_context(|| format!("removing {name}"))?;
-            changed = true;
+        if name.starts_with(STAGING_PREFIX) || wanted.contains(name.as_str()) || !entry.file_type()?.is_file() {
+            continue;
+        }
+        match std::fs::remove_file(entry.path()) {
+            Ok(()) => changed = true,
+            // The other writer removed it first.
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err(error).with_context(|| format!("removing {name}")),
         }
     }
     Ok(changed)
@@ -281,5 +294,39 @@ mod tests {
         assert!(!dir.path().join("tls.key").exists(), "a key gone from the object is removed");
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names.len(), 1, "no staging files are left: {names:?}");
+    }
+
+    /// A starting pod's set-up and the controller's refresh writing one volume at once: neither
+    /// fails, and the directory ends holding exactly the last set written, no staging files.
+    #[test]
+    fn two_writers_at_once_do_not_trip_each_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let full = vec![
+            ("cert-chain.pem".to_string(), b"chain".to_vec()),
+            ("key.pem".to_string(), b"key".to_vec()),
+            ("root-cert.pem".to_string(), b"root".to_vec()),
+        ];
+        let other = vec![("cert-chain.pem".to_string(), b"other chain".to_vec())];
+        std::thread::scope(|scope| {
+            let writers: Vec<_> = [&full, &other]
+                .into_iter()
+                .map(|files| {
+                    let path = dir.path();
+                    scope.spawn(move || {
+                        for _ in 0..300 {
+                            sync_files(path, files, 0o644).expect("a sync beside another");
+                        }
+                    })
+                })
+                .collect();
+            for writer in writers {
+                writer.join().unwrap();
+            }
+        });
+        sync_files(dir.path(), &full, 0o644).unwrap();
+        let mut names: Vec<_> =
+            std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        names.sort();
+        assert_eq!(names, ["cert-chain.pem", "key.pem", "root-cert.pem"]);
     }
 }

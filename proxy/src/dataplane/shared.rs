@@ -23,7 +23,7 @@ use super::config::ConfigError;
 use super::config_dump::ConfigDump;
 use super::context::TrafficContext;
 use super::listener::{BindError, ListenerManager};
-use super::tls::TlsError;
+use super::tls::{check_at_update, TlsError};
 use super::upstream;
 
 /// Why an xDS update (or the bootstrap's static resources) cannot be applied; nothing of it is.
@@ -168,9 +168,7 @@ impl Shared {
                     // Material from files or inline is checked now; SDS secrets when they
                     // arrive (until then the cluster's connections fail, as Envoy's do).
                     if settings.material.secrets().next().is_none() {
-                        self.traffic
-                            .tls
-                            .client_config(settings)
+                        check_at_update(self.traffic.tls.client_config(settings))
                             .map_err(|source| UpdateError::ClusterTls { cluster: config.name.clone(), source })?;
                     }
                 }
@@ -214,9 +212,7 @@ impl Shared {
         }
         for chain in compiled.iter().flat_map(|listener| listener.chains.iter().chain(listener.default_chain.iter())) {
             if let Some(settings) = chain.tls.as_ref().filter(|tls| tls.material.secrets().next().is_none()) {
-                self.traffic
-                    .tls
-                    .server_config(settings)
+                check_at_update(self.traffic.tls.server_config(settings))
                     .map_err(|source| UpdateError::ChainTls { chain: chain.name.clone(), source })?;
             }
         }

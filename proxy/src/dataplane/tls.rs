@@ -57,6 +57,29 @@ pub(crate) enum TlsError {
     ClientVerifier(#[from] rustls::server::VerifierBuilderError),
 }
 
+impl TlsError {
+    /// A file of the material does not exist (yet).
+    pub(crate) fn is_missing_file(&self) -> bool {
+        matches!(self, TlsError::Read { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+    }
+}
+
+/// The update-time check of TLS material from files or inline data: it must build, except
+/// that files that do not exist yet are accepted. A workload's certificates are written into
+/// its pod after the pod starts (when Citadel has seen its service account), and an update
+/// refused for them would not come again until it changed; until the files appear, the
+/// connections that need them fail, as they do while an SDS secret has not arrived.
+pub(crate) fn check_at_update<C>(built: Result<C, TlsError>) -> Result<(), TlsError> {
+    match built {
+        Ok(_) => Ok(()),
+        Err(error) if error.is_missing_file() => {
+            tracing::info!("TLS material not there yet ({error}); its connections wait for it");
+            Ok(())
+        }
+        Err(error) => Err(error),
+    }
+}
+
 /// Built TLS configs, by the settings and the state of the material they came from.
 #[derive(Default)]
 pub(crate) struct TlsConfigs {
@@ -383,6 +406,43 @@ mod tests {
         assert_eq!(offer(&[b"h2"]), 2, "a protocol in common: ALPN as configured");
         assert_eq!(offer(&[b"istio"]), 0, "Istio's mesh ALPN alone: the handshake goes on without ALPN");
         assert_eq!(configs.for_client(None::<std::iter::Empty<&[u8]>>).alpn_protocols.len(), 2, "no offer");
+    }
+
+    #[test]
+    fn files_that_do_not_exist_yet_pass_the_update_check_and_serve_once_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = self_signed("late.example");
+        let settings = DownstreamTls {
+            material: TlsMaterial {
+                certificate_chain: Some(TlsData::File(dir.path().join("cert-chain.pem"))),
+                private_key: Some(TlsData::File(dir.path().join("key.pem"))),
+                ..Default::default()
+            },
+            require_client_certificate: false,
+            alpn: Vec::new(),
+        };
+        let configs = TlsConfigs::default();
+        let missing = configs.server_config(&settings).unwrap_err();
+        assert!(missing.is_missing_file(), "{missing}");
+        assert!(check_at_update(configs.server_config(&settings)).is_ok(), "no files yet: accepted");
+        // Half of the pair (the chain is written first): still waiting, still accepted.
+        std::fs::write(dir.path().join("cert-chain.pem"), &cert).unwrap();
+        assert!(check_at_update(configs.server_config(&settings)).is_ok());
+        std::fs::write(dir.path().join("key.pem"), &key).unwrap();
+        assert!(configs.server_config(&settings).is_ok(), "the written files serve");
+        // Files that are there but broken are refused at update time, as Envoy refuses them.
+        let broken = tempfile::tempdir().unwrap();
+        std::fs::write(broken.path().join("cert-chain.pem"), "garbage").unwrap();
+        std::fs::write(broken.path().join("key.pem"), &key).unwrap();
+        let settings = DownstreamTls {
+            material: TlsMaterial {
+                certificate_chain: Some(TlsData::File(broken.path().join("cert-chain.pem"))),
+                private_key: Some(TlsData::File(broken.path().join("key.pem"))),
+                ..Default::default()
+            },
+            ..settings
+        };
+        assert!(check_at_update(TlsConfigs::default().server_config(&settings)).is_err());
     }
 
     #[test]
