@@ -28,8 +28,10 @@ use crate::workload_secret::{self, Rotation};
 
 /// How often every Secret is looked at even without events.
 const RESYNC: Duration = Duration::from_secs(60);
-/// How many times writing a Secret is tried before waiting for the next pass.
+/// How many times writing a Secret is tried in a row before pausing.
 const WRITE_ATTEMPTS: usize = 3;
+/// The pause before an account whose Secret could not be written or issued is tried again.
+const RETRY_AFTER: Duration = Duration::from_secs(5);
 
 /// What the controller needs to decide what each Secret should hold.
 #[derive(Debug, Clone)]
@@ -110,6 +112,12 @@ impl Controller {
                 self.ready.send_replace(true);
             }
         }
+    }
+
+    /// Looks at the account again after a pause (a failed write or issue), rather than at the
+    /// next resync a minute away: a workload without its Secret has no mutual TLS.
+    fn retry_later(&mut self, account: Account) {
+        self.view.renewals.insert(account, SystemTime::now() + RETRY_AFTER);
     }
 
     fn next_renewal(&self) -> Option<SystemTime> {
@@ -250,7 +258,8 @@ impl Controller {
         let dirty = std::mem::take(&mut self.dirty);
         for account in dirty {
             if let Err(error) = self.reconcile_account(&account).await {
-                tracing::warn!(namespace = %account.0, account = %account.1, %error, "cannot update the workload Secret; retrying on the next pass");
+                tracing::warn!(namespace = %account.0, account = %account.1, %error, "cannot update the workload Secret; retrying in {RETRY_AFTER:?}");
+                self.retry_later(account);
             }
         }
     }
@@ -310,6 +319,7 @@ impl Controller {
                         .get_or_create(&ErrorLabels { error: SignError::CERT_GEN_ERROR })
                         .inc();
                 }
+                self.retry_later(account.clone());
                 return Ok(());
             }
         };

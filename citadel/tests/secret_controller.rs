@@ -1,7 +1,8 @@
 //! Citadel's secret controller against a directory store (the local platform's), written to
 //! by a second store handle as another process would: Secrets appear for new service accounts,
 //! follow namespace labels, come back when deleted or tampered with, go with their account,
-//! renew before expiry, and survive a restart on the same root.
+//! renew before expiry, and survive a restart on the same root. A Secret that cannot be written
+//! is tried again within seconds, not at the next resync.
 
 mod common;
 
@@ -201,4 +202,68 @@ async fn a_restarted_citadel_keeps_the_root_and_leaves_fresh_secrets_be() {
     tokio::time::timeout(Duration::from_secs(15), restarted.ready()).await.expect("ready");
     let after = writer.get(&secret_key("foo", "sleep")).await.expect("get").expect("secret");
     assert_eq!(after.body["data"], written.body["data"], "a fresh Secret is not rewritten");
+}
+
+/// A store whose first `failures` Secret writes fail, as an API server that is briefly
+/// unavailable or refuses an update.
+struct FlakyStore {
+    inner: DirectoryStore,
+    failures: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl Store for FlakyStore {
+    async fn list(&self, kind: &istio_config::object::TypeKey) -> Result<Vec<Object>, istio_config::store::StoreError> {
+        self.inner.list(kind).await
+    }
+    async fn get(&self, key: &ObjectKey) -> Result<Option<Object>, istio_config::store::StoreError> {
+        self.inner.get(key).await
+    }
+    async fn apply(&self, object: Object) -> Result<Object, istio_config::store::StoreError> {
+        let failing = object.kind == "Secret"
+            && self
+                .failures
+                .fetch_update(std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst, |left| {
+                    left.checked_sub(1)
+                })
+                .is_ok();
+        if failing {
+            return Err(istio_config::store::StoreError::Conflict {
+                key: object.key().to_string(),
+                message: "the server is unavailable".into(),
+            });
+        }
+        self.inner.apply(object).await
+    }
+    async fn delete(&self, key: &ObjectKey) -> Result<bool, istio_config::store::StoreError> {
+        self.inner.delete(key).await
+    }
+    fn watch(&self) -> tokio::sync::mpsc::UnboundedReceiver<istio_config::store::Event> {
+        self.inner.watch()
+    }
+}
+
+#[tokio::test]
+async fn a_secret_that_cannot_be_written_is_tried_again_within_seconds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let writer = DirectoryStore::open(dir.path()).expect("store");
+    writer.apply(account("foo", "details")).await.expect("apply");
+    // More failures than one pass's attempts: the pass gives up, and the account waits.
+    let store = FlakyStore {
+        inner: DirectoryStore::open(dir.path()).expect("store"),
+        failures: std::sync::atomic::AtomicUsize::new(6),
+    };
+    let ca = istio_pki::ca::CertificateAuthority::self_signed("flaky test CA").expect("CA");
+    let controller = citadel::controller::Controller::new(
+        std::sync::Arc::new(store),
+        std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(ca)),
+        settings(Duration::from_secs(3600)),
+        citadel::metrics::Metrics::default(),
+        tokio::sync::watch::channel(false).0,
+    );
+    let started = Instant::now();
+    let running = tokio::spawn(controller.run(std::future::pending()));
+    wait_for(&writer, &secret_key("foo", "details"), "written after the failures", |s| s.is_some()).await;
+    assert!(started.elapsed() < Duration::from_secs(15), "written after {:?}", started.elapsed());
+    running.abort();
 }

@@ -1,7 +1,8 @@
 //! A proxy that rejects a push (a NACK with an error) is counted under 1.4's names: the
 //! `pilot_total_xds_rejects` counter, and `pilot_xds_cds_reject{node, err}` (and the same for
 //! eds, lds, rds) set for that proxy and the error's gRPC code name, as 1.4's Pilot dashboard
-//! reads them; the message itself is in `/debug/syncz`.
+//! reads them; the message itself is in `/debug/syncz`. The next push sends the rejected type
+//! again even when its content has not changed.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -76,5 +77,27 @@ async fn a_rejected_push_is_counted_by_type_proxy_and_error() {
     }
     let (_, syncz) = e2e::http_get(&pilot.http_address.to_string(), "/debug/syncz");
     assert!(syncz.contains("bad timeout"), "{syncz}");
+
+    // A change that leaves the clusters as they were: the rejected clusters come again.
+    let route = "apiVersion: networking.istio.io/v1alpha3
+kind: VirtualService
+metadata:
+  name: reviews
+  namespace: default
+spec:
+  hosts: [reviews.default.svc.cluster.local]
+  http:
+  - timeout: 3s
+    route:
+    - destination: {host: reviews.default.svc.cluster.local}
+";
+    std::fs::write(config.path().join("route.yaml"), route).expect("write");
+    let again = tokio::time::timeout(Duration::from_secs(10), responses.message())
+        .await
+        .expect("the rejected clusters are sent again")
+        .expect("no error")
+        .expect("open");
+    assert_eq!(again.type_url, istio_xds::type_url::CLUSTER);
+    assert_eq!(again.resources, first.resources, "the same clusters, whole");
     pilot.shutdown();
 }

@@ -288,6 +288,10 @@ impl SotwStream {
             self.server
                 .connections
                 .update(&self.id, |status| status.types.entry(kind.to_string()).or_default().nack = Some(message));
+            // The proxy holds none of what it rejected: the next push sends the type whole
+            // again, as 1.4's full pushes did, even when the content has not changed (what
+            // was missing, such as a certificate file, may be there by then).
+            watch.sent = intern::sent(HashMap::new());
         } else {
             if let Some(created) = watch.pushed_from.take() {
                 self.server.metrics.convergence.observe(created.elapsed().as_secs_f64());
@@ -477,6 +481,11 @@ impl DeltaStream {
             tracing::warn!(connection = %self.id, r#type = kind, error = %error.message, "proxy rejected delta config (NACK)");
             let node = self.proxy.as_ref().map(|proxy| proxy.id.clone()).unwrap_or_default();
             self.server.metrics.record_reject(kind, &node, error.code);
+            // What the proxy holds of this type is unknown now: the next push sends each
+            // resource again (and still removes the ones that are gone).
+            if let Some(watch) = self.watches.get_mut(&request.type_url) {
+                watch.held.values_mut().for_each(String::clear);
+            }
             return Ok(Vec::new());
         }
         let first = !self.watches.contains_key(&request.type_url);
