@@ -189,11 +189,23 @@ fn plugged_in_ca_with_strict_mutual_tls(plane: Plane) {
 
 /// With `enableNamespacesByDefault=false`, a new namespace's account gets no secret (checked
 /// once an account in an opted-in namespace got one), until the namespace is labelled
-/// `ca.istio.io/override=true`.
+/// `ca.istio.io/override=true`. Its workloads, started before they had certificates, talk
+/// mutual TLS once the certificates arrive: nothing waits for a restart or a config change.
 fn opt_in_secret_generation(mesh: &LocalMesh) {
     let namespace = "opt-in";
     let (code, out, err) = mesh.istioctl(&["x", "local", "create", "namespace", namespace]);
     assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = mesh.istioctl(&["x", "local", "label", "namespace", namespace, "istio-injection=enabled"]);
+    assert_eq!(code, 0, "{out}{err}");
+    for app in ["httpbin", "sleep"] {
+        let file = sample(&format!("{app}/{app}.yaml"));
+        let (code, out, err) =
+            mesh.istioctl(&["x", "local", "apply", "-n", namespace, "-f", &file.display().to_string()]);
+        assert_eq!(code, 0, "{out}{err}");
+    }
+    mesh.wait_ready("httpbin", namespace, 1);
+    mesh.wait_ready("sleep", namespace, 1);
+    let url = format!("http://httpbin.{namespace}:8000/headers");
     mesh.apply_yaml("apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: opt-in-probe\n  namespace: default\n");
     let has = |namespace: &str, secret: &str| mesh.names_in("secrets", namespace).contains(&secret.to_string());
     until("Citadel serves the opted-in namespace", Duration::from_secs(30), || {
@@ -204,6 +216,8 @@ fn opt_in_secret_generation(mesh: &LocalMesh) {
         }
     });
     assert!(!has(namespace, "istio.default"), "no secret in a namespace that has not opted in");
+    assert!(!has(namespace, "istio.httpbin"), "no secret for httpbin before the namespace opts in");
+    assert_ne!(mesh.sleep_status(namespace, &url, &[]), "200", "no mutual TLS without certificates");
     let (code, out, err) = mesh.istioctl(&["x", "local", "label", "namespace", namespace, "ca.istio.io/override=true"]);
     assert_eq!(code, 0, "{out}{err}");
     until("Citadel serves the namespace once labelled", Duration::from_secs(30), || {
@@ -213,6 +227,20 @@ fn opt_in_secret_generation(mesh: &LocalMesh) {
             Err(format!("{:?}", mesh.names_in("secrets", namespace)))
         }
     });
+    until("mutual TLS between workloads that started without certificates", Duration::from_secs(30), || {
+        expect_status(mesh.sleep_status(namespace, &url, &[]), "200")
+    });
+    for app in ["httpbin", "sleep"] {
+        mesh.delete_in(namespace, "deployments", app);
+    }
+}
+
+fn expect_status(status: String, expected: &str) -> Result<(), String> {
+    if status == expected {
+        Ok(())
+    } else {
+        Err(format!("status {status}"))
+    }
 }
 
 /// The lines of a `hey` report that are not 200s: other status codes and errors.

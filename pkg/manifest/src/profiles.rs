@@ -62,29 +62,94 @@ pub fn parse_scalar(text: &str) -> Value {
     }
 }
 
-/// Sets a dotted path, creating objects on the way.
-pub fn set_path(target: &mut Value, path: &str, value: Value) -> anyhow::Result<()> {
-    let mut current = target;
-    let parts: Vec<&str> = path.split('.').collect();
-    for (index, part) in parts.iter().enumerate() {
-        if part.is_empty() {
+/// One element of a `--set` path: an object key, or a list index (`secretVolumes[2]`, or
+/// `[2]` as an element of its own, as 1.4's paths write it).
+#[derive(Debug, PartialEq)]
+enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+fn steps(path: &str) -> anyhow::Result<Vec<Step<'_>>> {
+    let mut steps = Vec::new();
+    for part in path.split('.') {
+        let (key, mut rest) = match part.find('[') {
+            Some(at) => (&part[..at], &part[at..]),
+            None => (part, ""),
+        };
+        if key.is_empty() && rest.is_empty() {
             bail!("empty path element");
         }
-        if !current.is_object() {
-            if current.is_null() {
-                *current = Value::Object(serde_json::Map::new());
-            } else {
-                bail!("{} is not an object", parts[..index].join("."));
+        if !key.is_empty() {
+            steps.push(Step::Key(key));
+        }
+        while !rest.is_empty() {
+            let close = rest.find(']').with_context(|| format!("{part:?}: an unclosed ["))?;
+            let index = rest[1..close].parse::<usize>().with_context(|| format!("{part:?}: not a list index"))?;
+            steps.push(Step::Index(index));
+            rest = &rest[close + 1..];
+            if !rest.is_empty() && !rest.starts_with('[') {
+                bail!("{part:?}: text after an index");
             }
         }
-        let map = current.as_object_mut().expect("object");
-        if index + 1 == parts.len() {
-            map.insert((*part).to_string(), value);
-            return Ok(());
-        }
-        current = map.entry((*part).to_string()).or_insert(Value::Null);
+    }
+    Ok(steps)
+}
+
+/// Sets a dotted path, creating objects (and list entries, for an index past a list's end)
+/// on the way.
+pub fn set_path(target: &mut Value, path: &str, value: Value) -> anyhow::Result<()> {
+    let steps = steps(path)?;
+    let mut current = target;
+    let mut value = Some(value);
+    for (at, step) in steps.iter().enumerate() {
+        let last = at + 1 == steps.len();
+        let here = || path_prefix(&steps[..at]);
+        current = match step {
+            Step::Key(key) => {
+                if current.is_null() {
+                    *current = Value::Object(serde_json::Map::new());
+                }
+                let map = current.as_object_mut().with_context(|| format!("{} is not an object", here()))?;
+                let slot = map.entry((*key).to_string()).or_insert(Value::Null);
+                if last {
+                    *slot = value.take().unwrap_or(Value::Null);
+                }
+                slot
+            }
+            Step::Index(index) => {
+                if current.is_null() {
+                    *current = Value::Array(Vec::new());
+                }
+                let list = current.as_array_mut().with_context(|| format!("{} is not a list", here()))?;
+                if list.len() <= *index {
+                    list.resize(index + 1, Value::Null);
+                }
+                let slot = &mut list[*index];
+                if last {
+                    *slot = value.take().unwrap_or(Value::Null);
+                }
+                slot
+            }
+        };
     }
     Ok(())
+}
+
+fn path_prefix(steps: &[Step<'_>]) -> String {
+    let mut text = String::new();
+    for step in steps {
+        match step {
+            Step::Key(key) => {
+                if !text.is_empty() {
+                    text.push('.');
+                }
+                text.push_str(key);
+            }
+            Step::Index(index) => text.push_str(&format!("[{index}]")),
+        }
+    }
+    text
 }
 
 /// Whether a component is enabled in a resolved profile.
@@ -95,6 +160,34 @@ pub fn enabled(profile: &Value, path: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn set_paths_reach_into_lists() {
+        let mut values =
+            json!({"gateways": {"istio-egressgateway": {"secretVolumes": [{"name": "egressgateway-certs"}]}}});
+        let base = "gateways.istio-egressgateway.secretVolumes";
+        set_path(&mut values, &format!("{base}[2].name"), json!("nginx-client-certs")).unwrap();
+        set_path(&mut values, &format!("{base}.[2].mountPath"), json!("/etc/nginx-client-certs")).unwrap();
+        set_path(&mut values, &format!("{base}[0].secretName"), json!("istio-egressgateway-certs")).unwrap();
+        let list = &values["gateways"]["istio-egressgateway"]["secretVolumes"];
+        assert_eq!(list[0], json!({"name": "egressgateway-certs", "secretName": "istio-egressgateway-certs"}));
+        assert_eq!(list[1], Value::Null, "a gap is null until set");
+        assert_eq!(list[2], json!({"name": "nginx-client-certs", "mountPath": "/etc/nginx-client-certs"}));
+        set_path(&mut values, "matrix[1][0]", json!(1)).unwrap();
+        assert_eq!(values["matrix"], json!([null, [1]]));
+        for (bad, why) in [
+            ("gateways[0]", "is not a list"),
+            ("gateways.istio-egressgateway.secretVolumes.name", "is not an object"),
+            ("a[x]", "not a list index"),
+            ("a[1", "unclosed"),
+            ("a[1]b", "text after an index"),
+            ("a..b", "empty path element"),
+        ] {
+            let error = format!("{:#}", set_path(&mut values, bad, json!(1)).unwrap_err());
+            assert!(error.contains(why), "{bad}: {error}");
+        }
+    }
 
     #[test]
     fn profiles_resolve_with_overrides() {

@@ -7,7 +7,11 @@
 //!   `/var/run/ingress_gateway/sds` (an `emptyDir` both containers mount), the proxy announces
 //!   `ISTIO_META_USER_SDS=true` so Pilot sends `credentialName` certificates over SDS, and a Role
 //!   lets the gateway's account read the Secrets.
+//! - `values.gateways.<gateway>.secretVolumes` (a list of `name`, `secretName`, `mountPath`):
+//!   the Secrets mounted into the gateway besides its workload certificates, replacing the
+//!   chart's (as the egress TLS-origination task mounts nginx's client certificates).
 
+use anyhow::Context;
 use serde_json::{json, Value};
 
 /// The image of the gateway's SDS container (1.4's `node-agent-k8s`).
@@ -28,6 +32,26 @@ pub(crate) struct GatewayValues<'a> {
 impl GatewayValues<'_> {
     fn sds_enabled(&self, gateway: &str) -> bool {
         self.gateways.and_then(|values| values[gateway]["sds"]["enabled"].as_bool()).unwrap_or(false)
+    }
+
+    /// The `secretVolumes` listed for the gateway: (volume, Secret, mount path) each.
+    fn secret_volumes(&self, gateway: &str) -> anyhow::Result<Option<Vec<(String, String, String)>>> {
+        let Some(listed) = self.gateways.map(|values| &values[gateway]["secretVolumes"]).filter(|v| !v.is_null())
+        else {
+            return Ok(None);
+        };
+        let at = format!("values.gateways.{gateway}.secretVolumes");
+        let entries = listed.as_array().with_context(|| format!("{at}: not a list"))?;
+        let mut volumes = Vec::new();
+        for (index, entry) in entries.iter().enumerate() {
+            let field = |name: &str| {
+                entry[name].as_str().filter(|text| !text.is_empty()).map(str::to_string).with_context(|| {
+                    format!("{at}[{index}]: needs {name} (each entry has name, secretName and mountPath)")
+                })
+            };
+            volumes.push((field("name")?, field("secretName")?, field("mountPath")?));
+        }
+        Ok(Some(volumes))
     }
 }
 
@@ -56,6 +80,9 @@ pub(crate) fn render(text: &str, origin: &str, values: &GatewayValues<'_>) -> an
                 add_binary_path(container, envoy);
             }
         }
+        if let Some(listed) = values.secret_volumes(&gateway).with_context(|| origin.to_string())? {
+            replace_secret_volumes(pod, &listed);
+        }
         if values.sds_enabled(&gateway) {
             add_sds_agent(pod);
             let account = pod["serviceAccountName"].as_str().unwrap_or("default").to_string();
@@ -65,6 +92,36 @@ pub(crate) fn render(text: &str, origin: &str, values: &GatewayValues<'_>) -> an
     documents.extend(extra);
     let rendered: Result<Vec<String>, _> = documents.iter().map(serde_yaml::to_string).collect();
     Ok(rendered.map_err(|error| anyhow::anyhow!("{origin}: {error}"))?.join("---\n"))
+}
+
+/// The workload-certificate volume every gateway keeps.
+const WORKLOAD_CERTS_VOLUME: &str = "istio-certs";
+
+/// The pod's Secret volumes (but its workload certificates) and their mounts replaced by
+/// `listed`, mounted read-only into the proxy, each Secret optional, as 1.4's chart does.
+fn replace_secret_volumes(pod: &mut Value, listed: &[(String, String, String)]) {
+    let replaced: Vec<String> = pod["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|volume| volume.get("secret").is_some() && volume["name"] != WORKLOAD_CERTS_VOLUME)
+        .filter_map(|volume| volume["name"].as_str().map(str::to_string))
+        .collect();
+    let dropped = |item: &Value| item["name"].as_str().is_some_and(|name| replaced.iter().any(|r| r == name));
+    if let Some(volumes) = pod["volumes"].as_array_mut() {
+        volumes.retain(|volume| !dropped(volume));
+    }
+    for (name, secret, mount) in listed {
+        push(pod, "volumes", json!({"name": name, "secret": {"secretName": secret, "optional": true}}));
+    }
+    for container in proxy_containers(pod) {
+        if let Some(mounts) = container["volumeMounts"].as_array_mut() {
+            mounts.retain(|mount| !dropped(mount));
+        }
+        for (name, _, mount) in listed {
+            push(container, "volumeMounts", json!({"name": name, "mountPath": mount, "readOnly": true}));
+        }
+    }
 }
 
 fn proxy_containers(pod: &mut Value) -> impl Iterator<Item = &mut Value> {
@@ -182,5 +239,35 @@ mod tests {
         let values = GatewayValues { envoy_path: None, gateways: Some(&other) };
         let pod = pod_of(&objects(&render(INGRESS, "ingress", &values).expect("render")));
         assert_eq!(pod["containers"].as_array().expect("containers").len(), 1);
+    }
+
+    #[test]
+    fn secret_volumes_replace_the_charts_certificate_volumes() {
+        let listed =
+            |name: &str, secret: &str, path: &str| json!({"name": name, "secretName": secret, "mountPath": path});
+        let gateways = json!({"istio-ingressgateway": {"secretVolumes": [
+            listed("ingressgateway-certs", "istio-ingressgateway-certs", "/etc/istio/ingressgateway-certs"),
+            listed("nginx-client-certs", "nginx-client-certs", "/etc/nginx-client-certs"),
+        ]}});
+        let values = GatewayValues { envoy_path: None, gateways: Some(&gateways) };
+        let pod = pod_of(&objects(&render(INGRESS, "ingress", &values).expect("render")));
+        let volumes: Vec<&str> =
+            pod["volumes"].as_array().expect("volumes").iter().filter_map(|v| v["name"].as_str()).collect();
+        assert_eq!(volumes, ["istio-envoy", "istio-certs", "ingressgateway-certs", "nginx-client-certs"]);
+        let proxy = &pod["containers"][0];
+        let mounts: Vec<(&str, &str)> = proxy["volumeMounts"]
+            .as_array()
+            .expect("mounts")
+            .iter()
+            .filter_map(|m| Some((m["name"].as_str()?, m["mountPath"].as_str()?)))
+            .collect();
+        assert!(mounts.contains(&("nginx-client-certs", "/etc/nginx-client-certs")), "{mounts:?}");
+        assert!(!mounts.iter().any(|(name, _)| *name == "ingressgateway-ca-certs"), "{mounts:?}");
+        assert_eq!(pod["volumes"][3]["secret"], json!({"secretName": "nginx-client-certs", "optional": true}));
+
+        let broken = json!({"istio-ingressgateway": {"secretVolumes": [{"name": "x", "mountPath": "/x"}]}});
+        let values = GatewayValues { envoy_path: None, gateways: Some(&broken) };
+        let error = format!("{:#}", render(INGRESS, "ingress", &values).unwrap_err());
+        assert!(error.contains("values.gateways.istio-ingressgateway.secretVolumes[0]: needs secretName"), "{error}");
     }
 }
