@@ -11,6 +11,8 @@ use e2e::until;
 
 #[path = "traffic_tasks/egress.rs"]
 mod egress;
+#[path = "traffic_tasks/egress_gateway_tls.rs"]
+mod egress_gateway_tls;
 #[path = "traffic_tasks/egress_tls.rs"]
 mod egress_tls;
 #[path = "traffic_tasks/envoy_filter.rs"]
@@ -26,6 +28,10 @@ mod routing;
 #[path = "traffic_tasks/scaling.rs"]
 mod scaling;
 use egress::egress;
+use egress_gateway_tls::{
+    egress_gateway_https, egress_gateway_mutual_tls_origination, egress_gateway_secret_volumes,
+    egress_gateway_tls_origination,
+};
 use egress_tls::egress_tls_origination;
 use envoy_filter::envoy_filter_patches;
 use gateways::{ingress_gateway, secure_gateway};
@@ -34,7 +40,7 @@ use resilience::{circuit_breaking, mirroring, outlier_detection_and_retries};
 use routing::{fault_injection, request_routing, request_timeouts, tcp_traffic_shifting, traffic_shifting};
 use scaling::scaling;
 
-const TASKS: [(&str, Task); 15] = [
+const TASKS: [(&str, Task); 18] = [
     ("request routing", request_routing),
     ("fault injection", fault_injection),
     ("traffic shifting", traffic_shifting),
@@ -48,6 +54,9 @@ const TASKS: [(&str, Task); 15] = [
     ("outlier detection and retries", outlier_detection_and_retries),
     ("egress", egress),
     ("egress TLS origination", egress_tls_origination),
+    ("egress gateway HTTPS", egress_gateway_https),
+    ("egress gateway TLS origination", egress_gateway_tls_origination),
+    ("egress gateway mutual TLS origination", egress_gateway_mutual_tls_origination),
     ("envoy filter patches", envoy_filter_patches),
     ("scaling", scaling),
 ];
@@ -87,7 +96,11 @@ fn reset(mesh: &LocalMesh) {
         mesh.delete("serviceentries", &name);
     }
     mesh.delete("destinationrules", "egressgateway-for-cnn");
-    mesh.delete("destinationrules", "edition-cnn-com");
+    for name in
+        ["edition-cnn-com", "originate-tls-for-edition-cnn-com", "egressgateway-for-nginx", "originate-mtls-for-nginx"]
+    {
+        mesh.delete("destinationrules", name);
+    }
     set_outbound_traffic_policy(mesh, "ALLOW_ANY");
 }
 
@@ -104,8 +117,10 @@ fn set_outbound_traffic_policy(mesh: &LocalMesh, mode: &str) {
     }
 }
 
+/// The demo as the egress tasks want it: the egress gateway mounts the secret volumes the
+/// mutual-TLS origination task adds.
 fn run_tasks(plane: Plane) {
-    e2e::local::run_tasks(plane, &TASKS, |_| {}, reset);
+    e2e::local::run_tasks_prepared(plane, |_| egress_gateway_secret_volumes(), &TASKS, |_| {}, reset);
 }
 
 #[test]

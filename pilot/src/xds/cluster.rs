@@ -330,10 +330,21 @@ fn upstream_tls(
             }
             let peers =
                 if tls.subject_alt_names.is_empty() { &service.service_accounts } else { &tls.subject_alt_names };
-            (istio_mutual_tls(alpn, certs, peers), format!("outbound_.{}_.{subset}_.{}", port.number, service.hostname))
+            // The rule's SNI when it gives one (routing through a gateway by SNI), else the
+            // cluster's own name, as 1.4 set it.
+            let sni = if tls.sni.is_empty() {
+                format!("outbound_.{}_.{subset}_.{}", port.number, service.hostname)
+            } else {
+                tls.sni.clone()
+            };
+            (istio_mutual_tls(alpn, certs, peers), sni)
         }
         TlSmode::Simple | TlSmode::Mutual => {
             let mut common = CommonTlsContext::default();
+            if port.protocol.is_http2() {
+                // An HTTP/2 upstream is offered h2 alone, as 1.4 did.
+                common.alpn_protocols = vec!["h2".to_string()];
+            }
             if mode == TlSmode::Mutual {
                 if let (Some(chain), Some(key)) = (file_source(&tls.client_certificate), file_source(&tls.private_key))
                 {
@@ -581,6 +592,10 @@ mod tests {
         assert_eq!(context.sni, format!("outbound_.9080_._.{REVIEWS}"));
         let common = context.common_tls_context.expect("common context");
         assert_eq!(common.alpn_protocols, ["istio"]);
+        // A rule's SNI wins over the cluster name (routing to a gateway by SNI).
+        let by_sni = push(reviews(), vec![rule(json!({"mode": "ISTIO_MUTUAL", "sni": "edition.cnn.com"}))]);
+        let clusters = shared_clusters(&by_sni, &ProxyScope::of(&by_sni, &proxy));
+        assert_eq!(tls_context(named(&clusters, &format!("outbound|9080||{REVIEWS}"))).sni, "edition.cnn.com");
         assert_eq!(common.tls_certificates[0].certificate_chain, file_source(istio_pki::files::DEFAULT_CERT_CHAIN));
 
         let mut sds_proxy = proxy.clone();
