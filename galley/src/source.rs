@@ -2,6 +2,8 @@
 //! validated as it arrives: a valid one replaces the previous version; an invalid one is logged
 //! with its reason, counted, and not served, while the last good version of that object stays.
 //! Changes are debounced (100 ms of quiet, at most 1 s) before a new snapshot is published.
+//! Kubernetes Ingresses the mesh config takes are served as the Gateways and VirtualServices
+//! 1.4 converted them to.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -9,6 +11,7 @@ use std::time::Duration;
 
 use istio_api::kinds;
 use istio_config::accepted::{next_batch_observed, AcceptedObjects, Applied, Debounce};
+use istio_config::kube_ingress::IngressSettings;
 use istio_config::store::Event;
 use tokio::sync::{mpsc, watch};
 
@@ -60,10 +63,21 @@ fn apply(accepted: &mut AcceptedObjects, event: Event, metrics: &Metrics) -> boo
     }
 }
 
+/// What the mesh config says of Kubernetes Ingresses.
+pub(crate) fn ingress_settings(settings: &SnapshotSettings) -> IngressSettings {
+    IngressSettings::from_mesh_config(&settings.mesh_config, &settings.domain_suffix)
+}
+
+/// Kubernetes objects kept beside Istio's: synthetic service entries' inputs and Ingresses.
+fn kept_kubernetes_input(key: &istio_config::object::ObjectKey) -> bool {
+    synthetic::is_core_input(key) || istio_config::kube_ingress::is_ingress(key)
+}
+
 /// The MCP snapshot of an accepted view.
 fn build_snapshot(accepted: &AcceptedObjects, generation: u64, settings: &SnapshotSettings) -> Snapshot {
     let objects = accepted.objects();
-    let mut collections = snapshot::istio_collections(objects.values());
+    let from_ingresses = istio_config::kube_ingress::convert(objects.values(), &ingress_settings(settings));
+    let mut collections = snapshot::istio_collections(objects.values().chain(&from_ingresses));
     collections.insert(
         kinds::SYNTHETIC_SERVICE_ENTRIES.to_string(),
         Arc::new(synthetic::collection(objects.values(), &settings.domain_suffix, &settings.trust_domain)),
@@ -95,7 +109,7 @@ pub(crate) async fn run(
     settings: SnapshotSettings,
     metrics: Metrics,
 ) {
-    let mut accepted = AcceptedObjects::new(true, synthetic::is_core_input);
+    let mut accepted = AcceptedObjects::new(true, kept_kubernetes_input);
     let mut generation = 0;
     // Events taken since the last published snapshot.
     let mut pending_events = 0u64;

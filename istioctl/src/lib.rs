@@ -4,6 +4,7 @@
 pub(crate) mod authn;
 pub(crate) mod authz;
 pub(crate) mod cluster_apply;
+pub(crate) mod convert_ingress;
 pub(crate) mod dashboard;
 pub(crate) mod demo;
 pub(crate) mod kube;
@@ -49,6 +50,9 @@ pub enum Command {
     /// Verify an installation on a cluster (`-f FILE` or `--set …`), or check a cluster before one.
     #[command(name = "verify-install")]
     VerifyInstall(verify_install::VerifyInstallArgs),
+    /// Convert Kubernetes Ingresses into Istio VirtualServices, as the mesh serves them.
+    #[command(name = "convert-ingress")]
+    ConvertIngress(convert_ingress::ConvertIngressArgs),
     /// Inject the sidecar into the workloads of a Kubernetes YAML file.
     #[command(name = "kube-inject")]
     KubeInject(kube_inject::KubeInjectArgs),
@@ -90,6 +94,7 @@ pub enum Experimental {
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Validate(args) => validate::run(&args),
+        Command::ConvertIngress(args) => convert_ingress::run(&args),
         Command::Install(args) => local::install(&args),
         Command::Uninstall => local::uninstall(),
         Command::Demo(args) => demo::run(&args),

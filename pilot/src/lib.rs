@@ -138,8 +138,14 @@ pub async fn start(config: Config) -> Result<Running, PilotError> {
         ),
         ConfigSource::Kubernetes(client) => run_store(
             Box::new(
-                KubernetesStore::new(client.clone(), pilot_kinds())
-                    .map_err(|error| PilotError::Source("kubernetes".to_string(), error.to_string()))?,
+                KubernetesStore::new(client.clone(), {
+                    let mut kinds = pilot_kinds();
+                    if config.settings.mesh.ingress.mode != istio_config::kube_ingress::ControllerMode::Off {
+                        kinds.push(istio_config::store::kubernetes::ingress_kind());
+                    }
+                    kinds
+                })
+                .map_err(|error| PilotError::Source("kubernetes".to_string(), error.to_string()))?,
             ),
             true,
         ),

@@ -37,6 +37,7 @@ pub fn load(path: Option<&Path>, domain: &str) -> Result<MeshSettings, MeshSetti
     }
     let Some(path) = path else { return Ok(mesh) };
     let (value, config) = read(path)?;
+    mesh.ingress = istio_config::kube_ingress::IngressSettings::from_mesh_config(&value, domain);
     // 1.4's default mesh config turns tracing on; a file that leaves the field out keeps it on.
     mesh.enable_tracing = config.enable_tracing || value.get("enableTracing").is_none();
     if let Some(timeout) = config.connect_timeout {

@@ -236,6 +236,9 @@ pub struct MeshSettings {
     pub sds_uds_path: String,
     /// Mixer: where proxies send checks and reports (`HOST:PORT`), and how.
     pub mixer: MixerSettings,
+    /// `ingressControllerMode` and `ingressClass`: the Kubernetes Ingresses Pilot serves when
+    /// it reads the cluster itself (through Galley, Galley converts them).
+    pub ingress: istio_config::kube_ingress::IngressSettings,
 }
 
 /// The mesh config's Mixer settings.
@@ -275,6 +278,10 @@ impl Default for MeshSettings {
             auto_mtls: false,
             sds_uds_path: String::new(),
             mixer: MixerSettings::default(),
+            ingress: istio_config::kube_ingress::IngressSettings::from_mesh_config(
+                &serde_json::Value::Null,
+                "cluster.local",
+            ),
         }
     }
 }

@@ -107,11 +107,13 @@ pub(crate) fn build(objects: &BTreeMap<ObjectKey, Object>, mesh: &MeshSettings, 
         let labels = pod.metadata.labels.clone().unwrap_or_default().into_iter().collect();
         push.pods.insert(ip.clone(), Arc::new(PodInfo { namespace: pod.namespace().to_string(), labels }));
     }
+    // Kubernetes Ingresses the mesh takes, as the Gateways and VirtualServices 1.4 made of them.
+    let from_ingresses = istio_config::kube_ingress::convert(objects.values(), &mesh.ingress);
     let mut authn_policies = Vec::new();
     let mut bindings = Vec::new();
     let mut envoy_filters = Vec::new();
     let mut legacy_rbac_config = None;
-    for object in objects.values() {
+    for object in objects.values().chain(&from_ingresses) {
         match (object.group(), object.kind.as_str()) {
             ("networking.istio.io", "ServiceEntry") => {
                 if let Some(entry) = named::<istio_api::pb::istio::networking::v1alpha3::ServiceEntry>(object) {
@@ -194,6 +196,11 @@ fn destination_rules_vary(push: &PushContext) -> bool {
     })
 }
 
+/// Kubernetes objects kept beside Istio's: the registry's inputs and Ingresses.
+fn kept_kubernetes_input(key: &ObjectKey) -> bool {
+    istio_config::synthetic::is_core_input(key) || istio_config::kube_ingress::is_ingress(key)
+}
+
 /// Consumes store events, publishing a new push context after each settled batch of changes.
 pub(crate) async fn run(
     mut events: mpsc::UnboundedReceiver<Event>,
@@ -201,7 +208,7 @@ pub(crate) async fn run(
     settings: SourceSettings,
     metrics: Metrics,
 ) {
-    let mut accepted = AcceptedObjects::new(settings.validate, istio_config::synthetic::is_core_input);
+    let mut accepted = AcceptedObjects::new(settings.validate, kept_kubernetes_input);
     let mut generation = 0_u64;
     let apply = |accepted: &mut AcceptedObjects, event: Event| {
         let kind = update_type(&event);

@@ -13,12 +13,18 @@ use e2e::until;
 mod egress;
 #[path = "traffic_tasks/egress_gateway_tls.rs"]
 mod egress_gateway_tls;
+#[path = "traffic_tasks/egress_services.rs"]
+mod egress_services;
 #[path = "traffic_tasks/egress_tls.rs"]
 mod egress_tls;
+#[path = "traffic_tasks/egress_wildcard.rs"]
+mod egress_wildcard;
 #[path = "traffic_tasks/envoy_filter.rs"]
 mod envoy_filter;
 #[path = "traffic_tasks/gateways.rs"]
 mod gateways;
+#[path = "traffic_tasks/ingress_k8s.rs"]
+mod ingress_k8s;
 #[path = "traffic_tasks/passthrough.rs"]
 mod passthrough;
 #[path = "traffic_tasks/resilience.rs"]
@@ -32,15 +38,18 @@ use egress_gateway_tls::{
     egress_gateway_https, egress_gateway_mutual_tls_origination, egress_gateway_secret_volumes,
     egress_gateway_tls_origination,
 };
+use egress_services::kubernetes_services_for_egress;
 use egress_tls::egress_tls_origination;
+use egress_wildcard::egress_wildcard_hosts;
 use envoy_filter::envoy_filter_patches;
 use gateways::{ingress_gateway, secure_gateway};
+use ingress_k8s::kubernetes_ingress;
 use passthrough::ingress_tls_passthrough;
 use resilience::{circuit_breaking, mirroring, outlier_detection_and_retries};
 use routing::{fault_injection, request_routing, request_timeouts, tcp_traffic_shifting, traffic_shifting};
 use scaling::scaling;
 
-const TASKS: [(&str, Task); 18] = [
+const TASKS: [(&str, Task); 21] = [
     ("request routing", request_routing),
     ("fault injection", fault_injection),
     ("traffic shifting", traffic_shifting),
@@ -50,6 +59,7 @@ const TASKS: [(&str, Task); 18] = [
     ("ingress gateway", ingress_gateway),
     ("secure gateway", secure_gateway),
     ("ingress TLS passthrough", ingress_tls_passthrough),
+    ("Kubernetes Ingress", kubernetes_ingress),
     ("mirroring", mirroring),
     ("outlier detection and retries", outlier_detection_and_retries),
     ("egress", egress),
@@ -57,6 +67,8 @@ const TASKS: [(&str, Task); 18] = [
     ("egress gateway HTTPS", egress_gateway_https),
     ("egress gateway TLS origination", egress_gateway_tls_origination),
     ("egress gateway mutual TLS origination", egress_gateway_mutual_tls_origination),
+    ("Kubernetes services for egress", kubernetes_services_for_egress),
+    ("egress wildcard hosts", egress_wildcard_hosts),
     ("envoy filter patches", envoy_filter_patches),
     ("scaling", scaling),
 ];
@@ -117,10 +129,16 @@ fn set_outbound_traffic_policy(mesh: &LocalMesh, mode: &str) {
     }
 }
 
-/// The demo as the egress tasks want it: the egress gateway mounts the secret volumes the
-/// mutual-TLS origination task adds.
+/// The demo as the tasks want it: the egress gateway mounts the secret volumes the
+/// mutual-TLS origination task adds, and Kubernetes Ingresses are served.
+fn demo_values() -> Vec<String> {
+    let mut values = egress_gateway_secret_volumes();
+    values.push("values.global.k8sIngress.enabled=true".to_string());
+    values
+}
+
 fn run_tasks(plane: Plane) {
-    e2e::local::run_tasks_prepared(plane, |_| egress_gateway_secret_volumes(), &TASKS, |_| {}, reset);
+    e2e::local::run_tasks_prepared(plane, |_| demo_values(), &TASKS, |_| {}, reset);
 }
 
 #[test]

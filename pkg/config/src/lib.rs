@@ -4,6 +4,7 @@
 
 pub mod accepted;
 pub mod hash;
+pub mod kube_ingress;
 pub mod mesh;
 pub mod object;
 pub mod store;

@@ -1,7 +1,9 @@
 //! Kubernetes services as Istio sees them: one ServiceEntry per Service, built from Services,
 //! Endpoints, Pods and Nodes — the FQDN host, the ClusterIP (none for headless services), ports
 //! with the protocol taken from the port-name prefix, ready endpoints with their pod's labels and
-//! node locality, and the pods' service accounts as SPIFFE subject alternative names. Galley
+//! node locality, and the pods' service accounts as SPIFFE subject alternative names; an
+//! `ExternalName` Service is a MESH_EXTERNAL, DNS-resolved entry whose endpoint is the external
+//! name (with neither address nor ClusterIP), as 1.4's Galley and Pilot made it. Galley
 //! serves these as its synthetic ServiceEntries over MCP; Pilot's Kubernetes registry builds the
 //! same entries when it reads the cluster itself.
 
@@ -23,6 +25,9 @@ pub fn protocol_from_port_name(name: &str, kubernetes_protocol: &str) -> &'stati
     if kubernetes_protocol.eq_ignore_ascii_case("UDP") {
         return "UDP";
     }
+    if name.len() >= "grpc-web".len() && name[.."grpc-web".len()].eq_ignore_ascii_case("grpc-web") {
+        return "GRPC-Web";
+    }
     let prefix = name.split('-').next().unwrap_or_default().to_ascii_lowercase();
     match prefix.as_str() {
         "http" => "HTTP",
@@ -38,6 +43,9 @@ pub fn protocol_from_port_name(name: &str, kubernetes_protocol: &str) -> &'stati
         _ => "",
     }
 }
+
+/// Ports 1.4 took for TCP when their name says nothing: SMTP, DNS, MySQL and MongoDB.
+const WELL_KNOWN_TCP_PORTS: [u32; 4] = [25, 53, 3306, 27017];
 
 /// The core objects synthetic entries are made from.
 #[derive(Debug, Default)]
@@ -118,11 +126,12 @@ pub fn service_entry(
         .iter()
         .map(|port| {
             let name = str_at(port, &["name"]).unwrap_or_default();
-            Port {
-                number: port.get("port").and_then(Value::as_u64).and_then(|n| u32::try_from(n).ok()).unwrap_or(0),
-                protocol: protocol_from_port_name(name, str_at(port, &["protocol"]).unwrap_or("TCP")).to_string(),
-                name: name.to_string(),
+            let number = port.get("port").and_then(Value::as_u64).and_then(|n| u32::try_from(n).ok()).unwrap_or(0);
+            let mut protocol = protocol_from_port_name(name, str_at(port, &["protocol"]).unwrap_or("TCP"));
+            if protocol.is_empty() && WELL_KNOWN_TCP_PORTS.contains(&number) {
+                protocol = "TCP";
             }
+            Port { number, protocol: protocol.to_string(), name: name.to_string() }
         })
         .collect();
     let port_names: BTreeSet<&str> = ports.iter().map(|port| port.name.as_str()).collect();
@@ -168,12 +177,30 @@ pub fn service_entry(
         }
     }
     endpoints.sort_by(|a, b| a.address.cmp(&b.address));
+    let external_name = (str_at(spec, &["type"]) == Some("ExternalName"))
+        .then(|| str_at(spec, &["externalName"]))
+        .flatten()
+        .filter(|name| !name.is_empty());
+    let (addresses, location, resolution) = match external_name {
+        Some(external_name) => {
+            if endpoints.is_empty() {
+                endpoints.push(service_entry::Endpoint {
+                    address: external_name.to_string(),
+                    ports: ports.iter().map(|port| (port.name.clone(), port.number)).collect(),
+                    labels: labels_of(service),
+                    ..Default::default()
+                });
+            }
+            (Vec::new(), service_entry::Location::MeshExternal, service_entry::Resolution::Dns)
+        }
+        None => (addresses, service_entry::Location::MeshInternal, service_entry::Resolution::Static),
+    };
     ServiceEntry {
         hosts: vec![host],
         addresses,
         ports,
-        location: service_entry::Location::MeshInternal as i32,
-        resolution: service_entry::Resolution::Static as i32,
+        location: location as i32,
+        resolution: resolution as i32,
         endpoints,
         export_to: annotation(service, EXPORT_TO_ANNOTATION)
             .map(|value| value.split(',').map(|s| s.trim().to_string()).collect())
@@ -235,8 +262,37 @@ mod tests {
         let entry = service_entry(&core, &service, "cluster.local", "cluster.local");
         assert!(entry.addresses.is_empty());
         assert_eq!(entry.ports[0].protocol, "Mongo");
-        assert_eq!(protocol_from_port_name("grpc-web-ui", "TCP"), "GRPC");
+        assert_eq!(protocol_from_port_name("grpc-web-ui", "TCP"), "GRPC-Web");
+        assert_eq!(protocol_from_port_name("grpc-api", "TCP"), "GRPC");
         assert_eq!(protocol_from_port_name("http2-api", "TCP"), "HTTP2");
         assert_eq!(protocol_from_port_name("dns", "UDP"), "UDP");
+    }
+
+    /// 1.4's conversion tables: an ExternalName Service is external, resolved by DNS, with the
+    /// external name as its endpoint; unnamed well-known ports are TCP.
+    #[test]
+    fn external_name_services_are_external_dns_entries() {
+        let service = object(serde_json::json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "my-httpbin", "namespace": "default", "labels": {"app": "my-httpbin"}},
+            "spec": {"type": "ExternalName", "externalName": "httpbin.org",
+                     "ports": [{"name": "http", "protocol": "TCP", "port": 80}, {"port": 3306}]}}));
+        let core = CoreObjects::collect([&service]);
+        let entry = service_entry(&core, &service, "cluster.local", "cluster.local");
+        assert_eq!(entry.hosts, ["my-httpbin.default.svc.cluster.local"]);
+        assert!(entry.addresses.is_empty());
+        assert_eq!(entry.location, service_entry::Location::MeshExternal as i32);
+        assert_eq!(entry.resolution, service_entry::Resolution::Dns as i32);
+        assert_eq!(entry.endpoints.len(), 1);
+        assert_eq!(entry.endpoints[0].address, "httpbin.org");
+        assert_eq!(entry.endpoints[0].ports["http"], 80);
+        assert_eq!(entry.endpoints[0].labels["app"], "my-httpbin");
+        assert_eq!(entry.ports[1].protocol, "TCP", "3306 is a well-known TCP port");
+        // Without an external name it is an ordinary Service.
+        let plain = object(serde_json::json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "x", "namespace": "default"},
+            "spec": {"type": "ExternalName", "clusterIP": "10.96.0.40", "ports": [{"name": "http", "port": 80}]}}));
+        let entry = service_entry(&CoreObjects::collect([&plain]), &plain, "cluster.local", "cluster.local");
+        assert_eq!(entry.resolution, service_entry::Resolution::Static as i32);
+        assert_eq!(entry.addresses, ["10.96.0.40"]);
     }
 }

@@ -58,6 +58,11 @@ pub(crate) fn all(install: &Install) -> Result<Vec<Manifest>, InstallError> {
             manifests.extend(gateways::manifests(install, &gateway)?);
         }
     }
+    if install.enabled("gateways.components.ingressGateway") {
+        if let Some(object) = crate::k8s_ingress::preconfigured_gateway(install.value(""), &install.namespace()) {
+            manifests.push(Manifest { component: "IngressGateway", object });
+        }
+    }
     // The addons, which 1.4's spec had no feature for: `values.ADDON.enabled`.
     if install.addon("prometheus") {
         manifests.extend(prometheus::manifests(install)?);

@@ -240,10 +240,10 @@ impl Install {
         profiles::enabled(&self.document, path)
     }
 
-    /// `spec.values` at a dotted path.
+    /// `spec.values` at a dotted path (all of them for an empty path).
     pub fn value(&self, path: &str) -> &Value {
         let mut current = &self.spec()["values"];
-        for part in path.split('.') {
+        for part in path.split('.').filter(|part| !part.is_empty()) {
             current = &current[part];
         }
         current

@@ -24,6 +24,7 @@ mod dashboards;
 mod grafana_model;
 mod install;
 mod k8s;
+pub mod k8s_ingress;
 mod manifest;
 mod mesh;
 pub mod profiles;

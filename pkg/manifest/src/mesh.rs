@@ -57,6 +57,12 @@ pub(crate) fn mesh_config(install: &Install) -> Value {
     if install.enabled("gateways") || install.enabled("gateways.components.ingressGateway") {
         mesh["ingressService"] = json!("istio-ingressgateway");
     }
+    let (ingress_mode, ingress_class) = crate::k8s_ingress::mesh_settings(install.value(""));
+    // `OFF` is the default and left out: YAML 1.1 readers would take the word for a boolean.
+    if ingress_mode != "OFF" {
+        mesh["ingressControllerMode"] = json!(ingress_mode);
+    }
+    mesh["ingressClass"] = json!(ingress_class);
     if install.enabled("configManagement") {
         mesh["configSources"] = json!([{"address": format!("istio-galley.{namespace}.svc:9901")}]);
     }

@@ -309,6 +309,10 @@ impl Controller {
         let control_records =
             self.plan.control_hosts().into_iter().map(|host| (host.service, host.namespace, host.address));
         self.records.set(service_records.chain(control_records).collect::<Vec<_>>());
+        self.records.set_aliases(services.iter().filter_map(|service| {
+            let target = services::external_name(service)?;
+            Some((service.name().to_string(), service.namespace().to_string(), target.to_string()))
+        }));
     }
 
     /// Gives Services without a ClusterIP one; returns every Service.
@@ -317,7 +321,8 @@ impl Controller {
         for index in 0..services.len() {
             let has_ip =
                 services[index].spec().get("clusterIP").and_then(Value::as_str).is_some_and(|ip| !ip.is_empty());
-            if has_ip {
+            // An ExternalName Service is a DNS name, without a ClusterIP, as on Kubernetes.
+            if has_ip || services::external_name(&services[index]).is_some() {
                 continue;
             }
             let Some(ip) = services::allocate_cluster_ip(&services) else {
@@ -575,8 +580,14 @@ impl Controller {
                 },
             }
         }
-        // Endpoints left over belong to Services that are gone.
+        // Endpoints left over belong to Services that are gone — unless the Service arrived
+        // after this pass listed Services (Endpoints written by hand with their Service).
         for object in existing.into_values() {
+            let service = objects::key("", "Service", object.namespace(), object.name());
+            if matches!(self.store.get(&service).await, Ok(Some(_))) {
+                result.push(object);
+                continue;
+            }
             log_failure(
                 &format!("deleting Endpoints {}", object.name()),
                 self.store.delete(&object.key()).await.map(drop).map_err(Into::into),

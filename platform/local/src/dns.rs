@@ -4,8 +4,10 @@
 //! resolvers — except the names of the installation's hosts file (`config/hosts`, in
 //! `/etc/hosts` format, re-read when it changes), which it answers itself as CoreDNS's `hosts`
 //! plugin would: a way to give a machine without outside DNS the external names the egress
-//! tasks use. Pods get it as their nameserver with Kubernetes' search path, so resolvers that
-//! do not read `/etc/hosts` first (Envoy's c-ares) find the control plane at once.
+//! tasks use. An `ExternalName` Service's name is a CNAME to its external name, with the
+//! external name's addresses when they are known here or upstream. Pods get it as their
+//! nameserver with Kubernetes' search path, so resolvers that do not read `/etc/hosts` first
+//! (Envoy's c-ares) find the control plane at once.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -13,8 +15,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, ResponseCode};
-use hickory_proto::rr::rdata::A;
-use hickory_proto::rr::{RData, Record, RecordType};
+use hickory_proto::rr::rdata::{A, CNAME};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
 use tokio::net::UdpSocket;
 
 /// The cluster's domain.
@@ -28,6 +30,8 @@ pub(crate) struct Records {
     names: Arc<RwLock<HashMap<String, Ipv4Addr>>>,
     /// Names outside the cluster answered here instead of upstream (the hosts file).
     external: Arc<RwLock<HashMap<String, Ipv4Addr>>>,
+    /// `ExternalName` Services: the Service's name → the external name.
+    aliases: Arc<RwLock<HashMap<String, String>>>,
 }
 
 impl Records {
@@ -38,6 +42,21 @@ impl Records {
             .map(|(name, namespace, address)| (format!("{name}.{namespace}.svc.{CLUSTER_DOMAIN}"), address))
             .collect();
         *istio_runtime::sync::write(&self.names) = names;
+    }
+
+    /// Replaces the `ExternalName` Services: `name.namespace` → the external name.
+    pub(crate) fn set_aliases(&self, aliases: impl IntoIterator<Item = (String, String, String)>) {
+        let aliases = aliases
+            .into_iter()
+            .map(|(name, namespace, target)| {
+                (format!("{name}.{namespace}.svc.{CLUSTER_DOMAIN}"), target.trim_end_matches('.').to_lowercase())
+            })
+            .collect();
+        *istio_runtime::sync::write(&self.aliases) = aliases;
+    }
+
+    fn alias(&self, fqdn: &str) -> Option<String> {
+        istio_runtime::sync::read(&self.aliases).get(fqdn).cloned()
     }
 
     /// Replaces the external names (lower-case, without a trailing dot) → address.
@@ -130,6 +149,15 @@ async fn answer(query: &[u8], records: &Records, upstream: &[SocketAddr]) -> Opt
         .set_recursion_desired(request.recursion_desired())
         .set_recursion_available(true)
         .add_query(question.clone());
+    if let Some(target) = records.alias(&fqdn) {
+        response.set_authoritative(true);
+        let target_name = Name::from_ascii(format!("{target}.")).ok()?;
+        response.add_answer(Record::from_rdata(question.name().clone(), TTL, RData::CNAME(CNAME(target_name.clone()))));
+        if question.query_type() == RecordType::A {
+            response.add_answers(target_addresses(&target, &target_name, records, upstream).await);
+        }
+        return response.to_vec().ok();
+    }
     match records.lookup(&fqdn) {
         Some(address) => {
             response.set_authoritative(true);
@@ -145,6 +173,21 @@ async fn answer(query: &[u8], records: &Records, upstream: &[SocketAddr]) -> Opt
         }
     }
     response.to_vec().ok()
+}
+
+/// The A records of an `ExternalName` Service's target: from the records here (the hosts file,
+/// or another Service), else from the host's resolvers.
+async fn target_addresses(target: &str, name: &Name, records: &Records, upstream: &[SocketAddr]) -> Vec<Record> {
+    if let Some(address) = records.lookup(target) {
+        return vec![Record::from_rdata(name.clone(), TTL, RData::A(A(address)))];
+    }
+    let mut query = Message::new();
+    query.set_id(1).set_recursion_desired(true).add_query(hickory_proto::op::Query::query(name.clone(), RecordType::A));
+    let Ok(bytes) = query.to_vec() else { return Vec::new() };
+    match forward(&bytes, upstream).await.and_then(|reply| Message::from_vec(&reply).ok()) {
+        Some(reply) => reply.answers().to_vec(),
+        None => Vec::new(),
+    }
 }
 
 /// Asks the host's resolvers; `None` when none answers in time.
@@ -219,5 +262,24 @@ mod tests {
         assert_eq!(first.answers()[0].data(), &RData::A(A(Ipv4Addr::new(10, 45, 0, 2))), "the first entry wins");
         let other = answer(&query("ip6-only.", RecordType::A), &records, &[]).await.expect("answer");
         assert_eq!(Message::from_vec(&other).expect("decode").response_code(), ResponseCode::ServFail);
+    }
+
+    #[tokio::test]
+    async fn external_name_services_are_cnames_to_their_target() {
+        let records = Records::default();
+        records.set_external(parse_hosts("10.45.0.2 httpbin.org\n"));
+        records.set_aliases([("my-httpbin".to_string(), "default".to_string(), "HTTPBin.org.".to_string())]);
+        let reply = answer(&query("my-httpbin.default.svc.cluster.local.", RecordType::A), &records, &[])
+            .await
+            .expect("answer");
+        let reply = Message::from_vec(&reply).expect("message");
+        assert_eq!(reply.response_code(), ResponseCode::NoError);
+        let answers: Vec<String> = reply.answers().iter().map(|record| record.data().to_string()).collect();
+        assert_eq!(answers, ["httpbin.org.", "10.45.0.2"]);
+        // An unknown target (no resolvers here): the CNAME alone.
+        records.set_aliases([("gone".to_string(), "default".to_string(), "nowhere.invalid".to_string())]);
+        let reply =
+            answer(&query("gone.default.svc.cluster.local.", RecordType::A), &records, &[]).await.expect("answer");
+        assert_eq!(Message::from_vec(&reply).expect("message").answers().len(), 1);
     }
 }

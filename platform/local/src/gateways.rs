@@ -111,7 +111,7 @@ fn replace_secret_volumes(pod: &mut Value, listed: &[(String, String, String)]) 
     if let Some(volumes) = pod["volumes"].as_array_mut() {
         volumes.retain(|volume| !dropped(volume));
     }
-    for (name, secret, mount) in listed {
+    for (name, secret, _) in listed {
         push(pod, "volumes", json!({"name": name, "secret": {"secretName": secret, "optional": true}}));
     }
     for container in proxy_containers(pod) {

@@ -316,6 +316,12 @@ impl Plan {
             mesh["enableAutoMtls"] = json!(true);
         }
         mesh["trustDomain"] = json!(self.trust_domain());
+        let (ingress_mode, ingress_class) = istio_manifest::k8s_ingress::mesh_settings(self.values());
+        // `OFF` is the default and left out: YAML 1.1 readers would take the word for a boolean.
+        if ingress_mode != "OFF" {
+            mesh["ingressControllerMode"] = json!(ingress_mode);
+        }
+        mesh["ingressClass"] = json!(ingress_class);
         if self.enabled("configManagement") {
             mesh["configSources"] = json!([{"address": format!("{}:9901", GALLEY.address)}]);
         }
@@ -394,11 +400,18 @@ impl Plan {
     pub fn gateway_manifests(&self) -> anyhow::Result<Vec<String>> {
         let envoy = self.envoy_binary().map(|_| ENVOY_PATH);
         let values = crate::gateways::GatewayValues { envoy_path: envoy, gateways: Some(&self.values()["gateways"]) };
-        GATEWAYS
+        let mut manifests = GATEWAYS
             .iter()
             .filter(|(path, _)| self.enabled(path))
             .map(|(path, text)| crate::gateways::render(text, path, &values))
-            .collect()
+            .collect::<anyhow::Result<Vec<String>>>()?;
+        // `values.global.k8sIngress.enabled`: the Gateway converted Ingresses are bound to.
+        if self.enabled(GATEWAYS[0].0) {
+            if let Some(gateway) = istio_manifest::k8s_ingress::preconfigured_gateway(self.values(), SYSTEM_NAMESPACE) {
+                manifests.push(serde_yaml::to_string(&gateway)?);
+            }
+        }
+        Ok(manifests)
     }
 
     /// `values.global.mtls.enabled`: mutual TLS required mesh-wide.

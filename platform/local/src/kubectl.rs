@@ -228,6 +228,7 @@ pub fn kind_for(name: &str) -> anyhow::Result<TypeKey> {
         "dr" => Some(objects::kind("networking.istio.io", "DestinationRule")),
         "gw" => Some(objects::kind("networking.istio.io", "Gateway")),
         "se" => Some(objects::kind("networking.istio.io", "ServiceEntry")),
+        "ingress" | "ingresses" | "ing" => Some(objects::kind("networking.k8s.io", "Ingress")),
         _ => None,
     };
     if let Some(kind) = core {
@@ -244,6 +245,10 @@ pub fn kind_for(name: &str) -> anyhow::Result<TypeKey> {
 pub async fn list(layout: &Layout, kind: &TypeKey, namespace: Option<&str>) -> anyhow::Result<Vec<Object>> {
     let store = open_store(layout)?;
     let mut found = store.list(kind).await?;
+    // Ingresses are one kind served under two groups; both are listed.
+    if *kind == objects::kind("networking.k8s.io", "Ingress") {
+        found.extend(store.list(&objects::kind("extensions", "Ingress")).await?);
+    }
     if let Some(namespace) = namespace {
         found.retain(|object| object.namespace() == namespace || object.namespace().is_empty());
     }

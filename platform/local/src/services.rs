@@ -1,5 +1,5 @@
 //! Services on the local platform, the parts kube-proxy and cluster DNS play: ClusterIP
-//! allocation, Endpoints from the ready pods a Service selects, each pod's `/etc/hosts`
+//! allocation (none for an `ExternalName` Service, a DNS alias), Endpoints from the ready pods a Service selects, each pod's `/etc/hosts`
 //! (service names → ClusterIPs, control-plane names → their host addresses), and the DNAT
 //! rules that make ClusterIPs reach pods, installed inside every pod's network namespace
 //! after its init containers so a sidecar's capture sees the ClusterIP first, as on
@@ -19,6 +19,15 @@ pub(crate) const SERVICES_CHAIN: &str = "LOCAL-SERVICES";
 /// The chain in each pod's `filter` table refusing ClusterIP ports without endpoints, as
 /// kube-proxy does (a sidecar's capture redirects first, so it only sees uncaptured traffic).
 pub(crate) const NO_ENDPOINTS_CHAIN: &str = "LOCAL-NO-ENDPOINTS";
+
+/// The external name of an `ExternalName` Service.
+pub(crate) fn external_name(service: &Object) -> Option<&str> {
+    let spec = service.spec();
+    (spec.get("type").and_then(Value::as_str) == Some("ExternalName"))
+        .then(|| spec.get("externalName").and_then(Value::as_str))
+        .flatten()
+        .filter(|name| !name.is_empty())
+}
 
 /// The first free ClusterIP in 10.96.0.10 – 10.96.255.254.
 pub(crate) fn allocate_cluster_ip(services: &[Object]) -> Option<Ipv4Addr> {

@@ -29,6 +29,7 @@ const CORE_KINDS: &[(&str, &str, &str, &str, bool)] = &[
     ("", "v1", "ConfigMap", "configmaps", true),
     ("apps", "v1", "Deployment", "deployments", true),
     ("apps", "v1", "ReplicaSet", "replicasets", true),
+    ("networking.k8s.io", "v1", "Ingress", "ingresses", true),
 ];
 
 /// How to address a kind on the API server, and whether it is namespaced.
@@ -47,6 +48,12 @@ pub fn api_resource(kind: &TypeKey) -> Option<(ApiResource, bool)> {
         .iter()
         .find(|(group, _, name, _, _)| *group == kind.group && *name == kind.kind)
         .map(|(group, version, name, plural, namespaced)| (make(group, version, name, plural), *namespaced))
+}
+
+/// Kubernetes Ingresses, read when the mesh config's `ingressControllerMode` is not `OFF`
+/// (through `networking.k8s.io/v1`, which every supported cluster serves).
+pub fn ingress_kind() -> TypeKey {
+    TypeKey::new("networking.k8s.io", "Ingress")
 }
 
 /// The kinds Galley reads: the 1.4 Istio CRDs (not the legacy per-adapter kinds, which 1.4

@@ -1,0 +1,198 @@
+//! Egress using wildcard hosts: `*.wikipedia.org` reached directly by the sidecars, and through
+//! the egress gateway to a single upstream (`www.wikipedia.org`) that serves every language.
+
+use e2e::outside::{OutsideHost, NGINX_ADDRESS};
+
+use super::*;
+
+/// The outside Wikipedia: one address for every language, the page picked by SNI.
+const WIKIPEDIA: &str = "server {
+  listen 443 ssl;
+  server_name en.wikipedia.org;
+  ssl_certificate {dir}/tls.crt;
+  ssl_certificate_key {dir}/tls.key;
+  location / {
+    default_type text/html;
+    return 200 '<html><head><title>Wikipedia, the free encyclopedia</title></head></html>\\n';
+  }
+}
+server {
+  listen 443 ssl;
+  server_name de.wikipedia.org;
+  ssl_certificate {dir}/tls.crt;
+  ssl_certificate_key {dir}/tls.key;
+  location / {
+    default_type text/html;
+    return 200 '<html><head><title>Wikipedia – Die freie Enzyklopädie</title></head></html>\\n';
+  }
+}
+";
+
+/// The `<title>` lines of the English and German main pages, as the task's curl and grep.
+fn titles(mesh: &LocalMesh) -> Vec<String> {
+    ["https://en.wikipedia.org/wiki/Main_Page", "https://de.wikipedia.org/wiki/Wikipedia:Hauptseite"]
+        .iter()
+        .map(|url| {
+            let (_, page, _) = mesh.try_exec("sleep", "sleep", &["curl", "-sk", "--max-time", "10", url]);
+            let start = page.find("<title>").unwrap_or(page.len());
+            let end = page.find("</title>").map_or(start, |end| end + "</title>".len());
+            page.get(start..end).unwrap_or_default().to_string()
+        })
+        .collect()
+}
+
+fn expected_titles() -> Vec<String> {
+    vec![
+        "<title>Wikipedia, the free encyclopedia</title>".to_string(),
+        "<title>Wikipedia – Die freie Enzyklopädie</title>".to_string(),
+    ]
+}
+
+/// Direct: a ServiceEntry for `*.wikipedia.org` on 443 (TLS) lets both languages through the
+/// sidecar. Through the egress gateway: the wildcard routed by SNI to the gateway, and from there
+/// to `www.wikipedia.org`; the gateway's connection count on that cluster grows.
+pub(crate) fn egress_wildcard_hosts(mesh: &LocalMesh) {
+    let mut outside = OutsideHost::start();
+    let ca = e2e::certs::TestCa::new();
+    let (cert, key) = ca.issue(&["*.wikipedia.org"]);
+    outside.serve_nginx(WIKIPEDIA, &[("tls.crt", cert.as_bytes()), ("tls.key", key.as_bytes())], &[443]);
+    mesh.set_external_hosts(&format!("{NGINX_ADDRESS} en.wikipedia.org de.wikipedia.org www.wikipedia.org\n"));
+    mesh.apply(&sample("sleep/sleep.yaml"));
+    mesh.wait_ready("sleep", "default", 1);
+    set_outbound_traffic_policy(mesh, "REGISTRY_ONLY");
+
+    mesh.apply_yaml(
+        "apiVersion: networking.istio.io/v1alpha3
+kind: ServiceEntry
+metadata:
+  name: wikipedia
+spec:
+  hosts:
+  - \"*.wikipedia.org\"
+  ports:
+  - number: 443
+    name: tls
+    protocol: TLS
+",
+    );
+    until("both languages through the sidecar", Duration::from_secs(60), || expect(titles(mesh), expected_titles()));
+    mesh.delete("serviceentries", "wikipedia");
+
+    mesh.apply_yaml(
+        "apiVersion: networking.istio.io/v1alpha3
+kind: Gateway
+metadata:
+  name: istio-egressgateway
+spec:
+  selector:
+    istio: egressgateway
+  servers:
+  - port:
+      number: 443
+      name: tls
+      protocol: TLS
+    hosts:
+    - \"*.wikipedia.org\"
+    tls:
+      mode: PASSTHROUGH
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: DestinationRule
+metadata:
+  name: egressgateway-for-wikipedia
+spec:
+  host: istio-egressgateway.istio-system.svc.cluster.local
+  subsets:
+    - name: wikipedia
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: VirtualService
+metadata:
+  name: direct-wikipedia-through-egress-gateway
+spec:
+  hosts:
+  - \"*.wikipedia.org\"
+  gateways:
+  - mesh
+  - istio-egressgateway
+  tls:
+  - match:
+    - gateways:
+      - mesh
+      port: 443
+      sni_hosts:
+      - \"*.wikipedia.org\"
+    route:
+    - destination:
+        host: istio-egressgateway.istio-system.svc.cluster.local
+        subset: wikipedia
+        port:
+          number: 443
+      weight: 100
+  - match:
+    - gateways:
+      - istio-egressgateway
+      port: 443
+      sni_hosts:
+      - \"*.wikipedia.org\"
+    route:
+    - destination:
+        host: www.wikipedia.org
+        port:
+          number: 443
+      weight: 100
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: ServiceEntry
+metadata:
+  name: www-wikipedia
+spec:
+  hosts:
+  - www.wikipedia.org
+  ports:
+  - number: 443
+    name: tls
+    protocol: TLS
+  resolution: DNS
+",
+    );
+    let gateway_pod = mesh
+        .pods()
+        .into_iter()
+        .find(|pod| pod["metadata"]["labels"]["istio"] == "egressgateway")
+        .and_then(|pod| pod["metadata"]["name"].as_str().map(|name| format!("{name}.istio-system")))
+        .expect("the egress gateway's pod");
+    let connections = || {
+        let (_, clusters, _) = mesh.istioctl(&[
+            "x",
+            "local",
+            "exec",
+            gateway_pod.split('.').next().unwrap_or_default(),
+            "-n",
+            "istio-system",
+            "-c",
+            "istio-proxy",
+            "--",
+            "pilot-agent",
+            "request",
+            "GET",
+            "clusters",
+        ]);
+        clusters
+            .lines()
+            .filter(|line| line.starts_with("outbound|443||www.wikipedia.org") && line.contains("::cx_total::"))
+            .filter_map(|line| line.rsplit("::").next()?.trim().parse::<u64>().ok())
+            .sum::<u64>()
+    };
+    until("both languages through the egress gateway", Duration::from_secs(60), || {
+        let seen = titles(mesh);
+        let through_gateway = connections();
+        if seen == expected_titles() && through_gateway >= 2 {
+            Ok(())
+        } else {
+            Err(format!("titles {seen:?}, {through_gateway} gateway connections to www.wikipedia.org"))
+        }
+    });
+    mesh.delete("destinationrules", "egressgateway-for-wikipedia");
+    mesh.set_external_hosts("");
+}
