@@ -35,6 +35,7 @@ install_prerequisites() {
     command -v prometheus >/dev/null || missing+=(prometheus)       # the demo's Prometheus addon
     command -v chromium >/dev/null || missing+=(chromium)           # a real browser on the mesh console
     command -v nginx >/dev/null || missing+=(nginx)                 # the TLS tasks' web servers
+    command -v tinyproxy >/dev/null || missing+=(tinyproxy)         # the external HTTPS proxy task
     if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         echo "installing ${missing[*]} (Debian packages)" >&2
         DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null \

@@ -4,8 +4,8 @@
 //! the internet from a Kubernetes node. It can also serve a directory over HTTPS on 443
 //! (`openssl s_server -WWW`), as an identity provider serves its JWKS, and run an nginx with a
 //! configuration the test writes on its second address (a web site with its own certificate,
-//! one that wants client certificates, a redirect from HTTP to HTTPS). Removed (processes,
-//! namespace and links) when dropped.
+//! one that wants client certificates, a redirect from HTTP to HTTPS), and an HTTPS (CONNECT)
+//! proxy. Removed (processes, namespace, its `/etc/netns` files and links) when dropped.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -20,11 +20,14 @@ const HOST_ADDRESS: &str = "10.45.0.1";
 pub const ADDRESS: &str = "10.45.0.2";
 /// The outside nginx's address.
 pub const NGINX_ADDRESS: &str = "10.45.0.3";
+/// The port of the outside CONNECT proxy (on `ADDRESS`), squid's as in 1.4's task.
+pub const PROXY_PORT: u16 = 3128;
 
 pub struct OutsideHost {
     server: Option<Process>,
     https: Option<Process>,
     nginx: Option<(Process, tempfile::TempDir)>,
+    proxy: Option<(Process, tempfile::TempDir)>,
 }
 
 fn ip(args: &[&str]) {
@@ -33,6 +36,7 @@ fn ip(args: &[&str]) {
 }
 
 fn remove_network() {
+    let _ = std::fs::remove_dir_all(std::path::Path::new("/etc/netns").join(NETNS));
     let _ = Command::new("ip").args(["netns", "del", NETNS]).output();
     let _ = Command::new("ip").args(["link", "del", HOST_LINK]).output();
 }
@@ -42,7 +46,7 @@ impl OutsideHost {
     pub fn start() -> OutsideHost {
         remove_network();
         ip(&["netns", "add", NETNS]);
-        let mut outside = OutsideHost { server: None, https: None, nginx: None };
+        let mut outside = OutsideHost { server: None, https: None, nginx: None, proxy: None };
         ip(&["link", "add", HOST_LINK, "type", "veth", "peer", "name", PEER_LINK]);
         ip(&["link", "set", PEER_LINK, "netns", NETNS]);
         ip(&["addr", "add", &format!("{HOST_ADDRESS}/29"), "dev", HOST_LINK]);
@@ -134,6 +138,46 @@ impl OutsideHost {
             .unwrap_or_default()
     }
 
+    /// Runs an HTTPS (CONNECT) proxy, Debian's tinyproxy, on `ADDRESS:PROXY_PORT`; the names in
+    /// `hosts` (`/etc/hosts` lines) are what it resolves, through the namespace's own hosts
+    /// file. Its log is [`OutsideHost::proxy_log`].
+    pub fn serve_connect_proxy(&mut self, hosts: &str) {
+        self.proxy.take();
+        let netns_etc = std::path::Path::new("/etc/netns").join(NETNS);
+        std::fs::create_dir_all(&netns_etc).expect("/etc/netns directory");
+        std::fs::write(netns_etc.join("hosts"), format!("127.0.0.1 localhost\n{hosts}")).expect("namespace hosts");
+        let dir = tempfile::tempdir().expect("proxy directory");
+        std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).expect("chmod");
+        let root = dir.path().display().to_string();
+        let config = format!(
+            "User nobody\nGroup nogroup\nPort {PROXY_PORT}\nListen {ADDRESS}\nTimeout 60\n\
+             LogFile \"{root}/tinyproxy.log\"\nLogLevel Connect\nPidFile \"{root}/tinyproxy.pid\"\n\
+             MaxClients 20\nConnectPort 443\n"
+        );
+        let conf = dir.path().join("tinyproxy.conf");
+        std::fs::write(&conf, config).expect("tinyproxy.conf");
+        let conf = conf.display().to_string();
+        let process = Process::start_program(
+            std::path::Path::new("ip"),
+            &["netns", "exec", NETNS, "tinyproxy", "-d", "-c", &conf],
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let address = format!("{ADDRESS}:{PROXY_PORT}").parse().expect("address");
+        while std::net::TcpStream::connect_timeout(&address, Duration::from_secs(1)).is_err() {
+            assert!(Instant::now() < deadline, "the outside proxy did not listen: {}", process.stderr());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.proxy = Some((process, dir));
+    }
+
+    /// The CONNECT proxy's log so far.
+    pub fn proxy_log(&self) -> String {
+        self.proxy
+            .as_ref()
+            .map(|(_, dir)| std::fs::read_to_string(dir.path().join("tinyproxy.log")).unwrap_or_default())
+            .unwrap_or_default()
+    }
+
     /// Stops the HTTPS server (the identity provider becomes unreachable).
     pub fn stop_https(&mut self) {
         self.https.take();
@@ -153,6 +197,7 @@ impl OutsideHost {
 
 impl Drop for OutsideHost {
     fn drop(&mut self) {
+        self.proxy.take();
         self.nginx.take();
         self.https.take();
         self.server.take();

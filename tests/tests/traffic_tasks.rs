@@ -13,6 +13,8 @@ use e2e::until;
 mod egress;
 #[path = "traffic_tasks/egress_gateway_tls.rs"]
 mod egress_gateway_tls;
+#[path = "traffic_tasks/egress_proxy.rs"]
+mod egress_proxy;
 #[path = "traffic_tasks/egress_services.rs"]
 mod egress_services;
 #[path = "traffic_tasks/egress_tls.rs"]
@@ -38,6 +40,7 @@ use egress_gateway_tls::{
     egress_gateway_https, egress_gateway_mutual_tls_origination, egress_gateway_secret_volumes,
     egress_gateway_tls_origination,
 };
+use egress_proxy::external_https_proxy;
 use egress_services::kubernetes_services_for_egress;
 use egress_tls::egress_tls_origination;
 use egress_wildcard::egress_wildcard_hosts;
@@ -49,7 +52,7 @@ use resilience::{circuit_breaking, mirroring, outlier_detection_and_retries};
 use routing::{fault_injection, request_routing, request_timeouts, tcp_traffic_shifting, traffic_shifting};
 use scaling::scaling;
 
-const TASKS: [(&str, Task); 21] = [
+const TASKS: [(&str, Task); 22] = [
     ("request routing", request_routing),
     ("fault injection", fault_injection),
     ("traffic shifting", traffic_shifting),
@@ -69,6 +72,7 @@ const TASKS: [(&str, Task); 21] = [
     ("egress gateway mutual TLS origination", egress_gateway_mutual_tls_origination),
     ("Kubernetes services for egress", kubernetes_services_for_egress),
     ("egress wildcard hosts", egress_wildcard_hosts),
+    ("external HTTPS proxy", external_https_proxy),
     ("envoy filter patches", envoy_filter_patches),
     ("scaling", scaling),
 ];

@@ -88,6 +88,10 @@ pub(crate) fn generate(push: &PushContext, proxy: &Proxy, type_url: &str, names:
                 let mut generated: Vec<GeneratedResource> = shared.as_ref().clone();
                 let mut inbound = cluster::proxy_clusters(push, proxy);
                 config_patch::cluster::apply(PatchContext::SidecarInbound, proxy, &patches, &mut inbound);
+                // An inbound cluster (say, one an ANY-context ADD put in both lists) of a name
+                // the outbound ones have: the outbound one stays, as 1.4's `normalizeClusters`.
+                let outbound: std::collections::HashSet<&str> = generated.iter().map(|r| r.name.as_str()).collect();
+                inbound.retain(|cluster| !outbound.contains(cluster.name.as_str()));
                 generated.extend(resources(inbound, |c| c.name.clone()));
                 generated
             }

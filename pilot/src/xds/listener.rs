@@ -375,13 +375,26 @@ impl OutboundPorts {
         let ip = service.address.clone().unwrap_or_else(|| "0.0.0.0".to_string());
         let chains = self.tls_chains.entry(format!("{ip}_{port}")).or_insert_with(|| (ip, port, Vec::new()));
         let service_cluster = ClusterName::outbound(port, "", &service.hostname).to_string();
+        // The VirtualServices whose hosts match the service's, wildcards included (1.4's
+        // `getConfigsForHost`): `*.wikipedia.org` routes on `www.wikipedia.org`'s port.
+        let mut routed = false;
         for vs in mesh_services.iter().copied() {
-            if !vs.spec.hosts.iter().any(|host| push.qualify(host, &vs.namespace) == service.hostname) {
+            if !vs
+                .spec
+                .hosts
+                .iter()
+                .any(|host| crate::model::hosts_match(&push.qualify(host, &vs.namespace), &service.hostname))
+            {
                 continue;
             }
             for (sni, clusters) in tls_routes(push, vs, port, None, |_| true) {
                 chains.2.push((sni, clusters));
+                routed = true;
             }
+        }
+        if routed {
+            // As 1.4: a port its VirtualServices route gets no chain of the service's own.
+            return;
         }
         // Without a VIP of its own the port is shared, so the service is told apart by SNI (its
         // hostname); with one, the whole address:port is the service's.
@@ -410,7 +423,7 @@ impl OutboundPorts {
         }
         let service_cluster = ClusterName::outbound(port, "", &service.hostname).to_string();
         let clusters = tcp_destinations(push, mesh_services.iter().copied(), port, None, |host| {
-            push.qualify(host, &service.namespace) == service.hostname
+            crate::model::hosts_match(&push.qualify(host, &service.namespace), &service.hostname)
         })
         .unwrap_or_else(|| vec![(service_cluster.clone(), 100)]);
         let chain = FilterChain { filters: vec![tcp_proxy_filter(&service_cluster, &clusters)], ..Default::default() };

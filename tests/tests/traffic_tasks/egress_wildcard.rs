@@ -160,14 +160,15 @@ spec:
         .pods()
         .into_iter()
         .find(|pod| pod["metadata"]["labels"]["istio"] == "egressgateway")
-        .and_then(|pod| pod["metadata"]["name"].as_str().map(|name| format!("{name}.istio-system")))
+        .and_then(|pod| pod["metadata"]["name"].as_str().map(str::to_string))
         .expect("the egress gateway's pod");
+    // The task reads the gateway's `clusters`; its stats count the same connections.
     let connections = || {
-        let (_, clusters, _) = mesh.istioctl(&[
+        let (_, stats, _) = mesh.istioctl(&[
             "x",
             "local",
             "exec",
-            gateway_pod.split('.').next().unwrap_or_default(),
+            &gateway_pod,
             "-n",
             "istio-system",
             "-c",
@@ -176,12 +177,12 @@ spec:
             "pilot-agent",
             "request",
             "GET",
-            "clusters",
+            "stats",
         ]);
-        clusters
+        stats
             .lines()
-            .filter(|line| line.starts_with("outbound|443||www.wikipedia.org") && line.contains("::cx_total::"))
-            .filter_map(|line| line.rsplit("::").next()?.trim().parse::<u64>().ok())
+            .filter_map(|line| line.strip_prefix("cluster.outbound|443||www.wikipedia.org.upstream_cx_total: "))
+            .filter_map(|value| value.trim().parse::<u64>().ok())
             .sum::<u64>()
     };
     until("both languages through the egress gateway", Duration::from_secs(60), || {

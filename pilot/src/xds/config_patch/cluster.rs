@@ -39,6 +39,20 @@ pub(crate) fn apply(
             }
         }
     }
+    dedupe(clusters);
+}
+
+/// Clusters of one name after patching: the first stays, as 1.4's `normalizeClusters` kept
+/// it (an ADD of a name that exists would otherwise make Envoy refuse the whole update).
+pub(crate) fn dedupe(clusters: &mut Vec<Cluster>) {
+    let mut seen = std::collections::HashSet::new();
+    clusters.retain(|cluster| {
+        let first = seen.insert(cluster.name.clone());
+        if !first {
+            tracing::warn!(cluster = %cluster.name, "an EnvoyFilter added a cluster of a name that exists; the first stays");
+        }
+        first
+    });
 }
 
 #[cfg(test)]
@@ -118,5 +132,20 @@ mod tests {
         apply(PatchContext::Gateway, &proxy, &filters, &mut gateway);
         assert_eq!(names(&gateway), ["cluster1", "cluster2"]);
         assert!(gateway.iter().all(merged));
+    }
+
+    /// An ADD of a cluster name that exists keeps the first, as 1.4's `normalizeClusters`.
+    #[test]
+    fn an_added_cluster_of_an_existing_name_is_dropped() {
+        let filters = one_per_patch(
+            "default",
+            &["{applyTo: CLUSTER, match: {context: SIDECAR_OUTBOUND}, patch: {operation: ADD, value: {name: existing, connect_timeout: 5s}}}"],
+        );
+        let filters: Vec<&PreparedEnvoyFilter> = filters.iter().collect();
+        let mut clusters = vec![cluster("existing"), cluster("other")];
+        let proxy = crate::testing::sidecar("default", "10.1.0.9", &[]);
+        apply(PatchContext::SidecarOutbound, &proxy, &filters, &mut clusters);
+        assert_eq!(names(&clusters), ["existing", "other"]);
+        assert_eq!(clusters[0].connect_timeout, None, "the first one stays");
     }
 }

@@ -18,7 +18,7 @@ use prost::Message;
 
 use super::matching::{
     common_match, filter_chain_match, has_http_filter_match, has_network_filter_match, http_filter_match,
-    listener_match, network_filter_match,
+    listener_match, network_filter_match, whole_listener_match,
 };
 use super::merge::{merge, merge_http_filter, merge_network_filter};
 use super::prepared::{PreparedEnvoyFilter, PreparedPatch};
@@ -64,7 +64,7 @@ impl Patching<'_> {
     /// Patches one listener; false when it is removed.
     fn listener(&self, listener: &mut Listener) -> bool {
         for patch in self.patches(ApplyTo::Listener) {
-            if !listener_match(listener, patch) {
+            if !whole_listener_match(listener, patch) {
                 continue;
             }
             match (patch.operation, &patch.value) {

@@ -117,13 +117,24 @@ fn chain_port(chain: &FilterChain) -> Option<u32> {
 
 /// The listener is the one named, on the port named: its own port, or (for `virtualInbound`
 /// and other listeners that sort connections by original port) a port one of its filter
-/// chains takes.
+/// chains takes — for patches below the listener, which then reach only those chains.
 pub(crate) fn listener_match(listener: &Listener, patch: &PreparedPatch) -> bool {
     let Some(wanted) = listener_match_of(patch) else { return true };
     if wanted.port_number != 0
         && listener_port(listener) != Some(wanted.port_number)
         && !listener.filter_chains.iter().any(|chain| chain_port(chain) == Some(wanted.port_number))
     {
+        return false;
+    }
+    wanted.name.is_empty() || wanted.name == listener.name
+}
+
+/// For a patch of the listener itself (LISTENER MERGE or REMOVE): the listener is the one on
+/// the port named, by its own port only. A port one of `virtualInbound`'s chains takes is not
+/// the listener's: removing "the listener on 9080" must not take all inbound traffic with it.
+pub(crate) fn whole_listener_match(listener: &Listener, patch: &PreparedPatch) -> bool {
+    let Some(wanted) = listener_match_of(patch) else { return true };
+    if wanted.port_number != 0 && listener_port(listener) != Some(wanted.port_number) {
         return false;
     }
     wanted.name.is_empty() || wanted.name == listener.name

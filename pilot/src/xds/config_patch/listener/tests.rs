@@ -245,3 +245,35 @@ fn ports_of_virtual_listener_chains() {
     assert_eq!(listeners[0].filter_chains[0].filters, named_filters(&["first", "tcp"]));
     assert_eq!(listeners[0].filter_chains[1].filters, named_filters(&["tcp"]));
 }
+
+/// A LISTENER REMOVE or MERGE by port names the listener on that port: not `virtualInbound`,
+/// which only takes the port through one of its chains (1.4's REMOVE of port 12345).
+#[test]
+fn listener_patches_by_port_leave_virtual_inbound_whole() {
+    let filters = one_per_patch(
+        "default",
+        &[
+            "{applyTo: LISTENER, match: {context: SIDECAR_INBOUND, listener: {portNumber: 9080}}, patch: {operation: REMOVE}}",
+            "{applyTo: LISTENER, match: {context: SIDECAR_INBOUND, listener: {portNumber: 9080}},
+              patch: {operation: MERGE, value: {per_connection_buffer_limit_bytes: 1024}}}",
+        ],
+    );
+    let filters: Vec<&PreparedEnvoyFilter> = filters.iter().collect();
+    let chain = |port: u32| FilterChain {
+        filter_chain_match: Some(FilterChainMatch {
+            destination_port: Some(envoy_types::pb::google::protobuf::UInt32Value { value: port }),
+            ..Default::default()
+        }),
+        filters: named_filters(&["tcp"]),
+        ..Default::default()
+    };
+    let mut listeners = vec![
+        listener("virtualInbound", Some(15006), vec![chain(9080), chain(9090)]),
+        listener("10.1.0.9_9080", Some(9080), vec![chain(9080)]),
+    ];
+    apply(PatchContext::SidecarInbound, &sidecar(), &filters, &mut listeners, true);
+    let names: Vec<&str> = listeners.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(names, ["virtualInbound"], "only the listener on 9080 itself is removed");
+    assert_eq!(listeners[0].filter_chains.len(), 2, "virtualInbound keeps every chain");
+    assert_eq!(listeners[0].per_connection_buffer_limit_bytes, None, "nor is it merged into");
+}

@@ -1,0 +1,84 @@
+//! Using an external HTTPS proxy: the application talks to a CONNECT proxy outside the mesh
+//! (its own network namespace), which the mesh knows only as a TCP ServiceEntry by address.
+
+use e2e::outside::{OutsideHost, ADDRESS, NGINX_ADDRESS, PROXY_PORT};
+
+use super::*;
+
+/// The page behind the proxy.
+const WIKIPEDIA: &str = "server {
+  listen 443 ssl;
+  ssl_certificate {dir}/tls.crt;
+  ssl_certificate_key {dir}/tls.key;
+  location / {
+    default_type text/html;
+    return 200 '<html><head><title>Wikipedia, the free encyclopedia</title></head></html>\\n';
+  }
+}
+";
+
+/// With `REGISTRY_ONLY`, `HTTPS_PROXY=PROXY curl https://en.wikipedia.org/…` fails until the
+/// task's TCP ServiceEntry for the proxy's address is applied; then the page comes, the
+/// sidecar's log has the TCP connection on `outbound|3128||my-company-proxy.com`, and the
+/// proxy's log has the CONNECT.
+pub(crate) fn external_https_proxy(mesh: &LocalMesh) {
+    let mut outside = OutsideHost::start();
+    let ca = e2e::certs::TestCa::new();
+    let (cert, key) = ca.issue(&["en.wikipedia.org"]);
+    outside.serve_nginx(WIKIPEDIA, &[("tls.crt", cert.as_bytes()), ("tls.key", key.as_bytes())], &[443]);
+    outside.serve_connect_proxy(&format!("{NGINX_ADDRESS} en.wikipedia.org\n"));
+    mesh.apply(&sample("sleep/sleep.yaml"));
+    mesh.wait_ready("sleep", "default", 1);
+    set_outbound_traffic_policy(mesh, "REGISTRY_ONLY");
+
+    let proxy = format!("{ADDRESS}:{PROXY_PORT}");
+    let script = format!("HTTPS_PROXY={proxy} curl -sk --max-time 10 https://en.wikipedia.org/wiki/Main_Page");
+    let page = || mesh.try_exec("sleep", "sleep", &["sh", "-c", &script]).1;
+    let title = "<title>Wikipedia, the free encyclopedia</title>";
+    until("the proxy is out of reach without a ServiceEntry", Duration::from_secs(60), || {
+        let page = page();
+        if page.contains(title) {
+            Err("the page came without a ServiceEntry".to_string())
+        } else {
+            Ok(())
+        }
+    });
+    mesh.apply_yaml(&format!(
+        "apiVersion: networking.istio.io/v1alpha3
+kind: ServiceEntry
+metadata:
+  name: proxy
+spec:
+  hosts:
+  - my-company-proxy.com # ignored
+  addresses:
+  - {ADDRESS}/32
+  ports:
+  - number: {PROXY_PORT}
+    name: tcp
+    protocol: TCP
+  location: MESH_EXTERNAL
+"
+    ));
+    until("the page through the proxy", Duration::from_secs(60), || {
+        let page = page();
+        if page.contains(title) {
+            Ok(())
+        } else {
+            Err(page)
+        }
+    });
+    // Envoy writes its access log out every few seconds.
+    let cluster = format!("outbound|{PROXY_PORT}||my-company-proxy.com");
+    until("the sidecar's log line for the connection to the proxy", Duration::from_secs(30), || {
+        let (_, sidecar_log, _) = mesh.istioctl(&["x", "local", "logs", "sleep", "-c", "istio-proxy"]);
+        if sidecar_log.lines().any(|line| line.contains(&cluster)) {
+            Ok(())
+        } else {
+            Err(sidecar_log.lines().filter(|line| line.contains("3128")).collect::<Vec<_>>().join("\n"))
+        }
+    });
+    let proxy_log = outside.proxy_log();
+    assert!(proxy_log.contains("CONNECT en.wikipedia.org:443"), "the proxy's log has the CONNECT:\n{proxy_log}");
+    mesh.set_external_hosts("");
+}
