@@ -274,8 +274,10 @@ impl Controller {
         };
         if !self.view.accounts.contains(account) {
             // The account is gone: so is its Secret.
-            if self.view.secrets.remove(account).is_some() {
+            if self.view.secrets.contains_key(account) {
+                // Forgotten only once deleted, so a failed delete is tried again.
                 self.store.delete(&secret_key).await?;
+                self.view.secrets.remove(account);
                 self.metrics.deleted_with_account.inc();
                 self.metrics
                     .secret_expiry

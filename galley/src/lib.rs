@@ -117,13 +117,13 @@ pub async fn start(config: Config) -> Result<Running, GalleyError> {
                 .map_err(|error| GalleyError::Source { path: path.display().to_string(), reason: error.to_string() })?,
         ),
         Source::Kubernetes(client) => Box::new(
-            KubernetesStore::new(client.clone(), {
-                let mut kinds = galley_kinds();
-                if source::ingress_settings(&config.snapshot).mode != istio_config::kube_ingress::ControllerMode::Off {
-                    kinds.push(istio_config::store::kubernetes::ingress_kind());
-                }
-                kinds
-            })
+            KubernetesStore::new(
+                client.clone(),
+                istio_config::store::kubernetes::with_ingress(
+                    galley_kinds(),
+                    source::ingress_settings(&config.snapshot).mode,
+                ),
+            )
             .map_err(|error| GalleyError::Source { path: "kubernetes".to_string(), reason: error.to_string() })?,
         ),
     };

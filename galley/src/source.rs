@@ -77,7 +77,8 @@ fn kept_kubernetes_input(key: &istio_config::object::ObjectKey) -> bool {
 fn build_snapshot(accepted: &AcceptedObjects, generation: u64, settings: &SnapshotSettings) -> Snapshot {
     let objects = accepted.objects();
     let from_ingresses = istio_config::kube_ingress::convert(objects.values(), &ingress_settings(settings));
-    let mut collections = snapshot::istio_collections(objects.values().chain(&from_ingresses));
+    // Converted objects first, so a user's object of the same name wins.
+    let mut collections = snapshot::istio_collections(from_ingresses.iter().chain(objects.values()));
     collections.insert(
         kinds::SYNTHETIC_SERVICE_ENTRIES.to_string(),
         Arc::new(synthetic::collection(objects.values(), &settings.domain_suffix, &settings.trust_domain)),

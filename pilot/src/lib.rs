@@ -5,6 +5,7 @@
 //! addresses and a handle that stops it; `main.rs` only parses flags.
 
 pub(crate) mod debug;
+pub(crate) mod host;
 pub mod jwks;
 pub(crate) mod mcp;
 pub mod meshconfig;
@@ -138,13 +139,10 @@ pub async fn start(config: Config) -> Result<Running, PilotError> {
         ),
         ConfigSource::Kubernetes(client) => run_store(
             Box::new(
-                KubernetesStore::new(client.clone(), {
-                    let mut kinds = pilot_kinds();
-                    if config.settings.mesh.ingress.mode != istio_config::kube_ingress::ControllerMode::Off {
-                        kinds.push(istio_config::store::kubernetes::ingress_kind());
-                    }
-                    kinds
-                })
+                KubernetesStore::new(
+                    client.clone(),
+                    istio_config::store::kubernetes::with_ingress(pilot_kinds(), config.settings.mesh.ingress.mode),
+                )
                 .map_err(|error| PilotError::Source("kubernetes".to_string(), error.to_string()))?,
             ),
             true,

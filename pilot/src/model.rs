@@ -62,7 +62,7 @@ impl Protocol {
 
     /// Upstream connections speak HTTP/2.
     pub fn is_http2(self) -> bool {
-        matches!(self, Protocol::Http2 | Protocol::Grpc)
+        matches!(self, Protocol::Http2 | Protocol::Grpc | Protocol::GrpcWeb)
     }
 }
 
@@ -196,15 +196,6 @@ impl<T> Named<T> {
 /// The root namespace of a mesh config that names none: its selector-less Sidecar is the
 /// mesh-wide default, and its DestinationRules and EnvoyFilters apply to every namespace.
 pub const DEFAULT_ROOT_NAMESPACE: &str = "istio-system";
-
-/// 1.4's `host.Name.Matches`: two host names match when they are equal, or when either is a
-/// wildcard (`*.wikipedia.org`, `*`) that covers the other.
-pub fn hosts_match(one: &str, other: &str) -> bool {
-    let covers = |wildcard: &str, host: &str| {
-        wildcard.strip_prefix('*').is_some_and(|suffix| host.ends_with(suffix) || (suffix.is_empty()))
-    };
-    one == other || covers(one, other) || covers(other, one)
-}
 
 /// Whether an `exportTo` list lets `namespace` see an object from `owner_namespace`.
 pub fn exported_to(export_to: &[String], owner_namespace: &str, namespace: &str) -> bool {
@@ -493,17 +484,6 @@ impl PushContext {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn host_names_match_as_1_4s() {
-        assert!(hosts_match("www.wikipedia.org", "www.wikipedia.org"));
-        assert!(hosts_match("*.wikipedia.org", "www.wikipedia.org"));
-        assert!(hosts_match("www.wikipedia.org", "*.wikipedia.org"));
-        assert!(hosts_match("*", "anything.example"));
-        assert!(hosts_match("*.org", "*.wikipedia.org"));
-        assert!(!hosts_match("*.wikipedia.org", "wikipedia.org"));
-        assert!(!hosts_match("en.wikipedia.org", "de.wikipedia.org"));
-    }
 
     #[test]
     fn service_entries_become_services() {

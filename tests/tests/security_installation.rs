@@ -486,8 +486,9 @@ fn identity_through_sds(plane: Plane) {
             "values.gateways.istio-ingressgateway.sds.enabled=true",
         ],
     );
-    let (_, page) = mesh.page(None);
-    assert!(page.contains("Book Details") && page.contains("Reviewer1"), "{page}");
+    mesh.settle(None, "Bookinfo with SDS identities", 3, |_, page| {
+        page.contains("Book Details") && page.contains("Reviewer1")
+    });
     let pod = mesh
         .pods()
         .into_iter()

@@ -231,13 +231,21 @@ fn querying_metrics(mesh: &LocalMesh) {
     );
     // Each reporter counts each request once: the gateway's and productpage's counts agree
     // within the batches still on their way.
-    let count = |labels: &[&str]| -> f64 {
-        series(&text, "istio_requests_total", labels)
+    let count = |text: &str, labels: &[&str]| -> f64 {
+        series(text, "istio_requests_total", labels)
             .iter()
             .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
     };
-    let server = count(&["reporter=\"destination\"", "destination_app=\"productpage\""]);
+    // Three pages were asked for; reports still in a batch arrive within a few seconds.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut text = text;
+    let mut server = count(&text, &["reporter=\"destination\"", "destination_app=\"productpage\""]);
+    while server < 3.0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+        text = e2e::http_get(&metrics_address(), "/metrics").1;
+        server = count(&text, &["reporter=\"destination\"", "destination_app=\"productpage\""]);
+    }
     assert!(server >= 3.0, "{:?}: productpage counted {server} times:\n{text}", mesh.plane);
     let secured = series(&text, "istio_requests_total", &["reporter=\"destination\"", "destination_app=\"details\""]);
     assert!(

@@ -348,7 +348,7 @@ fn server_tcp_destinations(
                 .any(|server_host| server_host_admits(&gateway.namespace, server_host, &vs.namespace, host))
         })
     });
-    tcp_destinations(push, bound, port, Some(&full), |_| true)
+    tcp_destinations(push, bound, port, Some(&full), |_, _| true)
         .unwrap_or_else(|| vec![(BLACKHOLE_CLUSTER.to_string(), 100)])
 }
 

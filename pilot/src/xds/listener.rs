@@ -217,10 +217,10 @@ pub(super) fn tcp_destinations<'a>(
     services: impl Iterator<Item = &'a Named<net::VirtualService>>,
     port: u32,
     gateway: Option<&str>,
-    host_filter: impl Fn(&str) -> bool,
+    host_filter: impl Fn(&str, &str) -> bool,
 ) -> Option<Vec<(String, u32)>> {
     for vs in services {
-        if !vs.spec.hosts.iter().any(|host| host_filter(host)) {
+        if !vs.spec.hosts.iter().any(|host| host_filter(host, &vs.namespace)) {
             continue;
         }
         for tcp in &vs.spec.tcp {
@@ -383,7 +383,7 @@ impl OutboundPorts {
                 .spec
                 .hosts
                 .iter()
-                .any(|host| crate::model::hosts_match(&push.qualify(host, &vs.namespace), &service.hostname))
+                .any(|host| crate::host::hosts_match(&push.qualify(host, &vs.namespace), &service.hostname))
             {
                 continue;
             }
@@ -422,8 +422,9 @@ impl OutboundPorts {
             return;
         }
         let service_cluster = ClusterName::outbound(port, "", &service.hostname).to_string();
-        let clusters = tcp_destinations(push, mesh_services.iter().copied(), port, None, |host| {
-            crate::model::hosts_match(&push.qualify(host, &service.namespace), &service.hostname)
+        // A VirtualService's short host names a service of its own namespace.
+        let clusters = tcp_destinations(push, mesh_services.iter().copied(), port, None, |host, namespace| {
+            crate::host::hosts_match(&push.qualify(host, namespace), &service.hostname)
         })
         .unwrap_or_else(|| vec![(service_cluster.clone(), 100)]);
         let chain = FilterChain { filters: vec![tcp_proxy_filter(&service_cluster, &clusters)], ..Default::default() };

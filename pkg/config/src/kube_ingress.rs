@@ -177,14 +177,15 @@ fn virtual_services(ingresses: &[&Object], settings: &IngressSettings) -> BTreeM
                 .filter_map(|path| {
                     let route = backend_route(path.get("backend")?, v1, ingress.namespace(), &settings.domain_suffix);
                     if route.is_none() {
-                        tracing::info!(ingress = %ingress.key(), host, "an Ingress path without a usable backend (a numbered Service port); skipped");
+                        tracing::info!(ingress = %ingress.key(), host, "an Ingress path whose backend is not a Service on a numbered port; skipped");
                     }
                     let mut route = route?;
-                    if let Some(uri) = uri_match(path, v1) {
-                        route["match"] = json!([{"uri": uri}]);
+                    let uris = uri_matches(path, v1);
+                    route["match"] = if uris.is_empty() {
+                        json!([{}])
                     } else {
-                        route["match"] = json!([{}]);
-                    }
+                        Value::Array(uris.into_iter().map(|uri| json!({"uri": uri})).collect())
+                    };
                     Some(route)
                 })
                 .collect();
@@ -196,7 +197,9 @@ fn virtual_services(ingresses: &[&Object], settings: &IngressSettings) -> BTreeM
                     http.sort_by_key(|route| route.pointer("/match/0/uri/exact").is_none());
                 }
                 None => {
-                    let name = format!("{}-{}-{GATEWAY_NAME}", rule_host.replace('.', "-"), ingress.name());
+                    // A wildcard host's `*` is spelled `wild`, so the name stays a valid one.
+                    let prefix = rule_host.replace('*', "wild").replace('.', "-");
+                    let name = format!("{prefix}-{}-{GATEWAY_NAME}", ingress.name());
                     let spec = json!({
                         "hosts": [host],
                         "gateways": [format!("{}/{GATEWAY_NAME}", settings.gateway_namespace)],
@@ -230,21 +233,26 @@ fn backend_route(backend: &Value, v1: bool, namespace: &str, domain_suffix: &str
     }))
 }
 
-/// A path's URI match: `pathType` for `networking.k8s.io/v1` (Exact, Prefix), else 1.4's
-/// rule — a path ending in `.*` or `/*` is a prefix without it, any other an exact path.
-fn uri_match(path: &Value, v1: bool) -> Option<Value> {
-    let text = path.get("path").and_then(Value::as_str).filter(|text| !text.is_empty())?;
+/// A path's URI matches (any of them): `pathType` for `networking.k8s.io/v1` — Exact, or Prefix
+/// by whole path segments (`/status` takes `/status` and `/status/…`, not `/statusx`) — else
+/// 1.4's rule: a path ending in `.*` or `/*` is a prefix without it, any other an exact path.
+/// None for no path (every request).
+fn uri_matches(path: &Value, v1: bool) -> Vec<Value> {
+    let Some(text) = path.get("path").and_then(Value::as_str).filter(|text| !text.is_empty()) else {
+        return Vec::new();
+    };
     if v1 {
         match path.get("pathType").and_then(Value::as_str) {
-            Some("Exact") => return Some(json!({"exact": text})),
-            Some("Prefix") => return Some(json!({"prefix": text})),
+            Some("Exact") => return vec![json!({"exact": text})],
+            Some("Prefix") if text.ends_with('/') => return vec![json!({"prefix": text})],
+            Some("Prefix") => return vec![json!({"exact": text}), json!({"prefix": format!("{text}/")})],
             _ => {}
         }
     }
     if let Some(prefix) = text.strip_suffix(".*").or_else(|| text.strip_suffix("/*")) {
-        return Some(json!({"prefix": prefix}));
+        return vec![json!({"prefix": prefix})];
     }
-    Some(json!({"exact": text}))
+    vec![json!({"exact": text})]
 }
 
 #[cfg(test)]

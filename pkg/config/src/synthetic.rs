@@ -25,7 +25,7 @@ pub fn protocol_from_port_name(name: &str, kubernetes_protocol: &str) -> &'stati
     if kubernetes_protocol.eq_ignore_ascii_case("UDP") {
         return "UDP";
     }
-    if name.len() >= "grpc-web".len() && name[.."grpc-web".len()].eq_ignore_ascii_case("grpc-web") {
+    if name.get(.."grpc-web".len()).is_some_and(|prefix| prefix.eq_ignore_ascii_case("grpc-web")) {
         return "GRPC-Web";
     }
     let prefix = name.split('-').next().unwrap_or_default().to_ascii_lowercase();

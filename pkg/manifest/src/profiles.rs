@@ -62,6 +62,9 @@ pub fn parse_scalar(text: &str) -> Value {
     }
 }
 
+/// The largest list index a `--set` path may name, as Helm's `--set` limits it.
+const MAX_LIST_INDEX: usize = 65536;
+
 /// One element of a `--set` path: an object key, or a list index (`secretVolumes[2]`, or
 /// `[2]` as an element of its own, as 1.4's paths write it).
 #[derive(Debug, PartialEq)]
@@ -122,6 +125,9 @@ pub fn set_path(target: &mut Value, path: &str, value: Value) -> anyhow::Result<
                     *current = Value::Array(Vec::new());
                 }
                 let list = current.as_array_mut().with_context(|| format!("{} is not a list", here()))?;
+                if *index >= MAX_LIST_INDEX {
+                    bail!("{}[{index}]: a list index must be below {MAX_LIST_INDEX}", here());
+                }
                 if list.len() <= *index {
                     list.resize(index + 1, Value::Null);
                 }
@@ -183,6 +189,7 @@ mod tests {
             ("a[1", "unclosed"),
             ("a[1]b", "text after an index"),
             ("a..b", "empty path element"),
+            ("huge[99999999999]", "must be below 65536"),
         ] {
             let error = format!("{:#}", set_path(&mut values, bad, json!(1)).unwrap_err());
             assert!(error.contains(why), "{bad}: {error}");

@@ -584,7 +584,7 @@ impl Controller {
         // after this pass listed Services (Endpoints written by hand with their Service).
         for object in existing.into_values() {
             let service = objects::key("", "Service", object.namespace(), object.name());
-            if matches!(self.store.get(&service).await, Ok(Some(_))) {
+            if !matches!(self.store.get(&service).await, Ok(None)) {
                 result.push(object);
                 continue;
             }

@@ -151,7 +151,10 @@ async fn answer(query: &[u8], records: &Records, upstream: &[SocketAddr]) -> Opt
         .add_query(question.clone());
     if let Some(target) = records.alias(&fqdn) {
         response.set_authoritative(true);
-        let target_name = Name::from_ascii(format!("{target}.")).ok()?;
+        let Ok(target_name) = Name::from_ascii(format!("{target}.")) else {
+            response.set_response_code(ResponseCode::ServFail);
+            return response.to_vec().ok();
+        };
         response.add_answer(Record::from_rdata(question.name().clone(), TTL, RData::CNAME(CNAME(target_name.clone()))));
         if question.query_type() == RecordType::A {
             response.add_answers(target_addresses(&target, &target_name, records, upstream).await);

@@ -145,9 +145,12 @@ pub const NODE_AGENT_SOCKET: &str = "/var/run/sds/uds_path";
 /// Citadel as a volume of the same name.
 pub const CITADEL_CA_SECRET: &str = "cacerts";
 
+/// The profile component of the ingress gateway.
+pub const INGRESS_GATEWAY: &str = "gateways.components.ingressGateway";
+
 /// The gateway manifests, by the profile component that enables each.
 pub const GATEWAYS: [(&str, &str); 2] = [
-    ("gateways.components.ingressGateway", include_str!("../../../install/gateways/ingressgateway.yaml")),
+    (INGRESS_GATEWAY, include_str!("../../../install/gateways/ingressgateway.yaml")),
     ("gateways.components.egressGateway", include_str!("../../../install/gateways/egressgateway.yaml")),
 ];
 
@@ -406,7 +409,7 @@ impl Plan {
             .map(|(path, text)| crate::gateways::render(text, path, &values))
             .collect::<anyhow::Result<Vec<String>>>()?;
         // `values.global.k8sIngress.enabled`: the Gateway converted Ingresses are bound to.
-        if self.enabled(GATEWAYS[0].0) {
+        if self.enabled(INGRESS_GATEWAY) {
             if let Some(gateway) = istio_manifest::k8s_ingress::preconfigured_gateway(self.values(), SYSTEM_NAMESPACE) {
                 manifests.push(serde_yaml::to_string(&gateway)?);
             }

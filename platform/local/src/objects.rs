@@ -128,7 +128,7 @@ pub enum IdentityError {
 pub fn is_data_key(key: &str) -> bool {
     !key.is_empty()
         && key != "."
-        && key != ".."
+        && !key.starts_with("..")
         && key.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 

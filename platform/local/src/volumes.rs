@@ -149,7 +149,15 @@ fn sync_files(dir: &Path, files: &[(String, Vec<u8>)], mode: u32) -> anyhow::Res
     for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with(STAGING_PREFIX) || wanted.contains(name.as_str()) || !entry.file_type()?.is_file() {
+        if name.starts_with(STAGING_PREFIX) {
+            // Another writer's, unless a crash left it behind long ago.
+            let stale = entry.metadata().ok().and_then(|meta| meta.modified().ok()).and_then(|at| at.elapsed().ok());
+            if stale.is_some_and(|age| age > std::time::Duration::from_secs(60)) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+            continue;
+        }
+        if wanted.contains(name.as_str()) || !entry.file_type()?.is_file() {
             continue;
         }
         match std::fs::remove_file(entry.path()) {
@@ -323,6 +331,9 @@ mod tests {
                 writer.join().unwrap();
             }
         });
+        let contents = |name: &str| std::fs::read(dir.path().join(name)).ok();
+        let chain = contents("cert-chain.pem");
+        assert!(chain == Some(b"chain".to_vec()) || chain == Some(b"other chain".to_vec()), "a whole file: {chain:?}");
         sync_files(dir.path(), &full, 0o644).unwrap();
         let mut names: Vec<_> =
             std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();

@@ -29,18 +29,27 @@ pub(crate) fn external_https_proxy(mesh: &LocalMesh) {
     outside.serve_connect_proxy(&format!("{NGINX_ADDRESS} en.wikipedia.org\n"));
     mesh.apply(&sample("sleep/sleep.yaml"));
     mesh.wait_ready("sleep", "default", 1);
-    set_outbound_traffic_policy(mesh, "REGISTRY_ONLY");
 
     let proxy = format!("{ADDRESS}:{PROXY_PORT}");
     let script = format!("HTTPS_PROXY={proxy} curl -sk --max-time 10 https://en.wikipedia.org/wiki/Main_Page");
     let page = || mesh.try_exec("sleep", "sleep", &["sh", "-c", &script]).1;
     let title = "<title>Wikipedia, the free encyclopedia</title>";
-    until("the proxy is out of reach without a ServiceEntry", Duration::from_secs(60), || {
-        let page = page();
-        if page.contains(title) {
-            Err("the page came without a ServiceEntry".to_string())
-        } else {
+    until("the page through the proxy under ALLOW_ANY", Duration::from_secs(60), || {
+        if page().contains(title) {
             Ok(())
+        } else {
+            Err("no page".to_string())
+        }
+    });
+    set_outbound_traffic_policy(mesh, "REGISTRY_ONLY");
+    // Three refusals in a row: REGISTRY_ONLY has reached the sidecar.
+    let mut refused = 0;
+    until("the proxy is out of reach without a ServiceEntry", Duration::from_secs(60), || {
+        refused = if page().contains(title) { 0 } else { refused + 1 };
+        if refused >= 3 {
+            Ok(())
+        } else {
+            Err(format!("{refused} refusals in a row"))
         }
     });
     mesh.apply_yaml(&format!(

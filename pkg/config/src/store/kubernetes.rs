@@ -56,6 +56,14 @@ pub fn ingress_kind() -> TypeKey {
     TypeKey::new("networking.k8s.io", "Ingress")
 }
 
+/// `kinds`, with Ingresses when the mesh takes them (`ingressControllerMode` not OFF).
+pub fn with_ingress(mut kinds: Vec<TypeKey>, mode: crate::kube_ingress::ControllerMode) -> Vec<TypeKey> {
+    if mode != crate::kube_ingress::ControllerMode::Off {
+        kinds.push(ingress_kind());
+    }
+    kinds
+}
+
 /// The kinds Galley reads: the 1.4 Istio CRDs (not the legacy per-adapter kinds, which 1.4
 /// did not install) and the inputs of synthetic service entries.
 pub fn galley_kinds() -> Vec<TypeKey> {
