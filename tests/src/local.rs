@@ -163,6 +163,14 @@ impl LocalMesh {
         list["items"].as_array().cloned().unwrap_or_default()
     }
 
+    /// The name of a pod labelled `label=value`, in any namespace.
+    pub fn pod_name(&self, label: &str, value: &str) -> Option<String> {
+        self.pods()
+            .into_iter()
+            .find(|pod| pod["metadata"]["labels"][label] == value)
+            .and_then(|pod| pod["metadata"]["name"].as_str().map(str::to_string))
+    }
+
     /// Waits until `count` pods labelled `app` in `namespace` are ready.
     pub fn wait_ready(&self, app: &str, namespace: &str, count: usize) {
         self.wait_ready_labelled("app", app, namespace, count);

@@ -130,6 +130,13 @@ impl OutsideHost {
         self.nginx = Some((process, dir));
     }
 
+    /// [`OutsideHost::serve_nginx`] with `tls.crt` and `tls.key` in `{dir}`: a certificate for
+    /// `names` from a throwaway CA (clients of these servers do not verify it).
+    pub fn serve_nginx_with_certificate(&mut self, servers: &str, names: &[&str], ports: &[u16]) {
+        let (cert, key) = crate::certs::TestCa::new().issue(names);
+        self.serve_nginx(servers, &[("tls.crt", cert.as_bytes()), ("tls.key", key.as_bytes())], ports);
+    }
+
     /// The outside nginx's access log so far.
     pub fn nginx_log(&self) -> String {
         self.nginx

@@ -53,9 +53,7 @@ fn sleep_curl(mesh: &LocalMesh, args: &[&str]) -> String {
 
 fn start_outside_cnn(mesh: &LocalMesh) -> OutsideHost {
     let mut outside = OutsideHost::start();
-    let ca = e2e::certs::TestCa::new();
-    let (cert, key) = ca.issue(&["edition.cnn.com"]);
-    outside.serve_nginx(EDITION_CNN_HTTPS, &[("tls.crt", cert.as_bytes()), ("tls.key", key.as_bytes())], &[443]);
+    outside.serve_nginx_with_certificate(EDITION_CNN_HTTPS, &["edition.cnn.com"], &[443]);
     mesh.set_external_hosts(&format!("{NGINX_ADDRESS} edition.cnn.com\n"));
     mesh.apply(&sample("sleep/sleep.yaml"));
     mesh.wait_ready("sleep", "default", 1);
@@ -557,12 +555,7 @@ pub(crate) fn egress_gateway_mutual_tls_origination(mesh: &LocalMesh) {
     mesh.wait_ready("sleep", "default", 1);
 
     // The certificates are in the running egress gateway, as the task checks with `ls`.
-    let gateway_pod = mesh
-        .pods()
-        .into_iter()
-        .find(|pod| pod["metadata"]["labels"]["istio"] == "egressgateway")
-        .and_then(|pod| pod["metadata"]["name"].as_str().map(str::to_string))
-        .expect("the egress gateway's pod");
+    let gateway_pod = mesh.pod_name("istio", "egressgateway").expect("the egress gateway's pod");
     until("the client certificates in the egress gateway", Duration::from_secs(30), || {
         let (_, listing, err) = mesh.istioctl(&[
             "x",

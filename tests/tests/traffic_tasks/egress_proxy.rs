@@ -4,18 +4,7 @@
 use e2e::outside::{OutsideHost, ADDRESS, NGINX_ADDRESS, PROXY_PORT};
 
 use super::*;
-
-/// The page behind the proxy.
-const WIKIPEDIA: &str = "server {
-  listen 443 ssl;
-  ssl_certificate {dir}/tls.crt;
-  ssl_certificate_key {dir}/tls.key;
-  location / {
-    default_type text/html;
-    return 200 '<html><head><title>Wikipedia, the free encyclopedia</title></head></html>\\n';
-  }
-}
-";
+use crate::egress_services::WIKIPEDIA;
 
 /// With `REGISTRY_ONLY`, `HTTPS_PROXY=PROXY curl https://en.wikipedia.org/…` fails until the
 /// task's TCP ServiceEntry for the proxy's address is applied; then the page comes, the
@@ -23,9 +12,7 @@ const WIKIPEDIA: &str = "server {
 /// proxy's log has the CONNECT.
 pub(crate) fn external_https_proxy(mesh: &LocalMesh) {
     let mut outside = OutsideHost::start();
-    let ca = e2e::certs::TestCa::new();
-    let (cert, key) = ca.issue(&["en.wikipedia.org"]);
-    outside.serve_nginx(WIKIPEDIA, &[("tls.crt", cert.as_bytes()), ("tls.key", key.as_bytes())], &[443]);
+    outside.serve_nginx_with_certificate(WIKIPEDIA, &["en.wikipedia.org"], &[443]);
     outside.serve_connect_proxy(&format!("{NGINX_ADDRESS} en.wikipedia.org\n"));
     mesh.apply(&sample("sleep/sleep.yaml"));
     mesh.wait_ready("sleep", "default", 1);

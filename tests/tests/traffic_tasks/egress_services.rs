@@ -6,8 +6,8 @@ use e2e::outside::{OutsideHost, ADDRESS, NGINX_ADDRESS};
 
 use super::*;
 
-/// The outside `en.wikipedia.org`: HTTPS with the page title the task greps for.
-const WIKIPEDIA: &str = "server {
+/// The outside `en.wikipedia.org`: HTTPS with the page title the tasks grep for.
+pub(crate) const WIKIPEDIA: &str = "server {
   listen 443 ssl;
   ssl_certificate {dir}/tls.crt;
   ssl_certificate_key {dir}/tls.key;
@@ -43,9 +43,7 @@ fn title(page: &str) -> Option<&str> {
 /// Endpoints with the external address) serves Wikipedia's page at its ClusterIP to both.
 pub(crate) fn kubernetes_services_for_egress(mesh: &LocalMesh) {
     let mut outside = OutsideHost::start();
-    let ca = e2e::certs::TestCa::new();
-    let (cert, key) = ca.issue(&["en.wikipedia.org"]);
-    outside.serve_nginx(WIKIPEDIA, &[("tls.crt", cert.as_bytes()), ("tls.key", key.as_bytes())], &[443]);
+    outside.serve_nginx_with_certificate(WIKIPEDIA, &["en.wikipedia.org"], &[443]);
     mesh.set_external_hosts(&format!("{ADDRESS} httpbin.org\n"));
     let (code, out, err) = mesh.istioctl(&["x", "local", "create", "namespace", "without-istio"]);
     assert!(code == 0 || err.contains("AlreadyExists"), "{out}{err}");

@@ -124,9 +124,7 @@ fn status_lines(mesh: &LocalMesh, url: &str) -> Vec<String> {
 /// page at once, and the server logs it as HTTPS.
 pub(crate) fn egress_tls_origination(mesh: &LocalMesh) {
     let mut outside = OutsideHost::start();
-    let ca = e2e::certs::TestCa::new();
-    let (cert, key) = ca.issue(&["edition.cnn.com"]);
-    outside.serve_nginx(EDITION_CNN, &[("tls.crt", cert.as_bytes()), ("tls.key", key.as_bytes())], &[80, 443]);
+    outside.serve_nginx_with_certificate(EDITION_CNN, &["edition.cnn.com"], &[80, 443]);
     mesh.set_external_hosts(&format!("{NGINX_ADDRESS} edition.cnn.com\n"));
     mesh.apply(&sample("sleep/sleep.yaml"));
     mesh.wait_ready("sleep", "default", 1);

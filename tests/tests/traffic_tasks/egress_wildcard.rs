@@ -53,9 +53,7 @@ fn expected_titles() -> Vec<String> {
 /// to `www.wikipedia.org`; the gateway's connection count on that cluster grows.
 pub(crate) fn egress_wildcard_hosts(mesh: &LocalMesh) {
     let mut outside = OutsideHost::start();
-    let ca = e2e::certs::TestCa::new();
-    let (cert, key) = ca.issue(&["*.wikipedia.org"]);
-    outside.serve_nginx(WIKIPEDIA, &[("tls.crt", cert.as_bytes()), ("tls.key", key.as_bytes())], &[443]);
+    outside.serve_nginx_with_certificate(WIKIPEDIA, &["*.wikipedia.org"], &[443]);
     mesh.set_external_hosts(&format!("{NGINX_ADDRESS} en.wikipedia.org de.wikipedia.org www.wikipedia.org\n"));
     mesh.apply(&sample("sleep/sleep.yaml"));
     mesh.wait_ready("sleep", "default", 1);
@@ -156,12 +154,7 @@ spec:
   resolution: DNS
 ",
     );
-    let gateway_pod = mesh
-        .pods()
-        .into_iter()
-        .find(|pod| pod["metadata"]["labels"]["istio"] == "egressgateway")
-        .and_then(|pod| pod["metadata"]["name"].as_str().map(str::to_string))
-        .expect("the egress gateway's pod");
+    let gateway_pod = mesh.pod_name("istio", "egressgateway").expect("the egress gateway's pod");
     // The task reads the gateway's `clusters`; its stats count the same connections.
     let connections = || {
         let (_, stats, _) = mesh.istioctl(&[

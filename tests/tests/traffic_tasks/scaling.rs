@@ -24,12 +24,7 @@ fn edsz_details() -> Vec<String> {
 
 /// The HEALTHY rows productpage's proxy holds for details' cluster.
 fn proxy_details(mesh: &LocalMesh) -> Result<usize, String> {
-    let pod = mesh
-        .pods()
-        .into_iter()
-        .find(|pod| pod["metadata"]["labels"]["app"] == "productpage")
-        .and_then(|pod| pod["metadata"]["name"].as_str().map(str::to_string))
-        .ok_or("no productpage pod")?;
+    let pod = mesh.pod_name("app", "productpage").ok_or("no productpage pod")?;
     let (code, table, err) =
         mesh.istioctl(&["proxy-config", "endpoint", &format!("{pod}.default"), "--cluster", DETAILS_CLUSTER]);
     if code != 0 {
