@@ -160,7 +160,7 @@ fn plugged_in_ca_with_strict_mutual_tls(plane: Plane) {
     let pid = read(&pid_file).split_whitespace().next().expect("a pid").to_string();
     let killed = std::process::Command::new("kill").arg(&pid).status().expect("kill");
     assert!(killed.success(), "stopping Citadel ({pid})");
-    until("the restarted Citadel names the broken key", Duration::from_secs(30), || {
+    until("the restarted Citadel names the broken key", Duration::from_secs(90), || {
         let (status, body) = citadel_ready();
         if status == 503 && body.contains("plugged-in CA") && body.contains("private key") {
             Ok(())
@@ -177,7 +177,7 @@ fn plugged_in_ca_with_strict_mutual_tls(plane: Plane) {
 
     // Fixing the Secret brings Citadel back without another restart.
     mesh.apply_yaml(&cacerts_manifest(&read(&plugged("ca-key.pem"))));
-    until("Citadel is ready with the fixed Secret", Duration::from_secs(30), || {
+    until("Citadel is ready with the fixed Secret", Duration::from_secs(90), || {
         let (status, body) = citadel_ready();
         if status == 200 {
             Ok(())
@@ -208,7 +208,7 @@ fn opt_in_secret_generation(mesh: &LocalMesh) {
     let url = format!("http://httpbin.{namespace}:8000/headers");
     mesh.apply_yaml("apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: opt-in-probe\n  namespace: default\n");
     let has = |namespace: &str, secret: &str| mesh.names_in("secrets", namespace).contains(&secret.to_string());
-    until("Citadel serves the opted-in namespace", Duration::from_secs(30), || {
+    until("Citadel serves the opted-in namespace", Duration::from_secs(90), || {
         if has("default", "istio.opt-in-probe") {
             Ok(())
         } else {
@@ -220,14 +220,14 @@ fn opt_in_secret_generation(mesh: &LocalMesh) {
     assert_ne!(mesh.sleep_status(namespace, &url, &[]), "200", "no mutual TLS without certificates");
     let (code, out, err) = mesh.istioctl(&["x", "local", "label", "namespace", namespace, "ca.istio.io/override=true"]);
     assert_eq!(code, 0, "{out}{err}");
-    until("Citadel serves the namespace once labelled", Duration::from_secs(30), || {
+    until("Citadel serves the namespace once labelled", Duration::from_secs(90), || {
         if has(namespace, "istio.default") {
             Ok(())
         } else {
             Err(format!("{:?}", mesh.names_in("secrets", namespace)))
         }
     });
-    until("mutual TLS between workloads that started without certificates", Duration::from_secs(30), || {
+    until("mutual TLS between workloads that started without certificates", Duration::from_secs(90), || {
         expect_status(mesh.sleep_status(namespace, &url, &[]), "200")
     });
     for app in ["httpbin", "sleep"] {
@@ -461,7 +461,7 @@ fn secure_gateway_over_sds(mesh: &LocalMesh) {
     mesh.apply_yaml(
         "apiVersion: v1\nkind: Secret\nmetadata:\n  name: httpbin-credential\n  namespace: istio-system\ntype: Opaque\nstringData:\n  cert: not a certificate\n  key: not a key\n",
     );
-    until("the gateway agent refuses the broken Secret", Duration::from_secs(30), || {
+    until("the gateway agent refuses the broken Secret", Duration::from_secs(90), || {
         let (_, log, err) =
             mesh.istioctl(&["x", "local", "logs", "istio-ingressgateway", "-n", "istio-system", "-c", "ingress-sds"]);
         if log.contains("Secret httpbin-credential: data cert") {
