@@ -49,4 +49,19 @@ install_prerequisites
 # End-to-end tests run the workspace's executables, which `cargo test` alone does not build.
 cargo build --workspace --bins
 # Tests that need a peer are #[ignore]d for a plain `cargo test`; here the peers exist.
-cargo test --workspace --all-targets --no-fail-fast "$@" -- --include-ignored
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --workspace --all-targets --no-fail-fast "$@" -- --include-ignored 2>&1 | tee "$log" || status=$?
+[ "$status" -eq 0 ] && exit 0
+# The end-to-end tests start whole meshes of real processes, and on a loaded machine one can
+# miss a deadline now and then. When a few tests failed (and the build did not), each is run
+# once more, alone; the run fails if any fails again, and one that passes the second time is
+# named at the end as intermittent, to be looked into.
+mapfile -t failed < <(sed -n 's/^test \(.*\) \.\.\. FAILED$/\1/p' "$log" | sort -u)
+if [ ${#failed[@]} -eq 0 ] || [ ${#failed[@]} -gt 3 ]; then
+    exit "$status"
+fi
+echo "running again, alone: ${failed[*]}" >&2
+cargo test --workspace --all-targets --no-fail-fast "$@" -- --include-ignored --test-threads 1 --exact "${failed[@]}"
+echo "INTERMITTENT: failed once, then passed alone: ${failed[*]}" >&2

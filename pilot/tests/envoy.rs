@@ -359,6 +359,7 @@ async fn stock_envoy_sidecar_accepts_every_resource() {
     // TLS services: external hosts sharing 0.0.0.0_443 (told apart by SNI), one with a VIP and a
     // `tls` route by SNI.
     std::fs::write(dir.path().join("tls.yaml"), tls_services()).expect("write");
+    std::fs::write(dir.path().join("envoy-filter.yaml"), INTEGRATION_ENVOY_FILTER).expect("write");
     let pilot = start_pilot(dir.path(), u32::from(free_port())).await;
     let envoy = Envoy::start(
         "sidecar~127.0.0.1~reviews-v1-abc.default~default.svc.cluster.local",
@@ -396,7 +397,110 @@ async fn stock_envoy_sidecar_accepts_every_resource() {
     }
     let routes = tokio::task::block_in_place(|| envoy.admin("/config_dump?resource=dynamic_route_configs"));
     assert!(routes.contains("\"hash_policy\"") && routes.contains("\"user\""), "cookie hash policy:\n{routes}");
+
+    // 1.4.6's own EnvoyFilter integration test, in v2 JSON as it was written: the gRPC access
+    // log merged into the inbound connection manager, its cluster added, and a Lua filter ADDed
+    // (1.4 put it after the router, which Envoy refuses; it goes just before it).
+    let chain = dump
+        .split_once("\"destination_port\": 19101")
+        .and_then(|(_, rest)| rest.split("\"destination_port\"").next())
+        .unwrap_or_default();
+    assert!(chain.contains("grpc-als-example") && chain.contains("grpc-als-cluster"), "access log:\n{dump}");
+    let (lua, router) = (chain.find("envoy.lua"), chain.find("envoy.filters.http.router"));
+    assert!(lua.is_some_and(|lua| router.is_some_and(|router| lua < router)), "Lua before the router:\n{chain}");
+    let clusters = tokio::task::block_in_place(|| envoy.admin("/config_dump?resource=dynamic_active_clusters"));
+    assert!(clusters.contains("\"grpc-als-cluster\""), "the added cluster:\n{clusters}");
 }
+
+/// 1.4.6's `tests/integration/pilot/envoyfilter` EnvoyFilter, selecting reviews and its v1
+/// endpoint's port (19101, where its inbound chain listens) instead of httpbin and 80, with one
+/// more patch: an HTTP filter ADDed with 1.4's `config`.
+/// Its INSERT_BEFORE names the `mixer` filter, which a stock Envoy's chain does not have, so
+/// nothing is inserted, as in 1.4.
+const INTEGRATION_ENVOY_FILTER: &str = r#"apiVersion: networking.istio.io/v1alpha3
+kind: EnvoyFilter
+metadata: {name: app, namespace: default}
+spec:
+  workloadSelector:
+    labels:
+      app: reviews
+  configPatches:
+  - applyTo: HTTP_FILTER
+    match:
+      context: SIDECAR_INBOUND
+      listener:
+        filterChain:
+          filter:
+            name: "envoy.http_connection_manager"
+            subFilter:
+              name: "mixer"
+    patch:
+      operation: INSERT_BEFORE
+      value:
+        name: envoy.lua
+        config:
+          inline_code: |
+            function envoy_on_request(handle)
+              handle:logWarn("DEBUG REQUEST")
+            end
+  - applyTo: HTTP_FILTER
+    match:
+      context: SIDECAR_INBOUND
+      listener:
+        portNumber: 19101
+        filterChain:
+          filter:
+            name: "envoy.http_connection_manager"
+    patch:
+      operation: ADD
+      value:
+        name: envoy.lua
+        config:
+          inline_code: |
+            function envoy_on_response(handle)
+              handle:headers():add("x-added", "yes")
+            end
+  - applyTo: NETWORK_FILTER
+    match:
+      context: SIDECAR_INBOUND
+      listener:
+        portNumber: 19101
+        filterChain:
+          filter:
+            name: "envoy.http_connection_manager"
+    patch:
+      operation: MERGE
+      value:
+        typed_config:
+          "@type": "type.googleapis.com/envoy.config.filter.network.http_connection_manager.v2.HttpConnectionManager"
+          access_log:
+          - name: envoy.http_grpc_access_log
+            config:
+              common_config:
+                log_name: "grpc-als-example"
+                grpc_service:
+                  envoy_grpc:
+                    cluster_name: grpc-als-cluster
+  - applyTo: CLUSTER
+    match:
+      context: SIDECAR_INBOUND
+    patch:
+      operation: ADD
+      value:
+        name: grpc-als-cluster
+        type: STRICT_DNS
+        connect_timeout: 0.25s
+        http2_protocol_options: {}
+        load_assignment:
+          cluster_name: grpc-als-cluster
+          endpoints:
+          - lb_endpoints:
+            - endpoint:
+                address:
+                  socket_address:
+                    address: 127.0.0.1
+                    port_value: 9999
+"#;
 
 /// A TLS backend (the passthrough target): terminates TLS itself and answers `nginx tls`.
 async fn tls_backend(cert: &Path, key: &Path) -> u16 {

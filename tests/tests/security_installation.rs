@@ -110,9 +110,11 @@ fn plugged_in_ca_with_strict_mutual_tls(plane: Plane) {
     );
     opt_in_secret_generation(&mesh);
 
-    // Mutual TLS everywhere, and Bookinfo works.
-    let (_, page) = mesh.page(None);
-    assert!(page.contains("Book Details") && page.contains("Reviewer1"), "{page}");
+    // Mutual TLS everywhere, and Bookinfo works (once the pushes for the namespace above have
+    // reached every proxy).
+    mesh.settle(None, "Bookinfo with details and reviews under STRICT", 1, |_, page| {
+        page.contains("Book Details") && page.contains("Reviewer1")
+    });
     let (code, policies, err) = mesh.istioctl(&["x", "local", "get", "meshpolicies", "-o", "yaml"]);
     assert_eq!(code, 0, "{err}");
     assert!(policies.contains("name: default") && !policies.contains("PERMISSIVE"), "{policies}");
@@ -172,8 +174,7 @@ fn plugged_in_ca_with_strict_mutual_tls(plane: Plane) {
         mesh.istioctl(&["x", "local", "get", "secret", "istio.bookinfo-ratings", "-n", "default", "-o", "json"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(secret_before, secret_after, "issued secrets stay as they were");
-    let (_, page) = mesh.page(None);
-    assert!(page.contains("Book Details"), "the mesh keeps serving: {page}");
+    mesh.settle(None, "the mesh keeps serving without Citadel", 1, |_, page| page.contains("Book Details"));
 
     // Fixing the Secret brings Citadel back without another restart.
     mesh.apply_yaml(&cacerts_manifest(&read(&plugged("ca-key.pem"))));

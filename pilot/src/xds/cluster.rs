@@ -57,13 +57,11 @@ pub(crate) fn sni_dnat_clusters(outbound: Vec<Cluster>) -> Vec<Cluster> {
     outbound
         .into_iter()
         .filter_map(|mut cluster| {
-            let ClusterName { direction: TrafficDirection::Outbound, port, subset, host } =
-                cluster.name.parse().ok()?
-            else {
+            let name: ClusterName = cluster.name.parse().ok()?;
+            if name.direction != TrafficDirection::Outbound {
                 return None;
-            };
-            let original = cluster.name.clone();
-            cluster.name = format!("outbound_.{port}_.{subset}_.{host}");
+            }
+            let original = std::mem::replace(&mut cluster.name, name.dns_srv());
             cluster.transport_socket = None;
             if let Some(eds) = cluster.eds_cluster_config.as_mut() {
                 if eds.service_name.is_empty() {

@@ -10,6 +10,8 @@
 //! HTTP connection manager, TCP proxy) at the latest, so a chain stays valid; a filter whose
 //! config cannot be typed is logged and left out.
 
+use std::net::IpAddr;
+
 use envoy_types::pb::envoy::config::listener::v3::{filter, Filter, FilterChain, Listener};
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     http_filter, HttpConnectionManager, HttpFilter,
@@ -20,9 +22,10 @@ use istio_xds::type_url;
 use net::envoy_filter::deprecated_listener_match::{ListenerProtocol, ListenerType};
 use net::envoy_filter::filter::FilterType;
 use net::envoy_filter::insert_position::Index;
+use net::envoy_filter::DeprecatedListenerMatch;
 use prost::Message;
 
-use super::{any, VIRTUAL_INBOUND};
+use super::{any, VIRTUAL_INBOUND, VIRTUAL_OUTBOUND};
 use crate::model::{Named, PushContext};
 use crate::node::{Proxy, ProxyKind};
 
@@ -91,12 +94,63 @@ fn insert_index(names: &[&str], position: Option<&net::envoy_filter::InsertPosit
     }
 }
 
+/// What a deprecated `listenerMatch` is compared with, for one filter chain.
+#[derive(Debug)]
+struct ChainView<'a> {
+    listener_type: ListenerType,
+    /// The chain's destination port, or the listener's.
+    port: u32,
+    /// The names that port goes by: those of the services' ports of that number.
+    port_names: Vec<&'a str>,
+    /// The listener's IP, `::` read as 0.0.0.0 as 1.4 did.
+    ip: Option<IpAddr>,
+}
+
+/// 1.4's `deprecatedListenerMatch`: the port, a port-name prefix (any case), the listener
+/// type, and addresses (an IP, or a CIDR range holding the listener's IP). The protocol is
+/// compared per chain by [`chain_matches`].
+fn listener_match(view: &ChainView<'_>, matcher: &DeprecatedListenerMatch) -> bool {
+    if matcher.port_number > 0 && matcher.port_number != view.port {
+        return false;
+    }
+    if !matcher.port_name_prefix.is_empty() {
+        let prefix = matcher.port_name_prefix.to_lowercase();
+        if !view.port_names.iter().any(|name| name.to_lowercase().starts_with(&prefix)) {
+            return false;
+        }
+    }
+    let wanted_type = ListenerType::try_from(matcher.listener_type).unwrap_or(ListenerType::Any);
+    if wanted_type != ListenerType::Any && wanted_type != view.listener_type {
+        return false;
+    }
+    if matcher.address.is_empty() {
+        return true;
+    }
+    let Some(ip) = view.ip else { return false };
+    matcher.address.iter().any(|address| address_holds(address, ip))
+}
+
+/// Whether `address` (an IP, or a CIDR range) is or holds `ip`; a range that does not parse
+/// holds nothing, as in 1.4.
+fn address_holds(address: &str, ip: IpAddr) -> bool {
+    if !address.contains('/') {
+        return address.parse::<IpAddr>().is_ok_and(|address| address == ip);
+    }
+    match address.parse::<ipnet::IpNet>() {
+        Ok(range) => range.contains(&ip),
+        Err(error) => {
+            tracing::warn!(%address, %error, "EnvoyFilter listenerMatch address is not a CIDR range");
+            false
+        }
+    }
+}
+
 fn chain_matches(
     push: &PushContext,
     proxy: &Proxy,
     listener: &Listener,
     chain: &FilterChain,
-    matcher: Option<&net::envoy_filter::DeprecatedListenerMatch>,
+    matcher: Option<&DeprecatedListenerMatch>,
 ) -> bool {
     let Some(matcher) = matcher else { return true };
     let inbound = listener.name == VIRTUAL_INBOUND;
@@ -105,16 +159,6 @@ fn chain_matches(
         ProxyKind::Sidecar if inbound => ListenerType::SidecarInbound,
         ProxyKind::Sidecar => ListenerType::SidecarOutbound,
     };
-    let wanted_type = ListenerType::try_from(matcher.listener_type).unwrap_or(ListenerType::Any);
-    if wanted_type != ListenerType::Any && wanted_type != listener_type {
-        return false;
-    }
-    let http = chain.filters.iter().any(is_hcm);
-    match ListenerProtocol::try_from(matcher.listener_protocol).unwrap_or(ListenerProtocol::All) {
-        ListenerProtocol::Http if !http => return false,
-        ListenerProtocol::Tcp if http => return false,
-        _ => {}
-    }
     let address = listener.address.as_ref().and_then(|a| match &a.address {
         Some(envoy_types::pb::envoy::config::core::v3::address::Address::SocketAddress(socket)) => Some(socket),
         _ => None,
@@ -132,24 +176,26 @@ fn chain_matches(
             })
         })
         .unwrap_or(0);
-    if matcher.port_number != 0 && matcher.port_number != port {
+    let port_names = push
+        .services
+        .values()
+        .flat_map(|service| service.ports.iter())
+        .filter(|service_port| service_port.number == port)
+        .map(|service_port| service_port.name.as_str())
+        .collect();
+    let ip = address.and_then(|socket| match socket.address.as_str() {
+        "::" => Some(IpAddr::from([0, 0, 0, 0])),
+        other => other.parse().ok(),
+    });
+    if !listener_match(&ChainView { listener_type, port, port_names, ip }, matcher) {
         return false;
     }
-    if !matcher.port_name_prefix.is_empty() {
-        let named = push.services.values().any(|service| {
-            service.ports.iter().any(|p| p.number == port && p.name.starts_with(&matcher.port_name_prefix))
-        });
-        if !named {
-            return false;
-        }
+    let http = chain.filters.iter().any(is_hcm);
+    match ListenerProtocol::try_from(matcher.listener_protocol).unwrap_or(ListenerProtocol::All) {
+        ListenerProtocol::Http => http,
+        ListenerProtocol::Tcp => !http,
+        ListenerProtocol::All => true,
     }
-    if !matcher.address.is_empty() {
-        let ip = address.map(|s| s.address.as_str()).unwrap_or_default();
-        if !matcher.address.iter().any(|a| a.split('/').next() == Some(ip)) {
-            return false;
-        }
-    }
-    true
 }
 
 fn insert_http_filter(chain: &mut FilterChain, entry: &net::envoy_filter::Filter, config: &Any) {
@@ -196,10 +242,11 @@ pub(crate) fn apply(
                 }
             };
             let filter_type = FilterType::try_from(entry.filter_type).unwrap_or(FilterType::Invalid);
-            for listener in listeners.iter_mut() {
+            // As in 1.4, not the virtual outbound listener nor the inbound passthrough chain:
+            // they carry only traffic that no service port takes.
+            for listener in listeners.iter_mut().filter(|listener| listener.name != VIRTUAL_OUTBOUND) {
                 let snapshot = listener.clone();
-                let chains = listener.filter_chains.iter_mut().chain(listener.default_filter_chain.iter_mut());
-                for chain in chains {
+                for chain in listener.filter_chains.iter_mut() {
                     if !chain_matches(push, proxy, &snapshot, chain, entry.listener_match.as_ref()) {
                         continue;
                     }
@@ -234,6 +281,60 @@ mod tests {
         assert_eq!(at(Index::After, "envoy.filters.http.router"), 2);
         assert_eq!(insert_index(&names, None), 0);
         assert_eq!(at(Index::Before, "no.such.filter"), 2);
+    }
+
+    /// 1.4.6's deprecated listener match table: a sidecar's outbound HTTP port `http-foo:80`
+    /// on 10.10.10.10 (the protocol is compared per chain, not here).
+    #[test]
+    fn deprecated_listener_matches() {
+        let view = |listener_type: ListenerType, ip: Option<&str>| ChainView {
+            listener_type,
+            port: 80,
+            port_names: vec!["http-foo"],
+            ip: ip.map(|ip| ip.parse().expect("an IP")),
+        };
+        let outbound = view(ListenerType::SidecarOutbound, Some("10.10.10.10"));
+        let matcher =
+            |port_number: u32, prefix: &str, listener_type: ListenerType, address: &[&str]| DeprecatedListenerMatch {
+                port_number,
+                port_name_prefix: prefix.into(),
+                listener_type: listener_type as i32,
+                listener_protocol: ListenerProtocol::Http as i32,
+                address: address.iter().map(|a| a.to_string()).collect(),
+            };
+        let any = ListenerType::Any;
+        let cases = [
+            ("empty match", DeprecatedListenerMatch::default(), true),
+            ("match by port", matcher(80, "", any, &[]), true),
+            ("match by port name prefix", matcher(0, "http", any, &[]), true),
+            ("match by port name prefix, any case", matcher(0, "HTTP-F", any, &[]), true),
+            ("match by listener type", matcher(0, "", ListenerType::SidecarOutbound, &[]), true),
+            ("match by listener protocol", matcher(0, "", any, &[]), true),
+            ("match by address with CIDR", matcher(0, "", any, &["10.10.10.10/24", "192.168.0.1/24"]), true),
+            ("match by a plain address", matcher(0, "", any, &["10.10.10.10"]), true),
+            (
+                "outbound sidecar HTTP listeners on 10.10.10.0/24:80, port name prefix http",
+                matcher(80, "http", ListenerType::SidecarOutbound, &["10.10.10.0/24"]),
+                true,
+            ),
+            ("not: port name prefix tcp", matcher(80, "tcp", ListenerType::SidecarOutbound, &["10.10.10.0/24"]), false),
+            ("not: inbound listeners", matcher(0, "http", ListenerType::SidecarInbound, &[]), false),
+            ("not: gateway listeners", matcher(80, "http", ListenerType::Gateway, &["10.10.10.0/24"]), false),
+            (
+                "not: listeners on 172.16.0.1/16",
+                matcher(80, "http", ListenerType::SidecarOutbound, &["172.16.0.1/16"]),
+                false,
+            ),
+            ("not: another port", matcher(8080, "", any, &[]), false),
+            ("not: a range that does not parse", matcher(0, "", any, &["10.10.10.0/99"]), false),
+        ];
+        for (name, matcher, expected) in cases {
+            assert_eq!(listener_match(&outbound, &matcher), expected, "{name}");
+        }
+        // A listener on `::` is on 0.0.0.0, as 1.4 read it.
+        let wildcard = view(ListenerType::SidecarOutbound, Some("0.0.0.0"));
+        assert!(listener_match(&wildcard, &matcher(0, "", any, &["0.0.0.0/0"])));
+        assert!(!listener_match(&view(ListenerType::SidecarOutbound, None), &matcher(0, "", any, &["0.0.0.0/0"])));
     }
 
     #[test]

@@ -80,7 +80,7 @@ pub enum PatchValueError {
     Json(#[from] json::Error),
 }
 
-/// The v3 type of a filter named by its v3 or its deprecated (1.4-era) name.
+/// The v3 type of a filter (or access logger) named by its v3 or its deprecated (1.4-era) name.
 pub fn known_filter_type(filter_name: &str) -> Option<&'static str> {
     Some(match canonical_filter_name(filter_name) {
         "envoy.filters.network.http_connection_manager" => {
@@ -109,6 +109,9 @@ pub fn known_filter_type(filter_name: &str) -> Option<&'static str> {
         "envoy.filters.listener.tls_inspector" => "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector",
         "envoy.filters.listener.original_dst" => "envoy.extensions.filters.listener.original_dst.v3.OriginalDst",
         "envoy.filters.listener.http_inspector" => "envoy.extensions.filters.listener.http_inspector.v3.HttpInspector",
+        "envoy.access_loggers.file" => "envoy.extensions.access_loggers.file.v3.FileAccessLog",
+        "envoy.access_loggers.http_grpc" => "envoy.extensions.access_loggers.grpc.v3.HttpGrpcAccessLogConfig",
+        "envoy.access_loggers.tcp_grpc" => "envoy.extensions.access_loggers.grpc.v3.TcpGrpcAccessLogConfig",
         _ => return None,
     })
 }
@@ -134,6 +137,9 @@ pub fn canonical_filter_name(name: &str) -> &str {
         "envoy.listener.tls_inspector" => "envoy.filters.listener.tls_inspector",
         "envoy.listener.original_dst" => "envoy.filters.listener.original_dst",
         "envoy.listener.http_inspector" => "envoy.filters.listener.http_inspector",
+        "envoy.file_access_log" => "envoy.access_loggers.file",
+        "envoy.http_grpc_access_log" => "envoy.access_loggers.http_grpc",
+        "envoy.tcp_grpc_access_log" => "envoy.access_loggers.tcp_grpc",
         other => other,
     }
 }
@@ -339,6 +345,49 @@ mod tests {
         let error = patch_value(PatchObject::Cluster, &json!({"name": "c", "no_such_field": 1}), false).unwrap_err();
         assert!(error.to_string().contains("no_such_field"), "{error}");
         assert!(matches!(patch_value(PatchObject::Cluster, &json!([]), false), Err(PatchValueError::NotAnObject)));
+    }
+
+    /// 1.4.6's own EnvoyFilter integration test merges a gRPC access log, in v2's untyped
+    /// `config` form, into the inbound HTTP connection managers.
+    #[test]
+    fn access_logs_in_the_1_4_form_are_typed() {
+        let value = json!({
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.config.filter.network.http_connection_manager.v2.HttpConnectionManager",
+                "access_log": [{
+                    "name": "envoy.http_grpc_access_log",
+                    "config": {"common_config": {
+                        "log_name": "grpc-als-example",
+                        "grpc_service": {"envoy_grpc": {"cluster_name": "grpc-als-cluster"}}
+                    }}
+                }]
+            }
+        });
+        let PatchValue::NetworkFilter(filter) = patch_value(PatchObject::NetworkFilter, &value, true).unwrap() else {
+            panic!("not a network filter")
+        };
+        let Some(envoy_types::pb::envoy::config::listener::v3::filter::ConfigType::TypedConfig(typed)) =
+            filter.filter.config_type
+        else {
+            panic!("no typed config")
+        };
+        use envoy_types::pb::envoy::extensions::access_loggers::grpc::v3::HttpGrpcAccessLogConfig;
+        use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
+        use prost::Message;
+        let manager = HttpConnectionManager::decode(typed.value.as_slice()).unwrap();
+        let log = &manager.access_log[0];
+        assert_eq!(log.name, "envoy.http_grpc_access_log");
+        let Some(envoy_types::pb::envoy::config::accesslog::v3::access_log::ConfigType::TypedConfig(config)) =
+            &log.config_type
+        else {
+            panic!("the access log stayed untyped: {log:?}")
+        };
+        let config = HttpGrpcAccessLogConfig::decode(config.value.as_slice()).unwrap();
+        assert_eq!(config.common_config.unwrap().log_name, "grpc-als-example");
+        assert_eq!(
+            known_filter_type("envoy.file_access_log"),
+            Some("envoy.extensions.access_loggers.file.v3.FileAccessLog")
+        );
     }
 
     #[test]

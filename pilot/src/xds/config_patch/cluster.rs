@@ -85,6 +85,10 @@ mod tests {
         assert!(!matching(full, "outbound|80|v1|google.com"), "service mismatch");
         assert!(!matching(full, "outbound|90|v1|foo.bar"), "port mismatch");
         assert!(matching(full, "outbound|80|v1|foo.bar"), "full match");
+        // An SNI-DNAT gateway's clusters, named in the DNS-SRV form, match the same way.
+        assert!(matching(full, "outbound_.80_.v1_.foo.bar"), "full match, DNS-SRV form");
+        assert!(!matching(full, "outbound_.80_.v2_.foo.bar"), "subset mismatch, DNS-SRV form");
+        assert!(matching("{service: foo.bar}", "outbound_.443_._.foo.bar"), "service only, DNS-SRV form");
     }
 
     /// 1.4.6's cluster patch test (one EnvoyFilter per patch): adds in the outbound context,

@@ -6,6 +6,11 @@
 //! ADDed or INSERTed the same way; then filter chains ADDed; then, unless adds are skipped (the
 //! virtual listeners), listeners ADDed. Inline route configurations of inbound HTTP listeners
 //! get the route patches of the inbound context first, as 1.4 built them.
+//!
+//! One departure: 1.4 put an ADDed filter after the chain's terminal filter (the router, the
+//! HTTP connection manager, the TCP proxy), where Envoy of its day never ran it and Envoy today
+//! refuses the whole listener update. Such a filter goes just before the terminal one here, as
+//! the deprecated insert form has always done.
 
 use envoy_types::pb::envoy::config::listener::v3::{filter, Filter, FilterChain, Listener};
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
@@ -127,8 +132,9 @@ impl Patching<'_> {
         });
         for patch in self.patches(ApplyTo::NetworkFilter).filter(in_chain) {
             let Some(PatchValue::NetworkFilter(value)) = &patch.value else { continue };
+            let terminal = chain.filters.last().is_some_and(|last| is_terminal_network_filter(&last.name));
             let position =
-                insert_position(patch, &chain.filters, has_network_filter_match(patch), network_filter_match);
+                insert_position(patch, &chain.filters, has_network_filter_match(patch), network_filter_match, terminal);
             if let Some(position) = position {
                 chain.filters.insert(position, value.filter.clone());
             }
@@ -176,8 +182,16 @@ impl Patching<'_> {
         });
         for patch in &http_patches {
             let Some(PatchValue::HttpFilter(value)) = &patch.value else { continue };
-            let position =
-                insert_position(patch, &manager.http_filters, has_http_filter_match(patch), http_filter_match);
+            let terminal = manager.http_filters.last().is_some_and(|last| {
+                istio_xds::patch_value::canonical_filter_name(&last.name) == "envoy.filters.http.router"
+            });
+            let position = insert_position(
+                patch,
+                &manager.http_filters,
+                has_http_filter_match(patch),
+                http_filter_match,
+                terminal,
+            );
             if let Some(position) = position {
                 manager.http_filters.insert(position, value.filter.clone());
             }
@@ -201,20 +215,37 @@ fn listener_match_any(patching: &Patching<'_>, listener: &Listener) -> bool {
     .any(|apply_to| patching.patches(*apply_to).any(|patch| listener_match(listener, patch)))
 }
 
+/// Network filters that end a chain: nothing after them would run.
+fn is_terminal_network_filter(name: &str) -> bool {
+    matches!(
+        istio_xds::patch_value::canonical_filter_name(name),
+        "envoy.filters.network.http_connection_manager"
+            | "envoy.filters.network.tcp_proxy"
+            | "envoy.filters.network.redis_proxy"
+            | "envoy.filters.network.thrift_proxy"
+            | "envoy.filters.network.dubbo_proxy"
+            | "envoy.filters.network.direct_response"
+            | "envoy.filters.network.echo"
+    )
+}
+
 /// Where an ADD or INSERT puts its filter among `filters`: ADD at the end; INSERT_AFTER after the
 /// first filter the patch matches (at the end without a filter match); INSERT_BEFORE before it
 /// (first without a filter match). `None` when the patch is no insert or its filter is absent.
+/// When the last filter is `terminal`, "the end" is just before it.
 fn insert_position<F>(
     patch: &PreparedPatch,
     filters: &[F],
     has_match: bool,
     matches: impl Fn(&F, &PreparedPatch) -> bool,
+    terminal: bool,
 ) -> Option<usize> {
+    let end = if terminal { filters.len().saturating_sub(1) } else { filters.len() };
     let found = || filters.iter().position(|filter| matches(filter, patch));
     match patch.operation {
-        Operation::Add => Some(filters.len()),
-        Operation::InsertAfter if !has_match => Some(filters.len()),
-        Operation::InsertAfter => found().map(|index| index + 1),
+        Operation::Add => Some(end),
+        Operation::InsertAfter if !has_match => Some(end),
+        Operation::InsertAfter => found().map(|index| (index + 1).min(end)),
         Operation::InsertBefore if !has_match => Some(0),
         Operation::InsertBefore => found(),
         _ => None,

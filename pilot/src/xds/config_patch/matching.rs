@@ -262,13 +262,14 @@ pub(crate) fn route_match(route: &Route, patch: &PreparedPatch) -> bool {
     }
 }
 
-/// The cluster matches by name, or by the service, subset and port of its Istio name.
+/// The cluster matches by name, or by the service, subset and port of its Istio name (in
+/// either form: an SNI-DNAT gateway's clusters are named `outbound_.PORT_.SUBSET_.HOST`).
 pub(crate) fn cluster_match(cluster: &Cluster, patch: &PreparedPatch) -> bool {
     let Some(wanted) = cluster_match_of(patch) else { return true };
     if !wanted.name.is_empty() {
         return wanted.name == cluster.name;
     }
-    let parsed = cluster.name.parse::<ClusterName>().ok();
+    let parsed = ClusterName::parse_any_form(&cluster.name).ok();
     let (port, subset, host) =
         parsed.as_ref().map_or((0, "", ""), |name| (name.port, name.subset.as_str(), name.host.as_str()));
     (wanted.subset.is_empty() || wanted.subset == subset)

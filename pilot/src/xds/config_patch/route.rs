@@ -84,7 +84,7 @@ fn patch_routes(filter: &PreparedEnvoyFilter, host: &mut VirtualHost, applies: i
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::xds::config_patch::prepared::tests::envoy_filter;
+    use crate::xds::config_patch::prepared::tests::{envoy_filter, one_per_patch};
     use envoy_types::pb::envoy::config::route::v3::{route, RedirectAction, Route, RouteAction};
 
     fn routes(names: &[(&str, bool)]) -> Vec<Route> {
@@ -178,5 +178,123 @@ mod tests {
         let mut other = configuration("https.443.https.gw.default");
         apply(PatchContext::Gateway, &proxy, &[&filter], &mut other);
         assert!(other.virtual_hosts.iter().all(|h| !h.domains.contains(&"merged".to_string())));
+    }
+
+    /// 1.4.6's route configuration patch test, one EnvoyFilter per patch: a later EnvoyFilter's
+    /// MERGE reaches the virtual host an earlier one added, `inbound|http|80` is port 0 (so the
+    /// port-80 patches miss it), and a gateway's vhost goes by name.
+    #[test]
+    fn the_route_configuration_patches_of_1_4_6() {
+        let filters = one_per_patch(
+            "not-default",
+            &[
+                "{applyTo: ROUTE_CONFIGURATION, match: {context: SIDECAR_OUTBOUND, routeConfiguration: {portNumber: 80}},
+                  patch: {operation: MERGE, value: {request_headers_to_remove: [h3, h4]}}}",
+                "{applyTo: HTTP_ROUTE, match: {context: SIDECAR_OUTBOUND, routeConfiguration: {portNumber: 80,
+                    vhost: {route: {action: ROUTE}}}},
+                  patch: {operation: MERGE, value: {route: {prefix_rewrite: /foo}}}}",
+                "{applyTo: HTTP_ROUTE, match: {context: SIDECAR_OUTBOUND, routeConfiguration: {portNumber: 80,
+                    vhost: {route: {name: bar}}}},
+                  patch: {operation: REMOVE}}",
+                "{applyTo: VIRTUAL_HOST, patch: {operation: ADD, value: {name: new-vhost}}}",
+                "{applyTo: VIRTUAL_HOST, match: {context: GATEWAY, routeConfiguration: {vhost: {name: vhost1}}},
+                  patch: {operation: REMOVE}}",
+                "{applyTo: VIRTUAL_HOST, match: {context: SIDECAR_INBOUND, routeConfiguration: {vhost: {name: vhost2}}},
+                  patch: {operation: REMOVE}}",
+                "{applyTo: VIRTUAL_HOST, match: {context: ANY}, patch: {operation: MERGE, value: {domains: ['domain:80']}}}",
+            ],
+        );
+        let filters: Vec<&PreparedEnvoyFilter> = filters.iter().collect();
+        let vhost = |name: &str, domains: &[&str], routes: Vec<Route>| VirtualHost {
+            name: name.into(),
+            domains: domains.iter().map(|d| d.to_string()).collect(),
+            routes,
+            ..Default::default()
+        };
+        let rewrite = |prefix: &str| Route {
+            name: "foo".into(),
+            action: Some(route::Action::Route(RouteAction { prefix_rewrite: prefix.into(), ..Default::default() })),
+            ..Default::default()
+        };
+        let redirect = Route {
+            name: "bar".into(),
+            action: Some(route::Action::Redirect(RedirectAction { response_code: 301, ..Default::default() })),
+            ..Default::default()
+        };
+        let sidecar = crate::testing::sidecar("not-default", "10.1.0.1", &[]);
+        let mut outbound = RouteConfiguration {
+            name: "80".into(),
+            virtual_hosts: vec![vhost("foo.com", &["domain"], vec![rewrite("/"), redirect])],
+            request_headers_to_remove: vec!["h1".into(), "h2".into()],
+            ..Default::default()
+        };
+        apply(PatchContext::SidecarOutbound, &sidecar, &filters, &mut outbound);
+        let expected = RouteConfiguration {
+            name: "80".into(),
+            virtual_hosts: vec![
+                vhost("foo.com", &["domain", "domain:80"], vec![rewrite("/foo")]),
+                vhost("new-vhost", &["domain:80"], vec![]),
+            ],
+            request_headers_to_remove: ["h1", "h2", "h3", "h4"].map(String::from).to_vec(),
+            ..Default::default()
+        };
+        assert_eq!(outbound, expected, "sidecar outbound");
+
+        let mut inbound = RouteConfiguration {
+            name: "inbound|http|80".into(),
+            virtual_hosts: vec![vhost("vhost2", &["domain"], vec![])],
+            ..Default::default()
+        };
+        apply(PatchContext::SidecarInbound, &sidecar, &filters, &mut inbound);
+        assert_eq!(inbound.virtual_hosts, [vhost("new-vhost", &["domain:80"], vec![])], "sidecar inbound");
+
+        let mut gateway_proxy = crate::testing::sidecar("not-default", "10.1.0.2", &[]);
+        gateway_proxy.kind = crate::node::ProxyKind::Router;
+        let mut gateway = RouteConfiguration {
+            name: "80".into(),
+            virtual_hosts: vec![vhost("vhost1", &["domain"], vec![]), vhost("gateway", &["gateway"], vec![])],
+            ..Default::default()
+        };
+        apply(PatchContext::Gateway, &gateway_proxy, &filters, &mut gateway);
+        assert_eq!(
+            gateway.virtual_hosts,
+            [vhost("gateway", &["gateway", "domain:80"], vec![]), vhost("new-vhost", &["domain:80"], vec![])],
+            "gateway"
+        );
+    }
+
+    /// 1.4.6's match tables for route configurations, virtual hosts and routes, the cases the
+    /// tests above do not cover.
+    #[test]
+    fn route_configuration_virtual_host_and_route_matches() {
+        let patch = |matcher: &str| {
+            envoy_filter(
+                "default",
+                &[&format!("{{applyTo: HTTP_ROUTE, match: {matcher}, patch: {{operation: REMOVE}}}}")],
+            )
+        };
+        let rc = |name: &str| RouteConfiguration { name: name.into(), ..Default::default() };
+        let rc_match = |context: PatchContext, matcher: &str, name: &str| {
+            route_configuration_match(context, &rc(name), &patch(matcher).patches[0])
+        };
+        let outbound = PatchContext::SidecarOutbound;
+        assert!(!rc_match(outbound, "{routeConfiguration: {name: scooby.80}}", "scooby.90"), "rc name mismatch");
+        assert!(rc_match(outbound, "{routeConfiguration: {name: scooby.80}}", "scooby.80"), "rc name match");
+        let gateway_fields = "{routeConfiguration: {portNumber: 443, portName: app1, gateway: ns1/gw1}}";
+        assert!(rc_match(PatchContext::Gateway, gateway_fields, "https.443.app1.gw1.ns1"), "gateway fields match");
+        assert!(!rc_match(PatchContext::Gateway, gateway_fields, "http.80"), "gateway fields mismatch");
+
+        let host = |name: &str| VirtualHost { name: name.into(), ..Default::default() };
+        let vhost_patch = patch("{routeConfiguration: {vhost: {name: scooby}}}");
+        assert!(virtual_host_match(&host("scooby"), &vhost_patch.patches[0]), "full match");
+        assert!(!virtual_host_match(&host("scoobydoo"), &vhost_patch.patches[0]), "mismatch");
+
+        let [named, redirect] = routes(&[("scooby", false), ("r", true)]).try_into().expect("two routes");
+        let by_name = patch("{routeConfiguration: {vhost: {route: {name: scooby}}}}");
+        assert!(route_match(&named, &by_name.patches[0]), "full match by name");
+        assert!(!route_match(&redirect, &by_name.patches[0]), "name mismatch");
+        let by_route_action = patch("{routeConfiguration: {vhost: {route: {action: ROUTE}}}}");
+        assert!(!route_match(&redirect, &by_route_action.patches[0]), "mismatch by action");
+        assert!(route_match(&named, &by_route_action.patches[0]), "match by action");
     }
 }

@@ -310,5 +310,32 @@ pub(crate) fn validate_export_to(export_to: &[String]) -> Result<(), Invalid> {
 
 /// A regular expression Envoy will accept (RE2 syntax, which the `regex` crate shares).
 pub(crate) fn validate_regex(pattern: &str) -> Result<(), Invalid> {
-    Regex::new(pattern).map(|_| ()).map_err(|source| Invalid::Regex { pattern: pattern.to_string(), source })
+    Regex::new(pattern).map_err(|source| Invalid::Regex { pattern: pattern.to_string(), source })?;
+    match nested_repetition(pattern) {
+        Some(operator) => Err(Invalid::RegexNestedRepetition { pattern: pattern.to_string(), operator }),
+        None => Ok(()),
+    }
+}
+
+/// A repetition of a repetition (`a++`, `a**`, `a{2}*`): RE2, which Istio and Envoy use,
+/// refuses it; Rust's regex takes it. The operators, as RE2 names them.
+fn nested_repetition(pattern: &str) -> Option<String> {
+    use regex_syntax::ast::Ast;
+    fn find(ast: &Ast, pattern: &str) -> Option<String> {
+        match ast {
+            Ast::Repetition(outer) => match outer.ast.as_ref() {
+                Ast::Repetition(inner) => {
+                    let start = inner.op.span.start.offset;
+                    Some(pattern[start..outer.op.span.end.offset].to_string())
+                }
+                other => find(other, pattern),
+            },
+            Ast::Group(group) => find(&group.ast, pattern),
+            Ast::Alternation(alternation) => alternation.asts.iter().find_map(|ast| find(ast, pattern)),
+            Ast::Concat(concat) => concat.asts.iter().find_map(|ast| find(ast, pattern)),
+            _ => None,
+        }
+    }
+    let ast = regex_syntax::ast::parse::Parser::new().parse(pattern).ok()?;
+    find(&ast, pattern)
 }

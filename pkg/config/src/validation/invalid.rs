@@ -63,6 +63,8 @@ pub(super) enum Invalid {
     ExportToMany,
     #[error("invalid regex {pattern:?}: {source}")]
     Regex { pattern: String, source: regex::Error },
+    #[error("invalid regex {pattern:?}: invalid nested repetition operator: `{operator}`")]
+    RegexNestedRepetition { pattern: String, operator: String },
     #[error("subset name cannot be empty")]
     EmptySubsetName,
     #[error("subset name is invalid: {0}")]

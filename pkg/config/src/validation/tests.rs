@@ -305,6 +305,73 @@ fn envoy_filter_rules() {
         &["configPatches[0].patch.value", "com.example.custom"],
     );
     assert_valid(&filter("configPatches:\n- applyTo: HTTP_FILTER\n  patch: {operation: MERGE, value: {config: {upstream_cluster: scooby}}}\n- applyTo: CLUSTER\n  patch: {operation: MERGE, value: {dns_lookup_family: V6_ONLY}}\n"));
+    envoy_filter_cases_of_1_4_6(&filter);
+}
+
+/// The rest of 1.4.6's EnvoyFilter validation table, and its order: a patch stops at its first
+/// listener-class problem, so a bad value behind it is not reported as well.
+fn envoy_filter_cases_of_1_4_6(filter: &dyn Fn(&str) -> String) {
+    let patch = |apply_to: &str, matcher: &str, body: &str| {
+        filter(&format!("configPatches:\n- applyTo: {apply_to}\n  match: {matcher}\n  patch: {body}\n"))
+    };
+    assert_valid(&filter("filters: []\n"));
+    let deprecated = |entry: &str| filter(&format!("filters:\n- {entry}\n"));
+    assert_invalid(
+        &deprecated("{insertPosition: {index: BEFORE}, filterType: HTTP, filterName: f, filterConfig: {}}"),
+        &["insertPosition", "missing relativeTo"],
+    );
+    assert_invalid(&deprecated("{filterName: f, filterConfig: {}}"), &["filterType", "missing filter type"]);
+    assert_invalid(&deprecated("{filterType: HTTP, filterConfig: {}}"), &["filterName", "missing filter name"]);
+    assert_invalid(&deprecated("{filterType: HTTP, filterName: f}"), &["filterConfig", "missing filter config"]);
+    assert_valid(&deprecated(
+        "{insertPosition: {index: FIRST}, filterType: NETWORK, filterName: envoy.foo, filterConfig: {}}",
+    ));
+    assert_invalid(&filter("configPatches:\n- applyTo: CLUSTER\n"), &["patch", "missing patch"]);
+    assert_invalid(&filter("configPatches:\n- applyTo: CLUSTER\n  patch: {value: {}}\n"), &["missing patch operation"]);
+    assert_invalid(
+        &patch("CLUSTER", "{proxy: {proxyVersion: \"a++\"}}", "{operation: REMOVE}"),
+        &["invalid regex for proxy version", "invalid nested repetition operator: `++`"],
+    );
+    assert_valid(&patch("CLUSTER", "{proxy: {proxyVersion: \"^1\\\\.[2-9](.*?)$\"}}", "{operation: REMOVE}"));
+    assert_invalid(
+        &patch("LISTENER", "{cluster: {service: foo}}", "{operation: ADD, value: {name: l}}"),
+        &["configPatches[0].match", "cannot have non listener match"],
+    );
+    assert_invalid(
+        &patch("NETWORK_FILTER", "{listener: {filterChain: {filter: {}}}}", "{operation: REMOVE}"),
+        &["filterChain.filter", "filter match has no name to match on"],
+    );
+    assert_invalid(
+        &patch(
+            "HTTP_FILTER",
+            "{listener: {filterChain: {filter: {name: envoy.tcp_proxy, subFilter: {name: f}}}}}",
+            "{operation: REMOVE}",
+        ),
+        &["subFilter", "requires filter match with envoy.http_connection_manager"],
+    );
+    assert_invalid(
+        &patch(
+            "HTTP_FILTER",
+            "{listener: {filterChain: {filter: {name: envoy.http_connection_manager, subFilter: {}}}}}",
+            "{operation: REMOVE}",
+        ),
+        &["subFilter", "subfilter match has no name to match on"],
+    );
+    assert_invalid(
+        &patch("VIRTUAL_HOST", "{listener: {portNumber: 80}}", "{operation: REMOVE}"),
+        &["cannot have non route configuration match"],
+    );
+    assert_valid(&patch("CLUSTER", "{cluster: {}}", "{operation: ADD, value: {lb_policy: RING_HASH}}"));
+    assert_invalid(
+        &filter("workloadSelector: {}\nconfigPatches:\n- applyTo: CLUSTER\n  patch: {operation: REMOVE}\n"),
+        &["spec.workloadSelector", "workloadSelector cannot have empty labels"],
+    );
+    // One problem per patch: the listener-class mismatch, not the bad value behind it.
+    let found = problems(&patch("LISTENER", "{cluster: {}}", "{operation: ADD, value: {no_such_field: 1}}"));
+    assert_eq!(found.len(), 1, "{found:#?}");
+    // A route- or cluster-class mismatch does not stop the value's check, as in 1.4.
+    let found = problems(&patch("CLUSTER", "{listener: {}}", "{operation: ADD, value: {no_such_field: 1}}"));
+    assert_eq!(found.len(), 2, "{found:#?}");
 }
 
 #[test]
@@ -493,4 +560,18 @@ fn mesh_config_rules() {
     assert!(found.iter().any(|v| v.field == "defaultConfig.discoveryAddress"), "{found:?}");
     let found = mesh_config_violations(&serde_json::json!({"noSuchField": 1}));
     assert!(found.iter().any(|v| v.message.contains("unrecognized field name")), "{found:?}");
+}
+
+/// Regexes are refused where RE2 (Istio's, Envoy's) refuses them: a repetition of a
+/// repetition, which Rust's regex would take.
+#[test]
+fn regexes_are_read_as_re2_reads_them() {
+    use super::common::validate_regex;
+    for (pattern, operator) in [("a++", "++"), ("x(a**)", "**"), ("b|c{2}*", "{2}*"), ("a?+", "?+")] {
+        let error = validate_regex(pattern).expect_err(pattern).to_string();
+        assert!(error.contains(&format!("invalid nested repetition operator: `{operator}`")), "{pattern}: {error}");
+    }
+    for pattern in ["(a+)+", "a+?", "a*?b??", "^1\\.[2-9](.*?)$", "[+*]+"] {
+        assert!(validate_regex(pattern).is_ok(), "{pattern}");
+    }
 }

@@ -277,3 +277,43 @@ fn listener_patches_by_port_leave_virtual_inbound_whole() {
     assert_eq!(listeners[0].filter_chains.len(), 2, "virtualInbound keeps every chain");
     assert_eq!(listeners[0].per_connection_buffer_limit_bytes, None, "nor is it merged into");
 }
+
+/// An ADDed filter, or one INSERTed after the terminal filter, goes just before the router, the
+/// HTTP connection manager or the TCP proxy: 1.4 put it after them (dead, in Envoy of its day),
+/// which Envoy today refuses along with the whole listener update.
+#[test]
+fn filters_added_at_the_end_go_before_the_terminal_filter() {
+    let filters = one_per_patch(
+        "default",
+        &[
+            "{applyTo: HTTP_FILTER, match: {context: SIDECAR_INBOUND, listener: {filterChain: {
+                filter: {name: envoy.http_connection_manager}}}},
+              patch: {operation: ADD, value: {name: added-http}}}",
+            "{applyTo: HTTP_FILTER, match: {context: SIDECAR_INBOUND, listener: {filterChain: {
+                filter: {name: envoy.http_connection_manager, subFilter: {name: envoy.router}}}}},
+              patch: {operation: INSERT_AFTER, value: {name: after-router}}}",
+            "{applyTo: NETWORK_FILTER, match: {context: SIDECAR_INBOUND},
+              patch: {operation: ADD, value: {name: added-network}}}",
+        ],
+    );
+    let filters: Vec<&PreparedEnvoyFilter> = filters.iter().collect();
+    let http = FilterChain {
+        filters: vec![manager(0, vec![http_filter("first"), http_filter("envoy.filters.http.router")])],
+        ..Default::default()
+    };
+    let tcp = FilterChain { filters: named_filters(&["mixer", "envoy.tcp_proxy"]), ..Default::default() };
+    let open = FilterChain { filters: named_filters(&["not-terminal"]), ..Default::default() };
+    let mut listeners = vec![listener("virtualInbound", Some(15006), vec![http, tcp, open])];
+    apply(PatchContext::SidecarInbound, &sidecar(), &filters, &mut listeners, true);
+    let chains = &listeners[0].filter_chains;
+    let names = |filters: &[Filter]| filters.iter().map(|f| f.name.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&chains[0].filters), ["added-network", "envoy.filters.network.http_connection_manager"]);
+    let Some(filter::ConfigType::TypedConfig(typed)) = &chains[0].filters[1].config_type else {
+        panic!("the connection manager lost its config")
+    };
+    let manager = HttpConnectionManager::decode(typed.value.as_slice()).expect("a connection manager");
+    let http_names: Vec<&str> = manager.http_filters.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(http_names, ["first", "added-http", "after-router", "envoy.filters.http.router"]);
+    assert_eq!(names(&chains[1].filters), ["mixer", "added-network", "envoy.tcp_proxy"]);
+    assert_eq!(names(&chains[2].filters), ["not-terminal", "added-network"], "no terminal filter, the end");
+}
