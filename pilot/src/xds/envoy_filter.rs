@@ -337,6 +337,63 @@ mod tests {
         assert!(!listener_match(&view(ListenerType::SidecarOutbound, None), &matcher(0, "", any, &["0.0.0.0/0"])));
     }
 
+    /// 1.4.6's LDS test of an EnvoyFilter selecting by `workloadLabels`: of three sidecars in
+    /// its namespace, only the one carrying the labels gets the filter; one with other labels
+    /// and one with none do not.
+    #[test]
+    fn workload_labels_select_the_sidecars_that_carry_them() {
+        let spec = istio_api::json::decode(
+            "istio.networking.v1alpha3.EnvoyFilter",
+            &serde_json::json!({
+                "workloadLabels": {"app": "envoyfilter-test-app"},
+                "filters": [{
+                    "listenerMatch": {"portNumber": 8081, "listenerType": "SIDECAR_OUTBOUND"},
+                    "filterName": "envoy.buffer",
+                    "filterType": "HTTP",
+                    "filterConfig": {"maxRequestBytes": 1024}
+                }]
+            }),
+        )
+        .expect("an EnvoyFilter");
+        let mut push = crate::testing::push(Vec::new(), Vec::new());
+        push.envoy_filters = vec![Named { name: "buffer".into(), namespace: "consumerns".into(), spec }];
+        let manager = HttpConnectionManager {
+            http_filters: vec![HttpFilter { name: "envoy.filters.http.router".into(), ..Default::default() }],
+            ..Default::default()
+        };
+        let listener = Listener {
+            name: "0.0.0.0_8081".into(),
+            address: Some(crate::xds::socket_address("0.0.0.0", 8081)),
+            filter_chains: vec![FilterChain {
+                filters: vec![Filter {
+                    name: "envoy.filters.network.http_connection_manager".into(),
+                    config_type: Some(filter::ConfigType::TypedConfig(any(manager))),
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let sidecars = [
+            ("98.1.1.1", vec![("app", "envoyfilter-test-app"), ("some", "otherlabel")], true),
+            ("98.1.1.2", vec![("app", "no-envoyfilter-test-app")], false),
+            ("98.1.1.3", vec![], false),
+        ];
+        for (ip, labels, expected) in sidecars {
+            let proxy = crate::testing::sidecar("consumerns", ip, &labels);
+            let filters = applicable(&push, &proxy);
+            let mut listeners = vec![listener.clone()];
+            apply(&push, &proxy, &filters, &mut listeners);
+            let Some(filter::ConfigType::TypedConfig(typed)) = &listeners[0].filter_chains[0].filters[0].config_type
+            else {
+                panic!("the connection manager lost its config")
+            };
+            let manager = HttpConnectionManager::decode(typed.value.as_slice()).expect("a connection manager");
+            let names: Vec<&str> = manager.http_filters.iter().map(|f| f.name.as_str()).collect();
+            let has_buffer = names.contains(&"envoy.buffer");
+            assert_eq!(has_buffer, expected, "{ip}: {names:?}");
+        }
+    }
+
     #[test]
     fn legacy_filter_names_get_their_v3_type() {
         let entry = net::envoy_filter::Filter {

@@ -390,6 +390,29 @@ mod tests {
         );
     }
 
+    /// 1.4.6's listener patch test writes the hop count as a string, as proto3 JSON allows.
+    #[test]
+    fn numbers_may_be_strings() {
+        let value = json!({
+            "name": "envoy.http_connection_manager",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.config.filter.network.http_connection_manager.v2.HttpConnectionManager",
+                "xffNumTrustedHops": "4"
+            }
+        });
+        let PatchValue::NetworkFilter(filter) = patch_value(PatchObject::NetworkFilter, &value, true).unwrap() else {
+            panic!("not a network filter")
+        };
+        let Some(envoy_types::pb::envoy::config::listener::v3::filter::ConfigType::TypedConfig(typed)) =
+            filter.filter.config_type
+        else {
+            panic!("no typed config")
+        };
+        use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
+        use prost::Message;
+        assert_eq!(HttpConnectionManager::decode(typed.value.as_slice()).unwrap().xff_num_trusted_hops, 4);
+    }
+
     #[test]
     fn names_and_types_of_1_4_filters() {
         assert_eq!(canonical_filter_name("envoy.router"), "envoy.filters.http.router");

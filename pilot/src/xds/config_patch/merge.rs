@@ -100,6 +100,48 @@ mod tests {
         merge(&mut target, &Cluster { lb_policy: cluster::LbPolicy::RingHash as i32, ..Default::default() });
         assert_eq!(target.name, "outbound|80||foo.bar", "unset fields leave the target's");
         assert_eq!(target.lb_policy, cluster::LbPolicy::RingHash as i32);
+        // A zero value cannot unset: ROUND_ROBIN is the enum's zero.
+        merge(&mut target, &Cluster { lb_policy: cluster::LbPolicy::RoundRobin as i32, ..Default::default() });
+        assert_eq!(target.lb_policy, cluster::LbPolicy::RingHash as i32);
+
+        // Map keys replace whole values; other keys stay.
+        let metadata = |entries: &[(&str, &str)]| {
+            let filter_metadata = entries
+                .iter()
+                .map(|(key, value)| {
+                    use envoy_types::pb::google::protobuf::{value::Kind, Struct, Value};
+                    let field = ("value".to_string(), Value { kind: Some(Kind::StringValue(value.to_string())) });
+                    (key.to_string(), Struct { fields: [field].into_iter().collect() })
+                })
+                .collect();
+            Some(envoy_types::pb::envoy::config::core::v3::Metadata { filter_metadata, ..Default::default() })
+        };
+        target.metadata = metadata(&[("istio", "old"), ("other", "kept")]);
+        merge(&mut target, &Cluster { metadata: metadata(&[("istio", "new")]), ..Default::default() });
+        assert_eq!(target.metadata, metadata(&[("istio", "new"), ("other", "kept")]));
+
+        // A oneof set to another case replaces it.
+        target.cluster_discovery_type = Some(cluster::ClusterDiscoveryType::Type(cluster::DiscoveryType::Eds as i32));
+        let custom = cluster::CustomClusterType { name: "envoy.clusters.aggregate".into(), ..Default::default() };
+        merge(
+            &mut target,
+            &Cluster {
+                cluster_discovery_type: Some(cluster::ClusterDiscoveryType::ClusterType(custom.clone())),
+                ..Default::default()
+            },
+        );
+        assert_eq!(target.cluster_discovery_type, Some(cluster::ClusterDiscoveryType::ClusterType(custom)));
+    }
+
+    #[test]
+    fn a_filter_without_a_typed_config_is_left_alone() {
+        let mut target = Filter { name: "mixer".into(), config_type: None };
+        let patch = FilterValue {
+            filter: Filter { name: "renamed".into(), config_type: None },
+            untyped: Some(serde_json::json!({"upstream_cluster": "scooby"})),
+        };
+        merge_network_filter(&mut target, &patch);
+        assert_eq!(target, Filter { name: "mixer".into(), config_type: None });
     }
 
     #[test]
