@@ -188,11 +188,10 @@ fn destination_rules_vary(push: &PushContext) -> bool {
         .iter()
         .map(|rule| (push.qualify(&rule.spec.host, &rule.namespace), rule.namespace.as_str()))
         .collect();
-    let covers = |wildcard: &str, host: &str| wildcard.strip_prefix('*').is_some_and(|suffix| host.ends_with(suffix));
     hosts.iter().enumerate().any(|(index, (host, namespace))| {
-        hosts[index + 1..].iter().any(|(other, other_namespace)| {
-            namespace != other_namespace && (host == other || covers(host, other) || covers(other, host))
-        })
+        hosts[index + 1..]
+            .iter()
+            .any(|(other, other_namespace)| namespace != other_namespace && crate::host::hosts_match(host, other))
     })
 }
 

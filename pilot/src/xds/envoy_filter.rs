@@ -176,13 +176,17 @@ fn chain_matches(
             })
         })
         .unwrap_or(0);
-    let port_names = push
-        .services
-        .values()
-        .flat_map(|service| service.ports.iter())
-        .filter(|service_port| service_port.number == port)
-        .map(|service_port| service_port.name.as_str())
-        .collect();
+    // Every service is looked at only when a prefix asks for the port's names.
+    let port_names = if matcher.port_name_prefix.is_empty() {
+        Vec::new()
+    } else {
+        push.services
+            .values()
+            .flat_map(|service| service.ports.iter())
+            .filter(|service_port| service_port.number == port)
+            .map(|service_port| service_port.name.as_str())
+            .collect()
+    };
     let ip = address.and_then(|socket| match socket.address.as_str() {
         "::" => Some(IpAddr::from([0, 0, 0, 0])),
         other => other.parse().ok(),

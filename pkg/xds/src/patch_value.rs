@@ -296,19 +296,23 @@ mod tests {
         assert_eq!(typed.type_url, "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC");
     }
 
+    /// The typed config of a network filter patch value read for a MERGE.
+    fn network_filter_config(value: &Value) -> envoy_types::pb::google::protobuf::Any {
+        let PatchValue::NetworkFilter(filter) = patch_value(PatchObject::NetworkFilter, value, true).unwrap() else {
+            panic!("not a network filter")
+        };
+        match filter.filter.config_type {
+            Some(envoy_types::pb::envoy::config::listener::v3::filter::ConfigType::TypedConfig(typed)) => typed,
+            other => panic!("no typed config: {other:?}"),
+        }
+    }
+
     #[test]
     fn v2_type_urls_are_read_as_v3() {
         let value = json!({"name": "envoy.http_connection_manager", "typed_config": {
             "@type": "type.googleapis.com/envoy.config.filter.network.http_connection_manager.v2.HttpConnectionManager",
             "xffNumTrustedHops": 4}});
-        let PatchValue::NetworkFilter(filter) = patch_value(PatchObject::NetworkFilter, &value, true).unwrap() else {
-            panic!("not a network filter")
-        };
-        let Some(envoy_types::pb::envoy::config::listener::v3::filter::ConfigType::TypedConfig(typed)) =
-            filter.filter.config_type
-        else {
-            panic!("untyped")
-        };
+        let typed = network_filter_config(&value);
         assert!(typed.type_url.ends_with("http_connection_manager.v3.HttpConnectionManager"), "{}", typed.type_url);
     }
 
@@ -363,14 +367,7 @@ mod tests {
                 }]
             }
         });
-        let PatchValue::NetworkFilter(filter) = patch_value(PatchObject::NetworkFilter, &value, true).unwrap() else {
-            panic!("not a network filter")
-        };
-        let Some(envoy_types::pb::envoy::config::listener::v3::filter::ConfigType::TypedConfig(typed)) =
-            filter.filter.config_type
-        else {
-            panic!("no typed config")
-        };
+        let typed = network_filter_config(&value);
         use envoy_types::pb::envoy::extensions::access_loggers::grpc::v3::HttpGrpcAccessLogConfig;
         use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
         use prost::Message;
@@ -400,14 +397,7 @@ mod tests {
                 "xffNumTrustedHops": "4"
             }
         });
-        let PatchValue::NetworkFilter(filter) = patch_value(PatchObject::NetworkFilter, &value, true).unwrap() else {
-            panic!("not a network filter")
-        };
-        let Some(envoy_types::pb::envoy::config::listener::v3::filter::ConfigType::TypedConfig(typed)) =
-            filter.filter.config_type
-        else {
-            panic!("no typed config")
-        };
+        let typed = network_filter_config(&value);
         use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
         use prost::Message;
         assert_eq!(HttpConnectionManager::decode(typed.value.as_slice()).unwrap().xff_num_trusted_hops, 4);
