@@ -36,6 +36,8 @@ install_prerequisites() {
     command -v chromium >/dev/null || missing+=(chromium)           # a real browser on the mesh console
     command -v nginx >/dev/null || missing+=(nginx)                 # the TLS tasks' web servers
     command -v tinyproxy >/dev/null || missing+=(tinyproxy)         # the external HTTPS proxy task
+    # nginx's stream module (a dynamic module on Debian): the wildcard task's SNI proxy
+    [ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || missing+=(libnginx-mod-stream)
     if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         echo "installing ${missing[*]} (Debian packages)" >&2
         DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null \

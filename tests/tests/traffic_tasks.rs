@@ -17,6 +17,8 @@ mod egress_gateway_tls;
 mod egress_proxy;
 #[path = "traffic_tasks/egress_services.rs"]
 mod egress_services;
+#[path = "traffic_tasks/egress_sni_proxy.rs"]
+mod egress_sni_proxy;
 #[path = "traffic_tasks/egress_tls.rs"]
 mod egress_tls;
 #[path = "traffic_tasks/egress_wildcard.rs"]

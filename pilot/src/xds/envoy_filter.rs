@@ -424,4 +424,20 @@ mod tests {
         let unknown = net::envoy_filter::Filter { filter_name: "com.example.custom".into(), ..entry };
         assert!(typed_config(&unknown).unwrap_err().to_string().contains("no @type"));
     }
+
+    #[test]
+    fn istio_proxys_sni_filters_are_typed_as_structs() {
+        // The wildcard-egress task's filters: `filterConfig: {}`, known to istio-proxy by name.
+        for name in ["forward_downstream_sni", "sni_verifier"] {
+            let entry = net::envoy_filter::Filter {
+                filter_name: name.into(),
+                filter_type: FilterType::Network as i32,
+                filter_config: Some(prost_types::Struct::default()),
+                ..Default::default()
+            };
+            let config = typed_config(&entry).expect("typed");
+            assert_eq!(config.type_url, "type.googleapis.com/google.protobuf.Struct");
+            assert!(config.value.is_empty());
+        }
+    }
 }

@@ -80,6 +80,14 @@ pub enum PatchValueError {
     Json(#[from] json::Error),
 }
 
+/// istio-proxy's filter that sends the downstream's SNI as the upstream TLS SNI.
+pub const FORWARD_DOWNSTREAM_SNI: &str = "forward_downstream_sni";
+/// istio-proxy's filter that checks, behind a TLS-terminating chain, that the inner
+/// ClientHello's SNI is the outer connection's.
+pub const SNI_VERIFIER: &str = "sni_verifier";
+/// The typed config of filters whose config is read by name.
+pub const STRUCT_TYPE: &str = "google.protobuf.Struct";
+
 /// The v3 type of a filter (or access logger) named by its v3 or its deprecated (1.4-era) name.
 pub fn known_filter_type(filter_name: &str) -> Option<&'static str> {
     Some(match canonical_filter_name(filter_name) {
@@ -112,6 +120,9 @@ pub fn known_filter_type(filter_name: &str) -> Option<&'static str> {
         "envoy.access_loggers.file" => "envoy.extensions.access_loggers.file.v3.FileAccessLog",
         "envoy.access_loggers.http_grpc" => "envoy.extensions.access_loggers.grpc.v3.HttpGrpcAccessLogConfig",
         "envoy.access_loggers.tcp_grpc" => "envoy.extensions.access_loggers.grpc.v3.TcpGrpcAccessLogConfig",
+        // istio-proxy's own network filters, configured by name (a Struct typed config makes
+        // Envoy look the factory up by the filter's name); a stock Envoy has neither.
+        FORWARD_DOWNSTREAM_SNI | SNI_VERIFIER => STRUCT_TYPE,
         _ => return None,
     })
 }
@@ -220,6 +231,10 @@ fn upgrade(value: &mut Value) {
             let filter_type = object.get("name").and_then(Value::as_str).and_then(known_filter_type);
             if let (false, Some(type_name), Some(Value::Object(_))) = (typed, filter_type, object.get("config")) {
                 if let Some(Value::Object(mut config)) = object.remove("config") {
+                    if type_name == STRUCT_TYPE {
+                        // A well-known type in an Any carries its JSON under `value`.
+                        config = Map::from_iter([("value".to_string(), Value::Object(config))]);
+                    }
                     config.insert("@type".into(), Value::String(format!("{TYPE_PREFIX}{type_name}")));
                     if WASM_TYPES.contains(&type_name) {
                         upgrade_wasm(&mut config);
@@ -305,6 +320,18 @@ mod tests {
             Some(envoy_types::pb::envoy::config::listener::v3::filter::ConfigType::TypedConfig(typed)) => typed,
             other => panic!("no typed config: {other:?}"),
         }
+    }
+
+    #[test]
+    fn istio_proxys_sni_filters_get_a_struct_config() {
+        for name in [FORWARD_DOWNSTREAM_SNI, SNI_VERIFIER] {
+            let typed = network_filter_config(&json!({"name": name, "config": {}}));
+            assert_eq!(typed.type_url, format!("{TYPE_PREFIX}{STRUCT_TYPE}"));
+            assert!(typed.value.is_empty(), "an empty Struct: {:?}", typed.value);
+        }
+        let typed = network_filter_config(&json!({"name": SNI_VERIFIER, "config": {"note": "kept"}}));
+        let config = <prost_types::Struct as prost::Message>::decode(typed.value.as_slice()).unwrap();
+        assert!(config.fields.contains_key("note"), "{config:?}");
     }
 
     #[test]

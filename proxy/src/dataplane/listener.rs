@@ -228,6 +228,21 @@ async fn handle_connection(context: Arc<TrafficContext>, address: SocketAddr, st
         server_name: inspection.server_name,
         inbound: listener.inbound,
     };
+    // istio-proxy's sni_verifier: the chain's first filter wherever 1.4's EnvoyFilters put it.
+    let stream = if chain.sni_verifier {
+        match super::sni_verifier::verify(stream, downstream.server_name.as_deref(), &context.stats).await {
+            Ok(stream) => stream,
+            Err(refusal) => {
+                tracing::debug!(
+                    "listener {}: connection from {remote} closed by sni_verifier: {refusal}",
+                    listener.name
+                );
+                return;
+            }
+        }
+    } else {
+        stream
+    };
     // The chain's RBAC network filters: a denied connection is closed before its terminal
     // filter sees it.
     for (rules, stat_prefix) in &chain.rbac {

@@ -25,6 +25,7 @@ pub(crate) mod rbac;
 pub(crate) mod sds;
 pub(crate) mod secrets;
 pub(crate) mod shared;
+pub(crate) mod sni_verifier;
 pub(crate) mod stats;
 pub(crate) mod tcp;
 pub(crate) mod telemetry_v2;

@@ -2,7 +2,8 @@
 //! connection's original destination), connects under the cluster's connection limit, and
 //! copies bytes both ways until both sides close or nothing moves for the idle timeout; then logs.
 //! With Istio 1.4's mixer filter on the chain, the connection is reported to Mixer as it opens,
-//! every report interval while it lasts, and when it closes.
+//! every report interval while it lasts, and when it closes. With istio-proxy's
+//! `forward_downstream_sni` on the chain, the upstream TLS carries the downstream's SNI.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,7 +18,7 @@ use super::connection_stats::TcpProxyStats;
 use super::context::TrafficContext;
 use super::http::downstream::Downstream;
 use super::mixer::report::ConnectionReport;
-use super::upstream::pool::{connect, BoxStream};
+use super::upstream::pool::{connect_with_sni, BoxStream};
 
 pub(crate) async fn proxy(
     context: &TrafficContext,
@@ -55,7 +56,8 @@ pub(crate) async fn proxy(
             cluster.stats.upstream_rq_pending_overflow.inc();
             return Err(ResponseFlag::UpstreamOverflow);
         };
-        let upstream = match connect(&cluster, &host).await {
+        let forwarded_sni = if config.forward_downstream_sni { downstream.server_name.as_deref() } else { None };
+        let upstream = match connect_with_sni(&cluster, &host, forwarded_sni).await {
             Ok(upstream) => upstream,
             Err(error) => {
                 cluster.record_outcome(&host, None);

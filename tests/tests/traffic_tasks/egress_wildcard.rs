@@ -1,8 +1,10 @@
-//! Egress using wildcard hosts: `*.wikipedia.org` reached directly by the sidecars, and through
-//! the egress gateway to a single upstream (`www.wikipedia.org`) that serves every language.
+//! Egress using wildcard hosts: `*.wikipedia.org` reached directly by the sidecars, through
+//! the egress gateway to a single upstream (`www.wikipedia.org`) that serves every language,
+//! and through a gateway with an SNI proxy to arbitrary domains ([`super::egress_sni_proxy`]).
 
 use e2e::outside::{OutsideHost, NGINX_ADDRESS};
 
+use super::egress_sni_proxy::{refused_by_a_stock_envoy, through_sni_proxy, Tab};
 use super::*;
 
 /// The outside Wikipedia: one address for every language, the page picked by SNI.
@@ -74,6 +76,9 @@ spec:
 ",
     );
     until("both languages through the sidecar", Duration::from_secs(60), || expect(titles(mesh), expected_titles()));
+    if mesh.plane == Plane::Envoy {
+        refused_by_a_stock_envoy(mesh, || titles(mesh), expected_titles());
+    }
     mesh.delete("serviceentries", "wikipedia");
 
     mesh.apply_yaml(
@@ -187,6 +192,15 @@ spec:
             Err(format!("titles {seen:?}, {through_gateway} gateway connections to www.wikipedia.org"))
         }
     });
+    // The task's cleanup of the single-server configuration.
+    mesh.delete("serviceentries", "www-wikipedia");
+    mesh.delete("gateways", "istio-egressgateway");
+    mesh.delete("virtualservices", "direct-wikipedia-through-egress-gateway");
     mesh.delete("destinationrules", "egressgateway-for-wikipedia");
+
+    // Arbitrary domains through the gateway with the SNI proxy: with mutual TLS to the gateway
+    // where the proxies have istio-proxy's filters, by TLS passthrough where they do not.
+    let tab = if mesh.plane == Plane::Builtin { Tab::MutualTls } else { Tab::Passthrough };
+    through_sni_proxy(mesh, tab, || titles(mesh), expected_titles());
     mesh.set_external_hosts("");
 }

@@ -28,6 +28,9 @@ use super::{duration, ConfigError};
 
 pub(crate) const HCM_FILTER: &str = "envoy.filters.network.http_connection_manager";
 pub(crate) const TCP_PROXY_FILTER: &str = "envoy.filters.network.tcp_proxy";
+/// istio-proxy's network filters, named as 1.4's EnvoyFilters name them.
+const FORWARD_DOWNSTREAM_SNI: &str = "forward_downstream_sni";
+const SNI_VERIFIER: &str = "sni_verifier";
 
 #[derive(Debug)]
 pub(crate) struct ListenerConfig {
@@ -57,6 +60,9 @@ pub(crate) struct FilterChainConfig {
     pub rbac: Vec<(Arc<crate::dataplane::rbac::Rules>, String)>,
     /// Istio 1.4's `mixer` network filter: a connection is checked with Mixer when it opens.
     pub mixer: Option<Arc<crate::dataplane::mixer::filter::TcpMixer>>,
+    /// istio-proxy's `sni_verifier`: behind this chain's TLS, the connection must open with a
+    /// ClientHello for the SNI the outer TLS was opened with, or it is closed.
+    pub sni_verifier: bool,
     /// A hash of the chain as configured: an update that leaves it the same keeps its
     /// connections, one that changes or removes it drains them (Envoy's in-place update).
     pub fingerprint: u64,
@@ -142,6 +148,9 @@ pub(crate) struct TcpProxyConfig {
     pub clusters: ClusterChoice,
     pub idle_timeout: Option<Duration>,
     pub access_logs: Vec<AccessLogConfig>,
+    /// istio-proxy's `forward_downstream_sni` is on the chain: the upstream TLS's SNI is the
+    /// downstream's.
+    pub forward_downstream_sni: bool,
 }
 
 /// A file access log: where, and Envoy's text format (`None`: Envoy's default format).
@@ -267,9 +276,12 @@ fn compile_chain(chain: &FilterChain, at: &str) -> Result<FilterChainConfig, Con
     };
     let mut rbac = Vec::new();
     let mut mixer = None;
+    let (mut forward_downstream_sni, mut sni_verifier) = (false, false);
     for (index, leading) in chain.filters[..chain.filters.len() - 1].iter().enumerate() {
         let field = format!("{at}: filters[{index}] {}", leading.name);
         match leading.name.as_str() {
+            FORWARD_DOWNSTREAM_SNI => forward_downstream_sni = true,
+            SNI_VERIFIER => sni_verifier = true,
             crate::dataplane::mixer::config::FILTER => {
                 let config: istio_api::pb::istio::mixer::v1::config::client::TcpClientConfig = typed_istio(
                     leading.config_type.as_ref(),
@@ -329,10 +341,17 @@ fn compile_chain(chain: &FilterChain, at: &str) -> Result<FilterChainConfig, Con
                     Some(timeout) => Some(duration(timeout)).filter(|timeout| !timeout.is_zero()),
                 },
                 access_logs: access_logs(&proxy.access_log, at)?,
+                forward_downstream_sni,
             })
         }
         other => return Err(ConfigError::new(at, format!("network filter {other} is not supported"))),
     };
+    if forward_downstream_sni && matches!(filter, NetworkFilter::Http(_)) {
+        return Err(ConfigError::new(
+            at,
+            format!("{FORWARD_DOWNSTREAM_SNI} is supported before {TCP_PROXY_FILTER} only"),
+        ));
+    }
     Ok(FilterChainConfig {
         name: chain.name.clone(),
         matcher,
@@ -340,6 +359,7 @@ fn compile_chain(chain: &FilterChain, at: &str) -> Result<FilterChainConfig, Con
         filter,
         rbac,
         mixer,
+        sni_verifier,
         fingerprint: fingerprint(chain),
         retired: tokio::sync::watch::channel(false).0,
     })
@@ -618,9 +638,11 @@ mod tests {
                 clusters: ClusterChoice::Single(name.into()),
                 idle_timeout: None,
                 access_logs: Vec::new(),
+                forward_downstream_sni: false,
             }),
             rbac: Vec::new(),
             mixer: None,
+            sni_verifier: false,
             fingerprint: 0,
             retired: tokio::sync::watch::channel(false).0,
         })
@@ -689,5 +711,65 @@ mod tests {
         assert_eq!(name(facts("10.0.0.2:443", Some("other.org"), "tls")), Some("default".into()));
         assert_eq!(name(facts("10.1.2.3:7000", None, "raw_buffer")), Some("ip".into()));
         assert_eq!(name(facts("10.2.2.3:7000", None, "raw_buffer")), Some("default".into()));
+    }
+
+    /// A chain of `leading` filters (each with an empty Struct config, as Pilot types them)
+    /// before `terminal`.
+    fn chain_with(leading: &[&str], terminal: filter::ConfigType, terminal_name: &str) -> FilterChain {
+        use envoy_types::pb::envoy::config::listener::v3::Filter;
+        use envoy_types::pb::google::protobuf::Any;
+        let mut filters: Vec<Filter> = leading
+            .iter()
+            .map(|name| Filter {
+                name: name.to_string(),
+                config_type: Some(filter::ConfigType::TypedConfig(Any {
+                    type_url: "type.googleapis.com/google.protobuf.Struct".into(),
+                    value: Vec::new(),
+                })),
+            })
+            .collect();
+        filters.push(Filter { name: terminal_name.into(), config_type: Some(terminal) });
+        FilterChain { filters, ..FilterChain::default() }
+    }
+
+    fn typed(type_name: &str, message: &impl Message) -> filter::ConfigType {
+        filter::ConfigType::TypedConfig(envoy_types::pb::google::protobuf::Any {
+            type_url: format!("type.googleapis.com/{type_name}"),
+            value: message.encode_to_vec(),
+        })
+    }
+
+    #[test]
+    fn istio_proxys_sni_filters_are_read_before_a_tcp_proxy_only() {
+        let tcp = TcpProxy {
+            stat_prefix: "wiki".into(),
+            cluster_specifier: Some(tcp_proxy::ClusterSpecifier::Cluster("outbound|443||wiki".into())),
+            ..TcpProxy::default()
+        };
+        let tcp = typed("envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy", &tcp);
+        let plain = compile_chain(&chain_with(&[], tcp.clone(), TCP_PROXY_FILTER), "c").expect("plain chain");
+        let NetworkFilter::Tcp(proxy) = &plain.filter else { panic!("a TCP proxy") };
+        assert!(!proxy.forward_downstream_sni && !plain.sni_verifier);
+
+        let both = chain_with(&[SNI_VERIFIER, FORWARD_DOWNSTREAM_SNI], tcp, TCP_PROXY_FILTER);
+        let compiled = compile_chain(&both, "c").expect("chain with both filters");
+        let NetworkFilter::Tcp(proxy) = &compiled.filter else { panic!("a TCP proxy") };
+        assert!(proxy.forward_downstream_sni && compiled.sni_verifier);
+
+        let manager = HttpConnectionManager {
+            stat_prefix: "http".into(),
+            route_specifier: Some(http_connection_manager::RouteSpecifier::Rds(Default::default())),
+            http_filters: vec![
+                envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpFilter {
+                    name: "envoy.filters.http.router".into(),
+                    ..Default::default()
+                },
+            ],
+            ..HttpConnectionManager::default()
+        };
+        let manager =
+            typed("envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager", &manager);
+        let error = compile_chain(&chain_with(&[FORWARD_DOWNSTREAM_SNI], manager, HCM_FILTER), "c").unwrap_err();
+        assert!(error.to_string().contains("forward_downstream_sni is supported before"), "{error}");
     }
 }

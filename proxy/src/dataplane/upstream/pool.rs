@@ -263,6 +263,23 @@ pub(crate) async fn connect(cluster: &UpstreamCluster, host: &Host) -> Result<Bo
     connect_to(cluster, host.address, tls).await
 }
 
+/// As [`connect`], with `server_name` (when given) as the TLS SNI in place of the cluster's:
+/// istio-proxy's `forward_downstream_sni`. A plaintext cluster is connected as it is.
+pub(crate) async fn connect_with_sni(
+    cluster: &UpstreamCluster,
+    host: &Host,
+    server_name: Option<&str>,
+) -> Result<BoxStream, PoolError> {
+    match (cluster.tls_for(host), server_name) {
+        (Some(tls), Some(server_name)) => {
+            let forwarded =
+                crate::dataplane::config::cluster::UpstreamTls { sni: Some(server_name.to_string()), ..tls.clone() };
+            connect_to(cluster, host.address, Some(&forwarded)).await
+        }
+        (tls, _) => connect_to(cluster, host.address, tls).await,
+    }
+}
+
 /// Opens a connection for `cluster` to `address` with `tls` (none: plaintext).
 pub(crate) async fn connect_to(
     cluster: &UpstreamCluster,
