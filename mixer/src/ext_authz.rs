@@ -20,7 +20,7 @@ use envoy_types::pb::envoy::service::auth::v3::{
 use envoy_types::pb::google::protobuf::BoolValue;
 use envoy_types::pb::google::rpc;
 use istio_api::pb::istio::mixer::v1::config::client::{network_fail_policy::FailPolicy, ServiceConfig};
-use istio_attribute::ext_authz::{decode_service_config, SERVICE_CONFIG_EXTENSION};
+use istio_attribute::ext_authz::{decode_service_config, SERVICE_CONFIG_EXTENSION, SERVICE_CONFIG_METADATA};
 use istio_attribute::quota_spec::requirements;
 use istio_attribute::value::ip_to_16_bytes;
 use istio_attribute::wire::compressed::from_attributes;
@@ -178,9 +178,12 @@ fn allowed(request_ops: &[HeaderOp], response_ops: &[HeaderOp], http: bool) -> C
 #[tonic::async_trait]
 impl Authorization for MixerService {
     async fn check(&self, request: Request<CheckRequest>) -> Result<Response<CheckResponse>, GrpcStatus> {
+        // A network filter's check carries the ServiceConfig as call metadata instead.
+        let from_metadata =
+            request.metadata().get(SERVICE_CONFIG_METADATA).and_then(|value| value.to_str().ok()).map(str::to_string);
         let context = request.into_inner().attributes.unwrap_or_default();
         let http = context.request.as_ref().is_some_and(|request| request.http.is_some());
-        let service = match context.context_extensions.get(SERVICE_CONFIG_EXTENSION) {
+        let service = match context.context_extensions.get(SERVICE_CONFIG_EXTENSION).or(from_metadata.as_ref()) {
             Some(text) => {
                 decode_service_config(text).map_err(|error| GrpcStatus::invalid_argument(error.to_string()))?
             }

@@ -126,6 +126,12 @@ impl LocalMesh {
     }
 
     /// Deletes an object by kind and name in `namespace`, if it exists.
+    /// Deletes the objects a file defines (`kubectl delete -f FILE`); missing ones are skipped.
+    pub fn delete_file(&self, file: &Path) {
+        let (code, out, err) = self.istioctl(&["x", "local", "delete", "-f", &file.display().to_string()]);
+        assert_eq!(code, 0, "deleting {}: {out}{err}", file.display());
+    }
+
     pub fn delete_in(&self, namespace: &str, kind: &str, name: &str) {
         let (code, out, _) = self.istioctl(&["x", "local", "get", kind, name, "-n", namespace, "-o", "yaml"]);
         if code != 0 {

@@ -13,6 +13,8 @@ use e2e::until;
 mod egress;
 #[path = "traffic_tasks/egress_gateway_tls.rs"]
 mod egress_gateway_tls;
+#[path = "traffic_tasks/egress_monitoring.rs"]
+mod egress_monitoring;
 #[path = "traffic_tasks/egress_proxy.rs"]
 mod egress_proxy;
 #[path = "traffic_tasks/egress_services.rs"]
@@ -42,6 +44,7 @@ use egress_gateway_tls::{
     egress_gateway_https, egress_gateway_mutual_tls_origination, egress_gateway_secret_volumes,
     egress_gateway_tls_origination,
 };
+use egress_monitoring::monitoring_and_policies_for_tls_egress;
 use egress_proxy::external_https_proxy;
 use egress_services::kubernetes_services_for_egress;
 use egress_tls::egress_tls_origination;
@@ -54,7 +57,7 @@ use resilience::{circuit_breaking, mirroring, outlier_detection_and_retries};
 use routing::{fault_injection, request_routing, request_timeouts, tcp_traffic_shifting, traffic_shifting};
 use scaling::scaling;
 
-const TASKS: [(&str, Task); 22] = [
+const TASKS: [(&str, Task); 23] = [
     ("request routing", request_routing),
     ("fault injection", fault_injection),
     ("traffic shifting", traffic_shifting),
@@ -75,6 +78,7 @@ const TASKS: [(&str, Task); 22] = [
     ("Kubernetes services for egress", kubernetes_services_for_egress),
     ("egress wildcard hosts", egress_wildcard_hosts),
     ("external HTTPS proxy", external_https_proxy),
+    ("monitoring and policies for TLS egress", monitoring_and_policies_for_tls_egress),
     ("envoy filter patches", envoy_filter_patches),
     ("scaling", scaling),
 ];
@@ -118,6 +122,18 @@ fn reset(mesh: &LocalMesh) {
         ["edition-cnn-com", "originate-tls-for-edition-cnn-com", "egressgateway-for-nginx", "originate-mtls-for-nginx"]
     {
         mesh.delete("destinationrules", name);
+    }
+    // What the SNI-proxy tasks leave behind when they fail half-way.
+    egress_sni_proxy::remove_sni_proxy(mesh);
+    for account in ["sleep-us", "sleep-canada"] {
+        for kind in ["services", "deployments", "serviceaccounts"] {
+            mesh.delete(kind, account);
+        }
+    }
+    for file in
+        ["sleep/telemetry/sni-logging.yaml", "sleep/policy/sni-wikipedia.yaml", "sleep/policy/sni-serviceaccount.yaml"]
+    {
+        mesh.delete_file(&sample(file));
     }
     set_outbound_traffic_policy(mesh, "ALLOW_ANY");
 }

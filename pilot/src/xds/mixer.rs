@@ -13,7 +13,7 @@
 //!   cluster, with the same `ServiceConfig` as the route's context extension, so Mixer runs the
 //!   same check and quotas. Policy is never skipped for a proxy that cannot run the filter.
 
-use envoy_types::pb::envoy::config::core::v3::{grpc_service, ApiVersion, GrpcService};
+use envoy_types::pb::envoy::config::core::v3::{grpc_service, ApiVersion, GrpcService, HeaderValue};
 use envoy_types::pb::envoy::config::listener::v3::{filter, Filter};
 use envoy_types::pb::envoy::extensions::filters::http::ext_authz::v3 as http_ext_authz;
 use envoy_types::pb::envoy::extensions::filters::network::ext_authz::v3 as network_ext_authz;
@@ -389,13 +389,34 @@ pub(super) fn mixer_tcp_filter(config: &mcc::TcpClientConfig) -> Filter {
     }
 }
 
-/// Envoy's network `ext_authz` filter asking Mixer's check cluster.
-pub(super) fn ext_authz_tcp_filter(push: &PushContext, proxy: &Proxy, cluster: &str, stat_prefix: &str) -> Filter {
+/// Envoy's network `ext_authz` filter asking Mixer's check cluster. What the `mixer` filter's
+/// config would say (`attributes`: whose check it is, and for which service) goes with every
+/// call as gRPC metadata, and the TLS session (the SNI) in the request, as the `mixer` filter
+/// reported `connection.requested_server_name`.
+pub(super) fn ext_authz_tcp_filter(
+    push: &PushContext,
+    proxy: &Proxy,
+    cluster: &str,
+    stat_prefix: &str,
+    attributes: Attributes,
+) -> Filter {
+    let service_config = mcc::ServiceConfig {
+        mixer_attributes: Some(attributes),
+        network_fail_policy: Some(network_fail_policy(push, proxy)),
+        ..Default::default()
+    };
+    let mut grpc_service = grpc_to(cluster);
+    grpc_service.initial_metadata.push(HeaderValue {
+        key: istio_attribute::ext_authz::SERVICE_CONFIG_METADATA.to_string(),
+        value: istio_attribute::ext_authz::encode_service_config(&service_config),
+        ..Default::default()
+    });
     let ext_authz = network_ext_authz::ExtAuthz {
         stat_prefix: stat_prefix.to_string(),
-        grpc_service: Some(grpc_to(cluster)),
+        grpc_service: Some(grpc_service),
         failure_mode_allow: fail_open(push, proxy),
         transport_api_version: ApiVersion::V3 as i32,
+        include_tls_session: true,
         ..Default::default()
     };
     Filter { name: EXT_AUTHZ_NETWORK.to_string(), config_type: Some(filter::ConfigType::TypedConfig(any(ext_authz))) }
@@ -428,7 +449,11 @@ pub(crate) fn inbound_tcp(
         };
         return Some(mixer_tcp_filter(&config));
     }
-    Some(ext_authz_tcp_filter(push, proxy, &check?, &format!("inbound_{listen_port}")))
+    let mut attributes = inbound_attributes(proxy, listen_port);
+    if let Some(service) = service {
+        attributes.attributes.extend(service_attributes(service));
+    }
+    Some(ext_authz_tcp_filter(push, proxy, &check?, &format!("inbound_{listen_port}"), attributes))
 }
 
 #[cfg(test)]

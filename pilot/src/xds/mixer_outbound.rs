@@ -249,7 +249,11 @@ fn tcp_filter(
         }
         Outbound::ExtAuthz => {
             let check_cluster = upstream_cluster(&push.mesh.mixer.check_server)?;
-            Some(ext_authz_tcp_filter(push, proxy, &check_cluster, stat_prefix))
+            let mut attributes = listener_attributes(proxy);
+            if let Some(cluster) = cluster {
+                attributes.attributes.extend(destination_attributes(push, cluster).attributes);
+            }
+            Some(ext_authz_tcp_filter(push, proxy, &check_cluster, stat_prefix, attributes))
         }
         _ => None,
     }
@@ -502,5 +506,44 @@ mod tests {
             },
         );
         assert_eq!(route_cluster(&weighted).as_deref(), Some("outbound|9080|v1|reviews.default.svc.cluster.local"));
+    }
+
+    #[test]
+    fn a_stock_envoy_gateways_tcp_check_says_whose_it_is() {
+        use envoy_types::pb::envoy::config::listener::v3::FilterChain;
+        use envoy_types::pb::envoy::extensions::filters::network::ext_authz::v3::ExtAuthz;
+        let mut push = push(reviews(), vec![]);
+        with_mixer(&mut push);
+        let tcp = TcpProxy {
+            stat_prefix: "outbound|8443||sni-proxy.local".into(),
+            cluster_specifier: Some(tcp_proxy::ClusterSpecifier::Cluster("outbound|8443||sni-proxy.local".into())),
+            ..Default::default()
+        };
+        let mut listeners = vec![Listener {
+            name: "0.0.0.0_443".into(),
+            filter_chains: vec![FilterChain {
+                filters: vec![Filter {
+                    name: TCP_PROXY.into(),
+                    config_type: Some(filter::ConfigType::TypedConfig(super::super::any(tcp))),
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }];
+        decorate_listeners(&mut listeners, &push, &gateway(false));
+        let filters = &listeners[0].filter_chains[0].filters;
+        assert_eq!(filters.len(), 2, "{filters:?}");
+        let Some(filter::ConfigType::TypedConfig(config)) = &filters[0].config_type else { panic!("typed") };
+        let ext_authz = ExtAuthz::decode(config.value.as_slice()).expect("ext_authz");
+        assert!(ext_authz.include_tls_session, "the SNI goes to Mixer");
+        let metadata = &ext_authz.grpc_service.expect("gRPC service").initial_metadata;
+        let entry = metadata
+            .iter()
+            .find(|header| header.key == istio_attribute::ext_authz::SERVICE_CONFIG_METADATA)
+            .expect("the service config as metadata");
+        let service = istio_attribute::ext_authz::decode_service_config(&entry.value).expect("decodes");
+        let attributes = service.mixer_attributes.expect("attributes").attributes;
+        assert_eq!(attributes["context.reporter.kind"], string("outbound"));
+        assert_eq!(attributes["source.uid"], string(&super::super::mixer::uid(&gateway(false))));
     }
 }

@@ -7,35 +7,51 @@ use e2e::outside::{OutsideHost, NGINX_ADDRESS};
 use super::egress_sni_proxy::{refused_by_a_stock_envoy, through_sni_proxy, Tab};
 use super::*;
 
-/// The outside Wikipedia: one address for every language, the page picked by SNI.
-const WIKIPEDIA: &str = "server {
-  listen 443 ssl;
-  server_name en.wikipedia.org;
-  ssl_certificate {dir}/tls.crt;
-  ssl_certificate_key {dir}/tls.key;
-  location / {
-    default_type text/html;
-    return 200 '<html><head><title>Wikipedia, the free encyclopedia</title></head></html>\\n';
-  }
-}
-server {
-  listen 443 ssl;
-  server_name de.wikipedia.org;
-  ssl_certificate {dir}/tls.crt;
-  ssl_certificate_key {dir}/tls.key;
-  location / {
-    default_type text/html;
-    return 200 '<html><head><title>Wikipedia – Die freie Enzyklopädie</title></head></html>\\n';
-  }
-}
-";
+/// The Wikipedia languages the tasks visit: host, page path, and the page's title.
+pub(crate) const LANGUAGES: [(&str, &str, &str); 4] = [
+    ("en.wikipedia.org", "/wiki/Main_Page", "Wikipedia, the free encyclopedia"),
+    ("de.wikipedia.org", "/wiki/Wikipedia:Hauptseite", "Wikipedia – Die freie Enzyklopädie"),
+    ("es.wikipedia.org", "/wiki/Wikipedia:Portada", "Wikipedia, la enciclopedia libre"),
+    ("fr.wikipedia.org", "/wiki/Wikip%C3%A9dia:Accueil_principal", "Wikipédia, l'encyclopédie libre"),
+];
 
-/// The `<title>` lines of the English and German main pages, as the task's curl and grep.
-fn titles(mesh: &LocalMesh) -> Vec<String> {
-    ["https://en.wikipedia.org/wiki/Main_Page", "https://de.wikipedia.org/wiki/Wikipedia:Hauptseite"]
+/// The outside Wikipedia, one address for every language, the page picked by SNI; the
+/// cluster DNS names it `www.wikipedia.org` and each language's host.
+pub(crate) fn outside_wikipedia(mesh: &LocalMesh) -> OutsideHost {
+    let servers: String = LANGUAGES
         .iter()
-        .map(|url| {
-            let (_, page, _) = mesh.try_exec("sleep", "sleep", &["curl", "-sk", "--max-time", "10", url]);
+        .map(|(host, _, title)| {
+            format!(
+                "server {{
+  listen 443 ssl;
+  server_name {host};
+  ssl_certificate {{dir}}/tls.crt;
+  ssl_certificate_key {{dir}}/tls.key;
+  location / {{
+    default_type text/html;
+    return 200 \"<html><head><title>{title}</title></head></html>\\n\";
+  }}
+}}
+"
+            )
+        })
+        .collect();
+    let mut outside = OutsideHost::start();
+    outside.serve_nginx_with_certificate(&servers, &["*.wikipedia.org"], &[443]);
+    let hosts: Vec<&str> = LANGUAGES.iter().map(|(host, _, _)| *host).collect();
+    mesh.set_external_hosts(&format!("{NGINX_ADDRESS} {} www.wikipedia.org\n", hosts.join(" ")));
+    outside
+}
+
+/// The `<title>` line of the `languages` main pages as `pod`'s container of that name gets
+/// them, as the task's curl and grep: empty where the page did not arrive.
+pub(crate) fn titles_from(mesh: &LocalMesh, pod: &str, languages: &[&str]) -> Vec<String> {
+    languages
+        .iter()
+        .filter_map(|language| LANGUAGES.iter().find(|(host, _, _)| host.starts_with(&format!("{language}."))))
+        .map(|(host, path, _)| {
+            let url = format!("https://{host}{path}");
+            let (_, page, _) = mesh.try_exec(pod, pod, &["curl", "-sk", "--max-time", "10", &url]);
             let start = page.find("<title>").unwrap_or(page.len());
             let end = page.find("</title>").map_or(start, |end| end + "</title>".len());
             page.get(start..end).unwrap_or_default().to_string()
@@ -43,20 +59,29 @@ fn titles(mesh: &LocalMesh) -> Vec<String> {
         .collect()
 }
 
+/// The `<title>` lines the pages of `languages` should have.
+pub(crate) fn expected_titles_of(languages: &[&str]) -> Vec<String> {
+    languages
+        .iter()
+        .filter_map(|language| LANGUAGES.iter().find(|(host, _, _)| host.starts_with(&format!("{language}."))))
+        .map(|(_, _, title)| format!("<title>{title}</title>"))
+        .collect()
+}
+
+/// The English and German titles from the sleep pod, as the task's command.
+fn titles(mesh: &LocalMesh) -> Vec<String> {
+    titles_from(mesh, "sleep", &["en", "de"])
+}
+
 fn expected_titles() -> Vec<String> {
-    vec![
-        "<title>Wikipedia, the free encyclopedia</title>".to_string(),
-        "<title>Wikipedia – Die freie Enzyklopädie</title>".to_string(),
-    ]
+    expected_titles_of(&["en", "de"])
 }
 
 /// Direct: a ServiceEntry for `*.wikipedia.org` on 443 (TLS) lets both languages through the
 /// sidecar. Through the egress gateway: the wildcard routed by SNI to the gateway, and from there
 /// to `www.wikipedia.org`; the gateway's connection count on that cluster grows.
 pub(crate) fn egress_wildcard_hosts(mesh: &LocalMesh) {
-    let mut outside = OutsideHost::start();
-    outside.serve_nginx_with_certificate(WIKIPEDIA, &["*.wikipedia.org"], &[443]);
-    mesh.set_external_hosts(&format!("{NGINX_ADDRESS} en.wikipedia.org de.wikipedia.org www.wikipedia.org\n"));
+    let _outside = outside_wikipedia(mesh);
     mesh.apply(&sample("sleep/sleep.yaml"));
     mesh.wait_ready("sleep", "default", 1);
     set_outbound_traffic_policy(mesh, "REGISTRY_ONLY");
