@@ -264,20 +264,15 @@ pub(crate) async fn connect(cluster: &UpstreamCluster, host: &Host) -> Result<Bo
 }
 
 /// As [`connect`], with `server_name` (when given) as the TLS SNI in place of the cluster's:
-/// istio-proxy's `forward_downstream_sni`. A plaintext cluster is connected as it is.
+/// istio-proxy's `forward_downstream_sni`. The TLS config is the cluster's own (it does not
+/// depend on the name), so any number of names share it. A plaintext cluster is connected as
+/// it is.
 pub(crate) async fn connect_with_sni(
     cluster: &UpstreamCluster,
     host: &Host,
     server_name: Option<&str>,
 ) -> Result<BoxStream, PoolError> {
-    match (cluster.tls_for(host), server_name) {
-        (Some(tls), Some(server_name)) => {
-            let forwarded =
-                crate::dataplane::config::cluster::UpstreamTls { sni: Some(server_name.to_string()), ..tls.clone() };
-            connect_to(cluster, host.address, Some(&forwarded)).await
-        }
-        (tls, _) => connect_to(cluster, host.address, tls).await,
-    }
+    connect_named(cluster, host.address, cluster.tls_for(host), server_name).await
 }
 
 /// Opens a connection for `cluster` to `address` with `tls` (none: plaintext).
@@ -285,6 +280,16 @@ pub(crate) async fn connect_to(
     cluster: &UpstreamCluster,
     address: SocketAddr,
     tls: Option<&UpstreamTls>,
+) -> Result<BoxStream, PoolError> {
+    connect_named(cluster, address, tls, None).await
+}
+
+/// [`connect_to`], the TLS SNI being `server_name` when given, else the settings' own.
+async fn connect_named(
+    cluster: &UpstreamCluster,
+    address: SocketAddr,
+    tls: Option<&UpstreamTls>,
+    server_name: Option<&str>,
 ) -> Result<BoxStream, PoolError> {
     let stats = &cluster.stats;
     stats.upstream_cx_total.inc();
@@ -319,7 +324,10 @@ pub(crate) async fn connect_to(
                 stats.upstream_cx_connect_fail.inc();
                 PoolError::ConnectFailure(format!("TLS configuration: {error}"))
             })?;
-            let server_name = settings.sni.clone().unwrap_or_else(|| address.ip().to_string());
+            let server_name = server_name
+                .map(str::to_string)
+                .or_else(|| settings.sni.clone())
+                .unwrap_or_else(|| address.ip().to_string());
             let name = rustls::pki_types::ServerName::try_from(server_name.clone())
                 .map_err(|_| PoolError::ConnectFailure(format!("{server_name:?} is not a valid TLS server name")))?;
             let connector = tokio_rustls::TlsConnector::from(config.clone());
