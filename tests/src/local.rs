@@ -190,13 +190,7 @@ impl LocalMesh {
                 .pods()
                 .iter()
                 .filter(|pod| pod["metadata"]["labels"][label] == value && pod["metadata"]["namespace"] == namespace)
-                .filter(|pod| {
-                    pod["status"]["conditions"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
-                })
+                .filter(|pod| Self::pod_is_ready(pod))
                 .count();
             if ready >= count {
                 return;
@@ -279,6 +273,36 @@ impl LocalMesh {
             .filter_map(|line| line.strip_prefix(name)?.strip_prefix(": "))
             .filter_map(|value| value.trim().parse::<u64>().ok())
             .sum()
+    }
+
+    /// What the `istio-proxy` container of `pod` in `namespace` answers on its admin `path`
+    /// (`stats`, `clusters`, …), through `pilot-agent request GET`; empty if it cannot be asked.
+    pub fn proxy_admin(&self, pod: &str, namespace: &str, path: &str) -> String {
+        let args = [
+            "x",
+            "local",
+            "exec",
+            pod,
+            "-n",
+            namespace,
+            "-c",
+            "istio-proxy",
+            "--",
+            "pilot-agent",
+            "request",
+            "GET",
+            path,
+        ];
+        self.istioctl(&args).1
+    }
+
+    /// Whether a pod (as `x local get pods -o json` lists it) is Ready.
+    pub fn pod_is_ready(pod: &Value) -> bool {
+        pod["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
     }
 
     /// The ingress gateway's IP.

@@ -132,21 +132,7 @@ fn client_view(mesh: &LocalMesh, seen: &BTreeMap<String, String>, wanted: &BTree
         if from == "legacy" {
             continue;
         }
-        let (_, clusters, _) = mesh.istioctl(&[
-            "x",
-            "local",
-            "exec",
-            "sleep",
-            "-n",
-            from,
-            "-c",
-            "istio-proxy",
-            "--",
-            "pilot-agent",
-            "request",
-            "GET",
-            "clusters",
-        ]);
+        let clusters = mesh.proxy_admin("sleep", from, "clusters");
         let host = format!("httpbin.{to}.svc.cluster.local");
         let lines: Vec<&str> = clusters.lines().filter(|line| line.contains(&host)).collect();
         report.push_str(&format!("{pair} ({code}), sidecar of sleep.{from}:\n{}\n", lines.join("\n")));

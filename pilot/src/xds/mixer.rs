@@ -432,13 +432,13 @@ pub(crate) fn inbound_tcp(
     listen_port: u32,
 ) -> Option<Filter> {
     let check = check_cluster(push, proxy);
+    let mut attributes = inbound_attributes(proxy, listen_port);
+    if let Some(service) = service {
+        attributes.attributes.extend(service_attributes(service));
+    }
     if proxy.mixer_filter {
         if check.is_none() && report_cluster(push).is_none() {
             return None;
-        }
-        let mut attributes = inbound_attributes(proxy, listen_port);
-        if let Some(service) = service {
-            attributes.attributes.extend(service_attributes(service));
         }
         let config = mcc::TcpClientConfig {
             transport: Some(transport(push, proxy)),
@@ -448,10 +448,6 @@ pub(crate) fn inbound_tcp(
             ..Default::default()
         };
         return Some(mixer_tcp_filter(&config));
-    }
-    let mut attributes = inbound_attributes(proxy, listen_port);
-    if let Some(service) = service {
-        attributes.attributes.extend(service_attributes(service));
     }
     Some(ext_authz_tcp_filter(push, proxy, &check?, &format!("inbound_{listen_port}"), attributes))
 }

@@ -48,14 +48,10 @@ fn restart_gateway(mesh: &LocalMesh, installed_before: usize) {
     let old = mesh.pod_name("app", app).expect("the SNI-proxy gateway's pod");
     mesh.delete_in("istio-system", "pods", &old);
     until("the SNI-proxy gateway's new pod is ready", Duration::from_secs(90), || {
-        let ready = mesh.pods().into_iter().any(|pod| {
+        let ready = mesh.pods().iter().any(|pod| {
             pod["metadata"]["labels"]["app"] == app
                 && pod["metadata"]["name"] != old.as_str()
-                && pod["status"]["conditions"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|condition| condition["type"] == "Ready" && condition["status"] == "True")
+                && LocalMesh::pod_is_ready(pod)
         });
         if ready {
             Ok(())
@@ -65,15 +61,10 @@ fn restart_gateway(mesh: &LocalMesh, installed_before: usize) {
     });
 }
 
-/// The pod's `sleep`-style container is named after its Deployment, as the task's `sed` makes it.
-fn titles(mesh: &LocalMesh, app: &str, languages: &[&str]) -> Vec<String> {
-    titles_from(mesh, app, languages)
-}
-
 /// The page titles `app` gets for en, de, es and fr: those of `allowed`, nothing for the rest.
 fn expect_only(mesh: &LocalMesh, app: &str, allowed: &[&str]) -> Result<(), String> {
     let all = ["en", "de", "es", "fr"];
-    let seen = titles(mesh, app, &all);
+    let seen = titles_from(mesh, app, &all);
     let expected: Vec<String> = all
         .iter()
         .map(
@@ -99,7 +90,7 @@ pub(crate) fn monitoring_and_policies_for_tls_egress(mesh: &LocalMesh) {
     // SNI monitoring: each connection the gateway opens is logged with the SNI.
     mesh.apply(&sample("sleep/telemetry/sni-logging.yaml"));
     until("egress-access entries for en and de", Duration::from_secs(90), || {
-        let seen = titles(mesh, "sleep", &["en", "de"]);
+        let seen = titles_from(mesh, "sleep", &["en", "de"]);
         let entries = egress_access_entries(mesh);
         let logged = |host: &str| {
             entries.iter().any(|entry| {
@@ -126,7 +117,7 @@ pub(crate) fn monitoring_and_policies_for_tls_egress(mesh: &LocalMesh) {
             "sleep",
             &["curl", "-sk", "--max-time", "10", "https://en.wikipedia.org/wiki/Main_Page"],
         );
-        let others = titles(mesh, "sleep", &["es", "de"]);
+        let others = titles_from(mesh, "sleep", &["es", "de"]);
         if code != 0 && others == expected_titles_of(&["es", "de"]) {
             Ok(())
         } else {
@@ -158,7 +149,7 @@ fn by_source_identity(mesh: &LocalMesh) {
     }
     mesh.apply(&sample("sleep/telemetry/sni-logging.yaml"));
     until("sleep-us's identity in the egress-access entries", Duration::from_secs(90), || {
-        let seen = titles(mesh, "sleep-us", &["en", "de", "es", "fr"]);
+        let seen = titles_from(mesh, "sleep-us", &["en", "de", "es", "fr"]);
         let entries = egress_access_entries(mesh);
         let logged = |host: &str| {
             entries.iter().any(|entry| {

@@ -535,24 +535,7 @@ data:
 /// The gateway's `sni_verifier` compares the inner and outer SNI of each connection, once the
 /// EnvoyFilter that adds it has reached the gateway.
 fn verified_by_the_gateway(mesh: &LocalMesh, gateway: &str, titles: impl Fn() -> Vec<String>) {
-    let stats = || {
-        mesh.istioctl(&[
-            "x",
-            "local",
-            "exec",
-            gateway,
-            "-n",
-            "istio-system",
-            "-c",
-            "istio-proxy",
-            "--",
-            "pilot-agent",
-            "request",
-            "GET",
-            "stats",
-        ])
-        .1
-    };
+    let stats = || mesh.proxy_admin(gateway, "istio-system", "stats");
     let stat = |stats: &str, name: &str| {
         stats
             .lines()

@@ -187,21 +187,7 @@ spec:
     let gateway_pod = mesh.pod_name("istio", "egressgateway").expect("the egress gateway's pod");
     // The task reads the gateway's `clusters`; its stats count the same connections.
     let connections = || {
-        let (_, stats, _) = mesh.istioctl(&[
-            "x",
-            "local",
-            "exec",
-            &gateway_pod,
-            "-n",
-            "istio-system",
-            "-c",
-            "istio-proxy",
-            "--",
-            "pilot-agent",
-            "request",
-            "GET",
-            "stats",
-        ]);
+        let stats = mesh.proxy_admin(&gateway_pod, "istio-system", "stats");
         stats
             .lines()
             .filter_map(|line| line.strip_prefix("cluster.outbound|443||www.wikipedia.org.upstream_cx_total: "))

@@ -16,6 +16,7 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{tcp_proxy, TcpProxy};
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::DownstreamTlsContext;
 use ipnet::IpNet;
+use istio_xds::patch_value::{FORWARD_DOWNSTREAM_SNI, SNI_VERIFIER};
 use prost::Message;
 
 use super::cluster::socket_of;
@@ -28,9 +29,6 @@ use super::{duration, ConfigError};
 
 pub(crate) const HCM_FILTER: &str = "envoy.filters.network.http_connection_manager";
 pub(crate) const TCP_PROXY_FILTER: &str = "envoy.filters.network.tcp_proxy";
-/// istio-proxy's network filters, named as 1.4's EnvoyFilters name them.
-const FORWARD_DOWNSTREAM_SNI: &str = "forward_downstream_sni";
-const SNI_VERIFIER: &str = "sni_verifier";
 
 #[derive(Debug)]
 pub(crate) struct ListenerConfig {
