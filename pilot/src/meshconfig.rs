@@ -70,6 +70,7 @@ pub fn load(path: Option<&Path>, domain: &str) -> Result<MeshSettings, MeshSetti
     if config.proxy_listen_port > 0 {
         mesh.proxy_listen_port = u32::try_from(config.proxy_listen_port).unwrap_or(mesh.proxy_listen_port);
     }
+    mesh.locality_lb_setting = config.locality_lb_setting.clone();
     if let Some(policy) = config.outbound_traffic_policy {
         mesh.allow_any = policy.mode
             != istio_api::pb::istio::mesh::v1alpha1::mesh_config::outbound_traffic_policy::Mode::RegistryOnly as i32;

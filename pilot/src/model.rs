@@ -239,6 +239,9 @@ pub struct MeshSettings {
     /// `ingressControllerMode` and `ingressClass`: the Kubernetes Ingresses Pilot serves when
     /// it reads the cluster itself (through Galley, Galley converts them).
     pub ingress: istio_config::kube_ingress::IngressSettings,
+    /// `localityLbSetting`: when present (1.4's default install has it), load assignments are
+    /// prioritised or weighted by locality for each proxy (`xds::locality`).
+    pub locality_lb_setting: Option<net::LocalityLoadBalancerSetting>,
 }
 
 /// The mesh config's Mixer settings.
@@ -282,6 +285,7 @@ impl Default for MeshSettings {
                 &serde_json::Value::Null,
                 "cluster.local",
             ),
+            locality_lb_setting: None,
         }
     }
 }

@@ -56,6 +56,9 @@ pub(crate) struct Proxy {
     /// 1.4's per-proxy policy-check overrides (`ISTIO_META_POLICY_CHECK`: `enable`, `disable`,
     /// `allow-on-error`; retries and retry waits).
     pub policy_check: PolicyCheckOverrides,
+    /// `node.locality` as the proxy sent it (its `istio-locality` label); Pilot prefers the
+    /// locality its registry gives the proxy's own endpoints.
+    pub locality: Option<envoy_types::pb::envoy::config::core::v3::Locality>,
 }
 
 /// A proxy's own say on Mixer policy checks (1.4's `POLICY_CHECK*` node metadata).
@@ -161,6 +164,7 @@ impl Proxy {
                 base_retry_wait: metadata_string(metadata, "POLICY_CHECK_BASE_RETRY_WAIT_TIME").unwrap_or_default(),
                 max_retry_wait: metadata_string(metadata, "POLICY_CHECK_MAX_RETRY_WAIT_TIME").unwrap_or_default(),
             },
+            locality: node.locality.clone().filter(|locality| !locality.region.is_empty()),
         })
     }
 

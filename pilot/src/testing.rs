@@ -78,6 +78,7 @@ pub(crate) fn sidecar(namespace: &str, ip: &str, labels: &[(&str, &str)]) -> Pro
         user_sds: false,
         mixer_filter: false,
         policy_check: Default::default(),
+        locality: None,
     }
 }
 

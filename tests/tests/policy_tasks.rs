@@ -139,9 +139,28 @@ fn settle(mesh: &LocalMesh, cookie: Option<&str>, what: &str, streak: usize, che
             continue;
         }
         seen = 0;
-        assert!(Instant::now() < deadline, "{what} ({:?}): the page never settled ({status}):\n{body}", mesh.plane);
+        assert!(
+            Instant::now() < deadline,
+            "{what} ({:?}): the page never settled ({status}):\n{body}\n{}",
+            mesh.plane,
+            mixer_diagnostics(mesh)
+        );
         std::thread::sleep(Duration::from_millis(300));
     }
+}
+
+/// What Mixer and the ratings sidecar were doing, for a failure's message: the end of
+/// istio-policy's log and the sidecar's Mixer-related stats.
+fn mixer_diagnostics(mesh: &LocalMesh) -> String {
+    let log = std::fs::read_to_string(mesh.root().join("logs/control/istio-policy.log")).unwrap_or_default();
+    let tail: Vec<&str> = log.lines().rev().take(25).collect::<Vec<_>>().into_iter().rev().collect();
+    let stats: Vec<String> = mesh
+        .proxy_admin("ratings-v1", "default", "stats")
+        .lines()
+        .filter(|line| line.contains("mixer") || line.contains("ext_authz"))
+        .map(str::to_string)
+        .collect();
+    format!("istio-policy's log ends:\n{}\nratings' sidecar:\n{}", tail.join("\n"), stats.join("\n"))
 }
 
 /// On a stock Envoy, a filter chain that a config change replaced keeps serving the connections

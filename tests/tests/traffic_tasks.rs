@@ -31,6 +31,8 @@ mod envoy_filter;
 mod gateways;
 #[path = "traffic_tasks/ingress_k8s.rs"]
 mod ingress_k8s;
+#[path = "traffic_tasks/locality.rs"]
+mod locality;
 #[path = "traffic_tasks/passthrough.rs"]
 mod passthrough;
 #[path = "traffic_tasks/resilience.rs"]
@@ -52,12 +54,13 @@ use egress_wildcard::egress_wildcard_hosts;
 use envoy_filter::envoy_filter_patches;
 use gateways::{ingress_gateway, secure_gateway};
 use ingress_k8s::kubernetes_ingress;
+use locality::locality_load_balancing;
 use passthrough::ingress_tls_passthrough;
 use resilience::{circuit_breaking, mirroring, outlier_detection_and_retries};
 use routing::{fault_injection, request_routing, request_timeouts, tcp_traffic_shifting, traffic_shifting};
 use scaling::scaling;
 
-const TASKS: [(&str, Task); 23] = [
+const TASKS: [(&str, Task); 24] = [
     ("request routing", request_routing),
     ("fault injection", fault_injection),
     ("traffic shifting", traffic_shifting),
@@ -81,6 +84,7 @@ const TASKS: [(&str, Task); 23] = [
     ("monitoring and policies for TLS egress", monitoring_and_policies_for_tls_egress),
     ("envoy filter patches", envoy_filter_patches),
     ("scaling", scaling),
+    ("locality load balancing", locality_load_balancing),
 ];
 
 /// `Ok` when `actual` is `expected`, else the difference, for `until`.
@@ -136,6 +140,9 @@ fn reset(mesh: &LocalMesh) {
         mesh.delete_file(&sample(file));
     }
     set_outbound_traffic_policy(mesh, "ALLOW_ANY");
+    if locality::left_behind(mesh) {
+        locality::remove(mesh);
+    }
 }
 
 /// The egress task's step: the `istio` ConfigMap's mesh config with another

@@ -217,6 +217,7 @@ mod tests {
             user_sds: false,
             mixer_filter: false,
             policy_check: Default::default(),
+            locality: None,
         }
     }
 

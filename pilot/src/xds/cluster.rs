@@ -162,6 +162,20 @@ fn outbound_cluster(
     }
     if let Some(outlier) = policy.outlier_detection {
         cluster.outlier_detection = Some(outlier_detection(outlier));
+        // As 1.4: with outlier detection, the panic threshold is the rule's minHealthPercent
+        // (0 unless set: with few pods per service, Envoy's 50 % would rarely help), and
+        // localities are balanced by their weights (what `localityLbSetting` distributes).
+        cluster.common_lb_config = Some(cluster::CommonLbConfig {
+            healthy_panic_threshold: Some(envoy_types::pb::envoy::r#type::v3::Percent {
+                value: f64::from(outlier.min_health_percent.max(0)),
+            }),
+            locality_config_specifier: Some(
+                cluster::common_lb_config::LocalityConfigSpecifier::LocalityWeightedLbConfig(
+                    cluster::common_lb_config::LocalityWeightedLbConfig::default(),
+                ),
+            ),
+            ..Default::default()
+        });
     }
     match policy.tls {
         Some(tls) => cluster.transport_socket = upstream_tls(tls, service, port, subset, certs),
@@ -516,6 +530,15 @@ mod tests {
         assert_eq!(outlier.enforcing_consecutive_5xx, Some(UInt32Value { value: 0 }), "only gateway errors count");
         assert_eq!(outlier.base_ejection_time, Some(Duration { seconds: 30, nanos: 0 }));
         assert_eq!(outlier.max_ejection_percent, Some(UInt32Value { value: 50 }));
+        let common = whole.common_lb_config.as_ref().expect("common LB config with outlier detection");
+        assert_eq!(common.healthy_panic_threshold.as_ref().map(|p| p.value), Some(0.0), "panic mode off, as 1.4");
+        assert!(
+            matches!(
+                common.locality_config_specifier,
+                Some(cluster::common_lb_config::LocalityConfigSpecifier::LocalityWeightedLbConfig(_))
+            ),
+            "localities weighted"
+        );
         assert!(whole.typed_extension_protocol_options.contains_key(HTTP_OPTIONS_EXTENSION), "per-connection limit");
 
         assert_eq!(named(&clusters, &format!("outbound|9080|v1|{REVIEWS}")).lb_policy, whole.lb_policy);

@@ -1,5 +1,6 @@
 //! EDS: the endpoints of an `outbound|PORT|SUBSET|HOST` cluster, filtered by the subset's labels
-//! from the DestinationRule and grouped by locality. An endpoint whose pod has a sidecar
+//! from the DestinationRule and grouped by locality (each locality weighing what its endpoints
+//! do; `locality` reweighs or prioritises them for a proxy). An endpoint whose pod has a sidecar
 //! (`security.istio.io/tlsMode: istio`) says so in its metadata, for automatic mutual TLS.
 
 use std::collections::BTreeMap;
@@ -72,16 +73,35 @@ pub(crate) fn load_assignment(push: &PushContext, cluster: &str) -> Option<Clust
         .into_iter()
         .map(|(locality, lb_endpoints)| {
             let mut parts = locality.splitn(3, '/');
+            // A locality weighs what its endpoints weigh together, as 1.4 sent it.
+            let weight = lb_endpoints.iter().map(|e| e.load_balancing_weight.as_ref().map_or(1, |w| w.value)).sum();
             LocalityLbEndpoints {
                 locality: Some(Locality {
                     region: parts.next().unwrap_or_default().to_string(),
                     zone: parts.next().unwrap_or_default().to_string(),
                     sub_zone: parts.next().unwrap_or_default().to_string(),
                 }),
+                load_balancing_weight: Some(UInt32Value { value: weight }),
                 lb_endpoints,
                 ..Default::default()
             }
         })
         .collect();
     Some(ClusterLoadAssignment { cluster_name: cluster.to_string(), endpoints, ..Default::default() })
+}
+
+/// Whether the rule a proxy in `namespace` sees for `cluster` gives it outlier detection, at the
+/// top, for its port, or in its subset (1.4's `hasOutlierDetection`): locality failover needs it.
+pub(crate) fn has_outlier_detection(push: &PushContext, namespace: &str, cluster: &str) -> bool {
+    use crate::scope::traffic_policy::port_policy;
+    let Ok(ClusterName { port, subset, host, .. }) = cluster.parse::<ClusterName>() else { return false };
+    let Some(rule) = push.destination_rule_for(&host, namespace) else { return false };
+    if port_policy(rule.spec.traffic_policy.as_ref(), port).outlier_detection.is_some() {
+        return true;
+    }
+    rule.spec
+        .subsets
+        .iter()
+        .filter(|candidate| candidate.name == subset)
+        .any(|candidate| port_policy(candidate.traffic_policy.as_ref(), port).outlier_detection.is_some())
 }

@@ -10,7 +10,7 @@ use envoy_types::pb::envoy::config::listener::v3::Listener;
 use istio_api::pb::istio::networking::v1alpha3::envoy_filter::PatchContext;
 
 use super::{
-    any, cluster, config_patch, endpoint, envoy_filter, gateway, inbound_listener, listener, mixer_outbound,
+    any, cluster, config_patch, endpoint, envoy_filter, gateway, inbound_listener, listener, locality, mixer_outbound,
     mixer_telemetry, route,
 };
 use crate::model::{GeneratedResource, PushContext};
@@ -186,25 +186,48 @@ pub(crate) fn generate(push: &PushContext, proxy: &Proxy, type_url: &str, names:
                 })
                 .collect()
         }
-        type_url::ENDPOINT => names
-            .iter()
-            .flat_map(|name| {
-                push.cache
-                    .get_or_generate(format!("eds|{name}"), || {
-                        let assignment = endpoint::load_assignment(push, name).unwrap_or_else(|| {
-                            envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment {
-                                cluster_name: name.clone(),
-                                ..Default::default()
+        type_url::ENDPOINT => {
+            // With a mesh-wide locality setting that applies to a cluster (it distributes, or
+            // the proxy's rule gives the cluster outlier detection, which failover needs),
+            // what a proxy gets depends on where it is: proxies of one locality and namespace
+            // share those assignments; every other cluster's is shared by all.
+            let locality_setting = push.mesh.locality_lb_setting.as_ref();
+            let proxy_locality = std::cell::OnceCell::new();
+            names
+                .iter()
+                .flat_map(|name| {
+                    let applied = locality_setting.and_then(|setting| {
+                        let failover = endpoint::has_outlier_detection(push, &proxy.namespace, name);
+                        (!setting.distribute.is_empty() || failover).then_some((setting, failover))
+                    });
+                    let key = match applied {
+                        Some(_) => {
+                            let locality = proxy_locality.get_or_init(|| locality::of_proxy(push, proxy));
+                            format!("eds|{}|{}|{name}", locality::key(locality.as_ref()), proxy.namespace)
+                        }
+                        None => format!("eds|{name}"),
+                    };
+                    push.cache
+                        .get_or_generate(key, || {
+                            let mut assignment = endpoint::load_assignment(push, name).unwrap_or_else(|| {
+                                envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment {
+                                    cluster_name: name.clone(),
+                                    ..Default::default()
+                                }
+                            });
+                            let count = assignment.endpoints.iter().map(|locality| locality.lb_endpoints.len()).sum();
+                            push.status.endpoints(name, count);
+                            if let Some((setting, failover)) = applied {
+                                let locality = proxy_locality.get_or_init(|| locality::of_proxy(push, proxy));
+                                locality::apply(locality.as_ref(), &mut assignment, setting, failover);
                             }
-                        });
-                        let count = assignment.endpoints.iter().map(|locality| locality.lb_endpoints.len()).sum();
-                        push.status.endpoints(name, count);
-                        resources(vec![assignment], |a| a.cluster_name.clone())
-                    })
-                    .as_ref()
-                    .clone()
-            })
-            .collect(),
+                            resources(vec![assignment], |a| a.cluster_name.clone())
+                        })
+                        .as_ref()
+                        .clone()
+                })
+                .collect()
+        }
         _ => Vec::new(),
     }
 }

@@ -18,6 +18,7 @@ pub(crate) mod inbound;
 pub(crate) mod inbound_listener;
 pub(crate) mod intern;
 pub(crate) mod listener;
+pub(crate) mod locality;
 pub(crate) mod mixer;
 pub(crate) mod mixer_outbound;
 pub(crate) mod mixer_telemetry;

@@ -27,7 +27,8 @@ pub fn parse(text: &str, name: &str) -> Result<serde_json::Value, MeshFileError>
     let name = name.to_string();
     let value: serde_json::Value = serde_yaml::from_str(text)
         .map_err(|error| MeshFileError::Yaml { path: name.clone(), reason: error.to_string() })?;
-    let value = if value.is_null() { serde_json::json!({}) } else { value };
+    let mut value = if value.is_null() { serde_json::json!({}) } else { value };
+    locality_switch(&mut value);
     let violations = mesh_config_violations(&value);
     if violations.is_empty() {
         Ok(value)
@@ -35,6 +36,17 @@ pub fn parse(text: &str, name: &str) -> Result<serde_json::Value, MeshFileError>
         Err(MeshFileError::Invalid {
             problems: violations.iter().map(|violation| format!("{name}: {violation}")).collect(),
         })
+    }
+}
+
+/// 1.4's chart wrote its `localityLbSetting.enabled` value into the mesh config, a field the
+/// MeshConfig message lacks (1.4 skipped unknown fields): `true` is dropped, `false` turns the
+/// setting off, as later versions' real field does.
+fn locality_switch(mesh: &mut serde_json::Value) {
+    let Some(setting) = mesh.get_mut("localityLbSetting").and_then(serde_json::Value::as_object_mut) else { return };
+    let off = setting.remove("enabled") == Some(serde_json::Value::Bool(false));
+    if let (true, Some(mesh)) = (off, mesh.as_object_mut()) {
+        mesh.remove("localityLbSetting");
     }
 }
 
@@ -53,5 +65,18 @@ mod tests {
         let error = load(&bad).expect_err("invalid").to_string();
         assert!(error.contains("bad-mesh: connectTimeout"), "{error}");
         assert!(load(&dir.path().join("missing")).expect_err("missing").to_string().contains("missing"));
+    }
+
+    #[test]
+    fn the_charts_locality_switch_is_read_as_later_versions_do() {
+        let on =
+            parse("localityLbSetting:\n  enabled: true\n  failover: [{from: r1, to: r2}]\n", "mesh").expect("valid");
+        assert_eq!(on["localityLbSetting"], serde_json::json!({"failover": [{"from": "r1", "to": "r2"}]}));
+        let bare = parse("localityLbSetting: {enabled: true}\n", "mesh").expect("valid");
+        assert_eq!(bare["localityLbSetting"], serde_json::json!({}));
+        let off = parse("localityLbSetting: {enabled: false}\n", "mesh").expect("valid");
+        assert!(off.get("localityLbSetting").is_none());
+        let typo = parse("localityLbSetting: {enable: true}\n", "mesh").expect_err("unknown field");
+        assert!(typo.to_string().contains("localityLbSetting"), "{typo}");
     }
 }

@@ -18,6 +18,10 @@ const EXPORT_TO_ANNOTATION: &str = "networking.istio.io/exportTo";
 const SERVICE_ACCOUNTS_ANNOTATION: &str = "alpha.istio.io/kubernetes-serviceaccounts";
 pub const REGION_LABEL: &str = "failure-domain.beta.kubernetes.io/region";
 pub const ZONE_LABEL: &str = "failure-domain.beta.kubernetes.io/zone";
+pub const REGION_LABEL_GA: &str = "topology.kubernetes.io/region";
+pub const ZONE_LABEL_GA: &str = "topology.kubernetes.io/zone";
+/// The pod label that overrides the locality its node gives it (1.4's `istio-locality`).
+pub const LOCALITY_LABEL: &str = "istio-locality";
 
 /// Istio's protocol for a Kubernetes port, from its name (`http`, `http-web`, `grpc-x`, …).
 /// Unnamed or unknown names give an empty protocol, which Pilot sniffs.
@@ -97,13 +101,23 @@ fn annotation<'o>(object: &'o Object, name: &str) -> Option<&'o str> {
     object.metadata.annotations.as_ref()?.get(name).map(String::as_str)
 }
 
-fn locality(core: &CoreObjects<'_>, node_name: Option<&str>) -> String {
+/// A pod's locality, as 1.4's `GetPodLocality`: its `istio-locality` label (`region.zone` or
+/// `region/zone/subzone`) when it has one, else its node's region and zone labels (the beta
+/// names, or the GA `topology.kubernetes.io/*` ones).
+fn locality(core: &CoreObjects<'_>, pod: Option<&Object>, node_name: Option<&str>) -> String {
+    if let Some(label) = pod.and_then(|pod| pod.metadata.labels.as_ref()?.get(LOCALITY_LABEL)).filter(|l| !l.is_empty())
+    {
+        return if label.contains('/') { label.clone() } else { label.replace('.', "/") };
+    }
     let Some(node) = node_name.and_then(|name| core.nodes.get(name)) else { return String::new() };
     let labels = labels_of(node);
-    match (labels.get(REGION_LABEL), labels.get(ZONE_LABEL)) {
+    let region = labels.get(REGION_LABEL).or_else(|| labels.get(REGION_LABEL_GA));
+    let zone = labels.get(ZONE_LABEL).or_else(|| labels.get(ZONE_LABEL_GA));
+    match (region, zone) {
         (Some(region), Some(zone)) => format!("{region}/{zone}"),
         (Some(region), None) => region.clone(),
-        _ => String::new(),
+        (None, Some(zone)) => format!("/{zone}"),
+        (None, None) => String::new(),
     }
 }
 
@@ -170,7 +184,7 @@ pub fn service_entry(
                     address: ip.to_string(),
                     ports: subset_ports.clone(),
                     labels: pod.map(|pod| labels_of(pod)).unwrap_or_default(),
-                    locality: locality(core, node_name),
+                    locality: locality(core, pod.copied(), node_name),
                     ..Default::default()
                 });
             }
@@ -250,6 +264,28 @@ mod tests {
         assert_eq!(pod_endpoint.locality, "us-east/us-east-1a");
         assert_eq!(pod_endpoint.ports["http"], 9080);
         assert_eq!(entry.subject_alt_names, vec!["spiffe://cluster.local/ns/default/sa/bookinfo-reviews"]);
+    }
+
+    #[test]
+    fn a_pods_istio_locality_label_wins_over_its_nodes_ga_labels() {
+        let objects = vec![
+            object(serde_json::json!({"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "hello", "namespace": "default"},
+                "spec": {"clusterIP": "10.96.0.20", "ports": [{"name": "http", "port": 5000}]}})),
+            object(serde_json::json!({"apiVersion": "v1", "kind": "Endpoints",
+                "metadata": {"name": "hello", "namespace": "default"},
+                "subsets": [{"addresses": [{"ip": "10.1.0.8", "nodeName": "node-b"}, {"ip": "10.1.0.9", "nodeName": "node-b"}],
+                             "ports": [{"name": "http", "port": 5000}]}]})),
+            object(serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "hello-a", "namespace": "default", "labels": {LOCALITY_LABEL: "region9.zone9"}},
+                "spec": {"nodeName": "node-b"}, "status": {"podIP": "10.1.0.8"}})),
+            object(serde_json::json!({"apiVersion": "v1", "kind": "Node",
+                "metadata": {"name": "node-b", "labels": {REGION_LABEL_GA: "region2", ZONE_LABEL_GA: "zone3"}}})),
+        ];
+        let core = CoreObjects::collect(&objects);
+        let entry = service_entry(&core, core.services[0], "cluster.local", "cluster.local");
+        let localities: Vec<&str> = entry.endpoints.iter().map(|e| e.locality.as_str()).collect();
+        assert_eq!(localities, vec!["region9/zone9", "region2/zone3"]);
     }
 
     #[test]

@@ -38,4 +38,5 @@ pub use compare::{
 pub use crds::{crds, CrdInfo, CRDS};
 pub use install::{Install, InstallError, DEFAULT_HUB, DEFAULT_TAG};
 pub use manifest::Manifest;
+pub use mesh::locality_lb_setting;
 pub use render::{apply_rank, generate, to_yaml};

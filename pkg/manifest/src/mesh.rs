@@ -66,7 +66,27 @@ pub(crate) fn mesh_config(install: &Install) -> Value {
     if install.enabled("configManagement") {
         mesh["configSources"] = json!([{"address": format!("istio-galley.{namespace}.svc:9901")}]);
     }
+    if let Some(setting) = locality_lb_setting(install.value("global")) {
+        mesh["localityLbSetting"] = setting;
+    }
     mesh
+}
+
+/// The mesh config's `localityLbSetting` from `values.global.localityLbSetting`: on unless
+/// `enabled` is false (as 1.4's chart had it), with its `distribute` or `failover`; the
+/// `enabled` switch itself is not a MeshConfig field and stays out.
+pub fn locality_lb_setting(global: &Value) -> Option<Value> {
+    let values = &global["localityLbSetting"];
+    if values["enabled"].as_bool() == Some(false) {
+        return None;
+    }
+    let mut setting = serde_json::Map::new();
+    for field in ["distribute", "failover"] {
+        if let Some(value) = values.get(field).filter(|value| !value.is_null()) {
+            setting.insert(field.to_string(), value.clone());
+        }
+    }
+    Some(Value::Object(setting))
 }
 
 /// `values.telemetry.v2.enabled`: the proxies count requests and Mixer's HTTP reports are off.

@@ -26,6 +26,7 @@ use crate::install::{Plan, INJECTOR};
 use crate::layout::Layout;
 use crate::meshconfig;
 use crate::net;
+use crate::nodes;
 use crate::objects::{self, from_json, injection_enabled, labels, to_json};
 use crate::pod::{self, PodHandle, PodInputs, PodState};
 use crate::pod_context::PodContext;
@@ -55,6 +56,7 @@ async fn serve(layout: &Layout, plan: &Plan, binaries: PathBuf, launcher: PathBu
     tokio::task::spawn_blocking(move || egress::enable(&saved_ip_forward)).await??;
     let store = Arc::new(DirectoryStore::open(layout.store()).context("opening the object store")?);
     meshconfig::ensure_config_map(layout, &*store).await.context("the istio ConfigMap")?;
+    nodes::ensure_default_node(&*store).await.context("the local Node")?;
     // `ip netns exec` and the pods read their /etc files from here; if it is new, it is ours.
     let etc_netns = std::path::Path::new("/etc/netns");
     if !etc_netns.exists() {
@@ -436,9 +438,11 @@ impl Controller {
         Ok(())
     }
 
-    /// Gives pods without an address one; returns every Pod.
+    /// Binds new pods to a node and gives them an address (a pod no node takes stays Pending,
+    /// saying why); returns every Pod.
     async fn assign_pod_addresses(&self) -> anyhow::Result<Vec<Object>> {
         let mut pods = self.store.list(&objects::pods()).await?;
+        let known_nodes = self.store.list(&nodes::nodes()).await?;
         // Addresses of pods still running or stopping stay taken until their network is gone.
         let mut used: BTreeSet<String> = pods
             .iter()
@@ -446,10 +450,32 @@ impl Controller {
             .chain(self.pods.values().map(|(_, handle)| handle.ip.clone()))
             .chain(self.stopping.values().map(|(ip, _)| ip.clone()))
             .collect();
-        for pod in &mut pods {
-            if PodEndpoint::from_pod(pod).is_some() {
+        for index in 0..pods.len() {
+            if PodEndpoint::from_pod(&pods[index]).is_some() {
                 continue;
             }
+            let node = match nodes::node_of(&pods[index]) {
+                Some(node) => node.to_string(),
+                // A store from before nodes were kept: this host is the node.
+                None if known_nodes.is_empty() => nodes::DEFAULT_NODE.to_string(),
+                None => match nodes::schedule(&pods[index], &known_nodes, &pods) {
+                    Ok(node) => node,
+                    Err(reason) => {
+                        let status = nodes::pending_status(&reason);
+                        if pods[index].body.get("status") != Some(&status) {
+                            tracing::info!(pod = %pods[index].name(), "not scheduled: {}", reason.0);
+                            let mut json = to_json(&pods[index]);
+                            json["status"] = status;
+                            match self.store.apply(from_json(json)?).await {
+                                Ok(stored) => pods[index] = stored,
+                                Err(error) => tracing::warn!(pod = %pods[index].name(), "writing status: {error}"),
+                            }
+                        }
+                        continue;
+                    }
+                },
+            };
+            let pod = &mut pods[index];
             let Some(ip) = (1..60_000).map(net::pod_address).map(|ip| ip.to_string()).find(|ip| !used.contains(ip))
             else {
                 anyhow::bail!("no free pod address");
@@ -459,6 +485,7 @@ impl Controller {
             if json["metadata"].get("uid").is_none() {
                 json["metadata"]["uid"] = json!(new_uid());
             }
+            json["spec"]["nodeName"] = json!(node);
             json["status"] = json!({"phase": "Pending", "podIP": ip, "hostIP": net::HOST_ADDRESS.to_string()});
             match self.store.apply(from_json(json)?).await {
                 Ok(stored) => *pod = stored,

@@ -319,6 +319,9 @@ impl Plan {
             mesh["enableAutoMtls"] = json!(true);
         }
         mesh["trustDomain"] = json!(self.trust_domain());
+        if let Some(setting) = istio_manifest::locality_lb_setting(global) {
+            mesh["localityLbSetting"] = setting;
+        }
         let (ingress_mode, ingress_class) = istio_manifest::k8s_ingress::mesh_settings(self.values());
         // `OFF` is the default and left out: YAML 1.1 readers would take the word for a boolean.
         if ingress_mode != "OFF" {

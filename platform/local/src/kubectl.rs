@@ -220,6 +220,7 @@ pub fn kind_for(name: &str) -> anyhow::Result<TypeKey> {
         "service" | "services" | "svc" => Some(objects::services()),
         "endpoints" | "ep" => Some(objects::endpoints()),
         "namespace" | "namespaces" | "ns" => Some(objects::namespaces()),
+        "node" | "nodes" | "no" => Some(crate::nodes::nodes()),
         "deployment" | "deployments" | "deploy" => Some(objects::deployments()),
         "secret" | "secrets" => Some(objects::secrets()),
         "configmap" | "configmaps" | "cm" => Some(objects::config_maps()),
@@ -285,6 +286,10 @@ pub fn table(kind: &TypeKey, objects: &[Object], all_namespaces: bool) -> String
                 let phase = status_value.pointer("/phase").and_then(Value::as_str).unwrap_or("Pending");
                 let status = match (waiting, phase) {
                     (Some(reason), _) => reason.to_string(),
+                    // Not yet scheduled: Pending, as kubectl shows it.
+                    (None, "Pending") if status_value.pointer("/conditions/0/type") == Some(&json!("PodScheduled")) => {
+                        "Pending".to_string()
+                    }
                     (None, "Pending") if status_value.pointer("/conditions/0/status") != Some(&json!("True")) => {
                         "Init:0/1".to_string()
                     }

@@ -21,6 +21,7 @@ pub mod kubectl;
 pub(crate) mod layout;
 pub(crate) mod meshconfig;
 pub mod net;
+pub mod nodes;
 pub mod objects;
 pub(crate) mod pod;
 pub(crate) mod pod_context;

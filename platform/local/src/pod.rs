@@ -646,7 +646,7 @@ fn field_value(pod: &Object, ip: &str, path: &str) -> String {
         "metadata.uid" => pod.metadata.uid.clone().unwrap_or_default(),
         "status.podIP" => ip.to_string(),
         "status.hostIP" => net::HOST_ADDRESS.to_string(),
-        "spec.nodeName" => "local".to_string(),
+        "spec.nodeName" => crate::nodes::node_of(pod).unwrap_or(crate::nodes::DEFAULT_NODE).to_string(),
         "spec.serviceAccountName" => {
             pod.spec().get("serviceAccountName").and_then(Value::as_str).unwrap_or("default").to_string()
         }

@@ -51,6 +51,8 @@ pub(crate) struct PodEndpoint {
     pub ready: bool,
     /// Container port name → number.
     pub named_ports: BTreeMap<String, u64>,
+    /// The node the pod was scheduled on.
+    pub node_name: Option<String>,
 }
 
 impl PodEndpoint {
@@ -80,6 +82,7 @@ impl PodEndpoint {
             labels: labels(pod),
             ready,
             named_ports,
+            node_name: pod.spec().get("nodeName").and_then(Value::as_str).map(str::to_string),
         })
     }
 }
@@ -109,7 +112,11 @@ pub(crate) fn endpoints_for(service: &Object, pods: &[PodEndpoint]) -> Option<Va
                 Some((name, number, protocol))
             })
             .collect();
-        let address = json!({"ip": pod.ip, "targetRef": {"kind": "Pod", "namespace": pod.namespace, "name": pod.name}});
+        let mut address =
+            json!({"ip": pod.ip, "targetRef": {"kind": "Pod", "namespace": pod.namespace, "name": pod.name}});
+        if let Some(node) = &pod.node_name {
+            address["nodeName"] = json!(node);
+        }
         let entry = subsets.entry(ports).or_default();
         if pod.ready {
             entry.0.push(address);
@@ -291,6 +298,7 @@ mod tests {
             labels: BTreeMap::from([("app".to_string(), "reviews".to_string())]),
             ready,
             named_ports: BTreeMap::from([("web".to_string(), 9081)]),
+            node_name: (name == "a").then(|| "zone-a".to_string()),
         };
         let endpoints = endpoints_for(
             &service,
@@ -298,6 +306,8 @@ mod tests {
         )
         .expect("endpoints");
         assert_eq!(endpoints["subsets"][0]["addresses"].as_array().expect("ready").len(), 2);
+        assert_eq!(endpoints["subsets"][0]["addresses"][0]["nodeName"], "zone-a", "the pod's node, for its locality");
+        assert!(endpoints["subsets"][0]["addresses"][1].get("nodeName").is_none());
         assert_eq!(endpoints["subsets"][0]["notReadyAddresses"][0]["ip"], "10.44.1.3");
         assert_eq!(endpoints["subsets"][0]["ports"][0], json!({"name": "http", "port": 9081, "protocol": "TCP"}));
 

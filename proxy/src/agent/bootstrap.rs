@@ -112,6 +112,9 @@ pub(crate) fn bootstrap(node: &NodeIdentity, args: &AgentArgs) -> Result<Value, 
             }
         }});
     }
+    if let Some(locality) = node.locality() {
+        bootstrap["node"]["locality"] = locality;
+    }
     Ok(bootstrap)
 }
 
@@ -214,6 +217,20 @@ mod tests {
     }
 
     #[test]
+    fn the_istio_locality_label_is_the_nodes_locality() {
+        let bootstrap = build(
+            &["--discoveryAddress", "istio-pilot.istio-system:15010"],
+            &[
+                ("POD_NAME", "a"),
+                ("INSTANCE_IP", "10.0.0.1"),
+                ("ISTIO_METAJSON_LABELS", r#"{"istio-locality":"r1.z2"}"#),
+            ],
+        );
+        assert_valid(&bootstrap);
+        assert_eq!(bootstrap["node"]["locality"], json!({"region": "r1", "zone": "z2", "sub_zone": ""}));
+    }
+
+    #[test]
     fn default_sidecar_bootstrap() {
         let bootstrap = build(
             &["--discoveryAddress", "istio-pilot.istio-system:15010", "--proxyAdminPort", "15000"],
@@ -221,6 +238,7 @@ mod tests {
         );
         assert_valid(&bootstrap);
         assert_eq!(bootstrap["node"]["id"], "sidecar~10.0.0.1~a.default~default.svc.cluster.local");
+        assert!(bootstrap["node"].get("locality").is_none());
         let clusters = bootstrap["static_resources"]["clusters"].as_array().expect("clusters");
         let names: Vec<&str> = clusters.iter().filter_map(|c| c["name"].as_str()).collect();
         assert_eq!(names, [PROMETHEUS_CLUSTER, XDS_CLUSTER]);

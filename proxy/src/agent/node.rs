@@ -108,6 +108,22 @@ impl NodeIdentity {
     pub fn sds(&self) -> bool {
         self.metadata.get("SDS").and_then(Value::as_str) == Some("true")
     }
+
+    /// `node.locality` from the pod's `istio-locality` label (`region.zone` or
+    /// `region/zone/subzone`), as 1.4's bootstrap did; Pilot prefers what its registry says.
+    pub fn locality(&self) -> Option<Value> {
+        let label = self.metadata.get("LABELS")?.get("istio-locality")?.as_str()?;
+        if label.is_empty() {
+            return None;
+        }
+        let text = if label.contains('/') { label.to_string() } else { label.replace('.', "/") };
+        let mut parts = text.splitn(3, '/');
+        Some(serde_json::json!({
+            "region": parts.next().unwrap_or_default(),
+            "zone": parts.next().unwrap_or_default(),
+            "sub_zone": parts.next().unwrap_or_default(),
+        }))
+    }
 }
 
 fn hostname() -> String {
@@ -158,6 +174,7 @@ mod tests {
         assert_eq!(node.id, "sidecar~10.44.0.7~productpage-v1-6b746f74dc-9stvs.default~default.svc.cluster.local");
         assert_eq!(node.cluster, "productpage.default");
         assert_eq!(node.metadata["LABELS"], serde_json::json!({"app": "productpage", "version": "v1"}));
+        assert_eq!(node.locality(), None);
         assert_eq!(node.metadata["INTERCEPTION_MODE"], "REDIRECT");
         assert_eq!(node.metadata["INSTANCE_IPS"], "10.44.0.7");
         assert_eq!(node.metadata["NAMESPACE"], "default");

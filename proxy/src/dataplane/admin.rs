@@ -15,6 +15,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde_json::json;
 
+use super::listener::Stopped;
 use super::shared::{ServerState, Shared};
 
 type Params = Query<HashMap<String, String>>;
@@ -137,6 +138,12 @@ async fn config_dump(State(shared): State<Arc<Shared>>, Query(params): Params) -
     }
 }
 
+/// A host's `region/zone/subzone` as its three parts.
+fn locality_parts(locality: &str) -> (&str, &str, &str) {
+    let mut parts = locality.splitn(3, '/');
+    (parts.next().unwrap_or_default(), parts.next().unwrap_or_default(), parts.next().unwrap_or_default())
+}
+
 async fn clusters(State(shared): State<Arc<Shared>>, Query(params): Params) -> Response {
     let now = std::time::Instant::now();
     let mut clusters: Vec<_> = shared.traffic.clusters.all().values().cloned().collect();
@@ -150,14 +157,29 @@ async fn clusters(State(shared): State<Arc<Shared>>, Query(params): Params) -> R
                     .hosts
                     .iter()
                     .map(|host| {
-                        json!({
+                        let mut status = json!({
                             "address": {"socket_address": {"address": host.address.ip().to_string(), "port_value": host.address.port()}},
                             "weight": host.weight,
                             "health_status": {
                                 "eds_health_status": if host.eds_healthy { "HEALTHY" } else { "UNHEALTHY" },
                                 "failed_outlier_check": host.ejected(now),
                             },
-                        })
+                        });
+                        // As Envoy's proto JSON: fields at their defaults are left out.
+                        let (region, zone, sub_zone) = locality_parts(&host.locality);
+                        let locality: serde_json::Map<String, serde_json::Value> =
+                            [("region", region), ("zone", zone), ("sub_zone", sub_zone)]
+                                .into_iter()
+                                .filter(|(_, value)| !value.is_empty())
+                                .map(|(key, value)| (key.to_string(), json!(value)))
+                                .collect();
+                        if !locality.is_empty() {
+                            status["locality"] = serde_json::Value::Object(locality);
+                        }
+                        if host.priority > 0 {
+                            status["priority"] = json!(host.priority);
+                        }
+                        status
                     })
                     .collect();
                 json!({"name": cluster.config.name, "host_statuses": hosts})
@@ -181,10 +203,14 @@ async fn clusters(State(shared): State<Arc<Shared>>, Query(params): Params) -> R
                 (false, _) => "/failed_eds_health".to_string(),
                 (true, true) => "/failed_outlier_check".to_string(),
             };
+            let (region, zone, sub_zone) = locality_parts(&host.locality);
             text.push_str(&format!(
-                "{name}::{address}::rq_active::{}\n{name}::{address}::health_flags::{health}\n{name}::{address}::weight::{}\n",
+                "{name}::{address}::rq_active::{}\n{name}::{address}::health_flags::{health}\n{name}::{address}::weight::{}\n\
+                 {name}::{address}::region::{region}\n{name}::{address}::zone::{zone}\n{name}::{address}::sub_zone::{sub_zone}\n\
+                 {name}::{address}::priority::{}\n",
                 host.active_requests.load(std::sync::atomic::Ordering::Relaxed),
-                host.weight
+                host.weight,
+                host.priority
             ));
         }
     }
@@ -265,10 +291,28 @@ async fn set_logging(Query(params): Params) -> Response {
     }
 }
 
-async fn drain_listeners(State(shared): State<Arc<Shared>>) -> Response {
-    shared.start_draining();
+/// Envoy's `drain_listeners`: stops accepting on every listener (`?inboundonly`: the inbound
+/// ones) at once, or with `?graceful` after asking connections to close for Envoy's default
+/// drain time. The server stays live (only a failed health check would change that).
+async fn drain_listeners(State(shared): State<Arc<Shared>>, Query(params): Query<HashMap<String, String>>) -> Response {
+    let scope = if params.contains_key("inboundonly") { Stopped::Inbound } else { Stopped::All };
+    if params.contains_key("graceful") {
+        shared.traffic.draining.send_replace(true);
+        let shared = Arc::downgrade(&shared);
+        tokio::spawn(async move {
+            tokio::time::sleep(DEFAULT_DRAIN_TIME).await;
+            if let Some(shared) = shared.upgrade() {
+                shared.listeners.stop(&shared.traffic, scope);
+            }
+        });
+    } else {
+        shared.listeners.stop(&shared.traffic, scope);
+    }
     (StatusCode::OK, "OK\n").into_response()
 }
+
+/// Envoy's default `--drain-time-s`.
+const DEFAULT_DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(600);
 
 async fn quit(State(shared): State<Arc<Shared>>) -> Response {
     shared.quit.notify_waiters();

@@ -33,11 +33,54 @@ pub(crate) struct BindError {
 pub(crate) struct ListenerManager {
     workers: super::workers::Workers,
     bound: Mutex<HashMap<SocketAddr, Vec<tokio::task::JoinHandle<()>>>>,
+    /// What the admin API's `drain_listeners` stopped, for good: nothing, the inbound
+    /// listeners, or every listener.
+    stopped: Mutex<Stopped>,
+}
+
+/// Listeners stopped by `drain_listeners`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Stopped {
+    #[default]
+    None,
+    Inbound,
+    All,
+}
+
+impl Stopped {
+    fn covers(self, listener: &ListenerConfig) -> bool {
+        match self {
+            Stopped::None => false,
+            Stopped::Inbound => listener.inbound,
+            Stopped::All => true,
+        }
+    }
 }
 
 impl ListenerManager {
     pub(crate) fn new(workers: super::workers::Workers) -> ListenerManager {
-        ListenerManager { workers, bound: Mutex::default() }
+        ListenerManager { workers, bound: Mutex::default(), stopped: Mutex::default() }
+    }
+
+    /// Envoy's `drain_listeners`: the listeners `scope` covers stop accepting now, and stay
+    /// stopped through later updates (the server itself stays live).
+    pub(crate) fn stop(&self, context: &TrafficContext, scope: Stopped) {
+        {
+            let mut stopped = istio_runtime::sync::lock(&self.stopped);
+            if *stopped != Stopped::All {
+                *stopped = scope;
+            }
+        }
+        let table = context.listeners.load();
+        let addresses: std::collections::HashSet<SocketAddr> =
+            table.by_name.values().filter(|listener| scope.covers(listener)).map(|listener| listener.address).collect();
+        istio_runtime::sync::lock(&self.bound).retain(|address, tasks| {
+            let stops = scope == Stopped::All || addresses.contains(address);
+            if stops {
+                tasks.iter().for_each(tokio::task::JoinHandle::abort);
+            }
+            !stops
+        });
     }
 
     /// Installs a new set of listeners: binds the new addresses first — if one cannot be bound,
@@ -48,7 +91,9 @@ impl ListenerManager {
         context: &Arc<TrafficContext>,
         listeners: Vec<Arc<ListenerConfig>>,
     ) -> Result<(), BindError> {
-        let wanted: Vec<&Arc<ListenerConfig>> = listeners.iter().filter(|listener| listener.bind_to_port).collect();
+        let stopped = *istio_runtime::sync::lock(&self.stopped);
+        let wanted: Vec<&Arc<ListenerConfig>> =
+            listeners.iter().filter(|listener| listener.bind_to_port && !stopped.covers(listener)).collect();
         let already: std::collections::HashSet<SocketAddr> =
             istio_runtime::sync::lock(&self.bound).keys().copied().collect();
         let mut opened: Vec<(SocketAddr, std::net::TcpListener)> = Vec::new();

@@ -2,7 +2,10 @@
 //! endpoints Istio's tasks use: `/status/CODE`, `/headers`, `/delay/N`, `/ip`, `/get`,
 //! `/anything`, `/user-agent`, `/response-headers`, `/bytes/N`. It takes gunicorn's flags
 //! (`-b 0.0.0.0:80 --access-logfile - httpbin:app`) so the samples' command lines run as they are,
-//! and logs requests with gunicorn's access-log fields.
+//! and logs requests with gunicorn's access-log fields. Given `helloworld:app` as the
+//! application, it serves Istio's helloworld sample instead (`helloworld`).
+
+mod helloworld;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -31,7 +34,7 @@ struct Cli {
     /// gunicorn's worker class; accepted and ignored.
     #[arg(short = 'k', long = "worker-class")]
     worker_class: Option<String>,
-    /// The WSGI application (`httpbin:app`); accepted and ignored.
+    /// The WSGI application: `httpbin:app` (the default) or `helloworld:app`.
     app: Option<String>,
 }
 
@@ -219,8 +222,9 @@ async fn log_access(State(log): State<AccessLog>, request: Request<Body>, next: 
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
-    // gunicorn's worker class and application name do not apply here.
-    let _ = (&cli.worker_class, &cli.app);
+    // gunicorn's worker class does not apply here.
+    let _ = &cli.worker_class;
+    let helloworld = cli.app.as_deref().is_some_and(|app| app.starts_with("helloworld"));
     let address: SocketAddr = match cli.bind.parse() {
         Ok(address) => address,
         Err(_) => {
@@ -240,7 +244,27 @@ async fn main() {
         },
     };
     let log = AccessLog { sink: sink.map(|sink| Arc::new(std::sync::Mutex::new(sink))) };
-    let router = Router::new()
+    let router = if helloworld {
+        helloworld::router().layer(axum::middleware::from_fn_with_state(log.clone(), log_access))
+    } else {
+        httpbin_router(log)
+    };
+    let listener = match tokio::net::TcpListener::bind(address).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!("Error: binding {address}: {error}");
+            std::process::exit(1);
+        }
+    };
+    println!("{} listening on {address}", if helloworld { "helloworld" } else { "httpbin" });
+    let served = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(istio_runtime::shutdown_signal())
+        .await;
+    istio_runtime::exit_on_error(served);
+}
+
+fn httpbin_router(log: AccessLog) -> Router {
+    Router::new()
         .route("/", get(index))
         .route("/status/{codes}", any(status))
         .route("/delay/{seconds}", any(delay))
@@ -266,19 +290,7 @@ async fn main() {
         )
         .route("/response-headers", any(response_headers))
         .route("/bytes/{count}", get(bytes))
-        .layer(axum::middleware::from_fn_with_state(log.clone(), log_access));
-    let listener = match tokio::net::TcpListener::bind(address).await {
-        Ok(listener) => listener,
-        Err(error) => {
-            eprintln!("Error: binding {address}: {error}");
-            std::process::exit(1);
-        }
-    };
-    println!("httpbin listening on {address}");
-    let served = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(istio_runtime::shutdown_signal())
-        .await;
-    istio_runtime::exit_on_error(served);
+        .layer(axum::middleware::from_fn_with_state(log, log_access))
 }
 
 #[cfg(test)]

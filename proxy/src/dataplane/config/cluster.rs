@@ -41,7 +41,16 @@ pub(crate) struct ClusterConfig {
     pub bind_address: Option<IpAddr>,
     /// Endpoints given in the cluster itself (STATIC, STRICT_DNS).
     pub load_assignment: Vec<EndpointConfig>,
+    /// `common_lb_config.healthy_panic_threshold` (percent; Envoy's default 50): below it, a
+    /// priority balances over all its hosts, healthy or not; 0 never does.
+    pub healthy_panic_threshold: f64,
+    /// `common_lb_config.locality_weighted_lb_config`: a locality is picked by its weight
+    /// first, then a host in it.
+    pub locality_weighted: bool,
 }
+
+/// Envoy's default `healthy_panic_threshold`.
+pub(crate) const DEFAULT_PANIC_THRESHOLD: f64 = 50.0;
 
 /// One `transport_socket_matches` entry: the labels an endpoint must carry, and its TLS
 /// (`None`: plaintext).
@@ -112,6 +121,9 @@ pub(crate) struct EndpointConfig {
     pub priority: u32,
     /// The `envoy.transport_socket_match` metadata (Istio's `tlsMode`).
     pub socket_match: BTreeMap<String, String>,
+    /// Its locality (`region/zone/subzone`) and that locality's weight (0: none given).
+    pub locality: String,
+    pub locality_weight: u32,
 }
 
 impl EndpointConfig {
@@ -246,6 +258,16 @@ impl ClusterConfig {
                 return Err(ConfigError::new(&at, format!("a STATIC cluster needs IP addresses, not {:?}", bad.host)));
             }
         }
+        let common = cluster.common_lb_config.as_ref();
+        let healthy_panic_threshold = common
+            .and_then(|common| common.healthy_panic_threshold.as_ref())
+            .map_or(DEFAULT_PANIC_THRESHOLD, |percent| percent.value.clamp(0.0, 100.0));
+        let locality_weighted = common.is_some_and(|common| {
+            matches!(
+                common.locality_config_specifier,
+                Some(cluster::common_lb_config::LocalityConfigSpecifier::LocalityWeightedLbConfig(_))
+            )
+        });
         Ok(ClusterConfig {
             name: cluster.name.clone(),
             discovery,
@@ -260,6 +282,8 @@ impl ClusterConfig {
             tls_matches,
             bind_address,
             load_assignment,
+            healthy_panic_threshold,
+            locality_weighted,
         })
     }
 }
@@ -327,6 +351,11 @@ pub(crate) fn endpoints(assignment: &ClusterLoadAssignment, at: &str) -> Result<
                 weight: lb_endpoint.load_balancing_weight.as_ref().map_or(1, |weight| weight.value.max(1)),
                 healthy: matches!(status, HealthStatus::Unknown | HealthStatus::Healthy | HealthStatus::Degraded),
                 priority: locality.priority,
+                locality: locality
+                    .locality
+                    .as_ref()
+                    .map_or_else(String::new, |l| format!("{}/{}/{}", l.region, l.zone, l.sub_zone)),
+                locality_weight: locality.load_balancing_weight.as_ref().map_or(0, |weight| weight.value),
                 socket_match: string_fields(
                     lb_endpoint
                         .metadata

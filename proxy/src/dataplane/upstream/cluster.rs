@@ -105,6 +105,8 @@ impl UpstreamCluster {
                             && host.eds_healthy == endpoint.healthy
                             && host.priority == endpoint.priority
                             && host.socket_match == endpoint.socket_match
+                            && host.locality == endpoint.locality
+                            && host.locality_weight == endpoint.locality_weight
                     })
                     .cloned()
                     .unwrap_or_else(|| Host::new(endpoint, *address))
@@ -149,6 +151,8 @@ impl UpstreamCluster {
                         healthy: true,
                         priority: 0,
                         socket_match: Default::default(),
+                        locality: String::new(),
+                        locality_weight: 0,
                     },
                     destination,
                 )

@@ -1,4 +1,4 @@
-//! One upstream host and what the data plane tracks about it: its weight and priority, its
+//! One upstream host and what the data plane tracks about it: its weight, priority and locality, its
 //! health as EDS reported it, outlier-detection state, requests in flight, and its connections.
 
 use std::net::SocketAddr;
@@ -19,6 +19,9 @@ pub(crate) struct Host {
     pub eds_healthy: bool,
     /// Its `envoy.transport_socket_match` metadata: which of the cluster's sockets it takes.
     pub socket_match: std::collections::BTreeMap<String, String>,
+    /// Its locality and the locality's weight (locality-weighted balancing).
+    pub locality: String,
+    pub locality_weight: u32,
     pub outlier: Mutex<OutlierState>,
     pub active_requests: AtomicUsize,
     pub pool: HostPool,
@@ -40,6 +43,8 @@ impl Host {
             priority: endpoint.priority,
             eds_healthy: endpoint.healthy,
             socket_match: endpoint.socket_match.clone(),
+            locality: endpoint.locality.clone(),
+            locality_weight: endpoint.locality_weight,
             outlier: Mutex::new(OutlierState::default()),
             active_requests: AtomicUsize::new(0),
             pool: HostPool::default(),

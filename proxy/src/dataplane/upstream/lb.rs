@@ -1,8 +1,11 @@
-//! Load balancing over a cluster's hosts: Envoy's policies (round robin, least request as
-//! power of two choices, random, ring hash) over the healthy hosts of the best priority, with
-//! Envoy's panic mode (all hosts of the priority) when fewer than half are healthy, and
-//! retries steering away from hosts already tried.
+//! Load balancing over a cluster's hosts, as Envoy does it: a priority by the load its health
+//! earns it (spilling over to the next as hosts fail), its healthy hosts, or all of them in
+//! panic mode (below the cluster's `healthy_panic_threshold`, 50 % unless set), with locality
+//! weighting a locality by weight and health, then Envoy's policies (round robin, least
+//! request as power of two choices, random, ring hash), retries steering away from hosts
+//! already tried.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -11,9 +14,6 @@ use std::time::Instant;
 use super::cluster::UpstreamCluster;
 use super::host::Host;
 use crate::dataplane::config::cluster::LbPolicy;
-
-/// Envoy's default healthy panic threshold.
-const PANIC_THRESHOLD_PERCENT: usize = 50;
 
 impl UpstreamCluster {
     /// Picks a host for a request: `hash` for ring hash, `tried` hosts avoided when another
@@ -27,23 +27,7 @@ impl UpstreamCluster {
         let healthy: Vec<bool> = set.hosts.iter().map(|host| host.healthy(now)).collect();
         let ejected = set.hosts.iter().filter(|host| host.ejected(now)).count();
         self.stats.ejections_active.set(ejected as i64);
-        let best_priority = (0..set.hosts.len()).filter(|&i| healthy[i]).map(|i| set.hosts[i].priority).min();
-        let mut eligible: Vec<usize> = match best_priority {
-            Some(priority) => {
-                let in_priority: Vec<usize> =
-                    (0..set.hosts.len()).filter(|&i| set.hosts[i].priority == priority).collect();
-                let healthy_here: Vec<usize> = in_priority.iter().copied().filter(|&i| healthy[i]).collect();
-                // Envoy's panic threshold: below 50 % healthy, balance over every host of the
-                // priority rather than overload the few healthy ones.
-                if healthy_here.len() * 100 < in_priority.len() * PANIC_THRESHOLD_PERCENT {
-                    in_priority
-                } else {
-                    healthy_here
-                }
-            }
-            // Panic mode: with no healthy host, Envoy balances over all of them.
-            None => (0..set.hosts.len()).collect(),
-        };
+        let mut eligible = self.eligible_hosts(&set.hosts, &healthy)?;
         if eligible.len() > 1 {
             let untried: Vec<usize> =
                 eligible.iter().copied().filter(|&i| !tried.contains(&set.hosts[i].address)).collect();
@@ -85,7 +69,107 @@ impl UpstreamCluster {
         };
         Some(set.hosts[index].clone())
     }
+
+    /// The hosts a request may go to, as Envoy picks them: a priority by the load its health
+    /// earns it (a priority at 72 % healthy or more takes everything, with Envoy's
+    /// overprovisioning factor of 1.4; the rest spills to the next), its healthy hosts unless
+    /// it is below the panic threshold, and with locality weighting, one of its localities by
+    /// weight times health. `None` when nothing may serve (no healthy host and no panic mode).
+    fn eligible_hosts(&self, hosts: &[Arc<Host>], healthy: &[bool]) -> Option<Vec<usize>> {
+        let mut priorities: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+        for (index, host) in hosts.iter().enumerate() {
+            priorities.entry(host.priority).or_default().push(index);
+        }
+        let healthy_count = |members: &[usize]| members.iter().filter(|&&i| healthy[i]).count();
+        let health: Vec<f64> = priorities
+            .values()
+            .map(|members| (OVERPROVISIONING * healthy_count(members) as f64 / members.len() as f64).min(100.0))
+            .collect();
+        let total_health = health.iter().sum::<f64>().min(100.0);
+        let chosen = if total_health <= 0.0 {
+            0
+        } else {
+            // Each priority's share of the load, in order, until the whole is given out.
+            let mut draw = rand::random_range(0.0..100.0);
+            let mut left = 100.0;
+            let mut chosen = health.len() - 1;
+            for (position, health) in health.iter().enumerate() {
+                let load = (health * 100.0 / total_health).min(left);
+                left -= load;
+                if draw < load {
+                    chosen = position;
+                    break;
+                }
+                draw -= load;
+            }
+            chosen
+        };
+        let members = priorities.into_values().nth(chosen)?;
+        let healthy_members: Vec<usize> = members.iter().copied().filter(|&i| healthy[i]).collect();
+        let panic = (healthy_members.len() as f64 * 100.0) < members.len() as f64 * self.config.healthy_panic_threshold;
+        let candidates = if panic {
+            members.clone()
+        } else if healthy_members.is_empty() {
+            return None;
+        } else {
+            healthy_members
+        };
+        if !self.config.locality_weighted {
+            return Some(candidates);
+        }
+        Some(pick_locality(hosts, healthy, &members, candidates, panic))
+    }
 }
+
+/// Locality-weighted balancing: one of the priority's localities (`members` are its hosts) by
+/// its weight scaled by how healthy it is (wholly, in panic mode); the candidates in it.
+fn pick_locality(
+    hosts: &[Arc<Host>],
+    healthy: &[bool],
+    members: &[usize],
+    candidates: Vec<usize>,
+    panic: bool,
+) -> Vec<usize> {
+    // Locality → (weight, hosts, healthy hosts).
+    let mut localities: BTreeMap<&str, (u32, usize, usize)> = BTreeMap::new();
+    for &index in members {
+        let host = &hosts[index];
+        let entry = localities.entry(host.locality.as_str()).or_insert((host.locality_weight, 0, 0));
+        entry.1 += 1;
+        entry.2 += usize::from(healthy[index]);
+    }
+    let weights: Vec<(&str, f64)> = localities
+        .iter()
+        .map(|(&name, &(weight, total, up))| {
+            let availability = if panic { 1.0 } else { (OVERPROVISIONING * up as f64 / total as f64 / 100.0).min(1.0) };
+            (name, f64::from(weight) * availability)
+        })
+        .filter(|(_, weight)| *weight > 0.0)
+        .collect();
+    let sum: f64 = weights.iter().map(|(_, weight)| weight).sum();
+    if sum <= 0.0 {
+        // No locality carries a weight: the hosts are balanced as one set, as Envoy does.
+        return candidates;
+    }
+    let mut draw = rand::random_range(0.0..sum);
+    let mut chosen = weights[weights.len() - 1].0;
+    for &(name, weight) in &weights {
+        if draw < weight {
+            chosen = name;
+            break;
+        }
+        draw -= weight;
+    }
+    let in_locality: Vec<usize> = candidates.iter().copied().filter(|&i| hosts[i].locality == chosen).collect();
+    if in_locality.is_empty() {
+        candidates
+    } else {
+        in_locality
+    }
+}
+
+/// Envoy's default overprovisioning factor (1.4), in percent per healthy fraction.
+const OVERPROVISIONING: f64 = 140.0;
 
 #[cfg(test)]
 mod tests {
@@ -104,6 +188,17 @@ mod tests {
     }
 
     fn cluster_of(policy: LbPolicy, endpoints: &[Endpoint]) -> Arc<UpstreamCluster> {
+        cluster_in_localities(policy, endpoints, &[], crate::dataplane::config::cluster::DEFAULT_PANIC_THRESHOLD)
+    }
+
+    /// A cluster whose `i`th endpoint is in `localities[i]` (name, locality weight); with any
+    /// localities, balanced by locality weight.
+    fn cluster_in_localities(
+        policy: LbPolicy,
+        endpoints: &[Endpoint],
+        localities: &[(&str, u32)],
+        healthy_panic_threshold: f64,
+    ) -> Arc<UpstreamCluster> {
         let config = ClusterConfig {
             name: "c".into(),
             discovery: Discovery::Eds("c".into()),
@@ -118,12 +213,16 @@ mod tests {
             tls_matches: Vec::new(),
             bind_address: None,
             load_assignment: Vec::new(),
+            healthy_panic_threshold,
+            locality_weighted: !localities.is_empty(),
         };
         let cluster = UpstreamCluster::new(config, &Stats::default(), None);
         let endpoints: Vec<EndpointConfig> = endpoints
             .iter()
-            .map(|&Endpoint(host, weight, healthy, priority)| {
+            .enumerate()
+            .map(|(index, &Endpoint(host, weight, healthy, priority))| {
                 let address: SocketAddr = host.parse().expect("addr");
+                let (locality, locality_weight) = localities.get(index).copied().unwrap_or_default();
                 EndpointConfig {
                     host: address.ip().to_string(),
                     port: address.port(),
@@ -131,6 +230,8 @@ mod tests {
                     healthy,
                     priority,
                     socket_match: Default::default(),
+                    locality: locality.to_string(),
+                    locality_weight,
                 }
             })
             .collect();
@@ -219,6 +320,57 @@ mod tests {
         let half_up = [Endpoint("10.0.0.1:80", 1, true, 0), Endpoint("10.0.0.2:80", 1, false, 0)];
         let counts = tally(&cluster_of(LbPolicy::RoundRobin, &half_up), 10);
         assert_eq!(counts.get(&addr("10.0.0.1:80")), Some(&10), "at 50 % only healthy hosts serve");
+    }
+
+    #[tokio::test]
+    async fn a_partly_healthy_priority_spills_load_to_the_next() {
+        // Envoy's overprovisioning: a priority at 1/2 healthy earns 70 % of the load; the
+        // next priority takes the other 30 %.
+        let half = [
+            Endpoint("10.0.0.1:80", 1, true, 0),
+            Endpoint("10.0.0.2:80", 1, false, 0),
+            Endpoint("10.0.1.1:80", 1, true, 1),
+        ];
+        let counts = tally(&cluster_of(LbPolicy::RoundRobin, &half), 2000);
+        let next = counts.get(&addr("10.0.1.1:80")).copied().unwrap_or(0);
+        assert!((450..750).contains(&next), "the next priority took {next} of 2000");
+        assert!(!counts.contains_key(&addr("10.0.0.2:80")), "no panic at 50 %: {counts:?}");
+        // At 3/4 healthy a priority keeps everything.
+        let mostly = [
+            Endpoint("10.0.0.1:80", 1, true, 0),
+            Endpoint("10.0.0.2:80", 1, true, 0),
+            Endpoint("10.0.0.3:80", 1, true, 0),
+            Endpoint("10.0.0.4:80", 1, false, 0),
+            Endpoint("10.0.1.1:80", 1, true, 1),
+        ];
+        assert!(!tally(&cluster_of(LbPolicy::RoundRobin, &mostly), 500).contains_key(&addr("10.0.1.1:80")));
+    }
+
+    #[tokio::test]
+    async fn without_a_panic_threshold_no_healthy_host_means_none() {
+        let down = [Endpoint("10.0.0.1:80", 1, false, 0), Endpoint("10.0.0.2:80", 1, false, 1)];
+        let cluster = cluster_in_localities(LbPolicy::RoundRobin, &down, &[], 0.0);
+        assert!(cluster.choose_host(None, &[]).is_none(), "Istio's threshold 0: no healthy upstream");
+    }
+
+    #[tokio::test]
+    async fn locality_weights_split_the_load_and_follow_health() {
+        let endpoints = [
+            Endpoint("10.0.0.1:80", 1, true, 0),
+            Endpoint("10.0.0.2:80", 1, true, 0),
+            Endpoint("10.0.0.3:80", 1, true, 0),
+        ];
+        let localities = [("r1/z1/", 70), ("r1/z2/", 20), ("r3/z4/", 10)];
+        let cluster = cluster_in_localities(LbPolicy::RoundRobin, &endpoints, &localities, 0.0);
+        let counts = tally(&cluster, 4000);
+        let share = |host: &str| counts.get(&addr(host)).copied().unwrap_or(0) as f64 / 40.0;
+        assert!((65.0..75.0).contains(&share("10.0.0.1:80")), "{counts:?}");
+        assert!((16.0..24.0).contains(&share("10.0.0.2:80")), "{counts:?}");
+        assert!((7.0..13.0).contains(&share("10.0.0.3:80")), "{counts:?}");
+        // A locality without a healthy host takes nothing.
+        cluster.hosts().hosts[0].outlier.lock().expect("lock").ejected_until =
+            Some(Instant::now() + Duration::from_secs(30));
+        assert!(!tally(&cluster, 200).contains_key(&addr("10.0.0.1:80")));
     }
 
     #[tokio::test]

@@ -408,7 +408,11 @@ mod tests {
                 healthy: true,
                 priority: 0,
                 socket_match: Default::default(),
+                locality: String::new(),
+                locality_weight: 0,
             }],
+            healthy_panic_threshold: crate::dataplane::config::cluster::DEFAULT_PANIC_THRESHOLD,
+            locality_weighted: false,
         };
         UpstreamCluster::new(config, &Stats::default(), None)
     }
