@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use envoy_types::pb::envoy::config::core::v3::{Locality, Metadata};
+use envoy_types::pb::envoy::config::core::v3::Metadata;
 use envoy_types::pb::envoy::config::endpoint::v3::{
     lb_endpoint, ClusterLoadAssignment, Endpoint as EnvoyEndpoint, LbEndpoint, LocalityLbEndpoints,
 };
@@ -72,15 +72,10 @@ pub(crate) fn load_assignment(push: &PushContext, cluster: &str) -> Option<Clust
     let endpoints = by_locality
         .into_iter()
         .map(|(locality, lb_endpoints)| {
-            let mut parts = locality.splitn(3, '/');
             // A locality weighs what its endpoints weigh together, as 1.4 sent it.
             let weight = lb_endpoints.iter().map(|e| e.load_balancing_weight.as_ref().map_or(1, |w| w.value)).sum();
             LocalityLbEndpoints {
-                locality: Some(Locality {
-                    region: parts.next().unwrap_or_default().to_string(),
-                    zone: parts.next().unwrap_or_default().to_string(),
-                    sub_zone: parts.next().unwrap_or_default().to_string(),
-                }),
+                locality: Some(istio_xds::locality::parse(locality).unwrap_or_default()),
                 load_balancing_weight: Some(UInt32Value { value: weight }),
                 lb_endpoints,
                 ..Default::default()
@@ -90,18 +85,15 @@ pub(crate) fn load_assignment(push: &PushContext, cluster: &str) -> Option<Clust
     Some(ClusterLoadAssignment { cluster_name: cluster.to_string(), endpoints, ..Default::default() })
 }
 
-/// Whether the rule a proxy in `namespace` sees for `cluster` gives it outlier detection, at the
-/// top, for its port, or in its subset (1.4's `hasOutlierDetection`): locality failover needs it.
+/// Whether the cluster a proxy in `namespace` gets for `cluster` has outlier detection (the
+/// rule's, its subset's or its port's, as CDS builds it; 1.4's `hasOutlierDetection`):
+/// locality failover needs it.
 pub(crate) fn has_outlier_detection(push: &PushContext, namespace: &str, cluster: &str) -> bool {
-    use crate::scope::traffic_policy::port_policy;
+    use crate::scope::traffic_policy::{merge_policy, port_policy};
     let Ok(ClusterName { port, subset, host, .. }) = cluster.parse::<ClusterName>() else { return false };
     let Some(rule) = push.destination_rule_for(&host, namespace) else { return false };
-    if port_policy(rule.spec.traffic_policy.as_ref(), port).outlier_detection.is_some() {
-        return true;
-    }
-    rule.spec
-        .subsets
-        .iter()
-        .filter(|candidate| candidate.name == subset)
-        .any(|candidate| port_policy(candidate.traffic_policy.as_ref(), port).outlier_detection.is_some())
+    let subset_policy =
+        rule.spec.subsets.iter().find(|candidate| candidate.name == subset).and_then(|s| s.traffic_policy.as_ref());
+    let policy = merge_policy(rule.spec.traffic_policy.as_ref(), subset_policy);
+    port_policy(policy.as_ref(), port).outlier_detection.is_some()
 }

@@ -198,11 +198,12 @@ pub(crate) fn generate(push: &PushContext, proxy: &Proxy, type_url: &str, names:
                 .flat_map(|name| {
                     let applied = locality_setting.and_then(|setting| {
                         let failover = endpoint::has_outlier_detection(push, &proxy.namespace, name);
-                        (!setting.distribute.is_empty() || failover).then_some((setting, failover))
+                        (!setting.distribute.is_empty() || failover).then(|| {
+                            (setting, failover, proxy_locality.get_or_init(|| locality::of_proxy(push, proxy)))
+                        })
                     });
                     let key = match applied {
-                        Some(_) => {
-                            let locality = proxy_locality.get_or_init(|| locality::of_proxy(push, proxy));
+                        Some((_, _, locality)) => {
                             format!("eds|{}|{}|{name}", locality::key(locality.as_ref()), proxy.namespace)
                         }
                         None => format!("eds|{name}"),
@@ -217,8 +218,7 @@ pub(crate) fn generate(push: &PushContext, proxy: &Proxy, type_url: &str, names:
                             });
                             let count = assignment.endpoints.iter().map(|locality| locality.lb_endpoints.len()).sum();
                             push.status.endpoints(name, count);
-                            if let Some((setting, failover)) = applied {
-                                let locality = proxy_locality.get_or_init(|| locality::of_proxy(push, proxy));
+                            if let Some((setting, failover, locality)) = applied {
                                 locality::apply(locality.as_ref(), &mut assignment, setting, failover);
                             }
                             resources(vec![assignment], |a| a.cluster_name.clone())

@@ -17,19 +17,6 @@ use istio_api::pb::istio::networking::v1alpha3 as net;
 use crate::model::PushContext;
 use crate::node::Proxy;
 
-/// `region/zone/subzone` (any part may be left out) as a locality.
-pub(crate) fn parse(text: &str) -> Option<Locality> {
-    if text.is_empty() {
-        return None;
-    }
-    let mut parts = text.splitn(3, '/');
-    Some(Locality {
-        region: parts.next().unwrap_or_default().to_string(),
-        zone: parts.next().unwrap_or_default().to_string(),
-        sub_zone: parts.next().unwrap_or_default().to_string(),
-    })
-}
-
 /// Whether `locality` is in the locality a rule names (`*` and left-out parts match anything;
 /// 1.4's `LocalityMatch`).
 fn matches(locality: Option<&Locality>, rule: &str) -> bool {
@@ -144,18 +131,20 @@ pub(crate) fn of_proxy(push: &PushContext, proxy: &Proxy) -> Option<Locality> {
         .services_at(&proxy.ips)
         .flat_map(|service| service.endpoints.iter())
         .find(|endpoint| proxy.ips.contains(&endpoint.address))
-        .and_then(|endpoint| parse(&endpoint.locality));
+        .and_then(|endpoint| istio_xds::locality::parse(&endpoint.locality));
     registry.filter(|locality| !locality.region.is_empty()).or_else(|| proxy.locality.clone())
 }
 
 /// The key a proxy's load assignments are shared under: proxies in one locality get the same.
 pub(crate) fn key(locality: Option<&Locality>) -> String {
-    locality.map_or_else(String::new, |l| format!("{}/{}/{}", l.region, l.zone, l.sub_zone))
+    locality.map(istio_xds::locality::name).unwrap_or_default()
 }
 
 #[cfg(test)]
 mod tests {
     use envoy_types::pb::envoy::config::endpoint::v3::{LbEndpoint, LocalityLbEndpoints};
+
+    use istio_xds::locality::parse;
 
     use super::*;
 

@@ -6,6 +6,7 @@
 
 pub mod cluster_name;
 pub mod json;
+pub mod locality;
 pub mod patch_value;
 pub mod references;
 pub mod sds;

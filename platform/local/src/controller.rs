@@ -456,21 +456,10 @@ impl Controller {
             }
             let node = match nodes::node_of(&pods[index]) {
                 Some(node) => node.to_string(),
-                // A store from before nodes were kept: this host is the node.
-                None if known_nodes.is_empty() => nodes::DEFAULT_NODE.to_string(),
                 None => match nodes::schedule(&pods[index], &known_nodes, &pods) {
                     Ok(node) => node,
                     Err(reason) => {
-                        let status = nodes::pending_status(&reason);
-                        if pods[index].body.get("status") != Some(&status) {
-                            tracing::info!(pod = %pods[index].name(), "not scheduled: {}", reason.0);
-                            let mut json = to_json(&pods[index]);
-                            json["status"] = status;
-                            match self.store.apply(from_json(json)?).await {
-                                Ok(stored) => pods[index] = stored,
-                                Err(error) => tracing::warn!(pod = %pods[index].name(), "writing status: {error}"),
-                            }
-                        }
+                        self.mark_unschedulable(&mut pods[index], &reason).await?;
                         continue;
                     }
                 },
@@ -493,6 +482,22 @@ impl Controller {
             }
         }
         Ok(pods)
+    }
+
+    /// Writes the scheduler's Pending status on a pod no node takes (once per reason).
+    async fn mark_unschedulable(&self, pod: &mut Object, reason: &nodes::Unschedulable) -> anyhow::Result<()> {
+        let status = nodes::pending_status(reason);
+        if pod.body.get("status") == Some(&status) {
+            return Ok(());
+        }
+        tracing::info!(pod = %pod.name(), "not scheduled: {}", reason.0);
+        let mut json = to_json(pod);
+        json["status"] = status;
+        match self.store.apply(from_json(json)?).await {
+            Ok(stored) => *pod = stored,
+            Err(error) => tracing::warn!(pod = %pod.name(), "writing status: {error}"),
+        }
+        Ok(())
     }
 
     fn stop_pod(&mut self, key: &(String, String)) {

@@ -113,16 +113,9 @@ impl NodeIdentity {
     /// `region/zone/subzone`), as 1.4's bootstrap did; Pilot prefers what its registry says.
     pub fn locality(&self) -> Option<Value> {
         let label = self.metadata.get("LABELS")?.get("istio-locality")?.as_str()?;
-        if label.is_empty() {
-            return None;
-        }
         let text = if label.contains('/') { label.to_string() } else { label.replace('.', "/") };
-        let mut parts = text.splitn(3, '/');
-        Some(serde_json::json!({
-            "region": parts.next().unwrap_or_default(),
-            "zone": parts.next().unwrap_or_default(),
-            "sub_zone": parts.next().unwrap_or_default(),
-        }))
+        let locality = istio_xds::locality::parse(&text)?;
+        Some(serde_json::json!({"region": locality.region, "zone": locality.zone, "sub_zone": locality.sub_zone}))
     }
 }
 

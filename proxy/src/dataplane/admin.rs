@@ -138,12 +138,6 @@ async fn config_dump(State(shared): State<Arc<Shared>>, Query(params): Params) -
     }
 }
 
-/// A host's `region/zone/subzone` as its three parts.
-fn locality_parts(locality: &str) -> (&str, &str, &str) {
-    let mut parts = locality.splitn(3, '/');
-    (parts.next().unwrap_or_default(), parts.next().unwrap_or_default(), parts.next().unwrap_or_default())
-}
-
 async fn clusters(State(shared): State<Arc<Shared>>, Query(params): Params) -> Response {
     let now = std::time::Instant::now();
     let mut clusters: Vec<_> = shared.traffic.clusters.all().values().cloned().collect();
@@ -166,9 +160,9 @@ async fn clusters(State(shared): State<Arc<Shared>>, Query(params): Params) -> R
                             },
                         });
                         // As Envoy's proto JSON: fields at their defaults are left out.
-                        let (region, zone, sub_zone) = locality_parts(&host.locality);
+                        let found = istio_xds::locality::parse(&host.locality).unwrap_or_default();
                         let locality: serde_json::Map<String, serde_json::Value> =
-                            [("region", region), ("zone", zone), ("sub_zone", sub_zone)]
+                            [("region", &found.region), ("zone", &found.zone), ("sub_zone", &found.sub_zone)]
                                 .into_iter()
                                 .filter(|(_, value)| !value.is_empty())
                                 .map(|(key, value)| (key.to_string(), json!(value)))
@@ -203,7 +197,8 @@ async fn clusters(State(shared): State<Arc<Shared>>, Query(params): Params) -> R
                 (false, _) => "/failed_eds_health".to_string(),
                 (true, true) => "/failed_outlier_check".to_string(),
             };
-            let (region, zone, sub_zone) = locality_parts(&host.locality);
+            let found = istio_xds::locality::parse(&host.locality).unwrap_or_default();
+            let (region, zone, sub_zone) = (&found.region, &found.zone, &found.sub_zone);
             text.push_str(&format!(
                 "{name}::{address}::rq_active::{}\n{name}::{address}::health_flags::{health}\n{name}::{address}::weight::{}\n\
                  {name}::{address}::region::{region}\n{name}::{address}::zone::{zone}\n{name}::{address}::sub_zone::{sub_zone}\n\

@@ -136,13 +136,6 @@ impl ListenerManager {
         context.stats.gauge("listener_manager.total_listeners_active").set(bound.len() as i64);
         Ok(())
     }
-
-    /// Stops accepting new connections on every listener (draining).
-    pub(crate) fn stop_accepting(&self) {
-        for (_, tasks) in istio_runtime::sync::lock(&self.bound).drain() {
-            tasks.iter().for_each(tokio::task::JoinHandle::abort);
-        }
-    }
 }
 
 /// A listening socket, not yet tied to any runtime (each worker registers its own copy).

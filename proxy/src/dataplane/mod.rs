@@ -140,7 +140,7 @@ impl DataPlane {
         while Instant::now() < deadline && self.active_connections() > 0 {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        self.shared.listeners.stop_accepting();
+        self.shared.listeners.stop(&self.shared.traffic, listener::Stopped::All);
         for task in self.tasks {
             task.abort();
         }

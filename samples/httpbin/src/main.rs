@@ -244,11 +244,8 @@ async fn main() {
         },
     };
     let log = AccessLog { sink: sink.map(|sink| Arc::new(std::sync::Mutex::new(sink))) };
-    let router = if helloworld {
-        helloworld::router().layer(axum::middleware::from_fn_with_state(log.clone(), log_access))
-    } else {
-        httpbin_router(log)
-    };
+    let routes = if helloworld { helloworld::router() } else { httpbin_routes() };
+    let router = routes.layer(axum::middleware::from_fn_with_state(log, log_access));
     let listener = match tokio::net::TcpListener::bind(address).await {
         Ok(listener) => listener,
         Err(error) => {
@@ -263,7 +260,7 @@ async fn main() {
     istio_runtime::exit_on_error(served);
 }
 
-fn httpbin_router(log: AccessLog) -> Router {
+fn httpbin_routes() -> Router {
     Router::new()
         .route("/", get(index))
         .route("/status/{codes}", any(status))
@@ -290,7 +287,6 @@ fn httpbin_router(log: AccessLog) -> Router {
         )
         .route("/response-headers", any(response_headers))
         .route("/bytes/{count}", get(bytes))
-        .layer(axum::middleware::from_fn_with_state(log, log_access))
 }
 
 #[cfg(test)]

@@ -351,10 +351,7 @@ pub(crate) fn endpoints(assignment: &ClusterLoadAssignment, at: &str) -> Result<
                 weight: lb_endpoint.load_balancing_weight.as_ref().map_or(1, |weight| weight.value.max(1)),
                 healthy: matches!(status, HealthStatus::Unknown | HealthStatus::Healthy | HealthStatus::Degraded),
                 priority: locality.priority,
-                locality: locality
-                    .locality
-                    .as_ref()
-                    .map_or_else(String::new, |l| format!("{}/{}/{}", l.region, l.zone, l.sub_zone)),
+                locality: locality.locality.as_ref().map(istio_xds::locality::name).unwrap_or_default(),
                 locality_weight: locality.load_balancing_weight.as_ref().map_or(0, |weight| weight.value),
                 socket_match: string_fields(
                     lb_endpoint

@@ -76,35 +76,9 @@ impl UpstreamCluster {
     /// it is below the panic threshold, and with locality weighting, one of its localities by
     /// weight times health. `None` when nothing may serve (no healthy host and no panic mode).
     fn eligible_hosts(&self, hosts: &[Arc<Host>], healthy: &[bool]) -> Option<Vec<usize>> {
-        let mut priorities: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
-        for (index, host) in hosts.iter().enumerate() {
-            priorities.entry(host.priority).or_default().push(index);
-        }
-        let healthy_count = |members: &[usize]| members.iter().filter(|&&i| healthy[i]).count();
-        let health: Vec<f64> = priorities
-            .values()
-            .map(|members| (OVERPROVISIONING * healthy_count(members) as f64 / members.len() as f64).min(100.0))
-            .collect();
-        let total_health = health.iter().sum::<f64>().min(100.0);
-        let chosen = if total_health <= 0.0 {
-            0
-        } else {
-            // Each priority's share of the load, in order, until the whole is given out.
-            let mut draw = rand::random_range(0.0..100.0);
-            let mut left = 100.0;
-            let mut chosen = health.len() - 1;
-            for (position, health) in health.iter().enumerate() {
-                let load = (health * 100.0 / total_health).min(left);
-                left -= load;
-                if draw < load {
-                    chosen = position;
-                    break;
-                }
-                draw -= load;
-            }
-            chosen
-        };
-        let members = priorities.into_values().nth(chosen)?;
+        // Most clusters have one priority: it takes all the load.
+        let single = hosts.iter().all(|host| host.priority == hosts[0].priority);
+        let members = if single { (0..hosts.len()).collect() } else { choose_priority(hosts, healthy) };
         let healthy_members: Vec<usize> = members.iter().copied().filter(|&i| healthy[i]).collect();
         let panic = (healthy_members.len() as f64 * 100.0) < members.len() as f64 * self.config.healthy_panic_threshold;
         let candidates = if panic {
@@ -119,6 +93,41 @@ impl UpstreamCluster {
         }
         Some(pick_locality(hosts, healthy, &members, candidates, panic))
     }
+}
+
+/// The hosts of the priority a request goes to: each priority's share of the load is its
+/// health (overprovisioned), scaled up when all of them together fall short; with no health
+/// anywhere, the first priority.
+fn choose_priority(hosts: &[Arc<Host>], healthy: &[bool]) -> Vec<usize> {
+    let mut priorities: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+    for (index, host) in hosts.iter().enumerate() {
+        priorities.entry(host.priority).or_default().push(index);
+    }
+    let health: Vec<f64> = priorities
+        .values()
+        .map(|members| {
+            let up = members.iter().filter(|&&i| healthy[i]).count();
+            (OVERPROVISIONING * up as f64 / members.len() as f64).min(100.0)
+        })
+        .collect();
+    let total_health = health.iter().sum::<f64>().min(100.0);
+    let mut chosen = 0;
+    if total_health > 0.0 {
+        // Each priority's share of the load, in order, until the whole is given out.
+        let mut draw = rand::random_range(0.0..100.0);
+        let mut left = 100.0;
+        chosen = health.len() - 1;
+        for (position, health) in health.iter().enumerate() {
+            let load = (health * 100.0 / total_health).min(left);
+            left -= load;
+            if draw < load {
+                chosen = position;
+                break;
+            }
+            draw -= load;
+        }
+    }
+    priorities.into_values().nth(chosen).unwrap_or_default()
 }
 
 /// Locality-weighted balancing: one of the priority's localities (`members` are its hosts) by
