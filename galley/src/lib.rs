@@ -6,6 +6,7 @@
 //! `start` runs everything in-process on the given addresses (port 0 works) and returns the
 //! bound addresses with a handle that stops it; `main.rs` only parses flags and waits.
 
+pub(crate) mod analysis;
 pub(crate) mod metrics;
 pub(crate) mod registration;
 pub(crate) mod snapshot;
@@ -67,6 +68,8 @@ pub struct Config {
     /// On Kubernetes: keep the webhook's ValidatingWebhookConfiguration (or delete it when
     /// validation is off). Ignored with a directory source.
     pub registration: Option<Registration>,
+    /// Analyse the config continuously (`--enableAnalysis`).
+    pub enable_analysis: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -135,7 +138,8 @@ pub async fn start(config: Config) -> Result<Running, GalleyError> {
         }
         Source::Directory(_) => store.watch(),
     };
-    tokio::spawn(source::run(events, publish, config.snapshot.clone(), metrics.clone()));
+    let analysis = config.enable_analysis.then(analysis::Analysis::new);
+    tokio::spawn(source::run(events, publish, config.snapshot.clone(), metrics.clone(), analysis.clone()));
     // The store must outlive its watchers; keep it until shutdown.
     let store_guard = shutdown.wait();
     tokio::spawn(async move {
@@ -189,7 +193,10 @@ pub async fn start(config: Config) -> Result<Running, GalleyError> {
     let monitoring_shutdown = shutdown.wait();
     let monitoring_address = istio_runtime::monitoring::serve(
         config.monitoring_address,
-        istio_runtime::monitoring::router(registry, "galley"),
+        match &analysis {
+            Some(analysis) => istio_runtime::monitoring::router(registry, "galley").merge(analysis.router()),
+            None => istio_runtime::monitoring::router(registry, "galley"),
+        },
         async move {
             monitoring_shutdown.await;
         },

@@ -75,6 +75,10 @@ struct ServerArgs {
     /// Keep the webhook configuration registered (and put it back when it is edited).
     #[arg(long = "enable-reconcileWebhookConfiguration", default_value_t = true, action = clap::ArgAction::Set)]
     reconcile_webhook_configuration: bool,
+    /// Analyse the config continuously, as `istioctl x analyze` does, logging the messages and
+    /// serving them at the monitoring port's `/debug/analysis`.
+    #[arg(long = "enableAnalysis", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
+    enable_analysis: bool,
     /// Log as JSON lines.
     #[arg(long = "log_as_json")]
     log_as_json: bool,
@@ -124,6 +128,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     let config = Config {
         registration,
         source,
+        enable_analysis: args.enable_analysis,
         mcp_address: parse_address(&args.server_address)?,
         monitoring_address: SocketAddr::new(args.bind_address, args.monitoring_port),
         webhook,

@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, watch};
 use istio_mcp::collection::{Collection, Snapshot};
 use istio_mcp::source::CollectionLabel;
 
+use crate::analysis::Analysis;
 use crate::metrics::Metrics;
 use crate::snapshot;
 use crate::synthetic;
@@ -68,9 +69,12 @@ pub(crate) fn ingress_settings(settings: &SnapshotSettings) -> IngressSettings {
     IngressSettings::from_mesh_config(&settings.mesh_config, &settings.domain_suffix)
 }
 
-/// Kubernetes objects kept beside Istio's: synthetic service entries' inputs and Ingresses.
+/// Kubernetes objects kept beside Istio's: synthetic service entries' inputs, Ingresses, and
+/// Namespaces (which analysis reads).
 fn kept_kubernetes_input(key: &istio_config::object::ObjectKey) -> bool {
-    synthetic::is_core_input(key) || istio_config::kube_ingress::is_ingress(key)
+    synthetic::is_core_input(key)
+        || istio_config::kube_ingress::is_ingress(key)
+        || (key.group.is_empty() && key.kind == "Namespace")
 }
 
 /// The MCP snapshot of an accepted view.
@@ -103,12 +107,14 @@ fn build_snapshot(accepted: &AcceptedObjects, generation: u64, settings: &Snapsh
 }
 
 /// Consumes `events` until the channel closes, publishing snapshots on `publish`. Nothing is
-/// published before the source has delivered its initial state.
+/// published before the source has delivered its initial state. With `analysis`, each
+/// published state is also analysed.
 pub(crate) async fn run(
     mut events: mpsc::UnboundedReceiver<Event>,
     publish: watch::Sender<Arc<Snapshot>>,
     settings: SnapshotSettings,
     metrics: Metrics,
+    analysis: Option<Arc<Analysis>>,
 ) {
     let mut accepted = AcceptedObjects::new(true, kept_kubernetes_input);
     let mut generation = 0;
@@ -144,6 +150,9 @@ pub(crate) async fn run(
             let snapshot = build_snapshot(&accepted, generation, &settings);
             metrics.record_snapshot(&snapshot);
             publish.send_replace(Arc::new(snapshot));
+            if let Some(analysis) = &analysis {
+                analysis.run(accepted.objects().values());
+            }
         }
     }
 }

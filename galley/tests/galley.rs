@@ -57,6 +57,7 @@ async fn start() -> Fixture {
         webhook: Some(WebhookConfig { address: loopback, cert_chain: cert_path, key: key_path }),
         registration: None,
         snapshot: SnapshotSettings::default(),
+        enable_analysis: true,
     })
     .await
     .expect("galley starts");
@@ -141,14 +142,16 @@ fn names(response: &Resources) -> Vec<String> {
 }
 
 async fn metrics(address: SocketAddr) -> String {
+    http_get(address, "/metrics").await
+}
+
+async fn http_get(address: SocketAddr, path: &str) -> String {
     let stream = tokio::net::TcpStream::connect(address).await.expect("connect");
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.expect("handshake");
     tokio::spawn(connection);
-    let request = http::Request::get("/metrics")
-        .header("host", "localhost")
-        .body(Full::new(bytes::Bytes::new()))
-        .expect("request");
+    let request =
+        http::Request::get(path).header("host", "localhost").body(Full::new(bytes::Bytes::new())).expect("request");
     let response = sender.send_request(request).await.expect("response");
     String::from_utf8(response.into_body().collect().await.expect("body").to_bytes().to_vec()).expect("utf8")
 }
@@ -163,6 +166,49 @@ async fn wait_for_metric(address: SocketAddr, fragment: &str) {
         assert!(Instant::now() < deadline, "metric {fragment:?} never appeared:\n{text}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The codes and origins at `/debug/analysis`, once they satisfy `done`.
+async fn analysis_until(address: SocketAddr, done: impl Fn(&[(String, String)]) -> bool) -> Vec<(String, String)> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let body: Value = serde_json::from_str(&http_get(address, "/debug/analysis").await).expect("json");
+        let found: Vec<(String, String)> = body
+            .as_array()
+            .expect("a list")
+            .iter()
+            .map(|m| (m["code"].as_str().unwrap_or("").to_string(), m["origin"].as_str().unwrap_or("").to_string()))
+            .collect();
+        if done(&found) {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "analysis never settled: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `--enableAnalysis`: the analyzers run over each published snapshot, and the findings
+/// follow the config as it is edited.
+#[tokio::test]
+async fn analysis_follows_the_config() {
+    let fixture = start().await;
+    let address = fixture.galley.monitoring_address;
+    let found = analysis_until(address, |found| !found.is_empty()).await;
+    let reviews = ("IST0101".to_string(), "VirtualService reviews.default".to_string());
+    let ratings = ("IST0101".to_string(), "VirtualService ratings.default".to_string());
+    assert!(found.contains(&reviews) && found.contains(&ratings), "{found:?}");
+    // ratings has no Service: its host is unknown, as are its subsets.
+    let ratings_count = found.iter().filter(|pair| **pair == ratings).count();
+    assert_eq!(ratings_count, 4, "{found:?}");
+
+    // reviews gets its subsets: its messages go; ratings' stay.
+    std::fs::write(
+        fixture.config_dir.join("reviews-rule.yaml"),
+        "apiVersion: networking.istio.io/v1alpha3\nkind: DestinationRule\nmetadata: {name: reviews, namespace: default}\nspec:\n  host: reviews\n  subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]\n",
+    )
+    .expect("write");
+    let found = analysis_until(address, |found| !found.contains(&reviews)).await;
+    assert!(found.contains(&ratings), "{found:?}");
 }
 
 #[tokio::test]
@@ -387,6 +433,7 @@ async fn kubernetes_source_feeds_mcp() {
         webhook: None,
         snapshot: SnapshotSettings::default(),
         registration: None,
+        enable_analysis: false,
     })
     .await
     .expect("galley starts");

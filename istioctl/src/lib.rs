@@ -1,6 +1,7 @@
 //! istioctl: the command line of istio-rs. Each subcommand lives in its own module; `main.rs`
 //! only parses flags and runs the chosen command.
 
+pub(crate) mod analyze;
 pub(crate) mod authn;
 pub(crate) mod authz;
 pub(crate) mod cluster_apply;
@@ -75,6 +76,8 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum Experimental {
+    /// Analyze Istio configuration and print validation messages, as 1.4's analyzers did.
+    Analyze(analyze::AnalyzeArgs),
     /// The local platform's kubectl verbs: apply, delete, get, label, logs, exec.
     #[command(subcommand)]
     Local(local::LocalCommand),
@@ -109,6 +112,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Authn(command) => authn::run(&command),
         Command::Experimental(Experimental::Authz(command)) => authz::run(&command),
         Command::Experimental(Experimental::Mixer(command)) => mixer::run(&command),
+        Command::Experimental(Experimental::Analyze(args)) => analyze::run(&args),
         Command::Experimental(Experimental::Mcp(args)) => {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             runtime.block_on(mcp::run(args))

@@ -98,7 +98,7 @@ pub(crate) fn validate_text(source: &str, text: &str, default_namespace: &str, o
     }
 }
 
-fn collect_files(path: &Path, explicit: bool, files: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+pub(crate) fn collect_files(path: &Path, explicit: bool, files: &mut Vec<PathBuf>) -> anyhow::Result<()> {
     let metadata = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
     if metadata.is_dir() {
         let mut entries: Vec<PathBuf> = std::fs::read_dir(path)

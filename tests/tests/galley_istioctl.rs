@@ -79,3 +79,113 @@ fn istioctl_validate_binary_reports_problems_and_exit_codes() {
     assert_eq!(code, 2);
     assert!(stderr.contains("/no/such/file.yaml"), "{stderr}");
 }
+
+const BOOKINFO_GATEWAY_VS: &str = "apiVersion: networking.istio.io/v1alpha3\nkind: VirtualService\nmetadata:\n  name: bookinfo\nspec:\n  hosts: [\"*\"]\n  gateways: [bookinfo-gateway]\n  http:\n  - route:\n    - destination: {host: productpage, port: {number: 9080}}\n";
+
+/// `istioctl x analyze` through the binary: 1.4's lines and exit codes, thresholds, JSON
+/// output, discovery, a file that does not parse next to one that does, and a missing file.
+#[test]
+fn istioctl_x_analyze_binary_reports_messages_and_exit_codes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    std::fs::write(path("vs.yaml"), BOOKINFO_GATEWAY_VS).expect("write");
+    std::fs::write(
+        path("gateway.yaml"),
+        "apiVersion: networking.istio.io/v1alpha3\nkind: Gateway\nmetadata: {name: bookinfo-gateway}\nspec:\n  selector: {istio: ingressgateway}\n  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: [\"*\"]}]\n",
+    )
+    .expect("write");
+    std::fs::write(
+        path("service.yaml"),
+        "apiVersion: v1\nkind: Service\nmetadata: {name: productpage}\nspec:\n  selector: {app: productpage}\n  ports: [{name: http, port: 9080}]\n---\napiVersion: v1\nkind: ServiceAccount\nmetadata: {name: bookinfo-productpage}\n",
+    )
+    .expect("write");
+    std::fs::write(path("broken.yaml"), "apiVersion: v1\nkind: Service\nmetadata: {name: [\n").expect("write");
+
+    // The gateway is missing: 1.4's line, on stdout, and exit code 79.
+    let (code, stdout, stderr) = run("istioctl", &["x", "analyze", &path("vs.yaml")], None);
+    assert_eq!(code, 79, "{stderr}");
+    assert_eq!(
+        stdout.trim(),
+        "Error [IST0101] (VirtualService bookinfo.default) Referenced gateway not found: \"bookinfo-gateway\""
+    );
+    assert!(stderr.contains("Error: Analyzer found issues."), "{stderr}");
+
+    // With the gateway, files alone are clean; the Service's host is only checked with
+    // service discovery, and then it is found. Kinds analysis does not read are ignored.
+    let (code, _, stderr) = run("istioctl", &["x", "analyze", &path("vs.yaml"), &path("gateway.yaml")], None);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("\u{2714} No validation issues found."), "{stderr}");
+    let (code, stdout, stderr) =
+        run("istioctl", &["x", "analyze", "-d", &path("vs.yaml"), &path("gateway.yaml"), &path("service.yaml")], None);
+    assert_eq!((code, stdout.as_str()), (0, ""), "{stderr}");
+    let (code, stdout, _) =
+        run("istioctl", &["x", "analyze", "--discovery=true", &path("vs.yaml"), &path("gateway.yaml")], None);
+    assert_eq!(code, 79);
+    assert!(stdout.contains("Referenced host not found: \"productpage\""), "{stdout}");
+
+    // A namespace on the command line places the file's objects; JSON output.
+    let (code, stdout, _) = run("istioctl", &["x", "analyze", "-n", "shop", "-o", "json", &path("vs.yaml")], None);
+    assert_eq!(code, 79);
+    let messages: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(messages[0]["origin"], "VirtualService bookinfo.shop");
+    assert_eq!(messages[0]["code"], "IST0101");
+    assert_eq!(messages[0]["level"], "Error");
+
+    // Thresholds: errors are hidden above --output-threshold and pass under --failure-threshold.
+    let (code, stdout, _) = run(
+        "istioctl",
+        &["x", "analyze", "--output-threshold", "ERROR", "--failure-threshold", "Error", &path("vs.yaml")],
+        None,
+    );
+    assert_eq!(code, 79);
+    assert!(stdout.contains("IST0101"));
+    let (code, _, stderr) = run("istioctl", &["x", "analyze", "--failure-threshold", "Fatal", &path("vs.yaml")], None);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("\"Fatal\" not a valid option"), "{stderr}");
+
+    // A file that does not parse is named with its line; the other files are still analysed.
+    let (code, stdout, stderr) = run("istioctl", &["x", "analyze", &path("broken.yaml"), &path("vs.yaml")], None);
+    assert_eq!(code, 79, "{stderr}");
+    assert!(stderr.contains(&format!("{}:4: invalid YAML", path("broken.yaml"))), "{stderr}");
+    assert!(stdout.contains("Referenced gateway not found"), "{stdout}");
+    let (code, _, stderr) = run("istioctl", &["x", "analyze", &path("broken.yaml"), &path("gateway.yaml")], None);
+    assert_eq!(code, 65, "{stderr}");
+    assert!(stderr.contains("No validation issues found (but 1 file could not be parsed)"), "{stderr}");
+
+    // A file that does not exist.
+    let (code, _, stderr) = run("istioctl", &["x", "analyze", &path("missing.yaml")], None);
+    assert_eq!(code, 1);
+    assert!(stderr.contains(&format!("could not find file {:?}", path("missing.yaml"))), "{stderr}");
+}
+
+/// `galley server --enableAnalysis` logs what the analyzers find in its config.
+#[test]
+fn galley_logs_its_analysis() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("vs.yaml"),
+        BOOKINFO_GATEWAY_VS.replace("name: bookinfo\n", "name: bookinfo\n  namespace: default\n"),
+    )
+    .expect("write");
+    let config = dir.path().display().to_string();
+    let galley = Process::start(
+        "galley",
+        &[
+            "server",
+            "--configPath",
+            &config,
+            "--server-address",
+            "127.0.0.1:0",
+            "--bind-address",
+            "127.0.0.1",
+            "--monitoringPort",
+            "0",
+            "--enable-validation=false",
+            "--enableAnalysis",
+        ],
+    );
+    galley.wait_for_stderr(
+        "Error [IST0101] (VirtualService bookinfo.default) Referenced gateway not found: \"bookinfo-gateway\"",
+        Duration::from_secs(10),
+    );
+}

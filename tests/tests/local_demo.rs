@@ -142,6 +142,23 @@ fn demo_runs_bookinfo_through_sidecars_and_tears_down_cleanly() {
         assert_eq!(pod["spec"]["initContainers"][0]["name"], "istio-init");
         assert!(pod["metadata"]["annotations"]["sidecar.istio.io/status"].is_string());
     }
+    // The analyzers find nothing wrong with the demo; a file merged over it is analysed with it.
+    let (code, _, err) = installation.istioctl(&["x", "analyze", "-k", "-A"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("No validation issues found."), "{err}");
+    let bogus_subset = installation.root.path().join("reviews-v9.yaml");
+    std::fs::write(
+        &bogus_subset,
+        "apiVersion: networking.istio.io/v1alpha3\nkind: VirtualService\nmetadata: {name: reviews}\nspec:\n  hosts: [reviews]\n  http:\n  - route:\n    - destination: {host: reviews, subset: v9}\n",
+    )
+    .expect("write");
+    let (code, out, err) = installation.istioctl(&["x", "analyze", "-k", &bogus_subset.display().to_string()]);
+    assert_eq!(code, 79, "{out}{err}");
+    assert_eq!(
+        out.trim(),
+        "Error [IST0101] (VirtualService reviews.default) Referenced host+subset in destinationrule not found: \"reviews+v9\""
+    );
+
     let ip_of = |app: &str| -> String {
         bookinfo
             .iter()

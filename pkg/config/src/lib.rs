@@ -3,6 +3,7 @@
 //! directory and Kubernetes backends; Kubernetes services as ServiceEntries.
 
 pub mod accepted;
+pub mod analysis;
 pub mod hash;
 pub mod kube_ingress;
 pub mod mesh;

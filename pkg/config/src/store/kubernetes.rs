@@ -72,7 +72,7 @@ pub fn galley_kinds() -> Vec<TypeKey> {
         .filter(|kind| !kind.legacy)
         .map(|kind| TypeKey::new(kind.group, kind.kind))
         .collect();
-    kinds.extend(["Service", "Endpoints", "Pod", "Node"].map(|kind| TypeKey::new("", kind)));
+    kinds.extend(["Service", "Endpoints", "Pod", "Node", "Namespace"].map(|kind| TypeKey::new("", kind)));
     kinds
 }
 

@@ -44,6 +44,9 @@ pub(crate) fn manifests(install: &Install) -> Result<Vec<Manifest>, InstallError
     } else {
         args.push("--enable-validation=false".to_string());
     }
+    if install.bool_value("galley.enableAnalysis", false) {
+        args.push("--enableAnalysis=true".to_string());
+    }
     let mut galley = k8s::container("galley", install.image("galley"));
     galley.args = Some(args);
     galley.ports = Some(vec![k8s::port(WEBHOOK_PORT), k8s::port(15014), k8s::port(9901)]);
