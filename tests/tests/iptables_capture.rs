@@ -3,7 +3,8 @@
 //! port (15001), the proxy's own user (1337) is not captured, and `proxy clean-iptables` removes
 //! every chain. An IPv4 pod has IPv6 input locked down; an IPv6-only pod is captured by
 //! `ip6tables` the same way. Needs root, iptables and iproute2; elsewhere it says so and does
-//! nothing.
+//! nothing. The dry runs of both commands print exactly 1.4.6's goldens for the flags and
+//! environment of 1.4.6's `istio-iptables-test.sh`.
 
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -143,4 +144,57 @@ fn an_ipv6_pod_is_captured_by_ip6tables() {
     namespace.ok(&[&proxy, "clean-iptables"]);
     let cleaned = namespace.ok(&["ip6tables-save", "-t", "nat"]);
     assert!(!cleaned.contains("ISTIO_"), "IPv6 chains left after clean-iptables:\n{cleaned}");
+}
+
+/// `proxy iptables --dry-run` through the binary prints 1.4.6's goldens, taking flags and the
+/// environment (`STUB_IP` makes the pod IPv6) as 1.4.6's test script gave them.
+#[test]
+fn dry_runs_print_the_1_4_6_goldens() {
+    let golden = |name: &str| {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("../proxy/testdata/istio-1.4.6/{name}.golden"));
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).trim_end().to_string()
+    };
+    let dry_run = |args: &str, env: &[(&str, &str)]| {
+        let mut command = Command::new(binary("proxy"));
+        command.arg("iptables").arg("--dry-run").args(args.split_whitespace());
+        for name in ["ENVOY_PORT", "INBOUND_CAPTURE_PORT", "STUB_IP", "ENABLE_INBOUND_IPV6"] {
+            command.env_remove(name);
+        }
+        let output = command.envs(env.iter().copied()).output().expect("proxy runs");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).trim_end().to_string()
+    };
+    let common = "-p 12345 -u 4321 -g 4444";
+    let kubevirt = "-i 1.1.0.0/16 -x 9.9.0.0/16 -k eth1,eth2";
+    for (name, args) in [
+        ("mode_redirect", format!("{common} -m REDIRECT -b 5555,6666 -d 7777,8888 {kubevirt}")),
+        ("mode_tproxy", format!("{common} -m TPROXY -b 5555,6666 -d 7777,8888 {kubevirt}")),
+        ("mode_tproxy_and_wildcard_port", format!("{common} -m TPROXY -b * -d 7777,8888 {kubevirt}")),
+        ("empty_parameter", String::new()),
+        ("outbound_port_exclude", format!("{common} -o 1024,21 -m REDIRECT -b 5555,6666 -d 7777,8888 {kubevirt}")),
+        (
+            "wildcard_include_ip_range",
+            format!("{common} -m REDIRECT -b 5555,6666 -d 7777,8888 -i * -x 9.9.0.0/16 -k eth1,eth2"),
+        ),
+    ] {
+        assert_eq!(dry_run(&args, &[]), golden(name), "{name}");
+    }
+    // The IPv6 pod: 1.4.6's golden plus the inbound capture it left out (see proxy/src/iptables.rs).
+    let ipv6 = dry_run(
+        &format!("{common} -m TPROXY -b * -d 7777,8888 -i 2001:db8::/32 -x 2019:db8::/32 -k eth1,eth2"),
+        &[("STUB_IP", "2001:db8:1::1")],
+    );
+    let expected = golden("mode_tproxy_and_ipv6").replace(
+        "--dport 8888 -j RETURN\nip6tables -t nat -N ISTIO_OUTPUT",
+        "--dport 8888 -j RETURN\nip6tables -t nat -A ISTIO_INBOUND -p tcp -j ISTIO_IN_REDIRECT\nip6tables -t nat -N ISTIO_OUTPUT",
+    );
+    assert_eq!(ipv6, expected);
+    // The environment stands in for flags, and is printed as 1.4 printed it.
+    let from_env = dry_run("-b 80", &[("ENVOY_PORT", "12345")]);
+    assert!(from_env.contains("ENVOY_PORT=12345\n") && from_env.contains("PROXY_PORT=12345\n"), "{from_env}");
+    assert!(from_env.contains("iptables -t nat -A ISTIO_REDIRECT -p tcp -j REDIRECT --to-port 12345"), "{from_env}");
+
+    let clean = Command::new(binary("proxy")).args(["clean-iptables", "--dry-run"]).output().expect("proxy runs");
+    assert_eq!(String::from_utf8_lossy(&clean.stdout).trim_end(), golden("clean"));
 }
