@@ -10,6 +10,7 @@ pub(crate) mod dashboard;
 pub(crate) mod demo;
 pub(crate) mod kube;
 pub(crate) mod kube_inject;
+pub(crate) mod kube_uninject;
 pub(crate) mod local;
 pub(crate) mod manifest;
 pub(crate) mod mcp;
@@ -78,6 +79,9 @@ pub enum Command {
 pub enum Experimental {
     /// Analyze Istio configuration and print validation messages, as 1.4's analyzers did.
     Analyze(analyze::AnalyzeArgs),
+    /// Take the sidecar out of the workloads of a Kubernetes YAML file (the inverse of kube-inject).
+    #[command(name = "kube-uninject")]
+    KubeUninject(kube_uninject::KubeUninjectArgs),
     /// The local platform's kubectl verbs: apply, delete, get, label, logs, exec.
     #[command(subcommand)]
     Local(local::LocalCommand),
@@ -113,6 +117,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Experimental(Experimental::Authz(command)) => authz::run(&command),
         Command::Experimental(Experimental::Mixer(command)) => mixer::run(&command),
         Command::Experimental(Experimental::Analyze(args)) => analyze::run(&args),
+        Command::Experimental(Experimental::KubeUninject(args)) => kube_uninject::run(&args),
         Command::Experimental(Experimental::Mcp(args)) => {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             runtime.block_on(mcp::run(args))

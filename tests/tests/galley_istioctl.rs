@@ -189,3 +189,38 @@ fn galley_logs_its_analysis() {
         Duration::from_secs(10),
     );
 }
+
+/// `istioctl x kube-uninject` through the binary takes out what `istioctl kube-inject` put in:
+/// Bookinfo comes back as it was, each workload marked not to be injected.
+#[test]
+fn istioctl_kube_uninject_reverses_kube_inject() {
+    let bookinfo =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/bookinfo/platform/kube/bookinfo.yaml");
+    let bookinfo = bookinfo.display().to_string();
+    let documents = |text: &str| -> Vec<serde_json::Value> {
+        text.split("\n---")
+            .map(|document| serde_yaml::from_str::<serde_json::Value>(document).expect("yaml"))
+            .filter(|value| !value.is_null())
+            .collect()
+    };
+    let (code, injected, stderr) = run("istioctl", &["kube-inject", "-f", &bookinfo], None);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(injected.contains("istio-proxy"));
+    let (code, uninjected, stderr) = run("istioctl", &["x", "kube-uninject", "-f", "-"], Some(&injected));
+    assert_eq!(code, 0, "{stderr}");
+    let mut expected = documents(&std::fs::read_to_string(&bookinfo).expect("bookinfo"));
+    for document in &mut expected {
+        if document["kind"] == "Deployment" {
+            document["spec"]["template"]["metadata"]["annotations"] =
+                serde_json::json!({"sidecar.istio.io/inject": "false"});
+        }
+    }
+    assert_eq!(documents(&uninjected), expected);
+
+    let (code, _, stderr) = run("istioctl", &["x", "kube-uninject"], None);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("filename not specified (see --filename or -f)"), "{stderr}");
+    let (code, _, stderr) = run("istioctl", &["x", "kube-uninject", "-f", "missing.yaml"], None);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("open missing.yaml"), "{stderr}");
+}

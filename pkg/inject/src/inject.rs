@@ -159,18 +159,7 @@ impl Injector {
             }
             return Ok(any);
         }
-        let template_pointer = match kind.as_str() {
-            "Pod" => "",
-            "Deployment"
-            | "DaemonSet"
-            | "ReplicaSet"
-            | "StatefulSet"
-            | "Job"
-            | "ReplicationController"
-            | "DeploymentConfig" => "/spec/template",
-            "CronJob" => "/spec/jobTemplate/spec/template",
-            _ => return Ok(false),
-        };
+        let Some(template_pointer) = pod_template_pointer(&kind) else { return Ok(false) };
         let api_version = object.get("apiVersion").and_then(Value::as_str).unwrap_or_default().to_string();
         let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
         let namespace = object.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default().to_string();
@@ -249,6 +238,22 @@ fn resolve_port(container: &Value, port: &Value) -> Option<u64> {
                 .find(|candidate| candidate.get("name").and_then(Value::as_str) == Some(name))
                 .and_then(|candidate| candidate.get("containerPort").and_then(Value::as_u64))
         }
+        _ => None,
+    }
+}
+
+/// Where a kind keeps its pod template (`""` for a Pod itself), for the kinds 1.4 injected.
+pub fn pod_template_pointer(kind: &str) -> Option<&'static str> {
+    match kind {
+        "Pod" => Some(""),
+        "Deployment"
+        | "DaemonSet"
+        | "ReplicaSet"
+        | "StatefulSet"
+        | "Job"
+        | "ReplicationController"
+        | "DeploymentConfig" => Some("/spec/template"),
+        "CronJob" => Some("/spec/jobTemplate/spec/template"),
         _ => None,
     }
 }

@@ -1,7 +1,8 @@
 //! Sidecar injection as Istio 1.4 did it, shared by the injector webhook and `istioctl
 //! kube-inject`: the injector's inputs (`config`, `values`, the mesh config), the policy that
 //! decides whether a pod gets a sidecar, the sidecar rendered from the template, the injection
-//! applied to whole objects, and the JSONPatch the webhook answers with.
+//! applied to whole objects, the JSONPatch the webhook answers with, and its removal
+//! (`istioctl x kube-uninject`).
 //!
 //! Serving the webhook and reloading the files are the sidecar-injector component's job.
 
@@ -10,6 +11,7 @@ pub mod inject;
 pub mod patch;
 pub mod policy;
 pub mod template;
+pub mod uninject;
 
 use std::path::PathBuf;
 

@@ -17,6 +17,8 @@ use crate::policy::string_map;
 
 pub const PROXY_CONTAINER: &str = "istio-proxy";
 pub const INIT_CONTAINER: &str = "istio-init";
+/// The init container that enables core dumps (`global.proxy.enableCoreDump`).
+pub const CORE_DUMP_CONTAINER: &str = "enable-core-dump";
 pub const ENVOY_VOLUME: &str = "istio-envoy";
 pub const CERTS_VOLUME: &str = "istio-certs";
 
@@ -193,6 +195,32 @@ fn init_container(settings: &Settings<'_>) -> Option<Value> {
         "imagePullPolicy": settings.pull_policy,
         "resources": resources_or_empty(&global["proxy_init"]["resources"]),
         "securityContext": security,
+    }))
+}
+
+/// `enable-core-dump`, with `global.proxy.enableCoreDump`: a privileged init container that
+/// lets the proxy write core files to `/var/lib/istio`.
+fn core_dump_container(settings: &Settings<'_>) -> Option<Value> {
+    let global = settings.global;
+    if global["proxy"]["enableCoreDump"].as_bool() != Some(true) || settings.interception == InterceptionMode::None {
+        return None;
+    }
+    Some(json!({
+        "name": CORE_DUMP_CONTAINER,
+        "args": ["-c", "sysctl -w kernel.core_pattern=/var/lib/istio/core.proxy && ulimit -c unlimited"],
+        "command": ["/bin/sh"],
+        "image": non_empty(&global["proxy"]["enableCoreDumpImage"]).unwrap_or("ubuntu:xenial"),
+        "imagePullPolicy": "IfNotPresent",
+        "resources": {},
+        "securityContext": {
+            "allowPrivilegeEscalation": true,
+            "capabilities": {"add": ["SYS_ADMIN"], "drop": ["ALL"]},
+            "privileged": true,
+            "readOnlyRootFilesystem": false,
+            "runAsGroup": 0,
+            "runAsNonRoot": false,
+            "runAsUser": 0,
+        },
     }))
 }
 
@@ -457,7 +485,7 @@ pub fn render(workload: &Workload<'_>, values: &Value, proxy: &ProxyDefaults) ->
         None => values["sidecarInjectorWebhook"]["rewriteAppHTTPProbe"].as_bool().unwrap_or(false),
     } && settings.status_port != 0;
     Ok(Sidecar {
-        init_containers: init_container(&settings).into_iter().collect(),
+        init_containers: init_container(&settings).into_iter().chain(core_dump_container(&settings)).collect(),
         containers: vec![container],
         volumes,
         image_pull_secrets: image_pull_secrets(global),
