@@ -17,6 +17,8 @@ use crate::proxy_config::{config_dump, section};
 pub enum AuthzCommand {
     /// Check Envoy config dump for authorization configuration.
     Check(CheckArgs),
+    /// Convert v1alpha1 RBAC policies to v1beta1 AuthorizationPolicies.
+    Convert(crate::authz_convert::ConvertArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -32,7 +34,10 @@ pub struct CheckArgs {
 }
 
 pub(crate) fn run(command: &AuthzCommand) -> anyhow::Result<i32> {
-    let AuthzCommand::Check(args) = command;
+    let args = match command {
+        AuthzCommand::Check(args) => args,
+        AuthzCommand::Convert(args) => return crate::authz_convert::run(args),
+    };
     let dump: Value = match (&args.file, &args.pod) {
         (Some(file), _) => {
             let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;

@@ -4,6 +4,7 @@
 pub(crate) mod analyze;
 pub(crate) mod authn;
 pub(crate) mod authz;
+pub(crate) mod authz_convert;
 pub(crate) mod cluster_apply;
 pub(crate) mod convert_ingress;
 pub(crate) mod dashboard;
@@ -21,6 +22,7 @@ pub(crate) mod secrets;
 pub(crate) mod table;
 pub(crate) mod validate;
 pub(crate) mod verify_install;
+pub(crate) mod version;
 pub(crate) mod xds;
 
 use clap::{Parser, Subcommand};
@@ -70,6 +72,8 @@ pub enum Command {
     /// Access to Istio web UIs: prometheus, grafana, kiali, jaeger, zipkin, envoy POD.
     #[command(name = "dashboard", visible_aliases = ["dash", "d"])]
     Dashboard(dashboard::DashboardArgs),
+    /// Prints out build version information: the client, the control plane and the data plane.
+    Version(version::VersionArgs),
     /// Experimental commands.
     #[command(name = "x", alias = "experimental", subcommand)]
     Experimental(Experimental),
@@ -101,6 +105,7 @@ pub enum Experimental {
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Validate(args) => validate::run(&args),
+        Command::Version(args) => version::run(&args),
         Command::ConvertIngress(args) => convert_ingress::run(&args),
         Command::Install(args) => local::install(&args),
         Command::Uninstall => local::uninstall(),

@@ -159,6 +159,21 @@ fn demo_runs_bookinfo_through_sidecars_and_tears_down_cleanly() {
         "Error [IST0101] (VirtualService reviews.default) Referenced host+subset in destinationrule not found: \"reviews+v9\""
     );
 
+    // `istioctl version`: the client, the control plane and every proxy, as 1.4 summed them up.
+    let (code, out, err) = installation.istioctl(&["version"]);
+    assert_eq!(code, 0, "{err}");
+    let version = env!("CARGO_PKG_VERSION");
+    assert_eq!(
+        out,
+        format!(
+            "client version: {version}\ncontrol plane version: {version}\ndata plane version: {version} (8 proxies)\n"
+        )
+    );
+    let (_, out, _) = installation.istioctl(&["version", "--short=false"]);
+    for component in ["citadel", "galley", "pilot", "sidecar-injector", "policy", "telemetry"] {
+        assert!(out.contains(&format!("\n{component} version: version.BuildInfo{{Version:")), "{component}: {out}");
+    }
+
     let ip_of = |app: &str| -> String {
         bookinfo
             .iter()
