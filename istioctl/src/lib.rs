@@ -9,6 +9,7 @@ pub(crate) mod cluster_apply;
 pub(crate) mod convert_ingress;
 pub(crate) mod dashboard;
 pub(crate) mod demo;
+pub(crate) mod describe;
 pub(crate) mod kube;
 pub(crate) mod kube_inject;
 pub(crate) mod kube_uninject;
@@ -83,6 +84,9 @@ pub enum Command {
 pub enum Experimental {
     /// Analyze Istio configuration and print validation messages, as 1.4's analyzers did.
     Analyze(analyze::AnalyzeArgs),
+    /// Describe a pod or service and the Istio configuration that affects it.
+    #[command(alias = "des")]
+    Describe(describe::DescribeArgs),
     /// Take the sidecar out of the workloads of a Kubernetes YAML file (the inverse of kube-inject).
     #[command(name = "kube-uninject")]
     KubeUninject(kube_uninject::KubeUninjectArgs),
@@ -122,6 +126,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Experimental(Experimental::Authz(command)) => authz::run(&command),
         Command::Experimental(Experimental::Mixer(command)) => mixer::run(&command),
         Command::Experimental(Experimental::Analyze(args)) => analyze::run(&args),
+        Command::Experimental(Experimental::Describe(args)) => describe::run(&args),
         Command::Experimental(Experimental::KubeUninject(args)) => kube_uninject::run(&args),
         Command::Experimental(Experimental::Mcp(args)) => {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;

@@ -128,6 +128,11 @@ fn admin_get(pod_arg: &str, method: &str, path: &str) -> anyhow::Result<String> 
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
+/// A GET on a pod's admin API on this host (`pod[.namespace]`).
+pub(crate) fn admin_text(pod: &str, path: &str) -> anyhow::Result<String> {
+    admin_get(pod, "GET", path)
+}
+
 pub(crate) fn config_dump(pod: &str) -> anyhow::Result<Value> {
     let text = admin_get(pod, "GET", "config_dump")?;
     serde_json::from_str(&text).context("the config dump is not JSON")

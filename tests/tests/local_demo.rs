@@ -159,6 +159,39 @@ fn demo_runs_bookinfo_through_sidecars_and_tears_down_cleanly() {
         "Error [IST0101] (VirtualService reviews.default) Referenced host+subset in destinationrule not found: \"reviews+v9\""
     );
 
+    // `istioctl x describe`: the pod's service, subsets, mutual TLS and how the gateway exposes it.
+    let (code, out, err) = installation.istioctl(&["x", "describe", "pod", "productpage-v1"]);
+    assert_eq!(code, 0, "{err}");
+    for line in [
+        "   Pod Ports: 9080 (productpage), 15090 (istio-proxy)\n--------------------\nService: productpage\n",
+        "   Port: http 9080/HTTP targets pod port 9080\nDestinationRule: productpage for \"productpage\"\n   Matching subsets: v1\n",
+        "\n\nExposed on Ingress Gateway http://",
+        "VirtualService: bookinfo\n   /productpage, /static*, /login, /logout, /api/v1/products*\n",
+    ] {
+        assert!(out.contains(line), "{line:?} missing:\n{out}");
+    }
+    // A route to a subset nobody defines: describe warns, and --why says why the calls fail.
+    let (code, _, err) = installation.istioctl(&["x", "local", "apply", "-f", &bogus_subset.display().to_string()]);
+    assert_eq!(code, 0, "{err}");
+    let (_, out, _) = installation.istioctl(&["x", "describe", "svc", "reviews"]);
+    assert!(
+        out.contains("VirtualService: reviews\n   WARNING: No destinations match pod subsets (checked 1 HTTP routes)\n      Warning: Route to UNKNOWN subset v9; check DestinationRule reviews\n"),
+        "{out}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        page(&gateway, None);
+        let (_, out, _) = installation.istioctl(&["x", "describe", "pod", "productpage-v1", "--why"]);
+        if out.contains("503 NC (GET reviews:9080/reviews/0): no cluster (NC): the route points at outbound|9080|v9|reviews.default.svc.cluster.local") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "--why never explained the missing subset:\n{out}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let (code, _, err) = installation.istioctl(&["x", "local", "delete", "-f", &bogus_subset.display().to_string()]);
+    assert_eq!(code, 0, "{err}");
+    eventually_every_page(&gateway, None, "reviews answer again", |body| body.contains("Reviewer1"));
+
     // `istioctl version`: the client, the control plane and every proxy, as 1.4 summed them up.
     let (code, out, err) = installation.istioctl(&["version"]);
     assert_eq!(code, 0, "{err}");

@@ -80,10 +80,17 @@ pub(crate) fn shared_clusters(push: &PushContext, scope: &ProxyScope) -> Vec<Clu
         for port in service.ports.iter().filter(|port| scope.sees_service_port(service, port.number)) {
             let rule = push.destination_rule_for(&service.hostname, scope.namespace());
             let top_policy = rule.and_then(|rule| rule.spec.traffic_policy.as_ref());
+            let first = clusters.len();
             clusters.push(outbound_cluster(push, service, port, "", top_policy, &scope.certs));
             for subset in rule.map(|rule| rule.spec.subsets.as_slice()).unwrap_or_default() {
                 let policy = merge_policy(top_policy, subset.traffic_policy.as_ref());
                 clusters.push(outbound_cluster(push, service, port, &subset.name, policy.as_ref(), &scope.certs));
+            }
+            if let Some(rule) = rule {
+                for cluster in &mut clusters[first..] {
+                    cluster.metadata =
+                        Some(super::istio_config_metadata("destination-rule", &rule.namespace, &rule.name));
+                }
             }
         }
     }

@@ -39,6 +39,23 @@ pub const VIRTUAL_OUTBOUND: &str = "virtualOutbound";
 pub const VIRTUAL_INBOUND: &str = "virtualInbound";
 
 /// The ADS config source every dynamic resource points at.
+/// 1.4's breadcrumb to the config an Envoy resource came from: `filter_metadata.istio.config`
+/// = `/apis/networking/v1alpha3/namespaces/NS/KIND/NAME` (`virtual-service` on routes,
+/// `destination-rule` on clusters), which `istioctl x describe` follows.
+pub fn istio_config_metadata(
+    kind: &str,
+    namespace: &str,
+    name: &str,
+) -> envoy_types::pb::envoy::config::core::v3::Metadata {
+    use envoy_types::pb::google::protobuf::{value::Kind, Struct, Value};
+    let path = format!("/apis/networking/v1alpha3/namespaces/{namespace}/{kind}/{name}");
+    let fields = [("config".to_string(), Value { kind: Some(Kind::StringValue(path)) })];
+    envoy_types::pb::envoy::config::core::v3::Metadata {
+        filter_metadata: [("istio".to_string(), Struct { fields: fields.into_iter().collect() })].into_iter().collect(),
+        ..Default::default()
+    }
+}
+
 pub fn ads_source() -> ConfigSource {
     ConfigSource {
         resource_api_version: ApiVersion::V3 as i32,

@@ -507,6 +507,7 @@ fn http_route(
     route.typed_per_filter_config = per_filter_config(http);
     set_header_operations(&mut route, http);
     route.decorator = decorator(route_operation(&route, &vs.name, port.unwrap_or(0)));
+    route.metadata = Some(super::istio_config_metadata("virtual-service", &vs.namespace, &vs.name));
     route
 }
 
