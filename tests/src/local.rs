@@ -107,6 +107,20 @@ impl LocalMesh {
         Process::start_with_env(&crate::binary("istioctl"), args, &[("ISTIO_LOCAL_ROOT", root.as_str())])
     }
 
+    /// `istioctl x describe pod POD --why`, asked until its output has every `expected` text
+    /// (a stock Envoy writes its access log every 10 s); panics with the last output after 60 s.
+    pub fn describe_why(&self, pod: &str, expected: &[&str]) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (code, out, err) = self.istioctl(&["x", "describe", "pod", pod, "--why"]);
+            if code == 0 && expected.iter().all(|text| out.contains(text)) {
+                return out;
+            }
+            assert!(Instant::now() < deadline, "describe {pod} --why never said {expected:?}:\n{out}{err}");
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+
     /// `x local apply -f FILE` in `default`; panics with istioctl's output when it fails.
     pub fn apply(&self, file: &Path) {
         let (code, out, err) = self.istioctl(&["x", "local", "apply", "-f", &file.display().to_string()]);

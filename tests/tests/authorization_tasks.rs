@@ -123,6 +123,8 @@ spec:
 ",
     );
     until_page(mesh, "deny-all", |status, page| status == 403 && page.contains("RBAC: access denied"));
+    // `istioctl x describe pod productpage-v1 --why` names the denial.
+    mesh.describe_why("productpage-v1", &["x 403 ", "denied by RBAC: no authorization policy allows this request"]);
 
     mesh.apply_yaml(&viewer("productpage-viewer", "productpage", None));
     until_page(mesh, "productpage-viewer", |status, page| {

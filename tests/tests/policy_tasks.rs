@@ -423,6 +423,8 @@ fn denials(mesh: &LocalMesh) {
     // Anonymous users reach reviews v3, which may not call ratings.
     // (A proxy may answer from its cache for up to a minute, as 1.4's did.)
     settle(mesh, None, "reviews v3 denied ratings", 3, |page| page.contains(RATINGS_UNAVAILABLE));
+    // `istioctl x describe pod ratings-v1 --why` names Mixer's denial at ratings' sidecar.
+    mesh.describe_why("ratings-v1", &["x 403 ", "denied by Mixer policy"]);
     // jason's reviews v2 still shows black stars.
     let cookie = mesh.login("jason");
     settle(mesh, Some(&cookie), "jason's black stars", 3, |page| {

@@ -57,6 +57,14 @@ spec:
     let overflow = mesh
         .proxy_stat("sleep", "cluster.outbound|8000||httpbin.default.svc.cluster.local.upstream_rq_pending_overflow");
     assert!(overflow > 0, "upstream_rq_pending_overflow is {overflow}");
+    // `istioctl x describe pod sleep --why` reads the sidecar's log and stats and says so.
+    mesh.describe_why(
+        "sleep",
+        &[
+            "503 UO (GET httpbin:8000/get): circuit breaker open (UO): outbound|8000||httpbin.default.svc.cluster.local had too many pending requests or connections",
+            "upstream_rq_pending_overflow: ",
+        ],
+    );
 }
 
 /// Mirroring: httpbin v1 and v2, everything to v1, then mirrored to v2: the answers still come
