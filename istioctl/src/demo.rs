@@ -120,13 +120,19 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<i32> {
         istio_local::install::CONSOLE_PORT
     );
     println!();
-    println!("Then try:");
-    println!("    istioctl x local apply -f samples/bookinfo/networking/virtual-service-all-v1.yaml   # no stars");
-    println!("    istioctl x local apply -f samples/bookinfo/networking/virtual-service-reviews-v3.yaml   # red stars");
-    println!("    istioctl proxy-status");
-    println!("    istioctl proxy-config cluster productpage-v1 | head");
-    println!("    istioctl x local get pods");
-    println!("    istioctl x local logs productpage-v1 -c istio-proxy");
+    let istioctl = istioctl_invocation();
+    let samples = samples_dir();
+    println!("Then try (from another terminal):");
+    println!("    {istioctl} x local apply -f {samples}/bookinfo/networking/virtual-service-all-v1.yaml   # no stars");
+    println!(
+        "    {istioctl} x local apply -f {samples}/bookinfo/networking/virtual-service-reviews-v3.yaml   # red stars"
+    );
+    println!("    {istioctl} proxy-status");
+    println!("    {istioctl} proxy-config cluster productpage-v1 | head");
+    println!("    {istioctl} x describe pod productpage-v1");
+    println!("    {istioctl} x analyze -k");
+    println!("    {istioctl} x local get pods");
+    println!("    {istioctl} x local logs productpage-v1 -c istio-proxy");
     println!();
     if args.detach {
         println!("The demo keeps running; `istioctl demo --down` removes it.");
@@ -275,4 +281,44 @@ async fn http_get(host: &str, path: &str) -> (u16, String) {
     let text = String::from_utf8_lossy(&response);
     let status = text.split_whitespace().nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
     (status, text.into_owned())
+}
+
+/// How to run this istioctl from another terminal: `istioctl` when that name on PATH is this
+/// binary, else its path (relative to the working directory when under it); with `sudo` when the
+/// demo runs through sudo, and with `ISTIO_LOCAL_ROOT` when the mesh lives elsewhere.
+fn istioctl_invocation() -> String {
+    let current = std::env::current_exe().ok().and_then(|path| path.canonicalize().ok());
+    let on_path = istio_local::prereq::find_program("istioctl").and_then(|path| path.canonicalize().ok());
+    let program = match (&current, &on_path) {
+        (Some(current), Some(on_path)) if current == on_path => "istioctl".to_string(),
+        (Some(current), _) => {
+            let cwd = std::env::current_dir().ok().and_then(|dir| dir.canonicalize().ok());
+            match cwd.and_then(|cwd| current.strip_prefix(cwd).ok().map(|relative| relative.to_path_buf())) {
+                Some(relative) => format!("./{}", relative.display()),
+                None => current.display().to_string(),
+            }
+        }
+        (None, _) => "istioctl".to_string(),
+    };
+    let mut prefix = String::new();
+    if std::env::var_os("SUDO_USER").is_some() {
+        prefix.push_str("sudo ");
+    }
+    if let Ok(root) = std::env::var("ISTIO_LOCAL_ROOT") {
+        if prefix.is_empty() {
+            prefix = format!("ISTIO_LOCAL_ROOT={root} ");
+        } else {
+            prefix.push_str(&format!("ISTIO_LOCAL_ROOT={root} "));
+        }
+    }
+    format!("{prefix}{program}")
+}
+
+/// Where the samples are, as a path that works from the working directory.
+fn samples_dir() -> String {
+    if std::path::Path::new("samples/bookinfo").is_dir() {
+        return "samples".to_string();
+    }
+    let beside_sources = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples");
+    beside_sources.canonicalize().map_or_else(|_| "samples".to_string(), |path| path.display().to_string())
 }

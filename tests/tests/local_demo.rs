@@ -120,6 +120,19 @@ fn demo_runs_bookinfo_through_sidecars_and_tears_down_cleanly() {
     let host = url.trim_end_matches("/productpage");
     let gateway = if host.contains(':') { host.to_string() } else { format!("{host}:80") };
     assert!(out.contains("istioctl proxy-status"), "next steps are printed:\n{out}");
+    // They work as printed, from another shell in the same directory.
+    let proxy_status = out.lines().find(|line| line.trim_end().ends_with("proxy-status")).expect("proxy-status step");
+    let printed = std::process::Command::new("sh").args(["-c", proxy_status.trim()]).output().expect("sh runs");
+    let table = String::from_utf8_lossy(&printed.stdout);
+    assert!(
+        printed.status.success() && table.starts_with("NAME"),
+        "{proxy_status}: {table}{}",
+        String::from_utf8_lossy(&printed.stderr)
+    );
+    let sample_step = out.lines().find(|line| line.contains("virtual-service-all-v1.yaml")).expect("a sample step");
+    let printed_sample =
+        sample_step.split_whitespace().find(|word| word.ends_with("virtual-service-all-v1.yaml")).expect("a path");
+    assert!(Path::new(printed_sample).is_file(), "{printed_sample} is not there from here");
 
     // The page, through the ingress gateway.
     let body = page(&gateway, None);
