@@ -18,6 +18,7 @@ pub(crate) mod manifest;
 pub(crate) mod mcp;
 pub(crate) mod mixer;
 pub(crate) mod proxy_config;
+pub(crate) mod proxy_diff;
 pub(crate) mod proxy_status;
 pub(crate) mod secrets;
 pub(crate) mod table;

@@ -140,7 +140,11 @@ pub(crate) fn config_dump(pod: &str) -> anyhow::Result<Value> {
 
 /// The config-dump section of a type (`BootstrapConfigDump`, `ClustersConfigDump`, …).
 pub(crate) fn section<'a>(dump: &'a Value, type_name: &str) -> Option<&'a Value> {
-    dump["configs"].as_array()?.iter().find(|config| config["@type"].as_str().is_some_and(|t| t.ends_with(type_name)))
+    // The last segment of the type must be the name (`ScopedRoutesConfigDump` is not `RoutesConfigDump`).
+    dump["configs"]
+        .as_array()?
+        .iter()
+        .find(|config| config["@type"].as_str().and_then(|t| t.rsplit('.').next()) == Some(type_name))
 }
 
 pub(crate) fn run(args: &ProxyConfigArgs) -> anyhow::Result<i32> {

@@ -15,6 +15,8 @@ use serde_json::Value;
 
 #[derive(Debug, clap::Args)]
 pub struct ProxyStatusArgs {
+    /// `POD[.NAMESPACE]`: compare what Pilot would send this proxy with what it holds.
+    pub pod: Option<String>,
     /// Pilot's debug address (its `--httpAddr`); by default the local installation's Pilot,
     /// or 127.0.0.1:8080 without one.
     #[arg(long = "pilot")]
@@ -73,6 +75,9 @@ pub(crate) fn pilot_debug_address(given: Option<&str>) -> String {
 }
 
 pub(crate) fn run(args: &ProxyStatusArgs) -> anyhow::Result<i32> {
+    if let Some(pod) = &args.pod {
+        return crate::proxy_diff::run(args, pod);
+    }
     let layout = istio_local::Layout::from_env();
     if args.pilot.is_none() && args.kube.wants_cluster(&layout) {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;

@@ -243,14 +243,16 @@ async fn config_dump(State(state): State<DebugState>, Query(query): Query<HashMa
     };
     // A connected proxy is found by `pod.namespace` or its id; any other full node id is
     // rendered as if that proxy connected, so a person can ask "what would X get?".
-    let node_id = state
+    // A connected proxy is rendered with the node it announced (its metadata decides filters).
+    let connected = state
         .connections
         .snapshot()
         .into_iter()
-        .map(|status| status.proxy)
-        .find(|proxy| proxy == wanted || proxy.split('~').nth(2) == Some(wanted.as_str()))
-        .unwrap_or_else(|| wanted.clone());
-    let node = envoy_types::pb::envoy::config::core::v3::Node { id: node_id.clone(), ..Default::default() };
+        .find(|status| status.proxy == *wanted || status.proxy.split('~').nth(2) == Some(wanted.as_str()));
+    let node = connected
+        .and_then(|status| status.node)
+        .unwrap_or_else(|| envoy_types::pb::envoy::config::core::v3::Node { id: wanted.clone(), ..Default::default() });
+    let node_id = node.id.clone();
     let proxy = match Proxy::from_node(&node) {
         Ok(proxy) => proxy,
         Err(error) => {

@@ -49,6 +49,10 @@ pub struct ConnectionStatus {
     pub istio_version: String,
     pub delta: bool,
     pub types: BTreeMap<String, TypeStatus>,
+    /// The node the proxy announced (with its metadata), so the debug endpoints render what it
+    /// was sent.
+    #[serde(skip)]
+    pub node: Option<envoy_types::pb::envoy::config::core::v3::Node>,
 }
 
 /// Every connected proxy.
@@ -125,6 +129,7 @@ impl AdsServer {
                 istio_version: String::new(),
                 delta,
                 types: BTreeMap::new(),
+                node: None,
             },
         );
         self.metrics.xds_clients.inc();
@@ -259,9 +264,11 @@ impl SotwStream {
             let proxy = Proxy::from_node(node).map_err(|error| Status::invalid_argument(error.to_string()))?;
             tracing::info!(proxy = %proxy.id, connection = %self.id, "ADS stream connected");
             let (id, version) = (proxy.id.clone(), proxy.istio_version.clone());
+            let announced = node.clone();
             self.server.connections.update(&self.id, |status| {
                 status.proxy = id;
                 status.istio_version = version;
+                status.node = Some(announced);
             });
             self.proxy = Some(proxy);
         }
@@ -519,9 +526,11 @@ impl DeltaStream {
             .ok_or_else(|| Status::invalid_argument("the first DeltaDiscoveryRequest must carry the node"))?;
         let proxy = Proxy::from_node(node).map_err(|error| Status::invalid_argument(error.to_string()))?;
         let (proxy_id, version) = (proxy.id.clone(), proxy.istio_version.clone());
+        let announced = node.clone();
         self.server.connections.update(&self.id, |status| {
             status.proxy = proxy_id;
             status.istio_version = version;
+            status.node = Some(announced);
         });
         self.proxy = Some(proxy);
         Ok(())

@@ -12,6 +12,18 @@ pub(crate) fn request_routing(mesh: &LocalMesh) {
     let jason = mesh.login("jason");
     mesh.settle(Some(&jason), "jason on reviews-test-v2", 10, |_, page| stars(page) == (0, 2));
     mesh.settle(None, "others on reviews-test-v2", 10, |_, page| stars(page) == (0, 0));
+    // `istioctl proxy-status POD`: the proxy holds what Pilot would send it.
+    until("productpage's proxy in sync with Pilot", Duration::from_secs(30), || {
+        let (code, out, err) = mesh.istioctl(&["proxy-status", "productpage-v1"]);
+        let synced = code == 0
+            && out.starts_with("Clusters Match\nListeners Match\nRoutes Match (RDS last loaded at ")
+            && out.lines().count() == 3;
+        if synced {
+            Ok(())
+        } else {
+            Err(format!("{out}{err}").chars().take(3000).collect())
+        }
+    });
 }
 
 /// Fault injection: a 7 s delay on ratings for jason makes productpage give up on reviews
