@@ -16,6 +16,7 @@ pub(crate) mod kube_uninject;
 pub(crate) mod local;
 pub(crate) mod manifest;
 pub(crate) mod mcp;
+pub(crate) mod metrics;
 pub(crate) mod mixer;
 pub(crate) mod proxy_config;
 pub(crate) mod proxy_diff;
@@ -88,6 +89,9 @@ pub enum Experimental {
     /// Describe a pod or service and the Istio configuration that affects it.
     #[command(alias = "des")]
     Describe(describe::DescribeArgs),
+    /// Workload metrics from Prometheus: request rate, error rate, p50/p90/p99 latency.
+    #[command(alias = "m")]
+    Metrics(metrics::MetricsArgs),
     /// Take the sidecar out of the workloads of a Kubernetes YAML file (the inverse of kube-inject).
     #[command(name = "kube-uninject")]
     KubeUninject(kube_uninject::KubeUninjectArgs),
@@ -128,6 +132,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Experimental(Experimental::Mixer(command)) => mixer::run(&command),
         Command::Experimental(Experimental::Analyze(args)) => analyze::run(&args),
         Command::Experimental(Experimental::Describe(args)) => describe::run(&args),
+        Command::Experimental(Experimental::Metrics(args)) => metrics::run(&args),
         Command::Experimental(Experimental::KubeUninject(args)) => kube_uninject::run(&args),
         Command::Experimental(Experimental::Mcp(args)) => {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
