@@ -125,7 +125,10 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Experimental(Experimental::Local(command)) => local::local(command),
         Command::KubeInject(args) => kube_inject::run(&args),
         Command::ProxyConfig(args) => proxy_config::run(&args),
-        Command::ProxyStatus(args) => proxy_status::run(&args),
+        Command::ProxyStatus(args) => match &args.pod {
+            Some(pod) => proxy_diff::run(&args, pod),
+            None => proxy_status::run(&args),
+        },
         Command::Dashboard(args) => dashboard::run(&args),
         Command::Authn(command) => authn::run(&command),
         Command::Experimental(Experimental::Authz(command)) => authz::run(&command),

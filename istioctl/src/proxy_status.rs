@@ -75,9 +75,6 @@ pub(crate) fn pilot_debug_address(given: Option<&str>) -> String {
 }
 
 pub(crate) fn run(args: &ProxyStatusArgs) -> anyhow::Result<i32> {
-    if let Some(pod) = &args.pod {
-        return crate::proxy_diff::run(args, pod);
-    }
     let layout = istio_local::Layout::from_env();
     if args.pilot.is_none() && args.kube.wants_cluster(&layout) {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;

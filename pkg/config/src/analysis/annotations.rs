@@ -2,9 +2,9 @@
 //! `kubernetes.io/ingress.class`) that 1.4 does not know, or that sit on a kind they do not
 //! apply to.
 
+use super::analyzer::Analyzer;
 use super::messages::{misplaced_annotation, unknown_annotation};
 use super::snapshot::{DEPLOYMENTS, NAMESPACES, PODS, SERVICES};
-use super::Analyzer;
 
 /// The kinds an annotation applies to (`Any` for every kind).
 const ANY: &[&str] = &["Any"];

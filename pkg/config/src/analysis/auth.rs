@@ -7,11 +7,12 @@ use std::collections::{BTreeMap, HashMap};
 use regex::Regex;
 use serde_json::Value;
 
+use super::analyzer::Analyzer;
+use super::messages::Message;
 use super::messages::{jwt_failure_due_to_invalid_service_port_prefix, referenced_resource_not_found};
 use super::snapshot::{
     array, host_fqdn, string, Entry, AUTHENTICATION_POLICIES, SERVICES, SERVICE_ROLES, SERVICE_ROLE_BINDINGS,
 };
-use super::{Analyzer, Message};
 
 pub(super) fn jwt_analyzer() -> Analyzer {
     Analyzer::new("injection.JwtAnalyzer", &[AUTHENTICATION_POLICIES, SERVICES], |snapshot, messages| {

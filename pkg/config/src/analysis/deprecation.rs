@@ -3,9 +3,9 @@
 
 use serde_json::Value;
 
+use super::analyzer::Analyzer;
 use super::messages::deprecated;
 use super::snapshot::{array, string, ENVOY_FILTERS, SERVICE_ROLE_BINDINGS, VIRTUAL_SERVICES};
-use super::Analyzer;
 
 pub(super) fn analyzer() -> Analyzer {
     Analyzer::new(

@@ -7,9 +7,9 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
+use super::analyzer::Analyzer;
 use super::messages::{gateway_port_not_on_workload, referenced_resource_not_found};
 use super::snapshot::{array, selector_string, selects, string, string_map, GATEWAYS, PODS, SERVICES};
-use super::Analyzer;
 
 /// The ports of 1.4's `istio-ingressgateway` Service that the analysis assumes when that
 /// gateway is not among the analysed objects.

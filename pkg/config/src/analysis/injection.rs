@@ -6,9 +6,9 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
+use super::analyzer::Analyzer;
 use super::messages::{istio_proxy_version_mismatch, namespace_not_injected, pod_missing_proxy};
 use super::snapshot::{array, string, Entry, NAMESPACES, PODS};
-use super::Analyzer;
 
 const INJECTION_LABEL: &str = "istio-injection";
 const PROXY_CONTAINER: &str = "istio-proxy";

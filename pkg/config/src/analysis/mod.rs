@@ -4,6 +4,7 @@
 //! inputs need service discovery are skipped without it; messages can be limited to some
 //! namespaces, and come out in 1.4's order.
 
+mod analyzer;
 mod annotations;
 mod auth;
 mod deprecation;
@@ -18,35 +19,9 @@ mod virtualservice;
 #[cfg(test)]
 mod tests;
 
+pub use analyzer::Analyzer;
 pub use messages::{Level, Message, MessageType, Origin};
 pub use snapshot::{Collection, Entry, Snapshot};
-
-/// What an analyzer does: read the snapshot, add messages.
-type Run = Box<dyn Fn(&Snapshot, &mut Vec<Message>) + Send + Sync>;
-
-/// One analyzer: its 1.4 name, the collections it reads, and what it does.
-pub struct Analyzer {
-    pub name: String,
-    pub inputs: Vec<Collection>,
-    run: Run,
-}
-
-impl Analyzer {
-    fn new(
-        name: &str,
-        inputs: &[Collection],
-        run: impl Fn(&Snapshot, &mut Vec<Message>) + Send + Sync + 'static,
-    ) -> Analyzer {
-        Analyzer { name: name.to_string(), inputs: inputs.to_vec(), run: Box::new(run) }
-    }
-
-    /// Runs the analyzer alone over a snapshot.
-    pub fn analyze(&self, snapshot: &Snapshot) -> Vec<Message> {
-        let mut messages = Vec::new();
-        (self.run)(snapshot, &mut messages);
-        messages
-    }
-}
 
 /// Every analyzer 1.4 shipped, in its order, then one schema validation analyzer per Istio kind.
 pub fn all() -> Vec<Analyzer> {
@@ -99,7 +74,7 @@ pub fn analyze(analyzers: &[Analyzer], snapshot: &Snapshot, options: &Options) -
             continue;
         }
         result.executed.push(analyzer.name.clone());
-        (analyzer.run)(snapshot, &mut messages);
+        messages.extend(analyzer.analyze(snapshot));
     }
     messages.retain(|message| {
         options.namespaces.is_empty()

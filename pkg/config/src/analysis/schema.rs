@@ -1,9 +1,9 @@
 //! `schema.ValidationAnalyzer.<Kind>`: every Istio object is checked with the rules Galley's
 //! webhook applies, one message per problem.
 
+use super::analyzer::Analyzer;
 use super::messages::schema_validation_error;
 use super::snapshot::Collection;
-use super::Analyzer;
 use crate::validation::object_violations;
 
 /// One analyzer per Istio kind, named as 1.4 named its schemas.

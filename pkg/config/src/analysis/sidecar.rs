@@ -4,11 +4,11 @@
 
 use std::collections::BTreeMap;
 
+use super::analyzer::Analyzer;
 use super::messages::{
     conflicting_sidecar_workload_selectors, multiple_sidecars_without_workload_selectors, referenced_resource_not_found,
 };
 use super::snapshot::{names, selector_string, selects, string_map, Entry, PODS, SIDECARS};
-use super::Analyzer;
 
 pub(super) fn default_selector_analyzer() -> Analyzer {
     Analyzer::new("sidecar.DefaultSelectorAnalyzer", &[SIDECARS], |snapshot, messages| {

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
+use super::analyzer::Analyzer;
 use super::messages::{
     conflicting_mesh_gateway_virtual_service_hosts, referenced_resource_not_found,
     virtual_service_destination_port_selector_required,
@@ -14,7 +15,6 @@ use super::snapshot::{
     array, host_fqdn, host_resource_name, scope, string, Entry, Snapshot, DESTINATION_RULES, GATEWAYS, SERVICE_ENTRIES,
     SYNTHETIC_SERVICE_ENTRIES, VIRTUAL_SERVICES,
 };
-use super::Analyzer;
 
 const MESH_GATEWAY: &str = "mesh";
 
