@@ -268,7 +268,7 @@ impl Controller {
         self.ensure_default_service_accounts(&namespaces).await?;
         let services = self.allocate_cluster_ips().await?;
         self.update_dns(&services);
-        self.reconcile_deployments(&namespaces).await?;
+        self.reconcile_deployments().await?;
         let pods = self.assign_pod_addresses().await?;
         self.run_pods(&pods, &services, &config_maps).await?;
         let pods = self.report_pod_status(pods).await?;
@@ -342,8 +342,13 @@ impl Controller {
         Ok(services)
     }
 
-    async fn reconcile_deployments(&self, namespaces: &[Object]) -> anyhow::Result<()> {
+    async fn reconcile_deployments(&self) -> anyhow::Result<()> {
         let deployments = self.store.list(&objects::deployments()).await?;
+        // Namespaces are read after the Deployments, so a namespace labelled for injection
+        // before a Deployment was applied is seen labelled (as an API server's webhook
+        // namespaceSelector sees it when the pod is created).
+        let namespaces = self.store.list(&objects::namespaces()).await?;
+        let namespaces = namespaces.as_slice();
         let pods = self.store.list(&objects::pods()).await?;
         let live: BTreeSet<(String, String)> =
             deployments.iter().map(|d| (d.namespace().to_string(), d.name().to_string())).collect();
