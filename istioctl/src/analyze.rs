@@ -38,10 +38,10 @@ pub struct AnalyzeArgs {
     #[arg(short = 'v', long = "verbose")]
     pub verbose: bool,
     /// The level at which messages make the exit code non-zero: Info, Warn or Error.
-    #[arg(long = "failure-threshold", default_value = "Warn", value_parser = parse_level)]
+    #[arg(long = "failure-threshold", default_value = "Warn", value_parser = Level::parse)]
     pub failure_threshold: Level,
     /// The level from which messages are printed: Info, Warn or Error.
-    #[arg(long = "output-threshold", default_value = "Info", value_parser = parse_level)]
+    #[arg(long = "output-threshold", default_value = "Info", value_parser = Level::parse)]
     pub output_threshold: Level,
     /// Namespace for objects in files that name none, and whose messages are shown.
     #[arg(short = 'n', long = "namespace")]
@@ -54,10 +54,6 @@ pub struct AnalyzeArgs {
     pub output: String,
     #[command(flatten)]
     pub kube: crate::kube::KubeArgs,
-}
-
-fn parse_level(text: &str) -> Result<Level, String> {
-    Level::parse(text)
 }
 
 pub(crate) fn run(args: &AnalyzeArgs) -> anyhow::Result<i32> {

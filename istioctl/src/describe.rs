@@ -81,13 +81,13 @@ pub(crate) fn run(args: &DescribeArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-fn selector(service: &Object) -> serde_json::Map<String, Value> {
-    service.spec()["selector"].as_object().cloned().unwrap_or_default()
+/// A Service's pod selector.
+fn selector(service: &Object) -> std::collections::BTreeMap<String, String> {
+    istio_local::objects::string_map(service.spec().get("selector"))
 }
 
-fn selects(selector: &serde_json::Map<String, Value>, pod: &Object) -> bool {
-    let labels = pod.metadata.labels.clone().unwrap_or_default();
-    !selector.is_empty() && selector.iter().all(|(key, value)| labels.get(key).map(String::as_str) == value.as_str())
+fn selects(selector: &std::collections::BTreeMap<String, String>, pod: &Object) -> bool {
+    istio_local::objects::selects(selector, &istio_local::objects::labels(pod))
 }
 
 fn describe_pod(access: &Access, context: &render::Context, pod: &Object, out: &mut String) -> anyhow::Result<()> {

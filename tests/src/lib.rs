@@ -215,22 +215,26 @@ pub fn run(binary_name: &str, args: &[&str], stdin: Option<&str>) -> (i32, Strin
 /// Starts `galley server` on loopback over `config_dir` (webhook off, ports picked by the OS) and
 /// returns it with its MCP address, read from the banner it prints.
 pub fn start_galley(config_dir: &std::path::Path) -> (Process, String) {
+    start_galley_with(config_dir, &[])
+}
+
+/// `start_galley` with more flags.
+pub fn start_galley_with(config_dir: &std::path::Path, extra: &[&str]) -> (Process, String) {
     let config = config_dir.display().to_string();
-    let galley = Process::start(
-        "galley",
-        &[
-            "server",
-            "--configPath",
-            &config,
-            "--server-address",
-            "127.0.0.1:0",
-            "--bind-address",
-            "127.0.0.1",
-            "--monitoringPort",
-            "0",
-            "--enable-validation=false",
-        ],
-    );
+    let mut args = vec![
+        "server",
+        "--configPath",
+        &config,
+        "--server-address",
+        "127.0.0.1:0",
+        "--bind-address",
+        "127.0.0.1",
+        "--monitoringPort",
+        "0",
+        "--enable-validation=false",
+    ];
+    args.extend_from_slice(extra);
+    let galley = Process::start("galley", &args);
     let banner = galley
         .next_line(Duration::from_secs(10))
         .unwrap_or_else(|| panic!("galley did not start:\n{}", galley.stderr()));

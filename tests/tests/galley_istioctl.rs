@@ -167,23 +167,7 @@ fn galley_logs_its_analysis() {
         BOOKINFO_GATEWAY_VS.replace("name: bookinfo\n", "name: bookinfo\n  namespace: default\n"),
     )
     .expect("write");
-    let config = dir.path().display().to_string();
-    let galley = Process::start(
-        "galley",
-        &[
-            "server",
-            "--configPath",
-            &config,
-            "--server-address",
-            "127.0.0.1:0",
-            "--bind-address",
-            "127.0.0.1",
-            "--monitoringPort",
-            "0",
-            "--enable-validation=false",
-            "--enableAnalysis",
-        ],
-    );
+    let (galley, _) = e2e::start_galley_with(dir.path(), &["--enableAnalysis"]);
     galley.wait_for_stderr(
         "Error [IST0101] (VirtualService bookinfo.default) Referenced gateway not found: \"bookinfo-gateway\"",
         Duration::from_secs(10),

@@ -81,20 +81,7 @@ impl Access {
 
     /// A pod by name, or the only pod of a Deployment of that name.
     pub(crate) fn pod(&self, name: &str, namespace: &str) -> anyhow::Result<Object> {
-        let pods = self.list("", "v1", "Pod", "pods", namespace)?;
-        if let Some(pod) = pods.iter().find(|pod| pod.name() == name) {
-            return Ok(pod.clone());
-        }
-        let prefix = format!("{name}-");
-        let matching: Vec<&Object> = pods.iter().filter(|pod| pod.name().starts_with(&prefix)).collect();
-        match matching.as_slice() {
-            [one] => Ok((*one).clone()),
-            [] => bail!("pods \"{name}\" not found in namespace {namespace}"),
-            many => bail!(
-                "{name} matches several pods: {}",
-                many.iter().map(|pod| pod.name().to_string()).collect::<Vec<_>>().join(", ")
-            ),
-        }
+        istio_local::kubectl::pick_pod(&self.list("", "v1", "Pod", "pods", namespace)?, name, namespace)
     }
 
     /// A GET on a pod's proxy admin port.

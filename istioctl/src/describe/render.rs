@@ -94,36 +94,27 @@ pub(crate) fn pod(out: &mut String, context: &Context, pod: &Object) {
     }
 }
 
-/// The pod port a Service port reaches (1.4's `FindPort`).
-pub(crate) fn find_port(pod: &Object, port: &Value) -> Result<i64, String> {
+/// The pod port a Service port reaches (1.4's `FindPort`); none when a named target port is
+/// not among the pod's.
+pub(crate) fn find_port(pod: &Object, port: &Value) -> Option<i64> {
     match &port["targetPort"] {
-        Value::Number(number) => Ok(number.as_i64().unwrap_or(0)),
+        Value::Number(number) => Some(number.as_i64().unwrap_or(0)),
         Value::String(name) => pod.spec()["containers"]
             .as_array()
             .into_iter()
             .flatten()
             .flat_map(|c| c["ports"].as_array().cloned().unwrap_or_default())
             .find(|p| p["name"].as_str() == Some(name.as_str()))
-            .and_then(|p| p["containerPort"].as_i64())
-            .ok_or_else(|| format!("no suitable port for manifest: {}", pod.name())),
-        _ => Ok(port["port"].as_i64().unwrap_or(0)),
+            .and_then(|p| p["containerPort"].as_i64()),
+        _ => Some(port["port"].as_i64().unwrap_or(0)),
     }
 }
 
-/// The protocol a Service port's name selects (the part before the first `-`).
+/// The protocol a Service port's name selects, as the mesh reads it (`UNSUPPORTED` when none).
 pub(crate) fn port_protocol(name: &str) -> &'static str {
-    match name.split('-').next().unwrap_or_default().to_ascii_lowercase().as_str() {
-        "http" => "HTTP",
-        "http2" => "HTTP2",
-        "https" => "HTTPS",
-        "grpc" => "GRPC",
-        "tcp" => "TCP",
-        "tls" => "TLS",
-        "udp" => "UDP",
-        "mongo" => "Mongo",
-        "redis" => "Redis",
-        "mysql" => "MySQL",
-        _ => "UNSUPPORTED",
+    match istio_config::synthetic::protocol_from_port_name(name, "TCP") {
+        "" => "UNSUPPORTED",
+        protocol => protocol,
     }
 }
 
@@ -137,14 +128,14 @@ pub(crate) fn service(out: &mut String, context: &Context, service: &Object, pod
         }
         let name = port["name"].as_str().unwrap_or_default();
         match find_port(pod, port) {
-            Ok(target) => {
+            Some(target) => {
                 let protocol = if name.is_empty() { "auto-detect" } else { port_protocol(name) };
                 out.push_str(&format!(
                     "   Port: {name} {}/{protocol} targets pod port {target}\n",
                     port["port"].as_i64().unwrap_or(0)
                 ));
             }
-            Err(message) => out.push_str(&format!("   {message}\n")),
+            None => out.push_str(&format!("   no suitable port for manifest: {}\n", pod.name())),
         }
     }
 }
@@ -482,28 +473,19 @@ pub(crate) fn virtual_service(
     out.push_str(&format!("VirtualService: {}\n", context.kname(vs)));
     let spec = vs.spec();
     let (http, tcp, tls) = (strings_of(&spec["http"]), strings_of(&spec["tcp"]), strings_of(&spec["tls"]));
+    let results = http
+        .iter()
+        .map(|route| http_route_facts(vs, route, service, matching, nonmatching, rule, context))
+        .chain(tcp.iter().map(|route| tcp_route_facts(vs, route, service)));
     let mut matches = 0;
     let mut facts = 0;
     let mut mismatches = Vec::new();
-    for route in &http {
-        let (reaches, new_facts) = http_route_facts(vs, route, service, matching, nonmatching, rule, context);
+    for (reaches, new_facts) in results {
         if reaches {
             matches += 1;
+            facts += new_facts.len();
             for fact in new_facts {
                 out.push_str(&format!("   {fact}\n"));
-                facts += 1;
-            }
-        } else {
-            mismatches.extend(new_facts);
-        }
-    }
-    for route in &tcp {
-        let (reaches, new_facts) = tcp_route_facts(vs, route, service);
-        if reaches {
-            matches += 1;
-            for fact in new_facts {
-                out.push_str(&format!("   {fact}\n"));
-                facts += 1;
             }
         } else {
             mismatches.extend(new_facts);
@@ -591,7 +573,7 @@ pub(crate) fn ingress_service(out: &mut String, service: &Object, pod: &Object, 
         if port["protocol"].as_str().is_some_and(|p| p != "TCP") || port["name"] != "http2" {
             continue;
         }
-        if let Ok(target) = find_port(pod, port) {
+        if let Some(target) = find_port(pod, port) {
             let suffix = if target == 80 { String::new() } else { format!(":{target}\n") };
             out.push_str(&format!("\nExposed on Ingress Gateway http://{address}{suffix}\n"));
         }

@@ -261,6 +261,21 @@ pub fn pod_template_pointer(kind: &str) -> Option<&'static str> {
 /// `istioctl kube-inject` on a YAML stream: every document is injected where it has a pod
 /// template and written back; `origin` names the input in errors.
 pub fn kube_inject_yaml(injector: &Injector, text: &str, origin: &str) -> Result<String, KubeInjectError> {
+    let documents = rewrite_documents(text, origin, |object| {
+        injector
+            .inject_object(object)
+            .map(|_| ())
+            .map_err(|source| KubeInjectError::Inject { origin: origin.to_string(), source })
+    })?;
+    Ok(documents.join("---\n"))
+}
+
+/// Each non-empty document of a YAML stream, changed by `change` and written back as YAML.
+pub(crate) fn rewrite_documents(
+    text: &str,
+    origin: &str,
+    mut change: impl FnMut(&mut Value) -> Result<(), KubeInjectError>,
+) -> Result<Vec<String>, KubeInjectError> {
     use serde::Deserialize;
     let mut documents = Vec::new();
     for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
@@ -272,15 +287,13 @@ pub fn kube_inject_yaml(injector: &Injector, text: &str, origin: &str) -> Result
         if object.is_null() {
             continue;
         }
-        injector
-            .inject_object(&mut object)
-            .map_err(|source| KubeInjectError::Inject { origin: origin.to_string(), source })?;
+        change(&mut object)?;
         documents.push(
             serde_yaml::to_string(&object)
                 .map_err(|source| KubeInjectError::Write { origin: origin.to_string(), source })?,
         );
     }
-    Ok(documents.join("---\n"))
+    Ok(documents)
 }
 
 #[cfg(test)]

@@ -6,10 +6,9 @@
 //! injection did not add it) the `security.istio.io/tlsMode` label, so that clients using
 //! automatic mutual TLS stop sending it mTLS. Other kinds pass through unchanged.
 
-use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::inject::{pod_template_pointer, KubeInjectError};
+use crate::inject::{pod_template_pointer, rewrite_documents, KubeInjectError};
 
 const PROXY_CONTAINER: &str = "istio-proxy";
 const INJECTED_INIT_CONTAINERS: [&str; 2] = ["istio-init", "enable-core-dump"];
@@ -86,26 +85,16 @@ pub fn uninject_object(object: &mut Value) -> bool {
 /// `istioctl x kube-uninject` on a YAML stream: each document uninjected and written back,
 /// followed by `---`, as 1.4 wrote them; `origin` names the input in errors.
 pub fn kube_uninject_yaml(text: &str, origin: &str) -> Result<String, KubeInjectError> {
-    let mut out = String::new();
-    for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let mut object = Value::deserialize(document).map_err(|source| KubeInjectError::Yaml {
-            origin: origin.to_string(),
-            document: index + 1,
-            source,
-        })?;
-        if object.is_null() {
-            continue;
-        }
-        uninject_object(&mut object);
-        out += &serde_yaml::to_string(&object)
-            .map_err(|source| KubeInjectError::Write { origin: origin.to_string(), source })?;
-        out += "---\n";
-    }
-    Ok(out)
+    let documents = rewrite_documents(text, origin, |object| {
+        uninject_object(object);
+        Ok(())
+    })?;
+    Ok(documents.iter().map(|document| format!("{document}---\n")).collect())
 }
 
 #[cfg(test)]
 mod tests {
+    use serde::Deserialize;
     use serde_json::json;
 
     use super::*;

@@ -374,6 +374,11 @@ pub fn table(kind: &TypeKey, objects: &[Object], all_namespaces: bool) -> String
 /// A pod by exact name, or the only pod whose name starts with `name-` (a Deployment's name).
 pub async fn find_pod(layout: &Layout, name: &str, namespace: &str) -> anyhow::Result<Object> {
     let pods = list(layout, &objects::pods(), Some(namespace)).await?;
+    pick_pod(&pods, name, namespace)
+}
+
+/// `find_pod`'s choice among a namespace's pods, for callers that list pods elsewhere.
+pub fn pick_pod(pods: &[Object], name: &str, namespace: &str) -> anyhow::Result<Object> {
     if let Some(pod) = pods.iter().find(|pod| pod.name() == name) {
         return Ok(pod.clone());
     }

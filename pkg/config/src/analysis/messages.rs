@@ -27,11 +27,11 @@ impl Level {
     }
 
     /// Parses a level name, ignoring case.
-    pub fn parse(text: &str) -> Result<Level, String> {
-        Level::ALL.into_iter().find(|level| level.name().eq_ignore_ascii_case(text)).ok_or_else(|| {
-            let names: Vec<&str> = Level::ALL.iter().map(|level| level.name()).collect();
-            format!("{text:?} not a valid option, please choose from: [{}]", names.join(" "))
-        })
+    pub fn parse(text: &str) -> Result<Level, UnknownLevel> {
+        Level::ALL
+            .into_iter()
+            .find(|level| level.name().eq_ignore_ascii_case(text))
+            .ok_or_else(|| UnknownLevel(text.to_string()))
     }
 
     /// Whether this level is as bad as `threshold` or worse.
@@ -45,6 +45,11 @@ impl fmt::Display for Level {
         f.write_str(self.name())
     }
 }
+
+/// A level name that is none of `Info`, `Warn` and `Error`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} not a valid option, please choose from: [Info Warn Error]")]
+pub struct UnknownLevel(pub String);
 
 /// One entry of the message catalogue.
 #[derive(Debug, PartialEq, Eq)]

@@ -134,11 +134,6 @@ impl Snapshot {
     pub fn exists(&self, collection: Collection, namespace: &str, name: &str) -> bool {
         self.entries(collection).iter().any(|entry| entry.namespace() == namespace && entry.name() == name)
     }
-
-    /// The collections that hold objects.
-    pub fn collections(&self) -> impl Iterator<Item = (&Collection, &Vec<Entry>)> {
-        self.collections.iter()
-    }
 }
 
 /// The ServiceEntry service discovery makes for a Service: its FQDN, its ports by number, and
