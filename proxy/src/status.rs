@@ -22,13 +22,35 @@ use crate::http_client::{self, Admin, ClientError};
 /// The environment variable carrying the rewritten application probes.
 pub(crate) const APP_PROBERS_ENV: &str = "ISTIO_KUBE_APP_PROBERS";
 
-/// One rewritten probe: `{"httpGet": {...}, "timeoutSeconds": 1}` keyed by its status-port path.
+/// One rewritten probe, keyed by its status-port path: the probe's `HTTPGetAction` as 1.4's
+/// injector wrote it, or `{"httpGet": {...}, "timeoutSeconds": 1}` as later injectors did.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(from = "ProberForm")]
 pub(crate) struct AppProber {
     pub http_get: HttpGetAction,
-    #[serde(default)]
     pub timeout_seconds: Option<u64>,
+}
+
+/// The two shapes of a prober entry.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ProberForm {
+    Wrapped {
+        #[serde(rename = "httpGet")]
+        http_get: HttpGetAction,
+        #[serde(default, rename = "timeoutSeconds")]
+        timeout_seconds: Option<u64>,
+    },
+    Action(HttpGetAction),
+}
+
+impl From<ProberForm> for AppProber {
+    fn from(form: ProberForm) -> Self {
+        match form {
+            ProberForm::Wrapped { http_get, timeout_seconds } => Self { http_get, timeout_seconds },
+            ProberForm::Action(http_get) => Self { http_get, timeout_seconds: None },
+        }
+    }
 }
 
 /// Kubernetes' `HTTPGetAction`, the parts a prober uses.
@@ -245,6 +267,14 @@ mod tests {
         assert_eq!(prober.http_get.path, "/health");
         assert_eq!(prober.http_get.http_headers[0].name, "X-Probe");
         assert!(parse_app_probers("").expect("empty").is_empty());
+        // 1.4's injector wrote the HTTPGetAction itself.
+        let probers =
+            parse_app_probers(r#"{"/app-health/hello/readyz":{"path":"/ready","port":3333,"scheme":"HTTPS"}}"#)
+                .expect("1.4 form");
+        let prober = &probers["/app-health/hello/readyz"];
+        assert_eq!((prober.http_get.path.as_str(), prober.http_get.port.as_u64()), ("/ready", Some(3333)));
+        assert_eq!(prober.http_get.scheme.as_deref(), Some("HTTPS"));
+        assert_eq!(prober.timeout_seconds, None);
     }
 
     #[test]

@@ -73,8 +73,9 @@ fn agent_lifecycle(with_envoy: bool) {
     let ca = e2e::certs::TestCa::new();
     let files = ca.issue_files(dir.path(), "app", &["localhost"]);
     let tls_app_port = e2e::backend::tls_backend(&files.cert, &files.key);
+    // The injector's form (the HTTPGetAction, as 1.4's) and the later wrapped form.
     let probers = format!(
-        r#"{{"/app-health/app/livez":{{"httpGet":{{"path":"/healthz","port":{app_port}}}}},
+        r#"{{"/app-health/app/livez":{{"path":"/healthz","port":{app_port}}},
             "/app-health/app/readyz":{{"httpGet":{{"path":"/ready","port":{app_port}}}}},
             "/app-health/secure/readyz":{{"httpGet":{{"path":"/","port":{tls_app_port},"scheme":"HTTPS"}}}}}}"#
     );

@@ -125,18 +125,18 @@ pub fn default_values() -> Value {
                 "resources": {
                     "requests": {"cpu": "100m", "memory": "128Mi"},
                     "limits": {"cpu": "2000m", "memory": "1024Mi"}
+                },
+                "init": {
+                    "resources": {
+                        "limits": {"cpu": "100m", "memory": "50Mi"},
+                        "requests": {"cpu": "10m", "memory": "10Mi"}
+                    }
                 }
             },
-            "proxy_init": {
-                "image": "proxyv2",
-                "resources": {
-                    "limits": {"cpu": "100m", "memory": "50Mi"},
-                    "requests": {"cpu": "10m", "memory": "10Mi"}
-                }
-            }
+            "proxy_init": {"image": "proxyv2"}
         },
         "sidecarInjectorWebhook": {"rewriteAppHTTPProbe": false},
-        "istio_cni": {"enabled": false}
+        "istio_cni": {"enabled": false, "repair": {"enabled": true}}
     })
 }
 

@@ -95,13 +95,15 @@ impl Injector {
                     let Some(port) = resolve_port(container, &http_get["port"]) else { continue };
                     http_get["port"] = json!(port);
                     let path = format!("/app-health/{name}/{suffix}");
-                    let mut prober = json!({"httpGet": http_get});
-                    if let Some(timeout) = probe.get("timeoutSeconds") {
-                        prober["timeoutSeconds"] = timeout.clone();
-                    }
-                    probers.insert(path.clone(), prober);
+                    // 1.4's form: each path maps to the probe's HTTPGetAction.
+                    probers.insert(path.clone(), http_get);
+                    // The probe keeps its host and headers; the agent serves it over HTTP.
                     let mut rewritten = probe.clone();
-                    rewritten["httpGet"] = json!({"path": path, "port": sidecar.status_port});
+                    rewritten["httpGet"]["path"] = json!(path);
+                    rewritten["httpGet"]["port"] = json!(sidecar.status_port);
+                    if rewritten["httpGet"]["scheme"] == "HTTPS" {
+                        rewritten["httpGet"]["scheme"] = json!("HTTP");
+                    }
                     probe_rewrites.push((index, field, rewritten));
                 }
             }
@@ -148,8 +150,8 @@ impl Injector {
     }
 
     /// Injects a whole Kubernetes object in place (kube-inject). Objects without a pod
-    /// template, and pods that should not be injected, are left as they are. Returns whether
-    /// anything was injected.
+    /// template, pods on the host network and pods already injected are left as they are.
+    /// Returns whether anything was injected.
     pub fn inject_object(&self, object: &mut Value) -> Result<bool, InjectError> {
         let kind = object.get("kind").and_then(Value::as_str).unwrap_or_default().to_string();
         if kind == "List" {
@@ -168,8 +170,7 @@ impl Injector {
         };
         let meta = template.get("metadata").cloned().unwrap_or_else(|| json!({}));
         let spec = template.get("spec").cloned().unwrap_or_else(|| json!({}));
-        let template_namespace = meta.get("namespace").and_then(Value::as_str).unwrap_or(&namespace).to_string();
-        if self.decide(&template_namespace, &meta, &spec) != Decision::Inject {
+        if !kube_inject_wanted(&meta, &spec) {
             return Ok(false);
         }
         let workload = Workload { meta: &meta, spec: &spec, name, namespace, api_version, kind };
@@ -181,6 +182,19 @@ impl Injector {
         apply(template, &injection);
         Ok(true)
     }
+}
+
+/// Whether `istioctl kube-inject` injects a pod template. As 1.4's, it is an explicit request:
+/// the namespace's label, the injection policy and the `sidecar.istio.io/inject` annotation do
+/// not apply; only pods on the host network and pods that already have a sidecar are skipped.
+fn kube_inject_wanted(meta: &Value, spec: &Value) -> bool {
+    if spec.get("hostNetwork").and_then(Value::as_bool) == Some(true) {
+        return false;
+    }
+    let has_proxy = spec.get("containers").and_then(Value::as_array).is_some_and(|containers| {
+        containers.iter().any(|c| c.get("name").and_then(Value::as_str) == Some(PROXY_CONTAINER))
+    });
+    !has_proxy && !string_map(meta.get("annotations")).contains_key(STATUS_ANNOTATION)
 }
 
 /// Applies an injection to a pod (or pod template) object.
@@ -207,6 +221,9 @@ pub fn apply(pod: &mut Value, injection: &Injection) {
     append(spec, "containers", &injection.sidecar.containers);
     append(spec, "volumes", &injection.sidecar.volumes);
     append(spec, "imagePullSecrets", &injection.sidecar.image_pull_secrets);
+    if let Some(dns_config) = &injection.sidecar.dns_config {
+        spec["dnsConfig"] = dns_config.clone();
+    }
     if !pod.get("metadata").is_some_and(Value::is_object) {
         pod["metadata"] = json!({});
     }
@@ -343,8 +360,7 @@ mod tests {
         let env = pod["spec"]["containers"][1]["env"].as_array().expect("env");
         let probers = env.iter().find(|e| e["name"] == APP_PROBERS_ENV).expect("probers");
         let probers: Value = serde_json::from_str(probers["value"].as_str().expect("text")).expect("json");
-        assert_eq!(probers["/app-health/web/readyz"]["httpGet"]["port"], 8080);
-        assert_eq!(probers["/app-health/web/readyz"]["timeoutSeconds"], 2);
+        assert_eq!(probers["/app-health/web/readyz"], json!({"path": "/ready", "port": 8080}));
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod patch;
 pub mod policy;
 pub mod template;
 pub mod uninject;
+pub mod validate;
 
 use std::path::PathBuf;
 

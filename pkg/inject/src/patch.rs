@@ -1,6 +1,7 @@
 //! The injection as an RFC 6902 JSONPatch against the pod the API server sent, in the shape
 //! Istio 1.4's webhook produced: containers, volumes and pull secrets appended (`/-`), the
-//! first item of an absent list added as a one-element list, rewritten probes replaced, and
+//! first item of an absent list added as a one-element list, the DNS config set, rewritten
+//! probes replaced, and
 //! annotations and labels (`security.istio.io/tlsMode`) added one by one.
 
 use serde_json::{json, Value};
@@ -15,6 +16,9 @@ pub fn create_patch(pod: &Value, injection: &Injection) -> Vec<Value> {
     append_items(&mut patch, &spec, "containers", &injection.sidecar.containers);
     append_items(&mut patch, &spec, "volumes", &injection.sidecar.volumes);
     append_items(&mut patch, &spec, "imagePullSecrets", &injection.sidecar.image_pull_secrets);
+    if let Some(dns_config) = &injection.sidecar.dns_config {
+        patch.push(json!({"op": "add", "path": "/spec/dnsConfig", "value": dns_config}));
+    }
     for (index, field, probe) in &injection.probe_rewrites {
         patch.push(json!({"op": "replace", "path": format!("/spec/containers/{index}/{field}"), "value": probe}));
     }

@@ -14,6 +14,7 @@ use istio_runtime::ports;
 
 use crate::config::{InterceptionMode, ProxyDefaults};
 use crate::policy::string_map;
+use crate::validate::{validate_annotations, validate_values, value_text, InvalidSetting};
 
 pub const PROXY_CONTAINER: &str = "istio-proxy";
 pub const INIT_CONTAINER: &str = "istio-init";
@@ -44,6 +45,8 @@ pub struct Sidecar {
     pub containers: Vec<Value>,
     pub volumes: Vec<Value>,
     pub image_pull_secrets: Vec<Value>,
+    /// The pod's DNS search domains (`global.podDNSSearchNamespaces`), when set.
+    pub dns_config: Option<Value>,
     /// The effective interception settings, recorded on the pod.
     pub redirect_annotations: BTreeMap<String, String>,
     /// Rewrite the app containers' HTTP probes to the status port.
@@ -54,14 +57,16 @@ pub struct Sidecar {
 /// Why a pod cannot be given a sidecar; each names the annotation or value at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
-    #[error("annotation {name}={value:?}: {problem}")]
-    Annotation { name: String, value: String, problem: String },
+    #[error(transparent)]
+    Invalid(#[from] InvalidSetting),
     #[error("global.proxy.statusPort: {0:?} is not a port")]
     StatusPort(String),
     #[error("annotation {name}: not a JSON object of objects: {source}")]
     UserJson { name: &'static str, source: serde_json::Error },
     #[error("annotation {name}: {key:?} is not an object")]
     UserJsonEntry { name: &'static str, key: String },
+    #[error("values global.podDNSSearchNamespaces: {0:?} uses a template expression other than .DeploymentMeta.Name, .DeploymentMeta.Namespace and valueOrDefault")]
+    DnsSearch(String),
 }
 
 /// The uid and gid the proxy runs as, which the capture rules exempt.
@@ -71,13 +76,15 @@ pub const PROXY_UID: u32 = 1337;
 struct Settings<'a> {
     annotations: BTreeMap<String, String>,
     labels: BTreeMap<String, String>,
-    values: &'a Value,
     global: &'a Value,
     interception: InterceptionMode,
     status_port: u16,
     include_ip_ranges: String,
     exclude_ip_ranges: String,
+    /// The inbound ports the capture takes (`-b`): the annotation, else all of them.
     include_inbound_ports: String,
+    /// The inbound ports recorded on the pod: the annotation, else every container's ports.
+    recorded_inbound_ports: String,
     exclude_inbound_ports: String,
     exclude_outbound_ports: String,
     kubevirt_interfaces: Option<String>,
@@ -85,15 +92,10 @@ struct Settings<'a> {
     pull_policy: String,
     sds: bool,
     trust_domain: Option<String>,
-}
-
-/// A Helm value as the text a flag takes.
-fn value_text(value: &Value) -> String {
-    match value {
-        Value::String(text) => text.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
+    /// The CNI plugin captures traffic instead of an init container.
+    cni: bool,
+    /// With CNI, an init container checks the capture (`istio_cni.repair.enabled`).
+    cni_repair: bool,
 }
 
 impl<'a> Settings<'a> {
@@ -101,6 +103,7 @@ impl<'a> Settings<'a> {
         let annotations = string_map(workload.meta.get("annotations"));
         validate_annotations(&annotations)?;
         let global = &values["global"];
+        validate_values(&global["proxy"])?;
         let annotation = |name: &str, default: String| annotations.get(name).cloned().unwrap_or(default);
         let interception = InterceptionMode::parse(&annotation(
             "sidecar.istio.io/interceptionMode",
@@ -122,6 +125,10 @@ impl<'a> Settings<'a> {
                 proxy_value("excludeIPRanges"),
             ),
             include_inbound_ports: annotation("traffic.sidecar.istio.io/includeInboundPorts", "*".to_string()),
+            recorded_inbound_ports: annotation(
+                "traffic.sidecar.istio.io/includeInboundPorts",
+                container_ports(workload.spec, |_| true),
+            ),
             exclude_inbound_ports: exclude_inbound_port(
                 status_port,
                 &annotation("traffic.sidecar.istio.io/excludeInboundPorts", proxy_value("excludeInboundPorts")),
@@ -135,9 +142,11 @@ impl<'a> Settings<'a> {
             pull_policy: non_empty(&global["imagePullPolicy"]).unwrap_or("Always").to_string(),
             sds: global["sds"]["enabled"].as_bool().unwrap_or(false),
             trust_domain: non_empty(&global["trustDomain"]).map(str::to_string),
+            cni: values["istio_cni"]["enabled"].as_bool().unwrap_or(false),
+            cni_repair: values["istio_cni"]["enabled"].as_bool().unwrap_or(false)
+                && values["istio_cni"]["repair"]["enabled"].as_bool().unwrap_or(false),
             labels: string_map(workload.meta.get("labels")),
             annotations,
-            values,
             global,
         })
     }
@@ -148,15 +157,15 @@ impl<'a> Settings<'a> {
     }
 }
 
-/// `istio-init`: the iptables capture, unless interception is off or the CNI plugin does it.
+/// `istio-init`: the iptables capture, unless interception is off or the CNI plugin does it;
+/// with CNI and its repair on, `istio-validation` instead, which only checks the capture.
 fn init_container(settings: &Settings<'_>) -> Option<Value> {
-    let cni = settings.values["istio_cni"]["enabled"].as_bool().unwrap_or(false);
-    if settings.interception == InterceptionMode::None || cni {
+    if settings.interception == InterceptionMode::None || (settings.cni && !settings.cni_repair) {
         return None;
     }
     let global = settings.global;
     let mut command = vec![
-        "istio-iptables".to_string(),
+        if settings.cni_repair { "istio-iptables-go" } else { "istio-iptables" }.to_string(),
         "-p".into(),
         ports::PROXY_OUTBOUND_CAPTURE.to_string(),
         "-z".into(),
@@ -180,20 +189,37 @@ fn init_container(settings: &Settings<'_>) -> Option<Value> {
     if let Some(interfaces) = &settings.kubevirt_interfaces {
         command.extend(["-k".to_string(), interfaces.clone()]);
     }
-    let mut security = json!({
-        "runAsUser": 0,
-        "runAsNonRoot": false,
-        "capabilities": {"add": ["NET_ADMIN", "NET_RAW"]},
-    });
-    if global["proxy"]["privileged"].as_bool() == Some(true) {
-        security["privileged"] = json!(true);
-    }
+    let privileged = global["proxy"]["privileged"].as_bool().unwrap_or(false);
+    let (name, security) = if settings.cni_repair {
+        command.extend(["--run-validation".to_string(), "--skip-rule-apply".to_string()]);
+        let security = json!({
+            "allowPrivilegeEscalation": privileged,
+            "privileged": privileged,
+            "capabilities": {"drop": ["ALL"]},
+            "readOnlyRootFilesystem": false,
+            "runAsGroup": PROXY_UID,
+            "runAsUser": PROXY_UID,
+            "runAsNonRoot": true,
+        });
+        ("istio-validation", security)
+    } else {
+        let security = json!({
+            "allowPrivilegeEscalation": privileged,
+            "privileged": privileged,
+            "capabilities": {"add": ["NET_ADMIN", "NET_RAW"], "drop": ["ALL"]},
+            "readOnlyRootFilesystem": false,
+            "runAsGroup": 0,
+            "runAsNonRoot": false,
+            "runAsUser": 0,
+        });
+        (INIT_CONTAINER, security)
+    };
     Some(json!({
-        "name": INIT_CONTAINER,
+        "name": name,
         "image": image(global, &global["proxy_init"]["image"]),
         "command": command,
         "imagePullPolicy": settings.pull_policy,
-        "resources": resources_or_empty(&global["proxy_init"]["resources"]),
+        "resources": resources_or_empty(&global["proxy"]["init"]["resources"]),
         "securityContext": security,
     }))
 }
@@ -260,16 +286,16 @@ fn proxy_args(workload: &Workload<'_>, settings: &Settings<'_>, proxy: &ProxyDef
     if non_empty(&global["proxy"]["tracer"]) == Some("zipkin") {
         args.extend(["--zipkinAddress".to_string(), proxy.zipkin_address.clone()]);
     }
+    let log_level = settings.annotation("sidecar.istio.io/logLevel", value_text(&global["proxy"]["logLevel"]));
+    if !log_level.is_empty() {
+        args.push(format!("--proxyLogLevel={log_level}"));
+    }
+    let component_log_level =
+        settings.annotation("sidecar.istio.io/componentLogLevel", value_text(&global["proxy"]["componentLogLevel"]));
+    if !component_log_level.is_empty() {
+        args.push(format!("--proxyComponentLogLevel={component_log_level}"));
+    }
     args.extend([
-        format!(
-            "--proxyLogLevel={}",
-            settings.annotation("sidecar.istio.io/logLevel", value_text(&global["proxy"]["logLevel"]))
-        ),
-        format!(
-            "--proxyComponentLogLevel={}",
-            settings
-                .annotation("sidecar.istio.io/componentLogLevel", value_text(&global["proxy"]["componentLogLevel"]))
-        ),
         "--dnsRefreshRate".into(),
         non_empty(&global["proxy"]["dnsRefreshRate"]).unwrap_or("300s").to_string(),
         "--connectTimeout".into(),
@@ -295,7 +321,29 @@ fn proxy_args(workload: &Workload<'_>, settings: &Settings<'_>, proxy: &ProxyDef
     if let Some(domain) = &settings.trust_domain {
         args.push(format!("--trust-domain={domain}"));
     }
+    if proxy.concurrency == 0 {
+        // As 1.4 did after rendering: one worker per CPU the proxy may use (its limit, else its request).
+        let resources = proxy_resources(settings);
+        let cpus = ["limits", "requests"]
+            .into_iter()
+            .filter_map(|kind| resources[kind]["cpu"].as_str().and_then(cpu_millis))
+            .find(|millis| *millis > 0);
+        if let Some(millis) = cpus {
+            args.extend(["--concurrency".to_string(), millis.div_ceil(1000).to_string()]);
+        }
+    }
     args
+}
+
+/// A CPU quantity (`2`, `1.5`, `500m`) in thousandths of a CPU.
+fn cpu_millis(quantity: &str) -> Option<u64> {
+    let quantity = quantity.trim();
+    let (number, scale) = match quantity.strip_suffix('m') {
+        Some(millis) => (millis, 1.0),
+        None => (quantity, 1000.0),
+    };
+    let value: f64 = number.parse().ok().filter(|value: &f64| value.is_finite() && *value >= 0.0)?;
+    Some((value * scale).ceil() as u64)
 }
 
 /// The agent's environment: the pod's identity and the node metadata it sends Pilot.
@@ -313,8 +361,10 @@ fn proxy_env(workload: &Workload<'_>, settings: &Settings<'_>) -> Vec<Value> {
         field_env("ISTIO_META_CONFIG_NAMESPACE", "metadata.namespace"),
         json!({"name": "SDS_ENABLED", "value": settings.sds.to_string()}),
         json!({"name": "ISTIO_META_INTERCEPTION_MODE", "value": settings.interception.as_str()}),
-        json!({"name": "ISTIO_META_INCLUDE_INBOUND_PORTS",
-               "value": settings.annotation("traffic.sidecar.istio.io/includeInboundPorts", settings.app_ports.clone())}),
+        value_env(
+            "ISTIO_META_INCLUDE_INBOUND_PORTS",
+            &settings.annotation("traffic.sidecar.istio.io/includeInboundPorts", settings.app_ports.clone()),
+        ),
     ];
     if let Some(network) = non_empty(&global["network"]) {
         env.push(json!({"name": "ISTIO_META_NETWORK", "value": network}));
@@ -341,26 +391,26 @@ fn proxy_env(workload: &Workload<'_>, settings: &Settings<'_>) -> Vec<Value> {
     env
 }
 
-/// The proxy's security context: uid 1337 (or TPROXY's capabilities), a read-only root.
+/// The proxy's security context: uid 1337 (root with NET_ADMIN under TPROXY), group 1337, no
+/// privilege escalation, every other capability dropped, a read-only root unless core dumps
+/// are on.
 fn proxy_security(settings: &Settings<'_>) -> Value {
     let global = settings.global;
-    let mut security = serde_json::Map::new();
-    if global["proxy"]["privileged"].as_bool() == Some(true) {
-        security.insert("privileged".into(), json!(true));
+    let privileged = global["proxy"]["privileged"].as_bool().unwrap_or(false);
+    let tproxy = settings.interception == InterceptionMode::Tproxy;
+    let mut capabilities = json!({"drop": ["ALL"]});
+    if tproxy {
+        capabilities["add"] = json!(["NET_ADMIN"]);
     }
-    if global["proxy"]["enableCoreDump"].as_bool() != Some(true) {
-        security.insert("readOnlyRootFilesystem".into(), json!(true));
-    }
-    if settings.interception == InterceptionMode::Tproxy {
-        security.insert("capabilities".into(), json!({"add": ["NET_ADMIN"]}));
-        security.insert("runAsGroup".into(), json!(PROXY_UID));
-    } else {
-        if settings.sds {
-            security.insert("runAsGroup".into(), json!(PROXY_UID));
-        }
-        security.insert("runAsUser".into(), json!(PROXY_UID));
-    }
-    Value::Object(security)
+    json!({
+        "allowPrivilegeEscalation": privileged,
+        "capabilities": capabilities,
+        "privileged": privileged,
+        "readOnlyRootFilesystem": global["proxy"]["enableCoreDump"].as_bool() != Some(true),
+        "runAsGroup": PROXY_UID,
+        "runAsNonRoot": !tproxy,
+        "runAsUser": if tproxy { 0 } else { PROXY_UID },
+    })
 }
 
 /// The proxy's resources: the annotations' CPU and memory requests, else the values'.
@@ -427,17 +477,18 @@ fn readiness_probe(settings: &Settings<'_>) -> Value {
 /// The annotations recording the effective interception settings on the pod.
 fn redirect_annotations(settings: &Settings<'_>) -> BTreeMap<String, String> {
     let mut annotations = BTreeMap::new();
+    // As 1.4's, a setting left empty is not recorded.
     let mut set = |name: &str, value: &str| {
-        annotations.insert(name.to_string(), value.to_string());
+        if !value.is_empty() {
+            annotations.insert(name.to_string(), value.to_string());
+        }
     };
     set("sidecar.istio.io/interceptionMode", settings.interception.as_str());
     set("traffic.sidecar.istio.io/includeOutboundIPRanges", &settings.include_ip_ranges);
     set("traffic.sidecar.istio.io/excludeOutboundIPRanges", &settings.exclude_ip_ranges);
-    set("traffic.sidecar.istio.io/includeInboundPorts", &settings.include_inbound_ports);
+    set("traffic.sidecar.istio.io/includeInboundPorts", &settings.recorded_inbound_ports);
     set("traffic.sidecar.istio.io/excludeInboundPorts", &settings.exclude_inbound_ports);
-    if !settings.exclude_outbound_ports.is_empty() {
-        set("traffic.sidecar.istio.io/excludeOutboundPorts", &settings.exclude_outbound_ports);
-    }
+    set("traffic.sidecar.istio.io/excludeOutboundPorts", &settings.exclude_outbound_ports);
     if let Some(interfaces) = &settings.kubevirt_interfaces {
         set("traffic.sidecar.istio.io/kubevirtInterfaces", interfaces);
     }
@@ -489,10 +540,53 @@ pub fn render(workload: &Workload<'_>, values: &Value, proxy: &ProxyDefaults) ->
         containers: vec![container],
         volumes,
         image_pull_secrets: image_pull_secrets(global),
+        dns_config: dns_config(workload, global)?,
         redirect_annotations: redirect_annotations(&settings),
         rewrite_app_probes,
         status_port: settings.status_port,
     })
+}
+
+/// `global.podDNSSearchNamespaces` as the pod's `dnsConfig`, each entry rendered for the workload.
+fn dns_config(workload: &Workload<'_>, global: &Value) -> Result<Option<Value>, RenderError> {
+    let Some(entries) = global["podDNSSearchNamespaces"].as_array().filter(|entries| !entries.is_empty()) else {
+        return Ok(None);
+    };
+    let searches =
+        entries.iter().map(|entry| render_search(&value_text(entry), workload)).collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(json!({"searches": searches})))
+}
+
+/// Renders the template expressions 1.4's documentation uses in DNS search entries:
+/// `{{ .DeploymentMeta.Namespace }}`, `{{ .DeploymentMeta.Name }}` and
+/// `{{ valueOrDefault EXPR "default" }}`.
+fn render_search(entry: &str, workload: &Workload<'_>) -> Result<String, RenderError> {
+    let unsupported = || RenderError::DnsSearch(entry.to_string());
+    let field = |name: &str| match name {
+        ".DeploymentMeta.Namespace" => Some(workload.namespace.clone()),
+        ".DeploymentMeta.Name" => Some(workload.name.clone()),
+        _ => None,
+    };
+    let mut rendered = String::new();
+    let mut rest = entry;
+    while let Some(start) = rest.find("{{") {
+        rendered.push_str(&rest[..start]);
+        let end = rest[start..].find("}}").ok_or_else(unsupported)? + start;
+        let expression = rest[start + 2..end].trim_matches(|c: char| c == '-' || c.is_whitespace());
+        let words: Vec<&str> = expression.split_whitespace().collect();
+        let value = match words.as_slice() {
+            [name] => field(name).ok_or_else(unsupported)?,
+            ["valueOrDefault", name, default] => {
+                let default = default.strip_prefix('"').and_then(|d| d.strip_suffix('"')).ok_or_else(unsupported)?;
+                Some(field(name).ok_or_else(unsupported)?).filter(|value| !value.is_empty()).unwrap_or(default.into())
+            }
+            _ => return Err(unsupported()),
+        };
+        rendered.push_str(&value);
+        rest = &rest[end + 2..];
+    }
+    rendered.push_str(rest);
+    Ok(rendered)
 }
 
 fn image(global: &Value, image: &Value) -> String {
@@ -520,26 +614,36 @@ fn resources_or_empty(resources: &Value) -> Value {
     }
 }
 
+/// A variable with a literal value; an empty one is written without it, as Kubernetes does.
+fn value_env(name: &str, value: &str) -> Value {
+    if value.is_empty() {
+        json!({"name": name})
+    } else {
+        json!({"name": name, "value": value})
+    }
+}
+
 fn field_env(name: &str, path: &str) -> Value {
     json!({"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}})
 }
 
 /// The application containers' ports, comma separated (1.4's `applicationPorts`).
 pub fn application_ports(spec: &Value) -> String {
-    app_containers(spec)
+    container_ports(spec, |container| container.get("name").and_then(Value::as_str) != Some(PROXY_CONTAINER))
+}
+
+/// The ports of the containers `include` accepts, comma separated.
+fn container_ports(spec: &Value, include: impl Fn(&Value) -> bool) -> String {
+    spec.get("containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|container| include(container))
         .flat_map(|container| container.get("ports").and_then(Value::as_array).cloned().unwrap_or_default())
         .filter_map(|port| port.get("containerPort").and_then(Value::as_u64))
         .map(|port| port.to_string())
         .collect::<Vec<_>>()
         .join(",")
-}
-
-fn app_containers(spec: &Value) -> impl Iterator<Item = &Value> {
-    spec.get("containers")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter(|container| container.get("name").and_then(Value::as_str) != Some(PROXY_CONTAINER))
 }
 
 /// Every container port as JSON, the value of `ISTIO_META_POD_PORTS`.
@@ -550,13 +654,28 @@ fn pod_ports_json(spec: &Value) -> String {
         .into_iter()
         .flatten()
         .flat_map(|container| container.get("ports").and_then(Value::as_array).cloned().unwrap_or_default())
-        .map(|port| format!("    {port}"))
+        .map(|port| container_port_json(&port))
         .collect();
+    // 1.4's template wrote one port per line, each after the first led by its comma.
     if ports.is_empty() {
         "[\n]".to_string()
     } else {
-        format!("[\n{}\n]", ports.join(",\n"))
+        format!("[\n    {}\n]", ports.join("\n    ,"))
     }
+}
+
+/// A ContainerPort as JSON in Kubernetes' field order (name, hostPort, containerPort,
+/// protocol, hostIP), as 1.4 wrote it into `ISTIO_META_POD_PORTS`.
+fn container_port_json(port: &Value) -> String {
+    let fields: Vec<String> = ["name", "hostPort", "containerPort", "protocol", "hostIP"]
+        .into_iter()
+        .filter_map(|field| {
+            let value = port.get(field).filter(|value| !value.is_null())?;
+            let empty = value.as_str() == Some("") || value.as_u64() == Some(0);
+            (!empty).then(|| format!("{}:{value}", json!(field)))
+        })
+        .collect();
+    format!("{{{}}}", fields.join(","))
 }
 
 /// The excluded inbound ports with the status port added (1.4's `excludeInboundPort`).
@@ -594,65 +713,6 @@ fn user_json_map(
             },
         )
         .collect()
-}
-
-/// Checks the annotations the template reads (1.4's `validateAnnotations`).
-fn validate_annotations(annotations: &BTreeMap<String, String>) -> Result<(), RenderError> {
-    for (name, value) in annotations {
-        let problem = match name.as_str() {
-            "sidecar.istio.io/interceptionMode" => {
-                InterceptionMode::parse(value).is_none().then(|| "must be REDIRECT, TPROXY or NONE".to_string())
-            }
-            "sidecar.istio.io/controlPlaneAuthPolicy" => {
-                (!matches!(value.as_str(), "NONE" | "MUTUAL_TLS")).then(|| "must be NONE or MUTUAL_TLS".to_string())
-            }
-            "status.sidecar.istio.io/port" => value.parse::<u16>().is_err().then(|| "is not a port".to_string()),
-            "readiness.status.sidecar.istio.io/initialDelaySeconds"
-            | "readiness.status.sidecar.istio.io/periodSeconds"
-            | "readiness.status.sidecar.istio.io/failureThreshold" => {
-                value.parse::<u32>().is_err().then(|| "is not a non-negative integer".to_string())
-            }
-            "readiness.status.sidecar.istio.io/applicationPorts"
-            | "traffic.sidecar.istio.io/excludeInboundPorts"
-            | "traffic.sidecar.istio.io/excludeOutboundPorts" => port_list_problem(value),
-            "traffic.sidecar.istio.io/includeInboundPorts" => {
-                if value == "*" {
-                    None
-                } else {
-                    port_list_problem(value)
-                }
-            }
-            "traffic.sidecar.istio.io/includeOutboundIPRanges" | "traffic.sidecar.istio.io/excludeOutboundIPRanges" => {
-                if value == "*" {
-                    None
-                } else {
-                    value
-                        .split(',')
-                        .map(str::trim)
-                        .filter(|cidr| !cidr.is_empty())
-                        .find(|cidr| cidr.parse::<ipnet::IpNet>().is_err())
-                        .map(|cidr| format!("{cidr:?} is not a CIDR"))
-                }
-            }
-            "sidecar.istio.io/rewriteAppHTTPProbers" => {
-                value.parse::<bool>().is_err().then(|| "must be true or false".to_string())
-            }
-            _ => None,
-        };
-        if let Some(problem) = problem {
-            return Err(RenderError::Annotation { name: name.clone(), value: value.clone(), problem });
-        }
-    }
-    Ok(())
-}
-
-fn port_list_problem(value: &str) -> Option<String> {
-    value
-        .split(',')
-        .map(str::trim)
-        .filter(|port| !port.is_empty())
-        .find(|port| port.parse::<u16>().map_or(true, |port| port == 0))
-        .map(|port| format!("{port:?} is not a port"))
 }
 
 #[cfg(test)]

@@ -1,9 +1,9 @@
 //! `istioctl x kube-uninject`: takes the sidecar back out of workloads, as 1.4's did. Every pod
 //! template loses its `*sidecar.istio.io*` annotations and is marked
 //! `sidecar.istio.io/inject: "false"`; one that has an `istio-proxy` container also loses it,
-//! the `istio-init` and `enable-core-dump` init containers, the `istio-envoy` and
-//! `istio-certs` volumes, the DNS search domains that name `global`, and (beyond 1.4, whose
-//! injection did not add it) the `security.istio.io/tlsMode` label, so that clients using
+//! the `istio-init` (or, with CNI, `istio-validation`) and `enable-core-dump` init containers,
+//! the `istio-envoy` and `istio-certs` volumes, the DNS search domains that name `global`, and
+//! (beyond 1.4's, which left it) the `security.istio.io/tlsMode` label, so that clients using
 //! automatic mutual TLS stop sending it mTLS. Other kinds pass through unchanged.
 
 use serde_json::{Map, Value};
@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use crate::inject::{pod_template_pointer, rewrite_documents, KubeInjectError};
 
 const PROXY_CONTAINER: &str = "istio-proxy";
-const INJECTED_INIT_CONTAINERS: [&str; 2] = ["istio-init", "enable-core-dump"];
+const INJECTED_INIT_CONTAINERS: [&str; 3] = ["istio-init", "istio-validation", "enable-core-dump"];
 const INJECTED_VOLUMES: [&str; 2] = ["istio-envoy", "istio-certs"];
 const SIDECAR_ANNOTATION_MARK: &str = "sidecar.istio.io";
 const INJECT_ANNOTATION: &str = "sidecar.istio.io/inject";
