@@ -98,6 +98,28 @@ mod tests {
         }
     }
 
+    /// 1.4.6's writer goldens (`istioctl/pkg/writer/pilot/testdata`) for its auth writer's
+    /// rows: two services and one without a host, which is left out.
+    #[test]
+    fn tables_match_the_1_4_6_writer_goldens() {
+        let golden = |name: &str| {
+            let path = format!("{}/testdata/istio-1.4.6/writer/pilot/{name}", env!("CARGO_MANIFEST_DIR"));
+            std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{path}: {error}"))
+        };
+        let entry = |host: &str, port: u32, n: u32| AuthenticationDebug {
+            host: host.to_string(),
+            port,
+            authentication_policy_name: format!("auth-policy{n}/namespace{n}"),
+            destination_rule_name: format!("destination-rule{n}/namespace{n}"),
+            server_protocol: "HTTP".to_string(),
+            client_protocol: "HTTP".to_string(),
+            tls_conflict_status: "OK".to_string(),
+        };
+        let rows = vec![entry("host1", 1, 1), entry("host2", 2, 2), entry("", 9999, 3)];
+        assert_eq!(render(rows.clone(), None).trim_end(), golden("multiAuth.txt").trim_end());
+        assert_eq!(render(rows, Some("host2")).trim_end(), golden("singleAuth.txt").trim_end());
+    }
+
     #[test]
     fn prints_the_1_4_table_sorted_and_one_service_alone() {
         let rows = vec![

@@ -350,9 +350,13 @@ fn endpoint_output(clusters: &Value, target: &Target) -> anyhow::Result<String> 
         }
         for host in cluster["host_statuses"].as_array().into_iter().flatten() {
             let socket = &host["address"]["socket_address"];
-            let address = socket["address"].as_str().unwrap_or_default();
+            // A Unix socket is named by its path, without a port, as 1.4 printed it.
+            let address = match socket["address"].as_str() {
+                Some(address) => address.to_string(),
+                None => format!("unix://{}", host["address"]["pipe"]["path"].as_str().unwrap_or_default()),
+            };
             let port = socket["port_value"].as_u64().unwrap_or(0);
-            if target.address.as_deref().is_some_and(|wanted| wanted != address)
+            if target.address.as_deref().is_some_and(|wanted| !wanted.eq_ignore_ascii_case(&address))
                 || target.port.is_some_and(|wanted| u64::from(wanted) != port)
             {
                 continue;
@@ -363,13 +367,18 @@ fn endpoint_output(clusters: &Value, target: &Target) -> anyhow::Result<String> 
             }
             let outlier =
                 if host["health_status"]["failed_outlier_check"].as_bool() == Some(true) { "FAILED" } else { "OK" };
-            rows.push(vec![format!("{address}:{port}"), status.to_string(), outlier.to_string(), name.to_string()]);
+            let endpoint = if port == 0 { address.clone() } else { format!("{address}:{port}") };
+            let row = vec![endpoint, status.to_string(), outlier.to_string(), name.to_string()];
+            rows.push(((address, port, name.to_string()), row));
             chosen.push(serde_json::json!({"cluster": name, "host": host}));
         }
     }
     if target.output == "json" {
         return Ok(serde_json::to_string_pretty(&chosen)?);
     }
+    // Sorted by address, port and cluster, as 1.4's.
+    rows.sort_by(|(a, _), (b, _)| a.cmp(b));
+    let rows: Vec<Vec<String>> = rows.into_iter().map(|(_, row)| row).collect();
     Ok(crate::table::render(&["ENDPOINT", "STATUS", "OUTLIER CHECK", "CLUSTER"], &rows))
 }
 
@@ -420,6 +429,74 @@ mod tests {
             listener_table(&listeners.iter().collect::<Vec<_>>()),
             "ADDRESS     PORT     TYPE\n0.0.0.0     9080     HTTP\n"
         );
+    }
+
+    /// 1.4.6's writer goldens (`istioctl/pkg/writer/envoy/**/testdata`), printed from v3
+    /// config holding what its v2 dumps held.
+    fn golden(name: &str) -> String {
+        let path = format!("{}/testdata/istio-1.4.6/writer/envoy/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{path}: {error}"))
+    }
+
+    fn everything(pod: &str) -> Target {
+        Target {
+            pod: pod.into(),
+            fqdn: None,
+            port: None,
+            subset: None,
+            direction: None,
+            address: None,
+            name: None,
+            cluster: None,
+            status: None,
+            output: "short".into(),
+        }
+    }
+
+    #[test]
+    fn summaries_match_the_1_4_6_writer_goldens() {
+        let dump = json!({"configs": [
+            {"@type": "type.googleapis.com/envoy.admin.v3.ClustersConfigDump",
+             "static_clusters": [{"cluster": {"name": "xds-grpc", "type": "STRICT_DNS"}}],
+             "dynamic_active_clusters": [{"cluster": {"name": "outbound|15004||istio-policy.istio-system.svc.cluster.local",
+                "type": "EDS"}}]},
+            {"@type": "type.googleapis.com/envoy.admin.v3.ListenersConfigDump",
+             "dynamic_listeners": [
+                {"active_state": {"listener": {"address": {"socket_address": {"address": "172.21.134.116", "port_value": 443}},
+                    "filter_chains": [{"filters": [{"name": "envoy.filters.network.tcp_proxy"}]}]}}},
+                {"active_state": {"listener": {"address": {"socket_address": {"address": "0.0.0.0", "port_value": 8080}},
+                    "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager"}]}]}}}]}]});
+        let clusters = clusters(&dump);
+        assert_eq!(
+            cluster_table(&clusters.iter().collect::<Vec<_>>()).trim_end(),
+            golden("clustersummary.txt").trim_end()
+        );
+        let listeners = listeners(&dump);
+        assert_eq!(
+            listener_table(&listeners.iter().collect::<Vec<_>>()).trim_end(),
+            golden("listenersummary.txt").trim_end()
+        );
+
+        let host = |address: &str, port: u16, status: &str, failed: bool| {
+            json!({"address": {"socket_address": {"address": address, "port_value": port}},
+                   "health_status": {"eds_health_status": status, "failed_outlier_check": failed}})
+        };
+        let cluster =
+            |name: &str, hosts: Vec<Value>| json!({"name": format!("outbound|{name}"), "host_statuses": hosts});
+        let endpoints = json!({"cluster_statuses": [
+            cluster("9080||reviews.default.svc.cluster.local", vec![
+                host("172.17.0.27", 9080, "HEALTHY", true), host("172.17.0.24", 9080, "HEALTHY", false),
+                host("172.17.0.26", 9080, "HEALTHY", false)]),
+            cluster("443||istio-egressgateway.istio-system.svc.cluster.local", vec![host("172.17.0.6", 443, "HEALTHY", false)]),
+            cluster("443||istio-sidecar-injector.istio-system.svc.cluster.local", vec![host("172.17.0.4", 443, "HEALTHY", false)]),
+            cluster("15014||istio-policy.istio-system.svc.cluster.local", vec![host("172.17.0.14", 15014, "UNHEALTHY", false)]),
+            cluster("443||istio-galley.istio-system.svc.cluster.local", vec![host("172.17.0.19", 443, "HEALTHY", false)]),
+            cluster("443||istio-ingressgateway.istio-system.svc.cluster.local", vec![host("172.17.0.13", 443, "HEALTHY", false)]),
+            {"name": "inbound_9092", "host_statuses": [{"address": {"pipe": {"path": "/sock/mixer.socket"}},
+                "health_status": {"eds_health_status": "HEALTHY"}}]},
+        ]});
+        let table = endpoint_output(&endpoints, &everything("p")).expect("table");
+        assert_eq!(table.trim_end(), golden("endpointsummary.txt").trim_end());
     }
 
     #[test]

@@ -27,11 +27,29 @@ pub struct ProxyStatusArgs {
 
 /// Renders syncz entries as the proxy-status table.
 pub(crate) fn render(entries: &[Value], pilot: &str) -> String {
-    let mut sorted: Vec<&Value> = entries.iter().collect();
-    sorted.sort_by_key(|entry| entry["proxy"].as_str().unwrap_or_default().to_string());
+    render_sources(&[(pilot, entries)], None)
+}
+
+/// Renders the syncz entries of one or more Pilots as 1.4's table: every proxy (or, with
+/// `only`, those whose name contains it) sorted by name, with the Pilot that reported it.
+/// A proxy that did not say its Istio version shows its proxy version with a `*`, as 1.4's.
+pub(crate) fn render_sources(sources: &[(&str, &[Value])], only: Option<&str>) -> String {
+    let mut sorted: Vec<(&str, &Value)> = sources
+        .iter()
+        .flat_map(|(pilot, entries)| entries.iter().map(move |entry| (*pilot, entry)))
+        .filter(|(_, entry)| only.is_none_or(|name| entry["proxy"].as_str().unwrap_or_default().contains(name)))
+        .collect();
+    sorted.sort_by_key(|(_, entry)| entry["proxy"].as_str().unwrap_or_default().to_string());
     let rows: Vec<Vec<String>> = sorted
         .into_iter()
-        .map(|entry| {
+        .map(|(pilot, entry)| {
+            let version = match entry["istio_version"].as_str().filter(|v| !v.is_empty()) {
+                Some(version) => version.to_string(),
+                None => match entry["proxy_version"].as_str().filter(|v| !v.is_empty()) {
+                    Some(proxy_version) => format!("{proxy_version}*"),
+                    None => "unknown".to_string(),
+                },
+            };
             vec![
                 entry["proxy"].as_str().unwrap_or_default().to_string(),
                 SyncState::of(entry, "cds").to_string(),
@@ -39,7 +57,7 @@ pub(crate) fn render(entries: &[Value], pilot: &str) -> String {
                 SyncState::of(entry, "eds").to_string(),
                 SyncState::of(entry, "rds").to_string(),
                 pilot.to_string(),
-                entry["istio_version"].as_str().filter(|v| !v.is_empty()).unwrap_or("unknown").to_string(),
+                version,
             ]
         })
         .collect();
@@ -99,6 +117,46 @@ pub(crate) fn run(args: &ProxyStatusArgs) -> anyhow::Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    /// 1.4.6's writer goldens (`istioctl/pkg/writer/pilot/testdata`).
+    fn golden(name: &str) -> String {
+        let path = format!("{}/testdata/istio-1.4.6/writer/pilot/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{path}: {error}"))
+    }
+
+    /// The proxies of 1.4.6's status writer tests, as syncz entries: `proxy1` stale on CDS and
+    /// never sent routes, `proxy2` stale on CDS and EDS, `proxy3` never acknowledged.
+    fn proxy(name: &str) -> Value {
+        match name {
+            "proxy1" => json!({"proxy": "proxy1", "istio_version": "1.1", "cluster_sent": "n", "cluster_acked": "m",
+                "listener_sent": "n", "listener_acked": "n", "endpoint_sent": "n", "endpoint_acked": "n"}),
+            "proxy2" => json!({"proxy": "proxy2", "istio_version": "1.1", "cluster_sent": "n", "cluster_acked": "m",
+                "listener_sent": "n", "listener_acked": "n", "endpoint_sent": "n", "endpoint_acked": "m",
+                "route_sent": "n", "route_acked": "n"}),
+            _ => json!({"proxy": "proxy3", "istio_version": "1.1", "cluster_sent": "n", "listener_acked": "n",
+                "endpoint_sent": "n", "route_sent": "n", "route_acked": "n"}),
+        }
+    }
+
+    #[test]
+    fn tables_match_the_1_4_6_writer_goldens() {
+        let (one, two, three) = ([proxy("proxy1")], [proxy("proxy2")], [proxy("proxy3")]);
+        let multi = render_sources(&[("pilot2", &two), ("pilot3", &three), ("pilot1", &one)], None);
+        assert_eq!(multi.trim_end(), golden("multiStatusMultiPilot.txt").trim_end());
+        let both = [proxy("proxy2"), proxy("proxy1")];
+        assert_eq!(
+            render_sources(&[("pilot1", &both)], None).trim_end(),
+            golden("multiStatusSinglePilot.txt").trim_end()
+        );
+        let single = render_sources(&[("pilot1", &one), ("pilot2", &two)], Some("proxy2"));
+        assert_eq!(single.trim_end(), golden("singleStatus.txt").trim_end());
+        let mut fallback = proxy("proxy2");
+        fallback["istio_version"] = json!("");
+        fallback["proxy_version"] = json!("1.1");
+        let fallback = render_sources(&[("pilot2", &[fallback])], Some("proxy2"));
+        assert_eq!(fallback.trim_end(), golden("singleStatusFallback.txt").trim_end());
+    }
 
     #[test]
     fn renders_synced_stale_not_sent_and_nacked() {

@@ -17,7 +17,7 @@ const REJECTED: &str = "sum(galley_validation_failed) by (resource, reason)";
 fn state_class(state: SyncState) -> &'static str {
     match state {
         SyncState::Synced => "ok",
-        SyncState::Stale | SyncState::NotSent => "warn",
+        SyncState::Stale | SyncState::NeverAcknowledged | SyncState::NotSent => "warn",
         SyncState::Nacked => "bad",
     }
 }

@@ -11,8 +11,10 @@ pub enum SyncState {
     Synced,
     /// Nothing of this type was sent.
     NotSent,
-    /// Sent, not yet acknowledged.
+    /// Sent, not yet acknowledged; an earlier push was.
     Stale,
+    /// Sent, and nothing of this type was ever acknowledged.
+    NeverAcknowledged,
     /// The proxy rejected the latest push.
     Nacked,
 }
@@ -35,6 +37,8 @@ impl SyncState {
             SyncState::NotSent
         } else if sent == acked {
             SyncState::Synced
+        } else if acked.is_empty() {
+            SyncState::NeverAcknowledged
         } else {
             SyncState::Stale
         }
@@ -45,6 +49,7 @@ impl SyncState {
             SyncState::Synced => "SYNCED",
             SyncState::NotSent => "NOT SENT",
             SyncState::Stale => "STALE",
+            SyncState::NeverAcknowledged => "STALE (Never Acknowledged)",
             SyncState::Nacked => "NACKED",
         }
     }
