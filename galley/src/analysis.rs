@@ -2,7 +2,8 @@
 //! analyzers `istioctl x analyze` uses run over the accepted config and the cluster's
 //! namespaces, services and pods. When the findings change, Galley logs each message (as
 //! `istioctl x analyze` prints it) and serves the current list as JSON at `/debug/analysis`
-//! on its monitoring port.
+//! on its monitoring port. On Kubernetes it also writes them to the objects'
+//! `status.validationMessages`, as 1.4's did (`status.rs`).
 
 use std::sync::{Arc, RwLock};
 
@@ -11,15 +12,19 @@ use axum::{Json, Router};
 use istio_config::analysis::{self, Analyzer, Message, Options, Snapshot};
 use istio_config::object::Object;
 
+use crate::status::StatusWriter;
+
 /// The analyzers and the latest findings.
 pub(crate) struct Analysis {
     analyzers: Vec<Analyzer>,
     latest: RwLock<Vec<Message>>,
+    /// On Kubernetes, where the findings are written back.
+    status: Option<StatusWriter>,
 }
 
 impl Analysis {
-    pub(crate) fn new() -> Arc<Analysis> {
-        Arc::new(Analysis { analyzers: analysis::all(), latest: RwLock::new(Vec::new()) })
+    pub(crate) fn new(status: Option<StatusWriter>) -> Arc<Analysis> {
+        Arc::new(Analysis { analyzers: analysis::all(), latest: RwLock::new(Vec::new()), status })
     }
 
     /// Analyses `objects`; logs and keeps the findings when they differ from the last ones.
@@ -36,6 +41,9 @@ impl Analysis {
         }
         for message in &result.messages {
             tracing::warn!(code = message.kind.code, "analysis: {message}");
+        }
+        if let Some(status) = &self.status {
+            status.report(&result.messages);
         }
         *latest = result.messages;
     }

@@ -11,6 +11,7 @@ pub(crate) mod metrics;
 pub(crate) mod registration;
 pub(crate) mod snapshot;
 pub(crate) mod source;
+pub(crate) mod status;
 pub(crate) mod synthetic;
 pub(crate) mod webhook;
 
@@ -138,7 +139,12 @@ pub async fn start(config: Config) -> Result<Running, GalleyError> {
         }
         Source::Directory(_) => store.watch(),
     };
-    let analysis = config.enable_analysis.then(analysis::Analysis::new);
+    let analysis = config.enable_analysis.then(|| {
+        analysis::Analysis::new(match &config.source {
+            Source::Kubernetes(client) => Some(status::StatusWriter::start(client.clone())),
+            Source::Directory(_) => None,
+        })
+    });
     tokio::spawn(source::run(events, publish, config.snapshot.clone(), metrics.clone(), analysis.clone()));
     // The store must outlive its watchers; keep it until shutdown.
     let store_guard = shutdown.wait();

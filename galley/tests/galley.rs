@@ -367,16 +367,40 @@ async fn webhook_admits_valid_and_denies_invalid_config() {
     wait_for_metric(fixture.galley.monitoring_address, "galley_validation_failed{").await;
 }
 
+/// What the scripted API server was asked to write: each PUT's path and body.
+type Patches = std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>;
+
 /// A scripted API server: answers every list with the canned items for that path (empty when
-/// none) and keeps watch requests open, as a quiet cluster would.
+/// none), keeps watch requests open, as a quiet cluster would, and records patches.
 async fn scripted_api_server(
     mut handle: tower_test::mock::Handle<http::Request<kube::client::Body>, http::Response<kube::client::Body>>,
     lists: Vec<(&'static str, Value)>,
+    patches: Patches,
 ) {
     let mut open_watches = Vec::new();
     let mut failed_a_watch = false;
     while let Some((request, send)) = handle.next_request().await {
         let path = request.uri().path().to_string();
+        if path.ends_with("/status") {
+            // A status read answers with the object; a status update is recorded and echoed.
+            let name = path.trim_end_matches("/status").rsplit('/').next().unwrap_or_default().to_string();
+            let mut object = json!({"apiVersion": "networking.istio.io/v1alpha3", "kind": "VirtualService",
+                                    "metadata": {"name": name, "namespace": "default", "resourceVersion": "42"},
+                                    "spec": {}});
+            if request.method() == http::Method::PUT {
+                use http_body_util::BodyExt;
+                let body = request.into_body().collect().await.expect("body").to_bytes();
+                object = serde_json::from_slice(&body).expect("JSON object");
+                patches.lock().expect("patches").push((path.clone(), object.clone()));
+            }
+            send.send_response(
+                http::Response::builder()
+                    .status(200)
+                    .body(kube::client::Body::from(serde_json::to_vec(&object).expect("json")))
+                    .expect("response"),
+            );
+            continue;
+        }
         if request.uri().query().unwrap_or_default().contains("watch=true") {
             // The nodes watch fails once, as a watch does when the API server restarts.
             if path == "/api/v1/nodes" && !failed_a_watch {
@@ -424,6 +448,7 @@ async fn kubernetes_source_feeds_mcp() {
             ("/apis/networking.istio.io/v1alpha3/virtualservices", json!([vs])),
             ("/api/v1/services", json!([service_object])),
         ],
+        Patches::default(),
     ));
     let loopback: SocketAddr = "127.0.0.1:0".parse().expect("address");
     let galley = galley::start(Config {
@@ -447,6 +472,58 @@ async fn kubernetes_source_feeds_mcp() {
     wait_for_metric(galley.monitoring_address, "galley_source_kube_event_success_total 2").await;
     wait_for_metric(galley.monitoring_address, "galley_source_kube_dynamic_converter_success_total 2").await;
     wait_for_metric(galley.monitoring_address, "galley_source_kube_event_error_total 1").await;
+}
+
+/// With `--enableAnalysis` on Kubernetes, the findings are written to the objects'
+/// `status.validationMessages` (1.4's status controller): the VirtualService whose subsets no
+/// DestinationRule defines gets IST0101 through an update of its status subresource.
+#[tokio::test]
+async fn analysis_writes_validation_messages_to_the_objects_status() {
+    let (service, handle) =
+        tower_test::mock::pair::<http::Request<kube::client::Body>, http::Response<kube::client::Body>>();
+    let client = kube::Client::new(service, "default");
+    let mut vs: Value = serde_yaml::from_str(&virtual_service("reviews", 50, 50)).expect("yaml");
+    vs["metadata"]["resourceVersion"] = json!("42");
+    let service_object = json!({"metadata": {"name": "reviews", "namespace": "default", "resourceVersion": "43"},
+        "spec": {"clusterIP": "10.96.0.12", "ports": [{"name": "http", "port": 9080}]}});
+    let patches = Patches::default();
+    tokio::spawn(scripted_api_server(
+        handle,
+        vec![
+            ("/apis/networking.istio.io/v1alpha3/virtualservices", json!([vs])),
+            ("/api/v1/services", json!([service_object])),
+        ],
+        patches.clone(),
+    ));
+    let loopback: SocketAddr = "127.0.0.1:0".parse().expect("address");
+    let _galley = galley::start(Config {
+        source: Source::Kubernetes(client),
+        mcp_address: loopback,
+        monitoring_address: loopback,
+        webhook: None,
+        snapshot: SnapshotSettings::default(),
+        registration: None,
+        enable_analysis: true,
+    })
+    .await
+    .expect("galley starts");
+    let path = "/apis/networking.istio.io/v1alpha3/namespaces/default/virtualservices/reviews/status";
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let body = loop {
+        let found = patches.lock().expect("patches").iter().find(|(p, _)| p == path).map(|(_, body)| body.clone());
+        if let Some(body) = found {
+            break body;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no status update: {:?}", patches.lock().expect("patches"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let messages = body["status"]["validationMessages"].as_array().expect("validationMessages");
+    assert!(!messages.is_empty(), "{body}");
+    assert!(
+        messages.iter().all(|m| m["code"] == "IST0101" && m["level"] == "Error" && m.get("origin").is_none()),
+        "{body}"
+    );
+    assert!(messages.iter().any(|m| m["message"].as_str().unwrap_or_default().contains("reviews")), "{body}");
 }
 
 /// 1.4's webhook edges: HTTP refusals by status, an undecodable review answered with a denial,
