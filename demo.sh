@@ -13,6 +13,11 @@ fi
 missing=()
 command -v ip >/dev/null || missing+=(iproute2)
 command -v iptables >/dev/null || missing+=(iptables)
+# Bootstrap 3 and jQuery for Bookinfo's page: installed where apt-get can, else the page gets
+# a plain built-in stylesheet.
+if [ ! -e /usr/share/javascript/bootstrap/css/bootstrap.min.css ] && command -v apt-get >/dev/null; then
+    missing+=(libjs-bootstrap)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
     if command -v apt-get >/dev/null; then
         echo "installing ${missing[*]} (Debian packages)" >&2

@@ -36,6 +36,8 @@ install_prerequisites() {
     command -v chromium >/dev/null || missing+=(chromium)           # a real browser on the mesh console
     command -v nginx >/dev/null || missing+=(nginx)                 # the TLS tasks' web servers
     command -v tinyproxy >/dev/null || missing+=(tinyproxy)         # the external HTTPS proxy task
+    # Bootstrap 3 and jQuery, which Bookinfo's page is styled with, as the original was
+    [ -e /usr/share/javascript/bootstrap/css/bootstrap.min.css ] || missing+=(libjs-bootstrap)
     # nginx's stream module (a dynamic module on Debian): the wildcard task's SNI proxy
     [ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || missing+=(libnginx-mod-stream)
     if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

@@ -85,6 +85,78 @@ fn the_product_page_shows_details_reviews_and_the_versions_stars() {
     assert!(body.contains("Reviewer1") && !body.contains("glyphicon-star"), "{body}");
 }
 
+/// Istio 1.4.6's Bookinfo page goldens (`tests/apps/bookinfo/output`, kept in
+/// `samples/bookinfo/testdata/istio-1.4.6`): the page of each reviews version, for a signed-in
+/// user, byte for byte; and with reviews unreachable, the reviews error.
+#[test]
+fn the_page_is_the_original_byte_for_byte() {
+    let golden = |name: &str| {
+        let path = format!("{}/../samples/bookinfo/testdata/istio-1.4.6/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{path}: {error}"))
+    };
+    let ratings = start("ratings", &[]);
+    let details = start("details", &[]);
+    let page_for = |reviews_port: u16, user: &str| {
+        let page = productpage(details.port, reviews_port, ratings.port);
+        let address = format!("127.0.0.1:{}", page.port);
+        let cookie = e2e::bookinfo_login(&address, user);
+        let (status, _, body) = http_request(&address, "GET", "/productpage", &[("cookie", &cookie)], "");
+        assert_eq!(status, 200);
+        body
+    };
+    let v1 = reviews(None, ratings.port);
+    let v2 = reviews(Some("black"), ratings.port);
+    let v3 = reviews(Some("red"), ratings.port);
+    for (reviews_port, user, name) in [
+        (v1.port, "normal-user", "productpage-normal-user-v1.html"),
+        (v2.port, "normal-user", "productpage-normal-user-v2.html"),
+        (v2.port, "test-user", "productpage-test-user-v2.html"),
+        (v3.port, "normal-user", "productpage-normal-user-v3.html"),
+        (free_port(), "test-user", "productpage-test-user-v1-review-timeout.html"),
+    ] {
+        assert_eq!(page_for(reviews_port, user), golden(name), "{name}");
+    }
+}
+
+/// The page's static files come from the installed Bootstrap 3 and jQuery, as the original
+/// served its copies; without them the stylesheet path still answers.
+#[test]
+fn bootstrap_and_jquery_are_served_from_the_installed_packages() {
+    let details = start("details", &[]);
+    let page = productpage(details.port, free_port(), free_port());
+    let address = format!("127.0.0.1:{}", page.port);
+    let installed = std::path::Path::new("/usr/share/javascript/bootstrap/css/bootstrap.min.css");
+    let (status, css) = http_get(&address, "/static/bootstrap/css/bootstrap.min.css");
+    assert_eq!(status, 200);
+    if installed.exists() {
+        assert!(css.contains("Bootstrap v3"), "the real Bootstrap 3");
+        for asset in [
+            "/static/bootstrap/css/bootstrap-theme.min.css",
+            "/static/bootstrap/js/bootstrap.min.js",
+            "/static/bootstrap/fonts/glyphicons-halflings-regular.woff2",
+            "/static/jquery.min.js",
+        ] {
+            assert_eq!(http_get(&address, asset).0, 200, "{asset}");
+        }
+    } else {
+        assert!(css.contains(".glyphicon-star"), "the built-in stylesheet");
+    }
+    assert_eq!(http_get(&address, "/static/../../etc/passwd").0, 404);
+    assert_eq!(http_get(&address, "/static/bootstrap/fonts/glyphicons-halflings-regular.x/../../../x").0, 404);
+
+    let unstyled = start_productpage_with(details.port, &[("BOOKINFO_STATIC_DIR", "/nonexistent")]);
+    let (status, css) = http_get(&format!("127.0.0.1:{}", unstyled.port), "/static/bootstrap/css/bootstrap.min.css");
+    assert_eq!(status, 200);
+    assert!(css.contains(".glyphicon-star"), "the built-in stylesheet: {css}");
+}
+
+fn start_productpage_with(details: u16, extra: &[(&str, &str)]) -> Service {
+    let details = details.to_string();
+    let mut env = vec![("DETAILS_HOSTNAME", "127.0.0.1"), ("DETAILS_SERVICE_PORT", details.as_str())];
+    env.extend_from_slice(extra);
+    start("productpage", &env)
+}
+
 #[test]
 fn login_sends_the_user_on_and_failures_show_the_original_errors() {
     // A recording server stands in for ratings: it answers no ratings, and shows what reviews forwarded.

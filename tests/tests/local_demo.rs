@@ -134,9 +134,14 @@ fn demo_runs_bookinfo_through_sidecars_and_tears_down_cleanly() {
         sample_step.split_whitespace().find(|word| word.ends_with("virtual-service-all-v1.yaml")).expect("a path");
     assert!(Path::new(printed_sample).is_file(), "{printed_sample} is not there from here");
 
-    // The page, through the ingress gateway.
+    // The page, through the ingress gateway, styled by the installed Bootstrap 3.
     let body = page(&gateway, None);
     assert!(body.contains("<title>Simple Bookstore App</title>"));
+    let (status, _, css) = http_request(&gateway, "GET", "/static/bootstrap/css/bootstrap.min.css", &[], "");
+    assert_eq!(status, 200, "the page's stylesheet through the gateway");
+    if Path::new("/usr/share/javascript/bootstrap/css/bootstrap.min.css").exists() {
+        assert!(css.contains("Bootstrap v3"), "the installed Bootstrap, seen from the productpage pod");
+    }
     assert!(body.contains("Book Details") && body.contains("<dt>Publisher:</dt>PublisherA"), "{body}");
     assert!(body.contains("Book Reviews") && body.contains("Reviewer1") && body.contains("Reviewer2"), "{body}");
 

@@ -35,23 +35,51 @@ pub(crate) fn escape(text: &str) -> String {
     escaped
 }
 
+/// The page up to its content, as the original's Flask-Bootstrap base template rendered it
+/// (the blank lines are where its template tags were).
 fn head(title: &str) -> String {
     format!(
         r#"<!DOCTYPE html>
 <html>
   <head>
     <title>{title}</title>
-    <meta charset="utf-8">
-    <meta http-equiv="X-UA-Compatible" content="IE=edge">
-    <meta name="viewport" content="width=device-width, initial-scale=1.0">
-    <link rel="stylesheet" href="static/bootstrap/css/bootstrap.min.css">
+<meta charset="utf-8">
+<meta http-equiv="X-UA-Compatible" content="IE=edge">
+<meta name="viewport" content="width=device-width, initial-scale=1.0">
+
+<!-- Latest compiled and minified CSS -->
+<link rel="stylesheet" href="static/bootstrap/css/bootstrap.min.css">
+
+<!-- Optional theme -->
+<link rel="stylesheet" href="static/bootstrap/css/bootstrap-theme.min.css">
+
   </head>
   <body>
+    
+    
 "#
     )
 }
 
-const FOOT: &str = "  </body>\n</html>\n";
+/// The page after its content: jQuery and Bootstrap's script, and the sign-in dialog's focus.
+const FOOT: &str = r#"
+
+    
+<!-- Latest compiled and minified JavaScript -->
+<script src="static/jquery.min.js"></script>
+
+<!-- Latest compiled and minified JavaScript -->
+<script src="static/bootstrap/js/bootstrap.min.js"></script>
+
+<script type="text/javascript">
+  $('#login-modal').on('shown.bs.modal', function () {
+    $('#username').focus();
+  });
+</script>
+
+  </body>
+</html>
+"#;
 
 /// The index page (`/`): what Bookinfo is made of, and links to the product page.
 pub(crate) fn index(services: &[(&str, String)]) -> String {
@@ -95,52 +123,104 @@ pub(crate) struct ProductView<'a> {
     pub reviews: Result<&'a Value, &'a str>,
 }
 
-/// The product page.
+/// The product page, laid out line for line as the original's template rendered it (each
+/// blank or space-only line stands where one of its template tags was), so that the page
+/// matches Istio 1.4's Bookinfo page goldens.
 pub(crate) fn product_page(view: &ProductView<'_>) -> String {
     let mut page = head("Simple Bookstore App");
     page.push_str(
-        r##"<nav class="navbar navbar-inverse navbar-static-top">
+        r##"
+<nav class="navbar navbar-inverse navbar-static-top">
   <div class="container">
     <div class="navbar-header">
       <a class="navbar-brand" href="#">BookInfo Sample</a>
     </div>
+    "##,
+    );
+    match view.user {
+        Some(user) => {
+            let _ = write!(
+                page,
+                r#"
+    <p class="navbar-text navbar-right">
+      <i class="glyphicon glyphicon-user" aria-hidden="true"></i>
+      <span style="padding-left: 5px;">{} ( <a href="logout">sign out</a> )</span>
+    </p>
+    "#,
+                escape(user)
+            );
+        }
+        None => page.push_str(
+            r##"
+    <button type="button" class="btn btn-default navbar-btn navbar-right" data-toggle="modal" href="#login-modal">Sign
+      in</button>
+    "##,
+        ),
+    }
+    page.push_str(
+        r##"
+  </div>
+</nav>
+
+<!---
+<div class="navbar navbar-inverse navbar-fixed-top">
+  <div class="container">
+    <div class="navbar-header pull-left">
+      <a class="navbar-brand" href="#">Microservices Fabric BookInfo Demo</a>
+    </div>
+    <div class="navbar-header pull-right">
+      <button type="button" class="navbar-toggle" data-toggle="collapse" data-target=".navbar-collapse">
+        <span class="icon-bar"></span>
+        <span class="icon-bar"></span>
+        <span class="icon-bar"></span>
+      </button>
+    </div>
+    <div class="navbar-collapse collapse">
 "##,
     );
     match view.user {
         Some(user) => {
             let _ = write!(
                 page,
-                r#"    <p class="navbar-text navbar-right">
-      <i class="glyphicon glyphicon-user" aria-hidden="true"></i>
-      <span style="padding-left: 5px;">{} ( <a href="logout">sign out</a> )</span>
-    </p>
+                r#"
+      <a href="logout"><button type="button" class="btn btn-default navbar-btn pull-right">Sign out</button></a>
+      <p class="navbar-text pull-right">Signed in as {}</p>
 "#,
                 escape(user)
             );
         }
         None => page.push_str(
-            r##"    <button type="button" class="btn btn-default navbar-btn navbar-right" data-toggle="modal" href="#login-modal">Sign in</button>
+            r##"
+      <button type="button" class="btn btn-default navbar-btn pull-right" data-toggle="modal" data-target="#login-modal">Sign in</button>
 "##,
         ),
     }
     page.push_str(
-        r#"  </div>
-</nav>
+        r#"
+    </div>
+  </div>
+</div>
+-->
 
-<div class="modal fade" id="login-modal" tabindex="-1" role="dialog" aria-labelledby="myModalLabel" aria-hidden="true">
+<div id="login-modal" class="modal fade" role="dialog">
   <div class="modal-dialog">
     <div class="modal-content">
       <div class="modal-header">
-        <h4 class="modal-title" id="myModalLabel">Please sign in</h4>
+        <button type="button" class="close" data-dismiss="modal">&times;</button>
+        <h4 class="modal-title">Please sign in</h4>
       </div>
       <div class="modal-body">
-        <form method="post" action="login" name="login_form">
+        <form method="post" action='login' name="login_form">
           <p><input type="text" class="form-control" name="username" id="username" placeholder="User Name"></p>
           <p><input type="password" class="form-control" name="passwd" placeholder="Password"></p>
-          <p><button type="submit" class="btn btn-primary">Sign in</button></p>
+          <p>
+            <button type="submit" class="btn btn-primary">Sign in</button>
+            <button type="button" class="btn btn-default" data-dismiss="modal">Cancel</button>
+          </p>
         </form>
       </div>
     </div>
+
   </div>
 </div>
 
@@ -149,12 +229,12 @@ pub(crate) fn product_page(view: &ProductView<'_>) -> String {
     <div class="col-md-12">
 "#,
     );
-    let _ = writeln!(page, r#"      <h3 class="text-center text-primary">{PRODUCT_TITLE}</h3>"#);
-    let _ = writeln!(page, "      <p>Summary: {PRODUCT_SUMMARY}</p>");
-    page.push_str("    </div>\n  </div>\n\n  <div class=\"row\">\n    <div class=\"col-md-6\">\n");
+    let _ = write!(page, "      <h3 class=\"text-center text-primary\">{PRODUCT_TITLE}</h3>\n      \n");
+    let _ = write!(page, "      <p>Summary: {PRODUCT_SUMMARY}</p>\n      \n");
+    page.push_str("    </div>\n  </div>\n\n  <div class=\"row\">\n    <div class=\"col-md-6\">\n      ");
     match view.details {
         Ok(details) => {
-            page.push_str("      <h4 class=\"text-center text-primary\">Book Details</h4>\n      <dl>\n");
+            page.push_str("\n      <h4 class=\"text-center text-primary\">Book Details</h4>\n      <dl>\n");
             for (label, field) in [
                 ("Type", "type"),
                 ("Pages", "pages"),
@@ -170,61 +250,70 @@ pub(crate) fn product_page(view: &ProductView<'_>) -> String {
                 };
                 let _ = writeln!(page, "        <dt>{label}:</dt>{}", escape(&value));
             }
-            page.push_str("      </dl>\n");
+            page.push_str("      </dl>\n      ");
         }
         Err(message) => {
-            page.push_str("      <h4 class=\"text-center text-primary\">Error fetching product details!</h4>\n");
-            let _ = writeln!(page, "      <p>{}</p>", escape(message));
+            page.push_str(
+                "\n      <h4 class=\"text-center text-primary\">Error fetching product details!</h4>\n      ",
+            );
+            let _ = write!(page, "\n      <p>{}</p>\n      \n      ", escape(message));
         }
     }
-    page.push_str("    </div>\n\n    <div class=\"col-md-6\">\n");
+    page.push_str("\n    </div>\n\n    <div class=\"col-md-6\">\n      ");
     match view.reviews {
         Ok(reviews) => {
-            page.push_str("      <h4 class=\"text-center text-primary\">Book Reviews</h4>\n");
+            page.push_str("\n      <h4 class=\"text-center text-primary\">Book Reviews</h4>\n      ");
             for review in reviews["reviews"].as_array().into_iter().flatten() {
                 render_review(&mut page, review);
             }
+            page.push_str("\n      ");
         }
         Err(message) => {
-            page.push_str("      <h4 class=\"text-center text-primary\">Error fetching product reviews!</h4>\n");
-            let _ = writeln!(page, "      <p>{}</p>", escape(message));
+            page.push_str(
+                "\n      <h4 class=\"text-center text-primary\">Error fetching product reviews!</h4>\n      ",
+            );
+            let _ = write!(page, "\n      <p>{}</p>\n      \n      ", escape(message));
         }
     }
-    page.push_str("    </div>\n  </div>\n</div>\n");
+    page.push_str("\n    </div>\n  </div>\n</div>\n");
     page.push_str(FOOT);
     page
 }
 
+/// One review: its text and reviewer, then its stars in their colour or the ratings error.
 fn render_review(page: &mut String, review: &Value) {
     let text = |field: &str| escape(review[field].as_str().unwrap_or_default());
     let _ = write!(
         page,
-        "      <blockquote>\n        <p>{}</p>\n        <small>{}</small>\n",
+        "\n      <blockquote>\n        <p>{}</p>\n        <small>{}</small>\n        ",
         text("text"),
         text("reviewer")
     );
     let rating = &review["rating"];
-    if let Some(stars) = rating["stars"].as_u64().filter(|stars| *stars > 0) {
-        let stars = stars.min(5);
-        let color = escape(rating["color"].as_str().unwrap_or("black"));
-        let _ = writeln!(page, "        <font color=\"{color}\">");
-        page.push_str("          <!-- full stars: -->\n");
-        for _ in 0..stars {
-            page.push_str("          <span class=\"glyphicon glyphicon-star\"></span>\n");
+    if rating.is_object() {
+        page.push_str("\n        ");
+        if let Some(stars) = rating["stars"].as_u64().filter(|stars| *stars > 0) {
+            let stars = stars.min(5);
+            let color = escape(rating["color"].as_str().unwrap_or("black"));
+            let _ = write!(page, "\n        <font color=\"{color}\">\n          <!-- full stars: -->\n          ");
+            for _ in 0..stars {
+                page.push_str("\n          <span class=\"glyphicon glyphicon-star\"></span>\n          ");
+            }
+            page.push_str("\n          <!-- empty stars: -->\n          ");
+            for _ in stars..5 {
+                page.push_str("\n          <span class=\"glyphicon glyphicon-star-empty\"></span>\n          ");
+            }
+            page.push_str("\n        </font>\n        ");
+        } else if let Some(error) = rating["error"].as_str() {
+            let _ = write!(page, "\n        <p><i>{}</i></p>\n        ", escape(error));
         }
-        page.push_str("          <!-- empty stars: -->\n");
-        for _ in stars..5 {
-            page.push_str("          <span class=\"glyphicon glyphicon-star-empty\"></span>\n");
-        }
-        page.push_str("        </font>\n");
-    } else if let Some(error) = rating["error"].as_str() {
-        let _ = writeln!(page, "        <p><i>{}</i></p>", escape(error));
+        page.push_str("\n        ");
     }
-    page.push_str("      </blockquote>\n");
+    page.push_str("\n      </blockquote>\n      ");
 }
 
-/// The stylesheet served at the page's bootstrap path: enough layout for the page, and the
-/// two star glyphs as text characters.
+/// The stylesheet served at the page's Bootstrap path when Bootstrap is not installed: enough
+/// layout for the page, and the star glyphs as text characters.
 pub(crate) const STYLESHEET: &str = r#"body { font-family: "Helvetica Neue", Helvetica, Arial, sans-serif; margin: 0; color: #333; }
 .navbar { background: #222; color: #9d9d9d; padding: 10px 20px; overflow: hidden; }
 .navbar-brand { color: #9d9d9d; text-decoration: none; font-size: 18px; }

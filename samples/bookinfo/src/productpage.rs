@@ -57,11 +57,50 @@ pub fn router(peers: Peers, sessions: Sessions) -> Router {
         .route("/api/v1/products/{id}", get(api_details))
         .route("/api/v1/products/{id}/reviews", get(api_reviews))
         .route("/api/v1/products/{id}/ratings", get(api_ratings))
-        .route(
-            "/static/bootstrap/css/bootstrap.min.css",
-            get(|| async { ([(header::CONTENT_TYPE, "text/css")], page::STYLESHEET) }),
-        )
+        .route("/static/{*path}", get(static_asset))
         .with_state(ProductPage { peers, client: HttpClient::default(), sessions })
+}
+
+/// Where Bootstrap 3 and jQuery are installed (Debian's `libjs-bootstrap` and `libjs-jquery`);
+/// `BOOKINFO_STATIC_DIR` points elsewhere.
+fn static_root() -> std::path::PathBuf {
+    std::env::var_os("BOOKINFO_STATIC_DIR").map_or_else(|| "/usr/share/javascript".into(), Into::into)
+}
+
+/// The page's static files, as the original served them under `/static`: Bootstrap's CSS,
+/// script and glyph fonts, and jQuery, read from the installed packages. Without Bootstrap,
+/// its stylesheet path gets a small built-in one and the theme an empty one.
+async fn static_asset(axum::extract::Path(path): axum::extract::Path<String>) -> Response {
+    let installed = match path.as_str() {
+        "jquery.min.js" => Some("jquery/jquery.min.js".to_string()),
+        "bootstrap/css/bootstrap.min.css"
+        | "bootstrap/css/bootstrap-theme.min.css"
+        | "bootstrap/js/bootstrap.min.js" => Some(path.clone()),
+        font if font.starts_with("bootstrap/fonts/glyphicons-halflings-regular.") && !font.contains("..") => {
+            Some(path.clone())
+        }
+        _ => None,
+    };
+    let Some(relative) = installed else { return StatusCode::NOT_FOUND.into_response() };
+    let content_type = match relative.rsplit('.').next() {
+        Some("css") => "text/css",
+        Some("js") => "application/javascript",
+        Some("svg") => "image/svg+xml",
+        Some("woff") => "font/woff",
+        Some("woff2") => "font/woff2",
+        Some("ttf") => "font/ttf",
+        _ => "application/octet-stream",
+    };
+    match tokio::fs::read(static_root().join(&relative)).await {
+        Ok(bytes) => ([(header::CONTENT_TYPE, content_type)], bytes).into_response(),
+        Err(_) if path == "bootstrap/css/bootstrap.min.css" => {
+            ([(header::CONTENT_TYPE, "text/css")], page::STYLESHEET).into_response()
+        }
+        Err(_) if path == "bootstrap/css/bootstrap-theme.min.css" => {
+            ([(header::CONTENT_TYPE, "text/css")], "").into_response()
+        }
+        Err(_) => StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 async fn index(State(state): State<ProductPage>) -> Html<String> {
