@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use istio_config::object::Object;
 use regex::Regex;
+use serde_json::Value;
 
 use super::access::Access;
 use super::render::PROXY_CONTAINER;
@@ -54,11 +55,68 @@ fn failed(request: &Request) -> bool {
     request.code >= 400 || request.code == 0 || request.flags != "-"
 }
 
-/// The cause of a failed request, in words.
-pub(crate) fn cause(request: &Request) -> String {
+/// The clusters the proxy's routes for `authority` name but its clusters do not include: what
+/// a route without a cluster (NC) points at. A stock Envoy logs no cluster for such a request,
+/// so its config dump says which it was.
+pub(crate) fn missing_route_clusters(dump: &Value, authority: &str) -> Vec<String> {
+    let sections = dump["configs"].as_array().cloned().unwrap_or_default();
+    let of_type = |suffix: &'static str| {
+        sections.iter().filter(move |c| c["@type"].as_str().is_some_and(|t| t.ends_with(suffix)))
+    };
+    let mut known = std::collections::BTreeSet::new();
+    for section in of_type(".ClustersConfigDump") {
+        for list in ["static_clusters", "dynamic_active_clusters", "dynamic_warming_clusters"] {
+            for entry in section[list].as_array().into_iter().flatten() {
+                known.extend(entry["cluster"]["name"].as_str().map(str::to_string));
+            }
+        }
+    }
+    let mut missing = Vec::new();
+    for section in of_type(".RoutesConfigDump") {
+        let configs = ["static_route_configs", "dynamic_route_configs"]
+            .into_iter()
+            .flat_map(|list| section[list].as_array().cloned().unwrap_or_default());
+        for config in configs {
+            for host in config["route_config"]["virtual_hosts"].as_array().into_iter().flatten() {
+                if !host["domains"].as_array().into_iter().flatten().any(|domain| domain == authority) {
+                    continue;
+                }
+                for route in host["routes"].as_array().into_iter().flatten() {
+                    let action = &route["route"];
+                    let named = action["cluster"].as_str().map(str::to_string).into_iter().chain(
+                        action["weighted_clusters"]["clusters"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|c| c["name"].as_str().map(str::to_string)),
+                    );
+                    for cluster in named {
+                        if !known.contains(&cluster) && !missing.contains(&cluster) {
+                            missing.push(cluster);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    missing
+}
+
+/// The cause of a failed request, in words; `dump` (the proxy's config dump) names the
+/// cluster a stock Envoy did not log.
+pub(crate) fn cause(request: &Request, dump: Option<&Value>) -> String {
     let flags: Vec<&str> = request.flags.split(',').collect();
     let has = |flag: &str| flags.contains(&flag);
-    let cluster = if request.cluster == "-" { "its destination".to_string() } else { request.cluster.clone() };
+    let cluster = if request.cluster != "-" {
+        request.cluster.clone()
+    } else {
+        let missing = dump.map(|dump| missing_route_clusters(dump, &request.authority)).unwrap_or_default();
+        if has("NC") && !missing.is_empty() {
+            missing.join(" or ")
+        } else {
+            "its destination".to_string()
+        }
+    };
     let mixer = request.mixer_status.as_str();
     if !mixer.is_empty() && mixer != "-" && !mixer.starts_with("OK") {
         return format!("denied by Mixer policy ({mixer}): a Mixer rule (denier, list or quota) refused it");
@@ -142,8 +200,8 @@ pub(crate) fn failure_counters(stats: &str) -> Vec<(String, u64)> {
     found
 }
 
-/// The explanation for a pod's log and stats.
-pub(crate) fn explain_text(pod_name: &str, log: &str, stats: &str) -> String {
+/// The explanation for a pod's log, stats and (when a failure needs it) config dump.
+pub(crate) fn explain_text(pod_name: &str, log: &str, stats: &str, dump: Option<&Value>) -> String {
     let all = requests(log);
     let failures: Vec<&Request> = all.iter().filter(|request| failed(request)).collect();
     let mut out = format!(
@@ -165,7 +223,7 @@ pub(crate) fn explain_text(pod_name: &str, log: &str, stats: &str) -> String {
                 example.method,
                 example.authority,
                 example.path,
-                cause(example)
+                cause(example, dump)
             ));
         }
     }
@@ -182,7 +240,13 @@ pub(crate) fn explain_text(pod_name: &str, log: &str, stats: &str) -> String {
 pub(crate) fn explain(access: &Access, pod: &Object) -> anyhow::Result<String> {
     let log = access.logs(pod, PROXY_CONTAINER)?;
     let stats = access.admin(pod, "stats").unwrap_or_default();
-    Ok(explain_text(pod.name(), &log, &stats))
+    let unnamed_nc = requests(&log).iter().any(|r| r.cluster == "-" && r.flags.split(',').any(|f| f == "NC"));
+    let dump = if unnamed_nc {
+        access.admin(pod, "config_dump").ok().and_then(|text| serde_json::from_str::<Value>(&text).ok())
+    } else {
+        None
+    };
+    Ok(explain_text(pod.name(), &log, &stats, dump.as_ref()))
 }
 
 #[cfg(test)]
@@ -209,7 +273,8 @@ mod tests {
 
     #[test]
     fn each_failure_mode_is_explained() {
-        let explain = |code, flags, mixer| cause(&requests(&line(code, flags, mixer, "outbound|9080|v9|reviews"))[0]);
+        let explain =
+            |code, flags, mixer| cause(&requests(&line(code, flags, mixer, "outbound|9080|v9|reviews"))[0], None);
         assert!(explain(404, "NR", "-").starts_with("no route (NR)"));
         assert!(explain(503, "NC", "-").contains("subset that no DestinationRule defines"));
         assert!(explain(503, "UO", "-").starts_with("circuit breaker open (UO)"));
@@ -224,6 +289,33 @@ mod tests {
     }
 
     #[test]
+    fn a_stock_envoys_unnamed_nc_is_named_from_its_routes() {
+        let dump = serde_json::json!({"configs": [
+            {"@type": "type.googleapis.com/envoy.admin.v3.ClustersConfigDump",
+             "dynamic_active_clusters": [{"cluster": {"name": "outbound|9080|v1|reviews.default.svc.cluster.local"}}]},
+            {"@type": "type.googleapis.com/envoy.admin.v3.RoutesConfigDump",
+             "dynamic_route_configs": [{"route_config": {"name": "9080", "virtual_hosts": [
+                {"domains": ["ratings:9080"], "routes": [{"route": {"cluster": "outbound|9080|v7|ratings.default.svc.cluster.local"}}]},
+                {"domains": ["reviews.default.svc.cluster.local:9080", "reviews:9080"], "routes": [
+                    {"route": {"weighted_clusters": {"clusters": [
+                        {"name": "outbound|9080|v1|reviews.default.svc.cluster.local"},
+                        {"name": "outbound|9080|v9|reviews.default.svc.cluster.local"}]}}}]}]}}]}]});
+        assert_eq!(
+            missing_route_clusters(&dump, "reviews:9080"),
+            ["outbound|9080|v9|reviews.default.svc.cluster.local"]
+        );
+        let request = &requests(&line(503, "NC", "-", "-"))[0];
+        assert!(
+            cause(request, Some(&dump)).contains(
+                "the route points at outbound|9080|v9|reviews.default.svc.cluster.local, which does not exist"
+            ),
+            "{}",
+            cause(request, Some(&dump))
+        );
+        assert!(cause(request, None).contains("the route points at its destination"));
+    }
+
+    #[test]
     fn failures_are_grouped_and_counters_listed() {
         let log = [
             line(200, "-", "-", "outbound|9080||reviews"),
@@ -233,11 +325,11 @@ mod tests {
         .join("\n");
         let stats =
             "cluster.outbound|9080||reviews.upstream_rq_pending_overflow: 2\ncluster.x.upstream_cx_connect_fail: 0\n";
-        let text = explain_text("productpage-v1-1", &log, stats);
+        let text = explain_text("productpage-v1-1", &log, stats, None);
         assert!(text.contains("the last 3 requests"), "{text}");
         assert!(text.contains("   2 x 503 UO (GET reviews:9080/reviews/0): circuit breaker open (UO)"), "{text}");
         assert!(text.contains("cluster.outbound|9080||reviews.upstream_rq_pending_overflow: 2"), "{text}");
         assert!(!text.contains("upstream_cx_connect_fail"), "{text}");
-        assert!(explain_text("p", &line(200, "-", "-", "c"), "").contains("No recent request failed."));
+        assert!(explain_text("p", &line(200, "-", "-", "c"), "", None).contains("No recent request failed."));
     }
 }

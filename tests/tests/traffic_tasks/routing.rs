@@ -24,6 +24,26 @@ pub(crate) fn request_routing(mesh: &LocalMesh) {
             Err(format!("{out}{err}").chars().take(3000).collect())
         }
     });
+    // A route to a subset no DestinationRule defines (a common mistake): the page loses its
+    // reviews, `x describe svc reviews` warns, and `--why` on productpage names the cause.
+    mesh.apply_yaml(
+        "apiVersion: networking.istio.io/v1alpha3\nkind: VirtualService\nmetadata: {name: reviews}\nspec:\n  hosts: [reviews]\n  http:\n  - route:\n    - destination: {host: reviews, subset: v9}\n",
+    );
+    mesh.settle(None, "reviews routed to a missing subset", 3, |_, page| {
+        page.contains("Error fetching product reviews!")
+    });
+    until("describe svc reviews warns of the missing subset", Duration::from_secs(30), || {
+        let (_, out, _) = mesh.istioctl(&["x", "describe", "svc", "reviews"]);
+        if out.contains("Warning: Route to UNKNOWN subset v9; check DestinationRule reviews") {
+            Ok(())
+        } else {
+            Err(out)
+        }
+    });
+    mesh.describe_why(
+        "productpage-v1",
+        &["503 NC (GET reviews:9080/reviews/0): no cluster (NC): the route points at outbound|9080|v9|reviews.default.svc.cluster.local"],
+    );
 }
 
 /// Fault injection: a 7 s delay on ratings for jason makes productpage give up on reviews
