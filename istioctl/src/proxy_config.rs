@@ -183,17 +183,7 @@ pub(crate) fn run(args: &ProxyConfigArgs) -> anyhow::Result<i32> {
             if target.output == "json" {
                 serde_json::to_string_pretty(&routes)?
             } else {
-                let rows: Vec<Vec<String>> = routes
-                    .iter()
-                    .map(|route| {
-                        let hosts = route["virtual_hosts"].as_array().map_or(0, Vec::len);
-                        vec![route["name"].as_str().unwrap_or_default().to_string(), hosts.to_string()]
-                    })
-                    .collect();
-                format!(
-                    "NOTE: This output only contains routes loaded via RDS.\n{}",
-                    crate::table::render(&["NAME", "VIRTUAL HOSTS"], &rows)
-                )
+                route_table(&routes)
             }
         }
         What::Endpoint(target) => {
@@ -327,6 +317,22 @@ fn listener_matches(listener: &Value, target: &Target) -> bool {
     let (address, port) = listener_address(listener);
     target.address.as_deref().is_none_or(|wanted| address == wanted)
         && target.port.is_none_or(|wanted| u64::from(wanted) == port)
+}
+
+/// Routes loaded over RDS as 1.4 summarised them: each route configuration's name and how
+/// many virtual hosts it has.
+fn route_table(routes: &[Value]) -> String {
+    let rows: Vec<Vec<String>> = routes
+        .iter()
+        .map(|route| {
+            let hosts = route["virtual_hosts"].as_array().map_or(0, Vec::len);
+            vec![route["name"].as_str().unwrap_or_default().to_string(), hosts.to_string()]
+        })
+        .collect();
+    format!(
+        "NOTE: This output only contains routes loaded via RDS.\n{}",
+        crate::table::render(&["NAME", "VIRTUAL HOSTS"], &rows)
+    )
 }
 
 fn listener_table(listeners: &[&Value]) -> String {
@@ -497,6 +503,12 @@ mod tests {
         ]});
         let table = endpoint_output(&endpoints, &everything("p")).expect("table");
         assert_eq!(table.trim_end(), golden("endpointsummary.txt").trim_end());
+
+        let routes = [
+            json!({"name": "15004", "virtual_hosts": [{"name": "a"}, {"name": "b"}]}),
+            json!({"name": "inbound|9080||productpage.default.svc.cluster.local", "virtual_hosts": [{"name": "c"}]}),
+        ];
+        assert_eq!(route_table(&routes).trim_end(), golden("routesummary.txt").trim_end());
     }
 
     #[test]

@@ -188,6 +188,10 @@ fn demo_runs_bookinfo_through_sidecars_and_tears_down_cleanly() {
     ] {
         assert!(out.contains(line), "{line:?} missing:\n{out}");
     }
+    // A pod that does not exist is named in the error, and nothing else is printed.
+    let (code, out, err) = installation.istioctl(&["x", "describe", "pod", "nosuchpod"]);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.is_empty() && err.contains("pods \"nosuchpod\" not found in namespace default"), "{out}{err}");
     // A route to a subset nobody defines: describe warns, and --why says why the calls fail.
     let (code, _, err) = installation.istioctl(&["x", "local", "apply", "-f", &bogus_subset.display().to_string()]);
     assert_eq!(code, 0, "{err}");
