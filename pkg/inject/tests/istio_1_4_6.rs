@@ -1,7 +1,8 @@
 //! Istio 1.4.6's injection goldens (`pkg/kube/inject/testdata/inject`, kept in
 //! `testdata/istio-1.4.6`): for every case of 1.4.6's `TestIntoResourceFile` and
-//! `TestRewriteAppProbe`, the injector given that case's values and mesh config must produce
-//! the golden objects. The input of each case is the golden with the injection taken out
+//! `TestRewriteAppProbe`, the injector given that case's values and mesh config (as files,
+//! loaded as `istioctl kube-inject --valuesFile --meshConfigFile --injectConfigFile` loads
+//! them) must produce the golden objects. The input of each case is the golden with the injection taken out
 //! (what the status annotation says was added, and the pod's original labels and annotations
 //! as the proxy's `ISTIO_METAJSON_*` variables recorded them), so no input is copied.
 //! Objects are compared, not text: empty and null fields are dropped, resource quantities are
@@ -12,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use istio_inject::config::{default_values, merge};
 use istio_inject::inject::{kube_inject_yaml, pod_template_pointer};
-use istio_inject::{Injector, InjectorConfig};
+use istio_inject::{ConfigFiles, Injector, InjectorConfig};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -329,6 +330,24 @@ fn normalized(value: &Value, key: &str) -> Option<Value> {
     }
 }
 
+/// The injector as `istioctl kube-inject --injectConfigFile --valuesFile --meshConfigFile`
+/// loads it, from files holding the case's parameters, as 1.4.6's test passed them.
+fn injector_from_files(values: &Value, mesh: &Value) -> Injector {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let write = |name: &str, value: &Value| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, serde_yaml::to_string(value).expect("yaml")).expect("write");
+        Some(path)
+    };
+    ConfigFiles {
+        inject_config: write("config", &json!({"policy": "enabled"})),
+        values: write("values", values),
+        mesh_config: write("mesh", mesh),
+    }
+    .load()
+    .expect("the files load")
+}
+
 /// Injects each case's input and compares with its golden; returns the mismatches.
 fn run(directory: &str, cases: Vec<Case>, base_values: &Value) -> Vec<String> {
     let mut mismatches = Vec::new();
@@ -346,7 +365,7 @@ fn run(directory: &str, cases: Vec<Case>, base_values: &Value) -> Vec<String> {
             input.iter().map(|d| serde_yaml::to_string(d).expect("yaml")).collect::<Vec<_>>().join("---\n");
         let mut values = base_values.clone();
         merge(&mut values, &case.values);
-        let injector = Injector::new(InjectorConfig::default(), values, &test_mesh(&case.mesh)).expect("injector");
+        let injector = injector_from_files(&values, &test_mesh(&case.mesh));
         let output = match kube_inject_yaml(&injector, &input_text, case.golden) {
             Ok(output) => output,
             Err(error) => {
