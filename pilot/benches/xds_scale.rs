@@ -6,7 +6,8 @@
 //! response), and measures:
 //! - the connect storm: time until every client has ACKed all four types;
 //! - a config change (a VirtualService edit): time until all clients ACKed it (p50/p99/max);
-//! - an endpoint change (a ServiceEntry's endpoints): the same;
+//! - an endpoint change (one ServiceEntry's endpoints, as when one workload's pods move): the same;
+//! - every ServiceEntry's endpoints changing at once: the same;
 //! - Pilot's resident memory after each phase.
 //!
 //! Run under `cargo test` it only checks it can start and exits.
@@ -25,9 +26,13 @@ use istio_xds::type_url;
 use prost::Message;
 use tokio::sync::{mpsc, watch};
 
-fn write_config(dir: &Path, services: usize, endpoint_suffix: u8, weight: u32) {
+/// Writes the mesh: `services` ServiceEntries with two endpoints each (their last octet
+/// `endpoint_suffix`, except `moved`'s, which is `moved_suffix`), and svc0's VirtualService
+/// splitting `weight`/`100 - weight` between its subsets.
+fn write_config(dir: &Path, services: usize, (endpoint_suffix, moved, moved_suffix): (u8, usize, u8), weight: u32) {
     let mut text = String::new();
     for index in 0..services {
+        let endpoint_suffix = if index == moved { moved_suffix } else { endpoint_suffix };
         text.push_str(&format!(
             "---\napiVersion: networking.istio.io/v1alpha3\nkind: ServiceEntry\nmetadata: {{name: svc{index}, namespace: bench}}\nspec:\n  hosts: [svc{index}.bench.svc.cluster.local]\n  addresses: [10.{}.{}.1]\n  ports: [{{number: {}, name: http, protocol: HTTP}}]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  endpoints:\n  - {{address: 10.200.{}.{endpoint_suffix}, labels: {{version: v1}}}}\n  - {{address: 10.201.{}.{endpoint_suffix}, labels: {{version: v2}}}}\n",
             index / 250, index % 250, 8000 + (index % 20), index % 250, index % 250
@@ -245,7 +250,7 @@ fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     runtime.block_on(async move {
         let dir = tempfile::tempdir().expect("tempdir");
-        write_config(dir.path(), services, 1, 50);
+        write_config(dir.path(), services, (1, 0, 1), 50);
         let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
         let pilot = Pilot(
             Command::new(env!("CARGO_BIN_EXE_pilot"))
@@ -284,14 +289,19 @@ fn main() {
         report("connect storm", &storm, pid);
 
         let changed = Instant::now();
-        write_config(dir.path(), services, 1, 20);
+        write_config(dir.path(), services, (1, 0, 1), 20);
         let config = wait_all(&mut reports, clients, 2, changed).await;
         report("config change", &config, pid);
 
         let changed = Instant::now();
-        write_config(dir.path(), services, 2, 20);
+        write_config(dir.path(), services, (1, 0, 2), 20);
         let endpoints = wait_all(&mut reports, clients, 3, changed).await;
         report("endpoint change", &endpoints, pid);
+
+        let changed = Instant::now();
+        write_config(dir.path(), services, (3, 0, 3), 20);
+        let all_endpoints = wait_all(&mut reports, clients, 4, changed).await;
+        report("all endpoints", &all_endpoints, pid);
         drop(pilot);
     });
 }
