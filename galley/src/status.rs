@@ -60,7 +60,7 @@ pub(crate) fn desired_statuses(messages: &[Message]) -> BTreeMap<Target, Value> 
     desired.into_iter().map(|(target, entries)| (target, Value::Array(entries))).collect()
 }
 
-/// The patches that take the objects from `written` to `desired`: the new list, or `null`
+/// The writes that take the objects from `written` to `desired`: the new list, or `null`
 /// (which removes the field) for an object with no messages left.
 pub(crate) fn changes(written: &BTreeMap<Target, Value>, desired: &BTreeMap<Target, Value>) -> Vec<(Target, Value)> {
     let mut changes: Vec<(Target, Value)> = desired
@@ -80,7 +80,7 @@ async fn write_statuses(client: Client, mut receiver: mpsc::UnboundedReceiver<BT
             desired = newer;
         }
         for (target, value) in changes(&written, &desired) {
-            match patch_status(&client, &target, &value).await {
+            match write_status(&client, &target, &value).await {
                 Ok(()) if value.is_null() => {
                     written.remove(&target);
                 }
@@ -96,7 +96,7 @@ async fn write_statuses(client: Client, mut receiver: mpsc::UnboundedReceiver<BT
     }
 }
 
-async fn patch_status(client: &Client, (kind, namespace, name): &Target, value: &Value) -> Result<(), kube::Error> {
+async fn write_status(client: &Client, (kind, namespace, name): &Target, value: &Value) -> Result<(), kube::Error> {
     let Some(istio) = istio_kind(kind) else { return Ok(()) };
     let resource = ApiResource {
         group: istio.group.to_string(),

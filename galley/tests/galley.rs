@@ -433,52 +433,9 @@ async fn scripted_api_server(
     }
 }
 
-#[tokio::test]
-async fn kubernetes_source_feeds_mcp() {
-    let (service, handle) =
-        tower_test::mock::pair::<http::Request<kube::client::Body>, http::Response<kube::client::Body>>();
-    let client = kube::Client::new(service, "default");
-    let mut vs: Value = serde_yaml::from_str(&virtual_service("reviews", 50, 50)).expect("yaml");
-    vs["metadata"]["resourceVersion"] = json!("42");
-    let service_object = json!({"metadata": {"name": "reviews", "namespace": "default", "resourceVersion": "43"},
-        "spec": {"clusterIP": "10.96.0.12", "ports": [{"name": "http", "port": 9080}]}});
-    tokio::spawn(scripted_api_server(
-        handle,
-        vec![
-            ("/apis/networking.istio.io/v1alpha3/virtualservices", json!([vs])),
-            ("/api/v1/services", json!([service_object])),
-        ],
-        Patches::default(),
-    ));
-    let loopback: SocketAddr = "127.0.0.1:0".parse().expect("address");
-    let galley = galley::start(Config {
-        source: Source::Kubernetes(client),
-        mcp_address: loopback,
-        monitoring_address: loopback,
-        webhook: None,
-        snapshot: SnapshotSettings::default(),
-        registration: None,
-        enable_analysis: false,
-    })
-    .await
-    .expect("galley starts");
-    let mut sink = Sink::connect(galley.mcp_address, VIRTUAL_SERVICES, false).await;
-    let served = sink.next().await;
-    assert_eq!(names(&served), vec!["default/reviews"]);
-    assert_eq!(weights(&served, "default/reviews"), vec![50, 50]);
-    let mut synthetic = Sink::connect(galley.mcp_address, istio_api::kinds::SYNTHETIC_SERVICE_ENTRIES, false).await;
-    assert_eq!(names(&synthetic.next().await), vec!["default/reviews"]);
-    // 1.4's source counters: the two objects taken and converted, the failed watch.
-    wait_for_metric(galley.monitoring_address, "galley_source_kube_event_success_total 2").await;
-    wait_for_metric(galley.monitoring_address, "galley_source_kube_dynamic_converter_success_total 2").await;
-    wait_for_metric(galley.monitoring_address, "galley_source_kube_event_error_total 1").await;
-}
-
-/// With `--enableAnalysis` on Kubernetes, the findings are written to the objects'
-/// `status.validationMessages` (1.4's status controller): the VirtualService whose subsets no
-/// DestinationRule defines gets IST0101 through an update of its status subresource.
-#[tokio::test]
-async fn analysis_writes_validation_messages_to_the_objects_status() {
+/// Galley on a scripted cluster holding the `reviews` VirtualService (subsets v1/v2, no
+/// DestinationRule) and Service; returns it and what the cluster was asked to write.
+async fn start_on_scripted_cluster(enable_analysis: bool) -> (Running, Patches) {
     let (service, handle) =
         tower_test::mock::pair::<http::Request<kube::client::Body>, http::Response<kube::client::Body>>();
     let client = kube::Client::new(service, "default");
@@ -496,17 +453,41 @@ async fn analysis_writes_validation_messages_to_the_objects_status() {
         patches.clone(),
     ));
     let loopback: SocketAddr = "127.0.0.1:0".parse().expect("address");
-    let _galley = galley::start(Config {
+    let galley = galley::start(Config {
         source: Source::Kubernetes(client),
         mcp_address: loopback,
         monitoring_address: loopback,
         webhook: None,
         snapshot: SnapshotSettings::default(),
         registration: None,
-        enable_analysis: true,
+        enable_analysis,
     })
     .await
     .expect("galley starts");
+    (galley, patches)
+}
+
+#[tokio::test]
+async fn kubernetes_source_feeds_mcp() {
+    let (galley, _) = start_on_scripted_cluster(false).await;
+    let mut sink = Sink::connect(galley.mcp_address, VIRTUAL_SERVICES, false).await;
+    let served = sink.next().await;
+    assert_eq!(names(&served), vec!["default/reviews"]);
+    assert_eq!(weights(&served, "default/reviews"), vec![50, 50]);
+    let mut synthetic = Sink::connect(galley.mcp_address, istio_api::kinds::SYNTHETIC_SERVICE_ENTRIES, false).await;
+    assert_eq!(names(&synthetic.next().await), vec!["default/reviews"]);
+    // 1.4's source counters: the two objects taken and converted, the failed watch.
+    wait_for_metric(galley.monitoring_address, "galley_source_kube_event_success_total 2").await;
+    wait_for_metric(galley.monitoring_address, "galley_source_kube_dynamic_converter_success_total 2").await;
+    wait_for_metric(galley.monitoring_address, "galley_source_kube_event_error_total 1").await;
+}
+
+/// With `--enableAnalysis` on Kubernetes, the findings are written to the objects'
+/// `status.validationMessages` (1.4's status controller): the VirtualService whose subsets no
+/// DestinationRule defines gets IST0101 through an update of its status subresource.
+#[tokio::test]
+async fn analysis_writes_validation_messages_to_the_objects_status() {
+    let (_galley, patches) = start_on_scripted_cluster(true).await;
     let path = "/apis/networking.istio.io/v1alpha3/namespaces/default/virtualservices/reviews/status";
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let body = loop {

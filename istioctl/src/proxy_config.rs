@@ -417,18 +417,7 @@ mod tests {
             table.contains("BlackHoleCluster                      -        -          -             STATIC"),
             "{table}"
         );
-        let target = Target {
-            pod: "p".into(),
-            fqdn: Some("reviews".into()),
-            port: None,
-            subset: None,
-            direction: None,
-            address: None,
-            name: None,
-            cluster: None,
-            status: None,
-            output: "short".into(),
-        };
+        let target = Target { fqdn: Some("reviews".into()), ..everything("p") };
         assert_eq!(clusters.iter().filter(|c| cluster_matches(c, &target)).count(), 1);
         let listeners = listeners(&dump);
         assert_eq!(
@@ -523,16 +512,9 @@ mod tests {
             {"name": "outbound|9080||ratings.default.svc.cluster.local", "host_statuses": [host("10.44.1.4", "HEALTHY")]}
         ]});
         let target = |cluster: Option<&str>, status: Option<&str>| Target {
-            pod: "p".into(),
-            fqdn: None,
-            port: None,
-            subset: None,
-            direction: None,
-            address: None,
-            name: None,
             cluster: cluster.map(str::to_string),
             status: status.map(str::to_string),
-            output: "short".into(),
+            ..everything("p")
         };
         let rows = |target: Target| endpoint_output(&clusters, &target).expect("table").lines().count() - 1;
         assert_eq!(rows(target(None, None)), 3);
