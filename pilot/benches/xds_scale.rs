@@ -1,14 +1,20 @@
 //! Pilot scale benchmark: N services, M simulated sidecars over ADS.
 //!
-//! `cargo bench -p pilot --bench xds_scale -- [--services N] [--clients M]` starts the real
-//! `pilot` binary on a generated config directory, connects M ADS clients that behave like
-//! Envoy (type_url::CLUSTER and type_url::LISTENER, then type_url::ENDPOINT for the cluster names and type_url::ROUTE for the route names, ACKing every
-//! response), and measures:
+//! `cargo bench -p pilot --bench xds_scale -- [--services N] [--clients M] [--namespaces K]
+//! [--sweep]` starts the real `pilot` binary on a generated config directory, connects M ADS
+//! clients that behave like Envoy (CDS and LDS, then EDS for the cluster names and RDS for the
+//! route names, ACKing every response), and measures:
 //! - the connect storm: time until every client has ACKed all four types;
-//! - a config change (a VirtualService edit): time until all clients ACKed it (p50/p99/max);
+//! - a config change (a VirtualService edit): time until every affected client ACKed it
+//!   (p50/p99/max);
 //! - an endpoint change (one ServiceEntry's endpoints, as when one workload's pods move): the same;
 //! - every ServiceEntry's endpoints changing at once: the same;
-//! - Pilot's resident memory after each phase.
+//! - Pilot's resident memory after each phase, and the CPU time it spent on each.
+//!
+//! With `--namespaces K` the services and clients are spread over K namespaces, each with a
+//! Sidecar that limits its proxies to their own namespace (the namespace isolation Istio's
+//! sizing assumed). `--sweep` runs 250, 500, 1000 and 2000 services (and 10), each unscoped and
+//! with 10 namespaces, and prints how each figure grows.
 //!
 //! Run under `cargo test` it only checks it can start and exits.
 
@@ -24,23 +30,59 @@ use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use istio_xds::type_url;
 use prost::Message;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
+
+/// The shape of the generated mesh.
+#[derive(Clone, Copy)]
+struct Mesh {
+    services: usize,
+    clients: usize,
+    /// 1: every service and client in `bench`, no Sidecar; more: `bench0…`, a Sidecar in each.
+    namespaces: usize,
+}
+
+impl Mesh {
+    fn namespace(&self, index: usize) -> String {
+        if self.namespaces <= 1 {
+            "bench".to_string()
+        } else {
+            format!("bench{}", index % self.namespaces)
+        }
+    }
+
+    /// Clients whose proxies hold svc0 (all of them without scoping).
+    fn clients_seeing_svc0(&self) -> usize {
+        (0..self.clients).filter(|index| self.namespace(*index) == self.namespace(0)).count()
+    }
+}
 
 /// Writes the mesh: `services` ServiceEntries with two endpoints each (their last octet
-/// `endpoint_suffix`, except `moved`'s, which is `moved_suffix`), and svc0's VirtualService
-/// splitting `weight`/`100 - weight` between its subsets.
-fn write_config(dir: &Path, services: usize, (endpoint_suffix, moved, moved_suffix): (u8, usize, u8), weight: u32) {
+/// `endpoint_suffix`, except `moved`'s, which is `moved_suffix`), svc0's VirtualService
+/// splitting `weight`/`100 - weight` between its subsets, and with namespaces a Sidecar per
+/// namespace.
+fn write_config(dir: &Path, mesh: Mesh, (endpoint_suffix, moved, moved_suffix): (u8, usize, u8), weight: u32) {
     let mut text = String::new();
-    for index in 0..services {
+    for index in 0..mesh.services {
         let endpoint_suffix = if index == moved { moved_suffix } else { endpoint_suffix };
+        let namespace = mesh.namespace(index);
         text.push_str(&format!(
-            "---\napiVersion: networking.istio.io/v1alpha3\nkind: ServiceEntry\nmetadata: {{name: svc{index}, namespace: bench}}\nspec:\n  hosts: [svc{index}.bench.svc.cluster.local]\n  addresses: [10.{}.{}.1]\n  ports: [{{number: {}, name: http, protocol: HTTP}}]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  endpoints:\n  - {{address: 10.200.{}.{endpoint_suffix}, labels: {{version: v1}}}}\n  - {{address: 10.201.{}.{endpoint_suffix}, labels: {{version: v2}}}}\n",
+            "---\napiVersion: networking.istio.io/v1alpha3\nkind: ServiceEntry\nmetadata: {{name: svc{index}, namespace: {namespace}}}\nspec:\n  hosts: [svc{index}.{namespace}.svc.cluster.local]\n  addresses: [10.{}.{}.1]\n  ports: [{{number: {}, name: http, protocol: HTTP}}]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  endpoints:\n  - {{address: 10.200.{}.{endpoint_suffix}, labels: {{version: v1}}}}\n  - {{address: 10.201.{}.{endpoint_suffix}, labels: {{version: v2}}}}\n",
             index / 250, index % 250, 8000 + (index % 20), index % 250, index % 250
         ));
     }
+    if mesh.namespaces > 1 {
+        for index in 0..mesh.namespaces {
+            text.push_str(&format!(
+                "---\napiVersion: networking.istio.io/v1alpha3\nkind: Sidecar\nmetadata: {{name: default, namespace: {}}}\nspec:\n  egress:\n  - hosts: [\"./*\"]\n",
+                mesh.namespace(index)
+            ));
+        }
+    }
     std::fs::write(dir.join("services.yaml"), text).expect("write services");
+    let namespace = mesh.namespace(0);
+    let host = format!("svc0.{namespace}.svc.cluster.local");
     let vs = format!(
-        "apiVersion: networking.istio.io/v1alpha3\nkind: VirtualService\nmetadata: {{name: svc0, namespace: bench}}\nspec:\n  hosts: [svc0.bench.svc.cluster.local]\n  http:\n  - route:\n    - destination: {{host: svc0.bench.svc.cluster.local, subset: v1}}\n      weight: {weight}\n    - destination: {{host: svc0.bench.svc.cluster.local, subset: v2}}\n      weight: {}\n---\napiVersion: networking.istio.io/v1alpha3\nkind: DestinationRule\nmetadata: {{name: svc0, namespace: bench}}\nspec:\n  host: svc0.bench.svc.cluster.local\n  subsets: [{{name: v1, labels: {{version: v1}}}}, {{name: v2, labels: {{version: v2}}}}]\n",
+        "apiVersion: networking.istio.io/v1alpha3\nkind: VirtualService\nmetadata: {{name: svc0, namespace: {namespace}}}\nspec:\n  hosts: [{host}]\n  http:\n  - route:\n    - destination: {{host: {host}, subset: v1}}\n      weight: {weight}\n    - destination: {{host: {host}, subset: v2}}\n      weight: {}\n---\napiVersion: networking.istio.io/v1alpha3\nkind: DestinationRule\nmetadata: {{name: svc0, namespace: {namespace}}}\nspec:\n  host: {host}\n  subsets: [{{name: v1, labels: {{version: v1}}}}, {{name: v2, labels: {{version: v2}}}}]\n",
         100 - weight
     );
     std::fs::write(dir.join("rules.yaml"), vs).expect("write rules");
@@ -58,19 +100,19 @@ fn rss_mib(pid: u32) -> f64 {
 /// Names decoded from one type_url::CLUSTER or type_url::LISTENER response version, shared by every simulated client: the
 /// responses are identical for these sidecars, and decoding them 2000 times would measure the
 /// benchmark's own CPU use on this machine rather than Pilot's.
-type DecodedNames = Arc<std::sync::Mutex<HashMap<(&'static str, String), Vec<String>>>>;
+type DecodedNames = Arc<std::sync::Mutex<HashMap<(&'static str, String, String), Vec<String>>>>;
 
 fn decoded_names(
     cache: &DecodedNames,
-    kind: &'static str,
-    version: &str,
+    (kind, version, namespace): (&'static str, &str, &str),
     decode: impl FnOnce() -> Vec<String>,
 ) -> Vec<String> {
-    if let Some(found) = istio_runtime::sync::lock(cache).get(&(kind, version.to_string())) {
+    let key = (kind, version.to_string(), namespace.to_string());
+    if let Some(found) = istio_runtime::sync::lock(cache).get(&key) {
         return found.clone();
     }
     let names = decode();
-    istio_runtime::sync::lock(cache).insert((kind, version.to_string()), names.clone());
+    istio_runtime::sync::lock(cache).insert(key, names.clone());
     names
 }
 
@@ -78,6 +120,7 @@ fn decoded_names(
 /// version.
 async fn client(
     index: usize,
+    namespace: String,
     address: String,
     converged: mpsc::UnboundedSender<(usize, u64)>,
     decoded: DecodedNames,
@@ -95,7 +138,11 @@ async fn client(
     drop(permit);
     let (requests, receiver) = mpsc::unbounded_channel();
     let node = Node {
-        id: format!("sidecar~10.99.{}.{}~client{index}.bench~bench.svc.cluster.local", index / 250, index % 250),
+        id: format!(
+            "sidecar~10.99.{}.{}~client{index}.{namespace}~{namespace}.svc.cluster.local",
+            index / 250,
+            index % 250
+        ),
         ..Default::default()
     };
     let request = |type_url: &str, names: Vec<String>, version: &str, nonce: &str| DiscoveryRequest {
@@ -143,7 +190,7 @@ async fn client(
         last_nonce.insert(kind, response.nonce.clone());
         acked.insert(kind, version);
         if kind == type_url::CLUSTER {
-            let names = decoded_names(&decoded, type_url::CLUSTER, &response.version_info, || {
+            let names = decoded_names(&decoded, (type_url::CLUSTER, &response.version_info, &namespace), || {
                 response
                     .resources
                     .iter()
@@ -161,7 +208,7 @@ async fn client(
             }
         }
         if kind == type_url::LISTENER {
-            let names = decoded_names(&decoded, type_url::LISTENER, &response.version_info, || {
+            let names = decoded_names(&decoded, (type_url::LISTENER, &response.version_info, &namespace), || {
                 response
                     .resources
                     .iter()
@@ -187,24 +234,24 @@ async fn client(
     }
 }
 
-/// Waits until every client has ACKed a response of `version` (or later), then a quiet second
-/// for any further responses of that version; each client's latency is its last such ACK.
+/// Waits until `expected` clients have ACKed a response of `version` (or later), then a quiet
+/// second for any further responses of that version; each client's latency is its last such ACK.
 async fn wait_all(
     receiver: &mut mpsc::UnboundedReceiver<(usize, u64)>,
-    clients: usize,
+    expected: usize,
     version: u64,
     started: Instant,
 ) -> Vec<Duration> {
     let mut done: HashMap<usize, Duration> = HashMap::new();
     loop {
-        let wait = if done.len() < clients { Duration::from_secs(600) } else { Duration::from_secs(1) };
+        let wait = if done.len() < expected { Duration::from_secs(600) } else { Duration::from_secs(1) };
         match tokio::time::timeout(wait, receiver.recv()).await {
             Ok(Some((index, reached))) if reached >= version => {
                 done.insert(index, started.elapsed());
             }
             Ok(Some(_)) => {}
-            Ok(None) | Err(_) if done.len() == clients => break,
-            Ok(None) | Err(_) => panic!("only {} of {clients} clients converged on version {version}", done.len()),
+            Ok(None) | Err(_) if done.len() >= expected => break,
+            Ok(None) | Err(_) => panic!("only {} of {expected} clients converged on version {version}", done.len()),
         }
     }
     let mut latencies: Vec<Duration> = done.into_values().collect();
@@ -216,14 +263,42 @@ fn percentile(sorted: &[Duration], percent: usize) -> Duration {
     sorted[(sorted.len() * percent / 100).min(sorted.len() - 1)]
 }
 
-fn report(phase: &str, latencies: &[Duration], pid: u32) {
-    println!(
-        "{phase:<18} p50 {:>8.1} ms   p99 {:>8.1} ms   max {:>8.1} ms   pilot RSS {:>7.1} MiB",
-        percentile(latencies, 50).as_secs_f64() * 1000.0,
-        percentile(latencies, 99).as_secs_f64() * 1000.0,
-        latencies.last().copied().unwrap_or_default().as_secs_f64() * 1000.0,
-        rss_mib(pid)
-    );
+/// Pilot's user and system CPU time so far, in seconds (`/proc` counts in USER_HZ, 100 a second).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name (which may hold spaces) in parentheses.
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+    let ticks = |index: usize| fields.get(index).and_then(|value| value.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// One phase's figures.
+struct Phase {
+    name: &'static str,
+    latencies: Vec<Duration>,
+    rss_mib: f64,
+    cpu_seconds: f64,
+}
+
+impl Phase {
+    fn measure(name: &'static str, latencies: Vec<Duration>, pid: u32, cpu_before: f64) -> Phase {
+        let phase = Phase { name, latencies, rss_mib: rss_mib(pid), cpu_seconds: cpu_seconds(pid) - cpu_before };
+        println!(
+            "{:<18} p50 {:>8.1} ms   p99 {:>8.1} ms   max {:>8.1} ms   pilot RSS {:>7.1} MiB   pilot CPU {:>6.2} s   ({} proxies)",
+            phase.name,
+            phase.p(50).as_secs_f64() * 1000.0,
+            phase.p(99).as_secs_f64() * 1000.0,
+            phase.latencies.last().copied().unwrap_or_default().as_secs_f64() * 1000.0,
+            phase.rss_mib,
+            phase.cpu_seconds,
+            phase.latencies.len(),
+        );
+        phase
+    }
+
+    fn p(&self, percent: usize) -> Duration {
+        percentile(&self.latencies, percent)
+    }
 }
 
 struct Pilot(Child);
@@ -239,69 +314,125 @@ fn arg(args: &[String], name: &str, default: usize) -> usize {
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
+/// Runs every phase on one mesh; returns the phases' figures.
+async fn run(mesh: Mesh) -> Vec<Phase> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_config(dir.path(), mesh, (1, 0, 1), 50);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
+    let pilot = Pilot(
+        Command::new(env!("CARGO_BIN_EXE_pilot"))
+            .args([
+                "discovery",
+                "--configDir",
+                &dir.path().display().to_string(),
+                "--grpcAddr",
+                &format!("127.0.0.1:{port}"),
+                "--httpAddr",
+                "127.0.0.1:0",
+                "--monitoringAddr",
+                "127.0.0.1:0",
+            ])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start pilot"),
+    );
+    let pid = pilot.0.id();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_at_start = rss_mib(pid);
+    println!(
+        "pilot xDS scale: {} services x {} sidecars, {} (pilot RSS at start {:.1} MiB)",
+        mesh.services,
+        mesh.clients,
+        if mesh.namespaces > 1 {
+            format!("{} namespaces, a Sidecar in each", mesh.namespaces)
+        } else {
+            "one namespace, no Sidecar".to_string()
+        },
+        rss_at_start
+    );
+    let (converged, mut reports) = mpsc::unbounded_channel();
+    let address = Arc::new(format!("http://127.0.0.1:{port}"));
+    let decoded: DecodedNames = Arc::default();
+    let dialing = Arc::new(tokio::sync::Semaphore::new(100));
+    let mut phases = Vec::new();
+    let cpu = cpu_seconds(pid);
+    let started = Instant::now();
+    let mut clients = Vec::new();
+    for index in 0..mesh.clients {
+        clients.push(tokio::spawn(client(
+            index,
+            mesh.namespace(index),
+            address.to_string(),
+            converged.clone(),
+            decoded.clone(),
+            dialing.clone(),
+        )));
+    }
+    let storm = wait_all(&mut reports, mesh.clients, 1, started).await;
+    phases.push(Phase::measure("connect storm", storm, pid, cpu));
+    let per_proxy_kib = (rss_mib(pid) - rss_at_start) * 1024.0 / mesh.clients as f64;
+    println!("{:<18} {per_proxy_kib:.0} KiB of Pilot's memory per connected proxy", "");
+
+    let cpu = cpu_seconds(pid);
+    let changed = Instant::now();
+    write_config(dir.path(), mesh, (1, 0, 1), 20);
+    let config = wait_all(&mut reports, mesh.clients_seeing_svc0(), 2, changed).await;
+    phases.push(Phase::measure("config change", config, pid, cpu));
+
+    let cpu = cpu_seconds(pid);
+    let changed = Instant::now();
+    write_config(dir.path(), mesh, (1, 0, 2), 20);
+    let endpoints = wait_all(&mut reports, mesh.clients_seeing_svc0(), 3, changed).await;
+    phases.push(Phase::measure("endpoint change", endpoints, pid, cpu));
+
+    let cpu = cpu_seconds(pid);
+    let changed = Instant::now();
+    write_config(dir.path(), mesh, (3, 0, 3), 20);
+    let all_endpoints = wait_all(&mut reports, mesh.clients, 4, changed).await;
+    phases.push(Phase::measure("all endpoints", all_endpoints, pid, cpu));
+    clients.iter().for_each(tokio::task::JoinHandle::abort);
+    drop(pilot);
+    phases
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if !args.iter().any(|a| a == "--bench") {
         println!("xds_scale: run with `cargo bench -p pilot --bench xds_scale -- --services N --clients M`");
         return;
     }
-    let services = arg(&args, "--services", 1000);
     let clients = arg(&args, "--clients", 2000);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    runtime.block_on(async move {
-        let dir = tempfile::tempdir().expect("tempdir");
-        write_config(dir.path(), services, (1, 0, 1), 50);
-        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
-        let pilot = Pilot(
-            Command::new(env!("CARGO_BIN_EXE_pilot"))
-                .args([
-                    "discovery",
-                    "--configDir",
-                    &dir.path().display().to_string(),
-                    "--grpcAddr",
-                    &format!("127.0.0.1:{port}"),
-                    "--httpAddr",
-                    "127.0.0.1:0",
-                    "--monitoringAddr",
-                    "127.0.0.1:0",
-                ])
-                .env("RUST_LOG", "warn")
-                .stdout(Stdio::null())
-                .spawn()
-                .expect("start pilot"),
-        );
-        let pid = pilot.0.id();
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        println!(
-            "pilot xDS scale: {services} services x {clients} sidecars (pilot RSS at start {:.1} MiB)",
-            rss_mib(pid)
-        );
-        let (converged, mut reports) = mpsc::unbounded_channel();
-        let started = Instant::now();
-        let (_keep, _) = watch::channel(());
-        let address = Arc::new(format!("http://127.0.0.1:{port}"));
-        let decoded: DecodedNames = Arc::default();
-        let dialing = Arc::new(tokio::sync::Semaphore::new(100));
-        for index in 0..clients {
-            tokio::spawn(client(index, address.to_string(), converged.clone(), decoded.clone(), dialing.clone()));
+    if !args.iter().any(|a| a == "--sweep") {
+        let mesh =
+            Mesh { services: arg(&args, "--services", 1000), clients, namespaces: arg(&args, "--namespaces", 1) };
+        runtime.block_on(run(mesh));
+        return;
+    }
+    // The sweep: how each figure grows with the mesh, unscoped and with namespace isolation.
+    let mut rows = Vec::new();
+    for namespaces in [1, 10] {
+        for services in [10, 250, 500, 1000, 2000] {
+            let phases = runtime.block_on(run(Mesh { services, clients, namespaces }));
+            rows.push((services, namespaces, phases));
         }
-        let storm = wait_all(&mut reports, clients, 1, started).await;
-        report("connect storm", &storm, pid);
-
-        let changed = Instant::now();
-        write_config(dir.path(), services, (1, 0, 1), 20);
-        let config = wait_all(&mut reports, clients, 2, changed).await;
-        report("config change", &config, pid);
-
-        let changed = Instant::now();
-        write_config(dir.path(), services, (1, 0, 2), 20);
-        let endpoints = wait_all(&mut reports, clients, 3, changed).await;
-        report("endpoint change", &endpoints, pid);
-
-        let changed = Instant::now();
-        write_config(dir.path(), services, (3, 0, 3), 20);
-        let all_endpoints = wait_all(&mut reports, clients, 4, changed).await;
-        report("all endpoints", &all_endpoints, pid);
-        drop(pilot);
-    });
+    }
+    println!("\nsweep, {clients} sidecars: p99 in ms (pilot CPU s) per phase, pilot RSS after the run");
+    println!(
+        "{:>8} {:>10} {:>16} {:>16} {:>16} {:>16} {:>9}",
+        "services", "namespaces", "storm", "config change", "endpoint change", "all endpoints", "RSS MiB"
+    );
+    for (services, namespaces, phases) in &rows {
+        let cell = |phase: &Phase| format!("{:.0} ({:.1})", phase.p(99).as_secs_f64() * 1000.0, phase.cpu_seconds);
+        let cells: Vec<String> = phases.iter().map(cell).collect();
+        println!(
+            "{services:>8} {namespaces:>10} {:>16} {:>16} {:>16} {:>16} {:>9.0}",
+            cells[0],
+            cells[1],
+            cells[2],
+            cells[3],
+            phases.last().map_or(0.0, |phase| phase.rss_mib)
+        );
+    }
 }

@@ -24,7 +24,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
 use istio_config::store::directory::DirectoryStore;
 use istio_config::store::kubernetes::{pilot_kinds, KubernetesStore};
 use istio_config::store::Store;
@@ -206,10 +205,8 @@ pub async fn start(config: Config) -> Result<Running, PilotError> {
     Ok(Running { grpc_address, secure_grpc_address, http_address, monitoring_address, shutdown })
 }
 
-fn ads_service(server: xds::ads::AdsServer) -> AggregatedDiscoveryServiceServer<xds::ads::AdsServer> {
-    AggregatedDiscoveryServiceServer::new(server)
-        .max_decoding_message_size(64 * 1024 * 1024)
-        .max_encoding_message_size(64 * 1024 * 1024)
+fn ads_service(server: xds::ads::AdsServer) -> xds::ads_service::AdsService {
+    xds::ads_service::AdsService::new(server)
 }
 
 /// Serves ADS over mutual TLS: Pilot presents `cert-chain.pem`/`key.pem` and accepts only

@@ -294,7 +294,35 @@ impl Default for MeshSettings {
 /// of one push context (so it never needs invalidating).
 #[derive(Default)]
 pub struct GeneratedCache {
-    entries: std::sync::Mutex<HashMap<String, Arc<Vec<GeneratedResource>>>>,
+    entries: std::sync::Mutex<HashMap<String, Arc<SharedResources>>>,
+}
+
+/// Resources generated once and shared by every proxy that gets them.
+#[derive(Debug, PartialEq)]
+pub struct SharedResources {
+    pub resources: Vec<GeneratedResource>,
+    /// A hash of every resource's name and content, in order: equal sets have equal
+    /// fingerprints, so a stream compares a whole set at once.
+    pub fingerprint: u64,
+}
+
+impl SharedResources {
+    pub fn new(resources: Vec<GeneratedResource>) -> SharedResources {
+        let fingerprint = fingerprint(&resources);
+        SharedResources { resources, fingerprint }
+    }
+}
+
+/// A hash of `resources`' names and contents, in order.
+pub fn fingerprint<'a>(resources: impl IntoIterator<Item = &'a GeneratedResource>) -> u64 {
+    resources.into_iter().fold(0xcbf2_9ce4_8422_2325, |acc, resource| {
+        combine_fingerprints(acc, istio_config::hash::fnv1a64(resource.name.bytes()) ^ resource.hash)
+    })
+}
+
+/// `acc` followed by `next`, as one hash (order matters).
+pub fn combine_fingerprints(acc: u64, next: u64) -> u64 {
+    (acc ^ next).wrapping_mul(0x0000_0100_0000_01b3).rotate_left(29)
 }
 
 /// One generated resource: its name, its encoding, and a hash of that encoding (computed once,
@@ -304,13 +332,17 @@ pub struct GeneratedResource {
     pub name: String,
     /// Shared: every proxy that gets this resource holds the same encoding.
     pub resource: Arc<envoy_types::pb::google::protobuf::Any>,
+    /// The same, encoded once as an entry of a state-of-the-world response's `resources`;
+    /// every response that carries the resource sends these bytes.
+    pub wire: bytes::Bytes,
     pub hash: u64,
 }
 
 impl GeneratedResource {
     pub fn new(name: String, resource: envoy_types::pb::google::protobuf::Any) -> Self {
         let hash = istio_config::hash::fnv1a64(resource.type_url.bytes().chain(resource.value.iter().copied()));
-        GeneratedResource { name, resource: Arc::new(resource), hash }
+        let wire = crate::xds::wire::resource_entry(&resource);
+        GeneratedResource { name, resource: Arc::new(resource), wire, hash }
     }
 }
 
@@ -323,16 +355,12 @@ impl std::fmt::Debug for GeneratedCache {
 
 impl GeneratedCache {
     /// The resources under `key`, generating them with `make` the first time.
-    pub fn get_or_generate(
-        &self,
-        key: String,
-        make: impl FnOnce() -> Vec<GeneratedResource>,
-    ) -> Arc<Vec<GeneratedResource>> {
+    pub fn get_or_generate(&self, key: String, make: impl FnOnce() -> Vec<GeneratedResource>) -> Arc<SharedResources> {
         if let Some(found) = istio_runtime::sync::lock(&self.entries).get(&key) {
             return found.clone();
         }
         // Generate outside the lock; two proxies racing may both generate, and either result is right.
-        let generated = Arc::new(make());
+        let generated = Arc::new(SharedResources::new(make()));
         istio_runtime::sync::lock(&self.entries).entry(key).or_insert(generated).clone()
     }
 }
@@ -342,6 +370,8 @@ impl GeneratedCache {
 pub struct PushContext {
     /// Resources already generated from this context.
     pub cache: GeneratedCache,
+    /// What streams in a shared state are sent from this context, decided once.
+    pub(crate) sotw_memo: crate::xds::sotw_memo::SotwMemo,
     /// Conflicts and endpoint counts found while generating from this context.
     pub(crate) status: crate::push_status::PushStatus,
     /// Whether any VirtualService matches on `sourceLabels` (then routes depend on the proxy's

@@ -22,8 +22,10 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::generate::generate;
+use super::generate::{generate, generate_parts, names_context};
 use super::intern;
+use super::sotw_memo::{Decision, Holds};
+use super::wire::{Outgoing, WireResponse};
 use crate::metrics::Metrics;
 use crate::model::{GeneratedResource, PushContext};
 use crate::node::Proxy;
@@ -140,211 +142,10 @@ impl AdsServer {
         istio_runtime::sync::lock(&self.connections.statuses).remove(id);
         self.metrics.xds_clients.dec();
     }
-}
 
-/// Per-type state of a state-of-the-world stream.
-#[derive(Default)]
-struct Watch {
-    /// Subscribed names, shared with every stream that subscribed to the same ones.
-    names: intern::Names,
-    nonce: Option<String>,
-    /// When the push context of the last response was built.
-    pushed_from: Option<Instant>,
-    /// Hash of every resource last sent, by name key: what the proxy has (or is about to
-    /// have). Shared with every stream in the same state.
-    sent: intern::Sent,
-}
-
-/// Why a response is being sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Reason {
-    /// The proxy asked (new subscription or changed names): send everything it asked for.
-    Request,
-    /// A new push context: send only what changed (nothing, if nothing did).
-    Push,
-}
-
-struct SotwStream {
-    id: String,
-    proxy: Option<Proxy>,
-    watches: HashMap<String, Watch>,
-    next_nonce: u64,
-    server: AdsServer,
-}
-
-impl SotwStream {
-    /// Sends `type_url` if the proxy needs it; returns `Ok(true)` when a response went out and
-    /// `Err` when the stream is gone.
-    async fn send(
-        &mut self,
-        type_url: &str,
-        push: &PushContext,
-        reason: Reason,
-        out: &mpsc::Sender<Outgoing>,
-    ) -> Result<bool, ()> {
-        let Some(proxy) = &self.proxy else { return Ok(false) };
-        let Some(watch) = self.watches.get_mut(type_url) else { return Ok(false) };
-        // Bound how many responses are being built and queued at once, like PILOT_PUSH_THROTTLE.
-        let queued = Instant::now();
-        let permit = self.server.throttle.clone().acquire_owned().await.map_err(|_| ())?;
-        self.server.metrics.proxy_queue_time.observe(queued.elapsed().as_secs_f64());
-        let started = Instant::now();
-        let generated = generate(push, proxy, type_url, &watch.names);
-        self.server.metrics.record_push_status(&push.status);
-        let wildcard = matches!(type_url, type_url::CLUSTER | type_url::LISTENER);
-        let selected: Vec<&GeneratedResource> = match reason {
-            Reason::Request => generated.iter().collect(),
-            Reason::Push if wildcard => {
-                let unchanged = generated.len() == watch.sent.len()
-                    && generated.iter().all(|r| watch.sent.get(&intern::name_key(&r.name)) == Some(&r.hash));
-                if unchanged {
-                    return Ok(false);
-                }
-                generated.iter().collect()
-            }
-            // EDS and RDS responses may carry only the resources that changed.
-            Reason::Push => {
-                generated.iter().filter(|r| watch.sent.get(&intern::name_key(&r.name)) != Some(&r.hash)).collect()
-            }
-        };
-        if selected.is_empty() && reason == Reason::Push {
-            return Ok(false);
-        }
-        let mut sent = if wildcard { HashMap::with_capacity(selected.len()) } else { watch.sent.as_ref().clone() };
-        for resource in &selected {
-            sent.insert(intern::name_key(&resource.name), resource.hash);
-        }
-        watch.sent = intern::sent(sent);
-        let resources: Vec<Any> = selected.iter().map(|r| Any::clone(&r.resource)).collect();
-        self.next_nonce += 1;
-        let nonce = format!("{}-{}", push.version, self.next_nonce);
-        watch.nonce = Some(nonce.clone());
-        watch.pushed_from = push.created;
-        let count = resources.len();
-        let response = DiscoveryResponse {
-            version_info: push.version.clone(),
-            resources,
-            type_url: type_url.to_string(),
-            nonce: nonce.clone(),
-            ..Default::default()
-        };
-        let kind = short_type(type_url);
-        self.server.connections.update(&self.id, |status| {
-            let entry = status.types.entry(kind.to_string()).or_default();
-            entry.sent_version = push.version.clone();
-            entry.sent_nonce = nonce;
-            entry.resources = count;
-        });
-        let sent = out.send((Some(permit), Ok(response))).await.is_ok();
-        self.server.metrics.record_push(kind, sent, started);
-        if sent {
-            Ok(true)
-        } else {
-            Err(())
-        }
-    }
-
-    /// Pushes a new context: every watched type in Envoy's order. A CDS update makes Envoy
-    /// re-warm clusters, so it is followed by every watched endpoint; likewise LDS and routes.
-    async fn push(&mut self, push: &PushContext, out: &mpsc::Sender<Outgoing>) -> Result<(), ()> {
-        let clusters_sent = self.send(type_url::CLUSTER, push, Reason::Push, out).await?;
-        self.send(type_url::ENDPOINT, push, if clusters_sent { Reason::Request } else { Reason::Push }, out).await?;
-        let listeners_sent = self.send(type_url::LISTENER, push, Reason::Push, out).await?;
-        self.send(type_url::ROUTE, push, if listeners_sent { Reason::Request } else { Reason::Push }, out).await?;
-        Ok(())
-    }
-
-    /// Handles a request; returns whether a response for its type must be sent now.
-    fn request(&mut self, request: &DiscoveryRequest) -> Result<bool, Status> {
-        if self.proxy.is_none() {
-            let node = request
-                .node
-                .as_ref()
-                .ok_or_else(|| Status::invalid_argument("the first DiscoveryRequest must carry the node"))?;
-            let proxy = Proxy::from_node(node).map_err(|error| Status::invalid_argument(error.to_string()))?;
-            tracing::info!(proxy = %proxy.id, connection = %self.id, "ADS stream connected");
-            let (id, version) = (proxy.id.clone(), proxy.istio_version.clone());
-            let announced = node.clone();
-            self.server.connections.update(&self.id, |status| {
-                status.proxy = id;
-                status.istio_version = version;
-                status.node = Some(announced);
-            });
-            self.proxy = Some(proxy);
-        }
-        let type_url = request.type_url.clone();
-        let kind = short_type(&type_url);
-        let watch = self.watches.entry(type_url.clone()).or_default();
-        let names_changed = *watch.names != request.resource_names;
-        if request.response_nonce.is_empty() {
-            watch.names = intern::names(request.resource_names.clone());
-            watch.sent = intern::sent(HashMap::new());
-            return Ok(true);
-        }
-        if watch.nonce.as_deref() != Some(request.response_nonce.as_str()) {
-            if kind == "rds" {
-                self.server.metrics.rds_expired_nonce.inc();
-            }
-            return Ok(false); // stale: an answer to a response that has been superseded
-        }
-        let proxy_id = self.proxy.as_ref().map(|p| p.id.clone()).unwrap_or_default();
-        if let Some(error) = &request.error_detail {
-            tracing::warn!(proxy = %proxy_id, r#type = kind, nonce = %request.response_nonce, error = %error.message, "proxy rejected config (NACK)");
-            self.server.metrics.record_reject(kind, &proxy_id, error.code);
-            let message = error.message.clone();
-            self.server
-                .connections
-                .update(&self.id, |status| status.types.entry(kind.to_string()).or_default().nack = Some(message));
-            // The proxy holds none of what it rejected: the next push sends the type whole
-            // again, as 1.4's full pushes did, even when the content has not changed (what
-            // was missing, such as a certificate file, may be there by then).
-            watch.sent = intern::sent(HashMap::new());
-        } else {
-            if let Some(created) = watch.pushed_from.take() {
-                self.server.metrics.convergence.observe(created.elapsed().as_secs_f64());
-            }
-            let (version, nonce) = (request.version_info.clone(), request.response_nonce.clone());
-            self.server.connections.update(&self.id, |status| {
-                let entry = status.types.entry(kind.to_string()).or_default();
-                entry.acked_version = version;
-                entry.acked_nonce = nonce;
-                entry.nack = None;
-            });
-        }
-        if names_changed {
-            watch.names = intern::names(request.resource_names.clone());
-            return Ok(true);
-        }
-        Ok(false)
-    }
-}
-
-/// Per-type state of a delta stream: subscribed names (empty with `wildcard`) and the version
-/// of each resource the client holds.
-#[derive(Default)]
-struct DeltaWatch {
-    wildcard: bool,
-    names: Vec<String>,
-    held: HashMap<String, String>,
-}
-
-type SotwStreamBox = Pin<Box<dyn Stream<Item = Result<DiscoveryResponse, Status>> + Send>>;
-
-/// A response on its way to a proxy, holding its push-throttle permit until the transport takes
-/// it, so the throttle bounds responses in flight and not only responses being built.
-type Outgoing = (Option<tokio::sync::OwnedSemaphorePermit>, Result<DiscoveryResponse, Status>);
-type DeltaStreamBox = Pin<Box<dyn Stream<Item = Result<DeltaDiscoveryResponse, Status>> + Send>>;
-
-#[tonic::async_trait]
-impl AggregatedDiscoveryService for AdsServer {
-    type StreamAggregatedResourcesStream = SotwStreamBox;
-    type DeltaAggregatedResourcesStream = DeltaStreamBox;
-
-    async fn stream_aggregated_resources(
-        &self,
-        request: Request<Streaming<DiscoveryRequest>>,
-    ) -> Result<Response<SotwStreamBox>, Status> {
-        let mut incoming = request.into_inner();
+    /// Serves one state-of-the-world stream: reads its requests and pushes, and queues the
+    /// responses (or the status that ends it) on the returned channel.
+    pub(crate) fn spawn_sotw(&self, mut incoming: Streaming<DiscoveryRequest>) -> mpsc::Receiver<Outgoing> {
         // A one-slot queue: a push waits for the transport to take the previous response.
         let (out, receiver) = mpsc::channel::<Outgoing>(1);
         let server = self.clone();
@@ -399,9 +200,248 @@ impl AggregatedDiscoveryService for AdsServer {
             }
             server.unregister(&id);
         });
+        receiver
+    }
+}
+
+/// Per-type state of a state-of-the-world stream.
+#[derive(Default)]
+struct Watch {
+    /// Subscribed names, shared with every stream that subscribed to the same ones.
+    names: intern::Names,
+    nonce: Option<String>,
+    /// When the push context of the last response was built.
+    pushed_from: Option<Instant>,
+    /// EDS, RDS: hash of every resource last sent, by name key: what the proxy has (or is
+    /// about to have). Shared with every stream in the same state.
+    sent: intern::Sent,
+    /// CDS, LDS: the fingerprint of the set last sent.
+    whole: Option<u64>,
+}
+
+/// What a decision reads of a stream's state for one type.
+#[derive(Clone, Copy)]
+struct WatchState<'a> {
+    names: &'a intern::Names,
+    sent: &'a intern::Sent,
+    whole: Option<u64>,
+}
+
+/// Why a response is being sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reason {
+    /// The proxy asked (new subscription or changed names): send everything it asked for.
+    Request,
+    /// A new push context: send only what changed (nothing, if nothing did).
+    Push,
+}
+
+struct SotwStream {
+    id: String,
+    proxy: Option<Proxy>,
+    watches: HashMap<String, Watch>,
+    next_nonce: u64,
+    server: AdsServer,
+}
+
+impl SotwStream {
+    /// Sends `type_url` if the proxy needs it; returns `Ok(true)` when a response went out and
+    /// `Err` when the stream is gone.
+    async fn send(
+        &mut self,
+        type_url: &str,
+        push: &PushContext,
+        reason: Reason,
+        out: &mpsc::Sender<Outgoing>,
+    ) -> Result<bool, ()> {
+        let Some(proxy) = &self.proxy else { return Ok(false) };
+        let Some(watch) = self.watches.get_mut(type_url) else { return Ok(false) };
+        let started = Instant::now();
+        let everything = reason == Reason::Request;
+        let state = WatchState { names: &watch.names, sent: &watch.sent, whole: watch.whole };
+        let decide = || decide(push, proxy, type_url, state, reason);
+        // Streams whose proxies get the same resources for the same names, in the same state,
+        // share one decision.
+        let decision = match names_context(push, proxy, type_url) {
+            Some(context) => {
+                push.sotw_memo.get_or_decide(type_url, context, everything, (state.names, state.sent), decide)
+            }
+            None => Arc::new(decide()),
+        };
+        self.server.metrics.record_push_status(&push.status);
+        let Some(decision) = decision.as_ref() else { return Ok(false) };
+        // Bound how many responses are queued at once, like PILOT_PUSH_THROTTLE.
+        let queued = Instant::now();
+        let permit = self.server.throttle.clone().acquire_owned().await.map_err(|_| ())?;
+        self.server.metrics.proxy_queue_time.observe(queued.elapsed().as_secs_f64());
+        match &decision.holds {
+            Holds::Each(sent) => watch.sent = sent.clone(),
+            Holds::Whole(fingerprint) => watch.whole = Some(*fingerprint),
+        }
+        self.next_nonce += 1;
+        let nonce = format!("{}-{}", push.version, self.next_nonce);
+        watch.nonce = Some(nonce.clone());
+        watch.pushed_from = push.created;
+        let count = decision.entries.len();
+        // The resources' shared encodings, as they are: nothing is copied for this proxy.
+        let response = WireResponse::new(&push.version, type_url, &nonce, decision.entries.iter().cloned());
+        let kind = short_type(type_url);
+        self.server.connections.update(&self.id, |status| {
+            let entry = status.types.entry(kind.to_string()).or_default();
+            entry.sent_version = push.version.clone();
+            entry.sent_nonce = nonce;
+            entry.resources = count;
+        });
+        let sent = out.send((Some(permit), response)).await.is_ok();
+        self.server.metrics.record_push(kind, sent, started);
+        if sent {
+            Ok(true)
+        } else {
+            Err(())
+        }
+    }
+
+    /// Pushes a new context: every watched type in Envoy's order. A CDS update makes Envoy
+    /// re-warm clusters, so it is followed by every watched endpoint; likewise LDS and routes.
+    async fn push(&mut self, push: &PushContext, out: &mpsc::Sender<Outgoing>) -> Result<(), ()> {
+        let clusters_sent = self.send(type_url::CLUSTER, push, Reason::Push, out).await?;
+        self.send(type_url::ENDPOINT, push, if clusters_sent { Reason::Request } else { Reason::Push }, out).await?;
+        let listeners_sent = self.send(type_url::LISTENER, push, Reason::Push, out).await?;
+        self.send(type_url::ROUTE, push, if listeners_sent { Reason::Request } else { Reason::Push }, out).await?;
+        Ok(())
+    }
+
+    /// Handles a request; returns whether a response for its type must be sent now.
+    fn request(&mut self, request: &DiscoveryRequest) -> Result<bool, Status> {
+        if self.proxy.is_none() {
+            let node = request
+                .node
+                .as_ref()
+                .ok_or_else(|| Status::invalid_argument("the first DiscoveryRequest must carry the node"))?;
+            let proxy = Proxy::from_node(node).map_err(|error| Status::invalid_argument(error.to_string()))?;
+            tracing::info!(proxy = %proxy.id, connection = %self.id, "ADS stream connected");
+            let (id, version) = (proxy.id.clone(), proxy.istio_version.clone());
+            let announced = node.clone();
+            self.server.connections.update(&self.id, |status| {
+                status.proxy = id;
+                status.istio_version = version;
+                status.node = Some(announced);
+            });
+            self.proxy = Some(proxy);
+        }
+        let type_url = request.type_url.clone();
+        let kind = short_type(&type_url);
+        let watch = self.watches.entry(type_url.clone()).or_default();
+        let names_changed = *watch.names != request.resource_names;
+        if request.response_nonce.is_empty() {
+            watch.names = intern::names(request.resource_names.clone());
+            watch.sent = intern::sent(HashMap::new());
+            watch.whole = None;
+            return Ok(true);
+        }
+        if watch.nonce.as_deref() != Some(request.response_nonce.as_str()) {
+            if kind == "rds" {
+                self.server.metrics.rds_expired_nonce.inc();
+            }
+            return Ok(false); // stale: an answer to a response that has been superseded
+        }
+        let proxy_id = self.proxy.as_ref().map(|p| p.id.clone()).unwrap_or_default();
+        if let Some(error) = &request.error_detail {
+            tracing::warn!(proxy = %proxy_id, r#type = kind, nonce = %request.response_nonce, error = %error.message, "proxy rejected config (NACK)");
+            self.server.metrics.record_reject(kind, &proxy_id, error.code);
+            let message = error.message.clone();
+            self.server
+                .connections
+                .update(&self.id, |status| status.types.entry(kind.to_string()).or_default().nack = Some(message));
+            // The proxy holds none of what it rejected: the next push sends the type whole
+            // again, as 1.4's full pushes did, even when the content has not changed (what
+            // was missing, such as a certificate file, may be there by then).
+            watch.sent = intern::sent(HashMap::new());
+            watch.whole = None;
+        } else {
+            if let Some(created) = watch.pushed_from.take() {
+                self.server.metrics.convergence.observe(created.elapsed().as_secs_f64());
+            }
+            let (version, nonce) = (request.version_info.clone(), request.response_nonce.clone());
+            self.server.connections.update(&self.id, |status| {
+                let entry = status.types.entry(kind.to_string()).or_default();
+                entry.acked_version = version;
+                entry.acked_nonce = nonce;
+                entry.nack = None;
+            });
+        }
+        if names_changed {
+            watch.names = intern::names(request.resource_names.clone());
+            return Ok(true);
+        }
+        Ok(false)
+    }
+}
+
+/// What a stream in this state is sent for `type_url`, if anything: all of it when the proxy
+/// asked; on a push, only what changed (EDS, RDS), or everything when anything did (CDS, LDS,
+/// where a response replaces the whole set).
+fn decide(
+    push: &PushContext,
+    proxy: &Proxy,
+    type_url: &str,
+    watch: WatchState<'_>,
+    reason: Reason,
+) -> Option<Decision> {
+    let generated = generate_parts(push, proxy, type_url, watch.names);
+    if matches!(type_url, type_url::CLUSTER | type_url::LISTENER) {
+        let fingerprint = generated.fingerprint();
+        if reason == Reason::Push && watch.whole == Some(fingerprint) {
+            return None;
+        }
+        let entries = generated.iter().map(|resource| resource.wire.clone()).collect();
+        return Some(Decision { entries, holds: Holds::Whole(fingerprint) });
+    }
+    let selected: Vec<&GeneratedResource> = match reason {
+        Reason::Request => generated.iter().collect(),
+        Reason::Push => {
+            generated.iter().filter(|r| watch.sent.get(&intern::name_key(&r.name)) != Some(&r.hash)).collect()
+        }
+    };
+    if selected.is_empty() && reason == Reason::Push {
+        return None;
+    }
+    let mut state = watch.sent.as_ref().clone();
+    for resource in &selected {
+        state.insert(intern::name_key(&resource.name), resource.hash);
+    }
+    let entries = selected.iter().map(|resource| resource.wire.clone()).collect();
+    Some(Decision { entries, holds: Holds::Each(intern::sent(state)) })
+}
+
+/// Per-type state of a delta stream: subscribed names (empty with `wildcard`) and the version
+/// of each resource the client holds.
+#[derive(Default)]
+struct DeltaWatch {
+    wildcard: bool,
+    names: Vec<String>,
+    held: HashMap<String, String>,
+}
+
+type SotwStreamBox = Pin<Box<dyn Stream<Item = Result<DiscoveryResponse, Status>> + Send>>;
+
+type DeltaStreamBox = Pin<Box<dyn Stream<Item = Result<DeltaDiscoveryResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl AggregatedDiscoveryService for AdsServer {
+    type StreamAggregatedResourcesStream = SotwStreamBox;
+    type DeltaAggregatedResourcesStream = DeltaStreamBox;
+
+    async fn stream_aggregated_resources(
+        &self,
+        request: Request<Streaming<DiscoveryRequest>>,
+    ) -> Result<Response<SotwStreamBox>, Status> {
+        // Pilot's gRPC server answers this method with `AdsService`, which sends the shared
+        // encodings as they are; this path (the generated service used on its own) decodes them.
+        let receiver = self.spawn_sotw(request.into_inner());
         let responses = futures::StreamExt::map(ReceiverStream::new(receiver), |(permit, response)| {
             drop(permit);
-            response
+            response.and_then(|response| response.to_message())
         });
         Ok(Response::new(Box::pin(responses)))
     }

@@ -3,6 +3,8 @@
 //! taken from the push context's cache, so a push to many proxies generates each shared
 //! resource once. The ADS server and the debug endpoints both ask here.
 
+use std::sync::Arc;
+
 use istio_xds::type_url;
 
 use envoy_types::pb::envoy::config::listener::v3::Listener;
@@ -13,7 +15,7 @@ use super::{
     any, cluster, config_patch, endpoint, envoy_filter, gateway, inbound_listener, listener, locality, mixer_outbound,
     mixer_telemetry, route,
 };
-use crate::model::{GeneratedResource, PushContext};
+use crate::model::{self, GeneratedResource, PushContext, SharedResources};
 use crate::node::{Proxy, ProxyKind};
 
 /// Every listener for `proxy`.
@@ -47,11 +49,81 @@ fn resources<T: prost::Message + prost::Name>(items: Vec<T>, name: impl Fn(&T) -
     items.into_iter().map(|item| GeneratedResource::new(name(&item), any(item))).collect()
 }
 
+/// What a proxy's routes depend on besides their names: proxies with equal contexts get equal
+/// route configurations.
+fn route_context(push: &PushContext, proxy: &Proxy, scope: &crate::scope::ProxyScope, patch_key: &str) -> String {
+    let kind = match proxy.kind {
+        ProxyKind::Sidecar => "sidecar",
+        ProxyKind::Router => "router",
+    };
+    let labels =
+        if proxy.kind == ProxyKind::Router || push.routes_depend_on_labels { label_key(proxy) } else { String::new() };
+    format!("{kind}|{}|{}|{labels}|{}|{patch_key}", proxy.namespace, scope.key, mixer_outbound::cache_key(push, proxy))
+}
+
+/// For EDS and RDS, whose resources are generated one requested name at a time: a key equal for
+/// two proxies exactly when every name gives both the same resource. `None` for CDS and LDS,
+/// whose sets hold each proxy's own resources too.
+pub(crate) fn names_context(push: &PushContext, proxy: &Proxy, type_url: &str) -> Option<String> {
+    let with_pod = proxy.with_registry_pod(push);
+    let proxy = with_pod.as_ref().unwrap_or(proxy);
+    match type_url {
+        // Only a mesh-wide locality setting makes assignments depend on the proxy (its
+        // locality and, through the rules' outlier detection, its namespace).
+        type_url::ENDPOINT => Some(match &push.mesh.locality_lb_setting {
+            None => String::new(),
+            Some(_) => format!("{}|{}", locality::key(locality::of_proxy(push, proxy).as_ref()), proxy.namespace),
+        }),
+        type_url::ROUTE => {
+            let patches =
+                config_patch::matching::applicable(&push.envoy_filter_patches, &push.mesh.root_namespace, proxy);
+            let patch_key = config_patch::matching::cache_key(&patches, proxy);
+            Some(route_context(push, proxy, &crate::scope::ProxyScope::of(push, proxy), &patch_key))
+        }
+        _ => None,
+    }
+}
+
+/// What one proxy gets of one type: sets shared with other proxies (cache entries, held as
+/// they are) and the resources that are its own.
+#[derive(Debug, Default)]
+pub(crate) struct ProxyResources {
+    shared: Vec<Arc<SharedResources>>,
+    own: Vec<GeneratedResource>,
+}
+
+impl ProxyResources {
+    fn shared(shared: Arc<SharedResources>) -> ProxyResources {
+        ProxyResources { shared: vec![shared], own: Vec::new() }
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &GeneratedResource> {
+        self.shared.iter().flat_map(|set| set.resources.iter()).chain(&self.own)
+    }
+
+    /// A hash of every resource's name and content, in order; the shared sets' come precomputed.
+    pub(crate) fn fingerprint(&self) -> u64 {
+        let shared = self.shared.iter().fold(0, |acc, set| model::combine_fingerprints(acc, set.fingerprint));
+        model::combine_fingerprints(shared, model::fingerprint(&self.own))
+    }
+
+    pub(crate) fn into_vec(self) -> Vec<GeneratedResource> {
+        let mut resources: Vec<GeneratedResource> =
+            self.shared.iter().flat_map(|set| set.resources.iter().cloned()).collect();
+        resources.extend(self.own);
+        resources
+    }
+}
+
 /// Generates the resources of `type_url` for a proxy; `names` narrows EDS and RDS. What does not
 /// depend on the proxy itself comes from the push context's cache, so a push to many proxies
 /// generates each shared resource once.
 pub(crate) fn generate(push: &PushContext, proxy: &Proxy, type_url: &str, names: &[String]) -> Vec<GeneratedResource> {
-    use crate::node::ProxyKind;
+    generate_parts(push, proxy, type_url, names).into_vec()
+}
+
+/// [`generate`], with the shared sets left shared.
+pub(crate) fn generate_parts(push: &PushContext, proxy: &Proxy, type_url: &str, names: &[String]) -> ProxyResources {
     let with_pod;
     let proxy = match proxy.with_registry_pod(push) {
         Some(enriched) => {
@@ -59,10 +131,6 @@ pub(crate) fn generate(push: &PushContext, proxy: &Proxy, type_url: &str, names:
             &with_pod
         }
         None => proxy,
-    };
-    let kind = match proxy.kind {
-        ProxyKind::Sidecar => "sidecar",
-        ProxyKind::Router => "router",
     };
     let scope = crate::scope::ProxyScope::of(push, proxy);
     // EnvoyFilter config patches (none for endpoints): proxies with equal keys get equal
@@ -85,15 +153,12 @@ pub(crate) fn generate(push: &PushContext, proxy: &Proxy, type_url: &str, names:
                     config_patch::cluster::apply(outbound_context, proxy, &patches, &mut clusters);
                     resources(clusters, |c| c.name.clone())
                 });
-                let mut generated: Vec<GeneratedResource> = shared.as_ref().clone();
                 let mut inbound = cluster::proxy_clusters(push, proxy);
                 config_patch::cluster::apply(PatchContext::SidecarInbound, proxy, &patches, &mut inbound);
                 // An inbound cluster (say, one an ANY-context ADD put in both lists) of a name
                 // the outbound ones have: the outbound one stays, as 1.4's `normalizeClusters`.
-                let outbound: std::collections::HashSet<&str> = generated.iter().map(|r| r.name.as_str()).collect();
-                inbound.retain(|cluster| !outbound.contains(cluster.name.as_str()));
-                generated.extend(resources(inbound, |c| c.name.clone()));
-                generated
+                inbound.retain(|cluster| !shared.resources.iter().any(|outbound| outbound.name == cluster.name));
+                ProxyResources { shared: vec![shared], own: resources(inbound, |c| c.name.clone()) }
             }
             ProxyKind::Router => {
                 let key = format!("cds|router|{}|{}|{patch_key}", scope.key, proxy.sni_dnat);
@@ -103,7 +168,7 @@ pub(crate) fn generate(push: &PushContext, proxy: &Proxy, type_url: &str, names:
                     config_patch::cluster::apply(PatchContext::Gateway, proxy, &patches, &mut clusters);
                     resources(clusters, |c| c.name.clone())
                 });
-                generated.as_ref().clone()
+                ProxyResources::shared(generated)
             }
         },
         type_url::LISTENER => {
@@ -116,13 +181,11 @@ pub(crate) fn generate(push: &PushContext, proxy: &Proxy, type_url: &str, names:
                 resources(listeners, |l| l.name.clone())
             };
             match proxy.kind {
-                ProxyKind::Router => push
-                    .cache
-                    .get_or_generate(
-                        // Labels and namespace pick the Gateways and AuthorizationPolicies;
-                        // v1alpha1 authorization and origin authentication follow the
-                        // gateway's service.
-                        format!(
+                ProxyKind::Router => ProxyResources::shared(push.cache.get_or_generate(
+                    // Labels and namespace pick the Gateways and AuthorizationPolicies;
+                    // v1alpha1 authorization and origin authentication follow the
+                    // gateway's service.
+                    format!(
                             "lds|router|{}|{}|{}|{}|{}|{}|{filter_key}",
                             proxy.namespace,
                             label_key(proxy),
@@ -132,10 +195,8 @@ pub(crate) fn generate(push: &PushContext, proxy: &Proxy, type_url: &str, names:
                                 .map_or("", |service| service.hostname.as_str()),
                             mixer_outbound::cache_key(push, proxy),
                         ),
-                        || patched(listeners(push, proxy), PatchContext::Gateway),
-                    )
-                    .as_ref()
-                    .clone(),
+                    || patched(listeners(push, proxy), PatchContext::Gateway),
+                )),
                 ProxyKind::Sidecar => {
                     // The mixer plugin's outbound filter names the proxy: with it, nothing is shared.
                     let mixer_key = mixer_outbound::cache_key(push, proxy);
@@ -147,44 +208,30 @@ pub(crate) fn generate(push: &PushContext, proxy: &Proxy, type_url: &str, names:
                         mixer_telemetry::add_report_logs(&mut outbound, push, proxy);
                         patched(outbound, PatchContext::SidecarOutbound)
                     });
-                    let mut generated: Vec<GeneratedResource> = shared.as_ref().clone();
                     let mut inbound = vec![inbound_listener::virtual_inbound(push, proxy)];
                     listener::decorate(&mut inbound, push, ProxyKind::Sidecar);
                     mixer_telemetry::add_report_logs(&mut inbound, push, proxy);
-                    generated.extend(patched(inbound, PatchContext::SidecarInbound));
-                    generated
+                    ProxyResources { shared: vec![shared], own: patched(inbound, PatchContext::SidecarInbound) }
                 }
             }
         }
         type_url::ROUTE => {
-            let labels = if proxy.kind == ProxyKind::Router || push.routes_depend_on_labels {
-                label_key(proxy)
-            } else {
-                String::new()
-            };
-            names
+            let context = route_context(push, proxy, &scope, &patch_key);
+            let shared = names
                 .iter()
-                .flat_map(|name| {
-                    let key = format!(
-                        "rds|{kind}|{}|{}|{labels}|{name}|{}|{patch_key}",
-                        proxy.namespace,
-                        scope.key,
-                        mixer_outbound::cache_key(push, proxy)
-                    );
-                    push.cache
-                        .get_or_generate(key, || {
-                            let mut configurations =
-                                route::route_configurations(push, proxy, std::slice::from_ref(name));
-                            for configuration in &mut configurations {
-                                mixer_outbound::decorate_routes(push, proxy, configuration);
-                                config_patch::route::apply(outbound_context, proxy, &patches, configuration);
-                            }
-                            resources(configurations, |r| r.name.clone())
-                        })
-                        .as_ref()
-                        .clone()
+                .map(|name| {
+                    let key = format!("rds|{context}|{name}");
+                    push.cache.get_or_generate(key, || {
+                        let mut configurations = route::route_configurations(push, proxy, std::slice::from_ref(name));
+                        for configuration in &mut configurations {
+                            mixer_outbound::decorate_routes(push, proxy, configuration);
+                            config_patch::route::apply(outbound_context, proxy, &patches, configuration);
+                        }
+                        resources(configurations, |r| r.name.clone())
+                    })
                 })
-                .collect()
+                .collect();
+            ProxyResources { shared, own: Vec::new() }
         }
         type_url::ENDPOINT => {
             // With a mesh-wide locality setting that applies to a cluster (it distributes, or
@@ -193,9 +240,9 @@ pub(crate) fn generate(push: &PushContext, proxy: &Proxy, type_url: &str, names:
             // share those assignments; every other cluster's is shared by all.
             let locality_setting = push.mesh.locality_lb_setting.as_ref();
             let proxy_locality = std::cell::OnceCell::new();
-            names
+            let shared = names
                 .iter()
-                .flat_map(|name| {
+                .map(|name| {
                     let applied = locality_setting.and_then(|setting| {
                         let failover = endpoint::has_outlier_detection(push, &proxy.namespace, name);
                         (!setting.distribute.is_empty() || failover).then(|| {
@@ -208,26 +255,24 @@ pub(crate) fn generate(push: &PushContext, proxy: &Proxy, type_url: &str, names:
                         }
                         None => format!("eds|{name}"),
                     };
-                    push.cache
-                        .get_or_generate(key, || {
-                            let mut assignment = endpoint::load_assignment(push, name).unwrap_or_else(|| {
-                                envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment {
-                                    cluster_name: name.clone(),
-                                    ..Default::default()
-                                }
-                            });
-                            let count = assignment.endpoints.iter().map(|locality| locality.lb_endpoints.len()).sum();
-                            push.status.endpoints(name, count);
-                            if let Some((setting, failover, locality)) = applied {
-                                locality::apply(locality.as_ref(), &mut assignment, setting, failover);
+                    push.cache.get_or_generate(key, || {
+                        let mut assignment = endpoint::load_assignment(push, name).unwrap_or_else(|| {
+                            envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment {
+                                cluster_name: name.clone(),
+                                ..Default::default()
                             }
-                            resources(vec![assignment], |a| a.cluster_name.clone())
-                        })
-                        .as_ref()
-                        .clone()
+                        });
+                        let count = assignment.endpoints.iter().map(|locality| locality.lb_endpoints.len()).sum();
+                        push.status.endpoints(name, count);
+                        if let Some((setting, failover, locality)) = applied {
+                            locality::apply(locality.as_ref(), &mut assignment, setting, failover);
+                        }
+                        resources(vec![assignment], |a| a.cluster_name.clone())
+                    })
                 })
-                .collect()
+                .collect();
+            ProxyResources { shared, own: Vec::new() }
         }
-        _ => Vec::new(),
+        _ => ProxyResources::default(),
     }
 }

@@ -4,6 +4,7 @@
 
 pub(crate) mod access_log;
 pub mod ads;
+pub mod ads_service;
 pub(crate) mod authn_jwt;
 pub(crate) mod authz;
 pub(crate) mod authz_end_user;
@@ -23,9 +24,11 @@ pub(crate) mod mixer;
 pub(crate) mod mixer_outbound;
 pub(crate) mod mixer_telemetry;
 pub(crate) mod route;
+pub(crate) mod sotw_memo;
 pub(crate) mod tls;
 pub(crate) mod tracing;
 pub(crate) mod trust_domain;
+pub(crate) mod wire;
 
 use envoy_types::pb::envoy::config::core::v3::{
     address, config_source, socket_address, Address, AggregatedConfigSource, ApiVersion, ConfigSource, SocketAddress,
