@@ -16,6 +16,9 @@
 //! sizing assumed). `--sweep` runs 250, 500, 1000 and 2000 services (and 10), each unscoped and
 //! with 10 namespaces, and prints how each figure grows.
 //!
+//! `--no-eds-debounce` runs Pilot with `PILOT_ENABLE_EDS_DEBOUNCE=false` (endpoint changes
+//! pushed without waiting for the quiet period). `XDS_SCALE_PILOT_LOG=FILE` keeps Pilot's log (at info) in FILE.
+//!
 //! Run under `cargo test` it only checks it can start and exits.
 
 use std::collections::HashMap;
@@ -39,6 +42,8 @@ struct Mesh {
     clients: usize,
     /// 1: every service and client in `bench`, no Sidecar; more: `bench0…`, a Sidecar in each.
     namespaces: usize,
+    /// Endpoint changes wait for the debounce like config (Pilot's default), or not.
+    eds_debounce: bool,
 }
 
 impl Mesh {
@@ -56,36 +61,44 @@ impl Mesh {
     }
 }
 
-/// Writes the mesh: `services` ServiceEntries with two endpoints each (their last octet
-/// `endpoint_suffix`, except `moved`'s, which is `moved_suffix`), svc0's VirtualService
-/// splitting `weight`/`100 - weight` between its subsets, and with namespaces a Sidecar per
-/// namespace.
+/// Writes `text` to `file` unless it holds that already: a change touches only the objects it
+/// changes, as one watch event per object would on Kubernetes.
+fn write_if_changed(file: &Path, text: &str) {
+    if std::fs::read_to_string(file).ok().as_deref() != Some(text) {
+        std::fs::write(file, text).expect("write config");
+    }
+}
+
+/// Writes the mesh, one object per file: `services` ServiceEntries with two endpoints each
+/// (their last octet `endpoint_suffix`, except `moved`'s, which is `moved_suffix`), svc0's
+/// VirtualService splitting `weight`/`100 - weight` between its subsets, and with namespaces a
+/// Sidecar per namespace.
 fn write_config(dir: &Path, mesh: Mesh, (endpoint_suffix, moved, moved_suffix): (u8, usize, u8), weight: u32) {
-    let mut text = String::new();
     for index in 0..mesh.services {
         let endpoint_suffix = if index == moved { moved_suffix } else { endpoint_suffix };
         let namespace = mesh.namespace(index);
-        text.push_str(&format!(
+        let text = format!(
             "---\napiVersion: networking.istio.io/v1alpha3\nkind: ServiceEntry\nmetadata: {{name: svc{index}, namespace: {namespace}}}\nspec:\n  hosts: [svc{index}.{namespace}.svc.cluster.local]\n  addresses: [10.{}.{}.1]\n  ports: [{{number: {}, name: http, protocol: HTTP}}]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  endpoints:\n  - {{address: 10.200.{}.{endpoint_suffix}, labels: {{version: v1}}}}\n  - {{address: 10.201.{}.{endpoint_suffix}, labels: {{version: v2}}}}\n",
             index / 250, index % 250, 8000 + (index % 20), index % 250, index % 250
-        ));
+        );
+        write_if_changed(&dir.join(format!("svc{index}.yaml")), &text);
     }
     if mesh.namespaces > 1 {
         for index in 0..mesh.namespaces {
-            text.push_str(&format!(
+            let text = format!(
                 "---\napiVersion: networking.istio.io/v1alpha3\nkind: Sidecar\nmetadata: {{name: default, namespace: {}}}\nspec:\n  egress:\n  - hosts: [\"./*\"]\n",
                 mesh.namespace(index)
-            ));
+            );
+            write_if_changed(&dir.join(format!("sidecar{index}.yaml")), &text);
         }
     }
-    std::fs::write(dir.join("services.yaml"), text).expect("write services");
     let namespace = mesh.namespace(0);
     let host = format!("svc0.{namespace}.svc.cluster.local");
     let vs = format!(
         "apiVersion: networking.istio.io/v1alpha3\nkind: VirtualService\nmetadata: {{name: svc0, namespace: {namespace}}}\nspec:\n  hosts: [{host}]\n  http:\n  - route:\n    - destination: {{host: {host}, subset: v1}}\n      weight: {weight}\n    - destination: {{host: {host}, subset: v2}}\n      weight: {}\n---\napiVersion: networking.istio.io/v1alpha3\nkind: DestinationRule\nmetadata: {{name: svc0, namespace: {namespace}}}\nspec:\n  host: {host}\n  subsets: [{{name: v1, labels: {{version: v1}}}}, {{name: v2, labels: {{version: v2}}}}]\n",
         100 - weight
     );
-    std::fs::write(dir.join("rules.yaml"), vs).expect("write rules");
+    write_if_changed(&dir.join("rules.yaml"), &vs);
 }
 
 fn rss_mib(pid: u32) -> f64 {
@@ -319,6 +332,9 @@ async fn run(mesh: Mesh) -> Vec<Phase> {
     let dir = tempfile::tempdir().expect("tempdir");
     write_config(dir.path(), mesh, (1, 0, 1), 50);
     let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
+    // XDS_SCALE_PILOT_LOG=FILE keeps Pilot's info log, to see where a phase's time went.
+    let pilot_log = std::env::var_os("XDS_SCALE_PILOT_LOG")
+        .map(|path| std::fs::File::create(&path).expect("create the Pilot log file"));
     let pilot = Pilot(
         Command::new(env!("CARGO_BIN_EXE_pilot"))
             .args([
@@ -332,8 +348,10 @@ async fn run(mesh: Mesh) -> Vec<Phase> {
                 "--monitoringAddr",
                 "127.0.0.1:0",
             ])
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", if pilot_log.is_some() { "info" } else { "warn" })
+            .env("PILOT_ENABLE_EDS_DEBOUNCE", mesh.eds_debounce.to_string())
             .stdout(Stdio::null())
+            .stderr(pilot_log.map_or_else(Stdio::inherit, Stdio::from))
             .spawn()
             .expect("start pilot"),
     );
@@ -341,7 +359,7 @@ async fn run(mesh: Mesh) -> Vec<Phase> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_at_start = rss_mib(pid);
     println!(
-        "pilot xDS scale: {} services x {} sidecars, {} (pilot RSS at start {:.1} MiB)",
+        "pilot xDS scale: {} services x {} sidecars, {}{} (pilot RSS at start {:.1} MiB)",
         mesh.services,
         mesh.clients,
         if mesh.namespaces > 1 {
@@ -349,6 +367,7 @@ async fn run(mesh: Mesh) -> Vec<Phase> {
         } else {
             "one namespace, no Sidecar".to_string()
         },
+        if mesh.eds_debounce { "" } else { ", PILOT_ENABLE_EDS_DEBOUNCE=false" },
         rss_at_start
     );
     let (converged, mut reports) = mpsc::unbounded_channel();
@@ -405,8 +424,12 @@ fn main() {
     let clients = arg(&args, "--clients", 2000);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     if !args.iter().any(|a| a == "--sweep") {
-        let mesh =
-            Mesh { services: arg(&args, "--services", 1000), clients, namespaces: arg(&args, "--namespaces", 1) };
+        let mesh = Mesh {
+            services: arg(&args, "--services", 1000),
+            clients,
+            namespaces: arg(&args, "--namespaces", 1),
+            eds_debounce: !args.iter().any(|a| a == "--no-eds-debounce"),
+        };
         runtime.block_on(run(mesh));
         return;
     }
@@ -414,7 +437,7 @@ fn main() {
     let mut rows = Vec::new();
     for namespaces in [1, 10] {
         for services in [10, 250, 500, 1000, 2000] {
-            let phases = runtime.block_on(run(Mesh { services, clients, namespaces }));
+            let phases = runtime.block_on(run(Mesh { services, clients, namespaces, eds_debounce: true }));
             rows.push((services, namespaces, phases));
         }
     }

@@ -57,6 +57,18 @@ struct DiscoveryArgs {
     /// Responses built and queued at once across all proxies.
     #[arg(long = "pushThrottle", env = "PILOT_PUSH_THROTTLE", default_value_t = pilot::xds::ads::DEFAULT_PUSH_THROTTLE)]
     push_throttle: usize,
+    /// How long config must be quiet before it is pushed (Go duration).
+    #[arg(long = "debounceAfter", env = "PILOT_DEBOUNCE_AFTER", default_value = "100ms",
+          value_parser = |text: &str| istio_duration::parse(text).map_err(|error| error.to_string()))]
+    debounce_after: std::time::Duration,
+    /// The longest a push waits for config to be quiet (Go duration).
+    #[arg(long = "debounceMax", env = "PILOT_DEBOUNCE_MAX", default_value = "10s",
+          value_parser = |text: &str| istio_duration::parse(text).map_err(|error| error.to_string()))]
+    debounce_max: std::time::Duration,
+    /// Whether endpoint changes wait for the quiet period too; `false` pushes them at once.
+    #[arg(long = "enableEdsDebounce", env = "PILOT_ENABLE_EDS_DEBOUNCE", default_value_t = true,
+          action = clap::ArgAction::Set)]
+    enable_eds_debounce: bool,
     /// Log as JSON lines.
     #[arg(long = "log_as_json")]
     log_as_json: bool,
@@ -113,6 +125,9 @@ async fn discovery(args: DiscoveryArgs) -> anyhow::Result<()> {
                 .map(|path| pilot::meshconfig::watch(path, args.domain.clone(), mesh.clone())),
             jwks_ca_file: args.jwks_ca_file.clone(),
             jwks_refresh_interval: args.jwks_refresh_interval,
+            debounce_after: args.debounce_after,
+            debounce_max: args.debounce_max,
+            eds_debounce: args.enable_eds_debounce,
             ..SourceSettings::default()
         },
         push_throttle: args.push_throttle,

@@ -365,6 +365,22 @@ impl GeneratedCache {
     }
 }
 
+/// What a context changed, when only endpoints did.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct EndpointUpdate {
+    /// The version of the context this one changed.
+    pub since: String,
+    /// Every address the changed services had or have as an endpoint.
+    pub addresses: std::collections::HashSet<String>,
+}
+
+impl EndpointUpdate {
+    /// Whether a proxy at `ips` that was pushed the `since` context needs only EDS now.
+    pub(crate) fn covers(&self, pushed_version: &str, ips: &[String]) -> bool {
+        self.since == pushed_version && !ips.iter().any(|ip| self.addresses.contains(ip))
+    }
+}
+
 /// Everything the generators read, at one moment.
 #[derive(Debug, Default)]
 pub struct PushContext {
@@ -377,6 +393,10 @@ pub struct PushContext {
     /// Whether any VirtualService matches on `sourceLabels` (then routes depend on the proxy's
     /// labels, not only on its namespace). Set when the context is built.
     pub routes_depend_on_labels: bool,
+    /// Set when this context differs from the one before it only in the endpoints of services
+    /// whose clusters take them over EDS: then only EDS changed, except for the proxies at those
+    /// endpoints (their own inbound config follows their service instances).
+    pub(crate) endpoint_update: Option<EndpointUpdate>,
     /// Changes with every push; sent as the xDS `version_info`.
     pub version: String,
     /// When this context was built (the start of `pilot_proxy_convergence_time`).
@@ -417,6 +437,8 @@ pub struct PushContext {
     /// Pods known to the Kubernetes registry, by IP: a proxy that announces no labels gets its
     /// pod's.
     pub pods: BTreeMap<String, Arc<PodInfo>>,
+    /// The host names of the services with an endpoint at each address, made when first asked.
+    pub(crate) services_by_endpoint: std::sync::OnceLock<HashMap<String, Vec<String>>>,
 }
 
 /// What the registry knows about a pod.
@@ -428,10 +450,23 @@ pub struct PodInfo {
 
 impl PushContext {
     /// The services with an endpoint at one of `ips` (a workload's own services), by host name.
-    pub fn services_at<'p, 'i>(&'p self, ips: &'i [String]) -> impl Iterator<Item = &'p Arc<Service>> + use<'p, 'i> {
-        self.services
-            .values()
-            .filter(|service| service.endpoints.iter().any(|endpoint| ips.contains(&endpoint.address)))
+    pub fn services_at<'p>(&'p self, ips: &[String]) -> impl Iterator<Item = &'p Arc<Service>> + use<'p> {
+        let index = self.services_by_endpoint.get_or_init(|| {
+            let mut index: HashMap<String, Vec<String>> = HashMap::new();
+            for service in self.services.values() {
+                for endpoint in &service.endpoints {
+                    let hosts = index.entry(endpoint.address.clone()).or_default();
+                    if hosts.last() != Some(&service.hostname) {
+                        hosts.push(service.hostname.clone());
+                    }
+                }
+            }
+            index
+        });
+        let mut hosts: Vec<&String> = ips.iter().filter_map(|ip| index.get(ip)).flatten().collect();
+        hosts.sort();
+        hosts.dedup();
+        hosts.into_iter().filter_map(|host| self.services.get(host))
     }
 
     /// Every Jwt of every authentication policy (origins and peers), the MeshPolicy's too.

@@ -1,19 +1,20 @@
 //! Pilot's config sources: objects arrive from a store (a config directory, or Kubernetes
 //! CRDs), are validated (an invalid object is logged, counted, and its last good version kept),
 //! and are turned into a new `PushContext` after changes settle (100 ms quiet, 10 s at most,
-//! like `PILOT_DEBOUNCE_AFTER` / `PILOT_DEBOUNCE_MAX`).
+//! like `PILOT_DEBOUNCE_AFTER` / `PILOT_DEBOUNCE_MAX`; endpoint changes at once with
+//! `PILOT_ENABLE_EDS_DEBOUNCE=false`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use istio_config::accepted::{next_batch, AcceptedObjects, Applied};
+use istio_config::accepted::{next_batch_quiet_for, AcceptedObjects, Applied};
 use istio_config::object::{Object, ObjectKey};
 use istio_config::store::Event;
 use tokio::sync::{mpsc, watch};
 
 use crate::metrics::Metrics;
-use crate::model::{MeshSettings, Named, PodInfo, PushContext, Service};
+use crate::model::{EndpointUpdate, MeshSettings, Named, PodInfo, PushContext, Service};
 use crate::xds::config_patch::prepared::PreparedEnvoyFilter;
 
 #[derive(Debug, Clone)]
@@ -23,6 +24,10 @@ pub struct SourceSettings {
     pub validate: bool,
     pub debounce_after: Duration,
     pub debounce_max: Duration,
+    /// Endpoint changes wait for `debounce_after` of quiet too (1.4's
+    /// `PILOT_ENABLE_EDS_DEBOUNCE`, on by default); off, a batch that starts with one is pushed
+    /// at once.
+    pub eds_debounce: bool,
     /// A changed mesh config (the file watched by `meshconfig::watch`) rebuilds everything.
     pub mesh_updates: Option<watch::Receiver<MeshSettings>>,
     /// CA certificates HTTPS JWKS servers are trusted with, besides the system's.
@@ -38,6 +43,7 @@ impl Default for SourceSettings {
             validate: true,
             debounce_after: Duration::from_millis(100),
             debounce_max: Duration::from_secs(10),
+            eds_debounce: true,
             mesh_updates: None,
             jwks_ca_file: None,
             jwks_refresh_interval: crate::jwks::DEFAULT_REFRESH_INTERVAL,
@@ -195,6 +201,64 @@ fn destination_rules_vary(push: &PushContext) -> bool {
     })
 }
 
+/// Whether `event` changes only endpoints as far as a push can tell before comparing services:
+/// a ServiceEntry (its endpoints, perhaps) or a Kubernetes Endpoints object.
+fn may_change_only_endpoints(event: &Event) -> bool {
+    let (Event::Added(object) | Event::Modified(object) | Event::Deleted(object)) = event else { return false };
+    matches!((object.group(), object.kind.as_str()), ("networking.istio.io", "ServiceEntry") | ("", "Endpoints"))
+}
+
+/// Two services that are the same but for their endpoints. Written out field by field (with
+/// nothing left to `..`), so a field added to `Service` has to be decided here.
+fn same_but_endpoints(a: &Service, b: &Service) -> bool {
+    let Service {
+        hostname,
+        namespace,
+        address,
+        ports,
+        resolution,
+        mesh_external,
+        endpoints: _,
+        service_accounts,
+        export_to,
+    } = a;
+    *hostname == b.hostname
+        && *namespace == b.namespace
+        && *address == b.address
+        && *ports == b.ports
+        && *resolution == b.resolution
+        && *mesh_external == b.mesh_external
+        && *service_accounts == b.service_accounts
+        && *export_to == b.export_to
+}
+
+/// What the last published context held that the next one is compared with.
+struct Published {
+    version: String,
+    services: BTreeMap<String, Arc<Service>>,
+}
+
+/// What `next` changed from `previous`, when it differs only in the endpoints of services whose
+/// clusters take them over EDS (`STATIC` resolution). Called only when every object that changed
+/// in between was a ServiceEntry or an Endpoints object, so nothing but services can differ.
+fn endpoint_update(previous: &Published, next: &PushContext) -> Option<EndpointUpdate> {
+    if previous.services.len() != next.services.len() {
+        return None;
+    }
+    let mut addresses = std::collections::HashSet::new();
+    for (host, service) in &next.services {
+        let before = previous.services.get(host)?;
+        if Arc::ptr_eq(before, service) || before == service {
+            continue;
+        }
+        if !same_but_endpoints(before, service) || service.resolution != crate::model::Resolution::Static {
+            return None;
+        }
+        addresses.extend(before.endpoints.iter().chain(&service.endpoints).map(|endpoint| endpoint.address.clone()));
+    }
+    Some(EndpointUpdate { since: previous.version.clone(), addresses })
+}
+
 /// Kubernetes objects kept beside Istio's: the registry's inputs and Ingresses.
 fn kept_kubernetes_input(key: &ObjectKey) -> bool {
     istio_config::synthetic::is_core_input(key) || istio_config::kube_ingress::is_ingress(key)
@@ -209,10 +273,17 @@ pub(crate) async fn run(
 ) {
     let mut accepted = AcceptedObjects::new(settings.validate, kept_kubernetes_input);
     let mut generation = 0_u64;
+    // Whether everything applied since the last publish may have changed endpoints alone.
+    let only_endpoints = std::sync::atomic::AtomicBool::new(true);
+    let mut previous: Option<Published> = None;
     let apply = |accepted: &mut AcceptedObjects, event: Event| {
         let kind = update_type(&event);
+        let endpoints_alone = may_change_only_endpoints(&event);
         match accepted.apply(event) {
             Applied::Changed => {
+                if !endpoints_alone {
+                    only_endpoints.store(false, std::sync::atomic::Ordering::Relaxed);
+                }
                 if let Some(kind) = kind {
                     metrics.inbound_updates.get_or_create(&crate::metrics::UpdateLabel { r#type: kind }).inc();
                 }
@@ -238,6 +309,13 @@ pub(crate) async fn run(
     // keys that changed at their source reach the proxies in a new push context.
     let jwks_changed = Arc::new(tokio::sync::Notify::new());
     let _refresher = crate::jwks::Refresher::spawn(jwks.clone(), settings.jwks_refresh_interval, jwks_changed.clone());
+    let quiet_for = |first: &Event| {
+        if settings.eds_debounce || !may_change_only_endpoints(first) {
+            settings.debounce_after
+        } else {
+            Duration::ZERO
+        }
+    };
     loop {
         let mesh_changed = async {
             let Some(updates) = mesh_updates.as_mut() else { return std::future::pending().await };
@@ -249,7 +327,7 @@ pub(crate) async fn run(
         // A batch cut short by a mesh change loses nothing: its events are applied already,
         // and the rebuild below reads every accepted object.
         let changed = tokio::select! {
-            batch = next_batch(&mut events, settings.debounce_after, settings.debounce_max, |event| {
+            batch = next_batch_quiet_for(&mut events, quiet_for, settings.debounce_max, |event| {
                 apply(&mut accepted, event)
             }) => match batch {
                 Some(changed) => changed,
@@ -257,18 +335,26 @@ pub(crate) async fn run(
             },
             () = mesh_changed => {
                 mesh = mesh_updates.as_ref().map(|updates| updates.borrow().clone()).unwrap_or(mesh);
+                only_endpoints.store(false, std::sync::atomic::Ordering::Relaxed);
                 true
             }
-            () = jwks_changed.notified() => true,
+            () = jwks_changed.notified() => {
+                only_endpoints.store(false, std::sync::atomic::Ordering::Relaxed);
+                true
+            }
         };
         if changed && accepted.synced() {
             generation += 1;
             let mut push = build(accepted.objects(), &mesh, generation.to_string());
             push.jwks = jwks.resolve(push.jwts()).await;
+            if only_endpoints.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                push.endpoint_update = previous.as_ref().and_then(|previous| endpoint_update(previous, &push));
+            }
             tracing::info!(version = %push.version, services = push.services.len(), virtual_services = push.virtual_services.len(), "new push context");
             metrics.push_contexts.inc();
             metrics.services.set(push.services.len() as i64);
             metrics.virtual_services.set(push.virtual_services.len() as i64);
+            previous = Some(Published { version: push.version.clone(), services: push.services.clone() });
             publish.send_replace(Arc::new(push));
         }
     }
@@ -312,6 +398,68 @@ mod tests {
         let counts = push.status.conflict_counts();
         assert_eq!(counts[4], (crate::push_status::Conflict::DuplicateEnvoyClusters, 1));
         assert_eq!(push.services["reviews.default.svc.cluster.local"].ports[0].number, 80, "the later definition wins");
+    }
+
+    fn context(entries: &[(&str, &str)], version: &str) -> PushContext {
+        let mut objects = BTreeMap::new();
+        for (name, spec) in entries {
+            let object = object(&format!(
+                "apiVersion: networking.istio.io/v1alpha3\nkind: ServiceEntry\nmetadata: {{name: {name}, namespace: default}}\nspec: {spec}\n"
+            ));
+            objects.insert(object.key(), object);
+        }
+        build(&objects, &MeshSettings::default(), version.into())
+    }
+
+    fn published(push: &PushContext) -> Published {
+        Published { version: push.version.clone(), services: push.services.clone() }
+    }
+
+    /// Only the endpoints of STATIC services changing is an endpoint update, naming the old and
+    /// new addresses; any other difference is not.
+    #[test]
+    fn an_endpoint_update_is_endpoints_of_static_services_changing_and_nothing_else() {
+        let a = |endpoints: &str| {
+            format!("{{hosts: [a.example.com], ports: [{{number: 80, name: http, protocol: HTTP}}], resolution: STATIC, endpoints: [{endpoints}]}}")
+        };
+        let b = "{hosts: [b.example.com], ports: [{number: 80, name: http, protocol: HTTP}], resolution: STATIC, endpoints: [{address: 10.0.0.9}]}";
+        let before = context(&[("a", &a("{address: 10.0.0.1}")), ("b", b)], "1");
+        let moved = context(&[("a", &a("{address: 10.0.0.2}")), ("b", b)], "2");
+        let update = endpoint_update(&published(&before), &moved).expect("an endpoint update");
+        assert_eq!(update.since, "1");
+        let mut addresses: Vec<&str> = update.addresses.iter().map(String::as_str).collect();
+        addresses.sort();
+        assert_eq!(addresses, ["10.0.0.1", "10.0.0.2"], "the old and new endpoints of the changed service only");
+        assert!(update.covers("1", &["10.1.1.1".to_string()]));
+        assert!(!update.covers("1", &["10.0.0.1".to_string()]), "a proxy at a changed endpoint gets everything");
+        assert!(!update.covers("0", &["10.1.1.1".to_string()]), "a stream that missed version 1 gets everything");
+
+        let unchanged = context(&[("a", &a("{address: 10.0.0.1}")), ("b", b)], "2");
+        assert_eq!(endpoint_update(&published(&before), &unchanged).map(|update| update.addresses.len()), Some(0));
+
+        let ported = "{hosts: [a.example.com], ports: [{number: 81, name: http, protocol: HTTP}], resolution: STATIC, endpoints: [{address: 10.0.0.2}]}";
+        assert!(endpoint_update(&published(&before), &context(&[("a", ported), ("b", b)], "2")).is_none(), "a port");
+        let dns = |address: &str| {
+            format!("{{hosts: [a.example.com], ports: [{{number: 80, name: http, protocol: HTTP}}], resolution: DNS, endpoints: [{{address: {address}}}]}}")
+        };
+        let dns_before = context(&[("a", &dns("a1.example.com")), ("b", b)], "1");
+        let dns_after = context(&[("a", &dns("a2.example.com")), ("b", b)], "2");
+        assert!(endpoint_update(&published(&dns_before), &dns_after).is_none(), "DNS clusters hold their endpoints");
+        assert!(endpoint_update(&published(&before), &context(&[("b", b)], "2")).is_none(), "a service gone");
+    }
+
+    #[test]
+    fn only_service_entries_and_endpoints_may_change_endpoints_alone() {
+        let event = |yaml: &str| Event::Modified(object(yaml));
+        assert!(may_change_only_endpoints(&event("apiVersion: v1\nkind: Endpoints\nmetadata: {name: a}\n")));
+        assert!(may_change_only_endpoints(&event(
+            "apiVersion: networking.istio.io/v1alpha3\nkind: ServiceEntry\nmetadata: {name: a}\n"
+        )));
+        assert!(!may_change_only_endpoints(&event("apiVersion: v1\nkind: Pod\nmetadata: {name: a}\n")));
+        assert!(!may_change_only_endpoints(&event("apiVersion: v1\nkind: Service\nmetadata: {name: a}\n")));
+        assert!(!may_change_only_endpoints(&event(
+            "apiVersion: networking.istio.io/v1alpha3\nkind: DestinationRule\nmetadata: {name: a}\n"
+        )));
     }
 
     #[test]

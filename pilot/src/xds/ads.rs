@@ -24,6 +24,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::generate::{generate, generate_parts, names_context};
 use super::intern;
+use super::requests::Incoming;
 use super::sotw_memo::{Decision, Holds};
 use super::wire::{Outgoing, WireResponse};
 use crate::metrics::Metrics;
@@ -145,7 +146,7 @@ impl AdsServer {
 
     /// Serves one state-of-the-world stream: reads its requests and pushes, and queues the
     /// responses (or the status that ends it) on the returned channel.
-    pub(crate) fn spawn_sotw(&self, mut incoming: Streaming<DiscoveryRequest>) -> mpsc::Receiver<Outgoing> {
+    pub(crate) fn spawn_sotw(&self, mut incoming: Incoming) -> mpsc::Receiver<Outgoing> {
         // A one-slot queue: a push waits for the transport to take the previous response.
         let (out, receiver) = mpsc::channel::<Outgoing>(1);
         let server = self.clone();
@@ -161,6 +162,8 @@ impl AdsServer {
                 watches: HashMap::new(),
                 next_nonce: 0,
                 server: server.clone(),
+                // Every type the proxy asks for is answered from this context or a later one.
+                pushed_version: pushes.borrow_and_update().version.clone(),
             };
             loop {
                 tokio::select! {
@@ -242,6 +245,8 @@ struct SotwStream {
     watches: HashMap<String, Watch>,
     next_nonce: u64,
     server: AdsServer,
+    /// The version of the last push context pushed to every watched type.
+    pushed_version: String,
 }
 
 impl SotwStream {
@@ -303,7 +308,17 @@ impl SotwStream {
 
     /// Pushes a new context: every watched type in Envoy's order. A CDS update makes Envoy
     /// re-warm clusters, so it is followed by every watched endpoint; likewise LDS and routes.
+    /// When only endpoints changed since the last push (and none of this proxy's own), only
+    /// EDS is looked at.
     async fn push(&mut self, push: &PushContext, out: &mpsc::Sender<Outgoing>) -> Result<(), ()> {
+        let ips = self.proxy.as_ref().map_or(&[][..], |proxy| &proxy.ips[..]);
+        let endpoints_only =
+            push.endpoint_update.as_ref().is_some_and(|update| update.covers(&self.pushed_version, ips));
+        self.pushed_version.clone_from(&push.version);
+        if endpoints_only {
+            self.send(type_url::ENDPOINT, push, Reason::Push, out).await?;
+            return Ok(());
+        }
         let clusters_sent = self.send(type_url::CLUSTER, push, Reason::Push, out).await?;
         self.send(type_url::ENDPOINT, push, if clusters_sent { Reason::Request } else { Reason::Push }, out).await?;
         let listeners_sent = self.send(type_url::LISTENER, push, Reason::Push, out).await?;
@@ -438,7 +453,7 @@ impl AggregatedDiscoveryService for AdsServer {
     ) -> Result<Response<SotwStreamBox>, Status> {
         // Pilot's gRPC server answers this method with `AdsService`, which sends the shared
         // encodings as they are; this path (the generated service used on its own) decodes them.
-        let receiver = self.spawn_sotw(request.into_inner());
+        let receiver = self.spawn_sotw(Incoming::Tonic(request.into_inner()));
         let responses = futures::StreamExt::map(ReceiverStream::new(receiver), |(permit, response)| {
             drop(permit);
             response.and_then(|response| response.to_message())
@@ -459,6 +474,8 @@ impl AggregatedDiscoveryService for AdsServer {
                 return;
             }
             let mut stream = DeltaStream::new(server.clone());
+            // Every type the proxy asks for is answered from this context or a later one.
+            stream.pushed_version = pushes.borrow_and_update().version.clone();
             loop {
                 let to_send = tokio::select! {
                     message = incoming.message() => {
@@ -475,8 +492,8 @@ impl AggregatedDiscoveryService for AdsServer {
                         if changed.is_err() {
                             break;
                         }
-                        let _ = pushes.borrow_and_update();
-                        stream.watched_types()
+                        let push = pushes.borrow_and_update().clone();
+                        stream.types_to_push(&push)
                     }
                 };
                 let push = pushes.borrow().clone();
@@ -504,6 +521,8 @@ struct DeltaStream {
     /// Types whose first request has not been answered yet.
     must_answer: std::collections::HashSet<String>,
     nonce: u64,
+    /// The version of the last push context pushed to every watched type.
+    pushed_version: String,
 }
 
 impl DeltaStream {
@@ -515,6 +534,7 @@ impl DeltaStream {
             watches: HashMap::new(),
             must_answer: std::collections::HashSet::new(),
             nonce: 0,
+            pushed_version: String::new(),
         }
     }
 
@@ -576,11 +596,17 @@ impl DeltaStream {
         Ok(())
     }
 
-    /// The types the proxy watches, for a push to every one of them.
-    fn watched_types(&self) -> Vec<String> {
+    /// The types a new push context is looked at for: every one the proxy watches, or only
+    /// EDS when only endpoints changed since the last push (and none of this proxy's own).
+    fn types_to_push(&mut self, push: &PushContext) -> Vec<String> {
+        let ips = self.proxy.as_ref().map_or(&[][..], |proxy| &proxy.ips[..]);
+        let endpoints_only =
+            push.endpoint_update.as_ref().is_some_and(|update| update.covers(&self.pushed_version, ips));
+        self.pushed_version.clone_from(&push.version);
         [type_url::CLUSTER, type_url::ENDPOINT, type_url::LISTENER, type_url::ROUTE]
             .into_iter()
             .filter(|type_url| self.watches.contains_key(*type_url))
+            .filter(|type_url| !endpoints_only || *type_url == type_url::ENDPOINT)
             .map(str::to_string)
             .collect()
     }

@@ -6,13 +6,12 @@ use std::convert::Infallible;
 use std::task::{Context, Poll};
 
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
-use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
-use tonic::codec::{Codec, Streaming};
 use tonic::codegen::{BoxFuture, Service};
 use tonic::server::NamedService;
 use tonic::Status;
 
 use super::ads::AdsServer;
+use super::requests::{FrameReader, Incoming};
 use super::wire::ResponseBody;
 
 /// The largest request or response Pilot takes or sends (the proxies' EDS requests name every
@@ -43,8 +42,7 @@ impl AdsService {
         if encoding.is_some_and(|encoding| encoding != b"identity") {
             return Status::unimplemented("compressed requests are not accepted").into_http();
         }
-        let decoder = tonic_prost::ProstCodec::<DiscoveryResponse, DiscoveryRequest>::default().decoder();
-        let incoming = Streaming::new_request(decoder, request.into_body(), None, Some(MAX_MESSAGE_SIZE));
+        let incoming = Incoming::Frames(FrameReader::new(request.into_body(), MAX_MESSAGE_SIZE));
         let body = ResponseBody::new(self.server.spawn_sotw(incoming));
         let mut response = http::Response::new(tonic::body::Body::new(body));
         response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/grpc"));

@@ -43,7 +43,7 @@ pub(crate) fn default_endpoint(text: &str) -> Option<Address> {
 pub(crate) fn inbound_targets(push: &PushContext, proxy: &Proxy) -> Vec<InboundTarget> {
     let mut targets: Vec<InboundTarget> = Vec::new();
     let mut served: Vec<(u32, u32, &str, &str)> = Vec::new(); // (service port, target port, port name, host)
-    for service in push.services.values() {
+    for service in push.services_at(&proxy.ips) {
         for endpoint in service.endpoints.iter().filter(|endpoint| proxy.ips.contains(&endpoint.address)) {
             for port in &service.ports {
                 served.push((port.number, endpoint.port_for(port), &port.name, &service.hostname));

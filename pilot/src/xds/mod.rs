@@ -23,6 +23,7 @@ pub(crate) mod locality;
 pub(crate) mod mixer;
 pub(crate) mod mixer_outbound;
 pub(crate) mod mixer_telemetry;
+pub(crate) mod requests;
 pub(crate) mod route;
 pub(crate) mod sotw_memo;
 pub(crate) mod tls;

@@ -118,15 +118,40 @@ pub enum Debounce {
     MaxTimeReached,
 }
 
+/// [`next_batch`], with the quiet period chosen by the batch's first event.
+pub async fn next_batch_quiet_for(
+    events: &mut mpsc::UnboundedReceiver<Event>,
+    quiet_for: impl FnOnce(&Event) -> Duration,
+    max: Duration,
+    apply: impl FnMut(Event) -> bool,
+) -> Option<bool> {
+    let event = events.recv().await?;
+    let quiet = quiet_for(&event);
+    Some(rest_of_batch(event, events, quiet, max, apply, |_| {}).await)
+}
+
 /// [`next_batch`], telling `observe` what the debouncing did.
 pub async fn next_batch_observed(
     events: &mut mpsc::UnboundedReceiver<Event>,
     quiet: Duration,
     max: Duration,
-    mut apply: impl FnMut(Event) -> bool,
-    mut observe: impl FnMut(Debounce),
+    apply: impl FnMut(Event) -> bool,
+    observe: impl FnMut(Debounce),
 ) -> Option<bool> {
     let event = events.recv().await?;
+    Some(rest_of_batch(event, events, quiet, max, apply, observe).await)
+}
+
+/// Applies `event` and the events after it until `quiet` passes without one or `max` has
+/// passed; returns whether any of them changed something.
+async fn rest_of_batch(
+    event: Event,
+    events: &mut mpsc::UnboundedReceiver<Event>,
+    quiet: Duration,
+    max: Duration,
+    mut apply: impl FnMut(Event) -> bool,
+    mut observe: impl FnMut(Debounce),
+) -> bool {
     observe(Debounce::Change);
     let mut changed = apply(event);
     let first = Instant::now();
@@ -141,10 +166,10 @@ pub async fn next_batch_observed(
                 }
                 changed |= apply(event);
             }
-            Ok(None) => return Some(changed),
+            Ok(None) => return changed,
             Err(_) => {
                 observe(if deadline < quiet_until { Debounce::MaxTimeReached } else { Debounce::QuiesceReached });
-                return Some(changed);
+                return changed;
             }
         }
     }
