@@ -449,6 +449,14 @@ pub struct PodInfo {
 }
 
 impl PushContext {
+    /// Whether a stream that was last pushed `pushed_version`, for a proxy at `ips`, needs only
+    /// EDS from this context; the stream has been pushed this context afterwards.
+    pub(crate) fn only_endpoints_since(&self, pushed_version: &mut String, ips: &[String]) -> bool {
+        let only_endpoints = self.endpoint_update.as_ref().is_some_and(|update| update.covers(pushed_version, ips));
+        pushed_version.clone_from(&self.version);
+        only_endpoints
+    }
+
     /// The services with an endpoint at one of `ips` (a workload's own services), by host name.
     pub fn services_at<'p>(&'p self, ips: &[String]) -> impl Iterator<Item = &'p Arc<Service>> + use<'p> {
         let index = self.services_by_endpoint.get_or_init(|| {

@@ -312,9 +312,7 @@ impl SotwStream {
     /// EDS is looked at.
     async fn push(&mut self, push: &PushContext, out: &mpsc::Sender<Outgoing>) -> Result<(), ()> {
         let ips = self.proxy.as_ref().map_or(&[][..], |proxy| &proxy.ips[..]);
-        let endpoints_only =
-            push.endpoint_update.as_ref().is_some_and(|update| update.covers(&self.pushed_version, ips));
-        self.pushed_version.clone_from(&push.version);
+        let endpoints_only = push.only_endpoints_since(&mut self.pushed_version, ips);
         if endpoints_only {
             self.send(type_url::ENDPOINT, push, Reason::Push, out).await?;
             return Ok(());
@@ -600,9 +598,7 @@ impl DeltaStream {
     /// EDS when only endpoints changed since the last push (and none of this proxy's own).
     fn types_to_push(&mut self, push: &PushContext) -> Vec<String> {
         let ips = self.proxy.as_ref().map_or(&[][..], |proxy| &proxy.ips[..]);
-        let endpoints_only =
-            push.endpoint_update.as_ref().is_some_and(|update| update.covers(&self.pushed_version, ips));
-        self.pushed_version.clone_from(&push.version);
+        let endpoints_only = push.only_endpoints_since(&mut self.pushed_version, ips);
         [type_url::CLUSTER, type_url::ENDPOINT, type_url::LISTENER, type_url::ROUTE]
             .into_iter()
             .filter(|type_url| self.watches.contains_key(*type_url))

@@ -11,8 +11,7 @@ use http_body_util::BodyExt;
 use prost::Message;
 use tonic::{Status, Streaming};
 
-/// The gRPC message prefix: a compression flag and a big-endian length.
-const PREFIX: usize = 5;
+use super::wire::GRPC_PREFIX;
 
 /// Reads `DiscoveryRequest`s from a request body, one message at a time.
 pub(crate) struct FrameReader {
@@ -47,7 +46,7 @@ impl FrameReader {
 
     /// The message at the front of the buffer, once all of it is there.
     fn complete_message(&mut self) -> Result<Option<DiscoveryRequest>, Status> {
-        if self.buffer.len() < PREFIX {
+        if self.buffer.len() < GRPC_PREFIX {
             return Ok(None);
         }
         if self.buffer[0] != 0 {
@@ -60,13 +59,13 @@ impl FrameReader {
                 self.max_message_size
             )));
         }
-        if self.buffer.len() < PREFIX + length {
-            self.buffer.reserve(PREFIX + length - self.buffer.len());
+        if self.buffer.len() < GRPC_PREFIX + length {
+            self.buffer.reserve(GRPC_PREFIX + length - self.buffer.len());
             return Ok(None);
         }
-        let message = DiscoveryRequest::decode(&self.buffer[PREFIX..PREFIX + length])
+        let message = DiscoveryRequest::decode(&self.buffer[GRPC_PREFIX..GRPC_PREFIX + length])
             .map_err(|error| Status::internal(format!("undecodable DiscoveryRequest: {error}")))?;
-        self.buffer.advance(PREFIX + length);
+        self.buffer.advance(GRPC_PREFIX + length);
         if self.buffer.is_empty() {
             // Let go of the message's bytes: nothing is kept between messages.
             self.buffer = BytesMut::new();

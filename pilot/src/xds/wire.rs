@@ -21,7 +21,7 @@ use tonic::Status;
 /// `DiscoveryResponse.resources`.
 const RESOURCES_FIELD: u32 = 2;
 /// The gRPC message prefix: a compression flag and a big-endian length.
-const GRPC_PREFIX: usize = 5;
+pub(crate) const GRPC_PREFIX: usize = 5;
 
 /// `resource` encoded as one entry of `DiscoveryResponse.resources` (field key, length, `Any`).
 pub(crate) fn resource_entry(resource: &Any) -> Bytes {
