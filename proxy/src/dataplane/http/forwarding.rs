@@ -8,12 +8,19 @@ use http::HeaderMap;
 use super::super::config::listener::HttpManagerConfig;
 use super::downstream::Downstream;
 
+/// A new random (version 4) UUID, from the thread's random generator: `Uuid::new_v4` asks the
+/// kernel for every one, a system call per request.
+fn request_id() -> HeaderValue {
+    let uuid = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+    let mut text = [0_u8; uuid::fmt::Hyphenated::LENGTH];
+    HeaderValue::from_bytes(uuid.hyphenated().encode_lower(&mut text).as_bytes())
+        .expect("a UUID is a valid header value")
+}
+
 /// Adds the forwarding headers to a request's `headers`.
 pub(crate) fn add_request_headers(headers: &mut HeaderMap, manager: &HttpManagerConfig, downstream: &Downstream) {
     if manager.generate_request_id && !headers.contains_key("x-request-id") {
-        if let Ok(id) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
-            headers.insert("x-request-id", id);
-        }
+        headers.insert("x-request-id", request_id());
     }
     if manager.use_remote_address {
         let remote = downstream.remote.ip().to_string();
@@ -59,5 +66,18 @@ mod tests {
         add_request_headers(&mut bare.headers, &manager, &downstream());
         assert!(!bare.headers.contains_key("x-request-id"));
         assert_eq!(bare.headers["x-forwarded-proto"], "https", "the client's scheme stays");
+    }
+
+    #[test]
+    fn request_ids_are_distinct_version_4_uuids() {
+        let ids: std::collections::HashSet<String> =
+            (0..1000).map(|_| request_id().to_str().expect("ascii").to_string()).collect();
+        assert_eq!(ids.len(), 1000);
+        for id in ids.iter().take(10) {
+            let uuid = uuid::Uuid::parse_str(id).expect("a UUID");
+            assert_eq!(uuid.get_version_num(), 4, "{id}");
+            assert_eq!(uuid.get_variant(), uuid::Variant::RFC4122, "{id}");
+            assert_eq!(id, &id.to_lowercase());
+        }
     }
 }

@@ -115,7 +115,7 @@ impl UpstreamCluster {
         self.stats.membership_total.set(hosts.len() as i64);
         self.stats.membership_healthy.set(hosts.iter().filter(|host| host.eds_healthy).count() as i64);
         self.stats.update_success.inc();
-        let ring = Ring::build(&hosts);
+        let ring = Ring::for_policy(self.config.lb_policy, &hosts);
         self.hosts.store(Arc::new(HostSet { hosts, ring }));
         self.connection_freed.notify_waiters();
     }

@@ -272,6 +272,15 @@ mod tests {
         assert_eq!(seen.len(), 3);
     }
 
+    #[test]
+    fn only_ring_hash_clusters_build_a_ring() {
+        let hosts = ["10.0.0.1:80", "10.0.0.2:80"];
+        assert!(cluster(LbPolicy::RingHash, &hosts).hosts().ring.walk(7).next().is_some());
+        for policy in [LbPolicy::RoundRobin, LbPolicy::LeastRequest, LbPolicy::Random] {
+            assert!(cluster(policy, &hosts).hosts().ring.walk(7).next().is_none(), "{policy:?}");
+        }
+    }
+
     #[tokio::test]
     async fn ring_hash_is_sticky_and_retries_avoid_tried_hosts() {
         let cluster = cluster(LbPolicy::RingHash, &["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"]);

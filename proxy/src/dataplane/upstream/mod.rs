@@ -71,7 +71,7 @@ impl ClusterManager {
                             let previous_hosts = previous.hosts();
                             cluster.hosts.store(Arc::new(HostSet {
                                 hosts: previous_hosts.hosts.clone(),
-                                ring: Ring::build(&previous_hosts.hosts),
+                                ring: Ring::for_policy(cluster.config.lb_policy, &previous_hosts.hosts),
                             }));
                         }
                     }

@@ -6,6 +6,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use super::host::Host;
+use crate::dataplane::config::cluster::LbPolicy;
 
 /// A consistent-hash ring: points on the ring and the host index at each.
 #[derive(Debug, Default)]
@@ -23,6 +24,17 @@ pub(crate) fn hash_of(value: impl Hash) -> u64 {
 }
 
 impl Ring {
+    /// The ring a cluster with `policy` walks: only ring hash has one. (A ring is 128 points
+    /// per host; built for every cluster it was most of a 1000-cluster config's memory.)
+    pub(crate) fn for_policy(policy: LbPolicy, hosts: &[Arc<Host>]) -> Ring {
+        match policy {
+            LbPolicy::RingHash => Ring::build(hosts),
+            LbPolicy::RoundRobin | LbPolicy::LeastRequest | LbPolicy::Random | LbPolicy::ClusterProvided => {
+                Ring::default()
+            }
+        }
+    }
+
     pub(crate) fn build(hosts: &[Arc<Host>]) -> Ring {
         let mut points = Vec::with_capacity(hosts.len() * POINTS_PER_HOST);
         for (index, host) in hosts.iter().enumerate() {
