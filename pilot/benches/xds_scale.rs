@@ -9,7 +9,8 @@
 //!   (p50/p99/max);
 //! - an endpoint change (one ServiceEntry's endpoints, as when one workload's pods move): the same;
 //! - every ServiceEntry's endpoints changing at once: the same;
-//! - Pilot's resident memory after each phase, and the CPU time it spent on each.
+//! - Pilot's resident memory after each phase, and the CPU time it and the simulated proxies
+//!   (this process, on the same cores) spent on each.
 //!
 //! With `--namespaces K` the services and clients are spread over K namespaces, each with a
 //! Sidecar that limits its proxies to their own namespace (the namespace isolation Istio's
@@ -29,8 +30,7 @@ use std::time::{Duration, Instant};
 
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::config::listener::v3::Listener;
-use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
-use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
+use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 use istio_xds::type_url;
 use prost::Message;
 use tokio::sync::mpsc;
@@ -110,23 +110,81 @@ fn rss_mib(pid: u32) -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-/// Names decoded from one type_url::CLUSTER or type_url::LISTENER response version, shared by every simulated client: the
-/// responses are identical for these sidecars, and decoding them 2000 times would measure the
-/// benchmark's own CPU use on this machine rather than Pilot's.
-type DecodedNames = Arc<std::sync::Mutex<HashMap<(&'static str, String, String), Vec<String>>>>;
+/// Resource names a simulated sidecar subscribes to, and their encoding as the
+/// `resource_names` fields of a request.
+#[derive(Default, PartialEq)]
+struct Names {
+    list: Vec<String>,
+    encoded: bytes::Bytes,
+}
+
+impl Names {
+    fn new(list: Vec<String>) -> Names {
+        let encoded = DiscoveryRequest { resource_names: list.clone(), ..Default::default() }.encode_to_vec();
+        Names { list, encoded: encoded.into() }
+    }
+}
+
+/// Names decoded from one CDS or LDS response version, shared by every simulated client: the
+/// responses are identical for these sidecars, and decoding them, and encoding the names into
+/// each ACK, 2000 times would measure the benchmark's own CPU use on this machine rather than
+/// Pilot's (a real proxy does this work on its own machine).
+type DecodedNames = Arc<std::sync::Mutex<HashMap<(&'static str, String, String), Arc<Names>>>>;
 
 fn decoded_names(
     cache: &DecodedNames,
     (kind, version, namespace): (&'static str, &str, &str),
     decode: impl FnOnce() -> Vec<String>,
-) -> Vec<String> {
+) -> Arc<Names> {
     let key = (kind, version.to_string(), namespace.to_string());
     if let Some(found) = istio_runtime::sync::lock(cache).get(&key) {
         return found.clone();
     }
-    let names = decode();
+    let names = Arc::new(Names::new(decode()));
     istio_runtime::sync::lock(cache).insert(key, names.clone());
     names
+}
+
+/// The simulated sidecars' side of the ADS stream: requests go out already encoded (their
+/// names' encoding is shared, see `Names`), responses are decoded as Envoy's.
+#[derive(Clone, Copy)]
+struct AdsCodec;
+
+struct EncodedRequest;
+struct ResponseDecoder;
+
+impl tonic::codec::Codec for AdsCodec {
+    type Encode = bytes::Bytes;
+    type Decode = DiscoveryResponse;
+    type Encoder = EncodedRequest;
+    type Decoder = ResponseDecoder;
+
+    fn encoder(&mut self) -> EncodedRequest {
+        EncodedRequest
+    }
+
+    fn decoder(&mut self) -> ResponseDecoder {
+        ResponseDecoder
+    }
+}
+
+impl tonic::codec::Encoder for EncodedRequest {
+    type Item = bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn encode(&mut self, item: bytes::Bytes, dst: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        bytes::BufMut::put_slice(dst, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for ResponseDecoder {
+    type Item = DiscoveryResponse;
+    type Error = tonic::Status;
+
+    fn decode(&mut self, src: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<DiscoveryResponse>, tonic::Status> {
+        DiscoveryResponse::decode(src).map(Some).map_err(|error| tonic::Status::internal(error.to_string()))
+    }
 }
 
 /// One simulated sidecar. Reports (client, version) each time all four types are ACKed at a
@@ -142,14 +200,16 @@ async fn client(
     // Dial at most a listen backlog's worth at once: thousands of simultaneous SYNs overflow the
     // kernel's accept queue and measure its retransmit backoff instead of Pilot.
     let permit = dialing.acquire_owned().await;
-    let mut ads = loop {
-        match AggregatedDiscoveryServiceClient::connect(address.clone()).await {
-            Ok(client) => break client.max_decoding_message_size(256 * 1024 * 1024),
+    let channel = loop {
+        let endpoint = tonic::transport::Endpoint::from_shared(address.clone()).expect("Pilot's address");
+        match endpoint.connect().await {
+            Ok(channel) => break channel,
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     };
     drop(permit);
-    let (requests, receiver) = mpsc::unbounded_channel();
+    let mut ads = tonic::client::Grpc::new(channel).max_decoding_message_size(256 * 1024 * 1024);
+    let (requests, receiver) = mpsc::unbounded_channel::<bytes::Bytes>();
     let node = Node {
         id: format!(
             "sidecar~10.99.{}.{}~client{index}.{namespace}~{namespace}.svc.cluster.local",
@@ -158,26 +218,36 @@ async fn client(
         ),
         ..Default::default()
     };
-    let request = |type_url: &str, names: Vec<String>, version: &str, nonce: &str| DiscoveryRequest {
-        type_url: type_url.to_string(),
-        resource_names: names,
-        version_info: version.to_string(),
-        response_nonce: nonce.to_string(),
-        ..Default::default()
+    // A request: its own fields, then the names' shared encoding (fields may come in any order).
+    let request = |type_url: &str, names: &Names, version: &str, nonce: &str, node: Option<Node>| {
+        let mut encoded = DiscoveryRequest {
+            type_url: type_url.to_string(),
+            version_info: version.to_string(),
+            response_nonce: nonce.to_string(),
+            node,
+            ..Default::default()
+        }
+        .encode_to_vec();
+        encoded.extend_from_slice(&names.encoded);
+        bytes::Bytes::from(encoded)
     };
-    let mut first = request(type_url::CLUSTER, vec![], "", "");
-    first.node = Some(node);
-    let _ = requests.send(first);
-    let _ = requests.send(request(type_url::LISTENER, vec![], "", ""));
-    let Ok(response) =
-        ads.stream_aggregated_resources(tokio_stream::wrappers::UnboundedReceiverStream::new(receiver)).await
-    else {
+    let no_names = Arc::new(Names::default());
+    let _ = requests.send(request(type_url::CLUSTER, &no_names, "", "", Some(node)));
+    let _ = requests.send(request(type_url::LISTENER, &no_names, "", "", None));
+    if ads.ready().await.is_err() {
+        return;
+    }
+    let path = http::uri::PathAndQuery::from_static(
+        "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources",
+    );
+    let outgoing = tonic::Request::new(tokio_stream::wrappers::UnboundedReceiverStream::new(receiver));
+    let Ok(response) = ads.streaming(outgoing, path, AdsCodec).await else {
         return;
     };
     let mut stream = response.into_inner();
     let mut acked: HashMap<&'static str, u64> = HashMap::new();
-    let mut eds_names: Vec<String> = Vec::new();
-    let mut rds_names: Vec<String> = Vec::new();
+    let mut eds_names = no_names.clone();
+    let mut rds_names = no_names.clone();
     let mut last_nonce: HashMap<&'static str, String> = HashMap::new();
     while let Ok(Some(response)) = stream.message().await {
         let kind = match response.type_url.as_str() {
@@ -188,18 +258,12 @@ async fn client(
             _ => continue,
         };
         let version: u64 = response.version_info.parse().unwrap_or(0);
-        let _ = requests.send(request(
-            kind,
-            if kind == type_url::ENDPOINT {
-                eds_names.clone()
-            } else if kind == type_url::ROUTE {
-                rds_names.clone()
-            } else {
-                vec![]
-            },
-            &response.version_info,
-            &response.nonce,
-        ));
+        let names = match kind {
+            type_url::ENDPOINT => &eds_names,
+            type_url::ROUTE => &rds_names,
+            _ => &no_names,
+        };
+        let _ = requests.send(request(kind, names, &response.version_info, &response.nonce, None));
         last_nonce.insert(kind, response.nonce.clone());
         acked.insert(kind, version);
         if kind == type_url::CLUSTER {
@@ -214,10 +278,10 @@ async fn client(
                     .map(|cluster| cluster.name)
                     .collect()
             });
-            if names != eds_names {
+            if names.list != eds_names.list {
                 eds_names = names;
                 let nonce = last_nonce.get(type_url::ENDPOINT).cloned().unwrap_or_default();
-                let _ = requests.send(request(type_url::ENDPOINT, eds_names.clone(), "", &nonce));
+                let _ = requests.send(request(type_url::ENDPOINT, &eds_names, "", &nonce, None));
             }
         }
         if kind == type_url::LISTENER {
@@ -230,10 +294,10 @@ async fn client(
                     .filter(|port| port.parse::<u32>().is_ok_and(|p| (8000..9000).contains(&p)))
                     .collect()
             });
-            if names != rds_names {
+            if names.list != rds_names.list {
                 rds_names = names;
                 let nonce = last_nonce.get(type_url::ROUTE).cloned().unwrap_or_default();
-                let _ = requests.send(request(type_url::ROUTE, rds_names.clone(), "", &nonce));
+                let _ = requests.send(request(type_url::ROUTE, &rds_names, "", &nonce, None));
             }
         }
         // Every ACK is reported once the client holds all four types: after that, pushes carry
@@ -294,16 +358,20 @@ struct Phase {
 }
 
 impl Phase {
-    fn measure(name: &'static str, latencies: Vec<Duration>, pid: u32, cpu_before: f64) -> Phase {
-        let phase = Phase { name, latencies, rss_mib: rss_mib(pid), cpu_seconds: cpu_seconds(pid) - cpu_before };
+    /// `cpu_before`: Pilot's and this process's (the simulated proxies') CPU seconds when the
+    /// phase began.
+    fn measure(name: &'static str, latencies: Vec<Duration>, pid: u32, cpu_before: (f64, f64)) -> Phase {
+        let phase = Phase { name, latencies, rss_mib: rss_mib(pid), cpu_seconds: cpu_seconds(pid) - cpu_before.0 };
+        let clients_cpu = cpu_seconds(std::process::id()) - cpu_before.1;
         println!(
-            "{:<18} p50 {:>8.1} ms   p99 {:>8.1} ms   max {:>8.1} ms   pilot RSS {:>7.1} MiB   pilot CPU {:>6.2} s   ({} proxies)",
+            "{:<18} p50 {:>8.1} ms   p99 {:>8.1} ms   max {:>8.1} ms   pilot RSS {:>7.1} MiB   pilot CPU {:>6.2} s   proxies' CPU {:>6.2} s   ({} proxies)",
             phase.name,
             phase.p(50).as_secs_f64() * 1000.0,
             phase.p(99).as_secs_f64() * 1000.0,
             phase.latencies.last().copied().unwrap_or_default().as_secs_f64() * 1000.0,
             phase.rss_mib,
             phase.cpu_seconds,
+            clients_cpu,
             phase.latencies.len(),
         );
         phase
@@ -375,7 +443,7 @@ async fn run(mesh: Mesh) -> Vec<Phase> {
     let decoded: DecodedNames = Arc::default();
     let dialing = Arc::new(tokio::sync::Semaphore::new(100));
     let mut phases = Vec::new();
-    let cpu = cpu_seconds(pid);
+    let cpu = (cpu_seconds(pid), cpu_seconds(std::process::id()));
     let started = Instant::now();
     let mut clients = Vec::new();
     for index in 0..mesh.clients {
@@ -393,19 +461,19 @@ async fn run(mesh: Mesh) -> Vec<Phase> {
     let per_proxy_kib = (rss_mib(pid) - rss_at_start) * 1024.0 / mesh.clients as f64;
     println!("{:<18} {per_proxy_kib:.0} KiB of Pilot's memory per connected proxy", "");
 
-    let cpu = cpu_seconds(pid);
+    let cpu = (cpu_seconds(pid), cpu_seconds(std::process::id()));
     let changed = Instant::now();
     write_config(dir.path(), mesh, (1, 0, 1), 20);
     let config = wait_all(&mut reports, mesh.clients_seeing_svc0(), 2, changed).await;
     phases.push(Phase::measure("config change", config, pid, cpu));
 
-    let cpu = cpu_seconds(pid);
+    let cpu = (cpu_seconds(pid), cpu_seconds(std::process::id()));
     let changed = Instant::now();
     write_config(dir.path(), mesh, (1, 0, 2), 20);
     let endpoints = wait_all(&mut reports, mesh.clients_seeing_svc0(), 3, changed).await;
     phases.push(Phase::measure("endpoint change", endpoints, pid, cpu));
 
-    let cpu = cpu_seconds(pid);
+    let cpu = (cpu_seconds(pid), cpu_seconds(std::process::id()));
     let changed = Instant::now();
     write_config(dir.path(), mesh, (3, 0, 3), 20);
     let all_endpoints = wait_all(&mut reports, mesh.clients, 4, changed).await;

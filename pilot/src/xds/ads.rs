@@ -24,7 +24,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::generate::{generate, generate_parts, names_context};
 use super::intern;
-use super::requests::Incoming;
+use super::requests::{Incoming, SotwRequest};
 use super::sotw_memo::{Decision, Holds};
 use super::wire::{Outgoing, WireResponse};
 use crate::metrics::Metrics;
@@ -176,10 +176,11 @@ impl AdsServer {
                                 break;
                             }
                         };
-                        match stream.request(&request) {
+                        let type_url = request.message.type_url.clone();
+                        match stream.request(request) {
                             Ok(true) => {
                                 let push = pushes.borrow().clone();
-                                if stream.send(&request.type_url, &push, Reason::Request, &out).await.is_err() {
+                                if stream.send(&type_url, &push, Reason::Request, &out).await.is_err() {
                                     break;
                                 }
                             }
@@ -325,7 +326,8 @@ impl SotwStream {
     }
 
     /// Handles a request; returns whether a response for its type must be sent now.
-    fn request(&mut self, request: &DiscoveryRequest) -> Result<bool, Status> {
+    fn request(&mut self, request: SotwRequest) -> Result<bool, Status> {
+        let SotwRequest { message: request, names } = request;
         if self.proxy.is_none() {
             let node = request
                 .node
@@ -345,9 +347,9 @@ impl SotwStream {
         let type_url = request.type_url.clone();
         let kind = short_type(&type_url);
         let watch = self.watches.entry(type_url.clone()).or_default();
-        let names_changed = *watch.names != request.resource_names;
+        let names_changed = !names.equal_to(&watch.names);
         if request.response_nonce.is_empty() {
-            watch.names = intern::names(request.resource_names.clone());
+            watch.names = intern::names(names.into_vec()?);
             watch.sent = intern::sent(HashMap::new());
             watch.whole = None;
             return Ok(true);
@@ -384,7 +386,7 @@ impl SotwStream {
             });
         }
         if names_changed {
-            watch.names = intern::names(request.resource_names.clone());
+            watch.names = intern::names(names.into_vec()?);
             return Ok(true);
         }
         Ok(false)

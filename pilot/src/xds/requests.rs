@@ -1,17 +1,116 @@
 //! The requests of a state-of-the-world ADS stream, read from the gRPC request body.
 //!
-//! A proxy's EDS requests name every cluster it holds, tens of kilobytes each in a large mesh.
-//! A general-purpose decoder keeps a buffer as large as the largest message it ever read, for as
-//! long as the stream lives; here the buffer holds only the bytes of a message not yet complete,
-//! and nothing between messages, so an idle stream costs no buffer at all.
+//! A proxy's EDS requests name every cluster it holds, tens of kilobytes each in a large mesh,
+//! and it sends one with every ACK. Two costs are avoided here:
+//! - A general-purpose decoder keeps a buffer as large as the largest message it ever read, for
+//!   as long as the stream lives. Here the buffer holds only the bytes of a message not yet
+//!   complete, and nothing between messages, so an idle stream costs no buffer at all.
+//! - The names are not decoded up front (a string each, a thousand per ACK). They stay in the
+//!   message's bytes (`RequestNames`), where the stream compares them with the names it holds
+//!   and decodes them only when they differ, which after the first request they rarely do.
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use http_body_util::BodyExt;
+use prost::encoding::{decode_key, decode_varint, skip_field, DecodeContext, WireType};
 use prost::Message;
 use tonic::{Status, Streaming};
 
 use super::wire::GRPC_PREFIX;
+
+/// `DiscoveryRequest.resource_names`'s field number.
+const RESOURCE_NAMES_FIELD: u32 = 3;
+
+/// One request: every field but the names, and the names.
+#[derive(Debug)]
+pub(crate) struct SotwRequest {
+    /// The request without `resource_names`.
+    pub message: DiscoveryRequest,
+    pub names: RequestNames,
+}
+
+/// A request's `resource_names`: decoded (tonic's path), or still in the message's bytes.
+#[derive(Debug)]
+pub(crate) enum RequestNames {
+    Decoded(Vec<String>),
+    /// The encoded message; its `resource_names` fields are the names, in order.
+    Encoded(Bytes),
+}
+
+impl RequestNames {
+    /// Whether the names are exactly `held`, in order (compared without decoding them).
+    pub(crate) fn equal_to(&self, held: &[String]) -> bool {
+        match self {
+            RequestNames::Decoded(names) => names == held,
+            RequestNames::Encoded(message) => {
+                let mut held = held.iter();
+                let mut all_equal = true;
+                let scanned = for_each_name(message, |name| {
+                    all_equal = all_equal && held.next().is_some_and(|expected| expected.as_bytes() == name);
+                });
+                scanned.is_ok() && all_equal && held.next().is_none()
+            }
+        }
+    }
+
+    /// The names, decoded.
+    pub(crate) fn into_vec(self) -> Result<Vec<String>, Status> {
+        match self {
+            RequestNames::Decoded(names) => Ok(names),
+            RequestNames::Encoded(message) => {
+                let mut names = Vec::new();
+                let mut invalid = false;
+                for_each_name(&message, |name| match std::str::from_utf8(name) {
+                    Ok(name) => names.push(name.to_string()),
+                    Err(_) => invalid = true,
+                })
+                .map_err(|error| Status::internal(format!("undecodable DiscoveryRequest: {error}")))?;
+                if invalid {
+                    return Err(Status::internal("undecodable DiscoveryRequest: a resource name is not UTF-8"));
+                }
+                Ok(names)
+            }
+        }
+    }
+}
+
+/// Calls `visit` with the bytes of each `resource_names` entry of an encoded request, in order.
+fn for_each_name(message: &[u8], mut visit: impl FnMut(&[u8])) -> Result<(), String> {
+    let mut buf = message;
+    while buf.has_remaining() {
+        let (tag, wire_type) = decode_key(&mut buf).map_err(|error| error.to_string())?;
+        if tag == RESOURCE_NAMES_FIELD && wire_type == WireType::LengthDelimited {
+            let length = decode_varint(&mut buf).map_err(|error| error.to_string())?;
+            let length = usize::try_from(length).unwrap_or(usize::MAX);
+            if length > buf.remaining() {
+                return Err("a resource name runs past the message".to_string());
+            }
+            visit(&buf[..length]);
+            buf.advance(length);
+        } else {
+            skip_field(wire_type, tag, &mut buf, DecodeContext::default()).map_err(|error| error.to_string())?;
+        }
+    }
+    Ok(())
+}
+
+/// Decodes every field of an encoded request but `resource_names`, which it leaves encoded.
+fn decode_without_names(message: Bytes) -> Result<SotwRequest, prost::DecodeError> {
+    // The other fields (type, version, nonce, the node on the first request) are copied out and
+    // decoded; they are a small part of a request that names many resources.
+    let mut rest = Vec::new();
+    let mut buf = &message[..];
+    while buf.has_remaining() {
+        let field_start = message.len() - buf.remaining();
+        let (tag, wire_type) = decode_key(&mut buf)?;
+        skip_field(wire_type, tag, &mut buf, DecodeContext::default())?;
+        if tag != RESOURCE_NAMES_FIELD {
+            rest.extend_from_slice(&message[field_start..message.len() - buf.remaining()]);
+        }
+    }
+    let decoded = DiscoveryRequest::decode(rest.as_slice())?;
+    Ok(SotwRequest { message: decoded, names: RequestNames::Encoded(message) })
+}
 
 /// Reads `DiscoveryRequest`s from a request body, one message at a time.
 pub(crate) struct FrameReader {
@@ -26,7 +125,7 @@ impl FrameReader {
     }
 
     /// The next request; `None` when the proxy ended the stream.
-    pub(crate) async fn message(&mut self) -> Result<Option<DiscoveryRequest>, Status> {
+    pub(crate) async fn message(&mut self) -> Result<Option<SotwRequest>, Status> {
         loop {
             if let Some(message) = self.complete_message()? {
                 return Ok(Some(message));
@@ -45,7 +144,7 @@ impl FrameReader {
     }
 
     /// The message at the front of the buffer, once all of it is there.
-    fn complete_message(&mut self) -> Result<Option<DiscoveryRequest>, Status> {
+    fn complete_message(&mut self) -> Result<Option<SotwRequest>, Status> {
         if self.buffer.len() < GRPC_PREFIX {
             return Ok(None);
         }
@@ -63,14 +162,15 @@ impl FrameReader {
             self.buffer.reserve(GRPC_PREFIX + length - self.buffer.len());
             return Ok(None);
         }
-        let message = DiscoveryRequest::decode(&self.buffer[GRPC_PREFIX..GRPC_PREFIX + length])
-            .map_err(|error| Status::internal(format!("undecodable DiscoveryRequest: {error}")))?;
-        self.buffer.advance(GRPC_PREFIX + length);
+        let mut framed = self.buffer.split_to(GRPC_PREFIX + length).freeze();
         if self.buffer.is_empty() {
-            // Let go of the message's bytes: nothing is kept between messages.
+            // Nothing is kept between messages: the message's bytes go with the request.
             self.buffer = BytesMut::new();
         }
-        Ok(Some(message))
+        let message = framed.split_off(GRPC_PREFIX);
+        let request = decode_without_names(message)
+            .map_err(|error| Status::internal(format!("undecodable DiscoveryRequest: {error}")))?;
+        Ok(Some(request))
     }
 }
 
@@ -81,10 +181,13 @@ pub(crate) enum Incoming {
 }
 
 impl Incoming {
-    pub(crate) async fn message(&mut self) -> Result<Option<DiscoveryRequest>, Status> {
+    pub(crate) async fn message(&mut self) -> Result<Option<SotwRequest>, Status> {
         match self {
             Incoming::Frames(reader) => reader.message().await,
-            Incoming::Tonic(streaming) => streaming.message().await,
+            Incoming::Tonic(streaming) => Ok(streaming.message().await?.map(|mut message| {
+                let names = RequestNames::Decoded(std::mem::take(&mut message.resource_names));
+                SotwRequest { message, names }
+            })),
         }
     }
 }
@@ -108,6 +211,13 @@ mod tests {
         tonic::body::Body::new(http_body_util::StreamBody::new(futures::stream::iter(frames)))
     }
 
+    /// The request as one message again.
+    fn whole(request: SotwRequest) -> DiscoveryRequest {
+        let mut message = request.message;
+        message.resource_names = request.names.into_vec().expect("names");
+        message
+    }
+
     fn request(names: usize) -> DiscoveryRequest {
         DiscoveryRequest {
             type_url: istio_xds::type_url::ENDPOINT.into(),
@@ -127,11 +237,11 @@ mod tests {
         last.extend(framed(&second));
         last.extend(framed(&third));
         let mut reader = FrameReader::new(body(vec![bytes, last[..7].to_vec(), last[7..].to_vec()]), 1 << 20);
-        assert_eq!(reader.message().await.expect("first"), Some(first));
-        assert_eq!(reader.message().await.expect("second"), Some(second));
-        assert_eq!(reader.message().await.expect("third"), Some(third));
+        assert_eq!(reader.message().await.expect("first").map(whole), Some(first));
+        assert_eq!(reader.message().await.expect("second").map(whole), Some(second));
+        assert_eq!(reader.message().await.expect("third").map(whole), Some(third));
         assert_eq!(reader.buffer.capacity(), 0, "nothing kept between messages");
-        assert_eq!(reader.message().await.expect("the end"), None);
+        assert!(reader.message().await.expect("the end").is_none());
     }
 
     #[tokio::test]
@@ -148,5 +258,52 @@ mod tests {
         cut.truncate(cut.len() - 1);
         let mut reader = FrameReader::new(body(vec![cut]), 1 << 20);
         assert_eq!(reader.message().await.expect_err("cut off").code(), tonic::Code::Internal);
+    }
+
+    /// The names stay encoded: they compare equal only to the same names in the same order,
+    /// and decode to what was sent; every other field is decoded, wherever the names are.
+    #[tokio::test]
+    async fn names_are_compared_and_decoded_from_the_message() {
+        use envoy_types::pb::envoy::config::core::v3::Node;
+        use envoy_types::pb::google::rpc::Status as RpcStatus;
+        let mut sent = request(3);
+        sent.version_info = "v7".into();
+        sent.response_nonce = "n3".into();
+        sent.node = Some(Node { id: "sidecar~10.0.0.1~a.ns~ns.svc.cluster.local".into(), ..Default::default() });
+        sent.error_detail = Some(RpcStatus { code: 3, message: "bad cluster".into(), details: vec![] });
+        // Names first, between and after the other fields: the encoding allows any order.
+        let mut encoded = Vec::new();
+        DiscoveryRequest { resource_names: vec![sent.resource_names[0].clone()], ..Default::default() }
+            .encode(&mut encoded)
+            .expect("encode");
+        DiscoveryRequest { resource_names: vec![], ..sent.clone() }.encode(&mut encoded).expect("encode");
+        DiscoveryRequest { resource_names: sent.resource_names[1..].to_vec(), ..Default::default() }
+            .encode(&mut encoded)
+            .expect("encode");
+        let read = decode_without_names(Bytes::from(encoded)).expect("decodes");
+        assert!(read.message.resource_names.is_empty());
+        assert_eq!(read.message.node, sent.node);
+        assert_eq!(read.message.error_detail, sent.error_detail);
+        assert_eq!((read.message.version_info.as_str(), read.message.response_nonce.as_str()), ("v7", "n3"));
+        let names = &sent.resource_names;
+        assert!(read.names.equal_to(names));
+        assert!(!read.names.equal_to(&names[..2]), "fewer");
+        assert!(!read.names.equal_to(&[names.clone(), vec!["more".into()]].concat()), "more");
+        assert!(!read.names.equal_to(&[names[1].clone(), names[0].clone(), names[2].clone()]), "order");
+        assert!(!read.names.equal_to(&[]));
+        assert_eq!(whole(read), sent);
+
+        let none = decode_without_names(Bytes::from(request(0).encode_to_vec())).expect("decodes");
+        assert!(none.names.equal_to(&[]));
+        assert_eq!(none.names.into_vec().expect("names"), Vec::<String>::new());
+    }
+
+    #[test]
+    fn names_that_are_not_utf8_or_run_past_the_message_are_errors() {
+        // Field 3, length 2, bytes 0xff 0xfe.
+        let invalid = decode_without_names(Bytes::from_static(&[0x1a, 2, 0xff, 0xfe])).expect("other fields decode");
+        assert!(!invalid.names.equal_to(&["\u{fffd}\u{fffd}".to_string()]));
+        assert_eq!(invalid.names.into_vec().expect_err("not UTF-8").code(), tonic::Code::Internal);
+        assert!(decode_without_names(Bytes::from_static(&[0x1a, 5, b'a'])).is_err(), "cut off");
     }
 }

@@ -10,7 +10,7 @@
 //! a second. A file that stops parsing keeps its
 //! last good objects and is reported as a `SourceError` until it is fixed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime};
@@ -32,7 +32,8 @@ const NOTIFIED_RESCAN_INTERVAL: Duration = Duration::from_secs(1);
 const ACTIVE_RESCAN_INTERVAL: Duration = Duration::from_millis(20);
 const ACTIVE_WINDOW: Duration = Duration::from_secs(1);
 /// A changed file is read only once it has been still this long (or looked the same on two
-/// scans), so a writer caught between truncating and writing is not taken as "empty".
+/// scans, or its writer closed it), so a writer caught between truncating and writing is not
+/// taken as "empty".
 const SETTLE_TIME: Duration = Duration::from_millis(100);
 /// How long a file that held objects must stay empty before its objects are dropped.
 const EMPTIED_SETTLE_TIME: Duration = Duration::from_secs(2);
@@ -49,6 +50,10 @@ struct Inner {
     state: Mutex<State>,
     subscribers: Mutex<Vec<mpsc::UnboundedSender<Event>>>,
     watcher_started: Mutex<bool>,
+    /// Files whose writer closed them (or renamed them into place) since the last scan, and
+    /// when that was noticed: one not modified since is complete, and is read without waiting
+    /// for it to settle.
+    finished_writes: Arc<Mutex<HashMap<PathBuf, SystemTime>>>,
 }
 
 /// What identifies a version of a file on disk without reading it.
@@ -115,6 +120,7 @@ impl DirectoryStore {
                 state: Mutex::new(State::default()),
                 subscribers: Mutex::new(Vec::new()),
                 watcher_started: Mutex::new(false),
+                finished_writes: Arc::default(),
             }),
         };
         store.inner.refresh(true);
@@ -164,15 +170,18 @@ impl DirectoryStore {
         *started = true;
         let weak = Arc::downgrade(&self.inner);
         let root = self.inner.root.clone();
-        tokio::spawn(watch_loop(weak, root));
+        tokio::spawn(watch_loop(weak, root, self.inner.finished_writes.clone()));
     }
 }
 
 /// Rescans on file-system notifications (debounced) and on a timer, until the store is dropped.
-async fn watch_loop(inner: Weak<Inner>, root: PathBuf) {
+async fn watch_loop(inner: Weak<Inner>, root: PathBuf, finished_writes: Arc<Mutex<HashMap<PathBuf, SystemTime>>>) {
     use notify::Watcher as _;
     let (notify_tx, mut notify_rx) = mpsc::unbounded_channel();
     let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = &event {
+            note_finished_write(&finished_writes, event);
+        }
         // Reading the tree (this store's own scans included) opens files and directories: only
         // changes count, or every scan would set off the next.
         if !event.as_ref().is_ok_and(is_read_only) {
@@ -218,6 +227,23 @@ async fn watch_loop(inner: Weak<Inner>, root: PathBuf) {
     }
 }
 
+/// Records the files an event says a writer is done with: closed after writing, or renamed
+/// into place (the atomic write).
+fn note_finished_write(finished_writes: &Mutex<HashMap<PathBuf, SystemTime>>, event: &notify::Event) {
+    use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
+    let finished = matches!(
+        event.kind,
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) | EventKind::Modify(ModifyKind::Name(_))
+    );
+    if finished {
+        let now = SystemTime::now();
+        let mut finished_writes = istio_runtime::sync::lock(finished_writes);
+        for path in &event.paths {
+            finished_writes.insert(path.clone(), now);
+        }
+    }
+}
+
 /// Whether a file-system event only says something was opened or read.
 fn is_read_only(event: &notify::Event) -> bool {
     use notify::event::{AccessKind, AccessMode, EventKind};
@@ -240,6 +266,9 @@ impl Inner {
     /// whether any file was left so.
     fn refresh(&self, force: bool) -> bool {
         let mut unsettled = false;
+        // Taken before the files are looked at: a write after its close shows as a later
+        // modification time.
+        let finished_writes = std::mem::take(&mut *istio_runtime::sync::lock(&self.finished_writes));
         let mut found = Vec::new();
         config_files(&self.root, &mut found);
         let mut events = Vec::new();
@@ -276,7 +305,10 @@ impl Inner {
                 unsettled = true;
                 continue;
             }
-            if !force && age < SETTLE_TIME && !seen_twice {
+            let finished_writing = finished_writes
+                .get(&path)
+                .is_some_and(|closed| print.modified.is_some_and(|modified| modified <= *closed));
+            if !force && age < SETTLE_TIME && !seen_twice && !finished_writing {
                 file.unsettled = Some(print);
                 unsettled = true;
                 continue;

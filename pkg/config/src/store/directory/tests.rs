@@ -135,3 +135,53 @@ fn only_changes_wake_the_watcher_not_reads() {
     assert!(!is_read_only(&event(EventKind::Modify(ModifyKind::Any))));
     assert!(!is_read_only(&event(EventKind::Create(CreateKind::File))));
 }
+
+/// A file changed a moment ago is left for a later scan unless its writer is known to be done
+/// with it (closed or renamed into place, and not modified since).
+#[test]
+fn a_file_its_writer_finished_is_read_without_settling() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = DirectoryStore::open(dir.path()).expect("open");
+    let file = dir.path().join("reviews.yaml");
+    // Modification times an hour ahead count as "a moment ago" however slow the machine is, and
+    // a different one for each write makes each a new version of the file.
+    let later = SystemTime::now() + Duration::from_secs(3600);
+    let write_at = |port: u16, seconds: u64| {
+        std::fs::write(&file, serde_yaml::to_string(&service("reviews", port)).expect("yaml")).expect("write");
+        let modified = later + Duration::from_secs(seconds);
+        std::fs::File::options().write(true).open(&file).expect("open").set_modified(modified).expect("mtime");
+        modified
+    };
+    let inner = &store.inner;
+    write_at(9080, 0);
+    assert!(inner.refresh(false), "just written, nothing says it is complete: left to settle");
+    assert!(inner.lock_state().objects.is_empty());
+
+    // A close noticed before the file's last modification says nothing about that write.
+    let modified = write_at(9081, 1);
+    istio_runtime::sync::lock(&inner.finished_writes).insert(file.clone(), modified - Duration::from_millis(1));
+    assert!(inner.refresh(false), "modified after the close it was told of");
+    assert!(inner.lock_state().objects.is_empty());
+
+    let modified = write_at(9082, 2);
+    istio_runtime::sync::lock(&inner.finished_writes).insert(file.clone(), modified);
+    assert!(!inner.refresh(false), "closed after its last write: read at once");
+    let state = inner.lock_state();
+    let (object, _) = state.objects.values().next().expect("the service");
+    assert_eq!(object.spec()["ports"][0]["port"], 9082);
+}
+
+#[test]
+fn closes_after_writing_and_renames_finish_a_write() {
+    use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind, RenameMode};
+    let finished = Mutex::new(HashMap::new());
+    let event = |kind, path: &str| notify::Event::new(kind).add_path(PathBuf::from(path));
+    note_finished_write(&finished, &event(EventKind::Access(AccessKind::Close(AccessMode::Write)), "/c/a.yaml"));
+    note_finished_write(&finished, &event(EventKind::Modify(ModifyKind::Name(RenameMode::To)), "/c/b.yaml"));
+    note_finished_write(&finished, &event(EventKind::Access(AccessKind::Close(AccessMode::Read)), "/c/c.yaml"));
+    note_finished_write(&finished, &event(EventKind::Modify(ModifyKind::Any), "/c/d.yaml"));
+    let finished = finished.into_inner().expect("lock");
+    let mut paths: Vec<&PathBuf> = finished.keys().collect();
+    paths.sort();
+    assert_eq!(paths, [&PathBuf::from("/c/a.yaml"), &PathBuf::from("/c/b.yaml")]);
+}
