@@ -25,7 +25,8 @@ pub(crate) fn hash_of(value: impl Hash) -> u64 {
 
 impl Ring {
     /// The ring a cluster with `policy` walks: only ring hash has one. (A ring is 128 points
-    /// per host; built for every cluster it was most of a 1000-cluster config's memory.)
+    /// per host; built for every cluster, it was 4 MB of the 24 MB heap that holds a
+    /// 1000-cluster config.)
     pub(crate) fn for_policy(policy: LbPolicy, hosts: &[Arc<Host>]) -> Ring {
         match policy {
             LbPolicy::RingHash => Ring::build(hosts),
