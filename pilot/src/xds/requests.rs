@@ -64,9 +64,9 @@ impl RequestNames {
                     Ok(name) => names.push(name.to_string()),
                     Err(_) => invalid = true,
                 })
-                .map_err(|error| Status::internal(format!("undecodable DiscoveryRequest: {error}")))?;
+                .map_err(undecodable)?;
                 if invalid {
-                    return Err(Status::internal("undecodable DiscoveryRequest: a resource name is not UTF-8"));
+                    return Err(undecodable("a resource name is not UTF-8"));
                 }
                 Ok(names)
             }
@@ -74,21 +74,34 @@ impl RequestNames {
     }
 }
 
+/// The status that ends a stream whose request cannot be decoded.
+fn undecodable(error: impl std::fmt::Display) -> Status {
+    Status::internal(format!("undecodable DiscoveryRequest: {error}"))
+}
+
+/// Why a request's encoded names cannot be read.
+#[derive(Debug, thiserror::Error)]
+enum NamesError {
+    #[error(transparent)]
+    Decode(#[from] prost::DecodeError),
+    #[error("a resource name runs past the message")]
+    PastTheEnd,
+}
+
 /// Calls `visit` with the bytes of each `resource_names` entry of an encoded request, in order.
-fn for_each_name(message: &[u8], mut visit: impl FnMut(&[u8])) -> Result<(), String> {
+fn for_each_name(message: &[u8], mut visit: impl FnMut(&[u8])) -> Result<(), NamesError> {
     let mut buf = message;
     while buf.has_remaining() {
-        let (tag, wire_type) = decode_key(&mut buf).map_err(|error| error.to_string())?;
+        let (tag, wire_type) = decode_key(&mut buf)?;
         if tag == RESOURCE_NAMES_FIELD && wire_type == WireType::LengthDelimited {
-            let length = decode_varint(&mut buf).map_err(|error| error.to_string())?;
-            let length = usize::try_from(length).unwrap_or(usize::MAX);
+            let length = usize::try_from(decode_varint(&mut buf)?).unwrap_or(usize::MAX);
             if length > buf.remaining() {
-                return Err("a resource name runs past the message".to_string());
+                return Err(NamesError::PastTheEnd);
             }
             visit(&buf[..length]);
             buf.advance(length);
         } else {
-            skip_field(wire_type, tag, &mut buf, DecodeContext::default()).map_err(|error| error.to_string())?;
+            skip_field(wire_type, tag, &mut buf, DecodeContext::default())?;
         }
     }
     Ok(())
@@ -168,8 +181,7 @@ impl FrameReader {
             self.buffer = BytesMut::new();
         }
         let message = framed.split_off(GRPC_PREFIX);
-        let request = decode_without_names(message)
-            .map_err(|error| Status::internal(format!("undecodable DiscoveryRequest: {error}")))?;
+        let request = decode_without_names(message).map_err(undecodable)?;
         Ok(Some(request))
     }
 }
