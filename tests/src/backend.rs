@@ -1,7 +1,8 @@
 //! Test backends: small HTTP/1.1 servers on loopback that say who they are and behave as a
 //! test asks — answer a status (`/status/418`), answer late (`/delay/2000`), stall half way
 //! through the body (`/delay-stall/2000`), fail the next
-//! requests, or always fail — and remember every request they saw (method, path, Host); plus a
+//! requests, always fail, or close a kept-alive connection when its next request arrives —
+//! and remember every request they saw (method, path, Host); plus a
 //! TCP echo server and an HTTPS server for TLS tests.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -30,6 +31,8 @@ pub struct Backend {
     seen: Arc<Mutex<Vec<Seen>>>,
     fail_next: Arc<AtomicU32>,
     always_fail: Arc<AtomicBool>,
+    close_reused: Arc<AtomicBool>,
+    closed_unanswered: Arc<AtomicU32>,
 }
 
 impl Seen {
@@ -53,6 +56,8 @@ impl Backend {
             seen: Arc::default(),
             fail_next: Arc::default(),
             always_fail: Arc::default(),
+            close_reused: Arc::default(),
+            closed_unanswered: Arc::default(),
         };
         let serving = backend.clone();
         std::thread::spawn(move || {
@@ -74,6 +79,18 @@ impl Backend {
         self.always_fail.store(fail, Ordering::SeqCst);
     }
 
+    /// From now on, a request that arrives on a connection which already served one is not
+    /// answered: the connection closes, as a server closing an idle keep-alive connection
+    /// does when a request crosses the close. A connection's first request is answered.
+    pub fn close_reused_connections(&self, close: bool) {
+        self.close_reused.store(close, Ordering::SeqCst);
+    }
+
+    /// How many requests got their connection closed instead of an answer.
+    pub fn closed_unanswered(&self) -> u32 {
+        self.closed_unanswered.load(Ordering::SeqCst)
+    }
+
     pub fn seen(&self) -> Vec<Seen> {
         istio_runtime::sync::lock(&self.seen).clone()
     }
@@ -82,7 +99,7 @@ impl Backend {
         let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
         let mut reader = BufReader::new(stream.try_clone().unwrap_or_else(|error| panic!("clone: {error}")));
         let mut writer = stream;
-        loop {
+        for served in 0u32.. {
             let mut line = String::new();
             if reader.read_line(&mut line).unwrap_or(0) == 0 {
                 return;
@@ -130,6 +147,10 @@ impl Backend {
                 headers: headers.clone(),
                 body: String::from_utf8_lossy(&body).into_owned(),
             });
+            if served > 0 && self.close_reused.load(Ordering::SeqCst) {
+                self.closed_unanswered.fetch_add(1, Ordering::SeqCst);
+                return;
+            }
             // `/delay-stall/MS`: the headers and a first part of the body at once, the rest late.
             if let Some(millis) = path.strip_prefix("/delay-stall/").and_then(|ms| ms.parse().ok()) {
                 let head = format!("HTTP/1.1 200 OK\r\ncontent-length: 10\r\nx-backend: {}\r\n\r\nfirst", self.name);

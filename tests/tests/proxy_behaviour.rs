@@ -412,3 +412,37 @@ fn header_edits_and_cors(plane: Plane) {
     assert_eq!(other.status, 200);
     assert_eq!(other.header("access-control-allow-origin"), None, "{plane:?}");
 }
+
+/// A pooled connection the upstream closes just as the next request goes out on it (a
+/// server's keep-alive timeout, or a sidecar draining a listener an update changed). The
+/// built-in proxy sends an idempotent request again on a new connection, so the client never
+/// sees the race; a POST, which the server may have acted on, is answered 503 (`UC`). A stock
+/// Envoy answers 503 `UC` to both unless the route retries resets, and each of its workers
+/// keeps its own pool, so which request meets the reused connection varies: the scenario is
+/// the built-in proxy's own.
+#[test]
+fn reused_connection_closed_by_the_server() {
+    let v1 = Backend::start("v1");
+    // One connection at most, so every request after the first meets the pooled one.
+    let config = service("ratings", &[("v1", &v1)], "{connectionPool: {tcp: {maxConnections: 1}}}")
+        + &routes(
+            "ratings",
+            "  - route: [{destination: {host: ratings.default.svc.cluster.local, subset: v1, port: {number: 8000}}}]
+    retries: {attempts: 0}
+",
+        );
+    let mesh = GatewayMesh::start(Plane::Builtin, &config);
+    mesh.wait_for("routing", "/", &[], |reply| reply.status == 200);
+    v1.close_reused_connections(true);
+    for round in 0..5 {
+        let reply = mesh.get("/");
+        assert_eq!((reply.status, reply.body.as_str()), (200, "v1"), "GET {round}: {reply:?}");
+    }
+    assert!(v1.closed_unanswered() >= 5, "every GET met the pooled connection: {}", v1.closed_unanswered());
+    let closed = v1.closed_unanswered();
+    let reply = mesh.request("POST", "/", &[]);
+    assert_eq!(reply.status, 503, "a POST is not sent twice: {reply:?}");
+    assert_eq!(v1.closed_unanswered(), closed + 1);
+    mesh.wait_for_log_line(&["\"POST / HTTP/1.1\" 503 UC"]);
+    v1.close_reused_connections(false);
+}

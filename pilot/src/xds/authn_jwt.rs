@@ -337,10 +337,13 @@ pub(crate) fn jwt_filter(push: &PushContext, policy: &authn::Policy, policy_name
     if origins.is_empty() && peers.is_empty() {
         return None;
     }
-    let mut config = JwtAuthentication::default();
-    for (index, jwt) in origins.iter().chain(peers.iter()).enumerate() {
-        config.providers.insert(provider_name(index), provider(push, jwt));
-    }
+    let providers = origins.iter().chain(peers.iter()).enumerate();
+    let mut config = JwtAuthentication {
+        providers: super::stable_map::stable_map(
+            providers.map(|(index, jwt)| (provider_name(index), provider(push, jwt))),
+        ),
+        ..Default::default()
+    };
     let rules = origin_rules(&origins, 0, policy.origin_is_optional).unwrap_or_else(|| {
         tracing::warn!(
             "authentication policy {policy_name}: its origins' trigger rules cannot all be written as \

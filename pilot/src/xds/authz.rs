@@ -148,6 +148,7 @@ fn rules(policies: &[&Named<security::AuthorizationPolicy>], tcp: bool, identiti
             }
         }
     }
+    super::stable_map::stabilize(&mut engine.policies);
     engine
 }
 

@@ -291,6 +291,8 @@ fn rule_sets(
             target.policies.insert(format!("binding[{}]", binding.name), policy);
         }
     }
+    super::stable_map::stabilize(&mut enforced.policies);
+    super::stable_map::stabilize(&mut shadow.policies);
     (enforced, shadow)
 }
 

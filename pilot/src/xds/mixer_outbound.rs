@@ -27,6 +27,7 @@ use super::mixer::{
     service_attributes, service_config_any, string, transport, uid, upstream_cluster, EXT_AUTHZ_HTTP,
 };
 use super::route::CORS_FILTER;
+use super::stable_map::stabilize;
 use super::{any, BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER};
 use crate::model::PushContext;
 use crate::node::{Proxy, ProxyKind, MIXER_FILTER};
@@ -86,7 +87,7 @@ pub(crate) fn cache_key(push: &PushContext, proxy: &Proxy) -> String {
 
 /// 1.4's `createOutboundListenerAttributes`: what a client says of itself.
 fn listener_attributes(proxy: &Proxy) -> Attributes {
-    let mut attributes = std::collections::HashMap::from([
+    let mut attributes = std::collections::BTreeMap::from([
         ("source.uid".to_string(), string(&uid(proxy))),
         ("source.namespace".to_string(), string(&proxy.namespace)),
         ("context.reporter.uid".to_string(), string(&uid(proxy))),
@@ -169,6 +170,7 @@ pub(crate) fn decorate_routes(push: &PushContext, proxy: &Proxy, configuration: 
     for host in &mut configuration.virtual_hosts {
         if let Some((name, config)) = route_config(proxy, mode, None) {
             host.typed_per_filter_config.insert(name, config);
+            stabilize(&mut host.typed_per_filter_config);
         }
         let blackhole = host.name == BLOCK_ALL_HOST;
         for route in &mut host.routes {
@@ -185,6 +187,7 @@ pub(crate) fn decorate_routes(push: &PushContext, proxy: &Proxy, configuration: 
             };
             if let Some((name, config)) = route_config(proxy, mode, destination) {
                 route.typed_per_filter_config.insert(name, config);
+                stabilize(&mut route.typed_per_filter_config);
             }
         }
     }

@@ -26,6 +26,7 @@ pub(crate) mod mixer_telemetry;
 pub(crate) mod requests;
 pub(crate) mod route;
 pub(crate) mod sotw_memo;
+pub(crate) mod stable_map;
 pub(crate) mod tls;
 pub(crate) mod tracing;
 pub(crate) mod trust_domain;

@@ -634,14 +634,9 @@ fn retry_policy(retries: Option<&net::HttpRetry>) -> RetryPolicy {
 
 /// The fault and CORS filters' per-route config.
 fn per_filter_config(http: &net::HttpRoute) -> HashMap<String, Any> {
-    let mut per_filter = HashMap::new();
-    if let Some(injected) = &http.fault {
-        per_filter.insert(FAULT_FILTER.to_string(), any(fault(injected)));
-    }
-    if let Some(policy) = &http.cors_policy {
-        per_filter.insert(CORS_FILTER.to_string(), any(cors(policy)));
-    }
-    per_filter
+    let fault = http.fault.as_ref().map(|injected| (FAULT_FILTER.to_string(), any(fault(injected))));
+    let cors = http.cors_policy.as_ref().map(|policy| (CORS_FILTER.to_string(), any(cors(policy))));
+    super::stable_map::stable_map(fault.into_iter().chain(cors))
 }
 
 /// Header operations (`headers.request`/`headers.response`) in Envoy's terms.

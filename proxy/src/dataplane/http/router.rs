@@ -86,6 +86,7 @@ pub(crate) async fn forward(out: Outbound<'_>, parts: Parts, mut body: RequestBo
     let deadline = out.forward.timeout.map(|timeout| out.started + timeout);
     let max_attempts = 1 + retry.map_or(0, |policy| policy.num_retries);
     let cluster = &out.cluster;
+    let replayable = matches!(body, RequestBody::Buffered(_)) && idempotent(&parts.method);
     let mut tried: Vec<SocketAddr> = Vec::new();
     let mut last: Option<RouterResult> = None;
     for attempt in 0..max_attempts {
@@ -124,7 +125,10 @@ pub(crate) async fn forward(out: Outbound<'_>, parts: Parts, mut body: RequestBo
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let outcome = send_once(cluster, &host, request, attempt_deadline).await;
+        let http2 = cluster.config.http2;
+        let mut replay = || build_request(&parts, &mut body, &out, http2);
+        let replay: Option<&mut Replay<'_>> = replayable.then_some(&mut replay);
+        let outcome = send_once(cluster, &host, request, replay, attempt_deadline).await;
         drop(retrying);
         let global_timeout = deadline.is_some_and(|deadline| Instant::now() >= deadline);
         match outcome {
@@ -230,13 +234,52 @@ impl Drop for RetryGuard {
     }
 }
 
-/// How many connections a request that was never written may be tried on.
-const UNSENT_ATTEMPTS: u32 = 3;
+/// How many connections one attempt may be tried on: a request that was never written, or an
+/// idempotent one a pooled connection closed on before answering, goes to the next.
+const CONNECTIONS_PER_ATTEMPT: u32 = 3;
 
+/// Builds the request again, for sending it on another connection.
+type Replay<'a> = dyn FnMut() -> Option<Request<Body>> + Send + 'a;
+
+/// Methods a server can be asked again without changing the outcome (RFC 9110 §9.2.2).
+fn idempotent(method: &http::Method) -> bool {
+    use http::Method;
+    [Method::GET, Method::HEAD, Method::OPTIONS, Method::TRACE, Method::PUT, Method::DELETE].contains(method)
+}
+
+/// Whether `error` says the connection ended before the server answered: it closed (the
+/// server's side of the race with a keep-alive or drain close) or was reset.
+fn closed_before_response(error: &hyper::Error) -> bool {
+    if error.is_incomplete_message() || error.is_closed() {
+        return true;
+    }
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind;
+            return matches!(
+                io.kind(),
+                ErrorKind::ConnectionReset
+                    | ErrorKind::ConnectionAborted
+                    | ErrorKind::BrokenPipe
+                    | ErrorKind::UnexpectedEof
+            );
+        }
+        source = cause.source();
+    }
+    false
+}
+
+/// One attempt on `host`. A pooled connection can close under the request: the server closed
+/// it as idle, or an update drained its listener, just as the request went out. A request
+/// the connection never took is sent on another; so is one it took when `replay` can build
+/// it again (an idempotent method and a body kept in memory), as HTTP clients do for a
+/// reused connection the server closed without answering.
 async fn send_once(
     cluster: &Arc<UpstreamCluster>,
     host: &Arc<Host>,
     request: Request<Body>,
+    mut replay: Option<&mut Replay<'_>>,
     deadline: Option<Instant>,
 ) -> Attempt {
     let Some(_request_slot) = cluster.stats.upstream_rq_active.try_track(cluster.config.limits.max_requests) else {
@@ -247,9 +290,7 @@ async fn send_once(
     let _in_flight = InFlight::new(host);
     let exchange = async {
         let mut request = request;
-        // A pooled connection the server closed just before it was reused never took the
-        // request: send it on another (at most a few times; a new connection ends it).
-        for attempt in 1..=UNSENT_ATTEMPTS {
+        for attempt in 1..=CONNECTIONS_PER_ATTEMPT {
             let lease = match checkout(cluster, host, deadline).await {
                 Ok(lease) => lease,
                 Err(PoolError::Overflow) => return Attempt::Failed(ResponseFlag::UpstreamOverflow, None),
@@ -258,12 +299,33 @@ async fn send_once(
                     return Attempt::Failed(ResponseFlag::UpstreamConnectionFailure, Some(reason))
                 }
             };
+            let reused = lease.reused();
             match lease.try_send(cluster, host, request).await {
                 Ok(response) => return Attempt::Response(response),
-                Err(SendError::Unsent(unsent, error)) if attempt < UNSENT_ATTEMPTS => {
+                Err(SendError::Unsent(unsent, error)) if attempt < CONNECTIONS_PER_ATTEMPT => {
                     tracing::debug!(%error, "a pooled connection closed before taking the request; sending it on another");
                     cluster.stats.upstream_cx_destroy_remote.inc();
                     request = *unsent;
+                }
+                Err(SendError::Failed(error))
+                    if reused
+                        && replay.is_some()
+                        && attempt < CONNECTIONS_PER_ATTEMPT
+                        && closed_before_response(&error) =>
+                {
+                    cluster.stats.upstream_cx_destroy_remote.inc();
+                    match replay.as_mut().and_then(|replay| replay()) {
+                        Some(again) => {
+                            tracing::debug!(%error, "a pooled connection closed before answering; sending the request again");
+                            request = again;
+                        }
+                        None => {
+                            return Attempt::Failed(
+                                ResponseFlag::UpstreamConnectionTermination,
+                                Some(error.to_string()),
+                            )
+                        }
+                    }
                 }
                 Err(SendError::Unsent(_, error) | SendError::Failed(error)) => {
                     cluster.stats.upstream_cx_destroy_remote.inc();
@@ -426,7 +488,7 @@ pub(crate) fn mirror(
         let timeout = forward.timeout.unwrap_or(Duration::from_secs(15));
         tokio::spawn(async move {
             let deadline = Instant::now() + timeout;
-            if let Attempt::Response(response) = send_once(&cluster, &host, request, Some(deadline)).await {
+            if let Attempt::Response(response) = send_once(&cluster, &host, request, None, Some(deadline)).await {
                 // Read the shadow response to the end so the connection can be reused.
                 let _ = http_body_util::BodyExt::collect(response.into_body()).await;
             }

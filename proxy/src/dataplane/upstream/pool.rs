@@ -82,6 +82,14 @@ pub(crate) enum Lease {
     Http2(http2::SendRequest<Body>),
 }
 
+impl Lease {
+    /// Whether the connection served a request before this one (a pooled HTTP/1.1 connection
+    /// the server may close at any moment, as a server closing idle connections does).
+    pub(crate) fn reused(&self) -> bool {
+        matches!(self, Lease::Http1 { served, .. } if *served > 0)
+    }
+}
+
 impl From<TakenConnection> for Lease {
     fn from(taken: TakenConnection) -> Lease {
         Lease::Http1 { sender: taken.sender, served: taken.served, worker: taken.worker }
