@@ -19,6 +19,8 @@
 //!
 //! `--no-eds-debounce` runs Pilot with `PILOT_ENABLE_EDS_DEBOUNCE=false` (endpoint changes
 //! pushed without waiting for the quiet period). `XDS_SCALE_PILOT_LOG=FILE` keeps Pilot's log (at info) in FILE.
+//! `XDS_SCALE_PERF=DIR` records Pilot's CPU profile of each phase with `perf record` into
+//! `DIR/<phase>.data` (the setup's own work, writing the config, is not in it).
 //!
 //! Run under `cargo test` it only checks it can start and exits.
 
@@ -382,6 +384,37 @@ impl Phase {
     }
 }
 
+/// `perf record` of Pilot for one phase, when `XDS_SCALE_PERF` names a directory; the
+/// recording stops when this is dropped.
+struct PhaseProfile(Option<Child>);
+
+impl PhaseProfile {
+    async fn start(phase: &str, pid: u32) -> PhaseProfile {
+        let Some(dir) = std::env::var_os("XDS_SCALE_PERF") else { return PhaseProfile(None) };
+        let output = Path::new(&dir).join(format!("{}.data", phase.replace(' ', "-")));
+        let recorder = Command::new("perf")
+            .args(["record", "-q", "-F", "999", "--call-graph", "dwarf,16384", "-p", &pid.to_string(), "-o"])
+            .arg(&output)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("XDS_SCALE_PERF needs perf");
+        // perf attaches to the process's threads before it samples.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        PhaseProfile(Some(recorder))
+    }
+}
+
+impl Drop for PhaseProfile {
+    fn drop(&mut self) {
+        if let Some(mut recorder) = self.0.take() {
+            // SIGINT: perf writes its file and exits.
+            let _ = Command::new("kill").args(["-INT", &recorder.id().to_string()]).status();
+            let _ = recorder.wait();
+        }
+    }
+}
+
 struct Pilot(Child);
 
 impl Drop for Pilot {
@@ -443,6 +476,7 @@ async fn run(mesh: Mesh) -> Vec<Phase> {
     let decoded: DecodedNames = Arc::default();
     let dialing = Arc::new(tokio::sync::Semaphore::new(100));
     let mut phases = Vec::new();
+    let profile = PhaseProfile::start("connect storm", pid).await;
     let cpu = (cpu_seconds(pid), cpu_seconds(std::process::id()));
     let started = Instant::now();
     let mut clients = Vec::new();
@@ -458,26 +492,33 @@ async fn run(mesh: Mesh) -> Vec<Phase> {
     }
     let storm = wait_all(&mut reports, mesh.clients, 1, started).await;
     phases.push(Phase::measure("connect storm", storm, pid, cpu));
+    drop(profile);
     let per_proxy_kib = (rss_mib(pid) - rss_at_start) * 1024.0 / mesh.clients as f64;
     println!("{:<18} {per_proxy_kib:.0} KiB of Pilot's memory per connected proxy", "");
 
+    let profile = PhaseProfile::start("config change", pid).await;
     let cpu = (cpu_seconds(pid), cpu_seconds(std::process::id()));
     let changed = Instant::now();
     write_config(dir.path(), mesh, (1, 0, 1), 20);
     let config = wait_all(&mut reports, mesh.clients_seeing_svc0(), 2, changed).await;
     phases.push(Phase::measure("config change", config, pid, cpu));
+    drop(profile);
 
+    let profile = PhaseProfile::start("endpoint change", pid).await;
     let cpu = (cpu_seconds(pid), cpu_seconds(std::process::id()));
     let changed = Instant::now();
     write_config(dir.path(), mesh, (1, 0, 2), 20);
     let endpoints = wait_all(&mut reports, mesh.clients_seeing_svc0(), 3, changed).await;
     phases.push(Phase::measure("endpoint change", endpoints, pid, cpu));
+    drop(profile);
 
+    let profile = PhaseProfile::start("all endpoints", pid).await;
     let cpu = (cpu_seconds(pid), cpu_seconds(std::process::id()));
     let changed = Instant::now();
     write_config(dir.path(), mesh, (3, 0, 3), 20);
     let all_endpoints = wait_all(&mut reports, mesh.clients, 4, changed).await;
     phases.push(Phase::measure("all endpoints", all_endpoints, pid, cpu));
+    drop(profile);
     clients.iter().for_each(tokio::task::JoinHandle::abort);
     drop(pilot);
     phases

@@ -350,7 +350,14 @@ pub(crate) async fn run(
             if only_endpoints.swap(true, std::sync::atomic::Ordering::Relaxed) {
                 push.endpoint_update = previous.as_ref().and_then(|previous| endpoint_update(previous, &push));
             }
-            tracing::info!(version = %push.version, services = push.services.len(), virtual_services = push.virtual_services.len(), "new push context");
+            let build_ms = push.created.map_or(0, |created| created.elapsed().as_millis());
+            tracing::info!(
+                version = %push.version,
+                services = push.services.len(),
+                virtual_services = push.virtual_services.len(),
+                build_ms,
+                "new push context"
+            );
             metrics.push_contexts.inc();
             metrics.services.set(push.services.len() as i64);
             metrics.virtual_services.set(push.virtual_services.len() as i64);

@@ -3,12 +3,13 @@
 //! under `objects/<namespace|_cluster>/<kind>[.<group>]/<name>.yaml`. Writes are atomic: a temp
 //! file, then a rename.
 //!
-//! Changes made by other processes are noticed through inotify (notify): after a change the
-//! tree is rescanned every 20 ms for a second (a missed notification is caught, and files
-//! written in turn are seen in turn), and every second as a safety net when nothing changes
-//! (every 500 ms where notifications are unavailable), so a watcher hears about a change within
-//! a second. A file that stops parsing keeps its
-//! last good objects and is reported as a `SourceError` until it is fixed.
+//! Changes made by other processes are noticed through inotify (notify): each notification
+//! brings a rescan 20 ms later, and after a change the tree is rescanned again at growing
+//! intervals (20, 80, 320 ms) for a second (a missed notification is caught; every 20 ms while a
+//! file looks half-written), and every second as a safety net when nothing changes (every
+//! 500 ms where notifications are unavailable), so a watcher hears about a change within a
+//! second. A file that stops parsing keeps its last good objects and is reported as a
+//! `SourceError` until it is fixed.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -26,11 +27,15 @@ use crate::yaml::parse_objects;
 const RESCAN_INTERVAL: Duration = Duration::from_millis(500);
 /// How often it is rescanned anyway when notifications work and nothing is changing.
 const NOTIFIED_RESCAN_INTERVAL: Duration = Duration::from_secs(1);
-/// After a change, the tree is rescanned this often for a while: a notification can be missed
-/// (a file written into a directory before its watch is added), and writers that change several
-/// files (a namespace label, then the deployments it governs) expect them seen in their order.
+/// After a change, the tree is rescanned this soon, then at intervals four times as long each
+/// time, for a while: a
+/// notification can be missed (a file written into a directory before its watch is added).
+/// Each scan stats every file, so a tree of a few thousand files is not scanned every 20 ms
+/// while the change it brought is being pushed.
 const ACTIVE_RESCAN_INTERVAL: Duration = Duration::from_millis(20);
 const ACTIVE_WINDOW: Duration = Duration::from_secs(1);
+/// A notification is acted on this long after it came, with any that came meanwhile.
+const EVENT_COALESCING: Duration = Duration::from_millis(20);
 /// A changed file is read only once it has been still this long (or looked the same on two
 /// scans, or its writer closed it), so a writer caught between truncating and writing is not
 /// taken as "empty".
@@ -75,7 +80,8 @@ struct FileState {
 
 #[derive(Debug, Default)]
 struct State {
-    files: BTreeMap<PathBuf, FileState>,
+    /// By path; a hash map because every scan looks up every file.
+    files: HashMap<PathBuf, FileState>,
     objects: BTreeMap<ObjectKey, (Object, PathBuf)>,
 }
 
@@ -145,7 +151,13 @@ impl DirectoryStore {
     /// Sources that currently fail to parse, with their error.
     pub fn source_errors(&self) -> Vec<(PathBuf, String)> {
         let state = self.inner.lock_state();
-        state.files.iter().filter_map(|(path, file)| file.error.clone().map(|error| (path.clone(), error))).collect()
+        let mut errors: Vec<(PathBuf, String)> = state
+            .files
+            .iter()
+            .filter_map(|(path, file)| file.error.clone().map(|error| (path.clone(), error)))
+            .collect();
+        errors.sort();
+        errors
     }
 
     /// Rescans now and delivers any changes to watchers (the background task does this too).
@@ -195,6 +207,7 @@ async fn watch_loop(inner: Weak<Inner>, root: PathBuf, finished_writes: Arc<Mute
     let mut ticker = tokio::time::interval(if watcher.is_ok() { NOTIFIED_RESCAN_INTERVAL } else { RESCAN_INTERVAL });
     let mut unsettled = false;
     let mut active_until: Option<tokio::time::Instant> = None;
+    let mut follow_up_interval = ACTIVE_RESCAN_INTERVAL;
     loop {
         let settle = async {
             if unsettled {
@@ -205,25 +218,31 @@ async fn watch_loop(inner: Weak<Inner>, root: PathBuf, finished_writes: Arc<Mute
         };
         let follow_up = async {
             match active_until {
-                Some(until) if tokio::time::Instant::now() < until => tokio::time::sleep(ACTIVE_RESCAN_INTERVAL).await,
+                Some(until) if tokio::time::Instant::now() < until => tokio::time::sleep(follow_up_interval).await,
                 _ => std::future::pending::<()>().await,
             }
         };
         tokio::select! {
             Some(()) = notify_rx.recv() => {
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                // The notifications of a burst of writes are taken together.
+                tokio::time::sleep(EVENT_COALESCING).await;
                 while notify_rx.try_recv().is_ok() {}
                 active_until = Some(tokio::time::Instant::now() + ACTIVE_WINDOW);
+                follow_up_interval = ACTIVE_RESCAN_INTERVAL;
             }
             _ = ticker.tick() => {}
             () = settle => {}
-            () = follow_up => {}
+            () = follow_up => follow_up_interval *= 4,
         }
         let Some(inner) = inner.upgrade() else { return };
         if inner.subscriber_count() == 0 {
             continue;
         }
         unsettled = tokio::task::spawn_blocking(move || inner.refresh(false)).await.unwrap_or(false);
+        if unsettled {
+            // A file still being written is looked at again soon: seen the same twice, it is read.
+            follow_up_interval = ACTIVE_RESCAN_INTERVAL;
+        }
     }
 }
 
@@ -276,17 +295,22 @@ impl Inner {
         // state before this refresh plus its events, or the state after it, never both.
         let mut subscribers = istio_runtime::sync::lock(&self.subscribers);
         let mut state = self.lock_state();
-        let present: std::collections::HashSet<PathBuf> = found.iter().map(|(path, _)| path.clone()).collect();
+        // Compared as bytes: a scan looks up every file, and `Path`'s own comparison and hash
+        // walk the components.
+        let present: std::collections::HashSet<&std::ffi::OsStr> =
+            found.iter().map(|(path, _)| path.as_os_str()).collect();
         let known = state.files.len();
-        state.files.retain(|path, _| present.contains(path));
+        state.files.retain(|path, _| present.contains(path.as_os_str()));
         // Whether any file was removed or read again: only then can the objects differ.
         let mut reread = state.files.len() != known;
         for (path, print) in found {
-            let file = state.files.entry(path.clone()).or_default();
-            if file.fingerprint.as_ref() == Some(&print) {
-                file.unsettled = None;
-                continue;
+            if let Some(file) = state.files.get_mut(&path) {
+                if file.fingerprint.as_ref() == Some(&print) {
+                    file.unsettled = None;
+                    continue;
+                }
             }
+            let file = state.files.entry(path.clone()).or_default();
             let age =
                 print.modified.and_then(|modified| SystemTime::now().duration_since(modified).ok()).unwrap_or_default();
             let seen_twice = file.unsettled.as_ref() == Some(&print);
@@ -340,7 +364,17 @@ impl Inner {
                 }
                 None => {
                     file.error = None;
-                    file.objects = objects.into_iter().map(|source| source.object).collect();
+                    // Versioned once, when read: every change rebuilds the object map from all
+                    // files, and hashing each object's content each time would cost more than
+                    // the change.
+                    file.objects = objects
+                        .into_iter()
+                        .map(|source| {
+                            let mut object = source.object;
+                            object.metadata.resource_version = Some(content_version(&object));
+                            object
+                        })
+                        .collect();
                 }
             }
         }
@@ -356,9 +390,7 @@ impl Inner {
         let mut objects = BTreeMap::new();
         for path in ordered {
             for object in &state.files[path].objects {
-                let mut object = object.clone();
-                object.metadata.resource_version = Some(content_version(&object));
-                objects.insert(object.key(), (object, path.clone()));
+                objects.insert(object.key(), (object.clone(), path.clone()));
             }
         }
         for (key, (old, _)) in &state.objects {
@@ -400,7 +432,16 @@ impl Inner {
             state
                 .files
                 .get(path)
-                .map(|file| file.objects.iter().filter(|object| &object.key() != key).cloned().collect())
+                .map(|file| {
+                    let others = file.objects.iter().filter(|object| &object.key() != key).cloned();
+                    // The version is the store's, not part of what the file said.
+                    others
+                        .map(|mut object| {
+                            object.metadata.resource_version = None;
+                            object
+                        })
+                        .collect()
+                })
                 .unwrap_or_default()
         };
         if remaining.is_empty() {
@@ -503,7 +544,9 @@ impl Store for DirectoryStore {
             for (object, _) in state.objects.values() {
                 let _ = sender.send(Event::Added(object.clone()));
             }
-            for (path, file) in &state.files {
+            let mut failing: Vec<(&PathBuf, &FileState)> = state.files.iter().collect();
+            failing.sort_by_key(|(path, _)| *path);
+            for (path, file) in failing {
                 if let Some(error) = &file.error {
                     let _ = sender.send(Event::SourceError {
                         source: path.display().to_string(),
