@@ -1,6 +1,8 @@
 //! Compiles every `.proto` under `proto/` with protox (a pure-Rust compiler, so no system
 //! `protoc` is needed), generates prost messages and tonic services for them, and writes the
 //! encoded descriptor set that the proto3 JSON mapping (prost-reflect) reads at run time.
+//! The maps Pilot sends to proxies are BTreeMaps, so their encoding does not depend on a
+//! hash seed.
 
 use std::error::Error;
 use std::path::{Path, PathBuf};
@@ -36,6 +38,10 @@ fn main() -> Result<(), Box<dyn Error>> {
     std::fs::write(out_dir.join("descriptors.bin"), descriptors.encode_to_vec())?;
 
     tonic_prost_build::configure()
+        // Maps that Pilot encodes into xDS (the Mixer filters' attributes and service configs)
+        // encode in key order, so the same config gives the same bytes on every push.
+        .btree_map(".istio.mixer.v1.Attributes")
+        .btree_map(".istio.mixer.v1.config.client")
         .build_client(true)
         .build_server(true)
         .include_file("_includes.rs")

@@ -213,7 +213,7 @@ fn listener_updates(mesh: &LocalMesh) -> u64 {
 
 /// Measures a quota window (`measure` says what it saw when the limit did not show) up to
 /// three times. The built-in proxy starts its Mixer client's caches afresh when a push
-/// replaces the listener that holds the filter, and a fresh quota counter admits on an
+/// changes the filter chain that holds the filter, and a fresh quota counter admits on an
 /// optimistic allotment until Mixer's first answer, as 1.4's prefetch did; so a push landing
 /// in a window can let a page or two more through. A window without one must show the limit.
 /// Fails with every window's outcome and the listener updates around it.

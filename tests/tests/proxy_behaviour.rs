@@ -446,3 +446,96 @@ fn reused_connection_closed_by_the_server() {
     mesh.wait_for_log_line(&["\"POST / HTTP/1.1\" 503 UC"]);
     v1.close_reused_connections(false);
 }
+
+/// One request on a kept-alive connection; the status, or `None` once the proxy closed it.
+fn kept_alive_get(stream: &mut TcpStream, path: &str) -> Option<u16> {
+    let request = format!("GET {path} HTTP/1.1\r\nhost: test.example.com\r\n\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut reader = BufReader::new(stream.try_clone().ok()?);
+    let mut status_line = String::new();
+    if reader.read_line(&mut status_line).ok()? == 0 {
+        return None;
+    }
+    let status = status_line.split_whitespace().nth(1)?.parse().ok()?;
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).ok()?;
+        if line.trim().is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().ok()?;
+            }
+        }
+    }
+    let mut body = vec![0; length];
+    std::io::Read::read_exact(&mut reader, &mut body).ok()?;
+    Some(status)
+}
+
+both_planes!(a_kept_alive_connection_drains_when_its_chain_changes);
+/// A client connection lives on its listener's filter chain: an update that leaves the chain
+/// as it was keeps the connection serving, and the first update that changes the chain (here an
+/// AuthorizationPolicy adds the RBAC filter) drains it, however many updates came between.
+fn a_kept_alive_connection_drains_when_its_chain_changes(plane: Plane) {
+    let v1 = Backend::start("v1");
+    let route =
+        "  - route: [{destination: {host: ratings.default.svc.cluster.local, subset: v1, port: {number: 8000}}}]\n";
+    let mesh = GatewayMesh::start(plane, &(service("ratings", &[("v1", &v1)], "") + &routes("ratings", route)));
+    mesh.wait_for("routing", "/", &[], |reply| reply.status == 200);
+    let mut kept = TcpStream::connect(("127.0.0.1", mesh.http_port)).expect("connect to the gateway");
+    kept.set_read_timeout(Some(Duration::from_secs(10))).expect("read timeout");
+    assert_eq!(kept_alive_get(&mut kept, "/"), Some(200), "{plane:?}");
+
+    // A route on the gateway's TCP port: the listeners are sent again, the HTTP one as before.
+    let updates = mesh.stat("listener_manager.lds.update_attempt");
+    mesh.apply(
+        "tcp.yaml",
+        &format!(
+            "apiVersion: networking.istio.io/v1alpha3
+kind: VirtualService
+metadata: {{name: tcp, namespace: default}}
+spec:
+  hosts: ['*']
+  gateways: [gw]
+  tcp:
+  - match: [{{port: {}}}]
+    route: [{{destination: {{host: ratings.default.svc.cluster.local, subset: v1, port: {{number: 8000}}}}}}]
+",
+            mesh.tcp_port
+        ),
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while mesh.stat("listener_manager.lds.update_attempt") == updates {
+        assert!(Instant::now() < deadline, "{plane:?}: no listener update after a TCP route");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(kept_alive_get(&mut kept, "/"), Some(200), "{plane:?}: an unchanged chain keeps its connections");
+
+    // A policy on the gateway changes its HTTP chain: only "/" is allowed now.
+    mesh.apply(
+        "policy.yaml",
+        "apiVersion: security.istio.io/v1beta1
+kind: AuthorizationPolicy
+metadata: {name: root-only, namespace: istio-system}
+spec:
+  selector: {matchLabels: {istio: ingressgateway}}
+  rules:
+  - to: [{operation: {paths: [/]}}]
+",
+    );
+    mesh.wait_for("the policy", "/other", &[], |reply| reply.status == 403);
+    // The connection accepted before both updates is closed by the drain (at once when idle
+    // on the built-in proxy; after the one-second drain time on Envoy).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let closed = loop {
+        match kept_alive_get(&mut kept, "/other") {
+            None => break true,
+            Some(403) | Some(200) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(200)),
+            Some(_) => break false,
+        }
+    };
+    assert!(closed, "{plane:?}: the connection outlived its chain");
+}

@@ -134,7 +134,7 @@ pub(super) fn uid(proxy: &Proxy) -> String {
 
 /// What a server-side proxy says of itself in every check.
 fn inbound_attributes(proxy: &Proxy, listen_port: u32) -> Attributes {
-    let mut attributes = std::collections::HashMap::from([
+    let mut attributes = std::collections::BTreeMap::from([
         ("destination.uid".to_string(), string(&uid(proxy))),
         ("destination.namespace".to_string(), string(&proxy.namespace)),
         ("context.reporter.uid".to_string(), string(&uid(proxy))),

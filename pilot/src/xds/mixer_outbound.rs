@@ -87,7 +87,7 @@ pub(crate) fn cache_key(push: &PushContext, proxy: &Proxy) -> String {
 
 /// 1.4's `createOutboundListenerAttributes`: what a client says of itself.
 fn listener_attributes(proxy: &Proxy) -> Attributes {
-    let mut attributes = std::collections::HashMap::from([
+    let mut attributes = std::collections::BTreeMap::from([
         ("source.uid".to_string(), string(&uid(proxy))),
         ("source.namespace".to_string(), string(&proxy.namespace)),
         ("context.reporter.uid".to_string(), string(&uid(proxy))),

@@ -69,13 +69,11 @@ mod tests {
 }
 
 /// Every resource type generated from the same config twice, in two push contexts as two
-/// pushes would build them, is the same bytes: maps with several entries included (RBAC
-/// policies, JWT providers, a route's fault and CORS configs). Proxies with the Mixer filter
-/// are left out: its attributes are a map of the Istio API's own types, still encoded in hash
-/// order (see the README's "Same config, same bytes").
+/// pushes would build them, is the same bytes: maps with several entries included (the Mixer
+/// filters' attributes, RBAC policies, JWT providers, a route's fault and CORS configs).
 #[cfg(test)]
 mod generated_twice {
-    use crate::model::{MeshSettings, PushContext};
+    use crate::model::{MeshSettings, MixerSettings, PushContext};
     use crate::xds::generate::generate;
     use istio_xds::type_url;
 
@@ -128,13 +126,19 @@ spec:
         let (found, errors) = istio_config::yaml::parse_objects("test", &yaml);
         assert!(errors.is_empty(), "{errors:?}");
         let objects = found.into_iter().map(|found| (found.object.key(), found.object)).collect();
-        let mesh = MeshSettings { root_namespace: "istio-system".into(), ..MeshSettings::default() };
+        let mixer = MixerSettings {
+            check_server: "istio-policy.istio-system.svc.cluster.local:9091".into(),
+            report_server: "istio-telemetry.istio-system.svc.cluster.local:9091".into(),
+            ..MixerSettings::default()
+        };
+        let mesh = MeshSettings { mixer, root_namespace: "istio-system".into(), ..MeshSettings::default() };
         crate::source::build(&objects, &mesh, "1".into())
     }
 
     #[test]
     fn two_pushes_of_the_same_config_give_the_same_bytes() {
-        let proxy = crate::testing::sidecar("default", "10.1.0.31", &[("app", "productpage"), ("version", "v1")]);
+        let mut proxy = crate::testing::sidecar("default", "10.1.0.31", &[("app", "productpage"), ("version", "v1")]);
+        proxy.mixer_filter = true;
         let (first, second) = (push(), push());
         for type_url in [type_url::LISTENER, type_url::CLUSTER, type_url::ROUTE, type_url::ENDPOINT] {
             let names: Vec<String> = match type_url {

@@ -11,6 +11,7 @@ pub(crate) mod admin;
 pub(crate) mod ads;
 pub(crate) mod body;
 pub(crate) mod certs;
+pub(crate) mod chain_update;
 pub(crate) mod config;
 pub(crate) mod config_dump;
 pub(crate) mod connection_stats;

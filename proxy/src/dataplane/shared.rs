@@ -15,6 +15,7 @@ use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use istio_xds::type_url;
 
+use super::chain_update;
 use super::config;
 use super::config::cluster::ClusterConfig;
 use super::config::listener::ListenerConfig;
@@ -232,7 +233,7 @@ impl Shared {
                 warming.push(listener);
             }
         }
-        retire_changed_chains(&current, &active);
+        let active = chain_update::carry_over(&current.by_name, active);
         self.listeners.update(&self.traffic, active).await?;
         self.traffic.stats.gauge("listener_manager.total_listeners_warming").set(warming.len() as i64);
         *istio_runtime::sync::lock(&self.warming) = warming;
@@ -259,7 +260,7 @@ impl Shared {
                 .cloned()
                 .collect();
             active.extend(ready.iter().cloned());
-            retire_changed_chains(&current, &active);
+            let active = chain_update::carry_over(&current.by_name, active);
             self.listeners.update(&self.traffic, active).await.map_err(UpdateError::from)
         };
         let mut warming = istio_runtime::sync::lock(&self.warming);
@@ -340,28 +341,6 @@ impl Shared {
         {
             tracing::info!("initial config applied; live");
             self.set_state(ServerState::Live);
-        }
-    }
-}
-
-/// Drains the connections of every chain the new listeners no longer have as it was: a chain
-/// removed, or changed (a new TLS context, other filters), as Envoy does on an in-place
-/// listener update. Unchanged chains keep their connections.
-fn retire_changed_chains(current: &super::listener_table::ListenerTable, next: &[Arc<ListenerConfig>]) {
-    let chains = |listener: &ListenerConfig| -> Vec<Arc<config::listener::FilterChainConfig>> {
-        listener.chains.iter().chain(listener.default_chain.iter()).cloned().collect()
-    };
-    for (name, old) in &current.by_name {
-        let kept: HashSet<u64> = next
-            .iter()
-            .filter(|listener| &listener.name == name)
-            .flat_map(|listener| chains(listener))
-            .map(|chain| chain.fingerprint)
-            .collect();
-        for chain in chains(old) {
-            if !kept.contains(&chain.fingerprint) {
-                chain.retire();
-            }
         }
     }
 }

@@ -30,7 +30,7 @@ use super::{duration, ConfigError};
 pub(crate) const HCM_FILTER: &str = "envoy.filters.network.http_connection_manager";
 pub(crate) const TCP_PROXY_FILTER: &str = "envoy.filters.network.tcp_proxy";
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct ListenerConfig {
     pub name: String,
     pub address: SocketAddr,
