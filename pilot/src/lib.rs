@@ -15,6 +15,7 @@ pub(crate) mod node;
 pub(crate) mod push_status;
 pub(crate) mod scope;
 pub(crate) mod source;
+pub(crate) mod spec_cache;
 #[cfg(test)]
 pub(crate) mod testing;
 pub(crate) mod tls_check;

@@ -14,7 +14,8 @@ use istio_config::store::Event;
 use tokio::sync::{mpsc, watch};
 
 use crate::metrics::Metrics;
-use crate::model::{EndpointUpdate, MeshSettings, Named, PodInfo, PushContext, Service};
+use crate::model::{EndpointUpdate, MeshSettings, PodInfo, PushContext, Service};
+use crate::spec_cache::SpecCache;
 use crate::xds::config_patch::prepared::PreparedEnvoyFilter;
 
 #[derive(Debug, Clone)]
@@ -47,18 +48,6 @@ impl Default for SourceSettings {
             mesh_updates: None,
             jwks_ca_file: None,
             jwks_refresh_interval: crate::jwks::DEFAULT_REFRESH_INTERVAL,
-        }
-    }
-}
-
-fn named<T: prost::Message + Default>(object: &Object) -> Option<Named<T>> {
-    let kind = object.istio_kind()?;
-    let spec = if object.spec().is_null() { serde_json::json!({}) } else { object.spec().clone() };
-    match istio_api::json::decode::<T>(kind.proto, &spec) {
-        Ok(spec) => Some(Named { name: object.name().to_string(), namespace: object.namespace().to_string(), spec }),
-        Err(error) => {
-            tracing::warn!(object = %object.display_name(), %error, "cannot decode accepted config");
-            None
         }
     }
 }
@@ -96,8 +85,20 @@ fn update_type(event: &Event) -> Option<&'static str> {
     }
 }
 
-/// Builds a push context from accepted objects.
+/// Builds a push context from accepted objects (each decoded afresh).
+#[cfg(test)]
 pub(crate) fn build(objects: &BTreeMap<ObjectKey, Object>, mesh: &MeshSettings, version: String) -> PushContext {
+    build_with(objects, mesh, version, &mut SpecCache::default())
+}
+
+/// Builds a push context from accepted objects, decoding only the specs `specs` does not hold
+/// at the object's version.
+pub(crate) fn build_with(
+    objects: &BTreeMap<ObjectKey, Object>,
+    mesh: &MeshSettings,
+    version: String,
+    specs: &mut SpecCache,
+) -> PushContext {
     let mut push =
         PushContext { version, mesh: mesh.clone(), created: Some(std::time::Instant::now()), ..Default::default() };
     // The Kubernetes registry: Services (with their Endpoints, Pods and Nodes) as ServiceEntries,
@@ -119,42 +120,47 @@ pub(crate) fn build(objects: &BTreeMap<ObjectKey, Object>, mesh: &MeshSettings, 
     let mut bindings = Vec::new();
     let mut envoy_filters = Vec::new();
     let mut legacy_rbac_config = None;
-    for object in objects.values().chain(&from_ingresses) {
+    let stored = objects.iter().map(|(key, object)| (Some(key), object));
+    for (key, object) in stored.chain(from_ingresses.iter().map(|object| (None, object))) {
         match (object.group(), object.kind.as_str()) {
             ("networking.istio.io", "ServiceEntry") => {
-                if let Some(entry) = named::<istio_api::pb::istio::networking::v1alpha3::ServiceEntry>(object) {
+                if let Some(entry) =
+                    specs.named::<istio_api::pb::istio::networking::v1alpha3::ServiceEntry>(key, object)
+                {
                     for service in Service::from_service_entry(&entry.spec, &entry.namespace) {
                         let hostname = push.qualify(&service.hostname, &entry.namespace);
                         insert_service(&mut push, Service { hostname, ..service });
                     }
                 }
             }
-            ("networking.istio.io", "VirtualService") => push.virtual_services.extend(named(object)),
-            ("networking.istio.io", "DestinationRule") => push.destination_rules.extend(named(object)),
-            ("networking.istio.io", "Gateway") => push.gateways.extend(named(object)),
-            ("networking.istio.io", "Sidecar") => push.sidecars.extend(named(object)),
+            ("networking.istio.io", "VirtualService") => push.virtual_services.extend(specs.named(key, object)),
+            ("networking.istio.io", "DestinationRule") => push.destination_rules.extend(specs.named(key, object)),
+            ("networking.istio.io", "Gateway") => push.gateways.extend(specs.named(key, object)),
+            ("networking.istio.io", "Sidecar") => push.sidecars.extend(specs.named(key, object)),
             ("networking.istio.io", "EnvoyFilter") => {
-                envoy_filters.extend(named(object).map(|filter| (creation_time(object), filter)));
+                envoy_filters.extend(specs.named(key, object).map(|filter| (creation_time(object), filter)));
             }
-            ("security.istio.io", "AuthorizationPolicy") => push.authorization_policies.extend(named(object)),
-            ("config.istio.io", "QuotaSpec") => push.quota_specs.extend(named(object)),
-            ("config.istio.io", "QuotaSpecBinding") => push.quota_spec_bindings.extend(named(object)),
-            ("rbac.istio.io", "ServiceRole") => push.service_roles.extend(named(object)),
+            ("security.istio.io", "AuthorizationPolicy") => {
+                push.authorization_policies.extend(specs.named(key, object))
+            }
+            ("config.istio.io", "QuotaSpec") => push.quota_specs.extend(specs.named(key, object)),
+            ("config.istio.io", "QuotaSpecBinding") => push.quota_spec_bindings.extend(specs.named(key, object)),
+            ("rbac.istio.io", "ServiceRole") => push.service_roles.extend(specs.named(key, object)),
             ("rbac.istio.io", "ServiceRoleBinding") => {
-                bindings.extend(named(object).map(|binding| (creation_time(object), binding)));
+                bindings.extend(specs.named(key, object).map(|binding| (creation_time(object), binding)));
             }
             // The singleton `default`; the deprecated RbacConfig counts only without it.
             ("rbac.istio.io", "ClusterRbacConfig") if object.name() == crate::scope::authn::DEFAULT_POLICY_NAME => {
-                push.rbac_config = named(object);
+                push.rbac_config = specs.named(key, object);
             }
             ("rbac.istio.io", "RbacConfig") if object.name() == crate::scope::authn::DEFAULT_POLICY_NAME => {
-                legacy_rbac_config = named(object);
+                legacy_rbac_config = specs.named(key, object);
             }
             ("authentication.istio.io", "Policy") => {
-                authn_policies.extend(named(object).map(|policy| (creation_time(object), policy)));
+                authn_policies.extend(specs.named(key, object).map(|policy| (creation_time(object), policy)));
             }
             ("authentication.istio.io", "MeshPolicy") if object.name() == crate::scope::authn::DEFAULT_POLICY_NAME => {
-                push.mesh_policy = named(object);
+                push.mesh_policy = specs.named(key, object);
             }
             _ => {}
         }
@@ -177,6 +183,7 @@ pub(crate) fn build(objects: &BTreeMap<ObjectKey, Object>, mesh: &MeshSettings, 
         || push.virtual_services.iter().any(|vs| private(&vs.spec.export_to))
         || push.destination_rules.iter().any(|dr| private(&dr.spec.export_to));
     push.destination_rules_vary = destination_rules_vary(&push);
+    specs.retain_current(objects);
     push.routes_depend_on_labels = push
         .virtual_services
         .iter()
@@ -276,6 +283,7 @@ pub(crate) async fn run(
     // Whether everything applied since the last publish may have changed endpoints alone.
     let only_endpoints = std::sync::atomic::AtomicBool::new(true);
     let mut previous: Option<Published> = None;
+    let mut specs = SpecCache::default();
     let apply = |accepted: &mut AcceptedObjects, event: Event| {
         let kind = update_type(&event);
         let endpoints_alone = may_change_only_endpoints(&event);
@@ -345,7 +353,7 @@ pub(crate) async fn run(
         };
         if changed && accepted.synced() {
             generation += 1;
-            let mut push = build(accepted.objects(), &mesh, generation.to_string());
+            let mut push = build_with(accepted.objects(), &mesh, generation.to_string(), &mut specs);
             push.jwks = jwks.resolve(push.jwts()).await;
             if only_endpoints.swap(true, std::sync::atomic::Ordering::Relaxed) {
                 push.endpoint_update = previous.as_ref().and_then(|previous| endpoint_update(previous, &push));
