@@ -109,6 +109,24 @@ spec:
   origins:
   - jwt: {issuer: first@example.com, jwksUri: "http://127.0.0.1:9/first"}
   - jwt: {issuer: second@example.com, jwksUri: "http://127.0.0.1:9/second"}
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: EnvoyFilter
+metadata: {name: struct-config, namespace: default}
+spec:
+  workloadSelector: {labels: {app: productpage}}
+  configPatches:
+  - applyTo: HTTP_FILTER
+    match:
+      context: SIDECAR_INBOUND
+      listener: {filterChain: {filter: {name: envoy.http_connection_manager, subFilter: {name: envoy.router}}}}
+    patch:
+      operation: INSERT_BEFORE
+      value:
+        name: example.struct
+        typed_config:
+          "@type": type.googleapis.com/google.protobuf.Struct
+          value: {a: 1, b: 2, c: 3, d: 4, e: 5, f: {g: 6, h: 7, i: 8}}
 "#;
 
     fn policy(name: &str, path: &str) -> String {
@@ -150,6 +168,10 @@ spec:
             let again = generate(&second, &proxy, type_url, &names);
             assert!(!once.is_empty(), "{type_url}: nothing generated");
             assert_eq!(once.len(), again.len(), "{type_url}");
+            if type_url == type_url::LISTENER {
+                let patched = once.iter().any(|r| r.wire.windows(14).any(|window| window == b"example.struct"));
+                assert!(patched, "the EnvoyFilter's filter is in a listener");
+            }
             for (a, b) in once.iter().zip(&again) {
                 assert_eq!(a.name, b.name, "{type_url}");
                 assert!(a.wire == b.wire, "{type_url} {}: the bytes differ between pushes", a.name);

@@ -112,7 +112,7 @@ pub fn reencode(type_url: &str, bytes: &[u8]) -> Result<Vec<u8>, Error> {
     let descriptor = pool().get_message_by_name(name).ok_or_else(|| Error::UnknownType(name.to_string()))?;
     let message = DynamicMessage::decode(descriptor, bytes)
         .map_err(|source| Error::Decode { type_name: name.to_string(), source })?;
-    Ok(prost::Message::encode_to_vec(&message))
+    Ok(crate::canonical::encode(&message))
 }
 
 /// Render an `Any` as JSON, with `@type` first as Envoy's config dumps show it.
@@ -143,7 +143,9 @@ fn dynamic_from_json(name: &str, value: &serde_json::Value) -> Result<DynamicMes
 pub fn message_from_json<M: prost::Name + Default>(value: &serde_json::Value) -> Result<M, Error> {
     let name = M::full_name();
     let dynamic = dynamic_from_json(&name, value)?;
-    dynamic.transcode_to::<M>().map_err(|source| Error::Decode { type_name: name, source })
+    // Through the canonical encoding, so the typed configs (`Any`) inside come out the same
+    // for the same JSON.
+    M::decode(crate::canonical::encode(&dynamic).as_slice()).map_err(|source| Error::Decode { type_name: name, source })
 }
 
 /// Read an `Any` from JSON that names its type in `@type` (as Envoy's typed configs do); the other
@@ -159,7 +161,7 @@ pub fn any_from_json(value: &serde_json::Value) -> Result<envoy_types::pb::googl
         map.remove("@type");
     }
     let dynamic = dynamic_from_json(type_name(&type_url), &fields)?;
-    Ok(envoy_types::pb::google::protobuf::Any { type_url, value: prost::Message::encode_to_vec(&dynamic) })
+    Ok(envoy_types::pb::google::protobuf::Any { type_url, value: crate::canonical::encode(&dynamic) })
 }
 
 /// Read a typed message from YAML text in Envoy's v3 shape.

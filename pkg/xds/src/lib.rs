@@ -4,6 +4,7 @@
 //!
 //! Generating resources is Pilot's business and applying them the proxy's.
 
+pub mod canonical;
 pub mod cluster_name;
 pub mod json;
 pub mod locality;
