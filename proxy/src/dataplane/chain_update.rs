@@ -1,8 +1,8 @@
 //! How an LDS update treats the filter chains of the listeners it replaces (Envoy's in-place
-//! listener update). A chain the update leaves as it was is kept: the new listener takes the
-//! compiled chain it already had, so the chain's connections, its Mixer client and caches, and
-//! its retirement signal all carry on. Every other chain of a replaced listener is retired, and
-//! its connections drain.
+//! listener update). A chain the update leaves as it was is kept: the new listener is compiled
+//! with the compiled chain it already had (`ListenerConfig::compile_reusing`), so the chain's
+//! connections, its Mixer client and caches, and its retirement signal all carry on. Every
+//! other chain of a replaced listener is retired here, and its connections drain.
 //!
 //! Keeping the same compiled chain matters beyond saving work: a connection holds the chain it
 //! was accepted on, and only that chain's retirement closes it. Were an unchanged chain
@@ -14,46 +14,13 @@ use std::sync::Arc;
 
 use super::config::listener::{FilterChainConfig, ListenerConfig};
 
-/// The listeners to install in place of `current` (by name): `next`, with each unchanged chain
-/// swapped for the compiled chain `current` already had. Retires every chain of `current` that
-/// the result no longer has.
-pub(crate) fn carry_over(
-    current: &HashMap<String, Arc<ListenerConfig>>,
-    next: Vec<Arc<ListenerConfig>>,
-) -> Vec<Arc<ListenerConfig>> {
-    let next: Vec<Arc<ListenerConfig>> = next
-        .into_iter()
-        .map(|listener| match current.get(&listener.name) {
-            Some(old) if !Arc::ptr_eq(old, &listener) => keep_unchanged_chains(old, listener),
-            _ => listener,
-        })
-        .collect();
-    retire_dropped_chains(current, &next);
-    next
-}
-
 fn chains(listener: &ListenerConfig) -> impl Iterator<Item = &Arc<FilterChainConfig>> {
     listener.chains.iter().chain(listener.default_chain.iter())
 }
 
-/// `listener` with each chain whose configuration `old` had too replaced by `old`'s chain.
-fn keep_unchanged_chains(old: &ListenerConfig, listener: Arc<ListenerConfig>) -> Arc<ListenerConfig> {
-    let previous: HashMap<u64, &Arc<FilterChainConfig>> = chains(old).map(|chain| (chain.fingerprint, chain)).collect();
-    if !chains(&listener).any(|chain| previous.contains_key(&chain.fingerprint)) {
-        return listener;
-    }
-    let adopt = |chain: &Arc<FilterChainConfig>| -> Arc<FilterChainConfig> {
-        previous.get(&chain.fingerprint).map_or_else(|| chain.clone(), |kept| Arc::clone(kept))
-    };
-    let mut updated = ListenerConfig::clone(&listener);
-    updated.chains = listener.chains.iter().map(adopt).collect();
-    updated.default_chain = listener.default_chain.as_ref().map(adopt);
-    Arc::new(updated)
-}
-
-/// Retires every chain of the current listeners that `next` does not carry (the same compiled
-/// chain under the same listener name).
-fn retire_dropped_chains(current: &HashMap<String, Arc<ListenerConfig>>, next: &[Arc<ListenerConfig>]) {
+/// Retires every chain of the `current` listeners (by name) that `next` does not carry: the
+/// same compiled chain under the same listener name.
+pub(crate) fn retire_dropped_chains(current: &HashMap<String, Arc<ListenerConfig>>, next: &[Arc<ListenerConfig>]) {
     for (name, old) in current {
         let kept: Vec<&Arc<FilterChainConfig>> =
             next.iter().filter(|listener| &listener.name == name).flat_map(|listener| chains(listener)).collect();
@@ -98,8 +65,8 @@ mod tests {
         }
     }
 
-    fn listener(chains: Vec<FilterChain>) -> Arc<ListenerConfig> {
-        let listener = Listener {
+    fn listener(chains: Vec<FilterChain>) -> Listener {
+        Listener {
             name: "virtualInbound".into(),
             address: Some(Address {
                 address: Some(address::Address::SocketAddress(SocketAddress {
@@ -110,12 +77,14 @@ mod tests {
             }),
             filter_chains: chains,
             ..Listener::default()
-        };
-        Arc::new(ListenerConfig::compile(&listener).expect("listener compiles"))
+        }
     }
 
-    fn install(current: &mut HashMap<String, Arc<ListenerConfig>>, next: Arc<ListenerConfig>) -> Arc<ListenerConfig> {
-        let installed = carry_over(current, vec![next]).remove(0);
+    /// An LDS update of one listener, as `Shared::apply_listeners` makes it.
+    fn install(current: &mut HashMap<String, Arc<ListenerConfig>>, next: Listener) -> Arc<ListenerConfig> {
+        let previous = current.get(&next.name).map(|listener| &**listener);
+        let installed = Arc::new(ListenerConfig::compile_reusing(&next, previous).expect("listener compiles"));
+        retire_dropped_chains(current, std::slice::from_ref(&installed));
         current.insert(installed.name.clone(), installed.clone());
         installed
     }
@@ -148,8 +117,7 @@ mod tests {
         assert!(!*first.chains[0].retired.borrow());
         assert!(*first.chains[1].retired.borrow(), "a chain the update dropped drains");
 
-        let remaining = carry_over(&current, Vec::new());
-        assert!(remaining.is_empty());
+        retire_dropped_chains(&current, &[]);
         assert!(*first.chains[0].retired.borrow(), "a removed listener's chains drain");
     }
 }

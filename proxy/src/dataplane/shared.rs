@@ -203,13 +203,15 @@ impl Shared {
         listeners: &[Listener],
         version: &str,
     ) -> Result<(), UpdateError> {
+        let current = self.traffic.listeners.load_full();
         let mut compiled = Vec::new();
         let mut names = HashSet::new();
         for listener in listeners {
             if !names.insert(listener.name.clone()) {
                 return Err(UpdateError::DuplicateName { kind: "listener", name: listener.name.clone() });
             }
-            compiled.push(Arc::new(ListenerConfig::compile(listener)?));
+            let previous = current.by_name.get(&listener.name).map(|previous| &**previous);
+            compiled.push(Arc::new(ListenerConfig::compile_reusing(listener, previous)?));
         }
         for chain in compiled.iter().flat_map(|listener| listener.chains.iter().chain(listener.default_chain.iter())) {
             if let Some(settings) = chain.tls.as_ref().filter(|tls| tls.material.secrets().next().is_none()) {
@@ -220,7 +222,6 @@ impl Shared {
         // A listener whose routes have not arrived yet warms; the previous listener of that
         // name (if any) keeps serving meanwhile.
         let routes = self.traffic.routes.load_full();
-        let current = self.traffic.listeners.load_full();
         let mut active = self.static_listeners.clone();
         let mut warming = Vec::new();
         for listener in compiled {
@@ -233,7 +234,7 @@ impl Shared {
                 warming.push(listener);
             }
         }
-        let active = chain_update::carry_over(&current.by_name, active);
+        chain_update::retire_dropped_chains(&current.by_name, &active);
         self.listeners.update(&self.traffic, active).await?;
         self.traffic.stats.gauge("listener_manager.total_listeners_warming").set(warming.len() as i64);
         *istio_runtime::sync::lock(&self.warming) = warming;
@@ -260,7 +261,7 @@ impl Shared {
                 .cloned()
                 .collect();
             active.extend(ready.iter().cloned());
-            let active = chain_update::carry_over(&current.by_name, active);
+            chain_update::retire_dropped_chains(&current.by_name, &active);
             self.listeners.update(&self.traffic, active).await.map_err(UpdateError::from)
         };
         let mut warming = istio_runtime::sync::lock(&self.warming);

@@ -30,7 +30,7 @@ use super::{duration, ConfigError};
 pub(crate) const HCM_FILTER: &str = "envoy.filters.network.http_connection_manager";
 pub(crate) const TCP_PROXY_FILTER: &str = "envoy.filters.network.tcp_proxy";
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct ListenerConfig {
     pub name: String,
     pub address: SocketAddr,
@@ -169,6 +169,16 @@ pub(crate) struct DownstreamTls {
 
 impl ListenerConfig {
     pub(crate) fn compile(listener: &Listener) -> Result<ListenerConfig, ConfigError> {
+        ListenerConfig::compile_reusing(listener, None)
+    }
+
+    /// [`ListenerConfig::compile`], taking each chain whose configuration `previous` (the
+    /// listener of that name now serving) has too from `previous` as it is, compiled, with
+    /// its connections and state: see `dataplane::chain_update`.
+    pub(crate) fn compile_reusing(
+        listener: &Listener,
+        previous: Option<&ListenerConfig>,
+    ) -> Result<ListenerConfig, ConfigError> {
         let at = format!("listener {}", listener.name);
         let (host, port) =
             socket_of(listener.address.as_ref()).ok_or_else(|| ConfigError::new(&at, "needs a socket address"))?;
@@ -198,16 +208,28 @@ impl ListenerConfig {
                 other => return Err(ConfigError::new(&at, format!("listener filter {other} is not supported"))),
             }
         }
+        let reuse_or_compile = |chain: &FilterChain, at: String| -> Result<Arc<FilterChainConfig>, ConfigError> {
+            let print = fingerprint(chain);
+            match previous.and_then(|previous| previous.chain_with(print)) {
+                Some(kept) => Ok(kept),
+                None => compile_chain(chain, print, &at).map(Arc::new),
+            }
+        };
         for (index, chain) in listener.filter_chains.iter().enumerate() {
-            config.chains.push(Arc::new(compile_chain(chain, &format!("{at}: filter_chains[{index}]"))?));
+            config.chains.push(reuse_or_compile(chain, format!("{at}: filter_chains[{index}]"))?);
         }
         if let Some(chain) = &listener.default_filter_chain {
-            config.default_chain = Some(Arc::new(compile_chain(chain, &format!("{at}: default_filter_chain"))?));
+            config.default_chain = Some(reuse_or_compile(chain, format!("{at}: default_filter_chain"))?);
         }
         if config.chains.is_empty() && config.default_chain.is_none() {
             return Err(ConfigError::new(&at, "a listener needs at least one filter chain"));
         }
         Ok(config)
+    }
+
+    /// This listener's compiled chain with the fingerprint `print`, if it has one.
+    fn chain_with(&self, print: u64) -> Option<Arc<FilterChainConfig>> {
+        self.chains.iter().chain(self.default_chain.iter()).find(|chain| chain.fingerprint == print).cloned()
     }
 
     /// The RDS route names this listener's connection managers use.
@@ -226,7 +248,7 @@ impl ListenerConfig {
     }
 }
 
-fn compile_chain(chain: &FilterChain, at: &str) -> Result<FilterChainConfig, ConfigError> {
+fn compile_chain(chain: &FilterChain, fingerprint: u64, at: &str) -> Result<FilterChainConfig, ConfigError> {
     let matcher = match &chain.filter_chain_match {
         Some(found) => {
             let ranges = |ranges: &[envoy_types::pb::envoy::config::core::v3::CidrRange]| {
@@ -358,7 +380,7 @@ fn compile_chain(chain: &FilterChain, at: &str) -> Result<FilterChainConfig, Con
         rbac,
         mixer,
         sni_verifier,
-        fingerprint: fingerprint(chain),
+        fingerprint,
         retired: tokio::sync::watch::channel(false).0,
     })
 }
@@ -745,12 +767,12 @@ mod tests {
             ..TcpProxy::default()
         };
         let tcp = typed("envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy", &tcp);
-        let plain = compile_chain(&chain_with(&[], tcp.clone(), TCP_PROXY_FILTER), "c").expect("plain chain");
+        let plain = compile_chain(&chain_with(&[], tcp.clone(), TCP_PROXY_FILTER), 0, "c").expect("plain chain");
         let NetworkFilter::Tcp(proxy) = &plain.filter else { panic!("a TCP proxy") };
         assert!(!proxy.forward_downstream_sni && !plain.sni_verifier);
 
         let both = chain_with(&[SNI_VERIFIER, FORWARD_DOWNSTREAM_SNI], tcp, TCP_PROXY_FILTER);
-        let compiled = compile_chain(&both, "c").expect("chain with both filters");
+        let compiled = compile_chain(&both, 0, "c").expect("chain with both filters");
         let NetworkFilter::Tcp(proxy) = &compiled.filter else { panic!("a TCP proxy") };
         assert!(proxy.forward_downstream_sni && compiled.sni_verifier);
 
@@ -767,7 +789,7 @@ mod tests {
         };
         let manager =
             typed("envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager", &manager);
-        let error = compile_chain(&chain_with(&[FORWARD_DOWNSTREAM_SNI], manager, HCM_FILTER), "c").unwrap_err();
+        let error = compile_chain(&chain_with(&[FORWARD_DOWNSTREAM_SNI], manager, HCM_FILTER), 0, "c").unwrap_err();
         assert!(error.to_string().contains("forward_downstream_sni is supported before"), "{error}");
     }
 }
