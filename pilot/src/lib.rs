@@ -172,6 +172,7 @@ pub async fn start(config: Config) -> Result<Running, PilotError> {
     let grpc_shutdown = shutdown.wait();
     tokio::spawn(async move {
         let result = tonic::transport::Server::builder()
+            .max_frame_size(Some(xds::ads_service::MAX_FRAME_SIZE))
             .add_service(ads)
             .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async move {
                 grpc_shutdown.await;
@@ -224,6 +225,7 @@ async fn serve_secure_grpc(
     let tls = ServerTlsConfig::new().identity(identity).client_ca_root(root);
     let (listener, address) = istio_runtime::listen::bind(secure.address).await?;
     let mut builder = tonic::transport::Server::builder()
+        .max_frame_size(Some(xds::ads_service::MAX_FRAME_SIZE))
         .tls_config(tls)
         .map_err(|source| PilotError::SecureGrpcTls { dir: secure.cert_dir.display().to_string(), source })?;
     let router = builder.add_service(ads_service(server));

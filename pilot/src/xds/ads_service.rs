@@ -18,6 +18,12 @@ use super::wire::ResponseBody;
 /// cluster they hold).
 pub const MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
 
+/// The largest HTTP/2 frame proxies may send Pilot. The default (16 KB) splits a large mesh's
+/// EDS ACK (every cluster named, about 45 KB at 1000 services) over three or more frames; a
+/// proxy then sends each ACK as one frame, up to its flow-control window, and Pilot reads it in
+/// place.
+pub const MAX_FRAME_SIZE: u32 = 1024 * 1024;
+
 const SOTW_PATH: &str = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
 
 /// `envoy.service.discovery.v3.AggregatedDiscoveryService`, ready for a tonic server.

@@ -8,6 +8,8 @@
 //! - The names are not decoded up front (a string each, a thousand per ACK). They stay in the
 //!   message's bytes (`RequestNames`), where the stream compares them with the names it holds
 //!   and decodes them only when they differ, which after the first request they rarely do.
+//! - A message that arrives whole in one HTTP/2 DATA frame (Pilot accepts frames as large as a
+//!   proxy's flow-control window) is read from the frame's bytes without being copied.
 
 use bytes::{Buf, Bytes, BytesMut};
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
@@ -149,28 +151,57 @@ impl FrameReader {
                 Some(Err(status)) => return Err(status),
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data() {
-                        self.buffer.extend_from_slice(&data);
+                        if let Some(message) = self.whole_in_frame(data)? {
+                            return Ok(Some(message));
+                        }
                     }
                 }
             }
         }
     }
 
-    /// The message at the front of the buffer, once all of it is there.
-    fn complete_message(&mut self) -> Result<Option<SotwRequest>, Status> {
-        if self.buffer.len() < GRPC_PREFIX {
+    /// A message that starts a DATA frame and ends within it is decoded from the frame's bytes,
+    /// uncopied (Pilot lets proxies send frames as large as their flow-control window, so a
+    /// whole ACK usually arrives in one). Anything else goes to the buffer.
+    fn whole_in_frame(&mut self, mut data: Bytes) -> Result<Option<SotwRequest>, Status> {
+        if self.buffer.is_empty() {
+            if let Some(length) = self.message_length(&data)? {
+                if data.len() >= GRPC_PREFIX + length {
+                    let message = data.slice(GRPC_PREFIX..GRPC_PREFIX + length);
+                    data.advance(GRPC_PREFIX + length);
+                    self.buffer.extend_from_slice(&data);
+                    return decode_without_names(message).map(Some).map_err(undecodable);
+                }
+            }
+        }
+        self.buffer.extend_from_slice(&data);
+        Ok(None)
+    }
+
+    /// The length of the message whose gRPC prefix starts `bytes`; `None` until the prefix is
+    /// all there.
+    fn message_length(&self, bytes: &[u8]) -> Result<Option<usize>, Status> {
+        if bytes.len() < GRPC_PREFIX {
             return Ok(None);
         }
-        if self.buffer[0] != 0 {
+        if bytes[0] != 0 {
             return Err(Status::unimplemented("compressed requests are not accepted"));
         }
-        let length = u32::from_be_bytes([self.buffer[1], self.buffer[2], self.buffer[3], self.buffer[4]]) as usize;
+        let length = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize;
         if length > self.max_message_size {
             return Err(Status::out_of_range(format!(
                 "a request of {length} bytes is over the limit of {} bytes",
                 self.max_message_size
             )));
         }
+        Ok(Some(length))
+    }
+
+    /// The message at the front of the buffer, once all of it is there.
+    fn complete_message(&mut self) -> Result<Option<SotwRequest>, Status> {
+        let Some(length) = self.message_length(&self.buffer)? else {
+            return Ok(None);
+        };
         if self.buffer.len() < GRPC_PREFIX + length {
             self.buffer.reserve(GRPC_PREFIX + length - self.buffer.len());
             return Ok(None);
@@ -219,7 +250,11 @@ mod tests {
     }
 
     fn body(chunks: Vec<Vec<u8>>) -> tonic::body::Body {
-        let frames = chunks.into_iter().map(|chunk| Ok::<_, Status>(Frame::data(Bytes::from(chunk))));
+        body_of(chunks.into_iter().map(Bytes::from).collect())
+    }
+
+    fn body_of(chunks: Vec<Bytes>) -> tonic::body::Body {
+        let frames = chunks.into_iter().map(|chunk| Ok::<_, Status>(Frame::data(chunk)));
         tonic::body::Body::new(http_body_util::StreamBody::new(futures::stream::iter(frames)))
     }
 
@@ -252,6 +287,29 @@ mod tests {
         assert_eq!(reader.message().await.expect("first").map(whole), Some(first));
         assert_eq!(reader.message().await.expect("second").map(whole), Some(second));
         assert_eq!(reader.message().await.expect("third").map(whole), Some(third));
+        assert_eq!(reader.buffer.capacity(), 0, "nothing kept between messages");
+        assert!(reader.message().await.expect("the end").is_none());
+    }
+
+    /// A message that arrives whole in one frame is read from the frame's bytes, not copied;
+    /// what follows it in the frame is kept for the next message.
+    #[tokio::test]
+    async fn a_message_whole_in_a_frame_is_read_in_place() {
+        let (first, second) = (request(40), request(5));
+        let mut frame = framed(&first);
+        let first_length = frame.len();
+        let second_framed = framed(&second);
+        frame.extend_from_slice(&second_framed[..9]);
+        let frame = Bytes::from(frame);
+        let frame_range = frame.as_ptr() as usize..frame.as_ptr() as usize + frame.len();
+        let mut reader =
+            FrameReader::new(body_of(vec![frame.clone(), Bytes::copy_from_slice(&second_framed[9..])]), 1 << 20);
+        let read = reader.message().await.expect("first").expect("a message");
+        let RequestNames::Encoded(names) = &read.names else { panic!("names stay encoded") };
+        assert!(frame_range.contains(&(names.as_ptr() as usize)), "the names are the frame's own bytes");
+        assert_eq!(names.len(), first_length - GRPC_PREFIX);
+        assert_eq!(whole(read), first);
+        assert_eq!(reader.message().await.expect("second").map(whole), Some(second));
         assert_eq!(reader.buffer.capacity(), 0, "nothing kept between messages");
         assert!(reader.message().await.expect("the end").is_none());
     }
