@@ -314,6 +314,32 @@ mod tests {
         assert!(reader.message().await.expect("the end").is_none());
     }
 
+    /// However a stream of messages is cut into frames, the same messages come out in order.
+    #[tokio::test]
+    async fn every_cut_into_frames_gives_the_same_messages() {
+        let sent: Vec<DiscoveryRequest> = (0..6).map(|index| request(index * 7 % 23)).collect();
+        let stream: Vec<u8> = sent.iter().flat_map(framed).collect();
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..300 {
+            let mut chunks = Vec::new();
+            let mut at = 0;
+            while at < stream.len() {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let size = 1 + (seed % 700) as usize;
+                let end = (at + size).min(stream.len());
+                chunks.push(stream[at..end].to_vec());
+                at = end;
+            }
+            let mut reader = FrameReader::new(body(chunks), 1 << 20);
+            for expected in &sent {
+                assert_eq!(reader.message().await.expect("a message").map(whole).as_ref(), Some(expected));
+            }
+            assert!(reader.message().await.expect("the end").is_none());
+        }
+    }
+
     #[tokio::test]
     async fn oversized_compressed_and_cut_off_messages_are_errors() {
         let mut reader = FrameReader::new(body(vec![framed(&request(50))]), 100);
