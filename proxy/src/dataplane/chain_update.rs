@@ -14,17 +14,13 @@ use std::sync::Arc;
 
 use super::config::listener::{FilterChainConfig, ListenerConfig};
 
-fn chains(listener: &ListenerConfig) -> impl Iterator<Item = &Arc<FilterChainConfig>> {
-    listener.chains.iter().chain(listener.default_chain.iter())
-}
-
 /// Retires every chain of the `current` listeners (by name) that `next` does not carry: the
 /// same compiled chain under the same listener name.
 pub(crate) fn retire_dropped_chains(current: &HashMap<String, Arc<ListenerConfig>>, next: &[Arc<ListenerConfig>]) {
     for (name, old) in current {
         let kept: Vec<&Arc<FilterChainConfig>> =
-            next.iter().filter(|listener| &listener.name == name).flat_map(|listener| chains(listener)).collect();
-        for chain in chains(old) {
+            next.iter().filter(|listener| &listener.name == name).flat_map(|listener| listener.all_chains()).collect();
+        for chain in old.all_chains() {
             if !kept.iter().any(|next_chain| Arc::ptr_eq(next_chain, chain)) {
                 chain.retire();
             }

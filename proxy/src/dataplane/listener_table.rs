@@ -27,7 +27,7 @@ impl ListenerTable {
         let mut table = ListenerTable { stats: stats.clone(), ..ListenerTable::default() };
         for listener in listeners {
             table.listener_stats.insert(listener.address, Arc::new(ListenerStats::new(stats, listener.address)));
-            for chain in listener.chains.iter().chain(listener.default_chain.iter()) {
+            for chain in listener.all_chains() {
                 match &chain.filter {
                     NetworkFilter::Http(manager) => {
                         table.http_stats.entry(manager.stat_prefix.clone()).or_insert_with(|| {

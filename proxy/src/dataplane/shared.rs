@@ -137,7 +137,7 @@ impl Shared {
         let table = self.traffic.listeners.load_full();
         let warming = istio_runtime::sync::lock(&self.warming).clone();
         for listener in table.by_name.values().chain(warming.iter()) {
-            for chain in listener.chains.iter().chain(listener.default_chain.iter()) {
+            for chain in listener.all_chains() {
                 if let Some(tls) = &chain.tls {
                     add(&tls.material);
                 }
@@ -213,7 +213,7 @@ impl Shared {
             let previous = current.by_name.get(&listener.name).map(|previous| &**previous);
             compiled.push(Arc::new(ListenerConfig::compile_reusing(listener, previous)?));
         }
-        for chain in compiled.iter().flat_map(|listener| listener.chains.iter().chain(listener.default_chain.iter())) {
+        for chain in compiled.iter().flat_map(|listener| listener.all_chains()) {
             if let Some(settings) = chain.tls.as_ref().filter(|tls| tls.material.secrets().next().is_none()) {
                 check_at_update(self.traffic.tls.server_config(settings))
                     .map_err(|source| UpdateError::ChainTls { chain: chain.name.clone(), source })?;

@@ -227,9 +227,14 @@ impl ListenerConfig {
         Ok(config)
     }
 
+    /// Every filter chain of this listener, the default chain last.
+    pub(crate) fn all_chains(&self) -> impl Iterator<Item = &Arc<FilterChainConfig>> {
+        self.chains.iter().chain(self.default_chain.iter())
+    }
+
     /// This listener's compiled chain with the fingerprint `print`, if it has one.
     fn chain_with(&self, print: u64) -> Option<Arc<FilterChainConfig>> {
-        self.chains.iter().chain(self.default_chain.iter()).find(|chain| chain.fingerprint == print).cloned()
+        self.all_chains().find(|chain| chain.fingerprint == print).cloned()
     }
 
     /// The RDS route names this listener's connection managers use.
